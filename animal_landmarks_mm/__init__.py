@@ -1,0 +1,12 @@
+"""MMPose plugin: 28-point face landmarks for anime and animal characters.
+
+Importing the package (directly or through a config's ``custom_imports``) registers the dataset
+type in mmpose's registry and lets torch >= 2.6 load mmengine checkpoints safely.
+"""
+from .checkpoint_compat import allow_mmengine_checkpoints
+from .dataset import AnimalCharacterFaceDataset
+
+__version__ = '0.1.0'
+__all__ = ['AnimalCharacterFaceDataset', 'allow_mmengine_checkpoints']
+
+allow_mmengine_checkpoints()

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Create or update .venv with the tested OpenMMLab stack for torch 2.14 (see README "Install").
+#
+# Idempotent: every step checks what is already there, so a second run takes seconds.
+# Usage: bash tools/setup_env.sh            (or: make setup)
+# Env:   PYTHON=python3.11  VENV=.venv  WHEELHOUSE=../shared/wheelhouse
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3.11}"
+VENV="${VENV:-$ROOT/.venv}"
+WHEELHOUSE="${WHEELHOUSE:-$ROOT/../shared/wheelhouse}"
+# Wheels this script builds itself (mmcv when no prebuilt one is found) are kept here.
+LOCAL_WHEELS="$ROOT/.cache/wheels"
+STAMP="$VENV/.animal_landmarks_mm-setup"
+mkdir -p "$LOCAL_WHEELS"
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
+start=$(date +%s)
+
+# The stamp records the hash of everything that decides the environment; when nothing changed and
+# the key imports work, there is nothing to do.
+want_hash=$(cat tools/setup_env.sh requirements/*.txt pyproject.toml | sha256sum | cut -c1-16)
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want_hash" ]] &&
+    "$VENV/bin/python" -c "import animal_landmarks_mm, mmpose, mmdet; from mmcv.ops import nms" 2>/dev/null; then
+    log "environment up to date ($VENV)"
+    exit 0
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating $VENV with $PYTHON"
+    "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+# pip, minus the noise of this machine's pip.conf naming index folders that lack a package.
+pip_() {
+    "$PY" -m pip --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+FIND_LINKS=(--find-links "$LOCAL_WHEELS")
+[[ -d "$WHEELHOUSE" ]] && FIND_LINKS+=(--find-links "$WHEELHOUSE")
+
+log "1/6 build tools (setuptools<81: mmengine and mmcv's setup import pkg_resources)"
+pip_ install -q -c requirements/constraints.txt pip setuptools wheel cython
+
+log "2/6 torch + torchvision (CUDA build; taken from local disk where pip has it)"
+pip_ install -q -c requirements/constraints.txt torch torchvision numpy
+
+log "3/6 mmcv 2.1.0 with compiled ops"
+if ! "$PY" -c "from mmcv.ops import nms" 2>/dev/null; then
+    if ! compgen -G "$WHEELHOUSE/mmcv-2.1.0-*.whl" >/dev/null &&
+        ! compgen -G "$LOCAL_WHEELS/mmcv-2.1.0-*.whl" >/dev/null; then
+        log "no prebuilt mmcv wheel found: building it from the sdist (about 5 minutes on 2 cores)"
+        src=$(mktemp -d)
+        pip_ download -q --no-deps --no-binary :all: mmcv==2.1.0 -d "$src"
+        tar -xzf "$src"/mmcv-2.1.0.tar.gz -C "$src"
+        # torch >= 2.10 headers refuse C++17 ("C++20 or later compatible compiler is required").
+        sed -i "s/'-std=c++17'/'-std=c++20'/" "$src/mmcv-2.1.0/setup.py"
+        grep -q "'-std=c++20'" "$src/mmcv-2.1.0/setup.py"
+        (cd "$src/mmcv-2.1.0" &&
+            MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" CFLAGS="-g0" CXXFLAGS="-g0" \
+            pip_ wheel -q --no-build-isolation --no-deps . -w "$LOCAL_WHEELS")
+        rm -rf "$src"
+    fi
+    pip_ install -q -c requirements/constraints.txt "${FIND_LINKS[@]}" --only-binary mmcv mmcv==2.1.0
+    "$PY" -c "from mmcv.ops import nms"
+fi
+
+log "4/6 xtcocotools from source (its wheels are built against numpy 1)"
+if ! "$PY" -c "import xtcocotools.coco" 2>/dev/null; then
+    pip_ install -q -c requirements/constraints.txt --no-build-isolation \
+        --no-binary xtcocotools xtcocotools
+fi
+
+log "5/6 mmpose + mmdet without their declared deps (chumpy does not build and is never imported)"
+pip_ install -q -c requirements/constraints.txt --no-deps -r requirements/openmmlab.txt
+
+log "6/6 this project, editable, with dev and tools extras"
+pip_ install -q -c requirements/constraints.txt -e ".[dev,tools]"
+
+"$PY" - <<'EOF'
+import animal_landmarks_mm  # noqa: F401  (registers the dataset)
+import mmcv, mmdet, mmengine, mmpose, torch
+from mmcv.ops import nms  # noqa: F401
+from mmpose.registry import DATASETS
+assert DATASETS.get('AnimalCharacterFaceDataset') is not None
+print(f'torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, '
+      f'mmpose {mmpose.__version__}, mmdet {mmdet.__version__}')
+EOF
+echo "$want_hash" > "$STAMP"
+log "done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"
