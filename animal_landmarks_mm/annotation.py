@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,8 @@ class Face:
 
     def to_json(self) -> dict[str, Any]:
         return dict(
-            landmarks=[None if p is None else [float(p[0]), float(p[1])] for p in self.landmarks],
+            landmarks=[None if p is None else [round(float(p[0]), 4), round(float(p[1]), 4)]
+                       for p in self.landmarks],
             visibility=list(self.visibility),
             bbox=None if self.bbox is None else [float(v) for v in self.bbox],
         )
@@ -221,7 +223,10 @@ def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
         raise AnnotationError(f'{path}: {e}') from None
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+_PAIR = re.compile(r'\[\s*(-?[\d.eE+-]+|null),\s*(-?[\d.eE+-]+|null)\s*\]')
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
     """Write JSON to ``path`` so that a crash leaves either the old file or the new one, whole.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
@@ -232,7 +237,10 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            json.dump(obj, f, indent=1, ensure_ascii=False)
+            text = json.dumps(obj, indent=indent, ensure_ascii=False)
+            if indent is not None:  # one line per [x, y] pair, not one per number
+                text = _PAIR.sub(r'[\1, \2]', text)
+            f.write(text)
             f.write('\n')
             f.flush()
             os.fsync(f.fileno())

@@ -1,2 +1,63 @@
-def allow_mmengine_checkpoints():
-    pass
+"""Let torch >= 2.6 load mmengine checkpoints with ``weights_only=True`` (its default).
+
+mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means the
+restricted unpickler, which refuses the few non-tensor objects an mmengine checkpoint holds in its
+``message_hub`` and ``meta``: numpy arrays and scalars, and mmengine's ``HistoryBuffer``, whose
+state names its statistics methods through ``getattr(HistoryBuffer, 'mean')``. Instead of turning
+the safety off, this module allow-lists exactly those classes, and for ``getattr`` registers a
+stand-in that only returns ``HistoryBuffer``'s registered statistics methods: any other
+``getattr`` in a checkpoint is still refused.
+"""
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+
+_installed = False
+# HistoryBuffer's built-in statistics; it registers them lazily, on its first instance
+_BUILTIN_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
+
+
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` restricted to what an mmengine ``HistoryBuffer`` pickles."""
+    if obj is HistoryBuffer and (name in _BUILTIN_STATISTICS
+                                 or name in HistoryBuffer._statistics_methods):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'refused getattr({obj!r}, {name!r}) in a weights_only checkpoint load '
+        '(only HistoryBuffer statistics methods are allowed)')
+
+
+def _numpy_globals() -> list[Any]:
+    """numpy's pickling helpers, under both the numpy 2 (``_core``) and numpy 1 (``core``)
+    module names, so checkpoints written under either load."""
+    from numpy._core import multiarray
+    entries: list[Any] = [np.ndarray, np.dtype, bytes]
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        entries += [(multiarray._reconstruct, f'{module}._reconstruct'),
+                    (multiarray.scalar, f'{module}.scalar')]
+    entries += [cls for cls in vars(np.dtypes).values()
+                if isinstance(cls, type) and issubclass(cls, np.dtype)]
+    return entries
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Allow-list the globals of mmengine checkpoints for ``torch.load(weights_only=True)``.
+
+    Idempotent; called when :mod:`animal_landmarks_mm` is imported, which every config of this
+    project does through ``custom_imports`` before any checkpoint is loaded (``load_from``,
+    ``--resume``, ``tools/test.py``, ``mmpose.apis.init_model``).
+    """
+    global _installed
+    if _installed:
+        return
+    torch.serialization.add_safe_globals([
+        HistoryBuffer,
+        (_history_buffer_getattr, 'builtins.getattr'),
+        *_numpy_globals(),
+    ])
+    _installed = True

@@ -1,0 +1,377 @@
+"""Procedural cartoon animal-character faces whose 28 landmarks are exact by construction.
+
+Each face is built in a canonical frame (face half-width 1, x to the image-right, y down), its
+landmarks placed on the very curves that are drawn (eyelids, brows, jaw, lips), then mapped into
+the image by one similarity transform (random rotation, scale, position) after a small yaw-like
+shift of the inner features. Species (cat, fox, dog, rabbit, bear) change the ears; colours,
+proportions, expression, hair fringe and backgrounds are random; a share of images is greyscale
+like monochrome manga. Because the face is left/right distinct only through the image, a wrong
+flip pair or a bad augmentation shows up as a worse NME.
+
+Coordinates follow mmpose: a pixel's centre is at integer coordinates.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .annotation import Face, ImageAnnotation, save_annotation
+from .schema import NUM_KEYPOINTS
+
+SPECIES = ('cat', 'fox', 'dog', 'rabbit', 'bear')
+_SHIFT = 4  # cv2 drawing in fixed point: coordinates carry 4 fractional bits
+_SCALE = 1 << _SHIFT
+
+
+def _bezier3(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int = 24) -> np.ndarray:
+    """Quadratic curve from p0 to p2 that passes through p1 at its middle."""
+    control = 2 * p1 - (p0 + p2) / 2
+    t = np.linspace(0, 1, n)[:, None]
+    return (1 - t)**2 * p0 + 2 * (1 - t) * t * control + t**2 * p2
+
+
+def _ellipse(center, rx, ry, start=0.0, end=2 * math.pi, n=48) -> np.ndarray:
+    t = np.linspace(start, end, n)
+    return np.stack([center[0] + rx * np.cos(t), center[1] + ry * np.sin(t)], axis=1)
+
+
+def _color(rng: np.random.Generator, lo: int = 0, hi: int = 255) -> tuple[int, int, int]:
+    return tuple(int(v) for v in rng.integers(lo, hi + 1, size=3))
+
+
+def _shade(color, factor: float) -> tuple[int, int, int]:
+    return tuple(int(np.clip(c * factor, 0, 255)) for c in color)
+
+
+@dataclass
+class _Canvas:
+    """An image plus the canonical-to-image transform; draws canonical shapes anti-aliased."""
+
+    image: np.ndarray
+    matrix: np.ndarray  # 2x3 affine, canonical -> image pixels
+    unit: float  # pixels per canonical unit
+
+    def map(self, pts: np.ndarray) -> np.ndarray:
+        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+        return pts @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+    def _fixed(self, pts: np.ndarray) -> np.ndarray:
+        return np.round(self.map(pts) * _SCALE).astype(np.int32)
+
+    def fill(self, pts, color) -> None:
+        cv2.fillPoly(self.image, [self._fixed(pts)], color, cv2.LINE_AA, _SHIFT)
+
+    def line(self, pts, color, width: float, closed: bool = False) -> None:
+        thickness = max(1, int(round(width * self.unit)))
+        cv2.polylines(self.image, [self._fixed(pts)], closed, color, thickness, cv2.LINE_AA,
+                      _SHIFT)
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A gradient with random translucent shapes and noise: not a plain colour to segment."""
+    top, bottom = np.array(_color(rng)), np.array(_color(rng))
+    ramp = np.linspace(0, 1, height)[:, None, None]
+    image = (top * (1 - ramp) + bottom * ramp).repeat(width, axis=1).astype(np.uint8)
+    for _ in range(rng.integers(3, 9)):
+        overlay = image.copy()
+        center = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        size = int(rng.integers(8, max(9, min(width, height) // 3)))
+        if rng.random() < 0.5:
+            cv2.circle(overlay, center, size, _color(rng), -1, cv2.LINE_AA)
+        else:
+            cv2.rectangle(overlay, center, (center[0] + size, center[1] + size // 2), _color(rng),
+                          -1)
+        alpha = rng.uniform(0.2, 0.7)
+        image = cv2.addWeighted(overlay, alpha, image, 1 - alpha, 0)
+    noise = rng.normal(0, rng.uniform(2, 8), image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+class FaceModel:
+    """One random face in the canonical frame: its parameters, landmarks and drawing.
+
+    Args:
+        rng: the random generator that decides everything about the face.
+    """
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        u = rng.uniform
+        self.species = SPECIES[rng.integers(len(SPECIES))]
+        self.yaw = u(-0.25, 0.25)
+        self.chin_length = u(0.85, 1.15)
+        self.jaw_power = u(0.55, 1.1)  # < 1: pointed chin and full cheeks (anime); ~1: rounder
+        self.eye_x, self.eye_y = u(0.38, 0.5), u(0.02, 0.18)
+        self.eye_half_width = u(0.17, 0.25)
+        self.eye_up, self.eye_down = u(0.16, 0.3), u(0.1, 0.2)
+        self.eye_tilt = u(-0.04, 0.08)
+        self.brow_gap, self.brow_arch = u(0.08, 0.18), u(0.02, 0.09)
+        self.nose_y = u(0.36, 0.5)
+        self.mouth_y, self.mouth_half_width = u(0.6, 0.76), u(0.07, 0.2)
+        self.mouth_open = u(0.0, 0.14) if rng.random() < 0.5 else u(0.015, 0.03)
+        self.smile = u(-0.03, 0.05)
+        self.skin = _color(rng, 150, 255)
+        self.hair = _color(rng)
+        self.iris = _color(rng)
+        self.outline = _shade(self.hair, 0.35)
+
+    # geometry -------------------------------------------------------------------------------
+
+    def _jaw_point(self, s: float) -> np.ndarray:
+        """Jaw curve from the left temple (s=-1) through the chin (s=0) to the right temple."""
+        return np.array([s, -0.1 + self.chin_length * (1 - abs(s))**self.jaw_power])
+
+    def _feature_shift(self, depth: float) -> np.ndarray:
+        """How far the yaw moves a feature that stands ``depth`` in front of the face plane."""
+        return np.array([self.yaw * depth, 0.0])
+
+    def _eye(self, side: int) -> np.ndarray:
+        """Six eyelid points of one eye (side -1: image-left, +1: image-right).
+
+        Order: upper outer, upper top, upper inner, lower outer, lower bottom, lower inner.
+        """
+        jitter = self.rng.normal(0, 0.012, size=(6, 2))
+        foreshorten = 1 - 0.6 * self.yaw * side  # the eye turned away looks narrower
+        w = self.eye_half_width * foreshorten
+        cx = side * self.eye_x + self.yaw * 0.25
+        cy = self.eye_y
+        outer, inner = side, -side  # the outer corner is towards the face side
+        pts = np.array([
+            [cx + outer * w, cy - self.eye_tilt],
+            [cx + outer * 0.1 * w, cy - self.eye_up],
+            [cx + inner * 0.95 * w, cy - 0.35 * self.eye_up],
+            [cx + outer * 0.8 * w, cy + 0.45 * self.eye_down],
+            [cx, cy + self.eye_down],
+            [cx + inner * 0.75 * w, cy + 0.4 * self.eye_down],
+        ])
+        return pts + jitter
+
+    def _brow(self, side: int, eye: np.ndarray) -> np.ndarray:
+        """Three brow points, outer to inner."""
+        top = eye[1, 1] - self.brow_gap
+        outer = [eye[0, 0] + side * 0.05, top + 0.03 + self.rng.normal(0, 0.01)]
+        middle = [(eye[0, 0] + eye[2, 0]) / 2, top - self.brow_arch]
+        inner = [eye[2, 0] - side * 0.02, top + 0.02 + self.rng.normal(0, 0.01)]
+        return np.array([outer, middle, inner])
+
+    def landmarks(self) -> np.ndarray:
+        """The 28 landmarks in the canonical frame, in the schema's order."""
+        contour = [self._jaw_point(s) for s in (-0.97, -0.6, 0.0, 0.6, 0.97)]
+        eye_l, eye_r = self._eye(-1), self._eye(+1)
+        brow_l, brow_r = self._brow(-1, eye_l), self._brow(+1, eye_r)
+        # right-side points are listed inner to outer, as the schema orders them
+        right_eye = eye_r[[2, 1, 0, 5, 4, 3]]
+        nose = np.array([0.0, self.nose_y]) + self._feature_shift(0.4)
+        m = np.array([0.0, self.mouth_y]) + self._feature_shift(0.3)
+        half = self.mouth_half_width
+        mouth = [m + [-half, -self.smile], m + [0, 0], m + [half, -self.smile],
+                 m + [0, self.mouth_open]]
+        points = np.vstack([contour, brow_l, brow_r[::-1], eye_l, right_eye, [nose], mouth])
+        assert points.shape == (NUM_KEYPOINTS, 2)
+        self._cache = dict(eye_l=eye_l, eye_r=eye_r, brow_l=brow_l, brow_r=brow_r)
+        return points
+
+    # drawing --------------------------------------------------------------------------------
+
+    def _draw_ears(self, cv: _Canvas) -> None:
+        rng = self.rng
+        inner_color = _shade((200, 170, 255), rng.uniform(0.8, 1.1))
+        for side in (-1, 1):
+            if self.species in ('cat', 'fox'):
+                size = 0.55 if self.species == 'cat' else 0.75
+                angle = math.radians(rng.uniform(30, 55)) * side
+                base_c = np.array([math.sin(angle) * 0.95, -0.1 - math.cos(angle) * 0.95])
+                normal = base_c - [0, -0.1]
+                normal /= np.linalg.norm(normal)
+                tangent = np.array([-normal[1], normal[0]])
+                tip = base_c + normal * size * rng.uniform(0.9, 1.2) + tangent * side * 0.1
+                outer = np.array([base_c - tangent * 0.32, tip, base_c + tangent * 0.32])
+                cv.fill(outer, self.hair)
+                inner = base_c + (outer - base_c) * 0.6
+                cv.fill(inner, inner_color)
+            elif self.species == 'rabbit':
+                angle = math.radians(rng.uniform(5, 25)) * side
+                length = rng.uniform(0.9, 1.3)
+                center = np.array([side * 0.35 + math.sin(angle) * length,
+                                   -0.9 - math.cos(angle) * length])
+                pts = _ellipse(center, 0.2, length, n=40)
+                rot = np.array([[math.cos(angle), -math.sin(angle)],
+                                [math.sin(angle), math.cos(angle)]])
+                cv.fill((pts - center) @ rot.T + center, self.hair)
+                cv.fill(((pts - center) * [0.5, 0.8]) @ rot.T + center, inner_color)
+            elif self.species == 'dog':
+                center = np.array([side * 1.0, 0.2])
+                cv.fill(_ellipse(center, 0.3, 0.65), _shade(self.hair, 0.8))
+            else:  # bear
+                center = np.array([side * 0.75, -0.85])
+                cv.fill(_ellipse(center, 0.3, 0.3), self.hair)
+                cv.fill(_ellipse(center, 0.16, 0.16), inner_color)
+
+    def _face_outline(self) -> np.ndarray:
+        jaw = np.array([self._jaw_point(s) for s in np.linspace(-1, 1, 41)])
+        # from the right temple over the top of the head back to the left one
+        cranium = _ellipse((0, -0.1), 1.0, 1.0, 0, -math.pi, n=40)[1:-1]
+        return np.vstack([jaw, cranium])
+
+    def _draw_eye(self, cv: _Canvas, eye: np.ndarray, side: int) -> None:
+        upper = _bezier3(eye[0], eye[1], eye[2])
+        lower = _bezier3(eye[3], eye[4], eye[5])
+        sclera = np.vstack([upper, lower[::-1]])
+        layer = cv.image.copy()
+        sub = _Canvas(layer, cv.matrix, cv.unit)
+        sub.fill(sclera, (250, 250, 250))
+        center = eye[[1, 4]].mean(axis=0) + [self.rng.uniform(-0.03, 0.03), 0.02]
+        half_h = (eye[4, 1] - eye[1, 1]) / 2
+        iris_w = abs(eye[0, 0] - eye[2, 0]) * 0.33
+        sub.fill(_ellipse(center, iris_w, half_h * 0.95), self.iris)
+        sub.fill(_ellipse(center + [0, 0.02], iris_w * 0.5, half_h * 0.5), _shade(self.iris, 0.3))
+        sub.fill(_ellipse(center + [-0.04, -half_h * 0.45], iris_w * 0.3, half_h * 0.2),
+                 (255, 255, 255))
+        mask = np.zeros(cv.image.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [sub._fixed(sclera)], 255, cv2.LINE_AA, _SHIFT)
+        alpha = (mask.astype(np.float32) / 255)[..., None]
+        cv.image[:] = (layer * alpha + cv.image * (1 - alpha)).astype(np.uint8)
+        cv.line(upper, self.outline, 0.06)
+        lash = np.array([eye[0], eye[0] + [side * 0.08, -0.06]])
+        cv.line(lash, self.outline, 0.04)
+        cv.line(lower, self.outline, 0.025)
+
+    def draw(self, cv: _Canvas, points: np.ndarray) -> None:
+        """Draw the whole character onto ``cv`` (``points`` from :meth:`landmarks`)."""
+        rng = self.rng
+        self._draw_ears(cv)
+        # long hair behind the head
+        if rng.random() < 0.6:
+            back = np.array([[-1.15, -0.3], [1.15, -0.3], [1.25, rng.uniform(0.8, 1.8)],
+                             [-1.25, rng.uniform(0.8, 1.8)]])
+            cv.fill(back, _shade(self.hair, 0.85))
+        cv.fill(_ellipse((0, -0.12), 1.08, 1.06), self.hair)
+        # neck and shoulders
+        chin_y = points[2, 1]
+        cv.fill(np.array([[-0.35, chin_y - 0.3], [0.35, chin_y - 0.3], [0.4, chin_y + 0.5],
+                          [-0.4, chin_y + 0.5]]), _shade(self.skin, 0.85))
+        cv.fill(np.array([[-1.3, chin_y + 0.35], [1.3, chin_y + 0.35], [1.6, chin_y + 1.6],
+                          [-1.6, chin_y + 1.6]]), _color(rng))
+        outline = self._face_outline()
+        cv.fill(outline, self.skin)
+        jaw = np.array([self._jaw_point(s) for s in np.linspace(-1, 1, 41)])
+        cv.line(jaw, _shade(self.skin, 0.55), 0.025)
+        if rng.random() < 0.6:  # blush
+            for side in (-1, 1):
+                cv.fill(_ellipse((side * 0.5, points[23, 1] - 0.02), 0.14, 0.05),
+                        _shade((255, 150, 160), rng.uniform(0.9, 1.1)))
+        c = self._cache
+        self._draw_eye(cv, c['eye_l'], -1)
+        self._draw_eye(cv, c['eye_r'], +1)
+        for brow in (c['brow_l'], c['brow_r']):
+            cv.line(_bezier3(*brow), _shade(self.hair, 0.5), rng.uniform(0.03, 0.06))
+        nose = points[23]
+        cv.line(np.array([nose + [-0.015, -0.07], nose]), _shade(self.skin, 0.5), 0.025)
+        left, upper, right, lower = points[24], points[25], points[26], points[27]
+        upper_curve = _bezier3(left, upper, right)
+        if self.mouth_open > 0.04:
+            mouth = np.vstack([upper_curve, _bezier3(right, lower, left)])
+            cv.fill(mouth, (60, 40, 140))
+            cv.fill(_ellipse(lower - [0, self.mouth_open * 0.3], self.mouth_half_width * 0.4,
+                             self.mouth_open * 0.25), (150, 130, 240))
+            cv.line(mouth, self.outline, 0.02, closed=True)
+        else:
+            cv.line(upper_curve, self.outline, 0.025)
+            cv.line(_bezier3(left * 0.3 + right * 0.7, lower, right * 0.3 + left * 0.7),
+                    _shade(self.skin, 0.6), 0.015)
+        self._draw_fringe(cv, points)
+
+    def _draw_fringe(self, cv: _Canvas, points: np.ndarray) -> None:
+        """Spiky bangs from the hairline down towards (rarely over) the brows."""
+        brow_top = min(points[5:11, 1]) - 0.04
+        xs = np.linspace(-1.0, 1.0, int(self.rng.integers(5, 9)) * 2 + 1)
+        tips = []
+        for i, x in enumerate(xs):
+            if i % 2:  # spike tip
+                tips.append([x, brow_top - self.rng.uniform(0.0, 0.25)])
+            else:
+                tips.append([x, brow_top - self.rng.uniform(0.35, 0.5)])
+        fringe = np.vstack([[[-1.02, -0.2]], tips, [[1.02, -0.2], [0.9, -0.9], [-0.9, -0.9]]])
+        cv.fill(fringe, self.hair)
+
+
+def render_face_image(rng: np.random.Generator, width: int, height: int
+                      ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Draw one character on a random background.
+
+    Args:
+        rng: decides everything.
+        width: image width in pixels.
+        height: image height in pixels.
+
+    Returns:
+        The BGR image, the (28, 2) landmarks in image pixels, and the species name.
+    """
+    image = _background(rng, width, height)
+    face = FaceModel(rng)
+    canonical = face.landmarks()
+    unit = rng.uniform(0.16, 0.26) * min(width, height)
+    angle = math.radians(rng.uniform(-25, 25))
+    margin = 1.2 * unit
+    center = (rng.uniform(margin, max(margin + 1, width - margin)),
+              rng.uniform(margin * 1.1, max(margin * 1.1 + 1, height - margin * 0.9)))
+    cos, sin = math.cos(angle) * unit, math.sin(angle) * unit
+    matrix = np.array([[cos, -sin, center[0]], [sin, cos, center[1]]])
+    cv = _Canvas(image, matrix, unit)
+    face.draw(cv, canonical)
+    if rng.random() < 0.1:  # monochrome, like manga pages
+        grey = cv2.cvtColor(cv.image, cv2.COLOR_BGR2GRAY)
+        cv.image[:] = grey[..., None]
+    return cv.image, cv.map(canonical), face.species
+
+
+def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: int = 0,
+                           min_size: int = 256, max_size: int = 384,
+                           progress: bool = True) -> list[Path]:
+    """Write ``out_dir/images/*.png`` and one annotation JSON each in ``out_dir/landmarks/``.
+
+    Image ``i`` depends only on ``(seed, i)``, so a set can be regenerated or extended.
+
+    Args:
+        out_dir: destination folder (created).
+        num_images: how many images.
+        seed: base random seed.
+        min_size: smallest image side in pixels.
+        max_size: largest image side in pixels.
+        progress: show a progress bar.
+
+    Returns:
+        The annotation files written.
+    """
+    if num_images <= 0:
+        raise ValueError(f'num_images must be positive, got {num_images}')
+    if not 32 <= min_size <= max_size:
+        raise ValueError(f'need 32 <= min_size <= max_size, got {min_size}, {max_size}')
+    out_dir = Path(out_dir)
+    image_dir, ann_dir = out_dir / 'images', out_dir / 'landmarks'
+    image_dir.mkdir(parents=True, exist_ok=True)
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in tqdm(range(num_images), desc='synthetic faces', unit='img', disable=not progress):
+        rng = np.random.default_rng([seed, i])
+        width, height = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
+        image, points, species = render_face_image(rng, width, height)
+        name = f'synthetic_{seed}_{i:05d}.png'
+        if not cv2.imwrite(str(image_dir / name), image):
+            raise OSError(f'could not write {image_dir / name}')
+        annotation = ImageAnnotation(
+            image=name, width=width, height=height,
+            faces=[Face(landmarks=[(float(x), float(y)) for x, y in points])],
+            meta=dict(annotator='synthetic', source=dict(
+                generator='animal_landmarks_mm.synthetic', seed=seed, index=i,
+                species=species)))
+        path = ann_dir / f'{Path(name).stem}.json'
+        save_annotation(path, annotation)
+        written.append(path)
+    return written

@@ -1,0 +1,53 @@
+# HRNetV2-W18 + DARK for the 28-point animal-character face layout, trained from scratch.
+# mmpose's WFLW recipe (256x256 input, 64x64 heatmaps, unbiased decoding with an 11-px blur,
+# flip test with heatmap shift), with 28 outputs, our dataset and NME over the outer eye corners.
+_base_ = ['mmpose::face_2d_keypoint/topdown_heatmap/wflw/'
+          'td-hm_hrnetv2-w18_dark-8xb64-60e_wflw-256x256.py']
+
+custom_imports = dict(imports=['animal_landmarks_mm'], allow_failed_imports=False)
+
+# one GPU at batch 64 instead of 8: the WFLW lr (2e-3 at 512) scaled linearly
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
+auto_scale_lr = dict(base_batch_size=64)
+
+default_hooks = dict(
+    checkpoint=dict(save_best='NME', rule='less', interval=1, max_keep_ckpts=3))
+
+visualizer = dict(vis_backends=[
+    dict(type='LocalVisBackend'),
+    dict(type='TensorboardVisBackend'),
+])
+
+model = dict(
+    # ImageNet weights cannot be fetched at run time; to start from them pass
+    # --cfg-options model.backbone.init_cfg.type=Pretrained \
+    #     model.backbone.init_cfg.checkpoint=/path/to/hrnetv2_w18_imagenet.pth
+    backbone=dict(init_cfg=None),
+    head=dict(out_channels=28))
+
+dataset_type = 'AnimalCharacterFaceDataset'
+# the folder tools/dataset.py wrote (--output-dir); image paths in its files are relative to it
+data_root = 'data/animal_faces/'
+
+train_dataloader = dict(
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='annotations/train.json',
+        data_prefix=dict(img='')))
+val_dataloader = dict(
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='annotations/val.json',
+        data_prefix=dict(img='')))
+test_dataloader = dict(
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        ann_file='annotations/test.json',
+        data_prefix=dict(img='')))
+
+# inter-ocular NME: outer eye corners, points 11 and 19
+val_evaluator = dict(type='NME', norm_mode='keypoint_distance', keypoint_indices=[11, 19])
+test_evaluator = val_evaluator

@@ -1,0 +1,47 @@
+"""Convert per-image annotation JSON into COCO-style train/val/test files.
+
+Example:
+    python tools/dataset.py --annotation-dir data/faces/landmarks --image-dir data/faces/images \
+        --output-dir data/faces --train-ratio 0.7 --val-ratio 0.2 --test-ratio 0.1 --seed 42
+"""
+import argparse
+import sys
+
+from animal_landmarks_mm.converter import AnnotationConverter, ConversionError
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--annotation-dir', required=True, help='folder of annotation JSON files')
+    parser.add_argument('--image-dir', required=True,
+                        help='folder the annotations\' "image" names are relative to')
+    parser.add_argument('--output-dir', required=True,
+                        help='writes annotations/{train,val,test}.json and {train,val,test}.txt')
+    parser.add_argument('--train-ratio', type=float, default=0.7)
+    parser.add_argument('--val-ratio', type=float, default=0.2)
+    parser.add_argument('--test-ratio', type=float, default=0.1)
+    parser.add_argument('--seed', type=int, default=42, help='seed of the split shuffle')
+    parser.add_argument('--val-annotation-dir',
+                        help='use this whole folder as the validation split; the annotation dir '
+                        'is then split into train and test only')
+    parser.add_argument('--strict', action='store_true',
+                        help='fail on any bad annotation file instead of leaving it out')
+    parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    converter = AnnotationConverter(args.image_dir, args.output_dir, strict=args.strict,
+                                    progress=not args.no_progress)
+    try:
+        summary = converter.convert(
+            args.annotation_dir, args.train_ratio, args.val_ratio, args.test_ratio, args.seed,
+            args.val_annotation_dir)
+    except ConversionError as e:
+        sys.exit(f'error: {e}')
+    print(summary.format())
+
+
+if __name__ == '__main__':
+    main()
