@@ -1,0 +1,25 @@
+# Entry points; each sets up .venv first (idempotent, seconds when already done).
+PY := .venv/bin/python
+DEMO_CONFIG := configs/td-hm_hrnetv2-w18_dark-1xb16-6e_animal-face-synthetic-256x256.py
+DEMO_DIR := work_dirs/demo
+
+.PHONY: setup demo test clean-demo
+
+setup:
+	bash tools/setup_env.sh
+
+# Synthetic faces -> COCO splits -> a short CPU training -> test NME, all under work_dirs/demo.
+demo: setup
+	$(PY) tools/make_synthetic_dataset.py --out-dir $(DEMO_DIR)/data --num-images 160 \
+		--min-size 256 --max-size 320
+	$(PY) tools/dataset.py --annotation-dir $(DEMO_DIR)/data/landmarks \
+		--image-dir $(DEMO_DIR)/data/images --output-dir $(DEMO_DIR)/data
+	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
+	$(PY) tools/test.py $(DEMO_CONFIG) "$$(ls -t $(DEMO_DIR)/best_NME_epoch_*.pth | head -n 1)" \
+		--work-dir $(DEMO_DIR)
+
+test: setup
+	$(PY) -m pytest
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny synthetic dataset, converted, and a runner for the tools/ CLIs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from animal_landmarks_mm.converter import AnnotationConverter
+from animal_landmarks_mm.synthetic import make_synthetic_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+MAIN_CONFIG = REPO / 'configs' / 'td-hm_hrnetv2-w18_dark-1xb64-60e_animal-face-256x256.py'
+
+
+def run_tool(script: str, *args: str, cwd: str | os.PathLike | None = None,
+             check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``tools/<script>`` with this interpreter; returns the finished process (text)."""
+    env = dict(os.environ, PYTHONWARNINGS='ignore', MPLBACKEND='Agg')
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / script), *map(str, args)],
+                          cwd=cwd or REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{script} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n'
+                             f'{proc.stderr[-4000:]}')
+    return proc
+
+
+@pytest.fixture(scope='session')
+def synthetic_dir(tmp_path_factory) -> Path:
+    """Ten small synthetic images with their annotation files (images/, landmarks/)."""
+    out = tmp_path_factory.mktemp('synthetic')
+    make_synthetic_dataset(out, num_images=10, seed=3, min_size=160, max_size=200,
+                           progress=False)
+    return out
+
+
+@pytest.fixture(scope='session')
+def coco_dir(synthetic_dir: Path) -> Path:
+    """The synthetic set converted: 4 train, 3 val, 3 test images."""
+    converter = AnnotationConverter(synthetic_dir / 'images', synthetic_dir, progress=False)
+    converter.convert(synthetic_dir / 'landmarks', 0.4, 0.3, 0.3, seed=0)
+    return synthetic_dir

@@ -1,0 +1,38 @@
+"""torch's weights_only loading accepts mmengine checkpoints, and nothing more than needed."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer, MessageHub
+
+import animal_landmarks_mm  # noqa: F401  (installs the allow-list)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (getattr, (np.ndarray, 'tofile'))
+
+
+class _Unknown:
+    pass
+
+
+def test_mmengine_style_checkpoint_loads_with_weights_only(tmp_path):
+    hub = MessageHub.get_instance('compat-test')
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_scalar('train/loss', np.float64(0.25))
+    ckpt = dict(meta=dict(seed=np.int64(3), dataset_meta=dict(flip=np.arange(4))),
+                state_dict=dict(w=torch.ones(2)), message_hub=hub.state_dict())
+    torch.save(ckpt, tmp_path / 'c.pth')
+    loaded = torch.load(tmp_path / 'c.pth')  # the default: weights_only=True on torch >= 2.6
+    buffer = loaded['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, HistoryBuffer) and buffer.mean() == pytest.approx(0.375)
+    assert loaded['meta']['dataset_meta']['flip'].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize('payload', [_Payload(), _Unknown()])
+def test_other_globals_are_still_refused(tmp_path, payload):
+    torch.save(dict(x=payload), tmp_path / 'evil.pth')
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(tmp_path / 'evil.pth')

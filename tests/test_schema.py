@@ -1,0 +1,61 @@
+"""The 28-point schema agrees with LANDMARKS.md and with the mmpose metainfo config file."""
+from mmengine.config import Config
+from mmpose.datasets.datasets.utils import parse_pose_metainfo
+
+from animal_landmarks_mm import schema
+from animal_landmarks_mm.dataset import METAINFO_FILE, AnimalCharacterFaceDataset
+
+# Straight from LANDMARKS.md (the authority), not derived from the package.
+DOC_FLIP_INDICES = [4, 3, 2, 1, 0, 10, 9, 8, 7, 6, 5, 19, 18, 17, 22, 21, 20, 13, 12, 11, 16, 15,
+                    14, 23, 26, 25, 24, 27]
+DOC_GROUPS = {
+    'contour': [0, 1, 2, 3, 4],
+    'eyebrows': [5, 6, 7, 8, 9, 10],
+    'eyes': list(range(11, 23)),
+    'nose': [23],
+    'mouth': [24, 25, 26, 27],
+}
+
+
+def _plain(obj):
+    """Tuples to lists and int-like dict keys to ints, to compare config and code values."""
+    if isinstance(obj, dict):
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: _plain(v)
+                for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def test_schema_matches_landmarks_doc():
+    assert schema.NUM_KEYPOINTS == len(schema.LANDMARKS) == 28
+    assert schema.flip_indices() == DOC_FLIP_INDICES
+    assert schema.group_indices() == DOC_GROUPS
+    assert schema.INTEROCULAR_INDICES == (11, 19)
+    assert len(set(schema.KEYPOINT_NAMES)) == 28
+    assert schema.describe(12) == '12: left eye, upper lid, top'
+
+
+def test_metainfo_file_agrees_with_schema():
+    info = Config.fromfile(str(METAINFO_FILE)).dataset_info.to_dict()
+    assert _plain(info) == _plain(schema.dataset_info())
+
+
+def test_parsed_metainfo_has_flip_pairs_colours_and_skeleton():
+    meta = parse_pose_metainfo(dict(from_file=str(METAINFO_FILE)))
+    assert meta['dataset_name'] == 'animal_character_face'
+    assert meta['num_keypoints'] == 28
+    assert list(meta['flip_indices']) == DOC_FLIP_INDICES
+    assert len(meta['skeleton_links']) == len(schema.SKELETON)
+    # colours by group: every point of a group has its group's colour
+    for group, indices in DOC_GROUPS.items():
+        for i in indices:
+            assert tuple(meta['keypoint_colors'][i]) == schema.GROUP_COLORS[group]
+    assert meta['sigmas'].size == 0
+
+
+def test_dataset_metainfo_is_resolved_from_the_package(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the repo: the path must not depend on the cwd
+    meta = AnimalCharacterFaceDataset(ann_file='', lazy_init=True).metainfo
+    assert meta['dataset_name'] == 'animal_character_face'
+    assert list(meta['flip_indices']) == DOC_FLIP_INDICES

@@ -1,0 +1,69 @@
+"""The synthetic face generator: deterministic, faces that look like faces, exact points."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from animal_landmarks_mm.annotation import load_annotation
+from animal_landmarks_mm.synthetic import make_synthetic_dataset, render_face_image
+
+
+def test_same_seed_same_images(tmp_path):
+    make_synthetic_dataset(tmp_path / 'a', 3, seed=5, progress=False)
+    make_synthetic_dataset(tmp_path / 'b', 3, seed=5, progress=False)
+    make_synthetic_dataset(tmp_path / 'c', 3, seed=6, progress=False)
+    for name in ('synthetic_5_00002.png', 'synthetic_5_00002.json'):
+        sub = 'images' if name.endswith('png') else 'landmarks'
+        assert (tmp_path / 'a' / sub / name).read_bytes() == (tmp_path / 'b' / sub / name).read_bytes()
+    a = cv2.imread(str(tmp_path / 'a' / 'images' / 'synthetic_5_00000.png'))
+    c = cv2.imread(str(tmp_path / 'c' / 'images' / 'synthetic_6_00000.png'))
+    assert a.shape != c.shape or not np.array_equal(a, c)
+
+
+def test_annotations_are_valid_and_inside_the_image(synthetic_dir):
+    for path in sorted((synthetic_dir / 'landmarks').glob('*.json')):
+        ann = load_annotation(path)
+        image = cv2.imread(str(synthetic_dir / 'images' / ann.image))
+        assert image.shape[:2] == (ann.height, ann.width)
+        pts = np.array(ann.faces[0].landmarks)
+        assert pts.shape == (28, 2)
+        assert (pts >= 0).all() and (pts[:, 0] < ann.width).all() and (pts[:, 1] < ann.height).all()
+        assert json.loads(path.read_text())['meta']['source']['generator'] == \
+            'animal_landmarks_mm.synthetic'
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_face_geometry_is_a_face(seed):
+    """In the face's own frame (undoing the roll), brows are above eyes, eyes above the nose,
+    the nose above the mouth, the mouth above the chin, and image-left points are on the left."""
+    _, pts, _ = render_face_image(np.random.default_rng(seed), 256, 256)
+    roll = np.arctan2(*(pts[19] - pts[11])[::-1])
+    rot = np.array([[np.cos(-roll), -np.sin(-roll)], [np.sin(-roll), np.cos(-roll)]])
+    p = (pts - pts.mean(axis=0)) @ rot.T
+    y = p[:, 1]
+    assert y[5:11].mean() < y[11:23].mean() < y[23] < y[24:28].mean() < y[2]
+    assert p[0, 0] < p[2, 0] < p[4, 0]  # temples either side of the chin
+    left, right = [0, 1, 5, 6, 7, 11, 12, 13, 14, 15, 16, 24], [4, 3, 10, 9, 8, 19, 18, 17, 22,
+                                                                21, 20, 26]
+    assert (p[left, 0] < p[right, 0]).all()
+
+
+def test_points_lie_on_drawn_lines():
+    """The upper-lid top (12, 18) is on the dark eyelid stroke, not on skin: the annotation
+    marks what is drawn."""
+    for seed in range(20):
+        image, pts, _ = render_face_image(np.random.default_rng(seed), 320, 320)
+        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(int)
+        for i in (12, 18):
+            x, y = np.round(pts[i]).astype(int)
+            cx, cy = np.round((pts[23] + pts[1]) / 2).astype(int)  # the cheek: skin or blush
+            skin = grey[cy, cx]
+            assert grey[y, x] < skin - 40, (seed, i)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='num_images must be positive'):
+        make_synthetic_dataset('unused', 0)
+    with pytest.raises(ValueError, match='min_size <= max_size'):
+        make_synthetic_dataset('unused', 1, min_size=300, max_size=200)
