@@ -15,6 +15,5 @@ train_dataloader = dict(
     batch_size=16, num_workers=2, dataset=dict(data_root=data_root))
 val_dataloader = dict(
     batch_size=16, num_workers=2, dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
 test_dataloader = dict(
     batch_size=16, num_workers=2, dataset=dict(data_root=data_root))
