@@ -13,6 +13,13 @@ auto_scale_lr = dict(base_batch_size=64)
 default_hooks = dict(
     checkpoint=dict(save_best='NME', rule='less', interval=1, max_keep_ckpts=3))
 
+# load_from is loaded strictly, from mmpose 1.x or anime_face_detector (0.x) checkpoints alike;
+# backbone_only=True loads only the backbone of a checkpoint with another head
+custom_hooks = [
+    dict(type='StrictLoadFromHook', backbone_only=False),
+    dict(type='SyncBuffersHook'),
+]
+
 visualizer = dict(vis_backends=[
     dict(type='LocalVisBackend'),
     dict(type='TensorboardVisBackend'),

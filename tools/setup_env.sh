@@ -40,13 +40,13 @@ pip_() {
 FIND_LINKS=(--find-links "$LOCAL_WHEELS")
 [[ -d "$WHEELHOUSE" ]] && FIND_LINKS+=(--find-links "$WHEELHOUSE")
 
-log "1/6 build tools (setuptools<81: mmengine and mmcv's setup import pkg_resources)"
+log "1/7 build tools (setuptools<81: mmengine and mmcv's setup import pkg_resources)"
 pip_ install -q -c requirements/constraints.txt pip setuptools wheel cython
 
-log "2/6 torch + torchvision (CUDA build; taken from local disk where pip has it)"
+log "2/7 torch + torchvision (CUDA build; taken from local disk where pip has it)"
 pip_ install -q -c requirements/constraints.txt torch torchvision numpy
 
-log "3/6 mmcv 2.1.0 with compiled ops"
+log "3/7 mmcv 2.1.0 with compiled ops"
 if ! "$PY" -c "from mmcv.ops import nms" 2>/dev/null; then
     if ! compgen -G "$WHEELHOUSE/mmcv-2.1.0-*.whl" >/dev/null &&
         ! compgen -G "$LOCAL_WHEELS/mmcv-2.1.0-*.whl" >/dev/null; then
@@ -66,19 +66,27 @@ if ! "$PY" -c "from mmcv.ops import nms" 2>/dev/null; then
     "$PY" -c "from mmcv.ops import nms"
 fi
 
-log "4/6 xtcocotools from source (its wheels are built against numpy 1)"
+log "4/7 xtcocotools from source (its wheels are built against numpy 1)"
 if ! "$PY" -c "import xtcocotools.coco" 2>/dev/null; then
     pip_ install -q -c requirements/constraints.txt --no-build-isolation \
         --no-binary xtcocotools xtcocotools
 fi
 
-log "5/6 mmpose + mmdet without their declared deps (chumpy does not build and is never imported)"
+log "5/7 mmpose + mmdet without their declared deps (chumpy does not build and is never imported)"
 pip_ install -q -c requirements/constraints.txt --no-deps -r requirements/openmmlab.txt
 
-log "6/6 this project, editable, with dev and tools extras"
+log "6/7 this project, editable, with dev and tools extras"
 pip_ install -q -c requirements/constraints.txt -e ".[dev,tools]"
 
+log "7/7 anime-face-detector 0.1.0, the consumer of exported checkpoints (it declares Python>=3.12"
+log "    but runs on 3.11; its cv2 comes from opencv-python, so not opencv-python-headless)"
+if ! "$PY" -c "import anime_face_detector" 2>/dev/null; then
+    pip_ install -q -c requirements/constraints.txt --no-deps --ignore-requires-python \
+        anime-face-detector==0.1.0
+fi
+
 "$PY" - <<'EOF'
+import anime_face_detector  # noqa: F401
 import animal_landmarks_mm  # noqa: F401  (registers the dataset)
 import mmcv, mmdet, mmengine, mmpose, torch
 from mmcv.ops import nms  # noqa: F401
