@@ -13,6 +13,26 @@ from animal_landmarks_mm.synthetic import make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN_CONFIG = REPO / 'configs' / 'td-hm_hrnetv2-w18_dark-1xb64-60e_animal-face-256x256.py'
+FINETUNE_CONFIG = (REPO / 'configs' /
+                   'td-hm_hrnetv2-w18_dark-ft-animeface-1xb32-30e_animal-face-256x256.py')
+
+# 4 train images at batch 2: one epoch is 2 iterations; no worker processes
+TINY_OPTIONS = {
+    **{f'{split}_dataloader.{key}': value for split in ('train', 'val', 'test')
+       for key, value in (('batch_size', 2), ('num_workers', 0), ('persistent_workers', False))},
+    'train_cfg.max_epochs': 1,
+}
+TINY = [f'{key}={value}' for key, value in TINY_OPTIONS.items()]
+
+#: Lines for the end of the pytest report (numbers people want to see, e.g. the equality test).
+REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if REPORT:
+        terminalreporter.section('measured')
+        for line in REPORT:
+            terminalreporter.write_line(line)
 
 
 def run_tool(script: str, *args: str, cwd: str | os.PathLike | None = None,
@@ -43,3 +63,12 @@ def coco_dir(synthetic_dir: Path) -> Path:
     converter = AnnotationConverter(synthetic_dir / 'images', synthetic_dir, progress=False)
     converter.convert(synthetic_dir / 'landmarks', 0.4, 0.3, 0.3, seed=0)
     return synthetic_dir
+
+
+@pytest.fixture(scope='session')
+def trained(coco_dir, tmp_path_factory) -> tuple[Path, str]:
+    """A model trained for 2 iterations through tools/train.py: (work dir, its log)."""
+    work_dir = tmp_path_factory.mktemp('train')
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', work_dir, '--data-root', coco_dir,
+                    '--cfg-options', *TINY)
+    return work_dir, proc.stdout + proc.stderr

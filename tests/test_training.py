@@ -5,30 +5,16 @@ fix) work together in mmengine's Runner.
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import MAIN_CONFIG, REPO, run_tool
-
-# 4 train images at batch 2: one epoch is the 2 iterations the test wants
-TINY = ['train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
-        'test_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-        'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
-        'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
-        'test_dataloader.persistent_workers=False', 'train_cfg.max_epochs=1']
+from conftest import MAIN_CONFIG, TINY, run_tool
 
 NME = re.compile(r'NME: (\d+\.\d+)')
-
-
-@pytest.fixture(scope='module')
-def trained(coco_dir, tmp_path_factory):
-    work_dir = tmp_path_factory.mktemp('train')
-    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', work_dir, '--data-root', coco_dir,
-                    '--cfg-options', *TINY)
-    return work_dir, proc.stdout + proc.stderr
 
 
 def test_two_iterations_then_validation_nme(trained):
@@ -53,8 +39,9 @@ def test_tools_test_loads_the_checkpoint_and_prints_nme(trained, coco_dir):
     assert re.search(r'Epoch\(test\).*NME: \d', log), log[-3000:]
 
 
-def test_resume_continues_from_the_last_checkpoint(trained, coco_dir):
-    work_dir, _ = trained
+def test_resume_continues_from_the_last_checkpoint(trained, coco_dir, tmp_path):
+    work_dir = tmp_path / 'work_dir'  # a copy: the trained model serves other tests as it is
+    shutil.copytree(trained[0], work_dir)
     proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', work_dir, '--data-root', coco_dir,
                     '--resume', '--cfg-options', *TINY[:-1], 'train_cfg.max_epochs=2')
     log = proc.stdout + proc.stderr

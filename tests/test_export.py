@@ -1,0 +1,210 @@
+"""anime_face_detector compatibility: fine-tune from its checkpoints, export into its layout, and
+the same points from the real consumer (anime-face-detector 0.1.0) as from mmpose 1.x."""
+import hashlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+from safetensors.torch import load_file, save_file
+
+from animal_landmarks_mm.annotation import load_annotation
+from animal_landmarks_mm.export import (CheckpointLayoutError, anime_face_detector_to_mmpose,
+                                        export_checkpoint, mmpose_to_anime_face_detector,
+                                        read_checkpoint)
+from animal_landmarks_mm.training import set_data_root
+from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPORT, TINY_OPTIONS, run_tool
+
+anime_face_detector = pytest.importorskip('anime_face_detector')
+from anime_face_detector._landmark import LandmarkModel  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def afd_state_dict():
+    """Weights in anime_face_detector's own model (its released layout), random but fixed."""
+    torch.manual_seed(0)
+    model = LandmarkModel()
+    for module in model.modules():  # non-trivial BN statistics, so that every tensor counts
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.9, 1.1)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope='module')
+def afd_files(afd_state_dict, tmp_path_factory):
+    """The two forms users have: the release .pth (with meta) and the newer .safetensors."""
+    folder = tmp_path_factory.mktemp('afd')
+    torch.save(dict(meta=dict(mmpose_version='0.29.0', epoch=60), state_dict=afd_state_dict),
+               folder / 'mmpose_anime-face_hrnetv2.pth')
+    save_file(afd_state_dict, str(folder / 'model.safetensors'))
+    return folder
+
+
+def _runner_loading(load_from, coco_dir, work_dir, config=FINETUNE_CONFIG, **options):
+    cfg = Config.fromfile(str(config))
+    set_data_root(cfg, str(coco_dir))
+    cfg.merge_from_dict({**TINY_OPTIONS, **options})
+    cfg.load_from, cfg.work_dir = str(load_from), str(work_dir)
+    return Runner.from_cfg(cfg)
+
+
+@pytest.mark.parametrize('name', ['mmpose_anime-face_hrnetv2.pth', 'model.safetensors'])
+def test_fine_tune_config_loads_every_tensor_of_an_afd_checkpoint(afd_files, afd_state_dict,
+                                                                  coco_dir, tmp_path, name):
+    runner = _runner_loading(afd_files / name, coco_dir, tmp_path)
+    runner.test()  # load_from is loaded by StrictLoadFromHook before testing
+    loaded = runner.model.state_dict()
+    expected = anime_face_detector_to_mmpose(afd_state_dict)
+    assert loaded.keys() == expected.keys() and len(loaded) == 1839
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key
+
+
+def _with_68_point_head(state_dict):
+    changed = dict(state_dict)
+    changed['keypoint_head.final_layer.3.weight'] = torch.zeros(68, 270, 1, 1)
+    changed['keypoint_head.final_layer.3.bias'] = torch.zeros(68)
+    return changed
+
+
+def test_other_head_is_refused_unless_backbone_only_is_asked(afd_state_dict, coco_dir,
+                                                             tmp_path):
+    path = tmp_path / 'wflw_like.pth'
+    torch.save(_with_68_point_head(afd_state_dict), path)
+    runner = _runner_loading(path, coco_dir, tmp_path / 'strict')
+    with pytest.raises(CheckpointLayoutError,
+                       match=r'shape mismatch: head\.final_layer\.weight \(68, 270, 1, 1\) vs \(28, 270, 1, 1\).*'
+                             r'backbone_only=True'):
+        runner.test()
+    runner = _runner_loading(path, coco_dir, tmp_path / 'backbone',
+                             **{'custom_hooks.0.backbone_only': True})
+    runner.test()
+    loaded = runner.model.state_dict()
+    for key, value in afd_state_dict.items():
+        if key.startswith('backbone.'):
+            assert torch.equal(loaded[key], value), key
+    assert loaded['head.final_layer.weight'].shape[0] == 28
+
+
+def test_other_backbone_is_refused(afd_state_dict, coco_dir, tmp_path):
+    path = tmp_path / 'other_backbone.pth'
+    torch.save({k: v for k, v in afd_state_dict.items() if 'stage4' not in k}, path)
+    with pytest.raises(CheckpointLayoutError, match=r'missing: backbone\.stage4'):
+        _runner_loading(path, coco_dir, tmp_path).test()
+
+
+@pytest.fixture(scope='module')
+def exported(trained, tmp_path_factory):
+    """The 2-iteration model exported through tools/export.py in both file formats."""
+    work_dir, _ = trained
+    folder = tmp_path_factory.mktemp('export')
+    files = {}
+    for suffix in ('safetensors', 'pth'):
+        out = folder / f'animal_face.{suffix}'
+        proc = run_tool('export.py', work_dir / 'epoch_1.pth', out)
+        assert f'wrote {out}' in proc.stdout and 'LandmarkDetector(' in proc.stdout
+        files[suffix] = out
+    return files
+
+
+def test_export_is_tensors_only_under_mmpose_0x_names(exported, afd_state_dict):
+    plain = torch.load(exported['pth'], map_location='cpu', weights_only=True)
+    for state_dict in (plain, load_file(str(exported['safetensors']))):
+        assert set(state_dict) == set(afd_state_dict)  # exactly the consumer's names
+        assert all(isinstance(v, torch.Tensor) for v in state_dict.values())
+        for key, value in afd_state_dict.items():
+            assert state_dict[key].shape == value.shape, key
+    assert 'meta' not in plain and 'optimizer' not in plain
+
+
+@pytest.mark.parametrize('fmt', ['safetensors', 'pth'])
+def test_consumer_and_mmpose_give_the_same_points(exported, trained, coco_dir, fmt):
+    """anime_face_detector.LandmarkDetector on the exported file vs mmpose's inference_topdown on
+    the training checkpoint: same image, same box, flip test and DARK in both."""
+    from anime_face_detector import LandmarkDetector
+    from mmpose.apis import inference_topdown, init_model
+    work_dir, _ = trained
+    detector = LandmarkDetector(landmark_checkpoint_path=exported[fmt], face_detector_name=None,
+                                device='cpu')
+    model = init_model(str(MAIN_CONFIG), str(work_dir / 'epoch_1.pth'), device='cpu')
+    assert model.cfg.model.test_cfg.flip_test and model.cfg.codec.unbiased
+    worst = 0.0
+    for ann_path in sorted((coco_dir / 'landmarks').glob('*.json'))[:4]:
+        ann = load_annotation(ann_path)
+        image = cv2.imread(str(coco_dir / 'images' / ann.image))
+        points = np.array(ann.faces[0].landmarks)
+        box = np.concatenate([points.min(0) - 8, points.max(0) + 8]).astype(np.float32)
+        ours = inference_topdown(model, image, bboxes=box[None], bbox_format='xyxy')
+        ours = ours[0].pred_instances.keypoints[0]
+        theirs = detector(image, boxes=[np.append(box, 1.0)])[0]['keypoints'][:, :2]
+        diff = np.abs(ours - theirs).max()
+        worst = max(worst, float(diff))
+        assert diff < 0.5, (ann.image, diff)
+    REPORT.append(f'anime-face-detector 0.1.0 ({fmt}) vs mmpose inference_topdown, 4 images x '
+                  f'28 points, flip test + DARK: max |difference| = {worst:.2e} px (limit 0.5)')
+
+
+def test_round_trip_export_then_load_from_gives_identical_weights(exported, trained, coco_dir,
+                                                                  tmp_path):
+    work_dir, _ = trained
+    original, _ = read_checkpoint(work_dir / 'epoch_1.pth')
+    for fmt, path in exported.items():
+        runner = _runner_loading(path, coco_dir, tmp_path / fmt, config=MAIN_CONFIG)
+        runner.test()
+        loaded = runner.model.state_dict()
+        assert loaded.keys() == original.keys()
+        for key, value in original.items():
+            assert torch.equal(loaded[key], value), (fmt, key)
+
+
+def test_mmpose_release_format(trained, tmp_path):
+    work_dir, _ = trained
+    proc = run_tool('export.py', work_dir / 'epoch_1.pth', tmp_path / 'animal_face.pth',
+                    '--format', 'mmpose')
+    files = list(tmp_path.glob('animal_face-*.pth'))
+    assert len(files) == 1 and str(files[0]) in proc.stdout and 'init_model(' in proc.stdout
+    digest = hashlib.sha256(files[0].read_bytes()).hexdigest()
+    assert files[0].stem.endswith(digest[:8])
+    checkpoint = torch.load(files[0], map_location='cpu')
+    assert set(checkpoint) == {'state_dict', 'meta'}
+    assert checkpoint['meta']['dataset_meta']['dataset_name'] == 'animal_character_face'
+    from mmpose.apis import init_model
+    model = init_model(str(MAIN_CONFIG), str(files[0]), device='cpu')
+    assert model.dataset_meta['num_keypoints'] == 28
+
+
+def test_export_refuses_what_the_consumer_cannot_hold(afd_state_dict, tmp_path):
+    mmpose_names = anime_face_detector_to_mmpose(afd_state_dict)
+    cases = {
+        'keypoints': (_with_68_point_head(afd_state_dict),
+                      'the head predicts 68 keypoints; anime_face_detector\'s model holds 28'),
+        'backbone': ({k: v for k, v in mmpose_names.items() if 'stage4' not in k},
+                     'other backbone (HRNetV2-W18 expected): missing: backbone.stage4'),
+        'head': ({k: v for k, v in mmpose_names.items() if 'conv_layers' not in k},
+                 'other head layout'),
+    }
+    for name, (state_dict, message) in cases.items():
+        path = tmp_path / f'{name}.pth'
+        torch.save(dict(state_dict=state_dict), path)
+        with pytest.raises(CheckpointLayoutError, match=message.replace('(', r'\(')
+                           .replace(')', r'\)')):
+            export_checkpoint(path, tmp_path / f'{name}.safetensors')
+        assert not (tmp_path / f'{name}.safetensors').exists()
+    proc = run_tool('export.py', tmp_path / 'keypoints.pth', tmp_path / 'x.safetensors',
+                    check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        'error: the head predicts 68 keypoints; anime_face_detector\'s model holds 28']
+
+
+def test_name_mapping_is_a_bijection(afd_state_dict):
+    there = anime_face_detector_to_mmpose(afd_state_dict)
+    assert {k for k in there if not k.startswith('backbone.')} == {
+        'head.conv_layers.0.weight', 'head.conv_layers.0.bias', 'head.conv_layers.1.weight',
+        'head.conv_layers.1.bias', 'head.conv_layers.1.running_mean',
+        'head.conv_layers.1.running_var', 'head.conv_layers.1.num_batches_tracked',
+        'head.final_layer.weight', 'head.final_layer.bias'}
+    assert mmpose_to_anime_face_detector(there).keys() == afd_state_dict.keys()

@@ -1,0 +1,136 @@
+"""mmpose's inference API on our config and checkpoints, and tools/infer.py."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from animal_landmarks_mm import schema
+from animal_landmarks_mm.annotation import load_annotation
+from animal_landmarks_mm.infer import FaceDetector, scale_detected_box
+from conftest import MAIN_CONFIG, run_tool
+
+
+@pytest.fixture(scope='module')
+def checkpoint(trained):
+    return trained[0] / 'epoch_1.pth'
+
+
+@pytest.fixture(scope='module')
+def model(checkpoint):
+    from mmpose.apis import init_model
+    return init_model(str(MAIN_CONFIG), str(checkpoint), device='cpu')
+
+
+def _image_and_box(coco_dir, index=0):
+    ann = load_annotation(sorted((coco_dir / 'landmarks').glob('*.json'))[index])
+    points = np.array(ann.faces[0].landmarks)
+    box = np.concatenate([points.min(0) - 8, points.max(0) + 8]).astype(np.float32)
+    return coco_dir / 'images' / ann.image, box
+
+
+def test_init_model_and_inference_topdown(model, coco_dir):
+    from mmpose.apis import inference_topdown
+    meta = model.dataset_meta
+    assert meta['dataset_name'] == 'animal_character_face'
+    assert [meta['keypoint_id2name'][i] for i in range(28)] == list(schema.KEYPOINT_NAMES)
+    assert len(meta['skeleton_links']) == len(schema.SKELETON)
+    image_path, box = _image_and_box(coco_dir)
+    results = inference_topdown(model, str(image_path), bboxes=box[None], bbox_format='xyxy')
+    assert results[0].pred_instances.keypoints.shape == (1, 28, 2)
+    assert results[0].pred_instances.keypoint_scores.shape == (1, 28)
+
+
+def test_mmpose_inferencer_draws_our_skeleton(checkpoint, coco_dir, tmp_path):
+    from mmpose.apis import MMPoseInferencer
+    inferencer = MMPoseInferencer(pose2d=str(MAIN_CONFIG), pose2d_weights=str(checkpoint),
+                                  device='cpu')
+    image_path, _ = _image_and_box(coco_dir)
+    # a 2-iteration model scores low: draw every point (kpt_thr=0)
+    result = next(inferencer(str(image_path), vis_out_dir=str(tmp_path), show=False,
+                             kpt_thr=0.0))
+    assert len(result['predictions'][0][0]['keypoints']) == 28
+    drawn = cv2.imread(str(tmp_path / image_path.name))
+    original = cv2.imread(str(image_path))
+    assert drawn.shape == original.shape and (drawn != original).any()
+
+
+def test_infer_tool_with_boxes_writes_pictures_and_annotations(model, checkpoint, coco_dir,
+                                                              tmp_path):
+    from mmpose.apis import inference_topdown
+    image_path, box = _image_and_box(coco_dir)
+    other_path, other_box = _image_and_box(coco_dir, 1)
+    boxes = tmp_path / 'boxes.json'
+    boxes.write_text(json.dumps({image_path.name: [box.tolist()],
+                                 other_path.name: [other_box.tolist(), other_box.tolist()]}))
+    out = tmp_path / 'out'
+    proc = run_tool('infer.py', coco_dir / 'images', '--config', MAIN_CONFIG, '--checkpoint',
+                    checkpoint, '--boxes', boxes, '--out-dir', out)
+    assert '2 images' in proc.stdout  # the others have no boxes: skipped with a warning
+    assert 'no boxes in' in proc.stdout + proc.stderr
+    ann = load_annotation(out / 'annotations' / f'{image_path.stem}.json')
+    two = load_annotation(out / 'annotations' / f'{other_path.stem}.json')
+    assert len(ann.faces) == 1 and len(two.faces) == 2
+    assert (out / 'vis' / f'{image_path.stem}.jpg').is_file()
+    expected = inference_topdown(model, str(image_path), bboxes=box[None], bbox_format='xyxy')
+    np.testing.assert_allclose(np.array(ann.faces[0].landmarks),
+                               expected[0].pred_instances.keypoints[0], atol=1e-3)
+    assert ann.faces[0].bbox == pytest.approx(tuple(box.tolist()))
+    assert ann.meta['annotator'] == 'model' and ann.meta['source']['boxes'] == 'boxes file'
+
+
+def test_infer_tool_whole_image_fallback_warns(coco_dir, trained, tmp_path):
+    image_path, _ = _image_and_box(coco_dir)
+    proc = run_tool('infer.py', image_path, '--config', MAIN_CONFIG, '--checkpoint',
+                    trained[0] / 'epoch_1.pth', '--out-dir', tmp_path)
+    assert 'using the whole image as the face box' in proc.stdout + proc.stderr
+    ann = load_annotation(tmp_path / 'annotations' / f'{image_path.stem}.json')
+    assert ann.faces[0].bbox == (0.0, 0.0, float(ann.width), float(ann.height))
+
+
+def test_face_detector_boxes_are_grown_as_anime_face_detector_does(coco_dir, trained,
+                                                                   tmp_path):
+    """anime_face_detector's real YOLOv3 (random weights: its release is not downloadable
+    here) drives the box path; boxes reach the landmark model grown by 1.1."""
+    from anime_face_detector._face import YOLOv3FaceDetector
+    torch.manual_seed(0)
+    weights = tmp_path / 'yolov3.pth'
+    torch.save(YOLOv3FaceDetector().state_dict(), weights)
+    detector = FaceDetector('yolov3', weights, score_thr=0.0)
+    image_path, _ = _image_and_box(coco_dir)
+    image = cv2.imread(str(image_path))
+    raw = detector.model.detect(image)
+    boxes = detector(image)
+    assert len(boxes) == len(raw) > 0
+    np.testing.assert_allclose(boxes, [scale_detected_box(b[:4]) for b in raw], rtol=1e-6)
+    size = raw[0, 2:4] - raw[0, :2] + 1
+    np.testing.assert_allclose(boxes[0, 2:4] - boxes[0, :2], size * 1.1, rtol=1e-5)
+    proc = run_tool('infer.py', image_path, '--config', MAIN_CONFIG, '--checkpoint',
+                    trained[0] / 'epoch_1.pth', '--face-detector', 'yolov3',
+                    '--face-detector-checkpoint', weights, '--face-score-thr', '0',
+                    '--out-dir', tmp_path / 'out')
+    ann = load_annotation(tmp_path / 'out' / 'annotations' / f'{image_path.stem}.json')
+    assert len(ann.faces) == len(boxes)
+    assert ann.meta['source']['boxes'] == 'anime_face_detector face detector'
+
+
+@pytest.mark.parametrize('args, message', [
+    (['missing_dir'], 'error: input not found: missing_dir'),
+    (['IMG', '--face-detector', 'yolov3'],
+     'error: --face-detector needs --face-detector-checkpoint'),
+    (['IMG', '--face-detector', 'yolov3', '--face-detector-checkpoint', 'nope.pth'],
+     'error: face detector checkpoint not found: nope.pth'),
+    (['IMG', '--boxes', 'BOXES'], "must be a list of [x0, y0, x1, y1] with x1 > x0"),
+])
+def test_infer_bad_input_is_a_one_line_error(coco_dir, trained, tmp_path, args, message):
+    image_path, _ = _image_and_box(coco_dir)
+    bad_boxes = tmp_path / 'boxes.json'
+    bad_boxes.write_text(json.dumps({image_path.name: [[10, 10, 5, 20]]}))
+    args = [str(image_path) if a == 'IMG' else str(bad_boxes) if a == 'BOXES' else a
+            for a in args]
+    proc = run_tool('infer.py', *args, '--config', MAIN_CONFIG, '--checkpoint',
+                    trained[0] / 'epoch_1.pth', '--out-dir', tmp_path / 'out', check=False)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: ') and message in last
