@@ -11,7 +11,6 @@ only ``data_root=output_dir`` and ``data_prefix=dict(img='')`` whatever folder t
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -21,9 +20,16 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from .annotation import (ABSENT, STATUS_SKIPPED, AnnotationError, Face, ImageAnnotation,
-                         load_annotation, write_json_atomic)
-from .schema import KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
+from .annotation import (
+    ABSENT,
+    STATUS_SKIPPED,
+    AnnotationError,
+    Face,
+    ImageAnnotation,
+    load_annotation,
+    write_json_atomic,
+)
+from .schema import KEYPOINT_NAMES, SKELETON
 
 SPLITS = ('train', 'val', 'test')
 

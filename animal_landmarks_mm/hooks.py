@@ -5,8 +5,13 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpose.registry import HOOKS
 
-from .export import (CheckpointLayoutError, compare_state_dicts, is_anime_face_detector_layout,
-                     read_checkpoint, to_mmpose_state_dict)
+from .export import (
+    CheckpointLayoutError,
+    compare_state_dicts,
+    is_anime_face_detector_layout,
+    read_checkpoint,
+    to_mmpose_state_dict,
+)
 
 
 @HOOKS.register_module()

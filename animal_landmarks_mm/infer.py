@@ -15,8 +15,8 @@ they make boxes themselves: anime_face_detector grows detected boxes by 1.1 arou
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 

@@ -4,9 +4,18 @@ import os
 
 import pytest
 
-from animal_landmarks_mm.annotation import (ABSENT, OCCLUDED, VISIBLE, AnnotationError, Face,
-                                            ImageAnnotation, load_annotation, parse_annotation,
-                                            save_annotation, write_json_atomic)
+from animal_landmarks_mm.annotation import (
+    ABSENT,
+    OCCLUDED,
+    VISIBLE,
+    AnnotationError,
+    Face,
+    ImageAnnotation,
+    load_annotation,
+    parse_annotation,
+    save_annotation,
+    write_json_atomic,
+)
 
 POINTS = [(10.0 + i, 20.0 + i / 2) for i in range(28)]
 

@@ -11,9 +11,13 @@ from mmengine.runner import Runner
 from safetensors.torch import load_file, save_file
 
 from animal_landmarks_mm.annotation import load_annotation
-from animal_landmarks_mm.export import (CheckpointLayoutError, anime_face_detector_to_mmpose,
-                                        export_checkpoint, mmpose_to_anime_face_detector,
-                                        read_checkpoint)
+from animal_landmarks_mm.export import (
+    CheckpointLayoutError,
+    anime_face_detector_to_mmpose,
+    export_checkpoint,
+    mmpose_to_anime_face_detector,
+    read_checkpoint,
+)
 from animal_landmarks_mm.training import set_data_root
 from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPORT, TINY_OPTIONS, run_tool
 
@@ -76,8 +80,8 @@ def test_other_head_is_refused_unless_backbone_only_is_asked(afd_state_dict, coc
     torch.save(_with_68_point_head(afd_state_dict), path)
     runner = _runner_loading(path, coco_dir, tmp_path / 'strict')
     with pytest.raises(CheckpointLayoutError,
-                       match=r'shape mismatch: head\.final_layer\.weight \(68, 270, 1, 1\) vs \(28, 270, 1, 1\).*'
-                             r'backbone_only=True'):
+                       match=r'shape mismatch: head\.final_layer\.weight '
+                             r'\(68, 270, 1, 1\) vs \(28, 270, 1, 1\).*backbone_only=True'):
         runner.test()
     runner = _runner_loading(path, coco_dir, tmp_path / 'backbone',
                              **{'custom_hooks.0.backbone_only': True})

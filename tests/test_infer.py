@@ -106,10 +106,10 @@ def test_face_detector_boxes_are_grown_as_anime_face_detector_does(coco_dir, tra
     np.testing.assert_allclose(boxes, [scale_detected_box(b[:4]) for b in raw], rtol=1e-6)
     size = raw[0, 2:4] - raw[0, :2] + 1
     np.testing.assert_allclose(boxes[0, 2:4] - boxes[0, :2], size * 1.1, rtol=1e-5)
-    proc = run_tool('infer.py', image_path, '--config', MAIN_CONFIG, '--checkpoint',
-                    trained[0] / 'epoch_1.pth', '--face-detector', 'yolov3',
-                    '--face-detector-checkpoint', weights, '--face-score-thr', '0',
-                    '--out-dir', tmp_path / 'out')
+    run_tool('infer.py', image_path, '--config', MAIN_CONFIG, '--checkpoint',
+             trained[0] / 'epoch_1.pth', '--face-detector', 'yolov3',
+             '--face-detector-checkpoint', weights, '--face-score-thr', '0',
+             '--out-dir', tmp_path / 'out')
     ann = load_annotation(tmp_path / 'out' / 'annotations' / f'{image_path.stem}.json')
     assert len(ann.faces) == len(boxes)
     assert ann.meta['source']['boxes'] == 'anime_face_detector face detector'

@@ -15,7 +15,8 @@ def test_same_seed_same_images(tmp_path):
     make_synthetic_dataset(tmp_path / 'c', 3, seed=6, progress=False)
     for name in ('synthetic_5_00002.png', 'synthetic_5_00002.json'):
         sub = 'images' if name.endswith('png') else 'landmarks'
-        assert (tmp_path / 'a' / sub / name).read_bytes() == (tmp_path / 'b' / sub / name).read_bytes()
+        a_bytes = (tmp_path / 'a' / sub / name).read_bytes()
+        assert a_bytes == (tmp_path / 'b' / sub / name).read_bytes()
     a = cv2.imread(str(tmp_path / 'a' / 'images' / 'synthetic_5_00000.png'))
     c = cv2.imread(str(tmp_path / 'c' / 'images' / 'synthetic_6_00000.png'))
     assert a.shape != c.shape or not np.array_equal(a, c)

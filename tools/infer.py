@@ -1,14 +1,20 @@
 """Predict face landmarks in images; write pictures and annotation files.
 
 Example:
-    python tools/infer.py data/new_images --config configs/td-hm_hrnetv2-w18_dark-1xb64-60e_animal-face-256x256.py \
-        --checkpoint work_dirs/.../best_NME_epoch_60.pth --boxes boxes.json --out-dir work_dirs/infer
+    python tools/infer.py data/new_images \
+        --config configs/td-hm_hrnetv2-w18_dark-1xb64-60e_animal-face-256x256.py \
+        --checkpoint work_dirs/.../best_NME_epoch_60.pth --boxes boxes.json \
+        --out-dir work_dirs/infer
 """
 import argparse
 import sys
 
-from animal_landmarks_mm.infer import (FACE_DETECTORS, FaceDetector, InferenceInputError,
-                                       run_inference)
+from animal_landmarks_mm.infer import (
+    FACE_DETECTORS,
+    FaceDetector,
+    InferenceInputError,
+    run_inference,
+)
 
 
 def parse_args(argv=None):

@@ -10,8 +10,13 @@ import sys
 
 from mmengine.config import DictAction
 
-from animal_landmarks_mm.training import (TrainingSetupError, apply_train_args, load_config,
-                                          set_data_root, train)
+from animal_landmarks_mm.training import (
+    TrainingSetupError,
+    apply_train_args,
+    load_config,
+    set_data_root,
+    train,
+)
 
 
 def parse_args(argv=None):
