@@ -6,8 +6,10 @@ type in mmpose's registry and lets torch >= 2.6 load mmengine checkpoints safely
 from .checkpoint_compat import allow_mmengine_checkpoints
 from .dataset import AnimalCharacterFaceDataset
 from .hooks import StrictLoadFromHook
+from .metrics import LandmarkMetric
 
 __version__ = '0.1.0'
-__all__ = ['AnimalCharacterFaceDataset', 'StrictLoadFromHook', 'allow_mmengine_checkpoints']
+__all__ = ['AnimalCharacterFaceDataset', 'LandmarkMetric', 'StrictLoadFromHook',
+           'allow_mmengine_checkpoints']
 
 allow_mmengine_checkpoints()

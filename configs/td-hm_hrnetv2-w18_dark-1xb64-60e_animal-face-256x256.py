@@ -55,6 +55,7 @@ test_dataloader = dict(
         ann_file='annotations/test.json',
         data_prefix=dict(img='')))
 
-# inter-ocular NME: outer eye corners, points 11 and 19
-val_evaluator = dict(type='NME', norm_mode='keypoint_distance', keypoint_indices=[11, 19])
-test_evaluator = val_evaluator
+# NME normalised by the outer eye corners (points 11 and 19; equal to mmpose's NME with
+# keypoint_indices=[11, 19]), by the face box, per group and per point, FR@0.1 and AUC@0.1
+val_evaluator = dict(type='LandmarkMetric', per_point=False)
+test_evaluator = dict(type='LandmarkMetric', per_point=True)

@@ -1,0 +1,272 @@
+"""Evaluate a checkpoint on annotated images: numbers, predictions, a CED plot and pictures.
+
+The logic behind ``tools/evaluate.py``. Ground truth comes from a folder of annotation files
+(optionally only those a split file lists; converted on the fly) or from a COCO file written by
+the converter. Each face is predicted from its ground-truth box (annotated, or made from its
+points exactly as the converter does) with mmpose's ``inference_topdown``, so the numbers equal
+those of ``tools/test.py`` on the same faces.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .annotation import ABSENT, Face, ImageAnnotation, write_json_atomic
+from .converter import AnnotationConverter, ConversionSummary, face_box
+from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
+from .schema import GROUP_COLORS, KEYPOINT_NAMES
+
+
+class EvaluationInputError(ValueError):
+    """Inputs that cannot be evaluated; the message is one line."""
+
+
+@dataclass
+class EvalFace:
+    """One ground-truth face to predict."""
+
+    image_path: Path
+    image_name: str
+    width: int
+    height: int
+    points: np.ndarray  # (28, 2)
+    visibility: np.ndarray  # (28,)
+    box: np.ndarray  # (4,) x0, y0, x1, y1
+
+
+def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
+                              split_file: str | os.PathLike | None = None
+                              ) -> tuple[list[EvalFace], ConversionSummary]:
+    """Read (and validate, as the converter does) the annotation files of a folder.
+
+    Args:
+        annotation_dir: folder of annotation JSON files.
+        image_dir: the folder their ``image`` names are relative to.
+        split_file: only the files it lists (one per line, relative to ``annotation_dir``, as
+            the converter's ``test.txt``).
+    """
+    converter = AnnotationConverter(image_dir, '.', progress=False)
+    summary = ConversionSummary()
+    records = converter.read(annotation_dir, summary)
+    if split_file is not None:
+        wanted = {line.strip() for line in Path(split_file).read_text().splitlines()
+                  if line.strip()}
+        records = [r for r in records
+                   if r.ann_path.relative_to(r.ann_dir).as_posix() in wanted]
+        if len(records) < len(wanted):
+            summary.problems.append(
+                f'{split_file}: {len(wanted) - len(records)} listed files are missing or bad')
+    faces = []
+    for record in records:
+        ann = record.annotation
+        for face in ann.faces:
+            points = np.array([p if p is not None else (0.0, 0.0) for p in face.landmarks])
+            x, y, w, h = face_box(face, ann.width, ann.height)
+            faces.append(EvalFace(record.image_path, ann.image, ann.width, ann.height, points,
+                                  np.array(face.visibility), np.array([x, y, x + w, y + h])))
+    return faces, summary
+
+
+def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
+    """Faces of a COCO file written by the converter (image paths relative to its folder's
+    parent, the converter's output folder)."""
+    ann_file = Path(ann_file)
+    try:
+        coco = json.loads(ann_file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EvaluationInputError(f'{ann_file}: cannot read ({e})') from None
+    root = ann_file.resolve().parent.parent
+    images = {im['id']: im for im in coco.get('images', [])}
+    faces = []
+    for ann in coco.get('annotations', []):
+        image = images[ann['image_id']]
+        kpts = np.array(ann['keypoints'], np.float64).reshape(-1, 3)
+        x, y, w, h = ann['bbox']
+        faces.append(EvalFace(root / image['file_name'], Path(image['file_name']).name,
+                              image['width'], image['height'], kpts[:, :2],
+                              kpts[:, 2].astype(int), np.array([x, y, x + w, y + h])))
+    return faces
+
+
+def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu',
+                  progress: bool = True) -> np.ndarray:
+    """Predicted points ``(N, 28, 2)``, all faces of an image in one batch."""
+    from .infer import LandmarkPredictor
+    predictor = LandmarkPredictor(config, checkpoint, device)
+    by_image: dict[Path, list[int]] = {}
+    for i, face in enumerate(faces):
+        by_image.setdefault(face.image_path, []).append(i)
+    pred = np.zeros((len(faces), len(KEYPOINT_NAMES), 2))
+    for path, indices in tqdm(by_image.items(), desc=f'evaluating {Path(checkpoint).name}',
+                              unit='img', disable=not progress):
+        image = cv2.imread(str(path))
+        if image is None:
+            raise EvaluationInputError(f'image unreadable: {path}')
+        sample = predictor.predict(image, np.stack([faces[i].box for i in indices]))
+        pred[indices] = sample.pred_instances.keypoints
+    return pred
+
+
+def metrics_table(metrics: dict[str, float], title: str) -> str:
+    """metrics.txt: the headline numbers, then groups, then every point."""
+    def fmt(key):
+        return f'{metrics[key]:.4f}' if key in metrics else '-'
+    lines = [title, '=' * len(title), '',
+             f'faces                      {int(metrics["faces"])}',
+             f'NME (inter-ocular, 11-19)  {fmt("NME")}',
+             f'NME (face box)             {fmt("NME_box")}',
+             f'NME visible points         {fmt("NME_visible")}',
+             f'NME occluded points        {fmt("NME_occluded")}   '
+             f'({int(metrics["occluded_points"])} points)',
+             f'failure rate @{FAILURE_THRESHOLD:g}         {fmt(f"FR@{FAILURE_THRESHOLD:g}")}',
+             f'AUC @{FAILURE_THRESHOLD:g}                   {fmt(f"AUC@{FAILURE_THRESHOLD:g}")}',
+             '', 'per group (inter-ocular NME)']
+    lines += [f'  {group:10s} {fmt(f"NME_{group}")}' for group in GROUP_COLORS]
+    lines += ['', 'per point (inter-ocular NME)']
+    lines += [f'  {k:2d} {name:24s} {fmt(f"NME_point/{name}")}'
+              for k, name in enumerate(KEYPOINT_NAMES)]
+    return '\n'.join(lines) + '\n'
+
+
+def predictions_as_annotations(faces: list[EvalFace], pred: np.ndarray, checkpoint) -> list:
+    """Every prediction, one annotation object (the project's format) per image."""
+    images: dict[Path, ImageAnnotation] = {}
+    for face, points in zip(faces, pred):
+        ann = images.setdefault(face.image_path, ImageAnnotation(
+            face.image_name, face.width, face.height,
+            meta=dict(annotator='model', source=dict(checkpoint=str(checkpoint)))))
+        ann.faces.append(Face([(float(x), float(y)) for x, y in points],
+                              bbox=tuple(float(v) for v in face.box)))
+    return [ann.to_json() for ann in images.values()]
+
+
+def plot_ced(curves: dict[str, np.ndarray], out_file: str | os.PathLike,
+             limit: float = FAILURE_THRESHOLD) -> None:
+    """The cumulative error distribution of per-face NME, one curve per model."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    for label, face_nme in curves.items():
+        face_nme = np.sort(face_nme[~np.isnan(face_nme)])
+        x = np.concatenate([[0], face_nme, [max(limit, face_nme.max(initial=0))]])
+        y = np.concatenate([[0], np.arange(1, len(face_nme) + 1) / len(face_nme), [1]])
+        auc = np.maximum(0, limit - face_nme).mean() / limit
+        ax.step(x, y, where='post', label=f'{label} (AUC@{limit:g} = {auc:.3f})')
+    ax.axvline(limit, color='grey', linestyle=':', linewidth=1)
+    ax.set_xlim(0, limit * 1.5)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel('NME (inter-ocular) per face')
+    ax.set_ylabel('share of faces')
+    ax.set_title('Cumulative error distribution')
+    ax.grid(alpha=0.3)
+    ax.legend(loc='lower right', fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_file)
+    plt.close(fig)
+
+
+def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str | os.PathLike,
+                    min_side: int = 384) -> None:
+    """Ground truth (green) and prediction (magenta), a line per point between them, the face's
+    NME in the corner; the picture is the face box region, enlarged for small faces."""
+    image = cv2.imread(str(face.image_path))
+    x0, y0, x1, y1 = face.box
+    pad = 0.25 * max(x1 - x0, y1 - y0)
+    left, top = int(max(0, x0 - pad)), int(max(0, y0 - pad))
+    right, bottom = int(min(face.width, x1 + pad)), int(min(face.height, y1 + pad))
+    crop = image[top:bottom, left:right]
+    scale = max(1.0, min_side / max(1, min(crop.shape[:2])))
+    crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    offset = np.array([left, top])
+    gt_px = (face.points - offset) * scale
+    pred_px = (pred - offset) * scale
+    for k in range(len(KEYPOINT_NAMES)):
+        if face.visibility[k] == ABSENT:
+            continue
+        g = tuple(int(round(v)) for v in gt_px[k])
+        p = tuple(int(round(v)) for v in pred_px[k])
+        cv2.line(crop, g, p, (0, 215, 255), 1, cv2.LINE_AA)
+        cv2.circle(crop, g, 3, (0, 200, 0), -1, cv2.LINE_AA)
+        cv2.circle(crop, p, 3, (255, 0, 255), -1, cv2.LINE_AA)
+    text = f'NME {nme:.3f}'
+    cv2.rectangle(crop, (0, 0), (12 + 11 * len(text), 26), (0, 0, 0), -1)
+    cv2.putText(crop, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    cv2.imwrite(str(out_file), crop)
+
+
+def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
+             config=None, device: str = 'cpu', visualize: bool = False,
+             num_vis_samples: int = 20, worst_first: bool = False, compare=None,
+             progress: bool = True) -> dict[str, float]:
+    """Predict every face and write metrics.txt/json, predictions.json, ced.png and pictures.
+
+    Args:
+        checkpoint: the model to evaluate.
+        faces: the ground truth (:func:`faces_from_annotation_dir`, :func:`faces_from_coco`).
+        output_dir: where the outputs go.
+        config: the model config; default: the one stored in the checkpoint.
+        device: ``cpu`` or ``cuda``.
+        visualize: write ``visualizations/``.
+        num_vis_samples: how many pictures.
+        worst_first: pictures of the worst faces rather than a fixed random sample.
+        compare: a second checkpoint (same config default) whose CED curve joins the plot.
+
+    Returns:
+        The metrics.
+    """
+    if not faces:
+        raise EvaluationInputError('no faces to evaluate')
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pred = predict_faces(config or stored_config(checkpoint, output_dir), checkpoint, faces,
+                         device, progress)
+    gt = np.stack([f.points for f in faces])
+    visibility = np.stack([f.visibility for f in faces])
+    boxes = np.stack([f.box for f in faces])
+    metrics = compute_landmark_metrics(pred, gt, visibility, boxes)
+    write_json_atomic(output_dir / 'metrics.json', metrics)
+    (output_dir / 'metrics.txt').write_text(metrics_table(
+        metrics, f'{Path(checkpoint).name} on {len(faces)} faces'))
+    write_json_atomic(output_dir / 'predictions.json',
+                      predictions_as_annotations(faces, pred, checkpoint), indent=None)
+
+    face_nme = per_face_nme(landmark_errors(pred, gt, visibility, boxes)['interocular'])
+    curves = {Path(checkpoint).name: face_nme}
+    if compare is not None:
+        other = predict_faces(config or stored_config(compare, output_dir), compare, faces,
+                              device, progress)
+        curves[Path(compare).name] = per_face_nme(
+            landmark_errors(other, gt, visibility, boxes)['interocular'])
+    plot_ced(curves, output_dir / 'ced.png')
+
+    if visualize:
+        vis_dir = output_dir / 'visualizations'
+        vis_dir.mkdir(exist_ok=True)
+        order = np.argsort(-np.nan_to_num(face_nme, nan=-1)) if worst_first else \
+            np.random.default_rng(0).permutation(len(faces))
+        for rank, i in enumerate(order[:num_vis_samples]):
+            draw_comparison(faces[i], pred[i], face_nme[i],
+                            vis_dir / f'{rank:03d}_{Path(faces[i].image_name).stem}.jpg')
+    return metrics
+
+
+def stored_config(checkpoint, output_dir: str | os.PathLike) -> Path:
+    """The config saved in an mmengine checkpoint's ``meta``, written to ``output_dir``."""
+    import torch
+    try:
+        meta = torch.load(checkpoint, map_location='cpu').get('meta', {})
+    except FileNotFoundError:
+        raise EvaluationInputError(f'checkpoint not found: {checkpoint}') from None
+    if 'cfg' not in meta:
+        raise EvaluationInputError(f'{checkpoint} stores no config: pass --config')
+    path = Path(output_dir) / 'config_from_checkpoint.py'
+    path.write_text(meta['cfg'])
+    return path

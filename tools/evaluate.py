@@ -1,0 +1,67 @@
+"""Evaluate a checkpoint: metrics.txt/json, predictions.json, ced.png and pictures.
+
+Example:
+    python tools/evaluate.py --checkpoint work_dirs/demo/best_NME_epoch_6.pth \
+        --image-dir work_dirs/demo/data/images --annotation-dir work_dirs/demo/data/landmarks \
+        --split-file work_dirs/demo/data/test.txt --output-dir work_dirs/demo/eval --visualize
+"""
+import argparse
+import sys
+
+from animal_landmarks_mm.converter import ConversionError
+from animal_landmarks_mm.evaluation import (
+    EvaluationInputError,
+    evaluate,
+    faces_from_annotation_dir,
+    faces_from_coco,
+)
+from animal_landmarks_mm.infer import InferenceInputError
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--checkpoint', required=True, help='the model to evaluate')
+    parser.add_argument('--config', help='default: the config stored in the checkpoint')
+    parser.add_argument('--image-dir', help='the images of --annotation-dir')
+    parser.add_argument('--annotation-dir', help='a folder of annotation JSON files')
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument('--split-file', help='only the annotation files it lists (test.txt)')
+    which.add_argument('--ann-file', help='a COCO file of tools/dataset.py instead of a folder '
+                       '(images relative to its output folder)')
+    parser.add_argument('--output-dir', required=True)
+    parser.add_argument('--visualize', action='store_true',
+                        help='write pictures of ground truth vs prediction')
+    parser.add_argument('--num-vis-samples', type=int, default=20)
+    parser.add_argument('--worst-first', action='store_true',
+                        help='picture the worst faces rather than a random sample')
+    parser.add_argument('--compare', help='a second checkpoint whose CED curve joins the plot')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda')
+    args = parser.parse_args(argv)
+    if not args.ann_file and not (args.annotation_dir and args.image_dir):
+        parser.error('give --annotation-dir and --image-dir, or --ann-file')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.ann_file:
+            faces = faces_from_coco(args.ann_file)
+        else:
+            faces, summary = faces_from_annotation_dir(args.annotation_dir, args.image_dir,
+                                                       args.split_file)
+            for problem in summary.problems:
+                print(f'left out: {problem}', file=sys.stderr)
+        metrics = evaluate(args.checkpoint, faces, args.output_dir, args.config, args.device,
+                           args.visualize, args.num_vis_samples, args.worst_first, args.compare)
+    except (EvaluationInputError, InferenceInputError, ConversionError,
+            FileNotFoundError) as e:
+        sys.exit(f'error: {e}')
+    print(open(f'{args.output_dir}/metrics.txt').read().split('\nper group')[0])
+    print(f'outputs in {args.output_dir}: metrics.txt, metrics.json, predictions.json, ced.png'
+          + (', visualizations/' if args.visualize else ''))
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
