@@ -8,7 +8,8 @@ DEMO_DIR := work_dirs/demo
 setup:
 	bash tools/setup_env.sh
 
-# Synthetic faces -> COCO splits -> a short CPU training -> test NME, all under work_dirs/demo.
+# Synthetic faces -> COCO splits -> a short CPU training -> test NME -> evaluation report with
+# a CED plot and pictures, all under work_dirs/demo.
 demo: setup
 	$(PY) tools/make_synthetic_dataset.py --out-dir $(DEMO_DIR)/data --num-images 160 \
 		--min-size 256 --max-size 320
@@ -17,6 +18,10 @@ demo: setup
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
 	$(PY) tools/test.py $(DEMO_CONFIG) "$$(ls -t $(DEMO_DIR)/best_NME_epoch_*.pth | head -n 1)" \
 		--work-dir $(DEMO_DIR)
+	$(PY) tools/evaluate.py --checkpoint "$$(ls -t $(DEMO_DIR)/best_NME_epoch_*.pth | head -n 1)" \
+		--image-dir $(DEMO_DIR)/data/images --annotation-dir $(DEMO_DIR)/data/landmarks \
+		--split-file $(DEMO_DIR)/data/test.txt --output-dir $(DEMO_DIR)/eval --visualize \
+		--worst-first
 
 test: setup
 	$(PY) -m pytest

@@ -117,16 +117,17 @@ def metrics_table(metrics: dict[str, float], title: str) -> str:
     """metrics.txt: the headline numbers, then groups, then every point."""
     def fmt(key):
         return f'{metrics[key]:.4f}' if key in metrics else '-'
-    lines = [title, '=' * len(title), '',
-             f'faces                      {int(metrics["faces"])}',
-             f'NME (inter-ocular, 11-19)  {fmt("NME")}',
-             f'NME (face box)             {fmt("NME_box")}',
-             f'NME visible points         {fmt("NME_visible")}',
-             f'NME occluded points        {fmt("NME_occluded")}   '
-             f'({int(metrics["occluded_points"])} points)',
-             f'failure rate @{FAILURE_THRESHOLD:g}         {fmt(f"FR@{FAILURE_THRESHOLD:g}")}',
-             f'AUC @{FAILURE_THRESHOLD:g}                   {fmt(f"AUC@{FAILURE_THRESHOLD:g}")}',
-             '', 'per group (inter-ocular NME)']
+    thr = f'{FAILURE_THRESHOLD:g}'
+    rows = [('faces', str(int(metrics['faces']))),
+            ('NME (inter-ocular, 11-19)', fmt('NME')),
+            ('NME (face box)', fmt('NME_box')),
+            ('NME visible points', fmt('NME_visible')),
+            ('NME occluded points',
+             f'{fmt("NME_occluded")}   ({int(metrics["occluded_points"])} points)'),
+            (f'failure rate @{thr}', fmt(f'FR@{thr}')),
+            (f'AUC @{thr}', fmt(f'AUC@{thr}'))]
+    lines = [title, '=' * len(title), ''] + [f'{label:27s}{value}' for label, value in rows]
+    lines += ['', 'per group (inter-ocular NME)']
     lines += [f'  {group:10s} {fmt(f"NME_{group}")}' for group in GROUP_COLORS]
     lines += ['', 'per point (inter-ocular NME)']
     lines += [f'  {k:2d} {name:24s} {fmt(f"NME_point/{name}")}'

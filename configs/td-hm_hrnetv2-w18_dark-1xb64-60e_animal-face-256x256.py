@@ -57,5 +57,5 @@ test_dataloader = dict(
 
 # NME normalised by the outer eye corners (points 11 and 19; equal to mmpose's NME with
 # keypoint_indices=[11, 19]), by the face box, per group and per point, FR@0.1 and AUC@0.1
-val_evaluator = dict(type='LandmarkMetric', per_point=False)
-test_evaluator = dict(type='LandmarkMetric', per_point=True)
+val_evaluator = dict(_delete_=True, type='LandmarkMetric', per_point=False)
+test_evaluator = dict(_delete_=True, type='LandmarkMetric', per_point=True)
