@@ -4,8 +4,11 @@ import pytest
 from mmpose.evaluation.metrics import NME
 
 from animal_landmarks_mm import schema
-from animal_landmarks_mm.metrics import (LandmarkMetric, compute_landmark_metrics,
-                                         failure_rate_and_auc)
+from animal_landmarks_mm.metrics import (
+    LandmarkMetric,
+    compute_landmark_metrics,
+    failure_rate_and_auc,
+)
 
 
 def _face(eye_distance=100.0):
