@@ -1,0 +1,182 @@
+"""A small fake image board on 127.0.0.1 for the crawler tests.
+
+It speaks enough of the Danbooru JSON API (``/posts.json``, ``page=b<id>`` cursors) and of the
+Gelbooru 0.2 API that Safebooru runs (``/index.php?page=dapi&s=post&q=index``, XML, ``pid``
+pages) for gallery-dl's extractors, and serves the posts' files (small generated PNGs) itself.
+Faults are switched on per test: a 429 before success, a 500 forever, a truncated file. Every
+handler answers at once; the server stops when the test ends.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.sax.saxutils import quoteattr
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Post:
+    id: int
+    tags: list[str]
+    rating: str  # Danbooru letters: g, s, q, e
+    width: int
+    height: int
+    png: bytes = b''
+    md5: str = ''
+
+
+@dataclass
+class BooruState:
+    """What the server holds and how it misbehaves."""
+
+    posts: list[Post]
+    requests: list[str] = field(default_factory=list)
+    fail_search_with_429: int = 0  # answer the next N searches with 429
+    fail_search_forever: int | None = None  # status code for every search
+    truncate_files: set[int] = field(default_factory=set)  # post ids sent cut short
+    md5_override: dict[int, str] = field(default_factory=dict)  # post id -> claimed md5
+
+
+def make_posts(count: int, seed: int = 0, same_file_as: dict[int, int] | None = None
+               ) -> list[Post]:
+    """``count`` posts, newest first by id; ``same_file_as`` maps a post id to another post
+    whose file it shares (a cross-post)."""
+    rng = np.random.default_rng(seed)
+    posts = []
+    for i in range(count):
+        post_id = 1000 + i
+        width, height = (int(v) for v in rng.integers(40, 90, size=2))
+        rating = 'g' if i % 4 else 's'  # every 4th post 'sensitive'
+        tags = ['animal_ears', 'solo', '1girl'] + (['cat_ears'] if i % 2 else ['dog_ears'])
+        if i % 5 == 3:
+            tags.append('monochrome')
+        image = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
+        ok, png = cv2.imencode('.png', image)
+        posts.append(Post(post_id, tags, rating, width, height, png.tobytes()))
+    by_id = {p.id: p for p in posts}
+    for post_id, other in (same_file_as or {}).items():
+        by_id[post_id].png = by_id[other].png
+        by_id[post_id].width, by_id[post_id].height = by_id[other].width, by_id[other].height
+    for post in posts:
+        post.md5 = hashlib.md5(post.png).hexdigest()
+    return sorted(posts, key=lambda p: -p.id)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: BooruState
+    root: str
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def _send(self, code: int, body: bytes, content_type: str, length: int | None = None,
+              headers: dict | None = None):
+        self.send_response(code)
+        self.send_header('Content-Type', content_type)
+        self.send_header('Content-Length', str(len(body) if length is None else length))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _search_fault(self) -> bool:
+        state = self.state
+        if state.fail_search_forever is not None:
+            self._send(state.fail_search_forever, b'server error', 'text/plain')
+            return True
+        if state.fail_search_with_429 > 0:
+            state.fail_search_with_429 -= 1
+            self._send(429, b'slow down', 'text/plain', headers={'Retry-After': '0'})
+            return True
+        return False
+
+    def _matching(self, tags: str) -> list[Post]:
+        wanted = [t for t in tags.split() if not t.startswith(('rating:', 'order:'))]
+        return [p for p in self.state.posts if all(t in p.tags for t in wanted)]
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.state.requests.append(self.path)
+        url = urllib.parse.urlparse(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        if url.path.startswith('/images/'):
+            return self._file(int(url.path.rsplit('/', 1)[1].split('.')[0]))
+        if url.path == '/posts.json':
+            return self._danbooru(query)
+        if url.path == '/index.php' and query.get('page') == 'dapi':
+            return self._gelbooru(query)
+        self._send(404, b'not found', 'text/plain')
+
+    def _file(self, post_id: int):
+        post = next((p for p in self.state.posts if p.id == post_id), None)
+        if post is None:
+            return self._send(404, b'no such file', 'text/plain')
+        if post_id in self.state.truncate_files:  # promise all, send half, hang up
+            self._send(200, post.png[:len(post.png) // 2], 'image/png', length=len(post.png))
+            self.close_connection = True
+            return
+        self._send(200, post.png, 'image/png')
+
+    def _danbooru(self, query: dict):
+        if self._search_fault():
+            return
+        posts = self._matching(query.get('tags', ''))
+        limit = int(query.get('limit', 20))
+        page = query.get('page') or ''
+        if page.startswith('b'):
+            posts = [p for p in posts if p.id < int(page[1:])]
+        elif page.isdigit():
+            posts = posts[(int(page) - 1) * limit:]
+        body = [dict(
+            id=p.id, md5=self.state.md5_override.get(p.id, p.md5), rating=p.rating,
+            file_ext='png', file_url=f'{self.root}/images/{p.id}.png',
+            large_file_url=f'{self.root}/images/{p.id}.png', image_width=p.width,
+            image_height=p.height, tag_string=' '.join(p.tags), tag_string_artist='',
+            tag_string_character='', tag_string_copyright='', tag_string_general=' '.join(p.tags),
+            tag_string_meta='', created_at='2026-01-02T03:04:05.000+00:00', source='')
+            for p in posts[:limit]]
+        self._send(200, json.dumps(body).encode(), 'application/json')
+
+    def _gelbooru(self, query: dict):
+        if self._search_fault():
+            return
+        posts = self._matching(query.get('tags', ''))
+        limit, pid = int(query.get('limit', 100)), int(query.get('pid', 0))
+        page = posts[pid * limit:(pid + 1) * limit]
+        gelbooru_rating = {'g': 's', 's': 'q', 'q': 'q', 'e': 'e'}
+        items = ''.join(
+            f'<post id="{p.id}" md5={quoteattr(self.state.md5_override.get(p.id, p.md5))} '
+            f'rating="{gelbooru_rating[p.rating]}" width="{p.width}" height="{p.height}" '
+            f'tags={quoteattr(" " + " ".join(p.tags) + " ")} '
+            f'file_url="{self.root}/images/{p.id}.png" '
+            f'created_at="Fri Jan 02 03:04:05 +0000 2026"/>' for p in page)
+        body = f'<?xml version="1.0" encoding="UTF-8"?><posts count="{len(posts)}" ' \
+               f'offset="{pid * limit}">{items}</posts>'
+        self._send(200, body.encode(), 'text/xml')
+
+
+class FakeBooru:
+    """Start with ``with FakeBooru(posts) as booru:``; ``booru.url`` is its root."""
+
+    def __init__(self, posts: list[Post]):
+        self.state = BooruState(posts)
+
+    def __enter__(self) -> FakeBooru:
+        handler = type('Handler', (_Handler,), {'state': self.state})
+        self.server = ThreadingHTTPServer(('127.0.0.1', 0), handler)
+        self.server.daemon_threads = True
+        self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
+        handler.root = self.url
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

@@ -1,0 +1,59 @@
+"""Download character images and their provenance from Safebooru, Danbooru or Gelbooru.
+
+Example:
+    python tools/crawl_images.py --source safebooru --tags "animal_ears solo 1girl" \
+        --limit 100 --output-dir data/raw
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from animal_landmarks_mm.crawl import RATINGS, SOURCES, CrawlError, CrawlOptions, crawl
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--source', required=True, help=f'one of {", ".join(SOURCES)}')
+    parser.add_argument('--tags', required=True, help='the tag search, e.g. "cat_ears solo"')
+    parser.add_argument('--limit', type=int, default=100, help='how many new images to save')
+    parser.add_argument('--output-dir', required=True, help='images and their .json sidecars')
+    parser.add_argument('--base-url', help='root of a mirror or self-hosted instance')
+    parser.add_argument('--rating', nargs='+', default=['general'], metavar='RATING',
+                        help=f'ratings to keep, of {", ".join(RATINGS)} (default: general)')
+    parser.add_argument('--min-size', nargs=2, type=int, metavar=('W', 'H'),
+                        help='skip images smaller than W x H pixels')
+    parser.add_argument('--exclude-tags', default='',
+                        help='skip posts with any of these tags, e.g. "monochrome comic"')
+    parser.add_argument('--user', help='Danbooru login or Gelbooru user id (or env '
+                        'DANBOORU_LOGIN / GELBOORU_USER_ID, or your gallery-dl config)')
+    parser.add_argument('--api-key', help='API key (or env DANBOORU_API_KEY / '
+                        'GELBOORU_API_KEY, or your gallery-dl config)')
+    parser.add_argument('--sleep', type=float, default=1.0, help='seconds between requests')
+    parser.add_argument('--retries', type=int, default=4,
+                        help='HTTP retries (with back-off) before giving up')
+    parser.add_argument('--retry-sleep', type=float, default=2.0,
+                        help='back-off base in seconds, growing with each retry')
+    parser.add_argument('--no-progress', action='store_true')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    options = CrawlOptions(
+        source=args.source, tags=args.tags, limit=args.limit, output_dir=Path(args.output_dir),
+        base_url=args.base_url, ratings=tuple(args.rating),
+        min_size=tuple(args.min_size) if args.min_size else None,
+        exclude_tags=tuple(args.exclude_tags.split()), user=args.user, api_key=args.api_key,
+        sleep=args.sleep, retries=args.retries, retry_sleep=args.retry_sleep,
+        progress=not args.no_progress)
+    try:
+        result = crawl(options)
+    except CrawlError as e:
+        sys.exit(f'error: {e}')
+    print(result.format())
+    if result.failed:
+        sys.exit(f'error: {len(result.failed)} downloads failed (rerun to resume them)')
+
+
+if __name__ == '__main__':
+    main()
