@@ -78,6 +78,11 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = default_work_dir(config_path)
+    if launcher != 'none' and not torch.cuda.is_available():
+        # distributed on CPUs: gloo instead of nccl, and DDP without device ids
+        cfg.env_cfg.dist_cfg = dict(backend='gloo')
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False)
     if amp:
         if not torch.cuda.is_available():
             raise TrainingSetupError(
@@ -94,6 +99,88 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
         cfg.default_hooks.checkpoint.save_best = None
     if auto_scale_lr:
         cfg.auto_scale_lr.enable = True
+    return cfg
+
+
+def _rescale_schedule(cfg: Config, epochs: int) -> None:
+    """Stretch epoch-based schedulers that span the old schedule over the new one."""
+    old = cfg.train_cfg.max_epochs
+    for scheduler in cfg.get('param_scheduler', None) or []:
+        if scheduler.get('by_epoch', True) and scheduler.get('end') == old:
+            scheduler.end = epochs
+            if 'milestones' in scheduler:
+                scheduler.milestones = [max(1, round(m * epochs / old))
+                                        for m in scheduler.milestones]
+
+
+def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int | None = None,
+                       lr: float | None = None, checkpoint: str | None = None,
+                       accumulate: int | None = None, early_stop: int | None = None,
+                       save_freq: int | None = None, val_annotation_dir: str | None = None,
+                       val_image_dir: str | None = None) -> Config:
+    """The original training tools' flags, as config options.
+
+    Args:
+        cfg: the config (``work_dir`` already set).
+        epochs: ``train_cfg.max_epochs``; epoch-based lr schedules spanning the old schedule
+            are stretched to the new one (milestones scaled).
+        batch_size: ``train_dataloader.batch_size``.
+        lr: ``optim_wrapper.optimizer.lr``.
+        checkpoint: start weights (``load_from``; anime_face_detector or our checkpoints).
+        accumulate: gradient accumulation over this many iterations
+            (``optim_wrapper.accumulative_counts``).
+        early_stop: stop when the validation NME has not improved for this many validations
+            (mmengine's ``EarlyStoppingHook``).
+        save_freq: save a checkpoint every N epochs (the best one is kept as well).
+        val_annotation_dir: a folder of annotation files to validate on, converted here.
+        val_image_dir: the folder its ``image`` names are relative to (default: the same).
+
+    Raises:
+        TrainingSetupError: a non-positive number, or an unusable validation folder.
+    """
+    for name, value in (('--epochs', epochs), ('--batch-size', batch_size), ('--lr', lr),
+                        ('--accumulate', accumulate), ('--early-stop', early_stop),
+                        ('--save-freq', save_freq)):
+        if value is not None and value <= 0:
+            raise TrainingSetupError(f'{name} must be positive, got {value}')
+    if epochs is not None:
+        _rescale_schedule(cfg, epochs)
+        cfg.train_cfg.max_epochs = epochs
+    if batch_size is not None:
+        cfg.train_dataloader.batch_size = batch_size
+    if lr is not None:
+        cfg.optim_wrapper.optimizer.lr = lr
+    if checkpoint is not None:
+        if not osp.isfile(checkpoint):
+            raise TrainingSetupError(f'--checkpoint not found: {checkpoint}')
+        cfg.load_from = checkpoint
+    if accumulate is not None:
+        cfg.optim_wrapper.accumulative_counts = accumulate
+    if early_stop is not None:
+        # an NME gain under 0.001 is noise, not progress
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(
+            type='EarlyStoppingHook', monitor='NME', rule='less', patience=early_stop,
+            min_delta=0.001)]
+    if save_freq is not None:
+        cfg.default_hooks.checkpoint.interval = save_freq
+    if val_annotation_dir is not None:
+        from .converter import AnnotationConverter, ConversionSummary
+        converter = AnnotationConverter(val_image_dir or val_annotation_dir, cfg.work_dir,
+                                        progress=False)
+        summary = ConversionSummary()
+        try:
+            records = converter.read(val_annotation_dir, summary)
+        except ValueError as e:
+            raise TrainingSetupError(str(e)) from None
+        if not records:
+            raise TrainingSetupError(f'no usable annotation files in {val_annotation_dir}')
+        from .annotation import write_json_atomic
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        write_json_atomic(osp.join(cfg.work_dir, 'val_annotations.json'),
+                          converter.to_coco(records), indent=None)
+        cfg.val_dataloader.dataset.data_root = cfg.work_dir
+        cfg.val_dataloader.dataset.ann_file = 'val_annotations.json'
+        cfg.val_dataloader.dataset.data_prefix = dict(img='')
     return cfg
 
 
@@ -118,13 +205,27 @@ def apply_test_args(cfg: Config, config_path: str, checkpoint: str, work_dir: st
     return cfg
 
 
+def _init_cpu_process_group(cfg: Config) -> None:
+    """Join torchrun's process group over gloo when there is no GPU.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` whatever the backend; a process
+    group that exists already is used as it is, so CPU-only machines start it here.
+    """
+    import torch.distributed as dist
+    if (cfg.get('launcher', 'none') == 'pytorch' and not torch.cuda.is_available()
+            and not dist.is_initialized()):
+        dist.init_process_group(backend='gloo')
+
+
 def train(cfg: Config) -> torch.nn.Module:
     """Build the runner from ``cfg`` and train; returns the trained model."""
+    _init_cpu_process_group(cfg)
     runner = Runner.from_cfg(cfg)
     return runner.train()
 
 
 def test(cfg: Config) -> dict:
     """Build the runner from ``cfg`` and test ``cfg.load_from``; returns the metrics."""
+    _init_cpu_process_group(cfg)
     runner = Runner.from_cfg(cfg)
     return runner.test()

@@ -36,12 +36,35 @@ dataset_type = 'AnimalCharacterFaceDataset'
 # the folder tools/dataset.py wrote (--output-dir); image paths in its files are relative to it
 data_root = 'data/animal_faces/'
 
+# augmentation for drawn characters: flip with the 28-point flip pairs, box shift / scale /
+# rotation, colour jitter, and (ours, animal_landmarks_mm/transforms.py) greyscale like manga,
+# blur, and occluding cut-outs
+train_pipeline = [
+    dict(type='LoadImage'),
+    dict(type='GetBBoxCenterScale'),
+    dict(type='RandomFlip', direction='horizontal'),
+    dict(
+        type='RandomBBoxTransform',
+        shift_factor=0.1,
+        shift_prob=0.3,
+        rotate_factor=45,
+        scale_factor=(0.75, 1.25)),
+    dict(type='TopdownAffine', input_size=(256, 256)),
+    dict(type='PhotometricDistortion'),
+    dict(type='RandomGrayscale', prob=0.1),
+    dict(type='RandomGaussianBlur', prob=0.1),
+    dict(type='RandomCutout', prob=0.3),
+    dict(type='GenerateTarget', encoder={{_base_.codec}}),
+    dict(type='PackPoseInputs'),
+]
+
 train_dataloader = dict(
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
         ann_file='annotations/train.json',
-        data_prefix=dict(img='')))
+        data_prefix=dict(img=''),
+        pipeline=train_pipeline))
 val_dataloader = dict(
     dataset=dict(
         type=dataset_type,

@@ -1,0 +1,114 @@
+"""Pixel-level augmentations for drawn characters, registered in mmpose's TRANSFORMS.
+
+mmpose already provides flip (``RandomFlip``, with the flip pairs of the metainfo), rotation /
+scale / shift of the box (``RandomBBoxTransform``) and colour jitter
+(``PhotometricDistortion``). What it lacks without the albumentations package (whose
+opencv-python-headless would replace the ``cv2`` mmcv needs) are these three. None moves a
+point: they change pixels only, so keypoints, visibility and flip pairs pass through untouched.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmcv.transforms.utils import cache_randomness
+from mmpose.registry import TRANSFORMS
+
+
+@TRANSFORMS.register_module()
+class RandomGrayscale(BaseTransform):
+    """Turn the image grey (all three channels equal), as monochrome manga pages are.
+
+    Args:
+        prob: probability of applying it.
+    """
+
+    def __init__(self, prob: float = 0.1):
+        self.prob = prob
+
+    @cache_randomness
+    def _apply(self) -> bool:
+        return np.random.rand() < self.prob
+
+    def transform(self, results: dict) -> dict:
+        if self._apply():
+            grey = cv2.cvtColor(results['img'], cv2.COLOR_BGR2GRAY)
+            results['img'] = np.repeat(grey[..., None], 3, axis=2)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(prob={self.prob})'
+
+
+@TRANSFORMS.register_module()
+class RandomGaussianBlur(BaseTransform):
+    """Blur with a random sigma, as scans, downscaled and compressed images are.
+
+    Args:
+        prob: probability of applying it.
+        sigma_range: the Gaussian's sigma in pixels, drawn uniformly.
+    """
+
+    def __init__(self, prob: float = 0.1, sigma_range: tuple[float, float] = (0.5, 2.0)):
+        self.prob = prob
+        self.sigma_range = sigma_range
+
+    @cache_randomness
+    def _sigma(self) -> float | None:
+        if np.random.rand() >= self.prob:
+            return None
+        return float(np.random.uniform(*self.sigma_range))
+
+    def transform(self, results: dict) -> dict:
+        sigma = self._sigma()
+        if sigma is not None:
+            results['img'] = cv2.GaussianBlur(results['img'], (0, 0), sigma)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(prob={self.prob}, sigma_range={self.sigma_range})'
+
+
+@TRANSFORMS.register_module()
+class RandomCutout(BaseTransform):
+    """Paint a few rectangles of random colour over the image, like hair, hands or props
+    covering part of a face. Points stay where they are: the model learns to place them under
+    the occluder.
+
+    Args:
+        prob: probability of applying it.
+        max_holes: at most this many rectangles.
+        size_range: each side as a share of the image side, drawn uniformly.
+    """
+
+    def __init__(self, prob: float = 0.3, max_holes: int = 2,
+                 size_range: tuple[float, float] = (0.05, 0.2)):
+        self.prob = prob
+        self.max_holes = max_holes
+        self.size_range = size_range
+
+    @cache_randomness
+    def _holes(self, height: int, width: int) -> list[tuple[int, int, int, int, tuple]]:
+        if np.random.rand() >= self.prob:
+            return []
+        holes = []
+        for _ in range(np.random.randint(1, self.max_holes + 1)):
+            h = int(np.random.uniform(*self.size_range) * height)
+            w = int(np.random.uniform(*self.size_range) * width)
+            y, x = np.random.randint(0, max(1, height - h)), np.random.randint(0, max(1, width - w))
+            holes.append((x, y, w, h, tuple(int(c) for c in np.random.randint(0, 256, 3))))
+        return holes
+
+    def transform(self, results: dict) -> dict:
+        image = results['img']
+        holes = self._holes(*image.shape[:2])
+        if holes:
+            image = image.copy()
+            for x, y, w, h, color in holes:
+                image[y:y + h, x:x + w] = color
+            results['img'] = image
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(prob={self.prob}, max_holes={self.max_holes}, '
+                f'size_range={self.size_range})')

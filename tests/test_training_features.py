@@ -1,0 +1,104 @@
+"""Training at scale on the CPU: simple flags, accumulation, early stop, save frequency, a kill
+and resume, and the distributed launcher with 2 processes over gloo."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mmengine.config import Config
+
+from animal_landmarks_mm.training import TrainingSetupError, apply_simple_flags, apply_train_args
+from conftest import MAIN_CONFIG, REPO, TINY, run_tool
+
+
+def _cfg(tmp_path):
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    return apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path))
+
+
+def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
+    cfg = apply_simple_flags(
+        _cfg(tmp_path), epochs=12, batch_size=8, lr=3e-4,
+        checkpoint=str(MAIN_CONFIG), accumulate=4, early_stop=5, save_freq=3,
+        val_annotation_dir=str(coco_dir / 'landmarks'), val_image_dir=str(coco_dir / 'images'))
+    assert cfg.train_cfg.max_epochs == 12
+    multistep = next(s for s in cfg.param_scheduler if s.type == 'MultiStepLR')
+    assert multistep.end == 12 and multistep.milestones == [8, 11]  # 40, 55 of 60, scaled
+    assert cfg.train_dataloader.batch_size == 8
+    assert cfg.optim_wrapper.optimizer.lr == 3e-4
+    assert cfg.optim_wrapper.accumulative_counts == 4
+    assert cfg.load_from == str(MAIN_CONFIG)
+    stop = [h for h in cfg.custom_hooks if h.type == 'EarlyStoppingHook']
+    assert stop and stop[0].patience == 5 and stop[0].monitor == 'NME'
+    assert cfg.default_hooks.checkpoint.interval == 3
+    assert cfg.val_dataloader.dataset.ann_file == 'val_annotations.json'
+    assert (tmp_path / 'val_annotations.json').is_file()
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(epochs=0), '--epochs must be positive, got 0'),
+    (dict(accumulate=-2), '--accumulate must be positive, got -2'),
+    (dict(checkpoint='missing.pth'), '--checkpoint not found: missing.pth'),
+])
+def test_simple_flags_refuse_bad_values(tmp_path, kwargs, message):
+    with pytest.raises(TrainingSetupError, match=message):
+        apply_simple_flags(_cfg(tmp_path), **kwargs)
+
+
+def test_bad_device_is_a_one_line_error():
+    proc = run_tool('train.py', MAIN_CONFIG, '--device', 'tpu', check=False)
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "error: --device must be cpu, cuda or cuda:N, got 'tpu'"
+
+
+def test_accumulation_save_frequency_and_early_stop(coco_dir, tmp_path):
+    """An lr too small to change anything: the NME stops improving, patience 1 stops the run
+    after its second validation, long before --epochs; checkpoints only every 2 epochs."""
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path, '--data-root', coco_dir,
+                    '--device', 'cpu', '--epochs', '6', '--lr', '1e-12', '--accumulate', '2',
+                    '--save-freq', '2', '--early-stop', '1', '--cfg-options', *TINY[:-1])
+    log = proc.stdout + proc.stderr
+    assert 'accumulative_counts=2' in log
+    assert 'Epoch(train) [2][2/2]' in log and 'Epoch(train) [3]' not in log, log[-3000:]
+    assert 'did not improve' in log
+    assert (tmp_path / 'epoch_2.pth').is_file() and not (tmp_path / 'epoch_1.pth').exists()
+
+
+def test_resume_after_a_kill(coco_dir, tmp_path):
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    args = [sys.executable, str(REPO / 'tools' / 'train.py'), str(MAIN_CONFIG), '--work-dir',
+            str(tmp_path), '--data-root', str(coco_dir), '--epochs', '3', '--cfg-options',
+            *TINY[:-1]]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not (tmp_path / 'epoch_1.pth').exists() and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    time.sleep(1.0)  # let the checkpoint file be complete
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not (tmp_path / 'epoch_3.pth').exists()
+    resumed = subprocess.run([*args, '--resume'], env=env, capture_output=True, text=True,
+                             timeout=900)
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-3000:]
+    assert 'Auto resumed from the latest checkpoint' in log
+    assert 'Epoch(train) [3][2/2]' in log and (tmp_path / 'epoch_3.pth').is_file()
+
+
+def test_distributed_training_two_processes_over_gloo(coco_dir, tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, PYTHONWARNINGS='ignore',
+               PORT=str(29500 + os.getpid() % 1000))
+    options = [o.replace('batch_size=2', 'batch_size=1') for o in TINY]
+    proc = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(MAIN_CONFIG), '2', '--work-dir',
+         str(tmp_path), '--data-root', str(coco_dir), '--cfg-options', *options],
+        env=env, capture_output=True, text=True, timeout=900)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert 'Distributed training: True' in log
+    # 4 training images, batch 1, 2 processes: 2 iterations each
+    assert 'Epoch(train) [1][2/2]' in log and 'NME:' in log
+    assert (tmp_path / 'epoch_1.pth').is_file()

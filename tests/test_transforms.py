@@ -1,0 +1,94 @@
+"""Augmentations keep points and flip pairs consistent with the pixels."""
+import copy
+
+import cv2
+import numpy as np
+import pytest
+from mmcv.transforms import Compose
+from mmengine.registry import init_default_scope
+
+from animal_landmarks_mm.dataset import AnimalCharacterFaceDataset
+
+
+@pytest.fixture
+def sample(coco_dir):
+    init_default_scope('mmpose')
+    dataset = AnimalCharacterFaceDataset(data_root=str(coco_dir), ann_file='annotations/train.json',
+                                         data_prefix=dict(img=''))
+    info = dataset.get_data_info(0)
+    return Compose([dict(type='LoadImage'), dict(type='GetBBoxCenterScale')])(info)
+
+
+def _flip(results):
+    return Compose([dict(type='RandomFlip', prob=1.0, direction='horizontal')])(results)
+
+
+def test_flip_twice_is_identity(sample):
+    twice = _flip(_flip(copy.deepcopy(sample)))
+    np.testing.assert_allclose(twice['keypoints'], sample['keypoints'], atol=1e-4)
+    np.testing.assert_array_equal(twice['img'], sample['img'])
+    np.testing.assert_allclose(twice['bbox_center'], sample['bbox_center'], atol=1e-4)
+
+
+def test_flipped_left_eye_is_the_original_right_eye(sample):
+    width = sample['img'].shape[1]
+    flipped = _flip(copy.deepcopy(sample))
+    original, mirrored = sample['keypoints'][0], flipped['keypoints'][0]
+    for left, right in [(11, 19), (5, 10), (0, 4), (24, 26), (14, 22)]:
+        np.testing.assert_allclose(mirrored[left], [width - 1 - original[right][0],
+                                                    original[right][1]], atol=1e-4)
+    # and the image-left side of the flipped face really is on the left
+    assert mirrored[11][0] < mirrored[19][0]
+
+
+def test_points_stay_on_the_drawn_eyelids_through_flip_rotation_and_scale(sample):
+    """Point 12 (upper lid top) lies on the dark eyelid stroke: after random flips, rotations
+    and rescaling of the box, the warped image is still dark there."""
+    np.random.seed(0)
+    pipeline = Compose([
+        dict(type='RandomFlip', direction='horizontal', prob=0.5),
+        dict(type='RandomBBoxTransform', shift_factor=0.1, shift_prob=1.0, rotate_factor=45,
+             rotate_prob=1.0, scale_factor=(0.75, 1.25)),
+        dict(type='TopdownAffine', input_size=(256, 256)),
+    ])
+    for _ in range(10):
+        out = pipeline(copy.deepcopy(sample))
+        grey = cv2.cvtColor(out['img'], cv2.COLOR_BGR2GRAY).astype(int)
+        for index in (12, 18):
+            x, y = np.round(out['transformed_keypoints'][0, index]).astype(int)
+            patch = grey[max(0, y - 1):y + 2, max(0, x - 1):x + 2]
+            assert patch.min() < 110, (index, patch)
+
+
+@pytest.mark.parametrize('transform', [
+    dict(type='RandomGrayscale', prob=1.0),
+    dict(type='RandomGaussianBlur', prob=1.0, sigma_range=(1.0, 1.0)),
+    dict(type='RandomCutout', prob=1.0, max_holes=2),
+    dict(type='PhotometricDistortion'),
+])
+def test_pixel_transforms_change_pixels_not_points(sample, transform):
+    np.random.seed(1)
+    before = copy.deepcopy(sample)
+    after = Compose([transform])(copy.deepcopy(sample))
+    np.testing.assert_array_equal(after['keypoints'], before['keypoints'])
+    np.testing.assert_array_equal(after['keypoints_visible'], before['keypoints_visible'])
+    assert after['img'].shape == before['img'].shape
+    assert not np.array_equal(after['img'], before['img'])
+    if transform['type'] == 'RandomGrayscale':
+        img = after['img']
+        assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1],
+                                                                           img[..., 2])
+
+
+def test_main_config_pipeline_runs(coco_dir):
+    from mmengine.config import Config
+
+    from conftest import MAIN_CONFIG
+    init_default_scope('mmpose')
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    dataset = AnimalCharacterFaceDataset(
+        data_root=str(coco_dir), ann_file='annotations/train.json', data_prefix=dict(img=''),
+        pipeline=cfg.train_dataloader.dataset.pipeline)
+    packed = dataset[0]
+    assert tuple(packed['inputs'].shape) == (3, 256, 256)
+    assert packed['data_samples'].gt_fields.heatmaps.shape == (28, 64, 64)
