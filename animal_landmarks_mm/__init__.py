@@ -7,10 +7,14 @@ from .checkpoint_compat import allow_mmengine_checkpoints
 from .dataset import AnimalCharacterFaceDataset
 from .hooks import StrictLoadFromHook
 from .metrics import LandmarkMetric
+from .models import ChannelsLastPoseDataPreprocessor
 from .transforms import RandomCutout, RandomGaussianBlur, RandomGrayscale
 
 __version__ = '0.1.0'
-__all__ = ['AnimalCharacterFaceDataset', 'LandmarkMetric', 'RandomCutout', 'RandomGaussianBlur',
-           'RandomGrayscale', 'StrictLoadFromHook', 'allow_mmengine_checkpoints']
+__all__ = [
+    'AnimalCharacterFaceDataset', 'ChannelsLastPoseDataPreprocessor', 'LandmarkMetric',
+    'RandomCutout', 'RandomGaussianBlur', 'RandomGrayscale', 'StrictLoadFromHook',
+    'allow_mmengine_checkpoints',
+]
 
 allow_mmengine_checkpoints()

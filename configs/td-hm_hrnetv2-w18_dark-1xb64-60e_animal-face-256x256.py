@@ -26,6 +26,8 @@ visualizer = dict(vis_backends=[
 ])
 
 model = dict(
+    # channels-last batches: faster convolutions on CPUs and GPUs (animal_landmarks_mm/models.py)
+    data_preprocessor=dict(type='ChannelsLastPoseDataPreprocessor'),
     # ImageNet weights cannot be fetched at run time; to start from them pass
     # --cfg-options model.backbone.init_cfg.type=Pretrained \
     #     model.backbone.init_cfg.checkpoint=/path/to/hrnetv2_w18_imagenet.pth

@@ -6,10 +6,9 @@ Example:
 import argparse
 import json
 import platform
+import time
 
-from animal_landmarks_mm.benchmark import converter_throughput, format_table
-
-BENCHMARKS = {'converter': converter_throughput}
+from animal_landmarks_mm.benchmark import BENCHMARKS, format_table, run_isolated
 
 
 def parse_args(argv=None):
@@ -20,14 +19,27 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def machine() -> str:
+    import os
+
+    import torch
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
+    return (f'{platform.machine()}, {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}, '
+            f'Python {platform.python_version()}')
+
+
 def main(argv=None):
     args = parse_args(argv)
-    results = {name: BENCHMARKS[name]() for name in (args.only or BENCHMARKS)}
-    print(f'machine: {platform.processor() or platform.machine()}, {platform.python_version()}')
+    results = {}
+    for name in args.only or BENCHMARKS:
+        start = time.perf_counter()
+        results[name] = run_isolated(name)
+        print(f'{name}: done in {time.perf_counter() - start:.0f} s', flush=True)
+    print(f'machine: {machine()}')
     print(format_table(results))
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(machine=platform.platform(), results=results), f, indent=1)
+            json.dump(dict(machine=machine(), results=results), f, indent=1)
 
 
 if __name__ == '__main__':
