@@ -21,7 +21,7 @@ import json
 import os
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -191,11 +191,8 @@ def _known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
 
 
 def _file_md5(path: Path) -> str:
-    digest = hashlib.md5()
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, 'md5').hexdigest()
 
 
 def configure_gallery_dl(options: CrawlOptions) -> None:
@@ -322,7 +319,7 @@ def crawl(options: CrawlOptions) -> CrawlResult:
                 format=SIDECAR_FORMAT, version=1, source=options.source,
                 base_url=options.base_url, search_tags=options.tags, file_url=url,
                 **{**info, 'md5': md5},
-                downloaded_at=datetime.now(timezone.utc).isoformat(timespec='seconds')))
+                downloaded_at=datetime.now(UTC).isoformat(timespec='seconds')))
             result.saved.append(path)
             bar.update(1)
             if len(result.saved) >= options.limit:

@@ -162,11 +162,8 @@ def check_anime_face_detector_compatible(state_dict: dict[str, torch.Tensor],
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,

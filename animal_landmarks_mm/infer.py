@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +168,7 @@ def predictions_to_annotation(image_name: str, width: int, height: int, sample,
              for kpts, box in zip(keypoints, boxes)]
     return ImageAnnotation(
         image=image_name, width=width, height=height, faces=faces,
-        meta=dict(annotator='model', created=datetime.now(timezone.utc).isoformat(),
+        meta=dict(annotator='model', created=datetime.now(UTC).isoformat(),
                   source=source, keypoint_scores=[[round(float(s), 4) for s in face]
                                                   for face in scores]))
 

@@ -5,6 +5,7 @@ functions here take a loaded :class:`mmengine.Config` and apply them, so the CLI
 """
 from __future__ import annotations
 
+import argparse
 import os
 import os.path as osp
 
@@ -17,6 +18,42 @@ import animal_landmarks_mm  # noqa: F401  (registers the dataset; safe checkpoin
 
 class TrainingSetupError(ValueError):
     """A flag that cannot be honoured on this machine or with this config."""
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """The flags ``tools/train.py`` and ``tools/test.py`` share (mmpose's, plus ``--data-root``
+    and ``--device``)."""
+    from mmengine.config import DictAction
+    parser.add_argument('--work-dir', help='the dir to save logs, models and results')
+    parser.add_argument(
+        '--data-root', help='the folder tools/dataset.py wrote (sets every dataloader)')
+    parser.add_argument('--device', help='cpu, cuda or cuda:N (default: CUDA when present)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings in the config, key=value (e.g. train_cfg.max_epochs=10)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    # torch.distributed.launch passes --local_rank, torchrun the LOCAL_RANK variable
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def apply_common_args(args: argparse.Namespace) -> None:
+    """``LOCAL_RANK`` for the launcher, and ``--device``: hide every GPU for ``cpu``, all but
+    one for ``cuda:N`` (CUDA reads this when first used, which is later).
+
+    Raises:
+        TrainingSetupError: an unknown device.
+    """
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    device = args.device
+    if device is None or device == 'cuda':
+        return
+    if device == 'cpu':
+        os.environ['CUDA_VISIBLE_DEVICES'] = ''
+    elif device.startswith('cuda:') and device[5:].isdigit():
+        os.environ['CUDA_VISIBLE_DEVICES'] = device[5:]
+    else:
+        raise TrainingSetupError(f'--device must be cpu, cuda or cuda:N, got {device!r}')
 
 
 def default_work_dir(config_path: str) -> str:
