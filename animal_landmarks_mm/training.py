@@ -154,7 +154,8 @@ def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int |
                        lr: float | None = None, checkpoint: str | None = None,
                        accumulate: int | None = None, early_stop: int | None = None,
                        save_freq: int | None = None, val_annotation_dir: str | None = None,
-                       val_image_dir: str | None = None) -> Config:
+                       val_image_dir: str | None = None,
+                       early_stop_min_delta: float = 0.001) -> Config:
     """The original training tools' flags, as config options.
 
     Args:
@@ -168,6 +169,7 @@ def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int |
             (``optim_wrapper.accumulative_counts``).
         early_stop: stop when the validation NME has not improved for this many validations
             (mmengine's ``EarlyStoppingHook``).
+        early_stop_min_delta: a smaller NME gain is not an improvement.
         save_freq: save a checkpoint every N epochs (the best one is kept as well).
         val_annotation_dir: a folder of annotation files to validate on, converted here.
         val_image_dir: the folder its ``image`` names are relative to (default: the same).
@@ -194,10 +196,9 @@ def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int |
     if accumulate is not None:
         cfg.optim_wrapper.accumulative_counts = accumulate
     if early_stop is not None:
-        # an NME gain under 0.001 is noise, not progress
         cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(
             type='EarlyStoppingHook', monitor='NME', rule='less', patience=early_stop,
-            min_delta=0.001)]
+            min_delta=early_stop_min_delta)]
     if save_freq is not None:
         cfg.default_hooks.checkpoint.interval = save_freq
     if val_annotation_dir is not None:

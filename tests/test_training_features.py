@@ -54,11 +54,13 @@ def test_bad_device_is_a_one_line_error():
 
 
 def test_accumulation_save_frequency_and_early_stop(coco_dir, tmp_path):
-    """An lr too small to change anything: the NME stops improving, patience 1 stops the run
-    after its second validation, long before --epochs; checkpoints only every 2 epochs."""
+    """An lr too small to matter and a minimum gain no 2-iteration run can reach: the NME never
+    improves, so patience 1 stops the run after its second validation, long before --epochs;
+    checkpoints only every 2 epochs."""
     proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path, '--data-root', coco_dir,
                     '--device', 'cpu', '--epochs', '6', '--lr', '1e-12', '--accumulate', '2',
-                    '--save-freq', '2', '--early-stop', '1', '--cfg-options', *TINY[:-1])
+                    '--save-freq', '2', '--early-stop', '1', '--early-stop-min-delta', '10',
+                    '--cfg-options', *TINY[:-1])
     log = proc.stdout + proc.stderr
     assert 'accumulative_counts=2' in log
     assert 'Epoch(train) [2][2/2]' in log and 'Epoch(train) [3]' not in log, log[-3000:]

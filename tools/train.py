@@ -47,6 +47,8 @@ def parse_args(argv=None):
                         help='gradient accumulation over N iterations')
     simple.add_argument('--early-stop', type=int, metavar='PATIENCE',
                         help='stop after PATIENCE validations without a better NME')
+    simple.add_argument('--early-stop-min-delta', type=float, default=0.001,
+                        help='an NME gain below this is not an improvement (default 0.001)')
     simple.add_argument('--save-freq', type=int, help='save a checkpoint every N epochs')
     return parser.parse_args(argv)
 
@@ -62,7 +64,8 @@ def main(argv=None):
                                args.no_validate, args.auto_scale_lr, args.launcher)
         cfg = apply_simple_flags(cfg, args.epochs, args.batch_size, args.lr, args.checkpoint,
                                  args.accumulate, args.early_stop, args.save_freq,
-                                 args.val_annotation_dir, args.val_image_dir)
+                                 args.val_annotation_dir, args.val_image_dir,
+                                 args.early_stop_min_delta)
     except (FileNotFoundError, TrainingSetupError) as e:
         sys.exit(f'error: {e}')
     train(cfg)
