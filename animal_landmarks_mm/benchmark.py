@@ -165,7 +165,6 @@ def inference_latency(repeats: int | None = None, batch: int = 8) -> dict:
     import cv2
     import torch
     from anime_face_detector import LandmarkDetector
-    from mmengine.config import Config
     from mmpose.apis import inference_topdown, init_model
 
     import animal_landmarks_mm  # noqa: F401
@@ -200,7 +199,6 @@ def inference_latency(repeats: int | None = None, batch: int = 8) -> dict:
     afd_one = timed(lambda: afd(image, boxes=[np.append(boxes[0], 1.0)]))
     ours_batch = timed(lambda: inference_topdown(model, image, boxes, bbox_format='xyxy'))
     afd_batch = timed(lambda: afd(image, boxes=[np.append(b, 1.0) for b in boxes]))
-    del Config
     return dict(device=device, ours_ms_per_face=round(ours_one * 1000, 1),
                 afd_ms_per_face=round(afd_one * 1000, 1),
                 latency_ratio_afd_over_ours=round(afd_one / ours_one, 3),

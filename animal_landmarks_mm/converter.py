@@ -72,7 +72,7 @@ def coco_keypoints(face: Face) -> tuple[list[float], int]:
         if vis == ABSENT or point is None:
             values += [0.0, 0.0, 0]
         else:
-            values += [round(point[0], 3), round(point[1], 3), int(vis)]
+            values += [point[0], point[1], int(vis)]
     return values, sum(1 for v in face.visibility if v != ABSENT)
 
 
@@ -168,14 +168,14 @@ class AnnotationConverter:
                  if not any(part.startswith('.') for part in p.relative_to(ann_dir).parts)]
         return sorted(files, key=lambda p: p.relative_to(ann_dir).as_posix())
 
-    def _check(self, path: Path) -> Record:
+    def _check(self, path: Path, ann_dir: Path) -> Record:
         """Load one file and check it against its image. Raises AnnotationError (one line)."""
         ann = load_annotation(path)
         image_path = (self.image_dir / ann.image).resolve()
         if not image_path.is_relative_to(self.image_dir):
             raise AnnotationError(f'{path}: image {ann.image!r} is outside the image folder')
         if ann.status == STATUS_SKIPPED:
-            return Record(path, path.parent, image_path, ann)
+            return Record(path, ann_dir, image_path, ann)
         if not ann.faces:
             raise AnnotationError(f'{path}: no faces annotated')
         if not image_path.is_file():
@@ -197,7 +197,7 @@ class AnnotationConverter:
                     raise AnnotationError(
                         f'{path}: face {f} point {i} ({p[0]:g}, {p[1]:g}) is far outside the '
                         f'{ann.width}x{ann.height} image')
-        return Record(path, path.parent, image_path, ann)
+        return Record(path, ann_dir, image_path, ann)
 
     def read(self, ann_dir: str | os.PathLike, summary: ConversionSummary) -> list[Record]:
         """Read every annotation file of a folder; bad ones go to ``summary.problems``."""
@@ -207,11 +207,10 @@ class AnnotationConverter:
         for path in tqdm(files, desc=f'reading {ann_dir}', unit='file',
                          disable=not self.progress):
             try:
-                record = self._check(path)
+                record = self._check(path, ann_dir)
             except AnnotationError as e:
                 summary.problems.append(str(e))
                 continue
-            record.ann_dir = ann_dir
             if record.annotation.status == STATUS_SKIPPED:
                 summary.skipped_by_annotator.append(str(path))
             else:
@@ -233,8 +232,10 @@ class AnnotationConverter:
                 x, y, w, h = face_box(face, ann.width, ann.height)
                 annotations.append(dict(
                     id=len(annotations) + 1, image_id=image_id, category_id=1,
-                    bbox=[round(x, 3), round(y, 3), round(w, 3), round(h, 3)],
-                    area=round(w * h, 3), iscrowd=0, keypoints=keypoints, num_keypoints=num))
+                    # full precision, so that a COCO file and its annotation files give
+                    # exactly the same crops and numbers
+                    bbox=[x, y, w, h], area=w * h, iscrowd=0, keypoints=keypoints,
+                    num_keypoints=num))
         return dict(info=dict(description='animal_landmarks_mm', version='1.0'), images=images,
                     annotations=annotations, categories=coco_categories())
 
