@@ -75,6 +75,15 @@ def load_config(config_path: str, cfg_options: dict | None = None) -> Config:
     return cfg
 
 
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Apply the shared flags (:func:`add_common_args`) and read the config they name."""
+    apply_common_args(args)
+    cfg = load_config(args.config, args.cfg_options)
+    if args.data_root:
+        set_data_root(cfg, args.data_root)
+    return cfg
+
+
 def set_data_root(cfg: Config, data_root: str) -> Config:
     """Point every dataloader (and the top-level ``data_root``) at ``data_root``.
 

@@ -11,10 +11,8 @@ import sys
 from animal_landmarks_mm.training import (
     TrainingSetupError,
     add_common_args,
-    apply_common_args,
     apply_test_args,
-    load_config,
-    set_data_root,
+    config_from_args,
     test,
 )
 
@@ -31,12 +29,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        apply_common_args(args)
-        cfg = load_config(args.config, args.cfg_options)
-        if args.data_root:
-            set_data_root(cfg, args.data_root)
-        cfg = apply_test_args(cfg, args.config, args.checkpoint, args.work_dir, args.dump,
-                              args.launcher)
+        cfg = apply_test_args(config_from_args(args), args.config, args.checkpoint,
+                              args.work_dir, args.dump, args.launcher)
     except (FileNotFoundError, TrainingSetupError) as e:
         sys.exit(f'error: {e}')
     test(cfg)

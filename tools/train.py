@@ -10,11 +10,9 @@ import sys
 from animal_landmarks_mm.training import (
     TrainingSetupError,
     add_common_args,
-    apply_common_args,
     apply_simple_flags,
     apply_train_args,
-    load_config,
-    set_data_root,
+    config_from_args,
     train,
 )
 
@@ -56,12 +54,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        apply_common_args(args)
-        cfg = load_config(args.config, args.cfg_options)
-        if args.data_root:
-            set_data_root(cfg, args.data_root)
-        cfg = apply_train_args(cfg, args.config, args.work_dir, args.resume, args.amp,
-                               args.no_validate, args.auto_scale_lr, args.launcher)
+        cfg = apply_train_args(config_from_args(args), args.config, args.work_dir, args.resume,
+                               args.amp, args.no_validate, args.auto_scale_lr, args.launcher)
         cfg = apply_simple_flags(cfg, args.epochs, args.batch_size, args.lr, args.checkpoint,
                                  args.accumulate, args.early_stop, args.save_freq,
                                  args.val_annotation_dir, args.val_image_dir,
