@@ -14,7 +14,6 @@ Files it did not write are never deleted.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .annotation import (
     ABSENT,
+    IMAGE_SUFFIXES,
     OCCLUDED,
     STATUS_ANNOTATED,
     STATUS_SKIPPED,
@@ -32,12 +32,12 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
+    file_sha256,
     load_annotation,
     write_json_atomic,
 )
 from .schema import NUM_KEYPOINTS, describe
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 DRAFT_DIR = '.drafts'
 
 
@@ -209,9 +209,9 @@ class ImageEdit:
 
 
 def _sha256(path: Path) -> str | None:
+    """The file's sha256, or None when there is no file."""
     try:
-        with open(path, 'rb') as f:
-            return hashlib.file_digest(f, 'sha256').hexdigest()
+        return file_sha256(path)
     except FileNotFoundError:
         return None
 

@@ -29,6 +29,7 @@ The plain format of the original training tools is read too (a single face, all 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -44,6 +45,9 @@ FORMAT_NAME = 'animal_landmarks_mm.annotation'
 FORMAT_VERSION = 1
 
 VISIBLE, OCCLUDED, ABSENT = 2, 1, 0
+
+#: the image files the tools pick up in a folder
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
 STATUS_ANNOTATED = 'annotated'
 STATUS_SKIPPED = 'skipped'
@@ -248,6 +252,12 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file's bytes."""
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
 def save_annotation(path: str | os.PathLike, annotation: ImageAnnotation) -> None:

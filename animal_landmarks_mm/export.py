@@ -14,13 +14,13 @@ The exported file holds only those 1,839 tensors under the 0.x names, which is w
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import torch
 from mmengine.config import Config
 
+from .annotation import file_sha256
 from .schema import NUM_KEYPOINTS
 
 #: mmpose 0.x (anime_face_detector) name prefix -> mmpose 1.x name prefix.
@@ -161,11 +161,6 @@ def check_anime_face_detector_compatible(state_dict: dict[str, torch.Tensor],
             f'anime_face_detector cannot hold this model: extra tensors {others[:3]}')
 
 
-def _sha256(path: Path) -> str:
-    with open(path, 'rb') as f:
-        return hashlib.file_digest(f, 'sha256').hexdigest()
-
-
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                       fmt: str | None = None) -> Path:
     """Write a checkpoint trained here in a form another program loads.
@@ -196,7 +191,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     if fmt == 'mmpose':
         tmp = out.with_name(f'.{out.name}.tmp')
         torch.save(dict(state_dict=state_dict, meta=meta), tmp)
-        final = out.with_name(f'{out.stem}-{_sha256(tmp)[:8]}.pth')
+        final = out.with_name(f'{out.stem}-{file_sha256(tmp)[:8]}.pth')
         os.replace(tmp, final)
         return final
     check_anime_face_detector_compatible(state_dict)

@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 from mmengine.logging import print_log
 
-from .annotation import Face, ImageAnnotation, save_annotation
+from .annotation import IMAGE_SUFFIXES, Face, ImageAnnotation, save_annotation
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 FACE_DETECTORS = ('yolov3', 'faster-rcnn')
 #: anime_face_detector's factor for detected boxes (``LandmarkDetector(box_scale_factor)``).
 DETECTED_BOX_SCALE = 1.1
