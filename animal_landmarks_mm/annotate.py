@@ -24,7 +24,6 @@ from PIL import Image, UnidentifiedImageError
 
 from .annotation import (
     ABSENT,
-    IMAGE_SUFFIXES,
     OCCLUDED,
     STATUS_ANNOTATED,
     STATUS_SKIPPED,
@@ -33,6 +32,7 @@ from .annotation import (
     Face,
     ImageAnnotation,
     file_sha256,
+    image_files,
     load_annotation,
     write_json_atomic,
 )
@@ -233,9 +233,7 @@ class AnnotationSession:
         self.output_dir = Path(output_dir).resolve()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.annotator = annotator
-        with os.scandir(self.image_dir) as entries:
-            self.images = sorted(e.name for e in entries
-                                 if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+        self.images = [p.name for p in image_files(self.image_dir)]
 
     def image_path(self, image: str) -> Path:
         return resolve_inside(self.image_dir, image)

@@ -49,6 +49,14 @@ VISIBLE, OCCLUDED, ABSENT = 2, 1, 0
 #: the image files the tools pick up in a folder
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The images of a folder (by suffix; no pixel is read), sorted by name."""
+    with os.scandir(folder) as entries:
+        return sorted(Path(e.path) for e in entries
+                      if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+
+
 STATUS_ANNOTATED = 'annotated'
 STATUS_SKIPPED = 'skipped'
 

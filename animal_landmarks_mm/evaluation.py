@@ -239,13 +239,14 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     write_json_atomic(output_dir / 'predictions.json',
                       predictions_as_annotations(faces, pred, checkpoint), indent=None)
 
-    face_nme = per_face_nme(landmark_errors(pred, gt, visibility, boxes)['interocular'])
+    def faces_nme(points: np.ndarray) -> np.ndarray:
+        return per_face_nme(landmark_errors(points, gt, visibility, boxes)['interocular'])
+
+    face_nme = faces_nme(pred)
     curves = {Path(checkpoint).name: face_nme}
     if compare is not None:
-        other = predict_faces(config or stored_config(compare, output_dir), compare, faces,
-                              device, progress)
-        curves[Path(compare).name] = per_face_nme(
-            landmark_errors(other, gt, visibility, boxes)['interocular'])
+        curves[Path(compare).name] = faces_nme(predict_faces(
+            config or stored_config(compare, output_dir), compare, faces, device, progress))
     plot_ced(curves, output_dir / 'ced.png')
 
     if visualize:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from mmengine.logging import print_log
 
-from .annotation import IMAGE_SUFFIXES, Face, ImageAnnotation, save_annotation
+from .annotation import IMAGE_SUFFIXES, Face, ImageAnnotation, image_files, save_annotation
 
 FACE_DETECTORS = ('yolov3', 'faster-rcnn')
 #: anime_face_detector's factor for detected boxes (``LandmarkDetector(box_scale_factor)``).
@@ -44,7 +44,7 @@ def list_images(path: str | os.PathLike) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = image_files(path)
         if not images:
             raise InferenceInputError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {path}')
         return images

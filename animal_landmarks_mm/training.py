@@ -100,6 +100,21 @@ def set_data_root(cfg: Config, data_root: str) -> Config:
     return cfg
 
 
+def _set_run_place(cfg: Config, config_path: str, work_dir: str | None, launcher: str) -> None:
+    """Work dir (``--work-dir``, else the config's, else ``work_dirs/<config name>``) and
+    launcher, for training and testing alike."""
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = default_work_dir(config_path)
+    if launcher != 'none' and not torch.cuda.is_available():
+        # distributed on CPUs: gloo instead of nccl, and DDP without device ids
+        cfg.env_cfg.dist_cfg = dict(backend='gloo')
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False)
+
+
 def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
                      resume: str | None = None, amp: bool = False, no_validate: bool = False,
                      auto_scale_lr: bool = False, launcher: str = 'none') -> Config:
@@ -119,16 +134,7 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
     Raises:
         TrainingSetupError: ``amp`` without a CUDA device.
     """
-    cfg.launcher = launcher
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = default_work_dir(config_path)
-    if launcher != 'none' and not torch.cuda.is_available():
-        # distributed on CPUs: gloo instead of nccl, and DDP without device ids
-        cfg.env_cfg.dist_cfg = dict(backend='gloo')
-        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
-                                     broadcast_buffers=False)
+    _set_run_place(cfg, config_path, work_dir, launcher)
     if amp:
         if not torch.cuda.is_available():
             raise TrainingSetupError(
@@ -237,11 +243,7 @@ def apply_test_args(cfg: Config, config_path: str, checkpoint: str, work_dir: st
     predictions (``--dump`` in mmpose), as a pickle of every prediction."""
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
-    cfg.launcher = launcher
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = default_work_dir(config_path)
+    _set_run_place(cfg, config_path, work_dir, launcher)
     cfg.load_from = checkpoint
     if out is not None:
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
