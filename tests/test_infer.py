@@ -47,13 +47,19 @@ def test_mmpose_inferencer_draws_our_skeleton(checkpoint, coco_dir, tmp_path):
     inferencer = MMPoseInferencer(pose2d=str(MAIN_CONFIG), pose2d_weights=str(checkpoint),
                                   device='cpu')
     image_path, _ = _image_and_box(coco_dir)
-    # a 2-iteration model scores low: draw every point (kpt_thr=0)
+    # a 2-iteration model may place its points anywhere, even off the image: the whole-image
+    # box (draw_bbox) is what is sure to be drawn; every point is drawn whatever its score
     result = next(inferencer(str(image_path), vis_out_dir=str(tmp_path), show=False,
-                             kpt_thr=0.0))
+                             kpt_thr=-1e9, draw_bbox=True))
     assert len(result['predictions'][0][0]['keypoints']) == 28
     drawn = cv2.imread(str(tmp_path / image_path.name))
     original = cv2.imread(str(image_path))
     assert drawn.shape == original.shape and (drawn != original).any()
+    visualizer = inferencer.inferencer.visualizer
+    assert visualizer.dataset_meta['dataset_name'] == 'animal_character_face'
+    assert [tuple(link) for link in visualizer.skeleton] == list(schema.SKELETON)
+    for k, landmark in enumerate(schema.LANDMARKS):
+        assert tuple(visualizer.kpt_color[k]) == schema.GROUP_COLORS[landmark.group]
 
 
 def test_infer_tool_with_boxes_writes_pictures_and_annotations(model, checkpoint, coco_dir,
