@@ -8,19 +8,22 @@ This is the annotator's logic, free of any UI so that it is tested on its own; t
   ``status: skipped``), written atomically, and only if nobody else wrote the file since it was
   opened (a second browser tab, say): otherwise :class:`AnnotationConflictError`;
 - ``.drafts/<image stem>.json``: unfinished work (faces with points still to place), kept until
-  the image is finished; the converter never reads hidden folders.
+  the image is finished; the converter never reads hidden folders. A draft is guarded like the
+  annotation file: a tab does not overwrite a draft another tab wrote after it opened the image.
+
+Where two images share a stem (``a.png``, ``a.jpg``), their files are named ``a_png.json`` and
+``a_jpg.json`` instead.
 
 Files it did not write are never deleted.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-
-from PIL import Image, UnidentifiedImageError
 
 from .annotation import (
     ABSENT,
@@ -33,6 +36,7 @@ from .annotation import (
     ImageAnnotation,
     file_sha256,
     image_files,
+    image_size,
     load_annotation,
     write_json_atomic,
 )
@@ -61,11 +65,13 @@ def resolve_inside(root: Path, name: str) -> Path:
 
 @dataclass
 class FaceEdit:
-    """One face being annotated: 28 slots, each a point or empty, and a visibility flag."""
+    """One face being annotated: 28 slots, each a point or empty, a visibility flag each, and
+    the face box when one was drawn (for a model's prediction) or loaded."""
 
     points: list[tuple[float, float] | None] = field(
         default_factory=lambda: [None] * NUM_KEYPOINTS)
     visibility: list[int] = field(default_factory=lambda: [VISIBLE] * NUM_KEYPOINTS)
+    bbox: tuple[float, float, float, float] | None = None
 
     def next_index(self) -> int | None:
         """The first point neither placed nor marked absent (the next click places it)."""
@@ -91,6 +97,7 @@ class ImageEdit:
     status: str = STATUS_ANNOTATED
     status_reason: str = ''
     revision: str | None = None  # sha256 of the annotation file when opened
+    draft_revision: str | None = None  # sha256 of the draft when opened or last written here
     dirty: bool = False
 
     @property
@@ -131,6 +138,29 @@ class ImageEdit:
         self.dirty = True
         return target
 
+    def pick_nearest(self, x: float, y: float, radius: float) -> int | None:
+        """Pick the current face's placed point nearest to ``(x, y)`` for correction, if one
+        lies within ``radius`` pixels; returns its index."""
+        best, best_distance = None, radius
+        for k, point in enumerate(self.current.points):
+            if point is not None:
+                distance = math.dist(point, (x, y))
+                if distance <= best_distance:
+                    best, best_distance = k, distance
+        if best is not None:
+            self.selected = best
+        return best
+
+    def set_face(self, points: list[tuple[float, float]],
+                 bbox: tuple[float, float, float, float] | None = None) -> None:
+        """Replace the current face's points (a model's prediction, all visible)."""
+        if len(points) != NUM_KEYPOINTS:
+            raise ValueError(f'expected {NUM_KEYPOINTS} points, got {len(points)}')
+        self.faces[self.face] = FaceEdit([(float(x), float(y)) for x, y in points], bbox=bbox)
+        self.selected = None
+        self.status = STATUS_ANNOTATED
+        self.dirty = True
+
     def mark(self, flag: int) -> int | None:
         """Mark the target point occluded (the next click places it by estimate) or absent."""
         if flag not in (OCCLUDED, ABSENT, VISIBLE):
@@ -154,6 +184,9 @@ class ImageEdit:
     def clear_last(self) -> int | None:
         """Undo the last point of the order (placed or marked absent)."""
         face = self.current
+        if self.selected is not None:  # "clear last" while correcting: stop correcting
+            self.selected = None
+            return None
         done = [k for k in range(NUM_KEYPOINTS)
                 if face.points[k] is not None or face.visibility[k] == ABSENT]
         if not done:
@@ -188,7 +221,7 @@ class ImageEdit:
     def to_annotation(self, meta: dict) -> ImageAnnotation:
         """The finished annotation (only complete faces; none for a skipped image)."""
         faces = [] if self.status == STATUS_SKIPPED else [
-            Face(list(f.points), list(f.visibility)) for f in self.faces if f.complete()]
+            Face(list(f.points), list(f.visibility), f.bbox) for f in self.faces if f.complete()]
         return ImageAnnotation(self.image, self.width, self.height, faces, self.status,
                                self.status_reason, meta)
 
@@ -197,12 +230,16 @@ class ImageEdit:
                     status=self.status, status_reason=self.status_reason,
                     revision=self.revision,
                     faces=[dict(points=[None if p is None else list(p) for p in f.points],
-                                visibility=f.visibility) for f in self.faces])
+                                visibility=f.visibility,
+                                bbox=None if f.bbox is None else list(f.bbox))
+                           for f in self.faces])
 
     @classmethod
     def from_draft(cls, raw: dict) -> ImageEdit:
         faces = [FaceEdit([None if p is None else tuple(p) for p in f['points']],
-                          list(f['visibility'])) for f in raw['faces']]
+                          list(f['visibility']),
+                          None if f.get('bbox') is None else tuple(f['bbox']))
+                 for f in raw['faces']]
         return cls(raw['image'], raw['width'], raw['height'], faces, raw['face'],
                    status=raw['status'], status_reason=raw['status_reason'],
                    revision=raw['revision'])
@@ -234,23 +271,32 @@ class AnnotationSession:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.annotator = annotator
         self.images = [p.name for p in image_files(self.image_dir)]
+        stems = [Path(name).stem for name in self.images]
+        self._shared_stems = {stem for stem in stems if stems.count(stem) > 1} \
+            if len(set(stems)) < len(stems) else set()
 
     def image_path(self, image: str) -> Path:
         return resolve_inside(self.image_dir, image)
 
+    def _file_name(self, image: str) -> str:
+        path = Path(image)
+        if path.stem in self._shared_stems:
+            return f'{path.stem}_{path.suffix.lstrip(".")}.json'
+        return f'{path.stem}.json'
+
     def annotation_path(self, image: str) -> Path:
-        return resolve_inside(self.output_dir, f'{Path(image).stem}.json')
+        return resolve_inside(self.output_dir, self._file_name(image))
 
     def draft_path(self, image: str) -> Path:
-        return resolve_inside(self.output_dir / DRAFT_DIR, f'{Path(image).stem}.json')
+        return resolve_inside(self.output_dir / DRAFT_DIR, self._file_name(image))
 
     def is_done(self, image: str) -> bool:
         return self.annotation_path(image).is_file()
 
     def progress(self) -> tuple[int, int]:
         """(images with an annotation file, images)."""
-        done = {p.stem for p in self.output_dir.glob('*.json')}
-        return sum(Path(name).stem in done for name in self.images), len(self.images)
+        done = {p.name for p in self.output_dir.glob('*.json')}
+        return sum(self._file_name(name) in done for name in self.images), len(self.images)
 
     def next_unannotated(self, after: int = -1) -> int | None:
         """Index of the first image after ``after`` without an annotation file (wrapping)."""
@@ -270,23 +316,22 @@ class AnnotationSession:
         """
         path = self.image_path(image)
         try:
-            with Image.open(path) as im:  # the header only
-                width, height = im.size
-        except (OSError, UnidentifiedImageError) as e:
+            width, height = image_size(path)
+        except OSError as e:
             raise AnnotationError(f'{path}: image unreadable ({e})') from None
         draft = self.draft_path(image)
         if draft.is_file():
             try:
                 edit = ImageEdit.from_draft(json.loads(draft.read_text()))
-                edit.dirty = True
-                return edit
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise AnnotationError(f'{draft}: broken draft ({e})') from None
+            edit.draft_revision, edit.dirty = _sha256(draft), True
+            return edit
         target = self.annotation_path(image)
         if not target.is_file():
             return ImageEdit(image, width, height)
         ann = load_annotation(target)
-        faces = [FaceEdit(list(f.landmarks), list(f.visibility)) for f in ann.faces]
+        faces = [FaceEdit(list(f.landmarks), list(f.visibility), f.bbox) for f in ann.faces]
         return ImageEdit(image, width, height, faces or [FaceEdit()], 0,
                          status=ann.status, status_reason=ann.status_reason,
                          revision=_sha256(target))
@@ -301,28 +346,29 @@ class AnnotationSession:
             AnnotationConflictError: the annotation file was written by someone else since
                 ``edit`` was opened; nothing is overwritten (reopen the image to see theirs).
         """
-        target = self.annotation_path(edit.image)
-        if _sha256(target) != edit.revision:
-            raise AnnotationConflictError(
-                f'{target} was changed by someone else since it was opened (another tab?); '
-                'reopen the image to see the newer version')
+        target, draft = self.annotation_path(edit.image), self.draft_path(edit.image)
+        for path, seen in ((target, edit.revision), (draft, edit.draft_revision)):
+            if _sha256(path) != seen:
+                raise AnnotationConflictError(
+                    f'{path} was changed by someone else since {edit.image} was opened here '
+                    '(another tab?); reopen the image to see the newer version')
         if not edit.finished():
-            draft = self.draft_path(edit.image)
             write_json_atomic(draft, edit.to_draft())
+            edit.draft_revision = _sha256(draft)
             return draft
         now = datetime.now(UTC).isoformat(timespec='seconds')
-        meta = dict(annotator=self.annotator, modified=now)
+        # Keep what the file already says of itself (a model's scores, the source...).
+        meta = load_annotation(target).meta if target.is_file() else {}
+        meta.setdefault('created', now)
+        meta.update(annotator=self.annotator, modified=now)
         sidecar = self.image_dir / f'{edit.image}.json'  # provenance from tools/crawl_images.py
         if sidecar.is_file():
             try:
                 meta['source'] = json.loads(sidecar.read_text())
             except json.JSONDecodeError:
                 pass
-        if target.is_file():
-            meta['created'] = load_annotation(target).meta.get('created', now)
-        else:
-            meta['created'] = now
         write_json_atomic(target, edit.to_annotation(meta).to_json())
         edit.revision, edit.dirty = _sha256(target), False
-        self.draft_path(edit.image).unlink(missing_ok=True)
+        draft.unlink(missing_ok=True)
+        edit.draft_revision = None
         return target

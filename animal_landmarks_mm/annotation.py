@@ -57,6 +57,27 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
                       if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
 
 
+#: EXIF orientations that turn the stored pixels by 90 degrees (transpose, rotate, transverse)
+_EXIF_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image as mmcv and the annotator show it, from its header only.
+
+    mmcv (hence mmpose) applies a JPEG's EXIF orientation when it decodes, so a photo stored
+    sideways has its width and height swapped relative to the stored pixels.
+
+    Raises:
+        OSError: the file is missing or not an image (PIL's ``UnidentifiedImageError``).
+    """
+    from PIL import Image
+    with Image.open(path) as im:  # the header only, no decoding
+        width, height = im.size
+        if im.getexif().get(0x0112) in _EXIF_QUARTER_TURNS:
+            width, height = height, width
+    return width, height
+
+
 STATUS_ANNOTATED = 'annotated'
 STATUS_SKIPPED = 'skipped'
 

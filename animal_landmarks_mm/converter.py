@@ -17,7 +17,6 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .annotation import (
@@ -26,6 +25,7 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
+    image_size,
     load_annotation,
     write_json_atomic,
 )
@@ -181,9 +181,8 @@ class AnnotationConverter:
         if not image_path.is_file():
             raise AnnotationError(f'{path}: image not found: {image_path}')
         try:
-            with Image.open(image_path) as im:  # reads the header only, no decoding
-                size = im.size
-        except (UnidentifiedImageError, OSError) as e:
+            size = image_size(image_path)
+        except OSError as e:  # UnidentifiedImageError is one
             raise AnnotationError(f'{path}: image unreadable: {image_path} ({e})') from None
         if size != (ann.width, ann.height):
             raise AnnotationError(

@@ -121,17 +121,39 @@ class LandmarkPredictor:
 
     Args:
         config: the model's config (our configs, or the one saved in its work dir).
-        checkpoint: a checkpoint trained here (mmpose 1.x names).
+        checkpoint: a checkpoint trained here, or one in anime_face_detector's layout (its
+            released model for human anime faces, or an export); loaded strictly.
         device: ``cpu``, ``cuda``, ``cuda:0``...
+
+    Raises:
+        InferenceInputError: a missing file, or weights that do not fit the config's model.
     """
 
     def __init__(self, config: str | os.PathLike, checkpoint: str | os.PathLike,
                  device: str = 'cpu'):
         from mmpose.apis import init_model
+
+        from .export import (
+            CheckpointLayoutError,
+            compare_state_dicts,
+            read_checkpoint,
+            to_mmpose_state_dict,
+        )
         for what, path in (('config', config), ('checkpoint', checkpoint)):
             if not Path(path).is_file():
                 raise InferenceInputError(f'{what} not found: {path}')
-        self.model = init_model(str(config), str(checkpoint), device=device)
+        # Not init_model's loading: it ignores names that do not match, which would leave an
+        # anime_face_detector checkpoint's head random without a word.
+        self.model = init_model(str(config), None, device=device)
+        try:
+            state_dict = to_mmpose_state_dict(read_checkpoint(checkpoint)[0])
+        except CheckpointLayoutError as e:
+            raise InferenceInputError(str(e)) from None
+        difference = compare_state_dicts(state_dict, self.model.state_dict())
+        if difference:
+            raise InferenceInputError(
+                f'{checkpoint} does not fit the model of {config}: {difference}')
+        self.model.load_state_dict(state_dict)
         self._visualizer = None
 
     def predict(self, image_bgr: np.ndarray, boxes: np.ndarray):

@@ -331,6 +331,22 @@ def render_face_image(rng: np.random.Generator, width: int, height: int
     return cv.image, cv.map(canonical), face.species
 
 
+def reference_face(size: int = 320, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """An upright, frontal character on a plain background, for the annotator's point chart.
+
+    Returns:
+        The BGR image ``(size, size, 3)`` and its (28, 2) landmarks in pixels.
+    """
+    face = FaceModel(np.random.default_rng(seed))
+    face.yaw, face.eye_tilt = 0.0, 0.0
+    image = np.full((size, size, 3), 245, np.uint8)
+    unit = 0.28 * size
+    cv = _Canvas(image, np.array([[unit, 0, size / 2], [0, unit, 0.46 * size]]), unit)
+    points = face.landmarks()
+    face.draw(cv, points)
+    return cv.image, cv.map(points)
+
+
 def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: int = 0,
                            min_size: int = 256, max_size: int = 384,
                            progress: bool = True) -> list[Path]:
