@@ -143,3 +143,47 @@ def test_crawler_provenance_is_kept(session):
     _fill(edit)
     session.save(edit)
     assert load_annotation(session.annotation_path('c.jpg')).meta['source']['post_id'] == 7
+
+
+def test_a_draft_written_by_another_tab_is_not_overwritten(session):
+    first, second = session.open('a.png'), session.open('a.png')
+    first.click(1, 1)
+    session.save(first)  # draft
+    second.click(2, 2)
+    with pytest.raises(AnnotationConflictError, match='another tab'):
+        session.save(second)
+    first.click(3, 3)
+    session.save(first)  # its own draft: fine
+    assert session.open('a.png').current.points[:2] == [(1.0, 1.0), (3.0, 3.0)]
+
+
+def test_images_sharing_a_stem_get_their_own_files(tmp_path):
+    images = tmp_path / 'images'
+    images.mkdir()
+    for name in ('x.png', 'x.jpg', 'y.png'):
+        cv2.imwrite(str(images / name), np.zeros((20, 30, 3), np.uint8))
+    session = AnnotationSession(images, tmp_path / 'out')
+    assert session.annotation_path('x.png').name == 'x_png.json'
+    assert session.annotation_path('x.jpg').name == 'x_jpg.json'
+    assert session.annotation_path('y.png').name == 'y.json'
+    for name in ('x.png', 'x.jpg'):
+        edit = session.open(name)
+        edit.skip('test')
+        session.save(edit)
+    assert session.progress() == (2, 3)
+    assert load_annotation(session.annotation_path('x.jpg')).image == 'x.jpg'
+
+
+def test_saving_keeps_what_the_file_said_of_itself(session):
+    edit = session.open('a.png')
+    _fill(edit)
+    path = session.save(edit)
+    raw = json.loads(path.read_text())
+    raw['meta']['keypoint_scores'] = [[0.5] * 28]  # e.g. written by tools/infer.py
+    path.write_text(json.dumps(raw))
+    edit = session.open('a.png')
+    edit.select(3)
+    edit.click(9, 9)
+    session.save(edit)
+    meta = load_annotation(path).meta
+    assert meta['keypoint_scores'] == [[0.5] * 28] and meta['annotator'] == 'tester'

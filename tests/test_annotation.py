@@ -80,3 +80,17 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
         write_json_atomic(path, dict(version=object()))  # not serialisable: fails mid-write
     assert json.loads(path.read_text()) == dict(version='old')
     assert os.listdir(tmp_path) == ['a.json']  # no temporary file left behind
+
+
+def test_image_size_follows_the_exif_orientation_like_mmcv(tmp_path):
+    import mmcv
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import image_size
+    path = tmp_path / 'sideways.jpg'
+    image = Image.new('RGB', (200, 100))
+    exif = image.getexif()
+    exif[0x0112] = 6  # stored sideways: shown rotated by 90 degrees
+    image.save(path, exif=exif)
+    height, width = mmcv.imread(str(path)).shape[:2]
+    assert image_size(path) == (width, height) == (100, 200)

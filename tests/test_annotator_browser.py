@@ -23,7 +23,8 @@ CHROMIUM = '/usr/bin/chromium'
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu',
                   '--disable-background-networking', '--disable-component-update',
                   '--no-first-run']
-SCREENSHOT = REPO / 'resources' / 'annotator.png'
+#: The README's picture of the tool (resources/annotator.png) is a copy of this.
+SCREENSHOT = REPO / 'work_dirs' / 'screenshots' / 'annotator.png'
 
 sync_api = pytest.importorskip('playwright.sync_api',
                                reason='playwright is not installed (make setup installs it)')
@@ -167,8 +168,8 @@ def test_annotate_save_reload_and_correct_in_a_real_browser(server, images, brow
     assert error <= 1.0, f'clicked points saved {error:.2f} px from where they were clicked'
     assert saved.meta['annotator'] == 'e2e' and saved.width == 640 and saved.height == 480
     assert '1 of 3 done' in page.text('header')
-    if SCREENSHOT.parent.is_dir():
-        page.page.screenshot(path=str(SCREENSHOT))
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.page.screenshot(path=str(SCREENSHOT))
 
     # A fresh page starts at the next image without annotation; go back with the left arrow.
     page.page.close()
