@@ -18,6 +18,7 @@ Files it did not write are never deleted.
 """
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -271,18 +272,16 @@ class AnnotationSession:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.annotator = annotator
         self.images = [p.name for p in image_files(self.image_dir)]
-        stems = [Path(name).stem for name in self.images]
-        self._shared_stems = {stem for stem in stems if stems.count(stem) > 1} \
-            if len(set(stems)) < len(stems) else set()
+        stems = collections.Counter(Path(name).stem for name in self.images)
+        self._file_names = {  # image -> its annotation file's name
+            name: f'{stem}_{suffix[1:]}.json' if stems[stem] > 1 else f'{stem}.json'
+            for name in self.images for stem, suffix in [os.path.splitext(name)]}
 
     def image_path(self, image: str) -> Path:
         return resolve_inside(self.image_dir, image)
 
     def _file_name(self, image: str) -> str:
-        path = Path(image)
-        if path.stem in self._shared_stems:
-            return f'{path.stem}_{path.suffix.lstrip(".")}.json'
-        return f'{path.stem}.json'
+        return self._file_names.get(image) or f'{Path(image).stem}.json'
 
     def annotation_path(self, image: str) -> Path:
         return resolve_inside(self.output_dir, self._file_name(image))
@@ -295,8 +294,8 @@ class AnnotationSession:
 
     def progress(self) -> tuple[int, int]:
         """(images with an annotation file, images)."""
-        done = {p.name for p in self.output_dir.glob('*.json')}
-        return sum(self._file_name(name) in done for name in self.images), len(self.images)
+        done = set(os.listdir(self.output_dir))
+        return sum(name in done for name in self._file_names.values()), len(self.images)
 
     def next_unannotated(self, after: int = -1) -> int | None:
         """Index of the first image after ``after`` without an annotation file (wrapping)."""

@@ -34,7 +34,7 @@ from .schema import GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, SKELETON, describe
 #: The shown picture's longer side is kept within these (pixels): small images are enlarged
 #: so that they can be clicked precisely, huge ones reduced so that redrawing stays fast
 #: (zoom on the face for full precision there).
-DISPLAY_MIN_SIDE, DISPLAY_MAX_SIDE = 960, 2048
+DISPLAY_MIN_SIDE, DISPLAY_MAX_SIDE = 960, 1600
 #: Zooming on a face shows its points' extent plus this share of its size on each side.
 ZOOM_MARGIN = 0.35
 #: With the face complete, a click this close (shown pixels) to a point picks it for moving.
@@ -292,6 +292,10 @@ class TabState:
     zoom: tuple[int, int, int, int] | None = None  # crop (x0, y0, w, h) while zoomed
     box_corner: tuple[float, float] | None = None  # first corner of a box being drawn
     drawing_box: bool = False
+    # What the tab's dropdowns show, so that a click does not resend them (the image list
+    # of a large folder takes the browser a quarter of a second to redraw).
+    shown: tuple | None = None
+    point_picked: bool = False
 
 
 class Annotator:
@@ -356,13 +360,18 @@ class Annotator:
         edit = state.edit
         if edit is None:  # the image could not be opened; the message says why
             name = self.session.images[state.index]
+            state.shown = None
             return (state, None, f'**{name}**', '### cannot open this image', message,
-                    gr.update(), gr.update(value=name), gr.update(value=None),
-                    reference_chart())
+                    gr.skip(), gr.update(value=name), gr.skip(), reference_chart())
         faces = [f'face {i + 1}' for i in range(len(edit.faces))]
+        shown = (edit.image, len(faces), edit.face)
+        unchanged, state.shown = shown == state.shown, shown
+        point = gr.update(value=None) if state.point_picked and edit.selected is None \
+            else gr.skip()
+        state.point_picked = state.point_picked and edit.selected is not None
         return (state, self.render(state), self.header(state), self.prompt(state), message,
-                gr.update(choices=faces, value=faces[edit.face]),
-                gr.update(value=edit.image), gr.update(value=None),
+                gr.skip() if unchanged else gr.update(choices=faces, value=faces[edit.face]),
+                gr.skip() if unchanged else gr.update(value=edit.image), point,
                 reference_chart(None if state.drawing_box else edit.target()))
 
     # saving and moving ----------------------------------------------------------------------
@@ -415,10 +424,23 @@ class Annotator:
                                 'every image has an annotation')
         return self.outputs(state, self._open(state, index))
 
-    def jump(self, state: TabState, image: str) -> tuple:
-        if image not in self.session.images:
-            return self.outputs(state, f'no image {image!r} in {self.session.image_dir}')
-        return self.outputs(state, self._open(state, self.session.images.index(image)))
+    def jump(self, state: TabState, wanted: str) -> tuple:
+        """Go to an image given by its number (from 1), its name, or a part of its name (the
+        next match after the current image)."""
+        images, wanted = self.session.images, (wanted or '').strip()
+        if wanted.isdigit() and 1 <= int(wanted) <= len(images):
+            index = int(wanted) - 1
+        elif wanted in images:
+            index = images.index(wanted)
+        else:
+            order = images[state.index + 1:] + images[:state.index + 1]
+            found = next((name for name in order if wanted and wanted in name), None)
+            if found is None:
+                state.shown = None  # puts the current name back in the box
+                return self.outputs(state, f'no image {wanted!r} (a number from 1 to '
+                                    f'{len(images)}, or a file name in {self.session.image_dir})')
+            index = images.index(found)
+        return self.outputs(state, self._open(state, index))
 
     def reload(self, state: TabState) -> tuple:
         """Open the image again as saved, dropping what could not be saved."""
@@ -485,6 +507,7 @@ class Annotator:
     def select_point(self, state: TabState, choice: str | None) -> tuple:
         if choice:
             state.edit.select(int(choice.split(':')[0]))
+            state.point_picked = True
         return self.outputs(state)
 
     def select_face(self, state: TabState, choice: str | None) -> tuple:
@@ -615,7 +638,9 @@ def build_app(annotator: Annotator):
                                       **small)
                 reload = gr.Button('Reload (drop what could not be saved)', elem_id='btn-reload',
                                    **small)
-                image = gr.Dropdown(session.images, label='Go to image', elem_id='image')
+                # A textbox, not a dropdown: a dropdown of thousands of names slows every redraw.
+                image = gr.Textbox(label=f'Go to image: its number (1-{len(session.images)}) '
+                                   'or name, then Enter', elem_id='image', max_lines=1)
                 with gr.Row():
                     reason = gr.Dropdown(list(SKIP_REASONS), value=SKIP_REASONS[0],
                                          allow_custom_value=True, label='Skip reason',
@@ -652,7 +677,7 @@ def build_app(annotator: Annotator):
         next_todo.click(annotator.next_unannotated, [state], **quick)
         save.click(needs_image(annotator.save), [state], **quick)
         reload.click(annotator.reload, [state], **quick)
-        image.input(annotator.jump, [state, image], **quick)
+        image.submit(annotator.jump, [state, image], **quick)
         skip.click(needs_image(annotator.skip), [state, reason], **quick)
         app.load(annotator.start, [state], **quick)
     return app
@@ -660,7 +685,11 @@ def build_app(annotator: Annotator):
 
 def launch(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
            block: bool = True):
-    """Serve the annotator on ``host:port`` (127.0.0.1 unless asked: there is no login)."""
+    """Serve the annotator on ``host:port`` (127.0.0.1 unless asked: there is no login).
+
+    Returns:
+        The running Gradio app (``.close()`` stops it) when ``block`` is False.
+    """
     import json
 
     if host not in LOCAL_HOSTS:
@@ -672,6 +701,7 @@ def launch(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
                               font_mono=['ui-monospace', 'monospace'])  # no web fonts
     app = build_app(annotator)
     app.queue(default_concurrency_limit=1)
-    return app.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
-                      show_error=True, quiet=True, ssr_mode=False, mcp_server=False,
-                      footer_links=['gradio'], theme=theme, js=_SHORTCUT_JS % json.dumps(keys))
+    app.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
+               show_error=True, quiet=True, ssr_mode=False, mcp_server=False,
+               footer_links=['gradio'], theme=theme, js=_SHORTCUT_JS % json.dumps(keys))
+    return app

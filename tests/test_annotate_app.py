@@ -52,7 +52,7 @@ def _open(annotator: Annotator, name: str) -> TabState:
 @pytest.mark.parametrize('size', [(300, 200), (1200, 900), (5000, 3000), (64, 64)])
 def test_view_maps_shown_pixels_to_image_pixels(size):
     view = View.fit(0, 0, *size)
-    assert 960 <= max(view.shown_width, view.shown_height) <= 2048
+    assert 960 <= max(view.shown_width, view.shown_height) <= 1600
     points = np.array([(0.0, 0.0), (size[0] - 1, size[1] - 1), (17.25, 11.5)])
     back = np.array([view.to_image(u, v) for u, v in view.to_display(points)])
     assert np.allclose(back, points)
@@ -163,3 +163,13 @@ def test_anime_face_detector_layout_checkpoints_predict_the_same(trained, tmp_pa
     torch.save({'backbone.conv1.weight': torch.zeros(1)}, tmp_path / 'other.pth')
     with pytest.raises(InferenceInputError, match='does not fit the model'):
         LandmarkPredictor(MAIN_CONFIG, tmp_path / 'other.pth')
+
+
+def test_go_to_an_image_by_number_name_or_part_of_a_name(folders):
+    annotator = _annotator(folders)
+    state = _open(annotator, 'a.png')
+    assert annotator.jump(state, '3')[0].edit.image == 'c.png'
+    assert annotator.jump(state, 'b.png')[0].edit.image == 'b.png'
+    assert annotator.jump(state, 'c')[0].edit.image == 'c.png'
+    outputs = annotator.jump(state, 'zzz')
+    assert state.edit.image == 'c.png' and "no image 'zzz'" in outputs[4]

@@ -19,6 +19,24 @@ mkdir -p "$LOCAL_WHEELS"
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*"; }
 start=$(date +%s)
 
+# Chromium for the annotator's browser test (tests/test_annotator_browser.py), from Debian: the
+# machine's package manager reaches Debian's mirrors, Playwright's own browser download does not.
+# Without root or sudo, or without apt-get, the test is skipped and says why.
+CHROMIUM=/usr/bin/chromium
+if [[ ! -x "$CHROMIUM" ]]; then
+    if [[ $(id -u) -eq 0 ]]; then SUDO=(); else SUDO=(sudo -n); fi
+    if command -v apt-get >/dev/null && { [[ $(id -u) -eq 0 ]] || sudo -n true 2>/dev/null; }; then
+        log "installing Debian chromium + chromium-driver for the browser test (about 30 s)"
+        if ! { "${SUDO[@]}" apt-get update -qq &&
+               DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq \
+                   --no-install-recommends chromium chromium-driver >/dev/null; }; then
+            log "could not install chromium: the browser test will be skipped"
+        fi
+    else
+        log "no $CHROMIUM and no way to install it (root or sudo, apt-get): the browser test will be skipped"
+    fi
+fi
+
 # The stamp records the hash of everything that decides the environment; when nothing changed and
 # the key imports work, there is nothing to do.
 want_hash=$(cat tools/setup_env.sh requirements/*.txt pyproject.toml | sha256sum | cut -c1-16)
@@ -88,12 +106,12 @@ fi
 "$PY" - <<'EOF'
 import anime_face_detector  # noqa: F401
 import animal_landmarks_mm  # noqa: F401  (registers the dataset)
-import mmcv, mmdet, mmengine, mmpose, torch
+import gradio, mmcv, mmdet, mmengine, mmpose, torch
 from mmcv.ops import nms  # noqa: F401
 from mmpose.registry import DATASETS
 assert DATASETS.get('AnimalCharacterFaceDataset') is not None
 print(f'torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, '
-      f'mmpose {mmpose.__version__}, mmdet {mmdet.__version__}')
+      f'mmpose {mmpose.__version__}, mmdet {mmdet.__version__}, gradio {gradio.__version__}')
 EOF
 echo "$want_hash" > "$STAMP"
 log "done in $(( $(date +%s) - start )) s; venv size $(du -sh "$VENV" | cut -f1)"
