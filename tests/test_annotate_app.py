@@ -173,3 +173,28 @@ def test_go_to_an_image_by_number_name_or_part_of_a_name(folders):
     assert annotator.jump(state, 'c')[0].edit.image == 'c.png'
     outputs = annotator.jump(state, 'zzz')
     assert state.edit.image == 'c.png' and "no image 'zzz'" in outputs[4]
+
+
+def test_the_detected_box_of_the_current_face(folders):
+    from animal_landmarks_mm.annotate_app import _box_for_face
+    annotator = _annotator(folders)
+    state = _open(annotator, 'b.png')
+    boxes = np.array([[0, 0, 50, 50], [200, 200, 500, 500], [600, 100, 700, 200]], float)
+    assert _box_for_face(boxes, state.edit) == (200, 200, 500, 500)  # the largest
+    for k in range(28):
+        state.edit.click(610 + k, 150)
+    assert _box_for_face(boxes, state.edit) == (600, 100, 700, 200)  # around its points
+    state.edit.new_face()
+    state.edit.faces[0].points = [(250.0, 250.0)] * 28  # the large one is taken
+    assert _box_for_face(boxes, state.edit) == (600, 100, 700, 200)
+
+
+@pytest.mark.parametrize('args, error', [
+    (['--image-dir', 'missing', '--output-dir', 'out'], 'image folder not found: missing'),
+    (['--image-dir', '.', '--output-dir', 'out', '--checkpoint', 'x.pth'],
+     '--checkpoint and --config go together'),
+])
+def test_cli_errors_are_one_line(tmp_path, args, error):
+    from conftest import run_tool
+    proc = run_tool('annotate_landmarks.py', *args, cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1] == f'error: {error}'
