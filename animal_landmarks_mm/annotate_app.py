@@ -42,6 +42,19 @@ PICK_RADIUS = 18
 SKIP_REASONS = ('no usable face', 'bad quality', 'not a character face', 'duplicate')
 LOCAL_HOSTS = ('127.0.0.1', 'localhost', '::1')
 
+#: The browser that drives the app in the browser test and the benchmark: Debian's Chromium
+#: (tools/setup_env.sh installs it), through Playwright.
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu',
+                  '--disable-background-networking', '--disable-component-update',
+                  '--no-first-run']
+#: JavaScript: whether the picture shown differs from ``old`` (its former src) and is loaded.
+PICTURE_REDRAWN_JS = ('old => { const i = document.querySelector("#picture img");'
+                      ' return i && i.src !== old && i.complete && i.naturalWidth > 0; }')
+#: JavaScript: the picture element's box and natural size, for :func:`screen_position`.
+PICTURE_GEOMETRY_JS = ('e => { const r = e.getBoundingClientRect(); return [r.left, r.top, '
+                       'r.width, r.height, e.naturalWidth, e.naturalHeight]; }')
+
 #: Keyboard shortcuts: key (KeyboardEvent.key) -> (button elem_id, what it does).
 SHORTCUTS: dict[str, tuple[str, str]] = {
     'z': ('btn-clear-last', 'clear the last point (or stop correcting)'),
@@ -120,6 +133,24 @@ class View:
     def to_display(self, points: np.ndarray) -> np.ndarray:
         """Image points ``(N, 2)`` in shown pixels."""
         return (np.asarray(points, np.float64) - (self.x0, self.y0) + 0.5) * self.scale - 0.5
+
+
+def screen_position(point, image_size: tuple[int, int], geometry) -> tuple[float, float]:
+    """Where image pixel ``point`` is on the page: the picture shows the image at its natural
+    size, scaled down to fit its element and centred (CSS ``object-fit: scale-down``).
+
+    Args:
+        point: ``(x, y)`` in original image pixels.
+        image_size: the original image's ``(width, height)``.
+        geometry: the picture element's ``[left, top, width, height, naturalWidth,
+            naturalHeight]`` (:data:`PICTURE_GEOMETRY_JS`).
+    """
+    left, top, width, height, natural_w, natural_h = geometry
+    shown = (np.asarray(point, float) + 0.5) * (natural_w / image_size[0],
+                                                natural_h / image_size[1]) - 0.5
+    ratio = min(width / natural_w, height / natural_h, 1)
+    return (left + (width - natural_w * ratio) / 2 + (shown[0] + 0.5) * ratio,
+            top + (height - natural_h * ratio) / 2 + (shown[1] + 0.5) * ratio)
 
 
 def face_extent(edit: ImageEdit) -> tuple[float, float, float, float] | None:

@@ -238,29 +238,30 @@ def converter_throughput(num_files: int = 10_000, num_images: int = 20) -> dict:
                 files_per_s=round(num_files / seconds), **_peak_memory())
 
 
-def _browser_clicks(url: str, points: list, to_screen) -> list[float]:
+def _browser_clicks(url: str, points: list, image_size: tuple[int, int]) -> list[float]:
     """Seconds from a click in headless Chromium to the redrawn picture being shown."""
     from playwright.sync_api import sync_playwright
-    script = ('old => { const i = document.querySelector("#picture img");'
-              ' return i && i.src !== old && i.complete && i.naturalWidth > 0; }')
+
+    from .annotate_app import (
+        CHROMIUM,
+        CHROMIUM_FLAGS,
+        PICTURE_GEOMETRY_JS,
+        PICTURE_REDRAWN_JS,
+        screen_position,
+    )
     seconds = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path='/usr/bin/chromium',
-            args=['--headless', '--no-sandbox', '--disable-gpu',
-                  '--disable-background-networking', '--disable-component-update',
-                  '--no-first-run'])
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={'width': 1600, 'height': 1000})
         page.goto(url)
         page.wait_for_selector('#picture img', timeout=60000)
         for point in points:
             img = page.locator('#picture img')
             old = img.get_attribute('src')
-            box = img.evaluate('e => { const r = e.getBoundingClientRect(); return [r.left, '
-                               'r.top, r.width, r.height, e.naturalWidth, e.naturalHeight]; }')
+            geometry = img.evaluate(PICTURE_GEOMETRY_JS)
             start = time.perf_counter()
-            page.mouse.click(*to_screen(point, box))
-            page.wait_for_function(script, arg=old, timeout=20000)
+            page.mouse.click(*screen_position(point, image_size, geometry))
+            page.wait_for_function(PICTURE_REDRAWN_JS, arg=old, timeout=20000)
             seconds.append(time.perf_counter() - start)
         browser.close()
     return seconds
@@ -280,7 +281,7 @@ def annotator_redraw(side: int = 2000, clicks: int = 56, folder_images: int = 50
     import gradio as gr
 
     from .annotate import AnnotationSession
-    from .annotate_app import Annotator, TabState, launch
+    from .annotate_app import CHROMIUM, Annotator, TabState, launch
     from .synthetic import render_face_image
 
     def ms(values) -> dict:
@@ -320,23 +321,16 @@ def annotator_redraw(side: int = 2000, clicks: int = 56, folder_images: int = 50
             server.append(time.perf_counter() - start)
         result = dict(image=f'{side}x{side}', server_ms=ms(server))
 
-        if os.access('/usr/bin/chromium', os.X_OK):
+        if os.access(CHROMIUM, os.X_OK):
             annotator.clear_all(state)
             with socket.socket() as s:
                 s.bind(('127.0.0.1', 0))
                 port = s.getsockname()[1]
             app = launch(annotator, port=port, block=False)
-
-            def to_screen(point, box):
-                left, top, width, height, natural_w, natural_h = box
-                ratio = min(width / natural_w, height / natural_h, 1)
-                u, v = (np.asarray(point) + 0.5) * (natural_w / side) - 0.5
-                return (left + (width - natural_w * ratio) / 2 + (u + 0.5) * ratio,
-                        top + (height - natural_h * ratio) / 2 + (v + 0.5) * ratio)
             try:
                 # a fresh tab opens the first image without annotation: the big one
                 seconds = _browser_clicks(f'http://127.0.0.1:{port}', list(points[:28]),
-                                          to_screen)
+                                          (side, side))
                 result['browser_ms'] = ms(seconds[1:])  # the first includes warming up
             finally:
                 app.close()

@@ -15,14 +15,17 @@ import cv2
 import numpy as np
 import pytest
 
+from animal_landmarks_mm.annotate_app import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    PICTURE_GEOMETRY_JS,
+    PICTURE_REDRAWN_JS,
+    screen_position,
+)
 from animal_landmarks_mm.annotation import load_annotation
 from animal_landmarks_mm.synthetic import render_face_image
 from conftest import REPO
 
-CHROMIUM = '/usr/bin/chromium'
-CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu',
-                  '--disable-background-networking', '--disable-component-update',
-                  '--no-first-run']
 #: The README's picture of the tool (resources/annotator.png) is a copy of this.
 SCREENSHOT = REPO / 'work_dirs' / 'screenshots' / 'annotator.png'
 
@@ -101,28 +104,12 @@ class Page:
         return self.page.locator('#picture img').get_attribute('src')
 
     def wait_redraw(self, old_src: str) -> None:
-        self.page.wait_for_function(
-            'old => { const i = document.querySelector("#picture img");'
-            ' return i && i.src !== old && i.complete && i.naturalWidth > 0; }',
-            arg=old_src, timeout=20000)
-
-    def screen_position(self, x: float, y: float) -> tuple[float, float]:
-        """Where image pixel (x, y) is on screen: the picture is the image shown at its
-        natural size scaled down to fit the element, centred (object-fit: scale-down)."""
-        left, top, width, height, natural_w, natural_h = self.page.locator(
-            '#picture img').evaluate(
-            'e => { const r = e.getBoundingClientRect();'
-            ' return [r.left, r.top, r.width, r.height, e.naturalWidth, e.naturalHeight]; }')
-        shown_x = (x + 0.5) * natural_w / self.image_size[0] - 0.5  # image -> picture pixel
-        shown_y = (y + 0.5) * natural_h / self.image_size[1] - 0.5
-        ratio = min(width / natural_w, height / natural_h, 1)
-        left += (width - natural_w * ratio) / 2
-        top += (height - natural_h * ratio) / 2
-        return left + (shown_x + 0.5) * ratio, top + (shown_y + 0.5) * ratio
+        self.page.wait_for_function(PICTURE_REDRAWN_JS, arg=old_src, timeout=20000)
 
     def click(self, x: float, y: float) -> None:
         old = self.picture_src()
-        self.page.mouse.click(*self.screen_position(x, y))
+        geometry = self.page.locator('#picture img').evaluate(PICTURE_GEOMETRY_JS)
+        self.page.mouse.click(*screen_position((x, y), self.image_size, geometry))
         self.wait_redraw(old)
 
     def key(self, key: str, redraw: bool = True) -> None:
