@@ -2,7 +2,8 @@
 without ever losing work.
 
 This is the annotator's logic, free of any UI so that it is tested on its own; the Gradio app
-(issue 5) drives it. Files it writes in the output folder:
+(:mod:`.annotate_app`, ``tools/annotate_landmarks.py``) drives it. Files it writes in the
+output folder:
 
 - ``<image stem>.json``: a finished annotation (the project's format, every face complete, or
   ``status: skipped``), written atomically, and only if nobody else wrote the file since it was
