@@ -407,21 +407,22 @@ class Annotator:
 
     # saving and moving ----------------------------------------------------------------------
 
-    def _save(self, state: TabState) -> str:
-        """Save the edits if there are any; returns what happened, for the message line."""
+    def _save(self, state: TabState) -> tuple[bool, str]:
+        """Save the edits if there are any; returns whether nothing is left unsaved, and what
+        happened, for the message line."""
         edit = state.edit
         if edit is None or not edit.dirty:
-            return ''
+            return True, ''
         try:
             path = self.session.save(edit)
         except AnnotationConflictError as e:
-            return f'**Not saved:** {e}'
-        return f'saved {path.relative_to(self.session.output_dir)}'
+            return False, f'**Not saved:** {e}'
+        return True, f'saved {path.relative_to(self.session.output_dir)}'
 
     def _open(self, state: TabState, index: int) -> str:
         """Save the current image, then open another; stays put when saving fails."""
-        message = self._save(state)
-        if message.startswith('**Not saved'):
+        saved, message = self._save(state)
+        if not saved:
             return message + ' (use Reload to see the saved version; your change is lost then)'
         state.index = index
         state.zoom, state.box_corner, state.drawing_box = None, None, False
@@ -448,11 +449,10 @@ class Annotator:
         return self.outputs(state, self._open(state, index))
 
     def next_unannotated(self, state: TabState) -> tuple:
-        message = self._save(state)
+        # every edit is saved as it is made, so the files say what is done
         index = self.session.next_unannotated(state.index)
         if index is None:
-            return self.outputs(state, (message + ' · ' if message else '') +
-                                'every image has an annotation')
+            return self.outputs(state, 'every image has an annotation')
         return self.outputs(state, self._open(state, index))
 
     def jump(self, state: TabState, wanted: str) -> tuple:
@@ -480,15 +480,13 @@ class Annotator:
         return self.outputs(state, self._open(state, state.index) or 'reloaded')
 
     def save(self, state: TabState) -> tuple:
-        return self.outputs(state, self._save(state) or 'nothing to save')
+        return self.outputs(state, self._save(state)[1] or 'nothing to save')
 
     # editing --------------------------------------------------------------------------------
 
     def _edited(self, state: TabState, message: str = '') -> tuple:
-        saved = self._save(state)
-        if saved.startswith('**'):
-            message = saved
-        return self.outputs(state, message)
+        saved, failure = self._save(state)
+        return self.outputs(state, message if saved else failure)
 
     def click(self, state: TabState, evt: gr.SelectData) -> tuple:
         """A click on the picture (``evt.index``: the shown pixel)."""
@@ -554,8 +552,8 @@ class Annotator:
 
     def skip(self, state: TabState, reason: str | None) -> tuple:
         state.edit.skip(reason or SKIP_REASONS[0])
-        message = self._save(state)
-        if message.startswith('**'):
+        saved, message = self._save(state)
+        if not saved:
             return self.outputs(state, message)
         index = self.session.next_unannotated(state.index)
         if index is None:
