@@ -193,6 +193,8 @@ def test_the_detected_box_of_the_current_face(folders):
     (['--image-dir', 'missing', '--output-dir', 'out'], 'image folder not found: missing'),
     (['--image-dir', '.', '--output-dir', 'out', '--checkpoint', 'x.pth'],
      '--checkpoint and --config go together'),
+    (['--image-dir', '.', '--output-dir', 'out', '--face-detector', 'yolov3'],
+     '--face-detector needs --face-detector-checkpoint and a landmark model'),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, error):
     from conftest import run_tool
