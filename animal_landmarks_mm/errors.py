@@ -1,0 +1,13 @@
+"""The package's one error base class.
+
+Every error raised for a bad input, file, setting or server answer derives from
+:class:`AnimalLandmarksError`; its message is one line that names the file or value and says what
+to do. The tools in ``tools/`` catch this one class and print ``error: <message>`` (exit status
+1) instead of a traceback. Subclasses keep the built-in base they had (``ValueError``,
+``RuntimeError``) so that callers catching those still work.
+"""
+from __future__ import annotations
+
+
+class AnimalLandmarksError(Exception):
+    """A problem the user can fix; the message is one line naming the file or value."""
