@@ -28,11 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .annotation import (
-    ABSENT,
-    OCCLUDED,
     STATUS_ANNOTATED,
     STATUS_SKIPPED,
-    VISIBLE,
     AnnotationError,
     Face,
     ImageAnnotation,
@@ -42,7 +39,7 @@ from .annotation import (
     load_annotation,
     write_json_atomic,
 )
-from .schema import NUM_KEYPOINTS, describe
+from .schema import ABSENT, NUM_KEYPOINTS, OCCLUDED, VISIBLE, describe
 
 DRAFT_DIR = '.drafts'
 
@@ -314,11 +311,7 @@ class AnnotationSession:
             UnsafeNameError: a name outside the image folder.
             AnnotationError: an unreadable image or annotation file (one line, named).
         """
-        path = self.image_path(image)
-        try:
-            width, height = image_size(path)
-        except OSError as e:
-            raise AnnotationError(f'{path}: image unreadable ({e})') from None
+        width, height = image_size(self.image_path(image))
         draft = self.draft_path(image)
         if draft.is_file():
             try:

@@ -28,8 +28,8 @@ import numpy as np
 from mmengine.logging import print_log
 
 from .annotate import AnnotationConflictError, AnnotationSession, ImageEdit
-from .annotation import ABSENT, OCCLUDED, STATUS_SKIPPED, AnnotationError
-from .schema import GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, SKELETON, describe
+from .annotation import STATUS_SKIPPED, AnnotationError
+from .schema import ABSENT, GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, OCCLUDED, SKELETON, describe
 
 #: The shown picture's longer side is kept within these (pixels): small images are enlarged
 #: so that they can be clicked precisely, huge ones reduced so that redrawing stays fast

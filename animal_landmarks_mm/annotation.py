@@ -8,7 +8,9 @@ Version 1 of the schema::
       "version": 1,
       "image": "cat_001.png",                      # file name, relative to the image folder
       "image_size": {"width": 640, "height": 480},
-      "status": "annotated",                       # or "skipped" (no usable face, bad quality)
+      "status": "annotated",                       # "predicted": a model's points, not yet
+                                                    # reviewed (left out of training unless
+                                                    # asked); "skipped": no usable face
       "status_reason": "",                         # why it was skipped, free text
       "faces": [
         {
@@ -16,12 +18,16 @@ Version 1 of the schema::
                                                     # null for a point marked absent
           "visibility": [2, 1, 0, ...],             # 2 visible, 1 occluded (placed by estimate),
                                                     # 0 absent; optional, default all 2
-          "bbox": [x0, y0, x1, y1] or null          # optional face box, corners in pixels
+          "bbox": [x0, y0, x1, y1] or null,         # optional face box, corners in pixels
+          "scores": [0.93, ...]                     # optional: a model's score per point
         }
       ],
       "meta": {"annotator": "...", "created": "ISO time", "modified": "ISO time",
-               "source": {...}}                     # free-form provenance
+               "source": {...}}                     # an object: free-form provenance
     }
+
+Files and folders whose name starts with a dot are the tools' own (drafts, temporary files,
+archives): no tool takes them for images or annotation files (:func:`is_hidden`).
 
 The plain format of the original training tools is read too (a single face, all points visible)::
 
@@ -35,55 +41,90 @@ import math
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .schema import NUM_KEYPOINTS
+from .errors import AnimalLandmarksError
+from .schema import ABSENT, NUM_KEYPOINTS, VISIBILITY_FLAGS, VISIBLE
 
 FORMAT_NAME = 'animal_landmarks_mm.annotation'
 FORMAT_VERSION = 1
 
-VISIBLE, OCCLUDED, ABSENT = 2, 1, 0
-
 #: the image files the tools pick up in a folder
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
+STATUS_ANNOTATED = 'annotated'
+#: a model's points that nobody has reviewed yet (tools/infer.py, the annotator's Predict)
+STATUS_PREDICTED = 'predicted'
+STATUS_SKIPPED = 'skipped'
+STATUSES = (STATUS_ANNOTATED, STATUS_PREDICTED, STATUS_SKIPPED)
+
+
+class AnnotationError(AnimalLandmarksError, ValueError):
+    """An annotation or image file that cannot be used; the message is one line naming it."""
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is one of the tools' own (drafts, temporary files)."""
+    return name.startswith('.')
+
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
-    """The images of a folder (by suffix; no pixel is read), sorted by name."""
+    """The images of a folder (by suffix; no pixel is read; hidden names excluded), by name."""
     with os.scandir(folder) as entries:
         return sorted(Path(e.path) for e in entries
-                      if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES))
+                      if not is_hidden(e.name) and e.name.lower().endswith(IMAGE_SUFFIXES)
+                      and e.is_file())
 
 
+_EXIF_ORIENTATION = 0x0112
 #: EXIF orientations that turn the stored pixels by 90 degrees (transpose, rotate, transverse)
 _EXIF_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def _exif_orientation(im) -> int | None:
+    """The EXIF orientation of an opened image, read from what :func:`PIL.Image.open` parsed.
+
+    ``Image.getexif()`` of a PNG loads the whole image to look for an ``eXIf`` chunk after the
+    pixel data; the header's chunk (where writers put it, before the pixels) is enough.
+    """
+    from PIL import Image
+    if im.format in ('JPEG', 'MPO', 'TIFF'):  # EXIF sits in the header
+        return im.getexif().get(_EXIF_ORIENTATION)
+    raw = im.info.get('exif')
+    if not raw:
+        return None
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif.get(_EXIF_ORIENTATION)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(width, height)`` of an image as mmcv and the annotator show it, from its header only.
 
-    mmcv (hence mmpose) applies a JPEG's EXIF orientation when it decodes, so a photo stored
-    sideways has its width and height swapped relative to the stored pixels.
+    mmcv (hence mmpose, through OpenCV) applies the EXIF orientation of JPEG, PNG and WebP files
+    when it decodes, so a picture stored sideways has its width and height swapped relative to
+    the stored pixels.
 
     Raises:
-        OSError: the file is missing or not an image (PIL's ``UnidentifiedImageError``).
+        AnnotationError: the file is missing, not an image, or so large that decoding it would
+            be a decompression bomb (PIL's limit); one line naming the file.
     """
-    from PIL import Image
-    with Image.open(path) as im:  # the header only, no decoding
-        width, height = im.size
-        if im.getexif().get(0x0112) in _EXIF_QUARTER_TURNS:
-            width, height = height, width
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:  # the header only, no decoding
+            width, height = im.size
+            if _exif_orientation(im) in _EXIF_QUARTER_TURNS:
+                width, height = height, width
+    except Image.DecompressionBombError as e:
+        raise AnnotationError(f'{path}: image refused, too many pixels ({e})') from None
+    except UnidentifiedImageError:
+        raise AnnotationError(f'{path}: not an image PIL can read') from None
+    except (OSError, ValueError, SyntaxError) as e:  # missing, truncated header, NUL in name
+        raise AnnotationError(f'{path}: image unreadable ({e})') from None
     return width, height
-
-
-STATUS_ANNOTATED = 'annotated'
-STATUS_SKIPPED = 'skipped'
-
-
-class AnnotationError(ValueError):
-    """An annotation file that cannot be used; the message is one line naming the file."""
 
 
 @dataclass
@@ -92,25 +133,30 @@ class Face:
 
     Attributes:
         landmarks: 28 ``(x, y)`` pairs in image pixels; ``None`` for an absent point.
-        visibility: 28 flags, :data:`VISIBLE`, :data:`OCCLUDED` or :data:`ABSENT`.
+        visibility: 28 flags of :data:`~.schema.VISIBILITY_FLAGS`.
         bbox: optional face box ``(x0, y0, x1, y1)`` in pixels.
+        scores: a model's score of each point, for predicted faces; None otherwise.
     """
 
     landmarks: list[tuple[float, float] | None]
     visibility: list[int] = field(default_factory=lambda: [VISIBLE] * NUM_KEYPOINTS)
     bbox: tuple[float, float, float, float] | None = None
+    scores: list[float] | None = None
 
     def placed_points(self) -> list[tuple[float, float]]:
         """The points that are not absent."""
         return [p for p, v in zip(self.landmarks, self.visibility) if v != ABSENT and p is not None]
 
     def to_json(self) -> dict[str, Any]:
-        return dict(
+        raw = dict(
             landmarks=[None if p is None else [round(float(p[0]), 4), round(float(p[1]), 4)]
                        for p in self.landmarks],
             visibility=list(self.visibility),
             bbox=None if self.bbox is None else [float(v) for v in self.bbox],
         )
+        if self.scores is not None:
+            raw['scores'] = [round(float(v), 4) for v in self.scores]
+        return raw
 
 
 @dataclass
@@ -122,7 +168,7 @@ class ImageAnnotation:
         width: image width in pixels.
         height: image height in pixels.
         faces: the annotated faces.
-        status: :data:`STATUS_ANNOTATED` or :data:`STATUS_SKIPPED`.
+        status: one of :data:`STATUSES`.
         status_reason: why an image was skipped.
         meta: provenance (annotator, created/modified times, source).
     """
@@ -165,11 +211,9 @@ def _parse_face(raw: Any, where: str) -> Face:
         raise AnnotationError(f'{where} has {count} landmarks, expected {NUM_KEYPOINTS}')
     visibility = raw.get('visibility', [VISIBLE] * NUM_KEYPOINTS)
     if (not isinstance(visibility, list) or len(visibility) != NUM_KEYPOINTS
-            or any(v not in (VISIBLE, OCCLUDED, ABSENT) or isinstance(v, bool)
-                   for v in visibility)):
-        raise AnnotationError(
-            f'{where} visibility must be {NUM_KEYPOINTS} flags of 2 (visible), '
-            f'1 (occluded) or 0 (absent)')
+            or any(isinstance(v, bool) or v not in VISIBILITY_FLAGS for v in visibility)):
+        flags = ', '.join(f'{flag} ({name})' for flag, name in VISIBILITY_FLAGS.items())
+        raise AnnotationError(f'{where} visibility must be {NUM_KEYPOINTS} flags of {flags}')
     landmarks: list[tuple[float, float] | None] = []
     for i, (p, v) in enumerate(zip(points, visibility)):
         if p is None or (v == ABSENT and (p is None or p == [None, None])):
@@ -189,9 +233,17 @@ def _parse_face(raw: Any, where: str) -> Face:
         if x1 <= x0 or y1 <= y0:
             raise AnnotationError(f'{where} bbox has no area: {bbox!r}')
         bbox = (x0, y0, x1, y1)
-    face = Face(landmarks=landmarks, visibility=list(visibility), bbox=bbox)
-    if len(face.placed_points()) < 2:
+    scores = raw.get('scores')
+    if scores is not None:
+        if not isinstance(scores, list) or len(scores) != NUM_KEYPOINTS:
+            raise AnnotationError(f'{where} scores must be {NUM_KEYPOINTS} numbers')
+        scores = [_number(v, f'{where} score {i}') for i, v in enumerate(scores)]
+    face = Face(landmarks=landmarks, visibility=list(visibility), bbox=bbox, scores=scores)
+    placed = face.placed_points()
+    if len(placed) < 2:
         raise AnnotationError(f'{where} has fewer than 2 placed points')
+    if len(set(placed)) == 1:
+        raise AnnotationError(f'{where} has all its points on one spot {placed[0]}')
     return face
 
 
@@ -206,6 +258,8 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
     image = raw.get('image')
     if not isinstance(image, str) or not image:
         raise AnnotationError('missing "image" file name')
+    if any(c in image for c in '\0\n\r'):
+        raise AnnotationError(f'"image" holds a NUL or line break: {image!r}')
     size = raw.get('image_size')
     if not isinstance(size, dict):
         raise AnnotationError('missing "image_size" {"width", "height"}')
@@ -221,13 +275,17 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
                 f'format version {version!r} is not supported (this version reads '
                 f'{FORMAT_VERSION})')
         status = raw.get('status', STATUS_ANNOTATED)
-        if status not in (STATUS_ANNOTATED, STATUS_SKIPPED):
-            raise AnnotationError(f'unknown status {status!r}')
+        if status not in STATUSES:
+            raise AnnotationError(f'unknown status {status!r} (one of {", ".join(STATUSES)})')
         faces_raw = raw.get('faces')
         if not isinstance(faces_raw, list):
             raise AnnotationError('"faces" is not a list')
         faces = [_parse_face(f, f'face {i}') for i, f in enumerate(faces_raw)]
-        meta = raw.get('meta') or {}
+        meta = raw.get('meta')
+        if meta is None:
+            meta = {}
+        if not isinstance(meta, dict):  # the tools add to it: it must be an object
+            raise AnnotationError(f'"meta" must be an object, got {type(meta).__name__}')
         return ImageAnnotation(image, width, height, faces, status,
                                str(raw.get('status_reason', '')), meta)
     if 'landmarks' in raw:  # the original tools' plain format: one face, all visible
@@ -248,7 +306,9 @@ def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
             raw = json.load(f)
     except json.JSONDecodeError as e:
         raise AnnotationError(f'{path}: broken JSON ({e})') from None
-    except (OSError, UnicodeDecodeError) as e:
+    except RecursionError:
+        raise AnnotationError(f'{path}: JSON nested too deeply to be an annotation') from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the name
         raise AnnotationError(f'{path}: cannot read ({e})') from None
     try:
         return parse_annotation(raw)
@@ -257,18 +317,33 @@ def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
 
 
 _PAIR = re.compile(r'\[\s*(-?[\d.eE+-]+|null),\s*(-?[\d.eE+-]+|null)\s*\]')
+#: The temporary files of :func:`write_json_atomic`: ``.<target name>.<random>.tmp``.
+_TEMPORARY = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp$')
+
+
+def _process_umask() -> int:
+    """The process's umask (read once: setting and restoring it is not thread-safe later)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
     """Write JSON to ``path`` so that a crash leaves either the old file or the new one, whole.
 
     The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
-    the target (an atomic replace on POSIX and Windows).
+    the target (an atomic replace on POSIX and Windows). The file gets the mode a plain
+    ``open()`` would give it (0666 less the umask), not ``mkstemp``'s private 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
+        if hasattr(os, 'fchmod'):
+            os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, 'w', encoding='utf-8') as f:
             text = json.dumps(obj, indent=indent, ensure_ascii=False)
             if indent is not None:  # one line per [x, y] pair, not one per number
@@ -281,6 +356,27 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, min_age: float = 600.0) -> list[Path]:
+    """Delete the temporary files :func:`write_json_atomic` left in ``folder`` when a process
+    was killed mid-write; only files of its own naming, older than ``min_age`` seconds (a write
+    in progress takes milliseconds). Returns what was removed."""
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+            except FileNotFoundError:  # another process cleaned it
+                pass
+    return removed
 
 
 def file_sha256(path: str | os.PathLike) -> str:

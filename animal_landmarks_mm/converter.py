@@ -20,7 +20,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .annotation import (
-    ABSENT,
     STATUS_SKIPPED,
     AnnotationError,
     Face,
@@ -29,7 +28,7 @@ from .annotation import (
     load_annotation,
     write_json_atomic,
 )
-from .schema import KEYPOINT_NAMES, SKELETON
+from .schema import ABSENT, KEYPOINT_NAMES, SKELETON
 
 SPLITS = ('train', 'val', 'test')
 

@@ -1,22 +1,19 @@
 """The mmpose dataset type of this plugin."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
 
-#: The project's ``configs/`` folder, found from this package's location so that the metainfo
-#: resolves whatever the working directory is (the package is installed editable by setup).
-CONFIG_ROOT = Path(__file__).resolve().parent.parent / 'configs'
-METAINFO_FILE = CONFIG_ROOT / '_base_' / 'datasets' / 'animal_character_face.py'
+from .schema import dataset_info
 
 
 @DATASETS.register_module()
 class AnimalCharacterFaceDataset(BaseCocoStyleDataset):
     """28-point face landmarks of anime and animal characters.
 
-    The layout is anime_face_detector's (see :mod:`animal_landmarks_mm.schema`). Annotation files
+    The layout is anime_face_detector's; its metainfo (names, flip pairs, skeleton, colours) is
+    :func:`animal_landmarks_mm.schema.dataset_info`, built from the one table of the schema, as
+    mmpose's own datasets point ``METAINFO`` at their one metainfo definition. Annotation files
     are the COCO-style files that :mod:`animal_landmarks_mm.converter` writes: one ``face``
     category, 28 keypoints per face, a face box per annotation, ``file_name`` relative to the
     dataset root. Both ``data_mode='topdown'`` (one sample per face, cropped by its box) and
@@ -26,4 +23,4 @@ class AnimalCharacterFaceDataset(BaseCocoStyleDataset):
     ``data_prefix``, ``data_mode``, ``pipeline``, ``test_mode``, ...).
     """
 
-    METAINFO: dict = dict(from_file=str(METAINFO_FILE))
+    METAINFO: dict = dataset_info()

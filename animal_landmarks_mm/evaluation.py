@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .annotation import ABSENT, Face, ImageAnnotation, write_json_atomic
+from .annotation import Face, ImageAnnotation, write_json_atomic
 from .converter import AnnotationConverter, ConversionSummary, face_box
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
-from .schema import GROUP_COLORS, KEYPOINT_NAMES
+from .schema import ABSENT, GROUP_COLORS, KEYPOINT_NAMES
 
 
 class EvaluationInputError(ValueError):

@@ -4,9 +4,10 @@ The layout is anime_face_detector's (see LANDMARKS.md in the project's shared no
 trained here drops into that library, and its human-anime-face checkpoint is a valid start for
 fine-tuning. "left" and "right" are as seen in the image (image-left, image-right).
 
-Everything else derives from the table below: the mmpose metainfo
-(``configs/_base_/datasets/animal_character_face.py`` must agree with :func:`dataset_info`, which a
-test checks), flip pairs, skeleton, group colours, the annotator's prompts.
+Everything else derives from the table below: the mmpose metainfo that
+:class:`~animal_landmarks_mm.dataset.AnimalCharacterFaceDataset` carries (:func:`dataset_info`),
+flip pairs, skeleton, group colours, the visibility flags, the annotator's prompts and chart, the
+metrics' groups and normalisation.
 """
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ DATASET_NAME = 'animal_character_face'
 
 #: Points whose distance normalises NME: the outer eye corners.
 INTEROCULAR_INDICES = (11, 19)
+
+#: Visibility flag of a point (COCO's ``v``, kept as it is in the COCO files): seen and placed.
+VISIBLE = 2
+#: Hidden (hair, a hand, the face turned away) and placed by estimate; trained on, counted apart.
+OCCLUDED = 1
+#: Not there at all (out of the picture, cut off); no coordinates, never trained on or counted.
+ABSENT = 0
+VISIBILITY_FLAGS: dict[int, str] = {VISIBLE: 'visible', OCCLUDED: 'occluded', ABSENT: 'absent'}
 
 #: Group name -> RGB colour used for points and lines of that group.
 GROUP_COLORS: dict[str, tuple[int, int, int]] = {
@@ -104,6 +113,12 @@ def group_indices() -> dict[str, list[int]]:
     for i, lm in enumerate(LANDMARKS):
         groups[lm.group].append(i)
     return groups
+
+
+def interocular_label() -> str:
+    """How the NME is normalised, e.g. ``'inter-ocular, 11-19'``, for tables and plots."""
+    a, b = INTEROCULAR_INDICES
+    return f'inter-ocular, {a}-{b}'
 
 
 def describe(index: int) -> str:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from animal_landmarks_mm.annotate import AnnotationConflictError, AnnotationSession, UnsafeNameError
-from animal_landmarks_mm.annotation import ABSENT, OCCLUDED, VISIBLE, load_annotation
+from animal_landmarks_mm.annotation import load_annotation
 from animal_landmarks_mm.converter import AnnotationConverter
+from animal_landmarks_mm.schema import ABSENT, OCCLUDED, VISIBLE
 
 
 @pytest.fixture

@@ -5,9 +5,6 @@ import os
 import pytest
 
 from animal_landmarks_mm.annotation import (
-    ABSENT,
-    OCCLUDED,
-    VISIBLE,
     AnnotationError,
     Face,
     ImageAnnotation,
@@ -16,6 +13,7 @@ from animal_landmarks_mm.annotation import (
     save_annotation,
     write_json_atomic,
 )
+from animal_landmarks_mm.schema import ABSENT, OCCLUDED, VISIBLE
 
 POINTS = [(10.0 + i, 20.0 + i / 2) for i in range(28)]
 

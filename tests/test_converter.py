@@ -8,15 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from animal_landmarks_mm.annotation import (
-    ABSENT,
-    OCCLUDED,
-    VISIBLE,
-    Face,
-    ImageAnnotation,
-    save_annotation,
-)
+from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
 from animal_landmarks_mm.converter import BOX_MARGIN, AnnotationConverter, ConversionError, face_box
+from animal_landmarks_mm.schema import ABSENT, OCCLUDED, VISIBLE
 from conftest import run_tool
 
 
