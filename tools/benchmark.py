@@ -8,7 +8,7 @@ import json
 import platform
 import time
 
-from animal_landmarks_mm.benchmark import BENCHMARKS, format_table, run_isolated
+from animal_landmarks_mm.benchmarks import BENCHMARKS, format_table, run_isolated
 
 
 def parse_args(argv=None):

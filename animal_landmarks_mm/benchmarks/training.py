@@ -1,0 +1,110 @@
+"""Training throughput against mmpose's stock WFLW config, and the data pipeline alone."""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import OUR_CONFIG, device, peak_memory, stock_config, synthetic_coco
+
+
+def _as_wflw(data_root: Path, split: str) -> str:
+    """The same faces as a 98-point WFLW file: our 28 points, then the first 70 repeated."""
+    coco = json.loads((data_root / 'annotations' / f'{split}.json').read_text())
+    for ann in coco['annotations']:
+        points = np.array(ann['keypoints']).reshape(28, 3)
+        ann['keypoints'] = np.concatenate([points, points, points, points[:14]]).ravel().tolist()
+        ann['num_keypoints'] = 98
+        x, y, w, h = ann['bbox']  # WFLW files give the box as centre and scale (px / 200)
+        ann['center'], ann['scale'] = [x + w / 2, y + h / 2], max(w, h) / 200
+    coco['categories'][0]['keypoints'] = [f'p{i}' for i in range(98)]
+    path = data_root / 'annotations' / f'{split}_wflw98.json'
+    path.write_text(json.dumps(coco))
+    return path.name
+
+
+def _train_throughput(config, data_root: Path, ann_file: str, dataset_type: str | None,
+                      batch_size: int, iters: int, workers: int, work_dir: Path) -> float:
+    """Images/s of mmengine's training loop, after 2 warm-up iterations."""
+    from mmengine.config import Config
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(str(config))
+    loader = cfg.train_dataloader
+    loader.batch_size, loader.num_workers = batch_size, workers
+    loader.persistent_workers = workers > 0
+    loader.dataset.data_root, loader.dataset.ann_file = str(data_root), ann_file
+    loader.dataset.data_prefix = dict(img='')
+    if dataset_type:
+        loader.dataset.type = dataset_type
+    cfg.model.backbone.init_cfg = None  # no pretrained download
+    cfg.train_cfg = dict(by_epoch=False, max_iters=iters + 2, val_interval=10**9)
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10**9)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10**9)
+    cfg.custom_hooks = []
+    cfg.visualizer.vis_backends = [dict(type='LocalVisBackend')]
+    cfg.work_dir = str(work_dir)
+    cfg.load_from = None
+    if device() == 'cuda':
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.env_cfg.cudnn_benchmark = True
+    stamps = []
+
+    class Timer(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            stamps.append(time.perf_counter())
+
+    runner = Runner.from_cfg(cfg)
+    runner.register_hook(Timer(), priority='LOWEST')
+    runner.train()
+    return round(batch_size * iters / (stamps[-1] - stamps[1]), 2)
+
+
+def training_throughput(batch_size: int | None = None, iters: int | None = None,
+                        workers: int = 2) -> dict:
+    """Ours against mmpose's stock WFLW config; see the module docstring."""
+    import animal_landmarks_mm  # noqa: F401
+    cuda = device() == 'cuda'
+    batch_size = batch_size or (64 if cuda else 8)
+    iters = iters or (30 if cuda else 4)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = synthetic_coco(Path(tmp) / 'data', max(2 * batch_size, 16))
+        ours = _train_throughput(OUR_CONFIG, root, 'annotations/train.json', None, batch_size,
+                                 iters, workers, Path(tmp) / 'ours')
+        stock = _train_throughput(stock_config(), root, 'annotations/' + _as_wflw(root, 'train'),
+                                  'WFLWDataset', batch_size, iters, workers, Path(tmp) / 'stock')
+    return dict(device=device(), batch_size=batch_size, iters=iters, workers=workers,
+                ours_img_s=ours, stock_wflw_img_s=stock, ratio=round(ours / stock, 3),
+                **peak_memory())
+
+
+def pipeline_throughput(samples: int = 64, workers: int = 2) -> dict:
+    """Our training data pipeline alone in this process (one worker)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import animal_landmarks_mm  # noqa: F401
+
+    from ..dataset import AnimalCharacterFaceDataset
+    init_default_scope('mmpose')
+    cfg = Config.fromfile(str(OUR_CONFIG))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = synthetic_coco(Path(tmp) / 'data', 32)
+        dataset = AnimalCharacterFaceDataset(
+            data_root=str(root), ann_file='annotations/train.json', data_prefix=dict(img=''),
+            pipeline=cfg.train_dataloader.dataset.pipeline)
+        dataset[0]
+        start = time.perf_counter()
+        for i in range(samples):
+            dataset[i % len(dataset)]
+        rate = samples / (time.perf_counter() - start)
+    return dict(per_worker_img_s=round(rate, 1), workers=workers,
+                loader_img_s=round(rate * workers, 1), **peak_memory())
+
+
