@@ -1,10 +1,11 @@
 """Evaluate a checkpoint on annotated images: numbers, predictions, a CED plot and pictures.
 
 The logic behind ``tools/evaluate.py``. Ground truth comes from a folder of annotation files
-(optionally only those a split file lists; converted on the fly) or from a COCO file written by
-the converter. Each face is predicted from its ground-truth box (annotated, or made from its
-points exactly as the converter does) with mmpose's ``inference_topdown``, so the numbers equal
-those of ``tools/test.py`` on the same faces.
+(optionally only those a split file lists; read and validated by the converter's
+:class:`~.converter.AnnotationReader`) or from a COCO file written by the converter. Each face is
+predicted from its ground-truth box (annotated, or made from its points exactly as the converter
+does) with mmpose's ``inference_topdown``, so the numbers equal those of ``tools/test.py`` on the
+same faces.
 """
 from __future__ import annotations
 
@@ -18,12 +19,22 @@ import numpy as np
 from tqdm import tqdm
 
 from .annotation import Face, ImageAnnotation, write_json_atomic
-from .converter import AnnotationConverter, ConversionSummary, face_box
+from .converter import AnnotationReader, FolderContents, face_box_xyxy
+from .errors import AnimalLandmarksError
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
-from .schema import ABSENT, GROUP_COLORS, KEYPOINT_NAMES
+from .schema import (
+    ABSENT,
+    GROUP_COLORS,
+    KEYPOINT_NAMES,
+    NUM_KEYPOINTS,
+    OCCLUDED,
+    VISIBILITY_FLAGS,
+    VISIBLE,
+    interocular_label,
+)
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(AnimalLandmarksError, ValueError):
     """Inputs that cannot be evaluated; the message is one line."""
 
 
@@ -42,7 +53,7 @@ class EvalFace:
 
 def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
                               split_file: str | os.PathLike | None = None
-                              ) -> tuple[list[EvalFace], ConversionSummary]:
+                              ) -> tuple[list[EvalFace], FolderContents]:
     """Read (and validate, as the converter does) the annotation files of a folder.
 
     Args:
@@ -51,26 +62,27 @@ def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str 
         split_file: only the files it lists (one per line, relative to ``annotation_dir``, as
             the converter's ``test.txt``).
     """
-    converter = AnnotationConverter(image_dir, '.', progress=False)
-    summary = ConversionSummary()
-    records = converter.read(annotation_dir, summary)
+    contents = AnnotationReader(image_dir, progress=False).read(annotation_dir)
+    records = contents.records
     if split_file is not None:
-        wanted = {line.strip() for line in Path(split_file).read_text().splitlines()
-                  if line.strip()}
-        records = [r for r in records
-                   if r.ann_path.relative_to(r.ann_dir).as_posix() in wanted]
+        try:
+            listed = Path(split_file).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise EvaluationInputError(f'{split_file}: cannot read ({e})') from None
+        wanted = {line.strip() for line in listed if line.strip()}
+        records = [r for r in records if r.name in wanted]
         if len(records) < len(wanted):
-            summary.problems.append(
+            contents.problems.append(
                 f'{split_file}: {len(wanted) - len(records)} listed files are missing or bad')
     faces = []
     for record in records:
         ann = record.annotation
         for face in ann.faces:
             points = np.array([p if p is not None else (0.0, 0.0) for p in face.landmarks])
-            x, y, w, h = face_box(face, ann.width, ann.height)
             faces.append(EvalFace(record.image_path, ann.image, ann.width, ann.height, points,
-                                  np.array(face.visibility), np.array([x, y, x + w, y + h])))
-    return faces, summary
+                                  np.array(face.visibility),
+                                  np.array(face_box_xyxy(face, ann.width, ann.height))))
+    return faces, contents
 
 
 def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
@@ -82,15 +94,19 @@ def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
     except (OSError, json.JSONDecodeError) as e:
         raise EvaluationInputError(f'{ann_file}: cannot read ({e})') from None
     root = ann_file.resolve().parent.parent
-    images = {im['id']: im for im in coco.get('images', [])}
-    faces = []
-    for ann in coco.get('annotations', []):
-        image = images[ann['image_id']]
-        kpts = np.array(ann['keypoints'], np.float64).reshape(-1, 3)
-        x, y, w, h = ann['bbox']
-        faces.append(EvalFace(root / image['file_name'], Path(image['file_name']).name,
-                              image['width'], image['height'], kpts[:, :2],
-                              kpts[:, 2].astype(int), np.array([x, y, x + w, y + h])))
+    try:
+        images = {im['id']: im for im in coco['images']}
+        faces = []
+        for ann in coco['annotations']:
+            image = images[ann['image_id']]
+            kpts = np.array(ann['keypoints'], np.float64).reshape(NUM_KEYPOINTS, 3)
+            x, y, w, h = ann['bbox']
+            faces.append(EvalFace(root / image['file_name'], Path(image['file_name']).name,
+                                  image['width'], image['height'], kpts[:, :2],
+                                  kpts[:, 2].astype(int), np.array([x, y, x + w, y + h])))
+    except (KeyError, TypeError, ValueError) as e:
+        raise EvaluationInputError(f'{ann_file}: not a COCO keypoints file of this layout '
+                                   f'({e.__class__.__name__}: {e})') from None
     return faces
 
 
@@ -98,11 +114,11 @@ def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu'
                   progress: bool = True) -> np.ndarray:
     """Predicted points ``(N, 28, 2)``, all faces of an image in one batch."""
     from .infer import LandmarkPredictor
-    predictor = LandmarkPredictor(config, checkpoint, device)
+    predictor = LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
     by_image: dict[Path, list[int]] = {}
     for i, face in enumerate(faces):
         by_image.setdefault(face.image_path, []).append(i)
-    pred = np.zeros((len(faces), len(KEYPOINT_NAMES), 2))
+    pred = np.zeros((len(faces), NUM_KEYPOINTS, 2))
     for path, indices in tqdm(by_image.items(), desc=f'evaluating {Path(checkpoint).name}',
                               unit='img', disable=not progress):
         image = cv2.imread(str(path))
@@ -119,17 +135,17 @@ def metrics_table(metrics: dict[str, float], title: str) -> str:
         return f'{metrics[key]:.4f}' if key in metrics else '-'
     thr = f'{FAILURE_THRESHOLD:g}'
     rows = [('faces', str(int(metrics['faces']))),
-            ('NME (inter-ocular, 11-19)', fmt('NME')),
+            (f'NME ({interocular_label()})', fmt('NME')),
             ('NME (face box)', fmt('NME_box')),
-            ('NME visible points', fmt('NME_visible')),
-            ('NME occluded points',
+            (f'NME {VISIBILITY_FLAGS[VISIBLE]} points', fmt('NME_visible')),
+            (f'NME {VISIBILITY_FLAGS[OCCLUDED]} points',
              f'{fmt("NME_occluded")}   ({int(metrics["occluded_points"])} points)'),
             (f'failure rate @{thr}', fmt(f'FR@{thr}')),
             (f'AUC @{thr}', fmt(f'AUC@{thr}'))]
     lines = [title, '=' * len(title), ''] + [f'{label:27s}{value}' for label, value in rows]
-    lines += ['', 'per group (inter-ocular NME)']
+    lines += ['', f'per group (NME, {interocular_label()})']
     lines += [f'  {group:10s} {fmt(f"NME_{group}")}' for group in GROUP_COLORS]
-    lines += ['', 'per point (inter-ocular NME)']
+    lines += ['', f'per point (NME, {interocular_label()})']
     lines += [f'  {k:2d} {name:24s} {fmt(f"NME_point/{name}")}'
               for k, name in enumerate(KEYPOINT_NAMES)]
     return '\n'.join(lines) + '\n'
@@ -163,7 +179,7 @@ def plot_ced(curves: dict[str, np.ndarray], out_file: str | os.PathLike,
     ax.axvline(limit, color='grey', linestyle=':', linewidth=1)
     ax.set_xlim(0, limit * 1.5)
     ax.set_ylim(0, 1.01)
-    ax.set_xlabel('NME (inter-ocular) per face')
+    ax.set_xlabel(f'NME ({interocular_label()}) per face')
     ax.set_ylabel('share of faces')
     ax.set_title('Cumulative error distribution')
     ax.grid(alpha=0.3)
@@ -188,7 +204,7 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
     offset = np.array([left, top])
     gt_px = (face.points - offset) * scale
     pred_px = (pred - offset) * scale
-    for k in range(len(KEYPOINT_NAMES)):
+    for k in range(NUM_KEYPOINTS):
         if face.visibility[k] == ABSENT:
             continue
         g = tuple(int(round(v)) for v in gt_px[k])
@@ -213,7 +229,8 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         checkpoint: the model to evaluate.
         faces: the ground truth (:func:`faces_from_annotation_dir`, :func:`faces_from_coco`).
         output_dir: where the outputs go.
-        config: the model config; default: the one stored in the checkpoint.
+        config: the model config; default the project's main config (a checkpoint's stored
+            config is never executed: it is code).
         device: ``cpu`` or ``cuda``.
         visualize: write ``visualizations/``.
         num_vis_samples: how many pictures.
@@ -227,8 +244,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         raise EvaluationInputError('no faces to evaluate')
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pred = predict_faces(config or stored_config(checkpoint, output_dir), checkpoint, faces,
-                         device, progress)
+    pred = predict_faces(config, checkpoint, faces, device, progress)
     gt = np.stack([f.points for f in faces])
     visibility = np.stack([f.visibility for f in faces])
     boxes = np.stack([f.box for f in faces])
@@ -245,8 +261,8 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     face_nme = faces_nme(pred)
     curves = {Path(checkpoint).name: face_nme}
     if compare is not None:
-        curves[Path(compare).name] = faces_nme(predict_faces(
-            config or stored_config(compare, output_dir), compare, faces, device, progress))
+        curves[Path(compare).name] = faces_nme(predict_faces(config, compare, faces, device,
+                                                             progress))
     plot_ced(curves, output_dir / 'ced.png')
 
     if visualize:
@@ -258,17 +274,3 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
             draw_comparison(faces[i], pred[i], face_nme[i],
                             vis_dir / f'{rank:03d}_{Path(faces[i].image_name).stem}.jpg')
     return metrics
-
-
-def stored_config(checkpoint, output_dir: str | os.PathLike) -> Path:
-    """The config saved in an mmengine checkpoint's ``meta``, written to ``output_dir``."""
-    import torch
-    try:
-        meta = torch.load(checkpoint, map_location='cpu').get('meta', {})
-    except FileNotFoundError:
-        raise EvaluationInputError(f'checkpoint not found: {checkpoint}') from None
-    if 'cfg' not in meta:
-        raise EvaluationInputError(f'{checkpoint} stores no config: pass --config')
-    path = Path(output_dir) / 'config_from_checkpoint.py'
-    path.write_text(meta['cfg'])
-    return path

@@ -5,26 +5,22 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpose.registry import HOOKS
 
-from .export import (
-    CheckpointLayoutError,
-    compare_state_dicts,
-    is_anime_face_detector_layout,
-    read_checkpoint,
-    to_mmpose_state_dict,
-)
+from .checkpoints import CheckpointError, load_strict
 
 
 @HOOKS.register_module()
 class StrictLoadFromHook(Hook):
-    """Load ``load_from`` strictly, from either checkpoint layout.
+    """Load ``load_from`` strictly, from either checkpoint layout or a pretrained name.
 
     mmengine loads ``load_from`` with ``strict=False``: a checkpoint whose names do not match
     (anime_face_detector's mmpose 0.x head, say) would leave those layers at their random init
-    with only a log warning. This hook takes ``load_from`` over: it reads ``.pth`` (mmengine,
-    mmpose 1.x or 0.x names, with or without ``meta``) and ``.safetensors``, renames 0.x names,
-    and requires every tensor of the model to be there with its shape, nothing more; otherwise
-    the run stops with the differences. With ``backbone_only=True`` only ``backbone.*`` must
-    match and is loaded (the head keeps its initialisation), for a checkpoint with another head.
+    with only a log warning. This hook takes ``load_from`` over and loads it with
+    :func:`~animal_landmarks_mm.checkpoints.load_strict`: ``.pth`` (mmengine, mmpose 1.x or 0.x
+    names, with or without ``meta``), ``.safetensors`` or a pretrained name such as
+    ``anime-face-detector``, every tensor of the model present with its shape, nothing more;
+    otherwise the run stops with the differences. With ``backbone_only=True`` only
+    ``backbone.*`` must match and is loaded (the head keeps its initialisation), for a
+    checkpoint with another head.
 
     Resuming (``--resume``) is left to mmengine.
 
@@ -50,26 +46,19 @@ class StrictLoadFromHook(Hook):
             return
         path, self._path = self._path, None
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        state_dict, _ = read_checkpoint(path)
-        layout = ('anime_face_detector (mmpose 0.x names)'
-                  if is_anime_face_detector_layout(state_dict) else 'mmpose 1.x')
-        state_dict = to_mmpose_state_dict(state_dict)
-        expected = model.state_dict()
-        if self.backbone_only:
-            state_dict = {k: v for k, v in state_dict.items() if k.startswith('backbone.')}
-            expected = {k: v for k, v in expected.items() if k.startswith('backbone.')}
-        difference = compare_state_dicts(state_dict, expected)
-        if difference:
-            hint = '' if self.backbone_only else (
+        try:
+            layout = load_strict(model, path, backbone_only=self.backbone_only)
+        except CheckpointError as e:
+            hint = '' if self.backbone_only or 'does not fit' not in str(e) else (
                 ' (to load its backbone only, add custom_hooks=[dict(type='
                 '\'StrictLoadFromHook\', backbone_only=True)] or pass --cfg-options '
                 'custom_hooks.0.backbone_only=True)')
-            raise CheckpointLayoutError(
-                f'load_from {path} does not fit the model: {difference}{hint}')
-        model.load_state_dict(state_dict, strict=not self.backbone_only)
+            raise CheckpointError(f'load_from: {e}{hint}') from None
+        part = 'the backbone' if self.backbone_only else 'the model'
+        count = sum(1 for k in model.state_dict()
+                    if not self.backbone_only or k.startswith('backbone.'))
         runner.logger.info(
-            f'StrictLoadFromHook: loaded all {len(state_dict)} tensors of '
-            f'{"the backbone" if self.backbone_only else "the model"} from {path} ({layout})')
+            f'StrictLoadFromHook: loaded all {count} tensors of {part} from {path} ({layout})')
 
     def before_train(self, runner) -> None:
         self._load(runner)

@@ -24,6 +24,7 @@ import numpy as np
 from mmengine.logging import print_log
 
 from .annotation import IMAGE_SUFFIXES, Face, ImageAnnotation, image_files, save_annotation
+from .errors import AnimalLandmarksError
 
 FACE_DETECTORS = ('yolov3', 'faster-rcnn')
 #: anime_face_detector's factor for detected boxes (``LandmarkDetector(box_scale_factor)``).
@@ -34,7 +35,7 @@ def _warn(message: str) -> None:
     print_log(message, logger='current', level=logging.WARNING)
 
 
-class InferenceInputError(ValueError):
+class InferenceInputError(AnimalLandmarksError, ValueError):
     """Inputs that cannot be used; the message is one line."""
 
 
@@ -120,40 +121,37 @@ class LandmarkPredictor:
     """A trained model behind mmpose's ``init_model`` / ``inference_topdown``.
 
     Args:
-        config: the model's config (our configs, or the one saved in its work dir).
-        checkpoint: a checkpoint trained here, or one in anime_face_detector's layout (its
-            released model for human anime faces, or an export); loaded strictly.
+        config: the model's config; None for the project's main config, whose network every
+            checkpoint of the shipped configs and of anime_face_detector has.
+        checkpoint: a checkpoint trained here, one in anime_face_detector's layout (its
+            released model for human anime faces, or an export), or a pretrained name
+            (``anime-face-detector``); loaded strictly.
         device: ``cpu``, ``cuda``, ``cuda:0``...
 
     Raises:
-        InferenceInputError: a missing file, or weights that do not fit the config's model.
+        InferenceInputError: a missing config.
+        CheckpointError: an unreadable checkpoint, or weights that do not fit the config's
+            model (then pass the config the model was trained with).
     """
 
-    def __init__(self, config: str | os.PathLike, checkpoint: str | os.PathLike,
+    def __init__(self, config: str | os.PathLike | None, checkpoint: str | os.PathLike,
                  device: str = 'cpu'):
         from mmpose.apis import init_model
 
-        from .export import (
-            CheckpointLayoutError,
-            compare_state_dicts,
-            read_checkpoint,
-            to_mmpose_state_dict,
-        )
-        for what, path in (('config', config), ('checkpoint', checkpoint)):
-            if not Path(path).is_file():
-                raise InferenceInputError(f'{what} not found: {path}')
+        from .checkpoints import CheckpointError, load_strict
+        from .model_zoo import MAIN_CONFIG
+        config = MAIN_CONFIG if config is None else config
+        if not Path(config).is_file():
+            raise InferenceInputError(f'config not found: {config}')
         # Not init_model's loading: it ignores names that do not match, which would leave an
         # anime_face_detector checkpoint's head random without a word.
         self.model = init_model(str(config), None, device=device)
         try:
-            state_dict = to_mmpose_state_dict(read_checkpoint(checkpoint)[0])
-        except CheckpointLayoutError as e:
-            raise InferenceInputError(str(e)) from None
-        difference = compare_state_dicts(state_dict, self.model.state_dict())
-        if difference:
-            raise InferenceInputError(
-                f'{checkpoint} does not fit the model of {config}: {difference}')
-        self.model.load_state_dict(state_dict)
+            load_strict(self.model, checkpoint)
+        except CheckpointError as e:
+            raise CheckpointError(f'{e} of {config}' if 'does not fit' in str(e) else str(e)
+                                  ) from None
+        self.checkpoint = str(checkpoint)
         self._visualizer = None
 
     def predict(self, image_bgr: np.ndarray, boxes: np.ndarray):
@@ -194,7 +192,7 @@ def predictions_to_annotation(image_name: str, width: int, height: int, sample,
                                                   for face in scores]))
 
 
-def run_inference(inputs: str | os.PathLike, config: str | os.PathLike,
+def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None,
                   checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
                   boxes_file: str | os.PathLike | None = None,
                   face_detector: FaceDetector | None = None, device: str = 'cpu',
@@ -208,7 +206,7 @@ def run_inference(inputs: str | os.PathLike, config: str | os.PathLike,
     from tqdm import tqdm
     images = list_images(inputs)
     given = load_boxes_file(boxes_file) if boxes_file else {}
-    predictor = LandmarkPredictor(config, checkpoint, device)
+    predictor = LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
     out_dir = Path(out_dir)
     (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
     written = []

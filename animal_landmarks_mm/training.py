@@ -6,6 +6,7 @@ functions here take a loaded :class:`mmengine.Config` and apply them, so the CLI
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import os.path as osp
 
@@ -15,9 +16,12 @@ from mmengine.runner import Runner
 
 import animal_landmarks_mm  # noqa: F401  (registers the dataset; safe checkpoint loading)
 
+from .errors import AnimalLandmarksError
 
-class TrainingSetupError(ValueError):
-    """A flag that cannot be honoured on this machine or with this config."""
+
+class TrainingSetupError(AnimalLandmarksError, ValueError):
+    """A flag that cannot be honoured on this machine or with this config, or data that cannot
+    be trained on; the message is one line."""
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -65,10 +69,10 @@ def load_config(config_path: str, cfg_options: dict | None = None) -> Config:
     """Read a config and apply ``--cfg-options``.
 
     Raises:
-        FileNotFoundError: the config does not exist (the message names it).
+        TrainingSetupError: the config does not exist (the message names it).
     """
     if not osp.isfile(config_path):
-        raise FileNotFoundError(f'config not found: {config_path}')
+        raise TrainingSetupError(f'config not found: {config_path}')
     cfg = Config.fromfile(config_path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -91,7 +95,7 @@ def set_data_root(cfg: Config, data_root: str) -> Config:
     with ``--cfg-options`` alone would not reach the dataloaders.
     """
     if not osp.isdir(data_root):
-        raise FileNotFoundError(f'data root not found: {data_root}')
+        raise TrainingSetupError(f'data root not found: {data_root}')
     cfg.data_root = data_root
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)
@@ -179,7 +183,8 @@ def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int |
             are stretched to the new one (milestones scaled).
         batch_size: ``train_dataloader.batch_size``.
         lr: ``optim_wrapper.optimizer.lr``.
-        checkpoint: start weights (``load_from``; anime_face_detector or our checkpoints).
+        checkpoint: start weights (``load_from``): a checkpoint trained here, one of
+            anime_face_detector's, or a pretrained name (``anime-face-detector``).
         accumulate: gradient accumulation over this many iterations
             (``optim_wrapper.accumulative_counts``).
         early_stop: stop when the validation NME has not improved for this many validations
@@ -205,8 +210,10 @@ def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int |
     if lr is not None:
         cfg.optim_wrapper.optimizer.lr = lr
     if checkpoint is not None:
-        if not osp.isfile(checkpoint):
-            raise TrainingSetupError(f'--checkpoint not found: {checkpoint}')
+        from .model_zoo import is_pretrained_name
+        if not (osp.isfile(checkpoint) or is_pretrained_name(checkpoint)):
+            raise TrainingSetupError(f'--checkpoint not found: {checkpoint} (a file, or a '
+                                     'pretrained name such as anime-face-detector)')
         cfg.load_from = checkpoint
     if accumulate is not None:
         cfg.optim_wrapper.accumulative_counts = accumulate
@@ -217,20 +224,13 @@ def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int |
     if save_freq is not None:
         cfg.default_hooks.checkpoint.interval = save_freq
     if val_annotation_dir is not None:
-        from .converter import AnnotationConverter, ConversionSummary
-        converter = AnnotationConverter(val_image_dir or val_annotation_dir, cfg.work_dir,
-                                        progress=False)
-        summary = ConversionSummary()
-        try:
-            records = converter.read(val_annotation_dir, summary)
-        except ValueError as e:
-            raise TrainingSetupError(str(e)) from None
+        from .converter import AnnotationReader, write_coco
+        reader = AnnotationReader(val_image_dir or val_annotation_dir, progress=False)
+        records = reader.read(val_annotation_dir).records
         if not records:
             raise TrainingSetupError(f'no usable annotation files in {val_annotation_dir}')
-        from .annotation import write_json_atomic
         os.makedirs(cfg.work_dir, exist_ok=True)
-        write_json_atomic(osp.join(cfg.work_dir, 'val_annotations.json'),
-                          converter.to_coco(records), indent=None)
+        write_coco(records, osp.join(cfg.work_dir, 'val_annotations.json'), cfg.work_dir)
         cfg.val_dataloader.dataset.data_root = cfg.work_dir
         cfg.val_dataloader.dataset.ann_file = 'val_annotations.json'
         cfg.val_dataloader.dataset.data_prefix = dict(img='')
@@ -241,8 +241,9 @@ def apply_test_args(cfg: Config, config_path: str, checkpoint: str, work_dir: st
                     out: str | None = None, launcher: str = 'none') -> Config:
     """Apply mmpose's ``tools/test.py`` flags: the checkpoint, work dir and a dump of the
     predictions (``--dump`` in mmpose), as a pickle of every prediction."""
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+    from .model_zoo import is_pretrained_name
+    if not (osp.isfile(checkpoint) or is_pretrained_name(checkpoint)):
+        raise TrainingSetupError(f'checkpoint not found: {checkpoint}')
     _set_run_place(cfg, config_path, work_dir, launcher)
     cfg.load_from = checkpoint
     if out is not None:
@@ -266,8 +267,42 @@ def _init_cpu_process_group(cfg: Config) -> None:
         dist.init_process_group(backend='gloo')
 
 
+def check_annotation_files(cfg: Config, loaders: tuple[str, ...]) -> None:
+    """Refuse, before the runner starts, a COCO file that is missing or holds nothing to learn
+    or measure (no images, no faces, or only absent points), naming the file: mmengine would
+    fail later with "need at least one array to concatenate".
+
+    Raises:
+        TrainingSetupError: naming the file and what it lacks.
+    """
+    for name in loaders:
+        loader = cfg.get(name)
+        if not loader or not loader.get('dataset') or not loader.dataset.get('ann_file'):
+            continue
+        dataset = loader.dataset
+        path = osp.join(dataset.get('data_root') or '', dataset.ann_file)
+        if not osp.isfile(path):
+            raise TrainingSetupError(f'{name}: annotation file not found: {path} (run '
+                                     'tools/dataset.py, then pass its --output-dir as '
+                                     '--data-root)')
+        try:
+            with open(path, encoding='utf-8') as f:
+                coco = json.load(f)
+            images, annotations = coco['images'], coco['annotations']
+            labelled = sum(1 for a in annotations if a.get('num_keypoints', 0) > 0)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise TrainingSetupError(f'{name}: {path} is not a COCO keypoints file '
+                                     f'({e.__class__.__name__}: {e})') from None
+        what = ('no images' if not images else 'no annotations' if not annotations
+                else 'only absent points' if not labelled else None)
+        if what:
+            raise TrainingSetupError(f'{name}: {path} holds {what}; nothing to '
+                                     f'{"train on" if name.startswith("train") else "measure"}')
+
+
 def train(cfg: Config) -> torch.nn.Module:
     """Build the runner from ``cfg`` and train; returns the trained model."""
+    check_annotation_files(cfg, ('train_dataloader', 'val_dataloader'))
     _init_cpu_process_group(cfg)
     runner = Runner.from_cfg(cfg)
     return runner.train()
@@ -275,6 +310,7 @@ def train(cfg: Config) -> torch.nn.Module:
 
 def test(cfg: Config) -> dict:
     """Build the runner from ``cfg`` and test ``cfg.load_from``; returns the metrics."""
+    check_annotation_files(cfg, ('test_dataloader',))
     _init_cpu_process_group(cfg)
     runner = Runner.from_cfg(cfg)
     return runner.test()

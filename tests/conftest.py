@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from animal_landmarks_mm.converter import AnnotationConverter
+from animal_landmarks_mm.converter import convert
 from animal_landmarks_mm.synthetic import make_synthetic_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,8 +60,8 @@ def synthetic_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope='session')
 def coco_dir(synthetic_dir: Path) -> Path:
     """The synthetic set converted: 4 train, 3 val, 3 test images."""
-    converter = AnnotationConverter(synthetic_dir / 'images', synthetic_dir, progress=False)
-    converter.convert(synthetic_dir / 'landmarks', 0.4, 0.3, 0.3, seed=0)
+    convert(synthetic_dir / 'landmarks', synthetic_dir / 'images', synthetic_dir, train_ratio=0.4,
+            val_ratio=0.3, test_ratio=0.3, seed=0, progress=False)
     return synthetic_dir
 
 

@@ -1,4 +1,4 @@
-"""tools/dataset.py and AnnotationConverter: COCO output, splits, bad input, scale."""
+"""tools/dataset.py and the converter: COCO output, splits, bad and hostile input."""
 import hashlib
 import json
 import shutil
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
-from animal_landmarks_mm.converter import BOX_MARGIN, AnnotationConverter, ConversionError, face_box
+from animal_landmarks_mm.converter import BOX_MARGIN, ConversionError, face_box
+from animal_landmarks_mm.converter import convert as convert_folder
 from animal_landmarks_mm.schema import ABSENT, OCCLUDED, VISIBLE
 from conftest import run_tool
 
@@ -37,9 +38,9 @@ def small_set(tmp_path):
 
 
 def convert(image_dir, ann_dir, out, *ratios, **kwargs):
-    converter = AnnotationConverter(image_dir, out, strict=kwargs.pop('strict', False),
-                                    progress=False)
-    return converter.convert(ann_dir, *(ratios or (0.5, 0.25, 0.25)), **kwargs)
+    train, val, test = ratios or (0.5, 0.25, 0.25)
+    return convert_folder(ann_dir, image_dir, out, train_ratio=train, val_ratio=val,
+                          test_ratio=test, progress=False, **kwargs)
 
 
 def test_coco_output(small_set, tmp_path):

@@ -11,13 +11,13 @@ from mmengine.runner import Runner
 from safetensors.torch import load_file, save_file
 
 from animal_landmarks_mm.annotation import load_annotation
-from animal_landmarks_mm.export import (
-    CheckpointLayoutError,
-    anime_face_detector_to_mmpose,
-    export_checkpoint,
-    mmpose_to_anime_face_detector,
+from animal_landmarks_mm.checkpoints import (
+    CheckpointError,
     read_checkpoint,
+    to_anime_face_detector_state_dict,
+    to_mmpose_state_dict,
 )
+from animal_landmarks_mm.export import export_checkpoint
 from animal_landmarks_mm.training import set_data_root
 from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPORT, TINY_OPTIONS, run_tool
 
@@ -61,7 +61,7 @@ def test_fine_tune_config_loads_every_tensor_of_an_afd_checkpoint(afd_files, afd
     runner = _runner_loading(afd_files / name, coco_dir, tmp_path)
     runner.test()  # load_from is loaded by StrictLoadFromHook before testing
     loaded = runner.model.state_dict()
-    expected = anime_face_detector_to_mmpose(afd_state_dict)
+    expected = to_mmpose_state_dict(afd_state_dict)
     assert loaded.keys() == expected.keys() and len(loaded) == 1839
     for key, value in expected.items():
         assert torch.equal(loaded[key], value), key
@@ -79,7 +79,7 @@ def test_other_head_is_refused_unless_backbone_only_is_asked(afd_state_dict, coc
     path = tmp_path / 'wflw_like.pth'
     torch.save(_with_68_point_head(afd_state_dict), path)
     runner = _runner_loading(path, coco_dir, tmp_path / 'strict')
-    with pytest.raises(CheckpointLayoutError,
+    with pytest.raises(CheckpointError,
                        match=r'shape mismatch: head\.final_layer\.weight '
                              r'\(68, 270, 1, 1\) vs \(28, 270, 1, 1\).*backbone_only=True'):
         runner.test()
@@ -96,7 +96,7 @@ def test_other_head_is_refused_unless_backbone_only_is_asked(afd_state_dict, coc
 def test_other_backbone_is_refused(afd_state_dict, coco_dir, tmp_path):
     path = tmp_path / 'other_backbone.pth'
     torch.save({k: v for k, v in afd_state_dict.items() if 'stage4' not in k}, path)
-    with pytest.raises(CheckpointLayoutError, match=r'missing: backbone\.stage4'):
+    with pytest.raises(CheckpointError, match=r'missing: backbone\.stage4'):
         _runner_loading(path, coco_dir, tmp_path).test()
 
 
@@ -181,7 +181,7 @@ def test_mmpose_release_format(trained, tmp_path):
 
 
 def test_export_refuses_what_the_consumer_cannot_hold(afd_state_dict, tmp_path):
-    mmpose_names = anime_face_detector_to_mmpose(afd_state_dict)
+    mmpose_names = to_mmpose_state_dict(afd_state_dict)
     cases = {
         'keypoints': (_with_68_point_head(afd_state_dict),
                       'the head predicts 68 keypoints; anime_face_detector\'s model holds 28'),
@@ -193,7 +193,7 @@ def test_export_refuses_what_the_consumer_cannot_hold(afd_state_dict, tmp_path):
     for name, (state_dict, message) in cases.items():
         path = tmp_path / f'{name}.pth'
         torch.save(dict(state_dict=state_dict), path)
-        with pytest.raises(CheckpointLayoutError, match=message.replace('(', r'\(')
+        with pytest.raises(CheckpointError, match=message.replace('(', r'\(')
                            .replace(')', r'\)')):
             export_checkpoint(path, tmp_path / f'{name}.safetensors')
         assert not (tmp_path / f'{name}.safetensors').exists()
@@ -205,10 +205,10 @@ def test_export_refuses_what_the_consumer_cannot_hold(afd_state_dict, tmp_path):
 
 
 def test_name_mapping_is_a_bijection(afd_state_dict):
-    there = anime_face_detector_to_mmpose(afd_state_dict)
+    there = to_mmpose_state_dict(afd_state_dict)
     assert {k for k in there if not k.startswith('backbone.')} == {
         'head.conv_layers.0.weight', 'head.conv_layers.0.bias', 'head.conv_layers.1.weight',
         'head.conv_layers.1.bias', 'head.conv_layers.1.running_mean',
         'head.conv_layers.1.running_var', 'head.conv_layers.1.num_batches_tracked',
         'head.final_layer.weight', 'head.final_layer.bias'}
-    assert mmpose_to_anime_face_detector(there).keys() == afd_state_dict.keys()
+    assert to_anime_face_detector_state_dict(there).keys() == afd_state_dict.keys()

@@ -7,7 +7,8 @@ Example:
 import argparse
 import sys
 
-from animal_landmarks_mm.converter import AnnotationConverter, ConversionError
+from animal_landmarks_mm.converter import convert
+from animal_landmarks_mm.errors import AnimalLandmarksError
 
 
 def parse_args(argv=None):
@@ -26,19 +27,22 @@ def parse_args(argv=None):
                         'is then split into train and test only')
     parser.add_argument('--strict', action='store_true',
                         help='fail on any bad annotation file instead of leaving it out')
+    parser.add_argument('--include-predicted', action='store_true',
+                        help='also use files of unreviewed model predictions (status '
+                        '"predicted"), e.g. as pseudo-labels; left out by default')
     parser.add_argument('--no-progress', action='store_true', help='hide the progress bar')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    converter = AnnotationConverter(args.image_dir, args.output_dir, strict=args.strict,
-                                    progress=not args.no_progress)
     try:
-        summary = converter.convert(
-            args.annotation_dir, args.train_ratio, args.val_ratio, args.test_ratio, args.seed,
-            args.val_annotation_dir)
-    except ConversionError as e:
+        summary = convert(
+            args.annotation_dir, args.image_dir, args.output_dir, train_ratio=args.train_ratio,
+            val_ratio=args.val_ratio, test_ratio=args.test_ratio, seed=args.seed,
+            val_annotation_dir=args.val_annotation_dir, strict=args.strict,
+            include_predicted=args.include_predicted, progress=not args.no_progress)
+    except (AnimalLandmarksError, OSError) as e:
         sys.exit(f'error: {e}')
     print(summary.format())
 

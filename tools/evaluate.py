@@ -8,20 +8,17 @@ Example:
 import argparse
 import sys
 
-from animal_landmarks_mm.converter import ConversionError
-from animal_landmarks_mm.evaluation import (
-    EvaluationInputError,
-    evaluate,
-    faces_from_annotation_dir,
-    faces_from_coco,
-)
-from animal_landmarks_mm.infer import InferenceInputError
+from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.evaluation import evaluate, faces_from_annotation_dir, faces_from_coco
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--checkpoint', required=True, help='the model to evaluate')
-    parser.add_argument('--config', help='default: the config stored in the checkpoint')
+    parser.add_argument('--checkpoint', required=True,
+                        help='the model to evaluate (a file, or a pretrained name such as '
+                        'anime-face-detector)')
+    parser.add_argument('--config', help='the model\'s config (default: the project\'s main '
+                        'config; a checkpoint\'s stored config is never executed)')
     parser.add_argument('--image-dir', help='the images of --annotation-dir')
     parser.add_argument('--annotation-dir', help='a folder of annotation JSON files')
     which = parser.add_mutually_exclusive_group()
@@ -52,12 +49,14 @@ def main(argv=None):
                                                        args.split_file)
             for problem in summary.problems:
                 print(f'left out: {problem}', file=sys.stderr)
-        metrics = evaluate(args.checkpoint, faces, args.output_dir, args.config, args.device,
-                           args.visualize, args.num_vis_samples, args.worst_first, args.compare)
-    except (EvaluationInputError, InferenceInputError, ConversionError,
-            FileNotFoundError) as e:
+        metrics = evaluate(args.checkpoint, faces, args.output_dir, config=args.config,
+                           device=args.device, visualize=args.visualize,
+                           num_vis_samples=args.num_vis_samples, worst_first=args.worst_first,
+                           compare=args.compare)
+    except (AnimalLandmarksError, OSError) as e:
         sys.exit(f'error: {e}')
-    print(open(f'{args.output_dir}/metrics.txt').read().split('\nper group')[0])
+    with open(f'{args.output_dir}/metrics.txt') as f:
+        print(f.read().split('\nper group')[0])
     print(f'outputs in {args.output_dir}: metrics.txt, metrics.json, predictions.json, ced.png'
           + (', visualizations/' if args.visualize else ''))
     return metrics

@@ -6,7 +6,8 @@ Example:
 import argparse
 import sys
 
-from animal_landmarks_mm.export import FORMATS, CheckpointLayoutError, export_checkpoint
+from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.export import FORMATS, export_checkpoint
 
 HOW_TO_LOAD = '''load it in anime_face_detector with:
     import cv2, numpy as np
@@ -35,8 +36,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        out = export_checkpoint(args.checkpoint, args.out, args.format)
-    except (CheckpointLayoutError, FileNotFoundError, ValueError) as e:
+        out = export_checkpoint(args.checkpoint, args.out, fmt=args.format)
+    except (AnimalLandmarksError, OSError) as e:
         sys.exit(f'error: {e}')
     print(f'wrote {out}')
     print((HOW_TO_LOAD_MMPOSE if args.format == 'mmpose' else HOW_TO_LOAD).format(out=out))

@@ -9,6 +9,7 @@ Example:
 import argparse
 import sys
 
+from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.infer import (
     FACE_DETECTORS,
     FaceDetector,
@@ -20,8 +21,11 @@ from animal_landmarks_mm.infer import (
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('input', help='an image or a folder of images')
-    parser.add_argument('--config', required=True, help='the model config')
-    parser.add_argument('--checkpoint', required=True, help='a checkpoint trained here')
+    parser.add_argument('--checkpoint', required=True,
+                        help='a checkpoint trained here, one of anime_face_detector\'s, or '
+                        'the pretrained name anime-face-detector')
+    parser.add_argument('--config', help='the model config (default: the project\'s main '
+                        'config)')
     boxes = parser.add_mutually_exclusive_group()
     boxes.add_argument('--boxes', help='JSON {"image name": [[x0, y0, x1, y1], ...]}')
     boxes.add_argument('--face-detector', choices=FACE_DETECTORS,
@@ -43,10 +47,11 @@ def main(argv=None):
             if not args.face_detector_checkpoint:
                 raise InferenceInputError('--face-detector needs --face-detector-checkpoint')
             detector = FaceDetector(args.face_detector, args.face_detector_checkpoint,
-                                    args.device, args.face_score_thr)
-        files = run_inference(args.input, args.config, args.checkpoint, args.out_dir,
-                              args.boxes, detector, args.device)
-    except (InferenceInputError, FileNotFoundError) as e:
+                                    device=args.device, score_thr=args.face_score_thr)
+        files = run_inference(args.input, config=args.config, checkpoint=args.checkpoint,
+                              out_dir=args.out_dir, boxes_file=args.boxes,
+                              face_detector=detector, device=args.device)
+    except (AnimalLandmarksError, OSError) as e:
         sys.exit(f'error: {e}')
     print(f'{len(files)} images: pictures in {args.out_dir}/vis, annotations in '
           f'{args.out_dir}/annotations')

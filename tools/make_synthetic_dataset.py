@@ -23,9 +23,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        files = make_synthetic_dataset(args.out_dir, args.num_images, args.seed, args.min_size,
-                                       args.max_size)
-    except ValueError as e:
+        files = make_synthetic_dataset(args.out_dir, num_images=args.num_images, seed=args.seed,
+                                       min_size=args.min_size, max_size=args.max_size)
+    except (ValueError, OSError) as e:
         sys.exit(f'error: {e}')
     print(f'wrote {len(files)} images to {args.out_dir}/images and their annotations to '
           f'{args.out_dir}/landmarks')

@@ -8,8 +8,8 @@ Example:
 import argparse
 import sys
 
+from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.training import (
-    TrainingSetupError,
     add_common_args,
     apply_test_args,
     config_from_args,
@@ -20,7 +20,7 @@ from animal_landmarks_mm.training import (
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a pose model')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint file (or a pretrained name)')
     parser.add_argument('--dump', help='dump every prediction to this pickle file')
     add_common_args(parser)
     return parser.parse_args(argv)
@@ -30,10 +30,10 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = apply_test_args(config_from_args(args), args.config, args.checkpoint,
-                              args.work_dir, args.dump, args.launcher)
-    except (FileNotFoundError, TrainingSetupError) as e:
+                              work_dir=args.work_dir, out=args.dump, launcher=args.launcher)
+        test(cfg)
+    except AnimalLandmarksError as e:
         sys.exit(f'error: {e}')
-    test(cfg)
 
 
 if __name__ == '__main__':

@@ -7,8 +7,8 @@ Example:
 import argparse
 import sys
 
+from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.training import (
-    TrainingSetupError,
     add_common_args,
     apply_simple_flags,
     apply_train_args,
@@ -35,8 +35,9 @@ def parse_args(argv=None):
     simple.add_argument('--epochs', type=int, help='train_cfg.max_epochs (schedule stretched)')
     simple.add_argument('--batch-size', type=int, help='train_dataloader.batch_size')
     simple.add_argument('--lr', type=float, help='optim_wrapper.optimizer.lr')
-    simple.add_argument('--checkpoint', help='start weights (load_from): anime_face_detector '
-                        'or a checkpoint trained here')
+    simple.add_argument('--checkpoint', help='start weights (load_from): a checkpoint trained '
+                        'here, one of anime_face_detector\'s, or the pretrained name '
+                        'anime-face-detector (downloaded once into the Hugging Face cache)')
     simple.add_argument('--val-annotation-dir',
                         help='validate on this folder of annotation files instead')
     simple.add_argument('--val-image-dir', help='images of --val-annotation-dir '
@@ -54,15 +55,18 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        cfg = apply_train_args(config_from_args(args), args.config, args.work_dir, args.resume,
-                               args.amp, args.no_validate, args.auto_scale_lr, args.launcher)
-        cfg = apply_simple_flags(cfg, args.epochs, args.batch_size, args.lr, args.checkpoint,
-                                 args.accumulate, args.early_stop, args.save_freq,
-                                 args.val_annotation_dir, args.val_image_dir,
-                                 args.early_stop_min_delta)
-    except (FileNotFoundError, TrainingSetupError) as e:
+        cfg = apply_train_args(
+            config_from_args(args), args.config, work_dir=args.work_dir, resume=args.resume,
+            amp=args.amp, no_validate=args.no_validate, auto_scale_lr=args.auto_scale_lr,
+            launcher=args.launcher)
+        cfg = apply_simple_flags(
+            cfg, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            checkpoint=args.checkpoint, accumulate=args.accumulate, early_stop=args.early_stop,
+            early_stop_min_delta=args.early_stop_min_delta, save_freq=args.save_freq,
+            val_annotation_dir=args.val_annotation_dir, val_image_dir=args.val_image_dir)
+        train(cfg)
+    except AnimalLandmarksError as e:
         sys.exit(f'error: {e}')
-    train(cfg)
 
 
 if __name__ == '__main__':
