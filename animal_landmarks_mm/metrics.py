@@ -24,7 +24,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmpose.registry import METRICS
 
-from .schema import INTEROCULAR_INDICES, KEYPOINT_NAMES, group_indices
+from .schema import ABSENT, INTEROCULAR_INDICES, KEYPOINT_NAMES, OCCLUDED, VISIBLE, group_indices
 
 FAILURE_THRESHOLD = 0.1
 
@@ -40,7 +40,7 @@ def landmark_errors(pred: np.ndarray, gt: np.ndarray, visibility: np.ndarray,
     Args:
         pred: ``(N, 28, 2)`` predicted points.
         gt: ``(N, 28, 2)`` ground truth.
-        visibility: ``(N, 28)`` flags: 2 visible, 1 occluded, 0 absent.
+        visibility: ``(N, 28)`` flags of :data:`~.schema.VISIBILITY_FLAGS`.
         boxes: ``(N, 4)`` ground-truth face boxes ``x0, y0, x1, y1``.
 
     Returns:
@@ -51,7 +51,7 @@ def landmark_errors(pred: np.ndarray, gt: np.ndarray, visibility: np.ndarray,
     visibility = np.asarray(visibility)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     error = np.linalg.norm(pred - gt, axis=-1)
-    labelled = visibility > 0
+    labelled = visibility != ABSENT
     a, b = INTEROCULAR_INDICES
     interocular = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
     has_eyes = labelled[:, a] & labelled[:, b] & (interocular > 0)
@@ -90,8 +90,8 @@ def compute_landmark_metrics(pred: np.ndarray, gt: np.ndarray, visibility: np.nd
     metrics: dict[str, float | None] = {
         'NME': _mean(eyes[~np.isnan(eyes)]),
         'NME_box': _mean(box[~np.isnan(box)]),
-        'NME_visible': _mean(eyes[(visibility == 2) & ~np.isnan(eyes)]),
-        'NME_occluded': _mean(eyes[(visibility == 1) & ~np.isnan(eyes)]),
+        'NME_visible': _mean(eyes[(visibility == VISIBLE) & ~np.isnan(eyes)]),
+        'NME_occluded': _mean(eyes[(visibility == OCCLUDED) & ~np.isnan(eyes)]),
     }
     for group, indices in group_indices().items():
         part = eyes[:, indices]
@@ -105,7 +105,7 @@ def compute_landmark_metrics(pred: np.ndarray, gt: np.ndarray, visibility: np.nd
             metrics[f'NME_point/{name}'] = _mean(column[~np.isnan(column)])
     metrics['faces'] = float(len(eyes))
     metrics['faces_without_eye_corners'] = float(np.isnan(per_face_nme(eyes)).sum())
-    metrics['occluded_points'] = float((visibility == 1).sum())
+    metrics['occluded_points'] = float((visibility == OCCLUDED).sum())
     # None (nothing to average, e.g. no occluded point) is left out: loggers want numbers
     return {k: v for k, v in metrics.items() if v is not None}
 
@@ -134,10 +134,11 @@ class LandmarkMetric(BaseMetric):
         for sample in data_samples:
             gt = sample['gt_instances']
             raw = sample.get('raw_ann_info') or {}
-            if 'keypoints' in raw:  # keep the annotation's flags: 2 visible, 1 occluded
+            if 'keypoints' in raw:  # keep the annotation's flags (mmpose keeps 0 or 1 only)
                 visibility = np.asarray(raw['keypoints'], np.float64).reshape(-1, 3)[:, 2][None]
             else:
-                visibility = np.asarray(gt['keypoints_visible']).reshape(1, -1) * 2
+                visibility = np.where(np.asarray(gt['keypoints_visible']).reshape(1, -1) > 0,
+                                      VISIBLE, ABSENT)
             self.results.append(dict(
                 pred=np.asarray(sample['pred_instances']['keypoints'])[:1],
                 gt=np.asarray(gt['keypoints'])[:1],

@@ -85,6 +85,8 @@ LANDMARKS: tuple[Landmark, ...] = (
 )
 
 KEYPOINT_NAMES: tuple[str, ...] = tuple(lm.name for lm in LANDMARKS)
+#: keypoint name -> its index
+KEYPOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
 
 #: Lines drawn between points: contour, each eyebrow, each eyelid, the two lips.
 SKELETON: tuple[tuple[int, int], ...] = (
@@ -103,8 +105,7 @@ def _mirror_name(name: str) -> str:
 
 def flip_indices() -> list[int]:
     """Index of each point's horizontal mirror (mmpose ``flip_indices``), derived from the names."""
-    index = {name: i for i, name in enumerate(KEYPOINT_NAMES)}
-    return [index[_mirror_name(name)] for name in KEYPOINT_NAMES]
+    return [KEYPOINT_INDEX[_mirror_name(name)] for name in KEYPOINT_NAMES]
 
 
 def group_indices() -> dict[str, list[int]]:

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .annotation import Face, ImageAnnotation, save_annotation
-from .schema import NUM_KEYPOINTS
+from .schema import KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, group_indices
 
 SPECIES = ('cat', 'fox', 'dog', 'rabbit', 'bear')
 _SHIFT = 4  # cv2 drawing in fixed point: coordinates carry 4 fractional bits
@@ -96,11 +96,15 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
 class FaceModel:
     """One random face in the canonical frame: its parameters, landmarks and drawing.
 
+    The geometry (eyelids, brows, the 28 points) is decided once, when the face is made; the
+    landmarks and the drawing both read it, so they agree however often either is asked for.
+
     Args:
         rng: the random generator that decides everything about the face.
+        frontal: face the viewer squarely (no yaw, level eyes), as the annotator's chart does.
     """
 
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: np.random.Generator, frontal: bool = False):
         self.rng = rng
         u = rng.uniform
         self.species = SPECIES[rng.integers(len(SPECIES))]
@@ -120,6 +124,9 @@ class FaceModel:
         self.hair = _color(rng)
         self.iris = _color(rng)
         self.outline = _shade(self.hair, 0.35)
+        if frontal:
+            self.yaw, self.eye_tilt = 0.0, 0.0
+        self._build_geometry()
 
     # geometry -------------------------------------------------------------------------------
 
@@ -160,22 +167,35 @@ class FaceModel:
         inner = [eye[2, 0] - side * 0.02, top + 0.02 + self.rng.normal(0, 0.01)]
         return np.array([outer, middle, inner])
 
-    def landmarks(self) -> np.ndarray:
-        """The 28 landmarks in the canonical frame, in the schema's order."""
-        contour = [self._jaw_point(s) for s in (-0.97, -0.6, 0.0, 0.6, 0.97)]
-        eye_l, eye_r = self._eye(-1), self._eye(+1)
-        brow_l, brow_r = self._brow(-1, eye_l), self._brow(+1, eye_r)
-        # right-side points are listed inner to outer, as the schema orders them
-        right_eye = eye_r[[2, 1, 0, 5, 4, 3]]
+    def _build_geometry(self) -> None:
+        """Eyelids, brows and the 28 points, from the parameters and the eyes' jitter."""
+        self.eye_l, self.eye_r = self._eye(-1), self._eye(+1)
+        self.brow_l, self.brow_r = self._brow(-1, self.eye_l), self._brow(+1, self.eye_r)
         nose = np.array([0.0, self.nose_y]) + self._feature_shift(0.4)
         m = np.array([0.0, self.mouth_y]) + self._feature_shift(0.3)
         half = self.mouth_half_width
-        mouth = [m + [-half, -self.smile], m + [0, 0], m + [half, -self.smile],
-                 m + [0, self.mouth_open]]
-        points = np.vstack([contour, brow_l, brow_r[::-1], eye_l, right_eye, [nose], mouth])
-        assert points.shape == (NUM_KEYPOINTS, 2)
-        self._cache = dict(eye_l=eye_l, eye_r=eye_r, brow_l=brow_l, brow_r=brow_r)
-        return points
+        # each point by its schema name; the eye arrays are ordered upper outer, top, inner,
+        # lower outer, bottom, inner; the brows outer, middle, inner
+        eyelid = ('upper_outer', 'upper_top', 'upper_inner', 'lower_outer', 'lower_bottom',
+                  'lower_inner')
+        brow = ('outer', 'middle', 'inner')
+        named = {
+            **dict(zip(('temple_left', 'cheek_left', 'chin', 'cheek_right', 'temple_right'),
+                       (self._jaw_point(s) for s in (-0.97, -0.6, 0.0, 0.6, 0.97)))),
+            **{f'brow_left_{part}': p for part, p in zip(brow, self.brow_l)},
+            **{f'brow_right_{part}': p for part, p in zip(brow, self.brow_r)},
+            **{f'eye_left_{part}': p for part, p in zip(eyelid, self.eye_l)},
+            **{f'eye_right_{part}': p for part, p in zip(eyelid, self.eye_r)},
+            'nose_tip': nose,
+            'mouth_left': m + [-half, -self.smile], 'upper_lip': m,
+            'mouth_right': m + [half, -self.smile], 'lower_lip': m + [0, self.mouth_open],
+        }
+        self._points = np.array([named[name] for name in KEYPOINT_NAMES], dtype=np.float64)
+        assert self._points.shape == (NUM_KEYPOINTS, 2)
+
+    def landmarks(self) -> np.ndarray:
+        """The 28 landmarks in the canonical frame, in the schema's order (a copy)."""
+        return self._points.copy()
 
     # drawing --------------------------------------------------------------------------------
 
@@ -242,9 +262,10 @@ class FaceModel:
         cv.line(lash, self.outline, 0.04)
         cv.line(lower, self.outline, 0.025)
 
-    def draw(self, cv: _Canvas, points: np.ndarray) -> None:
-        """Draw the whole character onto ``cv`` (``points`` from :meth:`landmarks`)."""
+    def draw(self, cv: _Canvas) -> None:
+        """Draw the whole character onto ``cv``."""
         rng = self.rng
+        points = self._points
         self._draw_ears(cv)
         # long hair behind the head
         if rng.random() < 0.6:
@@ -253,7 +274,7 @@ class FaceModel:
             cv.fill(back, _shade(self.hair, 0.85))
         cv.fill(_ellipse((0, -0.12), 1.08, 1.06), self.hair)
         # neck and shoulders
-        chin_y = points[2, 1]
+        chin_y = points[KEYPOINT_INDEX['chin'], 1]
         cv.fill(np.array([[-0.35, chin_y - 0.3], [0.35, chin_y - 0.3], [0.4, chin_y + 0.5],
                           [-0.4, chin_y + 0.5]]), _shade(self.skin, 0.85))
         cv.fill(np.array([[-1.3, chin_y + 0.35], [1.3, chin_y + 0.35], [1.6, chin_y + 1.6],
@@ -264,16 +285,17 @@ class FaceModel:
         cv.line(jaw, _shade(self.skin, 0.55), 0.025)
         if rng.random() < 0.6:  # blush
             for side in (-1, 1):
-                cv.fill(_ellipse((side * 0.5, points[23, 1] - 0.02), 0.14, 0.05),
+                cv.fill(_ellipse((side * 0.5, points[KEYPOINT_INDEX['nose_tip'], 1] - 0.02),
+                                 0.14, 0.05),
                         _shade((255, 150, 160), rng.uniform(0.9, 1.1)))
-        c = self._cache
-        self._draw_eye(cv, c['eye_l'], -1)
-        self._draw_eye(cv, c['eye_r'], +1)
-        for brow in (c['brow_l'], c['brow_r']):
+        self._draw_eye(cv, self.eye_l, -1)
+        self._draw_eye(cv, self.eye_r, +1)
+        for brow in (self.brow_l, self.brow_r):
             cv.line(_bezier3(*brow), _shade(self.hair, 0.5), rng.uniform(0.03, 0.06))
-        nose = points[23]
+        nose = points[KEYPOINT_INDEX['nose_tip']]
         cv.line(np.array([nose + [-0.015, -0.07], nose]), _shade(self.skin, 0.5), 0.025)
-        left, upper, right, lower = points[24], points[25], points[26], points[27]
+        left, upper, right, lower = (points[KEYPOINT_INDEX[name]] for name in (
+            'mouth_left', 'upper_lip', 'mouth_right', 'lower_lip'))
         upper_curve = _bezier3(left, upper, right)
         if self.mouth_open > 0.04:
             mouth = np.vstack([upper_curve, _bezier3(right, lower, left)])
@@ -289,7 +311,7 @@ class FaceModel:
 
     def _draw_fringe(self, cv: _Canvas, points: np.ndarray) -> None:
         """Spiky bangs from the hairline down towards (rarely over) the brows."""
-        brow_top = min(points[5:11, 1]) - 0.04
+        brow_top = min(points[group_indices()['eyebrows'], 1]) - 0.04
         xs = np.linspace(-1.0, 1.0, int(self.rng.integers(5, 9)) * 2 + 1)
         tips = []
         for i, x in enumerate(xs):
@@ -324,7 +346,7 @@ def render_face_image(rng: np.random.Generator, width: int, height: int
     cos, sin = math.cos(angle) * unit, math.sin(angle) * unit
     matrix = np.array([[cos, -sin, center[0]], [sin, cos, center[1]]])
     cv = _Canvas(image, matrix, unit)
-    face.draw(cv, canonical)
+    face.draw(cv)
     if rng.random() < 0.1:  # monochrome, like manga pages
         grey = cv2.cvtColor(cv.image, cv2.COLOR_BGR2GRAY)
         cv.image[:] = grey[..., None]
@@ -337,14 +359,12 @@ def reference_face(size: int = 320, seed: int = 4) -> tuple[np.ndarray, np.ndarr
     Returns:
         The BGR image ``(size, size, 3)`` and its (28, 2) landmarks in pixels.
     """
-    face = FaceModel(np.random.default_rng(seed))
-    face.yaw, face.eye_tilt = 0.0, 0.0
+    face = FaceModel(np.random.default_rng(seed), frontal=True)
     image = np.full((size, size, 3), 245, np.uint8)
     unit = 0.28 * size
     cv = _Canvas(image, np.array([[unit, 0, size / 2], [0, unit, 0.46 * size]]), unit)
-    points = face.landmarks()
-    face.draw(cv, points)
-    return cv.image, cv.map(points)
+    face.draw(cv)
+    return cv.image, cv.map(face.landmarks())
 
 
 def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: int = 0,

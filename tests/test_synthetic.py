@@ -68,3 +68,16 @@ def test_bad_arguments():
         make_synthetic_dataset('unused', 0)
     with pytest.raises(ValueError, match='min_size <= max_size'):
         make_synthetic_dataset('unused', 1, min_size=300, max_size=200)
+
+
+def test_geometry_is_decided_once():
+    """landmarks() is the same however often it is asked, and drawing does not change it."""
+    from animal_landmarks_mm.synthetic import FaceModel, _Canvas
+    face = FaceModel(np.random.default_rng(7))
+    first = face.landmarks()
+    first[0] = (99.0, 99.0)  # a copy: the caller cannot change the face
+    canvas = _Canvas(np.zeros((64, 64, 3), np.uint8), np.array([[20.0, 0, 32], [0, 20.0, 32]]),
+                     20.0)
+    face.draw(canvas)
+    np.testing.assert_array_equal(face.landmarks(), FaceModel(np.random.default_rng(7))
+                                  .landmarks())

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..annotation import Face, ImageAnnotation, load_annotation, save_annotation
 from ..converter import AnnotationConverter
+from ..schema import NUM_KEYPOINTS
 from ..synthetic import make_synthetic_dataset
 from .common import peak_memory
 
@@ -31,7 +32,7 @@ def converter_throughput(num_files: int = 10_000, num_images: int = 20) -> dict:
             k = i % len(sources)
             os.link(sources[k], image_dir / f'{i:06d}.png')
             t = templates[k]
-            pts = np.array(t.faces[0].landmarks) + rng.normal(0, 0.5, (28, 2))
+            pts = np.array(t.faces[0].landmarks) + rng.normal(0, 0.5, (NUM_KEYPOINTS, 2))
             save_annotation(ann_dir / f'{i:06d}.json', ImageAnnotation(
                 f'{i:06d}.png', t.width, t.height, [Face([tuple(p) for p in pts.clip(0)])]))
         start = time.perf_counter()

@@ -8,20 +8,24 @@ from pathlib import Path
 
 import numpy as np
 
+from ..schema import NUM_KEYPOINTS
 from .common import OUR_CONFIG, device, peak_memory, stock_config, synthetic_coco
+
+#: mmpose's stock WFLW config predicts this many points
+WFLW_NUM_KEYPOINTS = 98
 
 
 def _as_wflw(data_root: Path, split: str) -> str:
-    """The same faces as a 98-point WFLW file: our 28 points, then the first 70 repeated."""
+    """The same faces as a WFLW file (98 points): ours, repeated up to that count."""
     coco = json.loads((data_root / 'annotations' / f'{split}.json').read_text())
     for ann in coco['annotations']:
-        points = np.array(ann['keypoints']).reshape(28, 3)
-        ann['keypoints'] = np.concatenate([points, points, points, points[:14]]).ravel().tolist()
-        ann['num_keypoints'] = 98
+        points = np.array(ann['keypoints']).reshape(NUM_KEYPOINTS, 3)
+        ann['keypoints'] = np.resize(points, (WFLW_NUM_KEYPOINTS, 3)).ravel().tolist()
+        ann['num_keypoints'] = WFLW_NUM_KEYPOINTS
         x, y, w, h = ann['bbox']  # WFLW files give the box as centre and scale (px / 200)
         ann['center'], ann['scale'] = [x + w / 2, y + h / 2], max(w, h) / 200
-    coco['categories'][0]['keypoints'] = [f'p{i}' for i in range(98)]
-    path = data_root / 'annotations' / f'{split}_wflw98.json'
+    coco['categories'][0]['keypoints'] = [f'p{i}' for i in range(WFLW_NUM_KEYPOINTS)]
+    path = data_root / 'annotations' / f'{split}_wflw{WFLW_NUM_KEYPOINTS}.json'
     path.write_text(json.dumps(coco))
     return path.name
 
