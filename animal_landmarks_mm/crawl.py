@@ -1,32 +1,54 @@
 """Collect character images from image boards with gallery-dl, driven as a library.
 
 Supported sources: Safebooru and Gelbooru (Gelbooru 0.2 software) and Danbooru. A gallery-dl
-``DownloadJob`` runs in-process; this module adds what a landmark dataset needs on top of it:
+download job (:class:`CrawlJob`) runs in-process; this module adds what a landmark dataset needs
+on top of it:
 
-- filters before download: rating (default general/safe only), minimum size, excluded tags;
+- filters before download (:func:`keep_post`): rating (default general/safe only), minimum size,
+  excluded tags, image files only (no videos or zips);
 - ``limit`` counts *new* images; gallery-dl's download archive makes a rerun skip what is there;
+- every file is checked before it gets its final name (:func:`check_image`): it decodes as an
+  image and its md5 is the post's; a file that fails is deleted, reported in
+  :attr:`CrawlResult.failed` with the reason, and kept out of the download archive, so that a
+  rerun fetches it again;
+- every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
+  per file, so that no server can hold the crawl;
 - the same file (md5) is stored once across sources and tag queries;
-- one metadata sidecar per image, ``<image file>.json`` (see :data:`SIDECAR_FORMAT`);
-- HTTP errors (after gallery-dl's retries with back-off) arrive as :class:`CrawlError` naming
-  the URL; partial downloads stay in ``.parts/`` (gallery-dl resumes them), never under the
-  final name; file names are sanitised by gallery-dl's path rules.
+- one metadata sidecar per image, ``<image file>.json`` (see :data:`SIDECAR_FORMAT`), written
+  *before* the image gets its final name: an image without its sidecar is an unfinished
+  download, which the next run deletes and fetches again;
+- HTTP errors (after gallery-dl's retries with back-off) arrive as :class:`CrawlError`, one line
+  that names the URL or says which flag fixes it (:func:`explain_error`); partial downloads stay
+  in ``.parts/`` (gallery-dl resumes them), never under the final name; file names are sanitised
+  by gallery-dl's path rules.
 
 Mirrors and self-hosted instances (``base_url``) use gallery-dl's own prefix for other
 instances of a supported software (``danbooru:URL``, ``gelbooru_v02:URL``), not a patch.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
+import re
+import sqlite3
+import threading
 import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gallery_dl import config as gdl_config
+from gallery_dl import exception, job, util
+from gallery_dl.downloader.http import HttpDownloader
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from .annotation import write_json_atomic
+from .errors import AnimalLandmarksError
 
 SOURCES = {
     'safebooru': dict(kind='gelbooru_v02', root='https://safebooru.org'),
@@ -35,19 +57,29 @@ SOURCES = {
 }
 RATINGS = ('general', 'sensitive', 'questionable', 'explicit')
 SIDECAR_FORMAT = 'animal_landmarks_mm.source'
+#: the post's fields a sidecar keeps, besides the crawl's own (see :meth:`CrawlJob._sidecar`)
+SIDECAR_POST_FIELDS = ('post_id', 'page_url', 'tags', 'rating', 'rating_raw', 'md5', 'width',
+                       'height')
 #: environment variables read for credentials, per source: (user, api key)
 CREDENTIAL_ENV = {
     'danbooru': ('DANBOORU_LOGIN', 'DANBOORU_API_KEY'),
     'gelbooru': ('GELBOORU_USER_ID', 'GELBOORU_API_KEY'),
     'safebooru': ('SAFEBOORU_USER_ID', 'SAFEBOORU_API_KEY'),
 }
+#: file extensions worth downloading: what PIL opens (Danbooru also hosts videos and zips)
+IMAGE_EXTENSIONS = frozenset({'jpg', 'jpeg', 'png', 'gif', 'webp', 'bmp'})
+ARCHIVE_NAME = '.gallery-dl-archive.sqlite3'
+PARTS_DIR = '.parts'
 # Danbooru's letters; Gelbooru 0.2 uses 's' for safe (= general) and newer sites full words.
 _DANBOORU_RATINGS = {'g': 'general', 's': 'sensitive', 'q': 'questionable', 'e': 'explicit'}
 _GELBOORU_RATINGS = {'s': 'general', 'safe': 'general', 'q': 'questionable',
                      'e': 'explicit'}
+# Content types a server may give an image file; anything else (an HTML error page) is refused.
+_GENERIC_CONTENT_TYPES = ('application/octet-stream', 'binary/octet-stream')
+_MD5 = re.compile(r'[0-9a-f]{32}')
 
 
-class CrawlError(RuntimeError):
+class CrawlError(AnimalLandmarksError, RuntimeError):
     """A crawl that cannot start or went wrong; the message is one line."""
 
 
@@ -66,9 +98,13 @@ class CrawlOptions:
         exclude_tags: drop posts carrying any of these.
         user: account name (Danbooru) or user id (Gelbooru).
         api_key: API key.
+        user_agent: HTTP User-Agent instead of gallery-dl's (some sites refuse gallery-dl's).
         sleep: seconds between requests.
         retries: HTTP retries per request (with back-off) before giving up.
         retry_sleep: base back-off in seconds (grows linearly with the try number).
+        timeout: seconds a request may wait for the next bytes before it is retried.
+        file_deadline: seconds one file's download may take, retries included.
+        max_file_size: bytes a file may have; a larger one is not downloaded.
         progress: show a progress bar.
     """
 
@@ -82,9 +118,13 @@ class CrawlOptions:
     exclude_tags: tuple[str, ...] = ()
     user: str | None = None
     api_key: str | None = None
+    user_agent: str | None = None
     sleep: float = 1.0
     retries: int = 4
     retry_sleep: float = 2.0
+    timeout: float = 15.0
+    file_deadline: float = 300.0
+    max_file_size: int = 50_000_000
     progress: bool = True
 
     def validate(self) -> None:
@@ -105,11 +145,30 @@ class CrawlOptions:
                 raise CrawlError(f'--base-url must be an http(s) URL, got {self.base_url!r}')
         if self.min_size is not None and min(self.min_size) < 0:
             raise CrawlError(f'--min-size must not be negative, got {self.min_size}')
+        for flag, value, unit in (('--timeout', self.timeout, 's'),
+                                  ('--file-deadline', self.file_deadline, 's'),
+                                  ('--max-file-size', self.max_file_size, 'bytes')):
+            if not value > 0:
+                raise CrawlError(f'{flag} must be positive, got {value:g} {unit}')
+        if self.retries < 0:
+            raise CrawlError(f'--retries must not be negative, got {self.retries}')
 
 
 @dataclass
 class CrawlResult:
-    """What a crawl did."""
+    """What a crawl did.
+
+    Attributes:
+        saved: the images saved by this run.
+        seen: posts the search returned.
+        already_downloaded: posts whose image an earlier run saved.
+        duplicates: posts whose file is already here, from another post or source.
+        filtered: posts the filters (:func:`keep_post`) dropped.
+        failed: ``"<file URL>: <reason>"`` for each download that failed or was refused; a
+            rerun tries them again.
+        unfinished: images of an earlier run found without their sidecar, deleted to be
+            fetched again.
+    """
 
     saved: list[Path] = field(default_factory=list)
     seen: int = 0
@@ -117,13 +176,17 @@ class CrawlResult:
     duplicates: int = 0
     filtered: int = 0
     failed: list[str] = field(default_factory=list)
+    unfinished: int = 0
 
     def format(self) -> str:
+        """The one-line summary the command prints."""
         text = (f'posts seen {self.seen}, images saved {len(self.saved)}, already downloaded '
                 f'{self.already_downloaded}, duplicates {self.duplicates}, filtered out '
                 f'{self.filtered}')
+        if self.unfinished:
+            text += f', unfinished downloads redone {self.unfinished}'
         if self.failed:
-            text += f', failed {len(self.failed)}: ' + ', '.join(self.failed)
+            text += f', failed {len(self.failed)}: ' + '; '.join(self.failed)
         return text
 
 
@@ -133,10 +196,15 @@ def kind_of(options: CrawlOptions) -> str:
     return 'gelbooru_v02' if kind == 'gelbooru' and options.base_url else kind
 
 
+def root_of(options: CrawlOptions) -> str:
+    """The site's root URL, without a trailing slash."""
+    return (options.base_url or SOURCES[options.source]['root']).rstrip('/')
+
+
 def search_url(options: CrawlOptions) -> str:
     """The gallery-dl URL of the tag search."""
     tags = urllib.parse.quote_plus(' '.join(options.tags.split()))
-    root = (options.base_url or SOURCES[options.source]['root']).rstrip('/')
+    root = root_of(options)
     kind = kind_of(options)
     path = f'/posts?tags={tags}' if kind == 'danbooru' else \
         f'/index.php?page=post&s=list&tags={tags}'
@@ -160,7 +228,17 @@ def normalise_rating(kind: str, value) -> str:
 
 
 def post_info(kind: str, root: str, kwdict: dict) -> dict:
-    """The provenance we keep of a post, from gallery-dl's metadata."""
+    """What we need of a post, from gallery-dl's metadata.
+
+    Args:
+        kind: gallery-dl's base category (:func:`kind_of`).
+        root: the site's root URL.
+        kwdict: gallery-dl's metadata of the post's file.
+
+    Returns:
+        The fields of :data:`SIDECAR_POST_FIELDS`, plus ``file_ext``, the file's extension as
+        the site names it.
+    """
     tags = kwdict.get('tags') or ''
     tags = tags.split() if isinstance(tags, str) else list(tags)
     if kind == 'danbooru':
@@ -174,25 +252,151 @@ def post_info(kind: str, root: str, kwdict: dict) -> dict:
     return dict(post_id=post_id, page_url=page, tags=tags,
                 rating=normalise_rating(kind, kwdict.get('rating')),
                 rating_raw=kwdict.get('rating'), md5=kwdict.get('md5'),
-                width=int(width) if width else None, height=int(height) if height else None)
+                width=int(width) if width else None, height=int(height) if height else None,
+                file_ext=str(kwdict.get('extension') or '').lower())
 
 
-def _known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
-    """md5 -> (source, post id) of the images already in ``output_dir`` (from their sidecars)."""
+def keep_post(info: dict, options: CrawlOptions) -> str | None:
+    """Why a post is filtered out before download, or None to download it.
+
+    Args:
+        info: the post, as :func:`post_info` gives it.
+        options: the crawl's filters (``ratings``, ``exclude_tags``, ``min_size``).
+
+    Returns:
+        A short reason (``'rating sensitive'``, ``'tag monochrome'``, ``'smaller than 60x60'``,
+        ``'not an image file (webm)'``), or None when the post passes every filter.
+    """
+    if info['rating'] not in options.ratings:
+        return f'rating {info["rating"]}'
+    excluded = sorted(set(options.exclude_tags).intersection(info['tags']))
+    if excluded:
+        return f'tag {excluded[0]}'
+    if (options.min_size and info['width'] is not None and info['height'] is not None
+            and (info['width'] < options.min_size[0] or info['height'] < options.min_size[1])):
+        return f'smaller than {options.min_size[0]}x{options.min_size[1]}'
+    # a file the dataset cannot use, and one check_image would refuse on every rerun
+    if info.get('file_ext') and info['file_ext'] not in IMAGE_EXTENSIONS:
+        return f'not an image file ({info["file_ext"]})'
+    return None
+
+
+def file_md5(path: Path) -> str:
+    """The md5 of a file, as the boards give it (hex)."""
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, 'md5').hexdigest()
+
+
+def check_image(path: Path, expected_md5: str | None = None) -> tuple[str | None, str]:
+    """Whether a downloaded file is a whole image, and the post's own file.
+
+    Args:
+        path: the downloaded file.
+        expected_md5: the md5 the site gives for the post; not compared unless it is 32 hex
+            digits (a site may give none, or something else).
+
+    Returns:
+        ``(problem, md5)``: why the file is refused (``'not an image (an HTML page)'``,
+        ``'broken image (...)'``, ``'md5 mismatch (...)'``), or None for a good file; and the
+        file's md5.
+    """
+    md5 = file_md5(path)
+    try:
+        with Image.open(path) as image:  # reads the header: is it an image at all?
+            image.verify()  # walks the file: PNG chunk checksums, a cut-off end, ...
+    except UnidentifiedImageError:
+        with open(path, 'rb') as f:
+            head = f.read(256).lstrip().lower()
+        what = 'an HTML page' if head.startswith((b'<!doctype', b'<html', b'<head', b'<body')) \
+            else 'unknown format' if head else 'empty file'
+        return f'not an image ({what})', md5
+    except Exception as error:  # PIL raises many kinds for a broken file
+        detail = ' '.join(str(error).split()) or error.__class__.__name__
+        return f'broken image ({detail})', md5
+    expected = str(expected_md5 or '').lower()
+    if _MD5.fullmatch(expected) and md5 != expected:
+        return f'md5 mismatch (file {md5}, post {expected})', md5
+    return None, md5
+
+
+def known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
+    """md5 -> (source, post id) of the images in ``output_dir``, from their sidecars.
+
+    A sidecar whose image is missing does not count: the sidecar is written before the image
+    gets its final name, so such a pair is a download that did not finish.
+    """
     known = {}
     for sidecar in output_dir.glob('*.json'):
+        if not sidecar.with_suffix('').is_file():
+            continue
         try:
             data = json.loads(sidecar.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
         if isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT and data.get('md5'):
             known[data['md5']] = (data.get('source'), data.get('post_id'))
     return known
 
 
-def _file_md5(path: Path) -> str:
-    with open(path, 'rb') as f:
-        return hashlib.file_digest(f, 'md5').hexdigest()
+def remove_unfinished(output_dir: Path, source: str) -> int:
+    """Delete this source's images that have no sidecar, and their download-archive entries.
+
+    Such an image comes from a run killed between the image and its sidecar (or by a version
+    that wrote the sidecar second); without provenance it must not count as downloaded, so it
+    is fetched again.
+
+    Args:
+        output_dir: the crawl's output folder.
+        source: the crawl's source; its images are named ``<source>_<post id>.<ext>``.
+
+    Returns:
+        How many images were deleted.
+    """
+    name = re.compile(rf'{re.escape(source)}_(\d+)\.[A-Za-z0-9]+')
+    unfinished = [(path, match.group(1)) for path in output_dir.iterdir()
+                  if (match := name.fullmatch(path.name)) and path.is_file()
+                  and not path.with_name(path.name + '.json').exists()]
+    if not unfinished:
+        return 0
+    archive = output_dir / ARCHIVE_NAME
+    if archive.is_file():
+        with closing(sqlite3.connect(archive, timeout=60)) as db:
+            try:
+                # entries are archive-prefix + archive-format, set in configure_gallery_dl
+                db.executemany('DELETE FROM archive WHERE entry = ?',
+                               [(f'{source}{post_id}',) for _, post_id in unfinished])
+                db.commit()
+            except sqlite3.OperationalError:  # no table yet: nothing was archived
+                pass
+    for path, _ in unfinished:
+        path.unlink(missing_ok=True)
+    return len(unfinished)
+
+
+def _account_page(options: CrawlOptions) -> str:
+    """Where the site's users find their API key."""
+    if kind_of(options) == 'danbooru':
+        return f'{root_of(options)}/profile'
+    return f'{root_of(options)}/index.php?page=account&s=options'
+
+
+def resolve_credentials(options: CrawlOptions) -> tuple[str | None, str | None]:
+    """(user, API key) from the flags, else the environment (:data:`CREDENTIAL_ENV`).
+
+    Raises:
+        CrawlError: one of the two without the other; gallery-dl would otherwise ask for the
+            missing one on the terminal, or fail with "User input required".
+    """
+    env_user, env_key = CREDENTIAL_ENV[options.source]
+    user = options.user or os.environ.get(env_user) or None
+    api_key = options.api_key or os.environ.get(env_key) or None
+    if bool(user) != bool(api_key):
+        given, missing = (f'--user/{env_user}', f'--api-key/{env_key}') if user else \
+            (f'--api-key/{env_key}', f'--user/{env_user}')
+        who = 'your login' if kind_of(options) == 'danbooru' else 'your user id'
+        raise CrawlError(f'{options.source}: {given} is set but {missing} is not: give both '
+                         f'({who} and the API key from {_account_page(options)})')
+    return user, api_key
 
 
 def configure_gallery_dl(options: CrawlOptions) -> None:
@@ -201,141 +405,461 @@ def configure_gallery_dl(options: CrawlOptions) -> None:
     Our options go at the top level of gallery-dl's config, where its own command line puts
     them, so that they win over the user's files; credentials come from the options, else the
     environment, else the user's gallery-dl config.
+
+    Raises:
+        CrawlError: half a credential (:func:`resolve_credentials`).
     """
-    from gallery_dl import config
-    config.clear()
-    config.load()  # ~/.config/gallery-dl/config.json etc., if the user has one
+    user, api_key = resolve_credentials(options)
+    gdl_config.clear()
+    gdl_config.load()  # ~/.config/gallery-dl/config.json etc., if the user has one
     out = options.output_dir.resolve()
     settings = {
         'base-directory': str(out),
         'directory': [],
         'filename': '{_aln_source}_{id}.{extension}',
         # partial downloads live apart and resume from there; never under the final name
-        'part-directory': str(out / '.parts'),
-        'archive': str(out / '.gallery-dl-archive.sqlite3'),
+        'part': True,
+        'part-directory': str(out / PARTS_DIR),
+        'archive': str(out / ARCHIVE_NAME),
         'archive-prefix': options.source,
         'archive-format': '{id}',
         'sleep-request': options.sleep,
         'retries': options.retries,
         'sleep-retries': f'linear={options.retry_sleep}',
         'sleep-429': f'linear={options.retry_sleep}',
-        'timeout': 30,
+        # read timeout of every request, the searches' and the files'
+        'timeout': options.timeout,
         'skip': True,
         'mtime': False,
+        # never prompt for a password: a missing credential must fail, not wait on stdin
+        'input': False,
         'output': {'mode': 'null', 'log': '%(levelname)s: %(message)s'},
     }
-    env_user, env_key = CREDENTIAL_ENV[options.source]
-    user = options.user or os.environ.get(env_user)
-    api_key = options.api_key or os.environ.get(env_key)
     if user:
-        settings['username' if kind_of(options) == 'danbooru' else 'user-id'] = user
-    if api_key:
-        settings['api-key'] = api_key
+        # what each extractor reads: Danbooru's _get_auth_info takes 'username' and 'password'
+        # (the API key, sent as HTTP basic auth); Gelbooru 0.2 takes 'user-id' and 'api-key'
+        # (sent as the user_id / api_key query parameters)
+        if kind_of(options) == 'danbooru':
+            settings.update({'username': user, 'password': api_key})
+        else:
+            settings.update({'user-id': user, 'api-key': api_key})
+    if options.user_agent:
+        settings['user-agent'] = options.user_agent
     for key, value in settings.items():
-        config.set((), key, value)
+        gdl_config.set((), key, value)
+
+
+def explain_error(error: BaseException, options: CrawlOptions, url: str) -> str:
+    """One line for an error that ended the crawl: what the site wants, and which flag gives it.
+
+    Args:
+        error: what gallery-dl raised.
+        options: the crawl.
+        url: the search URL.
+    """
+    source = options.source
+    message = ' '.join(str(error).split()) or error.__class__.__name__
+    status = getattr(error, 'status', None)
+    danbooru = kind_of(options) == 'danbooru'
+    env_user, env_key = CREDENTIAL_ENV[source]
+    has_credentials = options.user or options.api_key or os.environ.get(env_user)
+    if not danbooru and (status == 401 or isinstance(error, exception.AuthRequired)):
+        fix = (f'pass --user USER_ID --api-key KEY (from {_account_page(options)}) or set '
+               f'{env_user}/{env_key}')
+        if has_credentials:
+            return f'{source}: 401 Unauthorized: the user id or API key was refused: {fix}'
+        if source == 'gelbooru':
+            return f'gelbooru: 401 Unauthorized: Gelbooru requires an API key since 2025: {fix}'
+        return f'{source}: 401 Unauthorized: the site requires an API key: {fix}'
+    if status == 401:
+        return (f'{source}: 401 Unauthorized: the login or API key was refused: check --user '
+                f'LOGIN --api-key KEY (from {_account_page(options)}) or '
+                f'{env_user}/{env_key}')
+    if status == 403:
+        challenge = ' by a Cloudflare check' if isinstance(error, exception.ChallengeError) \
+            else ''
+        also = ', and/or log in with --user LOGIN --api-key KEY' if danbooru else ''
+        return (f'{source}: 403 Forbidden{challenge}: the site refuses this client: set a '
+                f'browser-like user agent with --user-agent "Mozilla/5.0 ..." (or gallery-dl\'s '
+                f'"user-agent" setting){also}')
+    if message.startswith('User input required'):
+        # gallery-dl found a username without a password, in the user's gallery-dl config; an
+        # "api-key" next to it (what this crawler used to set) is not read for Danbooru
+        where = ' (gallery-dl reads the API key from "password")' if danbooru else ''
+        return (f'{source}: a login without its API key in your gallery-dl config{where}: '
+                f'pass --user and --api-key, or set {env_user} and {env_key}')
+    return f'{source}: {message} (searching {url})'
+
+
+class DownloadGuard:
+    """Bounds one file's download: its content type, its size and its wall-clock time.
+
+    gallery-dl's read timeout ends a download whose server goes silent, but not one that sends
+    a byte now and then, nor an endless body without Content-Length. The guard checks each
+    response before its body is read (gallery-dl's ``_http_validate`` hook), counts the body
+    (:meth:`count`) and, at the deadline, sets gallery-dl's download flag (the download stops
+    at its next check) and shuts the connection, which wakes a read blocked on a dripping
+    server.
+
+    Args:
+        seconds: the deadline of one file, retries included.
+        max_bytes: the size cap.
+    """
+
+    def __init__(self, *, seconds: float, max_bytes: int):
+        self.seconds = seconds
+        self.max_bytes = max_bytes
+        #: why the guard stopped the current download, if it did
+        self.problem: str | None = None
+        self.expired = False
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._response = None
+
+    def start(self) -> None:
+        """Arm the guard for a new file."""
+        self.stop()
+        self.problem, self.expired, self._response = None, False, None
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self) -> None:
+        """Disarm the deadline; once this returns, the timer changes nothing."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._response = None
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._timer is None:  # stopped in the meantime
+                return
+            self.expired = True
+            self.problem = f'not finished within --file-deadline {self.seconds:g} s'
+            util.FLAGS.DOWNLOAD = False  # gallery-dl's "skip this download" flag
+            response = self._response
+        if response is not None:
+            try:
+                response.raw.shutdown()  # urllib3: unblocks a read in another thread
+            except (AttributeError, ValueError, RuntimeError, OSError):
+                pass  # already closed or released: nothing blocks on it
+
+    def check_response(self, response) -> bool:
+        """gallery-dl's ``_http_validate`` hook: False refuses the response, before its body."""
+        with self._lock:
+            self._response = response
+        if self.expired:
+            return False
+        content_type = response.headers.get('Content-Type', '').partition(';')[0]
+        content_type = content_type.strip().lower()
+        if content_type and not content_type.startswith('image/') \
+                and content_type not in _GENERIC_CONTENT_TYPES:
+            self.problem = f'not an image ({content_type})'
+            return False
+        size = response.headers.get('Content-Length', '')
+        if size.isdigit() and int(size) > self.max_bytes:
+            self.problem = f'larger than --max-file-size ({int(size)} > {self.max_bytes} bytes)'
+            return False
+        return True
+
+    def count(self, chunks: Iterable[bytes], received: int) -> Iterator[bytes]:
+        """Pass a body's chunks on, stopping the download past the size cap.
+
+        Args:
+            chunks: the body, as gallery-dl reads it.
+            received: bytes already on disk (a resumed download).
+
+        Raises:
+            gallery_dl.exception.StopDownload: past the cap (gallery-dl cancels the file).
+        """
+        for chunk in chunks:
+            received += len(chunk)
+            if received > self.max_bytes:
+                self.problem = f'larger than --max-file-size (over {self.max_bytes} bytes)'
+                raise exception.StopDownload()
+            yield chunk
+
+
+class BoundedHttpDownloader(HttpDownloader):
+    """gallery-dl's HTTP downloader, whose body is counted against the guard's size cap.
+
+    gallery-dl's own ``filesize-max`` reads only the Content-Length header (an endless body has
+    none) and counts a refused file as skipped, not failed.
+
+    Args:
+        download_job: the job it downloads for.
+        guard: the current file's guard.
+    """
+
+    def __init__(self, download_job: job.DownloadJob, *, guard: DownloadGuard):
+        super().__init__(download_job)
+        self.guard = guard
+        # gallery-dl picks receive or _receive_rate in __init__; wrap whichever it picked
+        self._receive_unbounded = self.receive
+        self.receive = self._receive_bounded
+
+    def _receive_bounded(self, fp, content, bytes_total, bytes_start):
+        return self._receive_unbounded(fp, self.guard.count(content, bytes_start), bytes_total,
+                                       bytes_start)
+
+    def download(self, url, pathfmt):
+        try:
+            return super().download(url, pathfmt)
+        finally:
+            # a cancelled download leaves it set, and the next one would misreport
+            self.downloading = False
+
+
+class _WarningTap:
+    """A gallery-dl logger that also hands each warning to ``sink``.
+
+    gallery-dl says why a download failed ("file size mismatch", a timeout, an HTTP status)
+    only in its log.
+    """
+
+    def __init__(self, log, sink: Callable[[str], None]):
+        self._log = log
+        self._sink = sink
+
+    def __getattr__(self, name):
+        return getattr(self._log, name)
+
+    def warning(self, msg, *args, **kwargs):
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = str(msg)
+        self._sink(text)
+        self._log.warning(msg, *args, **kwargs)
+
+
+@dataclass
+class _FileState:
+    """The file being downloaded: its post and what happened to it."""
+
+    url: str
+    info: dict
+    outcome: str = 'failed'  # 'verified', 'saved', 'duplicate', 'skipped', 'rejected', 'failed'
+    problem: str | None = None  # why it was rejected
+    warning: str | None = None  # gallery-dl's last warning
+    md5: str | None = None
+    path: Path | None = None
+
+
+def _describe_warning(text: str, options: CrawlOptions) -> str:
+    """gallery-dl's warning about a failed download, as a short reason."""
+    text = re.sub(r'\s*\(\d+/\d+\)$', '', ' '.join(text.split()))  # its "(try/tries)"
+    if 'timed out' in text.lower():
+        return f'no data for {options.timeout:g} s (--timeout)'
+    if match := re.fullmatch(r'file size mismatch \((\d+) < (\d+)\)', text):
+        return f'body shorter than its Content-Length ({match[1]} of {match[2]} bytes)'
+    if match := re.search(r'IncompleteRead\((\d+) bytes read, (\d+) more expected\)', text):
+        received, missing = int(match[1]), int(match[2])  # urllib3 checks Content-Length too
+        return (f'body shorter than its Content-Length ({received} of {received + missing} '
+                f'bytes)')
+    if match := re.fullmatch(r"'(\d{3} [^']*)' for '.*'", text):
+        return match[1]  # "404 Not Found": the URL is listed already
+    if text == 'HTML response':
+        return 'not an image (text/html)'
+    return text
+
+
+class CrawlJob(job.DownloadJob):
+    """gallery-dl's download job, with the crawler's filters, checks and bookkeeping.
+
+    gallery-dl runs each file through ``handle_url``; the crawler filters the post first
+    (:func:`keep_post`, then md5 dedupe), arms a :class:`DownloadGuard`, and hooks into
+    gallery-dl's file events: ``file`` (downloaded, not yet under its final name:
+    :meth:`_check_file` verifies it and writes its sidecar, or makes gallery-dl fail it, which
+    also keeps it out of the download archive), ``after`` (under its final name, archived) and
+    ``skip`` (archived or present already); a file none of them marks has failed.
+
+    Args:
+        url: gallery-dl URL of the tag search.
+        options: the crawl.
+        result: filled in as the crawl goes.
+        known: md5 -> (source, post id) of the images in the output folder; kept up to date.
+        progress: advanced for each saved image.
+    """
+
+    def __init__(self, url: str, *, options: CrawlOptions, result: CrawlResult,
+                 known: dict[str, tuple[str, object]], progress: tqdm):
+        self.options = options
+        self.result = result
+        self.known = known
+        self.progress = progress
+        self.kind = kind_of(options)
+        self.root = root_of(options)
+        self.guard = DownloadGuard(seconds=options.file_deadline,
+                                   max_bytes=options.max_file_size)
+        self.current: _FileState | None = None  # set before super() builds the loggers
+        #: the error that ended the job (gallery-dl only logs it)
+        self.error: BaseException | None = None
+        super().__init__(url)
+
+    def get_logger(self, name):
+        return _WarningTap(super().get_logger(name), self._note_warning)
+
+    def _note_warning(self, text: str) -> None:
+        if self.current is not None:
+            self.current.warning = text
+
+    def get_downloader(self, scheme):
+        if scheme in ('http', 'https'):
+            if 'http' not in self.downloaders:
+                self.downloaders['http'] = self.downloaders['https'] = \
+                    BoundedHttpDownloader(self, guard=self.guard)
+            return self.downloaders[scheme]
+        return super().get_downloader(scheme)
+
+    def initialize(self, kwdict=None):
+        super().initialize(kwdict)
+        if not isinstance(self.hooks, dict):  # gallery-dl makes it a dict for postprocessors
+            self.hooks = collections.defaultdict(list)
+        self.hooks['file'].insert(0, self._check_file)  # before any postprocessor of the user
+        self.hooks['after'].append(self._file_saved)
+        self.hooks['skip'].append(self._file_skipped)
+
+    def dispatch(self, messages):
+        try:
+            return super().dispatch(messages)
+        except exception.StopExtraction:
+            raise
+        except BaseException as e:  # gallery-dl logs it; we keep it to raise it
+            self.error = e
+            raise
+
+    def handle_url(self, url, kwdict):
+        result = self.result
+        result.seen += 1
+        info = post_info(self.kind, self.root, kwdict)
+        self.progress.set_postfix(seen=result.seen, refresh=False)
+        if keep_post(info, self.options) is not None:
+            result.filtered += 1
+            return
+        if info['md5'] in self.known:
+            if self.known[info['md5']] == (self.options.source, info['post_id']):
+                result.already_downloaded += 1  # this very post, from an earlier run
+            else:
+                result.duplicates += 1  # the same file from another post or source
+            return
+        kwdict['_aln_source'] = self.options.source
+        kwdict['_http_validate'] = self.guard.check_response
+        self.current = state = _FileState(url=url, info=info)
+        self.guard.start()
+        try:
+            super().handle_url(url, kwdict)
+        finally:
+            self.guard.stop()
+            if self.guard.expired:  # the flag, if gallery-dl did not take it, is ours
+                util.FLAGS.DOWNLOAD = None
+            self.current = None
+        self._count(state)
+
+    def _count(self, state: _FileState) -> None:
+        result = self.result
+        if state.outcome == 'saved':
+            self.known[state.md5] = (self.options.source, state.info['post_id'])
+            result.saved.append(state.path)
+            self.progress.update(1)
+            if len(result.saved) >= self.options.limit:
+                raise exception.StopExtraction()
+        elif state.outcome == 'duplicate':
+            result.duplicates += 1
+        elif state.outcome == 'skipped':
+            result.already_downloaded += 1
+        else:
+            reason = (state.problem or self.guard.problem
+                      or (state.warning and _describe_warning(state.warning, self.options))
+                      or 'download failed')
+            if self.guard.problem:  # the guard's refusals leave nothing worth resuming
+                self._remove_part()
+            result.failed.append(f'{state.url}: {reason}')
+
+    def _remove_part(self) -> None:
+        pathfmt = self.pathfmt
+        if pathfmt is not None and pathfmt.temppath and pathfmt.temppath != pathfmt.realpath:
+            Path(pathfmt.temppath).unlink(missing_ok=True)
+
+    def _check_file(self, pathfmt) -> None:
+        """gallery-dl's ``file`` hook: the file is downloaded, not yet under its final name."""
+        state = self.current
+        if state is None:  # not one of ours (a child job's file)
+            return
+        self.guard.stop()  # the download is over; verifying is not bounded by its deadline
+        if self.guard.expired:
+            state.outcome = 'rejected'
+            state.problem = self.guard.problem
+            Path(pathfmt.temppath).unlink(missing_ok=True)
+            return  # the flag it set makes gallery-dl fail the file
+        problem, md5 = check_image(Path(pathfmt.temppath), state.info['md5'])
+        state.md5 = md5
+        if problem is not None:
+            state.outcome, state.problem = 'rejected', problem
+            Path(pathfmt.temppath).unlink(missing_ok=True)
+            # gallery-dl's way to fail a file from a hook: no final name, no archive entry
+            util.FLAGS.DOWNLOAD = False
+            return
+        if md5 in self.known:  # the site had no md5, or a wrong one: a duplicate after all
+            state.outcome = 'duplicate'
+            pathfmt.delete = True  # gallery-dl deletes it instead of renaming it, and archives
+            return
+        state.outcome = 'verified'
+        path = Path(pathfmt.realpath)
+        # the sidecar first: an image never has its final name without its provenance
+        write_json_atomic(path.with_name(path.name + '.json'), self._sidecar(state))
+
+    def _sidecar(self, state: _FileState) -> dict:
+        options = self.options
+        post = {name: state.info[name] for name in SIDECAR_POST_FIELDS}
+        return dict(format=SIDECAR_FORMAT, version=1, source=options.source,
+                    base_url=options.base_url, search_tags=options.tags, file_url=state.url,
+                    **{**post, 'md5': state.md5},
+                    downloaded_at=datetime.now(UTC).isoformat(timespec='seconds'))
+
+    def _file_saved(self, pathfmt) -> None:
+        """gallery-dl's ``after`` hook: under its final name, and archived."""
+        state = self.current
+        if state is not None and state.outcome == 'verified':
+            state.outcome, state.path = 'saved', Path(pathfmt.realpath)
+
+    def _file_skipped(self, pathfmt) -> None:
+        """gallery-dl's ``skip`` hook: in the download archive, or the file exists."""
+        if self.current is not None:
+            self.current.outcome = 'skipped'
 
 
 def crawl(options: CrawlOptions) -> CrawlResult:
     """Run one crawl (see the module docstring).
 
+    Args:
+        options: what to crawl.
+
+    Returns:
+        What the crawl did; failed downloads are in :attr:`CrawlResult.failed`.
+
     Raises:
-        CrawlError: bad options, or an HTTP error that outlived the retries (with its URL).
+        CrawlError: bad options, or an error that ended the search (an HTTP error that
+            outlived the retries, with its URL; a refused login, with the flag that fixes it).
     """
     options.validate()
-    from gallery_dl import exception, job, output
     options.output_dir.mkdir(parents=True, exist_ok=True)
     configure_gallery_dl(options)
-    kind = kind_of(options)
-    root = (options.base_url or SOURCES[options.source]['root']).rstrip('/')
-    result = CrawlResult()
-    known = _known_md5(options.output_dir)
-    exclude = set(options.exclude_tags)
-    bar = tqdm(total=options.limit, desc=f'{options.source} "{options.tags}"', unit='img',
-               disable=not options.progress)
-
-    class Recorder(output.NullOutput):
-        """gallery-dl's output channel, told of each finished or skipped file."""
-
-        def __init__(self):
-            self.finished: Path | None = None
-            self.skipped = False
-
-        def success(self, path):
-            self.finished = Path(path)
-
-        def skip(self, path):
-            self.skipped = True
-
-    class CrawlJob(job.DownloadJob):
-        def __init__(self, url):
-            super().__init__(url)
-            self.out = self.recorder = Recorder()
-            self.error: BaseException | None = None
-
-        def dispatch(self, messages):
-            try:
-                return super().dispatch(messages)
-            except exception.StopExtraction:
-                raise
-            except BaseException as e:  # gallery-dl logs it; we keep it to raise it
-                self.error = e
-                raise
-
-        def handle_url(self, url, kwdict):
-            result.seen += 1
-            info = post_info(kind, root, kwdict)
-            bar.set_postfix(seen=result.seen, refresh=False)
-            if (info['rating'] not in options.ratings
-                    or exclude.intersection(info['tags'])
-                    or (options.min_size and info['width'] is not None
-                        and (info['width'] < options.min_size[0]
-                             or info['height'] < options.min_size[1]))):
-                result.filtered += 1
-                return
-            if info['md5'] in known:
-                if known[info['md5']] == (options.source, info['post_id']):
-                    result.already_downloaded += 1  # this very post, from an earlier run
-                else:
-                    result.duplicates += 1  # the same file from another post or source
-                return
-            kwdict['_aln_source'] = options.source
-            self.recorder.finished, self.recorder.skipped = None, False
-            super().handle_url(url, kwdict)
-            if self.recorder.finished is not None:
-                self._saved(self.recorder.finished, url, info)
-            elif self.recorder.skipped:
-                result.already_downloaded += 1
-            else:
-                result.failed.append(url)
-
-        def _saved(self, path: Path, url: str, info: dict) -> None:
-            md5 = _file_md5(path)
-            if md5 in known:  # the site had no md5, or a wrong one
-                path.unlink()
-                result.duplicates += 1
-                return
-            known[md5] = (options.source, info['post_id'])
-            write_json_atomic(path.with_name(path.name + '.json'), dict(
-                format=SIDECAR_FORMAT, version=1, source=options.source,
-                base_url=options.base_url, search_tags=options.tags, file_url=url,
-                **{**info, 'md5': md5},
-                downloaded_at=datetime.now(UTC).isoformat(timespec='seconds')))
-            result.saved.append(path)
-            bar.update(1)
-            if len(result.saved) >= options.limit:
-                raise exception.StopExtraction()
-
+    result = CrawlResult(unfinished=remove_unfinished(options.output_dir, options.source))
     url = search_url(options)
-    try:
-        crawl_job = CrawlJob(url)
-    except exception.NoExtractorError:
-        raise CrawlError(f'gallery-dl has no extractor for {url}') from None
-    try:
-        crawl_job.run()
-    finally:
-        bar.close()
+    with tqdm(total=options.limit, desc=f'{options.source} "{options.tags}"', unit='img',
+              disable=not options.progress) as progress:
+        try:
+            crawl_job = CrawlJob(url, options=options, result=result,
+                                 known=known_md5(options.output_dir), progress=progress)
+        except exception.NoExtractorError:
+            raise CrawlError(f'gallery-dl has no extractor for {url}') from None
+        try:
+            crawl_job.run()
+        except exception.GalleryDLException as e:  # raised before gallery-dl's own handling
+            crawl_job.error = crawl_job.error or e
     if crawl_job.error is not None:
-        error = crawl_job.error
-        message = ' '.join(str(error).split()) or error.__class__.__name__
-        raise CrawlError(f'{options.source}: {message} (searching {url})') from error
+        raise CrawlError(explain_error(crawl_job.error, options, url)) from crawl_job.error
     return result

@@ -3,21 +3,45 @@
 It speaks enough of the Danbooru JSON API (``/posts.json``, ``page=b<id>`` cursors) and of the
 Gelbooru 0.2 API that Safebooru runs (``/index.php?page=dapi&s=post&q=index``, XML, ``pid``
 pages) for gallery-dl's extractors, and serves the posts' files (small generated PNGs) itself.
-Faults are switched on per test: a 429 before success, a 500 forever, a truncated file. Every
-handler answers at once; the server stops when the test ends.
+
+Credentials are checked the way each real site receives them: Danbooru takes ``login:api_key``
+as HTTP basic auth (what gallery-dl sends) or as ``login`` / ``api_key`` query parameters and
+answers 401 to wrong ones; Gelbooru's API takes ``user_id`` and ``api_key`` query parameters and
+answers 401 without them (required since 2025).
+
+Faults are switched on per test: a 429 before success, a 500 forever, a 403 (Cloudflare) for a
+user agent, and per file (:attr:`BooruState.file_faults`) a short body, an HTML page, other
+bytes than the post's md5, an endless body, a huge Content-Length, a body dripping one byte at a
+time. The server stops when the test ends.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import itertools
 import json
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import quoteattr
 
 import cv2
 import numpy as np
+
+#: what :attr:`BooruState.file_faults` can ask for, per post id
+FILE_FAULTS = {
+    'short': 'promise the whole file (Content-Length), send half, hang up',
+    'html': 'an HTML page, as text/html',
+    'html_as_png': 'an HTML page that claims to be image/png',
+    'wrong_bytes': 'a valid PNG, but not the post\'s (md5 mismatch)',
+    'endless': 'a PNG header, then bytes forever, no Content-Length',
+    'huge': 'a Content-Length of 10 GB',
+    'drip': 'the file, one byte every drip_interval seconds',
+}
+HTML_PAGE = (b'<!DOCTYPE html><html><head><title>Just a moment...</title></head>'
+             b'<body>Checking your browser</body></html>')
 
 
 @dataclass
@@ -33,14 +57,20 @@ class Post:
 
 @dataclass
 class BooruState:
-    """What the server holds and how it misbehaves."""
+    """What the server holds, what it requires, and how it misbehaves."""
 
     posts: list[Post]
     requests: list[str] = field(default_factory=list)
+    user_agents: list[str] = field(default_factory=list)
     fail_search_with_429: int = 0  # answer the next N searches with 429
     fail_search_forever: int | None = None  # status code for every search
-    truncate_files: set[int] = field(default_factory=set)  # post ids sent cut short
+    file_faults: dict[int, str] = field(default_factory=dict)  # post id -> FILE_FAULTS key
+    drip_interval: float = 2.0  # seconds between the bytes of a 'drip' file
     md5_override: dict[int, str] = field(default_factory=dict)  # post id -> claimed md5
+    danbooru_login: tuple[str, str] | None = None  # (login, api key) /posts.json requires
+    gelbooru_api_key: tuple[str, str] | None = None  # (user id, api key) the dapi requires
+    forbidden_user_agent: str | None = None  # 403 (Cloudflare) to user agents containing it
+    stopping: threading.Event = field(default_factory=threading.Event)
 
 
 def make_posts(count: int, seed: int = 0, same_file_as: dict[int, int] | None = None
@@ -56,9 +86,7 @@ def make_posts(count: int, seed: int = 0, same_file_as: dict[int, int] | None = 
         tags = ['animal_ears', 'solo', '1girl'] + (['cat_ears'] if i % 2 else ['dog_ears'])
         if i % 5 == 3:
             tags.append('monochrome')
-        image = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
-        ok, png = cv2.imencode('.png', image)
-        posts.append(Post(post_id, tags, rating, width, height, png.tobytes()))
+        posts.append(Post(post_id, tags, rating, width, height, _png(rng, width, height)))
     by_id = {p.id: p for p in posts}
     for post_id, other in (same_file_as or {}).items():
         by_id[post_id].png = by_id[other].png
@@ -66,6 +94,12 @@ def make_posts(count: int, seed: int = 0, same_file_as: dict[int, int] | None = 
     for post in posts:
         post.md5 = hashlib.md5(post.png).hexdigest()
     return sorted(posts, key=lambda p: -p.id)
+
+
+def _png(rng: np.random.Generator, width: int, height: int) -> bytes:
+    image = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
+    ok, png = cv2.imencode('.png', image)
+    return png.tobytes()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -79,7 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
               headers: dict | None = None):
         self.send_response(code)
         self.send_header('Content-Type', content_type)
-        self.send_header('Content-Length', str(len(body) if length is None else length))
+        if length != -1:  # -1: no Content-Length, the body ends when the connection does
+            self.send_header('Content-Length', str(len(body) if length is None else length))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
@@ -101,7 +136,15 @@ class _Handler(BaseHTTPRequestHandler):
         return [p for p in self.state.posts if all(t in p.tags for t in wanted)]
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        self.state.requests.append(self.path)
+        state = self.state
+        state.requests.append(self.path)
+        user_agent = self.headers.get('User-Agent', '')
+        state.user_agents.append(user_agent)
+        if state.forbidden_user_agent and state.forbidden_user_agent in user_agent:
+            # what Cloudflare in front of Danbooru answers some clients
+            self.server_version, self.sys_version = 'cloudflare', ''  # the Server header
+            return self._send(403, HTML_PAGE, 'text/html; charset=UTF-8',
+                              headers={'cf-mitigated': 'challenge'})
         url = urllib.parse.urlparse(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         if url.path.startswith('/images/'):
@@ -116,13 +159,61 @@ class _Handler(BaseHTTPRequestHandler):
         post = next((p for p in self.state.posts if p.id == post_id), None)
         if post is None:
             return self._send(404, b'no such file', 'text/plain')
-        if post_id in self.state.truncate_files:  # promise all, send half, hang up
+        fault = self.state.file_faults.get(post_id)
+        if fault is None:
+            return self._send(200, post.png, 'image/png')
+        self.close_connection = True
+        if fault == 'short':  # promise all, send half, hang up
             self._send(200, post.png[:len(post.png) // 2], 'image/png', length=len(post.png))
-            self.close_connection = True
-            return
-        self._send(200, post.png, 'image/png')
+        elif fault == 'html':
+            self._send(200, HTML_PAGE, 'text/html; charset=UTF-8')
+        elif fault == 'html_as_png':
+            self._send(200, HTML_PAGE, 'image/png')
+        elif fault == 'wrong_bytes':
+            other = _png(np.random.default_rng(post_id), post.width, post.height)
+            self._send(200, other, 'image/png')
+        elif fault == 'huge':
+            self._send(200, post.png, 'image/png', length=10 ** 10)
+        elif fault == 'endless':
+            self._send(200, post.png[:64], 'image/png', length=-1)
+            self._write_slowly(itertools.repeat(b'\0' * 16384), interval=0)
+        elif fault == 'drip':
+            self._send(200, b'', 'image/png', length=len(post.png))
+            self._write_slowly((bytes([b]) for b in post.png), interval=self.state.drip_interval)
+        else:
+            raise ValueError(f'unknown file fault {fault!r}; choose from {", ".join(FILE_FAULTS)}')
+
+    def _write_slowly(self, chunks: Iterator[bytes], interval: float):
+        """Write the chunks, ``interval`` seconds apart, until the client or the test ends."""
+        try:
+            for chunk in chunks:
+                if self.state.stopping.is_set():
+                    return
+                self.wfile.write(chunk)
+                if interval:
+                    self.state.stopping.wait(interval)
+        except OSError:  # the client gave up: what the test wants
+            pass
+
+    def _danbooru_login_ok(self, query: dict) -> bool:
+        """Danbooru's ways to log in: basic auth ``login:api_key``, or the two parameters."""
+        expected = self.state.danbooru_login
+        if expected is None:
+            return True
+        scheme, _, encoded = self.headers.get('Authorization', '').partition(' ')
+        if scheme == 'Basic':
+            try:
+                login, _, api_key = base64.b64decode(encoded).decode().partition(':')
+            except ValueError:
+                return False
+            return (login, api_key) == expected
+        return (query.get('login'), query.get('api_key')) == expected
 
     def _danbooru(self, query: dict):
+        if not self._danbooru_login_ok(query):
+            body = {'success': False, 'error': 'SessionLoader::AuthenticationFailure',
+                    'message': 'Invalid API key'}
+            return self._send(401, json.dumps(body).encode(), 'application/json')
         if self._search_fault():
             return
         posts = self._matching(query.get('tags', ''))
@@ -143,6 +234,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(body).encode(), 'application/json')
 
     def _gelbooru(self, query: dict):
+        expected = self.state.gelbooru_api_key
+        if expected is not None and (query.get('user_id'), query.get('api_key')) != expected:
+            return self._send(401, b'Unauthorized', 'text/html')
         if self._search_fault():
             return
         posts = self._matching(query.get('tags', ''))
@@ -177,6 +271,7 @@ class FakeBooru:
         return self
 
     def __exit__(self, *exc):
+        self.state.stopping.set()  # ends dripping and endless answers
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)

@@ -1,26 +1,124 @@
 """The crawler: real gallery-dl against a fake Danbooru / Gelbooru 0.2 server on 127.0.0.1."""
+import base64
+import importlib.util
 import json
+import os
+import sqlite3
+import subprocess
+import sys
 import time
+from types import SimpleNamespace
 
 import pytest
-from booru_server import FakeBooru, make_posts
+from booru_server import HTML_PAGE, FakeBooru, make_posts
+from gallery_dl import archive as gdl_archive
+from gallery_dl import config as gdl_config
+from gallery_dl import exception as gdl_exception
+from gallery_dl import job as gdl_job
+from gallery_dl import output as gdl_output
+from gallery_dl import path as gdl_path
 
-from animal_landmarks_mm.crawl import CrawlError, CrawlOptions, crawl
-from conftest import run_tool
+from animal_landmarks_mm.crawl import (
+    ARCHIVE_NAME,
+    CREDENTIAL_ENV,
+    PARTS_DIR,
+    CrawlError,
+    CrawlOptions,
+    check_image,
+    configure_gallery_dl,
+    crawl,
+    explain_error,
+    keep_post,
+    search_url,
+)
+from animal_landmarks_mm.errors import AnimalLandmarksError
+from conftest import REPO, run_tool
 
 SOURCES = ['safebooru', 'danbooru', 'gelbooru']
+EVERY_RATING = ('general', 'sensitive', 'questionable')
+BROWSER_UA = 'Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0'
+
+
+@pytest.fixture(autouse=True)
+def _no_user_settings(monkeypatch, tmp_path):
+    """Neither the developer's credentials nor their gallery-dl config reach the tests."""
+    for names in CREDENTIAL_ENV.values():
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(gdl_config, '_default_configs', [str(tmp_path / 'gallery-dl.json')])
+    yield
+    gdl_config.clear()
 
 
 def _options(booru, out, source='safebooru', **kwargs):
     kwargs.setdefault('limit', 5)
+    kwargs.setdefault('retries', 2)
     return CrawlOptions(source=source, tags=kwargs.pop('tags', 'animal_ears solo'),
                         output_dir=out, base_url=booru.url, sleep=0.0, retry_sleep=0.01,
-                        retries=kwargs.pop('retries', 2), progress=False, **kwargs)
+                        progress=False, **kwargs)
 
 
 def _images(out):
     return sorted(p for p in out.iterdir() if p.suffix == '.png')
 
+
+def _archived(out):
+    with sqlite3.connect(out / ARCHIVE_NAME) as db:
+        return {entry for entry, in db.execute('SELECT entry FROM archive')}
+
+
+def _file_requests(booru, since=0):
+    return [r for r in booru.state.requests[since:] if r.startswith('/images/')]
+
+
+# --- filters and checks, alone ------------------------------------------------------------
+
+def _post(**fields):
+    info = dict(post_id=1, page_url='', tags=['solo', 'cat_ears'], rating='general',
+                rating_raw='g', md5=None, width=100, height=80, file_ext='png')
+    return {**info, **fields}
+
+
+@pytest.mark.parametrize('fields, options, reason', [
+    ({}, {}, None),
+    ({'rating': 'sensitive'}, {}, 'rating sensitive'),
+    ({'rating': 'sensitive'}, {'ratings': ('general', 'sensitive')}, None),
+    ({'tags': ['solo', 'monochrome', 'comic']}, {'exclude_tags': ('comic', 'monochrome')},
+     'tag comic'),
+    ({}, {'min_size': (100, 81)}, 'smaller than 100x81'),
+    ({}, {'min_size': (100, 80)}, None),
+    ({'width': None, 'height': None}, {'min_size': (100, 80)}, None),  # size unknown: kept
+    ({'file_ext': 'webm'}, {}, 'not an image file (webm)'),
+    ({'file_ext': 'zip'}, {}, 'not an image file (zip)'),
+    ({'file_ext': 'jpeg'}, {}, None),
+])
+def test_keep_post_says_why_a_post_is_filtered(tmp_path, fields, options, reason):
+    crawl_options = CrawlOptions(source='danbooru', tags='solo', limit=1, output_dir=tmp_path,
+                                 **options)
+    assert keep_post(_post(**fields), crawl_options) == reason
+
+
+def test_check_image_decodes_and_compares_the_md5(tmp_path):
+    post = make_posts(1)[0]
+    good = tmp_path / 'good.png'
+    good.write_bytes(post.png)
+    assert check_image(good, post.md5) == (None, post.md5)
+    assert check_image(good, None) == (None, post.md5)
+    assert check_image(good, '../../not-an-md5') == (None, post.md5)  # nothing to compare
+    problem, _ = check_image(good, 'f' * 32)
+    assert problem == f'md5 mismatch (file {post.md5}, post {"f" * 32})'
+    html = tmp_path / 'page.png'
+    html.write_bytes(HTML_PAGE)
+    assert check_image(html)[0] == 'not an image (an HTML page)'
+    cut = tmp_path / 'cut.png'
+    cut.write_bytes(post.png[:len(post.png) // 2])
+    assert check_image(cut)[0].startswith('broken image (')
+    empty = tmp_path / 'empty.png'
+    empty.write_bytes(b'')
+    assert check_image(empty)[0] == 'not an image (empty file)'
+
+
+# --- crawling -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize('source', SOURCES)
 def test_limit_metadata_and_rating_filter(tmp_path, source):
@@ -39,6 +137,7 @@ def test_limit_metadata_and_rating_filter(tmp_path, source):
                                                                              post.height)
         assert meta['tags'] == post.tags and meta['file_url'].endswith(f'/images/{post.id}.png')
         assert str(post.id) in meta['page_url'] and meta['downloaded_at']
+        assert 'file_ext' not in meta  # the sidecar format is unchanged
         assert image.read_bytes() == post.png
     assert result.filtered >= 1
 
@@ -64,8 +163,7 @@ def test_resume_downloads_nothing_already_present_and_limit_counts_new(tmp_path,
         first = _images(tmp_path)
         files_before = len(booru.state.requests)
         again = crawl(_options(booru, tmp_path, source, limit=4))
-        file_requests = [r for r in booru.state.requests[files_before:]
-                         if r.startswith('/images/')]
+        file_requests = _file_requests(booru, files_before)
     assert again.already_downloaded == 4 and len(again.saved) == 4  # 4 new ones
     assert len(file_requests) == 4  # nothing fetched twice
     assert set(first) < set(_images(tmp_path)) and len(_images(tmp_path)) == 8
@@ -73,14 +171,25 @@ def test_resume_downloads_nothing_already_present_and_limit_counts_new(tmp_path,
 
 def test_same_file_across_sources_and_posts_is_stored_once(tmp_path):
     posts = make_posts(12, same_file_as={1011: 1009})  # post 1011 re-uploads 1009's file
-    every_rating = ('general', 'sensitive', 'questionable')
     with FakeBooru(posts) as booru:
-        crawl(_options(booru, tmp_path, 'safebooru', limit=50, ratings=every_rating))
+        crawl(_options(booru, tmp_path, 'safebooru', limit=50, ratings=EVERY_RATING))
         safebooru = _images(tmp_path)
-        result = crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=every_rating))
+        result = crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
     assert len(safebooru) == 11  # 12 posts, one file twice
     assert len(result.saved) == 0 and result.duplicates == 12
     assert len(_images(tmp_path)) == 11
+
+
+def test_same_file_without_the_sites_md5_is_found_after_download(tmp_path):
+    posts = make_posts(12, same_file_as={1011: 1009})
+    with FakeBooru(posts) as booru:
+        booru.state.md5_override = {1009: ''}  # 1011 (newer) is saved first; 1009 says nothing
+        result = crawl(_options(booru, tmp_path, 'safebooru', limit=50, ratings=EVERY_RATING))
+        assert '/images/1009.png' in _file_requests(booru)
+    assert len(result.saved) == 11 and result.duplicates == 1
+    assert not (tmp_path / 'safebooru_1009.png').exists()
+    assert not (tmp_path / 'safebooru_1009.png.json').exists()
+    assert list((tmp_path / PARTS_DIR).iterdir()) == []
 
 
 def test_429_then_success(tmp_path):
@@ -102,22 +211,112 @@ def test_500_forever_is_a_clear_bounded_error(tmp_path, source):
     assert len(searches) == 3  # the first try and 2 retries, then it stops
     assert time.monotonic() - start < 30
     assert '\n' not in str(info.value)
+    assert isinstance(info.value, AnimalLandmarksError) and isinstance(info.value, RuntimeError)
 
 
-def test_truncated_file_leaves_nothing_under_its_name_and_resumes(tmp_path):
+# Each fault: the file is not kept, the failure is reported with its reason, the post is not
+# archived, and a rerun on the healed server downloads it. Timeouts, deadline and size cap are
+# small so that each case takes seconds.
+BOUNDS = dict(retries=1, timeout=1.0, file_deadline=20.0, max_file_size=200_000)
+
+
+@pytest.mark.timeout(60)  # a download the guard fails to bound would hang
+@pytest.mark.parametrize('source, fault, bounds, reason, leaves_part', [
+    ('danbooru', 'short', {}, 'body shorter than its Content-Length (', True),
+    ('danbooru', 'html', {}, 'not an image (text/html)', False),
+    ('safebooru', 'html_as_png', {}, 'not an image (an HTML page)', False),
+    ('danbooru', 'wrong_bytes', {}, 'md5 mismatch (file ', False),
+    ('safebooru', 'wrong_bytes', {}, 'md5 mismatch (file ', False),
+    ('danbooru', 'endless', {}, 'larger than --max-file-size (over 200000 bytes)', False),
+    ('danbooru', 'huge', {}, 'larger than --max-file-size (10000000000 > 200000 bytes)', False),
+    # one byte every 2 s: the read timeout (1 s) ends each try
+    ('danbooru', 'drip', {'drip_interval': 2.0}, 'no data for 1 s (--timeout)', None),
+    # one byte every 0.2 s never trips the timeout: the deadline ends it
+    ('danbooru', 'drip', {'drip_interval': 0.2, 'file_deadline': 1.5},
+     'not finished within --file-deadline 1.5 s', False),
+])
+def test_bad_download_is_not_kept_is_reported_and_retried(tmp_path, source, fault, bounds,
+                                                          reason, leaves_part):
+    posts = make_posts(4)
+    bad = posts[1]
+    bounds = {**BOUNDS, **bounds}
+    drip_interval = bounds.pop('drip_interval', 2.0)
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {bad.id: fault}
+        booru.state.drip_interval = drip_interval
+        options = _options(booru, tmp_path, source, limit=10, ratings=EVERY_RATING, **bounds)
+        start = time.monotonic()
+        result = crawl(options)
+        took = time.monotonic() - start
+        assert len(result.failed) == 1, result.format()
+        assert f'/images/{bad.id}.png: {reason}' in result.failed[0], result.failed[0]
+        assert [p.name for p in tmp_path.glob(f'{source}_{bad.id}*')] == []  # nor a sidecar
+        assert len(_images(tmp_path)) == 3
+        assert f'{source}{bad.id}' not in _archived(tmp_path)
+        if leaves_part is not None:  # a cut transfer resumes; a refused file is gone
+            parts = list((tmp_path / PARTS_DIR).glob(f'{source}_{bad.id}*'))
+            assert bool(parts) == leaves_part
+        assert took < 15
+
+        booru.state.file_faults = {}  # the server heals; a rerun fetches the file
+        again = crawl(options)
+    assert [p.name for p in again.saved] == [f'{source}_{bad.id}.png']
+    assert again.failed == [] and again.already_downloaded == 3
+    assert (tmp_path / f'{source}_{bad.id}.png').read_bytes() == bad.png
+    meta = json.loads((tmp_path / f'{source}_{bad.id}.png.json').read_text())
+    assert meta['md5'] == bad.md5
+    assert list((tmp_path / PARTS_DIR).iterdir()) == []
+
+
+def test_image_without_sidecar_is_fetched_again(tmp_path):
+    """What a kill between an image and its sidecar left (or an older version's crawl)."""
     posts = make_posts(6)
     with FakeBooru(posts) as booru:
-        booru.state.truncate_files = {posts[0].id}
-        result = crawl(_options(booru, tmp_path, 'danbooru', limit=10,
-                                ratings=('general', 'sensitive')))
-        assert len(result.failed) == 1 and f'/images/{posts[0].id}.png' in result.failed[0]
-        assert not (tmp_path / f'danbooru_{posts[0].id}.png').exists()
-        assert len(_images(tmp_path)) == 5
-        booru.state.truncate_files = set()  # the server heals; a rerun completes it
-        again = crawl(_options(booru, tmp_path, 'danbooru', limit=10,
-                               ratings=('general', 'sensitive')))
-    assert [p.name for p in again.saved] == [f'danbooru_{posts[0].id}.png']
-    assert (tmp_path / f'danbooru_{posts[0].id}.png').read_bytes() == posts[0].png
+        crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
+        lost = tmp_path / f'danbooru_{posts[2].id}.png'
+        (tmp_path / f'{lost.name}.json').unlink()
+        before = len(booru.state.requests)
+        again = crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
+        fetched = _file_requests(booru, before)
+    assert again.unfinished == 1 and again.saved == [lost] and again.already_downloaded == 5
+    assert fetched == [f'/images/{posts[2].id}.png']
+    assert json.loads((tmp_path / f'{lost.name}.json').read_text())['post_id'] == posts[2].id
+    assert 'unfinished downloads redone 1' in again.format()
+
+
+class Killed(BaseException):
+    """The process dies here (a BaseException: nothing on the way catches it)."""
+
+
+@pytest.mark.parametrize('where', ['before the image gets its name', 'before the archive'])
+def test_kill_between_sidecar_image_and_archive_is_repaired_by_a_rerun(tmp_path, monkeypatch,
+                                                                       where):
+    posts = make_posts(6)
+    first = posts[0]
+    target, method = ((gdl_path.PathFormat, 'finalize') if where.endswith('name')
+                      else (gdl_archive.DownloadArchive, 'add'))
+    original = getattr(target, method)
+
+    def die_once(self, *args):
+        monkeypatch.setattr(target, method, original)
+        raise Killed()
+
+    with FakeBooru(posts) as booru:
+        monkeypatch.setattr(target, method, die_once)
+        with pytest.raises(Killed):
+            crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
+        image = tmp_path / f'danbooru_{first.id}.png'
+        assert (tmp_path / f'{image.name}.json').exists()  # the sidecar is written first
+        assert image.exists() == where.endswith('archive')
+        before = len(booru.state.requests)
+        again = crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
+        fetched = _file_requests(booru, before)
+    assert len(_images(tmp_path)) == 6 and again.failed == []
+    assert image.read_bytes() == first.png
+    if where.endswith('name'):  # the sidecar alone does not make it downloaded
+        assert again.saved[0] == image and fetched[0] == f'/images/{first.id}.png'
+    else:  # image and sidecar complete: downloaded, though not archived
+        assert f'/images/{first.id}.png' not in fetched and again.already_downloaded == 1
 
 
 def test_names_from_the_server_cannot_escape_the_output_dir(tmp_path):
@@ -131,6 +330,140 @@ def test_names_from_the_server_cannot_escape_the_output_dir(tmp_path):
     assert len(_images(out)) == 3
 
 
+# --- credentials and what the site wants --------------------------------------------------
+
+USERS = {'danbooru': 'alice', 'gelbooru': '12345', 'safebooru': '678'}
+
+
+@pytest.mark.parametrize('how', ['flags', 'environment'])
+@pytest.mark.parametrize('source', SOURCES)
+def test_credentials_reach_each_site_as_it_expects(tmp_path, monkeypatch, source, how):
+    user, api_key = USERS[source], 'secret-key'
+    with FakeBooru(make_posts(6)) as booru:
+        if source == 'danbooru':
+            booru.state.danbooru_login = (user, api_key)
+        else:
+            booru.state.gelbooru_api_key = (user, api_key)
+        if how == 'flags':
+            options = _options(booru, tmp_path, source, limit=3, user=user, api_key=api_key)
+        else:
+            env_user, env_key = CREDENTIAL_ENV[source]
+            monkeypatch.setenv(env_user, user)
+            monkeypatch.setenv(env_key, api_key)
+            options = _options(booru, tmp_path, source, limit=3)
+        result = crawl(options)
+    assert len(result.saved) == 3 and result.failed == []
+
+
+@pytest.mark.parametrize('source, given, message', [
+    ('gelbooru', None,
+     'gelbooru: 401 Unauthorized: Gelbooru requires an API key since 2025: pass --user USER_ID '
+     '--api-key KEY (from {url}/index.php?page=account&s=options) or set '
+     'GELBOORU_USER_ID/GELBOORU_API_KEY'),
+    ('gelbooru', ('12345', 'wrong'),
+     'gelbooru: 401 Unauthorized: the user id or API key was refused: pass --user USER_ID '
+     '--api-key KEY (from {url}/index.php?page=account&s=options) or set '
+     'GELBOORU_USER_ID/GELBOORU_API_KEY'),
+    ('danbooru', ('alice', 'wrong'),
+     'danbooru: 401 Unauthorized: the login or API key was refused: check --user LOGIN '
+     '--api-key KEY (from {url}/profile) or DANBOORU_LOGIN/DANBOORU_API_KEY'),
+])
+def test_refused_credentials_say_which_flags_fix_it(tmp_path, source, given, message):
+    with FakeBooru(make_posts(6)) as booru:
+        booru.state.danbooru_login = ('alice', 'secret-key')
+        booru.state.gelbooru_api_key = ('12345', 'secret-key')
+        user, api_key = given or (None, None)
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, tmp_path, source, user=user, api_key=api_key))
+    assert str(info.value) == message.format(url=booru.url)
+    assert len(booru.state.requests) == 1  # a 401 is not retried
+
+
+@pytest.mark.parametrize('source', SOURCES)
+def test_half_a_credential_fails_before_any_request(tmp_path, monkeypatch, source):
+    env_user, env_key = CREDENTIAL_ENV[source]
+    monkeypatch.setenv(env_key, 'secret-key')  # the key from the environment, no user
+    with FakeBooru(make_posts(3)) as booru:
+        with pytest.raises(CrawlError, match=rf'^{source}: --api-key/{env_key} is set but '
+                                             rf'--user/{env_user} is not: give both \('):
+            crawl(_options(booru, tmp_path, source))
+    assert booru.state.requests == []
+
+
+def test_a_terminal_never_gets_a_password_prompt(tmp_path, monkeypatch):
+    """A username in the user's gallery-dl config, no password: gallery-dl would prompt."""
+    config_file = tmp_path / 'gallery-dl.json'  # the file the autouse fixture points at
+    config_file.write_text(json.dumps({'extractor': {'Danbooru': {'username': 'alice'}}}))
+
+    def prompt(*args, **kwargs):
+        raise AssertionError('the crawler asked for input')
+
+    monkeypatch.setattr(gdl_output, 'TTY_STDIN', True)
+    monkeypatch.setattr('getpass.getpass', prompt)
+    monkeypatch.setattr('builtins.input', prompt)
+    with FakeBooru(make_posts(3)) as booru:
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, tmp_path / 'out', 'danbooru'))
+    assert str(info.value) == (
+        'danbooru: a login without its API key in your gallery-dl config (gallery-dl reads the '
+        'API key from "password"): pass --user and --api-key, or set DANBOORU_LOGIN and '
+        'DANBOORU_API_KEY')
+
+
+def test_the_real_gelbooru_asking_for_a_key_names_the_flags(tmp_path):
+    """gelbooru.com's extractor turns the 401 into AuthRequired (no request here)."""
+    options = CrawlOptions(source='gelbooru', tags='solo', limit=1, output_dir=tmp_path)
+    error = gdl_exception.AuthRequired("'api-key' & 'user-id'", 'the API')
+    assert explain_error(error, options, search_url(options)) == (
+        'gelbooru: 401 Unauthorized: Gelbooru requires an API key since 2025: pass --user '
+        'USER_ID --api-key KEY (from https://gelbooru.com/index.php?page=account&s=options) or '
+        'set GELBOORU_USER_ID/GELBOORU_API_KEY')
+
+
+@pytest.mark.parametrize('source', SOURCES)
+def test_the_real_sites_get_the_credentials_their_extractor_reads(tmp_path, source):
+    """No request: gallery-dl's extractor for the real site, initialised, holds the key."""
+    user = USERS[source]
+    configure_gallery_dl(CrawlOptions(source=source, tags='solo', limit=1, output_dir=tmp_path,
+                                      user=user, api_key='secret-key'))
+    extractor = gdl_job.Job(search_url(CrawlOptions(source=source, tags='solo', limit=1,
+                                                    output_dir=tmp_path))).extractor
+    extractor.initialize()
+    if source == 'danbooru':  # HTTP basic auth login:api_key
+        request = extractor.session.auth(SimpleNamespace(headers={}))
+        expected = base64.b64encode(f'{user}:secret-key'.encode()).decode()
+        assert request.headers['Authorization'] == f'Basic {expected}'.encode()
+    else:  # the user_id and api_key query parameters
+        assert (extractor.user_id, extractor.api_key) == (user, 'secret-key')
+
+
+def test_403_for_gallery_dls_user_agent_names_the_flag_and_the_flag_works(tmp_path):
+    with FakeBooru(make_posts(6)) as booru:
+        booru.state.forbidden_user_agent = 'gallery-dl'
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, tmp_path, 'danbooru'))
+        assert str(info.value) == (
+            'danbooru: 403 Forbidden by a Cloudflare check: the site refuses this client: set a '
+            'browser-like user agent with --user-agent "Mozilla/5.0 ..." (or gallery-dl\'s '
+            '"user-agent" setting), and/or log in with --user LOGIN --api-key KEY')
+        before = len(booru.state.requests)
+        result = crawl(_options(booru, tmp_path, 'danbooru', limit=2, user_agent=BROWSER_UA))
+        agents = set(booru.state.user_agents[before:])
+    assert len(result.saved) == 2 and agents == {BROWSER_UA}
+
+
+# --- the command --------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def crawl_images():
+    """tools/crawl_images.py, imported: its messages without a new interpreter each."""
+    spec = importlib.util.spec_from_file_location('crawl_images', REPO / 'tools' /
+                                                  'crawl_images.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize('args, message', [
     (['--source', 'pixiv', '--tags', 'cat'], "error: unknown source 'pixiv'"),
     (['--source', 'safebooru', '--tags', '  '], 'error: --tags is empty'),
@@ -138,18 +471,54 @@ def test_names_from_the_server_cannot_escape_the_output_dir(tmp_path):
      'error: --limit must be positive, got 0'),
     (['--source', 'safebooru', '--tags', 'cat', '--base-url', 'ftp://x'],
      "error: --base-url must be an http(s) URL, got 'ftp://x'"),
+    (['--source', 'safebooru', '--tags', 'cat', '--timeout', '0'],
+     'error: --timeout must be positive, got 0 s'),
+    (['--source', 'safebooru', '--tags', 'cat', '--file-deadline', '-1'],
+     'error: --file-deadline must be positive, got -1 s'),
+    (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', '0'],
+     'error: --max-file-size must be positive, got 0 bytes'),
+    (['--source', 'danbooru', '--tags', 'cat', '--user', 'alice'],
+     'error: danbooru: --user/DANBOORU_LOGIN is set but --api-key/DANBOORU_API_KEY is not: '
+     'give both (your login and the API key from https://danbooru.donmai.us/profile)'),
 ])
-def test_cli_refuses_bad_input_in_one_line(tmp_path, args, message):
-    proc = run_tool('crawl_images.py', *args, '--output-dir', tmp_path, check=False)
-    assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines() == [message] or \
-        proc.stderr.strip().splitlines()[-1].startswith(message)
+def test_cli_refuses_bad_input_in_one_line(tmp_path, crawl_images, args, message):
+    with pytest.raises(SystemExit) as info:
+        crawl_images.main([*args, '--output-dir', str(tmp_path), '--no-progress'])
+    assert str(info.value.code).startswith(message) and '\n' not in str(info.value.code)
+
+
+@pytest.mark.timeout(90)
+def test_cli_never_waits_for_a_password_on_a_terminal(tmp_path):
+    """The real command, its stdin a terminal, a gallery-dl config with a username only."""
+    config_dir = tmp_path / 'config' / 'gallery-dl'
+    config_dir.mkdir(parents=True)
+    (config_dir / 'config.json').write_text(
+        json.dumps({'extractor': {'Danbooru': {'username': 'alice'}}}))
+    terminal, stdin = os.openpty()
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / 'config'), PYTHONWARNINGS='ignore')
+    try:
+        with FakeBooru(make_posts(3)) as booru:
+            # a session of its own: no controlling terminal, so getpass would read stdin
+            proc = subprocess.run(
+                [sys.executable, str(REPO / 'tools' / 'crawl_images.py'), '--source',
+                 'danbooru', '--tags', 'cat_ears', '--base-url', booru.url, '--output-dir',
+                 str(tmp_path / 'out'), '--sleep', '0', '--no-progress'],
+                stdin=stdin, capture_output=True, text=True, timeout=60, env=env,
+                start_new_session=True)
+    finally:
+        os.close(terminal)
+        os.close(stdin)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        'error: danbooru: a login without its API key')
 
 
 def test_cli_end_to_end(tmp_path):
     with FakeBooru(make_posts(10)) as booru:
         proc = run_tool('crawl_images.py', '--source', 'safebooru', '--tags', 'cat_ears',
                         '--limit', '2', '--output-dir', tmp_path, '--base-url', booru.url,
-                        '--sleep', '0', '--no-progress')
+                        '--sleep', '0', '--no-progress', '--timeout', '5', '--file-deadline',
+                        '60', '--max-file-size', '1', '--user-agent', BROWSER_UA)
     assert 'images saved 2' in proc.stdout
     assert len(_images(tmp_path)) == 2
+    assert set(booru.state.user_agents) == {BROWSER_UA}

@@ -8,7 +8,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from animal_landmarks_mm.crawl import RATINGS, SOURCES, CrawlError, CrawlOptions, crawl
+from animal_landmarks_mm.errors import AnimalLandmarksError
+
+try:
+    from animal_landmarks_mm.crawl import RATINGS, SOURCES, CrawlOptions, crawl
+except ModuleNotFoundError as missing:  # gallery-dl is in the "tools" extra
+    if missing.name != 'gallery_dl':
+        raise
+    sys.exit('error: gallery-dl is not installed: pip install -e ".[tools]"')
+
+MB = 1_000_000
 
 
 def parse_args(argv=None):
@@ -28,11 +37,21 @@ def parse_args(argv=None):
                         'DANBOORU_LOGIN / GELBOORU_USER_ID, or your gallery-dl config)')
     parser.add_argument('--api-key', help='API key (or env DANBOORU_API_KEY / '
                         'GELBOORU_API_KEY, or your gallery-dl config)')
+    parser.add_argument('--user-agent', help='HTTP User-Agent to send instead of gallery-dl\'s, '
+                        'e.g. a browser\'s when a site answers 403 Forbidden')
     parser.add_argument('--sleep', type=float, default=1.0, help='seconds between requests')
     parser.add_argument('--retries', type=int, default=4,
                         help='HTTP retries (with back-off) before giving up')
     parser.add_argument('--retry-sleep', type=float, default=2.0,
                         help='back-off base in seconds, growing with each retry')
+    parser.add_argument('--timeout', type=float, default=15.0,
+                        help='seconds a request may wait for data before it is retried '
+                        '(default 15)')
+    parser.add_argument('--file-deadline', type=float, default=300.0,
+                        help='seconds one file may take, retries included, before it counts '
+                        'as failed (default 300)')
+    parser.add_argument('--max-file-size', type=float, default=50.0, metavar='MB',
+                        help='larger files are not downloaded and count as failed (default 50)')
     parser.add_argument('--no-progress', action='store_true')
     return parser.parse_args(argv)
 
@@ -44,15 +63,16 @@ def main(argv=None):
         base_url=args.base_url, ratings=tuple(args.rating),
         min_size=tuple(args.min_size) if args.min_size else None,
         exclude_tags=tuple(args.exclude_tags.split()), user=args.user, api_key=args.api_key,
-        sleep=args.sleep, retries=args.retries, retry_sleep=args.retry_sleep,
-        progress=not args.no_progress)
+        user_agent=args.user_agent, sleep=args.sleep, retries=args.retries,
+        retry_sleep=args.retry_sleep, timeout=args.timeout, file_deadline=args.file_deadline,
+        max_file_size=round(args.max_file_size * MB), progress=not args.no_progress)
     try:
         result = crawl(options)
-    except CrawlError as e:
+    except AnimalLandmarksError as e:
         sys.exit(f'error: {e}')
     print(result.format())
     if result.failed:
-        sys.exit(f'error: {len(result.failed)} downloads failed (rerun to resume them)')
+        sys.exit(f'error: {len(result.failed)} downloads failed (rerun to try them again)')
 
 
 if __name__ == '__main__':
