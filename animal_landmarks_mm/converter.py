@@ -264,12 +264,13 @@ class AnnotationReader:
             if status == STATUS_PREDICTED and not self.include_predicted:
                 contents.predicted.append(str(path))
                 continue
-            first = taken.setdefault(record.image_path, path)
-            if first != path:
+            first = taken.get(record.image_path)
+            if first is not None:
                 contents.problems.append(
                     f'{path}: names the image {record.annotation.image!r} that {first} '
                     'already annotates; one annotation per image kept')
                 continue
+            taken[record.image_path] = path
             contents.records.append(record)
         return contents
 
@@ -433,6 +434,11 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     taken: dict[Path, Path] = {}
     val_contents = None
     if val_annotation_dir is not None:
+        if Path(val_annotation_dir).resolve() == Path(annotation_dir).resolve():
+            raise ConversionError(
+                f'--val-annotation-dir {val_annotation_dir} is the annotation folder itself: '
+                'every image would be in validation and in training; give another folder, or '
+                'leave the option out to split the folder by --val-ratio')
         # read first, so that an image annotated in both folders stays in validation only
         val_contents = reader.read(val_annotation_dir, taken)
         rest = ratios['train'] + ratios['test']

@@ -212,3 +212,135 @@ def test_face_box_is_clipped_to_the_image():
     face = Face([(-3.0, -3.0)] + [(10.0, 10.0)] * 27)
     x, y, w, h = face_box(face, 12, 12)
     assert (x, y) == (0.0, 0.0) and x + w <= 12 and y + h <= 12
+
+
+# hostile and unlucky inputs --------------------------------------------------------------------
+
+def _hostile(ann_dir: Path, image_dir: Path, case: str) -> str:
+    """Make img1's file hostile in one way; returns the expected reason."""
+    path = ann_dir / 'img1.json'
+    raw = json.loads(path.read_text())
+    if case == 'deep_json':
+        path.write_text('[' * 100_000 + ']' * 100_000)
+        return 'nested too deeply'
+    if case == 'nul_in_image_name':
+        raw['image'] = 'img1.png\x00.txt'
+        reason = 'NUL or line break'
+    elif case == 'decompression_bomb':
+        # a small PNG claiming 30000 x 30000 pixels: decoding it would take 2.7 GB
+        import struct
+        import zlib
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return (struct.pack('>I', len(data)) + kind + data +
+                    struct.pack('>I', zlib.crc32(kind + data)))
+        png = (b'\x89PNG\r\n\x1a\n' +
+               chunk(b'IHDR', struct.pack('>IIBBBBB', 30000, 30000, 8, 2, 0, 0, 0)) +
+               chunk(b'IDAT', zlib.compress(b'\0' * 1000)) + chunk(b'IEND', b''))
+        (image_dir / 'img1.png').write_bytes(png)
+        raw['image_size'] = dict(width=30000, height=30000)
+        reason = 'too many pixels'
+    elif case == 'bbox_outside':
+        raw['faces'][0]['bbox'] = [100.0, 100.0, 200.0, 200.0]
+        reason = 'bbox has no area inside the 64x48 image'
+    elif case == 'all_points_on_one_spot':
+        raw['faces'][0]['landmarks'] = [[10.0, 10.0]] * 28
+        reason = 'all its points on one spot'
+    elif case == 'meta_not_an_object':
+        raw['meta'] = 'by hand'
+        reason = '"meta" must be an object'
+    path.write_text(json.dumps(raw))
+    return reason
+
+
+@pytest.mark.parametrize('case', ['deep_json', 'nul_in_image_name', 'decompression_bomb',
+                                  'bbox_outside', 'all_points_on_one_spot', 'meta_not_an_object'])
+def test_a_hostile_file_is_named_and_left_out_the_run_goes_on(small_set, tmp_path, case):
+    image_dir, ann_dir = small_set
+    reason = _hostile(ann_dir, image_dir, case)
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    assert len(summary.problems) == 1, summary.problems
+    assert 'img1.json' in summary.problems[0] and reason in summary.problems[0]
+    assert '\n' not in summary.problems[0]
+    assert sum(summary.counts.values()) == 7
+
+
+def test_a_line_break_in_a_file_name_is_refused(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    (ann_dir / 'img1.json').rename(ann_dir / 'img\n1.json')
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    assert len(summary.problems) == 1 and 'line break' in summary.problems[0]
+    listings = ''.join((tmp_path / 'out' / f'{s}.txt').read_text() for s in ('train', 'val',
+                                                                               'test'))
+    assert len(listings.splitlines()) == 7
+
+
+@pytest.mark.parametrize('where', ['same', 'inside', 'its_annotations'])
+def test_output_dir_overlapping_the_annotation_dir_is_refused(small_set, tmp_path, where):
+    image_dir, ann_dir = small_set
+    out = {'same': ann_dir, 'inside': ann_dir / 'coco', 'its_annotations': ann_dir.parent}[where]
+    if where == 'its_annotations':  # the annotation folder is the output's annotations/
+        ann_dir = ann_dir.rename(ann_dir.parent / 'annotations')
+    before = _tree_digest(tmp_path)
+    with pytest.raises(ConversionError, match='would write into the annotation folder'):
+        convert(image_dir, ann_dir, out, seed=0)
+    assert _tree_digest(tmp_path) == before  # nothing written, nothing overwritten
+
+
+def test_the_usual_layout_output_above_the_annotation_dir_is_fine(small_set, tmp_path):
+    image_dir, ann_dir = small_set  # tmp/ann and tmp/images; output tmp itself
+    summary = convert(image_dir, ann_dir, tmp_path, seed=0)
+    assert sum(summary.counts.values()) == 8
+
+
+def test_one_image_named_by_two_files_is_used_once(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    shutil.copy(ann_dir / 'img3.json', ann_dir / 'img3_again.json')
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    assert sum(summary.counts.values()) == 8
+    assert len(summary.problems) == 1
+    assert 'img3_again.json' in summary.problems[0] and 'already annotates' in summary.problems[0]
+
+
+def test_an_image_in_both_folders_stays_in_validation_only(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    val_dir = tmp_path / 'val_ann'
+    val_dir.mkdir()
+    for i in (2, 3):  # also annotated in the main folder
+        shutil.copy(ann_dir / f'img{i}.json', val_dir / f'img{i}.json')
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.6, 0.2, 0.2,
+                      val_annotation_dir=val_dir, seed=0)
+    where = {}
+    for split in ('train', 'val', 'test'):
+        coco = json.loads((tmp_path / 'out' / 'annotations' / f'{split}.json').read_text())
+        for image in coco['images']:
+            assert image['file_name'] not in where, (image['file_name'], split)
+            where[image['file_name']] = split
+    assert len(where) == 8 and where['../images/img2.png'] == where['../images/img3.png'] == 'val'
+    assert len(summary.problems) == 2 and all('already annotates' in p for p in summary.problems)
+    with pytest.raises(ConversionError, match='is the annotation folder itself'):
+        convert(image_dir, ann_dir, tmp_path / 'out2', val_annotation_dir=ann_dir)
+
+
+def test_predictions_are_left_out_unless_asked(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    for i in (2, 5):
+        save_annotation(ann_dir / f'img{i}.json', ImageAnnotation(
+            f'img{i}.png', 64, 48, [Face(_points(), scores=[0.9] * 28)], status='predicted',
+            meta=dict(model='anime-face-detector')))
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    assert sum(summary.counts.values()) == 6 and len(summary.contents.predicted) == 2
+    assert '2 files of unreviewed predictions' in summary.format()
+    summary = convert(image_dir, ann_dir, tmp_path / 'out2', seed=0, include_predicted=True)
+    assert sum(summary.counts.values()) == 8
+
+
+def test_image_sizes_come_from_headers_only(tmp_path):
+    """A PNG whose pixel data is cut off still gives its size: nothing past the header is
+    decoded (a 2000x2000 PNG would otherwise be decoded whole for its EXIF)."""
+    from animal_landmarks_mm.annotation import image_size
+    path = tmp_path / 'big.png'
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 255, (2000, 1500, 3), np.uint8))
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 10])  # the pixels are gone, the header is whole
+    assert image_size(path) == (1500, 2000)
