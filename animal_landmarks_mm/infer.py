@@ -17,13 +17,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from mmengine.logging import print_log
 
-from .annotation import IMAGE_SUFFIXES, Face, ImageAnnotation, image_files, save_annotation
+from .annotation import (
+    IMAGE_SUFFIXES,
+    STATUS_PREDICTED,
+    AnnotationError,
+    Face,
+    ImageAnnotation,
+    file_sha256,
+    image_files,
+    load_annotation,
+    save_annotation,
+    write_json_atomic,
+)
 from .errors import AnimalLandmarksError
 
 FACE_DETECTORS = ('yolov3', 'faster-rcnn')
@@ -85,29 +97,47 @@ def scale_detected_box(box: np.ndarray, factor: float = DETECTED_BOX_SCALE) -> n
 
 
 class FaceDetector:
-    """anime_face_detector's YOLOv3 or Faster R-CNN face detector, from a local checkpoint.
+    """anime_face_detector's YOLOv3 or Faster R-CNN face detector.
 
     Args:
         name: ``yolov3`` or ``faster-rcnn``.
-        checkpoint: the detector's ``.pth`` or ``.safetensors`` (user-supplied; never fetched).
+        checkpoint: the detector's ``.pth`` or ``.safetensors``, or a pretrained name; None for
+            the detector's published weights (``anime-face-detector-yolov3`` ...), downloaded
+            once into the Hugging Face cache (:mod:`.model_zoo`).
         device: torch device.
         score_thr: keep faces scoring at least this.
+
+    Raises:
+        InferenceInputError: an unknown detector, or anime-face-detector not installed.
+        CheckpointError: weights that cannot be found, read or loaded (one line).
     """
 
-    def __init__(self, name: str, checkpoint: str | os.PathLike, device: str = 'cpu',
-                 score_thr: float = 0.5):
+    def __init__(self, name: str, checkpoint: str | os.PathLike | None = None,
+                 device: str = 'cpu', score_thr: float = 0.5):
+        from .checkpoints import CheckpointError
+        from .model_zoo import face_detector_weights, resolve_checkpoint
         if name not in FACE_DETECTORS:
             raise InferenceInputError(f'unknown face detector {name!r}; choose from '
                                       f'{", ".join(FACE_DETECTORS)}')
-        if not Path(checkpoint).is_file():
-            raise InferenceInputError(f'face detector checkpoint not found: {checkpoint}')
         try:
             from anime_face_detector._face import load_face_detector
         except ImportError:
             raise InferenceInputError(
                 'the face detector needs the anime-face-detector package (make setup installs '
                 'it)') from None
-        self.model = load_face_detector(name, str(checkpoint), device=device)
+        try:
+            path = resolve_checkpoint(face_detector_weights(name) if checkpoint is None
+                                      else checkpoint)
+        except CheckpointError as e:
+            raise CheckpointError(f'face detector {e}') from None
+        try:
+            self.model = load_face_detector(name, str(path), device=device)
+        except Exception as e:  # torch / safetensors errors of a broken or foreign file
+            first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+            raise CheckpointError(f'{path}: not a {name} face detector checkpoint anime_face_'
+                                  f'detector can load ({first})') from None
+        self.name = name
+        self.checkpoint = str(checkpoint or face_detector_weights(name))
         self.score_thr = score_thr
 
     def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
@@ -162,6 +192,37 @@ class LandmarkPredictor:
         results = inference_topdown(self.model, image_bgr, bboxes=boxes, bbox_format='xyxy')
         return merge_data_samples(results)
 
+    def flip_disagreement(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """How unsure the model is of each face: the mean distance between the points of a
+        plain pass and those of a pass on the mirrored image (mapped back), over the box's
+        longer side. A model that knows a face gives the same points both ways; mirrored faces,
+        odd styles and occlusions make the passes disagree.
+
+        Returns:
+            ``(N,)`` normalised disagreement per box.
+        """
+        from mmpose.apis import inference_topdown
+
+        from .schema import flip_indices
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        width = image_bgr.shape[1]
+        # pixel centres at integers: pixel x of the image is pixel width - 1 - x of its mirror
+        mirrored_boxes = boxes.copy()
+        mirrored_boxes[:, [0, 2]] = width - 1 - boxes[:, [2, 0]]
+        flip_test = self.model.test_cfg.get('flip_test', False)
+        self.model.test_cfg['flip_test'] = False
+        try:
+            plain = inference_topdown(self.model, image_bgr, bboxes=boxes, bbox_format='xyxy')
+            mirrored = inference_topdown(self.model, np.ascontiguousarray(image_bgr[:, ::-1]),
+                                         bboxes=mirrored_boxes, bbox_format='xyxy')
+        finally:
+            self.model.test_cfg['flip_test'] = flip_test
+        plain_points = np.stack([r.pred_instances.keypoints[0] for r in plain])
+        back = np.stack([r.pred_instances.keypoints[0] for r in mirrored])[:, flip_indices()]
+        back[..., 0] = width - 1 - back[..., 0]
+        size = np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-6).max(1)
+        return np.linalg.norm(plain_points - back, axis=-1).mean(1) / size
+
     def draw(self, image_bgr: np.ndarray, sample, out_file: str | os.PathLike) -> None:
         """Save the image with boxes, points (group colours) and skeleton lines."""
         import mmcv
@@ -177,40 +238,100 @@ class LandmarkPredictor:
             draw_bbox=True, show_kpt_idx=False, show=False, out_file=str(out_file))
 
 
+def model_id(checkpoint: str | os.PathLike) -> str:
+    """How a prediction's file names its model: a pretrained name, else the checkpoint's sha256
+    (``sha256:<hex>``), which survives renaming and copying the file."""
+    from .model_zoo import is_pretrained_name, resolve_checkpoint
+    if is_pretrained_name(checkpoint) and not Path(checkpoint).is_file():
+        return str(checkpoint)
+    return f'sha256:{file_sha256(resolve_checkpoint(checkpoint))}'
+
+
 def predictions_to_annotation(image_name: str, width: int, height: int, sample,
-                              boxes: np.ndarray, source: dict) -> ImageAnnotation:
-    """Predictions as an annotation of the project's format (status 'annotated' by a model)."""
+                              boxes: np.ndarray, model: str, source: dict) -> ImageAnnotation:
+    """A model's points as an annotation file to review: status ``predicted`` (left out of
+    training until a person accepts it in the annotator), each point's score in its face, the
+    model in ``meta.model``."""
     keypoints = sample.pred_instances.keypoints
     scores = sample.pred_instances.keypoint_scores
     faces = [Face(landmarks=[(float(x), float(y)) for x, y in kpts],
-                  bbox=tuple(float(v) for v in box))
-             for kpts, box in zip(keypoints, boxes)]
+                  bbox=tuple(float(v) for v in box),
+                  scores=[float(v) for v in face_scores])
+             for kpts, box, face_scores in zip(keypoints, boxes, scores)]
     return ImageAnnotation(
-        image=image_name, width=width, height=height, faces=faces,
-        meta=dict(annotator='model', created=datetime.now(UTC).isoformat(),
-                  source=source, keypoint_scores=[[round(float(s), 4) for s in face]
-                                                  for face in scores]))
+        image=image_name, width=width, height=height, faces=faces, status=STATUS_PREDICTED,
+        meta=dict(annotator='model', model=model,
+                  created=datetime.now(UTC).isoformat(timespec='seconds'), source=source))
+
+
+@dataclass
+class InferenceResult:
+    """What :func:`run_inference` did.
+
+    Attributes:
+        written: the annotation files written (status ``predicted``).
+        kept: files left as they were because a person annotated or skipped that image.
+        ranking: the ranking file (``--rank``), most uncertain image first.
+    """
+
+    written: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+    ranking: Path | None = None
 
 
 def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None,
                   checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
+                  annotation_dir: str | os.PathLike | None = None,
                   boxes_file: str | os.PathLike | None = None,
                   face_detector: FaceDetector | None = None, device: str = 'cpu',
-                  progress: bool = True) -> list[Path]:
-    """Predict every image of ``inputs`` and write ``out_dir/vis/`` and ``out_dir/annotations/``.
+                  rank: bool = False, progress: bool = True) -> InferenceResult:
+    """Predict every image of ``inputs``; write pictures to ``out_dir/vis/`` and one annotation
+    file per image, to review in the annotator.
 
-    Returns:
-        The annotation files written.
+    Args:
+        inputs: an image or a folder of images.
+        config: the model's config (None: the main config).
+        checkpoint: the model (a file or a pretrained name).
+        out_dir: pictures go to ``out_dir/vis``, the ranking to ``out_dir/ranking.json``.
+        annotation_dir: where the annotation files go (default ``out_dir/annotations``); may
+            be the annotator's output folder: a file there that a person annotated or skipped is
+            never overwritten, a previous prediction is.
+        boxes_file: face boxes per image name (else the face detector, else the whole image).
+        face_detector: anime_face_detector's face detector.
+        device: ``cpu`` or ``cuda``.
+        rank: also measure each image's uncertainty (:meth:`LandmarkPredictor.flip_disagreement`,
+            the worst face of the image) and write ``ranking.json``: a JSON list, most uncertain
+            first, of ``{"image", "annotation", "uncertainty", "min_score", "faces"}``.
+        progress: show a progress bar.
     """
     import cv2
     from tqdm import tqdm
+
+    from .annotate import AnnotationSession
     images = list_images(inputs)
     given = load_boxes_file(boxes_file) if boxes_file else {}
     predictor = LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
+    model = model_id(checkpoint)
     out_dir = Path(out_dir)
+    annotation_dir = Path(annotation_dir) if annotation_dir else out_dir / 'annotations'
     (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
-    written = []
+    annotation_dir.mkdir(parents=True, exist_ok=True)
+    # the annotator's own naming: one file per image whatever the names, and an existing file
+    # is the image's that it names
+    naming = AnnotationSession(images[0].parent, annotation_dir)
+    result, ranking = InferenceResult(), []
     for path in tqdm(images, desc='landmarks', unit='img', disable=not progress):
+        target = naming.annotation_path(path.name)
+        if target.is_file():
+            try:
+                existing = load_annotation(target)
+            except AnnotationError as e:
+                _warn(f'{e}: kept as it is, not overwritten with a prediction')
+                result.kept.append(target)
+                continue
+            if existing.status != STATUS_PREDICTED:
+                result.kept.append(target)
+                continue
         image = cv2.imread(str(path))
         if image is None:
             _warn(f'{path}: unreadable image, skipped')
@@ -229,14 +350,25 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                 continue
         else:
             _warn(f'{path.name}: no boxes given and no face detector: using the whole '
-                          'image as the face box')
+                  'image as the face box')
             boxes, how = np.array([[0, 0, width, height]], np.float32), 'whole image'
         sample = predictor.predict(image, boxes)
-        predictor.draw(image, sample, out_dir / 'vis' / f'{path.stem}.jpg')
+        predictor.draw(image, sample, out_dir / 'vis' / f'{path.name}.jpg')
         annotation = predictions_to_annotation(
-            path.name, width, height, sample, boxes,
-            source=dict(checkpoint=str(checkpoint), config=str(config), boxes=how))
-        target = out_dir / 'annotations' / f'{path.stem}.json'
+            path.name, width, height, sample, boxes, model=model,
+            source=dict(checkpoint=str(checkpoint), config=str(config or 'main config'),
+                        boxes=how))
         save_annotation(target, annotation)
-        written.append(target)
-    return written
+        result.written.append(target)
+        if rank:
+            disagreement = predictor.flip_disagreement(image, boxes)
+            ranking.append(dict(
+                image=path.name, annotation=str(target),
+                uncertainty=round(float(disagreement.max()), 5),
+                min_score=round(float(sample.pred_instances.keypoint_scores.min()), 4),
+                faces=len(boxes)))
+    if rank:
+        ranking.sort(key=lambda r: (-r['uncertainty'], r['min_score']))
+        result.ranking = out_dir / 'ranking.json'
+        write_json_atomic(result.ranking, ranking)
+    return result

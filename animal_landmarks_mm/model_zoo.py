@@ -98,13 +98,18 @@ def resolve_checkpoint(value: str | os.PathLike) -> Path:
         names = ', '.join(PRETRAINED)
         raise CheckpointError(f'checkpoint not found: {value} (give a file, or one of the '
                               f'pretrained names: {names})')
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
     try:
         return Path(hf_hub_download(weights.repo_id, weights.filename))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
-        reason = ' '.join(str(e).split())[:160]
+        if constants.HF_HUB_OFFLINE:
+            why = 'HF_HUB_OFFLINE is set'
+        elif isinstance(e, LocalEntryNotFoundError):
+            why = 'huggingface.co cannot be reached'
+        else:
+            why = ' '.join(str(e).split())[:120]
         raise CheckpointError(
             f'{weights.name}: {weights.filename} of the Hugging Face repository '
-            f'{weights.repo_id} is not in the local cache and could not be downloaded '
-            f'({reason}); {download_hint(weights)}') from None
+            f'{weights.repo_id} is not in the cache {constants.HF_HUB_CACHE} and cannot be '
+            f'downloaded ({why}); {download_hint(weights)}') from None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +37,11 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def run_tool(script: str, *args: str, cwd: str | os.PathLike | None = None,
-             check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run ``tools/<script>`` with this interpreter; returns the finished process (text)."""
-    env = dict(os.environ, PYTHONWARNINGS='ignore', MPLBACKEND='Agg')
+             check: bool = True, timeout: float = 900,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``tools/<script>`` with this interpreter; returns the finished process (text).
+    ``env`` adds variables to this process's environment."""
+    env = dict(os.environ, PYTHONWARNINGS='ignore', MPLBACKEND='Agg', **(env or {}))
     proc = subprocess.run([sys.executable, str(REPO / 'tools' / script), *map(str, args)],
                           cwd=cwd or REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -46,6 +49,20 @@ def run_tool(script: str, *args: str, cwd: str | os.PathLike | None = None,
         raise AssertionError(f'{script} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n'
                              f'{proc.stderr[-4000:]}')
     return proc
+
+
+def prepare_hub_cache(cache: Path, repo_id: str, filename: str, source: Path) -> Path:
+    """Put ``source`` into a Hugging Face cache folder as ``filename`` of model ``repo_id``, in
+    the layout huggingface_hub reads offline (``HF_HUB_CACHE=cache HF_HUB_OFFLINE=1``): what a
+    copied cache from a machine with internet looks like."""
+    commit = '0' * 40
+    repo = cache / f'models--{repo_id.replace("/", "--")}'
+    (repo / 'refs').mkdir(parents=True, exist_ok=True)
+    (repo / 'refs' / 'main').write_text(commit)
+    snapshot = repo / 'snapshots' / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, snapshot / filename)
+    return snapshot / filename
 
 
 @pytest.fixture(scope='session')

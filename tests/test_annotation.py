@@ -92,3 +92,32 @@ def test_image_size_follows_the_exif_orientation_like_mmcv(tmp_path):
     image.save(path, exif=exif)
     height, width = mmcv.imread(str(path)).shape[:2]
     assert image_size(path) == (width, height) == (100, 200)
+
+
+def test_written_files_get_the_usual_mode_not_mkstemps_private_one(tmp_path):
+    from animal_landmarks_mm.annotation import _UMASK
+    write_json_atomic(tmp_path / 'a.json', dict(a=1))
+    assert (tmp_path / 'a.json').stat().st_mode & 0o777 == 0o666 & ~_UMASK
+    assert 0o666 & ~_UMASK != 0o600  # the test would prove nothing under umask 077
+
+
+def test_stale_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    from animal_landmarks_mm.annotation import remove_stale_temporaries
+    old, fresh = tmp_path / '.a.json.abcd1234.tmp', tmp_path / '.b.json.k2j3h4g5.tmp'
+    others = [tmp_path / name for name in ('.a.json.tmp', 'a.json', '.hidden', 'x.tmp',
+                                           '.c.json.abcd1234.tmpx')]
+    for path in [old, fresh, *others]:
+        path.write_text('{')
+    hour_ago = os.path.getmtime(old) - 3600
+    for path in [old, *others]:
+        os.utime(path, (hour_ago, hour_ago))
+    assert remove_stale_temporaries(tmp_path) == [old]
+    assert fresh.exists() and all(p.exists() for p in others)
+
+
+def test_hidden_names_are_not_images(tmp_path):
+    from animal_landmarks_mm.annotation import image_files
+    for name in ('a.png', '.cat.png', 'b.JPG', 'c.txt'):
+        (tmp_path / name).write_bytes(b'')
+    (tmp_path / '.drafts').mkdir()
+    assert [p.name for p in image_files(tmp_path)] == ['a.png', 'b.JPG']

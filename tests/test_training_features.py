@@ -104,3 +104,34 @@ def test_distributed_training_two_processes_over_gloo(coco_dir, tmp_path):
     # 4 training images, batch 1, 2 processes: 2 iterations each
     assert 'Epoch(train) [1][2/2]' in log and 'NME:' in log
     assert (tmp_path / 'epoch_1.pth').is_file()
+
+
+@pytest.mark.parametrize('case, message', [
+    ('no_images', 'holds no images'),
+    ('no_annotations', 'holds no annotations'),
+    ('only_absent_points', 'holds only absent points'),
+    ('missing', 'annotation file not found'),
+])
+def test_an_empty_coco_file_is_named_before_the_runner_starts(coco_dir, tmp_path, case,
+                                                              message):
+    import json
+    import shutil
+    data = tmp_path / 'data'
+    shutil.copytree(coco_dir / 'annotations', data / 'annotations')
+    train = data / 'annotations' / 'train.json'
+    coco = json.loads(train.read_text())
+    if case == 'no_images':
+        coco['images'], coco['annotations'] = [], []
+    elif case == 'no_annotations':
+        coco['annotations'] = []
+    elif case == 'only_absent_points':
+        for ann in coco['annotations']:
+            ann['keypoints'], ann['num_keypoints'] = [0] * 84, 0
+    train.write_text(json.dumps(coco))
+    if case == 'missing':
+        train.unlink()
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path / 'work', '--data-root',
+                    data, '--cfg-options', *TINY, check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert last.startswith('error: train_dataloader: ') and message in last and 'train.json' in last

@@ -1,10 +1,8 @@
-"""Predict face landmarks in images; write pictures and annotation files.
+"""Predict face landmarks in images; write pictures and annotation files to review.
 
 Example:
-    python tools/infer.py data/new_images \
-        --config configs/td-hm_hrnetv2-w18_dark-1xb64-60e_animal-face-256x256.py \
-        --checkpoint work_dirs/.../best_NME_epoch_60.pth --boxes boxes.json \
-        --out-dir work_dirs/infer
+    python tools/infer.py data/new_images --checkpoint work_dirs/.../best_NME_epoch_60.pth \
+        --face-detector yolov3 --out-dir work_dirs/infer --rank
 """
 import argparse
 import sys
@@ -31,10 +29,21 @@ def parse_args(argv=None):
     boxes.add_argument('--face-detector', choices=FACE_DETECTORS,
                        help='find faces with anime_face_detector\'s detector')
     parser.add_argument('--face-detector-checkpoint',
-                        help='the face detector\'s weights (a local file; nothing is downloaded)')
+                        help='the face detector\'s weights (default: its published weights, '
+                        'anime-face-detector-yolov3 or -faster-rcnn, downloaded once into the '
+                        'Hugging Face cache)')
     parser.add_argument('--face-score-thr', type=float, default=0.5)
     parser.add_argument('--out-dir', required=True,
-                        help='writes OUT/vis/*.jpg and OUT/annotations/*.json')
+                        help='writes OUT/vis/*.jpg, OUT/annotations/*.json and with --rank '
+                        'OUT/ranking.json')
+    parser.add_argument('--annotation-dir',
+                        help='write the annotation files here instead of OUT/annotations, e.g. '
+                        'the annotator\'s output folder (files a person annotated or skipped '
+                        'are never overwritten)')
+    parser.add_argument('--rank', action='store_true',
+                        help='also rank the images by the model\'s uncertainty (disagreement '
+                        'of a plain and a mirrored pass), most uncertain first, in '
+                        'OUT/ranking.json: annotate those first (annotator --files)')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     return parser.parse_args(argv)
 
@@ -43,18 +52,25 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         detector = None
+        if args.face_detector_checkpoint and not args.face_detector:
+            raise InferenceInputError('--face-detector-checkpoint needs --face-detector')
         if args.face_detector:
-            if not args.face_detector_checkpoint:
-                raise InferenceInputError('--face-detector needs --face-detector-checkpoint')
             detector = FaceDetector(args.face_detector, args.face_detector_checkpoint,
                                     device=args.device, score_thr=args.face_score_thr)
-        files = run_inference(args.input, config=args.config, checkpoint=args.checkpoint,
-                              out_dir=args.out_dir, boxes_file=args.boxes,
-                              face_detector=detector, device=args.device)
+        result = run_inference(args.input, config=args.config, checkpoint=args.checkpoint,
+                               out_dir=args.out_dir, annotation_dir=args.annotation_dir,
+                               boxes_file=args.boxes, face_detector=detector,
+                               device=args.device, rank=args.rank)
     except (AnimalLandmarksError, OSError) as e:
         sys.exit(f'error: {e}')
-    print(f'{len(files)} images: pictures in {args.out_dir}/vis, annotations in '
-          f'{args.out_dir}/annotations')
+    folder = args.annotation_dir or f'{args.out_dir}/annotations'
+    print(f'{len(result.written)} images predicted: pictures in {args.out_dir}/vis, annotation '
+          f'files (status "predicted", to review in the annotator) in {folder}')
+    if result.kept:
+        print(f'{len(result.kept)} images already annotated by a person: their files were kept')
+    if result.ranking:
+        print(f'ranking, most uncertain first: {result.ranking} (open the annotator with '
+              f'--files {result.ranking})')
 
 
 if __name__ == '__main__':

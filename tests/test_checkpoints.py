@@ -1,0 +1,133 @@
+"""Checkpoints are data: unreadable or hostile files give one line; stored code never runs;
+pretrained names resolve offline from a prepared Hugging Face cache, or say how to bring them."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+from animal_landmarks_mm.model_zoo import PRETRAINED
+from conftest import MAIN_CONFIG, TINY, prepare_hub_cache, run_tool
+
+
+class _RunsCode:
+    """A pickle that would call os.system when loaded without weights_only."""
+
+    def __reduce__(self):
+        import os
+        return (os.system, ('touch /tmp/never',))
+
+
+def _broken_files(folder):
+    good = folder / 'good.pth'
+    torch.save(dict(state_dict=dict(w=torch.ones(3))), good)
+    data = good.read_bytes()
+    files = {
+        'empty.pth': b'',
+        'truncated.pth': data[:len(data) // 2],
+        'text.pth': b'{"not": "a checkpoint"}',
+        'empty.safetensors': b'',
+        'truncated.safetensors': None,
+    }
+    save_file(dict(w=torch.ones(1000)), str(folder / 'whole.safetensors'))
+    files['truncated.safetensors'] = (folder / 'whole.safetensors').read_bytes()[:200]
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    torch.save(dict(state_dict=dict(w=torch.ones(1)), meta=_RunsCode()), folder / 'code.pth')
+    torch.save([1, 2, 3], folder / 'list.pth')
+    torch.save(dict(state_dict=dict(w=np.ones(2))), folder / 'numpy_weights.pth')
+    return [*files, 'code.pth', 'list.pth', 'numpy_weights.pth']
+
+
+def test_unreadable_and_hostile_checkpoints_give_one_line_naming_the_file(tmp_path):
+    for name in _broken_files(tmp_path):
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(tmp_path / name)
+        message = str(info.value)
+        assert name in message and '\n' not in message, message
+    with pytest.raises(CheckpointError, match='checkpoint not found: nope.pth'):
+        read_checkpoint('nope.pth')
+
+
+def test_the_tools_say_it_in_one_line(tmp_path):
+    _broken_files(tmp_path)
+    for name in ('truncated.pth', 'code.pth', 'empty.safetensors'):
+        proc = run_tool('export.py', tmp_path / name, tmp_path / 'out.safetensors', check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0 and lines[-1].startswith('error: ') and name in lines[-1]
+        assert 'Traceback' not in proc.stderr
+
+
+def test_evaluate_never_runs_the_config_stored_in_a_checkpoint(trained, coco_dir, tmp_path):
+    """mmengine stores the training config (Python code) in meta['cfg']; evaluating without
+    --config must not execute it: here it would create a marker file."""
+    marker = tmp_path / 'executed'
+    checkpoint = torch.load(trained[0] / 'epoch_1.pth')
+    checkpoint['meta']['cfg'] = (f'import pathlib\npathlib.Path({str(marker)!r}).touch()\n'
+                                 + checkpoint['meta']['cfg'])
+    torch.save(checkpoint, tmp_path / 'hostile.pth')
+    run_tool('evaluate.py', '--checkpoint', tmp_path / 'hostile.pth', '--image-dir',
+             coco_dir / 'images', '--annotation-dir', coco_dir / 'landmarks', '--split-file',
+             coco_dir / 'test.txt', '--output-dir', tmp_path / 'eval')
+    assert not marker.exists()
+    assert (tmp_path / 'eval' / 'metrics.json').is_file()  # evaluated with the main config
+
+
+@pytest.fixture(scope='module')
+def hub_cache(trained, tmp_path_factory):
+    """A Hugging Face cache holding 'anime-face-detector' (here: our tiny model, exported into
+    anime_face_detector's layout), as a cache copied from a machine with internet would."""
+    from animal_landmarks_mm.export import export_checkpoint
+    folder = tmp_path_factory.mktemp('hub')
+    exported = export_checkpoint(trained[0] / 'epoch_1.pth', folder / 'model.safetensors')
+    weights = PRETRAINED['anime-face-detector']
+    prepare_hub_cache(folder / 'cache', weights.repo_id, weights.filename, exported)
+    return folder / 'cache'
+
+
+def test_a_pretrained_name_loads_offline_from_the_cache_wherever_a_checkpoint_is_taken(
+        hub_cache, coco_dir, tmp_path):
+    offline = dict(HF_HUB_CACHE=str(hub_cache), HF_HUB_OFFLINE='1')
+    # fine-tuning: --checkpoint by name, loaded strictly by StrictLoadFromHook
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path / 'ft', '--data-root',
+                    coco_dir, '--checkpoint', 'anime-face-detector', '--cfg-options', *TINY,
+                    env=offline)
+    assert 'StrictLoadFromHook: loaded all 1839 tensors of the model' in proc.stdout + proc.stderr
+    assert 'anime_face_detector (mmpose 0.x names)' in proc.stdout + proc.stderr
+    # inference and evaluation: the name, no config
+    image = sorted((coco_dir / 'images').iterdir())[0]
+    run_tool('infer.py', image, '--checkpoint', 'anime-face-detector', '--out-dir',
+             tmp_path / 'infer', env=offline)
+    assert list((tmp_path / 'infer' / 'annotations').glob('*.json'))
+    run_tool('evaluate.py', '--checkpoint', 'anime-face-detector', '--image-dir',
+             coco_dir / 'images', '--annotation-dir', coco_dir / 'landmarks', '--output-dir',
+             tmp_path / 'eval', env=offline)
+    assert (tmp_path / 'eval' / 'metrics.json').is_file()
+
+
+def test_a_pretrained_name_not_in_the_cache_is_one_line_saying_how_to_bring_it(tmp_path):
+    import cv2
+    cv2.imwrite(str(tmp_path / 'face.png'), np.zeros((64, 64, 3), np.uint8))
+    offline = dict(HF_HUB_CACHE=str(tmp_path / 'empty'), HF_HUB_OFFLINE='1')
+    for tool, args in (('infer.py', [tmp_path, '--out-dir', tmp_path / 'out']),
+                       ('export.py', [tmp_path / 'x.safetensors'])):
+        if tool == 'export.py':
+            args = ['anime-face-detector', *args]
+        else:
+            args = [*args, '--checkpoint', 'anime-face-detector']
+        proc = run_tool(tool, *args, check=False, env=offline)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+        assert last.startswith('error: anime-face-detector: model.safetensors of the Hugging '
+                               'Face repository hysts/anime-face-detector-hrnetv2'), last
+        assert 'HF_HUB_OFFLINE is set' in last and 'hf download' in last
+
+
+def test_the_stored_unpickling_payload_never_runs(tmp_path):
+    _broken_files(tmp_path)
+    with pytest.raises(CheckpointError):
+        read_checkpoint(tmp_path / 'code.pth')
+    with pytest.raises(pickle.UnpicklingError):  # and torch's own default refuses it too
+        torch.load(tmp_path / 'code.pth')
