@@ -1,5 +1,6 @@
 """mmpose's inference API on our config and checkpoints, and tools/infer.py."""
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -7,7 +8,11 @@ import pytest
 import torch
 
 from animal_landmarks_mm import schema
-from animal_landmarks_mm.annotation import load_annotation
+from animal_landmarks_mm.annotation import (
+    file_sha256,
+    load_annotation,
+    save_annotation,
+)
 from animal_landmarks_mm.infer import FaceDetector, scale_detected_box
 from conftest import MAIN_CONFIG, run_tool
 
@@ -73,17 +78,22 @@ def test_infer_tool_with_boxes_writes_pictures_and_annotations(model, checkpoint
     out = tmp_path / 'out'
     proc = run_tool('infer.py', coco_dir / 'images', '--config', MAIN_CONFIG, '--checkpoint',
                     checkpoint, '--boxes', boxes, '--out-dir', out)
-    assert '2 images' in proc.stdout  # the others have no boxes: skipped with a warning
+    assert '2 images predicted' in proc.stdout  # the others have no boxes: skipped, warned
     assert 'no boxes in' in proc.stdout + proc.stderr
     ann = load_annotation(out / 'annotations' / f'{image_path.stem}.json')
     two = load_annotation(out / 'annotations' / f'{other_path.stem}.json')
     assert len(ann.faces) == 1 and len(two.faces) == 2
-    assert (out / 'vis' / f'{image_path.stem}.jpg').is_file()
+    assert (out / 'vis' / f'{image_path.name}.jpg').is_file()
     expected = inference_topdown(model, str(image_path), bboxes=box[None], bbox_format='xyxy')
     np.testing.assert_allclose(np.array(ann.faces[0].landmarks),
                                expected[0].pred_instances.keypoints[0], atol=1e-3)
+    np.testing.assert_allclose(ann.faces[0].scores,
+                               expected[0].pred_instances.keypoint_scores[0], atol=1e-4)
     assert ann.faces[0].bbox == pytest.approx(tuple(box.tolist()))
-    assert ann.meta['annotator'] == 'model' and ann.meta['source']['boxes'] == 'boxes file'
+    # a model's points are to review: never trained on until a person accepts them
+    assert ann.status == 'predicted' and ann.meta['annotator'] == 'model'
+    assert ann.meta['model'] == f'sha256:{file_sha256(checkpoint)}'
+    assert ann.meta['source']['boxes'] == 'boxes file'
 
 
 def test_infer_tool_whole_image_fallback_warns(coco_dir, trained, tmp_path):
@@ -121,10 +131,54 @@ def test_face_detector_boxes_are_grown_as_anime_face_detector_does(coco_dir, tra
     assert ann.meta['source']['boxes'] == 'anime_face_detector face detector'
 
 
+def test_predictions_never_overwrite_a_persons_work_and_rank_by_uncertainty(coco_dir, trained,
+                                                                             tmp_path):
+    images = sorted((coco_dir / 'images').iterdir())[:4]
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for image in images:
+        shutil.copy(image, folder / image.name)
+    annotated = load_annotation(coco_dir / 'landmarks' / f'{images[0].stem}.json')
+    annotated.meta = dict(annotator='me')
+    out = tmp_path / 'landmarks'  # the annotator's output folder
+    save_annotation(out / f'{images[0].stem}.json', annotated)
+    before = (out / f'{images[0].stem}.json').read_bytes()
+    proc = run_tool('infer.py', folder, '--checkpoint', trained[0] / 'epoch_1.pth', '--out-dir',
+                    tmp_path / 'infer', '--annotation-dir', out, '--rank')
+    assert '1 images already annotated by a person' in proc.stdout
+    assert (out / f'{images[0].stem}.json').read_bytes() == before
+    ranking = json.loads((tmp_path / 'infer' / 'ranking.json').read_text())
+    assert [r['image'] for r in ranking] != [] and len(ranking) == 3
+    assert images[0].name not in [r['image'] for r in ranking]
+    scores = [r['uncertainty'] for r in ranking]
+    assert scores == sorted(scores, reverse=True) and all(s >= 0 for s in scores)
+    for entry in ranking:
+        assert load_annotation(entry['annotation']).status == 'predicted'
+    # a second run replaces predictions but still not the person's file
+    run_tool('infer.py', folder, '--checkpoint', trained[0] / 'epoch_1.pth', '--out-dir',
+             tmp_path / 'infer', '--annotation-dir', out)
+    assert (out / f'{images[0].stem}.json').read_bytes() == before
+
+
+def test_flip_disagreement_is_zero_for_a_mirror_symmetric_model_input(coco_dir, trained):
+    """A face and its mirror: the plain pass on one equals the mirrored pass on the other, so
+    the disagreement of the mirrored image equals that of the original."""
+    from animal_landmarks_mm.infer import LandmarkPredictor
+    predictor = LandmarkPredictor(None, trained[0] / 'epoch_1.pth')
+    image_path, box = _image_and_box(coco_dir)
+    image = cv2.imread(str(image_path))
+    width = image.shape[1]
+    mirrored_box = np.array([[width - 1 - box[2], box[1], width - 1 - box[0], box[3]]])
+    plain = predictor.flip_disagreement(image, box[None])
+    mirrored = predictor.flip_disagreement(np.ascontiguousarray(image[:, ::-1]), mirrored_box)
+    assert plain.shape == (1,) and plain[0] > 0
+    np.testing.assert_allclose(plain, mirrored, rtol=1e-3)
+
+
 @pytest.mark.parametrize('args, message', [
     (['missing_dir'], 'error: input not found: missing_dir'),
-    (['IMG', '--face-detector', 'yolov3'],
-     'error: --face-detector needs --face-detector-checkpoint'),
+    (['IMG', '--face-detector-checkpoint', 'x.pth'],
+     'error: --face-detector-checkpoint needs --face-detector'),
     (['IMG', '--face-detector', 'yolov3', '--face-detector-checkpoint', 'nope.pth'],
      'error: face detector checkpoint not found: nope.pth'),
     (['IMG', '--boxes', 'BOXES'], "must be a list of [x0, y0, x1, y1] with x1 > x0"),
