@@ -1,55 +1,86 @@
-"""The annotation session behind the landmark annotator: what to click next, edits, and saving
-without ever losing work.
+"""The annotation session behind the landmark annotator: what to click next, edits, undo, review
+of a model's predictions, and saving without ever losing work.
 
-This is the annotator's logic, free of any UI so that it is tested on its own; the Gradio app
-(:mod:`.annotate_app`, ``tools/annotate_landmarks.py``) drives it. Files it writes in the
-output folder:
+This is the annotator's logic, free of any UI so that it is tested on its own; the app
+(:mod:`.annotate_app`, ``tools/annotate_landmarks.py``) only draws and reports edits, as the
+operations of :meth:`ImageEdit.apply`. Files it writes in the output folder:
 
-- ``<image stem>.json``: a finished annotation (the project's format, every face complete, or
+- ``<name>.json``: a finished annotation (the project's format, every face complete, or
   ``status: skipped``), written atomically, and only if nobody else wrote the file since it was
-  opened (a second browser tab, say): otherwise :class:`AnnotationConflictError`;
-- ``.drafts/<image stem>.json``: unfinished work (faces with points still to place), kept until
-  the image is finished; the converter never reads hidden folders. A draft is guarded like the
+  opened (a second browser tab, say): otherwise :class:`AnnotationConflictError`. A model's
+  points that nobody accepted yet keep ``status: predicted`` (never trained on unreviewed);
+- ``.drafts/<name>.json``: unfinished work (faces with points still to place), kept until the
+  image is finished; the converter never reads hidden folders. A draft is guarded like the
   annotation file: a tab does not overwrite a draft another tab wrote after it opened the image.
 
-Where two images share a stem (``a.png``, ``a.jpg``), their files are named ``a_png.json`` and
-``a_jpg.json`` instead.
+Which file belongs to which image (one-to-one for any set of names, see
+:meth:`AnnotationSession._bind_files`): a file belongs to the image its ``"image"`` field names;
+an image without a file gets the first name of ``<stem>.json``, ``<name>.json``,
+``<name>.<k>.json`` that no file and no other image holds (compared case-insensitively, so that
+the files stay apart on case-insensitive disks too). Files the earlier scheme wrote
+(``<stem>_<suffix>.json``) are found through their ``"image"`` field.
 
-Files it did not write are never deleted.
+Files it did not write are never deleted (only its own stale temporary files, when a session
+opens).
 """
 from __future__ import annotations
 
 import collections
 import json
+import logging
 import math
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .annotation import (
+    FORMAT_NAME,
     STATUS_ANNOTATED,
+    STATUS_PREDICTED,
     STATUS_SKIPPED,
+    STATUSES,
     AnnotationError,
     Face,
     ImageAnnotation,
     file_sha256,
     image_files,
     image_size,
+    is_hidden,
     load_annotation,
+    remove_stale_temporaries,
     write_json_atomic,
 )
-from .schema import ABSENT, NUM_KEYPOINTS, OCCLUDED, VISIBLE, describe
+from .errors import AnimalLandmarksError
+from .schema import ABSENT, NUM_KEYPOINTS, OCCLUDED, VISIBILITY_FLAGS, VISIBLE, describe
+
+logger = logging.getLogger(__name__)
 
 DRAFT_DIR = '.drafts'
+#: Undo steps kept per opened image (the issue asks for at least 100).
+HISTORY_STEPS = 200
 
 
-class AnnotationConflictError(RuntimeError):
+class AnnotationConflictError(AnimalLandmarksError, RuntimeError):
     """The annotation file changed on disk since it was opened (another tab or person)."""
 
 
-class UnsafeNameError(ValueError):
-    """A file name that would reach outside the image or output folder."""
+class UnsafeNameError(AnimalLandmarksError, ValueError):
+    """A file name that is not one of the session's images, or would reach outside a folder."""
+
+
+class EditError(AnimalLandmarksError, ValueError):
+    """An edit operation that cannot be applied (unknown, out of range, malformed)."""
+
+
+class OutputFolderError(AnimalLandmarksError, OSError):
+    """The output folder cannot be created."""
+
+
+class OrderFileError(AnimalLandmarksError, ValueError):
+    """A ``--files`` list that cannot be read."""
 
 
 def resolve_inside(root: Path, name: str) -> Path:
@@ -62,15 +93,23 @@ def resolve_inside(root: Path, name: str) -> Path:
     return path
 
 
+def now_iso() -> str:
+    """The time now, as the files record it (UTC, seconds)."""
+    return datetime.now(UTC).isoformat(timespec='seconds')
+
+
 @dataclass
 class FaceEdit:
-    """One face being annotated: 28 slots, each a point or empty, a visibility flag each, and
-    the face box when one was drawn (for a model's prediction) or loaded."""
+    """One face being annotated: 28 slots, each a point or empty, a visibility flag each, the
+    face box when one was drawn (for a model's prediction) or loaded, and whether its points
+    are a model's that nobody has accepted yet (``predicted``; ``scores``: the model's)."""
 
     points: list[tuple[float, float] | None] = field(
         default_factory=lambda: [None] * NUM_KEYPOINTS)
     visibility: list[int] = field(default_factory=lambda: [VISIBLE] * NUM_KEYPOINTS)
     bbox: tuple[float, float, float, float] | None = None
+    scores: list[float] | None = None
+    predicted: bool = False
 
     def next_index(self) -> int | None:
         """The first point neither placed nor marked absent (the next click places it)."""
@@ -82,10 +121,56 @@ class FaceEdit:
     def complete(self) -> bool:
         return self.next_index() is None
 
+    def copy(self) -> FaceEdit:
+        return FaceEdit(points=list(self.points), visibility=list(self.visibility),
+                        bbox=self.bbox, predicted=self.predicted,
+                        scores=None if self.scores is None else list(self.scores))
+
+    def to_json(self) -> dict[str, Any]:
+        """The face as the app and drafts exchange it."""
+        return dict(points=[None if p is None else [p[0], p[1]] for p in self.points],
+                    visibility=list(self.visibility),
+                    bbox=None if self.bbox is None else list(self.bbox),
+                    scores=self.scores, predicted=self.predicted)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> FaceEdit:
+        return cls(
+            points=[None if p is None else (float(p[0]), float(p[1])) for p in raw['points']],
+            visibility=[int(v) for v in raw['visibility']],
+            bbox=None if raw.get('bbox') is None else tuple(float(v) for v in raw['bbox']),
+            scores=None if raw.get('scores') is None else [float(v) for v in raw['scores']],
+            predicted=bool(raw.get('predicted', False)))
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What undo restores: every face, the current one, the status and the review."""
+
+    faces: tuple[FaceEdit, ...]
+    face: int
+    status: str
+    status_reason: str
+    reviewed_at: str | None
+    model: str | None
+
+
+def _finite(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value):
+        raise EditError(f'{what} must be a finite number, got {value!r}')
+    return float(value)
+
 
 @dataclass
 class ImageEdit:
-    """The edits of one image: its faces, which face and point the next click is for."""
+    """The edits of one image: its faces, which face and point the next click is for, and the
+    undo history (:data:`HISTORY_STEPS` steps; every edit is a step: place, move, flag, clear,
+    a new or removed face, a box, predict, accept, skip).
+
+    Coordinates are image pixels with pixel centres at integers, so a point may lie anywhere in
+    ``[-0.5, width - 0.5] x [-0.5, height - 0.5]``.
+    """
 
     image: str
     width: int
@@ -98,10 +183,62 @@ class ImageEdit:
     revision: str | None = None  # sha256 of the annotation file when opened
     draft_revision: str | None = None  # sha256 of the draft when opened or last written here
     dirty: bool = False
+    reviewed_at: str | None = None  # when Accept turned a model's points into an annotation
+    model: str | None = None  # the model whose points Predict gave (meta.model)
+    history: collections.deque = field(
+        default_factory=lambda: collections.deque(maxlen=HISTORY_STEPS), repr=False,
+        compare=False)
+    future: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def current(self) -> FaceEdit:
         return self.faces[self.face]
+
+    # undo ----------------------------------------------------------------------------------
+
+    def _snapshot(self) -> _Snapshot:
+        return _Snapshot(faces=tuple(f.copy() for f in self.faces), face=self.face,
+                         status=self.status, status_reason=self.status_reason,
+                         reviewed_at=self.reviewed_at, model=self.model)
+
+    def _restore(self, snapshot: _Snapshot) -> None:
+        self.faces = [f.copy() for f in snapshot.faces]
+        self.face = min(snapshot.face, len(self.faces) - 1)
+        self.status, self.status_reason = snapshot.status, snapshot.status_reason
+        self.reviewed_at, self.model = snapshot.reviewed_at, snapshot.model
+        self.selected = None
+        self.dirty = True
+
+    def _record(self) -> None:
+        """Called before each edit: the state it changes becomes an undo step."""
+        self.history.append(self._snapshot())
+        self.future.clear()
+        self.dirty = True
+
+    def _edited(self) -> None:
+        """After an edit of points: an image with a model's unaccepted face stays predicted;
+        any other edit of a skipped image takes it back into annotation."""
+        self.status = STATUS_PREDICTED if any(f.predicted for f in self.faces) \
+            else STATUS_ANNOTATED
+        self.status_reason = ''
+
+    def undo(self) -> bool:
+        """Undo the last edit; returns whether there was one."""
+        if not self.history:
+            return False
+        self.future.append(self._snapshot())
+        self._restore(self.history.pop())
+        return True
+
+    def redo(self) -> bool:
+        """Redo the last undone edit; returns whether there was one."""
+        if not self.future:
+            return False
+        self.history.append(self._snapshot())
+        self._restore(self.future.pop())
+        return True
+
+    # what to click next ----------------------------------------------------------------------
 
     def target(self) -> int | None:
         """The point the next click places: the picked one, else the next in order."""
@@ -120,22 +257,99 @@ class ImageEdit:
             self.current.visibility[target] == OCCLUDED else ''
         return f'{where}, {verb}: {describe(target)}{flag}'
 
+    # edits -----------------------------------------------------------------------------------
+
+    def _face_index(self, face: int | None) -> int:
+        """Face ``face``'s index, checked (None: the current face)."""
+        if face is None:
+            return self.face
+        if isinstance(face, bool) or not isinstance(face, int) or \
+                not 0 <= face < len(self.faces):
+            raise EditError(f'no face {face!r}: the image has {len(self.faces)}')
+        return face
+
+    def _begin(self, face: int | None = None) -> FaceEdit:
+        """Start an edit of face ``face`` (checked before): record the undo step, then make
+        it the current face."""
+        index = self._face_index(face)
+        self._record()
+        self.face = index
+        return self.current
+
+    def select_face(self, face: int) -> None:
+        """Make ``face`` the current face (not an edit: nothing to undo)."""
+        self.face = self._face_index(face)
+
+    @staticmethod
+    def _index(index: Any) -> int:
+        if isinstance(index, bool) or not isinstance(index, int) or \
+                not 0 <= index < NUM_KEYPOINTS:
+            raise EditError(f'point index must be 0-{NUM_KEYPOINTS - 1}, got {index!r}')
+        return index
+
+    def _inside(self, x: Any, y: Any) -> tuple[float, float]:
+        x, y = _finite(x, 'x'), _finite(y, 'y')
+        if not (-0.5 <= x <= self.width - 0.5 and -0.5 <= y <= self.height - 0.5):
+            raise EditError(f'({x:g}, {y:g}) is outside the {self.width}x{self.height} image')
+        return x, y
+
+    def place(self, index: int, x: float, y: float, face: int | None = None) -> int:
+        """Place (or move) point ``index`` at image pixel ``(x, y)``; an absent point becomes
+        visible, an occluded one stays occluded (placed by estimate)."""
+        index, (x, y) = self._index(index), self._inside(x, y)
+        target = self._begin(face)
+        target.points[index] = (x, y)
+        if target.visibility[index] == ABSENT:
+            target.visibility[index] = VISIBLE
+        self.selected = None
+        self._edited()
+        return index
+
     def click(self, x: float, y: float) -> int | None:
         """Place the target point at image pixel ``(x, y)``; returns its index (None if the
         face is complete and no point is picked)."""
         target = self.target()
         if target is None:
             return None
-        if not (0 <= x <= self.width and 0 <= y <= self.height):
-            raise ValueError(f'({x:g}, {y:g}) is outside the {self.width}x{self.height} image')
-        face = self.current
-        face.points[target] = (float(x), float(y))
-        if face.visibility[target] == ABSENT:
-            face.visibility[target] = VISIBLE
+        return self.place(target, x, y)
+
+    def set_visibility(self, index: int, flag: int, face: int | None = None) -> int:
+        """Flag point ``index``: occluded (placed by estimate, or to be), absent (its point is
+        removed) or visible."""
+        index = self._index(index)
+        if isinstance(flag, bool) or flag not in VISIBILITY_FLAGS:
+            raise EditError(f'unknown visibility flag {flag!r}')
+        self._begin(face)
+        self.current.visibility[index] = flag
+        if flag == ABSENT:
+            self.current.points[index] = None
         self.selected = None
-        self.status = STATUS_ANNOTATED
-        self.dirty = True
-        return target
+        self._edited()
+        return index
+
+    def mark(self, flag: int) -> int | None:
+        """Mark the target point occluded (the next click places it by estimate) or absent."""
+        if flag not in (OCCLUDED, ABSENT, VISIBLE):
+            raise ValueError(f'unknown visibility flag {flag!r}')
+        target = self.target()
+        if target is None:
+            return None
+        return self.set_visibility(target, flag)
+
+    def remove_point(self, index: int, face: int | None = None) -> int:
+        """Take point ``index`` away (it is to be placed again, visible)."""
+        index = self._index(index)
+        self._begin(face)
+        self.current.points[index], self.current.visibility[index] = None, VISIBLE
+        self.selected = None
+        self._edited()
+        return index
+
+    def select(self, index: int | None) -> None:
+        """Pick a point to correct (None: back to the order)."""
+        if index is not None and not 0 <= index < NUM_KEYPOINTS:
+            raise ValueError(f'point index must be 0-{NUM_KEYPOINTS - 1}, got {index}')
+        self.selected = index
 
     def pick_nearest(self, x: float, y: float, radius: float) -> int | None:
         """Pick the current face's placed point nearest to ``(x, y)`` for correction, if one
@@ -150,38 +364,8 @@ class ImageEdit:
             self.selected = best
         return best
 
-    def set_face(self, points: list[tuple[float, float]],
-                 bbox: tuple[float, float, float, float] | None = None) -> None:
-        """Replace the current face's points (a model's prediction, all visible)."""
-        if len(points) != NUM_KEYPOINTS:
-            raise ValueError(f'expected {NUM_KEYPOINTS} points, got {len(points)}')
-        self.faces[self.face] = FaceEdit([(float(x), float(y)) for x, y in points], bbox=bbox)
-        self.selected = None
-        self.status = STATUS_ANNOTATED
-        self.dirty = True
-
-    def mark(self, flag: int) -> int | None:
-        """Mark the target point occluded (the next click places it by estimate) or absent."""
-        if flag not in (OCCLUDED, ABSENT, VISIBLE):
-            raise ValueError(f'unknown visibility flag {flag!r}')
-        target = self.target()
-        if target is None:
-            return None
-        self.current.visibility[target] = flag
-        if flag == ABSENT:
-            self.current.points[target] = None
-            self.selected = None
-        self.dirty = True
-        return target
-
-    def select(self, index: int | None) -> None:
-        """Pick a point to correct (None: back to the order)."""
-        if index is not None and not 0 <= index < NUM_KEYPOINTS:
-            raise ValueError(f'point index must be 0-{NUM_KEYPOINTS - 1}, got {index}')
-        self.selected = index
-
     def clear_last(self) -> int | None:
-        """Undo the last point of the order (placed or marked absent)."""
+        """Take away the last point of the order (placed or marked absent)."""
         face = self.current
         if self.selected is not None:  # "clear last" while correcting: stop correcting
             self.selected = None
@@ -190,29 +374,143 @@ class ImageEdit:
                 if face.points[k] is not None or face.visibility[k] == ABSENT]
         if not done:
             return None
-        last = done[-1]
-        face.points[last], face.visibility[last] = None, VISIBLE
+        return self.remove_point(done[-1])
+
+    def clear_face(self, face: int | None = None) -> None:
+        """Empty a face (the current one by default)."""
+        self._begin(face)
+        self.faces[self.face] = FaceEdit()
         self.selected = None
-        self.dirty = True
-        return last
+        self._edited()
 
     def clear_all(self) -> None:
         """Empty the current face."""
-        self.faces[self.face] = FaceEdit()
-        self.selected = None
-        self.dirty = True
+        self.clear_face()
 
-    def new_face(self) -> None:
-        """Start another face in the same image."""
+    def new_face(self) -> int:
+        """Start another face in the same image; returns its index."""
+        self._record()
         self.faces.append(FaceEdit())
         self.face = len(self.faces) - 1
         self.selected = None
-        self.dirty = True
+        self._edited()
+        return self.face
+
+    def remove_face(self, face: int | None = None) -> None:
+        """Remove a face (the only face is emptied instead)."""
+        if len(self.faces) == 1:
+            self.clear_face(face)
+            return
+        self._begin(face)
+        del self.faces[self.face]
+        self.face = min(self.face, len(self.faces) - 1)
+        self.selected = None
+        self._edited()
+
+    def set_box(self, box: list | tuple | None, face: int | None = None) -> None:
+        """Set (or with None remove) a face's box ``(x0, y0, x1, y1)``, clipped to the image."""
+        if box is not None:
+            if not isinstance(box, (list, tuple)) or len(box) != 4:
+                raise EditError(f'a box is [x0, y0, x1, y1], got {box!r}')
+            x0, y0, x1, y1 = (_finite(v, 'box corner') for v in box)
+            x0, x1 = sorted((min(max(x0, -0.5), self.width - 0.5),
+                             min(max(x1, -0.5), self.width - 0.5)))
+            y0, y1 = sorted((min(max(y0, -0.5), self.height - 0.5),
+                             min(max(y1, -0.5), self.height - 0.5)))
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                raise EditError('the box is too small: drag a rectangle around the face')
+            box = (x0, y0, x1, y1)
+        self._begin(face)
+        self.current.bbox = box
+
+    def set_face(self, points: list[tuple[float, float]],
+                 bbox: tuple[float, float, float, float] | None = None,
+                 scores: list[float] | None = None, model: str | None = None,
+                 predicted: bool = True, face: int | None = None) -> None:
+        """Replace a face's points with a model's prediction (all visible): drawn and saved as
+        predicted, to be reviewed and accepted (:meth:`accept`)."""
+        if len(points) != NUM_KEYPOINTS:
+            raise ValueError(f'expected {NUM_KEYPOINTS} points, got {len(points)}')
+        if scores is not None and len(scores) != NUM_KEYPOINTS:
+            raise ValueError(f'expected {NUM_KEYPOINTS} scores, got {len(scores)}')
+        self._begin(face)
+        self.faces[self.face] = FaceEdit(
+            [(min(max(float(x), -0.5), self.width - 0.5),
+              min(max(float(y), -0.5), self.height - 0.5)) for x, y in points],
+            bbox=bbox, scores=None if scores is None else [float(s) for s in scores],
+            predicted=predicted)
+        if model is not None:
+            self.model = model
+        self.selected = None
+        self._edited()
+
+    def accept(self) -> int:
+        """Accept the model's points of every face (after review): the image becomes an
+        annotation (the model's scores are dropped: they describe the model's points, not the
+        reviewed ones). Returns how many faces were accepted (0: nothing to accept)."""
+        pending = [f for f in self.faces if f.predicted]
+        if not pending:
+            return 0
+        self._record()
+        for face in pending:
+            face.predicted, face.scores = False, None
+        self.reviewed_at = now_iso()
+        self._edited()
+        return len(pending)
 
     def skip(self, reason: str) -> None:
         """Mark the image unusable (no usable face, bad quality): the converter leaves it out."""
-        self.status, self.status_reason = STATUS_SKIPPED, reason or 'skipped'
-        self.dirty = True
+        if not isinstance(reason, str):
+            raise EditError(f'a skip reason is text, got {reason!r}')
+        self._record()
+        self.status, self.status_reason = STATUS_SKIPPED, reason.strip() or 'skipped'
+
+    #: The operations :meth:`apply` knows, as the app sends them (``face`` is optional in each,
+    #: the current face by default).
+    OPERATIONS = ('place', 'move', 'flag', 'remove', 'clear_face', 'new_face', 'remove_face',
+                  'box', 'accept', 'skip', 'undo', 'redo')
+
+    def apply(self, op: dict) -> None:
+        """Apply one edit operation of the app's protocol.
+
+        ``{"op": "place", "index": k, "x": x, "y": y}`` (``"move"`` is the same), ``{"op":
+        "flag", "index": k, "flag": 0|1|2}``, ``{"op": "remove", "index": k}``, ``{"op":
+        "clear_face"}``, ``{"op": "new_face"}``, ``{"op": "remove_face"}``, ``{"op": "box",
+        "box": [x0, y0, x1, y1] | null}``, ``{"op": "accept"}``, ``{"op": "skip", "reason":
+        text}``, ``{"op": "undo"}``, ``{"op": "redo"}``; each may name its ``"face"``.
+
+        Raises:
+            EditError: an unknown or malformed operation; nothing is changed.
+        """
+        if not isinstance(op, dict) or op.get('op') not in self.OPERATIONS:
+            name = op.get('op') if isinstance(op, dict) else op
+            raise EditError(f'unknown edit operation {name!r} (one of '
+                            f'{", ".join(self.OPERATIONS)})')
+        kind, face = op['op'], op.get('face')
+        if kind in ('place', 'move'):
+            self.place(op.get('index'), op.get('x'), op.get('y'), face=face)
+        elif kind == 'flag':
+            self.set_visibility(op.get('index'), op.get('flag'), face=face)
+        elif kind == 'remove':
+            self.remove_point(op.get('index'), face=face)
+        elif kind == 'clear_face':
+            self.clear_face(face)
+        elif kind == 'new_face':
+            self.new_face()
+        elif kind == 'remove_face':
+            self.remove_face(face)
+        elif kind == 'box':
+            self.set_box(op.get('box'), face=face)
+        elif kind == 'accept':
+            self.accept()
+        elif kind == 'skip':
+            self.skip(op.get('reason', ''))
+        elif kind == 'undo':
+            self.undo()
+        else:
+            self.redo()
+
+    # state -----------------------------------------------------------------------------------
 
     def finished(self) -> bool:
         return self.status == STATUS_SKIPPED or all(f.complete() for f in self.faces)
@@ -220,28 +518,36 @@ class ImageEdit:
     def to_annotation(self, meta: dict) -> ImageAnnotation:
         """The finished annotation (only complete faces; none for a skipped image)."""
         faces = [] if self.status == STATUS_SKIPPED else [
-            Face(list(f.points), list(f.visibility), f.bbox) for f in self.faces if f.complete()]
-        return ImageAnnotation(self.image, self.width, self.height, faces, self.status,
-                               self.status_reason, meta)
+            Face(landmarks=list(f.points), visibility=list(f.visibility), bbox=f.bbox,
+                 scores=None if f.scores is None else list(f.scores))
+            for f in self.faces if f.complete()]
+        return ImageAnnotation(image=self.image, width=self.width, height=self.height,
+                               faces=faces, status=self.status,
+                               status_reason=self.status_reason, meta=meta)
 
-    def to_draft(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
+        """What the app shows and drafts keep: faces, current face, status, review."""
         return dict(image=self.image, width=self.width, height=self.height, face=self.face,
                     status=self.status, status_reason=self.status_reason,
-                    revision=self.revision,
-                    faces=[dict(points=[None if p is None else list(p) for p in f.points],
-                                visibility=f.visibility,
-                                bbox=None if f.bbox is None else list(f.bbox))
-                           for f in self.faces])
+                    reviewed_at=self.reviewed_at, model=self.model,
+                    faces=[f.to_json() for f in self.faces])
+
+    def to_draft(self) -> dict:
+        return dict(self.to_json(), revision=self.revision)
 
     @classmethod
     def from_draft(cls, raw: dict) -> ImageEdit:
-        faces = [FaceEdit([None if p is None else tuple(p) for p in f['points']],
-                          list(f['visibility']),
-                          None if f.get('bbox') is None else tuple(f['bbox']))
-                 for f in raw['faces']]
-        return cls(raw['image'], raw['width'], raw['height'], faces, raw['face'],
-                   status=raw['status'], status_reason=raw['status_reason'],
-                   revision=raw['revision'])
+        faces = [FaceEdit.from_json(f) for f in raw['faces']]
+        if not faces or any(len(f.points) != NUM_KEYPOINTS or
+                            len(f.visibility) != NUM_KEYPOINTS for f in faces):
+            raise TypeError(f'faces must hold {NUM_KEYPOINTS} points each')
+        status = raw['status']
+        if status not in STATUSES:
+            raise TypeError(f'unknown status {status!r}')
+        return cls(image=raw['image'], width=raw['width'], height=raw['height'], faces=faces,
+                   face=min(int(raw['face']), len(faces) - 1), status=status,
+                   status_reason=raw['status_reason'], revision=raw['revision'],
+                   reviewed_at=raw.get('reviewed_at'), model=raw.get('model'))
 
 
 def _sha256(path: Path) -> str | None:
@@ -252,6 +558,100 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
+def _name_key(name: str) -> str:
+    """Names that one disk or another takes for the same file (case, Unicode normal form)."""
+    return unicodedata.normalize('NFC', name).casefold()
+
+
+def _candidate_names(image: str):
+    """An image's annotation file names in order of preference: ``<stem>.json``,
+    ``<name>.json``, ``<name>.1.json``, ``<name>.2.json``... (endless)."""
+    yield f'{Path(image).stem}.json'
+    yield f'{image}.json'
+    k = 1
+    while True:
+        yield f'{image}.{k}.json'
+        k += 1
+
+
+@dataclass
+class _FileRecord:
+    """What a file in the output folder (or its drafts) says of itself, read once."""
+
+    name: str
+    image: str | None  # the image its "image" field names; None: broken or foreign
+    status: str | None  # its "status"; None when broken or foreign
+    broken: bool  # an annotation or draft that cannot be read (shown to the user)
+
+
+def _read_record(path: Path) -> _FileRecord:
+    """The ``image`` and ``status`` a file claims; a file that is not JSON, or an annotation
+    without an image name, is broken; other JSON (someone else's) is foreign."""
+    try:
+        raw = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return _FileRecord(name=path.name, image=None, status=None, broken=True)
+    if not isinstance(raw, dict):
+        return _FileRecord(name=path.name, image=None, status=None, broken=True)
+    image = raw.get('image')
+    if not isinstance(image, str) or not image:
+        ours = raw.get('format') == FORMAT_NAME or 'landmarks' in raw or 'faces' in raw
+        return _FileRecord(name=path.name, image=None, status=None, broken=ours)
+    status = raw.get('status', STATUS_ANNOTATED)
+    return _FileRecord(name=path.name, image=image,
+                       status=status if status in STATUSES else None, broken=False)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the session is: images annotated or skipped, predicted (to review), to do."""
+
+    done: int
+    predicted: int
+    to_do: int
+    total: int
+
+    def __str__(self) -> str:
+        return f'{self.done} done · {self.predicted} predicted · {self.to_do} to do'
+
+
+def read_order_file(path: str | os.PathLike) -> list[str]:
+    """Image names in the order to visit them, from a ``--files`` list.
+
+    The file is either text, one name per line (blank lines and lines starting with ``#`` are
+    skipped), or JSON: a list of names, or of objects with a ``"file"`` or ``"image"`` key (a
+    ranking, a report). A name with folders (``data/raw/x.png``) stands for its last part.
+
+    Raises:
+        OrderFileError: the file cannot be read, or its JSON is not such a list.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding='utf-8')
+    except (OSError, UnicodeDecodeError) as e:
+        raise OrderFileError(f'{path}: cannot read the file list ({e})') from None
+    if text.lstrip().startswith(('[', '{')):
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise OrderFileError(f'{path}: broken JSON ({e})') from None
+        if not isinstance(raw, list):
+            raise OrderFileError(f'{path}: expected a JSON list of names or of objects with '
+                                 'a "file" or "image" key')
+        names = []
+        for k, item in enumerate(raw):
+            if isinstance(item, dict):
+                item = item.get('file', item.get('image'))
+            if not isinstance(item, str) or not item:
+                raise OrderFileError(f'{path}: item {k} is neither a name nor an object with '
+                                     'a "file" or "image" name')
+            names.append(item)
+    else:
+        names = [line.strip() for line in text.splitlines()]
+        names = [name for name in names if name and not name.startswith('#')]
+    return [name.replace('\\', '/').rsplit('/', 1)[-1] for name in names]
+
+
 class AnnotationSession:
     """Images of a folder and their annotation files in another.
 
@@ -259,44 +659,181 @@ class AnnotationSession:
         image_dir: the images (listed by name only: a folder of thousands opens at once).
         output_dir: where annotation files go (created).
         annotator: recorded in each file's ``meta``.
+        order: image names to visit first, in this order (``--files``); the folder's other
+            images follow, by name. Names not in the folder are left out
+            (:attr:`unknown_in_order` lists them).
+
+    Raises:
+        FileNotFoundError: no image folder.
+        OutputFolderError: the output folder cannot be created.
     """
 
     def __init__(self, image_dir: str | os.PathLike, output_dir: str | os.PathLike,
-                 annotator: str = ''):
+                 annotator: str = '', order: list[str] | None = None):
         self.image_dir = Path(image_dir).resolve()
         if not self.image_dir.is_dir():
             raise FileNotFoundError(f'image folder not found: {image_dir}')
         self.output_dir = Path(output_dir).resolve()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputFolderError(
+                f'cannot create the output folder {self.output_dir}: {e.strerror or e}'
+            ) from None
         self.annotator = annotator
-        self.images = [p.name for p in image_files(self.image_dir)]
-        stems = collections.Counter(Path(name).stem for name in self.images)
-        self._file_names = {  # image -> its annotation file's name
-            name: f'{stem}_{suffix[1:]}.json' if stems[stem] > 1 else f'{stem}.json'
-            for name in self.images for stem, suffix in [os.path.splitext(name)]}
+        for folder in (self.output_dir, self.output_dir / DRAFT_DIR):
+            try:  # what a killed process left half-written
+                remove_stale_temporaries(folder)
+            except OSError as e:  # a read-only folder: saving will say so
+                logger.warning('cannot remove stale temporary files in %s: %s', folder, e)
+        listed = [p.name for p in image_files(self.image_dir)]
+        self.unknown_in_order: list[str] = []
+        if order:
+            present, first = set(listed), {}
+            for name in order:
+                if name in present:
+                    first.setdefault(name, None)
+                else:
+                    self.unknown_in_order.append(name)
+            listed = list(first) + [name for name in listed if name not in first]
+        self.images = listed
+        self._index = {name: k for k, name in enumerate(self.images)}
+        self._bind_files()
+
+    # which file is whose ----------------------------------------------------------------------
+
+    @staticmethod
+    def _scan(folder: Path) -> tuple[list[str], list[_FileRecord]]:
+        """Every name in ``folder`` (hidden ones excluded) and what its JSON files say."""
+        try:
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries if not is_hidden(e.name)]
+        except FileNotFoundError:
+            return [], []
+        records = [_read_record(folder / name) for name in names
+                   if name.lower().endswith('.json')]
+        return names, records
+
+    def _bind_files(self) -> None:
+        """Decide once, for the output folder and its drafts, which file is which image's.
+
+        1. A file belongs to the image its ``"image"`` field names (when several name one image,
+           the one of its most preferred name, see :func:`_candidate_names`, then the old
+           ``<stem>_<suffix>.json``, then by name).
+        2. A broken file named ``<stem>.json`` or ``<name>.json`` of exactly one image, which has
+           no file yet, is that image's: opening it shows the error instead of starting a second
+           file beside it.
+        3. Every other image gets the first of its candidate names that no file (bound or not,
+           any case) and no image before it holds; its draft prefers its annotation file's name.
+
+        So no two images share a file, and an image never opens a file naming another image.
+        """
+        self._files: dict[str, str] = {}
+        self._drafts: dict[str, str] = {}
+        self._status: dict[str, str | None] = {}  # image -> its annotation file's status
+        self._broken: set[str] = set()  # images whose bound annotation file is broken
+        by_stem: dict[str, list[str]] = collections.defaultdict(list)
+        for name in self.images:
+            by_stem[f'{Path(name).stem}.json'].append(name)
+        names, records = self._scan(self.output_dir)
+        draft_names, draft_records = self._scan(self.output_dir / DRAFT_DIR)
+        for bound, folder_names, folder_records in (
+                (self._files, names, records), (self._drafts, draft_names, draft_records)):
+            taken = {_name_key(name) for name in folder_names}
+            claims: dict[str, list[_FileRecord]] = collections.defaultdict(list)
+            for record in folder_records:
+                if record.image in self._index:
+                    claims[record.image].append(record)
+            for image, claimed in claims.items():
+                preferred = {}
+                for rank, candidate in enumerate(_candidate_names(image)):
+                    if rank > len(claimed) + 2:
+                        break
+                    preferred[candidate] = rank
+                stem, suffix = os.path.splitext(image)
+                preferred.setdefault(f'{stem}_{suffix[1:]}.json', len(preferred))
+                best = min(claimed, key=lambda r: (preferred.get(r.name, len(preferred)),
+                                                   r.name))
+                bound[image] = best.name
+                if len(claimed) > 1:
+                    logger.warning('%s: several files name it (%s); using %s', image,
+                                   ', '.join(sorted(r.name for r in claimed)), best.name)
+                if bound is self._files:
+                    self._status[image] = best.status
+            for record in folder_records:
+                if not record.broken:
+                    continue
+                owners = set(by_stem.get(record.name, []))
+                if record.name[:-len('.json')] in self._index:
+                    owners.add(record.name[:-len('.json')])
+                if len(owners) == 1 and (owner := owners.pop()) not in bound:
+                    bound[owner] = record.name
+                    if bound is self._files:
+                        self._broken.add(owner)
+            for image in self.images:  # the rest: first free name, in the visiting order
+                if image in bound:
+                    continue
+                other = self._drafts.get(image) if bound is self._files else \
+                    self._files.get(image)
+                if other and _name_key(other) not in taken:
+                    candidate = other
+                else:
+                    candidate = next(c for c in _candidate_names(image)
+                                     if _name_key(c) not in taken)
+                bound[image] = candidate
+                taken.add(_name_key(candidate))
 
     def image_path(self, image: str) -> Path:
+        """The image's file, for an image of the session only.
+
+        Raises:
+            UnsafeNameError: a name that is not one of the session's images (hidden names,
+                other folders, other files are never read).
+        """
+        if image not in self._index:
+            if is_hidden(Path(image).name):
+                raise UnsafeNameError(f'{image!r} is not an image of {self.image_dir} (names '
+                                      'starting with a dot are the tools\' own)')
+            if '/' in image or '\\' in image or image in ('.', '..'):
+                raise UnsafeNameError(f'{image!r} is outside {self.image_dir}')
+            raise UnsafeNameError(f'{image!r} is not an image of {self.image_dir}')
         return resolve_inside(self.image_dir, image)
 
-    def _file_name(self, image: str) -> str:
-        return self._file_names.get(image) or f'{Path(image).stem}.json'
+    def index(self, image: str) -> int:
+        """The image's place in the visiting order (:class:`UnsafeNameError` if none)."""
+        self.image_path(image)
+        return self._index[image]
 
     def annotation_path(self, image: str) -> Path:
-        return resolve_inside(self.output_dir, self._file_name(image))
+        self.image_path(image)
+        return resolve_inside(self.output_dir, self._files[image])
 
     def draft_path(self, image: str) -> Path:
-        return resolve_inside(self.output_dir / DRAFT_DIR, self._file_name(image))
+        self.image_path(image)
+        return resolve_inside(self.output_dir / DRAFT_DIR, self._drafts[image])
+
+    def status(self, image: str) -> str | None:
+        """The status its annotation file had when last read or written here (None: no file,
+        or a broken one)."""
+        return self._status.get(image)
+
+    def has_draft(self, image: str) -> bool:
+        return self.draft_path(image).is_file()
 
     def is_done(self, image: str) -> bool:
-        return self.annotation_path(image).is_file()
+        """Annotated or skipped (a model's points to review are still to do)."""
+        return self._status.get(image) in (STATUS_ANNOTATED, STATUS_SKIPPED)
 
-    def progress(self) -> tuple[int, int]:
-        """(images with an annotation file, images)."""
-        done = set(os.listdir(self.output_dir))
-        return sum(name in done for name in self._file_names.values()), len(self.images)
+    def progress(self) -> Progress:
+        """Images done (annotated or skipped), predicted (to review), to do, in all."""
+        counts = collections.Counter(self._status.get(name) for name in self.images)
+        done = counts[STATUS_ANNOTATED] + counts[STATUS_SKIPPED]
+        total = len(self.images)
+        return Progress(done, counts[STATUS_PREDICTED], total - done, total)
 
-    def next_unannotated(self, after: int = -1) -> int | None:
-        """Index of the first image after ``after`` without an annotation file (wrapping)."""
+    def next_to_do(self, after: int = -1) -> int | None:
+        """Index of the first image after ``after`` (wrapping) that is not done: without an
+        annotation, or with a model's points to review."""
         count = len(self.images)
         for step in range(1, count + 1):
             index = (after + step) % count
@@ -304,40 +841,65 @@ class AnnotationSession:
                 return index
         return None
 
+    next_unannotated = next_to_do
+
+    # opening and saving -------------------------------------------------------------------------
+
     def open(self, image: str) -> ImageEdit:
         """An image's edits: its draft if one is pending, else its annotation, else empty.
 
         Raises:
-            UnsafeNameError: a name outside the image folder.
-            AnnotationError: an unreadable image or annotation file (one line, named).
+            UnsafeNameError: a name that is not one of the session's images.
+            AnnotationError: an unreadable image or annotation file, or a file that names
+                another image (one line, named).
         """
         width, height = image_size(self.image_path(image))
         draft = self.draft_path(image)
         if draft.is_file():
             try:
-                edit = ImageEdit.from_draft(json.loads(draft.read_text()))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raw = json.loads(draft.read_text(encoding='utf-8'))
+                edit = ImageEdit.from_draft(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,
+                    ValueError, IndexError) as e:
                 raise AnnotationError(f'{draft}: broken draft ({e})') from None
+            if edit.image != image:
+                raise AnnotationError(f'{draft} is the draft of {edit.image!r}, not {image!r}')
+            edit.width, edit.height = width, height
             edit.draft_revision, edit.dirty = _sha256(draft), True
             return edit
         target = self.annotation_path(image)
         if not target.is_file():
-            return ImageEdit(image, width, height)
-        ann = load_annotation(target)
-        faces = [FaceEdit(list(f.landmarks), list(f.visibility), f.bbox) for f in ann.faces]
-        return ImageEdit(image, width, height, faces or [FaceEdit()], 0,
+            self._status.pop(image, None)
+            return ImageEdit(image=image, width=width, height=height)
+        try:
+            ann = load_annotation(target)
+        except AnnotationError:
+            self._status.pop(image, None)
+            raise
+        if ann.image != image:
+            raise AnnotationError(f'{target} is the annotation of {ann.image!r}, not {image!r}')
+        self._status[image] = ann.status
+        predicted = ann.status == STATUS_PREDICTED
+        faces = [FaceEdit(points=list(f.landmarks), visibility=list(f.visibility), bbox=f.bbox,
+                          scores=None if f.scores is None else list(f.scores),
+                          predicted=predicted)
+                 for f in ann.faces]
+        return ImageEdit(image=image, width=width, height=height, faces=faces or [FaceEdit()],
                          status=ann.status, status_reason=ann.status_reason,
-                         revision=_sha256(target))
+                         revision=_sha256(target), model=ann.meta.get('model'))
 
     def save(self, edit: ImageEdit) -> Path:
         """Write what ``edit`` holds; returns the file written.
 
         A finished image (every face complete, or skipped) goes to its annotation file,
-        atomically, and its draft is removed; unfinished work goes to the draft.
+        atomically, and its draft is removed; unfinished work goes to the draft. A model's
+        points not accepted yet are saved with ``status: predicted``; accepted ones record who
+        reviewed them and when (``meta.reviewed_by``, ``meta.reviewed_at``).
 
         Raises:
-            AnnotationConflictError: the annotation file was written by someone else since
-                ``edit`` was opened; nothing is overwritten (reopen the image to see theirs).
+            AnnotationConflictError: the annotation file or draft was written by someone else
+                since ``edit`` was opened; nothing is overwritten (reopen to see theirs).
+            OSError: the folder is read-only or full (the edit stays dirty: save again later).
         """
         target, draft = self.annotation_path(edit.image), self.draft_path(edit.image)
         for path, seen in ((target, edit.revision), (draft, edit.draft_revision)):
@@ -348,20 +910,30 @@ class AnnotationSession:
         if not edit.finished():
             write_json_atomic(draft, edit.to_draft())
             edit.draft_revision = _sha256(draft)
+            edit.dirty = False
             return draft
-        now = datetime.now(UTC).isoformat(timespec='seconds')
+        now = now_iso()
         # Keep what the file already says of itself (a model's scores, the source...).
         meta = load_annotation(target).meta if target.is_file() else {}
         meta.setdefault('created', now)
         meta.update(annotator=self.annotator, modified=now)
+        if edit.model is not None:
+            meta['model'] = edit.model
+        if edit.status == STATUS_PREDICTED:
+            meta.pop('reviewed_by', None)
+            meta.pop('reviewed_at', None)
+        elif edit.reviewed_at is not None:
+            meta.update(reviewed_by=self.annotator, reviewed_at=edit.reviewed_at)
         sidecar = self.image_dir / f'{edit.image}.json'  # provenance from tools/crawl_images.py
         if sidecar.is_file():
             try:
                 meta['source'] = json.loads(sidecar.read_text())
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
                 pass
         write_json_atomic(target, edit.to_annotation(meta).to_json())
         edit.revision, edit.dirty = _sha256(target), False
+        self._status[edit.image] = edit.status
+        self._broken.discard(edit.image)
         draft.unlink(missing_ok=True)
         edit.draft_revision = None
         return target

@@ -1,600 +1,109 @@
-"""The landmark annotator: a Gradio app over :class:`~.annotate.AnnotationSession`.
+"""The landmark annotator: a point editor in the browser, served by a Gradio app over
+:class:`~.annotate.AnnotationSession`.
 
-``tools/annotate_landmarks.py`` starts it. The app holds no annotation logic of its own (that is
-:mod:`.annotate`, tested without a browser); it maps clicks to image pixels, draws, and wires
-buttons and keys to the session:
+``tools/annotate_landmarks.py`` starts it. The picture and its points are drawn in the browser
+(``editor/editor.js``, in a ``gr.HTML`` component); this module serves the page, the image bytes
+and a small JSON protocol, and holds no annotation logic of its own (that is :mod:`.annotate`,
+tested without a browser):
 
-- a click on the shown image gives its pixel in the *shown* picture (Gradio maps the browser's
-  display scale away); :class:`View` maps that to the original image exactly, whether the picture
-  is the whole image, enlarged, reduced or a zoom on the face;
-- every edit is saved at once (a draft until the image is finished, then the annotation file),
-  so closing the tab or a crash loses nothing, and a second tab on the same image is refused
-  instead of overwriting (:class:`~.annotate.AnnotationConflictError`);
-- redrawing keeps the decoded image and draws 28 points over a copy: ``tools/benchmark.py
-  --only annotator`` measures it.
+- ``GET annotator/image/<index>?v=<version>``: an image of ``--image-dir``, its original bytes,
+  by its place in the session's list (no name or path from the page reaches the disk), cached
+  by the browser;
+- ``POST annotator/api/open``: open an image for a tab (by name, by number, next, previous, next
+  to do, a part of its name); the answer is the image's state and a ``token`` for its edits;
+- ``POST annotator/api/edit``: edit operations (:meth:`.ImageEdit.apply`, plus ``predict``),
+  each with the tab's sequence number: applied once and in order, so the page may send them
+  again after a lost answer; the server saves after each batch (autosave) and answers the
+  canonical state, ``applied`` and ``saved`` (the last sequence numbers applied and on disk);
+- ``GET annotator/api/config``, ``annotator/chart.png``, ``annotator/static/*``: the layout,
+  the click-order chart, the editor's code.
+
+The page draws every edit at once and sends it; the server never draws pictures. Requests whose
+``Host`` is not the annotator's own address are refused (:class:`HostGuard`: DNS rebinding).
 """
 from __future__ import annotations
 
 import functools
+import hashlib
+import ipaddress
 import logging
+import mimetypes
+import secrets
+import socket
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-import gradio as gr
 import numpy as np
-from mmengine.logging import print_log
+from fastapi import Request  # a module global: FastAPI resolves the routes' annotations here
 
-from .annotate import AnnotationConflictError, AnnotationSession, ImageEdit
-from .annotation import STATUS_SKIPPED, AnnotationError
-from .schema import ABSENT, GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, OCCLUDED, SKELETON, describe
+from .annotate import (
+    AnnotationConflictError,
+    AnnotationSession,
+    EditError,
+    ImageEdit,
+    UnsafeNameError,
+)
+from .annotation import STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError
+from .errors import AnimalLandmarksError
+from .schema import GROUP_COLORS, LANDMARKS, SKELETON, VISIBILITY_FLAGS
 
-#: The shown picture's longer side is kept within these (pixels): small images are enlarged
-#: so that they can be clicked precisely, huge ones reduced so that redrawing stays fast
-#: (zoom on the face for full precision there).
-DISPLAY_MIN_SIDE, DISPLAY_MAX_SIDE = 960, 1600
-#: Zooming on a face shows its points' extent plus this share of its size on each side.
-ZOOM_MARGIN = 0.35
-#: With the face complete, a click this close (shown pixels) to a point picks it for moving.
-PICK_RADIUS = 18
+logger = logging.getLogger(__name__)
+
 SKIP_REASONS = ('no usable face', 'bad quality', 'not a character face', 'duplicate')
 LOCAL_HOSTS = ('127.0.0.1', 'localhost', '::1')
+ALL_INTERFACES = ('0.0.0.0', '::', '')
+#: The editor's own files, served from the package (nothing from elsewhere reaches the page).
+EDITOR_DIR = Path(__file__).resolve().parent / 'editor'
+EDITOR_FILES = {'editor.js': 'text/javascript', 'editor.css': 'text/css'}
+#: Tabs whose state the server keeps (the least recently used one is dropped beyond this; its
+#: page reopens its image from disk, all its saved edits included).
+MAX_TABS = 64
+#: Edit operations accepted in one request.
+MAX_OPS = 1000
 
-#: The browser that drives the app in the browser test and the benchmark: Debian's Chromium
-#: (tools/setup_env.sh installs it), through Playwright.
-CHROMIUM = '/usr/bin/chromium'
-CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu',
-                  '--disable-background-networking', '--disable-component-update',
-                  '--no-first-run']
-#: JavaScript: whether the picture shown differs from ``old`` (its former src) and is loaded.
-PICTURE_REDRAWN_JS = ('old => { const i = document.querySelector("#picture img");'
-                      ' return i && i.src !== old && i.complete && i.naturalWidth > 0; }')
-#: JavaScript: the picture element's box and natural size, for :func:`screen_position`.
-PICTURE_GEOMETRY_JS = ('e => { const r = e.getBoundingClientRect(); return [r.left, r.top, '
-                       'r.width, r.height, e.naturalWidth, e.naturalHeight]; }')
-
-#: Keyboard shortcuts: key (KeyboardEvent.key) -> (button elem_id, what it does).
-SHORTCUTS: dict[str, tuple[str, str]] = {
-    'z': ('btn-clear-last', 'clear the last point (or stop correcting)'),
-    'Backspace': ('btn-clear-last', 'same as z'),
-    'o': ('btn-occluded', 'the next point is occluded: place it by estimate'),
-    'x': ('btn-absent', 'the next point is absent'),
-    's': ('btn-save', 'save (also Ctrl+S)'),
-    'n': ('btn-next', 'next image (also the right arrow)'),
-    'ArrowRight': ('btn-next', 'next image'),
-    'p': ('btn-prev', 'previous image (also the left arrow)'),
-    'ArrowLeft': ('btn-prev', 'previous image'),
-    'u': ('btn-next-todo', 'next image without annotation'),
-    'f': ('btn-zoom', 'zoom on the face / whole image'),
-    'b': ('btn-box', 'draw a face box: click two corners'),
-    'm': ('btn-predict', 'predict the points with the model'),
+#: Keyboard shortcuts, shown in the page's help (the editor implements them).
+SHORTCUTS: dict[str, str] = {
+    'click': 'place the next point (or the selected one)',
+    'click a point (face complete), a row of the list': 'select it: o, x, Delete act on it, '
+                                                         'a click places it',
+    'drag a point': 'move it (hover shows its number and name)',
+    'drag the picture, space+drag': 'pan',
+    'wheel, + / -': 'zoom around the cursor',
+    'f / 0': 'zoom on the face / fit the picture',
+    'Ctrl+Z (z), Ctrl+Shift+Z, Ctrl+Y': 'undo, redo',
+    'o / x': 'occluded / absent on the selected (or next) point, again to unset',
+    'Delete, Backspace': 'remove the selected point',
+    'Escape': 'deselect, stop drawing a box',
+    'l': 'labels on / off',
+    'b': 'draw the face box (drag a rectangle)',
+    'm': 'predict the points with the model',
+    'Enter': 'accept the predicted points (after review)',
+    'n / p, → / ←': 'next / previous image',
+    'u': 'next image to do (no annotation, or predicted)',
+    's, Ctrl+S': 'save now (every edit is saved anyway)',
+    '?': 'this help',
 }
 
-_SHORTCUT_JS = '''
-() => {
-  const keys = %s;
-  document.addEventListener('keydown', (event) => {
-    const target = event.target;
-    if (target && (['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName) ||
-                   target.isContentEditable)) return;
-    if (event.altKey || event.metaKey) return;
-    if (event.ctrlKey && event.key !== 's') return;
-    const id = keys[event.key];
-    const button = id && document.getElementById(id);
-    if (!button) return;
-    event.preventDefault();
-    button.click();
-  });
-}
-'''
 
-
-@dataclass(frozen=True)
-class View:
-    """A part of the image shown at some size.
-
-    Coordinates are pixel centres at integers (the annotation format's convention), in the
-    image and in the shown picture alike; the mapping is the one ``cv2.resize`` uses, so a
-    point drawn at :meth:`to_display` lies where its pixel is shown.
-
-    Attributes:
-        x0, y0: the part's top-left corner in the image (whole pixels).
-        width, height: its size in image pixels.
-        shown_width, shown_height: the shown picture's size.
-    """
-
-    x0: int
-    y0: int
-    width: int
-    height: int
-    shown_width: int
-    shown_height: int
-
-    @classmethod
-    def fit(cls, x0: int, y0: int, width: int, height: int) -> View:
-        """Show ``width x height`` pixels at ``(x0, y0)`` at a size that is easy to click."""
-        side = max(width, height)
-        scale = DISPLAY_MIN_SIDE / side if side < DISPLAY_MIN_SIDE else \
-            min(1.0, DISPLAY_MAX_SIDE / side)
-        return cls(x0, y0, width, height, max(1, round(width * scale)),
-                   max(1, round(height * scale)))
-
-    @property
-    def scale(self) -> tuple[float, float]:
-        return self.shown_width / self.width, self.shown_height / self.height
-
-    def to_image(self, u: float, v: float) -> tuple[float, float]:
-        """A shown pixel ``(u, v)`` in image pixels."""
-        sx, sy = self.scale
-        return self.x0 + (u + 0.5) / sx - 0.5, self.y0 + (v + 0.5) / sy - 0.5
-
-    def to_display(self, points: np.ndarray) -> np.ndarray:
-        """Image points ``(N, 2)`` in shown pixels."""
-        return (np.asarray(points, np.float64) - (self.x0, self.y0) + 0.5) * self.scale - 0.5
-
-
-def screen_position(point, image_size: tuple[int, int], geometry) -> tuple[float, float]:
-    """Where image pixel ``point`` is on the page: the picture shows the image at its natural
-    size, scaled down to fit its element and centred (CSS ``object-fit: scale-down``).
-
-    Args:
-        point: ``(x, y)`` in original image pixels.
-        image_size: the original image's ``(width, height)``.
-        geometry: the picture element's ``[left, top, width, height, naturalWidth,
-            naturalHeight]`` (:data:`PICTURE_GEOMETRY_JS`).
-    """
-    left, top, width, height, natural_w, natural_h = geometry
-    shown = (np.asarray(point, float) + 0.5) * (natural_w / image_size[0],
-                                                natural_h / image_size[1]) - 0.5
-    ratio = min(width / natural_w, height / natural_h, 1)
-    return (left + (width - natural_w * ratio) / 2 + (shown[0] + 0.5) * ratio,
-            top + (height - natural_h * ratio) / 2 + (shown[1] + 0.5) * ratio)
-
-
-def face_extent(edit: ImageEdit) -> tuple[float, float, float, float] | None:
-    """``(x0, y0, x1, y1)`` of the current face: its box, else its points (two at least)."""
-    face = edit.current
-    points = [p for p in face.points if p is not None]
-    if face.bbox is not None:
-        points += [face.bbox[:2], face.bbox[2:]]
-    if len(points) < 2:
-        return None
-    xy = np.array(points)
-    return (*xy.min(0), *xy.max(0))
-
-
-def zoom_crop(extent: tuple[float, float, float, float], width: int, height: int
-              ) -> tuple[int, int, int, int]:
-    """A square-ish crop ``(x0, y0, w, h)`` around ``extent`` with a margin, inside the image."""
-    x0, y0, x1, y1 = extent
-    side = max(x1 - x0, y1 - y0, 16.0) * (1 + 2 * ZOOM_MARGIN)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    w, h = min(width, round(side)), min(height, round(side))
-    left = int(np.clip(round(cx - w / 2), 0, width - w))
-    top = int(np.clip(round(cy - h / 2), 0, height - h))
-    return left, top, w, h
-
-
-class ImageCache:
-    """The last few decoded images (BGR, as mmcv reads them) and shown pictures (RGB).
-
-    A click then only copies the shown picture and draws on it.
-    """
-
-    def __init__(self, images: int = 4, pictures: int = 8):
-        self._images: OrderedDict = OrderedDict()
-        self._pictures: OrderedDict = OrderedDict()
-        self._sizes = images, pictures
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _put(cache: OrderedDict, key, value, size: int) -> None:
-        cache[key] = value
-        while len(cache) > size:
-            cache.popitem(last=False)
-
-    def image(self, path: Path) -> np.ndarray:
-        """The image decoded with its EXIF orientation applied, like mmcv does."""
-        key = (path, path.stat().st_mtime_ns)
-        with self._lock:
-            if key in self._images:
-                self._images.move_to_end(key)
-                return self._images[key]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise AnnotationError(f'{path}: image unreadable')
-        with self._lock:
-            self._put(self._images, key, image, self._sizes[0])
-        return image
-
-    def picture(self, path: Path, view: View) -> np.ndarray:
-        """The part of the image that ``view`` shows, at its shown size, RGB (do not modify)."""
-        key = (path, path.stat().st_mtime_ns, view)
-        with self._lock:
-            if key in self._pictures:
-                self._pictures.move_to_end(key)
-                return self._pictures[key]
-        image = self.image(path)
-        part = image[view.y0:view.y0 + view.height, view.x0:view.x0 + view.width]
-        size = (view.shown_width, view.shown_height)
-        if size != (view.width, view.height):
-            shrink = view.shown_width < view.width
-            part = cv2.resize(part, size, interpolation=cv2.INTER_AREA if shrink
-                              else cv2.INTER_LINEAR)
-        picture = cv2.cvtColor(part, cv2.COLOR_BGR2RGB)
-        with self._lock:
-            self._put(self._pictures, key, picture, self._sizes[1])
-        return picture
-
-
-_SHIFT = 4  # cv2 draws at 1/16 pixel
-
-
-def _fixed(point) -> tuple[int, int]:
-    return int(round(point[0] * (1 << _SHIFT))), int(round(point[1] * (1 << _SHIFT)))
-
-
-def draw_points(picture: np.ndarray, faces: list[tuple[np.ndarray, list[int]]], current: int,
-                selected: int | None = None, boxes: list | None = None,
-                numbers: bool = True) -> np.ndarray:
-    """Draw faces' points in their group colours, with numbers and the group lines.
-
-    Args:
-        picture: RGB picture, drawn on in place.
-        faces: per face, ``(28, 2)`` shown-pixel points (NaN where none) and the visibility
-            flags; an occluded point is drawn hollow.
-        current: the face being edited (the others are drawn thinner, without numbers).
-        selected: a point of the current face being corrected (ringed).
-        boxes: face boxes ``(x0, y0, x1, y1)`` in shown pixels, or a single corner ``(x, y)``
-            while a box is being drawn.
-        numbers: write each point's number beside it.
-
-    Returns:
-        ``picture``.
-    """
-    side = max(picture.shape[:2])
-    radius = max(3.0, side / 200)
-    thickness = max(1, round(side / 600))
-    font_scale = max(0.4, side / 1900)
-    colours = [GROUP_COLORS[lm.group] for lm in LANDMARKS]
-    for f, (points, visibility) in enumerate(faces):
-        is_current = f == current
-        placed = ~np.isnan(points).any(1)
-        for a, b in SKELETON:
-            if placed[a] and placed[b]:
-                cv2.line(picture, _fixed(points[a]), _fixed(points[b]), colours[a],
-                         thickness, cv2.LINE_AA, _SHIFT)
-        r = radius if is_current else radius * 0.6
-        for k in np.flatnonzero(placed):
-            centre, rr = _fixed(points[k]), int(r * (1 << _SHIFT))
-            if visibility[k] == OCCLUDED:
-                cv2.circle(picture, centre, rr, colours[k], thickness + 1, cv2.LINE_AA, _SHIFT)
-            else:
-                cv2.circle(picture, centre, rr + (1 << _SHIFT), (0, 0, 0), -1, cv2.LINE_AA,
-                           _SHIFT)
-                cv2.circle(picture, centre, rr, colours[k], -1, cv2.LINE_AA, _SHIFT)
-            if is_current and numbers:
-                origin = (int(points[k][0] + r + 1), int(points[k][1] - r - 1))
-                cv2.putText(picture, str(k), origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                            (0, 0, 0), thickness + 2, cv2.LINE_AA)
-                cv2.putText(picture, str(k), origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                            (255, 255, 255), thickness, cv2.LINE_AA)
-        if is_current and selected is not None and placed[selected]:
-            ring = _fixed(points[selected]), int(radius * 2.5 * (1 << _SHIFT))
-            cv2.circle(picture, *ring, (0, 0, 0), thickness + 3, cv2.LINE_AA, _SHIFT)
-            cv2.circle(picture, *ring, (255, 255, 255), thickness + 1, cv2.LINE_AA, _SHIFT)
-    for box in boxes or []:
-        if len(box) == 4:
-            cv2.rectangle(picture, _fixed(box[:2]), _fixed(box[2:]), (255, 255, 0),
-                          thickness + 1, cv2.LINE_AA, _SHIFT)
-        else:
-            cv2.drawMarker(picture, tuple(int(v) for v in box), (255, 255, 0),
-                           cv2.MARKER_CROSS, int(radius * 6), thickness + 1, cv2.LINE_AA)
-    return picture
-
-
-@functools.cache
-def _chart_face(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The drawn character of the chart, cropped to its points (RGB), and its points."""
-    from .synthetic import reference_face
-    image, points = reference_face(size)
-    x0, y0 = (points.min(0) - 0.08 * size).astype(int).clip(0)
-    x1, y1 = (points.max(0) + 0.08 * size).astype(int)
-    crop = np.ascontiguousarray(image[y0:y1, x0:x1, ::-1])
-    return crop, points - (x0, y0)
-
-
-def reference_chart(target: int | None = None, size: int = 900) -> np.ndarray:
-    """The 28 points, numbered, on a drawn character: the order to click in (RGB), with the
-    point to click next ringed."""
-    crop, points = _chart_face(size)
-    return draw_points(crop.copy(), [(points, [2] * NUM_KEYPOINTS)], current=0,
-                       selected=target)
+# --- the session behind the pages ----------------------------------------------------------
 
 
 @dataclass
-class TabState:
-    """What one browser tab is doing (Gradio keeps one per tab)."""
+class TabSession:
+    """What one browser tab has open: the image's edits and how far its edits came."""
 
-    index: int = 0
-    edit: ImageEdit | None = None
-    zoom: tuple[int, int, int, int] | None = None  # crop (x0, y0, w, h) while zoomed
-    box_corner: tuple[float, float] | None = None  # first corner of a box being drawn
-    drawing_box: bool = False
-    # What the tab's dropdowns show, so that a click does not resend them (the image list
-    # of a large folder takes the browser a quarter of a second to redraw).
-    shown: tuple | None = None
-    point_picked: bool = False
-
-
-class Annotator:
-    """The app's behaviour: one method per user action, each returning what to show.
-
-    Args:
-        session: the image and annotation folders.
-        predictor: a :class:`~.infer.LandmarkPredictor` for model-assisted annotation.
-        detector: a :class:`~.infer.FaceDetector` to find faces for the predictor.
-    """
-
-    def __init__(self, session: AnnotationSession, predictor=None, detector=None):
-        if not session.images:
-            raise AnnotationError(f'no images in {session.image_dir}')
-        self.session = session
-        self.predictor = predictor
-        self.detector = detector
-        self.cache = ImageCache()
-
-    # what the tab shows ---------------------------------------------------------------------
-
-    def view(self, state: TabState) -> View:
-        edit = state.edit
-        if state.zoom is not None:
-            return View.fit(*state.zoom)
-        return View.fit(0, 0, edit.width, edit.height)
-
-    def render(self, state: TabState) -> np.ndarray:
-        """The shown picture with the points drawn (RGB)."""
-        edit, view = state.edit, self.view(state)
-        picture = self.cache.picture(self.session.image_path(edit.image), view).copy()
-        faces = []
-        for face in edit.faces:
-            points = np.array([(np.nan, np.nan) if p is None else p for p in face.points])
-            faces.append((view.to_display(points), face.visibility))
-        boxes = [view.to_display(np.reshape(f.bbox, (2, 2))).ravel() for f in edit.faces
-                 if f.bbox is not None]
-        if state.box_corner is not None:
-            boxes.append(view.to_display([state.box_corner])[0])
-        return draw_points(picture, faces, edit.face, edit.selected, boxes)
-
-    def header(self, state: TabState) -> str:
-        edit = state.edit
-        done, total = self.session.progress()
-        if self.session.draft_path(edit.image).is_file():
-            status = 'draft (unfinished)'
-        elif self.session.is_done(edit.image):
-            status = f'skipped: {edit.status_reason}' if edit.status == STATUS_SKIPPED \
-                else 'annotated'
-        else:
-            status = 'not started'
-        return (f'**{edit.image}** ({edit.width}x{edit.height}) · image {state.index + 1} of '
-                f'{total} · {status} · **{done} of {total} done**')
-
-    def prompt(self, state: TabState) -> str:
-        if state.drawing_box:
-            corner = 'second' if state.box_corner is not None else 'first'
-            return f'### Face box: click its {corner} corner'
-        return f'### {state.edit.prompt()}'
-
-    def outputs(self, state: TabState, message: str = '') -> tuple:
-        edit = state.edit
-        if edit is None:  # the image could not be opened; the message says why
-            name = self.session.images[state.index]
-            state.shown = None
-            return (state, None, f'**{name}**', '### cannot open this image', message,
-                    gr.skip(), gr.update(value=name), gr.skip(), reference_chart())
-        faces = [f'face {i + 1}' for i in range(len(edit.faces))]
-        shown = (edit.image, len(faces), edit.face)
-        unchanged, state.shown = shown == state.shown, shown
-        point = gr.update(value=None) if state.point_picked and edit.selected is None \
-            else gr.skip()
-        state.point_picked = state.point_picked and edit.selected is not None
-        return (state, self.render(state), self.header(state), self.prompt(state), message,
-                gr.skip() if unchanged else gr.update(choices=faces, value=faces[edit.face]),
-                gr.skip() if unchanged else gr.update(value=edit.image), point,
-                reference_chart(None if state.drawing_box else edit.target()))
-
-    # saving and moving ----------------------------------------------------------------------
-
-    def _save(self, state: TabState) -> tuple[bool, str]:
-        """Save the edits if there are any; returns whether nothing is left unsaved, and what
-        happened, for the message line."""
-        edit = state.edit
-        if edit is None or not edit.dirty:
-            return True, ''
-        try:
-            path = self.session.save(edit)
-        except AnnotationConflictError as e:
-            return False, f'**Not saved:** {e}'
-        return True, f'saved {path.relative_to(self.session.output_dir)}'
-
-    def _open(self, state: TabState, index: int) -> str:
-        """Save the current image, then open another; stays put when saving fails."""
-        saved, message = self._save(state)
-        if not saved:
-            return message + ' (use Reload to see the saved version; your change is lost then)'
-        state.index = index
-        state.zoom, state.box_corner, state.drawing_box = None, None, False
-        try:
-            state.edit = self.session.open(self.session.images[index])
-        except AnnotationError as e:
-            state.edit = None
-            return f'**Cannot open:** {e}'
-        return message
-
-    def start(self, state: TabState) -> tuple:
-        """A new tab: the first image without annotation."""
-        state = TabState()
-        index = self.session.next_unannotated()
-        message = self._open(state, 0 if index is None else index)
-        if index is None:
-            message = 'every image has an annotation'
-        return self.outputs(state, message)
-
-    def go(self, state: TabState, step: int) -> tuple:
-        index = state.index + step
-        if not 0 <= index < len(self.session.images):
-            return self.outputs(state, 'no more images this way')
-        return self.outputs(state, self._open(state, index))
-
-    def next_unannotated(self, state: TabState) -> tuple:
-        # every edit is saved as it is made, so the files say what is done
-        index = self.session.next_unannotated(state.index)
-        if index is None:
-            return self.outputs(state, 'every image has an annotation')
-        return self.outputs(state, self._open(state, index))
-
-    def jump(self, state: TabState, wanted: str) -> tuple:
-        """Go to an image given by its number (from 1), its name, or a part of its name (the
-        next match after the current image)."""
-        images, wanted = self.session.images, (wanted or '').strip()
-        if wanted.isdigit() and 1 <= int(wanted) <= len(images):
-            index = int(wanted) - 1
-        elif wanted in images:
-            index = images.index(wanted)
-        else:
-            order = images[state.index + 1:] + images[:state.index + 1]
-            found = next((name for name in order if wanted and wanted in name), None)
-            if found is None:
-                state.shown = None  # puts the current name back in the box
-                return self.outputs(state, f'no image {wanted!r} (a number from 1 to '
-                                    f'{len(images)}, or a file name in {self.session.image_dir})')
-            index = images.index(found)
-        return self.outputs(state, self._open(state, index))
-
-    def reload(self, state: TabState) -> tuple:
-        """Open the image again as saved, dropping what could not be saved."""
-        if state.edit is not None:
-            state.edit.dirty = False
-        return self.outputs(state, self._open(state, state.index) or 'reloaded')
-
-    def save(self, state: TabState) -> tuple:
-        return self.outputs(state, self._save(state)[1] or 'nothing to save')
-
-    # editing --------------------------------------------------------------------------------
-
-    def _edited(self, state: TabState, message: str = '') -> tuple:
-        saved, failure = self._save(state)
-        return self.outputs(state, message if saved else failure)
-
-    def click(self, state: TabState, evt: gr.SelectData) -> tuple:
-        """A click on the picture (``evt.index``: the shown pixel)."""
-        if state.edit is None or evt.index is None:
-            return self.outputs(state)
-        edit, view = state.edit, self.view(state)
-        x, y = view.to_image(*evt.index)
-        x, y = min(max(x, 0.0), edit.width), min(max(y, 0.0), edit.height)
-        if state.drawing_box:
-            if state.box_corner is None:
-                state.box_corner = (x, y)
-                return self.outputs(state)
-            (ax, ay), state.box_corner, state.drawing_box = state.box_corner, None, False
-            if abs(x - ax) < 2 or abs(y - ay) < 2:
-                return self.outputs(state, 'box too small; draw it again (b)')
-            edit.current.bbox = (min(ax, x), min(ay, y), max(ax, x), max(ay, y))
-            edit.dirty = True
-            if self.predictor is not None:
-                return self.predict(state)
-            return self._edited(state, 'box set')
-        if edit.target() is None:
-            picked = edit.pick_nearest(x, y, PICK_RADIUS / min(view.scale))
-            if picked is None:
-                return self.outputs(state, 'face complete: click a point to move it, or pick '
-                                    'one by number; New face for another face')
-            return self.outputs(state)
-        edit.click(x, y)
-        return self._edited(state)
-
-    def clear_last(self, state: TabState) -> tuple:
-        state.box_corner, state.drawing_box = None, False
-        state.edit.clear_last()
-        return self._edited(state)
-
-    def clear_all(self, state: TabState) -> tuple:
-        state.edit.clear_all()
-        state.zoom = None
-        return self._edited(state)
-
-    def mark(self, state: TabState, flag: int) -> tuple:
-        index = state.edit.mark(flag)
-        if index is None:
-            return self.outputs(state, 'the face is complete; pick a point by number first')
-        what = 'occluded: click where it would be' if flag == OCCLUDED else 'absent'
-        return self._edited(state, f'point {describe(index)} marked {what}')
-
-    def select_point(self, state: TabState, choice: str | None) -> tuple:
-        if choice:
-            state.edit.select(int(choice.split(':')[0]))
-            state.point_picked = True
-        return self.outputs(state)
-
-    def select_face(self, state: TabState, choice: str | None) -> tuple:
-        if choice:
-            state.edit.face = int(choice.split()[-1]) - 1
-            state.edit.selected, state.zoom = None, None
-        return self.outputs(state)
-
-    def new_face(self, state: TabState) -> tuple:
-        state.edit.new_face()
-        state.zoom = None
-        return self._edited(state)
-
-    def skip(self, state: TabState, reason: str | None) -> tuple:
-        state.edit.skip(reason or SKIP_REASONS[0])
-        saved, message = self._save(state)
-        if not saved:
-            return self.outputs(state, message)
-        index = self.session.next_unannotated(state.index)
-        if index is None:
-            return self.outputs(state, f'{message} · every image has an annotation')
-        return self.outputs(state, self._open(state, index) or message)
-
-    def toggle_zoom(self, state: TabState) -> tuple:
-        if state.zoom is not None:
-            state.zoom = None
-            return self.outputs(state)
-        extent = face_extent(state.edit)
-        if extent is None:
-            return self.outputs(state, 'nothing to zoom on: place two points or draw a box')
-        state.zoom = zoom_crop(extent, state.edit.width, state.edit.height)
-        return self.outputs(state)
-
-    def draw_box(self, state: TabState) -> tuple:
-        state.drawing_box, state.box_corner = not state.drawing_box, None
-        return self.outputs(state)
-
-    def predict(self, state: TabState) -> tuple:
-        """The model's 28 points for the current face (its box, a detected face or the whole
-        image); the user then only corrects them."""
-        if self.predictor is None:
-            return self.outputs(state, 'no model: start with --checkpoint and --config')
-        edit = state.edit
-        image = self.cache.image(self.session.image_path(edit.image))
-        note = ''
-        box = edit.current.bbox
-        if box is None and self.detector is not None:
-            found = self.detector(image)
-            if len(found):
-                box = _box_for_face(found, edit)
-                note = f' (face detector: {len(found)} faces; box drawn)'
-        if box is None:
-            box = (0.0, 0.0, float(edit.width), float(edit.height))
-            note = ' (whole image: draw a box with b for a closer prediction)'
-        sample = self.predictor.predict(image, np.array([box], np.float32))
-        points = sample.pred_instances.keypoints[0]
-        edit.set_face([tuple(p) for p in points], tuple(float(v) for v in box))
-        return self._edited(state, f'predicted 28 points{note}; click a point to move it')
+    token: str
+    index: int
+    edit: ImageEdit | None
+    applied: int = 0  # the last sequence number applied
+    saved: int = 0  # the last sequence number on disk
+    message: str = ''
+    conflict: bool = False
+    save_error: str = ''
+    used: float = field(default_factory=time.monotonic)
 
 
 def _box_for_face(boxes: np.ndarray, edit: ImageEdit) -> tuple[float, float, float, float]:
@@ -615,122 +124,591 @@ def _box_for_face(boxes: np.ndarray, edit: ImageEdit) -> tuple[float, float, flo
     return tuple(float(v) for v in boxes[int(np.argmax(areas))])
 
 
-def _shortcut_help() -> str:
-    rows = [f'| `{key}` | {what} |' for key, (_, what) in SHORTCUTS.items()
-            if key not in ('Backspace', 'ArrowRight', 'ArrowLeft')]
-    return '| key | does |\n|---|---|\n' + '\n'.join(rows)
+@functools.cache
+def chart() -> tuple[bytes, int, int, list[list[float]]]:
+    """The click-order chart: a drawn character (PNG) and its 28 points, which the page
+    numbers (large enough to read, enlarged on click)."""
+    import cv2
+
+    from .synthetic import reference_face
+    size = 600
+    image, points = reference_face(size)
+    x0, y0 = (points.min(0) - 0.08 * size).astype(int).clip(0)
+    x1, y1 = (points.max(0) + 0.08 * size).astype(int)
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    ok, png = cv2.imencode('.png', crop)
+    assert ok
+    return (png.tobytes(), crop.shape[1], crop.shape[0],
+            [[round(float(x), 2), round(float(y), 2)] for x, y in points - (x0, y0)])
 
 
-def build_app(annotator: Annotator):
-    """The Gradio Blocks of the annotator (launch with :func:`launch`)."""
-    session = annotator.session
+@functools.lru_cache(maxsize=4)
+def _turned_webp(path: Path, version: str) -> bytes | None:
+    """A WebP image with an EXIF orientation other than upright, turned, as PNG bytes (None
+    when upright). ``version`` keys the cache."""
+    import io
+
+    from PIL import Image, ImageOps
+    with Image.open(path) as im:
+        if im.getexif().get(0x0112, 1) in (0, 1):
+            return None
+        turned = ImageOps.exif_transpose(im)
+        out = io.BytesIO()
+        turned.save(out, 'PNG', compress_level=1)
+    return out.getvalue()
+
+
+def image_version(path: Path) -> str:
+    """A version of an image file for its URL (the browser caches each version for good)."""
+    stat = path.stat()
+    return f'{stat.st_mtime_ns:x}-{stat.st_size:x}'
+
+
+class Annotator:
+    """The annotator's server side: tabs, their open images, edits and model assistance.
+
+    Every method takes and returns plain data (the routes of :func:`create_app` are thin), so
+    that it is tested without a browser.
+
+    Args:
+        session: the image and annotation folders.
+        predictor: a :class:`~.infer.LandmarkPredictor` for model-assisted annotation.
+        detector: a :class:`~.infer.FaceDetector` to find faces for the predictor.
+        model: the model's name for the files' ``meta.model`` (e.g. its checkpoint).
+    """
+
+    def __init__(self, session: AnnotationSession, predictor=None, detector=None,
+                 model: str | None = None):
+        if not session.images:
+            raise AnnotationError(f'no images in {session.image_dir}')
+        self.session = session
+        self.predictor = predictor
+        self.detector = detector
+        self.model = model or ('model' if predictor is not None else None)
+        self.tabs: OrderedDict[str, TabSession] = OrderedDict()
+        self._lock = threading.RLock()  # one edit or open at a time: they share the files
+
+    # what the page shows ----------------------------------------------------------------------
+
+    def config(self) -> dict:
+        """What the editor needs once: the layout of the 28 points, keys, options, the chart."""
+        _, width, height, points = chart()
+        return dict(
+            count=len(self.session.images),
+            landmarks=[dict(name=lm.name, description=lm.description, group=lm.group,
+                            color='#' + bytes(GROUP_COLORS[lm.group]).hex())
+                       for lm in LANDMARKS],
+            skeleton=[list(pair) for pair in SKELETON],
+            visibility={str(k): v for k, v in VISIBILITY_FLAGS.items()},
+            skip_reasons=list(SKIP_REASONS), predict=self.predictor is not None,
+            detector=self.detector is not None, shortcuts=SHORTCUTS,
+            chart=dict(url='annotator/chart.png', width=width, height=height, points=points))
+
+    def status_label(self, edit: ImageEdit | None, image: str) -> str:
+        """The image's state in words, as the header shows it."""
+        session = self.session
+        if edit is not None and session.has_draft(image):
+            return 'draft (unfinished)'
+        status = session.status(image)
+        if status == STATUS_SKIPPED:
+            reason = edit.status_reason if edit is not None else ''
+            return f'skipped: {reason}' if reason else 'skipped'
+        if status == STATUS_PREDICTED:
+            return 'predicted, to review'
+        if status is not None:
+            return 'annotated'
+        return 'not started'
+
+    def state(self, tab: TabSession) -> dict:
+        """The canonical state of a tab's image, as the page draws it."""
+        session = self.session
+        image = session.images[tab.index]
+        progress = session.progress()
+        state = dict(
+            token=tab.token, image=image, index=tab.index, count=len(session.images),
+            url=self.image_url(tab.index), next_url=self.image_url(tab.index + 1),
+            applied=tab.applied, saved=tab.saved, message=tab.message,
+            conflict=tab.conflict, save_error=tab.save_error,
+            progress=dict(done=progress.done, predicted=progress.predicted,
+                          to_do=progress.to_do, total=progress.total),
+            status_label=self.status_label(tab.edit, image), edit=None)
+        if tab.edit is not None:
+            edit = tab.edit
+            state.update(edit=edit.to_json(), width=edit.width, height=edit.height,
+                         undo=len(edit.history), redo=len(edit.future),
+                         file=session.annotation_path(image).name)
+        return state
+
+    def image_url(self, index: int) -> str | None:
+        """The URL of the image at ``index`` (None: no such image, or gone)."""
+        if not 0 <= index < len(self.session.images):
+            return None
+        try:
+            version = image_version(self.session.image_path(self.session.images[index]))
+        except OSError:
+            return None
+        return f'annotator/image/{index}?v={version}'
+
+    # tabs -------------------------------------------------------------------------------------
+
+    def _tab(self, tab: str) -> TabSession | None:
+        found = self.tabs.get(tab)
+        if found is not None:
+            self.tabs.move_to_end(tab)
+            found.used = time.monotonic()
+        return found
+
+    def _find(self, wanted: str, current: int) -> int | None:
+        """An image given by its number (from 1), its name, or a part of its name (the next
+        match after ``current``)."""
+        images, wanted = self.session.images, wanted.strip()
+        if wanted.isdigit() and 1 <= int(wanted) <= len(images):
+            return int(wanted) - 1
+        try:
+            return self.session.index(wanted)
+        except UnsafeNameError:
+            pass
+        order = images[current + 1:] + images[:current + 1]
+        found = next((name for name in order if wanted and wanted in name), None)
+        return None if found is None else self.session.index(found)
+
+    def open(self, tab: str, *, image: str | None = None, index: int | None = None,
+             go: str | None = None, wanted: str | None = None, current: int | None = None,
+             discard: bool = False) -> dict:
+        """Open an image in a tab.
+
+        Args:
+            tab: the tab's id (the page makes one).
+            image: an image by its name; or ``index``, its place in the list (from 0); or
+                ``go``: ``'start'`` (the first to do), ``'next'``, ``'prev'``, ``'todo'`` (the
+                next to do) from ``current``; or ``wanted``: a number from 1, a name, a part.
+            current: the image the page shows (for ``go`` and ``wanted``).
+            discard: drop what the tab could not save (Reload) instead of saving it first.
+
+        Returns:
+            ``{'ok': True, 'state': ...}``, or ``{'ok': False, 'message': ...}`` when the image
+            is not there, cannot be opened (then ``state`` holds it, without edits), or the
+            tab's unsaved work cannot be saved (it stays put).
+        """
+        if not isinstance(tab, str) or not 8 <= len(tab) <= 100:
+            raise EditError('a tab id is a text of 8 to 100 characters')
+        with self._lock:
+            session, count = self.session, len(self.session.images)
+            previous = self._tab(tab)
+            if current is None:
+                current = previous.index if previous is not None else -1
+            if not isinstance(current, int) or isinstance(current, bool) or \
+                    not -1 <= current < count:
+                current = -1
+            message = ''
+            if image is not None:
+                try:
+                    target = session.index(image)
+                except UnsafeNameError as e:
+                    return dict(ok=False, reason='not_found', message=str(e))
+            elif index is not None:
+                if isinstance(index, bool) or not isinstance(index, int) or \
+                        not 0 <= index < count:
+                    return dict(ok=False, reason='not_found',
+                                message=f'no image number {index!r}')
+                target = index
+            elif wanted is not None:
+                target = self._find(str(wanted), max(current, 0))
+                if target is None:
+                    return dict(ok=False, reason='not_found', message=(
+                        f'no image {wanted!r} (a number from 1 to {count}, or a name in '
+                        f'{session.image_dir})'))
+            elif go in ('next', 'prev'):
+                target = max(current, 0) + (1 if go == 'next' else -1)
+                if not 0 <= target < count:
+                    return dict(ok=False, reason='end', message='no more images this way')
+            elif go in ('todo', 'start'):
+                target = session.next_to_do(current if go == 'todo' else -1)
+                if target is None:
+                    message = 'every image is done'
+                    if go == 'todo':
+                        return dict(ok=False, reason='end', message=message)
+                    target = 0
+            else:
+                raise EditError(f'open what? (image, index, go or wanted; got go={go!r})')
+            if previous is not None and previous.edit is not None and not discard:
+                failure = self._save(previous)
+                if failure:
+                    return dict(ok=False, reason='unsaved', message=failure + ' (Reload shows '
+                                'the saved version and drops your change)')
+            opened = TabSession(token=secrets.token_hex(8), index=target, edit=None,
+                                message=message)
+            self.tabs[tab] = opened
+            self.tabs.move_to_end(tab)
+            while len(self.tabs) > MAX_TABS:
+                self.tabs.popitem(last=False)
+            try:
+                opened.edit = session.open(session.images[target])
+            except (AnnotationError, UnsafeNameError) as e:
+                opened.message = f'Cannot open: {e}'
+                return dict(ok=False, reason='cannot_open', message=opened.message,
+                            state=self.state(opened))
+            return dict(ok=True, state=self.state(opened))
+
+    # edits ------------------------------------------------------------------------------------
+
+    def _save(self, tab: TabSession) -> str:
+        """Save the tab's edits if there are any; returns why not ('' when saved)."""
+        edit = tab.edit
+        if edit is None or not edit.dirty:
+            tab.saved, tab.save_error = tab.applied, ''
+            return ''
+        try:
+            self.session.save(edit)
+        except AnnotationConflictError as e:
+            tab.conflict, tab.save_error = True, f'Not saved: {e}'
+            return tab.save_error
+        except OSError as e:
+            tab.save_error = (f'Not saved: cannot write in {self.session.output_dir}: '
+                              f'{e.strerror or e}; your edits are kept in this page and sent '
+                              'again')
+            return tab.save_error
+        tab.saved, tab.conflict, tab.save_error = tab.applied, False, ''
+        return ''
+
+    def edit(self, tab: str, token: str, ops: list[dict]) -> tuple[int, dict]:
+        """Apply a tab's edit operations, each once and in order, then save.
+
+        Args:
+            tab: the tab's id.
+            token: the token of the image the operations are for (from :meth:`open`).
+            ops: operations of :meth:`.ImageEdit.apply` or ``{"op": "predict", "face": f}``,
+                each with ``"seq"``: 1, 2, 3... for the image. Those already applied are
+                skipped (a resend after a lost answer); a gap stops the batch (the page sends
+                again from ``applied + 1``).
+
+        Returns:
+            An HTTP status and the answer: 200 and the state (``message`` says what was
+            refused, if anything), or 410 when the tab's image is not open here any more (a
+            restarted server: the page reopens it and sends its unsaved operations again).
+        """
+        if not isinstance(ops, list) or len(ops) > MAX_OPS:
+            raise EditError(f'ops must be a list of at most {MAX_OPS} operations')
+        with self._lock:
+            found = self._tab(tab)
+            if found is None or found.token != token or found.edit is None:
+                return 410, dict(reason='unknown_token', message='the image is not open here '
+                                 'any more (the server restarted?); opening it again')
+            messages = []
+            for op in ops:
+                seq = op.get('seq') if isinstance(op, dict) else None
+                if isinstance(seq, bool) or not isinstance(seq, int):
+                    messages.append('an edit without a sequence number was ignored')
+                    continue
+                if seq <= found.applied:
+                    continue
+                if seq != found.applied + 1:
+                    break
+                found.applied = seq
+                try:
+                    if op.get('op') == 'predict':
+                        messages.append(self._predict(found.edit, op))
+                    else:
+                        found.edit.apply(op)
+                except (AnimalLandmarksError, ValueError) as e:
+                    messages.append(f'refused: {e}')
+            self._save(found)
+            found.message = '; '.join(m for m in messages if m)
+            return 200, dict(state=self.state(found))
+
+    def _predict(self, edit: ImageEdit, op: dict) -> str:
+        """The model's 28 points for a face (its box, a detected face or the whole image);
+        they stay predicted (to review) until accepted. Returns what was done."""
+        if self.predictor is None:
+            raise EditError('no model: start the annotator with --checkpoint and --config')
+        import cv2
+        if op.get('face') is not None:
+            edit.select_face(op['face'])
+        path = self.session.image_path(edit.image)
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # EXIF applied, as mmcv does
+        if image is None:
+            raise AnnotationError(f'{path}: image unreadable')
+        note = ''
+        box = edit.current.bbox
+        if box is None and self.detector is not None:
+            found = self.detector(image)
+            if len(found):
+                box = _box_for_face(found, edit)
+                note = f' (face detector: {len(found)} faces; box drawn)'
+        if box is None:
+            box = (0.0, 0.0, float(edit.width), float(edit.height))
+            note = ' (whole image: draw a box with b for a closer prediction)'
+        sample = self.predictor.predict(image, np.array([box], np.float32))
+        points = sample.pred_instances.keypoints[0]
+        scores = getattr(sample.pred_instances, 'keypoint_scores', None)
+        edit.set_face([tuple(p) for p in points], tuple(float(v) for v in box),
+                      scores=None if scores is None else [float(s) for s in scores[0]],
+                      model=self.model)
+        return f'predicted 28 points{note}: drag the wrong ones, then Enter to accept'
+
+    # files ------------------------------------------------------------------------------------
+
+    def image_file(self, index: int) -> Path:
+        """The image at ``index`` of the session's list (the only images served)."""
+        if not 0 <= index < len(self.session.images):
+            raise UnsafeNameError(f'no image number {index}')
+        return self.session.image_path(self.session.images[index])
+
+    def image_payload(self, index: int) -> tuple[Path | bytes, str]:
+        """What the browser gets for the image at ``index``: the file itself (the browser
+        decodes it, turned by its EXIF orientation as mmcv does), or, for a WebP image with an
+        EXIF orientation (which Chromium ignores), the turned pixels as PNG. Returns the file
+        or the bytes, and the media type."""
+        path = self.image_file(index)
+        media = mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
+        if path.suffix.lower() == '.webp':
+            turned = _turned_webp(path, image_version(path))
+            if turned is not None:
+                return turned, 'image/png'
+        return path, media
+
+
+# --- who may ask -------------------------------------------------------------------------------
+
+
+def _host_name(header: str) -> str:
+    """The name in a ``Host`` header, without its port, lower case (``[::1]:80`` -> ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith('['):
+        return header[1:header.find(']')] if ']' in header else header
+    if header.count(':') == 1:
+        return header.split(':')[0]
+    return header
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class AllowedHosts:
+    """The ``Host`` names the annotator answers to.
+
+    A page on another site can make the browser send requests to the annotator under its own
+    name (DNS rebinding); the browser then still sends that site's name in ``Host``, so only
+    the annotator's own names are answered, as Jupyter does. An address typed as digits cannot
+    be rebound: when listening on every interface, any IP address is answered.
+    """
+
+    names: frozenset[str]
+    any_ip: bool = False
+
+    @classmethod
+    def for_bind(cls, host: str, extra: tuple[str, ...] | list[str] = ()) -> AllowedHosts:
+        """The names for a server listening on ``host`` (plus ``--allow-host`` names)."""
+        names = set(LOCAL_HOSTS)
+        any_ip = host in ALL_INTERFACES
+        if any_ip:
+            for name in (socket.gethostname(), socket.getfqdn()):
+                names.add(name.lower())
+                try:
+                    names.update(info[4][0] for info in socket.getaddrinfo(name, None))
+                except OSError:
+                    pass
+        elif host not in LOCAL_HOSTS:
+            names.add(_host_name(host) if not host.startswith('[') else host[1:-1])
+            names.add(host.lower())
+        names.update(_host_name(name) for name in extra)
+        return cls(frozenset(n.lower() for n in names), any_ip)
+
+    def __contains__(self, header: str) -> bool:
+        name = _host_name(header)
+        return name in self.names or (self.any_ip and _is_ip(name))
+
+
+class HostGuard:
+    """ASGI middleware: refuse HTTP and websocket requests whose ``Host`` is not one of
+    ``allowed`` (403 and a one-line reason)."""
+
+    def __init__(self, app, allowed: AllowedHosts):
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] in ('http', 'websocket'):
+            host = next((value.decode('latin-1') for key, value in scope.get('headers', ())
+                         if key == b'host'), '')
+            if host not in self.allowed:
+                reason = (f'refused: Host {host!r} is not an address of this annotator '
+                          '(start it with --allow-host NAME to answer to NAME)\n').encode()
+                if scope['type'] == 'websocket':
+                    await send({'type': 'websocket.close', 'code': 1008})
+                    return
+                await send({'type': 'http.response.start', 'status': 403,
+                            'headers': [(b'content-type', b'text/plain; charset=utf-8'),
+                                        (b'content-length', str(len(reason)).encode())]})
+                await send({'type': 'http.response.body', 'body': reason})
+                return
+        await self.app(scope, receive, send)
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+def _file_version(name: str) -> str:
+    return hashlib.sha256((EDITOR_DIR / name).read_bytes()).hexdigest()[:12]
+
+
+def build_blocks(annotator: Annotator):
+    """The Gradio Blocks of the page: one ``gr.HTML``, the editor (``editor/editor.html``),
+    whose script and style the app serves itself."""
+    import gradio as gr
+
+    head = (f'<link rel="stylesheet" href="annotator/static/editor.css?v='
+            f'{_file_version("editor.css")}">'
+            f'<script src="annotator/static/editor.js?v={_file_version("editor.js")}"></script>')
     with gr.Blocks(title='Landmark annotator', analytics_enabled=False,
-                   delete_cache=(600, 1800)) as app:
-        state = gr.State(TabState())
-        small = dict(size='sm', min_width=60)  # two or three buttons to a row
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                header = gr.Markdown(elem_id='header')
-                picture = gr.Image(format='jpeg', interactive=False, show_label=False,
-                                   buttons=['fullscreen'], height='82vh', elem_id='picture')
-            with gr.Column(scale=1, min_width=320):
-                prompt = gr.Markdown(elem_id='prompt')
-                chart = gr.Image(reference_chart(0), label='Click order', interactive=False,
-                                 format='jpeg', buttons=[], height=260, elem_id='chart')
-                message = gr.Markdown(elem_id='message')
-                with gr.Row():
-                    clear_last = gr.Button('Clear last (z)', elem_id='btn-clear-last',
-                                           **small)
-                    clear_all = gr.Button('Clear all', elem_id='btn-clear-all', **small)
-                with gr.Row():
-                    occluded = gr.Button('Occluded (o)', elem_id='btn-occluded', **small)
-                    absent = gr.Button('Absent (x)', elem_id='btn-absent', **small)
-                point = gr.Dropdown([describe(k) for k in range(NUM_KEYPOINTS)], value=None,
-                                    label='Correct a point: pick it, then click its place',
-                                    elem_id='point')
-                with gr.Row():
-                    face = gr.Dropdown(['face 1'], value='face 1', label='Face',
-                                       elem_id='face', scale=1)
-                    new_face = gr.Button('New face', elem_id='btn-new-face', **small,
-                                         scale=1)
-                with gr.Row():
-                    zoom = gr.Button('Zoom face / whole (f)', elem_id='btn-zoom', **small)
-                    box = gr.Button('Box (b)', elem_id='btn-box', **small)
-                    predict = gr.Button('Predict (m)', elem_id='btn-predict', **small,
-                                        visible=annotator.predictor is not None)
-                with gr.Row():
-                    prev = gr.Button('← Previous (p)', elem_id='btn-prev', **small)
-                    save = gr.Button('Save (s)', elem_id='btn-save', variant='primary',
-                                     **small)
-                    next_ = gr.Button('Next (n) →', elem_id='btn-next', **small)
-                next_todo = gr.Button('Next without annotation (u)', elem_id='btn-next-todo',
-                                      **small)
-                reload = gr.Button('Reload (drop what could not be saved)', elem_id='btn-reload',
-                                   **small)
-                # A textbox, not a dropdown: a dropdown of thousands of names slows every redraw.
-                image = gr.Textbox(label=f'Go to image: its number (1-{len(session.images)}) '
-                                   'or name, then Enter', elem_id='image', max_lines=1)
-                with gr.Row():
-                    reason = gr.Dropdown(list(SKIP_REASONS), value=SKIP_REASONS[0],
-                                         allow_custom_value=True, label='Skip reason',
-                                         elem_id='reason', scale=2)
-                    skip = gr.Button('Skip image', elem_id='btn-skip', **small, scale=1)
-                with gr.Accordion('Keyboard shortcuts', open=False):
-                    gr.Markdown(_shortcut_help())
+                   fill_height=True, fill_width=True) as blocks:
+        gr.HTML(value='', html_template=(EDITOR_DIR / 'editor.html').read_text(),
+                js_on_load='window.LandmarkEditor.mount(element);', head=head,
+                apply_default_css=False, container=False, padding=False,
+                elem_id='landmark-editor-root')
+    return blocks
 
-        outputs = [state, picture, header, prompt, message, face, image, point, chart]
 
-        def needs_image(action):
-            """``action`` only when an image is open (one that failed to open has no edits)."""
-            def run(state, *args):
-                if state.edit is None:
-                    return annotator.outputs(state, 'no image open: go to another one')
-                return action(state, *args)
-            return run
+def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
+               allow_hosts: tuple[str, ...] | list[str] = ()):
+    """The annotator's ASGI app: the routes of the module docstring and the Gradio page,
+    behind :class:`HostGuard`."""
+    import gradio as gr
+    from fastapi import FastAPI
+    from fastapi.responses import FileResponse, JSONResponse, Response
 
-        quick = dict(outputs=outputs, show_progress='hidden', trigger_mode='multiple',
-                     concurrency_limit=1, concurrency_id='edits')
-        picture.select(annotator.click, [state], **quick)
-        clear_last.click(needs_image(annotator.clear_last), [state], **quick)
-        clear_all.click(needs_image(annotator.clear_all), [state], **quick)
-        occluded.click(needs_image(lambda s: annotator.mark(s, OCCLUDED)), [state], **quick)
-        absent.click(needs_image(lambda s: annotator.mark(s, ABSENT)), [state], **quick)
-        point.input(needs_image(annotator.select_point), [state, point], **quick)
-        face.input(needs_image(annotator.select_face), [state, face], **quick)
-        new_face.click(needs_image(annotator.new_face), [state], **quick)
-        zoom.click(needs_image(annotator.toggle_zoom), [state], **quick)
-        box.click(needs_image(annotator.draw_box), [state], **quick)
-        predict.click(needs_image(annotator.predict), [state], **quick)
-        prev.click(lambda s: annotator.go(s, -1), [state], **quick)
-        next_.click(lambda s: annotator.go(s, 1), [state], **quick)
-        next_todo.click(annotator.next_unannotated, [state], **quick)
-        save.click(needs_image(annotator.save), [state], **quick)
-        reload.click(annotator.reload, [state], **quick)
-        image.submit(annotator.jump, [state, image], **quick)
-        skip.click(needs_image(annotator.skip), [state, reason], **quick)
-        app.load(annotator.start, [state], **quick)
-    return app
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def json_body(request: Request) -> dict:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise EditError('the request body must be a JSON object')
+        return body
+
+    def refused(error: Exception, status: int = 400) -> JSONResponse:
+        return JSONResponse(dict(ok=False, message=str(error)), status_code=status)
+
+    @app.get('/annotator/api/config')
+    def config():
+        return annotator.config()
+
+    @app.post('/annotator/api/open')
+    async def open_image(request: Request):
+        try:
+            body = await json_body(request)
+            keys = ('image', 'index', 'go', 'wanted', 'current')
+            answer = await _in_thread(annotator.open, body.get('tab'), discard=bool(
+                body.get('discard')), **{k: body.get(k) for k in keys})
+        except (EditError, UnsafeNameError) as e:
+            return refused(e)
+        status = {'not_found': 404, 'unsaved': 409}.get(answer.get('reason'), 200)
+        return JSONResponse(answer, status_code=status)
+
+    @app.post('/annotator/api/edit')
+    async def edit(request: Request):
+        try:
+            body = await json_body(request)
+            status, answer = await _in_thread(annotator.edit, body.get('tab'),
+                                              body.get('token'), body.get('ops'))
+        except EditError as e:
+            return refused(e)
+        return JSONResponse(answer, status_code=status)
+
+    @app.get('/annotator/image/{index}')
+    def image(index: int):
+        try:
+            payload, media = annotator.image_payload(index)
+        except UnsafeNameError as e:
+            return refused(e, 404)
+        except OSError:
+            return refused(FileNotFoundError(f'image {index} is gone from the folder'), 404)
+        # the URL carries the file's version: a new version is a new URL
+        headers = {'Cache-Control': 'private, max-age=604800'}
+        if isinstance(payload, bytes):
+            return Response(payload, media_type=media, headers=headers)
+        return FileResponse(payload, media_type=media, headers=headers)
+
+    @app.get('/annotator/chart.png')
+    def chart_png():
+        return Response(chart()[0], media_type='image/png',
+                        headers={'Cache-Control': 'private, max-age=86400'})
+
+    @app.get('/annotator/static/{name}')
+    def static(name: str):
+        if name not in EDITOR_FILES:
+            return refused(FileNotFoundError(f'no file {name!r}'), 404)
+        return FileResponse(EDITOR_DIR / name, media_type=EDITOR_FILES[name],
+                            headers={'Cache-Control': 'no-cache'})
+
+    theme = gr.themes.Default(font=['system-ui', 'sans-serif'],
+                              font_mono=['ui-monospace', 'monospace'])  # no web fonts
+    blocks = build_blocks(annotator)
+    gr.mount_gradio_app(app, blocks, path='/', server_name=host, server_port=port,
+                        footer_links=[], run_history=False, ssr_mode=False, mcp_server=False,
+                        show_error=True, theme=theme)
+    return HostGuard(app, AllowedHosts.for_bind(host, allow_hosts))
+
+
+async def _in_thread(function, *args, **kwargs):
+    """Run a blocking call (file writes, a model) off the event loop."""
+    from starlette.concurrency import run_in_threadpool
+    return await run_in_threadpool(function, *args, **kwargs)
+
+
+class Server:
+    """A running annotator (:func:`launch` with ``block=False``); ``close()`` stops it."""
+
+    def __init__(self, server, thread: threading.Thread, url: str):
+        self._server, self._thread, self.url = server, thread, url
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+def exposure_warning(host: str, port: int) -> str | None:
+    """What to tell someone serving the annotator beyond this machine (None: local only)."""
+    if host in LOCAL_HOSTS:
+        return None
+    return (f'the annotator listens on {host}: anyone who can reach this machine on port '
+            f'{port} can read the images and change the annotations (no login)')
 
 
 def launch(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
-           block: bool = True):
+           block: bool = True, allow_hosts: tuple[str, ...] | list[str] = ()) -> Server | None:
     """Serve the annotator on ``host:port`` (127.0.0.1 unless asked: there is no login).
 
     Returns:
-        The running Gradio app (``.close()`` stops it) when ``block`` is False.
+        The running server (``.close()`` stops it) when ``block`` is False.
     """
-    import json
+    import uvicorn
 
-    if host not in LOCAL_HOSTS:
-        print_log(f'the annotator listens on {host}: anyone who can reach this machine on '
-                  f'port {port} can read the images and change the annotations (no login)',
-                  logger='current', level=logging.WARNING)
-    keys = {key: elem_id for key, (elem_id, _) in SHORTCUTS.items()}
-    theme = gr.themes.Default(font=['system-ui', 'sans-serif'],
-                              font_mono=['ui-monospace', 'monospace'])  # no web fonts
-    app = build_app(annotator)
-    app.queue(default_concurrency_limit=1)
-    app.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
-               show_error=True, quiet=True, ssr_mode=False, mcp_server=False,
-               footer_links=['gradio'], theme=theme, js=_SHORTCUT_JS % json.dumps(keys))
-    return app
+    warning = exposure_warning(host, port)
+    if warning:
+        logger.warning(warning)
+    app = create_app(annotator, host, port, allow_hosts)
+    config = uvicorn.Config(app, host=host, port=port, log_level='warning', lifespan='on',
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    shown = f'[{host}]' if ':' in host else host
+    if block:
+        server.run()
+        return None
+    thread = threading.Thread(target=server.run, name='annotator', daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise OSError(f'the annotator could not start on {shown}:{port}')
+        time.sleep(0.02)
+    return Server(server, thread, f'http://{shown}:{port}')
+

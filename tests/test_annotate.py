@@ -1,22 +1,47 @@
-"""The annotator's session logic: order, edits, several faces, saving without losing work."""
+"""The annotator's session logic: order, edits, undo, review of predictions, several faces,
+saving without losing work, and which file belongs to which image."""
 import json
+import os
+import time
+import unicodedata
 
 import cv2
 import numpy as np
 import pytest
 
-from animal_landmarks_mm.annotate import AnnotationConflictError, AnnotationSession, UnsafeNameError
-from animal_landmarks_mm.annotation import load_annotation
-from animal_landmarks_mm.converter import AnnotationConverter
+from animal_landmarks_mm.annotate import (
+    HISTORY_STEPS,
+    AnnotationConflictError,
+    AnnotationSession,
+    EditError,
+    OrderFileError,
+    OutputFolderError,
+    UnsafeNameError,
+    read_order_file,
+)
+from animal_landmarks_mm.annotation import (
+    AnnotationError,
+    Face,
+    ImageAnnotation,
+    load_annotation,
+    save_annotation,
+)
+from animal_landmarks_mm.converter import list_annotation_files
+from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.schema import ABSENT, OCCLUDED, VISIBLE
+
+
+def _images(folder, names, size=(80, 60)):
+    folder.mkdir(exist_ok=True)
+    for name in names:
+        ok, data = cv2.imencode('.png', np.full((size[1], size[0], 3), 128, np.uint8))
+        (folder / name).write_bytes(data.tobytes())
+    return folder
 
 
 @pytest.fixture
 def session(tmp_path):
-    images = tmp_path / 'images'
-    images.mkdir()
-    for name in ('a.png', 'b.png', 'c.jpg'):
-        cv2.imwrite(str(images / name), np.full((60, 80, 3), 128, np.uint8))
+    images = _images(tmp_path / 'images', ('a.png', 'b.png', 'c.jpg'))
     (images / 'notes.txt').write_text('not an image')
     return AnnotationSession(images, tmp_path / 'out', annotator='tester')
 
@@ -24,6 +49,15 @@ def session(tmp_path):
 def _fill(edit, start=0):
     for k in range(start, 28):
         assert edit.click(1.0 + k, 2.0 + k) == k
+
+
+def _predicted_file(session, image, scores=True):
+    """What tools/infer.py (or a review tool) writes: a model's points, not reviewed."""
+    points = [(2.0 + k, 3.0 + k) for k in range(28)]
+    face = Face(points, bbox=(1.0, 1.0, 40.0, 40.0),
+                scores=[0.5 + k / 100 for k in range(28)] if scores else None)
+    save_annotation(session.annotation_path(image), ImageAnnotation(
+        image, 80, 60, [face], status='predicted', meta=dict(model='hrnet.pth')))
 
 
 def test_points_come_in_order_with_their_meaning(session):
@@ -64,6 +98,91 @@ def test_occluded_and_absent(session):
     assert face.landmarks[0] == (3.0, 3.0) and face.landmarks[1] is None
 
 
+def test_a_flag_set_by_mistake_is_unset(session):
+    edit = session.open('a.png')
+    edit.place(0, 5, 5)
+    edit.set_visibility(0, OCCLUDED)
+    assert edit.current.points[0] == (5.0, 5.0)  # an occluded point keeps its place
+    edit.set_visibility(0, VISIBLE)  # the editor's o toggles back
+    assert edit.current.visibility[0] == VISIBLE and edit.current.points[0] == (5.0, 5.0)
+    edit.set_visibility(3, ABSENT)
+    edit.set_visibility(3, VISIBLE)
+    assert edit.current.next_index() == 1 and edit.current.visibility[3] == VISIBLE
+
+
+def test_undo_and_redo_every_kind_of_edit(session):
+    edit = session.open('a.png')
+    states = [edit.to_json()]
+
+    def did(action):
+        action()
+        states.append(edit.to_json())
+
+    did(lambda: edit.place(0, 10, 11))
+    did(lambda: edit.apply(dict(op='move', index=0, x=12.5, y=13.25)))
+    did(lambda: edit.apply(dict(op='flag', index=1, flag=OCCLUDED)))
+    did(lambda: edit.apply(dict(op='flag', index=2, flag=ABSENT)))
+    did(lambda: edit.apply(dict(op='remove', index=0)))
+    did(lambda: edit.apply(dict(op='box', box=[5, 6, 50, 40])))
+    did(lambda: edit.set_face([(1.0 + k, 2.0 + k) for k in range(28)], (5, 6, 50, 40),
+                              scores=[0.9] * 28, model='m'))
+    did(lambda: edit.apply(dict(op='accept')))
+    did(lambda: edit.apply(dict(op='new_face')))
+    did(lambda: edit.apply(dict(op='place', face=1, index=0, x=30, y=30)))
+    did(lambda: edit.apply(dict(op='remove_face', face=0)))
+    did(lambda: edit.apply(dict(op='clear_face')))
+    did(lambda: edit.apply(dict(op='skip', reason='bad quality')))
+    for expected in reversed(states[:-1]):  # every step back...
+        assert edit.undo()
+        assert edit.to_json() == expected
+    assert not edit.undo()
+    for expected in states[1:]:  # ...and forward again
+        assert edit.redo()
+        assert edit.to_json() == expected
+    assert not edit.redo()
+    edit.undo()
+    edit.place(5, 1, 1)  # a new edit drops what was undone
+    assert not edit.redo()
+
+
+def test_more_than_a_hundred_undo_steps(session):
+    edit = session.open('a.png')
+    for step in range(150):
+        edit.place(step % 28, step % 70, step % 50)
+    for _ in range(150):
+        assert edit.undo()
+    assert edit.current.points == [None] * 28 and not edit.undo()
+    assert HISTORY_STEPS >= 100
+
+
+def test_undo_goes_to_disk_like_any_edit(session):
+    edit = session.open('a.png')
+    _fill(edit)
+    session.save(edit)
+    edit.select(27)
+    edit.click(70, 50)  # a correction
+    session.save(edit)
+    edit.undo()  # undoes the correction, not "the last point"
+    session.save(edit)
+    assert load_annotation(session.annotation_path('a.png')).faces[0].landmarks[27] == \
+        (28.0, 29.0)
+
+
+def test_bad_operations_are_refused_without_changing_anything(session):
+    edit = session.open('a.png')
+    before = edit.to_json()
+    for op in (dict(op='explode'), dict(op='place', index=28, x=1, y=1),
+               dict(op='place', index=0, x=float('nan'), y=1),
+               dict(op='place', index=0, x=80, y=1), dict(op='place', index=True, x=1, y=1),
+               dict(op='flag', index=0, flag=7), dict(op='box', box=[1, 1, 1.2, 30]),
+               dict(op='place', face=3, index=0, x=1, y=1), 'place'):
+        with pytest.raises(EditError):
+            edit.apply(op)
+    assert edit.to_json() == before and not edit.history
+    edit.apply(dict(op='place', index=0, x=-0.5, y=59.5))  # the image's outer edge is fine
+    assert issubclass(EditError, (AnimalLandmarksError, ValueError))
+
+
 def test_several_faces_save_and_reopen(session):
     edit = session.open('b.png')
     _fill(edit)
@@ -82,13 +201,12 @@ def test_several_faces_save_and_reopen(session):
     assert load_annotation(path).faces[1].landmarks[0] == (70.0, 50.0)
 
 
-def test_unfinished_work_goes_to_a_draft_the_converter_ignores(session, tmp_path):
+def test_unfinished_work_goes_to_a_draft_the_converter_ignores(session):
     edit = session.open('a.png')
     edit.click(1, 1)
     draft = session.save(edit)
     assert draft.parent.name == '.drafts' and not session.is_done('a.png')
-    converter = AnnotationConverter(session.image_dir, tmp_path / 'coco', progress=False)
-    assert converter.list_annotation_files(session.output_dir) == []
+    assert list_annotation_files(session.output_dir) == []
     again = session.open('a.png')  # the draft comes back, nothing lost
     assert again.current.points[0] == (1.0, 1.0) and again.current.next_index() == 1
     _fill(again, 1)
@@ -107,15 +225,68 @@ def test_two_tabs_do_not_overwrite_each_other(session):
         first.current.points
 
 
-def test_skip_progress_and_next_unannotated(session):
-    assert session.progress() == (0, 3) and session.next_unannotated() == 0
+def test_a_draft_written_by_another_tab_is_not_overwritten(session):
+    first, second = session.open('a.png'), session.open('a.png')
+    first.click(1, 1)
+    session.save(first)  # draft
+    second.click(2, 2)
+    with pytest.raises(AnnotationConflictError, match='another tab'):
+        session.save(second)
+    first.click(3, 3)
+    session.save(first)  # its own draft: fine
+    assert session.open('a.png').current.points[:2] == [(1.0, 1.0), (3.0, 3.0)]
+
+
+def test_skip_progress_and_next_to_do(session):
+    assert tuple(vars(session.progress()).values()) == (0, 0, 3, 3)
+    assert session.next_to_do() == 0
     edit = session.open('a.png')
     edit.skip('no usable face')
     session.save(edit)
     ann = load_annotation(session.annotation_path('a.png'))
-    assert ann.status == 'skipped' and ann.faces == []
-    assert session.progress() == (1, 3) and session.next_unannotated() == 1
-    assert session.next_unannotated(after=2) == 1  # wraps past the done one
+    assert ann.status == 'skipped' and ann.faces == [] and ann.status_reason == 'no usable face'
+    assert str(session.progress()) == '1 done · 0 predicted · 2 to do'
+    assert session.next_to_do() == 1
+    assert session.next_to_do(after=2) == 1  # wraps past the done one
+
+
+def test_predicted_images_are_to_review_until_accepted(session):
+    _predicted_file(session, 'b.png')
+    session = AnnotationSession(session.image_dir, session.output_dir, annotator='rev')
+    progress = session.progress()
+    assert (progress.done, progress.predicted, progress.to_do) == (0, 1, 3)
+    assert session.next_to_do(after=0) == 1  # "next to do" visits predicted images too
+    edit = session.open('b.png')
+    assert edit.status == 'predicted' and edit.faces[0].predicted
+    edit.place(3, 40, 30)  # a correction keeps it predicted: it needs the accept
+    session.save(edit)
+    saved = load_annotation(session.annotation_path('b.png'))
+    assert saved.status == 'predicted' and saved.faces[0].landmarks[3] == (40.0, 30.0)
+    assert saved.faces[0].scores is not None and saved.meta['model'] == 'hrnet.pth'
+    assert edit.accept() == 1 and edit.accept() == 0
+    session.save(edit)
+    saved = load_annotation(session.annotation_path('b.png'))
+    assert saved.status == 'annotated' and saved.faces[0].scores is None
+    assert saved.meta['reviewed_by'] == 'rev' and saved.meta['reviewed_at']
+    assert saved.meta['model'] == 'hrnet.pth'  # provenance kept
+    assert session.is_done('b.png') and session.progress().predicted == 0
+    edit.undo()  # accepting is undoable: back to predicted, unreviewed
+    session.save(edit)
+    saved = load_annotation(session.annotation_path('b.png'))
+    assert saved.status == 'predicted' and 'reviewed_by' not in saved.meta
+    assert saved.faces[0].scores is not None
+
+
+def test_the_annotators_own_prediction_is_predicted_too(session):
+    edit = session.open('a.png')
+    edit.set_face([(1.0 + k, 2.0 + k) for k in range(28)], (0, 0, 40, 40), scores=[0.8] * 28,
+                  model='mine.pth')
+    session.save(edit)
+    saved = load_annotation(session.annotation_path('a.png'))
+    assert saved.status == 'predicted' and saved.meta['model'] == 'mine.pth'
+    edit.accept()
+    session.save(edit)
+    assert load_annotation(session.annotation_path('a.png')).status == 'annotated'
 
 
 def test_foreign_files_are_kept_and_names_cannot_escape(session):
@@ -125,9 +296,19 @@ def test_foreign_files_are_kept_and_names_cannot_escape(session):
     _fill(edit)
     session.save(edit)
     assert foreign.read_text() == 'mine'
-    for name in ('../x.png', '/etc/passwd', '../../out/a.png'):
+    for name in ('../x.png', '/etc/passwd', '../../out/a.png', 'notes.txt', 'zzz.png', ''):
         with pytest.raises(UnsafeNameError):
             session.open(name)
+
+
+def test_hidden_images_are_neither_listed_nor_opened(tmp_path):
+    images = _images(tmp_path / 'images', ('a.png', '.x.png'))
+    session = AnnotationSession(images, tmp_path / 'out')
+    assert session.images == ['a.png']
+    with pytest.raises(UnsafeNameError, match="names starting with a dot"):
+        session.open('.x.png')
+    with pytest.raises(UnsafeNameError):
+        session.annotation_path('.x.png')
 
 
 def test_clicks_outside_the_image_are_refused(session):
@@ -146,35 +327,6 @@ def test_crawler_provenance_is_kept(session):
     assert load_annotation(session.annotation_path('c.jpg')).meta['source']['post_id'] == 7
 
 
-def test_a_draft_written_by_another_tab_is_not_overwritten(session):
-    first, second = session.open('a.png'), session.open('a.png')
-    first.click(1, 1)
-    session.save(first)  # draft
-    second.click(2, 2)
-    with pytest.raises(AnnotationConflictError, match='another tab'):
-        session.save(second)
-    first.click(3, 3)
-    session.save(first)  # its own draft: fine
-    assert session.open('a.png').current.points[:2] == [(1.0, 1.0), (3.0, 3.0)]
-
-
-def test_images_sharing_a_stem_get_their_own_files(tmp_path):
-    images = tmp_path / 'images'
-    images.mkdir()
-    for name in ('x.png', 'x.jpg', 'y.png'):
-        cv2.imwrite(str(images / name), np.zeros((20, 30, 3), np.uint8))
-    session = AnnotationSession(images, tmp_path / 'out')
-    assert session.annotation_path('x.png').name == 'x_png.json'
-    assert session.annotation_path('x.jpg').name == 'x_jpg.json'
-    assert session.annotation_path('y.png').name == 'y.json'
-    for name in ('x.png', 'x.jpg'):
-        edit = session.open(name)
-        edit.skip('test')
-        session.save(edit)
-    assert session.progress() == (2, 3)
-    assert load_annotation(session.annotation_path('x.jpg')).image == 'x.jpg'
-
-
 def test_saving_keeps_what_the_file_said_of_itself(session):
     edit = session.open('a.png')
     _fill(edit)
@@ -188,3 +340,181 @@ def test_saving_keeps_what_the_file_said_of_itself(session):
     session.save(edit)
     meta = load_annotation(path).meta
     assert meta['keypoint_scores'] == [[0.5] * 28] and meta['annotator'] == 'tester'
+
+
+# --- which file is whose -------------------------------------------------------------------
+
+
+ADVERSARIAL = ['a.png', 'a.jpg', 'a_png.png', 'a.png.jpg', 'A.png', 'a.json.png', 'x.y.z.png',
+               'a.PNG', 'é.png', unicodedata.normalize('NFD', 'é.png'), '日本.webp',
+               'a.png.png', 'a.1.png', 'a.png.1.png']
+
+
+def _save_marker(session, image, marker):
+    """Annotate ``image`` with a point that says which image it was: x = marker."""
+    edit = session.open(image)
+    for k in range(28):
+        edit.place(k, marker, 1.0 + k)
+    session.save(edit)
+
+
+def test_every_image_has_its_own_file_whatever_the_names(tmp_path):
+    images = _images(tmp_path / 'images', ADVERSARIAL)
+    session = AnnotationSession(images, tmp_path / 'out')
+    assert len(session.images) == len(ADVERSARIAL)
+    names = [session.annotation_path(image).name for image in session.images]
+    folded = {unicodedata.normalize('NFC', n).casefold() for n in names}
+    assert len(folded) == len(names), names  # apart on case-insensitive disks too
+    # the first in order keeps the plain name; a name differing only in case is taken
+    assert session.annotation_path('A.png').name == 'A.json'
+    assert session.annotation_path('a.PNG').name == 'a.PNG.json'
+    for marker, image in enumerate(session.images):
+        _save_marker(session, image, float(marker))
+    for reopened in (session, AnnotationSession(images, tmp_path / 'out')):
+        for marker, image in enumerate(session.images):
+            edit = reopened.open(image)
+            assert edit.image == image and edit.current.points[0][0] == marker
+            assert load_annotation(reopened.annotation_path(image)).image == image
+    assert len(list((tmp_path / 'out').glob('*.json'))) == len(ADVERSARIAL)
+
+
+@pytest.mark.parametrize('seed', range(5))
+def test_random_name_sets_map_one_to_one(tmp_path, seed):
+    rng = np.random.default_rng(seed)
+    parts = ['a', 'A', 'a_png', 'a.png', 'b', 'json', '1', 'é']
+    names = set()
+    while len(names) < 12:
+        stem = '.'.join(rng.choice(parts, rng.integers(1, 4)))
+        names.add(f'{stem}.{rng.choice(["png", "jpg", "PNG"])}')
+    images = _images(tmp_path / 'images', sorted(names))
+    session = AnnotationSession(images, tmp_path / 'out')
+    half = session.images[::2]
+    for image in half:
+        _save_marker(session, image, float(session.images.index(image)))
+    again = AnnotationSession(images, tmp_path / 'out')
+    files = [again.annotation_path(image).name.casefold() for image in again.images]
+    assert len(set(files)) == len(files)
+    for image in again.images:
+        edit = again.open(image)
+        if image in half:
+            assert edit.current.points[0][0] == session.images.index(image)
+        else:
+            assert edit.current.points[0] is None
+
+
+def test_files_of_the_old_naming_are_found_through_their_image_field(tmp_path):
+    images = _images(tmp_path / 'images', ('a.png', 'a.jpg', 'a_png.png'))
+    out = tmp_path / 'out'
+    out.mkdir()
+    points = [(1.0 + k, 2.0 + k) for k in range(28)]
+    for name, image in (('a_png.json', 'a.png'), ('a_jpg.json', 'a.jpg')):  # the old scheme
+        save_annotation(out / name, ImageAnnotation(image, 80, 60, [Face(points)]))
+    session = AnnotationSession(images, out)
+    assert session.annotation_path('a.png').name == 'a_png.json'
+    assert session.annotation_path('a.jpg').name == 'a_jpg.json'
+    assert session.annotation_path('a_png.png').name == 'a_png.png.json'
+    assert session.open('a_png.png').current.points[0] is None  # not a.png's points
+    assert session.open('a.png').current.points == points
+    assert session.progress().done == 2
+
+
+def test_a_file_naming_another_image_is_never_shown(tmp_path):
+    images = _images(tmp_path / 'images', ('a.png', 'b.png'))
+    out = tmp_path / 'out'
+    out.mkdir()
+    points = [(1.0 + k, 2.0 + k) for k in range(28)]
+    save_annotation(out / 'a.json', ImageAnnotation('b.png', 80, 60, [Face(points)]))
+    save_annotation(out / 'gone.json', ImageAnnotation('gone.png', 80, 60, [Face(points)]))
+    session = AnnotationSession(images, out)
+    assert session.open('b.png').current.points == points  # its "image" says so
+    assert session.open('a.png').current.points[0] is None
+    assert session.annotation_path('a.png').name not in ('a.json', 'gone.json')
+    _save_marker(session, 'a.png', 5.0)
+    assert load_annotation(out / 'a.json').image == 'b.png'  # left alone
+
+
+def test_a_broken_file_is_shown_to_its_image_not_sidestepped(tmp_path):
+    images = _images(tmp_path / 'images', ('a.png', 'b.png'))
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'a.json').write_text('{"format": "animal_landmarks_mm.annotation", "faces": [')
+    session = AnnotationSession(images, out)
+    assert session.annotation_path('a.png').name == 'a.json'
+    with pytest.raises(AnnotationError, match='a.json'):
+        session.open('a.png')
+    edit = session.open('b.png')  # the others are fine
+    _fill(edit)
+    session.save(edit)
+
+
+def test_stale_temporary_files_are_removed_when_a_session_opens(tmp_path):
+    images = _images(tmp_path / 'images', ('a.png',))
+    out = tmp_path / 'out'
+    (out / '.drafts').mkdir(parents=True)
+    old, fresh = out / '.a.json.abcd1234.tmp', out / '.drafts' / '.a.json.efgh5678.tmp'
+    recent, foreign = out / '.a.json.ijkl9012.tmp', out / '.notes.tmp'
+    for path in (old, fresh, recent, foreign):
+        path.write_text('{')
+    long_ago = time.time() - 3600
+    for path in (old, fresh, foreign):
+        os.utime(path, (long_ago, long_ago))
+    AnnotationSession(images, out)
+    assert not old.exists() and not fresh.exists()  # the tool's own, older than 10 minutes
+    assert recent.exists() and foreign.exists()  # a write in progress; someone else's
+
+
+def test_an_output_folder_that_cannot_be_created_is_one_line(tmp_path):
+    images = _images(tmp_path / 'images', ('a.png',))
+    (tmp_path / 'file').write_text('not a folder')
+    with pytest.raises(OutputFolderError, match='cannot create the output folder') as caught:
+        AnnotationSession(images, tmp_path / 'file' / 'out')
+    assert '\n' not in str(caught.value)
+    assert isinstance(caught.value, (AnimalLandmarksError, OSError))
+
+
+def test_errors_derive_from_the_package_base():
+    for error in (AnnotationConflictError, UnsafeNameError, EditError, OutputFolderError,
+                  OrderFileError):
+        assert issubclass(error, AnimalLandmarksError)
+    assert issubclass(AnnotationConflictError, RuntimeError)
+    assert issubclass(UnsafeNameError, ValueError)
+
+
+def test_a_file_list_sets_the_order(tmp_path):
+    images = _images(tmp_path / 'images', ('a.png', 'b.png', 'c.png', 'd.png'))
+    text = tmp_path / 'order.txt'
+    text.write_text('# most uncertain first\nc.png\n\nmissing.png\ndata/raw/a.png\nc.png\n')
+    assert read_order_file(text) == ['c.png', 'missing.png', 'a.png', 'c.png']
+    ranking = tmp_path / 'ranking.json'
+    ranking.write_text(json.dumps([{'file': 'd.png', 'score': 0.2}, {'image': 'b.png'}]))
+    assert read_order_file(ranking) == ['d.png', 'b.png']
+    listed = tmp_path / 'list.json'
+    listed.write_text(json.dumps(['b.png', 'a.png']))
+    assert read_order_file(listed) == ['b.png', 'a.png']
+    session = AnnotationSession(images, tmp_path / 'out', order=read_order_file(text))
+    assert session.images == ['c.png', 'a.png', 'b.png', 'd.png']  # the others follow
+    assert session.unknown_in_order == ['missing.png']
+    assert session.next_to_do() == 0
+    for bad, message in (('{"files": []}', 'expected a JSON list'), ('[1, 2]', 'item 0'),
+                         ('[{"name": "x"}]', 'item 0'), ('[', 'broken JSON')):
+        (tmp_path / 'bad.json').write_text(bad)
+        with pytest.raises(OrderFileError, match=message):
+            read_order_file(tmp_path / 'bad.json')
+
+
+def test_a_large_folder_opens_quickly(tmp_path):
+    images = tmp_path / 'images'
+    _images(images, ['0.png'])
+    for k in range(1, 2000):
+        os.link(images / '0.png', images / f'{k}.png')
+    out = tmp_path / 'out'
+    out.mkdir()
+    template = ImageAnnotation('0.png', 80, 60, [Face([(1.0 + k, 2.0 + k) for k in range(28)])])
+    for k in range(0, 2000, 2):
+        template.image = f'{k}.png'
+        save_annotation(out / f'{k}.json', template)
+    start = time.perf_counter()
+    session = AnnotationSession(images, out)
+    seconds = time.perf_counter() - start
+    assert session.progress().done == 1000
+    assert seconds < 10  # a generous bound for a loaded machine; the benchmark measures it

@@ -1,25 +1,34 @@
-"""The annotator app's behaviour in-process: display mapping, drawing, zoom, two tabs, broken
-images and model-assisted annotation (the browser test drives the same code through Chromium)."""
+"""The annotator's server in-process: the open/edit protocol (ordering, retries, autosave,
+two tabs, a full disk), the image route's path safety, the Host check against DNS rebinding,
+model-assisted annotation, and the CLI's one-line errors (the browser test drives the same
+server through Chromium)."""
+import errno
+import http.client
+import json
+
 import cv2
-import gradio as gr
 import numpy as np
 import pytest
 import torch
 
+from animal_landmarks_mm import annotate as annotate_module
 from animal_landmarks_mm.annotate import AnnotationSession
 from animal_landmarks_mm.annotate_app import (
+    AllowedHosts,
     Annotator,
-    TabState,
-    View,
-    draw_points,
-    reference_chart,
-    zoom_crop,
+    _box_for_face,
+    create_app,
+    exposure_warning,
+    launch,
 )
 from animal_landmarks_mm.annotation import load_annotation
+from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.export import export_checkpoint
-from animal_landmarks_mm.infer import InferenceInputError, LandmarkPredictor
-from animal_landmarks_mm.schema import GROUP_COLORS, LANDMARKS
+from animal_landmarks_mm.infer import LandmarkPredictor
+from animal_landmarks_mm.testing.browser import free_port
 from conftest import MAIN_CONFIG
+
+TAB, OTHER_TAB = 'tab-one-0001', 'tab-two-0002'
 
 
 @pytest.fixture
@@ -33,104 +42,274 @@ def folders(tmp_path):
 
 
 def _annotator(folders, predictor=None) -> Annotator:
-    return Annotator(AnnotationSession(*folders, annotator='t'), predictor)
+    return Annotator(AnnotationSession(*folders, annotator='t'), predictor, model='tiny.pth')
 
 
-def _click(annotator: Annotator, state: TabState, x: float, y: float) -> str:
-    """Click image pixel (x, y) where the tab shows it; returns the message line."""
-    u, v = annotator.view(state).to_display([(x, y)])[0]
-    return annotator.click(state, gr.SelectData(None, dict(index=[round(u), round(v)],
-                                                           value=None)))[4]
+class Tab:
+    """One browser tab's side of the protocol: numbered operations for the open image."""
+
+    def __init__(self, annotator: Annotator, tab: str = TAB):
+        self.annotator, self.tab, self.seq = annotator, tab, 0
+        self.state = None
+
+    def open(self, **where) -> dict:
+        answer = self.annotator.open(self.tab, **where)
+        if answer.get('state'):
+            self.state, self.seq = answer['state'], 0
+        return answer
+
+    def send(self, *ops: dict, seqs=None) -> dict:
+        numbered = []
+        for k, op in enumerate(ops):
+            if seqs is None:
+                self.seq += 1
+            numbered.append(dict(op, seq=self.seq if seqs is None else seqs[k]))
+        status, answer = self.annotator.edit(self.tab, self.state['token'], numbered)
+        assert status == 200, answer
+        self.state = answer['state']
+        return self.state
 
 
-def _open(annotator: Annotator, name: str) -> TabState:
-    state = TabState()
-    annotator.jump(state, name)
-    return state
+def _places(points, face=0):
+    return [dict(op='place', face=face, index=k, x=float(x), y=float(y))
+            for k, (x, y) in enumerate(points)]
 
 
-@pytest.mark.parametrize('size', [(300, 200), (1200, 900), (5000, 3000), (64, 64)])
-def test_view_maps_shown_pixels_to_image_pixels(size):
-    view = View.fit(0, 0, *size)
-    assert 960 <= max(view.shown_width, view.shown_height) <= 1600
-    points = np.array([(0.0, 0.0), (size[0] - 1, size[1] - 1), (17.25, 11.5)])
-    back = np.array([view.to_image(u, v) for u, v in view.to_display(points)])
-    assert np.allclose(back, points)
-    if view.scale == (1.0, 1.0):
-        assert view.to_image(5, 7) == (5, 7)
+POINTS = [(10 + 9 * k, 5 + 6 * k) for k in range(28)]
 
 
-def test_zoomed_view_maps_into_the_crop():
-    crop = zoom_crop((100, 120, 180, 200), 1200, 900)
-    view = View.fit(*crop)
-    assert crop[0] <= 100 and crop[0] + crop[2] >= 180 and view.shown_width >= 960
-    x, y = view.to_image(*view.to_display([(140.5, 150.25)])[0])
-    assert (x, y) == pytest.approx((140.5, 150.25))
-
-
-def test_points_are_drawn_in_their_group_colours():
-    picture = np.zeros((100, 100, 3), np.uint8)
-    points = np.full((28, 2), np.nan)
-    points[2] = (50, 50)  # the chin: contour
-    draw_points(picture, [(points, [2] * 28)], current=0, numbers=False)
-    assert tuple(picture[50, 50]) == GROUP_COLORS[LANDMARKS[2].group]
-    assert reference_chart(12).shape[2] == 3
-
-
-def test_click_save_and_reopen_through_the_handlers(folders):
+def test_a_new_tab_opens_the_first_image_to_do_and_edits_are_saved_at_once(folders):
     annotator = _annotator(folders)
-    state = TabState()
-    outputs = annotator.start(state)
-    state = outputs[0]
-    assert state.edit.image == 'a.png' and outputs[1].shape[1] == 960  # 300 px shown at 960
-    for k in range(28):
-        _click(annotator, state, 10 + 9 * k, 5 + 6 * k)
+    tab = Tab(annotator)
+    answer = tab.open(go='start')
+    state = answer['state']
+    assert answer['ok'] and state['image'] == 'a.png' and (state['width'], state['height']) == \
+        (300, 200)
+    assert state['url'].startswith('annotator/image/0?v=') and state['next_url']
+    assert state['status_label'] == 'not started' and state['file'] == 'a.json'
+    tab.send(*_places(POINTS[:3]))
+    assert tab.state['saved'] == tab.state['applied'] == 3
+    assert tab.state['status_label'] == 'draft (unfinished)'
+    tab.send(*_places(POINTS)[3:])
     saved = load_annotation(folders[1] / 'a.json')
-    expected = np.array([(10 + 9 * k, 5 + 6 * k) for k in range(28)], float)
-    assert np.abs(np.array(saved.faces[0].landmarks) - expected).max() <= 0.2
-    # with the face complete, a click near a point picks it, the next moves it
-    _click(annotator, state, 11, 6)
-    assert state.edit.selected == 0
-    _click(annotator, state, 40, 30)
-    assert load_annotation(folders[1] / 'a.json').faces[0].landmarks[0] == \
-        pytest.approx((40, 30), abs=0.2)
+    assert np.allclose(saved.faces[0].landmarks, POINTS) and saved.meta['annotator'] == 't'
+    assert tab.state['status_label'] == 'annotated'
+    assert tab.state['progress'] == dict(done=1, predicted=0, to_do=2, total=3)
+    tab.send(dict(op='move', index=12, x=40.5, y=30.25), dict(op='undo'), dict(op='redo'))
+    assert load_annotation(folders[1] / 'a.json').faces[0].landmarks[12] == (40.5, 30.25)
+    assert tab.state['undo'] == 29 and tab.state['redo'] == 0
 
 
-def test_zoom_on_the_face_keeps_clicks_exact(folders):
+def test_operations_apply_once_and_in_order(folders):
     annotator = _annotator(folders)
-    state = _open(annotator, 'b.png')
-    for k in range(5):
-        _click(annotator, state, 500 + 40 * k, 400 + (k % 2) * 30)
-    annotator.toggle_zoom(state)
-    assert state.zoom is not None and annotator.view(state).scale[0] > 1
-    _click(annotator, state, 555.5, 420.25)  # point 5, shown enlarged
-    assert state.edit.current.points[5] == pytest.approx((555.5, 420.25), abs=0.1)
-    annotator.toggle_zoom(state)
-    assert state.zoom is None
+    tab = Tab(annotator)
+    tab.open(image='b.png')
+    first = _places(POINTS[:2])
+    tab.send(*first)
+    tab.send(*first, seqs=[1, 2])  # a resend after a lost answer: nothing happens twice
+    assert tab.state['applied'] == 2 and tab.state['undo'] == 2
+    tab.send(dict(op='place', index=5, x=1, y=1), seqs=[9])  # a gap: wait for 3..8
+    assert tab.state['applied'] == 2 and tab.state['edit']['faces'][0]['points'][5] is None
+    tab.seq = 2
+    state = tab.send(dict(op='place', index=2, x=1e9, y=1), dict(op='place', index=2, x=3, y=3))
+    assert state['applied'] == 4 and state['message'].startswith('refused:')
+    assert state['edit']['faces'][0]['points'][2] == [3, 3]
+    status, answer = annotator.edit(TAB, 'not-the-token', [])
+    assert status == 410 and answer['reason'] == 'unknown_token'
 
 
-def test_a_second_tab_cannot_overwrite_and_moving_on_keeps_the_work(folders):
+def test_go_to_an_image_by_number_name_part_or_direction(folders):
     annotator = _annotator(folders)
-    first, second = _open(annotator, 'a.png'), _open(annotator, 'a.png')
-    _click(annotator, first, 10, 10)  # saved as a draft at once
-    message = _click(annotator, second, 20, 20)
-    assert message.startswith('**Not saved:**') and 'another tab' in message
-    annotator.go(second, 1)  # refuses to move on and drop the point
-    assert second.edit.image == 'a.png'
-    annotator.reload(second)  # shows what the first tab saved
-    assert second.edit.current.points[0] == pytest.approx((10, 10), abs=0.2)
-    annotator.go(first, 1)
-    reopened = _open(annotator, 'a.png')
-    assert reopened.edit.current.points[0] == pytest.approx((10, 10), abs=0.2)
+    tab = Tab(annotator)
+    tab.open(image='a.png')
+    assert tab.open(wanted='3')['state']['image'] == 'c.png'
+    assert tab.open(wanted='b.png')['state']['image'] == 'b.png'
+    assert tab.open(wanted='c')['state']['image'] == 'c.png'
+    assert tab.open(go='prev')['state']['image'] == 'b.png'
+    assert tab.open(go='next')['state']['image'] == 'c.png'
+    assert tab.open(go='next') == dict(ok=False, reason='end', message='no more images this way')
+    missing = tab.open(wanted='zzz')
+    assert not missing['ok'] and "no image 'zzz'" in missing['message']
+    assert tab.open(index=0)['state']['image'] == 'a.png'
 
 
-def test_a_broken_image_is_reported_not_fatal(folders):
-    (folders[0] / 'broken.png').write_bytes(b'not a png')
+def test_hidden_and_outside_names_are_refused_without_reading_them(folders, monkeypatch):
+    images, _ = folders
+    (images / '.x.png').write_bytes((images / 'a.png').read_bytes())
     annotator = _annotator(folders)
-    state = TabState()
-    outputs = annotator.jump(state, 'broken.png')
-    assert outputs[1] is None and 'broken.png' in outputs[4] and 'unreadable' in outputs[4]
-    assert annotator.go(state, -1)[0].edit.image == 'b.png'
+    read = []
+    monkeypatch.setattr(annotate_module, 'image_size', lambda path: read.append(path))
+    for name, message in (('.x.png', 'starting with a dot'), ('../a.png', 'outside'),
+                          ('/etc/passwd', 'outside'), ('sub/a.png', 'outside'),
+                          ('a.txt', 'not an image')):
+        answer = annotator.open(TAB, image=name)
+        assert not answer['ok'] and answer['reason'] == 'not_found'
+        assert message in answer['message'], answer
+    assert read == []
+
+
+def test_a_second_tab_cannot_overwrite_and_reload_shows_the_first(folders):
+    annotator = _annotator(folders)
+    first, second = Tab(annotator, TAB), Tab(annotator, OTHER_TAB)
+    first.open(image='a.png')
+    second.open(image='a.png')
+    first.send(dict(op='place', index=0, x=10, y=10))  # saved as a draft at once
+    state = second.send(dict(op='place', index=0, x=20, y=20))
+    assert state['conflict'] and 'another tab' in state['save_error']
+    assert state['saved'] == 0 and state['applied'] == 1
+    moved = second.open(go='next')  # refuses to move on and drop the point
+    assert not moved['ok'] and moved['reason'] == 'unsaved'
+    again = second.open(image='a.png', discard=True)['state']  # Reload
+    assert again['edit']['faces'][0]['points'][0] == [10, 10]
+
+
+def test_a_failed_save_is_reported_and_retried(folders, monkeypatch):
+    annotator = _annotator(folders)
+    tab = Tab(annotator)
+    tab.open(image='a.png')
+    real = annotate_module.write_json_atomic
+
+    def full(path, obj, **kwargs):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(annotate_module, 'write_json_atomic', full)
+    state = tab.send(dict(op='place', index=0, x=10, y=10))
+    assert state['applied'] == 1 and state['saved'] == 0 and not state['conflict']
+    assert state['save_error'].startswith('Not saved: cannot write in')
+    assert 'No space left on device' in state['save_error']
+    monkeypatch.setattr(annotate_module, 'write_json_atomic', real)
+    state = tab.send()  # the page sends again (nothing new): saved now
+    assert state['saved'] == 1 and not state['save_error']
+    assert annotator.session.open('a.png').current.points[0] == (10.0, 10.0)
+
+
+def test_predicted_files_are_counted_apart_and_accepted(folders):
+    annotator = _annotator(folders)
+    tab = Tab(annotator)
+    tab.open(image='c.png')
+    tab.send(*_places([(1 + k, 2 + k) for k in range(28)]))
+    session = annotator.session
+    raw = json.loads(session.annotation_path('c.png').read_text())
+    raw.update(status='predicted')
+    raw['faces'][0]['scores'] = [0.5] * 28
+    session.annotation_path('c.png').write_text(json.dumps(raw))
+    annotator = Annotator(AnnotationSession(*folders, annotator='reviewer'))
+    tab = Tab(annotator)
+    state = tab.open(go='start')['state']
+    assert state['progress'] == dict(done=0, predicted=1, to_do=3, total=3)
+    assert tab.open(go='todo')['state']['image'] == 'b.png'
+    state = tab.open(image='c.png')['state']
+    assert state['status_label'] == 'predicted, to review'
+    assert state['edit']['faces'][0]['predicted']
+    state = tab.send(dict(op='accept'))
+    assert state['status_label'] == 'annotated' and state['progress']['predicted'] == 0
+    meta = load_annotation(session.annotation_path('c.png')).meta
+    assert meta['reviewed_by'] == 'reviewer'
+
+
+@pytest.fixture
+def client(folders):
+    from starlette.testclient import TestClient
+    app = create_app(_annotator(folders), port=7860)
+    with TestClient(app, base_url='http://127.0.0.1:7860') as test_client:
+        yield test_client
+
+
+def test_images_are_served_by_index_from_the_image_folder_only(client, folders):
+    page = client.get('/')
+    assert page.status_code == 200 and 'Landmark annotator' in page.text
+    config = client.get('/annotator/api/config').json()
+    assert config['count'] == 3 and len(config['landmarks']) == 28
+    opened = client.post('/annotator/api/open', json=dict(tab=TAB, image='a.png')).json()
+    image = client.get(opened['state']['url'])
+    assert image.status_code == 200 and image.content == (folders[0] / 'a.png').read_bytes()
+    assert image.headers['content-type'] == 'image/png'
+    assert 'max-age' in image.headers['cache-control'] and image.headers.get('etag')
+    for url in ('/annotator/image/3', '/annotator/image/-1', '/annotator/static/../annotate.py',
+                '/annotator/static/editor.html', '/annotator/static/%2e%2e%2fannotate.py'):
+        assert client.get(url).status_code in (404, 422), url
+    assert client.get('/annotator/static/editor.js').status_code == 200
+    for path in (folders[0] / 'a.png', '/etc/passwd'):
+        for route in ('/gradio_api/file=', '/file='):
+            assert client.get(f'{route}{path}').status_code >= 400, f'{route}{path} was served'
+    bad = client.post('/annotator/api/open', json=dict(tab=TAB, image='.x.png'))
+    assert bad.status_code == 404 and 'not an image' in bad.json()['message']
+    assert client.post('/annotator/api/edit', content=b'not json').status_code == 400
+
+
+def test_a_sideways_webp_is_served_turned_as_mmcv_shows_it(tmp_path):
+    from PIL import Image
+    images = tmp_path / 'images'
+    images.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Chromium ignores a WebP's EXIF orientation; JPEG's and PNG's it applies
+    for name in ('turned.webp', 'turned.jpg'):
+        Image.new('RGB', (200, 120), (90, 90, 90)).save(images / name, exif=exif.tobytes())
+    Image.new('RGB', (200, 120)).save(images / 'upright.webp')
+    annotator = Annotator(AnnotationSession(images, tmp_path / 'out'))
+    payloads = {name: annotator.image_payload(annotator.session.index(name))
+                for name in annotator.session.images}
+    data, media = payloads['turned.webp']
+    assert media == 'image/png'
+    import io
+    assert Image.open(io.BytesIO(data)).size == (120, 200)
+    assert payloads['turned.jpg'] == (images / 'turned.jpg', 'image/jpeg')
+    assert payloads['upright.webp'] == (images / 'upright.webp', 'image/webp')
+
+
+def _raw_get(port: int, path: str, host: str) -> tuple[int, str]:
+    """A plain HTTP request with the given Host header (as a rebinding page's browser sends)."""
+    connection = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+    try:
+        connection.putrequest('GET', path, skip_host=True)
+        connection.putheader('Host', host)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, response.read().decode('utf-8', 'replace')
+    finally:
+        connection.close()
+
+
+def test_requests_for_another_host_name_are_refused(folders):
+    port = free_port()
+    server = launch(_annotator(folders), port=port, block=False)
+    try:
+        for path in ('/', '/annotator/image/0', '/annotator/api/config', '/gradio_api/info',
+                     '/config'):
+            status, body = _raw_get(port, path, f'evil.example:{port}')
+            assert status == 403, path
+            assert body.startswith("refused: Host 'evil.example:") and body.count('\n') == 1
+        for host in (f'127.0.0.1:{port}', f'localhost:{port}', f'[::1]:{port}', 'LOCALHOST'):
+            assert _raw_get(port, '/annotator/image/0', host)[0] == 200, host
+        assert _raw_get(port, '/annotator/image/0', f'192.168.1.5:{port}')[0] == 403
+    finally:
+        server.close()
+
+
+def test_websockets_for_another_host_name_are_refused(client):
+    from starlette.websockets import WebSocketDisconnect
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with client.websocket_connect('/gradio_api/queue/join',
+                                      headers={'host': 'evil.example:7860'}):
+            pass
+    assert refused.value.code == 1008
+
+
+def test_serving_beyond_this_machine_warns():
+    assert exposure_warning('127.0.0.1', 7860) is None
+    assert 'anyone who can reach this machine on port 7860' in exposure_warning('0.0.0.0', 7860)
+
+
+def test_the_allowed_host_names_follow_the_address_listened_on():
+    local = AllowedHosts.for_bind('127.0.0.1')
+    assert 'localhost:7860' in local and '[::1]:7860' in local and '127.0.0.1' in local
+    assert 'evil.example' not in local and '10.0.0.2' not in local and '' not in local
+    named = AllowedHosts.for_bind('annotate.lab', ['alias.lab'])
+    assert 'annotate.lab:7860' in named and 'alias.lab' in named and 'evil.lab' not in named
+    everywhere = AllowedHosts.for_bind('0.0.0.0')
+    assert '10.1.2.3:7860' in everywhere and '[fe80::1]:7860' in everywhere  # digits: no DNS
+    assert 'evil.example' not in everywhere
+    assert 'nas.lab' in AllowedHosts.for_bind('0.0.0.0', ['nas.lab'])
 
 
 @pytest.fixture(scope='module')
@@ -140,17 +319,31 @@ def predictor(trained):
 
 def test_model_assisted_box_then_predict(folders, predictor):
     annotator = _annotator(folders, predictor)
-    state = _open(annotator, 'b.png')
-    annotator.draw_box(state)
-    _click(annotator, state, 300, 200)
-    message = _click(annotator, state, 700, 650)  # second corner: predicts at once
-    assert message.startswith('predicted 28 points')
-    assert state.edit.current.complete()
-    saved = load_annotation(folders[1] / 'b.json').faces[0]
-    assert saved.bbox == pytest.approx((300, 200, 700, 650), abs=0.5)
+    tab = Tab(annotator)
+    tab.open(image='b.png')
+    state = tab.send(dict(op='box', box=[300, 200, 700, 650]), dict(op='predict', face=0))
+    assert state['message'].startswith('predicted 28 points')
+    face = state['edit']['faces'][0]
+    assert face['predicted'] and len(face['scores']) == 28
+    saved = load_annotation(folders[1] / 'b.json')
+    assert saved.status == 'predicted' and saved.meta['model'] == 'tiny.pth'
+    assert saved.faces[0].bbox == pytest.approx((300, 200, 700, 650))
     expected = predictor.predict(cv2.imread(str(folders[0] / 'b.png')),
-                                 np.array([saved.bbox], np.float32))
-    assert np.allclose(saved.landmarks, expected.pred_instances.keypoints[0], atol=1e-3)
+                                 np.array([saved.faces[0].bbox], np.float32))
+    assert np.allclose(saved.faces[0].landmarks, expected.pred_instances.keypoints[0],
+                       atol=1e-3)
+    tab.send(dict(op='undo'))  # predicting is an undo step like any other
+    assert not tab.state['edit']['faces'][0]['predicted']
+    tab.send(dict(op='redo'), dict(op='accept'))
+    assert load_annotation(folders[1] / 'b.json').status == 'annotated'
+
+
+def test_predict_without_a_model_is_refused(folders):
+    tab = Tab(_annotator(folders))
+    tab.open(image='a.png')
+    state = tab.send(dict(op='predict'))
+    assert state['message'] == 'refused: no model: start the annotator with --checkpoint and ' \
+        '--config'
 
 
 def test_anime_face_detector_layout_checkpoints_predict_the_same(trained, tmp_path, predictor):
@@ -161,42 +354,40 @@ def test_anime_face_detector_layout_checkpoints_predict_the_same(trained, tmp_pa
     assert np.allclose(afd.predict(image, box).pred_instances.keypoints,
                        predictor.predict(image, box).pred_instances.keypoints)
     torch.save({'backbone.conv1.weight': torch.zeros(1)}, tmp_path / 'other.pth')
-    with pytest.raises(InferenceInputError, match='does not fit the model'):
+    with pytest.raises(AnimalLandmarksError, match='does not fit the model'):
         LandmarkPredictor(MAIN_CONFIG, tmp_path / 'other.pth')
 
 
-def test_go_to_an_image_by_number_name_or_part_of_a_name(folders):
-    annotator = _annotator(folders)
-    state = _open(annotator, 'a.png')
-    assert annotator.jump(state, '3')[0].edit.image == 'c.png'
-    assert annotator.jump(state, 'b.png')[0].edit.image == 'b.png'
-    assert annotator.jump(state, 'c')[0].edit.image == 'c.png'
-    outputs = annotator.jump(state, 'zzz')
-    assert state.edit.image == 'c.png' and "no image 'zzz'" in outputs[4]
-
-
 def test_the_detected_box_of_the_current_face(folders):
-    from animal_landmarks_mm.annotate_app import _box_for_face
     annotator = _annotator(folders)
-    state = _open(annotator, 'b.png')
+    edit = annotator.session.open('b.png')
     boxes = np.array([[0, 0, 50, 50], [200, 200, 500, 500], [600, 100, 700, 200]], float)
-    assert _box_for_face(boxes, state.edit) == (200, 200, 500, 500)  # the largest
+    assert _box_for_face(boxes, edit) == (200, 200, 500, 500)  # the largest
     for k in range(28):
-        state.edit.click(610 + k, 150)
-    assert _box_for_face(boxes, state.edit) == (600, 100, 700, 200)  # around its points
-    state.edit.new_face()
-    state.edit.faces[0].points = [(250.0, 250.0)] * 28  # the large one is taken
-    assert _box_for_face(boxes, state.edit) == (600, 100, 700, 200)
+        edit.click(610 + k, 150)
+    assert _box_for_face(boxes, edit) == (600, 100, 700, 200)  # around its points
+    edit.new_face()
+    edit.faces[0].points = [(250.0, 250.0)] * 28  # the large one is taken
+    assert _box_for_face(boxes, edit) == (600, 100, 700, 200)
 
 
 @pytest.mark.parametrize('args, error', [
     (['--image-dir', 'missing', '--output-dir', 'out'], 'image folder not found: missing'),
-    (['--image-dir', '.', '--output-dir', 'out', '--checkpoint', 'x.pth'],
-     '--checkpoint and --config go together'),
+    (['--image-dir', '.', '--output-dir', 'out', '--config', 'c.py'],
+     '--config needs --checkpoint'),
     (['--image-dir', '.', '--output-dir', 'out', '--face-detector', 'yolov3'],
-     '--face-detector needs --face-detector-checkpoint and a landmark model'),
+     '--face-detector needs a landmark model (--checkpoint)'),
+    (['--image-dir', '.', '--output-dir', 'out', '--checkpoint', 'x.pth'],
+     'checkpoint not found: x.pth (give a file, or one of the pretrained names'),
+    (['--image-dir', '.', '--output-dir', 'file/out'],
+     'cannot create the output folder {cwd}/file/out: Not a directory'),
+    (['--image-dir', '.', '--output-dir', 'out', '--files', 'missing.txt'],
+     'missing.txt: cannot read the file list'),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, error):
     from conftest import run_tool
+    (tmp_path / 'file').write_text('a file, not a folder')
     proc = run_tool('annotate_landmarks.py', *args, cwd=tmp_path, check=False)
-    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1] == f'error: {error}'
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and last.startswith(f'error: {error.format(cwd=tmp_path)}'), \
+        proc.stderr

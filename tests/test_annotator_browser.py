@@ -1,9 +1,15 @@
 """The annotator end to end: tools/annotate_landmarks.py served on 127.0.0.1, driven by a real
-headless Chromium through Playwright, checked on the files it writes."""
+headless Chromium through Playwright, checked on the files it writes.
+
+The editor's conventions (animal_landmarks_mm/testing/browser.py): image pixel (x, y) is shown
+at ``left + (x + 0.5) * width / W`` of ``#landmark-image``'s client rect; placed points are
+``.landmark-point[data-index]``.
+"""
 from __future__ import annotations
 
+import json
 import os
-import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -14,46 +20,89 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
-from animal_landmarks_mm.annotate_app import (
-    CHROMIUM,
-    CHROMIUM_FLAGS,
-    PICTURE_GEOMETRY_JS,
-    PICTURE_REDRAWN_JS,
+from animal_landmarks_mm.annotation import Face, ImageAnnotation, load_annotation, save_annotation
+from animal_landmarks_mm.synthetic import render_face_image
+from animal_landmarks_mm.testing.browser import (
+    EDITOR_READY_JS,
+    RECT_JS,
+    SAVED_JS,
+    chromium_available,
+    free_port,
+    image_position,
+    launch_chromium,
+    point_positions,
+    save_screenshot,
     screen_position,
 )
-from animal_landmarks_mm.annotation import load_annotation
-from animal_landmarks_mm.synthetic import render_face_image
 from conftest import REPO
 
 #: The README's picture of the tool (resources/annotator.png) is a copy of this.
 SCREENSHOT = REPO / 'work_dirs' / 'screenshots' / 'annotator.png'
+#: A name that would be markup if it reached HTML unescaped.
+XSS_NAME = '<b>x<i>y<img src=x onerror=alert(1)>.png'
+WAIT_MS = 30000  # generous: a loaded 2-core machine
 
 sync_api = pytest.importorskip('playwright.sync_api',
                                reason='playwright is not installed (make setup installs it)')
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f'{CHROMIUM} not found: tools/setup_env.sh installs the Debian chromium package '
-                'where it can (root or sudo); it could not here', allow_module_level=True)
+if not chromium_available():
+    pytest.skip('/usr/bin/chromium not found: tools/setup_env.sh installs the Debian chromium '
+                'package where it can (root or sudo); it could not here',
+                allow_module_level=True)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+def _small_face_picture(seed: int, size: tuple[int, int], face: tuple[int, int, int, int]):
+    """A large picture with a small character in it (as on image boards), and its points."""
+    rng = np.random.default_rng(seed)
+    x0, y0, w, h = face
+    face_image, points, _ = render_face_image(rng, w, h)
+    picture = np.empty((size[1], size[0], 3), np.uint8)
+    picture[:] = rng.integers(90, 170, 3)
+    picture[y0:y0 + h, x0:x0 + w] = face_image
+    return picture, points + (x0, y0)
 
 
 @pytest.fixture(scope='module')
 def images(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
-    """Three synthetic characters (one small, enlarged for display) and their true points."""
+    """Synthetic characters and their true points; one large picture with a small face, one
+    sideways JPEG (EXIF orientation 6), one predicted file, one name that looks like HTML."""
     folder = tmp_path_factory.mktemp('annotator') / 'images'
     folder.mkdir()
     truth = {}
-    for k, (w, h) in enumerate([(640, 480), (400, 300), (700, 520)]):
+    for k, (w, h) in enumerate([(640, 480), (400, 300)]):
         image, points, _ = render_face_image(np.random.default_rng(k + 20), w, h)
-        name = f'face_{k}.png'
-        cv2.imwrite(str(folder / name), image)
-        truth[name] = points
+        cv2.imwrite(str(folder / f'face_{k}.png'), image)
+        truth[f'face_{k}.png'] = points
+    picture, points = _small_face_picture(3, (2400, 1800), (1500, 300, 360, 300))
+    cv2.imwrite(str(folder / 'large.jpg'), picture, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    truth['large.jpg'] = points
+    sideways = Image.fromarray(np.full((120, 200, 3), 90, np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 200x120, shown 120x200
+    sideways.save(folder / 'sideways.jpg', exif=exif.tobytes())
+    cv2.imwrite(str(folder / XSS_NAME), np.full((100, 100, 3), 200, np.uint8))
+    cv2.imwrite(str(folder / 'review.png'), np.full((300, 300, 3), 150, np.uint8))
     return folder, truth
+
+
+def _start(folder: Path, out: Path, port: int, log: Path) -> subprocess.Popen:
+    with open(log, 'a') as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / 'tools' / 'annotate_landmarks.py'), '--image-dir',
+             str(folder), '--output-dir', str(out), '--port', str(port), '--annotator', 'e2e'],
+            stdout=log_file, stderr=subprocess.STDOUT, cwd=folder.parent,
+            env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    deadline = time.time() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f'http://127.0.0.1:{port}/annotator/api/config', timeout=2)
+            return proc
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f'the annotator did not start:\n{log.read_text()[-3000:]}')
+            time.sleep(0.3)
 
 
 @pytest.fixture(scope='module')
@@ -61,155 +110,365 @@ def server(images):
     """The annotator on a free port; yields (url, output dir)."""
     folder, _ = images
     out = folder.parent / 'landmarks'
-    port = _free_port()
-    log = folder.parent / 'server.log'
-    with open(log, 'w') as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, str(REPO / 'tools' / 'annotate_landmarks.py'), '--image-dir',
-             str(folder), '--output-dir', str(out), '--port', str(port), '--annotator', 'e2e'],
-            stdout=log_file, stderr=subprocess.STDOUT, cwd=folder.parent,
-            env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    url = f'http://127.0.0.1:{port}'
-    deadline = time.time() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except (urllib.error.URLError, ConnectionError):
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f'the annotator did not start:\n{log.read_text()[-3000:]}')
-            time.sleep(0.5)
-    yield url, out
+    points = [(100.0 + 3 * k, 100.0 + 2 * k) for k in range(28)]
+    save_annotation(out / 'review.json', ImageAnnotation(
+        'review.png', 300, 300, [Face(points, scores=[0.7] * 28)], status='predicted',
+        meta=dict(model='sha256:abc')))
+    port = free_port()
+    proc = _start(folder, out, port, folder.parent / 'server.log')
+    yield f'http://127.0.0.1:{port}', out
     proc.terminate()
     proc.wait(timeout=30)
 
 
 @pytest.fixture(scope='module')
 def browser():
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
+    with sync_api.sync_playwright() as playwright, launch_chromium(playwright) as context:
+        yield context
 
 
 class Page:
-    """The annotator's page, with clicks given in original image pixels."""
+    """The annotator's page, with clicks given in image pixels."""
 
-    def __init__(self, page, image_size: tuple[int, int]):
-        self.page = page
-        self.image_size = image_size
+    def __init__(self, context, url: str, image: str | None = None):
+        self.page = context.new_page()
+        self.page.set_default_timeout(WAIT_MS)
+        self.external = []
+        self.dialogs = []
+        self.page.on('request', lambda r: None if r.url.startswith(url) or
+                     r.url.startswith('data:') else self.external.append(r.url))
+        self.page.on('dialog', lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.goto(url + (f'/?image={image}' if image else '/'))
+        self.ready()
 
-    def picture_src(self) -> str:
-        return self.page.locator('#picture img').get_attribute('src')
+    def ready(self) -> None:
+        self.page.wait_for_function(EDITOR_READY_JS)
 
-    def wait_redraw(self, old_src: str) -> None:
-        self.page.wait_for_function(PICTURE_REDRAWN_JS, arg=old_src, timeout=20000)
+    @property
+    def state(self) -> dict:
+        return self.page.evaluate('() => { const e = window.landmarkEditor; return {image: '
+                                  'e.doc.image, width: e.doc.width, height: e.doc.height}; }')
+
+    def size(self) -> tuple[int, int]:
+        state = self.state
+        return state['width'], state['height']
+
+    def rect(self) -> list[float]:
+        return self.page.locator('#landmark-image').evaluate(RECT_JS)
+
+    def at(self, x: float, y: float) -> tuple[float, float]:
+        return screen_position((x, y), self.size(), self.rect())
 
     def click(self, x: float, y: float) -> None:
-        old = self.picture_src()
-        geometry = self.page.locator('#picture img').evaluate(PICTURE_GEOMETRY_JS)
-        self.page.mouse.click(*screen_position((x, y), self.image_size, geometry))
-        self.wait_redraw(old)
+        self.page.mouse.click(*self.at(x, y))
 
-    def key(self, key: str, redraw: bool = True) -> None:
-        old = self.picture_src()
-        self.page.locator('body').press(key)
-        if redraw:
-            self.wait_redraw(old)
+    def key(self, key: str) -> None:
+        self.page.keyboard.press(key)
+
+    def saved(self) -> None:
+        self.page.wait_for_function(SAVED_JS)
 
     def text(self, elem_id: str) -> str:
         return self.page.locator(f'#{elem_id}').inner_text()
 
     def wait_text(self, elem_id: str, text: str) -> None:
         self.page.wait_for_function(
-            '([id, text]) => document.getElementById(id).innerText.includes(text)',
-            arg=[elem_id, text], timeout=20000)
+            '([id, text]) => document.getElementById(id).textContent.includes(text)',
+            arg=[elem_id, text])
+
+    def wait_image(self, name: str) -> None:
+        self.page.wait_for_function(
+            'name => { const e = window.landmarkEditor; return e && e.doc && '
+            'e.doc.image === name && !e.navigating; }', arg=name)
+
+    def close(self) -> None:
+        assert not self.external, f'the page fetched from elsewhere: {self.external[:3]}'
+        assert not self.dialogs, f'the page opened dialogs: {self.dialogs}'
+        self.page.close()
 
 
-def _open(browser, url: str, size: tuple[int, int]) -> Page:
-    page = browser.new_page(viewport={'width': 1600, 'height': 1000})
-    page.goto(url)
-    page.wait_for_selector('#picture img', timeout=30000)
-    page.wait_for_function('() => document.querySelector("#picture img").complete')
-    return Page(page, size)
-
-
-def test_annotate_save_reload_and_correct_in_a_real_browser(server, images, browser):
+def test_28_clicks_land_exactly_drag_undo_redo_and_occluded(server, images, browser):
     url, out = server
     folder, truth = images
+    page = Page(browser, url, 'face_0.png')
     points = truth['face_0.png']
-    page = _open(browser, url, (640, 480))
-    assert 'face_0.png' in page.text('header') and '0 of 3 done' in page.text('header')
-    assert '0: temple, image-left' in page.text('prompt')
-
+    assert page.text('le-name') == 'face_0.png' and '0 done' in page.text('le-progress')
+    assert '0: temple, image-left' in page.text('le-prompt')
     for k, (x, y) in enumerate(points):
-        assert f'next: {k}:' in page.text('prompt')
+        assert f'next: {k}:' in page.text('le-prompt')
         page.click(x, y)
-    assert 'complete' in page.text('prompt')
-    page.key('s', redraw=False)  # the last click already saved it; Save says so
-    page.wait_text('message', 'nothing to save')
+    page.wait_text('le-prompt', 'complete')
+    page.saved()
     saved = load_annotation(out / 'face_0.json')
     got = np.array(saved.faces[0].landmarks)
-    error = np.abs(got - points).max()
-    assert error <= 1.0, f'clicked points saved {error:.2f} px from where they were clicked'
-    assert saved.meta['annotator'] == 'e2e' and saved.width == 640 and saved.height == 480
-    assert '1 of 3 done' in page.text('header')
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.page.screenshot(path=str(SCREENSHOT))
+    scale = page.rect()[2] / 640  # shown px per image px
+    error = (got - points) * scale
+    assert np.abs(error).max() <= 0.5, f'clicks saved up to {np.abs(error).max():.3f} shown px off'
+    assert np.abs(error.mean(0)).max() < 0.05, f'clicks biased by {error.mean(0)} shown px'
+    assert saved.meta['annotator'] == 'e2e' and (saved.width, saved.height) == (640, 480)
+    assert '1 done' in page.text('le-progress')
+    assert len(page.page.locator('#landmark-editor .landmark-point').all()) == 28
+    assert save_screenshot(page.page, SCREENSHOT) < 300_000
 
-    # A fresh page starts at the next image without annotation; go back with the left arrow.
-    page.page.close()
-    page = _open(browser, url, (640, 480))
-    assert 'face_1.png' in page.text('header')
-    page.key('ArrowLeft')
-    assert 'face_0.png' in page.text('header') and 'annotated' in page.text('header')
-    # Correct point 12: click on it (picks it), then click its new place.
-    x12, y12 = got[12]
-    page.click(x12, y12)
-    assert 'correcting: 12: left eye, upper lid, top' in page.text('prompt')
-    page.click(x12 + 30, y12 - 20)
+    # drag point 12 by (+30, -20) shown pixels
+    x12, y12 = page.at(*got[12])
+    page.page.mouse.move(x12, y12)
+    page.wait_text('le-tooltip', '12: left eye, upper lid, top')  # hover names it
+    page.page.mouse.down()
+    page.page.mouse.move(x12 + 10, y12 - 5, steps=2)
+    page.page.mouse.move(x12 + 30, y12 - 20, steps=3)
+    page.page.mouse.up()
+    page.saved()
+    moved = got[12] + np.array([30, -20]) / scale
     edited = np.array(load_annotation(out / 'face_0.json').faces[0].landmarks)
-    assert np.abs(edited[12] - (x12 + 30, y12 - 20)).max() <= 1.0
+    assert np.abs(edited[12] - moved).max() <= 0.5 / scale
     assert np.array_equal(np.delete(edited, 12, 0), np.delete(got, 12, 0))
-    page.page.close()
+
+    # undo the drag, redo it (both keys), undo again
+    def point_12():
+        page.saved()
+        return np.array(load_annotation(out / 'face_0.json').faces[0].landmarks[12])
+
+    page.key('Control+z')
+    assert np.allclose(point_12(), got[12])
+    page.key('Control+Shift+Z')
+    assert np.allclose(point_12(), moved, atol=0.5 / scale)
+    page.key('Control+z')
+    page.key('Control+y')
+    assert np.allclose(point_12(), moved, atol=0.5 / scale)
+    page.key('Control+z')
+    assert np.allclose(point_12(), got[12])
+
+    # occluded by mistake, then unset: click point 5 (selects it), o, o
+    page.click(*got[5])
+    page.key('o')
+    page.saved()
+    assert load_annotation(out / 'face_0.json').faces[0].visibility[5] == 1
+    assert page.page.locator('.landmark-point[data-index="5"]').get_attribute(
+        'data-state') == 'occluded'  # drawn hollow
+    page.key('Escape')
+    page.click(*got[5])
+    page.key('o')
+    page.saved()
+    face = load_annotation(out / 'face_0.json').faces[0]
+    assert face.visibility[5] == 2 and face.landmarks[5] == pytest.approx(tuple(got[5]))
+
+    # the in-page click-to-draw timing the benchmark reads
+    timings = page.page.evaluate('window.landmarkEditor.timings')
+    assert len(timings) >= 28 and all(0 < t < 5000 for t in timings)
+    page.close()
 
 
-def test_small_image_enlarged_occluded_absent_and_skip(server, images, browser):
+def test_large_picture_small_face_zoom_pan_and_exact_clicks_when_zoomed(server, images,
+                                                                        browser):
     url, out = server
     folder, truth = images
-    page = _open(browser, url, (400, 300))
-    assert 'face_1.png' in page.text('header')
-    natural = page.page.locator('#picture img').evaluate('e => e.naturalWidth')
-    assert natural > 400  # shown enlarged, and clicks still land on original pixels
-    points = truth['face_1.png']
-    page.key('o', redraw=False)  # point 0 occluded: placed by estimate
-    page.wait_text('prompt', 'occluded: place it by estimate')
-    page.click(*points[0])
-    page.key('x', redraw=False)  # point 1 absent
-    page.wait_text('prompt', 'next: 2:')
-    for x, y in points[2:]:
+    page = Page(browser, url, 'large.jpg')
+    points = truth['large.jpg']
+    assert page.size() == (2400, 1800)
+    page.key('b')  # the face box: drag a rectangle (at fit, the face is small)
+    corner, other = page.at(1500, 300), page.at(1860, 600)
+    page.page.mouse.move(*corner)
+    page.page.mouse.down()
+    page.page.mouse.move(*other, steps=5)
+    page.page.mouse.up()
+    page.wait_text('le-message', 'box set')
+    page.key('f')  # zoom on it
+    page.page.wait_for_function('() => window.landmarkEditor.view.s > 1')
+    for x, y in points:
         page.click(x, y)
-    saved = load_annotation(out / 'face_1.json').faces[0]
-    assert saved.visibility[:3] == [1, 0, 2] and saved.landmarks[1] is None
-    assert np.abs(np.array(saved.landmarks[2:]) - points[2:]).max() <= 1.0
-    # face_2: skipped as unusable; the tool moves on and the converter will leave it out
-    page.key('u')
-    assert 'face_2.png' in page.text('header')
-    page.page.locator('#btn-skip').click()
-    page.wait_text('header', '3 of 3 done')
-    assert load_annotation(out / 'face_2.json').status == 'skipped'
-    page.page.close()
+    page.saved()
+    face = load_annotation(out / 'large.json').faces[0]
+    saved = np.array(face.landmarks)
+    scale = page.rect()[2] / 2400
+    assert scale > 1  # zoomed on the small face: more than a screen pixel per image pixel
+    assert np.abs(saved - points).max() * scale <= 0.5
+    assert face.bbox == pytest.approx((1500, 300, 1860, 600), abs=0.5 / page.page.evaluate(
+        'window.landmarkEditor.view.fit'))
+
+    # wheel zoom around the cursor: the image pixel under it stays under it
+    cursor = (round(page.at(*points[20])[0]), round(page.at(*points[20])[1]))
+    before = image_position(cursor, (2400, 1800), page.rect())
+    page.page.mouse.move(*cursor)
+    for _ in range(12):
+        page.page.mouse.wheel(0, -240)
+    page.page.wait_for_function('() => window.landmarkEditor.view.s >= 8')
+    rect = page.rect()
+    assert rect[2] / 2400 >= 8  # at least 8 screen px per image px
+    after = image_position(cursor, (2400, 1800), rect)
+    assert np.allclose(before, after, atol=0.01), (before, after)
+    page.key('0')  # fit
+    page.page.wait_for_function('() => window.landmarkEditor.view.s < 1')
+    width = page.rect()[2]
+    assert width <= 1280 and width / 2400 == pytest.approx(
+        page.page.evaluate('window.landmarkEditor.view.fit'))
+
+    # pan: dragging the picture moves it by as much, and places no point
+    page.key('f')
+    page.page.wait_for_function('() => window.landmarkEditor.view.s > 1')
+    start = page.rect()
+    count = len(point_positions(page.page))
+    empty = page.at(1500 - 30 / scale, 450)  # left of the box, clear of its corners
+    page.page.mouse.move(*empty)
+    page.page.mouse.down()
+    page.page.mouse.move(empty[0] + 60, empty[1] + 30, steps=4)
+    page.page.mouse.move(empty[0] + 100, empty[1] + 50, steps=4)
+    page.page.mouse.up()
+    moved = page.rect()
+    assert moved[0] - start[0] == pytest.approx(100, abs=0.01)
+    assert moved[1] - start[1] == pytest.approx(50, abs=0.01)
+    assert len(point_positions(page.page)) == count
+    page.saved()
+    assert np.allclose(load_annotation(out / 'large.json').faces[0].landmarks, saved)
+    page.close()
 
 
-def test_only_rendered_pictures_are_served(server, images):
-    url, _ = server
-    folder, _ = images
-    for path in (folder / 'face_0.png', Path('/etc/passwd'), REPO / 'README.md'):
-        for route in ('/gradio_api/file=', '/file='):
-            try:
-                with urllib.request.urlopen(f'{url}{route}{path}', timeout=10) as response:
-                    status = response.status
-            except urllib.error.HTTPError as e:
-                status = e.code
-            assert status >= 400, f'{route}{path} was served'
+def test_reload_url_back_forward_and_the_next_to_do(server, images, browser):
+    url, out = server
+    page = Page(browser, url, 'face_1.png')
+    page.click(50, 60)
+    page.click(70, 80)
+    page.saved()
+    page.page.reload()
+    page.ready()
+    assert page.state['image'] == 'face_1.png'  # the URL names the image
+    shown = point_positions(page.page)
+    assert sorted(shown) == [0, 1] and np.allclose([shown[0], shown[1]], [(50, 60), (70, 80)])
+    assert 'draft' in page.text('le-status')
+    page.key('n')
+    page.wait_image('large.jpg')
+    assert 'image=large.jpg' in page.page.url
+    page.page.go_back()
+    page.wait_image('face_1.png')
+    page.page.go_forward()
+    page.wait_image('large.jpg')
+    page.page.goto(f'{url}/?image=.hidden.png')  # hidden names are refused; a fresh start
+    page.ready()
+    assert 'starting with a dot' in page.text('le-message') or \
+        page.state['image'] != '.hidden.png'
+    page.close()
+
+
+def test_predicted_points_are_drawn_unreviewed_until_accepted(server, images, browser):
+    url, out = server
+    page = Page(browser, url, 'review.png')
+    assert page.text('le-status') == 'predicted, to review'
+    assert '1 predicted' in page.text('le-progress')
+    assert page.page.locator('.landmark-point[data-predicted="1"]').count() == 28
+    assert 'Enter to accept' in page.text('le-prompt')
+    page.key('Enter')
+    page.saved()
+    saved = load_annotation(out / 'review.json')
+    assert saved.status == 'annotated' and saved.meta['reviewed_by'] == 'e2e'
+    assert page.page.locator('.landmark-point[data-predicted="1"]').count() == 0
+    page.key('Control+z')  # accepting is undoable
+    page.saved()
+    assert load_annotation(out / 'review.json').status == 'predicted'
+    page.key('Enter')
+    page.saved()
+    page.close()
+
+
+def test_names_are_text_exif_is_honoured_and_nothing_moves_at_1280x720(server, images, browser):
+    url, out = server
+    page = Page(browser, url)
+    page.page.locator('#le-goto-input').fill('<b>x')
+    page.page.locator('#le-goto-input').press('Enter')
+    page.wait_image(XSS_NAME)
+    assert page.text('le-name') == XSS_NAME
+    assert page.page.locator('#landmark-editor b, #landmark-editor img[src="x"]').count() == 0
+
+    page.page.locator('#le-goto-input').fill('sideways.jpg')
+    page.page.locator('#le-goto-input').press('Enter')
+    page.wait_image('sideways.jpg')
+    natural = page.page.locator('#landmark-image').evaluate(
+        'e => [e.naturalWidth, e.naturalHeight]')
+    assert natural == [120, 200] and page.size() == (120, 200)  # as mmcv decodes it
+
+    # every control is on screen without scrolling, and stays put when a message appears
+    size = page.page.viewport_size
+    assert (size['width'], size['height']) == (1280, 720)
+    assert page.page.locator('#landmark-editor').evaluate(RECT_JS) == [0, 0, 1280, 720]
+    controls = page.page.locator('#landmark-editor button, #landmark-editor input, '
+                                 '#landmark-editor select')
+    before = controls.evaluate_all('es => es.map(e => { const r = e.getBoundingClientRect(); '
+                                   'return [r.left, r.top, r.right, r.bottom]; })')
+    assert max(r[3] for r in before) <= 720 and max(r[2] for r in before) <= 1280
+    page.page.evaluate('window.landmarkEditor.say("a long message ".repeat(30), "error")')
+    after = controls.evaluate_all('es => es.map(e => { const r = e.getBoundingClientRect(); '
+                                  'return [r.left, r.top, r.right, r.bottom]; })')
+    assert before == after
+    page.page.locator('#le-chart').click()  # the chart enlarges on click
+    assert page.page.locator('#le-chart-modal').is_visible()
+    labels = page.page.locator('#le-chart-big-overlay text')
+    assert labels.count() == 28 and labels.first.evaluate(
+        'e => e.getBoundingClientRect().height') >= 12
+    page.page.locator('#le-chart-modal').click()
+    # skipped as unusable: saved so, and the page moves on to the next image to do
+    page.page.locator('#le-skip-reason').fill('bad quality')
+    page.page.locator('#le-skip button[type="submit"]').click()
+    page.page.wait_for_function('() => window.landmarkEditor.doc.image !== "sideways.jpg"')
+    skipped = load_annotation(out / 'sideways.json')
+    assert skipped.status == 'skipped' and skipped.status_reason == 'bad quality'
+    page.close()
+
+
+def test_two_tabs_cannot_overwrite_each_other(server, images, browser):
+    url, out = server
+    first = Page(browser, url, 'face_1.png')
+    second = Page(browser, url, 'face_1.png')
+    first.click(100, 100)  # point 2 of the draft
+    first.saved()
+    second.click(120, 130)
+    second.page.wait_for_function(
+        '() => document.getElementById("le-save").dataset.state === "conflict"')
+    assert 'another tab' in second.text('le-message')
+    second.key('n')  # refuses to move on and lose the point
+    second.wait_text('le-message', 'not saved')
+    assert second.state['image'] == 'face_1.png'
+    second.page.locator('[data-action="reload"]').click()  # shows what the first saved
+    second.page.wait_for_function(
+        '() => document.getElementById("le-save").dataset.state === "saved" && '
+        'document.querySelectorAll(".landmark-point").length === 3')
+    assert point_positions(second.page)[2] == pytest.approx((100, 100), abs=1e-4)
+    first.close()
+    second.close()
+
+
+def test_edits_made_while_the_server_is_away_are_kept_and_sent(images, browser, tmp_path):
+    folder = tmp_path / 'images'
+    shutil.copytree(images[0], folder)
+    out, port = tmp_path / 'out', free_port()
+    log = tmp_path / 'server.log'
+    proc = _start(folder, out, port, log)
+    url = f'http://127.0.0.1:{port}'
+    page = Page(browser, url, 'face_0.png')
+    # briefly unreachable: the requests fail, the page keeps the edits and says so
+    page.page.route('**/annotator/api/edit', lambda route: route.abort())
+    page.click(10, 10)
+    page.click(20, 20)
+    page.wait_text('le-save', 'not saved yet (2)')
+    assert page.page.locator('#le-save').get_attribute('data-state') == 'unsaved'
+    page.page.unroute('**/annotator/api/edit')
+    page.saved()
+    assert np.allclose(session_points(out), [(10, 10), (20, 20)])
+    # the server restarts: the page opens the image again and sends what it has not saved
+    proc.terminate()
+    proc.wait(timeout=30)
+    page.click(30, 30)
+    page.page.wait_for_function(
+        '() => document.getElementById("le-save").dataset.state === "unsaved"')
+    proc = _start(folder, out, port, log)
+    try:
+        page.saved()
+        assert np.allclose(session_points(out), [(10, 10), (20, 20), (30, 30)])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    page.close()
+
+
+def session_points(out: Path) -> list:
+    """The placed points of face_0.png's draft."""
+    draft = json.loads((out / '.drafts' / 'face_0.json').read_text())
+    return [p for p in draft['faces'][0]['points'] if p is not None]

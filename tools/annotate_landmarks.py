@@ -1,40 +1,53 @@
-"""Annotate the 28 face landmarks of images in a browser (a Gradio app).
+"""Annotate the 28 face landmarks of images in a browser (a point editor served by a Gradio app).
 
 Example:
     python tools/annotate_landmarks.py --image-dir data/raw/safebooru \
         --output-dir data/landmarks
     # then open http://127.0.0.1:7860
 
-Each image gets OUTPUT_DIR/<image stem>.json when finished (unfinished work is kept in
-OUTPUT_DIR/.drafts/); tools/dataset.py converts the folder.
+Each image gets an annotation file in OUTPUT_DIR when finished (OUTPUT_DIR/<stem>.json, or
+another free name when names clash; unfinished work is kept in OUTPUT_DIR/.drafts/);
+tools/dataset.py converts the folder.
 """
 import argparse
 import getpass
+import os
 import sys
 
-from animal_landmarks_mm.annotate import AnnotationSession
-from animal_landmarks_mm.annotation import AnnotationError
-from animal_landmarks_mm.infer import FACE_DETECTORS, FaceDetector, InferenceInputError
+from animal_landmarks_mm.annotate import AnnotationSession, read_order_file
+from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.infer import FACE_DETECTORS, FaceDetector, InferenceInputError, model_id
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--image-dir', required=True, help='the images to annotate')
     parser.add_argument('--output-dir', required=True, help='where annotation files go')
+    parser.add_argument('--files', metavar='LIST',
+                        help='visit these images first, in this order: a text file of names, '
+                        'one per line, or a JSON list of names or of objects with a "file" or '
+                        '"image" key (a ranking, a report); the other images follow')
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (0.0.0.0: reachable from other machines, '
                         'without login)')
     parser.add_argument('--port', type=int, default=7860)
+    parser.add_argument('--allow-host', action='append', default=[], metavar='NAME',
+                        help='also answer requests made to this host name (a name other '
+                        'machines reach this one by; repeatable). Other names are refused, '
+                        'against DNS rebinding')
     parser.add_argument('--annotator', default=None,
                         help='your name in the files\' meta (default: the login name)')
     model = parser.add_argument_group('model-assisted annotation')
-    model.add_argument('--checkpoint', help='a model trained here, or an anime_face_detector '
-                       'landmark checkpoint (.pth or .safetensors)')
-    model.add_argument('--config', help='the model\'s config')
+    model.add_argument('--checkpoint', help='a model trained here, an anime_face_detector '
+                       'landmark checkpoint (.pth or .safetensors), or the pretrained name '
+                       'anime-face-detector (downloaded once into the Hugging Face cache)')
+    model.add_argument('--config', help='the model\'s config (default: the project\'s main '
+                       'config)')
     model.add_argument('--face-detector', choices=FACE_DETECTORS,
                        help='find faces with anime_face_detector\'s detector')
     model.add_argument('--face-detector-checkpoint',
-                       help='the face detector\'s weights (a local file; nothing is downloaded)')
+                       help='the face detector\'s weights (default: its published weights, '
+                       'downloaded once into the Hugging Face cache)')
     model.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     return parser.parse_args(argv)
 
@@ -49,30 +62,49 @@ def login_name() -> str:
 def main(argv=None):
     args = parse_args(argv)
     try:
-        if bool(args.checkpoint) != bool(args.config):
-            raise InferenceInputError('--checkpoint and --config go together')
-        if args.face_detector and not (args.checkpoint and args.face_detector_checkpoint):
-            raise InferenceInputError(
-                '--face-detector needs --face-detector-checkpoint and a landmark model')
+        if args.config and not args.checkpoint:
+            raise InferenceInputError('--config needs --checkpoint')
+        if args.face_detector and not args.checkpoint:
+            raise InferenceInputError('--face-detector needs a landmark model (--checkpoint)')
+        if args.face_detector_checkpoint and not args.face_detector:
+            raise InferenceInputError('--face-detector-checkpoint needs --face-detector')
+        order = read_order_file(args.files) if args.files else None
         session = AnnotationSession(args.image_dir, args.output_dir,
-                                    annotator=args.annotator or login_name())
+                                    annotator=args.annotator or login_name(), order=order)
         # gradio loads in seconds; only after the arguments are known to be good
         from animal_landmarks_mm.annotate_app import Annotator, launch
         predictor = detector = None
         if args.checkpoint:
             from animal_landmarks_mm.infer import LandmarkPredictor
-            predictor = LandmarkPredictor(args.config, args.checkpoint, args.device)
+            predictor = LandmarkPredictor(config=args.config, checkpoint=args.checkpoint,
+                                          device=args.device)
         if args.face_detector:
-            detector = FaceDetector(args.face_detector, args.face_detector_checkpoint,
-                                    args.device)
-        annotator = Annotator(session, predictor, detector)
-    except (AnnotationError, InferenceInputError, FileNotFoundError) as e:
+            detector = FaceDetector(name=args.face_detector,
+                                    checkpoint=args.face_detector_checkpoint,
+                                    device=args.device)
+        annotator = Annotator(session=session, predictor=predictor, detector=detector,
+                              model=model_id(args.checkpoint) if args.checkpoint else None)
+    except (AnimalLandmarksError, FileNotFoundError) as e:
         sys.exit(f'error: {e}')
-    done, total = session.progress()
-    print(f'{total} images in {session.image_dir}, {done} annotated; annotations go to '
-          f'{session.output_dir}', flush=True)
-    print(f'open http://{args.host}:{args.port} (Ctrl+C to stop)', flush=True)
-    launch(annotator, args.host, args.port)
+    except OSError as e:  # the output folder, say
+        sys.exit(f'error: {e.strerror or e}: {e.filename or args.output_dir}')
+    if session.unknown_in_order:
+        shown = ', '.join(session.unknown_in_order[:3])
+        more = len(session.unknown_in_order) - 3
+        print(f'warning: {len(session.unknown_in_order)} names of {args.files} are not images '
+              f'of {session.image_dir} ({shown}{f" and {more} more" if more > 0 else ""}); '
+              'left out', file=sys.stderr, flush=True)
+    if not os.access(session.output_dir, os.W_OK):
+        print(f'warning: {session.output_dir} is not writable: edits will show "not saved" '
+              'and stay in the page', file=sys.stderr, flush=True)
+    print(f'{len(session.images)} images in {session.image_dir} ({session.progress()}); '
+          f'annotations go to {session.output_dir}', flush=True)
+    shown = f'[{args.host}]' if ':' in args.host else args.host
+    print(f'open http://{shown}:{args.port} (Ctrl+C to stop)', flush=True)
+    try:
+        launch(annotator, host=args.host, port=args.port, allow_hosts=args.allow_host)
+    except OSError as e:  # the port is taken, say
+        sys.exit(f'error: cannot listen on {args.host}:{args.port}: {e.strerror or e}')
 
 
 if __name__ == '__main__':

@@ -1,0 +1,1503 @@
+/* The landmark editor: draws the picture and its points in the browser and reports edits to
+ * the annotator's server (animal_landmarks_mm/annotate_app.py), which applies them with the
+ * session logic (animal_landmarks_mm/annotate.py) and saves them. Plain ES2020, no library.
+ *
+ * Conventions that tests and automation rely on:
+ * - #landmark-image is the picture; its client rect covers the image's whole pixel extent at the
+ *   current zoom and pan, so image pixel (x, y) (pixel centres at integers) is shown at
+ *   left + (x + 0.5) * width / W, top + (y + 0.5) * height / H;
+ * - each placed point of the current face is an element of class `landmark-point` with
+ *   `data-index` (0-27) (and `data-x`, `data-y`: its image pixel, `data-state`), inside
+ *   #landmark-editor; other faces' points have class `landmark-point-other`;
+ * - #le-save's data-state: saved, saving, unsaved (kept in the page, not on disk yet), conflict;
+ * - the URL names the image (?image=NAME);
+ * - window.landmarkEditor.timings: click-to-draw times (ms, pointerdown to the next animation
+ *   frame after the point is in the DOM), .paintTimings: to the task after that frame (painted);
+ *   .openTimes: navigation to the image shown (ms, request to the frame after it is decoded).
+ *
+ * Edits are drawn at once (optimistic) and sent as operations with a per-image sequence number;
+ * the server applies each once and in order and answers the canonical state, which the page
+ * adopts whenever it has nothing more to send. Edits the server has not saved stay in the page
+ * (shown as "not saved yet") and are sent again until they are saved.
+ */
+(() => {
+  'use strict';
+
+  const VISIBLE = 2, OCCLUDED = 1, ABSENT = 0;
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  const PRESS_SLOP = 5;        // screen px a press may move and still be a click
+  const HIT_RADIUS = 10;       // screen px around a point that grab it
+  const HANDLE_RADIUS = 8;     // screen px around a box corner
+  const MAX_SCALE = 32;        // screen px per image px at the closest zoom
+  const UNDO_STEPS = 200;      // as annotate.HISTORY_STEPS
+  const RETRY_MS = [300, 600, 1200, 2500, 5000];
+  const CROWDED_FACE_PX = 140; // a face smaller than this on screen: labels on hover only
+  const TAB_KEY = 'landmark-editor-tab';
+
+  function svgEl(tag, attrs) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const key in attrs) node.setAttribute(key, attrs[key]);
+    return node;
+  }
+
+  function randomId() {
+    const bytes = new Uint8Array(12);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  function tabId() {
+    try {
+      let id = sessionStorage.getItem(TAB_KEY);
+      if (!id) { id = randomId(); sessionStorage.setItem(TAB_KEY, id); }
+      return id;
+    } catch (e) {
+      return randomId();
+    }
+  }
+
+  function clone(value) { return JSON.parse(JSON.stringify(value)); }
+  function emptyFace() {
+    return {points: new Array(28).fill(null), visibility: new Array(28).fill(VISIBLE),
+            bbox: null, scores: null, predicted: false};
+  }
+  function nextIndex(face) {
+    for (let k = 0; k < face.points.length; k++) {
+      if (face.points[k] === null && face.visibility[k] !== ABSENT) return k;
+    }
+    return null;
+  }
+  function isTyping(target) {
+    return target && (['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName) ||
+                      target.isContentEditable);
+  }
+
+  // Which way each point's label goes: away from the centre of its part (the mouth's labels
+  // then spread around the mouth instead of piling up).
+  const PARTS = [[0, 1, 2, 3, 4], [5, 6, 7], [8, 9, 10], [11, 12, 13, 14, 15, 16],
+                 [17, 18, 19, 20, 21, 22], [23], [24, 25, 26, 27]];
+  const PART_OF = [];
+  PARTS.forEach((part, p) => part.forEach((k) => { PART_OF[k] = p; }));
+  const BROW_EYE = {1: 3, 2: 4};  // a brow's label goes away from its eye
+
+  /** The direction of each point's label, away from the centre of its part (the mouth's
+   *  labels spread around the mouth, a brow's go away from its eye). */
+  function labelDirections(pts) {
+    const centre = (indices) => {
+      const ps = indices.map((k) => pts[k]).filter(Boolean);
+      if (!ps.length) return null;
+      return [ps.reduce((s, p) => s + p[0], 0) / ps.length,
+              ps.reduce((s, p) => s + p[1], 0) / ps.length];
+    };
+    const faceCentre = centre([...Array(pts.length).keys()]);
+    const partCentres = PARTS.map((part) => (part.length > 1 ? centre(part) : null));
+    return pts.map((p, k) => {
+      if (!p) return null;
+      const part = PART_OF[k];
+      let from = part === 0 || part === 5 ? faceCentre : partCentres[part];
+      if (BROW_EYE[part] !== undefined) from = partCentres[BROW_EYE[part]] || faceCentre;
+      if (part === 5) return [1, 0];  // the nose tip: beside it, clear of the upper lip
+      if (from) {
+        const vx = p[0] - from[0], vy = p[1] - from[1], n = Math.hypot(vx, vy);
+        if (n > 1e-6) return [vx / n, vy / n];
+      }
+      return [0.7071, -0.7071];
+    });
+  }
+
+  /** Where to write each point's number so that no two labels overlap each other or a point:
+   *  the preferred side first, then turning around it, then further out (greedy, in index
+   *  order). ``pts``: screen positions (null: none); returns [x, y, anchor] or null each. */
+  function placeLabels(pts, fontPx, radius, only) {
+    const dirs = labelDirections(pts);
+    const boxes = [];
+    const charW = fontPx * 0.62, half = fontPx * 0.55;
+    const free = (x0, y0, x1, y1) => {
+      for (const b of boxes) {
+        if (x0 < b[2] && x1 > b[0] && y0 < b[3] && y1 > b[1]) return false;
+      }
+      for (const p of pts) {
+        if (p && p[0] + radius > x0 && p[0] - radius < x1 && p[1] + radius > y0 &&
+            p[1] - radius < y1) return false;
+      }
+      return true;
+    };
+    const turns = [0, 0.7854, -0.7854, 1.5708, -1.5708, 2.3562, -2.3562, 3.1416];
+    return pts.map((p, k) => {
+      if (!p || (only && !only.has(k))) return null;
+      const width = String(k).length * charW + 2;
+      const [dx, dy] = dirs[k];
+      let fallback = null;
+      for (const distance of [radius + 3, radius + 9]) {
+        for (const turn of turns) {
+          const c = Math.cos(turn), s = Math.sin(turn);
+          const ux = dx * c - dy * s, uy = dx * s + dy * c;
+          // the label's box touches the circle of ``distance`` around the point
+          const cx = p[0] + ux * (distance + width / 2), cy = p[1] + uy * (distance + half);
+          const box = [cx - width / 2, cy - half, cx + width / 2, cy + half];
+          if (!fallback) fallback = box;
+          if (free(...box)) {
+            boxes.push(box);
+            return [cx, cy];
+          }
+        }
+      }
+      boxes.push(fallback);
+      return [(fallback[0] + fallback[2]) / 2, (fallback[1] + fallback[3]) / 2];
+    });
+  }
+
+  class Editor {
+    constructor(root) {
+      this.root = root;
+      this.tab = tabId();
+      this.config = null;
+      this.doc = null;         // the server's state of the open image
+      this.edit = null;        // the page's state of it (the server's plus pending edits)
+      this.undoStack = [];
+      this.redoStack = [];
+      this.queue = [];         // operations not on disk yet, in order
+      this.seq = 0;
+      this.applied = 0;
+      this.saved = 0;
+      this.inFlight = false;
+      this.offline = false;
+      this.retries = 0;
+      this.retryTimer = null;
+      this.waiters = [];
+      this.view = {s: 1, tx: 0, ty: 0, fit: 1};
+      this.selected = null;
+      this.hover = null;
+      this.labels = true;
+      this.boxMode = false;
+      this.busy = '';
+      this.gesture = null;
+      this.space = false;
+      this.navigating = false;
+      this.timings = [];
+      this.paintTimings = [];
+      this.openTimes = [];
+      this.message = '';
+      this.els = {};
+      for (const node of root.querySelectorAll('[id]')) this.els[node.id] = node;
+      this.els.root = root;
+    }
+
+    $(id) { return this.els[id] || document.getElementById(id); }
+
+    // --- start ---------------------------------------------------------------------------------
+
+    async start() {
+      this.bind();
+      for (let attempt = 0; ; attempt++) {
+        try {
+          this.config = await this.request('GET', 'annotator/api/config');
+          break;
+        } catch (e) {
+          this.say('cannot reach the annotator server; retrying…', 'error');
+          await new Promise((resolve) => setTimeout(resolve, RETRY_MS[Math.min(attempt, 4)]));
+        }
+      }
+      this.buildPanel();
+      const wanted = new URLSearchParams(location.search).get('image');
+      let refused = '';
+      if (wanted !== null && !(await this.go({image: wanted}, {replace: true}))) {
+        refused = this.$('le-message').textContent;
+      }
+      if (!this.doc) {
+        await this.go({go: 'start'}, {replace: true});
+        if (refused) this.say(refused, 'error');
+      }
+      this.root.dataset.ready = '1';
+    }
+
+    bind() {
+      const vp = this.$('le-viewport');
+      vp.addEventListener('pointerdown', (e) => this.onPointerDown(e));
+      vp.addEventListener('pointermove', (e) => this.onPointerMove(e));
+      vp.addEventListener('pointerup', (e) => this.onPointerUp(e));
+      vp.addEventListener('pointercancel', (e) => this.onPointerUp(e, true));
+      vp.addEventListener('pointerleave', () => { if (!this.gesture) this.setHover(null); });
+      vp.addEventListener('wheel', (e) => this.onWheel(e), {passive: false});
+      vp.addEventListener('contextmenu', (e) => e.preventDefault());
+      document.addEventListener('keydown', (e) => this.onKeyDown(e));
+      document.addEventListener('keyup', (e) => {
+        if (e.key === ' ') { this.space = false; vp.classList.remove('le-space'); }
+      });
+      window.addEventListener('resize', () => this.onResize());
+      window.addEventListener('popstate', () => {
+        const wanted = new URLSearchParams(location.search).get('image');
+        if (wanted !== null && (!this.doc || wanted !== this.doc.image)) {
+          this.go({image: wanted}, {history: false});
+        }
+      });
+      window.addEventListener('beforeunload', (e) => {
+        if (this.queue.length) { e.preventDefault(); e.returnValue = ''; }
+      });
+      this.root.addEventListener('click', (e) => {
+        const button = e.target.closest('button[data-action]');
+        if (button && !button.disabled) {
+          this.action(button.dataset.action);
+          button.blur();
+        }
+      });
+      this.$('le-goto').addEventListener('submit', (e) => {
+        e.preventDefault();
+        const input = this.$('le-goto-input');
+        const wanted = input.value.trim();
+        if (wanted) this.go({wanted}).then((ok) => { if (ok) input.blur(); });
+      });
+      this.$('le-skip').addEventListener('submit', (e) => {
+        e.preventDefault();
+        this.skip(this.$('le-skip-reason').value);
+      });
+      this.$('le-face').addEventListener('change', (e) => {
+        if (!this.edit) return;
+        this.edit.face = Number(e.target.value);
+        this.selected = null;
+        e.target.blur();
+        this.draw();
+      });
+      this.$('le-chart').addEventListener('click', () => this.showChart(true));
+      this.$('le-chart-modal').addEventListener('click', () => this.showChart(false));
+      this.$('le-help').addEventListener('click', () => { this.$('le-help').hidden = true; });
+      this.$('le-points').addEventListener('click', (e) => {
+        const row = e.target.closest('[data-index]');
+        if (!row || !this.edit) return;
+        const index = Number(row.dataset.index);
+        this.selected = this.selected === index ? null : index;
+        this.draw();
+      });
+      if (window.ResizeObserver) new ResizeObserver(() => this.onResize()).observe(vp);
+    }
+
+    buildPanel() {
+      const list = this.$('le-points');
+      list.replaceChildren();
+      this.rows = this.config.landmarks.map((lm, k) => {
+        const row = document.createElement('div');
+        row.className = 'le-point-row';
+        row.dataset.index = k;
+        row.title = `${k}: ${lm.description}`;
+        const num = document.createElement('span');
+        num.className = 'le-num';
+        num.textContent = k;
+        const dot = document.createElement('span');
+        dot.className = 'le-dot';
+        dot.style.background = lm.color;
+        const name = document.createElement('span');
+        name.textContent = lm.description;
+        const state = document.createElement('span');
+        state.className = 'le-state';
+        row.append(num, dot, name, state);
+        list.append(row);
+        return {row, state};
+      });
+      const reasons = this.$('le-skip-reasons');
+      for (const reason of this.config.skip_reasons) {
+        const option = document.createElement('option');
+        option.value = reason;
+        reasons.append(option);
+      }
+      this.$('le-skip-reason').value = this.config.skip_reasons[0];
+      const table = this.$('le-help-table');
+      for (const [key, what] of Object.entries(this.config.shortcuts)) {
+        const tr = document.createElement('tr');
+        const a = document.createElement('td');
+        a.textContent = key;
+        const b = document.createElement('td');
+        b.textContent = what;
+        tr.append(a, b);
+        table.append(tr);
+      }
+      this.root.querySelector('[data-action="predict"]').disabled = !this.config.predict;
+      for (const id of ['le-chart-image', 'le-chart-big-image']) {
+        this.$(id).src = this.config.chart.url;
+      }
+      this.$('le-goto-input').placeholder = `go to: number (1-${this.config.count}) or name`;
+    }
+
+    // --- talking to the server ----------------------------------------------------------------
+
+    async request(method, url, body) {
+      const response = await fetch(url, {
+        method, headers: body ? {'content-type': 'application/json'} : {},
+        body: body ? JSON.stringify(body) : undefined, cache: 'no-store',
+      });
+      let answer = null;
+      try { answer = await response.json(); } catch (e) { answer = null; }
+      if (!response.ok && !(answer && typeof answer === 'object')) {
+        throw new Error(`HTTP ${response.status}`);
+      }
+      if (answer && typeof answer === 'object') answer.httpStatus = response.status;
+      return answer;
+    }
+
+    enqueue(op) {
+      op.seq = ++this.seq;
+      this.queue.push(op);
+      this.renderSave();
+      this.flush();
+    }
+
+    async flush() {
+      if (this.inFlight || !this.doc || !this.doc.token) return;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      const ops = this.queue.filter((op) => op.seq > this.applied);
+      if (!ops.length && this.saved >= this.applied && !this.queue.length) {
+        this.wake();
+        return;
+      }
+      this.inFlight = true;
+      this.renderSave();
+      const token = this.doc.token;
+      let answer;
+      try {
+        answer = await this.request('POST', 'annotator/api/edit', {tab: this.tab, token, ops});
+      } catch (e) {
+        this.inFlight = false;
+        this.offline = true;
+        this.scheduleRetry();
+        this.renderSave();
+        this.wake();
+        return;
+      }
+      this.inFlight = false;
+      if (!this.doc || token !== this.doc.token) { this.wake(); return; }
+      if (answer.httpStatus === 410) {
+        await this.reopen();
+        return;
+      }
+      if (!answer.state) {
+        this.offline = answer.httpStatus >= 500;
+        this.say(answer.message || `the server answered ${answer.httpStatus}`, 'error');
+        this.scheduleRetry();
+        this.renderSave();
+        this.wake();
+        return;
+      }
+      this.offline = false;
+      this.retries = 0;
+      const state = answer.state;
+      this.applied = state.applied;
+      this.saved = state.saved;
+      this.queue = this.queue.filter((op) => op.seq > state.saved);
+      this.doc = state;
+      if (state.save_error) {
+        this.say(state.save_error, 'error');
+        if (!state.conflict) this.scheduleRetry(3000);
+      } else if (state.message) {
+        this.say(state.message, state.message.startsWith('refused') ? 'error' : '');
+      }
+      if (this.busy && !this.queue.some((op) => op.seq > this.applied)) this.busy = '';
+      this.adopt();
+      this.renderHeader();
+      this.renderSave();
+      if (this.queue.some((op) => op.seq > this.applied)) this.flush();
+      this.wake();
+    }
+
+    scheduleRetry(delay) {
+      if (this.retryTimer) return;
+      const wait = delay || RETRY_MS[Math.min(this.retries, RETRY_MS.length - 1)];
+      this.retries += 1;
+      this.retryTimer = setTimeout(() => { this.retryTimer = null; this.flush(); }, wait);
+    }
+
+    wake() {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const resolve of waiters) resolve();
+    }
+
+    /** Wait until every edit is on disk (true), or ``ms`` passed (false). */
+    async settle(ms = 4000) {
+      const deadline = performance.now() + ms;
+      while (this.queue.length || this.inFlight) {
+        if (this.doc && this.doc.conflict) return false;
+        if (performance.now() > deadline) return false;
+        const woken = new Promise((resolve) => this.waiters.push(resolve));
+        if (!this.inFlight) this.flush();
+        await Promise.race([woken, new Promise((r) => setTimeout(r, 250))]);
+      }
+      return true;
+    }
+
+    /** The server lost the image (restarted): open it again, send what is not saved. */
+    async reopen() {
+      const pending = this.queue;
+      let answer;
+      try {
+        answer = await this.request('POST', 'annotator/api/open',
+                                    {tab: this.tab, image: this.doc.image, discard: true});
+      } catch (e) {
+        this.offline = true;
+        this.scheduleRetry();
+        this.renderSave();
+        return;
+      }
+      if (!answer || !answer.state || !answer.state.token) {
+        this.say((answer && answer.message) || 'cannot open the image again', 'error');
+        return;
+      }
+      this.doc = answer.state;
+      this.seq = 0;
+      this.applied = 0;
+      this.saved = 0;
+      this.queue = [];
+      for (const op of pending) {
+        const copy = Object.assign({}, op);
+        delete copy.seq;
+        copy.seq = ++this.seq;
+        this.queue.push(copy);
+      }
+      this.say(`the server restarted: sending ${pending.length} unsaved edits again`);
+      this.flush();
+    }
+
+    /** Take the server's state when nothing is pending (the page's guesses become facts). */
+    adopt() {
+      if (!this.doc || !this.doc.edit || this.gesture) return;
+      if (this.queue.some((op) => op.seq > this.applied) || this.busy) return;
+      const theirs = JSON.stringify(this.doc.edit);
+      if (this.edit && JSON.stringify(this.edit) === theirs) return;
+      const face = this.edit ? this.edit.face : this.doc.edit.face;
+      this.edit = JSON.parse(theirs);
+      if (face < this.edit.faces.length) this.edit.face = face;  // the page's choice of face
+      this.draw();
+    }
+
+    // --- opening images ---------------------------------------------------------------------
+
+    /** Open an image (params of annotator/api/open); true when one is shown. */
+    async go(params, {replace = false, history: push = true, discard = false} = {}) {
+      if (this.navigating) return false;
+      const started = performance.now();
+      if (!discard && !(await this.settle())) {
+        const why = this.doc && this.doc.conflict
+          ? 'not saved: changed in another tab; Reload shows theirs (drops your change)'
+          : 'not saved yet: your edits are kept in this page until the server has them; ' +
+            'try again in a moment';
+        this.say(why, 'error');
+        return false;
+      }
+      this.navigating = true;
+      this.$('le-loading').classList.add('le-visible');
+      try {
+        let answer;
+        try {
+          answer = await this.request('POST', 'annotator/api/open', Object.assign(
+            {tab: this.tab, current: this.doc ? this.doc.index : -1, discard}, params));
+        } catch (e) {
+          this.say('the server is unreachable; try again in a moment', 'error');
+          return false;
+        }
+        if (!answer || !answer.state) {
+          this.say((answer && answer.message) || 'cannot open that image', 'error');
+          return false;
+        }
+        await this.show(answer.state, answer.ok ? (answer.state.message || '') : answer.message,
+                        answer.ok ? '' : 'error');
+        const url = new URL(location.href);
+        url.searchParams.set('image', answer.state.image);
+        if (replace || !push) history.replaceState({image: answer.state.image}, '', url);
+        else history.pushState({image: answer.state.image}, '', url);
+        requestAnimationFrame(() => this.openTimes.push(performance.now() - started));
+        return true;  // shown (with its error, if it could not be opened)
+      } finally {
+        this.navigating = false;
+        this.$('le-loading').classList.remove('le-visible');
+      }
+    }
+
+    async show(state, message, kind) {
+      const sameImage = this.doc && this.doc.image === state.image &&
+        this.doc.url === state.url;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.doc = state;
+      this.seq = 0;
+      this.applied = 0;
+      this.saved = 0;
+      this.queue = [];
+      this.offline = false;
+      this.retries = 0;
+      this.undoStack = [];
+      this.redoStack = [];
+      this.selected = null;
+      this.hover = null;
+      this.busy = '';
+      this.boxMode = false;
+      this.gesture = null;
+      this.edit = state.edit ? clone(state.edit) : null;
+      this.say(message, kind);
+      if (state.edit) {
+        if (!sameImage) {
+          try {
+            await this.loadImage(state.url, state.width, state.height);
+          } catch (e) {
+            this.say(`cannot show ${state.image}: the browser could not decode it`, 'error');
+          }
+          this.fit();
+        }
+      } else {
+        this.$('landmark-image').removeAttribute('src');
+        this.$('landmark-image').style.visibility = 'hidden';
+      }
+      if (state.next_url) {
+        const prefetch = new Image();  // the next image's bytes, into the browser's cache
+        prefetch.src = state.next_url;
+      }
+      this.renderHeader();
+      this.renderSave();
+      this.draw();
+    }
+
+    async loadImage(url, width, height) {
+      const img = new Image();
+      img.alt = '';
+      img.draggable = false;
+      img.className = 'le-image';
+      img.src = url;
+      await img.decode();
+      img.id = 'landmark-image';
+      const old = this.$('landmark-image');
+      old.replaceWith(img);
+      this.els['landmark-image'] = img;
+      if (img.naturalWidth !== width || img.naturalHeight !== height) {
+        this.say(`the browser decodes this image as ${img.naturalWidth}x${img.naturalHeight}, ` +
+                 `the annotator as ${width}x${height} (EXIF orientation?): points are mapped ` +
+                 `to ${width}x${height}`, 'error');
+      }
+    }
+
+    // --- the view: zoom and pan ---------------------------------------------------------------
+
+    viewportSize() {
+      const vp = this.$('le-viewport');
+      return [vp.clientWidth, vp.clientHeight];
+    }
+
+    fit() {
+      if (!this.doc || !this.doc.edit) return;
+      const [vw, vh] = this.viewportSize();
+      const {width: W, height: H} = this.doc;
+      const s = Math.min(vw / W, vh / H);
+      this.view = {s, tx: (vw - W * s) / 2, ty: (vh - H * s) / 2, fit: s};
+      this.applyView();
+    }
+
+    limits() {
+      return [Math.min(this.view.fit, 1) * 0.5, Math.max(MAX_SCALE, this.view.fit * 2)];
+    }
+
+    zoomAt(cx, cy, factor) {
+      const [lo, hi] = this.limits();
+      const s = Math.min(hi, Math.max(lo, this.view.s * factor));
+      const k = s / this.view.s;
+      this.view.tx = cx - (cx - this.view.tx) * k;
+      this.view.ty = cy - (cy - this.view.ty) * k;
+      this.view.s = s;
+      this.applyView();
+    }
+
+    zoomToFace() {
+      if (!this.edit) return;
+      const face = this.edit.faces[this.edit.face];
+      const xs = [], ys = [];
+      face.points.forEach((p) => { if (p) { xs.push(p[0]); ys.push(p[1]); } });
+      if (face.bbox) { xs.push(face.bbox[0], face.bbox[2]); ys.push(face.bbox[1], face.bbox[3]); }
+      if (xs.length < 2) {
+        this.say('nothing to zoom on: place two points or draw the face box (b)');
+        return;
+      }
+      const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys);
+      const y1 = Math.max(...ys);
+      const side = Math.max(x1 - x0, y1 - y0, 16) * 1.7;
+      const [vw, vh] = this.viewportSize();
+      const [lo, hi] = this.limits();
+      const s = Math.min(hi, Math.max(lo, Math.min(vw, vh) / side));
+      this.view.s = s;
+      this.view.tx = vw / 2 - ((x0 + x1) / 2 + 0.5) * s;
+      this.view.ty = vh / 2 - ((y0 + y1) / 2 + 0.5) * s;
+      this.applyView();
+    }
+
+    applyView() {
+      const img = this.$('landmark-image');
+      const {s, tx, ty} = this.view;
+      // Sized, not scaled: Chromium without a GPU rasterises a scaled-down huge element only
+      // in part. The element's box is the image's pixel extent either way.
+      img.style.width = `${this.doc.width * s}px`;
+      img.style.height = `${this.doc.height * s}px`;
+      img.style.transform = `translate(${tx}px, ${ty}px)`;
+      img.style.visibility = 'visible';
+      img.classList.toggle('le-pixelated', s >= 4);
+      this.$('le-zoom').textContent = s >= 1 ? `${s.toFixed(s < 10 ? 1 : 0)}×`
+        : `${Math.round(s * 100)}%`;
+      this.drawOverlay();
+    }
+
+    onResize() {
+      if (!this.doc || !this.doc.edit) return;
+      const [vw, vh] = this.viewportSize();
+      if (this.lastSize && this.lastSize[0] === vw && this.lastSize[1] === vh) return;
+      const wasFit = !this.lastSize || Math.abs(this.view.s - this.view.fit) < 1e-9;
+      this.lastSize = [vw, vh];
+      const {width: W, height: H} = this.doc;
+      this.view.fit = Math.min(vw / W, vh / H);
+      if (wasFit) this.fit(); else this.applyView();
+    }
+
+    /** The image pixel under a pointer event (pixel centres at integers). */
+    imagePoint(e) {
+      const rect = this.$('landmark-image').getBoundingClientRect();
+      return [(e.clientX - rect.left) * this.doc.width / rect.width - 0.5,
+              (e.clientY - rect.top) * this.doc.height / rect.height - 0.5];
+    }
+
+    screenOf(x, y) {
+      return [this.view.tx + (x + 0.5) * this.view.s, this.view.ty + (y + 0.5) * this.view.s];
+    }
+
+    inside(x, y) {
+      return x >= -0.5 && y >= -0.5 && x <= this.doc.width - 0.5 && y <= this.doc.height - 0.5;
+    }
+
+    clampToImage(x, y) {
+      return [Math.min(Math.max(x, -0.5), this.doc.width - 0.5),
+              Math.min(Math.max(y, -0.5), this.doc.height - 0.5)];
+    }
+
+    // --- editing: the page's copy of annotate.ImageEdit ---------------------------------------
+
+    get face() { return this.edit.faces[this.edit.face]; }
+
+    target() {
+      return this.selected !== null ? this.selected : nextIndex(this.face);
+    }
+
+    snapshot() {
+      const e = this.edit;
+      return clone({faces: e.faces, face: e.face, status: e.status,
+                    status_reason: e.status_reason, reviewed_at: e.reviewed_at,
+                    model: e.model});
+    }
+
+    restore(snapshot) {
+      Object.assign(this.edit, clone(snapshot));
+      this.edit.face = Math.min(this.edit.face, this.edit.faces.length - 1);
+    }
+
+    record() {
+      this.undoStack.push(this.snapshot());
+      if (this.undoStack.length > UNDO_STEPS) this.undoStack.shift();
+      this.redoStack = [];
+    }
+
+    edited() {
+      this.edit.status = this.edit.faces.some((f) => f.predicted) ? 'predicted' : 'annotated';
+      this.edit.status_reason = '';
+    }
+
+    /** Apply an operation to the page's state, as ImageEdit.apply does on the server. */
+    applyLocal(op) {
+      const e = this.edit;
+      if (op.face !== undefined && op.face !== null) e.face = op.face;
+      const face = e.faces[e.face];
+      switch (op.op) {
+        case 'place': case 'move':
+          face.points[op.index] = [op.x, op.y];
+          if (face.visibility[op.index] === ABSENT) face.visibility[op.index] = VISIBLE;
+          this.edited();
+          break;
+        case 'flag':
+          face.visibility[op.index] = op.flag;
+          if (op.flag === ABSENT) face.points[op.index] = null;
+          this.edited();
+          break;
+        case 'remove':
+          face.points[op.index] = null;
+          face.visibility[op.index] = VISIBLE;
+          this.edited();
+          break;
+        case 'clear_face':
+          e.faces[e.face] = emptyFace();
+          this.edited();
+          break;
+        case 'new_face':
+          e.faces.push(emptyFace());
+          e.face = e.faces.length - 1;
+          this.edited();
+          break;
+        case 'remove_face':
+          if (e.faces.length === 1) e.faces[0] = emptyFace();
+          else e.faces.splice(e.face, 1);
+          e.face = Math.min(e.face, e.faces.length - 1);
+          this.edited();
+          break;
+        case 'box':
+          face.bbox = op.box;
+          break;
+        case 'accept':
+          for (const f of e.faces) {
+            if (f.predicted) { f.predicted = false; f.scores = null; }
+          }
+          e.reviewed_at = new Date().toISOString();
+          this.edited();
+          break;
+        case 'skip':
+          e.status = 'skipped';
+          e.status_reason = op.reason.trim() || 'skipped';
+          break;
+        default:
+          break;
+      }
+    }
+
+    /** An edit: recorded for undo, drawn at once, sent to the server. */
+    commit(op, {draw = true} = {}) {
+      this.record();
+      this.applyLocal(op);
+      this.enqueue(op);
+      if (draw) this.draw();
+    }
+
+    canEdit() {
+      if (!this.edit) { this.say('no image open: go to another one', 'error'); return false; }
+      if (this.busy) { this.say(`${this.busy} — wait a moment`); return false; }
+      return true;
+    }
+
+    undo() {
+      if (!this.canEdit()) return;
+      if (!this.undoStack.length) { this.say('nothing to undo'); return; }
+      this.redoStack.push(this.snapshot());
+      this.restore(this.undoStack.pop());
+      this.selected = null;
+      this.enqueue({op: 'undo'});
+      this.say('undone');
+      this.draw();
+    }
+
+    redo() {
+      if (!this.canEdit()) return;
+      if (!this.redoStack.length) { this.say('nothing to redo'); return; }
+      this.undoStack.push(this.snapshot());
+      this.restore(this.redoStack.pop());
+      this.selected = null;
+      this.enqueue({op: 'redo'});
+      this.say('redone');
+      this.draw();
+    }
+
+    toggleFlag(flag) {
+      if (!this.canEdit()) return;
+      const index = this.target();
+      if (index === null) {
+        this.say('the face is complete: select a point (click it, or in the list) first');
+        return;
+      }
+      const current = this.face.visibility[index];
+      const value = current === flag ? VISIBLE : flag;
+      this.commit({op: 'flag', face: this.edit.face, index, flag: value});
+      const name = this.config.landmarks[index].description;
+      const words = {[VISIBLE]: 'visible', [OCCLUDED]: 'occluded', [ABSENT]: 'absent'};
+      let note = `${index}: ${name} is ${words[value]}`;
+      if (value === OCCLUDED && !this.face.points[index]) note += ': click where it would be';
+      if (value === ABSENT) this.selected = null;
+      this.say(note);
+      this.draw();
+    }
+
+    removeSelected() {
+      if (!this.canEdit()) return;
+      if (this.selected === null) { this.say('select a point first (click it, or in the list)'); return; }
+      const index = this.selected;
+      this.selected = null;
+      this.commit({op: 'remove', face: this.edit.face, index});
+      this.say(`${index} removed`);
+    }
+
+    accept() {
+      if (!this.canEdit()) return;
+      if (!this.edit.faces.some((f) => f.predicted)) {
+        this.say('nothing to accept: no predicted points here');
+        return;
+      }
+      this.commit({op: 'accept'});
+      this.say('accepted: the points are an annotation now (undo with Ctrl+Z)');
+    }
+
+    predict() {
+      if (!this.canEdit()) return;
+      if (!this.config.predict) {
+        this.say('no model: start the annotator with --checkpoint and --config', 'error');
+        return;
+      }
+      this.record();
+      this.busy = 'predicting';
+      this.say('predicting…');
+      this.enqueue({op: 'predict', face: this.edit.face});
+      this.draw();
+    }
+
+    async skip(reason) {
+      if (!this.canEdit()) return;
+      this.commit({op: 'skip', reason: reason || ''});
+      if (await this.settle()) await this.go({go: 'todo'});
+    }
+
+    // --- pointer --------------------------------------------------------------------------------
+
+    hitPoint(sx, sy) {
+      if (!this.edit) return null;
+      let best = null, bestDistance = HIT_RADIUS;
+      this.face.points.forEach((p, k) => {
+        if (!p) return;
+        const [px, py] = this.screenOf(p[0], p[1]);
+        const d = Math.hypot(px - sx, py - sy);
+        if (d <= bestDistance) { best = k; bestDistance = d; }
+      });
+      return best;
+    }
+
+    hitHandle(sx, sy) {
+      if (!this.edit || !this.face.bbox) return null;
+      const [x0, y0, x1, y1] = this.face.bbox;
+      const corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]];
+      for (let c = 0; c < 4; c++) {
+        const [px, py] = this.screenOf(corners[c][0], corners[c][1]);
+        if (Math.hypot(px - sx, py - sy) <= HANDLE_RADIUS) return c;
+      }
+      return null;
+    }
+
+    local(e) {
+      const rect = this.$('le-viewport').getBoundingClientRect();
+      return [e.clientX - rect.left, e.clientY - rect.top];
+    }
+
+    onPointerDown(e) {
+      const started = e.timeStamp;
+      if (!this.doc || !this.edit || this.navigating) return;
+      this.$('le-viewport').focus({preventScroll: true});
+      const [sx, sy] = this.local(e);
+      const g = {id: e.pointerId, sx, sy, moved: false, kind: 'press'};
+      this.$('le-viewport').setPointerCapture(e.pointerId);
+      if (e.button === 1 || e.button === 2 || this.space) {
+        g.kind = 'pan';
+        g.view = Object.assign({}, this.view);
+        this.gesture = g;
+        this.$('le-viewport').classList.add('le-panning');
+        return;
+      }
+      if (e.button !== 0) return;
+      const [x, y] = this.imagePoint(e);
+      g.x = x;
+      g.y = y;
+      g.inside = this.inside(x, y);
+      if (this.boxMode) {
+        g.kind = 'box';
+        [g.bx, g.by] = this.clampToImage(x, y);
+        this.gesture = g;
+        return;
+      }
+      g.hit = this.hitPoint(sx, sy);
+      g.handle = g.hit === null ? this.hitHandle(sx, sy) : null;
+      // A click places the target (the selected point, else the next one), even over another
+      // point while the face is incomplete; on another point with one selected, or on any
+      // point of a complete face, it selects that point instead.
+      const target = this.target();
+      const onOther = g.hit !== null &&
+        ((this.selected !== null && g.hit !== this.selected) || target === null);
+      if (target !== null && g.inside && !onOther && !this.busy) {
+        // Draw the point now; a press that turns into a drag takes it back.
+        g.tentative = {op: 'place', face: this.edit.face, index: target, x, y};
+        g.redo = this.redoStack;
+        g.selected = this.selected;
+        this.record();
+        this.applyLocal(g.tentative);
+        this.selected = null;
+        this.gesture = g;
+        this.drawOverlay();
+        this.renderPanel();
+        requestAnimationFrame(() => {
+          this.timings.push(performance.now() - started);
+          // the frame is painted when the next task runs
+          setTimeout(() => this.paintTimings.push(performance.now() - started), 0);
+        });
+        return;
+      }
+      this.gesture = g;
+    }
+
+    onPointerMove(e) {
+      const g = this.gesture;
+      const [sx, sy] = this.local(e);
+      if (!g) {
+        if (this.edit && this.doc) this.setHover(this.hitPoint(sx, sy), sx, sy);
+        return;
+      }
+      if (e.pointerId !== g.id) return;
+      if (!g.moved && Math.hypot(sx - g.sx, sy - g.sy) <= PRESS_SLOP) return;
+      if (!g.moved) {
+        g.moved = true;
+        if (g.tentative) this.restore(this.undoStack.pop());  // not a click: take it back
+        this.startDrag(g);
+      }
+      this.dragTo(g, e, sx, sy);
+    }
+
+    startDrag(g) {
+      if (g.tentative) {
+        this.redoStack = g.redo;
+        this.selected = g.selected;
+        g.tentative = null;
+      }
+      if (g.kind === 'box') return;
+      if (g.hit !== null && g.hit !== undefined) {
+        g.kind = 'point';
+        g.before = this.snapshot();
+        this.selected = g.hit;
+      } else if (g.handle !== null && g.handle !== undefined) {
+        g.kind = 'handle';
+        g.before = this.snapshot();
+      } else {
+        g.kind = 'pan';
+        g.view = Object.assign({}, this.view);
+        this.$('le-viewport').classList.add('le-panning');
+      }
+    }
+
+    dragTo(g, e, sx, sy) {
+      if (g.kind === 'pan') {
+        this.view.tx = g.view.tx + (sx - g.sx);
+        this.view.ty = g.view.ty + (sy - g.sy);
+        this.applyView();
+      } else if (g.kind === 'point') {
+        const [x, y] = this.clampToImage(...this.imagePoint(e));
+        this.face.points[g.hit] = [x, y];
+        this.setHover(g.hit, sx, sy);
+        this.drawOverlay();
+      } else if (g.kind === 'handle') {
+        const [x, y] = this.clampToImage(...this.imagePoint(e));
+        const box = this.face.bbox.slice();
+        const c = g.handle;
+        if (c === 0 || c === 3) box[0] = x; else box[2] = x;
+        if (c === 0 || c === 1) box[1] = y; else box[3] = y;
+        this.face.bbox = box;
+        this.drawOverlay();
+      } else if (g.kind === 'box') {
+        const [x, y] = this.clampToImage(...this.imagePoint(e));
+        g.ex = x;
+        g.ey = y;
+        this.drawOverlay();
+      }
+    }
+
+    onPointerUp(e, cancelled = false) {
+      const g = this.gesture;
+      if (!g || e.pointerId !== g.id) return;
+      this.gesture = null;
+      this.$('le-viewport').classList.remove('le-panning');
+      if (g.tentative) {
+        if (cancelled) {
+          this.restore(this.undoStack.pop());
+          this.redoStack = g.redo;
+        } else {
+          this.enqueue(g.tentative);
+          this.say('');
+        }
+        this.draw();
+      } else if (g.kind === 'point' && g.moved) {
+        const [x, y] = this.face.points[g.hit];
+        this.restore(g.before);
+        this.commit({op: 'move', face: this.edit.face, index: g.hit, x, y}, {draw: false});
+        this.selected = null;
+        this.say(`${g.hit} moved`);
+        this.draw();
+      } else if (g.kind === 'handle' && g.moved) {
+        const box = this.boxOf(this.face.bbox);
+        this.restore(g.before);
+        if (box) this.commit({op: 'box', face: this.edit.face, box});
+        else this.draw();
+      } else if (g.kind === 'box') {
+        this.boxMode = false;
+        const box = g.moved ? this.boxOf([g.bx, g.by, g.ex, g.ey]) : null;
+        if (!box) {
+          this.say('box too small: drag a rectangle around the face (b)');
+          this.draw();
+        } else {
+          this.commit({op: 'box', face: this.edit.face, box});
+          if (this.config.predict) this.predict();
+          else this.say('box set');
+        }
+      } else if (!g.moved && g.kind === 'press') {
+        if (g.hit !== null && g.hit !== undefined) {
+          this.selected = this.selected === g.hit ? null : g.hit;
+          this.say(this.selected === null ? '' : `${g.hit} selected: click its place, ` +
+                   'drag it, or o / x / Delete');
+          this.draw();
+        } else if (g.inside && this.target() === null) {
+          this.say('face complete: drag a point to move it, select one to re-place it, or ' +
+                   'New face for another face');
+        }
+      }
+      this.adopt();
+    }
+
+    /** A box [x0, y0, x1, y1] (corners, in image pixels) set in order, or null if tiny. */
+    boxOf(box) {
+      const [a, b, c, d] = box;
+      const x0 = Math.min(a, c), x1 = Math.max(a, c), y0 = Math.min(b, d), y1 = Math.max(b, d);
+      if (x1 - x0 < 2 || y1 - y0 < 2) return null;
+      return [x0, y0, x1, y1];
+    }
+
+    onWheel(e) {
+      if (!this.doc || !this.edit) return;
+      e.preventDefault();
+      const [sx, sy] = this.local(e);
+      const unit = e.deltaMode === 1 ? 0.05 : e.deltaMode === 2 ? 1 : 0.0015;
+      this.zoomAt(sx, sy, Math.exp(-e.deltaY * unit));
+    }
+
+    setHover(index, sx, sy) {
+      const tip = this.$('le-tooltip');
+      if (index === null || index === undefined) {
+        if (this.hover !== null) { this.hover = null; this.drawOverlay(); }
+        tip.hidden = true;
+        this.$('le-viewport').classList.remove('le-on-point');
+        return;
+      }
+      const changed = this.hover !== index;
+      this.hover = index;
+      const flag = this.face.visibility[index];
+      tip.textContent = `${index}: ${this.config.landmarks[index].description}` +
+        (flag === OCCLUDED ? ' (occluded)' : '') + (this.face.predicted ? ' (predicted)' : '');
+      tip.hidden = false;
+      tip.style.left = `${sx + 14}px`;
+      tip.style.top = `${sy + 12}px`;
+      this.$('le-viewport').classList.add('le-on-point');
+      if (changed) this.drawOverlay();
+    }
+
+    // --- keys and buttons -------------------------------------------------------------------
+
+    onKeyDown(e) {
+      if (isTyping(e.target)) {
+        if (e.key === 'Escape') e.target.blur();
+        return;
+      }
+      if (!this.config) return;
+      const key = e.key;
+      const ctrl = e.ctrlKey || e.metaKey;
+      let handled = true;
+      if (ctrl && (key === 'z' || key === 'Z')) {
+        if (e.shiftKey) this.redo(); else this.undo();
+      } else if (ctrl && (key === 'y' || key === 'Y')) {
+        this.redo();
+      } else if (ctrl && (key === 's' || key === 'S')) {
+        this.action('save');
+      } else if (ctrl || e.altKey) {
+        handled = false;
+      } else if (key === ' ') {
+        this.space = true;
+        this.$('le-viewport').classList.add('le-space');
+      } else {
+        const actions = {
+          z: 'undo', Z: 'redo', o: 'occluded', x: 'absent', Delete: 'remove',
+          Backspace: 'remove', Escape: 'escape', l: 'labels', f: 'zoom-face', 0: 'fit',
+          '+': 'zoom-in', '=': 'zoom-in', '-': 'zoom-out', n: 'next', ArrowRight: 'next',
+          p: 'prev', ArrowLeft: 'prev', u: 'todo', s: 'save', b: 'box', m: 'predict',
+          Enter: 'accept', '?': 'help',
+        };
+        if (key in actions) this.action(actions[key]);
+        else handled = false;
+      }
+      if (handled) e.preventDefault();
+    }
+
+    action(name) {
+      const [vw, vh] = this.viewportSize();
+      switch (name) {
+        case 'undo': this.undo(); break;
+        case 'redo': this.redo(); break;
+        case 'occluded': this.toggleFlag(OCCLUDED); break;
+        case 'absent': this.toggleFlag(ABSENT); break;
+        case 'remove': this.removeSelected(); break;
+        case 'clear':
+          if (this.canEdit()) { this.commit({op: 'clear_face', face: this.edit.face}); }
+          break;
+        case 'new-face':
+          if (this.canEdit()) {
+            this.selected = null;
+            this.commit({op: 'new_face'});
+            this.say(`face ${this.edit.faces.length}: place its points, or draw its box (b)`);
+          }
+          break;
+        case 'remove-face':
+          if (this.canEdit()) {
+            this.selected = null;
+            this.commit({op: 'remove_face', face: this.edit.face});
+          }
+          break;
+        case 'box':
+          if (this.canEdit()) {
+            this.boxMode = !this.boxMode;
+            this.say(this.boxMode ? 'drag a rectangle around the face' : '');
+            this.draw();
+          }
+          break;
+        case 'predict': this.predict(); break;
+        case 'accept': this.accept(); break;
+        case 'escape':
+          this.selected = null;
+          this.boxMode = false;
+          this.$('le-help').hidden = true;
+          this.$('le-chart-modal').hidden = true;
+          this.draw();
+          break;
+        case 'labels': this.labels = !this.labels; this.draw(); break;
+        case 'zoom-face': this.zoomToFace(); break;
+        case 'fit': this.fit(); break;
+        case 'zoom-in': this.zoomAt(vw / 2, vh / 2, 1.5); break;
+        case 'zoom-out': this.zoomAt(vw / 2, vh / 2, 1 / 1.5); break;
+        case 'next': this.go({go: 'next'}); break;
+        case 'prev': this.go({go: 'prev'}); break;
+        case 'todo': this.go({go: 'todo'}); break;
+        case 'save': this.saveNow(); break;
+        case 'reload': this.go({image: this.doc.image}, {discard: true, history: false}); break;
+        case 'help': this.$('le-help').hidden = !this.$('le-help').hidden; break;
+        default: break;
+      }
+    }
+
+    async saveNow() {
+      if (!this.queue.length && !this.inFlight) {
+        this.say(this.doc && this.doc.save_error ? this.doc.save_error : 'nothing to save: ' +
+                 'every edit is saved', this.doc && this.doc.save_error ? 'error' : '');
+        if (this.doc && this.doc.save_error) this.flush();
+        return;
+      }
+      const ok = await this.settle();
+      this.say(ok ? 'saved' : 'not saved yet: the edits are kept in this page', ok ? '' : 'error');
+    }
+
+    showChart(big) {
+      this.$('le-chart-modal').hidden = !big;
+      this.drawCharts();
+    }
+
+    // --- drawing ------------------------------------------------------------------------------
+
+    say(text, kind = '') {
+      const node = this.$('le-message');
+      node.textContent = text || '';
+      node.title = text || '';
+      node.dataset.kind = kind;
+    }
+
+    draw() {
+      this.drawOverlay();
+      this.renderPanel();
+    }
+
+    drawOverlay() {
+      const overlay = this.$('le-overlay');
+      const frag = document.createDocumentFragment();
+      if (!this.edit || !this.doc || !this.doc.edit) {
+        overlay.replaceChildren();
+        return;
+      }
+      const lm = this.config.landmarks;
+      const skeleton = this.config.skeleton;
+      const screen = (p) => this.screenOf(p[0], p[1]);
+      this.edit.faces.forEach((face, f) => {
+        if (f === this.edit.face) return;
+        const pts = face.points.map((p) => (p ? screen(p) : null));
+        if (face.bbox) frag.append(this.boxRect(face.bbox, 'le-box-other'));
+        for (const [a, b] of skeleton) {
+          if (pts[a] && pts[b]) {
+            frag.append(svgEl('line', {class: 'le-line le-other', x1: pts[a][0], y1: pts[a][1],
+                                       x2: pts[b][0], y2: pts[b][1], stroke: lm[a].color}));
+          }
+        }
+        pts.forEach((p, k) => {
+          if (!p) return;
+          frag.append(svgEl('circle', {class: 'landmark-point-other le-other', cx: p[0],
+                                       cy: p[1], r: 3, fill: lm[k].color, 'data-index': k,
+                                       'data-face': f}));
+        });
+      });
+      const face = this.face;
+      const pts = face.points.map((p) => (p ? screen(p) : null));
+      if (face.bbox) {
+        frag.append(this.boxRect(face.bbox, 'le-box'));
+        const [x0, y0, x1, y1] = face.bbox;
+        for (const [x, y] of [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]) {
+          const [hx, hy] = this.screenOf(x, y);
+          frag.append(svgEl('rect', {class: 'le-handle', x: hx - 4, y: hy - 4, width: 8,
+                                     height: 8}));
+        }
+      }
+      const g = this.gesture;
+      if (g && g.kind === 'box' && g.ex !== undefined) {
+        frag.append(this.boxRect([g.bx, g.by, g.ex, g.ey], 'le-box'));
+      }
+      for (const [a, b] of skeleton) {
+        if (pts[a] && pts[b]) {
+          frag.append(svgEl('line', {class: 'le-line', x1: pts[a][0], y1: pts[a][1],
+                                     x2: pts[b][0], y2: pts[b][1], stroke: lm[a].color}));
+        }
+      }
+      const radius = 4.5;
+      pts.forEach((p, k) => {
+        if (!p) return;
+        const occluded = face.visibility[k] === OCCLUDED;
+        if (face.predicted) {
+          frag.append(svgEl('circle', {class: 'le-predicted-ring', cx: p[0], cy: p[1],
+                                       r: radius + 3.5}));
+        }
+        const point = face.points[k];
+        frag.append(svgEl('circle', {
+          class: 'landmark-point' + (occluded ? ' le-occluded' : ''), cx: p[0], cy: p[1],
+          r: radius, fill: lm[k].color, stroke: occluded ? lm[k].color : '#000',
+          'data-index': k, 'data-x': point[0], 'data-y': point[1],
+          'data-state': occluded ? 'occluded' : 'visible',
+          'data-predicted': face.predicted ? '1' : '0',
+        }));
+      });
+      for (const k of [this.selected, this.hover]) {
+        if (k === null || k === undefined || !pts[k]) continue;
+        const cls = k === this.selected ? 'le-ring' : 'le-hover';
+        if (k === this.selected) {
+          frag.append(svgEl('circle', {class: 'le-ring-back', cx: pts[k][0], cy: pts[k][1],
+                                       r: 10}));
+        }
+        frag.append(svgEl('circle', {class: cls, cx: pts[k][0], cy: pts[k][1], r: 10}));
+      }
+      this.drawLabels(frag, pts);
+      overlay.replaceChildren(frag);
+    }
+
+    boxRect(box, cls) {
+      // corners in image pixels, as points are (pixel centres at integers)
+      const [ax, ay] = this.screenOf(box[0], box[1]);
+      const [bx, by] = this.screenOf(box[2], box[3]);
+      return svgEl('rect', {class: cls, x: Math.min(ax, bx), y: Math.min(ay, by),
+                            width: Math.abs(bx - ax), height: Math.abs(by - ay)});
+    }
+
+    drawLabels(frag, pts) {
+      if (!this.labels) return;
+      const placed = pts.filter(Boolean);
+      if (!placed.length) return;
+      const xs = placed.map((p) => p[0]), ys = placed.map((p) => p[1]);
+      const extent = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys));
+      // a face too small on screen for 28 numbers: only the hovered and selected ones
+      const only = placed.length > 3 && extent < CROWDED_FACE_PX
+        ? new Set([this.selected, this.hover]) : null;
+      placeLabels(pts, 12, 6, only).forEach((at, k) => {
+        if (!at) return;
+        const text = svgEl('text', {class: 'le-label', x: at[0], y: at[1],
+                                    'text-anchor': 'middle'});
+        text.textContent = String(k);
+        frag.append(text);
+      });
+    }
+
+    renderPanel() {
+      if (!this.config) return;
+      const edit = this.edit;
+      const prompt = this.$('le-prompt');
+      prompt.classList.toggle('le-predicted', !!(edit && edit.faces.some((f) => f.predicted)));
+      const faces = edit ? edit.faces.length : 0;
+      let text = '';
+      if (!edit) {
+        text = 'cannot open this image: go to another one';
+      } else if (this.boxMode) {
+        text = 'Face box: drag a rectangle around the face';
+      } else if (edit.status === 'skipped') {
+        text = `skipped: ${edit.status_reason}`;
+      } else {
+        const where = faces > 1 ? `face ${edit.face + 1} of ${faces} · ` : '';
+        const target = this.target();
+        if (this.face.predicted) {
+          text = `${where}predicted, to review: drag the wrong points, Enter to accept`;
+        } else if (target === null) {
+          text = `${where}complete`;
+        } else {
+          const verb = this.selected !== null ? 'place' : 'next';
+          const flag = this.face.visibility[target] === OCCLUDED ? ' (occluded: by estimate)'
+            : '';
+          text = `${where}${verb}: ${target}: ${this.config.landmarks[target].description}${flag}`;
+        }
+      }
+      prompt.textContent = text;
+      prompt.title = text;
+      // the list of points
+      const target = edit ? this.target() : null;
+      this.rows.forEach(({row, state}, k) => {
+        let label = '', kind = 'empty';
+        if (edit) {
+          const p = this.face.points[k], flag = this.face.visibility[k];
+          if (flag === ABSENT) { label = 'absent'; kind = 'absent'; }
+          else if (p && flag === OCCLUDED) { label = 'occluded'; kind = 'occluded'; }
+          else if (p) { label = this.face.predicted ? 'predicted' : 'placed'; kind = 'placed'; }
+          else if (flag === OCCLUDED) { label = 'occl., to place'; kind = 'occluded'; }
+        }
+        if (row.dataset.state !== kind) row.dataset.state = kind;
+        if (state.textContent !== label) state.textContent = label;
+        row.classList.toggle('le-target', k === target && this.selected === null);
+        row.classList.toggle('le-selected', k === this.selected);
+      });
+      if (target !== null && target !== this.shownTarget) {
+        this.shownTarget = target;
+        const row = this.rows[target].row, list = this.$('le-points');
+        if (row.offsetTop < list.scrollTop ||
+            row.offsetTop + row.offsetHeight > list.scrollTop + list.clientHeight) {
+          list.scrollTop = row.offsetTop - list.clientHeight / 2;
+        }
+      }
+      // faces
+      const select = this.$('le-face');
+      if (edit && (select.options.length !== faces || Number(select.value) !== edit.face)) {
+        select.replaceChildren(...edit.faces.map((_, f) => {
+          const option = document.createElement('option');
+          option.value = f;
+          option.textContent = `${f + 1} of ${faces}`;
+          return option;
+        }));
+        select.value = String(edit.face);
+      }
+      const set = (name, enabled, active) => {
+        const button = this.root.querySelector(`[data-action="${name}"]`);
+        button.disabled = !enabled;
+        if (active !== undefined) button.classList.toggle('le-active', active);
+      };
+      set('undo', !!edit && this.undoStack.length > 0);
+      set('redo', !!edit && this.redoStack.length > 0);
+      set('accept', !!edit && edit.faces.some((f) => f.predicted));
+      set('remove', !!edit && this.selected !== null);
+      set('box', !!edit, this.boxMode);
+      set('labels', true, this.labels);
+      set('predict', !!edit && this.config.predict);
+      this.drawCharts();
+    }
+
+    drawCharts() {
+      const chart = this.config.chart;
+      const target = this.edit ? this.target() : null;
+      const draw = (box, image, overlay, font) => {
+        const [bw, bh] = [box.clientWidth, box.clientHeight];
+        const scale = Math.min(bw / chart.width, bh / chart.height);
+        const w = chart.width * scale, h = chart.height * scale;
+        const left = (bw - w) / 2, top = (bh - h) / 2;
+        for (const node of [image, overlay]) {
+          node.style.left = `${left}px`;
+          node.style.top = `${top}px`;
+          node.style.width = `${w}px`;
+          node.style.height = `${h}px`;
+        }
+        overlay.setAttribute('viewBox', `0 0 ${chart.width} ${chart.height}`);
+        const key = `${w}x${h}:${target}`;
+        if (overlay.dataset.key === key) return;
+        overlay.dataset.key = key;
+        const frag = document.createDocumentFragment();
+        const unit = 1 / scale;  // viewBox units per screen px
+        for (const [a, b] of this.config.skeleton) {
+          const pa = chart.points[a], pb = chart.points[b];
+          frag.append(svgEl('line', {x1: pa[0], y1: pa[1], x2: pb[0], y2: pb[1],
+                                     stroke: this.config.landmarks[a].color,
+                                     'stroke-width': 1.2 * unit}));
+        }
+        chart.points.forEach((p, k) => {
+          frag.append(svgEl('circle', {cx: p[0], cy: p[1], r: 2.6 * unit,
+                                       fill: this.config.landmarks[k].color,
+                                       stroke: '#000', 'stroke-width': 0.6 * unit}));
+        });
+        if (target !== null) {
+          const p = chart.points[target];
+          frag.append(svgEl('circle', {cx: p[0], cy: p[1], r: 7 * unit, fill: 'none',
+                                       stroke: '#e0115f', 'stroke-width': 2.2 * unit}));
+        }
+        // numbers: every one on the enlarged chart, the next one's on the small chart
+        const screenPts = chart.points.map((p) => [p[0] * scale, p[1] * scale]);
+        const only = font < 14 ? new Set([target]) : null;
+        placeLabels(screenPts, font, 4, only).forEach((at, k) => {
+          if (!at) return;
+          const text = svgEl('text', {class: 'le-chart-label', x: at[0] * unit, y: at[1] * unit,
+                                      'font-size': font * unit, 'stroke-width': 2.5 * unit,
+                                      fill: k === target ? '#e0115f' : '#111'});
+          text.textContent = String(k);
+          frag.append(text);
+        });
+        overlay.replaceChildren(frag);
+      };
+      draw(this.$('le-chart'), this.$('le-chart-image'), this.$('le-chart-overlay'), 11);
+      if (!this.$('le-chart-modal').hidden) {
+        const box = this.$('le-chart-modal').querySelector('.le-chart-big');
+        const size = Math.min(window.innerWidth * 0.8, window.innerHeight * 0.85,
+                              chart.height * 1.8 * window.innerWidth / window.innerHeight);
+        box.style.width = `${Math.min(window.innerWidth * 0.8, size * chart.width / chart.height)}px`;
+        box.style.height = `${Math.min(window.innerHeight * 0.85, size)}px`;
+        draw(box, this.$('le-chart-big-image'), this.$('le-chart-big-overlay'), 17);
+      }
+    }
+
+    renderHeader() {
+      const doc = this.doc;
+      if (!doc) return;
+      const name = this.$('le-name');
+      name.textContent = doc.image;
+      name.title = doc.file ? `${doc.image} → ${doc.file}` : doc.image;
+      const size = doc.width ? ` (${doc.width}×${doc.height})` : '';
+      this.$('le-position').textContent = `image ${doc.index + 1} of ${doc.count}${size}`;
+      this.$('le-status').textContent = doc.status_label;
+      const p = doc.progress;
+      this.$('le-progress').textContent =
+        `${p.done} done · ${p.predicted} predicted · ${p.to_do} to do`;
+      document.title = `${doc.image} · landmark annotator`;
+    }
+
+    renderSave() {
+      const node = this.$('le-save');
+      let state = 'saved', text = 'saved';
+      const pending = this.queue.length;
+      if (this.doc && this.doc.conflict) {
+        state = 'conflict';
+        text = 'not saved: conflict';
+      } else if (this.offline || (this.doc && this.doc.save_error)) {
+        state = 'unsaved';
+        text = `not saved yet (${pending})`;
+      } else if (pending || this.inFlight) {
+        state = 'saving';
+        text = 'saving…';
+      }
+      if (node.dataset.state !== state) node.dataset.state = state;
+      if (node.textContent !== text) node.textContent = text;
+      node.title = state === 'unsaved'
+        ? `${pending} edits are kept in this page and sent again until the server saves them`
+        : state === 'conflict' ? 'another tab changed this image: Reload shows theirs' : '';
+    }
+  }
+
+  window.LandmarkEditor = {
+    /** Start the editor in the element gr.HTML rendered (its js_on_load calls this). */
+    mount(element) {
+      const root = element.querySelector('#landmark-editor') || element;
+      if (root.dataset.mounted) return window.landmarkEditor;
+      root.dataset.mounted = '1';
+      const editor = new Editor(root);
+      window.landmarkEditor = editor;
+      editor.start().catch((e) => {
+        console.error(e);
+        editor.say(`the editor failed to start: ${e}`, 'error');
+      });
+      return editor;
+    },
+  };
+})();
