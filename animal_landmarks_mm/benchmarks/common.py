@@ -4,7 +4,7 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
-from ..converter import AnnotationConverter
+from ..converter import convert
 from ..synthetic import make_synthetic_dataset
 
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / 'configs'
@@ -36,8 +36,8 @@ def device() -> str:
 def synthetic_coco(folder: Path, num_images: int) -> Path:
     """Synthetic faces converted to our COCO layout; returns the data root."""
     make_synthetic_dataset(folder, num_images, seed=11, progress=False)
-    AnnotationConverter(folder / 'images', folder, progress=False).convert(
-        folder / 'landmarks', 0.5, 0.5, 0.0)
+    convert(folder / 'landmarks', folder / 'images', folder, train_ratio=0.5, val_ratio=0.5,
+            test_ratio=0.0, progress=False)
     return folder
 
 

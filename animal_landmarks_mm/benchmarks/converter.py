@@ -6,40 +6,45 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from ..annotation import Face, ImageAnnotation, load_annotation, save_annotation
-from ..converter import AnnotationConverter
+from ..annotation import Face, ImageAnnotation, save_annotation
+from ..converter import convert
 from ..schema import NUM_KEYPOINTS
-from ..synthetic import make_synthetic_dataset
+from ..synthetic import render_face_image
 from .common import peak_memory
 
 
 def converter_throughput(num_files: int = 10_000, num_images: int = 20) -> dict:
-    """Convert ``num_files`` annotation files (each its own image path, hard-linked to one of
-    ``num_images`` real synthetic images so that every header really is read)."""
+    """Convert ``num_files`` annotation files of real-size images (2000-4000 px, half PNG and
+    half JPEG, as image boards serve them); each file has its own image path, hard-linked to one
+    of ``num_images`` drawn images, so that every image's header really is read."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        make_synthetic_dataset(tmp / 'src', num_images, seed=0, min_size=128, max_size=160,
-                               progress=False)
-        sources = sorted((tmp / 'src' / 'images').glob('*.png'))
-        templates = [load_annotation(p) for p in sorted((tmp / 'src' / 'landmarks').glob('*'))]
         image_dir, ann_dir = tmp / 'images', tmp / 'landmarks'
         image_dir.mkdir()
         ann_dir.mkdir()
         rng = np.random.default_rng(0)
+        sources = []
+        for k in range(num_images):
+            width, height = (int(v) for v in rng.integers(2000, 4001, size=2))
+            image, points, _ = render_face_image(np.random.default_rng([7, k]), width, height)
+            source = tmp / f'source_{k}.{"png" if k % 2 else "jpg"}'
+            cv2.imwrite(str(source), image)
+            sources.append((source, width, height, points))
+        bytes_per_image = np.mean([p.stat().st_size for p, *_ in sources])
         for i in range(num_files):
-            k = i % len(sources)
-            os.link(sources[k], image_dir / f'{i:06d}.png')
-            t = templates[k]
-            pts = np.array(t.faces[0].landmarks) + rng.normal(0, 0.5, (NUM_KEYPOINTS, 2))
+            source, width, height, points = sources[i % num_images]
+            name = f'{i:06d}{source.suffix}'
+            os.link(source, image_dir / name)
+            noisy = points + rng.normal(0, 0.5, (NUM_KEYPOINTS, 2))
             save_annotation(ann_dir / f'{i:06d}.json', ImageAnnotation(
-                f'{i:06d}.png', t.width, t.height, [Face([tuple(p) for p in pts.clip(0)])]))
+                name, width, height, [Face([tuple(p) for p in noisy])]))
         start = time.perf_counter()
-        summary = AnnotationConverter(image_dir, tmp / 'out', progress=False).convert(ann_dir)
+        summary = convert(ann_dir, image_dir, tmp / 'out', progress=False)
         seconds = time.perf_counter() - start
         assert sum(summary.counts.values()) == num_files, summary.format()
-    return dict(files=num_files, seconds=round(seconds, 2),
+    return dict(files=num_files, image_sides='2000-4000 px', formats='PNG and JPEG',
+                mean_image_mb=round(bytes_per_image / 2**20, 1), seconds=round(seconds, 2),
                 files_per_s=round(num_files / seconds), **peak_memory())
-
-
