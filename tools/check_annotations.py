@@ -1,0 +1,87 @@
+"""Find likely labelling mistakes in a folder of annotation files; write a report, worst first.
+
+Checks every face against the folder's own mean shape (mirrored faces, left/right pairs swapped,
+points out of click order, points off the shape, two points on one spot, the nose off the
+midline) and, with --checkpoint, against a model's prediction. Open the listed images in that
+order with the annotator: tools/annotate_landmarks.py ... --files REPORT.
+
+Example:
+    python tools/check_annotations.py --annotation-dir data/animal_faces/landmarks \
+        --image-dir data/animal_faces/images --output work_dirs/check/report.json
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.quality import QualityCheckError, check_annotations, default_image_dir
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--annotation-dir', required=True,
+                        help='folder of annotation JSON files (read recursively)')
+    parser.add_argument('--image-dir',
+                        help='folder the annotations\' "image" names are relative to (default: '
+                        'the annotation folder\'s sibling images/ if there is one; without '
+                        'images the files are only parsed, which the geometry checks need '
+                        'alone)')
+    parser.add_argument('--output', required=True,
+                        help='the report: a JSON list, worst first, of {"file", "image", '
+                        '"annotation", "face", "reason", "score", "points", "detail"}')
+    parser.add_argument('--checkpoint',
+                        help='also compare the labels with this model\'s predictions (needs '
+                        'the images)')
+    parser.add_argument('--config', help='the model config (default: the project\'s main '
+                        'config)')
+    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    parser.add_argument('--include-predicted', action='store_true',
+                        help='also check files of unreviewed model predictions (status '
+                        '"predicted")')
+    parser.add_argument('--top', type=int, default=20,
+                        help='how many entries the printed summary lists (default 20)')
+    parser.add_argument('--no-progress', action='store_true', help='hide the progress bars')
+    return parser.parse_args(argv)
+
+
+def check_output(path: Path) -> None:
+    """Refuse an output path the report cannot be written to, before the work is done."""
+    if path.is_dir():
+        raise QualityCheckError(f'--output {path} is a folder; give a file name such as '
+                                f'{path / "report.json"}')
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise QualityCheckError(f'--output {path}: cannot create its folder '
+                                f'({e.strerror or e})') from None
+    if not path.parent.is_dir():
+        raise QualityCheckError(f'--output {path}: {path.parent} is not a folder')
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise QualityCheckError(f'--output {path}: not writable')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output = Path(args.output)
+    try:
+        if args.config and not args.checkpoint:
+            raise QualityCheckError('--config needs --checkpoint')
+        check_output(output)
+        image_dir = args.image_dir or default_image_dir(args.annotation_dir)
+        report = check_annotations(
+            args.annotation_dir, image_dir, checkpoint=args.checkpoint, config=args.config,
+            device=args.device, include_predicted=args.include_predicted,
+            progress=not args.no_progress)
+        report.write(output)
+    except (AnimalLandmarksError, OSError) as e:
+        sys.exit(f'error: {e}')
+    images = f'images in {image_dir}' if image_dir else 'no images (annotation files only)'
+    print(f'checked {args.annotation_dir} with {images}')
+    print(report.format_summary(args.top))
+    print(f'wrote {output} (open the images in this order: tools/annotate_landmarks.py ... '
+          f'--files {output})')
+
+
+if __name__ == '__main__':
+    main()
