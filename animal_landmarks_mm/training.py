@@ -17,6 +17,13 @@ from mmengine.runner import Runner
 import animal_landmarks_mm  # noqa: F401  (registers the dataset; safe checkpoint loading)
 
 from .errors import AnimalLandmarksError
+from .schedule import (
+    ScheduleError,
+    SchedulePlan,
+    count_training_faces,
+    plan_schedule,
+    recipe_of,
+)
 
 
 class TrainingSetupError(AnimalLandmarksError, ValueError):
@@ -159,7 +166,8 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
 
 
 def _rescale_schedule(cfg: Config, epochs: int) -> None:
-    """Stretch epoch-based schedulers that span the old schedule over the new one."""
+    """Stretch epoch-based schedulers that span the old schedule over the new one (configs
+    without a ``schedule`` recipe)."""
     old = cfg.train_cfg.max_epochs
     for scheduler in cfg.get('param_scheduler', None) or []:
         if scheduler.get('by_epoch', True) and scheduler.get('end') == old:
@@ -169,20 +177,26 @@ def _rescale_schedule(cfg: Config, epochs: int) -> None:
                                         for m in scheduler.milestones]
 
 
-def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int | None = None,
-                       lr: float | None = None, checkpoint: str | None = None,
-                       accumulate: int | None = None, early_stop: int | None = None,
+def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | None = None,
+                       batch_size: int | None = None, lr: float | None = None,
+                       checkpoint: str | None = None, accumulate: int | None = None,
+                       early_stop: int | None = None, early_stop_min_delta: float = 0.001,
                        save_freq: int | None = None, val_annotation_dir: str | None = None,
-                       val_image_dir: str | None = None,
-                       early_stop_min_delta: float = 0.001) -> Config:
-    """The original training tools' flags, as config options.
+                       val_image_dir: str | None = None, plan: bool = True
+                       ) -> SchedulePlan | None:
+    """The original training tools' flags, and the schedule sized to the data.
+
+    A config with a ``schedule`` recipe is planned by :func:`~.schedule.plan_schedule` for its
+    training faces (unless ``plan`` is False: the schedule was set by ``--cfg-options``);
+    ``epochs``, ``iters``, ``batch_size`` and ``lr`` then give exactly what they say and the
+    rest follows. A config without one takes them as plain settings.
 
     Args:
-        cfg: the config (``work_dir`` already set).
-        epochs: ``train_cfg.max_epochs``; epoch-based lr schedules spanning the old schedule
-            are stretched to the new one (milestones scaled).
-        batch_size: ``train_dataloader.batch_size``.
-        lr: ``optim_wrapper.optimizer.lr``.
+        cfg: the config (``work_dir`` and ``data_root`` already set).
+        epochs: exactly this many passes over the training faces.
+        iters: exactly this many steps (an iteration-based run).
+        batch_size: faces per step (the lr follows it, see :mod:`.schedule`).
+        lr: the peak lr, as it is.
         checkpoint: start weights (``load_from``): a checkpoint trained here, one of
             anime_face_detector's, or a pretrained name (``anime-face-detector``).
         accumulate: gradient accumulation over this many iterations
@@ -190,25 +204,25 @@ def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int |
         early_stop: stop when the validation NME has not improved for this many validations
             (mmengine's ``EarlyStoppingHook``).
         early_stop_min_delta: a smaller NME gain is not an improvement.
-        save_freq: save a checkpoint every N epochs (the best one is kept as well).
+        save_freq: also save a checkpoint every N epochs (the best one is kept as well).
         val_annotation_dir: a folder of annotation files to validate on, converted here.
         val_image_dir: the folder its ``image`` names are relative to (default: the same).
+        plan: plan the schedule (False keeps the config's, e.g. set by ``--cfg-options``).
+
+    Returns:
+        The plan, or None when the schedule is the config's own.
 
     Raises:
-        TrainingSetupError: a non-positive number, or an unusable validation folder.
+        TrainingSetupError: a non-positive number, an unusable validation folder, or a
+            schedule that cannot be planned.
     """
-    for name, value in (('--epochs', epochs), ('--batch-size', batch_size), ('--lr', lr),
-                        ('--accumulate', accumulate), ('--early-stop', early_stop),
-                        ('--save-freq', save_freq)):
+    for name, value in (('--epochs', epochs), ('--iters', iters), ('--batch-size', batch_size),
+                        ('--lr', lr), ('--accumulate', accumulate),
+                        ('--early-stop', early_stop), ('--save-freq', save_freq)):
         if value is not None and value <= 0:
             raise TrainingSetupError(f'{name} must be positive, got {value}')
-    if epochs is not None:
-        _rescale_schedule(cfg, epochs)
-        cfg.train_cfg.max_epochs = epochs
-    if batch_size is not None:
-        cfg.train_dataloader.batch_size = batch_size
-    if lr is not None:
-        cfg.optim_wrapper.optimizer.lr = lr
+    if epochs is not None and iters is not None:
+        raise TrainingSetupError('give --epochs or --iters, not both')
     if checkpoint is not None:
         from .model_zoo import is_pretrained_name
         if not (osp.isfile(checkpoint) or is_pretrained_name(checkpoint)):
@@ -217,12 +231,6 @@ def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int |
         cfg.load_from = checkpoint
     if accumulate is not None:
         cfg.optim_wrapper.accumulative_counts = accumulate
-    if early_stop is not None:
-        cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(
-            type='EarlyStoppingHook', monitor='NME', rule='less', patience=early_stop,
-            min_delta=early_stop_min_delta)]
-    if save_freq is not None:
-        cfg.default_hooks.checkpoint.interval = save_freq
     if val_annotation_dir is not None:
         from .converter import AnnotationReader, write_coco
         reader = AnnotationReader(val_image_dir or val_annotation_dir, progress=False)
@@ -234,7 +242,40 @@ def apply_simple_flags(cfg: Config, epochs: int | None = None, batch_size: int |
         cfg.val_dataloader.dataset.data_root = cfg.work_dir
         cfg.val_dataloader.dataset.ann_file = 'val_annotations.json'
         cfg.val_dataloader.dataset.data_prefix = dict(img='')
-    return cfg
+
+    planned = None
+    if plan and recipe_of(cfg) is not None:
+        check_annotation_files(cfg, ('train_dataloader',))
+        try:
+            planned = plan_schedule(cfg, count_training_faces(cfg), epochs=epochs, iters=iters,
+                                    batch_size=batch_size, lr=lr)
+        except ScheduleError as e:
+            raise TrainingSetupError(str(e)) from None
+    else:
+        if iters is not None:
+            raise TrainingSetupError('--iters needs a config with a schedule recipe (ours); '
+                                     'use --cfg-options train_cfg.type=IterBasedTrainLoop ...')
+        if epochs is not None:
+            _rescale_schedule(cfg, epochs)
+            cfg.train_cfg.max_epochs = epochs
+        if batch_size is not None:
+            cfg.train_dataloader.batch_size = batch_size
+        if lr is not None:
+            cfg.optim_wrapper.optimizer.lr = lr
+    if save_freq is not None:
+        per_epoch = planned.iters_per_epoch if planned and planned.epochs is None else 1
+        cfg.default_hooks.checkpoint.interval = save_freq * per_epoch
+    if early_stop is not None:
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(
+            type='EarlyStoppingHook', monitor='NME', rule='less', patience=early_stop,
+            min_delta=early_stop_min_delta)]
+    return planned
+
+
+def schedule_set_by_options(cfg_options: dict | None) -> bool:
+    """Whether ``--cfg-options`` set the schedule itself (then it is not planned)."""
+    return any(key.split('.')[0] in ('train_cfg', 'param_scheduler')
+               for key in (cfg_options or {}))
 
 
 def apply_test_args(cfg: Config, config_path: str, checkpoint: str, work_dir: str | None = None,

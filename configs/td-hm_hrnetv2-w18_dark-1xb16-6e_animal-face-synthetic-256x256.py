@@ -3,13 +3,19 @@
 _base_ = ['./td-hm_hrnetv2-w18_dark-1xb64-60e_animal-face-256x256.py']
 
 data_root = 'work_dirs/demo/data/'
-train_cfg = dict(max_epochs=6, val_interval=2)
+# about 1,100 training samples, whatever the number of faces: 10 epochs of the demo's 112 faces
+# at batch 16 (70 steps), a few minutes on 2 CPU cores; a higher lr for such a short run
+schedule = dict(samples=1_100, min_epochs=1, warmup=0.05, validations=5, lr_batch=16)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
+# as written, for other runners
+train_cfg = dict(max_epochs=10, val_interval=2)
 param_scheduler = [
-    dict(type='LinearLR', begin=0, end=20, start_factor=0.01, by_epoch=False),
-    dict(type='MultiStepLR', begin=0, end=6, milestones=[5], gamma=0.1, by_epoch=True),
+    dict(type='LinearLR', begin=0, end=0.5, start_factor=0.001, by_epoch=True,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', begin=0.5, end=10, T_max=9.5, eta_min_ratio=0.01,
+         by_epoch=True, convert_to_iter_based=True),
 ]
-default_hooks = dict(logger=dict(interval=5))
+default_hooks = dict(logger=dict(interval=5), checkpoint=dict(interval=2))
 randomness = dict(seed=0)  # the README quotes its numbers
 
 train_dataloader = dict(

@@ -9,8 +9,14 @@ import time
 import pytest
 from mmengine.config import Config
 
-from animal_landmarks_mm.training import TrainingSetupError, apply_simple_flags, apply_train_args
-from conftest import MAIN_CONFIG, REPO, TINY, run_tool
+from animal_landmarks_mm.schedule import plan_schedule
+from animal_landmarks_mm.training import (
+    TrainingSetupError,
+    apply_simple_flags,
+    apply_train_args,
+    set_data_root,
+)
+from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, TINY, run_tool
 
 
 def _cfg(tmp_path):
@@ -19,15 +25,14 @@ def _cfg(tmp_path):
 
 
 def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
-    cfg = apply_simple_flags(
-        _cfg(tmp_path), epochs=12, batch_size=8, lr=3e-4,
-        checkpoint=str(MAIN_CONFIG), accumulate=4, early_stop=5, save_freq=3,
-        val_annotation_dir=str(coco_dir / 'landmarks'), val_image_dir=str(coco_dir / 'images'))
-    assert cfg.train_cfg.max_epochs == 12
-    multistep = next(s for s in cfg.param_scheduler if s.type == 'MultiStepLR')
-    assert multistep.end == 12 and multistep.milestones == [8, 11]  # 40, 55 of 60, scaled
+    cfg = set_data_root(_cfg(tmp_path), str(coco_dir))
+    plan = apply_simple_flags(
+        cfg, epochs=12, batch_size=8, lr=3e-4, checkpoint=str(MAIN_CONFIG), accumulate=4,
+        early_stop=5, save_freq=3, val_annotation_dir=str(coco_dir / 'landmarks'),
+        val_image_dir=str(coco_dir / 'images'))
+    assert cfg.train_cfg.max_epochs == 12 and plan.epochs == 12
     assert cfg.train_dataloader.batch_size == 8
-    assert cfg.optim_wrapper.optimizer.lr == 3e-4
+    assert cfg.optim_wrapper.optimizer.lr == 3e-4  # given: as it is
     assert cfg.optim_wrapper.accumulative_counts == 4
     assert cfg.load_from == str(MAIN_CONFIG)
     stop = [h for h in cfg.custom_hooks if h.type == 'EarlyStoppingHook']
@@ -35,6 +40,70 @@ def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
     assert cfg.default_hooks.checkpoint.interval == 3
     assert cfg.val_dataloader.dataset.ann_file == 'val_annotations.json'
     assert (tmp_path / 'val_annotations.json').is_file()
+
+
+def _scheduled(config, faces, **flags):
+    cfg = Config.fromfile(str(config))
+    return cfg, plan_schedule(cfg, faces, **flags)
+
+
+def _lr_at(cfg, plan, step):
+    """The lr mmengine's schedulers give at a step (built as the runner builds them)."""
+    import torch
+    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim_wrapper.optimizer.lr)
+    kinds = dict(LinearLR=LinearLR, CosineAnnealingLR=CosineAnnealingLR)
+    schedulers = [kinds[s['type']](optimizer, **{k: v for k, v in s.items() if k != 'type'})
+                  for s in cfg.param_scheduler]
+    for _ in range(step):
+        optimizer.step()
+        for scheduler in schedulers:
+            scheduler.step()
+    return optimizer.param_groups[0]['lr']
+
+
+def test_the_default_run_on_200_faces_is_sized_like_the_original_tools_advice():
+    """200 epochs from scratch, 100 fine-tuning: at least 20,000 samples, warmup <= 10%."""
+    cfg, plan = _scheduled(MAIN_CONFIG, 200)
+    assert plan.epochs == 200 and plan.iters == 200 * 4 and plan.samples >= 40_000
+    assert plan.warmup_iters <= plan.iters / 10 and plan.warmup_iters == 40
+    assert plan.lr == pytest.approx(5e-4)  # batch 64, the recipe's own
+    assert cfg.train_cfg.max_epochs == 200 and cfg.train_cfg.val_interval == 20
+    # the lr reaches its peak after the warmup and decays to 1 % by the end
+    assert _lr_at(cfg, plan, plan.warmup_iters) == pytest.approx(5e-4, rel=1e-3)
+    assert _lr_at(cfg, plan, plan.iters) == pytest.approx(5e-6, rel=1e-2)
+    cfg, plan = _scheduled(FINETUNE_CONFIG, 200)
+    assert plan.epochs == 100 and plan.samples >= 20_000
+    assert plan.warmup_iters <= plan.iters / 10
+
+
+def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
+    cfg, plan = _scheduled(MAIN_CONFIG, 200, epochs=8, batch_size=8)
+    assert (plan.epochs, plan.iters_per_epoch, plan.iters) == (8, 25, 200)
+    assert cfg.train_cfg.max_epochs == 8 and cfg.train_dataloader.batch_size == 8
+    assert plan.lr == pytest.approx(5e-4 * (8 / 64) ** 0.5)  # sqrt scaling for Adam
+    assert plan.warmup_iters == 10 and cfg.param_scheduler[1]['end'] == 200
+    cfg, plan = _scheduled(MAIN_CONFIG, 200, iters=300)
+    assert plan.epochs is None and plan.iters == 300
+    assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.train_cfg.max_iters == 300
+    assert cfg.train_cfg.val_interval == 30 and not cfg.default_hooks.checkpoint.by_epoch
+    cfg, plan = _scheduled(MAIN_CONFIG, 200, batch_size=16)
+    assert plan.epochs == 200 and plan.iters == 200 * 13  # the same data, more steps
+    assert plan.lr == pytest.approx(5e-4 * 0.5)
+    cfg, plan = _scheduled(MAIN_CONFIG, 3000)  # a large set: at least 60 epochs of it
+    assert plan.epochs == 60 and plan.warmup_iters == round(0.05 * plan.iters)
+
+
+def test_a_planned_run_prints_its_plan_and_runs_exactly_its_steps(coco_dir, tmp_path):
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path, '--data-root', coco_dir,
+                    '--iters', '3', '--cfg-options', *TINY[:-1])
+    log = proc.stdout + proc.stderr
+    assert 'training plan' in proc.stdout and '4 training faces, batch 2' in proc.stdout
+    assert '3 steps (1.5 epochs)' in proc.stdout and 's per step on' in proc.stdout
+    assert (tmp_path / 'iter_3.pth').is_file() and not (tmp_path / 'iter_4.pth').exists(), \
+        log[-3000:]
+    assert list(tmp_path.glob('best_NME_iter_*.pth'))
 
 
 @pytest.mark.parametrize('kwargs, message', [

@@ -5,14 +5,17 @@ Example:
         --data-root data/animal_faces/
 """
 import argparse
+import os
 import sys
 
 from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.schedule import measure_step_seconds
 from animal_landmarks_mm.training import (
     add_common_args,
     apply_simple_flags,
     apply_train_args,
     config_from_args,
+    schedule_set_by_options,
     train,
 )
 
@@ -32,9 +35,16 @@ def parse_args(argv=None):
                         help='scale the lr by the actual batch size')
     add_common_args(parser)
     simple = parser.add_argument_group('simple flags of the original training tools')
-    simple.add_argument('--epochs', type=int, help='train_cfg.max_epochs (schedule stretched)')
-    simple.add_argument('--batch-size', type=int, help='train_dataloader.batch_size')
-    simple.add_argument('--lr', type=float, help='optim_wrapper.optimizer.lr')
+    simple.add_argument('--epochs', type=int,
+                        help='exactly this many passes over the training faces (default: the '
+                        'config\'s recipe sizes the run to the data; the plan is printed)')
+    simple.add_argument('--iters', type=int,
+                        help='exactly this many steps (an iteration-based run)')
+    simple.add_argument('--batch-size', type=int,
+                        help='faces per step; the lr follows by sqrt(batch / the recipe\'s)')
+    simple.add_argument('--lr', type=float, help='the peak learning rate, as it is')
+    simple.add_argument('--no-time-estimate', action='store_true',
+                        help='skip the few training steps that estimate the run\'s time')
     simple.add_argument('--checkpoint', help='start weights (load_from): a checkpoint trained '
                         'here, one of anime_face_detector\'s, or the pretrained name '
                         'anime-face-detector (downloaded once into the Hugging Face cache)')
@@ -59,11 +69,15 @@ def main(argv=None):
             config_from_args(args), args.config, work_dir=args.work_dir, resume=args.resume,
             amp=args.amp, no_validate=args.no_validate, auto_scale_lr=args.auto_scale_lr,
             launcher=args.launcher)
-        cfg = apply_simple_flags(
-            cfg, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        plan = apply_simple_flags(
+            cfg, epochs=args.epochs, iters=args.iters, batch_size=args.batch_size, lr=args.lr,
             checkpoint=args.checkpoint, accumulate=args.accumulate, early_stop=args.early_stop,
             early_stop_min_delta=args.early_stop_min_delta, save_freq=args.save_freq,
-            val_annotation_dir=args.val_annotation_dir, val_image_dir=args.val_image_dir)
+            val_annotation_dir=args.val_annotation_dir, val_image_dir=args.val_image_dir,
+            plan=not schedule_set_by_options(args.cfg_options))
+        if plan is not None and os.environ.get('RANK', '0') == '0':
+            estimate = None if args.no_time_estimate else measure_step_seconds(cfg)
+            print(plan.format(*estimate) if estimate else plan.format(), flush=True)
         train(cfg)
     except AnimalLandmarksError as e:
         sys.exit(f'error: {e}')
