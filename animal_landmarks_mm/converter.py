@@ -217,8 +217,9 @@ class AnnotationReader:
         image_path = (self.image_dir / ann.image).resolve()
         if not image_path.is_relative_to(self.image_dir):
             raise AnnotationError(f'{path}: image {ann.image!r} is outside the image folder')
-        if ann.status == STATUS_SKIPPED:
-            return Record(path, ann_dir, image_path, ann)
+        if ann.status == STATUS_SKIPPED or (ann.status == STATUS_PREDICTED
+                                            and not self.include_predicted):
+            return Record(path, ann_dir, image_path, ann)  # left out whatever its points
         if not ann.faces:
             raise AnnotationError(f'{path}: no faces annotated')
         if not image_path.is_file():

@@ -25,6 +25,12 @@ from .annotation import Face, ImageAnnotation, save_annotation
 from .schema import KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, group_indices
 
 SPECIES = ('cat', 'fox', 'dog', 'rabbit', 'bear')
+#: Families of styles, for experiments on transfer (pretrain on one, fine-tune on another):
+#: ``human``: human anime faces (no animal ears, large eyes, small nose and mouth, pointed chin),
+#: like the faces anime_face_detector was trained on; ``animal``: animal characters with other
+#: proportions (a muzzle that carries a lower nose and a wider mouth, a rounder jaw, smaller
+#: rounder eyes, ears). None: the default mix of both, as the synthetic sets have always been.
+FAMILIES = ('human', 'animal')
 _SHIFT = 4  # cv2 drawing in fixed point: coordinates carry 4 fractional bits
 _SCALE = 1 << _SHIFT
 
@@ -102,9 +108,11 @@ class FaceModel:
     Args:
         rng: the random generator that decides everything about the face.
         frontal: face the viewer squarely (no yaw, level eyes), as the annotator's chart does.
+        family: one of :data:`FAMILIES`, or None for the default mix.
     """
 
-    def __init__(self, rng: np.random.Generator, frontal: bool = False):
+    def __init__(self, rng: np.random.Generator, frontal: bool = False,
+                 family: str | None = None):
         self.rng = rng
         u = rng.uniform
         self.species = SPECIES[rng.integers(len(SPECIES))]
@@ -124,6 +132,24 @@ class FaceModel:
         self.hair = _color(rng)
         self.iris = _color(rng)
         self.outline = _shade(self.hair, 0.35)
+        self.muzzle = False
+        # a family redraws some proportions after the common ones, so that the default mix
+        # (family None) draws exactly what it always drew
+        if family == 'human':
+            self.species = 'human'
+            self.jaw_power, self.chin_length = u(0.5, 0.75), u(0.95, 1.15)
+            self.eye_half_width, self.eye_up = u(0.21, 0.27), u(0.24, 0.32)
+            self.nose_y = u(0.38, 0.46)
+            self.mouth_y, self.mouth_half_width = u(0.62, 0.72), u(0.05, 0.11)
+        elif family == 'animal':
+            self.jaw_power, self.chin_length = u(0.9, 1.2), u(0.8, 1.0)
+            self.eye_half_width = u(0.13, 0.18)
+            self.eye_up = self.eye_down = u(0.12, 0.18)  # round eyes
+            self.nose_y = u(0.46, 0.56)
+            self.mouth_y, self.mouth_half_width = u(0.68, 0.78), u(0.14, 0.22)
+            self.muzzle = True
+        elif family is not None:
+            raise ValueError(f'unknown family {family!r}; choose from {", ".join(FAMILIES)}')
         if frontal:
             self.yaw, self.eye_tilt = 0.0, 0.0
         self._build_geometry()
@@ -200,6 +226,8 @@ class FaceModel:
     # drawing --------------------------------------------------------------------------------
 
     def _draw_ears(self, cv: _Canvas) -> None:
+        if self.species == 'human':  # human anime faces: hair, no animal ears
+            return
         rng = self.rng
         inner_color = _shade((200, 170, 255), rng.uniform(0.8, 1.1))
         for side in (-1, 1):
@@ -283,6 +311,12 @@ class FaceModel:
         cv.fill(outline, self.skin)
         jaw = np.array([self._jaw_point(s) for s in np.linspace(-1, 1, 41)])
         cv.line(jaw, _shade(self.skin, 0.55), 0.025)
+        if self.muzzle:  # a lighter snout around nose and mouth
+            nose = points[KEYPOINT_INDEX['nose_tip']]
+            lower = points[KEYPOINT_INDEX['lower_lip']]
+            center = (nose + lower) / 2
+            cv.fill(_ellipse(center, self.mouth_half_width + 0.12,
+                             (lower[1] - nose[1]) / 2 + 0.12), _shade(self.skin, 1.12))
         if rng.random() < 0.6:  # blush
             for side in (-1, 1):
                 cv.fill(_ellipse((side * 0.5, points[KEYPOINT_INDEX['nose_tip'], 1] - 0.02),
@@ -323,20 +357,21 @@ class FaceModel:
         cv.fill(fringe, self.hair)
 
 
-def render_face_image(rng: np.random.Generator, width: int, height: int
-                      ) -> tuple[np.ndarray, np.ndarray, str]:
+def render_face_image(rng: np.random.Generator, width: int, height: int,
+                      family: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """Draw one character on a random background.
 
     Args:
         rng: decides everything.
         width: image width in pixels.
         height: image height in pixels.
+        family: a style family of :data:`FAMILIES` (default: the mix of both).
 
     Returns:
         The BGR image, the (28, 2) landmarks in image pixels, and the species name.
     """
     image = _background(rng, width, height)
-    face = FaceModel(rng)
+    face = FaceModel(rng, family=family)
     canonical = face.landmarks()
     unit = rng.uniform(0.16, 0.26) * min(width, height)
     angle = math.radians(rng.uniform(-25, 25))
@@ -369,7 +404,7 @@ def reference_face(size: int = 320, seed: int = 4) -> tuple[np.ndarray, np.ndarr
 
 def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: int = 0,
                            min_size: int = 256, max_size: int = 384,
-                           progress: bool = True) -> list[Path]:
+                           progress: bool = True, family: str | None = None) -> list[Path]:
     """Write ``out_dir/images/*.png`` and one annotation JSON each in ``out_dir/landmarks/``.
 
     Image ``i`` depends only on ``(seed, i)``, so a set can be regenerated or extended.
@@ -381,6 +416,7 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
         min_size: smallest image side in pixels.
         max_size: largest image side in pixels.
         progress: show a progress bar.
+        family: draw only faces of this style family (:data:`FAMILIES`); default the mix.
 
     Returns:
         The annotation files written.
@@ -397,8 +433,8 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
     for i in tqdm(range(num_images), desc='synthetic faces', unit='img', disable=not progress):
         rng = np.random.default_rng([seed, i])
         width, height = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
-        image, points, species = render_face_image(rng, width, height)
-        name = f'synthetic_{seed}_{i:05d}.png'
+        image, points, species = render_face_image(rng, width, height, family=family)
+        name = f'synthetic_{family + "_" if family else ""}{seed}_{i:05d}.png'
         if not cv2.imwrite(str(image_dir / name), image):
             raise OSError(f'could not write {image_dir / name}')
         annotation = ImageAnnotation(
@@ -406,7 +442,7 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
             faces=[Face(landmarks=[(float(x), float(y)) for x, y in points])],
             meta=dict(annotator='synthetic', source=dict(
                 generator='animal_landmarks_mm.synthetic', seed=seed, index=i,
-                species=species)))
+                species=species, **({'family': family} if family else {}))))
         path = ann_dir / f'{Path(name).stem}.json'
         save_annotation(path, annotation)
         written.append(path)

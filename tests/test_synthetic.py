@@ -81,3 +81,33 @@ def test_geometry_is_decided_once():
     face.draw(canvas)
     np.testing.assert_array_equal(face.landmarks(), FaceModel(np.random.default_rng(7))
                                   .landmarks())
+
+
+def test_style_families_differ_where_they_should():
+    """Human anime faces: no ears, large eyes, small mouth; animal characters: a muzzle with a
+    lower nose and a wider mouth, small round eyes. The default mix is unchanged by them."""
+    from animal_landmarks_mm.schema import KEYPOINT_INDEX
+    from animal_landmarks_mm.synthetic import FaceModel
+
+    def mean(family, what):
+        faces = [FaceModel(np.random.default_rng([5, i]), family=family) for i in range(40)]
+        return np.mean([what(f) for f in faces])
+
+    def eye_width(face):
+        p = face.landmarks()
+        return np.linalg.norm(p[KEYPOINT_INDEX['eye_left_upper_outer']] -
+                              p[KEYPOINT_INDEX['eye_left_upper_inner']])
+
+    def mouth_width(face):
+        p = face.landmarks()
+        return np.linalg.norm(p[KEYPOINT_INDEX['mouth_left']] - p[KEYPOINT_INDEX['mouth_right']])
+
+    assert mean('human', eye_width) > 1.3 * mean('animal', eye_width)
+    assert mean('animal', mouth_width) > 1.5 * mean('human', mouth_width)
+    assert mean('animal', lambda f: f.landmarks()[KEYPOINT_INDEX['nose_tip'], 1]) > \
+        mean('human', lambda f: f.landmarks()[KEYPOINT_INDEX['nose_tip'], 1])
+    assert {FaceModel(np.random.default_rng(i), family='human').species
+            for i in range(10)} == {'human'}
+    assert FaceModel(np.random.default_rng(3)).species != 'human'
+    with pytest.raises(ValueError, match='unknown family'):
+        FaceModel(np.random.default_rng(0), family='robot')

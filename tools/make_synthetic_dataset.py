@@ -6,7 +6,7 @@ Example:
 import argparse
 import sys
 
-from animal_landmarks_mm.synthetic import make_synthetic_dataset
+from animal_landmarks_mm.synthetic import FAMILIES, make_synthetic_dataset
 
 
 def parse_args(argv=None):
@@ -17,6 +17,9 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--min-size', type=int, default=256, help='smallest image side (px)')
     parser.add_argument('--max-size', type=int, default=384, help='largest image side (px)')
+    parser.add_argument('--family', choices=FAMILIES,
+                        help='only one style family: human anime faces, or animal characters '
+                        'with muzzles (default: a mix of both)')
     return parser.parse_args(argv)
 
 
@@ -24,7 +27,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         files = make_synthetic_dataset(args.out_dir, num_images=args.num_images, seed=args.seed,
-                                       min_size=args.min_size, max_size=args.max_size)
+                                       min_size=args.min_size, max_size=args.max_size,
+                                       family=args.family)
     except (ValueError, OSError) as e:
         sys.exit(f'error: {e}')
     print(f'wrote {len(files)} images to {args.out_dir}/images and their annotations to '
