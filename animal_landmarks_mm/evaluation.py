@@ -113,8 +113,8 @@ def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
 def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu',
                   progress: bool = True) -> np.ndarray:
     """Predicted points ``(N, 28, 2)``, all faces of an image in one batch."""
-    from .infer import LandmarkPredictor
-    predictor = LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
+    from .infer import load_predictor
+    predictor = load_predictor(checkpoint, config=config, device=device)
     by_image: dict[Path, list[int]] = {}
     for i, face in enumerate(faces):
         by_image.setdefault(face.image_path, []).append(i)

@@ -37,6 +37,10 @@ from .annotation import (
     write_json_atomic,
 )
 from .errors import AnimalLandmarksError
+from .onnx_predictor import OnnxLandmarkPredictor, OnnxModelError
+
+__all__ = ['FaceDetector', 'LandmarkPredictor', 'OnnxLandmarkPredictor', 'OnnxModelError',
+           'load_predictor', 'run_inference']
 
 FACE_DETECTORS = ('yolov3', 'faster-rcnn')
 #: anime_face_detector's factor for detected boxes (``LandmarkDetector(box_scale_factor)``).
@@ -238,6 +242,23 @@ class LandmarkPredictor:
             draw_bbox=True, show_kpt_idx=False, show=False, out_file=str(out_file))
 
 
+def load_predictor(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None,
+                   device: str = 'cpu') -> LandmarkPredictor | OnnxLandmarkPredictor:
+    """The predictor for a model file: an exported ``.onnx`` graph runs in onnxruntime (no
+    config: the graph holds its processing), anything else in mmpose.
+
+    Both have ``.predict(image_bgr, boxes_xyxy)`` giving ``pred_instances.keypoints`` and
+    ``keypoint_scores``, and ``.draw(image_bgr, result, out_file)``.
+    """
+    if str(checkpoint).lower().endswith('.onnx'):
+        if config is not None:
+            _warn(f'{checkpoint}: an ONNX graph holds its own processing; --config is not used')
+        providers = (['CUDAExecutionProvider', 'CPUExecutionProvider']
+                     if device.startswith('cuda') else ['CPUExecutionProvider'])
+        return OnnxLandmarkPredictor(checkpoint, providers=providers)
+    return LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
+
+
 def model_id(checkpoint: str | os.PathLike) -> str:
     """How a prediction's file names its model: a pretrained name, else the checkpoint's sha256
     (``sha256:<hex>``), which survives renaming and copying the file."""
@@ -310,7 +331,12 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     from .annotate import AnnotationSession
     images = list_images(inputs)
     given = load_boxes_file(boxes_file) if boxes_file else {}
-    predictor = LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
+    predictor = load_predictor(checkpoint, config=config, device=device)
+    if rank and isinstance(predictor, OnnxLandmarkPredictor):
+        raise InferenceInputError(
+            f'--rank needs the plain and the mirrored pass apart, which an ONNX graph with the '
+            f'flip test inside does not give: rank with the checkpoint {checkpoint} came from '
+            f'(sha256 {predictor.metadata.get("source_sha256", "?")[:12]})')
     model = model_id(checkpoint)
     out_dir = Path(out_dir)
     annotation_dir = Path(annotation_dir) if annotation_dir else out_dir / 'annotations'

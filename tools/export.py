@@ -1,13 +1,19 @@
-"""Export a checkpoint trained here for anime_face_detector (or as an mmpose release file).
+"""Export a checkpoint trained here for anime_face_detector, as an mmpose release file, or as
+one ONNX graph (crops in, keypoints out) that onnxruntime runs without torch or mmpose.
 
-Example:
+Examples:
     python tools/export.py work_dirs/.../best_NME_epoch_60.pth work_dirs/animal_face.safetensors
+    python tools/export.py work_dirs/.../best_NME_epoch_60.pth work_dirs/animal_face.onnx
 """
 import argparse
 import sys
+from pathlib import Path
 
 from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.export import FORMATS, export_checkpoint
+
+#: every --format; onnx is written by animal_landmarks_mm.onnx_export
+ALL_FORMATS = (*FORMATS, 'onnx')
 
 HOW_TO_LOAD = '''load it in anime_face_detector with:
     import cv2, numpy as np
@@ -20,27 +26,56 @@ HOW_TO_LOAD_MMPOSE = '''load it in mmpose with:
     from mmpose.apis import init_model, inference_topdown
     model = init_model('CONFIG', '{out}', device='cpu')'''
 
+HOW_TO_LOAD_ONNX = '''run it with onnxruntime alone (input: uint8 BGR crops (B, 256, 256, 3) as
+cv2.warpAffine gives them; output: keypoints (B, 28, 2) in crop pixels and scores (B, 28);
+flip test and DARK decoding are inside the graph):
+    import cv2, numpy as np, onnxruntime as ort
+    session = ort.InferenceSession('{out}', providers=['CPUExecutionProvider'])
+    image, (x0, y0, x1, y1) = cv2.imread('image.png'), (100, 100, 300, 300)
+    size = max(x1 - x0, y1 - y0) * 1.25  # mmpose's box padding, square crop
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    matrix = np.float32([[256 / size, 0, 128 - cx * 256 / size],
+                         [0, 256 / size, 128 - cy * 256 / size]])
+    crop = cv2.warpAffine(image, matrix, (256, 256), flags=cv2.INTER_LINEAR)
+    keypoints, scores = session.run(None, {{'crops': crop[None]}})
+    points = keypoints[0] * size / 256 + [cx - size / 2, cy - size / 2]  # image pixels
+or, with the crop exactly as mmpose makes it, several faces per run:
+    from animal_landmarks_mm.onnx_predictor import OnnxLandmarkPredictor
+    result = OnnxLandmarkPredictor('{out}').predict(image, [[x0, y0, x1, y1]])
+    result.pred_instances.keypoints, result.pred_instances.keypoint_scores'''
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('checkpoint', help='a checkpoint trained here (epoch_N.pth, best_*.pth)')
     parser.add_argument('out', help='output file')
     parser.add_argument(
-        '--format', choices=FORMATS,
+        '--format', choices=ALL_FORMATS,
         help='safetensors / pth: anime_face_detector layout (tensors only, mmpose 0.x names); '
-        'mmpose: state_dict + meta with a sha256 suffix, as mmpose publishes models. '
-        'Default: from the suffix of OUT')
+        'mmpose: state_dict + meta with a sha256 suffix, as mmpose publishes models; onnx: one '
+        'graph from uint8 BGR crops to keypoints and scores, flip test and DARK decoding inside. '
+        'Default: from the suffix of OUT (.safetensors, .onnx, else pth)')
+    parser.add_argument('--config', help='onnx: the model\'s config (default: the main config)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    fmt = args.format or ('onnx' if Path(args.out).suffix == '.onnx' else None)
+    if fmt != 'onnx' and args.config:
+        sys.exit('error: --config is for --format onnx')
     try:
-        out = export_checkpoint(args.checkpoint, args.out, fmt=args.format)
+        if fmt == 'onnx':
+            from animal_landmarks_mm.onnx_export import OPSET, export_onnx
+            out = export_onnx(args.checkpoint, args.out, config=args.config)
+            print(f'wrote {out} (ONNX opset {OPSET}, checked with onnx.checker)')
+        else:
+            out = export_checkpoint(args.checkpoint, args.out, fmt=fmt)
+            print(f'wrote {out}')
     except (AnimalLandmarksError, OSError) as e:
         sys.exit(f'error: {e}')
-    print(f'wrote {out}')
-    print((HOW_TO_LOAD_MMPOSE if args.format == 'mmpose' else HOW_TO_LOAD).format(out=out))
+    how = dict(onnx=HOW_TO_LOAD_ONNX, mmpose=HOW_TO_LOAD_MMPOSE).get(fmt, HOW_TO_LOAD)
+    print(how.format(out=out))
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ BENCHMARKS = {
     'training': 'training:training_throughput',
     'pipeline': 'training:pipeline_throughput',
     'inference': 'inference:inference_latency',
+    'onnx': 'onnx:onnx_latency',
     'converter': 'converter:converter_throughput',
     'annotator': 'annotator:annotator_redraw',
 }

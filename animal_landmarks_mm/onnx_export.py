@@ -1,0 +1,377 @@
+"""Export a landmark model to one ONNX graph: image crops in, keypoints and scores out.
+
+mmdeploy's export of mmpose models stops at the heatmaps and leaves decoding to the user; this
+graph holds everything mmpose's ``inference_topdown`` does after the crop, so that a runtime with
+onnxruntime alone (:mod:`.onnx_predictor`) gives mmpose's points:
+
+1. ``crops``: ``(B, 256, 256, 3)`` uint8, BGR, channels last: exactly what ``cv2.warpAffine``
+   of a ``cv2.imread`` image gives (the crop of mmpose's ``TopdownAffine``). Inside: to float,
+   to NCHW, BGR to RGB, ImageNet mean/std, as mmpose's ``PoseDataPreprocessor`` does.
+2. Flip test (``test_cfg.flip_test``): the network runs once on a batch of ``2B``, the crops
+   and their mirrors; the mirrored heatmaps are flipped back, their channels swapped with the
+   flip indices, shifted one pixel to the right (``shift_heatmap``), and averaged with the
+   plain ones (mmpose's ``flip_heatmaps`` and ``HeatmapHead.predict``).
+3. DARK decoding (mmpose's ``MSRAHeatmap(unbiased=True)``): score and integer location of each
+   heatmap's maximum (a location of -1 where the maximum is not positive); the heatmap blurred
+   with cv2's 11x11 Gaussian over a zero border, rescaled to the original maximum, clamped at
+   1e-10 and logged; one Newton step from finite differences (gradient, Hessian) at the maximum
+   where it lies 2 pixels or more inside the map and the Hessian is invertible; times
+   ``input_size / heatmap_size``.
+
+Outputs: ``keypoints`` ``(B, K, 2)`` float32 in crop pixels (pixel centres at integers, as
+mmpose's input space) and ``scores`` ``(B, K)`` float32 (the averaged heatmap's maximum). The
+batch axis is dynamic. The file's ``metadata_props`` say what the graph needs to be used
+(:data:`METADATA_KEYS`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoints import CheckpointError
+
+#: ONNX opset of the exported graph (onnxruntime >= 1.12 runs it).
+OPSET = 17
+INPUT_NAME = 'crops'
+OUTPUT_NAMES = ('keypoints', 'scores')
+#: What the graph takes, in words (also in the file's metadata).
+INPUT_FORMAT = ('uint8 (B, H, W, 3) BGR crops, channels last, as cv2.warpAffine gives them; '
+                'float conversion, BGR to RGB and mean/std normalisation are inside the graph')
+#: metadata_props every exported file carries.
+METADATA_KEYS = ('keypoint_names', 'flip_indices', 'input_size', 'heatmap_size', 'input_format',
+                 'mean', 'std', 'bgr_to_rgb', 'bbox_padding', 'flip_test', 'shift_heatmap',
+                 'blur_kernel_size', 'outputs', 'opset', 'source_checkpoint', 'source_sha256',
+                 'exported_by')
+
+
+def gaussian_kernel_1d(size: int) -> np.ndarray:
+    """The 1-D kernel of ``cv2.GaussianBlur(heatmap, (size, size), 0)`` on float32 maps (sigma
+    from the size, ``0.3 * ((size - 1) * 0.5 - 1) + 0.8``), as mmpose's DARK blur uses it."""
+    import cv2
+    return cv2.getGaussianKernel(size, 0).astype(np.float32).ravel()
+
+
+class DarkDecoder(nn.Module):
+    """mmpose's ``MSRAHeatmap(unbiased=True).decode`` for a batch, in ONNX-exportable torch.
+
+    Args:
+        num_keypoints: heatmaps per instance.
+        heatmap_size: ``(W, H)`` of the heatmaps.
+        scale: input size over heatmap size, ``(sx, sy)``.
+        blur_kernel_size: the DARK blur kernel (odd).
+    """
+
+    #: (dx, dy) of the neighbours the Taylor step reads, around the maximum.
+    NEIGHBOURS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (2, 0), (-2, 0), (0, 2), (0, -2),
+                  (1, 1), (1, -1), (-1, 1), (-1, -1))
+
+    def __init__(self, num_keypoints: int, heatmap_size: tuple[int, int],
+                 scale: tuple[float, float], blur_kernel_size: int):
+        super().__init__()
+        if blur_kernel_size % 2 != 1:
+            raise CheckpointError(f'the DARK blur kernel must be odd, got {blur_kernel_size}')
+        self.width, self.height = (int(v) for v in heatmap_size)
+        self.blur_padding = blur_kernel_size // 2
+        self.num_keypoints = num_keypoints
+        kernel = torch.from_numpy(gaussian_kernel_1d(blur_kernel_size))
+        # separable, as cv2 filters: along x, then along y; one depthwise filter per keypoint
+        # (constant shapes: ONNX's Conv needs a kernel of known shape)
+        self.register_buffer('kernel_x', kernel.view(1, 1, 1, -1).repeat(num_keypoints, 1, 1, 1)
+                             .contiguous(), persistent=False)
+        self.register_buffer('kernel_y', kernel.view(1, 1, -1, 1).repeat(num_keypoints, 1, 1, 1)
+                             .contiguous(), persistent=False)
+        self.register_buffer('scale', torch.tensor(scale, dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer('neighbour_offsets', torch.tensor(
+            [dy * self.width + dx for dx, dy in self.NEIGHBOURS], dtype=torch.int64),
+            persistent=False)
+
+    def blur(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """cv2's Gaussian blur of each map over a zero border (mmpose pads with zeros wider
+        than the kernel reaches, so cv2's own border mode never matters)."""
+        pad = self.blur_padding
+        blurred = nn.functional.conv2d(heatmaps, self.kernel_x, padding=(0, pad),
+                                       groups=self.num_keypoints)
+        return nn.functional.conv2d(blurred, self.kernel_y, padding=(pad, 0),
+                                    groups=self.num_keypoints)
+
+    def forward(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints ``(B, K, 2)`` in input pixels and scores ``(B, K)`` of ``(B, K, H, W)``
+        heatmaps."""
+        width, height = self.width, self.height
+        flat = heatmaps.flatten(2)
+        scores, index = flat.max(dim=2)
+        x = index % width
+        y = torch.div(index, width, rounding_mode='floor')
+        positive = scores > 0
+        locations = torch.stack([x, y], dim=-1).to(heatmaps.dtype)
+        locations = torch.where(positive.unsqueeze(-1), locations,
+                                torch.full_like(locations, -1.0))
+
+        blurred = self.blur(heatmaps).flatten(2)
+        # mmpose rescales each blurred map to its original maximum before the log
+        blurred = blurred * (scores / blurred.amax(dim=2)).unsqueeze(-1)
+        log_maps = torch.log(torch.clamp(blurred, min=1e-10))
+        # neighbours of maxima near the border are read clamped; their step is discarded below
+        gather_index = torch.clamp(index.unsqueeze(-1) + self.neighbour_offsets, 0,
+                                   width * height - 1)
+        v = torch.gather(log_maps, 2, gather_index)
+        centre, x_plus, x_minus, y_plus, y_minus = (v[..., i] for i in range(5))
+        x_plus2, x_minus2, y_plus2, y_minus2 = (v[..., i] for i in range(5, 9))
+        pp, pm, mp, mm = (v[..., i] for i in range(9, 13))  # (x+-1, y+-1)
+        # mmpose's refine_keypoints_dark, term by term in its order
+        dx = 0.5 * (x_plus - x_minus)
+        dy = 0.5 * (y_plus - y_minus)
+        dxx = 0.25 * (x_plus2 - 2 * centre + x_minus2)
+        dxy = 0.25 * (pp - pm - mp + mm)
+        dyy = 0.25 * (y_plus2 - 2 * centre + y_minus2)
+        det = dxx * dyy - dxy * dxy
+        inside = (x > 1) & (x < width - 2) & (y > 1) & (y < height - 2) & positive
+        refine = inside & (det != 0)
+        safe_det = torch.where(refine, det, torch.ones_like(det))
+        # offset = -inverse(Hessian) @ gradient, the 2x2 inverse written out
+        offset_x = -(dyy * dx - dxy * dy) / safe_det
+        offset_y = -(dxx * dy - dxy * dx) / safe_det
+        offset = torch.stack([offset_x, offset_y], dim=-1)
+        offset = torch.where(refine.unsqueeze(-1), offset, torch.zeros_like(offset))
+        return (locations + offset) * self.scale, scores
+
+
+class LandmarkGraph(nn.Module):
+    """An mmpose top-down heatmap model with mmpose's test-time processing around it.
+
+    Args:
+        model: an mmpose ``TopdownPoseEstimator`` with a ``HeatmapHead`` (eval mode).
+        flip_indices: each keypoint's mirror partner.
+        mean: the data preprocessor's per-channel mean, RGB order when ``bgr_to_rgb``.
+        std: its standard deviation.
+        bgr_to_rgb: whether the model was trained on RGB (the crops come in BGR).
+        heatmap_size: ``(W, H)``.
+        input_size: ``(W, H)``.
+        blur_kernel_size: the DARK blur kernel.
+        flip_test: average with the mirrored crop's heatmaps.
+        shift_heatmap: shift the flipped-back heatmaps one pixel to the right, as mmpose does.
+    """
+
+    def __init__(self, model: nn.Module, flip_indices: list[int], mean: list[float],
+                 std: list[float], bgr_to_rgb: bool, heatmap_size: tuple[int, int],
+                 input_size: tuple[int, int], blur_kernel_size: int, flip_test: bool = True,
+                 shift_heatmap: bool = True):
+        super().__init__()
+        self.model = model
+        self.flip_test = flip_test
+        self.shift_heatmap = shift_heatmap
+        self.bgr_to_rgb = bgr_to_rgb
+        self.register_buffer('flip_indices', torch.tensor(flip_indices, dtype=torch.int64),
+                             persistent=False)
+        self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        scale = (input_size[0] / heatmap_size[0], input_size[1] / heatmap_size[1])
+        self.decoder = DarkDecoder(len(flip_indices), heatmap_size, scale, blur_kernel_size)
+
+    def heatmaps(self, crops: torch.Tensor) -> torch.Tensor:
+        """The (flip-tested) heatmaps ``(B, K, H, W)`` of uint8 BGR NHWC crops."""
+        inputs = crops.permute(0, 3, 1, 2).to(torch.float32)
+        if self.bgr_to_rgb:
+            inputs = inputs.flip(1)
+        inputs = (inputs - self.mean) / self.std
+        if not self.flip_test:
+            return self.model.head.forward(self.model.extract_feat(inputs))
+        both = torch.cat([inputs, inputs.flip(3)], dim=0)
+        heatmaps = self.model.head.forward(self.model.extract_feat(both))
+        # (2B, K, H, W) -> (2, B, K, H, W): plain and mirrored, for any B
+        heatmaps = heatmaps.reshape(2, -1, *heatmaps.shape[1:])
+        plain, mirrored = heatmaps[0], heatmaps[1]
+        mirrored = mirrored.flip(3).index_select(1, self.flip_indices)
+        if self.shift_heatmap:
+            # mmpose: heatmaps[..., 1:] = heatmaps[..., :-1] (column 0 keeps its value)
+            mirrored = torch.cat([mirrored[..., :1], mirrored[..., :-1]], dim=3)
+        return (plain + mirrored) * 0.5
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoints ``(B, K, 2)`` in crop pixels and scores ``(B, K)``."""
+        return self.decoder(self.heatmaps(crops))
+
+
+def _setting(cfg, path: str, default=None):
+    """A nested config value (``a.b.c``), or ``default``."""
+    value = cfg
+    for key in path.split('.'):
+        if value is None or key not in value:
+            return default
+        value = value[key]
+    return value
+
+
+def graph_settings(model: nn.Module) -> dict:
+    """What the graph must reproduce, read from an mmpose model and its config.
+
+    Raises:
+        CheckpointError: a model the graph cannot express (one line saying what).
+    """
+    from .schema import KEYPOINT_NAMES, NUM_KEYPOINTS, flip_indices
+    cfg = model.cfg
+    kind = cfg.model.get('type')
+    if kind != 'TopdownPoseEstimator':
+        raise CheckpointError(f'ONNX export supports top-down models, not {kind}')
+    head = cfg.model.head
+    if head.get('type') != 'HeatmapHead':
+        raise CheckpointError(f'ONNX export supports HeatmapHead, not {head.get("type")}')
+    codec = head.get('decoder') or {}
+    if codec.get('type') != 'MSRAHeatmap' or not codec.get('unbiased', False):
+        raise CheckpointError('ONNX export supports the DARK decoder (MSRAHeatmap with '
+                              f'unbiased=True), not {codec.get("type")} '
+                              f'unbiased={codec.get("unbiased", False)}')
+    test_cfg = cfg.model.get('test_cfg') or {}
+    flip_test = bool(test_cfg.get('flip_test', False))
+    if flip_test and test_cfg.get('flip_mode', 'heatmap') != 'heatmap':
+        raise CheckpointError(f'ONNX export supports flip_mode="heatmap", not '
+                              f'{test_cfg.get("flip_mode")!r}')
+    if test_cfg.get('output_keypoint_indices') is not None:
+        raise CheckpointError('ONNX export does not support test_cfg.output_keypoint_indices')
+    out_channels = head.get('out_channels')
+    if out_channels != NUM_KEYPOINTS:
+        raise CheckpointError(f'the head predicts {out_channels} keypoints; the ONNX graph '
+                              f'carries the {NUM_KEYPOINTS}-point layout')
+    preprocessor = cfg.model.get('data_preprocessor') or {}
+    mean, std = preprocessor.get('mean'), preprocessor.get('std')
+    if mean is None or std is None or len(mean) != 3 or len(std) != 3:
+        raise CheckpointError('ONNX export needs the data preprocessor\'s 3-channel mean and '
+                              'std')
+    padding, affine = 1.25, None
+    for step in _setting(cfg, 'test_dataloader.dataset.pipeline', []) or []:
+        if step.get('type') == 'GetBBoxCenterScale':
+            padding = float(step.get('padding', 1.25))
+        if step.get('type') == 'TopdownAffine':
+            affine = step
+    if affine is None or affine.get('use_udp', False):
+        raise CheckpointError('ONNX export needs a test pipeline with TopdownAffine (no UDP)')
+    input_size = tuple(int(v) for v in affine['input_size'])
+    if tuple(codec['input_size']) != input_size:
+        raise CheckpointError(f'the codec\'s input size {tuple(codec["input_size"])} differs '
+                              f'from TopdownAffine\'s {input_size}')
+    meta_flip = (getattr(model, 'dataset_meta', None) or {}).get('flip_indices')
+    indices = [int(i) for i in meta_flip] if meta_flip is not None else flip_indices()
+    if sorted(indices) != list(range(NUM_KEYPOINTS)):
+        raise CheckpointError(f'flip indices {indices} are not a permutation of the '
+                              f'{NUM_KEYPOINTS} keypoints')
+    return dict(
+        keypoint_names=list(KEYPOINT_NAMES), flip_indices=indices,
+        input_size=list(input_size), heatmap_size=[int(v) for v in codec['heatmap_size']],
+        mean=[float(v) for v in mean], std=[float(v) for v in std],
+        bgr_to_rgb=bool(preprocessor.get('bgr_to_rgb', False)), bbox_padding=padding,
+        flip_test=flip_test, shift_heatmap=bool(test_cfg.get('shift_heatmap', False)),
+        blur_kernel_size=int(codec.get('blur_kernel_size', 11)))
+
+
+def build_graph(model: nn.Module, settings: dict | None = None) -> LandmarkGraph:
+    """The exportable module of an mmpose model (see :func:`graph_settings`)."""
+    settings = settings or graph_settings(model)
+    return LandmarkGraph(
+        model.eval(), settings['flip_indices'], settings['mean'], settings['std'],
+        settings['bgr_to_rgb'], tuple(settings['heatmap_size']), tuple(settings['input_size']),
+        settings['blur_kernel_size'], flip_test=settings['flip_test'],
+        shift_heatmap=settings['shift_heatmap']).eval()
+
+
+def _metadata(settings: dict, checkpoint: str | os.PathLike, opset: int) -> dict[str, str]:
+    """The file's metadata_props: every value a string (JSON for lists)."""
+    import animal_landmarks_mm
+
+    from .annotation import file_sha256
+    from .model_zoo import resolve_checkpoint
+    values = dict(settings, input_format=INPUT_FORMAT, opset=opset,
+                  outputs='keypoints (B, K, 2) float32 in crop pixels (pixel centres at '
+                  'integers); scores (B, K) float32, the flip-averaged heatmap maximum',
+                  source_checkpoint=str(checkpoint),
+                  source_sha256=file_sha256(resolve_checkpoint(checkpoint)),
+                  exported_by=f'animal_landmarks_mm {animal_landmarks_mm.__version__}, torch '
+                  f'{torch.__version__}')
+    return {key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in ((k, values[k]) for k in METADATA_KEYS)}
+
+
+def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
+                config: str | os.PathLike | None = None, opset: int = OPSET) -> Path:
+    """Write a checkpoint as one ONNX graph from uint8 BGR crops to keypoints and scores.
+
+    Args:
+        checkpoint: a checkpoint trained here or in anime_face_detector's layout, or a
+            pretrained name; loaded strictly.
+        out: the ``.onnx`` file to write.
+        config: the model's config (default: the main config).
+        opset: the ONNX opset (default :data:`OPSET`).
+
+    Returns:
+        The file written, checked with ``onnx.checker``.
+
+    Raises:
+        CheckpointError: an unreadable checkpoint, weights that do not fit the config, or a
+            model the graph cannot express.
+    """
+    import onnx
+    from mmpose.apis import init_model
+
+    from .checkpoints import load_strict
+    from .model_zoo import MAIN_CONFIG
+    config = MAIN_CONFIG if config is None else config
+    if not Path(config).is_file():
+        raise CheckpointError(f'config not found: {config}')
+    model = init_model(str(config), None, device='cpu')
+    settings = graph_settings(model)
+    try:
+        load_strict(model, checkpoint)
+    except CheckpointError as e:
+        raise CheckpointError(f'{e} of {config}' if 'does not fit' in str(e) else str(e)
+                              ) from None
+    graph = build_graph(model, settings)
+    width, height = settings['input_size']
+    example = torch.zeros(2, height, width, 3, dtype=torch.uint8)
+    with torch.no_grad():
+        produced = tuple(graph.heatmaps(example[:1]).shape[2:])
+    if produced != tuple(reversed(settings['heatmap_size'])):
+        raise CheckpointError(f'the head makes {produced[1]}x{produced[0]} heatmaps, the codec '
+                              f'decodes {settings["heatmap_size"][0]}x'
+                              f'{settings["heatmap_size"][1]}')
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f'.{out.name}.tmp')
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter (dynamo=False): torch.export's needs onnxscript, one
+            # dependency more, for no gain on this graph. Its tracer makes mmpose's resize
+            # sizes constants: right for the fixed input size (the batch axis stays dynamic,
+            # tests/test_onnx.py).
+            warnings.simplefilter('ignore', DeprecationWarning)
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            torch.onnx.export(
+                graph, (example,), str(tmp), dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                dynamic_axes={INPUT_NAME: {0: 'batch'}, **{name: {0: 'batch'}
+                                                           for name in OUTPUT_NAMES}},
+                do_constant_folding=True)
+        proto = onnx.load(str(tmp))
+        proto.doc_string = ('28-point face landmarks (HRNetV2-W18 + DARK, anime_face_detector\'s '
+                            f'layout), flip test and DARK decoding inside. Input: {INPUT_FORMAT}.')
+        for key, value in _metadata(settings, checkpoint, opset).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, str(tmp))
+    except CheckpointError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as e:  # torch's exporter or onnx's checker: one line, no partial file
+        tmp.unlink(missing_ok=True)
+        first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+        raise CheckpointError(f'{checkpoint}: ONNX export failed ({first[:300]})') from None
+    os.replace(tmp, out)
+    return out

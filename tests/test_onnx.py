@@ -1,0 +1,366 @@
+"""ONNX export: one graph from crops to keypoints (flip test and DARK inside), run by
+onnxruntime alone, giving mmpose's points.
+
+The equality with mmpose is measured on a model whose heatmaps really peak: random or barely
+trained weights give flat heatmaps whose maximum is decided by float noise. The fixture fine-tunes
+the head of the main config's model on frozen backbone features of a few synthetic faces (and
+their mirrors, for the flip test) until each heatmap has one sharp maximum at its landmark, and
+the test checks that before comparing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from animal_landmarks_mm.schema import KEYPOINT_NAMES, NUM_KEYPOINTS, flip_indices
+from conftest import MAIN_CONFIG, REPORT, run_tool
+
+ort = pytest.importorskip('onnxruntime', reason='the ONNX export needs onnxruntime '
+                          '(pip install onnx onnxruntime)')
+onnx = pytest.importorskip('onnx', reason='the ONNX export needs onnx')
+
+import cv2  # noqa: E402
+import torch  # noqa: E402
+
+from animal_landmarks_mm.onnx_export import (  # noqa: E402
+    METADATA_KEYS,
+    OPSET,
+    build_graph,
+    export_onnx,
+)
+from animal_landmarks_mm.onnx_predictor import (  # noqa: E402
+    OnnxLandmarkPredictor,
+    OnnxModelError,
+    bbox_center_scale,
+    warp_matrix,
+)
+
+#: the equality asked of the ONNX graph against mmpose, in image pixels
+TOLERANCE_PX = 0.05
+INPUT_SIZE = (256, 256)
+FACE_SIZE = 300
+
+
+def _faces(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Synthetic characters: (BGR image, (28, 2) landmarks)."""
+    from animal_landmarks_mm.synthetic import render_face_image
+    faces = []
+    for i in range(count):
+        image, points, _ = render_face_image(np.random.default_rng([7, i]), FACE_SIZE, FACE_SIZE)
+        faces.append((image, points.astype(np.float32)))
+    return faces
+
+
+def _tight_box(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([points.min(0), points.max(0)]).astype(np.float32)
+
+
+def _crops(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """mmpose's crops of the boxes (uint8 NHWC) and their warp matrices."""
+    center, scale = bbox_center_scale(boxes, 1.25, 1.0)
+    matrices = [warp_matrix(c, s, INPUT_SIZE) for c, s in zip(center, scale)]
+    crops = np.stack([cv2.warpAffine(image, m, INPUT_SIZE, flags=cv2.INTER_LINEAR)
+                      for m in matrices])
+    return crops, matrices
+
+
+def _normalised(crops: np.ndarray) -> torch.Tensor:
+    """mmpose's data preprocessor: BGR uint8 NHWC -> RGB, ImageNet mean/std, NCHW."""
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().flip(1)
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@pytest.fixture(scope='module')
+def scenes() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Two images, (image, face boxes, their landmarks): two characters side by side, and one
+    character on a wider canvas."""
+    (a, pa), (b, pb), (c, pc) = _faces(3)
+    two = np.hstack([a, b])
+    shifted = pb + np.float32([FACE_SIZE, 0])
+    one = np.zeros((FACE_SIZE + 40, FACE_SIZE + 100, 3), np.uint8)
+    one[20:20 + FACE_SIZE, 60:60 + FACE_SIZE] = c
+    placed = pc + np.float32([60, 20])
+    return [(two, np.stack([_tight_box(pa), _tight_box(shifted)]), np.stack([pa, shifted])),
+            (one, _tight_box(placed)[None], placed[None])]
+
+
+@pytest.fixture(scope='module')
+def peaked_checkpoint(scenes, tmp_path_factory) -> Path:
+    """The main config's network with its head fine-tuned (backbone frozen, random) on the
+    scenes' faces and their mirrors until its heatmaps peak at the landmarks; a state dict
+    ``.pth``. About 30 s of CPU."""
+    from mmpose.apis import init_model
+    from mmpose.codecs import MSRAHeatmap
+    torch.manual_seed(0)
+    codec = MSRAHeatmap(input_size=INPUT_SIZE, heatmap_size=(64, 64), sigma=2, unbiased=True)
+    crops, targets, flip = [], [], flip_indices()
+    for image, boxes, points in scenes:
+        face_crops, matrices = _crops(image, boxes)
+        for crop, matrix, face_points in zip(face_crops, matrices, points):
+            in_crop = cv2.transform(face_points[None], matrix)[0]
+            mirrored = in_crop[flip].copy()
+            mirrored[:, 0] = INPUT_SIZE[0] - 1 - mirrored[:, 0]
+            crops += [crop, crop[:, ::-1]]
+            targets += [codec.encode(in_crop[None])['heatmaps'],
+                        codec.encode(mirrored[None])['heatmaps']]
+    inputs = _normalised(np.ascontiguousarray(np.stack(crops)))
+    target = torch.from_numpy(np.stack(targets))
+    model = init_model(str(MAIN_CONFIG), None, device='cpu')
+    with torch.no_grad():
+        features = model.extract_feat(inputs)
+    model.head.train()
+    optimizer = torch.optim.Adam(model.head.parameters(), lr=1e-2)
+    for _ in range(90):
+        # weighted towards the peaks: a plain MSE first learns "zero everywhere"
+        loss = ((model.head.forward(features) - target) ** 2 * (1 + 30 * target)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path = tmp_path_factory.mktemp('peaked') / 'peaked.pth'
+    torch.save(dict(state_dict=model.eval().state_dict()), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def cli_export(peaked_checkpoint, tmp_path_factory) -> tuple[Path, str]:
+    """tools/export.py with an ``.onnx`` output (the format follows the suffix)."""
+    out = tmp_path_factory.mktemp('onnx') / 'animal_face.onnx'
+    proc = run_tool('export.py', peaked_checkpoint, out)
+    return out, proc.stdout
+
+
+def test_cli_export_writes_a_checked_graph_and_says_how_to_use_it(cli_export):
+    out, stdout = cli_export
+    assert out.is_file()
+    assert f'opset {OPSET}' in stdout
+    assert 'onnxruntime' in stdout and 'InferenceSession' in stdout
+    onnx.checker.check_model(str(out), full_check=True)
+    model = onnx.load(str(out))
+    assert {o.domain or 'ai.onnx': o.version for o in model.opset_import}['ai.onnx'] == OPSET
+    [graph_input] = model.graph.input
+    assert graph_input.name == 'crops'
+    assert graph_input.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    dims = graph_input.type.tensor_type.shape.dim
+    assert dims[0].dim_param == 'batch' and [d.dim_value for d in dims[1:]] == [256, 256, 3]
+    assert [o.name for o in model.graph.output] == ['keypoints', 'scores']
+    assert all(o.type.tensor_type.shape.dim[0].dim_param == 'batch' for o in model.graph.output)
+
+
+def test_metadata_describes_the_graph_and_its_source(cli_export, peaked_checkpoint):
+    from animal_landmarks_mm.annotation import file_sha256
+    out, _ = cli_export
+    metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert set(METADATA_KEYS) <= metadata.keys()
+    assert json.loads(metadata['keypoint_names']) == list(KEYPOINT_NAMES)
+    assert json.loads(metadata['flip_indices']) == flip_indices()
+    assert json.loads(metadata['input_size']) == [256, 256]
+    assert json.loads(metadata['mean']) == [123.675, 116.28, 103.53]
+    assert json.loads(metadata['std']) == [58.395, 57.12, 57.375]
+    assert json.loads(metadata['bbox_padding']) == 1.25
+    assert json.loads(metadata['flip_test']) is True
+    assert metadata['source_sha256'] == file_sha256(peaked_checkpoint)
+    assert 'BGR' in metadata['input_format'] and 'uint8' in metadata['input_format']
+    assert metadata['exported_by'].startswith('animal_landmarks_mm')
+
+
+def test_function_export_gives_the_same_graph_as_the_cli(cli_export, peaked_checkpoint,
+                                                         tmp_path):
+    out = export_onnx(peaked_checkpoint, tmp_path / 'again.onnx')
+    onnx.checker.check_model(str(out), full_check=True)
+    crops = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    first = ort.InferenceSession(str(cli_export[0]), providers=['CPUExecutionProvider'])
+    second = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    for a, b in zip(first.run(None, {'crops': crops}), second.run(None, {'crops': crops})):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_axis_is_dynamic_and_faces_are_independent(cli_export, scenes):
+    session = ort.InferenceSession(str(cli_export[0]), providers=['CPUExecutionProvider'])
+    image, boxes, _ = scenes[0]
+    crops, _ = _crops(image, np.concatenate([boxes, boxes + 4, boxes[:1] - 3]))
+    assert len(crops) == 5
+    keypoints, scores = session.run(None, {'crops': crops})
+    assert keypoints.shape == (5, NUM_KEYPOINTS, 2) and scores.shape == (5, NUM_KEYPOINTS)
+    assert keypoints.dtype == np.float32 and scores.dtype == np.float32
+    for i in range(5):
+        one_keypoints, one_scores = session.run(None, {'crops': crops[i:i + 1]})
+        assert one_keypoints.shape == (1, NUM_KEYPOINTS, 2)
+        np.testing.assert_allclose(one_keypoints[0], keypoints[i], atol=1e-3)
+        np.testing.assert_allclose(one_scores[0], scores[i], atol=1e-5)
+
+
+def test_crop_is_mmposes_topdown_affine():
+    from mmpose.structures.bbox import bbox_xyxy2cs, get_warp_matrix
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        x0, y0 = rng.uniform(-50, 500, 2)
+        box = np.float32([x0, y0, x0 + rng.uniform(5, 400), y0 + rng.uniform(5, 400)])
+        center, scale = bbox_xyxy2cs(box[None], padding=1.25)
+        w, h = scale[0]
+        scale = np.float32([[max(w, h), max(w, h)]])
+        ours_center, ours_scale = bbox_center_scale(box[None], 1.25, 1.0)
+        np.testing.assert_array_equal(ours_center, center)
+        np.testing.assert_array_equal(ours_scale, scale)
+        np.testing.assert_array_equal(warp_matrix(ours_center[0], ours_scale[0], (256, 256)),
+                                      get_warp_matrix(center[0], scale[0], 0, (256, 256)))
+
+
+def _boxes_to_compare(boxes: np.ndarray) -> np.ndarray:
+    """The faces' boxes, shifted, grown and made wide: several per image, in one batch."""
+    shifted = boxes + np.float32([3, -2, 5, 1])
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * np.float32([1.15, 1.05])
+    grown = np.concatenate([centre - half, centre + half], axis=1)
+    return np.concatenate([boxes, shifted, grown]).astype(np.float32)
+
+
+def _clear_maxima(heatmaps: np.ndarray, radius: int = 2, margin: float = 0.02
+                  ) -> tuple[float, float]:
+    """How well defined the heatmaps' maxima are: the share of maps whose maximum beats
+    everything farther than ``radius`` heatmap pixels from it by ``margin`` of its value (float
+    noise is ~1e-6 of it), and the median maximum. A random model: ~60 % and 0.03; the
+    fixture's: ~95 % and 0.4."""
+    clear, flat = 0, heatmaps.reshape(-1, *heatmaps.shape[-2:])
+    for heatmap in flat:
+        y, x = np.unravel_index(heatmap.argmax(), heatmap.shape)
+        peak = heatmap[y, x]
+        away = heatmap.copy()
+        away[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1] = -np.inf
+        clear += bool(peak - away.max() >= margin * abs(peak))
+    return clear / len(flat), float(np.median(flat.max(axis=(1, 2))))
+
+
+def test_onnx_gives_mmposes_points_on_a_trained_model(cli_export, peaked_checkpoint, scenes):
+    from animal_landmarks_mm.infer import LandmarkPredictor
+    mmpose_predictor = LandmarkPredictor(config=None, checkpoint=peaked_checkpoint)
+    onnx_predictor = OnnxLandmarkPredictor(cli_export[0], providers=['CPUExecutionProvider'])
+    graph = build_graph(mmpose_predictor.model)
+    worst_px, worst_score, count = 0.0, 0.0, 0
+    for image, boxes, points in scenes:
+        compared = _boxes_to_compare(boxes)
+        crops, _ = _crops(image, compared)
+        with torch.no_grad():
+            heatmaps = graph.heatmaps(torch.from_numpy(crops)).numpy()
+        # the comparison means something only where the maxima are well defined
+        clear, median_peak = _clear_maxima(heatmaps)
+        assert clear >= 0.9 and median_peak >= 0.2, \
+            f'the fixture model\'s heatmaps are not peaked ({clear:.0%} clear, {median_peak:.2f})'
+        expected = mmpose_predictor.predict(image, compared).pred_instances
+        result = onnx_predictor.predict(image, compared).pred_instances
+        assert result.keypoints.shape == (len(compared), NUM_KEYPOINTS, 2)
+        assert result.keypoint_scores.shape == (len(compared), NUM_KEYPOINTS)
+        # and the model is trained: its points are on the landmarks (mean within 3 px)
+        assert np.linalg.norm(result.keypoints[:len(boxes)] - points, axis=-1).mean() < 3
+        worst_px = max(worst_px, float(np.abs(result.keypoints - expected.keypoints).max()))
+        worst_score = max(worst_score, float(np.abs(result.keypoint_scores
+                                                    - expected.keypoint_scores).max()))
+        count += len(compared)
+    REPORT.append(f'ONNX vs mmpose on a trained model, {count} faces x {NUM_KEYPOINTS} points: '
+                  f'max |dx|,|dy| {worst_px:.2e} px, max score difference {worst_score:.2e}')
+    assert worst_px <= TOLERANCE_PX
+    assert worst_score <= 1e-4
+
+
+def test_predictor_on_an_image_file(cli_export, scenes, tmp_path):
+    image, boxes, _ = scenes[0]
+    path = tmp_path / 'two_faces.png'  # PNG: no EXIF orientation to apply
+    assert cv2.imwrite(str(path), image)
+    loaded = cv2.imread(str(path))
+    predictor = OnnxLandmarkPredictor(cli_export[0])
+    assert 'CPUExecutionProvider' in predictor.providers
+    result = predictor.predict(loaded, boxes.tolist())
+    instances = result.pred_instances
+    assert isinstance(instances.keypoints, np.ndarray) and len(instances) == 2
+    assert instances.keypoints.dtype == np.float32
+    np.testing.assert_array_equal(instances.keypoints_visible, instances.keypoint_scores)
+    inside = ((instances.keypoints >= boxes[:, None, :2] - 20)
+              & (instances.keypoints <= boxes[:, None, 2:] + 20))
+    assert inside.all()
+    np.testing.assert_array_equal(instances.keypoints,
+                                  predictor.predict(image, boxes).pred_instances.keypoints)
+    whole = predictor.predict(loaded).pred_instances  # no boxes: the whole image, as mmpose
+    np.testing.assert_array_equal(whole.bboxes, [[0, 0, image.shape[1], image.shape[0]]])
+    predictor.draw(loaded, result, tmp_path / 'drawn.jpg')
+    assert cv2.imread(str(tmp_path / 'drawn.jpg')).shape == image.shape
+    with pytest.raises(OnnxModelError, match='uint8'):
+        predictor.predict(loaded.astype(np.float32), boxes)
+
+
+def test_predictor_module_needs_neither_torch_nor_mmpose(cli_export, scenes, tmp_path):
+    """Loaded with torch, mmpose, mmcv and mmengine made unimportable, as on a machine with
+    onnxruntime only: the package imports without its mmpose registrations."""
+    image, boxes, _ = scenes[0]
+    np.save(tmp_path / 'image.npy', image)
+    np.save(tmp_path / 'boxes.npy', boxes)
+    script = textwrap.dedent(f'''
+        import importlib.abc, sys
+        BLOCKED = {{'torch', 'mmpose', 'mmcv', 'mmengine', 'mmdet', 'torchvision'}}
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] in BLOCKED:  # as if not installed
+                    raise ModuleNotFoundError(f'No module named {{name!r}}', name=name)
+
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from animal_landmarks_mm.onnx_predictor import OnnxLandmarkPredictor
+        predictor = OnnxLandmarkPredictor({str(cli_export[0])!r})
+        result = predictor.predict(np.load({str(tmp_path / 'image.npy')!r}),
+                                   np.load({str(tmp_path / 'boxes.npy')!r}))
+        np.save({str(tmp_path / 'keypoints.npy')!r}, result.pred_instances.keypoints)
+        loaded = sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED)
+        print('heavy modules:', loaded)
+    ''')
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'heavy modules: []' in proc.stdout
+    expected = OnnxLandmarkPredictor(cli_export[0]).predict(image, boxes)
+    np.testing.assert_array_equal(np.load(tmp_path / 'keypoints.npy'),
+                                  expected.pred_instances.keypoints)
+
+
+def test_broken_or_foreign_files_give_one_line_naming_the_file(tmp_path):
+    broken = tmp_path / 'broken.onnx'
+    broken.write_bytes(b'\x00not a model\xff' * 10)
+    with pytest.raises(OnnxModelError) as caught:
+        OnnxLandmarkPredictor(broken)
+    assert str(broken) in str(caught.value) and '\n' not in str(caught.value)
+    foreign = tmp_path / 'identity.onnx'
+    node = onnx.helper.make_node('Identity', ['x'], ['y'])
+    tensor = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph([node], 'identity',
+                                   [tensor('x', onnx.TensorProto.FLOAT, [1])],
+                                   [tensor('y', onnx.TensorProto.FLOAT, [1])])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid('', 17)]),
+              str(foreign))
+    with pytest.raises(OnnxModelError, match='not a landmark graph') as caught:
+        OnnxLandmarkPredictor(foreign)
+    assert str(foreign) in str(caught.value) and '\n' not in str(caught.value)
+    with pytest.raises(OnnxModelError, match='no such'):
+        OnnxLandmarkPredictor(tmp_path / 'missing.onnx')
+
+
+def test_export_refuses_what_the_graph_cannot_express(tmp_path):
+    checkpoint = tmp_path / 'not_a_checkpoint.pth'
+    checkpoint.write_bytes(b'garbage')
+    proc = run_tool('export.py', checkpoint, tmp_path / 'out.onnx', check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().startswith('error:') and str(checkpoint) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'out.onnx').exists()
+    config = tmp_path / 'udp.py'
+    config.write_text(f'_base_ = [{str(MAIN_CONFIG)!r}]\n'
+                      'model = dict(head=dict(decoder=dict(unbiased=False)))\n')
+    from animal_landmarks_mm.checkpoints import CheckpointError
+    with pytest.raises(CheckpointError, match='DARK'):
+        export_onnx(checkpoint, tmp_path / 'out.onnx', config=config)
