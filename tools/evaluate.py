@@ -15,8 +15,8 @@ from animal_landmarks_mm.evaluation import evaluate, faces_from_annotation_dir, 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--checkpoint', required=True,
-                        help='the model to evaluate (a file, or a pretrained name such as '
-                        'anime-face-detector)')
+                        help='the model to evaluate (a checkpoint, an exported .onnx graph, or '
+                        'a pretrained name such as anime-face-detector)')
     parser.add_argument('--config', help='the model\'s config (default: the project\'s main '
                         'config; a checkpoint\'s stored config is never executed)')
     parser.add_argument('--image-dir', help='the images of --annotation-dir')

@@ -20,8 +20,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('input', help='an image or a folder of images')
     parser.add_argument('--checkpoint', required=True,
-                        help='a checkpoint trained here, one of anime_face_detector\'s, or '
-                        'the pretrained name anime-face-detector')
+                        help='a checkpoint trained here, one of anime_face_detector\'s, the '
+                        'pretrained name anime-face-detector, or an exported .onnx graph (run '
+                        'by onnxruntime, no config)')
     parser.add_argument('--config', help='the model config (default: the project\'s main '
                         'config)')
     boxes = parser.add_mutually_exclusive_group()
