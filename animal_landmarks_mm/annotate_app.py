@@ -15,24 +15,34 @@ tested without a browser):
   each with the tab's sequence number: applied once and in order, so the page may send them
   again after a lost answer; the server saves after each batch (autosave) and answers the
   canonical state, ``applied`` and ``saved`` (the last sequence numbers applied and on disk);
+- ``GET annotator/api/prediction?tab=&token=``: whether the model's points for the tab's image
+  are ready (the page asks while they are being pre-annotated);
 - ``GET annotator/api/config``, ``annotator/chart.png``, ``annotator/static/*``: the layout,
   the click-order chart, the editor's code.
+
+With a model, a background thread pre-annotates (:class:`PreAnnotator`): while the person works
+on an image, it predicts the points that Predict would give for that image and the next few to
+do, so that Predict is instant there. It never writes a file, and it uses the model only when
+the page is quiet and no prediction of the page waits (:class:`ModelGate`).
 
 The page draws every edit at once and sends it; the server never draws pictures. Requests whose
 ``Host`` is not the annotator's own address are refused (:class:`HostGuard`: DNS rebinding).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import ipaddress
 import logging
+import math
 import mimetypes
 import secrets
 import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +56,7 @@ from .annotate import (
     ImageEdit,
     UnsafeNameError,
 )
-from .annotation import STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError
+from .annotation import STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError, image_size
 from .errors import AnimalLandmarksError
 from .schema import GROUP_COLORS, LANDMARKS, SKELETON, VISIBILITY_FLAGS
 
@@ -63,6 +73,15 @@ EDITOR_FILES = {'editor.js': 'text/javascript', 'editor.css': 'text/css'}
 MAX_TABS = 64
 #: Edit operations accepted in one request.
 MAX_OPS = 1000
+#: Images pre-annotated after the one opened (the next ones to do, in the visiting order).
+PRE_ANNOTATE_AHEAD = 3
+#: Faces pre-annotated per image: the largest ones the face detector finds.
+PRE_ANNOTATE_FACES = 4
+#: Predicted faces kept (one per image version and face box; the least recently used goes).
+PREDICTION_CACHE_SIZE = 64
+#: Seconds without a request of the page before the background worker uses the model: a
+#: person clicking points (a request each) keeps it waiting, so it never slows their edits.
+QUIET_S = 0.3
 
 #: Keyboard shortcuts, shown in the page's help (the editor implements them).
 SHORTCUTS: dict[str, str] = {
@@ -79,7 +98,7 @@ SHORTCUTS: dict[str, str] = {
     'Escape': 'deselect, stop drawing a box',
     'l': 'labels on / off',
     'b': 'draw the face box (drag a rectangle)',
-    'm': 'predict the points with the model',
+    'm': 'predict the points with the model ("Predict ✓": pre-annotated, instant)',
     'Enter': 'accept the predicted points (after review)',
     'n / p, → / ←': 'next / previous image',
     'u': 'next image to do (no annotation, or predicted)',
@@ -164,21 +183,365 @@ def image_version(path: Path) -> str:
     return f'{stat.st_mtime_ns:x}-{stat.st_size:x}'
 
 
+# --- pre-annotation: the model's points before Predict is pressed -----------------------------
+
+#: A face box ``(x0, y0, x1, y1)`` in image pixels.
+Box = tuple[float, float, float, float]
+#: An image file's version: its path, modification time (ns) and size.
+ImageKey = tuple[str, int, int]
+
+
+def image_key(path: Path) -> ImageKey:
+    """The version of an image file that a prediction is for (a changed file is a new key)."""
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+def box_key(box: Box) -> Box:
+    """A box as the caches compare it (to 1/1000 px: a box that went through JSON and float32
+    is the same box)."""
+    return tuple(round(float(v), 3) for v in box)
+
+
+def lazy_image(path: Path) -> Callable[[], np.ndarray]:
+    """A function that decodes the image the first time it is called (BGR, EXIF applied as
+    mmcv does) and returns the same pixels after: a prediction found in the caches needs none.
+
+    Raises (when called):
+        AnnotationError: the image cannot be decoded.
+    """
+    decoded: list[np.ndarray] = []
+
+    def image() -> np.ndarray:
+        if not decoded:
+            import cv2
+            found = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if found is None:
+                raise AnnotationError(f'{path}: image unreadable')
+            decoded.append(found)
+        return decoded[0]
+
+    return image
+
+
+def whole_image_box(width: int, height: int) -> Box:
+    """The box Predict uses when there is no drawn or detected one (mmpose's whole image)."""
+    return 0.0, 0.0, float(width), float(height)
+
+
+@dataclass(frozen=True)
+class PredictedFace:
+    """The model's points for one face box: ``points`` ``(28, 2)``, ``scores`` ``(28,)``."""
+
+    points: np.ndarray
+    scores: np.ndarray | None
+
+
+class ModelGate:
+    """Who uses the model (and the face detector) next: one user at a time, the page first.
+
+    The page's predictions take the model as soon as it is free; the background worker takes it
+    only when no prediction of the page is waiting, no request of the page is being served and
+    none was for ``quiet_s`` seconds. A model call cannot be interrupted, so the page waits at
+    most for the one background call under way. (``torch.set_num_threads`` would be the other
+    lever, but it is process-wide: it would slow the page's predictions too.)
+
+    Args:
+        quiet_s: how long the page must have been quiet before the background uses the model.
+    """
+
+    def __init__(self, quiet_s: float = QUIET_S):
+        self.quiet_s = quiet_s
+        self._condition = threading.Condition()
+        self._busy = False
+        self._page_waiting = 0  # predictions of the page waiting for the model
+        self._serving = 0  # requests of the page being served
+        self._last_request = -math.inf  # when the last one ended (time.monotonic)
+        self.closed = False
+
+    @property
+    def page_waiting(self) -> int:
+        """Predictions of the page waiting for the model now."""
+        return self._page_waiting
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Around each request of the page (an edit, an open): the background waits."""
+        with self._condition:
+            self._serving += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._serving -= 1
+                self._last_request = time.monotonic()
+                self._condition.notify_all()
+
+    @contextlib.contextmanager
+    def for_page(self) -> Iterator[None]:
+        """Use the model for the page: as soon as it is free, before the background."""
+        with self._condition:
+            self._page_waiting += 1
+            try:
+                self._condition.wait_for(lambda: not self._busy)
+            finally:
+                self._page_waiting -= 1
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._release()
+
+    @contextlib.contextmanager
+    def for_background(self) -> Iterator[bool]:
+        """Use the model in the background: waits until the page is quiet; yields False (and
+        holds nothing) when the gate was closed meanwhile."""
+        with self._condition:
+            while True:
+                if self.closed:
+                    break
+                quiet_for = time.monotonic() - self._last_request
+                if self._busy or self._page_waiting or self._serving:
+                    self._condition.wait()
+                elif quiet_for < self.quiet_s:
+                    self._condition.wait(self.quiet_s - quiet_for)
+                else:
+                    self._busy = True
+                    break
+            acquired = not self.closed
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self._release()
+
+    def _release(self) -> None:
+        with self._condition:
+            self._busy = False
+            self._condition.notify_all()
+
+    def close(self) -> None:
+        """Let no background call start any more (the page's still may)."""
+        with self._condition:
+            self.closed = True
+            self._condition.notify_all()
+
+
+class PreAnnotator:
+    """The model's points for the images next in line, predicted in one background thread and
+    kept in memory, so that Predict answers at once.
+
+    For each image of its plan it does what Predict does for a face without a drawn box: the
+    face detector's boxes (the :data:`PRE_ANNOTATE_FACES` largest; none found, or no detector:
+    the whole image), then the points of each box. Results are cached by image version (path,
+    modification time, size) and box, least recently used dropped beyond ``cache_size``; the
+    page's own predictions go through the same cache. Nothing is written to disk: the points
+    reach a file only when the person presses Predict.
+
+    Args:
+        predictor: a :class:`~.infer.LandmarkPredictor` or :class:`~.infer.OnnxLandmarkPredictor`
+            (``predict(image_bgr, boxes_xyxy)``).
+        detector: a :class:`~.infer.FaceDetector` (``detector(image_bgr)`` -> boxes), or None.
+        gate: who uses the model when (shared with the requests of the page).
+        cache_size: predicted faces kept (detections: as many images).
+    """
+
+    def __init__(self, predictor, detector=None, gate: ModelGate | None = None,
+                 cache_size: int = PREDICTION_CACHE_SIZE):
+        self.predictor = predictor
+        self.detector = detector
+        self.gate = gate or ModelGate()
+        self.cache_size = cache_size
+        self._faces: OrderedDict[tuple[ImageKey, Box], PredictedFace] = OrderedDict()
+        self._detections: OrderedDict[ImageKey, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._plan_changed = threading.Condition()
+        self._plan: list[Path] = []  # images still to pre-annotate, in order
+        self._working: Path | None = None  # the image being pre-annotated
+        self._thread: threading.Thread | None = None
+        self.closed = False
+        #: predictions of the page answered from the cache, computed for it, made in advance
+        self.hits = 0
+        self.computed = 0
+        self.pre_annotated = 0
+
+    # the cache ---------------------------------------------------------------------------------
+
+    def _get(self, cache: OrderedDict, key):
+        with self._cache_lock:
+            found = cache.get(key)
+            if found is not None:
+                cache.move_to_end(key)
+            return found
+
+    def _put(self, cache: OrderedDict, key, value) -> None:
+        with self._cache_lock:
+            cache[key] = value
+            cache.move_to_end(key)
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+
+    def cached_detections(self, key: ImageKey) -> np.ndarray | None:
+        """The face detector's boxes for an image version, if known (no detector: none)."""
+        if self.detector is None:
+            return np.zeros((0, 4), np.float32)
+        return self._get(self._detections, key)
+
+    def cached_face(self, key: ImageKey, box: Box) -> PredictedFace | None:
+        """The points for a box of an image version, if predicted already."""
+        return self._get(self._faces, (key, box_key(box)))
+
+    # the model, through the gate ------------------------------------------------------------
+
+    def detections(self, key: ImageKey, image: Callable[[], np.ndarray]) -> np.ndarray:
+        """The face detector's boxes (cached, else detected now for the page). ``image``
+        decodes the picture (only called on a miss)."""
+        found = self.cached_detections(key)
+        if found is not None:
+            return found
+        with self.gate.for_page():
+            found = self.cached_detections(key)  # the background may have just made them
+            if found is None:
+                found = self._detect(key, image())
+        return found
+
+    def face(self, key: ImageKey, image: Callable[[], np.ndarray], box: Box
+             ) -> tuple[PredictedFace, bool]:
+        """The points for ``box`` for the page: cached (made in advance, or asked before), else
+        predicted now, before any background work. Returns them and whether they were cached.
+        """
+        found = self.cached_face(key, box)
+        if found is None:
+            with self.gate.for_page():
+                found = self.cached_face(key, box)
+                if found is None:
+                    found = self._predict(key, image(), box)
+                    self.computed += 1
+                    return found, False
+        self.hits += 1
+        return found, True
+
+    def _detect(self, key: ImageKey, image: np.ndarray) -> np.ndarray:
+        boxes = np.asarray(self.detector(image), np.float32).reshape(-1, 4)
+        self._put(self._detections, key, boxes)
+        return boxes
+
+    def _predict(self, key: ImageKey, image: np.ndarray, box: Box) -> PredictedFace:
+        sample = self.predictor.predict(image, np.array([box], np.float32))
+        scores = getattr(sample.pred_instances, 'keypoint_scores', None)
+        face = PredictedFace(np.array(sample.pred_instances.keypoints[0], np.float64),
+                             None if scores is None else np.array(scores[0], np.float64))
+        self._put(self._faces, (key, box_key(box)), face)
+        return face
+
+    # the background worker ------------------------------------------------------------------
+
+    def schedule(self, images: list[Path]) -> None:
+        """Pre-annotate these images, in this order, instead of what was planned (the person
+        moved on); the worker thread starts on the first call."""
+        if self.closed:
+            return
+        with self._plan_changed:
+            self._plan = [path for path in images if path != self._working]
+            self._plan_changed.notify_all()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name='pre-annotator',
+                                            daemon=True)
+            self._thread.start()
+
+    def planned(self, path: Path) -> bool:
+        """Whether the image is still to be pre-annotated, or being pre-annotated now."""
+        with self._plan_changed:
+            return path == self._working or path in self._plan
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the plan is done (True), or ``timeout`` seconds passed (False)."""
+        with self._plan_changed:
+            return self._plan_changed.wait_for(
+                lambda: not self._plan and self._working is None, timeout)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _work(self) -> None:
+        while True:
+            with self._plan_changed:
+                self._plan_changed.wait_for(lambda: self._plan or self.closed)
+                if self.closed:
+                    return
+                self._working = self._plan.pop(0)
+            try:
+                self._pre_annotate(self._working)
+            except Exception as e:  # an unreadable image, a model error: Predict will say
+                logger.warning('pre-annotating %s failed: %s', self._working, e)
+            finally:
+                with self._plan_changed:
+                    self._working = None
+                    self._plan_changed.notify_all()
+
+    def _pre_annotate(self, path: Path) -> None:
+        """What Predict gives for ``path`` without a drawn box, one model call at a time."""
+        key, image = image_key(path), lazy_image(path)
+        boxes = self.cached_detections(key)
+        if boxes is None:
+            with self.gate.for_background() as acquired:
+                if not acquired:
+                    return
+                boxes = self.cached_detections(key)
+                if boxes is None:
+                    boxes = self._detect(key, image())
+        if len(boxes):
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            wanted = [tuple(float(v) for v in boxes[k])
+                      for k in np.argsort(-areas)[:PRE_ANNOTATE_FACES]]
+        else:
+            wanted = [whole_image_box(*image_size(path))]
+        for box in wanted:
+            if self.cached_face(key, box) is not None:
+                continue
+            with self.gate.for_background() as acquired:
+                if not acquired:
+                    return
+                if self.cached_face(key, box) is None:  # the page may have asked meanwhile
+                    self._predict(key, image(), box)
+                    self.pre_annotated += 1
+
+    def close(self, timeout: float = 60) -> None:
+        """Stop the worker (after the model call under way, if any) and wait for it."""
+        self.closed = True
+        self.gate.close()
+        with self._plan_changed:
+            self._plan = []
+            self._plan_changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning('the pre-annotation thread did not stop in %.0f s', timeout)
+
+
 class Annotator:
     """The annotator's server side: tabs, their open images, edits and model assistance.
 
     Every method takes and returns plain data (the routes of :func:`create_app` are thin), so
-    that it is tested without a browser.
+    that it is tested without a browser. With a model, opening an image starts pre-annotating
+    it and the next ones (:class:`PreAnnotator`); :meth:`close` stops that (the app's server
+    calls it when it stops; ``with Annotator(...)`` does too).
 
     Args:
         session: the image and annotation folders.
         predictor: a :class:`~.infer.LandmarkPredictor` for model-assisted annotation.
         detector: a :class:`~.infer.FaceDetector` to find faces for the predictor.
         model: the model's name for the files' ``meta.model`` (e.g. its checkpoint).
+        pre_annotate: images to pre-annotate after the one opened (0: none; the one opened
+            is pre-annotated too unless 0).
+        quiet_s: how long the page must be quiet before the background uses the model.
     """
 
     def __init__(self, session: AnnotationSession, predictor=None, detector=None,
-                 model: str | None = None):
+                 model: str | None = None, pre_annotate: int = PRE_ANNOTATE_AHEAD,
+                 quiet_s: float = QUIET_S):
         if not session.images:
             raise AnnotationError(f'no images in {session.image_dir}')
         self.session = session
@@ -187,6 +550,22 @@ class Annotator:
         self.model = model or ('model' if predictor is not None else None)
         self.tabs: OrderedDict[str, TabSession] = OrderedDict()
         self._lock = threading.RLock()  # one edit or open at a time: they share the files
+        self.gate = ModelGate(quiet_s)
+        self.pre_annotate = max(int(pre_annotate), 0)
+        #: the model's points, cached; made in advance when ``pre_annotate`` (None: no model)
+        self.pre = PreAnnotator(predictor, detector, self.gate) if predictor is not None \
+            else None
+
+    def close(self) -> None:
+        """Stop pre-annotating (the model call under way finishes first); idempotent."""
+        if self.pre is not None:
+            self.pre.close()
+
+    def __enter__(self) -> Annotator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # what the page shows ----------------------------------------------------------------------
 
@@ -231,7 +610,8 @@ class Annotator:
             conflict=tab.conflict, save_error=tab.save_error,
             progress=dict(done=progress.done, predicted=progress.predicted,
                           to_do=progress.to_do, total=progress.total),
-            status_label=self.status_label(tab.edit, image), edit=None)
+            status_label=self.status_label(tab.edit, image), edit=None,
+            prediction=self.prediction_status(tab.edit))
         if tab.edit is not None:
             edit = tab.edit
             state.update(edit=edit.to_json(), width=edit.width, height=edit.height,
@@ -292,7 +672,7 @@ class Annotator:
         """
         if not isinstance(tab, str) or not 8 <= len(tab) <= 100:
             raise EditError('a tab id is a text of 8 to 100 characters')
-        with self._lock:
+        with self.gate.serving(), self._lock:
             session, count = self.session, len(self.session.images)
             previous = self._tab(tab)
             if current is None:
@@ -342,6 +722,7 @@ class Annotator:
             self.tabs.move_to_end(tab)
             while len(self.tabs) > MAX_TABS:
                 self.tabs.popitem(last=False)
+            self._schedule_pre_annotation(target)
             try:
                 opened.edit = session.open(session.images[target])
             except (AnnotationError, UnsafeNameError) as e:
@@ -349,6 +730,77 @@ class Annotator:
                 return dict(ok=False, reason='cannot_open', message=opened.message,
                             state=self.state(opened))
             return dict(ok=True, state=self.state(opened))
+
+    # pre-annotation ---------------------------------------------------------------------------
+
+    def _to_pre_annotate(self, index: int) -> bool:
+        """Whether Predict is likely next for the image: no annotation file yet (a draft may
+        be pending). Annotated, skipped and predicted images (to review) are left alone."""
+        return self.session.status(self.session.images[index]) is None
+
+    def _schedule_pre_annotation(self, index: int) -> None:
+        """Pre-annotate the image opened at ``index`` and the next :attr:`pre_annotate` images
+        to do after it, in the visiting order (not wrapping around)."""
+        if self.pre is None or not self.pre_annotate:
+            return
+        images, plan = self.session.images, []
+        if self._to_pre_annotate(index):
+            plan.append(index)
+        ahead = 0
+        for k in range(index + 1, len(images)):
+            if ahead == self.pre_annotate:
+                break
+            if self._to_pre_annotate(k):
+                plan.append(k)
+                ahead += 1
+        paths = []
+        for k in plan:
+            try:
+                paths.append(self.session.image_path(images[k]))
+            except UnsafeNameError:  # a link that now leads elsewhere: not read
+                continue
+        self.pre.schedule(paths)
+
+    def _face_box(self, edit: ImageEdit, detections: np.ndarray | None
+                  ) -> tuple[Box | None, str]:
+        """The box Predict uses for the current face, and how it was found: the drawn one,
+        else a detected one (:func:`_box_for_face`), else the whole image. None when the
+        detections are needed and not known (``detections`` None)."""
+        if edit.current.bbox is not None:
+            return tuple(edit.current.bbox), ''
+        if self.detector is not None:
+            if detections is None:
+                return None, ''
+            if len(detections):
+                return _box_for_face(detections, edit), (
+                    f' (face detector: {len(detections)} faces; box drawn)')
+        return whole_image_box(edit.width, edit.height), (
+            ' (whole image: draw a box with b for a closer prediction)')
+
+    def prediction_status(self, edit: ImageEdit | None) -> str:
+        """Whether Predict would be instant for the image's current face: ``'ready'`` (its
+        points are cached), ``'pending'`` (being pre-annotated), ``'idle'`` (Predict will
+        compute them), ``'off'`` (no model, or no image)."""
+        if self.pre is None or edit is None:
+            return 'off'
+        try:
+            path = self.session.image_path(edit.image)
+            key = image_key(path)
+        except (OSError, UnsafeNameError):
+            return 'off'
+        box, _ = self._face_box(edit, self.pre.cached_detections(key))
+        if box is not None and self.pre.cached_face(key, box) is not None:
+            return 'ready'
+        return 'pending' if self.pre.planned(path) else 'idle'
+
+    def prediction(self, tab: str, token: str) -> dict:
+        """What the page asks while its image is being pre-annotated: ``{'prediction': ...}``
+        (:meth:`prediction_status`; ``'off'`` for an image no longer open in the tab)."""
+        with self._lock:
+            found = self.tabs.get(tab) if isinstance(tab, str) else None
+            if found is None or found.token != token:
+                return dict(prediction='off')
+            return dict(prediction=self.prediction_status(found.edit))
 
     # edits ------------------------------------------------------------------------------------
 
@@ -389,7 +841,7 @@ class Annotator:
         """
         if not isinstance(ops, list) or len(ops) > MAX_OPS:
             raise EditError(f'ops must be a list of at most {MAX_OPS} operations')
-        with self._lock:
+        with self.gate.serving(), self._lock:
             found = self._tab(tab)
             if found is None or found.token != token or found.edit is None:
                 return 410, dict(reason='unknown_token', message='the image is not open here '
@@ -418,33 +870,25 @@ class Annotator:
 
     def _predict(self, edit: ImageEdit, op: dict) -> str:
         """The model's 28 points for a face (its box, a detected face or the whole image);
-        they stay predicted (to review) until accepted. Returns what was done."""
-        if self.predictor is None:
+        they stay predicted (to review) until accepted. Points pre-annotated for that image
+        version and box are used as they are; otherwise the model runs now, before any
+        background work. Returns what was done."""
+        if self.pre is None:
             raise EditError('no model: start the annotator with --checkpoint and --config')
-        import cv2
         if op.get('face') is not None:
             edit.select_face(op['face'])
         path = self.session.image_path(edit.image)
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # EXIF applied, as mmcv does
-        if image is None:
-            raise AnnotationError(f'{path}: image unreadable')
-        note = ''
-        box = edit.current.bbox
-        if box is None and self.detector is not None:
-            found = self.detector(image)
-            if len(found):
-                box = _box_for_face(found, edit)
-                note = f' (face detector: {len(found)} faces; box drawn)'
-        if box is None:
-            box = (0.0, 0.0, float(edit.width), float(edit.height))
-            note = ' (whole image: draw a box with b for a closer prediction)'
-        sample = self.predictor.predict(image, np.array([box], np.float32))
-        points = sample.pred_instances.keypoints[0]
-        scores = getattr(sample.pred_instances, 'keypoint_scores', None)
-        edit.set_face([tuple(p) for p in points], tuple(float(v) for v in box),
-                      scores=None if scores is None else [float(s) for s in scores[0]],
+        key, image = image_key(path), lazy_image(path)  # decoded only when the caches miss
+        detections = self.pre.detections(key, image) if edit.current.bbox is None and \
+            self.detector is not None else None
+        box, note = self._face_box(edit, detections)
+        face, cached = self.pre.face(key, image, box)
+        edit.set_face([(float(x), float(y)) for x, y in face.points],
+                      tuple(float(v) for v in box),
+                      scores=None if face.scores is None else [float(s) for s in face.scores],
                       model=self.model)
-        return f'predicted 28 points{note}: drag the wrong ones, then Enter to accept'
+        ready = ', pre-annotated' if cached else ''
+        return f'predicted 28 points{note}{ready}: drag the wrong ones, then Enter to accept'
 
     # files ------------------------------------------------------------------------------------
 
@@ -623,6 +1067,11 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
             return refused(e)
         return JSONResponse(answer, status_code=status)
 
+    @app.get('/annotator/api/prediction')
+    async def prediction(tab: str = '', token: str = ''):
+        # not a request that makes the background wait: the page asks while it works
+        return await _in_thread(annotator.prediction, tab, token)
+
     @app.get('/annotator/image/{index}')
     def image(index: int):
         try:
@@ -665,14 +1114,17 @@ async def _in_thread(function, *args, **kwargs):
 
 
 class Server:
-    """A running annotator (:func:`launch` with ``block=False``); ``close()`` stops it."""
+    """A running annotator (:func:`launch` with ``block=False``); ``close()`` stops it and its
+    pre-annotation."""
 
-    def __init__(self, server, thread: threading.Thread, url: str):
+    def __init__(self, server, thread: threading.Thread, url: str, annotator: Annotator):
         self._server, self._thread, self.url = server, thread, url
+        self.annotator = annotator
 
     def close(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
+        self.annotator.close()
 
 
 def exposure_warning(host: str, port: int) -> str | None:
@@ -701,14 +1153,18 @@ def launch(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
     server = uvicorn.Server(config)
     shown = f'[{host}]' if ':' in host else host
     if block:
-        server.run()
+        try:
+            server.run()
+        finally:
+            annotator.close()
         return None
     thread = threading.Thread(target=server.run, name='annotator', daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            annotator.close()
             raise OSError(f'the annotator could not start on {shown}:{port}')
         time.sleep(0.02)
-    return Server(server, thread, f'http://{shown}:{port}')
+    return Server(server, thread, f'http://{shown}:{port}', annotator)
 

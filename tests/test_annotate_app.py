@@ -1,10 +1,15 @@
 """The annotator's server in-process: the open/edit protocol (ordering, retries, autosave,
 two tabs, a full disk), the image route's path safety, the Host check against DNS rebinding,
-model-assisted annotation, and the CLI's one-line errors (the browser test drives the same
-server through Chromium)."""
+model-assisted annotation and its pre-annotation in the background, and the CLI's one-line
+errors (the browser test drives the same server through Chromium)."""
 import errno
 import http.client
 import json
+import os
+import threading
+import time
+import urllib.request
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -16,17 +21,20 @@ from animal_landmarks_mm.annotate import AnnotationSession
 from animal_landmarks_mm.annotate_app import (
     AllowedHosts,
     Annotator,
+    PreAnnotator,
     _box_for_face,
     create_app,
     exposure_warning,
+    image_key,
     launch,
+    whole_image_box,
 )
-from animal_landmarks_mm.annotation import load_annotation
+from animal_landmarks_mm.annotation import Face, ImageAnnotation, load_annotation, save_annotation
 from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.export import export_checkpoint
 from animal_landmarks_mm.infer import LandmarkPredictor
 from animal_landmarks_mm.testing.browser import free_port
-from conftest import MAIN_CONFIG
+from conftest import MAIN_CONFIG, REPORT
 
 TAB, OTHER_TAB = 'tab-one-0001', 'tab-two-0002'
 
@@ -41,8 +49,9 @@ def folders(tmp_path):
     return images, tmp_path / 'out'
 
 
-def _annotator(folders, predictor=None) -> Annotator:
-    return Annotator(AnnotationSession(*folders, annotator='t'), predictor, model='tiny.pth')
+def _annotator(folders, predictor=None, **options) -> Annotator:
+    return Annotator(AnnotationSession(*folders, annotator='t'), predictor, model='tiny.pth',
+                     **options)
 
 
 class Tab:
@@ -318,24 +327,24 @@ def predictor(trained):
 
 
 def test_model_assisted_box_then_predict(folders, predictor):
-    annotator = _annotator(folders, predictor)
-    tab = Tab(annotator)
-    tab.open(image='b.png')
-    state = tab.send(dict(op='box', box=[300, 200, 700, 650]), dict(op='predict', face=0))
-    assert state['message'].startswith('predicted 28 points')
-    face = state['edit']['faces'][0]
-    assert face['predicted'] and len(face['scores']) == 28
-    saved = load_annotation(folders[1] / 'b.json')
-    assert saved.status == 'predicted' and saved.meta['model'] == 'tiny.pth'
-    assert saved.faces[0].bbox == pytest.approx((300, 200, 700, 650))
-    expected = predictor.predict(cv2.imread(str(folders[0] / 'b.png')),
-                                 np.array([saved.faces[0].bbox], np.float32))
-    assert np.allclose(saved.faces[0].landmarks, expected.pred_instances.keypoints[0],
-                       atol=1e-3)
-    tab.send(dict(op='undo'))  # predicting is an undo step like any other
-    assert not tab.state['edit']['faces'][0]['predicted']
-    tab.send(dict(op='redo'), dict(op='accept'))
-    assert load_annotation(folders[1] / 'b.json').status == 'annotated'
+    with _annotator(folders, predictor, pre_annotate=0) as annotator:
+        tab = Tab(annotator)
+        tab.open(image='b.png')
+        state = tab.send(dict(op='box', box=[300, 200, 700, 650]), dict(op='predict', face=0))
+        assert state['message'].startswith('predicted 28 points')
+        face = state['edit']['faces'][0]
+        assert face['predicted'] and len(face['scores']) == 28
+        saved = load_annotation(folders[1] / 'b.json')
+        assert saved.status == 'predicted' and saved.meta['model'] == 'tiny.pth'
+        assert saved.faces[0].bbox == pytest.approx((300, 200, 700, 650))
+        expected = predictor.predict(cv2.imread(str(folders[0] / 'b.png')),
+                                     np.array([saved.faces[0].bbox], np.float32))
+        assert np.allclose(saved.faces[0].landmarks, expected.pred_instances.keypoints[0],
+                           atol=1e-3)
+        tab.send(dict(op='undo'))  # predicting is an undo step like any other
+        assert not tab.state['edit']['faces'][0]['predicted']
+        tab.send(dict(op='redo'), dict(op='accept'))
+        assert load_annotation(folders[1] / 'b.json').status == 'annotated'
 
 
 def test_predict_without_a_model_is_refused(folders):
@@ -371,6 +380,211 @@ def test_the_detected_box_of_the_current_face(folders):
     assert _box_for_face(boxes, edit) == (600, 100, 700, 200)
 
 
+# --- pre-annotation in the background ------------------------------------------------------------
+
+WAIT_S = 300  # generous: a loaded 2-core machine
+
+
+def _wait_for(condition, what: str, timeout: float = WAIT_S) -> None:
+    """Wait until ``condition()`` holds (polling: the state of other threads)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out waiting for {what}')
+        time.sleep(0.005)
+
+
+def _in_thread(function, *args):
+    """Run ``function`` in a thread; returns the thread and a dict that gets its result."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(value=function(*args)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+class FakePredictor:
+    """A stand-in model: the points of box ``(x0, y0, ...)`` are ``(x0 + k, y0 + 2k)``; records
+    each call (the calling thread, the box) and, when ``held``, holds each call until
+    :attr:`release` is set (a model call under way)."""
+
+    def __init__(self, held: bool = False):
+        self.calls: list[tuple[str, tuple]] = []
+        self.release = threading.Event()
+        if not held:
+            self.release.set()
+
+    def predict(self, image, boxes):
+        box = tuple(float(v) for v in boxes[0])
+        self.calls.append((threading.current_thread().name, box))
+        assert self.release.wait(WAIT_S), 'the fake model was never released'
+        points = np.array([[[box[0] + k, box[1] + 2 * k] for k in range(28)]], np.float32)
+        return SimpleNamespace(pred_instances=SimpleNamespace(
+            keypoints=points, keypoint_scores=np.full((1, 28), 0.5, np.float32)))
+
+    def boxes(self, thread: str | None = None) -> list[tuple]:
+        return [box for name, box in self.calls if thread is None or name == thread]
+
+
+def _files(folder) -> dict:
+    """Every file under ``folder``: its modification time and size."""
+    return {str(p): (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.rglob('*')
+            if p.is_file()}
+
+
+def test_predict_jumps_the_queue_and_edits_never_wait_for_the_background(folders):
+    model = FakePredictor(held=True)
+    with _annotator(folders, model, quiet_s=0.05) as annotator:
+        tab = Tab(annotator)
+        state = tab.open(image='a.png')['state']
+        assert state['prediction'] == 'pending'  # a.png, then b.png, c.png in the background
+        _wait_for(lambda: len(model.calls) == 1, 'the background to take the model')
+        assert model.calls == [('pre-annotator', whole_image_box(300, 200))]
+        # the background holds the model: an edit goes through all the same
+        thread, answer = _in_thread(tab.send, dict(op='place', index=0, x=5, y=5))
+        thread.join(WAIT_S)
+        assert not thread.is_alive() and answer['value']['saved'] == 1
+        # a Predict of the page (on a drawn box: not pre-annotated) waits for the call under
+        # way only, then goes before the rest of the background's plan
+        thread, answer = _in_thread(tab.send, dict(op='box', box=[10, 10, 100, 100]),
+                                    dict(op='predict'))
+        _wait_for(lambda: annotator.gate.page_waiting == 1, 'the page to wait for the model')
+        model.release.set()
+        thread.join(WAIT_S)
+        assert answer['value']['message'].startswith('predicted 28 points')
+        assert annotator.pre.wait_idle(WAIT_S)
+        assert model.boxes() == [whole_image_box(300, 200), (10, 10, 100, 100),
+                                 whole_image_box(1200, 900), whole_image_box(64, 64)]
+        assert model.boxes('pre-annotator') == [whole_image_box(300, 200),
+                                                whole_image_box(1200, 900),
+                                                whole_image_box(64, 64)]
+        assert (annotator.pre.hits, annotator.pre.computed, annotator.pre.pre_annotated) == \
+            (0, 1, 3)
+        # b.png was pre-annotated: its Predict runs no model
+        assert tab.open(image='b.png')['state']['prediction'] == 'ready'
+        state = tab.send(dict(op='predict'))
+        assert 'pre-annotated' in state['message'] and len(model.calls) == 4
+        assert state['edit']['faces'][0]['points'][3] == [3, 6]
+        assert annotator.pre.hits == 1
+
+
+def test_what_is_pre_annotated_and_when_the_cache_misses(folders):
+    images, out = folders
+    for name in ('d.png', 'e.png', 'f.png', 'g.png'):
+        cv2.imwrite(str(images / name), np.zeros((40, 50, 3), np.uint8))
+    for name, status in (('b.json', 'annotated'), ('e.json', 'predicted')):
+        save_annotation(out / name, ImageAnnotation(
+            f'{name[0]}.png', 1200 if name == 'b.json' else 50, 900 if name == 'b.json' else 40,
+            [Face([(1.0 + k, 2.0 + k) for k in range(28)])], status=status))
+    model = FakePredictor()
+    with _annotator(folders, model, quiet_s=0.01) as annotator:
+        tab = Tab(annotator)
+        tab.open(image='a.png')  # a, then the next 3 to do: c, d, f (b done, e to review)
+        assert annotator.pre.wait_idle(WAIT_S)
+        assert model.boxes() == [whole_image_box(300, 200), whole_image_box(64, 64)] + \
+            [whole_image_box(50, 40)] * 2
+        tab.open(image='f.png')  # f is ready; g, after it, is new
+        assert annotator.pre.wait_idle(WAIT_S) and len(model.calls) == 5
+        # a changed image file is a new image: its points are predicted again
+        path = images / 'f.png'
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert tab.open(image='f.png')['state']['prediction'] in ('pending', 'ready')
+        assert annotator.pre.wait_idle(WAIT_S) and len(model.calls) == 6
+    # the cache keeps the most recently used faces
+    cache = PreAnnotator(FakePredictor(), cache_size=2)
+    key = image_key(images / 'a.png')
+    image = np.zeros((200, 300, 3), np.uint8)
+    boxes = [(0, 0, 10, 10), (1, 1, 11, 11), (2, 2, 12, 12)]
+    for box in boxes:
+        cache.face(key, lambda: image, box)
+    assert cache.computed == 3 and cache.cached_face(key, boxes[0]) is None
+    assert cache.cached_face(key, boxes[2]) is not None
+    assert cache.face(key, lambda: image, (1.0004, 1, 11, 11))[1]  # the same box to 1/1000 px
+    assert not cache.alive  # no thread without a plan
+
+
+def test_detected_faces_are_pre_annotated_and_each_face_finds_its_own(folders):
+    boxes = np.array([[100, 100, 500, 500], [600, 100, 900, 400]], np.float32)
+    detected = []
+
+    def detector(image):
+        detected.append(image.shape)
+        return boxes if image.shape[:2] == (900, 1200) else np.zeros((0, 4), np.float32)
+
+    model = FakePredictor()
+    with _annotator(folders, model, detector=detector, quiet_s=0.01) as annotator:
+        tab = Tab(annotator)
+        tab.open(image='b.png')
+        assert annotator.pre.wait_idle(WAIT_S)
+        assert model.boxes() == [tuple(map(float, boxes[0])), tuple(map(float, boxes[1])),
+                                 whole_image_box(64, 64)]  # c.png: no face found
+        state = tab.send(dict(op='predict'))
+        assert state['edit']['faces'][0]['bbox'] == [100, 100, 500, 500]
+        state = tab.send(dict(op='new_face'))
+        assert state['prediction'] == 'ready'  # the other face
+        state = tab.send(dict(op='predict'))
+        assert state['edit']['faces'][1]['bbox'] == [600, 100, 900, 400]
+        assert annotator.pre.hits == 2 and len(model.calls) == 3 and len(detected) == 2
+
+
+def test_opening_an_image_pre_annotates_the_next_so_that_predict_is_instant(folders, predictor):
+    images, out = folders
+    with _annotator(folders, predictor) as annotator:
+        before = _files(images.parent)
+        tab = Tab(annotator)
+        state = tab.open(image='a.png')['state']
+        assert state['prediction'] in ('pending', 'ready')
+        assert annotator.pre.wait_idle(WAIT_S)
+        for name, size in (('b.png', (1200, 900)), ('c.png', (64, 64))):  # images 2 and 3
+            assert annotator.pre.cached_face(image_key(images / name),
+                                             whole_image_box(*size)) is not None, name
+        assert _files(images.parent) == before, 'pre-annotation wrote a file'
+        assert annotator.pre.pre_annotated == 3
+
+        assert tab.open(image='b.png')['state']['prediction'] == 'ready'
+        start = time.perf_counter()
+        state = tab.send(dict(op='predict'))
+        instant = time.perf_counter() - start
+        assert 'pre-annotated' in state['message']
+        assert (annotator.pre.hits, annotator.pre.computed) == (1, 0)
+        face = state['edit']['faces'][0]
+        direct = predictor.predict(cv2.imread(str(images / 'b.png')),
+                                   np.array([whole_image_box(1200, 900)], np.float32))
+        expected = np.clip(direct.pred_instances.keypoints[0], -0.5, (1199.5, 899.5))  # as Predict
+        assert np.allclose(face['points'], expected, atol=1e-4)
+        assert np.allclose(face['scores'], direct.pred_instances.keypoint_scores[0], atol=1e-5)
+        assert load_annotation(out / 'b.json').status == 'predicted'  # saved on Predict only
+
+        # a drawn box was not pre-annotated: the model runs now (for the report: how long)
+        start = time.perf_counter()
+        state = tab.send(dict(op='new_face'), dict(op='box', box=[100, 100, 600, 500]),
+                         dict(op='predict'))
+        cold = time.perf_counter() - start
+        assert (annotator.pre.hits, annotator.pre.computed) == (1, 1)
+        assert state['edit']['faces'][1]['predicted']
+        REPORT.append(f'annotator Predict with the tiny model (CPU): pre-annotated '
+                      f'{instant * 1000:.1f} ms, computed {cold * 1000:.0f} ms (per request)')
+
+
+def test_closing_the_app_stops_the_pre_annotation(folders):
+    model = FakePredictor(held=True)
+    annotator = _annotator(folders, model, quiet_s=0.01)
+    server = launch(annotator, port=free_port(), block=False)
+    request = urllib.request.Request(
+        f'{server.url}/annotator/api/open', data=json.dumps(dict(tab=TAB, image='a.png')).encode(),
+        headers={'content-type': 'application/json'})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert json.load(answer)['state']['prediction'] == 'pending'
+    _wait_for(lambda: len(model.calls) == 1, 'the background to take the model')
+    closing, _ = _in_thread(server.close)  # waits for the model call under way
+    _wait_for(lambda: annotator.pre.closed, 'the pre-annotation to be told to stop')
+    model.release.set()
+    closing.join(WAIT_S)
+    assert not closing.is_alive() and not annotator.pre.alive
+    assert len(model.calls) == 1  # b.png and c.png were never started
+    annotator.close()  # again: nothing happens
+
+
 @pytest.mark.parametrize('args, error', [
     (['--image-dir', 'missing', '--output-dir', 'out'], 'image folder not found: missing'),
     (['--image-dir', '.', '--output-dir', 'out', '--config', 'c.py'],
@@ -383,6 +597,8 @@ def test_the_detected_box_of_the_current_face(folders):
      'cannot create the output folder {cwd}/file/out: Not a directory'),
     (['--image-dir', '.', '--output-dir', 'out', '--files', 'missing.txt'],
      'missing.txt: cannot read the file list'),
+    (['--image-dir', '.', '--output-dir', 'out', '--pre-annotate', '-1'],
+     '--pre-annotate is a number of images, 0 or more'),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, error):
     from conftest import run_tool

@@ -22,7 +22,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from animal_landmarks_mm.annotate import AnnotationSession
+from animal_landmarks_mm.annotate_app import Annotator, launch
 from animal_landmarks_mm.annotation import Face, ImageAnnotation, load_annotation, save_annotation
+from animal_landmarks_mm.benchmarks.annotator import review_folder, scratch_versus_review
 from animal_landmarks_mm.synthetic import render_face_image
 from animal_landmarks_mm.testing.browser import (
     EDITOR_READY_JS,
@@ -36,7 +39,7 @@ from animal_landmarks_mm.testing.browser import (
     save_screenshot,
     screen_position,
 )
-from conftest import REPO
+from conftest import MAIN_CONFIG, REPO
 
 #: The README's picture of the tool (resources/annotator.png) is a copy of this.
 SCREENSHOT = REPO / 'work_dirs' / 'screenshots' / 'annotator.png'
@@ -86,14 +89,15 @@ def images(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
     return folder, truth
 
 
-def _start(folder: Path, out: Path, port: int, log: Path) -> subprocess.Popen:
+def _start(folder: Path, out: Path, port: int, log: Path, *options: str) -> subprocess.Popen:
     with open(log, 'a') as log_file:
         proc = subprocess.Popen(
             [sys.executable, str(REPO / 'tools' / 'annotate_landmarks.py'), '--image-dir',
-             str(folder), '--output-dir', str(out), '--port', str(port), '--annotator', 'e2e'],
+             str(folder), '--output-dir', str(out), '--port', str(port), '--annotator', 'e2e',
+             *options],
             stdout=log_file, stderr=subprocess.STDOUT, cwd=folder.parent,
             env=dict(os.environ, PYTHONWARNINGS='ignore'))
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a model to load on a loaded machine
     while True:
         try:
             urllib.request.urlopen(f'http://127.0.0.1:{port}/annotator/api/config', timeout=2)
@@ -472,3 +476,54 @@ def session_points(out: Path) -> list:
     """The placed points of face_0.png's draft."""
     draft = json.loads((out / '.drafts' / 'face_0.json').read_text())
     return [p for p in draft['faces'][0]['points'] if p is not None]
+
+
+def test_predict_is_pre_annotated_while_the_person_works(images, browser, trained, tmp_path):
+    folder, out = tmp_path / 'images', tmp_path / 'out'
+    folder.mkdir()
+    for name in ('face_0.png', 'face_1.png'):
+        shutil.copy(images[0] / name, folder / name)
+    port = free_port()
+    proc = _start(folder, out, port, tmp_path / 'server.log', '--checkpoint',
+                  str(trained[0] / 'epoch_1.pth'), '--config', str(MAIN_CONFIG))
+    try:
+        page = Page(browser, f'http://127.0.0.1:{port}', 'face_0.png')
+        button = page.page.locator('[data-action="predict"]')
+        ready = '() => document.querySelector(\'[data-action="predict"]\').dataset.prediction ' \
+            '=== "ready"'
+        page.page.wait_for_function(ready, timeout=300_000)  # the page asks until it is
+        assert button.inner_text() == 'Predict ✓' and 'ready' in button.get_attribute('title')
+        assert button.evaluate('e => e.scrollWidth <= e.clientWidth')  # the ✓ is not cut off
+        page.click(60, 60)  # the person starts by hand: Predict stays ready
+        page.saved()
+        assert button.get_attribute('data-prediction') == 'ready'
+        page.key('n')
+        page.wait_image('face_1.png')
+        page.page.wait_for_function(ready, timeout=300_000)
+        assert not (out / 'face_1.json').exists()  # pre-annotation wrote nothing
+        page.key('m')
+        page.wait_text('le-message', 'pre-annotated')
+        assert page.page.locator('.landmark-point[data-predicted="1"]').count() == 28
+        page.saved()
+        assert load_annotation(out / 'face_1.json').status == 'predicted'
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert proc.returncode in (0, -15), (tmp_path / 'server.log').read_text()[-3000:]
+
+
+def test_the_benchmark_bot_does_a_face_from_scratch_and_by_review(browser, tmp_path):
+    images, out, truth = review_folder(tmp_path, faces=1)
+    server = launch(Annotator(AnnotationSession(images, out, annotator='bot')),
+                    port=free_port(), block=False)
+    try:
+        result = scratch_versus_review(browser, server.url, out, truth)
+    finally:
+        server.close()
+    scratch, review = result['face_from_scratch'], result['face_review']
+    assert scratch['actions'] == 28 and scratch['max_error_px'] < 0.05
+    assert review['actions'] == 9  # 8 drags and Enter
+    assert review['max_error_px'] <= 1.5 + 0.05  # the 20 points left as the model put them
+    reviewed = load_annotation(out / 'review_0.json')
+    assert reviewed.status == 'annotated' and reviewed.meta['reviewed_by'] == 'bot'

@@ -15,6 +15,7 @@ import os
 import sys
 
 from animal_landmarks_mm.annotate import AnnotationSession, read_order_file
+from animal_landmarks_mm.annotate_app import PRE_ANNOTATE_AHEAD
 from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.infer import FACE_DETECTORS, FaceDetector, InferenceInputError, model_id
 
@@ -39,8 +40,9 @@ def parse_args(argv=None):
                         help='your name in the files\' meta (default: the login name)')
     model = parser.add_argument_group('model-assisted annotation')
     model.add_argument('--checkpoint', help='a model trained here, an anime_face_detector '
-                       'landmark checkpoint (.pth or .safetensors), or the pretrained name '
-                       'anime-face-detector (downloaded once into the Hugging Face cache)')
+                       'landmark checkpoint (.pth or .safetensors), the pretrained name '
+                       'anime-face-detector (downloaded once into the Hugging Face cache), or an '
+                       'exported .onnx graph')
     model.add_argument('--config', help='the model\'s config (default: the project\'s main '
                        'config)')
     model.add_argument('--face-detector', choices=FACE_DETECTORS,
@@ -49,6 +51,10 @@ def parse_args(argv=None):
                        help='the face detector\'s weights (default: its published weights, '
                        'downloaded once into the Hugging Face cache)')
     model.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    model.add_argument('--pre-annotate', type=int, default=PRE_ANNOTATE_AHEAD, metavar='N',
+                       help='predict in the background, for the image opened and the next N '
+                       'to do, what Predict would give, so that Predict is instant there '
+                       '(kept in memory, never written; 0: off; default %(default)s)')
     return parser.parse_args(argv)
 
 
@@ -68,6 +74,8 @@ def main(argv=None):
             raise InferenceInputError('--face-detector needs a landmark model (--checkpoint)')
         if args.face_detector_checkpoint and not args.face_detector:
             raise InferenceInputError('--face-detector-checkpoint needs --face-detector')
+        if args.pre_annotate < 0:
+            raise InferenceInputError('--pre-annotate is a number of images, 0 or more')
         order = read_order_file(args.files) if args.files else None
         session = AnnotationSession(args.image_dir, args.output_dir,
                                     annotator=args.annotator or login_name(), order=order)
@@ -75,15 +83,15 @@ def main(argv=None):
         from animal_landmarks_mm.annotate_app import Annotator, launch
         predictor = detector = None
         if args.checkpoint:
-            from animal_landmarks_mm.infer import LandmarkPredictor
-            predictor = LandmarkPredictor(config=args.config, checkpoint=args.checkpoint,
-                                          device=args.device)
+            from animal_landmarks_mm.infer import load_predictor
+            predictor = load_predictor(args.checkpoint, config=args.config, device=args.device)
         if args.face_detector:
             detector = FaceDetector(name=args.face_detector,
                                     checkpoint=args.face_detector_checkpoint,
                                     device=args.device)
         annotator = Annotator(session=session, predictor=predictor, detector=detector,
-                              model=model_id(args.checkpoint) if args.checkpoint else None)
+                              model=model_id(args.checkpoint) if args.checkpoint else None,
+                              pre_annotate=args.pre_annotate)
     except (AnimalLandmarksError, FileNotFoundError) as e:
         sys.exit(f'error: {e}')
     except OSError as e:  # the output folder, say

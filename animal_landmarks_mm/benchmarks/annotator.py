@@ -1,8 +1,10 @@
 """The annotator's point editor in headless Chromium: click to draw, opening a large picture,
-an edit reaching the disk, and opening a large folder.
+an edit reaching the disk, opening a large folder, and one face annotated from scratch versus
+reviewed from a model's prediction, as a bot user does it.
 
 It prints numbers; it is not a timed test. The conditions (cores, other work running) matter:
-say them with the numbers.
+say them with the numbers. A bot's time is machine time: a person's time is in the number of
+actions (clicks, drags, keys) it took, each of which a person has to aim.
 """
 from __future__ import annotations
 
@@ -131,8 +133,158 @@ def _in_browser(url: str, points: np.ndarray, size: tuple[int, int], out: Path) 
     return result
 
 
+#: How a fair model's prediction is off from the truth in the review measurement: most points
+#: within :data:`CLOSE_PX` px, :data:`POINTS_OFF` of them off by :data:`OFF_PX` px; the bot drags
+#: back those off by more than :data:`DRAG_OVER_PX` px (a person leaves a point that looks right).
+POINTS_OFF = 8
+CLOSE_PX = 1.5
+OFF_PX = (5.0, 15.0)
+DRAG_OVER_PX = 2.0
+
+
+def _perturbed(truth: np.ndarray, rng: np.random.Generator, size: tuple[int, int]
+               ) -> np.ndarray:
+    """A fair model's points: :data:`POINTS_OFF` points off by :data:`OFF_PX` px in a random
+    direction, the others within :data:`CLOSE_PX` px (kept inside the image)."""
+    count = len(truth)
+    radius = rng.uniform(0, CLOSE_PX, count)
+    off = rng.choice(count, POINTS_OFF, replace=False)
+    radius[off] = rng.uniform(*OFF_PX, POINTS_OFF)
+    angle = rng.uniform(0, 2 * np.pi, count)
+    moved = truth + radius[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+    return np.clip(moved, -0.5, np.array(size) - 0.5)
+
+
+def review_folder(root: Path, faces: int) -> tuple[Path, Path, dict[str, np.ndarray]]:
+    """``faces`` pictures of a character (640x480, the face filling it, as crawled pictures
+    are cropped), each twice: ``scratch_<i>.png`` without a file, ``review_<i>.png`` with a
+    ``status: predicted`` file of :func:`_perturbed` points; and ``start.png``, where the page
+    starts. Returns the folders and the true points of each image, in the order to do them
+    (scratch and review alternate)."""
+    import cv2
+
+    from ..annotation import Face, ImageAnnotation, save_annotation
+    from ..synthetic import render_face_image
+    images, out = root / 'images', root / 'out'
+    images.mkdir(parents=True)
+    cv2.imwrite(str(images / 'start.png'), np.full((64, 64, 3), 128, np.uint8))
+    truth = {}
+    for i in range(faces):
+        rng = np.random.default_rng(40 + i)
+        picture, points, _ = render_face_image(rng, 640, 480)
+        for name in (f'scratch_{i}.png', f'review_{i}.png'):
+            cv2.imwrite(str(images / name), picture)
+            truth[name] = points
+        predicted = _perturbed(points, rng, (640, 480))
+        save_annotation(out / f'review_{i}.json', ImageAnnotation(
+            f'review_{i}.png', 640, 480,
+            [Face([(float(x), float(y)) for x, y in predicted], scores=[0.8] * len(points))],
+            status='predicted', meta=dict(annotator='model', model='benchmark')))
+    return images, out, truth
+
+
+def _wait_saved(path: Path, done, timeout: float = 60):
+    """Poll ``path`` until ``done(annotation)`` holds; returns the annotation."""
+    from ..annotation import AnnotationError, load_annotation
+    deadline = time.perf_counter() + timeout
+    while True:
+        try:
+            annotation = load_annotation(path) if path.is_file() else None
+        except AnnotationError:  # never half-written (atomic), but be safe
+            annotation = None
+        if annotation is not None and done(annotation):
+            return annotation
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f'{path} was not saved in {timeout:.0f} s')
+        time.sleep(0.002)
+
+
+def scratch_versus_review(context, url: str, out: Path, truth: dict[str, np.ndarray]) -> dict:
+    """One face done both ways, by a bot that waits for the page to draw each action: from
+    scratch (28 clicks at the true points) and reviewing a prediction (drag the points off by
+    more than :data:`DRAG_OVER_PX` px to the truth, Enter to accept). Each session is timed
+    from asking for the image to its file on disk, finished.
+
+    Args:
+        context: a Playwright browser context (:func:`..testing.browser.launch_chromium`).
+        url: the annotator serving :func:`review_folder`'s images.
+        out: its output folder.
+        truth: :func:`review_folder`'s true points.
+    """
+    from ..testing.browser import EDITOR_READY_JS, RECT_JS, screen_position
+    point_drawn_js = ('([k, x, y]) => { const e = document.querySelector('
+                      '`#landmark-editor .landmark-point[data-index="${k}"]`); return !!e && '
+                      'Math.abs(e.dataset.x - x) < 0.05 && Math.abs(e.dataset.y - y) < 0.05; }')
+    size = (640, 480)
+    scratch, review = [], []
+    page = context.new_page()
+    try:
+        page.set_default_timeout(60000)
+        page.goto(f'{url}/?image=start.png')
+        page.wait_for_function(EDITOR_READY_JS)
+
+        def open_image(name: str) -> list[float]:
+            page.evaluate('name => window.landmarkEditor.go({image: name})', name)
+            return page.locator('#landmark-image').evaluate(RECT_JS)
+
+        for name in truth:
+            points = truth[name]
+            if name.startswith('scratch_'):
+                start = time.perf_counter()
+                rect = open_image(name)
+                for k, point in enumerate(points):
+                    page.mouse.click(*screen_position(point, size, rect))
+                    page.wait_for_function(point_drawn_js, arg=[k, *map(float, point)])
+                saved = _wait_saved(out / name.replace('.png', '.json'),
+                                    lambda a: a.status == 'annotated' and bool(a.faces))
+                scratch.append(dict(seconds=time.perf_counter() - start, actions=len(points),
+                                    error=_max_error(saved, points)))
+                continue
+            start = time.perf_counter()
+            rect = open_image(name)
+            shown = page.evaluate('() => window.landmarkEditor.edit.faces[0].points')
+            predicted = np.array(shown, float)
+            off = np.flatnonzero(np.linalg.norm(predicted - points, axis=1) > DRAG_OVER_PX)
+            for k in off:
+                x0, y0 = screen_position(predicted[k], size, rect)
+                x1, y1 = screen_position(points[k], size, rect)
+                page.mouse.move(x0, y0)
+                page.mouse.down()
+                page.mouse.move(x1, y1, steps=4)
+                page.mouse.up()
+                page.wait_for_function(point_drawn_js, arg=[int(k), *map(float, points[k])])
+            page.keyboard.press('Enter')
+            saved = _wait_saved(out / name.replace('.png', '.json'),
+                                lambda a: a.status == 'annotated')
+            review.append(dict(seconds=time.perf_counter() - start, actions=len(off) + 1,
+                               drags=len(off), error=_max_error(saved, points)))
+    finally:
+        page.close()
+
+    def summary(sessions: list[dict]) -> dict:
+        seconds = [s['seconds'] for s in sessions]
+        return dict(actions=int(np.median([s['actions'] for s in sessions])),
+                    bot_s_p50=round(float(np.median(seconds)), 2),
+                    bot_s_max=round(float(np.max(seconds)), 2), n=len(sessions),
+                    max_error_px=round(max(s['error'] for s in sessions), 2))
+
+    return dict(
+        face_from_scratch=dict(summary(scratch), how='28 clicks at the true points'),
+        face_review=dict(summary(review), how=(
+            f'status predicted, {len(truth[next(iter(truth))]) - POINTS_OFF} points within '
+            f'{CLOSE_PX} px of the truth, {POINTS_OFF} off by {OFF_PX[0]:g}-{OFF_PX[1]:g} px: '
+            f'drag the {POINTS_OFF} back, Enter')),
+        face_time='bot (machine) time per face, from asking for the image to its file saved; '
+                  'a person adds the time to aim each action')
+
+
+def _max_error(annotation, truth: np.ndarray) -> float:
+    """The largest distance (px) of the saved points from the true ones."""
+    return float(np.linalg.norm(np.array(annotation.faces[0].landmarks) - truth, axis=1).max())
+
+
 def annotator_redraw(size: tuple[int, int] = (4000, 3000), face_side: int = 420,
-                     folder_images: int = 5000) -> dict:
+                     folder_images: int = 5000, review_faces: int = 3) -> dict:
     """The annotator's point editor on a ``size`` JPEG with a small face, in a folder of
     ``folder_images`` images (half of them annotated).
 
@@ -143,10 +295,17 @@ def annotator_redraw(size: tuple[int, int] = (4000, 3000), face_side: int = 420,
     after the point is in the page, measured in the page (``performance.now()``), 28 clicks
     at fit and 28 zoomed on the face; ``click_to_paint_ms``: to the task after that frame;
     ``edit_to_disk_ms``: a click to the file holding the edit.
+
+    ``face_from_scratch`` and ``face_review`` (``review_faces`` faces each, 640x480 pictures,
+    in a session of their own): one face annotated by a bot in headless Chromium, waiting for
+    each action to be drawn, from scratch (28 clicks) versus reviewing a fair model's
+    prediction (:func:`_perturbed`: drag the points off by more than 2 px, Enter): the number
+    of actions, the bot's time from asking for the image to the finished file on disk (machine
+    time; ``bot_s_p50``, ``bot_s_max``) and the largest error of the saved points.
     """
     from ..annotate import AnnotationSession
     from ..annotate_app import Annotator, launch
-    from ..testing.browser import chromium_available, free_port
+    from ..testing.browser import chromium_available, free_port, launch_chromium
 
     with tempfile.TemporaryDirectory() as tmp:
         images, out, points = _folder(Path(tmp), size, face_side, folder_images)
@@ -161,6 +320,15 @@ def annotator_redraw(size: tuple[int, int] = (4000, 3000), face_side: int = 420,
             server = launch(Annotator(session), port=free_port(), block=False)
             try:
                 result.update(_in_browser(server.url, points, size, out))
+            finally:
+                server.close()
+            from playwright.sync_api import sync_playwright
+            images, out, truth = review_folder(Path(tmp) / 'review', review_faces)
+            server = launch(Annotator(AnnotationSession(images, out, annotator='bot')),
+                            port=free_port(), block=False)
+            try:
+                with sync_playwright() as playwright, launch_chromium(playwright) as context:
+                    result.update(scratch_versus_review(context, server.url, out, truth))
             finally:
                 server.close()
         else:

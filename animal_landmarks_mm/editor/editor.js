@@ -13,7 +13,11 @@
  * - the URL names the image (?image=NAME);
  * - window.landmarkEditor.timings: click-to-draw times (ms, pointerdown to the next animation
  *   frame after the point is in the DOM), .paintTimings: to the task after that frame (painted);
- *   .openTimes: navigation to the image shown (ms, request to the frame after it is decoded).
+ *   .openTimes: navigation to the image shown (ms, request to the frame after it is decoded);
+ * - the Predict button's data-prediction: ready (the model's points for this image are
+ *   pre-annotated: Predict is instant; the button says "Predict ✓"), pending (being
+ *   pre-annotated, "Predict …"; the page asks annotator/api/prediction until they are), idle,
+ *   off.
  *
  * Edits are drawn at once (optimistic) and sent as operations with a per-image sequence number;
  * the server applies each once and in order and answers the canonical state, which the page
@@ -31,6 +35,7 @@
   const MAX_SCALE = 32;        // screen px per image px at the closest zoom
   const UNDO_STEPS = 200;      // as annotate.HISTORY_STEPS
   const RETRY_MS = [300, 600, 1200, 2500, 5000];
+  const PREDICTION_POLL_MS = 700;  // how often to ask whether pre-annotated points are ready
   const CROWDED_FACE_PX = 140; // a face smaller than this on screen: labels on hover only
   const TAB_KEY = 'landmark-editor-tab';
 
@@ -164,6 +169,7 @@
       this.offline = false;
       this.retries = 0;
       this.retryTimer = null;
+      this.predictionTimer = null;
       this.waiters = [];
       this.view = {s: 1, tx: 0, ty: 0, fit: 1};
       this.selected = null;
@@ -394,6 +400,8 @@
       this.adopt();
       this.renderHeader();
       this.renderSave();
+      this.renderPredict();
+      this.watchPrediction();
       if (this.queue.some((op) => op.seq > this.applied)) this.flush();
       this.wake();
     }
@@ -552,6 +560,32 @@
       this.renderHeader();
       this.renderSave();
       this.draw();
+      this.watchPrediction();
+    }
+
+    /** While the model's points for this image are being pre-annotated, ask now and then
+     *  whether they are ready (the button then says so). */
+    watchPrediction() {
+      if (this.predictionTimer || !this.doc || this.doc.prediction !== 'pending') return;
+      const token = this.doc.token;
+      this.predictionTimer = setTimeout(async () => {
+        this.predictionTimer = null;
+        if (!this.doc || this.doc.token !== token || this.doc.prediction !== 'pending') return;
+        let answer = null;
+        try {
+          answer = await this.request('GET', 'annotator/api/prediction?' +
+                                      new URLSearchParams({tab: this.tab, token}));
+        } catch (e) {
+          answer = null;  // the server is away: ask again later
+        }
+        if (!this.doc || this.doc.token !== token) return;
+        if (answer && typeof answer.prediction === 'string' &&
+            this.doc.prediction === 'pending') {
+          this.doc.prediction = answer.prediction;
+          this.renderPredict();
+        }
+        this.watchPrediction();
+      }, PREDICTION_POLL_MS);
     }
 
     async loadImage(url, width, height) {
@@ -1385,7 +1419,27 @@
       set('box', !!edit, this.boxMode);
       set('labels', true, this.labels);
       set('predict', !!edit && this.config.predict);
+      this.renderPredict();
       this.drawCharts();
+    }
+
+    /** The Predict button: whether the model's points for this image are ready (instant). */
+    renderPredict() {
+      const button = this.root.querySelector('[data-action="predict"]');
+      if (!button) return;
+      let state = this.config && this.config.predict && this.doc && this.doc.edit
+        ? (this.doc.prediction || 'idle') : 'off';
+      // a box drawn or a face chosen here and not sent yet: the server's answer is for another
+      if (this.busy) state = 'idle';
+      // the key (m) is in the title and the help: the button is too narrow for both
+      const text = {ready: 'Predict ✓', pending: 'Predict …'}[state] || 'Predict m';
+      const title = {
+        ready: 'Predict the points with the model (m) — ready: pre-annotated, instant',
+        pending: 'Predict the points with the model (m) — being pre-annotated in the background',
+      }[state] || 'Predict the points with the model (m)';
+      if (button.dataset.prediction !== state) button.dataset.prediction = state;
+      if (button.textContent !== text) button.textContent = text;
+      if (button.title !== title) button.title = title;
     }
 
     drawCharts() {
