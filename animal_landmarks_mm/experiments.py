@@ -1,0 +1,208 @@
+"""Experiments that choose recipes: how many faces are needed, and whether fine-tuning pays.
+
+``tools/recipe_experiments.py`` runs them; each trains real models through ``tools/train.py``
+(the schedule planner, the configs as users run them) on synthetic faces and writes a JSON file
+of the numbers and a picture:
+
+- :func:`learning_curve`: the best validation NME against the number of training faces, on a
+  fixed validation set, each size trained with the same schedule (the default plan, or a given
+  number of steps);
+- :func:`transfer_curve`: a model pretrained on one style family (human anime faces, as
+  anime_face_detector's model was) fine-tuned on another (animal characters with muzzles) with
+  the fine-tuning config, against training from scratch with the main config, on the same
+  faces: validation NME against steps for both.
+
+They take hours on a CPU at the default schedule (a GPU makes them minutes): ``--iters`` sets
+a smaller budget, and the pictures say which budget and device made them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .converter import convert
+from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
+from .synthetic import make_synthetic_dataset
+
+FINETUNE_CONFIG = (CONFIG_ROOT /
+                   'td-hm_hrnetv2-w18_dark-ft-animeface-1xb32-30e_animal-face-256x256.py')
+TOOLS = Path(__file__).resolve().parent.parent / 'tools'
+
+
+def make_split(folder: Path, train_faces: int, val_faces: int, seed: int,
+               family: str | None = None) -> Path:
+    """Synthetic faces converted to train/val COCO files; returns the data root.
+
+    The validation faces come from their own seed, so that every training size of a learning
+    curve is measured on the same faces.
+    """
+    train_dir, val_dir = folder / 'train_set', folder / 'val_set'
+    make_synthetic_dataset(train_dir, train_faces, seed=seed, progress=False, family=family)
+    make_synthetic_dataset(val_dir, val_faces, seed=10_000 + seed, progress=False,
+                           family=family)
+    for name in ('images', 'landmarks'):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    # one image folder, two annotation folders: the validation folder is the val split whole
+    for source in (train_dir, val_dir):
+        for image in (source / 'images').iterdir():
+            os.replace(image, folder / 'images' / image.name)
+    convert(train_dir / 'landmarks', folder / 'images', folder, train_ratio=1.0, val_ratio=0.0,
+            test_ratio=0.0, val_annotation_dir=val_dir / 'landmarks', progress=False)
+    return folder
+
+
+def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | None = None,
+              batch_size: int | None = None, checkpoint: str | None = None,
+              extra: tuple[str, ...] = ()) -> list[dict]:
+    """Train through ``tools/train.py``; returns the validations: ``{step, NME}`` each."""
+    # validations logged by step whatever the loop, to draw NME against steps
+    args = [sys.executable, str(TOOLS / 'train.py'), str(config), '--data-root', str(data_root),
+            '--work-dir', str(work_dir), '--no-time-estimate', *extra, '--cfg-options',
+            'default_hooks.logger.log_metric_by_epoch=False']
+    if iters is not None:
+        args += ['--iters', str(iters)]
+    if batch_size is not None:
+        args += ['--batch-size', str(batch_size)]
+    if checkpoint is not None:
+        args += ['--checkpoint', checkpoint]
+    log = work_dir.with_suffix('.log')
+    work_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, 'w') as out:
+        proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    if proc.returncode != 0:
+        raise RuntimeError(f'training failed ({proc.returncode}); see {log}')
+    return validations(work_dir)
+
+
+def validations(work_dir: Path) -> list[dict]:
+    """The validation NMEs mmengine logged in ``work_dir`` (its ``scalars.json``), by step."""
+    found = []
+    for scalars in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        for line in scalars.read_text().splitlines():
+            entry = json.loads(line)
+            if 'NME' in entry:
+                found.append(dict(step=int(entry['step']), NME=float(entry['NME'])))
+    return found
+
+
+def _device() -> str:
+    import torch
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
+        f'CPU ({os.cpu_count()} cores)'
+
+
+def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100, 200, 400, 800),
+                   val_faces: int = 100, iters: int | None = None, batch_size: int = 8,
+                   seed: int = 0) -> dict:
+    """The best validation NME against the number of training faces (see the module docstring).
+
+    Args:
+        out_dir: work folder; ``learning_curve.json`` and ``learning_curve.png`` go there.
+        sizes: numbers of training faces.
+        val_faces: validation faces (the same for every size).
+        iters: steps for every size (default: the main config's plan for each size).
+        batch_size: faces per step.
+        seed: seed of the synthetic faces.
+    """
+    out_dir = Path(out_dir)
+    results = dict(experiment='learning_curve', device=_device(), batch_size=batch_size,
+                   iters=iters or 'default plan', val_faces=val_faces, runs=[])
+    for size in sizes:
+        start = time.perf_counter()
+        data = make_split(out_dir / f'data_{size}', size, val_faces, seed)
+        runs = train_run(MAIN_CONFIG, data, out_dir / f'run_{size}', iters=iters,
+                         batch_size=batch_size)
+        results['runs'].append(dict(faces=size, best_NME=min(r['NME'] for r in runs),
+                                    validations=runs,
+                                    minutes=round((time.perf_counter() - start) / 60, 1)))
+        _save(results, out_dir / 'learning_curve.json')
+    plot_learning_curve(results, out_dir / 'learning_curve.png')
+    return results
+
+
+def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
+                   target_faces: int = 100, val_faces: int = 100,
+                   pretrain_iters: int | None = None, iters: int | None = None,
+                   batch_size: int = 8, seed: int = 0) -> dict:
+    """Fine-tuning from another style family against training from scratch (see the module
+    docstring).
+
+    Args:
+        out_dir: work folder; ``transfer.json`` and ``transfer.png`` go there.
+        pretrain_faces: human anime faces to pretrain on (main config, its default plan or
+            ``pretrain_iters``).
+        target_faces: animal-character faces to fine-tune / train on.
+        val_faces: validation faces of the target family.
+        pretrain_iters: steps of the pretraining.
+        iters: steps of each target run (default: each config's own plan).
+        batch_size: faces per step.
+        seed: seed of the synthetic faces.
+    """
+    out_dir = Path(out_dir)
+    results = dict(experiment='transfer', device=_device(), batch_size=batch_size,
+                   pretrain_faces=pretrain_faces, target_faces=target_faces,
+                   pretrain_iters=pretrain_iters or 'default plan',
+                   iters=iters or 'default plans')
+    source = make_split(out_dir / 'data_human', pretrain_faces, val_faces, seed, family='human')
+    results['pretrain'] = train_run(MAIN_CONFIG, source, out_dir / 'pretrain',
+                                    iters=pretrain_iters, batch_size=batch_size)
+    pretrained = sorted((out_dir / 'pretrain').glob('best_NME_*.pth'))[-1]
+    target = make_split(out_dir / 'data_animal', target_faces, val_faces, seed + 1,
+                        family='animal')
+    results['finetune'] = train_run(FINETUNE_CONFIG, target, out_dir / 'finetune', iters=iters,
+                                    batch_size=batch_size, checkpoint=str(pretrained))
+    results['scratch'] = train_run(MAIN_CONFIG, target, out_dir / 'scratch', iters=iters,
+                                   batch_size=batch_size)
+    _save(results, out_dir / 'transfer.json')
+    plot_transfer_curve(results, out_dir / 'transfer.png')
+    return results
+
+
+def _save(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+
+
+def plot_learning_curve(results: dict, out_file: str | os.PathLike) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    runs = results['runs']
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot([r['faces'] for r in runs], [r['best_NME'] for r in runs], 'o-')
+    ax.set_xscale('log')
+    ax.set_xticks([r['faces'] for r in runs], [str(r['faces']) for r in runs])
+    ax.set_xlabel('training faces (synthetic)')
+    ax.set_ylabel('best validation NME (inter-ocular)')
+    ax.set_title(f'How many faces? {results["iters"]} steps at batch {results["batch_size"]}, '
+                 f'{results["device"]}', fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_file)
+    plt.close(fig)
+
+
+def plot_transfer_curve(results: dict, out_file: str | os.PathLike) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for key, label in (('finetune', f'fine-tuned from {results["pretrain_faces"]} human faces'),
+                       ('scratch', 'from scratch')):
+        runs = results[key]
+        ax.plot([r['step'] for r in runs], [r['NME'] for r in runs], 'o-', label=label)
+    ax.set_yscale('log')
+    ax.set_xlabel('training steps')
+    ax.set_ylabel('validation NME (inter-ocular)')
+    ax.set_title(f'{results["target_faces"]} animal faces, batch {results["batch_size"]}, '
+                 f'{results["device"]}', fontsize=9)
+    ax.grid(alpha=0.3, which='both')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_file)
+    plt.close(fig)
