@@ -12,9 +12,12 @@ is present, and returns a dict of measurements:
   configured workers keep up with training;
 - ``inference``: latency per face and batched throughput of our model through mmpose's
   ``inference_topdown`` against anime-face-detector 0.1.0 on the same image and boxes;
-- ``converter``: annotation files/s of ``tools/dataset.py``'s converter;
-- ``annotator``: the annotator's click-to-redraw time on a 2000x2000 image (server side, and the
-  round trip in headless Chromium), and the time to open a folder of 5,000 images.
+- ``onnx``: the exported ONNX graph in onnxruntime against mmpose's ``inference_topdown`` and
+  anime-face-detector 0.1.0, per face and for a batch of faces;
+- ``converter``: annotation files/s of ``tools/dataset.py``'s converter on real-size images;
+- ``annotator``: in headless Chromium, click-to-draw timed in the page on a 4000x3000 picture,
+  opening it, an edit reaching disk, opening a folder of 5,000 images, and one face done from
+  scratch against by reviewing a prediction (actions and machine time).
 """
 from __future__ import annotations
 
