@@ -83,6 +83,22 @@ def coco_dir(synthetic_dir: Path) -> Path:
 
 
 @pytest.fixture(scope='session')
+def peaked_scenes():
+    """Images with faces, their boxes and landmarks (see tests/peaked_model.py)."""
+    from peaked_model import make_scenes
+    return make_scenes()
+
+
+@pytest.fixture(scope='session')
+def peaked_checkpoint(peaked_scenes, tmp_path_factory) -> Path:
+    """A model whose heatmaps peak at the landmarks of ``peaked_scenes``, for point-by-point
+    comparisons of two implementations (see tests/peaked_model.py)."""
+    from peaked_model import train_peaked
+    return train_peaked(peaked_scenes, MAIN_CONFIG,
+                        tmp_path_factory.mktemp('peaked') / 'peaked.pth')
+
+
+@pytest.fixture(scope='session')
 def trained(coco_dir, tmp_path_factory) -> tuple[Path, str]:
     """A model trained for 2 iterations through tools/train.py: (work dir, its log)."""
     work_dir = tmp_path_factory.mktemp('train')

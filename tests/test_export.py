@@ -2,7 +2,6 @@
 the same points from the real consumer (anime-face-detector 0.1.0) as from mmpose 1.x."""
 import hashlib
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -10,7 +9,6 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from safetensors.torch import load_file, save_file
 
-from animal_landmarks_mm.annotation import load_annotation
 from animal_landmarks_mm.checkpoints import (
     CheckpointError,
     read_checkpoint,
@@ -125,30 +123,29 @@ def test_export_is_tensors_only_under_mmpose_0x_names(exported, afd_state_dict):
 
 
 @pytest.mark.parametrize('fmt', ['safetensors', 'pth'])
-def test_consumer_and_mmpose_give_the_same_points(exported, trained, coco_dir, fmt):
+def test_consumer_and_mmpose_give_the_same_points(peaked_checkpoint, peaked_scenes, tmp_path,
+                                                  fmt):
     """anime_face_detector.LandmarkDetector on the exported file vs mmpose's inference_topdown on
-    the training checkpoint: same image, same box, flip test and DARK in both."""
+    the checkpoint: same image, same box, flip test and DARK in both, on a model whose heatmaps
+    peak (a barely trained one has flat heatmaps whose maxima float noise decides)."""
     from anime_face_detector import LandmarkDetector
     from mmpose.apis import inference_topdown, init_model
-    work_dir, _ = trained
-    detector = LandmarkDetector(landmark_checkpoint_path=exported[fmt], face_detector_name=None,
-                                device='cpu')
-    model = init_model(str(MAIN_CONFIG), str(work_dir / 'epoch_1.pth'), device='cpu')
+    out = run_tool('export.py', peaked_checkpoint, tmp_path / f'animal_face.{fmt}')
+    assert 'LandmarkDetector(' in out.stdout
+    detector = LandmarkDetector(landmark_checkpoint_path=tmp_path / f'animal_face.{fmt}',
+                                face_detector_name=None, device='cpu')
+    model = init_model(str(MAIN_CONFIG), str(peaked_checkpoint), device='cpu')
     assert model.cfg.model.test_cfg.flip_test and model.cfg.codec.unbiased
-    worst = 0.0
-    for ann_path in sorted((coco_dir / 'landmarks').glob('*.json'))[:4]:
-        ann = load_annotation(ann_path)
-        image = cv2.imread(str(coco_dir / 'images' / ann.image))
-        points = np.array(ann.faces[0].landmarks)
-        box = np.concatenate([points.min(0) - 8, points.max(0) + 8]).astype(np.float32)
-        ours = inference_topdown(model, image, bboxes=box[None], bbox_format='xyxy')
-        ours = ours[0].pred_instances.keypoints[0]
-        theirs = detector(image, boxes=[np.append(box, 1.0)])[0]['keypoints'][:, :2]
-        diff = np.abs(ours - theirs).max()
-        worst = max(worst, float(diff))
-        assert diff < 0.5, (ann.image, diff)
-    REPORT.append(f'anime-face-detector 0.1.0 ({fmt}) vs mmpose inference_topdown, 4 images x '
-                  f'28 points, flip test + DARK: max |difference| = {worst:.2e} px (limit 0.5)')
+    worst, faces = 0.0, 0
+    for image, boxes, _ in peaked_scenes:
+        for box in boxes:
+            ours = inference_topdown(model, image, bboxes=box[None], bbox_format='xyxy')
+            ours = ours[0].pred_instances.keypoints[0]
+            theirs = detector(image, boxes=[np.append(box, 1.0)])[0]['keypoints'][:, :2]
+            worst, faces = max(worst, float(np.abs(ours - theirs).max())), faces + 1
+    assert worst < 0.05, worst
+    REPORT.append(f'anime-face-detector 0.1.0 ({fmt}) vs mmpose inference_topdown, {faces} faces x '
+                  f'28 points, flip test + DARK: max |difference| = {worst:.2e} px (limit 0.05)')
 
 
 def test_round_trip_export_then_load_from_gives_identical_weights(exported, trained, coco_dir,

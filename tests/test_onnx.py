@@ -1,11 +1,8 @@
 """ONNX export: one graph from crops to keypoints (flip test and DARK inside), run by
 onnxruntime alone, giving mmpose's points.
 
-The equality with mmpose is measured on a model whose heatmaps really peak: random or barely
-trained weights give flat heatmaps whose maximum is decided by float noise. The fixture fine-tunes
-the head of the main config's model on frozen backbone features of a few synthetic faces (and
-their mirrors, for the flip test) until each heatmap has one sharp maximum at its landmark, and
-the test checks that before comparing.
+The equality with mmpose is measured on a model whose heatmaps really peak (conftest's
+``peaked_checkpoint``, see tests/peaked_model.py), and the test checks that before comparing.
 """
 from __future__ import annotations
 
@@ -28,6 +25,7 @@ onnx = pytest.importorskip('onnx', reason='the ONNX export needs onnx')
 
 import cv2  # noqa: E402
 import torch  # noqa: E402
+from peaked_model import crops_of  # noqa: E402
 
 from animal_landmarks_mm.onnx_export import (  # noqa: E402
     METADATA_KEYS,
@@ -44,91 +42,6 @@ from animal_landmarks_mm.onnx_predictor import (  # noqa: E402
 
 #: the equality asked of the ONNX graph against mmpose, in image pixels
 TOLERANCE_PX = 0.05
-INPUT_SIZE = (256, 256)
-FACE_SIZE = 300
-
-
-def _faces(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Synthetic characters: (BGR image, (28, 2) landmarks)."""
-    from animal_landmarks_mm.synthetic import render_face_image
-    faces = []
-    for i in range(count):
-        image, points, _ = render_face_image(np.random.default_rng([7, i]), FACE_SIZE, FACE_SIZE)
-        faces.append((image, points.astype(np.float32)))
-    return faces
-
-
-def _tight_box(points: np.ndarray) -> np.ndarray:
-    return np.concatenate([points.min(0), points.max(0)]).astype(np.float32)
-
-
-def _crops(image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """mmpose's crops of the boxes (uint8 NHWC) and their warp matrices."""
-    center, scale = bbox_center_scale(boxes, 1.25, 1.0)
-    matrices = [warp_matrix(c, s, INPUT_SIZE) for c, s in zip(center, scale)]
-    crops = np.stack([cv2.warpAffine(image, m, INPUT_SIZE, flags=cv2.INTER_LINEAR)
-                      for m in matrices])
-    return crops, matrices
-
-
-def _normalised(crops: np.ndarray) -> torch.Tensor:
-    """mmpose's data preprocessor: BGR uint8 NHWC -> RGB, ImageNet mean/std, NCHW."""
-    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().flip(1)
-    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
-@pytest.fixture(scope='module')
-def scenes() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Two images, (image, face boxes, their landmarks): two characters side by side, and one
-    character on a wider canvas."""
-    (a, pa), (b, pb), (c, pc) = _faces(3)
-    two = np.hstack([a, b])
-    shifted = pb + np.float32([FACE_SIZE, 0])
-    one = np.zeros((FACE_SIZE + 40, FACE_SIZE + 100, 3), np.uint8)
-    one[20:20 + FACE_SIZE, 60:60 + FACE_SIZE] = c
-    placed = pc + np.float32([60, 20])
-    return [(two, np.stack([_tight_box(pa), _tight_box(shifted)]), np.stack([pa, shifted])),
-            (one, _tight_box(placed)[None], placed[None])]
-
-
-@pytest.fixture(scope='module')
-def peaked_checkpoint(scenes, tmp_path_factory) -> Path:
-    """The main config's network with its head fine-tuned (backbone frozen, random) on the
-    scenes' faces and their mirrors until its heatmaps peak at the landmarks; a state dict
-    ``.pth``. About 30 s of CPU."""
-    from mmpose.apis import init_model
-    from mmpose.codecs import MSRAHeatmap
-    torch.manual_seed(0)
-    codec = MSRAHeatmap(input_size=INPUT_SIZE, heatmap_size=(64, 64), sigma=2, unbiased=True)
-    crops, targets, flip = [], [], flip_indices()
-    for image, boxes, points in scenes:
-        face_crops, matrices = _crops(image, boxes)
-        for crop, matrix, face_points in zip(face_crops, matrices, points):
-            in_crop = cv2.transform(face_points[None], matrix)[0]
-            mirrored = in_crop[flip].copy()
-            mirrored[:, 0] = INPUT_SIZE[0] - 1 - mirrored[:, 0]
-            crops += [crop, crop[:, ::-1]]
-            targets += [codec.encode(in_crop[None])['heatmaps'],
-                        codec.encode(mirrored[None])['heatmaps']]
-    inputs = _normalised(np.ascontiguousarray(np.stack(crops)))
-    target = torch.from_numpy(np.stack(targets))
-    model = init_model(str(MAIN_CONFIG), None, device='cpu')
-    with torch.no_grad():
-        features = model.extract_feat(inputs)
-    model.head.train()
-    optimizer = torch.optim.Adam(model.head.parameters(), lr=1e-2)
-    for _ in range(90):
-        # weighted towards the peaks: a plain MSE first learns "zero everywhere"
-        loss = ((model.head.forward(features) - target) ** 2 * (1 + 30 * target)).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    path = tmp_path_factory.mktemp('peaked') / 'peaked.pth'
-    torch.save(dict(state_dict=model.eval().state_dict()), path)
-    return path
-
 
 @pytest.fixture(scope='module')
 def cli_export(peaked_checkpoint, tmp_path_factory) -> tuple[Path, str]:
@@ -183,10 +96,10 @@ def test_function_export_gives_the_same_graph_as_the_cli(cli_export, peaked_chec
         np.testing.assert_array_equal(a, b)
 
 
-def test_batch_axis_is_dynamic_and_faces_are_independent(cli_export, scenes):
+def test_batch_axis_is_dynamic_and_faces_are_independent(cli_export, peaked_scenes):
     session = ort.InferenceSession(str(cli_export[0]), providers=['CPUExecutionProvider'])
-    image, boxes, _ = scenes[0]
-    crops, _ = _crops(image, np.concatenate([boxes, boxes + 4, boxes[:1] - 3]))
+    image, boxes, _ = peaked_scenes[0]
+    crops, _ = crops_of(image, np.concatenate([boxes, boxes + 4, boxes[:1] - 3]))
     assert len(crops) == 5
     keypoints, scores = session.run(None, {'crops': crops})
     assert keypoints.shape == (5, NUM_KEYPOINTS, 2) and scores.shape == (5, NUM_KEYPOINTS)
@@ -239,15 +152,16 @@ def _clear_maxima(heatmaps: np.ndarray, radius: int = 2, margin: float = 0.02
     return clear / len(flat), float(np.median(flat.max(axis=(1, 2))))
 
 
-def test_onnx_gives_mmposes_points_on_a_trained_model(cli_export, peaked_checkpoint, scenes):
+def test_onnx_gives_mmposes_points_on_a_trained_model(cli_export, peaked_checkpoint,
+                                                     peaked_scenes):
     from animal_landmarks_mm.infer import LandmarkPredictor
     mmpose_predictor = LandmarkPredictor(config=None, checkpoint=peaked_checkpoint)
     onnx_predictor = OnnxLandmarkPredictor(cli_export[0], providers=['CPUExecutionProvider'])
     graph = build_graph(mmpose_predictor.model)
     worst_px, worst_score, count = 0.0, 0.0, 0
-    for image, boxes, points in scenes:
+    for image, boxes, points in peaked_scenes:
         compared = _boxes_to_compare(boxes)
-        crops, _ = _crops(image, compared)
+        crops, _ = crops_of(image, compared)
         with torch.no_grad():
             heatmaps = graph.heatmaps(torch.from_numpy(crops)).numpy()
         # the comparison means something only where the maxima are well defined
@@ -270,8 +184,8 @@ def test_onnx_gives_mmposes_points_on_a_trained_model(cli_export, peaked_checkpo
     assert worst_score <= 1e-4
 
 
-def test_predictor_on_an_image_file(cli_export, scenes, tmp_path):
-    image, boxes, _ = scenes[0]
+def test_predictor_on_an_image_file(cli_export, peaked_scenes, tmp_path):
+    image, boxes, _ = peaked_scenes[0]
     path = tmp_path / 'two_faces.png'  # PNG: no EXIF orientation to apply
     assert cv2.imwrite(str(path), image)
     loaded = cv2.imread(str(path))
@@ -295,10 +209,10 @@ def test_predictor_on_an_image_file(cli_export, scenes, tmp_path):
         predictor.predict(loaded.astype(np.float32), boxes)
 
 
-def test_predictor_module_needs_neither_torch_nor_mmpose(cli_export, scenes, tmp_path):
+def test_predictor_module_needs_neither_torch_nor_mmpose(cli_export, peaked_scenes, tmp_path):
     """Loaded with torch, mmpose, mmcv and mmengine made unimportable, as on a machine with
     onnxruntime only: the package imports without its mmpose registrations."""
-    image, boxes, _ = scenes[0]
+    image, boxes, _ = peaked_scenes[0]
     np.save(tmp_path / 'image.npy', image)
     np.save(tmp_path / 'boxes.npy', boxes)
     script = textwrap.dedent(f'''
