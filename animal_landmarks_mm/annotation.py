@@ -196,10 +196,25 @@ class ImageAnnotation:
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AnnotationError(f'{what} is not a number: {value!r}')
-    if not math.isfinite(value):
+        raise AnnotationError(f'{what} is not a number: {_shown(value)}')
+    try:
+        number = float(value)  # an integer of hundreds of digits does not fit
+    except OverflowError:
+        raise AnnotationError(f'{what} is too large: {_shown(value)}') from None
+    if not math.isfinite(number):
         raise AnnotationError(f'{what} is not finite: {value!r}')
-    return float(value)
+    return number
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value for a one-line message, cut short (a hostile file may hold megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f'{text[:limit]}...'
+
+
+def _is_flag(value: Any) -> bool:
+    """A visibility flag: an int (not a bool) of VISIBILITY_FLAGS; lists and dicts are not."""
+    return isinstance(value, int) and not isinstance(value, bool) and value in VISIBILITY_FLAGS
 
 
 def _parse_face(raw: Any, where: str) -> Face:
@@ -211,7 +226,7 @@ def _parse_face(raw: Any, where: str) -> Face:
         raise AnnotationError(f'{where} has {count} landmarks, expected {NUM_KEYPOINTS}')
     visibility = raw.get('visibility', [VISIBLE] * NUM_KEYPOINTS)
     if (not isinstance(visibility, list) or len(visibility) != NUM_KEYPOINTS
-            or any(isinstance(v, bool) or v not in VISIBILITY_FLAGS for v in visibility)):
+            or not all(_is_flag(v) for v in visibility)):
         flags = ', '.join(f'{flag} ({name})' for flag, name in VISIBILITY_FLAGS.items())
         raise AnnotationError(f'{where} visibility must be {NUM_KEYPOINTS} flags of {flags}')
     landmarks: list[tuple[float, float] | None] = []
@@ -222,16 +237,16 @@ def _parse_face(raw: Any, where: str) -> Face:
             landmarks.append(None)
             continue
         if not isinstance(p, list) or len(p) != 2:
-            raise AnnotationError(f'{where} point {i} is not an [x, y] pair: {p!r}')
+            raise AnnotationError(f'{where} point {i} is not an [x, y] pair: {_shown(p)}')
         landmarks.append((_number(p[0], f'{where} point {i} x'),
                           _number(p[1], f'{where} point {i} y')))
     bbox = raw.get('bbox')
     if bbox is not None:
         if not isinstance(bbox, list) or len(bbox) != 4:
-            raise AnnotationError(f'{where} bbox must be [x0, y0, x1, y1]: {bbox!r}')
+            raise AnnotationError(f'{where} bbox must be [x0, y0, x1, y1]: {_shown(bbox)}')
         x0, y0, x1, y1 = (_number(v, f'{where} bbox') for v in bbox)
         if x1 <= x0 or y1 <= y0:
-            raise AnnotationError(f'{where} bbox has no area: {bbox!r}')
+            raise AnnotationError(f'{where} bbox has no area: {_shown(bbox)}')
         bbox = (x0, y0, x1, y1)
     scores = raw.get('scores')
     if scores is not None:
@@ -266,7 +281,7 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
     width, height = size.get('width'), size.get('height')
     if (not isinstance(width, int) or not isinstance(height, int) or isinstance(width, bool)
             or width <= 0 or height <= 0):
-        raise AnnotationError(f'image_size must be positive integers: {size!r}')
+        raise AnnotationError(f'image_size must be positive integers: {_shown(size)}')
 
     if raw.get('format') == FORMAT_NAME:
         version = raw.get('version')
@@ -314,6 +329,10 @@ def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
         return parse_annotation(raw)
     except AnnotationError as e:
         raise AnnotationError(f'{path}: {e}') from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as e:  # a value of a shape
+        # no check foresaw: still one line naming the file, never a traceback
+        raise AnnotationError(f'{path}: not a valid annotation ({e.__class__.__name__}: '
+                              f'{_shown(str(e), 80)})') from None
 
 
 _PAIR = re.compile(r'\[\s*(-?[\d.eE+-]+|null),\s*(-?[\d.eE+-]+|null)\s*\]')

@@ -28,7 +28,7 @@ import re
 
 import torch
 
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, first_line
 
 
 class CheckpointError(AnimalLandmarksError, ValueError):
@@ -48,12 +48,6 @@ MMPOSE_TO_AFD_KEYS = (
     (r'^head\.conv_layers\.1\.', 'keypoint_head.final_layer.1.'),
     (r'^head\.final_layer\.', 'keypoint_head.final_layer.3.'),
 )
-
-
-def _one_line(error: BaseException) -> str:
-    """The first line of an exception's message (torch's unpickling errors run to a page)."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else error.__class__.__name__
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
@@ -78,12 +72,12 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             return load_file(str(path)), {}
         except Exception as e:  # SafetensorError, OSError, ...: all "not a checkpoint"
             raise CheckpointError(f'{path}: not a readable safetensors file '
-                                  f'({_one_line(e)})') from None
+                                  f'({first_line(e)})') from None
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # EOFError, UnpicklingError, RuntimeError of a broken zip, ...
         raise CheckpointError(f'{path}: not a checkpoint torch can read safely '
-                              f'({_one_line(e)})') from None
+                              f'({first_line(e)})') from None
     meta = {}
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
         meta = checkpoint.get('meta') or {}

@@ -213,6 +213,10 @@ class AnnotationReader:
         relative = path.relative_to(ann_dir).as_posix()
         if any(c in relative for c in '\n\r'):  # the split listings are one name per line
             raise AnnotationError(f'{path!r}: a line break in the file name')
+        try:  # the listings are UTF-8 text; a name the file system stored as other bytes
+            relative.encode('utf-8')
+        except UnicodeEncodeError:
+            raise AnnotationError(f'{path!r}: the file name is not valid UTF-8') from None
         ann = load_annotation(path)
         image_path = (self.image_dir / ann.image).resolve()
         if not image_path.is_relative_to(self.image_dir):
@@ -479,6 +483,6 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         summary.outputs.append(write_coco(split, ann_out / f'{name}.json', output_dir, next_id))
         next_id += len(split)
         listing = output_dir / f'{name}.txt'
-        listing.write_text(''.join(f'{r.name}\n' for r in split))
+        listing.write_text(''.join(f'{r.name}\n' for r in split), encoding='utf-8')
         summary.outputs.append(listing)
     return summary

@@ -338,23 +338,31 @@ def known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
     return known
 
 
+#: where images of an interrupted run are moved before they are fetched again
+UNFINISHED_DIR = '.unfinished'
+
+
 def remove_unfinished(output_dir: Path, source: str) -> int:
-    """Delete this source's images that have no sidecar, and their download-archive entries.
+    """Set aside this source's images that have no sidecar, and drop their download-archive
+    entries, so that they are fetched again.
 
     Such an image comes from a run killed between the image and its sidecar (or by a version
-    that wrote the sidecar second); without provenance it must not count as downloaded, so it
-    is fetched again.
+    that wrote the sidecar second); without provenance it must not count as downloaded. It is
+    moved to ``.unfinished/`` rather than deleted: a person may have annotated it. Only image
+    files of the crawler's own naming are considered (an annotation file ``safebooru_1.json``
+    kept beside the images is not an image).
 
     Args:
         output_dir: the crawl's output folder.
         source: the crawl's source; its images are named ``<source>_<post id>.<ext>``.
 
     Returns:
-        How many images were deleted.
+        How many images were set aside.
     """
-    name = re.compile(rf'{re.escape(source)}_(\d+)\.[A-Za-z0-9]+')
+    name = re.compile(rf'{re.escape(source)}_(\d+)\.([A-Za-z0-9]+)')
     unfinished = [(path, match.group(1)) for path in output_dir.iterdir()
-                  if (match := name.fullmatch(path.name)) and path.is_file()
+                  if (match := name.fullmatch(path.name))
+                  and match.group(2).lower() in IMAGE_EXTENSIONS and path.is_file()
                   and not path.with_name(path.name + '.json').exists()]
     if not unfinished:
         return 0
@@ -368,8 +376,10 @@ def remove_unfinished(output_dir: Path, source: str) -> int:
                 db.commit()
             except sqlite3.OperationalError:  # no table yet: nothing was archived
                 pass
+    aside = output_dir / UNFINISHED_DIR
+    aside.mkdir(exist_ok=True)
     for path, _ in unfinished:
-        path.unlink(missing_ok=True)
+        os.replace(path, aside / path.name)
     return len(unfinished)
 
 

@@ -11,3 +11,11 @@ from __future__ import annotations
 
 class AnimalLandmarksError(Exception):
     """A problem the user can fix; the message is one line naming the file or value."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, for a one-line report of an error raised by a
+    library (torch's unpickling errors, onnxruntime's, run to a page); its class name when it
+    says nothing."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else error.__class__.__name__

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .annotation import Face, ImageAnnotation, write_json_atomic
+from .annotation import STATUS_PREDICTED, Face, ImageAnnotation, write_json_atomic
 from .converter import AnnotationReader, FolderContents, face_box_xyxy
 from .errors import AnimalLandmarksError
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
@@ -111,14 +111,16 @@ def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
 
 
 def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu',
-                  progress: bool = True) -> np.ndarray:
-    """Predicted points ``(N, 28, 2)``, all faces of an image in one batch."""
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted points ``(N, 28, 2)`` and their scores ``(N, 28)``, all faces of an image in
+    one batch."""
     from .infer import load_predictor
     predictor = load_predictor(checkpoint, config=config, device=device)
     by_image: dict[Path, list[int]] = {}
     for i, face in enumerate(faces):
         by_image.setdefault(face.image_path, []).append(i)
     pred = np.zeros((len(faces), NUM_KEYPOINTS, 2))
+    scores = np.zeros((len(faces), NUM_KEYPOINTS))
     for path, indices in tqdm(by_image.items(), desc=f'evaluating {Path(checkpoint).name}',
                               unit='img', disable=not progress):
         image = cv2.imread(str(path))
@@ -126,7 +128,8 @@ def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu'
             raise EvaluationInputError(f'image unreadable: {path}')
         sample = predictor.predict(image, np.stack([faces[i].box for i in indices]))
         pred[indices] = sample.pred_instances.keypoints
-    return pred
+        scores[indices] = sample.pred_instances.keypoint_scores
+    return pred, scores
 
 
 def metrics_table(metrics: dict[str, float], title: str) -> str:
@@ -151,15 +154,18 @@ def metrics_table(metrics: dict[str, float], title: str) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def predictions_as_annotations(faces: list[EvalFace], pred: np.ndarray, checkpoint) -> list:
-    """Every prediction, one annotation object (the project's format) per image."""
+def predictions_as_annotations(faces: list[EvalFace], pred: np.ndarray, scores: np.ndarray,
+                               checkpoint) -> list:
+    """Every prediction, one annotation object (the project's format, status ``predicted``,
+    with the points' scores) per image."""
     images: dict[Path, ImageAnnotation] = {}
-    for face, points in zip(faces, pred):
+    for face, points, face_scores in zip(faces, pred, scores):
         ann = images.setdefault(face.image_path, ImageAnnotation(
-            face.image_name, face.width, face.height,
+            face.image_name, face.width, face.height, status=STATUS_PREDICTED,
             meta=dict(annotator='model', source=dict(checkpoint=str(checkpoint)))))
         ann.faces.append(Face([(float(x), float(y)) for x, y in points],
-                              bbox=tuple(float(v) for v in face.box)))
+                              bbox=tuple(float(v) for v in face.box),
+                              scores=[float(v) for v in face_scores]))
     return [ann.to_json() for ann in images.values()]
 
 
@@ -244,7 +250,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         raise EvaluationInputError('no faces to evaluate')
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pred = predict_faces(config, checkpoint, faces, device, progress)
+    pred, scores = predict_faces(config, checkpoint, faces, device, progress)
     gt = np.stack([f.points for f in faces])
     visibility = np.stack([f.visibility for f in faces])
     boxes = np.stack([f.box for f in faces])
@@ -253,7 +259,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     (output_dir / 'metrics.txt').write_text(metrics_table(
         metrics, f'{Path(checkpoint).name} on {len(faces)} faces'))
     write_json_atomic(output_dir / 'predictions.json',
-                      predictions_as_annotations(faces, pred, checkpoint), indent=None)
+                      predictions_as_annotations(faces, pred, scores, checkpoint), indent=None)
 
     def faces_nme(points: np.ndarray) -> np.ndarray:
         return per_face_nme(landmark_errors(points, gt, visibility, boxes)['interocular'])
@@ -262,7 +268,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     curves = {Path(checkpoint).name: face_nme}
     if compare is not None:
         curves[Path(compare).name] = faces_nme(predict_faces(config, compare, faces, device,
-                                                             progress))
+                                                             progress)[0])
     plot_ced(curves, output_dir / 'ced.png')
 
     if visualize:

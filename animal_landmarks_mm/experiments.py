@@ -25,12 +25,17 @@ import time
 from pathlib import Path
 
 from .converter import convert
+from .errors import AnimalLandmarksError
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
 from .synthetic import make_synthetic_dataset
 
 FINETUNE_CONFIG = (CONFIG_ROOT /
                    'td-hm_hrnetv2-w18_dark-ft-animeface-1xb32-30e_animal-face-256x256.py')
 TOOLS = Path(__file__).resolve().parent.parent / 'tools'
+
+
+class ExperimentError(AnimalLandmarksError, RuntimeError):
+    """A training run of an experiment failed; the message names its log."""
 
 
 def make_split(folder: Path, train_faces: int, val_faces: int, seed: int,
@@ -75,7 +80,7 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
         proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT,
                               env=dict(os.environ, PYTHONWARNINGS='ignore'))
     if proc.returncode != 0:
-        raise RuntimeError(f'training failed ({proc.returncode}); see {log}')
+        raise ExperimentError(f'training failed ({proc.returncode}); see {log}')
     return validations(work_dir)
 
 

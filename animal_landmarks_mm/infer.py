@@ -36,7 +36,7 @@ from .annotation import (
     save_annotation,
     write_json_atomic,
 )
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, first_line
 from .onnx_predictor import OnnxLandmarkPredictor, OnnxModelError
 
 __all__ = ['FaceDetector', 'LandmarkPredictor', 'OnnxLandmarkPredictor', 'OnnxModelError',
@@ -75,19 +75,23 @@ def load_boxes_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         InferenceInputError: unreadable file or malformed boxes, naming which.
     """
     try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InferenceInputError(f'{path}: cannot read boxes ({e})') from None
+        raw = json.loads(Path(path).read_text(encoding='utf-8'))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise InferenceInputError(f'{path}: cannot read boxes ({e.__class__.__name__}: '
+                                  f'{" ".join(str(e).split())[:80]})') from None
     if not isinstance(raw, dict):
         raise InferenceInputError(f'{path}: expected {{"image name": [[x0, y0, x1, y1], ...]}}')
     boxes = {}
     for name, value in raw.items():
-        array = np.asarray(value, dtype=np.float32)
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError, OverflowError):  # ragged lists, strings, objects
+            array = np.zeros((0,), np.float32)
         if array.ndim != 2 or array.shape[1] < 4 or not np.isfinite(array).all() or \
                 (array[:, 2] <= array[:, 0]).any() or (array[:, 3] <= array[:, 1]).any():
             raise InferenceInputError(
                 f'{path}: boxes of {name!r} must be a list of [x0, y0, x1, y1] with x1 > x0 '
-                f'and y1 > y0, got {value!r}')
+                f'and y1 > y0, got {str(value)[:80]}')
         boxes[name] = array[:, :4]
     return boxes
 
@@ -137,7 +141,7 @@ class FaceDetector:
         try:
             self.model = load_face_detector(name, str(path), device=device)
         except Exception as e:  # torch / safetensors errors of a broken or foreign file
-            first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+            first = first_line(e)
             raise CheckpointError(f'{path}: not a {name} face detector checkpoint anime_face_'
                                   f'detector can load ({first})') from None
         self.name = name
@@ -285,6 +289,18 @@ def predictions_to_annotation(image_name: str, width: int, height: int, sample,
                   created=datetime.now(UTC).isoformat(timespec='seconds'), source=source))
 
 
+def _persons_work(path: Path) -> bool:
+    """Whether ``path`` holds what a person wrote (an annotation, a skip, or a file that cannot
+    be read: kept as it is), which a prediction must never replace."""
+    if not path.is_file():
+        return False
+    try:
+        return load_annotation(path).status != STATUS_PREDICTED
+    except AnnotationError as e:
+        _warn(f'{e}: kept as it is, not overwritten with a prediction')
+        return True
+
+
 @dataclass
 class InferenceResult:
     """What :func:`run_inference` did.
@@ -342,22 +358,20 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     annotation_dir = Path(annotation_dir) if annotation_dir else out_dir / 'annotations'
     (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
     annotation_dir.mkdir(parents=True, exist_ok=True)
+    ranking_file = out_dir / 'ranking.json'
+    if rank and ranking_file.resolve().is_relative_to(annotation_dir.resolve()):
+        raise InferenceInputError(
+            f'--out-dir {out_dir} would put ranking.json among the annotation files of '
+            f'{annotation_dir}; choose an output folder outside it')
     # the annotator's own naming: one file per image whatever the names, and an existing file
     # is the image's that it names
     naming = AnnotationSession(images[0].parent, annotation_dir)
     result, ranking = InferenceResult(), []
     for path in tqdm(images, desc='landmarks', unit='img', disable=not progress):
         target = naming.annotation_path(path.name)
-        if target.is_file():
-            try:
-                existing = load_annotation(target)
-            except AnnotationError as e:
-                _warn(f'{e}: kept as it is, not overwritten with a prediction')
-                result.kept.append(target)
-                continue
-            if existing.status != STATUS_PREDICTED:
-                result.kept.append(target)
-                continue
+        if _persons_work(target):
+            result.kept.append(target)
+            continue
         image = cv2.imread(str(path))
         if image is None:
             _warn(f'{path}: unreadable image, skipped')
@@ -384,6 +398,9 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             path.name, width, height, sample, boxes, model=model,
             source=dict(checkpoint=str(checkpoint), config=str(config or 'main config'),
                         boxes=how))
+        if _persons_work(target):  # saved by the annotator while the model was running
+            result.kept.append(target)
+            continue
         save_annotation(target, annotation)
         result.written.append(target)
         if rank:
@@ -395,6 +412,6 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                 faces=len(boxes)))
     if rank:
         ranking.sort(key=lambda r: (-r['uncertainty'], r['min_score']))
-        result.ranking = out_dir / 'ranking.json'
+        result.ranking = ranking_file
         write_json_atomic(result.ranking, ranking)
     return result

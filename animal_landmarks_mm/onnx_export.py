@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .checkpoints import CheckpointError
+from .errors import first_line
 
 #: ONNX opset of the exported graph (onnxruntime >= 1.12 runs it).
 OPSET = 17
@@ -371,7 +372,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
         raise
     except Exception as e:  # torch's exporter or onnx's checker: one line, no partial file
         tmp.unlink(missing_ok=True)
-        first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+        first = first_line(e)
         raise CheckpointError(f'{checkpoint}: ONNX export failed ({first[:300]})') from None
     os.replace(tmp, out)
     return out

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, first_line
 
 #: metadata the predictor needs from the file (written by :func:`.onnx_export.export_onnx`)
 REQUIRED_METADATA = ('keypoint_names', 'flip_indices', 'input_size', 'bbox_padding')
@@ -162,7 +162,7 @@ class OnnxLandmarkPredictor:
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=providers or default_providers())
         except Exception as e:  # InvalidProtobuf, Fail, NoSuchFile...: all "not a model"
-            first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+            first = first_line(e)
             raise OnnxModelError(f'{path}: not an ONNX model onnxruntime can load '
                                  f'({first[:200]})') from None
         raw = self.session.get_modelmeta().custom_metadata_map

@@ -894,8 +894,8 @@ def predict_faces(faces: list[LabelledFace], *, checkpoint: str | os.PathLike,
     import cv2
     from tqdm import tqdm
 
-    from .infer import LandmarkPredictor
-    predictor = LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
+    from .infer import load_predictor
+    predictor = load_predictor(checkpoint, config=config, device=device)
     predicted = np.full((len(faces), NUM_KEYPOINTS, 2), np.nan)
     by_image: dict[Path, list[int]] = {}
     for n, item in enumerate(faces):

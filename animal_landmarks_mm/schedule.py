@@ -52,7 +52,8 @@ class SchedulePlan:
 
     Attributes:
         faces: training faces (annotations with at least one labelled point).
-        batch: faces per step (per process), times ``accumulate`` per optimizer step.
+        batch: faces per step and process.
+        processes: training processes (GPUs), each taking its share of the faces.
         accumulate: gradient accumulation.
         iters_per_epoch: steps for one pass over the faces.
         iters: steps in all.
@@ -67,6 +68,7 @@ class SchedulePlan:
 
     faces: int
     batch: int
+    processes: int
     accumulate: int
     iters_per_epoch: int
     iters: int
@@ -79,7 +81,10 @@ class SchedulePlan:
 
     @property
     def samples(self) -> int:
-        return self.iters * self.batch
+        """Training samples (faces seen) in all processes."""
+        if self.epochs is not None:
+            return self.epochs * self.faces
+        return self.iters * self.batch * self.processes
 
     def format(self, seconds_per_step: float | None = None, device: str = '') -> str:
         """The plan, as printed before training."""
@@ -89,6 +94,7 @@ class SchedulePlan:
                   f'({self.iters / self.iters_per_epoch:.1f} epochs)')
         lines = [
             f'faces       {self.faces} training faces, batch {self.batch}'
+            + (f' x {self.processes} processes' if self.processes > 1 else '')
             + (f' x {self.accumulate} accumulated' if self.accumulate > 1 else ''),
             f'length      {length}, {self.samples:,} training samples',
             f'warmup      {self.warmup_iters} steps '
@@ -139,7 +145,7 @@ def recipe_of(cfg: Config) -> dict | None:
 
 def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
                   iters: int | None = None, batch_size: int | None = None,
-                  lr: float | None = None) -> SchedulePlan:
+                  lr: float | None = None, processes: int = 1) -> SchedulePlan:
     """Size a run to ``faces`` and write it into ``cfg`` (see the module docstring).
 
     Args:
@@ -150,6 +156,8 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         iters: exactly this many steps (an iteration-based run); not with ``epochs``.
         batch_size: faces per step (default: the config's).
         lr: the peak lr as it is (default: the config's lr scaled to the batch).
+        processes: distributed training processes; each runs its share of the faces per
+            epoch (mmengine's ``DefaultSampler``), so a step counts ``batch x processes``.
 
     Raises:
         ScheduleError: no faces, a non-positive value, or both ``epochs`` and ``iters``.
@@ -168,7 +176,8 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
     batch = batch_size or cfg.train_dataloader.batch_size
     cfg.train_dataloader.batch_size = batch
     accumulate = cfg.optim_wrapper.get('accumulative_counts', 1)
-    iters_per_epoch = math.ceil(faces / batch)
+    # each process takes ceil(faces / processes) faces per epoch, in batches of `batch`
+    iters_per_epoch = math.ceil(math.ceil(faces / processes) / batch)
     if iters is None:
         if epochs is None:
             samples = max(recipe['samples'], recipe['min_epochs'] * faces)
@@ -176,17 +185,26 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         iters = epochs * iters_per_epoch
     warmup = min(recipe['max_warmup_iters'], max(1, round(recipe['warmup'] * iters)))
     warmup = min(warmup, max(1, iters - 1))
-    if lr is None:
-        base = cfg.optim_wrapper.optimizer.lr
-        ratio = batch * accumulate / recipe['lr_batch']
-        lr = base * math.sqrt(ratio)
-        lr_note = (f'{base:.3g} for {recipe["lr_batch"]} faces per step x sqrt('
-                   f'{batch * accumulate}/{recipe["lr_batch"]})')
-    else:
+    auto_scale = cfg.get('auto_scale_lr') or {}
+    if lr is not None:
         lr_note = 'as given'
-    cfg.optim_wrapper.optimizer.lr = lr
-    if cfg.get('auto_scale_lr'):
-        cfg.auto_scale_lr.enable = False  # the plan has scaled it already
+    elif auto_scale.get('enable'):  # --auto-scale-lr: mmengine's linear rule, applied later
+        base = cfg.optim_wrapper.optimizer.lr
+        lr = base * batch * processes / auto_scale['base_batch_size']
+        lr_note = (f'{base:.3g} x {batch * processes}/{auto_scale["base_batch_size"]}, '
+                   'mmengine\'s linear scaling (--auto-scale-lr)')
+    else:
+        base = cfg.optim_wrapper.optimizer.lr
+        total = batch * processes * accumulate
+        lr = base * math.sqrt(total / recipe['lr_batch'])
+        lr_note = f'{base:.3g} for {recipe["lr_batch"]} faces per step x sqrt({total}/' \
+            f'{recipe["lr_batch"]})'
+    if auto_scale.get('enable') and lr_note != 'as given':
+        pass  # the config keeps its lr: mmengine scales it when the runner starts
+    else:
+        cfg.optim_wrapper.optimizer.lr = lr
+        if cfg.get('auto_scale_lr'):
+            cfg.auto_scale_lr.enable = False  # the plan's lr is final
     span = epochs if epochs is not None else iters
     val_interval = max(1, round(span / recipe['validations']))
     if epochs is not None:
@@ -200,11 +218,12 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
     checkpoint.interval, checkpoint.by_epoch = val_interval, epochs is not None
     # per step, whatever the loop: the warmup and the decay are shares of the steps
     cfg.param_scheduler = [
-        dict(type='LinearLR', begin=0, end=warmup, start_factor=0.001, by_epoch=False),
-        dict(type='CosineAnnealingLR', begin=warmup, end=iters, T_max=iters - warmup,
-             eta_min=lr * recipe['final_lr'], by_epoch=False),
-    ]
-    return SchedulePlan(faces=faces, batch=batch, accumulate=accumulate,
+        dict(type='LinearLR', begin=0, end=warmup, start_factor=0.001, by_epoch=False)]
+    if iters > warmup:  # a run of one step is all warmup
+        cfg.param_scheduler.append(dict(
+            type='CosineAnnealingLR', begin=warmup, end=iters, T_max=iters - warmup,
+            eta_min_ratio=recipe['final_lr'], by_epoch=False))
+    return SchedulePlan(faces=faces, batch=batch, processes=processes, accumulate=accumulate,
                         iters_per_epoch=iters_per_epoch, iters=iters, epochs=epochs,
                         warmup_iters=warmup, lr=lr, lr_note=lr_note,
                         final_lr=lr * recipe['final_lr'], val_interval=val_interval)

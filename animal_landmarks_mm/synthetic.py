@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .annotation import Face, ImageAnnotation, save_annotation
+from .errors import AnimalLandmarksError
 from .schema import KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, group_indices
 
 SPECIES = ('cat', 'fox', 'dog', 'rabbit', 'bear')
@@ -31,6 +32,10 @@ SPECIES = ('cat', 'fox', 'dog', 'rabbit', 'bear')
 #: proportions (a muzzle that carries a lower nose and a wider mouth, a rounder jaw, smaller
 #: rounder eyes, ears). None: the default mix of both, as the synthetic sets have always been.
 FAMILIES = ('human', 'animal')
+
+
+class SyntheticDataError(AnimalLandmarksError, ValueError):
+    """Settings the generator cannot draw with; the message is one line."""
 _SHIFT = 4  # cv2 drawing in fixed point: coordinates carry 4 fractional bits
 _SCALE = 1 << _SHIFT
 
@@ -149,7 +154,8 @@ class FaceModel:
             self.mouth_y, self.mouth_half_width = u(0.68, 0.78), u(0.14, 0.22)
             self.muzzle = True
         elif family is not None:
-            raise ValueError(f'unknown family {family!r}; choose from {", ".join(FAMILIES)}')
+            raise SyntheticDataError(f'unknown family {family!r}; choose from '
+                                     f'{", ".join(FAMILIES)}')
         if frontal:
             self.yaw, self.eye_tilt = 0.0, 0.0
         self._build_geometry()
@@ -422,9 +428,10 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
         The annotation files written.
     """
     if num_images <= 0:
-        raise ValueError(f'num_images must be positive, got {num_images}')
+        raise SyntheticDataError(f'num_images must be positive, got {num_images}')
     if not 32 <= min_size <= max_size:
-        raise ValueError(f'need 32 <= min_size <= max_size, got {min_size}, {max_size}')
+        raise SyntheticDataError(f'need 32 <= min_size <= max_size, got {min_size}, '
+                                 f'{max_size}')
     out_dir = Path(out_dir)
     image_dir, ann_dir = out_dir / 'images', out_dir / 'landmarks'
     image_dir.mkdir(parents=True, exist_ok=True)

@@ -248,7 +248,8 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         check_annotation_files(cfg, ('train_dataloader',))
         try:
             planned = plan_schedule(cfg, count_training_faces(cfg), epochs=epochs, iters=iters,
-                                    batch_size=batch_size, lr=lr)
+                                    batch_size=batch_size, lr=lr,
+                                    processes=world_size(cfg.get('launcher', 'none')))
         except ScheduleError as e:
             raise TrainingSetupError(str(e)) from None
     else:
@@ -270,6 +271,20 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
             type='EarlyStoppingHook', monitor='NME', rule='less', patience=early_stop,
             min_delta=early_stop_min_delta)]
     return planned
+
+
+def world_size(launcher: str) -> int:
+    """How many training processes the launcher starts (read before they meet: torchrun's
+    ``WORLD_SIZE``, slurm's ``SLURM_NTASKS``, Open MPI's ``OMPI_COMM_WORLD_SIZE``)."""
+    variable = dict(pytorch='WORLD_SIZE', slurm='SLURM_NTASKS',
+                    mpi='OMPI_COMM_WORLD_SIZE').get(launcher)
+    return int(os.environ.get(variable, 1)) if variable else 1
+
+
+def is_main_process() -> bool:
+    """Whether this is the first (or only) training process, the one that prints the plan."""
+    return all(os.environ.get(v, '0') == '0' for v in ('RANK', 'SLURM_PROCID',
+                                                       'OMPI_COMM_WORLD_RANK'))
 
 
 def schedule_set_by_options(cfg_options: dict | None) -> bool:

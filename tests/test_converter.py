@@ -249,12 +249,20 @@ def _hostile(ann_dir: Path, image_dir: Path, case: str) -> str:
     elif case == 'meta_not_an_object':
         raw['meta'] = 'by hand'
         reason = '"meta" must be an object'
+    elif case == 'visibility_of_lists':
+        raw['faces'][0]['visibility'] = [[2]] * 28
+        reason = 'visibility must be 28 flags'
+    elif case == 'number_too_large':
+        path.write_text(path.read_text().replace('[20.0, 20.0]', '[' + '9' * 400 + ', 20.0]',
+                                                 1))
+        return 'point 0 x is too large'
     path.write_text(json.dumps(raw))
     return reason
 
 
 @pytest.mark.parametrize('case', ['deep_json', 'nul_in_image_name', 'decompression_bomb',
-                                  'bbox_outside', 'all_points_on_one_spot', 'meta_not_an_object'])
+                                  'bbox_outside', 'all_points_on_one_spot', 'meta_not_an_object',
+                                  'visibility_of_lists', 'number_too_large'])
 def test_a_hostile_file_is_named_and_left_out_the_run_goes_on(small_set, tmp_path, case):
     image_dir, ann_dir = small_set
     reason = _hostile(ann_dir, image_dir, case)
@@ -262,6 +270,15 @@ def test_a_hostile_file_is_named_and_left_out_the_run_goes_on(small_set, tmp_pat
     assert len(summary.problems) == 1, summary.problems
     assert 'img1.json' in summary.problems[0] and reason in summary.problems[0]
     assert '\n' not in summary.problems[0]
+    assert sum(summary.counts.values()) == 7
+
+
+def test_a_file_name_that_is_not_utf8_is_refused(small_set, tmp_path):
+    import os
+    image_dir, ann_dir = small_set
+    os.rename(ann_dir / 'img1.json', os.path.join(bytes(ann_dir), b'img\xff1.json'))
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    assert len(summary.problems) == 1 and 'not valid UTF-8' in summary.problems[0]
     assert sum(summary.counts.values()) == 7
 
 

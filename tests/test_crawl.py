@@ -209,7 +209,7 @@ def test_500_forever_is_a_clear_bounded_error(tmp_path, source):
             crawl(_options(booru, tmp_path, source, retries=2))
         searches = [r for r in booru.state.requests if not r.startswith('/images/')]
     assert len(searches) == 3  # the first try and 2 retries, then it stops
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 120  # bounded, however slow the machine
     assert '\n' not in str(info.value)
     assert isinstance(info.value, AnimalLandmarksError) and isinstance(info.value, RuntimeError)
 
@@ -256,7 +256,7 @@ def test_bad_download_is_not_kept_is_reported_and_retried(tmp_path, source, faul
         if leaves_part is not None:  # a cut transfer resumes; a refused file is gone
             parts = list((tmp_path / PARTS_DIR).glob(f'{source}_{bad.id}*'))
             assert bool(parts) == leaves_part
-        assert took < 15
+        assert took < 60  # bounded: without the deadline a drip holds the crawl for minutes
 
         booru.state.file_faults = {}  # the server heals; a rerun fetches the file
         again = crawl(options)
@@ -282,6 +282,18 @@ def test_image_without_sidecar_is_fetched_again(tmp_path):
     assert fetched == [f'/images/{posts[2].id}.png']
     assert json.loads((tmp_path / f'{lost.name}.json').read_text())['post_id'] == posts[2].id
     assert 'unfinished downloads redone 1' in again.format()
+    assert (tmp_path / '.unfinished' / lost.name).is_file()  # set aside, never deleted
+
+
+def test_an_annotation_file_beside_the_images_is_not_taken_for_an_image(tmp_path):
+    """The annotator may write danbooru_1000.json into the image folder: not an image without
+    a sidecar, never touched."""
+    posts = make_posts(3)
+    annotation = tmp_path / f'danbooru_{posts[0].id}.json'
+    annotation.write_text('{"format": "animal_landmarks_mm.annotation"}')
+    with FakeBooru(posts) as booru:
+        result = crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
+    assert result.unfinished == 0 and annotation.read_text().startswith('{"format"')
 
 
 class Killed(BaseException):

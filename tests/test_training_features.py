@@ -93,6 +93,22 @@ def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
     assert plan.lr == pytest.approx(5e-4 * 0.5)
     cfg, plan = _scheduled(MAIN_CONFIG, 3000)  # a large set: at least 60 epochs of it
     assert plan.epochs == 60 and plan.warmup_iters == round(0.05 * plan.iters)
+    cfg, plan = _scheduled(MAIN_CONFIG, 200, iters=1)  # one step: all warmup, no decay
+    assert [s['type'] for s in cfg.param_scheduler] == ['LinearLR']
+
+
+def test_the_plan_counts_every_process_and_honours_auto_scale_lr():
+    # 4 processes share each epoch's 200 faces: 50 each, 7 steps of 8; the lr sees 32 per step
+    cfg, plan = _scheduled(MAIN_CONFIG, 200, epochs=8, batch_size=8, processes=4)
+    assert plan.iters_per_epoch == 7 and plan.iters == 56 and plan.samples == 1600
+    assert plan.lr == pytest.approx(5e-4 * (32 / 64) ** 0.5)
+    assert cfg.param_scheduler[1]['end'] == 56
+    # --auto-scale-lr: mmengine's linear rule instead of the plan's, applied by the runner
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    cfg.auto_scale_lr.enable = True
+    plan = plan_schedule(cfg, 200, batch_size=16)
+    assert cfg.auto_scale_lr.enable and cfg.optim_wrapper.optimizer.lr == 5e-4
+    assert plan.lr == pytest.approx(5e-4 * 16 / 64) and 'linear' in plan.lr_note
 
 
 def test_a_planned_run_prints_its_plan_and_runs_exactly_its_steps(coco_dir, tmp_path):
@@ -144,10 +160,10 @@ def test_resume_after_a_kill(coco_dir, tmp_path):
             *TINY[:-1]]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while not (tmp_path / 'epoch_1.pth').exists() and proc.poll() is None:
+    # mmengine writes `last_checkpoint` once a checkpoint file is complete
+    while not (tmp_path / 'last_checkpoint').exists() and proc.poll() is None:
         assert time.monotonic() < deadline
-        time.sleep(0.5)
-    time.sleep(1.0)  # let the checkpoint file be complete
+        time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert not (tmp_path / 'epoch_3.pth').exists()

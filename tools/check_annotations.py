@@ -45,8 +45,12 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def check_output(path: Path) -> None:
-    """Refuse an output path the report cannot be written to, before the work is done."""
+def check_output(path: Path, annotation_dir: Path) -> None:
+    """Refuse an output path the report cannot be written to, or one among the annotation files
+    (it would replace one, or be read as a bad one), before the work is done."""
+    if path.resolve().is_relative_to(annotation_dir.resolve()):
+        raise QualityCheckError(f'--output {path} is inside --annotation-dir {annotation_dir}; '
+                                'write the report elsewhere (e.g. work_dirs/check/report.json)')
     if path.is_dir():
         raise QualityCheckError(f'--output {path} is a folder; give a file name such as '
                                 f'{path / "report.json"}')
@@ -67,7 +71,7 @@ def main(argv=None):
     try:
         if args.config and not args.checkpoint:
             raise QualityCheckError('--config needs --checkpoint')
-        check_output(output)
+        check_output(output, Path(args.annotation_dir))
         image_dir = args.image_dir or default_image_dir(args.annotation_dir)
         report = check_annotations(
             args.annotation_dir, image_dir, checkpoint=args.checkpoint, config=args.config,

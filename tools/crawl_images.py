@@ -70,6 +70,8 @@ def main(argv=None):
         result = crawl(options)
     except AnimalLandmarksError as e:
         sys.exit(f'error: {e}')
+    except OSError as e:  # an output folder that cannot be created or written, a full disk
+        sys.exit(f'error: {e.strerror or e}: {e.filename or args.output_dir}')
     print(result.format())
     if result.failed:
         sys.exit(f'error: {len(result.failed)} downloads failed (rerun to try them again)')

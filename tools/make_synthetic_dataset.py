@@ -6,6 +6,7 @@ Example:
 import argparse
 import sys
 
+from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.synthetic import FAMILIES, make_synthetic_dataset
 
 
@@ -29,7 +30,7 @@ def main(argv=None):
         files = make_synthetic_dataset(args.out_dir, num_images=args.num_images, seed=args.seed,
                                        min_size=args.min_size, max_size=args.max_size,
                                        family=args.family)
-    except (ValueError, OSError) as e:
+    except (AnimalLandmarksError, OSError) as e:
         sys.exit(f'error: {e}')
     print(f'wrote {len(files)} images to {args.out_dir}/images and their annotations to '
           f'{args.out_dir}/landmarks')

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.experiments import learning_curve, transfer_curve
 
 
@@ -46,7 +47,7 @@ def main(argv=None):
                                      target_faces=args.target_faces, val_faces=args.val_faces,
                                      pretrain_iters=args.pretrain_iters, iters=args.iters,
                                      batch_size=args.batch_size, seed=args.seed)
-    except (RuntimeError, OSError, ValueError) as e:
+    except (AnimalLandmarksError, OSError) as e:
         sys.exit(f'error: {e}')
     print(json.dumps(results, indent=1))
 

@@ -34,6 +34,8 @@ def main(argv=None):
         test(cfg)
     except AnimalLandmarksError as e:
         sys.exit(f'error: {e}')
+    except OSError as e:  # an unwritable work dir, a full disk
+        sys.exit(f'error: {e.strerror or e}: {e.filename or args.work_dir}')
 
 
 if __name__ == '__main__':

@@ -5,7 +5,6 @@ Example:
         --data-root data/animal_faces/
 """
 import argparse
-import os
 import sys
 
 from animal_landmarks_mm.errors import AnimalLandmarksError
@@ -15,6 +14,7 @@ from animal_landmarks_mm.training import (
     apply_simple_flags,
     apply_train_args,
     config_from_args,
+    is_main_process,
     schedule_set_by_options,
     train,
 )
@@ -75,12 +75,14 @@ def main(argv=None):
             early_stop_min_delta=args.early_stop_min_delta, save_freq=args.save_freq,
             val_annotation_dir=args.val_annotation_dir, val_image_dir=args.val_image_dir,
             plan=not schedule_set_by_options(args.cfg_options))
-        if plan is not None and os.environ.get('RANK', '0') == '0':
+        if plan is not None and is_main_process():
             estimate = None if args.no_time_estimate else measure_step_seconds(cfg)
             print(plan.format(*estimate) if estimate else plan.format(), flush=True)
         train(cfg)
     except AnimalLandmarksError as e:
         sys.exit(f'error: {e}')
+    except OSError as e:  # an unwritable work dir, a full disk
+        sys.exit(f'error: {e.strerror or e}: {e.filename or args.work_dir}')
 
 
 if __name__ == '__main__':
