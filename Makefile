@@ -1,6 +1,6 @@
 # Entry points; each sets up .venv first (idempotent, seconds when already done).
 PY := .venv/bin/python
-DEMO_CONFIG := configs/td-hm_hrnetv2-w18_dark-1xb16-6e_animal-face-synthetic-256x256.py
+DEMO_CONFIG := configs/td-hm_hrnetv2-w18_dark-1xb16-10e_animal-face-synthetic-256x256.py
 DEMO_DIR := work_dirs/demo
 
 .PHONY: setup demo test clean-demo

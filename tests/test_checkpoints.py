@@ -84,6 +84,14 @@ def hub_cache(trained, tmp_path_factory):
     exported = export_checkpoint(trained[0] / 'epoch_1.pth', folder / 'model.safetensors')
     weights = PRETRAINED['anime-face-detector']
     prepare_hub_cache(folder / 'cache', weights.repo_id, weights.filename, exported)
+    # anime_face_detector's YOLOv3 (random weights: the real ones cannot be fetched here)
+    from anime_face_detector._face import YOLOv3FaceDetector
+    torch.manual_seed(0)
+    detector = {k: v.contiguous() for k, v in YOLOv3FaceDetector().state_dict().items()}
+    save_file(detector, str(folder / 'yolov3.safetensors'))
+    weights = PRETRAINED['anime-face-detector-yolov3']
+    prepare_hub_cache(folder / 'cache', weights.repo_id, weights.filename,
+                      folder / 'yolov3.safetensors')
     return folder / 'cache'
 
 
@@ -101,6 +109,11 @@ def test_a_pretrained_name_loads_offline_from_the_cache_wherever_a_checkpoint_is
     run_tool('infer.py', image, '--checkpoint', 'anime-face-detector', '--out-dir',
              tmp_path / 'infer', env=offline)
     assert list((tmp_path / 'infer' / 'annotations').glob('*.json'))
+    # the face detector by name too: --face-detector yolov3 without a file
+    proc = run_tool('infer.py', image, '--checkpoint', 'anime-face-detector', '--face-detector',
+                    'yolov3', '--face-score-thr', '0', '--out-dir', tmp_path / 'detected',
+                    env=offline)
+    assert 'no boxes given' not in proc.stdout + proc.stderr
     run_tool('evaluate.py', '--checkpoint', 'anime-face-detector', '--image-dir',
              coco_dir / 'images', '--annotation-dir', coco_dir / 'landmarks', '--output-dir',
              tmp_path / 'eval', env=offline)

@@ -278,3 +278,36 @@ def test_export_refuses_what_the_graph_cannot_express(tmp_path):
     from animal_landmarks_mm.checkpoints import CheckpointError
     with pytest.raises(CheckpointError, match='DARK'):
         export_onnx(checkpoint, tmp_path / 'out.onnx', config=config)
+
+
+def test_infer_and_evaluate_take_the_onnx_file(cli_export, peaked_scenes, tmp_path):
+    """tools/infer.py and tools/evaluate.py with --checkpoint model.onnx: onnxruntime's points,
+    no config; --rank refused (the graph averages the two passes it would compare)."""
+    from animal_landmarks_mm.annotation import (
+        Face,
+        ImageAnnotation,
+        load_annotation,
+        save_annotation,
+    )
+    image, boxes, points = peaked_scenes[0]
+    (tmp_path / 'images').mkdir()
+    cv2.imwrite(str(tmp_path / 'images' / 'two.png'), image)
+    (tmp_path / 'boxes.json').write_text(json.dumps({'two.png': boxes.tolist()}))
+    run_tool('infer.py', tmp_path / 'images', '--checkpoint', cli_export[0], '--boxes',
+             tmp_path / 'boxes.json', '--out-dir', tmp_path / 'out')
+    predicted = load_annotation(tmp_path / 'out' / 'annotations' / 'two.json')
+    expected = OnnxLandmarkPredictor(cli_export[0]).predict(image, boxes).pred_instances
+    assert predicted.status == 'predicted'
+    np.testing.assert_allclose([f.landmarks for f in predicted.faces], expected.keypoints,
+                               atol=1e-3)
+    proc = run_tool('infer.py', tmp_path / 'images', '--checkpoint', cli_export[0], '--rank',
+                    '--out-dir', tmp_path / 'ranked', check=False)
+    assert proc.returncode != 0 and 'error: --rank needs the plain and the mirrored pass' in \
+        proc.stderr.strip().splitlines()[-1]
+    save_annotation(tmp_path / 'truth' / 'two.json', ImageAnnotation(
+        'two.png', image.shape[1], image.shape[0],
+        [Face([tuple(map(float, p)) for p in face]) for face in points]))
+    run_tool('evaluate.py', '--checkpoint', cli_export[0], '--image-dir', tmp_path / 'images',
+             '--annotation-dir', tmp_path / 'truth', '--output-dir', tmp_path / 'eval')
+    metrics = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
+    assert metrics['faces'] == 2 and metrics['NME'] < 0.1  # the peaked model knows these faces
