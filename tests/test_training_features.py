@@ -68,11 +68,11 @@ def test_the_default_run_on_200_faces_is_sized_like_the_original_tools_advice():
     cfg, plan = _scheduled(MAIN_CONFIG, 200)
     assert plan.epochs == 200 and plan.iters == 200 * 4 and plan.samples >= 40_000
     assert plan.warmup_iters <= plan.iters / 10 and plan.warmup_iters == 40
-    assert plan.lr == pytest.approx(5e-4)  # batch 64, the recipe's own
+    assert plan.lr == pytest.approx(2e-3)  # batch 64, the recipe's own
     assert cfg.train_cfg.max_epochs == 200 and cfg.train_cfg.val_interval == 20
     # the lr reaches its peak after the warmup and decays to 1 % by the end
-    assert _lr_at(cfg, plan, plan.warmup_iters) == pytest.approx(5e-4, rel=1e-3)
-    assert _lr_at(cfg, plan, plan.iters) == pytest.approx(5e-6, rel=1e-2)
+    assert _lr_at(cfg, plan, plan.warmup_iters) == pytest.approx(2e-3, rel=1e-3)
+    assert _lr_at(cfg, plan, plan.iters) == pytest.approx(2e-5, rel=1e-2)
     cfg, plan = _scheduled(FINETUNE_CONFIG, 200)
     assert plan.epochs == 100 and plan.samples >= 20_000
     assert plan.warmup_iters <= plan.iters / 10
@@ -82,7 +82,7 @@ def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
     cfg, plan = _scheduled(MAIN_CONFIG, 200, epochs=8, batch_size=8)
     assert (plan.epochs, plan.iters_per_epoch, plan.iters) == (8, 25, 200)
     assert cfg.train_cfg.max_epochs == 8 and cfg.train_dataloader.batch_size == 8
-    assert plan.lr == pytest.approx(5e-4 * (8 / 64) ** 0.5)  # sqrt scaling for Adam
+    assert plan.lr == pytest.approx(2e-3 * (8 / 64) ** 0.5)  # sqrt scaling for Adam
     assert plan.warmup_iters == 10 and cfg.param_scheduler[1]['end'] == 200
     cfg, plan = _scheduled(MAIN_CONFIG, 200, iters=300)
     assert plan.epochs is None and plan.iters == 300
@@ -90,7 +90,7 @@ def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
     assert cfg.train_cfg.val_interval == 30 and not cfg.default_hooks.checkpoint.by_epoch
     cfg, plan = _scheduled(MAIN_CONFIG, 200, batch_size=16)
     assert plan.epochs == 200 and plan.iters == 200 * 13  # the same data, more steps
-    assert plan.lr == pytest.approx(5e-4 * 0.5)
+    assert plan.lr == pytest.approx(2e-3 * 0.5)
     cfg, plan = _scheduled(MAIN_CONFIG, 3000)  # a large set: at least 60 epochs of it
     assert plan.epochs == 60 and plan.warmup_iters == round(0.05 * plan.iters)
     cfg, plan = _scheduled(MAIN_CONFIG, 200, iters=1)  # one step: all warmup, no decay
@@ -101,14 +101,14 @@ def test_the_plan_counts_every_process_and_honours_auto_scale_lr():
     # 4 processes share each epoch's 200 faces: 50 each, 7 steps of 8; the lr sees 32 per step
     cfg, plan = _scheduled(MAIN_CONFIG, 200, epochs=8, batch_size=8, processes=4)
     assert plan.iters_per_epoch == 7 and plan.iters == 56 and plan.samples == 1600
-    assert plan.lr == pytest.approx(5e-4 * (32 / 64) ** 0.5)
+    assert plan.lr == pytest.approx(2e-3 * (32 / 64) ** 0.5)
     assert cfg.param_scheduler[1]['end'] == 56
     # --auto-scale-lr: mmengine's linear rule instead of the plan's, applied by the runner
     cfg = Config.fromfile(str(MAIN_CONFIG))
     cfg.auto_scale_lr.enable = True
     plan = plan_schedule(cfg, 200, batch_size=16)
-    assert cfg.auto_scale_lr.enable and cfg.optim_wrapper.optimizer.lr == 5e-4
-    assert plan.lr == pytest.approx(5e-4 * 16 / 64) and 'linear' in plan.lr_note
+    assert cfg.auto_scale_lr.enable and cfg.optim_wrapper.optimizer.lr == 2e-3
+    assert plan.lr == pytest.approx(2e-3 * 16 / 64) and 'linear' in plan.lr_note
 
 
 def test_a_planned_run_prints_its_plan_and_runs_exactly_its_steps(coco_dir, tmp_path):
