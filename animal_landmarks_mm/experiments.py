@@ -133,7 +133,8 @@ def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100
 def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
                    target_faces: int = 100, val_faces: int = 100,
                    pretrain_iters: int | None = None, iters: int | None = None,
-                   batch_size: int = 8, seed: int = 0) -> dict:
+                   batch_size: int = 8, seed: int = 0,
+                   finetune_lrs: tuple[float, ...] = ()) -> dict:
     """Fine-tuning from another style family against training from scratch (see the module
     docstring).
 
@@ -147,6 +148,7 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
         iters: steps of each target run (default: each config's own plan).
         batch_size: faces per step.
         seed: seed of the synthetic faces.
+        finetune_lrs: more fine-tuning runs at these peak lrs, beside the config's own.
     """
     out_dir = Path(out_dir)
     results = dict(experiment='transfer', device=_device(), batch_size=batch_size,
@@ -161,6 +163,11 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
                         family='animal')
     results['finetune'] = train_run(FINETUNE_CONFIG, target, out_dir / 'finetune', iters=iters,
                                     batch_size=batch_size, checkpoint=str(pretrained))
+    results['finetune_lr'] = {}
+    for lr in finetune_lrs:
+        results['finetune_lr'][f'{lr:g}'] = train_run(
+            FINETUNE_CONFIG, target, out_dir / f'finetune_lr{lr:g}', iters=iters,
+            batch_size=batch_size, checkpoint=str(pretrained), extra=('--lr', str(lr)))
     results['scratch'] = train_run(MAIN_CONFIG, target, out_dir / 'scratch', iters=iters,
                                    batch_size=batch_size)
     _save(results, out_dir / 'transfer.json')
@@ -197,9 +204,12 @@ def plot_transfer_curve(results: dict, out_file: str | os.PathLike) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for key, label in (('finetune', f'fine-tuned from {results["pretrain_faces"]} human faces'),
-                       ('scratch', 'from scratch')):
-        runs = results[key]
+    curves = [(results['finetune'], f'fine-tuned from {results["pretrain_faces"]} human faces '
+               '(fine-tuning config)')]
+    curves += [(runs, f'fine-tuned, peak lr {lr}')
+               for lr, runs in results.get('finetune_lr', {}).items()]
+    curves.append((results['scratch'], 'from scratch (main config)'))
+    for runs, label in curves:
         ax.plot([r['step'] for r in runs], [r['NME'] for r in runs], 'o-', label=label)
     ax.set_yscale('log')
     ax.set_xlabel('training steps')
@@ -207,7 +217,7 @@ def plot_transfer_curve(results: dict, out_file: str | os.PathLike) -> None:
     ax.set_title(f'{results["target_faces"]} animal faces, batch {results["batch_size"]}, '
                  f'{results["device"]}', fontsize=9)
     ax.grid(alpha=0.3, which='both')
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_file)
     plt.close(fig)

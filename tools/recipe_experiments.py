@@ -26,6 +26,8 @@ def parse_args(argv=None):
     transfer.add_argument('--target-faces', type=int, default=100)
     transfer.add_argument('--pretrain-iters', type=int,
                           help='steps of the pretraining (default: its plan)')
+    transfer.add_argument('--finetune-lr', type=float, nargs='*', default=[],
+                          help='more fine-tuning runs at these peak lrs')
     for p in (curve, transfer):
         p.add_argument('--out-dir', required=True)
         p.add_argument('--val-faces', type=int, default=100)
@@ -46,7 +48,8 @@ def main(argv=None):
             results = transfer_curve(args.out_dir, pretrain_faces=args.pretrain_faces,
                                      target_faces=args.target_faces, val_faces=args.val_faces,
                                      pretrain_iters=args.pretrain_iters, iters=args.iters,
-                                     batch_size=args.batch_size, seed=args.seed)
+                                     batch_size=args.batch_size, seed=args.seed,
+                                     finetune_lrs=tuple(args.finetune_lr))
     except (AnimalLandmarksError, OSError) as e:
         sys.exit(f'error: {e}')
     print(json.dumps(results, indent=1))
