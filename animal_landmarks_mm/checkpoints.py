@@ -36,6 +36,10 @@ class CheckpointError(AnimalLandmarksError, ValueError):
     is one line naming the file and saying how."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A readable checkpoint whose tensors do not fit the model (names or shapes differ)."""
+
+
 #: The anime_face_detector head's names -> ours, as mmengine ``revise_keys`` (pattern, repl).
 AFD_TO_MMPOSE_KEYS = (
     (r'^keypoint_head\.final_layer\.0\.', 'head.conv_layers.0.'),
@@ -147,8 +151,9 @@ def load_strict(model: torch.nn.Module, path: str | os.PathLike,
         The checkpoint's layout in words, for logs.
 
     Raises:
-        CheckpointError: an unreadable file, or one that does not fit the model (the missing,
-            unexpected and mis-shaped tensors, in one line).
+        CheckpointError: an unreadable file.
+        CheckpointMismatchError: a file that does not fit the model (the missing, unexpected
+            and mis-shaped tensors, in one line).
     """
     state_dict, _ = read_checkpoint(path)
     layout = ('anime_face_detector (mmpose 0.x names)'
@@ -160,6 +165,80 @@ def load_strict(model: torch.nn.Module, path: str | os.PathLike,
         expected = {k: v for k, v in expected.items() if k.startswith('backbone.')}
     difference = compare_state_dicts(state_dict, expected)
     if difference:
-        raise CheckpointError(f'{path} does not fit the model: {difference}')
+        raise CheckpointMismatchError(f'{path} does not fit the model: {difference}')
     model.load_state_dict(state_dict, strict=not backbone_only)
     return layout
+
+
+def init_model_strict(config: str | os.PathLike | None, checkpoint: str | os.PathLike,
+                      device: str = 'cpu') -> torch.nn.Module:
+    """The model of a config (default: the main config) with a checkpoint loaded strictly.
+
+    Not mmpose's ``init_model(config, checkpoint)``: it loads with ``strict=False``, which would
+    leave an anime_face_detector checkpoint's head random without a word.
+
+    Raises:
+        CheckpointError: a missing config or an unreadable checkpoint.
+        CheckpointMismatchError: weights that do not fit the config's model (the message names
+            the config: pass the one the model was trained with).
+    """
+    from pathlib import Path
+
+    from mmpose.apis import init_model
+
+    from .model_zoo import MAIN_CONFIG
+    config = MAIN_CONFIG if config is None else config
+    if not Path(config).is_file():
+        raise CheckpointError(f'config not found: {config}')
+    model = init_model(str(config), None, device=device)
+    try:
+        load_strict(model, checkpoint)
+    except CheckpointMismatchError as e:
+        raise CheckpointMismatchError(f'{e} of {config}') from None
+    return model
+
+
+def reference_state_dict(config: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of the model a config (default: the main config) builds: random weights,
+    for names and shapes."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from .model_zoo import MAIN_CONFIG
+    init_default_scope('mmpose')
+    return MODELS.build(Config.fromfile(str(config or MAIN_CONFIG)).model).state_dict()
+
+
+def check_anime_face_detector_compatible(state_dict: dict[str, torch.Tensor],
+                                         reference: dict[str, torch.Tensor] | None = None
+                                         ) -> None:
+    """Refuse a model anime_face_detector cannot hold.
+
+    Args:
+        state_dict: the model's weights under mmpose 1.x names.
+        reference: the expected state dict (default: the main config's model).
+
+    Raises:
+        CheckpointError: another keypoint count, backbone or head layout, explained.
+    """
+    from .schema import NUM_KEYPOINTS
+    final = state_dict.get('head.final_layer.weight')
+    if final is not None and final.shape[0] != NUM_KEYPOINTS:
+        raise CheckpointError(
+            f'the head predicts {final.shape[0]} keypoints; anime_face_detector\'s model holds '
+            f'{NUM_KEYPOINTS}')
+    reference = reference_state_dict() if reference is None else reference
+    for part in ('backbone.', 'head.'):
+        ours = {k: v for k, v in state_dict.items() if k.startswith(part)}
+        expected = {k: v for k, v in reference.items() if k.startswith(part)}
+        difference = compare_state_dicts(ours, expected)
+        if difference:
+            what = 'backbone (HRNetV2-W18 expected)' if part == 'backbone.' else \
+                f'head layout (conv 270->270, BN, conv 270->{NUM_KEYPOINTS} expected)'
+            raise CheckpointError(
+                f'anime_face_detector cannot hold this model: other {what}: {difference}')
+    others = sorted(k for k in state_dict if not k.startswith(('backbone.', 'head.')))
+    if others:
+        raise CheckpointError(
+            f'anime_face_detector cannot hold this model: extra tensors {others[:3]}')

@@ -14,61 +14,17 @@ import os
 from pathlib import Path
 
 import torch
-from mmengine.config import Config
 
 from .annotation import file_sha256
 from .checkpoints import (
     CheckpointError,
-    compare_state_dicts,
+    check_anime_face_detector_compatible,
     read_checkpoint,
     to_anime_face_detector_state_dict,
     to_mmpose_state_dict,
 )
-from .model_zoo import MAIN_CONFIG
-from .schema import NUM_KEYPOINTS
 
 FORMATS = ('safetensors', 'pth', 'mmpose')
-
-
-def reference_state_dict(config: str | os.PathLike = MAIN_CONFIG) -> dict[str, torch.Tensor]:
-    """The state dict of the model a config builds (random weights; for names and shapes)."""
-    from mmengine.registry import init_default_scope
-    from mmpose.registry import MODELS
-    init_default_scope('mmpose')
-    return MODELS.build(Config.fromfile(str(config)).model).state_dict()
-
-
-def check_anime_face_detector_compatible(state_dict: dict[str, torch.Tensor],
-                                         reference: dict[str, torch.Tensor] | None = None
-                                         ) -> None:
-    """Refuse a model anime_face_detector cannot hold.
-
-    Args:
-        state_dict: the model's weights under mmpose 1.x names.
-        reference: the expected state dict (default: the main config's model).
-
-    Raises:
-        CheckpointError: another keypoint count, backbone or head layout, explained.
-    """
-    final = state_dict.get('head.final_layer.weight')
-    if final is not None and final.shape[0] != NUM_KEYPOINTS:
-        raise CheckpointError(
-            f'the head predicts {final.shape[0]} keypoints; anime_face_detector\'s model holds '
-            f'{NUM_KEYPOINTS}')
-    reference = reference_state_dict() if reference is None else reference
-    for part in ('backbone.', 'head.'):
-        ours = {k: v for k, v in state_dict.items() if k.startswith(part)}
-        expected = {k: v for k, v in reference.items() if k.startswith(part)}
-        difference = compare_state_dicts(ours, expected)
-        if difference:
-            what = 'backbone (HRNetV2-W18 expected)' if part == 'backbone.' else \
-                'head layout (conv 270->270, BN, conv 270->28 expected)'
-            raise CheckpointError(
-                f'anime_face_detector cannot hold this model: other {what}: {difference}')
-    others = sorted(k for k in state_dict if not k.startswith(('backbone.', 'head.')))
-    if others:
-        raise CheckpointError(
-            f'anime_face_detector cannot hold this model: extra tensors {others[:3]}')
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,

@@ -5,7 +5,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpose.registry import HOOKS
 
-from .checkpoints import CheckpointError, load_strict
+from .checkpoints import CheckpointError, CheckpointMismatchError, load_strict
 
 
 @HOOKS.register_module()
@@ -49,7 +49,7 @@ class StrictLoadFromHook(Hook):
         try:
             layout = load_strict(model, path, backbone_only=self.backbone_only)
         except CheckpointError as e:
-            hint = '' if self.backbone_only or 'does not fit' not in str(e) else (
+            hint = '' if self.backbone_only or not isinstance(e, CheckpointMismatchError) else (
                 ' (to load its backbone only, add custom_hooks=[dict(type='
                 '\'StrictLoadFromHook\', backbone_only=True)] or pass --cfg-options '
                 'custom_hooks.0.backbone_only=True)')

@@ -33,6 +33,7 @@ from .annotation import (
     file_sha256,
     image_files,
     load_annotation,
+    remove_stale_temporaries,
     save_annotation,
     write_json_atomic,
 )
@@ -167,28 +168,14 @@ class LandmarkPredictor:
         device: ``cpu``, ``cuda``, ``cuda:0``...
 
     Raises:
-        InferenceInputError: a missing config.
-        CheckpointError: an unreadable checkpoint, or weights that do not fit the config's
-            model (then pass the config the model was trained with).
+        CheckpointError: a missing config, an unreadable checkpoint, or weights that do not
+            fit the config's model (then pass the config the model was trained with).
     """
 
     def __init__(self, config: str | os.PathLike | None, checkpoint: str | os.PathLike,
                  device: str = 'cpu'):
-        from mmpose.apis import init_model
-
-        from .checkpoints import CheckpointError, load_strict
-        from .model_zoo import MAIN_CONFIG
-        config = MAIN_CONFIG if config is None else config
-        if not Path(config).is_file():
-            raise InferenceInputError(f'config not found: {config}')
-        # Not init_model's loading: it ignores names that do not match, which would leave an
-        # anime_face_detector checkpoint's head random without a word.
-        self.model = init_model(str(config), None, device=device)
-        try:
-            load_strict(self.model, checkpoint)
-        except CheckpointError as e:
-            raise CheckpointError(f'{e} of {config}' if 'does not fit' in str(e) else str(e)
-                                  ) from None
+        from .checkpoints import init_model_strict
+        self.model = init_model_strict(config, checkpoint, device=device)
         self.checkpoint = str(checkpoint)
         self._visualizer = None
 
@@ -358,6 +345,8 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     annotation_dir = Path(annotation_dir) if annotation_dir else out_dir / 'annotations'
     (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
     annotation_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, annotation_dir):  # what a killed run left half-written
+        remove_stale_temporaries(folder)
     ranking_file = out_dir / 'ranking.json'
     if rank and ranking_file.resolve().is_relative_to(annotation_dir.resolve()):
         raise InferenceInputError(

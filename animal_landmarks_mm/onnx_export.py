@@ -160,7 +160,7 @@ class LandmarkGraph(nn.Module):
         shift_heatmap: shift the flipped-back heatmaps one pixel to the right, as mmpose does.
     """
 
-    def __init__(self, model: nn.Module, flip_indices: list[int], mean: list[float],
+    def __init__(self, model: nn.Module, *, flip_indices: list[int], mean: list[float],
                  std: list[float], bgr_to_rgb: bool, heatmap_size: tuple[int, int],
                  input_size: tuple[int, int], blur_kernel_size: int, flip_test: bool = True,
                  shift_heatmap: bool = True):
@@ -277,9 +277,10 @@ def build_graph(model: nn.Module, settings: dict | None = None) -> LandmarkGraph
     """The exportable module of an mmpose model (see :func:`graph_settings`)."""
     settings = settings or graph_settings(model)
     return LandmarkGraph(
-        model.eval(), settings['flip_indices'], settings['mean'], settings['std'],
-        settings['bgr_to_rgb'], tuple(settings['heatmap_size']), tuple(settings['input_size']),
-        settings['blur_kernel_size'], flip_test=settings['flip_test'],
+        model.eval(), flip_indices=settings['flip_indices'], mean=settings['mean'],
+        std=settings['std'], bgr_to_rgb=settings['bgr_to_rgb'],
+        heatmap_size=tuple(settings['heatmap_size']), input_size=tuple(settings['input_size']),
+        blur_kernel_size=settings['blur_kernel_size'], flip_test=settings['flip_test'],
         shift_heatmap=settings['shift_heatmap']).eval()
 
 
@@ -319,20 +320,10 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
             model the graph cannot express.
     """
     import onnx
-    from mmpose.apis import init_model
 
-    from .checkpoints import load_strict
-    from .model_zoo import MAIN_CONFIG
-    config = MAIN_CONFIG if config is None else config
-    if not Path(config).is_file():
-        raise CheckpointError(f'config not found: {config}')
-    model = init_model(str(config), None, device='cpu')
+    from .checkpoints import init_model_strict
+    model = init_model_strict(config, checkpoint, device='cpu')
     settings = graph_settings(model)
-    try:
-        load_strict(model, checkpoint)
-    except CheckpointError as e:
-        raise CheckpointError(f'{e} of {config}' if 'does not fit' in str(e) else str(e)
-                              ) from None
     graph = build_graph(model, settings)
     width, height = settings['input_size']
     example = torch.zeros(2, height, width, 3, dtype=torch.uint8)

@@ -22,7 +22,8 @@ def inference_latency(repeats: int | None = None, batch: int = 8) -> dict:
 
     import animal_landmarks_mm  # noqa: F401
 
-    from ..export import export_checkpoint, reference_state_dict
+    from ..checkpoints import reference_state_dict
+    from ..export import export_checkpoint
     device = current_device()
     repeats = repeats or (50 if device == 'cuda' else 5)
     with tempfile.TemporaryDirectory() as tmp:

@@ -50,7 +50,8 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
     import torch
     from anime_face_detector import LandmarkDetector
 
-    from ..export import export_checkpoint, reference_state_dict
+    from ..checkpoints import reference_state_dict
+    from ..export import export_checkpoint
     from ..infer import LandmarkPredictor
     from ..onnx_export import export_onnx
     from ..onnx_predictor import OnnxLandmarkPredictor
