@@ -58,7 +58,7 @@ from .annotate import (
 )
 from .annotation import STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError, image_size
 from .errors import AnimalLandmarksError
-from .schema import GROUP_COLORS, LANDMARKS, SKELETON, VISIBILITY_FLAGS
+from .schema import GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, SKELETON, VISIBILITY_FLAGS, click_runs
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,31 @@ def _box_for_face(boxes: np.ndarray, edit: ImageEdit) -> tuple[float, float, flo
 
 
 @functools.cache
+def label_parts() -> list[dict]:
+    """How the editor turns each point's number away from its neighbours, from the schema's click
+    runs: ``points`` of a part and what its labels point away from (``away_from``): ``'face'``,
+    the face's centre (the contour); ``'self'``, the part's own centre (eyes, mouth: labels
+    spread around them); an index into this list, the same side's eye (a brow); ``'beside'``, a
+    fixed side (a point alone, the nose tip: clear of the upper lip)."""
+    runs = click_runs()
+    names = list(runs)
+    parts = []
+    for name, members in runs.items():
+        group = LANDMARKS[members[0]].group
+        side = name.split()[0]
+        if group == 'contour':
+            away = 'face'
+        elif group == 'eyebrows' and f'{side} eye' in runs:
+            away = names.index(f'{side} eye')
+        else:
+            away = 'self'
+        parts.append(dict(points=members, away_from=away))
+    in_runs = {k for members in runs.values() for k in members}
+    parts += [dict(points=[k], away_from='beside') for k in range(NUM_KEYPOINTS)
+              if k not in in_runs]
+    return parts
+
+
 def chart() -> tuple[bytes, int, int, list[list[float]]]:
     """The click-order chart: a drawn character (PNG) and its 28 points, which the page
     numbers (large enough to read, enlarged on click)."""
@@ -578,7 +603,8 @@ class Annotator:
                             color='#' + bytes(GROUP_COLORS[lm.group]).hex())
                        for lm in LANDMARKS],
             skeleton=[list(pair) for pair in SKELETON],
-            visibility={str(k): v for k, v in VISIBILITY_FLAGS.items()},
+            visibility={name: flag for flag, name in VISIBILITY_FLAGS.items()},
+            label_parts=label_parts(),
             skip_reasons=list(SKIP_REASONS), predict=self.predictor is not None,
             detector=self.detector is not None, shortcuts=SHORTCUTS,
             chart=dict(url='annotator/chart.png', width=width, height=height, points=points))

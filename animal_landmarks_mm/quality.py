@@ -72,14 +72,10 @@ from pathlib import Path
 import numpy as np
 
 from .annotation import (
-    STATUS_PREDICTED,
-    STATUS_SKIPPED,
-    AnnotationError,
     ImageAnnotation,
-    load_annotation,
     write_json_atomic,
 )
-from .converter import AnnotationReader, face_box_xyxy, list_annotation_files
+from .converter import AnnotationReader, face_box_xyxy
 from .errors import AnimalLandmarksError
 from .schema import (
     ABSENT,
@@ -89,6 +85,7 @@ from .schema import (
     LANDMARKS,
     NUM_KEYPOINTS,
     OCCLUDED,
+    click_runs,
     describe,
     flip_indices,
     group_indices,
@@ -201,24 +198,6 @@ def _names(points: Sequence[int]) -> str:
     return ', '.join(str(i) for i in points)
 
 
-def _parts() -> dict[str, list[int]]:
-    """The runs of points clicked one after the other, in click (index) order: a group whose
-    points all have a mirror partner splits into its sides (each brow, each eye); a group with
-    points on the midline (jaw, mouth) is one run."""
-    flip = flip_indices()
-    parts: dict[str, list[int]] = {}
-    for group, members in group_indices().items():
-        if len(members) < 2:
-            continue
-        if all(flip[i] != i for i in members):
-            for side in ('left', 'right'):
-                parts[f'{side} {group.removesuffix("s")}'] = [
-                    i for i in members if side in KEYPOINT_NAMES[i]]
-        else:
-            parts[group] = members
-    return parts
-
-
 def _partner_pairs(members: Sequence[int], a: str, b: str) -> list[tuple[int, int]]:
     """Pairs of ``members`` whose names differ by ``a`` -> ``b`` (e.g. 'upper' -> 'lower')."""
     pairs = []
@@ -256,7 +235,7 @@ def relabellings() -> list[Relabelling]:
             add(REASON_LEFT_RIGHT, _swapped(pairs),
                 f'the left and right {group} look exchanged (points '
                 f'{_names(sorted(i for p in pairs for i in p))})')
-    for part, members in _parts().items():
+    for part, members in click_runs().items():
         for k, i in enumerate(members):
             for j in members[k + 1:]:
                 reason = REASON_LEFT_RIGHT if flip[i] == j else REASON_ORDER
@@ -826,9 +805,9 @@ def read_faces(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike |
     """The faces of every usable annotation file of a folder (read recursively).
 
     With ``image_dir`` the files are validated against their images
-    (:class:`~.converter.AnnotationReader`); without, only parsed (the geometry needs no
-    pixels). Skipped files, and unreviewed predictions unless ``include_predicted``, are left
-    out; broken files are listed in ``problems``.
+    (:class:`~.converter.AnnotationReader`); without, only read and checked as files (the
+    geometry needs no pixels). Skipped files, and unreviewed predictions unless
+    ``include_predicted``, are left out; broken files are listed in ``problems``.
 
     Raises:
         QualityCheckError: the annotation folder or the image folder does not exist.
@@ -837,30 +816,14 @@ def read_faces(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike |
     if not annotation_dir.is_dir():
         raise QualityCheckError(f'annotation folder not found: {annotation_dir}')
     result = FolderFaces()
-    if image_dir is not None:
-        if not Path(image_dir).is_dir():
-            raise QualityCheckError(f'image folder not found: {image_dir}')
-        contents = AnnotationReader(image_dir, include_predicted=include_predicted,
-                                    progress=progress).read(annotation_dir)
-        result.problems = contents.problems
-        result.left_out = contents.skipped + contents.predicted
-        sources = [(r.name, r.image_path, r.annotation) for r in contents.records]
-        result.files = len(sources) + len(result.problems) + len(result.left_out)
-    else:
-        sources = []
-        files = list_annotation_files(annotation_dir)
-        result.files = len(files)
-        for path in files:
-            try:
-                annotation = load_annotation(path)
-            except AnnotationError as e:
-                result.problems.append(str(e))
-                continue
-            if annotation.status == STATUS_SKIPPED or (
-                    annotation.status == STATUS_PREDICTED and not include_predicted):
-                result.left_out.append(str(path))
-                continue
-            sources.append((path.relative_to(annotation_dir).as_posix(), None, annotation))
+    if image_dir is not None and not Path(image_dir).is_dir():
+        raise QualityCheckError(f'image folder not found: {image_dir}')
+    contents = AnnotationReader(image_dir, include_predicted=include_predicted,
+                                progress=progress).read(annotation_dir)
+    result.problems = contents.problems
+    result.left_out = contents.skipped + contents.predicted
+    sources = [(r.name, r.image_path, r.annotation) for r in contents.records]
+    result.files = len(sources) + len(result.problems) + len(result.left_out)
     for name, image_path, annotation in sources:
         for k in range(len(annotation.faces)):
             result.faces.append(LabelledFace(name, annotation.image, k, image_path, annotation))

@@ -127,6 +127,26 @@ def describe(index: int) -> str:
     return f'{index}: {LANDMARKS[index].description}'
 
 
+def click_runs() -> dict[str, list[int]]:
+    """The runs of points clicked one after the other, in click (index) order: a group whose
+    points all have a mirror partner splits into its sides (``'left eyebrow'``, ``'right
+    eye'``...); a group with points on the midline (``'contour'``, ``'mouth'``) is one run; a
+    group of one point (the nose) is none. The quality checks test the order along each run; the
+    editor places labels by them."""
+    flip = flip_indices()
+    parts: dict[str, list[int]] = {}
+    for group, members in group_indices().items():
+        if len(members) < 2:
+            continue
+        if all(flip[i] != i for i in members):
+            for side in ('left', 'right'):
+                parts[f'{side} {group.removesuffix("s")}'] = [
+                    i for i in members if side in KEYPOINT_NAMES[i]]
+        else:
+            parts[group] = members
+    return parts
+
+
 def dataset_info() -> dict:
     """The mmpose ``dataset_info`` dict (keypoint_info, skeleton_info, joint_weights, sigmas)."""
     flip = flip_indices()

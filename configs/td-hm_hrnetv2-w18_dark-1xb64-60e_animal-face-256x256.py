@@ -6,6 +6,10 @@ _base_ = ['mmpose::face_2d_keypoint/topdown_heatmap/wflw/'
 
 custom_imports = dict(imports=['animal_landmarks_mm'], allow_failed_imports=False)
 
+# the point count comes from the schema, the one definition of the 28 points (after _base_, so
+# that mmengine still reads this file as a plain config; the module stays out of the config)
+from animal_landmarks_mm import schema  # noqa: E402
+
 # The schedule fits the data, not WFLW's 7,500 faces: tools/train.py sizes every run with this
 # recipe (animal_landmarks_mm/schedule.py) and prints the plan. At least 40,000 training samples
 # (200 epochs of 200 faces at any batch: the original tools' advice for training from scratch)
@@ -50,7 +54,7 @@ model = dict(
     # --cfg-options model.backbone.init_cfg.type=Pretrained \
     #     model.backbone.init_cfg.checkpoint=/path/to/hrnetv2_w18_imagenet.pth
     backbone=dict(init_cfg=None),
-    head=dict(out_channels=28))
+    head=dict(out_channels=schema.NUM_KEYPOINTS))
 
 dataset_type = 'AnimalCharacterFaceDataset'
 # the folder tools/dataset.py wrote (--output-dir); image paths in its files are relative to it

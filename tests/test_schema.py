@@ -45,3 +45,22 @@ def test_dataset_metainfo_is_resolved_from_the_package(tmp_path, monkeypatch):
     meta = AnimalCharacterFaceDataset(ann_file='', lazy_init=True).metainfo
     assert meta['dataset_name'] == 'animal_character_face'
     assert list(meta['flip_indices']) == DOC_FLIP_INDICES
+
+
+def test_click_runs_and_the_editors_label_parts_cover_the_schema():
+    runs = schema.click_runs()
+    assert set(runs) == {'contour', 'left eyebrow', 'right eyebrow', 'left eye', 'right eye',
+                         'mouth'}
+    flip = schema.flip_indices()
+    for side in ('eyebrow', 'eye'):  # each side's run mirrors the other's
+        assert sorted(flip[k] for k in runs[f'left {side}']) == runs[f'right {side}']
+
+    from animal_landmarks_mm.annotate_app import label_parts
+    parts = label_parts()
+    covered = [k for part in parts for k in part['points']]
+    assert sorted(covered) == list(range(schema.NUM_KEYPOINTS))  # every point once
+    by_first = {schema.KEYPOINT_NAMES[p['points'][0]]: p for p in parts}
+    assert by_first['nose_tip']['away_from'] == 'beside'
+    assert by_first['temple_left']['away_from'] == 'face'
+    brow, eye = by_first['brow_left_outer'], parts.index(by_first['eye_left_upper_outer'])
+    assert brow['away_from'] == eye  # a brow's labels go away from its own eye

@@ -92,7 +92,7 @@ def main(argv=None):
         annotator = Annotator(session=session, predictor=predictor, detector=detector,
                               model=model_id(args.checkpoint) if args.checkpoint else None,
                               pre_annotate=args.pre_annotate)
-    except (AnimalLandmarksError, FileNotFoundError) as e:
+    except AnimalLandmarksError as e:
         sys.exit(f'error: {e}')
     except OSError as e:  # the output folder, say
         sys.exit(f'error: {e.strerror or e}: {e.filename or args.output_dir}')

@@ -6,6 +6,7 @@ Example:
 import argparse
 import json
 import platform
+import sys
 import time
 
 from animal_landmarks_mm.benchmarks import BENCHMARKS, format_table, run_isolated
@@ -38,8 +39,11 @@ def main(argv=None):
     print(f'machine: {machine()}')
     print(format_table(results))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(dict(machine=machine(), results=results), f, indent=1)
+        try:
+            with open(args.out, 'w') as f:
+                json.dump(dict(machine=machine(), results=results), f, indent=1)
+        except OSError as e:
+            sys.exit(f'error: cannot write {args.out}: {e.strerror or e}')
 
 
 if __name__ == '__main__':

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..schema import NUM_KEYPOINTS
+
 
 def _ms(values) -> dict:
     values = np.asarray(values, float)
@@ -50,7 +52,8 @@ def _folder(root: Path, size: tuple[int, int], face_side: int, folder_images: in
     cv2.imwrite(str(images / '1_small.png'), picture[:64, :64])
     for i in range(folder_images - 2):
         os.link(images / '1_small.png', images / f'img_{i:05d}.png')
-    template = ImageAnnotation('x', 64, 64, [Face([(1.0 + k, 2.0 + k) for k in range(28)])])
+    face = Face([(1.0 + k, 2.0 + k) for k in range(NUM_KEYPOINTS)])
+    template = ImageAnnotation('x', 64, 64, [face])
     for i in range(0, folder_images - 2, 2):
         template.image = f'img_{i:05d}.png'
         save_annotation(out / f'img_{i:05d}.json', template)
@@ -108,9 +111,11 @@ def _in_browser(url: str, points: np.ndarray, size: tuple[int, int], out: Path) 
                       click_to_draw_at_fit_ms=_ms(at_fit),
                       click_to_draw_zoomed_ms=_ms(timings[count:]),
                       zoom=round(page.evaluate('window.landmarkEditor.view.s'), 2))
-        # an edit to the disk: drag-free moves of point 27 (select it, click its new place)
+        # an edit to the disk: drag-free moves of the last point (select it, click its new
+        # place)
+        last = NUM_KEYPOINTS - 1
         target = out / '0_large.json'
-        seconds, current = [], points[27]
+        seconds, current = [], points[last]
         for k in range(10):
             page.keyboard.press('Escape')
             rect = page.locator('#landmark-image').evaluate(RECT_JS)
@@ -120,7 +125,7 @@ def _in_browser(url: str, points: np.ndarray, size: tuple[int, int], out: Path) 
             click(new)
             while True:
                 try:
-                    saved = json.loads(target.read_text())['faces'][0]['landmarks'][27]
+                    saved = json.loads(target.read_text())['faces'][0]['landmarks'][last]
                 except (OSError, ValueError, KeyError, IndexError):
                     saved = None
                 if saved is not None and abs(saved[0] - new[0]) < 0.01:

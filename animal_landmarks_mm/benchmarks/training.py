@@ -30,7 +30,7 @@ def _as_wflw(data_root: Path, split: str) -> str:
     return path.name
 
 
-def _train_throughput(config, data_root: Path, ann_file: str, dataset_type: str | None,
+def _train_throughput(config, *, data_root: Path, ann_file: str, dataset_type: str | None,
                       batch_size: int, iters: int, workers: int, work_dir: Path) -> float:
     """Images/s of mmengine's training loop, after 2 warm-up iterations."""
     from mmengine.config import Config
@@ -79,10 +79,11 @@ def training_throughput(batch_size: int | None = None, iters: int | None = None,
     iters = iters or (30 if cuda else 4)
     with tempfile.TemporaryDirectory() as tmp:
         root = synthetic_coco(Path(tmp) / 'data', max(2 * batch_size, 16))
-        ours = _train_throughput(OUR_CONFIG, root, 'annotations/train.json', None, batch_size,
-                                 iters, workers, Path(tmp) / 'ours')
-        stock = _train_throughput(stock_config(), root, 'annotations/' + _as_wflw(root, 'train'),
-                                  'WFLWDataset', batch_size, iters, workers, Path(tmp) / 'stock')
+        runs = dict(data_root=root, batch_size=batch_size, iters=iters, workers=workers)
+        ours = _train_throughput(OUR_CONFIG, ann_file='annotations/train.json',
+                                 dataset_type=None, work_dir=Path(tmp) / 'ours', **runs)
+        stock = _train_throughput(stock_config(), ann_file='annotations/' + _as_wflw(root, 'train'),
+                                  dataset_type='WFLWDataset', work_dir=Path(tmp) / 'stock', **runs)
     return dict(device=device(), batch_size=batch_size, iters=iters, workers=workers,
                 ours_img_s=ours, stock_wflw_img_s=stock, ratio=round(ours / stock, 3),
                 **peak_memory())

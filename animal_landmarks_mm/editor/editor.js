@@ -27,7 +27,17 @@
 (() => {
   'use strict';
 
-  const VISIBLE = 2, OCCLUDED = 1, ABSENT = 0;
+  // The schema's visibility flags, point count and parts: from the server's config
+  // (schema.py is their one definition), set once by adoptSchema before anything is drawn.
+  let VISIBLE, OCCLUDED, ABSENT, NUM_POINTS;
+  let PARTS = [];      // [{points, away_from}], see annotate_app.label_parts
+  const PART_OF = [];  // point index -> its part
+  function adoptSchema(config) {
+    ({visible: VISIBLE, occluded: OCCLUDED, absent: ABSENT} = config.visibility);
+    NUM_POINTS = config.landmarks.length;
+    PARTS = config.label_parts;
+    PARTS.forEach((part, p) => part.points.forEach((k) => { PART_OF[k] = p; }));
+  }
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const PRESS_SLOP = 5;        // screen px a press may move and still be a click
   const HIT_RADIUS = 10;       // screen px around a point that grab it
@@ -63,7 +73,8 @@
 
   function clone(value) { return JSON.parse(JSON.stringify(value)); }
   function emptyFace() {
-    return {points: new Array(28).fill(null), visibility: new Array(28).fill(VISIBLE),
+    return {points: new Array(NUM_POINTS).fill(null),
+            visibility: new Array(NUM_POINTS).fill(VISIBLE),
             bbox: null, scores: null, predicted: false};
   }
   function nextIndex(face) {
@@ -77,14 +88,6 @@
                       target.isContentEditable);
   }
 
-  // Which way each point's label goes: away from the centre of its part (the mouth's labels
-  // then spread around the mouth instead of piling up).
-  const PARTS = [[0, 1, 2, 3, 4], [5, 6, 7], [8, 9, 10], [11, 12, 13, 14, 15, 16],
-                 [17, 18, 19, 20, 21, 22], [23], [24, 25, 26, 27]];
-  const PART_OF = [];
-  PARTS.forEach((part, p) => part.forEach((k) => { PART_OF[k] = p; }));
-  const BROW_EYE = {1: 3, 2: 4};  // a brow's label goes away from its eye
-
   /** The direction of each point's label, away from the centre of its part (the mouth's
    *  labels spread around the mouth, a brow's go away from its eye). */
   function labelDirections(pts) {
@@ -95,13 +98,14 @@
               ps.reduce((s, p) => s + p[1], 0) / ps.length];
     };
     const faceCentre = centre([...Array(pts.length).keys()]);
-    const partCentres = PARTS.map((part) => (part.length > 1 ? centre(part) : null));
+    const partCentres = PARTS.map(
+      (part) => (part.points.length > 1 ? centre(part.points) : null));
     return pts.map((p, k) => {
       if (!p) return null;
-      const part = PART_OF[k];
-      let from = part === 0 || part === 5 ? faceCentre : partCentres[part];
-      if (BROW_EYE[part] !== undefined) from = partCentres[BROW_EYE[part]] || faceCentre;
-      if (part === 5) return [1, 0];  // the nose tip: beside it, clear of the upper lip
+      const part = PART_OF[k], away = PARTS[part] ? PARTS[part].away_from : 'beside';
+      if (away === 'beside') return [1, 0];  // e.g. the nose tip: clear of the upper lip
+      let from = away === 'face' ? faceCentre : away === 'self' ? partCentres[part]
+        : partCentres[away] || faceCentre;
       if (from) {
         const vx = p[0] - from[0], vy = p[1] - from[1], n = Math.hypot(vx, vy);
         if (n > 1e-6) return [vx / n, vy / n];
@@ -198,6 +202,7 @@
       for (let attempt = 0; ; attempt++) {
         try {
           this.config = await this.request('GET', 'annotator/api/config');
+          adoptSchema(this.config);
           break;
         } catch (e) {
           this.say('cannot reach the annotator server; retrying…', 'error');
@@ -837,8 +842,9 @@
       const value = current === flag ? VISIBLE : flag;
       this.commit({op: 'flag', face: this.edit.face, index, flag: value});
       const name = this.config.landmarks[index].description;
-      const words = {[VISIBLE]: 'visible', [OCCLUDED]: 'occluded', [ABSENT]: 'absent'};
-      let note = `${index}: ${name} is ${words[value]}`;
+      const word = Object.keys(this.config.visibility).find(
+        (key) => this.config.visibility[key] === value);
+      let note = `${index}: ${name} is ${word}`;
       if (value === OCCLUDED && !this.face.points[index]) note += ': click where it would be';
       if (value === ABSENT) this.selected = null;
       this.say(note);
