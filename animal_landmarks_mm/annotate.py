@@ -50,6 +50,7 @@ from .annotation import (
     image_size,
     is_hidden,
     load_annotation,
+    parse_annotation,
     remove_stale_temporaries,
     write_json_atomic,
 )
@@ -73,6 +74,10 @@ class UnsafeNameError(AnimalLandmarksError, ValueError):
 
 class EditError(AnimalLandmarksError, ValueError):
     """An edit operation that cannot be applied (unknown, out of range, malformed)."""
+
+
+class ImageFolderError(AnimalLandmarksError, FileNotFoundError):
+    """The image folder to annotate is missing."""
 
 
 class OutputFolderError(AnimalLandmarksError, OSError):
@@ -329,7 +334,7 @@ class ImageEdit:
 
     def mark(self, flag: int) -> int | None:
         """Mark the target point occluded (the next click places it by estimate) or absent."""
-        if flag not in (OCCLUDED, ABSENT, VISIBLE):
+        if flag not in VISIBILITY_FLAGS:
             raise ValueError(f'unknown visibility flag {flag!r}')
         target = self.target()
         if target is None:
@@ -584,9 +589,12 @@ class _FileRecord:
     broken: bool  # an annotation or draft that cannot be read (shown to the user)
 
 
-def _read_record(path: Path) -> _FileRecord:
+def _read_record(path: Path, draft: bool = False) -> _FileRecord:
     """The ``image`` and ``status`` a file claims; a file that is not JSON, or an annotation
-    without an image name, is broken; other JSON (someone else's) is foreign."""
+    without an image name, is broken; other JSON (someone else's) is foreign. A file naming an
+    image is parsed as the converter parses it (:func:`~.annotation.parse_annotation`): one the
+    converter would leave out is broken here too, not counted as done (a ``draft`` is checked
+    when it is opened)."""
     try:
         raw = json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError):
@@ -597,9 +605,15 @@ def _read_record(path: Path) -> _FileRecord:
     if not isinstance(image, str) or not image:
         ours = raw.get('format') == FORMAT_NAME or 'landmarks' in raw or 'faces' in raw
         return _FileRecord(name=path.name, image=None, status=None, broken=ours)
-    status = raw.get('status', STATUS_ANNOTATED)
-    return _FileRecord(name=path.name, image=image,
-                       status=status if status in STATUSES else None, broken=False)
+    if draft:
+        status = raw.get('status', STATUS_ANNOTATED)
+        return _FileRecord(name=path.name, image=image,
+                           status=status if status in STATUSES else None, broken=False)
+    try:
+        status = parse_annotation(raw).status
+    except AnnotationError:
+        return _FileRecord(name=path.name, image=image, status=None, broken=True)
+    return _FileRecord(name=path.name, image=image, status=status, broken=False)
 
 
 @dataclass(frozen=True)
@@ -664,7 +678,7 @@ class AnnotationSession:
             (:attr:`unknown_in_order` lists them).
 
     Raises:
-        FileNotFoundError: no image folder.
+        ImageFolderError: no image folder.
         OutputFolderError: the output folder cannot be created.
     """
 
@@ -672,7 +686,7 @@ class AnnotationSession:
                  annotator: str = '', order: list[str] | None = None):
         self.image_dir = Path(image_dir).resolve()
         if not self.image_dir.is_dir():
-            raise FileNotFoundError(f'image folder not found: {image_dir}')
+            raise ImageFolderError(f'image folder not found: {image_dir}')
         self.output_dir = Path(output_dir).resolve()
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -703,14 +717,15 @@ class AnnotationSession:
     # which file is whose ----------------------------------------------------------------------
 
     @staticmethod
-    def _scan(folder: Path) -> tuple[list[str], list[_FileRecord]]:
-        """Every name in ``folder`` (hidden ones excluded) and what its JSON files say."""
+    def _scan(folder: Path, drafts: bool = False) -> tuple[list[str], list[_FileRecord]]:
+        """Every name in ``folder`` (hidden ones excluded) and what its JSON files say
+        (``drafts``: the folder of drafts, whose files are not annotations)."""
         try:
             with os.scandir(folder) as entries:
                 names = [e.name for e in entries if not is_hidden(e.name)]
         except FileNotFoundError:
             return [], []
-        records = [_read_record(folder / name) for name in names
+        records = [_read_record(folder / name, draft=drafts) for name in names
                    if name.lower().endswith('.json')]
         return names, records
 
@@ -736,7 +751,7 @@ class AnnotationSession:
         for name in self.images:
             by_stem[f'{Path(name).stem}.json'].append(name)
         names, records = self._scan(self.output_dir)
-        draft_names, draft_records = self._scan(self.output_dir / DRAFT_DIR)
+        draft_names, draft_records = self._scan(self.output_dir / DRAFT_DIR, drafts=True)
         for bound, folder_names, folder_records in (
                 (self._files, names, records), (self._drafts, draft_names, draft_records)):
             taken = {_name_key(name) for name in folder_names}
@@ -760,8 +775,10 @@ class AnnotationSession:
                                    ', '.join(sorted(r.name for r in claimed)), best.name)
                 if bound is self._files:
                     self._status[image] = best.status
+                    if best.broken:
+                        self._broken.add(image)
             for record in folder_records:
-                if not record.broken:
+                if not record.broken or record.image in self._index:  # claimed above
                     continue
                 owners = set(by_stem.get(record.name, []))
                 if record.name[:-len('.json')] in self._index:
@@ -914,7 +931,11 @@ class AnnotationSession:
             return draft
         now = now_iso()
         # Keep what the file already says of itself (a model's scores, the source...).
-        meta = load_annotation(target).meta if target.is_file() else {}
+        try:
+            meta = load_annotation(target).meta if target.is_file() else {}
+        except AnnotationError as e:  # never overwrite a file nobody could read
+            raise AnnotationConflictError(f'{e}; fix or move it, nothing was overwritten'
+                                          ) from None
         meta.setdefault('created', now)
         meta.update(annotator=self.annotator, modified=now)
         if edit.model is not None:

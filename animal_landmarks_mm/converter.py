@@ -114,7 +114,7 @@ class Record:
 
     ann_path: Path
     ann_dir: Path
-    image_path: Path
+    image_path: Path | None  # None when the folder is read without its images
     annotation: ImageAnnotation
 
     @property
@@ -189,18 +189,20 @@ class AnnotationReader:
     the image exists inside ``image_dir`` and is readable, its size (from the header) equals
     ``image_size``, points lie on or near the image and every face box has an area inside it.
     A file that fails is left out with a one-line reason; so is a file naming an image another
-    file already named (one image, one annotation).
+    file already named (one image, one annotation). Without ``image_dir`` only the files are
+    read (the checks that need no image: names, parsing, geometry against ``image_size``).
 
     Args:
-        image_dir: the folder the annotations' ``image`` names are relative to.
+        image_dir: the folder the annotations' ``image`` names are relative to; None to read
+            the annotation files alone (records then have no ``image_path``).
         include_predicted: use files of unreviewed model predictions (``status: predicted``)
             as if they were annotations, e.g. as pseudo-labels on purpose.
         progress: show a progress bar while reading.
     """
 
-    def __init__(self, image_dir: str | os.PathLike, *, include_predicted: bool = False,
+    def __init__(self, image_dir: str | os.PathLike | None, *, include_predicted: bool = False,
                  progress: bool = True):
-        self.image_dir = Path(image_dir).resolve()
+        self.image_dir = None if image_dir is None else Path(image_dir).resolve()
         self.include_predicted = include_predicted
         self.progress = progress
 
@@ -218,24 +220,33 @@ class AnnotationReader:
         except UnicodeEncodeError:
             raise AnnotationError(f'{path!r}: the file name is not valid UTF-8') from None
         ann = load_annotation(path)
-        image_path = (self.image_dir / ann.image).resolve()
-        if not image_path.is_relative_to(self.image_dir):
-            raise AnnotationError(f'{path}: image {ann.image!r} is outside the image folder')
+        if any(is_hidden(part) for part in Path(ann.image).parts if part not in ('.', '..')):
+            # the annotator never shows such an image; one rule for both tools
+            raise AnnotationError(f'{path}: image {ann.image!r} is hidden (names starting with '
+                                  'a dot are the tools\' own, never images)')
+        image_path = None
+        if self.image_dir is not None:
+            image_path = (self.image_dir / ann.image).resolve()
+            if not image_path.is_relative_to(self.image_dir):
+                raise AnnotationError(f'{path}: image {ann.image!r} is outside the image folder')
         if ann.status == STATUS_SKIPPED or (ann.status == STATUS_PREDICTED
                                             and not self.include_predicted):
             return Record(path, ann_dir, image_path, ann)  # left out whatever its points
         if not ann.faces:
             raise AnnotationError(f'{path}: no faces annotated')
-        if not image_path.is_file():
+        if image_path is None:
+            pass  # read without images: the geometry below is all that can be checked
+        elif not image_path.is_file():
             raise AnnotationError(f'{path}: image not found: {image_path}')
-        try:
-            size = image_size(image_path)
-        except AnnotationError as e:
-            raise AnnotationError(f'{path}: image unreadable: {e}') from None
-        if size != (ann.width, ann.height):
-            raise AnnotationError(
-                f'{path}: image_size {ann.width}x{ann.height} does not match the image '
-                f'{image_path.name} ({size[0]}x{size[1]})')
+        else:
+            try:
+                size = image_size(image_path)
+            except AnnotationError as e:
+                raise AnnotationError(f'{path}: image unreadable: {e}') from None
+            if size != (ann.width, ann.height):
+                raise AnnotationError(
+                    f'{path}: image_size {ann.width}x{ann.height} does not match the image '
+                    f'{image_path.name} ({size[0]}x{size[1]})')
         try:
             check_face_geometry(ann)
         except AnnotationError as e:
@@ -269,13 +280,14 @@ class AnnotationReader:
             if status == STATUS_PREDICTED and not self.include_predicted:
                 contents.predicted.append(str(path))
                 continue
-            first = taken.get(record.image_path)
+            image = record.image_path or Path(record.annotation.image)
+            first = taken.get(image)
             if first is not None:
                 contents.problems.append(
                     f'{path}: names the image {record.annotation.image!r} that {first} '
                     'already annotates; one annotation per image kept')
                 continue
-            taken[record.image_path] = path
+            taken[image] = path
             contents.records.append(record)
         return contents
 

@@ -47,7 +47,7 @@ from gallery_dl.downloader.http import HttpDownloader
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from .annotation import write_json_atomic
+from .annotation import remove_stale_temporaries, write_json_atomic
 from .errors import AnimalLandmarksError
 
 SOURCES = {
@@ -856,6 +856,7 @@ def crawl(options: CrawlOptions) -> CrawlResult:
     """
     options.validate()
     options.output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(options.output_dir)  # sidecars of a killed run, half-written
     configure_gallery_dl(options)
     result = CrawlResult(unfinished=remove_unfinished(options.output_dir, options.source))
     url = search_url(options)

@@ -18,7 +18,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .annotation import STATUS_PREDICTED, Face, ImageAnnotation, write_json_atomic
+from .annotation import (
+    STATUS_PREDICTED,
+    Face,
+    ImageAnnotation,
+    remove_stale_temporaries,
+    write_json_atomic,
+)
 from .converter import AnnotationReader, FolderContents, face_box_xyxy
 from .errors import AnimalLandmarksError
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
@@ -250,6 +256,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         raise EvaluationInputError('no faces to evaluate')
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)  # what a killed run left half-written
     pred, scores = predict_faces(config, checkpoint, faces, device, progress)
     gt = np.stack([f.points for f in faces])
     visibility = np.stack([f.visibility for f in faces])

@@ -76,12 +76,19 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
         args += ['--checkpoint', checkpoint]
     log = work_dir.with_suffix('.log')
     work_dir.parent.mkdir(parents=True, exist_ok=True)
+    # runs take minutes to hours: say which one runs and where its progress is logged
+    print(f'[experiment] {work_dir.name}: training, progress in {log}', flush=True)
+    start = time.perf_counter()
     with open(log, 'w') as out:
         proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT,
                               env=dict(os.environ, PYTHONWARNINGS='ignore'))
     if proc.returncode != 0:
         raise ExperimentError(f'training failed ({proc.returncode}); see {log}')
-    return validations(work_dir)
+    found = validations(work_dir)
+    best = min((r['NME'] for r in found), default=float('nan'))
+    print(f'[experiment] {work_dir.name}: best validation NME {best:.4f} after '
+          f'{(time.perf_counter() - start) / 60:.1f} min', flush=True)
+    return found
 
 
 def validations(work_dir: Path) -> list[dict]:

@@ -144,6 +144,7 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
 
     Raises:
         TrainingSetupError: ``amp`` without a CUDA device.
+        CheckpointError: a resume checkpoint that cannot be read (see :func:`check_resume`).
     """
     _set_run_place(cfg, config_path, work_dir, launcher)
     if amp:
@@ -152,6 +153,8 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
                 '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); none is visible here')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if resume is not None:
+        check_resume(cfg.work_dir, resume)
     if resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif resume is not None:
@@ -163,6 +166,35 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
     if auto_scale_lr:
         cfg.auto_scale_lr.enable = True
     return cfg
+
+
+def check_resume(work_dir: str, resume: str) -> None:
+    """Read the checkpoint a run will resume from, as data, before the runner starts.
+
+    A run killed while saving leaves a truncated checkpoint that mmengine's resume would meet
+    with a traceback; this names the file in one line instead.
+
+    Args:
+        work_dir: the run's work dir (where ``'auto'`` looks for its latest checkpoint).
+        resume: ``'auto'`` or a checkpoint path.
+
+    Raises:
+        CheckpointError: the file is missing, empty, truncated or not a checkpoint.
+    """
+    from mmengine.runner import find_latest_checkpoint
+
+    from .checkpoints import CheckpointError, read_checkpoint
+    path = find_latest_checkpoint(work_dir) if resume == 'auto' else resume
+    if path is None:
+        return  # nothing to resume from: mmengine starts afresh, as it says
+    if not osp.isfile(path):
+        raise CheckpointError(f'--resume: checkpoint not found: {path}')
+    try:
+        read_checkpoint(path)
+    except CheckpointError as e:
+        hint = (' (the latest checkpoint of the work dir; resume from an earlier one with '
+                '--resume PATH)') if resume == 'auto' else ''
+        raise CheckpointError(f'--resume: {e}{hint}') from None
 
 
 def _rescale_schedule(cfg: Config, epochs: int) -> None:

@@ -23,10 +23,11 @@ from animal_landmarks_mm.annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
+    file_sha256,
     load_annotation,
     save_annotation,
 )
-from animal_landmarks_mm.converter import list_annotation_files
+from animal_landmarks_mm.converter import AnnotationReader, list_annotation_files
 from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.schema import ABSENT, OCCLUDED, VISIBLE
 
@@ -518,3 +519,28 @@ def test_a_large_folder_opens_quickly(tmp_path):
     seconds = time.perf_counter() - start
     assert session.progress().done == 1000
     assert seconds < 10  # a generous bound for a loaded machine; the benchmark measures it
+
+
+def test_a_file_the_converter_refuses_is_not_done_and_never_overwritten(session):
+    # one rule for both tools: a file parse_annotation refuses (here a "meta" that is not an
+    # object) is neither counted as done nor trained on, and a save never replaces it
+    edit = session.open('a.png')
+    _fill(edit)
+    target = session.save(edit)
+    raw = json.loads(target.read_text())
+    raw['meta'] = 'by hand'
+    target.write_text(json.dumps(raw))
+    before = target.read_bytes()
+    reopened = AnnotationSession(session.image_dir, session.output_dir, annotator='tester')
+    assert reopened.progress().done == 0
+    assert reopened.annotation_path('a.png') == target  # still its file: no second one beside
+    with pytest.raises(AnimalLandmarksError, match='"meta" must be an object'):
+        reopened.open('a.png')
+    contents = AnnotationReader(session.image_dir).read(session.output_dir)
+    assert not contents.records and '"meta" must be an object' in contents.problems[0]
+    # an edit of that image (its draft, say) is refused rather than written over the file
+    edit.revision = file_sha256(target)
+    edit.dirty = True
+    with pytest.raises(AnnotationConflictError, match='fix or move it, nothing was overwritten'):
+        reopened.save(edit)
+    assert target.read_bytes() == before

@@ -68,9 +68,11 @@ def test_evaluate_never_runs_the_config_stored_in_a_checkpoint(trained, coco_dir
     checkpoint['meta']['cfg'] = (f'import pathlib\npathlib.Path({str(marker)!r}).touch()\n'
                                  + checkpoint['meta']['cfg'])
     torch.save(checkpoint, tmp_path / 'hostile.pth')
+    # as the checkpoint, and as the second checkpoint of a comparison
     run_tool('evaluate.py', '--checkpoint', tmp_path / 'hostile.pth', '--image-dir',
              coco_dir / 'images', '--annotation-dir', coco_dir / 'landmarks', '--split-file',
-             coco_dir / 'test.txt', '--output-dir', tmp_path / 'eval')
+             coco_dir / 'test.txt', '--output-dir', tmp_path / 'eval', '--compare',
+             tmp_path / 'hostile.pth')
     assert not marker.exists()
     assert (tmp_path / 'eval' / 'metrics.json').is_file()  # evaluated with the main config
 

@@ -249,6 +249,13 @@ def _hostile(ann_dir: Path, image_dir: Path, case: str) -> str:
     elif case == 'meta_not_an_object':
         raw['meta'] = 'by hand'
         reason = '"meta" must be an object'
+    elif case == 'zero_area_bbox':
+        raw['faces'][0]['bbox'] = [10.0, 10.0, 10.0, 20.0]
+        reason = 'bbox has no area'
+    elif case == 'hidden_image':  # the annotator never lists it: never trained on either
+        (image_dir / '.img1.png').write_bytes((image_dir / 'img1.png').read_bytes())
+        raw['image'] = '.img1.png'
+        reason = 'hidden'
     elif case == 'visibility_of_lists':
         raw['faces'][0]['visibility'] = [[2]] * 28
         reason = 'visibility must be 28 flags'
@@ -262,7 +269,8 @@ def _hostile(ann_dir: Path, image_dir: Path, case: str) -> str:
 
 @pytest.mark.parametrize('case', ['deep_json', 'nul_in_image_name', 'decompression_bomb',
                                   'bbox_outside', 'all_points_on_one_spot', 'meta_not_an_object',
-                                  'visibility_of_lists', 'number_too_large'])
+                                  'zero_area_bbox', 'hidden_image', 'visibility_of_lists',
+                                  'number_too_large'])
 def test_a_hostile_file_is_named_and_left_out_the_run_goes_on(small_set, tmp_path, case):
     image_dir, ann_dir = small_set
     reason = _hostile(ann_dir, image_dir, case)

@@ -66,6 +66,23 @@ def test_mim_train_through_custom_imports(coco_dir, tmp_path):
     assert (tmp_path / 'epoch_1.pth').is_file()
 
 
+
+def test_a_truncated_resume_checkpoint_is_one_line_naming_it(trained, coco_dir, tmp_path):
+    # a kill while saving leaves a cut file that last_checkpoint names
+    work_dir = tmp_path / 'work_dir'
+    shutil.copytree(trained[0], work_dir)
+    latest = work_dir / 'epoch_1.pth'
+    latest.write_bytes(latest.read_bytes()[:5000])
+    (work_dir / 'last_checkpoint').write_text(str(latest))
+    for resume in ([], [str(latest)]):
+        proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', work_dir, '--data-root', coco_dir,
+                        '--resume', *resume, '--cfg-options', *TINY, check=False)
+        assert proc.returncode != 0
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f'error: --resume: {latest}: not a checkpoint'), proc.stderr[-2000:]
+        assert ('resume from an earlier one' in last) == (not resume)
+
+
 @pytest.mark.parametrize('args, message', [
     (['configs/missing.py'], 'error: config not found: configs/missing.py'),
     ([str(MAIN_CONFIG), '--data-root', '/nonexistent/data'],
