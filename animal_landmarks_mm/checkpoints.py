@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 
 import torch
 
@@ -171,11 +172,20 @@ def load_strict(model: torch.nn.Module, path: str | os.PathLike,
 
 
 def init_model_strict(config: str | os.PathLike | None, checkpoint: str | os.PathLike,
-                      device: str = 'cpu') -> torch.nn.Module:
+                      device: str = 'cpu',
+                      check_model: Callable[[torch.nn.Module], object] | None = None
+                      ) -> torch.nn.Module:
     """The model of a config (default: the main config) with a checkpoint loaded strictly.
 
     Not mmpose's ``init_model(config, checkpoint)``: it loads with ``strict=False``, which would
     leave an anime_face_detector checkpoint's head random without a word.
+
+    Args:
+        config: the model's config file, or None for the main config.
+        checkpoint: a checkpoint file or a pretrained name.
+        device: where the model goes.
+        check_model: called with the built model before any weights are read, to refuse a
+            config the caller cannot use (it raises) before a large download or file is read.
 
     Raises:
         CheckpointError: a missing config or an unreadable checkpoint.
@@ -191,6 +201,8 @@ def init_model_strict(config: str | os.PathLike | None, checkpoint: str | os.Pat
     if not Path(config).is_file():
         raise CheckpointError(f'config not found: {config}')
     model = init_model(str(config), None, device=device)
+    if check_model is not None:
+        check_model(model)
     try:
         load_strict(model, checkpoint)
     except CheckpointMismatchError as e:

@@ -322,7 +322,9 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
     import onnx
 
     from .checkpoints import init_model_strict
-    model = init_model_strict(config, checkpoint, device='cpu')
+    # The config is checked first: a model the graph cannot express is refused before its
+    # weights are read (or downloaded, for a pretrained name).
+    model = init_model_strict(config, checkpoint, device='cpu', check_model=graph_settings)
     settings = graph_settings(model)
     graph = build_graph(model, settings)
     width, height = settings['input_size']
