@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import os
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ from .annotation import (
     remove_stale_temporaries,
     write_json_atomic,
 )
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, first_line
 from .schema import ABSENT, NUM_KEYPOINTS, OCCLUDED, VISIBILITY_FLAGS, VISIBLE, describe
 
 logger = logging.getLogger(__name__)
@@ -140,11 +141,19 @@ class FaceEdit:
 
     @classmethod
     def from_json(cls, raw: dict) -> FaceEdit:
+        """A face of a draft (written by :meth:`to_json`, but read as untrusted: a value of
+        another type or a non-finite number raises :class:`EditError`)."""
+        visibility = raw['visibility']
+        if not isinstance(visibility, list) or not all(
+                type(v) is int and v in VISIBILITY_FLAGS for v in visibility):
+            raise EditError(f'visibility must be flags of {sorted(VISIBILITY_FLAGS)}')
+        bbox, scores = raw.get('bbox'), raw.get('scores')
         return cls(
-            points=[None if p is None else (float(p[0]), float(p[1])) for p in raw['points']],
-            visibility=[int(v) for v in raw['visibility']],
-            bbox=None if raw.get('bbox') is None else tuple(float(v) for v in raw['bbox']),
-            scores=None if raw.get('scores') is None else [float(v) for v in raw['scores']],
+            points=[None if p is None else (_finite(p[0], 'x'), _finite(p[1], 'y'))
+                    for p in raw['points']],
+            visibility=[int(v) for v in visibility],
+            bbox=None if bbox is None else tuple(_finite(v, 'box corner') for v in bbox),
+            scores=None if scores is None else [_finite(v, 'score') for v in scores],
             predicted=bool(raw.get('predicted', False)))
 
 
@@ -256,7 +265,9 @@ class ImageEdit:
             return f'skipped: {self.status_reason}'
         target = self.target()
         if target is None:
-            return f'{where}: complete'
+            problem = self.problem()
+            return f'{where}: complete' if problem is None else \
+                f'{where}: not done, kept as a draft: {problem} (move or place points, or skip)'
         verb = 'correcting' if self.selected is not None else 'next'
         flag = ' (occluded: place it by estimate)' if \
             self.current.visibility[target] == OCCLUDED else ''
@@ -517,8 +528,32 @@ class ImageEdit:
 
     # state -----------------------------------------------------------------------------------
 
+    def problem(self) -> str | None:
+        """Why an image whose faces are all complete is still no annotation, or None.
+
+        The rules are the file format's and the converter's (:func:`.converter.check_usable`),
+        so that the annotator never writes as done what the converter would leave out, nor
+        what it could not read back itself: at least 2 placed points per face, not all on one
+        spot, a box with an area on the image. Such work stays a draft until fixed.
+        """
+        from .converter import check_usable
+        if self.status == STATUS_SKIPPED or not all(f.complete() for f in self.faces):
+            return None
+        for k, face in enumerate(self.faces):  # one at a time, to name it as the page does
+            alone = ImageEdit(image=self.image, width=self.width, height=self.height,
+                              faces=[face])
+            try:
+                check_usable(parse_annotation(alone.to_annotation({}).to_json()))
+            except AnnotationError as e:  # the file rules number faces from 0 ("face 0 ...")
+                return re.sub(r'^face 0\b', f'face {k + 1}', str(e))
+        return None
+
     def finished(self) -> bool:
-        return self.status == STATUS_SKIPPED or all(f.complete() for f in self.faces)
+        """Skipped, or every face complete and usable (:meth:`problem`): the annotation file
+        is written; otherwise the draft."""
+        if self.status == STATUS_SKIPPED:
+            return True
+        return all(f.complete() for f in self.faces) and self.problem() is None
 
     def to_annotation(self, meta: dict) -> ImageAnnotation:
         """The finished annotation (only complete faces; none for a skipped image)."""
@@ -877,8 +912,12 @@ class AnnotationSession:
                 raw = json.loads(draft.read_text(encoding='utf-8'))
                 edit = ImageEdit.from_draft(raw)
             except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,
-                    ValueError, IndexError) as e:
-                raise AnnotationError(f'{draft}: broken draft ({e})') from None
+                    ValueError, IndexError, AttributeError, OverflowError) as e:
+                raise AnnotationError(f'{draft}: broken draft ({first_line(e)[:200]})'
+                                      ) from None
+            except RecursionError:
+                raise AnnotationError(f'{draft}: broken draft (JSON nested too deeply)'
+                                      ) from None
             if edit.image != image:
                 raise AnnotationError(f'{draft} is the draft of {edit.image!r}, not {image!r}')
             edit.width, edit.height = width, height

@@ -361,9 +361,15 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
-        if hasattr(os, 'fchmod'):
-            os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+        f = os.fdopen(fd, 'w', encoding='utf-8')
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        with f:
+            if hasattr(os, 'fchmod'):
+                os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             text = json.dumps(obj, indent=indent, ensure_ascii=False)
             if indent is not None:  # one line per [x, y] pair, not one per number
                 text = _PAIR.sub(r'[\1, \2]', text)

@@ -182,6 +182,22 @@ def check_face_geometry(ann: ImageAnnotation) -> None:
                 f'face {f} {where} has no area inside the {ann.width}x{ann.height} image')
 
 
+def check_usable(ann: ImageAnnotation) -> None:
+    """The rules an annotation must pass to be trained on, beyond its file's own validity
+    (:func:`~.annotation.parse_annotation`): an annotated image has a face, and every face's
+    points and box lie on its image (:func:`check_face_geometry`). One rule for the annotator,
+    which never calls such an image done, and the reader, which leaves such a file out.
+
+    Raises:
+        AnnotationError: one line, without the file name (callers add it).
+    """
+    if ann.status == STATUS_SKIPPED:
+        return
+    if not ann.faces:
+        raise AnnotationError('no faces annotated')
+    check_face_geometry(ann)
+
+
 class AnnotationReader:
     """Read annotation folders into validated records.
 
@@ -248,7 +264,7 @@ class AnnotationReader:
                     f'{path}: image_size {ann.width}x{ann.height} does not match the image '
                     f'{image_path.name} ({size[0]}x{size[1]})')
         try:
-            check_face_geometry(ann)
+            check_usable(ann)
         except AnnotationError as e:
             raise AnnotationError(f'{path}: {e}') from None
         return Record(path, ann_dir, image_path, ann)

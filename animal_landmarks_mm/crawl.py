@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import requests
 from gallery_dl import config as gdl_config
 from gallery_dl import exception, job, util
 from gallery_dl.downloader.http import HttpDownloader
@@ -103,7 +104,8 @@ class CrawlOptions:
         retries: HTTP retries per request (with back-off) before giving up.
         retry_sleep: base back-off in seconds (grows linearly with the try number).
         timeout: seconds a request may wait for the next bytes before it is retried.
-        file_deadline: seconds one file's download may take, retries included.
+        file_deadline: seconds one file's download, or one search request, may take,
+            retries included.
         max_file_size: bytes a file may have; a larger one is not downloaded.
         progress: show a progress bar.
     """
@@ -304,6 +306,14 @@ def check_image(path: Path, expected_md5: str | None = None) -> tuple[str | None
     try:
         with Image.open(path) as image:  # reads the header: is it an image at all?
             image.verify()  # walks the file: PNG chunk checksums, a cut-off end, ...
+        # verify() reads no pixel data of a JPEG (nor of some other formats): decode it, so
+        # that a cut-off body without md5 or Content-Length is refused too. A JPEG decodes
+        # at 1/8 scale (draft mode: the whole entropy-coded stream is still read, at a
+        # fraction of the work); PIL's decompression-bomb limit stays in force.
+        with Image.open(path) as image:
+            if image.format == 'JPEG':
+                image.draft('RGB', (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
     except UnidentifiedImageError:
         with open(path, 'rb') as f:
             head = f.read(256).lstrip().lower()
@@ -501,25 +511,23 @@ def explain_error(error: BaseException, options: CrawlOptions, url: str) -> str:
     return f'{source}: {message} (searching {url})'
 
 
-class DownloadGuard:
-    """Bounds one file's download: its content type, its size and its wall-clock time.
+class ResponseDeadline:
+    """A wall-clock deadline over the responses read for one request or file, retries included.
 
-    gallery-dl's read timeout ends a download whose server goes silent, but not one that sends
-    a byte now and then, nor an endless body without Content-Length. The guard checks each
-    response before its body is read (gallery-dl's ``_http_validate`` hook), counts the body
-    (:meth:`count`) and, at the deadline, sets gallery-dl's download flag (the download stops
-    at its next check) and shuts the connection, which wakes a read blocked on a dripping
-    server.
+    gallery-dl's read timeout ends a read whose server goes silent, but not one that sends a
+    byte now and then. At the deadline the response being read is shut (urllib3), which wakes
+    a read blocked on a dripping server, and :meth:`watch` refuses any later response of the
+    same request at once, so that retries end too.
 
     Args:
-        seconds: the deadline of one file, retries included.
-        max_bytes: the size cap.
+        seconds: the deadline.
+        flag: the command-line flag that sets it, for the messages.
     """
 
-    def __init__(self, *, seconds: float, max_bytes: int):
+    def __init__(self, *, seconds: float, flag: str = '--file-deadline'):
         self.seconds = seconds
-        self.max_bytes = max_bytes
-        #: why the guard stopped the current download, if it did
+        self.flag = flag
+        #: why the deadline stopped the current request or download, if it did
         self.problem: str | None = None
         self.expired = False
         self._lock = threading.Lock()
@@ -527,7 +535,7 @@ class DownloadGuard:
         self._response = None
 
     def start(self) -> None:
-        """Arm the guard for a new file."""
+        """Arm the deadline for a new request or file."""
         self.stop()
         self.problem, self.expired, self._response = None, False, None
         self._timer = threading.Timer(self.seconds, self._expire)
@@ -542,19 +550,58 @@ class DownloadGuard:
                 self._timer = None
             self._response = None
 
+    def expire_hook(self) -> None:
+        """Called (under the lock) when the deadline passes, before the response is shut."""
+
     def _expire(self) -> None:
         with self._lock:
             if self._timer is None:  # stopped in the meantime
                 return
             self.expired = True
-            self.problem = f'not finished within --file-deadline {self.seconds:g} s'
-            util.FLAGS.DOWNLOAD = False  # gallery-dl's "skip this download" flag
+            self.problem = f'not finished within {self.flag} {self.seconds:g} s'
+            self.expire_hook()
             response = self._response
         if response is not None:
             try:
                 response.raw.shutdown()  # urllib3: unblocks a read in another thread
             except (AttributeError, ValueError, RuntimeError, OSError):
                 pass  # already closed or released: nothing blocks on it
+
+    def watch(self, response, *args, **kwargs):
+        """A requests ``response`` hook (called before the body is read): the response to
+        shut at the deadline.
+
+        Raises:
+            requests.exceptions.Timeout: the deadline has passed already (a retry).
+        """
+        with self._lock:
+            self._response = response
+        if self.expired:
+            response.close()
+            raise requests.exceptions.Timeout(self.problem)
+        return response
+
+
+class DownloadGuard(ResponseDeadline):
+    """Bounds one file's download: its content type, its size and its wall-clock time.
+
+    gallery-dl's read timeout ends a download whose server goes silent, but not one that sends
+    a byte now and then, nor an endless body without Content-Length. The guard checks each
+    response before its body is read (gallery-dl's ``_http_validate`` hook), counts the body
+    (:meth:`count`) and, at the deadline, sets gallery-dl's download flag (the download stops
+    at its next check) and shuts the connection (:class:`ResponseDeadline`).
+
+    Args:
+        seconds: the deadline of one file, retries included.
+        max_bytes: the size cap.
+    """
+
+    def __init__(self, *, seconds: float, max_bytes: int):
+        super().__init__(seconds=seconds)
+        self.max_bytes = max_bytes
+
+    def expire_hook(self) -> None:
+        util.FLAGS.DOWNLOAD = False  # gallery-dl's "skip this download" flag
 
     def check_response(self, response) -> bool:
         """gallery-dl's ``_http_validate`` hook: False refuses the response, before its body."""
@@ -708,6 +755,24 @@ class CrawlJob(job.DownloadJob):
         #: the error that ended the job (gallery-dl only logs it)
         self.error: BaseException | None = None
         super().__init__(url)
+        # The extractor's own requests (search pages, API calls) get the same wall-clock
+        # bound as a file: a server dripping its answer would otherwise hold the crawl.
+        self.search_deadline = ResponseDeadline(seconds=options.file_deadline)
+        self._request_unbounded = self.extractor.request
+        self.extractor.request = self._bounded_request
+
+    def _bounded_request(self, url, *args, **kwargs):
+        """The extractor's ``request``, its responses watched by :attr:`search_deadline`."""
+        hooks = dict(kwargs.pop('hooks', None) or {})
+        response_hooks = hooks.get('response') or []
+        if callable(response_hooks):
+            response_hooks = [response_hooks]
+        hooks['response'] = [*response_hooks, self.search_deadline.watch]
+        self.search_deadline.start()
+        try:
+            return self._request_unbounded(url, *args, hooks=hooks, **kwargs)
+        finally:
+            self.search_deadline.stop()
 
     def get_logger(self, name):
         return _WarningTap(super().get_logger(name), self._note_warning)

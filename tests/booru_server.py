@@ -39,6 +39,8 @@ FILE_FAULTS = {
     'endless': 'a PNG header, then bytes forever, no Content-Length',
     'huge': 'a Content-Length of 10 GB',
     'drip': 'the file, one byte every drip_interval seconds',
+    'cut_jpeg': 'the first half of a JPEG, its Content-Length matching; the post claims no md5 '
+                '(some sites give none), so only decoding can tell',
 }
 HTML_PAGE = (b'<!DOCTYPE html><html><head><title>Just a moment...</title></head>'
              b'<body>Checking your browser</body></html>')
@@ -66,6 +68,7 @@ class BooruState:
     fail_search_forever: int | None = None  # status code for every search
     file_faults: dict[int, str] = field(default_factory=dict)  # post id -> FILE_FAULTS key
     drip_interval: float = 2.0  # seconds between the bytes of a 'drip' file
+    drip_search: bool = False  # answer searches one byte every drip_interval seconds
     md5_override: dict[int, str] = field(default_factory=dict)  # post id -> claimed md5
     danbooru_login: tuple[str, str] | None = None  # (login, api key) /posts.json requires
     gelbooru_api_key: tuple[str, str] | None = None  # (user id, api key) the dapi requires
@@ -131,6 +134,12 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    def _claimed_md5(self, post: Post) -> str:
+        """The md5 the search answer gives for a post."""
+        if self.state.file_faults.get(post.id) == 'cut_jpeg':
+            return ''
+        return self.state.md5_override.get(post.id, post.md5)
+
     def _matching(self, tags: str) -> list[Post]:
         wanted = [t for t in tags.split() if not t.startswith(('rating:', 'order:'))]
         return [p for p in self.state.posts if all(t in p.tags for t in wanted)]
@@ -177,6 +186,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == 'endless':
             self._send(200, post.png[:64], 'image/png', length=-1)
             self._write_slowly(itertools.repeat(b'\0' * 16384), interval=0)
+        elif fault == 'cut_jpeg':
+            pixels = cv2.imdecode(np.frombuffer(post.png, np.uint8), cv2.IMREAD_COLOR)
+            jpeg = cv2.imencode('.jpg', pixels)[1].tobytes()
+            self._send(200, jpeg[:len(jpeg) // 2], 'image/jpeg')
         elif fault == 'drip':
             self._send(200, b'', 'image/png', length=len(post.png))
             self._write_slowly((bytes([b]) for b in post.png), interval=self.state.drip_interval)
@@ -224,14 +237,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif page.isdigit():
             posts = posts[(int(page) - 1) * limit:]
         body = [dict(
-            id=p.id, md5=self.state.md5_override.get(p.id, p.md5), rating=p.rating,
+            id=p.id, md5=self._claimed_md5(p), rating=p.rating,
             file_ext='png', file_url=f'{self.root}/images/{p.id}.png',
             large_file_url=f'{self.root}/images/{p.id}.png', image_width=p.width,
             image_height=p.height, tag_string=' '.join(p.tags), tag_string_artist='',
             tag_string_character='', tag_string_copyright='', tag_string_general=' '.join(p.tags),
             tag_string_meta='', created_at='2026-01-02T03:04:05.000+00:00', source='')
             for p in posts[:limit]]
-        self._send(200, json.dumps(body).encode(), 'application/json')
+        self._search_answer(json.dumps(body).encode(), 'application/json')
 
     def _gelbooru(self, query: dict):
         expected = self.state.gelbooru_api_key
@@ -244,14 +257,21 @@ class _Handler(BaseHTTPRequestHandler):
         page = posts[pid * limit:(pid + 1) * limit]
         gelbooru_rating = {'g': 's', 's': 'q', 'q': 'q', 'e': 'e'}
         items = ''.join(
-            f'<post id="{p.id}" md5={quoteattr(self.state.md5_override.get(p.id, p.md5))} '
+            f'<post id="{p.id}" md5={quoteattr(self._claimed_md5(p))} '
             f'rating="{gelbooru_rating[p.rating]}" width="{p.width}" height="{p.height}" '
             f'tags={quoteattr(" " + " ".join(p.tags) + " ")} '
             f'file_url="{self.root}/images/{p.id}.png" '
             f'created_at="Fri Jan 02 03:04:05 +0000 2026"/>' for p in page)
         body = f'<?xml version="1.0" encoding="UTF-8"?><posts count="{len(posts)}" ' \
                f'offset="{pid * limit}">{items}</posts>'
-        self._send(200, body.encode(), 'text/xml')
+        self._search_answer(body.encode(), 'text/xml')
+
+    def _search_answer(self, body: bytes, content_type: str):
+        if not self.state.drip_search:
+            return self._send(200, body, content_type)
+        self.close_connection = True
+        self._send(200, b'', content_type, length=len(body))
+        self._write_slowly((bytes([b]) for b in body), interval=self.state.drip_interval)
 
 
 class FakeBooru:

@@ -355,7 +355,7 @@ def _save_marker(session, image, marker):
     """Annotate ``image`` with a point that says which image it was: x = marker."""
     edit = session.open(image)
     for k in range(28):
-        edit.place(k, marker, 1.0 + k)
+        edit.place(k, marker + k, 1.0 + k)  # a face with an area
     session.save(edit)
 
 
@@ -544,3 +544,59 @@ def test_a_file_the_converter_refuses_is_not_done_and_never_overwritten(session)
     with pytest.raises(AnnotationConflictError, match='fix or move it, nothing was overwritten'):
         reopened.save(edit)
     assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize('case', ['all_absent', 'one_point', 'one_spot', 'on_a_line'])
+def test_a_face_the_converter_would_refuse_stays_a_draft(session, case):
+    """One rule for both tools: complete by click count, but not an annotation the converter
+    (or parse_annotation) takes, so it is never written as done; the work is kept as a draft
+    and the prompt says why."""
+    edit = session.open('a.png')
+    for k in range(28):
+        if case == 'all_absent' or (case == 'one_point' and k > 0):
+            edit.set_visibility(k, ABSENT)
+        elif case == 'one_spot':
+            edit.place(k, 10.0, 10.0)
+        else:
+            edit.place(k, 10.0 + k, 20.0)
+    assert edit.current.complete() and not edit.finished()
+    why = {'all_absent': 'fewer than 2 placed points', 'one_point': 'fewer than 2 placed points',
+           'one_spot': 'all its points on one spot', 'on_a_line': 'has no area'}[case]
+    assert why in edit.problem() and edit.problem().startswith('face 1 ')
+    assert 'kept as a draft' in edit.prompt() and why in edit.prompt()
+    saved = session.save(edit)
+    assert saved.parent.name == '.drafts' and not session.is_done('a.png')
+    assert not session.annotation_path('a.png').exists()
+    assert session.open('a.png').current.visibility == edit.current.visibility  # kept
+    # fixed, it is done, and the converter takes the file
+    fixed = session.open('a.png')
+    for k in range(28):
+        fixed.place(k, 5.0 + k, 3.0 + k)
+    assert fixed.finished() and fixed.problem() is None
+    assert session.save(fixed) == session.annotation_path('a.png')
+    assert session.is_done('a.png')
+    assert len(AnnotationReader(session.image_dir).read(session.output_dir).records) == 1
+
+
+@pytest.mark.parametrize('payload', [
+    '[' * 100_000 + ']' * 100_000,
+    'DRAFT_WITH_FACE {"points": [[1e999, 2]], "visibility": [2]}',
+    'DRAFT_WITH_FACE {"points": [[1, 2]], "visibility": [true]}',
+    'DRAFT_WITH_FACE {"points": [[1, 2]], "visibility": [7]}',
+    'DRAFT_WITH_FACE {"points": [[1, 2]], "visibility": [2], "bbox": "box"}',
+    'DRAFT_WITH_FACE {"points": "none", "visibility": [2]}',
+    '{"faces": {"not": "a list"}}',
+])
+def test_a_hostile_draft_is_one_line_never_a_traceback(session, payload):
+    draft = session.draft_path('a.png')
+    draft.parent.mkdir(parents=True, exist_ok=True)
+    if payload.startswith('DRAFT_WITH_FACE'):
+        face = json.loads(payload.split(' ', 1)[1])
+        payload = json.dumps(dict(image='a.png', width=80, height=60, face=0,
+                                  status='annotated', status_reason='', revision=None,
+                                  faces=[face]))
+    draft.write_text(payload)
+    with pytest.raises(AnnotationError, match='broken draft') as caught:
+        session.open('a.png')
+    assert str(draft) in str(caught.value) and '\n' not in str(caught.value)
+    assert draft.read_text() == payload  # never modified

@@ -60,6 +60,33 @@ def test_the_tools_say_it_in_one_line(tmp_path):
         assert 'Traceback' not in proc.stderr
 
 
+def test_every_tool_that_takes_a_checkpoint_says_a_broken_one_in_one_line(coco_dir, tmp_path):
+    """Inference, evaluation, testing, fine-tuning and the annotator's model assistance: a
+    truncated checkpoint is one line naming it, before any work, never a traceback."""
+    _broken_files(tmp_path)
+    broken = tmp_path / 'truncated.pth'
+    images, landmarks = coco_dir / 'images', coco_dir / 'landmarks'
+    commands = {
+        'infer.py': [images, '--checkpoint', broken, '--out-dir', tmp_path / 'infer'],
+        'evaluate.py': ['--checkpoint', broken, '--image-dir', images, '--annotation-dir',
+                        landmarks, '--output-dir', tmp_path / 'eval'],
+        'test.py': [MAIN_CONFIG, broken, '--data-root', coco_dir, '--work-dir',
+                    tmp_path / 'test'],
+        'train.py': [MAIN_CONFIG, '--checkpoint', broken, '--data-root', coco_dir, '--work-dir',
+                     tmp_path / 'train', '--no-time-estimate', '--cfg-options', *TINY],
+        'annotate_landmarks.py': ['--image-dir', images, '--output-dir', tmp_path / 'ann',
+                                  '--checkpoint', broken, '--port', '0'],
+    }
+    for tool, args in commands.items():
+        proc = run_tool(tool, *args, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0, tool
+        assert lines and lines[-1].startswith('error: ') and str(broken) in lines[-1], \
+            (tool, proc.stderr[-2000:])
+        assert 'Traceback' not in proc.stderr, (tool, proc.stderr[-2000:])
+    assert not list((tmp_path / 'ann').glob('*.json'))  # nothing written
+
+
 def test_evaluate_never_runs_the_config_stored_in_a_checkpoint(trained, coco_dir, tmp_path):
     """mmengine stores the training config (Python code) in meta['cfg']; evaluating without
     --config must not execute it: here it would create a marker file."""

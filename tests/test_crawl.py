@@ -214,6 +214,25 @@ def test_500_forever_is_a_clear_bounded_error(tmp_path, source):
     assert isinstance(info.value, AnimalLandmarksError) and isinstance(info.value, RuntimeError)
 
 
+@pytest.mark.timeout(60)  # a search the deadline fails to bound would hang
+@pytest.mark.parametrize('source', ['safebooru', 'danbooru'])
+def test_a_dripping_search_answer_is_bounded_by_the_deadline(tmp_path, source):
+    """One byte every 0.2 s never trips the read timeout; the deadline ends each try and the
+    retries, and the crawl stops with one line naming the search."""
+    with FakeBooru(make_posts(10)) as booru:
+        booru.state.drip_search, booru.state.drip_interval = True, 0.2
+        start = time.monotonic()
+        with pytest.raises(CrawlError, match=r'not finished within --file-deadline 1\.5 s'
+                           ) as info:
+            crawl(_options(booru, tmp_path, source, retries=1, timeout=1.0,
+                           file_deadline=1.5))
+        took = time.monotonic() - start
+        searches = [r for r in booru.state.requests if not r.startswith('/images/')]
+    assert took < 30  # two tries of 1.5 s and a back-off, not the minutes a drip takes
+    assert 1 <= len(searches) <= 2 and '\n' not in str(info.value)
+    assert 'searching' in str(info.value) and _images(tmp_path) == []
+
+
 # Each fault: the file is not kept, the failure is reported with its reason, the post is not
 # archived, and a rerun on the healed server downloads it. Timeouts, deadline and size cap are
 # small so that each case takes seconds.
@@ -229,6 +248,9 @@ BOUNDS = dict(retries=1, timeout=1.0, file_deadline=20.0, max_file_size=200_000)
     ('safebooru', 'wrong_bytes', {}, 'md5 mismatch (file ', False),
     ('danbooru', 'endless', {}, 'larger than --max-file-size (over 200000 bytes)', False),
     ('danbooru', 'huge', {}, 'larger than --max-file-size (10000000000 > 200000 bytes)', False),
+    # a whole-looking body without md5: only decoding the JPEG finds the missing half
+    ('danbooru', 'cut_jpeg', {}, 'broken image (image file is truncated', False),
+    ('safebooru', 'cut_jpeg', {}, 'broken image (image file is truncated', False),
     # one byte every 2 s: the read timeout (1 s) ends each try
     ('danbooru', 'drip', {'drip_interval': 2.0}, 'no data for 1 s (--timeout)', None),
     # one byte every 0.2 s never trips the timeout: the deadline ends it
