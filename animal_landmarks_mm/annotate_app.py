@@ -914,7 +914,8 @@ class Annotator:
                       scores=None if face.scores is None else [float(s) for s in face.scores],
                       model=self.model)
         ready = ', pre-annotated' if cached else ''
-        return f'predicted 28 points{note}{ready}: drag the wrong ones, then Enter to accept'
+        return (f'predicted {NUM_KEYPOINTS} points{note}{ready}: drag the wrong ones, then Enter '
+                'to accept')
 
     # files ------------------------------------------------------------------------------------
 

@@ -301,8 +301,9 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
             meta = {}
         if not isinstance(meta, dict):  # the tools add to it: it must be an object
             raise AnnotationError(f'"meta" must be an object, got {type(meta).__name__}')
-        return ImageAnnotation(image, width, height, faces, status,
-                               str(raw.get('status_reason', '')), meta)
+        return ImageAnnotation(image=image, width=width, height=height, faces=faces,
+                               status=status, status_reason=str(raw.get('status_reason', '')),
+                               meta=meta)
     if 'landmarks' in raw:  # the original tools' plain format: one face, all visible
         face = _parse_face({'landmarks': raw['landmarks']}, 'face')
         return ImageAnnotation(image, width, height, [face], meta={'legacy_format': True})

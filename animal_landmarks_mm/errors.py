@@ -8,6 +8,11 @@ to do. The tools in ``tools/`` catch this one class and print ``error: <message>
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
 
 class AnimalLandmarksError(Exception):
     """A problem the user can fix; the message is one line naming the file or value."""
@@ -19,3 +24,22 @@ def first_line(error: BaseException) -> str:
     says nothing."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else error.__class__.__name__
+
+
+@contextlib.contextmanager
+def exit_on_error(path: str | os.PathLike | None = None) -> Iterator[None]:
+    """A tool's ``main``: the package's errors and the operating system's (a folder that
+    cannot be written, a full disk) end the program with one line ``error: ...`` and exit
+    status 1, never a traceback.
+
+    Args:
+        path: what an ``OSError`` that names no file is about (the output folder, say).
+    """
+    try:
+        yield
+    except AnimalLandmarksError as e:
+        sys.exit(f'error: {e}')
+    except OSError as e:
+        where = e.filename if e.filename is not None else path
+        sys.exit(f'error: {e.strerror or first_line(e)}' + ('' if where is None
+                                                           else f': {where}'))

@@ -85,9 +85,10 @@ def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str 
         ann = record.annotation
         for face in ann.faces:
             points = np.array([p if p is not None else (0.0, 0.0) for p in face.landmarks])
-            faces.append(EvalFace(record.image_path, ann.image, ann.width, ann.height, points,
-                                  np.array(face.visibility),
-                                  np.array(face_box_xyxy(face, ann.width, ann.height))))
+            faces.append(EvalFace(
+                image_path=record.image_path, image_name=ann.image, width=ann.width,
+                height=ann.height, points=points, visibility=np.array(face.visibility),
+                box=np.array(face_box_xyxy(face, ann.width, ann.height))))
     return faces, contents
 
 
@@ -107,9 +108,10 @@ def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
             image = images[ann['image_id']]
             kpts = np.array(ann['keypoints'], np.float64).reshape(NUM_KEYPOINTS, 3)
             x, y, w, h = ann['bbox']
-            faces.append(EvalFace(root / image['file_name'], Path(image['file_name']).name,
-                                  image['width'], image['height'], kpts[:, :2],
-                                  kpts[:, 2].astype(int), np.array([x, y, x + w, y + h])))
+            faces.append(EvalFace(
+                image_path=root / image['file_name'], image_name=Path(image['file_name']).name,
+                width=image['width'], height=image['height'], points=kpts[:, :2],
+                visibility=kpts[:, 2].astype(int), box=np.array([x, y, x + w, y + h])))
     except (KeyError, TypeError, ValueError) as e:
         raise EvaluationInputError(f'{ann_file}: not a COCO keypoints file of this layout '
                                    f'({e.__class__.__name__}: {e})') from None

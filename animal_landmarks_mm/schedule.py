@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os.path as osp
-import time
 from dataclasses import dataclass
 
 from mmengine.config import Config, ConfigDict
@@ -257,14 +256,9 @@ def measure_step_seconds(cfg: Config, steps: int = 2) -> tuple[float, str]:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()
-    if device == 'cuda':
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == 'cuda':
-        torch.cuda.synchronize()
+    from .benchmarks.common import seconds_per_call
+    seconds = seconds_per_call(dict(step=step), steps, synchronize=torch.cuda.synchronize
+                               if device == 'cuda' else lambda: None)['step']
     name = torch.cuda.get_device_name(0) if device == 'cuda' else f'{torch.get_num_threads()} ' \
         'CPU threads'
-    return (time.perf_counter() - start) / steps, name
+    return seconds, name

@@ -16,7 +16,7 @@ import sys
 
 from animal_landmarks_mm.annotate import AnnotationSession, read_order_file
 from animal_landmarks_mm.annotate_app import PRE_ANNOTATE_AHEAD
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.infer import FACE_DETECTORS, FaceDetector, InferenceInputError, model_id
 
 
@@ -67,7 +67,7 @@ def login_name() -> str:
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with exit_on_error(args.output_dir):
         if args.config and not args.checkpoint:
             raise InferenceInputError('--config needs --checkpoint')
         if args.face_detector and not args.checkpoint:
@@ -92,10 +92,6 @@ def main(argv=None):
         annotator = Annotator(session=session, predictor=predictor, detector=detector,
                               model=model_id(args.checkpoint) if args.checkpoint else None,
                               pre_annotate=args.pre_annotate)
-    except AnimalLandmarksError as e:
-        sys.exit(f'error: {e}')
-    except OSError as e:  # the output folder, say
-        sys.exit(f'error: {e.strerror or e}: {e.filename or args.output_dir}')
     if session.unknown_in_order:
         shown = ', '.join(session.unknown_in_order[:3])
         more = len(session.unknown_in_order) - 3

@@ -6,10 +6,10 @@ Example:
 import argparse
 import json
 import platform
-import sys
 import time
 
 from animal_landmarks_mm.benchmarks import BENCHMARKS, format_table, run_isolated
+from animal_landmarks_mm.errors import exit_on_error
 
 
 def parse_args(argv=None):
@@ -32,18 +32,16 @@ def machine() -> str:
 def main(argv=None):
     args = parse_args(argv)
     results = {}
-    for name in args.only or BENCHMARKS:
-        start = time.perf_counter()
-        results[name] = run_isolated(name)
-        print(f'{name}: done in {time.perf_counter() - start:.0f} s', flush=True)
-    print(f'machine: {machine()}')
-    print(format_table(results))
-    if args.out:
-        try:
+    with exit_on_error(args.out):
+        for name in args.only or BENCHMARKS:
+            start = time.perf_counter()
+            results[name] = run_isolated(name)
+            print(f'{name}: done in {time.perf_counter() - start:.0f} s', flush=True)
+        print(f'machine: {machine()}')
+        print(format_table(results))
+        if args.out:
             with open(args.out, 'w') as f:
                 json.dump(dict(machine=machine(), results=results), f, indent=1)
-        except OSError as e:
-            sys.exit(f'error: cannot write {args.out}: {e.strerror or e}')
 
 
 if __name__ == '__main__':

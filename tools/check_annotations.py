@@ -11,10 +11,9 @@ Example:
 """
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.quality import QualityCheckError, check_annotations, default_image_dir
 
 
@@ -68,7 +67,7 @@ def check_output(path: Path, annotation_dir: Path) -> None:
 def main(argv=None):
     args = parse_args(argv)
     output = Path(args.output)
-    try:
+    with exit_on_error(args.output):
         if args.config and not args.checkpoint:
             raise QualityCheckError('--config needs --checkpoint')
         check_output(output, Path(args.annotation_dir))
@@ -78,8 +77,6 @@ def main(argv=None):
             device=args.device, include_predicted=args.include_predicted,
             progress=not args.no_progress)
         report.write(output)
-    except (AnimalLandmarksError, OSError) as e:
-        sys.exit(f'error: {e}')
     images = f'images in {image_dir}' if image_dir else 'no images (annotation files only)'
     print(f'checked {args.annotation_dir} with {images}')
     print(report.format_summary(args.top))

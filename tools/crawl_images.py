@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 
 try:
     from animal_landmarks_mm.crawl import RATINGS, SOURCES, CrawlOptions, crawl
@@ -66,12 +66,8 @@ def main(argv=None):
         user_agent=args.user_agent, sleep=args.sleep, retries=args.retries,
         retry_sleep=args.retry_sleep, timeout=args.timeout, file_deadline=args.file_deadline,
         max_file_size=round(args.max_file_size * MB), progress=not args.no_progress)
-    try:
+    with exit_on_error(args.output_dir):
         result = crawl(options)
-    except AnimalLandmarksError as e:
-        sys.exit(f'error: {e}')
-    except OSError as e:  # an output folder that cannot be created or written, a full disk
-        sys.exit(f'error: {e.strerror or e}: {e.filename or args.output_dir}')
     print(result.format())
     if result.failed:
         sys.exit(f'error: {len(result.failed)} downloads failed (rerun to try them again)')

@@ -5,10 +5,9 @@ Example:
         --output-dir data/faces --train-ratio 0.7 --val-ratio 0.2 --test-ratio 0.1 --seed 42
 """
 import argparse
-import sys
 
 from animal_landmarks_mm.converter import convert
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 
 
 def parse_args(argv=None):
@@ -36,14 +35,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with exit_on_error(args.output_dir):
         summary = convert(
             args.annotation_dir, args.image_dir, args.output_dir, train_ratio=args.train_ratio,
             val_ratio=args.val_ratio, test_ratio=args.test_ratio, seed=args.seed,
             val_annotation_dir=args.val_annotation_dir, strict=args.strict,
             include_predicted=args.include_predicted, progress=not args.no_progress)
-    except (AnimalLandmarksError, OSError) as e:
-        sys.exit(f'error: {e}')
     print(summary.format())
 
 

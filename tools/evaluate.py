@@ -8,7 +8,7 @@ Example:
 import argparse
 import sys
 
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.evaluation import evaluate, faces_from_annotation_dir, faces_from_coco
 
 
@@ -41,7 +41,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with exit_on_error(args.output_dir):
         if args.ann_file:
             faces = faces_from_coco(args.ann_file)
         else:
@@ -53,8 +53,6 @@ def main(argv=None):
                            device=args.device, visualize=args.visualize,
                            num_vis_samples=args.num_vis_samples, worst_first=args.worst_first,
                            compare=args.compare)
-    except (AnimalLandmarksError, OSError) as e:
-        sys.exit(f'error: {e}')
     with open(f'{args.output_dir}/metrics.txt') as f:
         print(f.read().split('\nper group')[0])
     print(f'outputs in {args.output_dir}: metrics.txt, metrics.json, predictions.json, ced.png'

@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.export import FORMATS, export_checkpoint
 
 #: every --format; onnx is written by animal_landmarks_mm.onnx_export
@@ -64,7 +64,7 @@ def main(argv=None):
     fmt = args.format or ('onnx' if Path(args.out).suffix == '.onnx' else None)
     if fmt != 'onnx' and args.config:
         sys.exit('error: --config is for --format onnx')
-    try:
+    with exit_on_error(args.out):
         if fmt == 'onnx':
             from animal_landmarks_mm.onnx_export import OPSET, export_onnx
             out = export_onnx(args.checkpoint, args.out, config=args.config)
@@ -72,8 +72,6 @@ def main(argv=None):
         else:
             out = export_checkpoint(args.checkpoint, args.out, fmt=fmt)
             print(f'wrote {out}')
-    except (AnimalLandmarksError, OSError) as e:
-        sys.exit(f'error: {e}')
     how = dict(onnx=HOW_TO_LOAD_ONNX, mmpose=HOW_TO_LOAD_MMPOSE).get(fmt, HOW_TO_LOAD)
     print(how.format(out=out))
 

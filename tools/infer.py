@@ -5,9 +5,8 @@ Example:
         --face-detector yolov3 --out-dir work_dirs/infer --rank
 """
 import argparse
-import sys
 
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.infer import (
     FACE_DETECTORS,
     FaceDetector,
@@ -51,7 +50,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with exit_on_error(args.out_dir):
         detector = None
         if args.face_detector_checkpoint and not args.face_detector:
             raise InferenceInputError('--face-detector-checkpoint needs --face-detector')
@@ -62,8 +61,6 @@ def main(argv=None):
                                out_dir=args.out_dir, annotation_dir=args.annotation_dir,
                                boxes_file=args.boxes, face_detector=detector,
                                device=args.device, rank=args.rank)
-    except (AnimalLandmarksError, OSError) as e:
-        sys.exit(f'error: {e}')
     folder = args.annotation_dir or f'{args.out_dir}/annotations'
     print(f'{len(result.written)} images predicted: pictures in {args.out_dir}/vis, annotation '
           f'files (status "predicted", to review in the annotator) in {folder}')

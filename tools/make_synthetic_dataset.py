@@ -4,9 +4,8 @@ Example:
     python tools/make_synthetic_dataset.py --out-dir data/synthetic --num-images 200
 """
 import argparse
-import sys
 
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.synthetic import FAMILIES, make_synthetic_dataset
 
 
@@ -26,12 +25,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with exit_on_error(args.out_dir):
         files = make_synthetic_dataset(args.out_dir, num_images=args.num_images, seed=args.seed,
                                        min_size=args.min_size, max_size=args.max_size,
                                        family=args.family)
-    except (AnimalLandmarksError, OSError) as e:
-        sys.exit(f'error: {e}')
     print(f'wrote {len(files)} images to {args.out_dir}/images and their annotations to '
           f'{args.out_dir}/landmarks')
 

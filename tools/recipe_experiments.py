@@ -9,9 +9,8 @@ Example (hours on a CPU at the default plans; minutes on a GPU):
 """
 import argparse
 import json
-import sys
 
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.experiments import learning_curve, transfer_curve
 
 
@@ -39,7 +38,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with exit_on_error(args.out_dir):
         if args.experiment == 'learning-curve':
             results = learning_curve(args.out_dir, sizes=tuple(args.sizes),
                                      val_faces=args.val_faces, iters=args.iters,
@@ -50,8 +49,6 @@ def main(argv=None):
                                      pretrain_iters=args.pretrain_iters, iters=args.iters,
                                      batch_size=args.batch_size, seed=args.seed,
                                      finetune_lrs=tuple(args.finetune_lr))
-    except (AnimalLandmarksError, OSError) as e:
-        sys.exit(f'error: {e}')
     print(json.dumps(results, indent=1))
 
 

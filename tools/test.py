@@ -6,9 +6,8 @@ Example:
         --data-root data/animal_faces/
 """
 import argparse
-import sys
 
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.training import (
     add_common_args,
     apply_test_args,
@@ -28,14 +27,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with exit_on_error(args.work_dir):
         cfg = apply_test_args(config_from_args(args), args.config, args.checkpoint,
                               work_dir=args.work_dir, out=args.dump, launcher=args.launcher)
         test(cfg)
-    except AnimalLandmarksError as e:
-        sys.exit(f'error: {e}')
-    except OSError as e:  # an unwritable work dir, a full disk
-        sys.exit(f'error: {e.strerror or e}: {e.filename or args.work_dir}')
 
 
 if __name__ == '__main__':

@@ -5,9 +5,8 @@ Example:
         --data-root data/animal_faces/
 """
 import argparse
-import sys
 
-from animal_landmarks_mm.errors import AnimalLandmarksError
+from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.schedule import measure_step_seconds
 from animal_landmarks_mm.training import (
     add_common_args,
@@ -64,7 +63,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
+    with exit_on_error(args.work_dir):
         cfg = apply_train_args(
             config_from_args(args), args.config, work_dir=args.work_dir, resume=args.resume,
             amp=args.amp, no_validate=args.no_validate, auto_scale_lr=args.auto_scale_lr,
@@ -79,10 +78,6 @@ def main(argv=None):
             estimate = None if args.no_time_estimate else measure_step_seconds(cfg)
             print(plan.format(*estimate) if estimate else plan.format(), flush=True)
         train(cfg)
-    except AnimalLandmarksError as e:
-        sys.exit(f'error: {e}')
-    except OSError as e:  # an unwritable work dir, a full disk
-        sys.exit(f'error: {e.strerror or e}: {e.filename or args.work_dir}')
 
 
 if __name__ == '__main__':

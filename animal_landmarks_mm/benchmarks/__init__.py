@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import queue as queue_module
 
 #: benchmark name -> ``module:function`` of this package (imported in the child process only)
 BENCHMARKS = {
@@ -31,7 +32,7 @@ BENCHMARKS = {
     'inference': 'inference:inference_latency',
     'onnx': 'onnx:onnx_latency',
     'converter': 'converter:converter_throughput',
-    'annotator': 'annotator:annotator_redraw',
+    'annotator': 'annotator:annotator_editing',
 }
 
 
@@ -54,7 +55,15 @@ def run_isolated(name: str) -> dict:
     queue = context.Queue()
     process = context.Process(target=_child, args=(name, queue))
     process.start()
-    _, result = queue.get()
+    while True:  # a child killed (for memory, say) sends nothing: never wait for it forever
+        try:
+            _, result = queue.get(timeout=5)
+            break
+        except queue_module.Empty:
+            if not process.is_alive():
+                result = dict(error=f'its process ended (exit code {process.exitcode}) '
+                              'without a result: killed for memory?')
+                break
     process.join()
     return result
 

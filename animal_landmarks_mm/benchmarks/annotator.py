@@ -274,9 +274,10 @@ def scratch_versus_review(context, url: str, out: Path, truth: dict[str, np.ndar
                     max_error_px=round(max(s['error'] for s in sessions), 2))
 
     return dict(
-        face_from_scratch=dict(summary(scratch), how='28 clicks at the true points'),
+        face_from_scratch=dict(summary(scratch),
+                               how=f'{NUM_KEYPOINTS} clicks at the true points'),
         face_review=dict(summary(review), how=(
-            f'status predicted, {len(truth[next(iter(truth))]) - POINTS_OFF} points within '
+            f'status predicted, {NUM_KEYPOINTS - POINTS_OFF} points within '
             f'{CLOSE_PX} px of the truth, {POINTS_OFF} off by {OFF_PX[0]:g}-{OFF_PX[1]:g} px: '
             f'drag the {POINTS_OFF} back, Enter')),
         face_time='bot (machine) time per face, from asking for the image to its file saved; '
@@ -288,7 +289,7 @@ def _max_error(annotation, truth: np.ndarray) -> float:
     return float(np.linalg.norm(np.array(annotation.faces[0].landmarks) - truth, axis=1).max())
 
 
-def annotator_redraw(size: tuple[int, int] = (4000, 3000), face_side: int = 420,
+def annotator_editing(size: tuple[int, int] = (4000, 3000), face_side: int = 420,
                      folder_images: int = 5000, review_faces: int = 3) -> dict:
     """The annotator's point editor on a ``size`` JPEG with a small face, in a folder of
     ``folder_images`` images (half of them annotated).

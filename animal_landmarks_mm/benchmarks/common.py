@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import resource
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..converter import convert
@@ -41,3 +44,18 @@ def synthetic_coco(folder: Path, num_images: int) -> Path:
     return folder
 
 
+def seconds_per_call(contenders: dict[str, Callable[[], object]], repeats: int,
+                     synchronize: Callable[[], None] = lambda: None) -> dict[str, float]:
+    """Median seconds per call of each contender, measured in rounds that call each once in
+    turn, so that a change of the machine's load falls on all of them alike."""
+    for fn in contenders.values():  # warm-up: allocations, oneDNN / onnxruntime kernel choice
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            synchronize()
+            start = time.perf_counter()
+            fn()
+            synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}

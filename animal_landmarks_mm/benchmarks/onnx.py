@@ -3,33 +3,14 @@ anime-face-detector 0.1.0, on the same image, boxes and weights."""
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .common import device as current_device
-from .common import peak_memory
-
-
-def _interleaved(contenders: dict[str, Callable[[], object]], repeats: int,
-                 synchronize: Callable[[], None] = lambda: None) -> dict[str, float]:
-    """Median seconds per call of each contender, measured in rounds that call each once in
-    turn, so that a change of the machine's load falls on all of them alike."""
-    for fn in contenders.values():  # warm-up: allocations, oneDNN / onnxruntime kernel choice
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            synchronize()
-            start = time.perf_counter()
-            fn()
-            synchronize()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+from .common import peak_memory, seconds_per_call
 
 
 def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None = None
@@ -89,8 +70,8 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
             afd=lambda: afd(image, boxes=[np.append(b, 1.0) for b in boxes[:n]]))
 
     load_before = os.getloadavg()[0]
-    one = _interleaved(contenders(1), repeats)
-    many = _interleaved(contenders(batch), repeats)
+    one = seconds_per_call(contenders(1), repeats)
+    many = seconds_per_call(contenders(batch), repeats)
     # other processes' load skews torch's OpenMP threads most: say what it was
     result = dict(
         cpu_threads=threads, load_avg_1min=f'{load_before:.1f}-{os.getloadavg()[0]:.1f}',
@@ -107,7 +88,7 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
         speedup_batch_onnx_over_afd=round(many['afd'] / many['onnx'], 2))
     if gpu is not None:
         mmpose_gpu, onnx_gpu = gpu
-        timed = _interleaved(dict(
+        timed = seconds_per_call(dict(
             torch_one=lambda: mmpose_gpu.predict(image, boxes[:1]),
             onnx_one=lambda: onnx_gpu.predict(image, boxes[:1]),
             torch_batch=lambda: mmpose_gpu.predict(image, boxes),

@@ -1337,7 +1337,7 @@
       if (!placed.length) return;
       const xs = placed.map((p) => p[0]), ys = placed.map((p) => p[1]);
       const extent = Math.max(Math.max(...xs) - Math.min(...xs), Math.max(...ys) - Math.min(...ys));
-      // a face too small on screen for 28 numbers: only the hovered and selected ones
+      // a face too small on screen for every number: only the hovered and selected ones
       const only = placed.length > 3 && extent < CROWDED_FACE_PX
         ? new Set([this.selected, this.hover]) : null;
       placeLabels(pts, 12, 6, only).forEach((at, k) => {

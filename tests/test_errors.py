@@ -1,0 +1,27 @@
+"""The tools' one-line errors: exit_on_error turns the package's errors and the operating
+system's into ``error: ...`` and exit status 1."""
+import errno
+
+import pytest
+
+from animal_landmarks_mm.errors import AnimalLandmarksError, exit_on_error
+
+
+@pytest.mark.parametrize('error, expected', [
+    (AnimalLandmarksError('data/x.json: broken JSON'), 'error: data/x.json: broken JSON'),
+    (OSError(errno.ENOSPC, 'No space left on device', 'out/a.json'),
+     'error: No space left on device: out/a.json'),
+    (OSError(errno.EACCES, 'Permission denied'), 'error: Permission denied: work_dirs/run'),
+    (OSError('a message without errno'), 'error: a message without errno: work_dirs/run'),
+])
+def test_errors_become_one_line_and_exit_status_1(error, expected):
+    with pytest.raises(SystemExit) as caught, exit_on_error('work_dirs/run'):
+        raise error
+    assert caught.value.code == expected  # sys.exit(text): printed to stderr, status 1
+
+
+def test_other_errors_are_not_swallowed():
+    with pytest.raises(KeyError), exit_on_error():
+        raise KeyError('a bug stays a traceback')
+    with exit_on_error():  # nothing raised: nothing happens
+        pass
