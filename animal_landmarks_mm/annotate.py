@@ -203,6 +203,7 @@ class ImageEdit:
         default_factory=lambda: collections.deque(maxlen=HISTORY_STEPS), repr=False,
         compare=False)
     future: list = field(default_factory=list, repr=False, compare=False)
+    recorded: int = field(default=0, repr=False, compare=False)  # undo steps ever recorded
 
     @property
     def current(self) -> FaceEdit:
@@ -227,7 +228,14 @@ class ImageEdit:
         """Called before each edit: the state it changes becomes an undo step."""
         self.history.append(self._snapshot())
         self.future.clear()
+        self.recorded += 1
         self.dirty = True
+
+    def record_unchanged(self) -> None:
+        """An undo step that changes nothing, for an edit that was refused after the page had
+        counted it as a step (the page records before it sends): both histories stay in step,
+        so that the page's next undo and the server's undo the same edit."""
+        self._record()
 
     def _edited(self) -> None:
         """After an edit of points: an image with a model's unaccepted face stays predicted;

@@ -50,6 +50,7 @@ import numpy as np
 from fastapi import Request  # a module global: FastAPI resolves the routes' annotations here
 
 from .annotate import (
+    HISTORY_STEPS,
     AnnotationConflictError,
     AnnotationSession,
     EditError,
@@ -605,6 +606,7 @@ class Annotator:
             skeleton=[list(pair) for pair in SKELETON],
             visibility={name: flag for flag, name in VISIBILITY_FLAGS.items()},
             label_parts=label_parts(),
+            history_steps=HISTORY_STEPS,
             skip_reasons=list(SKIP_REASONS), predict=self.predictor is not None,
             detector=self.detector is not None, shortcuts=SHORTCUTS,
             chart=dict(url='annotator/chart.png', width=width, height=height, points=points))
@@ -883,6 +885,7 @@ class Annotator:
                 if seq != found.applied + 1:
                     break
                 found.applied = seq
+                steps = found.edit.recorded
                 try:
                     if op.get('op') == 'predict':
                         messages.append(self._predict(found.edit, op))
@@ -890,6 +893,8 @@ class Annotator:
                         found.edit.apply(op)
                 except (AnimalLandmarksError, ValueError) as e:
                     messages.append(f'refused: {e}')
+                    if op.get('op') not in ('undo', 'redo') and found.edit.recorded == steps:
+                        found.edit.record_unchanged()  # the page counted it as a step
             self._save(found)
             found.message = '; '.join(m for m in messages if m)
             return 200, dict(state=self.state(found))

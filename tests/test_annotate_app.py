@@ -127,6 +127,26 @@ def test_operations_apply_once_and_in_order(folders):
     assert status == 410 and answer['reason'] == 'unknown_token'
 
 
+def test_a_refused_edit_is_an_undo_step_on_both_sides(folders):
+    """The page records an undo step before it sends an edit; a refused one is a step that
+    changes nothing on the server too, so the next undo undoes the same edit on both sides
+    (not an earlier, real one)."""
+    tab = Tab(_annotator(folders))
+    tab.open(image='a.png')
+    tab.send(*_places(POINTS[:2]))
+    assert tab.state['undo'] == 2
+    state = tab.send(dict(op='place', index=2, x=1e9, y=1))  # refused: off the picture
+    assert state['message'].startswith('refused:') and state['undo'] == 3
+    state = tab.send(dict(op='predict'))  # refused: no model
+    assert state['message'].startswith('refused:') and state['undo'] == 4
+    points = state['edit']['faces'][0]['points']
+    state = tab.send(dict(op='undo'), dict(op='undo'))  # the page's two refused steps
+    assert state['edit']['faces'][0]['points'] == points and state['undo'] == 2
+    state = tab.send(dict(op='undo'))  # then the real one
+    assert state['edit']['faces'][0]['points'][1] is None
+    assert state['edit']['faces'][0]['points'][0] == list(POINTS[0])
+
+
 def test_go_to_an_image_by_number_name_part_or_direction(folders):
     annotator = _annotator(folders)
     tab = Tab(annotator)

@@ -327,6 +327,126 @@ def test_large_picture_small_face_zoom_pan_and_exact_clicks_when_zoomed(server, 
     page.close()
 
 
+def _drag(page, start, end, steps=5) -> None:
+    page.page.mouse.move(*start)
+    page.page.mouse.down()
+    page.page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=steps)
+    page.page.mouse.move(*end, steps=steps)
+    page.page.mouse.up()
+
+
+@pytest.fixture(scope='module')
+def board_pictures(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray], dict[str, tuple]]:
+    """Ten image-board-like pictures: 4000x3000 (or 3000x4000) JPEGs with one small face
+    (200-500 px) somewhere, their true points and face boxes."""
+    folder = tmp_path_factory.mktemp('board') / 'images'
+    folder.mkdir()
+    rng = np.random.default_rng(77)
+    truth, boxes = {}, {}
+    for k in range(10):
+        size = (4000, 3000) if k % 3 else (3000, 4000)
+        side = int(rng.integers(200, 501))
+        w, h = side, int(side * rng.uniform(0.8, 1.0))
+        x0, y0 = int(rng.integers(0, size[0] - w)), int(rng.integers(0, size[1] - h))
+        picture, points = _small_face_picture(100 + k, size, (x0, y0, w, h))
+        name = f'post_{k:02d}.jpg'
+        cv2.imwrite(str(folder / name), picture, [cv2.IMWRITE_JPEG_QUALITY, 88])
+        truth[name], boxes[name] = points, (x0, y0, x0 + w, y0 + h)
+    return folder, truth, boxes
+
+
+def test_ten_image_board_pictures_without_a_click_going_wrong(board_pictures, browser,
+                                                              tmp_path):
+    """What a new user does all day: for each large picture with a small face, drag the face
+    box (b), zoom on it (f), click the 28 points, next (n). Every point lands within half a
+    shown pixel, and the converter takes all ten files. On the way, the other tools of the
+    editor: a point marked absent (x) and back (undo), a point selected in the list, labels
+    hidden (l), a box corner dragged, space+drag panning."""
+    folder, truth, boxes = board_pictures
+    out = tmp_path / 'landmarks'
+    port = free_port()
+    proc = _start(folder, out, port, tmp_path / 'server.log')
+    try:
+        page = Page(browser, f'http://127.0.0.1:{port}', 'post_00.jpg')
+        for k, name in enumerate(sorted(truth)):
+            page.wait_image(name)
+            size = (4000, 3000) if k % 3 else (3000, 4000)
+            assert page.size() == size
+            x0, y0, x1, y1 = boxes[name]
+            page.key('b')
+            _drag(page, page.at(x0, y0), page.at(x1, y1))
+            page.wait_text('le-message', 'box set')
+            page.key('f')
+            page.page.wait_for_function('() => window.landmarkEditor.view.s > 1')
+            points = truth[name]
+            for x, y in points:
+                page.click(x, y)
+            page.wait_text('le-prompt', 'complete')
+            page.saved()
+            saved = np.array(load_annotation(out / f'post_{k:02d}.json').faces[0].landmarks)
+            scale = page.rect()[2] / size[0]
+            assert np.abs(saved - points).max() * scale <= 0.5, (name, scale)
+            if k == 1:
+                _other_tools(page, out / 'post_01.json', saved, scale)
+            page.key('n')
+        page.wait_text('le-progress', '10 done')
+        page.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    from animal_landmarks_mm.converter import AnnotationReader
+    contents = AnnotationReader(folder, progress=False).read(out)
+    assert len(contents.records) == 10 and contents.problems == []
+
+
+def _other_tools(page, file: Path, saved: np.ndarray, scale: float) -> None:
+    """x / undo, the point list, l, a box corner, space+drag (on a finished face)."""
+    def face():
+        page.saved()
+        return load_annotation(file).faces[0]
+
+    # x on a selected point: absent (no point drawn); Ctrl+Z brings it back where it was
+    page.click(*saved[23])  # the face is complete: a click selects
+    page.key('x')
+    assert face().visibility[23] == 0 and face().landmarks[23] is None
+    assert page.page.locator('.landmark-point[data-index="23"]').count() == 0
+    page.key('Control+z')
+    assert face().visibility[23] == 2 and np.allclose(face().landmarks[23], saved[23])
+    # a row of the point list selects its point; o then applies to it
+    page.page.locator('#le-points [data-index="7"]').click()
+    page.key('o')
+    assert face().visibility[7] == 1
+    page.key('Control+z')
+    assert face().visibility[7] == 2
+    # l hides the labels and shows them again
+    assert page.page.locator('#landmark-editor .le-label').count() > 0
+    page.key('l')
+    page.page.wait_for_function(
+        '() => document.querySelectorAll("#landmark-editor .le-label").length === 0')
+    page.key('l')
+    page.page.wait_for_function(
+        '() => document.querySelectorAll("#landmark-editor .le-label").length > 0')
+    # the box's top-left corner, dragged 20 shown px left and up: an edit of the box
+    box = face().bbox
+    corner = page.at(box[0], box[1])
+    _drag(page, corner, (corner[0] - 20, corner[1] - 20))
+    page.page.wait_for_function(
+        f'() => window.landmarkEditor.face.bbox[0] < {box[0] - 10 / scale}')
+    moved = face().bbox
+    assert moved[0] == pytest.approx(box[0] - 20 / scale, abs=1 / scale)
+    assert moved[1] == pytest.approx(box[1] - 20 / scale, abs=1 / scale)
+    assert moved[2:] == pytest.approx(box[2:])
+    # space+drag pans even over a point (which a plain drag would move)
+    start = page.rect()
+    over = page.at(*saved[12])
+    page.page.keyboard.down(' ')
+    _drag(page, over, (over[0] + 40, over[1] + 25))
+    page.page.keyboard.up(' ')
+    now = page.rect()
+    assert (now[0] - start[0], now[1] - start[1]) == pytest.approx((40, 25), abs=0.01)
+    assert np.allclose(face().landmarks, saved)  # nothing moved but the view
+
+
 def test_reload_url_back_forward_and_the_next_to_do(server, images, browser):
     url, out = server
     page = Page(browser, url, 'face_1.png')

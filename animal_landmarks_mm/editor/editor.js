@@ -29,12 +29,13 @@
 
   // The schema's visibility flags, point count and parts: from the server's config
   // (schema.py is their one definition), set once by adoptSchema before anything is drawn.
-  let VISIBLE, OCCLUDED, ABSENT, NUM_POINTS;
+  let VISIBLE, OCCLUDED, ABSENT, NUM_POINTS, UNDO_STEPS;
   let PARTS = [];      // [{points, away_from}], see annotate_app.label_parts
   const PART_OF = [];  // point index -> its part
   function adoptSchema(config) {
     ({visible: VISIBLE, occluded: OCCLUDED, absent: ABSENT} = config.visibility);
     NUM_POINTS = config.landmarks.length;
+    UNDO_STEPS = config.history_steps;  // as many as the server keeps: the two stay in step
     PARTS = config.label_parts;
     PARTS.forEach((part, p) => part.points.forEach((k) => { PART_OF[k] = p; }));
   }
@@ -43,7 +44,6 @@
   const HIT_RADIUS = 10;       // screen px around a point that grab it
   const HANDLE_RADIUS = 8;     // screen px around a box corner
   const MAX_SCALE = 32;        // screen px per image px at the closest zoom
-  const UNDO_STEPS = 200;      // as annotate.HISTORY_STEPS
   const RETRY_MS = [300, 600, 1200, 2500, 5000];
   const PREDICTION_POLL_MS = 700;  // how often to ask whether pre-annotated points are ready
   const CROWDED_FACE_PX = 140; // a face smaller than this on screen: labels on hover only
