@@ -1,6 +1,14 @@
 """Checkpoints are data: unreadable or hostile files give one line; stored code never runs;
 pretrained names resolve offline from a prepared Hugging Face cache, or say how to bring them."""
+import json
+import os
 import pickle
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -9,7 +17,8 @@ from safetensors.torch import save_file
 
 from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
 from animal_landmarks_mm.model_zoo import PRETRAINED
-from conftest import MAIN_CONFIG, TINY, prepare_hub_cache, run_tool
+from animal_landmarks_mm.testing.browser import free_port
+from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, TINY, prepare_hub_cache, run_tool
 
 
 class _RunsCode:
@@ -147,23 +156,61 @@ def test_a_pretrained_name_loads_offline_from_the_cache_wherever_a_checkpoint_is
              coco_dir / 'images', '--annotation-dir', coco_dir / 'landmarks', '--output-dir',
              tmp_path / 'eval', env=offline)
     assert (tmp_path / 'eval' / 'metrics.json').is_file()
+    # the fine-tuning config as it is: its load_from is the name, no download by hand
+    proc = run_tool('train.py', FINETUNE_CONFIG, '--work-dir', tmp_path / 'ft_config',
+                    '--data-root', coco_dir, '--cfg-options', *TINY, env=offline)
+    assert 'StrictLoadFromHook: loaded all 1839 tensors of the model' in proc.stdout + proc.stderr
+    # the annotator's model assistance
+    port = free_port()
+    log = tmp_path / 'annotator.log'
+    with open(log, 'w') as out:
+        server = subprocess.Popen(
+            [sys.executable, str(REPO / 'tools' / 'annotate_landmarks.py'), '--image-dir',
+             coco_dir / 'images', '--output-dir', tmp_path / 'annotated', '--port', str(port),
+             '--checkpoint', 'anime-face-detector'], stdout=out, stderr=subprocess.STDOUT,
+            env=dict(os.environ, **offline))
+    try:
+        config = _wait_for_json(f'http://127.0.0.1:{port}/annotator/api/config', server, log)
+        assert config['predict'] is True
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
-def test_a_pretrained_name_not_in_the_cache_is_one_line_saying_how_to_bring_it(tmp_path):
+def _wait_for_json(url: str, server: subprocess.Popen, log, seconds: float = 300) -> dict:
+    """The JSON a starting server answers at ``url`` (a model to load on a loaded machine)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return json.loads(answer.read())
+        except (urllib.error.URLError, ConnectionError):
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f'the annotator did not start:\n{log.read_text()[-3000:]}')
+            time.sleep(0.3)
+
+
+def test_a_pretrained_name_not_in_the_cache_is_one_line_saying_how_to_bring_it(coco_dir,
+                                                                              tmp_path):
     import cv2
     cv2.imwrite(str(tmp_path / 'face.png'), np.zeros((64, 64, 3), np.uint8))
     offline = dict(HF_HUB_CACHE=str(tmp_path / 'empty'), HF_HUB_OFFLINE='1')
-    for tool, args in (('infer.py', [tmp_path, '--out-dir', tmp_path / 'out']),
-                       ('export.py', [tmp_path / 'x.safetensors'])):
-        if tool == 'export.py':
-            args = ['anime-face-detector', *args]
-        else:
-            args = [*args, '--checkpoint', 'anime-face-detector']
+    for tool, args in (
+            ('infer.py', [tmp_path, '--out-dir', tmp_path / 'out', '--checkpoint',
+                          'anime-face-detector']),
+            ('export.py', ['anime-face-detector', tmp_path / 'x.safetensors']),
+            ('annotate_landmarks.py', ['--image-dir', tmp_path, '--output-dir',
+                                       tmp_path / 'ann', '--checkpoint', 'anime-face-detector',
+                                       '--port', '0']),
+            # the fine-tuning config's own load_from
+            ('train.py', [FINETUNE_CONFIG, '--work-dir', tmp_path / 'ft', '--data-root',
+                          coco_dir, '--no-time-estimate', '--cfg-options', *TINY])):
         proc = run_tool(tool, *args, check=False, env=offline)
         last = proc.stderr.strip().splitlines()[-1]
         assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
-        assert last.startswith('error: anime-face-detector: model.safetensors of the Hugging '
-                               'Face repository hysts/anime-face-detector-hrnetv2'), last
+        assert re.match(r'error: (load_from: )?anime-face-detector: model\.safetensors of the '
+                        r'Hugging Face repository hysts/anime-face-detector-hrnetv2', last), last
         assert 'HF_HUB_OFFLINE is set' in last and 'hf download' in last
 
 

@@ -56,10 +56,22 @@ def test_the_loop_runs_end_to_end(tmp_path):
     assert reviewed.status == 'annotated' and reviewed.meta['reviewed_by'] == 'reviewer'
     assert reviewed.faces[0].landmarks == exact.faces[0].landmarks
 
-    # the checker reads the folder (predictions left out) and writes its report
+    # a labelling mistake in a person's file (the outer eye corners swapped): the checker
+    # reads the folder (predictions left out), lists that file first, and it is fixed
+    mistaken = landmarks / names[3].replace('.png', '.json')
+    good = mistaken.read_bytes()
+    raw = json.loads(good)
+    points = raw['faces'][0]['landmarks']
+    points[11], points[19] = points[19], points[11]
+    mistaken.write_text(json.dumps(raw))
     run_tool('check_annotations.py', '--annotation-dir', landmarks, '--image-dir', images,
              '--output', tmp_path / 'report.json')
-    assert isinstance(json.loads((tmp_path / 'report.json').read_text()), list)
+    report = json.loads((tmp_path / 'report.json').read_text())
+    assert report and report[0]['annotation'] == mistaken.name, report[:3]
+    assert report[0]['file'] == names[3]  # the image, as the annotator opens it (--files)
+    predicted = {r['image'] for r in ranking[1:]}  # still predictions: never checked
+    assert not predicted & {entry['image'] for entry in report}
+    mistaken.write_bytes(good)
 
     # retrain on 13 faces, starting from the first model
     summary = convert(tmp_path / 'coco3')

@@ -1,6 +1,7 @@
 """mmpose's inference API on our config and checkpoints, and tools/infer.py."""
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -160,7 +161,32 @@ def test_predictions_never_overwrite_a_persons_work_and_rank_by_uncertainty(coco
     assert (out / f'{images[0].stem}.json').read_bytes() == before
 
 
-def test_flip_disagreement_is_zero_for_a_mirror_symmetric_model_input(coco_dir, trained):
+def test_a_face_the_model_does_not_know_ranks_first(peaked_scenes, peaked_checkpoint, tmp_path):
+    """--rank on faces the model knows (it agrees with its mirrored pass) and on drawings it
+    has never seen (noise, a face turned upside down): the unknown ones come first."""
+    from animal_landmarks_mm.infer import run_inference
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    image, boxes, _ = peaked_scenes[1]  # one known character, its box
+    box = [float(v) for v in boxes[0][:4]]
+    cv2.imwrite(str(folder / 'known.png'), image)
+    cv2.imwrite(str(folder / 'upside_down.png'), np.ascontiguousarray(image[::-1]))
+    flipped_box = [box[0], image.shape[0] - box[3], box[2], image.shape[0] - box[1]]
+    noise = np.random.default_rng(0).integers(0, 256, image.shape, dtype=np.uint8)
+    cv2.imwrite(str(folder / 'noise.png'), noise)
+    (tmp_path / 'boxes.json').write_text(json.dumps(
+        {'known.png': [box], 'upside_down.png': [flipped_box], 'noise.png': [box]}))
+    result = run_inference(folder, config=None, checkpoint=peaked_checkpoint,
+                           out_dir=tmp_path / 'out', boxes_file=tmp_path / 'boxes.json',
+                           rank=True, progress=False)
+    ranking = json.loads(Path(result.ranking).read_text())
+    order = [entry['image'] for entry in ranking]
+    assert order[-1] == 'known.png', ranking
+    known = ranking[-1]['uncertainty']
+    assert all(entry['uncertainty'] > 2 * known for entry in ranking[:-1]), ranking
+
+
+def test_flip_disagreement_is_the_same_for_a_face_and_its_mirror(coco_dir, trained):
     """A face and its mirror: the plain pass on one equals the mirrored pass on the other, so
     the disagreement of the mirrored image equals that of the original."""
     from animal_landmarks_mm.infer import LandmarkPredictor
