@@ -191,11 +191,16 @@ def plot_learning_curve(results: dict, out_file: str | os.PathLike) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     runs = results['runs']
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     ax.plot([r['faces'] for r in runs], [r['best_NME'] for r in runs], 'o-')
+    for r in runs:
+        ax.annotate(f'{r["best_NME"]:.4f}', (r['faces'], r['best_NME']), fontsize=8,
+                    textcoords='offset points', xytext=(0, 6), ha='center')
     ax.set_xscale('log')
     ax.set_xticks([r['faces'] for r in runs], [str(r['faces']) for r in runs])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel('training faces (synthetic)')
     ax.set_ylabel('best validation NME (inter-ocular)')
     ax.set_title(f'How many faces? {results["iters"]} steps at batch {results["batch_size"]}, '

@@ -244,10 +244,19 @@ def load_predictor(checkpoint: str | os.PathLike, config: str | os.PathLike | No
     if str(checkpoint).lower().endswith('.onnx'):
         if config is not None:
             _warn(f'{checkpoint}: an ONNX graph holds its own processing; --config is not used')
-        providers = (['CUDAExecutionProvider', 'CPUExecutionProvider']
-                     if device.startswith('cuda') else ['CPUExecutionProvider'])
-        return OnnxLandmarkPredictor(checkpoint, providers=providers)
+        return OnnxLandmarkPredictor(checkpoint, providers=onnx_providers(device))
     return LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
+
+
+def onnx_providers(device: str) -> list[str | tuple[str, dict]]:
+    """onnxruntime's execution providers for a device as the tools name it: ``cuda:N`` is the
+    CUDA provider on GPU N (then the CPU), ``cuda`` GPU 0, anything else the CPU."""
+    if not device.startswith('cuda'):
+        return ['CPUExecutionProvider']
+    _, _, index = device.partition(':')
+    if index and not index.isdigit():
+        raise InferenceInputError(f'device {device!r}: expected cpu, cuda or cuda:N')
+    return [('CUDAExecutionProvider', {'device_id': int(index or 0)}), 'CPUExecutionProvider']
 
 
 def model_id(checkpoint: str | os.PathLike) -> str:

@@ -123,8 +123,9 @@ class OnnxLandmarkPredictor:
 
     Args:
         path: the ``.onnx`` file from ``tools/export.py --format onnx``.
-        providers: onnxruntime execution providers, in order of preference; None for CUDA
-            when present, else the CPU.
+        providers: onnxruntime execution providers, in order of preference, each a name or
+            ``(name, options)`` (``('CUDAExecutionProvider', {'device_id': 1})``); None for
+            CUDA when present, else the CPU.
         intra_op_num_threads: CPU threads of one run; None for onnxruntime's default (the
             physical cores).
         max_batch: at most this many crops per run (bounds memory for images with many faces).
@@ -142,7 +143,8 @@ class OnnxLandmarkPredictor:
             of an exported landmark graph, or onnxruntime not installed.
     """
 
-    def __init__(self, path: str | os.PathLike, providers: list[str] | None = None,
+    def __init__(self, path: str | os.PathLike,
+                 providers: list[str | tuple[str, dict]] | None = None,
                  intra_op_num_threads: int | None = None, max_batch: int = 32,
                  allow_spinning: bool = False):
         path = Path(path)

@@ -367,6 +367,31 @@ def test_model_assisted_box_then_predict(folders, predictor):
         assert load_annotation(folders[1] / 'b.json').status == 'annotated'
 
 
+def test_an_onnx_graph_assists_as_its_checkpoint_does(peaked_scenes, peaked_checkpoint,
+                                                      tmp_path):
+    """The annotator's model assistance with the exported .onnx file (load_predictor, as the
+    tool does): the points of the checkpoint it came from, on a face the model knows."""
+    from animal_landmarks_mm.infer import load_predictor
+    from animal_landmarks_mm.onnx_export import export_onnx
+    graph = export_onnx(peaked_checkpoint, tmp_path / 'model.onnx')
+    image, boxes, _ = peaked_scenes[1]
+    (tmp_path / 'images').mkdir()
+    cv2.imwrite(str(tmp_path / 'images' / 'scene.png'), image)
+    box = [float(v) for v in boxes[0][:4]]
+    folders = (tmp_path / 'images', tmp_path / 'out')
+    with _annotator(folders, load_predictor(graph), pre_annotate=0) as annotator:
+        tab = Tab(annotator)
+        tab.open(image='scene.png')
+        state = tab.send(dict(op='box', box=box), dict(op='predict', face=0))
+        assert state['message'].startswith('predicted 28 points')
+    expected = LandmarkPredictor(MAIN_CONFIG, peaked_checkpoint).predict(
+        image, np.array([box], np.float32))
+    saved = load_annotation(tmp_path / 'out' / 'scene.json')
+    assert saved.status == 'predicted'
+    np.testing.assert_allclose(saved.faces[0].landmarks, expected.pred_instances.keypoints[0],
+                               atol=0.01)
+
+
 def test_predict_without_a_model_is_refused(folders):
     tab = Tab(_annotator(folders))
     tab.open(image='a.png')

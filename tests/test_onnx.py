@@ -311,3 +311,40 @@ def test_infer_and_evaluate_take_the_onnx_file(cli_export, peaked_scenes, tmp_pa
              '--annotation-dir', tmp_path / 'truth', '--output-dir', tmp_path / 'eval')
     metrics = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
     assert metrics['faces'] == 2 and metrics['NME'] < 0.1  # the peaked model knows these faces
+
+
+def test_the_readmes_onnxruntime_example_runs_as_written(cli_export, peaked_scenes, tmp_path):
+    """The README's onnxruntime-only example, run as it stands there (on a face the model
+    knows, at the paths it names): the points of OnnxLandmarkPredictor, whose crop is mmpose's
+    to the last bit, within a hundredth of a pixel."""
+    readme = (Path(__file__).resolve().parent.parent / 'README.md').read_text()
+    section = readme.split('With onnxruntime alone:', 1)[1]
+    code = section.split('```python\n', 1)[1].split('```', 1)[0]
+    image, boxes, _ = peaked_scenes[1]
+    x0, y0, x1, y1 = (int(round(float(v))) for v in boxes[0][:4])
+    code = code.replace('(100, 100, 300, 300)', f'({x0}, {y0}, {x1}, {y1})')
+    (tmp_path / 'work_dirs').mkdir()
+    os.link(cli_export[0], tmp_path / 'work_dirs' / 'animal_face.onnx')
+    cv2.imwrite(str(tmp_path / 'cat.png'), image)
+    namespace = {}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(code, 'README.md', 'exec'), namespace)
+    finally:
+        os.chdir(cwd)
+    expected = OnnxLandmarkPredictor(cli_export[0]).predict(image, [[x0, y0, x1, y1]])
+    np.testing.assert_allclose(namespace['points'], expected.pred_instances.keypoints[0],
+                               atol=0.01)
+    np.testing.assert_allclose(namespace['scores'][0], expected.pred_instances.keypoint_scores[0],
+                               atol=1e-3)
+
+
+def test_the_device_names_its_gpu_for_onnxruntime():
+    from animal_landmarks_mm.infer import InferenceInputError, onnx_providers
+    assert onnx_providers('cpu') == ['CPUExecutionProvider']
+    assert onnx_providers('cuda') == [('CUDAExecutionProvider', {'device_id': 0}),
+                                      'CPUExecutionProvider']
+    assert onnx_providers('cuda:1')[0] == ('CUDAExecutionProvider', {'device_id': 1})
+    with pytest.raises(InferenceInputError, match="device 'cuda:x'"):
+        onnx_providers('cuda:x')
