@@ -92,9 +92,12 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
 
 
 def validations(work_dir: Path) -> list[dict]:
-    """The validation NMEs mmengine logged in ``work_dir`` (its ``scalars.json``), by step."""
+    """The validation NMEs mmengine logged in ``work_dir`` by its latest run (the newest
+    ``<timestamp>/vis_data/scalars.json``: a rerun into the same folder is not mixed with an
+    earlier one), by step."""
     found = []
-    for scalars in sorted(work_dir.glob('*/vis_data/scalars.json')):
+    runs = sorted(work_dir.glob('*/vis_data/scalars.json'))  # timestamps sort as times
+    for scalars in runs[-1:]:
         for line in scalars.read_text().splitlines():
             entry = json.loads(line)
             if 'NME' in entry:
@@ -165,7 +168,10 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
     source = make_split(out_dir / 'data_human', pretrain_faces, val_faces, seed, family='human')
     results['pretrain'] = train_run(MAIN_CONFIG, source, out_dir / 'pretrain',
                                     iters=pretrain_iters, batch_size=batch_size)
-    pretrained = sorted((out_dir / 'pretrain').glob('best_NME_*.pth'))[-1]
+    # the best checkpoint of the pretraining (mmengine keeps one; the newest if a rerun left
+    # more)
+    pretrained = max((out_dir / 'pretrain').glob('best_NME_*.pth'),
+                     key=lambda p: p.stat().st_mtime)
     target = make_split(out_dir / 'data_animal', target_faces, val_faces, seed + 1,
                         family='animal')
     results['finetune'] = train_run(FINETUNE_CONFIG, target, out_dir / 'finetune', iters=iters,

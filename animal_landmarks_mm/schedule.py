@@ -63,6 +63,9 @@ class SchedulePlan:
         final_lr: the lr at the end of the cosine decay.
         val_interval: validate (and save a checkpoint) every this many epochs, or steps for an
             iteration-based run.
+        validate: whether the run validates at all (not with ``--no-validate``).
+        checkpoint_interval: checkpoints every this many epochs or steps, when not at each
+            validation (``--save-freq``).
     """
 
     faces: int
@@ -77,6 +80,8 @@ class SchedulePlan:
     lr_note: str
     final_lr: float
     val_interval: int
+    validate: bool = True
+    checkpoint_interval: int | None = None
 
     @property
     def samples(self) -> int:
@@ -99,14 +104,23 @@ class SchedulePlan:
             f'warmup      {self.warmup_iters} steps '
             f'({100 * self.warmup_iters / self.iters:.0f}% of the run), linear',
             f'lr          {self.lr:.3g} ({self.lr_note}), cosine decay to {self.final_lr:.2g}',
-            f'validation  every {self.val_interval} {unit} (a checkpoint each time; the best '
-            'by NME kept)',
+            self._validation_line(unit),
         ]
         if seconds_per_step is not None:
             total = seconds_per_step * self.iters
             lines.append(f'expected    {_duration(total)} ({seconds_per_step:.2f} s per step on '
                          f'{device}, measured just now without data loading or validation)')
         return '\n'.join(['training plan', *('  ' + line for line in lines)])
+
+
+    def _validation_line(self, unit: str) -> str:
+        checkpoints = (f'a checkpoint every {self.checkpoint_interval} {unit}'
+                       if self.checkpoint_interval is not None else None)
+        if not self.validate:
+            return (f'validation  none (--no-validate); '
+                    f'{checkpoints or f"a checkpoint every {self.val_interval} {unit}"}')
+        return (f'validation  every {self.val_interval} {unit} ('
+                f'{checkpoints or "a checkpoint each time"}; the best by NME kept)')
 
 
 def _duration(seconds: float) -> str:

@@ -298,6 +298,10 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     if save_freq is not None:
         per_epoch = planned.iters_per_epoch if planned and planned.epochs is None else 1
         cfg.default_hooks.checkpoint.interval = save_freq * per_epoch
+        if planned is not None:
+            planned.checkpoint_interval = save_freq * per_epoch
+    if planned is not None and cfg.get('val_cfg') is None:  # --no-validate
+        planned.validate = False
     if early_stop is not None:
         cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(
             type='EarlyStoppingHook', monitor='NME', rule='less', patience=early_stop,

@@ -97,6 +97,16 @@ def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
     assert [s['type'] for s in cfg.param_scheduler] == ['LinearLR']
 
 
+def test_the_printed_plan_says_what_validates_and_what_is_saved():
+    cfg, plan = _scheduled(MAIN_CONFIG, 200, epochs=8, batch_size=8)
+    assert 'validation  every 1 epochs (a checkpoint each time; the best by NME kept)' in \
+        plan.format()
+    plan.checkpoint_interval = 4  # what --save-freq 4 sets
+    assert 'every 1 epochs (a checkpoint every 4 epochs; the best' in plan.format()
+    plan.validate = False  # --no-validate
+    assert 'validation  none (--no-validate); a checkpoint every 4 epochs' in plan.format()
+
+
 def test_the_plan_counts_every_process_and_honours_auto_scale_lr():
     # 4 processes share each epoch's 200 faces: 50 each, 7 steps of 8; the lr sees 32 per step
     cfg, plan = _scheduled(MAIN_CONFIG, 200, epochs=8, batch_size=8, processes=4)
