@@ -169,6 +169,12 @@ class _Snapshot:
     model: str | None
 
 
+def _whole(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EditError(f'{what} must be a whole number, got {value!r}'[:200])
+    return value
+
+
 def _finite(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
             not math.isfinite(value):
@@ -457,12 +463,13 @@ class ImageEdit:
             raise ValueError(f'expected {NUM_KEYPOINTS} points, got {len(points)}')
         if scores is not None and len(scores) != NUM_KEYPOINTS:
             raise ValueError(f'expected {NUM_KEYPOINTS} scores, got {len(scores)}')
+        points = [(_finite(float(x), 'a predicted x'), _finite(float(y), 'a predicted y'))
+                  for x, y in points]  # a model may give NaN: never drawn, never saved
+        scores = None if scores is None else [_finite(float(v), 'a score') for v in scores]
         self._begin(face)
         self.faces[self.face] = FaceEdit(
-            [(min(max(float(x), -0.5), self.width - 0.5),
-              min(max(float(y), -0.5), self.height - 0.5)) for x, y in points],
-            bbox=bbox, scores=None if scores is None else [float(s) for s in scores],
-            predicted=predicted)
+            [(min(max(x, -0.5), self.width - 0.5), min(max(y, -0.5), self.height - 0.5))
+             for x, y in points], bbox=bbox, scores=scores, predicted=predicted)
         if model is not None:
             self.model = model
         self.selected = None
@@ -593,7 +600,8 @@ class ImageEdit:
         if status not in STATUSES:
             raise TypeError(f'unknown status {status!r}')
         return cls(image=raw['image'], width=raw['width'], height=raw['height'], faces=faces,
-                   face=min(int(raw['face']), len(faces) - 1), status=status,
+                   face=max(0, min(_whole(raw['face'], 'face'), len(faces) - 1)),
+                   status=status,
                    status_reason=raw['status_reason'], revision=raw['revision'],
                    reviewed_at=raw.get('reviewed_at'), model=raw.get('model'))
 

@@ -58,7 +58,7 @@ from .annotate import (
     UnsafeNameError,
 )
 from .annotation import STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError, image_size
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, first_line
 from .schema import GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, SKELETON, VISIBILITY_FLAGS, click_runs
 
 logger = logging.getLogger(__name__)
@@ -644,7 +644,7 @@ class Annotator:
             edit = tab.edit
             state.update(edit=edit.to_json(), width=edit.width, height=edit.height,
                          undo=len(edit.history), redo=len(edit.future),
-                         file=session.annotation_path(image).name)
+                         file=session.annotation_path(image).name, problem=edit.problem())
         return state
 
     def image_url(self, index: int) -> str | None:
@@ -893,9 +893,15 @@ class Annotator:
                         found.edit.apply(op)
                 except (AnimalLandmarksError, ValueError) as e:
                     messages.append(f'refused: {e}')
-                    if op.get('op') not in ('undo', 'redo') and found.edit.recorded == steps:
-                        found.edit.record_unchanged()  # the page counted it as a step
+                except Exception as e:  # the model failed (torch, onnxruntime, cv2): one line
+                    logger.exception('edit %s of %s failed', op.get('op'), found.edit.image)
+                    messages.append(f'refused: {op.get("op")} failed ({first_line(e)[:200]})')
+                if op.get('op') not in ('undo', 'redo') and found.edit.recorded == steps:
+                    found.edit.record_unchanged()  # the page counted it as a step
             self._save(found)
+            problem = found.edit.problem()
+            if problem is not None:  # complete by count, but no annotation the converter takes
+                messages.append(f'not done, kept as a draft: {problem}')
             found.message = '; '.join(m for m in messages if m)
             return 200, dict(state=self.state(found))
 

@@ -371,7 +371,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
         with f:
             if hasattr(os, 'fchmod'):
                 os.fchmod(f.fileno(), 0o666 & ~_UMASK)
-            text = json.dumps(obj, indent=indent, ensure_ascii=False)
+            # allow_nan=False: NaN is no JSON; a file holding it could not be read back
+            text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
             if indent is not None:  # one line per [x, y] pair, not one per number
                 text = _PAIR.sub(r'[\1, \2]', text)
             f.write(text)

@@ -306,14 +306,15 @@ def check_image(path: Path, expected_md5: str | None = None) -> tuple[str | None
     try:
         with Image.open(path) as image:  # reads the header: is it an image at all?
             image.verify()  # walks the file: PNG chunk checksums, a cut-off end, ...
-        # verify() reads no pixel data of a JPEG (nor of some other formats): decode it, so
-        # that a cut-off body without md5 or Content-Length is refused too. A JPEG decodes
-        # at 1/8 scale (draft mode: the whole entropy-coded stream is still read, at a
-        # fraction of the work); PIL's decompression-bomb limit stays in force.
+        # verify() reads no pixel data of a JPEG or WebP (it checks a PNG's chunks to their
+        # end): decode those, so that a cut-off body without md5 or Content-Length is refused
+        # too. A JPEG decodes at 1/8 scale (draft mode: the whole entropy-coded stream is
+        # still read, at a fraction of the work); PIL's decompression-bomb limit holds.
         with Image.open(path) as image:
-            if image.format == 'JPEG':
-                image.draft('RGB', (max(1, image.width // 8), max(1, image.height // 8)))
-            image.load()
+            if image.format in ('JPEG', 'WEBP'):
+                if image.format == 'JPEG':
+                    image.draft('RGB', (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
     except UnidentifiedImageError:
         with open(path, 'rb') as f:
             head = f.read(256).lstrip().lower()
@@ -511,13 +512,18 @@ def explain_error(error: BaseException, options: CrawlOptions, url: str) -> str:
     return f'{source}: {message} (searching {url})'
 
 
+class DeadlinePassed(requests.exceptions.RequestException):
+    """A request still unfinished at its deadline. A plain ``RequestException`` (not a timeout
+    or a connection error): gallery-dl does not retry it, so the search ends at once."""
+
+
 class ResponseDeadline:
-    """A wall-clock deadline over the responses read for one request or file, retries included.
+    """A wall-clock deadline over the response of one request or one file.
 
     gallery-dl's read timeout ends a read whose server goes silent, but not one that sends a
     byte now and then. At the deadline the response being read is shut (urllib3), which wakes
-    a read blocked on a dripping server, and :meth:`watch` refuses any later response of the
-    same request at once, so that retries end too.
+    a read blocked on a dripping server, and :meth:`watch` refuses any later response until
+    the deadline is armed again.
 
     Args:
         seconds: the deadline.
@@ -532,18 +538,24 @@ class ResponseDeadline:
         self.expired = False
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
+        self._armed = 0  # which arming the running timer belongs to
         self._response = None
 
     def start(self) -> None:
         """Arm the deadline for a new request or file."""
-        self.stop()
-        self.problem, self.expired, self._response = None, False, None
-        self._timer = threading.Timer(self.seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._armed += 1
+            self.problem, self.expired, self._response = None, False, None
+            # a timer of an earlier arming that fires late finds another number: no effect
+            self._timer = threading.Timer(self.seconds, self._expire, args=(self._armed,))
+            self._timer.daemon = True
+            self._timer.start()
 
     def stop(self) -> None:
-        """Disarm the deadline; once this returns, the timer changes nothing."""
+        """Disarm the deadline: from now on its timer sets nothing (a response it was already
+        shutting may still be closed)."""
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
@@ -553,9 +565,9 @@ class ResponseDeadline:
     def expire_hook(self) -> None:
         """Called (under the lock) when the deadline passes, before the response is shut."""
 
-    def _expire(self) -> None:
+    def _expire(self, armed: int) -> None:
         with self._lock:
-            if self._timer is None:  # stopped in the meantime
+            if self._timer is None or armed != self._armed:  # stopped or re-armed since
                 return
             self.expired = True
             self.problem = f'not finished within {self.flag} {self.seconds:g} s'
@@ -572,14 +584,48 @@ class ResponseDeadline:
         shut at the deadline.
 
         Raises:
-            requests.exceptions.Timeout: the deadline has passed already (a retry).
+            DeadlinePassed: the deadline has passed already (a redirect after it).
         """
         with self._lock:
             self._response = response
         if self.expired:
             response.close()
-            raise requests.exceptions.Timeout(self.problem)
+            raise DeadlinePassed(self.problem)
         return response
+
+
+class DeadlineSession:
+    """A requests session whose every request, headers and body, must finish within
+    ``deadline`` (armed anew for each try, so that gallery-dl's own waits between tries do not
+    count); a request cut at the deadline raises :class:`DeadlinePassed`, whatever the cut
+    looked like (a broken read, or a body that ended early)."""
+
+    def __init__(self, session, deadline: ResponseDeadline):
+        self.session = session
+        self.deadline = deadline
+
+    def request(self, method, url, **kwargs):
+        hooks = dict(kwargs.pop('hooks', None) or {})
+        response_hooks = hooks.get('response') or []
+        if callable(response_hooks):
+            response_hooks = [response_hooks]
+        hooks['response'] = [*response_hooks, self.deadline.watch]
+        self.deadline.start()
+        try:
+            response = self.session.request(method, url, hooks=hooks, **kwargs)
+        except requests.exceptions.RequestException:
+            if self.deadline.expired:
+                raise DeadlinePassed(self.deadline.problem) from None
+            raise
+        finally:
+            self.deadline.stop()
+        if self.deadline.expired:
+            response.close()
+            raise DeadlinePassed(self.deadline.problem)
+        return response
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
 
 
 class DownloadGuard(ResponseDeadline):
@@ -762,17 +808,10 @@ class CrawlJob(job.DownloadJob):
         self.extractor.request = self._bounded_request
 
     def _bounded_request(self, url, *args, **kwargs):
-        """The extractor's ``request``, its responses watched by :attr:`search_deadline`."""
-        hooks = dict(kwargs.pop('hooks', None) or {})
-        response_hooks = hooks.get('response') or []
-        if callable(response_hooks):
-            response_hooks = [response_hooks]
-        hooks['response'] = [*response_hooks, self.search_deadline.watch]
-        self.search_deadline.start()
-        try:
-            return self._request_unbounded(url, *args, hooks=hooks, **kwargs)
-        finally:
-            self.search_deadline.stop()
+        """The extractor's ``request``, each try bounded by :attr:`search_deadline`."""
+        session = kwargs.pop('session', None) or self.extractor.session
+        return self._request_unbounded(
+            url, *args, session=DeadlineSession(session, self.search_deadline), **kwargs)
 
     def get_logger(self, name):
         return _WarningTap(super().get_logger(name), self._note_warning)

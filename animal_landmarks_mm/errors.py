@@ -40,6 +40,8 @@ def exit_on_error(path: str | os.PathLike | None = None) -> Iterator[None]:
     except AnimalLandmarksError as e:
         sys.exit(f'error: {e}')
     except OSError as e:
+        if e.errno is None:  # not the system's (a network library's, PIL's): as it says
+            sys.exit(f'error: {first_line(e)}')
         where = e.filename if e.filename is not None else path
         sys.exit(f'error: {e.strerror or first_line(e)}' + ('' if where is None
                                                            else f': {where}'))

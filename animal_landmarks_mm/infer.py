@@ -251,10 +251,10 @@ def load_predictor(checkpoint: str | os.PathLike, config: str | os.PathLike | No
 def onnx_providers(device: str) -> list[str | tuple[str, dict]]:
     """onnxruntime's execution providers for a device as the tools name it: ``cuda:N`` is the
     CUDA provider on GPU N (then the CPU), ``cuda`` GPU 0, anything else the CPU."""
-    if not device.startswith('cuda'):
+    if device == 'cpu':
         return ['CPUExecutionProvider']
-    _, _, index = device.partition(':')
-    if index and not index.isdigit():
+    kind, colon, index = device.partition(':')
+    if kind != 'cuda' or (colon and not index.isdigit()):
         raise InferenceInputError(f'device {device!r}: expected cpu, cuda or cuda:N')
     return [('CUDAExecutionProvider', {'device_id': int(index or 0)}), 'CPUExecutionProvider']
 

@@ -301,8 +301,98 @@ def _metadata(settings: dict, checkpoint: str | os.PathLike, opset: int) -> dict
             for key, value in ((k, values[k]) for k in METADATA_KEYS)}
 
 
+#: Annotated faces an int8 export calibrates on by default.
+CALIBRATION_FACES = 64
+
+
+class CalibrationCrops:
+    """onnxruntime's calibration data reader (``get_next``) over crops, one crop per run."""
+
+    def __init__(self, crops: np.ndarray):
+        self._crops = iter(crops)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        crop = next(self._crops, None)
+        return None if crop is None else {INPUT_NAME: crop[None]}
+
+
+def calibration_crops(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike, *,
+                      input_size: tuple[int, int], padding: float,
+                      faces: int = CALIBRATION_FACES) -> np.ndarray:
+    """Crops of annotated faces for an int8 export's calibration: up to ``faces`` faces spread
+    evenly over the folder's usable annotations (the converter's reader), cropped as the
+    predictor crops them.
+
+    Raises:
+        CheckpointError: no usable annotated face in the folder.
+    """
+    import cv2
+
+    from .converter import AnnotationReader, face_box_xyxy
+    from .onnx_predictor import crop_boxes
+    if faces < 1:
+        raise CheckpointError(f'calibrating needs at least 1 face, not {faces}')
+    contents = AnnotationReader(image_dir, progress=False).read(annotation_dir)
+    found = [(record, face) for record in contents.records
+             for face in record.annotation.faces]
+    if not found:
+        raise CheckpointError(f'no usable annotated face in {annotation_dir} (with images in '
+                              f'{image_dir}) to calibrate the int8 export on')
+    picks = sorted(set(np.linspace(0, len(found) - 1, min(faces, len(found))).round()
+                       .astype(int).tolist()))
+    crops = []
+    for index in picks:
+        record, face = found[index]
+        ann = record.annotation
+        image = cv2.imread(str(record.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise CheckpointError(f'{record.image_path}: unreadable image for calibration')
+        box = np.array([face_box_xyxy(face, ann.width, ann.height)], np.float32)
+        crops.append(crop_boxes(image, box, input_size, padding)[0][0])
+    return np.stack(crops)
+
+
+def quantize_int8(graph: str | os.PathLike, out: str | os.PathLike, crops: np.ndarray) -> None:
+    """Static int8 quantisation of an exported graph's network (onnxruntime's
+    ``quantize_static``: QDQ, per-channel int8 weights, uint8 activations whose ranges are
+    calibrated on ``crops``). The decoder's convolutions (DARK's blur) stay float: the Taylor
+    step needs the heatmaps' fine shape. The metadata is kept, with ``quantization`` added."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import (
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
+    model = onnx.load(str(graph))
+    decoder = [node.name for node in model.graph.node
+               if node.op_type == 'Conv' and node.name.startswith('/decoder/')]
+    with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+        prepared = Path(tmp) / 'prepared.onnx'
+        # shape inference and onnxruntime's fusions first, as its quantisation guide asks
+        quant_pre_process(str(graph), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out), CalibrationCrops(crops),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=['Conv'], nodes_to_exclude=decoder)
+    quantized = onnx.load(str(out))
+    known = {entry.key for entry in quantized.metadata_props}
+    for entry in model.metadata_props:
+        if entry.key not in known:
+            quantized.metadata_props.add(key=entry.key, value=entry.value)
+    quantized.metadata_props.add(
+        key='quantization', value=f'int8 static (QDQ, per-channel weights), calibrated on '
+        f'{len(crops)} faces; the decoder in float')
+    onnx.checker.check_model(quantized, full_check=True)
+    onnx.save(quantized, str(out))
+
+
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
-                config: str | os.PathLike | None = None, opset: int = OPSET) -> Path:
+                config: str | os.PathLike | None = None, opset: int = OPSET,
+                calibration: tuple[str | os.PathLike, str | os.PathLike] | None = None,
+                calibration_faces: int = CALIBRATION_FACES) -> Path:
     """Write a checkpoint as one ONNX graph from uint8 BGR crops to keypoints and scores.
 
     Args:
@@ -311,6 +401,10 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
         out: the ``.onnx`` file to write.
         config: the model's config (default: the main config).
         opset: the ONNX opset (default :data:`OPSET`).
+        calibration: ``(annotation_dir, image_dir)`` of annotated faces to write an int8
+            graph calibrated on them (:func:`calibration_crops`, :func:`quantize_int8`);
+            None for float32.
+        calibration_faces: at most this many faces to calibrate on.
 
     Returns:
         The file written, checked with ``onnx.checker``.
@@ -326,6 +420,10 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
     # weights are read (or downloaded, for a pretrained name).
     model = init_model_strict(config, checkpoint, device='cpu', check_model=graph_settings)
     settings = graph_settings(model)
+    crops = None
+    if calibration is not None:  # cropped as the predictor will crop
+        crops = calibration_crops(*calibration, input_size=tuple(settings['input_size']),
+                                  padding=settings['bbox_padding'], faces=calibration_faces)
     graph = build_graph(model, settings)
     width, height = settings['input_size']
     example = torch.zeros(2, height, width, 3, dtype=torch.uint8)
@@ -360,11 +458,17 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
+        if crops is not None:
+            float_graph, tmp = tmp, out.with_name(f'.{out.name}.int8.tmp')
+            try:
+                quantize_int8(float_graph, tmp, crops)
+            finally:
+                float_graph.unlink(missing_ok=True)
     except CheckpointError:
         tmp.unlink(missing_ok=True)
         raise
-    except Exception as e:  # torch's exporter or onnx's checker: one line, no partial file
-        tmp.unlink(missing_ok=True)
+    except Exception as e:  # torch's exporter, onnx's checker, onnxruntime's quantisation:
+        tmp.unlink(missing_ok=True)  # one line, no partial file
         first = first_line(e)
         raise CheckpointError(f'{checkpoint}: ONNX export failed ({first[:300]})') from None
     os.replace(tmp, out)

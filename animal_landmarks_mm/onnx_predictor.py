@@ -118,6 +118,29 @@ def default_providers() -> list[str]:
     return [p for p in ('CUDAExecutionProvider', 'CPUExecutionProvider') if p in available]
 
 
+def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[int, int],
+               padding: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's input crops of the boxes, as mmpose's test pipeline makes them.
+
+    Args:
+        image_bgr: ``(H, W, 3)`` uint8.
+        boxes_xyxy: ``(N, 4)`` face boxes.
+        input_size: the crops' ``(W, H)``.
+        padding: mmpose's box padding (``GetBBoxCenterScale``).
+
+    Returns:
+        ``(N, H, W, 3)`` uint8 crops, the crops' centres ``(N, 2)`` and sizes ``(N, 2)`` in
+        image pixels.
+    """
+    width, height = input_size
+    center, scale = bbox_center_scale(boxes_xyxy, padding, width / height)
+    crops = np.empty((len(boxes_xyxy), height, width, 3), np.uint8)
+    for i in range(len(boxes_xyxy)):
+        crops[i] = cv2.warpAffine(image_bgr, warp_matrix(center[i], scale[i], (width, height)),
+                                  (width, height), flags=cv2.INTER_LINEAR)
+    return crops, center, scale
+
+
 class OnnxLandmarkPredictor:
     """An exported landmark graph behind the interface of :class:`.infer.LandmarkPredictor`.
 
@@ -198,13 +221,7 @@ class OnnxLandmarkPredictor:
             ``(N, H, W, 3)`` uint8 crops, the crops' centres ``(N, 2)`` and sizes ``(N, 2)``
             in image pixels.
         """
-        width, height = self.input_size
-        center, scale = bbox_center_scale(boxes_xyxy, self.padding, width / height)
-        crops = np.empty((len(boxes_xyxy), height, width, 3), np.uint8)
-        for i in range(len(boxes_xyxy)):
-            crops[i] = cv2.warpAffine(image_bgr, warp_matrix(center[i], scale[i], (width, height)),
-                                      (width, height), flags=cv2.INTER_LINEAR)
-        return crops, center, scale
+        return crop_boxes(image_bgr, boxes_xyxy, self.input_size, self.padding)
 
     def predict_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints ``(B, K, 2)`` in crop pixels and scores ``(B, K)`` of uint8 BGR crops

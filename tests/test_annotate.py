@@ -586,10 +586,17 @@ def test_a_face_the_converter_would_refuse_stays_a_draft(session, case):
     'DRAFT_WITH_FACE {"points": [[1, 2]], "visibility": [2], "bbox": "box"}',
     'DRAFT_WITH_FACE {"points": "none", "visibility": [2]}',
     '{"faces": {"not": "a list"}}',
+    'FACE_INDEX "0"',
+    'FACE_INDEX 1.5',
 ])
 def test_a_hostile_draft_is_one_line_never_a_traceback(session, payload):
     draft = session.draft_path('a.png')
     draft.parent.mkdir(parents=True, exist_ok=True)
+    if payload.startswith('FACE_INDEX'):
+        payload = json.dumps(dict(image='a.png', width=80, height=60,
+                                  face=json.loads(payload.split(' ', 1)[1]),
+                                  status='annotated', status_reason='', revision=None,
+                                  faces=[dict(points=[None] * 28, visibility=[2] * 28)]))
     if payload.startswith('DRAFT_WITH_FACE'):
         face = json.loads(payload.split(' ', 1)[1])
         payload = json.dumps(dict(image='a.png', width=80, height=60, face=0,
@@ -600,3 +607,23 @@ def test_a_hostile_draft_is_one_line_never_a_traceback(session, payload):
         session.open('a.png')
     assert str(draft) in str(caught.value) and '\n' not in str(caught.value)
     assert draft.read_text() == payload  # never modified
+
+
+def test_a_negative_face_index_in_a_draft_opens_the_first_face(session):
+    draft = session.draft_path('a.png')
+    draft.parent.mkdir(parents=True, exist_ok=True)
+    draft.write_text(json.dumps(dict(
+        image='a.png', width=80, height=60, face=-5, status='annotated', status_reason='',
+        revision=None, faces=[dict(points=[None] * 28, visibility=[2] * 28)])))
+    edit = session.open('a.png')
+    assert edit.face == 0 and edit.prompt().startswith('face 1 of 1')
+
+
+def test_a_models_nan_points_or_scores_are_refused_and_never_saved(session):
+    edit = session.open('a.png')
+    points = [(1.0 + k, 2.0 + k) for k in range(28)]
+    with pytest.raises(EditError, match='finite'):
+        edit.set_face([(float('nan'), 1.0)] + points[1:])
+    with pytest.raises(EditError, match='finite'):
+        edit.set_face(points, scores=[float('nan')] * 28)
+    assert edit.current.next_index() == 0 and not edit.history  # nothing changed

@@ -147,6 +147,20 @@ def test_a_refused_edit_is_an_undo_step_on_both_sides(folders):
     assert state['edit']['faces'][0]['points'][0] == list(POINTS[0])
 
 
+def test_the_page_is_told_why_a_complete_face_is_not_done(folders):
+    """28 clicks on one spot: complete by count, but no annotation the converter takes; the
+    answer says so (message and problem), the work is a draft, and a fix makes it done."""
+    tab = Tab(_annotator(folders))
+    tab.open(image='a.png')
+    state = tab.send(*[dict(op='place', index=k, x=40, y=30) for k in range(28)])
+    assert 'all its points on one spot' in state['problem']
+    assert state['message'].startswith('not done, kept as a draft: face 1 has all its points')
+    assert state['status_label'] == 'draft (unfinished)' and not (folders[1] / 'a.json').exists()
+    state = tab.send(*_places(POINTS))
+    assert state['problem'] is None and state['message'] == ''
+    assert load_annotation(folders[1] / 'a.json').status == 'annotated'
+
+
 def test_go_to_an_image_by_number_name_part_or_direction(folders):
     annotator = _annotator(folders)
     tab = Tab(annotator)

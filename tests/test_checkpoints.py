@@ -184,7 +184,7 @@ def _wait_for_json(url: str, server: subprocess.Popen, log, seconds: float = 300
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
                 return json.loads(answer.read())
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset, timed out: not listening yet
             if server.poll() is not None or time.monotonic() > deadline:
                 server.kill()
                 pytest.fail(f'the annotator did not start:\n{log.read_text()[-3000:]}')

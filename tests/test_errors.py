@@ -12,7 +12,7 @@ from animal_landmarks_mm.errors import AnimalLandmarksError, exit_on_error
     (OSError(errno.ENOSPC, 'No space left on device', 'out/a.json'),
      'error: No space left on device: out/a.json'),
     (OSError(errno.EACCES, 'Permission denied'), 'error: Permission denied: work_dirs/run'),
-    (OSError('a message without errno'), 'error: a message without errno: work_dirs/run'),
+    (OSError('cannot identify image file x.png'), 'error: cannot identify image file x.png'),
 ])
 def test_errors_become_one_line_and_exit_status_1(error, expected):
     with pytest.raises(SystemExit) as caught, exit_on_error('work_dirs/run'):

@@ -4,6 +4,10 @@ one ONNX graph (crops in, keypoints out) that onnxruntime runs without torch or 
 Examples:
     python tools/export.py work_dirs/.../best_NME_epoch_60.pth work_dirs/animal_face.safetensors
     python tools/export.py work_dirs/.../best_NME_epoch_60.pth work_dirs/animal_face.onnx
+    # int8, calibrated on annotated faces (2-3x faster on CPUs with VNNI / AMX)
+    python tools/export.py work_dirs/.../best_NME_epoch_60.pth work_dirs/animal_face_int8.onnx \
+        --int8 --calibration-annotation-dir data/animal_faces/landmarks \
+        --calibration-image-dir data/raw
 """
 import argparse
 import sys
@@ -56,19 +60,39 @@ def parse_args(argv=None):
         'graph from uint8 BGR crops to keypoints and scores, flip test and DARK decoding inside. '
         'Default: from the suffix of OUT (.safetensors, .onnx, else pth)')
     parser.add_argument('--config', help='onnx: the model\'s config (default: the main config)')
+    int8 = parser.add_argument_group('onnx, int8 (static quantisation of the network)')
+    int8.add_argument('--int8', action='store_true',
+                      help='write an int8 graph, its activations calibrated on annotated faces')
+    int8.add_argument('--calibration-annotation-dir', metavar='DIR',
+                      help='annotation files of faces to calibrate on (e.g. the training set)')
+    int8.add_argument('--calibration-image-dir', metavar='DIR', help='their images')
+    int8.add_argument('--calibration-faces', type=int, default=None, metavar='N',
+                      help='at most this many faces, spread over the folder (default 64)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     fmt = args.format or ('onnx' if Path(args.out).suffix == '.onnx' else None)
-    if fmt != 'onnx' and args.config:
-        sys.exit('error: --config is for --format onnx')
+    if fmt != 'onnx' and (args.config or args.int8):
+        sys.exit('error: --config and --int8 are for --format onnx')
+    calibration_given = args.calibration_annotation_dir and args.calibration_image_dir
+    if args.int8 != bool(calibration_given) or (not args.int8 and (
+            args.calibration_annotation_dir or args.calibration_image_dir
+            or args.calibration_faces is not None)):
+        sys.exit('error: --int8 needs --calibration-annotation-dir and --calibration-image-dir '
+                 '(and they are only for --int8)')
     with exit_on_error(args.out):
         if fmt == 'onnx':
-            from animal_landmarks_mm.onnx_export import OPSET, export_onnx
-            out = export_onnx(args.checkpoint, args.out, config=args.config)
-            print(f'wrote {out} (ONNX opset {OPSET}, checked with onnx.checker)')
+            from animal_landmarks_mm.onnx_export import CALIBRATION_FACES, OPSET, export_onnx
+            calibration = (args.calibration_annotation_dir, args.calibration_image_dir) \
+                if args.int8 else None
+            out = export_onnx(args.checkpoint, args.out, config=args.config,
+                              calibration=calibration,
+                              calibration_faces=CALIBRATION_FACES if args.calibration_faces is None
+                              else args.calibration_faces)
+            kind = ', int8' if args.int8 else ''
+            print(f'wrote {out} (ONNX opset {OPSET}{kind}, checked with onnx.checker)')
         else:
             out = export_checkpoint(args.checkpoint, args.out, fmt=fmt)
             print(f'wrote {out}')

@@ -61,8 +61,11 @@ def run_isolated(name: str) -> dict:
             break
         except queue_module.Empty:
             if not process.is_alive():
-                result = dict(error=f'its process ended (exit code {process.exitcode}) '
-                              'without a result: killed for memory?')
+                try:  # it may have put its result just before it ended
+                    _, result = queue.get(timeout=1)
+                except queue_module.Empty:
+                    result = dict(error=f'its process ended (exit code {process.exitcode}) '
+                                  'without a result: killed for memory?')
                 break
     process.join()
     return result

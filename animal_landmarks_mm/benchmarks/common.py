@@ -1,7 +1,6 @@
 """What the benchmarks share: the configs compared, synthetic data, the device, peak memory."""
 from __future__ import annotations
 
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ def stock_config() -> Path:
 
 def peak_memory() -> dict:
     """Peak resident memory of this process, and of the GPU when one is used (MiB)."""
+    import resource  # Unix only: imported here, not where the timing helper is imported
     out = dict(peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     import torch
     if torch.cuda.is_available():

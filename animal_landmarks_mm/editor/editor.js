@@ -1368,7 +1368,9 @@
         if (this.face.predicted) {
           text = `${where}predicted, to review: drag the wrong points, Enter to accept`;
         } else if (target === null) {
-          text = `${where}complete`;
+          // complete by count; the server says when the face is still no annotation
+          const problem = this.doc && this.doc.problem;
+          text = problem ? `${where}not done, kept as a draft: ${problem}` : `${where}complete`;
         } else {
           const verb = this.selected !== null ? 'place' : 'next';
           const flag = this.face.visibility[target] === OCCLUDED ? ' (occluded: by estimate)'
