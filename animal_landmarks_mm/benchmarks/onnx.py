@@ -19,8 +19,10 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
     ``OnnxLandmarkPredictor`` (CPU provider, one thread per core) against
     ``LandmarkPredictor.predict`` (mmpose's ``inference_topdown``) and anime-face-detector's
     ``LandmarkDetector`` on an export of the same weights (random, in the main config's
-    network; the time does not depend on them). Flip test and DARK decoding in all three. With a
-    GPU, also the CUDA provider against torch on it.
+    network; the time does not depend on them). Flip test and DARK decoding in all three. Also
+    the int8 graph (``tools/export.py --int8``, calibrated here on 16 synthetic faces: its
+    speed, not its accuracy; measure that with ``tools/evaluate.py`` on a trained model). With
+    a GPU, also the CUDA provider against torch on it.
 
     Args:
         repeats: timed rounds (median taken); default 7 on CPU, 30 with a GPU.
@@ -34,8 +36,8 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
     from ..checkpoints import reference_state_dict
     from ..export import export_checkpoint
     from ..infer import LandmarkPredictor
-    from ..onnx_export import export_onnx
-    from ..onnx_predictor import OnnxLandmarkPredictor
+    from ..onnx_export import export_onnx, quantize_int8
+    from ..onnx_predictor import OnnxLandmarkPredictor, crop_boxes
     from ..synthetic import render_face_image
     device = current_device()
     repeats = repeats or (30 if device == 'cuda' else 7)
@@ -53,6 +55,16 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
         torch.save(dict(state_dict=reference_state_dict()), tmp / 'ours.pth')
         export_checkpoint(tmp / 'ours.pth', tmp / 'afd.safetensors')
         export_onnx(tmp / 'ours.pth', tmp / 'ours.onnx')
+        calibration = []
+        for k in range(16):
+            face_image, face_points, _ = render_face_image(np.random.default_rng(100 + k),
+                                                           320, 320)
+            box = np.concatenate([face_points.min(0), face_points.max(0)])[None]
+            calibration.append(crop_boxes(face_image, box, (256, 256), 1.25)[0])
+        quantize_int8(tmp / 'ours.onnx', tmp / 'ours_int8.onnx', np.concatenate(calibration))
+        int8_cpu = OnnxLandmarkPredictor(tmp / 'ours_int8.onnx',
+                                         providers=['CPUExecutionProvider'],
+                                         intra_op_num_threads=threads)
         mmpose_cpu = LandmarkPredictor(config=None, checkpoint=tmp / 'ours.pth', device='cpu')
         onnx_cpu = OnnxLandmarkPredictor(tmp / 'ours.onnx', providers=['CPUExecutionProvider'],
                                          intra_op_num_threads=threads)
@@ -67,6 +79,7 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
         return dict(
             mmpose=lambda: mmpose_cpu.predict(image, boxes[:n]),
             onnx=lambda: onnx_cpu.predict(image, boxes[:n]),
+            onnx_int8=lambda: int8_cpu.predict(image, boxes[:n]),
             afd=lambda: afd(image, boxes=[np.append(b, 1.0) for b in boxes[:n]]))
 
     load_before = os.getloadavg()[0]
@@ -85,7 +98,11 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
         onnx_ms_batch=round(many['onnx'] * 1000, 1),
         afd_ms_batch=round(many['afd'] * 1000, 1),
         speedup_batch_onnx_over_mmpose=round(many['mmpose'] / many['onnx'], 2),
-        speedup_batch_onnx_over_afd=round(many['afd'] / many['onnx'], 2))
+        speedup_batch_onnx_over_afd=round(many['afd'] / many['onnx'], 2),
+        onnx_int8_ms_per_face=round(one['onnx_int8'] * 1000, 1),
+        onnx_int8_ms_batch=round(many['onnx_int8'] * 1000, 1),
+        speedup_per_face_int8_over_mmpose=round(one['mmpose'] / one['onnx_int8'], 2),
+        speedup_batch_int8_over_mmpose=round(many['mmpose'] / many['onnx_int8'], 2))
     if gpu is not None:
         mmpose_gpu, onnx_gpu = gpu
         timed = seconds_per_call(dict(
