@@ -74,7 +74,7 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
         args += ['--batch-size', str(batch_size)]
     if checkpoint is not None:
         args += ['--checkpoint', checkpoint]
-    log = work_dir.with_suffix('.log')
+    log = work_dir.parent / f'{work_dir.name}.log'  # not with_suffix: 'lr0.0002' has a dot
     work_dir.parent.mkdir(parents=True, exist_ok=True)
     # runs take minutes to hours: say which one runs and where its progress is logged
     print(f'[experiment] {work_dir.name}: training, progress in {log}', flush=True)
@@ -89,6 +89,15 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
     print(f'[experiment] {work_dir.name}: best validation NME {best:.4f} after '
           f'{(time.perf_counter() - start) / 60:.1f} min', flush=True)
     return found
+
+
+def planned_lr(work_dir: Path) -> float | None:
+    """The peak lr of a run's printed plan (its log beside the work dir), or None."""
+    import re
+    log = work_dir.parent / f'{work_dir.name}.log'
+    found = re.search(r'^  lr +([0-9.e+-]+) ', log.read_text(), re.MULTILINE) \
+        if log.is_file() else None
+    return float(found[1]) if found else None
 
 
 def validations(work_dir: Path) -> list[dict]:
@@ -176,6 +185,7 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
                         family='animal')
     results['finetune'] = train_run(FINETUNE_CONFIG, target, out_dir / 'finetune', iters=iters,
                                     batch_size=batch_size, checkpoint=str(pretrained))
+    results['finetune_config_lr'] = planned_lr(out_dir / 'finetune')
     results['finetune_lr'] = {}
     for lr in finetune_lrs:
         results['finetune_lr'][f'{lr:g}'] = train_run(
@@ -183,6 +193,7 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
             batch_size=batch_size, checkpoint=str(pretrained), extra=('--lr', str(lr)))
     results['scratch'] = train_run(MAIN_CONFIG, target, out_dir / 'scratch', iters=iters,
                                    batch_size=batch_size)
+    results['scratch_lr'] = planned_lr(out_dir / 'scratch')
     _save(results, out_dir / 'transfer.json')
     plot_transfer_curve(results, out_dir / 'transfer.png')
     return results
@@ -222,11 +233,14 @@ def plot_transfer_curve(results: dict, out_file: str | os.PathLike) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    def lr_of(key: str) -> str:
+        return f', peak lr {results[key]:.2g}' if results.get(key) else ''
+
     curves = [(results['finetune'], f'fine-tuned from {results["pretrain_faces"]} human faces '
-               '(fine-tuning config)')]
+               f'(fine-tuning config{lr_of("finetune_config_lr")})')]
     curves += [(runs, f'fine-tuned, peak lr {lr}')
                for lr, runs in results.get('finetune_lr', {}).items()]
-    curves.append((results['scratch'], 'from scratch (main config)'))
+    curves.append((results['scratch'], f'from scratch (main config{lr_of("scratch_lr")})'))
     for runs, label in curves:
         ax.plot([r['step'] for r in runs], [r['NME'] for r in runs], 'o-', label=label)
     ax.set_yscale('log')
