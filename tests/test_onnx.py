@@ -380,14 +380,16 @@ def test_an_int8_export_calibrated_on_annotated_faces(peaked_checkpoint, peaked_
     assert int8.metadata['source_sha256'] == OnnxLandmarkPredictor(
         cli_export[0]).metadata['source_sha256']
     float_graph = OnnxLandmarkPredictor(cli_export[0])
-    worst = 0.0
-    for image, boxes, _ in peaked_scenes:
-        a = int8.predict(image, boxes).pred_instances.keypoints
-        b = float_graph.predict(image, boxes).pred_instances.keypoints
-        worst = max(worst, float(np.abs(a - b).max()))
-    REPORT.append(f'int8 vs float32 ONNX on the peaked model, 3 faces x 28 points: max '
-                  f'|difference| {worst:.2f} px')
-    assert worst < 2.0  # a 256 px crop; quantisation noise, not a wrong layout
+    differences = np.concatenate([np.linalg.norm(
+        int8.predict(image, boxes).pred_instances.keypoints
+        - float_graph.predict(image, boxes).pred_instances.keypoints, axis=-1).ravel()
+        for image, boxes, _ in peaked_scenes])
+    REPORT.append(f'int8 vs float32 ONNX on the peaked model (random backbone), 3 faces x 28 '
+                  f'points: median {np.median(differences):.2f} px, max '
+                  f'{differences.max():.2f} px')
+    # faces of 300 px: quantisation noise (a trained backbone gives less, see the README),
+    # not a wrong layout or a broken decoder, which would be tens of pixels
+    assert np.median(differences) < 0.75 and differences.max() < 5.0
     # bad calibration input: one line, nothing written
     proc = run_tool('export.py', peaked_checkpoint, tmp_path / 'none.onnx', '--int8',
                     '--calibration-annotation-dir', tmp_path / 'empty',
