@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -74,7 +75,7 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
         args += ['--batch-size', str(batch_size)]
     if checkpoint is not None:
         args += ['--checkpoint', checkpoint]
-    log = work_dir.parent / f'{work_dir.name}.log'  # not with_suffix: 'lr0.0002' has a dot
+    log = run_log(work_dir)
     work_dir.parent.mkdir(parents=True, exist_ok=True)
     # runs take minutes to hours: say which one runs and where its progress is logged
     print(f'[experiment] {work_dir.name}: training, progress in {log}', flush=True)
@@ -91,10 +92,15 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
     return found
 
 
+def run_log(work_dir: Path) -> Path:
+    """Where :func:`train_run` writes a run's output: beside its work dir (not
+    ``with_suffix``: a name like ``finetune_lr0.0002`` has a dot)."""
+    return work_dir.parent / f'{work_dir.name}.log'
+
+
 def planned_lr(work_dir: Path) -> float | None:
-    """The peak lr of a run's printed plan (its log beside the work dir), or None."""
-    import re
-    log = work_dir.parent / f'{work_dir.name}.log'
+    """The peak lr of a run's printed plan (in :func:`run_log`), or None."""
+    log = run_log(work_dir)
     found = re.search(r'^  lr +([0-9.e+-]+) ', log.read_text(), re.MULTILINE) \
         if log.is_file() else None
     return float(found[1]) if found else None

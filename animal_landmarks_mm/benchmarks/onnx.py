@@ -37,7 +37,7 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
     from ..export import export_checkpoint
     from ..infer import LandmarkPredictor
     from ..onnx_export import export_onnx, quantize_int8
-    from ..onnx_predictor import OnnxLandmarkPredictor, crop_boxes
+    from ..onnx_predictor import OnnxLandmarkPredictor
     from ..synthetic import render_face_image
     device = current_device()
     repeats = repeats or (30 if device == 'cuda' else 7)
@@ -55,18 +55,18 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
         torch.save(dict(state_dict=reference_state_dict()), tmp / 'ours.pth')
         export_checkpoint(tmp / 'ours.pth', tmp / 'afd.safetensors')
         export_onnx(tmp / 'ours.pth', tmp / 'ours.onnx')
+        mmpose_cpu = LandmarkPredictor(config=None, checkpoint=tmp / 'ours.pth', device='cpu')
+        onnx_cpu = OnnxLandmarkPredictor(tmp / 'ours.onnx', providers=['CPUExecutionProvider'],
+                                         intra_op_num_threads=threads)
         calibration = []
-        for k in range(16):
+        for k in range(16):  # cropped as the float graph's predictor crops
             face_image, face_points, _ = render_face_image(np.random.default_rng(100 + k),
                                                            320, 320)
             box = np.concatenate([face_points.min(0), face_points.max(0)])[None]
-            calibration.append(crop_boxes(face_image, box, (256, 256), 1.25)[0])
+            calibration.append(onnx_cpu.crop(face_image, box)[0])
         quantize_int8(tmp / 'ours.onnx', tmp / 'ours_int8.onnx', np.concatenate(calibration))
         int8_cpu = OnnxLandmarkPredictor(tmp / 'ours_int8.onnx',
                                          providers=['CPUExecutionProvider'],
-                                         intra_op_num_threads=threads)
-        mmpose_cpu = LandmarkPredictor(config=None, checkpoint=tmp / 'ours.pth', device='cpu')
-        onnx_cpu = OnnxLandmarkPredictor(tmp / 'ours.onnx', providers=['CPUExecutionProvider'],
                                          intra_op_num_threads=threads)
         afd = LandmarkDetector(landmark_checkpoint_path=tmp / 'afd.safetensors',
                                face_detector_name=None, device='cpu')
