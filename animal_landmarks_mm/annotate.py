@@ -798,6 +798,9 @@ class AnnotationSession:
         self._drafts: dict[str, str] = {}
         self._status: dict[str, str | None] = {}  # image -> its annotation file's status
         self._broken: set[str] = set()  # images whose bound annotation file is broken
+        # images with unfinished work in a draft: not done, even when an earlier version of
+        # the image is annotated (reopened and left half-edited, it must not be forgotten)
+        self._pending: set[str] = set()
         by_stem: dict[str, list[str]] = collections.defaultdict(list)
         for name in self.images:
             by_stem[f'{Path(name).stem}.json'].append(name)
@@ -850,6 +853,9 @@ class AnnotationSession:
                                      if _name_key(c) not in taken)
                 bound[image] = candidate
                 taken.add(_name_key(candidate))
+        existing_drafts = set(draft_names)
+        self._pending = {image for image, name in self._drafts.items()
+                         if name in existing_drafts}
 
     def image_path(self, image: str) -> Path:
         """The image's file, for an image of the session only.
@@ -889,13 +895,18 @@ class AnnotationSession:
         return self.draft_path(image).is_file()
 
     def is_done(self, image: str) -> bool:
-        """Annotated or skipped (a model's points to review are still to do)."""
-        return self._status.get(image) in (STATUS_ANNOTATED, STATUS_SKIPPED)
+        """Annotated or skipped, with no unfinished draft (a model's points to review are
+        still to do)."""
+        return (self._status.get(image) in (STATUS_ANNOTATED, STATUS_SKIPPED)
+                and image not in self._pending)
 
     def progress(self) -> Progress:
-        """Images done (annotated or skipped), predicted (to review), to do, in all."""
-        counts = collections.Counter(self._status.get(name) for name in self.images)
+        """Images done (annotated or skipped, no draft pending), predicted (to review), to
+        do, in all."""
+        counts = collections.Counter(self._status.get(name) for name in self.images
+                                     if name not in self._pending)
         done = counts[STATUS_ANNOTATED] + counts[STATUS_SKIPPED]
+        counts.update(self._status.get(name) for name in self._pending)
         total = len(self.images)
         return Progress(done, counts[STATUS_PREDICTED], total - done, total)
 
@@ -924,6 +935,7 @@ class AnnotationSession:
         width, height = image_size(self.image_path(image))
         draft = self.draft_path(image)
         if draft.is_file():
+            self._pending.add(image)
             try:
                 raw = json.loads(draft.read_text(encoding='utf-8'))
                 edit = ImageEdit.from_draft(raw)
@@ -939,6 +951,7 @@ class AnnotationSession:
             edit.width, edit.height = width, height
             edit.draft_revision, edit.dirty = _sha256(draft), True
             return edit
+        self._pending.discard(image)
         target = self.annotation_path(image)
         if not target.is_file():
             self._status.pop(image, None)
@@ -981,6 +994,7 @@ class AnnotationSession:
                     '(another tab?); reopen the image to see the newer version')
         if not edit.finished():
             write_json_atomic(draft, edit.to_draft())
+            self._pending.add(edit.image)
             edit.draft_revision = _sha256(draft)
             edit.dirty = False
             return draft
@@ -1011,5 +1025,6 @@ class AnnotationSession:
         self._status[edit.image] = edit.status
         self._broken.discard(edit.image)
         draft.unlink(missing_ok=True)
+        self._pending.discard(edit.image)
         edit.draft_revision = None
         return target

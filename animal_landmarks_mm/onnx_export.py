@@ -25,6 +25,7 @@ batch axis is dynamic. The file's ``metadata_props`` say what the graph needs to
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import warnings
@@ -341,14 +342,16 @@ def calibration_crops(annotation_dir: str | os.PathLike, image_dir: str | os.Pat
     picks = sorted(set(np.linspace(0, len(found) - 1, min(faces, len(found))).round()
                        .astype(int).tolist()))
     crops = []
-    for index in picks:
-        record, face = found[index]
+    # picks of one image are neighbours (faces are listed image by image): each image is
+    # decoded once, all its picked faces cropped together
+    for record, group in itertools.groupby((found[k] for k in picks), key=lambda f: f[0]):
         ann = record.annotation
         image = cv2.imread(str(record.image_path), cv2.IMREAD_COLOR)
         if image is None:
             raise CheckpointError(f'{record.image_path}: unreadable image for calibration')
-        box = np.array([face_box_xyxy(face, ann.width, ann.height)], np.float32)
-        crops.append(crop_boxes(image, box, input_size, padding)[0][0])
+        boxes = np.array([face_box_xyxy(face, ann.width, ann.height) for _, face in group],
+                         np.float32)
+        crops.extend(crop_boxes(image, boxes, input_size, padding)[0])
     return np.stack(crops)
 
 

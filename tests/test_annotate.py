@@ -215,6 +215,27 @@ def test_unfinished_work_goes_to_a_draft_the_converter_ignores(session):
     assert session.is_done('a.png') and not draft.exists()
 
 
+def test_an_annotated_image_left_half_edited_is_to_do_again(session):
+    done = session.open('a.png')
+    _fill(done)
+    session.save(done)
+    assert session.is_done('a.png') and session.progress().done == 1
+    reopened = session.open('a.png')
+    reopened.new_face()
+    reopened.click(5, 5)  # a second face begun, not finished: a draft beside the annotation
+    draft = session.save(reopened)
+    assert draft.parent.name == '.drafts' and session.annotation_path('a.png').is_file()
+    # not forgotten: to do again, here and after a restart
+    for current in (session, AnnotationSession(session.image_dir, session.output_dir)):
+        assert not current.is_done('a.png') and current.next_to_do() == 0
+        assert tuple(vars(current.progress()).values()) == (0, 0, 3, 3)
+    finished = session.open('a.png')
+    _fill(finished, 1)
+    session.save(finished)
+    assert session.is_done('a.png') and not draft.exists()
+    assert session.progress().done == 1
+
+
 def test_two_tabs_do_not_overwrite_each_other(session):
     first, second = session.open('a.png'), session.open('a.png')
     _fill(first)

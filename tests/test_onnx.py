@@ -31,12 +31,14 @@ from animal_landmarks_mm.onnx_export import (  # noqa: E402
     METADATA_KEYS,
     OPSET,
     build_graph,
+    calibration_crops,
     export_onnx,
 )
 from animal_landmarks_mm.onnx_predictor import (  # noqa: E402
     OnnxLandmarkPredictor,
     OnnxModelError,
     bbox_center_scale,
+    crop_boxes,
     warp_matrix,
 )
 
@@ -349,6 +351,31 @@ def test_the_device_names_its_gpu_for_onnxruntime():
     for wrong in ('cuda:x', 'cuda:', 'cudafoo', 'gpu'):
         with pytest.raises(InferenceInputError, match=f"device '{wrong}'"):
             onnx_providers(wrong)
+
+
+def test_calibration_crops_spread_over_the_faces_of_several_images(tmp_path):
+    """Faces picked evenly over the folder (two per image here), each cropped as the predictor
+    crops it, in order, whether picked alone or beside its image's other face."""
+    from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
+    from animal_landmarks_mm.converter import face_box_xyxy
+    images, landmarks = tmp_path / 'images', tmp_path / 'landmarks'
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    expected = []
+    for k in range(3):
+        image = rng.integers(0, 255, (300, 400, 3), np.uint8)
+        cv2.imwrite(str(images / f'i{k}.png'), image)
+        faces = [Face([(x0 + 3.0 * j, 40.0 + 2.0 * j) for j in range(NUM_KEYPOINTS)])
+                 for x0 in (20.0, 200.0)]
+        save_annotation(landmarks / f'i{k}.json', ImageAnnotation(f'i{k}.png', 400, 300, faces))
+        expected += [crop_boxes(image, np.array([face_box_xyxy(f, 400, 300)], np.float32),
+                                (256, 256), 1.25)[0][0] for f in faces]
+    everything = calibration_crops(landmarks, images, input_size=(256, 256), padding=1.25)
+    assert everything.shape == (6, 256, 256, 3)
+    assert all(np.array_equal(a, b) for a, b in zip(everything, expected))
+    # 4 of 6: faces 0, 2, 3 and 5 (even spread), both of image 1, one of images 0 and 2
+    some = calibration_crops(landmarks, images, input_size=(256, 256), padding=1.25, faces=4)
+    assert all(np.array_equal(a, expected[k]) for a, k in zip(some, (0, 2, 3, 5), strict=True))
 
 
 def test_an_int8_export_calibrated_on_annotated_faces(peaked_checkpoint, peaked_scenes,
