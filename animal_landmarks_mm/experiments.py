@@ -17,6 +17,7 @@ a smaller budget, and the pictures say which budget and device made them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -63,25 +64,39 @@ def make_split(folder: Path, train_faces: int, val_faces: int, seed: int,
 
 def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | None = None,
               batch_size: int | None = None, checkpoint: str | None = None,
-              extra: tuple[str, ...] = ()) -> list[dict]:
-    """Train through ``tools/train.py``; returns the validations: ``{step, NME}`` each."""
+              extra: tuple[str, ...] = (), cfg_options: tuple[str, ...] = ()) -> list[dict]:
+    """Train through ``tools/train.py``; returns the validations: ``{step, NME}`` each.
+
+    A run that finished before in ``work_dir`` with the same arguments is read, not trained
+    again (an experiment of hours that stops at its fourth run goes on from there; the
+    synthetic faces are the same for the same seed). Delete the folder to train it again.
+    """
     # validations logged by step whatever the loop, to draw NME against steps
-    args = [sys.executable, str(TOOLS / 'train.py'), str(config), '--data-root', str(data_root),
-            '--work-dir', str(work_dir), '--no-time-estimate', *extra, '--cfg-options',
-            'default_hooks.logger.log_metric_by_epoch=False']
+    args = [str(config), '--data-root', str(data_root), '--work-dir', str(work_dir),
+            '--no-time-estimate', *extra, '--cfg-options',
+            'default_hooks.logger.log_metric_by_epoch=False', *cfg_options]
     if iters is not None:
         args += ['--iters', str(iters)]
     if batch_size is not None:
         args += ['--batch-size', str(batch_size)]
     if checkpoint is not None:
         args += ['--checkpoint', checkpoint]
+    record = work_dir / FINISHED_RUN
+    config_digest = _config_digest(config)
+    earlier = _finished_run(record)
+    if earlier is not None and (earlier['args'], earlier.get('config')) == (args,
+                                                                           config_digest):
+        print(f'[experiment] {work_dir.name}: finished before with the same arguments, read '
+              f'from {record}', flush=True)
+        return earlier['validations']
     log = run_log(work_dir)
     work_dir.parent.mkdir(parents=True, exist_ok=True)
     # runs take minutes to hours: say which one runs and where its progress is logged
     print(f'[experiment] {work_dir.name}: training, progress in {log}', flush=True)
     start = time.perf_counter()
     with open(log, 'w') as out:
-        proc = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.run([sys.executable, str(TOOLS / 'train.py'), *args], stdout=out,
+                              stderr=subprocess.STDOUT,
                               env=dict(os.environ, PYTHONWARNINGS='ignore'))
     if proc.returncode != 0:
         raise ExperimentError(f'training failed ({proc.returncode}); see {log}')
@@ -89,7 +104,30 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
     best = min((r['NME'] for r in found), default=float('nan'))
     print(f'[experiment] {work_dir.name}: best validation NME {best:.4f} after '
           f'{(time.perf_counter() - start) / 60:.1f} min', flush=True)
+    _save(dict(args=args, config=config_digest, validations=found), record)
     return found
+
+
+FINISHED_RUN = 'experiment_run.json'
+
+
+def _config_digest(config: Path) -> str:
+    """SHA-256 of the config as mmengine reads it, its bases included: a run recorded under
+    an earlier version of the config (another lr, another schedule) is not reused."""
+    from mmengine.config import Config
+    return hashlib.sha256(Config.fromfile(config).pretty_text.encode()).hexdigest()
+
+
+def _finished_run(record: Path) -> dict | None:
+    """What :func:`train_run` recorded of a finished run, or None (none, or unreadable: the
+    run is trained again rather than trusted)."""
+    try:
+        earlier = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(earlier, dict) and isinstance(earlier.get('args'), list)
+          and isinstance(earlier.get('validations'), list))
+    return earlier if ok else None
 
 
 def run_log(work_dir: Path) -> Path:
@@ -159,7 +197,8 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
                    target_faces: int = 100, val_faces: int = 100,
                    pretrain_iters: int | None = None, iters: int | None = None,
                    batch_size: int = 8, seed: int = 0,
-                   finetune_lrs: tuple[float, ...] = ()) -> dict:
+                   finetune_lrs: tuple[float, ...] = (),
+                   finetune_frozen_stages: tuple[int, ...] = ()) -> dict:
     """Fine-tuning from another style family against training from scratch (see the module
     docstring).
 
@@ -174,6 +213,9 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
         batch_size: faces per step.
         seed: seed of the synthetic faces.
         finetune_lrs: more fine-tuning runs at these peak lrs, beside the config's own.
+        finetune_frozen_stages: more fine-tuning runs at the config's lr with the backbone
+            frozen up to each of these HRNet stages (``model.backbone.frozen_stages``: 0 the
+            stem, 1 the stem and the first stage, up to 4).
     """
     out_dir = Path(out_dir)
     results = dict(experiment='transfer', device=_device(), batch_size=batch_size,
@@ -197,6 +239,12 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
         results['finetune_lr'][f'{lr:g}'] = train_run(
             FINETUNE_CONFIG, target, out_dir / f'finetune_lr{lr:g}', iters=iters,
             batch_size=batch_size, checkpoint=str(pretrained), extra=('--lr', str(lr)))
+    results['finetune_frozen'] = {}
+    for stages in finetune_frozen_stages:
+        results['finetune_frozen'][str(stages)] = train_run(
+            FINETUNE_CONFIG, target, out_dir / f'finetune_frozen{stages}', iters=iters,
+            batch_size=batch_size, checkpoint=str(pretrained),
+            cfg_options=(f'model.backbone.frozen_stages={stages}',))
     results['scratch'] = train_run(MAIN_CONFIG, target, out_dir / 'scratch', iters=iters,
                                    batch_size=batch_size)
     results['scratch_lr'] = planned_lr(out_dir / 'scratch')
@@ -246,6 +294,8 @@ def plot_transfer_curve(results: dict, out_file: str | os.PathLike) -> None:
                f'(fine-tuning config{lr_of("finetune_config_lr")})')]
     curves += [(runs, f'fine-tuned, peak lr {lr}')
                for lr, runs in results.get('finetune_lr', {}).items()]
+    curves += [(runs, f'fine-tuned, backbone frozen to stage {stages}')
+               for stages, runs in results.get('finetune_frozen', {}).items()]
     curves.append((results['scratch'], f'from scratch (main config{lr_of("scratch_lr")})'))
     for runs, label in curves:
         ax.plot([r['step'] for r in runs], [r['NME'] for r in runs], 'o-', label=label)

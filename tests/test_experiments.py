@@ -1,4 +1,5 @@
-"""The recipe experiments' runner: a real (tiny) learning-curve run, its JSON and picture."""
+"""The recipe experiments' runner: a real (tiny) learning-curve run, its JSON and picture, and
+a rerun that reads finished runs instead of training them again."""
 import json
 
 import cv2
@@ -8,8 +9,10 @@ from conftest import run_tool
 
 
 def test_a_tiny_learning_curve_runs_end_to_end(tmp_path):
-    run_tool('recipe_experiments.py', 'learning-curve', '--out-dir', tmp_path, '--sizes', '4',
-             '--val-faces', '3', '--iters', '2', '--batch-size', '2')
+    args = ('learning-curve', '--out-dir', tmp_path, '--sizes', '4', '--val-faces', '3',
+            '--iters', '2', '--batch-size', '2')
+    first = run_tool('recipe_experiments.py', *args)
+    assert 'run_4: training' in first.stdout
     results = json.loads((tmp_path / 'learning_curve.json').read_text())
     assert results['iters'] == 2 and [r['faces'] for r in results['runs']] == [4]
     run = results['runs'][0]
@@ -17,10 +20,24 @@ def test_a_tiny_learning_curve_runs_end_to_end(tmp_path):
     assert run['best_NME'] == min(v['NME'] for v in run['validations']) > 0
     assert cv2.imread(str(tmp_path / 'learning_curve.png')) is not None
 
+    # the same experiment again (as after a crash in a later run): the finished run is read
+    log = tmp_path / 'run_4.log'
+    trained = log.stat().st_mtime_ns
+    again = run_tool('recipe_experiments.py', *args)
+    assert 'run_4: finished before with the same arguments' in again.stdout
+    assert log.stat().st_mtime_ns == trained
+    assert json.loads((tmp_path / 'learning_curve.json').read_text())['runs'][0]['validations'] \
+        == run['validations']
+    # an unreadable record is not trusted: the run is trained again
+    (tmp_path / 'run_4' / 'experiment_run.json').write_text('{"args": ')
+    assert 'run_4: training' in run_tool('recipe_experiments.py', *args).stdout
+
 
 def test_the_transfer_picture_shows_both_curves(tmp_path):
     results = dict(pretrain_faces=800, target_faces=100, batch_size=8, device='CPU (2 cores)',
                    finetune=[dict(step=50, NME=0.08), dict(step=100, NME=0.05)],
+                   finetune_lr={'0.0007': [dict(step=50, NME=0.07), dict(step=100, NME=0.04)]},
+                   finetune_frozen={'1': [dict(step=50, NME=0.09), dict(step=100, NME=0.06)]},
                    scratch=[dict(step=50, NME=0.3), dict(step=100, NME=0.12)])
     plot_transfer_curve(results, tmp_path / 'transfer.png')
     assert cv2.imread(str(tmp_path / 'transfer.png')) is not None

@@ -27,6 +27,10 @@ def parse_args(argv=None):
                           help='steps of the pretraining (default: its plan)')
     transfer.add_argument('--finetune-lr', type=float, nargs='*', default=[],
                           help='more fine-tuning runs at these peak lrs')
+    transfer.add_argument('--finetune-frozen-stages', type=int, nargs='*', default=[],
+                          choices=range(5), metavar='{0..4}',
+                          help='more fine-tuning runs with the backbone frozen up to these '
+                          'HRNet stages (0: the stem)')
     for p in (curve, transfer):
         p.add_argument('--out-dir', required=True)
         p.add_argument('--val-faces', type=int, default=100)
@@ -48,7 +52,8 @@ def main(argv=None):
                                      target_faces=args.target_faces, val_faces=args.val_faces,
                                      pretrain_iters=args.pretrain_iters, iters=args.iters,
                                      batch_size=args.batch_size, seed=args.seed,
-                                     finetune_lrs=tuple(args.finetune_lr))
+                                     finetune_lrs=tuple(args.finetune_lr),
+                                     finetune_frozen_stages=tuple(args.finetune_frozen_stages))
     print(json.dumps(results, indent=1))
 
 
