@@ -82,6 +82,7 @@ class SchedulePlan:
     val_interval: int
     validate: bool = True
     checkpoint_interval: int | None = None
+    workers: int | None = None  # data-loading processes per training process, when known
 
     @property
     def samples(self) -> int:
@@ -106,6 +107,9 @@ class SchedulePlan:
             f'lr          {self.lr:.3g} ({self.lr_note}), cosine decay to {self.final_lr:.2g}',
             self._validation_line(unit),
         ]
+        if self.workers is not None:
+            lines.append(f'loading     {self.workers} worker processes'
+                         + (' per training process' if self.processes > 1 else ''))
         if seconds_per_step is not None:
             total = seconds_per_step * self.iters
             lines.append(f'expected    {_duration(total)} ({seconds_per_step:.2f} s per step on '

@@ -14,6 +14,7 @@ from animal_landmarks_mm.training import (
     TrainingSetupError,
     apply_simple_flags,
     apply_train_args,
+    loader_workers,
     set_data_root,
 )
 from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, TINY, run_tool
@@ -29,7 +30,7 @@ def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
     plan = apply_simple_flags(
         cfg, epochs=12, batch_size=8, lr=3e-4, checkpoint=str(MAIN_CONFIG), accumulate=4,
         early_stop=5, save_freq=3, val_annotation_dir=str(coco_dir / 'landmarks'),
-        val_image_dir=str(coco_dir / 'images'))
+        val_image_dir=str(coco_dir / 'images'), workers=3)
     assert cfg.train_cfg.max_epochs == 12 and plan.epochs == 12
     assert cfg.train_dataloader.batch_size == 8
     assert cfg.optim_wrapper.optimizer.lr == 3e-4  # given: as it is
@@ -40,6 +41,18 @@ def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
     assert cfg.default_hooks.checkpoint.interval == 3
     assert cfg.val_dataloader.dataset.ann_file == 'val_annotations.json'
     assert (tmp_path / 'val_annotations.json').is_file()
+    loader = cfg.train_dataloader
+    assert (loader.num_workers, loader.persistent_workers, plan.workers) == (3, True, 3)
+    assert 'loading     3 worker processes' in plan.format()
+
+
+def test_loader_workers_follow_the_device_and_the_cores():
+    assert loader_workers(2, cuda=False, cpus=16) == 2  # a CPU trains with the cores itself
+    assert loader_workers(2, cuda=True, cpus=16) == 8  # a GPU: 2 workers would starve it
+    assert loader_workers(2, cuda=True, cpus=6) == 5  # one core left for the training process
+    assert loader_workers(2, cuda=True, cpus=2) == 2  # never fewer than the config's
+    assert loader_workers(2, cuda=True, cpus=16, processes=4) == 3  # 4 GPUs share the host
+    assert loader_workers(12, cuda=True, cpus=64) == 12  # more in the config: kept
 
 
 def _scheduled(config, faces, **flags):
@@ -127,6 +140,7 @@ def test_a_planned_run_prints_its_plan_and_runs_exactly_its_steps(coco_dir, tmp_
     log = proc.stdout + proc.stderr
     assert 'training plan' in proc.stdout and '4 training faces, batch 2' in proc.stdout
     assert '3 steps (1.5 epochs)' in proc.stdout and 's per step on' in proc.stdout
+    assert 'loading     0 worker processes' in proc.stdout  # --cfg-options chose them: kept
     assert (tmp_path / 'iter_3.pth').is_file() and not (tmp_path / 'iter_4.pth').exists(), \
         log[-3000:]
     assert list(tmp_path.glob('best_NME_iter_*.pth'))
@@ -135,6 +149,7 @@ def test_a_planned_run_prints_its_plan_and_runs_exactly_its_steps(coco_dir, tmp_
 @pytest.mark.parametrize('kwargs, message', [
     (dict(epochs=0), '--epochs must be positive, got 0'),
     (dict(accumulate=-2), '--accumulate must be positive, got -2'),
+    (dict(workers=-1), '--workers must be 0 or more, got -1'),
     (dict(checkpoint='missing.pth'), '--checkpoint not found: missing.pth'),
 ])
 def test_simple_flags_refuse_bad_values(tmp_path, kwargs, message):

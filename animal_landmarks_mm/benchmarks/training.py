@@ -71,10 +71,18 @@ def _train_throughput(config, *, data_root: Path, ann_file: str, dataset_type: s
 
 
 def training_throughput(batch_size: int | None = None, iters: int | None = None,
-                        workers: int = 2) -> dict:
-    """Ours against mmpose's stock WFLW config; see the module docstring."""
+                        workers: int | None = None) -> dict:
+    """Ours against mmpose's stock WFLW config; see the module docstring. The loader has
+    the workers ``tools/train.py`` gives it by default on this device (the config's on a
+    CPU)."""
     import animal_landmarks_mm  # noqa: F401
+
+    from ..training import host_cpus, loader_workers
     cuda = device() == 'cuda'
+    if workers is None:
+        from mmengine.config import Config
+        configured = Config.fromfile(str(OUR_CONFIG)).train_dataloader.num_workers
+        workers = loader_workers(configured, cuda=cuda, cpus=host_cpus())
     batch_size = batch_size or (64 if cuda else 8)
     iters = iters or (30 if cuda else 4)
     with tempfile.TemporaryDirectory() as tmp:
