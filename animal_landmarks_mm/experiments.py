@@ -30,6 +30,7 @@ from .converter import convert
 from .errors import AnimalLandmarksError
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
 from .synthetic import make_synthetic_dataset
+from .training import host_cpus
 
 FINETUNE_CONFIG = (CONFIG_ROOT /
                    'td-hm_hrnetv2-w18_dark-ft-animeface-1xb32-30e_animal-face-256x256.py')
@@ -48,9 +49,12 @@ def make_split(folder: Path, train_faces: int, val_faces: int, seed: int,
     curve is measured on the same faces.
     """
     train_dir, val_dir = folder / 'train_set', folder / 'val_set'
-    make_synthetic_dataset(train_dir, train_faces, seed=seed, progress=False, family=family)
+    # thousands of faces for a GPU's runs: drawn on the host's cores
+    workers = min(8, host_cpus())
+    make_synthetic_dataset(train_dir, train_faces, seed=seed, progress=False, family=family,
+                           workers=workers)
     make_synthetic_dataset(val_dir, val_faces, seed=10_000 + seed, progress=False,
-                           family=family)
+                           family=family, workers=workers)
     for name in ('images', 'landmarks'):
         (folder / name).mkdir(parents=True, exist_ok=True)
     # one image folder, two annotation folders: the validation folder is the val split whole

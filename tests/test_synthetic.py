@@ -22,6 +22,18 @@ def test_same_seed_same_images(tmp_path):
     assert a.shape != c.shape or not np.array_equal(a, c)
 
 
+def test_worker_processes_write_the_same_files_as_one(tmp_path):
+    one = make_synthetic_dataset(tmp_path / 'one', 5, seed=2, progress=False)
+    two = make_synthetic_dataset(tmp_path / 'two', 5, seed=2, progress=False, workers=2)
+    assert [p.name for p in two] == [p.name for p in one]  # in image order
+    for sub in ('images', 'landmarks'):
+        names = sorted(f.name for f in (tmp_path / 'one' / sub).iterdir())
+        assert len(names) == 5 and names == sorted(f.name for f in (tmp_path / 'two' / sub)
+                                                   .iterdir())
+        assert all((tmp_path / 'one' / sub / n).read_bytes()
+                   == (tmp_path / 'two' / sub / n).read_bytes() for n in names)
+
+
 def test_annotations_are_valid_and_inside_the_image(synthetic_dir):
     for path in sorted((synthetic_dir / 'landmarks').glob('*.json')):
         ann = load_annotation(path)
@@ -68,6 +80,8 @@ def test_bad_arguments():
         make_synthetic_dataset('unused', 0)
     with pytest.raises(ValueError, match='min_size <= max_size'):
         make_synthetic_dataset('unused', 1, min_size=300, max_size=200)
+    with pytest.raises(ValueError, match='workers must be at least 1, got 0'):
+        make_synthetic_dataset('unused', 1, workers=0)
 
 
 def test_geometry_is_decided_once():

@@ -20,6 +20,8 @@ def parse_args(argv=None):
     parser.add_argument('--family', choices=FAMILIES,
                         help='only one style family: human anime faces, or animal characters '
                         'with muzzles (default: a mix of both)')
+    parser.add_argument('--workers', type=int, default=1,
+                        help='processes drawing images (the same files as one)')
     return parser.parse_args(argv)
 
 
@@ -28,7 +30,7 @@ def main(argv=None):
     with exit_on_error(args.out_dir):
         files = make_synthetic_dataset(args.out_dir, num_images=args.num_images, seed=args.seed,
                                        min_size=args.min_size, max_size=args.max_size,
-                                       family=args.family)
+                                       family=args.family, workers=args.workers)
     print(f'wrote {len(files)} images to {args.out_dir}/images and their annotations to '
           f'{args.out_dir}/landmarks')
 
