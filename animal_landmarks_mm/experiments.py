@@ -170,7 +170,7 @@ def _device() -> str:
 
 def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100, 200, 400, 800),
                    val_faces: int = 100, iters: int | None = None, batch_size: int = 8,
-                   seed: int = 0) -> dict:
+                   seed: int = 0, amp: bool = False) -> dict:
     """The best validation NME against the number of training faces (see the module docstring).
 
     Args:
@@ -180,15 +180,16 @@ def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100
         iters: steps for every size (default: the main config's plan for each size).
         batch_size: faces per step.
         seed: seed of the synthetic faces.
+        amp: train with mixed precision (CUDA).
     """
     out_dir = Path(out_dir)
     results = dict(experiment='learning_curve', device=_device(), batch_size=batch_size,
-                   iters=iters or 'default plan', val_faces=val_faces, runs=[])
+                   iters=iters or 'default plan', val_faces=val_faces, amp=amp, runs=[])
     for size in sizes:
         start = time.perf_counter()
         data = make_split(out_dir / f'data_{size}', size, val_faces, seed)
         runs = train_run(MAIN_CONFIG, data, out_dir / f'run_{size}', iters=iters,
-                         batch_size=batch_size)
+                         batch_size=batch_size, extra=('--amp',) if amp else ())
         results['runs'].append(dict(faces=size, best_NME=min(r['NME'] for r in runs),
                                     validations=runs,
                                     minutes=round((time.perf_counter() - start) / 60, 1)))

@@ -37,6 +37,7 @@ def parse_args(argv=None):
         p.add_argument('--iters', type=int, help='steps of each run (default: its plan)')
         p.add_argument('--batch-size', type=int, default=8)
         p.add_argument('--seed', type=int, default=0)
+    curve.add_argument('--amp', action='store_true', help='mixed precision (CUDA)')
     return parser.parse_args(argv)
 
 
@@ -46,7 +47,8 @@ def main(argv=None):
         if args.experiment == 'learning-curve':
             results = learning_curve(args.out_dir, sizes=tuple(args.sizes),
                                      val_faces=args.val_faces, iters=args.iters,
-                                     batch_size=args.batch_size, seed=args.seed)
+                                     batch_size=args.batch_size, seed=args.seed,
+                                     amp=args.amp)
         else:
             results = transfer_curve(args.out_dir, pretrain_faces=args.pretrain_faces,
                                      target_faces=args.target_faces, val_faces=args.val_faces,

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Wheels of the OpenMMLab stack for an offline GPU machine that has its own Python and torch
+# (a cluster node without internet, a lent cloud GPU): built here, copied there, installed with
+#   python3 -m pip install --no-index --no-deps --target /tmp/site WHEELS/*.whl
+# (tools/gpu_checks.sh does that itself). torch, numpy, opencv, scipy, matplotlib, tensorboard
+# and huggingface_hub are the machine's own; only what it lacks is built or downloaded:
+#   mmcv 2.1.0    compiled here against the target's torch (its C++ ops must match torch's ABI;
+#                 CPU ops only: this model uses none of them, mmpose imports them), C++20 as in
+#                 tools/setup_env.sh
+#   xtcocotools   compiled here against numpy 2 (its published wheels are built for numpy 1)
+#   the rest      mmpose, mmdet (mmpose imports it), mmengine and what they import: pure-
+#                 Python or manylinux wheels of the versions in requirements/constraints.txt
+#
+# Usage: bash tools/offline_wheels.sh OUT_DIR
+# Env:   TARGET_PYTHON=3.12  TARGET_TORCH=2.11.0  TARGET_NUMPY=2.5.2  (what the target has; the
+#        defaults are this project's lent GPU machines)  BUILD_PYTHON=python3.12 (an interpreter
+#        of TARGET_PYTHON's minor version on this machine)
+# Needs the package index and about 5 minutes on 2 cores; the wheels come to about 10 MB.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$(mkdir -p "${1:?usage: offline_wheels.sh OUT_DIR}" && cd "$1" && pwd)"
+TARGET_PYTHON="${TARGET_PYTHON:-3.12}"
+TARGET_TORCH="${TARGET_TORCH:-2.11.0}"
+TARGET_NUMPY="${TARGET_NUMPY:-2.5.2}"
+BUILD_PYTHON="${BUILD_PYTHON:-python$TARGET_PYTHON}"
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
+log() { printf '\033[1;34m[offline-wheels]\033[0m %s\n' "$*"; }
+
+version_of() {  # the pinned version of a package in requirements/constraints.txt
+    local found
+    found=$(grep -i -E "^$1==" "$CONSTRAINTS" | head -n 1 | cut -d= -f3)
+    [[ -n "$found" ]] || { echo "error: $1 is not pinned in $CONSTRAINTS" >&2; exit 1; }
+    echo "$found"
+}
+
+if ! "$BUILD_PYTHON" -c "import sys; assert sys.version.startswith('$TARGET_PYTHON.')" 2>/dev/null; then
+    echo "error: BUILD_PYTHON=$BUILD_PYTHON is not a Python $TARGET_PYTHON (set BUILD_PYTHON)" >&2
+    exit 1
+fi
+BUILD="$(mktemp -d)"
+trap 'rm -rf "$BUILD"' EXIT
+# pip, without this machine's global constraints (they pin the local torch, not the target's)
+pip_() { PIP_CONSTRAINT= "$BUILD/venv/bin/python" -m pip --disable-pip-version-check "$@" \
+    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+
+log "1/4 a build venv with the target's torch $TARGET_TORCH and numpy $TARGET_NUMPY"
+"$BUILD_PYTHON" -m venv "$BUILD/venv"
+pip_ install -q "torch==$TARGET_TORCH" "numpy==$TARGET_NUMPY" "setuptools<81" wheel cython ninja
+
+log "2/4 mmcv 2.1.0 with compiled CPU ops (about 5 minutes on 2 cores)"
+pip_ download -q --no-deps --no-binary :all: mmcv==2.1.0 -d "$BUILD/src"
+tar -xzf "$BUILD"/src/mmcv-2.1.0.tar.gz -C "$BUILD/src"
+# torch >= 2.10 headers refuse C++17 ("C++20 or later compatible compiler is required").
+sed -i "s/'-std=c++17'/'-std=c++20'/" "$BUILD/src/mmcv-2.1.0/setup.py"
+grep -q "'-std=c++20'" "$BUILD/src/mmcv-2.1.0/setup.py"
+(cd "$BUILD/src/mmcv-2.1.0" &&
+    MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" CFLAGS="-g0" CXXFLAGS="-g0" \
+    pip_ wheel -q --no-build-isolation --no-deps . -w "$OUT")
+
+log "3/4 xtcocotools $(version_of xtcocotools) against numpy 2"
+pip_ wheel -q --no-build-isolation --no-deps --no-binary xtcocotools \
+    "xtcocotools==$(version_of xtcocotools)" -w "$OUT"
+
+log "4/4 the rest, for Python $TARGET_PYTHON"
+packages=()
+for name in mmengine mmpose mmdet json-tricks munkres addict yapf platformdirs termcolor \
+    terminaltables shapely pycocotools; do
+    packages+=("$name==$(version_of "$name")")
+done
+pip_ download -q --no-deps --only-binary=:all: --python-version "$TARGET_PYTHON" \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d "$OUT" "${packages[@]}"
+
+# the compiled ops load against the target's torch: check it here, with the same torch
+"$BUILD/venv/bin/python" -m pip install -q --no-index --no-deps --target "$BUILD/site" \
+    "$OUT"/mmcv-*.whl "$OUT"/xtcocotools-*.whl
+(cd "$BUILD" && PYTHONPATH="$BUILD/site" "$BUILD/venv/bin/python" -c \
+    "from mmcv.ops import nms; import xtcocotools.coco")
+log "done: $(ls "$OUT" | wc -l) wheels, $(du -sh "$OUT" | cut -f1) in $OUT"
