@@ -168,8 +168,8 @@ class CrawlResult:
         filtered: posts the filters (:func:`keep_post`) dropped.
         failed: ``"<file URL>: <reason>"`` for each download that failed or was refused; a
             rerun tries them again.
-        unfinished: images of an earlier run found without their sidecar, deleted to be
-            fetched again.
+        unfinished: images of an earlier run found without their sidecar, moved to
+            ``.unfinished/`` to be fetched again.
     """
 
     saved: list[Path] = field(default_factory=list)

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -46,9 +47,12 @@ def make_split(folder: Path, train_faces: int, val_faces: int, seed: int,
     """Synthetic faces converted to train/val COCO files; returns the data root.
 
     The validation faces come from their own seed, so that every training size of a learning
-    curve is measured on the same faces.
+    curve is measured on the same faces. What an earlier call left in ``folder`` (another
+    seed, other counts) is replaced, never mixed in.
     """
     train_dir, val_dir = folder / 'train_set', folder / 'val_set'
+    for name in ('train_set', 'val_set', 'images', 'landmarks', 'annotations'):
+        shutil.rmtree(folder / name, ignore_errors=True)
     # thousands of faces for a GPU's runs: drawn on the host's cores
     workers = min(8, host_cpus())
     make_synthetic_dataset(train_dir, train_faces, seed=seed, progress=False, family=family,
@@ -66,14 +70,19 @@ def make_split(folder: Path, train_faces: int, val_faces: int, seed: int,
     return folder
 
 
+#: what :func:`train_run` records in a work dir when its run has finished
+FINISHED_RUN = 'experiment_run.json'
+
+
 def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | None = None,
               batch_size: int | None = None, checkpoint: str | None = None,
               extra: tuple[str, ...] = (), cfg_options: tuple[str, ...] = ()) -> list[dict]:
     """Train through ``tools/train.py``; returns the validations: ``{step, NME}`` each.
 
-    A run that finished before in ``work_dir`` with the same arguments is read, not trained
-    again (an experiment of hours that stops at its fourth run goes on from there; the
-    synthetic faces are the same for the same seed). Delete the folder to train it again.
+    A run that finished before in ``work_dir`` from the same inputs (arguments, config as
+    mmengine reads it, training and validation files, start checkpoint) is read, not trained
+    again: an experiment of hours that stops at its fourth run goes on from there. Delete the
+    folder to train it again.
     """
     # validations logged by step whatever the loop, to draw NME against steps
     args = [str(config), '--data-root', str(data_root), '--work-dir', str(work_dir),
@@ -85,14 +94,16 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
         args += ['--batch-size', str(batch_size)]
     if checkpoint is not None:
         args += ['--checkpoint', checkpoint]
+    inputs = dict(args=args, config=_config_digest(config),
+                  data=_digest(*sorted((data_root / 'annotations').glob('*.json'))),
+                  checkpoint=_digest(Path(checkpoint)) if checkpoint else None)
     record = work_dir / FINISHED_RUN
-    config_digest = _config_digest(config)
-    earlier = _finished_run(record)
-    if earlier is not None and (earlier['args'], earlier.get('config')) == (args,
-                                                                           config_digest):
-        print(f'[experiment] {work_dir.name}: finished before with the same arguments, read '
+    earlier = finished_run(work_dir)
+    if earlier is not None and earlier['inputs'] == inputs:
+        print(f'[experiment] {work_dir.name}: finished before from the same inputs, read '
               f'from {record}', flush=True)
         return earlier['validations']
+    record.unlink(missing_ok=True)  # a run that fails now must not leave an older record
     log = run_log(work_dir)
     work_dir.parent.mkdir(parents=True, exist_ok=True)
     # runs take minutes to hours: say which one runs and where its progress is logged
@@ -105,14 +116,12 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
     if proc.returncode != 0:
         raise ExperimentError(f'training failed ({proc.returncode}); see {log}')
     found = validations(work_dir)
+    minutes = round((time.perf_counter() - start) / 60, 1)
     best = min((r['NME'] for r in found), default=float('nan'))
-    print(f'[experiment] {work_dir.name}: best validation NME {best:.4f} after '
-          f'{(time.perf_counter() - start) / 60:.1f} min', flush=True)
-    _save(dict(args=args, config=config_digest, validations=found), record)
+    print(f'[experiment] {work_dir.name}: best validation NME {best:.4f} after {minutes} min',
+          flush=True)
+    _save(dict(inputs=inputs, validations=found, minutes=minutes, device=_device()), record)
     return found
-
-
-FINISHED_RUN = 'experiment_run.json'
 
 
 def _config_digest(config: Path) -> str:
@@ -122,14 +131,25 @@ def _config_digest(config: Path) -> str:
     return hashlib.sha256(Config.fromfile(config).pretty_text.encode()).hexdigest()
 
 
-def _finished_run(record: Path) -> dict | None:
-    """What :func:`train_run` recorded of a finished run, or None (none, or unreadable: the
-    run is trained again rather than trusted)."""
+def _digest(*files: Path) -> str:
+    """SHA-256 over the files' contents, in the order given."""
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def finished_run(work_dir: Path) -> dict | None:
+    """What :func:`train_run` recorded of a work dir's finished run (``inputs``,
+    ``validations``, ``minutes``, ``device``), or None: none, or unreadable (the run is
+    trained again rather than trusted)."""
     try:
-        earlier = json.loads(record.read_text())
+        earlier = json.loads((work_dir / FINISHED_RUN).read_text())
     except (OSError, ValueError):
         return None
-    ok = (isinstance(earlier, dict) and isinstance(earlier.get('args'), list)
+    ok = (isinstance(earlier, dict) and isinstance(earlier.get('inputs'), dict)
           and isinstance(earlier.get('validations'), list))
     return earlier if ok else None
 
@@ -165,7 +185,7 @@ def validations(work_dir: Path) -> list[dict]:
 def _device() -> str:
     import torch
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
-        f'CPU ({os.cpu_count()} cores)'
+        f'CPU ({host_cpus()} cores)'
 
 
 def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100, 200, 400, 800),
@@ -186,13 +206,13 @@ def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100
     results = dict(experiment='learning_curve', device=_device(), batch_size=batch_size,
                    iters=iters or 'default plan', val_faces=val_faces, amp=amp, runs=[])
     for size in sizes:
-        start = time.perf_counter()
         data = make_split(out_dir / f'data_{size}', size, val_faces, seed)
         runs = train_run(MAIN_CONFIG, data, out_dir / f'run_{size}', iters=iters,
                          batch_size=batch_size, extra=('--amp',) if amp else ())
+        trained = finished_run(out_dir / f'run_{size}')  # also when read from an earlier run
         results['runs'].append(dict(faces=size, best_NME=min(r['NME'] for r in runs),
-                                    validations=runs,
-                                    minutes=round((time.perf_counter() - start) / 60, 1)))
+                                    validations=runs, minutes=trained['minutes'],
+                                    device=trained['device']))
         _save(results, out_dir / 'learning_curve.json')
     plot_learning_curve(results, out_dir / 'learning_curve.png')
     return results
@@ -203,7 +223,7 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
                    pretrain_iters: int | None = None, iters: int | None = None,
                    batch_size: int = 8, seed: int = 0,
                    finetune_lrs: tuple[float, ...] = (),
-                   finetune_frozen_stages: tuple[int, ...] = ()) -> dict:
+                   finetune_frozen_stages: tuple[int, ...] = (), amp: bool = False) -> dict:
     """Fine-tuning from another style family against training from scratch (see the module
     docstring).
 
@@ -221,15 +241,17 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
         finetune_frozen_stages: more fine-tuning runs at the config's lr with the backbone
             frozen up to each of these HRNet stages (``model.backbone.frozen_stages``: 0 the
             stem, 1 the stem and the first stage, up to 4).
+        amp: train with mixed precision (CUDA).
     """
     out_dir = Path(out_dir)
-    results = dict(experiment='transfer', device=_device(), batch_size=batch_size,
+    amp_flag = ('--amp',) if amp else ()
+    results = dict(experiment='transfer', device=_device(), batch_size=batch_size, amp=amp,
                    pretrain_faces=pretrain_faces, target_faces=target_faces,
                    pretrain_iters=pretrain_iters or 'default plan',
                    iters=iters or 'default plans')
     source = make_split(out_dir / 'data_human', pretrain_faces, val_faces, seed, family='human')
     results['pretrain'] = train_run(MAIN_CONFIG, source, out_dir / 'pretrain',
-                                    iters=pretrain_iters, batch_size=batch_size)
+                                    iters=pretrain_iters, batch_size=batch_size, extra=amp_flag)
     # the best checkpoint of the pretraining (mmengine keeps one; the newest if a rerun left
     # more)
     pretrained = max((out_dir / 'pretrain').glob('best_NME_*.pth'),
@@ -237,21 +259,22 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
     target = make_split(out_dir / 'data_animal', target_faces, val_faces, seed + 1,
                         family='animal')
     results['finetune'] = train_run(FINETUNE_CONFIG, target, out_dir / 'finetune', iters=iters,
-                                    batch_size=batch_size, checkpoint=str(pretrained))
+                                    batch_size=batch_size, checkpoint=str(pretrained),
+                                    extra=amp_flag)
     results['finetune_config_lr'] = planned_lr(out_dir / 'finetune')
     results['finetune_lr'] = {}
     for lr in finetune_lrs:
         results['finetune_lr'][f'{lr:g}'] = train_run(
             FINETUNE_CONFIG, target, out_dir / f'finetune_lr{lr:g}', iters=iters,
-            batch_size=batch_size, checkpoint=str(pretrained), extra=('--lr', str(lr)))
+            batch_size=batch_size, checkpoint=str(pretrained), extra=('--lr', str(lr), *amp_flag))
     results['finetune_frozen'] = {}
     for stages in finetune_frozen_stages:
         results['finetune_frozen'][str(stages)] = train_run(
             FINETUNE_CONFIG, target, out_dir / f'finetune_frozen{stages}', iters=iters,
-            batch_size=batch_size, checkpoint=str(pretrained),
+            batch_size=batch_size, checkpoint=str(pretrained), extra=amp_flag,
             cfg_options=(f'model.backbone.frozen_stages={stages}',))
     results['scratch'] = train_run(MAIN_CONFIG, target, out_dir / 'scratch', iters=iters,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, extra=amp_flag)
     results['scratch_lr'] = planned_lr(out_dir / 'scratch')
     _save(results, out_dir / 'transfer.json')
     plot_transfer_curve(results, out_dir / 'transfer.png')

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import re
 
 import torch
 from mmengine.config import Config
@@ -259,15 +260,14 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
             raise TrainingSetupError(f'{name} must be positive, got {value}')
     if workers is not None and workers < 0:
         raise TrainingSetupError(f'--workers must be 0 or more, got {workers}')
-    processes = world_size(cfg.get('launcher', 'none'))
+    launcher = cfg.get('launcher', 'none')
     loader = cfg.train_dataloader
     configured = loader.get('num_workers', 0)
     if workers is None and size_workers:
         workers = loader_workers(configured, cuda=torch.cuda.is_available(), cpus=host_cpus(),
-                                 processes=processes)
+                                 processes=processes_on_this_host(launcher))
     if workers is not None and workers != configured:
-        loader.num_workers = workers
-        loader.persistent_workers = workers > 0  # torch refuses persistence without workers
+        set_loader_workers(loader, workers)
     if epochs is not None and iters is not None:
         raise TrainingSetupError('give --epochs or --iters, not both')
     if checkpoint is not None:
@@ -295,7 +295,7 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         check_annotation_files(cfg, ('train_dataloader',))
         try:
             planned = plan_schedule(cfg, count_training_faces(cfg), epochs=epochs, iters=iters,
-                                    batch_size=batch_size, lr=lr, processes=processes)
+                                    batch_size=batch_size, lr=lr, processes=world_size(launcher))
             planned.workers = loader.get('num_workers', 0)
         except ScheduleError as e:
             raise TrainingSetupError(str(e)) from None
@@ -332,6 +332,17 @@ def world_size(launcher: str) -> int:
     return int(os.environ.get(variable, 1)) if variable else 1
 
 
+def processes_on_this_host(launcher: str) -> int:
+    """How many of the launcher's training processes share this machine (torchrun's
+    ``LOCAL_WORLD_SIZE``, slurm's ``SLURM_NTASKS_PER_NODE``, Open MPI's
+    ``OMPI_COMM_WORLD_LOCAL_SIZE``); 1 without a launcher."""
+    variable = dict(pytorch='LOCAL_WORLD_SIZE', slurm='SLURM_NTASKS_PER_NODE',
+                    mpi='OMPI_COMM_WORLD_LOCAL_SIZE').get(launcher)
+    # slurm writes counts like "4(x2)" (4 tasks on each of 2 nodes)
+    found = re.match(r'\d+', os.environ.get(variable, '')) if variable else None
+    return max(1, int(found[0])) if found else 1
+
+
 def is_main_process() -> bool:
     """Whether this is the first (or only) training process, the one that prints the plan."""
     return all(os.environ.get(v, '0') == '0' for v in ('RANK', 'SLURM_PROCID',
@@ -353,6 +364,13 @@ def loader_workers(configured: int, *, cuda: bool, cpus: int, processes: int = 1
     if not cuda:
         return configured
     return max(configured, min(GPU_LOADER_WORKERS, cpus // processes - 1))
+
+
+def set_loader_workers(loader: dict, workers: int) -> None:
+    """Give a dataloader config ``workers`` processes, kept between epochs when there are any
+    (torch refuses persistence without workers)."""
+    loader['num_workers'] = workers
+    loader['persistent_workers'] = workers > 0
 
 
 def host_cpus() -> int:

@@ -229,6 +229,12 @@ def test_an_annotated_image_left_half_edited_is_to_do_again(session):
     for current in (session, AnnotationSession(session.image_dir, session.output_dir)):
         assert not current.is_done('a.png') and current.next_to_do() == 0
         assert tuple(vars(current.progress()).values()) == (0, 0, 3, 3)
+    # the draft deleted by hand: the image is done again once it is opened
+    other = AnnotationSession(session.image_dir, session.output_dir)
+    draft.rename(draft.with_name('kept.json.bak'))
+    other.open('a.png')
+    assert other.is_done('a.png') and other.progress().done == 1
+    draft.with_name('kept.json.bak').rename(draft)
     finished = session.open('a.png')
     _fill(finished, 1)
     session.save(finished)

@@ -4,8 +4,15 @@ import json
 
 import cv2
 
-from animal_landmarks_mm.experiments import plot_transfer_curve
-from conftest import run_tool
+from animal_landmarks_mm.experiments import (
+    FINISHED_RUN,
+    finished_run,
+    make_split,
+    plot_transfer_curve,
+    run_log,
+    train_run,
+)
+from conftest import MAIN_CONFIG, run_tool
 
 
 def test_a_tiny_learning_curve_runs_end_to_end(tmp_path):
@@ -24,13 +31,26 @@ def test_a_tiny_learning_curve_runs_end_to_end(tmp_path):
     log = tmp_path / 'run_4.log'
     trained = log.stat().st_mtime_ns
     again = run_tool('recipe_experiments.py', *args)
-    assert 'run_4: finished before with the same arguments' in again.stdout
+    assert 'run_4: finished before from the same inputs' in again.stdout
     assert log.stat().st_mtime_ns == trained
-    assert json.loads((tmp_path / 'learning_curve.json').read_text())['runs'][0]['validations'] \
-        == run['validations']
-    # an unreadable record is not trusted: the run is trained again
-    (tmp_path / 'run_4' / 'experiment_run.json').write_text('{"args": ')
-    assert 'run_4: training' in run_tool('recipe_experiments.py', *args).stdout
+    rerun = json.loads((tmp_path / 'learning_curve.json').read_text())['runs'][0]
+    assert rerun['validations'] == run['validations'] and rerun['minutes'] == run['minutes']
+    # other faces under the same arguments (another seed): trained again, not reused
+    assert 'run_4: training' in run_tool('recipe_experiments.py', *args, '--seed', '1').stdout
+    # an unreadable record is not trusted
+    (tmp_path / 'run_4' / FINISHED_RUN).write_text('{"inputs": ')
+    assert finished_run(tmp_path / 'run_4') is None
+
+
+def test_a_frozen_stage_run_reaches_the_model(tmp_path):
+    """What ``--finetune-frozen-stages`` adds to a fine-tuning run reaches the model's config
+    (mmpose's HRNet then freezes those stages)."""
+    data = make_split(tmp_path / 'data', 4, 3, seed=0, family='animal')
+    found = train_run(MAIN_CONFIG, data, tmp_path / 'frozen', iters=1, batch_size=2,
+                      cfg_options=('model.backbone.frozen_stages=2',))
+    assert found and finished_run(tmp_path / 'frozen')['inputs']['args'][-5:] == [
+        'model.backbone.frozen_stages=2', '--iters', '1', '--batch-size', '2']
+    assert 'frozen_stages=2' in run_log(tmp_path / 'frozen').read_text()
 
 
 def test_the_transfer_picture_shows_both_curves(tmp_path):

@@ -55,6 +55,43 @@ def test_loader_workers_follow_the_device_and_the_cores():
     assert loader_workers(12, cuda=True, cpus=64) == 12  # more in the config: kept
 
 
+def test_a_gpu_run_gets_more_loader_workers_unless_told(tmp_path, coco_dir, monkeypatch):
+    import torch
+
+    from animal_landmarks_mm import training
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(training, 'host_cpus', lambda: 16)
+    cfg = set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(coco_dir))
+    cfg.work_dir = str(tmp_path)
+    plan = apply_simple_flags(cfg)
+    assert (cfg.train_dataloader.num_workers, cfg.train_dataloader.persistent_workers) == (8, True)
+    assert plan.workers == 8 and cfg.val_dataloader.num_workers == 2  # validation: as it was
+    # torchrun with 4 processes on this host: 16 cores shared
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')
+    cfg = set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(coco_dir))
+    cfg.work_dir, cfg.launcher = str(tmp_path), 'pytorch'
+    assert apply_simple_flags(cfg).workers == 3
+    # --cfg-options train_dataloader.num_workers=... (size_workers=False) or --workers: as given
+    cfg = set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(coco_dir))
+    cfg.work_dir = str(tmp_path)
+    assert apply_simple_flags(cfg, size_workers=False).workers == 2
+    cfg = set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(coco_dir))
+    cfg.work_dir = str(tmp_path)
+    apply_simple_flags(cfg, workers=0)
+    assert (cfg.train_dataloader.num_workers, cfg.train_dataloader.persistent_workers) == (0,
+                                                                                         False)
+
+
+def test_processes_on_this_host_from_each_launcher(monkeypatch):
+    from animal_landmarks_mm.training import processes_on_this_host
+    assert processes_on_this_host('none') == 1
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '8')
+    monkeypatch.setenv('SLURM_NTASKS_PER_NODE', '4(x2)')
+    monkeypatch.setenv('OMPI_COMM_WORLD_LOCAL_SIZE', '2')
+    assert [processes_on_this_host(k) for k in ('pytorch', 'slurm', 'mpi', 'none')] == [
+        8, 4, 2, 1]
+
+
 def _scheduled(config, faces, **flags):
     cfg = Config.fromfile(str(config))
     return cfg, plan_schedule(cfg, faces, **flags)

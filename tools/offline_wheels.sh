@@ -4,9 +4,8 @@
 #   python3 -m pip install --no-index --no-deps --target /tmp/site WHEELS/*.whl
 # (tools/gpu_checks.sh does that itself). torch, numpy, opencv, scipy, matplotlib, tensorboard
 # and huggingface_hub are the machine's own; only what it lacks is built or downloaded:
-#   mmcv 2.1.0    compiled here against the target's torch (its C++ ops must match torch's ABI;
-#                 CPU ops only: this model uses none of them, mmpose imports them), C++20 as in
-#                 tools/setup_env.sh
+#   mmcv          compiled here against the target's torch by tools/build_mmcv_wheel.sh (its
+#                 C++ ops must match torch's ABI), as tools/setup_env.sh builds it
 #   xtcocotools   compiled here against numpy 2 (its published wheels are built for numpy 1)
 #   the rest      mmpose, mmdet (mmpose imports it), mmengine and what they import: pure-
 #                 Python or manylinux wheels of the versions in requirements/constraints.txt
@@ -48,15 +47,8 @@ log "1/4 a build venv with the target's torch $TARGET_TORCH and numpy $TARGET_NU
 "$BUILD_PYTHON" -m venv "$BUILD/venv"
 pip_ install -q "torch==$TARGET_TORCH" "numpy==$TARGET_NUMPY" "setuptools<81" wheel cython ninja
 
-log "2/4 mmcv 2.1.0 with compiled CPU ops (about 5 minutes on 2 cores)"
-pip_ download -q --no-deps --no-binary :all: mmcv==2.1.0 -d "$BUILD/src"
-tar -xzf "$BUILD"/src/mmcv-2.1.0.tar.gz -C "$BUILD/src"
-# torch >= 2.10 headers refuse C++17 ("C++20 or later compatible compiler is required").
-sed -i "s/'-std=c++17'/'-std=c++20'/" "$BUILD/src/mmcv-2.1.0/setup.py"
-grep -q "'-std=c++20'" "$BUILD/src/mmcv-2.1.0/setup.py"
-(cd "$BUILD/src/mmcv-2.1.0" &&
-    MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" CFLAGS="-g0" CXXFLAGS="-g0" \
-    pip_ wheel -q --no-build-isolation --no-deps . -w "$OUT")
+log "2/4 mmcv $(version_of mmcv) with compiled CPU ops (about 5 minutes on 2 cores)"
+PIP_CONSTRAINT= bash "$ROOT/tools/build_mmcv_wheel.sh" "$BUILD/venv/bin/python" "$OUT"
 
 log "3/4 xtcocotools $(version_of xtcocotools) against numpy 2"
 pip_ wheel -q --no-build-isolation --no-deps --no-binary xtcocotools \

@@ -37,7 +37,7 @@ def parse_args(argv=None):
         p.add_argument('--iters', type=int, help='steps of each run (default: its plan)')
         p.add_argument('--batch-size', type=int, default=8)
         p.add_argument('--seed', type=int, default=0)
-    curve.add_argument('--amp', action='store_true', help='mixed precision (CUDA)')
+        p.add_argument('--amp', action='store_true', help='mixed precision (CUDA)')
     return parser.parse_args(argv)
 
 
@@ -55,7 +55,8 @@ def main(argv=None):
                                      pretrain_iters=args.pretrain_iters, iters=args.iters,
                                      batch_size=args.batch_size, seed=args.seed,
                                      finetune_lrs=tuple(args.finetune_lr),
-                                     finetune_frozen_stages=tuple(args.finetune_frozen_stages))
+                                     finetune_frozen_stages=tuple(args.finetune_frozen_stages),
+                                     amp=args.amp)
     print(json.dumps(results, indent=1))
 
 

@@ -69,16 +69,7 @@ if ! "$PY" -c "from mmcv.ops import nms" 2>/dev/null; then
     if ! compgen -G "$WHEELHOUSE/mmcv-2.1.0-*.whl" >/dev/null &&
         ! compgen -G "$LOCAL_WHEELS/mmcv-2.1.0-*.whl" >/dev/null; then
         log "no prebuilt mmcv wheel found: building it from the sdist (about 5 minutes on 2 cores)"
-        src=$(mktemp -d)
-        pip_ download -q --no-deps --no-binary :all: mmcv==2.1.0 -d "$src"
-        tar -xzf "$src"/mmcv-2.1.0.tar.gz -C "$src"
-        # torch >= 2.10 headers refuse C++17 ("C++20 or later compatible compiler is required").
-        sed -i "s/'-std=c++17'/'-std=c++20'/" "$src/mmcv-2.1.0/setup.py"
-        grep -q "'-std=c++20'" "$src/mmcv-2.1.0/setup.py"
-        (cd "$src/mmcv-2.1.0" &&
-            MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" CFLAGS="-g0" CXXFLAGS="-g0" \
-            pip_ wheel -q --no-build-isolation --no-deps . -w "$LOCAL_WHEELS")
-        rm -rf "$src"
+        bash tools/build_mmcv_wheel.sh "$PY" "$LOCAL_WHEELS"
     fi
     pip_ install -q -c requirements/constraints.txt "${FIND_LINKS[@]}" --only-binary mmcv mmcv==2.1.0
     "$PY" -c "from mmcv.ops import nms"

@@ -36,10 +36,12 @@ def _train_throughput(config, *, data_root: Path, ann_file: str, dataset_type: s
     from mmengine.config import Config
     from mmengine.hooks import Hook
     from mmengine.runner import Runner
+
+    from ..training import set_loader_workers
     cfg = Config.fromfile(str(config))
     loader = cfg.train_dataloader
-    loader.batch_size, loader.num_workers = batch_size, workers
-    loader.persistent_workers = workers > 0
+    loader.batch_size = batch_size
+    set_loader_workers(loader, workers)
     loader.dataset.data_root, loader.dataset.ann_file = str(data_root), ann_file
     loader.dataset.data_prefix = dict(img='')
     if dataset_type:
