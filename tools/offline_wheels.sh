@@ -45,7 +45,9 @@ pip_() { PIP_CONSTRAINT= "$BUILD/venv/bin/python" -m pip --disable-pip-version-c
 
 log "1/4 a build venv with the target's torch $TARGET_TORCH and numpy $TARGET_NUMPY"
 "$BUILD_PYTHON" -m venv "$BUILD/venv"
-pip_ install -q "torch==$TARGET_TORCH" "numpy==$TARGET_NUMPY" "setuptools<81" wheel cython ninja
+# (opencv, pillow, matplotlib, rich, pyyaml: the target's own, for the import check at the end)
+pip_ install -q "torch==$TARGET_TORCH" "numpy==$TARGET_NUMPY" "setuptools<81" wheel cython ninja \
+    opencv-python-headless pillow matplotlib rich pyyaml
 
 log "2/4 mmcv $(version_of mmcv) with compiled CPU ops (about 5 minutes on 2 cores)"
 PIP_CONSTRAINT= bash "$ROOT/tools/build_mmcv_wheel.sh" "$BUILD/venv/bin/python" "$OUT"
@@ -66,7 +68,7 @@ pip_ download -q --no-deps --only-binary=:all: --python-version "$TARGET_PYTHON"
 
 # the compiled ops load against the target's torch: check it here, with the same torch
 "$BUILD/venv/bin/python" -m pip install -q --no-index --no-deps --target "$BUILD/site" \
-    "$OUT"/mmcv-*.whl "$OUT"/xtcocotools-*.whl
+    "$OUT"/*.whl
 (cd "$BUILD" && PYTHONPATH="$BUILD/site" "$BUILD/venv/bin/python" -c \
     "from mmcv.ops import nms; import xtcocotools.coco")
 log "done: $(ls "$OUT" | wc -l) wheels, $(du -sh "$OUT" | cut -f1) in $OUT"
