@@ -322,7 +322,8 @@ def plot_transfer_curve(results: dict, out_file: str | os.PathLike) -> None:
                f'(fine-tuning config{lr_of("finetune_config_lr")})')]
     curves += [(runs, f'fine-tuned, peak lr {lr}')
                for lr, runs in results.get('finetune_lr', {}).items()]
-    curves += [(runs, f'fine-tuned, backbone frozen to stage {stages}')
+    curves += [(runs, f'fine-tuned, backbone frozen to stage {stages}'
+                      f'{lr_of("finetune_config_lr")}')
                for stages, runs in results.get('finetune_frozen', {}).items()]
     curves.append((results['scratch'], f'from scratch (main config{lr_of("scratch_lr")})'))
     for runs, label in curves:

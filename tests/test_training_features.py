@@ -126,6 +126,8 @@ def test_the_default_run_on_200_faces_is_sized_like_the_original_tools_advice():
     cfg, plan = _scheduled(FINETUNE_CONFIG, 200)
     assert plan.epochs == 100 and plan.samples >= 20_000
     assert plan.warmup_iters <= plan.iters / 10
+    # at batch 8, the peak lr the transfer experiment measured best (README "Fine-tuning pays")
+    assert _scheduled(FINETUNE_CONFIG, 200, batch_size=8)[1].lr == pytest.approx(7e-4)
 
 
 def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
