@@ -52,7 +52,7 @@ def make_split(folder: Path, train_faces: int, val_faces: int, seed: int,
     """
     train_dir, val_dir = folder / 'train_set', folder / 'val_set'
     for name in ('train_set', 'val_set', 'images', 'landmarks', 'annotations'):
-        shutil.rmtree(folder / name, ignore_errors=True)
+        _remove_own_folder(folder / name)
     # thousands of faces for a GPU's runs: drawn on the host's cores
     workers = min(8, host_cpus())
     make_synthetic_dataset(train_dir, train_faces, seed=seed, progress=False, family=family,
@@ -68,6 +68,15 @@ def make_split(folder: Path, train_faces: int, val_faces: int, seed: int,
     convert(train_dir / 'landmarks', folder / 'images', folder, train_ratio=1.0, val_ratio=0.0,
             test_ratio=0.0, val_annotation_dir=val_dir / 'landmarks', progress=False)
     return folder
+
+
+def _remove_own_folder(path: Path) -> None:
+    """Remove a folder this module made; a link found there is unlinked, never followed (what
+    it points to is not ours), and a folder that cannot be removed is an error, not skipped."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 #: what :func:`train_run` records in a work dir when its run has finished

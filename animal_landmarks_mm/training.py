@@ -333,9 +333,12 @@ def world_size(launcher: str) -> int:
 
 
 def processes_on_this_host(launcher: str) -> int:
-    """How many of the launcher's training processes share this machine (torchrun's
+    """How many of the launcher's training processes share this machine's cores (torchrun's
     ``LOCAL_WORLD_SIZE``, slurm's ``SLURM_NTASKS_PER_NODE``, Open MPI's
-    ``OMPI_COMM_WORLD_LOCAL_SIZE``); 1 without a launcher."""
+    ``OMPI_COMM_WORLD_LOCAL_SIZE``); 1 without a launcher, and 1 for a slurm task given its own
+    cores (``--cpus-per-task``: :func:`host_cpus` is then already its share)."""
+    if launcher == 'slurm' and os.environ.get('SLURM_CPUS_PER_TASK'):
+        return 1
     variable = dict(pytorch='LOCAL_WORLD_SIZE', slurm='SLURM_NTASKS_PER_NODE',
                     mpi='OMPI_COMM_WORLD_LOCAL_SIZE').get(launcher)
     # slurm writes counts like "4(x2)" (4 tasks on each of 2 nodes)

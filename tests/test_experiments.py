@@ -42,6 +42,21 @@ def test_a_tiny_learning_curve_runs_end_to_end(tmp_path):
     assert finished_run(tmp_path / 'run_4') is None
 
 
+def test_a_split_replaces_its_own_folders_and_never_follows_a_link(tmp_path):
+    user = tmp_path / 'user_pictures'
+    user.mkdir()
+    (user / 'holiday.png').write_bytes(b'not ours')
+    folder = tmp_path / 'data'
+    make_split(folder, 3, 2, seed=0)
+    (folder / 'images').rename(tmp_path / 'old_images')
+    (folder / 'images').symlink_to(user)  # say, a user linked a folder there
+    make_split(folder, 2, 1, seed=1)
+    assert (user / 'holiday.png').read_bytes() == b'not ours' and len(list(user.iterdir())) == 1
+    images = sorted(p.name for p in (folder / 'images').iterdir())
+    assert not (folder / 'images').is_symlink() and len(images) == 3
+    assert all(name.startswith(('synthetic_1_', 'synthetic_10001_')) for name in images)
+
+
 def test_a_frozen_stage_run_reaches_the_model(tmp_path):
     """What ``--finetune-frozen-stages`` adds to a fine-tuning run reaches the model's config
     (mmpose's HRNet then freezes those stages)."""

@@ -90,6 +90,8 @@ def test_processes_on_this_host_from_each_launcher(monkeypatch):
     monkeypatch.setenv('OMPI_COMM_WORLD_LOCAL_SIZE', '2')
     assert [processes_on_this_host(k) for k in ('pytorch', 'slurm', 'mpi', 'none')] == [
         8, 4, 2, 1]
+    monkeypatch.setenv('SLURM_CPUS_PER_TASK', '4')  # the task's own cores: not shared
+    assert processes_on_this_host('slurm') == 1
 
 
 def _scheduled(config, faces, **flags):

@@ -12,6 +12,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${1:?usage: build_mmcv_wheel.sh PYTHON OUT_DIR}"
 OUT="${2:?usage: build_mmcv_wheel.sh PYTHON OUT_DIR}"
+# the build runs in the sdist's folder: a relative interpreter path (.venv/bin/python) made
+# absolute, without resolving the venv's link to its base interpreter
+[[ "$PYTHON" == */* && "$PYTHON" != /* ]] && PYTHON="$PWD/$PYTHON"
 VERSION="$(grep -E '^mmcv==' "$ROOT/requirements/constraints.txt" | cut -d= -f3)"
 [[ -n "$VERSION" ]] || { echo "error: mmcv is not pinned in requirements/constraints.txt" >&2; exit 1; }
 src="$(mktemp -d)"

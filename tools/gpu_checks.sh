@@ -44,6 +44,7 @@ keep_logs() {  # whatever happened: the logs and run records to OUT, then the te
     rm -rf "$WORK"
 }
 trap keep_logs EXIT
+trap 'exit 143' TERM INT  # killed from outside: the logs are kept all the same
 say() { echo "$*" | tee -a "$SUMMARY"; }
 wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }

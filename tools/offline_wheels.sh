@@ -11,17 +11,22 @@
 #                 Python or manylinux wheels of the versions in requirements/constraints.txt
 #
 # Usage: bash tools/offline_wheels.sh OUT_DIR
-# Env:   TARGET_PYTHON=3.12  TARGET_TORCH=2.11.0  TARGET_NUMPY=2.5.2  (what the target has; the
-#        defaults are this project's lent GPU machines)  BUILD_PYTHON=python3.12 (an interpreter
+# Env:   TARGET_PYTHON=3.12  TARGET_TORCH=2.11.0  TARGET_TORCHVISION=0.26.0  TARGET_NUMPY=2.5.2
+#        (what the target has; the defaults are this project's lent GPU machines)  BUILD_PYTHON=python3.12 (an interpreter
 #        of TARGET_PYTHON's minor version on this machine)
 # Needs the package index and about 5 minutes on 2 cores; the wheels come to about 10 MB.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mkdir -p "${1:?usage: offline_wheels.sh OUT_DIR}" && cd "$1" && pwd)"
+if compgen -G "$OUT/*.whl" >/dev/null; then  # wheels of another target would go along
+    echo "error: $OUT already holds wheels; give an empty folder" >&2
+    exit 1
+fi
 TARGET_PYTHON="${TARGET_PYTHON:-3.12}"
 TARGET_TORCH="${TARGET_TORCH:-2.11.0}"
 TARGET_NUMPY="${TARGET_NUMPY:-2.5.2}"
+TARGET_TORCHVISION="${TARGET_TORCHVISION:-0.26.0}"  # torchvision of TARGET_TORCH
 BUILD_PYTHON="${BUILD_PYTHON:-python$TARGET_PYTHON}"
 CONSTRAINTS="$ROOT/requirements/constraints.txt"
 log() { printf '\033[1;34m[offline-wheels]\033[0m %s\n' "$*"; }
@@ -45,9 +50,11 @@ pip_() { PIP_CONSTRAINT= "$BUILD/venv/bin/python" -m pip --disable-pip-version-c
 
 log "1/4 a build venv with the target's torch $TARGET_TORCH and numpy $TARGET_NUMPY"
 "$BUILD_PYTHON" -m venv "$BUILD/venv"
-# (opencv, pillow, matplotlib, rich, pyyaml: the target's own, for the import check at the end)
+# (torchvision, opencv, pillow, matplotlib, scipy, six, rich, pyyaml: the target's own, for
+# the import check at the end)
 pip_ install -q "torch==$TARGET_TORCH" "numpy==$TARGET_NUMPY" "setuptools<81" wheel cython ninja \
-    opencv-python-headless pillow matplotlib rich pyyaml
+    "torchvision==$TARGET_TORCHVISION" opencv-python-headless pillow matplotlib scipy six rich \
+    pyyaml
 
 log "2/4 mmcv $(version_of mmcv) with compiled CPU ops (about 5 minutes on 2 cores)"
 PIP_CONSTRAINT= bash "$ROOT/tools/build_mmcv_wheel.sh" "$BUILD/venv/bin/python" "$OUT"
@@ -66,9 +73,10 @@ pip_ download -q --no-deps --only-binary=:all: --python-version "$TARGET_PYTHON"
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$OUT" "${packages[@]}"
 
-# the compiled ops load against the target's torch: check it here, with the same torch
+# the compiled ops load against the target's torch, and mmpose finds everything it imports:
+# checked here, with the same torch
 "$BUILD/venv/bin/python" -m pip install -q --no-index --no-deps --target "$BUILD/site" \
     "$OUT"/*.whl
 (cd "$BUILD" && PYTHONPATH="$BUILD/site" "$BUILD/venv/bin/python" -c \
-    "from mmcv.ops import nms; import xtcocotools.coco")
+    "from mmcv.ops import nms; import xtcocotools.coco, mmengine, mmdet.utils; import mmpose.models, mmpose.datasets, mmpose.evaluation, mmpose.visualization")
 log "done: $(ls "$OUT" | wc -l) wheels, $(du -sh "$OUT" | cut -f1) in $OUT"
