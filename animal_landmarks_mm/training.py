@@ -354,8 +354,9 @@ def is_main_process() -> bool:
 
 #: data-loading workers per GPU when neither ``--workers`` nor ``--cfg-options`` sets them:
 #: the training pipeline (decode, augmentation, heatmaps) measured 244 faces/s per worker on a
-#: Xeon core (README "Benchmarks"), so the config's 2 workers feed about 500 faces/s, below
-#: what one GPU trains HRNetV2-W18 at; 8 keep ahead of it on a host with cores to spare
+#: Xeon core (README "Benchmarks"), so the config's 2 workers feed about 500 faces/s, likely
+#: below what one GPU trains HRNetV2-W18 at (not measured yet: tools/gpu_checks.sh's training
+#: benchmark will say); 8 keep well ahead on a host with cores to spare
 GPU_LOADER_WORKERS = 8
 
 
