@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+from .annotation import file_sha256
 from .converter import convert
 from .errors import AnimalLandmarksError
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
@@ -85,13 +86,14 @@ FINISHED_RUN = 'experiment_run.json'
 
 def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | None = None,
               batch_size: int | None = None, checkpoint: str | None = None,
-              extra: tuple[str, ...] = (), cfg_options: tuple[str, ...] = ()) -> list[dict]:
+              extra: tuple[str, ...] = (), cfg_options: tuple[str, ...] = (),
+              amp: bool = False) -> list[dict]:
     """Train through ``tools/train.py``; returns the validations: ``{step, NME}`` each.
 
     A run that finished before in ``work_dir`` from the same inputs (arguments, config as
     mmengine reads it, training and validation files, start checkpoint) is read, not trained
     again: an experiment of hours that stops at its fourth run goes on from there. Delete the
-    folder to train it again.
+    folder to train it again. ``amp``: mixed precision (CUDA).
     """
     # validations logged by step whatever the loop, to draw NME against steps
     args = [str(config), '--data-root', str(data_root), '--work-dir', str(work_dir),
@@ -103,9 +105,12 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
         args += ['--batch-size', str(batch_size)]
     if checkpoint is not None:
         args += ['--checkpoint', checkpoint]
+    if amp:
+        args.append('--amp')
     inputs = dict(args=args, config=_config_digest(config),
-                  data=_digest(*sorted((data_root / 'annotations').glob('*.json'))),
-                  checkpoint=_digest(Path(checkpoint)) if checkpoint else None)
+                  data={p.name: file_sha256(p)
+                        for p in sorted((data_root / 'annotations').glob('*.json'))},
+                  checkpoint=file_sha256(checkpoint) if checkpoint else None)
     record = work_dir / FINISHED_RUN
     earlier = finished_run(work_dir)
     if earlier is not None and earlier['inputs'] == inputs:
@@ -140,16 +145,6 @@ def _config_digest(config: Path) -> str:
     return hashlib.sha256(Config.fromfile(config).pretty_text.encode()).hexdigest()
 
 
-def _digest(*files: Path) -> str:
-    """SHA-256 over the files' contents, in the order given."""
-    digest = hashlib.sha256()
-    for path in files:
-        with open(path, 'rb') as f:
-            for block in iter(lambda: f.read(1 << 20), b''):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def finished_run(work_dir: Path) -> dict | None:
     """What :func:`train_run` recorded of a work dir's finished run (``inputs``,
     ``validations``, ``minutes``, ``device``), or None: none, or unreadable (the run is
@@ -159,7 +154,10 @@ def finished_run(work_dir: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     ok = (isinstance(earlier, dict) and isinstance(earlier.get('inputs'), dict)
-          and isinstance(earlier.get('validations'), list))
+          and isinstance(earlier.get('validations'), list)
+          and all(isinstance(v, dict) and isinstance(v.get('step'), int)
+                  and isinstance(v.get('NME'), float) for v in earlier['validations'])
+          and {'minutes', 'device'} <= earlier.keys())
     return earlier if ok else None
 
 
@@ -217,7 +215,7 @@ def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100
     for size in sizes:
         data = make_split(out_dir / f'data_{size}', size, val_faces, seed)
         runs = train_run(MAIN_CONFIG, data, out_dir / f'run_{size}', iters=iters,
-                         batch_size=batch_size, extra=('--amp',) if amp else ())
+                         batch_size=batch_size, amp=amp)
         trained = finished_run(out_dir / f'run_{size}')  # also when read from an earlier run
         results['runs'].append(dict(faces=size, best_NME=min(r['NME'] for r in runs),
                                     validations=runs, minutes=trained['minutes'],
@@ -253,37 +251,33 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
         amp: train with mixed precision (CUDA).
     """
     out_dir = Path(out_dir)
-    amp_flag = ('--amp',) if amp else ()
     results = dict(experiment='transfer', device=_device(), batch_size=batch_size, amp=amp,
                    pretrain_faces=pretrain_faces, target_faces=target_faces,
                    pretrain_iters=pretrain_iters or 'default plan',
                    iters=iters or 'default plans')
     source = make_split(out_dir / 'data_human', pretrain_faces, val_faces, seed, family='human')
     results['pretrain'] = train_run(MAIN_CONFIG, source, out_dir / 'pretrain',
-                                    iters=pretrain_iters, batch_size=batch_size, extra=amp_flag)
+                                    iters=pretrain_iters, batch_size=batch_size, amp=amp)
     # the best checkpoint of the pretraining (mmengine keeps one; the newest if a rerun left
     # more)
     pretrained = max((out_dir / 'pretrain').glob('best_NME_*.pth'),
                      key=lambda p: p.stat().st_mtime)
     target = make_split(out_dir / 'data_animal', target_faces, val_faces, seed + 1,
                         family='animal')
-    results['finetune'] = train_run(FINETUNE_CONFIG, target, out_dir / 'finetune', iters=iters,
-                                    batch_size=batch_size, checkpoint=str(pretrained),
-                                    extra=amp_flag)
+    def fine_tune(name: str, **options) -> list[dict]:
+        return train_run(FINETUNE_CONFIG, target, out_dir / name, iters=iters,
+                         batch_size=batch_size, checkpoint=str(pretrained), amp=amp, **options)
+
+    results['finetune'] = fine_tune('finetune')
     results['finetune_config_lr'] = planned_lr(out_dir / 'finetune')
-    results['finetune_lr'] = {}
-    for lr in finetune_lrs:
-        results['finetune_lr'][f'{lr:g}'] = train_run(
-            FINETUNE_CONFIG, target, out_dir / f'finetune_lr{lr:g}', iters=iters,
-            batch_size=batch_size, checkpoint=str(pretrained), extra=('--lr', str(lr), *amp_flag))
-    results['finetune_frozen'] = {}
-    for stages in finetune_frozen_stages:
-        results['finetune_frozen'][str(stages)] = train_run(
-            FINETUNE_CONFIG, target, out_dir / f'finetune_frozen{stages}', iters=iters,
-            batch_size=batch_size, checkpoint=str(pretrained), extra=amp_flag,
-            cfg_options=(f'model.backbone.frozen_stages={stages}',))
+    results['finetune_lr'] = {f'{lr:g}': fine_tune(f'finetune_lr{lr:g}', extra=('--lr', str(lr)))
+                              for lr in finetune_lrs}
+    results['finetune_frozen'] = {
+        str(stages): fine_tune(f'finetune_frozen{stages}',
+                               cfg_options=(f'model.backbone.frozen_stages={stages}',))
+        for stages in finetune_frozen_stages}
     results['scratch'] = train_run(MAIN_CONFIG, target, out_dir / 'scratch', iters=iters,
-                                   batch_size=batch_size, extra=amp_flag)
+                                   batch_size=batch_size, amp=amp)
     results['scratch_lr'] = planned_lr(out_dir / 'scratch')
     _save(results, out_dir / 'transfer.json')
     plot_transfer_curve(results, out_dir / 'transfer.png')

@@ -37,9 +37,14 @@ def test_a_tiny_learning_curve_runs_end_to_end(tmp_path):
     assert rerun['validations'] == run['validations'] and rerun['minutes'] == run['minutes']
     # other faces under the same arguments (another seed): trained again, not reused
     assert 'run_4: training' in run_tool('recipe_experiments.py', *args, '--seed', '1').stdout
-    # an unreadable record is not trusted
-    (tmp_path / 'run_4' / FINISHED_RUN).write_text('{"inputs": ')
-    assert finished_run(tmp_path / 'run_4') is None
+    # an unreadable or malformed record is not trusted
+    record = tmp_path / 'run_4' / FINISHED_RUN
+    good = json.loads(record.read_text())
+    assert finished_run(tmp_path / 'run_4') == good
+    for broken in ('{"inputs": ', json.dumps({**good, 'validations': [{'step': 1}]}),
+                   json.dumps({k: v for k, v in good.items() if k != 'minutes'})):
+        record.write_text(broken)
+        assert finished_run(tmp_path / 'run_4') is None
 
 
 def test_a_split_replaces_its_own_folders_and_never_follows_a_link(tmp_path):
