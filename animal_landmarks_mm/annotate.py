@@ -61,6 +61,9 @@ from .schema import ABSENT, NUM_KEYPOINTS, OCCLUDED, VISIBILITY_FLAGS, VISIBLE, 
 logger = logging.getLogger(__name__)
 
 DRAFT_DIR = '.drafts'
+#: Drafts that could no longer be saved (their annotation file changed), in ``DRAFT_DIR``.
+SUPERSEDED_DIR = 'superseded'
+_KEPT_STEM_CHARS = 120  # room for the time stamp within a file name's 255 bytes
 #: Undo steps kept per opened image (the issue asks for at least 100).
 HISTORY_STEPS = 200
 
@@ -97,6 +100,17 @@ def resolve_inside(root: Path, name: str) -> Path:
     if not path.is_relative_to(root.resolve()):
         raise UnsafeNameError(f'{name!r} is outside {root}')
     return path
+
+
+def _check_size(path: Path, file_width: int, file_height: int, image: str, width: int,
+                height: int) -> None:
+    """Refuse a file whose points were placed on a picture of another size (the image was
+    replaced or resized since): one edit would save the new size with the old points."""
+    if (file_width, file_height) != (width, height):
+        raise AnnotationError(
+            f'{path}: image_size {file_width}x{file_height} does not match the image {image} '
+            f'({width}x{height}); the picture changed since it was annotated: move the file '
+            'away to annotate it again')
 
 
 def now_iso() -> str:
@@ -205,6 +219,7 @@ class ImageEdit:
     dirty: bool = False
     reviewed_at: str | None = None  # when Accept turned a model's points into an annotation
     model: str | None = None  # the model whose points Predict gave (meta.model)
+    notice: str = field(default='', compare=False)  # what opening it did, to tell the user
     history: collections.deque = field(
         default_factory=lambda: collections.deque(maxlen=HISTORY_STEPS), repr=False,
         compare=False)
@@ -347,8 +362,8 @@ class ImageEdit:
         """Flag point ``index``: occluded (placed by estimate, or to be), absent (its point is
         removed) or visible."""
         index = self._index(index)
-        if isinstance(flag, bool) or flag not in VISIBILITY_FLAGS:
-            raise EditError(f'unknown visibility flag {flag!r}')
+        if not isinstance(flag, int) or isinstance(flag, bool) or flag not in VISIBILITY_FLAGS:
+            raise EditError(f'unknown visibility flag {flag!r}')  # 1.0 would break the draft
         self._begin(face)
         self.current.visibility[index] = flag
         if flag == ABSENT:
@@ -948,8 +963,19 @@ class AnnotationSession:
                                       ) from None
             if edit.image != image:
                 raise AnnotationError(f'{draft} is the draft of {edit.image!r}, not {image!r}')
-            edit.width, edit.height = width, height
-            edit.draft_revision, edit.dirty = _sha256(draft), True
+            target = self.annotation_path(image)
+            if edit.revision == _sha256(target):
+                _check_size(draft, edit.width, edit.height, image, width, height)
+                edit.draft_revision, edit.dirty = _sha256(draft), True
+                return edit
+            # The annotation file changed after the draft was begun (a prediction, a sync, a
+            # crash between writing the file and removing the draft): the draft could never
+            # be saved over it. Keep it aside and open the file.
+            kept = self._set_aside(draft)
+            notice = (f'your unfinished draft of this image was older than its annotation '
+                      f'file and is kept as {kept}')
+            edit = self.open(image)
+            edit.notice = notice
             return edit
         self._pending.discard(image)
         target = self.annotation_path(image)
@@ -963,6 +989,7 @@ class AnnotationSession:
             raise
         if ann.image != image:
             raise AnnotationError(f'{target} is the annotation of {ann.image!r}, not {image!r}')
+        _check_size(target, ann.width, ann.height, image, width, height)
         self._status[image] = ann.status
         predicted = ann.status == STATUS_PREDICTED
         faces = [FaceEdit(points=list(f.landmarks), visibility=list(f.visibility), bbox=f.bbox,
@@ -972,6 +999,20 @@ class AnnotationSession:
         return ImageEdit(image=image, width=width, height=height, faces=faces or [FaceEdit()],
                          status=ann.status, status_reason=ann.status_reason,
                          revision=_sha256(target), model=ann.meta.get('model'))
+
+    def _set_aside(self, draft: Path) -> Path:
+        """Move a draft that can no longer be saved to ``.drafts/superseded/`` (never
+        deleted: the work in it may still be wanted); returns where it went."""
+        folder = draft.parent / SUPERSEDED_DIR
+        folder.mkdir(exist_ok=True)
+        stamp = datetime.now(UTC).strftime('%Y%m%dT%H%M%S')
+        kept = folder / f'{draft.stem[:_KEPT_STEM_CHARS]}.{stamp}.json'
+        serial = 1
+        while kept.exists():
+            serial += 1
+            kept = folder / f'{draft.stem[:_KEPT_STEM_CHARS]}.{stamp}-{serial}.json'
+        os.replace(draft, kept)
+        return kept
 
     def save(self, edit: ImageEdit) -> Path:
         """Write what ``edit`` holds; returns the file written.

@@ -37,6 +37,7 @@ import ipaddress
 import logging
 import math
 import mimetypes
+import re
 import secrets
 import socket
 import threading
@@ -45,6 +46,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi import Request  # a module global: FastAPI resolves the routes' annotations here
@@ -124,6 +126,23 @@ class TabSession:
     conflict: bool = False
     save_error: str = ''
     used: float = field(default_factory=time.monotonic)
+
+
+_SHA256_HEX = re.compile(r'[0-9a-f]{64}')
+
+
+def _seen_revisions(seen: Any) -> tuple[str | None, str | None] | None:
+    """The ``seen`` of :meth:`Annotator.open`, checked: ``(revision, draft_revision)``, each
+    a sha256 in hex or None (no file)."""
+    if seen is None:
+        return None
+    if not isinstance(seen, dict):
+        raise EditError('seen must be {"revision": ..., "draft_revision": ...}')
+    revisions = seen.get('revision'), seen.get('draft_revision')
+    for value in revisions:
+        if value is not None and not (isinstance(value, str) and _SHA256_HEX.fullmatch(value)):
+            raise EditError(f'a revision is a sha256 in hex or null, not {str(value)[:80]!r}')
+    return revisions
 
 
 def _box_for_face(boxes: np.ndarray, edit: ImageEdit) -> tuple[float, float, float, float]:
@@ -644,7 +663,8 @@ class Annotator:
             edit = tab.edit
             state.update(edit=edit.to_json(), width=edit.width, height=edit.height,
                          undo=len(edit.history), redo=len(edit.future),
-                         file=session.annotation_path(image).name, problem=edit.problem())
+                         file=session.annotation_path(image).name, problem=edit.problem(),
+                         seen=dict(revision=edit.revision, draft_revision=edit.draft_revision))
         return state
 
     def image_url(self, index: int) -> str | None:
@@ -653,7 +673,7 @@ class Annotator:
             return None
         try:
             version = image_version(self.session.image_path(self.session.images[index]))
-        except OSError:
+        except (OSError, UnsafeNameError):  # gone, or a link that now leads elsewhere
             return None
         return f'annotator/image/{index}?v={version}'
 
@@ -670,7 +690,10 @@ class Annotator:
         """An image given by its number (from 1), its name, or a part of its name (the next
         match after ``current``)."""
         images, wanted = self.session.images, wanted.strip()
-        if wanted.isdigit() and 1 <= int(wanted) <= len(images):
+        # ASCII digits only ('²' is a digit int() refuses), and few (int() of 5,000 digits
+        # raises)
+        if wanted.isascii() and wanted.isdigit() and len(wanted) <= 12 and \
+                1 <= int(wanted) <= len(images):
             return int(wanted) - 1
         try:
             return self.session.index(wanted)
@@ -682,7 +705,7 @@ class Annotator:
 
     def open(self, tab: str, *, image: str | None = None, index: int | None = None,
              go: str | None = None, wanted: str | None = None, current: int | None = None,
-             discard: bool = False) -> dict:
+             discard: bool = False, seen: dict | None = None) -> dict:
         """Open an image in a tab.
 
         Args:
@@ -692,14 +715,20 @@ class Annotator:
                 next to do) from ``current``; or ``wanted``: a number from 1, a name, a part.
             current: the image the page shows (for ``go`` and ``wanted``).
             discard: drop what the tab could not save (Reload) instead of saving it first.
+            seen: the revisions of the image's files the page last knew (``state['seen']``),
+                when it opens the image again to send edits the server lost (a restart): an
+                edit is then saved only over those same files, else it is a conflict, as if
+                the tab had never lost it.
 
         Returns:
             ``{'ok': True, 'state': ...}``, or ``{'ok': False, 'message': ...}`` when the image
             is not there, cannot be opened (then ``state`` holds it, without edits), or the
-            tab's unsaved work cannot be saved (it stays put).
+            tab's unsaved work cannot be saved (it stays put; ``state`` is the tab's image
+            with that work, so a reloaded page shows it and can Reload).
         """
         if not isinstance(tab, str) or not 8 <= len(tab) <= 100:
             raise EditError('a tab id is a text of 8 to 100 characters')
+        seen = _seen_revisions(seen)
         with self.gate.serving(), self._lock:
             session, count = self.session, len(self.session.images)
             previous = self._tab(tab)
@@ -726,8 +755,8 @@ class Annotator:
                     return dict(ok=False, reason='not_found', message=(
                         f'no image {wanted!r} (a number from 1 to {count}, or a name in '
                         f'{session.image_dir})'))
-            elif go in ('next', 'prev'):
-                target = max(current, 0) + (1 if go == 'next' else -1)
+            elif go in ('next', 'prev'):  # from no image (-1), next is the first
+                target = current + 1 if go == 'next' else max(current, 0) - 1
                 if not 0 <= target < count:
                     return dict(ok=False, reason='end', message='no more images this way')
             elif go in ('todo', 'start'):
@@ -743,7 +772,8 @@ class Annotator:
                 failure = self._save(previous)
                 if failure:
                     return dict(ok=False, reason='unsaved', message=failure + ' (Reload shows '
-                                'the saved version and drops your change)')
+                                'the saved version and drops your change)',
+                                state=self.state(previous))
             opened = TabSession(token=secrets.token_hex(8), index=target, edit=None,
                                 message=message)
             self.tabs[tab] = opened
@@ -757,6 +787,10 @@ class Annotator:
                 opened.message = f'Cannot open: {e}'
                 return dict(ok=False, reason='cannot_open', message=opened.message,
                             state=self.state(opened))
+            if opened.edit.notice:
+                opened.message = '; '.join(m for m in (message, opened.edit.notice) if m)
+            if seen is not None:
+                opened.edit.revision, opened.edit.draft_revision = seen
             return dict(ok=True, state=self.state(opened))
 
     # pre-annotation ---------------------------------------------------------------------------
@@ -1087,7 +1121,7 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
     async def open_image(request: Request):
         try:
             body = await json_body(request)
-            keys = ('image', 'index', 'go', 'wanted', 'current')
+            keys = ('image', 'index', 'go', 'wanted', 'current', 'seen')
             answer = await _in_thread(annotator.open, body.get('tab'), discard=bool(
                 body.get('discard')), **{k: body.get(k) for k in keys})
         except (EditError, UnsafeNameError) as e:

@@ -40,6 +40,7 @@ import json
 import math
 import os
 import re
+import struct
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -91,14 +92,17 @@ def _exif_orientation(im) -> int | None:
     pixel data; the header's chunk (where writers put it, before the pixels) is enough.
     """
     from PIL import Image
-    if im.format in ('JPEG', 'MPO', 'TIFF'):  # EXIF sits in the header
-        return im.getexif().get(_EXIF_ORIENTATION)
-    raw = im.info.get('exif')
-    if not raw:
-        return None
-    exif = Image.Exif()
-    exif.load(raw)
-    return exif.get(_EXIF_ORIENTATION)
+    try:
+        if im.format in ('JPEG', 'MPO', 'TIFF'):  # EXIF sits in the header
+            return im.getexif().get(_EXIF_ORIENTATION)
+        raw = im.info.get('exif')
+        if not raw:
+            return None
+        exif = Image.Exif()
+        exif.load(raw)
+        return exif.get(_EXIF_ORIENTATION)
+    except (struct.error, ValueError, KeyError, IndexError, TypeError):
+        return None  # a broken EXIF block: decoders ignore it too, the pixels are fine
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -336,9 +340,12 @@ def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
                               f'{_shown(str(e), 80)})') from None
 
 
-_PAIR = re.compile(r'\[\s*(-?[\d.eE+-]+|null),\s*(-?[\d.eE+-]+|null)\s*\]')
-#: The temporary files of :func:`write_json_atomic`: ``.<target name>.<random>.tmp``.
+# An indented pair spans lines; JSON escapes a newline inside a string, so requiring them
+# keeps the pattern out of names and reasons such as 'crop[10,20].png'.
+_PAIR = re.compile(r'\[\n\s*(-?[\d.eE+-]+|null),\n\s*(-?[\d.eE+-]+|null)\n\s*\]')
+#: The temporary files of :func:`write_json_atomic`: ``.<target name, cut>.<random>.tmp``.
 _TEMPORARY = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp$')
+_TEMPORARY_NAME_CHARS = 48  # at most 4 bytes each: 192 + 14 bytes
 
 
 def _process_umask() -> int:
@@ -360,7 +367,10 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    # A shortened name in the temporary's: the full one plus 14 characters could pass the
+    # file system's 255-byte limit for a name that is itself legal.
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name[:_TEMPORARY_NAME_CHARS]}.', suffix='.tmp',
+                               dir=path.parent)
     try:
         f = os.fdopen(fd, 'w', encoding='utf-8')
     except BaseException:

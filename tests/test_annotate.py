@@ -265,6 +265,48 @@ def test_a_draft_written_by_another_tab_is_not_overwritten(session):
     assert session.open('a.png').current.points[:2] == [(1.0, 1.0), (3.0, 3.0)]
 
 
+def test_a_draft_older_than_its_annotation_file_is_set_aside_not_a_lock(session):
+    begun = session.open('a.png')
+    begun.click(1, 1)
+    draft = session.save(begun)
+    mine = draft.read_text()
+    superseded = draft.parent / 'superseded'
+    for restarted in (False, True):
+        draft.write_text(mine)
+        _predicted_file(session, 'a.png')  # e.g. tools/infer.py, or a sync, after the draft
+        current = AnnotationSession(session.image_dir, session.output_dir) if restarted \
+            else session
+        opened = current.open('a.png')
+        assert opened.status == 'predicted' and not opened.dirty  # the file, not the draft
+        assert 'kept as' in opened.notice and not current.has_draft('a.png')
+        assert sorted(p.read_text() for p in superseded.iterdir()) == [mine] * (1 + restarted)
+        opened.accept()
+        current.save(opened)  # saving works again: no conflict with the draft
+        assert current.is_done('a.png')
+
+
+def test_a_file_of_another_picture_size_is_refused_not_laundered(session):
+    edit = session.open('a.png')
+    _fill(edit)
+    target = session.save(edit)
+    raw = json.loads(target.read_text())
+    raw['image_size'] = dict(width=40, height=30)  # annotated on a smaller version
+    target.write_text(json.dumps(raw))
+    before = target.read_bytes()
+    with pytest.raises(AnnotationError, match='image_size 40x30 does not match the image '
+                       r'a.png \(80x60\)'):
+        session.open('a.png')
+    assert target.read_bytes() == before
+
+
+def test_a_visibility_flag_must_be_a_whole_number(session):
+    edit = session.open('a.png')
+    for flag in (1.0, True, '1'):
+        with pytest.raises(EditError, match='unknown visibility flag'):
+            edit.set_visibility(0, flag)
+    assert edit.current.visibility[0] == VISIBLE
+
+
 def test_skip_progress_and_next_to_do(session):
     assert tuple(vars(session.progress()).values()) == (0, 0, 3, 3)
     assert session.next_to_do() == 0

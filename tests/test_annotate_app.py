@@ -174,6 +174,25 @@ def test_go_to_an_image_by_number_name_part_or_direction(folders):
     missing = tab.open(wanted='zzz')
     assert not missing['ok'] and "no image 'zzz'" in missing['message']
     assert tab.open(index=0)['state']['image'] == 'a.png'
+    for odd in ('²', '1' * 5000, '٣'):  # digits int() refuses or chokes on: not found
+        assert tab.open(wanted=odd)['reason'] == 'not_found'
+    # a page that shows no image yet: next is the first image, not the second
+    fresh = Tab(annotator, OTHER_TAB)
+    assert fresh.open(go='next', current=-1)['state']['image'] == 'a.png'
+
+
+def test_a_link_leading_out_of_the_folder_spoils_only_itself(folders, tmp_path):
+    images, _ = folders
+    outside = tmp_path / 'elsewhere.png'
+    outside.write_bytes((images / 'b.png').read_bytes())
+    (images / 'b.png').unlink()
+    (images / 'b.png').symlink_to(outside)
+    tab = Tab(_annotator(folders))
+    answer = tab.open(image='a.png')  # its neighbour is the link
+    assert answer['ok'] and answer['state']['next_url'] is None
+    assert tab.send(dict(op='place', index=0, x=10, y=10))['saved'] == 1
+    refused = tab.open(go='next')
+    assert not refused['ok'] and 'outside' in refused['message']
 
 
 def test_hidden_and_outside_names_are_refused_without_reading_them(folders, monkeypatch):
@@ -202,8 +221,38 @@ def test_a_second_tab_cannot_overwrite_and_reload_shows_the_first(folders):
     assert state['saved'] == 0 and state['applied'] == 1
     moved = second.open(go='next')  # refuses to move on and drop the point
     assert not moved['ok'] and moved['reason'] == 'unsaved'
+    # ... and tells a reloaded page (same tab id) what it holds, so it can show it and Reload
+    assert moved['state']['image'] == 'a.png' and moved['state']['conflict']
+    assert moved['state']['edit']['faces'][0]['points'][0] == [20, 20]
     again = second.open(image='a.png', discard=True)['state']  # Reload
     assert again['edit']['faces'][0]['points'][0] == [10, 10]
+
+
+def test_edits_resent_after_a_restart_do_not_overwrite_a_newer_file(folders):
+    """A page whose server restarted opens its image again with the revisions it had seen
+    and sends its unsaved edits: over files changed meanwhile (another tab, a duplicated one)
+    they are a conflict, not a silent overwrite; over unchanged files they are saved."""
+    first = Tab(_annotator(folders))
+    first.open(image='a.png')
+    first.send(dict(op='place', index=0, x=10, y=10))
+    seen = first.state['seen']
+    assert seen['revision'] is None and len(seen['draft_revision']) == 64
+    restarted = _annotator(folders)  # the first page's edits now reach this server
+    resent = Tab(restarted)
+    assert resent.open(image='a.png', discard=True, seen=seen)['ok']
+    assert resent.send(dict(op='place', index=1, x=12, y=12))['saved'] == 1  # unchanged files
+    seen = resent.state['seen']
+    other = Tab(restarted, OTHER_TAB)  # meanwhile, another tab moves point 0
+    other.open(image='a.png')
+    other.send(dict(op='move', index=0, x=30, y=30))
+    draft = folders[1] / '.drafts' / 'a.json'
+    theirs = draft.read_bytes()
+    again = Tab(_annotator(folders))
+    again.open(image='a.png', discard=True, seen=seen)
+    state = again.send(dict(op='place', index=2, x=14, y=14))
+    assert state['conflict'] and state['saved'] == 0 and draft.read_bytes() == theirs
+    with pytest.raises(AnimalLandmarksError, match='sha256'):
+        again.annotator.open(TAB, image='a.png', seen=dict(revision='../x'))
 
 
 def test_a_failed_save_is_reported_and_retried(folders, monkeypatch):

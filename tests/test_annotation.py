@@ -121,3 +121,40 @@ def test_hidden_names_are_not_images(tmp_path):
         (tmp_path / name).write_bytes(b'')
     (tmp_path / '.drafts').mkdir()
     assert [p.name for p in image_files(tmp_path)] == ['a.png', 'b.JPG']
+
+
+def test_brackets_in_names_and_reasons_are_written_as_they_are(tmp_path):
+    annotation = ImageAnnotation('crop[10,20].png', 64, 64, status='skipped',
+                                 status_reason='same as [3,4]')
+    save_annotation(tmp_path / 'a.json', annotation)
+    again = load_annotation(tmp_path / 'a.json')
+    assert (again.image, again.status_reason) == ('crop[10,20].png', 'same as [3,4]')
+    points = [(1.5 + k, 2.0) for k in range(28)]
+    save_annotation(tmp_path / 'b.json', ImageAnnotation('b.png', 64, 64, [Face(points)]))
+    assert '[\n      1.5, 2.0\n' not in (tmp_path / 'b.json').read_text()
+    assert '[1.5, 2.0]' in (tmp_path / 'b.json').read_text()  # still one line per pair
+
+
+def test_a_long_legal_name_is_written(tmp_path):
+    path = tmp_path / ('猫' * 80 + '.json')  # 245 bytes: the temporary's name must stay legal
+    write_json_atomic(path, dict(a=1))
+    assert json.loads(path.read_text()) == dict(a=1)
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_a_broken_exif_block_does_not_hide_the_image(tmp_path):
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import image_size
+    exif = b'Exif\x00\x00MM\x00*'  # an eXIf chunk cut short
+    chunk = struct.pack('>I', len(exif)) + b'eXIf' + exif + struct.pack(
+        '>I', zlib.crc32(b'eXIf' + exif))
+    path = tmp_path / 'a.png'
+    Image.new('RGB', (64, 48)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:33] + chunk + data[33:])  # after the IHDR chunk
+    assert Image.open(path).info.get('exif')  # PIL sees the broken block
+    assert image_size(path) == (64, 48)

@@ -453,8 +453,15 @@ def test_reload_url_back_forward_and_the_next_to_do(server, images, browser):
     page.click(50, 60)
     page.click(70, 80)
     page.saved()
+    # the tab id is out of sessionStorage while the page lives (a duplicated tab, which gets
+    # a copy of it, starts with its own id) and back for a reload, which keeps it
+    tab_id = 'window.landmarkEditor.tab'
+    stored = 'sessionStorage.getItem("landmark-editor-tab")'
+    before = page.page.evaluate(tab_id)
+    assert page.page.evaluate(stored) is None
     page.page.reload()
     page.ready()
+    assert page.page.evaluate(tab_id) == before and page.page.evaluate(stored) is None
     assert page.state['image'] == 'face_1.png'  # the URL names the image
     shown = point_positions(page.page)
     assert sorted(shown) == [0, 1] and np.allclose([shown[0], shown[1]], [(50, 60), (70, 80)])
@@ -586,15 +593,41 @@ def test_edits_made_while_the_server_is_away_are_kept_and_sent(images, browser, 
     try:
         page.saved()
         assert np.allclose(session_points(out), [(10, 10), (20, 20), (30, 30)])
+        # x marks the next point (3) absent; x again right after unsets it, as o twice does
+        page.key('x')
+        page.key('x')
+        page.saved()
+        visibility = json.loads(draft_file(out).read_text())['faces'][0]['visibility']
+        assert visibility[3:5] == [2, 2]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # while the server is away, another tab changes the draft: the page's edit made meanwhile
+    # is refused as a conflict after the restart, not replayed over theirs
+    page.click(40, 40)
+    page.page.wait_for_function(
+        '() => document.getElementById("le-save").dataset.state === "unsaved"')
+    theirs = json.loads(draft_file(out).read_text())
+    theirs['faces'][0]['points'][0] = [50.0, 60.0]
+    draft_file(out).write_text(json.dumps(theirs))
+    proc = _start(folder, out, port, log)
+    try:
+        page.page.wait_for_function(
+            '() => document.getElementById("le-save").dataset.state === "conflict"')
+        assert json.loads(draft_file(out).read_text()) == theirs
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     page.close()
 
 
+def draft_file(out: Path) -> Path:
+    return out / '.drafts' / 'face_0.json'
+
+
 def session_points(out: Path) -> list:
     """The placed points of face_0.png's draft."""
-    draft = json.loads((out / '.drafts' / 'face_0.json').read_text())
+    draft = json.loads(draft_file(out).read_text())
     return [p for p in draft['faces'][0]['points'] if p is not None]
 
 

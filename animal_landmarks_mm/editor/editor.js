@@ -61,14 +61,26 @@
     return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
   }
 
+  /**
+   * The page's tab id. It survives a reload (F5 finds the tab's unsaved work on the server),
+   * but a duplicated tab must not share it: browsers copy sessionStorage into the duplicate,
+   * and two pages of one id would take the image from each other. So the id is taken out of
+   * sessionStorage while the page lives and put back only when it unloads.
+   */
   function tabId() {
+    let id = null;
     try {
-      let id = sessionStorage.getItem(TAB_KEY);
-      if (!id) { id = randomId(); sessionStorage.setItem(TAB_KEY, id); }
-      return id;
+      id = sessionStorage.getItem(TAB_KEY);
+      sessionStorage.removeItem(TAB_KEY);
     } catch (e) {
       return randomId();
     }
+    if (!id) id = randomId();
+    const keep = () => { try { sessionStorage.setItem(TAB_KEY, id); } catch (e) { /* none */ } };
+    const release = () => { try { sessionStorage.removeItem(TAB_KEY); } catch (e) { /* none */ } };
+    window.addEventListener('pagehide', keep);
+    window.addEventListener('pageshow', (e) => { if (e.persisted) release(); });  // back-forward cache
+    return id;
   }
 
   function clone(value) { return JSON.parse(JSON.stringify(value)); }
@@ -167,6 +179,7 @@
       this.redoStack = [];
       this.queue = [];         // operations not on disk yet, in order
       this.seq = 0;
+      this.lastAbsent = null;  // the point x just marked absent (x again unsets it)
       this.applied = 0;
       this.saved = 0;
       this.inFlight = false;
@@ -442,8 +455,11 @@
       const pending = this.queue;
       let answer;
       try {
+        // seen: the files the edits were made over; if another tab changed them since, the
+        // server refuses to save over them (a conflict) instead of replaying blindly
         answer = await this.request('POST', 'annotator/api/open',
-                                    {tab: this.tab, image: this.doc.image, discard: true});
+                                    {tab: this.tab, image: this.doc.image, discard: true,
+                                     seen: this.doc.seen || null});
       } catch (e) {
         this.offline = true;
         this.scheduleRetry();
@@ -833,7 +849,12 @@
 
     toggleFlag(flag) {
       if (!this.canEdit()) return;
-      const index = this.target();
+      // A point just marked absent is no target any more: pressing x again right after
+      // unsets it (as o twice does), rather than marking the next point absent too.
+      const last = this.lastAbsent;
+      const again = flag === ABSENT && this.selected === null && last !== null &&
+        last.token === this.doc.token && last.seq === this.seq && last.face === this.edit.face;
+      const index = again ? last.index : this.target();
       if (index === null) {
         this.say('the face is complete: select a point (click it, or in the list) first');
         return;
@@ -847,6 +868,8 @@
       let note = `${index}: ${name} is ${word}`;
       if (value === OCCLUDED && !this.face.points[index]) note += ': click where it would be';
       if (value === ABSENT) this.selected = null;
+      this.lastAbsent = value === ABSENT
+        ? {token: this.doc.token, seq: this.seq, face: this.edit.face, index} : null;
       this.say(note);
       this.draw();
     }
