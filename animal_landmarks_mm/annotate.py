@@ -53,6 +53,7 @@ from .annotation import (
     load_annotation,
     parse_annotation,
     remove_stale_temporaries,
+    sync_folder,
     write_json_atomic,
 )
 from .errors import AnimalLandmarksError, first_line
@@ -1012,6 +1013,7 @@ class AnnotationSession:
             serial += 1
             kept = folder / f'{draft.stem[:_KEPT_STEM_CHARS]}.{stamp}-{serial}.json'
         os.replace(draft, kept)
+        sync_folder(draft.parent)
         return kept
 
     def save(self, edit: ImageEdit) -> Path:
@@ -1066,6 +1068,7 @@ class AnnotationSession:
         self._status[edit.image] = edit.status
         self._broken.discard(edit.image)
         draft.unlink(missing_ok=True)
+        sync_folder(draft.parent)  # else a power cut could bring the finished draft back
         self._pending.discard(edit.image)
         edit.draft_revision = None
         return target

@@ -1102,6 +1102,13 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     async def json_body(request: Request) -> dict:
+        # Only JSON, said so: a page of another site can send text/plain or form bodies
+        # without asking, but not application/json (the browser asks first, and this server
+        # never allows it), so no other site can open images or push this user's tab out.
+        media = request.headers.get('content-type', '').split(';')[0].strip().lower()
+        if media != 'application/json':
+            raise EditError(f'the request body must be JSON, sent as application/json '
+                            f'(not {media or "no content type"!r})')
         try:
             body = await request.json()
         except ValueError:

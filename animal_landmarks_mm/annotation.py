@@ -393,6 +393,22 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     except BaseException:
         os.unlink(tmp)
         raise
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename, a removal) to disk, so that a power cut cannot
+    undo them; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on a folder: nothing more to do
+        pass
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, min_age: float = 600.0) -> list[Path]:

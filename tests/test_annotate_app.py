@@ -307,6 +307,18 @@ def client(folders):
         yield test_client
 
 
+def test_another_site_cannot_post_without_json(client):
+    """A page of another site may send text/plain or form bodies without the browser asking
+    (no CORS preflight); only application/json is taken."""
+    body = json.dumps(dict(tab=TAB, go='start'))
+    for media in ('text/plain', 'application/x-www-form-urlencoded', None):
+        headers = {'content-type': media} if media else {}
+        answer = client.post('/annotator/api/open', content=body, headers=headers)
+        assert answer.status_code == 400 and 'application/json' in answer.json()['message']
+    assert client.post('/annotator/api/open', content=body,
+                       headers={'content-type': 'application/json; charset=utf-8'}).json()['ok']
+
+
 def test_images_are_served_by_index_from_the_image_folder_only(client, folders):
     page = client.get('/')
     assert page.status_code == 200 and 'Landmark annotator' in page.text

@@ -475,6 +475,9 @@
       this.applied = 0;
       this.saved = 0;
       this.queue = [];
+      // the server's undo history is gone with it: an undo now would undo nothing there
+      this.undoStack = [];
+      this.redoStack = [];
       for (const op of pending) {
         const copy = Object.assign({}, op);
         delete copy.seq;
