@@ -64,6 +64,8 @@ logger = logging.getLogger(__name__)
 DRAFT_DIR = '.drafts'
 #: Drafts that could no longer be saved (their annotation file changed), in ``DRAFT_DIR``.
 SUPERSEDED_DIR = 'superseded'
+#: A crawler's sidecar is a few hundred bytes; a larger one is not read into every save.
+MAX_SIDECAR_BYTES = 1 << 20
 _KEPT_STEM_CHARS = 120  # room for the time stamp within a file name's 255 bytes
 #: Undo steps kept per opened image (the issue asks for at least 100).
 HISTORY_STEPS = 200
@@ -1001,6 +1003,20 @@ class AnnotationSession:
                          status=ann.status, status_reason=ann.status_reason,
                          revision=_sha256(target), model=ann.meta.get('model'))
 
+    def _sidecar(self, image: str) -> dict | None:
+        """What ``tools/crawl_images.py`` recorded of the image (``IMAGE.json`` beside it):
+        a JSON object, inside the image folder, of at most :data:`MAX_SIDECAR_BYTES`; else
+        None (a sidecar is a nicety, never a reason not to save)."""
+        try:
+            sidecar = resolve_inside(self.image_dir, f'{image}.json')
+            if not sidecar.is_file() or sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+                return None
+            source = json.loads(sidecar.read_text(encoding='utf-8'))
+        except (UnsafeNameError, json.JSONDecodeError, UnicodeDecodeError, RecursionError,
+                OSError):
+            return None
+        return source if isinstance(source, dict) else None
+
     def _set_aside(self, draft: Path) -> Path:
         """Move a draft that can no longer be saved to ``.drafts/superseded/`` (never
         deleted: the work in it may still be wanted); returns where it went."""
@@ -1057,12 +1073,9 @@ class AnnotationSession:
             meta.pop('reviewed_at', None)
         elif edit.reviewed_at is not None:
             meta.update(reviewed_by=self.annotator, reviewed_at=edit.reviewed_at)
-        sidecar = self.image_dir / f'{edit.image}.json'  # provenance from tools/crawl_images.py
-        if sidecar.is_file():
-            try:
-                meta['source'] = json.loads(sidecar.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-                pass
+        source = self._sidecar(edit.image)
+        if source is not None:
+            meta['source'] = source
         write_json_atomic(target, edit.to_annotation(meta).to_json())
         edit.revision, edit.dirty = _sha256(target), False
         self._status[edit.image] = edit.status

@@ -395,6 +395,16 @@ def test_crawler_provenance_is_kept(session):
     _fill(edit)
     session.save(edit)
     assert load_annotation(session.annotation_path('c.jpg')).meta['source']['post_id'] == 7
+    # a sidecar that is a link out of the image folder, or huge, is not read
+    secret = session.output_dir.parent / 'secret.json'
+    secret.write_text(json.dumps(dict(token='hunter2')))
+    (session.image_dir / 'a.png.json').symlink_to(secret)
+    (session.image_dir / 'b.png.json').write_text('{"pad": "' + 'x' * (1 << 20) + '"}')
+    for image in ('a.png', 'b.png'):
+        edit = session.open(image)
+        _fill(edit)
+        session.save(edit)
+        assert 'source' not in load_annotation(session.annotation_path(image)).meta
 
 
 def test_saving_keeps_what_the_file_said_of_itself(session):
