@@ -12,7 +12,14 @@ on top of it:
   :attr:`CrawlResult.failed` with the reason, and kept out of the download archive, so that a
   rerun fetches it again;
 - every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
-  per file, so that no server can hold the crawl;
+  per file, so that no server can hold the crawl; so is the search: each answer has a size cap
+  and a deadline, and the pages it walks are bounded (:data:`SEARCH_POSTS_PER_IMAGE`,
+  :data:`SEARCH_IDLE_PAGES`), the reason in :attr:`CrawlResult.stopped`;
+- secrets never leave the crawler: API keys and ``user:password@`` are redacted (:func:`redact`)
+  from errors, results, sidecars and gallery-dl's log records; the environment's credentials go
+  to the source's own site only, and the API's credentials never go to another host (the
+  files' CDN or any other);
+- ``--sleep`` seconds pass before each search request and each file download;
 - the same file (md5) is stored once across sources and tag queries;
 - one metadata sidecar per image, ``<image file>.json`` (see :data:`SIDECAR_FORMAT`), written
   *before* the image gets its final name: an image without its sidecar is an unfinished
@@ -23,20 +30,24 @@ on top of it:
   by gallery-dl's path rules.
 
 Mirrors and self-hosted instances (``base_url``) use gallery-dl's own prefix for other
-instances of a supported software (``danbooru:URL``, ``gelbooru_v02:URL``), not a patch.
+instances of a supported software (``danbooru:URL``, ``gelbooru_v02:URL``), not a patch; their
+images are named ``<source>-<host>_<id>`` (:func:`file_label`), since two instances number their
+posts alike.
 """
 from __future__ import annotations
 
 import collections
 import hashlib
 import json
+import logging
+import math
 import os
 import re
 import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,8 +55,9 @@ from pathlib import Path
 import requests
 from gallery_dl import config as gdl_config
 from gallery_dl import exception, job, util
+from gallery_dl import extractor as gdl_extractor
 from gallery_dl.downloader.http import HttpDownloader
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageSequence, UnidentifiedImageError
 from tqdm import tqdm
 
 from .annotation import remove_stale_temporaries, write_json_atomic
@@ -78,10 +90,43 @@ _GELBOORU_RATINGS = {'s': 'general', 'safe': 'general', 'q': 'questionable',
 # Content types a server may give an image file; anything else (an HTML error page) is refused.
 _GENERIC_CONTENT_TYPES = ('application/octet-stream', 'binary/octet-stream')
 _MD5 = re.compile(r'[0-9a-f]{32}')
+#: A search looks at no more than this many posts per image ``limit`` asks for (posts it had
+#: saved before do not count: a rerun walks past them), and never fewer than
+#: :data:`SEARCH_POSTS_MIN` or more than :data:`SEARCH_POSTS_CAP`; then it stops, saying why.
+SEARCH_POSTS_PER_IMAGE = 100
+SEARCH_POSTS_MIN = 1_000
+SEARCH_POSTS_CAP = 100_000
+#: search pages in a row that bring no post not seen before (a server repeating a page, or
+#: claiming more posts than it gives: gallery-dl's Gelbooru 0.2 paginator asks again forever)
+SEARCH_IDLE_PAGES = 10
+#: bytes a search answer may have: a page of 200 Danbooru posts is well under 1 MB
+SEARCH_ANSWER_MAX_BYTES = 20_000_000
+#: query parameters that carry credentials (Gelbooru's ``api_key``/``user_id``, Danbooru's
+#: ``login``/``api_key``, Moebooru's ``password_hash``): :func:`redact` hides their values
+SECRET_QUERY_PARAMS = ('api_key', 'user_id', 'login', 'password_hash')
+_SECRET_NAMES = '|'.join(SECRET_QUERY_PARAMS)
+# name=value in a URL's query (or a bare "with url: /path?..." of urllib3's messages) ...
+_SECRET_PARAM = re.compile(rf'''(?i)(?<=[?&;])({_SECRET_NAMES})=[^&;#\s'"<>]*''')
+# ... and 'name': 'value' in a printed dict of parameters
+_SECRET_ITEM = re.compile(rf'''(?i)(['"](?:{_SECRET_NAMES})['"]\s*:\s*)(['"])[^'"]*\2''')
+_USERINFO = re.compile(r'''(?<=//)[^/?#@\s'"<>]+@''')
+REDACTED = '***'
+
+
+def redact(text: str) -> str:
+    """``text`` with the secrets of the URLs in it replaced by ``***``: the user info of
+    ``scheme://user:password@host`` and the values of :data:`SECRET_QUERY_PARAMS`."""
+    text = _USERINFO.sub(f'{REDACTED}@', text)
+    text = _SECRET_PARAM.sub(rf'\1={REDACTED}', text)
+    return _SECRET_ITEM.sub(rf'\1\2{REDACTED}\2', text)
 
 
 class CrawlError(AnimalLandmarksError, RuntimeError):
-    """A crawl that cannot start or went wrong; the message is one line."""
+    """A crawl that cannot start or went wrong; the message is one line, its secrets redacted
+    (:func:`redact`): it may name a URL that carried an API key."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 @dataclass
@@ -100,7 +145,7 @@ class CrawlOptions:
         user: account name (Danbooru) or user id (Gelbooru).
         api_key: API key.
         user_agent: HTTP User-Agent instead of gallery-dl's (some sites refuse gallery-dl's).
-        sleep: seconds between requests.
+        sleep: seconds before each search request and each file download.
         retries: HTTP retries per request (with back-off) before giving up.
         retry_sleep: base back-off in seconds (grows linearly with the try number).
         timeout: seconds a request may wait for the next bytes before it is retried.
@@ -142,16 +187,26 @@ class CrawlOptions:
         if bad:
             raise CrawlError(f'unknown rating {bad[0]!r}; choose from {", ".join(RATINGS)}')
         if self.base_url is not None:
-            parsed = urllib.parse.urlparse(self.base_url)
-            if parsed.scheme not in ('http', 'https') or not parsed.netloc:
+            parsed = urllib.parse.urlsplit(self.base_url)
+            try:
+                parsed.port  # noqa: B018 (raises ValueError for a bad port)
+            except ValueError:
+                parsed = None
+            if parsed is None or parsed.scheme not in ('http', 'https') or not parsed.hostname:
                 raise CrawlError(f'--base-url must be an http(s) URL, got {self.base_url!r}')
         if self.min_size is not None and min(self.min_size) < 0:
             raise CrawlError(f'--min-size must not be negative, got {self.min_size}')
         for flag, value, unit in (('--timeout', self.timeout, 's'),
                                   ('--file-deadline', self.file_deadline, 's'),
                                   ('--max-file-size', self.max_file_size, 'bytes')):
+            if not math.isfinite(value):  # a timer or a socket refuses inf with a traceback
+                raise CrawlError(f'{flag} must be a finite number, got {value:g}')
             if not value > 0:
                 raise CrawlError(f'{flag} must be positive, got {value:g} {unit}')
+        for flag, value in (('--sleep', self.sleep), ('--retry-sleep', self.retry_sleep)):
+            if not (math.isfinite(value) and value >= 0):
+                raise CrawlError(f'{flag} must be a finite number of seconds, not negative, '
+                                 f'got {value:g}')
         if self.retries < 0:
             raise CrawlError(f'--retries must not be negative, got {self.retries}')
 
@@ -170,6 +225,9 @@ class CrawlResult:
             rerun tries them again.
         unfinished: images of an earlier run found without their sidecar, moved to
             ``.unfinished/`` to be fetched again.
+        stopped: why the search was stopped before ``limit`` new images were saved, when a
+            bound of the search (:data:`SEARCH_POSTS_PER_IMAGE`, :data:`SEARCH_IDLE_PAGES`)
+            stopped it; None when the search ended by itself or reached ``limit``.
     """
 
     saved: list[Path] = field(default_factory=list)
@@ -179,6 +237,7 @@ class CrawlResult:
     filtered: int = 0
     failed: list[str] = field(default_factory=list)
     unfinished: int = 0
+    stopped: str | None = None
 
     def format(self) -> str:
         """The one-line summary the command prints."""
@@ -189,18 +248,72 @@ class CrawlResult:
             text += f', unfinished downloads redone {self.unfinished}'
         if self.failed:
             text += f', failed {len(self.failed)}: ' + '; '.join(self.failed)
+        if self.stopped:
+            text += f'; {self.stopped}'
         return text
+
+
+def _is_other_instance(source: str, base_url: str | None) -> bool:
+    """Whether ``base_url`` names another site than ``source``'s own (a mirror, a self-hosted
+    instance); the source's own root, given as ``--base-url``, is the source itself."""
+    if not base_url:
+        return False
+    own = urllib.parse.urlsplit(SOURCES[source]['root'])
+    try:
+        given = urllib.parse.urlsplit(base_url)
+        port = given.port
+    except ValueError:
+        return True
+    return (given.scheme.lower(), given.hostname, port or 443, given.path.strip('/')) != \
+        ('https', own.hostname, 443, '')
+
+
+def is_other_instance(options: CrawlOptions) -> bool:
+    """Whether the crawl goes to a mirror or a self-hosted instance (``--base-url``), not to
+    the source's own site."""
+    return _is_other_instance(options.source, options.base_url)
+
+
+def _file_label(source: str, base_url: str | None) -> str:
+    if not _is_other_instance(source, base_url):
+        return source
+    parts = urllib.parse.urlsplit(base_url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    where = '-'.join(str(part) for part in (parts.hostname, port, parts.path) if part)
+    # only what every file system takes in a name: no ':' (Windows), no '/'
+    return f'{source}-{re.sub(r"[^a-z0-9.]+", "-", where.lower()).strip("-.")}'
+
+
+def file_label(options: CrawlOptions) -> str:
+    """What the crawl's image names start with, before ``_<post id>``: the source, and for
+    another instance (``--base-url``) its host, port and path, since two instances of the same
+    software number their posts alike (``danbooru_123.jpg``,
+    ``danbooru-booru.example.org_123.jpg``)."""
+    return _file_label(options.source, options.base_url)
+
+
+def archive_prefix(options: CrawlOptions) -> str:
+    """What the download-archive keys of the crawl start with, before the post id: the source
+    (the keys of the sites themselves are unchanged), or the label of another instance and
+    ``_`` (a label may end in digits, a port)."""
+    label = file_label(options)
+    return label if label == options.source else f'{label}_'
 
 
 def kind_of(options: CrawlOptions) -> str:
     """gallery-dl's base category: a mirror of Gelbooru runs Gelbooru 0.2."""
     kind = SOURCES[options.source]['kind']
-    return 'gelbooru_v02' if kind == 'gelbooru' and options.base_url else kind
+    return 'gelbooru_v02' if kind == 'gelbooru' and is_other_instance(options) else kind
 
 
 def root_of(options: CrawlOptions) -> str:
     """The site's root URL, without a trailing slash."""
-    return (options.base_url or SOURCES[options.source]['root']).rstrip('/')
+    if is_other_instance(options):
+        return options.base_url.rstrip('/')
+    return SOURCES[options.source]['root']
 
 
 def search_url(options: CrawlOptions) -> str:
@@ -210,7 +323,7 @@ def search_url(options: CrawlOptions) -> str:
     kind = kind_of(options)
     path = f'/posts?tags={tags}' if kind == 'danbooru' else \
         f'/index.php?page=post&s=list&tags={tags}'
-    if not options.base_url:
+    if not is_other_instance(options):
         return f'{root}{path}'
     # gallery-dl's prefix for another instance of a supported software: its base category
     if kind == 'danbooru':
@@ -304,17 +417,11 @@ def check_image(path: Path, expected_md5: str | None = None) -> tuple[str | None
     """
     md5 = file_md5(path)
     try:
-        with Image.open(path) as image:  # reads the header: is it an image at all?
-            image.verify()  # walks the file: PNG chunk checksums, a cut-off end, ...
-        # verify() reads no pixel data of a JPEG or WebP (it checks a PNG's chunks to their
-        # end): decode those, so that a cut-off body without md5 or Content-Length is refused
-        # too. A JPEG decodes at 1/8 scale (draft mode: the whole entropy-coded stream is
-        # still read, at a fraction of the work); PIL's decompression-bomb limit holds.
+        # open() reads the header (is it an image at all?) and refuses a decompression bomb
         with Image.open(path) as image:
-            if image.format in ('JPEG', 'WEBP'):
-                if image.format == 'JPEG':
-                    image.draft('RGB', (max(1, image.width // 8), max(1, image.height // 8)))
-                image.load()
+            image.verify()  # PNG chunk checksums
+        with Image.open(path) as image:  # verify() leaves the image unusable
+            decode_all_frames(image)
     except UnidentifiedImageError:
         with open(path, 'rb') as f:
             head = f.read(256).lstrip().lower()
@@ -330,8 +437,35 @@ def check_image(path: Path, expected_md5: str | None = None) -> tuple[str | None
     return None, md5
 
 
+def decode_all_frames(image: Image.Image) -> None:
+    """Decode every frame of an image, so that a file cut short is found in any format.
+
+    verify() reads no pixel data of most formats (a GIF, BMP, JPEG or WebP cut in half passes
+    it): only a decode finds the missing end when the site gives no md5. A JPEG decodes at 1/8
+    scale (draft mode: the whole entropy-coded stream is still read, at a fraction of the work).
+    PIL's decompression-bomb limit holds for the first frame (``Image.open``) and, here, for the
+    frames together: at most twice ``Image.MAX_IMAGE_PIXELS``, where PIL refuses one image.
+
+    Raises:
+        PIL.Image.DecompressionBombError: the frames together have too many pixels.
+        OSError: a truncated or broken file (``image file is truncated``, ...).
+    """
+    limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    if image.format == 'JPEG':
+        image.draft('RGB', (max(1, image.width // 8), max(1, image.height // 8)))
+    pixels = 0
+    for count, frame in enumerate(ImageSequence.Iterator(image), 1):
+        pixels += frame.width * frame.height
+        if limit is not None and pixels > limit:
+            raise Image.DecompressionBombError(
+                f'{count} frames of {frame.width}x{frame.height} exceed {limit} pixels, could '
+                f'be a decompression bomb')
+        frame.load()
+
+
 def known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
-    """md5 -> (source, post id) of the images in ``output_dir``, from their sidecars.
+    """md5 -> (label, post id) of the images in ``output_dir``, from their sidecars; the label
+    is the source's, or another instance's (:func:`file_label`).
 
     A sidecar whose image is missing does not count: the sidecar is written before the image
     gets its final name, so such a pair is a download that did not finish.
@@ -345,7 +479,10 @@ def known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
         if isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT and data.get('md5'):
-            known[data['md5']] = (data.get('source'), data.get('post_id'))
+            source, base_url = data.get('source'), data.get('base_url')
+            label = _file_label(source, base_url) if source in SOURCES and \
+                isinstance(base_url, str) else source
+            known[data['md5']] = (label, data.get('post_id'))
     return known
 
 
@@ -353,9 +490,9 @@ def known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
 UNFINISHED_DIR = '.unfinished'
 
 
-def remove_unfinished(output_dir: Path, source: str) -> int:
-    """Set aside this source's images that have no sidecar, and drop their download-archive
-    entries, so that they are fetched again.
+def remove_unfinished(output_dir: Path, options: CrawlOptions) -> int:
+    """Set aside this crawl's images (of its source, or its other instance) that have no
+    sidecar, and drop their download-archive entries, so that they are fetched again.
 
     Such an image comes from a run killed between the image and its sidecar (or by a version
     that wrote the sidecar second); without provenance it must not count as downloaded. It is
@@ -365,12 +502,13 @@ def remove_unfinished(output_dir: Path, source: str) -> int:
 
     Args:
         output_dir: the crawl's output folder.
-        source: the crawl's source; its images are named ``<source>_<post id>.<ext>``.
+        options: the crawl; its images are named ``<label>_<post id>.<ext>``
+            (:func:`file_label`).
 
     Returns:
         How many images were set aside.
     """
-    name = re.compile(rf'{re.escape(source)}_(\d+)\.([A-Za-z0-9]+)')
+    name = re.compile(rf'{re.escape(file_label(options))}_(\d+)\.([A-Za-z0-9]+)')
     unfinished = [(path, match.group(1)) for path in output_dir.iterdir()
                   if (match := name.fullmatch(path.name))
                   and match.group(2).lower() in IMAGE_EXTENSIONS and path.is_file()
@@ -382,8 +520,9 @@ def remove_unfinished(output_dir: Path, source: str) -> int:
         with closing(sqlite3.connect(archive, timeout=60)) as db:
             try:
                 # entries are archive-prefix + archive-format, set in configure_gallery_dl
+                prefix = archive_prefix(options)
                 db.executemany('DELETE FROM archive WHERE entry = ?',
-                               [(f'{source}{post_id}',) for _, post_id in unfinished])
+                               [(f'{prefix}{post_id}',) for _, post_id in unfinished])
                 db.commit()
             except sqlite3.OperationalError:  # no table yet: nothing was archived
                 pass
@@ -404,16 +543,22 @@ def _account_page(options: CrawlOptions) -> str:
 def resolve_credentials(options: CrawlOptions) -> tuple[str | None, str | None]:
     """(user, API key) from the flags, else the environment (:data:`CREDENTIAL_ENV`).
 
+    The environment's credentials are the user's account on the source's own site: they are
+    never sent to another instance (``--base-url``), which gets the flags' only.
+
     Raises:
         CrawlError: one of the two without the other; gallery-dl would otherwise ask for the
             missing one on the terminal, or fail with "User input required".
     """
     env_user, env_key = CREDENTIAL_ENV[options.source]
-    user = options.user or os.environ.get(env_user) or None
-    api_key = options.api_key or os.environ.get(env_key) or None
+    if is_other_instance(options):
+        env_user = env_key = None
+    user = options.user or (env_user and os.environ.get(env_user)) or None
+    api_key = options.api_key or (env_key and os.environ.get(env_key)) or None
     if bool(user) != bool(api_key):
-        given, missing = (f'--user/{env_user}', f'--api-key/{env_key}') if user else \
-            (f'--api-key/{env_key}', f'--user/{env_user}')
+        user_flag = f'--user/{env_user}' if env_user else '--user'
+        key_flag = f'--api-key/{env_key}' if env_key else '--api-key'
+        given, missing = (user_flag, key_flag) if user else (key_flag, user_flag)
         who = 'your login' if kind_of(options) == 'danbooru' else 'your user id'
         raise CrawlError(f'{options.source}: {given} is set but {missing} is not: give both '
                          f'({who} and the API key from {_account_page(options)})')
@@ -437,14 +582,15 @@ def configure_gallery_dl(options: CrawlOptions) -> None:
     settings = {
         'base-directory': str(out),
         'directory': [],
-        'filename': '{_aln_source}_{id}.{extension}',
+        'filename': '{_aln_label}_{id}.{extension}',  # file_label
         # partial downloads live apart and resume from there; never under the final name
         'part': True,
         'part-directory': str(out / PARTS_DIR),
         'archive': str(out / ARCHIVE_NAME),
-        'archive-prefix': options.source,
+        'archive-prefix': archive_prefix(options),
         'archive-format': '{id}',
-        'sleep-request': options.sleep,
+        'sleep-request': options.sleep,  # before each search request
+        'sleep': options.sleep,  # before each file download
         'retries': options.retries,
         'sleep-retries': f'linear={options.retry_sleep}',
         'sleep-429': f'linear={options.retry_sleep}',
@@ -478,24 +624,34 @@ def explain_error(error: BaseException, options: CrawlOptions, url: str) -> str:
         options: the crawl.
         url: the search URL.
     """
+    return redact(_explain_error(error, options, url))
+
+
+def _explain_error(error: BaseException, options: CrawlOptions, url: str) -> str:
     source = options.source
     message = ' '.join(str(error).split()) or error.__class__.__name__
     status = getattr(error, 'status', None)
     danbooru = kind_of(options) == 'danbooru'
     env_user, env_key = CREDENTIAL_ENV[source]
-    has_credentials = options.user or options.api_key or os.environ.get(env_user)
+    own_site = not is_other_instance(options)  # the only site the environment's key goes to
+    has_credentials = options.user or options.api_key or (own_site and os.environ.get(env_user))
+    if own_site:
+        env_hint = f' or set {env_user}/{env_key}'
+    elif os.environ.get(env_user) or os.environ.get(env_key):
+        env_hint = f' ({env_user}/{env_key} go to {SOURCES[source]["root"]} only)'
+    else:
+        env_hint = ''
     if not danbooru and (status == 401 or isinstance(error, exception.AuthRequired)):
-        fix = (f'pass --user USER_ID --api-key KEY (from {_account_page(options)}) or set '
-               f'{env_user}/{env_key}')
+        fix = f'pass --user USER_ID --api-key KEY (from {_account_page(options)}){env_hint}'
         if has_credentials:
             return f'{source}: 401 Unauthorized: the user id or API key was refused: {fix}'
-        if source == 'gelbooru':
+        if source == 'gelbooru' and own_site:
             return f'gelbooru: 401 Unauthorized: Gelbooru requires an API key since 2025: {fix}'
         return f'{source}: 401 Unauthorized: the site requires an API key: {fix}'
     if status == 401:
+        env_hint = env_hint.replace(' or set ', ' or ')
         return (f'{source}: 401 Unauthorized: the login or API key was refused: check --user '
-                f'LOGIN --api-key KEY (from {_account_page(options)}) or '
-                f'{env_user}/{env_key}')
+                f'LOGIN --api-key KEY (from {_account_page(options)}){env_hint}')
     if status == 403:
         challenge = ' by a Cloudflare check' if isinstance(error, exception.ChallengeError) \
             else ''
@@ -515,6 +671,36 @@ def explain_error(error: BaseException, options: CrawlOptions, url: str) -> str:
 class DeadlinePassed(requests.exceptions.RequestException):
     """A request still unfinished at its deadline. A plain ``RequestException`` (not a timeout
     or a connection error): gallery-dl does not retry it, so the search ends at once."""
+
+
+class AnswerTooLarge(requests.exceptions.RequestException):
+    """A search answer over :data:`SEARCH_ANSWER_MAX_BYTES`; not retried either."""
+
+
+def declared_size(response) -> int | None:
+    """A response's Content-Length, or None if it gives none (or nonsense)."""
+    size = response.headers.get('Content-Length', '').strip()
+    return int(size) if size.isdigit() else None
+
+
+def capped(chunks: Iterable[bytes], max_bytes: int, too_large: Callable[[], BaseException],
+           received: int = 0) -> Iterator[bytes]:
+    """Pass a body's chunks on, counting them; past ``max_bytes`` raise ``too_large()``.
+
+    The one size cap of a file download (:meth:`DownloadGuard.count`) and of a search answer
+    (:class:`DeadlineSession`): Content-Length alone bounds nothing (an endless body has none).
+
+    Args:
+        chunks: the body, as it is read.
+        max_bytes: the cap.
+        too_large: makes the exception to raise.
+        received: bytes already counted (a resumed download).
+    """
+    for chunk in chunks:
+        received += len(chunk)
+        if received > max_bytes:
+            raise too_large()
+        yield chunk
 
 
 class ResponseDeadline:
@@ -540,6 +726,18 @@ class ResponseDeadline:
         self._timer: threading.Timer | None = None
         self._armed = 0  # which arming the running timer belongs to
         self._response = None
+
+    @property
+    def armed(self) -> bool:
+        """Whether the deadline runs (started, not stopped)."""
+        with self._lock:
+            return self._timer is not None
+
+    def reset(self) -> None:
+        """Disarm the deadline and forget what it stopped: a new file begins."""
+        self.stop()
+        with self._lock:
+            self.problem, self.expired = None, False
 
     def start(self) -> None:
         """Arm the deadline for a new request or file."""
@@ -598,11 +796,42 @@ class DeadlineSession:
     """A requests session whose every request, headers and body, must finish within
     ``deadline`` (armed anew for each try, so that gallery-dl's own waits between tries do not
     count); a request cut at the deadline raises :class:`DeadlinePassed`, whatever the cut
-    looked like (a broken read, or a body that ended early)."""
+    looked like (a broken read, or a body that ended early). A body is read whole only up to
+    ``max_bytes`` (:func:`capped`); past it :class:`AnswerTooLarge` is raised.
 
-    def __init__(self, session, deadline: ResponseDeadline):
+    Args:
+        session: gallery-dl's session.
+        deadline: the deadline of each try.
+        max_bytes: the size cap of an answer.
+    """
+
+    def __init__(self, session, deadline: ResponseDeadline, *,
+                 max_bytes: int = SEARCH_ANSWER_MAX_BYTES):
         self.session = session
         self.deadline = deadline
+        self.max_bytes = max_bytes
+
+    def _read_capped(self, response, *args, **kwargs):
+        """A requests ``response`` hook: reads the body now, at most ``max_bytes`` of it
+        (requests would read it whole, after the hooks; so would its redirects).
+
+        Raises:
+            AnswerTooLarge: the body (or its Content-Length) is over the cap.
+        """
+        size = declared_size(response)
+        if size is not None and size > self.max_bytes:
+            response.close()
+            raise AnswerTooLarge(f'search answer larger than {self.max_bytes} bytes '
+                                 f'(Content-Length {size})')
+
+        def too_large() -> AnswerTooLarge:
+            response.close()
+            return AnswerTooLarge(f'search answer larger than {self.max_bytes} bytes')
+
+        # what requests' Response.content does, capped; .content and .text then return it
+        response._content = b''.join(capped(response.iter_content(65536), self.max_bytes,
+                                            too_large))
+        return response
 
     def request(self, method, url, **kwargs):
         hooks = dict(kwargs.pop('hooks', None) or {})
@@ -610,6 +839,8 @@ class DeadlineSession:
         if callable(response_hooks):
             response_hooks = [response_hooks]
         hooks['response'] = [*response_hooks, self.deadline.watch]
+        if not kwargs.get('stream'):  # a caller streaming the body reads it its own way
+            hooks['response'].append(self._read_capped)
         self.deadline.start()
         try:
             response = self.session.request(method, url, hooks=hooks, **kwargs)
@@ -661,14 +892,14 @@ class DownloadGuard(ResponseDeadline):
                 and content_type not in _GENERIC_CONTENT_TYPES:
             self.problem = f'not an image ({content_type})'
             return False
-        size = response.headers.get('Content-Length', '')
-        if size.isdigit() and int(size) > self.max_bytes:
-            self.problem = f'larger than --max-file-size ({int(size)} > {self.max_bytes} bytes)'
+        size = declared_size(response)
+        if size is not None and size > self.max_bytes:
+            self.problem = f'larger than --max-file-size ({size} > {self.max_bytes} bytes)'
             return False
         return True
 
     def count(self, chunks: Iterable[bytes], received: int) -> Iterator[bytes]:
-        """Pass a body's chunks on, stopping the download past the size cap.
+        """Pass a body's chunks on, stopping the download past the size cap (:func:`capped`).
 
         Args:
             chunks: the body, as gallery-dl reads it.
@@ -677,12 +908,11 @@ class DownloadGuard(ResponseDeadline):
         Raises:
             gallery_dl.exception.StopDownload: past the cap (gallery-dl cancels the file).
         """
-        for chunk in chunks:
-            received += len(chunk)
-            if received > self.max_bytes:
-                self.problem = f'larger than --max-file-size (over {self.max_bytes} bytes)'
-                raise exception.StopDownload()
-            yield chunk
+        def too_large() -> exception.StopDownload:
+            self.problem = f'larger than --max-file-size (over {self.max_bytes} bytes)'
+            return exception.StopDownload()
+
+        return capped(chunks, self.max_bytes, too_large, received)
 
 
 class BoundedHttpDownloader(HttpDownloader):
@@ -708,11 +938,88 @@ class BoundedHttpDownloader(HttpDownloader):
                                        bytes_start)
 
     def download(self, url, pathfmt):
+        # armed here, not before gallery-dl's --sleep wait; a fallback URL of the same file
+        # finds it running: one deadline per file
+        if not self.guard.armed:
+            self.guard.start()
         try:
             return super().download(url, pathfmt)
         finally:
             # a cancelled download leaves it set, and the next one would misreport
             self.downloading = False
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts (:func:`redact`) the secrets of each record of a logger it is on, its message,
+    traceback and logger name (gallery-dl names another instance's logger after its host,
+    ``user:password@host`` included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format: a handler would print msg and args as they are
+            message = f'{record.msg} {record.args}'
+        record.msg, record.args = redact(message), None
+        if record.exc_info:  # formatted now, redacted, instead of by the handler
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if '@' in record.name:
+            record.name = f'{REDACTED}@{record.name.rpartition("@")[2]}'
+        return True
+
+
+#: gallery-dl's loggers (besides the extractor's, named after its category), and urllib3's,
+#: whose debug lines name each request's path and query
+_LOGGERS = ('gallery-dl', 'config', 'cache', 'archive', 'cookies', 'formatter', 'download',
+            'downloader.http', 'postprocessor', 'urllib3.connectionpool')
+
+
+@contextmanager
+def redacted_logs(*names: str) -> Iterator[None]:
+    """While the block runs, the records of gallery-dl's loggers and of ``names`` have their
+    secrets redacted (:class:`_RedactingFilter`); afterwards the filter is removed."""
+    loggers = [logging.getLogger(name) for name in dict.fromkeys((*_LOGGERS, *names))]
+    redacting = _RedactingFilter()
+    for logger in loggers:
+        logger.addFilter(redacting)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redacting)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    """(scheme, host, port) of a URL, the port filled in."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, parts.hostname, port or {'http': 80, 'https': 443}.get(scheme)
+
+
+class HostScopedAuth(requests.auth.AuthBase):
+    """A requests auth that logs in to one host only (scheme, host and port).
+
+    gallery-dl puts Danbooru's login on the session, which its downloader shares: without the
+    scope every file download, from a CDN or any host a post's file URL names, would carry the
+    API key.
+
+    Args:
+        auth: the auth to apply (a callable taking and returning the request).
+        url: a URL of the host that gets it, the API's root.
+    """
+
+    def __init__(self, auth, url: str):
+        self.auth = auth
+        self.origin = _origin(url)
+
+    def __call__(self, request):
+        return self.auth(request) if _origin(request.url) == self.origin else request
 
 
 class _WarningTap:
@@ -779,15 +1086,21 @@ class CrawlJob(job.DownloadJob):
     also keeps it out of the download archive), ``after`` (under its final name, archived) and
     ``skip`` (archived or present already); a file none of them marks has failed.
 
+    The search is bounded: each request (:meth:`_bounded_request`) by a deadline and a size cap,
+    and the walk over its pages by the posts it looks at and the pages that bring no new post
+    (:data:`SEARCH_POSTS_PER_IMAGE`, :data:`SEARCH_IDLE_PAGES`); a post a page repeats is
+    handled once.
+
     Args:
-        url: gallery-dl URL of the tag search.
+        url: gallery-dl URL of the tag search, or gallery-dl's extractor for it.
         options: the crawl.
         result: filled in as the crawl goes.
-        known: md5 -> (source, post id) of the images in the output folder; kept up to date.
+        known: md5 -> (label, post id) of the images in the output folder (:func:`known_md5`);
+            kept up to date.
         progress: advanced for each saved image.
     """
 
-    def __init__(self, url: str, *, options: CrawlOptions, result: CrawlResult,
+    def __init__(self, url, *, options: CrawlOptions, result: CrawlResult,
                  known: dict[str, tuple[str, object]], progress: tqdm):
         self.options = options
         self.result = result
@@ -795,6 +1108,13 @@ class CrawlJob(job.DownloadJob):
         self.progress = progress
         self.kind = kind_of(options)
         self.root = root_of(options)
+        self.label = file_label(options)
+        #: posts (not saved before) the search may look at before it stops
+        self.max_new_posts = min(max(options.limit * SEARCH_POSTS_PER_IMAGE, SEARCH_POSTS_MIN),
+                                 SEARCH_POSTS_CAP)
+        self.post_ids: set = set()  # the posts handled, to handle each once
+        self.search_pages = 0  # search requests made
+        self.last_new_post_page = 0  # the last of them that brought a post not seen before
         self.guard = DownloadGuard(seconds=options.file_deadline,
                                    max_bytes=options.max_file_size)
         self.current: _FileState | None = None  # set before super() builds the loggers
@@ -808,10 +1128,28 @@ class CrawlJob(job.DownloadJob):
         self.extractor.request = self._bounded_request
 
     def _bounded_request(self, url, *args, **kwargs):
-        """The extractor's ``request``, each try bounded by :attr:`search_deadline`."""
+        """The extractor's ``request``, each try bounded by :attr:`search_deadline` and
+        :data:`SEARCH_ANSWER_MAX_BYTES`; no request after :data:`SEARCH_IDLE_PAGES` in a row
+        that brought no new post."""
+        if self.search_pages - self.last_new_post_page >= SEARCH_IDLE_PAGES:
+            self._stop_search(f'search stopped: {SEARCH_IDLE_PAGES} search pages in a row '
+                              f'brought no post not seen before (the site repeats a page, or '
+                              f'claims more posts than it gives)')
+        self.search_pages += 1
         session = kwargs.pop('session', None) or self.extractor.session
         return self._request_unbounded(
             url, *args, session=DeadlineSession(session, self.search_deadline), **kwargs)
+
+    def _stop_search(self, reason: str):
+        """End the search (gallery-dl's way: the job ends without an error), saying why."""
+        self.result.stopped = reason
+        raise exception.StopExtraction()
+
+    def _init(self):
+        super()._init()  # gallery-dl's: initialises the extractor, which logs in
+        session = self.extractor.session
+        if session.auth is not None and not isinstance(session.auth, HostScopedAuth):
+            session.auth = HostScopedAuth(session.auth, self.root)
 
     def get_logger(self, name):
         return _WarningTap(super().get_logger(name), self._note_warning)
@@ -847,22 +1185,32 @@ class CrawlJob(job.DownloadJob):
 
     def handle_url(self, url, kwdict):
         result = self.result
-        result.seen += 1
         info = post_info(self.kind, self.root, kwdict)
+        if info['post_id'] in self.post_ids:
+            return  # a page the site gave again: this post is handled
+        if result.seen - result.already_downloaded >= self.max_new_posts:
+            self._stop_search(
+                f'search stopped after {self.max_new_posts} posts not saved before, for '
+                f'--limit {self.options.limit} ({SEARCH_POSTS_PER_IMAGE} per image, at least '
+                f'{SEARCH_POSTS_MIN}, at most {SEARCH_POSTS_CAP}): loosen the filters or the '
+                f'tags to find more')
+        self.post_ids.add(info['post_id'])
+        self.last_new_post_page = self.search_pages
+        result.seen += 1
         self.progress.set_postfix(seen=result.seen, refresh=False)
         if keep_post(info, self.options) is not None:
             result.filtered += 1
             return
         if info['md5'] in self.known:
-            if self.known[info['md5']] == (self.options.source, info['post_id']):
+            if self.known[info['md5']] == (self.label, info['post_id']):
                 result.already_downloaded += 1  # this very post, from an earlier run
             else:
                 result.duplicates += 1  # the same file from another post or source
             return
-        kwdict['_aln_source'] = self.options.source
+        kwdict['_aln_label'] = self.label
         kwdict['_http_validate'] = self.guard.check_response
         self.current = state = _FileState(url=url, info=info)
-        self.guard.start()
+        self.guard.reset()  # armed by the downloader (BoundedHttpDownloader.download)
         try:
             super().handle_url(url, kwdict)
         finally:
@@ -875,7 +1223,7 @@ class CrawlJob(job.DownloadJob):
     def _count(self, state: _FileState) -> None:
         result = self.result
         if state.outcome == 'saved':
-            self.known[state.md5] = (self.options.source, state.info['post_id'])
+            self.known[state.md5] = (self.label, state.info['post_id'])
             result.saved.append(state.path)
             self.progress.update(1)
             if len(result.saved) >= self.options.limit:
@@ -890,7 +1238,7 @@ class CrawlJob(job.DownloadJob):
                       or 'download failed')
             if self.guard.problem:  # the guard's refusals leave nothing worth resuming
                 self._remove_part()
-            result.failed.append(f'{state.url}: {reason}')
+            result.failed.append(redact(f'{state.url}: {reason}'))
 
     def _remove_part(self) -> None:
         pathfmt = self.pathfmt
@@ -928,8 +1276,10 @@ class CrawlJob(job.DownloadJob):
     def _sidecar(self, state: _FileState) -> dict:
         options = self.options
         post = {name: state.info[name] for name in SIDECAR_POST_FIELDS}
+        post['page_url'] = redact(post['page_url'])
+        base_url = None if options.base_url is None else redact(options.base_url)
         return dict(format=SIDECAR_FORMAT, version=1, source=options.source,
-                    base_url=options.base_url, search_tags=options.tags, file_url=state.url,
+                    base_url=base_url, search_tags=options.tags, file_url=redact(state.url),
                     **{**post, 'md5': state.md5},
                     downloaded_at=datetime.now(UTC).isoformat(timespec='seconds'))
 
@@ -952,29 +1302,37 @@ def crawl(options: CrawlOptions) -> CrawlResult:
         options: what to crawl.
 
     Returns:
-        What the crawl did; failed downloads are in :attr:`CrawlResult.failed`.
+        What the crawl did; failed downloads are in :attr:`CrawlResult.failed`, and why a
+        bound stopped the search in :attr:`CrawlResult.stopped`.
 
     Raises:
         CrawlError: bad options, or an error that ended the search (an HTTP error that
             outlived the retries, with its URL; a refused login, with the flag that fixes it).
+            Its message, and the message of the error it chains, have their secrets redacted.
     """
     options.validate()
     options.output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(options.output_dir)  # sidecars of a killed run, half-written
     configure_gallery_dl(options)
-    result = CrawlResult(unfinished=remove_unfinished(options.output_dir, options.source))
+    result = CrawlResult(unfinished=remove_unfinished(options.output_dir, options))
     url = search_url(options)
-    with tqdm(total=options.limit, desc=f'{options.source} "{options.tags}"', unit='img',
-              disable=not options.progress) as progress:
-        try:
-            crawl_job = CrawlJob(url, options=options, result=result,
-                                 known=known_md5(options.output_dir), progress=progress)
-        except exception.NoExtractorError:
-            raise CrawlError(f'gallery-dl has no extractor for {url}') from None
+    extractor = gdl_extractor.find(url)
+    if extractor is None:
+        raise CrawlError(f'gallery-dl has no extractor for {url}')
+    with redacted_logs(extractor.category), \
+            tqdm(total=options.limit, desc=f'{options.source} "{options.tags}"', unit='img',
+                 disable=not options.progress) as progress:
+        crawl_job = CrawlJob(extractor, options=options, result=result,
+                             known=known_md5(options.output_dir), progress=progress)
         try:
             crawl_job.run()
         except exception.GalleryDLException as e:  # raised before gallery-dl's own handling
             crawl_job.error = crawl_job.error or e
-    if crawl_job.error is not None:
-        raise CrawlError(explain_error(crawl_job.error, options, url)) from crawl_job.error
+    error = crawl_job.error
+    if error is not None:
+        # the chained error's message names the URL too (a traceback prints it)
+        # (gallery-dl's HttpError may hold the requests error itself, its URL in its text)
+        error.args = tuple(redact(str(arg)) if isinstance(arg, (str, BaseException)) else arg
+                           for arg in error.args)
+        raise CrawlError(explain_error(error, options, url)) from error
     return result

@@ -10,9 +10,12 @@ answers 401 to wrong ones; Gelbooru's API takes ``user_id`` and ``api_key`` quer
 answers 401 without them (required since 2025).
 
 Faults are switched on per test: a 429 before success, a 500 forever, a 403 (Cloudflare) for a
-user agent, and per file (:attr:`BooruState.file_faults`) a short body, an HTML page, other
-bytes than the post's md5, an endless body, a huge Content-Length, a body dripping one byte at a
-time. The server stops when the test ends.
+user agent, a search that pages forever or answers too much (:attr:`BooruState.search_fault`),
+and per file (:attr:`BooruState.file_faults`) a short body, an HTML page, other bytes than the
+post's md5, an endless body, a huge Content-Length, a body dripping one byte at a time. The
+posts' file URLs may name another server (:attr:`BooruState.file_root`), and every request is
+logged with its time and Authorization header (:attr:`BooruState.log`). The server stops when
+the test ends.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import hashlib
 import itertools
 import json
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +46,14 @@ FILE_FAULTS = {
     'cut_jpeg': 'the first half of a JPEG, its Content-Length matching; the post claims no md5 '
                 '(some sites give none), so only decoding can tell',
 }
+#: what :attr:`BooruState.search_fault` can ask for
+SEARCH_FAULTS = {
+    'empty_pages': 'Gelbooru: claim a million posts, give none (gallery-dl asks again forever)',
+    'same_page': 'every page is the first one again, the cursor ignored: 200 explicit posts',
+    'new_posts_forever': 'every page brings new posts, forever, all of them explicit',
+    'huge_answer': 'a Content-Length of 10 GB',
+    'endless_answer': 'a body without Content-Length that never ends',
+}
 HTML_PAGE = (b'<!DOCTYPE html><html><head><title>Just a moment...</title></head>'
              b'<body>Checking your browser</body></html>')
 
@@ -55,6 +67,15 @@ class Post:
     height: int
     png: bytes = b''
     md5: str = ''
+
+
+@dataclass
+class Logged:
+    """A request the server received."""
+
+    time: float  # time.monotonic()
+    path: str
+    authorization: str | None  # its Authorization header
 
 
 @dataclass
@@ -73,6 +94,9 @@ class BooruState:
     danbooru_login: tuple[str, str] | None = None  # (login, api key) /posts.json requires
     gelbooru_api_key: tuple[str, str] | None = None  # (user id, api key) the dapi requires
     forbidden_user_agent: str | None = None  # 403 (Cloudflare) to user agents containing it
+    search_fault: str | None = None  # a SEARCH_FAULTS key
+    file_root: str | None = None  # root of the posts' file URLs (another server); else this one
+    log: list[Logged] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
 
@@ -125,6 +149,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _search_fault(self) -> bool:
         state = self.state
+        if state.search_fault in ('huge_answer', 'endless_answer'):
+            self.close_connection = True
+            if state.search_fault == 'huge_answer':
+                self._send(200, b'[]', 'application/json', length=10 ** 10)
+            else:
+                self._send(200, b'[', 'application/json', length=-1)
+                self._write_slowly(itertools.repeat(b' ' * 16384), interval=0)
+            return True
         if state.fail_search_forever is not None:
             self._send(state.fail_search_forever, b'server error', 'text/plain')
             return True
@@ -144,9 +176,20 @@ class _Handler(BaseHTTPRequestHandler):
         wanted = [t for t in tags.split() if not t.startswith(('rating:', 'order:'))]
         return [p for p in self.state.posts if all(t in p.tags for t in wanted)]
 
+    def _endless_page(self, first_id: int, limit: int) -> list[Post]:
+        """``limit`` explicit posts (filtered out by default), ids down from ``first_id``, for
+        the search faults that page forever; their files are never asked for."""
+        if self.state.search_fault == 'same_page':
+            first_id = 10 ** 6
+        return [Post(first_id - i, ['animal_ears', 'solo'], 'e', 50, 50) for i in range(limit)]
+
+    def _file_url(self, post: Post) -> str:
+        return f'{self.state.file_root or self.root}/images/{post.id}.png'
+
     def do_GET(self):  # noqa: N802 (http.server's name)
         state = self.state
         state.requests.append(self.path)
+        state.log.append(Logged(time.monotonic(), self.path, self.headers.get('Authorization')))
         user_agent = self.headers.get('User-Agent', '')
         state.user_agents.append(user_agent)
         if state.forbidden_user_agent and state.forbidden_user_agent in user_agent:
@@ -232,14 +275,17 @@ class _Handler(BaseHTTPRequestHandler):
         posts = self._matching(query.get('tags', ''))
         limit = int(query.get('limit', 20))
         page = query.get('page') or ''
-        if page.startswith('b'):
+        if self.state.search_fault in ('same_page', 'new_posts_forever'):
+            posts = self._endless_page(int(page[1:]) - 1 if page.startswith('b') else 10 ** 9,
+                                       limit)
+        elif page.startswith('b'):
             posts = [p for p in posts if p.id < int(page[1:])]
         elif page.isdigit():
             posts = posts[(int(page) - 1) * limit:]
         body = [dict(
             id=p.id, md5=self._claimed_md5(p), rating=p.rating,
-            file_ext='png', file_url=f'{self.root}/images/{p.id}.png',
-            large_file_url=f'{self.root}/images/{p.id}.png', image_width=p.width,
+            file_ext='png', file_url=self._file_url(p),
+            large_file_url=self._file_url(p), image_width=p.width,
             image_height=p.height, tag_string=' '.join(p.tags), tag_string_artist='',
             tag_string_character='', tag_string_copyright='', tag_string_general=' '.join(p.tags),
             tag_string_meta='', created_at='2026-01-02T03:04:05.000+00:00', source='')
@@ -255,14 +301,19 @@ class _Handler(BaseHTTPRequestHandler):
         posts = self._matching(query.get('tags', ''))
         limit, pid = int(query.get('limit', 100)), int(query.get('pid', 0))
         page = posts[pid * limit:(pid + 1) * limit]
+        count = len(posts)
+        if self.state.search_fault == 'empty_pages':
+            page, count = [], 10 ** 6
+        elif self.state.search_fault in ('same_page', 'new_posts_forever'):
+            page, count = self._endless_page(10 ** 9 - pid * limit, limit), 10 ** 9
         gelbooru_rating = {'g': 's', 's': 'q', 'q': 'q', 'e': 'e'}
         items = ''.join(
             f'<post id="{p.id}" md5={quoteattr(self._claimed_md5(p))} '
             f'rating="{gelbooru_rating[p.rating]}" width="{p.width}" height="{p.height}" '
             f'tags={quoteattr(" " + " ".join(p.tags) + " ")} '
-            f'file_url="{self.root}/images/{p.id}.png" '
+            f'file_url="{self._file_url(p)}" '
             f'created_at="Fri Jan 02 03:04:05 +0000 2026"/>' for p in page)
-        body = f'<?xml version="1.0" encoding="UTF-8"?><posts count="{len(posts)}" ' \
+        body = f'<?xml version="1.0" encoding="UTF-8"?><posts count="{count}" ' \
                f'offset="{pid * limit}">{items}</posts>'
         self._search_answer(body.encode(), 'text/xml')
 

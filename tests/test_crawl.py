@@ -1,7 +1,9 @@
 """The crawler: real gallery-dl against a fake Danbooru / Gelbooru 0.2 server on 127.0.0.1."""
 import base64
 import importlib.util
+import io
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from booru_server import HTML_PAGE, FakeBooru, make_posts
 from gallery_dl import archive as gdl_archive
@@ -17,18 +20,25 @@ from gallery_dl import exception as gdl_exception
 from gallery_dl import job as gdl_job
 from gallery_dl import output as gdl_output
 from gallery_dl import path as gdl_path
+from PIL import Image
 
 from animal_landmarks_mm.crawl import (
     ARCHIVE_NAME,
     CREDENTIAL_ENV,
     PARTS_DIR,
+    SEARCH_ANSWER_MAX_BYTES,
+    SEARCH_IDLE_PAGES,
     CrawlError,
     CrawlOptions,
+    archive_prefix,
     check_image,
     configure_gallery_dl,
     crawl,
     explain_error,
+    file_label,
     keep_post,
+    redact,
+    resolve_credentials,
     search_url,
 )
 from animal_landmarks_mm.errors import AnimalLandmarksError
@@ -69,6 +79,16 @@ def _archived(out):
 
 def _file_requests(booru, since=0):
     return [r for r in booru.state.requests[since:] if r.startswith('/images/')]
+
+
+def _search_requests(booru):
+    return [r for r in booru.state.requests if not r.startswith('/images/')]
+
+
+def _label(booru, source):
+    """What the images of ``source`` served by ``booru`` (another instance: ``--base-url``) are
+    named after: the source and the instance's host and port."""
+    return f'{source}-127.0.0.1-{booru.url.rsplit(":", 1)[1]}'
 
 
 # --- filters and checks, alone ------------------------------------------------------------
@@ -116,6 +136,45 @@ def test_check_image_decodes_and_compares_the_md5(tmp_path):
     empty = tmp_path / 'empty.png'
     empty.write_bytes(b'')
     assert check_image(empty)[0] == 'not an image (empty file)'
+
+
+def _encoded(fmt, frames=1, size=(120, 90)):
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), np.uint8))
+              for _ in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, fmt, save_all=frames > 1, append_images=images[1:])
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize('fmt, frames', [('PNG', 1), ('JPEG', 1), ('WEBP', 1), ('GIF', 1),
+                                         ('BMP', 1), ('GIF', 5), ('PNG', 5), ('WEBP', 5)])
+def test_check_image_decodes_every_format_and_frame(tmp_path, fmt, frames):
+    """A file cut in half, without an md5 to compare: only a decode finds it (verify() passes
+    a GIF or BMP cut in half; a cut in an animation's last frame is past its first frame)."""
+    data = _encoded(fmt, frames)
+    whole, half = tmp_path / f'whole.{fmt.lower()}', tmp_path / f'half.{fmt.lower()}'
+    whole.write_bytes(data)
+    half.write_bytes(data[:len(data) // 2] if frames == 1 else data[:len(data) * 9 // 10])
+    assert check_image(whole)[0] is None
+    problem, _ = check_image(half)
+    assert problem is not None and problem.startswith('broken image ('), problem
+
+
+def test_check_image_keeps_pils_decompression_bomb_limit(tmp_path, monkeypatch):
+    """PIL refuses an image over twice MAX_IMAGE_PIXELS; the frames of an animation count
+    together."""
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 4000)
+    big = tmp_path / 'big.png'
+    big.write_bytes(_encoded('PNG', size=(100, 100)))  # 10000 > 2 x 4000
+    animation = tmp_path / 'animation.gif'
+    animation.write_bytes(_encoded('GIF', frames=12, size=(30, 30)))  # 900 each, 10800 in all
+    small = tmp_path / 'small.gif'
+    small.write_bytes(_encoded('GIF', frames=3, size=(30, 30)))
+    assert 'decompression bomb' in check_image(big)[0]
+    assert check_image(animation)[0] == ('broken image (9 frames of 30x30 exceed 8000 pixels, '
+                                         'could be a decompression bomb)')
+    assert check_image(small)[0] is None
 
 
 # --- crawling -----------------------------------------------------------------------------
@@ -187,8 +246,8 @@ def test_same_file_without_the_sites_md5_is_found_after_download(tmp_path):
         result = crawl(_options(booru, tmp_path, 'safebooru', limit=50, ratings=EVERY_RATING))
         assert '/images/1009.png' in _file_requests(booru)
     assert len(result.saved) == 11 and result.duplicates == 1
-    assert not (tmp_path / 'safebooru_1009.png').exists()
-    assert not (tmp_path / 'safebooru_1009.png.json').exists()
+    assert not (tmp_path / f'{_label(booru, "safebooru")}_1009.png').exists()
+    assert not (tmp_path / f'{_label(booru, "safebooru")}_1009.png.json').exists()
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
 
 
@@ -283,22 +342,24 @@ def test_bad_download_is_not_kept_is_reported_and_retried(tmp_path, source, faul
         start = time.monotonic()
         result = crawl(options)
         took = time.monotonic() - start
+        stem = f'{_label(booru, source)}_{bad.id}'
         assert len(result.failed) == 1, result.format()
         assert f'/images/{bad.id}.png: {reason}' in result.failed[0], result.failed[0]
-        assert [p.name for p in tmp_path.glob(f'{source}_{bad.id}*')] == []  # nor a sidecar
+        assert [p.name for p in tmp_path.glob(f'{stem}*')] == []  # nor a sidecar
         assert len(_images(tmp_path)) == 3
-        assert f'{source}{bad.id}' not in _archived(tmp_path)
+        assert stem not in _archived(tmp_path)
+        assert f'{_label(booru, source)}_{posts[0].id}' in _archived(tmp_path)
         if leaves_part is not None:  # a cut transfer resumes; a refused file is gone
-            parts = list((tmp_path / PARTS_DIR).glob(f'{source}_{bad.id}*'))
+            parts = list((tmp_path / PARTS_DIR).glob(f'{stem}*'))
             assert bool(parts) == leaves_part
         assert took < 60  # bounded: without the deadline a drip holds the crawl for minutes
 
         booru.state.file_faults = {}  # the server heals; a rerun fetches the file
         again = crawl(options)
-    assert [p.name for p in again.saved] == [f'{source}_{bad.id}.png']
+    assert [p.name for p in again.saved] == [f'{stem}.png']
     assert again.failed == [] and again.already_downloaded == 3
-    assert (tmp_path / f'{source}_{bad.id}.png').read_bytes() == bad.png
-    meta = json.loads((tmp_path / f'{source}_{bad.id}.png.json').read_text())
+    assert (tmp_path / f'{stem}.png').read_bytes() == bad.png
+    meta = json.loads((tmp_path / f'{stem}.png.json').read_text())
     assert meta['md5'] == bad.md5
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
 
@@ -308,7 +369,7 @@ def test_image_without_sidecar_is_fetched_again(tmp_path):
     posts = make_posts(6)
     with FakeBooru(posts) as booru:
         crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
-        lost = tmp_path / f'danbooru_{posts[2].id}.png'
+        lost = tmp_path / f'{_label(booru, "danbooru")}_{posts[2].id}.png'
         (tmp_path / f'{lost.name}.json').unlink()
         before = len(booru.state.requests)
         again = crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
@@ -324,9 +385,9 @@ def test_an_annotation_file_beside_the_images_is_not_taken_for_an_image(tmp_path
     """The annotator may write danbooru_1000.json into the image folder: not an image without
     a sidecar, never touched."""
     posts = make_posts(3)
-    annotation = tmp_path / f'danbooru_{posts[0].id}.json'
-    annotation.write_text('{"format": "animal_landmarks_mm.annotation"}')
     with FakeBooru(posts) as booru:
+        annotation = tmp_path / f'{_label(booru, "danbooru")}_{posts[0].id}.json'
+        annotation.write_text('{"format": "animal_landmarks_mm.annotation"}')
         result = crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
     assert result.unfinished == 0 and annotation.read_text().startswith('{"format"')
 
@@ -352,7 +413,7 @@ def test_kill_between_sidecar_image_and_archive_is_repaired_by_a_rerun(tmp_path,
         monkeypatch.setattr(target, method, die_once)
         with pytest.raises(Killed):
             crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
-        image = tmp_path / f'danbooru_{first.id}.png'
+        image = tmp_path / f'{_label(booru, "danbooru")}_{first.id}.png'
         assert (tmp_path / f'{image.name}.json').exists()  # the sidecar is written first
         assert image.exists() == where.endswith('archive')
         before = len(booru.state.requests)
@@ -382,40 +443,71 @@ def test_names_from_the_server_cannot_escape_the_output_dir(tmp_path):
 USERS = {'danbooru': 'alice', 'gelbooru': '12345', 'safebooru': '678'}
 
 
-@pytest.mark.parametrize('how', ['flags', 'environment'])
 @pytest.mark.parametrize('source', SOURCES)
-def test_credentials_reach_each_site_as_it_expects(tmp_path, monkeypatch, source, how):
+def test_credentials_reach_each_site_as_it_expects(tmp_path, source):
     user, api_key = USERS[source], 'secret-key'
     with FakeBooru(make_posts(6)) as booru:
         if source == 'danbooru':
             booru.state.danbooru_login = (user, api_key)
         else:
             booru.state.gelbooru_api_key = (user, api_key)
+        result = crawl(_options(booru, tmp_path, source, limit=3, user=user, api_key=api_key))
+    assert len(result.saved) == 3 and result.failed == []
+
+
+@pytest.mark.parametrize('how', ['flags', 'environment'])
+def test_credentials_never_go_to_another_host(tmp_path, monkeypatch, how):
+    """Host A answers the API, its posts' files are on host B: the login goes to A alone (not
+    on gallery-dl's session for every request), and the environment's login (the user's
+    account on danbooru.donmai.us) goes to neither, A being a --base-url."""
+    posts = make_posts(6)
+    with FakeBooru(posts) as api, FakeBooru(posts) as files:
+        api.state.file_root = files.url
         if how == 'flags':
-            options = _options(booru, tmp_path, source, limit=3, user=user, api_key=api_key)
+            api.state.danbooru_login = ('alice', 'secret-key')
+            options = _options(api, tmp_path, 'danbooru', limit=3, user='alice',
+                               api_key='secret-key')
         else:
-            env_user, env_key = CREDENTIAL_ENV[source]
-            monkeypatch.setenv(env_user, user)
-            monkeypatch.setenv(env_key, api_key)
-            options = _options(booru, tmp_path, source, limit=3)
+            monkeypatch.setenv('DANBOORU_LOGIN', 'alice')
+            monkeypatch.setenv('DANBOORU_API_KEY', 'secret-key')
+            options = _options(api, tmp_path, 'danbooru', limit=3)
         result = crawl(options)
     assert len(result.saved) == 3 and result.failed == []
+    assert len(files.state.log) == 3 and api.state.log
+    assert {r.authorization for r in files.state.log} == {None}
+    expected = 'Basic ' + base64.b64encode(b'alice:secret-key').decode()
+    assert {r.authorization for r in api.state.log} == ({expected} if how == 'flags'
+                                                        else {None})
 
 
 @pytest.mark.parametrize('source, given, message', [
     ('gelbooru', None,
-     'gelbooru: 401 Unauthorized: Gelbooru requires an API key since 2025: pass --user USER_ID '
-     '--api-key KEY (from {url}/index.php?page=account&s=options) or set '
-     'GELBOORU_USER_ID/GELBOORU_API_KEY'),
+     'gelbooru: 401 Unauthorized: the site requires an API key: pass --user USER_ID --api-key '
+     'KEY (from {url}/index.php?page=account&s=options)'),
     ('gelbooru', ('12345', 'wrong'),
      'gelbooru: 401 Unauthorized: the user id or API key was refused: pass --user USER_ID '
-     '--api-key KEY (from {url}/index.php?page=account&s=options) or set '
-     'GELBOORU_USER_ID/GELBOORU_API_KEY'),
+     '--api-key KEY (from {url}/index.php?page=account&s=options)'),
+    ('gelbooru', 'environment',
+     'gelbooru: 401 Unauthorized: the site requires an API key: pass --user USER_ID --api-key '
+     'KEY (from {url}/index.php?page=account&s=options) (GELBOORU_USER_ID/GELBOORU_API_KEY go '
+     'to https://gelbooru.com only)'),
     ('danbooru', ('alice', 'wrong'),
      'danbooru: 401 Unauthorized: the login or API key was refused: check --user LOGIN '
-     '--api-key KEY (from {url}/profile) or DANBOORU_LOGIN/DANBOORU_API_KEY'),
+     '--api-key KEY (from {url}/profile)'),
+    ('danbooru', 'environment',
+     'danbooru: 401 Unauthorized: the login or API key was refused: check --user LOGIN '
+     '--api-key KEY (from {url}/profile) (DANBOORU_LOGIN/DANBOORU_API_KEY go to '
+     'https://danbooru.donmai.us only)'),
 ])
-def test_refused_credentials_say_which_flags_fix_it(tmp_path, source, given, message):
+def test_refused_credentials_say_which_flags_fix_it(tmp_path, monkeypatch, source, given,
+                                                    message):
+    """The fake server is another instance (--base-url): the environment's credentials, the
+    user's account on the source's own site, are not sent to it, and the message says so."""
+    if given == 'environment':
+        env_user, env_key = CREDENTIAL_ENV[source]
+        monkeypatch.setenv(env_user, USERS[source])
+        monkeypatch.setenv(env_key, 'secret-key')
+        given = None
     with FakeBooru(make_posts(6)) as booru:
         booru.state.danbooru_login = ('alice', 'secret-key')
         booru.state.gelbooru_api_key = ('12345', 'secret-key')
@@ -430,10 +522,16 @@ def test_refused_credentials_say_which_flags_fix_it(tmp_path, source, given, mes
 def test_half_a_credential_fails_before_any_request(tmp_path, monkeypatch, source):
     env_user, env_key = CREDENTIAL_ENV[source]
     monkeypatch.setenv(env_key, 'secret-key')  # the key from the environment, no user
+    own_site = CrawlOptions(source=source, tags='solo', limit=1, output_dir=tmp_path)
+    with pytest.raises(CrawlError, match=rf'^{source}: --api-key/{env_key} is set but '
+                                         rf'--user/{env_user} is not: give both \('):
+        resolve_credentials(own_site)  # no request: the site itself
     with FakeBooru(make_posts(3)) as booru:
-        with pytest.raises(CrawlError, match=rf'^{source}: --api-key/{env_key} is set but '
-                                             rf'--user/{env_user} is not: give both \('):
-            crawl(_options(booru, tmp_path, source))
+        # another instance gets the flags' credentials only
+        assert resolve_credentials(_options(booru, tmp_path, source)) == (None, None)
+        with pytest.raises(CrawlError, match=rf'^{source}: --api-key is set but --user is not: '
+                                             rf'give both \('):
+            crawl(_options(booru, tmp_path, source, api_key='secret-key'))
     assert booru.state.requests == []
 
 
@@ -467,12 +565,21 @@ def test_the_real_gelbooru_asking_for_a_key_names_the_flags(tmp_path):
         'set GELBOORU_USER_ID/GELBOORU_API_KEY')
 
 
+@pytest.mark.parametrize('how', ['flags', 'environment'])
 @pytest.mark.parametrize('source', SOURCES)
-def test_the_real_sites_get_the_credentials_their_extractor_reads(tmp_path, source):
+def test_the_real_sites_get_the_credentials_their_extractor_reads(tmp_path, monkeypatch,
+                                                                  source, how):
     """No request: gallery-dl's extractor for the real site, initialised, holds the key."""
     user = USERS[source]
+    if how == 'flags':
+        given = dict(user=user, api_key='secret-key')
+    else:
+        given = {}
+        env_user, env_key = CREDENTIAL_ENV[source]
+        monkeypatch.setenv(env_user, user)
+        monkeypatch.setenv(env_key, 'secret-key')
     configure_gallery_dl(CrawlOptions(source=source, tags='solo', limit=1, output_dir=tmp_path,
-                                      user=user, api_key='secret-key'))
+                                      **given))
     extractor = gdl_job.Job(search_url(CrawlOptions(source=source, tags='solo', limit=1,
                                                     output_dir=tmp_path))).extractor
     extractor.initialize()
@@ -499,6 +606,187 @@ def test_403_for_gallery_dls_user_agent_names_the_flag_and_the_flag_works(tmp_pa
     assert len(result.saved) == 2 and agents == {BROWSER_UA}
 
 
+# --- secrets, bounds, --sleep and other instances -----------------------------------------
+
+@pytest.mark.parametrize('text, expected', [
+    ('http://h/index.php?page=dapi&api_key=K1&user_id=42&tags=a',
+     'http://h/index.php?page=dapi&api_key=***&user_id=***&tags=a'),
+    ("'500 Internal Server Error' for 'https://x.org/posts.json?login=bob&API_KEY=K1'",
+     "'500 Internal Server Error' for 'https://x.org/posts.json?login=***&API_KEY=***'"),
+    ('Max retries exceeded with url: /index.php?q=index&password_hash=H (Caused by ...)',
+     'Max retries exceeded with url: /index.php?q=index&password_hash=*** (Caused by ...)'),
+    ('gelbooru_v02:http://someone:hunter2@booru.example/index.php?tags=a@b',
+     'gelbooru_v02:http://***@booru.example/index.php?tags=a@b'),
+    ("{'api_key': 'K1', 'tags': 'solo'}", "{'api_key': '***', 'tags': 'solo'}"),
+    ('https://danbooru.donmai.us/posts?tags=cat_ears&page=2',
+     'https://danbooru.donmai.us/posts?tags=cat_ears&page=2'),
+])
+def test_redact_hides_credentials_in_urls(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize('source', ['safebooru', 'gelbooru'])
+def test_a_failed_search_never_shows_the_api_key(tmp_path, caplog, capfd, source):
+    """Gelbooru's API takes the key as a query parameter: the failing URL carries it, into
+    gallery-dl's HttpError, its log lines and urllib3's."""
+    caplog.set_level(logging.DEBUG)
+    with FakeBooru(make_posts(3)) as booru:
+        booru.state.gelbooru_api_key = ('12345', 'SECRETKEY')
+        booru.state.fail_search_forever = 500
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, tmp_path, source, retries=1, user='12345',
+                           api_key='SECRETKEY'))
+    assert 'api_key=SECRETKEY' in booru.state.requests[0]  # it was sent, to the API
+    assert 'api_key=***' in str(info.value) and '500 Internal Server Error' in str(info.value)
+    assert 'SECRETKEY' not in str(info.value) and 'SECRETKEY' not in str(info.value.__cause__)
+    assert any('api_key=***' in record.getMessage() for record in caplog.records)
+    assert 'SECRETKEY' not in caplog.text
+    assert not any('SECRETKEY' in record.getMessage() for record in caplog.records)
+    out, err = capfd.readouterr()
+    assert 'SECRETKEY' not in out + err
+    # the filter is on gallery-dl's loggers while a crawl runs only
+    assert not logging.getLogger('download').filters
+
+
+def test_the_command_never_prints_the_api_key(tmp_path):
+    """gallery-dl's error lines reach the terminal (Python's last-resort handler)."""
+    with FakeBooru(make_posts(3)) as booru:
+        booru.state.gelbooru_api_key = ('12345', 'SECRETKEY')
+        booru.state.fail_search_forever = 500
+        proc = run_tool('crawl_images.py', '--source', 'safebooru', '--tags', 'cat_ears',
+                        '--output-dir', tmp_path, '--base-url', booru.url, '--sleep', '0',
+                        '--retries', '0', '--no-progress', '--user', '12345', '--api-key',
+                        'SECRETKEY', check=False,
+                        env={'XDG_CONFIG_HOME': str(tmp_path / 'config')})  # no user config
+    assert proc.returncode == 1 and 'api_key=***' in proc.stderr
+    assert 'SECRETKEY' not in proc.stdout + proc.stderr
+
+
+def test_sidecars_and_results_never_keep_secrets(tmp_path, caplog):
+    """A --base-url with user:password@ (HTTP basic auth of a self-hosted instance) and an API
+    key: the images come, and no sidecar, result or log record keeps either secret."""
+    caplog.set_level(logging.DEBUG)
+    with FakeBooru(make_posts(6)) as booru:
+        booru.state.gelbooru_api_key = ('12345', 'SECRETKEY')
+        base_url = booru.url.replace('http://', 'http://someone:hunter2@')
+        options = _options(booru, tmp_path, 'safebooru', limit=3, user='12345',
+                           api_key='SECRETKEY')
+        options.base_url = base_url
+        result = crawl(options)
+        label = _label(booru, 'safebooru')
+    assert len(result.saved) == 3 and all(p.name.startswith(f'{label}_') for p in result.saved)
+    sidecars = [json.loads(p.with_name(p.name + '.json').read_text()) for p in result.saved]
+    redacted_root = booru.url.replace('http://', 'http://***@')
+    assert {meta['base_url'] for meta in sidecars} == {redacted_root}
+    assert all(meta['page_url'].startswith(f'{redacted_root}/index.php') for meta in sidecars)
+    for text in (*(json.dumps(meta) for meta in sidecars), result.format(), caplog.text):
+        assert 'hunter2' not in text and 'SECRETKEY' not in text
+
+
+@pytest.mark.timeout(60)  # an unbounded search would page forever
+@pytest.mark.parametrize('source, fault, searches, why', [
+    # gallery-dl's Gelbooru 0.2 paginator asks again for a page the count says is not empty
+    ('safebooru', 'empty_pages', SEARCH_IDLE_PAGES, 'brought no post not seen before'),
+    ('safebooru', 'same_page', SEARCH_IDLE_PAGES + 1, 'brought no post not seen before'),
+    ('danbooru', 'same_page', SEARCH_IDLE_PAGES + 1, 'brought no post not seen before'),
+    # new posts forever, none of them kept: 1000 posts (limit 5 x 100, at least 1000) are
+    # 10 pages of Gelbooru's 100, 5 of Danbooru's 200, and one more to see the bound
+    ('safebooru', 'new_posts_forever', 11, 'search stopped after 1000 posts not saved before'),
+    ('danbooru', 'new_posts_forever', 6, 'search stopped after 1000 posts not saved before'),
+])
+def test_a_search_that_pages_forever_is_bounded(tmp_path, source, fault, searches, why):
+    with FakeBooru(make_posts(3)) as booru:
+        booru.state.search_fault = fault
+        start = time.monotonic()
+        result = crawl(_options(booru, tmp_path, source, limit=5))
+        took = time.monotonic() - start
+    assert why in result.stopped and result.stopped in result.format()
+    assert '\n' not in result.format() and result.saved == [] and result.failed == []
+    assert len(_search_requests(booru)) == searches and _file_requests(booru) == []
+    assert took < 60
+
+
+def test_a_rerun_walks_past_what_it_saved_before(tmp_path, monkeypatch):
+    """The posts bound counts posts not saved before: a rerun reaches new ones."""
+    monkeypatch.setattr('animal_landmarks_mm.crawl.SEARCH_POSTS_MIN', 4)
+    monkeypatch.setattr('animal_landmarks_mm.crawl.SEARCH_POSTS_PER_IMAGE', 2)
+    with FakeBooru(make_posts(20)) as booru:
+        options = _options(booru, tmp_path, 'danbooru', limit=2, ratings=EVERY_RATING)
+        for _ in range(5):  # 10 images; each run walks past all the earlier ones
+            result = crawl(options)
+            assert len(result.saved) == 2 and result.stopped is None, result.format()
+        options.ratings = ('questionable',)  # none: the bound stops the search
+        result = crawl(options)
+    assert result.already_downloaded == 0 and result.filtered == 4
+    assert result.stopped.startswith('search stopped after 4 posts not saved before')
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize('source, fault, message', [
+    ('danbooru', 'huge_answer', f'search answer larger than {SEARCH_ANSWER_MAX_BYTES} bytes '
+                                f'(Content-Length 10000000000)'),
+    ('danbooru', 'endless_answer', f'search answer larger than {SEARCH_ANSWER_MAX_BYTES} bytes '
+                                   f'(searching'),
+    ('safebooru', 'endless_answer', f'search answer larger than {SEARCH_ANSWER_MAX_BYTES} '
+                                    f'bytes (searching'),
+])
+def test_a_huge_search_answer_is_not_read_whole(tmp_path, source, fault, message):
+    with FakeBooru(make_posts(3)) as booru:
+        booru.state.search_fault = fault
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, tmp_path, source, retries=2))
+    assert message in str(info.value) and '\n' not in str(info.value)
+    assert len(_search_requests(booru)) == 1  # not retried
+
+
+def test_sleep_applies_before_each_download(tmp_path):
+    """--sleep also spaces the file downloads (gallery-dl's "sleep"), not only the searches:
+    seen in the server's log, loosely (at least half the sleep between two requests)."""
+    sleep = 0.4
+    with FakeBooru(make_posts(8)) as booru:
+        crawl(CrawlOptions(source='danbooru', tags='animal_ears solo', output_dir=tmp_path,
+                           limit=4, base_url=booru.url, ratings=EVERY_RATING, sleep=sleep,
+                           progress=False))
+        times = [r.time for r in booru.state.log]
+    assert len(times) == 5  # one search, four files
+    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    assert min(gaps) >= sleep / 2, gaps
+
+
+def test_two_instances_of_one_software_share_a_folder(tmp_path):
+    """The same post ids, other images: each instance's images are named after it, its
+    archive keys too; a rerun of either finds its own."""
+    with FakeBooru(make_posts(3, seed=0)) as first, FakeBooru(make_posts(3, seed=1)) as second:
+        results = [crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+                   for booru in (first, second)]
+        again = [crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+                 for booru in (first, second)]
+        labels = [_label(booru, 'danbooru') for booru in (first, second)]
+        files = [_file_requests(booru) for booru in (first, second)]
+    assert [len(r.saved) for r in results] == [3, 3]
+    assert [a.already_downloaded for a in again] == [3, 3] and again[0].saved == []
+    assert [len(f) for f in files] == [3, 3]  # nothing fetched twice
+    assert {p.name for p in _images(tmp_path)} == {f'{label}_{post_id}.png' for label in labels
+                                                   for post_id in (1000, 1001, 1002)}
+    assert _archived(tmp_path) == {f'{label}_{post_id}' for label in labels
+                                   for post_id in (1000, 1001, 1002)}
+
+
+@pytest.mark.parametrize('base_url', [None, 'https://danbooru.donmai.us',
+                                      'https://danbooru.donmai.us/'])
+def test_the_sites_own_names_are_unchanged(tmp_path, base_url):
+    """The names (and archive keys) of the sites themselves stay what they were, so that
+    folders crawled before stay valid; naming the site's own root is the site."""
+    options = CrawlOptions(source='danbooru', tags='solo', limit=1, output_dir=tmp_path,
+                           base_url=base_url)
+    assert file_label(options) == archive_prefix(options) == 'danbooru'
+    assert search_url(options) == 'https://danbooru.donmai.us/posts?tags=solo'
+    mirror = CrawlOptions(source='safebooru', tags='solo', limit=1, output_dir=tmp_path,
+                          base_url='https://booru.example.org:8443/sub/')
+    assert file_label(mirror) == 'safebooru-booru.example.org-8443-sub'
+    assert archive_prefix(mirror) == 'safebooru-booru.example.org-8443-sub_'
+
+
 # --- the command --------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
@@ -509,6 +797,9 @@ def crawl_images():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+NOWHERE = ['--base-url', 'http://127.0.0.1:9', '--retries', '0']
 
 
 @pytest.mark.parametrize('args, message', [
@@ -524,6 +815,15 @@ def crawl_images():
      'error: --file-deadline must be positive, got -1 s'),
     (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', '0'],
      'error: --max-file-size must be positive, got 0 bytes'),
+    # (a closed local port: a value that slipped through must not reach the real site)
+    (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', 'inf', *NOWHERE],
+     'error: --max-file-size must be a finite number of MB, got inf'),
+    (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', 'nan', *NOWHERE],
+     'error: --max-file-size must be a finite number of MB, got nan'),
+    (['--source', 'safebooru', '--tags', 'cat', '--timeout', 'inf', *NOWHERE],
+     'error: --timeout must be a finite number, got inf'),
+    (['--source', 'safebooru', '--tags', 'cat', '--sleep', '-1', *NOWHERE],
+     'error: --sleep must be a finite number of seconds, not negative, got -1'),
     (['--source', 'danbooru', '--tags', 'cat', '--user', 'alice'],
      'error: danbooru: --user/DANBOORU_LOGIN is set but --api-key/DANBOORU_API_KEY is not: '
      'give both (your login and the API key from https://danbooru.donmai.us/profile)'),

@@ -5,13 +5,14 @@ Example:
         --limit 100 --output-dir data/raw
 """
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from animal_landmarks_mm.errors import exit_on_error
 
 try:
-    from animal_landmarks_mm.crawl import RATINGS, SOURCES, CrawlOptions, crawl
+    from animal_landmarks_mm.crawl import RATINGS, SOURCES, CrawlError, CrawlOptions, crawl
 except ModuleNotFoundError as missing:  # gallery-dl is in the "tools" extra
     if missing.name != 'gallery_dl':
         raise
@@ -39,7 +40,8 @@ def parse_args(argv=None):
                         'GELBOORU_API_KEY, or your gallery-dl config)')
     parser.add_argument('--user-agent', help='HTTP User-Agent to send instead of gallery-dl\'s, '
                         'e.g. a browser\'s when a site answers 403 Forbidden')
-    parser.add_argument('--sleep', type=float, default=1.0, help='seconds between requests')
+    parser.add_argument('--sleep', type=float, default=1.0,
+                        help='seconds before each search request and each file download')
     parser.add_argument('--retries', type=int, default=4,
                         help='HTTP retries (with back-off) before giving up')
     parser.add_argument('--retry-sleep', type=float, default=2.0,
@@ -56,17 +58,31 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def megabytes_to_bytes(megabytes: float) -> int:
+    """--max-file-size in bytes.
+
+    Raises:
+        CrawlError: not a finite number (argparse's float() takes "inf" and "nan", which
+            round() refuses with a traceback).
+    """
+    if not math.isfinite(megabytes):
+        raise CrawlError(f'--max-file-size must be a finite number of MB, got {megabytes}')
+    return round(megabytes * MB)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    options = CrawlOptions(
-        source=args.source, tags=args.tags, limit=args.limit, output_dir=Path(args.output_dir),
-        base_url=args.base_url, ratings=tuple(args.rating),
-        min_size=tuple(args.min_size) if args.min_size else None,
-        exclude_tags=tuple(args.exclude_tags.split()), user=args.user, api_key=args.api_key,
-        user_agent=args.user_agent, sleep=args.sleep, retries=args.retries,
-        retry_sleep=args.retry_sleep, timeout=args.timeout, file_deadline=args.file_deadline,
-        max_file_size=round(args.max_file_size * MB), progress=not args.no_progress)
     with exit_on_error(args.output_dir):
+        options = CrawlOptions(
+            source=args.source, tags=args.tags, limit=args.limit,
+            output_dir=Path(args.output_dir), base_url=args.base_url,
+            ratings=tuple(args.rating), min_size=tuple(args.min_size) if args.min_size else None,
+            exclude_tags=tuple(args.exclude_tags.split()), user=args.user,
+            api_key=args.api_key, user_agent=args.user_agent, sleep=args.sleep,
+            retries=args.retries, retry_sleep=args.retry_sleep, timeout=args.timeout,
+            file_deadline=args.file_deadline,
+            max_file_size=megabytes_to_bytes(args.max_file_size),
+            progress=not args.no_progress)
         result = crawl(options)
     print(result.format())
     if result.failed:
