@@ -14,6 +14,12 @@ Three parts, each usable alone:
     annotations/train.json  annotations/val.json  annotations/test.json   (COCO keypoints)
     train.txt  val.txt  test.txt      (the annotation files of each split, one per line,
                                        relative to their annotation folder)
+    splits.json                       (the split record: seed, ratios and the split of every
+                                       annotation file; see :class:`SplitRecord`)
+
+A later conversion into the same ``output_dir`` with the same seed and ratios keeps every file
+in the split the record gives it, so that a model fine-tuned on more annotations is never
+validated on pictures an earlier round trained on.
 
 ``file_name`` in the COCO files is the image path relative to ``output_dir``, so a config needs
 only ``data_root=output_dir`` and ``data_prefix=dict(img='')`` whatever folder the images are in.
@@ -21,21 +27,24 @@ Inputs are never modified, and no output is ever written where an input is read.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from .annotation import (
+    IMAGE_SUFFIXES,
     STATUS_PREDICTED,
     STATUS_SKIPPED,
     AnnotationError,
     Face,
     ImageAnnotation,
+    file_sha256,
     image_size,
     is_hidden,
     load_annotation,
@@ -55,6 +64,24 @@ BOX_MARGIN = 0.1
 #: estimate) by at most this share of the image's width (height).
 OUTSIDE_TOLERANCE = 0.1
 
+#: An annotated face box must hold at least half of the face's placed points once grown by this
+#: share of its width (height) on each side: generous, for contour points a tight box cuts off,
+#: but an ``[x, y, w, h]`` box typed as corners holds few of them.
+BOX_POINTS_MARGIN = 0.25
+
+#: No image format the tools read stores a side longer than this (PNG's limit; JPEG's is 65535).
+MAX_IMAGE_SIDE = 2**31 - 1
+
+#: The ``format`` of the crawler's metadata sidecars (``IMAGE.ext.json`` beside each image);
+#: the value of :data:`.crawl.SIDECAR_FORMAT`, not imported from there because the crawler
+#: module needs gallery-dl and requests.
+CRAWLER_SIDECAR_FORMAT = 'animal_landmarks_mm.source'
+
+#: The split record's file name in the output folder, and its format marker and version.
+SPLIT_RECORD = 'splits.json'
+SPLIT_RECORD_FORMAT = 'animal_landmarks_mm.splits'
+SPLIT_RECORD_VERSION = 1
+
 
 class ConversionError(AnimalLandmarksError, ValueError):
     """The conversion cannot go on (bad ratios, an empty split, a problem under --strict)."""
@@ -64,8 +91,8 @@ class ConversionError(AnimalLandmarksError, ValueError):
 
 def face_box(face: Face, width: int, height: int,
              margin: float = BOX_MARGIN) -> tuple[float, float, float, float]:
-    """The face's box ``(x, y, w, h)``, clipped to the image: its own box if annotated, else
-    the extent of its points grown by ``margin``."""
+    """The face's box ``(x, y, w, h)``, clipped to the image as mmpose clips it: its own box if
+    annotated, else the extent of its points grown by ``margin``."""
     if face.bbox is not None:
         x0, y0, x1, y1 = face.bbox
     else:
@@ -74,8 +101,10 @@ def face_box(face: Face, width: int, height: int,
         x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
         dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
         x0, x1, y0, y1 = x0 - dx, x1 + dx, y0 - dy, y1 + dy
-    x0, y0 = max(0.0, x0), max(0.0, y0)
-    x1, y1 = min(float(width), x1), min(float(height), y1)
+    # clipped as mmpose's COCO-style datasets clip a loaded box (to [0, size - 1]), so that
+    # tools/evaluate.py crops a face exactly as training and tools/test.py do
+    x0, x1 = (min(max(0.0, v), width - 1.0) for v in (x0, x1))
+    y0, y1 = (min(max(0.0, v), height - 1.0) for v in (y0, y1))
     return (x0, y0, x1 - x0, y1 - y0)
 
 
@@ -132,41 +161,102 @@ class FolderContents:
         problems: one line per file left out for a defect (naming the file and the reason).
         skipped: files the annotator marked ``skipped`` (no usable face): left out quietly.
         predicted: files of unreviewed model predictions, left out unless asked for.
+        files: every annotation file read, usable or not.
+        sidecars: the crawler's metadata sidecars found among them, not read as annotations.
     """
 
     records: list[Record] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     predicted: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    sidecars: list[Path] = field(default_factory=list)
 
     def extend(self, other: FolderContents) -> None:
         self.records += other.records
         self.problems += other.problems
         self.skipped += other.skipped
         self.predicted += other.predicted
+        self.files += other.files
+        self.sidecars += other.sidecars
 
 
-def list_annotation_files(ann_dir: Path) -> list[Path]:
-    """All ``*.json`` under ``ann_dir``, leaving out hidden files and folders (the tools' own:
-    drafts, temporary files), sorted by relative path so the order never depends on the file
-    system.
+def is_crawler_sidecar(path: Path) -> bool:
+    """Whether a ``.json`` file is the crawler's metadata sidecar of an image: named after the
+    image plus ``.json`` (``x.png.json``) and marked ``"format":`` :data:`CRAWLER_SIDECAR_FORMAT`.
+    Only files so named are opened, so annotation files (``x.json``) cost nothing here; one
+    that cannot be read is no sidecar (the reader then says what is wrong with it)."""
+    if not path.stem.lower().endswith(IMAGE_SUFFIXES):
+        return False
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get('format') == CRAWLER_SIDECAR_FORMAT
+
+
+def scan_annotation_folder(ann_dir: Path, exclude: Iterable[Path] = ()
+                           ) -> tuple[list[Path], list[Path]]:
+    """The annotation files under ``ann_dir`` and the crawler sidecars found beside them.
+
+    Hidden files and folders (the tools' own: drafts, temporary files) are left out, and so
+    are the folders of ``exclude`` (a validation folder inside the annotation folder is read
+    on its own). Both lists are sorted by relative path, so the order never depends on the
+    file system.
 
     Raises:
         ConversionError: the folder does not exist.
     """
     if not ann_dir.is_dir():
         raise ConversionError(f'annotation folder not found: {ann_dir}')
-    files = [p for p in ann_dir.rglob('*.json')
-             if not any(is_hidden(part) for part in p.relative_to(ann_dir).parts)]
-    return sorted(files, key=lambda p: p.relative_to(ann_dir).as_posix())
+    root = ann_dir.resolve()
+    excluded = [Path(folder).resolve() for folder in exclude]
+    excluded_parts = [folder.relative_to(root).parts for folder in excluded
+                      if folder.is_relative_to(root) and folder != root]
+    files, sidecars = [], []
+    for path in ann_dir.rglob('*.json'):
+        parts = path.relative_to(ann_dir).parts
+        if any(is_hidden(part) for part in parts):
+            continue
+        if any(parts[:len(folder)] == folder for folder in excluded_parts):
+            continue
+        (sidecars if is_crawler_sidecar(path) else files).append(path)
+    return (sorted(files, key=lambda p: p.relative_to(ann_dir).as_posix()),
+            sorted(sidecars, key=lambda p: p.relative_to(ann_dir).as_posix()))
 
 
-def check_face_geometry(ann: ImageAnnotation) -> None:
-    """Refuse points far outside the image and boxes with nothing inside it.
+def list_annotation_files(ann_dir: Path, exclude: Iterable[Path] = ()) -> list[Path]:
+    """All ``*.json`` under ``ann_dir`` but the crawler's sidecars, leaving out hidden files
+    and folders and those of ``exclude``, sorted by relative path
+    (:func:`scan_annotation_folder`).
+
+    Raises:
+        ConversionError: the folder does not exist.
+    """
+    return scan_annotation_folder(ann_dir, exclude)[0]
+
+
+def check_image_size(ann: ImageAnnotation) -> None:
+    """Refuse an ``image_size`` no image has (the geometry's floats could not even hold it).
 
     Raises:
         AnnotationError: one line, without the file name (callers add it).
     """
+    for what, side in (('width', ann.width), ('height', ann.height)):
+        if side > MAX_IMAGE_SIDE:  # not shown: it may have hundreds of digits
+            raise AnnotationError(f'image_size {what} is too large: no image has a side over '
+                                  f'{MAX_IMAGE_SIDE} pixels')
+
+
+def check_face_geometry(ann: ImageAnnotation) -> None:
+    """Refuse points far outside the image, boxes with nothing inside it, and boxes that miss
+    most of their face's points.
+
+    Raises:
+        AnnotationError: one line, without the file name (callers add it).
+    """
+    check_image_size(ann)
     tol_x, tol_y = OUTSIDE_TOLERANCE * ann.width, OUTSIDE_TOLERANCE * ann.height
     for f, face in enumerate(ann.faces):
         for i, p in enumerate(face.landmarks):
@@ -180,13 +270,35 @@ def check_face_geometry(ann: ImageAnnotation) -> None:
             where = 'bbox' if face.bbox is not None else 'box of its points'
             raise AnnotationError(
                 f'face {f} {where} has no area inside the {ann.width}x{ann.height} image')
+        if face.bbox is not None:
+            check_box_holds_points(face, f)
+
+
+def check_box_holds_points(face: Face, index: int) -> None:
+    """Refuse an annotated box that holds fewer than half of its face's placed points, even
+    grown by :data:`BOX_POINTS_MARGIN` on each side: the box is of something else (an
+    ``[x, y, w, h]`` box typed as corners, another face's box).
+
+    Raises:
+        AnnotationError: one line naming the face, without the file name (callers add it).
+    """
+    x0, y0, x1, y1 = face.bbox
+    dx, dy = BOX_POINTS_MARGIN * (x1 - x0), BOX_POINTS_MARGIN * (y1 - y0)
+    placed = face.placed_points()
+    inside = sum(1 for x, y in placed if x0 - dx <= x <= x1 + dx and y0 - dy <= y <= y1 + dy)
+    if 2 * inside < len(placed):
+        raise AnnotationError(
+            f'face {index} bbox [{x0:g}, {y0:g}, {x1:g}, {y1:g}] holds only {inside} of its '
+            f'{len(placed)} placed points; a bbox is [x0, y0, x1, y1] corners around the face '
+            '(not [x, y, width, height])')
 
 
 def check_usable(ann: ImageAnnotation) -> None:
     """The rules an annotation must pass to be trained on, beyond its file's own validity
-    (:func:`~.annotation.parse_annotation`): an annotated image has a face, and every face's
-    points and box lie on its image (:func:`check_face_geometry`). One rule for the annotator,
-    which never calls such an image done, and the reader, which leaves such a file out.
+    (:func:`~.annotation.parse_annotation`): an annotated image has a face, its size is one an
+    image can have, and every face's points and box lie on its image and its box around its
+    points (:func:`check_face_geometry`). One rule for the annotator, which never calls such
+    an image done, and the reader, which leaves such a file out.
 
     Raises:
         AnnotationError: one line, without the file name (callers add it).
@@ -198,15 +310,76 @@ def check_usable(ann: ImageAnnotation) -> None:
     check_face_geometry(ann)
 
 
+class ClaimedImages:
+    """The images annotation files have claimed so far, so that each picture is used once.
+
+    An image is the same picture as one claimed before when it is the same path (resolved),
+    the same file under another name (a hard link: the same device and inode) or a copy with
+    identical bytes. Bytes are hashed only when two images have the same size, so a folder of
+    distinct pictures costs one ``stat`` per image.
+    """
+
+    def __init__(self) -> None:
+        self._annotation_of: dict[Path, Path] = {}  # claimed image -> its annotation file
+        self._by_inode: dict[tuple[int, int], Path] = {}
+        self._unhashed: dict[int, list[Path]] = {}  # byte size -> claimed images not hashed
+        self._by_digest: dict[str, Path] = {}
+
+    def annotation_of(self, image: Path) -> Path:
+        """The annotation file that claimed ``image``."""
+        return self._annotation_of[image]
+
+    def claim(self, image: Path, annotation: Path, *, by_content: bool = True) -> Path | None:
+        """Claim ``image`` for ``annotation``: None when it is a new picture (now claimed),
+        else the image claimed before that is the same picture (and nothing is claimed).
+
+        Args:
+            image: the image's resolved path (or its name, when ``by_content`` is False).
+            annotation: the annotation file that names it.
+            by_content: compare the file itself too (False when there is no image to read).
+
+        Raises:
+            OSError: the image (or an earlier one of the same size) cannot be read.
+        """
+        if image in self._annotation_of:
+            return image
+        if by_content:
+            stat = image.stat()
+            inode = (stat.st_dev, stat.st_ino)
+            same = self._by_inode.get(inode) or self._same_bytes(image, stat.st_size)
+            if same is not None:
+                return same
+            self._by_inode[inode] = image
+        self._annotation_of[image] = annotation
+        return None
+
+    def _same_bytes(self, image: Path, size: int) -> Path | None:
+        pending = self._unhashed.get(size)
+        if pending is None:  # the first of its size: nothing to compare, nothing to hash
+            self._unhashed[size] = [image]
+            return None
+        for other in pending:
+            self._by_digest.setdefault(file_sha256(other), other)
+        pending.clear()
+        digest = file_sha256(image)
+        same = self._by_digest.get(digest)
+        if same is None:
+            self._by_digest[digest] = image
+        return same
+
+
 class AnnotationReader:
     """Read annotation folders into validated records.
 
     Each file is parsed (:func:`~.annotation.load_annotation`) and checked against its image:
     the image exists inside ``image_dir`` and is readable, its size (from the header) equals
-    ``image_size``, points lie on or near the image and every face box has an area inside it.
-    A file that fails is left out with a one-line reason; so is a file naming an image another
-    file already named (one image, one annotation). Without ``image_dir`` only the files are
-    read (the checks that need no image: names, parsing, geometry against ``image_size``).
+    ``image_size``, points lie on or near the image and every face box has an area inside it
+    and holds its face's points. A file that fails is left out with a one-line reason; so is a
+    file naming an image another file already named, or a copy or hard link of it (one
+    picture, one annotation: :class:`ClaimedImages`). The crawler's metadata sidecars
+    (``IMAGE.ext.json``) are no annotations: counted, not read. Without ``image_dir`` only the
+    files are read (the checks that need no image: names, parsing, geometry against
+    ``image_size``).
 
     Args:
         image_dir: the folder the annotations' ``image`` names are relative to; None to read
@@ -250,6 +423,10 @@ class AnnotationReader:
             return Record(path, ann_dir, image_path, ann)  # left out whatever its points
         if not ann.faces:
             raise AnnotationError(f'{path}: no faces annotated')
+        try:  # before any message shows the size: it may have hundreds of digits
+            check_image_size(ann)
+        except AnnotationError as e:
+            raise AnnotationError(f'{path}: {e}') from None
         if image_path is None:
             pass  # read without images: the geometry below is all that can be checked
         elif not image_path.is_file():
@@ -267,21 +444,27 @@ class AnnotationReader:
             check_usable(ann)
         except AnnotationError as e:
             raise AnnotationError(f'{path}: {e}') from None
+        except (ArithmeticError, TypeError, ValueError) as e:  # a value no check foresaw:
+            # still one line naming the file, and the run goes on with the others
+            raise AnnotationError(f'{path}: not a usable annotation ({e.__class__.__name__}: '
+                                  f'{str(e)[:80]})') from None
         return Record(path, ann_dir, image_path, ann)
 
-    def read(self, ann_dir: str | os.PathLike,
-             taken: dict[Path, Path] | None = None) -> FolderContents:
+    def read(self, ann_dir: str | os.PathLike, claimed: ClaimedImages | None = None, *,
+             exclude: Iterable[Path] = ()) -> FolderContents:
         """Every annotation file of a folder, sorted by path; bad ones in ``problems``.
 
         Args:
             ann_dir: the folder (read recursively, hidden names left out).
-            taken: image -> the annotation file that claimed it, shared across calls so that
-                one image is used once across folders; updated.
+            claimed: the images claimed so far, shared across calls so that one picture is
+                used once across folders; updated.
+            exclude: folders inside ``ann_dir`` not to read (read on their own).
         """
         ann_dir = Path(ann_dir)
         contents = FolderContents()
-        taken = {} if taken is None else taken
-        files = list_annotation_files(ann_dir)
+        claimed = ClaimedImages() if claimed is None else claimed
+        files, contents.sidecars = scan_annotation_folder(ann_dir, exclude)
+        contents.files = list(files)
         for path in tqdm(files, desc=f'reading {ann_dir}', unit='file',
                          disable=not self.progress):
             try:
@@ -297,13 +480,23 @@ class AnnotationReader:
                 contents.predicted.append(str(path))
                 continue
             image = record.image_path or Path(record.annotation.image)
-            first = taken.get(image)
-            if first is not None:
-                contents.problems.append(
-                    f'{path}: names the image {record.annotation.image!r} that {first} '
-                    'already annotates; one annotation per image kept')
+            try:
+                same = claimed.claim(image, path, by_content=record.image_path is not None)
+            except OSError as e:
+                contents.problems.append(f'{path}: image unreadable: {e}')
                 continue
-            taken[image] = path
+            if same == image:
+                contents.problems.append(
+                    f'{path}: names the image {record.annotation.image!r} that '
+                    f'{claimed.annotation_of(same)} already annotates; one annotation per '
+                    'image kept')
+                continue
+            if same is not None:
+                contents.problems.append(
+                    f'{path}: image {record.annotation.image!r} is the same picture as {same} '
+                    f'(identical content), which {claimed.annotation_of(same)} already '
+                    'annotates; one annotation per picture kept')
+                continue
             contents.records.append(record)
         return contents
 
@@ -334,20 +527,200 @@ def split_counts(total: int, ratios: dict[str, float]) -> dict[str, int]:
     return {name: counts[name] for name in SPLITS}
 
 
-def split_records(records: list[Record], ratios: dict[str, float],
-                  seed: int) -> dict[str, list[Record]]:
-    """A seeded split: the records sorted by path, shuffled with ``random.Random(seed)``, then
-    cut by :func:`split_counts`. The same files and seed give the same split on any machine;
-    each split is returned sorted by path."""
-    ordered = sorted(records, key=lambda r: r.ann_path.as_posix())
-    random.Random(seed).shuffle(ordered)
-    counts = split_counts(len(ordered), ratios)
-    splits, start = {}, 0
+def new_file_counts(kept: Mapping[str, int], new: int,
+                    ratios: dict[str, float]) -> dict[str, int]:
+    """How many of ``new`` files go to each split when ``kept`` files already have theirs.
+
+    Each split gets what it lacks of its share of the total (:func:`split_counts`); when a
+    split already holds more than its share (files left it), the new files are shared among
+    the others in proportion to what each lacks (largest remainders, ties in :data:`SPLITS`
+    order). Without kept files this is :func:`split_counts` of ``new``.
+    """
+    if new <= 0:
+        return {name: 0 for name in SPLITS}
+    target = split_counts(sum(kept.values()) + new, ratios)
+    lacking = {name: max(0, target[name] - kept.get(name, 0)) for name in SPLITS}
+    total_lacking = sum(lacking.values())  # >= new: the targets sum to kept + new
+    if total_lacking == new:
+        return lacking
+    exact = {name: lacking[name] * new / total_lacking for name in SPLITS}
+    counts = {name: math.floor(exact[name]) for name in SPLITS}
+    by_remainder = sorted(SPLITS, key=lambda name: (counts[name] - exact[name],
+                                                     SPLITS.index(name)))
+    for name in by_remainder[:new - sum(counts.values())]:
+        counts[name] += 1
+    return counts
+
+
+def split_records(records: list[Record], ratios: dict[str, float], seed: int,
+                  previous: Mapping[str, str] | None = None) -> dict[str, list[Record]]:
+    """A seeded split that keeps the files of an earlier one where they were.
+
+    A record that ``previous`` (annotation file name, as :attr:`Record.name` -> split) puts in
+    a split of nonzero ratio stays there. The others (all of them without ``previous``) are
+    sorted by name, shuffled with ``random.Random(seed)`` and cut, in :data:`SPLITS` order,
+    into the numbers of :func:`new_file_counts`, which bring each split as close to its ratio
+    of the total as the kept files allow. The same files, seed and ``previous`` give the same
+    split on any machine; each split is returned sorted by path.
+    """
+    previous = previous or {}
+    splits: dict[str, list[Record]] = {name: [] for name in SPLITS}
+    new = []
+    for record in sorted(records, key=lambda r: r.name):
+        split = previous.get(record.name)
+        if split in splits and ratios[split] > 0:
+            splits[split].append(record)
+        else:
+            new.append(record)
+    random.Random(seed).shuffle(new)
+    counts = new_file_counts({name: len(splits[name]) for name in SPLITS}, len(new), ratios)
+    start = 0
     for name in SPLITS:
-        splits[name] = sorted(ordered[start:start + counts[name]],
-                              key=lambda r: r.ann_path.as_posix())
+        splits[name] += new[start:start + counts[name]]
         start += counts[name]
-    return splits
+    return {name: sorted(splits[name], key=lambda r: r.ann_path.as_posix()) for name in SPLITS}
+
+
+@dataclass
+class SplitRecord:
+    """Which annotation file is in which split, and the seed and ratios that put it there.
+
+    :func:`convert` writes it to ``output_dir/splits.json`` and follows it on the next
+    conversion into that folder with the same seed and ratios. The ratios are those the
+    annotation folder was split by: with a validation folder (``--val-annotation-dir``),
+    train and test in proportion and val 0. The file::
+
+        {"format": "animal_landmarks_mm.splits", "version": 1, "seed": 42,
+         "ratios": {"train": 0.7, "val": 0.2, "test": 0.1},
+         "files": {"train": ["a.json", ...], "val": [...], "test": [...]}}
+
+    Attributes:
+        seed: the split's seed.
+        ratios: the split's ratios.
+        assignment: annotation file name (relative to its folder) -> split.
+    """
+
+    seed: int
+    ratios: dict[str, float]
+    assignment: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        files = {name: sorted(f for f, split in self.assignment.items() if split == name)
+                 for name in SPLITS}
+        return dict(format=SPLIT_RECORD_FORMAT, version=SPLIT_RECORD_VERSION, seed=self.seed,
+                    ratios={name: self.ratios[name] for name in SPLITS}, files=files)
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Write the record atomically (a crash leaves the old one or the new one, whole)."""
+        write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SplitRecord | None:
+        """Read a record; None when there is none.
+
+        Raises:
+            ConversionError: a file that is no record this version reads, naming it.
+        """
+        path = Path(path)
+        if not path.exists():
+            return None
+        try:
+            with open(path, encoding='utf-8') as f:
+                return cls.from_json(json.load(f))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise ConversionError(
+                f'{path}: not a split record this version reads ({why.splitlines()[0]}); fix '
+                'it, or pass --reshuffle to split afresh (files of earlier conversions may '
+                'then change split)') from None
+
+    @classmethod
+    def from_json(cls, raw: object) -> SplitRecord:
+        """A record from its decoded JSON.
+
+        Raises:
+            ValueError: one line saying what is wrong.
+        """
+        if not isinstance(raw, dict) or raw.get('format') != SPLIT_RECORD_FORMAT:
+            raise ValueError(f'no "format": "{SPLIT_RECORD_FORMAT}"')
+        if raw.get('version') != SPLIT_RECORD_VERSION:
+            raise ValueError(f'version {raw.get("version")!r}, expected {SPLIT_RECORD_VERSION}')
+        seed, ratios, files = raw.get('seed'), raw.get('ratios'), raw.get('files')
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError('"seed" is not an integer')
+        if (not isinstance(ratios, dict) or set(ratios) != set(SPLITS)
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                           and 0 <= v <= 1 for v in ratios.values())):
+            raise ValueError(f'"ratios" must give {", ".join(SPLITS)} between 0 and 1')
+        if not isinstance(files, dict) or not set(files) <= set(SPLITS):
+            raise ValueError(f'"files" must be an object of {", ".join(SPLITS)}')
+        assignment: dict[str, str] = {}
+        for split, names in files.items():
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f'"files" "{split}" is not a list of file names')
+            if names and ratios[split] == 0:
+                raise ValueError(f'files in the {split} split, whose ratio is 0')
+            for name in names:
+                if name in assignment:
+                    raise ValueError(f'{name!r} in both {assignment[name]} and {split}')
+                assignment[name] = split
+        return cls(seed, {name: float(ratios[name]) for name in SPLITS}, assignment)
+
+    def difference(self, seed: int, ratios: dict[str, float]) -> str | None:
+        """Why a split with ``seed`` and ``ratios`` cannot follow this record, or None."""
+        if seed != self.seed:
+            return f'seed {seed} differs from the record\'s {self.seed}'
+        if any(not math.isclose(ratios[name], self.ratios[name], rel_tol=0, abs_tol=1e-9)
+               for name in SPLITS):
+            return (f'ratios ({_ratios_text(ratios)}) differ from the record\'s '
+                    f'({_ratios_text(self.ratios)})')
+        return None
+
+
+def _ratios_text(ratios: Mapping[str, float]) -> str:
+    return ', '.join(f'{name} {ratios[name]:g}' for name in SPLITS)
+
+
+@dataclass
+class SplitOutcome:
+    """How :func:`convert` made the split of the annotation folder.
+
+    Attributes:
+        record: the split record written.
+        seed: the split's seed.
+        afresh: why the split was made afresh; None when it followed the earlier record.
+        earlier: whether an earlier record existed (its files may have changed split).
+        kept: per split, the files the earlier record put there that stayed.
+        added: per split, the files new to the record that went there.
+        dropped: files of the earlier record no longer in the annotation folder.
+        waiting: files of the earlier record left out this time (bad, skipped, predictions):
+            kept in the record, so they return to their split once usable.
+    """
+
+    record: Path
+    seed: int
+    afresh: str | None = None
+    earlier: bool = False
+    kept: dict[str, int] = field(default_factory=dict)
+    added: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    waiting: int = 0
+
+    def format(self) -> str:
+        added = ', '.join(f'{name} {self.added.get(name, 0)}' for name in SPLITS)
+        if self.afresh is not None:
+            line = f'split afresh with seed {self.seed} ({self.afresh})'
+            if self.earlier:
+                line += '; files of earlier conversions may have changed split'
+            return f'{line}; recorded in {self.record}'
+        kept = ', '.join(f'{name} {self.kept.get(name, 0)}' for name in SPLITS)
+        line = (f'split kept from {self.record}: {sum(self.kept.values())} files in place '
+                f'({kept}), {sum(self.added.values())} new ({added})')
+        if self.dropped:
+            line += f', {self.dropped} gone from the annotation folder dropped'
+        if self.waiting:
+            line += f', {self.waiting} left out this time keep their split'
+        return line
 
 
 # writing ------------------------------------------------------------------------------------
@@ -385,12 +758,15 @@ def write_coco(records: list[Record], ann_file: str | os.PathLike,
 
 @dataclass
 class ConversionSummary:
-    """What a conversion did: files per split, files left out and why."""
+    """What a conversion did: files per split, how the split was made, files left out and
+    why, outputs written and removed."""
 
     counts: dict[str, int] = field(default_factory=dict)
     faces: dict[str, int] = field(default_factory=dict)
     contents: FolderContents = field(default_factory=FolderContents)
     outputs: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+    split: SplitOutcome | None = None
 
     @property
     def problems(self) -> list[str]:
@@ -403,6 +779,8 @@ class ConversionSummary:
     def format(self) -> str:
         lines = [f'{name:5s}: {self.counts[name]:6d} images, {self.faces[name]:6d} faces'
                  for name in self.counts]
+        if self.split is not None:
+            lines.append(self.split.format())
         if self.contents.skipped:
             lines.append(f'{len(self.contents.skipped)} images marked skipped in the '
                          'annotator, left out')
@@ -410,9 +788,13 @@ class ConversionSummary:
             lines.append(f'{len(self.contents.predicted)} files of unreviewed predictions '
                          '(status "predicted"), left out: review them in the annotator, or '
                          'pass --include-predicted to train on them')
+        if self.contents.sidecars:
+            lines.append(f'{len(self.contents.sidecars)} crawler metadata files '
+                         '(IMAGE.ext.json) are no annotations, not read')
         if self.problems:
             lines.append(f'{len(self.problems)} annotation files left out:')
             lines += [f'  {p}' for p in self.problems]
+        lines += [f'removed {p} (its split is empty now: ratio 0)' for p in self.removed]
         lines += [f'wrote {p}' for p in self.outputs]
         return '\n'.join(lines)
 
@@ -433,53 +815,128 @@ def check_output_dir(output_dir: Path, annotation_dirs: Iterable[Path]) -> None:
                 'choose an output folder outside it (e.g. its parent)')
 
 
+#: How many reasons of left-out files an error about an empty split quotes.
+QUOTED_PROBLEMS = 10
+
+
+def _empty_split_error(name: str, usable: int, ratio: float, problems: list[str]) -> str:
+    """The message of an empty split; with the reasons files were left out, which are often
+    why (a mistyped --image-dir: every file's image not found)."""
+    message = (f'the {name} split is empty: {usable} usable annotation files with ratio '
+               f'{ratio:g}; add annotations or change the ratios')
+    if not problems:
+        return message
+    lines = [f'{message}. {len(problems)} annotation files were left out:']
+    lines += [f'  {p}' for p in problems[:QUOTED_PROBLEMS]]
+    if len(problems) > QUOTED_PROBLEMS:
+        lines.append(f'  ... and {len(problems) - QUOTED_PROBLEMS} more')
+    return '\n'.join(lines)
+
+
+def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
+                    reshuffle: bool) -> tuple[SplitRecord | None, str | None]:
+    """The earlier split record of the output folder and, when the split cannot follow it,
+    why not (``None``: follow it)."""
+    if reshuffle:  # not even read: --reshuffle is the way out of an unreadable record
+        return None, '--reshuffle'
+    earlier = SplitRecord.load(record_path)
+    if earlier is None:
+        return None, 'no split record yet'
+    return earlier, earlier.difference(seed, ratios)
+
+
+def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_dir: Path,
+                  contents: FolderContents, assignment: dict[str, str],
+                  earlier: SplitRecord | None, afresh: str | None) -> SplitOutcome:
+    """Write the split record of this conversion; returns what it kept and added.
+
+    Files of the earlier record still in the annotation folder but left out this time keep
+    their split in the record, so that a file fixed (or reviewed) later returns to it rather
+    than landing, say, in validation after a round trained on it.
+    """
+    outcome = SplitOutcome(record_path, seed, afresh, earlier=record_path.exists())
+    recorded = dict(assignment)
+    followed = earlier.assignment if earlier is not None and afresh is None else {}
+    present = {path.relative_to(ann_dir).as_posix() for path in contents.files}
+    for name, split in followed.items():
+        if name not in present:
+            outcome.dropped += 1
+        elif name not in assignment:
+            recorded[name] = split
+            outcome.waiting += 1
+    for name, split in assignment.items():
+        counts = outcome.kept if followed.get(name) == split else outcome.added
+        counts[split] = counts.get(split, 0) + 1
+    SplitRecord(seed, ratios, recorded).write(record_path)
+    return outcome
+
+
 def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
             output_dir: str | os.PathLike, *, train_ratio: float = 0.7,
             val_ratio: float = 0.2, test_ratio: float = 0.1, seed: int = 42,
             val_annotation_dir: str | os.PathLike | None = None, strict: bool = False,
-            include_predicted: bool = False, progress: bool = True) -> ConversionSummary:
+            include_predicted: bool = False, reshuffle: bool = False,
+            progress: bool = True) -> ConversionSummary:
     """Read, split and write. See the module docstring for the output layout.
+
+    The split follows the output folder's split record (:class:`SplitRecord`) when it has the
+    same seed and ratios: every file it assigns stays in its split, files gone from the folder
+    are dropped, new files go where each split comes closest to its ratio of the total
+    (:func:`split_records`). Otherwise, or with ``reshuffle``, the folder is split afresh. A
+    split whose ratio is 0 has no outputs: those of an earlier conversion are removed.
 
     Args:
         annotation_dir: the folder of annotation files.
         image_dir: the folder their ``image`` names are relative to.
-        output_dir: where ``annotations/*.json`` and ``*.txt`` go.
+        output_dir: where ``annotations/*.json``, ``*.txt`` and ``splits.json`` go.
         train_ratio, val_ratio, test_ratio: the split shares (sum 1; 0 means no such split).
         seed: seed of the split shuffle.
         val_annotation_dir: a folder that is the validation split as a whole;
             ``annotation_dir`` is then split into train and test in the proportion of their
-            ratios. An image annotated in both folders stays in validation only.
+            ratios. An image annotated in both folders stays in validation only; the folder
+            may lie inside ``annotation_dir`` (its files are then not read twice).
         strict: turn any file left out for a defect into a failure.
         include_predicted: use unreviewed predictions too.
+        reshuffle: split afresh whatever the split record says.
         progress: show progress bars.
 
     Raises:
-        ConversionError: bad ratios, overlapping folders, an empty split, or any bad file when
-            ``strict``.
+        ConversionError: bad ratios, overlapping folders, an unreadable split record, an
+            empty split, or any bad file when ``strict``.
     """
     ratios = check_ratios(train_ratio, val_ratio, test_ratio)
     output_dir = Path(output_dir)
     folders = [Path(annotation_dir)] + ([Path(val_annotation_dir)] if val_annotation_dir else [])
     check_output_dir(output_dir, folders)
-    reader = AnnotationReader(image_dir, include_predicted=include_predicted,
-                              progress=progress)
-    summary = ConversionSummary()
-    taken: dict[Path, Path] = {}
-    val_contents = None
     if val_annotation_dir is not None:
-        if Path(val_annotation_dir).resolve() == Path(annotation_dir).resolve():
+        val_root, ann_root = Path(val_annotation_dir).resolve(), Path(annotation_dir).resolve()
+        if val_root == ann_root:
             raise ConversionError(
                 f'--val-annotation-dir {val_annotation_dir} is the annotation folder itself: '
                 'every image would be in validation and in training; give another folder, or '
                 'leave the option out to split the folder by --val-ratio')
-        # read first, so that an image annotated in both folders stays in validation only
-        val_contents = reader.read(val_annotation_dir, taken)
+        if ann_root.is_relative_to(val_root):
+            raise ConversionError(
+                f'--val-annotation-dir {val_annotation_dir} holds the annotation folder '
+                f'{annotation_dir}: every image would be in validation; give a folder beside '
+                'it or inside it')
         rest = ratios['train'] + ratios['test']
         if rest <= 0:
             raise ConversionError('with --val-annotation-dir, train and test ratios cannot '
                                   'both be 0')
         ratios = dict(train=ratios['train'] / rest, val=0.0, test=ratios['test'] / rest)
-    contents = reader.read(annotation_dir, taken)
+    record_path = output_dir / SPLIT_RECORD
+    # before the reading: an unreadable record fails at once
+    earlier, afresh = _previous_split(record_path, seed, ratios, reshuffle)
+    reader = AnnotationReader(image_dir, include_predicted=include_predicted,
+                              progress=progress)
+    summary = ConversionSummary()
+    claimed = ClaimedImages()
+    val_contents = None
+    if val_annotation_dir is not None:
+        # read first, so that an image annotated in both folders stays in validation only
+        val_contents = reader.read(val_annotation_dir, claimed)
+    contents = reader.read(annotation_dir, claimed, exclude=folders[1:])
     summary.contents.extend(contents)
     if val_contents is not None:
         summary.contents.extend(val_contents)
@@ -488,15 +945,17 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
             f'{len(summary.problems)} bad annotation files (--strict):\n  ' +
             '\n  '.join(summary.problems))
 
-    splits = split_records(contents.records, ratios, seed)
+    previous = earlier.assignment if earlier is not None and afresh is None else {}
+    splits = split_records(contents.records, ratios, seed, previous)
+    assignment = {r.name: name for name in SPLITS for r in splits[name]}
+    split_ratios = dict(ratios)
     if val_contents is not None:
         splits['val'] = val_contents.records
         ratios['val'] = 1.0
     for name in SPLITS:
         if ratios[name] > 0 and not splits[name]:
-            raise ConversionError(
-                f'the {name} split is empty: {len(contents.records)} usable annotation files '
-                f'with ratio {ratios[name]:g}; add annotations or change the ratios')
+            raise ConversionError(_empty_split_error(name, len(contents.records), ratios[name],
+                                                     summary.problems))
 
     ann_out = output_dir / 'annotations'
     ann_out.mkdir(parents=True, exist_ok=True)
@@ -506,11 +965,19 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         split = splits[name]
         summary.counts[name] = len(split)
         summary.faces[name] = sum(len(r.annotation.faces) for r in split)
+        ann_file, listing = ann_out / f'{name}.json', output_dir / f'{name}.txt'
         if ratios[name] == 0:
+            # an earlier conversion's files would be read as this split's (tools/test.py)
+            for stale in (ann_file, listing):
+                if stale.is_file():
+                    stale.unlink()
+                    summary.removed.append(stale)
             continue
-        summary.outputs.append(write_coco(split, ann_out / f'{name}.json', output_dir, next_id))
+        summary.outputs.append(write_coco(split, ann_file, output_dir, next_id))
         next_id += len(split)
-        listing = output_dir / f'{name}.txt'
         listing.write_text(''.join(f'{r.name}\n' for r in split), encoding='utf-8')
         summary.outputs.append(listing)
+    summary.split = _record_split(record_path, seed, split_ratios, Path(annotation_dir),
+                                  contents, assignment, earlier, afresh)
+    summary.outputs.append(record_path)
     return summary

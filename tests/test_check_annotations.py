@@ -16,6 +16,7 @@ from animal_landmarks_mm.annotation import Face, load_annotation, save_annotatio
 from animal_landmarks_mm.converter import face_box_xyxy
 from animal_landmarks_mm.schema import (
     ABSENT,
+    INTEROCULAR_INDICES,
     KEYPOINT_INDEX,
     NUM_KEYPOINTS,
     OCCLUDED,
@@ -327,7 +328,8 @@ def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, c
 
 def test_points_far_from_the_model_are_reported(trained, tmp_path):
     """A barely trained model predicts poorly everywhere; points moved well away from their
-    face (the box stays on it) are still the farthest from its prediction."""
+    face (the box stays on it) are still the farthest from its prediction. Half of them: a box
+    left holding fewer than half of its face's points is refused before any model sees it."""
     files = make_synthetic_dataset(tmp_path, 3, seed=8, min_size=160, max_size=200,
                                    progress=False)
     moved = files[1]
@@ -337,9 +339,12 @@ def test_points_far_from_the_model_are_reported(trained, tmp_path):
     points = _points(face)
     low, high = points.min(0), points.max(0)
     size = np.array([ann.width - 1, ann.height - 1])
-    # into the far corner of the image: the whole face leaves most of its box
+    # into the far corner of the image: half the face leaves its box; not the outer eye
+    # corners, which give the face's size here (3 faces are too few for the shape's)
     shift = np.where((low + high) / 2 < size / 2, size - high, -low)
-    _set_points(face, points + shift)
+    moving = [k for k in range(NUM_KEYPOINTS) if k not in INTEROCULAR_INDICES]
+    points[moving[:NUM_KEYPOINTS // 2]] += shift
+    _set_points(face, points)
     save_annotation(moved, ann)
     checkpoint = trained[0] / 'epoch_1.pth'
     result = quality.check_annotations(tmp_path / 'landmarks', checkpoint=checkpoint)
@@ -347,3 +352,23 @@ def test_points_far_from_the_model_are_reported(trained, tmp_path):
     assert model_entries and model_entries[0]['annotation'] == moved.name
     assert len(model_entries[0]['points']) >= NUM_KEYPOINTS // 2
     assert 'geometry checks skipped' in ' '.join(result.notes)  # 3 faces: too few
+
+
+def test_an_image_size_no_float_holds_is_one_line_and_the_run_goes_on(check_tool, tmp_path,
+                                                                      capsys):
+    """Without images a file's image_size is all there is to check points against; a width
+    of 10**400 (no float holds it) is that file's problem, not the run's end."""
+    folder = tmp_path / 'landmarks'
+    folder.mkdir()
+    points = [[20 + (k % 7) * 5, 20 + (k // 7) * 6] for k in range(NUM_KEYPOINTS)]
+    for i in range(12):
+        size = dict(width=10**400 if i == 0 else 64, height=48)
+        (folder / f'a{i:02d}.json').write_text(json.dumps(
+            dict(image=f'a{i:02d}.png', image_size=size, landmarks=points)))
+    output = tmp_path / 'report.json'
+    check_tool.main(['--annotation-dir', str(folder), '--output', str(output), '--no-progress'])
+    printed = capsys.readouterr().out
+    assert '12 annotation files, 11 faces' in printed
+    problem = next(line for line in printed.splitlines() if 'a00.json' in line)
+    assert 'image_size width is too large' in problem and len(problem) < 200
+    assert output.is_file()

@@ -1,7 +1,9 @@
 """tools/dataset.py and the converter: COCO output, splits, bad and hostile input."""
 import hashlib
 import json
+import os
 import shutil
+import zlib
 from pathlib import Path
 
 import cv2
@@ -9,7 +11,14 @@ import numpy as np
 import pytest
 
 from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
-from animal_landmarks_mm.converter import BOX_MARGIN, ConversionError, face_box
+from animal_landmarks_mm.converter import (
+    BOX_MARGIN,
+    CRAWLER_SIDECAR_FORMAT,
+    ConversionError,
+    face_box,
+    new_file_counts,
+    split_counts,
+)
 from animal_landmarks_mm.converter import convert as convert_folder
 from animal_landmarks_mm.schema import ABSENT, OCCLUDED, VISIBLE
 from conftest import run_tool
@@ -263,6 +272,12 @@ def _hostile(ann_dir: Path, image_dir: Path, case: str) -> str:
         path.write_text(path.read_text().replace('[20.0, 20.0]', '[' + '9' * 400 + ', 20.0]',
                                                  1))
         return 'point 0 x is too large'
+    elif case == 'image_size_too_large':  # a float cannot hold it: one line, no OverflowError
+        raw['image_size'] = dict(width=10**400, height=48)
+        reason = 'image_size width is too large'
+    elif case == 'bbox_typed_as_xywh':  # points over (20..50, 20..38): COCO [x, y, w, h]
+        raw['faces'][0]['bbox'] = [18.0, 18.0, 35.0, 28.0]
+        reason = 'face 0 bbox [18, 18, 35, 28] holds only 8 of its 28 placed points'
     path.write_text(json.dumps(raw))
     return reason
 
@@ -270,7 +285,8 @@ def _hostile(ann_dir: Path, image_dir: Path, case: str) -> str:
 @pytest.mark.parametrize('case', ['deep_json', 'nul_in_image_name', 'decompression_bomb',
                                   'bbox_outside', 'all_points_on_one_spot', 'meta_not_an_object',
                                   'zero_area_bbox', 'hidden_image', 'visibility_of_lists',
-                                  'number_too_large'])
+                                  'number_too_large', 'image_size_too_large',
+                                  'bbox_typed_as_xywh'])
 def test_a_hostile_file_is_named_and_left_out_the_run_goes_on(small_set, tmp_path, case):
     image_dir, ann_dir = small_set
     reason = _hostile(ann_dir, image_dir, case)
@@ -369,3 +385,217 @@ def test_image_sizes_come_from_headers_only(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 10])  # the pixels are gone, the header is whole
     assert image_size(path) == (1500, 2000)
+
+
+# stable splits, stale outputs, duplicate pictures, sidecars ------------------------------------
+
+SPLIT_NAMES = ('train', 'val', 'test')
+
+
+def _annotate(image_dir: Path, ann_dir: Path, stems) -> None:
+    """An annotated 64x48 picture per stem, each with its own pixels."""
+    image_dir.mkdir(exist_ok=True)
+    ann_dir.mkdir(exist_ok=True)
+    for stem in stems:
+        pixels = np.random.default_rng(zlib.crc32(stem.encode())).integers(0, 255, (48, 64, 3))
+        cv2.imwrite(str(image_dir / f'{stem}.png'), pixels.astype(np.uint8))
+        save_annotation(ann_dir / f'{stem}.json',
+                        ImageAnnotation(f'{stem}.png', 64, 48, [Face(_points())]))
+
+
+def _where(out: Path) -> dict[str, str]:
+    """Annotation file -> its split, from the listings."""
+    return {name: split for split in SPLIT_NAMES if (out / f'{split}.txt').exists()
+            for name in (out / f'{split}.txt').read_text().split()}
+
+
+def test_splits_are_stable_as_annotations_grow(tmp_path):
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(20)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    round1 = _where(out)
+    record1 = (out / 'splits.json').read_text()
+    assert json.loads(record1)['files'] == {
+        split: sorted(n for n, s in round1.items() if s == split) for split in SPLIT_NAMES}
+    # round 2: ten more annotated, two deleted
+    _annotate(image_dir, ann_dir, [f'b{i:02d}' for i in range(10)])
+    gone = ['a00.json', 'a05.json']
+    for name in gone:
+        (ann_dir / name).unlink()
+    summary = convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    round2 = _where(out)
+    assert {n: s for n, s in round2.items() if n in round1} == \
+        {n: s for n, s in round1.items() if n not in gone}  # nothing moved
+    assert len(round2) == 28 and not set(gone) & set(round2)
+    # the new files fill each split up to its share of 28
+    assert summary.counts == dict(train=19, val=6, test=3)
+    assert sum(summary.split.kept.values()) == 18 and summary.split.dropped == 2
+    assert sum(summary.split.added.values()) == 10
+    line = summary.format()
+    assert 'split kept from' in line and '18 files in place' in line and '10 new' in line
+    assert '2 gone from the annotation folder dropped' in line
+    # the same record, files and seed give the same split
+    again = tmp_path / 'again'
+    again.mkdir()
+    (again / 'splits.json').write_text(record1)
+    convert(image_dir, ann_dir, again, 0.7, 0.2, 0.1, seed=42)
+    assert _where(again) == round2
+    # --reshuffle: split afresh, as without a record (which moves round 1's files)
+    (again / 'splits.json').write_text(record1)
+    summary = convert(image_dir, ann_dir, again, 0.7, 0.2, 0.1, seed=42, reshuffle=True)
+    assert 'split afresh with seed 42 (--reshuffle)' in summary.format()
+    assert 'files of earlier conversions may have changed split' in summary.format()
+    fresh = tmp_path / 'fresh'
+    convert(image_dir, ann_dir, fresh, 0.7, 0.2, 0.1, seed=42)
+    assert _where(again) == _where(fresh)
+    assert any(round1[n] != s for n, s in _where(fresh).items() if n in round1)
+
+
+@pytest.mark.parametrize('change, reason', [
+    (dict(seed=7), "seed 7 differs from the record's 42"),
+    (dict(ratios=(0.6, 0.2, 0.2)), "ratios (train 0.6, val 0.2, test 0.2) differ from the "
+                                   "record's (train 0.5, val 0.25, test 0.25)"),
+])
+def test_another_seed_or_ratios_split_afresh_and_say_so(small_set, tmp_path, change, reason):
+    image_dir, ann_dir = small_set
+    convert(image_dir, ann_dir, tmp_path / 'out', seed=42)
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', *change.get('ratios', ()),
+                      seed=change.get('seed', 42))
+    assert summary.split.afresh == reason and reason in summary.format()
+    record = json.loads((tmp_path / 'out' / 'splits.json').read_text())
+    assert record['seed'] == change.get('seed', 42)  # the new split is the one recorded
+
+
+def test_cli_reshuffle(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    args = ['--annotation-dir', ann_dir, '--image-dir', image_dir, '--output-dir',
+            tmp_path / 'out', '--no-progress']
+    assert 'split afresh with seed 42 (no split record yet)' in run_tool('dataset.py',
+                                                                          *args).stdout
+    assert 'split afresh with seed 42 (--reshuffle)' in run_tool('dataset.py', *args,
+                                                                 '--reshuffle').stdout
+
+
+def test_a_file_left_out_for_a_while_returns_to_its_split(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, seed=0)
+    name = (out / 'val.txt').read_text().split()[0]
+    picture = image_dir / name.replace('.json', '.png')
+    hidden = picture.rename(tmp_path / 'away.png')  # its image gone for a round
+    summary = convert(image_dir, ann_dir, out, seed=0)
+    assert len(summary.problems) == 1 and summary.split.waiting == 1
+    assert name not in _where(out)
+    assert name in json.loads((out / 'splits.json').read_text())['files']['val']
+    hidden.rename(picture)
+    convert(image_dir, ann_dir, out, seed=0)
+    assert _where(out)[name] == 'val'
+
+
+def test_an_unreadable_split_record_is_an_error_unless_reshuffled(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, seed=0)
+    record = json.loads((out / 'splits.json').read_text())
+    record['files']['val'].append(record['files']['train'][0])  # one file in two splits
+    (out / 'splits.json').write_text(json.dumps(record))
+    with pytest.raises(ConversionError, match=r'splits.json: not a split record this version '
+                                              r'reads \(.* in both train and val\).*--reshuffle'):
+        convert(image_dir, ann_dir, out, seed=0)
+    summary = convert(image_dir, ann_dir, out, seed=0, reshuffle=True)
+    assert sum(summary.counts.values()) == 8
+    assert json.loads((out / 'splits.json').read_text())['files']['val'] == \
+        (out / 'val.txt').read_text().split()
+
+
+def test_new_files_go_where_their_splits_lack_most():
+    ratios = dict(train=0.7, val=0.2, test=0.1)
+    assert new_file_counts({}, 8, ratios) == split_counts(8, ratios)  # a first split
+    # of 20: train 14, val 4, test 2; test already holds 5, so 5 new share train's and val's
+    # lack of 4 each, the odd one to train
+    assert new_file_counts(dict(train=10, val=0, test=5), 5, ratios) == \
+        dict(train=3, val=2, test=0)
+    assert new_file_counts(dict(train=3), 0, ratios) == dict(train=0, val=0, test=0)
+
+
+def test_a_split_whose_ratio_is_0_leaves_no_stale_outputs(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=0)
+    summary = convert(image_dir, ann_dir, out, 0.75, 0.25, 0.0, seed=0)
+    assert not (out / 'test.txt').exists() and not (out / 'annotations' / 'test.json').exists()
+    assert summary.removed == [out / 'annotations' / 'test.json', out / 'test.txt']
+    assert f'removed {out / "test.txt"} (its split is empty now: ratio 0)' in summary.format()
+    assert sorted(_where(out)) == sorted(p.name for p in ann_dir.iterdir())
+
+
+def test_a_copy_or_hard_link_of_a_picture_is_used_once(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    for folder in ('cats', 'foxes'):
+        (image_dir / folder).mkdir()
+    os.link(image_dir / 'img5.png', image_dir / 'cats' / 'x.png')
+    shutil.copy(image_dir / 'img5.png', image_dir / 'foxes' / 'y.png')
+    for folder, stem in (('cats', 'x'), ('foxes', 'y')):
+        save_annotation(ann_dir / f'{folder}_{stem}.json', ImageAnnotation(
+            f'{folder}/{stem}.png', 64, 48, [Face(_points())]))
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    # the small set's pictures have equal byte sizes but other pixels: all of them used
+    assert sum(summary.counts.values()) == 8
+    assert sorted(p.split(':')[0].rsplit('/', 1)[1] for p in summary.problems) == \
+        ['foxes_y.json', 'img5.json']  # cats_x.json, read first, keeps the picture
+    for problem in summary.problems:
+        assert 'is the same picture as' in problem and 'cats_x.json' in problem
+        assert 'x.png' in problem and '\n' not in problem
+    with pytest.raises(ConversionError, match='same picture'):
+        convert(image_dir, ann_dir, tmp_path / 'strict', seed=0, strict=True)
+
+
+def test_an_empty_split_error_quotes_why_files_were_left_out(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    with pytest.raises(ConversionError) as info:  # a mistyped --image-dir
+        convert(tmp_path / 'imgaes', ann_dir, tmp_path / 'out', seed=0)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith('the train split is empty: 0 usable annotation files')
+    assert '8 annotation files were left out' in lines[0]
+    assert len(lines) == 9 and all('image not found' in line for line in lines[1:])
+    proc = run_tool('dataset.py', '--annotation-dir', ann_dir, '--image-dir',
+                    tmp_path / 'imgaes', '--output-dir', tmp_path / 'out', '--no-progress',
+                    check=False)
+    assert proc.returncode != 0 and 'image not found' in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_crawler_sidecars_beside_the_images_are_not_annotations(tmp_path):
+    raw = tmp_path / 'raw'  # a crawled folder, annotations saved beside the images
+    _annotate(raw, raw, [f'safebooru_{i}' for i in range(8)])
+    for i in range(8):
+        (raw / f'safebooru_{i}.png.json').write_text(json.dumps(
+            dict(format='animal_landmarks_mm.source', version=1, md5='x')))
+    summary = convert(raw, raw, tmp_path / 'out', seed=0, strict=True)
+    assert summary.problems == [] and sum(summary.counts.values()) == 8
+    assert '8 crawler metadata files (IMAGE.ext.json) are no annotations' in summary.format()
+    # named like one but without the crawler's marker: read, and refused as an annotation
+    (raw / 'other.png.json').write_text('{"format": "something else"}')
+    summary = convert(raw, raw, tmp_path / 'out', seed=0)
+    assert len(summary.problems) == 1 and 'other.png.json' in summary.problems[0]
+
+
+def test_the_crawler_sidecar_marker_is_the_crawlers():
+    pytest.importorskip('gallery_dl')
+    from animal_landmarks_mm.crawl import SIDECAR_FORMAT
+    assert CRAWLER_SIDECAR_FORMAT == SIDECAR_FORMAT
+
+
+def test_a_validation_folder_inside_the_annotation_folder_is_read_once(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    val_dir = ann_dir / 'val'
+    val_dir.mkdir()
+    for i in (6, 7):
+        (ann_dir / f'img{i}.json').rename(val_dir / f'img{i}.json')
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.5, 0.25, 0.25,
+                      val_annotation_dir=val_dir, strict=True)
+    assert summary.problems == [] and summary.counts == dict(train=4, val=2, test=2)
+    assert (tmp_path / 'out' / 'val.txt').read_text().split() == ['img6.json', 'img7.json']
+    with pytest.raises(ConversionError, match='holds the annotation folder'):
+        convert(image_dir, val_dir, tmp_path / 'out2', val_annotation_dir=ann_dir)

@@ -45,3 +45,22 @@ def test_pipeline_produces_a_256_crop(coco_dir):
     packed = dataset[0]
     assert tuple(packed['inputs'].shape) == (3, 256, 256)
     assert packed['data_samples'].gt_instances.keypoints.shape == (1, 28, 2)
+
+
+def test_a_box_at_the_border_is_the_one_evaluate_crops(tmp_path):
+    """mmpose clips a loaded box to [0, size - 1]; the converter's box (which tools/evaluate.py
+    crops by) is clipped the same, so both crop a face at the image's edge alike."""
+    from animal_landmarks_mm.annotation import Face, ImageAnnotation
+    from animal_landmarks_mm.converter import Record, face_box_xyxy, write_coco
+    image = tmp_path / 'a.png'
+    image.write_bytes(b'')  # the dataset reads names only
+    points = [(60.0 + k, 40.0 + k / 2) for k in range(28)]
+    face = Face(points, bbox=(50.0, 30.0, 100.0, 80.0))  # reaches the 100x80 image's edges
+    ann = ImageAnnotation('a.png', 100, 80, [face])
+    write_coco([Record(tmp_path / 'a.json', tmp_path, image, ann)], tmp_path / 'val.json',
+               tmp_path)
+    dataset = AnimalCharacterFaceDataset(data_root=str(tmp_path), ann_file='val.json',
+                                         data_prefix=dict(img=''), test_mode=True)
+    np.testing.assert_allclose(dataset.get_data_info(0)['bbox'][0],
+                               face_box_xyxy(face, 100, 80), atol=1e-5)
+    assert face_box_xyxy(face, 100, 80)[2:] == (99.0, 79.0)

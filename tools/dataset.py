@@ -16,11 +16,16 @@ def parse_args(argv=None):
     parser.add_argument('--image-dir', required=True,
                         help='folder the annotations\' "image" names are relative to')
     parser.add_argument('--output-dir', required=True,
-                        help='writes annotations/{train,val,test}.json and {train,val,test}.txt')
+                        help='writes annotations/{train,val,test}.json, {train,val,test}.txt and '
+                        'splits.json (the split record the next conversion follows)')
     parser.add_argument('--train-ratio', type=float, default=0.7)
     parser.add_argument('--val-ratio', type=float, default=0.2)
     parser.add_argument('--test-ratio', type=float, default=0.1)
     parser.add_argument('--seed', type=int, default=42, help='seed of the split shuffle')
+    parser.add_argument('--reshuffle', action='store_true',
+                        help='split afresh, ignoring the split recorded in --output-dir '
+                        '(splits.json); by default a file keeps the split an earlier '
+                        'conversion with the same seed and ratios gave it')
     parser.add_argument('--val-annotation-dir',
                         help='use this whole folder as the validation split; the annotation dir '
                         'is then split into train and test only')
@@ -40,7 +45,8 @@ def main(argv=None):
             args.annotation_dir, args.image_dir, args.output_dir, train_ratio=args.train_ratio,
             val_ratio=args.val_ratio, test_ratio=args.test_ratio, seed=args.seed,
             val_annotation_dir=args.val_annotation_dir, strict=args.strict,
-            include_predicted=args.include_predicted, progress=not args.no_progress)
+            include_predicted=args.include_predicted, reshuffle=args.reshuffle,
+            progress=not args.no_progress)
     print(summary.format())
 
 
