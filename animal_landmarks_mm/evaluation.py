@@ -31,6 +31,7 @@ from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_error
 from .schema import (
     ABSENT,
     GROUP_COLORS,
+    INTEROCULAR_INDICES,
     KEYPOINT_NAMES,
     NUM_KEYPOINTS,
     OCCLUDED,
@@ -42,6 +43,39 @@ from .schema import (
 
 class EvaluationInputError(AnimalLandmarksError, ValueError):
     """Inputs that cannot be evaluated; the message is one line."""
+
+
+#: What :func:`evaluate` writes into its output folder.
+OUTPUT_FILES = ('metrics.txt', 'metrics.json', 'predictions.json', 'ced.png', 'visualizations/')
+
+
+def check_output_dir(output_dir: str | os.PathLike, annotation_dir: str | os.PathLike) -> None:
+    """Refuse an output folder that is the annotation folder or lies inside it: its
+    ``metrics.json`` would overwrite the annotation of an image ``metrics.png``, and its
+    ``predictions.json`` would be read later as an (unusable) annotation file.
+
+    Raises:
+        EvaluationInputError: naming both folders.
+    """
+    from .infer import lies_in_folder
+    if lies_in_folder(output_dir, annotation_dir):
+        raise EvaluationInputError(
+            f'--output-dir {output_dir} would write {", ".join(OUTPUT_FILES)} among the '
+            f'annotation files of {annotation_dir}; choose an output folder outside it')
+
+
+def read_split_file(split_file: str | os.PathLike) -> set[str]:
+    """The annotation files a split file lists (one per line, relative to their annotation
+    folder, as the converter's ``train.txt`` / ``val.txt`` / ``test.txt``).
+
+    Raises:
+        EvaluationInputError: an unreadable file.
+    """
+    try:
+        listed = Path(split_file).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvaluationInputError(f'{split_file}: cannot read ({e})') from None
+    return {line.strip() for line in listed if line.strip()}
 
 
 @dataclass
@@ -71,11 +105,7 @@ def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str 
     contents = AnnotationReader(image_dir, progress=False).read(annotation_dir)
     records = contents.records
     if split_file is not None:
-        try:
-            listed = Path(split_file).read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise EvaluationInputError(f'{split_file}: cannot read ({e})') from None
-        wanted = {line.strip() for line in listed if line.strip()}
+        wanted = read_split_file(split_file)
         records = [r for r in records if r.name in wanted]
         if len(records) < len(wanted):
             contents.problems.append(
@@ -170,22 +200,46 @@ def predictions_as_annotations(faces: list[EvalFace], pred: np.ndarray, scores: 
     for face, points, face_scores in zip(faces, pred, scores):
         ann = images.setdefault(face.image_path, ImageAnnotation(
             face.image_name, face.width, face.height, status=STATUS_PREDICTED,
-            meta=dict(annotator='model', source=dict(checkpoint=str(checkpoint)))))
+            meta=dict(annotator='model', prediction=dict(checkpoint=str(checkpoint)))))
         ann.faces.append(Face([(float(x), float(y)) for x, y in points],
                               bbox=tuple(float(v) for v in face.box),
                               scores=[float(v) for v in face_scores]))
     return [ann.to_json() for ann in images.values()]
 
 
+def curve_labels(models: list[str | os.PathLike]) -> list[str]:
+    """Distinct legend labels for models' CED curves: each file's name, with as many of its
+    parent folders as it takes to tell the files apart (``run_a/best.pth`` and
+    ``run_b/best.pth``, where the names alone would collide); a model given twice is
+    numbered."""
+    paths = [Path(str(model)) for model in models]
+    deepest = max(len(path.parts) for path in paths)
+    for depth in range(1, deepest + 1):
+        labels = ['/'.join(path.parts[-depth:]) for path in paths]
+        if len(set(labels)) == len(labels):
+            return labels
+    numbered = []
+    for k, label in enumerate(labels):
+        count = labels[:k].count(label)
+        numbered.append(f'{label} ({count + 1})' if count else label)
+    return numbered
+
+
 def plot_ced(curves: dict[str, np.ndarray], out_file: str | os.PathLike,
              limit: float = FAILURE_THRESHOLD) -> None:
-    """The cumulative error distribution of per-face NME, one curve per model."""
+    """The cumulative error distribution of per-face NME, one curve per model (a model with
+    no face to measure, none with both eye corners, is named in the legend without a
+    curve)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
     for label, face_nme in curves.items():
         face_nme = np.sort(face_nme[~np.isnan(face_nme)])
+        if not face_nme.size:
+            ax.plot([], [], label=f'{label} (no face has both eye corners, points '
+                    f'{" and ".join(map(str, INTEROCULAR_INDICES))})')
+            continue
         x = np.concatenate([[0], face_nme, [max(limit, face_nme.max(initial=0))]])
         y = np.concatenate([[0], np.arange(1, len(face_nme) + 1) / len(face_nme), [1]])
         auc = np.maximum(0, limit - face_nme).mean() / limit
@@ -226,7 +280,7 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
         cv2.line(crop, g, p, (0, 215, 255), 1, cv2.LINE_AA)
         cv2.circle(crop, g, 3, (0, 200, 0), -1, cv2.LINE_AA)
         cv2.circle(crop, p, 3, (255, 0, 255), -1, cv2.LINE_AA)
-    text = f'NME {nme:.3f}'
+    text = f'NME {nme:.3f}' if np.isfinite(nme) else 'NME -'  # no eye corners to normalise
     cv2.rectangle(crop, (0, 0), (12 + 11 * len(text), 26), (0, 0, 0), -1)
     cv2.putText(crop, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
                 cv2.LINE_AA)
@@ -252,14 +306,24 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         compare: a second checkpoint (same config default) whose CED curve joins the plot.
 
     Returns:
-        The metrics.
+        The metrics. Those with nothing to measure are left out (as :func:`.metrics.
+        compute_landmark_metrics` leaves them out): without a face that has both eye corners,
+        every inter-ocular number, ``FR@0.1`` and ``AUC@0.1`` among them.
+
+    Raises:
+        EvaluationInputError: no faces, or an unreadable image.
+        NonFinitePredictionError: a model that gives NaN points (a diverged run), before
+            anything is written.
     """
     if not faces:
         raise EvaluationInputError('no faces to evaluate')
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_dir)  # what a killed run left half-written
+    # both models run before anything is written: a failing one leaves no half of the outputs
     pred, scores = predict_faces(config, checkpoint, faces, device, progress)
+    compare_pred = None if compare is None else \
+        predict_faces(config, compare, faces, device, progress)[0]
     gt = np.stack([f.points for f in faces])
     visibility = np.stack([f.visibility for f in faces])
     boxes = np.stack([f.box for f in faces])
@@ -274,10 +338,11 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         return per_face_nme(landmark_errors(points, gt, visibility, boxes)['interocular'])
 
     face_nme = faces_nme(pred)
-    curves = {Path(checkpoint).name: face_nme}
-    if compare is not None:
-        curves[Path(compare).name] = faces_nme(predict_faces(config, compare, faces, device,
-                                                             progress)[0])
+    if compare is None:
+        curves = {curve_labels([checkpoint])[0]: face_nme}
+    else:  # two runs' best.pth: labelled apart, or the second curve would replace the first
+        label, compare_label = curve_labels([checkpoint, compare])
+        curves = {label: face_nme, compare_label: faces_nme(compare_pred)}
     plot_ced(curves, output_dir / 'ced.png')
 
     if visualize:

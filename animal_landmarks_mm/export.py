@@ -23,8 +23,42 @@ from .checkpoints import (
     to_anime_face_detector_state_dict,
     to_mmpose_state_dict,
 )
+from .errors import first_line
+from .onnx_predictor import is_onnx_path
 
 FORMATS = ('safetensors', 'pth', 'mmpose')
+
+
+def is_same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same path, a hard link or a symbolic link to it
+    (``os.path.samefile`` where both exist; a path that does not exist is no file yet)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them missing (or unreadable): not one existing file
+        return False
+
+
+def refuse_overwriting_input(checkpoint: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Refuse an export whose output file is its input checkpoint (the same path, a hard link
+    or a symbolic link to it): writing it would replace the training checkpoint.
+
+    Raises:
+        CheckpointError: naming both.
+    """
+    if is_same_file(checkpoint, out):
+        same = '' if str(checkpoint) == str(out) else f' (the same file as {out})'
+        raise CheckpointError(f'{checkpoint}: the output is the checkpoint being exported'
+                              f'{same}; writing it would destroy it: choose another output '
+                              'file')
+
+
+def move_into_place(tmp: Path, out: Path) -> None:
+    """Move a finished temporary file onto ``out``; if that fails, remove the temporary."""
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
@@ -38,35 +72,55 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
             mmpose's ``publish_model.py`` does.
         fmt: ``safetensors`` or ``pth`` (anime_face_detector layout: tensors only, 0.x names),
             or ``mmpose`` (``state_dict`` + ``meta`` under 1.x names, no optimizer state).
-            Default: from the suffix of ``out`` (``.safetensors`` or ``.pth``).
+            Default: from the suffix of ``out``, in any case (``.safetensors``, else ``pth``).
 
     Returns:
-        The file written.
+        The file written. A failed write leaves neither it nor a temporary file.
 
     Raises:
-        CheckpointError: an unreadable checkpoint, or a model anime_face_detector cannot hold.
+        CheckpointError: an unreadable checkpoint, a model anime_face_detector cannot hold, an
+            output that is the checkpoint itself (a link to it included) or a folder, or an
+            ``.onnx`` name for ``safetensors`` / ``pth`` (the tools would read the file as an
+            ONNX graph: :func:`.onnx_export.export_onnx` writes those). A file that cannot be
+            written (a full disk) is an ``OSError`` or a one-line ``CheckpointError``.
     """
     out = Path(out)
-    fmt = fmt or ('safetensors' if out.suffix == '.safetensors' else 'pth')
+    fmt = fmt or ('safetensors' if out.suffix.lower() == '.safetensors' else 'pth')
     if fmt not in FORMATS:
         raise CheckpointError(f'unknown format {fmt!r}; choose from {", ".join(FORMATS)}')
+    if out.is_dir():
+        raise CheckpointError(f'{out}: a folder; give the name of the file to write')
+    if fmt != 'mmpose':  # an mmpose release file's name is made below: its hash, .pth
+        if is_onnx_path(out):
+            raise CheckpointError(f'{out}: an .onnx name for a {fmt} file, which the tools '
+                                  'would read as an ONNX graph: export with --format onnx, or '
+                                  'choose another name')
+        refuse_overwriting_input(checkpoint, out)
     state_dict, meta = read_checkpoint(checkpoint)
     state_dict = {k: v.detach().cpu().contiguous()
                   for k, v in to_mmpose_state_dict(state_dict).items()}
+    if fmt != 'mmpose':  # before anything is written
+        check_anime_face_detector_compatible(state_dict)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f'.{out.name}.tmp')
-    if fmt == 'mmpose':
-        torch.save(dict(state_dict=state_dict, meta=meta), tmp)
-        final = out.with_name(f'{out.stem}-{file_sha256(tmp)[:8]}.pth')
-        os.replace(tmp, final)
-        return final
-    check_anime_face_detector_compatible(state_dict)
-    tensors = to_anime_face_detector_state_dict(state_dict)
-    if fmt == 'safetensors':
-        from safetensors.torch import save_file
-        save_file(tensors, str(tmp), metadata=dict(format='anime_face_detector hrnetv2',
-                                                   exported_by='animal_landmarks_mm'))
-    else:
-        torch.save(tensors, tmp)
-    os.replace(tmp, out)
+    try:
+        if fmt == 'mmpose':
+            torch.save(dict(state_dict=state_dict, meta=meta), tmp)
+            out = out.with_name(f'{out.stem}-{file_sha256(tmp)[:8]}.pth')
+            refuse_overwriting_input(checkpoint, out)  # the name the hash gave
+        elif fmt == 'safetensors':
+            from safetensors.torch import save_file
+            save_file(to_anime_face_detector_state_dict(state_dict), str(tmp),
+                      metadata=dict(format='anime_face_detector hrnetv2',
+                                    exported_by='animal_landmarks_mm'))
+        else:
+            torch.save(to_anime_face_detector_state_dict(state_dict), tmp)
+    except BaseException as e:  # a full disk, an unwritable folder, Ctrl-C: no half a file
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, Exception) and not isinstance(e, (OSError, CheckpointError)):
+            # torch's and safetensors' writers report a failed write in their own classes,
+            # over several lines
+            raise CheckpointError(f'{out}: could not write ({first_line(e)})') from None
+        raise
+    move_into_place(tmp, out)
     return out

@@ -38,10 +38,16 @@ from .annotation import (
     write_json_atomic,
 )
 from .errors import AnimalLandmarksError, first_line
-from .onnx_predictor import OnnxLandmarkPredictor, OnnxModelError
+from .onnx_predictor import (
+    NonFinitePredictionError,
+    OnnxLandmarkPredictor,
+    OnnxModelError,
+    check_finite_predictions,
+    is_onnx_path,
+)
 
-__all__ = ['FaceDetector', 'LandmarkPredictor', 'OnnxLandmarkPredictor', 'OnnxModelError',
-           'load_predictor', 'run_inference']
+__all__ = ['FaceDetector', 'LandmarkPredictor', 'NonFinitePredictionError',
+           'OnnxLandmarkPredictor', 'OnnxModelError', 'load_predictor', 'run_inference']
 
 FACE_DETECTORS = ('yolov3', 'faster-rcnn')
 #: anime_face_detector's factor for detected boxes (``LandmarkDetector(box_scale_factor)``).
@@ -54,6 +60,13 @@ def _warn(message: str) -> None:
 
 class InferenceInputError(AnimalLandmarksError, ValueError):
     """Inputs that cannot be used; the message is one line."""
+
+
+def lies_in_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it, links resolved: where a tool's output
+    would land among the files of an input folder (annotations), overwriting them or being
+    read back as one of them."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 def list_images(path: str | os.PathLike) -> list[Path]:
@@ -181,11 +194,18 @@ class LandmarkPredictor:
 
     def predict(self, image_bgr: np.ndarray, boxes: np.ndarray):
         """Landmarks of each box: a merged mmpose ``PoseDataSample``
-        (``pred_instances.keypoints`` ``(N, 28, 2)``, ``keypoint_scores`` ``(N, 28)``)."""
+        (``pred_instances.keypoints`` ``(N, 28, 2)``, ``keypoint_scores`` ``(N, 28)``).
+
+        Raises:
+            NonFinitePredictionError: NaN or infinite points or scores (a diverged model).
+        """
         from mmpose.apis import inference_topdown
         from mmpose.structures import merge_data_samples
         results = inference_topdown(self.model, image_bgr, bboxes=boxes, bbox_format='xyxy')
-        return merge_data_samples(results)
+        sample = merge_data_samples(results)
+        check_finite_predictions(sample.pred_instances.keypoints,
+                                 sample.pred_instances.keypoint_scores, self.checkpoint)
+        return sample
 
     def flip_disagreement(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """How unsure the model is of each face: the mean distance between the points of a
@@ -239,9 +259,10 @@ def load_predictor(checkpoint: str | os.PathLike, config: str | os.PathLike | No
     config: the graph holds its processing), anything else in mmpose.
 
     Both have ``.predict(image_bgr, boxes_xyxy)`` giving ``pred_instances.keypoints`` and
-    ``keypoint_scores``, and ``.draw(image_bgr, result, out_file)``.
+    ``keypoint_scores`` (finite, else :class:`NonFinitePredictionError`), and
+    ``.draw(image_bgr, result, out_file)``.
     """
-    if str(checkpoint).lower().endswith('.onnx'):
+    if is_onnx_path(checkpoint):
         if config is not None:
             _warn(f'{checkpoint}: an ONNX graph holds its own processing; --config is not used')
         return OnnxLandmarkPredictor(checkpoint, providers=onnx_providers(device))
@@ -250,7 +271,9 @@ def load_predictor(checkpoint: str | os.PathLike, config: str | os.PathLike | No
 
 def onnx_providers(device: str) -> list[str | tuple[str, dict]]:
     """onnxruntime's execution providers for a device as the tools name it: ``cuda:N`` is the
-    CUDA provider on GPU N (then the CPU), ``cuda`` GPU 0, anything else the CPU."""
+    CUDA provider on GPU N (then the CPU, for the operators CUDA lacks), ``cuda`` GPU 0,
+    ``cpu`` the CPU. :class:`OnnxLandmarkPredictor` refuses CUDA where this onnxruntime has
+    none (onnxruntime-gpu not installed) rather than run on the CPU."""
     if device == 'cpu':
         return ['CPUExecutionProvider']
     kind, colon, index = device.partition(':')
@@ -269,10 +292,12 @@ def model_id(checkpoint: str | os.PathLike) -> str:
 
 
 def predictions_to_annotation(image_name: str, width: int, height: int, sample,
-                              boxes: np.ndarray, model: str, source: dict) -> ImageAnnotation:
+                              boxes: np.ndarray, model: str, prediction: dict
+                              ) -> ImageAnnotation:
     """A model's points as an annotation file to review: status ``predicted`` (left out of
     training until a person accepts it in the annotator), each point's score in its face, the
-    model in ``meta.model``."""
+    model in ``meta.model``, how it ran in ``meta.prediction`` (``meta.source`` is the image's
+    own provenance, from the crawler)."""
     keypoints = sample.pred_instances.keypoints
     scores = sample.pred_instances.keypoint_scores
     faces = [Face(landmarks=[(float(x), float(y)) for x, y in kpts],
@@ -282,7 +307,8 @@ def predictions_to_annotation(image_name: str, width: int, height: int, sample,
     return ImageAnnotation(
         image=image_name, width=width, height=height, faces=faces, status=STATUS_PREDICTED,
         meta=dict(annotator='model', model=model,
-                  created=datetime.now(UTC).isoformat(timespec='seconds'), source=source))
+                  created=datetime.now(UTC).isoformat(timespec='seconds'),
+                  prediction=prediction))
 
 
 def _persons_work(path: Path) -> bool:
@@ -303,7 +329,8 @@ class InferenceResult:
 
     Attributes:
         written: the annotation files written (status ``predicted``).
-        kept: files left as they were because a person annotated or skipped that image.
+        kept: files left as they were because a person annotated or skipped that image, or
+            has a draft of it under way (the annotator's ``.drafts/``).
         ranking: the ranking file (``--rank``), most uncertain image first.
     """
 
@@ -357,7 +384,7 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     for folder in (out_dir, annotation_dir):  # what a killed run left half-written
         remove_stale_temporaries(folder)
     ranking_file = out_dir / 'ranking.json'
-    if rank and ranking_file.resolve().is_relative_to(annotation_dir.resolve()):
+    if rank and lies_in_folder(ranking_file, annotation_dir):
         raise InferenceInputError(
             f'--out-dir {out_dir} would put ranking.json among the annotation files of '
             f'{annotation_dir}; choose an output folder outside it')
@@ -367,7 +394,7 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     result, ranking = InferenceResult(), []
     for path in tqdm(images, desc='landmarks', unit='img', disable=not progress):
         target = naming.annotation_path(path.name)
-        if _persons_work(target):
+        if _persons_work(target) or naming.has_draft(path.name):  # a draft: work under way
             result.kept.append(target)
             continue
         image = cv2.imread(str(path))
@@ -394,9 +421,9 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
         predictor.draw(image, sample, out_dir / 'vis' / f'{path.name}.jpg')
         annotation = predictions_to_annotation(
             path.name, width, height, sample, boxes, model=model,
-            source=dict(checkpoint=str(checkpoint), config=str(config or 'main config'),
+            prediction=dict(checkpoint=str(checkpoint), config=str(config or 'main config'),
                         boxes=how))
-        if _persons_work(target):  # saved by the annotator while the model was running
+        if _persons_work(target) or naming.has_draft(path.name):  # saved meanwhile
             result.kept.append(target)
             continue
         save_annotation(target, annotation)

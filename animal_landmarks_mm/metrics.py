@@ -13,7 +13,10 @@ Definitions (faces ``i``, points ``k``, error ``e_ik = |pred_ik - gt_ik|``):
   divided by 0.10 (1 = every face perfect): exactly ``mean(max(0, 0.1 - nme_i)) / 0.1``.
 
 Faces whose points 11 or 19 are absent cannot be normalised inter-ocularly and are left out of
-the inter-ocular numbers (``faces_without_eye_corners`` counts them).
+the inter-ocular numbers (``faces_without_eye_corners`` counts them). A number with nothing to
+measure (no occluded point; no face with both eye corners, for every inter-ocular number, FR
+and AUC included) is left out of the result, never NaN: loggers want numbers and JSON has no
+NaN.
 """
 from __future__ import annotations
 
@@ -71,11 +74,12 @@ def per_face_nme(normalised: np.ndarray) -> np.ndarray:
 
 
 def failure_rate_and_auc(face_nme: np.ndarray, threshold: float = FAILURE_THRESHOLD
-                         ) -> tuple[float, float]:
-    """WFLW's failure rate and CED AUC at ``threshold`` over per-face NMEs."""
+                         ) -> tuple[float | None, float | None]:
+    """WFLW's failure rate and CED AUC at ``threshold`` over per-face NMEs (NaN faces left
+    out); None for both without a face to measure, as :func:`_mean` of nothing."""
     face_nme = face_nme[~np.isnan(face_nme)]
     if not face_nme.size:
-        return float('nan'), float('nan')
+        return None, None
     failure = float((face_nme > threshold).mean())
     auc = float(np.maximum(0.0, threshold - face_nme).mean() / threshold)
     return failure, auc

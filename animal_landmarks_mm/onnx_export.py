@@ -319,26 +319,43 @@ class CalibrationCrops:
 
 def calibration_crops(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike, *,
                       input_size: tuple[int, int], padding: float,
-                      faces: int = CALIBRATION_FACES) -> np.ndarray:
+                      faces: int = CALIBRATION_FACES,
+                      split_file: str | os.PathLike | None = None) -> np.ndarray:
     """Crops of annotated faces for an int8 export's calibration: up to ``faces`` faces spread
     evenly over the folder's usable annotations (the converter's reader), cropped as the
     predictor crops them.
 
+    Args:
+        annotation_dir: a folder of annotation files.
+        image_dir: their images.
+        input_size: the crops' ``(W, H)``.
+        padding: mmpose's box padding.
+        faces: at most this many faces.
+        split_file: only the files it lists (the converter's ``train.txt``), so that the
+            faces a model is then evaluated on (``val.txt``, ``test.txt``) are not among those
+            its int8 ranges were calibrated on.
+
     Raises:
-        CheckpointError: no usable annotated face in the folder.
+        CheckpointError: no usable annotated face in the folder (or in the split).
+        EvaluationInputError: an unreadable split file.
     """
     import cv2
 
     from .converter import AnnotationReader, face_box_xyxy
+    from .evaluation import read_split_file
     from .onnx_predictor import crop_boxes
     if faces < 1:
         raise CheckpointError(f'calibrating needs at least 1 face, not {faces}')
     contents = AnnotationReader(image_dir, progress=False).read(annotation_dir)
-    found = [(record, face) for record in contents.records
-             for face in record.annotation.faces]
+    records = contents.records
+    if split_file is not None:
+        listed = read_split_file(split_file)
+        records = [record for record in records if record.name in listed]
+    found = [(record, face) for record in records for face in record.annotation.faces]
     if not found:
-        raise CheckpointError(f'no usable annotated face in {annotation_dir} (with images in '
-                              f'{image_dir}) to calibrate the int8 export on')
+        among = '' if split_file is None else f' listed in {split_file}'
+        raise CheckpointError(f'no usable annotated face{among} in {annotation_dir} (with '
+                              f'images in {image_dir}) to calibrate the int8 export on')
     picks = sorted(set(np.linspace(0, len(found) - 1, min(faces, len(found))).round()
                        .astype(int).tolist()))
     crops = []
@@ -395,7 +412,8 @@ def quantize_int8(graph: str | os.PathLike, out: str | os.PathLike, crops: np.nd
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
                 config: str | os.PathLike | None = None, opset: int = OPSET,
                 calibration: tuple[str | os.PathLike, str | os.PathLike] | None = None,
-                calibration_faces: int = CALIBRATION_FACES) -> Path:
+                calibration_faces: int = CALIBRATION_FACES,
+                calibration_split_file: str | os.PathLike | None = None) -> Path:
     """Write a checkpoint as one ONNX graph from uint8 BGR crops to keypoints and scores.
 
     Args:
@@ -408,17 +426,30 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
             graph calibrated on them (:func:`calibration_crops`, :func:`quantize_int8`);
             None for float32.
         calibration_faces: at most this many faces to calibrate on.
+        calibration_split_file: calibrate only on the annotation files it lists (the
+            converter's ``train.txt``: not on the faces the model is evaluated on).
 
     Returns:
-        The file written, checked with ``onnx.checker``.
+        The file written, checked with ``onnx.checker``. A failed export leaves neither it nor
+        a temporary file.
 
     Raises:
-        CheckpointError: an unreadable checkpoint, weights that do not fit the config, or a
-            model the graph cannot express.
+        CheckpointError: an unreadable checkpoint, weights that do not fit the config, a
+            model the graph cannot express, an output not named ``.onnx`` (in any case: the
+            tools tell ONNX files by it), or an output that is the checkpoint itself (a link to
+            it included).
     """
     import onnx
 
     from .checkpoints import init_model_strict
+    from .export import move_into_place, refuse_overwriting_input
+    from .onnx_predictor import is_onnx_path
+    if not is_onnx_path(out):
+        raise CheckpointError(f'{out}: an ONNX graph needs an .onnx name, by which the tools '
+                              'tell it from a checkpoint')
+    if Path(out).is_dir():
+        raise CheckpointError(f'{out}: a folder; give the name of the file to write')
+    refuse_overwriting_input(checkpoint, out)
     # The config is checked first: a model the graph cannot express is refused before its
     # weights are read (or downloaded, for a pretrained name).
     model = init_model_strict(config, checkpoint, device='cpu', check_model=graph_settings)
@@ -426,7 +457,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
     crops = None
     if calibration is not None:  # cropped as the predictor will crop
         crops = calibration_crops(*calibration, input_size=tuple(settings['input_size']),
-                                  padding=settings['bbox_padding'], faces=calibration_faces)
+                                  padding=settings['bbox_padding'], faces=calibration_faces,
+                                  split_file=calibration_split_file)
     graph = build_graph(model, settings)
     width, height = settings['input_size']
     example = torch.zeros(2, height, width, 3, dtype=torch.uint8)
@@ -474,5 +506,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
         tmp.unlink(missing_ok=True)  # one line, no partial file
         first = first_line(e)
         raise CheckpointError(f'{checkpoint}: ONNX export failed ({first[:300]})') from None
-    os.replace(tmp, out)
+    except BaseException:  # Ctrl-C: no partial file either
+        tmp.unlink(missing_ok=True)
+        raise
+    move_into_place(tmp, out)
     return out

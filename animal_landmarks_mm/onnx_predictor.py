@@ -32,11 +32,44 @@ from .errors import AnimalLandmarksError, first_line
 
 #: metadata the predictor needs from the file (written by :func:`.onnx_export.export_onnx`)
 REQUIRED_METADATA = ('keypoint_names', 'flip_indices', 'input_size', 'bbox_padding')
+CUDA_PROVIDER = 'CUDAExecutionProvider'
+CPU_PROVIDER = 'CPUExecutionProvider'
 
 
 class OnnxModelError(AnimalLandmarksError, ValueError):
     """An ONNX file that cannot be used as a landmark model; the message is one line naming
     the file."""
+
+
+class NonFinitePredictionError(AnimalLandmarksError, ValueError):
+    """A model whose points or scores are NaN or infinite (weights of a diverged run); the
+    message is one line naming the model file."""
+
+
+def is_onnx_path(path: str | os.PathLike) -> bool:
+    """Whether a model file is an ONNX graph, by its suffix in any case (``.onnx``,
+    ``.ONNX``): the one test of the tools that write (``tools/export.py``) and read
+    (:func:`.infer.load_predictor`) such files, so that they never disagree."""
+    return str(path).lower().endswith('.onnx')
+
+
+def check_finite_predictions(keypoints: np.ndarray, scores: np.ndarray,
+                             model: str | os.PathLike) -> None:
+    """Refuse a model's output that holds NaN or infinite values, right after the model ran.
+
+    A checkpoint of a run that diverged (NaN weights, e.g. a ``--amp`` run whose loss
+    overflowed) loads like any other; its points would otherwise reach JSON writers, which
+    refuse NaN, half-way through writing a run's outputs.
+
+    Raises:
+        NonFinitePredictionError: naming ``model``.
+    """
+    keypoints, scores = np.asarray(keypoints), np.asarray(scores)
+    if np.isfinite(keypoints).all() and np.isfinite(scores).all():
+        return
+    what = 'NaN' if np.isnan(keypoints).any() or np.isnan(scores).any() else 'infinite'
+    raise NonFinitePredictionError(f'{model} gives {what} points: a diverged run? (use an '
+                                   'earlier checkpoint of it)')
 
 
 @dataclass
@@ -115,7 +148,20 @@ def default_providers() -> list[str]:
     """CUDA when this onnxruntime build has it, then the CPU."""
     import onnxruntime
     available = onnxruntime.get_available_providers()
-    return [p for p in ('CUDAExecutionProvider', 'CPUExecutionProvider') if p in available]
+    return [p for p in (CUDA_PROVIDER, CPU_PROVIDER) if p in available]
+
+
+def _provider_name(provider: str | tuple[str, dict]) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
+def _missing_provider_message(path: Path, missing: list[str], why: str) -> str:
+    """One line: the providers asked for that the session cannot have, and the way out."""
+    if CUDA_PROVIDER in missing:
+        return (f'{path}: CUDA asked for, but {why}: install onnxruntime-gpu (in place of '
+                'onnxruntime), or run on the CPU (--device cpu)')
+    return f'{path}: {", ".join(missing)} asked for, but {why}'
+
 
 
 def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[int, int],
@@ -148,7 +194,8 @@ class OnnxLandmarkPredictor:
         path: the ``.onnx`` file from ``tools/export.py --format onnx``.
         providers: onnxruntime execution providers, in order of preference, each a name or
             ``(name, options)`` (``('CUDAExecutionProvider', {'device_id': 1})``); None for
-            CUDA when present, else the CPU.
+            CUDA when present, else the CPU. A provider asked for that this onnxruntime lacks
+            or cannot start is an error (onnxruntime itself would warn and run on the CPU).
         intra_op_num_threads: CPU threads of one run; None for onnxruntime's default (the
             physical cores).
         max_batch: at most this many crops per run (bounds memory for images with many faces).
@@ -163,7 +210,8 @@ class OnnxLandmarkPredictor:
 
     Raises:
         OnnxModelError: a missing file, one onnxruntime cannot load, one without the metadata
-            of an exported landmark graph, or onnxruntime not installed.
+            of an exported landmark graph, onnxruntime not installed, or a provider asked for
+            (CUDA) that this onnxruntime does not have.
     """
 
     def __init__(self, path: str | os.PathLike,
@@ -183,6 +231,14 @@ class OnnxLandmarkPredictor:
             options.intra_op_num_threads = int(intra_op_num_threads)
         options.add_session_config_entry('session.intra_op.allow_spinning',
                                          '1' if allow_spinning else '0')
+        available = onnxruntime.get_available_providers()
+        # onnxruntime only warns and runs on the CPU when a provider asked for is missing: a
+        # GPU run asked for would silently be a CPU run, many times slower
+        asked = [_provider_name(p) for p in providers or () if _provider_name(p) != CPU_PROVIDER]
+        lacking = [name for name in asked if name not in available]
+        if lacking:
+            raise OnnxModelError(_missing_provider_message(
+                path, lacking, f'this onnxruntime build has only {", ".join(available)}'))
         try:
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=providers or default_providers())
@@ -190,6 +246,13 @@ class OnnxLandmarkPredictor:
             first = first_line(e)
             raise OnnxModelError(f'{path}: not an ONNX model onnxruntime can load '
                                  f'({first[:200]})') from None
+        # present in the build but not started (CUDA or cuDNN libraries missing): again only
+        # a warning from onnxruntime
+        not_started = [name for name in asked if name not in self.session.get_providers()]
+        if not_started:
+            raise OnnxModelError(_missing_provider_message(
+                path, not_started, 'onnxruntime could not start it (see its warning above: '
+                'CUDA or cuDNN libraries missing or of another version?)'))
         raw = self.session.get_modelmeta().custom_metadata_map
         missing = [key for key in REQUIRED_METADATA if key not in raw]
         inputs = self.session.get_inputs()
@@ -256,6 +319,7 @@ class OnnxLandmarkPredictor:
 
         Raises:
             OnnxModelError: an image that is not ``(H, W, 3)`` uint8, or malformed boxes.
+            NonFinitePredictionError: NaN or infinite points or scores (a diverged model).
         """
         image_bgr = np.asarray(image_bgr)
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
@@ -273,6 +337,7 @@ class OnnxLandmarkPredictor:
                 boxes[:, :4].astype(np.float32)
         crops, center, scale = self.crop(image_bgr, boxes)
         keypoints, scores = self.predict_crops(crops)
+        check_finite_predictions(keypoints, scores, self.checkpoint)
         # add_pred_to_datasample: crop pixels -> image pixels (numpy promotes to float64 there
         # too, before the float32 store)
         input_size = np.array(self.input_size)

@@ -1,9 +1,12 @@
 """tools/evaluate.py end to end on a tiny trained model."""
 import json
+import os
+import shutil
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from animal_landmarks_mm.annotation import load_annotation, parse_annotation
 from conftest import REPO, run_tool
@@ -89,3 +92,118 @@ def test_evaluate_bad_input(trained, tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith('error: ')
     assert 'missing.json' in proc.stderr
+
+
+def _test_split(coco_dir, folder):
+    """The test split's annotation files, copied into ``folder``."""
+    folder.mkdir()
+    for name in (coco_dir / 'test.txt').read_text().split():
+        shutil.copy(coco_dir / 'landmarks' / name, folder / name)
+    return folder
+
+
+def test_compared_checkpoints_of_one_name_get_a_curve_each(trained, coco_dir, tmp_path,
+                                                           monkeypatch):
+    """Two runs' best.pth: one CED curve each, labelled with their folders (a dict keyed by
+    the file name kept only the second)."""
+    from animal_landmarks_mm import evaluation
+    work_dir, _ = trained
+    for run in ('run_a', 'run_b'):
+        (tmp_path / run).mkdir()
+        os.link(work_dir / 'epoch_1.pth', tmp_path / run / 'best.pth')
+    plotted = []
+
+    def plot_and_record(curves, out_file, **kwargs):  # the real plot, its curves kept
+        plotted.append(dict(curves))
+        return real_plot_ced(curves, out_file, **kwargs)
+
+    real_plot_ced = evaluation.plot_ced
+    monkeypatch.setattr(evaluation, 'plot_ced', plot_and_record)
+    faces, _ = evaluation.faces_from_annotation_dir(coco_dir / 'landmarks', coco_dir / 'images',
+                                                    coco_dir / 'test.txt')
+    evaluation.evaluate(tmp_path / 'run_a' / 'best.pth', faces, tmp_path / 'out',
+                        compare=tmp_path / 'run_b' / 'best.pth', progress=False)
+    [curves] = plotted
+    assert list(curves) == ['run_a/best.pth', 'run_b/best.pth']
+    assert (tmp_path / 'out' / 'ced.png').is_file()
+    assert evaluation.curve_labels(['a/best.pth', 'b/best.pth', 'c.pth']) == [
+        'a/best.pth', 'b/best.pth', 'c.pth']
+    assert evaluation.curve_labels(['x/a/best.pth', 'y/a/best.pth']) == [
+        'x/a/best.pth', 'y/a/best.pth']
+    assert evaluation.curve_labels(['run/best.pth', 'run/best.pth']) == [
+        'run/best.pth', 'run/best.pth (2)']
+
+
+def test_faces_without_eye_corners_give_outputs_not_a_traceback(trained, coco_dir, tmp_path):
+    """No face has both points 11 and 19 (the inter-ocular normaliser): the inter-ocular
+    numbers, FR and AUC among them, are left out of metrics.json (JSON has no NaN), shown as
+    '-' in metrics.txt; predictions.json and ced.png are written as always."""
+    from animal_landmarks_mm.annotation import load_annotation, save_annotation
+    folder = _test_split(coco_dir, tmp_path / 'landmarks')
+    for path in folder.iterdir():
+        ann = load_annotation(path)
+        for face in ann.faces:
+            face.landmarks[11], face.visibility[11] = None, 0
+        save_annotation(path, ann)
+    out = tmp_path / 'out'
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
+                    coco_dir / 'images', '--annotation-dir', folder, '--output-dir', out,
+                    '--visualize', '--num-vis-samples', '1')
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['faces'] == metrics['faces_without_eye_corners'] == 3
+    assert not {'NME', 'FR@0.1', 'AUC@0.1'} & metrics.keys() and metrics['NME_box'] > 0
+    assert 'failure rate @0.1          -' in proc.stdout
+    assert len(json.loads((out / 'predictions.json').read_text())) == 3
+    assert cv2.imread(str(out / 'ced.png')) is not None
+    assert len(list((out / 'visualizations').glob('*.jpg'))) == 1
+
+
+@pytest.mark.parametrize('inside', ['', 'eval'])
+def test_an_output_folder_among_the_annotations_is_refused(trained, coco_dir, tmp_path,
+                                                           inside):
+    """metrics.json would overwrite the annotation of an image metrics.png, predictions.json
+    would be read later as a bad annotation: refused in one line, nothing written."""
+    folder = _test_split(coco_dir, tmp_path / 'landmarks')
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    output_dir = folder / inside if inside else folder
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
+                    coco_dir / 'images', '--annotation-dir', folder, '--output-dir',
+                    output_dir, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: --output-dir {output_dir} would write metrics.txt, metrics.json, '
+        f'predictions.json, ced.png, visualizations/ among the annotation files of {folder}; '
+        'choose an output folder outside it')
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_diverged_checkpoint_is_one_line_and_writes_nothing(trained, coco_dir, tmp_path):
+    """NaN weights (a diverged --amp run) load like any others; the NaN points they give stop
+    the run, naming the checkpoint, before any output is written."""
+    diverged = _diverged_copy(trained[0] / 'epoch_1.pth', tmp_path / 'diverged.pth')
+    out = tmp_path / 'out'
+    proc = run_tool('evaluate.py', '--checkpoint', diverged, '--image-dir', coco_dir / 'images',
+                    '--annotation-dir', coco_dir / 'landmarks', '--split-file',
+                    coco_dir / 'test.txt', '--output-dir', out, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: {diverged} gives NaN points: a diverged run? (use an earlier checkpoint of it)')
+    assert not any(out.iterdir())
+    # the healthy model first, the diverged one compared: still nothing half-written
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--compare',
+                    diverged, '--image-dir', coco_dir / 'images', '--annotation-dir',
+                    coco_dir / 'landmarks', '--split-file', coco_dir / 'test.txt',
+                    '--output-dir', out, check=False)
+    assert proc.returncode == 1 and 'gives NaN points' in proc.stderr
+    assert not any(out.iterdir())
+
+
+def _diverged_copy(checkpoint, path):
+    """``checkpoint``'s weights with the head's bias NaN, as a diverged run leaves them."""
+    from animal_landmarks_mm.checkpoints import read_checkpoint, to_mmpose_state_dict
+    state_dict, meta = read_checkpoint(checkpoint)
+    state_dict = to_mmpose_state_dict(state_dict)
+    state_dict['head.final_layer.bias'] = torch.full_like(state_dict['head.final_layer.bias'],
+                                                          float('nan'))
+    torch.save(dict(state_dict=state_dict, meta=meta), path)
+    return path

@@ -1,6 +1,10 @@
 """anime_face_detector compatibility: fine-tune from its checkpoints, export into its layout, and
 the same points from the real consumer (anime-face-detector 0.1.0) as from mmpose 1.x."""
 import hashlib
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +21,7 @@ from animal_landmarks_mm.checkpoints import (
 )
 from animal_landmarks_mm.export import export_checkpoint
 from animal_landmarks_mm.training import set_data_root
-from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPORT, TINY_OPTIONS, run_tool
+from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, REPORT, TINY_OPTIONS, run_tool
 
 anime_face_detector = pytest.importorskip('anime_face_detector')
 from anime_face_detector._landmark import LandmarkModel  # noqa: E402
@@ -209,3 +213,69 @@ def test_name_mapping_is_a_bijection(afd_state_dict):
         'head.conv_layers.1.running_var', 'head.conv_layers.1.num_batches_tracked',
         'head.final_layer.weight', 'head.final_layer.bias'}
     assert to_anime_face_detector_state_dict(there).keys() == afd_state_dict.keys()
+
+
+def test_export_never_overwrites_its_input(afd_files, tmp_path):
+    """An output that is the checkpoint (its path, a hard link, a symbolic link either way) is
+    refused before anything is written: the training checkpoint stays as it was."""
+    checkpoint = tmp_path / 'train.pth'
+    shutil.copy(afd_files / 'mmpose_anime-face_hrnetv2.pth', checkpoint)
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    os.link(checkpoint, tmp_path / 'hard.pth')
+    (tmp_path / 'out_link.safetensors').symlink_to(checkpoint)
+    (tmp_path / 'in_link.pth').symlink_to(checkpoint)
+    for source, out in ((checkpoint, checkpoint), (checkpoint, tmp_path / 'hard.pth'),
+                        (checkpoint, tmp_path / 'out_link.safetensors'),
+                        (tmp_path / 'in_link.pth', checkpoint)):
+        with pytest.raises(CheckpointError, match=r'the output is the checkpoint being exported'):
+            export_checkpoint(source, out)
+    proc = run_tool('export.py', checkpoint, checkpoint, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: {checkpoint}: the output is the checkpoint being exported; writing it would '
+        'destroy it: choose another output file')
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'hard.pth', 'in_link.pth', 'out_link.safetensors', 'train.pth']
+    # an mmpose release file is named by its hash: the same OUT writes another file
+    release = export_checkpoint(checkpoint, checkpoint, fmt='mmpose')
+    assert release != checkpoint and release.parent == tmp_path
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize('suffix', ['safetensors', 'pth'])
+def test_a_failed_write_leaves_no_file_behind(afd_files, tmp_path, suffix):
+    """A write that fails half-way (a file-size limit here, a full disk in life): one line,
+    and neither the output nor its temporary file .<out>.tmp is left."""
+    resource = pytest.importorskip('resource')
+    out = tmp_path / f'animal_face.{suffix}'
+
+    def limit_file_size():  # in the tool's process only; Python ignores SIGXFSZ: EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+
+    proc = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'export.py'),
+         str(afd_files / 'mmpose_anime-face_hrnetv2.pth'), str(out)],
+        env=dict(os.environ, PYTHONWARNINGS='ignore'), capture_output=True, text=True,
+        preexec_fn=limit_file_size, timeout=600)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: {out}: could not write (') or \
+        last.startswith('error: File too large'), last
+    assert list(tmp_path.iterdir()) == []
+    # an output that names a folder: said so, before anything is read or written
+    out.mkdir()
+    with pytest.raises(CheckpointError, match='a folder; give the name of the file to write'):
+        export_checkpoint(afd_files / 'mmpose_anime-face_hrnetv2.pth', out)
+    assert [p.name for p in tmp_path.iterdir()] == [out.name] and not any(out.iterdir())
+
+
+def test_the_output_suffix_decides_the_format_in_any_case(afd_files, afd_state_dict, tmp_path):
+    """.SAFETENSORS is safetensors; an .onnx name (any case) for a torch file is refused: the
+    tools would read it as an ONNX graph."""
+    out = export_checkpoint(afd_files / 'model.safetensors', tmp_path / 'model.SAFETENSORS')
+    assert load_file(str(out)).keys() == afd_state_dict.keys()
+    for name in ('model.onnx', 'model.ONNX'):
+        with pytest.raises(CheckpointError, match='an .onnx name for a pth file'):
+            export_checkpoint(afd_files / 'model.safetensors', tmp_path / name, fmt='pth')
+    assert [p.name for p in tmp_path.iterdir()] == ['model.SAFETENSORS']

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from animal_landmarks_mm import schema
+from animal_landmarks_mm.annotate import AnnotationSession
 from animal_landmarks_mm.annotation import (
     file_sha256,
     load_annotation,
@@ -94,7 +95,7 @@ def test_infer_tool_with_boxes_writes_pictures_and_annotations(model, checkpoint
     # a model's points are to review: never trained on until a person accepts them
     assert ann.status == 'predicted' and ann.meta['annotator'] == 'model'
     assert ann.meta['model'] == f'sha256:{file_sha256(checkpoint)}'
-    assert ann.meta['source']['boxes'] == 'boxes file'
+    assert ann.meta['prediction']['boxes'] == 'boxes file'
 
 
 def test_infer_tool_whole_image_fallback_warns(coco_dir, trained, tmp_path):
@@ -129,7 +130,7 @@ def test_face_detector_boxes_are_grown_as_anime_face_detector_does(coco_dir, tra
              '--out-dir', tmp_path / 'out')
     ann = load_annotation(tmp_path / 'out' / 'annotations' / f'{image_path.stem}.json')
     assert len(ann.faces) == len(boxes)
-    assert ann.meta['source']['boxes'] == 'anime_face_detector face detector'
+    assert ann.meta['prediction']['boxes'] == 'anime_face_detector face detector'
 
 
 def test_predictions_never_overwrite_a_persons_work_and_rank_by_uncertainty(coco_dir, trained,
@@ -144,13 +145,18 @@ def test_predictions_never_overwrite_a_persons_work_and_rank_by_uncertainty(coco
     out = tmp_path / 'landmarks'  # the annotator's output folder
     save_annotation(out / f'{images[0].stem}.json', annotated)
     before = (out / f'{images[0].stem}.json').read_bytes()
+    session = AnnotationSession(folder, out)  # a person's unfinished work on the second image
+    begun = session.open(images[1].name)
+    begun.click(5, 5)
+    draft = session.save(begun)
     proc = run_tool('infer.py', folder, '--checkpoint', trained[0] / 'epoch_1.pth', '--out-dir',
                     tmp_path / 'infer', '--annotation-dir', out, '--rank')
-    assert '1 images already annotated by a person' in proc.stdout
+    assert '2 images already annotated by a person or being annotated' in proc.stdout
     assert (out / f'{images[0].stem}.json').read_bytes() == before
+    assert draft.is_file() and not session.annotation_path(images[1].name).exists()
     ranking = json.loads((tmp_path / 'infer' / 'ranking.json').read_text())
-    assert [r['image'] for r in ranking] != [] and len(ranking) == 3
-    assert images[0].name not in [r['image'] for r in ranking]
+    assert len(ranking) == 2
+    assert {images[0].name, images[1].name}.isdisjoint(r['image'] for r in ranking)
     scores = [r['uncertainty'] for r in ranking]
     assert scores == sorted(scores, reverse=True) and all(s >= 0 for s in scores)
     for entry in ranking:
@@ -220,3 +226,25 @@ def test_infer_bad_input_is_a_one_line_error(coco_dir, trained, tmp_path, args, 
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and message in last
+
+
+def test_a_diverged_checkpoint_is_one_line_before_any_output(coco_dir, trained, tmp_path):
+    """NaN weights (a diverged --amp run) load like any others; the NaN points they give stop
+    the run, naming the checkpoint, before the image's picture or annotation is written."""
+    from animal_landmarks_mm.checkpoints import read_checkpoint, to_mmpose_state_dict
+    state_dict, meta = read_checkpoint(trained[0] / 'epoch_1.pth')
+    state_dict = to_mmpose_state_dict(state_dict)
+    state_dict['head.final_layer.bias'] = torch.full_like(state_dict['head.final_layer.bias'],
+                                                          float('nan'))
+    diverged = tmp_path / 'diverged.pth'
+    torch.save(dict(state_dict=state_dict, meta=meta), diverged)
+    image_path, box = _image_and_box(coco_dir)
+    boxes = tmp_path / 'boxes.json'
+    boxes.write_text(json.dumps({image_path.name: [box.tolist()]}))
+    out = tmp_path / 'out'
+    proc = run_tool('infer.py', image_path, '--checkpoint', diverged, '--boxes', boxes,
+                    '--out-dir', out, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: {diverged} gives NaN points: a diverged run? (use an earlier checkpoint of it)')
+    assert not [p for p in out.rglob('*') if p.is_file()]

@@ -1,4 +1,6 @@
 """LandmarkMetric against hand-computed cases and against mmpose's own NME."""
+import json
+
 import numpy as np
 import pytest
 from mmpose.evaluation.metrics import NME
@@ -81,6 +83,21 @@ def test_face_without_eye_corners_is_left_out_of_interocular_numbers():
     assert m['faces_without_eye_corners'] == 1
     assert m['NME'] == pytest.approx(0.01)  # from face 0 alone
     assert m['NME_box'] == pytest.approx(1 / 200)  # the box still normalises both
+
+
+def test_no_face_with_both_eye_corners_leaves_the_interocular_numbers_out():
+    """Nothing to normalise inter-ocularly: NME, FR and AUC are left out (as a number with
+    nothing to average always was), never NaN, which JSON cannot hold; the box NME stays."""
+    gt = np.stack([_face(), _face()])
+    visibility = np.full((2, 28), 2)
+    visibility[0, 11] = visibility[1, 19] = 0
+    m = compute_landmark_metrics(gt + [1.0, 0], gt, visibility, np.repeat(BOX, 2, axis=0))
+    assert m['faces_without_eye_corners'] == 2
+    for key in ('NME', 'FR@0.1', 'AUC@0.1', 'NME_eyes', 'NME_point/chin'):
+        assert key not in m, key
+    assert m['NME_box'] == pytest.approx(1 / 200)
+    json.dumps(m, allow_nan=False)  # what metrics.json is written with
+    assert failure_rate_and_auc(np.array([np.nan, np.nan])) == (None, None)
 
 
 def _samples(rng, n=6):

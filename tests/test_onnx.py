@@ -381,8 +381,8 @@ def test_calibration_crops_spread_over_the_faces_of_several_images(tmp_path):
 def test_an_int8_export_calibrated_on_annotated_faces(peaked_checkpoint, peaked_scenes,
                                                       cli_export, tmp_path):
     """tools/export.py --int8: the network's convolutions quantised (QDQ), calibrated on the
-    faces of an annotation folder; the decoder stays float; the metadata says so; the points
-    stay close to the float graph's on faces the model knows."""
+    faces of an annotation folder that a split file lists; the decoder stays float; the
+    metadata says so; the points stay close to the float graph's on faces the model knows."""
     from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
     images, landmarks = tmp_path / 'images', tmp_path / 'landmarks'
     images.mkdir()
@@ -391,9 +391,17 @@ def test_an_int8_export_calibrated_on_annotated_faces(peaked_checkpoint, peaked_
         save_annotation(landmarks / f'scene_{k}.json', ImageAnnotation(
             f'scene_{k}.png', image.shape[1], image.shape[0],
             [Face([tuple(map(float, p)) for p in face]) for face in points]))
+    # the validation split's faces (scene 0 mirrored): not to calibrate on
+    image, _, points = peaked_scenes[0]
+    cv2.imwrite(str(images / 'mirrored.png'), np.ascontiguousarray(image[:, ::-1]))
+    save_annotation(landmarks / 'mirrored.json', ImageAnnotation(
+        'mirrored.png', image.shape[1], image.shape[0],
+        [Face([(image.shape[1] - 1 - float(x), float(y)) for x, y in face]) for face in points]))
+    (tmp_path / 'train.txt').write_text('scene_0.json\nscene_1.json\n')
     out = tmp_path / 'int8.onnx'
     proc = run_tool('export.py', peaked_checkpoint, out, '--int8',
-                    '--calibration-annotation-dir', landmarks, '--calibration-image-dir', images)
+                    '--calibration-annotation-dir', landmarks, '--calibration-image-dir', images,
+                    '--calibration-split-file', tmp_path / 'train.txt')
     assert 'int8' in proc.stdout
     model = onnx.load(str(out))
     kinds = [node.op_type for node in model.graph.node]
@@ -426,3 +434,94 @@ def test_an_int8_export_calibrated_on_annotated_faces(peaked_checkpoint, peaked_
     proc = run_tool('export.py', peaked_checkpoint, tmp_path / 'none.onnx', '--int8',
                     check=False)
     assert 'error: --int8 needs --calibration-annotation-dir' in proc.stderr
+
+
+def test_an_upper_case_onnx_name_is_an_onnx_graph(cli_export, peaked_checkpoint, peaked_scenes,
+                                                  tmp_path):
+    """tools/export.py and the tools that read models tell an ONNX file by one test
+    (is_onnx_path), in any case: model.ONNX is a graph, written and read as one."""
+    from animal_landmarks_mm.infer import load_predictor
+    from animal_landmarks_mm.onnx_predictor import is_onnx_path
+    assert is_onnx_path('a/model.ONNX') and is_onnx_path('model.Onnx')
+    assert not is_onnx_path('model.onnx.pth') and not is_onnx_path('onnx')
+    out = tmp_path / 'model.ONNX'
+    proc = run_tool('export.py', peaked_checkpoint, out)
+    assert f'opset {OPSET}' in proc.stdout
+    onnx.checker.check_model(str(out), full_check=True)
+    predictor = load_predictor(out)
+    assert isinstance(predictor, OnnxLandmarkPredictor)
+    image, boxes, _ = peaked_scenes[0]
+    np.testing.assert_array_equal(
+        predictor.predict(image, boxes).pred_instances.keypoints,
+        OnnxLandmarkPredictor(cli_export[0]).predict(image, boxes).pred_instances.keypoints)
+    # a graph under another name would be read as a checkpoint: refused
+    proc = run_tool('export.py', peaked_checkpoint, tmp_path / 'model.pth', '--format', 'onnx',
+                    check=False)
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: {tmp_path / "model.pth"}: an ONNX graph needs an .onnx name, by which the tools '
+        'tell it from a checkpoint')
+
+
+def test_the_onnx_export_never_overwrites_its_input(peaked_checkpoint, tmp_path):
+    from animal_landmarks_mm.annotation import file_sha256
+    from animal_landmarks_mm.checkpoints import CheckpointError
+    digest = file_sha256(peaked_checkpoint)
+    os.link(peaked_checkpoint, tmp_path / 'same.onnx')
+    with pytest.raises(CheckpointError, match='the output is the checkpoint being exported '
+                       r'\(the same file as'):
+        export_onnx(peaked_checkpoint, tmp_path / 'same.onnx')
+    assert file_sha256(peaked_checkpoint) == digest
+    assert [p.name for p in tmp_path.iterdir()] == ['same.onnx']
+
+
+def test_cuda_asked_of_an_onnxruntime_without_it_is_an_error(cli_export, peaked_scenes,
+                                                             tmp_path):
+    """onnxruntime alone would warn and run on the CPU: --device cuda with the CPU build is
+    refused in one line saying what to install."""
+    from animal_landmarks_mm.infer import onnx_providers
+    if 'CUDAExecutionProvider' in ort.get_available_providers():
+        pytest.skip('this onnxruntime has CUDA (onnxruntime-gpu)')
+    for device in ('cuda', 'cuda:1'):
+        with pytest.raises(OnnxModelError, match=r'CUDA asked for, but this onnxruntime build '
+                           r'has only .*: install onnxruntime-gpu .*--device cpu'):
+            OnnxLandmarkPredictor(cli_export[0], providers=onnx_providers(device))
+    image, boxes, _ = peaked_scenes[1]
+    cv2.imwrite(str(tmp_path / 'one.png'), image)
+    proc = run_tool('infer.py', tmp_path / 'one.png', '--checkpoint', cli_export[0],
+                    '--device', 'cuda', '--out-dir', tmp_path / 'out', check=False)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: {cli_export[0]}: CUDA asked for') and \
+        'install onnxruntime-gpu' in last
+    assert not (tmp_path / 'out').exists()
+    assert OnnxLandmarkPredictor(cli_export[0], providers=onnx_providers('cpu')).providers == [
+        'CPUExecutionProvider']
+
+
+def test_calibration_takes_only_the_faces_a_split_file_lists(tmp_path):
+    """--calibration-split-file train.txt: the int8 ranges are fitted to the training faces,
+    not to the validation faces the graph is then evaluated on."""
+    from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
+    from animal_landmarks_mm.checkpoints import CheckpointError
+    from animal_landmarks_mm.converter import face_box_xyxy
+    images, landmarks = tmp_path / 'images', tmp_path / 'landmarks'
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    expected = {}
+    for k in range(3):
+        image = rng.integers(0, 255, (300, 400, 3), np.uint8)
+        cv2.imwrite(str(images / f'i{k}.png'), image)
+        face = Face([(20.0 + 3.0 * j, 40.0 + 2.0 * j) for j in range(NUM_KEYPOINTS)])
+        save_annotation(landmarks / f'i{k}.json', ImageAnnotation(f'i{k}.png', 400, 300, [face]))
+        expected[k] = crop_boxes(image, np.array([face_box_xyxy(face, 400, 300)], np.float32),
+                                 (256, 256), 1.25)[0][0]
+    (tmp_path / 'train.txt').write_text('i0.json\ni2.json\n')
+    crops = calibration_crops(landmarks, images, input_size=(256, 256), padding=1.25,
+                              split_file=tmp_path / 'train.txt')
+    assert len(crops) == 2
+    assert np.array_equal(crops[0], expected[0]) and np.array_equal(crops[1], expected[2])
+    (tmp_path / 'none.txt').write_text('other.json\n')
+    with pytest.raises(CheckpointError, match=f'no usable annotated face listed in '
+                       f'{tmp_path / "none.txt"}'):
+        calibration_crops(landmarks, images, input_size=(256, 256), padding=1.25,
+                          split_file=tmp_path / 'none.txt')

@@ -9,7 +9,12 @@ import argparse
 import sys
 
 from animal_landmarks_mm.errors import exit_on_error
-from animal_landmarks_mm.evaluation import evaluate, faces_from_annotation_dir, faces_from_coco
+from animal_landmarks_mm.evaluation import (
+    check_output_dir,
+    evaluate,
+    faces_from_annotation_dir,
+    faces_from_coco,
+)
 
 
 def parse_args(argv=None):
@@ -25,13 +30,15 @@ def parse_args(argv=None):
     which.add_argument('--split-file', help='only the annotation files it lists (test.txt)')
     which.add_argument('--ann-file', help='a COCO file of tools/dataset.py instead of a folder '
                        '(images relative to its output folder)')
-    parser.add_argument('--output-dir', required=True)
+    parser.add_argument('--output-dir', required=True,
+                        help='where the outputs go: not the annotation folder, nor inside it')
     parser.add_argument('--visualize', action='store_true',
                         help='write pictures of ground truth vs prediction')
     parser.add_argument('--num-vis-samples', type=int, default=20)
     parser.add_argument('--worst-first', action='store_true',
                         help='picture the worst faces rather than a random sample')
-    parser.add_argument('--compare', help='a second checkpoint whose CED curve joins the plot')
+    parser.add_argument('--compare', help='a second checkpoint whose CED curve joins the plot '
+                        '(curves of files of one name are labelled with their folders)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
     args = parser.parse_args(argv)
     if not args.ann_file and not (args.annotation_dir and args.image_dir):
@@ -42,6 +49,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     with exit_on_error(args.output_dir):
+        if args.annotation_dir and not args.ann_file:
+            check_output_dir(args.output_dir, args.annotation_dir)
         if args.ann_file:
             faces = faces_from_coco(args.ann_file)
         else:

@@ -4,17 +4,17 @@ one ONNX graph (crops in, keypoints out) that onnxruntime runs without torch or 
 Examples:
     python tools/export.py work_dirs/.../best_NME_epoch_60.pth work_dirs/animal_face.safetensors
     python tools/export.py work_dirs/.../best_NME_epoch_60.pth work_dirs/animal_face.onnx
-    # int8, calibrated on annotated faces (2-3x faster on CPUs with VNNI / AMX)
+    # int8, calibrated on the training split's faces (2-3x faster on CPUs with VNNI / AMX)
     python tools/export.py work_dirs/.../best_NME_epoch_60.pth work_dirs/animal_face_int8.onnx \
         --int8 --calibration-annotation-dir data/animal_faces/landmarks \
-        --calibration-image-dir data/raw
+        --calibration-split-file data/animal_faces/train.txt --calibration-image-dir data/raw
 """
 import argparse
 import sys
-from pathlib import Path
 
 from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.export import FORMATS, export_checkpoint
+from animal_landmarks_mm.onnx_predictor import is_onnx_path
 
 #: every --format; onnx is written by animal_landmarks_mm.onnx_export
 ALL_FORMATS = (*FORMATS, 'onnx')
@@ -58,13 +58,18 @@ def parse_args(argv=None):
         help='safetensors / pth: anime_face_detector layout (tensors only, mmpose 0.x names); '
         'mmpose: state_dict + meta with a sha256 suffix, as mmpose publishes models; onnx: one '
         'graph from uint8 BGR crops to keypoints and scores, flip test and DARK decoding inside. '
-        'Default: from the suffix of OUT (.safetensors, .onnx, else pth)')
+        'Default: from the suffix of OUT, in any case (.safetensors, .onnx, else pth). OUT '
+        'must not be CHECKPOINT (nor a link to it)')
     parser.add_argument('--config', help='onnx: the model\'s config (default: the main config)')
     int8 = parser.add_argument_group('onnx, int8 (static quantisation of the network)')
     int8.add_argument('--int8', action='store_true',
                       help='write an int8 graph, its activations calibrated on annotated faces')
     int8.add_argument('--calibration-annotation-dir', metavar='DIR',
-                      help='annotation files of faces to calibrate on (e.g. the training set)')
+                      help='annotation files of faces to calibrate on')
+    int8.add_argument('--calibration-split-file', metavar='FILE',
+                      help='only the annotation files it lists: the training split '
+                      '(tools/dataset.py\'s train.txt), so that the faces you evaluate on are '
+                      'not those the int8 ranges were fitted to')
     int8.add_argument('--calibration-image-dir', metavar='DIR', help='their images')
     int8.add_argument('--calibration-faces', type=int, default=None, metavar='N',
                       help='at most this many faces, spread over the folder (default 64)')
@@ -73,15 +78,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    fmt = args.format or ('onnx' if Path(args.out).suffix == '.onnx' else None)
+    fmt = args.format or ('onnx' if is_onnx_path(args.out) else None)
     if fmt != 'onnx' and (args.config or args.int8):
         sys.exit('error: --config and --int8 are for --format onnx')
     calibration_given = args.calibration_annotation_dir and args.calibration_image_dir
     if args.int8 != bool(calibration_given) or (not args.int8 and (
             args.calibration_annotation_dir or args.calibration_image_dir
-            or args.calibration_faces is not None)):
+            or args.calibration_split_file or args.calibration_faces is not None)):
         sys.exit('error: --int8 needs --calibration-annotation-dir and --calibration-image-dir '
-                 '(and they are only for --int8)')
+                 '(and they, --calibration-split-file and --calibration-faces, are only for '
+                 '--int8)')
     with exit_on_error(args.out):
         if fmt == 'onnx':
             from animal_landmarks_mm.onnx_export import CALIBRATION_FACES, OPSET, export_onnx
@@ -90,7 +96,8 @@ def main(argv=None):
             out = export_onnx(args.checkpoint, args.out, config=args.config,
                               calibration=calibration,
                               calibration_faces=CALIBRATION_FACES if args.calibration_faces is None
-                              else args.calibration_faces)
+                              else args.calibration_faces,
+                              calibration_split_file=args.calibration_split_file)
             kind = ', int8' if args.int8 else ''
             print(f'wrote {out} (ONNX opset {OPSET}{kind}, checked with onnx.checker)')
         else:

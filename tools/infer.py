@@ -65,7 +65,8 @@ def main(argv=None):
     print(f'{len(result.written)} images predicted: pictures in {args.out_dir}/vis, annotation '
           f'files (status "predicted", to review in the annotator) in {folder}')
     if result.kept:
-        print(f'{len(result.kept)} images already annotated by a person: their files were kept')
+        print(f'{len(result.kept)} images already annotated by a person or being annotated (a '
+              'draft): their files were kept')
     if result.ranking:
         print(f'ranking, most uncertain first: {result.ranking} (open the annotator with '
               f'--files {result.ranking})')
