@@ -10,7 +10,8 @@ with its shape, nothing more, or the load stops and says what differs.
 A checkpoint is data. ``.pth`` files go through ``torch.load(weights_only=True)``, which builds
 tensors and the few plain objects :mod:`.checkpoint_compat` allow-lists, never anything callable;
 ``.safetensors`` hold tensors only. Nothing a checkpoint carries (its stored config included) is
-ever executed.
+ever executed: a checkpoint to resume from is read here first (:func:`read_resume_checkpoint`),
+and one carrying the ``meta['config']`` code mmengine's resume would run is refused.
 
 The two layouts (LANDMARKS.md in the project's shared notes): ours is mmpose 1.x's; the
 checkpoints of anime_face_detector are mmpose 0.x's ``TopDown`` HRNetV2-W18, whose names differ
@@ -55,6 +56,12 @@ MMPOSE_TO_AFD_KEYS = (
 )
 
 
+def is_safetensors_path(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint file is a ``.safetensors`` file, by its suffix in any case: the
+    one test of the export that writes such files and of every reader."""
+    return os.path.splitext(path)[1].lower() == '.safetensors'
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors of a checkpoint file, whichever way it holds them, and its ``meta``.
 
@@ -68,21 +75,36 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         CheckpointError: no such file or name, a file torch or safetensors cannot read safely
             (empty, truncated, not a checkpoint, a pickle asking for code), or one holding no
             state dict of tensors.
+        CheckpointMismatchError: a file holding one tensor under both layouts' names
+            (``head.final_layer.weight`` and ``keypoint_head.final_layer.3.weight``, say).
     """
     from .model_zoo import resolve_checkpoint
     path = resolve_checkpoint(path)
-    if path.suffix == '.safetensors':
+    if is_safetensors_path(path):
         from safetensors.torch import load_file
         try:
-            return load_file(str(path)), {}
+            tensors = load_file(str(path))
         except Exception as e:  # SafetensorError, OSError, ...: all "not a checkpoint"
             raise CheckpointError(f'{path}: not a readable safetensors file '
                                   f'({first_line(e)})') from None
+        return _tensors_and_meta(tensors, path)
+    return _tensors_and_meta(_load_pth(path), path)
+
+
+def _load_pth(path: str | os.PathLike) -> object:
+    """A ``.pth`` file as ``torch.load(weights_only=True)`` gives it: tensors and the few
+    plain objects :mod:`.checkpoint_compat` allow-lists, never anything callable."""
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # EOFError, UnpicklingError, RuntimeError of a broken zip, ...
         raise CheckpointError(f'{path}: not a checkpoint torch can read safely '
                               f'({first_line(e)})') from None
+
+
+def _tensors_and_meta(checkpoint: object, path: str | os.PathLike
+                      ) -> tuple[dict[str, torch.Tensor], dict]:
+    """The state dict of a loaded ``.pth`` (plain, or under ``state_dict``) and its ``meta``,
+    checked: tensors under string names, in one layout."""
     meta = {}
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
         meta = checkpoint.get('meta') or {}
@@ -91,16 +113,70 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                        for k, v in checkpoint.items())):
         raise CheckpointError(f'{path}: not a state dict of tensors')
+    try:  # both layouts' name for one tensor: the one read last would win
+        to_mmpose_state_dict(checkpoint)
+    except CheckpointMismatchError as e:
+        raise CheckpointMismatchError(f'{path}: {e}') from None
     return dict(checkpoint), meta if isinstance(meta, dict) else {}
+
+
+def read_resume_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint mmengine's ``Runner.resume`` may be given, read as data: all of it
+    (weights, ``meta``, optimizer and scheduler states), after the checks resuming needs.
+
+    mmengine's resume runs ``Config.fromstring(checkpoint['meta']['config'])``, Python code a
+    checkpoint may carry; mmengine itself stores its config under ``meta['cfg']`` (never
+    executed), so a checkpoint with ``meta['config']`` was not written by a training run here
+    and is refused before mmengine can reach it. Every resume path (``--resume [PATH]``, and a
+    config run with ``resume=True``, through :class:`~.hooks.StrictLoadFromHook`) reads the
+    file here first.
+
+    Args:
+        path: the checkpoint file.
+
+    Returns:
+        The checkpoint, as ``torch.load(weights_only=True)`` gives it.
+
+    Raises:
+        CheckpointError: a missing, unreadable or hostile file, one that carries
+            ``meta['config']``, or one that is not a training checkpoint (no ``meta`` with the
+            epoch and step it was saved at: start weights, which ``--checkpoint`` takes).
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f'checkpoint not found: {path}')
+    checkpoint = _load_pth(path)
+    _tensors_and_meta(checkpoint, path)  # the weights: tensors, one layout
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if not isinstance(meta, dict) or not {'epoch', 'iter'} <= meta.keys():
+        raise CheckpointError(f'{path}: not a training checkpoint (no meta epoch and iter to '
+                              'resume at); to start from its weights, pass it as --checkpoint')
+    if 'config' in meta:
+        raise CheckpointError(f'{path}: refused: its meta holds a \'config\' (Python code that '
+                              'mmengine\'s resume would run); training here never writes one')
+    return checkpoint
 
 
 def revise_keys(state_dict: dict[str, torch.Tensor],
                 revisions: tuple[tuple[str, str], ...]) -> dict[str, torch.Tensor]:
     """Rename keys by ``(pattern, replacement)`` regular expressions, as mmengine's
-    ``load_checkpoint(revise_keys=...)`` does."""
-    for pattern, replacement in revisions:
-        state_dict = {re.sub(pattern, replacement, k): v for k, v in state_dict.items()}
-    return state_dict
+    ``load_checkpoint(revise_keys=...)`` does, refusing two keys that become one name (one
+    tensor would silently replace the other).
+
+    Raises:
+        CheckpointMismatchError: two keys renamed to one (the message names both).
+    """
+    revised: dict[str, torch.Tensor] = {}
+    source_of: dict[str, str] = {}
+    for key, value in state_dict.items():
+        name = key
+        for pattern, replacement in revisions:
+            name = re.sub(pattern, replacement, name)
+        if name in source_of:
+            raise CheckpointMismatchError(
+                f'holds both {source_of[name]} and {key}, the names of one tensor ({name}) in '
+                'the two layouts: a mix of layouts, which one would silently replace the other')
+        source_of[name], revised[name] = key, value
+    return revised
 
 
 def is_anime_face_detector_layout(state_dict: dict[str, torch.Tensor]) -> bool:

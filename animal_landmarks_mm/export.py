@@ -19,6 +19,7 @@ from .annotation import file_sha256
 from .checkpoints import (
     CheckpointError,
     check_anime_face_detector_compatible,
+    is_safetensors_path,
     read_checkpoint,
     to_anime_face_detector_state_dict,
     to_mmpose_state_dict,
@@ -85,7 +86,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
             written (a full disk) is an ``OSError`` or a one-line ``CheckpointError``.
     """
     out = Path(out)
-    fmt = fmt or ('safetensors' if out.suffix.lower() == '.safetensors' else 'pth')
+    fmt = fmt or ('safetensors' if is_safetensors_path(out) else 'pth')
     if fmt not in FORMATS:
         raise CheckpointError(f'unknown format {fmt!r}; choose from {", ".join(FORMATS)}')
     if out.is_dir():

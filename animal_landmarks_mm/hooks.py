@@ -5,7 +5,13 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmpose.registry import HOOKS
 
-from .checkpoints import CheckpointError, CheckpointMismatchError, load_strict
+from .checkpoints import (
+    CheckpointError,
+    CheckpointMismatchError,
+    load_strict,
+    read_resume_checkpoint,
+)
+from .schedule import ScheduleError, resumed_schedule_difference
 
 
 @HOOKS.register_module()
@@ -22,7 +28,12 @@ class StrictLoadFromHook(Hook):
     ``backbone.*`` must match and is loaded (the head keeps its initialisation), for a
     checkpoint with another head.
 
-    Resuming (``--resume``) is left to mmengine.
+    Resuming (``--resume``, ``resume=True``) is left to mmengine, after two checks of the file
+    it will resume from (``load_from``, or the work dir's latest checkpoint), read as data
+    before mmengine opens it: it must not carry a ``meta['config']`` (code mmengine's resume
+    would run; :func:`~animal_landmarks_mm.checkpoints.read_resume_checkpoint`), and the run's
+    schedule must be the one it was saved with (mmengine would load the saved one over it;
+    :func:`~animal_landmarks_mm.schedule.resumed_schedule_difference`).
 
     Args:
         backbone_only: load the backbone only, on the user's explicit request.
@@ -35,11 +46,43 @@ class StrictLoadFromHook(Hook):
         self._path: str | None = None
 
     def before_run(self, runner) -> None:
+        # runs before mmengine's load_or_resume() (Runner.train, .val, .test)
+        if runner._resume:
+            self._check_resume(runner)
+            return
         # mmengine keeps load_from in a private attribute; empty it so that its non-strict
         # load_or_resume() skips it, and load it ourselves once weights are initialised
-        if runner._resume or not runner._load_from:
+        if not runner._load_from:
             return
         self._path, runner._load_from = runner._load_from, None
+
+    @staticmethod
+    def _check_resume(runner) -> None:
+        """Refuse the checkpoint mmengine is about to resume from when it carries code or a
+        schedule other than the run's (see the class docstring)."""
+        from mmengine.optim.scheduler import _ParamScheduler
+        from mmengine.runner import find_latest_checkpoint
+        path = runner._load_from or find_latest_checkpoint(runner.work_dir)
+        if path is None:
+            return  # nothing to resume from: mmengine starts afresh
+        try:
+            checkpoint = read_resume_checkpoint(path)
+        except CheckpointError as e:
+            raise CheckpointError(f'resume: {e}') from None
+        schedulers, saved = runner.param_schedulers, checkpoint.get('param_schedulers')
+        if not schedulers or saved is None:
+            return  # mmengine resumes no schedule then
+        groups = schedulers.values() if isinstance(schedulers, dict) else [schedulers]
+        if not all(isinstance(s, _ParamScheduler) for group in groups for s in group):
+            return  # not built (a validation or test run): no schedule to resume
+        difference = resumed_schedule_difference(schedulers, saved)
+        if difference:
+            raise ScheduleError(
+                f'resume: this run\'s schedule is not the one {path} was saved with '
+                f'({difference}), and mmengine would go on with the saved one: resume with the '
+                'flags and faces of the run it continues (--epochs, --iters, --batch-size, '
+                f'--lr, --accumulate), or start a new run from its weights with --checkpoint '
+                f'{path}')
 
     def _load(self, runner) -> None:
         if self._path is None:

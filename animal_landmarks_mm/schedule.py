@@ -16,10 +16,12 @@ config states its schedule as a *recipe* (``schedule = dict(...)`` beside ``trai
 
 and :func:`plan_schedule` turns it into mmengine's ``train_cfg`` and ``param_scheduler`` for the
 dataset at hand: the number of steps follows from the samples and the batch, whatever the number
-of faces; the warmup is a share of the steps; the lr follows the batch (times gradient
-accumulation) by the square root of its ratio to ``lr_batch``, the rule for Adam (linear
-scaling overshoots at small batches); validation and checkpoint intervals are a share of the run.
-``--epochs``, ``--iters`` and ``--batch-size`` give exactly what they say and the rest follows.
+of faces; the warmup is a share of the steps (none when that is under
+:data:`MIN_WARMUP_ITERS`); a batch larger than the faces is the faces; the lr follows the batch
+(times gradient accumulation) by the square root of its ratio to ``lr_batch``, the rule for Adam
+(linear scaling overshoots at small batches); validation and checkpoint intervals are a share of
+the run. ``--epochs``, ``--iters`` and ``--batch-size`` give exactly what they say and the rest
+follows.
 
 ``tools/train.py`` plans every run of a config that has a ``schedule``; other runners (``mim
 train``) use the config's static ``train_cfg`` and ``param_scheduler`` as written.
@@ -44,6 +46,11 @@ class ScheduleError(AnimalLandmarksError, ValueError):
 RECIPE_DEFAULTS = dict(samples=40_000, min_epochs=60, warmup=0.05, max_warmup_iters=500,
                        final_lr=0.01, validations=10, lr_batch=64)
 
+#: the shortest warmup: mmengine's ``LinearLR`` reaches its end factor at its last step, so one
+#: over a single step stays at its start factor (0.1 %), and the cosine after it chains from
+#: there; a shorter warmup is none (the run starts at the peak lr)
+MIN_WARMUP_ITERS = 2
+
 
 @dataclass
 class SchedulePlan:
@@ -51,13 +58,14 @@ class SchedulePlan:
 
     Attributes:
         faces: training faces (annotations with at least one labelled point).
-        batch: faces per step and process.
+        batch: faces per step and process: the batch asked for, or the faces of a process
+            when they are fewer (each step then takes them all).
         processes: training processes (GPUs), each taking its share of the faces.
         accumulate: gradient accumulation.
         iters_per_epoch: steps for one pass over the faces.
         iters: steps in all.
         epochs: passes over the data (None for an iteration-based run, ``--iters``).
-        warmup_iters: steps of linear warmup.
+        warmup_iters: steps of linear warmup (0: none, the run starts at the peak lr).
         lr: the peak learning rate.
         lr_note: how the lr was chosen, for the printed plan.
         final_lr: the lr at the end of the cosine decay.
@@ -66,6 +74,9 @@ class SchedulePlan:
         validate: whether the run validates at all (not with ``--no-validate``).
         checkpoint_interval: checkpoints every this many epochs or steps, when not at each
             validation (``--save-freq``).
+        workers: data-loading processes per training process, when known.
+        asked_batch: the batch asked for (config or ``--batch-size``) when it was more than the
+            faces of a process; None otherwise.
     """
 
     faces: int
@@ -83,6 +94,7 @@ class SchedulePlan:
     validate: bool = True
     checkpoint_interval: int | None = None
     workers: int | None = None  # data-loading processes per training process, when known
+    asked_batch: int | None = None  # the batch asked for, when more than the faces allow
 
     @property
     def samples(self) -> int:
@@ -97,13 +109,18 @@ class SchedulePlan:
         length = (f'{self.epochs} epochs x {self.iters_per_epoch} steps = {self.iters:,} steps'
                   if self.epochs is not None else f'{self.iters:,} steps '
                   f'({self.iters / self.iters_per_epoch:.1f} epochs)')
+        warmup = (f'{self.warmup_iters} steps '
+                  f'({100 * self.warmup_iters / self.iters:.0f}% of the run), linear'
+                  if self.warmup_iters else
+                  f'none (under {MIN_WARMUP_ITERS} steps: the run starts at the peak lr)')
         lines = [
             f'faces       {self.faces} training faces, batch {self.batch}'
             + (f' x {self.processes} processes' if self.processes > 1 else '')
-            + (f' x {self.accumulate} accumulated' if self.accumulate > 1 else ''),
+            + (f' x {self.accumulate} accumulated' if self.accumulate > 1 else '')
+            + (f' (batch {self.asked_batch} asked: more than the faces, so each step takes '
+               'them all; the lr and the plan follow)' if self.asked_batch else ''),
             f'length      {length}, {self.samples:,} training samples',
-            f'warmup      {self.warmup_iters} steps '
-            f'({100 * self.warmup_iters / self.iters:.0f}% of the run), linear',
+            f'warmup      {warmup}',
             f'lr          {self.lr:.3g} ({self.lr_note}), cosine decay to {self.final_lr:.2g}',
             self._validation_line(unit),
         ]
@@ -148,8 +165,24 @@ def count_training_faces(cfg: Config) -> int:
         raise ScheduleError(f'cannot count the training faces of {path}: {e}') from None
 
 
+#: what each recipe setting may be: (whole number?, smallest, largest, what it must be)
+_RECIPE_RANGES = dict(
+    samples=(True, 0, math.inf, 'a whole number, 0 or more'),
+    min_epochs=(True, 0, math.inf, 'a whole number, 0 or more'),
+    warmup=(False, 0, 1, 'a share of the steps from 0 to 1'),
+    max_warmup_iters=(True, 0, math.inf, 'a whole number, 0 or more'),
+    final_lr=(False, 0, 1, 'a share of the peak lr from 0 to 1'),
+    validations=(True, 1, math.inf, 'a whole number, 1 or more'),
+    lr_batch=(True, 1, math.inf, 'a whole number, 1 or more'),
+)
+
+
 def recipe_of(cfg: Config) -> dict | None:
-    """The config's ``schedule`` recipe with the defaults filled in; None when it has none."""
+    """The config's ``schedule`` recipe with the defaults filled in; None when it has none.
+
+    Raises:
+        ScheduleError: an unknown setting, or a value out of its range (one line naming it).
+    """
     recipe = cfg.get('schedule')
     if recipe is None:
         return None
@@ -157,7 +190,30 @@ def recipe_of(cfg: Config) -> dict | None:
     if unknown:
         raise ScheduleError(f'unknown schedule setting(s) {sorted(unknown)}; known: '
                             f'{", ".join(RECIPE_DEFAULTS)}')
-    return {**RECIPE_DEFAULTS, **recipe}
+    recipe = {**RECIPE_DEFAULTS, **recipe}
+    for name, (whole, low, high, what) in _RECIPE_RANGES.items():
+        value = recipe[name]
+        # bool is an int to Python, and nan compares false with everything: both refused here
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not low <= value <= high or (whole and value != int(value))):
+            raise ScheduleError(f'schedule.{name} must be {what}, got {value!r} (the config\'s '
+                                'schedule recipe)')
+        recipe[name] = int(value) if whole else float(value)
+    if recipe['samples'] == 0 and recipe['min_epochs'] == 0:
+        raise ScheduleError('schedule.samples and schedule.min_epochs are both 0: a run of no '
+                            'steps (the config\'s schedule recipe)')
+    return recipe
+
+
+def check_positive(name: str, value: float | None) -> None:
+    """Refuse a flag that must be a positive finite number (``--lr nan`` compares false with
+    ``<= 0`` and would pass a plain sign check).
+
+    Raises:
+        ScheduleError: naming the flag and the value.
+    """
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ScheduleError(f'{name} must be positive, got {value}')
 
 
 def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
@@ -188,20 +244,31 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         raise ScheduleError('give --epochs or --iters, not both')
     for name, value in (('--epochs', epochs), ('--iters', iters), ('--batch-size', batch_size),
                         ('--lr', lr)):
-        if value is not None and value <= 0:
-            raise ScheduleError(f'{name} must be positive, got {value}')
-    batch = batch_size or cfg.train_dataloader.batch_size
+        check_positive(name, value)
+    asked = batch_size or cfg.train_dataloader.batch_size
+    # each process takes ceil(faces / processes) faces per epoch (DefaultSampler), in batches
+    # of `asked`; a batch larger than that share is the share: the lr and the plan follow the
+    # faces a step really holds, and the loader is given that batch (the same batches)
+    share = math.ceil(faces / processes)
+    drop_last = cfg.train_dataloader.get('drop_last', False)
+    if asked > share and drop_last:
+        raise ScheduleError(f'batch {asked} is more than the {share} training faces of a process '
+                            'and the loader drops incomplete batches (drop_last): no step; give '
+                            f'--batch-size {share} or less')
+    batch = min(asked, share)
     cfg.train_dataloader.batch_size = batch
     accumulate = cfg.optim_wrapper.get('accumulative_counts', 1)
-    # each process takes ceil(faces / processes) faces per epoch, in batches of `batch`
-    iters_per_epoch = math.ceil(math.ceil(faces / processes) / batch)
+    iters_per_epoch = share // batch if drop_last else math.ceil(share / batch)
     if iters is None:
         if epochs is None:
             samples = max(recipe['samples'], recipe['min_epochs'] * faces)
             epochs = math.ceil(samples / faces)
         iters = epochs * iters_per_epoch
-    warmup = min(recipe['max_warmup_iters'], max(1, round(recipe['warmup'] * iters)))
-    warmup = min(warmup, max(1, iters - 1))
+    warmup = min(recipe['max_warmup_iters'], round(recipe['warmup'] * iters), iters - 1)
+    if warmup < MIN_WARMUP_ITERS:
+        # mmengine's LinearLR over one step applies its start factor once and never ramps:
+        # the whole run would stay at 0.1 % of the lr; a run this short starts at the peak
+        warmup = 0
     auto_scale = cfg.get('auto_scale_lr') or {}
     if lr is not None:
         lr_note = 'as given'
@@ -235,15 +302,16 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
     checkpoint.interval, checkpoint.by_epoch = val_interval, epochs is not None
     # per step, whatever the loop: the warmup and the decay are shares of the steps
     cfg.param_scheduler = [
-        dict(type='LinearLR', begin=0, end=warmup, start_factor=0.001, by_epoch=False)]
-    if iters > warmup:  # a run of one step is all warmup
-        cfg.param_scheduler.append(dict(
-            type='CosineAnnealingLR', begin=warmup, end=iters, T_max=iters - warmup,
-            eta_min_ratio=recipe['final_lr'], by_epoch=False))
+        dict(type='LinearLR', begin=0, end=warmup, start_factor=0.001, by_epoch=False)
+    ] if warmup else []
+    cfg.param_scheduler.append(dict(
+        type='CosineAnnealingLR', begin=warmup, end=iters, T_max=iters - warmup,
+        eta_min_ratio=recipe['final_lr'], by_epoch=False))
     return SchedulePlan(faces=faces, batch=batch, processes=processes, accumulate=accumulate,
                         iters_per_epoch=iters_per_epoch, iters=iters, epochs=epochs,
                         warmup_iters=warmup, lr=lr, lr_note=lr_note,
-                        final_lr=lr * recipe['final_lr'], val_interval=val_interval)
+                        final_lr=lr * recipe['final_lr'], val_interval=val_interval,
+                        asked_batch=asked if asked != batch else None)
 
 
 def measure_step_seconds(cfg: Config, steps: int = 2) -> tuple[float, str]:
@@ -280,3 +348,67 @@ def measure_step_seconds(cfg: Config, steps: int = 2) -> tuple[float, str]:
     name = torch.cuda.get_device_name(0) if device == 'cuda' else f'{torch.get_num_threads()} ' \
         'CPU threads'
     return seconds, name
+
+
+#: what a saved scheduler state holds that is its progress, or follows from other settings
+_SCHEDULER_PROGRESS = frozenset({'last_step', 'verbose', 'total_iters'})
+#: settings named first, in this order (then the others, alphabetically)
+_SCHEDULER_SETTINGS_FIRST = ('base_values', 'begin', 'end', 'T_max')
+#: how a scheduler setting is called in the refusal
+_SCHEDULER_SETTING_NAMES = dict(base_values='lr')
+
+
+def resumed_schedule_difference(schedulers: list | dict, saved: list | dict) -> str:
+    """How the schedule of a run differs from the one a checkpoint was saved with, in one line
+    ('' when it does not).
+
+    mmengine's resume loads every saved scheduler state over the scheduler built for the run:
+    its begin, end, ``T_max`` and base lr come back from the checkpoint, so a run resumed with
+    another plan (more steps, another batch or lr, a grown dataset) would print one schedule
+    and follow the other. The run's schedulers are compared here, as built (lr scaling and
+    epoch-to-step conversion done), with the saved states.
+
+    Args:
+        schedulers: the runner's built parameter schedulers (a list, or a dict of lists by
+            optimizer name).
+        saved: the checkpoint's ``param_schedulers``, in the same shape.
+    """
+    if isinstance(schedulers, dict) or isinstance(saved, dict):
+        if not (isinstance(schedulers, dict) and isinstance(saved, dict)) \
+                or schedulers.keys() != saved.keys():
+            return 'other optimizers\' schedulers'
+        return '; '.join(filter(None, (resumed_schedule_difference(schedulers[name],
+                                                                   saved[name])
+                                       for name in schedulers)))
+    if len(schedulers) != len(saved):
+        names = ', '.join(type(s).__name__ for s in schedulers) or 'none'
+        return f'{len(schedulers)} schedulers now ({names}), {len(saved)} saved'
+    differences = []
+    for scheduler, state in zip(schedulers, saved):
+        ours = scheduler.state_dict()
+        keys = [k for k in ours.keys() & state.keys()
+                if not k.startswith('_') and k not in _SCHEDULER_PROGRESS]
+        keys.sort(key=lambda k: (_SCHEDULER_SETTINGS_FIRST.index(k)
+                                 if k in _SCHEDULER_SETTINGS_FIRST else 99, k))
+        changed = [f'{_SCHEDULER_SETTING_NAMES.get(k, k)} {_setting(ours[k])} vs '
+                   f'{_setting(state[k])}' for k in keys if not _same_setting(ours[k], state[k])]
+        if changed:
+            differences.append(f'{type(scheduler).__name__} {", ".join(changed)}')
+    return '; '.join(differences) + (' (now vs saved)' if differences else '')
+
+
+def _same_setting(ours: object, saved: object) -> bool:
+    if isinstance(ours, (list, tuple)) and isinstance(saved, (list, tuple)):
+        return len(ours) == len(saved) and all(map(_same_setting, ours, saved))
+    if isinstance(ours, float) or isinstance(saved, float):
+        try:
+            return math.isclose(ours, saved, rel_tol=1e-9, abs_tol=1e-15)
+        except TypeError:
+            return False
+    return ours == saved
+
+
+def _setting(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return '/'.join(map(_setting, value))
+    return f'{value:.4g}' if isinstance(value, float) else str(value)

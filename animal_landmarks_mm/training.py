@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import re
+import sys
 
 import torch
 from mmengine.config import Config
@@ -21,6 +23,7 @@ from .errors import AnimalLandmarksError
 from .schedule import (
     ScheduleError,
     SchedulePlan,
+    check_positive,
     count_training_faces,
     plan_schedule,
     recipe_of,
@@ -51,7 +54,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def apply_common_args(args: argparse.Namespace) -> None:
     """``LOCAL_RANK`` for the launcher, and ``--device``: hide every GPU for ``cpu``, all but
-    one for ``cuda:N`` (CUDA reads this when first used, which is later).
+    one for ``cuda:N``.
+
+    CUDA reads ``CUDA_VISIBLE_DEVICES`` once, when torch first asks for devices, and importing
+    mmengine or mmcv already does (``torch.cuda.is_available()``): ``tools/train.py`` and
+    ``tools/test.py`` set the variable from their command line before they import them
+    (:func:`cuda_visible_devices` is that rule); here it is set again, to the same value, for
+    callers that import this module first (and to validate the flag).
 
     Raises:
         TrainingSetupError: an unknown device.
@@ -60,12 +69,21 @@ def apply_common_args(args: argparse.Namespace) -> None:
     device = args.device
     if device is None or device == 'cuda':
         return
-    if device == 'cpu':
-        os.environ['CUDA_VISIBLE_DEVICES'] = ''
-    elif device.startswith('cuda:') and device[5:].isdigit():
-        os.environ['CUDA_VISIBLE_DEVICES'] = device[5:]
-    else:
+    visible = cuda_visible_devices(device)
+    if visible is None:
         raise TrainingSetupError(f'--device must be cpu, cuda or cuda:N, got {device!r}')
+    os.environ['CUDA_VISIBLE_DEVICES'] = visible
+
+
+def cuda_visible_devices(device: str) -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` for a ``--device`` other than ``cuda``: ``''`` for ``cpu``,
+    ``'N'`` for ``cuda:N``; None for anything else. ``tools/device_flag.py`` keeps a copy of this
+    rule that runs before torch is imported (it cannot import this package)."""
+    if device == 'cpu':
+        return ''
+    if device.startswith('cuda:') and device[5:].isdigit():
+        return device[5:]
+    return None
 
 
 def default_work_dir(config_path: str) -> str:
@@ -129,8 +147,16 @@ def _set_run_place(cfg: Config, config_path: str, work_dir: str | None, launcher
 
 def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
                      resume: str | None = None, amp: bool = False, no_validate: bool = False,
-                     auto_scale_lr: bool = False, launcher: str = 'none') -> Config:
+                     auto_scale_lr: bool = False, launcher: str = 'none',
+                     checkpoint: str | None = None) -> Config:
     """Apply mmpose's ``tools/train.py`` flags to a config.
+
+    A run resumes when ``resume`` names a checkpoint, or is ``'auto'`` and the work dir has
+    one: weights, optimizer, schedule and step all come from it. ``'auto'`` in a work dir
+    without one starts afresh from the start weights (``checkpoint``, else the config's
+    ``load_from``), and says so, as a rerun of a run that crashed before its first checkpoint
+    expects. A fresh run into a work dir that already holds checkpoints warns: its own are
+    saved beside them.
 
     Args:
         cfg: the loaded config (``--cfg-options`` already merged).
@@ -142,10 +168,13 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
         no_validate: skip validation during training.
         auto_scale_lr: scale the lr by the actual batch size against ``auto_scale_lr``.
         launcher: ``none``, ``pytorch``, ``slurm`` or ``mpi``.
+        checkpoint: ``--checkpoint``, the start weights of a run that does not resume, named
+            in what is said here (:func:`apply_simple_flags` sets them).
 
     Raises:
         TrainingSetupError: ``amp`` without a CUDA device.
-        CheckpointError: a resume checkpoint that cannot be read (see :func:`check_resume`).
+        CheckpointError: a resume checkpoint that cannot be read or is refused (see
+            :func:`check_resume`).
     """
     _set_run_place(cfg, config_path, work_dir, launcher)
     if amp:
@@ -154,12 +183,17 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
                 '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); none is visible here')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    if resume is not None:
-        check_resume(cfg.work_dir, resume)
-    if resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif resume is not None:
-        cfg.resume, cfg.load_from = True, resume
+    resume_from = check_resume(cfg.work_dir, resume) if resume is not None else None
+    if resume_from is not None:
+        # 'auto' is left to mmengine (it logs the file it found); a path becomes load_from
+        cfg.resume, cfg.load_from = True, None if resume == 'auto' else resume_from
+    elif resume == 'auto':
+        start = checkpoint or cfg.get('load_from')
+        _say(f'--resume: no checkpoint in {cfg.work_dir} to resume from; starting afresh '
+             f'from {start or "random initialisation (no start weights)"}')
+        cfg.resume = False
+    if not cfg.get('resume'):  # (a config's own resume=True is mmengine's, as written)
+        warn_about_earlier_checkpoints(cfg.work_dir)
     if no_validate:
         cfg.train_cfg.val_interval = 10**9
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
@@ -169,45 +203,97 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
     return cfg
 
 
-def check_resume(work_dir: str, resume: str) -> None:
+def check_resume(work_dir: str, resume: str) -> str | None:
     """Read the checkpoint a run will resume from, as data, before the runner starts.
 
     A run killed while saving leaves a truncated checkpoint that mmengine's resume would meet
-    with a traceback; this names the file in one line instead.
+    with a traceback, and a checkpoint from elsewhere may carry code mmengine's resume would run
+    (:func:`~.checkpoints.read_resume_checkpoint`, which :class:`~.hooks.StrictLoadFromHook`
+    applies again for every runner); this names the file in one line instead.
 
     Args:
         work_dir: the run's work dir (where ``'auto'`` looks for its latest checkpoint).
         resume: ``'auto'`` or a checkpoint path.
 
+    Returns:
+        The checkpoint to resume from; None when ``'auto'`` finds none.
+
     Raises:
-        CheckpointError: the file is missing, empty, truncated or not a checkpoint.
+        CheckpointError: the file is missing, empty, truncated, not a training checkpoint, or
+            carries code.
     """
     from mmengine.runner import find_latest_checkpoint
 
-    from .checkpoints import CheckpointError, read_checkpoint
+    from .checkpoints import CheckpointError, read_resume_checkpoint
     path = find_latest_checkpoint(work_dir) if resume == 'auto' else resume
     if path is None:
-        return  # nothing to resume from: mmengine starts afresh, as it says
-    if not osp.isfile(path):
-        raise CheckpointError(f'--resume: checkpoint not found: {path}')
+        return None
     try:
-        read_checkpoint(path)
+        read_resume_checkpoint(path)
     except CheckpointError as e:
         hint = (' (the latest checkpoint of the work dir; resume from an earlier one with '
                 '--resume PATH)') if resume == 'auto' else ''
         raise CheckpointError(f'--resume: {e}{hint}') from None
+    return path
+
+
+def warn_about_earlier_checkpoints(work_dir: str) -> None:
+    """Say, in one line, that a fresh run's work dir already holds checkpoints (an earlier
+    run's ``best_NME_*.pth`` stays beside this run's, and ``ls work_dir/best_NME_*.pth`` then
+    names both)."""
+    try:
+        earlier = sorted(name for name in os.listdir(work_dir) if name.endswith('.pth'))
+    except OSError:  # no work dir yet
+        return
+    if earlier:
+        shown = ', '.join(earlier[:3]) + (f', ... ({len(earlier)} in all)'
+                                          if len(earlier) > 3 else '')
+        _say(f'warning: {work_dir} already holds checkpoints of an earlier run ({shown}); this '
+             'run saves its own beside them: use a new --work-dir to keep runs apart, or '
+             '--resume to continue that run', error=True)
+
+
+def _say(message: str, error: bool = False) -> None:
+    """One line for the person running training, from the first process only."""
+    if is_main_process():
+        print(message, file=sys.stderr if error else sys.stdout, flush=True)
 
 
 def _rescale_schedule(cfg: Config, epochs: int) -> None:
-    """Stretch epoch-based schedulers that span the old schedule over the new one (configs
-    without a ``schedule`` recipe)."""
-    old = cfg.train_cfg.max_epochs
-    for scheduler in cfg.get('param_scheduler', None) or []:
-        if scheduler.get('by_epoch', True) and scheduler.get('end') == old:
-            scheduler.end = epochs
-            if 'milestones' in scheduler:
-                scheduler.milestones = [max(1, round(m * epochs / old))
-                                        for m in scheduler.milestones]
+    """Stretch the epoch-based schedulers of the old length over ``epochs`` (configs without
+    a ``schedule`` recipe): ``begin``, ``end``, ``T_max`` and ``milestones`` alike, so that a
+    warmup keeps its share and a cosine still ends at its minimum. Schedulers counted in steps
+    (``by_epoch=False``) are left as they are.
+
+    Raises:
+        TrainingSetupError: an iteration-based ``train_cfg`` (no epochs to rescale).
+    """
+    old = cfg.train_cfg.get('max_epochs')
+    if not old:
+        raise TrainingSetupError('--epochs needs an epoch-based train_cfg; this one counts '
+                                 'steps (set its max_iters instead)')
+    ratio = epochs / old
+    schedulers = cfg.get('param_scheduler', None) or []
+    for scheduler in [schedulers] if isinstance(schedulers, dict) else schedulers:
+        if not scheduler.get('by_epoch', True):
+            continue
+        # converted to steps, fractions of an epoch are kept; stepped per epoch, whole epochs
+        fractional = scheduler.get('convert_to_iter_based', False)
+        scheduler.begin = _scaled(scheduler.get('begin', 0), ratio, fractional)
+        end = scheduler.get('end')
+        if end is not None and end <= old:  # mmengine's default end (unbounded) stays
+            scheduler.end = epochs if end == old else max(
+                _scaled(end, ratio, fractional), scheduler.begin + (not fractional))
+        if scheduler.get('T_max') is not None:
+            scheduler.T_max = _scaled(scheduler.T_max, ratio, fractional, least=1)
+        if 'milestones' in scheduler:
+            scheduler.milestones = [max(1, round(m * ratio)) for m in scheduler.milestones]
+
+
+def _scaled(epochs: float, ratio: float, fractional: bool, least: int = 0) -> float:
+    """``epochs`` times ``ratio``: as it is for a scheduler converted to steps, else rounded
+    to whole epochs (at least ``least``)."""
+    return epochs * ratio if fractional else max(least, round(epochs * ratio))
 
 
 def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | None = None,
@@ -232,7 +318,8 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         batch_size: faces per step (the lr follows it, see :mod:`.schedule`).
         lr: the peak lr, as it is.
         checkpoint: start weights (``load_from``): a checkpoint trained here, one of
-            anime_face_detector's, or a pretrained name (``anime-face-detector``).
+            anime_face_detector's, or a pretrained name (``anime-face-detector``); not used
+            (and said so) when the run resumes (``cfg.resume``, see :func:`apply_train_args`).
         accumulate: gradient accumulation over this many iterations
             (``optim_wrapper.accumulative_counts``).
         early_stop: stop when the validation NME has not improved for this many validations
@@ -250,16 +337,24 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         The plan, or None when the schedule is the config's own.
 
     Raises:
-        TrainingSetupError: a non-positive number, an unusable validation folder, or a
-            schedule that cannot be planned.
+        TrainingSetupError: a non-positive or non-finite number, an unusable validation folder
+            (or one with validation off), or a schedule that cannot be planned.
     """
     for name, value in (('--epochs', epochs), ('--iters', iters), ('--batch-size', batch_size),
                         ('--lr', lr), ('--accumulate', accumulate),
                         ('--early-stop', early_stop), ('--save-freq', save_freq)):
-        if value is not None and value <= 0:
-            raise TrainingSetupError(f'{name} must be positive, got {value}')
+        try:
+            check_positive(name, value)
+        except ScheduleError as e:
+            raise TrainingSetupError(str(e)) from None
     if workers is not None and workers < 0:
         raise TrainingSetupError(f'--workers must be 0 or more, got {workers}')
+    if not (math.isfinite(early_stop_min_delta) and early_stop_min_delta >= 0):
+        raise TrainingSetupError('--early-stop-min-delta must be 0 or more, got '
+                                 f'{early_stop_min_delta}')
+    if val_annotation_dir is not None and cfg.get('val_dataloader') is None:
+        raise TrainingSetupError(f'--val-annotation-dir {val_annotation_dir} with '
+                                 '--no-validate: nothing would validate on it; drop one of them')
     launcher = cfg.get('launcher', 'none')
     loader = cfg.train_dataloader
     configured = loader.get('num_workers', 0)
@@ -275,7 +370,16 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         if not (osp.isfile(checkpoint) or is_pretrained_name(checkpoint)):
             raise TrainingSetupError(f'--checkpoint not found: {checkpoint} (a file, or a '
                                      'pretrained name such as anime-face-detector)')
-        cfg.load_from = checkpoint
+        resumed = None
+        if cfg.get('resume'):
+            # load_from is the file mmengine resumes from: start weights have no place there
+            from mmengine.runner import find_latest_checkpoint
+            resumed = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+        if resumed is not None:
+            _say(f'--checkpoint {checkpoint} not used: the run resumes from {resumed} (its '
+                 'weights, optimizer and schedule)')
+        else:  # nothing to resume from (a config's resume=True in a new work dir): a fresh run
+            cfg.resume, cfg.load_from = False, checkpoint
     if accumulate is not None:
         cfg.optim_wrapper.accumulative_counts = accumulate
     if val_annotation_dir is not None:
@@ -291,7 +395,11 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         cfg.val_dataloader.dataset.data_prefix = dict(img='')
 
     planned = None
-    if plan and recipe_of(cfg) is not None:
+    try:
+        recipe = recipe_of(cfg) if plan else None
+    except ScheduleError as e:
+        raise TrainingSetupError(str(e)) from None
+    if recipe is not None:
         check_annotation_files(cfg, ('train_dataloader',))
         try:
             planned = plan_schedule(cfg, count_training_faces(cfg), epochs=epochs, iters=iters,

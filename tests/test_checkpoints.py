@@ -220,3 +220,47 @@ def test_the_stored_unpickling_payload_never_runs(tmp_path):
         read_checkpoint(tmp_path / 'code.pth')
     with pytest.raises(pickle.UnpicklingError):  # and torch's own default refuses it too
         torch.load(tmp_path / 'code.pth')
+
+
+def test_one_tensor_under_both_layouts_names_is_refused_naming_both(tmp_path):
+    """A file holding head.final_layer.weight and keypoint_head.final_layer.3.weight: renamed,
+    both are one tensor and the last read would replace the trained one, a 1,840-tensor file
+    loading "strictly" (reviewer's /tmp/rv/mixed.py)."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import MODELS
+
+    from animal_landmarks_mm.checkpoints import CheckpointMismatchError, load_strict
+    init_default_scope('mmpose')
+    model = MODELS.build(Config.fromfile(str(MAIN_CONFIG)).model)
+    state_dict = model.state_dict()
+    trained = state_dict['head.final_layer.weight'].clone()
+    mixed = dict(state_dict, **{'keypoint_head.final_layer.3.weight': torch.zeros_like(trained)})
+    torch.save(dict(state_dict=mixed), tmp_path / 'mixed.pth')
+    save_file({k: v.contiguous() for k, v in mixed.items()}, str(tmp_path / 'mixed.safetensors'))
+    for name in ('mixed.pth', 'mixed.safetensors'):
+        with pytest.raises(CheckpointMismatchError) as info:
+            read_checkpoint(tmp_path / name)
+        message = str(info.value)
+        assert message.startswith(f'{tmp_path / name}: holds both head.final_layer.weight and '
+                                  'keypoint_head.final_layer.3.weight'), message
+        assert '\n' not in message
+    with pytest.raises(CheckpointMismatchError, match='holds both'):
+        load_strict(model, tmp_path / 'mixed.pth')
+    assert torch.equal(model.state_dict()['head.final_layer.weight'], trained)
+
+
+def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_path):
+    from animal_landmarks_mm.checkpoints import read_resume_checkpoint
+    weights = dict(w=torch.ones(2))
+    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2)), tmp_path / 'ok.pth')
+    assert read_resume_checkpoint(tmp_path / 'ok.pth')['meta']['iter'] == 2
+    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2, config='import os\n')),
+               tmp_path / 'code.pth')
+    torch.save(weights, tmp_path / 'weights.pth')
+    for name, message in (('code.pth', "refused: its meta holds a 'config'"),
+                          ('weights.pth', 'not a training checkpoint'),
+                          ('missing.pth', 'checkpoint not found')):
+        with pytest.raises(CheckpointError, match=re.escape(message)) as info:
+            read_resume_checkpoint(tmp_path / name)
+        assert str(tmp_path / name) in str(info.value)

@@ -275,6 +275,7 @@ def test_the_output_suffix_decides_the_format_in_any_case(afd_files, afd_state_d
     tools would read it as an ONNX graph."""
     out = export_checkpoint(afd_files / 'model.safetensors', tmp_path / 'model.SAFETENSORS')
     assert load_file(str(out)).keys() == afd_state_dict.keys()
+    assert read_checkpoint(out)[0].keys() == afd_state_dict.keys()  # and is read as one
     for name in ('model.onnx', 'model.ONNX'):
         with pytest.raises(CheckpointError, match='an .onnx name for a pth file'):
             export_checkpoint(afd_files / 'model.safetensors', tmp_path / name, fmt='pth')

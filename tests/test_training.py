@@ -42,12 +42,82 @@ def test_tools_test_loads_the_checkpoint_and_prints_nme(trained, coco_dir):
 def test_resume_continues_from_the_last_checkpoint(trained, coco_dir, tmp_path):
     work_dir = tmp_path / 'work_dir'  # a copy: the trained model serves other tests as it is
     shutil.copytree(trained[0], work_dir)
+    # --checkpoint beside --resume: the work dir's checkpoint wins (mmengine alone would resume
+    # from the --checkpoint file), and the run says so
+    start = tmp_path / 'start.pth'
+    shutil.copy(trained[0] / 'best_NME_epoch_1.pth', start)
+    latest = (work_dir / 'last_checkpoint').read_text().strip()
     proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', work_dir, '--data-root', coco_dir,
-                    '--resume', '--cfg-options', *TINY[:-1], 'train_cfg.max_epochs=2')
+                    '--resume', '--checkpoint', start, '--cfg-options', *TINY[:-1],
+                    'train_cfg.max_epochs=2')
     log = proc.stdout + proc.stderr
+    assert f'--checkpoint {start} not used: the run resumes from {latest}' in proc.stdout
+    assert 'Auto resumed from the latest checkpoint' in log
     assert 'resumed epoch: 1, iter: 2' in log, log[-3000:]
     assert 'Epoch(train) [2][2/2]' in log
     assert (work_dir / 'epoch_2.pth').is_file()
+
+
+def test_auto_resume_in_an_empty_work_dir_starts_from_the_start_weights(trained, coco_dir,
+                                                                        tmp_path):
+    """A rerun with --resume of a fine-tuning that crashed before its first checkpoint: it
+    fine-tunes from --checkpoint again (mmengine would have resumed from that file, or with the
+    config's load_from trained from a random init)."""
+    start = trained[0] / 'epoch_1.pth'
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path, '--data-root', coco_dir,
+                    '--resume', '--checkpoint', start, '--iters', '1', '--no-validate',
+                    '--no-time-estimate', '--cfg-options', *TINY[:-1])
+    log = proc.stdout + proc.stderr
+    assert (f'--resume: no checkpoint in {tmp_path} to resume from; starting afresh from '
+            f'{start}') in proc.stdout
+    assert f'StrictLoadFromHook: loaded all 1839 tensors of the model from {start}' in log, \
+        log[-3000:]
+    assert (tmp_path / 'iter_1.pth').is_file()
+
+
+def _hostile(trained, folder):
+    """A real training checkpoint whose meta['config'] is code that writes a marker file
+    (mmengine's resume runs Config.fromstring on it)."""
+    marker = folder / 'code_ran'
+    checkpoint = torch.load(trained[0] / 'epoch_1.pth')
+    checkpoint['meta']['config'] = f"__import__('pathlib').Path({str(marker)!r}).touch()\n"
+    work_dir = folder / 'work_dir'
+    work_dir.mkdir()
+    torch.save(checkpoint, work_dir / 'epoch_1.pth')
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_1.pth'))
+    return work_dir, work_dir / 'epoch_1.pth', marker
+
+
+def test_resume_never_runs_code_stored_in_a_checkpoint(trained, coco_dir, tmp_path):
+    work_dir, hostile, marker = _hostile(trained, tmp_path)
+    for how in (['--resume', hostile], ['--resume'],
+                # any runner with resume=True (mim train --resume, a config): the hook refuses
+                ['--cfg-options', 'resume=True', f'load_from={hostile}']):
+        options = [] if how[0] == '--cfg-options' else ['--cfg-options']
+        proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', work_dir, '--data-root',
+                        coco_dir, '--no-time-estimate', *how, *options, *TINY, check=False)
+        assert not marker.exists(), how  # the stored code never ran
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''
+        assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+        assert last.startswith(('error: --resume: ', 'error: resume: ')), last
+        assert f"{hostile}: refused: its meta holds a 'config'" in last
+
+
+def test_a_resume_with_another_schedule_is_refused(trained, coco_dir, tmp_path):
+    """mmengine would load the checkpoint's schedule over the printed plan (a 2-epoch plan
+    here, against the config's 60-epoch schedule the checkpoint was saved with)."""
+    work_dir = tmp_path / 'work_dir'
+    shutil.copytree(trained[0], work_dir)
+    latest = (work_dir / 'last_checkpoint').read_text().strip()
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', work_dir, '--data-root', coco_dir,
+                    '--resume', '--epochs', '2', '--no-time-estimate', '--cfg-options',
+                    *TINY[:-1], check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert last.startswith(f"error: resume: this run's schedule is not the one {latest} was "
+                           'saved with (1 schedulers now (CosineAnnealingLR), 2 saved)'), last
+    assert 'resume with the flags and faces of the run it continues' in last
+    assert not (work_dir / 'epoch_2.pth').exists()
 
 
 def test_mim_train_through_custom_imports(coco_dir, tmp_path):

@@ -9,7 +9,7 @@ import time
 import pytest
 from mmengine.config import Config
 
-from animal_landmarks_mm.schedule import plan_schedule
+from animal_landmarks_mm.schedule import ScheduleError, plan_schedule
 from animal_landmarks_mm.training import (
     TrainingSetupError,
     apply_simple_flags,
@@ -28,11 +28,11 @@ def _cfg(tmp_path):
 def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
     cfg = set_data_root(_cfg(tmp_path), str(coco_dir))
     plan = apply_simple_flags(
-        cfg, epochs=12, batch_size=8, lr=3e-4, checkpoint=str(MAIN_CONFIG), accumulate=4,
+        cfg, epochs=12, batch_size=2, lr=3e-4, checkpoint=str(MAIN_CONFIG), accumulate=4,
         early_stop=5, save_freq=3, val_annotation_dir=str(coco_dir / 'landmarks'),
         val_image_dir=str(coco_dir / 'images'), workers=3)
     assert cfg.train_cfg.max_epochs == 12 and plan.epochs == 12
-    assert cfg.train_dataloader.batch_size == 8
+    assert cfg.train_dataloader.batch_size == 2  # of the 4 training faces
     assert cfg.optim_wrapper.optimizer.lr == 3e-4  # given: as it is
     assert cfg.optim_wrapper.accumulative_counts == 4
     assert cfg.load_from == str(MAIN_CONFIG)
@@ -147,8 +147,9 @@ def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
     assert plan.lr == pytest.approx(2e-3 * 0.5)
     cfg, plan = _scheduled(MAIN_CONFIG, 3000)  # a large set: at least 60 epochs of it
     assert plan.epochs == 60 and plan.warmup_iters == round(0.05 * plan.iters)
-    cfg, plan = _scheduled(MAIN_CONFIG, 200, iters=1)  # one step: all warmup, no decay
-    assert [s['type'] for s in cfg.param_scheduler] == ['LinearLR']
+    cfg, plan = _scheduled(MAIN_CONFIG, 200, iters=1)  # one step: no warmup, at the peak
+    assert [s['type'] for s in cfg.param_scheduler] == ['CosineAnnealingLR']
+    assert plan.warmup_iters == 0
 
 
 def test_the_printed_plan_says_what_validates_and_what_is_saved():
@@ -286,3 +287,259 @@ def test_an_empty_coco_file_is_named_before_the_runner_starts(coco_dir, tmp_path
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
     assert last.startswith('error: train_dataloader: ') and message in last and 'train.json' in last
+
+
+def _lrs(cfg, steps, epoch_length=None):
+    """The lr of each step as mmengine's runner builds and steps the config's schedulers:
+    through the registry, epoch-based ones converted with ``epoch_length``."""
+    import torch
+    from mmengine.registry import PARAM_SCHEDULERS
+    optimizer = torch.optim.Adam(torch.nn.Linear(1, 1).parameters(),
+                                 lr=cfg.optim_wrapper.optimizer.lr)
+    schedulers = [PARAM_SCHEDULERS.build(dict(s), default_args=dict(
+        optimizer=optimizer, epoch_length=epoch_length)) for s in cfg.param_scheduler]
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        for scheduler in schedulers:
+            scheduler.step()
+    return lrs, optimizer.param_groups[0]['lr']
+
+
+@pytest.mark.parametrize('iters', [1, 2, 20, 29, 30, 70, 800, None])
+def test_every_run_reaches_its_planned_peak_lr_and_ends_at_its_final_lr(iters):
+    """A warmup of one step (LinearLR over one step) held whole runs of up to 29 steps at
+    0.1 % of the lr; a run that short now has no warmup and starts at the peak."""
+    cfg, plan = _scheduled(MAIN_CONFIG, 200, iters=iters, batch_size=8)
+    lrs, _ = _lrs(cfg, plan.iters)
+    assert max(lrs) == pytest.approx(plan.lr, rel=1e-6), (plan.warmup_iters, lrs[:4])
+    assert plan.warmup_iters == 0 or plan.warmup_iters >= 2
+    if plan.iters > 1:  # the cosine's last step is a step short of its minimum
+        assert lrs[-1] <= 0.51 * plan.lr
+    if plan.iters >= 200:
+        assert lrs[-1] == pytest.approx(plan.final_lr, rel=1e-2)
+    if plan.warmup_iters == 0:
+        assert lrs[0] == pytest.approx(plan.lr)
+        assert 'warmup      none (under 2 steps: the run starts at the peak lr)' in plan.format()
+
+
+def test_epochs_stretch_a_static_schedule_to_its_end(tmp_path):
+    """--epochs on a schedule set by --cfg-options (not planned): the warmup and the cosine
+    scale with it, so the lr still peaks and ends at its minimum (only `end` scaled, the
+    cosine's T_max of 57 epochs left the lr at 97 % of the peak after 10)."""
+    cfg = _cfg(tmp_path)
+    apply_simple_flags(cfg, epochs=10, plan=False)
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.begin, warmup.end) == (0, 0.5)
+    assert (cosine.begin, cosine.end, cosine.T_max) == (0.5, 10, 9.5)
+    lrs, after = _lrs(cfg, 10 * 4, epoch_length=4)
+    assert max(lrs) == pytest.approx(2e-3)
+    assert after == pytest.approx(2e-5, rel=0.2) and lrs[-1] < 2e-3 * 0.02
+    # stepped per epoch (no conversion): whole epochs
+    cfg = _cfg(tmp_path)
+    cfg.param_scheduler = [dict(type='MultiStepLR', begin=0, end=60, milestones=[40, 55],
+                                by_epoch=True)]
+    apply_simple_flags(cfg, epochs=6, plan=False)
+    assert dict(cfg.param_scheduler[0]) == dict(type='MultiStepLR', begin=0, end=6,
+                                                milestones=[4, 6], by_epoch=True)
+
+
+def test_a_batch_larger_than_the_faces_is_the_faces():
+    cfg, plan = _scheduled(MAIN_CONFIG, 8, batch_size=64, epochs=10)
+    assert (plan.batch, plan.asked_batch, plan.iters_per_epoch, plan.iters) == (8, 64, 1, 10)
+    assert cfg.train_dataloader.batch_size == 8  # the same batches, and the time estimate's
+    assert plan.lr == pytest.approx(2e-3 * (8 / 64) ** 0.5)  # the faces a step holds
+    assert '8 training faces, batch 8 (batch 64 asked: more than the faces' in plan.format()
+    # two processes: each takes 4 of the 8 faces
+    cfg, plan = _scheduled(MAIN_CONFIG, 8, batch_size=64, epochs=10, processes=2)
+    assert plan.batch == 4 and plan.lr == pytest.approx(2e-3 * (8 / 64) ** 0.5)
+    cfg, plan = _scheduled(MAIN_CONFIG, 200, batch_size=64)  # fits: as asked, nothing said
+    assert plan.batch == 64 and plan.asked_batch is None and 'asked' not in plan.format()
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    cfg.train_dataloader.drop_last = True  # no batch would ever be complete
+    with pytest.raises(ScheduleError, match='batch 64 is more than the 8 training faces .*'
+                       'drop_last.*--batch-size 8 or less'):
+        plan_schedule(cfg, 8)
+
+
+@pytest.mark.parametrize('recipe, message', [
+    (dict(validations=0), 'schedule.validations must be a whole number, 1 or more, got 0'),
+    (dict(lr_batch=0), 'schedule.lr_batch must be a whole number, 1 or more, got 0'),
+    (dict(samples=0, min_epochs=0), 'schedule.samples and schedule.min_epochs are both 0'),
+    (dict(warmup=float('nan')), 'schedule.warmup must be a share of the steps from 0 to 1, '
+     'got nan'),
+    (dict(final_lr=-1), 'schedule.final_lr must be a share of the peak lr from 0 to 1, got -1'),
+    (dict(samples=2.5), 'schedule.samples must be a whole number, 0 or more, got 2.5'),
+    (dict(max_warmup_iters='5'), "schedule.max_warmup_iters must be a whole number, 0 or more, "
+     "got '5'"),
+])
+def test_a_hostile_recipe_is_one_line_naming_the_value(tmp_path, coco_dir, recipe, message):
+    cfg = set_data_root(_cfg(tmp_path), str(coco_dir))
+    cfg.schedule.update(recipe)
+    with pytest.raises(TrainingSetupError) as info:
+        apply_simple_flags(cfg)
+    assert str(info.value).startswith(message) and '\n' not in str(info.value)
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(lr=float('nan')), '--lr must be positive, got nan'),
+    (dict(lr=float('inf')), '--lr must be positive, got inf'),
+    (dict(early_stop=3, early_stop_min_delta=float('nan')),
+     '--early-stop-min-delta must be 0 or more, got nan'),
+    (dict(early_stop=3, early_stop_min_delta=-0.1),
+     '--early-stop-min-delta must be 0 or more, got -0.1'),
+])
+def test_non_finite_flag_values_are_refused(tmp_path, coco_dir, kwargs, message):
+    cfg = set_data_root(_cfg(tmp_path), str(coco_dir))
+    with pytest.raises(TrainingSetupError, match=message):
+        apply_simple_flags(cfg, **kwargs)
+
+
+def test_a_validation_folder_without_validation_is_one_line(tmp_path, coco_dir):
+    cfg = apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
+                           work_dir=str(tmp_path), no_validate=True)
+    with pytest.raises(TrainingSetupError, match=r'--val-annotation-dir .*landmarks with '
+                       '--no-validate: nothing would validate on it; drop one of them'):
+        apply_simple_flags(set_data_root(cfg, str(coco_dir)),
+                           val_annotation_dir=str(coco_dir / 'landmarks'))
+
+
+def _resumable(work_dir):
+    """A training checkpoint (weights, meta epoch and iter) as the work dir's latest."""
+    import torch
+    work_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), meta=dict(epoch=1, iter=2)),
+               work_dir / 'epoch_1.pth')
+    (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_1.pth'))
+    return work_dir / 'epoch_1.pth'
+
+
+def test_auto_resume_without_a_checkpoint_starts_from_the_start_weights(tmp_path, capsys):
+    """A fine-tuning rerun with --resume before any checkpoint was saved: the start weights
+    (--checkpoint, else the config's load_from) stay, rather than a random init."""
+    cfg = apply_train_args(Config.fromfile(str(FINETUNE_CONFIG)), str(FINETUNE_CONFIG),
+                           work_dir=str(tmp_path / 'fresh'), resume='auto')
+    assert not cfg.resume and cfg.load_from == 'anime-face-detector'
+    assert (f'--resume: no checkpoint in {tmp_path / "fresh"} to resume from; starting afresh '
+            'from anime-face-detector') in capsys.readouterr().out
+    start = _resumable(tmp_path / 'elsewhere')
+    cfg = apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
+                           work_dir=str(tmp_path / 'fresh'), resume='auto',
+                           checkpoint=str(start))
+    apply_simple_flags(cfg, checkpoint=str(start), plan=False)
+    assert not cfg.resume and cfg.load_from == str(start)
+    assert f'starting afresh from {start}' in capsys.readouterr().out
+
+
+def test_a_found_resume_checkpoint_takes_over_checkpoint(tmp_path, capsys):
+    """--resume with --checkpoint: the run resumes from its own latest checkpoint (mmengine
+    would have resumed from the --checkpoint file); --checkpoint is not used, and said so."""
+    latest = _resumable(tmp_path / 'work')
+    start = _resumable(tmp_path / 'start')
+    for resume, load_from in (('auto', None), (str(latest), str(latest))):
+        cfg = apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
+                               work_dir=str(tmp_path / 'work'), resume=resume,
+                               checkpoint=str(start))
+        apply_simple_flags(cfg, checkpoint=str(start), plan=False)
+        assert cfg.resume and cfg.load_from == load_from
+        out = capsys.readouterr()
+        assert (f'--checkpoint {start} not used: the run resumes from {latest}' in out.out)
+        assert 'warning' not in out.err  # resuming into its own work dir
+
+
+def test_a_fresh_run_into_a_used_work_dir_warns(tmp_path, capsys):
+    _resumable(tmp_path)
+    (tmp_path / 'best_NME_epoch_8.pth').write_bytes(b'')
+    apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG), work_dir=str(tmp_path))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f'warning: {tmp_path} already holds checkpoints of an earlier run '
+        '(best_NME_epoch_8.pth, epoch_1.pth); this run saves its own beside them')
+    apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
+                     work_dir=str(tmp_path / 'new'))
+    assert not capsys.readouterr().err
+
+
+def _scheduler_states(cfg, steps):
+    import torch
+    from mmengine.registry import PARAM_SCHEDULERS
+    optimizer = torch.optim.Adam(torch.nn.Linear(1, 1).parameters(),
+                                 lr=cfg.optim_wrapper.optimizer.lr)
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer))
+                  for s in cfg.param_scheduler]
+    for _ in range(steps):
+        optimizer.step()
+        for scheduler in schedulers:
+            scheduler.step()
+    return schedulers
+
+
+def test_a_resume_with_another_schedule_is_described():
+    """What a resume would hide: mmengine loads the saved scheduler states (begin, end, T_max,
+    base lr) over the new plan's."""
+    from animal_landmarks_mm.schedule import resumed_schedule_difference
+    saved = [s.state_dict() for s in _scheduler_states(_scheduled(MAIN_CONFIG, 200, iters=200,
+                                                                  batch_size=8)[0], 100)]
+    same = _scheduler_states(_scheduled(MAIN_CONFIG, 200, iters=200, batch_size=8)[0], 0)
+    assert resumed_schedule_difference(same, saved) == ''
+    longer = _scheduler_states(_scheduled(MAIN_CONFIG, 200, iters=400, batch_size=8)[0], 0)
+    assert resumed_schedule_difference(longer, saved) == (
+        'LinearLR end 20 vs 10; CosineAnnealingLR begin 20 vs 10, end 400 vs 200, '
+        'T_max 380 vs 190 (now vs saved)')
+    bigger = _scheduler_states(_scheduled(MAIN_CONFIG, 200, iters=200, batch_size=16)[0], 0)
+    assert 'LinearLR lr 0.001 vs 0.0007071' in resumed_schedule_difference(bigger, saved)
+    short = _scheduler_states(_scheduled(MAIN_CONFIG, 200, iters=20, batch_size=8)[0], 0)
+    assert resumed_schedule_difference(short, saved) == \
+        '1 schedulers now (CosineAnnealingLR), 2 saved'
+
+
+def test_the_benchmark_training_set_holds_batches_for_every_worker(coco_dir):
+    """One batch per epoch started an epoch at every step, and only loader worker 0 loaded."""
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import DATASETS
+
+    from animal_landmarks_mm.benchmarks.training import (
+        BATCHES_PER_WORKER,
+        repeat_training_set,
+        training_set_size,
+    )
+    assert BATCHES_PER_WORKER >= 4
+    assert training_set_size(64, 8) == 64 * 8 * BATCHES_PER_WORKER
+    assert training_set_size(8, 0) == 8 * BATCHES_PER_WORKER  # no workers: the process itself
+    init_default_scope('mmpose')
+    loader = set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(coco_dir)).train_dataloader
+    times = repeat_training_set(loader, 4, batch_size=2, workers=3)
+    dataset = DATASETS.build(loader.dataset)
+    assert times == 6 and len(dataset) == 24
+    assert len(dataset) // 2 // 3 >= BATCHES_PER_WORKER
+
+
+@pytest.mark.parametrize('tool, flags, visible', [
+    (['train.py'], ['--device', 'cpu'], ''),
+    (['train.py'], ['--device=cuda:1'], '1'),
+    (['train.py'], ['--dev', 'cpu'], ''),  # argparse's abbreviation
+    (['test.py', 'x.pth'], ['--device', 'cuda:2'], '2'),
+])
+def test_device_is_set_before_torch_is_imported(tmp_path, tool, flags, visible):
+    """CUDA reads CUDA_VISIBLE_DEVICES once, and importing mmengine or mmcv already asks torch
+    for devices: a probe records the variable when torch is first imported."""
+    (tmp_path / 'sitecustomize.py').write_text(
+        'import os, sys\n'
+        'class Probe:\n'
+        '    def find_spec(self, name, path=None, target=None):\n'
+        '        if name == "torch":\n'
+        '            sys.meta_path.remove(self)\n'
+        f'            with open({str(tmp_path / "seen")!r}, "w") as f:\n'
+        '                f.write(os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))\n'
+        '        return None\n'
+        'sys.meta_path.insert(0, Probe())\n')
+    env = {k: v for k, v in os.environ.items() if k != 'CUDA_VISIBLE_DEVICES'}
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(tmp_path),
+                                                      env.get('PYTHONPATH')]))
+    script, *positional = tool
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / script),
+                           'configs/missing.py', *positional, *flags], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.stderr.strip().splitlines()[-1] == 'error: config not found: configs/missing.py'
+    assert (tmp_path / 'seen').read_text() == visible

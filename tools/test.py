@@ -6,9 +6,15 @@ Example:
         --data-root data/animal_faces/
 """
 import argparse
+import sys
 
-from animal_landmarks_mm.errors import exit_on_error
-from animal_landmarks_mm.training import (
+from device_flag import select_device_before_torch  # no torch: see its docstring
+
+if __name__ == '__main__':
+    select_device_before_torch(sys.argv[1:])
+
+from animal_landmarks_mm.errors import exit_on_error  # noqa: E402  (after the device is set)
+from animal_landmarks_mm.training import (  # noqa: E402
     add_common_args,
     apply_test_args,
     config_from_args,

@@ -5,10 +5,16 @@ Example:
         --data-root data/animal_faces/
 """
 import argparse
+import sys
 
-from animal_landmarks_mm.errors import exit_on_error
-from animal_landmarks_mm.schedule import measure_step_seconds
-from animal_landmarks_mm.training import (
+from device_flag import select_device_before_torch  # no torch: see its docstring
+
+if __name__ == '__main__':
+    select_device_before_torch(sys.argv[1:])
+
+from animal_landmarks_mm.errors import exit_on_error  # noqa: E402  (after the device is set)
+from animal_landmarks_mm.schedule import measure_step_seconds  # noqa: E402
+from animal_landmarks_mm.training import (  # noqa: E402
     add_common_args,
     apply_simple_flags,
     apply_train_args,
@@ -47,7 +53,8 @@ def parse_args(argv=None):
                         help='skip the few training steps that estimate the run\'s time')
     simple.add_argument('--checkpoint', help='start weights (load_from): a checkpoint trained '
                         'here, one of anime_face_detector\'s, or the pretrained name '
-                        'anime-face-detector (downloaded once into the Hugging Face cache)')
+                        'anime-face-detector (downloaded once into the Hugging Face cache); not '
+                        'used when --resume finds a checkpoint to resume from')
     simple.add_argument('--val-annotation-dir',
                         help='validate on this folder of annotation files instead')
     simple.add_argument('--val-image-dir', help='images of --val-annotation-dir '
@@ -71,7 +78,7 @@ def main(argv=None):
         cfg = apply_train_args(
             config_from_args(args), args.config, work_dir=args.work_dir, resume=args.resume,
             amp=args.amp, no_validate=args.no_validate, auto_scale_lr=args.auto_scale_lr,
-            launcher=args.launcher)
+            launcher=args.launcher, checkpoint=args.checkpoint)
         plan = apply_simple_flags(
             cfg, epochs=args.epochs, iters=args.iters, batch_size=args.batch_size, lr=args.lr,
             checkpoint=args.checkpoint, accumulate=args.accumulate, early_stop=args.early_stop,
