@@ -39,6 +39,7 @@ from typing import Any
 
 from .annotation import (
     FORMAT_NAME,
+    SIDECAR_FORMAT,
     STATUS_ANNOTATED,
     STATUS_PREDICTED,
     STATUS_SKIPPED,
@@ -967,16 +968,20 @@ class AnnotationSession:
             if edit.image != image:
                 raise AnnotationError(f'{draft} is the draft of {edit.image!r}, not {image!r}')
             target = self.annotation_path(image)
-            if edit.revision == _sha256(target):
-                _check_size(draft, edit.width, edit.height, image, width, height)
+            if edit.revision != _sha256(target):
+                # The annotation file changed after the draft was begun (a sync, a hand edit,
+                # a crash between writing the file and removing the draft): the draft could
+                # never be saved over it.
+                why = 'was older than its annotation file'
+            elif (edit.width, edit.height) != (width, height):
+                why = (f'was made on a {edit.width}x{edit.height} version of the picture, now '
+                       f'{width}x{height}')
+            else:
                 edit.draft_revision, edit.dirty = _sha256(draft), True
                 return edit
-            # The annotation file changed after the draft was begun (a prediction, a sync, a
-            # crash between writing the file and removing the draft): the draft could never
-            # be saved over it. Keep it aside and open the file.
+            # either way the draft cannot be saved: keep it aside and open the file, if any
             kept = self._set_aside(draft)
-            notice = (f'your unfinished draft of this image was older than its annotation '
-                      f'file and is kept as {kept}')
+            notice = f'your unfinished draft of this image {why} and is kept as {kept}'
             edit = self.open(image)
             edit.notice = notice
             return edit
@@ -1005,8 +1010,10 @@ class AnnotationSession:
 
     def _sidecar(self, image: str) -> dict | None:
         """What ``tools/crawl_images.py`` recorded of the image (``IMAGE.json`` beside it):
-        a JSON object, inside the image folder, of at most :data:`MAX_SIDECAR_BYTES`; else
-        None (a sidecar is a nicety, never a reason not to save)."""
+        a JSON object marked as the crawler's (:data:`~.annotation.SIDECAR_FORMAT`; with
+        ``--output-dir`` the image folder, ``IMAGE.json`` may be an annotation file), inside
+        the image folder, of at most :data:`MAX_SIDECAR_BYTES`; else None (a sidecar is a
+        nicety, never a reason not to save)."""
         try:
             sidecar = resolve_inside(self.image_dir, f'{image}.json')
             if not sidecar.is_file() or sidecar.stat().st_size > MAX_SIDECAR_BYTES:
@@ -1015,7 +1022,8 @@ class AnnotationSession:
         except (UnsafeNameError, json.JSONDecodeError, UnicodeDecodeError, RecursionError,
                 OSError):
             return None
-        return source if isinstance(source, dict) else None
+        return source if isinstance(source, dict) and \
+            source.get('format') == SIDECAR_FORMAT else None
 
     def _set_aside(self, draft: Path) -> Path:
         """Move a draft that can no longer be saved to ``.drafts/superseded/`` (never

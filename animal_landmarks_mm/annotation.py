@@ -51,6 +51,10 @@ from .errors import AnimalLandmarksError
 from .schema import ABSENT, NUM_KEYPOINTS, VISIBILITY_FLAGS, VISIBLE
 
 FORMAT_NAME = 'animal_landmarks_mm.annotation'
+#: The ``format`` of the crawler's metadata sidecars (``<image file>.json`` beside each image,
+#: :mod:`.crawl`); defined here, where the annotator and the converter (which must not need
+#: gallery-dl) read it too.
+SIDECAR_FORMAT = 'animal_landmarks_mm.source'
 FORMAT_VERSION = 1
 
 #: the image files the tools pick up in a folder
@@ -356,6 +360,13 @@ def _process_umask() -> int:
 
 
 _UMASK = _process_umask()
+
+
+def lies_in_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it, links resolved: where a tool's output
+    would land among the files of an input folder (annotations), overwriting them or being
+    read back as one of them."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:

@@ -38,7 +38,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .annotation import (
-    IMAGE_SUFFIXES,
+    SIDECAR_FORMAT,
     STATUS_PREDICTED,
     STATUS_SKIPPED,
     AnnotationError,
@@ -47,6 +47,7 @@ from .annotation import (
     file_sha256,
     image_size,
     is_hidden,
+    lies_in_folder,
     load_annotation,
     remove_stale_temporaries,
     write_json_atomic,
@@ -72,10 +73,6 @@ BOX_POINTS_MARGIN = 0.25
 #: No image format the tools read stores a side longer than this (PNG's limit; JPEG's is 65535).
 MAX_IMAGE_SIDE = 2**31 - 1
 
-#: The ``format`` of the crawler's metadata sidecars (``IMAGE.ext.json`` beside each image);
-#: the value of :data:`.crawl.SIDECAR_FORMAT`, not imported from there because the crawler
-#: module needs gallery-dl and requests.
-CRAWLER_SIDECAR_FORMAT = 'animal_landmarks_mm.source'
 
 #: The split record's file name in the output folder, and its format marker and version.
 SPLIT_RECORD = 'splits.json'
@@ -183,17 +180,18 @@ class FolderContents:
 
 def is_crawler_sidecar(path: Path) -> bool:
     """Whether a ``.json`` file is the crawler's metadata sidecar of an image: named after the
-    image plus ``.json`` (``x.png.json``) and marked ``"format":`` :data:`CRAWLER_SIDECAR_FORMAT`.
-    Only files so named are opened, so annotation files (``x.json``) cost nothing here; one
-    that cannot be read is no sidecar (the reader then says what is wrong with it)."""
-    if not path.stem.lower().endswith(IMAGE_SUFFIXES):
+    image plus ``.json`` (``x.png.json``, ``x.gif.json``: whatever the crawler saved) and
+    marked ``"format":`` :data:`~.annotation.SIDECAR_FORMAT`. Only files so named are opened, so
+    most annotation files (``x.json``) cost nothing here; one that cannot be read is no
+    sidecar (the reader then says what is wrong with it)."""
+    if not Path(path.stem).suffix:
         return False
     try:
         with open(path, encoding='utf-8') as f:
             data = json.load(f)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return False
-    return isinstance(data, dict) and data.get('format') == CRAWLER_SIDECAR_FORMAT
+    return isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT
 
 
 def scan_annotation_folder(ann_dir: Path, exclude: Iterable[Path] = ()
@@ -806,24 +804,28 @@ def check_output_dir(output_dir: Path, annotation_dirs: Iterable[Path]) -> None:
     Raises:
         ConversionError: naming both folders.
     """
-    written = (output_dir / 'annotations').resolve()
     for ann_dir in annotation_dirs:
-        ann_dir = ann_dir.resolve()
-        if written.is_relative_to(ann_dir):
+        if lies_in_folder(output_dir / 'annotations', ann_dir):
             raise ConversionError(
-                f'--output-dir {output_dir} would write into the annotation folder {ann_dir}; '
-                'choose an output folder outside it (e.g. its parent)')
+                f'--output-dir {output_dir} would write into the annotation folder '
+                f'{ann_dir.resolve()}; choose an output folder outside it (e.g. its parent)')
 
 
 #: How many reasons of left-out files an error about an empty split quotes.
 QUOTED_PROBLEMS = 10
 
 
-def _empty_split_error(name: str, usable: int, ratio: float, problems: list[str]) -> str:
+def _empty_split_error(name: str, usable: int, ratio: float, problems: list[str],
+                       record: Path | None = None) -> str:
     """The message of an empty split; with the reasons files were left out, which are often
-    why (a mistyped --image-dir: every file's image not found)."""
+    why (a mistyped --image-dir: every file's image not found), and, when the split followed
+    an earlier ``record``, that --reshuffle lets every file move."""
+    fix = 'add annotations or change the ratios'
+    if record is not None:
+        fix += (f', or pass --reshuffle (the files kept in their splits by {record} left too '
+                'few new ones for this split; earlier files may then change split)')
     message = (f'the {name} split is empty: {usable} usable annotation files with ratio '
-               f'{ratio:g}; add annotations or change the ratios')
+               f'{ratio:g}; {fix}')
     if not problems:
         return message
     lines = [f'{message}. {len(problems)} annotation files were left out:']
@@ -954,8 +956,9 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         ratios['val'] = 1.0
     for name in SPLITS:
         if ratios[name] > 0 and not splits[name]:
-            raise ConversionError(_empty_split_error(name, len(contents.records), ratios[name],
-                                                     summary.problems))
+            raise ConversionError(_empty_split_error(
+                name, len(contents.records), ratios[name], summary.problems,
+                record_path if previous else None))
 
     ann_out = output_dir / 'annotations'
     ann_out.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,7 @@ from gallery_dl.downloader.http import HttpDownloader
 from PIL import Image, ImageSequence, UnidentifiedImageError
 from tqdm import tqdm
 
-from .annotation import remove_stale_temporaries, write_json_atomic
+from .annotation import SIDECAR_FORMAT, remove_stale_temporaries, write_json_atomic
 from .errors import AnimalLandmarksError
 
 SOURCES = {
@@ -69,7 +69,6 @@ SOURCES = {
     'danbooru': dict(kind='danbooru', root='https://danbooru.donmai.us'),
 }
 RATINGS = ('general', 'sensitive', 'questionable', 'explicit')
-SIDECAR_FORMAT = 'animal_landmarks_mm.source'
 #: the post's fields a sidecar keeps, besides the crawl's own (see :meth:`CrawlJob._sidecar`)
 SIDECAR_POST_FIELDS = ('post_id', 'page_url', 'tags', 'rating', 'rating_raw', 'md5', 'width',
                        'height')
@@ -831,6 +830,7 @@ class DeadlineSession:
         # what requests' Response.content does, capped; .content and .text then return it
         response._content = b''.join(capped(response.iter_content(65536), self.max_bytes,
                                             too_large))
+        response._content_consumed = True  # a later iter_content() replays _content
         return response
 
     def request(self, method, url, **kwargs):

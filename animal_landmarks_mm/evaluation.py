@@ -22,6 +22,7 @@ from .annotation import (
     STATUS_PREDICTED,
     Face,
     ImageAnnotation,
+    lies_in_folder,
     remove_stale_temporaries,
     write_json_atomic,
 )
@@ -49,7 +50,8 @@ class EvaluationInputError(AnimalLandmarksError, ValueError):
 OUTPUT_FILES = ('metrics.txt', 'metrics.json', 'predictions.json', 'ced.png', 'visualizations/')
 
 
-def check_output_dir(output_dir: str | os.PathLike, annotation_dir: str | os.PathLike) -> None:
+def check_outside_annotations(output_dir: str | os.PathLike,
+                              annotation_dir: str | os.PathLike) -> None:
     """Refuse an output folder that is the annotation folder or lies inside it: its
     ``metrics.json`` would overwrite the annotation of an image ``metrics.png``, and its
     ``predictions.json`` would be read later as an (unusable) annotation file.
@@ -57,7 +59,6 @@ def check_output_dir(output_dir: str | os.PathLike, annotation_dir: str | os.Pat
     Raises:
         EvaluationInputError: naming both folders.
     """
-    from .infer import lies_in_folder
     if lies_in_folder(output_dir, annotation_dir):
         raise EvaluationInputError(
             f'--output-dir {output_dir} would write {", ".join(OUTPUT_FILES)} among the '

@@ -32,6 +32,7 @@ from .annotation import (
     ImageAnnotation,
     file_sha256,
     image_files,
+    lies_in_folder,
     load_annotation,
     remove_stale_temporaries,
     save_annotation,
@@ -60,13 +61,6 @@ def _warn(message: str) -> None:
 
 class InferenceInputError(AnimalLandmarksError, ValueError):
     """Inputs that cannot be used; the message is one line."""
-
-
-def lies_in_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """Whether ``path`` is ``folder`` or lies inside it, links resolved: where a tool's output
-    would land among the files of an input folder (annotations), overwriting them or being
-    read back as one of them."""
-    return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
 def list_images(path: str | os.PathLike) -> list[Path]:

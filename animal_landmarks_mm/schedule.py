@@ -95,6 +95,7 @@ class SchedulePlan:
     checkpoint_interval: int | None = None
     workers: int | None = None  # data-loading processes per training process, when known
     asked_batch: int | None = None  # the batch asked for, when more than the faces allow
+    short_warmup_dropped: bool = False  # a warmup under MIN_WARMUP_ITERS was made none
 
     @property
     def samples(self) -> int:
@@ -112,7 +113,8 @@ class SchedulePlan:
         warmup = (f'{self.warmup_iters} steps '
                   f'({100 * self.warmup_iters / self.iters:.0f}% of the run), linear'
                   if self.warmup_iters else
-                  f'none (under {MIN_WARMUP_ITERS} steps: the run starts at the peak lr)')
+                  f'none (under {MIN_WARMUP_ITERS} steps: the run starts at the peak lr)'
+                  if self.short_warmup_dropped else 'none (the recipe\'s)')
         lines = [
             f'faces       {self.faces} training faces, batch {self.batch}'
             + (f' x {self.processes} processes' if self.processes > 1 else '')
@@ -195,7 +197,8 @@ def recipe_of(cfg: Config) -> dict | None:
         value = recipe[name]
         # bool is an int to Python, and nan compares false with everything: both refused here
         if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not low <= value <= high or (whole and value != int(value))):
+                or not math.isfinite(value) or not low <= value <= high
+                or (whole and value != int(value))):
             raise ScheduleError(f'schedule.{name} must be {what}, got {value!r} (the config\'s '
                                 'schedule recipe)')
         recipe[name] = int(value) if whole else float(value)
@@ -265,6 +268,9 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
             epochs = math.ceil(samples / faces)
         iters = epochs * iters_per_epoch
     warmup = min(recipe['max_warmup_iters'], round(recipe['warmup'] * iters), iters - 1)
+    # none because the run is short, not because the recipe asks for none
+    short_warmup_dropped = warmup < MIN_WARMUP_ITERS and min(recipe['warmup'],
+                                                             recipe['max_warmup_iters']) > 0
     if warmup < MIN_WARMUP_ITERS:
         # mmengine's LinearLR over one step applies its start factor once and never ramps:
         # the whole run would stay at 0.1 % of the lr; a run this short starts at the peak
@@ -311,7 +317,8 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
                         iters_per_epoch=iters_per_epoch, iters=iters, epochs=epochs,
                         warmup_iters=warmup, lr=lr, lr_note=lr_note,
                         final_lr=lr * recipe['final_lr'], val_interval=val_interval,
-                        asked_batch=asked if asked != batch else None)
+                        asked_batch=asked if asked != batch else None,
+                        short_warmup_dropped=short_warmup_dropped)
 
 
 def measure_step_seconds(cfg: Config, steps: int = 2) -> tuple[float, str]:

@@ -285,6 +285,20 @@ def test_a_draft_older_than_its_annotation_file_is_set_aside_not_a_lock(session)
         assert current.is_done('a.png')
 
 
+def test_a_draft_made_on_another_picture_size_is_set_aside(session):
+    begun = session.open('a.png')
+    begun.click(1, 1)
+    draft = session.save(begun)
+    mine = draft.read_text()
+    ok, data = cv2.imencode('.png', np.full((30, 40, 3), 128, np.uint8))
+    (session.image_dir / 'a.png').write_bytes(data.tobytes())  # the picture replaced
+    opened = session.open('a.png')
+    assert (opened.width, opened.height) == (40, 30) and opened.current.points[0] is None
+    assert 'made on a 80x60 version of the picture, now 40x30' in opened.notice
+    assert not draft.exists()
+    assert [p.read_text() for p in (draft.parent / 'superseded').iterdir()] == [mine]
+
+
 def test_a_file_of_another_picture_size_is_refused_not_laundered(session):
     edit = session.open('a.png')
     _fill(edit)
@@ -405,6 +419,25 @@ def test_crawler_provenance_is_kept(session):
         _fill(edit)
         session.save(edit)
         assert 'source' not in load_annotation(session.annotation_path(image)).meta
+
+
+def test_an_annotation_file_beside_its_image_is_no_sidecar(tmp_path):
+    """--output-dir the image folder, and a.png and a.jpg: a.png's file is a.png.json, the
+    name of a crawler sidecar; it is never copied into itself."""
+    folder = _images(tmp_path / 'images', ('a.png', 'a.jpg'))
+    session = AnnotationSession(folder, folder)
+    assert session.annotation_path('a.png').name == 'a.png.json'
+    edit = session.open('a.png')
+    _fill(edit)
+    session.save(edit)
+    sizes = []
+    for _ in range(3):
+        edit = session.open('a.png')
+        edit.place(0, 5.0 + len(sizes), 5.0)
+        session.save(edit)
+        sizes.append(session.annotation_path('a.png').stat().st_size)
+        assert 'source' not in load_annotation(session.annotation_path('a.png')).meta
+    assert len(set(sizes)) == 1
 
 
 def test_saving_keeps_what_the_file_said_of_itself(session):

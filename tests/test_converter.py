@@ -13,7 +13,6 @@ import pytest
 from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
 from animal_landmarks_mm.converter import (
     BOX_MARGIN,
-    CRAWLER_SIDECAR_FORMAT,
     ConversionError,
     face_box,
     new_file_counts,
@@ -452,6 +451,23 @@ def test_splits_are_stable_as_annotations_grow(tmp_path):
     assert any(round1[n] != s for n, s in _where(fresh).items() if n in round1)
 
 
+def test_a_split_the_kept_files_leave_empty_points_to_reshuffle(tmp_path):
+    """A record whose files are all in train (val and test deleted) and one new file: test
+    gets none; the error says --reshuffle is the way out."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(20)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    for name, split in _where(out).items():
+        if split != 'train':
+            (ann_dir / name).unlink()
+    _annotate(image_dir, ann_dir, ['b00'])
+    with pytest.raises(ConversionError, match='the test split is empty.*pass --reshuffle'):
+        convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    summary = convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42, reshuffle=True)
+    assert all(summary.counts.values())
+
+
 @pytest.mark.parametrize('change, reason', [
     (dict(seed=7), "seed 7 differs from the record's 42"),
     (dict(ratios=(0.6, 0.2, 0.2)), "ratios (train 0.6, val 0.2, test 0.2) differ from the "
@@ -572,19 +588,16 @@ def test_crawler_sidecars_beside_the_images_are_not_annotations(tmp_path):
     for i in range(8):
         (raw / f'safebooru_{i}.png.json').write_text(json.dumps(
             dict(format='animal_landmarks_mm.source', version=1, md5='x')))
+    # a GIF the crawler kept (no tool here reads GIFs): its sidecar is no annotation either
+    (raw / 'safebooru_9.gif.json').write_text(json.dumps(
+        dict(format='animal_landmarks_mm.source', version=1, md5='y')))
     summary = convert(raw, raw, tmp_path / 'out', seed=0, strict=True)
     assert summary.problems == [] and sum(summary.counts.values()) == 8
-    assert '8 crawler metadata files (IMAGE.ext.json) are no annotations' in summary.format()
+    assert '9 crawler metadata files (IMAGE.ext.json) are no annotations' in summary.format()
     # named like one but without the crawler's marker: read, and refused as an annotation
     (raw / 'other.png.json').write_text('{"format": "something else"}')
     summary = convert(raw, raw, tmp_path / 'out', seed=0)
     assert len(summary.problems) == 1 and 'other.png.json' in summary.problems[0]
-
-
-def test_the_crawler_sidecar_marker_is_the_crawlers():
-    pytest.importorskip('gallery_dl')
-    from animal_landmarks_mm.crawl import SIDECAR_FORMAT
-    assert CRAWLER_SIDECAR_FORMAT == SIDECAR_FORMAT
 
 
 def test_a_validation_folder_inside_the_annotation_folder_is_read_once(small_set, tmp_path):

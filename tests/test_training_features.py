@@ -324,6 +324,36 @@ def test_every_run_reaches_its_planned_peak_lr_and_ends_at_its_final_lr(iters):
         assert 'warmup      none (under 2 steps: the run starts at the peak lr)' in plan.format()
 
 
+def test_a_recipe_without_warmup_says_so():
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    cfg.schedule.warmup = 0
+    plan = plan_schedule(cfg, 200)
+    assert plan.warmup_iters == 0 and "warmup      none (the recipe's)" in plan.format()
+
+
+def test_the_device_rule_before_torch_is_the_trainings():
+    """tools/device_flag.py keeps a copy of training.cuda_visible_devices (it cannot import
+    the package, which imports torch): the two agree on every form of the flag."""
+    sys.path.insert(0, str(REPO / 'tools'))
+    try:
+        from device_flag import select_device_before_torch
+    finally:
+        sys.path.remove(str(REPO / 'tools'))
+    from animal_landmarks_mm.training import cuda_visible_devices
+    saved = os.environ.pop('CUDA_VISIBLE_DEVICES', None)
+    try:
+        for device in ('cpu', 'cuda', 'cuda:0', 'cuda:12', 'cuda:x', 'tpu', 'cuda:'):
+            for argv in (['--device', device], [f'--device={device}'], ['--de', device]):
+                os.environ.pop('CUDA_VISIBLE_DEVICES', None)
+                select_device_before_torch(['c.py', *argv])
+                assert os.environ.get('CUDA_VISIBLE_DEVICES') == cuda_visible_devices(device), \
+                    argv
+    finally:
+        os.environ.pop('CUDA_VISIBLE_DEVICES', None)
+        if saved is not None:
+            os.environ['CUDA_VISIBLE_DEVICES'] = saved
+
+
 def test_epochs_stretch_a_static_schedule_to_its_end(tmp_path):
     """--epochs on a schedule set by --cfg-options (not planned): the warmup and the cosine
     scale with it, so the lr still peaks and ends at its minimum (only `end` scaled, the
@@ -373,6 +403,7 @@ def test_a_batch_larger_than_the_faces_is_the_faces():
     (dict(samples=2.5), 'schedule.samples must be a whole number, 0 or more, got 2.5'),
     (dict(max_warmup_iters='5'), "schedule.max_warmup_iters must be a whole number, 0 or more, "
      "got '5'"),
+    (dict(samples=float('inf')), 'schedule.samples must be a whole number, 0 or more, got inf'),
 ])
 def test_a_hostile_recipe_is_one_line_naming_the_value(tmp_path, coco_dir, recipe, message):
     cfg = set_data_root(_cfg(tmp_path), str(coco_dir))

@@ -10,7 +10,7 @@ import sys
 
 from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.evaluation import (
-    check_output_dir,
+    check_outside_annotations,
     evaluate,
     faces_from_annotation_dir,
     faces_from_coco,
@@ -50,7 +50,7 @@ def main(argv=None):
     args = parse_args(argv)
     with exit_on_error(args.output_dir):
         if args.annotation_dir and not args.ann_file:
-            check_output_dir(args.output_dir, args.annotation_dir)
+            check_outside_annotations(args.output_dir, args.annotation_dir)
         if args.ann_file:
             faces = faces_from_coco(args.ann_file)
         else:
