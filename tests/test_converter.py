@@ -104,12 +104,17 @@ def test_split_is_deterministic_and_independent_of_file_order(small_set, tmp_pat
     assert sorted(''.join(splits['a']).split()) == sorted(p.name for p in ann_dir.iterdir())
 
 
-def test_val_annotation_dir_is_the_validation_split(small_set, tmp_path):
-    image_dir, ann_dir = small_set
-    val_dir = tmp_path / 'val_ann'
+def _move_to_validation(ann_dir: Path, val_dir: Path) -> Path:
+    """img6 and img7's annotation files moved to ``val_dir`` (created); returns it."""
     val_dir.mkdir()
     for i in (6, 7):
         (ann_dir / f'img{i}.json').rename(val_dir / f'img{i}.json')
+    return val_dir
+
+
+def test_val_annotation_dir_is_the_validation_split(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    val_dir = _move_to_validation(ann_dir, tmp_path / 'val_ann')
     summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.5, 0.25, 0.25,
                       val_annotation_dir=val_dir)
     # 6 files split train:test = 0.5:0.25, the val folder whole
@@ -602,10 +607,7 @@ def test_crawler_sidecars_beside_the_images_are_not_annotations(tmp_path):
 
 def test_a_validation_folder_inside_the_annotation_folder_is_read_once(small_set, tmp_path):
     image_dir, ann_dir = small_set
-    val_dir = ann_dir / 'val'
-    val_dir.mkdir()
-    for i in (6, 7):
-        (ann_dir / f'img{i}.json').rename(val_dir / f'img{i}.json')
+    val_dir = _move_to_validation(ann_dir, ann_dir / 'val')
     summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.5, 0.25, 0.25,
                       val_annotation_dir=val_dir, strict=True)
     assert summary.problems == [] and summary.counts == dict(train=4, val=2, test=2)
