@@ -596,11 +596,40 @@ class SplitRecord:
         seed: the split's seed.
         ratios: the split's ratios.
         assignment: annotation file name (relative to its folder) -> split.
+        origin: where a record not read from its file came from (:meth:`from_listings`).
     """
 
     seed: int
     ratios: dict[str, float]
     assignment: dict[str, str] = field(default_factory=dict)
+    origin: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def from_listings(cls, output_dir: Path, seed: int,
+                      ratios: dict[str, float]) -> SplitRecord | None:
+        """The split an earlier conversion left as ``train.txt`` / ``val.txt`` / ``test.txt``
+        only (one made before split records existed), taken with this run's seed and ratios so
+        that it is followed; None when there are no such lists, or they cannot be read or
+        name a file twice (then the split is made afresh, as it always was)."""
+        assignment: dict[str, str] = {}
+        found = []
+        for split in SPLITS:
+            listing = output_dir / f'{split}.txt'
+            if not listing.is_file():
+                continue
+            try:
+                names = listing.read_text(encoding='utf-8').split('\n')
+            except (OSError, UnicodeDecodeError):
+                return None
+            found.append(listing.name)
+            for name in filter(None, (n.strip() for n in names)):
+                if assignment.setdefault(name, split) != split:
+                    return None
+        if not found:
+            return None
+        return cls(seed, dict(ratios), assignment,
+                   origin=f'the lists {", ".join(found)} of an earlier conversion in '
+                          f'{output_dir}')
 
     def to_json(self) -> dict:
         files = {name: sorted(f for f, split in self.assignment.items() if split == name)
@@ -693,6 +722,8 @@ class SplitOutcome:
         dropped: files of the earlier record no longer in the annotation folder.
         waiting: files of the earlier record left out this time (bad, skipped, predictions):
             kept in the record, so they return to their split once usable.
+        kept_from: what the split followed when not ``record`` (an earlier conversion's
+            lists, :meth:`SplitRecord.from_listings`).
     """
 
     record: Path
@@ -703,6 +734,7 @@ class SplitOutcome:
     added: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
     waiting: int = 0
+    kept_from: str | None = None
 
     def format(self) -> str:
         added = ', '.join(f'{name} {self.added.get(name, 0)}' for name in SPLITS)
@@ -712,7 +744,8 @@ class SplitOutcome:
                 line += '; files of earlier conversions may have changed split'
             return f'{line}; recorded in {self.record}'
         kept = ', '.join(f'{name} {self.kept.get(name, 0)}' for name in SPLITS)
-        line = (f'split kept from {self.record}: {sum(self.kept.values())} files in place '
+        line = (f'split kept from {self.kept_from or self.record}: '
+                f'{sum(self.kept.values())} files in place '
                 f'({kept}), {sum(self.added.values())} new ({added})')
         if self.dropped:
             line += f', {self.dropped} gone from the annotation folder dropped'
@@ -843,7 +876,9 @@ def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
         return None, '--reshuffle'
     earlier = SplitRecord.load(record_path)
     if earlier is None:
-        return None, 'no split record yet'
+        # a folder converted before records existed: its lists are the split to keep
+        earlier = SplitRecord.from_listings(record_path.parent, seed, ratios)
+        return (earlier, None) if earlier is not None else (None, 'no split record yet')
     return earlier, earlier.difference(seed, ratios)
 
 
@@ -856,7 +891,8 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
     their split in the record, so that a file fixed (or reviewed) later returns to it rather
     than landing, say, in validation after a round trained on it.
     """
-    outcome = SplitOutcome(record_path, seed, afresh, earlier=record_path.exists())
+    outcome = SplitOutcome(record_path, seed, afresh, earlier=record_path.exists(),
+                           kept_from=earlier.origin if earlier is not None else None)
     recorded = dict(assignment)
     followed = earlier.assignment if earlier is not None and afresh is None else {}
     present = {path.relative_to(ann_dir).as_posix() for path in contents.files}

@@ -456,6 +456,23 @@ def test_splits_are_stable_as_annotations_grow(tmp_path):
     assert any(round1[n] != s for n, s in _where(fresh).items() if n in round1)
 
 
+def test_a_folder_converted_before_split_records_keeps_its_split(tmp_path):
+    """An output folder of an earlier version has the lists but no splits.json: the lists
+    are the split to keep, so upgrading never moves round 1's files."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(20)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    round1 = _where(out)
+    (out / 'splits.json').unlink()
+    _annotate(image_dir, ann_dir, [f'b{i:02d}' for i in range(10)])
+    summary = convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=7)  # any seed
+    assert {n: s for n, s in _where(out).items() if n in round1} == round1
+    assert 'split kept from the lists train.txt, val.txt, test.txt of an earlier conversion' \
+        in summary.format() and '20 files in place' in summary.format()
+    assert json.loads((out / 'splits.json').read_text())['seed'] == 7  # recorded from now on
+
+
 def test_a_split_the_kept_files_leave_empty_points_to_reshuffle(tmp_path):
     """A record whose files are all in train (val and test deleted) and one new file: test
     gets none; the error says --reshuffle is the way out."""
