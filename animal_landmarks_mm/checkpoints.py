@@ -103,8 +103,9 @@ def _load_pth(path: str | os.PathLike) -> object:
 
 def _tensors_and_meta(checkpoint: object, path: str | os.PathLike
                       ) -> tuple[dict[str, torch.Tensor], dict]:
-    """The state dict of a loaded ``.pth`` (plain, or under ``state_dict``) and its ``meta``,
-    checked: tensors under string names, in one layout."""
+    """The state dict of a loaded checkpoint (a ``.safetensors`` file's tensors, or a
+    ``.pth``'s, plain or under ``state_dict``) and its ``meta``, checked: tensors under string
+    names, in one layout."""
     meta = {}
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
         meta = checkpoint.get('meta') or {}
@@ -118,6 +119,14 @@ def _tensors_and_meta(checkpoint: object, path: str | os.PathLike
     except CheckpointMismatchError as e:
         raise CheckpointMismatchError(f'{path}: {e}') from None
     return dict(checkpoint), meta if isinstance(meta, dict) else {}
+
+
+def resume_file(load_from: str | None, work_dir: str) -> str | None:
+    """The checkpoint a run with ``resume=True`` resumes from, by mmengine's rule
+    (``Runner.load_or_resume``): ``load_from`` when set, else the work dir's latest checkpoint;
+    None when there is none (the run starts afresh)."""
+    from mmengine.runner import find_latest_checkpoint
+    return load_from or find_latest_checkpoint(work_dir)
 
 
 def read_resume_checkpoint(path: str | os.PathLike) -> dict:

@@ -618,11 +618,11 @@ class SplitRecord:
             if not listing.is_file():
                 continue
             try:
-                names = listing.read_text(encoding='utf-8').split('\n')
+                names = read_split_listing(listing)
             except (OSError, UnicodeDecodeError):
                 return None
             found.append(listing.name)
-            for name in filter(None, (n.strip() for n in names)):
+            for name in names:
                 if assignment.setdefault(name, split) != split:
                     return None
         if not found:
@@ -702,6 +702,17 @@ class SplitRecord:
             return (f'ratios ({_ratios_text(ratios)}) differ from the record\'s '
                     f'({_ratios_text(self.ratios)})')
         return None
+
+
+def read_split_listing(path: str | os.PathLike) -> list[str]:
+    """The annotation files a split listing names (``train.txt``, ...: UTF-8, one name per
+    line, as :func:`convert` writes them; blank lines and surrounding blanks ignored).
+
+    Raises:
+        OSError, UnicodeDecodeError: an unreadable file.
+    """
+    with open(path, encoding='utf-8') as f:
+        return [name for name in (line.strip() for line in f.read().split('\n')) if name]
 
 
 def _ratios_text(ratios: Mapping[str, float]) -> str:
@@ -884,8 +895,11 @@ def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
 
 def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_dir: Path,
                   contents: FolderContents, assignment: dict[str, str],
-                  earlier: SplitRecord | None, afresh: str | None) -> SplitOutcome:
+                  followed: Mapping[str, str], earlier: SplitRecord | None,
+                  afresh: str | None) -> SplitOutcome:
     """Write the split record of this conversion; returns what it kept and added.
+
+    ``followed`` is the earlier assignment the split followed (empty when made afresh).
 
     Files of the earlier record still in the annotation folder but left out this time keep
     their split in the record, so that a file fixed (or reviewed) later returns to it rather
@@ -894,7 +908,6 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
     outcome = SplitOutcome(record_path, seed, afresh, earlier=record_path.exists(),
                            kept_from=earlier.origin if earlier is not None else None)
     recorded = dict(assignment)
-    followed = earlier.assignment if earlier is not None and afresh is None else {}
     present = {path.relative_to(ann_dir).as_posix() for path in contents.files}
     for name, split in followed.items():
         if name not in present:
@@ -1017,6 +1030,6 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         listing.write_text(''.join(f'{r.name}\n' for r in split), encoding='utf-8')
         summary.outputs.append(listing)
     summary.split = _record_split(record_path, seed, split_ratios, Path(annotation_dir),
-                                  contents, assignment, earlier, afresh)
+                                  contents, assignment, previous, earlier, afresh)
     summary.outputs.append(record_path)
     return summary

@@ -26,7 +26,7 @@ from .annotation import (
     remove_stale_temporaries,
     write_json_atomic,
 )
-from .converter import AnnotationReader, FolderContents, face_box_xyxy
+from .converter import AnnotationReader, FolderContents, face_box_xyxy, read_split_listing
 from .errors import AnimalLandmarksError
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
 from .schema import (
@@ -73,10 +73,9 @@ def read_split_file(split_file: str | os.PathLike) -> set[str]:
         EvaluationInputError: an unreadable file.
     """
     try:
-        listed = Path(split_file).read_text().splitlines()
+        return set(read_split_listing(split_file))
     except (OSError, UnicodeDecodeError) as e:
         raise EvaluationInputError(f'{split_file}: cannot read ({e})') from None
-    return {line.strip() for line in listed if line.strip()}
 
 
 @dataclass

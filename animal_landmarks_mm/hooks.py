@@ -10,6 +10,7 @@ from .checkpoints import (
     CheckpointMismatchError,
     load_strict,
     read_resume_checkpoint,
+    resume_file,
 )
 from .schedule import ScheduleError, resumed_schedule_difference
 
@@ -61,8 +62,7 @@ class StrictLoadFromHook(Hook):
         """Refuse the checkpoint mmengine is about to resume from when it carries code or a
         schedule other than the run's (see the class docstring)."""
         from mmengine.optim.scheduler import _ParamScheduler
-        from mmengine.runner import find_latest_checkpoint
-        path = runner._load_from or find_latest_checkpoint(runner.work_dir)
+        path = resume_file(runner._load_from, runner.work_dir)
         if path is None:
             return  # nothing to resume from: mmengine starts afresh
         try:

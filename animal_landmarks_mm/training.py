@@ -222,10 +222,8 @@ def check_resume(work_dir: str, resume: str) -> str | None:
         CheckpointError: the file is missing, empty, truncated, not a training checkpoint, or
             carries code.
     """
-    from mmengine.runner import find_latest_checkpoint
-
-    from .checkpoints import CheckpointError, read_resume_checkpoint
-    path = find_latest_checkpoint(work_dir) if resume == 'auto' else resume
+    from .checkpoints import CheckpointError, read_resume_checkpoint, resume_file
+    path = resume_file(None if resume == 'auto' else resume, work_dir)
     if path is None:
         return None
     try:
@@ -373,8 +371,8 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         resumed = None
         if cfg.get('resume'):
             # load_from is the file mmengine resumes from: start weights have no place there
-            from mmengine.runner import find_latest_checkpoint
-            resumed = cfg.get('load_from') or find_latest_checkpoint(cfg.work_dir)
+            from .checkpoints import resume_file
+            resumed = resume_file(cfg.get('load_from'), cfg.work_dir)
         if resumed is not None:
             _say(f'--checkpoint {checkpoint} not used: the run resumes from {resumed} (its '
                  'weights, optimizer and schedule)')
