@@ -282,7 +282,11 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
     if not isinstance(image, str) or not image:
         raise AnnotationError('missing "image" file name')
     if any(c in image for c in '\0\n\r'):
-        raise AnnotationError(f'"image" holds a NUL or line break: {image!r}')
+        raise AnnotationError(f'"image" holds a NUL or line break: {_shown(image)}')
+    try:  # JSON can spell a lone surrogate ("\\udcff"), which no file name or report holds
+        image.encode('utf-8')
+    except UnicodeEncodeError:
+        raise AnnotationError(f'"image" is not valid Unicode: {_shown(image)}') from None
     size = raw.get('image_size')
     if not isinstance(size, dict):
         raise AnnotationError('missing "image_size" {"width", "height"}')
@@ -295,11 +299,11 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
         version = raw.get('version')
         if version != FORMAT_VERSION:
             raise AnnotationError(
-                f'format version {version!r} is not supported (this version reads '
+                f'format version {_shown(version)} is not supported (this version reads '
                 f'{FORMAT_VERSION})')
         status = raw.get('status', STATUS_ANNOTATED)
         if status not in STATUSES:
-            raise AnnotationError(f'unknown status {status!r} (one of {", ".join(STATUSES)})')
+            raise AnnotationError(f'unknown status {_shown(status)} (one of {", ".join(STATUSES)})')
         faces_raw = raw.get('faces')
         if not isinstance(faces_raw, list):
             raise AnnotationError('"faces" is not a list')

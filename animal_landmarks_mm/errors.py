@@ -26,6 +26,17 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else error.__class__.__name__
 
 
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (an escape sequence in a hostile file
+    name would restyle or rewrite the screen) and undecodable bytes of a file name (which a
+    strict UTF-8 stdout refuses) as Python escapes; line breaks and tabs kept."""
+    if text.isprintable():  # the common case, without building a new string
+        return text
+    return ''.join(c if c.isprintable() or c in '\n\t'
+                   else c.encode('unicode_escape', 'backslashreplace').decode('ascii')
+                   for c in text)
+
+
 @contextlib.contextmanager
 def exit_on_error(path: str | os.PathLike | None = None) -> Iterator[None]:
     """A tool's ``main``: the package's errors and the operating system's (a folder that
@@ -38,10 +49,10 @@ def exit_on_error(path: str | os.PathLike | None = None) -> Iterator[None]:
     try:
         yield
     except AnimalLandmarksError as e:
-        sys.exit(f'error: {e}')
+        sys.exit(f'error: {printable(str(e))}')
     except OSError as e:
         if e.errno is None:  # not the system's (a network library's, PIL's): as it says
-            sys.exit(f'error: {first_line(e)}')
+            sys.exit(f'error: {printable(first_line(e))}')
         where = e.filename if e.filename is not None else path
-        sys.exit(f'error: {e.strerror or first_line(e)}' + ('' if where is None
-                                                           else f': {where}'))
+        sys.exit(printable(f'error: {e.strerror or first_line(e)}'
+                           + ('' if where is None else f': {os.fsdecode(where)}')))

@@ -76,7 +76,7 @@ from .annotation import (
     write_json_atomic,
 )
 from .converter import AnnotationReader, face_box_xyxy
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, printable
 from .schema import (
     ABSENT,
     INTEROCULAR_INDICES,
@@ -482,7 +482,9 @@ class Finding:
 
 
 def _merge(findings: list[Finding]) -> list[Finding]:
-    """One finding per (face, reason): points united, details joined, the score the largest."""
+    """One finding per (face, reason): points united, details joined, the scores added as the
+    module docstring says (``sqrt`` of the summed ``rho``: each score is the root of its own
+    sum), so that a face with two mistakes ranks above one with either."""
     merged: dict[tuple[int, str], Finding] = {}
     for f in findings:
         key = (f.face, f.reason)
@@ -492,7 +494,7 @@ def _merge(findings: list[Finding]) -> list[Finding]:
         m = merged[key]
         m.points = sorted(set(m.points) | set(f.points))
         m.detail = f'{m.detail}; {f.detail}'
-        m.score = max(m.score, f.score)
+        m.score = math.hypot(m.score, f.score)
     return list(merged.values())
 
 
@@ -737,19 +739,24 @@ def model_findings(points: np.ndarray, visibility: np.ndarray, predicted: np.nda
         settings: thresholds.
     """
     settings = settings or CheckSettings()
-    present = np.asarray(visibility) != ABSENT
+    visibility = np.asarray(visibility)
+    present = visibility != ABSENT
     distance = np.linalg.norm(np.nan_to_num(points) - predicted, axis=-1)
     distance = np.where(present, distance / iod_pixels[:, None], np.nan)
+    # an occluded point is placed by estimate: its distance counts that much less, as in the
+    # geometry checks (the detail still gives the distance itself)
+    weighed = np.where(visibility == OCCLUDED, distance / settings.occluded_sigma_factor,
+                       distance)
     with np.errstate(invalid='ignore'):
-        far = present & (distance >= settings.model_min_iod)
+        far = present & (weighed >= settings.model_min_iod)
     if len(points) >= settings.min_faces:
-        median = _nan_median(distance)
-        spread = np.maximum(1.4826 * _nan_median(np.abs(distance - median)), settings.min_sigma)
-        evidence = (distance - median) / spread
+        median = _nan_median(weighed)
+        spread = np.maximum(1.4826 * _nan_median(np.abs(weighed - median)), settings.min_sigma)
+        evidence = (weighed - median) / spread
         with np.errstate(invalid='ignore'):
             far &= evidence >= settings.model_sigma
     else:  # too few faces for the set's spread: the floor alone, the distance in its units
-        evidence = distance / settings.model_min_iod
+        evidence = weighed / settings.model_min_iod
     findings = []
     for face in np.flatnonzero(far.any(1)):
         labels = np.flatnonzero(far[face])
@@ -847,11 +854,16 @@ def _face_arrays(faces: list[LabelledFace]) -> tuple[np.ndarray, np.ndarray]:
 
 def predict_faces(faces: list[LabelledFace], *, checkpoint: str | os.PathLike,
                   config: str | os.PathLike | None = None, device: str = 'cpu',
-                  progress: bool = False) -> np.ndarray:
-    """A model's points for every face, predicted from its box; ``(N, 28, 2)``.
+                  progress: bool = False) -> tuple[np.ndarray, list[str]]:
+    """A model's points for every face, predicted from its box.
+
+    Returns:
+        ``(N, 28, 2)`` points, NaN for the faces of an image that cannot be decoded (its header
+        read, its pixels cut short: the model check leaves them out, the geometry keeps them),
+        and one line per such image.
 
     Raises:
-        QualityCheckError: a face read without its image, or an image that cannot be read.
+        QualityCheckError: a face read without its image.
         CheckpointError: a checkpoint that cannot be loaded.
     """
     import cv2
@@ -860,6 +872,7 @@ def predict_faces(faces: list[LabelledFace], *, checkpoint: str | os.PathLike,
     from .infer import load_predictor
     predictor = load_predictor(checkpoint, config=config, device=device)
     predicted = np.full((len(faces), NUM_KEYPOINTS, 2), np.nan)
+    unreadable = []
     by_image: dict[Path, list[int]] = {}
     for n, item in enumerate(faces):
         if item.image_path is None:
@@ -869,13 +882,15 @@ def predict_faces(faces: list[LabelledFace], *, checkpoint: str | os.PathLike,
                                     disable=not progress):
         image = cv2.imread(str(image_path))
         if image is None:
-            raise QualityCheckError(f'{image_path}: image unreadable')
+            unreadable.append(f'{image_path}: image unreadable, its faces left out of the '
+                              'model check')
+            continue
         annotation = faces[members[0]].annotation_data
         boxes = np.array([face_box_xyxy(annotation.faces[faces[n].face], annotation.width,
                                         annotation.height) for n in members], np.float32)
         sample = predictor.predict(image, boxes)
         predicted[members] = np.asarray(sample.pred_instances.keypoints)[:, :, :2]
-    return predicted
+    return predicted, unreadable
 
 
 @dataclass
@@ -937,7 +952,8 @@ class QualityReport:
                 points = ','.join(str(p) for p in e['points'])
                 lines.append(f'  {e["score"]:7.1f}  {e["reason"]:{width}s}  '
                              f'{e["annotation"]:{name_width}s}  {e["face"]:4d}  {points}')
-        return '\n'.join(lines)
+        # names and reasons come from the files: no escape sequence reaches the terminal
+        return printable('\n'.join(lines))
 
     def write(self, path: str | os.PathLike) -> None:
         """The entries as a JSON list (atomically)."""
@@ -989,14 +1005,18 @@ def check_annotations(annotation_dir: str | os.PathLike,
     folder = read_faces(annotation_dir, image_dir, include_predicted=include_predicted,
                         progress=progress)
     if not folder.faces:
+        # the first reason says what is wrong when it is the same for all (the wrong images)
+        first = f'; the first: {folder.problems[0]}' if folder.problems else ''
+        images = f'images from {image_dir}' if image_dir is not None else 'without images'
         raise QualityCheckError(
-            f'no usable faces in {annotation_dir} ({folder.files} annotation files, '
-            f'{len(folder.problems)} unusable, {len(folder.left_out)} skipped or predicted)')
+            f'no usable faces in {annotation_dir}, read {images} ({folder.files} annotation '
+            f'files, {len(folder.problems)} unusable, {len(folder.left_out)} skipped or '
+            f'predicted){first}')
     points, visibility = _face_arrays(folder.faces)
     geometry = find_mistakes(points, visibility, settings)
     findings = list(geometry.findings)
     if checkpoint is not None:
-        predicted = predict_faces(folder.faces, checkpoint=checkpoint, config=config,
+        predicted, unreadable = predict_faces(folder.faces, checkpoint=checkpoint, config=config,
                                   device=device, progress=progress)
         left, right = INTEROCULAR_INDICES
         own = np.linalg.norm(points[:, left] - points[:, right], axis=-1)
@@ -1008,6 +1028,7 @@ def check_annotations(annotation_dir: str | os.PathLike,
         box_size = np.array([max(b[2] - b[0], b[3] - b[1]) for b in boxes]) / 3
         iod = np.where(np.isfinite(iod) & (iod > 0), iod, box_size)
         findings += model_findings(points, visibility, predicted, iod, settings)
+        folder.problems += unreadable
     entries = [entry(folder.faces[f.face], f) for f in findings]
     entries.sort(key=lambda e: (-e['score'], e['annotation'], e['face'], e['reason']))
     return QualityReport(entries, faces=len(folder.faces), checked=int(geometry.checked.sum()),

@@ -57,11 +57,19 @@ def test_legacy_format_is_one_visible_face():
     (dict(format='animal_landmarks_mm.annotation', version=7, image='x', faces=[],
           image_size=dict(width=9, height=9)), 'version 7 is not supported'),
     (dict(image='x', image_size=dict(width=9, height=9)), 'neither format'),
+    # JSON spells a lone surrogate as "\udcff": no file name, and no report could hold it
+    (dict(image='\udcff.png', landmarks=[[0, 0]] * 28, image_size=dict(width=9, height=9)),
+     'not valid Unicode'),
+    # a hostile file's megabyte of status or version is cut short in the one line
+    (dict(format='animal_landmarks_mm.annotation', version='v' * 10**6, image='x', faces=[],
+          image_size=dict(width=9, height=9)), 'version .* is not supported'),
+    (dict(format='animal_landmarks_mm.annotation', version=1, status='s' * 10**6, image='x',
+          faces=[], image_size=dict(width=9, height=9)), 'unknown status'),
 ])
 def test_bad_content_gives_a_one_line_reason(raw, reason):
     with pytest.raises(AnnotationError, match=reason) as info:
         parse_annotation(raw)
-    assert '\n' not in str(info.value)
+    assert '\n' not in str(info.value) and len(str(info.value)) < 200
 
 
 def test_load_names_the_file(tmp_path):

@@ -302,6 +302,8 @@ def check_tool():
     ('output under a file', 'error: --output'),
     ('config alone', 'error: --config needs --checkpoint'),
     ('model without images', 'error: the model check needs the images'),
+    ('output among the images', 'error: --output'),
+    ('no usable faces', 'error: no usable faces'),
 ])
 def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, case, message):
     folder, _, _ = labelled_set
@@ -316,6 +318,13 @@ def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, c
         output = tmp_path / 'file' / 'report.json'
     elif case == 'config alone':
         args = ['--config', 'x.py']
+    elif case == 'output among the images':  # a typo would replace a picture with the report
+        output = next((folder / 'images').iterdir())
+        before = output.read_bytes()
+    elif case == 'no usable faces':  # the wrong images: the reason shared by all is shown
+        (tmp_path / 'elsewhere').mkdir()
+        args = ['--image-dir', str(tmp_path / 'elsewhere')]
+        message += f' in {annotations}, read images from {tmp_path / "elsewhere"} ('
     else:
         annotations = tmp_path / 'alone'
         annotations.mkdir()
@@ -324,14 +333,21 @@ def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, c
         check_tool.main(['--annotation-dir', str(annotations), '--output', str(output),
                          '--no-progress', *args])
     assert str(info.value.code).startswith(message) and '\n' not in str(info.value.code)
+    if case == 'output among the images':
+        assert output.read_bytes() == before
+    if case == 'no usable faces':
+        assert 'the first: ' in info.value.code and 'image not found' in info.value.code
 
 
 def test_points_far_from_the_model_are_reported(trained, tmp_path):
     """A barely trained model predicts poorly everywhere; points moved well away from their
     face (the box stays on it) are still the farthest from its prediction. Half of them: a box
-    left holding fewer than half of its face's points is refused before any model sees it."""
-    files = make_synthetic_dataset(tmp_path, 3, seed=8, min_size=160, max_size=200,
+    left holding fewer than half of its face's points is refused before any model sees it. An
+    image cut short (its header whole) is one problem line; the others are still checked."""
+    files = make_synthetic_dataset(tmp_path, 4, seed=8, min_size=160, max_size=200,
                                    progress=False)
+    cut = tmp_path / 'images' / load_annotation(files[3]).image
+    cut.write_bytes(cut.read_bytes()[:200])
     moved = files[1]
     ann = load_annotation(moved)
     face = ann.faces[0]
@@ -351,7 +367,47 @@ def test_points_far_from_the_model_are_reported(trained, tmp_path):
     model_entries = [e for e in result.entries if e['reason'] == quality.REASON_MODEL]
     assert model_entries and model_entries[0]['annotation'] == moved.name
     assert len(model_entries[0]['points']) >= NUM_KEYPOINTS // 2
-    assert 'geometry checks skipped' in ' '.join(result.notes)  # 3 faces: too few
+    assert 'geometry checks skipped' in ' '.join(result.notes)  # 4 faces: too few
+    assert result.problems == [f'{cut.resolve()}: image unreadable, its faces left out of '
+                               'the model check']
+    assert files[3].name not in {e['annotation'] for e in model_entries}
+
+
+def test_occluded_points_count_less_against_the_model_too():
+    """An occluded point is placed by estimate: the same distance from the prediction that
+    flags a visible point does not flag it (divided by ``occluded_sigma_factor``, as in the
+    geometry checks)."""
+    settings = quality.CheckSettings()
+    points = np.zeros((3, NUM_KEYPOINTS, 2))
+    predicted = points.copy()
+    predicted[:, 5, 0] = 1.5 * settings.model_min_iod  # IOD 1: beyond the floor, not twice it
+    visibility = np.full((3, NUM_KEYPOINTS), VISIBLE)
+    visibility[1, 5] = OCCLUDED
+    found = quality.model_findings(points, visibility, predicted, np.ones(3), settings)
+    assert [(f.face, f.points) for f in found] == [(0, [5]), (2, [5])]
+    assert '0.38 inter-ocular distances' in found[0].detail  # the distance itself is shown
+
+
+def test_two_mistakes_of_one_kind_rank_above_either():
+    """Merged entries add up as the scores are defined (the root of the summed rho)."""
+    merged = quality._merge([
+        quality.Finding(0, quality.REASON_DUPLICATE, 3.0, [1, 2], 'a'),
+        quality.Finding(0, quality.REASON_DUPLICATE, 4.0, [5, 6], 'b'),
+        quality.Finding(1, quality.REASON_DUPLICATE, 4.5, [1, 2], 'c')])
+    assert [(f.face, f.score, f.points) for f in merged] == [(0, 5.0, [1, 2, 5, 6]),
+                                                             (1, 4.5, [1, 2])]
+
+
+def test_hostile_names_reach_the_terminal_escaped(check_tool, tmp_path, capsys):
+    """An escape sequence in an annotation's name is printed escaped in the summary."""
+    folder = tmp_path / 'landmarks'
+    folder.mkdir()
+    (folder / 'odd \x1b[31mRED.json').write_text('{')
+    with pytest.raises(SystemExit) as info:
+        check_tool.main(['--annotation-dir', str(folder), '--output',
+                         str(tmp_path / 'report.json'), '--no-progress'])
+    printed = capsys.readouterr().out + str(info.value.code)
+    assert '\x1b' not in printed and 'odd \\x1b[31mRED.json' in printed
 
 
 def test_an_image_size_no_float_holds_is_one_line_and_the_run_goes_on(check_tool, tmp_path,

@@ -4,7 +4,7 @@ import errno
 
 import pytest
 
-from animal_landmarks_mm.errors import AnimalLandmarksError, exit_on_error
+from animal_landmarks_mm.errors import AnimalLandmarksError, exit_on_error, printable
 
 
 @pytest.mark.parametrize('error, expected', [
@@ -25,3 +25,17 @@ def test_other_errors_are_not_swallowed():
         raise KeyError('a bug stays a traceback')
     with exit_on_error():  # nothing raised: nothing happens
         pass
+
+
+def test_names_from_files_reach_the_terminal_escaped():
+    """An escape sequence in a hostile file name would restyle the terminal; the bytes of a
+    name that is not UTF-8 would stop a strict stdout with a traceback."""
+    name = 'data/odd\x1b[31mred\udcff.json'
+    assert printable(name) == 'data/odd\\x1b[31mred\\udcff.json'
+    assert printable('two\nlines\tkept') == 'two\nlines\tkept'
+    with pytest.raises(SystemExit) as caught, exit_on_error():
+        raise AnimalLandmarksError(f'{name}: broken JSON')
+    assert caught.value.code == 'error: data/odd\\x1b[31mred\\udcff.json: broken JSON'
+    with pytest.raises(SystemExit) as caught, exit_on_error():
+        raise OSError(errno.ENOENT, 'No such file or directory', name)
+    assert '\x1b' not in caught.value.code and caught.value.code.encode('utf-8')

@@ -13,7 +13,8 @@ import argparse
 import os
 from pathlib import Path
 
-from animal_landmarks_mm.errors import exit_on_error
+from animal_landmarks_mm.annotation import lies_in_folder
+from animal_landmarks_mm.errors import exit_on_error, printable
 from animal_landmarks_mm.quality import QualityCheckError, check_annotations, default_image_dir
 
 
@@ -44,12 +45,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def check_output(path: Path, annotation_dir: Path) -> None:
+def check_output(path: Path, annotation_dir: Path, image_dir: str | Path | None) -> None:
     """Refuse an output path the report cannot be written to, or one among the annotation files
-    (it would replace one, or be read as a bad one), before the work is done."""
-    if path.resolve().is_relative_to(annotation_dir.resolve()):
-        raise QualityCheckError(f'--output {path} is inside --annotation-dir {annotation_dir}; '
-                                'write the report elsewhere (e.g. work_dirs/check/report.json)')
+    or the images (it would replace one, or be read as a bad one), before the work is done."""
+    for flag, folder in (('--annotation-dir', annotation_dir), ('--image-dir', image_dir)):
+        if folder is not None and lies_in_folder(path, folder):
+            raise QualityCheckError(f'--output {path} is inside {flag} {folder}; write the '
+                                    'report elsewhere (e.g. work_dirs/check/report.json)')
     if path.is_dir():
         raise QualityCheckError(f'--output {path} is a folder; give a file name such as '
                                 f'{path / "report.json"}')
@@ -70,18 +72,18 @@ def main(argv=None):
     with exit_on_error(args.output):
         if args.config and not args.checkpoint:
             raise QualityCheckError('--config needs --checkpoint')
-        check_output(output, Path(args.annotation_dir))
         image_dir = args.image_dir or default_image_dir(args.annotation_dir)
+        check_output(output, Path(args.annotation_dir), image_dir)
         report = check_annotations(
             args.annotation_dir, image_dir, checkpoint=args.checkpoint, config=args.config,
             device=args.device, include_predicted=args.include_predicted,
             progress=not args.no_progress)
         report.write(output)
-    images = f'images in {image_dir}' if image_dir else 'no images (annotation files only)'
-    print(f'checked {args.annotation_dir} with {images}')
-    print(report.format_summary(args.top))
-    print(f'wrote {output} (open the images in this order: tools/annotate_landmarks.py ... '
-          f'--files {output})')
+        images = f'images in {image_dir}' if image_dir else 'no images (annotation files only)'
+        print(printable(f'checked {args.annotation_dir} with {images}'))
+        print(report.format_summary(args.top))
+        print(printable(f'wrote {output} (open the images in this order: '
+                        f'tools/annotate_landmarks.py ... --files {output})'))
 
 
 if __name__ == '__main__':
