@@ -11,7 +11,7 @@ try:
     from .hooks import StrictLoadFromHook
     from .metrics import LandmarkMetric
     from .models import ChannelsLastPoseDataPreprocessor
-    from .transforms import RandomCutout, RandomGaussianBlur, RandomGrayscale
+    from .transforms import RandomCutout, RandomGaussianBlur
 except ImportError as e:
     if (e.name or '').split('.')[0] not in ('torch', 'mmpose', 'mmcv', 'mmengine'):
         raise
@@ -21,6 +21,6 @@ else:
 __version__ = '0.1.0'
 __all__ = [
     'AnimalCharacterFaceDataset', 'ChannelsLastPoseDataPreprocessor', 'LandmarkMetric',
-    'RandomCutout', 'RandomGaussianBlur', 'RandomGrayscale', 'StrictLoadFromHook',
+    'RandomCutout', 'RandomGaussianBlur', 'StrictLoadFromHook',
     'allow_mmengine_checkpoints',
 ]

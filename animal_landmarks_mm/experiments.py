@@ -25,12 +25,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from .annotation import file_sha256
 from .converter import convert
 from .errors import AnimalLandmarksError
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
+from .schedule import ScheduleError, check_positive
 from .synthetic import make_synthetic_dataset
 from .training import host_cpus
 
@@ -189,6 +191,14 @@ def validations(work_dir: Path) -> list[dict]:
     return found
 
 
+def _devices(work_dirs: Iterable[Path]) -> str:
+    """The devices the finished runs of these work dirs trained on, in order, each once: a
+    picture of runs read back from records made elsewhere names where they ran, not this
+    machine."""
+    recorded = (finished_run(work_dir) for work_dir in work_dirs)
+    return ' and '.join(dict.fromkeys(r['device'] for r in recorded if r is not None))
+
+
 def _device() -> str:
     import torch
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else \
@@ -209,8 +219,11 @@ def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100
         seed: seed of the synthetic faces.
         amp: train with mixed precision (CUDA).
     """
+    _check_numbers(('--sizes', size) for size in sizes)
+    _check_numbers([('--val-faces', val_faces), ('--iters', iters), ('--batch-size', batch_size)],
+                   seed)
     out_dir = Path(out_dir)
-    results = dict(experiment='learning_curve', device=_device(), batch_size=batch_size,
+    results = dict(experiment='learning_curve', device='', batch_size=batch_size,
                    iters=iters or 'default plan', val_faces=val_faces, amp=amp, runs=[])
     for size in sizes:
         data = make_split(out_dir / f'data_{size}', size, val_faces, seed)
@@ -220,6 +233,7 @@ def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100
         results['runs'].append(dict(faces=size, best_NME=min(r['NME'] for r in runs),
                                     validations=runs, minutes=trained['minutes'],
                                     device=trained['device']))
+        results['device'] = _devices(out_dir / f'run_{r["faces"]}' for r in results['runs'])
         _save(results, out_dir / 'learning_curve.json')
     plot_learning_curve(results, out_dir / 'learning_curve.png')
     return results
@@ -250,8 +264,12 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
             stem, 1 the stem and the first stage, up to 4).
         amp: train with mixed precision (CUDA).
     """
+    _check_numbers([('--pretrain-faces', pretrain_faces), ('--target-faces', target_faces),
+                    ('--val-faces', val_faces), ('--pretrain-iters', pretrain_iters),
+                    ('--iters', iters), ('--batch-size', batch_size)], seed)
+    _check_numbers(('--finetune-lr', lr) for lr in finetune_lrs)
     out_dir = Path(out_dir)
-    results = dict(experiment='transfer', device=_device(), batch_size=batch_size, amp=amp,
+    results = dict(experiment='transfer', device='', batch_size=batch_size, amp=amp,
                    pretrain_faces=pretrain_faces, target_faces=target_faces,
                    pretrain_iters=pretrain_iters or 'default plan',
                    iters=iters or 'default plans')
@@ -260,8 +278,11 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
                                     iters=pretrain_iters, batch_size=batch_size, amp=amp)
     # the best checkpoint of the pretraining (mmengine keeps one; the newest if a rerun left
     # more)
-    pretrained = max((out_dir / 'pretrain').glob('best_NME_*.pth'),
-                     key=lambda p: p.stat().st_mtime)
+    best = list((out_dir / 'pretrain').glob('best_NME_*.pth'))
+    if not best:  # a finished run read from its record, its checkpoints deleted since
+        raise ExperimentError(f'no best_NME_*.pth in {out_dir / "pretrain"} to fine-tune '
+                              'from; delete that folder to train the pretraining again')
+    pretrained = max(best, key=lambda p: p.stat().st_mtime)
     target = make_split(out_dir / 'data_animal', target_faces, val_faces, seed + 1,
                         family='animal')
     def fine_tune(name: str, **options) -> list[dict]:
@@ -279,9 +300,27 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
     results['scratch'] = train_run(MAIN_CONFIG, target, out_dir / 'scratch', iters=iters,
                                    batch_size=batch_size, amp=amp)
     results['scratch_lr'] = planned_lr(out_dir / 'scratch')
+    results['device'] = _devices(
+        [out_dir / 'pretrain', out_dir / 'finetune', out_dir / 'scratch']
+        + [out_dir / f'finetune_lr{lr:g}' for lr in finetune_lrs]
+        + [out_dir / f'finetune_frozen{stages}' for stages in finetune_frozen_stages])
     _save(results, out_dir / 'transfer.json')
     plot_transfer_curve(results, out_dir / 'transfer.png')
     return results
+
+
+def _check_numbers(values: Iterable[tuple[str, float | None]], seed: int = 0) -> None:
+    """Refuse a count, a step budget or an lr that is not positive, or a negative seed, before
+    anything is made: ``tools/train.py`` would refuse it only when its run starts, maybe after
+    hours of the runs before it.
+
+    Raises:
+        ScheduleError: naming the flag and the value.
+    """
+    for flag, value in values:
+        check_positive(flag, value)
+    if seed < 0:  # numpy's generators take none
+        raise ScheduleError(f'--seed must be 0 or more, got {seed}')
 
 
 def _save(results: dict, path: Path) -> None:

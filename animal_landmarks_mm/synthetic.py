@@ -32,7 +32,8 @@ SPECIES = ('cat', 'fox', 'dog', 'rabbit', 'bear')
 #: ``human``: human anime faces (no animal ears, large eyes, small nose and mouth, pointed chin),
 #: like the faces anime_face_detector was trained on; ``animal``: animal characters with other
 #: proportions (a muzzle that carries a lower nose and a wider mouth, a rounder jaw, smaller
-#: rounder eyes, ears). None: the default mix of both, as the synthetic sets have always been.
+#: rounder eyes, ears). None: the original style, neither family (a species' ears, no
+#: muzzle, proportions between the two), as the synthetic sets have always been.
 FAMILIES = ('human', 'animal')
 
 
@@ -115,7 +116,7 @@ class FaceModel:
     Args:
         rng: the random generator that decides everything about the face.
         frontal: face the viewer squarely (no yaw, level eyes), as the annotator's chart does.
-        family: one of :data:`FAMILIES`, or None for the default mix.
+        family: one of :data:`FAMILIES`, or None for the original style (neither).
     """
 
     def __init__(self, rng: np.random.Generator, frontal: bool = False,
@@ -140,8 +141,8 @@ class FaceModel:
         self.iris = _color(rng)
         self.outline = _shade(self.hair, 0.35)
         self.muzzle = False
-        # a family redraws some proportions after the common ones, so that the default mix
-        # (family None) draws exactly what it always drew
+        # a family redraws some proportions after the common ones, so that the original
+        # style (family None) draws exactly what it always drew
         if family == 'human':
             self.species = 'human'
             self.jaw_power, self.chin_length = u(0.5, 0.75), u(0.95, 1.15)
@@ -373,7 +374,7 @@ def render_face_image(rng: np.random.Generator, width: int, height: int,
         rng: decides everything.
         width: image width in pixels.
         height: image height in pixels.
-        family: a style family of :data:`FAMILIES` (default: the mix of both).
+        family: a style family of :data:`FAMILIES` (default: the original style, neither).
 
     Returns:
         The BGR image, the (28, 2) landmarks in image pixels, and the species name.
@@ -426,7 +427,8 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
         min_size: smallest image side in pixels.
         max_size: largest image side in pixels.
         progress: show a progress bar.
-        family: draw only faces of this style family (:data:`FAMILIES`); default the mix.
+        family: draw only faces of this style family (:data:`FAMILIES`); default the original
+            style, neither family.
         workers: processes drawing images (thousands of faces for a GPU's experiments).
 
     Returns:

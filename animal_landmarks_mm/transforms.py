@@ -2,11 +2,15 @@
 
 mmpose already provides flip (``RandomFlip``, with the flip pairs of the metainfo), rotation /
 scale / shift of the box (``RandomBBoxTransform``) and colour jitter
-(``PhotometricDistortion``). What it lacks without the albumentations package (whose
-opencv-python-headless would replace the ``cv2`` mmcv needs) are these three. None moves a
+(``PhotometricDistortion``), and mmcv greyscale (``RandomGrayscale``, which the configs use
+for monochrome manga). What they lack without the albumentations package (whose
+opencv-python-headless would replace the ``cv2`` mmcv needs) are these two. Neither moves a
 point: they change pixels only, so keypoints, visibility and flip pairs pass through untouched.
+Their settings are checked when the pipeline is built, as mmcv's are, not in a loader worker.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -15,29 +19,22 @@ from mmcv.transforms.utils import cache_randomness
 from mmpose.registry import TRANSFORMS
 
 
-@TRANSFORMS.register_module()
-class RandomGrayscale(BaseTransform):
-    """Turn the image grey (all three channels equal), as monochrome manga pages are.
+def _probability(prob: float) -> float:
+    """``prob``, refused unless a number in [0, 1]."""
+    if not isinstance(prob, (int, float)) or isinstance(prob, bool) or not 0 <= prob <= 1:
+        raise ValueError(f'prob must be a number in [0, 1], got {prob!r}')
+    return float(prob)
 
-    Args:
-        prob: probability of applying it.
-    """
 
-    def __init__(self, prob: float = 0.1):
-        self.prob = prob
-
-    @cache_randomness
-    def _apply(self) -> bool:
-        return np.random.rand() < self.prob
-
-    def transform(self, results: dict) -> dict:
-        if self._apply():
-            grey = cv2.cvtColor(results['img'], cv2.COLOR_BGR2GRAY)
-            results['img'] = np.repeat(grey[..., None], 3, axis=2)
-        return results
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(prob={self.prob})'
+def _range(name: str, values: Sequence[float], high: float | None) -> tuple[float, float]:
+    """A ``(low, high)`` pair with ``0 < low <= high`` (``<= high`` when given); numpy would
+    read a single value or a reversed pair as some other range without a word."""
+    if (not isinstance(values, Sequence) or len(values) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            or not 0 < values[0] <= values[1] or (high is not None and values[1] > high)):
+        bound = '' if high is None else f' <= {high:g}'
+        raise ValueError(f'{name} must be two numbers 0 < low <= high{bound}, got {values!r}')
+    return float(values[0]), float(values[1])
 
 
 @TRANSFORMS.register_module()
@@ -50,8 +47,8 @@ class RandomGaussianBlur(BaseTransform):
     """
 
     def __init__(self, prob: float = 0.1, sigma_range: tuple[float, float] = (0.5, 2.0)):
-        self.prob = prob
-        self.sigma_range = sigma_range
+        self.prob = _probability(prob)
+        self.sigma_range = _range('sigma_range', sigma_range, high=None)
 
     @cache_randomness
     def _sigma(self) -> float | None:
@@ -83,9 +80,11 @@ class RandomCutout(BaseTransform):
 
     def __init__(self, prob: float = 0.3, max_holes: int = 2,
                  size_range: tuple[float, float] = (0.05, 0.2)):
-        self.prob = prob
+        self.prob = _probability(prob)
+        if not isinstance(max_holes, int) or isinstance(max_holes, bool) or max_holes < 1:
+            raise ValueError(f'max_holes must be an integer of 1 or more, got {max_holes!r}')
         self.max_holes = max_holes
-        self.size_range = size_range
+        self.size_range = _range('size_range', size_range, high=1.0)
 
     @cache_randomness
     def _holes(self, height: int, width: int) -> list[tuple[int, int, int, int, tuple]]:

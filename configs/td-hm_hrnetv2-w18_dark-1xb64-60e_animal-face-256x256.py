@@ -61,8 +61,8 @@ dataset_type = 'AnimalCharacterFaceDataset'
 data_root = 'data/animal_faces/'
 
 # augmentation for drawn characters: flip with the 28-point flip pairs, box shift / scale /
-# rotation, colour jitter, and (ours, animal_landmarks_mm/transforms.py) greyscale like manga,
-# blur, and occluding cut-outs
+# rotation, colour jitter, greyscale like manga (mmcv's, with the BGR luma weights and three
+# channels kept), and (ours, animal_landmarks_mm/transforms.py) blur and occluding cut-outs
 train_pipeline = [
     dict(type='LoadImage'),
     dict(type='GetBBoxCenterScale'),
@@ -75,7 +75,8 @@ train_pipeline = [
         scale_factor=(0.75, 1.25)),
     dict(type='TopdownAffine', input_size=(256, 256)),
     dict(type='PhotometricDistortion'),
-    dict(type='RandomGrayscale', prob=0.1),
+    dict(type='RandomGrayscale', prob=0.1, keep_channels=True,
+         channel_weights=(0.114, 0.587, 0.299)),
     dict(type='RandomGaussianBlur', prob=0.1),
     dict(type='RandomCutout', prob=0.3),
     dict(type='GenerateTarget', encoder={{_base_.codec}}),

@@ -1,17 +1,23 @@
 """The recipe experiments' runner: a real (tiny) learning-curve run, its JSON and picture, and
 a rerun that reads finished runs instead of training them again."""
 import json
+import math
 
 import cv2
+import pytest
 
 from animal_landmarks_mm.experiments import (
     FINISHED_RUN,
+    ExperimentError,
     finished_run,
+    learning_curve,
     make_split,
     plot_transfer_curve,
     run_log,
     train_run,
+    transfer_curve,
 )
+from animal_landmarks_mm.schedule import ScheduleError
 from conftest import MAIN_CONFIG, run_tool
 
 
@@ -27,18 +33,24 @@ def test_a_tiny_learning_curve_runs_end_to_end(tmp_path):
     assert run['best_NME'] == min(v['NME'] for v in run['validations']) > 0
     assert cv2.imread(str(tmp_path / 'learning_curve.png')) is not None
 
-    # the same experiment again (as after a crash in a later run): the finished run is read
+    assert results['device'] == run['device']  # where it ran
+
+    # the same experiment again (as after a crash in a later run): the finished run is read;
+    # here as if it had been trained on a GPU, which the results and the picture then name
     log = tmp_path / 'run_4.log'
     trained = log.stat().st_mtime_ns
+    record = tmp_path / 'run_4' / FINISHED_RUN
+    record.write_text(json.dumps({**json.loads(record.read_text()), 'device': 'NVIDIA H100'}))
     again = run_tool('recipe_experiments.py', *args)
     assert 'run_4: finished before from the same inputs' in again.stdout
     assert log.stat().st_mtime_ns == trained
-    rerun = json.loads((tmp_path / 'learning_curve.json').read_text())['runs'][0]
+    rerun = json.loads((tmp_path / 'learning_curve.json').read_text())
+    assert rerun['device'] == rerun['runs'][0]['device'] == 'NVIDIA H100'
+    rerun = rerun['runs'][0]
     assert rerun['validations'] == run['validations'] and rerun['minutes'] == run['minutes']
     # other faces under the same arguments (another seed): trained again, not reused
     assert 'run_4: training' in run_tool('recipe_experiments.py', *args, '--seed', '1').stdout
     # an unreadable or malformed record is not trusted
-    record = tmp_path / 'run_4' / FINISHED_RUN
     good = json.loads(record.read_text())
     assert finished_run(tmp_path / 'run_4') == good
     for broken in ('{"inputs": ', json.dumps({**good, 'validations': [{'step': 1}]}),
@@ -81,3 +93,31 @@ def test_the_transfer_picture_shows_both_curves(tmp_path):
                    scratch=[dict(step=50, NME=0.3), dict(step=100, NME=0.12)])
     plot_transfer_curve(results, tmp_path / 'transfer.png')
     assert cv2.imread(str(tmp_path / 'transfer.png')) is not None
+
+
+@pytest.mark.parametrize('experiment, options, message', [
+    (learning_curve, dict(sizes=(50, 0)), '--sizes must be positive, got 0'),
+    (learning_curve, dict(batch_size=0), '--batch-size must be positive'),
+    (learning_curve, dict(seed=-1), '--seed must be 0 or more, got -1'),
+    (transfer_curve, dict(pretrain_iters=-5), '--pretrain-iters must be positive, got -5'),
+    (transfer_curve, dict(finetune_lrs=(1e-4, math.nan)), '--finetune-lr must be positive, '
+     'got nan'),
+])
+def test_bad_numbers_are_refused_before_anything_is_made(tmp_path, experiment, options,
+                                                         message):
+    """tools/train.py would refuse them only when their run starts, after hours of others."""
+    with pytest.raises(ScheduleError, match=message):
+        experiment(tmp_path / 'out', **options)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_pretraining_without_its_checkpoint_is_one_line(tmp_path):
+    """A finished pretraining read from its record, its checkpoints deleted since: the way out
+    is named, not a traceback."""
+    source = make_split(tmp_path / 'data_human', 4, 3, seed=0, family='human')
+    train_run(MAIN_CONFIG, source, tmp_path / 'pretrain', iters=1, batch_size=2)
+    for checkpoint in (tmp_path / 'pretrain').glob('*.pth'):
+        checkpoint.unlink()
+    with pytest.raises(ExperimentError, match='no best_NME_.*delete that folder'):
+        transfer_curve(tmp_path, pretrain_faces=4, target_faces=4, val_faces=3,
+                       pretrain_iters=1, iters=1, batch_size=2)

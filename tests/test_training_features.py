@@ -132,6 +132,16 @@ def test_the_default_run_on_200_faces_is_sized_like_the_original_tools_advice():
     assert _scheduled(FINETUNE_CONFIG, 200, batch_size=8)[1].lr == pytest.approx(7e-4)
 
 
+@pytest.mark.parametrize('config', sorted((REPO / 'configs').glob('*.py')), ids=lambda p: p.stem)
+def test_other_runners_get_the_recipes_lr_at_the_configs_batch(config):
+    """``mim train`` and mmpose's own tools/train.py read the config as written: its lr is
+    the one the recipe plans for its batch, not the base config's for another batch."""
+    cfg = Config.fromfile(str(config))
+    plan = plan_schedule(Config.fromfile(str(config)), 10_000)
+    assert plan.batch == cfg.train_dataloader.batch_size
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(plan.lr)
+
+
 def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
     cfg, plan = _scheduled(MAIN_CONFIG, 200, epochs=8, batch_size=8)
     assert (plan.epochs, plan.iters_per_epoch, plan.iters) == (8, 25, 200)

@@ -61,7 +61,8 @@ def test_points_stay_on_the_drawn_eyelids_through_flip_rotation_and_scale(sample
 
 
 @pytest.mark.parametrize('transform', [
-    dict(type='RandomGrayscale', prob=1.0),
+    dict(type='RandomGrayscale', prob=1.0, keep_channels=True,  # mmcv's, as the config has it
+         channel_weights=(0.114, 0.587, 0.299)),
     dict(type='RandomGaussianBlur', prob=1.0, sigma_range=(1.0, 1.0)),
     dict(type='RandomCutout', prob=1.0, max_holes=2),
     dict(type='PhotometricDistortion'),
@@ -92,3 +93,29 @@ def test_main_config_pipeline_runs(coco_dir):
     packed = dataset[0]
     assert tuple(packed['inputs'].shape) == (3, 256, 256)
     assert packed['data_samples'].gt_fields.heatmaps.shape == (28, 64, 64)
+
+
+@pytest.mark.parametrize('transform, message', [
+    (dict(type='RandomCutout', max_holes=0), 'max_holes must be an integer of 1 or more'),
+    (dict(type='RandomCutout', size_range=(0.5,)), 'size_range must be two numbers'),
+    (dict(type='RandomCutout', size_range=(0.2, 1.5)), 'size_range must be two numbers'),
+    (dict(type='RandomGaussianBlur', sigma_range=(-1, 0)), 'sigma_range must be two numbers'),
+    (dict(type='RandomGaussianBlur', sigma_range=(2, 1)), 'sigma_range must be two numbers'),
+    (dict(type='RandomGaussianBlur', prob='0.5'), 'prob must be a number in'),
+    (dict(type='RandomCutout', prob=1.5), 'prob must be a number in'),
+])
+def test_bad_settings_are_refused_when_the_pipeline_is_built(transform, message):
+    """Not later, inside a loader worker, as a numpy or OpenCV assertion."""
+    with pytest.raises(ValueError, match=message):
+        Compose([transform])
+
+
+def test_greyscale_is_mmcvs_not_shadowed_by_the_plugin():
+    """The plugin registers no transform under a name mmcv has: a config written for mmcv's
+    ``RandomGrayscale`` (keep_channels, channel_weights) builds it."""
+    from mmpose.registry import TRANSFORMS
+
+    import animal_landmarks_mm  # noqa: F401
+    init_default_scope('mmpose')
+    built = TRANSFORMS.build(dict(type='RandomGrayscale', keep_channels=True))
+    assert type(built).__module__.startswith('mmcv.')

@@ -18,8 +18,9 @@ def parse_args(argv=None):
     parser.add_argument('--min-size', type=int, default=256, help='smallest image side (px)')
     parser.add_argument('--max-size', type=int, default=384, help='largest image side (px)')
     parser.add_argument('--family', choices=FAMILIES,
-                        help='only one style family: human anime faces, or animal characters '
-                        'with muzzles (default: a mix of both)')
+                        help='one style family: human anime faces, or animal characters '
+                        'with muzzles (default: the original style, neither: a species\' ears, '
+                        'no muzzle)')
     parser.add_argument('--workers', type=int, default=1,
                         help='processes drawing images (the same files as one)')
     return parser.parse_args(argv)
