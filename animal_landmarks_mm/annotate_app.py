@@ -93,9 +93,11 @@ SHORTCUTS: dict[str, str] = {
                                                          'a click places it',
     'drag a point': 'move it (hover shows its number and name)',
     'drag the picture, space+drag': 'pan',
-    'wheel, + / -': 'zoom around the cursor',
+    'wheel, + / -': 'zoom around the cursor (+ / -: around the middle when the cursor is '
+                    'elsewhere)',
     'f / 0': 'zoom on the face / fit the picture',
-    'Ctrl+Z (z), Ctrl+Shift+Z, Ctrl+Y': 'undo, redo',
+    'Ctrl+Z (z), Ctrl+Shift+Z (Shift+Z), Ctrl+Y': 'undo, redo (letter keys work in any '
+                                                  'keyboard layout, Caps Lock or not)',
     'o / x': 'occluded / absent on the selected (or next) point, again to unset',
     'Delete, Backspace': 'remove the selected point',
     'Escape': 'deselect, stop drawing a box',
@@ -625,7 +627,7 @@ class Annotator:
             skeleton=[list(pair) for pair in SKELETON],
             visibility={name: flag for flag, name in VISIBILITY_FLAGS.items()},
             label_parts=label_parts(),
-            history_steps=HISTORY_STEPS,
+            history_steps=HISTORY_STEPS, max_ops=MAX_OPS,
             skip_reasons=list(SKIP_REASONS), predict=self.predictor is not None,
             detector=self.detector is not None, shortcuts=SHORTCUTS,
             chart=dict(url='annotator/chart.png', width=width, height=height, points=points))

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import cv2
@@ -46,6 +48,40 @@ SCREENSHOT = REPO / 'work_dirs' / 'screenshots' / 'annotator.png'
 #: A name that would be markup if it reached HTML unescaped.
 XSS_NAME = '<b>x<i>y<img src=x onerror=alert(1)>.png'
 WAIT_MS = 30000  # generous: a loaded 2-core machine
+#: JavaScript: the point list shows the row of the point to place next (or there is none).
+TARGET_ROW_SHOWN_JS = '''() => { const e = window.landmarkEditor, t = e.target();
+  if (t === null) return true;
+  const list = document.getElementById('le-points').getBoundingClientRect();
+  const row = e.rows[t].row.getBoundingClientRect();
+  return row.top >= list.top && row.bottom <= list.bottom; }'''
+#: JavaScript: requests to annotator/api/WHAT are logged (window.apiLog: [WHAT, HTTP status];
+#: window.apiPending: how many are unanswered), and the next ``times`` of WHAT wait ``ms``
+#: before they go (a slow network or server).
+SLOW_API_JS = '''([what, ms, times]) => {
+  if (!window.apiLog) {
+    const send = window.fetch;
+    window.apiLog = [];
+    window.apiDelays = {};
+    window.apiPending = 0;
+    window.fetch = async (url, options) => {
+      const kind = (String(url).split('annotator/api/')[1] || '').split('?')[0];
+      const delay = window.apiDelays[kind];
+      window.apiPending += 1;
+      try {
+        if (delay && delay.times > 0) {
+          delay.times -= 1;
+          await new Promise((resolve) => setTimeout(resolve, delay.ms));
+        }
+        const response = await send(url, options);
+        if (kind) window.apiLog.push([kind, response.status]);
+        return response;
+      } finally {
+        window.apiPending -= 1;
+      }
+    };
+  }
+  window.apiDelays[what] = {ms, times};
+}'''
 
 sync_api = pytest.importorskip('playwright.sync_api',
                                reason='playwright is not installed (make setup installs it)')
@@ -141,12 +177,35 @@ class Page:
         self.dialogs = []
         self.page.on('request', lambda r: None if r.url.startswith(url) or
                      r.url.startswith('data:') else self.external.append(r.url))
-        self.page.on('dialog', lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.leaving_unsaved = False  # whether the person confirms leaving unsaved edits
+        self.page.on('dialog', self._dialog)
         self.page.goto(url + (f'/?image={image}' if image else '/'))
         self.ready()
 
+    def _dialog(self, dialog) -> None:
+        if dialog.type == 'beforeunload' and self.leaving_unsaved:
+            dialog.accept()
+        else:
+            self.dialogs.append(dialog.message)
+            dialog.dismiss()
+
     def ready(self) -> None:
         self.page.wait_for_function(EDITOR_READY_JS)
+
+    def js(self, expression: str):
+        """``expression`` evaluated in the page, with ``e`` the editor."""
+        return self.page.evaluate(f'() => {{ const e = window.landmarkEditor; '
+                                  f'return {expression}; }}')
+
+    def slow(self, what: str, ms: int, times: int = 1) -> None:
+        """The next ``times`` requests to annotator/api/``what`` wait ``ms`` first; from now
+        on the requests to the API are logged (:meth:`requests`)."""
+        self.page.evaluate(SLOW_API_JS, [what, ms, times])
+
+    def requests(self, what: str) -> int:
+        """How many requests to annotator/api/``what`` were answered since :meth:`slow`."""
+        return self.page.evaluate('what => window.apiLog.filter(r => r[0] === what).length',
+                                  what)
 
     @property
     def state(self) -> dict:
@@ -200,6 +259,7 @@ def test_28_clicks_land_exactly_drag_undo_redo_and_occluded(server, images, brow
     assert '0: temple, image-left' in page.text('le-prompt')
     for k, (x, y) in enumerate(points):
         assert f'next: {k}:' in page.text('le-prompt')
+        assert page.page.evaluate(TARGET_ROW_SHOWN_JS), f'the list hides point {k}'
         page.click(x, y)
     page.wait_text('le-prompt', 'complete')
     page.saved()
@@ -629,6 +689,248 @@ def session_points(out: Path) -> list:
     """The placed points of face_0.png's draft."""
     draft = json.loads(draft_file(out).read_text())
     return [p for p in draft['faces'][0]['points'] if p is not None]
+
+
+def _png_without_pixels(width: int, height: int) -> bytes:
+    """A PNG whose header is right (its size reads) and which has no pixels (no browser
+    decodes it)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack('>I', len(data)) + kind + data + struct.pack(
+            '>I', zlib.crc32(kind + data))
+    header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IEND', b'')
+
+
+@pytest.fixture(scope='module')
+def small_server(tmp_path_factory):
+    """The annotator (in this process) on small plain pictures a.png ... h.png and, last,
+    z_broken.png, which no browser decodes; yields (url, output dir)."""
+    folder = tmp_path_factory.mktemp('small') / 'images'
+    folder.mkdir()
+    for k, name in enumerate('abcdefgh'):
+        cv2.imwrite(str(folder / f'{name}.png'), np.full((150, 200, 3), 60 + 20 * k, np.uint8))
+    (folder / 'z_broken.png').write_bytes(_png_without_pixels(200, 150))
+    out = folder.parent / 'landmarks'
+    server = launch(Annotator(AnnotationSession(folder, out, annotator='e2e')),
+                    port=free_port(), block=False)
+    yield server.url, out
+    server.close()
+
+
+def _placed(file: Path, points: list, face: int = 0) -> bool:
+    """Whether the placed points of a face of a saved file (a draft or an annotation) are
+    ``points`` (up to the screen's rounding)."""
+    placed = [p for p in json.loads(file.read_text())['faces'][face]['points'] if p is not None]
+    return len(placed) == len(points) and np.allclose(placed, points, atol=1e-3)
+
+
+def test_keys_during_navigation_and_a_picture_the_browser_cannot_decode(small_server,
+                                                                        browser):
+    url, out = small_server
+    page = Page(browser, url, 'f.png')
+    history = page.page.evaluate('history.length')
+    # n twice while the last edit is still being saved: one navigation, one history entry
+    page.slow('edit', 800)
+    page.click(10, 10)
+    page.key('n')
+    page.page.wait_for_timeout(100)
+    page.key('n')
+    page.wait_image('g.png')
+    page.page.wait_for_function('() => window.apiPending === 0')  # a second one: answered
+    assert page.state['image'] == 'g.png' and page.requests('open') == 1
+    assert page.page.evaluate('history.length') == history + 1
+    assert _placed(out / '.drafts' / 'f.json', [[10, 10]])
+    # a key pressed while the next image opens is refused: neither image gets it
+    page.slow('open', 600)
+    page.key('n')
+    page.key('x')
+    assert 'wait a moment' in page.text('le-message')
+    page.wait_image('h.png')
+    assert page.js('[e.queue.length, e.edit.faces[0].visibility.every(v => v === 2)]') == [
+        0, True]
+    assert not (out / '.drafts' / 'g.json').exists() and not (out / 'g.json').exists()
+    # a picture the browser cannot decode: nothing is shown (not h.png's picture), the error
+    # stays, and a click there places no point
+    page.key('n')
+    page.wait_image('z_broken.png')
+    image = page.page.locator('#landmark-image')
+    assert image.get_attribute('src') is None and image.evaluate(
+        'e => getComputedStyle(e).visibility') == 'hidden'
+    assert 'could not decode' in page.text('le-message')
+    box = page.page.locator('#le-viewport').evaluate(RECT_JS)
+    page.page.mouse.click(box[0] + box[2] / 2, box[1] + box[3] / 2)
+    assert page.js('[e.queue.length, e.edit.faces[0].points.filter(Boolean).length]') == [0, 0]
+    assert 'could not decode' in page.text('le-message')
+    page.key('p')  # the picture before is shown again, and takes clicks again
+    page.wait_image('h.png')
+    assert image.get_attribute('src') and image.evaluate(
+        'e => getComputedStyle(e).visibility') == 'visible'
+    page.click(30, 40)
+    page.saved()
+    assert _placed(out / '.drafts' / 'h.json', [[30, 40]])
+    page.close()
+
+
+def test_edits_racing_a_reload_a_lost_image_and_a_long_queue_are_all_sent(small_server,
+                                                                          browser):
+    url, out = small_server
+    draft = out / '.drafts' / 'c.json'
+    page = Page(browser, url, 'c.png')
+    # Reload while an edit is on its way: the edits made after it are sent all the same
+    page.slow('edit', 800)
+    page.click(10, 10)
+    page.page.locator('[data-action="reload"]').click()
+    page.page.wait_for_function('() => !window.landmarkEditor.navigating')
+    page.click(20, 20)
+    page.page.wait_for_function(SAVED_JS, timeout=8000)
+    assert _placed(draft, [[20, 20]])  # Reload dropped the first, as it says
+    # the server forgets the image (here: the tab opens another one elsewhere, as a restart
+    # does): the page opens it again once and sends its edits once, the ones made meanwhile
+    # too, with no false conflict
+    tab = page.js('e.tab')
+    request = urllib.request.Request(
+        f'{url}/annotator/api/open', data=json.dumps({'tab': tab, 'image': 'd.png'}).encode(),
+        headers={'content-type': 'application/json'})
+    urllib.request.urlopen(request, timeout=10).read()
+    page.slow('open', 500)
+    opened = page.requests('open')
+    page.page.locator('[data-action="new-face"]').click()
+    page.page.wait_for_function(  # told the image is gone: opening it again
+        '() => window.apiLog.some(r => r[0] === "edit" && r[1] === 410)')
+    page.key('s')
+    page.click(30, 30)
+    page.page.wait_for_function(
+        '() => window.apiPending === 0 && window.apiDelays.open.times === 0', timeout=8000)
+    page.page.wait_for_function(SAVED_JS, timeout=8000)
+    assert page.requests('open') == opened + 1
+    faces = json.loads(draft.read_text())['faces']
+    assert len(faces) == 2 and _placed(draft, [[30, 30]], face=1)
+    # more edits than the server takes in one request: sent in parts, not refused forever
+    page.page.evaluate('() => { for (let k = 0; k < 1100; k++) '
+                       'window.landmarkEditor.action("occluded"); }')
+    page.page.wait_for_function(SAVED_JS, timeout=15000)
+    assert json.loads(draft.read_text())['faces'][1]['visibility'][1] == 2  # 1100 toggles
+    page.close()
+
+
+def test_a_reload_refused_for_unsaved_work_counts_on_from_that_work(small_server, browser):
+    url, out = small_server
+    drafts = out / '.drafts'
+    page = Page(browser, url, 'd.png')
+    page.click(10, 10)
+    page.saved()
+    away = out / 'drafts_away'
+    drafts.rename(away)
+    drafts.write_text('')  # the drafts cannot be written
+    try:
+        page.click(20, 20)
+        page.click(30, 30)
+        page.page.wait_for_function(
+            '() => document.getElementById("le-save").dataset.state === "unsaved"')
+        page.leaving_unsaved = True
+        page.page.reload()  # F5: the server keeps the tab's unsaved work and shows it (409)
+        page.ready()
+        assert len(point_positions(page.page)) == 3
+    finally:
+        drafts.unlink()
+        away.rename(drafts)
+    page.click(40, 40)  # the next edit after that work, not taken for one of it
+    page.saved()
+    page.page.wait_for_timeout(300)
+    assert len(point_positions(page.page)) == 4
+    assert _placed(drafts / 'd.json', [[10, 10], [20, 20], [30, 30], [40, 40]])
+    page.close()
+
+
+def test_touch_pointercancel_keys_in_any_layout_focused_buttons_and_zoom(small_server, browser):
+    url, _ = small_server
+    page = Page(browser, url, 'a.png')
+    assert page.page.locator('#le-message').get_attribute('aria-live') == 'polite'
+    assert page.page.locator('#le-save').get_attribute('aria-live') == 'polite'
+    page.click(20, 20)
+    page.saved()
+    stacks = '[e.undoStack.length, e.redoStack.length]'
+
+    def key_down(**event) -> None:
+        page.page.evaluate('event => document.dispatchEvent(new KeyboardEvent("keydown", '
+                           'Object.assign({bubbles: true, cancelable: true}, event)))', event)
+
+    # z with Caps Lock on (key "Z", no Shift) undoes; Ctrl+Z and Ctrl+Shift+Z in a Russian
+    # layout (key "я" at KeyZ) undo and redo
+    key_down(key='Z', code='KeyZ')
+    assert page.js(stacks) == [0, 1]
+    key_down(key='я', code='KeyZ', ctrlKey=True, shiftKey=True)
+    assert page.js(stacks) == [1, 0]
+    key_down(key='я', code='KeyZ', ctrlKey=True)
+    assert page.js(stacks) == [0, 1]
+    # Space and Enter press a focused button (Redo, Undo), as anywhere
+    page.page.locator('[data-action="redo"]').focus()
+    page.key(' ')
+    assert page.js(stacks) == [1, 0]
+    page.page.locator('[data-action="undo"]').focus()
+    page.key('Enter')
+    assert page.js(stacks) == [0, 1]
+    page.key('Control+y')
+    page.saved()
+    # a space held while the window loses focus is not held for ever
+    for leave in ('window.dispatchEvent(new Event("blur"))',
+                  'document.dispatchEvent(new Event("visibilitychange"))'):
+        page.page.keyboard.down(' ')
+        assert page.js('e.space')
+        page.page.evaluate(leave)
+        assert not page.js('e.space')
+        page.page.keyboard.up(' ')
+    # + zooms around the mouse over the picture; - with the mouse off it, around the middle
+    cursor = page.at(150, 40)
+    page.page.mouse.move(*cursor)
+    before = image_position(cursor, page.size(), page.rect())
+    page.key('+')
+    assert np.allclose(image_position(cursor, page.size(), page.rect()), before, atol=0.01)
+    viewport = page.page.locator('#le-viewport').evaluate(RECT_JS)
+    middle = (viewport[0] + viewport[2] / 2, viewport[1] + viewport[3] / 2)
+    page.page.mouse.move(1270, 10)  # over the panel
+    before = image_position(middle, page.size(), page.rect())
+    page.key('-')
+    assert np.allclose(image_position(middle, page.size(), page.rect()), before, atol=0.01)
+    page.key('0')
+
+    def only_point_0() -> bool:
+        shown = point_positions(page.page)
+        return list(shown) == [0] and np.allclose(shown[0], (20, 20), atol=1e-3)
+
+    # a drag of a point the browser cancels (pointercancel) moves nothing
+    grabbed = page.at(20, 20)
+    page.page.mouse.move(*grabbed)
+    page.page.mouse.down()
+    page.page.mouse.move(grabbed[0] + 40, grabbed[1] + 30, steps=4)
+    page.page.evaluate('() => document.getElementById("le-viewport").dispatchEvent(new '
+                       'PointerEvent("pointercancel", {bubbles: true, pointerId: '
+                       'window.landmarkEditor.gesture.id}))')
+    page.page.mouse.up()
+    assert only_point_0() and page.js('e.queue.length') == 0
+    # two fingers: neither a click nor a drag; no point is drawn and left unsent
+    cdp = browser.new_cdp_session(page.page)
+    cdp.send('Emulation.setTouchEmulationEnabled', {'enabled': True, 'maxTouchPoints': 5})
+    first, second = page.at(60, 60), page.at(120, 90)
+    one = {'x': first[0], 'y': first[1], 'id': 1}
+    two = {'x': second[0], 'y': second[1], 'id': 2}
+    for kind, touches in (('touchStart', [one]), ('touchStart', [one, two]), ('touchEnd', [])):
+        cdp.send('Input.dispatchTouchEvent', {'type': kind, 'touchPoints': touches})
+    page.saved()
+    assert only_point_0() and page.js(stacks) == [1, 0]
+    cdp.send('Emulation.setTouchEmulationEnabled', {'enabled': False})
+    cdp.detach()
+    # Skip with Enter in its reason box: the keys are shortcuts again on the next image
+    page.page.locator('#le-skip-reason').fill('bad quality')
+    page.page.locator('#le-skip-reason').press('Enter')
+    page.page.wait_for_function('() => { const e = window.landmarkEditor; '
+                                'return e.doc.image !== "a.png" && !e.navigating; }')
+    skipped_to = page.state['image']
+    page.key('n')
+    page.page.wait_for_function('name => { const e = window.landmarkEditor; '
+                                'return e.doc.image !== name && !e.navigating; }', arg=skipped_to)
+    assert page.page.locator('#le-skip-reason').input_value() == 'bad quality'
+    page.close()
 
 
 def test_predict_is_pre_annotated_while_the_person_works(images, browser, trained, tmp_path):

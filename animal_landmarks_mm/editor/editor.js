@@ -99,6 +99,24 @@
     return target && (['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName) ||
                       target.isContentEditable);
   }
+  /** Whether Enter and Space press ``target`` (a focused button, link...): then they are its
+   *  keys, not the editor's shortcuts. */
+  function isPressable(target) {
+    return !!(target && target.closest &&
+              target.closest('button, a[href], summary, [role="button"], [role="option"]'));
+  }
+  /** The Latin letter a key press is for, in lower case (null: no letter). Its ``key`` where
+   *  that is a Latin letter (whatever the layout; Caps Lock gives 'Z' without Shift, which is
+   *  still z), else, for a letter of another script (a Cyrillic or Greek layout), the letter
+   *  at its place on a US keyboard (``code``), so that Ctrl+Z and the letter keys work there.
+   *  Not for AltGr (Ctrl+Alt on Windows): AltGr+z types ż in a Polish layout, no Ctrl+Z. */
+  function letterOf(e) {
+    if (/^[a-z]$/i.test(e.key)) return e.key.toLowerCase();
+    if (!e.altKey && /^\p{L}$/u.test(e.key) && /^Key[A-Z]$/.test(e.code || '')) {
+      return e.code.slice(3).toLowerCase();
+    }
+    return null;
+  }
 
   /** The direction of each point's label, away from the centre of its part (the mouth's
    *  labels spread around the mouth, a brow's go away from its eye). */
@@ -196,7 +214,10 @@
       this.busy = '';
       this.gesture = null;
       this.space = false;
+      this.pointer = null;     // where the mouse is over the picture (viewport px), or null
       this.navigating = false;
+      this.shownUrl = null;    // the URL of the picture #landmark-image holds decoded, or null
+      this.imageError = '';    // why the open image's picture is not shown ('': it is)
       this.timings = [];
       this.paintTimings = [];
       this.openTimes = [];
@@ -241,13 +262,18 @@
       vp.addEventListener('pointermove', (e) => this.onPointerMove(e));
       vp.addEventListener('pointerup', (e) => this.onPointerUp(e));
       vp.addEventListener('pointercancel', (e) => this.onPointerUp(e, true));
-      vp.addEventListener('pointerleave', () => { if (!this.gesture) this.setHover(null); });
+      vp.addEventListener('pointerleave', () => {
+        this.pointer = null;
+        if (!this.gesture) this.setHover(null);
+      });
       vp.addEventListener('wheel', (e) => this.onWheel(e), {passive: false});
       vp.addEventListener('contextmenu', (e) => e.preventDefault());
       document.addEventListener('keydown', (e) => this.onKeyDown(e));
-      document.addEventListener('keyup', (e) => {
-        if (e.key === ' ') { this.space = false; vp.classList.remove('le-space'); }
-      });
+      document.addEventListener('keyup', (e) => { if (e.key === ' ') this.releaseSpace(); });
+      // A space let go in another window (Alt+Tab while holding it) sends no keyup here: it
+      // would stay held, and every drag would pan.
+      window.addEventListener('blur', () => this.releaseSpace());
+      document.addEventListener('visibilitychange', () => this.releaseSpace());
       window.addEventListener('resize', () => this.onResize());
       window.addEventListener('popstate', () => {
         const wanted = new URLSearchParams(location.search).get('image');
@@ -273,6 +299,9 @@
       });
       this.$('le-skip').addEventListener('submit', (e) => {
         e.preventDefault();
+        // the keys are shortcuts again (n would be typed into the reason, Enter would skip
+        // the next image too)
+        if (this.$('le-skip').contains(document.activeElement)) document.activeElement.blur();
         this.skip(this.$('le-skip-reason').value);
       });
       this.$('le-face').addEventListener('change', (e) => {
@@ -368,7 +397,9 @@
       if (this.inFlight || !this.doc || !this.doc.token) return;
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
-      const ops = this.queue.filter((op) => op.seq > this.applied);
+      // at most what the server takes in one request (it refuses more, again and again);
+      // the rest go when it has answered
+      const ops = this.queue.filter((op) => op.seq > this.applied).slice(0, this.config.max_ops);
       if (!ops.length && this.saved >= this.applied && !this.queue.length) {
         this.wake();
         return;
@@ -376,19 +407,27 @@
       this.inFlight = true;
       this.renderSave();
       const token = this.doc.token;
-      let answer;
+      let answer = null;
       try {
         answer = await this.request('POST', 'annotator/api/edit', {tab: this.tab, token, ops});
       } catch (e) {
-        this.inFlight = false;
+        answer = null;
+      }
+      this.inFlight = false;
+      if (!this.doc || token !== this.doc.token) {
+        // an answer about the image shown before (Reload, or another image, opened while it
+        // was on its way): the edits made since are this image's, and no one else sends them
+        this.wake();
+        this.flush();
+        return;
+      }
+      if (!answer) {
         this.offline = true;
         this.scheduleRetry();
         this.renderSave();
         this.wake();
         return;
       }
-      this.inFlight = false;
-      if (!this.doc || token !== this.doc.token) { this.wake(); return; }
       if (answer.httpStatus === 410) {
         await this.reopen();
         return;
@@ -452,8 +491,12 @@
 
     /** The server lost the image (restarted): open it again, send what is not saved. */
     async reopen() {
-      const pending = this.queue;
-      let answer;
+      const token = this.doc.token;
+      // Counted as a request in flight: an edit made meanwhile is not sent with the lost token
+      // (its 410 would reopen the image again and replay the same edits twice, the second
+      // time over the first's files: a false conflict); it goes with the replayed ones.
+      this.inFlight = true;
+      let answer = null;
       try {
         // seen: the files the edits were made over; if another tab changed them since, the
         // server refuses to save over them (a conflict) instead of replaying blindly
@@ -461,15 +504,29 @@
                                     {tab: this.tab, image: this.doc.image, discard: true,
                                      seen: this.doc.seen || null});
       } catch (e) {
+        answer = null;
+      }
+      this.inFlight = false;
+      if (!this.doc || this.doc.token !== token) {
+        // another image (or Reload) was shown meanwhile: this answer is not about it
+        this.wake();
+        this.flush();
+        return;
+      }
+      if (!answer) {
         this.offline = true;
         this.scheduleRetry();
         this.renderSave();
+        this.wake();
         return;
       }
-      if (!answer || !answer.state || !answer.state.token) {
-        this.say((answer && answer.message) || 'cannot open the image again', 'error');
+      if (!answer.state || !answer.state.token) {
+        this.say(answer.message || 'cannot open the image again', 'error');
+        this.renderSave();
+        this.wake();
         return;
       }
+      const pending = this.queue;
       this.doc = answer.state;
       this.seq = 0;
       this.applied = 0;
@@ -505,18 +562,20 @@
     /** Open an image (params of annotator/api/open); true when one is shown. */
     async go(params, {replace = false, history: push = true, discard = false} = {}) {
       if (this.navigating) return false;
-      const started = performance.now();
-      if (!discard && !(await this.settle())) {
-        const why = this.doc && this.doc.conflict
-          ? 'not saved: changed in another tab; Reload shows theirs (drops your change)'
-          : 'not saved yet: your edits are kept in this page until the server has them; ' +
-            'try again in a moment';
-        this.say(why, 'error');
-        return false;
-      }
+      // Up from the start, while the edits are still being saved: a second n meanwhile is no
+      // second navigation, and an edit is refused rather than made to the image being left.
       this.navigating = true;
-      this.$('le-loading').classList.add('le-visible');
+      const started = performance.now();
       try {
+        if (!discard && !(await this.settle())) {
+          const why = this.doc && this.doc.conflict
+            ? 'not saved: changed in another tab; Reload shows theirs (drops your change)'
+            : 'not saved yet: your edits are kept in this page until the server has them; ' +
+              'try again in a moment';
+          this.say(why, 'error');
+          return false;
+        }
+        this.$('le-loading').classList.add('le-visible');
         let answer;
         try {
           answer = await this.request('POST', 'annotator/api/open', Object.assign(
@@ -544,14 +603,16 @@
     }
 
     async show(state, message, kind) {
-      const sameImage = this.doc && this.doc.image === state.image &&
-        this.doc.url === state.url;
+      const sameImage = !!state.url && this.shownUrl === state.url;
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
       this.doc = state;
-      this.seq = 0;
-      this.applied = 0;
-      this.saved = 0;
+      // Counted on from the server's: a tab refused to leave its unsaved work (409) answers
+      // that work's state, whose edits 1..applied are applied; new ones from 1 would be
+      // skipped there as already applied.
+      this.seq = state.applied || 0;
+      this.applied = state.applied || 0;
+      this.saved = state.saved || 0;
       this.queue = [];
       this.offline = false;
       this.retries = 0;
@@ -568,14 +629,19 @@
         if (!sameImage) {
           try {
             await this.loadImage(state.url, state.width, state.height);
+            this.imageError = '';
           } catch (e) {
-            this.say(`cannot show ${state.image}: the browser could not decode it`, 'error');
+            // Not the previous picture under this image's points, and no clicks on nothing.
+            this.hideImage();
+            this.imageError = `cannot show ${state.image}: the browser could not decode it ` +
+              '(skip it, or mend the file and Reload)';
+            this.say(this.imageError, 'error');
           }
           this.fit();
         }
       } else {
-        this.$('landmark-image').removeAttribute('src');
-        this.$('landmark-image').style.visibility = 'hidden';
+        this.hideImage();
+        this.imageError = '';
       }
       if (state.next_url) {
         const prefetch = new Image();  // the next image's bytes, into the browser's cache
@@ -612,6 +678,13 @@
       }, PREDICTION_POLL_MS);
     }
 
+    hideImage() {
+      const img = this.$('landmark-image');
+      img.removeAttribute('src');
+      img.style.visibility = 'hidden';
+      this.shownUrl = null;
+    }
+
     async loadImage(url, width, height) {
       const img = new Image();
       img.alt = '';
@@ -623,6 +696,7 @@
       const old = this.$('landmark-image');
       old.replaceWith(img);
       this.els['landmark-image'] = img;
+      this.shownUrl = url;
       if (img.naturalWidth !== width || img.naturalHeight !== height) {
         this.say(`the browser decodes this image as ${img.naturalWidth}x${img.naturalHeight}, ` +
                  `the annotator as ${width}x${height} (EXIF orientation?): points are mapped ` +
@@ -690,7 +764,7 @@
       img.style.width = `${this.doc.width * s}px`;
       img.style.height = `${this.doc.height * s}px`;
       img.style.transform = `translate(${tx}px, ${ty}px)`;
-      img.style.visibility = 'visible';
+      img.style.visibility = this.shownUrl ? 'visible' : 'hidden';
       img.classList.toggle('le-pixelated', s >= 4);
       this.$('le-zoom').textContent = s >= 1 ? `${s.toFixed(s < 10 ? 1 : 0)}×`
         : `${Math.round(s * 100)}%`;
@@ -824,6 +898,8 @@
 
     canEdit() {
       if (!this.edit) { this.say('no image open: go to another one', 'error'); return false; }
+      // the edit would go to the image being left, or be dropped when the next one is shown
+      if (this.navigating) { this.say('opening another image — wait a moment'); return false; }
       if (this.busy) { this.say(`${this.busy} — wait a moment`); return false; }
       return true;
     }
@@ -948,8 +1024,22 @@
     onPointerDown(e) {
       const started = e.timeStamp;
       if (!this.doc || !this.edit || this.navigating) return;
+      if (this.gesture) {
+        // A second finger: the two make neither a click nor a drag, so what the first one
+        // began is taken back (else its point would be drawn and never sent, and the undo
+        // stacks of the page and the server would fall out of step). The same pointer
+        // again: its release was lost; that gesture is over too.
+        const second = e.pointerId !== this.gesture.id;
+        this.cancelGesture();
+        if (second) return;
+      }
+      if (this.imageError) {  // no point on a picture that is not there
+        this.say(this.imageError, 'error');
+        return;
+      }
       this.$('le-viewport').focus({preventScroll: true});
       const [sx, sy] = this.local(e);
+      this.pointer = [sx, sy];
       const g = {id: e.pointerId, sx, sy, moved: false, kind: 'press'};
       this.$('le-viewport').setPointerCapture(e.pointerId);
       if (e.button === 1 || e.button === 2 || this.space) {
@@ -1002,6 +1092,7 @@
     onPointerMove(e) {
       const g = this.gesture;
       const [sx, sy] = this.local(e);
+      this.pointer = [sx, sy];  // where + and - zoom
       if (!g) {
         if (this.edit && this.doc) this.setHover(this.hitPoint(sx, sy), sx, sy);
         return;
@@ -1063,19 +1154,36 @@
       }
     }
 
-    onPointerUp(e, cancelled = false) {
+    /** Take back what the gesture began (the browser took the pointer away, e.g. for a
+     *  scroll, or a second finger came): no point placed or moved, no box drawn. */
+    cancelGesture() {
       const g = this.gesture;
-      if (!g || e.pointerId !== g.id) return;
+      if (!g) return;
       this.gesture = null;
       this.$('le-viewport').classList.remove('le-panning');
       if (g.tentative) {
-        if (cancelled) {
-          this.restore(this.undoStack.pop());
-          this.redoStack = g.redo;
-        } else {
-          this.enqueue(g.tentative);
-          this.say('');
-        }
+        this.restore(this.undoStack.pop());
+        this.redoStack = g.redo;
+        this.selected = g.selected;
+      } else if ((g.kind === 'point' || g.kind === 'handle') && g.moved) {
+        this.restore(g.before);
+      }
+      this.draw();
+      this.adopt();
+    }
+
+    onPointerUp(e, cancelled = false) {
+      const g = this.gesture;
+      if (!g || e.pointerId !== g.id) return;
+      if (cancelled) {
+        this.cancelGesture();
+        return;
+      }
+      this.gesture = null;
+      this.$('le-viewport').classList.remove('le-panning');
+      if (g.tentative) {
+        this.enqueue(g.tentative);
+        this.say('');
         this.draw();
       } else if (g.kind === 'point' && g.moved) {
         const [x, y] = this.face.points[g.hit];
@@ -1158,32 +1266,44 @@
         return;
       }
       if (!this.config) return;
-      const key = e.key;
+      // a focused button (tabbed to) is pressed by them, as everywhere
+      if ((e.key === 'Enter' || e.key === ' ') && isPressable(e.target)) return;
+      const key = e.key, letter = letterOf(e);
       const ctrl = e.ctrlKey || e.metaKey;
       let handled = true;
-      if (ctrl && (key === 'z' || key === 'Z')) {
+      if (ctrl && letter === 'z') {
         if (e.shiftKey) this.redo(); else this.undo();
-      } else if (ctrl && (key === 'y' || key === 'Y')) {
+      } else if (ctrl && letter === 'y') {
         this.redo();
-      } else if (ctrl && (key === 's' || key === 'S')) {
+      } else if (ctrl && letter === 's') {
         this.action('save');
       } else if (ctrl || e.altKey) {
         handled = false;
       } else if (key === ' ') {
         this.space = true;
         this.$('le-viewport').classList.add('le-space');
+      } else if (letter === 'z') {
+        this.action(e.shiftKey ? 'redo' : 'undo');  // Shift, not Caps Lock, makes it redo
       } else {
-        const actions = {
-          z: 'undo', Z: 'redo', o: 'occluded', x: 'absent', Delete: 'remove',
-          Backspace: 'remove', Escape: 'escape', l: 'labels', f: 'zoom-face', 0: 'fit',
-          '+': 'zoom-in', '=': 'zoom-in', '-': 'zoom-out', n: 'next', ArrowRight: 'next',
-          p: 'prev', ArrowLeft: 'prev', u: 'todo', s: 'save', b: 'box', m: 'predict',
+        const letters = {
+          o: 'occluded', x: 'absent', l: 'labels', f: 'zoom-face', n: 'next', p: 'prev',
+          u: 'todo', s: 'save', b: 'box', m: 'predict',
+        };
+        const keys = {
+          Delete: 'remove', Backspace: 'remove', Escape: 'escape', 0: 'fit', '+': 'zoom-in',
+          '=': 'zoom-in', '-': 'zoom-out', ArrowRight: 'next', ArrowLeft: 'prev',
           Enter: 'accept', '?': 'help',
         };
-        if (key in actions) this.action(actions[key]);
+        if (letter !== null && letter in letters) this.action(letters[letter]);
+        else if (letter === null && key in keys) this.action(keys[key]);
         else handled = false;
       }
       if (handled) e.preventDefault();
+    }
+
+    releaseSpace() {
+      this.space = false;
+      this.$('le-viewport').classList.remove('le-space');
     }
 
     action(name) {
@@ -1229,8 +1349,9 @@
         case 'labels': this.labels = !this.labels; this.draw(); break;
         case 'zoom-face': this.zoomToFace(); break;
         case 'fit': this.fit(); break;
-        case 'zoom-in': this.zoomAt(vw / 2, vh / 2, 1.5); break;
-        case 'zoom-out': this.zoomAt(vw / 2, vh / 2, 1 / 1.5); break;
+        // around the mouse when it is over the picture, as the wheel; else around the centre
+        case 'zoom-in': this.zoomAt(...(this.pointer || [vw / 2, vh / 2]), 1.5); break;
+        case 'zoom-out': this.zoomAt(...(this.pointer || [vw / 2, vh / 2]), 1 / 1.5); break;
         case 'next': this.go({go: 'next'}); break;
         case 'prev': this.go({go: 'prev'}); break;
         case 'todo': this.go({go: 'todo'}); break;
