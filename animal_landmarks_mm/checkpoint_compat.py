@@ -6,7 +6,9 @@ restricted unpickler, which refuses the few non-tensor objects an mmengine check
 state names its statistics methods through ``getattr(HistoryBuffer, 'mean')``. Instead of turning
 the safety off, this module allow-lists exactly those classes, and for ``getattr`` registers a
 stand-in that only returns ``HistoryBuffer``'s registered statistics methods: any other
-``getattr`` in a checkpoint is still refused.
+``getattr`` in a checkpoint is still refused. Likewise ``bytes``, which a pickle of an empty numpy
+array calls for its empty buffer, gets a stand-in that only copies bytes: ``bytes(n)`` would let
+a file of a few hundred bytes allocate ``n`` zero bytes (gigabytes) when it is read.
 """
 from __future__ import annotations
 
@@ -32,11 +34,24 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
         '(only HistoryBuffer statistics methods are allowed)')
 
 
+def _restricted_bytes(*args: Any) -> bytes:
+    """``bytes`` restricted to what a pickle of numpy arrays asks (``bytes()`` for an empty
+    buffer; non-empty ones come through ``_codecs.encode``) and copies of bytes: never
+    ``bytes(n)``, ``n`` zero bytes allocated from a number in the file, nor an iterable."""
+    if not args:
+        return b''
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytes(args[0])
+    raise pickle.UnpicklingError(
+        'refused bytes() of other than bytes in a weights_only checkpoint load (a size would '
+        'allocate that many bytes)')
+
+
 def _numpy_globals() -> list[Any]:
     """numpy's pickling helpers, under both the numpy 2 (``_core``) and numpy 1 (``core``)
     module names, so checkpoints written under either load."""
     from numpy._core import multiarray
-    entries: list[Any] = [np.ndarray, np.dtype, bytes]
+    entries: list[Any] = [np.ndarray, np.dtype, (_restricted_bytes, 'builtins.bytes')]
     for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         entries += [(multiarray._reconstruct, f'{module}._reconstruct'),
                     (multiarray.scalar, f'{module}.scalar')]

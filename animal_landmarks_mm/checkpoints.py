@@ -9,7 +9,9 @@ with its shape, nothing more, or the load stops and says what differs.
 
 A checkpoint is data. ``.pth`` files go through ``torch.load(weights_only=True)``, which builds
 tensors and the few plain objects :mod:`.checkpoint_compat` allow-lists, never anything callable;
-``.safetensors`` hold tensors only. Nothing a checkpoint carries (its stored config included) is
+``.safetensors`` hold tensors only. Only plain weights are taken: dense, unquantized, real-valued
+tensors with data (a quantized, sparse, complex or meta tensor is refused when the file is read,
+not half-way through loading it). Nothing a checkpoint carries (its stored config included) is
 ever executed: a checkpoint to resume from is read here first (:func:`read_resume_checkpoint`),
 and one carrying the ``meta['config']`` code mmengine's resume would run is refused.
 
@@ -73,8 +75,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 
     Raises:
         CheckpointError: no such file or name, a file torch or safetensors cannot read safely
-            (empty, truncated, not a checkpoint, a pickle asking for code), or one holding no
-            state dict of tensors.
+            (empty, truncated, not a checkpoint, a pickle asking for code; for a file of the
+            Hugging Face cache, the message says how to get a fresh copy), or one holding no
+            state dict of plain tensors (see :func:`tensor_problem`).
         CheckpointMismatchError: a file holding one tensor under both layouts' names
             (``head.final_layer.weight`` and ``keypoint_head.final_layer.3.weight``, say).
     """
@@ -86,7 +89,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             tensors = load_file(str(path))
         except Exception as e:  # SafetensorError, OSError, ...: all "not a checkpoint"
             raise CheckpointError(f'{path}: not a readable safetensors file '
-                                  f'({first_line(e)})') from None
+                                  f'({first_line(e)}){_fresh_copy_hint(path)}') from None
         return _tensors_and_meta(tensors, path)
     return _tensors_and_meta(_load_pth(path), path)
 
@@ -98,7 +101,46 @@ def _load_pth(path: str | os.PathLike) -> object:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # EOFError, UnpicklingError, RuntimeError of a broken zip, ...
         raise CheckpointError(f'{path}: not a checkpoint torch can read safely '
-                              f'({first_line(e)})') from None
+                              f'({first_line(e)}){_fresh_copy_hint(path)}') from None
+
+
+def _fresh_copy_hint(path: str | os.PathLike) -> str:
+    """How to replace a broken file of the Hugging Face cache ('' for other files)."""
+    from .model_zoo import fresh_copy_hint
+    return fresh_copy_hint(path)
+
+
+# what a model's integer buffers (BatchNorm's num_batches_tracked) may be stored as
+_INTEGRAL_DTYPES = frozenset(d for d in (
+    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    getattr(torch, 'uint16', None), getattr(torch, 'uint32', None), getattr(torch, 'uint64', None),
+) if d is not None)
+
+
+def tensor_problem(tensor: torch.Tensor) -> str | None:
+    """Why a tensor cannot be a model's weight, in a few words; None for a plain one.
+
+    ``load_state_dict`` copies a checkpoint's tensor into the model's: a quantized or sparse
+    one fails there with a page of message (after other tensors were already copied), a complex
+    one loads with its imaginary part dropped and only a warning, and a meta tensor holds no
+    values at all. A weight must be dense (strided), unquantized, on the CPU it was read to,
+    and real: floating point, or integral as a BatchNorm's counter is.
+    """
+    if tensor.layout != torch.strided:
+        return f'a {str(tensor.layout).removeprefix("torch.")} tensor, not a dense one'
+    if tensor.is_quantized:
+        return f'a quantized tensor ({tensor.dtype}); dequantize it first'
+    if tensor.device.type != 'cpu':  # map_location='cpu' moves every tensor but meta ones
+        return f'a {tensor.device.type} tensor, without values'
+    if not (tensor.dtype.is_floating_point or tensor.dtype in _INTEGRAL_DTYPES):
+        return f'of dtype {tensor.dtype}, not real numbers'
+    return None
+
+
+def _shown(key: str) -> str:
+    """A tensor's name for a one-line message: as it is, or quoted with escapes when it holds
+    a line break or another control character (the names come from the file)."""
+    return key if key.isprintable() else repr(key)
 
 
 def _tensors_and_meta(checkpoint: object, path: str | os.PathLike
@@ -108,12 +150,19 @@ def _tensors_and_meta(checkpoint: object, path: str | os.PathLike
     names, in one layout."""
     meta = {}
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get('state_dict'), dict):
-        meta = checkpoint.get('meta') or {}
+        # any object may stand there; only a dict is a meta (the truth value of a tensor or
+        # array of several values is an error)
+        meta = checkpoint.get('meta')
         checkpoint = checkpoint['state_dict']
     if (not isinstance(checkpoint, dict) or not checkpoint
             or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                        for k, v in checkpoint.items())):
         raise CheckpointError(f'{path}: not a state dict of tensors')
+    for key, tensor in checkpoint.items():
+        problem = tensor_problem(tensor)
+        if problem is not None:
+            raise CheckpointError(f'{path}: not a state dict of plain weights: {_shown(key)} is '
+                                  f'{problem}')
     try:  # both layouts' name for one tensor: the one read last would win
         to_mmpose_state_dict(checkpoint)
     except CheckpointMismatchError as e:
@@ -208,17 +257,26 @@ def to_anime_face_detector_state_dict(state_dict: dict[str, torch.Tensor]
 
 def compare_state_dicts(state_dict: dict[str, torch.Tensor],
                         reference: dict[str, torch.Tensor]) -> str:
-    """Differences of names and shapes, as one line ('' when none)."""
+    """Differences of names, shapes and kinds of dtype, as one line ('' when none).
+
+    A float16 tensor for a float32 weight is no difference (loading casts it, as mmengine's
+    does), but an integer tensor for a floating-point weight (or the reverse) is: the cast
+    would load something that was never trained as that weight.
+    """
     missing = sorted(reference.keys() - state_dict.keys())
     unexpected = sorted(state_dict.keys() - reference.keys())
+    common = [k for k in reference if k in state_dict]
     mismatched = [f'{k} {tuple(state_dict[k].shape)} vs {tuple(reference[k].shape)}'
-                  for k in reference if k in state_dict
-                  and state_dict[k].shape != reference[k].shape]
+                  for k in common if state_dict[k].shape != reference[k].shape]
+    other_kind = [f'{k} {str(state_dict[k].dtype)[6:]} vs {str(reference[k].dtype)[6:]}'
+                  for k in common if state_dict[k].shape == reference[k].shape
+                  and state_dict[k].is_floating_point() != reference[k].is_floating_point()]
     parts = []
     for label, keys in (('missing', missing), ('unexpected', unexpected),
-                        ('shape mismatch', mismatched)):
+                        ('shape mismatch', mismatched), ('dtype mismatch', other_kind)):
         if keys:
-            shown = ', '.join(keys[:3]) + (f', ... ({len(keys)} in all)' if len(keys) > 3 else '')
+            shown = (', '.join(map(_shown, keys[:3]))
+                     + (f', ... ({len(keys)} in all)' if len(keys) > 3 else ''))
             parts.append(f'{label}: {shown}')
     return '; '.join(parts)
 
@@ -237,9 +295,10 @@ def load_strict(model: torch.nn.Module, path: str | os.PathLike,
         The checkpoint's layout in words, for logs.
 
     Raises:
-        CheckpointError: an unreadable file.
-        CheckpointMismatchError: a file that does not fit the model (the missing, unexpected
-            and mis-shaped tensors, in one line).
+        CheckpointError: an unreadable file, or one holding other than plain weights.
+        CheckpointMismatchError: a file that does not fit the model (the missing, unexpected,
+            mis-shaped tensors and those of another kind of dtype, in one line; or whatever
+            else ``load_state_dict`` refuses).
     """
     state_dict, _ = read_checkpoint(path)
     layout = ('anime_face_detector (mmpose 0.x names)'
@@ -252,7 +311,13 @@ def load_strict(model: torch.nn.Module, path: str | os.PathLike,
     difference = compare_state_dicts(state_dict, expected)
     if difference:
         raise CheckpointMismatchError(f'{path} does not fit the model: {difference}')
-    model.load_state_dict(state_dict, strict=not backbone_only)
+    try:
+        model.load_state_dict(state_dict, strict=not backbone_only)
+    except (RuntimeError, TypeError, ValueError) as e:
+        # what the checks above do not foresee; torch's message is a header line ending in
+        # ':' with the reasons on the lines below it, so they are joined, not cut at the first
+        reason = ' '.join(str(e).split())[:400] or first_line(e)
+        raise CheckpointMismatchError(f'{path} does not fit the model: {reason}') from None
     return layout
 
 

@@ -12,6 +12,7 @@ from .checkpoints import (
     read_resume_checkpoint,
     resume_file,
 )
+from .model_zoo import describe_checkpoint
 from .schedule import ScheduleError, resumed_schedule_difference
 
 
@@ -27,7 +28,8 @@ class StrictLoadFromHook(Hook):
     ``anime-face-detector``, every tensor of the model present with its shape, nothing more;
     otherwise the run stops with the differences. With ``backbone_only=True`` only
     ``backbone.*`` must match and is loaded (the head keeps its initialisation), for a
-    checkpoint with another head.
+    checkpoint with another head. The log line of a load names the checkpoint, for a pretrained
+    name with the repository commit its weights came from.
 
     Resuming (``--resume``, ``resume=True``) is left to mmengine, after two checks of the file
     it will resume from (``load_from``, or the work dir's latest checkpoint), read as data
@@ -100,8 +102,10 @@ class StrictLoadFromHook(Hook):
         part = 'the backbone' if self.backbone_only else 'the model'
         count = sum(1 for k in model.state_dict()
                     if not self.backbone_only or k.startswith('backbone.'))
-        runner.logger.info(
-            f'StrictLoadFromHook: loaded all {count} tensors of {part} from {path} ({layout})')
+        # a pretrained name follows its repository's main branch: the log names the commit
+        # that was loaded, so that a run's start weights can be told (and fetched) later
+        runner.logger.info(f'StrictLoadFromHook: loaded all {count} tensors of {part} from '
+                           f'{describe_checkpoint(path)} ({layout})')
 
     def before_train(self, runner) -> None:
         self._load(runner)

@@ -277,11 +277,13 @@ def onnx_providers(device: str) -> list[str | tuple[str, dict]]:
 
 
 def model_id(checkpoint: str | os.PathLike) -> str:
-    """How a prediction's file names its model: a pretrained name, else the checkpoint's sha256
-    (``sha256:<hex>``), which survives renaming and copying the file."""
-    from .model_zoo import is_pretrained_name, resolve_checkpoint
+    """How a prediction's file names its model: a pretrained name with the commit of its
+    repository that was loaded (``name@<commit>``: a name follows the repository's ``main``),
+    else the checkpoint's sha256 (``sha256:<hex>``), which survives renaming and copying the
+    file."""
+    from .model_zoo import is_pretrained_name, pretrained_model_id, resolve_checkpoint
     if is_pretrained_name(checkpoint) and not Path(checkpoint).is_file():
-        return str(checkpoint)
+        return pretrained_model_id(str(checkpoint))
     return f'sha256:{file_sha256(resolve_checkpoint(checkpoint))}'
 
 

@@ -11,16 +11,25 @@ works as well as a file:
 
 Names are resolved with ``huggingface_hub.hf_hub_download``, the way anime_face_detector itself
 fetches them: the first use downloads into the Hub cache (with a progress bar), later ones read
-the cache; ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE=1`` are honoured. Offline without a
-cached copy, the error says which repository and file are missing and how to bring them.
+the cache; ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE=1`` are honoured.
+Whatever stops a download (offline without a cached copy, no network, a proxy refusing, a
+truncated transfer, an endpoint that is not a Hub) is one line saying which repository and file
+are missing, why, and how to bring them, with the credentials of URLs in it redacted.
+
+No commit of these repositories is pinned (none is known to this project: a revision is set in
+:data:`PRETRAINED` once one is), so a name means the repository's current ``main``; which commit
+was used is recorded instead: :func:`describe_checkpoint` for logs, :func:`pretrained_model_id`
+for the files a model writes.
 """
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoints import CheckpointError
+from .errors import first_line
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / 'configs'
 #: The project's main config: HRNetV2-W18 with the 270-270-28 head, the network of every
@@ -40,6 +49,8 @@ class PretrainedWeights:
         description: what the model does, for messages.
         face_detector: anime_face_detector's detector name (``yolov3``, ``faster-rcnn``) when
             the weights are a face detector's.
+        revision: the commit to download, or None for the repository's ``main`` (whichever
+            commit that is then; the one used is recorded, see the module docstring).
     """
 
     name: str
@@ -47,6 +58,7 @@ class PretrainedWeights:
     filename: str
     description: str
     face_detector: str | None = None
+    revision: str | None = None
 
 
 PRETRAINED: dict[str, PretrainedWeights] = {w.name: w for w in (
@@ -61,6 +73,13 @@ PRETRAINED: dict[str, PretrainedWeights] = {w.name: w for w in (
                       face_detector='faster-rcnn'),
 )}
 
+# the user info of scheme://user:password@host, and a URL's query (tokens travel there), up to
+# the punctuation of the sentence around it (the ': ' after a URL in a message stays)
+_URL_USERINFO = re.compile(r'''(?<=://)[^/?#@\s'"<>]+@''')
+_URL_QUERY = re.compile(r'''(\w://[^?#\s'"<>]*)\?[^#\s'"<>]*?(?=[.,:;)\]]*(?:[#\s'"<>]|$))''')
+# a snapshot folder of the Hugging Face cache is named after its commit
+_COMMIT = re.compile(r'[0-9a-f]{40}')
+
 
 def face_detector_weights(detector: str) -> str:
     """The pretrained name of one of anime_face_detector's face detectors."""
@@ -71,12 +90,69 @@ def is_pretrained_name(value: str | os.PathLike) -> bool:
     return str(value) in PRETRAINED
 
 
+def redact_urls(text: str) -> str:
+    """``text`` with the user info (``user:password@``) and the query strings of the URLs in it
+    replaced by ``***``: an ``HF_ENDPOINT`` or proxy URL may carry credentials, and
+    huggingface_hub's errors quote the URL they requested."""
+    return _URL_QUERY.sub(r'\1?***', _URL_USERINFO.sub('***@', text))
+
+
+@dataclass(frozen=True)
+class HubSnapshot:
+    """Where a file of the Hugging Face cache comes from.
+
+    Attributes:
+        repo_id: its repository.
+        commit: the commit it was downloaded at.
+        repo_folder: the repository's folder in the cache (``models--owner--name``): deleting it
+            makes the next use download the file afresh.
+    """
+
+    repo_id: str
+    commit: str
+    repo_folder: Path
+
+
+def hub_snapshot(path: str | os.PathLike) -> HubSnapshot | None:
+    """The repository and commit of a file in the Hugging Face cache's layout
+    (``<cache>/models--owner--name/snapshots/<commit>/<file>``, what :func:`resolve_checkpoint`
+    returns for a name), or None for any other file.
+
+    Read from the path alone, no network and no cache lookup: huggingface_hub names the snapshot
+    folder after the commit the file was downloaded at.
+    """
+    parts = Path(path).parts
+    for i in range(len(parts) - 3, 0, -1):  # the file may lie in a subfolder of the snapshot
+        if (parts[i] == 'snapshots' and parts[i - 1].startswith('models--')
+                and _COMMIT.fullmatch(parts[i + 1])):
+            return HubSnapshot(parts[i - 1][len('models--'):].replace('--', '/'), parts[i + 1],
+                               Path(*parts[:i]))
+    return None
+
+
 def download_hint(weights: PretrainedWeights) -> str:
     """How to bring a model to a machine that cannot download it."""
+    # HF_HOME would need the copy under <HF_HOME>/hub; HF_HUB_CACHE names the hub folder itself
     return (f'on a machine with internet run `hf download {weights.repo_id} {weights.filename}` '
             'and copy its Hugging Face cache folder (~/.cache/huggingface/hub/models--'
-            f'{weights.repo_id.replace("/", "--")}) into this machine\'s cache (or set HF_HOME '
-            'to a copied cache), or download the file and pass its path')
+            f'{weights.repo_id.replace("/", "--")}) into this machine\'s cache (or set '
+            'HF_HUB_CACHE to a copied hub folder), or download the file and pass its path')
+
+
+def fresh_copy_hint(path: str | os.PathLike) -> str:
+    """For the message of a file that cannot be read: how to get a fresh copy when it is the
+    Hugging Face cache's (a transfer broken in a way huggingface_hub did not notice, a disk
+    error); '' for any other file.
+
+    Deleting the repository's cache folder is the advice rather than the file: the snapshot
+    file is a link to a blob, and huggingface_hub relinks a blob that is still there.
+    """
+    snapshot = hub_snapshot(path)
+    if snapshot is None:
+        return ''
+    return (f'; it is the Hugging Face cache\'s copy of {snapshot.repo_id} (commit '
+            f'{snapshot.commit}): delete {snapshot.repo_folder} and run again to download it '
+            f'afresh, or run `hf download {snapshot.repo_id} {Path(path).name} --force-download`')
 
 
 def resolve_checkpoint(value: str | os.PathLike) -> Path:
@@ -87,8 +163,8 @@ def resolve_checkpoint(value: str | os.PathLike) -> Path:
 
     Raises:
         CheckpointError: neither a file nor a name; or a name that is neither cached nor
-            downloadable (offline, no network, the repository gone), in one line saying what to
-            do.
+            downloadable (offline, no network, a proxy or server refusing, a broken transfer,
+            the repository gone, huggingface_hub not installed), in one line saying what to do.
     """
     path = Path(value)
     if path.is_file():
@@ -98,18 +174,76 @@ def resolve_checkpoint(value: str | os.PathLike) -> Path:
         names = ', '.join(PRETRAINED)
         raise CheckpointError(f'checkpoint not found: {value} (give a file, or one of the '
                               f'pretrained names: {names})')
-    from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    return _download(weights)
+
+
+def _download(weights: PretrainedWeights) -> Path:
+    """``hf_hub_download`` of a pretrained name, every failure one :class:`CheckpointError`."""
     try:
-        return Path(hf_hub_download(weights.repo_id, weights.filename))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
-        if constants.HF_HUB_OFFLINE:
-            why = 'HF_HUB_OFFLINE is set'
-        elif isinstance(e, LocalEntryNotFoundError):
-            why = 'huggingface.co cannot be reached'
-        else:
-            why = ' '.join(str(e).split())[:120]
+        from huggingface_hub import constants, hf_hub_download
+    except ImportError as e:  # it comes with the 'tools' extra only
         raise CheckpointError(
+            f'{weights.name}: pretrained names are downloaded with huggingface_hub, which cannot '
+            f'be imported ({first_line(e)}): pip install huggingface_hub (or this project with '
+            f'its tools extra), or download {weights.filename} of https://huggingface.co/'
+            f'{weights.repo_id} and pass its path') from None
+    try:
+        return Path(hf_hub_download(weights.repo_id, weights.filename,
+                                    revision=weights.revision))
+    except Exception as e:
+        # Broad on purpose, around this one call: besides its own errors, huggingface_hub lets
+        # its transport's escape (httpx2's RemoteProtocolError of a truncated body, ReadTimeout,
+        # ProxyError, UnsupportedProtocol of an HF_ENDPOINT without a scheme; the transport
+        # library differs between its versions), and each means the same here: no file.
+        why = _why_not_downloaded(e, constants)
+        raise CheckpointError(redact_urls(
             f'{weights.name}: {weights.filename} of the Hugging Face repository '
             f'{weights.repo_id} is not in the cache {constants.HF_HUB_CACHE} and cannot be '
-            f'downloaded ({why}); {download_hint(weights)}') from None
+            f'downloaded ({why}); {download_hint(weights)}')) from None
+
+
+def _why_not_downloaded(error: Exception, constants) -> str:
+    """Why ``hf_hub_download`` failed, in a few words naming the endpoint it asked (a custom
+    ``HF_ENDPOINT`` as much as huggingface.co)."""
+    if constants.HF_HUB_OFFLINE:
+        return 'HF_HUB_OFFLINE is set'
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    # "not cached and cannot be located": what went wrong online (an HTTP 500, a reply that is
+    # no Hub's, a refused connection) is its cause
+    cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) else error
+    if cause is None:
+        return f'{constants.ENDPOINT} cannot be reached'
+    # a server's own words may run long: enough to recognise them, not a page
+    return f'from {constants.ENDPOINT}: {type(cause).__name__}: {first_line(cause)[:300]}'
+
+
+def _cached_file(weights: PretrainedWeights) -> Path | None:
+    """The cached file of a pretrained name (None when there is none), without the network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(weights.repo_id, weights.filename, revision=weights.revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def describe_checkpoint(value: str | os.PathLike) -> str:
+    """A checkpoint for a log line: a file as given, and a pretrained name (or a file of the
+    Hugging Face cache) with the repository and commit its weights came from, since a name
+    follows the repository's ``main``. Reads no network: meant for after the checkpoint was
+    resolved (loaded), when its file is in the cache."""
+    path = Path(value)
+    if not path.is_file() and str(value) in PRETRAINED:
+        path = _cached_file(PRETRAINED[str(value)])
+    snapshot = hub_snapshot(path) if path is not None else None
+    if snapshot is None:
+        return str(value)
+    return f'{value} ({snapshot.repo_id} at commit {snapshot.commit})'
+
+
+def pretrained_model_id(name: str) -> str:
+    """The id of a pretrained name's weights for the files a model writes: ``name@<commit>`` of
+    its cached file (after :func:`resolve_checkpoint`), or the name alone when not cached."""
+    found = _cached_file(PRETRAINED[name])
+    snapshot = hub_snapshot(found) if found is not None else None
+    return f'{name}@{snapshot.commit}' if snapshot is not None else name

@@ -36,6 +36,20 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
+@pytest.fixture(scope='session', autouse=True)
+def _hub_offline():
+    """No test reaches the Hugging Face Hub: ``HF_HUB_OFFLINE=1`` for every test and the tools
+    it runs (they inherit the environment). huggingface_hub reads it once, when imported, so
+    where that happened already (at collection) its constant is set as well. A test that serves
+    a local Hub overrides both (test_checkpoints.py's ``local_hub``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('HF_HUB_OFFLINE', '1')
+        constants = sys.modules.get('huggingface_hub.constants')
+        if constants is not None:
+            patch.setattr(constants, 'HF_HUB_OFFLINE', True)
+        yield
+
+
 def run_tool(script: str, *args: str, cwd: str | os.PathLike | None = None,
              check: bool = True, timeout: float = 900,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

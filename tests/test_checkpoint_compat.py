@@ -22,13 +22,16 @@ def test_mmengine_style_checkpoint_loads_with_weights_only(tmp_path):
     hub = MessageHub.get_instance('compat-test')
     hub.update_scalar('train/loss', 0.5)
     hub.update_scalar('train/loss', np.float64(0.25))
-    ckpt = dict(meta=dict(seed=np.int64(3), dataset_meta=dict(flip=np.arange(4))),
+    # an empty array pickles its empty buffer as bytes(): allowed
+    ckpt = dict(meta=dict(seed=np.int64(3), dataset_meta=dict(flip=np.arange(4)),
+                          empty=np.zeros((0, 2))),
                 state_dict=dict(w=torch.ones(2)), message_hub=hub.state_dict())
     torch.save(ckpt, tmp_path / 'c.pth')
     loaded = torch.load(tmp_path / 'c.pth')  # the default: weights_only=True on torch >= 2.6
     buffer = loaded['message_hub']['log_scalars']['train/loss']
     assert isinstance(buffer, HistoryBuffer) and buffer.mean() == pytest.approx(0.375)
     assert loaded['meta']['dataset_meta']['flip'].tolist() == [0, 1, 2, 3]
+    assert loaded['meta']['empty'].shape == (0, 2)
 
 
 @pytest.mark.parametrize('payload', [_Payload(), _Unknown()])
@@ -36,3 +39,16 @@ def test_other_globals_are_still_refused(tmp_path, payload):
     torch.save(dict(x=payload), tmp_path / 'evil.pth')
     with pytest.raises(pickle.UnpicklingError):
         torch.load(tmp_path / 'evil.pth')
+
+
+class _Allocates:
+    def __reduce__(self):
+        return (bytes, (10 ** 15,))
+
+
+def test_bytes_of_a_size_is_refused_not_allocated(tmp_path):
+    """bytes is allowed for numpy's empty buffers; bytes(n) from a tiny file would allocate n
+    zero bytes (a MemoryError here, gigabytes of memory for a smaller n)."""
+    torch.save(dict(x=_Allocates()), tmp_path / 'bomb.pth')
+    with pytest.raises(pickle.UnpicklingError, match=r'refused bytes\(\) of other than bytes'):
+        torch.load(tmp_path / 'bomb.pth')

@@ -1,22 +1,34 @@
 """Checkpoints are data: unreadable or hostile files give one line; stored code never runs;
 pretrained names resolve offline from a prepared Hugging Face cache, or say how to bring them."""
+import contextlib
+import hashlib
+import importlib
 import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
+import types
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
-from animal_landmarks_mm.model_zoo import PRETRAINED
+from animal_landmarks_mm.checkpoints import (
+    CheckpointError,
+    CheckpointMismatchError,
+    load_strict,
+    read_checkpoint,
+)
+from animal_landmarks_mm.model_zoo import PRETRAINED, resolve_checkpoint
 from animal_landmarks_mm.testing.browser import free_port
 from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, TINY, prepare_hub_cache, run_tool
 
@@ -142,6 +154,9 @@ def test_a_pretrained_name_loads_offline_from_the_cache_wherever_a_checkpoint_is
                     env=offline)
     assert 'StrictLoadFromHook: loaded all 1839 tensors of the model' in proc.stdout + proc.stderr
     assert 'anime_face_detector (mmpose 0.x names)' in proc.stdout + proc.stderr
+    # which weights: the name follows the repository's main, so the log names the commit
+    assert (f'from anime-face-detector (hysts/anime-face-detector-hrnetv2 at commit {"0" * 40})'
+            in proc.stdout + proc.stderr)
     # inference and evaluation: the name, no config
     image = sorted((coco_dir / 'images').iterdir())[0]
     run_tool('infer.py', image, '--checkpoint', 'anime-face-detector', '--out-dir',
@@ -212,6 +227,7 @@ def test_a_pretrained_name_not_in_the_cache_is_one_line_saying_how_to_bring_it(c
         assert re.match(r'error: (load_from: )?anime-face-detector: model\.safetensors of the '
                         r'Hugging Face repository hysts/anime-face-detector-hrnetv2', last), last
         assert 'HF_HUB_OFFLINE is set' in last and 'hf download' in last
+        assert 'set HF_HUB_CACHE to a copied hub folder' in last
 
 
 def test_the_stored_unpickling_payload_never_runs(tmp_path):
@@ -264,3 +280,317 @@ def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_pa
         with pytest.raises(CheckpointError, match=re.escape(message)) as info:
             read_resume_checkpoint(tmp_path / name)
         assert str(tmp_path / name) in str(info.value)
+
+
+# --- pretrained names against a Hub endpoint on this machine (HF_ENDPOINT), never the internet
+
+
+@contextlib.contextmanager
+def _hub_environment():
+    """Yields ``configure(**variables)``, which sets (None: removes) environment variables of
+    huggingface_hub for the test. huggingface_hub reads them once, when imported, so after each
+    change its constants are read again, as a new process would, and its HTTP client (which read
+    the proxy variables) is replaced; everything is restored afterwards."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    def configure(**variables):
+        for name, value in variables.items():
+            if value is None:
+                patch.delenv(name, raising=False)
+            else:
+                patch.setenv(name, value)
+        importlib.reload(constants)
+        huggingface_hub.close_session()
+
+    with pytest.MonkeyPatch.context() as patch:
+        # a proxy or token of the machine running the tests must not take part
+        configure(**{name: None for name in ('HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY',
+                                             'http_proxy', 'https_proxy', 'all_proxy',
+                                             'HF_TOKEN')})
+        yield configure
+    importlib.reload(constants)
+    huggingface_hub.close_session()
+
+
+class _LocalHub:
+    """A Hugging Face Hub endpoint on 127.0.0.1 serving one file at one commit, or failing as
+    ``mode`` says: ``good``, ``truncate`` (the body cut in half), ``e<status>`` (``e403``: that
+    HTTP status), ``not-a-hub`` (a 200 without the Hub's headers); a CONNECT (as to a proxy)
+    gets a 407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses.)"""
+
+    def __init__(self):
+        self.mode = 'good'
+        self.body = b'x' * 1000
+        self.commit = 'c0ffee' * 6 + 'c0ff'
+        self.url = ''
+
+    def handler(self):
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self._answer(send_body=False)
+
+            def do_GET(self):
+                self._answer(send_body=True)
+
+            def do_CONNECT(self):
+                self.send_response(407)
+                self.send_header('Proxy-Authenticate', 'Basic realm="corp"')
+                self._empty()
+
+            def _empty(self):
+                self.send_header('Content-Length', '0')
+                self.end_headers()
+
+            def _answer(self, send_body):
+                if '/resolve/' not in self.path:  # huggingface_hub's other calls
+                    self.send_response(404)
+                    return self._empty()
+                if hub.mode.startswith('e'):
+                    self.send_response(int(hub.mode[1:]))
+                    return self._empty()
+                self.send_response(200)
+                if hub.mode != 'not-a-hub':
+                    self.send_header('X-Repo-Commit', hub.commit)
+                    self.send_header('ETag', f'"{hashlib.sha256(hub.body).hexdigest()}"')
+                self.send_header('Content-Length', str(len(hub.body)))
+                self.end_headers()
+                if send_body:
+                    cut = len(hub.body) // 2 if hub.mode == 'truncate' else len(hub.body)
+                    self.wfile.write(hub.body[:cut])
+                    self.close_connection = hub.mode == 'truncate'
+
+        return Handler
+
+
+@pytest.fixture
+def local_hub(tmp_path):
+    """A :class:`_LocalHub` that huggingface_hub downloads from (``HF_ENDPOINT``, online: the
+    session's ``HF_HUB_OFFLINE`` lifted) into an empty cache of the test's; ``hub.configure``
+    changes the environment further."""
+    hub = _LocalHub()
+    server = ThreadingHTTPServer(('127.0.0.1', 0), hub.handler())
+    threading.Thread(target=server.serve_forever, kwargs=dict(poll_interval=0.05),
+                     daemon=True).start()
+    hub.url = f'http://127.0.0.1:{server.server_port}'
+    try:
+        with _hub_environment() as configure:
+            configure(HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path / 'hub'),
+                      HF_HOME=str(tmp_path / 'hf_home'), HF_HUB_OFFLINE=None)
+            hub.configure = configure
+            yield hub
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _download_error(name: str = 'anime-face-detector') -> str:
+    with pytest.raises(CheckpointError) as info:
+        resolve_checkpoint(name)
+    message = str(info.value)
+    assert '\n' not in message and message.startswith(f'{name}: model.safetensors of the '
+                                                      'Hugging Face repository hysts/'), message
+    return message
+
+
+def test_a_truncated_download_is_one_line_naming_the_endpoint(local_hub):
+    """httpx2's RemoteProtocolError escaped hf_hub_download as a traceback (after its 5
+    retries, which make this test take 5 s)."""
+    local_hub.mode = 'truncate'
+    message = _download_error()
+    assert f'cannot be downloaded (from {local_hub.url}: RemoteProtocolError: ' in message
+    assert 'hf download hysts/anime-face-detector-hrnetv2 model.safetensors' in message
+
+
+def test_other_transport_errors_are_one_line_too(local_hub):
+    """An HF_ENDPOINT without a scheme (UnsupportedProtocol) and a proxy demanding
+    authentication (ProxyError) escaped as tracebacks as well."""
+    host = local_hub.url.removeprefix('http://')
+    local_hub.configure(HF_ENDPOINT=host)
+    assert f'(from {host}: UnsupportedProtocol: ' in _download_error()
+    # the local server plays the proxy; the endpoint is never resolved, let alone reached
+    local_hub.configure(HF_ENDPOINT='https://hub.invalid', HTTPS_PROXY=local_hub.url)
+    assert '(from https://hub.invalid: ProxyError: ' in _download_error()
+
+
+@pytest.mark.parametrize('mode, reason', [
+    ('e403', 'HfHubHTTPError: 403 Forbidden'),  # a firewall, say
+    ('not-a-hub', "FileMetadataError: Response from"),
+])
+def test_the_error_names_the_endpoint_asked_and_what_it_answered(local_hub, mode, reason):
+    """Every LocalEntryNotFoundError was 'huggingface.co cannot be reached', also for an HTTP
+    error or a reply that is no Hub's from a custom HF_ENDPOINT: it names the endpoint and the
+    reason (the error's cause)."""
+    local_hub.mode = mode
+    message = _download_error()
+    assert 'huggingface.co' not in message.split('; on a machine')[0]
+    assert f'(from {local_hub.url}: {reason}' in message, message
+
+
+@pytest.mark.parametrize('mode', ['e403', 'e401'])
+def test_credentials_in_the_endpoint_are_never_printed(local_hub, mode):
+    """huggingface_hub's HTTP errors quote the URL asked, with the user:password of an
+    HF_ENDPOINT, and a query string may carry a token."""
+    local_hub.mode = mode
+    host = local_hub.url.removeprefix('http://')
+    local_hub.configure(HF_ENDPOINT=f'http://alice:S3CRET@{host}/?token=T0KEN')
+    message = _download_error()
+    assert 'S3CRET' not in message and 'T0KEN' not in message and 'alice' not in message
+    assert f'(from http://***@{host}/?***: HfHubHTTPError: ' in message, message
+    assert f'{mode[1:]} ' in message  # the reason is still there
+
+
+def test_without_huggingface_hub_a_name_is_one_line_saying_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'huggingface_hub', None)  # the 'tools' extra left out
+    with pytest.raises(CheckpointError) as info:
+        resolve_checkpoint('anime-face-detector')
+    message = str(info.value)
+    assert '\n' not in message and 'pip install huggingface_hub' in message
+    assert 'pass its path' in message
+
+
+def test_a_download_records_its_commit_and_a_broken_copy_says_how_to_renew_it(local_hub):
+    """The name follows the repository's main: which commit was used is told for logs and
+    predictions; a cached file that cannot be read says how to get a fresh one, and doing so
+    works."""
+    from huggingface_hub import constants
+
+    from animal_landmarks_mm.infer import model_id
+    from animal_landmarks_mm.model_zoo import describe_checkpoint, pretrained_model_id
+    weights = PRETRAINED['anime-face-detector']
+    good = _safetensors_bytes(w=torch.ones(4))
+    local_hub.body = good[:-8]  # served whole as far as HTTP goes, but not a readable file
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint('anime-face-detector')
+    message = str(info.value)
+    folder = os.path.join(constants.HF_HUB_CACHE, 'models--hysts--anime-face-detector-hrnetv2')
+    assert '\n' not in message and 'not a readable safetensors file' in message
+    assert (f'it is the Hugging Face cache\'s copy of {weights.repo_id} (commit '
+            f'{local_hub.commit}): delete {folder} and run again' in message), message
+    assert f'`hf download {weights.repo_id} model.safetensors --force-download`' in message
+    shutil.rmtree(folder)  # as told
+    local_hub.body = good
+    assert read_checkpoint('anime-face-detector')[0]['w'].tolist() == [1, 1, 1, 1]
+    assert pretrained_model_id('anime-face-detector') == f'anime-face-detector@{local_hub.commit}'
+    # what a prediction's file records as its model (meta.model)
+    assert model_id('anime-face-detector') == f'anime-face-detector@{local_hub.commit}'
+    assert describe_checkpoint('anime-face-detector') == (
+        f'anime-face-detector ({weights.repo_id} at commit {local_hub.commit})')
+
+
+def _safetensors_bytes(**tensors) -> bytes:
+    from safetensors.torch import save
+    return save(tensors)
+
+
+def test_the_hook_logs_the_commit_a_pretrained_name_loaded(tmp_path):
+    from animal_landmarks_mm.hooks import StrictLoadFromHook
+    model = torch.nn.Linear(2, 2)
+    save_file({k: torch.zeros_like(v) for k, v in model.state_dict().items()},
+              str(tmp_path / 'model.safetensors'))
+    weights = PRETRAINED['anime-face-detector']
+    prepare_hub_cache(tmp_path / 'cache', weights.repo_id, weights.filename,
+                      tmp_path / 'model.safetensors')
+    logged = []
+    runner = types.SimpleNamespace(_resume=False, _load_from='anime-face-detector', model=model,
+                                   logger=types.SimpleNamespace(info=logged.append))
+    with _hub_environment() as configure:
+        configure(HF_HUB_CACHE=str(tmp_path / 'cache'), HF_HUB_OFFLINE='1')
+        hook = StrictLoadFromHook()
+        hook.before_run(runner)
+        hook.before_train(runner)
+    assert torch.count_nonzero(model.weight) == 0  # loaded
+    assert logged == [f'StrictLoadFromHook: loaded all 2 tensors of the model from '
+                      f'anime-face-detector ({weights.repo_id} at commit {"0" * 40}) '
+                      '(mmpose 1.x)'], logged
+
+
+def test_the_tests_never_reach_the_hub():
+    """The session's guard (conftest.py): offline unless a test lifts it."""
+    from huggingface_hub import constants
+    assert os.environ.get('HF_HUB_OFFLINE') == '1' and constants.HF_HUB_OFFLINE
+
+
+# --- tensors that are no plain weights, and meta that is no dict
+
+
+def _odd_tensors():
+    """Tensors of a Linear(4, 1)'s weight shape that are no plain weights."""
+    return {
+        'quantized': torch.quantize_per_tensor(torch.ones(1, 4), 0.1, 0, torch.qint8),
+        'sparse': torch.sparse_coo_tensor(torch.tensor([[0], [0]]), torch.tensor([1.0]), (1, 4)),
+        'complex': torch.zeros(1, 4, dtype=torch.complex64),
+        'meta': torch.ones(1, 4, device='meta'),
+    }
+
+
+@pytest.mark.parametrize('kind', list(_odd_tensors()))
+def test_a_tensor_that_is_no_plain_weight_is_refused_when_read(tmp_path, kind):
+    """A quantized or sparse tensor reached load_state_dict, which raised a page; a complex one
+    loaded with its imaginary part dropped; a meta one holds no values."""
+    model = torch.nn.Linear(4, 1)
+    state_dict = dict(model.state_dict(), weight=_odd_tensors()[kind])
+    torch.save(state_dict, tmp_path / f'{kind}.pth')
+    for read in (lambda p: read_checkpoint(p), lambda p: load_strict(model, p)):
+        with pytest.raises(CheckpointError) as info:
+            read(tmp_path / f'{kind}.pth')
+        message = str(info.value)
+        assert '\n' not in message, message
+        assert message.startswith(f'{tmp_path / kind}.pth: not a state dict of plain weights: '
+                                  'weight is '), message
+
+
+def test_weights_of_another_kind_of_dtype_do_not_fit(tmp_path):
+    """An integer tensor for a float weight would be cast and load; float16 for float32 is
+    fine."""
+    model = torch.nn.Linear(2, 1)
+    torch.save(dict(weight=torch.ones(1, 2, dtype=torch.int64), bias=torch.ones(1)),
+               tmp_path / 'int.pth')
+    with pytest.raises(CheckpointMismatchError, match=r'dtype mismatch: weight int64 vs float32'):
+        load_strict(model, tmp_path / 'int.pth')
+    torch.save(dict(weight=torch.ones(1, 2, dtype=torch.float16), bias=torch.ones(1)),
+               tmp_path / 'half.pth')
+    load_strict(model, tmp_path / 'half.pth')
+    assert model.weight.tolist() == [[1.0, 1.0]]
+
+
+def test_what_load_state_dict_still_refuses_is_one_line(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    torch.save(model.state_dict(), tmp_path / 'ok.pth')
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError('Error(s) in loading state_dict for Linear:\n\tsome reason')
+
+    model.register_load_state_dict_pre_hook(refuse)
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_strict(model, tmp_path / 'ok.pth')
+    assert str(info.value) == (f'{tmp_path / "ok.pth"} does not fit the model: Error(s) in '
+                               'loading state_dict for Linear: some reason')
+
+
+@pytest.mark.parametrize('meta', [torch.ones(3), np.ones(3), [1, 2], 'text'])
+def test_a_meta_that_is_no_dict_is_ignored(tmp_path, meta):
+    """`checkpoint.get('meta') or {}` took the truth value of a tensor or array: an error."""
+    torch.save(dict(state_dict=dict(w=torch.ones(3)), meta=meta), tmp_path / 'm.pth')
+    state_dict, read_meta = read_checkpoint(tmp_path / 'm.pth')
+    assert read_meta == {} and state_dict['w'].tolist() == [1, 1, 1]
+
+
+
+def test_a_tensor_name_with_a_line_break_stays_on_one_line(tmp_path):
+    """The names come from the file: one holding a line break would split the one-line error."""
+    model = torch.nn.Linear(2, 1)
+    torch.save(dict(model.state_dict(), **{'bad\nname': torch.ones(1)}), tmp_path / 'n.pth')
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_strict(model, tmp_path / 'n.pth')
+    assert str(info.value).endswith("unexpected: 'bad\\nname'"), str(info.value)
+    torch.save({'odd\nname': torch.zeros(2, dtype=torch.complex64)}, tmp_path / 'c.pth')
+    with pytest.raises(CheckpointError, match=r"'odd\\nname' is of dtype torch.complex64"):
+        read_checkpoint(tmp_path / 'c.pth')
