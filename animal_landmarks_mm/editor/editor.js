@@ -106,12 +106,15 @@
               target.closest('button, a[href], summary, [role="button"], [role="option"]'));
   }
   /** The Latin letter a key press is for, in lower case (null: no letter). Its ``key`` where
-   *  that is a Latin letter (whatever the layout; Caps Lock gives 'Z' without Shift, which is
-   *  still z), else, for a letter of another script (a Cyrillic or Greek layout), the letter
-   *  at its place on a US keyboard (``code``), so that Ctrl+Z and the letter keys work there.
-   *  Not for AltGr (Ctrl+Alt on Windows): AltGr+z types ż in a Polish layout, no Ctrl+Z. */
+   *  that is a letter a-z (whatever the layout; Caps Lock gives 'Z' without Shift, which is
+   *  still z); none for another letter of the Latin script (ö, ç, ş of a Turkish-F layout are
+   *  letters of their own, typed where a US keyboard has x, q...: ö is no x); else, for a
+   *  letter of another script (a Cyrillic or Greek layout), the letter at its place on a US
+   *  keyboard (``code``), so that Ctrl+Z and the letter keys work there. Not for AltGr
+   *  (Ctrl+Alt on Windows): AltGr+z types ż in a Polish layout, no Ctrl+Z. */
   function letterOf(e) {
     if (/^[a-z]$/i.test(e.key)) return e.key.toLowerCase();
+    if (/^\p{Script=Latin}$/u.test(e.key)) return null;
     if (!e.altKey && /^\p{L}$/u.test(e.key) && /^Key[A-Z]$/.test(e.code || '')) {
       return e.code.slice(3).toLowerCase();
     }
@@ -293,9 +296,18 @@
       });
       this.$('le-goto').addEventListener('submit', (e) => {
         e.preventDefault();
-        const input = this.$('le-goto-input');
+        const form = this.$('le-goto'), input = this.$('le-goto-input');
         const wanted = input.value.trim();
-        if (wanted) this.go({wanted}).then((ok) => { if (ok) input.blur(); });
+        // The Go button keeps no focus (as the data-action buttons): Enter would go there
+        // again instead of accepting, Space would press it instead of panning. The text
+        // field keeps it until the image is shown (a name mistyped is retyped there).
+        const focused = document.activeElement;
+        if (focused !== input && form.contains(focused)) focused.blur();
+        if (wanted) {
+          this.go({wanted}).then((ok) => {
+            if (ok && form.contains(document.activeElement)) document.activeElement.blur();
+          });
+        }
       });
       this.$('le-skip').addEventListener('submit', (e) => {
         e.preventDefault();
@@ -565,6 +577,10 @@
       // Up from the start, while the edits are still being saved: a second n meanwhile is no
       // second navigation, and an edit is refused rather than made to the image being left.
       this.navigating = true;
+      // A press or drag not let go yet (n pressed with the mouse button down) is taken back:
+      // its release would come when the image is being left (or gone), and its point would
+      // be drawn and never saved.
+      this.cancelGesture();
       const started = performance.now();
       try {
         if (!discard && !(await this.settle())) {
@@ -988,7 +1004,9 @@
     async skip(reason) {
       if (!this.canEdit()) return;
       this.commit({op: 'skip', reason: reason || ''});
-      if (await this.settle()) await this.go({go: 'todo'});
+      // go() saves it first, as navigating: an edit meanwhile is refused (not made to the
+      // image skipped), an n is no second navigation
+      await this.go({go: 'todo'});
     }
 
     // --- pointer --------------------------------------------------------------------------------
@@ -1175,7 +1193,7 @@
     onPointerUp(e, cancelled = false) {
       const g = this.gesture;
       if (!g || e.pointerId !== g.id) return;
-      if (cancelled) {
+      if (cancelled || this.navigating) {  // (go() takes the gesture back already)
         this.cancelGesture();
         return;
       }
