@@ -270,6 +270,31 @@ def _parse_face(raw: Any, where: str) -> Face:
     return face
 
 
+def _unencodable_string(raw: Any) -> str | None:
+    """Where a decoded JSON value holds a string UTF-8 cannot encode (JSON spells a lone
+    surrogate as ``"\\udcff"``; a file read as UTF-8 holds none otherwise), as a few words
+    naming it, or None. Walked without recursion: the nesting is the file's."""
+    stack = [(raw, 'top level')]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                stack += [(key, f'a key of {where}'), (item, f'"{_printable_key(key)}"')]
+        elif isinstance(value, list):
+            stack += [(item, where) for item in value]
+        elif isinstance(value, str):
+            try:
+                value.encode('utf-8')
+            except UnicodeEncodeError:
+                return f'{where} {_shown(value)}'
+    return None
+
+
+def _printable_key(key: str) -> str:
+    """A key for a message (maybe itself unencodable)."""
+    return key.encode('utf-8', 'backslashreplace').decode('utf-8')[:40]
+
+
 def parse_annotation(raw: Any) -> ImageAnnotation:
     """Build an :class:`ImageAnnotation` from a decoded JSON object, in either format.
 
@@ -283,10 +308,10 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
         raise AnnotationError('missing "image" file name')
     if any(c in image for c in '\0\n\r'):
         raise AnnotationError(f'"image" holds a NUL or line break: {_shown(image)}')
-    try:  # JSON can spell a lone surrogate ("\\udcff"), which no file name or report holds
-        image.encode('utf-8')
-    except UnicodeEncodeError:
-        raise AnnotationError(f'"image" is not valid Unicode: {_shown(image)}') from None
+    unencodable = _unencodable_string(raw)
+    if unencodable is not None:
+        raise AnnotationError(f'{unencodable} is not valid Unicode (a lone surrogate, which no '
+                              'file name can hold nor this file be written back with)')
     size = raw.get('image_size')
     if not isinstance(size, dict):
         raise AnnotationError('missing "image_size" {"width", "height"}')

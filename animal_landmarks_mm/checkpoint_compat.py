@@ -12,7 +12,10 @@ a file of a few hundred bytes allocate ``n`` zero bytes (gigabytes) when it is r
 """
 from __future__ import annotations
 
+import mmap
+import os
 import pickle
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -58,6 +61,48 @@ def _numpy_globals() -> list[Any]:
     entries += [cls for cls in vars(np.dtypes).values()
                 if isinstance(cls, type) and issubclass(cls, np.dtype)]
     return entries
+
+
+#: the most a ``.pth`` file's pickle (its structure: the tensors' bytes lie beside it) may hold
+MAX_PICKLE_BYTES = 256 * 1024 * 1024
+
+
+def refuse_allocating_pickle(path: str | os.PathLike) -> None:
+    """Refuse a ``.pth`` file whose pickle calls ``bytearray``, before ``torch.load`` runs it.
+
+    torch's restricted unpickler allows ``bytearray`` by its own list, which
+    ``add_safe_globals`` cannot narrow as it narrows ``bytes``: ``bytearray(n)`` in a file of a
+    few hundred bytes would allocate ``n`` bytes (gigabytes) when read. No state dict or mmengine
+    checkpoint calls it (numpy arrays come through ``bytes`` and ``_codecs.encode``), so the
+    name in the pickle is refused outright; a tensor named ``bytearray`` is refused with it.
+
+    Raises:
+        pickle.UnpicklingError: the name is there, or the pickle is larger than
+            :data:`MAX_PICKLE_BYTES`.
+    """
+    with open(path, 'rb') as f:
+        if f.read(4) == b'PK\x03\x04':  # torch's zip format: the pickle is its own member
+            with zipfile.ZipFile(f) as archive:
+                for info in archive.infolist():
+                    if not info.filename.endswith('.pkl'):
+                        continue
+                    if info.file_size > MAX_PICKLE_BYTES:
+                        raise pickle.UnpicklingError(
+                            f'{info.filename} holds {info.file_size} bytes of pickle, more than '
+                            'a checkpoint\'s structure takes')
+                    _refuse_bytearray(archive.read(info))
+            return
+        # the legacy format: pickles followed by the tensors' bytes, searched without reading
+        # the whole file into memory
+        if os.fstat(f.fileno()).st_size:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as whole:
+                _refuse_bytearray(whole)
+
+
+def _refuse_bytearray(data: bytes | mmap.mmap) -> None:
+    if data.find(b'bytearray') >= 0:
+        raise pickle.UnpicklingError('refused a pickle naming bytearray (a size given to it '
+                                     'would allocate that many bytes; no checkpoint needs it)')
 
 
 def allow_mmengine_checkpoints() -> None:

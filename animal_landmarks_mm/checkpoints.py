@@ -32,7 +32,8 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import AnimalLandmarksError, first_line
+from .checkpoint_compat import refuse_allocating_pickle
+from .errors import AnimalLandmarksError, first_line, printable
 
 
 class CheckpointError(AnimalLandmarksError, ValueError):
@@ -98,6 +99,7 @@ def _load_pth(path: str | os.PathLike) -> object:
     """A ``.pth`` file as ``torch.load(weights_only=True)`` gives it: tensors and the few
     plain objects :mod:`.checkpoint_compat` allow-lists, never anything callable."""
     try:
+        refuse_allocating_pickle(path)
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # EOFError, UnpicklingError, RuntimeError of a broken zip, ...
         raise CheckpointError(f'{path}: not a checkpoint torch can read safely '
@@ -138,9 +140,9 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
 
 
 def _shown(key: str) -> str:
-    """A tensor's name for a one-line message: as it is, or quoted with escapes when it holds
-    a line break or another control character (the names come from the file)."""
-    return key if key.isprintable() else repr(key)
+    """A tensor's name for a one-line message: the names come from the file (a line break, an
+    escape sequence, a megabyte of name)."""
+    return printable(key, one_line=True, limit=200)
 
 
 def _tensors_and_meta(checkpoint: object, path: str | os.PathLike
@@ -260,8 +262,10 @@ def compare_state_dicts(state_dict: dict[str, torch.Tensor],
     """Differences of names, shapes and kinds of dtype, as one line ('' when none).
 
     A float16 tensor for a float32 weight is no difference (loading casts it, as mmengine's
-    does), but an integer tensor for a floating-point weight (or the reverse) is: the cast
-    would load something that was never trained as that weight.
+    does), nor a floating-point one for an integer buffer (a checkpoint cast to float16 whole
+    holds BatchNorm's counter so, and torch loads it), but an integer tensor for a
+    floating-point weight is: the cast would load something that was never trained as that
+    weight.
     """
     missing = sorted(reference.keys() - state_dict.keys())
     unexpected = sorted(state_dict.keys() - reference.keys())
@@ -270,7 +274,7 @@ def compare_state_dicts(state_dict: dict[str, torch.Tensor],
                   for k in common if state_dict[k].shape != reference[k].shape]
     other_kind = [f'{k} {str(state_dict[k].dtype)[6:]} vs {str(reference[k].dtype)[6:]}'
                   for k in common if state_dict[k].shape == reference[k].shape
-                  and state_dict[k].is_floating_point() != reference[k].is_floating_point()]
+                  and reference[k].is_floating_point() and not state_dict[k].is_floating_point()]
     parts = []
     for label, keys in (('missing', missing), ('unexpected', unexpected),
                         ('shape mismatch', mismatched), ('dtype mismatch', other_kind)):

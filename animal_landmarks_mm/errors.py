@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import unicodedata
 from collections.abc import Iterator
 
 
@@ -26,15 +27,31 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else error.__class__.__name__
 
 
-def printable(text: str) -> str:
-    """``text`` safe for a terminal: control characters (an escape sequence in a hostile file
-    name would restyle or rewrite the screen) and undecodable bytes of a file name (which a
-    strict UTF-8 stdout refuses) as Python escapes; line breaks and tabs kept."""
-    if text.isprintable():  # the common case, without building a new string
-        return text
-    return ''.join(c if c.isprintable() or c in '\n\t'
-                   else c.encode('unicode_escape', 'backslashreplace').decode('ascii')
-                   for c in text)
+def _unsafe(c: str, one_line: bool) -> bool:
+    """Whether a character may not reach a terminal as it is: control and format characters
+    (an escape sequence restyles or rewrites the screen, a bidi override reorders what is shown),
+    lone surrogates (the undecodable bytes of a file name, which a strict UTF-8 stdout refuses),
+    line and paragraph separators; a line break or tab only for one line. Spaces of any script
+    (the ideographic space of a Japanese file name) are text."""
+    if c in '\n\t':
+        return one_line
+    return unicodedata.category(c)[0] == 'C' or unicodedata.category(c) in ('Zl', 'Zp')
+
+
+def printable(text: str, *, one_line: bool = False, limit: int | None = None) -> str:
+    """``text`` safe for a terminal: the characters :func:`_unsafe` names as Python escapes.
+
+    Args:
+        text: from a file or a name, maybe hostile.
+        one_line: escape line breaks and tabs too (a value inside a one-line message).
+        limit: cut to this many characters (a hostile file may hold megabytes), '...' added.
+    """
+    if text.isprintable() or not any(_unsafe(c, one_line) for c in text):
+        shown = text  # the common case, without building a new string
+    else:
+        shown = ''.join(c.encode('unicode_escape', 'backslashreplace').decode('ascii')
+                        if _unsafe(c, one_line) else c for c in text)
+    return shown if limit is None or len(shown) <= limit else f'{shown[:limit]}...'
 
 
 @contextlib.contextmanager

@@ -192,9 +192,9 @@ def validations(work_dir: Path) -> list[dict]:
 
 
 def _devices(work_dirs: Iterable[Path]) -> str:
-    """The devices the finished runs of these work dirs trained on, in order, each once: a
-    picture of runs read back from records made elsewhere names where they ran, not this
-    machine."""
+    """The devices the finished runs of these work dirs trained on, in order, each once (as
+    the learning curve's runs list theirs): a picture of runs read back from records made
+    elsewhere names where they ran, not this machine."""
     recorded = (finished_run(work_dir) for work_dir in work_dirs)
     return ' and '.join(dict.fromkeys(r['device'] for r in recorded if r is not None))
 
@@ -233,7 +233,7 @@ def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100
         results['runs'].append(dict(faces=size, best_NME=min(r['NME'] for r in runs),
                                     validations=runs, minutes=trained['minutes'],
                                     device=trained['device']))
-        results['device'] = _devices(out_dir / f'run_{r["faces"]}' for r in results['runs'])
+        results['device'] = ' and '.join(dict.fromkeys(r['device'] for r in results['runs']))
         _save(results, out_dir / 'learning_curve.json')
     plot_learning_curve(results, out_dir / 'learning_curve.png')
     return results
@@ -268,6 +268,9 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
                     ('--val-faces', val_faces), ('--pretrain-iters', pretrain_iters),
                     ('--iters', iters), ('--batch-size', batch_size)], seed)
     _check_numbers(('--finetune-lr', lr) for lr in finetune_lrs)
+    for stages in finetune_frozen_stages:  # HRNet has the stem (0) and stages 1-4
+        if not isinstance(stages, int) or not 0 <= stages <= 4:
+            raise ScheduleError(f'--finetune-frozen-stages must be 0 to 4, got {stages!r}')
     out_dir = Path(out_dir)
     results = dict(experiment='transfer', device='', batch_size=batch_size, amp=amp,
                    pretrain_faces=pretrain_faces, target_faces=target_faces,

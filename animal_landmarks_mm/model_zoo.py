@@ -213,8 +213,10 @@ def _why_not_downloaded(error: Exception, constants) -> str:
     cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) else error
     if cause is None:
         return f'{constants.ENDPOINT} cannot be reached'
-    # a server's own words may run long: enough to recognise them, not a page
-    return f'from {constants.ENDPOINT}: {type(cause).__name__}: {first_line(cause)[:300]}'
+    # a server's own words may run long: enough to recognise them, not a page (cut after the
+    # redaction: a cut inside user:password@ would leave the password unmatched)
+    words = redact_urls(first_line(cause))[:300]
+    return f'from {constants.ENDPOINT}: {type(cause).__name__}: {words}'
 
 
 def _cached_file(weights: PretrainedWeights) -> Path | None:

@@ -743,20 +743,20 @@ def model_findings(points: np.ndarray, visibility: np.ndarray, predicted: np.nda
     present = visibility != ABSENT
     distance = np.linalg.norm(np.nan_to_num(points) - predicted, axis=-1)
     distance = np.where(present, distance / iod_pixels[:, None], np.nan)
-    # an occluded point is placed by estimate: its distance counts that much less, as in the
-    # geometry checks (the detail still gives the distance itself)
-    weighed = np.where(visibility == OCCLUDED, distance / settings.occluded_sigma_factor,
-                       distance)
     with np.errstate(invalid='ignore'):
-        far = present & (weighed >= settings.model_min_iod)
+        far = present & (distance >= settings.model_min_iod)
     if len(points) >= settings.min_faces:
-        median = _nan_median(weighed)
-        spread = np.maximum(1.4826 * _nan_median(np.abs(weighed - median)), settings.min_sigma)
-        evidence = (weighed - median) / spread
-        with np.errstate(invalid='ignore'):
-            far &= evidence >= settings.model_sigma
-    else:  # too few faces for the set's spread: the floor alone, the distance in its units
-        evidence = weighed / settings.model_min_iod
+        median = _nan_median(distance)
+        spread = np.maximum(1.4826 * _nan_median(np.abs(distance - median)), settings.min_sigma)
+        evidence = (distance - median) / spread
+    else:  # too few faces for the set's spread: the distance in units of the floor
+        evidence = distance / settings.model_min_iod
+    # an occluded point is placed by estimate: its evidence counts that much less, as its
+    # sigma distances do in the geometry checks (whose floors in IOD stay as they are)
+    evidence = np.where(visibility == OCCLUDED, evidence / settings.occluded_sigma_factor,
+                        evidence)
+    with np.errstate(invalid='ignore'):
+        far &= evidence >= (settings.model_sigma if len(points) >= settings.min_faces else 1.0)
     findings = []
     for face in np.flatnonzero(far.any(1)):
         labels = np.flatnonzero(far[face])

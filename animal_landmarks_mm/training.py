@@ -102,7 +102,31 @@ def load_config(config_path: str, cfg_options: dict | None = None) -> Config:
     cfg = Config.fromfile(config_path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    check_pipelines(cfg)
     return cfg
+
+
+def check_pipelines(cfg: Config) -> None:
+    """Refuse a transform that would break every batch it reaches, before any is made.
+
+    ``RandomGrayscale`` is mmcv's (this package registered its own under that name until
+    2026-12-05, keeping three channels): without ``keep_channels=True`` it gives a one-channel
+    image, which mmpose's data preprocessor fails on half-way through an epoch. A config saved
+    in a work dir before then (``type='RandomGrayscale', prob=0.1``) has no such flag.
+
+    Raises:
+        TrainingSetupError: naming the loader and what to add.
+    """
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = (cfg.get(name) or {}).get('dataset') or {}
+        for transform in dataset.get('pipeline') or ():
+            if (isinstance(transform, dict) and transform.get('type') == 'RandomGrayscale'
+                    and not transform.get('keep_channels')):
+                raise TrainingSetupError(
+                    f'{name}: RandomGrayscale without keep_channels=True gives one-channel '
+                    'images the model cannot take; add keep_channels=True, channel_weights='
+                    '(0.114, 0.587, 0.299) as the project\'s configs have it (a config saved '
+                    'before 2026-12-05 lacks them)')
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

@@ -8,6 +8,7 @@ data_root = 'work_dirs/demo/data/'
 # (2e-3 x sqrt(16/64) = 1e-3), stated for batch 16 so that other runners use it too
 schedule = dict(samples=1_100, min_epochs=1, warmup=0.05, validations=5, lr_batch=16)
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
+auto_scale_lr = dict(base_batch_size=16)
 # as written, for other runners
 train_cfg = dict(max_epochs=10, val_interval=2)
 param_scheduler = [

@@ -727,3 +727,15 @@ def test_cli_errors_are_one_line(tmp_path, args, error):
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and last.startswith(f'error: {error.format(cwd=tmp_path)}'), \
         proc.stderr
+
+
+def test_names_of_a_files_list_reach_the_terminal_escaped(tmp_path):
+    """The warning about names of --files that are not images prints them escaped: an escape
+    sequence in a hostile list restyles no terminal. (The address is one this machine does not
+    have, TEST-NET-3: the tool warns, then cannot listen, and ends.)"""
+    from conftest import run_tool
+    cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((20, 20, 3), np.uint8))
+    (tmp_path / 'list.txt').write_text('a.png\nodd\x1b[31mRED.png\n')
+    proc = run_tool('annotate_landmarks.py', '--image-dir', '.', '--output-dir', 'out',
+                    '--files', 'list.txt', '--host', '203.0.113.1', cwd=tmp_path, check=False)
+    assert '\x1b' not in proc.stderr and 'odd\\x1b[31mRED.png); left out' in proc.stderr

@@ -59,7 +59,13 @@ def test_legacy_format_is_one_visible_face():
     (dict(image='x', image_size=dict(width=9, height=9)), 'neither format'),
     # JSON spells a lone surrogate as "\udcff": no file name, and no report could hold it
     (dict(image='\udcff.png', landmarks=[[0, 0]] * 28, image_size=dict(width=9, height=9)),
-     'not valid Unicode'),
+     '"image" .* is not valid Unicode'),
+    # anywhere in the file: it could not be written back (the annotator's save, infer's meta)
+    (dict(format='animal_landmarks_mm.annotation', version=1, image='x', faces=[],
+          status='skipped', status_reason='bad \udcff', image_size=dict(width=9, height=9)),
+     '"status_reason" .* is not valid Unicode'),
+    (dict(image='x', landmarks=[[0, 0]] * 28, image_size=dict(width=9, height=9),
+          meta=dict(tags=['ok', '\ud800'])), '"tags" .* is not valid Unicode'),
     # a hostile file's megabyte of status or version is cut short in the one line
     (dict(format='animal_landmarks_mm.annotation', version='v' * 10**6, image='x', faces=[],
           image_size=dict(width=9, height=9)), 'version .* is not supported'),

@@ -386,6 +386,22 @@ def test_occluded_points_count_less_against_the_model_too():
     found = quality.model_findings(points, visibility, predicted, np.ones(3), settings)
     assert [(f.face, f.points) for f in found] == [(0, [5]), (2, [5])]
     assert '0.38 inter-ocular distances' in found[0].detail  # the distance itself is shown
+    # a set large enough for its own spread: point 5 of the others 0.25-0.34 IOD from the
+    # prediction; two faces 0.64 IOD off, about 7.5 sigma (past 5, short of twice 5): the
+    # visible one is reported, the occluded one not; the spread is the same for both
+    faces = settings.min_faces + 2
+    points = np.zeros((faces, NUM_KEYPOINTS, 2))
+    predicted = points.copy()
+    predicted[:, 5, 0] = np.r_[0.30 + 0.01 * np.arange(-5, 5), 0.64, 0.64]
+    visibility = np.full((faces, NUM_KEYPOINTS), VISIBLE)
+    visibility[-1, 5] = OCCLUDED
+    found = quality.model_findings(points, visibility, predicted, np.ones(faces), settings)
+    assert [(f.face, f.points) for f in found] == [(faces - 2, [5])]
+    # the floor in IOD stays the floor: an occluded point 40 sigma out, 0.45 IOD off (the
+    # floor 0.25, not twice it) is reported
+    predicted[:, 5, 0] = np.r_[0.05 + 0.001 * np.arange(-5, 5), 0.05, 0.45]
+    found = quality.model_findings(points, visibility, predicted, np.ones(faces), settings)
+    assert [(f.face, f.points) for f in found] == [(faces - 1, [5])]
 
 
 def test_two_mistakes_of_one_kind_rank_above_either():

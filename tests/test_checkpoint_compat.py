@@ -52,3 +52,23 @@ def test_bytes_of_a_size_is_refused_not_allocated(tmp_path):
     torch.save(dict(x=_Allocates()), tmp_path / 'bomb.pth')
     with pytest.raises(pickle.UnpicklingError, match=r'refused bytes\(\) of other than bytes'):
         torch.load(tmp_path / 'bomb.pth')
+
+
+class _AllocatesArray:
+    def __reduce__(self):
+        return (bytearray, (10 ** 15,))
+
+
+def test_bytearray_of_a_size_is_refused_before_torch_runs_the_pickle(tmp_path):
+    """torch allows bytearray by a list add_safe_globals cannot narrow: the reader refuses the
+    pickle before torch.load, in the zip format and the legacy one."""
+    from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+    torch.save(dict(x=_AllocatesArray()), tmp_path / 'bomb.pth')
+    torch.save(dict(x=_AllocatesArray()), tmp_path / 'legacy.pth',
+               _use_new_zipfile_serialization=False)
+    for name in ('bomb.pth', 'legacy.pth'):
+        with pytest.raises(CheckpointError, match='refused a pickle naming bytearray'):
+            read_checkpoint(tmp_path / name)
+    torch.save(dict(w=torch.ones(2)), tmp_path / 'legacy_ok.pth',
+               _use_new_zipfile_serialization=False)
+    assert read_checkpoint(tmp_path / 'legacy_ok.pth')[0]['w'].tolist() == [1.0, 1.0]

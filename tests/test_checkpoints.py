@@ -559,6 +559,11 @@ def test_weights_of_another_kind_of_dtype_do_not_fit(tmp_path):
                tmp_path / 'half.pth')
     load_strict(model, tmp_path / 'half.pth')
     assert model.weight.tolist() == [[1.0, 1.0]]
+    # a checkpoint cast to float16 whole: BatchNorm's counter too, which torch loads
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, tmp_path / 'all.pth')
+    assert model.state_dict()['1.num_batches_tracked'].dtype == torch.int64
+    load_strict(model, tmp_path / 'all.pth')
 
 
 def test_what_load_state_dict_still_refuses_is_one_line(tmp_path):
@@ -590,7 +595,24 @@ def test_a_tensor_name_with_a_line_break_stays_on_one_line(tmp_path):
     torch.save(dict(model.state_dict(), **{'bad\nname': torch.ones(1)}), tmp_path / 'n.pth')
     with pytest.raises(CheckpointMismatchError) as info:
         load_strict(model, tmp_path / 'n.pth')
-    assert str(info.value).endswith("unexpected: 'bad\\nname'"), str(info.value)
+    assert str(info.value).endswith('unexpected: bad\\nname'), str(info.value)
     torch.save({'odd\nname': torch.zeros(2, dtype=torch.complex64)}, tmp_path / 'c.pth')
-    with pytest.raises(CheckpointError, match=r"'odd\\nname' is of dtype torch.complex64"):
+    with pytest.raises(CheckpointError, match=r'odd\\nname is of dtype torch.complex64'):
         read_checkpoint(tmp_path / 'c.pth')
+    torch.save({'x' * 10**6: torch.zeros(2, dtype=torch.complex64)}, tmp_path / 'l.pth')
+    with pytest.raises(CheckpointError) as info:  # a megabyte of name, cut short
+        read_checkpoint(tmp_path / 'l.pth')
+    assert len(str(info.value)) < 400
+
+
+def test_a_long_cause_is_cut_after_its_credentials_are_redacted():
+    """A password straddling the cut of a long server message would escape the redaction."""
+    from types import SimpleNamespace
+
+    from animal_landmarks_mm.model_zoo import _why_not_downloaded
+    cause = OSError('Client error 407 while requesting ' + 'x' * 250
+                    + ' via https://alice:S3cretPassw0rdThatIsLong@proxy.example:3128/ for url')
+    why = _why_not_downloaded(cause, SimpleNamespace(HF_HUB_OFFLINE=False,
+                                                     ENDPOINT='https://hub.example'))
+    assert 'S3c' not in why and 'alice' not in why and why.startswith(
+        'from https://hub.example: OSError: Client error 407')

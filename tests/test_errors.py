@@ -33,6 +33,12 @@ def test_names_from_files_reach_the_terminal_escaped():
     name = 'data/odd\x1b[31mred\udcff.json'
     assert printable(name) == 'data/odd\\x1b[31mred\\udcff.json'
     assert printable('two\nlines\tkept') == 'two\nlines\tkept'
+    assert printable('two\nlines', one_line=True) == 'two\\nlines'
+    assert printable('x' * 50, limit=10) == 'x' * 10 + '...'
+    # a Japanese name's ideographic space is text; a bidi override, which would show the name
+    # reordered, is not
+    assert printable('猫\u3000顔.png') == '猫\u3000顔.png'
+    assert printable('gnp.\u202eexe') == 'gnp.\\u202eexe'
     with pytest.raises(SystemExit) as caught, exit_on_error():
         raise AnimalLandmarksError(f'{name}: broken JSON')
     assert caught.value.code == 'error: data/odd\\x1b[31mred\\udcff.json: broken JSON'

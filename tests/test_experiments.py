@@ -102,6 +102,8 @@ def test_the_transfer_picture_shows_both_curves(tmp_path):
     (transfer_curve, dict(pretrain_iters=-5), '--pretrain-iters must be positive, got -5'),
     (transfer_curve, dict(finetune_lrs=(1e-4, math.nan)), '--finetune-lr must be positive, '
      'got nan'),
+    (transfer_curve, dict(finetune_frozen_stages=(1, 5)), '--finetune-frozen-stages must be 0 '
+     'to 4, got 5'),
 ])
 def test_bad_numbers_are_refused_before_anything_is_made(tmp_path, experiment, options,
                                                          message):

@@ -14,6 +14,7 @@ from animal_landmarks_mm.training import (
     TrainingSetupError,
     apply_simple_flags,
     apply_train_args,
+    load_config,
     loader_workers,
     set_data_root,
 )
@@ -140,6 +141,23 @@ def test_other_runners_get_the_recipes_lr_at_the_configs_batch(config):
     plan = plan_schedule(Config.fromfile(str(config)), 10_000)
     assert plan.batch == cfg.train_dataloader.batch_size
     assert cfg.optim_wrapper.optimizer.lr == pytest.approx(plan.lr)
+    # --auto-scale-lr (mmengine's linear rule) starts from the lr's own batch
+    assert cfg.auto_scale_lr.base_batch_size == cfg.schedule.lr_batch
+
+
+def test_a_greyscale_that_drops_channels_is_refused_before_training(tmp_path):
+    """A config saved before the greyscale became mmcv's has no keep_channels: its
+    one-channel images would fail the preprocessor mid-epoch."""
+    old = Config.fromfile(str(MAIN_CONFIG))
+    for transform in old.train_dataloader.dataset.pipeline:
+        if transform['type'] == 'RandomGrayscale':
+            transform.pop('keep_channels')
+            transform.pop('channel_weights')
+    old.dump(str(tmp_path / 'saved.py'))
+    with pytest.raises(TrainingSetupError, match='train_dataloader: RandomGrayscale without '
+                       'keep_channels=True'):
+        load_config(str(tmp_path / 'saved.py'))
+    load_config(str(MAIN_CONFIG))  # the project's own keep the channels
 
 
 def test_epochs_iters_and_batch_size_give_exactly_what_they_say():

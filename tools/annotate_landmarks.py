@@ -16,7 +16,7 @@ import sys
 
 from animal_landmarks_mm.annotate import AnnotationSession, read_order_file
 from animal_landmarks_mm.annotate_app import PRE_ANNOTATE_AHEAD
-from animal_landmarks_mm.errors import exit_on_error
+from animal_landmarks_mm.errors import exit_on_error, printable
 from animal_landmarks_mm.infer import FACE_DETECTORS, FaceDetector, InferenceInputError, model_id
 
 
@@ -93,11 +93,14 @@ def main(argv=None):
                               model=model_id(args.checkpoint) if args.checkpoint else None,
                               pre_annotate=args.pre_annotate)
     if session.unknown_in_order:
-        shown = ', '.join(session.unknown_in_order[:3])
+        # the names come from the --files list: no escape sequence reaches the terminal
+        shown = ', '.join(printable(name, one_line=True, limit=80)
+                          for name in session.unknown_in_order[:3])
         more = len(session.unknown_in_order) - 3
-        print(f'warning: {len(session.unknown_in_order)} names of {args.files} are not images '
-              f'of {session.image_dir} ({shown}{f" and {more} more" if more > 0 else ""}); '
-              'left out', file=sys.stderr, flush=True)
+        print(printable(f'warning: {len(session.unknown_in_order)} names of {args.files} are '
+                        f'not images of {session.image_dir} ('
+                        f'{shown}{f" and {more} more" if more > 0 else ""}); left out'),
+              file=sys.stderr, flush=True)
     if not os.access(session.output_dir, os.W_OK):
         print(f'warning: {session.output_dir} is not writable: edits will show "not saved" '
               'and stay in the page', file=sys.stderr, flush=True)
