@@ -389,6 +389,9 @@ def _process_umask() -> int:
 
 
 _UMASK = _process_umask()
+#: the mode a plain ``open()`` gives a new file: what every file the tools write gets, also
+#: those a library creates private (``mkstemp``, safetensors)
+USUAL_FILE_MODE = 0o666 & ~_UMASK
 
 
 def lies_in_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
@@ -420,7 +423,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     try:
         with f:
             if hasattr(os, 'fchmod'):
-                os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+                os.fchmod(f.fileno(), USUAL_FILE_MODE)
             # allow_nan=False: NaN is no JSON; a file holding it could not be read back
             text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
             if indent is not None:  # one line per [x, y] pair, not one per number

@@ -98,12 +98,54 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 def _load_pth(path: str | os.PathLike) -> object:
     """A ``.pth`` file as ``torch.load(weights_only=True)`` gives it: tensors and the few
     plain objects :mod:`.checkpoint_compat` allow-lists, never anything callable."""
+    what = _what_else(path)
+    if what is not None:  # an image or a text file given by mistake (last_checkpoint, say)
+        raise CheckpointError(f'{path}: not a torch checkpoint ({what})')
     try:
         refuse_allocating_pickle(path)
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # EOFError, UnpicklingError, RuntimeError of a broken zip, ...
         raise CheckpointError(f'{path}: not a checkpoint torch can read safely '
-                              f'({first_line(e)}){_fresh_copy_hint(path)}') from None
+                              f'({_torch_reason(e)}){_fresh_copy_hint(path)}') from None
+
+
+#: how files other than checkpoints begin, for the message of one given by mistake
+_OTHER_FILES = ((b'\x89PNG', 'a PNG image'), (b'\xff\xd8\xff', 'a JPEG image'),
+                (b'GIF8', 'a GIF image'), (b'RIFF', 'a RIFF file (a WebP image?)'),
+                (b'BM', 'a BMP image'), (b'\x08\x01\x12', 'an ONNX graph?'))
+
+
+def _what_else(path: str | os.PathLike) -> str | None:
+    """What a file is when it cannot be a torch checkpoint, which is a zip archive or (the
+    legacy format) a pickle: None when it may be one."""
+    with open(path, 'rb') as f:
+        head = f.read(64)
+    if not head:
+        return 'an empty file'
+    if head.startswith(b'PK\x03\x04') or head.startswith(b'\x80'):
+        return None
+    for magic, kind in _OTHER_FILES:
+        if head.startswith(magic):
+            return kind
+    if all(32 <= b < 127 or b in b'\n\r\t' for b in head):
+        return f'a text file: {printable(head.decode("ascii"), one_line=True, limit=40)}'
+    return f'it begins {head[:8]!r}'
+
+
+def _torch_reason(error: Exception) -> str:
+    """The reason in torch's message for a file it would not load, without its advice to load
+    with ``weights_only=False`` (which would run what the file asks: never for a checkpoint of
+    unknown origin) or to file an issue."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(('Weights only load failed', 'Check the documentation')):
+            continue
+        reason = line.partition('WeightsUnpickler error:')[2].strip() \
+            if 'WeightsUnpickler error:' in line else line
+        if reason:
+            return reason
+    return first_line(error) if not str(error).startswith('Weights only') else \
+        error.__class__.__name__
 
 
 def _fresh_copy_hint(path: str | os.PathLike) -> str:

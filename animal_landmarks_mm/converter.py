@@ -31,7 +31,7 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -449,7 +449,8 @@ class AnnotationReader:
         return Record(path, ann_dir, image_path, ann)
 
     def read(self, ann_dir: str | os.PathLike, claimed: ClaimedImages | None = None, *,
-             exclude: Iterable[Path] = ()) -> FolderContents:
+             exclude: Iterable[Path] = (), only: Collection[str] | None = None
+             ) -> FolderContents:
         """Every annotation file of a folder, sorted by path; bad ones in ``problems``.
 
         Args:
@@ -457,11 +458,16 @@ class AnnotationReader:
             claimed: the images claimed so far, shared across calls so that one picture is
                 used once across folders; updated.
             exclude: folders inside ``ann_dir`` not to read (read on their own).
+            only: read just these files (POSIX names relative to ``ann_dir``, as a split
+                listing has them); the others are neither read nor reported.
         """
         ann_dir = Path(ann_dir)
         contents = FolderContents()
         claimed = ClaimedImages() if claimed is None else claimed
         files, contents.sidecars = scan_annotation_folder(ann_dir, exclude)
+        if only is not None:
+            only = set(only)
+            files = [f for f in files if f.relative_to(ann_dir).as_posix() in only]
         contents.files = list(files)
         for path in tqdm(files, desc=f'reading {ann_dir}', unit='file',
                          disable=not self.progress):

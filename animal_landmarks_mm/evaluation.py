@@ -102,10 +102,11 @@ def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str 
         split_file: only the files it lists (one per line, relative to ``annotation_dir``, as
             the converter's ``test.txt``).
     """
-    contents = AnnotationReader(image_dir, progress=False).read(annotation_dir)
+    # only the listed files are read: the others' problems are not this evaluation's
+    wanted = None if split_file is None else read_split_file(split_file)
+    contents = AnnotationReader(image_dir, progress=False).read(annotation_dir, only=wanted)
     records = contents.records
-    if split_file is not None:
-        wanted = read_split_file(split_file)
+    if wanted is not None:
         records = [r for r in records if r.name in wanted]
         if len(records) < len(wanted):
             contents.problems.append(
@@ -318,12 +319,17 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     if not faces:
         raise EvaluationInputError('no faces to evaluate')
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output_dir)  # what a killed run left half-written
-    # both models run before anything is written: a failing one leaves no half of the outputs
+    # both models run before anything is written (the folder included): a failing one leaves
+    # no half of the outputs
     pred, scores = predict_faces(config, checkpoint, faces, device, progress)
     compare_pred = None if compare is None else \
         predict_faces(config, compare, faces, device, progress)[0]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)  # what a killed run left half-written
+    vis_dir = output_dir / 'visualizations'
+    # an earlier run's pictures (other faces, another count) would pass for this run's
+    for picture in vis_dir.glob('[0-9][0-9][0-9]_*.jpg'):
+        picture.unlink()
     gt = np.stack([f.points for f in faces])
     visibility = np.stack([f.visibility for f in faces])
     boxes = np.stack([f.box for f in faces])
@@ -346,7 +352,6 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     plot_ced(curves, output_dir / 'ced.png')
 
     if visualize:
-        vis_dir = output_dir / 'visualizations'
         vis_dir.mkdir(exist_ok=True)
         order = np.argsort(-np.nan_to_num(face_nme, nan=-1)) if worst_first else \
             np.random.default_rng(0).permutation(len(faces))

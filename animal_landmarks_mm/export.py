@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .annotation import file_sha256
+from .annotation import USUAL_FILE_MODE, file_sha256
 from .checkpoints import (
     CheckpointError,
     check_anime_face_detector_compatible,
@@ -54,8 +54,11 @@ def refuse_overwriting_input(checkpoint: str | os.PathLike, out: str | os.PathLi
 
 
 def move_into_place(tmp: Path, out: Path) -> None:
-    """Move a finished temporary file onto ``out``; if that fails, remove the temporary."""
+    """Move a finished temporary file onto ``out``, with the mode a plain ``open()`` would
+    give it (safetensors writes its files readable by their owner alone); if that fails,
+    remove the temporary."""
     try:
+        os.chmod(tmp, USUAL_FILE_MODE)
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

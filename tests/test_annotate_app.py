@@ -6,6 +6,7 @@ import errno
 import http.client
 import json
 import os
+import socket
 import threading
 import time
 import urllib.request
@@ -739,3 +740,13 @@ def test_names_of_a_files_list_reach_the_terminal_escaped(tmp_path):
     proc = run_tool('annotate_landmarks.py', '--image-dir', '.', '--output-dir', 'out',
                     '--files', 'list.txt', '--host', '203.0.113.1', cwd=tmp_path, check=False)
     assert '\x1b' not in proc.stderr and 'odd\\x1b[31mRED.png); left out' in proc.stderr
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
+        'error: cannot listen on 203.0.113.1:7860: ')
+    # a port another annotator holds: one line, and no 'open http://...' pointing at it
+    with socket.create_server(('127.0.0.1', 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = run_tool('annotate_landmarks.py', '--image-dir', '.', '--output-dir', 'out',
+                        '--port', str(port), cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and 'open http' not in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: cannot listen on 127.0.0.1:{port}: Address already in use; pass --port N')

@@ -70,6 +70,17 @@ def test_unreadable_and_hostile_checkpoints_give_one_line_naming_the_file(tmp_pa
         assert name in message and '\n' not in message, message
     with pytest.raises(CheckpointError, match='checkpoint not found: nope.pth'):
         read_checkpoint('nope.pth')
+    # what is not a checkpoint is named; torch's advice to load with weights_only=False
+    # (which runs what the file asks) is never passed on
+    (tmp_path / 'last_checkpoint').write_text('work_dirs/run/epoch_3.pth')
+    (tmp_path / 'face.png').write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(32))
+    for name, what in (('empty.pth', 'an empty file'), ('face.png', 'a PNG image'),
+                       ('last_checkpoint', 'a text file: work_dirs/run/epoch_3.pth')):
+        with pytest.raises(CheckpointError, match=f'not a torch checkpoint \\({what}'):
+            read_checkpoint(tmp_path / name)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(tmp_path / 'code.pth')
+    assert 'weights_only' not in str(info.value) and 'GLOBAL' in str(info.value)
 
 
 def test_the_tools_say_it_in_one_line(tmp_path):

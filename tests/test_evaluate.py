@@ -146,9 +146,16 @@ def test_faces_without_eye_corners_give_outputs_not_a_traceback(trained, coco_di
             face.landmarks[11], face.visibility[11] = None, 0
         save_annotation(path, ann)
     out = tmp_path / 'out'
+    # an earlier run's picture would pass for this run's; a broken file the split does not
+    # list is not this evaluation's problem
+    (out / 'visualizations').mkdir(parents=True)
+    cv2.imwrite(str(out / 'visualizations' / '004_earlier.jpg'), np.zeros((4, 4, 3), np.uint8))
+    (folder / 'broken.json').write_text('{')
     proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
                     coco_dir / 'images', '--annotation-dir', folder, '--output-dir', out,
-                    '--visualize', '--num-vis-samples', '1')
+                    '--split-file', coco_dir / 'test.txt', '--visualize',
+                    '--num-vis-samples', '1')
+    assert 'broken.json' not in proc.stderr
     metrics = json.loads((out / 'metrics.json').read_text())
     assert metrics['faces'] == metrics['faces_without_eye_corners'] == 3
     assert not {'NME', 'FR@0.1', 'AUC@0.1'} & metrics.keys() and metrics['NME_box'] > 0
@@ -188,14 +195,14 @@ def test_a_diverged_checkpoint_is_one_line_and_writes_nothing(trained, coco_dir,
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
         f'error: {diverged} gives NaN points: a diverged run? (use an earlier checkpoint of it)')
-    assert not any(out.iterdir())
+    assert not out.exists()  # not even the folder
     # the healthy model first, the diverged one compared: still nothing half-written
     proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--compare',
                     diverged, '--image-dir', coco_dir / 'images', '--annotation-dir',
                     coco_dir / 'landmarks', '--split-file', coco_dir / 'test.txt',
                     '--output-dir', out, check=False)
     assert proc.returncode == 1 and 'gives NaN points' in proc.stderr
-    assert not any(out.iterdir())
+    assert not out.exists()
 
 
 def _diverged_copy(checkpoint, path):

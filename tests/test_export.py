@@ -3,6 +3,7 @@ the same points from the real consumer (anime-face-detector 0.1.0) as from mmpos
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -124,6 +125,9 @@ def test_export_is_tensors_only_under_mmpose_0x_names(exported, afd_state_dict):
         for key, value in afd_state_dict.items():
             assert state_dict[key].shape == value.shape, key
     assert 'meta' not in plain and 'optimizer' not in plain
+    # readable as any file the user writes (safetensors makes its files private)
+    from animal_landmarks_mm.annotation import USUAL_FILE_MODE
+    assert {stat.S_IMODE(f.stat().st_mode) for f in exported.values()} == {USUAL_FILE_MODE}
 
 
 @pytest.mark.parametrize('fmt', ['safetensors', 'pth'])

@@ -10,8 +10,10 @@ another free name when names clash; unfinished work is kept in OUTPUT_DIR/.draft
 tools/dataset.py converts the folder.
 """
 import argparse
+import errno
 import getpass
 import os
+import socket
 import sys
 
 from animal_landmarks_mm.annotate import AnnotationSession, read_order_file
@@ -106,12 +108,27 @@ def main(argv=None):
               'and stay in the page', file=sys.stderr, flush=True)
     print(f'{len(session.images)} images in {session.image_dir} ({session.progress()}); '
           f'annotations go to {session.output_dir}', flush=True)
+    check_can_listen(args.host, args.port)
     shown = f'[{args.host}]' if ':' in args.host else args.host
     print(f'open http://{shown}:{args.port} (Ctrl+C to stop)', flush=True)
     try:
         launch(annotator, host=args.host, port=args.port, allow_hosts=args.allow_host)
-    except OSError as e:  # the port is taken, say
+    except OSError as e:  # taken between the check and now
         sys.exit(f'error: cannot listen on {args.host}:{args.port}: {e.strerror or e}')
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """End with one line when the address cannot be listened on (the port is another
+    annotator's, say), before the 'open http://...' line points the user at that other one:
+    uvicorn would log its own error and exit with status 3."""
+    family = socket.AF_INET6 if ':' in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except OSError as e:
+        hint = '; pass --port N' if e.errno == errno.EADDRINUSE else ''
+        sys.exit(f'error: cannot listen on {host}:{port}: {e.strerror or e}{hint}')
 
 
 if __name__ == '__main__':

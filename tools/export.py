@@ -1,4 +1,6 @@
-"""Export a checkpoint trained here for anime_face_detector, as an mmpose release file, or as
+"""Export a checkpoint for anime_face_detector, as an mmpose release file, or as an ONNX graph.
+
+A checkpoint trained here becomes a file anime_face_detector loads, an mmpose release file, or
 one ONNX graph (crops in, keypoints out) that onnxruntime runs without torch or mmpose.
 
 Examples:
