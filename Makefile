@@ -1,5 +1,9 @@
-# Entry points; each sets up .venv first (idempotent, seconds when already done).
-PY := .venv/bin/python
+# Entry points; each sets up the venv first (idempotent, seconds when already done).
+# VENV: the virtual environment, .venv by default (make test VENV=/path/to/venv); setup_env.sh
+# reads it from the environment, a relative one from the repository root.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VENV
 DEMO_CONFIG := configs/td-hm_hrnetv2-w18_dark-1xb16-10e_animal-face-synthetic-256x256.py
 DEMO_DIR := work_dirs/demo
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build mmcv's wheel, with its compiled CPU ops, from the sdist for the torch of PYTHON's
-# environment: the one recipe of tools/setup_env.sh (no prebuilt wheel found) and
-# tools/offline_wheels.sh (a GPU machine's torch). The ops must be compiled against the very
-# torch that loads them (its C++ ABI); this model uses none of them, but mmpose imports them.
+# environment: the one recipe of tools/setup_env.sh (no wheel whose ops load with the venv's torch
+# found; it keeps the wheel in .cache/wheels/torch-<version>/) and tools/offline_wheels.sh (a GPU
+# machine's torch). The ops must be compiled against the very torch that loads them (its C++
+# ABI); this model uses none of them, but mmpose imports them.
 #
 # Usage: bash tools/build_mmcv_wheel.sh PYTHON OUT_DIR
 #        (PYTHON's environment has torch, numpy, setuptools<81 and wheel; about 5 minutes on

@@ -5,6 +5,10 @@
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 bash tools/dist_train.sh CONFIG 8
 # Without GPUs the processes train on the CPU over gloo (what the tests do).
 set -euo pipefail
+if [[ $# -lt 2 ]]; then
+    echo "usage: bash tools/dist_train.sh CONFIG GPUS [train.py flags ...]" >&2
+    exit 2
+fi
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}
@@ -13,7 +17,7 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
+PYTHONPATH="$(dirname "$0")/..${PYTHONPATH:+:$PYTHONPATH}" \
 "$PYTHON" -m torch.distributed.run \
     --nnodes="$NNODES" \
     --node_rank="$NODE_RANK" \

@@ -10,11 +10,13 @@
 #   3. the learning curve at the default plan for 100, 300 and 1,000 faces (each size's own
 #      plan, batch 64, AMP)                                       -> OUT/learning_curve.{log,json,png}
 # and OUT/summary.txt, the lines to read first, and OUT/logs.tar.gz, every other log (the data,
-# each learning-curve run, the runs' records): 8 files at most.
+# each learning-curve run, the runs' records): 8 files at most. A TERM or INT to the script stops
+# the running step (the same signal to its process group, KILL 20 s later), writes the summary
+# and logs all the same, and exits 143 or 130.
 #
 # Usage: bash tools/gpu_checks.sh OUT_DIR [WHEEL_DIR (default .whl)]
 # Env:   BUDGET=540 (seconds for all the steps; the steps left get what is left)
-#        STEPS="recipe benchmark learning_curve"  FACES=1000  SIZES="100 300 1000"
+#        STEPS="recipe benchmark learning_curve" (any of them)  FACES=1000  SIZES="100 300 1000"
 #        RECIPE_ARGS= CURVE_ARGS= (more train.py / learning-curve flags: a dry run on a CPU, say
 #        FACES=8 SIZES=4 RECIPE_ARGS="--iters 2 --batch-size 2" CURVE_ARGS="--iters 2
 #        --batch-size 2 --val-faces 3"; without a GPU there is no --amp)
@@ -22,6 +24,12 @@
 set -uo pipefail
 
 [[ $# -ge 1 ]] || { echo "usage: gpu_checks.sh OUT_DIR [WHEEL_DIR]" >&2; exit 2; }
+ALL_STEPS="recipe benchmark learning_curve"
+read -ra STEPS <<< "${STEPS:-$ALL_STEPS}"
+for name in ${STEPS[@]+"${STEPS[@]}"}; do
+    [[ " $ALL_STEPS " == *" $name "* ]] ||
+        { echo "error: unknown step '$name' in STEPS (the steps: $ALL_STEPS)" >&2; exit 2; }
+done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mkdir -p "$1" && cd "$1" && pwd)" || { echo "error: cannot use $1 as OUT_DIR" >&2; exit 2; }
 WHEELS="${2:-$ROOT/.whl}"
@@ -31,7 +39,6 @@ FACES="${FACES:-1000}"
 read -ra SIZES <<< "${SIZES:-100 300 1000}"
 read -ra RECIPE_ARGS <<< "${RECIPE_ARGS:-}"
 read -ra CURVE_ARGS <<< "${CURVE_ARGS:-}"
-STEPS="${STEPS:-recipe benchmark learning_curve}"
 PY="${PY:-python3}"
 WORK="$(mktemp -d)"
 START=$(date +%s)
@@ -44,24 +51,63 @@ keep_logs() {  # whatever happened: the logs and run records to OUT, then the te
     rm -rf "$WORK"
 }
 trap keep_logs EXIT
-trap 'exit 143' TERM INT  # killed from outside: the logs are kept all the same
 say() { echo "$*" | tee -a "$SUMMARY"; }
-wanted() { [[ " $STEPS " == *" $1 "* ]]; }
+wanted() { [[ " ${STEPS[*]-} " == *" $1 "* ]]; }
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
-# step NAME SHARE COMMAND...: COMMAND under a timeout of SHARE % of the time left, into OUT/NAME.log
+STEP_NAME='' STEP_BEGAN=0
+# step NAME SHARE LOG COMMAND...: COMMAND under a timeout of SHARE % of the time left, its output
+# appended to LOG. In the background, waited for: bash runs a trap only once the foreground
+# command has ended, and a TERM or INT from outside is to stop the step at once.
 step() {
-    local name=$1 share=$2; shift 2
+    local name=$1 share=$2 log=$3; shift 3
     local limit=$(( $(left) * share / 100 ))
     if (( limit < 30 )); then say "$name: skipped (${limit} s left for it)"; return 1; fi
-    local began=$(date +%s)
-    # INT first (training stops as after Ctrl-C), the whole process group, KILL 20 s later
-    timeout --signal=INT --kill-after=20 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    STEP_NAME=$name STEP_BEGAN=$(date +%s)
+    # INT first (training stops as after Ctrl-C), the whole process group (timeout's own), KILL
+    # 20 s later
+    timeout --signal=INT --kill-after=20 "$limit" "$@" >> "$log" 2>&1 &
+    local pid=$!
+    wait $pid
     local rc=$?
-    say "$name: exit $rc after $(( $(date +%s) - began )) s (limit $limit s)"
+    kill -KILL -- "-$pid" 2>/dev/null  # what outlived the step in its group (loader workers, say)
+    STEP_NAME=''
+    say "$name: exit $rc after $(( $(date +%s) - STEP_BEGAN )) s (limit $limit s)"
     return $rc
 }
+# the learning curve's sizes into OUT and the summary (each size is saved as it ends: a curve cut
+# short still has its first sizes)
+curve_results() {
+    cp "$WORK/learning_curve/learning_curve.png" "$OUT/" 2>/dev/null
+    if cp "$WORK/learning_curve/learning_curve.json" "$OUT/" 2>/dev/null; then
+        "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); print('learning curve: ' + ', '.join(f'{x[\"faces\"]} faces NME {x[\"best_NME\"]:.4f} in {x[\"minutes\"]} min' for x in r['runs']))" \
+            "$OUT/learning_curve.json" | tee -a "$SUMMARY"
+    fi
+}
+# stopped SIGNAL STATUS: a TERM or INT from outside. The running step gets the same signal
+# (timeout passes it to the step's process group and sends KILL 20 s later) and is waited for;
+# then the summary, the logs (the EXIT trap) and the exit status 128 + the signal's number.
+stopped() {
+    trap '' INT TERM
+    local pids
+    pids=$(jobs -p)
+    if [[ -n "$pids" ]]; then
+        # shellcheck disable=SC2086  # the pids, one word each
+        kill -s "$1" $pids 2>/dev/null
+        wait
+        for pid in $pids; do kill -KILL -- "-$pid" 2>/dev/null; done
+        say "${STEP_NAME:-step}: stopped by SIG$1 after $(( $(date +%s) - STEP_BEGAN )) s"
+        [[ "$STEP_NAME" == learning_curve ]] && curve_results
+    fi
+    say "all steps: stopped by SIG$1 after $(( $(date +%s) - START )) s"
+    exit "$2"
+}
+trap 'stopped INT 130' INT
+trap 'stopped TERM 143' TERM
 
 : > "$SUMMARY"
+# what an earlier run left in OUT is not taken for this run's
+rm -f "$OUT"/{recipe,benchmark,learning_curve}.log "$OUT"/benchmark.json \
+    "$OUT"/learning_curve.{json,png} "$OUT/logs.tar.gz"
 cd "$ROOT" || exit 1
 if compgen -G "$WHEELS/*.whl" >/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target \
@@ -87,14 +133,18 @@ AMP=()
 # 1. the default recipe on FACES synthetic faces (and a quarter as many for validation)
 DATA="$WORK/synthetic_$FACES"
 if wanted recipe; then
-    if "$PY" tools/make_synthetic_dataset.py --out-dir "$DATA" --num-images $(( FACES * 5 / 4 )) \
-            --workers "$(nproc)" > "$WORK/data.log" 2>&1 &&
-        "$PY" tools/dataset.py --annotation-dir "$DATA/landmarks" --image-dir "$DATA/images" \
-            --output-dir "$DATA" --train-ratio 0.8 --val-ratio 0.2 --test-ratio 0 \
-            >> "$WORK/data.log" 2>&1; then
-        step recipe 60 "$PY" tools/train.py \
+    if step data 20 "$WORK/data.log" "$PY" tools/make_synthetic_dataset.py --out-dir "$DATA" \
+            --num-images $(( FACES * 5 / 4 )) --workers "$(nproc)" &&
+        step split 50 "$WORK/data.log" "$PY" tools/dataset.py --annotation-dir "$DATA/landmarks" \
+            --image-dir "$DATA/images" --output-dir "$DATA" --train-ratio 0.8 --val-ratio 0.2 \
+            --test-ratio 0; then
+        step recipe 60 "$OUT/recipe.log" "$PY" tools/train.py \
             configs/td-hm_hrnetv2-w18_dark-1xb64-60e_animal-face-256x256.py --data-root "$DATA" \
             ${AMP[@]+"${AMP[@]}"} --work-dir "$WORK/recipe" ${RECIPE_ARGS[@]+"${RECIPE_ARGS[@]}"}
+    else
+        say "recipe: not run, the data was not made (data.log in logs.tar.gz)"
+    fi
+    if [[ -f "$OUT/recipe.log" ]]; then  # not when the data failed or the step was skipped
         "$PY" - "$WORK/recipe" <<'EOF' 2>&1 | tee -a "$SUMMARY"
 import sys
 from pathlib import Path
@@ -105,26 +155,19 @@ print(f'default recipe: best validation NME {min(v["NME"] for v in found):.4f} (
       'default recipe: no validation logged')
 EOF
         grep -E "^  (faces|length|lr|loading|expected) " "$OUT/recipe.log" | tee -a "$SUMMARY"
-    else
-        say "data: failed, see data.log in logs.tar.gz"
     fi
 fi
 
 # 2. the training benchmark on this device (ours vs stock WFLW, same loader)
-wanted benchmark && step benchmark 30 "$PY" tools/benchmark.py --only training pipeline \
-    --out "$OUT/benchmark.json" &&
+wanted benchmark && step benchmark 30 "$OUT/benchmark.log" "$PY" tools/benchmark.py \
+    --only training pipeline --out "$OUT/benchmark.json" &&
     grep -E "^(training|pipeline) " "$OUT/benchmark.log" | tee -a "$SUMMARY"
 
 # 3. the learning curve at the default plan
 if wanted learning_curve; then
-    step learning_curve 100 "$PY" tools/recipe_experiments.py learning-curve \
-        --sizes "${SIZES[@]}" --batch-size 64 ${AMP[@]+"${AMP[@]}"} \
+    step learning_curve 100 "$OUT/learning_curve.log" "$PY" tools/recipe_experiments.py \
+        learning-curve --sizes "${SIZES[@]}" --batch-size 64 ${AMP[@]+"${AMP[@]}"} \
         --out-dir "$WORK/learning_curve" ${CURVE_ARGS[@]+"${CURVE_ARGS[@]}"}
-    # each size is saved as it ends: a curve cut by its time limit still has its first sizes
-    cp "$WORK/learning_curve/learning_curve.png" "$OUT/" 2>/dev/null
-    if cp "$WORK/learning_curve/learning_curve.json" "$OUT/" 2>/dev/null; then
-        "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); print('learning curve: ' + ', '.join(f'{x[\"faces\"]} faces NME {x[\"best_NME\"]:.4f} in {x[\"minutes\"]} min' for x in r['runs']))" \
-            "$OUT/learning_curve.json" | tee -a "$SUMMARY"
-    fi
+    curve_results
 fi
 say "all steps: $(( $(date +%s) - START )) s"

@@ -34,9 +34,19 @@ log() { printf '\033[1;34m[offline-wheels]\033[0m %s\n' "$*"; }
 version_of() {  # the pinned version of a package in requirements/constraints.txt
     local found
     found=$(grep -i -E "^$1==" "$CONSTRAINTS" | head -n 1 | cut -d= -f3)
-    [[ -n "$found" ]] || { echo "error: $1 is not pinned in $CONSTRAINTS" >&2; exit 1; }
+    [[ -n "$found" ]] || { echo "error: $1 is not pinned in $CONSTRAINTS" >&2; return 1; }
     echo "$found"
 }
+# every pin looked up before anything is built: a failed $(version_of ...) inside a command's
+# arguments would not stop the script (set -e sees only assignments)
+MMCV_VERSION=$(version_of mmcv) || exit 1
+XTCOCOTOOLS_VERSION=$(version_of xtcocotools) || exit 1
+packages=()
+for name in mmengine mmpose mmdet json-tricks munkres addict yapf platformdirs termcolor \
+    terminaltables shapely pycocotools; do
+    version=$(version_of "$name") || exit 1
+    packages+=("$name==$version")
+done
 
 if ! "$BUILD_PYTHON" -c "import sys; assert sys.version.startswith('$TARGET_PYTHON.')" 2>/dev/null; then
     echo "error: BUILD_PYTHON=$BUILD_PYTHON is not a Python $TARGET_PYTHON (set BUILD_PYTHON)" >&2
@@ -44,8 +54,9 @@ if ! "$BUILD_PYTHON" -c "import sys; assert sys.version.startswith('$TARGET_PYTH
 fi
 BUILD="$(mktemp -d)"
 trap 'rm -rf "$BUILD"' EXIT
-# pip, without this machine's global constraints (they pin the local torch, not the target's)
-pip_() { PIP_CONSTRAINT= "$BUILD/venv/bin/python" -m pip --disable-pip-version-check "$@" \
+# pip, without this machine's global constraints (they pin the local torch, not the target's):
+# an empty PIP_CONSTRAINT would be skipped by pip, /dev/null replaces them with none
+pip_() { PIP_CONSTRAINT=/dev/null "$BUILD/venv/bin/python" -m pip --disable-pip-version-check "$@" \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 log "1/4 a build venv with the target's torch $TARGET_TORCH and numpy $TARGET_NUMPY"
@@ -56,27 +67,22 @@ pip_ install -q "torch==$TARGET_TORCH" "numpy==$TARGET_NUMPY" "setuptools<81" wh
     "torchvision==$TARGET_TORCHVISION" opencv-python-headless pillow matplotlib scipy six rich \
     pyyaml
 
-log "2/4 mmcv $(version_of mmcv) with compiled CPU ops (about 5 minutes on 2 cores)"
-PIP_CONSTRAINT= bash "$ROOT/tools/build_mmcv_wheel.sh" "$BUILD/venv/bin/python" "$OUT"
+log "2/4 mmcv $MMCV_VERSION with compiled CPU ops (about 5 minutes on 2 cores)"
+PIP_CONSTRAINT=/dev/null bash "$ROOT/tools/build_mmcv_wheel.sh" "$BUILD/venv/bin/python" "$OUT"
 
-log "3/4 xtcocotools $(version_of xtcocotools) against numpy 2"
+log "3/4 xtcocotools $XTCOCOTOOLS_VERSION against numpy 2"
 pip_ wheel -q --no-build-isolation --no-deps --no-binary xtcocotools \
-    "xtcocotools==$(version_of xtcocotools)" -w "$OUT"
+    "xtcocotools==$XTCOCOTOOLS_VERSION" -w "$OUT"
 
 log "4/4 the rest, for Python $TARGET_PYTHON"
-packages=()
-for name in mmengine mmpose mmdet json-tricks munkres addict yapf platformdirs termcolor \
-    terminaltables shapely pycocotools; do
-    packages+=("$name==$(version_of "$name")")
-done
 pip_ download -q --no-deps --only-binary=:all: --python-version "$TARGET_PYTHON" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$OUT" "${packages[@]}"
 
 # the compiled ops load against the target's torch, and mmpose finds everything it imports:
 # checked here, with the same torch
-"$BUILD/venv/bin/python" -m pip install -q --no-index --no-deps --target "$BUILD/site" \
-    "$OUT"/*.whl
+pip_ install -q --no-index --no-deps --target "$BUILD/site" "$OUT"/*.whl
 (cd "$BUILD" && PYTHONPATH="$BUILD/site" "$BUILD/venv/bin/python" -c \
     "from mmcv.ops import nms; import xtcocotools.coco, mmengine, mmdet.utils; import mmpose.models, mmpose.datasets, mmpose.evaluation, mmpose.visualization")
-log "done: $(ls "$OUT" | wc -l) wheels, $(du -sh "$OUT" | cut -f1) in $OUT"
+wheels=("$OUT"/*.whl)
+log "done: ${#wheels[@]} wheels, $(du -sh "$OUT" | cut -f1) in $OUT"
