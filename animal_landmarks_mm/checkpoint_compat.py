@@ -12,9 +12,10 @@ a file of a few hundred bytes allocate ``n`` zero bytes (gigabytes) when it is r
 """
 from __future__ import annotations
 
-import mmap
+import io
 import os
 import pickle
+import pickletools
 import zipfile
 from typing import Any
 
@@ -73,11 +74,12 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
     torch's restricted unpickler allows ``bytearray`` by its own list, which
     ``add_safe_globals`` cannot narrow as it narrows ``bytes``: ``bytearray(n)`` in a file of a
     few hundred bytes would allocate ``n`` bytes (gigabytes) when read. No state dict or mmengine
-    checkpoint calls it (numpy arrays come through ``bytes`` and ``_codecs.encode``), so the
-    name in the pickle is refused outright; a tensor named ``bytearray`` is refused with it.
+    checkpoint calls it (numpy arrays come through ``bytes`` and ``_codecs.encode``), so a pickle
+    that imports it is refused outright. The pickle's opcodes are read, not its bytes searched:
+    a config text in ``meta`` may mention the word.
 
     Raises:
-        pickle.UnpicklingError: the name is there, or the pickle is larger than
+        pickle.UnpicklingError: the import is there, or the pickle is larger than
             :data:`MAX_PICKLE_BYTES`.
     """
     with open(path, 'rb') as f:
@@ -90,19 +92,53 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
                         raise pickle.UnpicklingError(
                             f'{info.filename} holds {info.file_size} bytes of pickle, more than '
                             'a checkpoint\'s structure takes')
-                    _refuse_bytearray(archive.read(info))
+                    _refuse_bytearray(io.BytesIO(archive.read(info)))
             return
-        # the legacy format: pickles followed by the tensors' bytes, searched without reading
-        # the whole file into memory
-        if os.fstat(f.fileno()).st_size:
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as whole:
-                _refuse_bytearray(whole)
+        # the legacy format: four pickles (magic number, protocol, system info, the object),
+        # then the tensors' bytes, which are not read
+        f.seek(0)
+        for _ in range(_LEGACY_PICKLES):
+            if not f.peek(1):
+                break
+            _refuse_bytearray(f)
 
 
-def _refuse_bytearray(data: bytes | mmap.mmap) -> None:
-    if data.find(b'bytearray') >= 0:
-        raise pickle.UnpicklingError('refused a pickle naming bytearray (a size given to it '
-                                     'would allocate that many bytes; no checkpoint needs it)')
+_LEGACY_PICKLES = 4
+_STRING_OPS = frozenset({'UNICODE', 'SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'STRING',
+                         'BINSTRING', 'SHORT_BINSTRING'})
+
+
+def _refuse_bytearray(stream: io.BufferedIOBase) -> None:
+    """Read one pickle's opcodes (up to its STOP) and refuse an import of ``bytearray``: by
+    ``GLOBAL builtins bytearray``, or by ``STACK_GLOBAL`` of the two strings pushed before it
+    (directly or from the memo)."""
+    pushed: list[object] = []  # the strings pushed, most recent last (others as None)
+    memo: dict[object, object] = {}
+    for op, arg, _ in pickletools.genops(stream):
+        name = op.name
+        if name == 'GLOBAL':
+            module, _, attr = str(arg).partition(' ')
+            if attr == 'bytearray' and module in ('builtins', '__builtin__'):
+                break
+        elif name in _STRING_OPS:
+            pushed.append(arg)
+        elif name == 'MEMOIZE':
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif name in ('PUT', 'BINPUT', 'LONG_BINPUT'):
+            memo[arg] = pushed[-1] if pushed else None
+        elif name in ('GET', 'BINGET', 'LONG_BINGET'):
+            pushed.append(memo.get(arg))
+        elif name == 'DUP':
+            pushed.append(pushed[-1] if pushed else None)
+        elif name == 'STACK_GLOBAL':
+            if pushed[-2:] in (['builtins', 'bytearray'], ['__builtin__', 'bytearray']):
+                break
+        elif name != 'STOP':
+            pushed.append(None)  # something else on the stack: no string pair across it
+    else:
+        return
+    raise pickle.UnpicklingError('refused a pickle importing bytearray (a size given to it '
+                                 'would allocate that many bytes; no checkpoint needs it)')
 
 
 def allow_mmengine_checkpoints() -> None:

@@ -98,7 +98,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 def _load_pth(path: str | os.PathLike) -> object:
     """A ``.pth`` file as ``torch.load(weights_only=True)`` gives it: tensors and the few
     plain objects :mod:`.checkpoint_compat` allow-lists, never anything callable."""
-    what = _what_else(path)
+    try:
+        what = _what_else(path)
+    except OSError as e:  # a folder, no permission: the same one line as any unreadable file
+        raise CheckpointError(f'{path}: cannot be read ({e.strerror or e})') from None
     if what is not None:  # an image or a text file given by mistake (last_checkpoint, say)
         raise CheckpointError(f'{path}: not a torch checkpoint ({what})')
     try:
@@ -134,18 +137,19 @@ def _what_else(path: str | os.PathLike) -> str | None:
 
 def _torch_reason(error: Exception) -> str:
     """The reason in torch's message for a file it would not load, without its advice to load
-    with ``weights_only=False`` (which would run what the file asks: never for a checkpoint of
-    unknown origin) or to file an issue."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith(('Weights only load failed', 'Check the documentation')):
-            continue
-        reason = line.partition('WeightsUnpickler error:')[2].strip() \
-            if 'WeightsUnpickler error:' in line else line
-        if reason:
-            return reason
-    return first_line(error) if not str(error).startswith('Weights only') else \
-        error.__class__.__name__
+    with ``weights_only=False`` or to allow-list the class (either would run what the file
+    asks: never for a checkpoint of unknown origin) or to file an issue."""
+    text = str(error)
+    if 'WeightsUnpickler error:' in text:
+        reason = text.split('WeightsUnpickler error:', 1)[1].split(' Please use ', 1)[0]
+        first = next((line.strip() for line in reason.splitlines() if line.strip()), '')
+        if first and 'weights_only' not in first:
+            return first
+    lines = [line.strip() for line in text.splitlines() if line.strip()
+             and 'weights_only' not in line
+             and not line.strip().startswith(('Weights only load failed', '(1)', '(2)',
+                                              'Check the documentation', 'Please file'))]
+    return lines[0] if lines else error.__class__.__name__
 
 
 def _fresh_copy_hint(path: str | os.PathLike) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -288,6 +289,26 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
     cv2.imwrite(str(out_file), crop)
 
 
+#: the pictures :func:`evaluate` writes: the rank (three digits or more), the image's name
+_PICTURE_NAME = re.compile(r'\d{3,}_.*\.jpg')
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    """Refuse an output folder that cannot be made or written, without making it.
+
+    Raises:
+        EvaluationInputError: naming the folder and the reason.
+    """
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EvaluationInputError(f'--output-dir {output_dir}: {existing} is a file, not a '
+                                   'folder')
+    if not os.access(existing, os.W_OK):
+        raise EvaluationInputError(f'--output-dir {output_dir}: {existing} is not writable')
+
+
 def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
              config=None, device: str = 'cpu', visualize: bool = False,
              num_vis_samples: int = 20, worst_first: bool = False, compare=None,
@@ -319,6 +340,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     if not faces:
         raise EvaluationInputError('no faces to evaluate')
     output_dir = Path(output_dir)
+    _check_output_dir(output_dir)  # before minutes of predictions, not after
     # both models run before anything is written (the folder included): a failing one leaves
     # no half of the outputs
     pred, scores = predict_faces(config, checkpoint, faces, device, progress)
@@ -328,8 +350,9 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     remove_stale_temporaries(output_dir)  # what a killed run left half-written
     vis_dir = output_dir / 'visualizations'
     # an earlier run's pictures (other faces, another count) would pass for this run's
-    for picture in vis_dir.glob('[0-9][0-9][0-9]_*.jpg'):
-        picture.unlink()
+    for picture in vis_dir.glob('*.jpg'):
+        if _PICTURE_NAME.fullmatch(picture.name):
+            picture.unlink()
     gt = np.stack([f.points for f in faces])
     visibility = np.stack([f.visibility for f in faces])
     boxes = np.stack([f.box for f in faces])

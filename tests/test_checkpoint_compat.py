@@ -67,8 +67,19 @@ def test_bytearray_of_a_size_is_refused_before_torch_runs_the_pickle(tmp_path):
     torch.save(dict(x=_AllocatesArray()), tmp_path / 'legacy.pth',
                _use_new_zipfile_serialization=False)
     for name in ('bomb.pth', 'legacy.pth'):
-        with pytest.raises(CheckpointError, match='refused a pickle naming bytearray'):
+        with pytest.raises(CheckpointError, match='refused a pickle importing bytearray'):
             read_checkpoint(tmp_path / name)
-    torch.save(dict(w=torch.ones(2)), tmp_path / 'legacy_ok.pth',
-               _use_new_zipfile_serialization=False)
-    assert read_checkpoint(tmp_path / 'legacy_ok.pth')[0]['w'].tolist() == [1.0, 1.0]
+    # protocol 4 imports by STACK_GLOBAL of two memoized strings
+    import io
+
+    from animal_landmarks_mm.checkpoint_compat import _refuse_bytearray
+    with pytest.raises(pickle.UnpicklingError, match='importing bytearray'):
+        _refuse_bytearray(io.BytesIO(pickle.dumps(dict(x=_AllocatesArray()), protocol=4)))
+    _refuse_bytearray(io.BytesIO(pickle.dumps(dict(bytearray='bytearray'), protocol=4)))
+    # the word elsewhere is no import: a config text in meta, tensor bytes after the pickles
+    word = torch.frombuffer(bytearray(b'..bytearray..'), dtype=torch.uint8)
+    for legacy in (False, True):
+        torch.save(dict(state_dict=dict(w=word), meta=dict(cfg='x = bytearray(3)  # bytearray')),
+                   tmp_path / 'ok.pth', _use_new_zipfile_serialization=not legacy)
+        state_dict, meta = read_checkpoint(tmp_path / 'ok.pth')
+        assert bytes(state_dict['w'].tolist()) == b'..bytearray..' and 'bytearray' in meta['cfg']

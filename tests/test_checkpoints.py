@@ -1,6 +1,7 @@
 """Checkpoints are data: unreadable or hostile files give one line; stored code never runs;
 pretrained names resolve offline from a prepared Hugging Face cache, or say how to bring them."""
 import contextlib
+import fractions
 import hashlib
 import importlib
 import json
@@ -81,6 +82,11 @@ def test_unreadable_and_hostile_checkpoints_give_one_line_naming_the_file(tmp_pa
     with pytest.raises(CheckpointError) as info:
         read_checkpoint(tmp_path / 'code.pth')
     assert 'weights_only' not in str(info.value) and 'GLOBAL' in str(info.value)
+    torch.save(dict(x=fractions.Fraction(1, 3)), tmp_path / 'class.pth')  # allowed module
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(tmp_path / 'class.pth')
+    assert str(info.value).endswith('(Unsupported global: GLOBAL fractions.Fraction was not an '
+                                    'allowed global by default.)'), str(info.value)
 
 
 def test_the_tools_say_it_in_one_line(tmp_path):

@@ -86,6 +86,16 @@ def test_coco_file_input_gives_the_same_numbers(evaluation, trained, coco_dir, t
     assert ours['faces'] == before['faces']
 
 
+def test_an_output_folder_that_cannot_be_made_is_refused_before_predicting(tmp_path):
+    from animal_landmarks_mm.evaluation import EvalFace, EvaluationInputError, evaluate
+    (tmp_path / 'afile').write_text('')
+    face = EvalFace(image_path=tmp_path / 'x.png', image_name='x.png', width=9, height=9,
+                    points=np.zeros((28, 2)), visibility=np.full(28, 2), box=np.zeros(4))
+    # the checkpoint is not even looked at: the folder is refused first
+    with pytest.raises(EvaluationInputError, match='afile is a file, not a folder'):
+        evaluate(tmp_path / 'missing.pth', [face], tmp_path / 'afile' / 'out')
+
+
 def test_evaluate_bad_input(trained, tmp_path):
     proc = run_tool('evaluate.py', '--checkpoint', tmp_path / 'missing.pth', '--ann-file',
                     tmp_path / 'missing.json', '--output-dir', tmp_path / 'out', check=False)
@@ -149,7 +159,8 @@ def test_faces_without_eye_corners_give_outputs_not_a_traceback(trained, coco_di
     # an earlier run's picture would pass for this run's; a broken file the split does not
     # list is not this evaluation's problem
     (out / 'visualizations').mkdir(parents=True)
-    cv2.imwrite(str(out / 'visualizations' / '004_earlier.jpg'), np.zeros((4, 4, 3), np.uint8))
+    for earlier in ('004_earlier.jpg', '1000_earlier.jpg'):
+        cv2.imwrite(str(out / 'visualizations' / earlier), np.zeros((4, 4, 3), np.uint8))
     (folder / 'broken.json').write_text('{')
     proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
                     coco_dir / 'images', '--annotation-dir', folder, '--output-dir', out,
