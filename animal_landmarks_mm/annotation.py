@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, printable
 from .schema import ABSENT, NUM_KEYPOINTS, VISIBILITY_FLAGS, VISIBLE
 
 FORMAT_NAME = 'animal_landmarks_mm.annotation'
@@ -279,7 +279,8 @@ def _unencodable_string(raw: Any) -> str | None:
         value, where = stack.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                stack += [(key, f'a key of {where}'), (item, f'"{_printable_key(key)}"')]
+                stack += [(key, f'a key of {where}'),
+                          (item, f'"{printable(key, one_line=True, limit=40)}"')]
         elif isinstance(value, list):
             stack += [(item, where) for item in value]
         elif isinstance(value, str):
@@ -288,11 +289,6 @@ def _unencodable_string(raw: Any) -> str | None:
             except UnicodeEncodeError:
                 return f'{where} {_shown(value)}'
     return None
-
-
-def _printable_key(key: str) -> str:
-    """A key for a message (maybe itself unencodable)."""
-    return key.encode('utf-8', 'backslashreplace').decode('utf-8')[:40]
 
 
 def parse_annotation(raw: Any) -> ImageAnnotation:

@@ -61,7 +61,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 from tqdm import tqdm
 
 from .annotation import SIDECAR_FORMAT, remove_stale_temporaries, write_json_atomic
-from .errors import AnimalLandmarksError
+from .errors import REDACTED, AnimalLandmarksError, redact_userinfo
 
 SOURCES = {
     'safebooru': dict(kind='gelbooru_v02', root='https://safebooru.org'),
@@ -108,15 +108,12 @@ _SECRET_NAMES = '|'.join(SECRET_QUERY_PARAMS)
 _SECRET_PARAM = re.compile(rf'''(?i)(?<=[?&;])({_SECRET_NAMES})=[^&;#\s'"<>]*''')
 # ... and 'name': 'value' in a printed dict of parameters
 _SECRET_ITEM = re.compile(rf'''(?i)(['"](?:{_SECRET_NAMES})['"]\s*:\s*)(['"])[^'"]*\2''')
-_USERINFO = re.compile(r'''(?<=//)[^/?#@\s'"<>]+@''')
-REDACTED = '***'
 
 
 def redact(text: str) -> str:
     """``text`` with the secrets of the URLs in it replaced by ``***``: the user info of
     ``scheme://user:password@host`` and the values of :data:`SECRET_QUERY_PARAMS`."""
-    text = _USERINFO.sub(f'{REDACTED}@', text)
-    text = _SECRET_PARAM.sub(rf'\1={REDACTED}', text)
+    text = _SECRET_PARAM.sub(rf'\1={REDACTED}', redact_userinfo(text))
     return _SECRET_ITEM.sub(rf'\1\2{REDACTED}\2', text)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import unicodedata
 from collections.abc import Iterator
@@ -17,6 +18,19 @@ from collections.abc import Iterator
 
 class AnimalLandmarksError(Exception):
     """A problem the user can fix; the message is one line naming the file or value."""
+
+
+#: what a secret is replaced with in messages and logs
+REDACTED = '***'
+# the user info of scheme://user:password@host (or of a scheme-relative //user@host)
+_URL_USERINFO = re.compile(r'''(?<=//)[^/?#@\s'"<>]+@''')
+
+
+def redact_userinfo(text: str) -> str:
+    """``text`` with the user info (``user:password@``) of the URLs in it replaced by
+    :data:`REDACTED`: a proxy or mirror URL may carry a password, and libraries' errors quote
+    the URLs they requested."""
+    return _URL_USERINFO.sub(f'{REDACTED}@', text)
 
 
 def first_line(error: BaseException) -> str:

@@ -191,12 +191,10 @@ def validations(work_dir: Path) -> list[dict]:
     return found
 
 
-def _devices(work_dirs: Iterable[Path]) -> str:
-    """The devices the finished runs of these work dirs trained on, in order, each once (as
-    the learning curve's runs list theirs): a picture of runs read back from records made
-    elsewhere names where they ran, not this machine."""
-    recorded = (finished_run(work_dir) for work_dir in work_dirs)
-    return ' and '.join(dict.fromkeys(r['device'] for r in recorded if r is not None))
+def _devices(devices: Iterable[str]) -> str:
+    """The devices runs trained on, in order, each once, for the results and the picture: runs
+    read back from records made elsewhere name where they ran, not this machine."""
+    return ' and '.join(dict.fromkeys(devices))
 
 
 def _device() -> str:
@@ -233,7 +231,7 @@ def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100
         results['runs'].append(dict(faces=size, best_NME=min(r['NME'] for r in runs),
                                     validations=runs, minutes=trained['minutes'],
                                     device=trained['device']))
-        results['device'] = ' and '.join(dict.fromkeys(r['device'] for r in results['runs']))
+        results['device'] = _devices(r['device'] for r in results['runs'])
         _save(results, out_dir / 'learning_curve.json')
     plot_learning_curve(results, out_dir / 'learning_curve.png')
     return results
@@ -303,10 +301,10 @@ def transfer_curve(out_dir: str | os.PathLike, pretrain_faces: int = 800,
     results['scratch'] = train_run(MAIN_CONFIG, target, out_dir / 'scratch', iters=iters,
                                    batch_size=batch_size, amp=amp)
     results['scratch_lr'] = planned_lr(out_dir / 'scratch')
-    results['device'] = _devices(
-        [out_dir / 'pretrain', out_dir / 'finetune', out_dir / 'scratch']
-        + [out_dir / f'finetune_lr{lr:g}' for lr in finetune_lrs]
-        + [out_dir / f'finetune_frozen{stages}' for stages in finetune_frozen_stages])
+    runs = ([out_dir / 'pretrain', out_dir / 'finetune', out_dir / 'scratch']
+            + [out_dir / f'finetune_lr{lr:g}' for lr in finetune_lrs]
+            + [out_dir / f'finetune_frozen{stages}' for stages in finetune_frozen_stages])
+    results['device'] = _devices(r['device'] for r in map(finished_run, runs) if r is not None)
     _save(results, out_dir / 'transfer.json')
     plot_transfer_curve(results, out_dir / 'transfer.png')
     return results

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoints import CheckpointError
-from .errors import first_line
+from .errors import REDACTED, first_line, redact_userinfo
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / 'configs'
 #: The project's main config: HRNetV2-W18 with the 270-270-28 head, the network of every
@@ -73,9 +73,8 @@ PRETRAINED: dict[str, PretrainedWeights] = {w.name: w for w in (
                       face_detector='faster-rcnn'),
 )}
 
-# the user info of scheme://user:password@host, and a URL's query (tokens travel there), up to
-# the punctuation of the sentence around it (the ': ' after a URL in a message stays)
-_URL_USERINFO = re.compile(r'''(?<=://)[^/?#@\s'"<>]+@''')
+# a URL's query (tokens travel there), up to the punctuation of the sentence around it (the ': '
+# after a URL in a message stays)
 _URL_QUERY = re.compile(r'''(\w://[^?#\s'"<>]*)\?[^#\s'"<>]*?(?=[.,:;)\]]*(?:[#\s'"<>]|$))''')
 # a snapshot folder of the Hugging Face cache is named after its commit
 _COMMIT = re.compile(r'[0-9a-f]{40}')
@@ -94,7 +93,7 @@ def redact_urls(text: str) -> str:
     """``text`` with the user info (``user:password@``) and the query strings of the URLs in it
     replaced by ``***``: an ``HF_ENDPOINT`` or proxy URL may carry credentials, and
     huggingface_hub's errors quote the URL they requested."""
-    return _URL_QUERY.sub(r'\1?***', _URL_USERINFO.sub('***@', text))
+    return _URL_QUERY.sub(rf'\1?{REDACTED}', redact_userinfo(text))
 
 
 @dataclass(frozen=True)
@@ -234,10 +233,7 @@ def describe_checkpoint(value: str | os.PathLike) -> str:
     Hugging Face cache) with the repository and commit its weights came from, since a name
     follows the repository's ``main``. Reads no network: meant for after the checkpoint was
     resolved (loaded), when its file is in the cache."""
-    path = Path(value)
-    if not path.is_file() and str(value) in PRETRAINED:
-        path = _cached_file(PRETRAINED[str(value)])
-    snapshot = hub_snapshot(path) if path is not None else None
+    snapshot = _snapshot_of(value)
     if snapshot is None:
         return str(value)
     return f'{value} ({snapshot.repo_id} at commit {snapshot.commit})'
@@ -246,6 +242,14 @@ def describe_checkpoint(value: str | os.PathLike) -> str:
 def pretrained_model_id(name: str) -> str:
     """The id of a pretrained name's weights for the files a model writes: ``name@<commit>`` of
     its cached file (after :func:`resolve_checkpoint`), or the name alone when not cached."""
-    found = _cached_file(PRETRAINED[name])
-    snapshot = hub_snapshot(found) if found is not None else None
+    snapshot = _snapshot_of(name)
     return f'{name}@{snapshot.commit}' if snapshot is not None else name
+
+
+def _snapshot_of(value: str | os.PathLike) -> HubSnapshot | None:
+    """Where a checkpoint's weights came from: a file of the Hugging Face cache, or the cached
+    file of a pretrained name (not a file of that name); None otherwise or when not cached."""
+    path = Path(value)
+    if not path.is_file() and str(value) in PRETRAINED:
+        path = _cached_file(PRETRAINED[str(value)])
+    return hub_snapshot(path) if path is not None else None

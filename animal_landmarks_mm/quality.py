@@ -749,14 +749,16 @@ def model_findings(points: np.ndarray, visibility: np.ndarray, predicted: np.nda
         median = _nan_median(distance)
         spread = np.maximum(1.4826 * _nan_median(np.abs(distance - median)), settings.min_sigma)
         evidence = (distance - median) / spread
+        threshold = settings.model_sigma
     else:  # too few faces for the set's spread: the distance in units of the floor
         evidence = distance / settings.model_min_iod
+        threshold = 1.0
     # an occluded point is placed by estimate: its evidence counts that much less, as its
     # sigma distances do in the geometry checks (whose floors in IOD stay as they are)
     evidence = np.where(visibility == OCCLUDED, evidence / settings.occluded_sigma_factor,
                         evidence)
     with np.errstate(invalid='ignore'):
-        far &= evidence >= (settings.model_sigma if len(points) >= settings.min_faces else 1.0)
+        far &= evidence >= threshold
     findings = []
     for face in np.flatnonzero(far.any(1)):
         labels = np.flatnonzero(far[face])
