@@ -22,8 +22,9 @@ class AnimalLandmarksError(Exception):
 
 #: what a secret is replaced with in messages and logs
 REDACTED = '***'
-# the user info of scheme://user:password@host (or of a scheme-relative //user@host)
-_URL_USERINFO = re.compile(r'''(?<=//)[^/?#@\s'"<>]+@''')
+# the user info of scheme://user:password@host (or of a scheme-relative //user@host), up to the
+# authority's last @: a password may hold an unencoded one
+_URL_USERINFO = re.compile(r'''(?<=//)[^/?#\s'"<>]+@''')
 
 
 def redact_userinfo(text: str) -> str:

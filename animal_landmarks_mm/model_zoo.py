@@ -73,9 +73,11 @@ PRETRAINED: dict[str, PretrainedWeights] = {w.name: w for w in (
                       face_detector='faster-rcnn'),
 )}
 
-# a URL's query (tokens travel there), up to the punctuation of the sentence around it (the ': '
-# after a URL in a message stays)
-_URL_QUERY = re.compile(r'''(\w://[^?#\s'"<>]*)\?[^#\s'"<>]*?(?=[.,:;)\]]*(?:[#\s'"<>]|$))''')
+# a URL, from its scheme (at the start of a word: a scan from inside one would make long
+# crafted text quadratic) to a space or quote
+_URL = re.compile(r'''(?<!\w)\w+://[^\s'"<>]*''')
+# the punctuation of the sentence around a URL (the ': ' after a URL in a message stays)
+_SENTENCE_PUNCTUATION = '.,:;)]'
 # a snapshot folder of the Hugging Face cache is named after its commit
 _COMMIT = re.compile(r'[0-9a-f]{40}')
 
@@ -93,7 +95,17 @@ def redact_urls(text: str) -> str:
     """``text`` with the user info (``user:password@``) and the query strings of the URLs in it
     replaced by ``***``: an ``HF_ENDPOINT`` or proxy URL may carry credentials, and
     huggingface_hub's errors quote the URL they requested."""
-    return _URL_QUERY.sub(rf'\1?{REDACTED}', redact_userinfo(text))
+    return _URL.sub(_without_query, redact_userinfo(text))
+
+
+def _without_query(url: re.Match) -> str:
+    # the query (tokens travel there) runs from the first ? before any # to the # or the end
+    address, question, rest = url.group().partition('?')
+    if not question or '#' in address:
+        return url.group()
+    query, hash_, fragment = rest.partition('#')
+    after = query[len(query.rstrip(_SENTENCE_PUNCTUATION)):]
+    return f'{address}?{REDACTED}{after}{hash_}{fragment}'
 
 
 @dataclass(frozen=True)

@@ -633,3 +633,24 @@ def test_a_long_cause_is_cut_after_its_credentials_are_redacted():
                                                      ENDPOINT='https://hub.example'))
     assert 'S3c' not in why and 'alice' not in why and why.startswith(
         'from https://hub.example: OSError: Client error 407')
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('GET https://u:p@w@hub.example/api/x?token=abc&b=2: 500',
+     'GET https://***@hub.example/api/x?***: 500'),
+    ("for 'http://h/x?token=1' (see http://h/a?b=1#c, http://h/#frag?kept.)",
+     "for 'http://h/x?***' (see http://h/a?***#c, http://h/#frag?kept.)"),
+    ('no URL here?token=1', 'no URL here?token=1'),
+])
+def test_redact_urls_hides_user_info_and_queries(text, expected):
+    from animal_landmarks_mm.model_zoo import redact_urls
+    assert redact_urls(text) == expected
+
+
+def test_redact_urls_reads_crafted_text_once():
+    """Each scheme started a scan to the end of the text: a few hundred kilobytes of 'a://' took
+    minutes."""
+    from animal_landmarks_mm.model_zoo import redact_urls
+    text = 'a://' * 100_000 + '?token=1'
+    assert redact_urls(text) == 'a://' * 100_000 + '?***'
+    assert redact_urls('a' * 400_000) == 'a' * 400_000

@@ -4,7 +4,12 @@ import errno
 
 import pytest
 
-from animal_landmarks_mm.errors import AnimalLandmarksError, exit_on_error, printable
+from animal_landmarks_mm.errors import (
+    AnimalLandmarksError,
+    exit_on_error,
+    printable,
+    redact_userinfo,
+)
 
 
 @pytest.mark.parametrize('error, expected', [
@@ -45,3 +50,14 @@ def test_names_from_files_reach_the_terminal_escaped():
     with pytest.raises(SystemExit) as caught, exit_on_error():
         raise OSError(errno.ENOENT, 'No such file or directory', name)
     assert '\x1b' not in caught.value.code and caught.value.code.encode('utf-8')
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('via https://alice:p@ss@proxy.example:3128/ for url',
+     'via https://***@proxy.example:3128/ for url'),
+    ('http://bob@h/path?to=a@b', 'http://***@h/path?to=a@b'),
+    ('//u:p@h and http://h/a@b', '//***@h and http://h/a@b'),
+])
+def test_user_info_is_redacted_up_to_the_authoritys_last_at(text, expected):
+    """A password may hold an unencoded @: the part after it was shown."""
+    assert redact_userinfo(text) == expected
