@@ -932,17 +932,19 @@ class QualityReport:
 
     def format_summary(self, top: int = 20) -> str:
         """The table printed by the tool: entries per reason, then the worst ``top``."""
-        lines = [f'{self.files} annotation files, {self.faces} faces, {self.checked} checked '
-                 f'in {self.seconds:.1f} s: {len(self.entries)} likely mistakes in '
-                 f'{self.flagged_faces()} faces']
+        lines = [f'{_count(self.files, "annotation file")}, {_count(self.faces, "face")}, '
+                 f'{self.checked} checked in {self.seconds:.1f} s: '
+                 f'{_count(len(self.entries), "likely mistake")} in '
+                 f'{_count(self.flagged_faces(), "face")}']
         width = max(len(r) for r in REASONS)
         lines += [f'  {reason:{width}s}  {count:6d}' for reason, count in self.counts().items()]
         lines += self.notes
         if self.left_out:
-            lines.append(f'{len(self.left_out)} files skipped in the annotator or unreviewed '
-                         'predictions, not checked')
+            lines.append(f'{_count(len(self.left_out), "file")} skipped in the annotator or '
+                         'unreviewed predictions, not checked')
         if self.problems:
-            lines.append(f'{len(self.problems)} annotation files unusable, not checked:')
+            lines.append(f'{_count(len(self.problems), "annotation file")} unusable, not '
+                         'checked:')
             lines += [f'  {p}' for p in self.problems]
         if self.entries and top > 0:
             shown = self.entries[:top]
@@ -1037,3 +1039,8 @@ def check_annotations(annotation_dir: str | os.PathLike,
                          files=folder.files, problems=folder.problems,
                          left_out=folder.left_out, notes=geometry.notes,
                          seconds=time.perf_counter() - started)
+
+
+def _count(number: int, noun: str) -> str:
+    """``1 face`` or ``3 faces``."""
+    return f'{number} {noun}' if number == 1 else f'{number} {noun}s'

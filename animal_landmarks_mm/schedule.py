@@ -106,7 +106,7 @@ class SchedulePlan:
 
     def format(self, seconds_per_step: float | None = None, device: str = '') -> str:
         """The plan, as printed before training."""
-        unit = 'epochs' if self.epochs is not None else 'steps'
+        unit = 'epoch' if self.epochs is not None else 'step'
         length = (f'{self.epochs} epochs x {self.iters_per_epoch} steps = {self.iters:,} steps'
                   if self.epochs is not None else f'{self.iters:,} steps '
                   f'({self.iters / self.iters_per_epoch:.1f} epochs)')
@@ -137,13 +137,18 @@ class SchedulePlan:
 
 
     def _validation_line(self, unit: str) -> str:
-        checkpoints = (f'a checkpoint every {self.checkpoint_interval} {unit}'
+        checkpoints = (f'a checkpoint {_every(self.checkpoint_interval, unit)}'
                        if self.checkpoint_interval is not None else None)
         if not self.validate:
             return (f'validation  none (--no-validate); '
-                    f'{checkpoints or f"a checkpoint every {self.val_interval} {unit}"}')
-        return (f'validation  every {self.val_interval} {unit} ('
+                    f'{checkpoints or f"a checkpoint {_every(self.val_interval, unit)}"}')
+        return (f'validation  {_every(self.val_interval, unit)} ('
                 f'{checkpoints or "a checkpoint each time"}; the best by NME kept)')
+
+
+def _every(interval: int, unit: str) -> str:
+    """``every epoch`` or ``every 4 epochs`` (``unit`` singular)."""
+    return f'every {unit}' if interval == 1 else f'every {interval} {unit}s'
 
 
 def _duration(seconds: float) -> str:

@@ -444,3 +444,17 @@ def test_an_image_size_no_float_holds_is_one_line_and_the_run_goes_on(check_tool
     problem = next(line for line in printed.splitlines() if 'a00.json' in line)
     assert 'image_size width is too large' in problem and len(problem) < 200
     assert output.is_file()
+
+
+def test_the_summary_counts_in_words():
+    """'1 likely mistakes in 1 faces' read as a typo."""
+    entry = dict(reason=quality.REASONS[0], score=9.0, annotation='a.json', face=0, points=[3])
+    report = quality.QualityReport([entry], faces=1, checked=1, files=1, problems=['b.json: x'],
+                                   left_out=['c.json'])
+    lines = report.format_summary().splitlines()
+    assert lines[0].startswith('1 annotation file, 1 face, 1 checked in 0.0 s: ')
+    assert lines[0].endswith(': 1 likely mistake in 1 face')
+    assert '1 file skipped in the annotator or unreviewed predictions, not checked' in lines
+    assert '1 annotation file unusable, not checked:' in lines
+    report = quality.QualityReport([entry, entry], faces=2, checked=2, files=2)
+    assert report.format_summary().splitlines()[0].endswith(': 2 likely mistakes in 1 face')

@@ -182,10 +182,10 @@ def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
 
 def test_the_printed_plan_says_what_validates_and_what_is_saved():
     cfg, plan = _scheduled(MAIN_CONFIG, 200, epochs=8, batch_size=8)
-    assert 'validation  every 1 epochs (a checkpoint each time; the best by NME kept)' in \
+    assert 'validation  every epoch (a checkpoint each time; the best by NME kept)' in \
         plan.format()
     plan.checkpoint_interval = 4  # what --save-freq 4 sets
-    assert 'every 1 epochs (a checkpoint every 4 epochs; the best' in plan.format()
+    assert 'every epoch (a checkpoint every 4 epochs; the best' in plan.format()
     plan.validate = False  # --no-validate
     assert 'validation  none (--no-validate); a checkpoint every 4 epochs' in plan.format()
 
