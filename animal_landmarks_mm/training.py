@@ -262,7 +262,8 @@ def check_resume(work_dir: str, resume: str) -> str | None:
 def warn_about_earlier_checkpoints(work_dir: str) -> None:
     """Say, in one line, that a fresh run's work dir already holds checkpoints (an earlier
     run's ``best_NME_*.pth`` stays beside this run's, and ``ls work_dir/best_NME_*.pth`` then
-    names both)."""
+    names both; mmengine saves over a checkpoint of the same name, ``epoch_10.pth`` of both
+    runs)."""
     try:
         earlier = sorted(name for name in os.listdir(work_dir) if name.endswith('.pth'))
     except OSError:  # no work dir yet
@@ -271,8 +272,8 @@ def warn_about_earlier_checkpoints(work_dir: str) -> None:
         shown = ', '.join(earlier[:3]) + (f', ... ({len(earlier)} in all)'
                                           if len(earlier) > 3 else '')
         _say(f'warning: {work_dir} already holds checkpoints of an earlier run ({shown}); this '
-             'run saves its own beside them: use a new --work-dir to keep runs apart, or '
-             '--resume to continue that run', error=True)
+             'run saves its own beside them and replaces those of the same name: use a new '
+             '--work-dir to keep runs apart, or --resume to continue that run', error=True)
 
 
 def _say(message: str, error: bool = False) -> None:

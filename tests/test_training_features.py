@@ -514,7 +514,8 @@ def test_a_fresh_run_into_a_used_work_dir_warns(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(
         f'warning: {tmp_path} already holds checkpoints of an earlier run '
-        '(best_NME_epoch_8.pth, epoch_1.pth); this run saves its own beside them')
+        '(best_NME_epoch_8.pth, epoch_1.pth); this run saves its own beside them and replaces '
+        'those of the same name')
     apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
                      work_dir=str(tmp_path / 'new'))
     assert not capsys.readouterr().err
