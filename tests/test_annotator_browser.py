@@ -787,6 +787,29 @@ def test_keys_during_navigation_and_a_picture_the_browser_cannot_decode(small_se
     page.close()
 
 
+def test_back_pressed_twice_while_an_image_opens_goes_back_twice(small_server, browser):
+    """The second Back came while the first one's image opened: it was dropped, and that
+    image's address was written over the entry Back had reached."""
+    url, out = small_server
+    page = Page(browser, url, 'd.png')
+    for name in ('e.png', 'f.png'):
+        page.key('n')
+        page.wait_image(name)
+    page.slow('open', 700)
+    page.page.go_back()  # to e.png, which takes 700 ms to open
+    page.page.wait_for_function('() => window.landmarkEditor.navigating')
+    page.page.go_back()  # to d.png, meanwhile
+    page.wait_image('d.png')
+    page.page.wait_for_function('() => !window.landmarkEditor.navigating')
+    assert page.state['image'] == 'd.png' and 'image=d.png' in page.page.url
+    assert page.requests('open') == 2
+    page.page.go_forward()  # the entries are as they were
+    page.wait_image('e.png')
+    page.page.go_forward()
+    page.wait_image('f.png')
+    page.close()
+
+
 def test_edits_racing_a_reload_a_lost_image_and_a_long_queue_are_all_sent(small_server,
                                                                           browser):
     url, out = small_server

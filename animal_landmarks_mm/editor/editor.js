@@ -219,6 +219,7 @@
       this.space = false;
       this.pointer = null;     // where the mouse is over the picture (viewport px), or null
       this.navigating = false;
+      this.locationMoved = false;  // Back or Forward pressed while an image opened
       this.shownUrl = null;    // the URL of the picture #landmark-image holds decoded, or null
       this.imageError = '';    // why the open image's picture is not shown ('': it is)
       this.timings = [];
@@ -278,12 +279,7 @@
       window.addEventListener('blur', () => this.releaseSpace());
       document.addEventListener('visibilitychange', () => this.releaseSpace());
       window.addEventListener('resize', () => this.onResize());
-      window.addEventListener('popstate', () => {
-        const wanted = new URLSearchParams(location.search).get('image');
-        if (wanted !== null && (!this.doc || wanted !== this.doc.image)) {
-          this.go({image: wanted}, {history: false});
-        }
-      });
+      window.addEventListener('popstate', () => this.followLocation());
       window.addEventListener('beforeunload', (e) => {
         if (this.queue.length) { e.preventDefault(); e.returnValue = ''; }
       });
@@ -606,15 +602,34 @@
         }
         await this.show(answer.state, answer.ok ? (answer.state.message || '') : answer.message,
                         answer.ok ? '' : 'error');
-        const url = new URL(location.href);
-        url.searchParams.set('image', answer.state.image);
-        if (replace || !push) history.replaceState({image: answer.state.image}, '', url);
-        else history.pushState({image: answer.state.image}, '', url);
+        // Back or Forward pressed meanwhile: the history entry they reached is left as it is,
+        // and followed once this image is shown (finally, below)
+        if (!this.locationMoved) {
+          const url = new URL(location.href);
+          url.searchParams.set('image', answer.state.image);
+          if (replace || !push) history.replaceState({image: answer.state.image}, '', url);
+          else history.pushState({image: answer.state.image}, '', url);
+        }
         requestAnimationFrame(() => this.openTimes.push(performance.now() - started));
         return true;  // shown (with its error, if it could not be opened)
       } finally {
         this.navigating = false;
         this.$('le-loading').classList.remove('le-visible');
+        if (this.locationMoved) {
+          this.locationMoved = false;
+          this.followLocation();
+        }
+      }
+    }
+
+    /** Show the image the address names, after Back or Forward. One pressed while another
+     *  image opens is remembered and followed when that one is shown: pressed twice, Back goes
+     *  back twice. */
+    followLocation() {
+      const wanted = new URLSearchParams(location.search).get('image');
+      if (this.navigating) { this.locationMoved = true; return; }
+      if (wanted !== null && (!this.doc || wanted !== this.doc.image)) {
+        this.go({image: wanted}, {history: false});
       }
     }
 
