@@ -26,11 +26,14 @@ opens).
 from __future__ import annotations
 
 import collections
+import contextlib
+import errno
 import json
 import logging
 import math
 import os
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +42,7 @@ from typing import Any
 
 from .annotation import (
     FORMAT_NAME,
+    LEGACY_FORMAT_KEY,
     SIDECAR_FORMAT,
     STATUS_ANNOTATED,
     STATUS_PREDICTED,
@@ -47,17 +51,20 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
+    NotRegularFileError,
     file_sha256,
-    image_files,
     image_size,
     is_hidden,
     load_annotation,
     parse_annotation,
+    read_regular_file,
     remove_stale_temporaries,
+    scan_images,
     sync_folder,
+    unencodable_string,
     write_json_atomic,
 )
-from .errors import AnimalLandmarksError, first_line
+from .errors import AnimalLandmarksError, first_line, printable
 from .schema import ABSENT, NUM_KEYPOINTS, OCCLUDED, VISIBILITY_FLAGS, VISIBLE, describe
 
 logger = logging.getLogger(__name__)
@@ -67,9 +74,19 @@ DRAFT_DIR = '.drafts'
 SUPERSEDED_DIR = 'superseded'
 #: A crawler's sidecar is a few hundred bytes; a larger one is not read into every save.
 MAX_SIDECAR_BYTES = 1 << 20
-_KEPT_STEM_CHARS = 120  # room for the time stamp within a file name's 255 bytes
+#: The longest file name the usual file systems take (ext4, XFS, btrfs: 255 bytes); names the
+#: tool makes from an image's name are cut to it, counted in UTF-8 bytes (a CJK character is 3).
+NAME_MAX_BYTES = 255
 #: Undo steps kept per opened image (the issue asks for at least 100).
 HISTORY_STEPS = 200
+#: Faces per image: a group picture has a few dozen at most. Bounded because every undo step
+#: copies every face, under the lock all tabs share: a page adding faces without end would
+#: stall the annotator.
+MAX_FACES = 64
+#: The longest skip reason taken (the page offers a few words; a reason is no document).
+MAX_REASON_CHARS = 500
+#: The lock file a running annotator holds in its output folder (:func:`lock_output_folder`).
+LOCK_FILE = '.annotator.lock'
 
 
 class AnnotationConflictError(AnimalLandmarksError, RuntimeError):
@@ -90,6 +107,10 @@ class ImageFolderError(AnimalLandmarksError, FileNotFoundError):
 
 class OutputFolderError(AnimalLandmarksError, OSError):
     """The output folder cannot be created."""
+
+
+class OutputFolderInUseError(OutputFolderError):
+    """Another annotator process works in the output folder (:func:`lock_output_folder`)."""
 
 
 class OrderFileError(AnimalLandmarksError, ValueError):
@@ -115,6 +136,24 @@ def _check_size(path: Path, file_width: int, file_height: int, image: str, width
             f'{path}: image_size {file_width}x{file_height} does not match the image {image} '
             f'({width}x{height}); the picture changed since it was annotated: move the file '
             'away to annotate it again')
+
+
+def fit_name(base: str, suffix: str) -> str:
+    """A file name ``base + suffix`` of at most :data:`NAME_MAX_BYTES` UTF-8 bytes: ``base`` is
+    cut (between characters, never inside one) to leave room for ``suffix``.
+
+    Args:
+        base: what the name is made from (an image's name or stem; valid UTF-8).
+        suffix: what must stay whole (``.json``, a time stamp).
+
+    Returns:
+        The name; ``base + suffix`` itself when it fits.
+    """
+    room = NAME_MAX_BYTES - len(suffix.encode('utf-8'))
+    encoded = base.encode('utf-8')
+    if len(encoded) <= room:
+        return base + suffix
+    return encoded[:room].decode('utf-8', 'ignore') + suffix  # 'ignore': a character cut
 
 
 def now_iso() -> str:
@@ -194,10 +233,39 @@ def _whole(value: Any, what: str) -> int:
 
 
 def _finite(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not math.isfinite(value):
+    """``value`` as a float, if it is a finite number (an int too large for a float is not).
+
+    Raises:
+        EditError: anything else, named in one line.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EditError(f'{what} must be a finite number, got {value!r}'[:200])
+    try:
+        number = float(value)
+    except OverflowError:  # an int of hundreds of digits (JSON allows any); its repr may fail
+        raise EditError(f'{what} must be a finite number, got an integer of '
+                        f'{value.bit_length()} bits') from None
+    if not math.isfinite(number):
         raise EditError(f'{what} must be a finite number, got {value!r}')
-    return float(value)
+    return number
+
+
+def _text(value: Any, what: str, max_chars: int | None = None) -> str:
+    """``value`` if it is text that a file and the page can hold: valid Unicode (JSON may spell
+    a lone surrogate, ``"\\udcff"``, which no UTF-8 file can be written with), of at most
+    ``max_chars`` characters.
+
+    Raises:
+        EditError: anything else, named in one line.
+    """
+    if not isinstance(value, str):
+        raise EditError(f'{what} is text, got {value!r}'[:200])
+    if unencodable_string(value) is not None:
+        raise EditError(f'{what} is not valid Unicode (a lone surrogate): '
+                        f'{printable(value, one_line=True, limit=80)}')
+    if max_chars is not None and len(value) > max_chars:
+        raise EditError(f'{what} is {len(value)} characters long; at most {max_chars}')
+    return value
 
 
 @dataclass
@@ -224,6 +292,8 @@ class ImageEdit:
     reviewed_at: str | None = None  # when Accept turned a model's points into an annotation
     model: str | None = None  # the model whose points Predict gave (meta.model)
     notice: str = field(default='', compare=False)  # what opening it did, to tell the user
+    # why it cannot be edited here (a draft that could not be set aside): every edit is refused
+    read_only: str = field(default='', compare=False)
     history: collections.deque = field(
         default_factory=lambda: collections.deque(maxlen=HISTORY_STEPS), repr=False,
         compare=False)
@@ -249,18 +319,36 @@ class ImageEdit:
         self.selected = None
         self.dirty = True
 
-    def _record(self) -> None:
-        """Called before each edit: the state it changes becomes an undo step."""
+    def _push_undo_step(self) -> None:
         self.history.append(self._snapshot())
         self.future.clear()
         self.recorded += 1
+
+    def _record(self) -> None:
+        """Called before each edit: the state it changes becomes an undo step.
+
+        Raises:
+            EditError: the image is read-only here (:attr:`read_only` says why).
+        """
+        if self.read_only:
+            raise EditError(f'not editable here: {self.read_only}')
+        self._push_undo_step()
         self.dirty = True
 
     def record_unchanged(self) -> None:
         """An undo step that changes nothing, for an edit that was refused after the page had
         counted it as a step (the page records before it sends): both histories stay in step,
-        so that the page's next undo and the server's undo the same edit."""
-        self._record()
+        so that the page's next undo and the server's undo the same edit. Nothing changed, so
+        nothing is to be saved: :attr:`dirty` stays as it was (a rewrite would change the
+        file's revision under another tab, a false conflict)."""
+        self._push_undo_step()
+
+    def content(self) -> dict[str, Any]:
+        """What an edit can change: the faces, status and review (not the current face,
+        which is no edit). Equal contents need no save."""
+        content = self.to_json()
+        del content['face']
+        return content
 
     def _edited(self) -> None:
         """After an edit of points: an image with a model's unaccepted face stays predicted;
@@ -437,7 +525,13 @@ class ImageEdit:
         self.clear_face()
 
     def new_face(self) -> int:
-        """Start another face in the same image; returns its index."""
+        """Start another face in the same image; returns its index.
+
+        Raises:
+            EditError: the image has :data:`MAX_FACES` faces already.
+        """
+        if len(self.faces) >= MAX_FACES:
+            raise EditError(f'an image holds at most {MAX_FACES} faces')
         self._record()
         self.faces.append(FaceEdit())
         self.face = len(self.faces) - 1
@@ -509,9 +603,13 @@ class ImageEdit:
         return len(pending)
 
     def skip(self, reason: str) -> None:
-        """Mark the image unusable (no usable face, bad quality): the converter leaves it out."""
-        if not isinstance(reason, str):
-            raise EditError(f'a skip reason is text, got {reason!r}')
+        """Mark the image unusable (no usable face, bad quality): the converter leaves it out.
+
+        Raises:
+            EditError: a reason that is no text, not valid Unicode, or longer than
+                :data:`MAX_REASON_CHARS` characters.
+        """
+        reason = _text(reason, 'a skip reason', MAX_REASON_CHARS)
         self._record()
         self.status, self.status_reason = STATUS_SKIPPED, reason.strip() or 'skipped'
 
@@ -611,22 +709,52 @@ class ImageEdit:
 
     @classmethod
     def from_draft(cls, raw: dict) -> ImageEdit:
+        """An edit from a draft (written by :meth:`to_draft`, but read as untrusted).
+
+        Raises:
+            EditError, TypeError, KeyError...: a draft of another shape (the caller names the
+                file).
+        """
+        if not isinstance(raw['faces'], list) or not 0 < len(raw['faces']) <= MAX_FACES:
+            raise TypeError(f'faces must be a list of 1 to {MAX_FACES} faces')
         faces = [FaceEdit.from_json(f) for f in raw['faces']]
-        if not faces or any(len(f.points) != NUM_KEYPOINTS or
-                            len(f.visibility) != NUM_KEYPOINTS for f in faces):
+        if any(len(f.points) != NUM_KEYPOINTS or
+               len(f.visibility) != NUM_KEYPOINTS for f in faces):
             raise TypeError(f'faces must hold {NUM_KEYPOINTS} points each')
         status = raw['status']
         if status not in STATUSES:
             raise TypeError(f'unknown status {status!r}')
+        model, reviewed_at = raw.get('model'), raw.get('reviewed_at')
         return cls(image=raw['image'], width=raw['width'], height=raw['height'], faces=faces,
                    face=max(0, min(_whole(raw['face'], 'face'), len(faces) - 1)),
                    status=status,
-                   status_reason=raw['status_reason'], revision=raw['revision'],
-                   reviewed_at=raw.get('reviewed_at'), model=raw.get('model'))
+                   status_reason=_text(raw['status_reason'], 'status_reason'),
+                   revision=raw['revision'],
+                   reviewed_at=None if reviewed_at is None else _text(reviewed_at, 'reviewed_at'),
+                   model=None if model is None else _text(model, 'model'))
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """:func:`~.annotation.write_json_atomic`, a value JSON cannot hold named in one line.
+
+    Raises:
+        AnnotationError: a value no JSON file can hold (NaN, a lone surrogate: a hand-edited
+            file's ``meta`` may bring one); nothing is written.
+        OSError: the folder is read-only or full.
+    """
+    try:
+        write_json_atomic(path, obj)
+    except ValueError as e:  # json.dumps' NaN, UTF-8's lone surrogate
+        raise AnnotationError(f'{path}: cannot be written: {first_line(e)[:200]}') from None
 
 
 def _sha256(path: Path) -> str | None:
-    """The file's sha256, or None when there is no file."""
+    """The file's sha256, or None when there is no file.
+
+    Raises:
+        NotRegularFileError: a FIFO, device or folder there (never read).
+        OSError: the file cannot be read.
+    """
     try:
         return file_sha256(path)
     except FileNotFoundError:
@@ -640,12 +768,14 @@ def _name_key(name: str) -> str:
 
 def _candidate_names(image: str):
     """An image's annotation file names in order of preference: ``<stem>.json``,
-    ``<name>.json``, ``<name>.1.json``, ``<name>.2.json``... (endless)."""
-    yield f'{Path(image).stem}.json'
-    yield f'{image}.json'
+    ``<name>.json``, ``<name>.1.json``, ``<name>.2.json``... (endless; the caller takes the
+    first free one), each cut to :data:`NAME_MAX_BYTES` (:func:`fit_name`: a long name's file
+    is still found through its ``"image"`` field)."""
+    yield fit_name(Path(image).stem, '.json')
+    yield fit_name(image, '.json')
     k = 1
     while True:
-        yield f'{image}.{k}.json'
+        yield fit_name(image, f'.{k}.json')
         k += 1
 
 
@@ -657,6 +787,7 @@ class _FileRecord:
     image: str | None  # the image its "image" field names; None: broken or foreign
     status: str | None  # its "status"; None when broken or foreign
     broken: bool  # an annotation or draft that cannot be read (shown to the user)
+    regular: bool = True  # False: a FIFO, device or folder, never read and left alone
 
 
 def _read_record(path: Path, draft: bool = False) -> _FileRecord:
@@ -664,9 +795,13 @@ def _read_record(path: Path, draft: bool = False) -> _FileRecord:
     without an image name, is broken; other JSON (someone else's) is foreign. A file naming an
     image is parsed as the converter parses it (:func:`~.annotation.parse_annotation`): one the
     converter would leave out is broken here too, not counted as done (a ``draft`` is checked
-    when it is opened)."""
+    when it is opened). What is no regular file (a FIFO) is not read: not ``regular``, neither
+    broken nor anyone's."""
     try:
-        raw = json.loads(path.read_bytes())
+        raw = json.loads(read_regular_file(path))
+    except NotRegularFileError:  # a FIFO would block the start for good: not read, not ours
+        return _FileRecord(name=path.name, image=None, status=None, broken=False,
+                           regular=False)
     except (OSError, ValueError, RecursionError):
         return _FileRecord(name=path.name, image=None, status=None, broken=True)
     if not isinstance(raw, dict):
@@ -747,6 +882,10 @@ class AnnotationSession:
             images follow, by name. Names not in the folder are left out
             (:attr:`unknown_in_order` lists them).
 
+    Images whose name is not valid UTF-8 are left out (:attr:`undecodable_images` lists them:
+    they are to be renamed); files of the output folder that are not regular files (a FIFO
+    named ``x.json``) are never read nor written (:attr:`not_regular` lists them).
+
     Raises:
         ImageFolderError: no image folder.
         OutputFolderError: the output folder cannot be created.
@@ -770,7 +909,8 @@ class AnnotationSession:
                 remove_stale_temporaries(folder)
             except OSError as e:  # a read-only folder: saving will say so
                 logger.warning('cannot remove stale temporary files in %s: %s', folder, e)
-        listed = [p.name for p in image_files(self.image_dir)]
+        found, self.undecodable_images = scan_images(self.image_dir)
+        listed = [p.name for p in found]
         self.unknown_in_order: list[str] = []
         if order:
             present, first = set(listed), {}
@@ -782,14 +922,19 @@ class AnnotationSession:
             listed = list(first) + [name for name in listed if name not in first]
         self.images = listed
         self._index = {name: k for k, name in enumerate(self.images)}
+        self.not_regular: list[Path] = []
         self._bind_files()
+        if self.not_regular:
+            logger.warning('not regular files (a FIFO, a device or a folder), left alone: %s',
+                           printable(', '.join(map(str, self.not_regular)), one_line=True,
+                                     limit=400))
 
     # which file is whose ----------------------------------------------------------------------
 
-    @staticmethod
-    def _scan(folder: Path, drafts: bool = False) -> tuple[list[str], list[_FileRecord]]:
+    def _scan(self, folder: Path, drafts: bool = False) -> tuple[list[str], list[_FileRecord]]:
         """Every name in ``folder`` (hidden ones excluded) and what its JSON files say
-        (``drafts``: the folder of drafts, whose files are not annotations)."""
+        (``drafts``: the folder of drafts, whose files are not annotations); JSON names that
+        are no regular file go to :attr:`not_regular`."""
         try:
             with os.scandir(folder) as entries:
                 names = [e.name for e in entries if not is_hidden(e.name)]
@@ -797,6 +942,7 @@ class AnnotationSession:
             return [], []
         records = [_read_record(folder / name, draft=drafts) for name in names
                    if name.lower().endswith('.json')]
+        self.not_regular += [folder / r.name for r in records if not r.regular]
         return names, records
 
     def _bind_files(self) -> None:
@@ -881,8 +1027,10 @@ class AnnotationSession:
 
         Raises:
             UnsafeNameError: a name that is not one of the session's images (hidden names,
-                other folders, other files are never read).
+                other folders, other files are never read), or no name at all (not text).
         """
+        if not isinstance(image, str):  # from a page's JSON: a list, a number...
+            raise UnsafeNameError(f'an image name is text, not {type(image).__name__}')
         if image not in self._index:
             if is_hidden(Path(image).name):
                 raise UnsafeNameError(f'{image!r} is not an image of {self.image_dir} (names '
@@ -946,46 +1094,65 @@ class AnnotationSession:
     def open(self, image: str) -> ImageEdit:
         """An image's edits: its draft if one is pending, else its annotation, else empty.
 
+        A draft that can no longer be saved (its annotation file changed since, or the picture
+        did) is set aside (:meth:`_set_aside`) and the file opens; where it cannot be set aside
+        (a read-only folder), the file opens read-only (:attr:`ImageEdit.read_only`) and the
+        draft stays as it is.
+
         Raises:
             UnsafeNameError: a name that is not one of the session's images.
-            AnnotationError: an unreadable image or annotation file, or a file that names
-                another image (one line, named).
+            AnnotationError: an unreadable image, draft or annotation file, or a file that
+                names another image (one line, named).
         """
         width, height = image_size(self.image_path(image))
         draft = self.draft_path(image)
-        if draft.is_file():
-            self._pending.add(image)
-            try:
-                raw = json.loads(draft.read_text(encoding='utf-8'))
-                edit = ImageEdit.from_draft(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,
-                    ValueError, IndexError, AttributeError, OverflowError) as e:
-                raise AnnotationError(f'{draft}: broken draft ({first_line(e)[:200]})'
-                                      ) from None
-            except RecursionError:
-                raise AnnotationError(f'{draft}: broken draft (JSON nested too deeply)'
-                                      ) from None
-            if edit.image != image:
-                raise AnnotationError(f'{draft} is the draft of {edit.image!r}, not {image!r}')
-            target = self.annotation_path(image)
-            if edit.revision != _sha256(target):
-                # The annotation file changed after the draft was begun (a sync, a hand edit,
-                # a crash between writing the file and removing the draft): the draft could
-                # never be saved over it.
-                why = 'was older than its annotation file'
-            elif (edit.width, edit.height) != (width, height):
-                why = (f'was made on a {edit.width}x{edit.height} version of the picture, now '
-                       f'{width}x{height}')
-            else:
-                edit.draft_revision, edit.dirty = _sha256(draft), True
-                return edit
-            # either way the draft cannot be saved: keep it aside and open the file, if any
+        if not draft.is_file():  # none (a FIFO or a folder there is left alone)
+            self._pending.discard(image)
+            return self._open_file(image, width, height)
+        self._pending.add(image)
+        try:
+            raw = json.loads(read_regular_file(draft).decode('utf-8'))
+            edit = ImageEdit.from_draft(raw)
+        except OSError as e:
+            raise AnnotationError(f'{draft}: cannot read the draft ({e.strerror or e})'
+                                  ) from None
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,
+                ValueError, IndexError, AttributeError, OverflowError) as e:
+            raise AnnotationError(f'{draft}: broken draft ({first_line(e)[:200]})'
+                                  ) from None
+        except RecursionError:
+            raise AnnotationError(f'{draft}: broken draft (JSON nested too deeply)'
+                                  ) from None
+        if edit.image != image:
+            raise AnnotationError(f'{draft} is the draft of {edit.image!r}, not {image!r}')
+        if edit.revision != _sha256(self.annotation_path(image)):
+            # The annotation file changed after the draft was begun (a sync, a hand edit,
+            # a crash between writing the file and removing the draft): the draft could
+            # never be saved over it.
+            why = 'was older than its annotation file'
+        elif (edit.width, edit.height) != (width, height):
+            why = (f'was made on a {edit.width}x{edit.height} version of the picture, now '
+                   f'{width}x{height}')
+        else:
+            edit.draft_revision = _sha256(draft)  # as it is on disk: nothing to save yet
+            return edit
+        # either way the draft cannot be saved: keep it aside and open the file, if any
+        try:
             kept = self._set_aside(draft)
-            notice = f'your unfinished draft of this image {why} and is kept as {kept}'
-            edit = self.open(image)
-            edit.notice = notice
+        except OSError as e:  # e.g. a read-only folder: the draft stays, nothing is written
+            edit = self._open_file(image, width, height)
+            edit.read_only = (f'your unfinished draft of this image {why} and cannot be set '
+                              f'aside ({e.strerror or e}: {e.filename or draft}); it is kept '
+                              f'as {draft}, and this image is read-only until it can be moved')
+            edit.notice = edit.read_only
             return edit
         self._pending.discard(image)
+        edit = self._open_file(image, width, height)
+        edit.notice = f'your unfinished draft of this image {why} and is kept as {kept}'
+        return edit
+
+    def _open_file(self, image: str, width: int, height: int) -> ImageEdit:
+        """The image's edits from its annotation file, or empty when there is none."""
         target = self.annotation_path(image)
         if not target.is_file():
             self._status.pop(image, None)
@@ -1012,30 +1179,36 @@ class AnnotationSession:
         """What ``tools/crawl_images.py`` recorded of the image (``IMAGE.json`` beside it):
         a JSON object marked as the crawler's (:data:`~.annotation.SIDECAR_FORMAT`; with
         ``--output-dir`` the image folder, ``IMAGE.json`` may be an annotation file), inside
-        the image folder, of at most :data:`MAX_SIDECAR_BYTES`; else None (a sidecar is a
-        nicety, never a reason not to save)."""
+        the image folder, of at most :data:`MAX_SIDECAR_BYTES`, that a file can hold again
+        (no NaN, no lone surrogate); else None (a sidecar is a nicety, never a reason not to
+        save)."""
         try:
             sidecar = resolve_inside(self.image_dir, f'{image}.json')
             if not sidecar.is_file() or sidecar.stat().st_size > MAX_SIDECAR_BYTES:
                 return None
             source = json.loads(sidecar.read_text(encoding='utf-8'))
-        except (UnsafeNameError, json.JSONDecodeError, UnicodeDecodeError, RecursionError,
-                OSError):
-            return None
-        return source if isinstance(source, dict) and \
-            source.get('format') == SIDECAR_FORMAT else None
+            if not isinstance(source, dict) or source.get('format') != SIDECAR_FORMAT:
+                return None
+            json.dumps(source, allow_nan=False, ensure_ascii=False).encode('utf-8')
+        except (UnsafeNameError, ValueError, RecursionError, OSError):  # ValueError: broken
+            return None  # JSON, not UTF-8, NaN, a lone surrogate
+        return source
 
     def _set_aside(self, draft: Path) -> Path:
         """Move a draft that can no longer be saved to ``.drafts/superseded/`` (never
-        deleted: the work in it may still be wanted); returns where it went."""
+        deleted: the work in it may still be wanted); returns where it went.
+
+        Raises:
+            OSError: it cannot be moved (a read-only folder); the draft stays where it is.
+        """
         folder = draft.parent / SUPERSEDED_DIR
         folder.mkdir(exist_ok=True)
         stamp = datetime.now(UTC).strftime('%Y%m%dT%H%M%S')
-        kept = folder / f'{draft.stem[:_KEPT_STEM_CHARS]}.{stamp}.json'
+        kept = folder / fit_name(draft.stem, f'.{stamp}.json')
         serial = 1
-        while kept.exists():
+        while kept.exists():  # ends: each name tried is a file of the folder
             serial += 1
-            kept = folder / f'{draft.stem[:_KEPT_STEM_CHARS]}.{stamp}-{serial}.json'
+            kept = folder / fit_name(draft.stem, f'.{stamp}-{serial}.json')
         os.replace(draft, kept)
         sync_folder(draft.parent)
         return kept
@@ -1048,11 +1221,19 @@ class AnnotationSession:
         points not accepted yet are saved with ``status: predicted``; accepted ones record who
         reviewed them and when (``meta.reviewed_by``, ``meta.reviewed_at``).
 
+        A file written back from the original tools' plain format is version 1: the marker
+        :data:`~.annotation.LEGACY_FORMAT_KEY` that reading it put in ``meta`` is dropped.
+
         Raises:
             AnnotationConflictError: the annotation file or draft was written by someone else
-                since ``edit`` was opened; nothing is overwritten (reopen to see theirs).
+                since ``edit`` was opened, or ``edit`` is read-only; nothing is overwritten
+                (reopen to see theirs).
+            AnnotationError: what is to be written cannot be (a NaN the annotation file's
+                ``meta`` held, say), or a FIFO sits where a file is; nothing is written.
             OSError: the folder is read-only or full (the edit stays dirty: save again later).
         """
+        if edit.read_only:
+            raise AnnotationConflictError(f'{edit.image} is read-only here: {edit.read_only}')
         target, draft = self.annotation_path(edit.image), self.draft_path(edit.image)
         for path, seen in ((target, edit.revision), (draft, edit.draft_revision)):
             if _sha256(path) != seen:
@@ -1060,7 +1241,7 @@ class AnnotationSession:
                     f'{path} was changed by someone else since {edit.image} was opened here '
                     '(another tab?); reopen the image to see the newer version')
         if not edit.finished():
-            write_json_atomic(draft, edit.to_draft())
+            _write_json(draft, edit.to_draft())
             self._pending.add(edit.image)
             edit.draft_revision = _sha256(draft)
             edit.dirty = False
@@ -1072,6 +1253,7 @@ class AnnotationSession:
         except AnnotationError as e:  # never overwrite a file nobody could read
             raise AnnotationConflictError(f'{e}; fix or move it, nothing was overwritten'
                                           ) from None
+        meta.pop(LEGACY_FORMAT_KEY, None)  # written back in version 1
         meta.setdefault('created', now)
         meta.update(annotator=self.annotator, modified=now)
         if edit.model is not None:
@@ -1084,7 +1266,7 @@ class AnnotationSession:
         source = self._sidecar(edit.image)
         if source is not None:
             meta['source'] = source
-        write_json_atomic(target, edit.to_annotation(meta).to_json())
+        _write_json(target, edit.to_annotation(meta).to_json())
         edit.revision, edit.dirty = _sha256(target), False
         self._status[edit.image] = edit.status
         self._broken.discard(edit.image)
@@ -1093,3 +1275,78 @@ class AnnotationSession:
         self._pending.discard(edit.image)
         edit.draft_revision = None
         return target
+
+
+class OutputFolderLock:
+    """The lock :func:`lock_output_folder` took; held until :meth:`release` or the process
+    ends (the system drops it with the process, even a killed one)."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self._fd = path, fd
+
+    def release(self) -> None:
+        """Let another annotator work in the folder (the lock file stays: removing it would
+        let a third process lock a new file while a second holds the old one)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+
+def lock_output_folder(folder: str | os.PathLike) -> OutputFolderLock | None:
+    """Take the output folder for this process: two annotators on one folder would overwrite
+    each other's saves (each checks a file's revision, then replaces it: another may write in
+    between).
+
+    An exclusive advisory lock (``flock``) on :data:`LOCK_FILE` in ``folder``, which holds the
+    holder's process id; another process's lock is not waited for. Annotators in one process
+    share their files through one :class:`AnnotationSession` each and are not locked apart.
+
+    Args:
+        folder: the output folder (it exists).
+
+    Returns:
+        The lock; None where there is nothing to lock with: no ``flock`` (Windows), or a folder
+        where the lock file cannot be made (read-only: nothing can be saved there either).
+
+    Raises:
+        OutputFolderInUseError: another process holds it (the message names it by its id).
+        OutputFolderError: the lock file is not a regular file (left alone).
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    path = Path(folder) / LOCK_FILE
+    # O_NOFOLLOW: a link there would have the process id written to another file; O_NONBLOCK:
+    # a FIFO there would wait for a writer for good
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o666)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise OutputFolderError(f'cannot make the lock file {path}: {e.strerror or e}'
+                                    ) from None
+        try:  # an existing lock file locks as well read-only
+            fd = os.open(path, os.O_RDONLY | flags)
+        except OSError:
+            return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputFolderError(f'{path} is not a regular file (a FIFO, a device or a '
+                                    'folder): move it away to annotate in this folder')
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
+            holder = holder if holder.isdigit() else 'unknown'
+            raise OutputFolderInUseError(
+                f'{folder} is in use by another annotator (process id {holder}); two on one '
+                'folder would overwrite each other\'s saves: stop that one, or choose another '
+                '--output-dir') from None
+        with contextlib.suppress(OSError):  # a read-only descriptor: the lock is what counts
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return OutputFolderLock(path, fd)

@@ -26,20 +26,25 @@ do, so that Predict is instant there. It never writes a file, and it uses the mo
 the page is quiet and no prediction of the page waits (:class:`ModelGate`).
 
 The page draws every edit at once and sends it; the server never draws pictures. Requests whose
-``Host`` is not the annotator's own address are refused (:class:`HostGuard`: DNS rebinding).
+``Host`` is not the annotator's own address are refused (:class:`HostGuard`: DNS rebinding), as
+are uploads (the page has no file input) and request bodies over :data:`MAX_BODY_BYTES`.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import ipaddress
+import json
 import logging
 import math
 import mimetypes
+import os
 import re
 import secrets
 import socket
+import stat
 import threading
 import time
 from collections import OrderedDict
@@ -60,7 +65,7 @@ from .annotate import (
     UnsafeNameError,
 )
 from .annotation import STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError, image_size
-from .errors import AnimalLandmarksError, first_line
+from .errors import AnimalLandmarksError, first_line, printable
 from .schema import GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, SKELETON, VISIBILITY_FLAGS, click_runs
 
 logger = logging.getLogger(__name__)
@@ -76,6 +81,12 @@ EDITOR_FILES = {'editor.js': 'text/javascript', 'editor.css': 'text/css'}
 MAX_TABS = 64
 #: Edit operations accepted in one request.
 MAX_OPS = 1000
+#: The largest request body read, in bytes (a full batch of MAX_OPS edits is about 100 KB): a
+#: larger one is refused (413) before it is read whole into memory.
+MAX_BODY_BYTES = 1 << 20
+#: The last part of the paths of Gradio's routes that take files: the page has no component
+#: that uploads, and Gradio would keep whatever any page sent and serve it back.
+UPLOAD_ROUTES = ('upload', 'upload_progress', 'process_recording')
 #: Images pre-annotated after the one opened (the next ones to do, in the visiting order).
 PRE_ANNOTATE_AHEAD = 3
 #: Faces pre-annotated per image: the largest ones the face detector finds.
@@ -106,13 +117,24 @@ SHORTCUTS: dict[str, str] = {
     'm': 'predict the points with the model ("Predict ✓": pre-annotated, instant)',
     'Enter': 'accept the predicted points (after review)',
     'n / p, → / ←': 'next / previous image',
-    'u': 'next image to do (no annotation, or predicted)',
+    'u': 'next image to do (no annotation, predicted, or an unfinished draft)',
     's, Ctrl+S': 'save now (every edit is saved anyway)',
     '?': 'this help',
 }
 
 
 # --- the session behind the pages ----------------------------------------------------------
+
+
+class RequestTooLargeError(EditError):
+    """A request body over :data:`MAX_BODY_BYTES` (answered 413)."""
+
+
+def _check_tab_id(tab: Any) -> None:
+    """Refuse a tab id that is no text of 8 to 100 characters (a list from a page's JSON
+    could not even be looked up)."""
+    if not isinstance(tab, str) or not 8 <= len(tab) <= 100:
+        raise EditError('a tab id is a text of 8 to 100 characters')
 
 
 @dataclass
@@ -728,8 +750,7 @@ class Annotator:
             tab's unsaved work cannot be saved (it stays put; ``state`` is the tab's image
             with that work, so a reloaded page shows it and can Reload).
         """
-        if not isinstance(tab, str) or not 8 <= len(tab) <= 100:
-            raise EditError('a tab id is a text of 8 to 100 characters')
+        _check_tab_id(tab)
         seen = _seen_revisions(seen)
         with self.gate.serving(), self._lock:
             session, count = self.session, len(self.session.images)
@@ -754,8 +775,9 @@ class Annotator:
             elif wanted is not None:
                 target = self._find(str(wanted), max(current, 0))
                 if target is None:
+                    shown = printable(repr(str(wanted)), one_line=True, limit=80)
                     return dict(ok=False, reason='not_found', message=(
-                        f'no image {wanted!r} (a number from 1 to {count}, or a name in '
+                        f'no image {shown} (a number from 1 to {count}, or a name in '
                         f'{session.image_dir})'))
             elif go in ('next', 'prev'):  # from no image (-1), next is the first
                 target = current + 1 if go == 'next' else max(current, 0) - 1
@@ -769,7 +791,8 @@ class Annotator:
                         return dict(ok=False, reason='end', message=message)
                     target = 0
             else:
-                raise EditError(f'open what? (image, index, go or wanted; got go={go!r})')
+                raise EditError('open what? (image, index, go or wanted; got go='
+                                f'{printable(repr(go), one_line=True, limit=80)})')
             if previous is not None and previous.edit is not None and not discard:
                 failure = self._save(previous)
                 if failure:
@@ -786,7 +809,13 @@ class Annotator:
             try:
                 opened.edit = session.open(session.images[target])
             except (AnnotationError, UnsafeNameError) as e:
-                opened.message = f'Cannot open: {e}'
+                opened.message = f'Cannot open: {printable(str(e), one_line=True)}'
+            except OSError as e:  # a file it cannot read that no check foresaw
+                where = os.fsdecode(e.filename) if e.filename is not None else \
+                    session.images[target]
+                opened.message = printable(f'Cannot open: {where}: {e.strerror or e}',
+                                           one_line=True)
+            if opened.edit is None:
                 return dict(ok=False, reason='cannot_open', message=opened.message,
                             state=self.state(opened))
             if opened.edit.notice:
@@ -884,6 +913,10 @@ class Annotator:
                               f'{e.strerror or e}; your edits are kept in this page and sent '
                               'again')
             return tab.save_error
+        except ValueError as e:  # what is to be written cannot be (AnnotationError names it)
+            tab.save_error = (f'Not saved: {printable(first_line(e), one_line=True, limit=300)}'
+                              '; your edits are kept in this page')
+            return tab.save_error
         tab.saved, tab.conflict, tab.save_error = tab.applied, False, ''
         return ''
 
@@ -903,6 +936,7 @@ class Annotator:
             refused, if anything), or 410 when the tab's image is not open here any more (a
             restarted server: the page reopens it and sends its unsaved operations again).
         """
+        _check_tab_id(tab)
         if not isinstance(ops, list) or len(ops) > MAX_OPS:
             raise EditError(f'ops must be a list of at most {MAX_OPS} operations')
         with self.gate.serving(), self._lock:
@@ -910,6 +944,9 @@ class Annotator:
             if found is None or found.token != token or found.edit is None:
                 return 410, dict(reason='unknown_token', message='the image is not open here '
                                  'any more (the server restarted?); opening it again')
+            # a batch that changes nothing (refused edits, a flag set to what it was) leaves
+            # nothing to save: a rewrite would be a false conflict for another tab
+            content, was_dirty = found.edit.content(), found.edit.dirty
             messages = []
             for op in ops:
                 seq = op.get('seq') if isinstance(op, dict) else None
@@ -934,6 +971,8 @@ class Annotator:
                     messages.append(f'refused: {op.get("op")} failed ({first_line(e)[:200]})')
                 if op.get('op') not in ('undo', 'redo') and found.edit.recorded == steps:
                     found.edit.record_unchanged()  # the page counted it as a step
+            if not was_dirty and found.edit.content() == content:
+                found.edit.dirty = False
             self._save(found)
             problem = found.edit.problem()
             if problem is not None:  # complete by count, but no annotation the converter takes
@@ -947,7 +986,7 @@ class Annotator:
         version and box are used as they are; otherwise the model runs now, before any
         background work. Returns what was done."""
         if self.pre is None:
-            raise EditError('no model: start the annotator with --checkpoint and --config')
+            raise EditError('no model: start the annotator with --checkpoint')
         if op.get('face') is not None:
             edit.select_face(op['face'])
         path = self.session.image_path(edit.image)
@@ -978,6 +1017,9 @@ class Annotator:
         EXIF orientation (which Chromium ignores), the turned pixels as PNG. Returns the file
         or the bytes, and the media type."""
         path = self.image_file(index)
+        if not stat.S_ISREG(path.stat().st_mode):  # gone (OSError) or no file: refused now,
+            # not half-way through the answer
+            raise FileNotFoundError(errno.ENOENT, 'not a file', str(path))
         media = mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
         if path.suffix.lower() == '.webp':
             turned = _turned_webp(path, image_version(path))
@@ -1043,9 +1085,21 @@ class AllowedHosts:
         return name in self.names or (self.any_ip and _is_ip(name))
 
 
+def _is_upload(scope) -> bool:
+    """Whether an HTTP request sends files: to one of Gradio's :data:`UPLOAD_ROUTES`, or any
+    ``multipart/form-data`` body (the annotator's own routes take JSON only)."""
+    path = scope.get('path', '').rstrip('/').lower()
+    if path.rsplit('/', 1)[-1] in UPLOAD_ROUTES:
+        return True
+    media = next((value for key, value in scope.get('headers', ()) if key == b'content-type'),
+                 b'')
+    return media.split(b';')[0].strip().lower() == b'multipart/form-data'
+
+
 class HostGuard:
     """ASGI middleware: refuse HTTP and websocket requests whose ``Host`` is not one of
-    ``allowed`` (403 and a one-line reason)."""
+    ``allowed``, and every upload (:func:`_is_upload`: the annotator takes no file from a
+    page), with 403 and a one-line reason."""
 
     def __init__(self, app, allowed: AllowedHosts):
         self.app = app
@@ -1056,17 +1110,27 @@ class HostGuard:
             host = next((value.decode('latin-1') for key, value in scope.get('headers', ())
                          if key == b'host'), '')
             if host not in self.allowed:
-                reason = (f'refused: Host {host!r} is not an address of this annotator '
-                          '(start it with --allow-host NAME to answer to NAME)\n').encode()
                 if scope['type'] == 'websocket':
                     await send({'type': 'websocket.close', 'code': 1008})
                     return
-                await send({'type': 'http.response.start', 'status': 403,
-                            'headers': [(b'content-type', b'text/plain; charset=utf-8'),
-                                        (b'content-length', str(len(reason)).encode())]})
-                await send({'type': 'http.response.body', 'body': reason})
+                await self._refuse(send, f'refused: Host {host!r} is not an address of this '
+                                   'annotator (start it with --allow-host NAME to answer to '
+                                   'NAME)')
+                return
+            if scope['type'] == 'http' and _is_upload(scope):
+                await self._refuse(send, 'refused: this annotator takes no uploads (it has no '
+                                   'file input)')
                 return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _refuse(send, reason: str) -> None:
+        """Answer 403 with ``reason``, one line of text."""
+        body = f'{reason}\n'.encode()
+        await send({'type': 'http.response.start', 'status': 403,
+                    'headers': [(b'content-type', b'text/plain; charset=utf-8'),
+                                (b'content-length', str(len(body)).encode())]})
+        await send({'type': 'http.response.body', 'body': body})
 
 
 # --- the app -----------------------------------------------------------------------------------
@@ -1110,16 +1174,28 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
         media = request.headers.get('content-type', '').split(';')[0].strip().lower()
         if media != 'application/json':
             raise EditError(f'the request body must be JSON, sent as application/json '
-                            f'(not {media or "no content type"!r})')
+                            f'(not {media[:80] or "no content type"!r})')
+        too_large = RequestTooLargeError(f'the request body is over {MAX_BODY_BYTES} bytes')
+        declared = request.headers.get('content-length', '')
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise too_large
+        chunks, size = [], 0
+        async for chunk in request.stream():  # counted as it comes: a length may be absent
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise too_large
+            chunks.append(chunk)
         try:
-            body = await request.json()
-        except ValueError:
+            body = json.loads(b''.join(chunks))
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deeply
             body = None
         if not isinstance(body, dict):
             raise EditError('the request body must be a JSON object')
         return body
 
     def refused(error: Exception, status: int = 400) -> JSONResponse:
+        if isinstance(error, RequestTooLargeError):
+            status = 413
         return JSONResponse(dict(ok=False, message=str(error)), status_code=status)
 
     @app.get('/annotator/api/config')
@@ -1182,9 +1258,10 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
     theme = gr.themes.Default(font=['system-ui', 'sans-serif'],
                               font_mono=['ui-monospace', 'monospace'])  # no web fonts
     blocks = build_blocks(annotator)
+    # max_file_size=0: Gradio refuses any file, should an upload get past HostGuard
     gr.mount_gradio_app(app, blocks, path='/', server_name=host, server_port=port,
                         footer_links=[], run_history=False, ssr_mode=False, mcp_server=False,
-                        show_error=True, theme=theme)
+                        show_error=True, theme=theme, max_file_size=0)
     return HostGuard(app, AllowedHosts.for_bind(host, allow_hosts))
 
 

@@ -36,10 +36,12 @@ The plain format of the original training tools is read too (a single face, all 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
 import re
+import stat
 import struct
 import tempfile
 import time
@@ -71,17 +73,84 @@ class AnnotationError(AnimalLandmarksError, ValueError):
     """An annotation or image file that cannot be used; the message is one line naming it."""
 
 
+class NotRegularFileError(AnnotationError):
+    """A FIFO, device, socket or folder where a file is read: never read (reading a FIFO waits
+    for a writer for good), left alone."""
+
+
+#: The key :func:`parse_annotation` adds to ``meta`` of a file in the original tools' plain
+#: format; a file written back is version 1, so writers drop it.
+LEGACY_FORMAT_KEY = 'legacy_format'
+
+
 def is_hidden(name: str) -> bool:
     """Whether a file or folder name is one of the tools' own (drafts, temporary files)."""
     return name.startswith('.')
 
 
-def image_files(folder: str | os.PathLike) -> list[Path]:
-    """The images of a folder (by suffix; no pixel is read; hidden names excluded), by name."""
+def is_utf8_name(name: str) -> bool:
+    """Whether a name the file system gave is valid UTF-8: ``os`` hands other bytes over as lone
+    surrogates, which no JSON file, no listing and no page can hold."""
+    try:
+        name.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def scan_images(folder: str | os.PathLike) -> tuple[list[Path], list[str]]:
+    """The images of a folder, and the names of images left out for not being valid UTF-8.
+
+    Args:
+        folder: the folder (not its subfolders).
+
+    Returns:
+        The image files (by suffix; no pixel is read; hidden names excluded), by name; and the
+        names of image files whose name is not valid UTF-8 (:func:`is_utf8_name`: to be renamed),
+        by name, as ``os`` gives them (escape them before showing them).
+    """
+    images, undecodable = [], []
     with os.scandir(folder) as entries:
-        return sorted(Path(e.path) for e in entries
-                      if not is_hidden(e.name) and e.name.lower().endswith(IMAGE_SUFFIXES)
-                      and e.is_file())
+        for entry in entries:
+            if is_hidden(entry.name) or not entry.name.lower().endswith(IMAGE_SUFFIXES) or \
+                    not entry.is_file():
+                continue
+            if is_utf8_name(entry.name):
+                images.append(Path(entry.path))
+            else:
+                undecodable.append(entry.name)
+    return sorted(images), sorted(undecodable)
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The images of a folder (by suffix; no pixel is read; hidden names and names that are not
+    valid UTF-8 excluded, see :func:`scan_images`), by name."""
+    return scan_images(folder)[0]
+
+
+def open_regular_file(path: str | os.PathLike) -> io.BufferedReader:
+    """Open a file for reading in binary, only if it is a regular file (a link to one is).
+
+    Raises:
+        NotRegularFileError: a FIFO, device, socket or folder: opened without waiting and
+            closed at once, never read.
+        OSError: the file cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))  # a FIFO: no waiting
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFileError(f'{os.fsdecode(path)}: not a regular file (a FIFO, a '
+                                      'device or a folder): left alone')
+        return os.fdopen(fd, 'rb')
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a regular file (see :func:`open_regular_file`, whose errors it raises)."""
+    with open_regular_file(path) as f:
+        return f.read()
 
 
 _EXIF_ORIENTATION = 0x0112
@@ -270,7 +339,7 @@ def _parse_face(raw: Any, where: str) -> Face:
     return face
 
 
-def _unencodable_string(raw: Any) -> str | None:
+def unencodable_string(raw: Any) -> str | None:
     """Where a decoded JSON value holds a string UTF-8 cannot encode (JSON spells a lone
     surrogate as ``"\\udcff"``; a file read as UTF-8 holds none otherwise), as a few words
     naming it, or None. Walked without recursion: the nesting is the file's."""
@@ -304,7 +373,7 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
         raise AnnotationError('missing "image" file name')
     if any(c in image for c in '\0\n\r'):
         raise AnnotationError(f'"image" holds a NUL or line break: {_shown(image)}')
-    unencodable = _unencodable_string(raw)
+    unencodable = unencodable_string(raw)
     if unencodable is not None:
         raise AnnotationError(f'{unencodable} is not valid Unicode (a lone surrogate, which no '
                               'file name can hold nor this file be written back with)')
@@ -339,7 +408,7 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
                                meta=meta)
     if 'landmarks' in raw:  # the original tools' plain format: one face, all visible
         face = _parse_face({'landmarks': raw['landmarks']}, 'face')
-        return ImageAnnotation(image, width, height, [face], meta={'legacy_format': True})
+        return ImageAnnotation(image, width, height, [face], meta={LEGACY_FORMAT_KEY: True})
     raise AnnotationError(f'neither format: no "format": "{FORMAT_NAME}" and no "landmarks"')
 
 
@@ -351,8 +420,10 @@ def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
     """
     path = Path(path)
     try:
-        with open(path, encoding='utf-8') as f:
-            raw = json.load(f)
+        with open_regular_file(path) as f:
+            raw = json.loads(f.read().decode('utf-8'))
+    except NotRegularFileError:
+        raise
     except json.JSONDecodeError as e:
         raise AnnotationError(f'{path}: broken JSON ({e})') from None
     except RecursionError:
@@ -472,8 +543,13 @@ def remove_stale_temporaries(folder: str | os.PathLike, min_age: float = 600.0) 
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 hex digest of a file's bytes."""
-    with open(path, 'rb') as f:
+    """The sha256 hex digest of a regular file's bytes.
+
+    Raises:
+        NotRegularFileError: a FIFO, device or folder (never read: a FIFO would block).
+        OSError: the file cannot be read.
+    """
+    with open_regular_file(path) as f:
         return hashlib.file_digest(f, 'sha256').hexdigest()
 
 

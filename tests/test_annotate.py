@@ -11,12 +11,17 @@ import pytest
 
 from animal_landmarks_mm.annotate import (
     HISTORY_STEPS,
+    MAX_FACES,
+    MAX_REASON_CHARS,
+    NAME_MAX_BYTES,
     AnnotationConflictError,
     AnnotationSession,
     EditError,
     OrderFileError,
     OutputFolderError,
+    OutputFolderInUseError,
     UnsafeNameError,
+    lock_output_folder,
     read_order_file,
 )
 from animal_landmarks_mm.annotation import (
@@ -700,10 +705,24 @@ def test_a_face_the_converter_would_refuse_stays_a_draft(session, case):
     '{"faces": {"not": "a list"}}',
     'FACE_INDEX "0"',
     'FACE_INDEX 1.5',
+    # text no file can be written with (JSON spells a lone surrogate), or no text at all
+    'FIELDS {"status_reason": "bad \\udcff"}',
+    'FIELDS {"model": "\\udcff"}',
+    'FIELDS {"model": ["not", "text"]}',
+    'FIELDS {"reviewed_at": "\\ud800"}',
+    'FACES 65',  # more than MAX_FACES
 ])
 def test_a_hostile_draft_is_one_line_never_a_traceback(session, payload):
     draft = session.draft_path('a.png')
     draft.parent.mkdir(parents=True, exist_ok=True)
+    if payload.startswith(('FIELDS', 'FACES')):
+        kind, value = payload.split(' ', 1)
+        fields = json.loads(value) if kind == 'FIELDS' else {}
+        faces = int(value) if kind == 'FACES' else 1
+        payload = json.dumps(dict(dict(
+            image='a.png', width=80, height=60, face=0, status='annotated', status_reason='',
+            revision=None, faces=[dict(points=[None] * 28, visibility=[2] * 28)] * faces),
+            **fields))
     if payload.startswith('FACE_INDEX'):
         payload = json.dumps(dict(image='a.png', width=80, height=60,
                                   face=json.loads(payload.split(' ', 1)[1]),
@@ -739,3 +758,209 @@ def test_a_models_nan_points_or_scores_are_refused_and_never_saved(session):
     with pytest.raises(EditError, match='finite'):
         edit.set_face(points, scores=[float('nan')] * 28)
     assert edit.current.next_index() == 0 and not edit.history  # nothing changed
+
+
+def test_images_named_in_other_bytes_than_utf8_are_left_out_and_listed(tmp_path):
+    images = _images(tmp_path / 'images', ('z.png',))
+    ok, data = cv2.imencode('.png', np.full((60, 80, 3), 128, np.uint8))
+    with open(os.path.join(os.fsencode(images), b'caf\xe9.png'), 'wb') as f:
+        f.write(data.tobytes())
+    session = AnnotationSession(images, tmp_path / 'out')
+    assert session.images == ['z.png'] and session.undecodable_images == ['caf\udce9.png']
+    edit = session.open('z.png')
+    _fill(edit)
+    assert session.save(edit).name == 'z.json'
+
+
+def test_a_skip_reason_is_valid_unicode_and_short(session):
+    edit = session.open('a.png')
+    for reason, why in (('bad \udcff', 'not valid Unicode'), (['no'], 'is text'),
+                        ('x' * (MAX_REASON_CHARS + 1), f'at most {MAX_REASON_CHARS}')):
+        with pytest.raises(EditError, match=why) as caught:
+            edit.apply(dict(op='skip', reason=reason))
+        assert '\n' not in str(caught.value) and len(str(caught.value)) < 300
+    assert not edit.history and edit.status == 'annotated'  # nothing changed
+    edit.skip('x' * MAX_REASON_CHARS)
+    assert edit.status == 'skipped'
+
+
+def test_faces_per_image_are_bounded(session):
+    """Every undo step copies every face: a page adding faces without end must not stall the
+    annotator."""
+    edit = session.open('a.png')
+    for _ in range(MAX_FACES - 1):
+        edit.apply(dict(op='new_face'))
+    assert len(edit.faces) == MAX_FACES
+    steps = len(edit.history)
+    with pytest.raises(EditError, match=f'at most {MAX_FACES} faces'):
+        edit.apply(dict(op='new_face'))
+    assert len(edit.faces) == MAX_FACES and len(edit.history) == steps
+
+
+def test_a_coordinate_too_large_for_a_float_is_refused(session):
+    edit = session.open('a.png')
+    for op in (dict(op='place', index=0, x=10 ** 400, y=1),
+               dict(op='box', box=[0, 0, 10 ** 400, 5])):
+        with pytest.raises(EditError, match='must be a finite number, got an integer of'):
+            edit.apply(op)
+    assert not edit.history and edit.current.points[0] is None and edit.current.bbox is None
+
+
+def test_an_opened_draft_is_not_dirty_and_refused_edits_keep_it_so(session):
+    """Nothing to save until something changed: a rewrite would change the file under another
+    tab (a false conflict there)."""
+    edit = session.open('a.png')
+    edit.click(1, 1)
+    draft = session.save(edit)
+    opened = session.open('a.png')
+    assert opened.current.points[0] == (1.0, 1.0) and not opened.dirty
+    opened.record_unchanged()  # a refused edit the page counted as a step
+    assert not opened.dirty and len(opened.history) == 1
+    opened.click(2, 2)  # a real one
+    assert opened.dirty
+    session.save(opened)
+    assert not opened.dirty and json.loads(draft.read_text())['faces'][0]['points'][1] == [2, 2]
+
+
+def test_a_draft_that_cannot_be_set_aside_opens_read_only_and_is_kept(session):
+    """Setting a draft aside needs the drafts folder writable; where it is not (here the
+    folder it goes to is a file), the image opens read-only, saying why, and nothing is lost."""
+    begun = session.open('a.png')
+    begun.click(1, 1)
+    draft = session.save(begun)
+    mine = draft.read_bytes()
+    _predicted_file(session, 'a.png')  # the annotation file changes behind the draft
+    annotation = session.annotation_path('a.png').read_bytes()
+    blocker = draft.parent / 'superseded'
+    blocker.write_text('not a folder')
+    opened = session.open('a.png')
+    assert opened.status == 'predicted' and opened.read_only == opened.notice
+    assert 'was older than its annotation file and cannot be set aside' in opened.notice
+    assert f'it is kept as {draft}' in opened.notice and '\n' not in opened.notice
+    with pytest.raises(EditError, match='not editable here: your unfinished draft'):
+        opened.apply(dict(op='place', index=0, x=5, y=5))
+    with pytest.raises(EditError, match='not editable here'):
+        opened.accept()
+    assert not opened.dirty and not opened.history
+    with pytest.raises(AnnotationConflictError, match='read-only here'):
+        session.save(opened)
+    assert draft.read_bytes() == mine and blocker.read_text() == 'not a folder'
+    assert session.annotation_path('a.png').read_bytes() == annotation
+    assert not session.is_done('a.png')  # the draft is still to do
+    blocker.unlink()  # writable again: set aside as usual
+    assert 'is kept as' in session.open('a.png').notice and not draft.exists()
+
+
+def test_names_of_many_bytes_get_files_that_fit(tmp_path):
+    """A file name holds 255 bytes, a CJK character takes 3: the names made from an image's
+    (its file when names clash, a draft set aside) are cut by bytes, and still found."""
+    long = '猫' * 83  # 249 bytes; with '.png' 253, a legal image name
+    # one stem: <stem>.json, then <name>.json and <name>.<k>.json, which need cutting
+    images = _images(tmp_path / 'images', (f'{long}.png', f'{long}.jpg', f'{long}.bmp'))
+    session = AnnotationSession(images, tmp_path / 'out')
+    for name in session.images:
+        edit = session.open(name)
+        _fill(edit)
+        saved = session.save(edit)
+        assert len(saved.name.encode()) <= NAME_MAX_BYTES
+    files = sorted(p.name for p in (tmp_path / 'out').glob('*.json'))
+    assert len(files) == 3 and f'{long}.json' in files
+    again = AnnotationSession(images, tmp_path / 'out')
+    assert again.progress().done == 3
+    assert sorted(again.annotation_path(name).name for name in again.images) == files
+    # a draft of that image set aside: its kept name fits too
+    edit = again.open(f'{long}.png')
+    edit.apply(dict(op='clear_face'))
+    draft = again.save(edit)
+    _predicted_file(again, f'{long}.png')
+    assert 'is kept as' in again.open(f'{long}.png').notice and not draft.exists()
+    kept = list((draft.parent / 'superseded').iterdir())
+    assert len(kept) == 1 and len(kept[0].name.encode()) <= NAME_MAX_BYTES
+    assert kept[0].name.startswith('猫') and json.loads(kept[0].read_text())['image'] == \
+        f'{long}.png'
+
+
+@pytest.mark.timeout(60)  # before the fix, reading a FIFO waited for a writer for good
+def test_fifos_in_the_output_folder_are_left_alone(session):
+    out = session.output_dir
+    (out / '.drafts').mkdir()
+    for fifo in (out / 'a.json', out / 'other.json', out / '.drafts' / 'b.json'):
+        os.mkfifo(fifo)
+    again = AnnotationSession(session.image_dir, out)
+    assert sorted(p.name for p in again.not_regular) == ['a.json', 'b.json', 'other.json']
+    assert again.annotation_path('a.png').name == 'a.png.json'  # a.json is not its file
+    edit = again.open('a.png')
+    _fill(edit)
+    assert again.save(edit).name == 'a.png.json'
+    edit = again.open('b.png')  # its draft's name is a FIFO: no draft
+    edit.click(1, 1)
+    assert again.save(edit).name != 'b.json'
+    os.mkfifo(again.annotation_path('c.jpg'))  # one appears after the start
+    edit = again.open('c.jpg')
+    _fill(edit)
+    with pytest.raises(AnnotationError, match='not a regular file') as caught:
+        again.save(edit)
+    assert str(again.annotation_path('c.jpg')) in str(caught.value)
+    assert all(p.is_fifo() for p in again.not_regular)
+
+
+def test_saving_a_file_of_the_plain_format_writes_version_1_without_its_marker(session):
+    path = session.annotation_path('a.png')
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(dict(image='a.png', image_size=dict(width=80, height=60),
+                                    landmarks=[[1.0 + k, 2.0 + k] for k in range(28)])))
+    edit = session.open('a.png')
+    edit.place(0, 5.0, 5.0)
+    session.save(edit)
+    raw = json.loads(path.read_text())
+    assert raw['version'] == 1 and 'legacy_format' not in raw['meta']
+    assert load_annotation(path).faces[0].landmarks[0] == (5.0, 5.0)
+
+
+def test_a_value_no_file_can_hold_is_named_and_nothing_is_written(session):
+    """json accepts NaN in a file (a hand edit, another tool's meta); writing it back cannot
+    be done: one line naming the file, and the file stays as it was."""
+    edit = session.open('a.png')
+    _fill(edit)
+    path = session.save(edit)
+    raw = json.loads(path.read_text())
+    raw['meta']['score'] = float('nan')
+    path.write_text(json.dumps(raw))
+    before = path.read_bytes()
+    edit = session.open('a.png')
+    edit.place(0, 5.0, 5.0)
+    with pytest.raises(AnnotationError, match='cannot be written') as caught:
+        session.save(edit)
+    assert str(path) in str(caught.value) and '\n' not in str(caught.value)
+    assert path.read_bytes() == before and edit.dirty
+
+
+def test_a_sidecar_no_file_can_hold_is_left_out(session):
+    """A crawler's sidecar is a nicety, never a reason not to save."""
+    from animal_landmarks_mm.annotation import SIDECAR_FORMAT
+    for image, odd in (('a.png', 'NaN'), ('b.png', '"\\udcff"')):
+        (session.image_dir / f'{image}.json').write_text(
+            f'{{"format": "{SIDECAR_FORMAT}", "site": {odd}}}')
+        edit = session.open(image)
+        _fill(edit)
+        assert 'source' not in load_annotation(session.save(edit)).meta
+
+
+def test_one_process_at_a_time_holds_the_output_folder(tmp_path):
+    """Two annotators on one folder would overwrite each other's saves; the lock says who
+    holds it (flock locks two opens apart even in one process)."""
+    first = lock_output_folder(tmp_path)
+    with pytest.raises(OutputFolderInUseError) as caught:
+        lock_output_folder(tmp_path)
+    assert str(caught.value).startswith(
+        f'{tmp_path} is in use by another annotator (process id {os.getpid()}); ')
+    first.release()
+    second = lock_output_folder(tmp_path)  # free again
+    assert (tmp_path / '.annotator.lock').read_text() == f'{os.getpid()}\n'
+    second.release()
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / '.annotator.lock').symlink_to(tmp_path / 'target')  # never written through
+    with pytest.raises(OutputFolderError, match='cannot make the lock file'):
+        lock_output_folder(other)
+    assert not (tmp_path / 'target').exists()

@@ -18,8 +18,10 @@ import pytest
 import torch
 
 from animal_landmarks_mm import annotate as annotate_module
-from animal_landmarks_mm.annotate import AnnotationSession
+from animal_landmarks_mm.annotate import AnnotationSession, lock_output_folder
 from animal_landmarks_mm.annotate_app import (
+    MAX_BODY_BYTES,
+    SHORTCUTS,
     AllowedHosts,
     Annotator,
     PreAnnotator,
@@ -472,8 +474,8 @@ def test_predict_without_a_model_is_refused(folders):
     tab = Tab(_annotator(folders))
     tab.open(image='a.png')
     state = tab.send(dict(op='predict'))
-    assert state['message'] == 'refused: no model: start the annotator with --checkpoint and ' \
-        '--config'
+    # --config only names another config than the main one: --checkpoint is what is needed
+    assert state['message'] == 'refused: no model: start the annotator with --checkpoint'
 
 
 def test_anime_face_detector_layout_checkpoints_predict_the_same(trained, tmp_path, predictor):
@@ -750,3 +752,228 @@ def test_names_of_a_files_list_reach_the_terminal_escaped(tmp_path):
     assert proc.returncode == 1 and 'open http' not in proc.stdout
     assert proc.stderr.strip().splitlines()[-1] == (
         f'error: cannot listen on 127.0.0.1:{port}: Address already in use; pass --port N')
+
+
+def _app_client(folders):
+    """A test client of the app over ``folders`` that answers a server error with its status
+    (500), not by raising it: the tests below look for the status the page would see."""
+    from starlette.testclient import TestClient
+    annotator = _annotator(folders)
+    return annotator, TestClient(create_app(annotator, port=7860),
+                                 base_url='http://127.0.0.1:7860',
+                                 raise_server_exceptions=False)
+
+
+def _one_line(answer) -> str:
+    message = answer.json()['message']
+    assert '\n' not in message and 'Traceback' not in message
+    return message
+
+
+def test_images_named_in_other_bytes_than_utf8_are_left_out_and_said_so(folders, tmp_path):
+    images, _ = folders
+    with open(os.path.join(os.fsencode(images), b'caf\xe9.png'), 'wb') as f:
+        f.write((images / 'a.png').read_bytes())
+    annotator, client = _app_client(folders)
+    answer = client.post('/annotator/api/open', json=dict(tab=TAB, go='start'))
+    assert answer.status_code == 200 and answer.json()['state']['count'] == 3
+    # the tool says so at start, in one line, the name escaped
+    from conftest import run_tool
+    proc = run_tool('annotate_landmarks.py', '--image-dir', images, '--output-dir',
+                    tmp_path / 'out', '--host', '203.0.113.1', check=False)
+    warning = [line for line in proc.stderr.splitlines() if 'UTF-8' in line]
+    assert warning == [f'warning: 1 images of {images} are left out: their names are not valid '
+                       'UTF-8 (caf\\udce9.png); rename them to annotate them'], proc.stderr
+
+
+def test_a_value_no_file_can_hold_is_not_saved_and_said_so(folders):
+    """A NaN in a file's meta (json reads it; nobody can write it back): the edit is not
+    saved, the page is told why in one line, and the file stays."""
+    tab = Tab(_annotator(folders))
+    tab.open(image='a.png')
+    tab.send(*_places(POINTS))
+    path = folders[1] / 'a.json'
+    raw = json.loads(path.read_text())
+    raw['meta']['score'] = float('nan')
+    path.write_text(json.dumps(raw))
+    before = path.read_bytes()
+    tab.open(image='a.png')
+    state = tab.send(dict(op='move', index=0, x=12, y=6))
+    assert state['saved'] == 0 and state['applied'] == 1
+    assert state['save_error'].startswith(f'Not saved: {path}: cannot be written: ')
+    assert '\n' not in state['save_error'] and path.read_bytes() == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root reads a file of mode 000 (run as another '
+                    'user, e.g. setpriv --reuid=nobody, to check it)')
+def test_an_unreadable_draft_is_one_line(folders):
+    tab = Tab(_annotator(folders))
+    tab.open(image='a.png')
+    tab.send(dict(op='place', index=0, x=10, y=10))
+    draft = folders[1] / '.drafts' / 'a.json'
+    draft.chmod(0)
+    try:
+        answer = _annotator(folders).open(TAB, image='a.png')
+    finally:
+        draft.chmod(0o644)
+    assert not answer['ok'] and answer['reason'] == 'cannot_open'
+    assert answer['message'] == f'Cannot open: {draft}: cannot read the draft (Permission denied)'
+
+
+def test_a_draft_that_cannot_be_set_aside_opens_read_only(folders):
+    """Its annotation file changed, so the draft is to be moved aside; it cannot be (the folder
+    it goes to is a file here; read-only folders are the usual case): the image opens as its
+    file says, read-only, the page is told why, and the draft stays."""
+    tab = Tab(_annotator(folders))
+    tab.open(image='a.png')
+    tab.send(dict(op='place', index=0, x=10, y=10))
+    draft = folders[1] / '.drafts' / 'a.json'
+    mine = draft.read_bytes()
+    save_annotation(folders[1] / 'a.json', ImageAnnotation('a.png', 300, 200, [Face(
+        [tuple(map(float, p)) for p in POINTS])]))
+    (draft.parent / 'superseded').write_text('a file where the folder goes')
+    annotator, client = _app_client(folders)
+    answer = client.post('/annotator/api/open', json=dict(tab=TAB, image='a.png'))
+    assert answer.status_code == 200 and answer.json()['ok']
+    state = answer.json()['state']
+    assert 'cannot be set aside' in state['message'] and '\n' not in state['message']
+    assert state['edit']['faces'][0]['points'][0] == list(POINTS[0])  # the file's points
+    answer = client.post('/annotator/api/edit', json=dict(tab=TAB, token=state['token'], ops=[
+        dict(op='move', index=0, x=40, y=40, seq=1)]))
+    state = answer.json()['state']
+    assert answer.status_code == 200 and state['message'].startswith('refused: not editable')
+    assert not state['save_error'] and draft.read_bytes() == mine
+
+
+def test_refused_and_unchanged_edits_write_nothing(folders):
+    """Nothing is written for edits that change nothing (refused, a flag set to what it was,
+    an image only looked at): a rewrite would change the file under another tab, which then
+    could not save its real edit (a false conflict). Real changes of a draft are saved."""
+    annotator = _annotator(folders)
+    first, second = Tab(annotator, TAB), Tab(annotator, OTHER_TAB)
+    first.open(image='a.png')
+    first.send(*_places(POINTS))
+    path = folders[1] / 'a.json'
+    second.open(image='a.png')
+    first.open(image='a.png')
+    before = path.read_bytes()
+    state = first.send(dict(op='place', index=0, x=9999, y=1), dict(op='flag', index=1, flag=2),
+                       dict(op='remove_face', face=5))
+    assert state['message'].count('refused:') == 2 and state['saved'] == state['applied'] == 3
+    assert path.read_bytes() == before
+    state = second.send(dict(op='move', index=0, x=20, y=20))  # a real edit: no conflict
+    assert not state['conflict'] and state['saved'] == 1
+    # a draft looked at in one tab while another changes it: moving on writes nothing
+    first.open(image='b.png')
+    first.send(dict(op='place', index=0, x=10, y=10))
+    second.open(image='b.png')
+    first.open(image='b.png')
+    second.send(dict(op='place', index=1, x=12, y=12))
+    assert first.open(go='next')['ok']
+    # ... and a draft changed after it was opened is saved
+    first.open(image='b.png')
+    state = first.send(dict(op='place', index=2, x=14, y=14))
+    assert state['saved'] == 1 and not state['conflict']
+    draft = json.loads((folders[1] / '.drafts' / 'b.json').read_text())
+    assert draft['faces'][0]['points'][:3] == [[10, 10], [12, 12], [14, 14]]
+
+
+def test_request_bodies_are_bounded(folders):
+    annotator, client = _app_client(folders)
+    headers = {'content-type': 'application/json'}
+    big = json.dumps(dict(tab=TAB, go='start', pad='x' * MAX_BODY_BYTES)).encode()
+    answer = client.post('/annotator/api/open', content=big, headers=headers)
+    assert answer.status_code == 413 and _one_line(answer) == \
+        f'the request body is over {MAX_BODY_BYTES} bytes'
+
+    def chunks():  # no content-length: counted as it comes
+        for start in range(0, len(big), 65536):
+            yield big[start:start + 65536]
+
+    answer = client.post('/annotator/api/edit', content=chunks(), headers=headers)
+    assert answer.status_code == 413
+    nested = b'[' * 100_000 + b']' * 100_000  # within the bound, too deep for json
+    answer = client.post('/annotator/api/open', content=nested, headers=headers)
+    assert answer.status_code == 400 and _one_line(answer) == \
+        'the request body must be a JSON object'
+    assert client.post('/annotator/api/open', json=dict(tab=TAB, go='start')).json()['ok']
+
+
+def test_uploads_are_refused(folders):
+    """The page has no file input; Gradio's upload route would keep any page's file (any
+    site's: it allows them) and serve it back."""
+    annotator, client = _app_client(folders)
+    for origin in ({}, {'origin': 'https://evil.example'}):
+        answer = client.post('/gradio_api/upload', files={'files': ('x.txt', b'hello')},
+                             headers=origin)
+        assert answer.status_code == 403
+        assert answer.text == 'refused: this annotator takes no uploads (it has no file input)\n'
+    for path in ('/gradio_api/upload/', '/gradio_api/upload_progress?upload_id=x',
+                 '/gradio_api/component_server', '/gradio_api/process_recording'):
+        answer = client.post(path, files={'files': ('x.txt', b'hello')})
+        assert answer.status_code == 403, path
+    assert client.get('/').status_code == 200  # the page itself
+
+
+def test_an_image_deleted_while_listed_is_404_in_one_line(folders):
+    annotator, client = _app_client(folders)
+    os.remove(folders[0] / 'b.png')
+    answer = client.get('/annotator/image/1')
+    assert answer.status_code == 404 and _one_line(answer) == 'image 1 is gone from the folder'
+    (folders[0] / 'b.png').mkdir()  # no longer a file
+    assert client.get('/annotator/image/1').status_code == 404
+
+
+def test_values_of_another_type_are_refused_in_one_line(folders):
+    annotator, client = _app_client(folders)
+    for image in (['a.png'], {'x': 1}, 5):
+        answer = client.post('/annotator/api/open', json=dict(tab=TAB, image=image))
+        assert answer.status_code == 404, image
+        assert _one_line(answer) == f'an image name is text, not {type(image).__name__}'
+    answer = client.post('/annotator/api/edit', json=dict(tab=[TAB], token='x', ops=[]))
+    assert answer.status_code == 400 and 'a tab id is a text' in _one_line(answer)
+    state = client.post('/annotator/api/open', json=dict(tab=TAB, image='a.png')).json()['state']
+    # JSON holds any integer, and spells a lone surrogate as \\udcff
+    body = json.dumps(dict(tab=TAB, token=state['token'], ops=[
+        dict(op='place', index=0, x=10 ** 400, y=5, seq=1),
+        dict(op='skip', reason='bad \udcff', seq=2)]))
+    answer = client.post('/annotator/api/edit', content=body,
+                         headers={'content-type': 'application/json'})
+    assert answer.status_code == 200
+    assert answer.json()['state']['message'] == (
+        'refused: x must be a finite number, got an integer of 1329 bits; refused: a skip '
+        'reason is not valid Unicode (a lone surrogate): bad \\udcff')
+
+
+def test_the_help_counts_unfinished_drafts_as_to_do():
+    assert SHORTCUTS['u'] == 'next image to do (no annotation, predicted, or an unfinished draft)'
+
+
+@pytest.mark.parametrize('port', ['0', '65536', '-1', 'http'])
+def test_a_port_outside_1_to_65535_is_refused_in_one_line(tmp_path, port):
+    from conftest import run_tool
+    cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((20, 20, 3), np.uint8))
+    # an address this machine does not have (TEST-NET-3): nothing is served if it goes wrong
+    proc = run_tool('annotate_landmarks.py', '--image-dir', '.', '--output-dir', 'out',
+                    '--port', port, '--host', '203.0.113.1', cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        f"error: argument --port: a port is a number from 1 to 65535, not '{port}'")
+
+
+def test_a_second_annotator_on_the_same_folder_ends_in_one_line(tmp_path):
+    """Two annotators on one output folder would overwrite each other's saves."""
+    from conftest import run_tool
+    cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((20, 20, 3), np.uint8))
+    (tmp_path / 'out').mkdir()
+    held = lock_output_folder(tmp_path / 'out')  # the first annotator (this process)
+    try:
+        proc = run_tool('annotate_landmarks.py', '--image-dir', '.', '--output-dir', 'out',
+                        cwd=tmp_path, check=False)
+    finally:
+        held.release()
+    assert proc.returncode == 1 and 'open http' not in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: {tmp_path / "out"} is in use by another annotator (process id {os.getpid()}); '
+        'two on one folder would overwrite each other\'s saves: stop that one, or choose '
+        'another --output-dir')

@@ -171,3 +171,30 @@ def test_a_broken_exif_block_does_not_hide_the_image(tmp_path):
     path.write_bytes(data[:33] + chunk + data[33:])  # after the IHDR chunk
     assert Image.open(path).info.get('exif')  # PIL sees the broken block
     assert image_size(path) == (64, 48)
+
+
+def test_image_names_that_are_not_utf8_are_left_out_and_named_apart(tmp_path):
+    """os hands a name's bytes that are no UTF-8 over as lone surrogates, which no JSON file
+    or page can hold: such images are left out, and named apart to be renamed."""
+    from animal_landmarks_mm.annotation import image_files, scan_images
+    for name in (b'caf\xe9.png', b'z.png', b'\xff.txt'):
+        with open(os.path.join(os.fsencode(tmp_path), name), 'wb') as f:
+            f.write(b'')
+    assert [p.name for p in image_files(tmp_path)] == ['z.png']
+    images, undecodable = scan_images(tmp_path)
+    assert [p.name for p in images] == ['z.png'] and undecodable == ['caf\udce9.png']
+
+
+@pytest.mark.timeout(60)  # before the fix, reading the FIFO waited for a writer for good
+def test_fifos_and_folders_are_never_read(tmp_path):
+    from animal_landmarks_mm.annotation import NotRegularFileError, file_sha256
+    fifo, folder = tmp_path / 'fifo.json', tmp_path / 'folder.json'
+    os.mkfifo(fifo)
+    folder.mkdir()
+    for path in (fifo, folder):
+        for read in (load_annotation, file_sha256):
+            with pytest.raises(NotRegularFileError, match='not a regular file') as caught:
+                read(path)
+            assert str(caught.value) == f'{path}: not a regular file (a FIFO, a device or a ' \
+                'folder): left alone'
+    assert fifo.is_fifo()  # left as it was

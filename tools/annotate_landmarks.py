@@ -7,7 +7,8 @@ Example:
 
 Each image gets an annotation file in OUTPUT_DIR when finished (OUTPUT_DIR/<stem>.json, or
 another free name when names clash; unfinished work is kept in OUTPUT_DIR/.drafts/);
-tools/dataset.py converts the folder.
+tools/dataset.py converts the folder. One annotator at a time works in an OUTPUT_DIR (it holds
+OUTPUT_DIR/.annotator.lock while it runs).
 """
 import argparse
 import errno
@@ -16,10 +17,26 @@ import os
 import socket
 import sys
 
-from animal_landmarks_mm.annotate import AnnotationSession, read_order_file
+from animal_landmarks_mm.annotate import AnnotationSession, lock_output_folder, read_order_file
 from animal_landmarks_mm.annotate_app import PRE_ANNOTATE_AHEAD
 from animal_landmarks_mm.errors import exit_on_error, printable
 from animal_landmarks_mm.infer import FACE_DETECTORS, FaceDetector, InferenceInputError, model_id
+
+
+def port_number(text: str) -> int:
+    """``--port``: a TCP port to listen on, 1-65535 (0, "any free port", would leave the
+    address printed unknown).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (argparse says so in one line).
+    """
+    try:
+        port = int(text)
+    except ValueError:
+        port = None
+    if port is None or not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f'a port is a number from 1 to 65535, not {text!r}')
+    return port
 
 
 def parse_args(argv=None):
@@ -33,7 +50,8 @@ def parse_args(argv=None):
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (0.0.0.0: reachable from other machines, '
                         'without login)')
-    parser.add_argument('--port', type=int, default=7860)
+    parser.add_argument('--port', type=port_number, default=7860,
+                        help='port to listen on, 1-65535 (default %(default)s)')
     parser.add_argument('--allow-host', action='append', default=[], metavar='NAME',
                         help='also answer requests made to this host name (a name other '
                         'machines reach this one by; repeatable). Other names are refused, '
@@ -81,6 +99,11 @@ def main(argv=None):
         order = read_order_file(args.files) if args.files else None
         session = AnnotationSession(args.image_dir, args.output_dir,
                                     annotator=args.annotator or login_name(), order=order)
+        # held until the process ends: a second annotator on the folder ends here, before it
+        # reads a model or writes anything
+        output_lock = lock_output_folder(session.output_dir)  # noqa: F841
+        if session.undecodable_images:
+            warn_undecodable(session)
         # gradio loads in seconds; only after the arguments are known to be good
         from animal_landmarks_mm.annotate_app import Annotator, launch
         predictor = detector = None
@@ -115,6 +138,17 @@ def main(argv=None):
         launch(annotator, host=args.host, port=args.port, allow_hosts=args.allow_host)
     except OSError as e:  # taken between the check and now
         sys.exit(f'error: cannot listen on {args.host}:{args.port}: {e.strerror or e}')
+
+
+def warn_undecodable(session: AnnotationSession) -> None:
+    """One line on the images left out for names that are not valid UTF-8 (escaped: the bad
+    bytes show as \\udcXX)."""
+    names = session.undecodable_images
+    shown = ', '.join(printable(name, one_line=True, limit=80) for name in names[:3])
+    more = f' and {len(names) - 3} more' if len(names) > 3 else ''
+    print(printable(f'warning: {len(names)} images of {session.image_dir} are left out: their '
+                    f'names are not valid UTF-8 ({shown}{more}); rename them to annotate them',
+                    one_line=True), file=sys.stderr, flush=True)
 
 
 def check_can_listen(host: str, port: int) -> None:
