@@ -5,10 +5,14 @@ download job (:class:`CrawlJob`) runs in-process; this module adds what a landma
 on top of it:
 
 - filters before download (:func:`keep_post`): rating (default general/safe only), minimum size,
-  excluded tags, image files only (no videos or zips);
+  excluded tags (ignoring case), image files only (no videos or zips), http(s) file URLs only
+  (gallery-dl's downloaders of other schemes are not bounded); a post whose fields are not what
+  the site's API gives is skipped and counted (:func:`post_problem`), and a post without a file
+  of its own is never followed to another site (:meth:`CrawlJob.handle_queue`);
 - ``limit`` counts *new* images; gallery-dl's download archive makes a rerun skip what is there;
 - every file is checked before it gets its final name (:func:`check_image`): it decodes as an
-  image and its md5 is the post's; a file that fails is deleted, reported in
+  image, its md5 is the post's and its extension (which gallery-dl sets from the file's first
+  bytes) one of :data:`IMAGE_EXTENSIONS`; a file that fails is deleted, reported in
   :attr:`CrawlResult.failed` with the reason, and kept out of the download archive, so that a
   rerun fetches it again;
 - every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
@@ -16,23 +20,31 @@ on top of it:
   and a deadline, and the pages it walks are bounded (:data:`SEARCH_POSTS_PER_IMAGE`,
   :data:`SEARCH_IDLE_PAGES`), the reason in :attr:`CrawlResult.stopped`;
 - secrets never leave the crawler: API keys and ``user:password@`` are redacted (:func:`redact`)
-  from errors, results, sidecars and gallery-dl's log records; the environment's credentials go
-  to the source's own site only, and the API's credentials never go to another host (the
-  files' CDN or any other);
-- ``--sleep`` seconds pass before each search request and each file download;
+  from errors, results, sidecars and gallery-dl's log records; the environment's credentials and
+  the user's gallery-dl config's go to the source's own site only, and the API's credentials
+  never go to another host (the files' CDN or any other);
+- gallery-dl's warnings are lines of the crawl's own on stderr, above the progress bar
+  (:class:`GalleryDlLogLines`);
+- ``--sleep`` seconds pass before each search request and each file download; a request or file
+  that failed in a way worth retrying is tried again after ``retry_sleep`` x the try's number
+  seconds (searches and files alike: :class:`BoundedHttpDownloader`);
 - the same file (md5) is stored once across sources and tag queries;
 - one metadata sidecar per image, ``<image file>.json`` (see :data:`SIDECAR_FORMAT`), written
   *before* the image gets its final name: an image without its sidecar is an unfinished
-  download, which the next run deletes and fetches again;
-- HTTP errors (after gallery-dl's retries with back-off) arrive as :class:`CrawlError`, one line
-  that names the URL or says which flag fixes it (:func:`explain_error`); partial downloads stay
+  download, which the next run moves to ``.unfinished/`` (never over a file there) and fetches
+  again (:func:`remove_unfinished`);
+- HTTP errors (after the retries with back-off) and search answers that are not the site's JSON
+  or XML arrive as :class:`CrawlError`, one line that names the URL or says which flag fixes it
+  (:func:`explain_error`), with what the crawl did until then (:attr:`CrawlError.result`); a
+  download archive that cannot be read or updated is one too; partial downloads stay
   in ``.parts/`` (gallery-dl resumes them), never under the final name; file names are sanitised
   by gallery-dl's path rules.
 
 Mirrors and self-hosted instances (``base_url``) use gallery-dl's own prefix for other
 instances of a supported software (``danbooru:URL``, ``gelbooru_v02:URL``), not a patch; their
 images are named ``<source>-<host>_<id>`` (:func:`file_label`), since two instances number their
-posts alike.
+posts alike. gallery-dl knows such an instance by its root alone, so ``base_url`` must not have a
+path, query or fragment.
 """
 from __future__ import annotations
 
@@ -44,6 +56,7 @@ import math
 import os
 import re
 import sqlite3
+import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
@@ -60,8 +73,14 @@ from gallery_dl.downloader.http import HttpDownloader
 from PIL import Image, ImageSequence, UnidentifiedImageError
 from tqdm import tqdm
 
-from .annotation import SIDECAR_FORMAT, remove_stale_temporaries, write_json_atomic
-from .errors import REDACTED, AnimalLandmarksError, redact_userinfo
+from .annotation import (
+    SIDECAR_FORMAT,
+    NotRegularFileError,
+    open_regular_file,
+    remove_stale_temporaries,
+    write_json_atomic,
+)
+from .errors import REDACTED, AnimalLandmarksError, printable, redact_userinfo
 
 SOURCES = {
     'safebooru': dict(kind='gelbooru_v02', root='https://safebooru.org'),
@@ -78,10 +97,25 @@ CREDENTIAL_ENV = {
     'gelbooru': ('GELBOORU_USER_ID', 'GELBOORU_API_KEY'),
     'safebooru': ('SAFEBOORU_USER_ID', 'SAFEBOORU_API_KEY'),
 }
+#: the software each kind (:func:`kind_of`) is, and what its search answers are, for messages
+SOFTWARE = {'danbooru': ("Danbooru's", 'JSON'), 'gelbooru': ("Gelbooru's", 'JSON'),
+            'gelbooru_v02': ("Gelbooru 0.2's", 'XML')}
 #: file extensions worth downloading: what PIL opens (Danbooru also hosts videos and zips)
 IMAGE_EXTENSIONS = frozenset({'jpg', 'jpeg', 'png', 'gif', 'webp', 'bmp'})
+#: the schemes of the file URLs downloaded (:class:`BoundedHttpDownloader`'s); gallery-dl has
+#: downloaders for others (``text:``, ``ytdl:`` ...), which no :class:`DownloadGuard` bounds
+FILE_URL_SCHEMES = ('http', 'https')
 ARCHIVE_NAME = '.gallery-dl-archive.sqlite3'
+#: seconds to wait for another process's lock on the download archive (gallery-dl's own wait)
+ARCHIVE_LOCK_SECONDS = 60.0
 PARTS_DIR = '.parts'
+#: bytes a sidecar may have: a few hundred as the crawler writes them; a larger file (or one
+#: that is not a regular file: a FIFO, a device) is not one of its sidecars
+SIDECAR_MAX_BYTES = 1_000_000
+#: what ``--max-file-size`` counts in
+MB = 1_000_000
+#: the longest duration a flag may give (a timer, a socket or a sleep refuses a huge one)
+MAX_SECONDS = 86_400
 # Danbooru's letters; Gelbooru 0.2 uses 's' for safe (= general) and newer sites full words.
 _DANBOORU_RATINGS = {'g': 'general', 's': 'sensitive', 'q': 'questionable', 'e': 'explicit'}
 _GELBOORU_RATINGS = {'s': 'general', 'safe': 'general', 'q': 'questionable',
@@ -119,10 +153,17 @@ def redact(text: str) -> str:
 
 class CrawlError(AnimalLandmarksError, RuntimeError):
     """A crawl that cannot start or went wrong; the message is one line, its secrets redacted
-    (:func:`redact`): it may name a URL that carried an API key."""
+    (:func:`redact`): it may name a URL that carried an API key.
 
-    def __init__(self, message: str):
+    Args:
+        message: what went wrong.
+        result: what the crawl did before the error, if it had started.
+    """
+
+    def __init__(self, message: str, result: CrawlResult | None = None):
         super().__init__(redact(message))
+        #: what the crawl did before the error (None if it had not started)
+        self.result = result
 
 
 @dataclass
@@ -134,16 +175,18 @@ class CrawlOptions:
         tags: the search, e.g. ``"animal_ears solo 1girl"``.
         limit: how many new images to save.
         output_dir: images and sidecars go here.
-        base_url: root of a mirror / self-hosted instance of the same software.
+        base_url: root of a mirror / self-hosted instance of the same software (scheme, host
+            and port; no path).
         ratings: ratings to keep (of :data:`RATINGS`).
         min_size: ``(width, height)`` an image must reach.
-        exclude_tags: drop posts carrying any of these.
+        exclude_tags: drop posts carrying any of these (ignoring case).
         user: account name (Danbooru) or user id (Gelbooru).
         api_key: API key.
         user_agent: HTTP User-Agent instead of gallery-dl's (some sites refuse gallery-dl's).
         sleep: seconds before each search request and each file download.
-        retries: HTTP retries per request (with back-off) before giving up.
-        retry_sleep: base back-off in seconds (grows linearly with the try number).
+        retries: HTTP retries per request or file (with back-off) before giving up.
+        retry_sleep: seconds of back-off: the n-th retry of a request or file waits n times
+            this (at most an hour: gallery-dl's ``linear`` duration).
         timeout: seconds a request may wait for the next bytes before it is retried.
         file_deadline: seconds one file's download, or one search request, may take,
             retries included.
@@ -190,11 +233,16 @@ class CrawlOptions:
                 parsed = None
             if parsed is None or parsed.scheme not in ('http', 'https') or not parsed.hostname:
                 raise CrawlError(f'--base-url must be an http(s) URL, got {self.base_url!r}')
+            # gallery-dl's prefix for another instance (danbooru:URL) takes its root only
+            if parsed.path.strip('/') or parsed.query or parsed.fragment or \
+                    self.base_url.rstrip('/').endswith(('?', '#')):
+                raise CrawlError(f"--base-url must be a site's root (scheme, host and port), "
+                                 f"without a path, query or fragment, got {self.base_url!r}")
         if self.min_size is not None and min(self.min_size) < 0:
             raise CrawlError(f'--min-size must not be negative, got {self.min_size}')
         for flag, value, unit in (('--timeout', self.timeout, 's'),
                                   ('--file-deadline', self.file_deadline, 's'),
-                                  ('--max-file-size', self.max_file_size, 'bytes')):
+                                  ('--max-file-size', self.max_file_size / MB, 'MB')):
             if not math.isfinite(value):  # a timer or a socket refuses inf with a traceback
                 raise CrawlError(f'{flag} must be a finite number, got {value:g}')
             if not value > 0:
@@ -202,6 +250,11 @@ class CrawlOptions:
         for flag, value in (('--sleep', self.sleep), ('--retry-sleep', self.retry_sleep)):
             if not (math.isfinite(value) and value >= 0):
                 raise CrawlError(f'{flag} must be a finite number of seconds, not negative, '
+                                 f'got {value:g}')
+        for flag, value in (('--timeout', self.timeout), ('--file-deadline', self.file_deadline),
+                            ('--sleep', self.sleep), ('--retry-sleep', self.retry_sleep)):
+            if value > MAX_SECONDS:
+                raise CrawlError(f'{flag} must be at most {MAX_SECONDS} s (one day), '
                                  f'got {value:g}')
         if self.retries < 0:
             raise CrawlError(f'--retries must not be negative, got {self.retries}')
@@ -216,7 +269,10 @@ class CrawlResult:
         seen: posts the search returned.
         already_downloaded: posts whose image an earlier run saved.
         duplicates: posts whose file is already here, from another post or source.
-        filtered: posts the filters (:func:`keep_post`) dropped.
+        filtered: posts the filters (:func:`keep_post`) dropped, and posts without an http(s)
+            file of their own.
+        malformed: posts skipped because a field is not what the site's API gives
+            (:func:`post_problem`).
         failed: ``"<file URL>: <reason>"`` for each download that failed or was refused; a
             rerun tries them again.
         unfinished: images of an earlier run found without their sidecar, moved to
@@ -231,6 +287,7 @@ class CrawlResult:
     already_downloaded: int = 0
     duplicates: int = 0
     filtered: int = 0
+    malformed: int = 0
     failed: list[str] = field(default_factory=list)
     unfinished: int = 0
     stopped: str | None = None
@@ -240,6 +297,8 @@ class CrawlResult:
         text = (f'posts seen {self.seen}, images saved {len(self.saved)}, already downloaded '
                 f'{self.already_downloaded}, duplicates {self.duplicates}, filtered out '
                 f'{self.filtered}')
+        if self.malformed:
+            text += f', malformed posts skipped {self.malformed}'
         if self.unfinished:
             text += f', unfinished downloads redone {self.unfinished}'
         if self.failed:
@@ -278,14 +337,14 @@ def _file_label(source: str, base_url: str | None) -> str:
         port = parts.port
     except ValueError:
         port = None
-    where = '-'.join(str(part) for part in (parts.hostname, port, parts.path) if part)
+    where = '-'.join(str(part) for part in (parts.hostname, port) if part)
     # only what every file system takes in a name: no ':' (Windows), no '/'
     return f'{source}-{re.sub(r"[^a-z0-9.]+", "-", where.lower()).strip("-.")}'
 
 
 def file_label(options: CrawlOptions) -> str:
     """What the crawl's image names start with, before ``_<post id>``: the source, and for
-    another instance (``--base-url``) its host, port and path, since two instances of the same
+    another instance (``--base-url``) its host and port, since two instances of the same
     software number their posts alike (``danbooru_123.jpg``,
     ``danbooru-booru.example.org_123.jpg``)."""
     return _file_label(options.source, options.base_url)
@@ -380,7 +439,9 @@ def keep_post(info: dict, options: CrawlOptions) -> str | None:
     """
     if info['rating'] not in options.ratings:
         return f'rating {info["rating"]}'
-    excluded = sorted(set(options.exclude_tags).intersection(info['tags']))
+    # booru tags are lowercase; a tag typed otherwise still means it
+    excluded = sorted({tag.lower() for tag in options.exclude_tags}
+                      & {tag.lower() for tag in info['tags']})
     if excluded:
         return f'tag {excluded[0]}'
     if (options.min_size and info['width'] is not None and info['height'] is not None
@@ -389,6 +450,64 @@ def keep_post(info: dict, options: CrawlOptions) -> str | None:
     # a file the dataset cannot use, and one check_image would refuse on every rerun
     if info.get('file_ext') and info['file_ext'] not in IMAGE_EXTENSIONS:
         return f'not an image file ({info["file_ext"]})'
+    return None
+
+
+def _is_id(value) -> bool:
+    """Whether a value can be a post id: a number, or its digits (the XML APIs give text)."""
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or \
+        (isinstance(value, str) and value.isascii() and value.isdigit())
+
+
+def _is_size(value) -> bool:
+    """Whether a value can be a width or height: an id-like number, or nothing."""
+    return value is None or value == '' or _is_id(value)
+
+
+def _is_text(value) -> bool:
+    """Whether a value is text, or nothing."""
+    return value is None or isinstance(value, str)
+
+
+#: Danbooru's tag fields, each a string of tags (gallery-dl splits each of them)
+_DANBOORU_TAG_FIELDS = ('tag_string', 'tag_string_artist', 'tag_string_character',
+                        'tag_string_copyright', 'tag_string_general', 'tag_string_meta')
+
+
+def post_problem(kind: str, post) -> str | None:
+    """Why a post of a search answer cannot be used, or None.
+
+    gallery-dl reads a post's fields as the site's API gives them (``post["tag_string"]
+    .split()``), and so does :func:`post_info`; a field that is missing or of another type would
+    end the whole search with an exception. Such a post is skipped instead
+    (:attr:`CrawlResult.malformed`).
+
+    Args:
+        kind: gallery-dl's base category (:func:`kind_of`).
+        post: one post of the search answer, as gallery-dl's extractor yields it.
+
+    Returns:
+        What is wrong: the field and its value (``"image_width 'wide'"``), or ``'no <field>'``;
+        None for a post that can be used.
+    """
+    if not isinstance(post, dict):
+        return f'not an object ({type(post).__name__})'
+    if kind == 'danbooru':
+        width, height, tag_fields = 'image_width', 'image_height', _DANBOORU_TAG_FIELDS
+    else:
+        width, height, tag_fields = 'width', 'height', ('tags',)
+    required = {'id': _is_id, 'created_at': lambda value: True,  # parsed leniently, but read
+                **dict.fromkeys(tag_fields, _is_text)}
+    if kind == 'danbooru' and 'file_url' not in post:
+        required['source'] = _is_text  # what gallery-dl's "external" option reads instead
+    optional = {width: _is_size, height: _is_size, 'rating': _is_text, 'md5': _is_text,
+                'file_url': lambda value: isinstance(value, str) and value != ''}
+    missing = next((name for name in required if name not in post), None)
+    if missing is not None:
+        return f'no {missing}'
+    for name, is_valid in {**required, **optional}.items():
+        if name in post and not is_valid(post[name]):
+            return f'{name} {printable(repr(post[name]), one_line=True, limit=40)}'
     return None
 
 
@@ -459,31 +578,98 @@ def decode_all_frames(image: Image.Image) -> None:
         frame.load()
 
 
+def _is_scalar(value) -> bool:
+    """Whether a value is a plain one (text, a number or nothing), not a list or an object."""
+    return value is None or isinstance(value, (str, int, float))
+
+
 def known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
     """md5 -> (label, post id) of the images in ``output_dir``, from their sidecars; the label
     is the source's, or another instance's (:func:`file_label`).
 
     A sidecar whose image is missing does not count: the sidecar is written before the image
-    gets its final name, so such a pair is a download that did not finish.
+    gets its final name, so such a pair is a download that did not finish. Nor does a file that
+    is not one of the crawler's sidecars: not a regular file of at most
+    :data:`SIDECAR_MAX_BYTES`, not JSON, another format, an md5 that is not 32 hex digits, a
+    source or post id that is not a plain value.
     """
     known = {}
     for sidecar in output_dir.glob('*.json'):
         if not sidecar.with_suffix('').is_file():
             continue
         try:
-            data = json.loads(sidecar.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            with open_regular_file(sidecar) as f:  # a FIFO would block, a device never end
+                text = f.read(SIDECAR_MAX_BYTES + 1)
+            data = json.loads(text) if len(text) <= SIDECAR_MAX_BYTES else None
+        except (OSError, NotRegularFileError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        if isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT and data.get('md5'):
-            source, base_url = data.get('source'), data.get('base_url')
+        if not (isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT):
+            continue
+        md5, source, base_url = data.get('md5'), data.get('source'), data.get('base_url')
+        post_id = data.get('post_id')
+        if not (isinstance(md5, str) and _MD5.fullmatch(md5) and isinstance(source, str)
+                and _is_scalar(post_id)):
+            continue
+        try:
             label = _file_label(source, base_url) if source in SOURCES and \
                 isinstance(base_url, str) else source
-            known[data['md5']] = (label, data.get('post_id'))
+        except ValueError:  # a base_url urllib cannot split ('http://[::1')
+            continue
+        known[md5] = (label, post_id)
     return known
 
 
 #: where images of an interrupted run are moved before they are fetched again
 UNFINISHED_DIR = '.unfinished'
+#: names tried in .unfinished/ for one image (``name.png``, ``name.1.png`` ...), then it stops
+UNFINISHED_NAMES = 1000
+
+
+def _archive_error(archive: Path, problem: sqlite3.Error | str, what: str) -> CrawlError:
+    """The error for a download archive that cannot be used: its path, the problem (sqlite's
+    error) and what to do."""
+    detail = ' '.join(str(problem).split()) or problem.__class__.__name__
+    hint = ('another crawl may be writing to it: wait for it to finish'
+            if 'locked' in detail else
+            'remove it (the sidecars still say which images are here) or move it away')
+    return CrawlError(f'{archive}: cannot {what} the download archive ({detail}): {hint}')
+
+
+def check_archive(output_dir: Path) -> None:
+    """Check that the download archive, if the folder has one, is an SQLite database sqlite
+    opens, before anything is fetched: gallery-dl would crawl on without it (a warning only),
+    fetching again every image it holds.
+
+    Raises:
+        CrawlError: the archive is not a regular file, or not a database, or cannot be read.
+    """
+    archive = output_dir / ARCHIVE_NAME
+    if not os.path.lexists(archive):
+        return
+    if not archive.is_file():  # a folder, a FIFO (sqlite would block on it), a dead link
+        raise _archive_error(archive, 'not a regular file', 'read')
+    try:
+        with closing(sqlite3.connect(archive, timeout=ARCHIVE_LOCK_SECONDS)) as db:
+            db.execute('SELECT name FROM sqlite_master').fetchall()  # reads the header
+    except sqlite3.Error as error:
+        raise _archive_error(archive, error, 'read') from None
+
+
+def _set_aside(path: Path, folder: Path) -> Path:
+    """Move a file into ``folder`` under a name no file there has (``name.png``, then
+    ``name.1.png`` ...): never over a file set aside earlier, which someone may have annotated.
+
+    Raises:
+        CrawlError: :data:`UNFINISHED_NAMES` names are taken.
+    """
+    stem, suffix = path.stem, path.suffix
+    for number in range(UNFINISHED_NAMES):
+        target = folder / (path.name if number == 0 else f'{stem}.{number}{suffix}')
+        if not os.path.lexists(target):
+            os.rename(path, target)  # (one crawl per folder: nothing takes the name meanwhile)
+            return target
+    raise CrawlError(f'{folder}: {UNFINISHED_NAMES} files named like {path.name} already: move '
+                     f'them away to let the crawl set {path.name} aside')
 
 
 def remove_unfinished(output_dir: Path, options: CrawlOptions) -> int:
@@ -492,9 +678,11 @@ def remove_unfinished(output_dir: Path, options: CrawlOptions) -> int:
 
     Such an image comes from a run killed between the image and its sidecar (or by a version
     that wrote the sidecar second); without provenance it must not count as downloaded. It is
-    moved to ``.unfinished/`` rather than deleted: a person may have annotated it. Only image
-    files of the crawler's own naming are considered (an annotation file ``safebooru_1.json``
-    kept beside the images is not an image).
+    moved to ``.unfinished/`` rather than deleted, and never over a file there (``name.1.png``
+    instead): a person may have annotated it. Only image files of the crawler's own naming are
+    considered (an annotation file ``safebooru_1.json`` kept beside the images is not an image).
+    The archive entries go first: if they cannot be dropped, nothing is moved (an image set
+    aside while its entry stays would never be fetched again).
 
     Args:
         output_dir: the crawl's output folder.
@@ -503,6 +691,10 @@ def remove_unfinished(output_dir: Path, options: CrawlOptions) -> int:
 
     Returns:
         How many images were set aside.
+
+    Raises:
+        CrawlError: the download archive cannot be updated (locked by another crawl, read-only,
+            not a database), or ``.unfinished`` is not a folder.
     """
     name = re.compile(rf'{re.escape(file_label(options))}_(\d+)\.([A-Za-z0-9]+)')
     unfinished = [(path, match.group(1)) for path in output_dir.iterdir()
@@ -511,21 +703,25 @@ def remove_unfinished(output_dir: Path, options: CrawlOptions) -> int:
                   and not path.with_name(path.name + '.json').exists()]
     if not unfinished:
         return 0
+    aside = output_dir / UNFINISHED_DIR
+    if os.path.lexists(aside) and not aside.is_dir():
+        raise CrawlError(f'{aside} is not a folder: move it away to let the crawl set aside '
+                         f'{len(unfinished)} images without a sidecar')
     archive = output_dir / ARCHIVE_NAME
     if archive.is_file():
-        with closing(sqlite3.connect(archive, timeout=60)) as db:
-            try:
-                # entries are archive-prefix + archive-format, set in configure_gallery_dl
-                prefix = archive_prefix(options)
+        # entries are archive-prefix + archive-format, set in configure_gallery_dl
+        prefix = archive_prefix(options)
+        try:
+            with closing(sqlite3.connect(archive, timeout=ARCHIVE_LOCK_SECONDS)) as db:
                 db.executemany('DELETE FROM archive WHERE entry = ?',
                                [(f'{prefix}{post_id}',) for _, post_id in unfinished])
                 db.commit()
-            except sqlite3.OperationalError:  # no table yet: nothing was archived
-                pass
-    aside = output_dir / UNFINISHED_DIR
+        except sqlite3.Error as error:
+            if 'no such table' not in str(error):  # no table yet: nothing was archived
+                raise _archive_error(archive, error, 'update') from None
     aside.mkdir(exist_ok=True)
     for path, _ in unfinished:
-        os.replace(path, aside / path.name)
+        _set_aside(path, aside)
     return len(unfinished)
 
 
@@ -565,8 +761,12 @@ def configure_gallery_dl(options: CrawlOptions) -> None:
     """gallery-dl's configuration for one crawl: the user's own config files, then ours on top.
 
     Our options go at the top level of gallery-dl's config, where its own command line puts
-    them, so that they win over the user's files; credentials come from the options, else the
-    environment, else the user's gallery-dl config.
+    them, so that they win over the user's files (gallery-dl reads a key at the top level before
+    any extractor's section). Credentials come from the options, else the environment, else the
+    user's gallery-dl config; another instance (``--base-url``) gets the options' only: gallery-dl
+    reads its options under its software's base category too (``Danbooru``, ``gelbooru_v02``),
+    where the user's account on the sites themselves may be, so every credential key (and the
+    cookies and headers) is set at the top level for it, None where the options give none.
 
     Raises:
         CrawlError: half a credential (:func:`resolve_credentials`).
@@ -587,21 +787,28 @@ def configure_gallery_dl(options: CrawlOptions) -> None:
         'archive-format': '{id}',
         'sleep-request': options.sleep,  # before each search request
         'sleep': options.sleep,  # before each file download
+        # of the searches, and of the files (BoundedHttpDownloader reads them too)
         'retries': options.retries,
         'sleep-retries': f'linear={options.retry_sleep}',
         'sleep-429': f'linear={options.retry_sleep}',
+        # besides 5xx: gallery-dl's downloader gives up a file at a 429 (its searches retry it)
+        'retry-codes': [429],
         # read timeout of every request, the searches' and the files'
         'timeout': options.timeout,
         'skip': True,
         'mtime': False,
         # never prompt for a password: a missing credential must fail, not wait on stdin
         'input': False,
-        'output': {'mode': 'null', 'log': '%(levelname)s: %(message)s'},
+        'output': {'mode': 'null'},  # no progress lines of gallery-dl's own
     }
+    # what each extractor reads: Danbooru's _get_auth_info takes 'username' and 'password'
+    # (the API key, sent as HTTP basic auth); Gelbooru 0.2 takes 'user-id' and 'api-key'
+    # (sent as the user_id / api_key query parameters)
+    if is_other_instance(options):
+        # a login session travels in cookies and headers as much as in the credentials
+        settings.update(dict.fromkeys(('username', 'password', 'user-id', 'api-key', 'cookies',
+                                       'headers')))
     if user:
-        # what each extractor reads: Danbooru's _get_auth_info takes 'username' and 'password'
-        # (the API key, sent as HTTP basic auth); Gelbooru 0.2 takes 'user-id' and 'api-key'
-        # (sent as the user_id / api_key query parameters)
         if kind_of(options) == 'danbooru':
             settings.update({'username': user, 'password': api_key})
         else:
@@ -610,6 +817,11 @@ def configure_gallery_dl(options: CrawlOptions) -> None:
         settings['user-agent'] = options.user_agent
     for key, value in settings.items():
         gdl_config.set((), key, value)
+
+
+class MalformedAnswer(Exception):
+    """A search answer that is not the site's JSON or XML (or lacks what gallery-dl reads in
+    it); the message is one line that names the answer's URL."""
 
 
 def explain_error(error: BaseException, options: CrawlOptions, url: str) -> str:
@@ -625,6 +837,8 @@ def explain_error(error: BaseException, options: CrawlOptions, url: str) -> str:
 
 def _explain_error(error: BaseException, options: CrawlOptions, url: str) -> str:
     source = options.source
+    if isinstance(error, MalformedAnswer):
+        return f'{source}: {error}'
     message = ' '.join(str(error).split()) or error.__class__.__name__
     status = getattr(error, 'status', None)
     danbooru = kind_of(options) == 'danbooru'
@@ -722,6 +936,7 @@ class ResponseDeadline:
         self._timer: threading.Timer | None = None
         self._armed = 0  # which arming the running timer belongs to
         self._response = None
+        self._expired_event = threading.Event()  # set with expired, for wait()
 
     @property
     def armed(self) -> bool:
@@ -734,6 +949,7 @@ class ResponseDeadline:
         self.stop()
         with self._lock:
             self.problem, self.expired = None, False
+            self._expired_event.clear()
 
     def start(self) -> None:
         """Arm the deadline for a new request or file."""
@@ -742,6 +958,7 @@ class ResponseDeadline:
                 self._timer.cancel()
             self._armed += 1
             self.problem, self.expired, self._response = None, False, None
+            self._expired_event.clear()
             # a timer of an earlier arming that fires late finds another number: no effect
             self._timer = threading.Timer(self.seconds, self._expire, args=(self._armed,))
             self._timer.daemon = True
@@ -756,6 +973,10 @@ class ResponseDeadline:
                 self._timer = None
             self._response = None
 
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until the deadline passes, whichever comes first."""
+        self._expired_event.wait(seconds)
+
     def expire_hook(self) -> None:
         """Called (under the lock) when the deadline passes, before the response is shut."""
 
@@ -764,6 +985,7 @@ class ResponseDeadline:
             if self._timer is None or armed != self._armed:  # stopped or re-armed since
                 return
             self.expired = True
+            self._expired_event.set()
             self.problem = f'not finished within {self.flag} {self.seconds:g} s'
             self.expire_hook()
             response = self._response
@@ -891,9 +1113,14 @@ class DownloadGuard(ResponseDeadline):
             return False
         size = declared_size(response)
         if size is not None and size > self.max_bytes:
-            self.problem = f'larger than --max-file-size ({size} > {self.max_bytes} bytes)'
+            self.problem = f'{self._too_large} (Content-Length {size})'
             return False
         return True
+
+    @property
+    def _too_large(self) -> str:
+        """The problem of a file over the cap, named as the flag gives it (MB)."""
+        return f'larger than --max-file-size {self.max_bytes / MB:g} MB'
 
     def count(self, chunks: Iterable[bytes], received: int) -> Iterator[bytes]:
         """Pass a body's chunks on, stopping the download past the size cap (:func:`capped`).
@@ -906,17 +1133,27 @@ class DownloadGuard(ResponseDeadline):
             gallery_dl.exception.StopDownload: past the cap (gallery-dl cancels the file).
         """
         def too_large() -> exception.StopDownload:
-            self.problem = f'larger than --max-file-size (over {self.max_bytes} bytes)'
+            self.problem = self._too_large
             return exception.StopDownload()
 
         return capped(chunks, self.max_bytes, too_large, received)
 
 
+#: the format of gallery-dl's HTTP downloader's warning that a try of a file failed in a way it
+#: tries again (a 5xx or 429, a connection error, a timeout, a body cut short): "reason (2/5)"
+_RETRY_WARNING = '%s (%s/%s)'
+
+
 class BoundedHttpDownloader(HttpDownloader):
-    """gallery-dl's HTTP downloader, whose body is counted against the guard's size cap.
+    """gallery-dl's HTTP downloader, whose body is counted against the guard's size cap, and
+    whose retries wait as the searches' do.
 
     gallery-dl's own ``filesize-max`` reads only the Content-Length header (an endless body has
-    none) and counts a refused file as skipped, not failed.
+    none) and counts a refused file as skipped, not failed. Its own retries wait ``try`` seconds
+    whatever ``sleep-retries`` says (that setting is the extractor's): here it tries once per
+    call, and :meth:`download` tries again, as often (``retries``) and after the same waits
+    (``sleep-retries``) as a search request, when gallery-dl's warning (:data:`_RETRY_WARNING`)
+    says that it would have.
 
     Args:
         download_job: the job it downloads for.
@@ -926,6 +1163,13 @@ class BoundedHttpDownloader(HttpDownloader):
     def __init__(self, download_job: job.DownloadJob, *, guard: DownloadGuard):
         super().__init__(download_job)
         self.guard = guard
+        self.file_retries = self.retries  # gallery-dl's 'retries', as the searches have it
+        self.retries = 0  # gallery-dl's own: one try per call of its download()
+        #: seconds before the n-th retry: gallery-dl's function of the searches' setting
+        self.retry_wait = util.build_duration_func_ex(self.config('sleep-retries'))
+        self.retry_number = 0  # of the try running: 0 for the first, n for the n-th retry
+        self.retryable = False  # whether the try failed in a way worth trying again
+        self.log = _RetryTap(self.log, self)
         # gallery-dl picks receive or _receive_rate in __init__; wrap whichever it picked
         self._receive_unbounded = self.receive
         self.receive = self._receive_bounded
@@ -936,14 +1180,47 @@ class BoundedHttpDownloader(HttpDownloader):
 
     def download(self, url, pathfmt):
         # armed here, not before gallery-dl's --sleep wait; a fallback URL of the same file
-        # finds it running: one deadline per file
+        # finds it running: one deadline per file, retries and their waits included
         if not self.guard.armed:
             self.guard.start()
-        try:
-            return super().download(url, pathfmt)
-        finally:
-            # a cancelled download leaves it set, and the next one would misreport
-            self.downloading = False
+        for retry_number in range(self.file_retries + 1):
+            if retry_number and self.retry_wait is not None:
+                self.guard.wait(self.retry_wait(retry_number))
+            self.retry_number, self.retryable = retry_number, False
+            try:
+                if super().download(url, pathfmt):  # (past the deadline: StopDownload)
+                    return True
+            finally:
+                # a cancelled download leaves it set, and the next one would misreport
+                self.downloading = False
+            if not self.retryable:
+                return False
+        return False
+
+
+class _RetryTap:
+    """The logger of a :class:`BoundedHttpDownloader`: gallery-dl's warning that a try failed
+    in a way it retries (:data:`_RETRY_WARNING`) marks the try as worth retrying, and counts the
+    tries as the downloader makes them (gallery-dl's count is always "1/1").
+
+    Args:
+        log: gallery-dl's logger of the downloader.
+        downloader: the downloader.
+    """
+
+    def __init__(self, log, downloader: BoundedHttpDownloader):
+        self._log = log
+        self._downloader = downloader
+
+    def __getattr__(self, name):
+        return getattr(self._log, name)
+
+    def warning(self, msg, *args, **kwargs):
+        if msg == _RETRY_WARNING and len(args) == 3:
+            downloader = self._downloader
+            downloader.retryable = True
+            args = (args[0], downloader.retry_number + 1, downloader.file_retries + 1)
+        self._log.warning(msg, *args, **kwargs)
 
 
 class _RedactingFilter(logging.Filter):
@@ -967,25 +1244,75 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-#: gallery-dl's loggers (besides the extractor's, named after its category), and urllib3's,
-#: whose debug lines name each request's path and query
-_LOGGERS = ('gallery-dl', 'config', 'cache', 'archive', 'cookies', 'formatter', 'download',
-            'downloader.http', 'postprocessor', 'urllib3.connectionpool')
+#: gallery-dl's loggers (besides the extractor's, named after its category)
+_GALLERY_DL_LOGGERS = ('gallery-dl', 'config', 'cache', 'archive', 'cookies', 'formatter',
+                       'download', 'downloader.http', 'postprocessor')
+#: urllib3's logger, whose debug lines name each request's path and query: redacted, but its
+#: records stay the application's to handle
+_URLLIB3_LOGGER = 'urllib3.connectionpool'
+
+
+def note(line: str) -> None:
+    """Print a line of the crawl's on stderr, above the progress bar (``tqdm.write``), its
+    secrets redacted (:func:`redact`) and its control characters escaped (a server's text may
+    hold some)."""
+    tqdm.write(printable(redact(line), one_line=True), file=sys.stderr)
+
+
+class GalleryDlLogLines(logging.Handler):
+    """gallery-dl's warnings (and errors) as lines of the crawl's own (:func:`note`).
+
+    Without a handler of their own, gallery-dl's records reach Python's last-resort handler,
+    which prints them bare on stderr, amid the progress bar. Left out is what the crawl reports
+    itself: a file that failed (in the summary, with its reason; so is gallery-dl's "Invalid
+    response" for a file the :class:`DownloadGuard` refused), and the error that ended the
+    search (raised as :class:`CrawlError`, where gallery-dl would advise to report it as a bug
+    of gallery-dl's).
+
+    Attributes:
+        job: the crawl's job, once it is made.
+    """
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.job: CrawlJob | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._reported_elsewhere(record):
+            note(f'warning: gallery-dl: {record.getMessage()}')
+
+    def _reported_elsewhere(self, record: logging.LogRecord) -> bool:
+        job = self.job
+        if job is None:
+            return False
+        if job.current is not None:  # a file's failure: the summary gives it with its reason
+            return record.levelno >= logging.ERROR or job.guard.problem is not None
+        return record.levelno >= logging.ERROR and job.error is not None  # the CrawlError's
 
 
 @contextmanager
-def redacted_logs(*names: str) -> Iterator[None]:
+def gallery_dl_logging(*names: str, handler: logging.Handler) -> Iterator[None]:
     """While the block runs, the records of gallery-dl's loggers and of ``names`` have their
-    secrets redacted (:class:`_RedactingFilter`); afterwards the filter is removed."""
-    loggers = [logging.getLogger(name) for name in dict.fromkeys((*_LOGGERS, *names))]
+    secrets redacted (:class:`_RedactingFilter`) and go to ``handler`` alone (not propagated to
+    the application's handlers); urllib3's are redacted. Afterwards all is as before."""
+    loggers = [logging.getLogger(name) for name in dict.fromkeys((*_GALLERY_DL_LOGGERS,
+                                                                   *names))]
+    urllib3_logger = logging.getLogger(_URLLIB3_LOGGER)
     redacting = _RedactingFilter()
+    propagate = {logger: logger.propagate for logger in loggers}
     for logger in loggers:
         logger.addFilter(redacting)
+        logger.addHandler(handler)
+        logger.propagate = False
+    urllib3_logger.addFilter(redacting)
     try:
         yield
     finally:
         for logger in loggers:
             logger.removeFilter(redacting)
+            logger.removeHandler(handler)
+            logger.propagate = propagate[logger]
+        urllib3_logger.removeFilter(redacting)
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
@@ -1076,8 +1403,10 @@ def _describe_warning(text: str, options: CrawlOptions) -> str:
 class CrawlJob(job.DownloadJob):
     """gallery-dl's download job, with the crawler's filters, checks and bookkeeping.
 
-    gallery-dl runs each file through ``handle_url``; the crawler filters the post first
-    (:func:`keep_post`, then md5 dedupe), arms a :class:`DownloadGuard`, and hooks into
+    gallery-dl's extractor yields the posts of the search (:meth:`_well_formed_posts` skips
+    malformed ones first), and the job runs each file through ``handle_url``; the crawler filters
+    the post first (an http(s) file URL, :func:`keep_post`, then md5 dedupe), arms a
+    :class:`DownloadGuard`, and hooks into
     gallery-dl's file events: ``file`` (downloaded, not yet under its final name:
     :meth:`_check_file` verifies it and writes its sidecar, or makes gallery-dl fail it, which
     also keeps it out of the download archive), ``after`` (under its final name, archived) and
@@ -1086,7 +1415,9 @@ class CrawlJob(job.DownloadJob):
     The search is bounded: each request (:meth:`_bounded_request`) by a deadline and a size cap,
     and the walk over its pages by the posts it looks at and the pages that bring no new post
     (:data:`SEARCH_POSTS_PER_IMAGE`, :data:`SEARCH_IDLE_PAGES`); a post a page repeats is
-    handled once.
+    handled once. An answer gallery-dl cannot read ends it with :class:`MalformedAnswer`
+    (:meth:`dispatch`). A URL the extractor hands on to another extractor (``handle_queue``) is
+    never followed.
 
     Args:
         url: gallery-dl URL of the tag search, or gallery-dl's extractor for it.
@@ -1117,12 +1448,19 @@ class CrawlJob(job.DownloadJob):
         self.current: _FileState | None = None  # set before super() builds the loggers
         #: the error that ended the job (gallery-dl only logs it)
         self.error: BaseException | None = None
+        self.search_answer_url: str | None = None  # of the last search answer, for messages
         super().__init__(url)
         # The extractor's own requests (search pages, API calls) get the same wall-clock
         # bound as a file: a server dripping its answer would otherwise hold the crawl.
         self.search_deadline = ResponseDeadline(seconds=options.file_deadline)
         self._request_unbounded = self.extractor.request
         self.extractor.request = self._bounded_request
+        # every post of the search's pages passes _well_formed_posts before gallery-dl reads it
+        self._posts_unchecked = self.extractor.posts
+        self.extractor.posts = self._well_formed_posts
+        if self.kind == 'gelbooru_v02':
+            self._request_xml_unchecked = self.extractor.request_xml
+            self.extractor.request_xml = self._posts_xml
 
     def _bounded_request(self, url, *args, **kwargs):
         """The extractor's ``request``, each try bounded by :attr:`search_deadline` and
@@ -1133,9 +1471,43 @@ class CrawlJob(job.DownloadJob):
                               f'brought no post not seen before (the site repeats a page, or '
                               f'claims more posts than it gives)')
         self.search_pages += 1
+        # the posts seen so far: a search whose posts are all filtered out saves nothing, and
+        # the bar would stand still (set_postfix per post does not redraw it)
+        self.progress.refresh()
         session = kwargs.pop('session', None) or self.extractor.session
-        return self._request_unbounded(
+        response = self._request_unbounded(
             url, *args, session=DeadlineSession(session, self.search_deadline), **kwargs)
+        self.search_answer_url = getattr(response, 'url', None) or url
+        return response
+
+    def _posts_xml(self, *args, **kwargs):
+        """The extractor's ``request_xml`` (Gelbooru 0.2's API answers ``<posts>``), refusing
+        another root element: an HTML page (a challenge, an error page) may be well-formed XML,
+        whose elements gallery-dl would take for posts.
+
+        Raises:
+            ValueError: another root element (:meth:`_read` names the answer).
+        """
+        root = self._request_xml_unchecked(*args, **kwargs)
+        if root.tag not in ('posts', 'error'):  # (gallery-dl reads an <error> itself)
+            raise ValueError(f'its root element is <{printable(str(root.tag), limit=40)}>, not '
+                             f'<posts>')
+        return root
+
+    def _well_formed_posts(self):
+        """The extractor's posts, less those it could not read (:func:`post_problem`): each is
+        counted in :attr:`CrawlResult.malformed`, the first one noted."""
+        for post in self._posts_unchecked():
+            problem = post_problem(self.kind, post)
+            if problem is None:
+                yield post
+                continue
+            self.result.malformed += 1
+            if self.result.malformed == 1:
+                post_id = post.get('id') if isinstance(post, dict) else None
+                note(f'warning: {self.options.source}: post {printable(repr(post_id), limit=40)} '
+                     f'of {self.search_answer_url} skipped: {problem} (the next such posts are '
+                     f'counted only)')
 
     def _stop_search(self, reason: str):
         """End the search (gallery-dl's way: the job ends without an error), saying why."""
@@ -1156,12 +1528,12 @@ class CrawlJob(job.DownloadJob):
             self.current.warning = text
 
     def get_downloader(self, scheme):
-        if scheme in ('http', 'https'):
-            if 'http' not in self.downloaders:
-                self.downloaders['http'] = self.downloaders['https'] = \
-                    BoundedHttpDownloader(self, guard=self.guard)
-            return self.downloaders[scheme]
-        return super().get_downloader(scheme)
+        if scheme.lower() not in FILE_URL_SCHEMES:  # (handle_url filters them out before)
+            self.log.warning("'%s:' URLs are not downloaded (http and https only)", scheme)
+            return None
+        if 'http' not in self.downloaders:
+            self.downloaders['http'] = BoundedHttpDownloader(self, guard=self.guard)
+        return self.downloaders['http']
 
     def initialize(self, kwdict=None):
         super().initialize(kwdict)
@@ -1173,18 +1545,47 @@ class CrawlJob(job.DownloadJob):
 
     def dispatch(self, messages):
         try:
-            return super().dispatch(messages)
+            return super().dispatch(self._read(messages))
         except exception.StopExtraction:
             raise
         except BaseException as e:  # gallery-dl logs it; we keep it to raise it
             self.error = e
             raise
 
-    def handle_url(self, url, kwdict):
+    def _read(self, messages):
+        """The extractor's messages; what it raises on reading a search answer that is not the
+        site's JSON or XML (a parse error, a missing key, a value of another type) as one
+        :class:`MalformedAnswer` naming the answer. (What the job's handlers raise does not pass
+        here.)"""
+        iterator = iter(messages)
+        while True:
+            try:
+                message = next(iterator)
+            except StopIteration:
+                return
+            except (ValueError, LookupError, TypeError, AttributeError, SyntaxError) as error:
+                software, answer_format = SOFTWARE[self.kind]
+                detail = printable(f'{error.__class__.__name__}: {" ".join(str(error).split())}',
+                                   one_line=True, limit=200)
+                answer_url = self.search_answer_url or self.extractor.url
+                raise MalformedAnswer(f'the search answer from {answer_url} is not {software} '
+                                      f'{answer_format} ({detail})') from error
+            yield message
+
+    def _see(self, kwdict: dict) -> dict | None:
+        """Count a post of the search as seen, once, within the search's bound.
+
+        Returns:
+            The post (:func:`post_info`), or None for a post handled already (a page the site
+            gave again).
+
+        Raises:
+            StopExtraction: the search looked at as many posts as it may.
+        """
         result = self.result
         info = post_info(self.kind, self.root, kwdict)
         if info['post_id'] in self.post_ids:
-            return  # a page the site gave again: this post is handled
+            return None
         if result.seen - result.already_downloaded >= self.max_new_posts:
             self._stop_search(
                 f'search stopped after {self.max_new_posts} posts not saved before, for '
@@ -1195,6 +1596,26 @@ class CrawlJob(job.DownloadJob):
         self.last_new_post_page = self.search_pages
         result.seen += 1
         self.progress.set_postfix(seen=result.seen, refresh=False)
+        return info
+
+    def handle_queue(self, url, kwdict):
+        """gallery-dl's handler of a URL for another extractor (Danbooru's ``external``
+        option queues the source of a post without a file of its own; ``follow`` queues URLs of
+        the metadata): never followed, whatever the user's gallery-dl config says; the post is
+        filtered out, having no file of its own."""
+        if self._see(kwdict) is not None:
+            self.result.filtered += 1
+
+    def handle_url(self, url, kwdict):
+        result = self.result
+        info = self._see(kwdict)
+        if info is None:
+            return  # a page the site gave again: this post is handled
+        if url.partition(':')[0].lower() not in FILE_URL_SCHEMES:  # as gallery-dl reads it
+            result.filtered += 1
+            note(f'warning: {self.options.source}: post {info["post_id"]}: its file URL is not '
+                 f'http(s), not downloaded: {printable(url, limit=100)}')
+            return
         if keep_post(info, self.options) is not None:
             result.filtered += 1
             return
@@ -1255,6 +1676,10 @@ class CrawlJob(job.DownloadJob):
             return  # the flag it set makes gallery-dl fail the file
         problem, md5 = check_image(Path(pathfmt.temppath), state.info['md5'])
         state.md5 = md5
+        # gallery-dl names a file after its first bytes (an ICO under a .png URL becomes .ico)
+        extension = (pathfmt.extension or '').lower()
+        if problem is None and extension not in IMAGE_EXTENSIONS:
+            problem = f'not an image file ({extension})'
         if problem is not None:
             state.outcome, state.problem = 'rejected', problem
             Path(pathfmt.temppath).unlink(missing_ok=True)
@@ -1303,24 +1728,29 @@ def crawl(options: CrawlOptions) -> CrawlResult:
         bound stopped the search in :attr:`CrawlResult.stopped`.
 
     Raises:
-        CrawlError: bad options, or an error that ended the search (an HTTP error that
-            outlived the retries, with its URL; a refused login, with the flag that fixes it).
-            Its message, and the message of the error it chains, have their secrets redacted.
+        CrawlError: bad options, a download archive that cannot be used, or an error that
+            ended the search (an HTTP error that outlived the retries, with its URL; a refused
+            login, with the flag that fixes it; an answer that is not the site's JSON or XML).
+            Its message, and the message of the error it chains, have their secrets redacted;
+            its :attr:`CrawlError.result` is what the search did until then.
     """
     options.validate()
     options.output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(options.output_dir)  # sidecars of a killed run, half-written
+    check_archive(options.output_dir)
     configure_gallery_dl(options)
     result = CrawlResult(unfinished=remove_unfinished(options.output_dir, options))
     url = search_url(options)
     extractor = gdl_extractor.find(url)
     if extractor is None:
-        raise CrawlError(f'gallery-dl has no extractor for {url}')
-    with redacted_logs(extractor.category), \
+        raise CrawlError(f'gallery-dl has no extractor for {url}', result)
+    log_lines = GalleryDlLogLines()
+    with gallery_dl_logging(extractor.category, handler=log_lines), \
             tqdm(total=options.limit, desc=f'{options.source} "{options.tags}"', unit='img',
                  disable=not options.progress) as progress:
         crawl_job = CrawlJob(extractor, options=options, result=result,
                              known=known_md5(options.output_dir), progress=progress)
+        log_lines.job = crawl_job
         try:
             crawl_job.run()
         except exception.GalleryDLException as e:  # raised before gallery-dl's own handling
@@ -1331,5 +1761,5 @@ def crawl(options: CrawlOptions) -> CrawlResult:
         # (gallery-dl's HttpError may hold the requests error itself, its URL in its text)
         error.args = tuple(redact(str(arg)) if isinstance(arg, (str, BaseException)) else arg
                            for arg in error.args)
-        raise CrawlError(explain_error(error, options, url)) from error
+        raise CrawlError(explain_error(error, options, url), result) from error
     return result

@@ -10,19 +10,24 @@ answers 401 to wrong ones; Gelbooru's API takes ``user_id`` and ``api_key`` quer
 answers 401 without them (required since 2025).
 
 Faults are switched on per test: a 429 before success, a 500 forever, a 403 (Cloudflare) for a
-user agent, a search that pages forever or answers too much (:attr:`BooruState.search_fault`),
+user agent, a search that pages forever, answers too much or answers what is not the site's
+JSON or XML (:attr:`BooruState.search_fault`), posts with malformed fields
+(:attr:`BooruState.post_fields`) or without a file of their own (:attr:`BooruState.no_file`),
 and per file (:attr:`BooruState.file_faults`) a short body, an HTML page, other bytes than the
-post's md5, an endless body, a huge Content-Length, a body dripping one byte at a time. The
-posts' file URLs may name another server (:attr:`BooruState.file_root`), and every request is
-logged with its time and Authorization header (:attr:`BooruState.log`). The server stops when
-the test ends.
+post's md5, an endless body, a huge Content-Length, a body dripping one byte at a time, a 500
+or 429 before the file, an ICO or PSD file under a .png URL. The posts' file URLs may name another
+server (:attr:`BooruState.file_root`) or have another scheme (:attr:`BooruState.file_urls`),
+and every request is logged with its time and Authorization header (:attr:`BooruState.log`).
+The server stops when the test ends.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import itertools
 import json
+import struct
 import threading
 import time
 import urllib.parse
@@ -33,6 +38,7 @@ from xml.sax.saxutils import quoteattr
 
 import cv2
 import numpy as np
+from PIL import Image
 
 #: what :attr:`BooruState.file_faults` can ask for, per post id
 FILE_FAULTS = {
@@ -45,6 +51,10 @@ FILE_FAULTS = {
     'drip': 'the file, one byte every drip_interval seconds',
     'cut_jpeg': 'the first half of a JPEG, its Content-Length matching; the post claims no md5 '
                 '(some sites give none), so only decoding can tell',
+    '500_once': 'a 500 Internal Server Error the first time, the file the next',
+    '429_once': 'a 429 Too Many Requests the first time, the file the next',
+    'ico_as_png': 'an ICO file (the post\'s md5 is its own) as image/png, under its .png URL',
+    'psd_as_png': 'a PSD file (the post\'s md5 is its own) as image/png, under its .png URL',
 }
 #: what :attr:`BooruState.search_fault` can ask for
 SEARCH_FAULTS = {
@@ -53,6 +63,11 @@ SEARCH_FAULTS = {
     'new_posts_forever': 'every page brings new posts, forever, all of them explicit',
     'huge_answer': 'a Content-Length of 10 GB',
     'endless_answer': 'a body without Content-Length that never ends',
+    'not_json_or_xml': 'an HTML page, status 200',
+    'cut_answer': 'the first half of the answer, its Content-Length matching',
+    'no_posts_key': 'Danbooru: a JSON object without "posts"',
+    'null': 'Danbooru: JSON null',
+    'fail_second_page': 'Gelbooru: the first page, claiming a million posts; a 500 for the next',
 }
 HTML_PAGE = (b'<!DOCTYPE html><html><head><title>Just a moment...</title></head>'
              b'<body>Checking your browser</body></html>')
@@ -76,6 +91,7 @@ class Logged:
     time: float  # time.monotonic()
     path: str
     authorization: str | None  # its Authorization header
+    headers: str = ''  # all its headers, as sent
 
 
 @dataclass
@@ -96,6 +112,13 @@ class BooruState:
     forbidden_user_agent: str | None = None  # 403 (Cloudflare) to user agents containing it
     search_fault: str | None = None  # a SEARCH_FAULTS key
     file_root: str | None = None  # root of the posts' file URLs (another server); else this one
+    file_urls: dict[int, str] = field(default_factory=dict)  # post id -> its file URL instead
+    #: post id -> fields of its search answer to replace (None: left out of the answer)
+    post_fields: dict[int, dict] = field(default_factory=dict)
+    #: posts without a file of their own (Danbooru hides some): no file URL, their source a URL
+    #: of this server (/external/<id>)
+    no_file: set[int] = field(default_factory=set)
+    file_tries: dict[int, int] = field(default_factory=dict)  # post id -> requests of its file
     log: list[Logged] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -129,6 +152,21 @@ def _png(rng: np.random.Generator, width: int, height: int) -> bytes:
     return png.tobytes()
 
 
+def other_format(post: Post, fault: str) -> bytes:
+    """The file of a post whose fault is ``ico_as_png`` or ``psd_as_png``: its pixels as an ICO
+    (PIL writes one), or as an uncompressed 8-bit RGB PSD (written here: PIL reads PSD only)."""
+    pixels = cv2.cvtColor(cv2.imdecode(np.frombuffer(post.png, np.uint8), cv2.IMREAD_COLOR),
+                          cv2.COLOR_BGR2RGB)
+    if fault == 'ico_as_png':
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, 'ICO', sizes=[(32, 32)])
+        return buffer.getvalue()
+    height, width = pixels.shape[:2]
+    header = b'8BPS' + struct.pack('>H6xHIIHH', 1, 3, height, width, 8, 3)
+    sections = struct.pack('>III', 0, 0, 0)  # no colour mode data, resources, layers
+    return header + sections + struct.pack('>H', 0) + pixels.transpose(2, 0, 1).tobytes()
+
+
 class _Handler(BaseHTTPRequestHandler):
     state: BooruState
     root: str
@@ -149,6 +187,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _search_fault(self) -> bool:
         state = self.state
+        answer = {'not_json_or_xml': (HTML_PAGE, 'text/html'),
+                  'no_posts_key': (b'{}', 'application/json'),
+                  'null': (b'null', 'application/json')}.get(state.search_fault)
+        if answer is not None:
+            self._send(200, *answer)
+            return True
         if state.search_fault in ('huge_answer', 'endless_answer'):
             self.close_connection = True
             if state.search_fault == 'huge_answer':
@@ -168,8 +212,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _claimed_md5(self, post: Post) -> str:
         """The md5 the search answer gives for a post."""
-        if self.state.file_faults.get(post.id) == 'cut_jpeg':
+        fault = self.state.file_faults.get(post.id)
+        if fault == 'cut_jpeg':
             return ''
+        if fault in ('ico_as_png', 'psd_as_png'):
+            return hashlib.md5(other_format(post, fault)).hexdigest()
         return self.state.md5_override.get(post.id, post.md5)
 
     def _matching(self, tags: str) -> list[Post]:
@@ -184,12 +231,14 @@ class _Handler(BaseHTTPRequestHandler):
         return [Post(first_id - i, ['animal_ears', 'solo'], 'e', 50, 50) for i in range(limit)]
 
     def _file_url(self, post: Post) -> str:
-        return f'{self.state.file_root or self.root}/images/{post.id}.png'
+        return self.state.file_urls.get(post.id,
+                                        f'{self.state.file_root or self.root}/images/{post.id}.png')
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         state = self.state
         state.requests.append(self.path)
-        state.log.append(Logged(time.monotonic(), self.path, self.headers.get('Authorization')))
+        state.log.append(Logged(time.monotonic(), self.path, self.headers.get('Authorization'),
+                                str(self.headers)))
         user_agent = self.headers.get('User-Agent', '')
         state.user_agents.append(user_agent)
         if state.forbidden_user_agent and state.forbidden_user_agent in user_agent:
@@ -212,10 +261,15 @@ class _Handler(BaseHTTPRequestHandler):
         if post is None:
             return self._send(404, b'no such file', 'text/plain')
         fault = self.state.file_faults.get(post_id)
-        if fault is None:
+        tries = self.state.file_tries[post_id] = self.state.file_tries.get(post_id, 0) + 1
+        if fault is None or fault in ('500_once', '429_once') and tries > 1:
             return self._send(200, post.png, 'image/png')
         self.close_connection = True
-        if fault == 'short':  # promise all, send half, hang up
+        if fault in ('500_once', '429_once'):
+            self._send(int(fault[:3]), b'not now', 'text/plain')
+        elif fault in ('ico_as_png', 'psd_as_png'):
+            self._send(200, other_format(post, fault), 'image/png')
+        elif fault == 'short':  # promise all, send half, hang up
             self._send(200, post.png[:len(post.png) // 2], 'image/png', length=len(post.png))
         elif fault == 'html':
             self._send(200, HTML_PAGE, 'text/html; charset=UTF-8')
@@ -282,15 +336,25 @@ class _Handler(BaseHTTPRequestHandler):
             posts = [p for p in posts if p.id < int(page[1:])]
         elif page.isdigit():
             posts = posts[(int(page) - 1) * limit:]
-        body = [dict(
+        body = [self._fields(p, dict(
             id=p.id, md5=self._claimed_md5(p), rating=p.rating,
             file_ext='png', file_url=self._file_url(p),
             large_file_url=self._file_url(p), image_width=p.width,
             image_height=p.height, tag_string=' '.join(p.tags), tag_string_artist='',
             tag_string_character='', tag_string_copyright='', tag_string_general=' '.join(p.tags),
-            tag_string_meta='', created_at='2026-01-02T03:04:05.000+00:00', source='')
+            tag_string_meta='', created_at='2026-01-02T03:04:05.000+00:00', source=''))
             for p in posts[:limit]]
         self._search_answer(json.dumps(body).encode(), 'application/json')
+
+    def _fields(self, post: Post, fields: dict) -> dict:
+        """A post's fields in a search answer, with :attr:`BooruState.no_file` and
+        :attr:`BooruState.post_fields` applied."""
+        if post.id in self.state.no_file:
+            fields.pop('file_url')
+            fields.pop('large_file_url', None)
+            fields['source'] = f'{self.root}/external/{post.id}'
+        fields.update(self.state.post_fields.get(post.id, {}))
+        return {key: value for key, value in fields.items() if value is not None}
 
     def _gelbooru(self, query: dict):
         expected = self.state.gelbooru_api_key
@@ -306,18 +370,25 @@ class _Handler(BaseHTTPRequestHandler):
             page, count = [], 10 ** 6
         elif self.state.search_fault in ('same_page', 'new_posts_forever'):
             page, count = self._endless_page(10 ** 9 - pid * limit, limit), 10 ** 9
+        elif self.state.search_fault == 'fail_second_page':
+            if pid:
+                return self._send(500, b'server error', 'text/plain')
+            count = 10 ** 6
         gelbooru_rating = {'g': 's', 's': 'q', 'q': 'q', 'e': 'e'}
-        items = ''.join(
-            f'<post id="{p.id}" md5={quoteattr(self._claimed_md5(p))} '
-            f'rating="{gelbooru_rating[p.rating]}" width="{p.width}" height="{p.height}" '
-            f'tags={quoteattr(" " + " ".join(p.tags) + " ")} '
-            f'file_url="{self._file_url(p)}" '
-            f'created_at="Fri Jan 02 03:04:05 +0000 2026"/>' for p in page)
+        posts = [self._fields(p, dict(
+            id=p.id, md5=self._claimed_md5(p), rating=gelbooru_rating[p.rating], width=p.width,
+            height=p.height, tags=' ' + ' '.join(p.tags) + ' ', file_url=self._file_url(p),
+            created_at='Fri Jan 02 03:04:05 +0000 2026')) for p in page]
+        items = ''.join('<post ' + ' '.join(f'{key}={quoteattr(str(value))}'
+                                            for key, value in post.items()) + '/>'
+                        for post in posts)
         body = f'<?xml version="1.0" encoding="UTF-8"?><posts count="{count}" ' \
                f'offset="{pid * limit}">{items}</posts>'
         self._search_answer(body.encode(), 'text/xml')
 
     def _search_answer(self, body: bytes, content_type: str):
+        if self.state.search_fault == 'cut_answer':
+            body = body[:len(body) // 2]
         if not self.state.drip_search:
             return self._send(200, body, content_type)
         self.close_connection = True

@@ -1,10 +1,12 @@
 """The crawler: real gallery-dl against a fake Danbooru / Gelbooru 0.2 server on 127.0.0.1."""
 import base64
+import hashlib
 import importlib.util
 import io
 import json
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from booru_server import HTML_PAGE, FakeBooru, make_posts
+from booru_server import HTML_PAGE, FakeBooru, make_posts, other_format
 from gallery_dl import archive as gdl_archive
 from gallery_dl import config as gdl_config
 from gallery_dl import exception as gdl_exception
@@ -37,6 +39,7 @@ from animal_landmarks_mm.crawl import (
     explain_error,
     file_label,
     keep_post,
+    known_md5,
     redact,
     resolve_credentials,
     search_url,
@@ -63,9 +66,10 @@ def _no_user_settings(monkeypatch, tmp_path):
 def _options(booru, out, source='safebooru', **kwargs):
     kwargs.setdefault('limit', 5)
     kwargs.setdefault('retries', 2)
+    kwargs.setdefault('retry_sleep', 0.01)
     return CrawlOptions(source=source, tags=kwargs.pop('tags', 'animal_ears solo'),
-                        output_dir=out, base_url=booru.url, sleep=0.0, retry_sleep=0.01,
-                        progress=False, **kwargs)
+                        output_dir=out, base_url=booru.url, sleep=0.0, progress=False,
+                        **kwargs)
 
 
 def _images(out):
@@ -105,6 +109,9 @@ def _post(**fields):
     ({'rating': 'sensitive'}, {'ratings': ('general', 'sensitive')}, None),
     ({'tags': ['solo', 'monochrome', 'comic']}, {'exclude_tags': ('comic', 'monochrome')},
      'tag comic'),
+    # booru tags are lowercase; a tag typed otherwise still excludes
+    ({'tags': ['solo', 'monochrome']}, {'exclude_tags': ('Monochrome',)}, 'tag monochrome'),
+    ({'tags': ['solo', 'Monochrome']}, {'exclude_tags': ('monochrome',)}, 'tag monochrome'),
     ({}, {'min_size': (100, 81)}, 'smaller than 100x81'),
     ({}, {'min_size': (100, 80)}, None),
     ({'width': None, 'height': None}, {'min_size': (100, 80)}, None),  # size unknown: kept
@@ -318,8 +325,9 @@ BOUNDS = dict(retries=1, timeout=1.0, file_deadline=20.0, max_file_size=200_000)
     ('safebooru', 'html_as_png', {}, 'not an image (an HTML page)', False),
     ('danbooru', 'wrong_bytes', {}, 'md5 mismatch (file ', False),
     ('safebooru', 'wrong_bytes', {}, 'md5 mismatch (file ', False),
-    ('danbooru', 'endless', {}, 'larger than --max-file-size (over 200000 bytes)', False),
-    ('danbooru', 'huge', {}, 'larger than --max-file-size (10000000000 > 200000 bytes)', False),
+    ('danbooru', 'endless', {}, 'larger than --max-file-size 0.2 MB', False),
+    ('danbooru', 'huge', {}, 'larger than --max-file-size 0.2 MB (Content-Length 10000000000)',
+     False),
     # a whole-looking body without md5: only decoding the JPEG finds the missing half
     ('danbooru', 'cut_jpeg', {}, 'broken image (image file is truncated', False),
     ('safebooru', 'cut_jpeg', {}, 'broken image (image file is truncated', False),
@@ -443,6 +451,16 @@ def test_names_from_the_server_cannot_escape_the_output_dir(tmp_path):
 USERS = {'danbooru': 'alice', 'gelbooru': '12345', 'safebooru': '678'}
 
 
+#: the user's gallery-dl config with an account on every site: gallery-dl reads a site's
+#: options under its category and under its software's (every instance's) base category
+USER_CONFIG_CREDENTIALS = {'extractor': {
+    **{category: {'username': USERS['danbooru'], 'password': 'secret-key'}
+       for category in ('danbooru', 'Danbooru')},
+    **{category: {'user-id': USERS[source], 'api-key': 'secret-key'}
+       for category, source in (('safebooru', 'safebooru'), ('gelbooru', 'gelbooru'),
+                                ('gelbooru_v02', 'safebooru'))}}}
+
+
 @pytest.mark.parametrize('source', SOURCES)
 def test_credentials_reach_each_site_as_it_expects(tmp_path, source):
     user, api_key = USERS[source], 'secret-key'
@@ -478,6 +496,37 @@ def test_credentials_never_go_to_another_host(tmp_path, monkeypatch, how):
     expected = 'Basic ' + base64.b64encode(b'alice:secret-key').decode()
     assert {r.authorization for r in api.state.log} == ({expected} if how == 'flags'
                                                         else {None})
+
+
+@pytest.mark.parametrize('source', ['danbooru', 'safebooru'])
+def test_the_gallery_dl_configs_credentials_never_go_to_another_instance(tmp_path, source):
+    """gallery-dl reads an instance's options under its software's base category too
+    (``Danbooru``, ``gelbooru_v02``): the user's account on the sites themselves must not reach
+    a --base-url, which gets the flags' credentials only."""
+    config = json.loads(json.dumps(USER_CONFIG_CREDENTIALS))
+    for section in config['extractor'].values():
+        section.update(cookies={'session': 'secret-cookie'},
+                       headers={'X-Session': 'secret-header'})
+    (tmp_path / 'gallery-dl.json').write_text(json.dumps(config))
+    with FakeBooru(make_posts(6)) as booru:
+        result = crawl(_options(booru, tmp_path / 'out', source, limit=3,
+                                ratings=EVERY_RATING))
+        first_run = list(booru.state.log)
+        with_flags = crawl(_options(booru, tmp_path / 'out', source, limit=3,
+                                    ratings=EVERY_RATING, user='bob', api_key='flag-key'))
+        second_run = booru.state.log[len(first_run):]
+    assert len(result.saved) == 3 and len(with_flags.saved) == 3
+    assert {r.authorization for r in first_run} == {None}
+    assert not any('key=' in r.path or 'user_id=' in r.path for r in first_run)
+    assert not any('secret-key' in r.path for r in second_run)
+    # nor its cookies and headers for the sites (a login session travels there too)
+    assert not any('secret-' in r.headers for r in first_run + second_run)
+    searches = [r for r in second_run if not r.path.startswith('/images/')]
+    if source == 'danbooru':  # the flags' login, as HTTP basic auth, on the searches
+        expected = 'Basic ' + base64.b64encode(b'bob:flag-key').decode()
+        assert {r.authorization for r in searches} == {expected}
+    else:  # the flags' user id and key, as query parameters
+        assert all('api_key=flag-key' in r.path and 'user_id=bob' in r.path for r in searches)
 
 
 @pytest.mark.parametrize('source, given, message', [
@@ -536,9 +585,10 @@ def test_half_a_credential_fails_before_any_request(tmp_path, monkeypatch, sourc
 
 
 def test_a_terminal_never_gets_a_password_prompt(tmp_path, monkeypatch):
-    """A username in the user's gallery-dl config, no password: gallery-dl would prompt."""
+    """A username in the user's gallery-dl config, no password: gallery-dl would prompt, for the
+    site itself (the one site the config's credentials go to), before any request."""
     config_file = tmp_path / 'gallery-dl.json'  # the file the autouse fixture points at
-    config_file.write_text(json.dumps({'extractor': {'Danbooru': {'username': 'alice'}}}))
+    config_file.write_text(json.dumps({'extractor': {'danbooru': {'username': 'alice'}}}))
 
     def prompt(*args, **kwargs):
         raise AssertionError('the crawler asked for input')
@@ -546,9 +596,9 @@ def test_a_terminal_never_gets_a_password_prompt(tmp_path, monkeypatch):
     monkeypatch.setattr(gdl_output, 'TTY_STDIN', True)
     monkeypatch.setattr('getpass.getpass', prompt)
     monkeypatch.setattr('builtins.input', prompt)
-    with FakeBooru(make_posts(3)) as booru:
-        with pytest.raises(CrawlError) as info:
-            crawl(_options(booru, tmp_path / 'out', 'danbooru'))
+    with pytest.raises(CrawlError) as info:
+        crawl(CrawlOptions(source='danbooru', tags='solo', limit=1, output_dir=tmp_path / 'out',
+                           retries=0, progress=False))
     assert str(info.value) == (
         'danbooru: a login without its API key in your gallery-dl config (gallery-dl reads the '
         'API key from "password"): pass --user and --api-key, or set DANBOORU_LOGIN and '
@@ -565,19 +615,21 @@ def test_the_real_gelbooru_asking_for_a_key_names_the_flags(tmp_path):
         'set GELBOORU_USER_ID/GELBOORU_API_KEY')
 
 
-@pytest.mark.parametrize('how', ['flags', 'environment'])
+@pytest.mark.parametrize('how', ['flags', 'environment', 'gallery-dl config'])
 @pytest.mark.parametrize('source', SOURCES)
 def test_the_real_sites_get_the_credentials_their_extractor_reads(tmp_path, monkeypatch,
                                                                   source, how):
     """No request: gallery-dl's extractor for the real site, initialised, holds the key."""
     user = USERS[source]
+    given = {}
     if how == 'flags':
         given = dict(user=user, api_key='secret-key')
-    else:
-        given = {}
+    elif how == 'environment':
         env_user, env_key = CREDENTIAL_ENV[source]
         monkeypatch.setenv(env_user, user)
         monkeypatch.setenv(env_key, 'secret-key')
+    else:  # the file the autouse fixture points at
+        (tmp_path / 'gallery-dl.json').write_text(json.dumps(USER_CONFIG_CREDENTIALS))
     configure_gallery_dl(CrawlOptions(source=source, tags='solo', limit=1, output_dir=tmp_path,
                                       **given))
     extractor = gdl_job.Job(search_url(CrawlOptions(source=source, tags='solo', limit=1,
@@ -782,9 +834,9 @@ def test_the_sites_own_names_are_unchanged(tmp_path, base_url):
     assert file_label(options) == archive_prefix(options) == 'danbooru'
     assert search_url(options) == 'https://danbooru.donmai.us/posts?tags=solo'
     mirror = CrawlOptions(source='safebooru', tags='solo', limit=1, output_dir=tmp_path,
-                          base_url='https://booru.example.org:8443/sub/')
-    assert file_label(mirror) == 'safebooru-booru.example.org-8443-sub'
-    assert archive_prefix(mirror) == 'safebooru-booru.example.org-8443-sub_'
+                          base_url='https://booru.example.org:8443/')
+    assert file_label(mirror) == 'safebooru-booru.example.org-8443'
+    assert archive_prefix(mirror) == 'safebooru-booru.example.org-8443_'
 
 
 # --- the command --------------------------------------------------------------------------
@@ -814,7 +866,7 @@ NOWHERE = ['--base-url', 'http://127.0.0.1:9', '--retries', '0']
     (['--source', 'safebooru', '--tags', 'cat', '--file-deadline', '-1'],
      'error: --file-deadline must be positive, got -1 s'),
     (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', '0'],
-     'error: --max-file-size must be positive, got 0 bytes'),
+     'error: --max-file-size must be positive, got 0 MB'),
     # (a closed local port: a value that slipped through must not reach the real site)
     (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', 'inf', *NOWHERE],
      'error: --max-file-size must be a finite number of MB, got inf'),
@@ -824,6 +876,10 @@ NOWHERE = ['--base-url', 'http://127.0.0.1:9', '--retries', '0']
      'error: --timeout must be a finite number, got inf'),
     (['--source', 'safebooru', '--tags', 'cat', '--sleep', '-1', *NOWHERE],
      'error: --sleep must be a finite number of seconds, not negative, got -1'),
+    # a timer, a socket or a sleep refuses a huge number with an OverflowError
+    *[(['--source', 'safebooru', '--tags', 'cat', flag, '1e300', *NOWHERE],
+       f'error: {flag} must be at most 86400 s (one day), got 1e+300')
+      for flag in ('--timeout', '--file-deadline', '--sleep', '--retry-sleep')],
     (['--source', 'danbooru', '--tags', 'cat', '--user', 'alice'],
      'error: danbooru: --user/DANBOORU_LOGIN is set but --api-key/DANBOORU_API_KEY is not: '
      'give both (your login and the API key from https://danbooru.donmai.us/profile)'),
@@ -836,22 +892,22 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, crawl_images, args, message
 
 @pytest.mark.timeout(90)
 def test_cli_never_waits_for_a_password_on_a_terminal(tmp_path):
-    """The real command, its stdin a terminal, a gallery-dl config with a username only."""
+    """The real command, its stdin a terminal, a gallery-dl config with a username only, for
+    the site itself: the error comes before any request."""
     config_dir = tmp_path / 'config' / 'gallery-dl'
     config_dir.mkdir(parents=True)
     (config_dir / 'config.json').write_text(
-        json.dumps({'extractor': {'Danbooru': {'username': 'alice'}}}))
+        json.dumps({'extractor': {'danbooru': {'username': 'alice'}}}))
     terminal, stdin = os.openpty()
     env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / 'config'), PYTHONWARNINGS='ignore')
     try:
-        with FakeBooru(make_posts(3)) as booru:
-            # a session of its own: no controlling terminal, so getpass would read stdin
-            proc = subprocess.run(
-                [sys.executable, str(REPO / 'tools' / 'crawl_images.py'), '--source',
-                 'danbooru', '--tags', 'cat_ears', '--base-url', booru.url, '--output-dir',
-                 str(tmp_path / 'out'), '--sleep', '0', '--no-progress'],
-                stdin=stdin, capture_output=True, text=True, timeout=60, env=env,
-                start_new_session=True)
+        # a session of its own: no controlling terminal, so getpass would read stdin
+        proc = subprocess.run(
+            [sys.executable, str(REPO / 'tools' / 'crawl_images.py'), '--source',
+             'danbooru', '--tags', 'cat_ears', '--output-dir', str(tmp_path / 'out'),
+             '--sleep', '0', '--retries', '0', '--no-progress'],
+            stdin=stdin, capture_output=True, text=True, timeout=60, env=env,
+            start_new_session=True)
     finally:
         os.close(terminal)
         os.close(stdin)
@@ -869,3 +925,291 @@ def test_cli_end_to_end(tmp_path):
     assert 'images saved 2' in proc.stdout
     assert len(_images(tmp_path)) == 2
     assert set(booru.state.user_agents) == {BROWSER_UA}
+
+
+# --- files already in the output folder ---------------------------------------------------
+
+@pytest.mark.parametrize('archive', ['not a database', 'a folder'])
+def test_an_unusable_download_archive_stops_the_crawl_before_any_request(tmp_path, archive):
+    """gallery-dl would crawl on without its archive (a warning), and the sqlite3 module raise
+    a traceback: one line naming the archive instead, before anything is fetched or moved."""
+    path = tmp_path / ARCHIVE_NAME
+    if archive == 'a folder':
+        path.mkdir()
+    else:
+        path.write_bytes(b'this is not an SQLite file, whatever its name says' * 100)
+    with FakeBooru(make_posts(3)) as booru:
+        unfinished = tmp_path / f'{_label(booru, "danbooru")}_1000.png'
+        unfinished.write_bytes(make_posts(1)[0].png)  # no sidecar: would be set aside
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, tmp_path, 'danbooru'))
+    message = str(info.value)
+    assert message.startswith(f'{path}: ') and '\n' not in message
+    assert ('(file is not a database)' if archive == 'not a database'
+            else '(not a regular file)') in message
+    assert booru.state.requests == [] and unfinished.is_file()
+
+
+def test_a_locked_download_archive_moves_nothing(tmp_path, monkeypatch):
+    """Another crawl writing to the archive: its entries of the images to fetch again cannot be
+    dropped, so nothing is set aside (an image set aside while its entry stays would never be
+    fetched again)."""
+    monkeypatch.setattr('animal_landmarks_mm.crawl.ARCHIVE_LOCK_SECONDS', 0.2)
+    posts = make_posts(3)
+    with FakeBooru(posts) as booru:
+        crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+        image = tmp_path / f'{_label(booru, "danbooru")}_{posts[0].id}.png'
+        (tmp_path / f'{image.name}.json').unlink()
+        other_crawl = sqlite3.connect(tmp_path / ARCHIVE_NAME)
+        other_crawl.execute('BEGIN IMMEDIATE')  # a writer: readers pass, writers wait
+        try:
+            with pytest.raises(CrawlError) as info:
+                crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+        finally:
+            other_crawl.close()
+    assert str(info.value).startswith(f'{tmp_path / ARCHIVE_NAME}: ')
+    assert 'database is locked' in str(info.value) and '\n' not in str(info.value)
+    assert image.is_file() and not (tmp_path / '.unfinished').exists()
+    assert f'{_label(booru, "danbooru")}_{posts[0].id}' in _archived(tmp_path)
+
+
+def test_an_image_set_aside_never_replaces_an_earlier_one(tmp_path):
+    """.unfinished/ may hold an image of the same name set aside by an earlier run (and maybe
+    annotated since): the new one gets a free name beside it."""
+    posts = make_posts(3)
+    with FakeBooru(posts) as booru:
+        options = _options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING)
+        crawl(options)
+        name = f'{_label(booru, "danbooru")}_{posts[0].id}.png'
+        aside = tmp_path / '.unfinished'
+        aside.mkdir()
+        (aside / name).write_bytes(b'set aside by an earlier run')
+        stem = name.removesuffix('.png')
+        (aside / f'{stem}.1.png').write_bytes(b'and another one')
+        (tmp_path / f'{name}.json').unlink()
+        result = crawl(options)
+    assert result.unfinished == 1 and result.saved == [tmp_path / name]
+    assert (aside / name).read_bytes() == b'set aside by an earlier run'
+    assert (aside / f'{stem}.1.png').read_bytes() == b'and another one'
+    assert (aside / f'{stem}.2.png').read_bytes() == posts[0].png
+
+
+@pytest.mark.timeout(60)  # a FIFO read would block forever
+def test_hostile_sidecars_are_skipped(tmp_path):
+    """What known_md5 reads: regular files up to a size cap only, an md5 of 32 hex digits and
+    scalar source and post id; anything else is not one of the crawler's sidecars."""
+    good_md5 = 'a' * 32
+    sidecar = dict(format='animal_landmarks_mm.source', source='danbooru', base_url=None,
+                   post_id=1, md5=good_md5)
+    hostile = {
+        'fifo': None, 'zeros': None, 'huge': None,
+        'md5_list': {**sidecar, 'md5': ['a']},
+        'md5_dict': {**sidecar, 'md5': {'a': 1}},
+        'md5_not_hex': {**sidecar, 'md5': '../../etc/passwd'},
+        'source_list': {**sidecar, 'source': ['danbooru'], 'md5': 'b' * 32},
+        'post_id_dict': {**sidecar, 'post_id': {'id': 1}, 'md5': 'c' * 32},
+        'base_url_unsplittable': {**sidecar, 'base_url': 'http://[::1', 'md5': 'e' * 32},
+    }
+    for stem, data in hostile.items():
+        (tmp_path / f'{stem}.png').write_bytes(b'image')
+        path = tmp_path / f'{stem}.png.json'
+        if stem == 'fifo':
+            os.mkfifo(path)
+        elif stem == 'zeros':
+            path.symlink_to('/dev/zero')
+        elif stem == 'huge':  # a valid sidecar, padded past the cap
+            path.write_text(json.dumps({**sidecar, 'md5': 'd' * 32}) + ' ' * 2_000_000)
+        else:
+            path.write_text(json.dumps(data))
+    (tmp_path / 'good.png').write_bytes(b'image')
+    (tmp_path / 'good.png.json').write_text(json.dumps(sidecar))
+    assert known_md5(tmp_path) == {good_md5: ('danbooru', 1)}
+
+
+def test_posts_without_a_file_are_never_followed_elsewhere(tmp_path):
+    """gallery-dl's Danbooru option "external" (in the user's config) hands the source URL of a
+    post without a file of its own to another extractor: never followed, the post is filtered
+    out (no file of its own)."""
+    (tmp_path / 'gallery-dl.json').write_text(json.dumps(
+        {'extractor': {'Danbooru': {'external': True}, 'danbooru': {'external': True}}}))
+    posts = make_posts(4)
+    with FakeBooru(posts) as booru:
+        booru.state.no_file = {posts[1].id}
+        result = crawl(_options(booru, tmp_path / 'out', 'danbooru', limit=10,
+                                ratings=EVERY_RATING))
+    assert len(result.saved) == 3 and result.failed == []
+    assert result.seen == 4 and result.filtered == 1
+    assert not any(r.startswith('/external/') for r in booru.state.requests)
+
+
+# --- what a server may send ---------------------------------------------------------------
+
+@pytest.mark.parametrize('fault, retry_sleep', [('500_once', 0.05), ('500_once', 1.5),
+                                               ('429_once', 0.05)])
+def test_retry_sleep_spaces_the_tries_of_a_file(tmp_path, fault, retry_sleep):
+    """A file answered with a 500 (or a 429) is tried again after --retry-sleep x try
+    seconds, as a search is (gallery-dl's downloader would wait 1 s, whatever the flag says, and
+    not retry a 429)."""
+    posts = make_posts(2)
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {posts[0].id: fault}
+        result = crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING,
+                                retry_sleep=retry_sleep))
+        tries = [r.time for r in booru.state.log if r.path == f'/images/{posts[0].id}.png']
+    assert len(result.saved) == 2 and result.failed == []
+    assert len(tries) == 2
+    gap = tries[1] - tries[0]
+    assert gap >= retry_sleep and (retry_sleep > 0.5 or gap < 0.8), gap
+
+
+@pytest.mark.parametrize('fault, detail', [
+    ('ico_as_png', 'not an image file (ico)'),
+    ('psd_as_png', 'not an image file (psd)'),
+])
+def test_a_file_gallery_dl_would_rename_to_a_non_image_extension_is_refused(tmp_path, fault,
+                                                                            detail):
+    """gallery-dl names a file after its first bytes (an ICO under a .png URL becomes .ico):
+    the dataset takes IMAGE_EXTENSIONS only, so such a file is refused like a video."""
+    posts = make_posts(3)
+    bad = posts[1]
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {bad.id: fault}
+        result = crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+        stem = f'{_label(booru, "danbooru")}_{bad.id}'
+    assert len(result.saved) == 2
+    assert result.failed == [f'{booru.url}/images/{bad.id}.png: {detail}']
+    assert [p.name for p in tmp_path.glob(f'{stem}*')] == []
+    assert stem not in _archived(tmp_path)
+    assert hashlib.md5(other_format(bad, fault)).hexdigest() not in known_md5(tmp_path)
+
+
+@pytest.mark.parametrize('scheme_url', ['text:not an image', 'ytdl:{root}/images/{id}.png'])
+def test_a_file_url_that_is_not_http_is_filtered_out(tmp_path, capfd, scheme_url):
+    """gallery-dl has downloaders for other schemes (text:, ytdl: ...), which no guard bounds:
+    only http(s) file URLs are downloaded; another is filtered out, with a note."""
+    posts = make_posts(3)
+    with FakeBooru(posts) as booru:
+        booru.state.file_urls = {posts[1].id: scheme_url.format(root=booru.url, id=posts[1].id)}
+        result = crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+    assert len(result.saved) == 2 and result.failed == [] and result.filtered == 1
+    assert _file_requests(booru) == [f'/images/{p.id}.png' for p in (posts[0], posts[2])]
+    assert list(tmp_path.glob(f'*_{posts[1].id}*')) == []
+    assert list((tmp_path / PARTS_DIR).iterdir()) == []
+    err = capfd.readouterr().err
+    assert f'post {posts[1].id}: its file URL is not http(s)' in err
+
+
+@pytest.mark.parametrize('source, fault, message', [
+    ('danbooru', 'not_json_or_xml', "is not Danbooru's JSON (JSONDecodeError: Expecting value"),
+    ('danbooru', 'no_posts_key', "is not Danbooru's JSON (KeyError: 'posts')"),
+    ('danbooru', 'null', "is not Danbooru's JSON (TypeError: "),
+    ('danbooru', 'cut_answer', "is not Danbooru's JSON (JSONDecodeError: "),
+    # an HTML page may be well-formed XML: its root element tells
+    ('safebooru', 'not_json_or_xml',
+     "is not Gelbooru 0.2's XML (ValueError: its root element is <html>, not <posts>)"),
+    ('safebooru', 'cut_answer', "is not Gelbooru 0.2's XML (ParseError: "),
+])
+def test_a_search_answer_that_is_not_the_sites_names_the_answer(tmp_path, source, fault,
+                                                                 message):
+    with FakeBooru(make_posts(3)) as booru:
+        booru.state.search_fault = fault
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, tmp_path, source))
+    text = str(info.value)
+    assert text.startswith(f'{source}: the search answer from {booru.url}/'), text
+    assert message in text and '\n' not in text
+
+
+@pytest.mark.parametrize('source, fields', [
+    ('danbooru', {'image_width': 'wide'}),
+    ('danbooru', {'tag_string': 5}),
+    ('danbooru', {'tag_string_meta': None}),  # left out of the answer
+    ('danbooru', {'id': [1001]}),
+    ('danbooru', {'file_url': 7}),
+    ('danbooru', {'rating': ['g']}),
+    ('safebooru', {'width': 'wide'}),
+    ('safebooru', {'tags': None}),
+    ('safebooru', {'id': 'x'}),
+])
+def test_a_malformed_post_is_skipped_and_counted(tmp_path, source, fields):
+    posts = make_posts(4)
+    with FakeBooru(posts) as booru:
+        booru.state.post_fields = {posts[1].id: fields}
+        result = crawl(_options(booru, tmp_path, source, limit=10, ratings=EVERY_RATING))
+    assert len(result.saved) == 3 and result.failed == [] and result.malformed == 1
+    assert 'malformed posts skipped 1' in result.format()
+
+
+def test_the_progress_bar_moves_while_the_search_filters_everything(tmp_path, capfd):
+    """Pages of posts all filtered out save nothing: the bar still shows the posts seen."""
+    with FakeBooru(make_posts(3)) as booru:
+        booru.state.search_fault = 'new_posts_forever'  # explicit posts: all filtered out
+        options = _options(booru, tmp_path, 'safebooru', limit=5)
+        options.progress = True
+        crawl(options)
+    err = capfd.readouterr().err
+    shown = {int(n) for n in re.findall(r'seen=(\d+)', err)}
+    assert {100, 200, 500} <= shown, sorted(shown)
+
+
+def test_gallery_dls_log_lines_are_the_crawlers(tmp_path, capfd):
+    """gallery-dl's warnings come as whole lines of the crawler (above the progress bar), its
+    errors about what the crawler reports itself not at all; the loggers are restored after."""
+    posts = make_posts(3)
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {posts[1].id: '500_once'}
+        options = _options(booru, tmp_path, 'danbooru', retries=0, ratings=EVERY_RATING)
+        options.progress = True
+        result = crawl(options)
+        booru.state.search_fault = 'no_posts_key'
+        with pytest.raises(CrawlError):
+            crawl(options)
+    assert len(result.failed) == 1
+    err = capfd.readouterr().err
+    lines = [line.rpartition('\r')[2] for line in err.split('\n')]
+    assert (f"warning: gallery-dl: '500 Internal Server Error' for "
+            f"'{booru.url}/images/{posts[1].id}.png' (1/1)") in lines, err
+    assert 'Failed to download' not in err and 'codeberg' not in err and "'posts'" not in err
+    for name in ('gallery-dl', 'download', 'downloader.http'):
+        logger = logging.getLogger(name)
+        assert logger.propagate and not logger.handlers and not logger.filters
+
+
+@pytest.mark.timeout(90)
+def test_the_command_prints_the_summary_before_an_error(tmp_path):
+    """The search fails after some images were saved: the summary says what was done."""
+    with FakeBooru(make_posts(8)) as booru:
+        booru.state.search_fault = 'fail_second_page'
+        proc = run_tool('crawl_images.py', '--source', 'safebooru', '--tags', 'cat_ears',
+                        '--limit', '50', '--output-dir', tmp_path, '--base-url', booru.url,
+                        '--sleep', '0', '--retries', '0', '--no-progress', check=False,
+                        env={'XDG_CONFIG_HOME': str(tmp_path / 'config')})
+    assert proc.returncode == 1
+    assert proc.stdout.strip() == ('posts seen 4, images saved 4, already downloaded 0, '
+                                   'duplicates 0, filtered out 0')
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: safebooru: '500 Internal Server Error' for ")
+    assert len(_images(tmp_path)) == 4
+
+
+@pytest.mark.parametrize('base_url', ['http://booru.example/sub', 'http://booru.example/?a=1',
+                                      'http://booru.example/#top'])
+def test_a_base_url_with_a_path_is_refused_before_anything(tmp_path, crawl_images, base_url):
+    """gallery-dl finds another instance by its host: a path, query or fragment never works."""
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as info:
+        crawl_images.main(['--source', 'danbooru', '--tags', 'cat', '--base-url', base_url,
+                           '--output-dir', str(out), '--no-progress'])
+    assert str(info.value.code) == (
+        f'error: --base-url must be a site\'s root (scheme, host and port), without a path, '
+        f'query or fragment, got {base_url!r}')
+    assert not out.exists()
+
+
+def test_the_help_names_every_credential_variable(crawl_images, capsys):
+    with pytest.raises(SystemExit):
+        crawl_images.parse_args(['--help'])
+    help_text = ' '.join(capsys.readouterr().out.split())
+    for names in CREDENTIAL_ENV.values():
+        for name in names:
+            assert name in help_text

@@ -12,13 +12,19 @@ from pathlib import Path
 from animal_landmarks_mm.errors import exit_on_error
 
 try:
-    from animal_landmarks_mm.crawl import RATINGS, SOURCES, CrawlError, CrawlOptions, crawl
+    from animal_landmarks_mm.crawl import (
+        CREDENTIAL_ENV,
+        MB,
+        RATINGS,
+        SOURCES,
+        CrawlError,
+        CrawlOptions,
+        crawl,
+    )
 except ModuleNotFoundError as missing:  # gallery-dl is in the "tools" extra
     if missing.name != 'gallery_dl':
         raise
     sys.exit('error: gallery-dl is not installed: pip install -e ".[tools]"')
-
-MB = 1_000_000
 
 
 def parse_args(argv=None):
@@ -27,25 +33,32 @@ def parse_args(argv=None):
     parser.add_argument('--tags', required=True, help='the tag search, e.g. "cat_ears solo"')
     parser.add_argument('--limit', type=int, default=100, help='how many new images to save')
     parser.add_argument('--output-dir', required=True, help='images and their .json sidecars')
-    parser.add_argument('--base-url', help='root of a mirror or self-hosted instance')
+    parser.add_argument('--base-url', help='root of a mirror or self-hosted instance of the '
+                        'same software, e.g. https://booru.example:8443 (no path)')
     parser.add_argument('--rating', nargs='+', default=['general'], metavar='RATING',
                         help=f'ratings to keep, of {", ".join(RATINGS)} (default: general)')
     parser.add_argument('--min-size', nargs=2, type=int, metavar=('W', 'H'),
                         help='skip images smaller than W x H pixels')
     parser.add_argument('--exclude-tags', default='',
-                        help='skip posts with any of these tags, e.g. "monochrome comic"')
-    parser.add_argument('--user', help='Danbooru login or Gelbooru user id (or env '
-                        'DANBOORU_LOGIN / GELBOORU_USER_ID, or your gallery-dl config)')
-    parser.add_argument('--api-key', help='API key (or env DANBOORU_API_KEY / '
-                        'GELBOORU_API_KEY, or your gallery-dl config)')
+                        help='skip posts with any of these tags, e.g. "monochrome comic" '
+                        '(booru tags are lowercase; compared ignoring case)')
+    user_env, key_env = (' / '.join(names) for names in zip(*CREDENTIAL_ENV.values()))
+    parser.add_argument('--user', help='Danbooru login, or Gelbooru or Safebooru user id (else '
+                        f'env {user_env}, else your gallery-dl config; for --base-url the flag '
+                        'only)')
+    parser.add_argument('--api-key', help=f'API key (else env {key_env}, else your gallery-dl '
+                        'config; for --base-url the flag only)')
     parser.add_argument('--user-agent', help='HTTP User-Agent to send instead of gallery-dl\'s, '
                         'e.g. a browser\'s when a site answers 403 Forbidden')
     parser.add_argument('--sleep', type=float, default=1.0,
-                        help='seconds before each search request and each file download')
+                        help='seconds before each search request and each file download '
+                        '(default 1)')
     parser.add_argument('--retries', type=int, default=4,
-                        help='HTTP retries (with back-off) before giving up')
+                        help='HTTP retries of a search request or file (with back-off) before '
+                        'giving up (default 4)')
     parser.add_argument('--retry-sleep', type=float, default=2.0,
-                        help='back-off base in seconds, growing with each retry')
+                        help='back-off in seconds: the n-th retry of a search request or file '
+                        'waits n times this, at most an hour (default 2)')
     parser.add_argument('--timeout', type=float, default=15.0,
                         help='seconds a request may wait for data before it is retried '
                         '(default 15)')
@@ -83,7 +96,13 @@ def main(argv=None):
             file_deadline=args.file_deadline,
             max_file_size=megabytes_to_bytes(args.max_file_size),
             progress=not args.no_progress)
-        result = crawl(options)
+        try:
+            result = crawl(options)
+        except CrawlError as error:
+            partial = error.result
+            if partial is not None and (partial.seen or partial.unfinished):
+                print(partial.format())  # what was done before the error
+            raise
     print(result.format())
     if result.failed:
         sys.exit(f'error: {len(result.failed)} downloads failed (rerun to try them again)')
