@@ -14,15 +14,18 @@ Three parts, each usable alone:
     annotations/train.json  annotations/val.json  annotations/test.json   (COCO keypoints)
     train.txt  val.txt  test.txt      (the annotation files of each split, one per line,
                                        relative to their annotation folder)
-    splits.json                       (the split record: seed, ratios and the split of every
-                                       annotation file; see :class:`SplitRecord`)
+    splits.json                       (the split record: seed, ratios, the split of every
+                                       annotation file and its picture's SHA-256; see
+                                       :class:`SplitRecord`)
 
-A later conversion into the same ``output_dir`` with the same seed and ratios keeps every file
-in the split the record gives it, so that a model fine-tuned on more annotations is never
-validated on pictures an earlier round trained on.
+A later conversion into the same ``output_dir`` keeps every file in the split the record gives
+it (found by its picture when moved or renamed), so that a model fine-tuned on more
+annotations is never validated on pictures an earlier round trained on; another seed or other
+ratios are refused unless the split is made afresh on purpose (``reshuffle``).
 
-``file_name`` in the COCO files is the image path relative to ``output_dir``, so a config needs
-only ``data_root=output_dir`` and ``data_prefix=dict(img='')`` whatever folder the images are in.
+``file_name`` in the COCO files is the image path relative to ``output_dir`` (links not
+resolved), so a config needs only ``data_root=output_dir`` and ``data_prefix=dict(img='')``
+whatever folder the images are in.
 Inputs are never modified, and no output is ever written where an input is read.
 """
 from __future__ import annotations
@@ -31,8 +34,10 @@ import json
 import math
 import os
 import random
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from tqdm import tqdm
@@ -73,11 +78,23 @@ BOX_POINTS_MARGIN = 0.25
 #: No image format the tools read stores a side longer than this (PNG's limit; JPEG's is 65535).
 MAX_IMAGE_SIDE = 2**31 - 1
 
+#: A PNG's IEND chunk or a JPEG's end-of-image marker must lie within this many bytes of the
+#: file's end: some writers and uploads pad a file, or append a little after it.
+IMAGE_END_WINDOW = 4096
+
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_END = b'\x00\x00\x00\x00IEND\xaeB`\x82'  # the IEND chunk: no data, its fixed CRC
+_JPEG_START, _JPEG_END = b'\xff\xd8', b'\xff\xd9'
+
+#: The validation share of the annotation folder unless given (0 with a validation folder).
+DEFAULT_VAL_RATIO = 0.2
+
 
 #: The split record's file name in the output folder, and its format marker and version.
 SPLIT_RECORD = 'splits.json'
 SPLIT_RECORD_FORMAT = 'animal_landmarks_mm.splits'
 SPLIT_RECORD_VERSION = 1
+_SHA256 = re.compile('[0-9a-f]{64}')
 
 
 class ConversionError(AnimalLandmarksError, ValueError):
@@ -148,6 +165,14 @@ class Record:
         """The file relative to its annotation folder, as the split listings give it."""
         return self.ann_path.relative_to(self.ann_dir).as_posix()
 
+    @property
+    def picture(self) -> Path:
+        """What :class:`ClaimedImages` knows its picture by: the image's real path (links
+        resolved), or its ``image`` name when read without images."""
+        if self.image_path is None:
+            return Path(self.annotation.image)
+        return self.image_path.resolve()
+
 
 @dataclass
 class FolderContents:
@@ -182,9 +207,10 @@ def is_crawler_sidecar(path: Path) -> bool:
     """Whether a ``.json`` file is the crawler's metadata sidecar of an image: named after the
     image plus ``.json`` (``x.png.json``, ``x.gif.json``: whatever the crawler saved) and
     marked ``"format":`` :data:`~.annotation.SIDECAR_FORMAT`. Only files so named are opened, so
-    most annotation files (``x.json``) cost nothing here; one that cannot be read is no
-    sidecar (the reader then says what is wrong with it)."""
-    if not Path(path.stem).suffix:
+    most annotation files (``x.json``) cost nothing here; one that cannot be read, or is no
+    regular file (a FIFO would block the reading), is no sidecar (the reader then says what
+    is wrong with it)."""
+    if not Path(path.stem).suffix or not path.is_file():
         return False
     try:
         with open(path, encoding='utf-8') as f:
@@ -200,8 +226,11 @@ def scan_annotation_folder(ann_dir: Path, exclude: Iterable[Path] = ()
 
     Hidden files and folders (the tools' own: drafts, temporary files) are left out, and so
     are the folders of ``exclude`` (a validation folder inside the annotation folder is read
-    on its own). Both lists are sorted by relative path, so the order never depends on the
-    file system.
+    on its own). Linked subfolders are followed, each real folder once, under its first name
+    (folders are walked in name order), so that a link back up the tree ends the walk. Both
+    lists are sorted by relative path, so the order never depends on the file system. A
+    ``*.json`` that is no regular file (a FIFO, a device) is listed with the files, unread:
+    the reader says what it is.
 
     Raises:
         ConversionError: the folder does not exist.
@@ -209,19 +238,38 @@ def scan_annotation_folder(ann_dir: Path, exclude: Iterable[Path] = ()
     if not ann_dir.is_dir():
         raise ConversionError(f'annotation folder not found: {ann_dir}')
     root = ann_dir.resolve()
-    excluded = [Path(folder).resolve() for folder in exclude]
-    excluded_parts = [folder.relative_to(root).parts for folder in excluded
-                      if folder.is_relative_to(root) and folder != root]
+    # a folder holding the annotation folder would exclude all of it (convert refuses that)
+    excluded = [folder for folder in (Path(f).resolve() for f in exclude)
+                if not root.is_relative_to(folder)]
+    visited = {_folder_identity(ann_dir)}
     files, sidecars = [], []
-    for path in ann_dir.rglob('*.json'):
-        parts = path.relative_to(ann_dir).parts
-        if any(is_hidden(part) for part in parts):
-            continue
-        if any(parts[:len(folder)] == folder for folder in excluded_parts):
-            continue
-        (sidecars if is_crawler_sidecar(path) else files).append(path)
+    for folder, subfolders, names in os.walk(ann_dir, followlinks=True):
+        kept = []  # pruned in place: os.walk enters only these
+        for name in sorted(subfolders):
+            subfolder = os.path.join(folder, name)
+            if is_hidden(name) or any(lies_in_folder(subfolder, f) for f in excluded):
+                continue
+            identity = _folder_identity(subfolder)
+            if identity is not None and identity not in visited:
+                visited.add(identity)
+                kept.append(name)
+        subfolders[:] = kept
+        for name in names:
+            if name.endswith('.json') and not is_hidden(name):
+                path = Path(folder, name)
+                (sidecars if is_crawler_sidecar(path) else files).append(path)
     return (sorted(files, key=lambda p: p.relative_to(ann_dir).as_posix()),
             sorted(sidecars, key=lambda p: p.relative_to(ann_dir).as_posix()))
+
+
+def _folder_identity(folder: str | os.PathLike) -> tuple[int, int] | None:
+    """A folder's device and inode, links followed (None if it cannot be read): one real
+    folder under several names has one."""
+    try:
+        stat = os.stat(folder)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def list_annotation_files(ann_dir: Path, exclude: Iterable[Path] = ()) -> list[Path]:
@@ -257,9 +305,10 @@ def check_face_geometry(ann: ImageAnnotation) -> None:
     check_image_size(ann)
     tol_x, tol_y = OUTSIDE_TOLERANCE * ann.width, OUTSIDE_TOLERANCE * ann.height
     for f, face in enumerate(ann.faces):
-        for i, p in enumerate(face.landmarks):
-            if p is not None and not (-tol_x <= p[0] <= ann.width + tol_x
-                                      and -tol_y <= p[1] <= ann.height + tol_y):
+        for i, (p, vis) in enumerate(zip(face.landmarks, face.visibility)):
+            if vis == ABSENT or p is None:  # coordinates left over from before it was marked
+                continue  # absent are never used (COCO has 0, 0, 0)
+            if not (-tol_x <= p[0] <= ann.width + tol_x and -tol_y <= p[1] <= ann.height + tol_y):
                 raise AnnotationError(
                     f'face {f} point {i} ({p[0]:g}, {p[1]:g}) is far outside the '
                     f'{ann.width}x{ann.height} image')
@@ -291,12 +340,28 @@ def check_box_holds_points(face: Face, index: int) -> None:
             '(not [x, y, width, height])')
 
 
+def check_distinct_faces(ann: ImageAnnotation) -> None:
+    """Refuse a face annotated twice (the same placed points and flags: a pasted copy), which
+    would train as two faces.
+
+    Raises:
+        AnnotationError: one line naming both faces, without the file name (callers add it).
+    """
+    first_of: dict[tuple, int] = {}
+    for f, face in enumerate(ann.faces):
+        first = first_of.setdefault((tuple(face.placed_points()), tuple(face.visibility)), f)
+        if first != f:
+            raise AnnotationError(f'faces {first} and {f} are the same face (identical points): '
+                                  'delete one')
+
+
 def check_usable(ann: ImageAnnotation) -> None:
     """The rules an annotation must pass to be trained on, beyond its file's own validity
     (:func:`~.annotation.parse_annotation`): an annotated image has a face, its size is one an
-    image can have, and every face's points and box lie on its image and its box around its
-    points (:func:`check_face_geometry`). One rule for the annotator, which never calls such
-    an image done, and the reader, which leaves such a file out.
+    image can have, every face's points and box lie on its image and its box around its
+    points (:func:`check_face_geometry`), and no face is there twice
+    (:func:`check_distinct_faces`). One rule for the annotator, which never calls such an
+    image done, and the reader, which leaves such a file out.
 
     Raises:
         AnnotationError: one line, without the file name (callers add it).
@@ -306,6 +371,39 @@ def check_usable(ann: ImageAnnotation) -> None:
     if not ann.faces:
         raise AnnotationError('no faces annotated')
     check_face_geometry(ann)
+    check_distinct_faces(ann)
+
+
+def check_image_complete(path: Path) -> None:
+    """Refuse an image cut short (an interrupted download or copy): its header reads, but
+    decoding it for training fails. Nothing is decoded, one small read at the end: a PNG ends
+    with its IEND chunk, a JPEG with its end-of-image marker (each within
+    :data:`IMAGE_END_WINDOW` bytes of the end, for padding), a WebP is at least as long as its
+    RIFF header says. Other formats (BMP) are not checked.
+
+    Raises:
+        AnnotationError: one line naming the image, without the annotation file (callers add
+            it).
+    """
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(12)
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - IMAGE_END_WINDOW))
+            tail = f.read()
+    except OSError as e:
+        raise AnnotationError(f'image unreadable: {e}') from None
+    riff_size = 8 + int.from_bytes(head[4:8], 'little')  # a WebP's, with its 8-byte header
+    if head.startswith(_PNG_SIGNATURE) and _PNG_END not in tail:
+        why = 'ends without its IEND chunk'
+    elif head.startswith(_JPEG_START) and _JPEG_END not in tail:
+        why = f'has no end-of-image marker (FF D9) in its last {IMAGE_END_WINDOW} bytes'
+    elif head[:4] == b'RIFF' and head[8:12] == b'WEBP' and size < riff_size:
+        why = f'is {size} bytes, its RIFF header says {riff_size}'
+    else:
+        return
+    raise AnnotationError(f'image truncated: {path.name} {why} (an interrupted download or '
+                          'copy?)')
 
 
 class ClaimedImages:
@@ -313,8 +411,8 @@ class ClaimedImages:
 
     An image is the same picture as one claimed before when it is the same path (resolved),
     the same file under another name (a hard link: the same device and inode) or a copy with
-    identical bytes. Bytes are hashed only when two images have the same size, so a folder of
-    distinct pictures costs one ``stat`` per image.
+    identical bytes. Bytes are hashed only when two images have the same size (or when
+    :meth:`digest` is asked), so a folder of distinct pictures costs one ``stat`` per image.
     """
 
     def __init__(self) -> None:
@@ -322,10 +420,48 @@ class ClaimedImages:
         self._by_inode: dict[tuple[int, int], Path] = {}
         self._unhashed: dict[int, list[Path]] = {}  # byte size -> claimed images not hashed
         self._by_digest: dict[str, Path] = {}
+        self._digests: dict[Path, str] = {}  # image -> the SHA-256 of its bytes
 
     def annotation_of(self, image: Path) -> Path:
         """The annotation file that claimed ``image``."""
         return self._annotation_of[image]
+
+    def digest(self, image: Path) -> str:
+        """The SHA-256 of an image's bytes (hex), hashed once however often asked.
+
+        Raises:
+            OSError: the image cannot be read.
+        """
+        digest = self._digests.get(image)
+        if digest is None:
+            digest = self._digests[image] = file_sha256(image)
+        return digest
+
+    def keep_unique(self, records: Iterable[Record], problems: list[str]) -> list[Record]:
+        """The records whose picture no record before them annotates (claiming it), in their
+        order; a line in ``problems`` for each other, naming the file that keeps the picture,
+        and for an image that cannot be read."""
+        kept = []
+        for record in records:
+            image, path = record.picture, record.ann_path
+            try:
+                same = self.claim(image, path, by_content=record.image_path is not None)
+            except OSError as e:
+                problems.append(f'{path}: image unreadable: {e}')
+                continue
+            if same == image:
+                problems.append(
+                    f'{path}: names the image {record.annotation.image!r} that '
+                    f'{self.annotation_of(same)} already annotates; one annotation per image '
+                    'kept')
+            elif same is not None:
+                problems.append(
+                    f'{path}: image {record.annotation.image!r} is the same picture as {same} '
+                    f'(identical content), which {self.annotation_of(same)} already '
+                    'annotates; one annotation per picture kept')
+            else:
+                kept.append(record)
+        return kept
 
     def claim(self, image: Path, annotation: Path, *, by_content: bool = True) -> Path | None:
         """Claim ``image`` for ``annotation``: None when it is a new picture (now claimed),
@@ -357,9 +493,9 @@ class ClaimedImages:
             self._unhashed[size] = [image]
             return None
         for other in pending:
-            self._by_digest.setdefault(file_sha256(other), other)
+            self._by_digest.setdefault(self.digest(other), other)
         pending.clear()
-        digest = file_sha256(image)
+        digest = self.digest(image)
         same = self._by_digest.get(digest)
         if same is None:
             self._by_digest[digest] = image
@@ -370,11 +506,13 @@ class AnnotationReader:
     """Read annotation folders into validated records.
 
     Each file is parsed (:func:`~.annotation.load_annotation`) and checked against its image:
-    the image exists inside ``image_dir`` and is readable, its size (from the header) equals
-    ``image_size``, points lie on or near the image and every face box has an area inside it
-    and holds its face's points. A file that fails is left out with a one-line reason; so is a
-    file naming an image another file already named, or a copy or hard link of it (one
-    picture, one annotation: :class:`ClaimedImages`). The crawler's metadata sidecars
+    the image exists inside ``image_dir`` (a link there to a picture elsewhere is inside) and
+    is readable and whole, its size (from the header) equals ``image_size``, points lie on or
+    near the image, every face box has an area inside it and holds its face's points, and no
+    face is there twice. A file that fails is left out with a one-line reason; so is anything
+    named ``*.json`` that is no regular file (never opened: a FIFO would block), and a file
+    naming an image another file already named, or a copy or hard link of it (one picture,
+    one annotation: :class:`ClaimedImages`). The crawler's metadata sidecars
     (``IMAGE.ext.json``) are no annotations: counted, not read. Without ``image_dir`` only the
     files are read (the checks that need no image: names, parsing, geometry against
     ``image_size``).
@@ -389,7 +527,9 @@ class AnnotationReader:
 
     def __init__(self, image_dir: str | os.PathLike | None, *, include_predicted: bool = False,
                  progress: bool = True):
-        self.image_dir = None if image_dir is None else Path(image_dir).resolve()
+        # absolute, links not resolved: what lies in it is judged by the path, as the annotator
+        # lists it (a link in it to a picture elsewhere is its own)
+        self.image_dir = None if image_dir is None else Path(os.path.abspath(image_dir))
         self.include_predicted = include_predicted
         self.progress = progress
 
@@ -406,6 +546,10 @@ class AnnotationReader:
             relative.encode('utf-8')
         except UnicodeEncodeError:
             raise AnnotationError(f'{path!r}: the file name is not valid UTF-8') from None
+        if path.exists() and not path.is_file():  # never opened: reading a FIFO waits for a
+            # writer, reading /dev/zero never ends
+            raise AnnotationError(f'{path}: not a regular file (a FIFO, device or socket), '
+                                  'not read')
         ann = load_annotation(path)
         if any(is_hidden(part) for part in Path(ann.image).parts if part not in ('.', '..')):
             # the annotator never shows such an image; one rule for both tools
@@ -413,7 +557,7 @@ class AnnotationReader:
                                   'a dot are the tools\' own, never images)')
         image_path = None
         if self.image_dir is not None:
-            image_path = (self.image_dir / ann.image).resolve()
+            image_path = Path(os.path.abspath(self.image_dir / ann.image))  # '..' removed
             if not image_path.is_relative_to(self.image_dir):
                 raise AnnotationError(f'{path}: image {ann.image!r} is outside the image folder')
         if ann.status == STATUS_SKIPPED or (ann.status == STATUS_PREDICTED
@@ -430,6 +574,10 @@ class AnnotationReader:
         elif not image_path.is_file():
             raise AnnotationError(f'{path}: image not found: {image_path}')
         else:
+            try:  # first: a cut file's header may still read, or fail with a vaguer reason
+                check_image_complete(image_path)
+            except AnnotationError as e:
+                raise AnnotationError(f'{path}: {e}') from None
             try:
                 size = image_size(image_path)
             except AnnotationError as e:
@@ -448,22 +596,23 @@ class AnnotationReader:
                                   f'{str(e)[:80]})') from None
         return Record(path, ann_dir, image_path, ann)
 
-    def read(self, ann_dir: str | os.PathLike, claimed: ClaimedImages | None = None, *,
-             exclude: Iterable[Path] = (), only: Collection[str] | None = None
+    def read(self, ann_dir: str | os.PathLike, *, exclude: Iterable[Path] = (),
+             only: Collection[str] | None = None, one_per_picture: bool = True
              ) -> FolderContents:
         """Every annotation file of a folder, sorted by path; bad ones in ``problems``.
 
         Args:
-            ann_dir: the folder (read recursively, hidden names left out).
-            claimed: the images claimed so far, shared across calls so that one picture is
-                used once across folders; updated.
+            ann_dir: the folder (read recursively, linked subfolders too, hidden names left
+                out: :func:`scan_annotation_folder`).
             exclude: folders inside ``ann_dir`` not to read (read on their own).
             only: read just these files (POSIX names relative to ``ann_dir``, as a split
                 listing has them); the others are neither read nor reported.
+            one_per_picture: leave out a file whose picture a file before it annotates
+                (:meth:`ClaimedImages.keep_unique`); False leaves that to the caller
+                (:func:`convert` chooses across folders, by the split record).
         """
         ann_dir = Path(ann_dir)
         contents = FolderContents()
-        claimed = ClaimedImages() if claimed is None else claimed
         files, contents.sidecars = scan_annotation_folder(ann_dir, exclude)
         if only is not None:
             only = set(only)
@@ -483,40 +632,42 @@ class AnnotationReader:
             if status == STATUS_PREDICTED and not self.include_predicted:
                 contents.predicted.append(str(path))
                 continue
-            image = record.image_path or Path(record.annotation.image)
-            try:
-                same = claimed.claim(image, path, by_content=record.image_path is not None)
-            except OSError as e:
-                contents.problems.append(f'{path}: image unreadable: {e}')
-                continue
-            if same == image:
-                contents.problems.append(
-                    f'{path}: names the image {record.annotation.image!r} that '
-                    f'{claimed.annotation_of(same)} already annotates; one annotation per '
-                    'image kept')
-                continue
-            if same is not None:
-                contents.problems.append(
-                    f'{path}: image {record.annotation.image!r} is the same picture as {same} '
-                    f'(identical content), which {claimed.annotation_of(same)} already '
-                    'annotates; one annotation per picture kept')
-                continue
             contents.records.append(record)
+        if one_per_picture:
+            contents.records = ClaimedImages().keep_unique(contents.records, contents.problems)
         return contents
 
 
 # splitting ----------------------------------------------------------------------------------
 
-def check_ratios(train: float, val: float, test: float) -> dict[str, float]:
+def check_ratios(train: float, val: float, test: float, *,
+                 validation_folder: bool = False) -> dict[str, float]:
     """Validate the three split ratios.
 
+    Args:
+        train, val, test: the ratios, each in [0, 1].
+        validation_folder: whether a validation folder is the val split: val must be 0 and
+            train and test give the proportion the annotation folder is split in (scaled here
+            to sum to 1), whatever their sum.
+
     Raises:
-        ConversionError: a ratio outside [0, 1], or ratios that do not sum to 1.
+        ConversionError: a ratio outside [0, 1], ratios that do not sum to 1 (with a
+            validation folder: a val ratio, or train and test both 0).
     """
     ratios = dict(train=train, val=val, test=test)
     for name, value in ratios.items():
         if not (0.0 <= value <= 1.0) or math.isnan(value):
             raise ConversionError(f'--{name}-ratio must be between 0 and 1, got {value}')
+    if validation_folder:
+        if val:
+            raise ConversionError(
+                f'--val-ratio {val:g} with --val-annotation-dir, which is the validation '
+                'split: leave --val-ratio out (--train-ratio and --test-ratio then share the '
+                'annotation folder in their proportion)')
+        if train + test <= 0:
+            raise ConversionError('with --val-annotation-dir, train and test ratios cannot '
+                                  'both be 0')
+        return dict(train=train / (train + test), val=0.0, test=test / (train + test))
     if abs(sum(ratios.values()) - 1.0) > 1e-6:
         raise ConversionError(
             f'split ratios must sum to 1, got train {train} + val {val} + test {test} = '
@@ -590,25 +741,48 @@ class SplitRecord:
     """Which annotation file is in which split, and the seed and ratios that put it there.
 
     :func:`convert` writes it to ``output_dir/splits.json`` and follows it on the next
-    conversion into that folder with the same seed and ratios. The ratios are those the
-    annotation folder was split by: with a validation folder (``--val-annotation-dir``),
-    train and test in proportion and val 0. The file::
+    conversion into that folder, which must have the same seed and ratios. The ratios are
+    those the annotation folder was split by: with a validation folder
+    (``--val-annotation-dir``), train and test in proportion and val 0. The file::
 
         {"format": "animal_landmarks_mm.splits", "version": 1, "seed": 42,
          "ratios": {"train": 0.7, "val": 0.2, "test": 0.1},
-         "files": {"train": ["a.json", ...], "val": [...], "test": [...]}}
+         "files": {"train": ["a.json", ...], "val": [...], "test": [...]},
+         "images": {"a.json": "<SHA-256 of its image's bytes>", ...}}
+
+    ``images`` (absent from the records of earlier versions, which are read as they are)
+    finds a file moved or renamed since by its picture (:meth:`split_of`).
 
     Attributes:
         seed: the split's seed.
         ratios: the split's ratios.
         assignment: annotation file name (relative to its folder) -> split.
+        images: annotation file name -> the SHA-256 of its image (hex); files of earlier
+            versions' records have none.
         origin: where a record not read from its file came from (:meth:`from_listings`).
     """
 
     seed: int
     ratios: dict[str, float]
     assignment: dict[str, str] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
     origin: str | None = field(default=None, compare=False)
+
+    def split_of(self, name: str, digest: str) -> str | None:
+        """The split this record gives a file: that of its name, else that of its picture
+        (``digest``: a file moved or renamed since); None for a new file. Train when either is
+        train, so that a picture trained on never moves to val or test."""
+        splits = (self.assignment.get(name), self._picture_splits.get(digest))
+        return 'train' if 'train' in splits else splits[0] or splits[1]
+
+    @cached_property
+    def _picture_splits(self) -> dict[str, str]:
+        """Image digest -> the split of its files; train when any of them is in train."""
+        splits: dict[str, str] = {}
+        for name, digest in self.images.items():
+            if splits.get(digest) != 'train':
+                splits[digest] = self.assignment[name]
+        return splits
 
     @classmethod
     def from_listings(cls, output_dir: Path, seed: int,
@@ -641,7 +815,8 @@ class SplitRecord:
         files = {name: sorted(f for f, split in self.assignment.items() if split == name)
                  for name in SPLITS}
         return dict(format=SPLIT_RECORD_FORMAT, version=SPLIT_RECORD_VERSION, seed=self.seed,
-                    ratios={name: self.ratios[name] for name in SPLITS}, files=files)
+                    ratios={name: self.ratios[name] for name in SPLITS}, files=files,
+                    images=dict(sorted(self.images.items())))
 
     def write(self, path: str | os.PathLike) -> None:
         """Write the record atomically (a crash leaves the old one or the new one, whole)."""
@@ -697,7 +872,15 @@ class SplitRecord:
                 if name in assignment:
                     raise ValueError(f'{name!r} in both {assignment[name]} and {split}')
                 assignment[name] = split
-        return cls(seed, {name: float(ratios[name]) for name in SPLITS}, assignment)
+        images = raw.get('images', {})  # absent from the records of earlier versions
+        if not isinstance(images, dict) or not all(
+                isinstance(digest, str) and _SHA256.fullmatch(digest)
+                for digest in images.values()):
+            raise ValueError('"images" must map file names to SHA-256 digests (64 hex digits)')
+        stray = next((name for name in images if name not in assignment), None)
+        if stray is not None:
+            raise ValueError(f'"images" names {stray!r}, which no split holds')
+        return cls(seed, {name: float(ratios[name]) for name in SPLITS}, assignment, images)
 
     def difference(self, seed: int, ratios: dict[str, float]) -> str | None:
         """Why a split with ``seed`` and ``ratios`` cannot follow this record, or None."""
@@ -735,6 +918,7 @@ class SplitOutcome:
         afresh: why the split was made afresh; None when it followed the earlier record.
         earlier: whether an earlier record existed (its files may have changed split).
         kept: per split, the files the earlier record put there that stayed.
+        moved: of the kept files, those found by their picture under a new name or folder.
         added: per split, the files new to the record that went there.
         dropped: files of the earlier record no longer in the annotation folder.
         waiting: files of the earlier record left out this time (bad, skipped, predictions):
@@ -748,6 +932,7 @@ class SplitOutcome:
     afresh: str | None = None
     earlier: bool = False
     kept: dict[str, int] = field(default_factory=dict)
+    moved: int = 0
     added: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
     waiting: int = 0
@@ -761,6 +946,8 @@ class SplitOutcome:
                 line += '; files of earlier conversions may have changed split'
             return f'{line}; recorded in {self.record}'
         kept = ', '.join(f'{name} {self.kept.get(name, 0)}' for name in SPLITS)
+        if self.moved:
+            kept += f'; {self.moved} of them moved or renamed, found by their picture'
         line = (f'split kept from {self.kept_from or self.record}: '
                 f'{sum(self.kept.values())} files in place '
                 f'({kept}), {sum(self.added.values())} new ({added})')
@@ -775,13 +962,19 @@ class SplitOutcome:
 
 def coco_dict(records: Iterable[Record], output_root: str | os.PathLike,
               first_image_id: int = 1) -> dict:
-    """One COCO keypoints dict; ``file_name`` relative to ``output_root``."""
+    """One COCO keypoints dict; ``file_name`` relative to ``output_root``, links not resolved
+    (a dataset folder whose ``images`` is a link has ``images/...`` and can move, link and
+    all). An image outside ``output_root`` is reached from its real folder: a ``..`` after a
+    link (``output_root`` may be one) leads out of the link's target."""
     images, annotations = [], []
-    out_root = Path(output_root).resolve()
+    out_root, real_out_root = os.path.abspath(output_root), os.path.realpath(output_root)
     for image_id, rec in enumerate(records, start=first_image_id):
         ann = rec.annotation
-        images.append(dict(id=image_id, file_name=os.path.relpath(rec.image_path, out_root)
-                           .replace(os.sep, '/'), width=ann.width, height=ann.height))
+        file_name = os.path.relpath(os.path.abspath(rec.image_path), out_root)
+        if file_name.split(os.sep, 1)[0] == os.pardir:
+            file_name = os.path.relpath(os.path.realpath(rec.image_path), real_out_root)
+        images.append(dict(id=image_id, file_name=file_name.replace(os.sep, '/'),
+                           width=ann.width, height=ann.height))
         for face in ann.faces:
             keypoints, num = coco_keypoints(face)
             x, y, w, h = face_box(face, ann.width, ann.height)
@@ -887,8 +1080,14 @@ def _empty_split_error(name: str, usable: int, ratio: float, problems: list[str]
 
 def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
                     reshuffle: bool) -> tuple[SplitRecord | None, str | None]:
-    """The earlier split record of the output folder and, when the split cannot follow it,
-    why not (``None``: follow it)."""
+    """The earlier split record of the output folder to follow, or None and why the split is
+    made afresh.
+
+    Raises:
+        ConversionError: an unreadable record, or one of another seed or other ratios: a split
+            made afresh would move earlier training images into val and test, so only
+            ``reshuffle`` makes it.
+    """
     if reshuffle:  # not even read: --reshuffle is the way out of an unreadable record
         return None, '--reshuffle'
     earlier = SplitRecord.load(record_path)
@@ -896,16 +1095,66 @@ def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
         # a folder converted before records existed: its lists are the split to keep
         earlier = SplitRecord.from_listings(record_path.parent, seed, ratios)
         return (earlier, None) if earlier is not None else (None, 'no split record yet')
-    return earlier, earlier.difference(seed, ratios)
+    difference = earlier.difference(seed, ratios)
+    if difference is not None:
+        raise ConversionError(
+            f'{difference} ({record_path}): give the recorded values to keep every file in its '
+            'split, or pass --reshuffle to split afresh, which puts earlier training images '
+            'into val and test')
+    return earlier, None
+
+
+def _one_record_per_picture(val_records: list[Record], records: list[Record],
+                            earlier: SplitRecord | None, digests: Mapping[str, str],
+                            claimed: ClaimedImages, problems: list[str]
+                            ) -> tuple[set[int], dict[str, str]]:
+    """Which records keep their pictures (by ``id``) when several files show one, and the
+    split the earlier record gives each kept record of the annotation folder.
+
+    Of the files showing one picture (:class:`ClaimedImages`) the first of these is kept: one
+    the record puts in train (a picture trained on never moves to val or test), one of the
+    validation folder (an image annotated in both stays in validation), one the record puts
+    in val or test, then the first by path; among those the record places, one it names
+    before one it finds by its picture. The others are left out with a line in ``problems``.
+
+    Args:
+        val_records: the validation folder's records (none without one).
+        records: the annotation folder's records.
+        earlier: the record the split follows (None when made afresh).
+        digests: :attr:`Record.name` -> the SHA-256 of its image, for every one of
+            ``records``.
+        claimed: the pictures claimed so far; updated.
+        problems: where the lines of files left out go.
+    """
+    placed = {}
+    if earlier is not None:
+        placed = {r.name: split for r in records
+                  if (split := earlier.split_of(r.name, digests[r.name])) is not None}
+
+    def rank(record: Record) -> int:
+        # 0, 1: the record puts it in train, by its name or by its picture (a copy); 2: the
+        # validation folder's; 3, 4: the record puts it in val or test, by name or picture;
+        # 5: new to the record
+        split = placed.get(record.name)
+        if split is None:
+            return 5
+        by_name = record.name in earlier.assignment
+        return (0 if split == 'train' else 3) + (0 if by_name else 1)
+
+    claim_order = [(2, r) for r in val_records] + [(rank(r), r) for r in records]
+    claim_order.sort(key=lambda ranked: ranked[0])  # stable: by path within a rank
+    kept = claimed.keep_unique((r for _, r in claim_order), problems)
+    return {id(r) for r in kept}, {r.name: placed[r.name] for r in kept if r.name in placed}
 
 
 def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_dir: Path,
                   contents: FolderContents, assignment: dict[str, str],
-                  followed: Mapping[str, str], earlier: SplitRecord | None,
-                  afresh: str | None) -> SplitOutcome:
-    """Write the split record of this conversion; returns what it kept and added.
+                  digests: Mapping[str, str], placed: Mapping[str, str],
+                  earlier: SplitRecord | None, afresh: str | None) -> SplitOutcome:
+    """Write the split record of this conversion; returns what it kept, moved and added.
 
-    ``followed`` is the earlier assignment the split followed (empty when made afresh).
+    ``placed`` is the split the earlier record gave each file, by its name or its picture
+    (empty when made afresh).
 
     Files of the earlier record still in the annotation folder but left out this time keep
     their split in the record, so that a file fixed (or reviewed) later returns to it rather
@@ -913,55 +1162,72 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
     """
     outcome = SplitOutcome(record_path, seed, afresh, earlier=record_path.exists(),
                            kept_from=earlier.origin if earlier is not None else None)
+    followed = earlier.assignment if earlier is not None else {}
+    followed_images = earlier.images if earlier is not None else {}
     recorded = dict(assignment)
+    images = {name: digests[name] for name in assignment}
     present = {path.relative_to(ann_dir).as_posix() for path in contents.files}
+    moved = {name for name, split in assignment.items()
+             if placed.get(name) == split and name not in followed}
+    moved_pictures = {digests[name] for name in moved}
     for name, split in followed.items():
         if name not in present:
-            outcome.dropped += 1
+            if followed_images.get(name) not in moved_pictures:  # not moved: gone
+                outcome.dropped += 1
         elif name not in assignment:
             recorded[name] = split
+            if name in followed_images:
+                images[name] = followed_images[name]
             outcome.waiting += 1
     for name, split in assignment.items():
-        counts = outcome.kept if followed.get(name) == split else outcome.added
+        counts = outcome.kept if placed.get(name) == split else outcome.added
         counts[split] = counts.get(split, 0) + 1
-    SplitRecord(seed, ratios, recorded).write(record_path)
+    outcome.moved = len(moved)
+    SplitRecord(seed, ratios, recorded, images).write(record_path)
     return outcome
 
 
 def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
             output_dir: str | os.PathLike, *, train_ratio: float = 0.7,
-            val_ratio: float = 0.2, test_ratio: float = 0.1, seed: int = 42,
+            val_ratio: float | None = None, test_ratio: float = 0.1, seed: int = 42,
             val_annotation_dir: str | os.PathLike | None = None, strict: bool = False,
             include_predicted: bool = False, reshuffle: bool = False,
             progress: bool = True) -> ConversionSummary:
     """Read, split and write. See the module docstring for the output layout.
 
-    The split follows the output folder's split record (:class:`SplitRecord`) when it has the
-    same seed and ratios: every file it assigns stays in its split, files gone from the folder
-    are dropped, new files go where each split comes closest to its ratio of the total
-    (:func:`split_records`). Otherwise, or with ``reshuffle``, the folder is split afresh. A
-    split whose ratio is 0 has no outputs: those of an earlier conversion are removed.
+    The split follows the output folder's split record (:class:`SplitRecord`), which must
+    have the same seed and ratios: every file it assigns stays in its split (a file moved or
+    renamed is found by its picture), files gone from the folder are dropped, new files go
+    where each split comes closest to its ratio of the total (:func:`split_records`). Without
+    a record, or with ``reshuffle``, the folder is split afresh. Of the files showing one
+    picture the one the record places is kept, in its split (:func:`_one_record_per_picture`).
+    A split whose ratio is 0 has no outputs: those of an earlier conversion are removed.
+
+    Every picture is hashed (SHA-256) for the record: the conversion reads each image whole
+    once.
 
     Args:
         annotation_dir: the folder of annotation files.
         image_dir: the folder their ``image`` names are relative to.
         output_dir: where ``annotations/*.json``, ``*.txt`` and ``splits.json`` go.
         train_ratio, val_ratio, test_ratio: the split shares (sum 1; 0 means no such split).
+            ``val_ratio`` None is :data:`DEFAULT_VAL_RATIO`, or 0 with ``val_annotation_dir``.
         seed: seed of the split shuffle.
-        val_annotation_dir: a folder that is the validation split as a whole;
-            ``annotation_dir`` is then split into train and test in the proportion of their
-            ratios. An image annotated in both folders stays in validation only; the folder
-            may lie inside ``annotation_dir`` (its files are then not read twice).
+        val_annotation_dir: a folder that is the validation split as a whole (``val_ratio``
+            0); ``annotation_dir`` is then split into train and test in the proportion of
+            their ratios. An image annotated in both folders stays in validation only (unless
+            the record has it in train); the folder may lie inside ``annotation_dir`` (its
+            files are then not read twice).
         strict: turn any file left out for a defect into a failure.
         include_predicted: use unreviewed predictions too.
         reshuffle: split afresh whatever the split record says.
         progress: show progress bars.
 
     Raises:
-        ConversionError: bad ratios, overlapping folders, an unreadable split record, an
-            empty split, or any bad file when ``strict``.
+        ConversionError: bad ratios, overlapping folders, an unreadable split record or one of
+            another seed or ratios (without ``reshuffle``), an empty split, or any bad file
+            when ``strict``.
     """
-    ratios = check_ratios(train_ratio, val_ratio, test_ratio)
     output_dir = Path(output_dir)
     folders = [Path(annotation_dir)] + ([Path(val_annotation_dir)] if val_annotation_dir else [])
     check_output_dir(output_dir, folders)
@@ -977,33 +1243,42 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
                 f'--val-annotation-dir {val_annotation_dir} holds the annotation folder '
                 f'{annotation_dir}: every image would be in validation; give a folder beside '
                 'it or inside it')
-        rest = ratios['train'] + ratios['test']
-        if rest <= 0:
-            raise ConversionError('with --val-annotation-dir, train and test ratios cannot '
-                                  'both be 0')
-        ratios = dict(train=ratios['train'] / rest, val=0.0, test=ratios['test'] / rest)
+    if val_ratio is None:
+        val_ratio = DEFAULT_VAL_RATIO if val_annotation_dir is None else 0.0
+    ratios = check_ratios(train_ratio, val_ratio, test_ratio,
+                          validation_folder=val_annotation_dir is not None)
     record_path = output_dir / SPLIT_RECORD
-    # before the reading: an unreadable record fails at once
+    # before the reading: an unreadable record, or another seed, fails at once
     earlier, afresh = _previous_split(record_path, seed, ratios, reshuffle)
     reader = AnnotationReader(image_dir, include_predicted=include_predicted,
                               progress=progress)
     summary = ConversionSummary()
-    claimed = ClaimedImages()
     val_contents = None
     if val_annotation_dir is not None:
-        # read first, so that an image annotated in both folders stays in validation only
-        val_contents = reader.read(val_annotation_dir, claimed)
-    contents = reader.read(annotation_dir, claimed, exclude=folders[1:])
-    summary.contents.extend(contents)
-    if val_contents is not None:
-        summary.contents.extend(val_contents)
+        val_contents = reader.read(val_annotation_dir, one_per_picture=False)
+    contents = reader.read(annotation_dir, exclude=folders[1:], one_per_picture=False)
+    claimed = ClaimedImages()
+    digests = {}
+    for record in tqdm(contents.records, desc='hashing images', unit='image',
+                       disable=not progress):
+        try:
+            digests[record.name] = claimed.digest(record.picture)
+        except OSError as e:
+            contents.problems.append(f'{record.ann_path}: image unreadable: {e}')
+    contents.records = [r for r in contents.records if r.name in digests]
+    kept, placed = _one_record_per_picture(
+        val_contents.records if val_contents is not None else [], contents.records, earlier,
+        digests, claimed, contents.problems)
+    for folder in (contents, val_contents):
+        if folder is not None:
+            folder.records = [r for r in folder.records if id(r) in kept]
+            summary.contents.extend(folder)
     if strict and summary.problems:
         raise ConversionError(
             f'{len(summary.problems)} bad annotation files (--strict):\n  ' +
             '\n  '.join(summary.problems))
 
-    previous = earlier.assignment if earlier is not None and afresh is None else {}
-    splits = split_records(contents.records, ratios, seed, previous)
+    splits = split_records(contents.records, ratios, seed, placed)
     assignment = {r.name: name for name in SPLITS for r in splits[name]}
     split_ratios = dict(ratios)
     if val_contents is not None:
@@ -1013,7 +1288,7 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         if ratios[name] > 0 and not splits[name]:
             raise ConversionError(_empty_split_error(
                 name, len(contents.records), ratios[name], summary.problems,
-                record_path if previous else None))
+                record_path if placed else None))
 
     ann_out = output_dir / 'annotations'
     ann_out.mkdir(parents=True, exist_ok=True)
@@ -1036,6 +1311,6 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         listing.write_text(''.join(f'{r.name}\n' for r in split), encoding='utf-8')
         summary.outputs.append(listing)
     summary.split = _record_split(record_path, seed, split_ratios, Path(annotation_dir),
-                                  contents, assignment, previous, earlier, afresh)
+                                  contents, assignment, digests, placed, earlier, afresh)
     summary.outputs.append(record_path)
     return summary

@@ -16,8 +16,10 @@ class AnimalCharacterFaceDataset(BaseCocoStyleDataset):
     mmpose's own datasets point ``METAINFO`` at their one metainfo definition. Annotation files
     are the COCO-style files that :mod:`animal_landmarks_mm.converter` writes: one ``face``
     category, 28 keypoints per face, a face box per annotation, ``file_name`` relative to the
-    dataset root. Both ``data_mode='topdown'`` (one sample per face, cropped by its box) and
-    ``'bottomup'`` (one sample per image) work, as for every :class:`BaseCocoStyleDataset`.
+    dataset root. Use ``data_mode='topdown'`` (one sample per face, cropped by its box), as
+    every config of the plugin does: its models and :class:`~.metrics.LandmarkMetric` take one
+    face per sample. ``'bottomup'`` (one sample per image, all its faces) loads, as for every
+    :class:`BaseCocoStyleDataset`, but the metric refuses its samples of several faces.
 
     Args are those of :class:`mmpose.datasets.BaseCocoStyleDataset` (``ann_file``, ``data_root``,
     ``data_prefix``, ``data_mode``, ``pipeline``, ``test_mode``, ...).

@@ -27,9 +27,14 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 from mmpose.registry import METRICS
 
+from .errors import AnimalLandmarksError
 from .schema import ABSENT, INTEROCULAR_INDICES, KEYPOINT_NAMES, OCCLUDED, VISIBLE, group_indices
 
 FAILURE_THRESHOLD = 0.1
+
+
+class MetricInputError(AnimalLandmarksError, ValueError):
+    """Samples the metric cannot score (not one face each)."""
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -119,7 +124,9 @@ class LandmarkMetric(BaseMetric):
     """The metrics of :func:`compute_landmark_metrics` as an mmengine evaluator.
 
     Use it as ``val_evaluator`` / ``test_evaluator``; ``save_best='NME'`` works as with mmpose's
-    ``NME`` metric, whose value it reproduces.
+    ``NME`` metric, whose value it reproduces. Each sample is one face (``data_mode='topdown'``,
+    as every config of the plugin has it): a bottom-up sample holds all the faces of an image,
+    unmatched to the predictions, and is refused.
 
     Args:
         per_point: also report each point's NME (``NME_point/<name>``).
@@ -135,8 +142,19 @@ class LandmarkMetric(BaseMetric):
         self.per_point = per_point
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        """Keep each sample's face.
+
+        Raises:
+            MetricInputError: a sample of other than one face (bottom-up data).
+        """
         for sample in data_samples:
             gt = sample['gt_instances']
+            faces = len(gt['keypoints'])
+            if faces != 1:
+                raise MetricInputError(
+                    f'{self.__class__.__name__} scores one face per sample (top-down data, '
+                    f'data_mode="topdown"); a sample of {sample.get("img_path", "an image")} '
+                    f'holds {faces} faces')
             raw = sample.get('raw_ann_info') or {}
             if 'keypoints' in raw:  # keep the annotation's flags (mmpose keeps 0 or 1 only)
                 visibility = np.asarray(raw['keypoints'], np.float64).reshape(-1, 3)[:, 2][None]

@@ -87,7 +87,8 @@ class RandomCutout(BaseTransform):
         self.size_range = _range('size_range', size_range, high=1.0)
 
     @cache_randomness
-    def _holes(self, height: int, width: int) -> list[tuple[int, int, int, int, tuple]]:
+    def _holes(self, height: int, width: int,
+               channels: int) -> list[tuple[int, int, int, int, tuple]]:
         if np.random.rand() >= self.prob:
             return []
         holes = []
@@ -95,12 +96,15 @@ class RandomCutout(BaseTransform):
             h = int(np.random.uniform(*self.size_range) * height)
             w = int(np.random.uniform(*self.size_range) * width)
             y, x = np.random.randint(0, max(1, height - h)), np.random.randint(0, max(1, width - w))
-            holes.append((x, y, w, h, tuple(int(c) for c in np.random.randint(0, 256, 3))))
+            color = tuple(int(c) for c in np.random.randint(0, 256, channels))
+            holes.append((x, y, w, h, color))
         return holes
 
     def transform(self, results: dict) -> dict:
         image = results['img']
-        holes = self._holes(*image.shape[:2])
+        # a colour of the image's own channels: grey (H x W or H x W x 1), BGR, BGRA
+        channels = image.shape[2] if image.ndim == 3 else 1
+        holes = self._holes(*image.shape[:2], channels)
         if holes:
             image = image.copy()
             for x, y, w, h, color in holes:

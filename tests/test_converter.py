@@ -115,7 +115,7 @@ def _move_to_validation(ann_dir: Path, val_dir: Path) -> Path:
 def test_val_annotation_dir_is_the_validation_split(small_set, tmp_path):
     image_dir, ann_dir = small_set
     val_dir = _move_to_validation(ann_dir, tmp_path / 'val_ann')
-    summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.5, 0.25, 0.25,
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.5, 0.0, 0.25,
                       val_annotation_dir=val_dir)
     # 6 files split train:test = 0.5:0.25, the val folder whole
     assert summary.counts == dict(train=4, val=2, test=2)
@@ -151,12 +151,20 @@ def _break(ann_dir: Path, image_dir: Path, case: str) -> str:
     elif case == 'outside_image_dir':
         raw['image'] = '../../etc/passwd'
         reason = 'is outside the image folder'
+    elif case == 'image_truncated':  # an interrupted download: the header whole, the end gone
+        picture = image_dir / 'img1.png'
+        picture.write_bytes(picture.read_bytes()[:-20])
+        return 'image truncated: img1.png ends without its IEND chunk'
+    elif case == 'same_face_twice':
+        raw['faces'] += [raw['faces'][0], raw['faces'][0]]
+        reason = 'faces 0 and 1 are the same face (identical points)'
     path.write_text(json.dumps(raw))
     return reason
 
 
 BAD_CASES = ['broken_json', 'wrong_count', 'nan', 'far_outside', 'image_missing',
-             'image_unreadable', 'size_mismatch', 'outside_image_dir']
+             'image_unreadable', 'size_mismatch', 'outside_image_dir', 'image_truncated',
+             'same_face_twice']
 
 
 @pytest.mark.parametrize('case', BAD_CASES)
@@ -353,7 +361,7 @@ def test_an_image_in_both_folders_stays_in_validation_only(small_set, tmp_path):
     val_dir.mkdir()
     for i in (2, 3):  # also annotated in the main folder
         shutil.copy(ann_dir / f'img{i}.json', val_dir / f'img{i}.json')
-    summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.6, 0.2, 0.2,
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.6, 0.0, 0.2,
                       val_annotation_dir=val_dir, seed=0)
     where = {}
     for split in ('train', 'val', 'test'):
@@ -495,13 +503,24 @@ def test_a_split_the_kept_files_leave_empty_points_to_reshuffle(tmp_path):
     (dict(ratios=(0.6, 0.2, 0.2)), "ratios (train 0.6, val 0.2, test 0.2) differ from the "
                                    "record's (train 0.5, val 0.25, test 0.25)"),
 ])
-def test_another_seed_or_ratios_split_afresh_and_say_so(small_set, tmp_path, change, reason):
+def test_another_seed_or_ratios_is_refused_unless_reshuffled(small_set, tmp_path, change,
+                                                             reason):
+    """Another seed or other ratios would split afresh and move earlier training images
+    into val and test: refused, naming both values, until --reshuffle says so."""
     image_dir, ann_dir = small_set
-    convert(image_dir, ann_dir, tmp_path / 'out', seed=42)
-    summary = convert(image_dir, ann_dir, tmp_path / 'out', *change.get('ratios', ()),
-                      seed=change.get('seed', 42))
-    assert summary.split.afresh == reason and reason in summary.format()
-    record = json.loads((tmp_path / 'out' / 'splits.json').read_text())
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, seed=42)
+    before = _tree_digest(out)
+    with pytest.raises(ConversionError) as info:
+        convert(image_dir, ann_dir, out, *change.get('ratios', ()), seed=change.get('seed', 42))
+    message = str(info.value)
+    assert reason in message and '--reshuffle' in message and '\n' not in message
+    assert 'earlier training images into val and test' in message
+    assert _tree_digest(out) == before  # the record and the splits untouched
+    summary = convert(image_dir, ann_dir, out, *change.get('ratios', ()),
+                      seed=change.get('seed', 42), reshuffle=True)
+    assert summary.split.afresh == '--reshuffle'
+    record = json.loads((out / 'splits.json').read_text())
     assert record['seed'] == change.get('seed', 42)  # the new split is the one recorded
 
 
@@ -513,6 +532,11 @@ def test_cli_reshuffle(small_set, tmp_path):
                                                                           *args).stdout
     assert 'split afresh with seed 42 (--reshuffle)' in run_tool('dataset.py', *args,
                                                                  '--reshuffle').stdout
+    refused = run_tool('dataset.py', *args, '--seed', '7', check=False)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert refused.stderr.startswith("error: seed 7 differs from the record's 42")
+    assert 'split afresh with seed 7 (--reshuffle)' in run_tool('dataset.py', *args, '--seed',
+                                                                '7', '--reshuffle').stdout
 
 
 def test_a_file_left_out_for_a_while_returns_to_its_split(small_set, tmp_path):
@@ -561,7 +585,7 @@ def test_a_split_whose_ratio_is_0_leaves_no_stale_outputs(small_set, tmp_path):
     image_dir, ann_dir = small_set
     out = tmp_path / 'out'
     convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=0)
-    summary = convert(image_dir, ann_dir, out, 0.75, 0.25, 0.0, seed=0)
+    summary = convert(image_dir, ann_dir, out, 0.75, 0.25, 0.0, seed=0, reshuffle=True)
     assert not (out / 'test.txt').exists() and not (out / 'annotations' / 'test.json').exists()
     assert summary.removed == [out / 'annotations' / 'test.json', out / 'test.txt']
     assert f'removed {out / "test.txt"} (its split is empty now: ratio 0)' in summary.format()
@@ -625,9 +649,214 @@ def test_crawler_sidecars_beside_the_images_are_not_annotations(tmp_path):
 def test_a_validation_folder_inside_the_annotation_folder_is_read_once(small_set, tmp_path):
     image_dir, ann_dir = small_set
     val_dir = _move_to_validation(ann_dir, ann_dir / 'val')
-    summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.5, 0.25, 0.25,
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', 0.5, 0.0, 0.25,
                       val_annotation_dir=val_dir, strict=True)
     assert summary.problems == [] and summary.counts == dict(train=4, val=2, test=2)
     assert (tmp_path / 'out' / 'val.txt').read_text().split() == ['img6.json', 'img7.json']
     with pytest.raises(ConversionError, match='holds the annotation folder'):
         convert(image_dir, val_dir, tmp_path / 'out2', val_annotation_dir=ann_dir)
+
+
+# the split record and duplicate pictures, moved files, hostile folders -----------------------
+
+def _copy_picture(image_dir: Path, ann_dir: Path, stem: str, copy: str) -> None:
+    """A byte-identical copy of ``stem``'s picture, annotated as ``copy``."""
+    shutil.copy(image_dir / f'{stem}.png', image_dir / f'{copy}.png')
+    save_annotation(ann_dir / f'{copy}.json',
+                    ImageAnnotation(f'{copy}.png', 64, 48, [Face(_points())]))
+
+
+def test_a_copy_of_a_recorded_picture_never_moves_it_to_another_split(tmp_path):
+    """Round 2 adds a byte-identical copy of every picture of round 1 under a name that sorts
+    first: the file the split record places keeps its picture in its split, the copy is left
+    out (a trained picture never lands in val or test)."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(20)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    round1 = _where(out)
+    for name in round1:
+        _copy_picture(image_dir, ann_dir, name.removesuffix('.json'), f'0copy_{name[:-5]}')
+    summary = convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    assert _where(out) == round1
+    assert len(summary.problems) == 20
+    for problem in summary.problems:
+        assert problem.startswith(str(ann_dir / '0copy_')) and 'same picture' in problem
+
+
+@pytest.mark.parametrize('with_images', [True, False])
+def test_copies_the_record_puts_in_two_splits_stay_in_train(tmp_path, with_images):
+    """A val file whose picture became a copy of a train file's (named first): the picture
+    stays in train, one of the two files is left out; also with a record of an earlier
+    version, which knows the files by name only."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(20)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    if not with_images:
+        record = json.loads((out / 'splits.json').read_text())
+        del record['images']
+        (out / 'splits.json').write_text(json.dumps(record))
+    round1 = _where(out)
+    in_val = min(n for n, s in round1.items() if s == 'val')
+    in_train = min(n for n, s in round1.items() if s == 'train' and n > in_val)
+    shutil.copy(image_dir / in_train.replace('.json', '.png'),
+                image_dir / in_val.replace('.json', '.png'))
+    summary = convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    where = _where(out)
+    kept = [name for name in (in_val, in_train) if name in where]
+    assert len(kept) == 1 and where[kept[0]] == 'train'
+    assert len(summary.problems) == 1 and 'same picture' in summary.problems[0]
+
+
+def test_moved_or_renamed_files_keep_their_split_found_by_their_picture(tmp_path):
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(20)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    round1 = _where(out)
+    record = json.loads((out / 'splits.json').read_text())
+    assert record['images'] == {name: hashlib.sha256(
+        (image_dir / name.replace('.json', '.png')).read_bytes()).hexdigest() for name in round1}
+    (ann_dir / 'cats').mkdir()
+    moved = {}
+    for k, name in enumerate(sorted(round1)[:12]):  # 10 into a subfolder, 2 renamed
+        moved[name] = f'cats/{name}' if k < 10 else f'renamed_{name}'
+        (ann_dir / name).rename(ann_dir / moved[name])
+    summary = convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    assert _where(out) == {moved.get(name, name): split for name, split in round1.items()}
+    assert summary.split.moved == 12 and summary.split.dropped == 0
+    assert '20 files in place' in summary.format()
+    assert '12 of them moved or renamed, found by their picture' in summary.format()
+    record = json.loads((out / 'splits.json').read_text())
+    assert sorted(record['images']) == sorted(moved.get(name, name) for name in round1)
+    # a record of an earlier version (no "images") is still followed, by file name
+    del record['images']
+    (out / 'splits.json').write_text(json.dumps(record))
+    summary = convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
+    assert '20 files in place' in summary.format() and summary.split.moved == 0
+
+
+def test_an_image_linked_from_outside_the_image_folder_is_used(small_set, tmp_path):
+    """The annotator lists a link in the image folder to a picture elsewhere: the converter
+    uses it too (containment is the link's path, not its target's)."""
+    image_dir, ann_dir = small_set
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    (image_dir / 'img1.png').rename(elsewhere / 'img1.png')
+    (image_dir / 'img1.png').symlink_to(elsewhere / 'img1.png')
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0, strict=True)
+    assert sum(summary.counts.values()) == 8
+
+
+def test_file_names_go_through_a_linked_image_folder(small_set, tmp_path):
+    """A dataset folder whose images/ is a link: file_name is images/..., not the link's
+    target, so the folder (link and all) can move."""
+    image_dir, ann_dir = small_set
+    dataset = tmp_path / 'dataset'
+    dataset.mkdir()
+    (dataset / 'images').symlink_to(image_dir)
+    convert(dataset / 'images', ann_dir, dataset, seed=0)
+    names = [image['file_name'] for split in SPLIT_NAMES for image in json.loads(
+        (dataset / 'annotations' / f'{split}.json').read_text())['images']]
+    assert sorted(names) == [f'images/img{i}.png' for i in range(8)]
+    # an output folder that is a link, the images outside it: '..' leaves the link's target
+    (tmp_path / 'far' / 'away').mkdir(parents=True)
+    (tmp_path / 'linked_out').symlink_to(tmp_path / 'far' / 'away')
+    convert(image_dir, ann_dir, tmp_path / 'linked_out', seed=0)
+    for split in SPLIT_NAMES:
+        coco = json.loads((tmp_path / 'linked_out' / 'annotations' / f'{split}.json').read_text())
+        assert all((tmp_path / 'linked_out' / image['file_name']).is_file()
+                   for image in coco['images'])
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.jpg', '.webp'])
+def test_a_truncated_image_is_left_out_and_trailing_bytes_are_fine(tmp_path, suffix):
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    image_dir.mkdir()
+    ann_dir.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (48, 64, 3)).astype(np.uint8)
+    cv2.imwrite(str(image_dir / f'whole{suffix}'), pixels)
+    data = (image_dir / f'whole{suffix}').read_bytes()
+    (image_dir / f'cut{suffix}').write_bytes(data[:len(data) // 2])
+    (image_dir / f'padded{suffix}').write_bytes(data + bytes(1000))  # an uploader's padding
+    for stem in ('whole', 'cut', 'padded'):
+        save_annotation(ann_dir / f'{stem}.json',
+                        ImageAnnotation(f'{stem}{suffix}', 64, 48, [Face(_points())]))
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', 1.0, 0.0, 0.0, seed=0)
+    assert summary.counts['train'] == 2 and len(summary.problems) == 1
+    problem = summary.problems[0]
+    assert problem.startswith(str(ann_dir / 'cut.json')) and '\n' not in problem
+    assert f'image truncated: cut{suffix}' in problem
+
+
+def test_a_fifo_or_device_named_json_is_left_out_unread(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    os.mkfifo(ann_dir / 'pipe.json')
+    os.mkfifo(ann_dir / 'pipe.png.json')  # a crawler sidecar's name: opened for its marker
+    (ann_dir / 'zeros.json').symlink_to('/dev/zero')
+    proc = run_tool('dataset.py', '--annotation-dir', ann_dir, '--image-dir', image_dir,
+                    '--output-dir', tmp_path / 'out', '--no-progress', timeout=120)
+    assert '3 annotation files left out' in proc.stdout
+    for name in ('pipe.json', 'pipe.png.json', 'zeros.json'):
+        assert f'{ann_dir / name}: not a regular file' in proc.stdout
+
+
+def test_the_summary_shows_hostile_names_escaped(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    (ann_dir / 'evil\x1b[2J.json').write_text('{')
+    save_annotation(ann_dir / 'img8.json', ImageAnnotation('gone\x1b]0;owned\x07.png', 64, 48,
+                                                           [Face(_points())]))
+    proc = run_tool('dataset.py', '--annotation-dir', ann_dir, '--image-dir', image_dir,
+                    '--output-dir', tmp_path / 'out', '--no-progress')
+    assert '2 annotation files left out' in proc.stdout
+    assert '\x1b' not in proc.stdout and '\x07' not in proc.stdout
+    assert 'evil\\x1b[2J.json' in proc.stdout and 'gone\\x1b]0;owned\\x07.png' in proc.stdout
+
+
+def test_linked_annotation_subfolders_are_read_once(small_set, tmp_path):
+    image_dir, ann_dir = small_set
+    batch = tmp_path / 'batch2'
+    batch.mkdir()
+    for i in (6, 7):
+        (ann_dir / f'img{i}.json').rename(batch / f'img{i}.json')
+    (ann_dir / 'batch2').symlink_to(batch)
+    (ann_dir / 'again').symlink_to(batch)  # the same folder twice: read under the first name
+    (ann_dir / 'loop').symlink_to(ann_dir)  # a link back up: no endless walk
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0, strict=True)
+    assert sorted(_where(tmp_path / 'out')) == \
+        ['again/img6.json', 'again/img7.json'] + [f'img{i}.json' for i in range(6)]
+    assert summary.problems == []
+
+
+def test_an_absent_point_keeps_no_leftover_coordinates(small_set, tmp_path):
+    """A point marked absent after it was placed far off the image: no defect, and 0, 0, 0 in
+    the COCO file."""
+    image_dir, ann_dir = small_set
+    raw = json.loads((ann_dir / 'img1.json').read_text())
+    raw['faces'][0]['landmarks'][3] = [640.0, -500.0]
+    raw['faces'][0]['visibility'][3] = ABSENT
+    (ann_dir / 'img1.json').write_text(json.dumps(raw))
+    convert(image_dir, ann_dir, tmp_path / 'out', seed=0, strict=True)
+    for split in SPLIT_NAMES:
+        coco = json.loads((tmp_path / 'out' / 'annotations' / f'{split}.json').read_text())
+        for image in coco['images']:
+            if image['file_name'].endswith('img1.png'):
+                face = next(a for a in coco['annotations'] if a['image_id'] == image['id'])
+                assert face['keypoints'][9:12] == [0, 0, 0] and face['num_keypoints'] == 27
+
+
+def test_cli_a_validation_folder_takes_no_val_ratio(small_set, tmp_path):
+    """With --val-annotation-dir the val ratio is 0: train and test ratios alone split the
+    annotation folder; a nonzero --val-ratio is refused."""
+    image_dir, ann_dir = small_set
+    val_dir = _move_to_validation(ann_dir, tmp_path / 'val_ann')
+    args = ['--annotation-dir', ann_dir, '--image-dir', image_dir, '--val-annotation-dir',
+            val_dir, '--no-progress']
+    run_tool('dataset.py', *args, '--output-dir', tmp_path / 'out', '--train-ratio', '0.5',
+             '--test-ratio', '0.5')
+    assert sorted(_where(tmp_path / 'out').values()) == ['test'] * 3 + ['train'] * 3 + ['val'] * 2
+    refused = run_tool('dataset.py', *args, '--output-dir', tmp_path / 'out2', '--val-ratio',
+                       '0.2', check=False)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert refused.stderr.startswith('error: --val-ratio 0.2 with --val-annotation-dir')

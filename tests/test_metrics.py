@@ -8,6 +8,7 @@ from mmpose.evaluation.metrics import NME
 from animal_landmarks_mm import schema
 from animal_landmarks_mm.metrics import (
     LandmarkMetric,
+    MetricInputError,
     compute_landmark_metrics,
     failure_rate_and_auc,
 )
@@ -132,3 +133,19 @@ def test_equals_mmpose_nme_where_the_definitions_coincide(norm):
         metric.process([], samples)
     expected = theirs.compute_metrics(theirs.results)['NME']
     assert ours.compute_metrics(ours.results)[key] == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_sample_of_several_faces_is_a_one_line_error():
+    """A bottom-up sample (one per image, all its faces) cannot be scored face by face: one
+    line saying what the metric takes, not numpy's broadcasting error."""
+    first, second = _samples(np.random.default_rng(3), n=2)
+    merged = {part: {key: np.concatenate([first[part][key], second[part][key]])
+                     for key in first[part]} for part in ('pred_instances', 'gt_instances')}
+    merged['raw_ann_info'] = [  # as mmpose's bottom-up mode gives it: one dict per face
+        dict(keypoints=np.concatenate([s['gt_instances']['keypoints'][0], np.full((28, 1), 2)],
+                                      axis=1).ravel().tolist()) for s in (first, second)]
+    metric = LandmarkMetric()
+    with pytest.raises(MetricInputError) as info:
+        metric.process([], [merged])
+    assert 'one face per sample' in str(info.value) and '2 faces' in str(info.value)
+    assert '\n' not in str(info.value)

@@ -81,6 +81,18 @@ def test_pixel_transforms_change_pixels_not_points(sample, transform):
                                                                            img[..., 2])
 
 
+@pytest.mark.parametrize('shape', [(64, 80), (64, 80, 1), (64, 80, 4)])
+def test_cutout_paints_images_of_any_channel_count(shape):
+    """Greyscale images (H x W, H x W x 1) and ones with alpha get holes of their own
+    channels."""
+    from animal_landmarks_mm.transforms import RandomCutout
+    np.random.seed(0)
+    image = np.zeros(shape, np.uint8)
+    out = RandomCutout(prob=1.0, max_holes=2, size_range=(0.3, 0.5))(dict(img=image))['img']
+    assert out.shape == shape and out.dtype == np.uint8 and out.any()
+    assert not image.any()  # the input untouched
+
+
 def test_main_config_pipeline_runs(coco_dir):
     from mmengine.config import Config
 

@@ -6,8 +6,8 @@ Example:
 """
 import argparse
 
-from animal_landmarks_mm.converter import convert
-from animal_landmarks_mm.errors import exit_on_error
+from animal_landmarks_mm.converter import DEFAULT_VAL_RATIO, convert
+from animal_landmarks_mm.errors import exit_on_error, printable
 
 
 def parse_args(argv=None):
@@ -19,16 +19,19 @@ def parse_args(argv=None):
                         help='writes annotations/{train,val,test}.json, {train,val,test}.txt and '
                         'splits.json (the split record the next conversion follows)')
     parser.add_argument('--train-ratio', type=float, default=0.7)
-    parser.add_argument('--val-ratio', type=float, default=0.2)
+    parser.add_argument('--val-ratio', type=float, default=None,
+                        help=f'default {DEFAULT_VAL_RATIO:g}; 0 with --val-annotation-dir')
     parser.add_argument('--test-ratio', type=float, default=0.1)
     parser.add_argument('--seed', type=int, default=42, help='seed of the split shuffle')
     parser.add_argument('--reshuffle', action='store_true',
                         help='split afresh, ignoring the split recorded in --output-dir '
-                        '(splits.json); by default a file keeps the split an earlier '
-                        'conversion with the same seed and ratios gave it')
+                        '(splits.json): earlier training images may land in val and test. '
+                        'By default a file keeps the split an earlier conversion gave it, and '
+                        'another --seed or other ratios than the record\'s are refused')
     parser.add_argument('--val-annotation-dir',
                         help='use this whole folder as the validation split; the annotation dir '
-                        'is then split into train and test only')
+                        'is then split into train and test only, in the proportion of their '
+                        'ratios')
     parser.add_argument('--strict', action='store_true',
                         help='fail on any bad annotation file instead of leaving it out')
     parser.add_argument('--include-predicted', action='store_true',
@@ -47,7 +50,7 @@ def main(argv=None):
             val_annotation_dir=args.val_annotation_dir, strict=args.strict,
             include_predicted=args.include_predicted, reshuffle=args.reshuffle,
             progress=not args.no_progress)
-    print(summary.format())
+    print(printable(summary.format()))  # file names and "image" values may hold escapes
 
 
 if __name__ == '__main__':
