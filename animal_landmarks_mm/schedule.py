@@ -23,6 +23,14 @@ of faces; the warmup is a share of the steps (none when that is under
 the run. ``--epochs``, ``--iters`` and ``--batch-size`` give exactly what they say and the rest
 follows.
 
+With gradient accumulation (``optim_wrapper.accumulative_counts``, ``--accumulate``) a step is an
+optimizer step, ``accumulate`` loader iterations: ``--iters``, the warmup and the validation
+interval count optimizer steps, and are given to mmengine in iterations (its loop, schedulers and
+hooks count those). ``--cfg-options`` that set ``train_cfg`` keys other than the loop and its
+length (``val_interval``, ``val_begin``), and ``default_hooks.checkpoint.interval``, are applied
+over the plan and shown in it; those that set the schedule itself (:data:`SCHEDULE_OPTIONS`)
+leave the config's schedule as written, unplanned.
+
 ``tools/train.py`` plans every run of a config that has a ``schedule``; other runners (``mim
 train``) use the config's static ``train_cfg`` and ``param_scheduler`` as written.
 """
@@ -46,6 +54,14 @@ class ScheduleError(AnimalLandmarksError, ValueError):
 RECIPE_DEFAULTS = dict(samples=40_000, min_epochs=60, warmup=0.05, max_warmup_iters=500,
                        final_lr=0.01, validations=10, lr_batch=64)
 
+#: ``--cfg-options`` keys that set the schedule itself (with the keys under them): given one,
+#: the config's schedule is used as written, not planned; other ``train_cfg`` keys are applied
+#: over the plan
+SCHEDULE_OPTIONS = ('train_cfg.type', 'train_cfg.by_epoch', 'train_cfg.max_epochs',
+                    'train_cfg.max_iters', 'param_scheduler')
+#: the ``--cfg-options`` key outside ``train_cfg`` that the plan would write over: kept when given
+CHECKPOINT_INTERVAL_OPTION = 'default_hooks.checkpoint.interval'
+
 #: the shortest warmup: mmengine's ``LinearLR`` reaches its end factor at its last step, so one
 #: over a single step stays at its start factor (0.1 %), and the cosine after it chains from
 #: there; a shorter warmup is none (the run starts at the peak lr)
@@ -56,27 +72,35 @@ MIN_WARMUP_ITERS = 2
 class SchedulePlan:
     """A training run, as planned.
 
+    A *step* is an optimizer step: ``accumulate`` loader iterations (one without accumulation).
+    mmengine counts iterations (its ``max_iters``, schedulers and intervals), and so do the
+    attributes below that say so.
+
     Attributes:
-        faces: training faces (annotations with at least one labelled point).
-        batch: faces per step and process: the batch asked for, or the faces of a process
-            when they are fewer (each step then takes them all).
+        faces: training faces (those mmpose keeps, :func:`count_training_faces`).
+        batch: faces per iteration and process: the batch asked for, or the faces of a process
+            when they are fewer (each iteration then takes them all).
         processes: training processes (GPUs), each taking its share of the faces.
-        accumulate: gradient accumulation.
-        iters_per_epoch: steps for one pass over the faces.
-        iters: steps in all.
+        accumulate: gradient accumulation: loader iterations per optimizer step.
+        iters_per_epoch: loader iterations for one pass over the faces.
+        iters: loader iterations in all (mmengine's); optimizer steps are :attr:`steps`.
         epochs: passes over the data (None for an iteration-based run, ``--iters``).
-        warmup_iters: steps of linear warmup (0: none, the run starts at the peak lr).
+        warmup_iters: loader iterations of linear warmup, a whole number of optimizer steps
+            (0: none, the run starts at the peak lr).
         lr: the peak learning rate.
         lr_note: how the lr was chosen, for the printed plan.
         final_lr: the lr at the end of the cosine decay.
-        val_interval: validate (and save a checkpoint) every this many epochs, or steps for an
-            iteration-based run.
+        val_interval: validate (and save a checkpoint) every this many epochs, or loader
+            iterations for an iteration-based run.
+        val_begin: the first epoch (or iteration) that may validate (mmengine's ``val_begin``).
         validate: whether the run validates at all (not with ``--no-validate``).
-        checkpoint_interval: checkpoints every this many epochs or steps, when not at each
-            validation (``--save-freq``).
+        checkpoint_interval: checkpoints every this many epochs or iterations, when not at each
+            validation (``--save-freq``, ``--cfg-options default_hooks.checkpoint.interval``).
+        drop_last: the loader drops each pass's incomplete last batch.
         workers: data-loading processes per training process, when known.
         asked_batch: the batch asked for (config or ``--batch-size``) when it was more than the
             faces of a process; None otherwise.
+        short_warmup_dropped: a warmup under :data:`MIN_WARMUP_ITERS` steps was made none.
     """
 
     faces: int
@@ -91,29 +115,61 @@ class SchedulePlan:
     lr_note: str
     final_lr: float
     val_interval: int
+    val_begin: int = 1
     validate: bool = True
     checkpoint_interval: int | None = None
-    workers: int | None = None  # data-loading processes per training process, when known
-    asked_batch: int | None = None  # the batch asked for, when more than the faces allow
-    short_warmup_dropped: bool = False  # a warmup under MIN_WARMUP_ITERS was made none
+    drop_last: bool = False
+    workers: int | None = None
+    asked_batch: int | None = None
+    short_warmup_dropped: bool = False
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps in all: mmengine's OptimWrapper updates every ``accumulate``
+        iterations, and once more at the last iteration for a remainder."""
+        return math.ceil(self.iters / self.accumulate)
+
+    @property
+    def warmup_steps(self) -> int:
+        """Optimizer steps of linear warmup."""
+        return self.warmup_iters // self.accumulate
 
     @property
     def samples(self) -> int:
-        """Training samples (faces seen) in all processes."""
-        if self.epochs is not None:
-            return self.epochs * self.faces
-        return self.iters * self.batch * self.processes
+        """Training samples (faces drawn) in all processes, as the loader draws them: each pass
+        over a process's share of the faces ends with a smaller batch (none with drop_last),
+        and an iteration-based run may stop inside a pass."""
+        share = math.ceil(self.faces / self.processes)  # DefaultSampler pads the shares
+        per_pass = self.iters_per_epoch * self.batch if self.drop_last else share
+        passes, iters_left = divmod(self.iters, self.iters_per_epoch)
+        # a pass cut short stops before its last batch, the only smaller one
+        return (passes * per_pass + iters_left * self.batch) * self.processes
+
+    def _step_word(self) -> str:
+        return 'optimizer step' if self.accumulate > 1 else 'step'
 
     def format(self, seconds_per_step: float | None = None, device: str = '') -> str:
-        """The plan, as printed before training."""
-        unit = 'epoch' if self.epochs is not None else 'step'
-        length = (f'{self.epochs} epochs x {self.iters_per_epoch} steps = {self.iters:,} steps'
-                  if self.epochs is not None else f'{self.iters:,} steps '
-                  f'({self.iters / self.iters_per_epoch:.1f} epochs)')
-        warmup = (f'{self.warmup_iters} steps '
+        """The plan, as printed before training.
+
+        Args:
+            seconds_per_step: seconds per loader iteration (:func:`measure_step_seconds`).
+            device: the device those were measured on.
+        """
+        step = self._step_word()
+        if self.accumulate == 1:
+            length = (f'{self.epochs} epochs x {self.iters_per_epoch} steps = {self.iters:,} '
+                      'steps' if self.epochs is not None else f'{self.iters:,} steps '
+                      f'({self.iters / self.iters_per_epoch:.1f} epochs)')
+        else:
+            per_epoch = (f'{self.iters_per_epoch} per epoch' if self.epochs is not None else
+                         f'{self.iters / self.iters_per_epoch:.1f} epochs')
+            length = (f'{self.epochs} epochs = ' if self.epochs is not None else '') + (
+                f'{self.steps:,} optimizer steps ({self.iters:,} iterations of batch '
+                f'{self.batch}, {per_epoch})')
+        warmup = (f'{self.warmup_steps} {step}s '
                   f'({100 * self.warmup_iters / self.iters:.0f}% of the run), linear'
                   if self.warmup_iters else
-                  f'none (under {MIN_WARMUP_ITERS} steps: the run starts at the peak lr)'
+                  f'none (under {MIN_WARMUP_ITERS} {step}s: the run starts at the peak lr)'
                   if self.short_warmup_dropped else 'none (the recipe\'s)')
         lines = [
             f'faces       {self.faces} training faces, batch {self.batch}'
@@ -124,31 +180,43 @@ class SchedulePlan:
             f'length      {length}, {self.samples:,} training samples',
             f'warmup      {warmup}',
             f'lr          {self.lr:.3g} ({self.lr_note}), cosine decay to {self.final_lr:.2g}',
-            self._validation_line(unit),
+            self._validation_line(),
         ]
         if self.workers is not None:
             lines.append(f'loading     {self.workers} worker processes'
                          + (' per training process' if self.processes > 1 else ''))
         if seconds_per_step is not None:
             total = seconds_per_step * self.iters
-            lines.append(f'expected    {_duration(total)} ({seconds_per_step:.2f} s per step on '
-                         f'{device}, measured just now without data loading or validation)')
+            lines.append(f'expected    {_duration(total)} ({seconds_per_step:.2f} s per '
+                         f'{"iteration" if self.accumulate > 1 else "step"} on {device}, '
+                         'measured just now without data loading or validation)')
         return '\n'.join(['training plan', *('  ' + line for line in lines)])
 
+    def _every(self, interval: int) -> str:
+        """``every epoch``, ``every 4 epochs``, ``every 30 steps``: an interval of mmengine's
+        (epochs, or iterations), in optimizer steps where it is a whole number of them."""
+        if self.epochs is not None:
+            unit, count = 'epoch', interval
+        elif interval % self.accumulate == 0:
+            unit, count = self._step_word(), interval // self.accumulate
+        else:
+            unit, count = 'iteration', interval
+        return f'every {unit}' if count == 1 else f'every {count} {unit}s'
 
-    def _validation_line(self, unit: str) -> str:
-        checkpoints = (f'a checkpoint {_every(self.checkpoint_interval, unit)}'
-                       if self.checkpoint_interval is not None else None)
+    def _validation_line(self) -> str:
+        checkpoints = (None if self.checkpoint_interval is None else
+                       f'a checkpoint {self._every(self.checkpoint_interval)}'
+                       if self.checkpoint_interval > 0 else 'no checkpoint by interval')
         if not self.validate:
             return (f'validation  none (--no-validate); '
-                    f'{checkpoints or f"a checkpoint {_every(self.val_interval, unit)}"}')
-        return (f'validation  {_every(self.val_interval, unit)} ('
+                    f'{checkpoints or f"a checkpoint {self._every(self.val_interval)}"}')
+        begin = ''
+        if self.val_begin > 1:
+            unit = 'epoch' if self.epochs is not None else 'iteration' if self.accumulate > 1 \
+                else 'step'
+            begin = f' from {unit} {self.val_begin}'
+        return (f'validation  {self._every(self.val_interval)}{begin} ('
                 f'{checkpoints or "a checkpoint each time"}; the best by NME kept)')
-
-
-def _every(interval: int, unit: str) -> str:
-    """``every epoch`` or ``every 4 epochs`` (``unit`` singular)."""
-    return f'every {unit}' if interval == 1 else f'every {interval} {unit}s'
 
 
 def _duration(seconds: float) -> str:
@@ -159,17 +227,119 @@ def _duration(seconds: float) -> str:
     return f'{seconds / 3600:.1f} h'
 
 
+#: mmengine's dataset wrappers whose draws follow from what they wrap, by the key that holds it
+#: (its ClassBalancedDataset repeats by category, which mmpose's datasets do not give)
+_DATASET_WRAPPERS = dict(RepeatDataset='dataset', ConcatDataset='datasets')
+
+
+def wrapped_datasets(dataset: dict, where: str) -> list[tuple[str, dict, int]]:
+    """The datasets inside a dataloader's ``dataset`` config, through mmengine's
+    ``RepeatDataset`` and ``ConcatDataset``; the config itself when it is neither.
+
+    Args:
+        dataset: a dataloader's ``dataset`` config.
+        where: its place in the config, for messages (``train_dataloader.dataset``).
+
+    Returns:
+        (place in the config, dataset config, how many times a pass over the loader draws each
+        of its samples).
+    """
+    key = _DATASET_WRAPPERS.get(dataset.get('type'))
+    if key is None:
+        return [(where, dataset, 1)]
+    if key == 'datasets':
+        return [found for i, part in enumerate(dataset.get(key) or ())
+                for found in wrapped_datasets(part, f'{where}.{key}.{i}')]
+    times = dataset.get('times', 1)
+    return [(place, found, n * times)
+            for place, found, n in wrapped_datasets(dataset.get(key) or {}, f'{where}.{key}')]
+
+
+def training_faces(coco: dict) -> int:
+    """The faces of a COCO keypoints file that mmpose trains on, as its top-down
+    ``BaseCocoStyleDataset`` keeps them (``_load_annotations``, ``parse_data_info`` and
+    ``_is_valid_instance``): annotations of the listed images with a box and keypoints, not
+    crowd, with labelled points (``num_keypoints``, else the points not at 0,0), and a box of
+    some width and height once clipped to the image.
+
+    Raises:
+        KeyError, TypeError, ValueError: not a COCO keypoints file.
+    """
+    import numpy as np
+    images = {image['id']: image for image in coco['images']}
+    count = 0
+    for face in coco['annotations']:
+        image = images.get(face['image_id'])
+        if (image is None or 'bbox' not in face or 'keypoints' not in face
+                or face.get('iscrowd', 0)):
+            continue
+        points = np.array(face['keypoints'], dtype=np.float32).reshape(-1, 3)[:, :2]
+        labelled = (face['num_keypoints'] if 'num_keypoints' in face
+                    else np.count_nonzero(points.max(axis=1)))
+        x, y, w, h = face['bbox']
+        width, height = image['width'], image['height']
+        box = np.array([np.clip(x, 0, width - 1), np.clip(y, 0, height - 1),
+                        np.clip(x + w, 0, width - 1), np.clip(y + h, 0, height - 1)],
+                       dtype=np.float32)
+        box_width, box_height = box[2:] - box[:2]
+        if labelled != 0 and box_width > 0 and box_height > 0 and points.max() > 0:
+            count += 1
+    return count
+
+
+def read_training_faces(path: str) -> tuple[dict, int]:
+    """A COCO keypoints file and its :func:`training_faces`.
+
+    Raises:
+        OSError: it cannot be read.
+        ValueError, KeyError, TypeError, AttributeError: it is not a COCO keypoints file.
+    """
+    with open(path, encoding='utf-8') as f:
+        coco = json.load(f)
+    return coco, training_faces(coco)
+
+
+#: dataset settings whose samples the plan does not count (a top-down face model trains on
+#: each face of a COCO file): the setting and the value that is counted
+_UNCOUNTED_SETTINGS = dict(data_mode='topdown', bbox_file=None, sample_interval=1)
+
+
 def count_training_faces(cfg: Config) -> int:
-    """Faces of the training set: annotations with at least one labelled point, as mmpose keeps
-    them (read from the COCO file; the dataset is not built)."""
-    dataset = cfg.train_dataloader.dataset
-    path = osp.join(dataset.get('data_root') or '', dataset.ann_file)
-    try:
-        with open(path, encoding='utf-8') as f:
-            coco = json.load(f)
-        return sum(1 for a in coco['annotations'] if a.get('num_keypoints', 0) > 0)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ScheduleError(f'cannot count the training faces of {path}: {e}') from None
+    """Training samples of one pass over the training set: faces as mmpose keeps them
+    (:func:`training_faces`), read from the COCO files (the dataset is not built), through
+    mmengine's ``RepeatDataset`` and ``ConcatDataset`` and a dataset's ``indices``.
+
+    Raises:
+        ScheduleError: a file that cannot be read, or a dataset the plan cannot count (another
+            wrapper, a bottom-up or detection-box dataset), in one line naming it.
+    """
+    count = 0
+    for where, dataset, times in wrapped_datasets(cfg.train_dataloader.dataset,
+                                                  'train_dataloader.dataset'):
+        uncounted = (f'a {dataset.get("type")}' if 'ann_file' not in dataset
+                     else next((f'{name}={dataset[name]!r}'
+                                for name, counted in _UNCOUNTED_SETTINGS.items()
+                                if dataset.get(name, counted) != counted), None))
+        if uncounted is not None:
+            raise ScheduleError(
+                f'cannot count the training faces of {where} ({uncounted}): the plan counts '
+                'those of top-down COCO datasets (also inside RepeatDataset and ConcatDataset); '
+                'set the schedule yourself with --cfg-options train_cfg.max_epochs=N (then used '
+                'as written)')
+        path = osp.join(dataset.get('data_root') or '', dataset.ann_file)
+        try:
+            faces = read_training_faces(path)[1]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ScheduleError(f'cannot count the training faces of {path}: {e}') from None
+        # mmengine's BaseDataset keeps the first (or, negative, last) `indices` samples, or
+        # those it lists
+        indices = dataset.get('indices')
+        if isinstance(indices, int):
+            faces = min(faces, abs(indices))
+        elif indices is not None:
+            faces = len(indices)
+        count += faces * times
+    return count
 
 
 #: what each recipe setting may be: (whole number?, smallest, largest, what it must be)
@@ -224,9 +394,31 @@ def check_positive(name: str, value: float | None) -> None:
         raise ScheduleError(f'{name} must be positive, got {value}')
 
 
+def _under(key: str, option: str) -> bool:
+    """Whether a ``--cfg-options`` key is ``option`` or a key inside it."""
+    return key == option or key.startswith(option + '.')
+
+
+def schedule_options(cfg_options: dict | None) -> list[str]:
+    """The ``--cfg-options`` keys that set the schedule itself (:data:`SCHEDULE_OPTIONS`, or
+    the whole ``train_cfg``): given one, the config's schedule is used as written."""
+    return [key for key in cfg_options or {}
+            if key == 'train_cfg' or any(_under(key, option) for option in SCHEDULE_OPTIONS)]
+
+
+def options_over_the_plan(cfg_options: dict | None) -> dict:
+    """The ``--cfg-options`` a plan applies over its own settings: the ``train_cfg`` keys that
+    do not set the schedule (``val_interval``, ``val_begin``) and the checkpoint interval."""
+    schedule = schedule_options(cfg_options)
+    return {key: value for key, value in (cfg_options or {}).items()
+            if key not in schedule
+            and (_under(key, 'train_cfg') or key == CHECKPOINT_INTERVAL_OPTION)}
+
+
 def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
                   iters: int | None = None, batch_size: int | None = None,
-                  lr: float | None = None, processes: int = 1) -> SchedulePlan:
+                  lr: float | None = None, processes: int = 1,
+                  cfg_options: dict | None = None) -> SchedulePlan:
     """Size a run to ``faces`` and write it into ``cfg`` (see the module docstring).
 
     Args:
@@ -234,11 +426,14 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
             the batch size and the checkpoint interval are set here.
         faces: the training faces (:func:`count_training_faces`).
         epochs: exactly this many passes over the data.
-        iters: exactly this many steps (an iteration-based run); not with ``epochs``.
-        batch_size: faces per step (default: the config's).
+        iters: exactly this many optimizer steps (an iteration-based run); not with
+            ``epochs``.
+        batch_size: faces per iteration (default: the config's).
         lr: the peak lr as it is (default: the config's lr scaled to the batch).
         processes: distributed training processes; each runs its share of the faces per
             epoch (mmengine's ``DefaultSampler``), so a step counts ``batch x processes``.
+        cfg_options: the ``--cfg-options`` given (already merged into ``cfg``); those of
+            :func:`options_over_the_plan` are applied over the plan, and shown in it.
 
     Raises:
         ScheduleError: no faces, a non-positive value, or both ``epochs`` and ``iters``.
@@ -265,6 +460,8 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
                             f'--batch-size {share} or less')
     batch = min(asked, share)
     cfg.train_dataloader.batch_size = batch
+    # mmengine's OptimWrapper steps every `accumulate` iterations, while its loop, schedulers
+    # and intervals count iterations: the plan counts optimizer steps, and gives iterations
     accumulate = cfg.optim_wrapper.get('accumulative_counts', 1)
     iters_per_epoch = share // batch if drop_last else math.ceil(share / batch)
     if iters is None:
@@ -272,7 +469,10 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
             samples = max(recipe['samples'], recipe['min_epochs'] * faces)
             epochs = math.ceil(samples / faces)
         iters = epochs * iters_per_epoch
-    warmup = min(recipe['max_warmup_iters'], round(recipe['warmup'] * iters), iters - 1)
+    else:
+        iters *= accumulate
+    steps = math.ceil(iters / accumulate)
+    warmup = min(recipe['max_warmup_iters'], round(recipe['warmup'] * steps), steps - 1)
     # none because the run is short, not because the recipe asks for none
     short_warmup_dropped = warmup < MIN_WARMUP_ITERS and min(recipe['warmup'],
                                                              recipe['max_warmup_iters']) > 0
@@ -280,6 +480,7 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         # mmengine's LinearLR over one step applies its start factor once and never ramps:
         # the whole run would stay at 0.1 % of the lr; a run this short starts at the peak
         warmup = 0
+    warmup_iters = warmup * accumulate
     auto_scale = cfg.get('auto_scale_lr') or {}
     if lr is not None:
         lr_note = 'as given'
@@ -300,29 +501,42 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         cfg.optim_wrapper.optimizer.lr = lr
         if cfg.get('auto_scale_lr'):
             cfg.auto_scale_lr.enable = False  # the plan's lr is final
-    span = epochs if epochs is not None else iters
-    val_interval = max(1, round(span / recipe['validations']))
     if epochs is not None:
+        val_interval = max(1, round(epochs / recipe['validations']))
         cfg.train_cfg = ConfigDict(type='EpochBasedTrainLoop', max_epochs=epochs,
                                    val_interval=val_interval)
     else:
+        val_interval = max(1, round(steps / recipe['validations'])) * accumulate
         cfg.train_cfg = ConfigDict(type='IterBasedTrainLoop', max_iters=iters,
                                    val_interval=val_interval)
         cfg.log_processor = ConfigDict({**cfg.get('log_processor', {}), 'by_epoch': False})
+    kept = options_over_the_plan(cfg_options)
+    if kept:
+        cfg.merge_from_dict(kept)
+        val_interval = cfg.train_cfg.val_interval
+        if (isinstance(val_interval, bool) or not isinstance(val_interval, int)
+                or val_interval < 1):
+            raise ScheduleError('--cfg-options train_cfg.val_interval must be a whole number, 1 '
+                                f'or more, got {val_interval!r}')
     checkpoint = cfg.default_hooks.checkpoint
-    checkpoint.interval, checkpoint.by_epoch = val_interval, epochs is not None
-    # per step, whatever the loop: the warmup and the decay are shares of the steps
+    checkpoint.by_epoch = epochs is not None
+    checkpoint_given = CHECKPOINT_INTERVAL_OPTION in kept
+    if not checkpoint_given:  # a checkpoint at each validation
+        checkpoint.interval = val_interval
+    # per iteration, whatever the loop: the warmup and the decay are shares of the steps
     cfg.param_scheduler = [
-        dict(type='LinearLR', begin=0, end=warmup, start_factor=0.001, by_epoch=False)
-    ] if warmup else []
+        dict(type='LinearLR', begin=0, end=warmup_iters, start_factor=0.001, by_epoch=False)
+    ] if warmup_iters else []
     cfg.param_scheduler.append(dict(
-        type='CosineAnnealingLR', begin=warmup, end=iters, T_max=iters - warmup,
+        type='CosineAnnealingLR', begin=warmup_iters, end=iters, T_max=iters - warmup_iters,
         eta_min_ratio=recipe['final_lr'], by_epoch=False))
     return SchedulePlan(faces=faces, batch=batch, processes=processes, accumulate=accumulate,
                         iters_per_epoch=iters_per_epoch, iters=iters, epochs=epochs,
-                        warmup_iters=warmup, lr=lr, lr_note=lr_note,
+                        warmup_iters=warmup_iters, lr=lr, lr_note=lr_note,
                         final_lr=lr * recipe['final_lr'], val_interval=val_interval,
-                        asked_batch=asked if asked != batch else None,
+                        val_begin=cfg.train_cfg.get('val_begin', 1),
+                        checkpoint_interval=checkpoint.interval if checkpoint_given else None,
+                        drop_last=drop_last, asked_batch=asked if asked != batch else None,
                         short_warmup_dropped=short_warmup_dropped)
 
 

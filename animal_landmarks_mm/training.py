@@ -6,7 +6,6 @@ functions here take a loaded :class:`mmengine.Config` and apply them, so the CLI
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import os.path as osp
@@ -14,19 +13,21 @@ import re
 import sys
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import animal_landmarks_mm  # noqa: F401  (registers the dataset; safe checkpoint loading)
 
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, first_line
 from .schedule import (
     ScheduleError,
     SchedulePlan,
     check_positive,
     count_training_faces,
     plan_schedule,
-    recipe_of,
+    read_training_faces,
+    schedule_options,
+    wrapped_datasets,
 )
 
 
@@ -35,17 +36,32 @@ class TrainingSetupError(AnimalLandmarksError, ValueError):
     be trained on; the message is one line."""
 
 
+class _CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` (``key=value`` pairs, values parsed as Python literals and
+    lists), with a malformed pair a one-line error: ``DictAction`` raises from inside argparse,
+    a traceback (``foo`` without ``=``, ``a=[1,2`` unbalanced)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: list[str], option_string: str | None = None) -> None:
+        for value in values:  # one at a time, to name the one refused
+            try:
+                super().__call__(parser, namespace, [value], option_string)
+            except (ValueError, AssertionError):
+                parser.exit(2, f'error: {option_string} takes key=value pairs, got {value!r}\n')
+
+
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """The flags ``tools/train.py`` and ``tools/test.py`` share (mmpose's, plus ``--data-root``
     and ``--device``)."""
-    from mmengine.config import DictAction
     parser.add_argument('--work-dir', help='the dir to save logs, models and results')
     parser.add_argument(
         '--data-root', help='the folder tools/dataset.py wrote (sets every dataloader)')
     parser.add_argument('--device', help='cpu, cuda or cuda:N (default: CUDA when present)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings in the config, key=value (e.g. train_cfg.max_epochs=10)')
+        '--cfg-options', nargs='+', action=_CfgOptionsAction,
+        help='override settings in the config, key=value (e.g. train_dataloader.num_workers=4); '
+        'a training run\'s length is --epochs N or --iters N: train_cfg.type, by_epoch, '
+        'max_epochs, max_iters and param_scheduler set the schedule as written, unplanned')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local_rank, torchrun the LOCAL_RANK variable
@@ -95,13 +111,25 @@ def load_config(config_path: str, cfg_options: dict | None = None) -> Config:
     """Read a config and apply ``--cfg-options``.
 
     Raises:
-        TrainingSetupError: the config does not exist (the message names it).
+        TrainingSetupError: the config does not exist, cannot be read (a syntax error, a name
+            it lacks: mmengine runs it), or an option cannot be merged into it (the message
+            names it).
+        OSError: a file it names as its base cannot be read.
     """
     if not osp.isfile(config_path):
         raise TrainingSetupError(f'config not found: {config_path}')
-    cfg = Config.fromfile(config_path)
+    try:
+        cfg = Config.fromfile(config_path)
+    except OSError:
+        raise  # names its file: the tools say so in one line
+    except Exception as e:  # the config is Python, run by mmengine: any error is the file's
+        raise TrainingSetupError(f'{config_path}: not a config mmengine can read '
+                                 f'({e.__class__.__name__}: {first_line(e)})') from None
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise TrainingSetupError(f'--cfg-options: {first_line(e)}') from None
     check_pipelines(cfg)
     return cfg
 
@@ -142,7 +170,9 @@ def set_data_root(cfg: Config, data_root: str) -> Config:
     """Point every dataloader (and the top-level ``data_root``) at ``data_root``.
 
     A config's ``data_root`` variable is substituted when the file is read, so overriding it
-    with ``--cfg-options`` alone would not reach the dataloaders.
+    with ``--cfg-options`` alone would not reach the dataloaders. Inside mmengine's
+    ``RepeatDataset`` and ``ConcatDataset`` it is set on the datasets they wrap (the wrappers
+    take none).
     """
     if not osp.isdir(data_root):
         raise TrainingSetupError(f'data root not found: {data_root}')
@@ -150,13 +180,46 @@ def set_data_root(cfg: Config, data_root: str) -> Config:
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(name)
         if loader is not None:
-            loader.dataset.data_root = data_root
+            for _, dataset, _ in wrapped_datasets(loader.dataset, f'{name}.dataset'):
+                dataset.data_root = data_root
     return cfg
+
+
+#: what the processes of each ``--launcher`` find in their environment (mmengine's
+#: ``init_dist`` and torch's ``env://`` rendezvous read it), and what starts them so
+LAUNCHER_ENVIRONMENT = dict(
+    pytorch=(('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+             'torchrun, as tools/dist_train.sh does'),
+    slurm=(('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+           'srun, as tools/slurm_train.sh does'),
+    mpi=(('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE', 'OMPI_COMM_WORLD_LOCAL_RANK',
+          'MASTER_ADDR'), "Open MPI's mpirun"),
+)
+
+
+def check_launcher_environment(launcher: str) -> None:
+    """Refuse a ``--launcher`` whose environment is not there (the command run by hand, not by
+    its launcher): mmengine would fail on the first variable it reads, in a traceback.
+
+    Raises:
+        TrainingSetupError: naming the variables missing and what sets them.
+    """
+    variables, starter = LAUNCHER_ENVIRONMENT.get(launcher, ((), ''))
+    missing = [name for name in variables if name not in os.environ]
+    if missing:
+        raise TrainingSetupError(f'--launcher {launcher} needs the environment its launcher '
+                                 f'sets ({", ".join(missing)} not set): start it with '
+                                 f'{starter}')
 
 
 def _set_run_place(cfg: Config, config_path: str, work_dir: str | None, launcher: str) -> None:
     """Work dir (``--work-dir``, else the config's, else ``work_dirs/<config name>``) and
-    launcher, for training and testing alike."""
+    launcher, for training and testing alike.
+
+    Raises:
+        TrainingSetupError: a launcher without its environment.
+    """
+    check_launcher_environment(launcher)
     cfg.launcher = launcher
     if work_dir is not None:
         cfg.work_dir = work_dir
@@ -324,21 +387,23 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
                        checkpoint: str | None = None, accumulate: int | None = None,
                        early_stop: int | None = None, early_stop_min_delta: float = 0.001,
                        save_freq: int | None = None, val_annotation_dir: str | None = None,
-                       val_image_dir: str | None = None, plan: bool = True,
-                       workers: int | None = None, size_workers: bool = True
-                       ) -> SchedulePlan | None:
+                       val_image_dir: str | None = None, workers: int | None = None,
+                       cfg_options: dict | None = None) -> SchedulePlan | None:
     """The original training tools' flags, and the schedule sized to the data.
 
     A config with a ``schedule`` recipe is planned by :func:`~.schedule.plan_schedule` for its
-    training faces (unless ``plan`` is False: the schedule was set by ``--cfg-options``);
-    ``epochs``, ``iters``, ``batch_size`` and ``lr`` then give exactly what they say and the
-    rest follows. A config without one takes them as plain settings.
+    training faces; ``epochs``, ``iters``, ``batch_size`` and ``lr`` then give exactly what they
+    say and the rest follows, and the ``train_cfg`` settings and checkpoint interval of
+    ``cfg_options`` are kept over the plan. A ``--cfg-options`` key that sets the schedule
+    itself (:data:`~.schedule.SCHEDULE_OPTIONS`) leaves the config's schedule as written, and
+    says so in one line; such a config, and one without a recipe, take the flags as plain
+    settings.
 
     Args:
         cfg: the config (``work_dir`` and ``data_root`` already set).
         epochs: exactly this many passes over the training faces.
-        iters: exactly this many steps (an iteration-based run).
-        batch_size: faces per step (the lr follows it, see :mod:`.schedule`).
+        iters: exactly this many optimizer steps (an iteration-based run).
+        batch_size: faces per iteration (the lr follows it, see :mod:`.schedule`).
         lr: the peak lr, as it is.
         checkpoint: start weights (``load_from``): a checkpoint trained here, one of
             anime_face_detector's, or a pretrained name (``anime-face-detector``); not used
@@ -351,17 +416,18 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         save_freq: also save a checkpoint every N epochs (the best one is kept as well).
         val_annotation_dir: a folder of annotation files to validate on, converted here.
         val_image_dir: the folder its ``image`` names are relative to (default: the same).
-        plan: plan the schedule (False keeps the config's, e.g. set by ``--cfg-options``).
-        workers: the training loader's worker processes, as they are.
-        size_workers: without ``workers``, size them to the device (:func:`loader_workers`);
-            False keeps the config's (e.g. set by ``--cfg-options``).
+        workers: the training loader's worker processes, as they are; without them, and
+            without ``--cfg-options train_dataloader.num_workers``, sized to the device
+            (:func:`loader_workers`).
+        cfg_options: the ``--cfg-options`` given, already merged into ``cfg``.
 
     Returns:
         The plan, or None when the schedule is the config's own.
 
     Raises:
         TrainingSetupError: a non-positive or non-finite number, an unusable validation folder
-            (or one with validation off), or a schedule that cannot be planned.
+            (or one with validation off), ``iters`` without a recipe to plan them, or a
+            schedule that cannot be planned.
     """
     for name, value in (('--epochs', epochs), ('--iters', iters), ('--batch-size', batch_size),
                         ('--lr', lr), ('--accumulate', accumulate),
@@ -381,7 +447,7 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     launcher = cfg.get('launcher', 'none')
     loader = cfg.train_dataloader
     configured = loader.get('num_workers', 0)
-    if workers is None and size_workers:
+    if workers is None and not workers_set_by_options(cfg_options):
         workers = loader_workers(configured, cuda=torch.cuda.is_available(), cpus=host_cpus(),
                                  processes=processes_on_this_host(launcher))
     if workers is not None and workers != configured:
@@ -418,22 +484,32 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         cfg.val_dataloader.dataset.data_prefix = dict(img='')
 
     planned = None
-    try:
-        recipe = recipe_of(cfg) if plan else None
-    except ScheduleError as e:
-        raise TrainingSetupError(str(e)) from None
-    if recipe is not None:
+    has_recipe = cfg.get('schedule') is not None
+    bypassed_by = ' and '.join(schedule_options(cfg_options)) if has_recipe else ''
+    if has_recipe and not bypassed_by:
         check_annotation_files(cfg, ('train_dataloader',))
         try:
             planned = plan_schedule(cfg, count_training_faces(cfg), epochs=epochs, iters=iters,
-                                    batch_size=batch_size, lr=lr, processes=world_size(launcher))
+                                    batch_size=batch_size, lr=lr, processes=world_size(launcher),
+                                    cfg_options=cfg_options)
             planned.workers = loader.get('num_workers', 0)
         except ScheduleError as e:
             raise TrainingSetupError(str(e)) from None
     else:
+        if iters is not None and bypassed_by:
+            raise TrainingSetupError(
+                f'--iters {iters}: --cfg-options {bypassed_by} sets the schedule, so the '
+                f'config\'s recipe, which plans --iters, is not used; drop {bypassed_by} (other '
+                '--cfg-options may stay)')
         if iters is not None:
-            raise TrainingSetupError('--iters needs a config with a schedule recipe (ours); '
-                                     'use --cfg-options train_cfg.type=IterBasedTrainLoop ...')
+            raise TrainingSetupError(
+                f'--iters {iters} needs a config with a schedule recipe; this one has none: add '
+                '`schedule = dict()` to it (the recipe\'s defaults, see '
+                'animal_landmarks_mm/schedule.py)')
+        if bypassed_by:
+            _say(f'--cfg-options {bypassed_by} sets the schedule: the config\'s, as written, not '
+                 'planned for the training faces (no plan printed); --batch-size does not '
+                 'rescale the lr')
         if epochs is not None:
             _rescale_schedule(cfg, epochs)
             cfg.train_cfg.max_epochs = epochs
@@ -521,17 +597,20 @@ def workers_set_by_options(cfg_options: dict | None) -> bool:
     return 'train_dataloader.num_workers' in (cfg_options or {})
 
 
-def schedule_set_by_options(cfg_options: dict | None) -> bool:
-    """Whether ``--cfg-options`` set the schedule itself (then it is not planned)."""
-    return any(key.split('.')[0] in ('train_cfg', 'param_scheduler')
-               for key in (cfg_options or {}))
-
-
 def apply_test_args(cfg: Config, config_path: str, checkpoint: str, work_dir: str | None = None,
                     out: str | None = None, launcher: str = 'none') -> Config:
     """Apply mmpose's ``tools/test.py`` flags: the checkpoint, work dir and a dump of the
-    predictions (``--dump`` in mmpose), as a pickle of every prediction."""
+    predictions (``--dump`` in mmpose), as a pickle of every prediction.
+
+    Raises:
+        TrainingSetupError: a dump that is not a pickle file, a checkpoint not found, a
+            launcher without its environment.
+    """
     from .model_zoo import is_pretrained_name
+    # mmengine's DumpResults refuses any other name, once the runner is built
+    if out is not None and not out.endswith(('.pkl', '.pickle')):
+        raise TrainingSetupError(f'--dump must name a .pkl or .pickle file (mmengine\'s '
+                                 f'DumpResults writes a pickle), got {out}')
     if not (osp.isfile(checkpoint) or is_pretrained_name(checkpoint)):
         raise TrainingSetupError(f'checkpoint not found: {checkpoint}')
     _set_run_place(cfg, config_path, work_dir, launcher)
@@ -567,27 +646,33 @@ def check_annotation_files(cfg: Config, loaders: tuple[str, ...]) -> None:
     """
     for name in loaders:
         loader = cfg.get(name)
-        if not loader or not loader.get('dataset') or not loader.dataset.get('ann_file'):
+        if not loader or not loader.get('dataset'):
             continue
-        dataset = loader.dataset
-        path = osp.join(dataset.get('data_root') or '', dataset.ann_file)
-        if not osp.isfile(path):
-            raise TrainingSetupError(f'{name}: annotation file not found: {path} (run '
-                                     'tools/dataset.py, then pass its --output-dir as '
-                                     '--data-root)')
-        try:
-            with open(path, encoding='utf-8') as f:
-                coco = json.load(f)
-            images, annotations = coco['images'], coco['annotations']
-            labelled = sum(1 for a in annotations if a.get('num_keypoints', 0) > 0)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise TrainingSetupError(f'{name}: {path} is not a COCO keypoints file '
-                                     f'({e.__class__.__name__}: {e})') from None
-        what = ('no images' if not images else 'no annotations' if not annotations
-                else 'only absent points' if not labelled else None)
-        if what:
-            raise TrainingSetupError(f'{name}: {path} holds {what}; nothing to '
-                                     f'{"train on" if name.startswith("train") else "measure"}')
+        for _, dataset, _ in wrapped_datasets(loader.dataset, f'{name}.dataset'):
+            if dataset.get('ann_file'):
+                _check_annotation_file(name, osp.join(dataset.get('data_root') or '',
+                                                      dataset.ann_file))
+
+
+def _check_annotation_file(name: str, path: str) -> None:
+    """:func:`check_annotation_files` for one file of the loader ``name``."""
+    if not osp.isfile(path):
+        raise TrainingSetupError(f'{name}: annotation file not found: {path} (run '
+                                 'tools/dataset.py, then pass its --output-dir as --data-root)')
+    try:
+        coco, faces = read_training_faces(path)
+        images, annotations = coco['images'], coco['annotations']
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise TrainingSetupError(f'{name}: {path} is not a COCO keypoints file '
+                                 f'({e.__class__.__name__}: {e})') from None
+    absent = not faces and not any(any(a.get('keypoints') or ()) for a in annotations)
+    what = ('no images' if not images else 'no annotations' if not annotations
+            else 'only absent points' if absent
+            else 'no face mmpose keeps (each is crowd, or has an empty box or no labelled '
+            'point)' if not faces else None)
+    if what:
+        raise TrainingSetupError(f'{name}: {path} holds {what}; nothing to '
+                                 f'{"train on" if name.startswith("train") else "measure"}')
 
 
 def train(cfg: Config) -> torch.nn.Module:

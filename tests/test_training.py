@@ -174,3 +174,41 @@ def test_amp_without_gpu_is_a_one_line_error(coco_dir):
 def test_test_tool_missing_checkpoint(coco_dir):
     proc = run_tool('test.py', MAIN_CONFIG, 'nope.pth', check=False)
     assert proc.stderr.strip().splitlines()[-1] == 'error: checkpoint not found: nope.pth'
+
+
+def _syntax_error_config(folder):
+    path = folder / 'broken.py'
+    path.write_text('model = dict(\n')
+    return path
+
+
+@pytest.mark.parametrize('tool, case', [
+    ('test.py', 'dump'),  # a test.py flag
+    *((tool, case) for tool in ('train.py', 'test.py')
+      for case in ('cfg_options', 'syntax', 'launcher')),
+])
+def test_tool_mistakes_are_one_line_errors(tool, case, tmp_path):
+    """Each of these was a traceback: mmpose's DumpResults refusing a dump that is not a pickle,
+    mmengine's DictAction unpacking 'foo', Config.fromfile's SyntaxError, and torch's env://
+    rendezvous without torchrun's variables."""
+    config = MAIN_CONFIG
+    args = []
+    if case == 'dump':
+        args, message = ['--dump', 'preds.json'], (
+            'error: --dump must name a .pkl or .pickle file (mmengine\'s DumpResults writes a '
+            'pickle), got preds.json')
+    elif case == 'cfg_options':
+        args, message = ['--cfg-options', 'foo'], (
+            "error: --cfg-options takes key=value pairs, got 'foo'")
+    elif case == 'syntax':
+        config = _syntax_error_config(tmp_path)
+        message = f'error: {config}: not a config mmengine can read (SyntaxError: '
+    else:
+        args, message = ['--launcher', 'pytorch'], (
+            'error: --launcher pytorch needs the environment its launcher sets (RANK, '
+            'WORLD_SIZE, MASTER_ADDR, MASTER_PORT not set): start it with torchrun, as '
+            'tools/dist_train.sh does')
+    positional = [config] if tool == 'train.py' else [config, MAIN_CONFIG]  # an existing file
+    proc = run_tool(tool, *positional, '--work-dir', tmp_path / 'work', *args, check=False)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]

@@ -1,5 +1,6 @@
 """Training at scale on the CPU: simple flags, accumulation, early stop, save frequency, a kill
 and resume, and the distributed launcher with 2 processes over gloo."""
+import inspect
 import os
 import signal
 import subprocess
@@ -19,6 +20,9 @@ from animal_landmarks_mm.training import (
     set_data_root,
 )
 from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, TINY, run_tool
+
+#: --cfg-options that keep the config's schedule as written (not planned)
+AS_WRITTEN = {'train_cfg.max_epochs': 60}
 
 
 def _cfg(tmp_path):
@@ -72,10 +76,11 @@ def test_a_gpu_run_gets_more_loader_workers_unless_told(tmp_path, coco_dir, monk
     cfg = set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(coco_dir))
     cfg.work_dir, cfg.launcher = str(tmp_path), 'pytorch'
     assert apply_simple_flags(cfg).workers == 3
-    # --cfg-options train_dataloader.num_workers=... (size_workers=False) or --workers: as given
+    # --cfg-options train_dataloader.num_workers=... or --workers: as given
     cfg = set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(coco_dir))
     cfg.work_dir = str(tmp_path)
-    assert apply_simple_flags(cfg, size_workers=False).workers == 2
+    assert apply_simple_flags(
+        cfg, cfg_options={'train_dataloader.num_workers': 2}).workers == 2
     cfg = set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(coco_dir))
     cfg.work_dir = str(tmp_path)
     apply_simple_flags(cfg, workers=0)
@@ -387,7 +392,7 @@ def test_epochs_stretch_a_static_schedule_to_its_end(tmp_path):
     scale with it, so the lr still peaks and ends at its minimum (only `end` scaled, the
     cosine's T_max of 57 epochs left the lr at 97 % of the peak after 10)."""
     cfg = _cfg(tmp_path)
-    apply_simple_flags(cfg, epochs=10, plan=False)
+    apply_simple_flags(cfg, epochs=10, cfg_options=AS_WRITTEN)
     warmup, cosine = cfg.param_scheduler
     assert (warmup.begin, warmup.end) == (0, 0.5)
     assert (cosine.begin, cosine.end, cosine.T_max) == (0.5, 10, 9.5)
@@ -398,7 +403,7 @@ def test_epochs_stretch_a_static_schedule_to_its_end(tmp_path):
     cfg = _cfg(tmp_path)
     cfg.param_scheduler = [dict(type='MultiStepLR', begin=0, end=60, milestones=[40, 55],
                                 by_epoch=True)]
-    apply_simple_flags(cfg, epochs=6, plan=False)
+    apply_simple_flags(cfg, epochs=6, cfg_options=AS_WRITTEN)
     assert dict(cfg.param_scheduler[0]) == dict(type='MultiStepLR', begin=0, end=6,
                                                 milestones=[4, 6], by_epoch=True)
 
@@ -486,7 +491,7 @@ def test_auto_resume_without_a_checkpoint_starts_from_the_start_weights(tmp_path
     cfg = apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
                            work_dir=str(tmp_path / 'fresh'), resume='auto',
                            checkpoint=str(start))
-    apply_simple_flags(cfg, checkpoint=str(start), plan=False)
+    apply_simple_flags(cfg, checkpoint=str(start), cfg_options=AS_WRITTEN)
     assert not cfg.resume and cfg.load_from == str(start)
     assert f'starting afresh from {start}' in capsys.readouterr().out
 
@@ -500,7 +505,7 @@ def test_a_found_resume_checkpoint_takes_over_checkpoint(tmp_path, capsys):
         cfg = apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
                                work_dir=str(tmp_path / 'work'), resume=resume,
                                checkpoint=str(start))
-        apply_simple_flags(cfg, checkpoint=str(start), plan=False)
+        apply_simple_flags(cfg, checkpoint=str(start), cfg_options=AS_WRITTEN)
         assert cfg.resume and cfg.load_from == load_from
         out = capsys.readouterr()
         assert (f'--checkpoint {start} not used: the run resumes from {latest}' in out.out)
@@ -603,3 +608,274 @@ def test_device_is_set_before_torch_is_imported(tmp_path, tool, flags, visible):
                           capture_output=True, text=True, timeout=300)
     assert proc.stderr.strip().splitlines()[-1] == 'error: config not found: configs/missing.py'
     assert (tmp_path / 'seen').read_text() == visible
+
+
+def _with_options(tmp_path, coco_dir, options):
+    """The main config as tools/train.py reads it with these ``--cfg-options``: merged, the data
+    root and the work dir set."""
+    cfg = set_data_root(load_config(str(MAIN_CONFIG), options), str(coco_dir))
+    return apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path))
+
+
+def _train_loop(cfg):
+    """The training loop mmengine's Runner builds from the config (as Runner.train does)."""
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg)
+    return runner.build_train_loop(runner._train_loop)
+
+
+def test_train_cfg_options_beside_the_plan_are_kept_and_shown(tmp_path, coco_dir):
+    """``train_cfg.val_interval=...`` turned the whole plan off, silently; now the plan stays
+    and the option is applied over it, and printed."""
+    options = {'train_cfg.val_interval': 5, 'train_cfg.val_begin': 10}
+    cfg = _with_options(tmp_path, coco_dir, options)
+    plan = apply_simple_flags(cfg, epochs=40, cfg_options=options)
+    assert plan is not None and plan.epochs == 40
+    assert dict(cfg.train_cfg) == dict(type='EpochBasedTrainLoop', max_epochs=40,
+                                       val_interval=5, val_begin=10)
+    assert cfg.default_hooks.checkpoint.interval == 5  # still a checkpoint at each validation
+    assert ('validation  every 5 epochs from epoch 10 (a checkpoint each time; the best by NME '
+            'kept)') in plan.format()
+    loop = _train_loop(cfg)
+    assert (loop.max_epochs, loop.val_interval, loop.val_begin) == (40, 5, 10)
+
+
+@pytest.mark.parametrize('key, value', [
+    ('train_cfg.max_epochs', 3), ('train_cfg.by_epoch', True), ('param_scheduler.1.T_max', 50),
+])
+def test_an_option_that_sets_the_schedule_turns_the_plan_off_and_says_which(
+        tmp_path, coco_dir, capsys, key, value):
+    options = {key: value, 'train_cfg.val_interval': 2}
+    cfg = _with_options(tmp_path, coco_dir, options)
+    assert apply_simple_flags(cfg, batch_size=2, cfg_options=options) is None
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        f"--cfg-options {key} sets the schedule: the config's, as written, not planned for the "
+        'training faces (no plan printed); --batch-size does not rescale the lr')
+    assert cfg.train_dataloader.batch_size == 2 and cfg.optim_wrapper.optimizer.lr == 2e-3
+    assert cfg.train_cfg.val_interval == 2
+
+
+def test_iters_beside_a_schedule_option_names_it_and_the_advice_works(tmp_path, coco_dir):
+    """The refusal said the config had no recipe and advised train_cfg.type=IterBasedTrainLoop,
+    which mmengine refuses beside the config's by_epoch."""
+    options = {'train_cfg.max_epochs': 1, 'train_cfg.val_interval': 2}
+    cfg = _with_options(tmp_path, coco_dir, options)
+    with pytest.raises(TrainingSetupError) as info:
+        apply_simple_flags(cfg, iters=6, cfg_options=options)
+    assert str(info.value) == (
+        "--iters 6: --cfg-options train_cfg.max_epochs sets the schedule, so the config's "
+        'recipe, which plans --iters, is not used; drop train_cfg.max_epochs (other '
+        '--cfg-options may stay)')
+    del options['train_cfg.max_epochs']  # as advised
+    cfg = _with_options(tmp_path, coco_dir, options)
+    plan = apply_simple_flags(cfg, iters=6, cfg_options=options)
+    assert plan.iters == 6 and cfg.train_cfg.max_iters == 6 and cfg.train_cfg.val_interval == 2
+    assert _train_loop(cfg).max_iters == 6
+    # a config without a recipe
+    cfg = _with_options(tmp_path, coco_dir, {})
+    cfg.schedule = None
+    with pytest.raises(TrainingSetupError) as info:
+        apply_simple_flags(cfg, iters=6)
+    assert str(info.value) == ('--iters 6 needs a config with a schedule recipe; this one has '
+                               'none: add `schedule = dict()` to it (the recipe\'s defaults, '
+                               'see animal_landmarks_mm/schedule.py)')
+    cfg.schedule = dict()  # as advised
+    assert apply_simple_flags(cfg, iters=6).iters == 6 and cfg.train_cfg.max_iters == 6
+
+
+def test_iters_beside_a_schedule_option_is_one_line_from_the_tool(coco_dir, tmp_path):
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path, '--data-root', coco_dir,
+                    '--iters', '3', '--cfg-options', *TINY, check=False)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        'error: --iters 3: --cfg-options train_cfg.max_epochs sets the schedule')
+
+
+def test_a_checkpoint_interval_given_is_kept_and_shown(tmp_path, coco_dir):
+    """The plan wrote its validation interval over ``default_hooks.checkpoint.interval``."""
+    options = {'default_hooks.checkpoint.interval': 3}
+    cfg = _with_options(tmp_path, coco_dir, options)
+    plan = apply_simple_flags(cfg, epochs=40, cfg_options=options)
+    assert cfg.default_hooks.checkpoint.interval == 3 and cfg.train_cfg.val_interval == 4
+    assert cfg.default_hooks.checkpoint.by_epoch
+    assert ('validation  every 4 epochs (a checkpoint every 3 epochs; the best by NME kept)'
+            in plan.format())
+    cfg = _with_options(tmp_path, coco_dir, options)
+    plan = apply_simple_flags(cfg, iters=30, cfg_options=options)
+    assert cfg.default_hooks.checkpoint.interval == 3 and not cfg.default_hooks.checkpoint.by_epoch
+    assert 'validation  every 3 steps (a checkpoint every 3 steps; the best' in plan.format()
+
+
+def _updates(cfg, max_iters):
+    """The lr of each optimizer update of a run of ``max_iters`` iterations as mmengine makes
+    them: its OptimWrapper with the config's accumulation, the schedulers stepped each
+    iteration (ParamSchedulerHook)."""
+    import torch
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.optim_wrapper.optimizer.lr)
+    wrapper = OptimWrapper(optimizer,
+                           accumulative_counts=cfg.optim_wrapper.get('accumulative_counts', 1))
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optimizer))
+                  for s in cfg.param_scheduler]
+    lrs = []
+    optimizer.register_step_pre_hook(lambda *_: lrs.append(optimizer.param_groups[0]['lr']))
+    wrapper.initialize_count_status(model, 0, max_iters)
+    for _ in range(max_iters):
+        wrapper.update_params(model(torch.ones(1)).sum())
+        for scheduler in schedulers:
+            scheduler.step()
+    return lrs
+
+
+def test_with_accumulation_the_plan_counts_optimizer_steps():
+    """--iters and the recipe's warmup and validations counted loader iterations: with
+    --accumulate 4, --iters 300 made 75 updates, 15 of them warmup."""
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    cfg.optim_wrapper.accumulative_counts = 4
+    plan = plan_schedule(cfg, 200, iters=300, batch_size=16)
+    assert (plan.steps, plan.iters, cfg.train_cfg.max_iters) == (300, 1200, 1200)
+    assert plan.warmup_steps == 15 and cfg.param_scheduler[0]['end'] == 60
+    assert cfg.train_cfg.val_interval == 120 and cfg.default_hooks.checkpoint.interval == 120
+    lrs = _updates(cfg, cfg.train_cfg.max_iters)
+    assert len(lrs) == 300
+    # mmengine's LinearLR reaches the peak at its last iteration: the 15th update
+    assert max(lrs) == pytest.approx(plan.lr) and lrs.index(max(lrs)) == 14
+    assert lrs[-1] == pytest.approx(plan.final_lr, rel=0.05)
+    text = plan.format()
+    assert ('length      300 optimizer steps (1,200 iterations of batch 16, 92.3 epochs), '
+            '18,464 training samples') in text
+    assert 'warmup      15 optimizer steps (5% of the run), linear' in text
+    assert 'validation  every 30 optimizer steps (a checkpoint each time' in text
+    # an epoch-based run: the epochs as asked, the updates follow
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    cfg.optim_wrapper.accumulative_counts = 4
+    plan = plan_schedule(cfg, 200, epochs=8, batch_size=8)
+    assert (plan.iters, plan.steps, plan.warmup_steps) == (200, 50, 2)
+    assert len(_updates(cfg, 8 * plan.iters_per_epoch)) == 50
+    assert ('length      8 epochs = 50 optimizer steps (200 iterations of batch 8, 25 per '
+            'epoch), 1,600 training samples') in plan.format()
+    # without accumulation: steps are iterations, as before
+    plan = _scheduled(MAIN_CONFIG, 200, iters=300, batch_size=16)[1]
+    assert (plan.steps, plan.iters, plan.warmup_iters) == (300, 300, 15)
+    assert 'length      300 steps (23.1 epochs)' in plan.format()
+
+
+def test_the_plan_counts_the_samples_the_loader_draws():
+    """An iteration-based plan counted each step's batch as full: 1,000 steps of batch 64 on 200
+    faces were said to be 64,000 samples; the loader draws 50,000 (each pass ends with 8)."""
+    from mmengine.dataset import DefaultSampler
+    from torch.utils.data import BatchSampler
+
+    def drawn(faces, batch, iters, drop_last):
+        sizes = [len(b) for b in BatchSampler(DefaultSampler(list(range(faces)), shuffle=False),
+                                              batch, drop_last)]
+        return sum(sizes[i % len(sizes)] for i in range(iters))
+
+    for faces, iters, batch, drop_last in ((200, 1000, 64, False), (200, 1001, 64, False),
+                                           (200, 6, 64, False), (200, 999, 64, True),
+                                           (7, 5, 2, False)):
+        cfg = Config.fromfile(str(MAIN_CONFIG))
+        cfg.train_dataloader.drop_last = drop_last
+        plan = plan_schedule(cfg, faces, iters=iters, batch_size=batch)
+        assert plan.samples == drawn(faces, batch, iters, drop_last), (faces, iters, drop_last)
+    plan = _scheduled(MAIN_CONFIG, 200, iters=1000)[1]
+    assert '1,000 steps (250.0 epochs), 50,000 training samples' in plan.format()
+
+
+def _coco_variant(coco_dir, folder, mutate):
+    """A data root whose train.json is coco_dir's with 5 copies of each face, then ``mutate``d."""
+    import json
+    import shutil
+    shutil.copytree(coco_dir / 'annotations', folder / 'annotations')
+    path = folder / 'annotations' / 'train.json'
+    coco = json.loads(path.read_text())
+    faces = [dict(a, id=i + 1) for i, a in enumerate(coco['annotations'] * 5)]
+    coco['annotations'] = faces
+    mutate(coco)
+    path.write_text(json.dumps(coco))
+    return folder
+
+
+def _mmpose_length(cfg):
+    """How many samples mmpose's (and mmengine's) dataset of the training loader holds."""
+    from mmengine.registry import init_default_scope
+    from mmpose.registry import DATASETS
+    init_default_scope('mmpose')
+    return len(DATASETS.build(cfg.train_dataloader.dataset))
+
+
+def _unlabelled_points(coco):
+    for face in coco['annotations'][:3]:
+        face['keypoints'] = [0] * len(face['keypoints'])  # num_keypoints still > 0
+
+
+def _mixed(coco):
+    faces = coco['annotations']
+    faces[0]['iscrowd'] = 1
+    faces[1]['bbox'] = [10, 10, 0, 20]  # no width
+    faces[2]['bbox'] = [-50, 5, 30, 30]  # left of the image: nothing after clipping
+    faces[3]['num_keypoints'] = 0  # labelled points, but said none
+    faces[4]['image_id'] = 10**6  # an image the file does not list
+    del faces[5]['bbox']
+
+
+@pytest.mark.parametrize('mutate', [
+    lambda coco: None,
+    lambda coco: [face.pop('num_keypoints') for face in coco['annotations']],
+    _unlabelled_points, _mixed,
+], ids=['as_converted', 'no_num_keypoints', 'unlabelled_points', 'mixed'])
+def test_the_training_faces_are_those_mmpose_keeps(coco_dir, tmp_path, mutate):
+    """count_training_faces counted annotations with num_keypoints > 0: crowd faces and empty
+    boxes too, and none of a file without num_keypoints (which mmpose counts itself)."""
+    from animal_landmarks_mm.schedule import count_training_faces
+    from animal_landmarks_mm.training import check_annotation_files
+    cfg = set_data_root(Config.fromfile(str(MAIN_CONFIG)),
+                        str(_coco_variant(coco_dir, tmp_path / 'data', mutate)))
+    check_annotation_files(cfg, ('train_dataloader',))  # refused no_num_keypoints
+    assert count_training_faces(cfg) == _mmpose_length(cfg)
+
+
+def test_a_wrapped_training_set_is_counted_or_refused_in_one_line(coco_dir, tmp_path):
+    """A RepeatDataset, ConcatDataset or ``indices`` met an AttributeError (no ann_file)."""
+    from animal_landmarks_mm.schedule import count_training_faces
+    from animal_landmarks_mm.training import check_annotation_files
+    data = _coco_variant(coco_dir, tmp_path / 'data', _mixed)
+    coco = Config.fromfile(str(MAIN_CONFIG)).train_dataloader.dataset
+    for dataset in (dict(type='RepeatDataset', times=3, dataset=coco),
+                    dict(type='ConcatDataset', datasets=[
+                        coco, dict(type='RepeatDataset', times=2, dataset=coco)]),
+                    dict(coco, indices=7), dict(coco, indices=[0, 2, 4])):
+        cfg = Config.fromfile(str(MAIN_CONFIG))
+        cfg.train_dataloader.dataset = dataset
+        set_data_root(cfg, str(data))  # on each COCO dataset, not on the wrappers
+        check_annotation_files(cfg, ('train_dataloader',))
+        assert count_training_faces(cfg) == _mmpose_length(cfg), dataset['type']
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=2, dataset=dict(
+        type='ClassBalancedDataset', oversample_thr=0.1, dataset=coco))
+    with pytest.raises(ScheduleError) as info:
+        count_training_faces(cfg)
+    assert str(info.value) == (
+        'cannot count the training faces of train_dataloader.dataset.dataset (a '
+        'ClassBalancedDataset): the plan counts those of top-down COCO datasets (also inside '
+        'RepeatDataset and ConcatDataset); set the schedule yourself with --cfg-options '
+        'train_cfg.max_epochs=N (then used as written)')
+    cfg.train_dataloader.dataset = dict(coco, data_mode='bottomup')  # a sample per image
+    with pytest.raises(ScheduleError, match=r"faces of train_dataloader.dataset "
+                       r"\(data_mode='bottomup'\): the plan counts"):
+        count_training_faces(cfg)
+    # the advice: planning is off, nothing counts the faces
+    cfg = apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path / 'work'))
+    assert apply_simple_flags(cfg, cfg_options={'train_cfg.max_epochs': 4}) is None
+
+
+def test_the_readme_states_the_learning_curves_plan():
+    """The README said 'about 5 x 625 steps at batch 64' for the default learning curve."""
+    from animal_landmarks_mm.experiments import learning_curve
+    sizes = inspect.signature(learning_curve).parameters['sizes'].default
+    steps = [_scheduled(MAIN_CONFIG, faces, batch_size=64)[1].iters for faces in sizes]
+    readme = (REPO / 'README.md').read_text()
+    stated = ' + '.join(f'{s:,}' for s in steps) + f' = {sum(steps):,} steps at batch 64'
+    assert stated in readme, stated

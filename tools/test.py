@@ -26,7 +26,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a pose model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file (or a pretrained name)')
-    parser.add_argument('--dump', help='dump every prediction to this pickle file')
+    parser.add_argument('--dump', help='dump every prediction to this pickle file (.pkl or '
+                        '.pickle, as mmengine\'s DumpResults writes)')
     add_common_args(parser)
     return parser.parse_args(argv)
 

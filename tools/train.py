@@ -20,9 +20,7 @@ from animal_landmarks_mm.training import (  # noqa: E402
     apply_train_args,
     config_from_args,
     is_main_process,
-    schedule_set_by_options,
     train,
-    workers_set_by_options,
 )
 
 
@@ -45,9 +43,11 @@ def parse_args(argv=None):
                         help='exactly this many passes over the training faces (default: the '
                         'config\'s recipe sizes the run to the data; the plan is printed)')
     simple.add_argument('--iters', type=int,
-                        help='exactly this many steps (an iteration-based run)')
+                        help='exactly this many optimizer steps (an iteration-based run; with '
+                        '--accumulate K, K times as many iterations)')
     simple.add_argument('--batch-size', type=int,
-                        help='faces per step; the lr follows by sqrt(batch / the recipe\'s)')
+                        help='faces per iteration; the lr follows by sqrt(batch x accumulation '
+                        '/ the recipe\'s)')
     simple.add_argument('--lr', type=float, help='the peak learning rate, as it is')
     simple.add_argument('--no-time-estimate', action='store_true',
                         help='skip the few training steps that estimate the run\'s time')
@@ -60,7 +60,8 @@ def parse_args(argv=None):
     simple.add_argument('--val-image-dir', help='images of --val-annotation-dir '
                         '(default: the same folder)')
     simple.add_argument('--accumulate', type=int,
-                        help='gradient accumulation over N iterations')
+                        help='gradient accumulation over N iterations: an optimizer step each N '
+                        '(the plan counts optimizer steps)')
     simple.add_argument('--early-stop', type=int, metavar='PATIENCE',
                         help='stop after PATIENCE validations without a better NME')
     simple.add_argument('--early-stop-min-delta', type=float, default=0.001,
@@ -84,8 +85,7 @@ def main(argv=None):
             checkpoint=args.checkpoint, accumulate=args.accumulate, early_stop=args.early_stop,
             early_stop_min_delta=args.early_stop_min_delta, save_freq=args.save_freq,
             val_annotation_dir=args.val_annotation_dir, val_image_dir=args.val_image_dir,
-            plan=not schedule_set_by_options(args.cfg_options), workers=args.workers,
-            size_workers=not workers_set_by_options(args.cfg_options))
+            workers=args.workers, cfg_options=args.cfg_options)
         if plan is not None and is_main_process():
             estimate = None if args.no_time_estimate else measure_step_seconds(cfg)
             print(plan.format(*estimate) if estimate else plan.format(), flush=True)
