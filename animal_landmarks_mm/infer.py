@@ -14,9 +14,12 @@ they make boxes themselves: anime_face_detector grows detected boxes by 1.1 arou
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +28,8 @@ import numpy as np
 from mmengine.logging import print_log
 
 from .annotation import (
+    _TEMPORARY,
+    _TEMPORARY_NAME_CHARS,
     IMAGE_SUFFIXES,
     STATUS_PREDICTED,
     AnnotationError,
@@ -32,13 +37,13 @@ from .annotation import (
     ImageAnnotation,
     file_sha256,
     image_files,
+    image_size,
     lies_in_folder,
     load_annotation,
-    remove_stale_temporaries,
     save_annotation,
     write_json_atomic,
 )
-from .errors import AnimalLandmarksError, first_line
+from .errors import AnimalLandmarksError, first_line, printable
 from .onnx_predictor import (
     NonFinitePredictionError,
     OnnxLandmarkPredictor,
@@ -48,15 +53,37 @@ from .onnx_predictor import (
 )
 
 __all__ = ['FaceDetector', 'LandmarkPredictor', 'NonFinitePredictionError',
-           'OnnxLandmarkPredictor', 'OnnxModelError', 'load_predictor', 'run_inference']
+           'OnnxLandmarkPredictor', 'OnnxModelError', 'load_predictor', 'parse_device',
+           'run_inference']
 
 FACE_DETECTORS = ('yolov3', 'faster-rcnn')
 #: anime_face_detector's factor for detected boxes (``LandmarkDetector(box_scale_factor)``).
 DETECTED_BOX_SCALE = 1.1
+#: A face box with a side longer than this many times the image's longer side is skipped. No
+#: face of the image is that large (a detector's box grown by 1.1, or a face running off the
+#: picture, stays well below): such a box is a mistake (another image's coordinates, 1e10 for
+#: "everything"), its crop would shrink the image to a few pixels, and beyond float32's range
+#: its points are not even finite.
+MAX_BOX_SIDE_PER_IMAGE_SIDE = 4
+#: The longest file name, in bytes, of the usual file systems (ext4, XFS, APFS, NTFS...).
+MAX_FILE_NAME_BYTES = 255
+#: ``--rank``'s output, in the output folder.
+RANKING_FILE = 'ranking.json'
+#: A temporary file of :func:`~.annotation.write_json_atomic` older than this (seconds) was left
+#: by a killed run (as :func:`~.annotation.remove_stale_temporaries` judges: a write in progress
+#: takes milliseconds).
+STALE_TEMPORARY_AGE = 600.0
 
 
 def _warn(message: str) -> None:
-    print_log(message, logger='current', level=logging.WARNING)
+    """Log a warning; names from the user's folders and files (an escape sequence in a file
+    name) are shown escaped, on one line."""
+    print_log(printable(message, one_line=True), logger='current', level=logging.WARNING)
+
+
+def _note(message: str) -> None:
+    """Log what the run did that is no problem (escaped as :func:`_warn` does)."""
+    print_log(printable(message, one_line=True), logger='current', level=logging.INFO)
 
 
 class InferenceInputError(AnimalLandmarksError, ValueError):
@@ -77,7 +104,9 @@ def list_images(path: str | os.PathLike) -> list[Path]:
 
 
 def load_boxes_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read ``{"image file name": [[x0, y0, x1, y1], ...], ...}``.
+    """Read ``{"image file name": [[x0, y0, x1, y1], ...], ...}``; ``[]`` for an image without
+    faces. Boxes that are well formed but cannot be a face of their image (not finite, off the
+    image, far larger than it) are left to :func:`usable_boxes`, which knows the image.
 
     Raises:
         InferenceInputError: unreadable file or malformed boxes, naming which.
@@ -91,17 +120,67 @@ def load_boxes_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise InferenceInputError(f'{path}: expected {{"image name": [[x0, y0, x1, y1], ...]}}')
     boxes = {}
     for name, value in raw.items():
+        if value == []:  # listed without faces
+            boxes[name] = np.zeros((0, 4), np.float32)
+            continue
+        shown = printable(json.dumps(value, ensure_ascii=False), one_line=True, limit=80)
+        # numpy reads true and false as 1 and 0: a box of them is a mistake, not a corner
+        if isinstance(value, list) and any(isinstance(v, bool) for row in value
+                                           if isinstance(row, list) for v in row):
+            raise InferenceInputError(f'{path}: boxes of {name!r}: true and false are not '
+                                      f'coordinates, got {shown}')
         try:
-            array = np.asarray(value, dtype=np.float32)
+            with np.errstate(over='ignore'):  # 1e39 is infinite in float32: usable_boxes says
+                array = np.asarray(value, dtype=np.float32)
         except (TypeError, ValueError, OverflowError):  # ragged lists, strings, objects
             array = np.zeros((0,), np.float32)
-        if array.ndim != 2 or array.shape[1] < 4 or not np.isfinite(array).all() or \
-                (array[:, 2] <= array[:, 0]).any() or (array[:, 3] <= array[:, 1]).any():
+        if array.ndim != 2 or array.shape[1] < 4:
             raise InferenceInputError(
                 f'{path}: boxes of {name!r} must be a list of [x0, y0, x1, y1] with x1 > x0 '
-                f'and y1 > y0, got {str(value)[:80]}')
+                f'and y1 > y0, got {shown}')
+        finite = np.isfinite(array[:, :4]).all(axis=1)
+        if (finite & ((array[:, 2] <= array[:, 0]) | (array[:, 3] <= array[:, 1]))).any():
+            raise InferenceInputError(
+                f'{path}: boxes of {name!r} must be a list of [x0, y0, x1, y1] with x1 > x0 '
+                f'and y1 > y0, got {shown}')
         boxes[name] = array[:, :4]
     return boxes
+
+
+def _shown_box(box: np.ndarray) -> str:
+    return '[' + ', '.join(f'{float(v):g}' for v in box[:4]) + ']'
+
+
+def usable_boxes(boxes: np.ndarray, width: int, height: int, image: str) -> np.ndarray:
+    """The boxes of an image that can be faces of it; each other one is skipped with a warning
+    naming the image and the box: one that is not finite, lies off the image, or has a side
+    longer than :data:`MAX_BOX_SIDE_PER_IMAGE_SIDE` times the image's longer side.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy boxes.
+        width: the image's width in pixels.
+        height: its height.
+        image: the image's name, for the warnings.
+
+    Returns:
+        The kept boxes, ``(M, 4)``, in their order.
+    """
+    longest = MAX_BOX_SIDE_PER_IMAGE_SIDE * max(width, height)
+    kept = []
+    for box in np.asarray(boxes, np.float32).reshape(-1, 4):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            why = 'not finite'
+        elif x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            why = f'outside the image ({width}x{height})'
+        elif max(x1 - x0, y1 - y0) > longest:
+            why = (f'a side over {MAX_BOX_SIDE_PER_IMAGE_SIDE} times the image\'s longer side '
+                   f'({width}x{height})')
+        else:
+            kept.append(box)
+            continue
+        _warn(f'{image}: box {_shown_box(box)} skipped: {why}')
+    return np.array(kept, np.float32).reshape(-1, 4)
 
 
 def scale_detected_box(box: np.ndarray, factor: float = DETECTED_BOX_SCALE) -> np.ndarray:
@@ -135,6 +214,7 @@ class FaceDetector:
         if name not in FACE_DETECTORS:
             raise InferenceInputError(f'unknown face detector {name!r}; choose from '
                                       f'{", ".join(FACE_DETECTORS)}')
+        device = torch_device(device)
         try:
             from anime_face_detector._face import load_face_detector
         except ImportError:
@@ -172,9 +252,10 @@ class LandmarkPredictor:
         checkpoint: a checkpoint trained here, one in anime_face_detector's layout (its
             released model for human anime faces, or an export), or a pretrained name
             (``anime-face-detector``); loaded strictly.
-        device: ``cpu``, ``cuda``, ``cuda:0``...
+        device: ``cpu``, ``cuda``, ``cuda:0``... (:func:`torch_device`).
 
     Raises:
+        InferenceInputError: a device torch cannot use here.
         CheckpointError: a missing config, an unreadable checkpoint, or weights that do not
             fit the config's model (then pass the config the model was trained with).
     """
@@ -182,7 +263,7 @@ class LandmarkPredictor:
     def __init__(self, config: str | os.PathLike | None, checkpoint: str | os.PathLike,
                  device: str = 'cpu'):
         from .checkpoints import init_model_strict
-        self.model = init_model_strict(config, checkpoint, device=device)
+        self.model = init_model_strict(config, checkpoint, device=torch_device(device))
         self.checkpoint = str(checkpoint)
         self._visualizer = None
 
@@ -263,17 +344,58 @@ def load_predictor(checkpoint: str | os.PathLike, config: str | os.PathLike | No
     return LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
 
 
+def parse_device(device: str) -> int | None:
+    """The GPU of a device as the tools name it (``--device``): None for ``cpu``, N for
+    ``cuda:N``, 0 for ``cuda``. The one check of a device's name, for checkpoints, ONNX graphs
+    and the face detector alike.
+
+    Raises:
+        InferenceInputError: any other name, in one line.
+    """
+    if device == 'cpu':
+        return None
+    kind, colon, index = str(device).partition(':')
+    # isascii: str.isdigit also takes superscripts and other scripts' digits
+    if kind != 'cuda' or (colon and not (index.isascii() and index.isdigit())):
+        raise InferenceInputError(f'device {device!r}: expected cpu, cuda or cuda:N')
+    return int(index or 0)
+
+
+def torch_device(device: str) -> str:
+    """``device`` checked for torch: its name (:func:`parse_device`), and for a GPU that torch
+    sees it, before any weights are read (else mmpose fails deep inside, with a traceback).
+
+    Raises:
+        InferenceInputError: a wrong name, CUDA asked for where torch has none, or a GPU
+            number beyond those torch sees; one line.
+    """
+    index = parse_device(device)
+    if index is None:
+        return 'cpu'
+    import torch
+    if not torch.cuda.is_available():
+        raise InferenceInputError(f'device {device!r}: torch sees no CUDA GPU here (a CPU-only '
+                                  'torch, or no driver); run on the CPU with --device cpu')
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise InferenceInputError(f'device {device!r}: torch sees {count} GPU'
+                                  f'{"s" if count > 1 else ""} (cuda:0 to cuda:{count - 1})')
+    return device
+
+
 def onnx_providers(device: str) -> list[str | tuple[str, dict]]:
     """onnxruntime's execution providers for a device as the tools name it: ``cuda:N`` is the
     CUDA provider on GPU N (then the CPU, for the operators CUDA lacks), ``cuda`` GPU 0,
     ``cpu`` the CPU. :class:`OnnxLandmarkPredictor` refuses CUDA where this onnxruntime has
-    none (onnxruntime-gpu not installed) rather than run on the CPU."""
-    if device == 'cpu':
+    none (onnxruntime-gpu not installed) rather than run on the CPU.
+
+    Raises:
+        InferenceInputError: a wrong name (:func:`parse_device`).
+    """
+    index = parse_device(device)
+    if index is None:
         return ['CPUExecutionProvider']
-    kind, colon, index = device.partition(':')
-    if kind != 'cuda' or (colon and not index.isdigit()):
-        raise InferenceInputError(f'device {device!r}: expected cpu, cuda or cuda:N')
-    return [('CUDAExecutionProvider', {'device_id': int(index or 0)}), 'CPUExecutionProvider']
+    return [('CUDAExecutionProvider', {'device_id': index}), 'CPUExecutionProvider']
 
 
 def model_id(checkpoint: str | os.PathLike) -> str:
@@ -307,6 +429,48 @@ def predictions_to_annotation(image_name: str, width: int, height: int, sample,
                   prediction=prediction))
 
 
+def picture_name(image: str) -> str:
+    """The file name of an image's picture: ``<image>.jpg``; where that passes
+    :data:`MAX_FILE_NAME_BYTES` (an image name that is itself legal), the name cut on a
+    character and a hash of the whole name (``<cut>~<8 hex>.jpg``), distinct for every image."""
+    name = f'{image}.jpg'
+    if len(os.fsencode(name)) <= MAX_FILE_NAME_BYTES:
+        return name
+    tail = f'~{hashlib.sha256(os.fsencode(image)).hexdigest()[:8]}.jpg'
+    budget = MAX_FILE_NAME_BYTES - len(tail)
+    kept, size = [], 0
+    for c in image:  # cut by bytes, on a character: never half of a UTF-8 sequence
+        size += len(os.fsencode(c))
+        if size > budget:
+            break
+        kept.append(c)
+    return ''.join(kept) + tail
+
+
+def remove_stale_temporaries_of(path: Path) -> list[Path]:
+    """Delete what killed runs left of writing ``path`` (:func:`~.annotation.write_json_atomic`'s
+    temporary files of that name, older than :data:`STALE_TEMPORARY_AGE`) and nothing else: the
+    folder's other files, whatever their names, are not this tool's. Returns what was removed."""
+    prefix = f'.{path.name[:_TEMPORARY_NAME_CHARS]}.'
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        # the prefix, then write_json_atomic's 8 random characters and '.tmp'
+        if not (entry.name.startswith(prefix) and len(entry.name) == len(prefix) + 12
+                and _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False)):
+            continue
+        try:
+            if time.time() - entry.stat(follow_symlinks=False).st_mtime >= STALE_TEMPORARY_AGE:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:  # another run cleaned it
+            pass
+    return removed
+
+
 def _persons_work(path: Path) -> bool:
     """Whether ``path`` holds what a person wrote (an annotation, a skip, or a file that cannot
     be read: kept as it is), which a prediction must never replace."""
@@ -317,6 +481,24 @@ def _persons_work(path: Path) -> bool:
     except AnnotationError as e:
         _warn(f'{e}: kept as it is, not overwritten with a prediction')
         return True
+
+
+def output_folders(out_dir: str | os.PathLike, annotation_dir: str | os.PathLike | None,
+                   rank: bool) -> tuple[Path, Path]:
+    """A run's output folder and annotation folder (default ``out_dir/annotations``), checked
+    before anything is made or loaded.
+
+    Raises:
+        InferenceInputError: ``rank`` with ``ranking.json`` among the annotation files (the
+            annotator would take it for one).
+    """
+    out_dir = Path(out_dir)
+    annotation_dir = Path(annotation_dir) if annotation_dir else out_dir / 'annotations'
+    if rank and lies_in_folder(out_dir / RANKING_FILE, annotation_dir):
+        raise InferenceInputError(
+            f'--out-dir {out_dir} would put {RANKING_FILE} among the annotation files of '
+            f'{annotation_dir}; choose an output folder outside it')
+    return out_dir, annotation_dir
 
 
 @dataclass
@@ -352,9 +534,11 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
         annotation_dir: where the annotation files go (default ``out_dir/annotations``); may
             be the annotator's output folder: a file there that a person annotated or skipped is
             never overwritten, a previous prediction is.
-        boxes_file: face boxes per image name (else the face detector, else the whole image).
+        boxes_file: face boxes per image name (else the face detector, else the whole image);
+            a box that cannot be a face of its image is skipped (:func:`usable_boxes`), an
+            image listed with no boxes has no faces.
         face_detector: anime_face_detector's face detector.
-        device: ``cpu`` or ``cuda``.
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
         rank: also measure each image's uncertainty (:meth:`LandmarkPredictor.flip_disagreement`,
             the worst face of the image) and write ``ranking.json``: a JSON list, most uncertain
             first, of ``{"image", "annotation", "uncertainty", "min_score", "faces"}``.
@@ -366,6 +550,9 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     from .annotate import AnnotationSession
     images = list_images(inputs)
     given = load_boxes_file(boxes_file) if boxes_file else {}
+    # arguments first: a refused run leaves no folder behind, and loads no model
+    out_dir, annotation_dir = output_folders(out_dir, annotation_dir, rank)
+    ranking_file = out_dir / RANKING_FILE
     predictor = load_predictor(checkpoint, config=config, device=device)
     if rank and isinstance(predictor, OnnxLandmarkPredictor):
         raise InferenceInputError(
@@ -373,25 +560,26 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             f'flip test inside does not give: rank with the checkpoint {checkpoint} came from '
             f'(sha256 {predictor.metadata.get("source_sha256", "?")[:12]})')
     model = model_id(checkpoint)
-    out_dir = Path(out_dir)
-    annotation_dir = Path(annotation_dir) if annotation_dir else out_dir / 'annotations'
+    if isinstance(predictor, OnnxLandmarkPredictor):  # no config: the graph holds it all
+        how_predicted = dict(checkpoint=str(checkpoint), config=None, runtime='onnxruntime')
+    else:
+        how_predicted = dict(checkpoint=str(checkpoint), config=str(config or 'main config'))
     (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
-    annotation_dir.mkdir(parents=True, exist_ok=True)
-    for folder in (out_dir, annotation_dir):  # what a killed run left half-written
-        remove_stale_temporaries(folder)
-    ranking_file = out_dir / 'ranking.json'
-    if rank and lies_in_folder(ranking_file, annotation_dir):
-        raise InferenceInputError(
-            f'--out-dir {out_dir} would put ranking.json among the annotation files of '
-            f'{annotation_dir}; choose an output folder outside it')
+    if rank:  # what a killed run left half-written; the folder's other files are the user's
+        remove_stale_temporaries_of(ranking_file)
     # the annotator's own naming: one file per image whatever the names, and an existing file
-    # is the image's that it names
+    # is the image's that it names (it creates the folder)
     naming = AnnotationSession(images[0].parent, annotation_dir)
     result, ranking = InferenceResult(), []
     for path in tqdm(images, desc='landmarks', unit='img', disable=not progress):
         target = naming.annotation_path(path.name)
         if _persons_work(target) or naming.has_draft(path.name):  # a draft: work under way
             result.kept.append(target)
+            continue
+        try:  # the header only: a decompression bomb is refused before cv2 allocates it
+            image_size(path)
+        except AnnotationError as e:
+            _warn(f'{e}; skipped')
             continue
         image = cv2.imread(str(path))
         if image is None:
@@ -403,6 +591,9 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             if boxes is None:
                 _warn(f'{path.name}: no boxes in {boxes_file}, skipped')
                 continue
+            if len(boxes) == 0:
+                _note(f'{path.name}: no faces in {boxes_file}, skipped')
+                continue
             how = 'boxes file'
         elif face_detector is not None:
             boxes, how = face_detector(image), 'anime_face_detector face detector'
@@ -413,12 +604,15 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             _warn(f'{path.name}: no boxes given and no face detector: using the whole '
                   'image as the face box')
             boxes, how = np.array([[0, 0, width, height]], np.float32), 'whole image'
+        boxes = usable_boxes(boxes, width, height, path.name)
+        if len(boxes) == 0:
+            _warn(f'{path.name}: no usable face box, skipped')
+            continue
         sample = predictor.predict(image, boxes)
-        predictor.draw(image, sample, out_dir / 'vis' / f'{path.name}.jpg')
+        predictor.draw(image, sample, out_dir / 'vis' / picture_name(path.name))
         annotation = predictions_to_annotation(
             path.name, width, height, sample, boxes, model=model,
-            prediction=dict(checkpoint=str(checkpoint), config=str(config or 'main config'),
-                        boxes=how))
+            prediction=dict(how_predicted, boxes=how))
         if _persons_work(target) or naming.has_draft(path.name):  # saved meanwhile
             result.kept.append(target)
             continue

@@ -285,6 +285,22 @@ def build_graph(model: nn.Module, settings: dict | None = None) -> LandmarkGraph
         shift_heatmap=settings['shift_heatmap']).eval()
 
 
+def source_checkpoint_name(checkpoint: str | os.PathLike) -> str:
+    """How an exported file names the checkpoint it came from: the file's name (its folders are
+    the exporting machine's, a home directory perhaps, and the file is handed out), or a
+    pretrained name as given; with the repository and commit of a file of the Hugging Face
+    cache (what a pretrained name resolves to), read from its snapshot folder. The weights
+    themselves are told by ``source_sha256``."""
+    from .model_zoo import hub_snapshot, is_pretrained_name, resolve_checkpoint
+    path = Path(checkpoint)
+    name = str(checkpoint) if is_pretrained_name(checkpoint) and not path.is_file() else \
+        path.name
+    snapshot = hub_snapshot(resolve_checkpoint(checkpoint))
+    if snapshot is None:
+        return name
+    return f'{name} ({snapshot.repo_id} at commit {snapshot.commit})'
+
+
 def _metadata(settings: dict, checkpoint: str | os.PathLike, opset: int) -> dict[str, str]:
     """The file's metadata_props: every value a string (JSON for lists)."""
     import animal_landmarks_mm
@@ -294,7 +310,7 @@ def _metadata(settings: dict, checkpoint: str | os.PathLike, opset: int) -> dict
     values = dict(settings, input_format=INPUT_FORMAT, opset=opset,
                   outputs='keypoints (B, K, 2) float32 in crop pixels (pixel centres at '
                   'integers); scores (B, K) float32, the flip-averaged heatmap maximum',
-                  source_checkpoint=str(checkpoint),
+                  source_checkpoint=source_checkpoint_name(checkpoint),
                   source_sha256=file_sha256(resolve_checkpoint(checkpoint)),
                   exported_by=f'animal_landmarks_mm {animal_landmarks_mm.__version__}, torch '
                   f'{torch.__version__}')

@@ -21,19 +21,25 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import AnimalLandmarksError, first_line
+from .errors import AnimalLandmarksError
 
 #: metadata the predictor needs from the file (written by :func:`.onnx_export.export_onnx`)
 REQUIRED_METADATA = ('keypoint_names', 'flip_indices', 'input_size', 'bbox_padding')
 CUDA_PROVIDER = 'CUDAExecutionProvider'
 CPU_PROVIDER = 'CPUExecutionProvider'
+#: The graph's input type: the crops of ``cv2.warpAffine``, as they are.
+INPUT_TYPE = 'tensor(uint8)'
+#: The longest reason from onnxruntime kept in a message (its errors can run to a page).
+MAX_REASON_CHARS = 240
 
 
 class OnnxModelError(AnimalLandmarksError, ValueError):
@@ -67,9 +73,13 @@ def check_finite_predictions(keypoints: np.ndarray, scores: np.ndarray,
     keypoints, scores = np.asarray(keypoints), np.asarray(scores)
     if np.isfinite(keypoints).all() and np.isfinite(scores).all():
         return
-    what = 'NaN' if np.isnan(keypoints).any() or np.isnan(scores).any() else 'infinite'
-    raise NonFinitePredictionError(f'{model} gives {what} points: a diverged run? (use an '
-                                   'earlier checkpoint of it)')
+    raise NonFinitePredictionError(f'{model} gives {_non_finite(keypoints, scores)} points: a '
+                                   'diverged run? (use an earlier checkpoint of it)')
+
+
+def _non_finite(*arrays: np.ndarray) -> str:
+    """``NaN`` or ``infinite``: what the arrays hold that is not finite."""
+    return 'NaN' if any(np.isnan(a).any() for a in arrays) else 'infinite'
 
 
 @dataclass
@@ -163,6 +173,81 @@ def _missing_provider_message(path: Path, missing: list[str], why: str) -> str:
     return f'{path}: {", ".join(missing)} asked for, but {why}'
 
 
+# '[ONNXRuntimeError] : 1 : FAIL : ', before every message of onnxruntime's
+_ORT_PREFIX = re.compile(r'^\[ONNXRuntimeError\] : \d+ : (\w+) : ')
+# a C++ source location ('/onnxruntime_src/.../model_load_utils.h:46 ') and the signature of
+# the function that follows it ('void onnxruntime::ns::Name(' up to its closing parenthesis)
+_SOURCE_LOCATION = re.compile(r'\S+\.(?:h|hpp|cc|cpp|cu):\d+ (?:[\w:<>,*& ~]*::[\w~]+\()?')
+
+
+def onnxruntime_reason(error: BaseException, path: str | os.PathLike) -> str:
+    """The reason of an onnxruntime error, for a one-line message that names ``path`` already:
+    on one line, without the path, the C++ source location and function signature that
+    precede the reason, and cut in the middle (head and tail kept: the reason may be at either)
+    to :data:`MAX_REASON_CHARS`."""
+    text = ' '.join(str(error).split())
+    prefix = _ORT_PREFIX.match(text)
+    if prefix:
+        text = f'{prefix.group(1)}: {text[prefix.end():]}'
+    text = text.replace(f'Load model from {path} failed:', '').replace(str(path), 'the file')
+    location = _SOURCE_LOCATION.search(text)
+    if location:
+        end = location.end()
+        if text[end - 1] == '(':  # skip the signature's arguments, nested parentheses too
+            depth = 1
+            while end < len(text) and depth:
+                depth += {'(': 1, ')': -1}.get(text[end], 0)
+                end += 1
+        text = f'{text[:location.start()]}{text[end:]}'
+    text = ' '.join(text.split()) or error.__class__.__name__
+    if len(text) <= MAX_REASON_CHARS:
+        return text
+    head = text[:MAX_REASON_CHARS * 2 // 3]
+    tail = text[len(text) - (MAX_REASON_CHARS - len(head)):]
+    # whole words at the cut
+    return f'{head.rsplit(" ", 1)[0]} ... {tail.split(" ", 1)[-1]}'
+
+
+def _dims(shape) -> str:
+    """A graph's shape as onnxruntime gives it (ints, names of symbolic axes, None)."""
+    return '[' + ', '.join(repr(d) if isinstance(d, str) else str(d) for d in shape) + ']'
+
+
+def check_graph_interface(path: Path, session, input_size: tuple[int, int],
+                          num_keypoints: int) -> None:
+    """Refuse a graph whose input and outputs do not fit its metadata, at load rather than in
+    a run (or, worse, with points silently of another layout).
+
+    Args:
+        path: the file, for the messages.
+        session: its ``onnxruntime.InferenceSession``.
+        input_size: the metadata's crop ``(W, H)``.
+        num_keypoints: the metadata's number of keypoint names.
+
+    Raises:
+        OnnxModelError: an input that is not ``tensor(uint8)`` ``[batch, H, W, 3]``, or outputs
+            that are not ``[batch, K, 2]`` keypoints and ``[batch, K]`` scores (axes the graph
+            leaves symbolic are checked on each run, :meth:`OnnxLandmarkPredictor.predict_crops`).
+    """
+    [crops] = session.get_inputs()
+    width, height = input_size
+    if crops.type != INPUT_TYPE:
+        raise OnnxModelError(f"{path}: the graph's input {crops.name!r} is {crops.type}, not "
+                             f'{INPUT_TYPE} crops (B, H, W, 3) as cv2.warpAffine gives them')
+    if len(crops.shape) != 4 or list(crops.shape[1:]) != [height, width, 3]:
+        raise OnnxModelError(f"{path}: the graph's input {crops.name!r} has shape "
+                             f'{_dims(crops.shape)}, not [batch, {height}, {width}, 3] (the '
+                             f"metadata's input_size {width}x{height}, BGR)")
+    for output, expected in zip(session.get_outputs(), ([num_keypoints, 2], [num_keypoints])):
+        fixed = [d if isinstance(d, int) else None for d in output.shape[1:]]
+        if len(output.shape) != len(expected) + 1 or any(
+                d is not None and d != e for d, e in zip(fixed, expected)):
+            raise OnnxModelError(
+                f"{path}: the graph's output {output.name!r} has shape {_dims(output.shape)}, "
+                f'not [batch, {", ".join(map(str, expected))}] ({num_keypoints} keypoint names '
+                'in its metadata)')
+
+
 
 def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[int, int],
                padding: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,6 +270,31 @@ def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[
         crops[i] = cv2.warpAffine(image_bgr, warp_matrix(center[i], scale[i], (width, height)),
                                   (width, height), flags=cv2.INTER_LINEAR)
     return crops, center, scale
+
+
+def _landmark_metadata(path: Path, metadata: dict) -> tuple[tuple[int, int], float, list[str]]:
+    """The crop size ``(W, H)``, box padding and keypoint names of a graph's metadata.
+
+    Raises:
+        OnnxModelError: values the predictor cannot use (one line naming the file).
+    """
+    def unusable(what: str, value) -> OnnxModelError:
+        shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+        return OnnxModelError(f'{path}: unusable landmark metadata ({what}, got '
+                              f'{shown[:80]})')
+
+    size, padding, names = (metadata[key] for key in ('input_size', 'bbox_padding',
+                                                      'keypoint_names'))
+    # bool is an int to Python: true is no size
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise unusable('input_size must be two sizes [W, H] in pixels', size)
+    if isinstance(padding, bool) or not isinstance(padding, int | float) or \
+            not math.isfinite(padding) or padding <= 0:
+        raise unusable('bbox_padding must be a finite number > 0', padding)
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise unusable('keypoint_names must be a list of names', names)
+    return (size[0], size[1]), float(padding), names
 
 
 class OnnxLandmarkPredictor:
@@ -210,8 +320,9 @@ class OnnxLandmarkPredictor:
 
     Raises:
         OnnxModelError: a missing file, one onnxruntime cannot load, one without the metadata
-            of an exported landmark graph, onnxruntime not installed, or a provider asked for
-            (CUDA) that this onnxruntime does not have.
+            of an exported landmark graph or whose input and outputs do not fit it
+            (:func:`check_graph_interface`), onnxruntime not installed, or a provider asked
+            for (CUDA) that this onnxruntime does not have.
     """
 
     def __init__(self, path: str | os.PathLike,
@@ -243,9 +354,8 @@ class OnnxLandmarkPredictor:
             self.session = onnxruntime.InferenceSession(
                 str(path), options, providers=providers or default_providers())
         except Exception as e:  # InvalidProtobuf, Fail, NoSuchFile...: all "not a model"
-            first = first_line(e)
             raise OnnxModelError(f'{path}: not an ONNX model onnxruntime can load '
-                                 f'({first[:200]})') from None
+                                 f'({onnxruntime_reason(e, path)})') from None
         # present in the build but not started (CUDA or cuDNN libraries missing): again only
         # a warning from onnxruntime
         not_started = [name for name in asked if name not in self.session.get_providers()]
@@ -263,14 +373,9 @@ class OnnxLandmarkPredictor:
                                  'tools/export.py --format onnx (one input, keypoints and '
                                  'scores expected)')
         self.metadata = {key: _decoded(value) for key, value in raw.items()}
-        try:
-            self.input_size = tuple(int(v) for v in self.metadata['input_size'])
-            self.padding = float(self.metadata['bbox_padding'])
-            self.keypoint_names = [str(name) for name in self.metadata['keypoint_names']]
-            if len(self.input_size) != 2 or min(self.input_size) <= 0 or self.padding <= 0:
-                raise ValueError(f'input_size {self.input_size}, bbox_padding {self.padding}')
-        except (TypeError, ValueError) as e:
-            raise OnnxModelError(f'{path}: unusable landmark metadata ({e})') from None
+        self.input_size, self.padding, self.keypoint_names = _landmark_metadata(
+            path, self.metadata)
+        check_graph_interface(path, self.session, self.input_size, len(self.keypoint_names))
         self.checkpoint = str(path)
         self.input_name = inputs[0].name
         self.max_batch = max(1, int(max_batch))
@@ -288,17 +393,38 @@ class OnnxLandmarkPredictor:
 
     def predict_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints ``(B, K, 2)`` in crop pixels and scores ``(B, K)`` of uint8 BGR crops
-        ``(B, H, W, 3)`` (runs of at most ``max_batch``)."""
-        crops = np.ascontiguousarray(crops, dtype=np.uint8)
+        ``(B, H, W, 3)`` (runs of at most ``max_batch``).
+
+        Raises:
+            OnnxModelError: crops of another type or shape (a cast would wrap values, not
+                clip them), an error of onnxruntime running the graph, or outputs of another
+                shape than the metadata's keypoints; one line.
+        """
+        crops = np.asarray(crops)
+        if crops.dtype != np.uint8:
+            raise OnnxModelError(f'crops must be uint8, got {crops.dtype}')
         if crops.ndim != 4 or crops.shape[1:] != (self.input_size[1], self.input_size[0], 3):
             raise OnnxModelError(f'crops must be (B, {self.input_size[1]}, '
                                  f'{self.input_size[0]}, 3) uint8 BGR, got {crops.shape}')
+        crops = np.ascontiguousarray(crops)
+        num_keypoints = len(self.keypoint_names)
         keypoints, scores = [], []
         for start in range(0, len(crops), self.max_batch):
-            k, s = self.session.run(None, {self.input_name: crops[start:start + self.max_batch]})
+            batch = crops[start:start + self.max_batch]
+            try:
+                k, s = self.session.run(None, {self.input_name: batch})
+            except Exception as e:  # onnxruntime's Fail, InvalidArgument, RuntimeException...
+                raise OnnxModelError(f'{self.checkpoint}: onnxruntime could not run the graph '
+                                     f'({onnxruntime_reason(e, self.checkpoint)})') from None
+            if k.shape != (len(batch), num_keypoints, 2) or s.shape != (len(batch),
+                                                                        num_keypoints):
+                raise OnnxModelError(
+                    f'{self.checkpoint}: the graph gave keypoints of shape {k.shape} and scores '
+                    f'of shape {s.shape}, not {(len(batch), num_keypoints, 2)} and '
+                    f'{(len(batch), num_keypoints)} ({num_keypoints} keypoint names in its '
+                    'metadata)')
             keypoints.append(k)
             scores.append(s)
-        num_keypoints = len(self.keypoint_names)
         if not keypoints:
             return (np.zeros((0, num_keypoints, 2), np.float32),
                     np.zeros((0, num_keypoints), np.float32))
@@ -319,7 +445,9 @@ class OnnxLandmarkPredictor:
 
         Raises:
             OnnxModelError: an image that is not ``(H, W, 3)`` uint8, or malformed boxes.
-            NonFinitePredictionError: NaN or infinite points or scores (a diverged model).
+            NonFinitePredictionError: NaN or infinite points or scores: the graph's own (a
+                diverged model), or points in the image of boxes so large that float32
+                overflows.
         """
         image_bgr = np.asarray(image_bgr)
         if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
@@ -335,16 +463,23 @@ class OnnxLandmarkPredictor:
             # mmpose computes in the boxes' own float type; integers become float32
             boxes = boxes[:, :4] if np.issubdtype(boxes.dtype, np.floating) else \
                 boxes[:, :4].astype(np.float32)
-        crops, center, scale = self.crop(image_bgr, boxes)
+        with np.errstate(over='ignore', invalid='ignore'):  # checked after the mapping
+            crops, center, scale = self.crop(image_bgr, boxes)
         keypoints, scores = self.predict_crops(crops)
         check_finite_predictions(keypoints, scores, self.checkpoint)
         # add_pred_to_datasample: crop pixels -> image pixels (numpy promotes to float64 there
         # too, before the float32 store)
         input_size = np.array(self.input_size)
-        in_image = (keypoints / input_size * scale[:, None] + center[:, None]
-                    - 0.5 * scale[:, None])
+        with np.errstate(over='ignore', invalid='ignore'):  # checked below
+            in_image = (keypoints / input_size * scale[:, None] + center[:, None]
+                        - 0.5 * scale[:, None]).astype(np.float32)
+        if not np.isfinite(in_image).all():  # finite in the crop: the boxes overflowed
+            worst = boxes[~np.isfinite(in_image).all(axis=(1, 2))][0]
+            raise NonFinitePredictionError(
+                f'{self.checkpoint} gives {_non_finite(in_image)} points for boxes too large '
+                f'for float32 (such as [{", ".join(f"{float(v):g}" for v in worst)}])')
         return LandmarkResult(LandmarkInstances(
-            keypoints=in_image.astype(np.float32), keypoint_scores=scores.astype(np.float32),
+            keypoints=in_image, keypoint_scores=scores.astype(np.float32),
             bboxes=boxes.astype(np.float32), bbox_scores=np.ones(len(boxes), np.float32)))
 
     def draw(self, image_bgr: np.ndarray, result: LandmarkResult, out_file: str | os.PathLike
@@ -354,21 +489,38 @@ class OnnxLandmarkPredictor:
         visualizer)."""
         from .schema import GROUP_COLORS, LANDMARKS, SKELETON
         canvas = image_bgr.copy()
-        thickness = max(1, round(max(canvas.shape[:2]) / 500))
+        height, width = canvas.shape[:2]
+        thickness = max(1, round(max(height, width) / 500))
+        # cv2 takes C ints: a point farther than the picture's size off it (a box far larger
+        # than the image) is not drawn, nor its lines, and a box is clipped to that margin (its
+        # visible edges stay where they are)
+        margin = max(height, width)
 
         def bgr(group: str) -> tuple[int, int, int]:
             r, g, b = GROUP_COLORS[group]
             return int(b), int(g), int(r)
 
+        def pixel(point) -> tuple[int, int] | None:
+            x, y = (float(v) for v in point)
+            if not (-margin <= x <= width + margin and -margin <= y <= height + margin):
+                return None  # NaN too
+            return round(x), round(y)
+
         for points, box in zip(result.pred_instances.keypoints, result.pred_instances.bboxes):
-            x0, y0, x1, y1 = (int(round(float(v))) for v in box[:4])
-            cv2.rectangle(canvas, (x0, y0), (x1, y1), (0, 255, 0), thickness, cv2.LINE_AA)
+            box = np.asarray(box[:4], np.float64)
+            if not np.isnan(box).any():
+                x0, x1 = np.clip(box[[0, 2]], -margin, width + margin).round().astype(int)
+                y0, y1 = np.clip(box[[1, 3]], -margin, height + margin).round().astype(int)
+                cv2.rectangle(canvas, (int(x0), int(y0)), (int(x1), int(y1)), (0, 255, 0),
+                              thickness, cv2.LINE_AA)
+            pixels = [pixel(point) for point in points]
             for a, b in SKELETON:
-                cv2.line(canvas, tuple(int(round(v)) for v in points[a]),
-                         tuple(int(round(v)) for v in points[b]), bgr(LANDMARKS[a].group),
-                         thickness, cv2.LINE_AA)
-            for point, landmark in zip(points, LANDMARKS):
-                cv2.circle(canvas, tuple(int(round(v)) for v in point), 2 * thickness,
-                           bgr(landmark.group), -1, cv2.LINE_AA)
+                if pixels[a] is not None and pixels[b] is not None:
+                    cv2.line(canvas, pixels[a], pixels[b], bgr(LANDMARKS[a].group), thickness,
+                             cv2.LINE_AA)
+            for point, landmark in zip(pixels, LANDMARKS):
+                if point is not None:
+                    cv2.circle(canvas, point, 2 * thickness, bgr(landmark.group), -1,
+                               cv2.LINE_AA)
         if not cv2.imwrite(str(out_file), canvas):
             raise OSError(f'could not write {out_file}')

@@ -1,6 +1,10 @@
 """mmpose's inference API on our config and checkpoints, and tools/infer.py."""
 import json
+import os
 import shutil
+import struct
+import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -15,7 +19,13 @@ from animal_landmarks_mm.annotation import (
     load_annotation,
     save_annotation,
 )
-from animal_landmarks_mm.infer import FaceDetector, scale_detected_box
+from animal_landmarks_mm.infer import (
+    FaceDetector,
+    InferenceInputError,
+    LandmarkPredictor,
+    run_inference,
+    scale_detected_box,
+)
 from conftest import MAIN_CONFIG, run_tool
 
 
@@ -124,12 +134,19 @@ def test_face_detector_boxes_are_grown_as_anime_face_detector_does(coco_dir, tra
     np.testing.assert_allclose(boxes, [scale_detected_box(b[:4]) for b in raw], rtol=1e-6)
     size = raw[0, 2:4] - raw[0, :2] + 1
     np.testing.assert_allclose(boxes[0, 2:4] - boxes[0, :2], size * 1.1, rtol=1e-5)
-    run_tool('infer.py', image_path, '--config', MAIN_CONFIG, '--checkpoint',
-             trained[0] / 'epoch_1.pth', '--face-detector', 'yolov3',
-             '--face-detector-checkpoint', weights, '--face-score-thr', '0',
-             '--out-dir', tmp_path / 'out')
+    proc = run_tool('infer.py', image_path, '--config', MAIN_CONFIG, '--checkpoint',
+                    trained[0] / 'epoch_1.pth', '--face-detector', 'yolov3',
+                    '--face-detector-checkpoint', weights, '--face-score-thr', '0',
+                    '--out-dir', tmp_path / 'out')
     ann = load_annotation(tmp_path / 'out' / 'annotations' / f'{image_path.stem}.json')
-    assert len(ann.faces) == len(boxes)
+    # random weights find boxes off the image too: each skipped with a warning
+    height, width = image.shape[:2]
+    on_image = boxes[(boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < width)
+                     & (boxes[:, 1] < height)]
+    assert len(ann.faces) == len(on_image) > 0
+    np.testing.assert_allclose([face.bbox for face in ann.faces], on_image, atol=1e-3)
+    assert (proc.stdout + proc.stderr).count('skipped: outside the image') == \
+        len(boxes) - len(on_image)
     assert ann.meta['prediction']['boxes'] == 'anime_face_detector face detector'
 
 
@@ -214,13 +231,16 @@ def test_flip_disagreement_is_the_same_for_a_face_and_its_mirror(coco_dir, train
     (['IMG', '--face-detector', 'yolov3', '--face-detector-checkpoint', 'nope.pth'],
      'error: face detector checkpoint not found: nope.pth'),
     (['IMG', '--boxes', 'BOXES'], "must be a list of [x0, y0, x1, y1] with x1 > x0"),
+    (['IMG', '--boxes', 'BOOLEANS'], 'true and false are not coordinates'),
 ])
 def test_infer_bad_input_is_a_one_line_error(coco_dir, trained, tmp_path, args, message):
     image_path, _ = _image_and_box(coco_dir)
     bad_boxes = tmp_path / 'boxes.json'
     bad_boxes.write_text(json.dumps({image_path.name: [[10, 10, 5, 20]]}))
-    args = [str(image_path) if a == 'IMG' else str(bad_boxes) if a == 'BOXES' else a
-            for a in args]
+    booleans = tmp_path / 'booleans.json'
+    booleans.write_text(json.dumps({image_path.name: [[False, False, True, True]]}))
+    given = {'IMG': str(image_path), 'BOXES': str(bad_boxes), 'BOOLEANS': str(booleans)}
+    args = [given.get(a, a) for a in args]
     proc = run_tool('infer.py', *args, '--config', MAIN_CONFIG, '--checkpoint',
                     trained[0] / 'epoch_1.pth', '--out-dir', tmp_path / 'out', check=False)
     assert proc.returncode != 0
@@ -248,3 +268,175 @@ def test_a_diverged_checkpoint_is_one_line_before_any_output(coco_dir, trained, 
     assert proc.stderr.strip().splitlines()[-1] == (
         f'error: {diverged} gives NaN points: a diverged run? (use an earlier checkpoint of it)')
     assert not [p for p in out.rglob('*') if p.is_file()]
+
+
+def _scene_folder(peaked_scenes, folder: Path, names: dict[str, int]) -> tuple[list[float], ...]:
+    """Images of the peaked scenes under the given names (name: scene index); their boxes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, k in names.items():
+        assert cv2.imwrite(str(folder / name), peaked_scenes[k][0])
+    return tuple([float(v) for v in peaked_scenes[k][1][0][:4]] for k in names.values())
+
+
+def _age(path: Path, seconds: float = 3600) -> Path:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+    return path
+
+
+def test_only_the_rankings_stale_temporaries_are_removed(peaked_scenes, peaked_checkpoint,
+                                                         tmp_path):
+    """The output folder is the user's: a file there named like a temporary (.x.backup01.tmp)
+    is not the tool's to delete; ranking.json's own leftovers are, when ranking.json is
+    written."""
+    box, = _scene_folder(peaked_scenes, tmp_path / 'images', {'one.png': 1})
+    (tmp_path / 'boxes.json').write_text(json.dumps({'one.png': [box]}))
+    out = tmp_path / 'out'
+    out.mkdir()
+    users = out / '.x.backup01.tmp'
+    users.write_text('user data')
+    _age(users)
+    leftover = out / '.ranking.json.k3j5h2l1.tmp'
+    leftover.write_text('[')
+    _age(leftover)
+    common = dict(config=None, checkpoint=peaked_checkpoint, out_dir=out,
+                  boxes_file=tmp_path / 'boxes.json', progress=False)
+    run_inference(tmp_path / 'images', **common)
+    assert users.read_text() == 'user data'
+    assert leftover.exists()  # no ranking.json written: its leftovers are not this run's
+    result = run_inference(tmp_path / 'images', rank=True, **common)
+    assert result.ranking == out / 'ranking.json' and not leftover.exists()
+    assert users.read_text() == 'user data'
+
+
+def test_absurd_boxes_are_skipped_one_by_one_with_a_warning(peaked_scenes, peaked_checkpoint,
+                                                            tmp_path):
+    """A box off the image, far larger than it, or not finite is skipped naming the image and
+    the box; the image's other boxes and the other images go on; an image listed with no boxes
+    has no faces: a note, not an error."""
+    good, _, _ = _scene_folder(peaked_scenes, tmp_path / 'images',
+                               {'good.png': 1, 'huge.png': 1, 'none.png': 1})
+    boxes = tmp_path / 'boxes.json'
+    # json.dumps writes NaN as Python's json reads it
+    boxes.write_text(json.dumps({
+        'good.png': [[5000, 5000, 5100, 5100], good, [0, 0, 1e10, 1e10]],
+        'huge.png': [[0, 0, 3e38, 3e38], [float('nan'), 0, 10, 10]],
+        'none.png': []}))
+    out = tmp_path / 'out'
+    proc = run_tool('infer.py', tmp_path / 'images', '--checkpoint', peaked_checkpoint,
+                    '--boxes', boxes, '--out-dir', out, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert '1 images predicted' in proc.stdout
+    assert 'good.png: box [5000, 5000, 5100, 5100] skipped: outside the image' in output
+    assert 'good.png: box [0, 0, 1e+10, 1e+10] skipped: ' in output
+    assert 'huge.png: box [nan, 0, 10, 10] skipped: not finite' in output
+    assert 'huge.png: no usable face box, skipped' in output
+    assert 'none.png: no faces in' in output
+    predicted = load_annotation(out / 'annotations' / 'good.json')
+    assert len(predicted.faces) == 1 and predicted.faces[0].bbox == pytest.approx(tuple(good))
+    assert sorted(p.name for p in (out / 'annotations').iterdir()) == ['good.json']
+    assert [p.name for p in (out / 'vis').iterdir()] == ['good.png.jpg']
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims ``width`` x ``height`` pixels (its data is a few zeros)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data)))
+    path.write_bytes(b'\x89PNG\r\n\x1a\n'
+                     + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0))
+                     + chunk(b'IDAT', zlib.compress(b'\0' * 1024)) + chunk(b'IEND', b''))
+    return path
+
+
+def test_a_decompression_bomb_is_skipped_before_it_is_decoded(peaked_scenes, peaked_checkpoint,
+                                                              tmp_path):
+    """An image whose header claims more pixels than PIL's limit is never handed to cv2 (which
+    would allocate them all): skipped, named, the other images predicted."""
+    box, = _scene_folder(peaked_scenes, tmp_path / 'images', {'good.png': 1})
+    _png_header(tmp_path / 'images' / 'bomb.png', 13400, 13400)
+    (tmp_path / 'boxes.json').write_text(json.dumps({'good.png': [box], 'bomb.png': [box]}))
+    proc = run_tool('infer.py', tmp_path / 'images', '--checkpoint', peaked_checkpoint,
+                    '--boxes', tmp_path / 'boxes.json', '--out-dir', tmp_path / 'out')
+    output = proc.stdout + proc.stderr
+    assert '1 images predicted' in proc.stdout
+    assert f'{tmp_path / "images" / "bomb.png"}: image refused, too many pixels' in output
+    assert [p.name for p in (tmp_path / 'out' / 'annotations').iterdir()] == ['good.json']
+
+
+def test_image_names_reach_the_terminal_escaped(peaked_scenes, peaked_checkpoint, tmp_path):
+    """A file name with an escape sequence (clear screen, red) is shown escaped in the
+    warnings, not run by the terminal."""
+    name = 'x\x1b[2J\x1b[31mRED.png'
+    _scene_folder(peaked_scenes, tmp_path / 'images', {name: 1})
+    proc = run_tool('infer.py', tmp_path / 'images', '--checkpoint', peaked_checkpoint,
+                    '--out-dir', tmp_path / 'out')
+    output = proc.stdout + proc.stderr
+    assert '\x1b[2J' not in output and '\x1b[31m' not in output
+    assert 'x\\x1b[2J\\x1b[31mRED.png: no boxes given' in output
+
+
+def test_long_image_names_get_a_shortened_picture_name(peaked_scenes, peaked_checkpoint,
+                                                       tmp_path):
+    """Images whose names are legal but leave no room for '.jpg' (255 bytes at most): each
+    picture gets a shortened, distinct name, cut on a character (UTF-8) boundary; the run
+    goes on."""
+    names = {'a' * 250 + '.png': 1, 'a' * 249 + 'b.png': 1, 'ü' * 125 + '.png': 1}
+    boxes = _scene_folder(peaked_scenes, tmp_path / 'images', names)
+    (tmp_path / 'boxes.json').write_text(json.dumps(
+        {name: [box] for name, box in zip(names, boxes)}))
+    out = tmp_path / 'out'
+    result = run_inference(tmp_path / 'images', config=None, checkpoint=peaked_checkpoint,
+                           out_dir=out, boxes_file=tmp_path / 'boxes.json', progress=False)
+    assert len(result.written) == 3
+    pictures = sorted(p.name for p in (out / 'vis').iterdir())
+    assert len(pictures) == 3
+    for picture in pictures:
+        assert picture.endswith('.jpg') and len(picture.encode()) <= 255
+        assert cv2.imread(str(out / 'vis' / picture)) is not None
+    assert any(p.startswith('üü') for p in pictures)
+
+
+def test_the_device_is_checked_once_for_checkpoints_graphs_and_the_detector(peaked_checkpoint,
+                                                                            tmp_path):
+    """One check of --device for every model: cpu, cuda or cuda:N; for torch (a checkpoint,
+    the face detector) CUDA must be there, else one line before any weights are read."""
+    from animal_landmarks_mm.infer import parse_device
+    assert parse_device('cpu') is None
+    assert parse_device('cuda') == 0 and parse_device('cuda:3') == 3
+    for wrong in ('gpu', 'cuda:x', 'cuda:', 'cuda:\u00b2', 'CUDA', 'cpu:0'):
+        with pytest.raises(InferenceInputError, match=f'device {wrong!r}: expected cpu, cuda'):
+            parse_device(wrong)
+    with pytest.raises(InferenceInputError, match="device 'gpu'"):
+        LandmarkPredictor(None, peaked_checkpoint, device='gpu')
+    with pytest.raises(InferenceInputError, match="device 'gpu'"):
+        FaceDetector('yolov3', tmp_path / 'missing.pth', device='gpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(InferenceInputError, match="device 'cuda:1': torch sees no CUDA"):
+            LandmarkPredictor(None, peaked_checkpoint, device='cuda:1')
+    else:
+        count = torch.cuda.device_count()
+        with pytest.raises(InferenceInputError, match=f"device 'cuda:{count}': torch sees "):
+            LandmarkPredictor(None, peaked_checkpoint, device=f'cuda:{count}')
+        assert LandmarkPredictor(None, peaked_checkpoint, device='cuda').model is not None
+    image = tmp_path / 'one.png'
+    assert cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
+    proc = run_tool('infer.py', image, '--checkpoint', peaked_checkpoint, '--device', 'gpu',
+                    '--out-dir', tmp_path / 'out', check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: device 'gpu': expected cpu, cuda or cuda:N")
+    assert not (tmp_path / 'out').exists()
+
+
+def test_rank_beside_the_annotation_files_is_refused_before_anything_is_made(
+        peaked_scenes, peaked_checkpoint, tmp_path):
+    _scene_folder(peaked_scenes, tmp_path / 'images', {'one.png': 1})
+    annotations = tmp_path / 'annotations'
+    with pytest.raises(InferenceInputError, match='would put ranking.json among the '
+                       'annotation files'):
+        run_inference(tmp_path / 'images', config=None, checkpoint=peaked_checkpoint,
+                      out_dir=annotations / 'out', annotation_dir=annotations, rank=True,
+                      progress=False)
+    assert not annotations.exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -35,6 +36,9 @@ from animal_landmarks_mm.onnx_export import (  # noqa: E402
     export_onnx,
 )
 from animal_landmarks_mm.onnx_predictor import (  # noqa: E402
+    LandmarkInstances,
+    LandmarkResult,
+    NonFinitePredictionError,
     OnnxLandmarkPredictor,
     OnnxModelError,
     bbox_center_scale,
@@ -83,6 +87,8 @@ def test_metadata_describes_the_graph_and_its_source(cli_export, peaked_checkpoi
     assert json.loads(metadata['bbox_padding']) == 1.25
     assert json.loads(metadata['flip_test']) is True
     assert metadata['source_sha256'] == file_sha256(peaked_checkpoint)
+    # the file's name, not the exporting machine's folders (a distributed file)
+    assert metadata['source_checkpoint'] == peaked_checkpoint.name
     assert 'BGR' in metadata['input_format'] and 'uint8' in metadata['input_format']
     assert metadata['exported_by'].startswith('animal_landmarks_mm')
 
@@ -295,11 +301,16 @@ def test_infer_and_evaluate_take_the_onnx_file(cli_export, peaked_scenes, tmp_pa
     (tmp_path / 'images').mkdir()
     cv2.imwrite(str(tmp_path / 'images' / 'two.png'), image)
     (tmp_path / 'boxes.json').write_text(json.dumps({'two.png': boxes.tolist()}))
-    run_tool('infer.py', tmp_path / 'images', '--checkpoint', cli_export[0], '--boxes',
-             tmp_path / 'boxes.json', '--out-dir', tmp_path / 'out')
+    proc = run_tool('infer.py', tmp_path / 'images', '--checkpoint', cli_export[0], '--boxes',
+                    tmp_path / 'boxes.json', '--out-dir', tmp_path / 'out', '--config',
+                    MAIN_CONFIG)
+    assert '--config is not used' in proc.stdout + proc.stderr
     predicted = load_annotation(tmp_path / 'out' / 'annotations' / 'two.json')
     expected = OnnxLandmarkPredictor(cli_export[0]).predict(image, boxes).pred_instances
     assert predicted.status == 'predicted'
+    # the graph holds its processing: no config was used, whatever --config said
+    assert predicted.meta['prediction'] == dict(
+        checkpoint=str(cli_export[0]), config=None, runtime='onnxruntime', boxes='boxes file')
     np.testing.assert_allclose([f.landmarks for f in predicted.faces], expected.keypoints,
                                atol=1e-3)
     proc = run_tool('infer.py', tmp_path / 'images', '--checkpoint', cli_export[0], '--rank',
@@ -525,3 +536,145 @@ def test_calibration_takes_only_the_faces_a_split_file_lists(tmp_path):
                        f'{tmp_path / "none.txt"}'):
         calibration_crops(landmarks, images, input_size=(256, 256), padding=1.25,
                           split_file=tmp_path / 'none.txt')
+
+
+def test_the_source_checkpoint_is_named_without_the_exporting_machines_folders(
+        peaked_checkpoint, tmp_path):
+    """A file by its name; one of the Hugging Face cache with the repository and commit its
+    snapshot folder names (what a pretrained name resolves to)."""
+    from animal_landmarks_mm.onnx_export import source_checkpoint_name
+    from conftest import prepare_hub_cache
+    assert source_checkpoint_name(peaked_checkpoint) == peaked_checkpoint.name
+    cached = prepare_hub_cache(tmp_path / 'hub', 'someone/faces', 'model.pth', peaked_checkpoint)
+    assert source_checkpoint_name(cached) == f'model.pth (someone/faces at commit {"0" * 40})'
+
+
+def _landmark_like_graph(path: Path, *, input_type: int = onnx.TensorProto.UINT8,
+                         input_shape=('batch', 256, 256, 3), points: int | None = NUM_KEYPOINTS,
+                         metadata: dict | None = None, opset: int = 17) -> Path:
+    """A small graph with an exported graph's interface and metadata: crops in, keypoints
+    ``(B, points, 2)`` and scores ``(B, points)`` out (pixel values of the crop). ``points``
+    None: as many as the crops' largest pixel value, which no shape inference can know."""
+    helper, proto = onnx.helper, onnx.TensorProto
+
+    def ints(name: str, values: list[int]):
+        return helper.make_tensor(name, proto.INT64, [len(values)], values)
+
+    if points is None:
+        count = [helper.make_node('ReduceMax', ['pixels'], ['largest'], keepdims=0),
+                 helper.make_node('Cast', ['largest'], ['count_scalar'], to=proto.INT64),
+                 helper.make_node('Reshape', ['count_scalar', 'one'], ['count']),
+                 helper.make_node('Concat', ['count', 'point_rest'], ['point_ends'], axis=0),
+                 helper.make_node('Concat', ['count', 'score_rest'], ['score_ends'], axis=0)]
+        ends = [ints('one', [1]), ints('point_rest', [2, 1]), ints('score_rest', [1, 1])]
+    else:
+        count, ends = [], [ints('point_ends', [points, 2, 1]), ints('score_ends', [points, 1, 1])]
+    declared = 'points' if points is None else points
+    graph = helper.make_graph(
+        [helper.make_node('Cast', ['crops'], ['pixels'], to=proto.FLOAT), *count,
+         helper.make_node('Slice', ['pixels', 'starts', 'point_ends', 'axes'], ['points4']),
+         helper.make_node('Squeeze', ['points4', 'last'], ['keypoints']),
+         helper.make_node('Slice', ['pixels', 'starts', 'score_ends', 'axes'], ['scores4']),
+         helper.make_node('Squeeze', ['scores4', 'last_two'], ['scores'])],
+        'landmark_like',
+        [helper.make_tensor_value_info('crops', input_type, list(input_shape))],
+        [helper.make_tensor_value_info('keypoints', proto.FLOAT, ['batch', declared, 2]),
+         helper.make_tensor_value_info('scores', proto.FLOAT, ['batch', declared])],
+        [ints('starts', [0, 0, 0]), ints('axes', [1, 2, 3]), ints('last', [3]),
+         ints('last_two', [2, 3]), *ends])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', opset)])
+    values = dict(keypoint_names=json.dumps(list(KEYPOINT_NAMES)),
+                  flip_indices=json.dumps(flip_indices()), input_size='[256, 256]',
+                  bbox_padding='1.25')
+    values.update(metadata or {})
+    for key, value in values.items():
+        model.metadata_props.add(key=key, value=value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize('options, message', [
+    (dict(input_type=onnx.TensorProto.FLOAT),
+     "the graph's input 'crops' is tensor(float), not tensor(uint8)"),
+    (dict(input_shape=('batch', 128, 128, 3)),
+     "the graph's input 'crops' has shape ['batch', 128, 128, 3], not [batch, 256, 256, 3]"),
+    (dict(input_shape=('batch', 3, 256, 256)), "has shape ['batch', 3, 256, 256]"),
+    (dict(points=5), "the graph's output 'keypoints' has shape ['batch', 5, 2], not "
+     '[batch, 28, 2] (28 keypoint names in its metadata)'),
+    (dict(metadata=dict(bbox_padding='NaN')), 'bbox_padding must be a finite number > 0'),
+    (dict(metadata=dict(bbox_padding='0')), 'bbox_padding must be a finite number > 0'),
+    (dict(metadata=dict(input_size='[256, true]')), 'input_size must be two sizes'),
+])
+def test_a_graph_that_does_not_fit_its_metadata_is_refused_at_load(tmp_path, options, message):
+    """The input must take the uint8 crops the predictor makes, of the metadata's size; the
+    outputs must hold one point per keypoint name; the box padding must be usable."""
+    assert OnnxLandmarkPredictor(_landmark_like_graph(tmp_path / 'fits.onnx')).input_size == (
+        256, 256)
+    path = _landmark_like_graph(tmp_path / 'odd.onnx', **options)
+    with pytest.raises(OnnxModelError, match=re.escape(message)) as caught:
+        OnnxLandmarkPredictor(path)
+    assert str(caught.value).startswith(f'{path}: ') and '\n' not in str(caught.value)
+
+
+def test_wrong_crops_and_failed_runs_are_one_line(tmp_path):
+    """Crops of another type are refused, not cast (a float crop would wrap, not saturate);
+    an error of onnxruntime while it runs the graph is one line naming the file."""
+    predictor = OnnxLandmarkPredictor(_landmark_like_graph(tmp_path / 'fits.onnx'))
+    crops = np.full((2, 256, 256, 3), 7, np.uint8)
+    keypoints, scores = predictor.predict_crops(crops)
+    assert keypoints.shape == (2, NUM_KEYPOINTS, 2) and (scores == 7).all()
+    for other in (crops.astype(np.float32), crops.astype(np.int64)):
+        with pytest.raises(OnnxModelError, match=f'crops must be uint8, got {other.dtype}'):
+            predictor.predict_crops(other)
+    # a point axis the graph does not fix (7 points here): checked on what comes out
+    symbolic = OnnxLandmarkPredictor(_landmark_like_graph(tmp_path / 'symbolic.onnx',
+                                                          points=None))
+    assert symbolic.predict_crops(np.full((1, 256, 256, 3), 28, np.uint8))[0].shape == (
+        1, NUM_KEYPOINTS, 2)
+    with pytest.raises(OnnxModelError, match=r'gave keypoints of shape \(2, 7, 2\) and '
+                       r'scores of shape \(2, 7\), not \(2, 28, 2\) and \(2, 28\)'):
+        symbolic.predict_crops(crops)
+    path = _landmark_like_graph(tmp_path / 'one_at_a_time.onnx', input_shape=(1, 256, 256, 3))
+    with pytest.raises(OnnxModelError, match='onnxruntime could not run the graph') as caught:
+        OnnxLandmarkPredictor(path).predict_crops(crops)  # a fixed batch of 1: two crops
+    message = str(caught.value)
+    assert message.startswith(f'{path}: ') and '\n' not in message and 'crops' in message
+
+
+def test_an_onnxruntime_load_error_keeps_its_reason(tmp_path):
+    """onnxruntime's load errors quote the path and C++ source locations before the reason: the
+    message names the file once and keeps the reason, whatever the path's length."""
+    folder = tmp_path / ('a_long_folder_name_' * 6) / ('another_long_folder_name_' * 6)
+    path = _landmark_like_graph(folder / 'future_opset.onnx', opset=99)
+    with pytest.raises(OnnxModelError) as caught:
+        OnnxLandmarkPredictor(path)
+    message = str(caught.value)
+    assert message.startswith(f'{path}: not an ONNX model onnxruntime can load (')
+    assert 'Opset 99' in message and 'ai.onnx is till opset' in message
+    assert message.count(str(path)) == 1 and '\n' not in message
+    assert 'onnxruntime_src' not in message and len(message) < len(str(path)) + 350
+
+
+def test_boxes_beyond_float32_are_refused_and_drawing_never_fails(cli_export, peaked_scenes,
+                                                                  tmp_path):
+    """A box so large that the mapping back into the image overflows float32 gives
+    NonFinitePredictionError, not NaN points; points far outside the picture, or not finite,
+    are drawn without a cv2 error."""
+    predictor = OnnxLandmarkPredictor(cli_export[0])
+    image = peaked_scenes[1][0]
+    # float32 boxes (a boxes file's) overflow in the crop; float64 ones in the points' store
+    for boxes in (np.float32([[0, 0, 3e38, 3e38]]), [[0, 0, 1e300, 1e300]]):
+        with pytest.raises(NonFinitePredictionError, match='too large') as caught:
+            predictor.predict(image, boxes)
+        assert str(caught.value).startswith(str(cli_export[0])) and \
+            '\n' not in str(caught.value)
+    far = predictor.predict(image, [[0, 0, 1e10, 1e10]])
+    assert np.isfinite(far.pred_instances.keypoints).all()
+    nan = LandmarkResult(LandmarkInstances(
+        keypoints=np.full((1, NUM_KEYPOINTS, 2), np.nan, np.float32),
+        keypoint_scores=np.zeros((1, NUM_KEYPOINTS), np.float32),
+        bboxes=np.float32([[np.nan, 0, np.inf, 10]]), bbox_scores=np.ones(1, np.float32)))
+    for k, result in enumerate((far, nan)):
+        predictor.draw(image, result, tmp_path / f'{k}.jpg')
+        assert cv2.imread(str(tmp_path / f'{k}.jpg')).shape == image.shape

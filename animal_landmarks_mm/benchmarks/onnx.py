@@ -16,7 +16,7 @@ from .common import peak_memory, seconds_per_call
 def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None = None
                  ) -> dict:
     """Per face (one box) and for ``batch`` boxes of one 2000x2000 image: our
-    ``OnnxLandmarkPredictor`` (CPU provider, one thread per core) against
+    ``OnnxLandmarkPredictor`` (CPU provider, one thread per logical CPU) against
     ``LandmarkPredictor.predict`` (mmpose's ``inference_topdown``) and anime-face-detector's
     ``LandmarkDetector`` on an export of the same weights (random, in the main config's
     network; the time does not depend on them). Flip test and DARK decoding in all three. Also
@@ -27,7 +27,8 @@ def onnx_latency(repeats: int | None = None, batch: int = 8, threads: int | None
     Args:
         repeats: timed rounds (median taken); default 7 on CPU, 30 with a GPU.
         batch: boxes of the batched measurement.
-        threads: CPU threads of torch and onnxruntime alike; default one per core.
+        threads: CPU threads of torch and onnxruntime alike; default ``os.cpu_count()``, one
+            per logical CPU (two per core where SMT is on).
     """
     import onnxruntime
     import torch
