@@ -53,6 +53,7 @@ from .annotation import (
     ImageAnnotation,
     NotRegularFileError,
     file_sha256,
+    fit_name,
     image_size,
     is_hidden,
     load_annotation,
@@ -74,9 +75,6 @@ DRAFT_DIR = '.drafts'
 SUPERSEDED_DIR = 'superseded'
 #: A crawler's sidecar is a few hundred bytes; a larger one is not read into every save.
 MAX_SIDECAR_BYTES = 1 << 20
-#: The longest file name the usual file systems take (ext4, XFS, btrfs: 255 bytes); names the
-#: tool makes from an image's name are cut to it, counted in UTF-8 bytes (a CJK character is 3).
-NAME_MAX_BYTES = 255
 #: Undo steps kept per opened image (the issue asks for at least 100).
 HISTORY_STEPS = 200
 #: Faces per image: a group picture has a few dozen at most. Bounded because every undo step
@@ -136,24 +134,6 @@ def _check_size(path: Path, file_width: int, file_height: int, image: str, width
             f'{path}: image_size {file_width}x{file_height} does not match the image {image} '
             f'({width}x{height}); the picture changed since it was annotated: move the file '
             'away to annotate it again')
-
-
-def fit_name(base: str, suffix: str) -> str:
-    """A file name ``base + suffix`` of at most :data:`NAME_MAX_BYTES` UTF-8 bytes: ``base`` is
-    cut (between characters, never inside one) to leave room for ``suffix``.
-
-    Args:
-        base: what the name is made from (an image's name or stem; valid UTF-8).
-        suffix: what must stay whole (``.json``, a time stamp).
-
-    Returns:
-        The name; ``base + suffix`` itself when it fits.
-    """
-    room = NAME_MAX_BYTES - len(suffix.encode('utf-8'))
-    encoded = base.encode('utf-8')
-    if len(encoded) <= room:
-        return base + suffix
-    return encoded[:room].decode('utf-8', 'ignore') + suffix  # 'ignore': a character cut
 
 
 def now_iso() -> str:
@@ -769,8 +749,9 @@ def _name_key(name: str) -> str:
 def _candidate_names(image: str):
     """An image's annotation file names in order of preference: ``<stem>.json``,
     ``<name>.json``, ``<name>.1.json``, ``<name>.2.json``... (endless; the caller takes the
-    first free one), each cut to :data:`NAME_MAX_BYTES` (:func:`fit_name`: a long name's file
-    is still found through its ``"image"`` field)."""
+    first free one), each cut to :data:`~.annotation.NAME_MAX_BYTES`
+    (:func:`~.annotation.fit_name`: a long name's file is still found through its ``"image"``
+    field)."""
     yield fit_name(Path(image).stem, '.json')
     yield fit_name(image, '.json')
     k = 1

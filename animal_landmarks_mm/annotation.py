@@ -443,9 +443,18 @@ def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
 # An indented pair spans lines; JSON escapes a newline inside a string, so requiring them
 # keeps the pattern out of names and reasons such as 'crop[10,20].png'.
 _PAIR = re.compile(r'\[\n\s*(-?[\d.eE+-]+|null),\n\s*(-?[\d.eE+-]+|null)\n\s*\]')
-#: The temporary files of :func:`write_json_atomic`: ``.<target name, cut>.<random>.tmp``.
-_TEMPORARY = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp$')
-_TEMPORARY_NAME_CHARS = 48  # at most 4 bytes each: 192 + 14 bytes
+#: The longest file name the usual file systems take (ext4, XFS, btrfs: 255 bytes); names the
+#: tools make from an image's name are cut to it, counted in UTF-8 bytes (a CJK character is 3).
+NAME_MAX_BYTES = 255
+#: The ending of :func:`write_json_atomic`'s temporary files: a name no person gives a file,
+#: so that removing those a killed run left never takes one of theirs (``.notes.backup01.tmp``).
+TEMPORARY_SUFFIX = '.animal-landmarks-tmp'
+#: Its temporary files: ``.<target name, cut>.<8 random characters><TEMPORARY_SUFFIX>``.
+_TEMPORARY = re.compile(rf'^\.(?P<target>.+)\.[a-z0-9_]{{8}}{re.escape(TEMPORARY_SUFFIX)}$')
+_TEMPORARY_NAME_CHARS = 48  # at most 4 bytes each: 192 + 31 bytes
+#: Seconds after which a temporary file is a killed run's (a write in progress takes
+#: milliseconds).
+STALE_TEMPORARY_AGE = 600.0
 
 
 def _process_umask() -> int:
@@ -468,6 +477,24 @@ def lies_in_folder(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     return Path(path).resolve().is_relative_to(Path(folder).resolve())
 
 
+def fit_name(base: str, suffix: str) -> str:
+    """A file name ``base + suffix`` of at most :data:`NAME_MAX_BYTES` UTF-8 bytes: ``base`` is
+    cut (between characters, never inside one) to leave room for ``suffix``.
+
+    Args:
+        base: what the name is made from (an image's name or stem; valid UTF-8).
+        suffix: what must stay whole (``.json``, a time stamp).
+
+    Returns:
+        The name; ``base + suffix`` itself when it fits.
+    """
+    room = NAME_MAX_BYTES - len(suffix.encode('utf-8'))
+    encoded = base.encode('utf-8')
+    if len(encoded) <= room:
+        return base + suffix
+    return encoded[:room].decode('utf-8', 'ignore') + suffix  # 'ignore': a character cut
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
     """Write JSON to ``path`` so that a crash leaves either the old file or the new one, whole.
 
@@ -479,8 +506,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A shortened name in the temporary's: the full one plus 14 characters could pass the
     # file system's 255-byte limit for a name that is itself legal.
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name[:_TEMPORARY_NAME_CHARS]}.', suffix='.tmp',
-                               dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name[:_TEMPORARY_NAME_CHARS]}.',
+                               suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         f = os.fdopen(fd, 'w', encoding='utf-8')
     except BaseException:
@@ -521,10 +548,20 @@ def sync_folder(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, min_age: float = 600.0) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike, min_age: float = STALE_TEMPORARY_AGE,
+                             of: str | None = None) -> list[Path]:
     """Delete the temporary files :func:`write_json_atomic` left in ``folder`` when a process
-    was killed mid-write; only files of its own naming, older than ``min_age`` seconds (a write
-    in progress takes milliseconds). Returns what was removed."""
+    was killed mid-write: only files of its own naming, older than ``min_age`` seconds.
+
+    Args:
+        folder: where to look.
+        min_age: seconds; a younger one may be a write in progress.
+        of: only the temporaries of the file of this name (in a folder that is the user's,
+            those of the one file a tool writes there).
+
+    Returns:
+        What was removed.
+    """
     removed = []
     now = time.time()
     try:
@@ -532,13 +569,16 @@ def remove_stale_temporaries(folder: str | os.PathLike, min_age: float = 600.0) 
     except FileNotFoundError:
         return removed
     for entry in entries:
-        if _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
-            try:
-                if now - entry.stat(follow_symlinks=False).st_mtime >= min_age:
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
-            except FileNotFoundError:  # another process cleaned it
-                pass
+        match = _TEMPORARY.match(entry.name)
+        if not match or (of is not None and match['target'] != of[:_TEMPORARY_NAME_CHARS]):
+            continue
+        try:
+            if (entry.is_file(follow_symlinks=False)
+                    and now - entry.stat(follow_symlinks=False).st_mtime >= min_age):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:  # another process cleaned it
+            pass
     return removed
 
 

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,18 +27,19 @@ import numpy as np
 from mmengine.logging import print_log
 
 from .annotation import (
-    _TEMPORARY,
-    _TEMPORARY_NAME_CHARS,
     IMAGE_SUFFIXES,
+    NAME_MAX_BYTES,
     STATUS_PREDICTED,
     AnnotationError,
     Face,
     ImageAnnotation,
     file_sha256,
+    fit_name,
     image_files,
     image_size,
     lies_in_folder,
     load_annotation,
+    remove_stale_temporaries,
     save_annotation,
     write_json_atomic,
 )
@@ -65,14 +65,8 @@ DETECTED_BOX_SCALE = 1.1
 #: "everything"), its crop would shrink the image to a few pixels, and beyond float32's range
 #: its points are not even finite.
 MAX_BOX_SIDE_PER_IMAGE_SIDE = 4
-#: The longest file name, in bytes, of the usual file systems (ext4, XFS, APFS, NTFS...).
-MAX_FILE_NAME_BYTES = 255
 #: ``--rank``'s output, in the output folder.
 RANKING_FILE = 'ranking.json'
-#: A temporary file of :func:`~.annotation.write_json_atomic` older than this (seconds) was left
-#: by a killed run (as :func:`~.annotation.remove_stale_temporaries` judges: a write in progress
-#: takes milliseconds).
-STALE_TEMPORARY_AGE = 600.0
 
 
 def _warn(message: str) -> None:
@@ -431,44 +425,12 @@ def predictions_to_annotation(image_name: str, width: int, height: int, sample,
 
 def picture_name(image: str) -> str:
     """The file name of an image's picture: ``<image>.jpg``; where that passes
-    :data:`MAX_FILE_NAME_BYTES` (an image name that is itself legal), the name cut on a
+    :data:`~.annotation.NAME_MAX_BYTES` (an image name that is itself legal), the name cut on a
     character and a hash of the whole name (``<cut>~<8 hex>.jpg``), distinct for every image."""
     name = f'{image}.jpg'
-    if len(os.fsencode(name)) <= MAX_FILE_NAME_BYTES:
+    if len(name.encode('utf-8')) <= NAME_MAX_BYTES:
         return name
-    tail = f'~{hashlib.sha256(os.fsencode(image)).hexdigest()[:8]}.jpg'
-    budget = MAX_FILE_NAME_BYTES - len(tail)
-    kept, size = [], 0
-    for c in image:  # cut by bytes, on a character: never half of a UTF-8 sequence
-        size += len(os.fsencode(c))
-        if size > budget:
-            break
-        kept.append(c)
-    return ''.join(kept) + tail
-
-
-def remove_stale_temporaries_of(path: Path) -> list[Path]:
-    """Delete what killed runs left of writing ``path`` (:func:`~.annotation.write_json_atomic`'s
-    temporary files of that name, older than :data:`STALE_TEMPORARY_AGE`) and nothing else: the
-    folder's other files, whatever their names, are not this tool's. Returns what was removed."""
-    prefix = f'.{path.name[:_TEMPORARY_NAME_CHARS]}.'
-    removed = []
-    try:
-        entries = list(os.scandir(path.parent))
-    except FileNotFoundError:
-        return removed
-    for entry in entries:
-        # the prefix, then write_json_atomic's 8 random characters and '.tmp'
-        if not (entry.name.startswith(prefix) and len(entry.name) == len(prefix) + 12
-                and _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False)):
-            continue
-        try:
-            if time.time() - entry.stat(follow_symlinks=False).st_mtime >= STALE_TEMPORARY_AGE:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except FileNotFoundError:  # another run cleaned it
-            pass
-    return removed
+    return fit_name(image, f'~{hashlib.sha256(image.encode("utf-8")).hexdigest()[:8]}.jpg')
 
 
 def _persons_work(path: Path) -> bool:
@@ -566,7 +528,7 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
         how_predicted = dict(checkpoint=str(checkpoint), config=str(config or 'main config'))
     (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
     if rank:  # what a killed run left half-written; the folder's other files are the user's
-        remove_stale_temporaries_of(ranking_file)
+        remove_stale_temporaries(ranking_file.parent, of=ranking_file.name)
     # the annotator's own naming: one file per image whatever the names, and an existing file
     # is the image's that it names (it creates the folder)
     naming = AnnotationSession(images[0].parent, annotation_dir)

@@ -13,7 +13,6 @@ from animal_landmarks_mm.annotate import (
     HISTORY_STEPS,
     MAX_FACES,
     MAX_REASON_CHARS,
-    NAME_MAX_BYTES,
     AnnotationConflictError,
     AnnotationSession,
     EditError,
@@ -25,6 +24,8 @@ from animal_landmarks_mm.annotate import (
     read_order_file,
 )
 from animal_landmarks_mm.annotation import (
+    NAME_MAX_BYTES,
+    TEMPORARY_SUFFIX,
     AnnotationError,
     Face,
     ImageAnnotation,
@@ -569,8 +570,9 @@ def test_stale_temporary_files_are_removed_when_a_session_opens(tmp_path):
     images = _images(tmp_path / 'images', ('a.png',))
     out = tmp_path / 'out'
     (out / '.drafts').mkdir(parents=True)
-    old, fresh = out / '.a.json.abcd1234.tmp', out / '.drafts' / '.a.json.efgh5678.tmp'
-    recent, foreign = out / '.a.json.ijkl9012.tmp', out / '.notes.tmp'
+    old = out / f'.a.json.abcd1234{TEMPORARY_SUFFIX}'
+    fresh = out / '.drafts' / f'.a.json.efgh5678{TEMPORARY_SUFFIX}'
+    recent, foreign = out / f'.a.json.ijkl9012{TEMPORARY_SUFFIX}', out / '.notes.backup01.tmp'
     for path in (old, fresh, recent, foreign):
         path.write_text('{')
     long_ago = time.time() - 3600

@@ -116,16 +116,25 @@ def test_written_files_get_the_usual_mode_not_mkstemps_private_one(tmp_path):
 
 
 def test_stale_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
-    from animal_landmarks_mm.annotation import remove_stale_temporaries
-    old, fresh = tmp_path / '.a.json.abcd1234.tmp', tmp_path / '.b.json.k2j3h4g5.tmp'
+    from animal_landmarks_mm.annotation import TEMPORARY_SUFFIX, remove_stale_temporaries
+    old = tmp_path / f'.a.json.abcd1234{TEMPORARY_SUFFIX}'
+    fresh = tmp_path / f'.b.json.k2j3h4g5{TEMPORARY_SUFFIX}'
+    # a person's files, named like temporaries of other programs (kept whatever their age)
     others = [tmp_path / name for name in ('.a.json.tmp', 'a.json', '.hidden', 'x.tmp',
-                                           '.c.json.abcd1234.tmpx')]
+                                           '.c.json.abcd1234.tmp', '.notes.backup01.tmp',
+                                           f'.c.json.abcd1234{TEMPORARY_SUFFIX}x')]
     for path in [old, fresh, *others]:
         path.write_text('{')
     hour_ago = os.path.getmtime(old) - 3600
     for path in [old, *others]:
         os.utime(path, (hour_ago, hour_ago))
-    assert remove_stale_temporaries(tmp_path) == [old]
+    other_file = tmp_path / f'.other.json.abcd1234{TEMPORARY_SUFFIX}'
+    other_file.write_text('{')
+    os.utime(other_file, (hour_ago, hour_ago))
+    assert remove_stale_temporaries(tmp_path, of='a.json') == [old]  # one file's only
+    old.write_text('{')
+    os.utime(old, (hour_ago, hour_ago))
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted([old, other_file])
     assert fresh.exists() and all(p.exists() for p in others)
 
 

@@ -15,6 +15,7 @@ import torch
 from animal_landmarks_mm import schema
 from animal_landmarks_mm.annotate import AnnotationSession
 from animal_landmarks_mm.annotation import (
+    TEMPORARY_SUFFIX,
     file_sha256,
     load_annotation,
     save_annotation,
@@ -296,7 +297,7 @@ def test_only_the_rankings_stale_temporaries_are_removed(peaked_scenes, peaked_c
     users = out / '.x.backup01.tmp'
     users.write_text('user data')
     _age(users)
-    leftover = out / '.ranking.json.k3j5h2l1.tmp'
+    leftover = out / f'.ranking.json.k3j5h2l1{TEMPORARY_SUFFIX}'
     leftover.write_text('[')
     _age(leftover)
     common = dict(config=None, checkpoint=peaked_checkpoint, out_dir=out,
