@@ -15,8 +15,8 @@ Three parts, each usable alone:
     train.txt  val.txt  test.txt      (the annotation files of each split, one per line,
                                        relative to their annotation folder)
     splits.json                       (the split record: seed, ratios, the split of every
-                                       annotation file and its picture's SHA-256; see
-                                       :class:`SplitRecord`)
+                                       annotation file, its picture's SHA-256 and the size
+                                       and modification time it had; see :class:`SplitRecord`)
 
 A later conversion into the same ``output_dir`` keeps every file in the split the record gives
 it (found by its picture when moved or renamed), so that a model fine-tuned on more
@@ -35,10 +35,12 @@ import math
 import os
 import random
 import re
+import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm import tqdm
 
@@ -95,6 +97,11 @@ SPLIT_RECORD = 'splits.json'
 SPLIT_RECORD_FORMAT = 'animal_landmarks_mm.splits'
 SPLIT_RECORD_VERSION = 1
 _SHA256 = re.compile('[0-9a-f]{64}')
+
+#: An image changed this recently before its stamp was taken may change again within its file
+#: system's timestamp resolution (2 s on FAT) without its modification time changing: its
+#: digest is not reused on the next run (:meth:`ImageStamp.trusted`).
+RECENT_CHANGE_NS = 2 * 10**9
 
 
 class ConversionError(AnimalLandmarksError, ValueError):
@@ -160,12 +167,14 @@ class Record:
     image_path: Path | None  # None when the folder is read without its images
     annotation: ImageAnnotation
 
-    @property
+    # cached: a conversion asks for them many times per file, and recomputing them was a
+    # fifth of a rerun's time
+    @cached_property
     def name(self) -> str:
         """The file relative to its annotation folder, as the split listings give it."""
         return self.ann_path.relative_to(self.ann_dir).as_posix()
 
-    @property
+    @cached_property
     def picture(self) -> Path:
         """What :class:`ClaimedImages` knows its picture by: the image's real path (links
         resolved), or its ``image`` name when read without images."""
@@ -412,7 +421,8 @@ class ClaimedImages:
     An image is the same picture as one claimed before when it is the same path (resolved),
     the same file under another name (a hard link: the same device and inode) or a copy with
     identical bytes. Bytes are hashed only when two images have the same size (or when
-    :meth:`digest` is asked), so a folder of distinct pictures costs one ``stat`` per image.
+    :meth:`digest` is asked), once per image, and never for an image whose digest is known
+    (:meth:`add_digest`), so a folder of distinct pictures costs one ``stat`` per image.
     """
 
     def __init__(self) -> None:
@@ -436,6 +446,11 @@ class ClaimedImages:
         if digest is None:
             digest = self._digests[image] = file_sha256(image)
         return digest
+
+    def add_digest(self, image: Path, digest: str) -> None:
+        """Take ``digest`` as the SHA-256 of ``image`` (resolved) without reading it: one the
+        split record holds for the image unchanged since (:func:`image_digests`)."""
+        self._digests[image] = digest
 
     def keep_unique(self, records: Iterable[Record], problems: list[str]) -> list[Record]:
         """The records whose picture no record before them annotates (claiming it), in their
@@ -736,6 +751,59 @@ def split_records(records: list[Record], ratios: dict[str, float], seed: int,
     return {name: sorted(splits[name], key=lambda r: r.ann_path.as_posix()) for name in SPLITS}
 
 
+class ImageStamp(NamedTuple):
+    """What tells an image's versions apart without reading it: the name its annotation file
+    gives it, its byte size and its modification time (``st_size``, ``st_mtime_ns``, links
+    followed).
+
+    The split record keeps the stamp each image had when it was hashed, and a later conversion
+    reuses the recorded digest of an image whose stamp is unchanged rather than reading it
+    whole (:func:`image_digests`): a rerun over thousands of multi-megabyte pictures costs a
+    ``stat`` each. This is the trade rsync's quick check (size and modification time) and make
+    (modification time) make: a file rewritten with other bytes of the same size and its time
+    then set back (``touch -r``, ``os.utime``) keeps its old digest. That is fine here: the
+    digest only finds a moved annotation file's picture and copies of a picture, and dataset
+    images are added or replaced, not edited in place with their times restored. A rewrite
+    within the file system's timestamp tick keeps the time with no such tool; that case is
+    guarded as git guards its "racy" index entries: the stamp of an image changed less than
+    :data:`RECENT_CHANGE_NS` before it was taken is not recorded (:meth:`trusted`), and the
+    image is hashed again next time.
+    """
+
+    image: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, record: Record) -> ImageStamp:
+        """The stamp of a record's image now.
+
+        Raises:
+            OSError: the image cannot be read.
+        """
+        stat = os.stat(record.picture)
+        return cls(record.annotation.image, stat.st_size, stat.st_mtime_ns)
+
+    def trusted(self, taken_after_ns: int) -> bool:
+        """Whether this stamp, taken after ``taken_after_ns`` (:func:`time.time_ns`), still
+        tells whether its image changed: false for an image changed less than
+        :data:`RECENT_CHANGE_NS` before, or dated in the future (a clock set wrong)."""
+        return self.mtime_ns < taken_after_ns - RECENT_CHANGE_NS
+
+    def to_json(self) -> dict:
+        return dict(image=self.image, size=self.size, mtime_ns=self.mtime_ns)
+
+    @classmethod
+    def from_json(cls, raw: object) -> ImageStamp | None:
+        """A stamp from its decoded JSON; None for anything else."""
+        if not isinstance(raw, dict) or not isinstance(raw.get('image'), str):
+            return None
+        size, mtime_ns = raw.get('size'), raw.get('mtime_ns')
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (size, mtime_ns)):
+            return None
+        return cls(raw['image'], size, mtime_ns)
+
+
 @dataclass
 class SplitRecord:
     """Which annotation file is in which split, and the seed and ratios that put it there.
@@ -748,10 +816,17 @@ class SplitRecord:
         {"format": "animal_landmarks_mm.splits", "version": 1, "seed": 42,
          "ratios": {"train": 0.7, "val": 0.2, "test": 0.1},
          "files": {"train": ["a.json", ...], "val": [...], "test": [...]},
-         "images": {"a.json": "<SHA-256 of its image's bytes>", ...}}
+         "images": {"a.json": "<SHA-256 of its image's bytes>", ...},
+         "image_stamps": {"a.json": {"image": "a.png", "size": 6512345,
+                                     "mtime_ns": 1733449550123456789}, ...}}
 
-    ``images`` (absent from the records of earlier versions, which are read as they are)
-    finds a file moved or renamed since by its picture (:meth:`split_of`).
+    ``images`` finds a file moved or renamed since by its picture (:meth:`split_of`).
+    ``image_stamps`` lets the next conversion reuse the digest of an image unchanged since
+    (:class:`ImageStamp`); it is only a cache: an entry that is no stamp is ignored (that image
+    is hashed again), never a reason to refuse the record. Both are absent from the records of
+    earlier versions, which are read as they are. Keys a version does not know are ignored, so
+    a record of a later version that adds one is still followed (as the version before
+    ``image_stamps`` follows a record that has them).
 
     Attributes:
         seed: the split's seed.
@@ -759,6 +834,8 @@ class SplitRecord:
         assignment: annotation file name (relative to its folder) -> split.
         images: annotation file name -> the SHA-256 of its image (hex); files of earlier
             versions' records have none.
+        stamps: annotation file name -> the stamp its image had when hashed; only files in
+            ``images``, and only stamps a later run may trust (:meth:`ImageStamp.trusted`).
         origin: where a record not read from its file came from (:meth:`from_listings`).
     """
 
@@ -766,6 +843,7 @@ class SplitRecord:
     ratios: dict[str, float]
     assignment: dict[str, str] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
+    stamps: dict[str, ImageStamp] = field(default_factory=dict)
     origin: str | None = field(default=None, compare=False)
 
     def split_of(self, name: str, digest: str) -> str | None:
@@ -783,6 +861,12 @@ class SplitRecord:
             if splits.get(digest) != 'train':
                 splits[digest] = self.assignment[name]
         return splits
+
+    @cached_property
+    def digests_by_stamp(self) -> dict[ImageStamp, str]:
+        """The recorded digest of each image, by the stamp it had when hashed."""
+        return {stamp: self.images[name] for name, stamp in self.stamps.items()
+                if name in self.images}
 
     @classmethod
     def from_listings(cls, output_dir: Path, seed: int,
@@ -816,7 +900,9 @@ class SplitRecord:
                  for name in SPLITS}
         return dict(format=SPLIT_RECORD_FORMAT, version=SPLIT_RECORD_VERSION, seed=self.seed,
                     ratios={name: self.ratios[name] for name in SPLITS}, files=files,
-                    images=dict(sorted(self.images.items())))
+                    images=dict(sorted(self.images.items())),
+                    image_stamps={name: stamp.to_json()
+                                  for name, stamp in sorted(self.stamps.items())})
 
     def write(self, path: str | os.PathLike) -> None:
         """Write the record atomically (a crash leaves the old one or the new one, whole)."""
@@ -880,7 +966,14 @@ class SplitRecord:
         stray = next((name for name in images if name not in assignment), None)
         if stray is not None:
             raise ValueError(f'"images" names {stray!r}, which no split holds')
-        return cls(seed, {name: float(ratios[name]) for name in SPLITS}, assignment, images)
+        raw_stamps = raw.get('image_stamps')
+        stamps = {}
+        if isinstance(raw_stamps, dict):  # a cache: what is not understood is left out
+            stamps = {name: stamp for name, raw_stamp in raw_stamps.items()
+                      if name in images
+                      and (stamp := ImageStamp.from_json(raw_stamp)) is not None}
+        return cls(seed, {name: float(ratios[name]) for name in SPLITS}, assignment, images,
+                   stamps)
 
     def difference(self, seed: int, ratios: dict[str, float]) -> str | None:
         """Why a split with ``seed`` and ``ratios`` cannot follow this record, or None."""
@@ -1104,6 +1197,51 @@ def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
     return earlier, None
 
 
+def image_digests(records: Iterable[Record], earlier: SplitRecord | None,
+                  claimed: ClaimedImages, problems: list[str], *, progress: bool = True
+                  ) -> tuple[dict[str, str], dict[str, ImageStamp]]:
+    """The SHA-256 of each record's image, reusing those the earlier record holds for images
+    unchanged since.
+
+    An image whose :class:`ImageStamp` (name, size, modification time) the ``earlier`` record
+    holds keeps the digest recorded with it, unread; the others (new or changed) are hashed,
+    with a progress bar. Every digest goes to ``claimed``; a record whose image cannot be
+    read gets a line in ``problems`` and no digest.
+
+    Returns:
+        Two dicts by :attr:`Record.name`: the digest of its image, and the stamp to record
+        with it (only stamps a later run may trust: :meth:`ImageStamp.trusted`).
+    """
+    recorded = earlier.digests_by_stamp if earlier is not None else {}
+    stamped_after_ns = time.time_ns()  # every stamp below is taken after this
+    digests: dict[str, str] = {}
+    stamps: dict[str, ImageStamp] = {}
+    unknown = []
+    for record in records:
+        try:
+            stamp = ImageStamp.of(record)
+        except OSError as e:
+            problems.append(f'{record.ann_path}: image unreadable: {e}')
+            continue
+        digest = recorded.get(stamp)
+        if digest is None:
+            unknown.append(record)
+        else:
+            claimed.add_digest(record.picture, digest)
+            digests[record.name] = digest
+        if stamp.trusted(stamped_after_ns):
+            # taken before the hashing: a change while it reads shows as a new time next run
+            stamps[record.name] = stamp
+    for record in tqdm(unknown, desc='hashing new or changed images', unit='image',
+                       disable=not progress or not unknown):
+        try:
+            digests[record.name] = claimed.digest(record.picture)
+        except OSError as e:
+            problems.append(f'{record.ann_path}: image unreadable: {e}')
+            stamps.pop(record.name, None)
+    return digests, stamps
+
+
 def _one_record_per_picture(val_records: list[Record], records: list[Record],
                             earlier: SplitRecord | None, digests: Mapping[str, str],
                             claimed: ClaimedImages, problems: list[str]
@@ -1149,12 +1287,13 @@ def _one_record_per_picture(val_records: list[Record], records: list[Record],
 
 def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_dir: Path,
                   contents: FolderContents, assignment: dict[str, str],
-                  digests: Mapping[str, str], placed: Mapping[str, str],
-                  earlier: SplitRecord | None, afresh: str | None) -> SplitOutcome:
+                  digests: Mapping[str, str], stamps: Mapping[str, ImageStamp],
+                  placed: Mapping[str, str], earlier: SplitRecord | None,
+                  afresh: str | None) -> SplitOutcome:
     """Write the split record of this conversion; returns what it kept, moved and added.
 
-    ``placed`` is the split the earlier record gave each file, by its name or its picture
-    (empty when made afresh).
+    ``digests`` and ``stamps`` are those of :func:`image_digests`; ``placed`` is the split the
+    earlier record gave each file, by its name or its picture (empty when made afresh).
 
     Files of the earlier record still in the annotation folder but left out this time keep
     their split in the record, so that a file fixed (or reviewed) later returns to it rather
@@ -1164,8 +1303,10 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
                            kept_from=earlier.origin if earlier is not None else None)
     followed = earlier.assignment if earlier is not None else {}
     followed_images = earlier.images if earlier is not None else {}
+    followed_stamps = earlier.stamps if earlier is not None else {}
     recorded = dict(assignment)
     images = {name: digests[name] for name in assignment}
+    recorded_stamps = {name: stamps[name] for name in assignment if name in stamps}
     present = {path.relative_to(ann_dir).as_posix() for path in contents.files}
     moved = {name for name, split in assignment.items()
              if placed.get(name) == split and name not in followed}
@@ -1178,12 +1319,14 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
             recorded[name] = split
             if name in followed_images:
                 images[name] = followed_images[name]
+                if name in followed_stamps:
+                    recorded_stamps[name] = followed_stamps[name]
             outcome.waiting += 1
     for name, split in assignment.items():
         counts = outcome.kept if placed.get(name) == split else outcome.added
         counts[split] = counts.get(split, 0) + 1
     outcome.moved = len(moved)
-    SplitRecord(seed, ratios, recorded, images).write(record_path)
+    SplitRecord(seed, ratios, recorded, images, recorded_stamps).write(record_path)
     return outcome
 
 
@@ -1203,8 +1346,9 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     picture the one the record places is kept, in its split (:func:`_one_record_per_picture`).
     A split whose ratio is 0 has no outputs: those of an earlier conversion are removed.
 
-    Every picture is hashed (SHA-256) for the record: the conversion reads each image whole
-    once.
+    Every picture's SHA-256 goes into the record. The first conversion reads each image whole
+    once for it; a later one only the images new or changed since (by name, size and
+    modification time: :class:`ImageStamp`), the others cost a ``stat``.
 
     Args:
         annotation_dir: the folder of annotation files.
@@ -1258,13 +1402,8 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         val_contents = reader.read(val_annotation_dir, one_per_picture=False)
     contents = reader.read(annotation_dir, exclude=folders[1:], one_per_picture=False)
     claimed = ClaimedImages()
-    digests = {}
-    for record in tqdm(contents.records, desc='hashing images', unit='image',
-                       disable=not progress):
-        try:
-            digests[record.name] = claimed.digest(record.picture)
-        except OSError as e:
-            contents.problems.append(f'{record.ann_path}: image unreadable: {e}')
+    digests, stamps = image_digests(contents.records, earlier, claimed, contents.problems,
+                                    progress=progress)
     contents.records = [r for r in contents.records if r.name in digests]
     kept, placed = _one_record_per_picture(
         val_contents.records if val_contents is not None else [], contents.records, earlier,
@@ -1311,6 +1450,7 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         listing.write_text(''.join(f'{r.name}\n' for r in split), encoding='utf-8')
         summary.outputs.append(listing)
     summary.split = _record_split(record_path, seed, split_ratios, Path(annotation_dir),
-                                  contents, assignment, digests, placed, earlier, afresh)
+                                  contents, assignment, digests, stamps, placed, earlier,
+                                  afresh)
     summary.outputs.append(record_path)
     return summary

@@ -3,6 +3,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import zlib
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotatio
 from animal_landmarks_mm.converter import (
     BOX_MARGIN,
     ConversionError,
+    SplitRecord,
     face_box,
     new_file_counts,
     split_counts,
@@ -860,3 +862,115 @@ def test_cli_a_validation_folder_takes_no_val_ratio(small_set, tmp_path):
                        '0.2', check=False)
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
     assert refused.stderr.startswith('error: --val-ratio 0.2 with --val-annotation-dir')
+
+
+# reruns: the digests of unchanged images are reused ------------------------------------------
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _rewrite_keeping_size_and_time(image: Path) -> None:
+    """Other bytes of the same size in the middle of ``image`` (its header and its end, all
+    the converter reads of it besides the hash, are kept), its modification time set back."""
+    stat = image.stat()
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    image.write_bytes(bytes(data))
+    os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_a_rerun_hashes_only_new_or_changed_images(tmp_path, capfd):
+    """The record keeps each image's size and modification time with its digest; a rerun
+    reuses the digest of an image whose name, size and time are unchanged. Shown by an image
+    whose bytes changed with its size and time kept: its recorded digest stays the old one
+    (it was not read), while one whose time changed is hashed again."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    stems = [f'a{i:02d}' for i in range(6)]
+    _annotate(image_dir, ann_dir, stems)
+    an_hour_ago = time.time_ns() - 3600 * 10**9  # a folder of pictures saved earlier
+    for stem in stems:
+        os.utime(image_dir / f'{stem}.png', ns=(an_hour_ago, an_hour_ago))
+    out = tmp_path / 'out'
+    convert_folder(ann_dir, image_dir, out, train_ratio=0.5, val_ratio=0.25, test_ratio=0.25,
+                   progress=True)
+    assert 'hashing' in capfd.readouterr().err
+    record1 = json.loads((out / 'splits.json').read_text())
+
+    same_time, new_time = image_dir / 'a00.png', image_dir / 'a01.png'
+    old_digests = {path: _sha256(path) for path in (same_time, new_time)}
+    _rewrite_keeping_size_and_time(same_time)
+    _rewrite_keeping_size_and_time(new_time)
+    os.utime(new_time, ns=(an_hour_ago + 10**9, an_hour_ago + 10**9))
+    _annotate(image_dir, ann_dir, ['b00'])  # new, and written just now
+    summary = convert_folder(ann_dir, image_dir, out, train_ratio=0.5, val_ratio=0.25,
+                             test_ratio=0.25, progress=True)
+    assert '6 files in place' in summary.format() and '1 new' in summary.format()
+    record2 = json.loads((out / 'splits.json').read_text())
+    assert record2['images']['a00.json'] == old_digests[same_time] != _sha256(same_time)
+    assert record2['images']['a01.json'] == _sha256(new_time) != old_digests[new_time]
+    assert record1['image_stamps'] == {
+        f'{stem}.json': dict(image=f'{stem}.png', size=(image_dir / f'{stem}.png').stat().st_size,
+                             mtime_ns=an_hour_ago) for stem in stems}
+    assert record2['image_stamps']['a01.json']['mtime_ns'] == an_hour_ago + 10**9
+    assert record2['images']['b00.json'] == _sha256(image_dir / 'b00.png')
+    # changed a moment ago: it could change again within the file system's timestamp tick
+    assert 'b00.json' not in record2['image_stamps']
+    assert all(record2['images'][name] == digest for name, digest in record1['images'].items()
+               if name != 'a01.json')
+    assert 'hashing new or changed images' in capfd.readouterr().err
+
+    # b00 unrecorded, hashed once more (an hour old now, its stamp kept); then nothing is
+    os.utime(image_dir / 'b00.png', ns=(an_hour_ago, an_hour_ago))
+    for hashed in ('1/1', None):
+        convert_folder(ann_dir, image_dir, out, train_ratio=0.5, val_ratio=0.25,
+                       test_ratio=0.25, progress=True)
+        progress = capfd.readouterr().err
+        if hashed:
+            assert 'hashing new or changed images' in progress and f'{hashed} [' in progress
+        else:
+            assert 'hashing' not in progress
+        assert json.loads((out / 'splits.json').read_text())['images'] == record2['images']
+
+
+def test_a_moved_file_and_a_copy_are_found_by_reused_digests(tmp_path):
+    """The digests a rerun reuses still find a renamed file's picture (its image unchanged)
+    and a new copy of a recorded picture."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    stems = [f'a{i:02d}' for i in range(10)]
+    _annotate(image_dir, ann_dir, stems)
+    an_hour_ago = time.time_ns() - 3600 * 10**9
+    for stem in stems:
+        os.utime(image_dir / f'{stem}.png', ns=(an_hour_ago, an_hour_ago))
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.6, 0.2, 0.2, seed=3)
+    round1 = _where(out)
+    (ann_dir / 'a00.json').rename(ann_dir / 'renamed.json')
+    _copy_picture(image_dir, ann_dir, 'a01', '0copy')
+    summary = convert(image_dir, ann_dir, out, 0.6, 0.2, 0.2, seed=3)
+    assert _where(out) == {('renamed.json' if n == 'a00.json' else n): s
+                           for n, s in round1.items()}
+    assert summary.split.moved == 1
+    assert len(summary.problems) == 1 and 'same picture' in summary.problems[0]
+
+
+def test_image_stamps_are_a_cache_the_record_loads_without_them(small_set, tmp_path):
+    """A record without ``image_stamps`` (an earlier version's) or with entries that are no
+    stamps loads, those images hashed again; so does one with keys a later version added."""
+    image_dir, ann_dir = small_set
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, seed=1)
+    record = json.loads((out / 'splits.json').read_text())
+    names = sorted(record['images'])
+    for stamps in (None, {names[0]: 'not a stamp', names[1]: dict(image='x.png', size=True),
+                          'not_in_images.json': dict(image='x.png', size=1, mtime_ns=1)}):
+        changed = dict(record, later_version_field={'anything': [1]})
+        if stamps is None:
+            del changed['image_stamps']
+        else:
+            changed['image_stamps'] = stamps
+        loaded = SplitRecord.from_json(changed)
+        assert loaded.stamps == {} and loaded.images == record['images']
+        (out / 'splits.json').write_text(json.dumps(changed))
+        summary = convert(image_dir, ann_dir, out, seed=1)
+        assert '8 files in place' in summary.format()
