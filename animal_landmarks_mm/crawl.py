@@ -186,7 +186,7 @@ class CrawlOptions:
         sleep: seconds before each search request and each file download.
         retries: HTTP retries per request or file (with back-off) before giving up.
         retry_sleep: seconds of back-off: the n-th retry of a request or file waits n times
-            this (at most an hour: gallery-dl's ``linear`` duration).
+            this (at most an hour: :func:`retry_waits`).
         timeout: seconds a request may wait for the next bytes before it is retried.
         file_deadline: seconds one file's download, or one search request, may take,
             retries included.
@@ -757,6 +757,17 @@ def resolve_credentials(options: CrawlOptions) -> tuple[str | None, str | None]:
     return user, api_key
 
 
+#: The longest wait before one retry (seconds), as gallery-dl caps its own back-off.
+MAX_RETRY_WAIT = 3600
+
+
+def retry_waits(retry_sleep: float) -> str:
+    """gallery-dl's duration for ``--retry-sleep``: the n-th retry waits n times it, at most
+    :data:`MAX_RETRY_WAIT` (its ``linear:START:MAX=SECONDS`` form; the bare ``linear=`` has no
+    cap). The seconds are written in fixed point: ``1e-05`` would read as a range, 1e to 05."""
+    return f'linear:0:{MAX_RETRY_WAIT}={retry_sleep:.6f}'
+
+
 def configure_gallery_dl(options: CrawlOptions) -> None:
     """gallery-dl's configuration for one crawl: the user's own config files, then ours on top.
 
@@ -789,8 +800,8 @@ def configure_gallery_dl(options: CrawlOptions) -> None:
         'sleep': options.sleep,  # before each file download
         # of the searches, and of the files (BoundedHttpDownloader reads them too)
         'retries': options.retries,
-        'sleep-retries': f'linear={options.retry_sleep}',
-        'sleep-429': f'linear={options.retry_sleep}',
+        'sleep-retries': retry_waits(options.retry_sleep),
+        'sleep-429': retry_waits(options.retry_sleep),
         # besides 5xx: gallery-dl's downloader gives up a file at a 429 (its searches retry it)
         'retry-codes': [429],
         # read timeout of every request, the searches' and the files'

@@ -1213,3 +1213,16 @@ def test_the_help_names_every_credential_variable(crawl_images, capsys):
     for names in CREDENTIAL_ENV.values():
         for name in names:
             assert name in help_text
+
+
+@pytest.mark.parametrize('retry_sleep, waits', [
+    (2, [2, 4, 6]), (86400, [3600, 3600, 3600]), (0.00001, [0.00001, 0.00002, 0.00003]),
+])
+def test_retry_waits_are_capped_at_an_hour_and_read_in_fixed_point(retry_sleep, waits):
+    """gallery-dl's bare 'linear=X' has no cap (a day's --retry-sleep waited n days), and
+    'linear=1e-05' crashed its parser (read as a range)."""
+    from gallery_dl import util
+
+    from animal_landmarks_mm.crawl import retry_waits
+    wait = util.build_duration_func_ex(retry_waits(retry_sleep))
+    assert [wait(n) for n in (1, 2, 3)] == pytest.approx(waits)
