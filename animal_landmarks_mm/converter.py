@@ -406,7 +406,12 @@ def check_image_complete(path: Path) -> None:
     if head.startswith(_PNG_SIGNATURE) and _PNG_END not in tail:
         why = 'ends without its IEND chunk'
     elif head.startswith(_JPEG_START) and _JPEG_END not in tail:
-        why = f'has no end-of-image marker (FF D9) in its last {IMAGE_END_WINDOW} bytes'
+        # a whole JPEG with more than the window appended (a phone's motion photo carries
+        # its video there) fails this cheap check too: the message says both
+        raise AnnotationError(
+            f'image {path.name} ends without a JPEG end marker (FF D9) in its last '
+            f'{IMAGE_END_WINDOW // 1024} KB: cut short, or data appended after the picture, '
+            "such as a motion photo's video: re-save it as a plain JPEG")
     elif head[:4] == b'RIFF' and head[8:12] == b'WEBP' and size < riff_size:
         why = f'is {size} bytes, its RIFF header says {riff_size}'
     else:
@@ -853,6 +858,11 @@ class SplitRecord:
         splits = (self.assignment.get(name), self._picture_splits.get(digest))
         return 'train' if 'train' in splits else splits[0] or splits[1]
 
+    def picture_split(self, digest: str) -> str | None:
+        """The split of the recorded files showing the picture ``digest`` (train when any
+        of them is in train); None for a picture the record does not hold."""
+        return self._picture_splits.get(digest)
+
     @cached_property
     def _picture_splits(self) -> dict[str, str]:
         """Image digest -> the split of its files; train when any of them is in train."""
@@ -975,10 +985,22 @@ class SplitRecord:
         return cls(seed, {name: float(ratios[name]) for name in SPLITS}, assignment, images,
                    stamps)
 
-    def difference(self, seed: int, ratios: dict[str, float]) -> str | None:
-        """Why a split with ``seed`` and ``ratios`` cannot follow this record, or None."""
+    def difference(self, seed: int, ratios: dict[str, float], *,
+                   validation_folder: bool = False) -> str | None:
+        """Why a split with ``seed`` and ``ratios`` cannot follow this record, or None.
+
+        ``validation_folder``: this split has one (val ratio 0); a record that split val off
+        the annotation folder then gets a message of its own, since giving its ratios is no
+        way out (a validation folder takes no val ratio).
+        """
         if seed != self.seed:
             return f'seed {seed} differs from the record\'s {self.seed}'
+        if validation_folder and self.ratios['val'] > 0:
+            return (f'the record split the annotation folder with --val-ratio '
+                    f'{self.ratios["val"]:g}; --val-annotation-dir makes another folder the '
+                    'validation split, which changes the split: pass --reshuffle to split '
+                    'afresh (which puts earlier training images into test), or give another '
+                    '--output-dir')
         if any(not math.isclose(ratios[name], self.ratios[name], rel_tol=0, abs_tol=1e-9)
                for name in SPLITS):
             return (f'ratios ({_ratios_text(ratios)}) differ from the record\'s '
@@ -1172,7 +1194,8 @@ def _empty_split_error(name: str, usable: int, ratio: float, problems: list[str]
 
 
 def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
-                    reshuffle: bool) -> tuple[SplitRecord | None, str | None]:
+                    reshuffle: bool, validation_folder: bool = False
+                    ) -> tuple[SplitRecord | None, str | None]:
     """The earlier split record of the output folder to follow, or None and why the split is
     made afresh.
 
@@ -1188,7 +1211,10 @@ def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
         # a folder converted before records existed: its lists are the split to keep
         earlier = SplitRecord.from_listings(record_path.parent, seed, ratios)
         return (earlier, None) if earlier is not None else (None, 'no split record yet')
-    difference = earlier.difference(seed, ratios)
+    difference = earlier.difference(seed, ratios, validation_folder=validation_folder)
+    if difference is not None and validation_folder and earlier.ratios['val'] > 0 \
+            and seed == earlier.seed:
+        raise ConversionError(f'{record_path}: {difference}')
     if difference is not None:
         raise ConversionError(
             f'{difference} ({record_path}): give the recorded values to keep every file in its '
@@ -1276,7 +1302,9 @@ def _one_record_per_picture(val_records: list[Record], records: list[Record],
         split = placed.get(record.name)
         if split is None:
             return 5
-        by_name = record.name in earlier.assignment
+        # by its name: the name recorded in that same split (a file recorded in val whose
+        # picture is now a train file's is placed by the picture, and ranks after that file)
+        by_name = earlier.assignment.get(record.name) == split
         return (0 if split == 'train' else 3) + (0 if by_name else 1)
 
     claim_order = [(2, r) for r in val_records] + [(rank(r), r) for r in records]
@@ -1285,19 +1313,69 @@ def _one_record_per_picture(val_records: list[Record], records: list[Record],
     return {id(r) for r in kept}, {r.name: placed[r.name] for r in kept if r.name in placed}
 
 
+def _trained_in_validation(val_contents: FolderContents, earlier: SplitRecord | None,
+                           claimed: ClaimedImages, record_path: Path, *,
+                           progress: bool = True) -> set[str]:
+    """Leave out of the validation folder's records those whose picture the earlier record
+    has in train (a file moved from the annotation folder into the validation folder, or a
+    copy of a trained picture), each with a line in its ``problems``: a picture trained on
+    never goes to val. Returns the digests of the pictures so held back.
+
+    Only images that can be a trained picture are hashed (reusing the digests the record
+    holds for images unchanged since, :func:`image_digests`): none without a record of
+    pictures, and, when every recorded training picture has its stamp, only images of a
+    size one of them has.
+    """
+    if earlier is None or not earlier.images:
+        return set()
+    trained = {name for name, split in earlier.assignment.items()
+               if split == 'train' and name in earlier.images}
+    sizes = None
+    if trained and all(name in earlier.stamps for name in trained):
+        sizes = {earlier.stamps[name].size for name in trained}
+    candidates, others = [], []
+    for record in val_contents.records:
+        try:
+            maybe = sizes is None or os.stat(record.picture).st_size in sizes
+        except OSError:
+            maybe = True  # image_digests names it
+        (candidates if maybe else others).append(record)
+    digests, _ = image_digests(candidates, earlier, claimed, val_contents.problems,
+                               progress=progress)
+    held: set[str] = set()
+    for record in candidates:
+        digest = digests.get(record.name)
+        if digest is None:
+            continue  # unreadable: named in problems
+        if earlier.picture_split(digest) == 'train':
+            held.add(digest)
+            val_contents.problems.append(
+                f'{record.ann_path}: its image {record.annotation.image!r} is a picture '
+                f'{record_path} has in the train split; a picture trained on never goes to '
+                'validation: left out of val')
+        else:
+            others.append(record)
+    kept = {id(r) for r in others}
+    val_contents.records = [r for r in val_contents.records if id(r) in kept]
+    return held
+
+
 def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_dir: Path,
                   contents: FolderContents, assignment: dict[str, str],
                   digests: Mapping[str, str], stamps: Mapping[str, ImageStamp],
                   placed: Mapping[str, str], earlier: SplitRecord | None,
-                  afresh: str | None) -> SplitOutcome:
+                  afresh: str | None, held: Collection[str] = ()) -> SplitOutcome:
     """Write the split record of this conversion; returns what it kept, moved and added.
 
     ``digests`` and ``stamps`` are those of :func:`image_digests`; ``placed`` is the split the
-    earlier record gave each file, by its name or its picture (empty when made afresh).
+    earlier record gave each file, by its name or its picture (empty when made afresh);
+    ``held``: the trained pictures left out of the validation folder
+    (:func:`_trained_in_validation`).
 
     Files of the earlier record still in the annotation folder but left out this time keep
     their split in the record, so that a file fixed (or reviewed) later returns to it rather
-    than landing, say, in validation after a round trained on it.
+    than landing, say, in validation after a round trained on it. So do files gone from the
+    annotation folder whose picture is ``held``: it stays recorded as trained.
     """
     outcome = SplitOutcome(record_path, seed, afresh, earlier=record_path.exists(),
                            kept_from=earlier.origin if earlier is not None else None)
@@ -1308,11 +1386,22 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
     images = {name: digests[name] for name in assignment}
     recorded_stamps = {name: stamps[name] for name in assignment if name in stamps}
     present = {path.relative_to(ann_dir).as_posix() for path in contents.files}
+    # moved or renamed: a file new to the record placed by the picture of a recorded file
+    # gone from the folder (not a new copy of a picture whose file is still there)
+    gone_pictures = {followed_images[name] for name in followed
+                     if name not in present and name in followed_images}
     moved = {name for name, split in assignment.items()
-             if placed.get(name) == split and name not in followed}
+             if placed.get(name) == split and name not in followed
+             and digests[name] in gone_pictures}
     moved_pictures = {digests[name] for name in moved}
     for name, split in followed.items():
-        if name not in present:
+        if name not in present and followed_images.get(name) in held:
+            recorded[name] = split  # its picture waits in the validation folder, trained
+            images[name] = followed_images[name]
+            if name in followed_stamps:
+                recorded_stamps[name] = followed_stamps[name]
+            outcome.waiting += 1
+        elif name not in present:
             if followed_images.get(name) not in moved_pictures:  # not moved: gone
                 outcome.dropped += 1
         elif name not in assignment:
@@ -1323,7 +1412,9 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
                     recorded_stamps[name] = followed_stamps[name]
             outcome.waiting += 1
     for name, split in assignment.items():
-        counts = outcome.kept if placed.get(name) == split else outcome.added
+        # in place: the split recorded for it (its name's, or a moved file's picture's)
+        in_place = followed.get(name) == split if name in followed else name in moved
+        counts = outcome.kept if in_place else outcome.added
         counts[split] = counts.get(split, 0) + 1
     outcome.moved = len(moved)
     SplitRecord(seed, ratios, recorded, images, recorded_stamps).write(record_path)
@@ -1393,7 +1484,8 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
                           validation_folder=val_annotation_dir is not None)
     record_path = output_dir / SPLIT_RECORD
     # before the reading: an unreadable record, or another seed, fails at once
-    earlier, afresh = _previous_split(record_path, seed, ratios, reshuffle)
+    earlier, afresh = _previous_split(record_path, seed, ratios, reshuffle,
+                                      val_annotation_dir is not None)
     reader = AnnotationReader(image_dir, include_predicted=include_predicted,
                               progress=progress)
     summary = ConversionSummary()
@@ -1405,6 +1497,10 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     digests, stamps = image_digests(contents.records, earlier, claimed, contents.problems,
                                     progress=progress)
     contents.records = [r for r in contents.records if r.name in digests]
+    held = set()
+    if val_contents is not None:
+        held = _trained_in_validation(val_contents, earlier, claimed, record_path,
+                                      progress=progress)
     kept, placed = _one_record_per_picture(
         val_contents.records if val_contents is not None else [], contents.records, earlier,
         digests, claimed, contents.problems)
@@ -1451,6 +1547,6 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         summary.outputs.append(listing)
     summary.split = _record_split(record_path, seed, split_ratios, Path(annotation_dir),
                                   contents, assignment, digests, stamps, placed, earlier,
-                                  afresh)
+                                  afresh, held)
     summary.outputs.append(record_path)
     return summary

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from animal_landmarks_mm import converter as converter_module
 from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
 from animal_landmarks_mm.converter import (
     BOX_MARGIN,
@@ -789,7 +790,28 @@ def test_a_truncated_image_is_left_out_and_trailing_bytes_are_fine(tmp_path, suf
     assert summary.counts['train'] == 2 and len(summary.problems) == 1
     problem = summary.problems[0]
     assert problem.startswith(str(ann_dir / 'cut.json')) and '\n' not in problem
-    assert f'image truncated: cut{suffix}' in problem
+    if suffix == '.jpg':  # the cheap check cannot tell cut short from appended to
+        assert 'image cut.jpg ends without a JPEG end marker (FF D9) in its last 4 KB' in problem
+    else:
+        assert f'image truncated: cut{suffix}' in problem
+
+
+def test_a_jpeg_with_more_than_4_kb_appended_is_named_truthfully(tmp_path):
+    """A whole JPEG with a video appended (a phone's motion photo) fails the 4 KB end check;
+    the reason says it may be appended data and how to fix it, not only "truncated"."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, ['a', 'b'])
+    pixels = np.random.default_rng(0).integers(0, 255, (48, 64, 3)).astype(np.uint8)
+    ok, jpeg = cv2.imencode('.jpg', pixels)
+    (image_dir / 'motion.jpg').write_bytes(jpeg.tobytes() + b'ftypmp42' + bytes(5000))
+    save_annotation(ann_dir / 'motion.json',
+                    ImageAnnotation('motion.jpg', 64, 48, [Face(_points())]))
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', 1.0, 0.0, 0.0, seed=0)
+    assert summary.counts['train'] == 2 and len(summary.problems) == 1
+    assert summary.problems[0] == (
+        f"{ann_dir / 'motion.json'}: image motion.jpg ends without a JPEG end marker (FF D9) in "
+        "its last 4 KB: cut short, or data appended after the picture, such as a motion "
+        "photo's video: re-save it as a plain JPEG")
 
 
 def test_a_fifo_or_device_named_json_is_left_out_unread(small_set, tmp_path):
@@ -954,23 +976,143 @@ def test_a_moved_file_and_a_copy_are_found_by_reused_digests(tmp_path):
     assert len(summary.problems) == 1 and 'same picture' in summary.problems[0]
 
 
-def test_image_stamps_are_a_cache_the_record_loads_without_them(small_set, tmp_path):
+def test_image_stamps_are_a_cache_the_record_loads_without_them(small_set, tmp_path,
+                                                                 monkeypatch):
     """A record without ``image_stamps`` (an earlier version's) or with entries that are no
     stamps loads, those images hashed again; so does one with keys a later version added."""
     image_dir, ann_dir = small_set
+    an_hour_ago = time.time_ns() - 3600 * 10**9  # old enough for their stamps to be recorded
+    for image in image_dir.iterdir():
+        os.utime(image, ns=(an_hour_ago, an_hour_ago))
+    hashed = []
+    real_sha256 = converter_module.file_sha256
+    monkeypatch.setattr(converter_module, 'file_sha256',
+                        lambda path: hashed.append(Path(path).name) or real_sha256(path))
     out = tmp_path / 'out'
     convert(image_dir, ann_dir, out, seed=1)
+    assert sorted(hashed) == sorted(p.name for p in image_dir.iterdir())
     record = json.loads((out / 'splits.json').read_text())
     names = sorted(record['images'])
-    for stamps in (None, {names[0]: 'not a stamp', names[1]: dict(image='x.png', size=True),
-                          'not_in_images.json': dict(image='x.png', size=1, mtime_ns=1)}):
+    assert sorted(record['image_stamps']) == names
+    hashed.clear()
+    convert(image_dir, ann_dir, out, seed=1)
+    assert hashed == []  # the control: an intact record hashes nothing
+    bad = {names[0]: 'not a stamp', names[1]: dict(image='x.png', size=True),
+           'not_in_images.json': dict(image='x.png', size=1, mtime_ns=1)}
+    for stamps, unstamped in ((None, names), (dict(record['image_stamps'], **bad), names[:2])):
         changed = dict(record, later_version_field={'anything': [1]})
         if stamps is None:
             del changed['image_stamps']
         else:
             changed['image_stamps'] = stamps
         loaded = SplitRecord.from_json(changed)
-        assert loaded.stamps == {} and loaded.images == record['images']
+        assert sorted(loaded.stamps) == sorted(set(names) - set(unstamped))
+        assert loaded.images == record['images']
         (out / 'splits.json').write_text(json.dumps(changed))
+        hashed.clear()
         summary = convert(image_dir, ann_dir, out, seed=1)
         assert '8 files in place' in summary.format()
+        assert sorted(hashed) == sorted(n.replace('.json', '.png') for n in unstamped)
+        assert json.loads((out / 'splits.json').read_text())['image_stamps'] == \
+            record['image_stamps']
+
+
+@pytest.mark.parametrize('aged', [False, True], ids=['fresh', 'stamped'])
+@pytest.mark.parametrize('inside', [False, True], ids=['beside', 'inside'])
+def test_a_trained_picture_moved_into_the_validation_folder_stays_out_of_val(tmp_path,
+                                                                             inside, aged):
+    """The reviewer's scenario: a file the record has in train moved from the annotation
+    folder into --val-annotation-dir is left out of val, named, and its picture stays recorded
+    as trained (a later run holds it back too). Fresh images are hashed; stamped ones (old
+    enough for the record to keep their stamps) have their recorded digests reused."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    stems = [f'a{i}' for i in range(6)]
+    _annotate(image_dir, ann_dir, stems)
+    if aged:
+        an_hour_ago = time.time_ns() - 3600 * 10**9
+        for stem in stems:
+            os.utime(image_dir / f'{stem}.png', ns=(an_hour_ago, an_hour_ago))
+    val_dir = (ann_dir if inside else tmp_path) / 'V'
+    val_dir.mkdir()
+    (ann_dir / 'a5.json').rename(val_dir / 'a5.json')
+    out = tmp_path / 'out'
+    kwargs = dict(seed=1, val_annotation_dir=val_dir)
+    convert(image_dir, ann_dir, out, 0.5, 0.0, 0.5, **kwargs)
+    round1 = _where(out)
+    trained = min(n for n, s in round1.items() if s == 'train')
+    (ann_dir / trained).rename(val_dir / trained)
+    for _ in range(2):
+        summary = convert(image_dir, ann_dir, out, 0.5, 0.0, 0.5, **kwargs)
+        assert (out / 'val.txt').read_text().split() == ['a5.json']
+        assert _where(out) == {n: s for n, s in round1.items() if n != trained}
+        assert summary.problems == [
+            f"{val_dir / trained}: its image {trained.replace('.json', '.png')!r} is a picture "
+            f"{out / 'splits.json'} has in the train split; a picture trained on never goes to "
+            'validation: left out of val']
+        record = json.loads((out / 'splits.json').read_text())
+        assert trained in record['files']['train'] and trained in record['images']
+
+
+def test_a_file_recorded_in_val_showing_a_train_picture_loses_to_the_train_file(tmp_path):
+    """dup.py: a0.json, recorded in val, now shows the picture of a2.json, recorded in train.
+    a0 is placed in train only by its picture, so a2 (in train by its own name) keeps it,
+    whatever the path order, and a0 waits with its recorded split."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i}' for i in range(6)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    round1 = _where(out)
+    assert round1['a0.json'] == 'val' and round1['a2.json'] == 'train'  # the scenario's seed
+    shutil.copy(image_dir / 'a2.png', image_dir / 'a0.png')
+    summary = convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    assert _where(out) == {n: s for n, s in round1.items() if n != 'a0.json'}
+    assert len(summary.problems) == 1
+    assert summary.problems[0].startswith(f"{ann_dir / 'a0.json'}: image 'a0.png' is the same "
+                                          f"picture as {image_dir / 'a2.png'}")
+    assert summary.split.kept == dict(train=2, val=1, test=2) and summary.split.moved == 0
+    assert summary.split.added == {} and summary.split.waiting == 1
+    assert json.loads((out / 'splits.json').read_text())['files']['val'] == \
+        sorted(n for n, s in round1.items() if s == 'val')
+
+
+def test_in_place_counts_only_files_in_their_recorded_split(tmp_path):
+    """A file placed in train by its picture though its name is recorded in val is not "in
+    place"; a new copy of the picture of a file still there (waiting) is new, not "moved or
+    renamed"."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i}' for i in range(6)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    round1 = _where(out)
+    # a0 (val) shows a2's (train) picture; a2 left out this time (skipped in the annotator)
+    shutil.copy(image_dir / 'a2.png', image_dir / 'a0.png')
+    skipped = json.loads((ann_dir / 'a2.json').read_text())
+    skipped['status'] = 'skipped'
+    (ann_dir / 'a2.json').write_text(json.dumps(skipped))
+    _copy_picture(image_dir, ann_dir, 'a3', 'new_copy')  # a3: train, still there
+    (ann_dir / 'a3.json').write_text(json.dumps(dict(skipped, image='a3.png')))
+    summary = convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    where = _where(out)
+    assert where['a0.json'] == 'train' and where['new_copy.json'] == 'train'
+    assert summary.split.moved == 0
+    assert summary.split.kept == dict(val=1, test=2)  # a5; a1, a4
+    assert summary.split.added == dict(train=2) and summary.split.waiting == 2
+    assert round1['a0.json'] == 'val' and round1['a3.json'] == 'train'
+
+
+def test_adding_a_validation_folder_to_a_record_is_one_error(small_set, tmp_path):
+    """adv.py: a record split with --val-ratio and a run adding --val-annotation-dir: one
+    error saying a validation folder changes the split, not one pointing at the val ratio."""
+    image_dir, ann_dir = small_set
+    val_dir = _move_to_validation(ann_dir, tmp_path / 'V')
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.6, 0.2, 0.2, seed=1)
+    with pytest.raises(ConversionError) as error:
+        convert(image_dir, ann_dir, out, 0.6, 0.0, 0.2, seed=1, val_annotation_dir=val_dir)
+    message = str(error.value)
+    assert 'give the recorded values' not in message and '--val-ratio 0.2' in message
+    assert '--val-annotation-dir makes another folder the validation split' in message
+    assert '--reshuffle' in message and 'into test' in message and '--output-dir' in message
+    summary = convert(image_dir, ann_dir, out, 0.6, 0.0, 0.2, seed=1,
+                      val_annotation_dir=val_dir, reshuffle=True)
+    assert summary.counts['val'] == 2
