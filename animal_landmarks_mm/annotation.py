@@ -495,6 +495,18 @@ def fit_name(base: str, suffix: str) -> str:
     return encoded[:room].decode('utf-8', 'ignore') + suffix  # 'ignore': a character cut
 
 
+def new_temporary(target: str | os.PathLike) -> Path:
+    """A new empty file beside ``target``, named as :func:`write_json_atomic`'s temporaries
+    (``.<name>.<random>.animal-landmarks-tmp``), for writers that take a path (``torch.save``,
+    ``onnx.save``): made here, so no file of the user's is written over, and cleaned by
+    :func:`remove_stale_temporaries` if a killed run leaves it."""
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{target.name[:_TEMPORARY_NAME_CHARS]}.',
+                               suffix=TEMPORARY_SUFFIX, dir=target.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
     """Write JSON to ``path`` so that a crash leaves either the old file or the new one, whole.
 

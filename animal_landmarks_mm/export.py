@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .annotation import USUAL_FILE_MODE, file_sha256
+from .annotation import USUAL_FILE_MODE, file_sha256, new_temporary
 from .checkpoints import (
     CheckpointError,
     check_anime_face_detector_compatible,
@@ -106,7 +106,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     if fmt != 'mmpose':  # before anything is written
         check_anime_face_detector_compatible(state_dict)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f'.{out.name}.tmp')
+    tmp = new_temporary(out)
     try:
         if fmt == 'mmpose':
             torch.save(dict(state_dict=state_dict, meta=meta), tmp)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .annotation import new_temporary
 from .checkpoints import CheckpointError
 from .errors import first_line
 
@@ -486,7 +487,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
                               f'{settings["heatmap_size"][1]}')
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f'.{out.name}.tmp')
+    tmp = new_temporary(out)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # The TorchScript exporter (dynamo=False): torch.export's needs onnxscript, one
@@ -510,7 +511,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, str(tmp))
         if crops is not None:
-            float_graph, tmp = tmp, out.with_name(f'.{out.name}.int8.tmp')
+            float_graph, tmp = tmp, new_temporary(out)
             try:
                 quantize_int8(float_graph, tmp, crops)
             finally:

@@ -250,7 +250,7 @@ def test_export_never_overwrites_its_input(afd_files, tmp_path):
 @pytest.mark.parametrize('suffix', ['safetensors', 'pth'])
 def test_a_failed_write_leaves_no_file_behind(afd_files, tmp_path, suffix):
     """A write that fails half-way (a file-size limit here, a full disk in life): one line,
-    and neither the output nor its temporary file .<out>.tmp is left."""
+    and neither the output nor its temporary file is left."""
     resource = pytest.importorskip('resource')
     out = tmp_path / f'animal_face.{suffix}'
 
@@ -284,3 +284,14 @@ def test_the_output_suffix_decides_the_format_in_any_case(afd_files, afd_state_d
         with pytest.raises(CheckpointError, match='an .onnx name for a pth file'):
             export_checkpoint(afd_files / 'model.safetensors', tmp_path / name, fmt='pth')
     assert [p.name for p in tmp_path.iterdir()] == ['model.SAFETENSORS']
+
+
+def test_the_export_never_writes_over_a_file_named_like_its_temporary(afd_files, tmp_path):
+    """The temporary file was .<out>.tmp, a fixed name: a person's file of that name was
+    written over and deleted."""
+    out = tmp_path / 'animal_face.safetensors'
+    users = tmp_path / f'.{out.name}.tmp'
+    users.write_text('user data')
+    export_checkpoint(afd_files / 'mmpose_anime-face_hrnetv2.pth', out)
+    assert users.read_text() == 'user data'
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, users.name])
