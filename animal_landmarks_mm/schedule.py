@@ -8,7 +8,8 @@ config states its schedule as a *recipe* (``schedule = dict(...)`` beside ``trai
         samples=40_000,        # at least this many training samples (faces seen) ...
         min_epochs=60,         # ... and at least this many passes over a large set
         warmup=0.05,           # linear warmup over this share of the steps ...
-        max_warmup_iters=500,  # ... but no longer than this
+        max_warmup_iters=500,  # ... but no longer than this (optimizer steps, as all counts
+                               # here: with gradient accumulation, K times the iterations)
         final_lr=0.01,         # cosine decay to this share of the peak lr
         validations=10,        # evaluations (and checkpoints) per run
         lr_batch=64,           # optim_wrapper's lr is for this many faces per step
@@ -62,9 +63,9 @@ SCHEDULE_OPTIONS = ('train_cfg.type', 'train_cfg.by_epoch', 'train_cfg.max_epoch
 #: the ``--cfg-options`` key outside ``train_cfg`` that the plan would write over: kept when given
 CHECKPOINT_INTERVAL_OPTION = 'default_hooks.checkpoint.interval'
 
-#: the shortest warmup: mmengine's ``LinearLR`` reaches its end factor at its last step, so one
-#: over a single step stays at its start factor (0.1 %), and the cosine after it chains from
-#: there; a shorter warmup is none (the run starts at the peak lr)
+#: the shortest warmup (optimizer steps): mmengine's ``LinearLR`` reaches its end factor at its
+#: last step, so one over a single step stays at its start factor (0.1 %), and the cosine after
+#: it chains from there; a shorter warmup is none (the run starts at the peak lr)
 MIN_WARMUP_ITERS = 2
 
 

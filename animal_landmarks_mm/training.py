@@ -20,6 +20,7 @@ import animal_landmarks_mm  # noqa: F401  (registers the dataset; safe checkpoin
 
 from .errors import AnimalLandmarksError, first_line
 from .schedule import (
+    CHECKPOINT_INTERVAL_OPTION,
     ScheduleError,
     SchedulePlan,
     check_positive,
@@ -438,6 +439,9 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
             raise TrainingSetupError(str(e)) from None
     if workers is not None and workers < 0:
         raise TrainingSetupError(f'--workers must be 0 or more, got {workers}')
+    if save_freq is not None and CHECKPOINT_INTERVAL_OPTION in (cfg_options or {}):
+        raise TrainingSetupError(f'--save-freq and --cfg-options {CHECKPOINT_INTERVAL_OPTION} '
+                                 'both set the checkpoint interval: give one of them')
     if not (math.isfinite(early_stop_min_delta) and early_stop_min_delta >= 0):
         raise TrainingSetupError('--early-stop-min-delta must be 0 or more, got '
                                  f'{early_stop_min_delta}')

@@ -704,6 +704,10 @@ def test_a_checkpoint_interval_given_is_kept_and_shown(tmp_path, coco_dir):
     plan = apply_simple_flags(cfg, iters=30, cfg_options=options)
     assert cfg.default_hooks.checkpoint.interval == 3 and not cfg.default_hooks.checkpoint.by_epoch
     assert 'validation  every 3 steps (a checkpoint every 3 steps; the best' in plan.format()
+    cfg = _with_options(tmp_path, coco_dir, options)  # --save-freq wrote over it unsaid
+    with pytest.raises(TrainingSetupError, match='--save-freq and --cfg-options '
+                       'default_hooks.checkpoint.interval both set the checkpoint interval'):
+        apply_simple_flags(cfg, epochs=40, save_freq=2, cfg_options=options)
 
 
 def _updates(cfg, max_iters):
