@@ -113,7 +113,7 @@ def test_every_tool_that_takes_a_checkpoint_says_a_broken_one_in_one_line(coco_d
         'train.py': [MAIN_CONFIG, '--checkpoint', broken, '--data-root', coco_dir, '--work-dir',
                      tmp_path / 'train', '--no-time-estimate', '--cfg-options', *TINY],
         'annotate_landmarks.py': ['--image-dir', images, '--output-dir', tmp_path / 'ann',
-                                  '--checkpoint', broken, '--port', '0'],
+                                  '--checkpoint', broken, '--port', str(free_port())],
     }
     for tool, args in commands.items():
         proc = run_tool(tool, *args, check=False)
@@ -234,7 +234,7 @@ def test_a_pretrained_name_not_in_the_cache_is_one_line_saying_how_to_bring_it(c
             ('export.py', ['anime-face-detector', tmp_path / 'x.safetensors']),
             ('annotate_landmarks.py', ['--image-dir', tmp_path, '--output-dir',
                                        tmp_path / 'ann', '--checkpoint', 'anime-face-detector',
-                                       '--port', '0']),
+                                       '--port', str(free_port())]),
             # the fine-tuning config's own load_from
             ('train.py', [FINETUNE_CONFIG, '--work-dir', tmp_path / 'ft', '--data-root',
                           coco_dir, '--no-time-estimate', '--cfg-options', *TINY])):
