@@ -77,9 +77,10 @@ SUPERSEDED_DIR = 'superseded'
 MAX_SIDECAR_BYTES = 1 << 20
 #: Undo steps kept per opened image (the issue asks for at least 100).
 HISTORY_STEPS = 200
-#: Faces per image: a group picture has a few dozen at most. Bounded because every undo step
-#: copies every face, under the lock all tabs share: a page adding faces without end would
-#: stall the annotator.
+#: Faces a page may make per image: a group picture has a few dozen at most. Bounded because
+#: every undo step copies every face, under the lock all tabs share: a page adding faces without
+#: end would stall the annotator. Files (and their drafts) holding more, e.g. from a detector on
+#: a crowd picture, still open: the bound is on :meth:`ImageEdit.new_face` only.
 MAX_FACES = 64
 #: The longest skip reason taken (the page offers a few words; a reason is no document).
 MAX_REASON_CHARS = 500
@@ -695,8 +696,10 @@ class ImageEdit:
             EditError, TypeError, KeyError...: a draft of another shape (the caller names the
                 file).
         """
-        if not isinstance(raw['faces'], list) or not 0 < len(raw['faces']) <= MAX_FACES:
-            raise TypeError(f'faces must be a list of 1 to {MAX_FACES} faces')
+        # no MAX_FACES here: it bounds the faces a page makes (new_face); a file may hold more
+        # (a detector on a crowd picture), and its draft reopens as the file opened
+        if not isinstance(raw['faces'], list) or not raw['faces']:
+            raise TypeError('faces must be a list of 1 or more faces')
         faces = [FaceEdit.from_json(f) for f in raw['faces']]
         if any(len(f.points) != NUM_KEYPOINTS or
                len(f.visibility) != NUM_KEYPOINTS for f in faces):
@@ -932,9 +935,10 @@ class AnnotationSession:
         1. A file belongs to the image its ``"image"`` field names (when several name one image,
            the one of its most preferred name, see :func:`_candidate_names`, then the old
            ``<stem>_<suffix>.json``, then by name).
-        2. A broken file named ``<stem>.json`` or ``<name>.json`` of exactly one image, which has
-           no file yet, is that image's: opening it shows the error instead of starting a second
-           file beside it.
+        2. A broken file named ``<stem>.json`` or ``<name>.json`` (the first two of
+           :func:`_candidate_names`, cut alike) of exactly one image, which has no file yet,
+           is that image's: opening it shows the error instead of starting a second file
+           beside it.
         3. Every other image gets the first of its candidate names that no file (bound or not,
            any case) and no image before it holds; its draft prefers its annotation file's name.
 
@@ -947,9 +951,13 @@ class AnnotationSession:
         # images with unfinished work in a draft: not done, even when an earlier version of
         # the image is annotated (reopened and left half-edited, it must not be forgotten)
         self._pending: set[str] = set()
-        by_stem: dict[str, list[str]] = collections.defaultdict(list)
+        # the names a broken file may be an image's by: its first two candidate names (cut as
+        # every file name is, so a long-named image's broken file is found too)
+        by_name: dict[str, set[str]] = collections.defaultdict(set)
         for name in self.images:
-            by_stem[f'{Path(name).stem}.json'].append(name)
+            candidates = _candidate_names(name)
+            for _ in range(2):
+                by_name[next(candidates)].add(name)
         names, records = self._scan(self.output_dir)
         draft_names, draft_records = self._scan(self.output_dir / DRAFT_DIR, drafts=True)
         for bound, folder_names, folder_records in (
@@ -980,9 +988,7 @@ class AnnotationSession:
             for record in folder_records:
                 if not record.broken or record.image in self._index:  # claimed above
                     continue
-                owners = set(by_stem.get(record.name, []))
-                if record.name[:-len('.json')] in self._index:
-                    owners.add(record.name[:-len('.json')])
+                owners = set(by_name.get(record.name, ()))
                 if len(owners) == 1 and (owner := owners.pop()) not in bound:
                     bound[owner] = record.name
                     if bound is self._files:
@@ -1286,8 +1292,9 @@ def lock_output_folder(folder: str | os.PathLike) -> OutputFolderLock | None:
         folder: the output folder (it exists).
 
     Returns:
-        The lock; None where there is nothing to lock with: no ``flock`` (Windows), or a folder
-        where the lock file cannot be made (read-only: nothing can be saved there either).
+        The lock; None where there is nothing to lock with: no ``flock`` (Windows), a folder
+        where the lock file cannot be made (read-only: nothing can be saved there either), or a
+        file system whose ``flock`` fails (NFS without a lock daemon: one warning is logged).
 
     Raises:
         OutputFolderInUseError: another process holds it (the message names it by its id).
@@ -1324,6 +1331,11 @@ def lock_output_folder(folder: str | os.PathLike) -> OutputFolderLock | None:
                 f'{folder} is in use by another annotator (process id {holder}); two on one '
                 'folder would overwrite each other\'s saves: stop that one, or choose another '
                 '--output-dir') from None
+        except OSError as e:  # ENOLCK: NFS without a lock daemon; EBADF: some read-only ones
+            logger.warning('cannot lock the output folder %s (%s): two annotators on it would '
+                           'overwrite each other\'s saves', folder, e.strerror or e)
+            os.close(fd)
+            return None
         with contextlib.suppress(OSError):  # a read-only descriptor: the lock is what counts
             os.ftruncate(fd, 0)
             os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)

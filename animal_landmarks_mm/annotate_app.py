@@ -27,7 +27,9 @@ the page is quiet and no prediction of the page waits (:class:`ModelGate`).
 
 The page draws every edit at once and sends it; the server never draws pictures. Requests whose
 ``Host`` is not the annotator's own address are refused (:class:`HostGuard`: DNS rebinding), as
-are uploads (the page has no file input) and request bodies over :data:`MAX_BODY_BYTES`.
+are uploads (the page has no file input). The annotator's own API (``annotator/api/open`` and
+``annotator/api/edit``) reads request bodies of at most :data:`MAX_BODY_BYTES`; the bodies of
+Gradio's own routes are Gradio's to bound.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ from fastapi import Request  # a module global: FastAPI resolves the routes' ann
 
 from .annotate import (
     HISTORY_STEPS,
+    MAX_REASON_CHARS,
     AnnotationConflictError,
     AnnotationSession,
     EditError,
@@ -81,8 +84,9 @@ EDITOR_FILES = {'editor.js': 'text/javascript', 'editor.css': 'text/css'}
 MAX_TABS = 64
 #: Edit operations accepted in one request.
 MAX_OPS = 1000
-#: The largest request body read, in bytes (a full batch of MAX_OPS edits is about 100 KB): a
-#: larger one is refused (413) before it is read whole into memory.
+#: The largest request body the annotator's API routes read, in bytes (a full batch of MAX_OPS
+#: edits is about 100 KB): a larger one is refused (413) before it is read whole into memory.
+#: Gradio's own routes are not counted here.
 MAX_BODY_BYTES = 1 << 20
 #: The last part of the paths of Gradio's routes that take files: the page has no component
 #: that uploads, and Gradio would keep whatever any page sent and serve it back.
@@ -650,7 +654,8 @@ class Annotator:
             visibility={name: flag for flag, name in VISIBILITY_FLAGS.items()},
             label_parts=label_parts(),
             history_steps=HISTORY_STEPS, max_ops=MAX_OPS,
-            skip_reasons=list(SKIP_REASONS), predict=self.predictor is not None,
+            skip_reasons=list(SKIP_REASONS), max_reason_chars=MAX_REASON_CHARS,
+            predict=self.predictor is not None,
             detector=self.detector is not None, shortcuts=SHORTCUTS,
             chart=dict(url='annotator/chart.png', width=width, height=height, points=points))
 
@@ -932,9 +937,11 @@ class Annotator:
                 again from ``applied + 1``).
 
         Returns:
-            An HTTP status and the answer: 200 and the state (``message`` says what was
-            refused, if anything), or 410 when the tab's image is not open here any more (a
-            restarted server: the page reopens it and sends its unsaved operations again).
+            An HTTP status and the answer: 200, the state (its ``message`` says what was
+            refused, if anything) and ``refused``, the sequence numbers of the operations
+            refused in this batch (the page stays on an image whose skip was refused), or
+            410 when the tab's image is not open here any more (a restarted server: the page
+            reopens it and sends its unsaved operations again).
         """
         _check_tab_id(tab)
         if not isinstance(ops, list) or len(ops) > MAX_OPS:
@@ -947,7 +954,7 @@ class Annotator:
             # a batch that changes nothing (refused edits, a flag set to what it was) leaves
             # nothing to save: a rewrite would be a false conflict for another tab
             content, was_dirty = found.edit.content(), found.edit.dirty
-            messages = []
+            messages, refused = [], []
             for op in ops:
                 seq = op.get('seq') if isinstance(op, dict) else None
                 if isinstance(seq, bool) or not isinstance(seq, int):
@@ -966,9 +973,11 @@ class Annotator:
                         found.edit.apply(op)
                 except (AnimalLandmarksError, ValueError) as e:
                     messages.append(f'refused: {e}')
+                    refused.append(seq)
                 except Exception as e:  # the model failed (torch, onnxruntime, cv2): one line
                     logger.exception('edit %s of %s failed', op.get('op'), found.edit.image)
                     messages.append(f'refused: {op.get("op")} failed ({first_line(e)[:200]})')
+                    refused.append(seq)
                 if op.get('op') not in ('undo', 'redo') and found.edit.recorded == steps:
                     found.edit.record_unchanged()  # the page counted it as a step
             if not was_dirty and found.edit.content() == content:
@@ -978,7 +987,7 @@ class Annotator:
             if problem is not None:  # complete by count, but no annotation the converter takes
                 messages.append(f'not done, kept as a draft: {problem}')
             found.message = '; '.join(m for m in messages if m)
-            return 200, dict(state=self.state(found))
+            return 200, dict(state=self.state(found), refused=refused)
 
     def _predict(self, edit: ImageEdit, op: dict) -> str:
         """The model's 28 points for a face (its box, a detected face or the whole image);

@@ -552,6 +552,23 @@ def test_a_file_naming_another_image_is_never_shown(tmp_path):
     assert load_annotation(out / 'a.json').image == 'b.png'  # left alone
 
 
+def test_a_broken_file_of_a_long_named_image_is_bound_to_it(tmp_path):
+    """A long name's file is cut (fit_name): its broken file is still found by the cut name,
+    not sidestepped by a second file."""
+    from animal_landmarks_mm.annotation import fit_name
+    image = 'a' * 251 + '.png'
+    images = _images(tmp_path / 'images', (image,))
+    out = tmp_path / 'out'
+    out.mkdir()
+    broken = out / fit_name('a' * 251, '.json')
+    broken.write_text('{"format": "animal_landmarks_mm.annotation", "faces": [')
+    session = AnnotationSession(images, out)
+    assert session.annotation_path(image) == broken
+    with pytest.raises(AnnotationError, match='broken|cannot|JSON'):
+        session.open(image)
+    assert sorted(p.name for p in out.iterdir() if p.suffix == '.json') == [broken.name]
+
+
 def test_a_broken_file_is_shown_to_its_image_not_sidestepped(tmp_path):
     images = _images(tmp_path / 'images', ('a.png', 'b.png'))
     out = tmp_path / 'out'
@@ -712,7 +729,7 @@ def test_a_face_the_converter_would_refuse_stays_a_draft(session, case):
     'FIELDS {"model": "\\udcff"}',
     'FIELDS {"model": ["not", "text"]}',
     'FIELDS {"reviewed_at": "\\ud800"}',
-    'FACES 65',  # more than MAX_FACES
+    'FACES 0',
 ])
 def test_a_hostile_draft_is_one_line_never_a_traceback(session, payload):
     draft = session.draft_path('a.png')
@@ -740,6 +757,24 @@ def test_a_hostile_draft_is_one_line_never_a_traceback(session, payload):
         session.open('a.png')
     assert str(draft) in str(caught.value) and '\n' not in str(caught.value)
     assert draft.read_text() == payload  # never modified
+
+
+def test_a_file_with_more_faces_than_a_page_may_make_opens_edits_and_reopens(session):
+    """A detector on a crowd picture writes more than MAX_FACES faces: the file opens, its
+    unfinished edit goes to a draft, and that draft opens again (the bound is on new faces)."""
+    points = [(2.0 + k, 3.0 + k) for k in range(28)]
+    count = MAX_FACES + 6
+    save_annotation(session.annotation_path('a.png'), ImageAnnotation(
+        'a.png', 80, 60, [Face(points) for _ in range(count)], status='predicted',
+        meta=dict(model='detector')))
+    edit = session.open('a.png')
+    assert len(edit.faces) == count
+    edit.remove_point(0, face=count - 1)  # unfinished: saved as a draft
+    assert session.save(edit) == session.draft_path('a.png')
+    again = session.open('a.png')  # the draft
+    assert len(again.faces) == count and again.faces[count - 1].points[0] is None
+    with pytest.raises(EditError, match=f'at most {MAX_FACES} faces'):
+        again.apply(dict(op='new_face'))  # a page still makes no more
 
 
 def test_a_negative_face_index_in_a_draft_opens_the_first_face(session):
@@ -966,3 +1001,31 @@ def test_one_process_at_a_time_holds_the_output_folder(tmp_path):
     with pytest.raises(OutputFolderError, match='cannot make the lock file'):
         lock_output_folder(other)
     assert not (tmp_path / 'target').exists()
+
+
+def test_a_folder_whose_file_system_cannot_lock_is_annotated_unlocked(tmp_path, monkeypatch,
+                                                                     caplog):
+    """NFS without a lock daemon: flock fails with ENOLCK (no test can make that file system,
+    so flock is made to fail as it does there). The annotator starts, warning once."""
+    import errno
+    import fcntl
+    opened = []
+    real_open = os.open
+
+    def recording_open(*args, **kwargs):
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(os, 'open', recording_open)
+    monkeypatch.setattr(fcntl, 'flock', no_locks)
+    with caplog.at_level('WARNING', logger='animal_landmarks_mm.annotate'):
+        assert lock_output_folder(tmp_path) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert len(warnings) == 1 and 'cannot lock the output folder' in warnings[0]
+    assert "overwrite each other's saves" in warnings[0] and '\n' not in warnings[0]
+    for fd in opened:  # the lock file's descriptor is closed
+        with pytest.raises(OSError):
+            os.fstat(fd)

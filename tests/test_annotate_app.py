@@ -738,10 +738,12 @@ def test_names_of_a_files_list_reach_the_terminal_escaped(tmp_path):
     have, TEST-NET-3: the tool warns, then cannot listen, and ends.)"""
     from conftest import run_tool
     cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((20, 20, 3), np.uint8))
-    (tmp_path / 'list.txt').write_text('a.png\nodd\x1b[31mRED.png\n')
+    (tmp_path / 'list.txt').write_text('a.png\nodd\x1b[31mRED.png\nm1.png\nm2.png\nm3.png\n')
     proc = run_tool('annotate_landmarks.py', '--image-dir', '.', '--output-dir', 'out',
                     '--files', 'list.txt', '--host', '203.0.113.1', cwd=tmp_path, check=False)
-    assert '\x1b' not in proc.stderr and 'odd\\x1b[31mRED.png); left out' in proc.stderr
+    assert '\x1b' not in proc.stderr and (
+        f'warning: 4 names of list.txt are not images of {tmp_path} '
+        '(odd\\x1b[31mRED.png, m1.png, m2.png and 1 more); left out\n') in proc.stderr, proc.stderr
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith(
         'error: cannot listen on 203.0.113.1:7860: ')
     # a port another annotator holds: one line, and no 'open http://...' pointing at it
@@ -945,8 +947,38 @@ def test_values_of_another_type_are_refused_in_one_line(folders):
         'reason is not valid Unicode (a lone surrogate): bad \\udcff')
 
 
-def test_the_help_counts_unfinished_drafts_as_to_do():
-    assert SHORTCUTS['u'] == 'next image to do (no annotation, predicted, or an unfinished draft)'
+def test_the_help_for_u_is_served_and_u_goes_to_an_unfinished_draft(client, folders):
+    """The page's help comes from the served config: u says it visits unfinished drafts, and
+    the image to do after every image is annotated is the one left with a draft."""
+    help_u = client.get('/annotator/api/config').json()['shortcuts']['u']
+    assert help_u == SHORTCUTS['u'] and 'unfinished draft' in help_u
+    annotator = _annotator(folders)
+    tab = Tab(annotator)
+    for image in ('a.png', 'b.png', 'c.png'):
+        tab.open(image=image)
+        tab.send(*_places([(1 + k, 2 + k) for k in range(28)]))
+    assert tab.open(go='todo')['ok'] is False  # all done
+    tab.open(image='b.png')
+    state = tab.send(dict(op='new_face'), dict(op='place', face=1, index=0, x=5.0, y=5.0))
+    assert annotator.session.has_draft('b.png') and state['progress']['to_do'] == 1
+    tab.open(image='a.png')
+    assert tab.open(go='todo')['state']['image'] == 'b.png'
+
+
+def test_the_edit_answer_names_refused_operations_and_the_config_the_reason_limit(client):
+    """The page stays on an image whose skip was refused: the answer says which operations
+    were refused, and the config how long a skip reason may be (the input's maxlength)."""
+    from animal_landmarks_mm.annotate import MAX_REASON_CHARS
+    assert client.get('/annotator/api/config').json()['max_reason_chars'] == MAX_REASON_CHARS
+    state = client.post('/annotator/api/open', json=dict(tab=TAB, image='a.png')).json()['state']
+    answer = client.post('/annotator/api/edit', json=dict(tab=TAB, token=state['token'], ops=[
+        dict(op='place', index=0, x=5, y=5, seq=1),
+        dict(op='skip', reason='x' * (MAX_REASON_CHARS + 1), seq=2),
+        dict(op='place', index=1, x=-5, y=5, seq=3),
+        dict(op='skip', reason='blurry', seq=4)])).json()
+    assert answer['refused'] == [2, 3]
+    assert answer['state']['message'].startswith('refused: a skip reason')
+    assert answer['state']['edit']['status'] == 'skipped'  # the fourth was taken
 
 
 @pytest.mark.parametrize('port', ['0', '65536', '-1', 'http'])

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animal_landmarks_mm.annotate import AnnotationSession
+from animal_landmarks_mm.annotate import MAX_REASON_CHARS, AnnotationSession
 from animal_landmarks_mm.annotate_app import Annotator, launch
 from animal_landmarks_mm.annotation import Face, ImageAnnotation, load_annotation, save_annotation
 from animal_landmarks_mm.benchmarks.annotator import review_folder, scratch_versus_review
@@ -990,6 +990,29 @@ def test_touch_pointercancel_keys_in_any_layout_focused_buttons_and_zoom(small_s
     page.page.wait_for_function('name => { const e = window.landmarkEditor; '
                                 'return e.doc.image !== name && !e.navigating; }', arg=skipped_to)
     assert page.page.locator('#le-skip-reason').input_value() == 'bad quality'
+    page.close()
+
+
+def test_a_skip_the_server_refuses_stays_on_the_image_and_says_why(small_server, browser):
+    """The reason field is as long as the server takes; a longer one (set by a script, past
+    maxlength) is refused there, and the page stays on the image with the refusal shown."""
+    url, out = small_server
+    page = Page(browser, url, 'b.png')
+    field = page.page.locator('#le-skip-reason')
+    assert field.evaluate('e => e.maxLength') == MAX_REASON_CHARS
+    field.evaluate('(e, n) => { e.value = "x".repeat(n + 1); }', MAX_REASON_CHARS)
+    page.page.locator('#le-skip button[type="submit"]').click()
+    page.wait_text('le-message', 'refused: a skip reason')
+    page.page.wait_for_function('() => { const e = window.landmarkEditor; '
+                                'return !e.navigating && !e.queue.length && !e.inFlight; }')
+    page.page.wait_for_timeout(300)  # no navigation follows
+    assert page.state['image'] == 'b.png' and page.js('e.doc.edit.status') != 'skipped'
+    assert 'refused: a skip reason' in page.text('le-message')
+    assert not (out / 'b.json').exists()
+    field.fill('blurry')  # within the limit: skipped, and the page moves on
+    page.page.locator('#le-skip button[type="submit"]').click()
+    page.page.wait_for_function('() => window.landmarkEditor.doc.image !== "b.png"')
+    assert load_annotation(out / 'b.json').status == 'skipped'
     page.close()
 
 

@@ -119,12 +119,9 @@ def main(argv=None):
                               pre_annotate=args.pre_annotate)
     if session.unknown_in_order:
         # the names come from the --files list: no escape sequence reaches the terminal
-        shown = ', '.join(printable(name, one_line=True, limit=80)
-                          for name in session.unknown_in_order[:3])
-        more = len(session.unknown_in_order) - 3
         print(printable(f'warning: {len(session.unknown_in_order)} names of {args.files} are '
-                        f'not images of {session.image_dir} ('
-                        f'{shown}{f" and {more} more" if more > 0 else ""}); left out'),
+                        f'not images of {session.image_dir} '
+                        f'({some_names(session.unknown_in_order)}); left out', one_line=True),
               file=sys.stderr, flush=True)
     if not os.access(session.output_dir, os.W_OK):
         print(f'warning: {session.output_dir} is not writable: edits will show "not saved" '
@@ -144,11 +141,17 @@ def warn_undecodable(session: AnnotationSession) -> None:
     """One line on the images left out for names that are not valid UTF-8 (escaped: the bad
     bytes show as \\udcXX)."""
     names = session.undecodable_images
-    shown = ', '.join(printable(name, one_line=True, limit=80) for name in names[:3])
-    more = f' and {len(names) - 3} more' if len(names) > 3 else ''
     print(printable(f'warning: {len(names)} images of {session.image_dir} are left out: their '
-                    f'names are not valid UTF-8 ({shown}{more}); rename them to annotate them',
-                    one_line=True), file=sys.stderr, flush=True)
+                    f'names are not valid UTF-8 ({some_names(names)}); rename them to annotate '
+                    'them', one_line=True), file=sys.stderr, flush=True)
+
+
+def some_names(names: list[str], first: int = 3) -> str:
+    """The first ``first`` of ``names``, each escaped and cut to one short line (no escape
+    sequence reaches the terminal), and how many more: ``a, b, c and 4 more``."""
+    shown = ', '.join(printable(name, one_line=True, limit=80) for name in names[:first])
+    more = len(names) - first
+    return f'{shown} and {more} more' if more > 0 else shown
 
 
 def check_can_listen(host: str, port: int) -> None:

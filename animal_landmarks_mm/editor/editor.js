@@ -196,6 +196,7 @@
       this.config = null;
       this.doc = null;         // the server's state of the open image
       this.edit = null;        // the page's state of it (the server's plus pending edits)
+      this.refused = new Set();  // the open image's operations the server refused (their seq)
       this.undoStack = [];
       this.redoStack = [];
       this.queue = [];         // operations not on disk yet, in order
@@ -361,6 +362,7 @@
         reasons.append(option);
       }
       this.$('le-skip-reason').value = this.config.skip_reasons[0];
+      this.$('le-skip-reason').maxLength = this.config.max_reason_chars;  // the server's limit
       const table = this.$('le-help-table');
       for (const [key, what] of Object.entries(this.config.shortcuts)) {
         const tr = document.createElement('tr');
@@ -455,6 +457,7 @@
       this.saved = state.saved;
       this.queue = this.queue.filter((op) => op.seq > state.saved);
       this.doc = state;
+      for (const seq of answer.refused || []) this.refused.add(seq);
       if (state.save_error) {
         this.say(state.save_error, 'error');
         if (!state.conflict) this.scheduleRetry(3000);
@@ -540,14 +543,13 @@
       this.applied = 0;
       this.saved = 0;
       this.queue = [];
+      this.refused.clear();
       // the server's undo history is gone with it: an undo now would undo nothing there
       this.undoStack = [];
       this.redoStack = [];
-      for (const op of pending) {
-        const copy = Object.assign({}, op);
-        delete copy.seq;
-        copy.seq = ++this.seq;
-        this.queue.push(copy);
+      for (const op of pending) {  // renumbered in place: a skip waiting on its op sees it
+        op.seq = ++this.seq;
+        this.queue.push(op);
       }
       this.say(`the server restarted: sending ${pending.length} unsaved edits again`);
       this.flush();
@@ -567,8 +569,10 @@
 
     // --- opening images ---------------------------------------------------------------------
 
-    /** Open an image (params of annotator/api/open); true when one is shown. */
-    async go(params, {replace = false, history: push = true, discard = false} = {}) {
+    /** Open an image (params of annotator/api/open); true when one is shown. Not when the
+     *  edit ``unless`` was refused by the server (its refusal is shown instead). */
+    async go(params, {replace = false, history: push = true, discard = false,
+                      unless = null} = {}) {
       if (this.navigating) return false;
       // Up from the start, while the edits are still being saved: a second n meanwhile is no
       // second navigation, and an edit is refused rather than made to the image being left.
@@ -585,6 +589,10 @@
             : 'not saved yet: your edits are kept in this page until the server has them; ' +
               'try again in a moment';
           this.say(why, 'error');
+          return false;
+        }
+        if (unless && this.refused.has(unless.seq)) {  // saved, but that edit was refused
+          this.say((this.doc && this.doc.message) || `refused: ${unless.op}`, 'error');
           return false;
         }
         this.$('le-loading').classList.add('le-visible');
@@ -645,6 +653,7 @@
       this.applied = state.applied || 0;
       this.saved = state.saved || 0;
       this.queue = [];
+      this.refused.clear();
       this.offline = false;
       this.retries = 0;
       this.undoStack = [];
@@ -1018,10 +1027,12 @@
 
     async skip(reason) {
       if (!this.canEdit()) return;
-      this.commit({op: 'skip', reason: reason || ''});
+      const op = {op: 'skip', reason: reason || ''};
+      this.commit(op);
       // go() saves it first, as navigating: an edit meanwhile is refused (not made to the
-      // image skipped), an n is no second navigation
-      await this.go({go: 'todo'});
+      // image skipped), an n is no second navigation; a skip the server refused (a reason
+      // over its limit) stays on this image, the refusal shown
+      await this.go({go: 'todo'}, {unless: op});
     }
 
     // --- pointer --------------------------------------------------------------------------------
