@@ -43,7 +43,6 @@ from typing import Any
 from .annotation import (
     FORMAT_NAME,
     LEGACY_FORMAT_KEY,
-    SIDECAR_FORMAT,
     STATUS_ANNOTATED,
     STATUS_PREDICTED,
     STATUS_SKIPPED,
@@ -59,6 +58,7 @@ from .annotation import (
     load_annotation,
     parse_annotation,
     read_regular_file,
+    read_sidecar,
     remove_stale_temporaries,
     scan_images,
     sync_folder,
@@ -73,8 +73,6 @@ logger = logging.getLogger(__name__)
 DRAFT_DIR = '.drafts'
 #: Drafts that could no longer be saved (their annotation file changed), in ``DRAFT_DIR``.
 SUPERSEDED_DIR = 'superseded'
-#: A crawler's sidecar is a few hundred bytes; a larger one is not read into every save.
-MAX_SIDECAR_BYTES = 1 << 20
 #: Undo steps kept per opened image (the issue asks for at least 100).
 HISTORY_STEPS = 200
 #: Faces a page may make per image: a group picture has a few dozen at most. Bounded because
@@ -1166,19 +1164,15 @@ class AnnotationSession:
         """What ``tools/crawl_images.py`` recorded of the image (``IMAGE.json`` beside it):
         a JSON object marked as the crawler's (:data:`~.annotation.SIDECAR_FORMAT`; with
         ``--output-dir`` the image folder, ``IMAGE.json`` may be an annotation file), inside
-        the image folder, of at most :data:`MAX_SIDECAR_BYTES`, that a file can hold again
+        the image folder (:func:`~.annotation.read_sidecar`), that a file can hold again
         (no NaN, no lone surrogate); else None (a sidecar is a nicety, never a reason not to
         save)."""
         try:
-            sidecar = resolve_inside(self.image_dir, f'{image}.json')
-            if not sidecar.is_file() or sidecar.stat().st_size > MAX_SIDECAR_BYTES:
-                return None
-            source = json.loads(sidecar.read_text(encoding='utf-8'))
-            if not isinstance(source, dict) or source.get('format') != SIDECAR_FORMAT:
-                return None
-            json.dumps(source, allow_nan=False, ensure_ascii=False).encode('utf-8')
-        except (UnsafeNameError, ValueError, RecursionError, OSError):  # ValueError: broken
-            return None  # JSON, not UTF-8, NaN, a lone surrogate
+            source = read_sidecar(resolve_inside(self.image_dir, f'{image}.json'))
+            if source is not None:
+                json.dumps(source, allow_nan=False, ensure_ascii=False).encode('utf-8')
+        except (UnsafeNameError, ValueError):  # ValueError: NaN, a lone surrogate
+            return None
         return source
 
     def _set_aside(self, draft: Path) -> Path:

@@ -153,6 +153,25 @@ def read_regular_file(path: str | os.PathLike) -> bytes:
         return f.read()
 
 
+#: The largest crawler sidecar read (bytes): one is a few hundred; a larger file named like one
+#: is not the crawler's.
+SIDECAR_MAX_BYTES = 1 << 20
+
+
+def read_sidecar(path: str | os.PathLike) -> dict | None:
+    """The crawler's metadata sidecar of an image (``IMAGE.json``, see ``crawl.py``): a regular
+    file of at most :data:`SIDECAR_MAX_BYTES`, UTF-8 JSON, an object marked ``"format":``
+    :data:`SIDECAR_FORMAT`; None for anything else or what cannot be read (a FIFO, never
+    opened for reading; a device, never read to its end; broken or deeply nested JSON)."""
+    try:
+        with open_regular_file(path) as f:
+            raw = f.read(SIDECAR_MAX_BYTES + 1)
+        data = json.loads(raw) if len(raw) <= SIDECAR_MAX_BYTES else None
+    except (OSError, ValueError, RecursionError):  # ValueError: not UTF-8, not JSON, not regular
+        return None
+    return data if isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT else None
+
+
 _EXIF_ORIENTATION = 0x0112
 #: EXIF orientations that turn the stored pixels by 90 degrees (transpose, rotate, transverse)
 _EXIF_QUARTER_TURNS = (5, 6, 7, 8)

@@ -45,7 +45,6 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 from .annotation import (
-    SIDECAR_FORMAT,
     STATUS_PREDICTED,
     STATUS_SKIPPED,
     AnnotationError,
@@ -56,6 +55,7 @@ from .annotation import (
     is_hidden,
     lies_in_folder,
     load_annotation,
+    read_sidecar,
     remove_stale_temporaries,
     write_json_atomic,
 )
@@ -215,18 +215,12 @@ class FolderContents:
 def is_crawler_sidecar(path: Path) -> bool:
     """Whether a ``.json`` file is the crawler's metadata sidecar of an image: named after the
     image plus ``.json`` (``x.png.json``, ``x.gif.json``: whatever the crawler saved) and
-    marked ``"format":`` :data:`~.annotation.SIDECAR_FORMAT`. Only files so named are opened, so
+    marked as the crawler's (:func:`~.annotation.read_sidecar`). Only files so named are
+    opened, so
     most annotation files (``x.json``) cost nothing here; one that cannot be read, or is no
     regular file (a FIFO would block the reading), is no sidecar (the reader then says what
     is wrong with it)."""
-    if not Path(path.stem).suffix or not path.is_file():
-        return False
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return False
-    return isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT
+    return bool(Path(path.stem).suffix) and read_sidecar(path) is not None
 
 
 def scan_annotation_folder(ann_dir: Path, exclude: Iterable[Path] = ()

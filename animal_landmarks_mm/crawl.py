@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
 import logging
 import math
 import os
@@ -75,8 +74,7 @@ from tqdm import tqdm
 
 from .annotation import (
     SIDECAR_FORMAT,
-    NotRegularFileError,
-    open_regular_file,
+    read_sidecar,
     remove_stale_temporaries,
     write_json_atomic,
 )
@@ -109,9 +107,6 @@ ARCHIVE_NAME = '.gallery-dl-archive.sqlite3'
 #: seconds to wait for another process's lock on the download archive (gallery-dl's own wait)
 ARCHIVE_LOCK_SECONDS = 60.0
 PARTS_DIR = '.parts'
-#: bytes a sidecar may have: a few hundred as the crawler writes them; a larger file (or one
-#: that is not a regular file: a FIFO, a device) is not one of its sidecars
-SIDECAR_MAX_BYTES = 1_000_000
 #: what ``--max-file-size`` counts in
 MB = 1_000_000
 #: the longest duration a flag may give (a timer, a socket or a sleep refuses a huge one)
@@ -589,21 +584,15 @@ def known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
 
     A sidecar whose image is missing does not count: the sidecar is written before the image
     gets its final name, so such a pair is a download that did not finish. Nor does a file that
-    is not one of the crawler's sidecars: not a regular file of at most
-    :data:`SIDECAR_MAX_BYTES`, not JSON, another format, an md5 that is not 32 hex digits, a
-    source or post id that is not a plain value.
+    is not one of the crawler's sidecars (:func:`~.annotation.read_sidecar`), nor one whose md5
+    is not 32 hex digits or whose source or post id is not a plain value.
     """
     known = {}
     for sidecar in output_dir.glob('*.json'):
         if not sidecar.with_suffix('').is_file():
             continue
-        try:
-            with open_regular_file(sidecar) as f:  # a FIFO would block, a device never end
-                text = f.read(SIDECAR_MAX_BYTES + 1)
-            data = json.loads(text) if len(text) <= SIDECAR_MAX_BYTES else None
-        except (OSError, NotRegularFileError, UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if not (isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT):
+        data = read_sidecar(sidecar)
+        if data is None:
             continue
         md5, source, base_url = data.get('md5'), data.get('source'), data.get('base_url')
         post_id = data.get('post_id')
