@@ -5,7 +5,7 @@ download job (:class:`CrawlJob`) runs in-process; this module adds what a landma
 on top of it:
 
 - filters before download (:func:`keep_post`): rating (default general/safe only), minimum size,
-  excluded tags (ignoring case), image files only (no videos or zips), http(s) file URLs only
+  excluded tags (ignoring case), image files only (no videos, zips or GIFs), http(s) file URLs only
   (gallery-dl's downloaders of other schemes are not bounded); a post whose fields are not what
   the site's API gives is skipped and counted (:func:`post_problem`), and a post without a file
   of its own is never followed to another site (:meth:`CrawlJob.handle_queue`);
@@ -73,6 +73,7 @@ from PIL import Image, ImageSequence, UnidentifiedImageError
 from tqdm import tqdm
 
 from .annotation import (
+    IMAGE_SUFFIXES,
     SIDECAR_FORMAT,
     read_sidecar,
     remove_stale_temporaries,
@@ -98,8 +99,11 @@ CREDENTIAL_ENV = {
 #: the software each kind (:func:`kind_of`) is, and what its search answers are, for messages
 SOFTWARE = {'danbooru': ("Danbooru's", 'JSON'), 'gelbooru': ("Gelbooru's", 'JSON'),
             'gelbooru_v02': ("Gelbooru 0.2's", 'XML')}
-#: file extensions worth downloading: what PIL opens (Danbooru also hosts videos and zips)
-IMAGE_EXTENSIONS = frozenset({'jpg', 'jpeg', 'png', 'gif', 'webp', 'bmp'})
+#: file extensions worth downloading: the images the annotator and the dataset take (a GIF,
+#: which PIL opens, could never be annotated; Danbooru also hosts videos and zips)
+IMAGE_EXTENSIONS = frozenset(suffix.lstrip('.') for suffix in IMAGE_SUFFIXES)
+#: why a file of another extension is refused, before download or after (``{}``: its extension)
+_NOT_AN_IMAGE_FILE = 'not a JPEG, PNG, WebP or BMP file ({})'
 #: the schemes of the file URLs downloaded (:class:`BoundedHttpDownloader`'s); gallery-dl has
 #: downloaders for others (``text:``, ``ytdl:`` ...), which no :class:`DownloadGuard` bounds
 FILE_URL_SCHEMES = ('http', 'https')
@@ -430,7 +434,8 @@ def keep_post(info: dict, options: CrawlOptions) -> str | None:
 
     Returns:
         A short reason (``'rating sensitive'``, ``'tag monochrome'``, ``'smaller than 60x60'``,
-        ``'not an image file (webm)'``), or None when the post passes every filter.
+        ``'not a JPEG, PNG, WebP or BMP file (gif)'``), or None when the post passes every
+        filter.
     """
     if info['rating'] not in options.ratings:
         return f'rating {info["rating"]}'
@@ -444,7 +449,7 @@ def keep_post(info: dict, options: CrawlOptions) -> str | None:
         return f'smaller than {options.min_size[0]}x{options.min_size[1]}'
     # a file the dataset cannot use, and one check_image would refuse on every rerun
     if info.get('file_ext') and info['file_ext'] not in IMAGE_EXTENSIONS:
-        return f'not an image file ({info["file_ext"]})'
+        return _NOT_AN_IMAGE_FILE.format(info['file_ext'])
     return None
 
 
@@ -1679,7 +1684,7 @@ class CrawlJob(job.DownloadJob):
         # gallery-dl names a file after its first bytes (an ICO under a .png URL becomes .ico)
         extension = (pathfmt.extension or '').lower()
         if problem is None and extension not in IMAGE_EXTENSIONS:
-            problem = f'not an image file ({extension})'
+            problem = _NOT_AN_IMAGE_FILE.format(extension)
         if problem is not None:
             state.outcome, state.problem = 'rejected', problem
             Path(pathfmt.temppath).unlink(missing_ok=True)

@@ -115,8 +115,10 @@ def _post(**fields):
     ({}, {'min_size': (100, 81)}, 'smaller than 100x81'),
     ({}, {'min_size': (100, 80)}, None),
     ({'width': None, 'height': None}, {'min_size': (100, 80)}, None),  # size unknown: kept
-    ({'file_ext': 'webm'}, {}, 'not an image file (webm)'),
-    ({'file_ext': 'zip'}, {}, 'not an image file (zip)'),
+    ({'file_ext': 'webm'}, {}, 'not a JPEG, PNG, WebP or BMP file (webm)'),
+    ({'file_ext': 'zip'}, {}, 'not a JPEG, PNG, WebP or BMP file (zip)'),
+    # an image, but not one the annotator and the dataset take (annotation.IMAGE_SUFFIXES)
+    ({'file_ext': 'gif'}, {}, 'not a JPEG, PNG, WebP or BMP file (gif)'),
     ({'file_ext': 'jpeg'}, {}, None),
 ])
 def test_keep_post_says_why_a_post_is_filtered(tmp_path, fields, options, reason):
@@ -1063,8 +1065,8 @@ def test_retry_sleep_spaces_the_tries_of_a_file(tmp_path, fault, retry_sleep):
 
 
 @pytest.mark.parametrize('fault, detail', [
-    ('ico_as_png', 'not an image file (ico)'),
-    ('psd_as_png', 'not an image file (psd)'),
+    ('ico_as_png', 'not a JPEG, PNG, WebP or BMP file (ico)'),
+    ('psd_as_png', 'not a JPEG, PNG, WebP or BMP file (psd)'),
 ])
 def test_a_file_gallery_dl_would_rename_to_a_non_image_extension_is_refused(tmp_path, fault,
                                                                             detail):
@@ -1081,6 +1083,23 @@ def test_a_file_gallery_dl_would_rename_to_a_non_image_extension_is_refused(tmp_
     assert [p.name for p in tmp_path.glob(f'{stem}*')] == []
     assert stem not in _archived(tmp_path)
     assert hashlib.md5(other_format(bad, fault)).hexdigest() not in known_md5(tmp_path)
+
+
+@pytest.mark.parametrize('source', ['danbooru', 'safebooru'])
+def test_a_gif_post_is_filtered_out_before_download(tmp_path, source):
+    """The annotator and the dataset take no GIF (annotation.IMAGE_SUFFIXES): a GIF post is
+    filtered out, like a video, never requested, and does not count toward the limit."""
+    posts = make_posts(4)
+    gif = posts[0]  # the newest: the first one the search gives
+    with FakeBooru(posts) as booru:
+        booru.state.file_urls = {gif.id: f'{booru.url}/images/{gif.id}.gif'}
+        booru.state.post_fields = {gif.id: {'file_ext': 'gif'}} if source == 'danbooru' else {}
+        result = crawl(_options(booru, tmp_path, source, ratings=EVERY_RATING, limit=3))
+    assert result.failed == [] and result.filtered == 1
+    assert _file_requests(booru) == [f'/images/{p.id}.png' for p in posts[1:]]
+    assert sorted(path.name for path in result.saved) == sorted(
+        f'{_label(booru, source)}_{p.id}.png' for p in posts[1:])
+    assert list(tmp_path.glob(f'*_{gif.id}*')) == []
 
 
 @pytest.mark.parametrize('scheme_url', ['text:not an image', 'ytdl:{root}/images/{id}.png'])
