@@ -50,8 +50,10 @@ visualizer = dict(vis_backends=[
 model = dict(
     # channels-last batches: faster convolutions on CPUs and GPUs (animal_landmarks_mm/models.py)
     data_preprocessor=dict(type='ChannelsLastPoseDataPreprocessor'),
-    # ImageNet weights cannot be fetched at run time; to start from them pass
-    # --cfg-options model.backbone.init_cfg.type=Pretrained \
+    # ImageNet weights cannot be fetched at run time; to start from them pass (_delete_ drops the
+    # None below, which mmengine cannot merge the other keys into)
+    # --cfg-options model.backbone.init_cfg._delete_=True \
+    #     model.backbone.init_cfg.type=Pretrained \
     #     model.backbone.init_cfg.checkpoint=/path/to/hrnetv2_w18_imagenet.pth
     backbone=dict(init_cfg=None),
     head=dict(out_channels=schema.NUM_KEYPOINTS))
