@@ -1016,6 +1016,99 @@ def test_a_skip_the_server_refuses_stays_on_the_image_and_says_why(small_server,
     page.close()
 
 
+@pytest.fixture(scope='module')
+def restarts(tmp_path_factory):
+    """The annotator in this process on small pictures r0.png ... r7.png, with ``restart()``:
+    what a server restart does (the folders read again, every tab's open image forgotten),
+    without the seconds a new process takes. Yields (url, output dir, image dir, restart)."""
+    folder = tmp_path_factory.mktemp('restarts') / 'images'
+    folder.mkdir()
+    for k in range(8):
+        cv2.imwrite(str(folder / f'r{k}.png'), np.full((150, 200, 3), 50 + 20 * k, np.uint8))
+    out = folder.parent / 'landmarks'
+    annotator = Annotator(AnnotationSession(folder, out, annotator='e2e'))
+    server = launch(annotator, port=free_port(), block=False)
+
+    def restart() -> None:
+        with annotator._lock:
+            annotator.session = AnnotationSession(folder, out, annotator='e2e')
+            annotator.tabs.clear()
+
+    yield server.url, out, folder, restart
+    server.close()
+
+
+def _shows(page: Page, points: list) -> bool:
+    """Whether the page shows ``points`` as the current face's (in index order; up to the
+    screen's rounding)."""
+    shown = point_positions(page.page)
+    got = [shown[k] for k in sorted(shown)]
+    return len(got) == len(points) and np.allclose(got, points, atol=1e-3)
+
+
+def test_an_image_that_cannot_be_opened_after_a_restart_is_no_request_loop(restarts, browser):
+    """The server restarted and cannot open the image again (unreadable now), or it is gone
+    from the folder: the page keeps its edits, says so plainly, and asks again now and then
+    (not in a loop: the server registered the image without edits, so an edit there is 410
+    again); once the image can be opened, the edits are saved."""
+    url, out, folder, restart = restarts
+    page = Page(browser, url, 'r0.png')
+    page.click(10, 10)
+    page.saved()
+    restart()
+    picture = folder / 'r0.png'
+    away = folder.parent / 'r0.png.away'
+    picture.rename(away)  # listed, but unreadable now
+    try:
+        page.slow('open', 0, 0)  # logs the requests from here on
+        page.click(20, 20)
+        page.page.wait_for_timeout(2500)
+        assert page.requests('open') <= 5, f'a request loop: {page.requests("open")} opens'
+        assert 'cannot open r0.png again' in page.text('le-message')
+        assert page.page.locator('#le-save').get_attribute('data-state') == 'unsaved'
+        assert page.js('e.queue.length') == 1 and _shows(page, [[10, 10], [20, 20]])
+    finally:
+        away.rename(picture)
+    page.page.wait_for_function(SAVED_JS, timeout=15000)  # the next try opens it: saved
+    assert _placed(out / '.drafts' / 'r0.json', [[10, 10], [20, 20]])
+    page.close()
+
+
+def test_edits_of_an_image_gone_after_a_restart_say_so_and_reload_drops_them(restarts,
+                                                                              browser):
+    url, out, folder, restart = restarts
+    page = Page(browser, url, 'r1.png')
+    page.click(10, 10)
+    page.saved()
+    picture = folder / 'r1.png'
+    away = folder.parent / 'r1.png.away'
+    picture.rename(away)
+    try:
+        restart()  # the folder read again: r1.png is no image of it any more
+        page.click(20, 20)
+        page.wait_text('le-message', 'r1.png is gone from the image folder')
+        save = page.page.locator('#le-save')
+        page.page.wait_for_function(
+            '() => document.getElementById("le-save").dataset.state === "unsaved"')
+        assert 'gone' in save.inner_text() and '(1)' in save.inner_text()
+        started = time.monotonic()
+        page.key('n')  # refused at once (not after 4 s of asking), saying why
+        page.page.wait_for_function('() => !window.landmarkEditor.navigating')
+        assert time.monotonic() - started < 2.5
+        assert page.state['image'] == 'r1.png' and 'gone' in page.text('le-message')
+        assert page.js('e.queue.length') == 1
+        page.page.locator('[data-action="reload"]').click()  # drops them, as it says
+        page.page.wait_for_function('() => { const e = window.landmarkEditor; '
+                                    'return e.doc.image !== "r1.png" && !e.navigating; }')
+        page.saved()
+        assert page.js('e.queue.length') == 0
+    finally:
+        away.rename(picture)
+        restart()
+    assert _placed(out / '.drafts' / 'r1.json', [[10, 10]])
+    page.close()
+
+
 def test_predict_is_pre_annotated_while_the_person_works(images, browser, trained, tmp_path):
     folder, out = tmp_path / 'images', tmp_path / 'out'
     folder.mkdir()

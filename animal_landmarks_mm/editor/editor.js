@@ -208,6 +208,9 @@
       this.offline = false;
       this.retries = 0;
       this.retryTimer = null;
+      // Why the unsaved edits cannot reach the server now: {message, gone}, when it restarted
+      // and cannot open the image again (unreadable now, or gone from the folder); else null
+      this.stuck = null;
       this.predictionTimer = null;
       this.waiters = [];
       this.view = {s: 1, tx: 0, ty: 0, fit: 1};
@@ -490,14 +493,31 @@
     /** Wait until every edit is on disk (true), or ``ms`` passed (false). */
     async settle(ms = 4000) {
       const deadline = performance.now() + ms;
+      let asked = false;
       while (this.queue.length || this.inFlight) {
         if (this.doc && this.doc.conflict) return false;
         if (performance.now() > deadline) return false;
         const woken = new Promise((resolve) => this.waiters.push(resolve));
+        if (this.held()) {
+          // Edits the server cannot take now: asked once more (the next answer wakes this),
+          // not again and again for the whole wait.
+          if (asked) return false;
+          asked = true;
+          this.flush();
+          await Promise.race([woken, new Promise(
+            (r) => setTimeout(r, Math.max(deadline - performance.now(), 0)))]);
+          continue;
+        }
         if (!this.inFlight) this.flush();
         await Promise.race([woken, new Promise((r) => setTimeout(r, 250))]);
       }
       return true;
+    }
+
+    /** Why the page's unsaved edits cannot be saved by sending them again at once ('': they
+     *  can, or there are none). */
+    held() {
+      return this.stuck ? this.stuck.message : '';
     }
 
     /** The server lost the image (restarted): open it again, send what is not saved. */
@@ -531,12 +551,28 @@
         this.wake();
         return;
       }
-      if (!answer.state || !answer.state.token) {
-        this.say(answer.message || 'cannot open the image again', 'error');
+      if (!answer.ok || !answer.state || !answer.state.token || !answer.state.edit) {
+        // Not opened: the edits stay in this page. Not sent to the token of an image opened
+        // without its edits (an unreadable one): an edit there is told 410 again, and this
+        // would loop; asked again later, as after a lost answer, more slowly each time.
+        const image = this.doc.image, count = this.queue.length;
+        const gone = answer.reason === 'not_found';
+        const message = gone
+          ? `not saved: ${image} is gone from the image folder since the server restarted, ` +
+            `so your ${count} unsaved edits of it cannot be saved (Reload drops them and ` +
+            'opens the first image to do)'
+          : `not saved: the server restarted and cannot open ${image} again ` +
+            `(${answer.message || `it answered ${answer.httpStatus}`}); your ${count} ` +
+            'edits are kept in this page and sent again';
+        this.stuck = {message, gone};
+        this.offline = false;
+        this.say(message, 'error');
+        this.scheduleRetry();
         this.renderSave();
         this.wake();
         return;
       }
+      this.stuck = null;
       const pending = this.queue;
       this.doc = answer.state;
       this.seq = 0;
@@ -586,8 +622,8 @@
         if (!discard && !(await this.settle())) {
           const why = this.doc && this.doc.conflict
             ? 'not saved: changed in another tab; Reload shows theirs (drops your change)'
-            : 'not saved yet: your edits are kept in this page until the server has them; ' +
-              'try again in a moment';
+            : this.held() || 'not saved yet: your edits are kept in this page until the ' +
+              'server has them; try again in a moment';
           this.say(why, 'error');
           return false;
         }
@@ -655,6 +691,7 @@
       this.queue = [];
       this.refused.clear();
       this.offline = false;
+      this.stuck = null;
       this.retries = 0;
       this.undoStack = [];
       this.redoStack = [];
@@ -1400,10 +1437,21 @@
         case 'prev': this.go({go: 'prev'}); break;
         case 'todo': this.go({go: 'todo'}); break;
         case 'save': this.saveNow(); break;
-        case 'reload': this.go({image: this.doc.image}, {discard: true, history: false}); break;
+        case 'reload': this.reload(); break;
         case 'help': this.$('le-help').hidden = !this.$('le-help').hidden; break;
         default: break;
       }
+    }
+
+    /** Open the image again as saved, dropping what could not be saved. An image gone from
+     *  the folder since a restart cannot be opened: its edits are dropped all the same (the
+     *  page said so), and the first image to do is shown. */
+    async reload() {
+      const gone = !!(this.stuck && this.stuck.gone);
+      if (await this.go({image: this.doc.image}, {discard: true, history: false}) || !gone) {
+        return;
+      }
+      await this.go({go: 'start'}, {discard: true});
     }
 
     async saveNow() {
@@ -1414,7 +1462,8 @@
         return;
       }
       const ok = await this.settle();
-      this.say(ok ? 'saved' : 'not saved yet: the edits are kept in this page', ok ? '' : 'error');
+      this.say(ok ? 'saved' : this.held() || 'not saved yet: the edits are kept in this page',
+               ok ? '' : 'error');
     }
 
     showChart(big) {
@@ -1723,18 +1772,19 @@
       if (this.doc && this.doc.conflict) {
         state = 'conflict';
         text = 'not saved: conflict';
-      } else if (this.offline || (this.doc && this.doc.save_error)) {
+      } else if (this.stuck || this.offline || (this.doc && this.doc.save_error)) {
         state = 'unsaved';
-        text = `not saved yet (${pending})`;
+        text = this.stuck && this.stuck.gone ? `not saved: image gone (${pending})`
+          : `not saved yet (${pending})`;
       } else if (pending || this.inFlight) {
         state = 'saving';
         text = 'saving…';
       }
       if (node.dataset.state !== state) node.dataset.state = state;
       if (node.textContent !== text) node.textContent = text;
-      node.title = state === 'unsaved'
+      node.title = this.held() || (state === 'unsaved'
         ? `${pending} edits are kept in this page and sent again until the server saves them`
-        : state === 'conflict' ? 'another tab changed this image: Reload shows theirs' : '';
+        : state === 'conflict' ? 'another tab changed this image: Reload shows theirs' : '');
     }
   }
 
