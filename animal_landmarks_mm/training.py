@@ -61,8 +61,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--cfg-options', nargs='+', action=_CfgOptionsAction,
         help='override settings in the config, key=value (e.g. train_dataloader.num_workers=4); '
-        'a training run\'s length is --epochs N or --iters N: train_cfg.type, by_epoch, '
-        'max_epochs, max_iters and param_scheduler set the schedule as written, unplanned')
+        'for training, tools/train.py\'s --epochs N or --iters N set a run\'s length and plan '
+        'its schedule, while train_cfg.type, by_epoch, max_epochs, max_iters and '
+        'param_scheduler given here set it as written, unplanned')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local_rank, torchrun the LOCAL_RANK variable
