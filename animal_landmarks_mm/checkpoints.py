@@ -262,6 +262,94 @@ def read_resume_checkpoint(path: str | os.PathLike) -> dict:
     return checkpoint
 
 
+def check_pretrained_init(model_cfg: object, where: str = 'model') -> None:
+    """Read, as data, every checkpoint a model config's ``Pretrained`` initialiser names,
+    refusing any that mmengine would fetch.
+
+    mmengine's ``PretrainedInit`` (an ``init_cfg`` of ``type='Pretrained'``, run when training
+    starts) loads through its ``CheckpointLoader``: a URL (``http(s)://``, ``open-mmlab://``,
+    ``mmcls://``, ``torchvision://``, ...) goes to torch.hub's ``load_state_dict_from_url``,
+    which unpickles the download with ``weights_only=False``, running any code it carries; and a
+    local file is read past this module's guards (:func:`read_checkpoint`: pickles that allocate
+    gigabytes, zip bombs). So only an existing local regular file is taken, and it is read here
+    first: a hostile or broken one stops the run in one line before it starts. Pretrained names
+    (:data:`~.model_zoo.PRETRAINED`) are not taken either: mmengine cannot resolve them
+    (``--checkpoint`` and ``load_from`` do).
+
+    Args:
+        model_cfg: the config's ``model`` (None: nothing to check); ``init_cfg`` dicts are found
+            anywhere in it, alone or in lists, ``override`` ones included.
+        where: its name in the config, for messages.
+
+    Raises:
+        CheckpointError: naming the option (``model.backbone.init_cfg.checkpoint``), for a URL
+            or a scheme mmengine fetches, a file that is missing or not a regular file, a
+            ``.safetensors`` file (mmengine reads it with ``torch.load``), or a checkpoint
+            :func:`read_checkpoint` refuses.
+    """
+    for name, init in _pretrained_inits(model_cfg, where):
+        _check_pretrained_checkpoint(init.get('checkpoint'), f'{name}.checkpoint')
+
+
+def _pretrained_inits(value: object, where: str):
+    """The ``Pretrained`` initialiser dicts in a config value, with their place in it."""
+    if isinstance(value, dict):
+        kind = value.get('type')
+        kind = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+        # as mmengine's registry takes it: 'Pretrained', scoped 'mmengine.Pretrained', or the
+        # class itself (a lazy config)
+        if kind.rpartition('.')[2] in ('Pretrained', 'PretrainedInit'):
+            yield where, value
+        for key, item in value.items():
+            yield from _pretrained_inits(item, f'{where}.{key}')
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _pretrained_inits(item, f'{where}[{i}]')
+
+
+def _check_pretrained_checkpoint(checkpoint: object, where: str) -> None:
+    """:func:`check_pretrained_init` for one initialiser's ``checkpoint``."""
+    from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
+
+    from .model_zoo import redact_urls
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise CheckpointError(f'{where}: {_shown(repr(checkpoint))} is not a file path')
+    checkpoint = os.fspath(checkpoint)
+    shown = redact_urls(_shown(checkpoint))
+    # the scheme first: 'http://host/x.pth' is also a local path ('http:/host/x.pth') when a
+    # folder 'http:' is there, and mmengine would still fetch it
+    if '://' in checkpoint or CheckpointLoader._get_checkpoint_loader(checkpoint) \
+            is not load_from_local:
+        raise CheckpointError(
+            f'{where}: {shown}: only a local file is taken (mmengine would download it and '
+            'unpickle it with weights_only=False, running whatever code it carries): download '
+            'it yourself and give its path (it is then read as data)')
+    path = os.path.expanduser(checkpoint)  # as mmengine's local loader does
+    if not os.path.isfile(path):
+        raise CheckpointError(f'{where}: {missing_file_message(path)}')
+    if is_safetensors_path(path):
+        raise CheckpointError(f'{where}: {shown}: mmengine\'s Pretrained init reads .pth files '
+                              'only (torch.load); start from a .safetensors file with '
+                              '--checkpoint (load_from) instead')
+    try:
+        read_checkpoint(path)
+    except CheckpointError as e:
+        raise CheckpointError(f'{where}: {e}') from None
+
+
+def missing_file_message(path: str | os.PathLike) -> str:
+    """Why a checkpoint path that is no regular file cannot be read, for a one-line message:
+    missing, or there but no file to read (a folder, a FIFO, a link to nothing)."""
+    shown = _shown(os.fspath(path))
+    if os.path.isdir(path):
+        return f'{shown}: not a regular file (a folder)'
+    if os.path.exists(path):
+        return f'{shown}: not a regular file'
+    if os.path.islink(path):
+        return f'{shown}: not a regular file (a symbolic link to nothing)'
+    return f'checkpoint not found: {shown}'
+
+
 def revise_keys(state_dict: dict[str, torch.Tensor],
                 revisions: tuple[tuple[str, str], ...]) -> dict[str, torch.Tensor]:
     """Rename keys by ``(pattern, replacement)`` regular expressions, as mmengine's

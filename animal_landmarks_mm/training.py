@@ -263,8 +263,12 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
     Raises:
         TrainingSetupError: ``amp`` without a CUDA device.
         CheckpointError: a resume checkpoint that cannot be read or is refused (see
-            :func:`check_resume`).
+            :func:`check_resume`), or a ``Pretrained`` init checkpoint that is not a local
+            file or is refused (:func:`~.checkpoints.check_pretrained_init`).
     """
+    from .checkpoints import check_pretrained_init
+    # mmengine's init (every run, a resumed one too) would fetch a URL and unpickle it unsafely
+    check_pretrained_init(cfg.get('model'))
     _set_run_place(cfg, config_path, work_dir, launcher)
     if amp:
         if not torch.cuda.is_available():

@@ -299,6 +299,115 @@ def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_pa
         assert str(tmp_path / name) in str(info.value)
 
 
+class _CreatesFile:
+    """A pickle that creates a file when loaded without weights_only (as torch.hub does)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def test_a_pretrained_init_takes_only_a_local_checkpoint_read_as_data(tmp_path, monkeypatch):
+    """mmengine's Pretrained init fetches a URL (any scheme its CheckpointLoader knows) with
+    torch.hub's weights_only=False, and loads a local file past read_checkpoint's guards: only
+    an existing local file is taken, read as data first, wherever the init_cfg stands."""
+    from animal_landmarks_mm.checkpoints import check_pretrained_init
+    _broken_files(tmp_path)  # code.pth: a pickle asking for os.system
+    torch.save(dict(state_dict=dict(w=torch.ones(2))), tmp_path / 'good.pth')
+    save_file(dict(w=torch.ones(2)), str(tmp_path / 'good.safetensors'))
+    (tmp_path / 'folder.pth').mkdir()
+    (tmp_path / 'http:' / 'host').mkdir(parents=True)  # 'http://host/x.pth' names a file too
+    torch.save(dict(w=torch.ones(2)), tmp_path / 'http:' / 'host' / 'x.pth')
+    monkeypatch.chdir(tmp_path)
+
+    def model(checkpoint):  # a Pretrained init in a list, beside another initialiser
+        return dict(type='TopdownPoseEstimator', head=dict(init_cfg=None), backbone=dict(
+            init_cfg=[dict(type='Kaiming', layer='Conv2d'),
+                      dict(type='Pretrained', checkpoint=checkpoint, prefix='backbone.')]))
+
+    check_pretrained_init(model(str(tmp_path / 'good.pth')))
+    check_pretrained_init(model('good.pth'))
+    check_pretrained_init(None)  # no model, no init
+    # another initialiser takes no checkpoint: nothing is read
+    check_pretrained_init(dict(init_cfg=dict(type='Normal', checkpoint='http://x/y.pth')))
+    where = 'model.backbone.init_cfg[1].checkpoint'
+    for checkpoint, reason in (
+            ('http://127.0.0.1:1/x.pth', 'only a local file is taken'),
+            ('http://host/x.pth', 'only a local file is taken'),
+            ('https://user:secret@example.org/x.pth?token=abc', 'only a local file is taken'),
+            ('open-mmlab://msra/hrnetv2_w18', 'only a local file is taken'),
+            ('openmmlab://msra/hrnetv2_w18', 'only a local file is taken'),
+            ('mmcls://resnet50', 'only a local file is taken'),
+            ('torchvision://resnet50', 'only a local file is taken'),
+            ('modelzoo://resnet50', 'only a local file is taken'),
+            ('pavi://model/x.pth', 'only a local file is taken'),
+            ('s3://bucket/x.pth', 'only a local file is taken'),
+            ('missing.pth', 'checkpoint not found'),
+            ('folder.pth', 'not a regular file'),
+            ('anime-face-detector', 'checkpoint not found'),  # names are --checkpoint's
+            ('good.safetensors', '.safetensors'),
+            (str(tmp_path / 'code.pth'), 'not a checkpoint torch can read safely'),
+            (5, 'not a file path')):
+        with pytest.raises(CheckpointError) as info:
+            check_pretrained_init(model(checkpoint))
+        message = str(info.value)
+        assert message.startswith(f'{where}: ') and reason in message, message
+        assert '\n' not in message and 'secret' not in message and 'abc' not in message
+    # nested anywhere in the model, also as an override of another initialiser
+    nested = dict(head=dict(init_cfg=dict(type='Normal', override=dict(
+        type='Pretrained', name='final_layer', checkpoint='http://x/y.pth'))))
+    with pytest.raises(CheckpointError, match=r'^model\.head\.init_cfg\.override\.checkpoint: '):
+        check_pretrained_init(nested)
+
+
+def test_train_refuses_a_pretrained_init_before_anything_is_fetched_or_run(coco_dir, tmp_path):
+    """README's way to start from ImageNet weights (--cfg-options model.backbone.init_cfg...)
+    given a URL: mmengine would download it and unpickle it with weights_only=False, running its
+    code (reviewer's /tmp/reviews/ckpt/http_repro.py); given a hostile local file, it would read
+    it past read_checkpoint's guards. tools/train.py says either in one line before training,
+    the URL never asked."""
+    marker = tmp_path / 'executed'
+    torch.save(dict(state_dict=dict(w=torch.ones(1)), meta=_CreatesFile(marker)),
+               tmp_path / 'evil.pth')
+    body = (tmp_path / 'evil.pth').read_bytes()
+    asked = []
+
+    class Serves(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            asked.append(self.path)
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(('127.0.0.1', 0), Serves)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for checkpoint in (f'http://127.0.0.1:{server.server_port}/evil.pth',
+                           tmp_path / 'evil.pth'):
+            proc = run_tool(
+                'train.py', MAIN_CONFIG, '--data-root', coco_dir, '--work-dir', tmp_path / 'work',
+                '--no-time-estimate', '--cfg-options', *TINY,
+                'model.backbone.init_cfg._delete_=True', 'model.backbone.init_cfg.type=Pretrained',
+                f'model.backbone.init_cfg.checkpoint={checkpoint}', check=False,
+                env=dict(TORCH_HOME=str(tmp_path / 'torch_home')))
+            lines = proc.stderr.strip().splitlines()
+            assert proc.returncode != 0 and lines, proc.stdout[-2000:]
+            assert lines[-1].startswith('error: model.backbone.init_cfg.checkpoint: '), \
+                proc.stderr[-3000:]
+            assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not asked and not marker.exists()
+    assert not list((tmp_path / 'work').rglob('*.pth'))  # refused before training
+
+
 # --- pretrained names against a Hub endpoint on this machine (HF_ENDPOINT), never the internet
 
 
