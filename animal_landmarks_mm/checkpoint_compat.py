@@ -94,8 +94,9 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
                             'a checkpoint\'s structure takes')
                     _refuse_bytearray(io.BytesIO(archive.read(info)))
             return
-        # the legacy format: four pickles (magic number, protocol, system info, the object),
-        # then the tensors' bytes, which are not read
+        # the legacy format: five pickles (magic number, protocol, system info, the object,
+        # the storage keys: torch.serialization's _legacy_load unpickles each), then the
+        # tensors' bytes, which are not read
         f.seek(0)
         for _ in range(_LEGACY_PICKLES):
             if not f.peek(1):
@@ -103,7 +104,7 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
             _refuse_bytearray(f)
 
 
-_LEGACY_PICKLES = 4
+_LEGACY_PICKLES = 5
 _STRING_OPS = frozenset({'UNICODE', 'SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICODE8', 'STRING',
                          'BINSTRING', 'SHORT_BINSTRING'})
 

@@ -83,3 +83,27 @@ def test_bytearray_of_a_size_is_refused_before_torch_runs_the_pickle(tmp_path):
                    tmp_path / 'ok.pth', _use_new_zipfile_serialization=not legacy)
         state_dict, meta = read_checkpoint(tmp_path / 'ok.pth')
         assert bytes(state_dict['w'].tolist()) == b'..bytearray..' and 'bytearray' in meta['cfg']
+
+
+def test_the_fifth_pickle_of_the_legacy_format_is_read_too(tmp_path):
+    """torch's legacy loader unpickles five pickles: magic number, protocol, system info, the
+    object, then the storage keys. A bytearray(n) in the fifth (a 387-byte file that allocated
+    1.5 GB: reviewer's /tmp/reviews/ckpt/mk5.py) is refused like one in the others."""
+    import io
+    import pickletools
+
+    from animal_landmarks_mm.checkpoint_compat import refuse_allocating_pickle
+    from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+    torch.save(dict(w=torch.ones(2)), tmp_path / 'legacy.pth', _use_new_zipfile_serialization=False)
+    data = (tmp_path / 'legacy.pth').read_bytes()
+    stream = io.BytesIO(data)
+    for _ in range(4):
+        for _ in pickletools.genops(stream):
+            pass
+    fifth = pickle.dumps(_AllocatesArray(), protocol=2)
+    (tmp_path / 'fifth.pth').write_bytes(data[:stream.tell()] + fifth + data[stream.tell():])
+    with pytest.raises(pickle.UnpicklingError, match='importing bytearray'):
+        refuse_allocating_pickle(tmp_path / 'fifth.pth')
+    with pytest.raises(CheckpointError, match='refused a pickle importing bytearray'):
+        read_checkpoint(tmp_path / 'fifth.pth')
+    assert read_checkpoint(tmp_path / 'legacy.pth')[0]['w'].tolist() == [1, 1]
