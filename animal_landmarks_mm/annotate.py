@@ -529,19 +529,24 @@ class ImageEdit:
         self.selected = None
         self._edited()
 
+    def _box(self, box: Any) -> tuple[float, float, float, float]:
+        """A face box ``[x0, y0, x1, y1]`` as a page sends it, checked and clipped to the
+        image (:class:`EditError` if it is no box, or a tiny one)."""
+        if not isinstance(box, (list, tuple)) or len(box) != 4:
+            raise EditError(f'a box is [x0, y0, x1, y1], got {box!r}'[:200])
+        x0, y0, x1, y1 = (_finite(v, 'box corner') for v in box)
+        x0, x1 = sorted((min(max(x0, -0.5), self.width - 0.5),
+                         min(max(x1, -0.5), self.width - 0.5)))
+        y0, y1 = sorted((min(max(y0, -0.5), self.height - 0.5),
+                         min(max(y1, -0.5), self.height - 0.5)))
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            raise EditError('the box is too small: drag a rectangle around the face')
+        return x0, y0, x1, y1
+
     def set_box(self, box: list | tuple | None, face: int | None = None) -> None:
         """Set (or with None remove) a face's box ``(x0, y0, x1, y1)``, clipped to the image."""
         if box is not None:
-            if not isinstance(box, (list, tuple)) or len(box) != 4:
-                raise EditError(f'a box is [x0, y0, x1, y1], got {box!r}')
-            x0, y0, x1, y1 = (_finite(v, 'box corner') for v in box)
-            x0, x1 = sorted((min(max(x0, -0.5), self.width - 0.5),
-                             min(max(x1, -0.5), self.width - 0.5)))
-            y0, y1 = sorted((min(max(y0, -0.5), self.height - 0.5),
-                             min(max(y1, -0.5), self.height - 0.5)))
-            if x1 - x0 < 1 or y1 - y0 < 1:
-                raise EditError('the box is too small: drag a rectangle around the face')
-            box = (x0, y0, x1, y1)
+            box = self._box(box)
         self._begin(face)
         self.current.bbox = box
 
@@ -581,6 +586,93 @@ class ImageEdit:
         self._edited()
         return len(pending)
 
+    def _restored_face(self, raw: Any, number: int) -> FaceEdit:
+        """A face of :meth:`restore`'s state, checked as the edits that make a face are."""
+        where = f'face {number}: '
+        if not isinstance(raw, dict):
+            raise EditError(f'{where}a face is {{"points": [...], "visibility": [...], ...}}')
+        points, visibility = raw.get('points'), raw.get('visibility')
+        if not (isinstance(points, list) and isinstance(visibility, list) and
+                len(points) == len(visibility) == NUM_KEYPOINTS):
+            raise EditError(f'{where}a face has {NUM_KEYPOINTS} points (or nulls) and '
+                            f'{NUM_KEYPOINTS} visibility flags')
+        face = FaceEdit()
+        for k, (point, flag) in enumerate(zip(points, visibility)):
+            if type(flag) is not int or flag not in VISIBILITY_FLAGS:  # 1.0 would break files
+                raise EditError(f'{where}unknown visibility flag {flag!r}'[:200])
+            if point is not None:
+                if not isinstance(point, list) or len(point) != 2:
+                    raise EditError(f'{where}a point is [x, y] or null, got {point!r}'[:200])
+                if flag == ABSENT:
+                    raise EditError(f'{where}point {k} is absent, yet placed')
+                face.points[k] = self._inside(*point)
+            face.visibility[k] = flag
+        if raw.get('bbox') is not None:
+            face.bbox = self._box(raw['bbox'])
+        scores = raw.get('scores')
+        if scores is not None:
+            if not isinstance(scores, list) or len(scores) != NUM_KEYPOINTS:
+                raise EditError(f'{where}a face has {NUM_KEYPOINTS} scores, or none')
+            face.scores = [_finite(v, 'a score') for v in scores]
+        predicted = raw.get('predicted', False)
+        if not isinstance(predicted, bool):
+            raise EditError(f'{where}predicted is true or false, got {predicted!r}'[:200])
+        face.predicted = predicted
+        return face
+
+    def restore(self, state: Any) -> None:
+        """Set every face, the current face, the status and the review at once, as a page
+        shows them: what the page sends after a server restart in place of the undo and redo
+        steps the server lost with it (an undo there would undo nothing). One edit, one undo
+        step, checked as the edits that make such a state are: points on the image, known
+        flags, boxes, 28 finite scores, a known status, a skip reason of at most
+        :data:`MAX_REASON_CHARS` characters, a review time; a value the image has already
+        (a longer reason from its file, say) is taken as it is.
+
+        Args:
+            state: ``{"faces": [face, ...], "face": f, "status": ..., "status_reason": ...,
+                "reviewed_at": ..., "model": ...}``, each face as :meth:`FaceEdit.to_json`
+                writes it.
+
+        Raises:
+            EditError: a state of another shape or with a value no edit makes; nothing is
+                changed.
+        """
+        if not isinstance(state, dict):
+            raise EditError('a restored state is {"faces": [...], "face": f, "status": ...}')
+        raw_faces, most = state.get('faces'), max(MAX_FACES, len(self.faces))
+        if not isinstance(raw_faces, list) or not 1 <= len(raw_faces) <= most:
+            raise EditError(f'a restored state has 1 to {most} faces')
+        faces = [self._restored_face(raw, k + 1) for k, raw in enumerate(raw_faces)]
+        face = state.get('face')
+        if isinstance(face, bool) or not isinstance(face, int) or not 0 <= face < len(faces):
+            raise EditError(f'no face {face!r}: the state has {len(faces)}'[:200])
+        status = state.get('status')
+        if not isinstance(status, str) or status not in STATUSES:
+            raise EditError(f'unknown status {status!r} (one of {", ".join(STATUSES)})'[:200])
+        reason = state.get('status_reason')
+        if reason != self.status_reason:
+            reason = _text(reason, 'a skip reason', MAX_REASON_CHARS)
+        reviewed_at = state.get('reviewed_at')
+        if reviewed_at is not None and reviewed_at != self.reviewed_at:
+            text = _text(reviewed_at, 'reviewed_at')
+            try:  # the page's own clock (JavaScript's toISOString), in the files' form
+                when = datetime.fromisoformat(text)
+            except ValueError:
+                raise EditError(f'reviewed_at is a time (ISO 8601), got {text!r}'[:200]
+                                ) from None
+            if when.tzinfo is None:
+                raise EditError(f'reviewed_at has no time zone: {text!r}'[:200])
+            reviewed_at = when.astimezone(UTC).isoformat(timespec='seconds')
+        model = state.get('model')
+        if model is not None and model != self.model:
+            model = _text(model, 'model')
+        self._record()
+        self.faces, self.face = faces, face
+        self.status, self.status_reason = status, reason
+        self.reviewed_at, self.model = reviewed_at, model
+        self.selected = None
+
     def skip(self, reason: str) -> None:
         """Mark the image unusable (no usable face, bad quality): the converter leaves it out.
 
@@ -595,7 +687,7 @@ class ImageEdit:
     #: The operations :meth:`apply` knows, as the app sends them (``face`` is optional in each,
     #: the current face by default).
     OPERATIONS = ('place', 'move', 'flag', 'remove', 'clear_face', 'new_face', 'remove_face',
-                  'box', 'accept', 'skip', 'undo', 'redo')
+                  'box', 'accept', 'skip', 'undo', 'redo', 'restore')
 
     def apply(self, op: dict) -> None:
         """Apply one edit operation of the app's protocol.
@@ -604,7 +696,8 @@ class ImageEdit:
         "flag", "index": k, "flag": 0|1|2}``, ``{"op": "remove", "index": k}``, ``{"op":
         "clear_face"}``, ``{"op": "new_face"}``, ``{"op": "remove_face"}``, ``{"op": "box",
         "box": [x0, y0, x1, y1] | null}``, ``{"op": "accept"}``, ``{"op": "skip", "reason":
-        text}``, ``{"op": "undo"}``, ``{"op": "redo"}``; each may name its ``"face"``.
+        text}``, ``{"op": "undo"}``, ``{"op": "redo"}``, ``{"op": "restore", "state": ...}``
+        (:meth:`restore`); each may name its ``"face"``.
 
         Raises:
             EditError: an unknown or malformed operation; nothing is changed.
@@ -634,8 +727,10 @@ class ImageEdit:
             self.skip(op.get('reason', ''))
         elif kind == 'undo':
             self.undo()
-        else:
+        elif kind == 'redo':
             self.redo()
+        else:
+            self.restore(op.get('state'))
 
     # state -----------------------------------------------------------------------------------
 

@@ -1029,3 +1029,89 @@ def test_a_folder_whose_file_system_cannot_lock_is_annotated_unlocked(tmp_path, 
     for fd in opened:  # the lock file's descriptor is closed
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+def test_a_restore_sets_the_pages_state_as_one_undo_step(session):
+    """What a page sends after a server restart in place of the undo and redo steps the
+    server lost with it: the faces, current face, status and review as the page shows them,
+    one edit (undone as one)."""
+    page = session.open('a.png')
+    page.place(0, 10, 11)
+    page.set_box([5, 6, 50, 40])
+    page.new_face()
+    page.place(3, 20.5, 21.25, face=1)
+    page.set_visibility(4, ABSENT, face=1)
+    page.set_visibility(5, OCCLUDED, face=1)
+    page.set_face([(1.0 + k, 2.0 + k) for k in range(28)], (1, 1, 40, 40), scores=[0.5] * 28,
+                  model='m', face=0)
+    page.skip('bad quality')
+    wanted = page.to_json()
+    state = {key: wanted[key] for key in ('faces', 'face', 'status', 'status_reason',
+                                          'reviewed_at', 'model')}
+    edit = session.open('a.png')
+    edit.place(7, 1, 1)
+    before = edit.to_json()
+    edit.apply(dict(op='restore', state=json.loads(json.dumps(state))))  # as JSON brings it
+    assert edit.to_json() == wanted and edit.dirty and len(edit.history) == 2
+    assert edit.undo() and edit.to_json() == before
+    assert edit.redo() and edit.to_json() == wanted
+    # a review time as the page writes it (JavaScript's toISOString), in the files' form
+    edit.apply(dict(op='restore', state=dict(state, reviewed_at='2024-05-01T10:00:00.123Z')))
+    assert edit.reviewed_at == '2024-05-01T10:00:00+00:00'
+
+
+def _restore_state(**changes) -> dict:
+    face = dict(points=[[1.0, 2.0]] + [None] * 27, visibility=[VISIBLE] * 28, bbox=None,
+                scores=None, predicted=False)
+    state = dict(faces=[face], face=0, status='annotated', status_reason='', reviewed_at=None,
+                 model=None)
+    for key, value in changes.items():
+        if key.startswith('face_'):
+            state['faces'] = [dict(face, **{key[5:]: value})]
+        else:
+            state[key] = value
+    return state
+
+
+@pytest.mark.parametrize('state', [
+    None, [], 'faces',
+    {key: value for key, value in _restore_state().items() if key != 'faces'},
+    _restore_state(faces=[]),
+    _restore_state(faces='x'),
+    _restore_state(faces=[None]),
+    _restore_state(faces=[{}]),
+    _restore_state(face_points=[[1.0, 2.0]] * 27),
+    _restore_state(face_points=[[80.0, 2.0]] + [None] * 27),  # outside the 80x60 image
+    _restore_state(face_points=[[float('nan'), 2.0]] + [None] * 27),
+    _restore_state(face_points=[[1.0]] + [None] * 27),
+    _restore_state(face_points=['1, 2'] + [None] * 27),
+    _restore_state(face_points=[[True, 2.0]] + [None] * 27),
+    _restore_state(face_visibility=[VISIBLE] * 27),
+    _restore_state(face_visibility=[7] + [VISIBLE] * 27),
+    _restore_state(face_visibility=[1.0] + [VISIBLE] * 27),
+    _restore_state(face_visibility=[ABSENT] + [VISIBLE] * 27),  # absent, yet placed
+    _restore_state(face_bbox=[1, 2, 3]),
+    _restore_state(face_bbox=[1, 1, 1.2, 30]),
+    _restore_state(face_bbox=[1, 1, 'x', 30]),
+    _restore_state(face_scores=[0.5] * 27),
+    _restore_state(face_scores=[float('inf')] * 28),
+    _restore_state(face_predicted='yes'),
+    _restore_state(face=1),
+    _restore_state(face=True),
+    _restore_state(faces=[_restore_state()['faces'][0]] * (MAX_FACES + 1)),
+    _restore_state(status='done'),
+    _restore_state(status_reason=None),
+    _restore_state(status='skipped', status_reason='x' * (MAX_REASON_CHARS + 1)),
+    _restore_state(status_reason='bad \udcff'),
+    _restore_state(reviewed_at='yesterday'),
+    _restore_state(reviewed_at=5),
+    _restore_state(model=['not', 'text']),
+])
+def test_a_malformed_restore_is_refused_without_changing_anything(session, state):
+    edit = session.open('a.png')
+    edit.place(7, 1, 1)
+    before = edit.to_json()
+    with pytest.raises(EditError) as caught:
+        edit.apply(dict(op='restore', state=state))
+    assert '\n' not in str(caught.value) and len(str(caught.value)) < 300
+    assert edit.to_json() == before and len(edit.history) == 1

@@ -258,6 +258,28 @@ def test_edits_resent_after_a_restart_do_not_overwrite_a_newer_file(folders):
         again.annotator.open(TAB, image='a.png', seen=dict(revision='../x'))
 
 
+def test_the_pages_state_replaces_the_undo_steps_a_restart_lost(folders):
+    """An undo waiting to be sent when the server restarted would undo nothing on the new
+    server (its history is gone): the page sends its state instead (``restore``), checked
+    as every edit is."""
+    first = Tab(_annotator(folders))
+    first.open(image='a.png')
+    first.send(*_places(POINTS[:2]))
+    shown = first.state['edit']  # the page undid point 1 meanwhile
+    shown['faces'][0]['points'][1] = None
+    state = {key: shown[key] for key in ('faces', 'face', 'status', 'status_reason',
+                                         'reviewed_at', 'model')}
+    again = Tab(_annotator(folders))  # restarted
+    assert again.open(image='a.png', discard=True, seen=first.state['seen'])['ok']
+    answer = again.send(dict(op='restore', state=state))
+    assert answer['saved'] == 1 and not answer['message'] and answer['undo'] == 1
+    draft = json.loads((folders[1] / '.drafts' / 'a.json').read_text())
+    assert draft['faces'][0]['points'][:2] == [list(POINTS[0]), None]
+    answer = again.send(dict(op='restore', state=dict(state, face=3)))
+    assert answer['message'] == 'refused: no face 3: the state has 1'
+    assert answer['edit']['faces'][0]['points'][:2] == [list(POINTS[0]), None]
+
+
 def test_a_failed_save_is_reported_and_retried(folders, monkeypatch):
     annotator = _annotator(folders)
     tab = Tab(annotator)

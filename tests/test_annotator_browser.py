@@ -1109,6 +1109,34 @@ def test_edits_of_an_image_gone_after_a_restart_say_so_and_reload_drops_them(res
     page.close()
 
 
+def test_an_undo_or_redo_waiting_at_a_restart_is_saved_as_the_page_shows_it(restarts,
+                                                                             browser):
+    """The server's undo history goes with a restart: an undo (or redo) sent after it would
+    undo nothing there, and the page would then take the server's state, its undo silently
+    lost. It is sent as the state the page shows instead."""
+    url, out, folder, restart = restarts
+    draft = out / '.drafts' / 'r2.json'
+    page = Page(browser, url, 'r2.png')
+    page.click(10, 10)
+    page.click(20, 20)
+    page.saved()
+    restart()
+    page.key('z')
+    page.saved()
+    page.page.wait_for_timeout(300)  # adopted the server's answer
+    assert _shows(page, [[10, 10]]) and _placed(draft, [[10, 10]])
+    page.click(30, 30)
+    page.key('z')
+    page.saved()
+    assert _placed(draft, [[10, 10]])
+    restart()
+    page.key('Shift+Z')
+    page.saved()
+    page.page.wait_for_timeout(300)
+    assert _shows(page, [[10, 10], [30, 30]]) and _placed(draft, [[10, 10], [30, 30]])
+    page.close()
+
+
 def test_predict_is_pre_annotated_while_the_person_works(images, browser, trained, tmp_path):
     folder, out = tmp_path / 'images', tmp_path / 'out'
     folder.mkdir()

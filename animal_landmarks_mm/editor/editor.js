@@ -573,7 +573,21 @@
         return;
       }
       this.stuck = null;
-      const pending = this.queue;
+      // A press not let go yet is taken back (as go() does): its undo step is on the stacks
+      // cleared below, and the state sent below would hold its point.
+      this.cancelGesture();
+      let pending = this.queue;
+      const count = pending.length;
+      if (pending.some((op) => op.op === 'undo' || op.op === 'redo')) {
+        // The server's undo history went with the restart: an undo or redo sent again would
+        // undo nothing there, and the page then take the server's state, the undo lost
+        // unsaid. What the page shows is sent instead, as one edit. A skip or a Predict not
+        // answered yet has no (or not all its) effect here: it goes after that, as it was
+        // (a skip's navigation waits on its op; a Predict sets the page busy: the last op).
+        const last = pending[pending.length - 1];
+        const kept = last.op === 'skip' || (last.op === 'predict' && last.seq > this.applied);
+        pending = [{op: 'restore', state: this.snapshot()}].concat(kept ? [last] : []);
+      }
       this.doc = answer.state;
       this.seq = 0;
       this.applied = 0;
@@ -587,7 +601,7 @@
         op.seq = ++this.seq;
         this.queue.push(op);
       }
-      this.say(`the server restarted: sending ${pending.length} unsaved edits again`);
+      this.say(`the server restarted: sending ${count} unsaved edits again`);
       this.flush();
     }
 
