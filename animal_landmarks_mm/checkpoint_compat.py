@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from .errors import printable
+
 _installed = False
 # HistoryBuffer's built-in statistics; it registers them lazily, on its first instance
 _BUILTIN_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
@@ -78,14 +80,25 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
     that imports it is refused outright. The pickle's opcodes are read, not its bytes searched:
     a config text in ``meta`` may mention the word.
 
+    A zip file whose records are compressed is refused too: torch writes them uncompressed, and
+    ``torch.load`` would inflate a few kilobytes into gigabytes.
+
     Raises:
-        pickle.UnpicklingError: the import is there, or the pickle is larger than
-            :data:`MAX_PICKLE_BYTES`.
+        pickle.UnpicklingError: the import is there, the pickle is larger than
+            :data:`MAX_PICKLE_BYTES`, or a record of the zip format is compressed.
     """
     with open(path, 'rb') as f:
         if f.read(4) == b'PK\x03\x04':  # torch's zip format: the pickle is its own member
             with zipfile.ZipFile(f) as archive:
                 for info in archive.infolist():
+                    if (info.compress_type != zipfile.ZIP_STORED
+                            or info.file_size > info.compress_size):
+                        # torch.save stores every record as it is; torch.load would inflate
+                        # a compressed one, kilobytes of file to gigabytes (a zip bomb)
+                        raise pickle.UnpicklingError(
+                            f'{printable(info.filename, one_line=True, limit=100)} is '
+                            'compressed, which torch.save never does (a compressed record may '
+                            'unpack to gigabytes)')
                     if not info.filename.endswith('.pkl'):
                         continue
                     if info.file_size > MAX_PICKLE_BYTES:

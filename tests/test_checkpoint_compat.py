@@ -85,6 +85,31 @@ def test_bytearray_of_a_size_is_refused_before_torch_runs_the_pickle(tmp_path):
         assert bytes(state_dict['w'].tolist()) == b'..bytearray..' and 'bytearray' in meta['cfg']
 
 
+def test_a_compressed_member_is_refused_before_it_is_unpacked(tmp_path):
+    """torch.save stores a checkpoint's records uncompressed; torch.load inflates a deflated
+    one, so a file of kilobytes could unpack to gigabytes (a zip bomb: reviewer's
+    /tmp/reviews/ckpt/mk.py, 50 MB from a 49 KB file). Any compressed member is refused."""
+    import zipfile
+
+    from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+    torch.save(dict(w=torch.zeros(100_000, dtype=torch.uint8)), tmp_path / 'stored.pth')
+    with zipfile.ZipFile(tmp_path / 'stored.pth') as source:
+        assert {info.compress_type for info in source.infolist()} == {zipfile.ZIP_STORED}
+        for deflated in ('data.pkl', '/data/0'):  # the pickle, or a tensor's bytes
+            name = tmp_path / f'deflated_{deflated.strip("/").replace("/", "_")}.pth'
+            with zipfile.ZipFile(name, 'w') as out:
+                for info in source.infolist():
+                    out.writestr(info.filename, source.read(info),
+                                 compress_type=zipfile.ZIP_DEFLATED
+                                 if info.filename.endswith(deflated) else zipfile.ZIP_STORED)
+            assert deflated == 'data.pkl' or name.stat().st_size < 10_000  # 100 KB of zeros
+            with pytest.raises(CheckpointError) as info:
+                read_checkpoint(name)
+            message = str(info.value)
+            assert 'compressed' in message and str(name) in message and '\n' not in message
+    assert read_checkpoint(tmp_path / 'stored.pth')[0]['w'].shape == (100_000,)
+
+
 def test_the_fifth_pickle_of_the_legacy_format_is_read_too(tmp_path):
     """torch's legacy loader unpickles five pickles: magic number, protocol, system info, the
     object, then the storage keys. A bytearray(n) in the fifth (a 387-byte file that allocated
