@@ -1137,6 +1137,46 @@ def test_an_undo_or_redo_waiting_at_a_restart_is_saved_as_the_page_shows_it(rest
     page.close()
 
 
+#: JavaScript: whether the page asks before it is closed (its beforeunload handler cancels).
+ASKS_BEFORE_CLOSING_JS = ('() => { const e = new Event("beforeunload", {cancelable: true}); '
+                          'window.dispatchEvent(e); return e.defaultPrevented; }')
+
+
+def test_a_reload_with_an_edit_not_saved_tries_again_and_asks_before_closing(restarts,
+                                                                               browser):
+    """F5 while an edit cannot be saved (the drafts cannot be written): the reloaded page
+    shows that work (the server kept it), keeps trying to save it, and asks before it is
+    closed, though it has nothing of its own left to send."""
+    url, out, folder, restart = restarts
+    drafts = out / '.drafts'
+    page = Page(browser, url, 'r3.png')
+    page.click(10, 10)
+    page.saved()
+    assert not page.page.evaluate(ASKS_BEFORE_CLOSING_JS)
+    away = out / 'drafts_away'
+    drafts.rename(away)
+    drafts.write_text('')  # the drafts cannot be written
+    try:
+        page.click(20, 20)
+        page.page.wait_for_function(
+            '() => document.getElementById("le-save").dataset.state === "unsaved"')
+        page.leaving_unsaved = True
+        page.page.reload()
+        page.ready()
+        page.leaving_unsaved = False
+        assert len(point_positions(page.page)) == 2
+        assert page.page.locator('#le-save').get_attribute('data-state') == 'unsaved'
+        assert page.text('le-save') == 'not saved yet (1)'
+        assert page.page.evaluate(ASKS_BEFORE_CLOSING_JS)
+    finally:
+        drafts.unlink()
+        away.rename(drafts)
+    page.page.wait_for_function(SAVED_JS, timeout=10000)  # tried again: saved, no edit needed
+    assert _placed(drafts / 'r3.json', [[10, 10], [20, 20]])
+    assert not page.page.evaluate(ASKS_BEFORE_CLOSING_JS)
+    page.close()
+
+
 def test_predict_is_pre_annotated_while_the_person_works(images, browser, trained, tmp_path):
     folder, out = tmp_path / 'images', tmp_path / 'out'
     folder.mkdir()

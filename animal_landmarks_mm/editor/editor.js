@@ -285,7 +285,10 @@
       window.addEventListener('resize', () => this.onResize());
       window.addEventListener('popstate', () => this.followLocation());
       window.addEventListener('beforeunload', (e) => {
-        if (this.queue.length) { e.preventDefault(); e.returnValue = ''; }
+        if (this.unsaved() || (this.doc && (this.doc.save_error || this.doc.conflict))) {
+          e.preventDefault();
+          e.returnValue = '';
+        }
       });
       this.root.addEventListener('click', (e) => {
         const button = e.target.closest('button[data-action]');
@@ -512,6 +515,12 @@
         await Promise.race([woken, new Promise((r) => setTimeout(r, 250))]);
       }
       return true;
+    }
+
+    /** How many edits are not on disk: those of the page, or (a reloaded page) those the
+     *  server applied and could not save. */
+    unsaved() {
+      return Math.max(this.queue.length, this.applied - this.saved);
     }
 
     /** Why the page's unsaved edits cannot be saved by sending them again at once ('': they
@@ -742,6 +751,9 @@
       this.renderSave();
       this.draw();
       this.watchPrediction();
+      // A reloaded page shown its tab's work that could not be saved (409): asked again, as
+      // the page before the reload did (a conflict waits for Reload instead)
+      if (state.save_error && !state.conflict) this.scheduleRetry(3000);
     }
 
     /** While the model's points for this image are being pre-annotated, ask now and then
@@ -1782,7 +1794,7 @@
     renderSave() {
       const node = this.$('le-save');
       let state = 'saved', text = 'saved';
-      const pending = this.queue.length;
+      const pending = this.unsaved();
       if (this.doc && this.doc.conflict) {
         state = 'conflict';
         text = 'not saved: conflict';
