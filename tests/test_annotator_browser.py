@@ -1177,6 +1177,52 @@ def test_a_reload_with_an_edit_not_saved_tries_again_and_asks_before_closing(res
     page.close()
 
 
+def test_edit_keys_during_a_press_or_a_drag_take_it_back_first(restarts, browser):
+    """A key that edits, pressed while the mouse button is held (a press whose point is
+    drawn and not sent yet, or a drag), takes the press or drag back first, as n does: the
+    page and the server then make the same edit, and letting go does nothing more."""
+    url, out, folder, restart = restarts
+    draft = out / '.drafts' / 'r4.json'
+    page = Page(browser, url, 'r4.png')
+    page.click(10, 10)
+    page.click(20, 20)
+
+    def in_step(points: list) -> bool:
+        page.saved()
+        page.page.wait_for_timeout(300)  # the server's answer adopted
+        return _shows(page, points) and _placed(draft, points)
+
+    assert in_step([[10, 10], [20, 20]])
+    # z while a press is held: the last edit (point 1) is undone on both sides
+    page.page.mouse.move(*page.at(40, 40))
+    page.page.mouse.down()
+    page.key('z')
+    page.page.mouse.up()
+    assert in_step([[10, 10]])
+    # x while a press is held: the point the press would have placed (1) is absent
+    page.page.mouse.down()
+    page.key('x')
+    page.page.mouse.up()
+    assert in_step([[10, 10]])
+    assert json.loads(draft.read_text())['faces'][0]['visibility'][:3] == [2, 0, 2]
+    page.key('x')  # unset
+    page.click(20, 20)
+    assert in_step([[10, 10], [20, 20]])
+    # z while point 0 is dragged: the drag is taken back, z undoes point 1; z again, the x
+    # before it (point 1 absent again), on both sides
+    start = page.at(10, 10)
+    page.page.mouse.move(*start)
+    page.page.mouse.down()
+    page.page.mouse.move(start[0] + 30, start[1] + 30, steps=4)
+    page.key('z')
+    page.page.mouse.up()
+    assert in_step([[10, 10]])
+    page.key('z')
+    assert in_step([[10, 10]]) and page.js('e.face.visibility[1]') == 0
+    assert json.loads(draft.read_text())['faces'][0]['visibility'][1] == 0
+    page.close()
+
+
 def test_predict_is_pre_annotated_while_the_person_works(images, browser, trained, tmp_path):
     folder, out = tmp_path / 'images', tmp_path / 'out'
     folder.mkdir()

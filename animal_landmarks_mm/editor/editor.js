@@ -1004,6 +1004,11 @@
       // the edit would go to the image being left, or be dropped when the next one is shown
       if (this.navigating) { this.say('opening another image — wait a moment'); return false; }
       if (this.busy) { this.say(`${this.busy} — wait a moment`); return false; }
+      // A press or drag not let go yet (a key pressed with the mouse button down) is taken
+      // back first, as go() does: the edit is then made to what the server has too (an undo
+      // took the press's own undo step, the server's the edit before; a drag's release
+      // restored what the edit had changed), and the release does nothing more.
+      this.cancelGesture();
       return true;
     }
 
