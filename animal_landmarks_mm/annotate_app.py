@@ -115,7 +115,7 @@ SHORTCUTS: dict[str, str] = {
                                                   'keyboard layout, Caps Lock or not)',
     'o / x': 'occluded / absent on the selected (or next) point, again to unset',
     'Delete, Backspace': 'remove the selected point',
-    'Escape': 'deselect, stop drawing a box',
+    'Escape': 'deselect, stop drawing a box (or take back a drag under way)',
     'l': 'labels on / off',
     'b': 'draw the face box (drag a rectangle)',
     'm': 'predict the points with the model ("Predict ✓": pre-annotated, instant)',

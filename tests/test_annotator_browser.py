@@ -1018,13 +1018,13 @@ def test_a_skip_the_server_refuses_stays_on_the_image_and_says_why(small_server,
 
 @pytest.fixture(scope='module')
 def restarts(tmp_path_factory):
-    """The annotator in this process on small pictures r0.png ... r7.png, with ``restart()``:
+    """The annotator in this process on small pictures r0.png ... r9.png, with ``restart()``:
     what a server restart does (the folders read again, every tab's open image forgotten),
     without the seconds a new process takes. Yields (url, output dir, image dir, restart)."""
     folder = tmp_path_factory.mktemp('restarts') / 'images'
     folder.mkdir()
-    for k in range(8):
-        cv2.imwrite(str(folder / f'r{k}.png'), np.full((150, 200, 3), 50 + 20 * k, np.uint8))
+    for k in range(10):
+        cv2.imwrite(str(folder / f'r{k}.png'), np.full((150, 200, 3), 40 + 20 * k, np.uint8))
     out = folder.parent / 'landmarks'
     annotator = Annotator(AnnotationSession(folder, out, annotator='e2e'))
     server = launch(annotator, port=free_port(), block=False)
@@ -1220,6 +1220,28 @@ def test_edit_keys_during_a_press_or_a_drag_take_it_back_first(restarts, browser
     page.key('z')
     assert in_step([[10, 10]]) and page.js('e.face.visibility[1]') == 0
     assert json.loads(draft.read_text())['faces'][0]['visibility'][1] == 0
+    page.close()
+
+
+def test_escape_while_a_box_is_drawn_stops_drawing_it(restarts, browser):
+    """As the help says: Escape stops drawing a box, the one being dragged too (letting go
+    then sets no box, predicts nothing)."""
+    url, out, folder, restart = restarts
+    page = Page(browser, url, 'r5.png')
+    page.key('b')
+    start = page.at(20, 20)
+    page.page.mouse.move(*start)
+    page.page.mouse.down()
+    page.page.mouse.move(start[0] + 80, start[1] + 60, steps=4)
+    assert page.page.locator('#le-overlay .le-box').count() == 1
+    page.key('Escape')
+    assert page.page.locator('#le-overlay .le-box').count() == 0
+    page.page.mouse.up()
+    page.page.wait_for_timeout(300)
+    assert page.js('[e.boxMode, e.face.bbox, e.queue.length, e.undoStack.length]') == [
+        False, None, 0, 0]
+    assert page.page.locator('#le-overlay .le-box').count() == 0
+    assert not (out / '.drafts' / 'r5.json').exists() and not (out / 'r5.json').exists()
     page.close()
 
 

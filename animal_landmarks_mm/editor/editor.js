@@ -1452,6 +1452,8 @@
         case 'predict': this.predict(); break;
         case 'accept': this.accept(); break;
         case 'escape':
+          // the box being dragged too (its release would set it), or a press or drag
+          this.cancelGesture();
           this.selected = null;
           this.boxMode = false;
           this.$('le-help').hidden = true;
