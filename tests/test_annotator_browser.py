@@ -1245,6 +1245,25 @@ def test_escape_while_a_box_is_drawn_stops_drawing_it(restarts, browser):
     page.close()
 
 
+def test_a_back_refused_for_unsaved_edits_leaves_the_address_naming_the_image_shown(
+        restarts, browser):
+    url, out, folder, restart = restarts
+    page = Page(browser, url, 'r6.png')
+    page.key('n')
+    page.wait_image('r7.png')
+    page.page.route('**/annotator/api/edit', lambda route: route.abort())
+    page.click(10, 10)
+    page.wait_text('le-save', 'not saved yet (1)')
+    page.page.go_back()  # refused: the edit is not saved yet
+    page.wait_text('le-message', 'not saved yet: your edits are kept in this page')
+    page.page.wait_for_function('() => !window.landmarkEditor.navigating')
+    assert page.state['image'] == 'r7.png' and 'image=r7.png' in page.page.url
+    page.page.unroute('**/annotator/api/edit')
+    page.saved()
+    assert _placed(out / '.drafts' / 'r7.json', [[10, 10]])
+    page.close()
+
+
 def test_predict_is_pre_annotated_while_the_person_works(images, browser, trained, tmp_path):
     folder, out = tmp_path / 'images', tmp_path / 'out'
     folder.mkdir()

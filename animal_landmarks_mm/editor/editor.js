@@ -696,7 +696,15 @@
       const wanted = new URLSearchParams(location.search).get('image');
       if (this.navigating) { this.locationMoved = true; return; }
       if (wanted !== null && (!this.doc || wanted !== this.doc.image)) {
-        this.go({image: wanted}, {history: false});
+        this.go({image: wanted}, {history: false}).then((shown) => {
+          // Refused (edits not saved yet, the image gone...): the address names the image
+          // still shown, not the one Back or Forward reached (a reload would open that one).
+          // Not while another Back is followed: that one's address stands.
+          if (shown || this.navigating || !this.doc) return;
+          const url = new URL(location.href);
+          url.searchParams.set('image', this.doc.image);
+          history.replaceState({image: this.doc.image}, '', url);
+        });
       }
     }
 
