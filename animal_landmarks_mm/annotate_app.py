@@ -105,7 +105,8 @@ QUIET_S = 0.3
 SHORTCUTS: dict[str, str] = {
     'click': 'place the next point (or the selected one)',
     'click a point (face complete), a row of the list': 'select it: o, x, Delete act on it, '
-                                                         'a click places it',
+                                                         'a click places it (a click on it '
+                                                         'again deselects it)',
     'drag a point': 'move it (hover shows its number and name)',
     'drag the picture, space+drag': 'pan',
     'wheel, + / -': 'zoom around the cursor (+ / -: around the middle when the cursor is '

@@ -1264,6 +1264,28 @@ def test_a_back_refused_for_unsaved_edits_leaves_the_address_naming_the_image_sh
     page.close()
 
 
+def test_a_click_on_the_selected_point_deselects_it_without_moving_it(restarts, browser):
+    url, out, folder, restart = restarts
+    draft = out / '.drafts' / 'r8.json'
+    page = Page(browser, url, 'r8.png')
+    page.click(10, 10)
+    page.click(40, 30)
+    page.saved()
+    row = page.page.locator('#le-points [data-index="0"]')
+    row.click()  # selects point 0
+    assert page.js('e.selected') == 0
+    page.click(11, 11)  # on point 0, within its reach: deselects it, moves nothing
+    page.page.wait_for_timeout(300)
+    assert page.js('[e.selected, e.queue.length, e.undoStack.length]') == [None, 0, 2]
+    page.saved()
+    assert _shows(page, [[10, 10], [40, 30]]) and _placed(draft, [[10, 10], [40, 30]])
+    row.click()  # selected again, a click elsewhere puts it there
+    page.click(60, 50)
+    page.saved()
+    assert _shows(page, [[60, 50], [40, 30]]) and _placed(draft, [[60, 50], [40, 30]])
+    page.close()
+
+
 def test_predict_is_pre_annotated_while_the_person_works(images, browser, trained, tmp_path):
     folder, out = tmp_path / 'images', tmp_path / 'out'
     folder.mkdir()

@@ -1184,11 +1184,11 @@
       g.handle = g.hit === null ? this.hitHandle(sx, sy) : null;
       // A click places the target (the selected point, else the next one), even over another
       // point while the face is incomplete; on another point with one selected, or on any
-      // point of a complete face, it selects that point instead.
+      // point of a complete face, it selects that point instead; on the selected point, it
+      // deselects it (onPointerUp), as a click on its row does: the point stays where it is.
       const target = this.target();
-      const onOther = g.hit !== null &&
-        ((this.selected !== null && g.hit !== this.selected) || target === null);
-      if (target !== null && g.inside && !onOther && !this.busy) {
+      const selects = g.hit !== null && (this.selected !== null || target === null);
+      if (target !== null && g.inside && !selects && !this.busy) {
         // Draw the point now; a press that turns into a drag takes it back.
         g.tentative = {op: 'place', face: this.edit.face, index: target, x, y};
         g.redo = this.redoStack;
