@@ -8,7 +8,10 @@ the safety off, this module allow-lists exactly those classes, and for ``getattr
 stand-in that only returns ``HistoryBuffer``'s registered statistics methods: any other
 ``getattr`` in a checkpoint is still refused. Likewise ``bytes``, which a pickle of an empty numpy
 array calls for its empty buffer, gets a stand-in that only copies bytes: ``bytes(n)`` would let
-a file of a few hundred bytes allocate ``n`` zero bytes (gigabytes) when it is read.
+a file of a few hundred bytes allocate ``n`` zero bytes (gigabytes) when it is read; and numpy's
+``_reconstruct`` and ``dtype`` get stand-ins that take only what numpy's own pickles ask (an
+empty array, filled by the bytes that follow; no object arrays), while ``ndarray`` and the dtype
+classes cannot be called at all (see :func:`_numpy_globals`).
 """
 from __future__ import annotations
 
@@ -36,8 +39,8 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
                                  or name in HistoryBuffer._statistics_methods):
         return getattr(obj, name)
     raise pickle.UnpicklingError(
-        f'refused getattr({obj!r}, {name!r}) in a weights_only checkpoint load '
-        '(only HistoryBuffer statistics methods are allowed)')
+        f'refused getattr({obj!r}, {name!r}) in a checkpoint (only HistoryBuffer statistics '
+        'methods are allowed)')
 
 
 def _restricted_bytes(*args: Any) -> bytes:
@@ -49,19 +52,73 @@ def _restricted_bytes(*args: Any) -> bytes:
     if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
         return bytes(args[0])
     raise pickle.UnpicklingError(
-        'refused bytes() of other than bytes in a weights_only checkpoint load (a size would '
-        'allocate that many bytes)')
+        'refused bytes() of other than bytes in a checkpoint (a size would allocate that many '
+        'bytes)')
+
+
+# the end of the name under which a class is allow-listed for BUILD alone: a pickle names its
+# globals by GLOBAL (module and name, each on a line of its own; torch's restricted unpickler
+# has no STACK_GLOBAL), so no file can spell a name with a line break, and REDUCE or NEWOBJ
+# only reach a class a GLOBAL put on the stack
+_BUILD_ONLY = '\n(built by a pickle, never named by one)'
+
+
+def _build_only(cls: type) -> tuple[type, str]:
+    """``cls`` for ``add_safe_globals`` so that ``BUILD`` (``__setstate__``) may fill an
+    instance of it that an allowed function made, while no pickle can call it."""
+    return cls, f'{cls.__module__}.{cls.__qualname__}{_BUILD_ONLY}'
+
+
+def _refused_ndarray(*args: Any) -> None:
+    """What ``numpy.ndarray`` names in a checkpoint: an argument of ``_reconstruct`` (see
+    :func:`_restricted_reconstruct`), never called: ``ndarray(shape)`` would allocate any size
+    of uninitialised memory."""
+    raise pickle.UnpicklingError('refused a call of numpy.ndarray in a checkpoint (a shape '
+                                 'would allocate that much memory)')
+
+
+def _restricted_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """numpy's ``_reconstruct`` restricted to what numpy's own pickles ask: an empty
+    ``ndarray`` (``(0,)``), which the ``__setstate__`` that follows resizes to the shape its
+    bytes fill. Any other shape would allocate that much uninitialised memory (a gigabyte from
+    a file of 1.7 KB), which no ``__setstate__`` follows to fill."""
+    if subtype not in (_refused_ndarray, np.ndarray) or tuple(shape) != (0,) \
+            or not isinstance(dtype, (bytes, str)):
+        raise pickle.UnpicklingError(
+            'refused numpy _reconstruct of other than an empty ndarray in a checkpoint (numpy '
+            'pickles arrays so; a shape would allocate that much memory)')
+    from numpy._core import multiarray
+    return multiarray._reconstruct(np.ndarray, (0,), dtype)
+
+
+def _restricted_dtype(*args: Any) -> np.dtype:
+    """``numpy.dtype`` without objects: an object array's ``__setstate__`` given a list of
+    another length than its shape reads past the list (the process dies of a segmentation
+    fault), and no mmengine checkpoint holds one."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError('refused a numpy object dtype in a checkpoint (only arrays '
+                                     'of numbers and text are read)')
+    return dtype
 
 
 def _numpy_globals() -> list[Any]:
     """numpy's pickling helpers, under both the numpy 2 (``_core``) and numpy 1 (``core``)
-    module names, so checkpoints written under either load."""
+    module names, so checkpoints written under either load.
+
+    numpy pickles an array as ``_reconstruct(ndarray, (0,), b'b')`` then ``BUILD`` with its
+    shape, dtype and bytes (``ndarray.__setstate__`` refuses bytes of another size than the
+    shape's), and a dtype as ``dtype(name, align, copy)`` then ``BUILD``: the functions it
+    calls are restricted stand-ins, and ``ndarray`` and the dtype classes are allow-listed for
+    ``BUILD`` alone.
+    """
     from numpy._core import multiarray
-    entries: list[Any] = [np.ndarray, np.dtype, (_restricted_bytes, 'builtins.bytes')]
+    entries: list[Any] = [(_refused_ndarray, 'numpy.ndarray'), (_restricted_dtype, 'numpy.dtype'),
+                          (_restricted_bytes, 'builtins.bytes'), _build_only(np.ndarray)]
     for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
-        entries += [(multiarray._reconstruct, f'{module}._reconstruct'),
+        entries += [(_restricted_reconstruct, f'{module}._reconstruct'),
                     (multiarray.scalar, f'{module}.scalar')]
-    entries += [cls for cls in vars(np.dtypes).values()
+    entries += [_build_only(cls) for cls in vars(np.dtypes).values()
                 if isinstance(cls, type) and issubclass(cls, np.dtype)]
     return entries
 

@@ -1,10 +1,13 @@
 """torch's weights_only loading accepts mmengine checkpoints, and nothing more than needed."""
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer, MessageHub
+from numpy._core import multiarray
 
 import animal_landmarks_mm  # noqa: F401  (installs the allow-list)
 
@@ -132,3 +135,85 @@ def test_the_fifth_pickle_of_the_legacy_format_is_read_too(tmp_path):
     with pytest.raises(CheckpointError, match='refused a pickle importing bytearray'):
         read_checkpoint(tmp_path / 'fifth.pth')
     assert read_checkpoint(tmp_path / 'legacy.pth')[0]['w'].tolist() == [1, 1]
+
+
+class _ReconstructsLarge:
+    """numpy's _reconstruct of any shape: 1 GiB of uninitialised memory from a 1.7 KB file,
+    which an mmpose export copied into its release file (reviewer's npalloc.pth)."""
+
+    def __reduce__(self):
+        return (multiarray._reconstruct, (np.ndarray, (2 ** 30,), b'b'))
+
+
+class _CallsNdarray:
+    def __reduce__(self):
+        return (np.ndarray, ((2 ** 30,), 'i1'))
+
+
+class _ObjectArrayOfAnotherLength:
+    """numpy's ndarray.__setstate__ of an object array given a list of another length reads
+    past it: the process dies of a segmentation fault."""
+
+    def __reduce__(self):
+        return (multiarray._reconstruct, (np.ndarray, (0,), b'b'),
+                (1, (4,), np.dtype('O'), False, []))
+
+
+class _ObjectDType:
+    def __reduce__(self):
+        return (np.dtypes.ObjectDType, ())
+
+
+_READ_EACH = """
+import sys
+from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+for path in sys.argv[1:]:
+    try:
+        read_checkpoint(path)
+        print('loaded', path, flush=True)
+    except CheckpointError as e:
+        print('refused', e, flush=True)
+"""
+
+
+def test_numpy_objects_in_a_checkpoint_allocate_nothing_and_crash_nothing(tmp_path):
+    """Arrays come as numpy pickles them (``_reconstruct(ndarray, (0,), b'b')``, then their
+    state, whose bytes bound their size); an array of another shape, ndarray called, and object
+    arrays (a segmentation fault) are refused. Read in another process: a crash is a result."""
+    payloads = dict(large=_ReconstructsLarge(), ndarray=_CallsNdarray(),
+                    object_array=_ObjectArrayOfAnotherLength(), object_dtype=_ObjectDType())
+    for name, payload in payloads.items():
+        torch.save(dict(state_dict=dict(w=torch.ones(1)), meta=dict(x=payload)),
+                   tmp_path / f'{name}.pth')
+    proc = subprocess.run([sys.executable, '-c', _READ_EACH,
+                           *(str(tmp_path / f'{name}.pth') for name in payloads)],
+                          capture_output=True, text=True, timeout=300)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == len(payloads), (proc.returncode, proc.stdout,
+                                                                   proc.stderr[-2000:])
+    reasons = dict(large='refused numpy _reconstruct of other than an empty ndarray',
+                   ndarray='refused a call of numpy.ndarray', object_array='object dtype',
+                   object_dtype='GLOBAL numpy.dtypes.ObjectDType was not an allowed global')
+    for line, name in zip(lines, payloads):
+        assert line.startswith(f'refused {tmp_path / name}.pth: not a checkpoint torch can '
+                               'read safely (') and reasons[name] in line, line
+
+
+def test_arrays_as_numpy_pickles_them_still_load(tmp_path):
+    arrays = dict(ints=np.arange(6).reshape(2, 3), empty=np.zeros((0, 2)),
+                  fortran=np.asfortranarray(np.ones((2, 3), np.float16)),
+                  strided=np.arange(10)[::3], text=np.array(['a', 'bc']),
+                  flags=np.array([True, False]), colors=np.zeros((28, 3), np.uint8),
+                  records=np.zeros(2, dtype=[('a', 'i4'), ('b', 'f8')]),
+                  scalars=[np.int64(3), np.float32(0.5), np.bool_(True)])
+    for legacy in (False, True):
+        torch.save(dict(state_dict=dict(w=torch.ones(1)), meta=arrays), tmp_path / 'ok.pth',
+                   _use_new_zipfile_serialization=not legacy)
+        loaded = torch.load(tmp_path / 'ok.pth', weights_only=True)['meta']
+        for key, value in arrays.items():
+            if key == 'scalars':
+                assert loaded[key] == value and [type(v) for v in loaded[key]] == \
+                    [type(v) for v in value]
+            else:
+                assert type(loaded[key]) is np.ndarray and loaded[key].dtype == value.dtype
+                assert np.array_equal(loaded[key], value), key
