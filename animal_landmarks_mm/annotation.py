@@ -47,10 +47,13 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import AnimalLandmarksError, printable
 from .schema import ABSENT, NUM_KEYPOINTS, VISIBILITY_FLAGS, VISIBLE
+
+if TYPE_CHECKING:  # OpenCV and numpy are imported where images are read: the annotation
+    import numpy as np  # format itself needs neither
 
 FORMAT_NAME = 'animal_landmarks_mm.annotation'
 #: The ``format`` of the crawler's metadata sidecars (``<image file>.json`` beside each image,
@@ -221,6 +224,37 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     except (OSError, ValueError, SyntaxError) as e:  # missing, truncated header, NUL in name
         raise AnnotationError(f'{path}: image unreadable ({e})') from None
     return width, height
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image's pixels as ``cv2.imread`` gives them: BGR ``uint8`` ``(H, W, 3)``, the EXIF
+    orientation applied (as mmcv, hence mmpose, decodes it; :func:`image_size` agrees).
+
+    The bytes are read here and decoded by ``cv2.imdecode``, never ``cv2.imread``: OpenCV takes
+    a path as UTF-8 text, and a name of other bytes (a lone surrogate in Python) crashes the
+    process; and a FIFO or device is never read (:func:`open_regular_file`).
+
+    Raises:
+        AnnotationError: a missing or unreadable file, a FIFO or device
+            (:class:`NotRegularFileError`), or bytes OpenCV cannot decode; one line naming the
+            file.
+    """
+    import cv2
+    import numpy as np
+    try:
+        data = read_regular_file(path)
+    except NotRegularFileError:
+        raise
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise AnnotationError(f'{os.fsdecode(path)}: image unreadable ({reason})') from None
+    try:  # IMREAD_COLOR is cv2.imread's default: 3 channels, the EXIF orientation applied
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    except cv2.error:  # beyond OpenCV's own limits (too many pixels)
+        image = None
+    if image is None:
+        raise AnnotationError(f'{os.fsdecode(path)}: not an image OpenCV can decode')
+    return image
 
 
 @dataclass

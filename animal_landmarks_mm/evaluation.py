@@ -21,9 +21,11 @@ from tqdm import tqdm
 
 from .annotation import (
     STATUS_PREDICTED,
+    AnnotationError,
     Face,
     ImageAnnotation,
     lies_in_folder,
+    read_image,
     remove_stale_temporaries,
     write_json_atomic,
 )
@@ -163,9 +165,10 @@ def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu'
     scores = np.zeros((len(faces), NUM_KEYPOINTS))
     for path, indices in tqdm(by_image.items(), desc=f'evaluating {Path(checkpoint).name}',
                               unit='img', disable=not progress):
-        image = cv2.imread(str(path))
-        if image is None:
-            raise EvaluationInputError(f'image unreadable: {path}')
+        try:
+            image = read_image(path)
+        except AnnotationError as e:
+            raise EvaluationInputError(str(e)) from None
         sample = predictor.predict(image, np.stack([faces[i].box for i in indices]))
         pred[indices] = sample.pred_instances.keypoints
         scores[indices] = sample.pred_instances.keypoint_scores
@@ -263,7 +266,7 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
                     min_side: int = 384) -> None:
     """Ground truth (green) and prediction (magenta), a line per point between them, the face's
     NME in the corner; the picture is the face box region, enlarged for small faces."""
-    image = cv2.imread(str(face.image_path))
+    image = read_image(face.image_path)  # decoded for the prediction just before
     x0, y0, x1, y1 = face.box
     pad = 0.25 * max(x1 - x0, y1 - y0)
     left, top = int(max(0, x0 - pad)), int(max(0, y0 - pad))

@@ -39,6 +39,7 @@ from .annotation import (
     image_size,
     lies_in_folder,
     load_annotation,
+    read_image,
     remove_stale_temporaries,
     save_annotation,
     write_json_atomic,
@@ -506,7 +507,6 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             first, of ``{"image", "annotation", "uncertainty", "min_score", "faces"}``.
         progress: show a progress bar.
     """
-    import cv2
     from tqdm import tqdm
 
     from .annotate import AnnotationSession
@@ -543,9 +543,10 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
         except AnnotationError as e:
             _warn(f'{e}; skipped')
             continue
-        image = cv2.imread(str(path))
-        if image is None:
-            _warn(f'{path}: unreadable image, skipped')
+        try:
+            image = read_image(path)
+        except AnnotationError as e:
+            _warn(f'{e}; skipped')
             continue
         height, width = image.shape[:2]
         if boxes_file:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .annotation import new_temporary
+from .annotation import AnnotationError, new_temporary, read_image
 from .checkpoints import CheckpointError
 from .errors import first_line
 
@@ -356,8 +356,6 @@ def calibration_crops(annotation_dir: str | os.PathLike, image_dir: str | os.Pat
         CheckpointError: no usable annotated face in the folder (or in the split).
         EvaluationInputError: an unreadable split file.
     """
-    import cv2
-
     from .converter import AnnotationReader, face_box_xyxy
     from .evaluation import read_split_file
     from .onnx_predictor import crop_boxes
@@ -380,9 +378,10 @@ def calibration_crops(annotation_dir: str | os.PathLike, image_dir: str | os.Pat
     # decoded once, all its picked faces cropped together
     for record, group in itertools.groupby((found[k] for k in picks), key=lambda f: f[0]):
         ann = record.annotation
-        image = cv2.imread(str(record.image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise CheckpointError(f'{record.image_path}: unreadable image for calibration')
+        try:
+            image = read_image(record.image_path)
+        except AnnotationError as e:
+            raise CheckpointError(f'{e} (an image to calibrate on)') from None
         boxes = np.array([face_box_xyxy(face, ann.width, ann.height) for _, face in group],
                          np.float32)
         crops.extend(crop_boxes(image, boxes, input_size, padding)[0])

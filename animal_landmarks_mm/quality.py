@@ -72,7 +72,9 @@ from pathlib import Path
 import numpy as np
 
 from .annotation import (
+    AnnotationError,
     ImageAnnotation,
+    read_image,
     write_json_atomic,
 )
 from .converter import AnnotationReader, face_box_xyxy
@@ -868,7 +870,6 @@ def predict_faces(faces: list[LabelledFace], *, checkpoint: str | os.PathLike,
         QualityCheckError: a face read without its image.
         CheckpointError: a checkpoint that cannot be loaded.
     """
-    import cv2
     from tqdm import tqdm
 
     from .infer import load_predictor
@@ -882,10 +883,10 @@ def predict_faces(faces: list[LabelledFace], *, checkpoint: str | os.PathLike,
         by_image.setdefault(item.image_path, []).append(n)
     for image_path, members in tqdm(by_image.items(), desc='model', unit='img',
                                     disable=not progress):
-        image = cv2.imread(str(image_path))
-        if image is None:
-            unreadable.append(f'{image_path}: image unreadable, its faces left out of the '
-                              'model check')
+        try:
+            image = read_image(image_path)
+        except AnnotationError as e:
+            unreadable.append(f'{e}: its faces left out of the model check')
             continue
         annotation = faces[members[0]].annotation_data
         boxes = np.array([face_box_xyxy(annotation.faces[faces[n].face], annotation.width,

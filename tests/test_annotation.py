@@ -207,3 +207,48 @@ def test_fifos_and_folders_are_never_read(tmp_path):
             assert str(caught.value) == f'{path}: not a regular file (a FIFO, a device or a ' \
                 'folder): left alone'
     assert fifo.is_fifo()  # left as it was
+
+
+def _undecodable_folder(tmp_path):
+    """A folder ``d<0xff>`` in ``tmp_path``: its name is no UTF-8, a lone surrogate in Python."""
+    folder = tmp_path / os.fsdecode(b'd\xff')
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.timeout(60)  # a FIFO read would wait for a writer for good
+def test_read_image_decodes_as_cv2_imread_under_any_name(tmp_path):
+    """read_image gives the pixels cv2.imread gives (BGR, the EXIF orientation applied, as mmcv
+    decodes them) also where cv2.imread cannot go: a path that is not UTF-8 crashed the process
+    in cv2.imread (a segmentation fault). What it cannot decode is one line naming the file."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import NotRegularFileError, read_image
+    folder = _undecodable_folder(tmp_path)
+    pixels = np.zeros((20, 40, 4), np.uint8)
+    pixels[:, :10] = (255, 0, 0, 255)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown turned by 90 degrees
+    for name, mode in (('a.jpg', 'RGB'), ('a.png', 'RGBA'), ('a.webp', 'RGB'),
+                       ('grey.png', 'L'), ('plain.bmp', 'RGB')):
+        picture = Image.fromarray(pixels).convert(mode)
+        picture.save(tmp_path / name, **({} if name.endswith('.bmp') else dict(exif=exif)))
+        expected = cv2.imread(str(tmp_path / name))  # an ASCII path: cv2.imread is safe
+        (folder / name).write_bytes((tmp_path / name).read_bytes())
+        decoded = read_image(folder / name)
+        assert decoded.dtype == np.uint8 and decoded.shape == expected.shape, name
+        assert np.array_equal(decoded, expected), name
+    assert read_image(folder / 'a.png').shape == (40, 20, 3)  # turned, as mmcv shows it
+    (folder / 'not.png').write_bytes(b'no image')
+    (folder / 'empty.png').write_bytes(b'')
+    for name in ('not.png', 'empty.png'):
+        with pytest.raises(AnnotationError) as caught:
+            read_image(folder / name)
+        assert str(caught.value) == f'{folder / name}: not an image OpenCV can decode'
+    with pytest.raises(AnnotationError, match='missing.png: image unreadable'):
+        read_image(folder / 'missing.png')
+    os.mkfifo(folder / 'fifo.png')
+    with pytest.raises(NotRegularFileError, match='not a regular file'):
+        read_image(folder / 'fifo.png')

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -459,3 +460,18 @@ def test_the_summary_counts_in_words():
     assert '1 annotation file unusable, not checked:' in lines
     report = quality.QualityReport([entry, entry], faces=2, checked=2, files=2)
     assert report.format_summary().splitlines()[0].endswith(': 2 likely mistakes in 1 face')
+
+
+def test_a_folder_whose_name_is_not_utf8_is_checked_against_the_model(trained, tmp_path):
+    """cv2.imread crashed the process (a segmentation fault, exit 139) on a path that is not
+    UTF-8; the model check reads the images of such a folder as any other."""
+    top = tmp_path / os.fsdecode(b'd\xff')
+    make_synthetic_dataset(tmp_path / 'set', 3, seed=8, min_size=160, max_size=200,
+                           progress=False)  # cv2.imwrite, which writes them, crashes there too
+    (tmp_path / 'set').rename(top)
+    proc = run_tool('check_annotations.py', '--annotation-dir', top / 'landmarks',
+                    '--checkpoint', trained[0] / 'epoch_1.pth', '--output',
+                    tmp_path / 'report.json', '--no-progress', check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'images in ' in proc.stdout and '\\udcff' in proc.stdout
+    assert isinstance(json.loads((tmp_path / 'report.json').read_text()), list)

@@ -225,3 +225,25 @@ def _diverged_copy(checkpoint, path):
                                                           float('nan'))
     torch.save(dict(state_dict=state_dict, meta=meta), path)
     return path
+
+
+def _undecodable_copy(coco_dir, tmp_path):
+    """The test split's annotation files and the images, in a folder ``d<0xff>`` whose name is
+    no UTF-8 (a lone surrogate in Python): (its landmarks/, its images/)."""
+    top = tmp_path / os.fsdecode(b'd\xff')
+    top.mkdir()
+    shutil.copytree(coco_dir / 'images', top / 'images')
+    return _test_split(coco_dir, top / 'landmarks'), top / 'images'
+
+
+def test_folders_whose_names_are_not_utf8_are_evaluated(trained, coco_dir, tmp_path):
+    """cv2.imread crashed the process (a segmentation fault, exit 139) on a path that is not
+    UTF-8; the images and annotations in such a folder work as any other."""
+    folder, images = _undecodable_copy(coco_dir, tmp_path)
+    out = tmp_path / 'eval'
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
+                    images, '--annotation-dir', folder, '--output-dir', out, '--visualize',
+                    '--num-vis-samples', '2', check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / 'metrics.json').read_text())['faces'] == 3
+    assert len(list((out / 'visualizations').glob('*.jpg'))) == 2

@@ -441,3 +441,18 @@ def test_rank_beside_the_annotation_files_is_refused_before_anything_is_made(
                       out_dir=annotations / 'out', annotation_dir=annotations, rank=True,
                       progress=False)
     assert not annotations.exists()
+
+
+def test_images_in_a_folder_whose_name_is_not_utf8_are_predicted(coco_dir, checkpoint,
+                                                                  tmp_path):
+    """cv2.imread crashed the process (a segmentation fault, exit 139) on a path that is not
+    UTF-8; an image in such a folder is predicted as any other."""
+    image_path, _ = _image_and_box(coco_dir)
+    folder = tmp_path / os.fsdecode(b'd\xff')
+    folder.mkdir()
+    shutil.copy(image_path, folder / image_path.name)
+    proc = run_tool('infer.py', folder / image_path.name, '--checkpoint', checkpoint,
+                    '--out-dir', tmp_path / 'out', check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '1 images predicted' in proc.stdout
+    assert (tmp_path / 'out' / 'annotations' / f'{image_path.stem}.json').is_file()
