@@ -154,6 +154,9 @@ class TabSession:
     message: str = ''
     conflict: bool = False
     save_error: str = ''
+    # the save failed the way it will again (what is to be written cannot be): the page sends
+    # again only when asked (s, another edit), not every few seconds
+    save_permanent: bool = False
     used: float = field(default_factory=time.monotonic)
 
 
@@ -685,6 +688,7 @@ class Annotator:
             url=self.image_url(tab.index), next_url=self.image_url(tab.index + 1),
             applied=tab.applied, saved=tab.saved, message=tab.message,
             conflict=tab.conflict, save_error=tab.save_error,
+            save_permanent=tab.save_permanent,
             progress=dict(done=progress.done, predicted=progress.predicted,
                           to_do=progress.to_do, total=progress.total),
             status_label=self.status_label(tab.edit, image), edit=None,
@@ -906,6 +910,7 @@ class Annotator:
     def _save(self, tab: TabSession) -> str:
         """Save the tab's edits if there are any; returns why not ('' when saved)."""
         edit = tab.edit
+        tab.save_permanent = False
         if edit is None or not edit.dirty:
             tab.saved, tab.save_error = tab.applied, ''
             return ''
@@ -921,7 +926,8 @@ class Annotator:
             return tab.save_error
         except ValueError as e:  # what is to be written cannot be (AnnotationError names it)
             tab.save_error = (f'Not saved: {printable(first_line(e), one_line=True, limit=300)}'
-                              '; your edits are kept in this page')
+                              '; your edits are kept in this page: press s to try again')
+            tab.save_permanent = True
             return tab.save_error
         tab.saved, tab.conflict, tab.save_error = tab.applied, False, ''
         return ''

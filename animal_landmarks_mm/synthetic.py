@@ -31,10 +31,16 @@ SPECIES = ('cat', 'fox', 'dog', 'rabbit', 'bear')
 #: Families of styles, for experiments on transfer (pretrain on one, fine-tune on another):
 #: ``human``: human anime faces (no animal ears, large eyes, small nose and mouth, pointed chin),
 #: like the faces anime_face_detector was trained on; ``animal``: animal characters with other
-#: proportions (a muzzle that carries a lower nose and a wider mouth, a rounder jaw, smaller
+#: proportions (a muzzle that carries a lower nose and a wider mouth, a round jaw, smaller
 #: rounder eyes, ears). None: the original style, neither family (a species' ears, no
-#: muzzle, proportions between the two), as the synthetic sets have always been.
+#: muzzle, proportions between the two), as the synthetic sets have always been. In both
+#: families the mouth lies inside the jaw, the chin below the lips; the original style is left
+#: as its measured results were made, where about 5 % of lower lips hang below the chin.
 FAMILIES = ('human', 'animal')
+
+#: how far (in face half-widths) the families keep every mouth point above the jaw line: more
+#: than half the drawn jaw stroke, so that no lip lies on it
+_MOUTH_MARGIN = 0.02
 
 
 class SyntheticDataError(AnimalLandmarksError, ValueError):
@@ -126,7 +132,9 @@ class FaceModel:
         self.species = SPECIES[rng.integers(len(SPECIES))]
         self.yaw = u(-0.25, 0.25)
         self.chin_length = u(0.85, 1.15)
-        self.jaw_power = u(0.55, 1.1)  # < 1: pointed chin and full cheeks (anime); ~1: rounder
+        # < 1: full cheeks down to a pointed chin (anime); 1: a straight V; > 1: hollow cheeks
+        self.jaw_power = u(0.55, 1.1)
+        self.jaw_roundness = None  # a pointed chin (see _jaw_depth); the animal family's is round
         self.eye_x, self.eye_y = u(0.38, 0.5), u(0.02, 0.18)
         self.eye_half_width = u(0.17, 0.25)
         self.eye_up, self.eye_down = u(0.16, 0.3), u(0.1, 0.2)
@@ -150,24 +158,51 @@ class FaceModel:
             self.nose_y = u(0.38, 0.46)
             self.mouth_y, self.mouth_half_width = u(0.62, 0.72), u(0.05, 0.11)
         elif family == 'animal':
-            self.jaw_power, self.chin_length = u(0.9, 1.2), u(0.8, 1.0)
+            # a round jaw whose chin is a gap below the lower lip (the muzzle reaches 0.12
+            # below it): a chin length drawn on its own put the mouth below the chin
+            self.jaw_roundness, chin_gap = u(1.7, 2.3), u(0.13, 0.2)
             self.eye_half_width = u(0.13, 0.18)
             self.eye_up = self.eye_down = u(0.12, 0.18)  # round eyes
-            self.nose_y = u(0.46, 0.56)
-            self.mouth_y, self.mouth_half_width = u(0.68, 0.78), u(0.14, 0.22)
+            self.nose_y = u(0.44, 0.54)
+            self.mouth_y, self.mouth_half_width = u(0.62, 0.72), u(0.14, 0.22)
+            self.chin_length = self.mouth_y + self.mouth_open + 0.1 + chin_gap
             self.muzzle = True
         elif family is not None:
             raise SyntheticDataError(f'unknown family {family!r}; choose from '
                                      f'{", ".join(FAMILIES)}')
         if frontal:
             self.yaw, self.eye_tilt = 0.0, 0.0
+        if family is not None:
+            self._fit_jaw_to_mouth()
         self._build_geometry()
 
     # geometry -------------------------------------------------------------------------------
 
+    def _jaw_depth(self, s: float) -> float:
+        """How far down the jaw is at ``s`` (in [-1, 1]) as a share of the chin's depth: a
+        power of ``1 - |s|``, with a kink (a point) at the chin whatever the power, or, for a
+        round jaw, a superellipse, flat at the chin."""
+        if self.jaw_roundness is None:
+            return (1 - abs(s))**self.jaw_power
+        return (1 - abs(s)**self.jaw_roundness)**(1 / self.jaw_roundness)
+
     def _jaw_point(self, s: float) -> np.ndarray:
         """Jaw curve from the left temple (s=-1) through the chin (s=0) to the right temple."""
-        return np.array([s, -0.1 + self.chin_length * (1 - abs(s))**self.jaw_power])
+        return np.array([s, -0.1 + self.chin_length * self._jaw_depth(s)])
+
+    def _fit_jaw_to_mouth(self) -> None:
+        """Lengthen the jaw where a mouth point lies less than :data:`_MOUTH_MARGIN` above it
+        (a face that has the margin keeps its chin length, and draws as it did)."""
+        for x, y in self._mouth().values():
+            needed = (y + _MOUTH_MARGIN + 0.1) / self._jaw_depth(x)
+            self.chin_length = max(self.chin_length, needed)
+
+    def _mouth(self) -> dict[str, np.ndarray]:
+        """The four mouth points by their schema names."""
+        m = np.array([0.0, self.mouth_y]) + self._feature_shift(0.3)
+        half = self.mouth_half_width
+        return {'mouth_left': m + [-half, -self.smile], 'upper_lip': m,
+                'mouth_right': m + [half, -self.smile], 'lower_lip': m + [0, self.mouth_open]}
 
     def _feature_shift(self, depth: float) -> np.ndarray:
         """How far the yaw moves a feature that stands ``depth`` in front of the face plane."""
@@ -207,8 +242,6 @@ class FaceModel:
         self.eye_l, self.eye_r = self._eye(-1), self._eye(+1)
         self.brow_l, self.brow_r = self._brow(-1, self.eye_l), self._brow(+1, self.eye_r)
         nose = np.array([0.0, self.nose_y]) + self._feature_shift(0.4)
-        m = np.array([0.0, self.mouth_y]) + self._feature_shift(0.3)
-        half = self.mouth_half_width
         # each point by its schema name; the eye arrays are ordered upper outer, top, inner,
         # lower outer, bottom, inner; the brows outer, middle, inner
         eyelid = ('upper_outer', 'upper_top', 'upper_inner', 'lower_outer', 'lower_bottom',
@@ -222,8 +255,7 @@ class FaceModel:
             **{f'eye_left_{part}': p for part, p in zip(eyelid, self.eye_l)},
             **{f'eye_right_{part}': p for part, p in zip(eyelid, self.eye_r)},
             'nose_tip': nose,
-            'mouth_left': m + [-half, -self.smile], 'upper_lip': m,
-            'mouth_right': m + [half, -self.smile], 'lower_lip': m + [0, self.mouth_open],
+            **self._mouth(),
         }
         self._points = np.array([named[name] for name in KEYPOINT_NAMES], dtype=np.float64)
         assert self._points.shape == (NUM_KEYPOINTS, 2)

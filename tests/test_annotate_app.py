@@ -294,6 +294,7 @@ def test_a_failed_save_is_reported_and_retried(folders, monkeypatch):
     assert state['applied'] == 1 and state['saved'] == 0 and not state['conflict']
     assert state['save_error'].startswith('Not saved: cannot write in')
     assert 'No space left on device' in state['save_error']
+    assert not state['save_permanent']  # the page sends again until it is saved
     monkeypatch.setattr(annotate_module, 'write_json_atomic', real)
     state = tab.send()  # the page sends again (nothing new): saved now
     assert state['saved'] == 1 and not state['save_error']
@@ -826,6 +827,10 @@ def test_a_value_no_file_can_hold_is_not_saved_and_said_so(folders):
     assert state['saved'] == 0 and state['applied'] == 1
     assert state['save_error'].startswith(f'Not saved: {path}: cannot be written: ')
     assert '\n' not in state['save_error'] and path.read_bytes() == before
+    # the same again and again: the page sends again only when asked (s, another edit)
+    assert state['save_permanent'] and state['save_error'].endswith('press s to try again')
+    state = tab.send()
+    assert state['save_permanent'] and state['saved'] == 0
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason='root reads a file of mode 000 (run as another '

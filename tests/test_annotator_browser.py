@@ -1286,6 +1286,38 @@ def test_a_click_on_the_selected_point_deselects_it_without_moving_it(restarts, 
     page.close()
 
 
+def test_a_save_that_fails_the_same_way_each_time_is_tried_again_when_asked(restarts,
+                                                                            browser):
+    """A value no file can hold (a NaN in the file's meta): the edit is not saved, the page
+    says why, and sends it again when asked (s), not every 3 s for ever."""
+    url, out, folder, restart = restarts
+    path = out / 'r9.json'
+    save_annotation(path, ImageAnnotation(
+        'r9.png', 200, 150, [Face([(5.0 + k, 6.0 + k) for k in range(28)])],
+        meta=dict(score=1.0)))
+    raw = json.loads(path.read_text())
+    raw['meta']['score'] = float('nan')
+    path.write_text(json.dumps(raw))
+    before = path.read_bytes()
+    restart()
+    page = Page(browser, url, 'r9.png')
+    page.slow('edit', 0, 0)  # logs the requests from here on
+    page.page.locator('#le-points [data-index="0"]').click()
+    page.click(50, 50)
+    page.wait_text('le-message', 'cannot be written')
+    assert page.page.locator('#le-save').get_attribute('data-state') == 'unsaved'
+    page.page.wait_for_timeout(4000)
+    assert page.requests('edit') == 1, 'sent again unasked'
+    page.key('s')
+    page.page.wait_for_function('() => window.apiLog.filter(r => r[0] === "edit").length === 2')
+    page.wait_text('le-message', 'cannot be written')
+    page.page.wait_for_timeout(3500)
+    assert page.requests('edit') == 2 and page.js('e.queue.length') == 1
+    assert page.page.locator('#le-save').get_attribute('data-state') == 'unsaved'
+    assert path.read_bytes() == before
+    page.close()
+
+
 def test_predict_is_pre_annotated_while_the_person_works(images, browser, trained, tmp_path):
     folder, out = tmp_path / 'images', tmp_path / 'out'
     folder.mkdir()

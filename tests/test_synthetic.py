@@ -125,3 +125,34 @@ def test_style_families_differ_where_they_should():
     assert FaceModel(np.random.default_rng(3)).species != 'human'
     with pytest.raises(ValueError, match='unknown family'):
         FaceModel(np.random.default_rng(0), family='robot')
+
+
+@pytest.mark.parametrize('family', ['human', 'animal'])
+def test_the_mouth_is_inside_the_jaw(family):
+    """The chin is the lowest of the chin and the lips, and every mouth point lies above the
+    jaw line at its x, by a margin: the animal family once hung its lower lip below the chin in
+    38 % of faces and its mouth corners outside the jaw in 97 %. (The original style, family
+    None, is left as its measured NMEs were made: about 5 % of its lower lips are below the
+    chin.)"""
+    from animal_landmarks_mm.schema import KEYPOINT_INDEX
+    from animal_landmarks_mm.synthetic import FaceModel
+    mouth = [KEYPOINT_INDEX[name] for name in ('mouth_left', 'upper_lip', 'mouth_right',
+                                               'lower_lip')]
+    for i in range(1500):
+        face = FaceModel(np.random.default_rng([3, i]), family=family)
+        p = face.landmarks()
+        assert p[KEYPOINT_INDEX['chin'], 1] >= p[mouth, 1].max() + 0.02, i
+        for x, y in p[mouth]:
+            assert face._jaw_point(x)[1] >= y + 0.02, (i, x, y)
+
+
+def test_the_animal_jaw_is_rounder_than_the_human():
+    """A round jaw is flat at the chin: a little way out it has hardly risen, where the human
+    family's pointed chin has risen several times as far."""
+    from animal_landmarks_mm.synthetic import FaceModel
+
+    def rise(family):
+        faces = [FaceModel(np.random.default_rng([4, i]), family=family) for i in range(40)]
+        return np.mean([f._jaw_point(0.0)[1] - f._jaw_point(0.3)[1] for f in faces])
+
+    assert rise('animal') < 0.4 * rise('human')

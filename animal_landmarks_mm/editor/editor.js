@@ -466,7 +466,8 @@
       for (const seq of answer.refused || []) this.refused.add(seq);
       if (state.save_error) {
         this.say(state.save_error, 'error');
-        if (!state.conflict) this.scheduleRetry(3000);
+        // a save that fails the same way each time is sent again when asked (s, an edit)
+        if (!state.conflict && !state.save_permanent) this.scheduleRetry(3000);
       } else if (state.message) {
         this.say(state.message, state.message.startsWith('refused') ? 'error' : '');
       }
@@ -526,7 +527,8 @@
     /** Why the page's unsaved edits cannot be saved by sending them again at once ('': they
      *  can, or there are none). */
     held() {
-      return this.stuck ? this.stuck.message : '';
+      if (this.stuck) return this.stuck.message;
+      return this.doc && this.doc.save_permanent ? this.doc.save_error : '';
     }
 
     /** The server lost the image (restarted): open it again, send what is not saved. */
@@ -761,7 +763,9 @@
       this.watchPrediction();
       // A reloaded page shown its tab's work that could not be saved (409): asked again, as
       // the page before the reload did (a conflict waits for Reload instead)
-      if (state.save_error && !state.conflict) this.scheduleRetry(3000);
+      if (state.save_error && !state.conflict && !state.save_permanent) {
+        this.scheduleRetry(3000);
+      }
     }
 
     /** While the model's points for this image are being pre-annotated, ask now and then
