@@ -53,6 +53,58 @@ def refuse_overwriting_input(checkpoint: str | os.PathLike, out: str | os.PathLi
                               'file')
 
 
+# what a release file's meta keeps: values torch's weights_only load builds without any
+# allow-list, and mmpose's init_model reads (dataset_meta)
+_PLAIN = (str, int, float, bool, type(None))
+# the depth of meta kept (mmengine's is 3 or 4 deep): a crafted one nested deeper than
+# Python's recursion limit would fail torch.save with a traceback
+_PLAIN_DEPTH = 16
+_LEFT_OUT = object()
+
+
+def plain_meta(meta: dict) -> dict:
+    """A checkpoint's ``meta`` for a release file: plain data only.
+
+    Kept are text, numbers, booleans, None, and lists, tuples and dicts (of such keys) of them;
+    numpy numbers and arrays of numbers or text become their Python values (mmpose's
+    ``dataset_meta`` holds colours and sigmas as arrays, which mmpose reads as sequences). Left
+    out are ``meta['config']`` (Python code mmengine's resume would run), and any value that is
+    none of these or holds one (a tensor, mmengine's ``HistoryBuffer``), so the file loads
+    with ``torch.load(weights_only=True)`` and nothing allow-listed.
+    """
+    plain = _plain(meta, _PLAIN_DEPTH)
+    if not isinstance(plain, dict):
+        return {}
+    plain.pop('config', None)
+    return plain
+
+
+def _plain(value: object, depth: int) -> object:
+    """``value`` as plain data (see :func:`plain_meta`), or ``_LEFT_OUT``."""
+    import numpy as np
+    if isinstance(value, (np.ndarray, np.generic)):
+        if value.dtype.kind not in 'biufU':  # numbers and text; not objects, bytes, records
+            return _LEFT_OUT
+        value = value.tolist()
+    if type(value) in _PLAIN:  # not a subclass: its class would have to be allow-listed
+        return value
+    if depth == 0:
+        return _LEFT_OUT
+    if isinstance(value, dict):
+        kept = {}
+        for key, item in value.items():
+            key, item = _plain(key, 0), _plain(item, depth - 1)
+            if key is not _LEFT_OUT and item is not _LEFT_OUT:
+                kept[key] = item
+        return kept
+    if isinstance(value, (list, tuple)):
+        items = [_plain(item, depth - 1) for item in value]
+        if any(item is _LEFT_OUT for item in items):
+            return _LEFT_OUT  # a list without one of its items would mean something else
+        return items if isinstance(value, list) else tuple(items)
+    return _LEFT_OUT
+
+
 def move_into_place(tmp: Path, out: Path) -> None:
     """Move a finished temporary file onto ``out``, with the mode a plain ``open()`` would
     give it (safetensors writes its files readable by their owner alone); if that fails,
@@ -109,7 +161,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     tmp = new_temporary(out)
     try:
         if fmt == 'mmpose':
-            torch.save(dict(state_dict=state_dict, meta=meta), tmp)
+            torch.save(dict(state_dict=state_dict, meta=plain_meta(meta)), tmp)
             out = out.with_name(f'{out.stem}-{file_sha256(tmp)[:8]}.pth')
             refuse_overwriting_input(checkpoint, out)  # the name the hash gave
         elif fmt == 'safetensors':

@@ -185,6 +185,36 @@ def test_mmpose_release_format(trained, tmp_path):
     assert model.dataset_meta['num_keypoints'] == 28
 
 
+def test_the_mmpose_release_meta_is_plain_data(tmp_path):
+    """The release file's meta was the checkpoint's as it was read: mmengine's HistoryBuffer,
+    tensors, numpy arrays (one a crafted file sized, uninitialised memory copied into the
+    release: reviewer's npalloc.pth) and meta['config'], code mmengine's resume runs. Only plain
+    data is kept (text, numbers, None, lists and dicts of them; numpy numbers as their values),
+    so the release file loads with torch's weights_only=True and no allow-list at all."""
+    from mmengine.logging import HistoryBuffer
+    dataset_meta = dict(dataset_name='animal_character_face', flip_indices=[1, 0],
+                        flip_pairs=[(0, 1)], keypoint_id2name={0: 'a', 1: 'b'},
+                        keypoint_colors=np.zeros((2, 3), np.uint8),
+                        sigmas=np.ones(2, np.float32), names=np.array(['a', 'b']),
+                        mixed=[1, torch.ones(1)], deep=[[[[[[1]]]]]])
+    meta = dict(epoch=3, iter=30, cfg='x = 1', config='import os', seed=np.int64(5),
+                buffer=HistoryBuffer([1.0], [1]), tensor=torch.ones(2), ratio=float('inf'),
+                empty=None, dataset_meta=dataset_meta)
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), meta=meta), tmp_path / 'in.pth')
+    out = export_checkpoint(tmp_path / 'in.pth', tmp_path / 'release.pth', fmt='mmpose')
+    # a process that never imports this package: torch's own weights_only list alone
+    proc = subprocess.run([sys.executable, '-c', 'import sys, torch; '
+                           'print(repr(torch.load(sys.argv[1], weights_only=True)["meta"]))',
+                           str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert eval(proc.stdout, {'inf': float('inf')}) == dict(
+        epoch=3, iter=30, cfg='x = 1', seed=5, ratio=float('inf'), empty=None,
+        dataset_meta=dict(dataset_name='animal_character_face', flip_indices=[1, 0],
+                          flip_pairs=[(0, 1)], keypoint_id2name={0: 'a', 1: 'b'},
+                          keypoint_colors=[[0, 0, 0], [0, 0, 0]], sigmas=[1.0, 1.0],
+                          names=['a', 'b'], deep=[[[[[[1]]]]]]))
+
+
 def test_export_refuses_what_the_consumer_cannot_hold(afd_state_dict, tmp_path):
     mmpose_names = to_mmpose_state_dict(afd_state_dict)
     cases = {
