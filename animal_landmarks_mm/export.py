@@ -117,6 +117,33 @@ def move_into_place(tmp: Path, out: Path) -> None:
         raise
 
 
+def check_suffix(out: Path, fmt: str) -> None:
+    """Refuse an output name whose readers would take it for another format than ``fmt``
+    (``safetensors`` or ``pth``).
+
+    anime_face_detector reads a file as safetensors only when its suffix is exactly
+    ``.safetensors`` (else with ``torch.load``); these tools read ``.safetensors`` in any case
+    as safetensors and ``.onnx`` in any case as an ONNX graph.
+
+    Raises:
+        CheckpointError: saying which name to give.
+    """
+    if fmt == 'safetensors' and out.suffix != '.safetensors':
+        raise CheckpointError(
+            f'{out}: a safetensors file must end in .safetensors, lowercase (anime_face_detector '
+            f'reads any other name with torch.load): name it {out.stem}.safetensors, or export '
+            'with --format pth')
+    if fmt == 'pth' and is_safetensors_path(out):
+        raise CheckpointError(
+            f'{out}: a .safetensors name for a pth file, which anime_face_detector and these '
+            f'tools would read as safetensors: name it {out.stem}.pth, or export with --format '
+            'safetensors')
+    if is_onnx_path(out):
+        raise CheckpointError(f'{out}: an .onnx name for a {fmt} file, which the tools would '
+                              'read as an ONNX graph: export with --format onnx, or choose '
+                              'another name')
+
+
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                       fmt: str | None = None) -> Path:
     """Write a checkpoint trained here in a form another program loads.
@@ -128,17 +155,20 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
             mmpose's ``publish_model.py`` does.
         fmt: ``safetensors`` or ``pth`` (anime_face_detector layout: tensors only, 0.x names),
             or ``mmpose`` (``state_dict`` + ``meta`` under 1.x names, no optimizer state).
-            Default: from the suffix of ``out``, in any case (``.safetensors``, else ``pth``).
+            Default: from the suffix of ``out`` (``.safetensors`` in any case, else ``pth``;
+            see :func:`check_suffix` for the names each format may have).
 
     Returns:
         The file written. A failed write leaves neither it nor a temporary file.
 
     Raises:
         CheckpointError: an unreadable checkpoint, a model anime_face_detector cannot hold, an
-            output that is the checkpoint itself (a link to it included) or a folder, or an
-            ``.onnx`` name for ``safetensors`` / ``pth`` (the tools would read the file as an
-            ONNX graph: :func:`.onnx_export.export_onnx` writes those). A file that cannot be
-            written (a full disk) is an ``OSError`` or a one-line ``CheckpointError``.
+            output that is the checkpoint itself (a link to it included) or a folder, or a
+            name whose readers would take the file for another format (:func:`check_suffix`:
+            ``safetensors`` to other than ``.safetensors``, lowercase; ``pth`` to a
+            ``.safetensors`` name; either to an ``.onnx`` one, which
+            :func:`.onnx_export.export_onnx` writes). A file that cannot be written (a full
+            disk) is an ``OSError`` or a one-line ``CheckpointError``.
     """
     out = Path(out)
     fmt = fmt or ('safetensors' if is_safetensors_path(out) else 'pth')
@@ -147,10 +177,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     if out.is_dir():
         raise CheckpointError(f'{out}: a folder; give the name of the file to write')
     if fmt != 'mmpose':  # an mmpose release file's name is made below: its hash, .pth
-        if is_onnx_path(out):
-            raise CheckpointError(f'{out}: an .onnx name for a {fmt} file, which the tools '
-                                  'would read as an ONNX graph: export with --format onnx, or '
-                                  'choose another name')
+        check_suffix(out, fmt)
         refuse_overwriting_input(checkpoint, out)
     state_dict, meta = read_checkpoint(checkpoint)
     state_dict = {k: v.detach().cpu().contiguous()

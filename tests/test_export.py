@@ -304,16 +304,33 @@ def test_a_failed_write_leaves_no_file_behind(afd_files, tmp_path, suffix):
     assert [p.name for p in tmp_path.iterdir()] == [out.name] and not any(out.iterdir())
 
 
-def test_the_output_suffix_decides_the_format_in_any_case(afd_files, afd_state_dict, tmp_path):
-    """.SAFETENSORS is safetensors; an .onnx name (any case) for a torch file is refused: the
-    tools would read it as an ONNX graph."""
-    out = export_checkpoint(afd_files / 'model.safetensors', tmp_path / 'model.SAFETENSORS')
+def test_the_output_suffix_and_the_format_agree(afd_files, afd_state_dict, tmp_path):
+    """A file's format is what its suffix says to its readers: anime_face_detector reads a
+    file as safetensors only by the exact suffix .safetensors (else torch.load), these tools by
+    .safetensors in any case, and an .onnx name (any case) as an ONNX graph. A safetensors file
+    named otherwise, or a pth file named .safetensors, was written and then unreadable
+    (reviewer's /tmp/reviews/ckpt/exp.py)."""
+    source = afd_files / 'model.safetensors'
+    out = export_checkpoint(source, tmp_path / 'model.safetensors')
     assert load_file(str(out)).keys() == afd_state_dict.keys()
     assert read_checkpoint(out)[0].keys() == afd_state_dict.keys()  # and is read as one
-    for name in ('model.onnx', 'model.ONNX'):
-        with pytest.raises(CheckpointError, match='an .onnx name for a pth file'):
-            export_checkpoint(afd_files / 'model.safetensors', tmp_path / name, fmt='pth')
-    assert [p.name for p in tmp_path.iterdir()] == ['model.SAFETENSORS']
+    refused = [('model.SAFETENSORS', None, 'name it model.safetensors'),
+               ('model.SafeTensors', 'safetensors', 'name it model.safetensors'),
+               ('model.pth', 'safetensors', 'name it model.safetensors'),
+               ('model', 'safetensors', 'name it model.safetensors'),
+               ('model2.safetensors', 'pth', 'name it model2.pth'),
+               ('model.SAFETENSORS', 'pth', 'name it model.pth'),
+               ('model.onnx', 'pth', 'an .onnx name for a pth file'),
+               ('model.ONNX', 'pth', 'an .onnx name for a pth file')]
+    for name, fmt, reason in refused:
+        with pytest.raises(CheckpointError) as info:
+            export_checkpoint(source, tmp_path / name, fmt=fmt)
+        message = str(info.value)
+        assert message.startswith(f'{tmp_path / name}: ') and reason in message, message
+        assert '\n' not in message
+    assert [p.name for p in tmp_path.iterdir()] == ['model.safetensors']
+    # a pth file may be named as its user likes (but .safetensors and .onnx)
+    torch.load(export_checkpoint(source, tmp_path / 'model.bin', fmt='pth'), weights_only=True)
 
 
 def test_the_export_never_writes_over_a_file_named_like_its_temporary(afd_files, tmp_path):

@@ -60,8 +60,10 @@ def parse_args(argv=None):
         help='safetensors / pth: anime_face_detector layout (tensors only, mmpose 0.x names); '
         'mmpose: state_dict + meta with a sha256 suffix, as mmpose publishes models; onnx: one '
         'graph from uint8 BGR crops to keypoints and scores, flip test and DARK decoding inside. '
-        'Default: from the suffix of OUT, in any case (.safetensors, .onnx, else pth). OUT '
-        'must not be CHECKPOINT (nor a link to it)')
+        'Default: from the suffix of OUT (.safetensors, .onnx, in any case; else pth). A '
+        'safetensors file must be named .safetensors, lowercase (anime_face_detector reads '
+        'other names with torch.load), a pth file not .safetensors nor .onnx. OUT must not be '
+        'CHECKPOINT (nor a link to it)')
     parser.add_argument('--config', help='onnx: the model\'s config (default: the main config)')
     int8 = parser.add_argument_group('onnx, int8 (static quantisation of the network)')
     int8.add_argument('--int8', action='store_true',
