@@ -524,7 +524,8 @@ def check_anime_face_detector_compatible(state_dict: dict[str, torch.Tensor],
     """
     from .schema import NUM_KEYPOINTS
     final = state_dict.get('head.final_layer.weight')
-    if final is not None and final.shape[0] != NUM_KEYPOINTS:
+    # (a scalar has no first dimension: the comparison below names its shape)
+    if final is not None and final.ndim > 0 and final.shape[0] != NUM_KEYPOINTS:
         raise CheckpointError(
             f'the head predicts {final.shape[0]} keypoints; anime_face_detector\'s model holds '
             f'{NUM_KEYPOINTS}')

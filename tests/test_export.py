@@ -224,6 +224,10 @@ def test_export_refuses_what_the_consumer_cannot_hold(afd_state_dict, tmp_path):
                      'other backbone (HRNetV2-W18 expected): missing: backbone.stage4'),
         'head': ({k: v for k, v in mmpose_names.items() if 'conv_layers' not in k},
                  'other head layout'),
+        # a scalar final layer: an IndexError traceback (reviewer's scalar_head.pth)
+        'scalar': (dict(mmpose_names, **{'head.final_layer.weight': torch.tensor(1.0)}),
+                   'other head layout (conv 270->270, BN, conv 270->28 expected): shape '
+                   'mismatch: head.final_layer.weight () vs (28, 270, 1, 1)'),
     }
     for name, (state_dict, message) in cases.items():
         path = tmp_path / f'{name}.pth'
