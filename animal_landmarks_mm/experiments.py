@@ -33,7 +33,7 @@ from .converter import convert
 from .errors import AnimalLandmarksError
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
 from .schedule import ScheduleError, check_positive
-from .synthetic import make_synthetic_dataset
+from .synthetic import make_synthetic_dataset, seed_problem
 from .training import host_cpus
 
 FINETUNE_CONFIG = (CONFIG_ROOT /
@@ -320,8 +320,9 @@ def _check_numbers(values: Iterable[tuple[str, float | None]], seed: int = 0) ->
     """
     for flag, value in values:
         check_positive(flag, value)
-    if seed < 0:  # numpy's generators take none
-        raise ScheduleError(f'--seed must be 0 or more, got {seed}')
+    problem = seed_problem(seed)  # the generator's own rule
+    if problem:
+        raise ScheduleError(f'--seed {problem}')
 
 
 def _save(results: dict, path: Path) -> None:

@@ -43,8 +43,31 @@ FAMILIES = ('human', 'animal')
 _MOUTH_MARGIN = 0.02
 
 
+#: the largest image side the generator draws: real pictures are 2000-4000 px, and each
+#: image's background is made in float64 (at this size 1.6 GB; a side of 10**7 px asked numpy
+#: for petabytes)
+MAX_IMAGE_SIDE = 8192
+
+
 class SyntheticDataError(AnimalLandmarksError, ValueError):
     """Settings the generator cannot draw with; the message is one line."""
+
+
+def seed_problem(seed: object) -> str | None:
+    """What is wrong with a seed for numpy's generators (an integer of 0 or more), or None:
+    the generator and the experiments refuse one by the same rule, each naming its own flag.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        return f'must be an integer of 0 or more, got {seed!r}'
+    return None
+
+
+def _usable_cpus() -> int:
+    """The cores this process may run on (a container's or a job's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 _SHIFT = 4  # cv2 drawing in fixed point: coordinates carry 4 fractional bits
 _SCALE = 1 << _SHIFT
 
@@ -461,18 +484,24 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
         progress: show a progress bar.
         family: draw only faces of this style family (:data:`FAMILIES`); default the original
             style, neither family.
-        workers: processes drawing images (thousands of faces for a GPU's experiments).
+        workers: processes drawing images (thousands of faces for a GPU's experiments); no
+            more than there are images or usable cores are started.
 
     Returns:
         The annotation files written, in image order.
     """
     if num_images <= 0:
         raise SyntheticDataError(f'num_images must be positive, got {num_images}')
-    if not 32 <= min_size <= max_size:
-        raise SyntheticDataError(f'need 32 <= min_size <= max_size, got {min_size}, '
-                                 f'{max_size}')
+    if not 32 <= min_size <= max_size <= MAX_IMAGE_SIDE:
+        raise SyntheticDataError(f'need 32 <= min_size <= max_size <= {MAX_IMAGE_SIDE}, got '
+                                 f'{min_size}, {max_size}')
     if workers < 1:
         raise SyntheticDataError(f'workers must be at least 1, got {workers}')
+    problem = seed_problem(seed)
+    if problem:
+        raise SyntheticDataError(f'seed {problem}')
+    # more processes than images or cores draw nothing sooner (100,000 asked forked 100,000)
+    workers = min(workers, num_images, _usable_cpus())
     out_dir = Path(out_dir)
     (out_dir / 'images').mkdir(parents=True, exist_ok=True)
     (out_dir / 'landmarks').mkdir(parents=True, exist_ok=True)

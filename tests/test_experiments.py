@@ -98,7 +98,8 @@ def test_the_transfer_picture_shows_both_curves(tmp_path):
 @pytest.mark.parametrize('experiment, options, message', [
     (learning_curve, dict(sizes=(50, 0)), '--sizes must be positive, got 0'),
     (learning_curve, dict(batch_size=0), '--batch-size must be positive'),
-    (learning_curve, dict(seed=-1), '--seed must be 0 or more, got -1'),
+    (learning_curve, dict(seed=-1), '--seed must be an integer of 0 or more, got -1'),
+    (transfer_curve, dict(seed=1.5), '--seed must be an integer of 0 or more, got 1.5'),
     (transfer_curve, dict(pretrain_iters=-5), '--pretrain-iters must be positive, got -5'),
     (transfer_curve, dict(finetune_lrs=(1e-4, math.nan)), '--finetune-lr must be positive, '
      'got nan'),

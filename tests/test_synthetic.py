@@ -7,6 +7,7 @@ import pytest
 
 from animal_landmarks_mm.annotation import load_annotation
 from animal_landmarks_mm.synthetic import make_synthetic_dataset, render_face_image
+from conftest import run_tool
 
 
 def test_same_seed_same_images(tmp_path):
@@ -75,13 +76,60 @@ def test_points_lie_on_drawn_lines():
             assert grey[y, x] < skin - 40, (seed, i)
 
 
-def test_bad_arguments():
+def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match='num_images must be positive'):
         make_synthetic_dataset('unused', 0)
     with pytest.raises(ValueError, match='min_size <= max_size'):
         make_synthetic_dataset('unused', 1, min_size=300, max_size=200)
     with pytest.raises(ValueError, match='workers must be at least 1, got 0'):
         make_synthetic_dataset('unused', 1, workers=0)
+    with pytest.raises(ValueError, match='seed must be an integer of 0 or more, got -1'):
+        make_synthetic_dataset(tmp_path / 'out', 1, seed=-1)
+    # numpy would try to allocate the background (2 PiB for 10**7 px a side)
+    with pytest.raises(ValueError, match='need 32 <= min_size <= max_size <= 8192'):
+        make_synthetic_dataset(tmp_path / 'out', 1, min_size=10**7, max_size=10**7)
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('args, message', [
+    (('--seed', '-1'), 'seed must be an integer of 0 or more, got -1'),
+    (('--min-size', '100000', '--max-size', '100000'),
+     'need 32 <= min_size <= max_size <= 8192, got 100000, 100000'),
+])
+def test_the_tool_refuses_bad_numbers_in_one_line(tmp_path, args, message):
+    proc = run_tool('make_synthetic_dataset.py', '--out-dir', tmp_path / 'out', '--num-images',
+                    '1', *args, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip() == f'error: {message}', proc.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+def test_workers_are_no_more_than_images_and_cores(tmp_path, monkeypatch):
+    """``--workers 100000`` forked 100,000 processes; a pool larger than the images or the
+    cores draws nothing sooner."""
+    import animal_landmarks_mm.synthetic as synthetic
+    pools = []
+
+    class Context:  # records the pool's size, draws in this process
+        @staticmethod
+        def Pool(processes):
+            pools.append(processes)
+
+            class Pool:
+                def __enter__(self):
+                    return self
+
+                def __exit__(self, *exc):
+                    return False
+
+                def imap(self, fn, items, chunksize=1):
+                    return map(fn, items)
+            return Pool()
+
+    monkeypatch.setattr(synthetic.multiprocessing, 'get_context', lambda method: Context)
+    monkeypatch.setattr(synthetic, '_usable_cpus', lambda: 4)
+    assert len(make_synthetic_dataset(tmp_path / 'a', 3, progress=False, workers=100000)) == 3
+    assert len(make_synthetic_dataset(tmp_path / 'b', 6, progress=False, workers=100000)) == 6
+    assert pools == [3, 4]
 
 
 def test_geometry_is_decided_once():
