@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -28,7 +29,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from .annotation import file_sha256
+from .annotation import file_sha256, write_json_atomic
 from .converter import convert
 from .errors import AnimalLandmarksError
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
@@ -158,9 +159,15 @@ def finished_run(work_dir: Path) -> dict | None:
     ok = (isinstance(earlier, dict) and isinstance(earlier.get('inputs'), dict)
           and isinstance(earlier.get('validations'), list)
           and all(isinstance(v, dict) and isinstance(v.get('step'), int)
-                  and isinstance(v.get('NME'), float) for v in earlier['validations'])
+                  and (isinstance(v.get('NME'), float) or v.get('NME', 0) is None)
+                  for v in earlier['validations'])
           and {'minutes', 'device'} <= earlier.keys())
-    return earlier if ok else None
+    if not ok:
+        return None
+    for v in earlier['validations']:  # the NaN of a diverged run, which _save wrote as null
+        if v['NME'] is None:
+            v['NME'] = math.nan
+    return earlier
 
 
 def run_log(work_dir: Path) -> Path:
@@ -326,8 +333,21 @@ def _check_numbers(values: Iterable[tuple[str, float | None]], seed: int = 0) ->
 
 
 def _save(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1))
+    """Write results as JSON, whole or not at all (a run killed while writing leaves the
+    earlier file); a NaN or infinite number (a diverged run's NME) is written as null, JSON
+    having neither."""
+    write_json_atomic(path, without_nan(results))
+
+
+def without_nan(value):
+    """``value`` (dicts, lists, numbers) with every NaN or infinite float as None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: without_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nan(v) for v in value]
+    return value
 
 
 def plot_learning_curve(results: dict, out_file: str | os.PathLike) -> None:

@@ -124,3 +124,66 @@ def test_a_pretraining_without_its_checkpoint_is_one_line(tmp_path):
     with pytest.raises(ExperimentError, match='no best_NME_.*delete that folder'):
         transfer_curve(tmp_path, pretrain_faces=4, target_faces=4, val_faces=3,
                        pretrain_iters=1, iters=1, batch_size=2)
+
+
+def _benchmark_tool(monkeypatch, results: dict):
+    """tools/benchmark.py as a module whose benchmarks return ``results`` at once (none runs);
+    returns it and the names it was asked to run."""
+    import importlib.util
+
+    from conftest import REPO
+    spec = importlib.util.spec_from_file_location('benchmark_tool', REPO / 'tools' /
+                                                  'benchmark.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    asked = []
+
+    def fake(name):
+        asked.append(name)
+        return results[name]
+
+    monkeypatch.setattr(tool, 'run_isolated', fake)
+    monkeypatch.setattr(tool, 'machine', lambda: 'test machine')
+    return tool, asked
+
+
+def test_results_are_written_whole_and_nan_as_null(tmp_path, monkeypatch):
+    """A results file is replaced whole or not at all (a write that fails leaves the old one),
+    and a NaN (a diverged run) is written as null, as JSON has no NaN; a run's record read back
+    gives the NaN again."""
+    from animal_landmarks_mm.experiments import _save
+    path = tmp_path / 'learning_curve.json'
+    _save(dict(runs=[dict(best_NME=math.nan, NME=math.inf)]), path)
+    assert 'NaN' not in path.read_text() and 'Infinity' not in path.read_text()
+    assert json.loads(path.read_text()) == dict(runs=[dict(best_NME=None, NME=None)])
+    with pytest.raises(TypeError):
+        _save(dict(runs=[object()]), path)
+    assert json.loads(path.read_text()) == dict(runs=[dict(best_NME=None, NME=None)])
+    record = tmp_path / 'run' / FINISHED_RUN
+    _save(dict(inputs={}, validations=[dict(step=1, NME=math.nan), dict(step=2, NME=0.5)],
+               minutes=1.0, device='CPU'), record)
+    read = finished_run(tmp_path / 'run')['validations']
+    assert math.isnan(read[0]['NME']) and read[1]['NME'] == 0.5
+
+    out = tmp_path / 'benchmark.json'
+    tool, _ = _benchmark_tool(monkeypatch, dict(pipeline=dict(per_worker_img_s=math.nan)))
+    tool.main(['--only', 'pipeline', '--out', str(out)])
+    assert json.loads(out.read_text())['results'] == dict(pipeline=dict(per_worker_img_s=None))
+    tool, _ = _benchmark_tool(monkeypatch, dict(pipeline=dict(bad=object())))
+    with pytest.raises(TypeError):
+        tool.main(['--only', 'pipeline', '--out', str(out)])
+    assert json.loads(out.read_text())['results'] == dict(pipeline=dict(per_worker_img_s=None))
+
+
+@pytest.mark.parametrize('where', ['a_file/benchmark.json', 'a_folder'])
+def test_the_benchmark_tool_checks_its_out_file_before_it_runs_anything(tmp_path, monkeypatch,
+                                                                       capsys, where):
+    """Its benchmarks take many minutes: an --out it cannot write is said first, in one line."""
+    (tmp_path / 'a_file').write_text('')
+    (tmp_path / 'a_folder').mkdir()
+    tool, asked = _benchmark_tool(monkeypatch, dict(pipeline={}))
+    with pytest.raises(SystemExit) as stop:
+        tool.main(['--only', 'pipeline', '--out', str(tmp_path / where)])
+    assert str(stop.value).startswith('error: ') and '\n' not in str(stop.value)
+    assert str(tmp_path / where.split('/')[0]) in str(stop.value)
+    assert asked == []
