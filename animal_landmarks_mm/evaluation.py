@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,19 +54,39 @@ class EvaluationInputError(AnimalLandmarksError, ValueError):
 OUTPUT_FILES = ('metrics.txt', 'metrics.json', 'predictions.json', 'ced.png', 'visualizations/')
 
 
-def check_outside_annotations(output_dir: str | os.PathLike,
-                              annotation_dir: str | os.PathLike) -> None:
-    """Refuse an output folder that is the annotation folder or lies inside it: its
-    ``metrics.json`` would overwrite the annotation of an image ``metrics.png``, and its
-    ``predictions.json`` would be read later as an (unusable) annotation file.
+def check_outside_inputs(output_dir: str | os.PathLike,
+                         annotation_dir: str | os.PathLike | None = None,
+                         image_dirs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse an output folder among the files evaluated: the annotation folder or a folder of
+    images, or inside one. Among the annotations its ``metrics.json`` would overwrite the
+    annotation of an image ``metrics.png``, and its ``predictions.json`` would be read later as
+    an (unusable) annotation file; among the images its ``ced.png`` and pictures would replace
+    a person's images of those names. Nor may the images lie in its ``visualizations/``,
+    whose earlier pictures each run removes.
+
+    Args:
+        output_dir: ``--output-dir``.
+        annotation_dir: ``--annotation-dir``, if the faces come from one.
+        image_dirs: ``--image-dir``, or the folders of a COCO file's images.
 
     Raises:
-        EvaluationInputError: naming both folders.
+        EvaluationInputError: naming the output folder and the folder it lies in.
     """
-    if lies_in_folder(output_dir, annotation_dir):
+    if annotation_dir is not None and lies_in_folder(output_dir, annotation_dir):
         raise EvaluationInputError(
             f'--output-dir {output_dir} would write {", ".join(OUTPUT_FILES)} among the '
             f'annotation files of {annotation_dir}; choose an output folder outside it')
+    for folder in image_dirs:
+        if lies_in_folder(output_dir, folder):
+            raise EvaluationInputError(
+                f'--output-dir {output_dir} would write {", ".join(OUTPUT_FILES)} among the '
+                f'images of {folder}; choose an output folder outside it')
+        if lies_in_folder(folder, Path(output_dir) / 'visualizations'):  # an earlier run's
+            # pictures are removed from there: images named like them (001_cat.jpg) with them
+            raise EvaluationInputError(
+                f'--output-dir {output_dir}: its visualizations/ holds the images of {folder}, '
+                'where each run removes the pictures of the one before; choose another output '
+                'folder')
 
 
 def read_split_file(split_file: str | os.PathLike) -> set[str]:
@@ -336,12 +357,15 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         every inter-ocular number, ``FR@0.1`` and ``AUC@0.1`` among them.
 
     Raises:
-        EvaluationInputError: no faces, or an unreadable image.
+        EvaluationInputError: no faces, an output folder among the images
+            (:func:`check_outside_inputs`), or an unreadable image.
         NonFinitePredictionError: a model that gives NaN points (a diverged run), before
             anything is written.
     """
     if not faces:
         raise EvaluationInputError('no faces to evaluate')
+    # the folders of the images themselves (a COCO file's among them): whoever calls this
+    check_outside_inputs(output_dir, image_dirs={face.image_path.parent for face in faces})
     output_dir = Path(output_dir)
     _check_output_dir(output_dir)  # before minutes of predictions, not after
     # both models run before anything is written (the folder included): a failing one leaves

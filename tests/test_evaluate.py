@@ -247,3 +247,55 @@ def test_folders_whose_names_are_not_utf8_are_evaluated(trained, coco_dir, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / 'metrics.json').read_text())['faces'] == 3
     assert len(list((out / 'visualizations').glob('*.jpg'))) == 2
+
+
+def _images_with_a_ced_png(coco_dir, folder):
+    """The images copied into ``folder``, with a person's picture named ced.png among them;
+    returns every file's bytes."""
+    shutil.copytree(coco_dir / 'images', folder)
+    shutil.copy(next(folder.glob('*.png')), folder / 'ced.png')
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def _coco_copy(coco_dir, root):
+    """The converter's test.json and images under ``root`` (annotations/, images/), the layout
+    --ann-file reads; returns the COCO file."""
+    (root / 'annotations').mkdir(parents=True)
+    shutil.copy(coco_dir / 'annotations' / 'test.json', root / 'annotations' / 'test.json')
+    return root / 'annotations' / 'test.json'
+
+
+@pytest.mark.parametrize('mode, inside', [('folder', ''), ('folder', 'eval'), ('coco', ''),
+                                          ('coco', 'eval')])
+def test_an_output_folder_among_the_images_is_refused(trained, coco_dir, tmp_path, mode,
+                                                      inside):
+    """ced.png (and metrics.json, predictions.json, the pictures) would land among the images,
+    over a person's image of that name: refused in one line, every image as it was; with
+    --ann-file, the image folders are those of the COCO file."""
+    if mode == 'folder':
+        images = tmp_path / 'images'
+        inputs = ['--image-dir', images, '--annotation-dir',
+                  _test_split(coco_dir, tmp_path / 'landmarks')]
+    else:
+        images = tmp_path / 'set' / 'images'
+        inputs = ['--ann-file', _coco_copy(coco_dir, tmp_path / 'set')]
+    before = _images_with_a_ced_png(coco_dir, images)
+    output_dir = images / inside if inside else images
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', *inputs,
+                    '--output-dir', output_dir, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: --output-dir {output_dir} would write metrics.txt, metrics.json, '
+        f'predictions.json, ced.png, visualizations/ among the images of {images}; choose an '
+        'output folder outside it')
+    assert {p.name: p.read_bytes() for p in images.iterdir()} == before
+
+
+def test_images_in_the_output_folders_visualizations_are_refused(tmp_path):
+    """Each run removes the pictures an earlier one left in visualizations/ (001_cat.jpg):
+    images kept there would go with them."""
+    from animal_landmarks_mm.evaluation import EvaluationInputError, check_outside_inputs
+    images = tmp_path / 'eval' / 'visualizations' / 'cats'
+    with pytest.raises(EvaluationInputError, match='its visualizations/ holds the images of'):
+        check_outside_inputs(tmp_path / 'eval', image_dirs=[images])
+    check_outside_inputs(tmp_path / 'eval', tmp_path / 'landmarks', [tmp_path / 'images'])

@@ -10,7 +10,7 @@ import sys
 
 from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.evaluation import (
-    check_outside_annotations,
+    check_outside_inputs,
     evaluate,
     faces_from_annotation_dir,
     faces_from_coco,
@@ -31,7 +31,8 @@ def parse_args(argv=None):
     which.add_argument('--ann-file', help='a COCO file of tools/dataset.py instead of a folder '
                        '(images relative to its output folder)')
     parser.add_argument('--output-dir', required=True,
-                        help='where the outputs go: not the annotation folder, nor inside it')
+                        help='where the outputs go: not the annotation folder nor the image '
+                        'folder, nor inside them')
     parser.add_argument('--visualize', action='store_true',
                         help='write pictures of ground truth vs prediction')
     parser.add_argument('--num-vis-samples', type=int, default=20)
@@ -49,8 +50,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     with exit_on_error(args.output_dir):
-        if args.annotation_dir and not args.ann_file:
-            check_outside_annotations(args.output_dir, args.annotation_dir)
+        if not args.ann_file:  # before the folder is read (a COCO file's images: evaluate's)
+            check_outside_inputs(args.output_dir, args.annotation_dir, [args.image_dir])
         if args.ann_file:
             faces = faces_from_coco(args.ann_file)
         else:
