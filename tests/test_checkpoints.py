@@ -673,6 +673,29 @@ def test_a_tensor_that_is_no_plain_weight_is_refused_when_read(tmp_path, kind):
                                   'weight is '), message
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+def test_weights_that_are_not_finite_are_refused_when_read_and_exported(tmp_path, dtype):
+    """A diverged run's NaN or Inf weights loaded, fine-tuned and exported without a word
+    (reviewer's nan.pth)."""
+    from animal_landmarks_mm.export import export_checkpoint
+    model = torch.nn.Linear(4, 1)
+    for value in (float('nan'), float('inf'), -float('inf')):
+        weight = torch.ones(1, 4, dtype=dtype)
+        weight[0, 2] = value
+        torch.save(dict(state_dict=dict(model.state_dict(), weight=weight)), tmp_path / 'x.pth')
+        for read in (read_checkpoint, lambda p: load_strict(model, p),
+                     lambda p: export_checkpoint(p, tmp_path / 'out.safetensors'),
+                     lambda p: export_checkpoint(p, tmp_path / 'out.pth', fmt='mmpose')):
+            with pytest.raises(CheckpointError) as info:
+                read(tmp_path / 'x.pth')
+            assert str(info.value) == (f'{tmp_path / "x.pth"}: not a state dict of plain '
+                                       'weights: weight is not finite (NaN or Inf: a diverged '
+                                       'run?)')
+    assert not list(tmp_path.glob('out*'))
+    torch.save(dict(state_dict=model.state_dict()), tmp_path / 'finite.pth')
+    assert read_checkpoint(tmp_path / 'finite.pth')[0].keys() == {'weight', 'bias'}
+
+
 def test_weights_of_another_kind_of_dtype_do_not_fit(tmp_path):
     """An integer tensor for a float weight would be cast and load; float16 for float32 is
     fine."""
