@@ -187,3 +187,14 @@ def test_the_benchmark_tool_checks_its_out_file_before_it_runs_anything(tmp_path
     assert str(stop.value).startswith('error: ') and '\n' not in str(stop.value)
     assert str(tmp_path / where.split('/')[0]) in str(stop.value)
     assert asked == []
+
+
+def test_the_pipeline_benchmark_says_its_loader_rate_is_an_estimate():
+    """It times the pipeline in one process; what N workers make is that rate times N, an
+    estimate (no DataLoader runs), and is named so, with the workers train.py would give."""
+    from animal_landmarks_mm.benchmarks import format_table
+    from animal_landmarks_mm.benchmarks.training import pipeline_result
+    result = pipeline_result(244.04, 2)
+    assert result == dict(per_worker_img_s=244.0, workers=2, estimated_loader_img_s=488.1)
+    assert 'estimated_loader_img_s=488.1' in format_table(dict(pipeline=result))
+    assert pipeline_result(244.04, 0)['estimated_loader_img_s'] == 244.0  # loads in-process

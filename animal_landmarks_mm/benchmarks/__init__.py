@@ -8,8 +8,9 @@ is present, and returns a dict of measurements:
 - ``training``: images/s of a real mmengine training loop (data loader, augmentation, forward,
   backward, optimizer) for our config and for mmpose's stock WFLW HRNetV2-W18 config, on the
   same synthetic images (WFLW's 98 points made from our 28), same batch size and workers;
-- ``pipeline``: our training data pipeline alone, images/s in one worker, and whether the
-  configured workers keep up with training;
+- ``pipeline``: our training data pipeline alone, images/s in one process, and an estimate
+  for the loader workers ``tools/train.py`` gives on this device: that rate times their number
+  (no DataLoader is run), to compare with what training consumes;
 - ``inference``: latency per face and batched throughput of our model through mmpose's
   ``inference_topdown`` against anime-face-detector 0.1.0 on the same image and boxes;
 - ``onnx``: the exported ONNX graph in onnxruntime against mmpose's ``inference_topdown`` and

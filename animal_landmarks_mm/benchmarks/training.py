@@ -102,19 +102,24 @@ def _train_throughput(config, *, data_root: Path, ann_file: str, dataset_type: s
     return round(batch_size * iters / (stamps[-1] - stamps[1]), 2)
 
 
+def default_workers() -> int:
+    """The loader workers ``tools/train.py`` gives our config by default on this device (the
+    config's on a CPU)."""
+    from mmengine.config import Config
+
+    from ..training import host_cpus, loader_workers
+    configured = Config.fromfile(str(OUR_CONFIG)).train_dataloader.num_workers
+    return loader_workers(configured, cuda=device() == 'cuda', cpus=host_cpus())
+
+
 def training_throughput(batch_size: int | None = None, iters: int | None = None,
                         workers: int | None = None) -> dict:
     """Ours against mmpose's stock WFLW config; see the module docstring. The loader has
-    the workers ``tools/train.py`` gives it by default on this device (the config's on a
-    CPU)."""
+    :func:`default_workers` unless ``workers`` is given."""
     import animal_landmarks_mm  # noqa: F401
-
-    from ..training import host_cpus, loader_workers
     cuda = device() == 'cuda'
     if workers is None:
-        from mmengine.config import Config
-        configured = Config.fromfile(str(OUR_CONFIG)).train_dataloader.num_workers
-        workers = loader_workers(configured, cuda=cuda, cpus=host_cpus())
+        workers = default_workers()
     batch_size = batch_size or (64 if cuda else 8)
     iters = iters or (30 if cuda else 4)
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,8 +134,18 @@ def training_throughput(batch_size: int | None = None, iters: int | None = None,
                 **peak_memory())
 
 
-def pipeline_throughput(samples: int = 64, workers: int = 2) -> dict:
-    """Our training data pipeline alone in this process (one worker)."""
+def pipeline_result(per_worker: float, workers: int) -> dict:
+    """What the pipeline benchmark reports: the rate it measured in one process, and an
+    estimate for ``workers`` loader workers, that rate times their number (the training process
+    loads itself without workers). The estimate assumes a free core for each worker; no
+    DataLoader was run, and a training sharing the cores leaves the workers less."""
+    return dict(per_worker_img_s=round(per_worker, 1), workers=workers,
+                estimated_loader_img_s=round(per_worker * max(1, workers), 1))
+
+
+def pipeline_throughput(samples: int = 64, workers: int | None = None) -> dict:
+    """Our training data pipeline alone in this process (one worker), and the estimate of
+    :func:`pipeline_result` for ``workers`` (default :func:`default_workers`)."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
@@ -149,7 +164,8 @@ def pipeline_throughput(samples: int = 64, workers: int = 2) -> dict:
         for i in range(samples):
             dataset[i % len(dataset)]
         rate = samples / (time.perf_counter() - start)
-    return dict(per_worker_img_s=round(rate, 1), workers=workers,
-                loader_img_s=round(rate * workers, 1), **peak_memory())
+    if workers is None:
+        workers = default_workers()
+    return dict(**pipeline_result(rate, workers), **peak_memory())
 
 
