@@ -198,3 +198,45 @@ def test_the_pipeline_benchmark_says_its_loader_rate_is_an_estimate():
     assert result == dict(per_worker_img_s=244.0, workers=2, estimated_loader_img_s=488.1)
     assert 'estimated_loader_img_s=488.1' in format_table(dict(pipeline=result))
     assert pipeline_result(244.04, 0)['estimated_loader_img_s'] == 244.0  # loads in-process
+
+
+def _gpu_checks(tmp_path, **env):
+    """tools/gpu_checks.sh with a stand-in interpreter (no torch, nothing trained): it fails
+    the synthetic data's tool and succeeds at everything else, at once."""
+    import os
+    import subprocess
+
+    from conftest import REPO
+    fake = tmp_path / 'fake_python'
+    fake.write_text('#!/usr/bin/env bash\n'
+                    'case "$1" in *make_synthetic_dataset.py) exit 3;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    (tmp_path / 'wheels').mkdir(exist_ok=True)
+    return subprocess.run(['bash', str(REPO / 'tools' / 'gpu_checks.sh'), str(tmp_path / 'out'),
+                           str(tmp_path / 'wheels')], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PY=str(fake), **env))
+
+
+@pytest.mark.parametrize('env, message', [
+    (dict(BUDGET='abc'), "error: BUDGET must be a positive whole number of seconds, got 'abc'"),
+    (dict(BUDGET='0'), "error: BUDGET must be a positive whole number of seconds, got '0'"),
+    (dict(FACES='1e3'), "error: FACES must be a positive whole number, got '1e3'"),
+    (dict(SIZES='100 x'), "error: SIZES must be positive whole numbers, got '100 x'"),
+])
+def test_gpu_checks_refuse_numbers_that_are_not_in_one_line(tmp_path, env, message):
+    """bash's arithmetic read BUDGET=abc as 0 (every step skipped, exit 0)."""
+    proc = _gpu_checks(tmp_path, **env)
+    assert proc.returncode == 2 and proc.stderr.strip() == message, proc.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+def test_gpu_checks_exit_non_zero_when_a_step_fails_or_is_skipped(tmp_path):
+    proc = _gpu_checks(tmp_path, STEPS='recipe', BUDGET='1000')
+    summary = (tmp_path / 'out' / 'summary.txt').read_text()
+    assert proc.returncode == 1, summary
+    assert 'data: exit 3' in summary and 'recipe: not run' in summary
+    proc = _gpu_checks(tmp_path, STEPS='benchmark', BUDGET='50')
+    summary = (tmp_path / 'out' / 'summary.txt').read_text()
+    assert proc.returncode == 1, summary
+    assert 'benchmark: skipped (its share of the time left, 15 s, is under 30 s)' in summary
+    assert 'all steps: ' in summary  # the summary is written all the same

@@ -12,7 +12,8 @@
 # and OUT/summary.txt, the lines to read first, and OUT/logs.tar.gz, every other log (the data,
 # each learning-curve run, the runs' records): 8 files at most. A TERM or INT to the script stops
 # the running step (the same signal to its process group, KILL 20 s later), writes the summary
-# and logs all the same, and exits 143 or 130.
+# and logs all the same, and exits 143 or 130. Otherwise it exits 1 when a step failed or was
+# skipped (the summary says which), 2 for bad settings (one line, before anything is made).
 #
 # Usage: bash tools/gpu_checks.sh OUT_DIR [WHEEL_DIR (default .whl)]
 # Env:   BUDGET=540 (seconds for all the steps; the steps left get what is left)
@@ -30,12 +31,23 @@ for name in ${STEPS[@]+"${STEPS[@]}"}; do
     [[ " $ALL_STEPS " == *" $name "* ]] ||
         { echo "error: unknown step '$name' in STEPS (the steps: $ALL_STEPS)" >&2; exit 2; }
 done
+# bash's arithmetic reads a word as a variable (BUDGET=abc is 0: every step skipped) and 1e3 as
+# an error in the middle of the run: whole numbers only, said before anything is made
+positive() { [[ $1 =~ ^[0-9]+$ && $1 =~ [1-9] ]]; }
+positive "${BUDGET:-540}" || { echo "error: BUDGET must be a positive whole number of" \
+    "seconds, got '$BUDGET'" >&2; exit 2; }
+positive "${FACES:-1000}" ||
+    { echo "error: FACES must be a positive whole number, got '$FACES'" >&2; exit 2; }
+for size in ${SIZES:-100 300 1000}; do
+    positive "$size" ||
+        { echo "error: SIZES must be positive whole numbers, got '$SIZES'" >&2; exit 2; }
+done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(mkdir -p "$1" && cd "$1" && pwd)" || { echo "error: cannot use $1 as OUT_DIR" >&2; exit 2; }
 WHEELS="${2:-$ROOT/.whl}"
 [[ -d "$WHEELS" ]] && WHEELS="$(cd "$WHEELS" && pwd)"  # before the cd below
-BUDGET="${BUDGET:-540}"
-FACES="${FACES:-1000}"
+BUDGET="$(( 10#${BUDGET:-540} ))"  # base 10: a leading 0 is no octal
+FACES="$(( 10#${FACES:-1000} ))"
 read -ra SIZES <<< "${SIZES:-100 300 1000}"
 read -ra RECIPE_ARGS <<< "${RECIPE_ARGS:-}"
 read -ra CURVE_ARGS <<< "${CURVE_ARGS:-}"
@@ -54,14 +66,19 @@ trap keep_logs EXIT
 say() { echo "$*" | tee -a "$SUMMARY"; }
 wanted() { [[ " ${STEPS[*]-} " == *" $1 "* ]]; }
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
-STEP_NAME='' STEP_BEGAN=0
+STEP_NAME='' STEP_BEGAN=0 FAILED=0
 # step NAME SHARE LOG COMMAND...: COMMAND under a timeout of SHARE % of the time left, its output
 # appended to LOG. In the background, waited for: bash runs a trap only once the foreground
-# command has ended, and a TERM or INT from outside is to stop the step at once.
+# command has ended, and a TERM or INT from outside is to stop the step at once. A step that
+# fails or is skipped makes the script's exit status 1.
 step() {
     local name=$1 share=$2 log=$3; shift 3
     local limit=$(( $(left) * share / 100 ))
-    if (( limit < 30 )); then say "$name: skipped (${limit} s left for it)"; return 1; fi
+    if (( limit < 30 )); then
+        say "$name: skipped (its share of the time left, ${limit} s, is under 30 s)"
+        FAILED=1
+        return 1
+    fi
     STEP_NAME=$name STEP_BEGAN=$(date +%s)
     # INT first (training stops as after Ctrl-C), the whole process group (timeout's own), KILL
     # 20 s later
@@ -72,6 +89,7 @@ step() {
     kill -KILL -- "-$pid" 2>/dev/null  # what outlived the step in its group (loader workers, say)
     STEP_NAME=''
     say "$name: exit $rc after $(( $(date +%s) - STEP_BEGAN )) s (limit $limit s)"
+    (( rc == 0 )) || FAILED=1
     return $rc
 }
 # the learning curve's sizes into OUT and the summary (each size is saved as it ends: a curve cut
@@ -170,4 +188,5 @@ if wanted learning_curve; then
         --out-dir "$WORK/learning_curve" ${CURVE_ARGS[@]+"${CURVE_ARGS[@]}"}
     curve_results
 fi
-say "all steps: $(( $(date +%s) - START )) s"
+say "all steps: $(( $(date +%s) - START )) s$( (( FAILED )) && echo ', not all done')"
+exit "$FAILED"
