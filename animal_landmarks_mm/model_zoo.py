@@ -23,8 +23,11 @@ for the files a model writes.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,8 +202,9 @@ def _download(weights: PretrainedWeights) -> Path:
             f'its tools extra), or download {weights.filename} of https://huggingface.co/'
             f'{weights.repo_id} and pass its path') from None
     try:
-        return Path(hf_hub_download(weights.repo_id, weights.filename,
-                                    revision=weights.revision))
+        with _redacted_hub_logs():
+            return Path(hf_hub_download(weights.repo_id, weights.filename,
+                                        revision=weights.revision))
     except Exception as e:
         # Broad on purpose, around this one call: besides its own errors, huggingface_hub lets
         # its transport's escape (httpx2's RemoteProtocolError of a truncated body, ReadTimeout,
@@ -211,6 +215,49 @@ def _download(weights: PretrainedWeights) -> Path:
             f'{weights.name}: {weights.filename} of the Hugging Face repository '
             f'{weights.repo_id} is not in the cache {constants.HF_HUB_CACHE} and cannot be '
             f'downloaded ({why}); {download_hint(weights)}')) from None
+
+
+class _RedactUrls(logging.Filter):
+    """Redacts the URLs of a log record (:func:`redact_urls`), its message, arguments and
+    traceback: huggingface_hub logs each retry of a failed request with the URL asked, an
+    ``HF_ENDPOINT``'s user:password and query in it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the message: logging reports it
+            message = f'{record.msg} {record.args}'
+        record.msg, record.args = redact_urls(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_urls(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_urls(record.stack_info)
+        return True
+
+
+@contextlib.contextmanager
+def _redacted_hub_logs() -> Iterator[None]:
+    """huggingface_hub's log records redacted while a download runs.
+
+    A logger's filter sees the records made on that logger only (not those of its children,
+    which propagate past it), so it is put on each of huggingface_hub's loggers, its retry
+    logger's by name (it may not exist yet); the record, changed there, is what every handler
+    then shows. Removed afterwards: the loggers are the process's.
+    """
+    names = {'huggingface_hub', 'huggingface_hub.utils._http', 'huggingface_hub.file_download'}
+    names |= {name for name in list(logging.Logger.manager.loggerDict)
+              if name.startswith('huggingface_hub.')}
+    loggers = [logging.getLogger(name) for name in sorted(names)]
+    redact = _RedactUrls()
+    for logger in loggers:
+        logger.addFilter(redact)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redact)
 
 
 def _why_not_downloaded(error: Exception, constants) -> str:

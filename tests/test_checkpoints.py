@@ -5,6 +5,7 @@ import fractions
 import hashlib
 import importlib
 import json
+import logging
 import os
 import pickle
 import re
@@ -443,7 +444,8 @@ class _LocalHub:
     """A Hugging Face Hub endpoint on 127.0.0.1 serving one file at one commit, or failing as
     ``mode`` says: ``good``, ``truncate`` (the body cut in half), ``e<status>`` (``e403``: that
     HTTP status), ``not-a-hub`` (a 200 without the Hub's headers); a CONNECT (as to a proxy)
-    gets a 407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses.)"""
+    gets a 407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses,
+    or skip its waits.)"""
 
     def __init__(self):
         self.mode = 'good'
@@ -571,6 +573,35 @@ def test_credentials_in_the_endpoint_are_never_printed(local_hub, mode):
     assert 'S3CRET' not in message and 'T0KEN' not in message and 'alice' not in message
     assert f'(from http://***@{host}/?***: HfHubHTTPError: ' in message, message
     assert f'{mode[1:]} ' in message  # the reason is still there
+
+
+@pytest.mark.parametrize('failure', ['e500', 'closed port'])
+def test_credentials_never_reach_huggingface_hubs_own_log_lines(local_hub, monkeypatch, capfd,
+                                                                 caplog, failure):
+    """huggingface_hub logs each retry of a failed request with the URL asked, an HF_ENDPOINT's
+    user:password and query included, before our one line (reviewer's
+    HF_ENDPOINT='http://user:secret@127.0.0.1:9/?token=abc': six such lines over 31 s). Its
+    records are redacted while the download runs (its waits between retries skipped here)."""
+    import huggingface_hub.utils._http as hub_http
+    waits = []
+    monkeypatch.setattr(hub_http, 'time', types.SimpleNamespace(sleep=waits.append))
+    if failure == 'e500':  # retried, as a closed port is
+        local_hub.mode = failure
+        host = local_hub.url.removeprefix('http://')
+    else:
+        host = f'127.0.0.1:{free_port()}'
+    local_hub.configure(HF_ENDPOINT=f'http://alice:S3CRET@{host}/?token=T0KEN')
+    caplog.set_level(logging.WARNING)
+    message = _download_error()
+    out, err = capfd.readouterr()
+    printed = out + err + caplog.text + message
+    assert len(waits) == 5 and caplog.records  # huggingface_hub retried, and said so
+    assert f'thrown while requesting HEAD http://***@{host}/?***' in printed, printed
+    for secret in ('S3CRET', 'T0KEN', 'alice'):
+        assert secret not in printed, printed
+    hub_loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
+                   if name.startswith('huggingface_hub')]
+    assert not any(logger.filters for logger in hub_loggers)  # removed afterwards
 
 
 def test_without_huggingface_hub_a_name_is_one_line_saying_what_to_install(monkeypatch):
