@@ -102,6 +102,10 @@ def read_split_file(split_file: str | os.PathLike) -> set[str]:
         raise EvaluationInputError(f'{split_file}: cannot read ({e})') from None
 
 
+#: how many of the files a split file lists but the annotation folder lacks are named
+_NAMES_SHOWN = 5
+
+
 @dataclass
 class EvalFace:
     """One ground-truth face to predict."""
@@ -125,16 +129,36 @@ def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str 
         image_dir: the folder their ``image`` names are relative to.
         split_file: only the files it lists (one per line, relative to ``annotation_dir``, as
             the converter's ``test.txt``).
+
+    Returns:
+        The faces, and what the folder held: ``problems`` names the files left out for a
+        defect, and the listed files the folder lacks.
+
+    Raises:
+        EvaluationInputError: a folder that is not there, or an unreadable split file.
     """
+    # once, not once per annotation file ('image not found' each) and then 'no faces'
+    for flag, folder in (('--annotation-dir', annotation_dir), ('--image-dir', image_dir)):
+        if not Path(folder).is_dir():
+            raise EvaluationInputError(f'{flag} {folder}: no such folder')
     # only the listed files are read: the others' problems are not this evaluation's
     wanted = None if split_file is None else read_split_file(split_file)
     contents = AnnotationReader(image_dir, progress=False).read(annotation_dir, only=wanted)
     records = contents.records
     if wanted is not None:
         records = [r for r in records if r.name in wanted]
-        if len(records) < len(wanted):
+        # the listed files that are there but bad are named in problems already, and those
+        # skipped in the annotator (or unreviewed predictions) are left out as without a list
+        found = {path.relative_to(annotation_dir).as_posix() for path in contents.files}
+        missing = sorted(wanted - found)
+        if missing:
+            shown = ', '.join(missing[:_NAMES_SHOWN]) + (
+                f' and {len(missing) - _NAMES_SHOWN} more' if len(missing) > _NAMES_SHOWN
+                else '')
             contents.problems.append(
-                f'{split_file}: {len(wanted) - len(records)} listed files are missing or bad')
+                f'{split_file}: {len(missing)} listed '
+                f'{"file is" if len(missing) == 1 else "files are"} not in {annotation_dir}: '
+                f'{shown}')
     faces = []
     for record in records:
         ann = record.annotation

@@ -299,3 +299,35 @@ def test_images_in_the_output_folders_visualizations_are_refused(tmp_path):
     with pytest.raises(EvaluationInputError, match='its visualizations/ holds the images of'):
         check_outside_inputs(tmp_path / 'eval', image_dirs=[images])
     check_outside_inputs(tmp_path / 'eval', tmp_path / 'landmarks', [tmp_path / 'images'])
+
+
+def test_a_missing_image_folder_is_one_line_before_any_file_is_read(coco_dir, tmp_path):
+    """Not one 'left out: image not found' line per annotation file, then 'no faces'."""
+    nowhere = tmp_path / 'nowhere'
+    proc = run_tool('evaluate.py', '--checkpoint', tmp_path / 'missing.pth', '--image-dir',
+                    nowhere, '--annotation-dir', coco_dir / 'landmarks', '--output-dir',
+                    tmp_path / 'out', check=False)
+    assert proc.returncode == 1
+    assert 'left out' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f'error: --image-dir {nowhere}: no such folder'
+
+
+def test_listed_files_not_found_are_named_and_skipped_ones_not_counted(trained, coco_dir,
+                                                                       tmp_path):
+    """--split-file lists three files: one is gone, one was skipped in the annotator. The gone
+    one is named; the skipped one is no 'missing or bad' file (it is left out quietly, as
+    without a split file)."""
+    from animal_landmarks_mm.annotation import load_annotation, save_annotation
+    folder = _test_split(coco_dir, tmp_path / 'landmarks')
+    gone, skipped, _ = (coco_dir / 'test.txt').read_text().split()
+    (folder / gone).unlink()
+    ann = load_annotation(folder / skipped)
+    ann.status, ann.faces = 'skipped', []
+    save_annotation(folder / skipped, ann)
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
+                    coco_dir / 'images', '--annotation-dir', folder, '--split-file',
+                    coco_dir / 'test.txt', '--output-dir', tmp_path / 'out')
+    left_out = [line for line in proc.stderr.splitlines() if line.startswith('left out: ')]
+    assert left_out == [f'left out: {coco_dir / "test.txt"}: 1 listed file is not in '
+                        f'{folder}: {gone}']
+    assert json.loads((tmp_path / 'out' / 'metrics.json').read_text())['faces'] == 1
