@@ -346,3 +346,29 @@ def test_the_export_never_writes_over_a_file_named_like_its_temporary(afd_files,
     export_checkpoint(afd_files / 'mmpose_anime-face_hrnetv2.pth', out)
     assert users.read_text() == 'user data'
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, users.name])
+
+
+def test_the_export_reaches_the_disk_before_it_is_renamed_into_place(afd_files, tmp_path,
+                                                                     monkeypatch):
+    """A power cut after the rename could leave an empty file under the output's name: the
+    temporary is flushed to disk before os.replace, and the folder's entry after it, as
+    annotation.write_json_atomic does."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(('fsync', os.readlink(f'/proc/self/fd/{fd}')))
+        real_fsync(fd)
+
+    def replace(source, target):
+        events.append(('replace', str(source), str(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, 'fsync', fsync)
+    monkeypatch.setattr(os, 'replace', replace)
+    out = export_checkpoint(afd_files / 'model.safetensors', tmp_path / 'model.safetensors')
+    renames = [e for e in events if e[0] == 'replace']
+    assert len(renames) == 1 and renames[0][2] == str(out)
+    temporary = renames[0][1]
+    assert events == [('fsync', temporary), renames[0], ('fsync', str(tmp_path))], events
+
