@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import __version__
 from .annotation import file_sha256, write_json_atomic
 from .converter import convert
 from .errors import AnimalLandmarksError
@@ -40,6 +41,13 @@ from .training import host_cpus
 FINETUNE_CONFIG = (CONFIG_ROOT /
                    'td-hm_hrnetv2-w18_dark-ft-animeface-1xb32-30e_animal-face-256x256.py')
 TOOLS = Path(__file__).resolve().parent.parent / 'tools'
+_PACKAGE = Path(__file__).resolve().parent
+#: the code whose changes change what a run trains and measures (the faces, the augmentation,
+#: the model, the metric, the plan and the loop): a run recorded under other code is trained
+#: again, not read back
+RESULT_SOURCES = tuple(_PACKAGE / name for name in (
+    'synthetic.py', 'transforms.py', 'metrics.py', 'models.py', 'dataset.py', 'schema.py',
+    'schedule.py', 'training.py', 'hooks.py')) + (TOOLS / 'train.py',)
 
 
 class ExperimentError(AnimalLandmarksError, RuntimeError):
@@ -93,27 +101,15 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
               amp: bool = False) -> list[dict]:
     """Train through ``tools/train.py``; returns the validations: ``{step, NME}`` each.
 
-    A run that finished before in ``work_dir`` from the same inputs (arguments, config as
-    mmengine reads it, training and validation files, start checkpoint) is read, not trained
-    again: an experiment of hours that stops at its fourth run goes on from there. Delete the
-    folder to train it again. ``amp``: mixed precision (CUDA).
+    A run that finished before in ``work_dir`` from the same inputs (:func:`run_inputs`:
+    arguments, the plugin's code, config as mmengine reads it, training and validation files
+    and images, start checkpoint) is read, not trained again: an experiment of hours that stops
+    at its fourth run goes on from there. Delete the folder to train it again. ``amp``: mixed
+    precision (CUDA).
     """
-    # validations logged by step whatever the loop, to draw NME against steps
-    args = [str(config), '--data-root', str(data_root), '--work-dir', str(work_dir),
-            '--no-time-estimate', *extra, '--cfg-options',
-            'default_hooks.logger.log_metric_by_epoch=False', *cfg_options]
-    if iters is not None:
-        args += ['--iters', str(iters)]
-    if batch_size is not None:
-        args += ['--batch-size', str(batch_size)]
-    if checkpoint is not None:
-        args += ['--checkpoint', checkpoint]
-    if amp:
-        args.append('--amp')
-    inputs = dict(args=args, config=_config_digest(config),
-                  data={p.name: file_sha256(p)
-                        for p in sorted((data_root / 'annotations').glob('*.json'))},
-                  checkpoint=file_sha256(checkpoint) if checkpoint else None)
+    inputs = run_inputs(config, data_root, work_dir, iters=iters, batch_size=batch_size,
+                        checkpoint=checkpoint, extra=extra, cfg_options=cfg_options, amp=amp)
+    args = inputs['args']
     record = work_dir / FINISHED_RUN
     earlier = finished_run(work_dir)
     if earlier is not None and earlier['inputs'] == inputs:
@@ -139,6 +135,44 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
           flush=True)
     _save(dict(inputs=inputs, validations=found, minutes=minutes, device=_device()), record)
     return found
+
+
+def run_inputs(config: Path, data_root: Path, work_dir: Path, *, iters: int | None = None,
+               batch_size: int | None = None, checkpoint: str | None = None,
+               extra: tuple[str, ...] = (), cfg_options: tuple[str, ...] = (),
+               amp: bool = False) -> dict:
+    """What a run of :func:`train_run` is made from, as its record keeps it: ``tools/train.py``'s
+    arguments, the package's version and a digest of :data:`RESULT_SOURCES`, the config as
+    mmengine reads it, the annotation files, the images and the start checkpoint."""
+    # validations logged by step whatever the loop, to draw NME against steps
+    args = [str(config), '--data-root', str(data_root), '--work-dir', str(work_dir),
+            '--no-time-estimate', *extra, '--cfg-options',
+            'default_hooks.logger.log_metric_by_epoch=False', *cfg_options]
+    if iters is not None:
+        args += ['--iters', str(iters)]
+    if batch_size is not None:
+        args += ['--batch-size', str(batch_size)]
+    if checkpoint is not None:
+        args += ['--checkpoint', checkpoint]
+    if amp:
+        args.append('--amp')
+    return dict(args=args, version=__version__, code=_files_digest(RESULT_SOURCES),
+                config=_config_digest(config),
+                data={p.name: file_sha256(p)
+                      for p in sorted((data_root / 'annotations').glob('*.json'))},
+                images=_files_digest(p for p in sorted((data_root / 'images').glob('*'))
+                                     if p.is_file()),
+                checkpoint=file_sha256(checkpoint) if checkpoint else None)
+
+
+def _files_digest(paths: Iterable[Path]) -> str:
+    """SHA-256 over files' names and bytes. The bytes, not sizes and times: a rerun of an
+    experiment draws its synthetic images anew (new times, the same bytes), and a redrawn image
+    may keep its size. A second or so for a thousand faces, against minutes of training."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f'{path.name}\0{file_sha256(path)}\0'.encode())
+    return digest.hexdigest()
 
 
 def _config_digest(config: Path) -> str:

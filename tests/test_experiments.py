@@ -240,3 +240,53 @@ def test_gpu_checks_exit_non_zero_when_a_step_fails_or_is_skipped(tmp_path):
     assert proc.returncode == 1, summary
     assert 'benchmark: skipped (its share of the time left, 15 s, is under 30 s)' in summary
     assert 'all steps: ' in summary  # the summary is written all the same
+
+
+def test_a_finished_run_is_reused_only_under_the_same_code_and_images(tmp_path, monkeypatch):
+    """Its record was keyed by the arguments, config and annotation files only: a run trained
+    under another generator, augmentation or model (or on other images under the same
+    annotations) was read back as if it were this one's. Nothing trains here: training is
+    replaced by a stand-in that says it was asked."""
+    import subprocess
+
+    import animal_landmarks_mm.experiments as experiments
+    from animal_landmarks_mm.annotation import write_json_atomic
+
+    class Trained(Exception):
+        pass
+
+    def no_training(*args, **kwargs):
+        raise Trained
+
+    monkeypatch.setattr(subprocess, 'run', no_training)
+    data = make_split(tmp_path / 'data', 3, 2, seed=0)
+    work = tmp_path / 'run'
+
+    def record_as_now():  # what train_run records after training in this state
+        inputs = experiments.run_inputs(MAIN_CONFIG, data, work, iters=1)
+        write_json_atomic(work / FINISHED_RUN, dict(inputs=inputs, validations=[
+            dict(step=1, NME=0.5)], minutes=0.1, device='CPU'))
+
+    work.mkdir()
+    record_as_now()
+    assert train_run(MAIN_CONFIG, data, work, iters=1) == [dict(step=1, NME=0.5)]
+    # the same split made again (a rerun of the experiment): the same images, still reused
+    make_split(tmp_path / 'data', 3, 2, seed=0)
+    assert train_run(MAIN_CONFIG, data, work, iters=1) == [dict(step=1, NME=0.5)]
+    # an image redrawn under the same annotations
+    image = sorted((data / 'images').iterdir())[0]
+    image.write_bytes(image.read_bytes() + b'\0')
+    with pytest.raises(Trained):
+        train_run(MAIN_CONFIG, data, work, iters=1)
+    record_as_now()
+    assert train_run(MAIN_CONFIG, data, work, iters=1) == [dict(step=1, NME=0.5)]
+    # the plugin's code changed (here: a source file the digest reads), or its version
+    source = tmp_path / 'synthetic.py'
+    source.write_text('# another generator\n')
+    monkeypatch.setattr(experiments, 'RESULT_SOURCES', (source,))
+    with pytest.raises(Trained):
+        train_run(MAIN_CONFIG, data, work, iters=1)
+    record_as_now()
+    monkeypatch.setattr(experiments, '__version__', '99.0')
+    with pytest.raises(Trained):
+        train_run(MAIN_CONFIG, data, work, iters=1)
