@@ -263,7 +263,7 @@ def read_resume_checkpoint(path: str | os.PathLike) -> dict:
             epoch and step it was saved at: start weights, which ``--checkpoint`` takes).
     """
     if not os.path.isfile(path):
-        raise CheckpointError(f'checkpoint not found: {path}')
+        raise CheckpointError(missing_file_message(path))
     checkpoint = _load_pth(path)
     _tensors_and_meta(checkpoint, path)  # the weights: tensors, one layout
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
@@ -358,7 +358,7 @@ def missing_file_message(path: str | os.PathLike) -> str:
     if os.path.isdir(path):
         return f'{shown}: not a regular file (a folder)'
     if os.path.exists(path):
-        return f'{shown}: not a regular file'
+        return f'{shown}: not a regular file (a FIFO, a device or a socket)'
     if os.path.islink(path):
         return f'{shown}: not a regular file (a symbolic link to nothing)'
     return f'checkpoint not found: {shown}'

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, missing_file_message
 from .errors import REDACTED, first_line, redact_userinfo
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / 'configs'
@@ -176,7 +176,7 @@ def resolve_checkpoint(value: str | os.PathLike) -> Path:
     docstring).
 
     Raises:
-        CheckpointError: neither a file nor a name; or a name that is neither cached nor
+        CheckpointError: neither a regular file nor a name; or a name that is neither cached nor
             downloadable (offline, no network, a proxy or server refusing, a broken transfer,
             the repository gone, huggingface_hub not installed), in one line saying what to do.
     """
@@ -185,6 +185,8 @@ def resolve_checkpoint(value: str | os.PathLike) -> Path:
         return path
     weights = PRETRAINED.get(str(value))
     if weights is None:
+        if os.path.lexists(path):  # there, but a folder, a FIFO, a link to nothing
+            raise CheckpointError(missing_file_message(path))
         names = ', '.join(PRETRAINED)
         raise CheckpointError(f'checkpoint not found: {value} (give a file, or one of the '
                               f'pretrained names: {names})')

@@ -300,6 +300,23 @@ def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_pa
         assert str(tmp_path / name) in str(info.value)
 
 
+def test_a_path_that_is_there_but_no_file_is_not_said_to_be_missing(tmp_path):
+    """A folder, a FIFO or a link to nothing was 'checkpoint not found: X', X being there."""
+    (tmp_path / 'folder.pth').mkdir()
+    os.mkfifo(tmp_path / 'fifo.pth')
+    (tmp_path / 'dangling.pth').symlink_to(tmp_path / 'nothing.pth')
+    from animal_landmarks_mm.checkpoints import read_resume_checkpoint
+    for name, what in (('folder.pth', 'a folder'), ('fifo.pth', 'a FIFO, a device or a socket'),
+                       ('dangling.pth', 'a symbolic link to nothing')):
+        for read in (read_checkpoint, read_resume_checkpoint):
+            with pytest.raises(CheckpointError) as info:
+                read(tmp_path / name)
+            assert str(info.value) == f'{tmp_path / name}: not a regular file ({what})'
+    for read in (read_checkpoint, read_resume_checkpoint):  # what is missing still is
+        with pytest.raises(CheckpointError, match=f'^checkpoint not found: {tmp_path}'):
+            read(tmp_path / 'nothing.pth')
+
+
 class _CreatesFile:
     """A pickle that creates a file when loaded without weights_only (as torch.hub does)."""
 
