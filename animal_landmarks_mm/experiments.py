@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import __version__
-from .annotation import file_sha256, write_json_atomic
+from .annotation import USUAL_FILE_MODE, file_sha256, new_temporary, write_json_atomic
 from .converter import convert
 from .errors import AnimalLandmarksError
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
@@ -273,8 +273,10 @@ def learning_curve(out_dir: str | os.PathLike, sizes: tuple[int, ...] = (50, 100
                                     validations=runs, minutes=trained['minutes'],
                                     device=trained['device']))
         results['device'] = _devices(r['device'] for r in results['runs'])
+        # both after each size: a curve stopped at a later size leaves numbers and a picture
+        # of the same sizes, not an earlier experiment's picture beside its numbers
         _save(results, out_dir / 'learning_curve.json')
-    plot_learning_curve(results, out_dir / 'learning_curve.png')
+        plot_learning_curve(results, out_dir / 'learning_curve.png')
     return results
 
 
@@ -384,6 +386,18 @@ def without_nan(value):
     return value
 
 
+def _save_figure(fig, out_file: str | os.PathLike) -> None:
+    """Save a matplotlib figure as PNG, whole or not at all (as :func:`_save` writes JSON)."""
+    tmp = new_temporary(out_file)
+    try:
+        fig.savefig(tmp, format='png')
+        os.chmod(tmp, USUAL_FILE_MODE)  # a plain file's mode, not the temporary's private one
+        os.replace(tmp, out_file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def plot_learning_curve(results: dict, out_file: str | os.PathLike) -> None:
     import matplotlib
     matplotlib.use('Agg')
@@ -404,7 +418,7 @@ def plot_learning_curve(results: dict, out_file: str | os.PathLike) -> None:
                  f'{results["device"]}', fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_file)
+    _save_figure(fig, out_file)
     plt.close(fig)
 
 
@@ -434,5 +448,5 @@ def plot_transfer_curve(results: dict, out_file: str | os.PathLike) -> None:
     ax.grid(alpha=0.3, which='both')
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_file)
+    _save_figure(fig, out_file)
     plt.close(fig)

@@ -290,3 +290,28 @@ def test_a_finished_run_is_reused_only_under_the_same_code_and_images(tmp_path, 
     monkeypatch.setattr(experiments, '__version__', '99.0')
     with pytest.raises(Trained):
         train_run(MAIN_CONFIG, data, work, iters=1)
+
+
+def test_the_learning_curve_picture_is_drawn_with_each_size(tmp_path, monkeypatch):
+    """The JSON was saved after each size, the picture only at the end: a curve stopped after
+    its first size left an earlier experiment's picture beside the new numbers. Nothing trains
+    here: the runs are stand-ins, the second of which fails."""
+    import animal_landmarks_mm.experiments as experiments
+    monkeypatch.setattr(experiments, 'make_split', lambda folder, *args, **kwargs: folder)
+
+    def train(config, data, work_dir, **kwargs):
+        if work_dir.name == 'run_8':
+            raise ExperimentError('training failed (stand-in)')
+        return [dict(step=1, NME=0.25)]
+
+    monkeypatch.setattr(experiments, 'train_run', train)
+    monkeypatch.setattr(experiments, 'finished_run', lambda work_dir: dict(minutes=1.0,
+                                                                          device='CPU'))
+    picture = tmp_path / 'learning_curve.png'
+    cv2.imwrite(str(picture), 255 * __import__('numpy').ones((8, 8, 3), 'uint8'))
+    stale = picture.read_bytes()
+    with pytest.raises(ExperimentError):
+        learning_curve(tmp_path, sizes=(4, 8), iters=1)
+    assert [r['faces'] for r in json.loads((tmp_path / 'learning_curve.json').read_text())
+            ['runs']] == [4]
+    assert picture.read_bytes() != stale and cv2.imread(str(picture)).shape[:2] == (400, 600)
