@@ -113,11 +113,19 @@ def test_main_config_pipeline_runs(coco_dir):
     (dict(type='RandomCutout', size_range=(0.2, 1.5)), 'size_range must be two numbers'),
     (dict(type='RandomGaussianBlur', sigma_range=(-1, 0)), 'sigma_range must be two numbers'),
     (dict(type='RandomGaussianBlur', sigma_range=(2, 1)), 'sigma_range must be two numbers'),
+    # an infinite or huge sigma: OpenCV's kernel of 6 sigma a side, or its assertion, in a
+    # loader worker
+    (dict(type='RandomGaussianBlur', sigma_range=(1, float('inf'))),
+     r'sigma_range must be two numbers 0 < low <= high <= 32, got \(1, inf\)'),
+    (dict(type='RandomGaussianBlur', sigma_range=(1, 1e6)), r'<= 32, got \(1, 1000000.0\)'),
+    (dict(type='RandomGaussianBlur', sigma_range=(float('nan'), 1)), 'sigma_range must be'),
     (dict(type='RandomGaussianBlur', prob='0.5'), 'prob must be a number in'),
     (dict(type='RandomCutout', prob=1.5), 'prob must be a number in'),
 ])
 def test_bad_settings_are_refused_when_the_pipeline_is_built(transform, message):
     """Not later, inside a loader worker, as a numpy or OpenCV assertion."""
+    import animal_landmarks_mm.transforms  # noqa: F401  (registers them)
+    init_default_scope('mmpose')  # as the other tests here, also when this one runs alone
     with pytest.raises(ValueError, match=message):
         Compose([transform])
 
