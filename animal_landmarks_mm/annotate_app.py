@@ -67,7 +67,8 @@ from .annotate import (
     ImageEdit,
     UnsafeNameError,
 )
-from .annotation import STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError, image_size
+from .annotation import (STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError, image_size,
+                         read_image)
 from .errors import AnimalLandmarksError, first_line, printable
 from .schema import GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, SKELETON, VISIBILITY_FLAGS, click_runs
 
@@ -291,11 +292,7 @@ def lazy_image(path: Path) -> Callable[[], np.ndarray]:
 
     def image() -> np.ndarray:
         if not decoded:
-            import cv2
-            found = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if found is None:
-                raise AnnotationError(f'{path}: image unreadable')
-            decoded.append(found)
+            decoded.append(read_image(path))
         return decoded[0]
 
     return image

@@ -30,9 +30,16 @@ from animal_landmarks_mm.annotate_app import (
     exposure_warning,
     image_key,
     launch,
+    lazy_image,
     whole_image_box,
 )
-from animal_landmarks_mm.annotation import Face, ImageAnnotation, load_annotation, save_annotation
+from animal_landmarks_mm.annotation import (
+    AnnotationError,
+    Face,
+    ImageAnnotation,
+    load_annotation,
+    save_annotation,
+)
 from animal_landmarks_mm.errors import AnimalLandmarksError
 from animal_landmarks_mm.export import export_checkpoint
 from animal_landmarks_mm.infer import LandmarkPredictor
@@ -1036,3 +1043,20 @@ def test_a_second_annotator_on_the_same_folder_ends_in_one_line(tmp_path):
         f'error: {tmp_path / "out"} is in use by another annotator (process id {os.getpid()}); '
         'two on one folder would overwrite each other\'s saves: stop that one, or choose '
         'another --output-dir')
+
+
+def test_predict_decodes_an_image_in_a_folder_whose_name_is_not_utf8(tmp_path):
+    """Predict decodes the picture from its bytes: OpenCV's ``imread`` takes a path as UTF-8 and
+    crashed the whole annotator (a segmentation fault) on a folder named in other bytes, which
+    Linux allows and Python holds as a lone surrogate."""
+    folder = tmp_path / os.fsdecode(b'caf\xe9')  # Latin-1, as an old archive may name it
+    folder.mkdir()
+    picture = np.zeros((30, 40, 3), np.uint8)
+    picture[5:10, 5:10] = (0, 0, 255)
+    assert cv2.imencode('.png', picture)[0]
+    (folder / 'a.png').write_bytes(cv2.imencode('.png', picture)[1].tobytes())
+    decoded = lazy_image(folder / 'a.png')()
+    assert decoded.shape == (30, 40, 3) and (decoded == picture).all()
+    (folder / 'b.png').write_bytes(b'not a picture')
+    with pytest.raises(AnnotationError, match='b.png: not an image OpenCV can decode'):
+        lazy_image(folder / 'b.png')()
