@@ -13,6 +13,7 @@ Coordinates follow mmpose: a pixel's centre is at integer coordinates.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import multiprocessing
 import os
@@ -23,7 +24,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .annotation import Face, ImageAnnotation, save_annotation
+from .annotation import (
+    USUAL_FILE_MODE,
+    Face,
+    ImageAnnotation,
+    new_temporary,
+    save_annotation,
+    write_json_atomic,
+)
 from .errors import AnimalLandmarksError
 from .schema import KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, group_indices
 
@@ -42,6 +50,12 @@ FAMILIES = ('human', 'animal')
 #: than half the drawn jaw stroke, so that no lip lies on it
 _MOUTH_MARGIN = 0.02
 
+
+#: raised when a seed draws other faces than before (2: the animal family's round jaw with the
+#: mouth inside it), so that a folder of an earlier generator's faces is not extended
+GENERATOR_VERSION = 2
+#: the settings a set was drawn with, in its folder: a later call adds to it only with the same
+SETTINGS_FILE = '.synthetic.json'
 
 #: the largest image side the generator draws: real pictures are 2000-4000 px, and each
 #: image's background is made in float64 (at this size 1.6 GB; a side of 10**7 px asked numpy
@@ -472,8 +486,10 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
                            workers: int = 1) -> list[Path]:
     """Write ``out_dir/images/*.png`` and one annotation JSON each in ``out_dir/landmarks/``.
 
-    Image ``i`` depends only on ``(seed, i)``, so a set can be regenerated or extended, and
-    ``workers`` processes write the same files as one.
+    Image ``i`` depends only on ``(seed, i)``, so a set can be regenerated or extended in its
+    folder, and ``workers`` processes write the same files as one. A folder that holds files of
+    another set (another seed, family, image sizes or generator version, or more images than
+    asked) is refused, not mixed: the settings are recorded there in :data:`SETTINGS_FILE`.
 
     Args:
         out_dir: destination folder (created).
@@ -489,6 +505,9 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
 
     Returns:
         The annotation files written, in image order.
+
+    Raises:
+        SyntheticDataError: bad settings, or a folder of another set (one line).
     """
     if num_images <= 0:
         raise SyntheticDataError(f'num_images must be positive, got {num_images}')
@@ -503,8 +522,9 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
     # more processes than images or cores draw nothing sooner (100,000 asked forked 100,000)
     workers = min(workers, num_images, _usable_cpus())
     out_dir = Path(out_dir)
-    (out_dir / 'images').mkdir(parents=True, exist_ok=True)
-    (out_dir / 'landmarks').mkdir(parents=True, exist_ok=True)
+    _claim_folder(out_dir, num_images, dict(generator=GENERATOR_VERSION, seed=seed,
+                                            family=family, min_size=min_size,
+                                            max_size=max_size))
     draw = functools.partial(_write_synthetic_image, out_dir, seed=seed, min_size=min_size,
                              max_size=max_size, family=family)
     bar = functools.partial(tqdm, total=num_images, desc='synthetic faces', unit='img',
@@ -518,16 +538,74 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
         return list(bar(pool.imap(draw, range(num_images), chunksize=8)))
 
 
+def _image_name(seed: int, index: int, family: str | None) -> str:
+    return f'synthetic_{family + "_" if family else ""}{seed}_{index:05d}.png'
+
+
+def _claim_folder(out_dir: Path, num_images: int, settings: dict) -> None:
+    """Make ``out_dir``'s folders for a set drawn with ``settings``, refusing one that holds
+    files of another set, and record the settings there (before drawing: a run stopped
+    halfway can be run again).
+
+    Raises:
+        SyntheticDataError: the folder holds other files, or files of unrecorded or other
+            settings (one line, naming the way out: another folder).
+    """
+    names = {_image_name(settings['seed'], i, settings['family']) for i in range(num_images)}
+    wanted = {'images': names, 'landmarks': {f'{Path(n).stem}.json' for n in names}}
+    found = False
+    for sub, expected in wanted.items():
+        try:  # the hidden ones are temporaries of a stopped run (``new_temporary``'s)
+            present = [e.name for e in os.scandir(out_dir / sub) if not e.name.startswith('.')]
+        except FileNotFoundError:
+            continue
+        other = sorted(set(present) - expected)
+        if other:
+            raise SyntheticDataError(
+                f'{out_dir} holds another synthetic set or other files ({sub}/{other[0]} is '
+                f'not one of this set\'s {num_images}); write this set to another folder '
+                f'(or delete that one first)')
+        found = found or bool(present)
+    record = out_dir / SETTINGS_FILE
+    if found:
+        try:
+            recorded = json.loads(record.read_text(encoding='utf-8'))
+        except (OSError, ValueError):
+            recorded = None
+        if recorded != settings:
+            known = (f'are not recorded in {SETTINGS_FILE}: an earlier version made it'
+                     if recorded is None else f'were {recorded}')
+            raise SyntheticDataError(
+                f'{out_dir} holds another synthetic set (its settings {known}; this one\'s '
+                f'are {settings}); write this set to another folder (or delete that one first)')
+    (out_dir / 'images').mkdir(parents=True, exist_ok=True)
+    (out_dir / 'landmarks').mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record, settings)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    """Write a PNG whole or not at all: to a temporary beside it, then renamed over it."""
+    ok, data = cv2.imencode('.png', image)
+    if not ok:
+        raise OSError(f'could not encode {path}')
+    tmp = new_temporary(path)
+    try:
+        tmp.write_bytes(data.tobytes())
+        os.chmod(tmp, USUAL_FILE_MODE)  # a plain file's mode, not the temporary's private one
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _write_synthetic_image(out_dir: Path, index: int, *, seed: int, min_size: int,
                            max_size: int, family: str | None) -> Path:
     """Draw and write image ``index`` of a set and its annotation; returns the annotation."""
     rng = np.random.default_rng([seed, index])
     width, height = (int(v) for v in rng.integers(min_size, max_size + 1, size=2))
     image, points, species = render_face_image(rng, width, height, family=family)
-    name = f'synthetic_{family + "_" if family else ""}{seed}_{index:05d}.png'
-    image_path = out_dir / 'images' / name
-    if not cv2.imwrite(str(image_path), image):
-        raise OSError(f'could not write {image_path}')
+    name = _image_name(seed, index, family)
+    _write_png(out_dir / 'images' / name, image)
     annotation = ImageAnnotation(
         image=name, width=width, height=height,
         faces=[Face(landmarks=[(float(x), float(y)) for x, y in points])],

@@ -204,3 +204,48 @@ def test_the_animal_jaw_is_rounder_than_the_human():
         return np.mean([f._jaw_point(0.0)[1] - f._jaw_point(0.3)[1] for f in faces])
 
     assert rise('animal') < 0.4 * rise('human')
+
+
+def test_a_folder_of_another_set_is_refused_not_mixed(tmp_path):
+    """New files written among an earlier set's (another seed, family, count or image sizes)
+    made one folder of two sets, which the converter would take as one; the same set again,
+    or extended, is fine."""
+    from animal_landmarks_mm.synthetic import SyntheticDataError
+    out = tmp_path / 'set'
+    make_synthetic_dataset(out, 2, seed=0, progress=False)
+    before = sorted(p.name for p in (out / 'images').iterdir())
+    make_synthetic_dataset(out, 2, seed=0, progress=False)  # the same set again
+    make_synthetic_dataset(out, 3, seed=0, progress=False)  # extended
+    assert sorted(p.name for p in (out / 'images').iterdir()) == before + [
+        'synthetic_0_00002.png']
+    for options in (dict(seed=1), dict(family='animal'), dict(min_size=300, max_size=384)):
+        with pytest.raises(SyntheticDataError, match='another synthetic set.*another folder'):
+            make_synthetic_dataset(out, 3, progress=False, **options)
+    with pytest.raises(SyntheticDataError, match='another synthetic set.*another folder'):
+        make_synthetic_dataset(out, 2, progress=False)  # fewer: the third would stay
+    assert len(list((out / 'images').iterdir())) == 3
+    assert len(list((out / 'landmarks').iterdir())) == 3
+    # a folder of images whose settings are not recorded (an earlier version's, the user's)
+    (tmp_path / 'old' / 'images').mkdir(parents=True)
+    (tmp_path / 'old' / 'images' / 'synthetic_0_00000.png').write_bytes(b'')
+    with pytest.raises(SyntheticDataError, match='another folder'):
+        make_synthetic_dataset(tmp_path / 'old', 1, progress=False)
+    proc = run_tool('make_synthetic_dataset.py', '--out-dir', out, '--num-images', '3',
+                    '--seed', '1', check=False)
+    assert proc.returncode == 1 and proc.stderr.count('\n') == 1, proc.stderr
+    assert proc.stderr.startswith('error: ') and 'another folder' in proc.stderr
+
+
+def test_an_image_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The PNG goes to a temporary and is renamed over its name: a write that fails (a full
+    disk, a killed process) leaves no cut image under it."""
+    import animal_landmarks_mm.synthetic as synthetic
+
+    def fail(*args):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(synthetic.os, 'replace', fail)
+    with pytest.raises(OSError, match='No space left'):
+        make_synthetic_dataset(tmp_path / 'set', 1, progress=False)
+    assert not (tmp_path / 'set' / 'images' / 'synthetic_0_00000.png').exists()
+    assert list((tmp_path / 'set' / 'images').iterdir()) == []  # its temporary removed

@@ -12,7 +12,8 @@ from animal_landmarks_mm.synthetic import FAMILIES, make_synthetic_dataset
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out-dir', required=True,
-                        help='writes OUT/images/*.png and OUT/landmarks/*.json')
+                        help='writes OUT/images/*.png, OUT/landmarks/*.json and the settings '
+                        '(OUT/.synthetic.json; a folder of another set is refused)')
     parser.add_argument('--num-images', type=int, default=200)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--min-size', type=int, default=256, help='smallest image side (px)')
