@@ -393,8 +393,6 @@ def quantize_int8(graph: str | os.PathLike, out: str | os.PathLike, crops: np.nd
     ``quantize_static``: QDQ, per-channel int8 weights, uint8 activations whose ranges are
     calibrated on ``crops``). The decoder's convolutions (DARK's blur) stay float: the Taylor
     step needs the heatmaps' fine shape. The metadata is kept, with ``quantization`` added."""
-    import tempfile
-
     import onnx
     from onnxruntime.quantization import (
         QuantFormat,
@@ -405,14 +403,19 @@ def quantize_int8(graph: str | os.PathLike, out: str | os.PathLike, crops: np.nd
     model = onnx.load(str(graph))
     decoder = [node.name for node in model.graph.node
                if node.op_type == 'Conv' and node.name.startswith('/decoder/')]
-    with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
-        prepared = Path(tmp) / 'prepared.onnx'
+    # One of our hidden temporaries beside the output (a folder there was left in the person's
+    # folder by a killed export, where nothing cleans it; these :func:`remove_stale_temporaries`
+    # knows).
+    prepared = new_temporary(out)
+    try:
         # shape inference and onnxruntime's fusions first, as its quantisation guide asks
         quant_pre_process(str(graph), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(out), CalibrationCrops(crops),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=['Conv'], nodes_to_exclude=decoder)
+    finally:
+        prepared.unlink(missing_ok=True)
     quantized = onnx.load(str(out))
     known = {entry.key for entry in quantized.metadata_props}
     for entry in model.metadata_props:

@@ -34,6 +34,7 @@ from animal_landmarks_mm.onnx_export import (  # noqa: E402
     build_graph,
     calibration_crops,
     export_onnx,
+    quantize_int8,
 )
 from animal_landmarks_mm.onnx_predictor import (  # noqa: E402
     LandmarkInstances,
@@ -678,3 +679,30 @@ def test_boxes_beyond_float32_are_refused_and_drawing_never_fails(cli_export, pe
     for k, result in enumerate((far, nan)):
         predictor.draw(image, result, tmp_path / f'{k}.jpg')
         assert cv2.imread(str(tmp_path / f'{k}.jpg')).shape == image.shape
+
+
+def test_int8_quantisation_works_on_hidden_temporaries_only(cli_export, tmp_path, monkeypatch):
+    """The graph onnxruntime prepares for quantisation is one of our hidden temporaries beside
+    the output, removed after: it was a ``tmpXXXXXXXX/`` folder there, which a killed export
+    left in the person's folder where nothing cleans it."""
+    import shutil
+
+    import onnxruntime.quantization as quantization
+    folder = tmp_path / 'models'
+    folder.mkdir()
+    graph = folder / 'float.onnx'
+    shutil.copy(cli_export[0], graph)
+    seen = []
+    real = quantization.quantize_static
+
+    def quantize_static(*args, **kwargs):  # what the folder holds while onnxruntime works
+        seen.extend(sorted(os.listdir(folder)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quantization, 'quantize_static', quantize_static)
+    crops = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    quantize_int8(graph, folder / 'int8.onnx', crops)
+    working = [name for name in seen if name != 'float.onnx']
+    assert working and all(name.startswith('.int8.onnx.')
+                           and name.endswith('.animal-landmarks-tmp') for name in working), seen
+    assert sorted(os.listdir(folder)) == ['float.onnx', 'int8.onnx']
