@@ -67,8 +67,7 @@ from .annotate import (
     ImageEdit,
     UnsafeNameError,
 )
-from .annotation import (STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError, image_size,
-                         read_image)
+from .annotation import STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError, image_size, read_image
 from .errors import AnimalLandmarksError, first_line, printable
 from .schema import GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, SKELETON, VISIBILITY_FLAGS, click_runs
 
