@@ -138,7 +138,7 @@ def _benchmark_tool(monkeypatch, results: dict):
     spec.loader.exec_module(tool)
     asked = []
 
-    def fake(name):
+    def fake(name, deadline_s):
         asked.append(name)
         return results[name]
 
@@ -315,3 +315,23 @@ def test_the_learning_curve_picture_is_drawn_with_each_size(tmp_path, monkeypatc
     assert [r['faces'] for r in json.loads((tmp_path / 'learning_curve.json').read_text())
             ['runs']] == [4]
     assert picture.read_bytes() != stale and cv2.imread(str(picture)).shape[:2] == (400, 600)
+
+
+def test_a_benchmark_past_its_deadline_is_stopped_and_said_in_one_line(monkeypatch):
+    """A hung benchmark (a loader worker or a browser that never answers) was waited for
+    forever; here one that waits for a signal that never comes (stdlib's signal.pause)."""
+    import time
+
+    from animal_landmarks_mm import benchmarks
+    monkeypatch.setitem(benchmarks.BENCHMARKS, 'hang', 'signal:pause')
+    start = time.perf_counter()
+    result = benchmarks.run_isolated('hang', deadline_s=2)
+    assert time.perf_counter() - start < 30
+    assert result == dict(error='no result within its deadline of 2 s: its process was stopped')
+
+
+def test_the_benchmark_tool_refuses_a_deadline_that_is_not_positive(monkeypatch, capsys):
+    tool, asked = _benchmark_tool(monkeypatch, dict(pipeline={}))
+    with pytest.raises(SystemExit):
+        tool.main(['--only', 'pipeline', '--deadline', '0'])
+    assert 'must be a positive number of seconds' in capsys.readouterr().err and asked == []

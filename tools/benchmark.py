@@ -5,13 +5,19 @@ Example:
 """
 import argparse
 import errno
+import math
 import os
 import platform
 import time
 from pathlib import Path
 
 from animal_landmarks_mm.annotation import new_temporary, write_json_atomic
-from animal_landmarks_mm.benchmarks import BENCHMARKS, format_table, run_isolated
+from animal_landmarks_mm.benchmarks import (
+    BENCHMARKS,
+    DEFAULT_DEADLINE_S,
+    format_table,
+    run_isolated,
+)
 from animal_landmarks_mm.errors import exit_on_error
 from animal_landmarks_mm.experiments import without_nan
 
@@ -20,9 +26,23 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='+', choices=sorted(BENCHMARKS), default=None,
                         help='run only these benchmarks')
+    parser.add_argument('--deadline', type=_seconds, default=DEFAULT_DEADLINE_S,
+                        metavar='SECONDS', help='stop a benchmark that has no result after '
+                        f'this long (default {DEFAULT_DEADLINE_S})')
     parser.add_argument('--out', help='also write the results to this JSON file (a NaN '
                         'or infinite number as null)')
     return parser.parse_args(argv)
+
+
+def _seconds(text: str) -> float:
+    """A positive finite number of seconds, for argparse (its one-line error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f'must be a positive number of seconds, got {text!r}')
+    return value
 
 
 def check_out(path: str) -> None:
@@ -57,7 +77,7 @@ def main(argv=None):
             check_out(args.out)
         for name in args.only or BENCHMARKS:
             start = time.perf_counter()
-            results[name] = run_isolated(name)
+            results[name] = run_isolated(name, deadline_s=args.deadline)
             print(f'{name}: done in {time.perf_counter() - start:.0f} s', flush=True)
         print(f'machine: {machine()}')
         print(format_table(results))
