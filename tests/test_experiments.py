@@ -1,5 +1,7 @@
 """The recipe experiments' runner: a real (tiny) learning-curve run, its JSON and picture, and
-a rerun that reads finished runs instead of training them again."""
+a rerun that reads finished runs instead of training them again; and what measures on a GPU
+beside them: the benchmark tool's results and deadlines, and tools/gpu_checks.sh's settings and
+exit status (neither benchmarks nor trains: stand-ins run)."""
 import json
 import math
 
