@@ -466,6 +466,9 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     if checkpoint is not None:
         from .model_zoo import is_pretrained_name
         if not (osp.isfile(checkpoint) or is_pretrained_name(checkpoint)):
+            from .checkpoints import missing_file_message
+            if osp.lexists(checkpoint):  # there, but a folder, a FIFO or a link to nothing
+                raise TrainingSetupError(f'--checkpoint {missing_file_message(checkpoint)}')
             raise TrainingSetupError(f'--checkpoint not found: {checkpoint} (a file, or a '
                                      'pretrained name such as anime-face-detector)')
         resumed = None
@@ -621,7 +624,8 @@ def apply_test_args(cfg: Config, config_path: str, checkpoint: str, work_dir: st
         raise TrainingSetupError(f'--dump must name a .pkl or .pickle file (mmengine\'s '
                                  f'DumpResults writes a pickle), got {out}')
     if not (osp.isfile(checkpoint) or is_pretrained_name(checkpoint)):
-        raise TrainingSetupError(f'checkpoint not found: {checkpoint}')
+        from .checkpoints import missing_file_message
+        raise TrainingSetupError(missing_file_message(checkpoint))
     _set_run_place(cfg, config_path, work_dir, launcher)
     cfg.load_from = checkpoint
     if out is not None:

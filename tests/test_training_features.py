@@ -14,6 +14,7 @@ from animal_landmarks_mm.schedule import ScheduleError, plan_schedule
 from animal_landmarks_mm.training import (
     TrainingSetupError,
     apply_simple_flags,
+    apply_test_args,
     apply_train_args,
     load_config,
     loader_workers,
@@ -230,6 +231,15 @@ def test_a_planned_run_prints_its_plan_and_runs_exactly_its_steps(coco_dir, tmp_
 def test_simple_flags_refuse_bad_values(tmp_path, kwargs, message):
     with pytest.raises(TrainingSetupError, match=message):
         apply_simple_flags(_cfg(tmp_path), **kwargs)
+
+
+def test_a_checkpoint_path_that_is_a_folder_is_said_to_be_one(tmp_path):
+    """A folder given as the checkpoint was 'not found', though it is there."""
+    folder = r'not a regular file \(a folder\)$'
+    with pytest.raises(TrainingSetupError, match=r'^--checkpoint .*: ' + folder):
+        apply_simple_flags(_cfg(tmp_path), checkpoint=str(tmp_path))
+    with pytest.raises(TrainingSetupError, match=r'^\S+: ' + folder):
+        apply_test_args(_cfg(tmp_path), MAIN_CONFIG, str(tmp_path))
 
 
 def test_bad_device_is_a_one_line_error():
