@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,7 +26,9 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
+    NotRegularFileError,
     lies_in_folder,
+    open_regular_file,
     read_image,
     remove_stale_temporaries,
     write_json_atomic,
@@ -89,17 +92,60 @@ def check_outside_inputs(output_dir: str | os.PathLike,
                 'folder')
 
 
+#: The largest split file read (bytes): a name per line, millions of them.
+SPLIT_FILE_MAX_BYTES = 1 << 28
+#: The largest COCO file read (bytes): the converter writes under a kilobyte per face.
+COCO_FILE_MAX_BYTES = 1 << 30
+
+
 def read_split_file(split_file: str | os.PathLike) -> set[str]:
     """The annotation files a split file lists (one per line, relative to their annotation
     folder, as the converter's ``train.txt`` / ``val.txt`` / ``test.txt``).
 
     Raises:
-        EvaluationInputError: an unreadable file.
+        EvaluationInputError: an unreadable file, a FIFO or device (never waited on or read),
+            or a file larger than :data:`SPLIT_FILE_MAX_BYTES`.
     """
     try:
+        # the converter's reader opens whatever it is given, and reading a FIFO waits for a
+        # writer for good: only a regular file of a listing's size goes on to it
+        with open_regular_file(split_file) as f:
+            size = os.fstat(f.fileno()).st_size
+        if size > SPLIT_FILE_MAX_BYTES:
+            raise EvaluationInputError(f'{split_file}: {size} bytes, more than a split file '
+                                       f'of names holds ({SPLIT_FILE_MAX_BYTES} at most)')
         return set(read_split_listing(split_file))
-    except (OSError, UnicodeDecodeError) as e:
+    except EvaluationInputError:
+        raise
+    except NotRegularFileError as e:
+        raise EvaluationInputError(str(e)) from None
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8, a NUL in the name
         raise EvaluationInputError(f'{split_file}: cannot read ({e})') from None
+
+
+def _read_json(path: Path, max_bytes: int) -> Any:
+    """A regular file's JSON (UTF-8, at most ``max_bytes``).
+
+    Raises:
+        EvaluationInputError: a FIFO or device (never waited on or read), an unreadable or
+            larger file, text that is not UTF-8 or not JSON, or JSON nested too deeply; one
+            line naming the file.
+    """
+    try:
+        with open_regular_file(path) as f:
+            raw = f.read(max_bytes + 1)
+    except NotRegularFileError as e:
+        raise EvaluationInputError(str(e)) from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        raise EvaluationInputError(f'{path}: cannot read ({e})') from None
+    if len(raw) > max_bytes:
+        raise EvaluationInputError(f'{path}: more than {max_bytes} bytes, too large to read')
+    try:
+        return json.loads(raw.decode('utf-8'))
+    except RecursionError:
+        raise EvaluationInputError(f'{path}: cannot read (JSON nested too deeply)') from None
+    except ValueError as e:  # not UTF-8, not JSON
+        raise EvaluationInputError(f'{path}: cannot read ({e})') from None
 
 
 #: how many of the files a split file lists but the annotation folder lacks are named
@@ -175,10 +221,7 @@ def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
     """Faces of a COCO file written by the converter (image paths relative to its folder's
     parent, the converter's output folder)."""
     ann_file = Path(ann_file)
-    try:
-        coco = json.loads(ann_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise EvaluationInputError(f'{ann_file}: cannot read ({e})') from None
+    coco = _read_json(ann_file, COCO_FILE_MAX_BYTES)
     root = ann_file.resolve().parent.parent
     try:
         images = {im['id']: im for im in coco['images']}

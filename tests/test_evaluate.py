@@ -331,3 +331,20 @@ def test_listed_files_not_found_are_named_and_skipped_ones_not_counted(trained, 
     assert left_out == [f'left out: {coco_dir / "test.txt"}: 1 listed file is not in '
                         f'{folder}: {gone}']
     assert json.loads((tmp_path / 'out' / 'metrics.json').read_text())['faces'] == 1
+
+
+@pytest.mark.timeout(300)  # before the fix, reading the FIFO waited for a writer for good
+@pytest.mark.parametrize('flag', ['--split-file', '--ann-file'])
+def test_a_fifo_as_split_or_coco_file_is_refused_not_waited_on(coco_dir, tmp_path, flag):
+    fifo = tmp_path / 'listing'
+    os.mkfifo(fifo)
+    inputs = [flag, fifo] if flag == '--ann-file' else [
+        '--image-dir', coco_dir / 'images', '--annotation-dir', coco_dir / 'landmarks', flag,
+        fifo]
+    proc = run_tool('evaluate.py', '--checkpoint', tmp_path / 'missing.pth', *inputs,
+                    '--output-dir', tmp_path / 'out', check=False, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: {fifo}: not a regular file (a FIFO, a device or a folder): left alone')
+    assert fifo.is_fifo()
+
