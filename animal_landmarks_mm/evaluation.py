@@ -22,19 +22,30 @@ import numpy as np
 from tqdm import tqdm
 
 from .annotation import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
     STATUS_PREDICTED,
     AnnotationError,
     Face,
     ImageAnnotation,
     NotRegularFileError,
+    image_size,
     lies_in_folder,
     open_regular_file,
+    parse_annotation,
     read_image,
     remove_stale_temporaries,
     write_json_atomic,
 )
-from .converter import AnnotationReader, FolderContents, face_box_xyxy, read_split_listing
-from .errors import AnimalLandmarksError
+from .converter import (
+    AnnotationReader,
+    FolderContents,
+    check_image_complete,
+    check_usable,
+    face_box_xyxy,
+    read_split_listing,
+)
+from .errors import AnimalLandmarksError, printable
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
 from .schema import (
     ABSENT,
@@ -217,26 +228,126 @@ def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str 
     return faces, contents
 
 
+def _cut(value: Any) -> str:
+    """A value for a one-line message, cut short (a hostile file may hold megabytes)."""
+    return printable(repr(value), one_line=True, limit=40)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _coco_face(ann: dict) -> dict:
+    """A COCO annotation as a face of the project's format, for :func:`.annotation.
+    parse_annotation` to validate: landmarks (null where absent), visibility, corner box.
+
+    Raises:
+        AnnotationError: keypoints or a box of another shape (without the file name).
+    """
+    keypoints, bbox = ann.get('keypoints'), ann.get('bbox')
+    if not isinstance(keypoints, list) or len(keypoints) != 3 * NUM_KEYPOINTS:
+        raise AnnotationError(f'annotation {_cut(ann.get("id"))}: keypoints must be '
+                              f'{3 * NUM_KEYPOINTS} numbers (x, y, v of each point)')
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox)):
+        raise AnnotationError(f'annotation {_cut(ann.get("id"))}: bbox must be 4 numbers '
+                              f'[x, y, width, height]: {_cut(bbox)}')
+    landmarks, visibility = [], []
+    for x, y, v in zip(keypoints[0::3], keypoints[1::3], keypoints[2::3]):
+        if isinstance(v, float) and v.is_integer():  # a writer's 2.0 is the flag 2
+            v = int(v)
+        visibility.append(v)
+        landmarks.append(None if v == ABSENT else [x, y])  # an absent point's 0, 0 unused
+    x, y, w, h = bbox
+    return dict(landmarks=landmarks, visibility=visibility, bbox=[x, y, x + w, y + h])
+
+
+def _coco_image(image: Any, anns: list[dict], root: Path) -> ImageAnnotation:
+    """One image of a COCO file with its faces, validated as the converter validates an
+    annotation file and its image (:func:`.annotation.parse_annotation`, :func:`.converter.
+    check_usable`: finite points on the image, the schema's visibility flags, a positive
+    integer size, boxes with an area on the image; the image there, whole and of that size).
+
+    Raises:
+        AnnotationError: one line naming the image and the annotation (by its id), without
+            the file name.
+    """
+    ids = [ann.get('id') for ann in anns]
+    where = f'image {_cut(image.get("file_name"))} (id {_cut(image.get("id"))})'
+    try:
+        annotation = parse_annotation(dict(
+            format=FORMAT_NAME, version=FORMAT_VERSION, image=image.get('file_name'),
+            image_size=dict(width=image.get('width'), height=image.get('height')),
+            faces=[_coco_face(ann) for ann in anns]))
+        check_usable(annotation)
+    except AnnotationError as e:  # 'face 1' of the image is its second annotation: by its id
+        reason = re.sub(r'\bface (\d+)\b', lambda m: f'annotation {_cut(ids[int(m[1])])}',
+                        str(e))
+        raise AnnotationError(f'{where}: {reason}') from None
+    # the converter's checks of an image, before any model runs: there, whole, of its size
+    path = root / annotation.image
+    if not path.is_file():
+        raise AnnotationError(f'{where}: image not found: {path}')
+    try:
+        check_image_complete(path)
+        size = image_size(path)
+    except AnnotationError as e:
+        raise AnnotationError(f'{where}: {e}') from None
+    if size != (annotation.width, annotation.height):
+        raise AnnotationError(f'{where}: its width and height in the file, '
+                              f'{annotation.width}x{annotation.height}, do not match the '
+                              f'image ({size[0]}x{size[1]})')
+    return annotation
+
+
 def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
     """Faces of a COCO file written by the converter (image paths relative to its folder's
-    parent, the converter's output folder)."""
+    parent, the converter's output folder), in the file's order. Every annotation and image is
+    validated before any is used (:func:`_coco_image`): a bad one stops the evaluation before
+    a model runs, not after some images were predicted or outputs written.
+
+    Raises:
+        EvaluationInputError: one line naming the file and the first defect.
+    """
     ann_file = Path(ann_file)
     coco = _read_json(ann_file, COCO_FILE_MAX_BYTES)
     root = ann_file.resolve().parent.parent
     try:
-        images = {im['id']: im for im in coco['images']}
-        faces = []
+        if not isinstance(coco, dict) or not all(
+                isinstance(coco.get(key), list) for key in ('images', 'annotations')):
+            raise AnnotationError('not a COCO keypoints file (an object with "images" and '
+                                  '"annotations" lists)')
+        images: dict[Any, dict] = {}
+        for image in coco['images']:
+            if not isinstance(image, dict) or image.get('id') in images:
+                raise AnnotationError(f'image {_cut(image)} is not an object with an "id" of '
+                                      'its own')
+            images[image['id']] = image
+        by_image: dict[Any, list[dict]] = {}
+        order = []  # (image id, its face's index) of each annotation
         for ann in coco['annotations']:
-            image = images[ann['image_id']]
-            kpts = np.array(ann['keypoints'], np.float64).reshape(NUM_KEYPOINTS, 3)
-            x, y, w, h = ann['bbox']
-            faces.append(EvalFace(
-                image_path=root / image['file_name'], image_name=Path(image['file_name']).name,
-                width=image['width'], height=image['height'], points=kpts[:, :2],
-                visibility=kpts[:, 2].astype(int), box=np.array([x, y, x + w, y + h])))
-    except (KeyError, TypeError, ValueError) as e:
+            if not isinstance(ann, dict) or ann.get('image_id') not in images:
+                raise AnnotationError(f'annotation {_cut(ann)} names no image of the file')
+            faces_of_image = by_image.setdefault(ann['image_id'], [])
+            order.append((ann['image_id'], len(faces_of_image)))
+            faces_of_image.append(ann)
+        annotations = {image_id: _coco_image(images[image_id], anns, root)
+                       for image_id, anns in by_image.items()}
+    except AnnotationError as e:
+        raise EvaluationInputError(f'{ann_file}: {e}') from None
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError) as e:  # a shape
+        # no check foresaw: still one line
         raise EvaluationInputError(f'{ann_file}: not a COCO keypoints file of this layout '
-                                   f'({e.__class__.__name__}: {e})') from None
+                                   f'({e.__class__.__name__}: '
+                                   f'{printable(str(e), one_line=True, limit=80)})') from None
+    faces = []
+    for image_id, index in order:
+        annotation = annotations[image_id]
+        face = annotation.faces[index]
+        faces.append(EvalFace(
+            image_path=root / annotation.image, image_name=Path(annotation.image).name,
+            width=annotation.width, height=annotation.height,
+            points=np.array([p if p is not None else (0.0, 0.0) for p in face.landmarks]),
+            visibility=np.array(face.visibility), box=np.array(face.bbox)))
     return faces
 
 

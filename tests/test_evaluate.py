@@ -348,3 +348,71 @@ def test_a_fifo_as_split_or_coco_file_is_refused_not_waited_on(coco_dir, tmp_pat
         f'error: {fifo}: not a regular file (a FIFO, a device or a folder): left alone')
     assert fifo.is_fifo()
 
+
+
+def _broken_coco(case, coco_dir, root):
+    """The test split as a COCO file under ``root`` with one defect; returns the file."""
+    ann_file = _coco_copy(coco_dir, root)
+    shutil.copytree(coco_dir / 'images', root / 'images')
+    coco = json.loads(ann_file.read_text())
+    image, ann = coco['images'][1], coco['annotations'][0]
+    if case == 'not UTF-8':
+        image['file_name'] = 'images/café.png'
+        ann_file.write_bytes(json.dumps(coco, ensure_ascii=False).encode('latin-1'))
+        return ann_file
+    if case == 'nested too deeply':
+        ann_file.write_text('[' * 100_000)
+        return ann_file
+    if case == 'infinite point':
+        ann['keypoints'][0] = float('inf')
+    elif case == 'huge point':
+        ann['keypoints'][0] = 1e308
+    elif case == 'width not a number':
+        image['width'] = 'abc'
+    elif case == 'box outside the image':
+        ann['bbox'] = [5000, 5000, 50, 50]
+    elif case == 'visibility 7':
+        ann['keypoints'][2] = 7
+    elif case == 'negative box':
+        ann['bbox'][2] = -10
+    elif case == 'name not Unicode':
+        image['file_name'] = 'images/\udcff.png'
+    elif case == 'image missing':
+        (root / image['file_name']).unlink()
+    elif case == 'image truncated':
+        path = root / image['file_name']
+        path.write_bytes(path.read_bytes()[:300])
+    elif case == 'image of another size':
+        image['width'] += 1
+    ann_file.write_text(json.dumps(coco))  # Infinity as JavaScript writes it
+    return ann_file
+
+
+@pytest.mark.parametrize('case, message', [
+    ('not UTF-8', "cannot read ('utf-8' codec can't decode"),
+    ('nested too deeply', 'cannot read (JSON nested too deeply)'),
+    ('infinite point', 'annotation 1 point 0 x is not finite: inf'),
+    ('huge point', 'annotation 1 point 0 (1e+308, '),
+    ('width not a number', "image_size must be positive integers: {'width': 'abc'"),
+    ('box outside the image', 'annotation 1 bbox has no area inside the '),
+    ('visibility 7', 'annotation 1 visibility must be 28 flags of 2 (visible), 1 (occluded)'),
+    ('negative box', 'annotation 1 bbox has no area: '),
+    ('name not Unicode', 'is not valid Unicode'),
+    ('image missing', 'image not found: '),
+    ('image truncated', 'image truncated: '),
+    ('image of another size', 'do not match the image ('),
+])
+def test_a_broken_coco_file_is_one_line_before_anything_is_predicted_or_written(
+        trained, coco_dir, tmp_path, case, message):
+    """Each of these went through to a traceback, a crash in the pictures, numbers of
+    impossible points, or a prediction of every image before the bad one: now one line naming
+    the file (and the annotation), before any model runs; nothing written."""
+    ann_file = _broken_coco(case, coco_dir, tmp_path / 'set')
+    out = tmp_path / 'out'
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--ann-file',
+                    ann_file, '--output-dir', out, '--visualize', check=False)
+    assert proc.returncode == 1, proc.stdout
+    assert 'Traceback' not in proc.stderr and 'evaluating' not in proc.stderr  # no model ran
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: {ann_file}: ') and message in last, last
+    assert not out.exists()
