@@ -416,3 +416,36 @@ def test_a_broken_coco_file_is_one_line_before_anything_is_predicted_or_written(
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f'error: {ann_file}: ') and message in last, last
     assert not out.exists()
+
+
+def test_names_in_left_out_lines_reach_the_terminal_escaped(coco_dir, tmp_path):
+    """An escape sequence in a file's name (red text here; others clear the screen) is shown
+    escaped in the 'left out' lines, not run by the terminal."""
+    folder = _test_split(coco_dir, tmp_path / 'landmarks')
+    (folder / 'odd \x1b[31mRED.json').write_text('{')
+    proc = run_tool('evaluate.py', '--checkpoint', tmp_path / 'missing.pth', '--image-dir',
+                    coco_dir / 'images', '--annotation-dir', folder, '--output-dir',
+                    tmp_path / 'out', check=False)
+    assert '\x1b' not in proc.stderr
+    assert any(line.startswith('left out: ') and 'odd \\x1b[31mRED.json: broken JSON' in line
+               for line in proc.stderr.splitlines()), proc.stderr
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--num-vis-samples', '-2'], '--num-vis-samples must be 0 or more, not -2'),
+    (['--ann-file', 'test.json', '--annotation-dir', 'landmarks', '--image-dir', 'images'],
+     '--ann-file names its images and annotations itself: give it without --annotation-dir '
+     'and --image-dir'),
+    (['--ann-file', 'test.json', '--image-dir', 'images'],
+     '--ann-file names its images and annotations itself: give it without --annotation-dir '
+     'and --image-dir'),
+])
+def test_arguments_that_cannot_go_together_are_refused(tmp_path, args, message):
+    """A negative count took that many faces off the end of the list of pictures; folders
+    given with --ann-file were silently not read."""
+    if '--ann-file' not in args:
+        args = [*args, '--annotation-dir', 'landmarks', '--image-dir', 'images']
+    proc = run_tool('evaluate.py', '--checkpoint', 'x.pth', '--output-dir', tmp_path / 'out',
+                    *args, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(f'error: {message}')

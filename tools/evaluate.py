@@ -8,7 +8,7 @@ Example:
 import argparse
 import sys
 
-from animal_landmarks_mm.errors import exit_on_error
+from animal_landmarks_mm.errors import exit_on_error, printable
 from animal_landmarks_mm.evaluation import (
     check_outside_inputs,
     evaluate,
@@ -35,7 +35,8 @@ def parse_args(argv=None):
                         'folder, nor inside them')
     parser.add_argument('--visualize', action='store_true',
                         help='write pictures of ground truth vs prediction')
-    parser.add_argument('--num-vis-samples', type=int, default=20)
+    parser.add_argument('--num-vis-samples', type=int, default=20,
+                        help='how many faces --visualize pictures (default 20)')
     parser.add_argument('--worst-first', action='store_true',
                         help='picture the worst faces rather than a random sample')
     parser.add_argument('--compare', help='a second checkpoint whose CED curve joins the plot '
@@ -44,6 +45,11 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not args.ann_file and not (args.annotation_dir and args.image_dir):
         parser.error('give --annotation-dir and --image-dir, or --ann-file')
+    if args.ann_file and (args.annotation_dir or args.image_dir):  # they would go unread
+        parser.error('--ann-file names its images and annotations itself: give it without '
+                     '--annotation-dir and --image-dir')
+    if args.num_vis_samples < 0:  # it took that many faces off the end of the list
+        parser.error(f'--num-vis-samples must be 0 or more, not {args.num_vis_samples}')
     return args
 
 
@@ -58,7 +64,7 @@ def main(argv=None):
             faces, summary = faces_from_annotation_dir(args.annotation_dir, args.image_dir,
                                                        args.split_file)
             for problem in summary.problems:
-                print(f'left out: {problem}', file=sys.stderr)
+                print(printable(f'left out: {problem}', one_line=True), file=sys.stderr)
         metrics = evaluate(args.checkpoint, faces, args.output_dir, config=args.config,
                            device=args.device, visualize=args.visualize,
                            num_vis_samples=args.num_vis_samples, worst_first=args.worst_first,
