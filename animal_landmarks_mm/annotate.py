@@ -247,6 +247,26 @@ def _text(value: Any, what: str, max_chars: int | None = None) -> str:
     return value
 
 
+def _review_time(value: Any) -> str:
+    """A review time a page sends (JavaScript's ``toISOString``), in the files' form (UTC,
+    whole seconds).
+
+    Raises:
+        EditError: no text, no ISO 8601 time, no time zone, or a time UTC cannot hold.
+    """
+    text = _text(value, 'reviewed_at')
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise EditError(f'reviewed_at is a time (ISO 8601), got {text!r}'[:200]) from None
+    if when.tzinfo is None:
+        raise EditError(f'reviewed_at has no time zone: {text!r}'[:200])
+    try:
+        return when.astimezone(UTC).isoformat(timespec='seconds')
+    except OverflowError:  # 9999-12-31T23:00-05:00 is past datetime's last UTC day
+        raise EditError(f'reviewed_at is out of range: {text!r}'[:200]) from None
+
+
 @dataclass
 class ImageEdit:
     """The edits of one image: its faces, which face and point the next click is for, and the
@@ -625,9 +645,15 @@ class ImageEdit:
         shows them: what the page sends after a server restart in place of the undo and redo
         steps the server lost with it (an undo there would undo nothing). One edit, one undo
         step, checked as the edits that make such a state are: points on the image, known
-        flags, boxes, 28 finite scores, a known status, a skip reason of at most
-        :data:`MAX_REASON_CHARS` characters, a review time; a value the image has already
-        (a longer reason from its file, say) is taken as it is.
+        flags, boxes, 28 finite scores, a skip reason of at most :data:`MAX_REASON_CHARS`
+        characters, a model name of at most as many; a status the faces give (predicted while
+        a model's face is unaccepted, annotated otherwise, or skipped with a reason); a review
+        time only where a model's faces were there to accept, and none missing where they were
+        all accepted (a model's points reach training only through Accept). A value the image
+        has already (a longer reason from its file, say) is taken as it is.
+
+        At most :data:`MAX_FACES` faces more than the image has: the page may hold faces that
+        were removed before the restart, of a file with more than :data:`MAX_FACES` too.
 
         Args:
             state: ``{"faces": [face, ...], "face": f, "status": ..., "status_reason": ...,
@@ -640,7 +666,7 @@ class ImageEdit:
         """
         if not isinstance(state, dict):
             raise EditError('a restored state is {"faces": [...], "face": f, "status": ...}')
-        raw_faces, most = state.get('faces'), max(MAX_FACES, len(self.faces))
+        raw_faces, most = state.get('faces'), len(self.faces) + MAX_FACES
         if not isinstance(raw_faces, list) or not 1 <= len(raw_faces) <= most:
             raise EditError(f'a restored state has 1 to {most} faces')
         faces = [self._restored_face(raw, k + 1) for k, raw in enumerate(raw_faces)]
@@ -650,23 +676,30 @@ class ImageEdit:
         status = state.get('status')
         if not isinstance(status, str) or status not in STATUSES:
             raise EditError(f'unknown status {status!r} (one of {", ".join(STATUSES)})'[:200])
+        predicted_before = any(f.predicted for f in self.faces)
+        predicted_after = any(f.predicted for f in faces)
+        given = STATUS_PREDICTED if predicted_after else STATUS_ANNOTATED
+        if status not in (given, STATUS_SKIPPED) and not (
+                status == self.status and predicted_after == predicted_before):
+            raise EditError(f'status {status} with these faces: an edit makes it {given}')
         reason = state.get('status_reason')
         if reason != self.status_reason:
             reason = _text(reason, 'a skip reason', MAX_REASON_CHARS)
+            if status == STATUS_SKIPPED:
+                reason = reason.strip() or 'skipped'  # as skip() writes it
+            elif reason:
+                raise EditError(f'a reason is a skipped image\'s; this one is {status}')
         reviewed_at = state.get('reviewed_at')
         if reviewed_at is not None and reviewed_at != self.reviewed_at:
-            text = _text(reviewed_at, 'reviewed_at')
-            try:  # the page's own clock (JavaScript's toISOString), in the files' form
-                when = datetime.fromisoformat(text)
-            except ValueError:
-                raise EditError(f'reviewed_at is a time (ISO 8601), got {text!r}'[:200]
-                                ) from None
-            if when.tzinfo is None:
-                raise EditError(f'reviewed_at has no time zone: {text!r}'[:200])
-            reviewed_at = when.astimezone(UTC).isoformat(timespec='seconds')
+            reviewed_at = _review_time(reviewed_at)
+            if reviewed_at != self.reviewed_at and not predicted_before:
+                raise EditError('a review time where no model\'s face was there to accept')
+        if status == STATUS_ANNOTATED and predicted_before and reviewed_at is None:
+            raise EditError('a model\'s faces become an annotation only by Accept, which gives '
+                            'a review time; this state has none')
         model = state.get('model')
         if model is not None and model != self.model:
-            model = _text(model, 'model')
+            model = _text(model, 'model', MAX_REASON_CHARS)
         self._record()
         self.faces, self.face = faces, face
         self.status, self.status_reason = status, reason

@@ -1073,6 +1073,50 @@ def _restore_state(**changes) -> dict:
     return state
 
 
+def test_a_restore_takes_a_models_points_into_training_only_as_accept_does(session):
+    """A restored state may accept a model's points (the page accepted them before the
+    restart): with a review time, as Accept gives. Without one it would make a model's
+    unreviewed points an annotation, which the converter trains on."""
+    predicted = session.open('a.png')
+    predicted.set_face([(1.0 + k, 2.0 + k) for k in range(28)], (1, 1, 40, 40),
+                       scores=[0.5] * 28, model='m')
+    session.save(predicted)
+    accepted = json.loads(json.dumps(predicted.to_json()))
+    for face in accepted['faces']:
+        face.update(predicted=False, scores=None)
+    accepted.update(status='annotated', reviewed_at='2026-12-06T10:00:00.123Z')
+    state = {key: accepted[key] for key in ('faces', 'face', 'status', 'status_reason',
+                                            'reviewed_at', 'model')}
+    edit = session.open('a.png')
+    with pytest.raises(EditError, match='only by Accept'):
+        edit.apply(dict(op='restore', state=dict(state, reviewed_at=None)))
+    assert edit.status == 'predicted' and not edit.history
+    edit.apply(dict(op='restore', state=state))
+    assert edit.status == 'annotated' and edit.reviewed_at == '2026-12-06T10:00:00+00:00'
+    # a skip's reason is written as skip() writes it
+    edit.apply(dict(op='restore', state=dict(state, status='skipped', status_reason='  ')))
+    assert edit.status == 'skipped' and edit.status_reason == 'skipped'
+
+
+def test_a_restore_may_hold_the_faces_removed_before_a_restart(session):
+    """A file of more faces than New face makes (a detector's) may have had some removed
+    before the restart: the page's undo brings them back."""
+    page = session.open('a.png')
+    for k in range(MAX_FACES + 5):
+        if k:
+            page.faces.append(type(page.faces[0])())
+        page.place(0, 1.0 + k % 70, 2.0, face=k)
+    wanted = json.loads(json.dumps(page.to_json()))
+    page.remove_face(face=0)
+    session.save(page)
+    edit = session.open('a.png')
+    assert len(edit.faces) == MAX_FACES + 4
+    state = {key: wanted[key] for key in ('faces', 'face', 'status', 'status_reason',
+                                          'reviewed_at', 'model')}
+    edit.apply(dict(op='restore', state=state))
+    assert len(edit.faces) == MAX_FACES + 5
+
+
 @pytest.mark.parametrize('state', [
     None, [], 'faces',
     {key: value for key, value in _restore_state().items() if key != 'faces'},
@@ -1098,7 +1142,8 @@ def _restore_state(**changes) -> dict:
     _restore_state(face_predicted='yes'),
     _restore_state(face=1),
     _restore_state(face=True),
-    _restore_state(faces=[_restore_state()['faces'][0]] * (MAX_FACES + 1)),
+    # more than MAX_FACES faces beyond the image's one
+    _restore_state(faces=[_restore_state()['faces'][0]] * (1 + MAX_FACES + 1)),
     _restore_state(status='done'),
     _restore_state(status_reason=None),
     _restore_state(status='skipped', status_reason='x' * (MAX_REASON_CHARS + 1)),
@@ -1106,6 +1151,15 @@ def _restore_state(**changes) -> dict:
     _restore_state(reviewed_at='yesterday'),
     _restore_state(reviewed_at=5),
     _restore_state(model=['not', 'text']),
+    _restore_state(model='m' * (MAX_REASON_CHARS + 1)),
+    _restore_state(reviewed_at='9999-12-31T23:00:00-05:00'),  # past UTC's last day
+    _restore_state(reviewed_at='0001-01-01T00:30:00+05:00'),
+    # values no edit makes: the status the faces give, reasons only on skipped images, a
+    # review only where a model's faces were there to accept
+    _restore_state(face_predicted=True),  # a model's face, yet 'annotated'
+    _restore_state(status='predicted'),  # no model's face
+    _restore_state(status_reason='why'),  # a reason on an annotated image
+    _restore_state(reviewed_at='1970-01-01T00:00:00+00:00'),  # nothing was predicted here
 ])
 def test_a_malformed_restore_is_refused_without_changing_anything(session, state):
     edit = session.open('a.png')
