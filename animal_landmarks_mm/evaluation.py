@@ -9,6 +9,7 @@ same faces.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -29,12 +30,15 @@ from .annotation import (
     Face,
     ImageAnnotation,
     NotRegularFileError,
+    fit_name,
     image_size,
     lies_in_folder,
+    new_temporary,
     open_regular_file,
     parse_annotation,
     read_image,
     remove_stale_temporaries,
+    sync_folder,
     write_json_atomic,
 )
 from .converter import (
@@ -46,6 +50,7 @@ from .converter import (
     read_split_listing,
 )
 from .errors import AnimalLandmarksError, printable
+from .export import move_into_place
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
 from .schema import (
     ABSENT,
@@ -374,6 +379,30 @@ def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu'
     return pred, scores
 
 
+def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` as :func:`.annotation.write_json_atomic` writes JSON: into a
+    temporary file beside it (:func:`.annotation.new_temporary`), flushed to disk, then moved
+    over it. A killed run leaves the old file or the new one, whole; a link there is replaced,
+    not written through into the file it points to.
+
+    Raises:
+        OSError: the file cannot be written (a full disk, a name too long), the temporary
+            removed.
+    """
+    path = Path(path)
+    tmp = new_temporary(path)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    move_into_place(tmp, path)  # the usual file mode, not mkstemp's private one
+    sync_folder(path.parent)
+
+
 def metrics_table(metrics: dict[str, float], title: str) -> str:
     """metrics.txt: the headline numbers, then groups, then every point."""
     def fmt(key):
@@ -457,8 +486,10 @@ def plot_ced(curves: dict[str, np.ndarray], out_file: str | os.PathLike,
     ax.grid(alpha=0.3)
     ax.legend(loc='lower right', fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_file)
+    png = io.BytesIO()
+    fig.savefig(png, format='png')
     plt.close(fig)
+    write_file_atomic(out_file, png.getvalue())
 
 
 def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str | os.PathLike,
@@ -488,7 +519,12 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
     cv2.rectangle(crop, (0, 0), (12 + 11 * len(text), 26), (0, 0, 0), -1)
     cv2.putText(crop, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
                 cv2.LINE_AA)
-    cv2.imwrite(str(out_file), crop)
+    # encoded here, written by Python: cv2.imwrite crashes on a path that is not UTF-8 and
+    # says nothing but False when it fails (a name too long)
+    encoded, jpeg = cv2.imencode('.jpg', crop)
+    if not encoded:
+        raise EvaluationInputError(f'{out_file}: the picture could not be encoded as JPEG')
+    write_file_atomic(out_file, jpeg.tobytes())
 
 
 #: the pictures :func:`evaluate` writes: the rank (three digits or more), the image's name
@@ -562,11 +598,13 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     visibility = np.stack([f.visibility for f in faces])
     boxes = np.stack([f.box for f in faces])
     metrics = compute_landmark_metrics(pred, gt, visibility, boxes)
+    # made before any is written: what fails fails with no outputs of this run beside an
+    # earlier run's
+    table = metrics_table(metrics, f'{Path(checkpoint).name} on {len(faces)} faces')
+    predictions = predictions_as_annotations(faces, pred, scores, checkpoint)
     write_json_atomic(output_dir / 'metrics.json', metrics)
-    (output_dir / 'metrics.txt').write_text(metrics_table(
-        metrics, f'{Path(checkpoint).name} on {len(faces)} faces'))
-    write_json_atomic(output_dir / 'predictions.json',
-                      predictions_as_annotations(faces, pred, scores, checkpoint), indent=None)
+    write_file_atomic(output_dir / 'metrics.txt', table.encode('utf-8'))
+    write_json_atomic(output_dir / 'predictions.json', predictions, indent=None)
 
     def faces_nme(points: np.ndarray) -> np.ndarray:
         return per_face_nme(landmark_errors(points, gt, visibility, boxes)['interocular'])
@@ -581,9 +619,11 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
 
     if visualize:
         vis_dir.mkdir(exist_ok=True)
+        remove_stale_temporaries(vis_dir)
         order = np.argsort(-np.nan_to_num(face_nme, nan=-1)) if worst_first else \
             np.random.default_rng(0).permutation(len(faces))
         for rank, i in enumerate(order[:num_vis_samples]):
-            draw_comparison(faces[i], pred[i], face_nme[i],
-                            vis_dir / f'{rank:03d}_{Path(faces[i].image_name).stem}.jpg')
+            # an image's name may be as long as a name can be: the rank and .jpg need room
+            name = fit_name(f'{rank:03d}_{Path(faces[i].image_name).stem}', '.jpg')
+            draw_comparison(faces[i], pred[i], face_nme[i], vis_dir / name)
     return metrics

@@ -449,3 +449,56 @@ def test_arguments_that_cannot_go_together_are_refused(tmp_path, args, message):
                     *args, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith(f'error: {message}')
+
+
+def test_long_image_names_get_pictures_of_a_name_the_disk_takes(trained, coco_dir, tmp_path):
+    """Images whose names are legal (255 bytes) but leave no room for the rank and '.jpg':
+    cv2.imwrite returned False for the longer picture name, unchecked, and the pictures were
+    silently missing. Each is cut to 255 bytes on a character boundary, ranks apart."""
+    from animal_landmarks_mm.annotation import load_annotation, save_annotation
+    folder = _test_split(coco_dir, tmp_path / 'landmarks')
+    (tmp_path / 'images').mkdir()
+    for k, path in enumerate(sorted(folder.iterdir())):
+        ann = load_annotation(path)
+        long_name = f'{"ü" * 125 if k == 0 else "a" * 250}{k}.png'  # 255 bytes
+        shutil.copy(coco_dir / 'images' / ann.image, tmp_path / 'images' / long_name)
+        ann.image = long_name
+        save_annotation(path, ann)
+    out = tmp_path / 'out'
+    run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
+             tmp_path / 'images', '--annotation-dir', folder, '--output-dir', out,
+             '--visualize', '--num-vis-samples', '3')
+    pictures = sorted(p.name for p in (out / 'visualizations').iterdir())
+    assert len(pictures) == 3
+    for picture in pictures:
+        assert picture.endswith('.jpg') and len(picture.encode()) <= 255
+        assert cv2.imread(str(out / 'visualizations' / picture)) is not None
+    assert any('üü' in p for p in pictures)
+
+
+def test_outputs_replace_what_is_there_never_write_through_it(trained, coco_dir, tmp_path):
+    """metrics.txt, ced.png and the pictures are written beside their place and moved over it,
+    as metrics.json: a killed run leaves the old file or the new one whole, and a link left
+    there is replaced, not written through into the file it points to. cv2.imwrite crashed the
+    process (a segmentation fault) on an output folder whose name is not UTF-8."""
+    out = tmp_path / os.fsdecode(b'd\xff') / 'eval'
+    out.mkdir(parents=True)
+    notes, picture = tmp_path / 'notes.txt', tmp_path / 'picture.png'
+    notes.write_text('my notes\n')
+    shutil.copy(next((coco_dir / 'images').glob('*.png')), picture)
+    before = picture.read_bytes()
+    (out / 'metrics.txt').symlink_to(notes)
+    (out / 'ced.png').symlink_to(picture)
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
+                    coco_dir / 'images', '--annotation-dir', coco_dir / 'landmarks',
+                    '--split-file', coco_dir / 'test.txt', '--output-dir', out, '--visualize',
+                    '--num-vis-samples', '2', check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert notes.read_text() == 'my notes\n' and picture.read_bytes() == before
+    for name in ('metrics.txt', 'ced.png'):
+        assert not (out / name).is_symlink() and (out / name).is_file()
+    assert 'per point' in (out / 'metrics.txt').read_text()
+    assert cv2.imread(str(tmp_path / 'ced.png'), cv2.IMREAD_UNCHANGED) is None  # not there
+    assert len(list((out / 'visualizations').glob('*.jpg'))) == 2
+    assert not [p for p in out.rglob('*') if p.name.endswith('.animal-landmarks-tmp')]
+    assert f'outputs in {tmp_path}/d\\udcff/eval: metrics.txt' in proc.stdout  # escaped

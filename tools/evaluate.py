@@ -69,10 +69,10 @@ def main(argv=None):
                            device=args.device, visualize=args.visualize,
                            num_vis_samples=args.num_vis_samples, worst_first=args.worst_first,
                            compare=args.compare)
-    with open(f'{args.output_dir}/metrics.txt') as f:
-        print(f.read().split('\nper group')[0])
-    print(f'outputs in {args.output_dir}: metrics.txt, metrics.json, predictions.json, ced.png'
-          + (', visualizations/' if args.visualize else ''))
+    with open(f'{args.output_dir}/metrics.txt', encoding='utf-8') as f:
+        print(printable(f.read().split('\nper group')[0]))
+    print(printable(f'outputs in {args.output_dir}: metrics.txt, metrics.json, '
+                    'predictions.json, ced.png' + (', visualizations/' if args.visualize else '')))
     return metrics
 
 
