@@ -408,7 +408,11 @@ def metrics_table(metrics: dict[str, float], title: str) -> str:
     def fmt(key):
         return f'{metrics[key]:.4f}' if key in metrics else '-'
     thr = f'{FAILURE_THRESHOLD:g}'
+    a, b = INTEROCULAR_INDICES
     rows = [('faces', str(int(metrics['faces']))),
+            # what the inter-ocular numbers below leave out: no distance to divide by
+            ('faces without eye corners', f'{int(metrics["faces_without_eye_corners"])}   '
+             f'(points {a} and {b} absent or on one spot: out of the inter-ocular numbers)'),
             (f'NME ({interocular_label()})', fmt('NME')),
             ('NME (face box)', fmt('NME_box')),
             (f'NME {VISIBILITY_FLAGS[VISIBLE]} points', fmt('NME_visible')),
@@ -461,8 +465,8 @@ def curve_labels(models: list[str | os.PathLike]) -> list[str]:
 def plot_ced(curves: dict[str, np.ndarray], out_file: str | os.PathLike,
              limit: float = FAILURE_THRESHOLD) -> None:
     """The cumulative error distribution of per-face NME, one curve per model (a model with
-    no face to measure, none with both eye corners, is named in the legend without a
-    curve)."""
+    no face to measure, every face's eye corners absent or on one spot, is named in the legend
+    without a curve)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -470,8 +474,8 @@ def plot_ced(curves: dict[str, np.ndarray], out_file: str | os.PathLike,
     for label, face_nme in curves.items():
         face_nme = np.sort(face_nme[~np.isnan(face_nme)])
         if not face_nme.size:
-            ax.plot([], [], label=f'{label} (no face has both eye corners, points '
-                    f'{" and ".join(map(str, INTEROCULAR_INDICES))})')
+            ax.plot([], [], label=f'{label} (no curve: in every face points '
+                    f'{" and ".join(map(str, INTEROCULAR_INDICES))} are absent or on one spot)')
             continue
         x = np.concatenate([[0], face_nme, [max(limit, face_nme.max(initial=0))]])
         y = np.concatenate([[0], np.arange(1, len(face_nme) + 1) / len(face_nme), [1]])
@@ -567,8 +571,8 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
 
     Returns:
         The metrics. Those with nothing to measure are left out (as :func:`.metrics.
-        compute_landmark_metrics` leaves them out): without a face that has both eye corners,
-        every inter-ocular number, ``FR@0.1`` and ``AUC@0.1`` among them.
+        compute_landmark_metrics` leaves them out): without a face that has both eye corners
+        apart, every inter-ocular number, ``FR@0.1`` and ``AUC@0.1`` among them.
 
     Raises:
         EvaluationInputError: no faces, an output folder among the images

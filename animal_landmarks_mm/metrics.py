@@ -12,11 +12,11 @@ Definitions (faces ``i``, points ``k``, error ``e_ik = |pred_ik - gt_ik|``):
 - ``AUC@0.1``: area under the cumulative error distribution of the per-face NME from 0 to 0.10,
   divided by 0.10 (1 = every face perfect): exactly ``mean(max(0, 0.1 - nme_i)) / 0.1``.
 
-Faces whose points 11 or 19 are absent cannot be normalised inter-ocularly and are left out of
-the inter-ocular numbers (``faces_without_eye_corners`` counts them). A number with nothing to
-measure (no occluded point; no face with both eye corners, for every inter-ocular number, FR
-and AUC included) is left out of the result, never NaN: loggers want numbers and JSON has no
-NaN.
+Faces whose points 11 or 19 are absent, or on one spot (no distance to divide by), cannot be
+normalised inter-ocularly and are left out of the inter-ocular numbers
+(``faces_without_eye_corners`` counts them). A number with nothing to measure (no occluded
+point; no face with both eye corners apart, for every inter-ocular number, FR and AUC included)
+is left out of the result, never NaN: loggers want numbers and JSON has no NaN.
 """
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def landmark_errors(pred: np.ndarray, gt: np.ndarray, visibility: np.ndarray,
 
     Returns:
         ``interocular`` and ``box``: ``(N, 28)`` normalised errors, NaN where not counted
-        (absent points; for ``interocular`` also faces without both eye corners).
+        (absent points; for ``interocular`` also faces whose eye corners are absent or on one
+        spot).
     """
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     visibility = np.asarray(visibility)

@@ -502,3 +502,38 @@ def test_outputs_replace_what_is_there_never_write_through_it(trained, coco_dir,
     assert len(list((out / 'visualizations').glob('*.jpg'))) == 2
     assert not [p for p in out.rglob('*') if p.name.endswith('.animal-landmarks-tmp')]
     assert f'outputs in {tmp_path}/d\\udcff/eval: metrics.txt' in proc.stdout  # escaped
+
+
+def test_faces_left_out_of_the_inter_ocular_numbers_are_counted(trained, coco_dir, tmp_path):
+    """A face whose eye corners (points 11 and 19) are absent or on one spot has no
+    inter-ocular distance: left out of NME, FR and AUC. metrics.txt and the printed summary say
+    how many, so that the numbers' coverage is stated."""
+    from animal_landmarks_mm.annotation import load_annotation, save_annotation
+    folder = _test_split(coco_dir, tmp_path / 'landmarks')
+    first = sorted(folder.iterdir())[0]
+    ann = load_annotation(first)
+    ann.faces[0].landmarks[19] = ann.faces[0].landmarks[11]  # one spot: distance 0
+    save_annotation(first, ann)
+    out = tmp_path / 'out'
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
+                    coco_dir / 'images', '--annotation-dir', folder, '--output-dir', out)
+    row = ('faces without eye corners  1   (points 11 and 19 absent or on one spot: out of the '
+           'inter-ocular numbers)')
+    assert row in (out / 'metrics.txt').read_text() and row in proc.stdout
+    assert json.loads((out / 'metrics.json').read_text())['faces_without_eye_corners'] == 1
+
+
+def test_a_model_without_a_curve_says_why_in_the_legend(tmp_path, monkeypatch):
+    """Eye corners on one spot have no distance either: the legend said 'no face has both eye
+    corners' of faces that had both."""
+    import matplotlib.pyplot as plt
+
+    from animal_landmarks_mm.evaluation import plot_ced
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, 'close', lambda fig: (figures.append(fig), real_close(fig)))
+    plot_ced({'run/best.pth': np.array([np.nan, np.nan])}, tmp_path / 'ced.png')
+    [legend] = [text.get_text() for text in figures[0].axes[0].get_legend().get_texts()]
+    assert legend == ('run/best.pth (no curve: in every face points 11 and 19 are absent or '
+                      'on one spot)')
+    assert cv2.imread(str(tmp_path / 'ced.png')) is not None
