@@ -52,6 +52,11 @@ checks, only enough faces (:attr:`CheckSettings.min_faces`) for the set to say w
    :attr:`CheckSettings.model_sigma` robust sigma beyond the set's median for that point and at
    least :attr:`CheckSettings.model_min_iod` IOD; in a set of fewer than
    :attr:`CheckSettings.min_faces` faces, every point beyond that floor.
+7. **Points collapsed**: a face whose placed points all lie within
+   :attr:`CheckSettings.collapsed_pixels` of one another (clicked on one spot) is this one
+   finding and is left out of checks 1-5 and of the shape model: a shape of no size has no
+   click order, side or midline. It needs no set; its score is that of the face shrunk to a
+   point at the middle of the mean shape.
 
 Scores are in sigma of the set, through the same ``rho``: ``sqrt(sum(rho(d)))`` over the
 points an entry names, ``d`` being each check's own measure in sigma (for the relabellings, the
@@ -100,9 +105,10 @@ REASON_OFF_SHAPE = 'point off the shape'
 REASON_DUPLICATE = 'two points on one spot'
 REASON_NOSE = 'nose off the midline'
 REASON_MODEL = "far from the model's prediction"
+REASON_COLLAPSED = 'points collapsed'
 #: Every reason an entry can give, in the order the summary lists them.
-REASONS = (REASON_MIRRORED, REASON_LEFT_RIGHT, REASON_ORDER, REASON_OFF_SHAPE, REASON_DUPLICATE,
-           REASON_NOSE, REASON_MODEL)
+REASONS = (REASON_COLLAPSED, REASON_MIRRORED, REASON_LEFT_RIGHT, REASON_ORDER, REASON_OFF_SHAPE,
+           REASON_DUPLICATE, REASON_NOSE, REASON_MODEL)
 
 NOSE_TIP = KEYPOINT_INDEX['nose_tip']
 
@@ -121,6 +127,9 @@ class CheckSettings:
         min_faces: fewer usable faces than this: the set cannot say what is usual, the geometry
             checks are skipped (with a note).
         min_points: a face with fewer placed points is not checked.
+        collapsed_pixels: a face whose placed points all lie within this many pixels of one
+            another (across and down) is one finding, ``points collapsed``, and is left out
+            of the other geometry checks: a shape of no size has no order, side or midline.
         min_sigma: floor of each point's standard deviation, in IOD (a set of near-identical
             faces must not turn a pixel of difference into an alarm).
         occluded_sigma_factor: occluded points are this much less certain than visible ones.
@@ -149,6 +158,7 @@ class CheckSettings:
 
     min_faces: int = 10
     min_points: int = 6
+    collapsed_pixels: float = 1.0
     min_sigma: float = 0.01
     occluded_sigma_factor: float = 2.0
     robust_scale: float = 8.0
@@ -635,6 +645,24 @@ def _duplicate_findings(aligned: np.ndarray, visibility: np.ndarray, settings: C
     return result
 
 
+def _collapsed_findings(points: np.ndarray, visibility: np.ndarray, faces: np.ndarray,
+                        spans: np.ndarray, model: ShapeModel) -> list[Finding]:
+    """One ``points collapsed`` finding per face of ``faces``. Its score is that of the face
+    shrunk to a point at the middle of the mean shape (each placed point's distance from its
+    place on the mean, in sigma, through ``rho``): every point wrong, as a mirrored face's."""
+    findings = []
+    for face in faces:
+        placed = visibility[face] != ABSENT
+        middle = np.full(NUM_KEYPOINTS, model.mean[placed].mean())
+        distance = model.distances(middle, visibility[face])[placed]
+        score = math.sqrt(_robust_rho(distance, model.settings.robust_scale).sum())
+        findings.append(Finding(
+            int(face), REASON_COLLAPSED, score, [int(k) for k in np.flatnonzero(placed)],
+            f'its {int(placed.sum())} placed points lie within {spans[face]:.2f} pixels of '
+            'one another: clicked on one spot'))
+    return findings
+
+
 @dataclass
 class GeometryResult:
     """What :func:`find_mistakes` found, with what the model check needs.
@@ -666,20 +694,32 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
     visibility = np.asarray(visibility).reshape(-1, NUM_KEYPOINTS)
     n = len(points)
     z = np.nan_to_num(points[..., 0]) + 1j * np.nan_to_num(points[..., 1])
-    checked = (visibility != ABSENT).sum(1) >= settings.min_points
+    placed = visibility != ABSENT
+    checked = placed.sum(1) >= settings.min_points
+    # the extent of each face's placed points, across or down, whichever is larger
+    spans = np.max([np.where(placed, v, -np.inf).max(1) - np.where(placed, v, np.inf).min(1)
+                    for v in (z.real, z.imag)], 0)
+    collapsed = np.flatnonzero(checked & (spans < settings.collapsed_pixels))
+    shaped = checked.copy()
+    shaped[collapsed] = False  # no size: no order, side or midline to judge, nor to learn from
     scale = np.full(n, np.nan)
     notes = []
     if n - checked.sum():
         notes.append(f'{n - checked.sum()} faces with fewer than {settings.min_points} placed '
                      'points not checked')
-    if checked.sum() < settings.min_faces:
-        notes.append(f'geometry checks skipped: {checked.sum()} usable faces, fewer than '
+    model = ShapeModel(settings)
+    if shaped.sum() < settings.min_faces:
+        notes.append(f'geometry checks skipped: {shaped.sum()} usable faces, fewer than '
                      f'{settings.min_faces} to learn what is usual from')
-        return GeometryResult([], np.zeros(n, bool), scale, notes)
-    index = np.flatnonzero(checked)
+        # a collapsed face needs no set: scored against the chart face's shape
+        checked_collapsed = np.zeros(n, bool)
+        checked_collapsed[collapsed] = True
+        return GeometryResult(_collapsed_findings(z, visibility, collapsed, spans, model),
+                              checked_collapsed, scale, notes)
+    index = np.flatnonzero(shaped)
+    all_z, all_visibility = z, visibility
     z, visibility = z[index], visibility[index]
 
-    model = ShapeModel(settings)
     model.fit(z, visibility)
     total, found = _find_relabellings(model, z, visibility, relabellings(), settings)
     corrected = np.take_along_axis(z, total, 1)
@@ -687,7 +727,7 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
     alignment = model.align(corrected, corrected_vis)
     scale[index] = alignment.scale
 
-    findings: list[Finding] = []
+    findings = _collapsed_findings(all_z, all_visibility, collapsed, spans, model)
     for face, relabels in enumerate(found):
         for relabel, score, moved in relabels:
             findings.append(Finding(int(index[face]), relabel.reason, score, moved,
@@ -725,6 +765,7 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
                                 sorted(int(total[face, k]) for k in labels), '; '.join(parts)))
     checked_all = np.zeros(n, bool)
     checked_all[index] = True
+    checked_all[collapsed] = True
     return GeometryResult(_merge(findings), checked_all, scale, notes)
 
 

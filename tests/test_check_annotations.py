@@ -475,3 +475,24 @@ def test_a_folder_whose_name_is_not_utf8_is_checked_against_the_model(trained, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'images in ' in proc.stdout and '\\udcff' in proc.stdout
     assert isinstance(json.loads((tmp_path / 'report.json').read_text()), list)
+
+
+def test_a_face_whose_points_are_all_on_one_spot_is_one_finding(tmp_path):
+    """All 28 points clicked on one spot: one 'points collapsed' entry, ranked first, not
+    'out of click order', 'left/right swapped' and 'nose off the midline' with a detail of
+    thousands of characters; the other faces are checked as before."""
+    files = make_synthetic_dataset(tmp_path, 14, seed=5, min_size=160, max_size=200,
+                                   progress=False)
+    faces = [load_annotation(path).faces[0] for path in files]
+    points = np.stack([_points(face) for face in faces])
+    visibility = np.array([face.visibility for face in faces])
+    clean = quality.find_mistakes(points, visibility)
+    points[3] = points[3, 23]  # every point on the nose tip
+    result = quality.find_mistakes(points, visibility)
+    of_face = [f for f in result.findings if f.face == 3]
+    assert [f.reason for f in of_face] == [quality.REASON_COLLAPSED]
+    assert of_face[0].points == list(range(NUM_KEYPOINTS)) and len(of_face[0].detail) < 200
+    assert of_face[0].score >= max(f.score for f in result.findings)
+    assert [(f.face, f.reason) for f in result.findings if f.face != 3] == [
+        (f.face, f.reason) for f in clean.findings if f.face != 3]
+    assert result.checked[3]

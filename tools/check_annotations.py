@@ -2,8 +2,9 @@
 
 Checks every face against the folder's own mean shape (mirrored faces, left/right pairs swapped,
 points out of click order, points off the shape, two points on one spot, the nose off the
-midline) and, with --checkpoint, against a model's prediction. Open the listed images in that
-order with the annotator: tools/annotate_landmarks.py ... --files REPORT.
+midline, every point on one spot) and, with --checkpoint, against a model's prediction. Open
+the listed images in that order with the annotator: tools/annotate_landmarks.py ... --files
+REPORT (images at the image folder's top level only: the annotator maps names without folders).
 
 Example:
     python tools/check_annotations.py --annotation-dir data/animal_faces/landmarks \
