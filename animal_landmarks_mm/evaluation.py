@@ -582,10 +582,10 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     """
     if not faces:
         raise EvaluationInputError('no faces to evaluate')
-    # the folders of the images themselves (a COCO file's among them): whoever calls this
-    check_outside_inputs(output_dir, image_dirs={face.image_path.parent for face in faces})
     output_dir = Path(output_dir)
     _check_output_dir(output_dir)  # before minutes of predictions, not after
+    # the folders of the images themselves (a COCO file's among them): whoever calls this
+    check_outside_inputs(output_dir, image_dirs={face.image_path.parent for face in faces})
     # both models run before anything is written (the folder included): a failing one leaves
     # no half of the outputs
     pred, scores = predict_faces(config, checkpoint, faces, device, progress)
