@@ -196,8 +196,9 @@ def test_an_output_folder_among_the_annotations_is_refused(trained, coco_dir, tm
 
 
 def test_a_diverged_checkpoint_is_one_line_and_writes_nothing(trained, coco_dir, tmp_path):
-    """NaN weights (a diverged --amp run) load like any others; the NaN points they give stop
-    the run, naming the checkpoint, before any output is written."""
+    """NaN weights (a diverged --amp run) are refused when the checkpoint is read (they
+    loaded like any others and gave NaN points), in one line naming it, before any output is
+    written; a compared model too."""
     diverged = _diverged_copy(trained[0] / 'epoch_1.pth', tmp_path / 'diverged.pth')
     out = tmp_path / 'out'
     proc = run_tool('evaluate.py', '--checkpoint', diverged, '--image-dir', coco_dir / 'images',
@@ -205,14 +206,15 @@ def test_a_diverged_checkpoint_is_one_line_and_writes_nothing(trained, coco_dir,
                     coco_dir / 'test.txt', '--output-dir', out, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
-        f'error: {diverged} gives NaN points: a diverged run? (use an earlier checkpoint of it)')
+        f'error: {diverged}: not a state dict of plain weights: head.final_layer.bias is not '
+        'finite (NaN or Inf: a diverged run?)')
     assert not out.exists()  # not even the folder
     # the healthy model first, the diverged one compared: still nothing half-written
     proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--compare',
                     diverged, '--image-dir', coco_dir / 'images', '--annotation-dir',
                     coco_dir / 'landmarks', '--split-file', coco_dir / 'test.txt',
                     '--output-dir', out, check=False)
-    assert proc.returncode == 1 and 'gives NaN points' in proc.stderr
+    assert proc.returncode == 1 and 'head.final_layer.bias is not finite' in proc.stderr
     assert not out.exists()
 
 
