@@ -250,8 +250,8 @@ def test_infer_bad_input_is_a_one_line_error(coco_dir, trained, tmp_path, args, 
 
 
 def test_a_diverged_checkpoint_is_one_line_before_any_output(coco_dir, trained, tmp_path):
-    """NaN weights (a diverged --amp run) load like any others; the NaN points they give stop
-    the run, naming the checkpoint, before the image's picture or annotation is written."""
+    """NaN weights (a diverged --amp run) are refused when the checkpoint is read, naming it
+    and the tensor, before the image's picture or annotation is written."""
     from animal_landmarks_mm.checkpoints import read_checkpoint, to_mmpose_state_dict
     state_dict, meta = read_checkpoint(trained[0] / 'epoch_1.pth')
     state_dict = to_mmpose_state_dict(state_dict)
@@ -267,7 +267,8 @@ def test_a_diverged_checkpoint_is_one_line_before_any_output(coco_dir, trained, 
                     '--out-dir', out, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
-        f'error: {diverged} gives NaN points: a diverged run? (use an earlier checkpoint of it)')
+        f'error: {diverged}: not a state dict of plain weights: head.final_layer.bias is not '
+        'finite (NaN or Inf: a diverged run?)')
     assert not [p for p in out.rglob('*') if p.is_file()]
 
 
