@@ -55,6 +55,7 @@ from .annotation import (
     is_hidden,
     lies_in_folder,
     load_annotation,
+    open_regular_file,
     read_sidecar,
     remove_stale_temporaries,
     write_json_atomic,
@@ -887,7 +888,7 @@ class SplitRecord:
                 continue
             try:
                 names = read_split_listing(listing)
-            except (OSError, UnicodeDecodeError):
+            except (OSError, ValueError):  # not UTF-8, not a regular file, too large
                 return None
             found.append(listing.name)
             for name in names:
@@ -1002,15 +1003,26 @@ class SplitRecord:
         return None
 
 
+#: The largest split listing read (bytes): a name per line, millions of them.
+SPLIT_LISTING_MAX_BYTES = 1 << 28
+
+
 def read_split_listing(path: str | os.PathLike) -> list[str]:
     """The annotation files a split listing names (``train.txt``, ...: UTF-8, one name per
     line, as :func:`convert` writes them; blank lines and surrounding blanks ignored).
 
     Raises:
+        NotRegularFileError: a FIFO, device or folder: never waited on or read.
         OSError, UnicodeDecodeError: an unreadable file.
+        AnnotationError: a file larger than :data:`SPLIT_LISTING_MAX_BYTES`.
     """
-    with open(path, encoding='utf-8') as f:
-        return [name for name in (line.strip() for line in f.read().split('\n')) if name]
+    with open_regular_file(path) as f:
+        data = f.read(SPLIT_LISTING_MAX_BYTES + 1)
+    if len(data) > SPLIT_LISTING_MAX_BYTES:
+        raise AnnotationError(f'{os.fsdecode(path)}: more than {SPLIT_LISTING_MAX_BYTES} '
+                              'bytes, more than a listing of names holds')
+    text = data.decode('utf-8')
+    return [name for name in (line.strip() for line in text.split('\n')) if name]
 
 
 def _ratios_text(ratios: Mapping[str, float]) -> str:

@@ -108,8 +108,6 @@ def check_outside_inputs(output_dir: str | os.PathLike,
                 'folder')
 
 
-#: The largest split file read (bytes): a name per line, millions of them.
-SPLIT_FILE_MAX_BYTES = 1 << 28
 #: The largest COCO file read (bytes): the converter writes under a kilobyte per face.
 COCO_FILE_MAX_BYTES = 1 << 30
 
@@ -120,20 +118,11 @@ def read_split_file(split_file: str | os.PathLike) -> set[str]:
 
     Raises:
         EvaluationInputError: an unreadable file, a FIFO or device (never waited on or read),
-            or a file larger than :data:`SPLIT_FILE_MAX_BYTES`.
+            or a file larger than :data:`~.converter.SPLIT_LISTING_MAX_BYTES`.
     """
     try:
-        # the converter's reader opens whatever it is given, and reading a FIFO waits for a
-        # writer for good: only a regular file of a listing's size goes on to it
-        with open_regular_file(split_file) as f:
-            size = os.fstat(f.fileno()).st_size
-        if size > SPLIT_FILE_MAX_BYTES:
-            raise EvaluationInputError(f'{split_file}: {size} bytes, more than a split file '
-                                       f'of names holds ({SPLIT_FILE_MAX_BYTES} at most)')
         return set(read_split_listing(split_file))
-    except EvaluationInputError:
-        raise
-    except NotRegularFileError as e:
+    except AnnotationError as e:  # not a regular file, or too large: one line naming it
         raise EvaluationInputError(str(e)) from None
     except (OSError, ValueError) as e:  # ValueError: not UTF-8, a NUL in the name
         raise EvaluationInputError(f'{split_file}: cannot read ({e})') from None

@@ -12,13 +12,21 @@ import numpy as np
 import pytest
 
 from animal_landmarks_mm import converter as converter_module
-from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
+from animal_landmarks_mm.annotation import (
+    AnnotationError,
+    Face,
+    ImageAnnotation,
+    NotRegularFileError,
+    save_annotation,
+)
 from animal_landmarks_mm.converter import (
     BOX_MARGIN,
+    SPLIT_LISTING_MAX_BYTES,
     ConversionError,
     SplitRecord,
     face_box,
     new_file_counts,
+    read_split_listing,
     split_counts,
 )
 from animal_landmarks_mm.converter import convert as convert_folder
@@ -1116,3 +1124,21 @@ def test_adding_a_validation_folder_to_a_record_is_one_error(small_set, tmp_path
     summary = convert(image_dir, ann_dir, out, 0.6, 0.0, 0.2, seed=1,
                       val_annotation_dir=val_dir, reshuffle=True)
     assert summary.counts['val'] == 2
+
+
+@pytest.mark.timeout(60)  # before the fix, reading the FIFO waited for a writer for good
+def test_a_split_listing_is_read_only_from_a_regular_file_of_a_listings_size(tmp_path):
+    """The reader of train.txt & co. (the converter's own, evaluate's --split-file) never
+    waits on a FIFO (it waited for a writer for good) nor reads past a listing's size."""
+    listing = tmp_path / 'train.txt'
+    listing.write_text(' a.json\n\nsub/b.json \n')
+    assert read_split_listing(listing) == ['a.json', 'sub/b.json']
+    fifo = tmp_path / 'fifo.txt'
+    os.mkfifo(fifo)
+    with pytest.raises(NotRegularFileError, match='fifo.txt: not a regular file'):
+        read_split_listing(fifo)
+    huge = tmp_path / 'huge.txt'
+    with open(huge, 'wb') as f:  # sparse: no disk used
+        f.truncate(SPLIT_LISTING_MAX_BYTES + 1)
+    with pytest.raises(AnnotationError, match='huge.txt: more than .* bytes'):
+        read_split_listing(huge)
