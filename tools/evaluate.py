@@ -1,7 +1,7 @@
 """Evaluate a checkpoint: metrics.txt/json, predictions.json, ced.png and pictures.
 
 Example:
-    python tools/evaluate.py --checkpoint work_dirs/demo/best_NME_epoch_6.pth \
+    python tools/evaluate.py --checkpoint work_dirs/demo/best_NME_epoch_8.pth \
         --image-dir work_dirs/demo/data/images --annotation-dir work_dirs/demo/data/landmarks \
         --split-file work_dirs/demo/data/test.txt --output-dir work_dirs/demo/eval --visualize
 """
@@ -41,7 +41,7 @@ def parse_args(argv=None):
                         help='picture the worst faces rather than a random sample')
     parser.add_argument('--compare', help='a second checkpoint whose CED curve joins the plot '
                         '(curves of files of one name are labelled with their folders)')
-    parser.add_argument('--device', default='cpu', help='cpu or cuda')
+    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
     args = parser.parse_args(argv)
     if not args.ann_file and not (args.annotation_dir and args.image_dir):
         parser.error('give --annotation-dir and --image-dir, or --ann-file')
