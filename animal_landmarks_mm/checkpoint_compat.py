@@ -9,9 +9,19 @@ stand-in that only returns ``HistoryBuffer``'s registered statistics methods: an
 ``getattr`` in a checkpoint is still refused. Likewise ``bytes``, which a pickle of an empty numpy
 array calls for its empty buffer, gets a stand-in that only copies bytes: ``bytes(n)`` would let
 a file of a few hundred bytes allocate ``n`` zero bytes (gigabytes) when it is read; and numpy's
-``_reconstruct`` and ``dtype`` get stand-ins that take only what numpy's own pickles ask (an
-empty array, filled by the bytes that follow; no object arrays), while ``ndarray`` and the dtype
-classes cannot be called at all (see :func:`_numpy_globals`).
+``_reconstruct`` and ``dtype`` get stand-ins that take only what numpy's own pickles ask, while
+``ndarray`` and the dtype classes cannot be called at all (see :func:`_numpy_globals`).
+
+numpy arrays and scalars are read with numeric dtypes only (booleans, integers, floating-point
+and complex numbers, in the machine's byte order), and each such dtype is numpy's own builtin
+singleton (``np.dtype('f8')`` itself), never a copy: a pickle names a dtype and then gives it a
+state (``BUILD``), and a copy takes whatever state the file gives, such as flags saying it holds
+Python objects (an array then reads pointers from the file, or past its list: a segmentation
+fault), whereas the builtin singletons ignore it. Text, bytes, void, structured, sub-array,
+datetime and object dtypes, and byte-swapped ones, are refused: mmengine and mmpose checkpoints
+never hold them (mmpose's ``dataset_meta`` arrays are colours, weights and sigmas; the numpy
+random state in ``message_hub`` is ``uint32``), and several crash numpy or hold any number of
+values in no bytes (``U0``).
 """
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ import io
 import os
 import pickle
 import pickletools
+import re
 import zipfile
 from typing import Any
 
@@ -78,28 +89,68 @@ def _refused_ndarray(*args: Any) -> None:
 
 
 def _restricted_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
-    """numpy's ``_reconstruct`` restricted to what numpy's own pickles ask: an empty
-    ``ndarray`` (``(0,)``), which the ``__setstate__`` that follows resizes to the shape its
-    bytes fill. Any other shape would allocate that much uninitialised memory (a gigabyte from
-    a file of 1.7 KB), which no ``__setstate__`` follows to fill."""
+    """numpy's ``_reconstruct`` restricted to what numpy's own pickles ask: an empty ``int8``
+    ``ndarray`` (``(0,)``, ``b'b'``), which the ``__setstate__`` that follows resizes to the
+    shape its bytes fill, with its own dtype. Any other shape would allocate that much
+    uninitialised memory (a gigabyte from a file of 1.7 KB), which no ``__setstate__`` follows
+    to fill; any other dtype (an object one) would stay in the checkpoint when none follows."""
     if subtype not in (_refused_ndarray, np.ndarray) or tuple(shape) != (0,) \
-            or not isinstance(dtype, (bytes, str)):
+            or dtype not in (b'b', 'b'):
         raise pickle.UnpicklingError(
             'refused numpy _reconstruct of other than an empty ndarray in a checkpoint (numpy '
             'pickles arrays so; a shape would allocate that much memory)')
     from numpy._core import multiarray
-    return multiarray._reconstruct(np.ndarray, (0,), dtype)
+    return multiarray._reconstruct(np.ndarray, (0,), b'b')
 
 
-def _restricted_dtype(*args: Any) -> np.dtype:
-    """``numpy.dtype`` without objects: an object array's ``__setstate__`` given a list of
-    another length than its shape reads past the list (the process dies of a segmentation
-    fault), and no mmengine checkpoint holds one."""
-    dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError('refused a numpy object dtype in a checkpoint (only arrays '
-                                     'of numbers and text are read)')
-    return dtype
+#: the dtype names read: numpy pickles a numeric dtype as its kind and size ('f8', 'c16',
+#: 'b1'); no shape, field list or byte order, which np.dtype would parse (a sub-array's shape
+#: through Python's literal_eval)
+_DTYPE_NAME = re.compile(r'[a-z?]{1,2}[0-9]{0,2}', re.IGNORECASE)
+
+
+def _restricted_dtype(name: Any, align: Any = False, copy: Any = False) -> np.dtype:
+    """``numpy.dtype`` as numpy pickles a numeric one (``dtype('f8', False, True)``), giving
+    numpy's builtin singleton, never a copy.
+
+    ``copy`` is ignored: a copy takes the state the ``BUILD`` after it gives, from the file
+    (flags 63, "holds objects", after any check here; then an array of it reads pointers from
+    the file's bytes, or past the end of its list: a segmentation fault), while numpy's builtin
+    dtypes ignore ``__setstate__``. Accepted are the numeric kinds (``b``, ``i``, ``u``, ``f``,
+    ``c``) in the machine's byte order, each numpy's builtin singleton. Refused are text,
+    bytes, void, structured, sub-array, datetime (whose ``__setstate__`` crashes on a version-3
+    state) and object dtypes, byte-swapped ones, and ``U0`` (itemsize 0: any number of values
+    in no bytes); no mmengine or mmpose checkpoint holds them. A big-endian machine's pickle
+    names its dtype as a little-endian one does and gives the byte order in the state, which
+    the singleton ignores: such arrays would read byte-swapped, but no checkpoint here comes
+    from one (and torch swaps the tensors itself).
+
+    Raises:
+        pickle.UnpicklingError: any other dtype, or a name that is not a kind and a size.
+    """
+    # numpy 2 passes align and copy as False and True, older numpy as 0 and 1
+    if (isinstance(name, str) and _DTYPE_NAME.fullmatch(name)
+            and type(align) in (bool, int) and align in (0, 1)):
+        try:
+            dtype = np.dtype(name, bool(align))
+        except (TypeError, ValueError):
+            dtype = None
+        # a builtin singleton is what np.dtype gives for its own one-letter code, and the only
+        # kind of dtype whose __setstate__ ignores the file's state
+        if (dtype is not None and dtype.kind in 'biufc' and dtype.isbuiltin == 1
+                and dtype.byteorder in '=|' and dtype.itemsize > 0 and dtype.names is None
+                and dtype.subdtype is None and not dtype.hasobject
+                and dtype is np.dtype(dtype.char)):
+            return dtype
+    raise pickle.UnpicklingError(
+        f'refused a numpy dtype {printable(repr(name), one_line=True, limit=40)} in a checkpoint '
+        '(only numbers in the machine\'s byte order are read: no text, records, dates or '
+        'objects)')
+
+
+#: numpy's builtin numeric dtypes, by their one-letter codes (bool, the integers, float16 to
+#: long double, the complex ones): the only dtype classes ``BUILD`` may reach
+_NUMERIC_DTYPE_CODES = '?bhilqBHILQefdgFDG'
 
 
 def _numpy_globals() -> list[Any]:
@@ -108,9 +159,13 @@ def _numpy_globals() -> list[Any]:
 
     numpy pickles an array as ``_reconstruct(ndarray, (0,), b'b')`` then ``BUILD`` with its
     shape, dtype and bytes (``ndarray.__setstate__`` refuses bytes of another size than the
-    shape's), and a dtype as ``dtype(name, align, copy)`` then ``BUILD``: the functions it
-    calls are restricted stand-ins, and ``ndarray`` and the dtype classes are allow-listed for
-    ``BUILD`` alone.
+    shape's, and a list, which only object arrays take), a scalar as ``scalar(dtype, bytes)``,
+    and a dtype as ``dtype(name, align, copy)`` then ``BUILD``: the functions it calls are
+    restricted stand-ins (:func:`_restricted_reconstruct`, :func:`_restricted_dtype`: numeric
+    dtypes only, as numpy's builtin singletons), and ``ndarray`` and the classes of those
+    singletons are allow-listed for ``BUILD`` alone (on a singleton it changes nothing). No
+    other dtype class is listed: none can be made, and ``BUILD`` on one would fill it from the
+    file.
     """
     from numpy._core import multiarray
     entries: list[Any] = [(_refused_ndarray, 'numpy.ndarray'), (_restricted_dtype, 'numpy.dtype'),
@@ -118,8 +173,7 @@ def _numpy_globals() -> list[Any]:
     for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
         entries += [(_restricted_reconstruct, f'{module}._reconstruct'),
                     (multiarray.scalar, f'{module}.scalar')]
-    entries += [_build_only(cls) for cls in vars(np.dtypes).values()
-                if isinstance(cls, type) and issubclass(cls, np.dtype)]
+    entries += [_build_only(cls) for cls in {type(np.dtype(c)) for c in _NUMERIC_DTYPE_CODES}]
     return entries
 
 

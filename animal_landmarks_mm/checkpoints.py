@@ -174,6 +174,10 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
     values at all. A weight must be dense (strided), unquantized, on the CPU it was read to,
     and real: floating point, or integral as a BatchNorm's counter is; and finite: NaN or Inf
     (a diverged run) would be fine-tuned, exported or predicted with as if it were weights.
+    And it must hold its values: a view claiming more values than its storage holds (a stride
+    of 0, ``torch.full((1,), v).expand(10**12)``: one value in the file, 10**12 to check,
+    copy and load) is refused before any value is read; views sharing a storage, each within
+    it (tied weights, slices, a transpose), are fine.
     """
     if tensor.layout != torch.strided:
         return f'a {str(tensor.layout).removeprefix("torch.")} tensor, not a dense one'
@@ -181,6 +185,9 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
         return f'a quantized tensor ({tensor.dtype}); dequantize it first'
     if tensor.device.type != 'cpu':  # map_location='cpu' moves every tensor but meta ones
         return f'a {tensor.device.type} tensor, without values'
+    problem = _storage_problem(tensor)
+    if problem is not None:
+        return problem
     if not (tensor.dtype.is_floating_point or tensor.dtype in _INTEGRAL_DTYPES):
         return f'of dtype {tensor.dtype}, not real numbers'
     if tensor.dtype.is_floating_point and not _all_finite(tensor):
@@ -188,15 +195,57 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
     return None
 
 
+def _storage_problem(tensor: torch.Tensor) -> str | None:
+    """Why a dense CPU tensor's values are not its own, or None: a stride of 0 on a dimension
+    of several values (an expanded tensor), more values than its storage holds (overlapping
+    strides), or values past its storage's end. Computed from its sizes, strides and offset
+    alone: no value is read, whatever number the file claims."""
+    count = tensor.numel()
+    if count == 0:
+        return None
+    stored = tensor.untyped_storage().nbytes() // tensor.element_size()
+    dims = list(zip(tensor.shape, tensor.stride()))
+    last = tensor.storage_offset() + sum((size - 1) * stride for size, stride in dims)
+    # a state dict never needs a view repeating its values; torch.load may build one (saved
+    # from an expanded tensor, or crafted) from a few bytes of file
+    if count > stored or last >= stored or any(stride == 0 and size > 1 for size, stride in dims):
+        return (f'a view of {count} values over {stored} stored (strides '
+                f'{tuple(tensor.stride())}: an expanded tensor?), not weights of its own')
+    return None
+
+
+#: how many values the finite check reads at once where it must look at each: its temporaries
+#: (flags, a float copy of float8) stay within a chunk's size
+_FINITE_CHUNK = 1 << 24
+
+
 def _all_finite(tensor: torch.Tensor) -> bool:
-    """Whether every value is finite. A NaN or an Inf makes the sum NaN or infinite, so a
-    finite sum answers at the cost of one reduction (about 0.05 s for the 1,533 floating-point
-    tensors, 9.7 million values, of this project's model); only a sum that overflowed looks at
-    each value."""
+    """Whether every value of the tensor (its own, not the rest of a storage it shares) is
+    finite.
+
+    A NaN or an Inf makes the sum NaN or infinite, so a finite sum answers at the cost of one
+    reduction (about 0.05 s for the 1,533 floating-point tensors, 9.7 million values, of this
+    project's model); only a sum that overflowed, or a dtype without a sum on the CPU
+    (float8), looks at each value, :data:`_FINITE_CHUNK` at a time. Either way the work is
+    bounded by the bytes the file stores for the tensor: :func:`_storage_problem` has refused a
+    view claiming more values than its storage holds, and a copy of a non-contiguous view to
+    read it in chunks is no larger than that storage.
+    """
     try:
-        return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
-    except (RuntimeError, NotImplementedError):  # a dtype they lack on the CPU (float8)
-        return _all_finite(tensor.float())
+        if bool(torch.isfinite(tensor.sum())):
+            return True
+    except (RuntimeError, NotImplementedError):  # a dtype without a sum on the CPU (float8)
+        pass
+    values = tensor.reshape(-1)
+    for start in range(0, values.numel(), _FINITE_CHUNK):
+        chunk = values[start:start + _FINITE_CHUNK]
+        try:
+            finite = bool(torch.isfinite(chunk).all())
+        except (RuntimeError, NotImplementedError):  # no isfinite either (float8)
+            finite = bool(torch.isfinite(chunk.float()).all())
+        if not finite:
+            return False
+    return True
 
 
 def _shown(key: str) -> str:

@@ -59,50 +59,120 @@ _PLAIN = (str, int, float, bool, type(None))
 # the depth of meta kept (mmengine's is 3 or 4 deep): a crafted one nested deeper than
 # Python's recursion limit would fail torch.save with a traceback
 _PLAIN_DEPTH = 16
+# the most values a release file's meta holds in all, counted as plain data, every shared
+# reference expanded (mmengine's and mmpose's meta is a few hundred): a list of ten
+# references to one list of ten, and so on twelve times over, is a few hundred bytes of pickle
+# and 10**12 values once made plain
+_PLAIN_VALUES = 100_000
 _LEFT_OUT = object()
+
+
+class _TooLarge(Exception):
+    """A meta entry of more values than :data:`_PLAIN_VALUES` leaves it."""
 
 
 def plain_meta(meta: dict) -> dict:
     """A checkpoint's ``meta`` for a release file: plain data only.
 
     Kept are text, numbers, booleans, None, and lists, tuples and dicts (of such keys) of them;
-    numpy numbers and arrays of numbers or text become their Python values (mmpose's
-    ``dataset_meta`` holds colours and sigmas as arrays, which mmpose reads as sequences). Left
-    out are ``meta['config']`` (Python code mmengine's resume would run), and any value that is
-    none of these or holds one (a tensor, mmengine's ``HistoryBuffer``), so the file loads
-    with ``torch.load(weights_only=True)`` and nothing allow-listed.
+    numpy numbers and arrays of numbers (all :mod:`.checkpoint_compat` reads) become their
+    Python values (mmpose's ``dataset_meta`` holds colours and sigmas as arrays, which mmpose
+    reads as sequences). Left out are ``meta['config']`` (Python code mmengine's resume would
+    run), any value that is none of these or holds one (a tensor, mmengine's
+    ``HistoryBuffer``), so the file loads with ``torch.load(weights_only=True)`` and nothing
+    allow-listed, and an entry that would take the meta past :data:`_PLAIN_VALUES` values
+    (each shared reference counted as often as it is reached; what the entries before it kept
+    counts too).
+
+    Each object is made plain once (at each depth) however often it is referenced, so the work
+    is bounded by the objects the file holds, not by the values they would expand to.
     """
-    plain = _plain(meta, _PLAIN_DEPTH)
-    if not isinstance(plain, dict):
+    if not isinstance(meta, dict):
         return {}
+    memo: dict[tuple[int, int], tuple[object, object, int]] = {}
+    left = _PLAIN_VALUES
+    plain = {}
+    for key, value in meta.items():
+        try:
+            key, key_size = _plain(key, 0, memo, left)
+            item, size = _plain(value, _PLAIN_DEPTH - 1, memo, left - key_size)
+        except _TooLarge:
+            continue
+        if key is not _LEFT_OUT and item is not _LEFT_OUT:
+            plain[key] = item
+            left -= key_size + size
     plain.pop('config', None)
     return plain
 
 
-def _plain(value: object, depth: int) -> object:
-    """``value`` as plain data (see :func:`plain_meta`), or ``_LEFT_OUT``."""
+def _plain(value: object, depth: int, memo: dict[tuple[int, int], tuple[object, object, int]],
+           left: int) -> tuple[object, int]:
+    """``value`` as plain data (see :func:`plain_meta`), or ``_LEFT_OUT``, and how many values
+    it holds, shared references expanded.
+
+    Args:
+        value: a part of the meta.
+        depth: how many levels of containers below it are still kept.
+        memo: what was made of each container and array, by its ``id`` and ``depth``; it
+            holds the object too, so that its ``id`` is not reused while the memo lives.
+        left: the most values it may hold.
+
+    Raises:
+        _TooLarge: it holds more than ``left`` values.
+    """
+    if type(value) in _PLAIN:  # not a subclass: its class would have to be allow-listed
+        return value, 1
+    key = (id(value), depth)
+    if key in memo:
+        _, plain, size = memo[key]
+    else:
+        plain, size = _plain_container(value, depth, memo, left)
+        memo[key] = (value, plain, size)
+    if size > left:
+        raise _TooLarge
+    return plain, size
+
+
+def _plain_container(value: object, depth: int,
+                     memo: dict[tuple[int, int], tuple[object, object, int]],
+                     left: int) -> tuple[object, int]:
+    """:func:`_plain` of other than a plain value, without the memo."""
     import numpy as np
     if isinstance(value, (np.ndarray, np.generic)):
-        if value.dtype.kind not in 'biufU':  # numbers and text; not objects, bytes, records
-            return _LEFT_OUT
-        value = value.tolist()
-    if type(value) in _PLAIN:  # not a subclass: its class would have to be allow-listed
-        return value
+        # numbers only (checkpoint_compat reads no other arrays): not text, objects, bytes,
+        # records; the values are counted before tolist() makes them, so that an array of
+        # many values is never listed
+        if value.dtype.kind not in 'biuf' or value.ndim > depth:
+            return _LEFT_OUT, 1
+        if value.size > left:
+            raise _TooLarge
+        return value.tolist(), max(value.size, 1)
     if depth == 0:
-        return _LEFT_OUT
+        return _LEFT_OUT, 1
+    size = 1
     if isinstance(value, dict):
         kept = {}
         for key, item in value.items():
-            key, item = _plain(key, 0), _plain(item, depth - 1)
+            key, key_size = _plain(key, 0, memo, left - size)
+            item, item_size = _plain(item, depth - 1, memo, left - size - key_size)
+            size += key_size + item_size
+            if size > left:  # plain values are not counted against it by _plain
+                raise _TooLarge
             if key is not _LEFT_OUT and item is not _LEFT_OUT:
                 kept[key] = item
-        return kept
+        return kept, size
     if isinstance(value, (list, tuple)):
-        items = [_plain(item, depth - 1) for item in value]
-        if any(item is _LEFT_OUT for item in items):
-            return _LEFT_OUT  # a list without one of its items would mean something else
-        return items if isinstance(value, list) else tuple(items)
-    return _LEFT_OUT
+        items = []
+        for item in value:
+            item, item_size = _plain(item, depth - 1, memo, left - size)
+            if item is _LEFT_OUT:
+                return _LEFT_OUT, 1  # a list without one of its items would mean something else
+            items.append(item)
+            size += item_size
+            if size > left:
+                raise _TooLarge
+        return (items if isinstance(value, list) else tuple(items)), size
+    return _LEFT_OUT, 1
 
 
 def move_into_place(tmp: Path, out: Path) -> None:

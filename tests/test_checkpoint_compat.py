@@ -192,7 +192,8 @@ def test_numpy_objects_in_a_checkpoint_allocate_nothing_and_crash_nothing(tmp_pa
     assert proc.returncode == 0 and len(lines) == len(payloads), (proc.returncode, proc.stdout,
                                                                    proc.stderr[-2000:])
     reasons = dict(large='refused numpy _reconstruct of other than an empty ndarray',
-                   ndarray='refused a call of numpy.ndarray', object_array='object dtype',
+                   ndarray='refused a call of numpy.ndarray',
+                   object_array="refused a numpy dtype 'O8'",
                    object_dtype='GLOBAL numpy.dtypes.ObjectDType was not an allowed global')
     for line, name in zip(lines, payloads):
         assert line.startswith(f'refused {tmp_path / name}.pth: not a checkpoint torch can '
@@ -200,20 +201,161 @@ def test_numpy_objects_in_a_checkpoint_allocate_nothing_and_crash_nothing(tmp_pa
 
 
 def test_arrays_as_numpy_pickles_them_still_load(tmp_path):
+    """Arrays and scalars of numbers, in any layout, load as they were, each dtype numpy's own
+    singleton; arrays of text or records are refused (no mmengine checkpoint holds them:
+    mmpose's dataset_meta arrays are numbers)."""
     arrays = dict(ints=np.arange(6).reshape(2, 3), empty=np.zeros((0, 2)),
                   fortran=np.asfortranarray(np.ones((2, 3), np.float16)),
-                  strided=np.arange(10)[::3], text=np.array(['a', 'bc']),
-                  flags=np.array([True, False]), colors=np.zeros((28, 3), np.uint8),
-                  records=np.zeros(2, dtype=[('a', 'i4'), ('b', 'f8')]),
-                  scalars=[np.int64(3), np.float32(0.5), np.bool_(True)])
+                  strided=np.arange(10)[::3], flags=np.array([True, False]),
+                  colors=np.zeros((28, 3), np.uint8), sigmas=np.full(28, 0.025, np.float32),
+                  rng=np.random.RandomState(0).get_state(), complex=np.ones(2, np.complex64),
+                  scalars=[np.int64(3), np.float32(0.5), np.bool_(True), np.float64('inf'),
+                           np.uint8(7)])
     for legacy in (False, True):
         torch.save(dict(state_dict=dict(w=torch.ones(1)), meta=arrays), tmp_path / 'ok.pth',
                    _use_new_zipfile_serialization=not legacy)
         loaded = torch.load(tmp_path / 'ok.pth', weights_only=True)['meta']
         for key, value in arrays.items():
-            if key == 'scalars':
-                assert loaded[key] == value and [type(v) for v in loaded[key]] == \
-                    [type(v) for v in value]
+            if key in ('scalars', 'rng'):
+                assert [type(v) for v in loaded[key]] == [type(v) for v in value], key
+                assert all(np.array_equal(a, b) for a, b in zip(loaded[key], value)), key
             else:
-                assert type(loaded[key]) is np.ndarray and loaded[key].dtype == value.dtype
+                assert type(loaded[key]) is np.ndarray and loaded[key].dtype is value.dtype
                 assert np.array_equal(loaded[key], value), key
+        assert loaded['rng'][1].dtype is np.dtype(np.uint32)
+    for other in (np.array(['a', 'bc']), np.array([b'a']),
+                  np.zeros(2, dtype=[('a', 'i4'), ('b', 'f8')]),
+                  np.array(['2020-01-01'], dtype='M8[D]'), np.str_('a')):
+        torch.save(dict(meta=dict(x=other)), tmp_path / 'other.pth')
+        with pytest.raises(pickle.UnpicklingError, match='refused a numpy dtype'):
+            torch.load(tmp_path / 'other.pth', weights_only=True)
+
+
+class _DType:
+    """A dtype as numpy pickles one, ``dtype(name, align, copy)`` then ``BUILD`` with a state
+    the file chooses (its flags, 63 = holds objects; its byte order; its size)."""
+
+    def __init__(self, name, state=None, flags=(False, True)):
+        self.name, self.state, self.flags = name, state, flags
+
+    def __reduce__(self):
+        if self.state is None:
+            return (np.dtype, (self.name, *self.flags))
+        return (np.dtype, (self.name, *self.flags), self.state)
+
+
+class _Array:
+    """An array as numpy pickles one: an empty ndarray, then ``BUILD`` with its shape, dtype
+    and data (bytes, or a list for object arrays)."""
+
+    def __init__(self, shape, dtype, data):
+        self.shape, self.dtype, self.data = shape, dtype, data
+
+    def __reduce__(self):
+        return (multiarray._reconstruct, (np.ndarray, (0,), b'b'),
+                (1, self.shape, self.dtype, False, self.data))
+
+
+_STATE = (3, '<', None, None, None, -1, -1, 0)
+_HOLDS_OBJECTS = 63  # NPY_OBJECT_DTYPE_FLAGS
+
+
+def test_a_dtype_state_in_the_file_can_neither_make_objects_nor_crash(tmp_path):
+    """numpy pickles ``dtype('f8', False, True)``: copy=True made a mutable copy, and the BUILD
+    that follows set it to hold objects after the check, so an array of 1,000 "objects" read
+    past an empty list; a datetime dtype with a version-3 state crashed in its __setstate__; a
+    void dtype flagged for objects took 8 bytes of the file as a pointer (reviewer's
+    /tmp/reviews/ckpt2 zipcrash.py and craft.py: the process died, rc 139). Read in another
+    process, in both formats: each is refused in one line, or loads harmless numbers."""
+    objects = (3, '<', None, None, None, -1, -1, _HOLDS_OBJECTS)
+    payloads = {
+        'f8_objects_short_list': (_Array((1000,), _DType('f8', objects), []), 'refused'),
+        'f8_objects_bytes': (_Array((1,), _DType('f8', objects), b'AAAAAAAA'), 'loaded'),
+        'u1_objects_bytes': (_Array((8,), _DType('u1', (3, '|') + objects[2:]), b'A' * 8),
+                             'loaded'),
+        'm8_version_3': (_DType('M8', _STATE), 'refused'),
+        'v8_objects_pointers': (_Array((1,), _DType('V8', (3, '|', None, None, None, 8, 1, 1)),
+                                       b'AAAAAAAA'), 'refused'),
+    }
+    paths = []
+    for name, (payload, _) in payloads.items():
+        for legacy in (False, True):
+            path = tmp_path / f'{name}{"_legacy" if legacy else ""}.pth'
+            torch.save(dict(state_dict=dict(w=torch.ones(1)), meta=dict(x=payload)), path,
+                       _use_new_zipfile_serialization=not legacy)
+            paths.append((path, payloads[name][1]))
+    script = _READ_EACH + (
+        "import numpy as np\n"
+        "print('singletons', all(np.dtype(c).flags == 0 and not np.dtype(c).hasobject\n"
+        "                        for c in ('f8', 'u1')))\n")
+    proc = subprocess.run([sys.executable, '-c', script, *(str(path) for path, _ in paths)],
+                          capture_output=True, text=True, timeout=300)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == len(paths) + 1, (
+        proc.returncode, proc.stdout, proc.stderr[-2000:])
+    for line, (path, outcome) in zip(lines, paths):
+        if outcome == 'loaded':
+            assert line == f'loaded {path}', line
+        else:
+            assert line.startswith(f'refused {path}: not a checkpoint torch can read safely ('), \
+                line
+    assert lines[-1] == 'singletons True'  # the BUILD of a builtin dtype changes nothing
+
+
+_NUMERIC = ('b1', 'i1', 'i2', 'i4', 'i8', 'u1', 'u2', 'u4', 'u8', 'f2', 'f4', 'f8', 'c8', 'c16')
+
+
+@pytest.mark.parametrize('flags', [(False, True), (0, 1)])  # numpy 2; numpy 1.x pickled ints
+@pytest.mark.parametrize('name', _NUMERIC)
+def test_a_numeric_dtype_is_numpys_own_singleton(tmp_path, name, flags):
+    """A numeric dtype is read as numpy's builtin one, whose ``__setstate__`` ignores the
+    file's state (a copy would take it: flags, byte order, size)."""
+    torch.save(dict(d=_DType(name, (3, '<', None, None, None, 1, 1, _HOLDS_OBJECTS), flags)),
+               tmp_path / 'd.pth')
+    loaded = torch.load(tmp_path / 'd.pth', weights_only=True)['d']
+    assert loaded is np.dtype(name) and not loaded.hasobject and loaded.flags == 0
+
+
+@pytest.mark.parametrize('name', ['U1', 'U0', 'S1', 'V8', 'O', 'M8', 'M8[D]', 'm8', '>f8',
+                                  'f8,i4', '(2,)f8', 'a' * 1000])
+def test_other_dtypes_are_refused(tmp_path, name):
+    """Text, bytes, void, object, datetime, byte-swapped, structured and sub-array dtypes: no
+    mmengine checkpoint holds one, and each is a way to crash numpy or allocate from a
+    header (``U0`` holds 10**12 values in no bytes at all)."""
+    torch.save(dict(d=_DType(name)), tmp_path / 'd.pth')
+    with pytest.raises(pickle.UnpicklingError, match='refused a numpy dtype'):
+        torch.load(tmp_path / 'd.pth', weights_only=True)
+
+
+@pytest.mark.parametrize('args', [('f8', 2, True), ('f8', 'x', True), (8, False, True),
+                                  (['f8'], False, True)])
+def test_a_dtype_asked_otherwise_than_numpy_pickles_it_is_refused(tmp_path, args):
+    class Asks:
+        def __reduce__(self):
+            return (np.dtype, args)
+
+    torch.save(dict(d=Asks()), tmp_path / 'd.pth')
+    with pytest.raises(pickle.UnpicklingError, match='refused a numpy dtype'):
+        torch.load(tmp_path / 'd.pth', weights_only=True)
+
+
+def test_an_array_of_no_bytes_holding_10_12_values_is_refused(tmp_path):
+    """A ``U0`` array (itemsize 0) of 10**12 values from a 1.7 KB file loaded, and an mmpose
+    export made a list of them (reviewer's u0.py: 50 million from 5*10**7)."""
+    from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+    torch.save(dict(state_dict=dict(w=torch.ones(1)),
+                    meta=dict(dataset_meta=_Array((10 ** 12,), np.dtype('U0'), b''))),
+               tmp_path / 'u0.pth')
+    with pytest.raises(CheckpointError, match='refused a numpy dtype') as info:
+        read_checkpoint(tmp_path / 'u0.pth')
+    assert str(tmp_path / 'u0.pth') in str(info.value) and '\n' not in str(info.value)
+
+
+def test_only_numeric_dtype_classes_are_built():
+    """BUILD is allowed on ndarray and the classes of the numeric singletons, no other dtype
+    class (a datetime, void or text dtype could otherwise be filled from the file)."""
+    from animal_landmarks_mm.checkpoint_compat import _BUILD_ONLY, _numpy_globals
+    built = {entry[0] for entry in _numpy_globals()
+             if isinstance(entry, tuple) and entry[1].endswith(_BUILD_ONLY)}
+    numeric = {type(np.dtype(c)) for c in '?bhilqBHILQefdgFDG'}
+    assert built == numeric | {np.ndarray}

@@ -300,6 +300,60 @@ def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_pa
         assert str(tmp_path / name) in str(info.value)
 
 
+def test_a_training_checkpoint_as_mmengine_writes_it_resumes_and_exports(tmp_path):
+    """What an mmengine training checkpoint holds besides weights: MessageHub HistoryBuffers of
+    numpy float64 and inf scalars, the numpy random state (a uint32 array in a tuple), AdamW and
+    scheduler states, numpy int64, float32 and uint8 arrays in meta; in the zip format and the
+    legacy one. It reads (to resume) and exports (its meta as plain data)."""
+    from mmengine.logging import HistoryBuffer, MessageHub
+
+    from animal_landmarks_mm.checkpoints import read_resume_checkpoint
+    from animal_landmarks_mm.export import export_checkpoint
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+    hub = MessageHub.get_instance('genuine-checkpoint-test')
+    for i in range(5):
+        hub.update_scalar('train/loss', np.float64(0.5 + i))
+        hub.update_scalar('train/lr', 1e-3)
+        hub.update_scalar('val/NME', float('inf'))
+    hub.update_info('iter', 5)
+    hub.update_info('rng', np.random.RandomState(0).get_state())
+    dataset_meta = dict(sigmas=np.full(28, 0.025, np.float32),
+                        keypoint_colors=np.zeros((28, 3), np.uint8), keypoint_id2name={0: 'a'},
+                        flip_indices=list(range(28)))
+    meta = dict(epoch=1, iter=5, seed=np.int64(7), cfg='model = dict()', experiment_name='x',
+                mmengine_version='0.10.7', dataset_meta=dataset_meta, best=np.float64('inf'))
+    optimizer_state = optimizer.state_dict()
+    checkpoint = dict(meta=meta, state_dict=model.state_dict(), message_hub=hub.state_dict(),
+                      optimizer=optimizer_state,
+                      param_schedulers=[dict(scheduler.state_dict(), lr_lambdas=[None])])
+    for legacy in (False, True):
+        path = tmp_path / f'epoch_1{"_legacy" if legacy else ""}.pth'
+        torch.save(checkpoint, path, _use_new_zipfile_serialization=not legacy)
+        read = read_resume_checkpoint(path)
+        assert read['meta']['seed'] == 7 and type(read['meta']['seed']) is np.int64
+        assert read['meta']['best'] == float('inf')
+        assert np.array_equal(read['meta']['dataset_meta']['sigmas'], dataset_meta['sigmas'])
+        scalars = read['message_hub']['log_scalars']
+        assert isinstance(scalars['train/loss'], HistoryBuffer)
+        assert scalars['train/loss'].mean() == pytest.approx(2.5)
+        assert scalars['val/NME'].current() == float('inf')
+        rng = read['message_hub']['runtime_info']['rng']
+        assert rng[1].dtype == np.uint32 and np.array_equal(rng[1], hub.get_info('rng')[1])
+        assert torch.equal(read['optimizer']['state'][0]['exp_avg'],
+                           optimizer_state['state'][0]['exp_avg'])
+        assert read['param_schedulers'][0]['last_epoch'] == 0
+        out = export_checkpoint(path, tmp_path / f'release{"_legacy" if legacy else ""}.pth',
+                                fmt='mmpose')
+        released = torch.load(out, weights_only=True)['meta']
+        assert released['dataset_meta']['sigmas'] == [pytest.approx(0.025)] * 28
+        assert released['dataset_meta']['keypoint_colors'] == [[0, 0, 0]] * 28
+        assert released['seed'] == 7 and released['best'] == float('inf')
+
+
 def test_a_path_that_is_there_but_no_file_is_not_said_to_be_missing(tmp_path):
     """A folder, a FIFO or a link to nothing was 'checkpoint not found: X', X being there."""
     (tmp_path / 'folder.pth').mkdir()
@@ -742,6 +796,75 @@ def test_weights_that_are_not_finite_are_refused_when_read_and_exported(tmp_path
     assert not list(tmp_path.glob('out*'))
     torch.save(dict(state_dict=model.state_dict()), tmp_path / 'finite.pth')
     assert read_checkpoint(tmp_path / 'finite.pth')[0].keys() == {'weight', 'bias'}
+
+
+_READ_TIMED = """
+import sys, time
+from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+for path in sys.argv[1:]:
+    start = time.perf_counter()
+    try:
+        read_checkpoint(path)
+        outcome = 'loaded'
+    except CheckpointError as e:
+        outcome = f'refused {e}'
+    print(f'{time.perf_counter() - start:.3f} {outcome}', flush=True)
+"""
+
+
+def test_a_tensor_claiming_more_values_than_its_file_stores_is_refused_at_once(tmp_path):
+    """torch.save(torch.full((1,), v).expand(n)) stores one value and loads as n (stride 0):
+    the finite check summed all n, 18 s and 6.7 GB for n = 10**9 (reviewer's stride0.py).
+    Such a tensor, or one whose strides overlap, is refused before any value is read; read in
+    another process, which the old check kept busy for minutes."""
+    files = {
+        'expanded': torch.full((1,), 1.0).expand(10 ** 12),
+        'expanded_overflowing': torch.full((1,), 3e38).expand(10 ** 12),
+        'expanded_row': torch.ones(1, 4).expand(10 ** 11, 4),
+        'overlapping': torch.ones(2 * 10 ** 5).as_strided((10 ** 5, 10 ** 5), (1, 1)),
+    }
+    for name, tensor in files.items():
+        torch.save(dict(state_dict=dict(w=tensor)), tmp_path / f'{name}.pth')
+    proc = subprocess.run([sys.executable, '-c', _READ_TIMED,
+                           *(str(tmp_path / f'{name}.pth') for name in files)],
+                          capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == len(files), (proc.returncode, proc.stdout,
+                                                                proc.stderr[-2000:])
+    for line, (name, tensor) in zip(lines, files.items()):
+        seconds, outcome = line.split(' ', 1)
+        assert float(seconds) < 1, line
+        assert outcome.startswith(f'refused {tmp_path / name}.pth: not a state dict of plain '
+                                  f'weights: w is a view of {tensor.numel()} values over '), line
+        assert '\n' not in outcome
+
+
+def test_views_that_share_a_storage_load_and_only_their_own_values_count(tmp_path, monkeypatch):
+    """A state dict may hold views of one storage (tied weights, slices, a transpose): each
+    lies within it and loads. The finite check reads each tensor's own values, chunk by
+    chunk: a NaN elsewhere in the storage is no weight's."""
+    from animal_landmarks_mm import checkpoints
+    base = torch.arange(12.0).reshape(3, 4)
+    views = dict(base=base, tied=base, transposed=base.t(), row=base[1], column=base[:, 1],
+                 offset=base[2, 1:], scalar=torch.tensor(2.0), empty=torch.empty(0, 3),
+                 size_one=torch.ones(1).expand(1), broadcast_one=torch.ones(3, 1).expand(3, 1))
+    torch.save(views, tmp_path / 'views.pth')
+    state_dict, _ = read_checkpoint(tmp_path / 'views.pth')
+    assert all(torch.equal(state_dict[k], v) for k, v in views.items())
+    assert state_dict['tied'].untyped_storage().data_ptr() == \
+        state_dict['transposed'].untyped_storage().data_ptr()  # read as one storage
+    with_nan = torch.tensor([float('nan'), 1.0, 2.0, 3.0])
+    torch.save(dict(w=with_nan[1:]), tmp_path / 'beside.pth')
+    assert read_checkpoint(tmp_path / 'beside.pth')[0]['w'].tolist() == [1, 2, 3]
+    monkeypatch.setattr(checkpoints, '_FINITE_CHUNK', 3)  # the last of several chunks
+    for dtype in (torch.float32, torch.float8_e4m3fn):  # float8: no sum on the CPU
+        grid = torch.ones(4, 5)
+        grid[3, 2] = float('nan')
+        torch.save(dict(w=grid.to(dtype).t()), tmp_path / 'nan.pth')
+        with pytest.raises(CheckpointError, match='w is not finite'):
+            read_checkpoint(tmp_path / 'nan.pth')
+        torch.save(dict(w=torch.ones(5, 4).to(dtype).t()), tmp_path / 'ones.pth')
+        assert read_checkpoint(tmp_path / 'ones.pth')[0]['w'].shape == (4, 5)
 
 
 def test_weights_of_another_kind_of_dtype_do_not_fit(tmp_path):

@@ -195,7 +195,7 @@ def test_the_mmpose_release_meta_is_plain_data(tmp_path):
     dataset_meta = dict(dataset_name='animal_character_face', flip_indices=[1, 0],
                         flip_pairs=[(0, 1)], keypoint_id2name={0: 'a', 1: 'b'},
                         keypoint_colors=np.zeros((2, 3), np.uint8),
-                        sigmas=np.ones(2, np.float32), names=np.array(['a', 'b']),
+                        sigmas=np.ones(2, np.float32), weights=np.array([1.0, 2.0]),
                         mixed=[1, torch.ones(1)], deep=[[[[[[1]]]]]])
     meta = dict(epoch=3, iter=30, cfg='x = 1', config='import os', seed=np.int64(5),
                 buffer=HistoryBuffer([1.0], [1]), tensor=torch.ones(2), ratio=float('inf'),
@@ -212,7 +212,56 @@ def test_the_mmpose_release_meta_is_plain_data(tmp_path):
         dataset_meta=dict(dataset_name='animal_character_face', flip_indices=[1, 0],
                           flip_pairs=[(0, 1)], keypoint_id2name={0: 'a', 1: 'b'},
                           keypoint_colors=[[0, 0, 0], [0, 0, 0]], sigmas=[1.0, 1.0],
-                          names=['a', 'b'], deep=[[[[[[1]]]]]]))
+                          weights=[1.0, 2.0], deep=[[[[[[1]]]]]]))
+
+
+_PLAIN_META_TIMED = """
+import sys, time
+import torch
+from animal_landmarks_mm.checkpoints import read_checkpoint
+from animal_landmarks_mm.export import export_checkpoint, plain_meta
+_, meta = read_checkpoint(sys.argv[1])
+start = time.perf_counter()
+plain = plain_meta(meta)
+print(f'{time.perf_counter() - start:.3f}', sorted(plain), flush=True)
+out = export_checkpoint(sys.argv[1], sys.argv[2], fmt='mmpose')
+print(sorted(torch.load(out, weights_only=True)['meta']))
+"""
+
+
+def test_a_meta_of_shared_references_is_not_expanded(tmp_path):
+    """x = [0] * 10, then x = [x] * 10 again and again: a file of a few hundred bytes whose
+    meta is 10**12 values once its shared lists are expanded, which the mmpose export did (7
+    levels: 5.6 s and 204 MB; reviewer's laughs.py). The meta's values are counted as they are
+    made plain, and an entry past the budget is left out, at once. In another process, which
+    the old export kept busy for good."""
+    lol = [0] * 10
+    for _ in range(11):  # 12 levels, within _PLAIN_DEPTH
+        lol = [lol] * 10
+    torch.save(dict(state_dict=dict(w=torch.ones(2)),
+                    meta=dict(epoch=1, lol=lol, dataset_meta=dict(flip_indices=[1, 0]))),
+               tmp_path / 'laughs.pth')
+    assert (tmp_path / 'laughs.pth').stat().st_size < 2000
+    proc = subprocess.run([sys.executable, '-c', _PLAIN_META_TIMED, str(tmp_path / 'laughs.pth'),
+                           str(tmp_path / 'release.pth')],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr[-2000:])
+    timed, released = proc.stdout.splitlines()
+    seconds, kept = timed.split(' ', 1)
+    assert float(seconds) < 1, timed
+    assert kept == released == "['dataset_meta', 'epoch']"
+
+
+def test_a_meta_array_of_many_values_is_left_out():
+    """An array becomes a list of as many Python values: one of more than the budget (a
+    zero-itemsize array held 10**12 in no bytes; reviewer's u0.py) is left out, not listed."""
+    from animal_landmarks_mm.export import _PLAIN_VALUES, plain_meta
+    meta = dict(big=np.zeros(_PLAIN_VALUES + 1, np.uint8), sigmas=np.ones(3, np.float32),
+                nested=dict(big=np.zeros((_PLAIN_VALUES, 2), np.float32)), epoch=2)
+    assert plain_meta(meta) == dict(sigmas=[1.0, 1.0, 1.0], epoch=2)
+    # the budget is the meta's in all: what comes after a large entry still counts
+    half = np.zeros(_PLAIN_VALUES // 2 + 1, np.uint8)
+    assert list(plain_meta(dict(a=half, b=half, c=3))) == ['a', 'c']
 
 
 def test_export_refuses_what_the_consumer_cannot_hold(afd_state_dict, tmp_path):
