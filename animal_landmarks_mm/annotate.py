@@ -606,8 +606,11 @@ class ImageEdit:
         self._edited()
         return len(pending)
 
-    def _restored_face(self, raw: Any, number: int) -> FaceEdit:
-        """A face of :meth:`restore`'s state, checked as the edits that make a face are."""
+    def _restored_face(self, raw: Any, number: int,
+                       held: frozenset[tuple[float, float]] = frozenset()) -> FaceEdit:
+        """A face of :meth:`restore`'s state, checked as the edits that make a face are; a
+        point the image holds already (``held``: an imported file's may lie off the picture)
+        is taken as it is."""
         where = f'face {number}: '
         if not isinstance(raw, dict):
             raise EditError(f'{where}a face is {{"points": [...], "visibility": [...], ...}}')
@@ -625,7 +628,8 @@ class ImageEdit:
                     raise EditError(f'{where}a point is [x, y] or null, got {point!r}'[:200])
                 if flag == ABSENT:
                     raise EditError(f'{where}point {k} is absent, yet placed')
-                face.points[k] = self._inside(*point)
+                x, y = _finite(point[0], 'x'), _finite(point[1], 'y')
+                face.points[k] = (x, y) if (x, y) in held else self._inside(x, y)
             face.visibility[k] = flag
         if raw.get('bbox') is not None:
             face.bbox = self._box(raw['bbox'])
@@ -646,11 +650,15 @@ class ImageEdit:
         steps the server lost with it (an undo there would undo nothing). One edit, one undo
         step, checked as the edits that make such a state are: points on the image, known
         flags, boxes, 28 finite scores, a skip reason of at most :data:`MAX_REASON_CHARS`
-        characters, a model name of at most as many; a status the faces give (predicted while
-        a model's face is unaccepted, annotated otherwise, or skipped with a reason); a review
-        time only where a model's faces were there to accept, and none missing where they were
-        all accepted (a model's points reach training only through Accept). A value the image
-        has already (a longer reason from its file, say) is taken as it is.
+        characters, a model name of at most as many, a review time; the status the faces give
+        (predicted while a model's face is unaccepted, annotated otherwise, or skipped with a
+        reason). A value the image has already (a longer reason from its file, a point of an
+        imported file off the picture) is taken as it is.
+
+        Any earlier state of the image is one (an undone Predict or Accept, a model's face
+        removed and the face placed by hand), so which review time it holds, or whether a
+        model's points were accepted on the way, is the page's to say: what Accept guards is
+        the status, and an image with a model's face unaccepted stays predicted.
 
         At most :data:`MAX_FACES` faces more than the image has: the page may hold faces that
         were removed before the restart, of a file with more than :data:`MAX_FACES` too.
@@ -669,18 +677,16 @@ class ImageEdit:
         raw_faces, most = state.get('faces'), len(self.faces) + MAX_FACES
         if not isinstance(raw_faces, list) or not 1 <= len(raw_faces) <= most:
             raise EditError(f'a restored state has 1 to {most} faces')
-        faces = [self._restored_face(raw, k + 1) for k, raw in enumerate(raw_faces)]
+        held = frozenset(p for f in self.faces for p in f.points if p is not None)
+        faces = [self._restored_face(raw, k + 1, held) for k, raw in enumerate(raw_faces)]
         face = state.get('face')
         if isinstance(face, bool) or not isinstance(face, int) or not 0 <= face < len(faces):
             raise EditError(f'no face {face!r}: the state has {len(faces)}'[:200])
         status = state.get('status')
         if not isinstance(status, str) or status not in STATUSES:
             raise EditError(f'unknown status {status!r} (one of {", ".join(STATUSES)})'[:200])
-        predicted_before = any(f.predicted for f in self.faces)
-        predicted_after = any(f.predicted for f in faces)
-        given = STATUS_PREDICTED if predicted_after else STATUS_ANNOTATED
-        if status not in (given, STATUS_SKIPPED) and not (
-                status == self.status and predicted_after == predicted_before):
+        given = STATUS_PREDICTED if any(f.predicted for f in faces) else STATUS_ANNOTATED
+        if status not in (given, STATUS_SKIPPED):
             raise EditError(f'status {status} with these faces: an edit makes it {given}')
         reason = state.get('status_reason')
         if reason != self.status_reason:
@@ -692,11 +698,6 @@ class ImageEdit:
         reviewed_at = state.get('reviewed_at')
         if reviewed_at is not None and reviewed_at != self.reviewed_at:
             reviewed_at = _review_time(reviewed_at)
-            if reviewed_at != self.reviewed_at and not predicted_before:
-                raise EditError('a review time where no model\'s face was there to accept')
-        if status == STATUS_ANNOTATED and predicted_before and reviewed_at is None:
-            raise EditError('a model\'s faces become an annotation only by Accept, which gives '
-                            'a review time; this state has none')
         model = state.get('model')
         if model is not None and model != self.model:
             model = _text(model, 'model', MAX_REASON_CHARS)
@@ -1284,9 +1285,11 @@ class AnnotationSession:
                           scores=None if f.scores is None else list(f.scores),
                           predicted=predicted)
                  for f in ann.faces]
+        reviewed_at = ann.meta.get('reviewed_at')  # Accept's, kept through later saves
         return ImageEdit(image=image, width=width, height=height, faces=faces or [FaceEdit()],
                          status=ann.status, status_reason=ann.status_reason,
-                         revision=_sha256(target), model=ann.meta.get('model'))
+                         revision=_sha256(target), model=ann.meta.get('model'),
+                         reviewed_at=reviewed_at if isinstance(reviewed_at, str) else None)
 
     def _sidecar(self, image: str) -> dict | None:
         """What ``tools/crawl_images.py`` recorded of the image (``IMAGE.json`` beside it):

@@ -1073,29 +1073,62 @@ def _restore_state(**changes) -> dict:
     return state
 
 
-def test_a_restore_takes_a_models_points_into_training_only_as_accept_does(session):
-    """A restored state may accept a model's points (the page accepted them before the
-    restart): with a review time, as Accept gives. Without one it would make a model's
-    unreviewed points an annotation, which the converter trains on."""
-    predicted = session.open('a.png')
-    predicted.set_face([(1.0 + k, 2.0 + k) for k in range(28)], (1, 1, 40, 40),
-                       scores=[0.5] * 28, model='m')
-    session.save(predicted)
-    accepted = json.loads(json.dumps(predicted.to_json()))
-    for face in accepted['faces']:
-        face.update(predicted=False, scores=None)
-    accepted.update(status='annotated', reviewed_at='2026-12-06T10:00:00.123Z')
-    state = {key: accepted[key] for key in ('faces', 'face', 'status', 'status_reason',
-                                            'reviewed_at', 'model')}
-    edit = session.open('a.png')
-    with pytest.raises(EditError, match='only by Accept'):
-        edit.apply(dict(op='restore', state=dict(state, reviewed_at=None)))
-    assert edit.status == 'predicted' and not edit.history
-    edit.apply(dict(op='restore', state=state))
-    assert edit.status == 'annotated' and edit.reviewed_at == '2026-12-06T10:00:00+00:00'
+def test_a_restore_brings_back_any_earlier_state_of_the_image(session):
+    """After a restart the page sends its state in place of its pending undo steps: any
+    earlier state of the image, an undone Predict or Accept included; the status is the one
+    the faces give (a model's face unaccepted: predicted), the review time is Accept's, read
+    back from the file too."""
+    page = session.open('a.png')
+    page.place(0, 10, 11)
+    before_predict = json.loads(json.dumps(page.to_json()))
+    page.set_face([(1.0 + k, 2.0 + k) for k in range(28)], (1, 1, 40, 40),
+                  scores=[0.5] * 28, model='m')
+    predicted = json.loads(json.dumps(page.to_json()))
+    page.accept()
+    session.save(page)
+    keys = ('faces', 'face', 'status', 'status_reason', 'reviewed_at', 'model')
+
+    def state(snapshot, **changes):
+        return dict({key: snapshot[key] for key in keys}, **changes)
+
+    edit = session.open('a.png')  # the server after a restart
+    assert edit.reviewed_at == page.reviewed_at  # Accept's time, from the file's meta
+    edit.apply(dict(op='restore', state=state(predicted)))  # the Accept undone
+    assert edit.status == 'predicted' and edit.faces[0].predicted
+    edit.apply(dict(op='restore', state=state(before_predict)))  # and the Predict
+    assert edit.status == 'annotated' and edit.faces[0].points[0] == (10.0, 11.0)
+    with pytest.raises(EditError, match='status annotated with these faces'):
+        edit.apply(dict(op='restore', state=state(predicted, status='annotated')))
+    # a review time as the page writes it (JavaScript's toISOString), in the files' form
+    edit.apply(dict(op='restore', state=state(before_predict,
+                                              reviewed_at='2026-12-06T10:00:00.123Z')))
+    assert edit.reviewed_at == '2026-12-06T10:00:00+00:00'
     # a skip's reason is written as skip() writes it
-    edit.apply(dict(op='restore', state=dict(state, status='skipped', status_reason='  ')))
+    edit.apply(dict(op='restore', state=state(before_predict, status='skipped',
+                                              status_reason='  ')))
     assert edit.status == 'skipped' and edit.status_reason == 'skipped'
+
+
+def test_a_restore_keeps_a_files_point_off_the_picture(session):
+    """An imported file may hold points a little off the picture (the converter takes them);
+    a restored state that holds them as the file does is taken, a new one off it is not."""
+    path = session.annotation_path('a.png')
+    first = session.open('a.png')
+    _fill(first)  # a finished face: the annotation file is written
+    session.save(first)
+    raw = json.loads(path.read_text())
+    raw['faces'][0]['landmarks'][0] = [82.0, 3.0]  # off the 80x60 picture, in tolerance
+    path.write_text(json.dumps(raw))
+    edit = session.open('a.png')
+    snapshot = json.loads(json.dumps(edit.to_json()))
+    edit.place(1, 5, 5)
+    edit.apply(dict(op='restore', state={key: snapshot[key] for key in (
+        'faces', 'face', 'status', 'status_reason', 'reviewed_at', 'model')}))
+    assert edit.faces[0].points[:2] == [(82.0, 3.0), (2.0, 3.0)]
+    snapshot['faces'][0]['points'][0] = [83.0, 3.0]
+    with pytest.raises(EditError, match='outside the 80x60 image'):
+        edit.apply(dict(op='restore', state={key: snapshot[key] for key in (
+            'faces', 'face', 'status', 'status_reason', 'reviewed_at', 'model')}))
 
 
 def test_a_restore_may_hold_the_faces_removed_before_a_restart(session):
@@ -1154,12 +1187,10 @@ def test_a_restore_may_hold_the_faces_removed_before_a_restart(session):
     _restore_state(model='m' * (MAX_REASON_CHARS + 1)),
     _restore_state(reviewed_at='9999-12-31T23:00:00-05:00'),  # past UTC's last day
     _restore_state(reviewed_at='0001-01-01T00:30:00+05:00'),
-    # values no edit makes: the status the faces give, reasons only on skipped images, a
-    # review only where a model's faces were there to accept
+    # values no edit makes: the status the faces give, reasons only on skipped images
     _restore_state(face_predicted=True),  # a model's face, yet 'annotated'
     _restore_state(status='predicted'),  # no model's face
     _restore_state(status_reason='why'),  # a reason on an annotated image
-    _restore_state(reviewed_at='1970-01-01T00:00:00+00:00'),  # nothing was predicted here
 ])
 def test_a_malformed_restore_is_refused_without_changing_anything(session, state):
     edit = session.open('a.png')
