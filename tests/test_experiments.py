@@ -244,6 +244,38 @@ def test_gpu_checks_exit_non_zero_when_a_step_fails_or_is_skipped(tmp_path):
     assert 'all steps: ' in summary  # the summary is written all the same
 
 
+def test_gpu_checks_summarise_a_learning_curve_with_a_diverged_run(tmp_path):
+    """A diverged run's NME is written as null (NaN is no JSON); the summary's learning-curve
+    line said nothing at all then (a TypeError formatting None)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    fake = tmp_path / 'fake_python'
+    fake.write_text(  # the curve's tool writes its JSON; the summary's scripts run for real
+        '#!/usr/bin/env bash\n'
+        'case "$1" in\n'
+        '  tools/recipe_experiments.py)\n'
+        '    while [[ $# -gt 0 && $1 != --out-dir ]]; do shift; done\n'
+        '    mkdir -p "$2"\n'
+        '    echo \'{"runs": [{"faces": 100, "best_NME": null, "minutes": 1.5},\' \\\n'
+        '         \'{"faces": 300, "best_NME": 0.01234, "minutes": 4.0}]}\' \\\n'
+        '         > "$2/learning_curve.json";;\n'
+        f'  -) exec {sys.executable} "$@";;\n'
+        'esac\n')
+    fake.chmod(0o755)
+    (tmp_path / 'wheels').mkdir()
+    proc = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'gpu_checks.sh'), str(tmp_path / 'out'),
+         str(tmp_path / 'wheels')], capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PY=str(fake), STEPS='learning_curve', BUDGET='1000'))
+    summary = (tmp_path / 'out' / 'summary.txt').read_text()
+    assert proc.returncode == 0, summary + proc.stderr
+    assert ('learning curve: 100 faces NME none (diverged) in 1.5 min, 300 faces NME 0.0123 '
+            'in 4.0 min') in summary
+
+
 def test_a_finished_run_is_reused_only_under_the_same_code_and_images(tmp_path, monkeypatch):
     """Its record was keyed by the arguments, config and annotation files only: a run trained
     under another generator, augmentation or model (or on other images under the same

@@ -97,8 +97,16 @@ step() {
 curve_results() {
     cp "$WORK/learning_curve/learning_curve.png" "$OUT/" 2>/dev/null
     if cp "$WORK/learning_curve/learning_curve.json" "$OUT/" 2>/dev/null; then
-        "$PY" -c "import json, sys; r = json.load(open(sys.argv[1])); print('learning curve: ' + ', '.join(f'{x[\"faces\"]} faces NME {x[\"best_NME\"]:.4f} in {x[\"minutes\"]} min' for x in r['runs']))" \
-            "$OUT/learning_curve.json" | tee -a "$SUMMARY"
+        # a diverged run's NME is null in the JSON (NaN is no JSON)
+        "$PY" - "$OUT/learning_curve.json" <<'EOF' 2>&1 | tee -a "$SUMMARY"
+import json
+import sys
+runs = json.load(open(sys.argv[1]))['runs']
+print('learning curve: ' + ', '.join(
+    f'{x["faces"]} faces NME '
+    + ('none (diverged)' if x['best_NME'] is None else f'{x["best_NME"]:.4f}')
+    + f' in {x["minutes"]} min' for x in runs))
+EOF
     fi
 }
 # stopped SIGNAL STATUS: a TERM or INT from outside. The running step gets the same signal
