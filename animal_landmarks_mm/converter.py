@@ -299,9 +299,15 @@ def check_image_size(ann: ImageAnnotation) -> None:
                                   f'{MAX_IMAGE_SIDE} pixels')
 
 
-def check_face_geometry(ann: ImageAnnotation) -> None:
+def check_face_geometry(ann: ImageAnnotation, derived_boxes: bool = False) -> None:
     """Refuse points far outside the image, boxes with nothing inside it, and boxes that miss
     most of their face's points.
+
+    Args:
+        ann: the annotation.
+        derived_boxes: the boxes were made from the points, not annotated (a COCO file's:
+            :func:`face_box`, cut to the image, misses points just off it), so they are not
+            checked for holding them.
 
     Raises:
         AnnotationError: one line, without the file name (callers add it).
@@ -321,7 +327,7 @@ def check_face_geometry(ann: ImageAnnotation) -> None:
             where = 'bbox' if face.bbox is not None else 'box of its points'
             raise AnnotationError(
                 f'face {f} {where} has no area inside the {ann.width}x{ann.height} image')
-        if face.bbox is not None:
+        if face.bbox is not None and not derived_boxes:
             check_box_holds_points(face, f)
 
 
@@ -359,13 +365,17 @@ def check_distinct_faces(ann: ImageAnnotation) -> None:
                                   'delete one')
 
 
-def check_usable(ann: ImageAnnotation) -> None:
+def check_usable(ann: ImageAnnotation, derived_boxes: bool = False) -> None:
     """The rules an annotation must pass to be trained on, beyond its file's own validity
     (:func:`~.annotation.parse_annotation`): an annotated image has a face, its size is one an
     image can have, every face's points and box lie on its image and its box around its
     points (:func:`check_face_geometry`), and no face is there twice
     (:func:`check_distinct_faces`). One rule for the annotator, which never calls such an
     image done, and the reader, which leaves such a file out.
+
+    Args:
+        ann: the annotation.
+        derived_boxes: as :func:`check_face_geometry`'s (a COCO file's boxes).
 
     Raises:
         AnnotationError: one line, without the file name (callers add it).
@@ -374,7 +384,7 @@ def check_usable(ann: ImageAnnotation) -> None:
         return
     if not ann.faces:
         raise AnnotationError('no faces annotated')
-    check_face_geometry(ann)
+    check_face_geometry(ann, derived_boxes)
     check_distinct_faces(ann)
 
 

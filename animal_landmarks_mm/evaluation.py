@@ -272,7 +272,8 @@ def _coco_image(image: Any, anns: list[dict], root: Path) -> ImageAnnotation:
             format=FORMAT_NAME, version=FORMAT_VERSION, image=image.get('file_name'),
             image_size=dict(width=image.get('width'), height=image.get('height')),
             faces=[_coco_face(ann) for ann in anns]))
-        check_usable(annotation)
+        # its boxes are the converter's, made from the points and cut to the image
+        check_usable(annotation, derived_boxes=True)
     except AnnotationError as e:  # 'face 1' of the image is its second annotation: by its id
         reason = re.sub(r'\bface (\d+)\b', lambda m: f'annotation {_cut(ids[int(m[1])])}',
                         str(e))

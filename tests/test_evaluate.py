@@ -539,3 +539,28 @@ def test_a_model_without_a_curve_says_why_in_the_legend(tmp_path, monkeypatch):
     assert legend == ('run/best.pth (no curve: in every face points 11 and 19 are absent or '
                       'on one spot)')
     assert cv2.imread(str(tmp_path / 'ced.png')) is not None
+
+
+def test_a_coco_face_with_points_just_off_the_picture_is_read(tmp_path):
+    """The converter takes points up to a tenth of the picture off it and writes the box it
+    makes of them cut to the picture; --ann-file checked that box as an annotated one, which
+    must hold half the points, and refused the whole file."""
+    from animal_landmarks_mm.annotation import Face
+    from animal_landmarks_mm.converter import face_box
+    from animal_landmarks_mm.evaluation import faces_from_coco
+    from animal_landmarks_mm.schema import VISIBLE
+    (tmp_path / 'images').mkdir()
+    assert cv2.imwrite(str(tmp_path / 'images' / 'a.png'), np.zeros((80, 100, 3), np.uint8))
+    # a face cut by the right edge: most points up to 8 px past it (the tolerance is 10)
+    points = [(97.0 + (k % 8) * 1.5, 10.0 + 2 * k) for k in range(28)]
+    box = face_box(Face(points), 100, 80)
+    keypoints = [v for x, y in points for v in (x, y, VISIBLE)]
+    coco = dict(images=[dict(id=1, file_name='images/a.png', width=100, height=80)],
+                annotations=[dict(id=7, image_id=1, category_id=1, keypoints=keypoints,
+                                  num_keypoints=28, bbox=list(box), area=box[2] * box[3],
+                                  iscrowd=0)],
+                categories=[dict(id=1, name='face')])
+    (tmp_path / 'annotations').mkdir()
+    (tmp_path / 'annotations' / 'test.json').write_text(json.dumps(coco))
+    faces = faces_from_coco(tmp_path / 'annotations' / 'test.json')
+    assert len(faces) == 1 and np.allclose(faces[0].points[:, 0], [p[0] for p in points])
