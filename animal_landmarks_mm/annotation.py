@@ -560,42 +560,64 @@ def new_temporary(target: str | os.PathLike) -> Path:
     return Path(tmp)
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
-    """Write JSON to ``path`` so that a crash leaves either the old file or the new one, whole.
+def move_into_place(tmp: Path, out: Path) -> None:
+    """Move a finished temporary file (:func:`new_temporary`) onto ``out``, with the mode a
+    plain ``open()`` would give it (``mkstemp`` and safetensors make their files readable by
+    their owner alone); if that fails, remove the temporary.
 
-    The data goes to a temporary file in the same folder, is flushed to disk, then renamed over
-    the target (an atomic replace on POSIX and Windows). The file gets the mode a plain
-    ``open()`` would give it (0666 less the umask), not ``mkstemp``'s private 0600.
+    The file's data reaches the disk before the rename (else a power cut could leave an empty
+    or partial file under the output's name), and the folder's entry after it.
+    """
+    try:
+        os.chmod(tmp, USUAL_FILE_MODE)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sync_folder(out.parent)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one,
+    whole: into a temporary file beside it (:func:`new_temporary`), then moved over it
+    (:func:`move_into_place`: flushed to disk, an atomic replace on POSIX and Windows, the
+    usual file mode). A link there is replaced, not written through into the file it points
+    to.
+
+    Raises:
+        OSError: the file cannot be written (a full disk, a name too long), the temporary
+            removed.
     """
     path = Path(path)
+    tmp = new_temporary(path)
+    try:
+        tmp.write_bytes(data)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    move_into_place(tmp, path)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
+    """Write JSON to ``path`` so that a crash leaves either the old file or the new one, whole
+    (:func:`write_bytes_atomic`), its folder made if need be.
+
+    Raises:
+        ValueError: NaN or an infinity in ``obj`` (no JSON; a file holding it could not be read
+            back); nothing is written.
+    """
+    # allow_nan=False: NaN is no JSON; a file holding it could not be read back
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
+    if indent is not None:  # one line per [x, y] pair, not one per number
+        text = _PAIR.sub(r'[\1, \2]', text)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A shortened name in the temporary's: the full one plus 14 characters could pass the
-    # file system's 255-byte limit for a name that is itself legal.
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name[:_TEMPORARY_NAME_CHARS]}.',
-                               suffix=TEMPORARY_SUFFIX, dir=path.parent)
-    try:
-        f = os.fdopen(fd, 'w', encoding='utf-8')
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    try:
-        with f:
-            if hasattr(os, 'fchmod'):
-                os.fchmod(f.fileno(), USUAL_FILE_MODE)
-            # allow_nan=False: NaN is no JSON; a file holding it could not be read back
-            text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
-            if indent is not None:  # one line per [x, y] pair, not one per number
-                text = _PAIR.sub(r'[\1, \2]', text)
-            f.write(text)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    sync_folder(path.parent)
+    write_bytes_atomic(path, (text + '\n').encode('utf-8'))
 
 
 def sync_folder(folder: str | os.PathLike) -> None:

@@ -33,12 +33,11 @@ from .annotation import (
     fit_name,
     image_size,
     lies_in_folder,
-    new_temporary,
     open_regular_file,
     parse_annotation,
     read_image,
     remove_stale_temporaries,
-    sync_folder,
+    write_bytes_atomic,
     write_json_atomic,
 )
 from .converter import (
@@ -50,7 +49,6 @@ from .converter import (
     read_split_listing,
 )
 from .errors import AnimalLandmarksError, printable
-from .export import move_into_place
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
 from .schema import (
     ABSENT,
@@ -369,30 +367,6 @@ def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu'
     return pred, scores
 
 
-def write_file_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` as :func:`.annotation.write_json_atomic` writes JSON: into a
-    temporary file beside it (:func:`.annotation.new_temporary`), flushed to disk, then moved
-    over it. A killed run leaves the old file or the new one, whole; a link there is replaced,
-    not written through into the file it points to.
-
-    Raises:
-        OSError: the file cannot be written (a full disk, a name too long), the temporary
-            removed.
-    """
-    path = Path(path)
-    tmp = new_temporary(path)
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    move_into_place(tmp, path)  # the usual file mode, not mkstemp's private one
-    sync_folder(path.parent)
-
-
 def metrics_table(metrics: dict[str, float], title: str) -> str:
     """metrics.txt: the headline numbers, then groups, then every point."""
     def fmt(key):
@@ -483,7 +457,7 @@ def plot_ced(curves: dict[str, np.ndarray], out_file: str | os.PathLike,
     png = io.BytesIO()
     fig.savefig(png, format='png')
     plt.close(fig)
-    write_file_atomic(out_file, png.getvalue())
+    write_bytes_atomic(out_file, png.getvalue())
 
 
 def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str | os.PathLike,
@@ -518,7 +492,7 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
     encoded, jpeg = cv2.imencode('.jpg', crop)
     if not encoded:
         raise EvaluationInputError(f'{out_file}: the picture could not be encoded as JPEG')
-    write_file_atomic(out_file, jpeg.tobytes())
+    write_bytes_atomic(out_file, jpeg.tobytes())
 
 
 #: the pictures :func:`evaluate` writes: the rank (three digits or more), the image's name
@@ -597,7 +571,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     table = metrics_table(metrics, f'{Path(checkpoint).name} on {len(faces)} faces')
     predictions = predictions_as_annotations(faces, pred, scores, checkpoint)
     write_json_atomic(output_dir / 'metrics.json', metrics)
-    write_file_atomic(output_dir / 'metrics.txt', table.encode('utf-8'))
+    write_bytes_atomic(output_dir / 'metrics.txt', table.encode('utf-8'))
     write_json_atomic(output_dir / 'predictions.json', predictions, indent=None)
 
     def faces_nme(points: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .annotation import USUAL_FILE_MODE, file_sha256, new_temporary, sync_folder
+from .annotation import file_sha256, move_into_place, new_temporary
 from .checkpoints import (
     CheckpointError,
     check_anime_face_detector_compatible,
@@ -173,29 +173,6 @@ def _plain_container(value: object, depth: int,
                 raise _TooLarge
         return (items if isinstance(value, list) else tuple(items)), size
     return _LEFT_OUT, 1
-
-
-def move_into_place(tmp: Path, out: Path) -> None:
-    """Move a finished temporary file onto ``out``, with the mode a plain ``open()`` would
-    give it (safetensors writes its files readable by their owner alone); if that fails,
-    remove the temporary.
-
-    As :func:`.annotation.write_json_atomic` does, the file's data reaches the disk before the
-    rename (else a power cut could leave an empty or partial file under the output's name),
-    and the folder's entry after it.
-    """
-    try:
-        os.chmod(tmp, USUAL_FILE_MODE)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    sync_folder(out.parent)
 
 
 def check_suffix(out: Path, fmt: str) -> None:

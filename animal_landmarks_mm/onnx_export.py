@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .annotation import AnnotationError, new_temporary, read_image
+from .annotation import AnnotationError, move_into_place, new_temporary, read_image
 from .checkpoints import CheckpointError
 from .errors import first_line
 
@@ -461,7 +461,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
     import onnx
 
     from .checkpoints import init_model_strict
-    from .export import move_into_place, refuse_overwriting_input
+    from .export import refuse_overwriting_input
     from .onnx_predictor import is_onnx_path
     if not is_onnx_path(out):
         raise CheckpointError(f'{out}: an ONNX graph needs an .onnx name, by which the tools '
