@@ -18,6 +18,7 @@ a smaller budget, and the pictures say which budget and device made them.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -30,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import __version__
-from .annotation import USUAL_FILE_MODE, file_sha256, new_temporary, write_json_atomic
+from .annotation import file_sha256, write_bytes_atomic, write_json_atomic
 from .converter import convert
 from .errors import AnimalLandmarksError
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
@@ -388,14 +389,9 @@ def without_nan(value):
 
 def _save_figure(fig, out_file: str | os.PathLike) -> None:
     """Save a matplotlib figure as PNG, whole or not at all (as :func:`_save` writes JSON)."""
-    tmp = new_temporary(out_file)
-    try:
-        fig.savefig(tmp, format='png')
-        os.chmod(tmp, USUAL_FILE_MODE)  # a plain file's mode, not the temporary's private one
-        os.replace(tmp, out_file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    png = io.BytesIO()
+    fig.savefig(png, format='png')
+    write_bytes_atomic(out_file, png.getvalue())
 
 
 def plot_learning_curve(results: dict, out_file: str | os.PathLike) -> None:

@@ -25,11 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .annotation import (
-    USUAL_FILE_MODE,
     Face,
     ImageAnnotation,
-    new_temporary,
     save_annotation,
+    write_bytes_atomic,
     write_json_atomic,
 )
 from .errors import AnimalLandmarksError
@@ -584,18 +583,11 @@ def _claim_folder(out_dir: Path, num_images: int, settings: dict) -> None:
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
-    """Write a PNG whole or not at all: to a temporary beside it, then renamed over it."""
+    """Write a PNG whole or not at all (:func:`.annotation.write_bytes_atomic`)."""
     ok, data = cv2.imencode('.png', image)
     if not ok:
         raise OSError(f'could not encode {path}')
-    tmp = new_temporary(path)
-    try:
-        tmp.write_bytes(data.tobytes())
-        os.chmod(tmp, USUAL_FILE_MODE)  # a plain file's mode, not the temporary's private one
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data.tobytes())
 
 
 def _write_synthetic_image(out_dir: Path, index: int, *, seed: int, min_size: int,
