@@ -150,10 +150,19 @@ def open_regular_file(path: str | os.PathLike) -> io.BufferedReader:
         raise
 
 
-def read_regular_file(path: str | os.PathLike) -> bytes:
-    """The bytes of a regular file (see :func:`open_regular_file`, whose errors it raises)."""
+def read_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file (see :func:`open_regular_file`, whose errors it raises),
+    of at most ``max_bytes`` if given (no more is read).
+
+    Raises:
+        AnnotationError: a file larger than ``max_bytes``; one line naming it.
+    """
     with open_regular_file(path) as f:
-        return f.read()
+        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise AnnotationError(f'{os.fsdecode(path)}: more than {max_bytes} bytes, too large to '
+                              'read')
+    return data
 
 
 #: The largest crawler sidecar read (bytes): one is a few hundred; a larger file named like one
@@ -167,11 +176,9 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
     :data:`SIDECAR_FORMAT`; None for anything else or what cannot be read (a FIFO, never
     opened for reading; a device, never read to its end; broken or deeply nested JSON)."""
     try:
-        with open_regular_file(path) as f:
-            raw = f.read(SIDECAR_MAX_BYTES + 1)
-        data = json.loads(raw) if len(raw) <= SIDECAR_MAX_BYTES else None
-    except (OSError, ValueError, RecursionError):  # ValueError: not UTF-8, not JSON, not regular
-        return None
+        data = json.loads(read_regular_file(path, SIDECAR_MAX_BYTES))
+    except (OSError, ValueError, RecursionError):  # ValueError: not UTF-8, not JSON, not
+        return None  # regular, too large
     return data if isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT else None
 
 

@@ -55,7 +55,7 @@ from .annotation import (
     is_hidden,
     lies_in_folder,
     load_annotation,
-    open_regular_file,
+    read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
     write_json_atomic,
@@ -1026,12 +1026,7 @@ def read_split_listing(path: str | os.PathLike) -> list[str]:
         OSError, UnicodeDecodeError: an unreadable file.
         AnnotationError: a file larger than :data:`SPLIT_LISTING_MAX_BYTES`.
     """
-    with open_regular_file(path) as f:
-        data = f.read(SPLIT_LISTING_MAX_BYTES + 1)
-    if len(data) > SPLIT_LISTING_MAX_BYTES:
-        raise AnnotationError(f'{os.fsdecode(path)}: more than {SPLIT_LISTING_MAX_BYTES} '
-                              'bytes, more than a listing of names holds')
-    text = data.decode('utf-8')
+    text = read_regular_file(path, SPLIT_LISTING_MAX_BYTES).decode('utf-8')
     return [name for name in (line.strip() for line in text.split('\n')) if name]
 
 

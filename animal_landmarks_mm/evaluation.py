@@ -29,13 +29,12 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
-    NotRegularFileError,
     fit_name,
     image_size,
     lies_in_folder,
-    open_regular_file,
     parse_annotation,
     read_image,
+    read_regular_file,
     remove_stale_temporaries,
     write_bytes_atomic,
     write_json_atomic,
@@ -135,14 +134,11 @@ def _read_json(path: Path, max_bytes: int) -> Any:
             line naming the file.
     """
     try:
-        with open_regular_file(path) as f:
-            raw = f.read(max_bytes + 1)
-    except NotRegularFileError as e:
+        raw = read_regular_file(path, max_bytes)
+    except AnnotationError as e:  # not a regular file, or too large: one line naming it
         raise EvaluationInputError(str(e)) from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name
         raise EvaluationInputError(f'{path}: cannot read ({e})') from None
-    if len(raw) > max_bytes:
-        raise EvaluationInputError(f'{path}: more than {max_bytes} bytes, too large to read')
     try:
         return json.loads(raw.decode('utf-8'))
     except RecursionError:
