@@ -264,6 +264,31 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return image
 
 
+def write_image(path: str | os.PathLike, image_bgr: np.ndarray) -> None:
+    """Save a BGR picture in the format its suffix names (``.jpg``, ``.png``), atomically
+    (:func:`write_bytes_atomic`).
+
+    The picture is encoded by ``cv2.imencode`` and written by Python, never by ``cv2.imwrite``
+    (nor ``mmcv.imwrite``, which calls it): OpenCV takes a path as UTF-8 text, and a folder
+    whose name holds other bytes crashes the process; and ``cv2.imwrite`` says nothing but
+    ``False`` when the file cannot be written.
+
+    Raises:
+        ValueError: a suffix OpenCV does not encode, or a picture it cannot encode.
+        OSError: the file cannot be written (a missing folder, a full disk, a name too long).
+    """
+    import cv2
+    suffix = Path(path).suffix
+    try:
+        encoded, data = cv2.imencode(suffix, image_bgr)
+    except cv2.error:  # an unknown suffix, an empty picture
+        encoded = False
+    if not encoded:
+        raise ValueError(f'{os.fsdecode(path)}: the picture could not be encoded as '
+                         f'{suffix or "(no suffix)"}')
+    write_bytes_atomic(path, data.tobytes())
+
+
 @dataclass
 class Face:
     """One annotated face.

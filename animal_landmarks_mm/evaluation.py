@@ -37,6 +37,7 @@ from .annotation import (
     read_regular_file,
     remove_stale_temporaries,
     write_bytes_atomic,
+    write_image,
     write_json_atomic,
 )
 from .converter import (
@@ -483,12 +484,10 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
     cv2.rectangle(crop, (0, 0), (12 + 11 * len(text), 26), (0, 0, 0), -1)
     cv2.putText(crop, text, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
                 cv2.LINE_AA)
-    # encoded here, written by Python: cv2.imwrite crashes on a path that is not UTF-8 and
-    # says nothing but False when it fails (a name too long)
-    encoded, jpeg = cv2.imencode('.jpg', crop)
-    if not encoded:
-        raise EvaluationInputError(f'{out_file}: the picture could not be encoded as JPEG')
-    write_bytes_atomic(out_file, jpeg.tobytes())
+    try:
+        write_image(out_file, crop)
+    except ValueError as e:  # an empty crop
+        raise EvaluationInputError(str(e)) from None
 
 
 #: the pictures :func:`evaluate` writes: the rank (three digits or more), the image's name

@@ -42,6 +42,7 @@ from .annotation import (
     read_image,
     remove_stale_temporaries,
     save_annotation,
+    write_image,
     write_json_atomic,
 )
 from .errors import AnimalLandmarksError, first_line, printable
@@ -318,9 +319,12 @@ class LandmarkPredictor:
             cfg.name = f'landmark_predictor_{id(self)}'
             self._visualizer = VISUALIZERS.build(cfg)
             self._visualizer.set_dataset_meta(self.model.dataset_meta)
-        self._visualizer.add_datasample(
+        # drawn here, saved by write_image: mmcv.imwrite (out_file=) crashes on a folder whose
+        # name is not UTF-8
+        drawn_rgb = self._visualizer.add_datasample(
             'prediction', mmcv.bgr2rgb(image_bgr), data_sample=sample, draw_gt=False,
-            draw_bbox=True, show_kpt_idx=False, show=False, out_file=str(out_file))
+            draw_bbox=True, show_kpt_idx=False, show=False)
+        write_image(out_file, mmcv.rgb2bgr(drawn_rgb))
 
 
 def load_predictor(checkpoint: str | os.PathLike, config: str | os.PathLike | None = None,

@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .annotation import write_image
 from .errors import AnimalLandmarksError
 
 #: metadata the predictor needs from the file (written by :func:`.onnx_export.export_onnx`)
@@ -522,5 +523,4 @@ class OnnxLandmarkPredictor:
                 if point is not None:
                     cv2.circle(canvas, point, 2 * thickness, bgr(landmark.group), -1,
                                cv2.LINE_AA)
-        if not cv2.imwrite(str(out_file), canvas):
-            raise OSError(f'could not write {out_file}')
+        write_image(out_file, canvas)

@@ -252,3 +252,22 @@ def test_read_image_decodes_as_cv2_imread_under_any_name(tmp_path):
     os.mkfifo(folder / 'fifo.png')
     with pytest.raises(NotRegularFileError, match='not a regular file'):
         read_image(folder / 'fifo.png')
+
+
+def test_write_image_saves_under_any_name_and_refuses_what_it_cannot_encode(tmp_path):
+    """write_image saves where cv2.imwrite crashed (a folder not UTF-8) or said only False (an
+    unknown suffix); the picture reads back as written (PNG: lossless)."""
+    import numpy as np
+
+    from animal_landmarks_mm.annotation import read_image, write_image
+    folder = _undecodable_folder(tmp_path)
+    picture = np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    write_image(folder / 'a.png', picture)
+    np.testing.assert_array_equal(read_image(folder / 'a.png'), picture)
+    write_image(folder / 'a.jpg', picture)
+    assert read_image(folder / 'a.jpg').shape == picture.shape
+    with pytest.raises(ValueError, match=r'a\.nope: the picture could not be encoded as \.nope'):
+        write_image(folder / 'a.nope', picture)
+    with pytest.raises(FileNotFoundError):
+        write_image(folder / 'missing' / 'a.png', picture)
+    assert sorted(p.name for p in folder.iterdir()) == ['a.jpg', 'a.png']  # no temporaries

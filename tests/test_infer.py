@@ -457,3 +457,17 @@ def test_images_in_a_folder_whose_name_is_not_utf8_are_predicted(coco_dir, check
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '1 images predicted' in proc.stdout
     assert (tmp_path / 'out' / 'annotations' / f'{image_path.stem}.json').is_file()
+
+
+def test_pictures_go_to_an_out_dir_whose_name_is_not_utf8(coco_dir, checkpoint, tmp_path):
+    """mmcv.imwrite (the visualizer's out_file) crashed the process (a segmentation fault) on an
+    --out-dir whose name is not UTF-8; the picture is now encoded here and written by Python."""
+    image_path, _ = _image_and_box(coco_dir)
+    out = tmp_path / os.fsdecode(b'd\xff') / 'out'
+    proc = run_tool('infer.py', image_path, '--checkpoint', checkpoint, '--out-dir', out,
+                    check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    picture = out / 'vis' / f'{image_path.name}.jpg'
+    drawn = cv2.imdecode(np.frombuffer(picture.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert drawn.shape == cv2.imread(str(image_path)).shape
+    assert (out / 'annotations' / f'{image_path.stem}.json').is_file()

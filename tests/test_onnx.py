@@ -706,3 +706,19 @@ def test_int8_quantisation_works_on_hidden_temporaries_only(cli_export, tmp_path
     assert working and all(name.startswith('.int8.onnx.')
                            and name.endswith('.animal-landmarks-tmp') for name in working), seen
     assert sorted(os.listdir(folder)) == ['float.onnx', 'int8.onnx']
+
+
+def test_onnx_pictures_go_to_an_out_dir_whose_name_is_not_utf8(cli_export, peaked_scenes,
+                                                               tmp_path):
+    """cv2.imwrite crashed the process (a segmentation fault) on an --out-dir whose name is not
+    UTF-8; the ONNX predictor's picture is now encoded here and written by Python."""
+    image, boxes, _ = peaked_scenes[0]
+    cv2.imwrite(str(tmp_path / 'one.png'), image)
+    (tmp_path / 'boxes.json').write_text(json.dumps({'one.png': boxes.tolist()}))
+    out = tmp_path / os.fsdecode(b'd\xff') / 'out'
+    proc = run_tool('infer.py', tmp_path / 'one.png', '--checkpoint', cli_export[0], '--boxes',
+                    tmp_path / 'boxes.json', '--out-dir', out, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    drawn = cv2.imdecode(np.frombuffer((out / 'vis' / 'one.png.jpg').read_bytes(), np.uint8),
+                         cv2.IMREAD_COLOR)
+    assert drawn.shape == image.shape and not np.array_equal(drawn, image)

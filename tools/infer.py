@@ -6,7 +6,7 @@ Example:
 """
 import argparse
 
-from animal_landmarks_mm.errors import exit_on_error
+from animal_landmarks_mm.errors import exit_on_error, printable
 from animal_landmarks_mm.infer import (
     FACE_DETECTORS,
     FaceDetector,
@@ -66,15 +66,18 @@ def main(argv=None):
                                out_dir=args.out_dir, annotation_dir=args.annotation_dir,
                                boxes_file=args.boxes, face_detector=detector,
                                device=args.device, rank=args.rank)
-    folder = args.annotation_dir or f'{args.out_dir}/annotations'
-    print(f'{len(result.written)} images predicted: pictures in {args.out_dir}/vis, annotation '
+    # the folders as the user gave them, escaped: a name that is not UTF-8 cannot be printed
+    out_dir = printable(args.out_dir)
+    folder = printable(args.annotation_dir or f'{args.out_dir}/annotations')
+    print(f'{len(result.written)} images predicted: pictures in {out_dir}/vis, annotation '
           f'files (status "predicted", to review in the annotator) in {folder}')
     if result.kept:
         print(f'{len(result.kept)} images already annotated by a person or being annotated (a '
               'draft): their files were kept')
     if result.ranking:
-        print(f'ranking, most uncertain first: {result.ranking} (open the annotator with '
-              f'--files {result.ranking})')
+        ranking = printable(str(result.ranking))
+        print(f'ranking, most uncertain first: {ranking} (open the annotator with '
+              f'--files {ranking})')
 
 
 if __name__ == '__main__':
