@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -179,13 +179,7 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
     copy and load) is refused before any value is read; views sharing a storage, each within
     it (tied weights, slices, a transpose), are fine.
     """
-    if tensor.layout != torch.strided:
-        return f'a {str(tensor.layout).removeprefix("torch.")} tensor, not a dense one'
-    if tensor.is_quantized:
-        return f'a quantized tensor ({tensor.dtype}); dequantize it first'
-    if tensor.device.type != 'cpu':  # map_location='cpu' moves every tensor but meta ones
-        return f'a {tensor.device.type} tensor, without values'
-    problem = _storage_problem(tensor)
+    problem = _held_values_problem(tensor)
     if problem is not None:
         return problem
     if not (tensor.dtype.is_floating_point or tensor.dtype in _INTEGRAL_DTYPES):
@@ -193,6 +187,18 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
     if tensor.dtype.is_floating_point and not _all_finite(tensor):
         return 'not finite (NaN or Inf: a diverged run?)'
     return None
+
+
+def _held_values_problem(tensor: torch.Tensor) -> str | None:
+    """Why a tensor does not hold its values as a dense CPU array of its own, or None; no value
+    is read (see :func:`tensor_problem`)."""
+    if tensor.layout != torch.strided:
+        return f'a {str(tensor.layout).removeprefix("torch.")} tensor, not a dense one'
+    if tensor.is_quantized:
+        return f'a quantized tensor ({tensor.dtype}); dequantize it first'
+    if tensor.device.type != 'cpu':  # map_location='cpu' moves every tensor but meta ones
+        return f'a {tensor.device.type} tensor, without values'
+    return _storage_problem(tensor)
 
 
 def _storage_problem(tensor: torch.Tensor) -> str | None:
@@ -322,7 +328,40 @@ def read_resume_checkpoint(path: str | os.PathLike) -> dict:
     if 'config' in meta:
         raise CheckpointError(f'{path}: refused: its meta holds a \'config\' (Python code that '
                               'mmengine\'s resume would run); training here never writes one')
+    # not the weights' rules (a step count may be of any dtype, a moment's NaN is the run's
+    # own): only what is refused before a value is read. The optimizer's load_state_dict would
+    # copy an expanded view (one value in the file, 10**12 claimed) in full to the device.
+    for where, tensor in _state_tensors(checkpoint):
+        problem = _held_values_problem(tensor)
+        if problem is not None:
+            raise CheckpointError(f'{path}: not a training state to resume: {_shown(where)} is '
+                                  f'{problem}')
     return checkpoint
+
+
+def _state_tensors(checkpoint: dict) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor of a training checkpoint beside its weights (the optimizer's moments and
+    steps, the message hub's, the schedulers'), with where it lies (``optimizer.state.0.
+    exp_avg``). Walked without recursion (a file may nest lists thousands deep), each object
+    once (a file may share one many times)."""
+    def inside(where: str, key: object) -> str:
+        # a name past 200 characters is cut there anyway (_shown): deep nesting must not build
+        # ever longer names
+        return where if len(where) > 200 else f'{where}.{key}'
+
+    seen: set[int] = set()
+    stack = [(str(key), value) for key, value in checkpoint.items() if key != 'state_dict']
+    while stack:
+        where, value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, torch.Tensor):
+            yield where, value
+        elif isinstance(value, dict):
+            stack.extend((inside(where, key), item) for key, item in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((inside(where, index), item) for index, item in enumerate(value))
 
 
 def check_pretrained_init(model_cfg: object, where: str = 'model') -> None:

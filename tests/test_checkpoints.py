@@ -300,6 +300,33 @@ def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_pa
         assert str(tmp_path / name) in str(info.value)
 
 
+@pytest.mark.timeout(120)
+def test_a_resume_checkpoints_training_state_holds_its_values(tmp_path):
+    """The optimizer's and message hub's tensors of a resume checkpoint are checked as the
+    weights are for what is read before any value: an expanded view (one value in the file,
+    10**12 claimed) reached the optimizer's load_state_dict, which copies it to the device in
+    full. Named by where it lies; the weights' other rules (dtype, NaN) are not the state's."""
+    from animal_landmarks_mm.checkpoints import read_resume_checkpoint
+    weights = dict(w=torch.ones(2))
+    huge = torch.zeros(1).expand(10**12)
+    states = dict(
+        optimizer=dict(optimizer=dict(state={0: dict(step=torch.tensor(3.0), exp_avg=huge)})),
+        message_hub=dict(runtime_info=dict(extra=[1, (2, torch.zeros(1).expand(4, 10**9))])))
+    for key, where in (('optimizer', 'optimizer.optimizer.state.0.exp_avg'),
+                       ('message_hub', 'message_hub.runtime_info.extra.1.1')):
+        path = tmp_path / f'{key}.pth'
+        torch.save({'state_dict': weights, 'meta': dict(epoch=1, iter=2), key: states[key]}, path)
+        with pytest.raises(CheckpointError) as info:
+            read_resume_checkpoint(path)
+        assert str(info.value).startswith(f'{path}: not a training state to resume: {where} is '
+                                          'a view of '), info.value
+    # a moment's NaN and an integral step are the run's own: resumed as they are
+    ok = dict(state={0: dict(step=torch.tensor(3), exp_avg=torch.tensor([float('nan')]))})
+    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2), optimizer=ok),
+               tmp_path / 'ok.pth')
+    assert read_resume_checkpoint(tmp_path / 'ok.pth')['optimizer']['state'][0]['step'] == 3
+
+
 def test_a_training_checkpoint_as_mmengine_writes_it_resumes_and_exports(tmp_path):
     """What an mmengine training checkpoint holds besides weights: MessageHub HistoryBuffers of
     numpy float64 and inf scalars, the numpy random state (a uint32 array in a tuple), AdamW and
