@@ -1,4 +1,5 @@
 """The annotation file format: both schemas, validation, atomic writing."""
+import errno
 import json
 import os
 
@@ -86,10 +87,28 @@ def test_load_names_the_file(tmp_path):
 
 
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    """A write that fails after part of the new file reached the disk (a disk filling up:
+    here the process's file size limit, a real EFBIG from the kernel) leaves the old file
+    whole and no temporary behind. A writer that opened the file itself would have cut it
+    (a failure before any byte is written, such as JSON that cannot be encoded, proves
+    nothing: the old file is whole either way)."""
+    resource = pytest.importorskip('resource')
+    import signal
     path = tmp_path / 'a.json'
     write_json_atomic(path, dict(version='old'))
-    with pytest.raises(TypeError):
-        write_json_atomic(path, dict(version=object()))  # not serialisable: fails mid-write
+    limit = 4096  # more than the old file, less than the new one
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # past the limit the kernel sends SIGXFSZ, which ends the process unless ignored (the
+    # write then fails with EFBIG)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(OSError) as caught:
+            write_json_atomic(path, dict(version='new', pad='x' * 4 * limit))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert caught.value.errno == errno.EFBIG
     assert json.loads(path.read_text()) == dict(version='old')
     assert os.listdir(tmp_path) == ['a.json']  # no temporary file left behind
 
