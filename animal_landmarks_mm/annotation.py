@@ -497,17 +497,25 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
     raise AnnotationError(f'neither format: no "format": "{FORMAT_NAME}" and no "landmarks"')
 
 
-def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
-    """Read and validate one annotation file.
+#: The largest annotation file read (bytes). A file of 64 faces, each with 28 points, flags,
+#: scores and a box, and a generous ``meta`` is well under a megabyte; a larger one is no
+#: annotation (reading a stray multi-gigabyte ``*.json`` whole would exhaust the memory).
+ANNOTATION_MAX_BYTES = 16 << 20
+
+
+def read_annotation_json(path: str | os.PathLike) -> Any:
+    """The decoded JSON of an annotation file, read as every tool reads one: a regular file
+    (:func:`open_regular_file`) of at most :data:`ANNOTATION_MAX_BYTES`, UTF-8 text.
 
     Raises:
-        AnnotationError: one line, naming the file and the reason.
+        NotRegularFileError: a FIFO, device or folder: never read.
+        AnnotationError: one line naming the file: unreadable, too large, not UTF-8, broken
+            JSON, nested too deeply.
     """
     path = Path(path)
     try:
-        with open_regular_file(path) as f:
-            raw = json.loads(f.read().decode('utf-8'))
-    except NotRegularFileError:
+        return json.loads(read_regular_file(path, ANNOTATION_MAX_BYTES).decode('utf-8'))
+    except AnnotationError:  # not regular, too large: already one line naming it
         raise
     except json.JSONDecodeError as e:
         raise AnnotationError(f'{path}: broken JSON ({e})') from None
@@ -515,6 +523,18 @@ def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
         raise AnnotationError(f'{path}: JSON nested too deeply to be an annotation') from None
     except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the name
         raise AnnotationError(f'{path}: cannot read ({e})') from None
+
+
+def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
+    """Read (:func:`read_annotation_json`) and validate (:func:`parse_annotation`) one
+    annotation file.
+
+    Raises:
+        NotRegularFileError: a FIFO, device or folder: never read.
+        AnnotationError: one line, naming the file and the reason.
+    """
+    path = Path(path)
+    raw = read_annotation_json(path)
     try:
         return parse_annotation(raw)
     except AnnotationError as e:

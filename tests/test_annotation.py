@@ -113,6 +113,20 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     assert os.listdir(tmp_path) == ['a.json']  # no temporary file left behind
 
 
+def test_an_annotation_file_larger_than_any_annotation_is_not_read(tmp_path):
+    """A stray huge ``*.json`` (a dump, a log) is refused in one line naming it, after
+    reading no more than an annotation's size (reading it whole exhausted the memory)."""
+    from animal_landmarks_mm.annotation import ANNOTATION_MAX_BYTES, read_annotation_json
+    huge = tmp_path / 'huge.json'
+    with open(huge, 'wb') as f:  # sparse: no disk used
+        f.truncate(ANNOTATION_MAX_BYTES + 1)
+    for read in (load_annotation, read_annotation_json):
+        with pytest.raises(AnnotationError) as caught:
+            read(huge)
+        assert str(caught.value) == (f'{huge}: more than {ANNOTATION_MAX_BYTES} bytes, too '
+                                     'large to read')
+
+
 def test_image_size_follows_the_exif_orientation_like_mmcv(tmp_path):
     import mmcv
     from PIL import Image

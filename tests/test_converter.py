@@ -13,6 +13,7 @@ import pytest
 
 from animal_landmarks_mm import converter as converter_module
 from animal_landmarks_mm.annotation import (
+    ANNOTATION_MAX_BYTES,
     AnnotationError,
     Face,
     ImageAnnotation,
@@ -832,6 +833,19 @@ def test_a_fifo_or_device_named_json_is_left_out_unread(small_set, tmp_path):
     assert '3 annotation files left out' in proc.stdout
     for name in ('pipe.json', 'pipe.png.json', 'zeros.json'):
         assert f'{ann_dir / name}: not a regular file' in proc.stdout
+
+
+def test_a_json_larger_than_any_annotation_is_left_out_unread(small_set, tmp_path):
+    """A stray dump named ``*.json`` is one line, not read whole (3 GB of it ended the run
+    with a MemoryError): the others are converted."""
+    image_dir, ann_dir = small_set
+    dump = ann_dir / 'dump.json'
+    with open(dump, 'wb') as f:  # sparse: no disk used
+        f.truncate(ANNOTATION_MAX_BYTES + 1)
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    assert summary.problems == [f'{dump}: more than {ANNOTATION_MAX_BYTES} bytes, too large to '
+                                'read']
+    assert sum(summary.counts.values()) == 8
 
 
 def test_the_summary_shows_hostile_names_escaped(small_set, tmp_path):
