@@ -701,9 +701,13 @@ def check_ratios(train: float, val: float, test: float, *,
 
 
 def split_counts(total: int, ratios: dict[str, float]) -> dict[str, int]:
-    """How many files go to each split: rounded shares, the remainder to ``train``."""
-    counts = {name: int(round(total * ratios[name])) for name in SPLITS if name != 'train'}
-    counts['train'] = total - sum(counts.values())
+    """How many files go to each split: rounded shares, what rounding leaves over to the split
+    of the largest ratio (the first in :data:`SPLITS` order of equal ones: ``train`` as a
+    rule). Never to a split of ratio 0, which has no outputs: a file there would be in none.
+    """
+    largest = max(SPLITS, key=lambda name: ratios[name])  # max keeps the first of equals
+    counts = {name: int(round(total * ratios[name])) for name in SPLITS if name != largest}
+    counts[largest] = total - sum(counts.values())
     return {name: counts[name] for name in SPLITS}
 
 

@@ -593,6 +593,25 @@ def test_new_files_go_where_their_splits_lack_most():
     assert new_file_counts(dict(train=3), 0, ratios) == dict(train=0, val=0, test=0)
 
 
+def test_what_rounding_leaves_over_never_goes_to_a_split_of_ratio_0(tmp_path):
+    """Five files into val 0.5 and test 0.5: the odd one went to train, ratio 0, so it was in
+    no output and the record then refused every later run ("files in the train split, whose
+    ratio is 0")."""
+    ratios = dict(train=0.0, val=0.5, test=0.5)
+    assert split_counts(5, ratios) == dict(train=0, val=3, test=2)  # val: the first largest
+    assert split_counts(5, dict(train=0.5, val=0.5, test=0.0)) == dict(train=3, val=2, test=0)
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i}' for i in range(5)])
+    out = tmp_path / 'out'
+    summary = convert(image_dir, ann_dir, out, 0.0, 0.5, 0.5)
+    assert summary.counts == dict(train=0, val=3, test=2)
+    assert not (out / 'train.txt').exists() and not (out / 'annotations' / 'train.json').exists()
+    assert sorted(_where(out)) == sorted(p.name for p in ann_dir.iterdir())  # each in one
+    assert json.loads((out / 'splits.json').read_text())['files']['train'] == []
+    again = convert(image_dir, ann_dir, out, 0.0, 0.5, 0.5)  # the record is followed
+    assert again.counts == summary.counts and sum(again.split.kept.values()) == 5
+
+
 def test_a_split_whose_ratio_is_0_leaves_no_stale_outputs(small_set, tmp_path):
     image_dir, ann_dir = small_set
     out = tmp_path / 'out'
