@@ -10,9 +10,11 @@ on top of it:
   the site's API gives is skipped and counted (:func:`post_problem`), and a post without a file
   of its own is never followed to another site (:meth:`CrawlJob.handle_queue`);
 - ``limit`` counts *new* images; gallery-dl's download archive makes a rerun skip what is there;
-- every file is checked before it gets its final name (:func:`check_image`): it decodes as an
-  image, its md5 is the post's and its extension (which gallery-dl sets from the file's first
-  bytes) one of :data:`IMAGE_EXTENSIONS`; a file that fails is deleted, reported in
+- every file is checked before it gets its final name (:func:`check_image`): its extension
+  (which gallery-dl sets from the file's first bytes) is one of :data:`IMAGE_EXTENSIONS`, it
+  decodes as an image of the format its extension names (opened with those formats' PIL
+  plugins only: PIL runs Ghostscript for an EPS file), and its md5 is the post's; a file that
+  fails is deleted, reported in
   :attr:`CrawlResult.failed` with the reason, and kept out of the download archive, so that a
   rerun fetches it again;
 - every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
@@ -104,6 +106,11 @@ SOFTWARE = {'danbooru': ("Danbooru's", 'JSON'), 'gelbooru': ("Gelbooru's", 'JSON
 IMAGE_EXTENSIONS = frozenset(suffix.lstrip('.') for suffix in IMAGE_SUFFIXES)
 #: why a file of another extension is refused, before download or after (``{}``: its extension)
 _NOT_AN_IMAGE_FILE = 'not a JPEG, PNG, WebP or BMP file ({})'
+#: PIL's format of each extension of :data:`IMAGE_EXTENSIONS` (PIL's own table): a download is
+#: opened with these PIL plugins only, never with one that runs a program (EPS: Ghostscript) or
+#: reads what the dataset cannot take (TIFF, PCX ...), and must be the format its name says
+IMAGE_FORMATS = {extension: Image.registered_extensions()[f'.{extension}']
+                 for extension in IMAGE_EXTENSIONS}
 #: the schemes of the file URLs downloaded (:class:`BoundedHttpDownloader`'s); gallery-dl has
 #: downloaders for others (``text:``, ``ytdl:`` ...), which no :class:`DownloadGuard` bounds
 FILE_URL_SCHEMES = ('http', 'https')
@@ -517,32 +524,43 @@ def file_md5(path: Path) -> str:
         return hashlib.file_digest(f, 'md5').hexdigest()
 
 
-def check_image(path: Path, expected_md5: str | None = None) -> tuple[str | None, str]:
-    """Whether a downloaded file is a whole image, and the post's own file.
+def check_image(path: Path, expected_md5: str | None = None, *,
+                extension: str | None = None) -> tuple[str | None, str]:
+    """Whether a downloaded file is a whole image of a format the dataset takes, and the post's
+    own file.
+
+    The file is opened with the PIL plugins of :data:`IMAGE_FORMATS` only: another plugin may
+    run a program (PIL hands an EPS file to Ghostscript) on what a server sent.
 
     Args:
         path: the downloaded file.
         expected_md5: the md5 the site gives for the post; not compared unless it is 32 hex
             digits (a site may give none, or something else).
+        extension: the extension the file will have (gallery-dl's, set from its first bytes
+            where it knows them); by default the path's. The file must be the format it names.
 
     Returns:
         ``(problem, md5)``: why the file is refused (``'not an image (an HTML page)'``,
+        ``'not a JPEG, PNG, WebP or BMP file (tif)'``, ``'a JPEG image named .png'``,
         ``'broken image (...)'``, ``'md5 mismatch (...)'``), or None for a good file; and the
         file's md5.
     """
     md5 = file_md5(path)
+    extension = (path.suffix.lstrip('.') if extension is None else extension).lower()
+    expected_format = IMAGE_FORMATS.get(extension)
+    if expected_format is None:  # (gallery-dl names an HTML page .html)
+        return _not_an_image(path) or _NOT_AN_IMAGE_FILE.format(extension), md5
+    formats = tuple(set(IMAGE_FORMATS.values()))
     try:
         # open() reads the header (is it an image at all?) and refuses a decompression bomb
-        with Image.open(path) as image:
+        with Image.open(path, formats=formats) as image:
+            if image.format != expected_format:  # (gallery-dl knows no TIFF, say, by its bytes)
+                return f'a {image.format} image named .{extension}', md5
             image.verify()  # PNG chunk checksums
-        with Image.open(path) as image:  # verify() leaves the image unusable
+        with Image.open(path, formats=(expected_format,)) as image:  # verify() spent the first
             decode_all_frames(image)
     except UnidentifiedImageError:
-        with open(path, 'rb') as f:
-            head = f.read(256).lstrip().lower()
-        what = 'an HTML page' if head.startswith((b'<!doctype', b'<html', b'<head', b'<body')) \
-            else 'unknown format' if head else 'empty file'
-        return f'not an image ({what})', md5
+        return _not_an_image(path) or _NOT_AN_IMAGE_FILE.format('unknown format'), md5
     except Exception as error:  # PIL raises many kinds for a broken file
         detail = ' '.join(str(error).split()) or error.__class__.__name__
         return f'broken image ({detail})', md5
@@ -552,10 +570,21 @@ def check_image(path: Path, expected_md5: str | None = None) -> tuple[str | None
     return None, md5
 
 
+def _not_an_image(path: Path) -> str | None:
+    """Why a file is no image at all (an HTML page, an empty file), or None."""
+    with open(path, 'rb') as f:
+        head = f.read(256).lstrip().lower()
+    if not head:
+        return 'not an image (empty file)'
+    if head.startswith((b'<!doctype', b'<html', b'<head', b'<body')):
+        return 'not an image (an HTML page)'
+    return None
+
+
 def decode_all_frames(image: Image.Image) -> None:
     """Decode every frame of an image, so that a file cut short is found in any format.
 
-    verify() reads no pixel data of most formats (a GIF, BMP, JPEG or WebP cut in half passes
+    verify() reads no pixel data of most formats (a BMP, JPEG or WebP cut in half passes
     it): only a decode finds the missing end when the site gives no md5. A JPEG decodes at 1/8
     scale (draft mode: the whole entropy-coded stream is still read, at a fraction of the work).
     PIL's decompression-bomb limit holds for the first frame (``Image.open``) and, here, for the
@@ -1679,12 +1708,10 @@ class CrawlJob(job.DownloadJob):
             state.problem = self.guard.problem
             Path(pathfmt.temppath).unlink(missing_ok=True)
             return  # the flag it set makes gallery-dl fail the file
-        problem, md5 = check_image(Path(pathfmt.temppath), state.info['md5'])
-        state.md5 = md5
         # gallery-dl names a file after its first bytes (an ICO under a .png URL becomes .ico)
-        extension = (pathfmt.extension or '').lower()
-        if problem is None and extension not in IMAGE_EXTENSIONS:
-            problem = _NOT_AN_IMAGE_FILE.format(extension)
+        problem, md5 = check_image(Path(pathfmt.temppath), state.info['md5'],
+                                   extension=pathfmt.extension or '')
+        state.md5 = md5
         if problem is not None:
             state.outcome, state.problem = 'rejected', problem
             Path(pathfmt.temppath).unlink(missing_ok=True)

@@ -10,15 +10,17 @@ answers 401 to wrong ones; Gelbooru's API takes ``user_id`` and ``api_key`` quer
 answers 401 without them (required since 2025).
 
 Faults are switched on per test: a 429 before success, a 500 forever, a 403 (Cloudflare) for a
-user agent, a search that pages forever, answers too much or answers what is not the site's
-JSON or XML (:attr:`BooruState.search_fault`), posts with malformed fields
+user agent, a search that pages forever, answers too much, drips its headers or answers what
+is not the site's JSON or XML (:attr:`BooruState.search_fault`), posts with malformed fields
 (:attr:`BooruState.post_fields`) or without a file of their own (:attr:`BooruState.no_file`),
 and per file (:attr:`BooruState.file_faults`) a short body, an HTML page, other bytes than the
-post's md5, an endless body, a huge Content-Length, a body dripping one byte at a time, a 500
-or 429 before the file, an ICO or PSD file under a .png URL. The posts' file URLs may name another
-server (:attr:`BooruState.file_root`) or have another scheme (:attr:`BooruState.file_urls`),
-and every request is logged with its time and Authorization header (:attr:`BooruState.log`).
-The server stops when the test ends.
+post's md5, an endless body, a huge Content-Length, a body or headers dripping one byte at a
+time, a 500 or 429 before the file, a 206 without Content-Range, a 404 whose reason holds
+terminal escapes, an ICO, PSD, TIFF or EPS file under a .png URL. The posts' file URLs may
+name another server (:attr:`BooruState.file_root`) or have another scheme or path
+(:attr:`BooruState.file_urls`; the server finds the post by the first segment after
+``/images/``), and every request is logged with its time and Authorization header
+(:attr:`BooruState.log`). The server stops when the test ends.
 """
 from __future__ import annotations
 
@@ -49,13 +51,24 @@ FILE_FAULTS = {
     'endless': 'a PNG header, then bytes forever, no Content-Length',
     'huge': 'a Content-Length of 10 GB',
     'drip': 'the file, one byte every drip_interval seconds',
+    'drip_headers': 'a status line, then a header one byte every drip_interval seconds, forever',
+    '206_no_range': 'a 206 Partial Content without Content-Range, though no range was asked',
+    'escape_404': 'a 404 whose reason phrase holds terminal escape sequences (ESCAPE_REASON)',
     'cut_jpeg': 'the first half of a JPEG, its Content-Length matching; the post claims no md5 '
                 '(some sites give none), so only decoding can tell',
     '500_once': 'a 500 Internal Server Error the first time, the file the next',
     '429_once': 'a 429 Too Many Requests the first time, the file the next',
     'ico_as_png': 'an ICO file (the post\'s md5 is its own) as image/png, under its .png URL',
     'psd_as_png': 'a PSD file (the post\'s md5 is its own) as image/png, under its .png URL',
+    'tiff_as_png': 'a TIFF file (the post\'s md5 is its own) as image/png, under its .png URL '
+                   '(gallery-dl does not know a TIFF by its bytes: its name stays .png)',
+    'eps_as_png': 'an EPS file (the post\'s md5 is its own) as image/png, under its .png URL '
+                  '(PIL would hand it to Ghostscript)',
 }
+#: the file faults whose file is the post's own in another format (:func:`other_format`)
+OTHER_FORMATS = ('ico_as_png', 'psd_as_png', 'tiff_as_png', 'eps_as_png')
+#: an EPS file PIL identifies (and would render with Ghostscript)
+EPS_FILE = b'%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 50 40\nshowpage\n'
 #: what :attr:`BooruState.search_fault` can ask for
 SEARCH_FAULTS = {
     'empty_pages': 'Gelbooru: claim a million posts, give none (gallery-dl asks again forever)',
@@ -68,7 +81,10 @@ SEARCH_FAULTS = {
     'no_posts_key': 'Danbooru: a JSON object without "posts"',
     'null': 'Danbooru: JSON null',
     'fail_second_page': 'Gelbooru: the first page, claiming a million posts; a 500 for the next',
+    'drip_headers': 'a status line, then a header one byte every drip_interval seconds, forever',
 }
+#: the reason phrase of an 'escape_404' file: a terminal's title set, its screen cleared
+ESCAPE_REASON = '\x1b]0;owned\x07\x1b[2J\x1b[31mNot Found'
 HTML_PAGE = (b'<!DOCTYPE html><html><head><title>Just a moment...</title></head>'
              b'<body>Checking your browser</body></html>')
 
@@ -153,13 +169,19 @@ def _png(rng: np.random.Generator, width: int, height: int) -> bytes:
 
 
 def other_format(post: Post, fault: str) -> bytes:
-    """The file of a post whose fault is ``ico_as_png`` or ``psd_as_png``: its pixels as an ICO
-    (PIL writes one), or as an uncompressed 8-bit RGB PSD (written here: PIL reads PSD only)."""
+    """The file of a post whose fault is one of :data:`OTHER_FORMATS`: its pixels as an ICO or
+    a TIFF (PIL writes them), or as an uncompressed 8-bit RGB PSD (written here: PIL reads PSD
+    only); an EPS file is :data:`EPS_FILE`."""
+    if fault == 'eps_as_png':
+        return EPS_FILE
     pixels = cv2.cvtColor(cv2.imdecode(np.frombuffer(post.png, np.uint8), cv2.IMREAD_COLOR),
                           cv2.COLOR_BGR2RGB)
+    buffer = io.BytesIO()
     if fault == 'ico_as_png':
-        buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, 'ICO', sizes=[(32, 32)])
+        return buffer.getvalue()
+    if fault == 'tiff_as_png':
+        Image.fromarray(pixels).save(buffer, 'TIFF')
         return buffer.getvalue()
     height, width = pixels.shape[:2]
     header = b'8BPS' + struct.pack('>H6xHIIHH', 1, 3, height, width, 8, 3)
@@ -193,6 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
         if answer is not None:
             self._send(200, *answer)
             return True
+        if state.search_fault == 'drip_headers':
+            self._drip_headers('application/json')
+            return True
         if state.search_fault in ('huge_answer', 'endless_answer'):
             self.close_connection = True
             if state.search_fault == 'huge_answer':
@@ -215,7 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.state.file_faults.get(post.id)
         if fault == 'cut_jpeg':
             return ''
-        if fault in ('ico_as_png', 'psd_as_png'):
+        if fault in OTHER_FORMATS:
             return hashlib.md5(other_format(post, fault)).hexdigest()
         return self.state.md5_override.get(post.id, post.md5)
 
@@ -249,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlparse(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         if url.path.startswith('/images/'):
-            return self._file(int(url.path.rsplit('/', 1)[1].split('.')[0]))
+            return self._file(int(url.path.split('/')[2].split('.')[0]))
         if url.path == '/posts.json':
             return self._danbooru(query)
         if url.path == '/index.php' and query.get('page') == 'dapi':
@@ -267,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         if fault in ('500_once', '429_once'):
             self._send(int(fault[:3]), b'not now', 'text/plain')
-        elif fault in ('ico_as_png', 'psd_as_png'):
+        elif fault in OTHER_FORMATS:
             self._send(200, other_format(post, fault), 'image/png')
         elif fault == 'short':  # promise all, send half, hang up
             self._send(200, post.png[:len(post.png) // 2], 'image/png', length=len(post.png))
@@ -290,8 +315,23 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == 'drip':
             self._send(200, b'', 'image/png', length=len(post.png))
             self._write_slowly((bytes([b]) for b in post.png), interval=self.state.drip_interval)
+        elif fault == 'drip_headers':
+            self._drip_headers('image/png')
+        elif fault == '206_no_range':
+            self._send(206, post.png, 'image/png')
+        elif fault == 'escape_404':
+            self.send_response(404, ESCAPE_REASON)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
         else:
             raise ValueError(f'unknown file fault {fault!r}; choose from {", ".join(FILE_FAULTS)}')
+
+    def _drip_headers(self, content_type: str):
+        """A status line and a header that never ends, one byte every ``drip_interval``
+        seconds: no read waits long enough to time out, and no response ever exists."""
+        self.close_connection = True
+        self.wfile.write(f'HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nX-Slow: '.encode())
+        self._write_slowly(itertools.repeat(b'a'), interval=self.state.drip_interval)
 
     def _write_slowly(self, chunks: Iterator[bytes], interval: float):
         """Write the chunks, ``interval`` seconds apart, until the client or the test ends."""

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from booru_server import HTML_PAGE, FakeBooru, make_posts, other_format
+from booru_server import EPS_FILE, HTML_PAGE, FakeBooru, make_posts, other_format
 from gallery_dl import archive as gdl_archive
 from gallery_dl import config as gdl_config
 from gallery_dl import exception as gdl_exception
@@ -156,11 +156,11 @@ def _encoded(fmt, frames=1, size=(120, 90)):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize('fmt, frames', [('PNG', 1), ('JPEG', 1), ('WEBP', 1), ('GIF', 1),
-                                         ('BMP', 1), ('GIF', 5), ('PNG', 5), ('WEBP', 5)])
+@pytest.mark.parametrize('fmt, frames', [('PNG', 1), ('JPEG', 1), ('WEBP', 1), ('BMP', 1),
+                                         ('PNG', 5), ('WEBP', 5)])
 def test_check_image_decodes_every_format_and_frame(tmp_path, fmt, frames):
     """A file cut in half, without an md5 to compare: only a decode finds it (verify() passes
-    a GIF or BMP cut in half; a cut in an animation's last frame is past its first frame)."""
+    a BMP cut in half; a cut in an animation's last frame is past its first frame)."""
     data = _encoded(fmt, frames)
     whole, half = tmp_path / f'whole.{fmt.lower()}', tmp_path / f'half.{fmt.lower()}'
     whole.write_bytes(data)
@@ -176,14 +176,45 @@ def test_check_image_keeps_pils_decompression_bomb_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 4000)
     big = tmp_path / 'big.png'
     big.write_bytes(_encoded('PNG', size=(100, 100)))  # 10000 > 2 x 4000
-    animation = tmp_path / 'animation.gif'
-    animation.write_bytes(_encoded('GIF', frames=12, size=(30, 30)))  # 900 each, 10800 in all
-    small = tmp_path / 'small.gif'
-    small.write_bytes(_encoded('GIF', frames=3, size=(30, 30)))
+    animation = tmp_path / 'animation.png'
+    animation.write_bytes(_encoded('PNG', frames=12, size=(30, 30)))  # 900 each, 10800 in all
+    small = tmp_path / 'small.png'
+    small.write_bytes(_encoded('PNG', frames=3, size=(30, 30)))
     assert 'decompression bomb' in check_image(big)[0]
     assert check_image(animation)[0] == ('broken image (9 frames of 30x30 exceed 8000 pixels, '
                                          'could be a decompression bomb)')
     assert check_image(small)[0] is None
+
+
+@pytest.mark.parametrize('fmt, problem', [
+    # PIL reads them all, the dataset takes none; gallery-dl knows none by its first bytes
+    *[(fmt, 'not a JPEG, PNG, WebP or BMP file (unknown format)')
+      for fmt in ('TIFF', 'PCX', 'SGI', 'PPM', 'GIF', 'TGA')],
+    # PIL hands an EPS file to Ghostscript (a program, on what a server sent)
+    ('EPS', 'not a JPEG, PNG, WebP or BMP file (unknown format)'),
+    ('JPEG', 'a JPEG image named .png'),
+])
+def test_check_image_opens_the_four_formats_only_each_under_its_name(tmp_path, monkeypatch,
+                                                                     fmt, problem):
+    ran = _stub_ghostscript(tmp_path, monkeypatch)
+    path = tmp_path / 'file.png'
+    path.write_bytes(EPS_FILE if fmt == 'EPS' else _encoded(fmt))
+    assert check_image(path)[0] == problem
+    assert not ran.exists()
+
+
+def _stub_ghostscript(tmp_path, monkeypatch):
+    """A ``gs`` first on PATH that notes each run in the file returned, found afresh by PIL
+    (which keeps the one it found)."""
+    from PIL import EpsImagePlugin
+    ran = tmp_path / 'gs-ran.txt'
+    stub = tmp_path / 'bin' / 'gs'
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {ran}\nexit 1\n')
+    stub.chmod(0o755)
+    monkeypatch.setenv('PATH', f'{stub.parent}{os.pathsep}{os.environ["PATH"]}')
+    monkeypatch.setattr(EpsImagePlugin, 'gs_binary', None)
+    return ran
 
 
 # --- crawling -----------------------------------------------------------------------------
@@ -1067,22 +1098,31 @@ def test_retry_sleep_spaces_the_tries_of_a_file(tmp_path, fault, retry_sleep):
 @pytest.mark.parametrize('fault, detail', [
     ('ico_as_png', 'not a JPEG, PNG, WebP or BMP file (ico)'),
     ('psd_as_png', 'not a JPEG, PNG, WebP or BMP file (psd)'),
+    # gallery-dl knows neither by its bytes: the name stays .png, and PIL's plugins for them
+    # are not used (PIL runs Ghostscript for an EPS file)
+    ('tiff_as_png', 'not a JPEG, PNG, WebP or BMP file (unknown format)'),
+    ('eps_as_png', 'not a JPEG, PNG, WebP or BMP file (unknown format)'),
 ])
-def test_a_file_gallery_dl_would_rename_to_a_non_image_extension_is_refused(tmp_path, fault,
-                                                                            detail):
+def test_a_file_gallery_dl_would_rename_to_a_non_image_extension_is_refused(
+        tmp_path, monkeypatch, fault, detail):
     """gallery-dl names a file after its first bytes (an ICO under a .png URL becomes .ico):
-    the dataset takes IMAGE_EXTENSIONS only, so such a file is refused like a video."""
+    the dataset takes IMAGE_EXTENSIONS only, so such a file is refused like a video; one whose
+    bytes gallery-dl does not know keeps its name, and is refused unless it is what the name
+    says, never opened with another PIL plugin."""
+    ran = _stub_ghostscript(tmp_path, monkeypatch)
+    out = tmp_path / 'out'
     posts = make_posts(3)
     bad = posts[1]
     with FakeBooru(posts) as booru:
         booru.state.file_faults = {bad.id: fault}
-        result = crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+        result = crawl(_options(booru, out, 'danbooru', ratings=EVERY_RATING))
         stem = f'{_label(booru, "danbooru")}_{bad.id}'
     assert len(result.saved) == 2
     assert result.failed == [f'{booru.url}/images/{bad.id}.png: {detail}']
-    assert [p.name for p in tmp_path.glob(f'{stem}*')] == []
-    assert stem not in _archived(tmp_path)
-    assert hashlib.md5(other_format(bad, fault)).hexdigest() not in known_md5(tmp_path)
+    assert [p.name for p in out.glob(f'{stem}*')] == []
+    assert stem not in _archived(out)
+    assert hashlib.md5(other_format(bad, fault)).hexdigest() not in known_md5(out)
+    assert not ran.exists()
 
 
 @pytest.mark.parametrize('source', ['danbooru', 'safebooru'])
