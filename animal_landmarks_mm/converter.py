@@ -50,6 +50,7 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
+    NotRegularFileError,
     file_sha256,
     image_size,
     is_hidden,
@@ -97,6 +98,8 @@ DEFAULT_VAL_RATIO = 0.2
 SPLIT_RECORD = 'splits.json'
 SPLIT_RECORD_FORMAT = 'animal_landmarks_mm.splits'
 SPLIT_RECORD_VERSION = 1
+#: What the error of a split record or list that cannot be followed says of --reshuffle.
+_MAY_CHANGE_SPLIT = '(files of earlier conversions may then change split)'
 _SHA256 = re.compile('[0-9a-f]{64}')
 
 #: An image changed this recently before its stamp was taken may change again within its file
@@ -888,31 +891,81 @@ class SplitRecord:
                 if name in self.images}
 
     @classmethod
-    def from_listings(cls, output_dir: Path, seed: int,
-                      ratios: dict[str, float]) -> SplitRecord | None:
+    def from_listings(cls, output_dir: Path, seed: int, ratios: dict[str, float],
+                      ann_dir: Path, val_dir: Path | None = None) -> SplitRecord | None:
         """The split an earlier conversion left as ``train.txt`` / ``val.txt`` / ``test.txt``
         only (one made before split records existed), taken with this run's seed and ratios so
-        that it is followed; None when there are no such lists, or they cannot be read or
-        name a file twice (then the split is made afresh, as it always was)."""
+        that it is followed; None when there are no such lists.
+
+        The list of a split whose ratio is 0 now is no part of the split: refused when it names
+        files of ``ann_dir`` (they would move into another split: test files into train), else
+        ignored (its files are gone, or it is the list of ``val_dir``, the validation folder,
+        whose files are named relative to it).
+
+        Raises:
+            ConversionError: a list that cannot be read (not UTF-8, not a regular file, too
+                large) or that names a file another list names too (which split is it in?),
+                or the list of a split of ratio 0 naming files of ``ann_dir``; naming the list,
+                with ``--reshuffle`` as the way out (splitting afresh silently moved earlier
+                val and test files into train).
+        """
         assignment: dict[str, str] = {}
         found = []
         for split in SPLITS:
             listing = output_dir / f'{split}.txt'
-            if not listing.is_file():
+            if not os.path.lexists(listing):  # a broken link is a list that cannot be read
                 continue
             try:
                 names = read_split_listing(listing)
-            except (OSError, ValueError):  # not UTF-8, not a regular file, too large
-                return None
+            except (OSError, ValueError) as e:  # not UTF-8, not a regular file, too large
+                raise ConversionError(
+                    f'{listing}: not a split list this version reads '
+                    f'({_why_unreadable(e, listing)}); fix it, or pass --reshuffle to split '
+                    f'afresh {_MAY_CHANGE_SPLIT}') from None
             found.append(listing.name)
+            if ratios[split] == 0:
+                cls._refuse_listed_files(listing, split, names, ann_dir, val_dir)
+                continue
             for name in names:
-                if assignment.setdefault(name, split) != split:
-                    return None
+                other = assignment.setdefault(name, split)
+                if other != split:
+                    raise ConversionError(
+                        f'{listing}: names {name!r}, which {other}.txt names too; remove it '
+                        f'from the list of the split it is not in, or pass --reshuffle to '
+                        f'split afresh {_MAY_CHANGE_SPLIT}')
         if not found:
             return None
         return cls(seed, dict(ratios), assignment,
                    origin=f'the lists {", ".join(found)} of an earlier conversion in '
                           f'{output_dir}')
+
+    @staticmethod
+    def _refuse_listed_files(listing: Path, split: str, names: list[str], ann_dir: Path,
+                             val_dir: Path | None) -> None:
+        """:meth:`from_listings`' refusal of a list of a split of ratio 0 naming files of the
+        annotation folder, as :meth:`from_json` refuses a record with files there.
+
+        Raises:
+            ConversionError: naming the list, a file and how many there are.
+        """
+        def is_file_of(folder: Path, name: str) -> bool:
+            return not os.path.isabs(name) and (folder / name).is_file()
+
+        listed = [name for name in names if is_file_of(ann_dir, name)
+                  and not (val_dir is not None and is_file_of(val_dir, name))]
+        if not listed:
+            return
+        if split == 'val' and val_dir is not None:
+            way_out = ('--val-annotation-dir makes another folder the validation split, which '
+                       'changes the split: pass --reshuffle to split afresh (which puts earlier '
+                       'validation images into train and test), or give another --output-dir')
+        else:
+            way_out = (f'give the --{split}-ratio they were split with, or pass --reshuffle '
+                       f'to split afresh {_MAY_CHANGE_SPLIT}')
+        raise ConversionError(
+            f'{listing}: an earlier conversion put {len(listed)} files of the annotation folder '
+            f'{ann_dir} in the {split} split (e.g. {listed[0]!r}), whose ratio is 0 now: they '
+            f'would move into another split; {way_out}')
 
     def to_json(self) -> dict:
         files = {name: sorted(f for f, split in self.assignment.items() if split == name)
@@ -941,11 +994,9 @@ class SplitRecord:
             with open(path, encoding='utf-8') as f:
                 return cls.from_json(json.load(f))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
-            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             raise ConversionError(
-                f'{path}: not a split record this version reads ({why.splitlines()[0]}); fix '
-                'it, or pass --reshuffle to split afresh (files of earlier conversions may '
-                'then change split)') from None
+                f'{path}: not a split record this version reads ({_why_unreadable(e, path)}); '
+                f'fix it, or pass --reshuffle to split afresh {_MAY_CHANGE_SPLIT}') from None
 
     @classmethod
     def from_json(cls, raw: object) -> SplitRecord:
@@ -1032,6 +1083,16 @@ def read_split_listing(path: str | os.PathLike) -> list[str]:
     """
     text = read_regular_file(path, SPLIT_LISTING_MAX_BYTES).decode('utf-8')
     return [name for name in (line.strip() for line in text.split('\n')) if name]
+
+
+def _why_unreadable(error: Exception, path: Path) -> str:
+    """Why ``path`` could not be read or decoded, in a few words without its name (the message
+    around them names it)."""
+    if isinstance(error, NotRegularFileError):
+        return 'not a regular file (a FIFO, a device or a folder)'
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error).splitlines()[0].removeprefix(f'{os.fsdecode(path)}: ')
 
 
 def _ratios_text(ratios: Mapping[str, float]) -> str:
@@ -1209,22 +1270,30 @@ def _empty_split_error(name: str, usable: int, ratio: float, problems: list[str]
 
 
 def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
-                    reshuffle: bool, validation_folder: bool = False
+                    reshuffle: bool, ann_dir: Path, val_dir: Path | None = None
                     ) -> tuple[SplitRecord | None, str | None]:
-    """The earlier split record of the output folder to follow, or None and why the split is
-    made afresh.
+    """The earlier split record of the output folder to follow (or the lists of a conversion
+    made before records existed), or None and why the split is made afresh.
+
+    Args:
+        record_path: the output folder's split record.
+        seed, ratios: this conversion's.
+        reshuffle: split afresh whatever was recorded.
+        ann_dir: the annotation folder.
+        val_dir: the validation folder, if there is one.
 
     Raises:
-        ConversionError: an unreadable record, or one of another seed or other ratios: a split
-            made afresh would move earlier training images into val and test, so only
-            ``reshuffle`` makes it.
+        ConversionError: an unreadable record or list, or one of another seed or other ratios
+            (a list: files in a split of ratio 0): a split made afresh would move earlier
+            training images into val and test, so only ``reshuffle`` makes it.
     """
     if reshuffle:  # not even read: --reshuffle is the way out of an unreadable record
         return None, '--reshuffle'
+    validation_folder = val_dir is not None
     earlier = SplitRecord.load(record_path)
     if earlier is None:
         # a folder converted before records existed: its lists are the split to keep
-        earlier = SplitRecord.from_listings(record_path.parent, seed, ratios)
+        earlier = SplitRecord.from_listings(record_path.parent, seed, ratios, ann_dir, val_dir)
         return (earlier, None) if earlier is not None else (None, 'no split record yet')
     difference = earlier.difference(seed, ratios, validation_folder=validation_folder)
     if difference is not None and validation_folder and earlier.ratios['val'] > 0 \
@@ -1475,8 +1544,9 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
 
     Raises:
         ConversionError: bad ratios, overlapping folders, an unreadable split record or one of
-            another seed or ratios (without ``reshuffle``), an empty split, or any bad file
-            when ``strict``.
+            another seed or ratios, or an earlier conversion's lists that cannot be followed
+            (:meth:`SplitRecord.from_listings`; each without ``reshuffle``), an empty split, or
+            any bad file when ``strict``.
     """
     output_dir = Path(output_dir)
     folders = [Path(annotation_dir)] + ([Path(val_annotation_dir)] if val_annotation_dir else [])
@@ -1499,8 +1569,8 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
                           validation_folder=val_annotation_dir is not None)
     record_path = output_dir / SPLIT_RECORD
     # before the reading: an unreadable record, or another seed, fails at once
-    earlier, afresh = _previous_split(record_path, seed, ratios, reshuffle,
-                                      val_annotation_dir is not None)
+    earlier, afresh = _previous_split(record_path, seed, ratios, reshuffle, folders[0],
+                                      folders[1] if val_annotation_dir else None)
     reader = AnnotationReader(image_dir, include_predicted=include_predicted,
                               progress=progress)
     summary = ConversionSummary()

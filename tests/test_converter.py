@@ -493,6 +493,73 @@ def test_a_folder_converted_before_split_records_keeps_its_split(tmp_path):
     assert json.loads((out / 'splits.json').read_text())['seed'] == 7  # recorded from now on
 
 
+def test_lists_of_an_earlier_conversion_with_files_in_a_split_now_0_are_refused(tmp_path):
+    """The lists are followed as a record is: files listed in a split whose ratio is 0 now
+    would move into another split (test files into train, earlier validation files into
+    train once a validation folder is given), so that is refused until --reshuffle. The lists
+    of a conversion with a validation folder name that folder's files: followed."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(20)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.6, 0.2, 0.2, seed=42)
+    (out / 'splits.json').unlink()  # a folder converted before split records
+    before = _tree_digest(out)
+    with pytest.raises(ConversionError) as info:
+        convert(image_dir, ann_dir, out, 0.8, 0.2, 0.0, seed=42)
+    message = str(info.value)
+    assert message.startswith(f'{out / "test.txt"}: an earlier conversion put 4 files of the '
+                              f'annotation folder {ann_dir} in the test split (e.g. ')
+    assert 'whose ratio is 0 now' in message and '--test-ratio' in message
+    assert '--reshuffle' in message and '\n' not in message
+    val_dir = tmp_path / 'val_ann'
+    _annotate(image_dir, val_dir, [f'v{i}' for i in range(4)])
+    with pytest.raises(ConversionError, match=r'val\.txt: an earlier conversion put 4 files .* '
+                                              r'--val-annotation-dir makes another folder'):
+        convert(image_dir, ann_dir, out, 0.8, 0.0, 0.2, seed=42, val_annotation_dir=val_dir)
+    assert _tree_digest(out) == before  # nothing written
+    summary = convert(image_dir, ann_dir, out, 0.8, 0.2, 0.0, seed=42, reshuffle=True)
+    assert summary.split.afresh == '--reshuffle'
+    # a conversion with the validation folder, again without its record: its val.txt names
+    # the validation folder's files, no reason to refuse
+    split = tmp_path / 'split'
+    convert(image_dir, ann_dir, split, 0.8, 0.0, 0.2, seed=42, val_annotation_dir=val_dir)
+    round1 = _where(split)
+    (split / 'splits.json').unlink()
+    summary = convert(image_dir, ann_dir, split, 0.8, 0.0, 0.2, seed=42,
+                      val_annotation_dir=val_dir)
+    assert _where(split) == round1 and sum(summary.split.added.values()) == 0
+
+
+def _append(path: Path, text: str) -> None:
+    with open(path, 'a', encoding='utf-8') as f:
+        f.write(text)
+
+
+@pytest.mark.parametrize('damage, reason', [
+    (lambda listing: listing.write_bytes(listing.read_bytes() + b'caf\xe9.json\n'),
+     'not a split list this version reads (\'utf-8\' codec can\'t decode'),
+    (lambda listing: _append(listing.with_name('train.txt'), listing.read_text()),
+     'which train.txt names too'),
+], ids=['not_utf8', 'in_two_splits'])
+def test_lists_that_cannot_be_followed_are_an_error_not_a_reshuffle(tmp_path, damage, reason):
+    """An earlier conversion's lists that cannot be read, or that put a file in two splits,
+    were taken as no split at all: the folder was split afresh and val and test files moved
+    into train without a word."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(10)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.6, 0.2, 0.2, seed=42)
+    (out / 'splits.json').unlink()
+    damage(out / 'val.txt')
+    with pytest.raises(ConversionError) as info:
+        convert(image_dir, ann_dir, out, 0.6, 0.2, 0.2, seed=7)
+    message = str(info.value)
+    assert message.startswith(f'{out / "val.txt"}: ') and reason in message
+    assert '--reshuffle' in message and '\n' not in message
+    summary = convert(image_dir, ann_dir, out, 0.6, 0.2, 0.2, seed=7, reshuffle=True)
+    assert sum(summary.counts.values()) == 10
+
+
 def test_a_split_the_kept_files_leave_empty_points_to_reshuffle(tmp_path):
     """A record whose files are all in train (val and test deleted) and one new file: test
     gets none; the error says --reshuffle is the way out."""
