@@ -18,8 +18,9 @@ on top of it:
   :attr:`CrawlResult.failed` with the reason, and kept out of the download archive, so that a
   rerun fetches it again;
 - every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
-  per file, so that no server can hold the crawl; so is the search: each answer has a size cap
-  and a deadline, and the pages it walks are bounded (:data:`SEARCH_POSTS_PER_IMAGE`,
+  per file, its status line and headers included (:class:`DeadlineAdapter`), so that no server
+  can hold the crawl; so is the search: each answer has a size cap and a deadline, and the
+  pages it walks are bounded (:data:`SEARCH_POSTS_PER_IMAGE`,
   :data:`SEARCH_IDLE_PAGES`), the reason in :attr:`CrawlResult.stopped`;
 - secrets never leave the crawler: API keys and ``user:password@`` are redacted (:func:`redact`)
   from errors, results, sidecars and gallery-dl's log records; the environment's credentials and
@@ -51,11 +52,13 @@ path, query or fragment.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import logging
 import math
 import os
 import re
+import socket
 import sqlite3
 import sys
 import threading
@@ -71,6 +74,7 @@ from gallery_dl import config as gdl_config
 from gallery_dl import exception, job, util
 from gallery_dl import extractor as gdl_extractor
 from gallery_dl.downloader.http import HttpDownloader
+from gallery_dl.extractor.common import RequestsAdapter
 from PIL import Image, ImageSequence, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -948,17 +952,22 @@ def capped(chunks: Iterable[bytes], max_bytes: int, too_large: Callable[[], Base
 
 
 class ResponseDeadline:
-    """A wall-clock deadline over the response of one request or one file.
+    """A wall-clock deadline over one request or one file: its connection, its status line and
+    headers, its body.
 
     gallery-dl's read timeout ends a read whose server goes silent, but not one that sends a
-    byte now and then. At the deadline the response being read is shut (urllib3), which wakes
-    a read blocked on a dripping server, and :meth:`watch` refuses any later response until
-    the deadline is armed again.
+    byte now and then, be it of the headers or of the body. While the deadline is armed it is
+    the one of its thread, and each socket a request of that thread reads from is noted
+    (:meth:`watch_socket`, through :class:`DeadlineAdapter`); at the deadline that socket is
+    shut down, which wakes a read blocked on a dripping server, before or after a response
+    exists. :meth:`watch` refuses any later response until the deadline is armed again.
 
     Args:
         seconds: the deadline.
         flag: the command-line flag that sets it, for the messages.
     """
+
+    _of_thread = threading.local()  # .deadline: the one armed in the thread, if any
 
     def __init__(self, *, seconds: float, flag: str = '--file-deadline'):
         self.seconds = seconds
@@ -969,8 +978,13 @@ class ResponseDeadline:
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._armed = 0  # which arming the running timer belongs to
-        self._response = None
+        self._socket: socket.socket | None = None  # the one the request reads from now
         self._expired_event = threading.Event()  # set with expired, for wait()
+
+    @classmethod
+    def of_thread(cls) -> ResponseDeadline | None:
+        """The deadline armed in the calling thread (the request it makes is under it)."""
+        return getattr(cls._of_thread, 'deadline', None)
 
     @property
     def armed(self) -> bool:
@@ -986,33 +1000,36 @@ class ResponseDeadline:
             self._expired_event.clear()
 
     def start(self) -> None:
-        """Arm the deadline for a new request or file."""
+        """Arm the deadline for a new request or file, made in the calling thread."""
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
             self._armed += 1
-            self.problem, self.expired, self._response = None, False, None
+            self.problem, self.expired, self._socket = None, False, None
             self._expired_event.clear()
             # a timer of an earlier arming that fires late finds another number: no effect
             self._timer = threading.Timer(self.seconds, self._expire, args=(self._armed,))
             self._timer.daemon = True
             self._timer.start()
+        ResponseDeadline._of_thread.deadline = self
 
     def stop(self) -> None:
-        """Disarm the deadline: from now on its timer sets nothing (a response it was already
-        shutting may still be closed)."""
+        """Disarm the deadline: from now on its timer sets nothing (a socket it was already
+        shutting may still be shut)."""
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._response = None
+            self._socket = None
+        if self.of_thread() is self:
+            ResponseDeadline._of_thread.deadline = None
 
     def wait(self, seconds: float) -> None:
         """Sleep ``seconds``, or until the deadline passes, whichever comes first."""
         self._expired_event.wait(seconds)
 
     def expire_hook(self) -> None:
-        """Called (under the lock) when the deadline passes, before the response is shut."""
+        """Called (under the lock) when the deadline passes, before the socket is shut."""
 
     def _expire(self, armed: int) -> None:
         with self._lock:
@@ -1022,26 +1039,82 @@ class ResponseDeadline:
             self._expired_event.set()
             self.problem = f'not finished within {self.flag} {self.seconds:g} s'
             self.expire_hook()
-            response = self._response
-        if response is not None:
-            try:
-                response.raw.shutdown()  # urllib3: unblocks a read in another thread
-            except (AttributeError, ValueError, RuntimeError, OSError):
-                pass  # already closed or released: nothing blocks on it
+            sock = self._socket
+        _shut_down(sock)
+
+    def watch_socket(self, sock: socket.socket) -> None:
+        """Note the socket the request reads from now (a new connection's, or a pooled one's
+        for its next response): the one shut at the deadline; shut at once past it."""
+        with self._lock:
+            self._socket = sock
+            expired = self.expired
+        if expired:
+            _shut_down(sock)
 
     def watch(self, response, *args, **kwargs):
-        """A requests ``response`` hook (called before the body is read): the response to
-        shut at the deadline.
+        """A requests ``response`` hook (called before the body is read).
 
         Raises:
             DeadlinePassed: the deadline has passed already (a redirect after it).
         """
-        with self._lock:
-            self._response = response
         if self.expired:
             response.close()
             raise DeadlinePassed(self.problem)
         return response
+
+
+def _shut_down(sock: socket.socket | None) -> None:
+    """Shut a socket down (urllib3's way to end a read in another thread), if it is open."""
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass  # closed already: nothing reads from it
+
+
+class _DeadlineConnection:
+    """A urllib3 connection (a mixin, before the pool's own class) whose socket the deadline
+    armed in its thread (:meth:`ResponseDeadline.of_thread`) shuts at the deadline: noted when
+    it connects (a TLS handshake may drip too), and for each response it reads (a pooled
+    connection serves many requests)."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        if (deadline := ResponseDeadline.of_thread()) is not None:
+            deadline.watch_socket(sock)
+        return sock
+
+    def getresponse(self, *args, **kwargs):
+        if (deadline := ResponseDeadline.of_thread()) is not None and self.sock is not None:
+            deadline.watch_socket(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+@functools.cache
+def _deadline_connection_class(connection_class: type) -> type:
+    """``connection_class`` (a pool's: plain, TLS, SOCKS ...) with :class:`_DeadlineConnection`
+    before it."""
+    return type(f'Deadline{connection_class.__name__}', (_DeadlineConnection, connection_class),
+                {})
+
+
+class DeadlineAdapter(RequestsAdapter):
+    """gallery-dl's requests adapter (its TLS context and source address kept), whose
+    connections a :class:`ResponseDeadline` can shut before a response exists: the status
+    line and headers of a server that drips them are bounded as its body is.
+
+    Args:
+        like: the adapter gallery-dl mounted on the session.
+    """
+
+    def __init__(self, like):
+        super().__init__(getattr(like, 'ssl_context', None), getattr(like, 'source_address', None))
+
+    def get_connection_with_tls_context(self, *args, **kwargs):
+        pool = super().get_connection_with_tls_context(*args, **kwargs)
+        if not issubclass(pool.ConnectionCls, _DeadlineConnection):
+            pool.ConnectionCls = _deadline_connection_class(pool.ConnectionCls)
+        return pool
 
 
 class DeadlineSession:
@@ -1135,8 +1208,6 @@ class DownloadGuard(ResponseDeadline):
 
     def check_response(self, response) -> bool:
         """gallery-dl's ``_http_validate`` hook: False refuses the response, before its body."""
-        with self._lock:
-            self._response = response
         if self.expired:
             return False
         content_type = response.headers.get('Content-Type', '').partition(';')[0]
@@ -1553,6 +1624,10 @@ class CrawlJob(job.DownloadJob):
         session = self.extractor.session
         if session.auth is not None and not isinstance(session.auth, HostScopedAuth):
             session.auth = HostScopedAuth(session.auth, self.root)
+        # the searches' and the files' requests alike (the downloader shares the session)
+        adapter = DeadlineAdapter(session.get_adapter('https://'))
+        for prefix in ('https://', 'http://'):
+            session.mount(prefix, adapter)
 
     def get_logger(self, name):
         return _WarningTap(super().get_logger(name), self._note_warning)

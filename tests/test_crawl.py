@@ -328,11 +328,15 @@ def test_the_search_deadline_counts_each_try_not_gallery_dls_waits(tmp_path):
 
 @pytest.mark.timeout(60)  # a search the deadline fails to bound would hang
 @pytest.mark.parametrize('source', ['safebooru', 'danbooru'])
-def test_a_dripping_search_answer_is_bounded_by_the_deadline(tmp_path, source):
-    """One byte every 0.2 s never trips the read timeout; the deadline ends the try, gallery-dl
-    does not retry it, and the crawl stops with one line naming the search."""
+@pytest.mark.parametrize('what', ['body', 'headers'])
+def test_a_dripping_search_answer_is_bounded_by_the_deadline(tmp_path, source, what):
+    """One byte every 0.2 s never trips the read timeout; the deadline ends the try (before a
+    response exists, for the headers), gallery-dl does not retry it, and the crawl stops with
+    one line naming the search."""
     with FakeBooru(make_posts(10)) as booru:
-        booru.state.drip_search, booru.state.drip_interval = True, 0.2
+        booru.state.drip_search = what == 'body'
+        booru.state.search_fault = 'drip_headers' if what == 'headers' else None
+        booru.state.drip_interval = 0.2
         start = time.monotonic()
         with pytest.raises(CrawlError, match=r'not finished within --file-deadline 1\.5 s'
                            ) as info:
@@ -368,6 +372,11 @@ BOUNDS = dict(retries=1, timeout=1.0, file_deadline=20.0, max_file_size=200_000)
     ('danbooru', 'drip', {'drip_interval': 2.0}, 'no data for 1 s (--timeout)', None),
     # one byte every 0.2 s never trips the timeout: the deadline ends it
     ('danbooru', 'drip', {'drip_interval': 0.2, 'file_deadline': 1.5},
+     'not finished within --file-deadline 1.5 s', False),
+    # so it does when the headers drip, before any response exists
+    ('danbooru', 'drip_headers', {'drip_interval': 0.2, 'file_deadline': 1.5},
+     'not finished within --file-deadline 1.5 s', False),
+    ('safebooru', 'drip_headers', {'drip_interval': 0.2, 'file_deadline': 1.5},
      'not finished within --file-deadline 1.5 s', False),
 ])
 def test_bad_download_is_not_kept_is_reported_and_retried(tmp_path, source, fault, bounds,
