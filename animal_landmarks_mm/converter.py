@@ -59,6 +59,7 @@ from .annotation import (
     read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
+    write_bytes_atomic,
     write_json_atomic,
 )
 from .errors import AnimalLandmarksError
@@ -985,14 +986,15 @@ class SplitRecord:
         """Read a record; None when there is none.
 
         Raises:
-            ConversionError: a file that is no record this version reads, naming it.
+            ConversionError: a file that is no record this version reads (or no regular file,
+                or larger than :data:`SPLIT_RECORD_MAX_BYTES`), naming it.
         """
         path = Path(path)
-        if not path.exists():
+        if not os.path.lexists(path):  # a broken link is a record that cannot be read
             return None
-        try:
-            with open(path, encoding='utf-8') as f:
-                return cls.from_json(json.load(f))
+        try:  # never a FIFO (it would wait for a writer for good), never more than a record
+            return cls.from_json(json.loads(read_regular_file(path, SPLIT_RECORD_MAX_BYTES)
+                                            .decode('utf-8')))
         except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
             raise ConversionError(
                 f'{path}: not a split record this version reads ({_why_unreadable(e, path)}); '
@@ -1070,6 +1072,9 @@ class SplitRecord:
 
 #: The largest split listing read (bytes): a name per line, millions of them.
 SPLIT_LISTING_MAX_BYTES = 1 << 28
+#: The largest split record read (bytes): the listings' names, each with its picture's
+#: SHA-256 and stamp (some 200 bytes more).
+SPLIT_RECORD_MAX_BYTES = 1 << 30
 
 
 def read_split_listing(path: str | os.PathLike) -> list[str]:
@@ -1613,6 +1618,8 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     ann_out = output_dir / 'annotations'
     ann_out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(ann_out)
+    for own in [f'{name}.txt' for name in SPLITS] + [SPLIT_RECORD]:  # a killed run's, of the
+        remove_stale_temporaries(output_dir, of=own)  # files written beside the user's
     next_id = 1
     for name in SPLITS:
         split = splits[name]
@@ -1628,7 +1635,9 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
             continue
         summary.outputs.append(write_coco(split, ann_file, output_dir, next_id))
         next_id += len(split)
-        listing.write_text(''.join(f'{r.name}\n' for r in split), encoding='utf-8')
+        # replaced, never written through: a link there points at someone's file, a FIFO
+        # would wait for a reader for good
+        write_bytes_atomic(listing, ''.join(f'{r.name}\n' for r in split).encode('utf-8'))
         summary.outputs.append(listing)
     summary.split = _record_split(record_path, seed, split_ratios, Path(annotation_dir),
                                   contents, assignment, digests, stamps, placed, earlier,

@@ -540,7 +540,10 @@ def _append(path: Path, text: str) -> None:
      'not a split list this version reads (\'utf-8\' codec can\'t decode'),
     (lambda listing: _append(listing.with_name('train.txt'), listing.read_text()),
      'which train.txt names too'),
-], ids=['not_utf8', 'in_two_splits'])
+    (lambda listing: (listing.unlink(), os.mkfifo(listing)),
+     'not a split list this version reads (not a regular file'),
+], ids=['not_utf8', 'in_two_splits', 'fifo'])
+@pytest.mark.timeout(60)  # a FIFO is never waited on
 def test_lists_that_cannot_be_followed_are_an_error_not_a_reshuffle(tmp_path, damage, reason):
     """An earlier conversion's lists that cannot be read, or that put a file in two splits,
     were taken as no split at all: the folder was split afresh and val and test files moved
@@ -932,6 +935,37 @@ def test_a_json_larger_than_any_annotation_is_left_out_unread(small_set, tmp_pat
     assert summary.problems == [f'{dump}: more than {ANNOTATION_MAX_BYTES} bytes, too large to '
                                 'read']
     assert sum(summary.counts.values()) == 8
+
+
+@pytest.mark.timeout(60)  # before the fix, writing val.txt waited for a reader for good
+def test_outputs_replace_links_and_fifos_never_write_through_them(small_set, tmp_path):
+    """A link where a split list goes is replaced, not written through into the file it points
+    to; a FIFO there is replaced too, never waited on (it waited for a reader for good); a
+    FIFO where the split record is read is an error naming it."""
+    image_dir, ann_dir = small_set
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, seed=0)
+    round1 = _where(out)
+    precious = tmp_path / 'precious.txt'
+    precious.write_text('PRECIOUS\n')
+    (out / 'train.txt').unlink()
+    (out / 'train.txt').symlink_to(precious)
+    (out / 'val.txt').unlink()
+    os.mkfifo(out / 'val.txt')
+    convert(image_dir, ann_dir, out, seed=0)  # the record is followed: the lists not read
+    assert precious.read_text() == 'PRECIOUS\n'
+    for split in ('train', 'val'):
+        listing = out / f'{split}.txt'
+        assert listing.is_file() and not listing.is_symlink()
+    assert _where(out) == round1
+    record = out / 'splits.json'
+    record.unlink()
+    os.mkfifo(record)
+    with pytest.raises(ConversionError) as info:
+        convert(image_dir, ann_dir, out, seed=0)
+    assert str(info.value).startswith(f'{record}: not a split record this version reads (not '
+                                      'a regular file')
+    assert record.is_fifo()  # left as it was
 
 
 def test_the_summary_shows_hostile_names_escaped(small_set, tmp_path):
