@@ -91,6 +91,14 @@ def is_hidden(name: str) -> bool:
     return name.startswith('.')
 
 
+def is_annotation_name(name: str) -> bool:
+    """Whether a file name is an annotation file's: ``*.json`` in any case (``x.JSON``, as
+    another tool or a case-blind file system may have it), not hidden (:func:`is_hidden`). One
+    rule for the annotator, which counts such a file as done, and the converter and the label
+    check, which read it (the converter ignored it)."""
+    return name.lower().endswith('.json') and not is_hidden(name)
+
+
 def is_utf8_name(name: str) -> bool:
     """Whether a name the file system gave is valid UTF-8: ``os`` hands other bytes over as lone
     surrogates, which no JSON file, no listing and no page can hold."""

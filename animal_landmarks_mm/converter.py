@@ -53,6 +53,7 @@ from .annotation import (
     NotRegularFileError,
     file_sha256,
     image_size,
+    is_annotation_name,
     is_hidden,
     lies_in_folder,
     load_annotation,
@@ -230,7 +231,8 @@ def is_crawler_sidecar(path: Path) -> bool:
 
 def scan_annotation_folder(ann_dir: Path, exclude: Iterable[Path] = ()
                            ) -> tuple[list[Path], list[Path]]:
-    """The annotation files under ``ann_dir`` and the crawler sidecars found beside them.
+    """The annotation files under ``ann_dir`` (``*.json`` in any case:
+    :func:`~.annotation.is_annotation_name`) and the crawler sidecars found beside them.
 
     Hidden files and folders (the tools' own: drafts, temporary files) are left out, and so
     are the folders of ``exclude`` (a validation folder inside the annotation folder is read
@@ -263,7 +265,7 @@ def scan_annotation_folder(ann_dir: Path, exclude: Iterable[Path] = ()
                 kept.append(name)
         subfolders[:] = kept
         for name in names:
-            if name.endswith('.json') and not is_hidden(name):
+            if is_annotation_name(name):
                 path = Path(folder, name)
                 (sidecars if is_crawler_sidecar(path) else files).append(path)
     return (sorted(files, key=lambda p: p.relative_to(ann_dir).as_posix()),

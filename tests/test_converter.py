@@ -968,6 +968,17 @@ def test_outputs_replace_links_and_fifos_never_write_through_them(small_set, tmp
     assert record.is_fifo()  # left as it was
 
 
+def test_an_annotation_file_named_in_upper_case_is_read(small_set, tmp_path):
+    """``img3.JSON`` (another tool's, or renamed where case does not count) is done in the
+    annotator, so it is converted too: it was ignored without a word."""
+    image_dir, ann_dir = small_set
+    (ann_dir / 'img3.json').rename(ann_dir / 'img3.JSON')
+    (ann_dir / 'img4.json').rename(ann_dir / 'img4.Json')
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    assert sum(summary.counts.values()) == 8 and not summary.problems
+    assert {'img3.JSON', 'img4.Json'} <= set(_where(tmp_path / 'out'))
+
+
 def test_the_summary_shows_hostile_names_escaped(small_set, tmp_path):
     image_dir, ann_dir = small_set
     (ann_dir / 'evil\x1b[2J.json').write_text('{')
