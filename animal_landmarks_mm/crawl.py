@@ -795,6 +795,44 @@ def retry_waits(retry_sleep: float) -> str:
     return f'linear:0:{MAX_RETRY_WAIT}={retry_sleep:.6f}'
 
 
+#: gallery-dl settings a user's config must not change, set at the top level (where they win);
+#: None is gallery-dl's default, or "none"
+PINNED_SETTINGS = {
+    # postprocessors accumulate over every level of the config: only "postprocess" stops them
+    'postprocess': False,
+    # gallery-dl's size filters count a refused file as downloaded (archived, never failed);
+    # --max-file-size is the crawler's (DownloadGuard)
+    'filesize-min': None,
+    'filesize-max': None,
+    # the guard sees each response (_http_validate), and an HTML page is refused, only with these
+    'validate': True,
+    'validate-html': True,
+    # a file is named after its first bytes, which check_image holds it to
+    'adjust-extensions': True,
+    'download': True,
+    # names: file_label's characters and the extension kept as they are
+    'path-restrict': 'auto',
+    'path-replace': '_',
+    'path-remove': '\x00-\x1f\x7f',
+    'path-strip': 'auto',
+    'path-sub': None,
+    'path-convert': None,
+    'extension-map': None,
+    # the post's own fields (id, md5, extension ...), not the user's keywords, make its name
+    'keywords': None,
+    'keywords-global': None,
+    # remove_unfinished edits the archive's table; an entry is written for each saved file
+    'archive-table': None,
+    'archive-mode': None,
+    'archive-event': None,
+    'archive-pragma': None,
+    # the crawl runs the search and the downloads in one thread, as its bookkeeping expects,
+    # and logs warnings (a retry) without ending itself
+    'async': None,
+    'actions': None,
+}
+
+
 def configure_gallery_dl(options: CrawlOptions) -> None:
     """gallery-dl's configuration for one crawl: the user's own config files, then ours on top.
 
@@ -805,6 +843,12 @@ def configure_gallery_dl(options: CrawlOptions) -> None:
     reads its options under its software's base category too (``Danbooru``, ``gelbooru_v02``),
     where the user's account on the sites themselves may be, so every credential key (and the
     cookies and headers) is set at the top level for it, None where the options give none.
+
+    What the crawler's own bookkeeping rests on is pinned too (:data:`PINNED_SETTINGS`), whatever
+    the user's files say: no postprocessor (a ``metadata`` one wrote its own ``<image>.json``
+    over each sidecar), no size filter of gallery-dl's (``filesize-max`` dropped a file and
+    archived it as downloaded), the names, the archive and the checks as the crawler expects
+    them.
 
     Raises:
         CrawlError: half a credential (:func:`resolve_credentials`).
@@ -838,6 +882,7 @@ def configure_gallery_dl(options: CrawlOptions) -> None:
         # never prompt for a password: a missing credential must fail, not wait on stdin
         'input': False,
         'output': {'mode': 'null'},  # no progress lines of gallery-dl's own
+        **PINNED_SETTINGS,
     }
     # what each extractor reads: Danbooru's _get_auth_info takes 'username' and 'password'
     # (the API key, sent as HTTP basic auth); Gelbooru 0.2 takes 'user-id' and 'api-key'

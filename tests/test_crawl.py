@@ -24,6 +24,7 @@ from gallery_dl import output as gdl_output
 from gallery_dl import path as gdl_path
 from PIL import Image
 
+from animal_landmarks_mm.annotation import SIDECAR_FORMAT
 from animal_landmarks_mm.crawl import (
     ARCHIVE_NAME,
     CREDENTIAL_ENV,
@@ -67,9 +68,9 @@ def _options(booru, out, source='safebooru', **kwargs):
     kwargs.setdefault('limit', 5)
     kwargs.setdefault('retries', 2)
     kwargs.setdefault('retry_sleep', 0.01)
+    kwargs.setdefault('base_url', booru.url)
     return CrawlOptions(source=source, tags=kwargs.pop('tags', 'animal_ears solo'),
-                        output_dir=out, base_url=booru.url, sleep=0.0, progress=False,
-                        **kwargs)
+                        output_dir=out, sleep=0.0, progress=False, **kwargs)
 
 
 def _images(out):
@@ -569,6 +570,46 @@ def test_the_gallery_dl_configs_credentials_never_go_to_another_instance(tmp_pat
         assert {r.authorization for r in searches} == {expected}
     else:  # the flags' user id and key, as query parameters
         assert all('api_key=flag-key' in r.path and 'user_id=bob' in r.path for r in searches)
+
+
+#: a user's gallery-dl config whose settings the crawler's bookkeeping cannot live with
+USER_CONFIG_HAZARDS = {
+    'extractor': {
+        'postprocessors': [{'name': 'metadata'}],  # <image>.json, over each sidecar
+        'path-restrict': 'ascii',  # the '-' of a label replaced
+        'extension-map': {'png': 'gif'},
+        'keywords': {'id': 'kw'},  # over each post's id
+        'archive-table': 'other',  # not the table remove_unfinished edits
+        'async': True,  # the search in a thread of its own
+    },
+    # gallery-dl drops a file over it, and archives it as downloaded
+    'downloader': {'filesize-max': '1k', 'validate': False},
+}
+
+
+@pytest.mark.parametrize('source', ['danbooru', 'safebooru'])
+def test_the_users_gallery_dl_config_cannot_change_the_crawlers_bookkeeping(tmp_path, source):
+    """The user's gallery-dl config is read (credentials, proxies ...), but neither its
+    postprocessors (a metadata one wrote its own sidecars, the base URL's password in them) nor
+    its size filters, names, archive or threads reach the crawl."""
+    (tmp_path / 'gallery-dl.json').write_text(json.dumps(USER_CONFIG_HAZARDS))
+    out = tmp_path / 'out'
+    posts = make_posts(3)
+    with FakeBooru(posts) as booru:
+        options = _options(booru, out, source, limit=10, ratings=EVERY_RATING,
+                           base_url=booru.url.replace('http://', 'http://someone:hunter2@'))
+        result = crawl(options)
+        again = crawl(options)
+        label = _label(booru, source)
+    names = {f'{label}_{p.id}.png' for p in posts}
+    assert {p.name for p in result.saved} == names and result.failed == []
+    assert again.saved == [] and again.already_downloaded == 3
+    assert {p.name for p in out.iterdir()} == {
+        *names, *(f'{name}.json' for name in names), ARCHIVE_NAME, PARTS_DIR}
+    for name in names:
+        sidecar = json.loads((out / f'{name}.json').read_text())
+        assert sidecar['format'] == SIDECAR_FORMAT and 'hunter2' not in json.dumps(sidecar)
+    assert _archived(out) == {name.removesuffix('.png') for name in names}
 
 
 @pytest.mark.parametrize('source, given, message', [
