@@ -1081,7 +1081,10 @@ SPLIT_RECORD_MAX_BYTES = 1 << 30
 
 def read_split_listing(path: str | os.PathLike) -> list[str]:
     """The annotation files a split listing names (``train.txt``, ...: UTF-8, one name per
-    line, as :func:`convert` writes them; blank lines and surrounding blanks ignored).
+    line, as :func:`convert` writes them), each exactly as written: only the line's ending
+    (``\\n``, ``\\r\\n``) is taken off, since a name may begin with a blank (no name holds a line
+    break: :meth:`AnnotationReader.check`). Blank lines are ignored (no annotation file's name
+    is blank).
 
     Raises:
         NotRegularFileError: a FIFO, device or folder: never waited on or read.
@@ -1089,7 +1092,8 @@ def read_split_listing(path: str | os.PathLike) -> list[str]:
         AnnotationError: a file larger than :data:`SPLIT_LISTING_MAX_BYTES`.
     """
     text = read_regular_file(path, SPLIT_LISTING_MAX_BYTES).decode('utf-8')
-    return [name for name in (line.strip() for line in text.split('\n')) if name]
+    return [name for name in (line.removesuffix('\r') for line in text.split('\n'))
+            if name.strip()]
 
 
 def _why_unreadable(error: Exception, path: Path) -> str:

@@ -979,6 +979,26 @@ def test_an_annotation_file_named_in_upper_case_is_read(small_set, tmp_path):
     assert {'img3.JSON', 'img4.Json'} <= set(_where(tmp_path / 'out'))
 
 
+def test_names_with_blanks_read_back_from_the_lists_as_written(small_set, tmp_path):
+    """A name beginning with a blank is listed as it is and read back as it is (each line
+    was stripped: evaluate --split-file then found none of the listed files, and a folder
+    converted before split records lost its split)."""
+    image_dir, ann_dir = small_set
+    for path in sorted(ann_dir.iterdir()):
+        path.rename(ann_dir / f' \t{path.name}')
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, seed=0)
+    listed = [name for split in SPLIT_NAMES for name in read_split_listing(out / f'{split}.txt')]
+    assert sorted(listed) == sorted(p.name for p in ann_dir.iterdir())
+    round1 = {name: split for split in SPLIT_NAMES
+              for name in read_split_listing(out / f'{split}.txt')}
+    (out / 'splits.json').unlink()  # the lists are the split to keep
+    summary = convert(image_dir, ann_dir, out, seed=1)
+    assert sum(summary.split.kept.values()) == 8 and summary.split.dropped == 0
+    assert {name: split for split in SPLIT_NAMES
+            for name in read_split_listing(out / f'{split}.txt')} == round1
+
+
 def test_the_summary_shows_hostile_names_escaped(small_set, tmp_path):
     image_dir, ann_dir = small_set
     (ann_dir / 'evil\x1b[2J.json').write_text('{')
@@ -1276,7 +1296,7 @@ def test_a_split_listing_is_read_only_from_a_regular_file_of_a_listings_size(tmp
     """The reader of train.txt & co. (the converter's own, evaluate's --split-file) never
     waits on a FIFO (it waited for a writer for good) nor reads past a listing's size."""
     listing = tmp_path / 'train.txt'
-    listing.write_text(' a.json\n\nsub/b.json \n')
+    listing.write_bytes(b'a.json\r\n\n \nsub/b.json\n')  # a CRLF line, blank ones
     assert read_split_listing(listing) == ['a.json', 'sub/b.json']
     fifo = tmp_path / 'fifo.txt'
     os.mkfifo(fifo)
