@@ -1249,11 +1249,20 @@ def check_output_dir(output_dir: Path, annotation_dirs: Iterable[Path]) -> None:
     Raises:
         ConversionError: naming both folders.
     """
+    coco_dir = output_dir / 'annotations'
     for ann_dir in annotation_dirs:
-        if lies_in_folder(output_dir / 'annotations', ann_dir):
+        if not lies_in_folder(coco_dir, ann_dir):
+            continue
+        if not lies_in_folder(output_dir, ann_dir):  # the output's annotations/ is the folder
             raise ConversionError(
-                f'--output-dir {output_dir} would write into the annotation folder '
-                f'{ann_dir.resolve()}; choose an output folder outside it (e.g. its parent)')
+                f'--output-dir {output_dir} would write its COCO files into {coco_dir}, which '
+                f'is the annotation folder {ann_dir.resolve()} itself; give another output '
+                'folder')
+        # its parent is fine unless its parent's annotations/ is the folder again
+        parent = ' (e.g. its parent)' if ann_dir.resolve().name != 'annotations' else ''
+        raise ConversionError(
+            f'--output-dir {output_dir} would write into the annotation folder '
+            f'{ann_dir.resolve()}; choose an output folder outside it{parent}')
 
 
 #: How many reasons of left-out files an error about an empty split quotes.
@@ -1269,8 +1278,20 @@ def _empty_split_error(name: str, usable: int, ratio: float, problems: list[str]
     if record is not None:
         fix += (f', or pass --reshuffle (the files kept in their splits by {record} left too '
                 'few new ones for this split; earlier files may then change split)')
-    message = (f'the {name} split is empty: {usable} usable annotation files with ratio '
-               f'{ratio:g}; {fix}')
+    return _quoting_problems(f'the {name} split is empty: {usable} usable annotation files '
+                             f'with ratio {ratio:g}; {fix}', problems)
+
+
+def _empty_validation_folder_error(folder: str | os.PathLike, problems: list[str]) -> str:
+    """The message of a validation folder with no usable file (it is the val split whole: no
+    ratio gives it files), with the reasons its files were left out."""
+    return _quoting_problems(f'the val split is empty: the validation folder {folder} '
+                             '(--val-annotation-dir) has no usable annotation files; add '
+                             'annotations to it', problems)
+
+
+def _quoting_problems(message: str, problems: list[str]) -> str:
+    """``message``, then the first :data:`QUOTED_PROBLEMS` reasons files were left out."""
     if not problems:
         return message
     lines = [f'{message}. {len(problems)} annotation files were left out:']
@@ -1615,6 +1636,12 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     if val_contents is not None:
         splits['val'] = val_contents.records
         ratios['val'] = 1.0
+    if val_contents is not None and not splits['val']:
+        # its files' reasons (a file losing its picture to another is named among the
+        # annotation folder's): each line begins with the file
+        inside = f'{folders[1]}{os.sep}'
+        raise ConversionError(_empty_validation_folder_error(
+            folders[1], [p for p in summary.problems if p.startswith(inside)]))
     for name in SPLITS:
         if ratios[name] > 0 and not splits[name]:
             raise ConversionError(_empty_split_error(

@@ -347,9 +347,41 @@ def test_output_dir_overlapping_the_annotation_dir_is_refused(small_set, tmp_pat
     if where == 'its_annotations':  # the annotation folder is the output's annotations/
         ann_dir = ann_dir.rename(ann_dir.parent / 'annotations')
     before = _tree_digest(tmp_path)
-    with pytest.raises(ConversionError, match='would write into the annotation folder'):
+    with pytest.raises(ConversionError) as info:
         convert(image_dir, ann_dir, out, seed=0)
+    if where == 'its_annotations':  # its parent is the output folder already
+        assert str(info.value) == (
+            f'--output-dir {out} would write its COCO files into {out / "annotations"}, which '
+            f'is the annotation folder {ann_dir.resolve()} itself; give another output folder')
+    else:
+        assert str(info.value) == (
+            f'--output-dir {out} would write into the annotation folder {ann_dir.resolve()}; '
+            'choose an output folder outside it (e.g. its parent)')
     assert _tree_digest(tmp_path) == before  # nothing written, nothing overwritten
+    if where == 'same':  # a folder named annotations: its parent's annotations/ is it again
+        ann_dir = ann_dir.rename(ann_dir.parent / 'annotations')
+        with pytest.raises(ConversionError) as info:
+            convert(image_dir, ann_dir, ann_dir, seed=0)
+        assert str(info.value).endswith('choose an output folder outside it')
+
+
+def test_an_empty_validation_folder_is_named_not_a_ratio(small_set, tmp_path):
+    """The validation folder is the val split whole: its error names it and gives no advice
+    on ratios (it said "10 usable annotation files with ratio 1; change the ratios")."""
+    image_dir, ann_dir = small_set
+    val_dir = tmp_path / 'val_ann'
+    val_dir.mkdir()
+    with pytest.raises(ConversionError) as info:
+        convert(image_dir, ann_dir, tmp_path / 'out', 0.9, 0.0, 0.1, val_annotation_dir=val_dir)
+    assert str(info.value) == (f'the val split is empty: the validation folder {val_dir} '
+                               '(--val-annotation-dir) has no usable annotation files; add '
+                               'annotations to it')
+    (val_dir / 'v.json').write_text('{')  # why its files were left out is quoted
+    with pytest.raises(ConversionError) as info:
+        convert(image_dir, ann_dir, tmp_path / 'out', 0.9, 0.0, 0.1, val_annotation_dir=val_dir)
+    lines = str(info.value).splitlines()
+    assert lines[0].endswith('add annotations to it. 1 annotation files were left out:')
+    assert len(lines) == 2 and lines[1].startswith(f'  {val_dir / "v.json"}: broken JSON')
 
 
 def test_the_usual_layout_output_above_the_annotation_dir_is_fine(small_set, tmp_path):
