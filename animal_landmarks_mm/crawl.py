@@ -804,8 +804,7 @@ PINNED_SETTINGS = {
     # --max-file-size is the crawler's (DownloadGuard)
     'filesize-min': None,
     'filesize-max': None,
-    # the guard sees each response (_http_validate), and an HTML page is refused, only with these
-    'validate': True,
+    # gallery-dl refuses an HTML page (the guard checks the content type too)
     'validate-html': True,
     # a file is named after its first bytes, which check_image holds it to
     'adjust-extensions': True,
@@ -1235,9 +1234,10 @@ class DownloadGuard(ResponseDeadline):
 
     gallery-dl's read timeout ends a download whose server goes silent, but not one that sends
     a byte now and then, nor an endless body without Content-Length. The guard checks each
-    response before its body is read (gallery-dl's ``_http_validate`` hook), counts the body
-    (:meth:`count`) and, at the deadline, sets gallery-dl's download flag (the download stops
-    at its next check) and shuts the connection (:class:`ResponseDeadline`).
+    response before gallery-dl reads it (:meth:`check_response`, through
+    :class:`GuardedSession`), counts the body (:meth:`count`) and, at the deadline, sets
+    gallery-dl's download flag (the download stops at its next check) and shuts the connection
+    (:class:`ResponseDeadline`).
 
     Args:
         seconds: the deadline of one file, retries included.
@@ -1252,8 +1252,16 @@ class DownloadGuard(ResponseDeadline):
         util.FLAGS.DOWNLOAD = False  # gallery-dl's "skip this download" flag
 
     def check_response(self, response) -> bool:
-        """gallery-dl's ``_http_validate`` hook: False refuses the response, before its body."""
+        """Whether a response may be the file: False refuses it (:attr:`problem` says why),
+        before gallery-dl reads its headers or its body. Any other status than 200 and 206 is
+        gallery-dl's to handle (it retries a 5xx, gives up a 404)."""
         if self.expired:
+            return False
+        if response.status_code not in (200, 206):
+            return True
+        # gallery-dl reads the file's size and offset from it: a KeyError ended the crawl
+        if response.status_code == 206 and 'Content-Range' not in response.headers:
+            self.problem = '206 Partial Content without Content-Range'
             return False
         content_type = response.headers.get('Content-Type', '').partition(';')[0]
         content_type = content_type.strip().lower()
@@ -1289,6 +1297,41 @@ class DownloadGuard(ResponseDeadline):
         return capped(chunks, self.max_bytes, too_large, received)
 
 
+class RefusedResponse(requests.exceptions.RequestException):
+    """A response of a file that the guard refused (:meth:`DownloadGuard.check_response`); a
+    plain ``RequestException``, which gallery-dl's downloader does not retry."""
+
+
+class GuardedSession:
+    """The HTTP downloader's session: each response of a file passes
+    :meth:`DownloadGuard.check_response` before gallery-dl reads anything of it (its
+    ``_http_validate`` hook comes after gallery-dl has read a 206's Content-Range).
+
+    Args:
+        session: gallery-dl's session.
+        guard: the current file's guard.
+    """
+
+    def __init__(self, session, guard: DownloadGuard):
+        self.session = session
+        self.guard = guard
+
+    def request(self, method, url, **kwargs):
+        """The session's request; the response if the guard takes it.
+
+        Raises:
+            RefusedResponse: the guard refused it (gallery-dl fails the file, not retried).
+        """
+        response = self.session.request(method, url, **kwargs)
+        if not self.guard.check_response(response):
+            response.close()
+            raise RefusedResponse(self.guard.problem)
+        return response
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
 #: the format of gallery-dl's HTTP downloader's warning that a try of a file failed in a way it
 #: tries again (a 5xx or 429, a connection error, a timeout, a body cut short): "reason (2/5)"
 _RETRY_WARNING = '%s (%s/%s)'
@@ -1303,7 +1346,9 @@ class BoundedHttpDownloader(HttpDownloader):
     whatever ``sleep-retries`` says (that setting is the extractor's): here it tries once per
     call, and :meth:`download` tries again, as often (``retries``) and after the same waits
     (``sleep-retries``) as a search request, when gallery-dl's warning (:data:`_RETRY_WARNING`)
-    says that it would have.
+    says that it would have. Each response passes the guard first (:class:`GuardedSession`);
+    whatever else gallery-dl's download raises (but its own control exceptions and an
+    ``OSError``, which the job handles) fails that file, not the crawl.
 
     Args:
         download_job: the job it downloads for.
@@ -1313,6 +1358,7 @@ class BoundedHttpDownloader(HttpDownloader):
     def __init__(self, download_job: job.DownloadJob, *, guard: DownloadGuard):
         super().__init__(download_job)
         self.guard = guard
+        self.session = GuardedSession(self.session, guard)
         self.file_retries = self.retries  # gallery-dl's 'retries', as the searches have it
         self.retries = 0  # gallery-dl's own: one try per call of its download()
         #: seconds before the n-th retry: gallery-dl's function of the searches' setting
@@ -1340,6 +1386,12 @@ class BoundedHttpDownloader(HttpDownloader):
             try:
                 if super().download(url, pathfmt):  # (past the deadline: StopDownload)
                     return True
+            except (exception.GalleryDLException, OSError):
+                raise
+            except Exception as error:  # a server's answer gallery-dl did not expect
+                detail = ' '.join(f'{error.__class__.__name__}: {error}'.split())
+                self.log.warning('download failed (%s)', printable(detail, limit=200))
+                return False
             finally:
                 # a cancelled download leaves it set, and the next one would misreport
                 self.downloading = False
@@ -1414,8 +1466,9 @@ class GalleryDlLogLines(logging.Handler):
 
     Without a handler of their own, gallery-dl's records reach Python's last-resort handler,
     which prints them bare on stderr, amid the progress bar. Left out is what the crawl reports
-    itself: a file that failed (in the summary, with its reason; so is gallery-dl's "Invalid
-    response" for a file the :class:`DownloadGuard` refused), and the error that ended the
+    itself: a file that failed (in the summary, with its reason; so is gallery-dl's warning
+    that names the :class:`RefusedResponse` of a file the :class:`DownloadGuard` refused), and
+    the error that ended the
     search (raised as :class:`CrawlError`, where gallery-dl would advise to report it as a bug
     of gallery-dl's).
 
@@ -1780,7 +1833,6 @@ class CrawlJob(job.DownloadJob):
                 result.duplicates += 1  # the same file from another post or source
             return
         kwdict['_aln_label'] = self.label
-        kwdict['_http_validate'] = self.guard.check_response
         self.current = state = _FileState(url=url, info=info)
         self.guard.reset()  # armed by the downloader (BoundedHttpDownloader.download)
         try:

@@ -22,6 +22,7 @@ from gallery_dl import exception as gdl_exception
 from gallery_dl import job as gdl_job
 from gallery_dl import output as gdl_output
 from gallery_dl import path as gdl_path
+from gallery_dl.downloader import http as gdl_http
 from PIL import Image
 
 from animal_landmarks_mm.annotation import SIDECAR_FORMAT
@@ -374,6 +375,9 @@ BOUNDS = dict(retries=1, timeout=1.0, file_deadline=20.0, max_file_size=200_000)
     # one byte every 0.2 s never trips the timeout: the deadline ends it
     ('danbooru', 'drip', {'drip_interval': 0.2, 'file_deadline': 1.5},
      'not finished within --file-deadline 1.5 s', False),
+    # gallery-dl reads a 206's Content-Range before any check of the crawler's: a KeyError
+    # ended the crawl
+    ('danbooru', '206_no_range', {}, '206 Partial Content without Content-Range', False),
     # so it does when the headers drip, before any response exists
     ('danbooru', 'drip_headers', {'drip_interval': 0.2, 'file_deadline': 1.5},
      'not finished within --file-deadline 1.5 s', False),
@@ -413,6 +417,31 @@ def test_bad_download_is_not_kept_is_reported_and_retried(tmp_path, source, faul
     meta = json.loads((tmp_path / f'{stem}.png.json').read_text())
     assert meta['md5'] == bad.md5
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
+
+
+def test_an_error_gallery_dls_download_did_not_expect_fails_that_file_only(tmp_path,
+                                                                          monkeypatch):
+    """Whatever else a server's answer makes gallery-dl's downloader raise fails that file,
+    with the error as its reason; the crawl goes on, and a rerun fetches the file."""
+    posts = make_posts(3)
+    bad = posts[1]
+    original = gdl_http.HttpDownloader._download_impl
+
+    def unexpected(self, url, pathfmt):
+        if url.endswith(f'/{bad.id}.png'):
+            raise KeyError('content-range')
+        return original(self, url, pathfmt)
+
+    with FakeBooru(posts) as booru:
+        monkeypatch.setattr(gdl_http.HttpDownloader, '_download_impl', unexpected)
+        options = _options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING)
+        result = crawl(options)
+        monkeypatch.setattr(gdl_http.HttpDownloader, '_download_impl', original)
+        again = crawl(options)
+    assert len(result.saved) == 2
+    assert result.failed == [f"{booru.url}/images/{bad.id}.png: download failed (KeyError: "
+                             f"'content-range')"]
+    assert [p.name for p in again.saved] == [f'{_label(booru, "danbooru")}_{bad.id}.png']
 
 
 def test_image_without_sidecar_is_fetched_again(tmp_path):
