@@ -1,10 +1,17 @@
-"""The mmpose dataset type of this plugin."""
+"""The mmpose dataset type of this plugin, and the rules its COCO files must follow."""
 from __future__ import annotations
 
+import json
+import os
+from typing import Any
+
+import numpy as np
 from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
 
-from .schema import dataset_info
+from .annotation import AnnotationError, read_regular_file
+from .errors import printable
+from .schema import NUM_KEYPOINTS, VISIBILITY_FLAGS, dataset_info
 
 
 @DATASETS.register_module()
@@ -16,13 +23,175 @@ class AnimalCharacterFaceDataset(BaseCocoStyleDataset):
     mmpose's own datasets point ``METAINFO`` at their one metainfo definition. Annotation files
     are the COCO-style files that :mod:`animal_landmarks_mm.converter` writes: one ``face``
     category, 28 keypoints per face, a face box per annotation, ``file_name`` relative to the
-    dataset root. Use ``data_mode='topdown'`` (one sample per face, cropped by its box), as
-    every config of the plugin does: its models and :class:`~.metrics.LandmarkMetric` take one
-    face per sample. ``'bottomup'`` (one sample per image, all its faces) loads, as for every
-    :class:`BaseCocoStyleDataset`, but the metric refuses its samples of several faces.
+    dataset root (:func:`check_coco` states what a file must hold). Use ``data_mode='topdown'``
+    (one sample per face, cropped by its box), as every config of the plugin does: its models
+    and :class:`~.metrics.LandmarkMetric` take one face per sample. ``'bottomup'`` (one sample
+    per image, all its faces) loads, as for every :class:`BaseCocoStyleDataset`, but the metric
+    refuses its samples of several faces.
 
     Args are those of :class:`mmpose.datasets.BaseCocoStyleDataset` (``ann_file``, ``data_root``,
     ``data_prefix``, ``data_mode``, ``pipeline``, ``test_mode``, ...).
     """
 
     METAINFO: dict = dataset_info()
+
+
+#: The largest COCO file read (bytes): the converter writes under a kilobyte per face.
+COCO_FILE_MAX_BYTES = 1 << 30
+
+#: the largest coordinate, box or area value taken: mmpose loads them as float32, where a
+#: larger one (1e308 is a finite float) becomes inf
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def read_coco_file(path: str | os.PathLike) -> dict:
+    """A COCO keypoints file of this dataset, read and checked as data (:func:`check_coco`):
+    training's pre-check and plan and ``tools/evaluate.py --ann-file`` read every COCO file
+    here, before mmpose or a model meets it.
+
+    Read as a file from outside: a regular file (a FIFO is never waited on, a device never
+    read), of at most :data:`COCO_FILE_MAX_BYTES`, UTF-8 JSON not nested too deeply.
+
+    Raises:
+        AnnotationError: one line naming the file and, for a bad entry, the entry.
+    """
+    shown = os.fsdecode(path)
+    try:
+        raw = read_regular_file(path, COCO_FILE_MAX_BYTES)
+    except AnnotationError:  # not a regular file, or too large: one line naming it
+        raise
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        raise AnnotationError(f'{shown}: cannot read ({e})') from None
+    try:
+        coco = json.loads(raw.decode('utf-8'))
+    except RecursionError:
+        raise AnnotationError(f'{shown}: cannot read (JSON nested too deeply)') from None
+    except ValueError as e:  # not UTF-8, not JSON
+        raise AnnotationError(f'{shown}: cannot read ({e})') from None
+    try:
+        check_coco(coco)
+    except AnnotationError as e:
+        raise AnnotationError(f'{shown}: {e}') from None
+    return coco
+
+
+def check_coco(coco: Any) -> None:
+    """Refuse a decoded COCO file that mmpose's ``BaseCocoStyleDataset`` (and the xtcocotools
+    index under it) would fail on once the runner has started, or would train on wrongly.
+
+    Each image needs a whole-number ``id`` of its own (mmpose takes it modulo its sample
+    interval), a ``file_name`` and a positive whole ``width`` and ``height``; each annotation a
+    whole-number ``id`` of its own (xtcocotools indexes by it), an ``image_id`` naming an image
+    of the file, a whole-number ``category_id``, 28 x 3 ``keypoints`` (mmpose's flip and
+    heatmaps index all 28 points), each a finite x and y and a flag of
+    :data:`~.schema.VISIBILITY_FLAGS` (mmpose weighs a point by ``min(1, v)``: a -1 would be a
+    negative weight), a ``bbox`` of 4 finite numbers and, when it has one, a finite ``area``.
+    Finite means finite in float32, as mmpose loads them: a NaN box is kept by mmpose and trains
+    on NaN targets at full weight. What mmpose leaves out on its own (crowd faces, empty boxes,
+    faces without labelled points) is not refused here; training counts it out
+    (:func:`~.schedule.training_faces`).
+
+    Raises:
+        AnnotationError: one line naming the entry (``image 3``, ``annotation 7``, or its place
+            ``annotations[2]`` before its id is known), without the file name.
+    """
+    if not isinstance(coco, dict) or not all(
+            isinstance(coco.get(key), list) for key in ('images', 'annotations')):
+        raise AnnotationError('not a COCO keypoints file (an object with "images" and '
+                              '"annotations" lists)')
+    categories = coco.get('categories', [])
+    if not isinstance(categories, list) or not all(
+            isinstance(category, dict) and _is_whole(category.get('id'))
+            for category in categories):
+        raise AnnotationError(f'"categories" must be a list of objects with a whole-number '
+                              f'"id": {shown_value(categories)}')
+    images = _checked_ids(coco['images'], 'image')
+    for image_id, image in images.items():
+        file_name = image.get('file_name')
+        if not isinstance(file_name, str) or not file_name:
+            raise _refusal(f'image {image_id}', image, 'file_name', 'a file name')
+        for key in ('width', 'height'):
+            if not (_is_whole(image.get(key)) and image[key] > 0):
+                raise _refusal(f'image {image_id} ({shown_value(file_name)})', image, key,
+                               'a positive whole number')
+    for ann_id, ann in _checked_ids(coco['annotations'], 'annotation').items():
+        _check_coco_annotation(ann, f'annotation {ann_id}', images)
+
+
+def _check_coco_annotation(ann: dict, where: str, images: dict[int, dict]) -> None:
+    """:func:`check_coco` for one annotation, named ``where``."""
+    image_id = ann.get('image_id')
+    if not (_is_whole(image_id) and image_id in images):
+        raise _refusal(where, ann, 'image_id', 'the id of an image of the file')
+    if not _is_whole(ann.get('category_id')):
+        raise _refusal(where, ann, 'category_id', 'a whole number')
+    keypoints = ann.get('keypoints')
+    if not isinstance(keypoints, list) or len(keypoints) != 3 * NUM_KEYPOINTS:
+        rule = (f'{3 * NUM_KEYPOINTS} numbers (x, y, v of each of the {NUM_KEYPOINTS} '
+                'points)')
+        if isinstance(keypoints, list):
+            raise AnnotationError(f'{where}: "keypoints" must be {rule}, got '
+                                  f'{len(keypoints)}')
+        raise _refusal(where, ann, 'keypoints', rule)
+    for k, value in enumerate(keypoints):
+        point, what = divmod(k, 3)
+        if not _is_finite(value):
+            raise AnnotationError(f'{where}: point {point} {"xyv"[what]} is not a finite number '
+                                  f'(in float32, as mmpose reads it): {shown_value(value)}')
+        if what == 2 and value not in VISIBILITY_FLAGS:  # 2.0 is the flag 2, as mmpose takes it
+            flags = ', '.join(f'{flag} ({name})' for flag, name in VISIBILITY_FLAGS.items())
+            raise AnnotationError(f'{where}: point {point} visibility must be one of {flags}, '
+                                  f'got {shown_value(value)}')
+    bbox = ann.get('bbox')
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_finite, bbox)):
+        raise _refusal(where, ann, 'bbox', '4 finite numbers [x, y, width, height]')
+    if 'area' in ann and not _is_finite(ann['area']):
+        raise _refusal(where, ann, 'area', 'a finite number')
+
+
+def _checked_ids(entries: list, kind: str) -> dict[int, dict]:
+    """The images or annotations of a COCO file by their ids, each an object with a
+    whole-number id no other entry of its list has.
+
+    Raises:
+        AnnotationError: naming the entry by its place (``images[3]``).
+    """
+    by_id: dict[int, dict] = {}
+    for i, entry in enumerate(entries):
+        where = f'{kind}s[{i}]'
+        if not isinstance(entry, dict):
+            raise AnnotationError(f'{where} is not an object: {shown_value(entry)}')
+        entry_id = entry.get('id')
+        if not _is_whole(entry_id):
+            raise _refusal(where, entry, 'id', 'a whole number')
+        if entry_id in by_id:
+            raise AnnotationError(f'{where}: "id" {entry_id} is that of another {kind} too')
+        by_id[entry_id] = entry
+    return by_id
+
+
+def _refusal(where: str, entry: dict, key: str, rule: str) -> AnnotationError:
+    """The error for a key of an entry that breaks its rule: ``annotation 7: no "bbox" (4
+    finite numbers ...)``, or ``annotation 7: "bbox" must be 4 finite numbers ..., got
+    [1, 2, nan, 4]``."""
+    if key not in entry:
+        return AnnotationError(f'{where}: no "{key}" ({rule})')
+    return AnnotationError(f'{where}: "{key}" must be {rule}, got {shown_value(entry[key])}')
+
+
+def _is_whole(value: Any) -> bool:
+    """An int of JSON (not a bool, which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    """A number finite in float32 (NaN compares false; an int of hundreds of digits is
+    compared, never converted)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and -_FLOAT32_MAX <= value <= _FLOAT32_MAX)
+
+
+def shown_value(value: Any) -> str:
+    """A value of a COCO file for a one-line message, escaped and cut short (a hostile file may
+    hold megabytes)."""
+    return printable(repr(value), one_line=True, limit=40)

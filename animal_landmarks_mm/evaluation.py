@@ -10,7 +10,6 @@ same faces.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 from collections.abc import Iterable
@@ -34,7 +33,6 @@ from .annotation import (
     lies_in_folder,
     parse_annotation,
     read_image,
-    read_regular_file,
     remove_stale_temporaries,
     write_bytes_atomic,
     write_image,
@@ -48,6 +46,7 @@ from .converter import (
     face_box_xyxy,
     read_split_listing,
 )
+from .dataset import read_coco_file, shown_value
 from .errors import AnimalLandmarksError, printable
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
 from .schema import (
@@ -106,10 +105,6 @@ def check_outside_inputs(output_dir: str | os.PathLike,
                 'folder')
 
 
-#: The largest COCO file read (bytes): the converter writes under a kilobyte per face.
-COCO_FILE_MAX_BYTES = 1 << 30
-
-
 def read_split_file(split_file: str | os.PathLike) -> set[str]:
     """The annotation files a split file lists (one per line, relative to their annotation
     folder, as the converter's ``train.txt`` / ``val.txt`` / ``test.txt``).
@@ -124,28 +119,6 @@ def read_split_file(split_file: str | os.PathLike) -> set[str]:
         raise EvaluationInputError(str(e)) from None
     except (OSError, ValueError) as e:  # ValueError: not UTF-8, a NUL in the name
         raise EvaluationInputError(f'{split_file}: cannot read ({e})') from None
-
-
-def _read_json(path: Path, max_bytes: int) -> Any:
-    """A regular file's JSON (UTF-8, at most ``max_bytes``).
-
-    Raises:
-        EvaluationInputError: a FIFO or device (never waited on or read), an unreadable or
-            larger file, text that is not UTF-8 or not JSON, or JSON nested too deeply; one
-            line naming the file.
-    """
-    try:
-        raw = read_regular_file(path, max_bytes)
-    except AnnotationError as e:  # not a regular file, or too large: one line naming it
-        raise EvaluationInputError(str(e)) from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
-        raise EvaluationInputError(f'{path}: cannot read ({e})') from None
-    try:
-        return json.loads(raw.decode('utf-8'))
-    except RecursionError:
-        raise EvaluationInputError(f'{path}: cannot read (JSON nested too deeply)') from None
-    except ValueError as e:  # not UTF-8, not JSON
-        raise EvaluationInputError(f'{path}: cannot read ({e})') from None
 
 
 #: how many of the files a split file lists but the annotation folder lacks are named
@@ -217,29 +190,11 @@ def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str 
     return faces, contents
 
 
-def _cut(value: Any) -> str:
-    """A value for a one-line message, cut short (a hostile file may hold megabytes)."""
-    return printable(repr(value), one_line=True, limit=40)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _coco_face(ann: dict) -> dict:
-    """A COCO annotation as a face of the project's format, for :func:`.annotation.
-    parse_annotation` to validate: landmarks (null where absent), visibility, corner box.
-
-    Raises:
-        AnnotationError: keypoints or a box of another shape (without the file name).
-    """
-    keypoints, bbox = ann.get('keypoints'), ann.get('bbox')
-    if not isinstance(keypoints, list) or len(keypoints) != 3 * NUM_KEYPOINTS:
-        raise AnnotationError(f'annotation {_cut(ann.get("id"))}: keypoints must be '
-                              f'{3 * NUM_KEYPOINTS} numbers (x, y, v of each point)')
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox)):
-        raise AnnotationError(f'annotation {_cut(ann.get("id"))}: bbox must be 4 numbers '
-                              f'[x, y, width, height]: {_cut(bbox)}')
+    """An annotation of a checked COCO file (:func:`.dataset.check_coco`: 28 x 3 keypoints, a
+    box of 4 numbers) as a face of the project's format, for :func:`.annotation.
+    parse_annotation` to validate: landmarks (null where absent), visibility, corner box."""
+    keypoints, bbox = ann['keypoints'], ann['bbox']
     landmarks, visibility = [], []
     for x, y, v in zip(keypoints[0::3], keypoints[1::3], keypoints[2::3]):
         if isinstance(v, float) and v.is_integer():  # a writer's 2.0 is the flag 2
@@ -261,7 +216,7 @@ def _coco_image(image: Any, anns: list[dict], root: Path) -> ImageAnnotation:
             the file name.
     """
     ids = [ann.get('id') for ann in anns]
-    where = f'image {_cut(image.get("file_name"))} (id {_cut(image.get("id"))})'
+    where = f'image {shown_value(image.get("file_name"))} (id {shown_value(image.get("id"))})'
     try:
         annotation = parse_annotation(dict(
             format=FORMAT_NAME, version=FORMAT_VERSION, image=image.get('file_name'),
@@ -270,7 +225,7 @@ def _coco_image(image: Any, anns: list[dict], root: Path) -> ImageAnnotation:
         # its boxes are the converter's, made from the points and cut to the image
         check_usable(annotation, derived_boxes=True)
     except AnnotationError as e:  # 'face 1' of the image is its second annotation: by its id
-        reason = re.sub(r'\bface (\d+)\b', lambda m: f'annotation {_cut(ids[int(m[1])])}',
+        reason = re.sub(r'\bface (\d+)\b', lambda m: f'annotation {shown_value(ids[int(m[1])])}',
                         str(e))
         raise AnnotationError(f'{where}: {reason}') from None
     # the converter's checks of an image, before any model runs: there, whole, of its size
@@ -291,32 +246,26 @@ def _coco_image(image: Any, anns: list[dict], root: Path) -> ImageAnnotation:
 
 def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
     """Faces of a COCO file written by the converter (image paths relative to its folder's
-    parent, the converter's output folder), in the file's order. Every annotation and image is
-    validated before any is used (:func:`_coco_image`): a bad one stops the evaluation before
-    a model runs, not after some images were predicted or outputs written.
+    parent, the converter's output folder), in the file's order. The file is read and checked
+    as training reads its files (:func:`.dataset.read_coco_file`), then every annotation and
+    image is validated as the converter's (:func:`_coco_image`), before any is used: a bad one
+    stops the evaluation before a model runs, not after some images were predicted or outputs
+    written.
 
     Raises:
         EvaluationInputError: one line naming the file and the first defect.
     """
     ann_file = Path(ann_file)
-    coco = _read_json(ann_file, COCO_FILE_MAX_BYTES)
+    try:
+        coco = read_coco_file(ann_file)
+    except AnnotationError as e:
+        raise EvaluationInputError(str(e)) from None
     root = ann_file.resolve().parent.parent
     try:
-        if not isinstance(coco, dict) or not all(
-                isinstance(coco.get(key), list) for key in ('images', 'annotations')):
-            raise AnnotationError('not a COCO keypoints file (an object with "images" and '
-                                  '"annotations" lists)')
-        images: dict[Any, dict] = {}
-        for image in coco['images']:
-            if not isinstance(image, dict) or image.get('id') in images:
-                raise AnnotationError(f'image {_cut(image)} is not an object with an "id" of '
-                                      'its own')
-            images[image['id']] = image
-        by_image: dict[Any, list[dict]] = {}
+        images = {image['id']: image for image in coco['images']}
+        by_image: dict[int, list[dict]] = {}
         order = []  # (image id, its face's index) of each annotation
         for ann in coco['annotations']:
-            if not isinstance(ann, dict) or ann.get('image_id') not in images:
-                raise AnnotationError(f'annotation {_cut(ann)} names no image of the file')
             faces_of_image = by_image.setdefault(ann['image_id'], [])
             order.append((ann['image_id'], len(faces_of_image)))
             faces_of_image.append(ann)

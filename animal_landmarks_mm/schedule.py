@@ -37,13 +37,15 @@ train``) use the config's static ``train_cfg`` and ``param_scheduler`` as writte
 """
 from __future__ import annotations
 
-import json
 import math
 import os.path as osp
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mmengine.config import Config, ConfigDict
 
+from .annotation import AnnotationError
+from .dataset import read_coco_file
 from .errors import AnimalLandmarksError
 
 
@@ -263,8 +265,9 @@ def training_faces(coco: dict) -> int:
     crowd, with labelled points (``num_keypoints``, else the points not at 0,0), and a box of
     some width and height once clipped to the image.
 
-    Raises:
-        KeyError, TypeError, ValueError: not a COCO keypoints file.
+    Args:
+        coco: a file as :func:`~.dataset.read_coco_file` gives it (checked: a file mmpose
+            loads).
     """
     import numpy as np
     images = {image['id']: image for image in coco['images']}
@@ -289,15 +292,21 @@ def training_faces(coco: dict) -> int:
 
 
 def read_training_faces(path: str) -> tuple[dict, int]:
-    """A COCO keypoints file and its :func:`training_faces`.
+    """A COCO keypoints file, read and checked as mmpose's dataset needs it
+    (:func:`~.dataset.read_coco_file`), and its :func:`training_faces`.
 
     Raises:
-        OSError: it cannot be read.
-        ValueError, KeyError, TypeError, AttributeError: it is not a COCO keypoints file.
+        AnnotationError: a file that cannot be read or that mmpose would fail on, or train on
+            wrongly; one line naming it and the entry.
     """
-    with open(path, encoding='utf-8') as f:
-        coco = json.load(f)
+    coco = read_coco_file(path)
     return coco, training_faces(coco)
+
+
+def annotation_file(dataset: dict) -> str:
+    """The COCO file a dataset config reads: its ``ann_file`` under its ``data_root``, as
+    mmengine's ``BaseDataset`` joins them."""
+    return osp.join(dataset.get('data_root') or '', dataset.ann_file)
 
 
 #: dataset settings whose samples the plan does not count (a top-down face model trains on
@@ -305,10 +314,15 @@ def read_training_faces(path: str) -> tuple[dict, int]:
 _UNCOUNTED_SETTINGS = dict(data_mode='topdown', bbox_file=None, sample_interval=1)
 
 
-def count_training_faces(cfg: Config) -> int:
+def count_training_faces(cfg: Config, counted: Mapping[str, int] | None = None) -> int:
     """Training samples of one pass over the training set: faces as mmpose keeps them
     (:func:`training_faces`), read from the COCO files (the dataset is not built), through
     mmengine's ``RepeatDataset`` and ``ConcatDataset`` and a dataset's ``indices``.
+
+    Args:
+        cfg: the config.
+        counted: the training faces of files read already, by :func:`annotation_file` (what
+            ``training.check_annotation_files`` returns): not read again.
 
     Raises:
         ScheduleError: a file that cannot be read, or a dataset the plan cannot count (another
@@ -327,11 +341,12 @@ def count_training_faces(cfg: Config) -> int:
                 'those of top-down COCO datasets (also inside RepeatDataset and ConcatDataset); '
                 'set the schedule yourself with --cfg-options train_cfg.max_epochs=N (then used '
                 'as written)')
-        path = osp.join(dataset.get('data_root') or '', dataset.ann_file)
+        path = annotation_file(dataset)
         try:
-            faces = read_training_faces(path)[1]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ScheduleError(f'cannot count the training faces of {path}: {e}') from None
+            faces = (counted[path] if counted is not None and path in counted
+                     else read_training_faces(path)[1])
+        except AnnotationError as e:  # names the file
+            raise ScheduleError(f'cannot count the training faces: {e}') from None
         # mmengine's BaseDataset keeps the first (or, negative, last) `indices` samples, or
         # those it lists
         indices = dataset.get('indices')

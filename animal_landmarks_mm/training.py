@@ -18,11 +18,13 @@ from mmengine.runner import Runner
 
 import animal_landmarks_mm  # noqa: F401  (registers the dataset; safe checkpoint loading)
 
+from .annotation import AnnotationError
 from .errors import AnimalLandmarksError, first_line
 from .schedule import (
     CHECKPOINT_INTERVAL_OPTION,
     ScheduleError,
     SchedulePlan,
+    annotation_file,
     check_positive,
     count_training_faces,
     plan_schedule,
@@ -499,11 +501,11 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     has_recipe = cfg.get('schedule') is not None
     bypassed_by = ' and '.join(schedule_options(cfg_options)) if has_recipe else ''
     if has_recipe and not bypassed_by:
-        check_annotation_files(cfg, ('train_dataloader',))
+        counted = check_annotation_files(cfg, ('train_dataloader',))
         try:
-            planned = plan_schedule(cfg, count_training_faces(cfg), epochs=epochs, iters=iters,
-                                    batch_size=batch_size, lr=lr, processes=world_size(launcher),
-                                    cfg_options=cfg_options)
+            planned = plan_schedule(cfg, count_training_faces(cfg, counted), epochs=epochs,
+                                    iters=iters, batch_size=batch_size, lr=lr,
+                                    processes=world_size(launcher), cfg_options=cfg_options)
             planned.workers = loader.get('num_workers', 0)
         except ScheduleError as e:
             raise TrainingSetupError(str(e)) from None
@@ -649,35 +651,44 @@ def _init_cpu_process_group(cfg: Config) -> None:
         dist.init_process_group(backend='gloo')
 
 
-def check_annotation_files(cfg: Config, loaders: tuple[str, ...]) -> None:
-    """Refuse, before the runner starts, a COCO file that is missing or holds nothing to learn
-    or measure (no images, no faces, or only absent points), naming the file: mmengine would
-    fail later with "need at least one array to concatenate".
+def check_annotation_files(cfg: Config, loaders: tuple[str, ...]) -> dict[str, int]:
+    """Refuse, before the runner starts, a COCO file that is missing, that mmpose would fail
+    on or train on wrongly once the runner has started (:func:`~.dataset.check_coco`), or that
+    holds nothing to learn or measure (no images, no faces, or only absent points), naming the
+    file: mmengine would fail later with a traceback, or "need at least one array to
+    concatenate".
+
+    Returns:
+        The training faces of each file read (:func:`~.schedule.training_faces`), by
+        :func:`~.schedule.annotation_file`: the plan counts them without reading them again.
 
     Raises:
-        TrainingSetupError: naming the file and what it lacks.
+        TrainingSetupError: naming the file and what it lacks (and the entry at fault).
     """
+    faces = {}
     for name in loaders:
         loader = cfg.get(name)
         if not loader or not loader.get('dataset'):
             continue
         for _, dataset, _ in wrapped_datasets(loader.dataset, f'{name}.dataset'):
             if dataset.get('ann_file'):
-                _check_annotation_file(name, osp.join(dataset.get('data_root') or '',
-                                                      dataset.ann_file))
+                path = annotation_file(dataset)
+                if path not in faces:  # a file read twice (a ConcatDataset of one) is read once
+                    faces[path] = _check_annotation_file(name, path)
+    return faces
 
 
-def _check_annotation_file(name: str, path: str) -> None:
-    """:func:`check_annotation_files` for one file of the loader ``name``."""
+def _check_annotation_file(name: str, path: str) -> int:
+    """:func:`check_annotation_files` for one file of the loader ``name``; its training
+    faces."""
     if not osp.isfile(path):
         raise TrainingSetupError(f'{name}: annotation file not found: {path} (run '
                                  'tools/dataset.py, then pass its --output-dir as --data-root)')
     try:
         coco, faces = read_training_faces(path)
-        images, annotations = coco['images'], coco['annotations']
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise TrainingSetupError(f'{name}: {path} is not a COCO keypoints file '
-                                 f'({e.__class__.__name__}: {e})') from None
+    except AnnotationError as e:  # names the file and the entry
+        raise TrainingSetupError(f'{name}: {e}') from None
+    images, annotations = coco['images'], coco['annotations']
     absent = not faces and not any(any(a.get('keypoints') or ()) for a in annotations)
     what = ('no images' if not images else 'no annotations' if not annotations
             else 'only absent points' if absent
@@ -686,11 +697,19 @@ def _check_annotation_file(name: str, path: str) -> None:
     if what:
         raise TrainingSetupError(f'{name}: {path} holds {what}; nothing to '
                                  f'{"train on" if name.startswith("train") else "measure"}')
+    return faces
 
 
-def train(cfg: Config) -> torch.nn.Module:
-    """Build the runner from ``cfg`` and train; returns the trained model."""
-    check_annotation_files(cfg, ('train_dataloader', 'val_dataloader'))
+def train(cfg: Config, checked: tuple[str, ...] = ()) -> torch.nn.Module:
+    """Build the runner from ``cfg`` and train; returns the trained model.
+
+    Args:
+        cfg: the config, flags applied.
+        checked: loaders whose annotation files were checked already (those of a planned run,
+            :func:`apply_simple_flags`): not read again.
+    """
+    check_annotation_files(cfg, tuple(name for name in ('train_dataloader', 'val_dataloader')
+                                      if name not in checked))
     _init_cpu_process_group(cfg)
     runner = Runner.from_cfg(cfg)
     return runner.train()

@@ -393,11 +393,14 @@ def _broken_coco(case, coco_dir, root):
 @pytest.mark.parametrize('case, message', [
     ('not UTF-8', "cannot read ('utf-8' codec can't decode"),
     ('nested too deeply', 'cannot read (JSON nested too deeply)'),
-    ('infinite point', 'annotation 1 point 0 x is not finite: inf'),
-    ('huge point', 'annotation 1 point 0 (1e+308, '),
-    ('width not a number', "image_size must be positive integers: {'width': 'abc'"),
+    ('infinite point', 'annotation 1: point 0 x is not a finite number (in float32, as mmpose '
+     'reads it): inf'),
+    ('huge point', 'annotation 1: point 0 x is not a finite number (in float32, as mmpose reads '
+     'it): 1e+308'),
+    ('width not a number', '"width" must be a positive whole number, got \'abc\''),
     ('box outside the image', 'annotation 1 bbox has no area inside the '),
-    ('visibility 7', 'annotation 1 visibility must be 28 flags of 2 (visible), 1 (occluded)'),
+    ('visibility 7', 'annotation 1: point 0 visibility must be one of 2 (visible), 1 (occluded), '
+     '0 (absent), got 7'),
     ('negative box', 'annotation 1 bbox has no area: '),
     ('name not Unicode', 'is not valid Unicode'),
     ('image missing', 'image not found: '),
@@ -418,6 +421,34 @@ def test_a_broken_coco_file_is_one_line_before_anything_is_predicted_or_written(
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f'error: {ann_file}: ') and message in last, last
     assert not out.exists()
+
+
+@pytest.mark.parametrize('mutate', [
+    lambda coco: [image.update(id=str(image['id'])) for image in coco['images']]
+    + [ann.update(image_id=str(ann['image_id'])) for ann in coco['annotations']],
+    lambda coco: [ann.pop('category_id') for ann in coco['annotations']],
+    lambda coco: [ann.pop('id') for ann in coco['annotations']],
+], ids=['string image ids', 'no category_id', 'no annotation id'])
+def test_a_coco_file_is_read_by_the_rules_training_reads_it_by(coco_dir, tmp_path, mutate):
+    """evaluate took files that training's pre-check took too, and mmpose then failed on (a
+    traceback once training had started): both read a COCO file through one reader now, and
+    refuse it in the same words."""
+    from mmengine.config import Config
+
+    from animal_landmarks_mm.evaluation import EvaluationInputError, faces_from_coco
+    from animal_landmarks_mm.training import TrainingSetupError, check_annotation_files
+    ann_file = _coco_copy(coco_dir, tmp_path)
+    shutil.copytree(coco_dir / 'images', tmp_path / 'images')
+    coco = json.loads(ann_file.read_text())
+    mutate(coco)
+    ann_file.write_text(json.dumps(coco))
+    with pytest.raises(EvaluationInputError) as evaluated:
+        faces_from_coco(ann_file)
+    cfg = Config(dict(test_dataloader=dict(dataset=dict(ann_file=str(ann_file)))))
+    with pytest.raises(TrainingSetupError) as trained:
+        check_annotation_files(cfg, ('test_dataloader',))
+    assert str(evaluated.value).startswith(f'{ann_file}: ')
+    assert str(trained.value) == f'test_dataloader: {evaluated.value}'
 
 
 def test_names_in_left_out_lines_reach_the_terminal_escaped(coco_dir, tmp_path):

@@ -16,6 +16,7 @@ from animal_landmarks_mm.training import (
     apply_simple_flags,
     apply_test_args,
     apply_train_args,
+    check_annotation_files,
     load_config,
     loader_workers,
     set_data_root,
@@ -831,8 +832,6 @@ def _mixed(coco):
     faces[1]['bbox'] = [10, 10, 0, 20]  # no width
     faces[2]['bbox'] = [-50, 5, 30, 30]  # left of the image: nothing after clipping
     faces[3]['num_keypoints'] = 0  # labelled points, but said none
-    faces[4]['image_id'] = 10**6  # an image the file does not list
-    del faces[5]['bbox']
 
 
 @pytest.mark.parametrize('mutate', [
@@ -893,3 +892,99 @@ def test_the_readme_states_the_learning_curves_plan():
     readme = (REPO / 'README.md').read_text()
     stated = ' + '.join(f'{s:,}' for s in steps) + f' = {sum(steps):,} steps at batch 64'
     assert stated in readme, stated
+
+
+def _hostile_train_file(coco_dir, folder, mutate):
+    """A data root whose train.json is coco_dir's, ``mutate``d; the main config reading it."""
+    import json
+    import shutil
+    shutil.copytree(coco_dir / 'annotations', folder / 'annotations')
+    path = folder / 'annotations' / 'train.json'
+    coco = json.loads(path.read_text())
+    mutate(coco)
+    path.write_text(json.dumps(coco))
+    return set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(folder)), path
+
+
+def _set_all(entries, key, value):
+    for entry in entries:
+        entry[key] = value(entry[key]) if callable(value) else value
+
+
+#: files mmpose's dataset failed on once training had started (a traceback), or trained on
+#: wrongly, and what the pre-check now says of each
+HOSTILE_COCO = {
+    'string image ids': (lambda c: (_set_all(c['images'], 'id', str),
+                                    _set_all(c['annotations'], 'image_id', str)),
+                         'images[0]: "id" must be a whole number, got \'1\''),
+    'no annotation id': (lambda c: [a.pop('id') for a in c['annotations']],
+                         'annotations[0]: no "id" (a whole number)'),
+    'annotation id a list': (lambda c: c['annotations'][0].update(id=[1]),
+                             'annotations[0]: "id" must be a whole number, got [1]'),
+    'annotation id twice': (lambda c: c['annotations'][1].update(id=1),
+                            'annotations[1]: "id" 1 is that of another annotation too'),
+    'no category_id': (lambda c: [a.pop('category_id') for a in c['annotations']],
+                       'annotation 1: no "category_id" (a whole number)'),
+    'no file_name': (lambda c: [i.pop('file_name') for i in c['images']],
+                     'image 1: no "file_name" (a file name)'),
+    'width a string': (lambda c: c['images'][0].update(width='abc'),
+                       'image 1 (\'images/synthetic_3_00001.png\'): "width" must be a '
+                       'positive whole number, got \'abc\''),
+    'image_id of no image': (lambda c: c['annotations'][0].update(image_id=10**6),
+                             'annotation 1: "image_id" must be the id of an image of the file, '
+                             'got 1000000'),
+    '27 points': (lambda c: _set_all(c['annotations'], 'keypoints', lambda k: k[:81]),
+                  'annotation 1: "keypoints" must be 84 numbers (x, y, v of each of the 28 '
+                  'points), got 81'),
+    'no bbox': (lambda c: c['annotations'][0].pop('bbox'),
+                'annotation 1: no "bbox" (4 finite numbers [x, y, width, height])'),
+    'NaN box': (lambda c: c['annotations'][0]['bbox'].__setitem__(2, float('nan')),
+                'annotation 1: "bbox" must be 4 finite numbers [x, y, width, height], got '),
+    'area a string': (lambda c: c['annotations'][0].update(area='big'),
+                      'annotation 1: "area" must be a finite number, got \'big\''),
+    'point beyond float32': (lambda c: c['annotations'][0]['keypoints'].__setitem__(3, 1e39),
+                             'annotation 1: point 1 x is not a finite number (in float32, as '
+                             'mmpose reads it): 1e+39'),
+    'visibility -1': (lambda c: c['annotations'][0]['keypoints'].__setitem__(2, -1),
+                      'annotation 1: point 0 visibility must be one of 2 (visible), 1 '
+                      '(occluded), 0 (absent), got -1'),
+    'visibility 7': (lambda c: c['annotations'][0]['keypoints'].__setitem__(5, 7),
+                     'annotation 1: point 1 visibility must be one of 2 (visible), 1 '
+                     '(occluded), 0 (absent), got 7'),
+    'nested too deeply': (None, 'cannot read (JSON nested too deeply)'),
+}
+
+
+@pytest.mark.parametrize('case', HOSTILE_COCO)
+def test_a_coco_file_mmpose_would_fail_on_is_one_line_before_the_runner(coco_dir, tmp_path,
+                                                                        case):
+    """Each passed the pre-check and the plan: mmpose then failed with a traceback (string
+    image ids, no annotation id or category_id, 27 points mid-training in its flip, an area
+    'big', an id [1]), or trained on NaN targets at full weight (a NaN box, counted out by the
+    plan but kept by mmpose) or with negative weights (visibility -1); a file nested too deeply
+    was a RecursionError traceback."""
+    mutate, message = HOSTILE_COCO[case]
+    cfg, path = _hostile_train_file(coco_dir, tmp_path / 'data', mutate or (lambda c: None))
+    if mutate is None:
+        path.write_text('[' * 100_000)
+    with pytest.raises(TrainingSetupError) as info:
+        check_annotation_files(cfg, ('train_dataloader',))
+    assert str(info.value).startswith(f'train_dataloader: {path}: {message}'), str(info.value)
+    assert '\n' not in str(info.value)
+
+
+def test_a_planned_run_reads_its_training_file_once(coco_dir, tmp_path, monkeypatch):
+    """train.json was read three times, with a plain json.load (no size cap, a FIFO waited on):
+    for the pre-check, for the plan, and again before the runner."""
+    from animal_landmarks_mm import schedule, training
+    read = []
+    real = schedule.read_coco_file
+    monkeypatch.setattr(schedule, 'read_coco_file', lambda path: read.append(path) or real(path))
+    monkeypatch.setattr(training.Runner, 'from_cfg',
+                        lambda cfg: type('Runner', (), dict(train=lambda self: None))())
+    cfg = set_data_root(_cfg(tmp_path), str(coco_dir))
+    plan = apply_simple_flags(cfg)
+    training.train(cfg, checked=('train_dataloader',))
+    assert plan.faces == 4
+    assert sorted(read) == [str(coco_dir / 'annotations' / name) for name in ('train.json',
+                                                                              'val.json')]

@@ -89,7 +89,8 @@ def main(argv=None):
         if plan is not None and is_main_process():
             estimate = None if args.no_time_estimate else measure_step_seconds(cfg)
             print(plan.format(*estimate) if estimate else plan.format(), flush=True)
-        train(cfg)
+        # a planned run's training file was read and checked for its plan
+        train(cfg, checked=('train_dataloader',) if plan is not None else ())
 
 
 if __name__ == '__main__':
