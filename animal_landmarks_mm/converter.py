@@ -639,8 +639,9 @@ class AnnotationReader:
             only: read just these files (POSIX names relative to ``ann_dir``, as a split
                 listing has them); the others are neither read nor reported.
             one_per_picture: leave out a file whose picture a file before it annotates
-                (:meth:`ClaimedImages.keep_unique`); False leaves that to the caller
-                (:func:`convert` chooses across folders, by the split record).
+                (:meth:`ClaimedImages.keep_unique`), a person's files before predictions;
+                False leaves that to the caller (:func:`convert` chooses across folders, by
+                the split record).
         """
         ann_dir = Path(ann_dir)
         contents = FolderContents()
@@ -664,8 +665,11 @@ class AnnotationReader:
                 contents.predicted.append(str(path))
                 continue
             contents.records.append(record)
-        if one_per_picture:
-            contents.records = ClaimedImages().keep_unique(contents.records, contents.problems)
+        if one_per_picture:  # a person's file before a prediction of the same picture
+            people_first = sorted(contents.records,
+                                  key=lambda r: r.annotation.status == STATUS_PREDICTED)
+            kept = {id(r) for r in ClaimedImages().keep_unique(people_first, contents.problems)}
+            contents.records = [r for r in contents.records if id(r) in kept]  # by path
         return contents
 
 
@@ -1394,7 +1398,8 @@ def _one_record_per_picture(val_records: list[Record], records: list[Record],
     Of the files showing one picture (:class:`ClaimedImages`) the first of these is kept: one
     the record puts in train (a picture trained on never moves to val or test), one of the
     validation folder (an image annotated in both stays in validation), one the record puts
-    in val or test, then the first by path; among those the record places, one it names
+    in val or test, then the first by path; within each of these a person's file before a
+    prediction (``--include-predicted``), and among those the record places, one it names
     before one it finds by its picture. The others are left out with a line in ``problems``.
 
     Args:
@@ -1411,19 +1416,21 @@ def _one_record_per_picture(val_records: list[Record], records: list[Record],
         placed = {r.name: split for r in records
                   if (split := earlier.split_of(r.name, digests[r.name])) is not None}
 
-    def rank(record: Record) -> int:
-        # 0, 1: the record puts it in train, by its name or by its picture (a copy); 2: the
-        # validation folder's; 3, 4: the record puts it in val or test, by name or picture;
-        # 5: new to the record
+    def rank(record: Record, group: int | None = None) -> tuple[int, bool, int]:
+        # group 0: the record puts it in train; 1: the validation folder's; 2: the record puts
+        # it in val or test; 3: new to the record. Within a group a person's file before a
+        # prediction (which only --include-predicted reads), then one the record names before
+        # one it finds by its picture (a copy)
+        predicted = record.annotation.status == STATUS_PREDICTED
         split = placed.get(record.name)
-        if split is None:
-            return 5
+        if group is not None or split is None:
+            return (3 if group is None else group), predicted, 0
         # by its name: the name recorded in that same split (a file recorded in val whose
         # picture is now a train file's is placed by the picture, and ranks after that file)
         by_name = earlier.assignment.get(record.name) == split
-        return (0 if split == 'train' else 3) + (0 if by_name else 1)
+        return (0 if split == 'train' else 2), predicted, 0 if by_name else 1
 
-    claim_order = [(2, r) for r in val_records] + [(rank(r), r) for r in records]
+    claim_order = [(rank(r, 1), r) for r in val_records] + [(rank(r), r) for r in records]
     claim_order.sort(key=lambda ranked: ranked[0])  # stable: by path within a rank
     kept = claimed.keep_unique((r for _, r in claim_order), problems)
     return {id(r) for r in kept}, {r.name: placed[r.name] for r in kept if r.name in placed}

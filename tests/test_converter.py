@@ -23,6 +23,7 @@ from animal_landmarks_mm.annotation import (
 from animal_landmarks_mm.converter import (
     BOX_MARGIN,
     SPLIT_LISTING_MAX_BYTES,
+    AnnotationReader,
     ConversionError,
     SplitRecord,
     face_box,
@@ -430,6 +431,24 @@ def test_predictions_are_left_out_unless_asked(small_set, tmp_path):
     assert '2 files of unreviewed predictions' in summary.format()
     summary = convert(image_dir, ann_dir, tmp_path / 'out2', seed=0, include_predicted=True)
     assert sum(summary.counts.values()) == 8
+
+
+def test_a_persons_file_wins_over_a_prediction_of_the_same_picture(small_set, tmp_path):
+    """With --include-predicted, a prediction and a person's file of one picture: the
+    person's is kept, wherever the prediction sorts (the first by path was kept), in the
+    converter and in the reader of the label check and evaluate."""
+    image_dir, ann_dir = small_set
+    prediction = ann_dir / 'a_predicted.json'  # sorts before img3.json
+    save_annotation(prediction, ImageAnnotation('img3.png', 64, 48, [Face(_points(25, 25))],
+                                                status='predicted'))
+    person = ann_dir / 'img3.json'
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0, include_predicted=True)
+    assert person.name in _where(tmp_path / 'out')
+    assert len(summary.problems) == 1 and summary.problems[0].startswith(f'{prediction}: ')
+    assert str(person) in summary.problems[0]
+    contents = AnnotationReader(image_dir, include_predicted=True, progress=False).read(ann_dir)
+    assert [r.ann_path for r in contents.records] == sorted(ann_dir.glob('img*.json'))
+    assert len(contents.problems) == 1 and contents.problems[0].startswith(f'{prediction}: ')
 
 
 def test_image_sizes_come_from_headers_only(tmp_path):
