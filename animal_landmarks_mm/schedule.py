@@ -399,6 +399,28 @@ def recipe_of(cfg: Config) -> dict | None:
     return recipe
 
 
+def _check_setting(key: str, value: object, whole: bool) -> None:
+    """Refuse a config value the plan computes with (the config's, or ``--cfg-options``'):
+    a batch or an accumulation of 0 divided by zero in the plan, a negative one failed in
+    ``math.log``, 2.5 in torch's sampler, a negative lr was printed and then failed in torch's
+    optimizer.
+
+    Args:
+        key: where it is in the config (``train_dataloader.batch_size``).
+        value: the value found there.
+        whole: whether it counts something (a positive int), else a positive finite number.
+
+    Raises:
+        ScheduleError: naming the key and the value.
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    # nan compares false with everything; an int is compared, never made a float
+    if number and (isinstance(value, int) or not whole) and 0 < value < math.inf:
+        return
+    what = 'a whole number, 1 or more' if whole else 'a positive finite number'
+    raise ScheduleError(f'{key} must be {what}, got {value!r} (the config\'s, or --cfg-options)')
+
+
 def check_positive(name: str, value: float | None) -> None:
     """Refuse a flag that must be a positive finite number (``--lr nan`` compares false with
     ``<= 0`` and would pass a plain sign check).
@@ -452,7 +474,8 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
             :func:`options_over_the_plan` are applied over the plan, and shown in it.
 
     Raises:
-        ScheduleError: no faces, a non-positive value, or both ``epochs`` and ``iters``.
+        ScheduleError: no faces, a non-positive value (of a flag, or of the config's batch
+            size, gradient accumulation or lr), or both ``epochs`` and ``iters``.
     """
     recipe = recipe_of(cfg)
     if recipe is None:
@@ -465,6 +488,8 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
                         ('--lr', lr)):
         check_positive(name, value)
     asked = batch_size or cfg.train_dataloader.batch_size
+    if batch_size is None:  # (the flag is checked above)
+        _check_setting('train_dataloader.batch_size', asked, whole=True)
     # each process takes ceil(faces / processes) faces per epoch (DefaultSampler), in batches
     # of `asked`; a batch larger than that share is the share: the lr and the plan follow the
     # faces a step really holds, and the loader is given that batch (the same batches)
@@ -479,6 +504,7 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
     # mmengine's OptimWrapper steps every `accumulate` iterations, while its loop, schedulers
     # and intervals count iterations: the plan counts optimizer steps, and gives iterations
     accumulate = cfg.optim_wrapper.get('accumulative_counts', 1)
+    _check_setting('optim_wrapper.accumulative_counts', accumulate, whole=True)
     iters_per_epoch = share // batch if drop_last else math.ceil(share / batch)
     if iters is None:
         if epochs is None:
@@ -498,9 +524,14 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         warmup = 0
     warmup_iters = warmup * accumulate
     auto_scale = cfg.get('auto_scale_lr') or {}
+    if lr is None:  # the config's, scaled here
+        _check_setting('optim_wrapper.optimizer.lr', cfg.optim_wrapper.optimizer.lr,
+                       whole=False)
     if lr is not None:
         lr_note = 'as given'
     elif auto_scale.get('enable'):  # --auto-scale-lr: mmengine's linear rule, applied later
+        _check_setting('auto_scale_lr.base_batch_size', auto_scale.get('base_batch_size'),
+                       whole=True)
         base = cfg.optim_wrapper.optimizer.lr
         lr = base * batch * processes / auto_scale['base_batch_size']
         lr_note = (f'{base:.3g} x {batch * processes}/{auto_scale["base_batch_size"]}, '

@@ -988,3 +988,21 @@ def test_a_planned_run_reads_its_training_file_once(coco_dir, tmp_path, monkeypa
     assert plan.faces == 4
     assert sorted(read) == [str(coco_dir / 'annotations' / name) for name in ('train.json',
                                                                               'val.json')]
+
+
+@pytest.mark.parametrize('key, value, message', [
+    ('train_dataloader.batch_size', 0, 'a whole number, 1 or more, got 0'),
+    ('train_dataloader.batch_size', -4, 'a whole number, 1 or more, got -4'),
+    ('train_dataloader.batch_size', 2.5, 'a whole number, 1 or more, got 2.5'),
+    ('optim_wrapper.accumulative_counts', 0, 'a whole number, 1 or more, got 0'),
+    ('optim_wrapper.optimizer.lr', -1, 'a positive finite number, got -1'),
+    ('optim_wrapper.optimizer.lr', float('nan'), 'a positive finite number, got nan'),
+])
+def test_a_config_value_the_plan_computes_with_is_checked(key, value, message):
+    """--cfg-options train_dataloader.batch_size=0 and accumulative_counts=0 divided by zero
+    in the plan, -4 failed in math.log, 2.5 in torch's sampler; lr=-1 printed a negative lr,
+    then torch's optimizer failed: tracebacks."""
+    cfg = load_config(str(MAIN_CONFIG), {key: value})
+    with pytest.raises(ScheduleError) as info:
+        plan_schedule(cfg, 200)
+    assert str(info.value) == f'{key} must be {message} (the config\'s, or --cfg-options)'
