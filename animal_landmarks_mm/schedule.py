@@ -30,7 +30,9 @@ interval count optimizer steps, and are given to mmengine in iterations (its loo
 hooks count those). ``--cfg-options`` that set ``train_cfg`` keys other than the loop and its
 length (``val_interval``, ``val_begin``), and ``default_hooks.checkpoint.interval``, are applied
 over the plan and shown in it; those that set the schedule itself (:data:`SCHEDULE_OPTIONS`)
-leave the config's schedule as written, unplanned.
+leave the config's schedule as written, unplanned. The config's own ``train_cfg`` keys other than
+the planned ones (:data:`PLANNED_LOOP_KEYS`: ``val_begin``, ``dynamic_intervals``) are kept, in
+the unit of the planned loop (epochs; iterations for ``--iters``).
 
 ``tools/train.py`` plans every run of a config that has a ``schedule``; other runners (``mim
 train``) use the config's static ``train_cfg`` and ``param_scheduler`` as written.
@@ -62,6 +64,10 @@ RECIPE_DEFAULTS = dict(samples=40_000, min_epochs=60, warmup=0.05, max_warmup_it
 #: over the plan
 SCHEDULE_OPTIONS = ('train_cfg.type', 'train_cfg.by_epoch', 'train_cfg.max_epochs',
                     'train_cfg.max_iters', 'param_scheduler')
+#: the ``train_cfg`` keys a plan sets (the loop, its length, its validation interval): the
+#: config's own other keys (``val_begin``, ``dynamic_intervals``) are kept beside them
+PLANNED_LOOP_KEYS = frozenset({*(option.split('.', 1)[1] for option in SCHEDULE_OPTIONS
+                                 if option.startswith('train_cfg.')), 'val_interval'})
 #: the ``--cfg-options`` key outside ``train_cfg`` that the plan would write over: kept when given
 CHECKPOINT_INTERVAL_OPTION = 'default_hooks.checkpoint.interval'
 
@@ -460,8 +466,9 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
     """Size a run to ``faces`` and write it into ``cfg`` (see the module docstring).
 
     Args:
-        cfg: a config with a ``schedule`` recipe; ``train_cfg``, ``param_scheduler``, the lr,
-            the batch size and the checkpoint interval are set here.
+        cfg: a config with a ``schedule`` recipe; ``train_cfg`` (its keys but
+            :data:`PLANNED_LOOP_KEYS` kept), ``param_scheduler``, the lr, the batch size and
+            the checkpoint interval are set here.
         faces: the training faces (:func:`count_training_faces`).
         epochs: exactly this many passes over the data.
         iters: exactly this many optimizer steps (an iteration-based run); not with
@@ -548,14 +555,17 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         cfg.optim_wrapper.optimizer.lr = lr
         if cfg.get('auto_scale_lr'):
             cfg.auto_scale_lr.enable = False  # the plan's lr is final
+    # the config's own loop settings beside its schedule (val_begin, dynamic_intervals) stay
+    own = {key: value for key, value in (cfg.get('train_cfg') or {}).items()
+           if key not in PLANNED_LOOP_KEYS}
     if epochs is not None:
         val_interval = max(1, round(epochs / recipe['validations']))
         cfg.train_cfg = ConfigDict(type='EpochBasedTrainLoop', max_epochs=epochs,
-                                   val_interval=val_interval)
+                                   val_interval=val_interval, **own)
     else:
         val_interval = max(1, round(steps / recipe['validations'])) * accumulate
         cfg.train_cfg = ConfigDict(type='IterBasedTrainLoop', max_iters=iters,
-                                   val_interval=val_interval)
+                                   val_interval=val_interval, **own)
         cfg.log_processor = ConfigDict({**cfg.get('log_processor', {}), 'by_epoch': False})
     kept = options_over_the_plan(cfg_options)
     if kept:

@@ -1006,3 +1006,21 @@ def test_a_config_value_the_plan_computes_with_is_checked(key, value, message):
     with pytest.raises(ScheduleError) as info:
         plan_schedule(cfg, 200)
     assert str(info.value) == f'{key} must be {message} (the config\'s, or --cfg-options)'
+
+
+def test_a_configs_own_loop_settings_stay_beside_the_plan(tmp_path):
+    """The plan replaced train_cfg whole: a config's val_begin (and dynamic_intervals) were
+    dropped, silently; only --cfg-options train_cfg.* were applied over it."""
+    config = tmp_path / 'late_validation.py'
+    config.write_text(f'_base_ = [{str(MAIN_CONFIG)!r}]\n'
+                      'train_cfg = dict(val_begin=100, dynamic_intervals=[(150, 5)])\n')
+    cfg = Config.fromfile(str(config))
+    plan = plan_schedule(cfg, 200)
+    assert dict(cfg.train_cfg) == dict(type='EpochBasedTrainLoop', max_epochs=200,
+                                       val_interval=20, val_begin=100,
+                                       dynamic_intervals=[(150, 5)])
+    assert 'validation  every 20 epochs from epoch 100 (' in plan.format()
+    # an option still goes over the config's own
+    cfg = load_config(str(config), {'train_cfg.val_begin': 40})
+    plan_schedule(cfg, 200, cfg_options={'train_cfg.val_begin': 40})
+    assert cfg.train_cfg.val_begin == 40
