@@ -18,11 +18,11 @@ config states its schedule as a *recipe* (``schedule = dict(...)`` beside ``trai
 and :func:`plan_schedule` turns it into mmengine's ``train_cfg`` and ``param_scheduler`` for the
 dataset at hand: the number of steps follows from the samples and the batch, whatever the number
 of faces; the warmup is a share of the steps (none when that is under
-:data:`MIN_WARMUP_ITERS`); a batch larger than the faces is the faces; the lr follows the batch
-(times gradient accumulation) by the square root of its ratio to ``lr_batch``, the rule for Adam
-(linear scaling overshoots at small batches); validation and checkpoint intervals are a share of
-the run. ``--epochs``, ``--iters`` and ``--batch-size`` give exactly what they say and the rest
-follows.
+:data:`MIN_WARMUP_ITERS`); a batch larger than the faces of a process is those faces; the lr
+follows the faces of an optimizer step (batch x processes x gradient accumulation) by the square
+root of their ratio to ``lr_batch``, the rule for Adam (linear scaling overshoots at small
+batches); validation and checkpoint intervals are a share of the run. ``--epochs``,
+``--iters`` and ``--batch-size`` give exactly what they say and the rest follows.
 
 With gradient accumulation (``optim_wrapper.accumulative_counts``, ``--accumulate``) a step is an
 optimizer step, ``accumulate`` loader iterations: ``--iters``, the warmup and the validation
@@ -157,6 +157,12 @@ class SchedulePlan:
     def _step_word(self) -> str:
         return 'optimizer step' if self.accumulate > 1 else 'step'
 
+    def _faces_per_process(self) -> str:
+        """``faces``, or ``25 faces of a process`` (each takes its share, DefaultSampler)."""
+        if self.processes == 1:
+            return 'faces'
+        return f'{math.ceil(self.faces / self.processes)} faces of a process'
+
     def format(self, seconds_per_step: float | None = None, device: str = '') -> str:
         """The plan, as printed before training.
 
@@ -184,8 +190,9 @@ class SchedulePlan:
             f'faces       {self.faces} training faces, batch {self.batch}'
             + (f' x {self.processes} processes' if self.processes > 1 else '')
             + (f' x {self.accumulate} accumulated' if self.accumulate > 1 else '')
-            + (f' (batch {self.asked_batch} asked: more than the faces, so each step takes '
-               'them all; the lr and the plan follow)' if self.asked_batch else ''),
+            + (f' (batch {self.asked_batch} asked: more than the {self._faces_per_process()}, '
+               'so each step takes them all; the lr and the plan follow)'
+               if self.asked_batch else ''),
             f'length      {length}, {self.samples:,} training samples',
             f'warmup      {warmup}',
             f'lr          {self.lr:.3g} ({self.lr_note}), cosine decay to {self.final_lr:.2g}',

@@ -1024,3 +1024,15 @@ def test_a_configs_own_loop_settings_stay_beside_the_plan(tmp_path):
     cfg = load_config(str(config), {'train_cfg.val_begin': 40})
     plan_schedule(cfg, 200, cfg_options={'train_cfg.val_begin': 40})
     assert cfg.train_cfg.val_begin == 40
+
+
+def test_with_several_processes_the_plan_says_what_a_batch_is_more_than():
+    """'batch 64 asked: more than the faces' of 200 faces: with 8 processes it is more than
+    the 25 faces each process takes; and the lr's rule counts the processes, as the help and
+    the README now say."""
+    plan = _scheduled(MAIN_CONFIG, 200, processes=8)[1]
+    assert ('200 training faces, batch 25 x 8 processes (batch 64 asked: more than the 25 faces '
+            'of a process, so each step takes them all') in plan.format()
+    assert plan.lr_note.endswith('sqrt(200/64)')  # 25 x 8
+    for text in ((REPO / 'tools' / 'train.py').read_text(), (REPO / 'README.md').read_text()):
+        assert 'batch x processes x accumulation' in ' '.join(text.split())

@@ -46,8 +46,8 @@ def parse_args(argv=None):
                         help='exactly this many optimizer steps (an iteration-based run; with '
                         '--accumulate K, K times as many iterations)')
     simple.add_argument('--batch-size', type=int,
-                        help='faces per iteration; the lr follows by sqrt(batch x accumulation '
-                        '/ the recipe\'s)')
+                        help='faces per iteration (of each process); the lr follows by '
+                        'sqrt(batch x processes x accumulation / the recipe\'s)')
     simple.add_argument('--lr', type=float, help='the peak learning rate, as it is')
     simple.add_argument('--no-time-estimate', action='store_true',
                         help='skip the few training steps that estimate the run\'s time')
