@@ -163,12 +163,15 @@ class SchedulePlan:
             return 'faces'
         return f'{math.ceil(self.faces / self.processes)} faces of a process'
 
-    def format(self, seconds_per_step: float | None = None, device: str = '') -> str:
+    def format(self, seconds_per_step: float | None = None, device: str = '',
+               done_iters: int = 0) -> str:
         """The plan, as printed before training.
 
         Args:
             seconds_per_step: seconds per loader iteration (:func:`measure_step_seconds`).
             device: the device those were measured on.
+            done_iters: loader iterations done already: a resumed run goes on from its
+                checkpoint's (the time expected is then what is left, and the whole).
         """
         step = self._step_word()
         if self.accumulate == 1:
@@ -203,8 +206,12 @@ class SchedulePlan:
                          + (' per training process' if self.processes > 1 else ''))
         if seconds_per_step is not None:
             total = seconds_per_step * self.iters
-            lines.append(f'expected    {_duration(total)} ({seconds_per_step:.2f} s per '
-                         f'{"iteration" if self.accumulate > 1 else "step"} on {device}, '
+            unit = 'iteration' if self.accumulate > 1 else 'step'
+            # a resumed run goes on from its checkpoint: what is left first, then the whole
+            time = (f'{_duration(seconds_per_step * max(0, self.iters - done_iters))} left of '
+                    f'{_duration(total)} (resumed at {unit} {done_iters:,} of {self.iters:,}; '
+                    if done_iters else f'{_duration(total)} (')
+            lines.append(f'expected    {time}{seconds_per_step:.2f} s per {unit} on {device}, '
                          'measured just now without data loading or validation)')
         return '\n'.join(['training plan', *('  ' + line for line in lines)])
 

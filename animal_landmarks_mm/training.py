@@ -330,6 +330,25 @@ def check_resume(work_dir: str, resume: str) -> str | None:
     return path
 
 
+def resumed_iteration(cfg: Config) -> int:
+    """The loader iteration a run goes on from: that its resume checkpoint was saved at
+    (``meta['iter']``, where mmengine's resume sets the loop), 0 for a run that does not resume
+    (or a checkpoint without a count).
+
+    Raises:
+        CheckpointError: a checkpoint that cannot be read or is refused (see
+            :func:`check_resume`).
+    """
+    if not cfg.get('resume'):
+        return 0
+    from .checkpoints import read_resume_checkpoint, resume_file
+    path = resume_file(cfg.get('load_from'), cfg.work_dir)
+    if path is None:  # nothing to resume from: a fresh run
+        return 0
+    done = read_resume_checkpoint(path)['meta']['iter']
+    return done if isinstance(done, int) and not isinstance(done, bool) and done > 0 else 0
+
+
 def warn_about_earlier_checkpoints(work_dir: str) -> None:
     """Say, in one line, that a fresh run's work dir already holds checkpoints (an earlier
     run's ``best_NME_*.pth`` stays beside this run's, and ``ls work_dir/best_NME_*.pth`` then

@@ -58,6 +58,20 @@ def test_resume_continues_from_the_last_checkpoint(trained, coco_dir, tmp_path):
     assert (work_dir / 'epoch_2.pth').is_file()
 
 
+def test_a_resumed_run_counts_its_time_from_its_checkpoint(trained, tmp_path):
+    """The plan of a resumed run expected the whole run's time: the iteration it goes on from
+    is its checkpoint's (2 of the trained model's), none for a fresh run."""
+    from mmengine.config import Config
+
+    from animal_landmarks_mm.training import apply_train_args, resumed_iteration
+    cfg = apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
+                           work_dir=str(trained[0]), resume='auto')
+    assert resumed_iteration(cfg) == 2
+    cfg = apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
+                           work_dir=str(tmp_path))
+    assert resumed_iteration(cfg) == 0
+
+
 def test_auto_resume_in_an_empty_work_dir_starts_from_the_start_weights(trained, coco_dir,
                                                                         tmp_path):
     """A rerun with --resume of a fine-tuning that crashed before its first checkpoint: it

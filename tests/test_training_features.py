@@ -1036,3 +1036,11 @@ def test_with_several_processes_the_plan_says_what_a_batch_is_more_than():
     assert plan.lr_note.endswith('sqrt(200/64)')  # 25 x 8
     for text in ((REPO / 'tools' / 'train.py').read_text(), (REPO / 'README.md').read_text()):
         assert 'batch x processes x accumulation' in ' '.join(text.split())
+
+
+def test_a_resumed_run_expects_the_time_left():
+    """A resumed run printed the whole run's time as what it would take."""
+    plan = _scheduled(MAIN_CONFIG, 200)[1]
+    assert 'expected    13 min (1.00 s per step on cpu' in plan.format(1.0, 'cpu')
+    assert ('expected    3 min left of 13 min (resumed at step 600 of 800; 1.00 s per step on '
+            'cpu') in plan.format(1.0, 'cpu', done_iters=600)

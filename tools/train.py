@@ -20,6 +20,7 @@ from animal_landmarks_mm.training import (  # noqa: E402
     apply_train_args,
     config_from_args,
     is_main_process,
+    resumed_iteration,
     train,
 )
 
@@ -88,7 +89,9 @@ def main(argv=None):
             workers=args.workers, cfg_options=args.cfg_options)
         if plan is not None and is_main_process():
             estimate = None if args.no_time_estimate else measure_step_seconds(cfg)
-            print(plan.format(*estimate) if estimate else plan.format(), flush=True)
+            # a resumed run: the time left, then the whole run's
+            print(plan.format(*estimate, done_iters=resumed_iteration(cfg)) if estimate
+                  else plan.format(), flush=True)
         # a planned run's training file was read and checked for its plan
         train(cfg, checked=('train_dataloader',) if plan is not None else ())
 
