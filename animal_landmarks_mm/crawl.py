@@ -490,8 +490,9 @@ def post_problem(kind: str, post) -> str | None:
 
     gallery-dl reads a post's fields as the site's API gives them (``post["tag_string"]
     .split()``), and so does :func:`post_info`; a field that is missing or of another type would
-    end the whole search with an exception. Such a post is skipped instead
-    (:attr:`CrawlResult.malformed`).
+    end the whole search with an exception, and so would text that UTF-8 cannot hold (a lone
+    surrogate, which JSON can escape), when the sidecar is written. Such a post is skipped
+    instead (:attr:`CrawlResult.malformed`).
 
     Args:
         kind: gallery-dl's base category (:func:`kind_of`).
@@ -519,7 +520,21 @@ def post_problem(kind: str, post) -> str | None:
     for name, is_valid in {**required, **optional}.items():
         if name in post and not is_valid(post[name]):
             return f'{name} {printable(repr(post[name]), one_line=True, limit=40)}'
+    # JSON may escape a lone surrogate ("\udcff"), which no UTF-8 file (the sidecar) can hold
+    for name, value in post.items():
+        if isinstance(value, str) and not _is_unicode_text(value):
+            return (f'{printable(str(name), one_line=True, limit=40)} '
+                    f'{printable(repr(value), one_line=True, limit=40)} (not UTF-8 text)')
     return None
+
+
+def _is_unicode_text(text: str) -> bool:
+    """Whether text can be written as UTF-8 (it holds no lone surrogate)."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def file_md5(path: Path) -> str:

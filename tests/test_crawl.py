@@ -1265,6 +1265,8 @@ def test_a_search_answer_that_is_not_the_sites_names_the_answer(tmp_path, source
     ('danbooru', {'id': [1001]}),
     ('danbooru', {'file_url': 7}),
     ('danbooru', {'rating': ['g']}),
+    # valid JSON ("\udcff"), but no UTF-8 sidecar can hold it
+    ('danbooru', {'tag_string': 'solo \udcff'}),
     ('safebooru', {'width': 'wide'}),
     ('safebooru', {'tags': None}),
     ('safebooru', {'id': 'x'}),
@@ -1276,6 +1278,7 @@ def test_a_malformed_post_is_skipped_and_counted(tmp_path, source, fields):
         result = crawl(_options(booru, tmp_path, source, limit=10, ratings=EVERY_RATING))
     assert len(result.saved) == 3 and result.failed == [] and result.malformed == 1
     assert 'malformed posts skipped 1' in result.format()
+    assert list((tmp_path / PARTS_DIR).iterdir()) == []
 
 
 def test_the_progress_bar_moves_while_the_search_filters_everything(tmp_path, capfd):
