@@ -222,20 +222,27 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     when it decodes, so a picture stored sideways has its width and height swapped relative to
     the stored pixels.
 
+    Only the formats of :data:`IMAGE_SUFFIXES` are images here (their PIL plugins alone are
+    tried; a JPEG holding more pictures, MPO, is a JPEG): a picture in another format PIL
+    reads (ICO, TGA, PCX) passed every check and failed only when training decoded it
+    (OpenCV), as a GIF or TIFF is no picture the annotator lists.
+
     Raises:
-        AnnotationError: the file is missing, not an image, or so large that decoding it would
-            be a decompression bomb (PIL's limit); one line naming the file.
+        AnnotationError: the file is missing, not an image of those formats, or so large that
+            decoding it would be a decompression bomb (PIL's limit); one line naming the file.
     """
     from PIL import Image, UnidentifiedImageError
+    formats = {Image.registered_extensions()[suffix] for suffix in IMAGE_SUFFIXES}
     try:
-        with Image.open(path) as im:  # the header only, no decoding
+        with Image.open(path, formats=sorted(formats)) as im:  # the header only, no decoding
             width, height = im.size
             if _exif_orientation(im) in _EXIF_QUARTER_TURNS:
                 width, height = height, width
     except Image.DecompressionBombError as e:
         raise AnnotationError(f'{path}: image refused, too many pixels ({e})') from None
     except UnidentifiedImageError:
-        raise AnnotationError(f'{path}: not an image PIL can read') from None
+        raise AnnotationError(f'{path}: not a JPEG, PNG, WebP or BMP image (the formats the '
+                              'tools and training read)') from None
     except (OSError, ValueError, SyntaxError) as e:  # missing, truncated header, NUL in name
         raise AnnotationError(f'{path}: image unreadable ({e})') from None
     return width, height

@@ -433,6 +433,24 @@ def test_predictions_are_left_out_unless_asked(small_set, tmp_path):
     assert sum(summary.counts.values()) == 8
 
 
+@pytest.mark.parametrize('fmt, name', [('ICO', 'icon.ico'), ('TGA', 'targa.tga'),
+                                       ('TGA', 'disguised.png'), ('GIF', 'anim.gif')])
+def test_a_picture_in_a_format_training_cannot_read_is_left_out(small_set, tmp_path, fmt,
+                                                                 name):
+    """PIL reads ICO and TGA, OpenCV (training) does not: such a picture passed the converter
+    and failed in training. Only the formats of the tools' pictures are taken (a GIF is none,
+    whatever OpenCV reads)."""
+    from PIL import Image
+    image_dir, ann_dir = small_set
+    Image.new('RGB', (64, 48), (90, 60, 30)).save(image_dir / name, fmt)
+    save_annotation(ann_dir / 'odd.json', ImageAnnotation(name, 64, 48, [Face(_points())]))
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    assert summary.problems == [f'{ann_dir / "odd.json"}: image unreadable: {image_dir / name}: '
+                                'not a JPEG, PNG, WebP or BMP image (the formats the tools and '
+                                'training read)']
+    assert sum(summary.counts.values()) == 8
+
+
 def test_a_persons_file_wins_over_a_prediction_of_the_same_picture(small_set, tmp_path):
     """With --include-predicted, a prediction and a person's file of one picture: the
     person's is kept, wherever the prediction sorts (the first by path was kept), in the
