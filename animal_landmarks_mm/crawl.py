@@ -303,7 +303,8 @@ class CrawlResult:
     stopped: str | None = None
 
     def format(self) -> str:
-        """The one-line summary the command prints."""
+        """The one-line summary the command prints, escaped (:func:`~.errors.printable`): the
+        failures' reasons are the servers' words (a reason phrase may hold terminal escapes)."""
         text = (f'posts seen {self.seen}, images saved {len(self.saved)}, already downloaded '
                 f'{self.already_downloaded}, duplicates {self.duplicates}, filtered out '
                 f'{self.filtered}')
@@ -315,7 +316,7 @@ class CrawlResult:
             text += f', failed {len(self.failed)}: ' + '; '.join(self.failed)
         if self.stopped:
             text += f'; {self.stopped}'
-        return text
+        return printable(text, one_line=True)
 
 
 def _is_other_instance(source: str, base_url: str | None) -> bool:

@@ -1316,6 +1316,23 @@ def test_gallery_dls_log_lines_are_the_crawlers(tmp_path, capfd):
         assert logger.propagate and not logger.handlers and not logger.filters
 
 
+def test_the_summary_escapes_what_a_server_said(tmp_path, crawl_images, capsys):
+    """A 404's reason phrase is the server's text, in the summary's failures: its terminal
+    escapes (a window title set, the screen cleared) are shown escaped."""
+    posts = make_posts(2)
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {posts[0].id: 'escape_404'}
+        with pytest.raises(SystemExit) as info:
+            crawl_images.main(['--source', 'danbooru', '--tags', 'animal_ears', '--output-dir',
+                               str(tmp_path), '--base-url', booru.url, '--sleep', '0',
+                               '--retries', '0', '--no-progress', '--rating', *EVERY_RATING])
+    out, err = capsys.readouterr()
+    assert info.value.code == 'error: 1 downloads failed (rerun to try them again)'
+    assert 'images saved 1' in out
+    assert f'{posts[0].id}.png: 404 \\x1b]0;owned\\x07\\x1b[2J\\x1b[31mNot Found' in out, out
+    assert not {'\x1b', '\x07'} & set(out + err)
+
+
 @pytest.mark.timeout(90)
 def test_the_command_prints_the_summary_before_an_error(tmp_path):
     """The search fails after some images were saved: the summary says what was done."""
