@@ -56,7 +56,9 @@ checks, only enough faces (:attr:`CheckSettings.min_faces`) for the set to say w
    :attr:`CheckSettings.collapsed_pixels` of one another (clicked on one spot) is this one
    finding and is left out of checks 1-5 and of the shape model: a shape of no size has no
    click order, side or midline. It needs no set; its score is that of the face shrunk to a
-   point at the middle of the mean shape.
+   point at the middle of the mean shape. A face with every point on exactly one spot is no
+   finding: the file format refuses it (:func:`~.annotation.parse_annotation`), so its file
+   is unusable, as a broken one, and is listed with them in the summary, not in the report.
 
 Scores are in sigma of the set, through the same ``rho``: ``sqrt(sum(rho(d)))`` over the
 points an entry names, ``d`` being each check's own measure in sigma (for the relabellings, the
@@ -128,8 +130,9 @@ class CheckSettings:
             checks are skipped (with a note).
         min_points: a face with fewer placed points is not checked.
         collapsed_pixels: a face whose placed points all lie within this many pixels of one
-            another (across and down) is one finding, ``points collapsed``, and is left out
-            of the other geometry checks: a shape of no size has no order, side or midline.
+            another (across and down), not all on exactly one spot (an unusable file), is one
+            finding, ``points collapsed``, and is left out of the other geometry checks: a
+            shape of no size has no order, side or midline.
         min_sigma: floor of each point's standard deviation, in IOD (a set of near-identical
             faces must not turn a pixel of difference into an alarm).
         occluded_sigma_factor: occluded points are this much less certain than visible ones.
@@ -946,7 +949,8 @@ class QualityReport:
         faces: faces read; ``checked`` of them were checked.
         checked: faces the geometry checks covered.
         files: annotation files found.
-        problems: files that could not be used, one line each.
+        problems: files that could not be used, one line each: not checked, and not in the
+            report (one entry names a face; the file may not even name its image).
         left_out: skipped files and unreviewed predictions.
         notes: checks skipped and why.
         seconds: time taken.
@@ -986,7 +990,7 @@ class QualityReport:
                          'unreviewed predictions, not checked')
         if self.problems:
             lines.append(f'{_count(len(self.problems), "annotation file")} unusable, not '
-                         'checked:')
+                         'checked and not in the report:')
             lines += [f'  {p}' for p in self.problems]
         if self.entries and top > 0:
             shown = self.entries[:top]

@@ -457,7 +457,7 @@ def test_the_summary_counts_in_words():
     assert lines[0].startswith('1 annotation file, 1 face, 1 checked in 0.0 s: ')
     assert lines[0].endswith(': 1 likely mistake in 1 face')
     assert '1 file skipped in the annotator or unreviewed predictions, not checked' in lines
-    assert '1 annotation file unusable, not checked:' in lines
+    assert '1 annotation file unusable, not checked and not in the report:' in lines
     report = quality.QualityReport([entry, entry], faces=2, checked=2, files=2)
     assert report.format_summary().splitlines()[0].endswith(': 2 likely mistakes in 1 face')
 
@@ -496,3 +496,30 @@ def test_a_face_whose_points_are_all_on_one_spot_is_one_finding(tmp_path):
     assert [(f.face, f.reason) for f in result.findings if f.face != 3] == [
         (f.face, f.reason) for f in clean.findings if f.face != 3]
     assert result.checked[3]
+
+
+def test_every_point_on_exactly_one_spot_is_an_unusable_file_not_an_entry(check_tool,
+                                                                          tmp_path, capsys):
+    """Points within a pixel of one another are the finding 'points collapsed'; every point
+    on exactly one spot is a file the format refuses (the converter leaves it out): the
+    summary lists it as unusable and not in the report, which has no entry for it (the
+    README said it was that finding)."""
+    folder = tmp_path / 'landmarks'
+    folder.mkdir()
+    points = [[20 + (k % 7) * 5, 20 + (k // 7) * 6] for k in range(NUM_KEYPOINTS)]
+    near = [[30 + (k % 7) * 0.1, 30 + (k // 7) * 0.1] for k in range(NUM_KEYPOINTS)]
+    spot = [[30, 30]] * NUM_KEYPOINTS
+    for i in range(12):
+        landmarks = {0: near, 1: spot}.get(i, points)
+        (folder / f'a{i:02d}.json').write_text(json.dumps(
+            dict(image=f'a{i:02d}.png', image_size=dict(width=64, height=48),
+                 landmarks=landmarks)))
+    output = tmp_path / 'report.json'
+    check_tool.main(['--annotation-dir', str(folder), '--output', str(output), '--no-progress'])
+    printed = capsys.readouterr().out.splitlines()
+    entries = json.loads(output.read_text())
+    assert [(e['annotation'], e['reason']) for e in entries] == [
+        ('a00.json', quality.REASON_COLLAPSED)]
+    at = printed.index('1 annotation file unusable, not checked and not in the report:')
+    assert printed[at + 1] == f'  {folder / "a01.json"}: face has all its points on one spot ' \
+        '(30.0, 30.0)'
