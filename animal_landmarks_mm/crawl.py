@@ -73,6 +73,7 @@ import requests
 from gallery_dl import config as gdl_config
 from gallery_dl import exception, job, util
 from gallery_dl import extractor as gdl_extractor
+from gallery_dl import text as gdl_text
 from gallery_dl.downloader.http import HttpDownloader
 from gallery_dl.extractor.common import RequestsAdapter
 from PIL import Image, ImageSequence, UnidentifiedImageError
@@ -481,6 +482,9 @@ def _is_text(value) -> bool:
     return value is None or isinstance(value, str)
 
 
+#: the key of a JSON search answer that holds its page of posts (Danbooru's answer is mostly
+#: the list itself)
+_PAGE_POSTS_KEY = {'danbooru': 'posts', 'gelbooru': 'post'}
 #: Danbooru's tag fields, each a string of tags (gallery-dl splits each of them)
 _DANBOORU_TAG_FIELDS = ('tag_string', 'tag_string_artist', 'tag_string_character',
                         'tag_string_copyright', 'tag_string_general', 'tag_string_meta')
@@ -1680,6 +1684,9 @@ class CrawlJob(job.DownloadJob):
         if self.kind == 'gelbooru_v02':
             self._request_xml_unchecked = self.extractor.request_xml
             self.extractor.request_xml = self._posts_xml
+        else:
+            self._request_json_unchecked = self.extractor.request_json
+            self.extractor.request_json = self._page_json
 
     def _bounded_request(self, url, *args, **kwargs):
         """The extractor's ``request``, each try bounded by :attr:`search_deadline` and
@@ -1713,20 +1720,45 @@ class CrawlJob(job.DownloadJob):
                              f'<posts>')
         return root
 
+    def _page_json(self, *args, **kwargs):
+        """The extractor's ``request_json`` (Danbooru's and Gelbooru's API), whose page of
+        posts ends with a post that has an id: gallery-dl's paginator asks for the next page by
+        the last post's id (Danbooru's ``page=b<id>``, Gelbooru's ``id:<<id>``), and a last post
+        without one ended the search with an exception. The posts at the end of a page that
+        have none are taken off it and skipped (:meth:`_skip_malformed`); the next page starts
+        after the last post that has one."""
+        answer = self._request_json_unchecked(*args, **kwargs)
+        posts = answer.get(_PAGE_POSTS_KEY[self.kind]) if isinstance(answer, dict) else answer
+        if isinstance(posts, list):
+            while posts and not (isinstance(posts[-1], dict) and _is_id(posts[-1].get('id'))):
+                post = posts.pop()
+                self._skip_malformed(post, post_problem(self.kind, post))
+        return answer
+
     def _well_formed_posts(self):
-        """The extractor's posts, less those it could not read (:func:`post_problem`): each is
-        counted in :attr:`CrawlResult.malformed`, the first one noted."""
+        """The extractor's posts, less those it could not read (:func:`post_problem`, then
+        :meth:`_skip_malformed`) and Danbooru's zip files (an animation's frames, filtered out
+        here: gallery-dl would download the post's ``large_file_url`` instead, a video, which
+        the post may lack)."""
         for post in self._posts_unchecked():
             problem = post_problem(self.kind, post)
-            if problem is None:
+            if problem is not None:
+                self._skip_malformed(post, problem)
+            elif self.kind == 'danbooru' and 'file_url' in post and \
+                    gdl_text.nameext_from_url(post['file_url'])['extension'] == 'zip':
+                if self._see(post) is not None:
+                    self.result.filtered += 1
+            else:
                 yield post
-                continue
-            self.result.malformed += 1
-            if self.result.malformed == 1:
-                post_id = post.get('id') if isinstance(post, dict) else None
-                note(f'warning: {self.options.source}: post {printable(repr(post_id), limit=40)} '
-                     f'of {self.search_answer_url} skipped: {problem} (the next such posts are '
-                     f'counted only)')
+
+    def _skip_malformed(self, post, problem: str) -> None:
+        """Count a post that cannot be used in :attr:`CrawlResult.malformed`; note the first."""
+        self.result.malformed += 1
+        if self.result.malformed == 1:
+            post_id = post.get('id') if isinstance(post, dict) else None
+            note(f'warning: {self.options.source}: post {printable(repr(post_id), limit=40)} '
+                 f'of {self.search_answer_url} skipped: {problem} (the next such posts are '
+                 f'counted only)')
 
     def _stop_search(self, reason: str):
         """End the search (gallery-dl's way: the job ends without an error), saying why."""

@@ -1281,6 +1281,37 @@ def test_a_malformed_post_is_skipped_and_counted(tmp_path, source, fields):
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
 
 
+@pytest.mark.parametrize('large_file_url', [None, '{root}/images/{id}.webm'])
+def test_a_danbooru_zip_post_is_filtered_out_before_gallery_dl_reads_it(tmp_path,
+                                                                        large_file_url):
+    """A zip file is an animation's frames (ugoira): gallery-dl takes its large_file_url (a
+    video) instead, and a post without one ended the search."""
+    posts = make_posts(4)
+    animation = posts[1]
+    with FakeBooru(posts) as booru:
+        booru.state.post_fields = {animation.id: {
+            'file_url': f'{booru.url}/images/{animation.id}.zip', 'file_ext': 'zip',
+            'large_file_url': large_file_url and large_file_url.format(root=booru.url,
+                                                                       id=animation.id)}}
+        result = crawl(_options(booru, tmp_path, 'danbooru', limit=10, ratings=EVERY_RATING))
+    assert len(result.saved) == 3 and result.failed == [] and result.malformed == 0
+    assert result.seen == 4 and result.filtered == 1
+    assert _file_requests(booru) == [f'/images/{p.id}.png' for p in posts if p != animation]
+
+
+def test_a_page_whose_last_post_has_no_id_does_not_end_the_search(tmp_path):
+    """gallery-dl asks Danbooru for the next page by the id of the page's last post: without
+    one, that post is skipped, and the next page starts after the one before it."""
+    posts = make_posts(201)  # Danbooru's pages have 200 posts
+    with FakeBooru(posts) as booru:
+        booru.state.post_fields = {posts[199].id: {'id': None}}
+        # questionable: none of them, no download
+        result = crawl(_options(booru, tmp_path, 'danbooru', ratings=('questionable',)))
+        searches = _search_requests(booru)
+    assert result.seen == 200 and result.filtered == 200 and result.malformed >= 1
+    assert f'page=b{posts[198].id}' in searches[1] and len(searches) == 2
+
+
 def test_the_progress_bar_moves_while_the_search_filters_everything(tmp_path, capfd):
     """Pages of posts all filtered out save nothing: the bar still shows the posts seen."""
     with FakeBooru(make_posts(3)) as booru:
