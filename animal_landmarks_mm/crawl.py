@@ -231,6 +231,15 @@ class CrawlOptions:
                              f'{", ".join(SOURCES)}')
         if not self.tags or not self.tags.strip():
             raise CrawlError('--tags is empty: give at least one tag')
+        # a command line's undecodable bytes arrive as lone surrogates, which no URL, header
+        # or sidecar can carry
+        for flag, value in (('--tags', self.tags), ('--exclude-tags', ' '.join(self.exclude_tags)),
+                            ('--base-url', self.base_url), ('--user', self.user),
+                            ('--user-agent', self.user_agent), ('--api-key', self.api_key)):
+            if value is not None and not _is_unicode_text(value):
+                shown = '' if flag == '--api-key' else \
+                    f', got {printable(repr(value), one_line=True, limit=80)}'
+                raise CrawlError(f'{flag} must be UTF-8 text{shown}')
         if self.limit <= 0:
             raise CrawlError(f'--limit must be positive, got {self.limit}')
         bad = [r for r in self.ratings if r not in RATINGS]

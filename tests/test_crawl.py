@@ -1381,6 +1381,25 @@ def test_the_command_prints_the_summary_before_an_error(tmp_path):
     assert len(_images(tmp_path)) == 4
 
 
+@pytest.mark.parametrize('flag, value, message', [
+    ('--tags', 'cat_ears \udcff', "--tags must be UTF-8 text, got 'cat_ears \\udcff'"),
+    ('--user-agent', 'Mozilla\udce9', "--user-agent must be UTF-8 text, got 'Mozilla\\udce9'"),
+    ('--api-key', 'secret\udce9', '--api-key must be UTF-8 text'),
+])
+def test_text_that_is_not_utf8_is_refused_before_anything(tmp_path, crawl_images, flag, value,
+                                                          message):
+    """A command line's undecodable bytes (a Latin-1 terminal's 'é') arrive as lone
+    surrogates, which no URL or header can carry: refused in one line, naming the flag, before
+    the output folder is made (an API key is not shown)."""
+    out = tmp_path / 'out'
+    args = {'--tags': 'cat_ears', '--user': 'alice', '--api-key': 'key', flag: value}
+    with pytest.raises(SystemExit) as info:
+        crawl_images.main(['--source', 'danbooru', *[v for item in args.items() for v in item],
+                           '--output-dir', str(out), '--no-progress', *NOWHERE])
+    assert str(info.value.code) == f'error: {message}'
+    assert not out.exists()
+
+
 @pytest.mark.parametrize('base_url', ['http://booru.example/sub', 'http://booru.example/?a=1',
                                       'http://booru.example/#top'])
 def test_a_base_url_with_a_path_is_refused_before_anything(tmp_path, crawl_images, base_url):
