@@ -225,7 +225,8 @@ class CrawlOptions:
     progress: bool = True
 
     def validate(self) -> None:
-        """Raises CrawlError for a bad value, naming it."""
+        """Raises CrawlError for a bad value, naming it; writes ``base_url``'s scheme and host
+        in lowercase (gallery-dl finds another instance by them, case-sensitively)."""
         if self.source not in SOURCES:
             raise CrawlError(f'unknown source {self.source!r}; choose from '
                              f'{", ".join(SOURCES)}')
@@ -258,6 +259,9 @@ class CrawlOptions:
                     self.base_url.rstrip('/').endswith(('?', '#')):
                 raise CrawlError(f"--base-url must be a site's root (scheme, host and port), "
                                  f"without a path, query or fragment, got {self.base_url!r}")
+            # (urlsplit gives the scheme in lowercase; a password keeps its case)
+            userinfo, at, host = parsed.netloc.rpartition('@')
+            self.base_url = f'{parsed.scheme}://{userinfo}{at}{host.lower()}{parsed.path}'
         if self.min_size is not None and min(self.min_size) < 0:
             raise CrawlError(f'--min-size must not be negative, got {self.min_size}')
         for flag, value, unit in (('--timeout', self.timeout, 's'),

@@ -1414,6 +1414,22 @@ def test_a_base_url_with_a_path_is_refused_before_anything(tmp_path, crawl_image
     assert not out.exists()
 
 
+def test_a_base_url_in_capitals_is_the_same_instance(tmp_path):
+    """gallery-dl finds another instance by its URL's scheme and host, case-sensitively
+    (HTTP:// found no extractor, after the output folder was made): they are lowercased."""
+    posts = make_posts(3)
+    with FakeBooru(posts) as booru:
+        loud = booru.url.replace('http://', 'HTTP://')
+        result = crawl(_options(booru, tmp_path, 'danbooru', base_url=loud, ratings=EVERY_RATING))
+        again = crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+        names = {f'{_label(booru, "danbooru")}_{p.id}.png' for p in posts}
+    assert {p.name for p in result.saved} == names and again.already_downloaded == 3
+    options = CrawlOptions(source='danbooru', tags='cat', limit=1, output_dir=tmp_path,
+                           base_url='HTTPS://User:PassWord@Booru.Example:8443/')
+    options.validate()
+    assert options.base_url == 'https://User:PassWord@booru.example:8443/'
+
+
 def test_the_help_names_every_credential_variable(crawl_images, capsys):
     with pytest.raises(SystemExit):
         crawl_images.parse_args(['--help'])
