@@ -199,8 +199,8 @@ class CrawlOptions:
         retry_sleep: seconds of back-off: the n-th retry of a request or file waits n times
             this (at most an hour: :func:`retry_waits`).
         timeout: seconds a request may wait for the next bytes before it is retried.
-        file_deadline: seconds one file's download, or one search request, may take,
-            retries included.
+        file_deadline: seconds one file's download may take, retries included, and each
+            try of a search request.
         max_file_size: bytes a file may have; a larger one is not downloaded.
         progress: show a progress bar.
     """

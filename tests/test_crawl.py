@@ -1437,6 +1437,10 @@ def test_the_help_names_every_credential_variable(crawl_images, capsys):
     for names in CREDENTIAL_ENV.values():
         for name in names:
             assert name in help_text
+    # the deadline of a file counts its retries; a search request's is armed for each try
+    # (test_the_search_deadline_counts_each_try_not_gallery_dls_waits)
+    assert ('seconds one file may take, its retries included, before it counts as failed; and '
+            'each try of a search request') in help_text
 
 
 @pytest.mark.parametrize('retry_sleep, waits', [

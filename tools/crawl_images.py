@@ -63,8 +63,9 @@ def parse_args(argv=None):
                         help='seconds a request may wait for data before it is retried '
                         '(default 15)')
     parser.add_argument('--file-deadline', type=float, default=300.0,
-                        help='seconds one file (or one search request) may take, retries '
-                        'included, before it counts as failed (default 300)')
+                        help='seconds one file may take, its retries included, before it '
+                        'counts as failed; and each try of a search request, before the crawl '
+                        'ends (default 300)')
     parser.add_argument('--max-file-size', type=float, default=50.0, metavar='MB',
                         help='larger files are not downloaded and count as failed (default 50)')
     parser.add_argument('--no-progress', action='store_true')
