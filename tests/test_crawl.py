@@ -508,14 +508,27 @@ def test_kill_between_sidecar_image_and_archive_is_repaired_by_a_rerun(tmp_path,
 
 
 def test_names_from_the_server_cannot_escape_the_output_dir(tmp_path):
-    posts = make_posts(3)
+    """A post's id, md5 and file URL are the server's: a hostile one never names a file (the id
+    must be digits: post_problem; the extension, from the URL's last segment, one of
+    IMAGE_EXTENSIONS: keep_post), and nothing is written outside the output folder."""
+    posts = make_posts(5)
     out = tmp_path / 'out'
     with FakeBooru(posts) as booru:
         booru.state.md5_override = {posts[0].id: '../../escaped'}
-        crawl(_options(booru, out, 'danbooru', limit=10, ratings=('general', 'sensitive')))
+        booru.state.post_fields = {posts[1].id: {'id': '../../x'}}
+        booru.state.file_urls = {  # their last segments: '../../x.png', 'x.png/../../y'
+            posts[2].id: f'{booru.url}/images/{posts[2].id}/..%2F..%2Fx.png',
+            posts[3].id: f'{booru.url}/images/{posts[3].id}/x.png%2F..%2F..%2Fy'}
+        result = crawl(_options(booru, out, 'danbooru', limit=10, ratings=EVERY_RATING))
+        label = _label(booru, 'danbooru')
     outside = [p for p in tmp_path.rglob('*') if out not in p.parents and p != out]
     assert outside == []
-    assert len(_images(out)) == 3
+    assert result.malformed == 1 and result.filtered == 1 and result.failed == []
+    saved = {f'{label}_{p.id}.png' for p in (posts[0], posts[2], posts[4])}
+    assert {p.name for p in result.saved} == saved
+    assert {p.name for p in out.iterdir()} == {*saved, *(f'{name}.json' for name in saved),
+                                               ARCHIVE_NAME, PARTS_DIR}
+    assert list((out / PARTS_DIR).iterdir()) == []
 
 
 # --- credentials and what the site wants --------------------------------------------------
