@@ -18,7 +18,7 @@ on top of it:
   :attr:`CrawlResult.failed` with the reason, and kept out of the download archive, so that a
   rerun fetches it again;
 - every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
-  per file, its status line and headers included (:class:`DeadlineAdapter`), so that no server
+  per file, its status line and headers included (:class:`BoundedAdapter`), so that no server
   can hold the crawl; so is the search: each answer has a size cap and a deadline, and the
   pages it walks are bounded (:data:`SEARCH_POSTS_PER_IMAGE`,
   :data:`SEARCH_IDLE_PAGES`), the reason in :attr:`CrawlResult.stopped`;
@@ -1035,7 +1035,7 @@ class ResponseDeadline:
     gallery-dl's read timeout ends a read whose server goes silent, but not one that sends a
     byte now and then, be it of the headers or of the body. While the deadline is armed it is
     the one of its thread, and each socket a request of that thread reads from is noted
-    (:meth:`watch_socket`, through :class:`DeadlineAdapter`); at the deadline that socket is
+    (:meth:`watch_socket`, through :class:`BoundedAdapter`); at the deadline that socket is
     shut down, which wakes a read blocked on a dripping server, before or after a response
     exists. :meth:`watch` refuses any later response until the deadline is armed again.
 
@@ -1175,10 +1175,12 @@ def _deadline_connection_class(connection_class: type) -> type:
                 {})
 
 
-class DeadlineAdapter(RequestsAdapter):
+class BoundedAdapter(RequestsAdapter):
     """gallery-dl's requests adapter (its TLS context and source address kept), whose
-    connections a :class:`ResponseDeadline` can shut before a response exists: the status
-    line and headers of a server that drips them are bounded as its body is.
+    connections a :class:`ResponseDeadline` can shut before a response exists (the status line
+    and headers of a server that drips them are bounded as its body is), and which drops a
+    redirect's body unread: requests would read it whole to follow the redirect, and keep it
+    in the response's history (up to 30 of them), whatever its size.
 
     Args:
         like: the adapter gallery-dl mounted on the session.
@@ -1192,6 +1194,13 @@ class DeadlineAdapter(RequestsAdapter):
         if not issubclass(pool.ConnectionCls, _DeadlineConnection):
             pool.ConnectionCls = _deadline_connection_class(pool.ConnectionCls)
         return pool
+
+    def send(self, *args, **kwargs):
+        response = super().send(*args, **kwargs)
+        if response.is_redirect:
+            response.raw.close()  # its connection too, with the rest of the body
+            response._content, response._content_consumed = b'', True  # (what .content reads)
+        return response
 
 
 class DeadlineSession:
@@ -1220,6 +1229,8 @@ class DeadlineSession:
         Raises:
             AnswerTooLarge: the body (or its Content-Length) is over the cap.
         """
+        if response.is_redirect:  # its body is dropped (BoundedAdapter)
+            return response
         size = declared_size(response)
         if size is not None and size > self.max_bytes:
             response.close()
@@ -1784,7 +1795,7 @@ class CrawlJob(job.DownloadJob):
         if session.auth is not None and not isinstance(session.auth, HostScopedAuth):
             session.auth = HostScopedAuth(session.auth, self.root)
         # the searches' and the files' requests alike (the downloader shares the session)
-        adapter = DeadlineAdapter(session.get_adapter('https://'))
+        adapter = BoundedAdapter(session.get_adapter('https://'))
         for prefix in ('https://', 'http://'):
             session.mount(prefix, adapter)
 

@@ -16,11 +16,11 @@ is not the site's JSON or XML (:attr:`BooruState.search_fault`), posts with malf
 and per file (:attr:`BooruState.file_faults`) a short body, an HTML page, other bytes than the
 post's md5, an endless body, a huge Content-Length, a body or headers dripping one byte at a
 time, a 500 or 429 before the file, a 206 without Content-Range, a 404 whose reason holds
-terminal escapes, an ICO, PSD, TIFF or EPS file under a .png URL. The posts' file URLs may
-name another server (:attr:`BooruState.file_root`) or have another scheme or path
-(:attr:`BooruState.file_urls`; the server finds the post by the first segment after
-``/images/``), and every request is logged with its time and Authorization header
-(:attr:`BooruState.log`). The server stops when the test ends.
+terminal escapes, a redirect with a huge body, an ICO, PSD, TIFF or EPS file under a .png
+URL. The posts' file URLs may name another server (:attr:`BooruState.file_root`) or have
+another scheme or path (:attr:`BooruState.file_urls`; the server finds the post by the first
+segment after ``/images/``), and every request is logged with its time and Authorization
+header (:attr:`BooruState.log`). The server stops when the test ends.
 """
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ FILE_FAULTS = {
     'drip_headers': 'a status line, then a header one byte every drip_interval seconds, forever',
     '206_no_range': 'a 206 Partial Content without Content-Range, though no range was asked',
     'escape_404': 'a 404 whose reason phrase holds terminal escape sequences (ESCAPE_REASON)',
+    'big_redirect': 'a 302 to the file (its URL with a query), whose body is REDIRECT_BODY_BYTES '
+                    'of spaces; the bytes sent of it are counted (BooruState.redirect_bytes)',
     'cut_jpeg': 'the first half of a JPEG, its Content-Length matching; the post claims no md5 '
                 '(some sites give none), so only decoding can tell',
     '500_once': 'a 500 Internal Server Error the first time, the file the next',
@@ -83,6 +85,8 @@ SEARCH_FAULTS = {
     'fail_second_page': 'Gelbooru: the first page, claiming a million posts; a 500 for the next',
     'drip_headers': 'a status line, then a header one byte every drip_interval seconds, forever',
 }
+#: the size of a 'big_redirect' file's redirect body
+REDIRECT_BODY_BYTES = 100_000_000
 #: the reason phrase of an 'escape_404' file: a terminal's title set, its screen cleared
 ESCAPE_REASON = '\x1b]0;owned\x07\x1b[2J\x1b[31mNot Found'
 HTML_PAGE = (b'<!DOCTYPE html><html><head><title>Just a moment...</title></head>'
@@ -135,6 +139,7 @@ class BooruState:
     #: of this server (/external/<id>)
     no_file: set[int] = field(default_factory=set)
     file_tries: dict[int, int] = field(default_factory=dict)  # post id -> requests of its file
+    redirect_bytes: int = 0  # of the redirect bodies of 'big_redirect' files, sent
     log: list[Logged] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -274,20 +279,21 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlparse(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
         if url.path.startswith('/images/'):
-            return self._file(int(url.path.split('/')[2].split('.')[0]))
+            return self._file(int(url.path.split('/')[2].split('.')[0]), url.query)
         if url.path == '/posts.json':
             return self._danbooru(query)
         if url.path == '/index.php' and query.get('page') == 'dapi':
             return self._gelbooru(query)
         self._send(404, b'not found', 'text/plain')
 
-    def _file(self, post_id: int):
+    def _file(self, post_id: int, query: str = ''):
         post = next((p for p in self.state.posts if p.id == post_id), None)
         if post is None:
             return self._send(404, b'no such file', 'text/plain')
         fault = self.state.file_faults.get(post_id)
         tries = self.state.file_tries[post_id] = self.state.file_tries.get(post_id, 0) + 1
-        if fault is None or fault in ('500_once', '429_once') and tries > 1:
+        if fault is None or fault in ('500_once', '429_once') and tries > 1 or \
+                fault == 'big_redirect' and query:
             return self._send(200, post.png, 'image/png')
         self.close_connection = True
         if fault in ('500_once', '429_once'):
@@ -319,6 +325,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._drip_headers('image/png')
         elif fault == '206_no_range':
             self._send(206, post.png, 'image/png')
+        elif fault == 'big_redirect':
+            self.send_response(302)
+            self.send_header('Location', f'/images/{post_id}.png?moved')
+            self.send_header('Content-Length', str(REDIRECT_BODY_BYTES))
+            self.end_headers()
+            chunk = b' ' * 65536
+            for _ in range(REDIRECT_BODY_BYTES // len(chunk)):
+                try:
+                    self.wfile.write(chunk)
+                except OSError:  # the client dropped it: what the test wants
+                    return
+                self.state.redirect_bytes += len(chunk)
         elif fault == 'escape_404':
             self.send_response(404, ESCAPE_REASON)
             self.send_header('Content-Length', '0')

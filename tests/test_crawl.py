@@ -15,7 +15,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from booru_server import EPS_FILE, HTML_PAGE, FakeBooru, make_posts, other_format
+from booru_server import (
+    EPS_FILE,
+    HTML_PAGE,
+    REDIRECT_BODY_BYTES,
+    FakeBooru,
+    make_posts,
+    other_format,
+)
 from gallery_dl import archive as gdl_archive
 from gallery_dl import config as gdl_config
 from gallery_dl import exception as gdl_exception
@@ -417,6 +424,20 @@ def test_bad_download_is_not_kept_is_reported_and_retried(tmp_path, source, faul
     meta = json.loads((tmp_path / f'{stem}.png.json').read_text())
     assert meta['md5'] == bad.md5
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
+
+
+def test_a_redirects_body_is_never_read(tmp_path):
+    """requests reads a redirect's body whole to follow it (and keeps it in the history, up
+    to 30): a file's redirect with a body of 100 MB is followed without it."""
+    posts = make_posts(3)
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {posts[1].id: 'big_redirect'}
+        result = crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+        sent = booru.state.redirect_bytes
+    assert len(result.saved) == 3 and result.failed == []
+    assert (tmp_path / f'{_label(booru, "danbooru")}_{posts[1].id}.png').read_bytes() == \
+        posts[1].png
+    assert sent < REDIRECT_BODY_BYTES // 10  # what the sockets' buffers took, at most
 
 
 def test_an_error_gallery_dls_download_did_not_expect_fails_that_file_only(tmp_path,
