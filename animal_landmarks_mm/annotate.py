@@ -774,9 +774,10 @@ class ImageEdit:
         The rules are the file format's and the converter's (:func:`.converter.check_usable`),
         so that the annotator never writes as done what the converter would leave out, nor
         what it could not read back itself: at least 2 placed points per face, not all on one
-        spot, a box with an area on the image. Such work stays a draft until fixed.
+        spot, a box with an area on the image, no face twice. Such work stays a draft until
+        fixed.
         """
-        from .converter import check_usable
+        from .converter import check_distinct_faces, check_usable
         if self.status == STATUS_SKIPPED or not all(f.complete() for f in self.faces):
             return None
         for k, face in enumerate(self.faces):  # one at a time, to name it as the page does
@@ -786,6 +787,11 @@ class ImageEdit:
                 check_usable(parse_annotation(alone.to_annotation({}).to_json()))
             except AnnotationError as e:  # the file rules number faces from 0 ("face 0 ...")
                 return re.sub(r'^face 0\b', f'face {k + 1}', str(e))
+        try:  # then the faces together: the converter leaves out a file with a face twice
+            check_distinct_faces(self.to_annotation({}))
+        except AnnotationError as e:  # "faces 0 and 1 ...", numbered from 1 as the page does
+            return re.sub(r'^faces (\d+) and (\d+)\b',
+                          lambda m: f'faces {int(m[1]) + 1} and {int(m[2]) + 1}', str(e))
         return None
 
     def finished(self) -> bool:

@@ -195,7 +195,8 @@ def test_several_faces_save_and_reopen(session):
     _fill(edit)
     edit.new_face()
     assert edit.prompt().startswith('face 2 of 2, next: 0:')
-    _fill(edit)
+    for k in range(28):  # another face (the same points twice would be one face)
+        edit.click(3.0 + k, 2.0 + k)
     path = session.save(edit)
     ann = load_annotation(path)
     assert len(ann.faces) == 2 and ann.meta['annotator'] == 'tester' and ann.image == 'b.png'
@@ -1200,3 +1201,21 @@ def test_a_malformed_restore_is_refused_without_changing_anything(session, state
         edit.apply(dict(op='restore', state=state))
     assert '\n' not in str(caught.value) and len(str(caught.value)) < 300
     assert edit.to_json() == before and len(edit.history) == 1
+
+
+def test_a_face_placed_twice_is_no_annotation(session):
+    """Two faces with the same points (Predict twice on the whole image, a pasted copy): the
+    converter leaves such a file out, so the annotator keeps it a draft and says why, naming
+    the faces as the page numbers them."""
+    edit = session.open('a.png')
+    _fill(edit)
+    edit.new_face()
+    _fill(edit)
+    assert edit.problem() == ('faces 1 and 2 are the same face (identical points): delete '
+                              'one')
+    assert edit.prompt().startswith('face 2 of 2: not done, kept as a draft: faces 1 and 2')
+    assert session.save(edit) == session.draft_path('a.png')
+    assert not session.annotation_path('a.png').exists() and not session.is_done('a.png')
+    edit.place(0, 70.0, 50.0)  # now another face
+    assert edit.problem() is None
+    assert session.save(edit) == session.annotation_path('a.png')
