@@ -298,6 +298,13 @@ class ImageEdit:
         compare=False)
     future: list = field(default_factory=list, repr=False, compare=False)
     recorded: int = field(default=0, repr=False, compare=False)  # undo steps ever recorded
+    # the most faces a restore may set (:meth:`restore`), fixed when the image is opened
+    most_faces: int = field(default=0, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # from the faces opened, never the faces now: a limit that grew with each restore
+        # let a page reach any number of faces, each copied by every undo step
+        self.most_faces = max(len(self.faces), MAX_FACES) + MAX_FACES
 
     @property
     def current(self) -> FaceEdit:
@@ -660,8 +667,9 @@ class ImageEdit:
         model's points were accepted on the way, is the page's to say: what Accept guards is
         the status, and an image with a model's face unaccepted stays predicted.
 
-        At most :data:`MAX_FACES` faces more than the image has: the page may hold faces that
-        were removed before the restart, of a file with more than :data:`MAX_FACES` too.
+        At most :data:`MAX_FACES` faces more than the image had when opened, or than
+        :data:`MAX_FACES` (:attr:`most_faces`): the page may hold faces that were removed
+        before the restart, of a file with more than :data:`MAX_FACES` too.
 
         Args:
             state: ``{"faces": [face, ...], "face": f, "status": ..., "status_reason": ...,
@@ -674,7 +682,7 @@ class ImageEdit:
         """
         if not isinstance(state, dict):
             raise EditError('a restored state is {"faces": [...], "face": f, "status": ...}')
-        raw_faces, most = state.get('faces'), len(self.faces) + MAX_FACES
+        raw_faces, most = state.get('faces'), self.most_faces
         if not isinstance(raw_faces, list) or not 1 <= len(raw_faces) <= most:
             raise EditError(f'a restored state has 1 to {most} faces')
         held = frozenset(p for f in self.faces for p in f.points if p is not None)

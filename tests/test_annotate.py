@@ -1176,8 +1176,8 @@ def test_a_restore_may_hold_the_faces_removed_before_a_restart(session):
     _restore_state(face_predicted='yes'),
     _restore_state(face=1),
     _restore_state(face=True),
-    # more than MAX_FACES faces beyond the image's one
-    _restore_state(faces=[_restore_state()['faces'][0]] * (1 + MAX_FACES + 1)),
+    # more than MAX_FACES faces beyond MAX_FACES (the image has fewer)
+    _restore_state(faces=[_restore_state()['faces'][0]] * (2 * MAX_FACES + 1)),
     _restore_state(status='done'),
     _restore_state(status_reason=None),
     _restore_state(status='skipped', status_reason='x' * (MAX_REASON_CHARS + 1)),
@@ -1219,3 +1219,21 @@ def test_a_face_placed_twice_is_no_annotation(session):
     edit.place(0, 70.0, 50.0)  # now another face
     assert edit.problem() is None
     assert session.save(edit) == session.annotation_path('a.png')
+
+
+def test_restores_cannot_grow_an_image_without_end(session):
+    """Each restore may hold MAX_FACES faces more than the image had when opened (or than
+    MAX_FACES), not than it has now: restores one after another stop there."""
+    edit = session.open('a.png')
+    empty = dict(points=[None] * 28, visibility=[VISIBLE] * 28)
+    count, refused = 1, None
+    for _ in range(10):
+        count += MAX_FACES
+        state = dict(faces=[empty] * count, face=0, status='annotated', status_reason='')
+        try:
+            edit.apply(dict(op='restore', state=state))
+        except EditError as e:
+            refused = str(e)
+            break
+    assert refused == f'a restored state has 1 to {2 * MAX_FACES} faces'
+    assert len(edit.faces) <= 2 * MAX_FACES
