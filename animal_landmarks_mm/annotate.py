@@ -1387,7 +1387,9 @@ class AnnotationSession:
         if edit.status == STATUS_PREDICTED:
             meta.pop('reviewed_by', None)
             meta.pop('reviewed_at', None)
-        elif edit.reviewed_at is not None:
+        elif edit.reviewed_at is not None and edit.reviewed_at != meta.get('reviewed_at'):
+            # an Accept made here (not one the file records already): whoever saves later
+            # (a point moved) is its annotator, not its reviewer
             meta.update(reviewed_by=self.annotator, reviewed_at=edit.reviewed_at)
         source = self._sidecar(edit.image)
         if source is not None:

@@ -1237,3 +1237,24 @@ def test_restores_cannot_grow_an_image_without_end(session):
             break
     assert refused == f'a restored state has 1 to {2 * MAX_FACES} faces'
     assert len(edit.faces) <= 2 * MAX_FACES
+
+
+def test_the_reviewer_is_who_accepted_not_who_saved_last(session):
+    _predicted_file(session, 'b.png')
+    alice = AnnotationSession(session.image_dir, session.output_dir, annotator='alice')
+    edit = alice.open('b.png')
+    edit.accept()
+    alice.save(edit)
+    accepted = load_annotation(alice.annotation_path('b.png')).meta
+    bob = AnnotationSession(session.image_dir, session.output_dir, annotator='bob')
+    edit = bob.open('b.png')
+    edit.place(0, 12.0, 21.0)
+    bob.save(edit)
+    meta = load_annotation(bob.annotation_path('b.png')).meta
+    assert meta['annotator'] == 'bob'
+    assert (meta['reviewed_by'], meta['reviewed_at']) == ('alice', accepted['reviewed_at'])
+    _predicted_file(session, 'a.png')  # an Accept of bob's is his
+    edit = bob.open('a.png')
+    edit.accept()
+    bob.save(edit)
+    assert load_annotation(bob.annotation_path('a.png')).meta['reviewed_by'] == 'bob'
