@@ -84,6 +84,9 @@ MAX_FACES = 64
 MAX_REASON_CHARS = 500
 #: The lock file a running annotator holds in its output folder (:func:`lock_output_folder`).
 LOCK_FILE = '.annotator.lock'
+#: ``meta`` key of a skipped file: which of its faces (indices) are a model's points nobody
+#: accepted, so that taking the skip back makes them predicted again, not annotated.
+PREDICTED_FACES_KEY = 'predicted_faces'
 
 
 class AnnotationConflictError(AnimalLandmarksError, RuntimeError):
@@ -167,6 +170,11 @@ class FaceEdit:
         return FaceEdit(points=list(self.points), visibility=list(self.visibility),
                         bbox=self.bbox, predicted=self.predicted,
                         scores=None if self.scores is None else list(self.scores))
+
+    def to_face(self) -> Face:
+        """The face as an annotation file holds it."""
+        return Face(landmarks=list(self.points), visibility=list(self.visibility),
+                    bbox=self.bbox, scores=None if self.scores is None else list(self.scores))
 
     def to_json(self) -> dict[str, Any]:
         """The face as the app and drafts exchange it."""
@@ -358,7 +366,7 @@ class ImageEdit:
 
     def _edited(self) -> None:
         """After an edit of points: an image with a model's unaccepted face stays predicted;
-        any other edit of a skipped image takes it back into annotation."""
+        any other edit of a skipped image takes it back into annotation (its faces with it)."""
         self.status = STATUS_PREDICTED if any(f.predicted for f in self.faces) \
             else STATUS_ANNOTATED
         self.status_reason = ''
@@ -717,6 +725,7 @@ class ImageEdit:
 
     def skip(self, reason: str) -> None:
         """Mark the image unusable (no usable face, bad quality): the converter leaves it out.
+        Its faces stay (:meth:`file_faces`): an edit of a point takes the skip back.
 
         Raises:
             EditError: a reason that is no text, not valid Unicode, or longer than
@@ -809,15 +818,30 @@ class ImageEdit:
             return True
         return all(f.complete() for f in self.faces) and self.problem() is None
 
+    def file_faces(self) -> list[FaceEdit]:
+        """The faces the annotation file holds: the complete ones; of a skipped image, those
+        a file can hold (:func:`~.annotation.parse_annotation`: two placed points or more,
+        not all on one spot), kept so that taking the skip back brings them back (the
+        converter reads no face of a skipped file). A face begun and not finished has no
+        form in the file: skipping drops it."""
+        faces = [f for f in self.faces if f.complete()]
+        if self.status != STATUS_SKIPPED:
+            return faces
+        kept = []
+        for face in faces:
+            alone = ImageAnnotation(self.image, self.width, self.height, [face.to_face()])
+            try:
+                parse_annotation(alone.to_json())
+            except AnnotationError:
+                continue
+            kept.append(face)
+        return kept
+
     def to_annotation(self, meta: dict) -> ImageAnnotation:
-        """The finished annotation (only complete faces; none for a skipped image)."""
-        faces = [] if self.status == STATUS_SKIPPED else [
-            Face(landmarks=list(f.points), visibility=list(f.visibility), bbox=f.bbox,
-                 scores=None if f.scores is None else list(f.scores))
-            for f in self.faces if f.complete()]
+        """The finished annotation, of :meth:`file_faces`."""
         return ImageAnnotation(image=self.image, width=self.width, height=self.height,
-                               faces=faces, status=self.status,
-                               status_reason=self.status_reason, meta=meta)
+                               faces=[f.to_face() for f in self.file_faces()],
+                               status=self.status, status_reason=self.status_reason, meta=meta)
 
     def to_json(self) -> dict[str, Any]:
         """What the app shows and drafts keep: faces, current face, status, review."""
@@ -1295,10 +1319,18 @@ class AnnotationSession:
         _check_size(target, ann.width, ann.height, image, width, height)
         self._status[image] = ann.status
         predicted = ann.status == STATUS_PREDICTED
+        # a skipped file's faces that are a model's, still to accept when the skip is taken
+        # back; a mark of another shape (edited by hand) marks them all: none is trained on
+        # unreviewed
+        marked = ann.meta.get(PREDICTED_FACES_KEY) if ann.status == STATUS_SKIPPED else None
+        if marked is not None and not (isinstance(marked, list)
+                                       and all(type(k) is int for k in marked)):
+            marked = range(len(ann.faces))
+        marked = set(marked or ())
         faces = [FaceEdit(points=list(f.landmarks), visibility=list(f.visibility), bbox=f.bbox,
                           scores=None if f.scores is None else list(f.scores),
-                          predicted=predicted)
-                 for f in ann.faces]
+                          predicted=predicted or k in marked)
+                 for k, f in enumerate(ann.faces)]
         reviewed_at = ann.meta.get('reviewed_at')  # Accept's, kept through later saves
         return ImageEdit(image=image, width=width, height=height, faces=faces or [FaceEdit()],
                          status=ann.status, status_reason=ann.status_reason,
@@ -1391,6 +1423,10 @@ class AnnotationSession:
             # an Accept made here (not one the file records already): whoever saves later
             # (a point moved) is its annotator, not its reviewer
             meta.update(reviewed_by=self.annotator, reviewed_at=edit.reviewed_at)
+        meta.pop(PREDICTED_FACES_KEY, None)
+        faces = edit.file_faces()
+        if edit.status == STATUS_SKIPPED and any(f.predicted for f in faces):
+            meta[PREDICTED_FACES_KEY] = [k for k, f in enumerate(faces) if f.predicted]
         source = self._sidecar(edit.image)
         if source is not None:
             meta['source'] = source

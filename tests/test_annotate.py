@@ -1203,6 +1203,73 @@ def test_a_malformed_restore_is_refused_without_changing_anything(session, state
     assert edit.to_json() == before and len(edit.history) == 1
 
 
+def test_a_skipped_image_keeps_its_faces_and_taking_the_skip_back_brings_them(session):
+    """Skip keeps the image's faces in its file (status skipped: the converter and the checker
+    leave them out); opened again they are there, and an edit of a point takes the skip back
+    with them."""
+    from animal_landmarks_mm.quality import read_faces
+    edit = session.open('a.png')
+    _fill(edit)
+    session.save(edit)
+    edit = session.open('a.png')
+    edit.apply(dict(op='skip', reason='bad quality'))
+    session.save(edit)
+    skipped = load_annotation(session.annotation_path('a.png'))
+    assert skipped.status == 'skipped' and skipped.status_reason == 'bad quality'
+    assert skipped.faces[0].landmarks == [(1.0 + k, 2.0 + k) for k in range(28)]
+    contents = AnnotationReader(session.image_dir).read(session.output_dir)
+    assert contents.skipped == [str(session.annotation_path('a.png'))]
+    assert not contents.problems and not contents.records
+    checked = read_faces(session.output_dir, session.image_dir)
+    assert not checked.problems and not checked.faces and len(checked.left_out) == 1
+    assert session.is_done('a.png')
+    reopened = session.open('a.png')
+    assert reopened.status == 'skipped' and reopened.faces[0].points == edit.faces[0].points
+    state = json.loads(json.dumps(reopened.to_json()))  # a page's restore of it
+    reopened.apply(dict(op='restore', state={key: state[key] for key in (
+        'faces', 'face', 'status', 'status_reason', 'reviewed_at', 'model')}))
+    reopened.place(0, 5.0, 6.0)  # the skip taken back, the faces with it
+    session.save(reopened)
+    saved = load_annotation(session.annotation_path('a.png'))
+    assert saved.status == 'annotated' and saved.status_reason == ''
+    assert saved.faces[0].landmarks[:2] == [(5.0, 6.0), (2.0, 3.0)]
+    # a face begun has no form in a file: skipping drops it, the complete one stays
+    reopened.new_face()
+    reopened.place(0, 40.0, 40.0)
+    reopened.skip('duplicate')
+    session.save(reopened)
+    assert len(load_annotation(session.annotation_path('a.png')).faces) == 1
+
+
+def test_a_skipped_prediction_is_still_the_models_to_accept(session):
+    """A model's points kept through a skip are still unreviewed: taking the skip back makes
+    the image predicted again, never annotated without an Accept."""
+    _predicted_file(session, 'b.png')
+    edit = session.open('b.png')
+    edit.new_face()
+    for k in range(28):  # a face placed by hand beside the model's
+        edit.click(30.0 + k, 2.0 + k)
+    edit.skip('not a character face')
+    session.save(edit)
+    skipped = load_annotation(session.annotation_path('b.png'))
+    assert skipped.status == 'skipped' and len(skipped.faces) == 2
+    assert skipped.meta['predicted_faces'] == [0]
+    reopened = session.open('b.png')
+    assert [f.predicted for f in reopened.faces] == [True, False]
+    reopened.place(3, 40.0, 30.0, face=1)
+    assert reopened.status == 'predicted'
+    session.save(reopened)
+    saved = load_annotation(session.annotation_path('b.png'))
+    assert saved.status == 'predicted' and 'predicted_faces' not in saved.meta
+    reopened.skip('again')
+    session.save(reopened)
+    path = session.annotation_path('b.png')
+    raw = json.loads(path.read_text())
+    raw['meta']['predicted_faces'] = 'the first'  # edited by hand: all taken for the model's
+    path.write_text(json.dumps(raw))
+    assert [f.predicted for f in session.open('b.png').faces] == [True, True]
+
+
 def test_a_face_placed_twice_is_no_annotation(session):
     """Two faces with the same points (Predict twice on the whole image, a pasted copy): the
     converter leaves such a file out, so the annotator keeps it a draft and says why, naming
