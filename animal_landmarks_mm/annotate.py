@@ -82,8 +82,13 @@ HISTORY_STEPS = 200
 MAX_FACES = 64
 #: The longest skip reason taken (the page offers a few words; a reason is no document).
 MAX_REASON_CHARS = 500
-#: The lock file a running annotator holds in its output folder (:func:`lock_output_folder`).
+#: The lock file a running annotator (or ``tools/infer.py``) holds in its output folder
+#: (:func:`lock_output_folder`).
 LOCK_FILE = '.annotator.lock'
+#: ``meta.annotator`` of a model's prediction as the model wrote it (``tools/infer.py``); the
+#: annotator writes its user's name there on every save, so a prediction a person corrected or
+#: reviewed in the annotator no longer says so (:func:`is_models_prediction`).
+MODEL_ANNOTATOR = 'model'
 #: ``meta`` key of a skipped file: which of its faces (indices) are a model's points nobody
 #: accepted, so that taking the skip back makes them predicted again, not annotated.
 PREDICTED_FACES_KEY = 'predicted_faces'
@@ -110,11 +115,21 @@ class OutputFolderError(AnimalLandmarksError, OSError):
 
 
 class OutputFolderInUseError(OutputFolderError):
-    """Another annotator process works in the output folder (:func:`lock_output_folder`)."""
+    """Another annotator process (or ``tools/infer.py``) works in the output folder
+    (:func:`lock_output_folder`)."""
 
 
 class OrderFileError(AnimalLandmarksError, ValueError):
     """A ``--files`` list that cannot be read."""
+
+
+def is_models_prediction(ann: ImageAnnotation) -> bool:
+    """Whether a file is a model's prediction as the model wrote it: status ``predicted`` and
+    nobody saved it since (``meta.annotator`` is :data:`MODEL_ANNOTATOR`). Anything else is a
+    person's work (an annotation, a skip, a prediction corrected or reviewed in the annotator):
+    a new prediction never replaces it (``tools/infer.py``), and it is the one shown when
+    several files name the same image."""
+    return ann.status == STATUS_PREDICTED and ann.meta.get('annotator') == MODEL_ANNOTATOR
 
 
 def resolve_inside(root: Path, name: str) -> Path:
@@ -444,6 +459,14 @@ class ImageEdit:
             raise EditError(f'({x:g}, {y:g}) is outside the {self.width}x{self.height} image')
         return x, y
 
+    def _points_changed(self) -> None:
+        """After a person placed, moved, flagged or removed a point of the current face: the
+        model's scores go (they describe the points the model gave, and a file holds all 28
+        scores of a face or none); the face stays the model's to accept if it was."""
+        self.current.scores = None
+        self.selected = None
+        self._edited()
+
     def place(self, index: int, x: float, y: float, face: int | None = None) -> int:
         """Place (or move) point ``index`` at image pixel ``(x, y)``; an absent point becomes
         visible, an occluded one stays occluded (placed by estimate)."""
@@ -452,8 +475,7 @@ class ImageEdit:
         target.points[index] = (x, y)
         if target.visibility[index] == ABSENT:
             target.visibility[index] = VISIBLE
-        self.selected = None
-        self._edited()
+        self._points_changed()
         return index
 
     def click(self, x: float, y: float) -> int | None:
@@ -474,8 +496,7 @@ class ImageEdit:
         self.current.visibility[index] = flag
         if flag == ABSENT:
             self.current.points[index] = None
-        self.selected = None
-        self._edited()
+        self._points_changed()
         return index
 
     def mark(self, flag: int) -> int | None:
@@ -492,8 +513,7 @@ class ImageEdit:
         index = self._index(index)
         self._begin(face)
         self.current.points[index], self.current.visibility[index] = None, VISIBLE
-        self.selected = None
-        self._edited()
+        self._points_changed()
         return index
 
     def select(self, index: int | None) -> None:
@@ -937,6 +957,7 @@ class _FileRecord:
     status: str | None  # its "status"; None when broken or foreign
     broken: bool  # an annotation or draft that cannot be read (shown to the user)
     regular: bool = True  # False: a FIFO, device or folder, never read and left alone
+    models: bool = False  # a model's prediction nobody saved since (is_models_prediction)
 
 
 def _read_record(path: Path, draft: bool = False) -> _FileRecord:
@@ -964,10 +985,11 @@ def _read_record(path: Path, draft: bool = False) -> _FileRecord:
         return _FileRecord(name=path.name, image=image,
                            status=status if status in STATUSES else None, broken=False)
     try:
-        status = parse_annotation(raw).status
+        ann = parse_annotation(raw)
     except AnnotationError:
         return _FileRecord(name=path.name, image=image, status=None, broken=True)
-    return _FileRecord(name=path.name, image=image, status=status, broken=False)
+    return _FileRecord(name=path.name, image=image, status=ann.status, broken=False,
+                       models=is_models_prediction(ann))
 
 
 @dataclass(frozen=True)
@@ -1098,7 +1120,8 @@ class AnnotationSession:
         """Decide once, for the output folder and its drafts, which file is which image's.
 
         1. A file belongs to the image its ``"image"`` field names (when several name one image,
-           the one of its most preferred name, see :func:`_candidate_names`, then the old
+           a person's before a model's untouched prediction, :func:`is_models_prediction`;
+           then the one of its most preferred name, see :func:`_candidate_names`, then the old
            ``<stem>_<suffix>.json``, then by name).
         2. A broken file named ``<stem>.json`` or ``<name>.json`` (the first two of
            :func:`_candidate_names`, cut alike) of exactly one image, which has no file yet,
@@ -1140,7 +1163,10 @@ class AnnotationSession:
                     preferred[candidate] = rank
                 stem, suffix = os.path.splitext(image)
                 preferred.setdefault(f'{stem}_{suffix[1:]}.json', len(preferred))
-                best = min(claimed, key=lambda r: (preferred.get(r.name, len(preferred)),
+                # a person's file first: a model's prediction written beside it (infer run
+                # with another order of the images) must not hide it
+                best = min(claimed, key=lambda r: (r.models,
+                                                   preferred.get(r.name, len(preferred)),
                                                    r.name))
                 bound[image] = best.name
                 if len(claimed) > 1:
@@ -1413,6 +1439,8 @@ class AnnotationSession:
                                           ) from None
         meta.pop(LEGACY_FORMAT_KEY, None)  # written back in version 1
         meta.setdefault('created', now)
+        # the annotator's name also tells tools/infer.py that a person saved the file
+        # (is_models_prediction): a prediction under review is never replaced
         meta.update(annotator=self.annotator, modified=now)
         if edit.model is not None:
             meta['model'] = edit.model
@@ -1456,10 +1484,13 @@ class OutputFolderLock:
             self._fd = None
 
 
-def lock_output_folder(folder: str | os.PathLike) -> OutputFolderLock | None:
+def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
+                       ) -> OutputFolderLock | None:
     """Take the output folder for this process: two annotators on one folder would overwrite
     each other's saves (each checks a file's revision, then replaces it: another may write in
-    between).
+    between), and so would ``tools/infer.py`` writing predictions there (it takes the lock
+    too: the annotator binds files to images when it starts, and a prediction written
+    meanwhile could take a name it gave another image).
 
     An exclusive advisory lock (``flock``) on :data:`LOCK_FILE` in ``folder``, which holds the
     holder's process id; another process's lock is not waited for. Annotators in one process
@@ -1467,6 +1498,7 @@ def lock_output_folder(folder: str | os.PathLike) -> OutputFolderLock | None:
 
     Args:
         folder: the output folder (it exists).
+        option: the option that chose ``folder``, for the message when it is in use.
 
     Returns:
         The lock; None where there is nothing to lock with: no ``flock`` (Windows), a folder
@@ -1505,9 +1537,9 @@ def lock_output_folder(folder: str | os.PathLike) -> OutputFolderLock | None:
             holder = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
             holder = holder if holder.isdigit() else 'unknown'
             raise OutputFolderInUseError(
-                f'{folder} is in use by another annotator (process id {holder}); two on one '
-                'folder would overwrite each other\'s saves: stop that one, or choose another '
-                '--output-dir') from None
+                f'{folder} is in use by another annotator or tools/infer.py (process id '
+                f'{holder}); two on one folder would overwrite each other\'s saves: stop that '
+                f'one, or choose another {option}') from None
         except OSError as e:  # ENOLCK: NFS without a lock daemon; EBADF: some read-only ones
             logger.warning('cannot lock the output folder %s (%s): two annotators on it would '
                            'overwrite each other\'s saves', folder, e.strerror or e)

@@ -26,6 +26,12 @@ from pathlib import Path
 import numpy as np
 from mmengine.logging import print_log
 
+from .annotate import (
+    MODEL_ANNOTATOR,
+    AnnotationSession,
+    is_models_prediction,
+    lock_output_folder,
+)
 from .annotation import (
     IMAGE_SUFFIXES,
     NAME_MAX_BYTES,
@@ -423,7 +429,7 @@ def predictions_to_annotation(image_name: str, width: int, height: int, sample,
              for kpts, box, face_scores in zip(keypoints, boxes, scores)]
     return ImageAnnotation(
         image=image_name, width=width, height=height, faces=faces, status=STATUS_PREDICTED,
-        meta=dict(annotator='model', model=model,
+        meta=dict(annotator=MODEL_ANNOTATOR, model=model,
                   created=datetime.now(UTC).isoformat(timespec='seconds'),
                   prediction=prediction))
 
@@ -439,12 +445,13 @@ def picture_name(image: str) -> str:
 
 
 def _persons_work(path: Path) -> bool:
-    """Whether ``path`` holds what a person wrote (an annotation, a skip, or a file that cannot
-    be read: kept as it is), which a prediction must never replace."""
+    """Whether ``path`` holds what a person wrote (an annotation, a skip, a prediction a person
+    saved in the annotator, being reviewed: :func:`~.annotate.is_models_prediction`; or a file
+    that cannot be read: kept as it is), which a prediction must never replace."""
     if not path.is_file():
         return False
     try:
-        return load_annotation(path).status != STATUS_PREDICTED
+        return not is_models_prediction(load_annotation(path))
     except AnnotationError as e:
         _warn(f'{e}: kept as it is, not overwritten with a prediction')
         return True
@@ -474,8 +481,8 @@ class InferenceResult:
 
     Attributes:
         written: the annotation files written (status ``predicted``).
-        kept: files left as they were because a person annotated or skipped that image, or
-            has a draft of it under way (the annotator's ``.drafts/``).
+        kept: files left as they were because a person annotated, skipped or reviewed that
+            image in the annotator, or has a draft of it under way (its ``.drafts/``).
         ranking: the ranking file (``--rank``), most uncertain image first.
     """
 
@@ -499,8 +506,10 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
         checkpoint: the model (a file or a pretrained name).
         out_dir: pictures go to ``out_dir/vis``, the ranking to ``out_dir/ranking.json``.
         annotation_dir: where the annotation files go (default ``out_dir/annotations``); may
-            be the annotator's output folder: a file there that a person annotated or skipped is
-            never overwritten, a previous prediction is.
+            be the annotator's output folder: a file there that a person annotated, skipped or
+            saved in the annotator (a prediction being reviewed) is never overwritten, a model's
+            prediction nobody touched is. Held as the annotator holds it while the run writes
+            (:func:`~.annotate.lock_output_folder`).
         boxes_file: face boxes per image name (else the face detector, else the whole image);
             a box that cannot be a face of its image is skipped (:func:`usable_boxes`), an
             image listed with no boxes has no faces.
@@ -510,10 +519,12 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             the worst face of the image) and write ``ranking.json``: a JSON list, most uncertain
             first, of ``{"image", "annotation", "uncertainty", "min_score", "faces"}``.
         progress: show a progress bar.
+
+    Raises:
+        OutputFolderInUseError: an annotator (or another run) works in ``annotation_dir``.
     """
     from tqdm import tqdm
 
-    from .annotate import AnnotationSession
     images = list_images(inputs)
     given = load_boxes_file(boxes_file) if boxes_file else {}
     # arguments first: a refused run leaves no folder behind, and loads no model
@@ -530,68 +541,76 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
         how_predicted = dict(checkpoint=str(checkpoint), config=None, runtime='onnxruntime')
     else:
         how_predicted = dict(checkpoint=str(checkpoint), config=str(config or 'main config'))
-    (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
-    if rank:  # what a killed run left half-written; the folder's other files are the user's
-        remove_stale_temporaries(ranking_file.parent, of=ranking_file.name)
     # the annotator's own naming: one file per image whatever the names, and an existing file
     # is the image's that it names (it creates the folder)
     naming = AnnotationSession(images[0].parent, annotation_dir)
-    result, ranking = InferenceResult(), []
-    for path in tqdm(images, desc='landmarks', unit='img', disable=not progress):
-        target = naming.annotation_path(path.name)
-        if _persons_work(target) or naming.has_draft(path.name):  # a draft: work under way
-            result.kept.append(target)
-            continue
-        try:  # the header only: a decompression bomb is refused before cv2 allocates it
-            image_size(path)
-        except AnnotationError as e:
-            _warn(f'{e}; skipped')
-            continue
-        try:
-            image = read_image(path)
-        except AnnotationError as e:
-            _warn(f'{e}; skipped')
-            continue
-        height, width = image.shape[:2]
-        if boxes_file:
-            boxes = given.get(path.name)
-            if boxes is None:
-                _warn(f'{path.name}: no boxes in {boxes_file}, skipped')
+    # an annotator at work in the folder bound its files to images when it started: a
+    # prediction written meanwhile could take a name it gave another image, hiding that work
+    # (refused before any picture is drawn)
+    lock = lock_output_folder(naming.output_dir, option='--annotation-dir')
+    try:
+        (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
+        if rank:  # what a killed run left half-written; the folder's other files are the user's
+            remove_stale_temporaries(ranking_file.parent, of=ranking_file.name)
+        result, ranking = InferenceResult(), []
+        for path in tqdm(images, desc='landmarks', unit='img', disable=not progress):
+            target = naming.annotation_path(path.name)
+            if _persons_work(target) or naming.has_draft(path.name):  # a draft: work under way
+                result.kept.append(target)
                 continue
+            try:  # the header only: a decompression bomb is refused before cv2 allocates it
+                image_size(path)
+            except AnnotationError as e:
+                _warn(f'{e}; skipped')
+                continue
+            try:
+                image = read_image(path)
+            except AnnotationError as e:
+                _warn(f'{e}; skipped')
+                continue
+            height, width = image.shape[:2]
+            if boxes_file:
+                boxes = given.get(path.name)
+                if boxes is None:
+                    _warn(f'{path.name}: no boxes in {boxes_file}, skipped')
+                    continue
+                if len(boxes) == 0:
+                    _note(f'{path.name}: no faces in {boxes_file}, skipped')
+                    continue
+                how = 'boxes file'
+            elif face_detector is not None:
+                boxes, how = face_detector(image), 'anime_face_detector face detector'
+                if len(boxes) == 0:
+                    _warn(f'{path.name}: the face detector found no face, skipped')
+                    continue
+            else:
+                _warn(f'{path.name}: no boxes given and no face detector: using the whole '
+                      'image as the face box')
+                boxes, how = np.array([[0, 0, width, height]], np.float32), 'whole image'
+            boxes = usable_boxes(boxes, width, height, path.name)
             if len(boxes) == 0:
-                _note(f'{path.name}: no faces in {boxes_file}, skipped')
+                _warn(f'{path.name}: no usable face box, skipped')
                 continue
-            how = 'boxes file'
-        elif face_detector is not None:
-            boxes, how = face_detector(image), 'anime_face_detector face detector'
-            if len(boxes) == 0:
-                _warn(f'{path.name}: the face detector found no face, skipped')
+            sample = predictor.predict(image, boxes)
+            predictor.draw(image, sample, out_dir / 'vis' / picture_name(path.name))
+            annotation = predictions_to_annotation(
+                path.name, width, height, sample, boxes, model=model,
+                prediction=dict(how_predicted, boxes=how))
+            if _persons_work(target) or naming.has_draft(path.name):  # saved meanwhile
+                result.kept.append(target)
                 continue
-        else:
-            _warn(f'{path.name}: no boxes given and no face detector: using the whole '
-                  'image as the face box')
-            boxes, how = np.array([[0, 0, width, height]], np.float32), 'whole image'
-        boxes = usable_boxes(boxes, width, height, path.name)
-        if len(boxes) == 0:
-            _warn(f'{path.name}: no usable face box, skipped')
-            continue
-        sample = predictor.predict(image, boxes)
-        predictor.draw(image, sample, out_dir / 'vis' / picture_name(path.name))
-        annotation = predictions_to_annotation(
-            path.name, width, height, sample, boxes, model=model,
-            prediction=dict(how_predicted, boxes=how))
-        if _persons_work(target) or naming.has_draft(path.name):  # saved meanwhile
-            result.kept.append(target)
-            continue
-        save_annotation(target, annotation)
-        result.written.append(target)
-        if rank:
-            disagreement = predictor.flip_disagreement(image, boxes)
-            ranking.append(dict(
-                image=path.name, annotation=str(target),
-                uncertainty=round(float(disagreement.max()), 5),
-                min_score=round(float(sample.pred_instances.keypoint_scores.min()), 4),
-                faces=len(boxes)))
+            save_annotation(target, annotation)
+            result.written.append(target)
+            if rank:
+                disagreement = predictor.flip_disagreement(image, boxes)
+                ranking.append(dict(
+                    image=path.name, annotation=str(target),
+                    uncertainty=round(float(disagreement.max()), 5),
+                    min_score=round(float(sample.pred_instances.keypoint_scores.min()), 4),
+                    faces=len(boxes)))
+    finally:
+        if lock is not None:
+            lock.release()
     if rank:
         ranking.sort(key=lambda r: (-r['uncertainty'], r['min_score']))
         result.ranking = ranking_file

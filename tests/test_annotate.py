@@ -353,7 +353,10 @@ def test_predicted_images_are_to_review_until_accepted(session):
     session.save(edit)
     saved = load_annotation(session.annotation_path('b.png'))
     assert saved.status == 'predicted' and saved.faces[0].landmarks[3] == (40.0, 30.0)
-    assert saved.faces[0].scores is not None and saved.meta['model'] == 'hrnet.pth'
+    # the model's scores were of its points, not of the corrected ones
+    assert saved.faces[0].scores is None and saved.meta['model'] == 'hrnet.pth'
+    edit.undo()
+    assert edit.faces[0].scores is not None  # the model's points, its scores with them
     assert edit.accept() == 1 and edit.accept() == 0
     session.save(edit)
     saved = load_annotation(session.annotation_path('b.png'))
@@ -991,7 +994,8 @@ def test_one_process_at_a_time_holds_the_output_folder(tmp_path):
     with pytest.raises(OutputFolderInUseError) as caught:
         lock_output_folder(tmp_path)
     assert str(caught.value).startswith(
-        f'{tmp_path} is in use by another annotator (process id {os.getpid()}); ')
+        f'{tmp_path} is in use by another annotator or tools/infer.py (process id '
+        f'{os.getpid()}); ')
     first.release()
     second = lock_output_folder(tmp_path)  # free again
     assert (tmp_path / '.annotator.lock').read_text() == f'{os.getpid()}\n'
@@ -1325,3 +1329,25 @@ def test_the_reviewer_is_who_accepted_not_who_saved_last(session):
     edit.accept()
     bob.save(edit)
     assert load_annotation(bob.annotation_path('a.png')).meta['reviewed_by'] == 'bob'
+
+
+def test_a_persons_file_is_shown_before_a_models_prediction_of_the_same_image(tmp_path):
+    """Two files naming one image (a prediction written by tools/infer.py under a name the
+    annotator gave the image by another order): the person's is the image's, whatever the
+    names; a prediction a person saved in the annotator counts as the person's."""
+    images = _images(tmp_path / 'images', ('a.png',))
+    out = tmp_path / 'out'
+    points = [(2.0 + k, 3.0 + k) for k in range(28)]
+    theirs = ImageAnnotation('a.png', 80, 60, [Face(points, scores=[0.5] * 28)],
+                             status='predicted', meta=dict(annotator='model'))
+    save_annotation(out / 'a.json', theirs)  # the most preferred name
+    mine = ImageAnnotation('a.png', 80, 60, [Face(points[::-1])], meta=dict(annotator='me'))
+    save_annotation(out / 'a.png.json', mine)
+    session = AnnotationSession(images, out)
+    assert session.annotation_path('a.png').name == 'a.png.json'
+    assert session.is_done('a.png')
+    (out / 'a.png.json').unlink()
+    reviewing = ImageAnnotation('a.png', 80, 60, [Face(points[::-1], scores=[0.5] * 28)],
+                                status='predicted', meta=dict(annotator='me'))
+    save_annotation(out / 'a.png.json', reviewing)
+    assert AnnotationSession(images, out).annotation_path('a.png').name == 'a.png.json'

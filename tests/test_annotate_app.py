@@ -1040,9 +1040,9 @@ def test_a_second_annotator_on_the_same_folder_ends_in_one_line(tmp_path):
         held.release()
     assert proc.returncode == 1 and 'open http' not in proc.stdout
     assert proc.stderr.strip().splitlines()[-1] == (
-        f'error: {tmp_path / "out"} is in use by another annotator (process id {os.getpid()}); '
-        'two on one folder would overwrite each other\'s saves: stop that one, or choose '
-        'another --output-dir')
+        f'error: {tmp_path / "out"} is in use by another annotator or tools/infer.py (process '
+        f'id {os.getpid()}); two on one folder would overwrite each other\'s saves: stop that '
+        'one, or choose another --output-dir')
 
 
 def test_predict_decodes_an_image_in_a_folder_whose_name_is_not_utf8(tmp_path):

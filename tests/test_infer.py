@@ -13,7 +13,11 @@ import pytest
 import torch
 
 from animal_landmarks_mm import schema
-from animal_landmarks_mm.annotate import AnnotationSession
+from animal_landmarks_mm.annotate import (
+    AnnotationSession,
+    OutputFolderInUseError,
+    lock_output_folder,
+)
 from animal_landmarks_mm.annotation import (
     TEMPORARY_SUFFIX,
     file_sha256,
@@ -337,7 +341,9 @@ def test_absurd_boxes_are_skipped_one_by_one_with_a_warning(peaked_scenes, peake
     assert 'none.png: no faces in' in output
     predicted = load_annotation(out / 'annotations' / 'good.json')
     assert len(predicted.faces) == 1 and predicted.faces[0].bbox == pytest.approx(tuple(good))
-    assert sorted(p.name for p in (out / 'annotations').iterdir()) == ['good.json']
+    # (and the lock an annotator there would hold: .annotator.lock)
+    assert sorted(p.name for p in (out / 'annotations').iterdir()
+                  if not p.name.startswith('.')) == ['good.json']
     assert [p.name for p in (out / 'vis').iterdir()] == ['good.png.jpg']
 
 
@@ -364,7 +370,8 @@ def test_a_decompression_bomb_is_skipped_before_it_is_decoded(peaked_scenes, pea
     output = proc.stdout + proc.stderr
     assert '1 images predicted' in proc.stdout
     assert f'{tmp_path / "images" / "bomb.png"}: image refused, too many pixels' in output
-    assert [p.name for p in (tmp_path / 'out' / 'annotations').iterdir()] == ['good.json']
+    assert [p.name for p in (tmp_path / 'out' / 'annotations').iterdir()
+            if not p.name.startswith('.')] == ['good.json']
 
 
 def test_image_names_reach_the_terminal_escaped(peaked_scenes, peaked_checkpoint, tmp_path):
@@ -471,3 +478,42 @@ def test_pictures_go_to_an_out_dir_whose_name_is_not_utf8(coco_dir, checkpoint, 
     drawn = cv2.imdecode(np.frombuffer(picture.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
     assert drawn.shape == cv2.imread(str(image_path)).shape
     assert (out / 'annotations' / f'{image_path.stem}.json').is_file()
+
+
+def test_a_prediction_under_review_is_kept_and_an_annotator_at_work_stops_a_run(
+        peaked_scenes, peaked_checkpoint, tmp_path):
+    """A prediction a person corrected in the annotator, not accepted yet (still predicted),
+    is their work: the next run keeps it (it replaced it), and the corrected face has no model
+    scores any more; a prediction nobody touched is replaced. While an annotator works in the
+    folder (its lock), a run is refused in one line before it writes anything: the annotator
+    bound its files to images when it started."""
+    one, two = _scene_folder(peaked_scenes, tmp_path / 'images', {'one.png': 1, 'two.png': 1})
+    (tmp_path / 'boxes.json').write_text(json.dumps({'one.png': [one], 'two.png': [two]}))
+    out = tmp_path / 'landmarks'  # the annotator's output folder
+    common = dict(config=None, checkpoint=peaked_checkpoint, out_dir=tmp_path / 'infer',
+                  annotation_dir=out, boxes_file=tmp_path / 'boxes.json', progress=False)
+    first = run_inference(tmp_path / 'images', **common)
+    assert sorted(p.name for p in first.written) == ['one.json', 'two.json']
+    session = AnnotationSession(tmp_path / 'images', out, annotator='alice')
+    edit = session.open('one.png')
+    edit.place(0, 10.0, 12.0)
+    corrected = session.save(edit)
+    saved = load_annotation(corrected)
+    assert saved.status == 'predicted' and saved.faces[0].landmarks[0] == (10.0, 12.0)
+    assert saved.faces[0].scores is None and saved.meta['annotator'] == 'alice'
+    before = corrected.read_bytes()
+    again = run_inference(tmp_path / 'images', **common)
+    assert again.kept == [corrected] and [p.name for p in again.written] == ['two.json']
+    assert corrected.read_bytes() == before
+    untouched = (out / 'two.json').read_bytes()
+    held = lock_output_folder(out)  # an annotator at work there
+    try:
+        with pytest.raises(OutputFolderInUseError) as caught:
+            run_inference(tmp_path / 'images', **common)
+    finally:
+        held.release()
+    assert str(caught.value) == (
+        f'{out} is in use by another annotator or tools/infer.py (process id {os.getpid()}); '
+        'two on one folder would overwrite each other\'s saves: stop that one, or choose '
+        'another --annotation-dir')
+    assert (out / 'two.json').read_bytes() == untouched

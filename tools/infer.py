@@ -40,8 +40,9 @@ def parse_args(argv=None):
                         'OUT/ranking.json')
     parser.add_argument('--annotation-dir',
                         help='write the annotation files here instead of OUT/annotations, e.g. '
-                        'the annotator\'s output folder (files a person annotated or skipped '
-                        'are never overwritten)')
+                        'the annotator\'s output folder (files a person annotated, skipped or '
+                        'saved in the annotator are never overwritten; refused while an '
+                        'annotator runs there)')
     parser.add_argument('--rank', action='store_true',
                         help='also rank the images by the model\'s uncertainty (disagreement '
                         'of a plain and a mirrored pass), most uncertain first, in '
@@ -73,7 +74,7 @@ def main(argv=None):
           f'files (status "predicted", to review in the annotator) in {folder}')
     if result.kept:
         print(f'{len(result.kept)} images already annotated by a person or being annotated (a '
-              'draft): their files were kept')
+              'draft, or a prediction under review): their files were kept')
     if result.ranking:
         ranking = printable(str(result.ranking))
         print(f'ranking, most uncertain first: {ranking} (open the annotator with '
