@@ -56,6 +56,7 @@ from .annotation import (
     image_size,
     is_hidden,
     load_annotation,
+    open_regular_file,
     parse_annotation,
     read_regular_file,
     read_sidecar,
@@ -130,6 +131,24 @@ def is_models_prediction(ann: ImageAnnotation) -> bool:
     a new prediction never replaces it (``tools/infer.py``), and it is the one shown when
     several files name the same image."""
     return ann.status == STATUS_PREDICTED and ann.meta.get('annotator') == MODEL_ANNOTATOR
+
+
+def regular_image_size(path: Path) -> tuple[int, int]:
+    """:func:`~.annotation.image_size` of a regular file only: PIL opens a path with a plain
+    ``open``, which waits for a writer for good on a FIFO (an image replaced by one), and the
+    annotator asks under the lock every tab shares.
+
+    Raises:
+        NotRegularFileError: a FIFO, device or folder (never read; one line naming it).
+        AnnotationError: as :func:`~.annotation.image_size` (missing, no image, too large).
+    """
+    try:
+        open_regular_file(path).close()
+    except NotRegularFileError:
+        raise
+    except OSError:  # missing, unreadable: image_size says so, in its words
+        pass
+    return image_size(path)
 
 
 def resolve_inside(root: Path, name: str) -> Path:
@@ -1282,7 +1301,7 @@ class AnnotationSession:
             AnnotationError: an unreadable image, draft or annotation file, or a file that
                 names another image (one line, named).
         """
-        width, height = image_size(self.image_path(image))
+        width, height = regular_image_size(self.image_path(image))
         draft = self.draft_path(image)
         if not draft.is_file():  # none (a FIFO or a folder there is left alone)
             self._pending.discard(image)

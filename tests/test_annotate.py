@@ -1310,6 +1310,15 @@ def test_restores_cannot_grow_an_image_without_end(session):
     assert len(edit.faces) <= 2 * MAX_FACES
 
 
+@pytest.mark.timeout(60)  # before the fix, PIL's open waited for a writer for good
+def test_an_image_replaced_by_a_fifo_is_refused_without_waiting(session):
+    (session.image_dir / 'a.png').unlink()
+    os.mkfifo(session.image_dir / 'a.png')
+    with pytest.raises(AnnotationError, match='a.png: not a regular file'):
+        session.open('a.png')
+    assert session.open('b.png').width == 80  # the others open
+
+
 def test_the_reviewer_is_who_accepted_not_who_saved_last(session):
     _predicted_file(session, 'b.png')
     alice = AnnotationSession(session.image_dir, session.output_dir, annotator='alice')

@@ -1060,3 +1060,22 @@ def test_predict_decodes_an_image_in_a_folder_whose_name_is_not_utf8(tmp_path):
     (folder / 'b.png').write_bytes(b'not a picture')
     with pytest.raises(AnnotationError, match='b.png: not an image OpenCV can decode'):
         lazy_image(folder / 'b.png')()
+
+
+@pytest.mark.timeout(60)  # before the fix, PIL's open waited for a writer for good
+def test_an_image_replaced_by_a_fifo_stalls_no_tab(folders):
+    """PIL opens a path with a plain open, which waits for a writer on a FIFO: opening such an
+    image held the lock every tab shares, and the pre-annotation thread, for good."""
+    images, _ = folders
+    model = FakePredictor()
+    annotator = _annotator(folders, model, quiet_s=0.01)
+    other = Tab(annotator, OTHER_TAB)
+    other.open(image='b.png')
+    (images / 'a.png').unlink()
+    os.mkfifo(images / 'a.png')
+    answer = Tab(annotator).open(image='a.png')
+    assert not answer['ok'] and answer['message'].endswith('a.png: not a regular file (a FIFO, '
+                                                           'a device or a folder): left alone')
+    assert other.send(dict(op='place', index=0, x=5, y=5))['saved'] == 1
+    assert annotator.pre.wait_idle(WAIT_S)  # a.png was scheduled, and given up
+    annotator.close()
