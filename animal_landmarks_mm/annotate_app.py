@@ -663,7 +663,12 @@ class Annotator:
     def status_label(self, edit: ImageEdit | None, image: str) -> str:
         """The image's state in words, as the header shows it."""
         session = self.session
-        if edit is not None and session.has_draft(image):
+        try:
+            drafted = edit is not None and session.has_draft(image)
+        except (UnsafeNameError, OSError):  # the image is now a link out of its folder, or
+            # the drafts cannot be looked at: the save says why; the state is still drawn
+            drafted = False
+        if drafted:
             return 'draft (unfinished)'
         status = session.status(image)
         if status == STATUS_SKIPPED:
@@ -692,9 +697,13 @@ class Annotator:
             prediction=self.prediction_status(tab.edit))
         if tab.edit is not None:
             edit = tab.edit
+            try:
+                file = session.annotation_path(image).name
+            except UnsafeNameError:  # a link out of the folder now: the save error says so
+                file = None
             state.update(edit=edit.to_json(), width=edit.width, height=edit.height,
                          undo=len(edit.history), redo=len(edit.future),
-                         file=session.annotation_path(image).name, problem=edit.problem(),
+                         file=file, problem=edit.problem(),
                          seen=dict(revision=edit.revision, draft_revision=edit.draft_revision))
         return state
 
@@ -1209,7 +1218,13 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
     def refused(error: Exception, status: int = 400) -> JSONResponse:
         if isinstance(error, RequestTooLargeError):
             status = 413
-        return JSONResponse(dict(ok=False, message=str(error)), status_code=status)
+        if isinstance(error, OSError) and error.strerror:  # '[Errno 13] ...' is no sentence
+            where = '' if error.filename is None else f'{os.fsdecode(error.filename)}: '
+            message = f'{where}{error.strerror}'
+        else:
+            message = str(error)
+        return JSONResponse(dict(ok=False, message=printable(message, one_line=True)),
+                            status_code=status)
 
     @app.get('/annotator/api/config')
     def config():
@@ -1224,6 +1239,8 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
                 body.get('discard')), **{k: body.get(k) for k in keys})
         except (EditError, UnsafeNameError) as e:
             return refused(e)
+        except (AnimalLandmarksError, OSError) as e:  # the files changed under the server
+            return refused(e, 409)
         status = {'not_found': 404, 'unsaved': 409}.get(answer.get('reason'), 200)
         return JSONResponse(answer, status_code=status)
 
@@ -1235,6 +1252,9 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
                                               body.get('token'), body.get('ops'))
         except EditError as e:
             return refused(e)
+        except (AnimalLandmarksError, OSError) as e:  # the files changed under the server (a
+            # folder it may not read): one line, and the page keeps its edits and asks again
+            return refused(e, 409)
         return JSONResponse(answer, status_code=status)
 
     @app.get('/annotator/api/prediction')

@@ -1062,6 +1062,40 @@ def test_predict_decodes_an_image_in_a_folder_whose_name_is_not_utf8(tmp_path):
         lazy_image(folder / 'b.png')()
 
 
+def test_an_image_turned_into_a_link_out_of_the_folder_is_no_server_error(folders, tmp_path,
+                                                                          monkeypatch):
+    """An open image moved to another disk, a link left in its place: each edit answers the
+    page with the state and why it is not saved (it was 500, every edit); a folder the server
+    may not read answers one line."""
+    annotator, client = _app_client(folders)
+    images, _ = folders
+    token = client.post('/annotator/api/open', json=dict(tab=TAB, image='a.png')
+                        ).json()['state']['token']
+    answer = client.post('/annotator/api/edit', json=dict(tab=TAB, token=token, ops=[
+        dict(op='place', index=0, x=5, y=5, seq=1)]))
+    assert answer.status_code == 200 and answer.json()['state']['saved'] == 1
+    (tmp_path / 'store').mkdir()
+    (images / 'a.png').rename(tmp_path / 'store' / 'a.png')
+    (images / 'a.png').symlink_to(tmp_path / 'store' / 'a.png')
+    answer = client.post('/annotator/api/edit', json=dict(tab=TAB, token=token, ops=[
+        dict(op='place', index=1, x=6, y=6, seq=2)]))
+    assert answer.status_code == 200, answer.text
+    state = answer.json()['state']
+    assert state['applied'] == 2 and state['saved'] == 1 and state['file'] is None
+    assert "'a.png' is outside" in state['save_error']
+
+    def refused(*args):
+        raise PermissionError(errno.EACCES, 'Permission denied', str(folders[1]))
+
+    monkeypatch.setattr(annotator.session, 'progress', refused)
+    answer = client.post('/annotator/api/edit', json=dict(tab=TAB, token=token, ops=[]))
+    assert answer.status_code == 409 and _one_line(answer) == (
+        f'{folders[1]}: Permission denied')
+    answer = client.post('/annotator/api/open', json=dict(tab=TAB, image='b.png'))
+    assert answer.status_code == 409 and _one_line(answer) == (
+        f'{folders[1]}: Permission denied')
+
+
 @pytest.mark.timeout(60)  # before the fix, PIL's open waited for a writer for good
 def test_an_image_replaced_by_a_fifo_stalls_no_tab(folders):
     """PIL opens a path with a plain open, which waits for a writer on a FIFO: opening such an
