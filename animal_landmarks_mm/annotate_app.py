@@ -1037,14 +1037,25 @@ class Annotator:
         """What the browser gets for the image at ``index``: the file itself (the browser
         decodes it, turned by its EXIF orientation as mmcv does), or, for a WebP image with an
         EXIF orientation (which Chromium ignores), the turned pixels as PNG. Returns the file
-        or the bytes, and the media type."""
+        or the bytes, and the media type.
+
+        Raises:
+            UnsafeNameError: no such image, or a link out of the folder.
+            OSError: the file is gone, or no regular file.
+            AnnotationError: a sideways WebP over PIL's pixel limit (not turned).
+        """
         path = self.image_file(index)
         if not stat.S_ISREG(path.stat().st_mode):  # gone (OSError) or no file: refused now,
             # not half-way through the answer
             raise FileNotFoundError(errno.ENOENT, 'not a file', str(path))
         media = mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
         if path.suffix.lower() == '.webp':
-            turned = _turned_webp(path, image_version(path))
+            from PIL import Image
+            try:
+                turned = _turned_webp(path, image_version(path))
+            except Image.DecompressionBombError as e:  # no OSError: a server error otherwise
+                raise AnnotationError(f'image {index}: refused, too many pixels ({e})'
+                                      ) from None
             if turned is not None:
                 return turned, 'image/png'
         return path, media
@@ -1268,6 +1279,8 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
             payload, media = annotator.image_payload(index)
         except UnsafeNameError as e:
             return refused(e, 404)
+        except AnnotationError as e:  # a picture refused (too many pixels to turn)
+            return refused(e, 422)
         except OSError:
             return refused(FileNotFoundError(f'image {index} is gone from the folder'), 404)
         # the URL carries the file's version: a new version is a new URL

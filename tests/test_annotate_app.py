@@ -1096,6 +1096,22 @@ def test_an_image_turned_into_a_link_out_of_the_folder_is_no_server_error(folder
         f'{folders[1]}: Permission denied')
 
 
+def test_a_sideways_webp_over_the_pixel_limit_is_one_line(tmp_path, monkeypatch):
+    """PIL refuses to turn a WebP of too many pixels: the page's request (a prefetch of the
+    next image too) is answered one line, not a server error."""
+    from PIL import Image
+    images = tmp_path / 'images'
+    images.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new('RGB', (300, 200)).save(images / 'big.webp', exif=exif.tobytes())
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 20_000)  # 60,000 pixels: over twice it
+    annotator, client = _app_client((images, tmp_path / 'out'))
+    answer = client.get('/annotator/image/0')
+    assert answer.status_code == 422 and _one_line(answer).startswith(
+        'image 0: refused, too many pixels (')
+
+
 @pytest.mark.timeout(60)  # before the fix, PIL's open waited for a writer for good
 def test_an_image_replaced_by_a_fifo_stalls_no_tab(folders):
     """PIL opens a path with a plain open, which waits for a writer on a FIFO: opening such an
