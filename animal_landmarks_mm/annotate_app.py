@@ -754,7 +754,9 @@ class Annotator:
                 ``go``: ``'start'`` (the first to do), ``'next'``, ``'prev'``, ``'todo'`` (the
                 next to do) from ``current``; or ``wanted``: a number from 1, a name, a part.
             current: the image the page shows (for ``go`` and ``wanted``).
-            discard: drop what the tab could not save (Reload) instead of saving it first.
+            discard: drop what the tab could not save (Reload) instead of saving it first;
+                true or false only (a page's ``"false"`` is text, which ``bool`` takes for
+                true: the tab's unsaved work would be dropped).
             seen: the revisions of the image's files the page last knew (``state['seen']``),
                 when it opens the image again to send edits the server lost (a restart): an
                 edit is then saved only over those same files, else it is a conflict, as if
@@ -768,6 +770,9 @@ class Annotator:
         """
         _check_tab_id(tab)
         seen = _seen_revisions(seen)
+        if not isinstance(discard, bool):
+            raise EditError(f'discard is true or false, not '
+                            f'{printable(repr(discard), one_line=True, limit=80)}')
         with self.gate.serving(), self._lock:
             session, count = self.session, len(self.session.images)
             previous = self._tab(tab)
@@ -1246,8 +1251,9 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
         try:
             body = await json_body(request)
             keys = ('image', 'index', 'go', 'wanted', 'current', 'seen')
-            answer = await _in_thread(annotator.open, body.get('tab'), discard=bool(
-                body.get('discard')), **{k: body.get(k) for k in keys})
+            answer = await _in_thread(annotator.open, body.get('tab'),
+                                      discard=body.get('discard', False),
+                                      **{k: body.get(k) for k in keys})
         except (EditError, UnsafeNameError) as e:
             return refused(e)
         except (AnimalLandmarksError, OSError) as e:  # the files changed under the server

@@ -1096,6 +1096,28 @@ def test_an_image_turned_into_a_link_out_of_the_folder_is_no_server_error(folder
         f'{folders[1]}: Permission denied')
 
 
+def test_discard_is_true_or_false_only(folders, monkeypatch):
+    """A page's "false" is text, which bool() takes for true: the tab's unsaved work would be
+    dropped without a word. Refused in one line; the work stays."""
+    annotator, client = _app_client(folders)
+    token = client.post('/annotator/api/open', json=dict(tab=TAB, image='a.png')
+                        ).json()['state']['token']
+
+    def full(path, obj, **kwargs):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(annotate_module, 'write_json_atomic', full)
+    client.post('/annotator/api/edit', json=dict(tab=TAB, token=token, ops=[
+        dict(op='place', index=0, x=5, y=5, seq=1)]))
+    answer = client.post('/annotator/api/open', json=dict(tab=TAB, image='b.png',
+                                                          discard='false'))
+    assert answer.status_code == 400 and _one_line(answer) == (
+        "discard is true or false, not 'false'")
+    assert annotator.tabs[TAB].edit.image == 'a.png' and annotator.tabs[TAB].edit.dirty
+    answer = client.post('/annotator/api/open', json=dict(tab=TAB, image='b.png'))
+    assert answer.status_code == 409  # not discarded: saving it first still fails
+
+
 def test_a_sideways_webp_over_the_pixel_limit_is_one_line(tmp_path, monkeypatch):
     """PIL refuses to turn a WebP of too many pixels: the page's request (a prefetch of the
     next image too) is answered one line, not a server error."""
