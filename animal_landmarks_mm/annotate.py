@@ -124,6 +124,10 @@ class OrderFileError(AnimalLandmarksError, ValueError):
     """A ``--files`` list that cannot be read."""
 
 
+class AnnotatorNameError(AnimalLandmarksError, ValueError):
+    """An annotator's name that the files cannot record (see :class:`AnnotationSession`)."""
+
+
 def is_models_prediction(ann: ImageAnnotation) -> bool:
     """Whether a file is a model's prediction as the model wrote it: status ``predicted`` and
     nobody saved it since (``meta.annotator`` is :data:`MODEL_ANNOTATOR`). Anything else is a
@@ -1077,12 +1081,26 @@ class AnnotationSession:
     named ``x.json``) are never read nor written (:attr:`not_regular` lists them).
 
     Raises:
+        AnnotatorNameError: an annotator's name no file can hold (not valid UTF-8: a name typed
+            in a terminal of another encoding), or :data:`MODEL_ANNOTATOR`, which marks a
+            model's predictions (a new prediction would replace this person's files).
         ImageFolderError: no image folder.
         OutputFolderError: the output folder cannot be created.
     """
 
     def __init__(self, image_dir: str | os.PathLike, output_dir: str | os.PathLike,
                  annotator: str = '', order: list[str] | None = None):
+        # before anything is read or made: every save would fail on it, or lose it
+        if unencodable_string(annotator) is not None:
+            raise AnnotatorNameError(
+                f'the annotator name {printable(annotator, one_line=True, limit=80)} is not '
+                'valid UTF-8 (a terminal of another encoding?): no file can record it; give '
+                '--annotator NAME')
+        if annotator == MODEL_ANNOTATOR:
+            raise AnnotatorNameError(
+                f'the annotator name {annotator!r} is how tools/infer.py marks its '
+                'predictions: a prediction would replace this person\'s files; give '
+                '--annotator NAME')
         self.image_dir = Path(image_dir).resolve()
         if not self.image_dir.is_dir():
             raise ImageFolderError(f'image folder not found: {image_dir}')

@@ -1360,3 +1360,16 @@ def test_a_persons_file_is_shown_before_a_models_prediction_of_the_same_image(tm
                                 status='predicted', meta=dict(annotator='me'))
     save_annotation(out / 'a.png.json', reviewing)
     assert AnnotationSession(images, out).annotation_path('a.png').name == 'a.png.json'
+
+
+@pytest.mark.parametrize('name, message', [
+    (os.fsdecode(b'j\xf6rg'), r'the annotator name j\\udcf6rg is not valid UTF-8'),
+    ('model', "the annotator name 'model' is how tools/infer.py marks its predictions"),
+])
+def test_an_annotator_name_no_file_can_record_is_refused_at_once(tmp_path, name, message):
+    """A name of other bytes than UTF-8 (typed in a Latin-1 terminal) would fail every save;
+    'model' would mark the person's files as a model's prediction for infer to replace."""
+    images = _images(tmp_path / 'images', ('a.png',))
+    with pytest.raises(AnimalLandmarksError, match=message):
+        AnnotationSession(images, tmp_path / 'out', annotator=name)
+    assert not (tmp_path / 'out').exists()

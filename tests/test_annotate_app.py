@@ -752,6 +752,10 @@ def test_closing_the_app_stops_the_pre_annotation(folders):
      'missing.txt: cannot read the file list'),
     (['--image-dir', '.', '--output-dir', 'out', '--pre-annotate', '-1'],
      '--pre-annotate is a number of images, 0 or more'),
+    # "jörg" typed in a Latin-1 terminal: every save would fail on it
+    (['--image-dir', '.', '--output-dir', 'out', '--annotator', os.fsdecode(b'j\xf6rg')],
+     'the annotator name j\\udcf6rg is not valid UTF-8 (a terminal of another encoding?): '
+     'no file can record it; give --annotator NAME'),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, error):
     from conftest import run_tool
