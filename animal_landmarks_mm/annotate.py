@@ -1085,7 +1085,8 @@ class AnnotationSession:
             in a terminal of another encoding), or :data:`MODEL_ANNOTATOR`, which marks a
             model's predictions (a new prediction would replace this person's files).
         ImageFolderError: no image folder.
-        OutputFolderError: the output folder cannot be created.
+        OutputFolderError: the output folder cannot be created, or its drafts folder is a
+            link (drafts would be written wherever it leads).
     """
 
     def __init__(self, image_dir: str | os.PathLike, output_dir: str | os.PathLike,
@@ -1112,6 +1113,10 @@ class AnnotationSession:
                 f'cannot create the output folder {self.output_dir}: {e.strerror or e}'
             ) from None
         self.annotator = annotator
+        try:
+            self._own_folder(self.output_dir / DRAFT_DIR)
+        except UnsafeNameError as e:
+            raise OutputFolderError(str(e)) from None
         for folder in (self.output_dir, self.output_dir / DRAFT_DIR):
             try:  # what a killed process left half-written
                 remove_stale_temporaries(folder)
@@ -1265,8 +1270,28 @@ class AnnotationSession:
         return resolve_inside(self.output_dir, self._files[image])
 
     def draft_path(self, image: str) -> Path:
+        """The image's draft, in :data:`DRAFT_DIR` of the output folder itself.
+
+        Raises:
+            UnsafeNameError: not an image of the session, or the drafts folder is a link.
+        """
         self.image_path(image)
-        return resolve_inside(self.output_dir / DRAFT_DIR, self._drafts[image])
+        return resolve_inside(self._own_folder(self.output_dir / DRAFT_DIR),
+                              self._drafts[image])
+
+    @staticmethod
+    def _own_folder(folder: Path) -> Path:
+        """``folder`` (a folder of the tools' own in the output folder), if it is no link:
+        :func:`resolve_inside` checks a name against where its folder leads, so drafts
+        written through a linked ``.drafts`` would land wherever it leads.
+
+        Raises:
+            UnsafeNameError: it is a link; one line naming it.
+        """
+        if folder.is_symlink():
+            raise UnsafeNameError(f'{folder} is a link: the annotator keeps its drafts in the '
+                                  'output folder itself; move the link away')
+        return folder
 
     def status(self, image: str) -> str | None:
         """The status its annotation file had when last read or written here (None: no file,
@@ -1361,6 +1386,13 @@ class AnnotationSession:
                               f'as {draft}, and this image is read-only until it can be moved')
             edit.notice = edit.read_only
             return edit
+        except UnsafeNameError as e:  # a linked superseded/: nothing is moved through it
+            edit = self._open_file(image, width, height)
+            edit.read_only = (f'your unfinished draft of this image {why} and cannot be set '
+                              f'aside ({e}); it is kept as {draft}, and this image is '
+                              'read-only until it can be moved')
+            edit.notice = edit.read_only
+            return edit
         self._pending.discard(image)
         edit = self._open_file(image, width, height)
         edit.notice = f'your unfinished draft of this image {why} and is kept as {kept}'
@@ -1421,8 +1453,9 @@ class AnnotationSession:
 
         Raises:
             OSError: it cannot be moved (a read-only folder); the draft stays where it is.
+            UnsafeNameError: ``superseded`` is a link (it would take the draft elsewhere).
         """
-        folder = draft.parent / SUPERSEDED_DIR
+        folder = self._own_folder(draft.parent / SUPERSEDED_DIR)
         folder.mkdir(exist_ok=True)
         stamp = datetime.now(UTC).strftime('%Y%m%dT%H%M%S')
         kept = folder / fit_name(draft.stem, f'.{stamp}.json')

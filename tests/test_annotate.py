@@ -1340,6 +1340,35 @@ def test_the_reviewer_is_who_accepted_not_who_saved_last(session):
     assert load_annotation(bob.annotation_path('a.png')).meta['reviewed_by'] == 'bob'
 
 
+def test_a_linked_drafts_folder_is_never_written_through(tmp_path):
+    """Drafts go to .drafts of the output folder itself: a link there (to a folder outside)
+    is refused when the session starts, and if it appears later, a save writes nothing
+    through it; a link as superseded/ takes no draft away either."""
+    images = _images(tmp_path / 'images', ('a.png', 'b.png'))
+    out, elsewhere = tmp_path / 'out', tmp_path / 'elsewhere'
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / '.drafts').symlink_to(elsewhere)
+    with pytest.raises(OutputFolderError, match=r'out/\.drafts is a link: '):
+        AnnotationSession(images, out)
+    (out / '.drafts').unlink()
+    session = AnnotationSession(images, out)
+    edit = session.open('b.png')
+    edit.place(0, 5, 5)
+    (out / '.drafts').symlink_to(elsewhere)
+    with pytest.raises(UnsafeNameError, match=r'\.drafts is a link'):
+        session.save(edit)
+    assert not list(elsewhere.iterdir())
+    (out / '.drafts').unlink()
+    session.save(edit)  # a draft, older than the file written next
+    save_annotation(session.annotation_path('b.png'), ImageAnnotation(
+        'b.png', 80, 60, [Face([(2.0 + k, 3.0 + k) for k in range(28)])]))
+    (out / '.drafts' / 'superseded').symlink_to(elsewhere)
+    reopened = session.open('b.png')  # its draft cannot be set aside through the link
+    assert 'is a link' in reopened.read_only and session.draft_path('b.png').is_file()
+    assert not list(elsewhere.iterdir())
+
+
 def test_a_persons_file_is_shown_before_a_models_prediction_of_the_same_image(tmp_path):
     """Two files naming one image (a prediction written by tools/infer.py under a name the
     annotator gave the image by another order): the person's is the image's, whatever the
