@@ -1532,7 +1532,13 @@ class AnnotationSession:
         edit.revision, edit.dirty = _sha256(target), False
         self._status[edit.image] = edit.status
         self._broken.discard(edit.image)
-        draft.unlink(missing_ok=True)
+        try:
+            draft.unlink(missing_ok=True)
+        except OSError as e:  # saved all the same (no 'not saved' for work on disk): the
+            # draft, older than the file now, is set aside when the image is opened again
+            logger.warning('%s is saved, but its draft %s could not be removed (%s)', target,
+                           draft, e.strerror or e)
+            return target
         sync_folder(draft.parent)  # else a power cut could bring the finished draft back
         self._pending.discard(edit.image)
         edit.draft_revision = None

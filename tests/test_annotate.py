@@ -1402,3 +1402,28 @@ def test_an_annotator_name_no_file_can_record_is_refused_at_once(tmp_path, name,
     with pytest.raises(AnimalLandmarksError, match=message):
         AnnotationSession(images, tmp_path / 'out', annotator=name)
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_draft_that_cannot_be_removed_after_the_save_is_no_failed_save(session,
+                                                                         monkeypatch):
+    """The annotation file is written: a draft left behind (a folder that refuses the removal)
+    is no 'not saved'; it is older than the file, and set aside when the image opens again."""
+    edit = session.open('a.png')
+    _fill(edit, 0)
+    edit.remove_point(27)
+    draft = session.save(edit)
+    unlink = type(draft).unlink
+
+    def refuse(path, *args, **kwargs):
+        if path == draft:
+            raise PermissionError(13, 'Permission denied', str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(type(draft), 'unlink', refuse)
+    edit.place(27, 30.0, 30.0)
+    assert session.save(edit) == session.annotation_path('a.png') and not edit.dirty
+    assert draft.is_file()
+    monkeypatch.undo()
+    reopened = session.open('a.png')
+    assert 'kept as' in reopened.notice and not draft.exists()
+    assert reopened.faces[0].points == edit.faces[0].points
