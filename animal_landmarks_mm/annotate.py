@@ -86,6 +86,9 @@ MAX_REASON_CHARS = 500
 #: The lock file a running annotator (or ``tools/infer.py``) holds in its output folder
 #: (:func:`lock_output_folder`).
 LOCK_FILE = '.annotator.lock'
+#: The largest ``--files`` list read (bytes): a ranking of 300,000 images (about 200 bytes an
+#: entry) fits; a larger file, or a device, is no list of names (never read whole).
+MAX_ORDER_FILE_BYTES = 64 << 20
 #: ``meta.annotator`` of a model's prediction as the model wrote it (``tools/infer.py``); the
 #: annotator writes its user's name there on every save, so a prediction a person corrected or
 #: reviewed in the annotator no longer says so (:func:`is_models_prediction`).
@@ -1036,11 +1039,14 @@ def read_order_file(path: str | os.PathLike) -> list[str]:
     ranking, a report). A name with folders (``data/raw/x.png``) stands for its last part.
 
     Raises:
-        OrderFileError: the file cannot be read, or its JSON is not such a list.
+        OrderFileError: the file cannot be read, is no regular file (a FIFO: never read), is
+            over :data:`MAX_ORDER_FILE_BYTES`, or its JSON is not such a list.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding='utf-8')
+        text = read_regular_file(path, MAX_ORDER_FILE_BYTES).decode('utf-8')
+    except AnnotationError as e:  # no regular file, too large: its message names the file
+        raise OrderFileError(f'cannot read the file list: {e}') from None
     except (OSError, UnicodeDecodeError) as e:
         raise OrderFileError(f'{path}: cannot read the file list ({e})') from None
     if text.lstrip().startswith(('[', '{')):

@@ -1404,6 +1404,18 @@ def test_an_annotator_name_no_file_can_record_is_refused_at_once(tmp_path, name,
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.timeout(60)  # before the fix, reading a FIFO waited for a writer for good
+def test_a_file_list_is_read_bounded(tmp_path, monkeypatch):
+    from animal_landmarks_mm import annotate
+    os.mkfifo(tmp_path / 'fifo')
+    with pytest.raises(OrderFileError, match='fifo: not a regular file'):
+        read_order_file(tmp_path / 'fifo')
+    (tmp_path / 'list.txt').write_text('a.png\n' * 10)
+    monkeypatch.setattr(annotate, 'MAX_ORDER_FILE_BYTES', 50)
+    with pytest.raises(OrderFileError, match='list.txt: more than 50 bytes, too large'):
+        read_order_file(tmp_path / 'list.txt')
+
+
 def test_a_draft_that_cannot_be_removed_after_the_save_is_no_failed_save(session,
                                                                          monkeypatch):
     """The annotation file is written: a draft left behind (a folder that refuses the removal)
