@@ -591,8 +591,10 @@ def check_image(path: Path, expected_md5: str | None = None, *,
     try:
         # open() reads the header (is it an image at all?) and refuses a decompression bomb
         with Image.open(path, formats=formats) as image:
-            if image.format != expected_format:  # (gallery-dl knows no TIFF, say, by its bytes)
-                return f'a {image.format} image named .{extension}', md5
+            # (PIL's JPEG reader calls a JPEG holding more pictures, a camera's, MPO)
+            actual = 'JPEG' if image.format == 'MPO' else image.format
+            if actual != expected_format:  # (gallery-dl knows no TIFF, say, by its bytes)
+                return f'a {actual} image named .{extension}', md5
             image.verify()  # PNG chunk checksums
         with Image.open(path, formats=(expected_format,)) as image:  # verify() spent the first
             decode_all_frames(image)

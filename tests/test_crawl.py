@@ -212,6 +212,13 @@ def test_check_image_opens_the_four_formats_only_each_under_its_name(tmp_path, m
     assert not ran.exists()
 
 
+def test_check_image_takes_a_jpeg_holding_more_pictures(tmp_path):
+    """A camera's JPEG may hold more pictures (MPO, as PIL's JPEG reader names it): a JPEG."""
+    path = tmp_path / 'camera.jpg'
+    path.write_bytes(_encoded('MPO', frames=2))
+    assert check_image(path)[0] is None
+
+
 def _stub_ghostscript(tmp_path, monkeypatch):
     """A ``gs`` first on PATH that notes each run in the file returned, found afresh by PIL
     (which keeps the one it found)."""
