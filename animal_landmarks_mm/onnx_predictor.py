@@ -177,8 +177,11 @@ def _missing_provider_message(path: Path, missing: list[str], why: str) -> str:
 # '[ONNXRuntimeError] : 1 : FAIL : ', before every message of onnxruntime's
 _ORT_PREFIX = re.compile(r'^\[ONNXRuntimeError\] : \d+ : (\w+) : ')
 # a C++ source location ('/onnxruntime_src/.../model_load_utils.h:46 ') and the signature of
-# the function that follows it ('void onnxruntime::ns::Name(' up to its closing parenthesis)
-_SOURCE_LOCATION = re.compile(r'\S+\.(?:h|hpp|cc|cpp|cu):\d+ (?:[\w:<>,*& ~]*::[\w~]+\()?')
+# the function that follows it ('void onnxruntime::ns::Name(' up to its closing parenthesis).
+# From the start of a word only: tried inside one, each of its characters would scan on to its
+# end, and the message quotes a file's words as they are (a 60 KB op type took 30 s).
+_SOURCE_LOCATION = re.compile(
+    r'(?<!\S)\S+\.(?:h|hpp|cc|cpp|cu):\d+ (?:[\w:<>,*& ~]*::[\w~]+\()?')
 
 
 def onnxruntime_reason(error: BaseException, path: str | os.PathLike) -> str:

@@ -657,6 +657,30 @@ def test_an_onnxruntime_load_error_keeps_its_reason(tmp_path):
     assert 'onnxruntime_src' not in message and len(message) < len(str(path)) + 350
 
 
+@pytest.mark.timeout(30)  # the old scan of a 200 KB word took minutes
+def test_a_long_word_in_an_onnxruntime_error_is_no_slow_load(tmp_path):
+    """onnxruntime's message quotes what the file names (an op type of 200 KB here): finding
+    the C++ source location in it took time quadratic in the longest word (30 s for 60 KB)."""
+    helper = onnx.helper
+    op_type = 'X' + 'a.' * 100_000
+    graph = helper.make_graph(
+        [helper.make_node(op_type, ['crops'], ['keypoints', 'scores'], domain='evil.domain')],
+        'custom', [helper.make_tensor_value_info('crops', onnx.TensorProto.UINT8,
+                                                 ['batch', 256, 256, 3])],
+        [helper.make_tensor_value_info('keypoints', onnx.TensorProto.FLOAT, ['batch', 28, 2]),
+         helper.make_tensor_value_info('scores', onnx.TensorProto.FLOAT, ['batch', 28])])
+    path = tmp_path / 'custom_op.onnx'
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17),
+                                                      helper.make_opsetid('evil.domain', 1)]),
+              str(path))
+    with pytest.raises(OnnxModelError) as caught:
+        OnnxLandmarkPredictor(path)
+    message = str(caught.value)
+    assert message.startswith(f'{path}: not an ONNX model onnxruntime can load (')
+    assert 'is not a registered function/op' in message
+    assert '\n' not in message and len(message) < len(str(path)) + 300
+
+
 def test_boxes_beyond_float32_are_refused_and_drawing_never_fails(cli_export, peaked_scenes,
                                                                   tmp_path):
     """A box so large that the mapping back into the image overflows float32 gives
