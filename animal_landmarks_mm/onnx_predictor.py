@@ -436,7 +436,8 @@ class OnnxLandmarkPredictor:
 
     def predict(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray | list | None = None
                 ) -> LandmarkResult:
-        """Landmarks of each box, in one batch (with its flip test, one run of ``2N`` crops).
+        """Landmarks of each box, in runs of at most ``max_batch`` boxes, each box's crop made
+        just before its run.
 
         Args:
             image_bgr: ``(H, W, 3)`` uint8, as ``cv2.imread`` gives it.
@@ -467,10 +468,17 @@ class OnnxLandmarkPredictor:
             # mmpose computes in the boxes' own float type; integers become float32
             boxes = boxes[:, :4] if np.issubdtype(boxes.dtype, np.floating) else \
                 boxes[:, :4].astype(np.float32)
-        with np.errstate(over='ignore', invalid='ignore'):  # checked after the mapping
-            crops, center, scale = self.crop(image_bgr, boxes)
-        keypoints, scores = self.predict_crops(crops)
-        check_finite_predictions(keypoints, scores, self.checkpoint)
+        # the crops of one run at a time: those of all boxes at once take W * H * 3 bytes a box
+        # (5.5 GiB for 30000 boxes), the memory max_batch is there to bound
+        runs = []
+        for start in range(0, len(boxes), self.max_batch):
+            with np.errstate(over='ignore', invalid='ignore'):  # checked after the mapping
+                crops, center, scale = self.crop(image_bgr, boxes[start:start + self.max_batch])
+            keypoints, scores = self.predict_crops(crops)
+            del crops  # before the next run's are made
+            check_finite_predictions(keypoints, scores, self.checkpoint)
+            runs.append((keypoints, scores, center, scale))
+        keypoints, scores, center, scale = (np.concatenate(parts) for parts in zip(*runs))
         # add_pred_to_datasample: crop pixels -> image pixels (numpy promotes to float64 there
         # too, before the float32 store)
         input_size = np.array(self.input_size)

@@ -618,6 +618,32 @@ def test_a_graph_that_does_not_fit_its_metadata_is_refused_at_load(tmp_path, opt
     assert str(caught.value).startswith(f'{path}: ') and '\n' not in str(caught.value)
 
 
+def test_the_crops_of_many_boxes_are_made_a_run_at_a_time(tmp_path):
+    """max_batch bounds the memory of an image of many boxes: only one run's crops exist at a
+    time (all 30000 boxes' crops at once took 5.5 GiB, W * H * 3 bytes each); the points are
+    those of one run of all."""
+    import tracemalloc
+    path = _landmark_like_graph(tmp_path / 'fits.onnx')
+    image = np.random.default_rng(0).integers(0, 256, (80, 90, 3), dtype=np.uint8)
+    offsets = np.arange(200, dtype=np.float32)[:, None] % 17
+    boxes = np.float32([[5, 3, 60, 70]]) + offsets * np.float32([1, 2, -1, 0.5])
+    one_crop = 256 * 256 * 3
+    predictor = OnnxLandmarkPredictor(path, max_batch=4)
+    tracemalloc.start()
+    try:
+        result = predictor.predict(image, boxes).pred_instances
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # a run's crops, and the next's being made: not 200 crops (39 MB)
+    assert peak < 3 * 4 * one_crop, f'{peak / one_crop:.0f} crops'
+    whole = OnnxLandmarkPredictor(path, max_batch=len(boxes)).predict(image, boxes)
+    np.testing.assert_array_equal(result.keypoints, whole.pred_instances.keypoints)
+    np.testing.assert_array_equal(result.keypoint_scores, whole.pred_instances.keypoint_scores)
+    assert result.keypoints.shape == (200, NUM_KEYPOINTS, 2) and len(set(
+        map(bytes, result.keypoint_scores))) > 1  # the boxes differ, and so do their points
+
+
 def test_wrong_crops_and_failed_runs_are_one_line(tmp_path):
     """Crops of another type are refused, not cast (a float crop would wrap, not saturate);
     an error of onnxruntime while it runs the graph is one line naming the file."""
