@@ -32,6 +32,7 @@ import numpy as np
 
 from .annotation import write_image
 from .errors import AnimalLandmarksError
+from .schema import KEYPOINT_NAMES
 
 #: metadata the predictor needs from the file (written by :func:`.onnx_export.export_onnx`)
 REQUIRED_METADATA = ('keypoint_names', 'flip_indices', 'input_size', 'bbox_padding')
@@ -39,6 +40,11 @@ CUDA_PROVIDER = 'CUDAExecutionProvider'
 CPU_PROVIDER = 'CPUExecutionProvider'
 #: The graph's input type: the crops of ``cv2.warpAffine``, as they are.
 INPUT_TYPE = 'tensor(uint8)'
+#: The graph's outputs' type: float32 points and scores, as the export writes them.
+OUTPUT_TYPE = 'tensor(float)'
+#: The largest crop side a file's ``input_size`` may ask for: the export's is 256, and each
+#: crop of a run is ``W * H * 3`` bytes (a 100000x100000 one, 28 GiB, ended the process).
+MAX_INPUT_SIDE = 4096
 #: The longest reason from onnxruntime kept in a message (its errors can run to a page).
 MAX_REASON_CHARS = 240
 
@@ -147,11 +153,21 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, i
     return cv2.getAffineTransform(np.float32(src), np.float32(dst))
 
 
+# what the export writes as source_sha256 (annotation.file_sha256's hex digest)
+_SHA256 = re.compile(r'[0-9a-f]{64}')
+#: metadata kept as the text it is, never decoded as JSON: the checkpoint's digest is text
+#: (a digest of digits only would otherwise become a number)
+TEXT_METADATA = ('source_sha256',)
+
+
 def _decoded(value: str):
     """A metadata value: JSON (lists, numbers, booleans) where it parses, else the text."""
     try:
         return json.loads(value)
-    except json.JSONDecodeError:
+    # not JSON; or JSON nested deeper than the decoder's recursion (a crafted file), or an
+    # integer of more digits than Python converts: the text, as any other value that is not
+    # JSON (those the predictor needs are checked by _landmark_metadata)
+    except (ValueError, RecursionError):
         return value
 
 
@@ -230,8 +246,9 @@ def check_graph_interface(path: Path, session, input_size: tuple[int, int],
 
     Raises:
         OnnxModelError: an input that is not ``tensor(uint8)`` ``[batch, H, W, 3]``, or outputs
-            that are not ``[batch, K, 2]`` keypoints and ``[batch, K]`` scores (axes the graph
-            leaves symbolic are checked on each run, :meth:`OnnxLandmarkPredictor.predict_crops`).
+            that are not ``tensor(float)`` ``[batch, K, 2]`` keypoints and ``[batch, K]`` scores
+            (axes the graph leaves symbolic are checked on each run,
+            :meth:`OnnxLandmarkPredictor.predict_crops`).
     """
     [crops] = session.get_inputs()
     width, height = input_size
@@ -243,6 +260,9 @@ def check_graph_interface(path: Path, session, input_size: tuple[int, int],
                              f'{_dims(crops.shape)}, not [batch, {height}, {width}, 3] (the '
                              f"metadata's input_size {width}x{height}, BGR)")
     for output, expected in zip(session.get_outputs(), ([num_keypoints, 2], [num_keypoints])):
+        if output.type != OUTPUT_TYPE:  # strings, say, which no check of finite values takes
+            raise OnnxModelError(f"{path}: the graph's output {output.name!r} is {output.type}, "
+                                 f'not {OUTPUT_TYPE}')
         fixed = [d if isinstance(d, int) else None for d in output.shape[1:]]
         if len(output.shape) != len(expected) + 1 or any(
                 d is not None and d != e for d, e in zip(fixed, expected)):
@@ -276,29 +296,59 @@ def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[
     return crops, center, scale
 
 
-def _landmark_metadata(path: Path, metadata: dict) -> tuple[tuple[int, int], float, list[str]]:
+def _landmark_metadata(path: Path, raw: dict[str, str]
+                       ) -> tuple[tuple[int, int], float, list[str]]:
     """The crop size ``(W, H)``, box padding and keypoint names of a graph's metadata.
 
-    Raises:
-        OnnxModelError: values the predictor cannot use (one line naming the file).
-    """
-    def unusable(what: str, value) -> OnnxModelError:
-        shown = json.dumps(value) if not isinstance(value, str) else repr(value)
-        return OnnxModelError(f'{path}: unusable landmark metadata ({what}, got '
-                              f'{shown[:80]})')
+    Args:
+        path: the file, for the messages.
+        raw: its metadata, as the file holds it (text).
 
-    size, padding, names = (metadata[key] for key in ('input_size', 'bbox_padding',
-                                                      'keypoint_names'))
+    Raises:
+        OnnxModelError: values the predictor cannot use, or keypoints other than this
+            project's (:data:`.schema.KEYPOINT_NAMES`: the annotation files it writes hold
+            those, and a person's corrections start from them); one line naming the file.
+    """
+    def unusable(what: str, key: str) -> OnnxModelError:
+        # the file's own text, cut: a value may be long, or nested too deep to encode again
+        return OnnxModelError(f'{path}: unusable landmark metadata ({what}, got '
+                              f'{raw[key][:80]!r})')
+
+    size, padding, names = (_decoded(raw[key]) for key in ('input_size', 'bbox_padding',
+                                                           'keypoint_names'))
     # bool is an int to Python: true is no size
     if not (isinstance(size, list) and len(size) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-        raise unusable('input_size must be two sizes [W, H] in pixels', size)
+        raise unusable('input_size must be two sizes [W, H] in pixels', 'input_size')
+    if max(size) > MAX_INPUT_SIDE:
+        raise unusable(f'input_size must be at most {MAX_INPUT_SIDE} pixels a side',
+                       'input_size')
     if isinstance(padding, bool) or not isinstance(padding, int | float) or \
             not math.isfinite(padding) or padding <= 0:
-        raise unusable('bbox_padding must be a finite number > 0', padding)
+        raise unusable('bbox_padding must be a finite number > 0', 'bbox_padding')
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
-        raise unusable('keypoint_names must be a list of names', names)
+        raise unusable('keypoint_names must be a list of names', 'keypoint_names')
+    if tuple(names) != KEYPOINT_NAMES:
+        raise OnnxModelError(f"{path}: not a model of this project's {len(KEYPOINT_NAMES)} "
+                             f'face keypoints ({_names_differ(names)}); export one with '
+                             'tools/export.py --format onnx')
     return (size[0], size[1]), float(padding), names
+
+
+def _names_differ(names: list[str]) -> str:
+    """How a graph's keypoint names differ from :data:`.schema.KEYPOINT_NAMES`, in a few
+    words."""
+    if len(names) != len(KEYPOINT_NAMES):
+        return f'its metadata names {len(names)} keypoints'
+    index = next(i for i, (a, b) in enumerate(zip(names, KEYPOINT_NAMES)) if a != b)
+    return (f'its keypoint {index} is {names[index][:40]!r}, where this project\'s is '
+            f'{KEYPOINT_NAMES[index]!r}')
+
+
+def _source_sha256(raw: dict[str, str]) -> str | None:
+    """The checkpoint digest a file's metadata gives, when it is one (64 hex digits)."""
+    value = raw.get('source_sha256', '')
+    return value if _SHA256.fullmatch(value) else None
 
 
 class OnnxLandmarkPredictor:
@@ -319,14 +369,17 @@ class OnnxLandmarkPredictor:
 
     Attributes:
         metadata: the file's metadata (keypoint names, flip indices, input size, mean/std,
-            source checkpoint and its sha256, ...), JSON values decoded.
+            source checkpoint and its sha256, ...), JSON values decoded; ``source_sha256``
+            only where it is a sha256 digest (text).
+        source_sha256: the sha256 of the checkpoint the graph was exported from, or None
+            where the file does not give one (64 hex digits).
         checkpoint: the file, as given.
 
     Raises:
         OnnxModelError: a missing file, one onnxruntime cannot load, one without the metadata
-            of an exported landmark graph or whose input and outputs do not fit it
-            (:func:`check_graph_interface`), onnxruntime not installed, or a provider asked
-            for (CUDA) that this onnxruntime does not have.
+            of an exported landmark graph of this project's keypoints or whose input and
+            outputs do not fit it (:func:`check_graph_interface`), onnxruntime not
+            installed, or a provider asked for (CUDA) that this onnxruntime does not have.
     """
 
     def __init__(self, path: str | os.PathLike,
@@ -376,9 +429,12 @@ class OnnxLandmarkPredictor:
                                  if missing else f'{path}: not a landmark graph exported by '
                                  'tools/export.py --format onnx (one input, keypoints and '
                                  'scores expected)')
-        self.metadata = {key: _decoded(value) for key, value in raw.items()}
-        self.input_size, self.padding, self.keypoint_names = _landmark_metadata(
-            path, self.metadata)
+        self.input_size, self.padding, self.keypoint_names = _landmark_metadata(path, raw)
+        self.source_sha256 = _source_sha256(raw)
+        self.metadata = {key: _decoded(value) for key, value in raw.items()
+                         if key not in TEXT_METADATA}
+        if self.source_sha256 is not None:
+            self.metadata['source_sha256'] = self.source_sha256
         check_graph_interface(path, self.session, self.input_size, len(self.keypoint_names))
         self.checkpoint = str(path)
         self.input_name = inputs[0].name

@@ -552,10 +552,12 @@ def test_the_source_checkpoint_is_named_without_the_exporting_machines_folders(
 
 def _landmark_like_graph(path: Path, *, input_type: int = onnx.TensorProto.UINT8,
                          input_shape=('batch', 256, 256, 3), points: int | None = NUM_KEYPOINTS,
-                         metadata: dict | None = None, opset: int = 17) -> Path:
+                         metadata: dict | None = None, opset: int = 17,
+                         keypoint_type: int = onnx.TensorProto.FLOAT) -> Path:
     """A small graph with an exported graph's interface and metadata: crops in, keypoints
-    ``(B, points, 2)`` and scores ``(B, points)`` out (pixel values of the crop). ``points``
-    None: as many as the crops' largest pixel value, which no shape inference can know."""
+    ``(B, points, 2)`` (of ``keypoint_type``) and scores ``(B, points)`` out (pixel values of
+    the crop). ``points`` None: as many as the crops' largest pixel value, which no shape
+    inference can know."""
     helper, proto = onnx.helper, onnx.TensorProto
 
     def ints(name: str, values: list[int]):
@@ -574,12 +576,13 @@ def _landmark_like_graph(path: Path, *, input_type: int = onnx.TensorProto.UINT8
     graph = helper.make_graph(
         [helper.make_node('Cast', ['crops'], ['pixels'], to=proto.FLOAT), *count,
          helper.make_node('Slice', ['pixels', 'starts', 'point_ends', 'axes'], ['points4']),
-         helper.make_node('Squeeze', ['points4', 'last'], ['keypoints']),
+         helper.make_node('Squeeze', ['points4', 'last'], ['float_keypoints']),
+         helper.make_node('Cast', ['float_keypoints'], ['keypoints'], to=keypoint_type),
          helper.make_node('Slice', ['pixels', 'starts', 'score_ends', 'axes'], ['scores4']),
          helper.make_node('Squeeze', ['scores4', 'last_two'], ['scores'])],
         'landmark_like',
         [helper.make_tensor_value_info('crops', input_type, list(input_shape))],
-        [helper.make_tensor_value_info('keypoints', proto.FLOAT, ['batch', declared, 2]),
+        [helper.make_tensor_value_info('keypoints', keypoint_type, ['batch', declared, 2]),
          helper.make_tensor_value_info('scores', proto.FLOAT, ['batch', declared])],
         [ints('starts', [0, 0, 0]), ints('axes', [1, 2, 3]), ints('last', [3]),
          ints('last_two', [2, 3]), *ends])
@@ -606,6 +609,16 @@ def _landmark_like_graph(path: Path, *, input_type: int = onnx.TensorProto.UINT8
     (dict(metadata=dict(bbox_padding='NaN')), 'bbox_padding must be a finite number > 0'),
     (dict(metadata=dict(bbox_padding='0')), 'bbox_padding must be a finite number > 0'),
     (dict(metadata=dict(input_size='[256, true]')), 'input_size must be two sizes'),
+    # each crop of a run is W * H * 3 bytes: this one 28 GiB
+    (dict(metadata=dict(input_size='[100000, 100000]')),
+     "input_size must be at most 4096 pixels a side, got '[100000, 100000]'"),
+    # JSON nested deeper than Python's decoder goes: its text, not a RecursionError
+    (dict(metadata=dict(input_size='[' * 100_000 + ']' * 100_000)),
+     "input_size must be two sizes [W, H] in pixels, got '[[[["),
+    # strings, which no check of finite points takes
+    (dict(keypoint_type=onnx.TensorProto.STRING),
+     "the graph's output 'keypoints' is tensor(string), not tensor(float)"),
+    (dict(keypoint_type=onnx.TensorProto.DOUBLE), "is tensor(double), not tensor(float)"),
 ])
 def test_a_graph_that_does_not_fit_its_metadata_is_refused_at_load(tmp_path, options, message):
     """The input must take the uint8 crops the predictor makes, of the metadata's size; the
@@ -616,6 +629,46 @@ def test_a_graph_that_does_not_fit_its_metadata_is_refused_at_load(tmp_path, opt
     with pytest.raises(OnnxModelError, match=re.escape(message)) as caught:
         OnnxLandmarkPredictor(path)
     assert str(caught.value).startswith(f'{path}: ') and '\n' not in str(caught.value)
+
+
+@pytest.mark.parametrize('names, differs', [
+    ([f'p{i}' for i in range(5)], 'its metadata names 5 keypoints'),
+    ([*KEYPOINT_NAMES, *(f'extra_{i}' for i in range(12))], 'its metadata names 40 keypoints'),
+    ([*KEYPOINT_NAMES[:3], 'nose', *KEYPOINT_NAMES[4:]],
+     f"its keypoint 3 is 'nose', where this project's is {KEYPOINT_NAMES[3]!r}"),
+    ([*KEYPOINT_NAMES[1:], KEYPOINT_NAMES[0]],
+     f"its keypoint 0 is {KEYPOINT_NAMES[1]!r}, where this project's is "
+     f"{KEYPOINT_NAMES[0]!r}"),
+])
+def test_a_graph_of_other_keypoints_than_the_projects_is_refused_at_load(tmp_path, names,
+                                                                         differs):
+    """The annotation files the predictor writes hold this project's 28 points: a graph of 5
+    failed when drawn, one of 40 wrote files the project refuses, kept as a person's work."""
+    path = _landmark_like_graph(tmp_path / 'other.onnx', points=len(names),
+                                metadata=dict(keypoint_names=json.dumps(names)))
+    with pytest.raises(OnnxModelError) as caught:
+        OnnxLandmarkPredictor(path)
+    assert str(caught.value) == (f"{path}: not a model of this project's 28 face keypoints "
+                                 f'({differs}); export one with tools/export.py --format onnx')
+
+
+def test_metadata_the_predictor_does_not_need_is_never_a_traceback(tmp_path):
+    """Every value is decoded: one nested deeper than Python's JSON decoder goes stays text.
+    The source checkpoint's digest is text of 64 hex digits or None (``null`` or a number
+    there failed where it is shown)."""
+    digest = '0123456789' * 6 + 'abcd'
+    deep = '[' * 100_000 + ']' * 100_000
+    for given, expected in ((digest, digest), ('null', None), ('12', None), ('', None),
+                            (digest.upper(), None), ('[1, 2]', None), (deep, None)):
+        path = _landmark_like_graph(tmp_path / 'graph.onnx', metadata=dict(
+            source_sha256=given, notes=deep, opset='17'))
+        predictor = OnnxLandmarkPredictor(path)
+        assert predictor.source_sha256 == expected, given[:20]
+        assert predictor.metadata.get('source_sha256') == expected
+        assert predictor.metadata['notes'] == deep and predictor.metadata['opset'] == 17
+    # a digest of digits alone is text still, not a number
+    path = _landmark_like_graph(tmp_path / 'digits.onnx', metadata=dict(source_sha256='1' * 64))
+    assert OnnxLandmarkPredictor(path).metadata['source_sha256'] == '1' * 64
 
 
 def test_the_crops_of_many_boxes_are_made_a_run_at_a_time(tmp_path):
