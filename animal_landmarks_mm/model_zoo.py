@@ -178,7 +178,8 @@ def resolve_checkpoint(value: str | os.PathLike) -> Path:
     Raises:
         CheckpointError: neither a regular file nor a name; or a name that is neither cached nor
             downloadable (offline, no network, a proxy or server refusing, a broken transfer,
-            the repository gone, huggingface_hub not installed), in one line saying what to do.
+            the repository gone, huggingface_hub not installed), or whose cached copy is no
+            regular file (a link to a FIFO, to nothing), in one line saying what to do.
     """
     path = Path(value)
     if path.is_file():
@@ -205,7 +206,7 @@ def _download(weights: PretrainedWeights) -> Path:
             f'{weights.repo_id} and pass its path') from None
     try:
         with _redacted_hub_logs():
-            return Path(hf_hub_download(weights.repo_id, weights.filename,
+            path = Path(hf_hub_download(weights.repo_id, weights.filename,
                                         revision=weights.revision))
     except Exception as e:
         # Broad on purpose, around this one call: besides its own errors, huggingface_hub lets
@@ -217,6 +218,12 @@ def _download(weights: PretrainedWeights) -> Path:
             f'{weights.name}: {weights.filename} of the Hugging Face repository '
             f'{weights.repo_id} is not in the cache {constants.HF_HUB_CACHE} and cannot be '
             f'downloaded ({why}); {download_hint(weights)}')) from None
+    # the cache's snapshot entry is a link that huggingface_hub takes as there when anything is
+    # at its end: a FIFO there would make the reader wait for a writer for good
+    if not path.is_file():
+        raise CheckpointError(f'{weights.name}: {missing_file_message(path)}'
+                              f'{fresh_copy_hint(path)}')
+    return path
 
 
 class _RedactUrls(logging.Filter):

@@ -22,7 +22,15 @@ from animal_landmarks_mm.checkpoints import (
 )
 from animal_landmarks_mm.export import export_checkpoint
 from animal_landmarks_mm.training import set_data_root
-from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, REPORT, TINY_OPTIONS, run_tool
+from conftest import (
+    FINETUNE_CONFIG,
+    MAIN_CONFIG,
+    REPO,
+    REPORT,
+    TINY_OPTIONS,
+    prepare_hub_cache,
+    run_tool,
+)
 
 anime_face_detector = pytest.importorskip('anime_face_detector')
 from anime_face_detector._landmark import LandmarkModel  # noqa: E402
@@ -421,3 +429,36 @@ def test_the_export_reaches_the_disk_before_it_is_renamed_into_place(afd_files, 
     temporary = renames[0][1]
     assert events == [('fsync', temporary), renames[0], ('fsync', str(tmp_path))], events
 
+
+
+@pytest.mark.timeout(120)  # a FIFO read waits for good
+def test_a_pretrained_name_whose_cached_copy_is_no_regular_file_is_refused(tmp_path,
+                                                                           monkeypatch):
+    """huggingface_hub gives the cache's snapshot entry whatever is at the end of its link: a
+    FIFO there made reading the weights (a checkpoint's, a face detector's) wait for good; it
+    is one line naming the file and how to get a fresh copy, offline (conftest) as online."""
+    from huggingface_hub import constants
+
+    from animal_landmarks_mm.model_zoo import PRETRAINED, resolve_checkpoint
+    weights = PRETRAINED['anime-face-detector']
+    (tmp_path / 'empty').touch()
+    cached = prepare_hub_cache(tmp_path / 'hub', weights.repo_id, weights.filename,
+                               tmp_path / 'empty')
+    repo_folder = cached.parents[2]
+    (repo_folder / 'blobs').mkdir()
+    os.mkfifo(repo_folder / 'blobs' / ('0' * 64))
+    cached.unlink()
+    cached.symlink_to(repo_folder / 'blobs' / ('0' * 64))
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'hub'))
+    # resolving reads nothing: asked first, so that the old code failed here rather than hung
+    for use in (resolve_checkpoint, read_checkpoint,
+                lambda name: export_checkpoint(name, tmp_path / 'out.safetensors')):
+        with pytest.raises(CheckpointError) as caught:
+            use(weights.name)
+        message = str(caught.value)
+        assert message.startswith(f'{weights.name}: {cached}: not a regular file (a FIFO, a '
+                                  'device or a socket); it is the Hugging Face cache\'s copy of '
+                                  f'{weights.repo_id} (commit {"0" * 40}): delete '
+                                  f'{repo_folder} and run again'), message
+        assert '\n' not in message
+    assert not (tmp_path / 'out.safetensors').exists()
