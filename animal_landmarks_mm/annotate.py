@@ -932,8 +932,9 @@ def _write_json(path: Path, obj: Any) -> None:
     """:func:`~.annotation.write_json_atomic`, a value JSON cannot hold named in one line.
 
     Raises:
-        AnnotationError: a value no JSON file can hold (NaN, a lone surrogate: a hand-edited
-            file's ``meta`` may bring one); nothing is written.
+        AnnotationError: a value no JSON file can hold (NaN, a lone surrogate; files holding
+            either are refused when read, :func:`~.annotation.parse_annotation`); nothing is
+            written.
         OSError: the folder is read-only or full.
     """
     try:
@@ -1488,8 +1489,8 @@ class AnnotationSession:
             AnnotationConflictError: the annotation file or draft was written by someone else
                 since ``edit`` was opened, or ``edit`` is read-only; nothing is overwritten
                 (reopen to see theirs).
-            AnnotationError: what is to be written cannot be (a NaN the annotation file's
-                ``meta`` held, say), or a FIFO sits where a file is; nothing is written.
+            AnnotationError: a FIFO or a folder sits where a file goes, or what is to be
+                written cannot be (:func:`_write_json`); nothing is written.
             OSError: the folder is read-only or full (the edit stays dirty: save again later).
         """
         if edit.read_only:

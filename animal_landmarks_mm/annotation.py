@@ -45,6 +45,7 @@ import stat
 import struct
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -439,10 +440,10 @@ def _parse_face(raw: Any, where: str) -> Face:
     return face
 
 
-def unencodable_string(raw: Any) -> str | None:
-    """Where a decoded JSON value holds a string UTF-8 cannot encode (JSON spells a lone
-    surrogate as ``"\\udcff"``; a file read as UTF-8 holds none otherwise), as a few words
-    naming it, or None. Walked without recursion: the nesting is the file's."""
+def _find_value(raw: Any, wrong: Callable[[Any], bool]) -> str | None:
+    """Where a decoded JSON value holds a value ``wrong`` picks, as a few words naming it
+    (its key and the value, cut short), or None. Walked without recursion: the nesting is the
+    file's."""
     stack = [(raw, 'top level')]
     while stack:
         value, where = stack.pop()
@@ -452,12 +453,23 @@ def unencodable_string(raw: Any) -> str | None:
                           (item, f'"{printable(key, one_line=True, limit=40)}"')]
         elif isinstance(value, list):
             stack += [(item, where) for item in value]
-        elif isinstance(value, str):
-            try:
-                value.encode('utf-8')
-            except UnicodeEncodeError:
-                return f'{where} {_shown(value)}'
+        elif wrong(value):
+            return f'{where} {_shown(value)}'
     return None
+
+
+def unencodable_string(raw: Any) -> str | None:
+    """Where a decoded JSON value holds a string UTF-8 cannot encode (JSON spells a lone
+    surrogate as ``"\\udcff"``; a file read as UTF-8 holds none otherwise), as a few words
+    naming it, or None."""
+    return _find_value(raw, lambda value: isinstance(value, str) and not is_utf8_name(value))
+
+
+def non_finite_number(raw: Any) -> str | None:
+    """Where a decoded JSON value holds NaN or an infinity (Python's ``json`` reads ``NaN``
+    and ``Infinity``, which are no JSON: :func:`write_json_atomic` refuses to write them), as a
+    few words naming it, or None."""
+    return _find_value(raw, lambda value: isinstance(value, float) and not math.isfinite(value))
 
 
 def parse_annotation(raw: Any) -> ImageAnnotation:
@@ -503,6 +515,13 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
             meta = {}
         if not isinstance(meta, dict):  # the tools add to it: it must be an object
             raise AnnotationError(f'"meta" must be an object, got {type(meta).__name__}')
+        # the one part a save writes back as it is (the faces' numbers are checked above,
+        # other keys are not written back): a value no file can hold would make the image
+        # one the annotator can open but never save
+        non_finite = non_finite_number(meta)
+        if non_finite is not None:
+            raise AnnotationError(f'"meta" holds {non_finite}: NaN and Infinity are no JSON '
+                                  'numbers; this file could not be written back')
         return ImageAnnotation(image=image, width=width, height=height, faces=faces,
                                status=status, status_reason=str(raw.get('status_reason', '')),
                                meta=meta)

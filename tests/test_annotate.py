@@ -959,8 +959,10 @@ def test_saving_a_file_of_the_plain_format_writes_version_1_without_its_marker(s
 
 
 def test_a_value_no_file_can_hold_is_named_and_nothing_is_written(session):
-    """json accepts NaN in a file (a hand edit, another tool's meta); writing it back cannot
-    be done: one line naming the file, and the file stays as it was."""
+    """json reads NaN in a file (a hand edit, another tool's meta), which no save could write
+    back: the file is refused when the image opens, in one line naming it (it was opened, and
+    every save of the work done on it failed), counted as the converter counts it (not done,
+    a problem), and left as it was."""
     edit = session.open('a.png')
     _fill(edit)
     path = session.save(edit)
@@ -968,12 +970,20 @@ def test_a_value_no_file_can_hold_is_named_and_nothing_is_written(session):
     raw['meta']['score'] = float('nan')
     path.write_text(json.dumps(raw))
     before = path.read_bytes()
-    edit = session.open('a.png')
-    edit.place(0, 5.0, 5.0)
-    with pytest.raises(AnnotationError, match='cannot be written') as caught:
-        session.save(edit)
-    assert str(path) in str(caught.value) and '\n' not in str(caught.value)
-    assert path.read_bytes() == before and edit.dirty
+    names = sorted(p.name for p in session.output_dir.rglob('*'))
+    reopened = AnnotationSession(session.image_dir, session.output_dir, annotator='tester')
+    assert reopened.progress().done == 0
+    assert reopened.annotation_path('a.png') == path  # still its file: no second one beside
+    for current in (session, reopened):
+        with pytest.raises(AnnotationError, match='NaN and Infinity are no JSON numbers'
+                           ) as caught:
+            current.open('a.png')
+        assert str(caught.value).startswith(f'{path}: "meta" holds "score" nan')
+        assert '\n' not in str(caught.value)
+    contents = AnnotationReader(session.image_dir).read(session.output_dir)
+    assert not contents.records and 'NaN and Infinity' in contents.problems[0]
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in session.output_dir.rglob('*')) == names
 
 
 def test_a_sidecar_no_file_can_hold_is_left_out(session):

@@ -823,8 +823,9 @@ def test_images_named_in_other_bytes_than_utf8_are_left_out_and_said_so(folders,
 
 
 def test_a_value_no_file_can_hold_is_not_saved_and_said_so(folders):
-    """A NaN in a file's meta (json reads it; nobody can write it back): the edit is not
-    saved, the page is told why in one line, and the file stays."""
+    """A NaN in a file's meta (json reads it; no save could write it back): the image does not
+    open (it opened, and every save of the work done on it failed), the page is told why in
+    one line, the file is not counted as done, and it stays as it was."""
     tab = Tab(_annotator(folders))
     tab.open(image='a.png')
     tab.send(*_places(POINTS))
@@ -833,15 +834,33 @@ def test_a_value_no_file_can_hold_is_not_saved_and_said_so(folders):
     raw['meta']['score'] = float('nan')
     path.write_text(json.dumps(raw))
     before = path.read_bytes()
+    for annotator in (tab.annotator, _annotator(folders)):  # the running one, a restarted one
+        answer = annotator.open(TAB, image='a.png')
+        assert not answer['ok'] and answer['reason'] == 'cannot_open'
+        assert answer['message'].startswith(f'Cannot open: {path}: "meta" holds "score" nan: '
+                                            'NaN and Infinity are no JSON numbers')
+        assert '\n' not in answer['message']
+    assert answer['state']['progress']['done'] == 0
+    assert path.read_bytes() == before
+
+
+def test_a_save_that_fails_the_same_way_each_time_is_sent_again_only_when_asked(folders):
+    """A folder where the image's annotation file goes (made after the image opened): every
+    save is refused the same way. The page is told why in one line, and sends again only when
+    asked (s, another edit); nothing is written."""
+    tab = Tab(_annotator(folders))
     tab.open(image='a.png')
-    state = tab.send(dict(op='move', index=0, x=12, y=6))
-    assert state['saved'] == 0 and state['applied'] == 1
-    assert state['save_error'].startswith(f'Not saved: {path}: cannot be written: ')
-    assert '\n' not in state['save_error'] and path.read_bytes() == before
-    # the same again and again: the page sends again only when asked (s, another edit)
+    path = folders[1] / 'a.json'
+    path.mkdir(parents=True)
+    state = tab.send(*_places(POINTS))
+    assert state['saved'] == 0 and state['applied'] == len(POINTS)
+    assert state['save_error'].startswith(f'Not saved: {path}: not a regular file ')
+    assert '\n' not in state['save_error']
     assert state['save_permanent'] and state['save_error'].endswith('press s to try again')
     state = tab.send()
     assert state['save_permanent'] and state['saved'] == 0
+    assert path.is_dir() and not any(path.iterdir())
+    assert not (folders[1] / '.drafts').exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason='root reads a file of mode 000 (run as another '

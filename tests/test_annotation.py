@@ -113,6 +113,27 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     assert os.listdir(tmp_path) == ['a.json']  # no temporary file left behind
 
 
+def test_nan_or_infinity_in_meta_is_refused_at_load(tmp_path):
+    """Python's json reads NaN and Infinity, which no file can be written back with
+    (:func:`write_json_atomic` refuses them): such a file is refused when read, in one line
+    naming it and the value, not opened for an edit that can never be saved."""
+    raw = ImageAnnotation('a.png', 64, 48, [Face(list(POINTS))]).to_json()
+    for constant in ('NaN', 'Infinity', '-Infinity'):
+        path = tmp_path / f'{constant}.json'
+        path.write_text(json.dumps(raw).replace('"meta": {}',
+                                                f'"meta": {{"source": {{"score": {constant}}}}}'))
+        with pytest.raises(AnnotationError) as caught:
+            load_annotation(path)
+        message = str(caught.value)
+        assert message.startswith(f'{path}: "meta" holds "score" ') and '\n' not in message
+        assert 'NaN and Infinity are no JSON numbers' in message
+    # what is not written back is no reason to refuse the file: the plain format's other keys
+    legacy = tmp_path / 'legacy.json'
+    legacy.write_text('{"image": "a.png", "image_size": {"width": 64, "height": 48}, '
+                      f'"landmarks": {json.dumps([list(p) for p in POINTS])}, "score": NaN}}')
+    assert load_annotation(legacy).image == 'a.png'
+
+
 def test_an_annotation_file_larger_than_any_annotation_is_not_read(tmp_path):
     """A stray huge ``*.json`` (a dump, a log) is refused in one line naming it, after
     reading no more than an annotation's size (reading it whole exhausted the memory)."""

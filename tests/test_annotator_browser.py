@@ -1288,33 +1288,31 @@ def test_a_click_on_the_selected_point_deselects_it_without_moving_it(restarts, 
 
 def test_a_save_that_fails_the_same_way_each_time_is_tried_again_when_asked(restarts,
                                                                             browser):
-    """A value no file can hold (a NaN in the file's meta): the edit is not saved, the page
-    says why, and sends it again when asked (s), not every 3 s for ever."""
+    """A folder where the image's annotation file goes (made after the image opened): the
+    edit is not saved, the page says why, and sends it again when asked (s), not every 3 s for
+    ever."""
     url, out, folder, restart = restarts
     path = out / 'r9.json'
     save_annotation(path, ImageAnnotation(
-        'r9.png', 200, 150, [Face([(5.0 + k, 6.0 + k) for k in range(28)])],
-        meta=dict(score=1.0)))
-    raw = json.loads(path.read_text())
-    raw['meta']['score'] = float('nan')
-    path.write_text(json.dumps(raw))
-    before = path.read_bytes()
+        'r9.png', 200, 150, [Face([(5.0 + k, 6.0 + k) for k in range(28)])]))
     restart()
     page = Page(browser, url, 'r9.png')
+    path.unlink()  # the same failure on every save: no file can be written where a folder is
+    path.mkdir()
     page.slow('edit', 0, 0)  # logs the requests from here on
     page.page.locator('#le-points [data-index="0"]').click()
     page.click(50, 50)
-    page.wait_text('le-message', 'cannot be written')
+    page.wait_text('le-message', 'not a regular file')
     assert page.page.locator('#le-save').get_attribute('data-state') == 'unsaved'
     page.page.wait_for_timeout(4000)
     assert page.requests('edit') == 1, 'sent again unasked'
     page.key('s')
     page.page.wait_for_function('() => window.apiLog.filter(r => r[0] === "edit").length === 2')
-    page.wait_text('le-message', 'cannot be written')
+    page.wait_text('le-message', 'not a regular file')
     page.page.wait_for_timeout(3500)
     assert page.requests('edit') == 2 and page.js('e.queue.length') == 1
     assert page.page.locator('#le-save').get_attribute('data-state') == 'unsaved'
-    assert path.read_bytes() == before
+    assert path.is_dir() and not any(path.iterdir())
     page.close()
 
 
