@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .annotation import file_sha256, move_into_place, new_temporary
+from .annotation import file_sha256, move_into_place, new_temporary, remove_stale_temporaries
 from .checkpoints import (
     CheckpointError,
     check_anime_face_detector_compatible,
@@ -243,6 +243,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
     if fmt != 'mmpose':  # before anything is written
         check_anime_face_detector_compatible(state_dict)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # what a killed export of this output left: of its naming only (the folder may hold the
+    # person's other files), old enough not to be another export's at work
+    remove_stale_temporaries(out.parent, of=out.name)
     tmp = new_temporary(out)
     try:
         if fmt == 'mmpose':

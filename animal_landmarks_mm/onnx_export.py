@@ -35,7 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .annotation import AnnotationError, move_into_place, new_temporary, read_image
+from .annotation import (
+    AnnotationError,
+    move_into_place,
+    new_temporary,
+    read_image,
+    remove_stale_temporaries,
+)
 from .checkpoints import CheckpointError
 from .errors import first_line
 
@@ -388,11 +394,21 @@ def calibration_crops(annotation_dir: str | os.PathLike, image_dir: str | os.Pat
     return np.stack(crops)
 
 
-def quantize_int8(graph: str | os.PathLike, out: str | os.PathLike, crops: np.ndarray) -> None:
+def quantize_int8(graph: str | os.PathLike, out: str | os.PathLike, crops: np.ndarray,
+                  temporaries_of: str | os.PathLike | None = None) -> None:
     """Static int8 quantisation of an exported graph's network (onnxruntime's
     ``quantize_static``: QDQ, per-channel int8 weights, uint8 activations whose ranges are
     calibrated on ``crops``). The decoder's convolutions (DARK's blur) stay float: the Taylor
-    step needs the heatmaps' fine shape. The metadata is kept, with ``quantization`` added."""
+    step needs the heatmaps' fine shape. The metadata is kept, with ``quantization`` added.
+
+    Args:
+        graph: the float graph.
+        out: the file to write.
+        crops: ``(N, H, W, 3)`` uint8 calibration crops.
+        temporaries_of: the file whose temporaries (:func:`.annotation.new_temporary`) the
+            working files are, beside it (default ``out``): :func:`export_onnx` names its
+            final output, ``out`` being a temporary itself, so that its clean-up finds them.
+    """
     import onnx
     from onnxruntime.quantization import (
         QuantFormat,
@@ -406,7 +422,7 @@ def quantize_int8(graph: str | os.PathLike, out: str | os.PathLike, crops: np.nd
     # One of our hidden temporaries beside the output (a folder there was left in the person's
     # folder by a killed export, where nothing cleans it; these :func:`remove_stale_temporaries`
     # knows).
-    prepared = new_temporary(out)
+    prepared = new_temporary(out if temporaries_of is None else temporaries_of)
     try:
         # shape inference and onnxruntime's fusions first, as its quantisation guide asks
         quant_pre_process(str(graph), str(prepared), skip_symbolic_shape=True)
@@ -489,6 +505,9 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
                               f'{settings["heatmap_size"][1]}')
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # what a killed export of this output left (a folder may hold the person's other files:
+    # those of this output's naming only, and old enough not to be another export's at work)
+    remove_stale_temporaries(out.parent, of=out.name)
     tmp = new_temporary(out)
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -515,7 +534,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
         if crops is not None:
             float_graph, tmp = tmp, new_temporary(out)
             try:
-                quantize_int8(float_graph, tmp, crops)
+                quantize_int8(float_graph, tmp, crops, temporaries_of=out)
             finally:
                 float_graph.unlink(missing_ok=True)
     except CheckpointError:

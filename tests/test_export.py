@@ -6,6 +6,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -429,6 +430,24 @@ def test_the_export_reaches_the_disk_before_it_is_renamed_into_place(afd_files, 
     temporary = renames[0][1]
     assert events == [('fsync', temporary), renames[0], ('fsync', str(tmp_path))], events
 
+
+
+def test_the_export_removes_what_a_killed_export_of_its_output_left(afd_files, tmp_path):
+    """A killed export leaves its temporary beside the output, where nothing else cleans it:
+    the next export of that output removes those old enough to be no export at work; the
+    folder's other files, other outputs' temporaries included, stay."""
+    from animal_landmarks_mm.annotation import STALE_TEMPORARY_AGE, new_temporary
+    for fmt, name in (('safetensors', 'animal_face.safetensors'), ('mmpose', 'release.pth')):
+        folder = tmp_path / fmt
+        folder.mkdir()
+        out = folder / name
+        stale, young = new_temporary(out), new_temporary(out)
+        others = new_temporary(folder / 'notes.json')
+        old = time.time() - 2 * STALE_TEMPORARY_AGE
+        for path in (stale, others):
+            os.utime(path, (old, old))
+        written = export_checkpoint(afd_files / 'model.safetensors', out, fmt=fmt)
+        assert sorted(folder.iterdir()) == sorted([written, young, others])
 
 
 @pytest.mark.timeout(120)  # a FIFO read waits for good

@@ -96,7 +96,18 @@ def test_metadata_describes_the_graph_and_its_source(cli_export, peaked_checkpoi
 
 def test_function_export_gives_the_same_graph_as_the_cli(cli_export, peaked_checkpoint,
                                                          tmp_path):
+    """The same graph; and what a killed export of the output left beside it is removed, when
+    old enough to be no export at work (the folder's other files stay)."""
+    import time
+
+    from animal_landmarks_mm.annotation import STALE_TEMPORARY_AGE, new_temporary
+    stale, young = new_temporary(tmp_path / 'again.onnx'), new_temporary(tmp_path / 'again.onnx')
+    others = new_temporary(tmp_path / 'other.onnx')
+    old = time.time() - 2 * STALE_TEMPORARY_AGE
+    for path in (stale, others):
+        os.utime(path, (old, old))
     out = export_onnx(peaked_checkpoint, tmp_path / 'again.onnx')
+    assert sorted(tmp_path.iterdir()) == sorted([out, young, others])
     onnx.checker.check_model(str(out), full_check=True)
     crops = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
     first = ort.InferenceSession(str(cli_export[0]), providers=['CPUExecutionProvider'])
@@ -787,10 +798,14 @@ def test_boxes_beyond_float32_are_refused_and_drawing_never_fails(cli_export, pe
 def test_int8_quantisation_works_on_hidden_temporaries_only(cli_export, tmp_path, monkeypatch):
     """The graph onnxruntime prepares for quantisation is one of our hidden temporaries beside
     the output, removed after: it was a ``tmpXXXXXXXX/`` folder there, which a killed export
-    left in the person's folder where nothing cleans it."""
+    left in the person's folder where nothing cleans it. Written, as export_onnx writes, into a
+    temporary of the final output, its working files are that output's temporaries still, which
+    the next export's clean-up (``remove_stale_temporaries(of=...)``) finds."""
     import shutil
 
     import onnxruntime.quantization as quantization
+
+    from animal_landmarks_mm.annotation import new_temporary, remove_stale_temporaries
     folder = tmp_path / 'models'
     folder.mkdir()
     graph = folder / 'float.onnx'
@@ -804,11 +819,18 @@ def test_int8_quantisation_works_on_hidden_temporaries_only(cli_export, tmp_path
 
     monkeypatch.setattr(quantization, 'quantize_static', quantize_static)
     crops = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
-    quantize_int8(graph, folder / 'int8.onnx', crops)
+    temporary = new_temporary(folder / 'int8.onnx')  # as export_onnx writes it
+    quantize_int8(graph, temporary, crops, temporaries_of=folder / 'int8.onnx')
     working = [name for name in seen if name != 'float.onnx']
-    assert working and all(name.startswith('.int8.onnx.')
-                           and name.endswith('.animal-landmarks-tmp') for name in working), seen
-    assert sorted(os.listdir(folder)) == ['float.onnx', 'int8.onnx']
+    assert len(working) >= 2 and all(  # the output, and the prepared graph
+        name.startswith('.int8.onnx.') and name.endswith('.animal-landmarks-tmp')
+        for name in working), seen
+    assert sorted(os.listdir(folder)) == sorted(['float.onnx', temporary.name])
+    left = tmp_path / 'left'  # as a killed export would leave them: the next one's to remove
+    left.mkdir()
+    for name in working:
+        (left / name).touch()
+    assert len(remove_stale_temporaries(left, min_age=0, of='int8.onnx')) == len(working)
 
 
 def test_onnx_pictures_go_to_an_out_dir_whose_name_is_not_utf8(cli_export, peaked_scenes,
