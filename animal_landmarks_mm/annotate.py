@@ -43,6 +43,7 @@ from typing import Any
 from .annotation import (
     FORMAT_NAME,
     LEGACY_FORMAT_KEY,
+    MODEL_ANNOTATOR,  # infer.py imports it and is_models_prediction from here too
     STATUS_ANNOTATED,
     STATUS_PREDICTED,
     STATUS_SKIPPED,
@@ -55,6 +56,7 @@ from .annotation import (
     fit_name,
     image_size,
     is_hidden,
+    is_models_prediction,
     load_annotation,
     open_regular_file,
     parse_annotation,
@@ -89,10 +91,6 @@ LOCK_FILE = '.annotator.lock'
 #: The largest ``--files`` list read (bytes): a ranking of 300,000 images (about 200 bytes an
 #: entry) fits; a larger file, or a device, is no list of names (never read whole).
 MAX_ORDER_FILE_BYTES = 64 << 20
-#: ``meta.annotator`` of a model's prediction as the model wrote it (``tools/infer.py``); the
-#: annotator writes its user's name there on every save, so a prediction a person corrected or
-#: reviewed in the annotator no longer says so (:func:`is_models_prediction`).
-MODEL_ANNOTATOR = 'model'
 #: ``meta`` key of a skipped file: which of its faces (indices) are a model's points nobody
 #: accepted, so that taking the skip back makes them predicted again, not annotated.
 PREDICTED_FACES_KEY = 'predicted_faces'
@@ -129,15 +127,6 @@ class OrderFileError(AnimalLandmarksError, ValueError):
 
 class AnnotatorNameError(AnimalLandmarksError, ValueError):
     """An annotator's name that the files cannot record (see :class:`AnnotationSession`)."""
-
-
-def is_models_prediction(ann: ImageAnnotation) -> bool:
-    """Whether a file is a model's prediction as the model wrote it: status ``predicted`` and
-    nobody saved it since (``meta.annotator`` is :data:`MODEL_ANNOTATOR`). Anything else is a
-    person's work (an annotation, a skip, a prediction corrected or reviewed in the annotator):
-    a new prediction never replaces it (``tools/infer.py``), and it is the one shown when
-    several files name the same image."""
-    return ann.status == STATUS_PREDICTED and ann.meta.get('annotator') == MODEL_ANNOTATOR
 
 
 def regular_image_size(path: Path) -> tuple[int, int]:
@@ -1089,8 +1078,8 @@ class AnnotationSession:
 
     Raises:
         AnnotatorNameError: an annotator's name no file can hold (not valid UTF-8: a name typed
-            in a terminal of another encoding), or :data:`MODEL_ANNOTATOR`, which marks a
-            model's predictions (a new prediction would replace this person's files).
+            in a terminal of another encoding), or :data:`~.annotation.MODEL_ANNOTATOR`, which
+            marks a model's predictions (a new prediction would replace this person's files).
         ImageFolderError: no image folder.
         OutputFolderError: the output folder cannot be created, or its drafts folder is a
             link (drafts would be written wherever it leads).
@@ -1169,9 +1158,9 @@ class AnnotationSession:
         """Decide once, for the output folder and its drafts, which file is which image's.
 
         1. A file belongs to the image its ``"image"`` field names (when several name one image,
-           a person's before a model's untouched prediction, :func:`is_models_prediction`;
-           then the one of its most preferred name, see :func:`_candidate_names`, then the old
-           ``<stem>_<suffix>.json``, then by name).
+           a person's before a model's untouched prediction,
+           :func:`~.annotation.is_models_prediction`; then the one of its most preferred name,
+           see :func:`_candidate_names`, then the old ``<stem>_<suffix>.json``, then by name).
         2. A broken file named ``<stem>.json`` or ``<name>.json`` (the first two of
            :func:`_candidate_names`, cut alike) of exactly one image, which has no file yet,
            is that image's: opening it shows the error instead of starting a second file

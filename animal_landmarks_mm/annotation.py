@@ -71,6 +71,10 @@ STATUS_ANNOTATED = 'annotated'
 STATUS_PREDICTED = 'predicted'
 STATUS_SKIPPED = 'skipped'
 STATUSES = (STATUS_ANNOTATED, STATUS_PREDICTED, STATUS_SKIPPED)
+#: ``meta.annotator`` of a model's prediction as the model wrote it (``tools/infer.py``); the
+#: annotator writes its user's name there on every save, so a prediction a person corrected or
+#: reviewed in the annotator no longer says so (:func:`is_models_prediction`).
+MODEL_ANNOTATOR = 'model'
 
 
 class AnnotationError(AnimalLandmarksError, ValueError):
@@ -370,6 +374,15 @@ class ImageAnnotation:
             faces=[f.to_json() for f in self.faces],
             meta=self.meta,
         )
+
+
+def is_models_prediction(ann: ImageAnnotation) -> bool:
+    """Whether a file is a model's prediction as the model wrote it: status ``predicted`` and
+    nobody saved it since (``meta.annotator`` is :data:`MODEL_ANNOTATOR`). Anything else is a
+    person's work (an annotation, a skip, a prediction corrected or reviewed in the annotator):
+    a new prediction never replaces it (``tools/infer.py``), and it is the one shown when
+    several files name the same image."""
+    return ann.status == STATUS_PREDICTED and ann.meta.get('annotator') == MODEL_ANNOTATOR
 
 
 def _number(value: Any, what: str) -> float:

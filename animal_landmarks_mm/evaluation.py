@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .annotation import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    MODEL_ANNOTATOR,
     STATUS_PREDICTED,
     AnnotationError,
     Face,
@@ -347,7 +348,7 @@ def predictions_as_annotations(faces: list[EvalFace], pred: np.ndarray, scores: 
     for face, points, face_scores in zip(faces, pred, scores):
         ann = images.setdefault(face.image_path, ImageAnnotation(
             face.image_name, face.width, face.height, status=STATUS_PREDICTED,
-            meta=dict(annotator='model', prediction=dict(checkpoint=str(checkpoint)))))
+            meta=dict(annotator=MODEL_ANNOTATOR, prediction=dict(checkpoint=str(checkpoint)))))
         ann.faces.append(Face([(float(x), float(y)) for x, y in points],
                               bbox=tuple(float(v) for v in face.box),
                               scores=[float(v) for v in face_scores]))

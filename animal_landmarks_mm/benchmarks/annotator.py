@@ -168,7 +168,13 @@ def review_folder(root: Path, faces: int) -> tuple[Path, Path, dict[str, np.ndar
     (scratch and review alternate)."""
     import cv2
 
-    from ..annotation import Face, ImageAnnotation, save_annotation
+    from ..annotation import (
+        MODEL_ANNOTATOR,
+        STATUS_PREDICTED,
+        Face,
+        ImageAnnotation,
+        save_annotation,
+    )
     from ..synthetic import render_face_image
     images, out = root / 'images', root / 'out'
     images.mkdir(parents=True)
@@ -184,7 +190,7 @@ def review_folder(root: Path, faces: int) -> tuple[Path, Path, dict[str, np.ndar
         save_annotation(out / f'review_{i}.json', ImageAnnotation(
             f'review_{i}.png', 640, 480,
             [Face([(float(x), float(y)) for x, y in predicted], scores=[0.8] * len(points))],
-            status='predicted', meta=dict(annotator='model', model='benchmark')))
+            status=STATUS_PREDICTED, meta=dict(annotator=MODEL_ANNOTATOR, model='benchmark')))
     return images, out, truth
 
 
