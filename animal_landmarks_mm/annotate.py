@@ -58,7 +58,6 @@ from .annotation import (
     is_hidden,
     is_models_prediction,
     load_annotation,
-    open_regular_file,
     parse_annotation,
     read_regular_file,
     read_sidecar,
@@ -127,24 +126,6 @@ class OrderFileError(AnimalLandmarksError, ValueError):
 
 class AnnotatorNameError(AnimalLandmarksError, ValueError):
     """An annotator's name that the files cannot record (see :class:`AnnotationSession`)."""
-
-
-def regular_image_size(path: Path) -> tuple[int, int]:
-    """:func:`~.annotation.image_size` of a regular file only: PIL opens a path with a plain
-    ``open``, which waits for a writer for good on a FIFO (an image replaced by one), and the
-    annotator asks under the lock every tab shares.
-
-    Raises:
-        NotRegularFileError: a FIFO, device or folder (never read; one line naming it).
-        AnnotationError: as :func:`~.annotation.image_size` (missing, no image, too large).
-    """
-    try:
-        open_regular_file(path).close()
-    except NotRegularFileError:
-        raise
-    except OSError:  # missing, unreadable: image_size says so, in its words
-        pass
-    return image_size(path)
 
 
 def resolve_inside(root: Path, name: str) -> Path:
@@ -1340,7 +1321,7 @@ class AnnotationSession:
             AnnotationError: an unreadable image, draft or annotation file, or a file that
                 names another image (one line, named).
         """
-        width, height = regular_image_size(self.image_path(image))
+        width, height = image_size(self.image_path(image))
         draft = self.draft_path(image)
         if not draft.is_file():  # none (a FIFO or a folder there is left alone)
             self._pending.discard(image)

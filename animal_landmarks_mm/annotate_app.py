@@ -66,9 +66,14 @@ from .annotate import (
     EditError,
     ImageEdit,
     UnsafeNameError,
-    regular_image_size,
 )
-from .annotation import STATUS_PREDICTED, STATUS_SKIPPED, AnnotationError, read_image
+from .annotation import (
+    STATUS_PREDICTED,
+    STATUS_SKIPPED,
+    AnnotationError,
+    image_size,
+    read_image,
+)
 from .errors import AnimalLandmarksError, first_line, printable
 from .schema import GROUP_COLORS, LANDMARKS, NUM_KEYPOINTS, SKELETON, VISIBILITY_FLAGS, click_runs
 
@@ -571,7 +576,7 @@ class PreAnnotator:
             wanted = [tuple(float(v) for v in boxes[k])
                       for k in np.argsort(-areas)[:PRE_ANNOTATE_FACES]]
         else:
-            wanted = [whole_image_box(*regular_image_size(path))]
+            wanted = [whole_image_box(*image_size(path))]
         for box in wanted:
             if self.cached_face(key, box) is not None:
                 continue

@@ -232,17 +232,23 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     reads (ICO, TGA, PCX) passed every check and failed only when training decoded it
     (OpenCV), as a GIF or TIFF is no picture the annotator lists.
 
+    The file is opened here (:func:`open_regular_file`), not by PIL: PIL opens a path with a
+    plain ``open``, which waits for a writer for good on a FIFO (an image replaced by one).
+
     Raises:
+        NotRegularFileError: a FIFO, device or folder (never read; one line naming it).
         AnnotationError: the file is missing, not an image of those formats, or so large that
             decoding it would be a decompression bomb (PIL's limit); one line naming the file.
     """
     from PIL import Image, UnidentifiedImageError
     formats = {Image.registered_extensions()[suffix] for suffix in IMAGE_SUFFIXES}
     try:
-        with Image.open(path, formats=sorted(formats)) as im:  # the header only, no decoding
-            width, height = im.size
+        with open_regular_file(path) as f, Image.open(f, formats=sorted(formats)) as im:
+            width, height = im.size  # the header only, no decoding
             if _exif_orientation(im) in _EXIF_QUARTER_TURNS:
                 width, height = height, width
+    except NotRegularFileError:  # an AnnotationError naming the file already
+        raise
     except Image.DecompressionBombError as e:
         raise AnnotationError(f'{path}: image refused, too many pixels ({e})') from None
     except UnidentifiedImageError:

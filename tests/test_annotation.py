@@ -162,6 +162,26 @@ def test_image_size_follows_the_exif_orientation_like_mmcv(tmp_path):
     assert image_size(path) == (width, height) == (100, 200)
 
 
+@pytest.mark.timeout(30)  # before the fix, PIL's open of a FIFO waited for a writer for good
+def test_image_size_of_a_fifo_or_folder_is_refused_without_waiting(tmp_path):
+    """PIL opens a path with a plain open, which waits for a writer for good on a FIFO (an
+    image replaced by one): image_size refuses it, as a folder, in one line naming it
+    (NotRegularFileError); a missing file is still one line naming it."""
+    from animal_landmarks_mm.annotation import NotRegularFileError, image_size
+    fifo, folder, missing = tmp_path / 'a.png', tmp_path / 'b.png', tmp_path / 'c.png'
+    os.mkfifo(fifo)
+    folder.mkdir()
+    for path in (fifo, folder):
+        with pytest.raises(NotRegularFileError) as caught:
+            image_size(path)
+        assert str(caught.value) == (f'{path}: not a regular file (a FIFO, a device or a '
+                                     'folder): left alone')
+    with pytest.raises(AnnotationError) as caught:
+        image_size(missing)
+    assert str(caught.value).startswith(f'{missing}: image unreadable (')
+    assert not isinstance(caught.value, NotRegularFileError)
+
+
 def test_written_files_get_the_usual_mode_not_mkstemps_private_one(tmp_path):
     from animal_landmarks_mm.annotation import _UMASK
     write_json_atomic(tmp_path / 'a.json', dict(a=1))
