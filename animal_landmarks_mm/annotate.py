@@ -59,6 +59,7 @@ from .annotation import (
     is_models_prediction,
     load_annotation,
     parse_annotation,
+    read_annotation_json,
     read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
@@ -964,12 +965,13 @@ def _read_record(path: Path, draft: bool = False) -> _FileRecord:
     converter would leave out is broken here too, not counted as done (a ``draft`` is checked
     when it is opened). What is no regular file (a FIFO) is not read: not ``regular``, neither
     broken nor anyone's."""
-    try:
-        raw = json.loads(read_regular_file(path))
+    try:  # read as the converter reads it: UTF-8 only (json.loads of bytes took UTF-16 too),
+        # at most ANNOTATION_MAX_BYTES (a stray dump was read whole)
+        raw = read_annotation_json(path)
     except NotRegularFileError:  # a FIFO would block the start for good: not read, not ours
         return _FileRecord(name=path.name, image=None, status=None, broken=False,
                            regular=False)
-    except (OSError, ValueError, RecursionError):
+    except AnnotationError:  # unreadable, too large, not UTF-8, broken or too deep JSON
         return _FileRecord(name=path.name, image=None, status=None, broken=True)
     if not isinstance(raw, dict):
         return _FileRecord(name=path.name, image=None, status=None, broken=True)
@@ -1327,14 +1329,14 @@ class AnnotationSession:
             self._pending.discard(image)
             return self._open_file(image, width, height)
         self._pending.add(image)
+        # read as an annotation file is (at most ANNOTATION_MAX_BYTES, UTF-8): a draft is one
+        # in the making; its errors name the draft in one line (unreadable, too large, not
+        # JSON)
+        raw = read_annotation_json(draft)
         try:
-            raw = json.loads(read_regular_file(draft).decode('utf-8'))
             edit = ImageEdit.from_draft(raw)
-        except OSError as e:
-            raise AnnotationError(f'{draft}: cannot read the draft ({e.strerror or e})'
-                                  ) from None
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,
-                ValueError, IndexError, AttributeError, OverflowError) as e:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                OverflowError) as e:
             raise AnnotationError(f'{draft}: broken draft ({first_line(e)[:200]})'
                                   ) from None
         except RecursionError:

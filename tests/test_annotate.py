@@ -686,6 +686,63 @@ def test_a_file_the_converter_refuses_is_not_done_and_never_overwritten(session)
     assert target.read_bytes() == before
 
 
+def test_a_file_too_large_or_not_utf8_is_counted_as_the_converter_counts_it(tmp_path,
+                                                                            monkeypatch):
+    """The output folder's files are read at the start as the converter reads them
+    (read_annotation_json): a file over ANNOTATION_MAX_BYTES (it was read whole: a stray dump
+    exhausted the memory) or in UTF-16 (json.loads of bytes took it) is not done but broken,
+    still its image's file, and the big one is not read past the limit."""
+    from pathlib import Path
+
+    from animal_landmarks_mm import annotation as annotation_module
+    from animal_landmarks_mm.annotation import ANNOTATION_MAX_BYTES
+    images = _images(tmp_path / 'images', ('a.png', 'b.png', 'c.png'))
+    out = tmp_path / 'out'
+    out.mkdir()
+    points = [(1.0 + k, 2.0 + k) for k in range(28)]
+
+    def text(image):
+        return json.dumps(ImageAnnotation(image, 80, 60, [Face(points)]).to_json())
+
+    big, wide = out / 'a.json', out / 'b.json'
+    big.write_text(text('a.png') + ' ' * ANNOTATION_MAX_BYTES)  # JSON, but no annotation's size
+    wide.write_bytes(text('b.png').encode('utf-16'))
+    (out / 'c.json').write_text(text('c.png'))
+    reads, real = [], annotation_module.read_regular_file
+
+    def recording(path, max_bytes=None):
+        reads.append((Path(path).name, max_bytes))
+        return real(path, max_bytes)
+
+    monkeypatch.setattr(annotation_module, 'read_regular_file', recording)
+    session = AnnotationSession(images, out)
+    assert ('a.json', ANNOTATION_MAX_BYTES) in reads  # read up to the limit, not whole
+    assert session.progress().done == 1 and session.is_done('c.png')
+    for image, path, why in (('a.png', big, f'more than {ANNOTATION_MAX_BYTES} bytes'),
+                             ('b.png', wide, "cannot read \\('utf-8' codec")):
+        assert not session.is_done(image)
+        assert session.annotation_path(image) == path  # its file, broken: never written over
+        with pytest.raises(AnnotationError, match=why) as caught:
+            session.open(image)
+        assert str(caught.value).startswith(f'{path}: ') and '\n' not in str(caught.value)
+    contents = AnnotationReader(images).read(out)
+    assert len(contents.records) == 1 and len(contents.problems) == 2
+
+
+def test_a_draft_too_large_to_be_one_is_refused_in_one_line(session):
+    """A draft is read as an annotation file is: at most ANNOTATION_MAX_BYTES (it was read
+    whole)."""
+    from animal_landmarks_mm.annotation import ANNOTATION_MAX_BYTES
+    edit = session.open('a.png')
+    edit.click(1.0, 2.0)
+    draft = session.save(edit)
+    draft.write_text(draft.read_text() + ' ' * ANNOTATION_MAX_BYTES)
+    with pytest.raises(AnnotationError) as caught:
+        session.open('a.png')
+    assert str(caught.value) == (f'{draft}: more than {ANNOTATION_MAX_BYTES} bytes, too large '
+                                 'to read')
+
+
 @pytest.mark.parametrize('case', ['all_absent', 'one_point', 'one_spot', 'on_a_line'])
 def test_a_face_the_converter_would_refuse_stays_a_draft(session, case):
     """One rule for both tools: complete by click count, but not an annotation the converter
@@ -757,7 +814,7 @@ def test_a_hostile_draft_is_one_line_never_a_traceback(session, payload):
                                   status='annotated', status_reason='', revision=None,
                                   faces=[face]))
     draft.write_text(payload)
-    with pytest.raises(AnnotationError, match='broken draft') as caught:
+    with pytest.raises(AnnotationError, match='broken draft|JSON nested too deeply') as caught:
         session.open('a.png')
     assert str(draft) in str(caught.value) and '\n' not in str(caught.value)
     assert draft.read_text() == payload  # never modified

@@ -876,7 +876,8 @@ def test_an_unreadable_draft_is_one_line(folders):
     finally:
         draft.chmod(0o644)
     assert not answer['ok'] and answer['reason'] == 'cannot_open'
-    assert answer['message'] == f'Cannot open: {draft}: cannot read the draft (Permission denied)'
+    assert answer['message'] == (f"Cannot open: {draft}: cannot read ([Errno 13] Permission "
+                                 f"denied: '{draft}')")
 
 
 def test_a_draft_that_cannot_be_set_aside_opens_read_only(folders):
