@@ -55,6 +55,7 @@ from .annotation import (
     file_sha256,
     fit_name,
     image_size,
+    is_annotation_name,
     is_hidden,
     is_models_prediction,
     load_annotation,
@@ -1133,7 +1134,7 @@ class AnnotationSession:
         except FileNotFoundError:
             return [], []
         records = [_read_record(folder / name, draft=drafts) for name in names
-                   if name.lower().endswith('.json')]
+                   if is_annotation_name(name)]
         self.not_regular += [folder / r.name for r in records if not r.regular]
         return names, records
 
