@@ -43,7 +43,6 @@ import logging
 import math
 import mimetypes
 import os
-import re
 import secrets
 import socket
 import stat
@@ -72,6 +71,7 @@ from .annotation import (
     STATUS_SKIPPED,
     AnnotationError,
     image_size,
+    is_sha256_hex,
     read_image,
 )
 from .errors import AnimalLandmarksError, first_line, printable
@@ -166,9 +166,6 @@ class TabSession:
     used: float = field(default_factory=time.monotonic)
 
 
-_SHA256_HEX = re.compile(r'[0-9a-f]{64}')
-
-
 def _seen_revisions(seen: Any) -> tuple[str | None, str | None] | None:
     """The ``seen`` of :meth:`Annotator.open`, checked: ``(revision, draft_revision)``, each
     a sha256 in hex or None (no file)."""
@@ -178,7 +175,7 @@ def _seen_revisions(seen: Any) -> tuple[str | None, str | None] | None:
         raise EditError('seen must be {"revision": ..., "draft_revision": ...}')
     revisions = seen.get('revision'), seen.get('draft_revision')
     for value in revisions:
-        if value is not None and not (isinstance(value, str) and _SHA256_HEX.fullmatch(value)):
+        if value is not None and not is_sha256_hex(value):
             raise EditError(f'a revision is a sha256 in hex or null, not {str(value)[:80]!r}')
     return revisions
 

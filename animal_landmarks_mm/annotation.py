@@ -220,6 +220,14 @@ def _exif_orientation(im) -> int | None:
         return None  # a broken EXIF block: decoders ignore it too, the pixels are fine
 
 
+def image_formats() -> dict[str, str]:
+    """PIL's format of each suffix of :data:`IMAGE_SUFFIXES` (``{'.jpg': 'JPEG', ...}``, PIL's
+    own table): the only PIL plugins an image is opened with, here and by the crawler; another
+    one may run a program (EPS: Ghostscript) or read what training cannot (TIFF, ICO, TGA)."""
+    from PIL import Image
+    return {suffix: Image.registered_extensions()[suffix] for suffix in IMAGE_SUFFIXES}
+
+
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(width, height)`` of an image as mmcv and the annotator show it, from its header only.
 
@@ -241,9 +249,9 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             decoding it would be a decompression bomb (PIL's limit); one line naming the file.
     """
     from PIL import Image, UnidentifiedImageError
-    formats = {Image.registered_extensions()[suffix] for suffix in IMAGE_SUFFIXES}
+    formats = sorted(set(image_formats().values()))
     try:
-        with open_regular_file(path) as f, Image.open(f, formats=sorted(formats)) as im:
+        with open_regular_file(path) as f, Image.open(f, formats=formats) as im:
             width, height = im.size  # the header only, no decoding
             if _exif_orientation(im) in _EXIF_QUARTER_TURNS:
                 width, height = height, width
@@ -772,6 +780,12 @@ def remove_stale_temporaries(folder: str | os.PathLike, min_age: float = STALE_T
         except FileNotFoundError:  # another process cleaned it
             pass
     return removed
+
+
+def is_sha256_hex(value: object) -> bool:
+    """Whether ``value`` is a sha256 digest as :func:`file_sha256` writes it (64 lowercase hex
+    digits): the form every file and metadata field holding one must have."""
+    return isinstance(value, str) and re.fullmatch('[0-9a-f]{64}', value) is not None
 
 
 def file_sha256(path: str | os.PathLike) -> str:

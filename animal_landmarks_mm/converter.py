@@ -34,7 +34,6 @@ import json
 import math
 import os
 import random
-import re
 import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from .annotation import (
     image_size,
     is_annotation_name,
     is_hidden,
+    is_sha256_hex,
     lies_in_folder,
     load_annotation,
     read_regular_file,
@@ -102,7 +102,6 @@ SPLIT_RECORD_FORMAT = 'animal_landmarks_mm.splits'
 SPLIT_RECORD_VERSION = 1
 #: What the error of a split record or list that cannot be followed says of --reshuffle.
 _MAY_CHANGE_SPLIT = '(files of earlier conversions may then change split)'
-_SHA256 = re.compile('[0-9a-f]{64}')
 
 #: An image changed this recently before its stamp was taken may change again within its file
 #: system's timestamp resolution (2 s on FAT) without its modification time changing: its
@@ -1038,7 +1037,7 @@ class SplitRecord:
                 assignment[name] = split
         images = raw.get('images', {})  # absent from the records of earlier versions
         if not isinstance(images, dict) or not all(
-                isinstance(digest, str) and _SHA256.fullmatch(digest)
+                is_sha256_hex(digest)
                 for digest in images.values()):
             raise ValueError('"images" must map file names to SHA-256 digests (64 hex digits)')
         stray = next((name for name in images if name not in assignment), None)

@@ -82,6 +82,7 @@ from tqdm import tqdm
 from .annotation import (
     IMAGE_SUFFIXES,
     SIDECAR_FORMAT,
+    image_formats,
     read_sidecar,
     remove_stale_temporaries,
     write_json_atomic,
@@ -114,8 +115,7 @@ _NOT_AN_IMAGE_FILE = 'not a JPEG, PNG, WebP or BMP file ({})'
 #: PIL's format of each extension of :data:`IMAGE_EXTENSIONS` (PIL's own table): a download is
 #: opened with these PIL plugins only, never with one that runs a program (EPS: Ghostscript) or
 #: reads what the dataset cannot take (TIFF, PCX ...), and must be the format its name says
-IMAGE_FORMATS = {extension: Image.registered_extensions()[f'.{extension}']
-                 for extension in IMAGE_EXTENSIONS}
+IMAGE_FORMATS = {suffix.lstrip('.'): pil_format for suffix, pil_format in image_formats().items()}
 #: the schemes of the file URLs downloaded (:class:`BoundedHttpDownloader`'s); gallery-dl has
 #: downloaders for others (``text:``, ``ytdl:`` ...), which no :class:`DownloadGuard` bounds
 FILE_URL_SCHEMES = ('http', 'https')

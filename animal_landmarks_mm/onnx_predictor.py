@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .annotation import write_image
+from .annotation import is_sha256_hex, write_image
 from .errors import AnimalLandmarksError
 from .schema import KEYPOINT_NAMES
 
@@ -154,7 +154,6 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, i
 
 
 # what the export writes as source_sha256 (annotation.file_sha256's hex digest)
-_SHA256 = re.compile(r'[0-9a-f]{64}')
 #: metadata kept as the text it is, never decoded as JSON: the checkpoint's digest is text
 #: (a digest of digits only would otherwise become a number)
 TEXT_METADATA = ('source_sha256',)
@@ -348,7 +347,7 @@ def _names_differ(names: list[str]) -> str:
 def _source_sha256(raw: dict[str, str]) -> str | None:
     """The checkpoint digest a file's metadata gives, when it is one (64 hex digits)."""
     value = raw.get('source_sha256', '')
-    return value if _SHA256.fullmatch(value) else None
+    return value if is_sha256_hex(value) else None
 
 
 class OnnxLandmarkPredictor:
