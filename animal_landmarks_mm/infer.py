@@ -39,6 +39,7 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
+    _number,
     file_sha256,
     fit_name,
     image_files,
@@ -46,6 +47,7 @@ from .annotation import (
     lies_in_folder,
     load_annotation,
     read_image,
+    read_regular_file,
     remove_stale_temporaries,
     save_annotation,
     write_image,
@@ -75,6 +77,13 @@ DETECTED_BOX_SCALE = 1.1
 MAX_BOX_SIDE_PER_IMAGE_SIDE = 4
 #: ``--rank``'s output, in the output folder.
 RANKING_FILE = 'ranking.json'
+#: The largest ``--boxes`` file read (bytes): a million boxes (about 60 bytes each) fit; a
+#: larger file, or a device, is no list of boxes (never read whole).
+MAX_BOXES_FILE_BYTES = 64 << 20
+#: At most this many faces go through the model at once (both runtimes): the crops and the
+#: network's activations of all the boxes of an image at once grow with their number (400
+#: boxes asked 1.6 GB of one allocation).
+MAX_BATCH = 32
 
 
 def _warn(message: str) -> None:
@@ -111,11 +120,19 @@ def load_boxes_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     image, far larger than it) are left to :func:`usable_boxes`, which knows the image.
 
     Raises:
-        InferenceInputError: unreadable file or malformed boxes, naming which.
+        InferenceInputError: unreadable file (no regular file: a FIFO is never read; over
+            :data:`MAX_BOXES_FILE_BYTES`) or malformed boxes, naming which.
     """
     try:
-        raw = json.loads(Path(path).read_text(encoding='utf-8'))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        data = read_regular_file(path, MAX_BOXES_FILE_BYTES)
+    except AnnotationError as e:  # a FIFO, a device, too large: the message names the file
+        raise InferenceInputError(f'cannot read boxes: {e}') from None
+    except OSError as e:
+        raise InferenceInputError(f'{path}: cannot read boxes ({e.__class__.__name__}: '
+                                  f'{" ".join(str(e).split())[:80]})') from None
+    try:
+        raw = json.loads(data.decode('utf-8'))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise InferenceInputError(f'{path}: cannot read boxes ({e.__class__.__name__}: '
                                   f'{" ".join(str(e).split())[:80]})') from None
     if not isinstance(raw, dict):
@@ -126,11 +143,10 @@ def load_boxes_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
             boxes[name] = np.zeros((0, 4), np.float32)
             continue
         shown = printable(json.dumps(value, ensure_ascii=False), one_line=True, limit=80)
-        # numpy reads true and false as 1 and 0: a box of them is a mistake, not a corner
-        if isinstance(value, list) and any(isinstance(v, bool) for row in value
-                                           if isinstance(row, list) for v in row):
-            raise InferenceInputError(f'{path}: boxes of {name!r}: true and false are not '
-                                      f'coordinates, got {shown}')
+        try:
+            _check_coordinates(value)
+        except AnnotationError as e:
+            raise InferenceInputError(f'{path}: boxes of {name!r}: {e}, in {shown}') from None
         try:
             with np.errstate(over='ignore'):  # 1e39 is infinite in float32: usable_boxes says
                 array = np.asarray(value, dtype=np.float32)
@@ -147,6 +163,21 @@ def load_boxes_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 f'and y1 > y0, got {shown}')
         boxes[name] = array[:, :4]
     return boxes
+
+
+def _check_coordinates(boxes: object) -> None:
+    """Refuse a box entry that is no number, by the annotation files' rule for a number
+    (:func:`~.annotation._number`): numpy would read ``"10"`` as 10 and true and false as 1 and
+    0, a mistake rather than a corner. NaN and infinities are left to :func:`usable_boxes`,
+    which skips their box naming the image; the shape is :func:`load_boxes_file`'s to check.
+
+    Raises:
+        AnnotationError: the first entry that is no number, in one line.
+    """
+    for row in boxes if isinstance(boxes, list) else ():
+        for value in row if isinstance(row, list) else ():
+            if not (isinstance(value, float) and not math.isfinite(value)):
+                _number(value, 'a coordinate')
 
 
 def _shown_box(box: np.ndarray) -> str:
@@ -255,6 +286,7 @@ class LandmarkPredictor:
             released model for human anime faces, or an export), or a pretrained name
             (``anime-face-detector``); loaded strictly.
         device: ``cpu``, ``cuda``, ``cuda:0``... (:func:`torch_device`).
+        max_batch: at most this many faces go through the model at once.
 
     Raises:
         InferenceInputError: a device torch cannot use here.
@@ -263,11 +295,26 @@ class LandmarkPredictor:
     """
 
     def __init__(self, config: str | os.PathLike | None, checkpoint: str | os.PathLike,
-                 device: str = 'cpu'):
+                 device: str = 'cpu', max_batch: int = MAX_BATCH):
         from .checkpoints import init_model_strict
         self.model = init_model_strict(config, checkpoint, device=torch_device(device))
         self.checkpoint = str(checkpoint)
+        self.max_batch = max(1, int(max_batch))
         self._visualizer = None
+
+    def _topdown(self, image_bgr: np.ndarray, boxes: np.ndarray | None) -> list:
+        """mmpose's ``inference_topdown`` of the boxes (None or none: the whole image), in
+        runs of at most ``max_batch`` boxes: it stacks the crops of all the boxes it is given
+        into one batch, whose memory grows with their number."""
+        from mmpose.apis import inference_topdown
+        if boxes is None or len(boxes) == 0:
+            return inference_topdown(self.model, image_bgr, bboxes=boxes, bbox_format='xyxy')
+        results = []
+        for start in range(0, len(boxes), self.max_batch):
+            results += inference_topdown(self.model, image_bgr,
+                                         bboxes=boxes[start:start + self.max_batch],
+                                         bbox_format='xyxy')
+        return results
 
     def predict(self, image_bgr: np.ndarray, boxes: np.ndarray):
         """Landmarks of each box: a merged mmpose ``PoseDataSample``
@@ -276,10 +323,9 @@ class LandmarkPredictor:
         Raises:
             NonFinitePredictionError: NaN or infinite points or scores (a diverged model).
         """
-        from mmpose.apis import inference_topdown
         from mmpose.structures import merge_data_samples
-        results = inference_topdown(self.model, image_bgr, bboxes=boxes, bbox_format='xyxy')
-        sample = merge_data_samples(results)
+        sample = merge_data_samples(self._topdown(
+            image_bgr, None if boxes is None else np.asarray(boxes)))
         check_finite_predictions(sample.pred_instances.keypoints,
                                  sample.pred_instances.keypoint_scores, self.checkpoint)
         return sample
@@ -293,8 +339,6 @@ class LandmarkPredictor:
         Returns:
             ``(N,)`` normalised disagreement per box.
         """
-        from mmpose.apis import inference_topdown
-
         from .schema import flip_indices
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         width = image_bgr.shape[1]
@@ -304,9 +348,8 @@ class LandmarkPredictor:
         flip_test = self.model.test_cfg.get('flip_test', False)
         self.model.test_cfg['flip_test'] = False
         try:
-            plain = inference_topdown(self.model, image_bgr, bboxes=boxes, bbox_format='xyxy')
-            mirrored = inference_topdown(self.model, np.ascontiguousarray(image_bgr[:, ::-1]),
-                                         bboxes=mirrored_boxes, bbox_format='xyxy')
+            plain = self._topdown(image_bgr, boxes)
+            mirrored = self._topdown(np.ascontiguousarray(image_bgr[:, ::-1]), mirrored_boxes)
         finally:
             self.model.test_cfg['flip_test'] = flip_test
         plain_points = np.stack([r.pred_instances.keypoints[0] for r in plain])
@@ -345,7 +388,8 @@ def load_predictor(checkpoint: str | os.PathLike, config: str | os.PathLike | No
     if is_onnx_path(checkpoint):
         if config is not None:
             _warn(f'{checkpoint}: an ONNX graph holds its own processing; --config is not used')
-        return OnnxLandmarkPredictor(checkpoint, providers=onnx_providers(device))
+        return OnnxLandmarkPredictor(checkpoint, providers=onnx_providers(device),
+                                     max_batch=MAX_BATCH)
     return LandmarkPredictor(config=config, checkpoint=checkpoint, device=device)
 
 

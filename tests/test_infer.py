@@ -236,7 +236,7 @@ def test_flip_disagreement_is_the_same_for_a_face_and_its_mirror(coco_dir, train
     (['IMG', '--face-detector', 'yolov3', '--face-detector-checkpoint', 'nope.pth'],
      'error: face detector checkpoint not found: nope.pth'),
     (['IMG', '--boxes', 'BOXES'], "must be a list of [x0, y0, x1, y1] with x1 > x0"),
-    (['IMG', '--boxes', 'BOOLEANS'], 'true and false are not coordinates'),
+    (['IMG', '--boxes', 'BOOLEANS'], 'a coordinate is not a number: False'),
 ])
 def test_infer_bad_input_is_a_one_line_error(coco_dir, trained, tmp_path, args, message):
     image_path, _ = _image_and_box(coco_dir)
@@ -517,3 +517,81 @@ def test_a_prediction_under_review_is_kept_and_an_annotator_at_work_stops_a_run(
         'two on one folder would overwrite each other\'s saves: stop that one, or choose '
         'another --annotation-dir')
     assert (out / 'two.json').read_bytes() == untouched
+
+
+def test_a_boxes_file_is_read_only_if_regular_and_small_and_its_entries_are_numbers(
+        tmp_path, monkeypatch):
+    """--boxes: a FIFO is refused at once (reading it waited for a writer for good), a file
+    over MAX_BOXES_FILE_BYTES is never read whole (/dev/zero ran out of memory), and an entry
+    that is no number is refused as the annotation files refuse one (numpy read "10" as 10)."""
+    import threading
+
+    from animal_landmarks_mm import infer
+    fifo = tmp_path / 'boxes.fifo'
+    os.mkfifo(fifo)
+    caught = []
+
+    def read():
+        try:
+            infer.load_boxes_file(fifo)
+        except InferenceInputError as e:
+            caught.append(str(e))
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    try:
+        assert not reader.is_alive(), 'a FIFO was read, waiting for a writer'
+    finally:  # a reader waiting on it: a writer that closes at once lets it go
+        if reader.is_alive():
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert caught == [f'cannot read boxes: {fifo}: not a regular file (a FIFO, a device or a '
+                      'folder): left alone']
+    monkeypatch.setattr(infer, 'MAX_BOXES_FILE_BYTES', 100)
+    large = tmp_path / 'large.json'
+    large.write_text(json.dumps({'a.png': [[0, 0, 10, 10]] * 10}))
+    with pytest.raises(InferenceInputError, match=f'^cannot read boxes: {large}: more than 100 '
+                       'bytes, too large to read$'):
+        infer.load_boxes_file(large)
+    for entry, shown in (('"10"', "'10'"), ('true', 'True'), ('null', 'None'), ('[1]', '[1]')):
+        given = tmp_path / 'given.json'
+        given.write_text(f'{{"a.png": [[{entry}, 10, 20, 20]]}}')
+        with pytest.raises(InferenceInputError) as error:
+            infer.load_boxes_file(given)
+        assert str(error.value) == (f"{given}: boxes of 'a.png': a coordinate is not a number: "
+                                    f'{shown}, in [[{entry}, 10, 20, 20]]')
+    # not finite: usable_boxes skips that box, naming the image (the file is no mistake)
+    given.write_text('{"a.png": [[NaN, 0, 10, 10], [0, 0, 1e400, 10]]}')
+    assert infer.load_boxes_file(given)['a.png'].shape == (2, 4)
+
+
+def test_the_boxes_of_an_image_go_through_the_model_a_batch_at_a_time(peaked_scenes,
+                                                                      peaked_checkpoint,
+                                                                      monkeypatch):
+    """Many boxes of one image go to mmpose MAX_BATCH at a time, for the points and for the
+    flip disagreement: all at once, 400 boxes asked 1.6 GB of one allocation. The points are
+    those of one batch of all."""
+    import mmpose.apis
+
+    from animal_landmarks_mm import infer
+    assert LandmarkPredictor(None, peaked_checkpoint).max_batch == infer.MAX_BATCH
+    image, boxes, _ = peaked_scenes[0]
+    boxes = np.concatenate([boxes, boxes + 3, boxes - 3])  # 6 faces
+    whole = LandmarkPredictor(None, peaked_checkpoint, max_batch=len(boxes))
+    expected = whole.predict(image, boxes).pred_instances
+    expected_disagreement = whole.flip_disagreement(image, boxes)
+    batches = []
+    real = mmpose.apis.inference_topdown
+
+    def counted(model, img, bboxes=None, bbox_format='xyxy'):
+        batches.append(len(bboxes))
+        return real(model, img, bboxes=bboxes, bbox_format=bbox_format)
+    monkeypatch.setattr(mmpose.apis, 'inference_topdown', counted)
+    predictor = LandmarkPredictor(None, peaked_checkpoint, max_batch=4)
+    predicted = predictor.predict(image, boxes).pred_instances
+    assert batches == [4, 2]
+    np.testing.assert_allclose(predicted.keypoints, expected.keypoints, atol=1e-3)
+    np.testing.assert_allclose(predicted.keypoint_scores, expected.keypoint_scores, atol=1e-5)
+    batches.clear()
+    np.testing.assert_allclose(predictor.flip_disagreement(image, boxes),
+                               expected_disagreement, rtol=1e-4)
+    assert batches == [4, 2, 4, 2]  # plain, then mirrored
