@@ -14,6 +14,7 @@ they make boxes themselves: anime_face_detector grows detected boxes by 1.1 arou
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -40,12 +41,14 @@ from .annotation import (
     Face,
     ImageAnnotation,
     _number,
+    _parse_face,
     file_sha256,
     fit_name,
     image_files,
     image_size,
     lies_in_folder,
     load_annotation,
+    parse_annotation,
     read_image,
     read_regular_file,
     remove_stale_temporaries,
@@ -62,9 +65,9 @@ from .onnx_predictor import (
     is_onnx_path,
 )
 
-__all__ = ['FaceDetector', 'LandmarkPredictor', 'NonFinitePredictionError',
-           'OnnxLandmarkPredictor', 'OnnxModelError', 'load_predictor', 'parse_device',
-           'run_inference']
+__all__ = ['FaceDetectionError', 'FaceDetector', 'LandmarkPredictor',
+           'NonFinitePredictionError', 'OnnxLandmarkPredictor', 'OnnxModelError',
+           'load_predictor', 'parse_device', 'run_inference']
 
 FACE_DETECTORS = ('yolov3', 'faster-rcnn')
 #: anime_face_detector's factor for detected boxes (``LandmarkDetector(box_scale_factor)``).
@@ -99,6 +102,10 @@ def _note(message: str) -> None:
 
 class InferenceInputError(AnimalLandmarksError, ValueError):
     """Inputs that cannot be used; the message is one line."""
+
+
+class FaceDetectionError(InferenceInputError):
+    """An image the face detector cannot process (one line); the run skips that image."""
 
 
 def list_images(path: str | os.PathLike) -> list[Path]:
@@ -270,8 +277,19 @@ class FaceDetector:
         self.score_thr = score_thr
 
     def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
-        """Face boxes ``(N, 4)``, grown as anime_face_detector does."""
-        detections = self.model.detect(image_bgr)
+        """Face boxes ``(N, 4)``, grown as anime_face_detector does.
+
+        Raises:
+            FaceDetectionError: an image the detector's preprocessing refuses (one a few
+                pixels wide and thousands long scales to a width of 0: cv2.resize fails).
+        """
+        import cv2
+        try:
+            detections = self.model.detect(image_bgr)
+        except cv2.error as e:
+            height, width = image_bgr.shape[:2]
+            raise FaceDetectionError(f'the face detector cannot process a {width}x{height} '
+                                     f'image ({first_line(e).strip()})') from None
         kept = [scale_detected_box(d[:4]) for d in detections if d[4] >= self.score_thr]
         return np.array(kept, dtype=np.float32).reshape(-1, 4)
 
@@ -478,6 +496,42 @@ def predictions_to_annotation(image_name: str, width: int, height: int, sample,
                   prediction=prediction))
 
 
+def readable_faces(annotation: ImageAnnotation, boxes: np.ndarray) -> list[int]:
+    """The faces of a prediction that its annotation file can hold, by the reader's own rules
+    (:func:`~.annotation.parse_annotation` of what :func:`~.annotation.save_annotation` would
+    write): a file the reader refuses is never written, since later runs would keep it as a
+    person's work for good. Each other face (its points rounded onto one spot, as in a box of
+    1e-5 pixels; not 28 points) is skipped with a warning naming the image and its box.
+
+    Args:
+        annotation: the prediction (:func:`predictions_to_annotation`).
+        boxes: its faces' boxes, ``(N, 4)``, for the warnings.
+
+    Returns:
+        The indices of the faces to keep; none (warned) where no face is left or the file
+        would be refused for another reason (an image name holding a line break).
+    """
+    kept = []
+    for i, (face, box) in enumerate(zip(annotation.faces, boxes)):
+        try:
+            _parse_face(face.to_json(), f'face {i}')
+        except AnnotationError as e:
+            _warn(f'{annotation.image}: box {_shown_box(box)} skipped: {e}, which no '
+                  'annotation file can hold')
+        else:
+            kept.append(i)
+    if not kept:
+        _warn(f'{annotation.image}: no face an annotation file can hold, skipped')
+        return []
+    try:
+        parse_annotation(dataclasses.replace(
+            annotation, faces=[annotation.faces[i] for i in kept]).to_json())
+    except AnnotationError as e:
+        _warn(f'{annotation.image}: skipped: its annotation file would not be readable ({e})')
+        return []
+    return kept
+
+
 def picture_name(image: str) -> str:
     """The file name of an image's picture: ``<image>.jpg``; where that passes
     :data:`~.annotation.NAME_MAX_BYTES` (an image name that is itself legal), the name cut on a
@@ -594,6 +648,9 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     lock = lock_output_folder(naming.output_dir, option='--annotation-dir')
     try:
         (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
+        # the tool's own folder: a temporary there older than any write takes is a picture a
+        # killed run left
+        remove_stale_temporaries(out_dir / 'vis')
         if rank:  # what a killed run left half-written; the folder's other files are the user's
             remove_stale_temporaries(ranking_file.parent, of=ranking_file.name)
         result, ranking = InferenceResult(), []
@@ -623,7 +680,12 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                     continue
                 how = 'boxes file'
             elif face_detector is not None:
-                boxes, how = face_detector(image), 'anime_face_detector face detector'
+                try:
+                    boxes = face_detector(image)
+                except FaceDetectionError as e:
+                    _warn(f'{path.name}: {e}; skipped')
+                    continue
+                how = 'anime_face_detector face detector'
                 if len(boxes) == 0:
                     _warn(f'{path.name}: the face detector found no face, skipped')
                     continue
@@ -636,10 +698,19 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                 _warn(f'{path.name}: no usable face box, skipped')
                 continue
             sample = predictor.predict(image, boxes)
-            predictor.draw(image, sample, out_dir / 'vis' / picture_name(path.name))
             annotation = predictions_to_annotation(
                 path.name, width, height, sample, boxes, model=model,
                 prediction=dict(how_predicted, boxes=how))
+            kept = readable_faces(annotation, boxes)
+            if not kept:
+                continue
+            if len(kept) < len(boxes):  # rare: predicted again, the picture and rank of those
+                boxes = boxes[kept]
+                sample = predictor.predict(image, boxes)
+                annotation = predictions_to_annotation(
+                    path.name, width, height, sample, boxes, model=model,
+                    prediction=dict(how_predicted, boxes=how))
+            predictor.draw(image, sample, out_dir / 'vis' / picture_name(path.name))
             if _persons_work(target) or naming.has_draft(path.name):  # saved meanwhile
                 result.kept.append(target)
                 continue

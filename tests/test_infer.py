@@ -519,6 +519,44 @@ def test_a_prediction_under_review_is_kept_and_an_annotator_at_work_stops_a_run(
     assert (out / 'two.json').read_bytes() == untouched
 
 
+def test_a_prediction_no_annotation_file_can_hold_is_never_written(peaked_scenes,
+                                                                   peaked_checkpoint, tmp_path,
+                                                                   monkeypatch):
+    """A box of 1e-5 pixels puts all its points on one spot once rounded for the file: such a
+    face is skipped with a warning naming the image and the box, the image's other faces are
+    written; an image left without faces, or whose file the reader would refuse for another
+    reason (a line break in its name), gets no file, which later runs would keep as a
+    person's work for good."""
+    from animal_landmarks_mm import infer
+    from animal_landmarks_mm.annotation import Face, ImageAnnotation
+    warnings = []
+    monkeypatch.setattr(infer, '_warn', warnings.append)
+    good, _, _ = _scene_folder(peaked_scenes, tmp_path / 'images',
+                               {'both.png': 1, 'tiny.png': 1, 'line\nbreak.png': 1})
+    tiny = [10, 10, 10.00001, 10.00001]
+    (tmp_path / 'boxes.json').write_text(json.dumps(
+        {'both.png': [good, tiny], 'tiny.png': [tiny], 'line\nbreak.png': [good]}))
+    out = tmp_path / 'out'
+    result = run_inference(tmp_path / 'images', config=None, checkpoint=peaked_checkpoint,
+                           out_dir=out, boxes_file=tmp_path / 'boxes.json', progress=False)
+    assert [p.name for p in result.written] == ['both.json']
+    written = load_annotation(out / 'annotations' / 'both.json')
+    assert [face.bbox for face in written.faces] == [pytest.approx(tuple(good))]
+    assert sorted(p.name for p in (out / 'annotations').iterdir()
+                  if not p.name.startswith('.')) == ['both.json']
+    assert [p.name for p in (out / 'vis').iterdir()] == ['both.png.jpg']
+    assert any(w.startswith('both.png: box [10, 10, 10, 10] skipped: face 1 has all its '
+                            'points on one spot') for w in warnings), warnings
+    assert 'tiny.png: no face an annotation file can hold, skipped' in warnings
+    assert any(w.startswith('line\nbreak.png: skipped: its annotation file would not be '
+                            'readable ("image" holds a NUL or line break') for w in warnings)
+    # a model of other points than the project's 28 (another config): no face of it is kept
+    five = ImageAnnotation('five.png', 40, 40, [Face([(float(i), 1.0) for i in range(5)])])
+    assert infer.readable_faces(five, np.array([[0, 0, 9, 9]])) == []
+    assert warnings[-2] == ('five.png: box [0, 0, 9, 9] skipped: face 0 has 5 landmarks, '
+                            'expected 28, which no annotation file can hold')
+
+
 def test_a_boxes_file_is_read_only_if_regular_and_small_and_its_entries_are_numbers(
         tmp_path, monkeypatch):
     """--boxes: a FIFO is refused at once (reading it waited for a writer for good), a file
@@ -595,3 +633,48 @@ def test_the_boxes_of_an_image_go_through_the_model_a_batch_at_a_time(peaked_sce
     np.testing.assert_allclose(predictor.flip_disagreement(image, boxes),
                                expected_disagreement, rtol=1e-4)
     assert batches == [4, 2, 4, 2]  # plain, then mirrored
+
+
+def test_an_image_the_face_detector_cannot_process_is_skipped(peaked_scenes,
+                                                              peaked_checkpoint, tmp_path,
+                                                              monkeypatch):
+    """An image 2 pixels wide and 3000 high scales to a width of 0 in the detector's
+    preprocessing (cv2.resize fails): that image is skipped, named, in one line; the run goes
+    on (it ended with cv2's traceback)."""
+    from anime_face_detector._face import YOLOv3FaceDetector
+
+    from animal_landmarks_mm import infer
+    warnings = []
+    monkeypatch.setattr(infer, '_warn', warnings.append)
+    torch.manual_seed(0)
+    weights = tmp_path / 'yolov3.pth'
+    torch.save(YOLOv3FaceDetector().state_dict(), weights)
+    detector = FaceDetector('yolov3', weights, score_thr=0.0)
+    _scene_folder(peaked_scenes, tmp_path / 'images', {'b_good.png': 1})
+    assert cv2.imwrite(str(tmp_path / 'images' / 'a_strip.png'),
+                       np.full((3000, 2, 3), 128, np.uint8))
+    result = run_inference(tmp_path / 'images', config=None, checkpoint=peaked_checkpoint,
+                           out_dir=tmp_path / 'out', face_detector=detector, progress=False)
+    assert [p.name for p in result.written] == ['b_good.json']
+    strip, = [w for w in warnings if w.startswith('a_strip.png')]
+    assert strip.startswith('a_strip.png: the face detector cannot process a 2x3000 image (')
+    assert strip.endswith('); skipped') and '\n' not in strip
+
+
+def test_a_killed_runs_pictures_are_removed(peaked_scenes, peaked_checkpoint, tmp_path):
+    """The temporaries a killed run left in out_dir/vis (the tool's own folder) are removed;
+    a young one (a picture being written) is left."""
+    box, = _scene_folder(peaked_scenes, tmp_path / 'images', {'one.png': 1})
+    (tmp_path / 'boxes.json').write_text(json.dumps({'one.png': [box]}))
+    vis = tmp_path / 'out' / 'vis'
+    vis.mkdir(parents=True)
+    stale = vis / f'.gone.png.jpg.k3j5h2l1{TEMPORARY_SUFFIX}'
+    stale.write_bytes(b'\xff\xd8')
+    _age(stale)
+    young = vis / f'.other.png.jpg.a1b2c3d4{TEMPORARY_SUFFIX}'
+    young.write_bytes(b'\xff\xd8')
+    run_inference(tmp_path / 'images', config=None, checkpoint=peaked_checkpoint,
+                  out_dir=tmp_path / 'out', boxes_file=tmp_path / 'boxes.json',
+                  progress=False)
+    assert not stale.exists() and young.exists()
+    assert (vis / 'one.png.jpg').is_file()
