@@ -46,6 +46,8 @@ from .annotation import (
     fit_name,
     image_files,
     image_size,
+    is_hidden,
+    is_utf8_name,
     lies_in_folder,
     load_annotation,
     parse_annotation,
@@ -67,7 +69,7 @@ from .onnx_predictor import (
 
 __all__ = ['FaceDetectionError', 'FaceDetector', 'LandmarkPredictor',
            'NonFinitePredictionError', 'OnnxLandmarkPredictor', 'OnnxModelError',
-           'load_predictor', 'parse_device', 'run_inference']
+           'check_arguments', 'load_predictor', 'parse_device', 'run_inference']
 
 FACE_DETECTORS = ('yolov3', 'faster-rcnn')
 #: anime_face_detector's factor for detected boxes (``LandmarkDetector(box_scale_factor)``).
@@ -109,9 +111,26 @@ class FaceDetectionError(InferenceInputError):
 
 
 def list_images(path: str | os.PathLike) -> list[Path]:
-    """One image, or the images of a folder sorted by name."""
+    """One image, or the images of a folder sorted by name (:func:`~.annotation.image_files`).
+
+    Raises:
+        InferenceInputError: no such file or folder, a folder without images, or a file that
+            a folder's listing would leave out (its suffix, a hidden name, a name that is not
+            UTF-8), saying which; one line.
+    """
     path = Path(path)
     if path.is_file():
+        # the rules of a folder's listing (annotation.scan_images), one by one to say which:
+        # the annotator and the annotation files name only such images
+        if not is_utf8_name(path.name):
+            raise InferenceInputError(f'{path}: the name is not valid UTF-8, which no '
+                                      'annotation file can hold; rename the image')
+        if is_hidden(path.name):
+            raise InferenceInputError(f'{path}: a hidden name (starting with "."), which the '
+                                      'tools keep for their own files; rename the image')
+        if not path.name.lower().endswith(IMAGE_SUFFIXES):
+            raise InferenceInputError(f'{path}: not an image of the kinds the tools read '
+                                      f'({", ".join(IMAGE_SUFFIXES)})')
         return [path]
     if path.is_dir():
         images = image_files(path)
@@ -574,6 +593,60 @@ def output_folders(out_dir: str | os.PathLike, annotation_dir: str | os.PathLike
 
 
 @dataclass
+class CheckedArguments:
+    """A run's arguments, checked (:func:`check_arguments`).
+
+    Attributes:
+        images: the images to predict.
+        boxes: the ``--boxes`` file's boxes per image name (empty without one).
+        out_dir: the output folder.
+        annotation_dir: the annotation folder.
+    """
+
+    images: list[Path]
+    boxes: dict[str, np.ndarray]
+    out_dir: Path
+    annotation_dir: Path
+
+
+def check_arguments(inputs: str | os.PathLike, *, checkpoint: str | os.PathLike,
+                    out_dir: str | os.PathLike,
+                    annotation_dir: str | os.PathLike | None = None,
+                    boxes_file: str | os.PathLike | None = None, device: str = 'cpu',
+                    rank: bool = False) -> CheckedArguments:
+    """What :func:`run_inference` checks before it makes a folder or loads a model; a caller
+    that loads something first (``tools/infer.py``: the face detector's weights, downloaded on
+    first use) calls it before that.
+
+    Raises:
+        InferenceInputError: no images (:func:`list_images`), an unusable boxes file
+            (:func:`load_boxes_file`), a wrong device name (:func:`parse_device`), folders
+            that do not fit (:func:`output_folders`), or ``rank`` with an ONNX graph; one line.
+        CheckpointError: a checkpoint that is neither a file nor a pretrained name.
+        OnnxModelError: ``rank`` with an ONNX file that is no landmark graph.
+    """
+    from .model_zoo import is_pretrained_name, resolve_checkpoint
+    images = list_images(inputs)
+    boxes = load_boxes_file(boxes_file) if boxes_file else {}
+    parse_device(device)
+    out_dir, annotation_dir = output_folders(out_dir, annotation_dir, rank)
+    if not is_pretrained_name(checkpoint):  # a name is downloaded: when the model loads
+        resolve_checkpoint(checkpoint)  # a file, else the one-line error
+    if rank and is_onnx_path(checkpoint):
+        # the graph's metadata names the checkpoint it came from (read on the CPU: the
+        # session is only opened to say which); None where it holds no digest ('null', 12)
+        source = OnnxLandmarkPredictor(checkpoint, providers=onnx_providers('cpu'),
+                                       max_batch=MAX_BATCH).source_sha256
+        known = 'its sha256 is not in the graph\'s metadata' if source is None else \
+            f'sha256 {source[:12]}'
+        raise InferenceInputError(
+            f'--rank needs the plain and the mirrored pass apart, which an ONNX graph with the '
+            f'flip test inside does not give: rank with the checkpoint {checkpoint} came from '
+            f'({known})')
+    return CheckedArguments(images, boxes, out_dir, annotation_dir)
+
+
+@dataclass
 class InferenceResult:
     """What :func:`run_inference` did.
 
@@ -619,21 +692,21 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
         progress: show a progress bar.
 
     Raises:
+        InferenceInputError: arguments :func:`check_arguments` refuses, before any folder is
+            made or model loaded; one line.
+        CheckpointError: a checkpoint that is missing or cannot be loaded; one line.
         OutputFolderInUseError: an annotator (or another run) works in ``annotation_dir``.
     """
     from tqdm import tqdm
 
-    images = list_images(inputs)
-    given = load_boxes_file(boxes_file) if boxes_file else {}
     # arguments first: a refused run leaves no folder behind, and loads no model
-    out_dir, annotation_dir = output_folders(out_dir, annotation_dir, rank)
+    checked = check_arguments(inputs, checkpoint=checkpoint, out_dir=out_dir,
+                              annotation_dir=annotation_dir, boxes_file=boxes_file,
+                              device=device, rank=rank)
+    images, given = checked.images, checked.boxes
+    out_dir, annotation_dir = checked.out_dir, checked.annotation_dir
     ranking_file = out_dir / RANKING_FILE
     predictor = load_predictor(checkpoint, config=config, device=device)
-    if rank and isinstance(predictor, OnnxLandmarkPredictor):
-        raise InferenceInputError(
-            f'--rank needs the plain and the mirrored pass apart, which an ONNX graph with the '
-            f'flip test inside does not give: rank with the checkpoint {checkpoint} came from '
-            f'(sha256 {predictor.metadata.get("source_sha256", "?")[:12]})')
     model = model_id(checkpoint)
     if isinstance(predictor, OnnxLandmarkPredictor):  # no config: the graph holds it all
         how_predicted = dict(checkpoint=str(checkpoint), config=None, runtime='onnxruntime')

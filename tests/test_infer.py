@@ -678,3 +678,66 @@ def test_a_killed_runs_pictures_are_removed(peaked_scenes, peaked_checkpoint, tm
                   progress=False)
     assert not stale.exists() and young.exists()
     assert (vis / 'one.png.jpg').is_file()
+
+
+@pytest.fixture(scope='module')
+def infer_tool():
+    """tools/infer.py, imported: its errors without a new interpreter each."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('infer_tool', Path(__file__).parents[1]
+                                                  / 'tools' / 'infer.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('args, message', [
+    (['missing'], 'error: input not found: missing'),
+    (['IMG', '--checkpoint', 'nope.pth'], 'error: checkpoint not found: nope.pth (give a file'),
+    (['TIF'], 'error: {tif}: not an image of the kinds the tools read (.jpg, .jpeg, .png'),
+    (['IMG', '--checkpoint', 'ONNX', '--rank'], 'error: {onnx}: not an ONNX model onnxruntime'),
+])
+def test_the_tool_checks_its_arguments_before_the_face_detector_is_read(
+        infer_tool, peaked_checkpoint, tmp_path, monkeypatch, args, message):
+    """Input, checkpoint and --rank with an ONNX graph are checked as run_inference checks
+    them, before the face detector's weights are read (or downloaded): they were checked only
+    after it was built."""
+    def built(*args, **kwargs):
+        raise AssertionError('the face detector was built before the arguments were checked')
+    monkeypatch.setattr(infer_tool, 'FaceDetector', built)
+    image, tif, onnx = tmp_path / 'one.png', tmp_path / 'a.tif', tmp_path / 'model.onnx'
+    assert cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
+    assert cv2.imwrite(str(tif), np.zeros((40, 40, 3), np.uint8))
+    onnx.write_bytes(b'not a graph')
+    given = {'IMG': str(image), 'TIF': str(tif), 'ONNX': str(onnx)}
+    args = [given.get(a, a) for a in args]
+    if '--checkpoint' not in args:
+        args += ['--checkpoint', str(peaked_checkpoint)]
+    message = message.format(tif=tif, onnx=onnx)
+    with pytest.raises(SystemExit) as caught:
+        infer_tool.main([*args, '--face-detector', 'yolov3', '--out-dir',
+                         str(tmp_path / 'out')])
+    assert str(caught.value.code).startswith(message), caught.value.code
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_single_file_follows_a_folders_rules_for_images(tmp_path):
+    """An image given alone is taken only if a folder's listing would take it, and the error
+    says which rule it breaks (it was 'not an image of <folder>', after the model loaded)."""
+    from animal_landmarks_mm.infer import list_images
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    for name in ('a.tif', '.hidden.png', 'fine.PNG'):
+        assert cv2.imwrite(str(tmp_path / 'x.png'), pixels)
+        os.replace(tmp_path / 'x.png', tmp_path / name)
+    not_utf8 = tmp_path / os.fsdecode(b'\xff.png')
+    shutil.copy(tmp_path / 'fine.PNG', not_utf8)
+    assert list_images(tmp_path / 'fine.PNG') == [tmp_path / 'fine.PNG']
+    for path, why in ((tmp_path / 'a.tif', 'not an image of the kinds the tools read (.jpg, '
+                       '.jpeg, .png, .bmp, .webp)'),
+                      (tmp_path / '.hidden.png', 'a hidden name (starting with "."), which '
+                       'the tools keep for their own files; rename the image'),
+                      (not_utf8, 'the name is not valid UTF-8, which no annotation file can '
+                       'hold; rename the image')):
+        with pytest.raises(InferenceInputError) as caught:
+            list_images(path)
+        assert str(caught.value) == f'{path}: {why}'

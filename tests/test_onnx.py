@@ -847,3 +847,26 @@ def test_onnx_pictures_go_to_an_out_dir_whose_name_is_not_utf8(cli_export, peake
     drawn = cv2.imdecode(np.frombuffer((out / 'vis' / 'one.png.jpg').read_bytes(), np.uint8),
                          cv2.IMREAD_COLOR)
     assert drawn.shape == image.shape and not np.array_equal(drawn, image)
+
+
+@pytest.mark.parametrize('given, named', [
+    ('abcdef0123' * 6 + '4567', 'sha256 abcdef0123ab'),
+    ('null', "its sha256 is not in the graph's metadata"),
+    ('12', "its sha256 is not in the graph's metadata"),
+])
+def test_rank_with_a_graph_names_its_source_checkpoint_if_the_graph_says(tmp_path, given,
+                                                                         named):
+    """--rank with an ONNX graph is refused in one line naming the checkpoint's digest where
+    the metadata gives one; a source_sha256 of null or a number (a crafted file) failed with a
+    TypeError there."""
+    from animal_landmarks_mm.infer import InferenceInputError, run_inference
+    path = _landmark_like_graph(tmp_path / 'graph.onnx', metadata=dict(source_sha256=given))
+    image = tmp_path / 'one.png'
+    assert cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(InferenceInputError) as caught:
+        run_inference(image, config=None, checkpoint=path, out_dir=tmp_path / 'out', rank=True,
+                      progress=False)
+    assert str(caught.value) == (
+        '--rank needs the plain and the mirrored pass apart, which an ONNX graph with the '
+        f'flip test inside does not give: rank with the checkpoint {path} came from ({named})')
+    assert not (tmp_path / 'out').exists()

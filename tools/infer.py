@@ -11,8 +11,7 @@ from animal_landmarks_mm.infer import (
     FACE_DETECTORS,
     FaceDetector,
     InferenceInputError,
-    output_folders,
-    parse_device,
+    check_arguments,
     run_inference,
 )
 
@@ -57,9 +56,10 @@ def main(argv=None):
         detector = None
         if args.face_detector_checkpoint and not args.face_detector:
             raise InferenceInputError('--face-detector-checkpoint needs --face-detector')
-        # the arguments before the face detector's weights are read (or downloaded)
-        parse_device(args.device)
-        output_folders(args.out_dir, args.annotation_dir, args.rank)
+        # run_inference's checks before the face detector's weights are read (or downloaded)
+        check_arguments(args.input, checkpoint=args.checkpoint, out_dir=args.out_dir,
+                        annotation_dir=args.annotation_dir, boxes_file=args.boxes,
+                        device=args.device, rank=args.rank)
         if args.face_detector:
             detector = FaceDetector(args.face_detector, args.face_detector_checkpoint,
                                     device=args.device, score_thr=args.face_score_thr)
