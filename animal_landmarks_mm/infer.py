@@ -27,14 +27,10 @@ from pathlib import Path
 import numpy as np
 from mmengine.logging import print_log
 
-from .annotate import (
-    MODEL_ANNOTATOR,
-    AnnotationSession,
-    is_models_prediction,
-    lock_output_folder,
-)
+from .annotate import AnnotationSession, lock_output_folder
 from .annotation import (
     IMAGE_SUFFIXES,
+    MODEL_ANNOTATOR,
     NAME_MAX_BYTES,
     STATUS_PREDICTED,
     AnnotationError,
@@ -47,6 +43,7 @@ from .annotation import (
     image_files,
     image_size,
     is_hidden,
+    is_models_prediction,
     is_utf8_name,
     lies_in_folder,
     load_annotation,
@@ -563,7 +560,7 @@ def picture_name(image: str) -> str:
 
 def _persons_work(path: Path) -> bool:
     """Whether ``path`` holds what a person wrote (an annotation, a skip, a prediction a person
-    saved in the annotator, being reviewed: :func:`~.annotate.is_models_prediction`; or a file
+    saved in the annotator, being reviewed: :func:`~.annotation.is_models_prediction`; or a file
     that cannot be read: kept as it is), which a prediction must never replace."""
     if not path.is_file():
         return False
