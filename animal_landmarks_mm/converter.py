@@ -35,7 +35,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -54,6 +54,7 @@ from .annotation import (
     image_size,
     is_annotation_name,
     is_hidden,
+    is_models_prediction,
     is_sha256_hex,
     lies_in_folder,
     load_annotation,
@@ -664,12 +665,28 @@ class AnnotationReader:
                 contents.predicted.append(str(path))
                 continue
             contents.records.append(record)
-        if one_per_picture:  # a person's file before a prediction of the same picture
-            people_first = sorted(contents.records,
-                                  key=lambda r: r.annotation.status == STATUS_PREDICTED)
+        if one_per_picture:  # a person's file before a model's prediction of the same picture
+            people_first = sorted(contents.records, key=lambda r: _models_first_rank(r))
             kept = {id(r) for r in ClaimedImages().keep_unique(people_first, contents.problems)}
             contents.records = [r for r in contents.records if id(r) in kept]  # by path
         return contents
+
+
+def _models_first_rank(record: Record) -> tuple[bool, bool]:
+    """How far back a file stands among files of one picture: a person's before a model's
+    prediction as the model wrote it (:func:`~.annotation.is_models_prediction`, the
+    annotator's rule too), and an accepted one before a prediction a person is reviewing."""
+    return (is_models_prediction(record.annotation),
+            record.annotation.status == STATUS_PREDICTED)
+
+
+def _separators(line: str) -> Iterator[int]:
+    """Where ``': '`` stands in a problem line: a file's line is its path, ``': '`` and the
+    reason, and a path may hold ``': '`` too."""
+    i = line.find(': ')
+    while i >= 0:
+        yield i
+        i = line.find(': ', i + 1)
 
 
 # splitting ----------------------------------------------------------------------------------
@@ -1415,12 +1432,12 @@ def _one_record_per_picture(val_records: list[Record], records: list[Record],
         placed = {r.name: split for r in records
                   if (split := earlier.split_of(r.name, digests[r.name])) is not None}
 
-    def rank(record: Record, group: int | None = None) -> tuple[int, bool, int]:
+    def rank(record: Record, group: int | None = None) -> tuple[int, tuple[bool, bool], int]:
         # group 0: the record puts it in train; 1: the validation folder's; 2: the record puts
-        # it in val or test; 3: new to the record. Within a group a person's file before a
-        # prediction (which only --include-predicted reads), then one the record names before
-        # one it finds by its picture (a copy)
-        predicted = record.annotation.status == STATUS_PREDICTED
+        # it in val or test; 3: new to the record. Within a group a person's file (a prediction
+        # a person corrected too) before a model's prediction (which only --include-predicted
+        # reads), then one the record names before one it finds by its picture (a copy)
+        predicted = _models_first_rank(record)
         split = placed.get(record.name)
         if group is not None or split is None:
             return (3 if group is None else group), predicted, 0
@@ -1644,10 +1661,12 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         ratios['val'] = 1.0
     if val_contents is not None and not splits['val']:
         # its files' reasons (a file losing its picture to another is named among the
-        # annotation folder's): each line begins with the file
-        inside = f'{folders[1]}{os.sep}'
+        # annotation folder's): each line begins with the file and ': ' (not with the folder
+        # as given: '.' joined to a name is the name alone)
+        val_files = {f'{path}: ' for path in val_contents.files}
         raise ConversionError(_empty_validation_folder_error(
-            folders[1], [p for p in summary.problems if p.startswith(inside)]))
+            folders[1], [p for p in summary.problems
+                         if any(p[:i + 2] in val_files for i in _separators(p))]))
     for name in SPLITS:
         if ratios[name] > 0 and not splits[name]:
             raise ConversionError(_empty_split_error(

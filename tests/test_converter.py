@@ -366,7 +366,7 @@ def test_output_dir_overlapping_the_annotation_dir_is_refused(small_set, tmp_pat
         assert str(info.value).endswith('choose an output folder outside it')
 
 
-def test_an_empty_validation_folder_is_named_not_a_ratio(small_set, tmp_path):
+def test_an_empty_validation_folder_is_named_not_a_ratio(small_set, tmp_path, monkeypatch):
     """The validation folder is the val split whole: its error names it and gives no advice
     on ratios (it said "10 usable annotation files with ratio 1; change the ratios")."""
     image_dir, ann_dir = small_set
@@ -383,6 +383,12 @@ def test_an_empty_validation_folder_is_named_not_a_ratio(small_set, tmp_path):
     lines = str(info.value).splitlines()
     assert lines[0].endswith('add annotations to it. 1 annotation files were left out:')
     assert len(lines) == 2 and lines[1].startswith(f'  {val_dir / "v.json"}: broken JSON')
+    # the folder given as '.': its files' lines begin with their names alone (none was quoted)
+    monkeypatch.chdir(val_dir)
+    with pytest.raises(ConversionError) as info:
+        convert(image_dir, ann_dir, tmp_path / 'out', 0.9, 0.0, 0.1, val_annotation_dir='.')
+    assert str(info.value).splitlines()[1:] == ['  v.json: broken JSON' +
+                                                lines[1].split('broken JSON', 1)[1]]
 
 
 def test_the_usual_layout_output_above_the_annotation_dir_is_fine(small_set, tmp_path):
@@ -467,6 +473,17 @@ def test_a_persons_file_wins_over_a_prediction_of_the_same_picture(small_set, tm
     contents = AnnotationReader(image_dir, include_predicted=True, progress=False).read(ann_dir)
     assert [r.ann_path for r in contents.records] == sorted(ann_dir.glob('img*.json'))
     assert len(contents.problems) == 1 and contents.problems[0].startswith(f'{prediction}: ')
+    # a model's prediction against one a person corrected but has not accepted yet: the
+    # person's, as the annotator shows it (the first by path was kept)
+    save_annotation(prediction, ImageAnnotation('img3.png', 64, 48, [Face(_points(25, 25))],
+                                                status='predicted', meta=dict(annotator='model')))
+    save_annotation(person, ImageAnnotation('img3.png', 64, 48, [Face(_points(20, 20))],
+                                            status='predicted', meta=dict(annotator='alice')))
+    convert(image_dir, ann_dir, tmp_path / 'again', seed=0, include_predicted=True)
+    assert person.name in _where(tmp_path / 'again')
+    contents = AnnotationReader(image_dir, include_predicted=True, progress=False).read(ann_dir)
+    assert person in [r.ann_path for r in contents.records]
+    assert prediction not in [r.ann_path for r in contents.records]
 
 
 def test_image_sizes_come_from_headers_only(tmp_path):
