@@ -70,8 +70,10 @@ from .annotation import (
     STATUS_PREDICTED,
     STATUS_SKIPPED,
     AnnotationError,
+    image_formats,
     image_size,
     is_sha256_hex,
+    open_regular_file,
     read_image,
 )
 from .errors import AnimalLandmarksError, first_line, printable
@@ -248,7 +250,8 @@ def _turned_webp(path: Path, version: str) -> bytes | None:
     import io
 
     from PIL import Image, ImageOps
-    with Image.open(path) as im:
+    # WebP's plugin alone, on a regular file: a file named .webp is decoded as nothing else
+    with open_regular_file(path) as f, Image.open(f, formats=[image_formats()['.webp']]) as im:
         if im.getexif().get(0x0112, 1) in (0, 1):
             return None
         turned = ImageOps.exif_transpose(im)

@@ -105,8 +105,9 @@ def is_annotation_name(name: str) -> bool:
 
 
 def is_utf8_name(name: str) -> bool:
-    """Whether a name the file system gave is valid UTF-8: ``os`` hands other bytes over as lone
-    surrogates, which no JSON file, no listing and no page can hold."""
+    """Whether a name the file system gave (or any text: an argument, a server's JSON) is valid
+    UTF-8: ``os`` hands other bytes over as lone surrogates, and JSON may escape one
+    (``"\\udcff"``), which no JSON file, no listing and no page can hold."""
     try:
         name.encode('utf-8')
     except UnicodeEncodeError:

@@ -83,6 +83,7 @@ from .annotation import (
     IMAGE_SUFFIXES,
     SIDECAR_FORMAT,
     image_formats,
+    is_utf8_name,
     read_sidecar,
     remove_stale_temporaries,
     write_json_atomic,
@@ -237,7 +238,7 @@ class CrawlOptions:
         for flag, value in (('--tags', self.tags), ('--exclude-tags', ' '.join(self.exclude_tags)),
                             ('--base-url', self.base_url), ('--user', self.user),
                             ('--user-agent', self.user_agent), ('--api-key', self.api_key)):
-            if value is not None and not _is_unicode_text(value):
+            if value is not None and not is_utf8_name(value):
                 shown = '' if flag == '--api-key' else \
                     f', got {printable(repr(value), one_line=True, limit=80)}'
                 raise CrawlError(f'{flag} must be UTF-8 text{shown}')
@@ -540,19 +541,10 @@ def post_problem(kind: str, post) -> str | None:
             return f'{name} {printable(repr(post[name]), one_line=True, limit=40)}'
     # JSON may escape a lone surrogate ("\udcff"), which no UTF-8 file (the sidecar) can hold
     for name, value in post.items():
-        if isinstance(value, str) and not _is_unicode_text(value):
+        if isinstance(value, str) and not is_utf8_name(value):
             return (f'{printable(str(name), one_line=True, limit=40)} '
                     f'{printable(repr(value), one_line=True, limit=40)} (not UTF-8 text)')
     return None
-
-
-def _is_unicode_text(text: str) -> bool:
-    """Whether text can be written as UTF-8 (it holds no lone surrogate)."""
-    try:
-        text.encode('utf-8')
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def file_md5(path: Path) -> str:

@@ -87,9 +87,11 @@ def check_coco(coco: Any) -> None:
     :data:`~.schema.VISIBILITY_FLAGS` (mmpose weighs a point by ``min(1, v)``: a -1 would be a
     negative weight), a ``bbox`` of 4 finite numbers and, when it has one, a finite ``area``.
     Finite means finite in float32, as mmpose loads them: a NaN box is kept by mmpose and trains
-    on NaN targets at full weight. What mmpose leaves out on its own (crowd faces, empty boxes,
-    faces without labelled points) is not refused here; training counts it out
-    (:func:`~.schedule.training_faces`).
+    on NaN targets at full weight. Well-formed faces mmpose leaves out on its own (crowd faces,
+    empty boxes, faces without labelled points) are not refused here; training counts them out
+    (:func:`~.schedule.training_faces`). An annotation without a box, or of an image the file
+    does not list, is refused although mmpose would skip it: the converter never writes one,
+    so the file was made or edited elsewhere, and the face it meant would be lost unseen.
 
     Raises:
         AnnotationError: one line naming the entry (``image 3``, ``annotation 7``, or its place
