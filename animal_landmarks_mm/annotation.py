@@ -115,6 +115,20 @@ def is_utf8_name(name: str) -> bool:
     return True
 
 
+def image_name_problem(name: str) -> str | None:
+    """Why a file name is not one of an image the tools list (:func:`scan_images`'s rules, one
+    by one, to say which), or None.
+    """
+    if not is_utf8_name(name):
+        return 'the name is not valid UTF-8, which no annotation file can hold; rename the image'
+    if is_hidden(name):
+        return ('a hidden name (starting with "."), which the tools keep for their own files; '
+                'rename the image')
+    if not name.lower().endswith(IMAGE_SUFFIXES):
+        return f'not an image of the kinds the tools read ({", ".join(IMAGE_SUFFIXES)})'
+    return None
+
+
 def scan_images(folder: str | os.PathLike) -> tuple[list[Path], list[str]]:
     """The images of a folder, and the names of images left out for not being valid UTF-8.
 
@@ -400,7 +414,13 @@ def is_models_prediction(ann: ImageAnnotation) -> bool:
     return ann.status == STATUS_PREDICTED and ann.meta.get('annotator') == MODEL_ANNOTATOR
 
 
-def _number(value: Any, what: str) -> float:
+def parse_number(value: Any, what: str) -> float:
+    """A JSON number as a float; ``what`` names it in the error (``'a coordinate'``).
+
+    Raises:
+        AnnotationError: a bool, a string or anything but an int or float (numpy would read
+            ``"10"`` as 10 and true as 1), or an integer too large for a float.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise AnnotationError(f'{what} is not a number: {_shown(value)}')
     try:
@@ -423,7 +443,13 @@ def _is_flag(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value in VISIBILITY_FLAGS
 
 
-def _parse_face(raw: Any, where: str) -> Face:
+def parse_face(raw: Any, where: str) -> Face:
+    """One face of an annotation file, by the reader's rules (what :func:`parse_annotation`
+    takes of each face); ``where`` names it in the error (``'face 0'``).
+
+    Raises:
+        AnnotationError: one line saying what is wrong with the face.
+    """
     if not isinstance(raw, dict):
         raise AnnotationError(f'{where} is not an object')
     points = raw.get('landmarks')
@@ -444,13 +470,13 @@ def _parse_face(raw: Any, where: str) -> Face:
             continue
         if not isinstance(p, list) or len(p) != 2:
             raise AnnotationError(f'{where} point {i} is not an [x, y] pair: {_shown(p)}')
-        landmarks.append((_number(p[0], f'{where} point {i} x'),
-                          _number(p[1], f'{where} point {i} y')))
+        landmarks.append((parse_number(p[0], f'{where} point {i} x'),
+                          parse_number(p[1], f'{where} point {i} y')))
     bbox = raw.get('bbox')
     if bbox is not None:
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise AnnotationError(f'{where} bbox must be [x0, y0, x1, y1]: {_shown(bbox)}')
-        x0, y0, x1, y1 = (_number(v, f'{where} bbox') for v in bbox)
+        x0, y0, x1, y1 = (parse_number(v, f'{where} bbox') for v in bbox)
         if x1 <= x0 or y1 <= y0:
             raise AnnotationError(f'{where} bbox has no area: {_shown(bbox)}')
         bbox = (x0, y0, x1, y1)
@@ -458,7 +484,7 @@ def _parse_face(raw: Any, where: str) -> Face:
     if scores is not None:
         if not isinstance(scores, list) or len(scores) != NUM_KEYPOINTS:
             raise AnnotationError(f'{where} scores must be {NUM_KEYPOINTS} numbers')
-        scores = [_number(v, f'{where} score {i}') for i, v in enumerate(scores)]
+        scores = [parse_number(v, f'{where} score {i}') for i, v in enumerate(scores)]
     face = Face(landmarks=landmarks, visibility=list(visibility), bbox=bbox, scores=scores)
     placed = face.placed_points()
     if len(placed) < 2:
@@ -537,7 +563,7 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
         faces_raw = raw.get('faces')
         if not isinstance(faces_raw, list):
             raise AnnotationError('"faces" is not a list')
-        faces = [_parse_face(f, f'face {i}') for i, f in enumerate(faces_raw)]
+        faces = [parse_face(f, f'face {i}') for i, f in enumerate(faces_raw)]
         meta = raw.get('meta')
         if meta is None:
             meta = {}
@@ -554,7 +580,7 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
                                status=status, status_reason=str(raw.get('status_reason', '')),
                                meta=meta)
     if 'landmarks' in raw:  # the original tools' plain format: one face, all visible
-        face = _parse_face({'landmarks': raw['landmarks']}, 'face')
+        face = parse_face({'landmarks': raw['landmarks']}, 'face')
         return ImageAnnotation(image, width, height, [face], meta={LEGACY_FORMAT_KEY: True})
     raise AnnotationError(f'neither format: no "format": "{FORMAT_NAME}" and no "landmarks"')
 

@@ -36,18 +36,17 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
-    _number,
-    _parse_face,
     file_sha256,
     fit_name,
     image_files,
+    image_name_problem,
     image_size,
-    is_hidden,
     is_models_prediction,
-    is_utf8_name,
     lies_in_folder,
     load_annotation,
     parse_annotation,
+    parse_face,
+    parse_number,
     read_image,
     read_regular_file,
     remove_stale_temporaries,
@@ -117,17 +116,11 @@ def list_images(path: str | os.PathLike) -> list[Path]:
     """
     path = Path(path)
     if path.is_file():
-        # the rules of a folder's listing (annotation.scan_images), one by one to say which:
-        # the annotator and the annotation files name only such images
-        if not is_utf8_name(path.name):
-            raise InferenceInputError(f'{path}: the name is not valid UTF-8, which no '
-                                      'annotation file can hold; rename the image')
-        if is_hidden(path.name):
-            raise InferenceInputError(f'{path}: a hidden name (starting with "."), which the '
-                                      'tools keep for their own files; rename the image')
-        if not path.name.lower().endswith(IMAGE_SUFFIXES):
-            raise InferenceInputError(f'{path}: not an image of the kinds the tools read '
-                                      f'({", ".join(IMAGE_SUFFIXES)})')
+        # the rules of a folder's listing: the annotator and the annotation files name only
+        # such images
+        problem = image_name_problem(path.name)
+        if problem is not None:
+            raise InferenceInputError(f'{path}: {problem}')
         return [path]
     if path.is_dir():
         images = image_files(path)
@@ -190,7 +183,7 @@ def load_boxes_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def _check_coordinates(boxes: object) -> None:
     """Refuse a box entry that is no number, by the annotation files' rule for a number
-    (:func:`~.annotation._number`): numpy would read ``"10"`` as 10 and true and false as 1 and
+    (:func:`~.annotation.parse_number`): numpy would read ``"10"`` as 10 and true and false as 1 and
     0, a mistake rather than a corner. NaN and infinities are left to :func:`usable_boxes`,
     which skips their box naming the image; the shape is :func:`load_boxes_file`'s to check.
 
@@ -200,7 +193,7 @@ def _check_coordinates(boxes: object) -> None:
     for row in boxes if isinstance(boxes, list) else ():
         for value in row if isinstance(row, list) else ():
             if not (isinstance(value, float) and not math.isfinite(value)):
-                _number(value, 'a coordinate')
+                parse_number(value, 'a coordinate')
 
 
 def _shown_box(box: np.ndarray) -> str:
@@ -530,7 +523,7 @@ def readable_faces(annotation: ImageAnnotation, boxes: np.ndarray) -> list[int]:
     kept = []
     for i, (face, box) in enumerate(zip(annotation.faces, boxes)):
         try:
-            _parse_face(face.to_json(), f'face {i}')
+            parse_face(face.to_json(), f'face {i}')
         except AnnotationError as e:
             _warn(f'{annotation.image}: box {_shown_box(box)} skipped: {e}, which no '
                   'annotation file can hold')
