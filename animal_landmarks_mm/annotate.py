@@ -43,7 +43,7 @@ from typing import Any
 from .annotation import (
     FORMAT_NAME,
     LEGACY_FORMAT_KEY,
-    MODEL_ANNOTATOR,  # infer.py imports it and is_models_prediction from here too
+    MODEL_ANNOTATOR,
     STATUS_ANNOTATED,
     STATUS_PREDICTED,
     STATUS_SKIPPED,

@@ -249,9 +249,13 @@ def _turned_webp(path: Path, version: str) -> bytes | None:
     when upright). ``version`` keys the cache."""
     import io
 
-    from PIL import Image, ImageOps
-    # WebP's plugin alone, on a regular file: a file named .webp is decoded as nothing else
-    with open_regular_file(path) as f, Image.open(f, formats=[image_formats()['.webp']]) as im:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+    # WebP's plugin alone, on a regular file: no other plugin decodes a file named .webp here
+    try:
+        im = Image.open(open_regular_file(path), formats=[image_formats()['.webp']])
+    except UnidentifiedImageError:  # another format named .webp (image_size takes the four):
+        return None  # served as it is, the browser reads it by its bytes
+    with im:
         if im.getexif().get(0x0112, 1) in (0, 1):
             return None
         turned = ImageOps.exif_transpose(im)

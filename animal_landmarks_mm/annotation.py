@@ -116,8 +116,9 @@ def is_utf8_name(name: str) -> bool:
 
 
 def image_name_problem(name: str) -> str | None:
-    """Why a file name is not one of an image the tools list (:func:`scan_images`'s rules, one
-    by one, to say which), or None.
+    """Why a file name is not one of an image the tools list, or None: :func:`scan_images`'s
+    rules one by one, to say which (it applies them at once, naming apart the images whose
+    name is not UTF-8).
     """
     if not is_utf8_name(name):
         return 'the name is not valid UTF-8, which no annotation file can hold; rename the image'
@@ -743,21 +744,32 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     move_into_place(tmp, path)
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
-    """Write JSON to ``path`` so that a crash leaves either the old file or the new one, whole
-    (:func:`write_bytes_atomic`), its folder made if need be.
+def json_bytes(obj: Any, indent: int | None = 1) -> bytes:
+    """``obj`` as the tools write JSON files: UTF-8, ``indent`` (one line per ``[x, y]`` pair),
+    a final line break.
 
     Raises:
         ValueError: NaN or an infinity in ``obj`` (no JSON; a file holding it could not be read
-            back); nothing is written.
+            back).
     """
     # allow_nan=False: NaN is no JSON; a file holding it could not be read back
     text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
     if indent is not None:  # one line per [x, y] pair, not one per number
         text = _PAIR.sub(r'[\1, \2]', text)
+    return (text + '\n').encode('utf-8')
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
+    """Write JSON to ``path`` (:func:`json_bytes`) so that a crash leaves either the old file or
+    the new one, whole (:func:`write_bytes_atomic`), its folder made if need be.
+
+    Raises:
+        ValueError: NaN or an infinity in ``obj``; nothing is written.
+    """
+    data = json_bytes(obj, indent)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, (text + '\n').encode('utf-8'))
+    write_bytes_atomic(path, data)
 
 
 def sync_folder(folder: str | os.PathLike) -> None:
@@ -826,6 +838,26 @@ def file_sha256(path: str | os.PathLike) -> str:
         return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
+def annotation_bytes(annotation: ImageAnnotation) -> bytes:
+    """What :func:`save_annotation` writes for ``annotation``.
+
+    Raises:
+        AnnotationError: more than :data:`ANNOTATION_MAX_BYTES`, which no tool would read back
+            (thousands of faces: a prediction over a boxes file of that many); one line.
+        ValueError: NaN or an infinity in it.
+    """
+    data = json_bytes(annotation.to_json())
+    if len(data) > ANNOTATION_MAX_BYTES:
+        raise AnnotationError(f'{annotation.image}: its annotation file would be {len(data)} '
+                              f'bytes, more than the {ANNOTATION_MAX_BYTES} the tools read '
+                              f'({len(annotation.faces)} faces)')
+    return data
+
+
 def save_annotation(path: str | os.PathLike, annotation: ImageAnnotation) -> None:
-    """Write an annotation file atomically (see :func:`write_json_atomic`)."""
-    write_json_atomic(path, annotation.to_json())
+    """Write an annotation file atomically (:func:`write_bytes_atomic`), its folder made if
+    need be; never one the tools would not read back for its size (:func:`annotation_bytes`)."""
+    data = annotation_bytes(annotation)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, data)

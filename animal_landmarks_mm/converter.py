@@ -56,6 +56,7 @@ from .annotation import (
     is_hidden,
     is_models_prediction,
     is_sha256_hex,
+    is_utf8_name,
     lies_in_folder,
     load_annotation,
     read_regular_file,
@@ -64,7 +65,7 @@ from .annotation import (
     write_bytes_atomic,
     write_json_atomic,
 )
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, printable
 from .schema import ABSENT, KEYPOINT_NAMES, SKELETON
 
 SPLITS = ('train', 'val', 'test')
@@ -571,12 +572,12 @@ class AnnotationReader:
             AnnotationError: one line naming the file and the reason.
         """
         relative = path.relative_to(ann_dir).as_posix()
+        # escaped, but beginning with the file and ': ' as every problem line does
+        shown = printable(str(path), one_line=True)
         if any(c in relative for c in '\n\r'):  # the split listings are one name per line
-            raise AnnotationError(f'{path!r}: a line break in the file name')
-        try:  # the listings are UTF-8 text; a name the file system stored as other bytes
-            relative.encode('utf-8')
-        except UnicodeEncodeError:
-            raise AnnotationError(f'{path!r}: the file name is not valid UTF-8') from None
+            raise AnnotationError(f'{shown}: a line break in the file name')
+        if not is_utf8_name(relative):  # the listings are UTF-8 text
+            raise AnnotationError(f'{shown}: the file name is not valid UTF-8')
         if path.exists() and not path.is_file():  # never opened: reading a FIFO waits for a
             # writer, reading /dev/zero never ends
             raise AnnotationError(f'{path}: not a regular file (a FIFO, device or socket), '
@@ -675,7 +676,8 @@ class AnnotationReader:
 def _models_first_rank(record: Record) -> tuple[bool, bool]:
     """How far back a file stands among files of one picture: a person's before a model's
     prediction as the model wrote it (:func:`~.annotation.is_models_prediction`, the
-    annotator's rule too), and an accepted one before a prediction a person is reviewing."""
+    annotator's first rule too); then, where the annotator goes by file name, an accepted one
+    before a prediction a person is still reviewing (training wants the accepted points)."""
     return (is_models_prediction(record.annotation),
             record.annotation.status == STATUS_PREDICTED)
 
@@ -1663,7 +1665,8 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         # its files' reasons (a file losing its picture to another is named among the
         # annotation folder's): each line begins with the file and ': ' (not with the folder
         # as given: '.' joined to a name is the name alone)
-        val_files = {f'{path}: ' for path in val_contents.files}
+        val_files = {f'{shown}: ' for path in val_contents.files
+                     for shown in (str(path), printable(str(path), one_line=True))}
         raise ConversionError(_empty_validation_folder_error(
             folders[1], [p for p in summary.problems
                          if any(p[:i + 2] in val_files for i in _separators(p))]))

@@ -36,6 +36,7 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
+    annotation_bytes,
     file_sha256,
     fit_name,
     image_files,
@@ -56,6 +57,7 @@ from .annotation import (
 )
 from .errors import AnimalLandmarksError, first_line, printable
 from .onnx_predictor import (
+    MAX_BATCH,
     NonFinitePredictionError,
     OnnxLandmarkPredictor,
     OnnxModelError,
@@ -81,10 +83,6 @@ RANKING_FILE = 'ranking.json'
 #: The largest ``--boxes`` file read (bytes): a million boxes (about 60 bytes each) fit; a
 #: larger file, or a device, is no list of boxes (never read whole).
 MAX_BOXES_FILE_BYTES = 64 << 20
-#: At most this many faces go through the model at once (both runtimes): the crops and the
-#: network's activations of all the boxes of an image at once grow with their number (400
-#: boxes asked 1.6 GB of one allocation).
-MAX_BATCH = 32
 
 
 def _warn(message: str) -> None:
@@ -518,7 +516,8 @@ def readable_faces(annotation: ImageAnnotation, boxes: np.ndarray) -> list[int]:
 
     Returns:
         The indices of the faces to keep; none (warned) where no face is left or the file
-        would be refused for another reason (an image name holding a line break).
+        would be refused for another reason (an image name holding a line break, a file over
+        :data:`~.annotation.ANNOTATION_MAX_BYTES`).
     """
     kept = []
     for i, (face, box) in enumerate(zip(annotation.faces, boxes)):
@@ -533,8 +532,10 @@ def readable_faces(annotation: ImageAnnotation, boxes: np.ndarray) -> list[int]:
         _warn(f'{annotation.image}: no face an annotation file can hold, skipped')
         return []
     try:
-        parse_annotation(dataclasses.replace(
-            annotation, faces=[annotation.faces[i] for i in kept]).to_json())
+        kept_annotation = dataclasses.replace(annotation,
+                                              faces=[annotation.faces[i] for i in kept])
+        parse_annotation(kept_annotation.to_json())
+        annotation_bytes(kept_annotation)  # over the size the reader reads
     except AnnotationError as e:
         _warn(f'{annotation.image}: skipped: its annotation file would not be readable ({e})')
         return []

@@ -49,6 +49,12 @@ MAX_INPUT_SIDE = 4096
 MAX_REASON_CHARS = 240
 
 
+#: At most this many faces go through the model at once (both runtimes: infer's mmpose
+#: predictor takes it too): the crops and the network's activations of all the boxes of an image
+#: at once grow with their number (400 boxes asked 1.6 GB of one allocation).
+MAX_BATCH = 32
+
+
 class OnnxModelError(AnimalLandmarksError, ValueError):
     """An ONNX file that cannot be used as a landmark model; the message is one line naming
     the file."""
@@ -383,7 +389,7 @@ class OnnxLandmarkPredictor:
 
     def __init__(self, path: str | os.PathLike,
                  providers: list[str | tuple[str, dict]] | None = None,
-                 intra_op_num_threads: int | None = None, max_batch: int = 32,
+                 intra_op_num_threads: int | None = None, max_batch: int = MAX_BATCH,
                  allow_spinning: bool = False):
         path = Path(path)
         if not path.is_file():

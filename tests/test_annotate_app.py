@@ -392,6 +392,12 @@ def test_a_sideways_webp_is_served_turned_as_mmcv_shows_it(tmp_path):
     assert Image.open(io.BytesIO(data)).size == (120, 200)
     assert payloads['turned.jpg'] == (images / 'turned.jpg', 'image/jpeg')
     assert payloads['upright.webp'] == (images / 'upright.webp', 'image/webp')
+    # a PNG named .webp (the annotator lists it: image_size reads the four formats) is served
+    # as it is; the WebP plugin alone refused it and the page was told the image was gone
+    Image.new('RGB', (20, 10)).save(images / 'png_inside.webp', format='PNG')
+    annotator = Annotator(AnnotationSession(images, tmp_path / 'out'))
+    assert annotator.image_payload(annotator.session.index('png_inside.webp')) == (
+        images / 'png_inside.webp', 'image/webp')
 
 
 def _raw_get(port: int, path: str, host: str) -> tuple[int, str]:

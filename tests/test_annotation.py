@@ -345,3 +345,28 @@ def test_write_image_saves_under_any_name_and_refuses_what_it_cannot_encode(tmp_
     with pytest.raises(FileNotFoundError):
         write_image(folder / 'missing' / 'a.png', picture)
     assert sorted(p.name for p in folder.iterdir()) == ['a.jpg', 'a.png']  # no temporaries
+
+
+def test_an_annotation_file_the_tools_would_not_read_back_is_never_written(tmp_path):
+    """save_annotation refuses a file over ANNOTATION_MAX_BYTES, which every reader refuses
+    (infer wrote one for thousands of boxes of one image; later runs kept it for good)."""
+    from animal_landmarks_mm.annotation import (
+        ANNOTATION_MAX_BYTES,
+        AnnotationError,
+        Face,
+        ImageAnnotation,
+        annotation_bytes,
+        load_annotation,
+        save_annotation,
+    )
+    face = Face([(float(k), float(k % 7)) for k in range(28)])
+    one = ImageAnnotation('a.png', 4000, 3000, [face])
+    per_face = len(annotation_bytes(ImageAnnotation('a.png', 4000, 3000, [face, face]))) - \
+        len(annotation_bytes(one))
+    many = ImageAnnotation('a.png', 4000, 3000, [face] * (ANNOTATION_MAX_BYTES // per_face + 1))
+    with pytest.raises(AnnotationError, match=rf'^a\.png: its annotation file would be \d+ '
+                       rf'bytes, more than the {ANNOTATION_MAX_BYTES} the tools read'):
+        save_annotation(tmp_path / 'a.json', many)
+    assert not list(tmp_path.iterdir())
+    save_annotation(tmp_path / 'a.json', one)
+    assert load_annotation(tmp_path / 'a.json').faces[0].landmarks == face.landmarks
