@@ -159,7 +159,6 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, i
     return cv2.getAffineTransform(np.float32(src), np.float32(dst))
 
 
-# what the export writes as source_sha256 (annotation.file_sha256's hex digest)
 #: metadata kept as the text it is, never decoded as JSON: the checkpoint's digest is text
 #: (a digest of digits only would otherwise become a number)
 TEXT_METADATA = ('source_sha256',)
