@@ -276,7 +276,6 @@ def check_graph_interface(path: Path, session, input_size: tuple[int, int],
                 'in its metadata)')
 
 
-
 def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[int, int],
                padding: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The model's input crops of the boxes, as mmpose's test pipeline makes them.
@@ -443,6 +442,13 @@ class OnnxLandmarkPredictor:
         self.checkpoint = str(path)
         self.input_name = inputs[0].name
         self.max_batch = max(1, int(max_batch))
+        # a graph exported with a fixed batch (onnx's own exporters' default) runs exactly that
+        # many crops: runs of it, the last one filled up (a graph of batch 1 stopped the run at
+        # the first image of two faces)
+        batch_dim = inputs[0].shape[0]
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        if self.fixed_batch is not None:
+            self.max_batch = self.fixed_batch
         self.providers = self.session.get_providers()
 
     def crop(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray
@@ -475,8 +481,13 @@ class OnnxLandmarkPredictor:
         keypoints, scores = [], []
         for start in range(0, len(crops), self.max_batch):
             batch = crops[start:start + self.max_batch]
+            run = batch
+            if self.fixed_batch is not None and len(batch) < self.fixed_batch:
+                run = np.concatenate([batch, np.repeat(batch[-1:], self.fixed_batch - len(batch),
+                                                       axis=0)])
             try:
-                k, s = self.session.run(None, {self.input_name: batch})
+                k, s = self.session.run(None, {self.input_name: run})
+                k, s = k[:len(batch)], s[:len(batch)]  # the filling's results dropped
             except Exception as e:  # onnxruntime's Fail, InvalidArgument, RuntimeException...
                 raise OnnxModelError(f'{self.checkpoint}: onnxruntime could not run the graph '
                                      f'({onnxruntime_reason(e, self.checkpoint)})') from None

@@ -870,3 +870,17 @@ def test_rank_with_a_graph_names_its_source_checkpoint_if_the_graph_says(tmp_pat
         '--rank needs the plain and the mirrored pass apart, which an ONNX graph with the '
         f'flip test inside does not give: rank with the checkpoint {path} came from ({named})')
     assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('batch', [1, 2])
+def test_a_graph_of_a_fixed_batch_runs_any_number_of_crops(tmp_path, batch):
+    """A graph whose batch axis is fixed (an exporter's default) runs crops in runs of exactly
+    that size, the last one filled up and its filling dropped: a batch-1 graph stopped the run
+    at the first image with two faces (onnxruntime refused the shape)."""
+    dynamic = OnnxLandmarkPredictor(_landmark_like_graph(tmp_path / 'dynamic.onnx'))
+    fixed = OnnxLandmarkPredictor(_landmark_like_graph(
+        tmp_path / 'fixed.onnx', input_shape=(batch, 256, 256, 3)))
+    crops = np.random.default_rng(batch).integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)
+    for got, expected in zip(fixed.predict_crops(crops), dynamic.predict_crops(crops)):
+        assert got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
