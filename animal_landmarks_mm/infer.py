@@ -697,22 +697,20 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     images, given = checked.images, checked.boxes
     out_dir, annotation_dir = checked.out_dir, checked.annotation_dir
     ranking_file = out_dir / RANKING_FILE
+    predictor = load_predictor(checkpoint, config=config, device=device)
+    model = model_id(checkpoint)
+    if isinstance(predictor, OnnxLandmarkPredictor):  # no config: the graph holds it all
+        how_predicted = dict(checkpoint=str(checkpoint), config=None, runtime='onnxruntime')
+    else:
+        how_predicted = dict(checkpoint=str(checkpoint), config=str(config or 'main config'))
     # the annotator's own naming: one file per image whatever the names, and an existing file
     # is the image's that it names (it creates the folder)
     naming = AnnotationSession(images[0].parent, annotation_dir)
     # an annotator at work in the folder bound its files to images when it started: a
     # prediction written meanwhile could take a name it gave another image, hiding that work
-    # (refused before the model is loaded: a minute on a CPU, for nothing)
+    # (refused before any picture is drawn)
     lock = lock_output_folder(naming.output_dir, option='--annotation-dir')
     try:
-        predictor = load_predictor(checkpoint, config=config, device=device)
-        model = model_id(checkpoint)
-        if isinstance(predictor, OnnxLandmarkPredictor):  # no config: the graph holds it all
-            how_predicted = dict(checkpoint=str(checkpoint), config=None,
-                                 runtime='onnxruntime')
-        else:
-            how_predicted = dict(checkpoint=str(checkpoint),
-                                 config=str(config or 'main config'))
         (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
         # the tool's own folder: a temporary there older than any write takes is a picture a
         # killed run left

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from animal_landmarks_mm import infer, schema
+from animal_landmarks_mm import schema
 from animal_landmarks_mm.annotate import (
     AnnotationSession,
     OutputFolderInUseError,
@@ -481,7 +481,7 @@ def test_pictures_go_to_an_out_dir_whose_name_is_not_utf8(coco_dir, checkpoint, 
 
 
 def test_a_prediction_under_review_is_kept_and_an_annotator_at_work_stops_a_run(
-        peaked_scenes, peaked_checkpoint, tmp_path, monkeypatch):
+        peaked_scenes, peaked_checkpoint, tmp_path):
     """A prediction a person corrected in the annotator, not accepted yet (still predicted),
     is their work: the next run keeps it (it replaced it), and the corrected face has no model
     scores any more; a prediction nobody touched is replaced. While an annotator works in the
@@ -507,14 +507,9 @@ def test_a_prediction_under_review_is_kept_and_an_annotator_at_work_stops_a_run(
     assert corrected.read_bytes() == before
     untouched = (out / 'two.json').read_bytes()
     held = lock_output_folder(out)  # an annotator at work there
-
-    def no_model(*args, **kwargs):
-        raise AssertionError('the model was loaded for a run the lock refuses')
     try:
-        with monkeypatch.context() as patched:  # refused before the model is loaded
-            patched.setattr(infer, 'load_predictor', no_model)
-            with pytest.raises(OutputFolderInUseError) as caught:
-                run_inference(tmp_path / 'images', **common)
+        with pytest.raises(OutputFolderInUseError) as caught:
+            run_inference(tmp_path / 'images', **common)
     finally:
         held.release()
     assert str(caught.value) == (
