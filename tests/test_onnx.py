@@ -726,9 +726,13 @@ def test_wrong_crops_and_failed_runs_are_one_line(tmp_path):
     with pytest.raises(OnnxModelError, match=r'gave keypoints of shape \(2, 7, 2\) and '
                        r'scores of shape \(2, 7\), not \(2, 28, 2\) and \(2, 28\)'):
         symbolic.predict_crops(crops)
+    # a run onnxruntime refuses: two crops for a graph of a fixed batch of 1, past the
+    # predictor's runs of its batch (test_a_graph_of_a_fixed_batch_runs_any_number_of_crops)
     path = _landmark_like_graph(tmp_path / 'one_at_a_time.onnx', input_shape=(1, 256, 256, 3))
+    one_at_a_time = OnnxLandmarkPredictor(path)
+    one_at_a_time.fixed_batch, one_at_a_time.max_batch = None, 2
     with pytest.raises(OnnxModelError, match='onnxruntime could not run the graph') as caught:
-        OnnxLandmarkPredictor(path).predict_crops(crops)  # a fixed batch of 1: two crops
+        one_at_a_time.predict_crops(crops)
     message = str(caught.value)
     assert message.startswith(f'{path}: ') and '\n' not in message and 'crops' in message
 
