@@ -251,16 +251,17 @@ def _turned_webp(path: Path, version: str) -> bytes | None:
 
     from PIL import Image, ImageOps, UnidentifiedImageError
     # WebP's plugin alone, on a regular file: no other plugin decodes a file named .webp here
-    try:
-        im = Image.open(open_regular_file(path), formats=[image_formats()['.webp']])
-    except UnidentifiedImageError:  # another format named .webp (image_size takes the four):
-        return None  # served as it is, the browser reads it by its bytes
-    with im:
-        if im.getexif().get(0x0112, 1) in (0, 1):
-            return None
-        turned = ImageOps.exif_transpose(im)
-        out = io.BytesIO()
-        turned.save(out, 'PNG', compress_level=1)
+    with open_regular_file(path) as f:
+        try:
+            im = Image.open(f, formats=[image_formats()['.webp']])
+        except UnidentifiedImageError:  # another format named .webp (image_size takes the
+            return None  # four): served as it is, the browser reads it by its bytes
+        with im:
+            if im.getexif().get(0x0112, 1) in (0, 1):
+                return None
+            turned = ImageOps.exif_transpose(im)
+            out = io.BytesIO()
+            turned.save(out, 'PNG', compress_level=1)
     return out.getvalue()
 
 
