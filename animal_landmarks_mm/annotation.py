@@ -723,18 +723,25 @@ def move_into_place(tmp: Path, out: Path) -> None:
     sync_folder(out.parent)
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, make_folder: bool = False) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one,
     whole: into a temporary file beside it (:func:`new_temporary`), then moved over it
     (:func:`move_into_place`: flushed to disk, an atomic replace on POSIX and Windows, the
     usual file mode). A link there is replaced, not written through into the file it points
     to.
 
+    Args:
+        path: the file.
+        data: its new content.
+        make_folder: make its folder (and those above) first where missing.
+
     Raises:
         OSError: the file cannot be written (a full disk, a name too long), the temporary
             removed.
     """
     path = Path(path)
+    if make_folder:
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = new_temporary(path)
     try:
         tmp.write_bytes(data)
@@ -766,10 +773,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
     Raises:
         ValueError: NaN or an infinity in ``obj``; nothing is written.
     """
-    data = json_bytes(obj, indent)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, json_bytes(obj, indent), make_folder=True)
 
 
 def sync_folder(folder: str | os.PathLike) -> None:
@@ -857,7 +861,4 @@ def annotation_bytes(annotation: ImageAnnotation) -> bytes:
 def save_annotation(path: str | os.PathLike, annotation: ImageAnnotation) -> None:
     """Write an annotation file atomically (:func:`write_bytes_atomic`), its folder made if
     need be; never one the tools would not read back for its size (:func:`annotation_bytes`)."""
-    data = annotation_bytes(annotation)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, annotation_bytes(annotation), make_folder=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from mmengine.logging import print_log
 
-from .annotate import AnnotationSession, lock_output_folder
+from .annotate import AnnotationSession, check_output_folder_free, lock_output_folder
 from .annotation import (
     IMAGE_SUFFIXES,
     MODEL_ANNOTATOR,
@@ -51,7 +51,7 @@ from .annotation import (
     read_image,
     read_regular_file,
     remove_stale_temporaries,
-    save_annotation,
+    write_bytes_atomic,
     write_image,
     write_json_atomic,
 )
@@ -516,8 +516,9 @@ def readable_faces(annotation: ImageAnnotation, boxes: np.ndarray) -> list[int]:
 
     Returns:
         The indices of the faces to keep; none (warned) where no face is left or the file
-        would be refused for another reason (an image name holding a line break, a file over
-        :data:`~.annotation.ANNOTATION_MAX_BYTES`).
+        would be refused for another reason (an image name holding a line break). The file's
+        size (:data:`~.annotation.ANNOTATION_MAX_BYTES`) is checked where its bytes are made,
+        once, before anything of the image is written.
     """
     kept = []
     for i, (face, box) in enumerate(zip(annotation.faces, boxes)):
@@ -535,7 +536,6 @@ def readable_faces(annotation: ImageAnnotation, boxes: np.ndarray) -> list[int]:
         kept_annotation = dataclasses.replace(annotation,
                                               faces=[annotation.faces[i] for i in kept])
         parse_annotation(kept_annotation.to_json())
-        annotation_bytes(kept_annotation)  # over the size the reader reads
     except AnnotationError as e:
         _warn(f'{annotation.image}: skipped: its annotation file would not be readable ({e})')
         return []
@@ -697,6 +697,9 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     images, given = checked.images, checked.boxes
     out_dir, annotation_dir = checked.out_dir, checked.annotation_dir
     ranking_file = out_dir / RANKING_FILE
+    # an annotator at work there refuses the run before the model's load; the lock itself is
+    # taken after it, so that a run refused for its checkpoint leaves no folder behind
+    check_output_folder_free(annotation_dir, option='--annotation-dir')
     predictor = load_predictor(checkpoint, config=config, device=device)
     model = model_id(checkpoint)
     if isinstance(predictor, OnnxLandmarkPredictor):  # no config: the graph holds it all
@@ -774,11 +777,16 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                 annotation = predictions_to_annotation(
                     path.name, width, height, sample, boxes, model=model,
                     prediction=dict(how_predicted, boxes=how))
+            try:
+                data = annotation_bytes(annotation)  # over the size the reader reads
+            except AnnotationError as e:
+                _warn(f'{path.name}: skipped: its annotation file would not be readable ({e})')
+                continue
             predictor.draw(image, sample, out_dir / 'vis' / picture_name(path.name))
             if _persons_work(target) or naming.has_draft(path.name):  # saved meanwhile
                 result.kept.append(target)
                 continue
-            save_annotation(target, annotation)
+            write_bytes_atomic(target, data, make_folder=True)  # save_annotation's bytes
             result.written.append(target)
             if rank:
                 disagreement = predictor.flip_disagreement(image, boxes)
