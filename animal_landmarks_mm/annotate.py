@@ -1540,6 +1540,47 @@ class OutputFolderLock:
             self._fd = None
 
 
+def _in_use_error(folder: str | os.PathLike, fd: int, option: str) -> OutputFolderInUseError:
+    """The error for ``folder`` locked by another process, named by the id its lock file
+    ``fd`` holds."""
+    holder = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
+    holder = holder if holder.isdigit() else 'unknown'
+    return OutputFolderInUseError(
+        f'{folder} is in use by another annotator or tools/infer.py (process id {holder}); '
+        f'two on one folder would overwrite each other\'s saves: stop that one, or choose '
+        f'another {option}')
+
+
+def check_output_folder_free(folder: str | os.PathLike, option: str = '--output-dir') -> None:
+    """Refuse early a folder that another process holds (:func:`lock_output_folder`), making
+    and locking nothing: for a tool with slow work to do before it takes the lock (a model to
+    load), which a refused run should neither do nor leave a folder or lock file behind for.
+    Only a lock file there, regular and held, refuses; anything else is left to the lock.
+
+    Raises:
+        OutputFolderInUseError: another process holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:  # no O_CREAT: a peek makes nothing; O_NOFOLLOW, O_NONBLOCK as the lock opens it
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:  # none there (free), or one the lock itself will report
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _in_use_error(folder, fd, option) from None
+        except OSError:  # no locks on this file system: the lock warns
+            return
+    finally:
+        os.close(fd)  # drops the peek's own lock
+
+
 def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
                        ) -> OutputFolderLock | None:
     """Take the output folder for this process: two annotators on one folder would overwrite
@@ -1590,12 +1631,7 @@ def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
-            holder = holder if holder.isdigit() else 'unknown'
-            raise OutputFolderInUseError(
-                f'{folder} is in use by another annotator or tools/infer.py (process id '
-                f'{holder}); two on one folder would overwrite each other\'s saves: stop that '
-                f'one, or choose another {option}') from None
+            raise _in_use_error(folder, fd, option) from None
         except OSError as e:  # ENOLCK: NFS without a lock daemon; EBADF: some read-only ones
             logger.warning('cannot lock the output folder %s (%s): two annotators on it would '
                            'overwrite each other\'s saves', folder, e.strerror or e)

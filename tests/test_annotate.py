@@ -20,6 +20,7 @@ from animal_landmarks_mm.annotate import (
     OutputFolderError,
     OutputFolderInUseError,
     UnsafeNameError,
+    check_output_folder_free,
     lock_output_folder,
     read_order_file,
 )
@@ -1072,6 +1073,35 @@ def test_one_process_at_a_time_holds_the_output_folder(tmp_path):
     (other / '.annotator.lock').symlink_to(tmp_path / 'target')  # never written through
     with pytest.raises(OutputFolderError, match='cannot make the lock file'):
         lock_output_folder(other)
+    assert not (tmp_path / 'target').exists()
+
+
+def test_a_peek_at_the_lock_refuses_a_held_folder_and_makes_nothing(tmp_path):
+    """tools/infer.py peeks before its model's load: a held folder is refused with the lock's
+    own message; a free one, a folder with no lock file, a missing folder, a lock file that is
+    a FIFO or a link pass, leaving nothing made, written or locked (the lock reports those)."""
+    missing = tmp_path / 'missing'
+    check_output_folder_free(missing)
+    assert not missing.exists()
+    check_output_folder_free(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no lock file made
+    held = lock_output_folder(tmp_path)
+    with pytest.raises(OutputFolderInUseError) as caught:
+        check_output_folder_free(tmp_path, option='--annotation-dir')
+    assert str(caught.value) == (
+        f'{tmp_path} is in use by another annotator or tools/infer.py (process id '
+        f'{os.getpid()}); two on one folder would overwrite each other\'s saves: stop that '
+        'one, or choose another --annotation-dir')
+    held.release()
+    check_output_folder_free(tmp_path)  # free again, and the peek holds nothing after it
+    lock_output_folder(tmp_path).release()
+    assert (tmp_path / '.annotator.lock').read_text() == f'{os.getpid()}\n'
+    fifo, linked = tmp_path / 'fifo', tmp_path / 'linked'
+    fifo.mkdir(), linked.mkdir()
+    os.mkfifo(fifo / '.annotator.lock')
+    check_output_folder_free(fifo)  # never waits on it
+    (linked / '.annotator.lock').symlink_to(tmp_path / 'target')
+    check_output_folder_free(linked)
     assert not (tmp_path / 'target').exists()
 
 

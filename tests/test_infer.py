@@ -485,8 +485,8 @@ def test_a_prediction_under_review_is_kept_and_an_annotator_at_work_stops_a_run(
     """A prediction a person corrected in the annotator, not accepted yet (still predicted),
     is their work: the next run keeps it (it replaced it), and the corrected face has no model
     scores any more; a prediction nobody touched is replaced. While an annotator works in the
-    folder (its lock), a run is refused in one line before it writes anything: the annotator
-    bound its files to images when it started."""
+    folder (its lock), a run is refused in one line before it writes anything (before it
+    loads the model): the annotator bound its files to images when it started."""
     one, two = _scene_folder(peaked_scenes, tmp_path / 'images', {'one.png': 1, 'two.png': 1})
     (tmp_path / 'boxes.json').write_text(json.dumps({'one.png': [one], 'two.png': [two]}))
     out = tmp_path / 'landmarks'  # the annotator's output folder
@@ -507,9 +507,14 @@ def test_a_prediction_under_review_is_kept_and_an_annotator_at_work_stops_a_run(
     assert corrected.read_bytes() == before
     untouched = (out / 'two.json').read_bytes()
     held = lock_output_folder(out)  # an annotator at work there
+    broken = tmp_path / 'broken.pth'
+    broken.write_bytes(b'not a checkpoint')
     try:
         with pytest.raises(OutputFolderInUseError) as caught:
             run_inference(tmp_path / 'images', **common)
+        # refused before the model's load: a checkpoint that cannot load is not the message
+        with pytest.raises(OutputFolderInUseError):
+            run_inference(tmp_path / 'images', **dict(common, checkpoint=broken))
     finally:
         held.release()
     assert str(caught.value) == (
