@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 import animal_landmarks_mm  # noqa: F401  (registers the dataset; safe checkpoint loading)
 
 from .annotation import AnnotationError
-from .errors import AnimalLandmarksError, first_line
+from .errors import AnimalLandmarksError, first_line, printable
 from .schedule import (
     CHECKPOINT_INTERVAL_OPTION,
     ScheduleError,
@@ -693,13 +693,26 @@ def check_annotation_files(cfg: Config, loaders: tuple[str, ...]) -> dict[str, i
             if dataset.get('ann_file'):
                 path = annotation_file(dataset)
                 if path not in faces:  # a file read twice (a ConcatDataset of one) is read once
-                    faces[path] = _check_annotation_file(name, path)
+                    faces[path] = _check_annotation_file(name, path, image_folder(dataset))
     return faces
 
 
-def _check_annotation_file(name: str, path: str) -> int:
-    """:func:`check_annotation_files` for one file of the loader ``name``; its training
-    faces."""
+def image_folder(dataset: dict) -> str | None:
+    """The folder a dataset config reads its images from, as mmengine's ``BaseDataset`` joins
+    its ``data_prefix['img']`` to its ``data_root`` (and mmpose the file names to it); None for
+    images read through a storage backend (``backend_args``: nothing to look for on disk)."""
+    if dataset.get('backend_args'):
+        return None
+    prefix = (dataset.get('data_prefix') or {}).get('img', '')
+    root = dataset.get('data_root') or ''
+    if '://' in prefix or '://' in root:
+        return None
+    return prefix if osp.isabs(prefix) or not root else osp.join(root, prefix)
+
+
+def _check_annotation_file(name: str, path: str, images_in: str | None) -> int:
+    """:func:`check_annotation_files` for one file of the loader ``name``, whose images lie in
+    ``images_in`` (None: not looked for); its training faces."""
     if not osp.isfile(path):
         raise TrainingSetupError(f'{name}: annotation file not found: {path} (run '
                                  'tools/dataset.py, then pass its --output-dir as --data-root)')
@@ -716,6 +729,16 @@ def _check_annotation_file(name: str, path: str) -> int:
     if what:
         raise TrainingSetupError(f'{name}: {path} holds {what}; nothing to '
                                  f'{"train on" if name.startswith("train") else "measure"}')
+    if images_in is not None:
+        # mmpose's LoadImage would stop the run at the first missing one, an epoch in
+        missing = [image['file_name'] for image in images
+                   if not osp.isfile(osp.join(images_in, image['file_name']))]
+        if missing:
+            raise TrainingSetupError(
+                f'{name}: {len(missing)} of the {len(images)} images {path} lists are not '
+                f'files under {printable(images_in or ".")}, such as '
+                f'{printable(missing[0])} (run tools/dataset.py again, or pass its '
+                '--output-dir as --data-root)')
     return faces
 
 

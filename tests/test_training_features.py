@@ -307,6 +307,8 @@ def test_distributed_training_two_processes_over_gloo(coco_dir, tmp_path):
     ('no_annotations', 'holds no annotations'),
     ('only_absent_points', 'holds only absent points'),
     ('missing', 'annotation file not found'),
+    # mmpose's LoadImage stopped the run at the first missing image, an epoch in
+    ('an_image_gone', None),
 ])
 def test_an_empty_coco_file_is_named_before_the_runner_starts(coco_dir, tmp_path, case,
                                                               message):
@@ -314,6 +316,7 @@ def test_an_empty_coco_file_is_named_before_the_runner_starts(coco_dir, tmp_path
     import shutil
     data = tmp_path / 'data'
     shutil.copytree(coco_dir / 'annotations', data / 'annotations')
+    shutil.copytree(coco_dir / 'images', data / 'images')
     train = data / 'annotations' / 'train.json'
     coco = json.loads(train.read_text())
     if case == 'no_images':
@@ -326,6 +329,11 @@ def test_an_empty_coco_file_is_named_before_the_runner_starts(coco_dir, tmp_path
     train.write_text(json.dumps(coco))
     if case == 'missing':
         train.unlink()
+    elif case == 'an_image_gone':
+        gone = data / coco['images'][-1]['file_name']
+        gone.unlink()
+        message = (f'1 of the 4 images {train} lists are not files under {data}/, such as '
+                   f'{gone.relative_to(data)} (run tools/dataset.py again')
     proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path / 'work', '--data-root',
                     data, '--cfg-options', *TINY, check=False)
     last = proc.stderr.strip().splitlines()[-1]
@@ -800,10 +808,12 @@ def test_the_plan_counts_the_samples_the_loader_draws():
 
 
 def _coco_variant(coco_dir, folder, mutate):
-    """A data root whose train.json is coco_dir's with 5 copies of each face, then ``mutate``d."""
+    """A data root whose train.json is coco_dir's with 5 copies of each face, then ``mutate``d;
+    its images those of coco_dir (linked)."""
     import json
     import shutil
     shutil.copytree(coco_dir / 'annotations', folder / 'annotations')
+    (folder / 'images').symlink_to(coco_dir / 'images')
     path = folder / 'annotations' / 'train.json'
     coco = json.loads(path.read_text())
     faces = [dict(a, id=i + 1) for i, a in enumerate(coco['annotations'] * 5)]
