@@ -69,7 +69,7 @@ from .annotation import (
     unencodable_string,
     write_json_atomic,
 )
-from .errors import AnimalLandmarksError, first_line, printable
+from .errors import AnimalLandmarksError, first_line, printable, shown_value
 from .schema import ABSENT, NUM_KEYPOINTS, OCCLUDED, VISIBILITY_FLAGS, VISIBLE, describe
 
 logger = logging.getLogger(__name__)
@@ -773,7 +773,7 @@ class ImageEdit:
         """
         if not isinstance(op, dict) or op.get('op') not in self.OPERATIONS:
             name = op.get('op') if isinstance(op, dict) else op
-            raise EditError(f'unknown edit operation {name!r} (one of '
+            raise EditError(f'unknown edit operation {shown_value(name)} (one of '
                             f'{", ".join(self.OPERATIONS)})')
         kind, face = op['op'], op.get('face')
         if kind in ('place', 'move'):

@@ -10,7 +10,7 @@ from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
 
 from .annotation import AnnotationError, read_regular_file
-from .errors import printable
+from .errors import shown_value
 from .schema import NUM_KEYPOINTS, VISIBILITY_FLAGS, dataset_info
 
 
@@ -192,8 +192,3 @@ def _is_finite(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and -_FLOAT32_MAX <= value <= _FLOAT32_MAX)
 
-
-def shown_value(value: Any) -> str:
-    """A value of a COCO file for a one-line message, escaped and cut short (a hostile file may
-    hold megabytes)."""
-    return printable(repr(value), one_line=True, limit=40)

@@ -69,6 +69,12 @@ def printable(text: str, *, one_line: bool = False, limit: int | None = None) ->
     return shown if limit is None or len(shown) <= limit else f'{shown[:limit]}...'
 
 
+def shown_value(value: object, limit: int = 40) -> str:
+    """A value from a file or a request for a one-line message: its ``repr``, escaped
+    (:func:`printable`) and cut short (a hostile file may hold megabytes)."""
+    return printable(repr(value), one_line=True, limit=limit)
+
+
 @contextlib.contextmanager
 def exit_on_error(path: str | os.PathLike | None = None) -> Iterator[None]:
     """A tool's ``main``: the package's errors and the operating system's (a folder that

@@ -1536,3 +1536,15 @@ def test_a_draft_that_cannot_be_removed_after_the_save_is_no_failed_save(session
     reopened = session.open('a.png')
     assert 'kept as' in reopened.notice and not draft.exists()
     assert reopened.faces[0].points == edit.faces[0].points
+
+
+def test_an_unknown_edit_operation_is_named_in_one_short_line(session):
+    """The operation's name comes from the page (any client): a megabyte of it, or a line
+    break in it, was echoed whole into the message the page shows."""
+    edit = session.open('a.png')
+    for name in ('x' * 1_000_000, 'pl\nace\x1b[31m', ['place']):
+        with pytest.raises(EditError) as caught:
+            edit.apply({'op': name})
+        message = str(caught.value)
+        assert message.startswith('unknown edit operation ') and '\n' not in message
+        assert '\x1b' not in message and len(message) < 300, message[:300]
