@@ -10,6 +10,7 @@ same faces.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -407,15 +408,23 @@ def plot_ced(curves: dict[str, np.ndarray], out_file: str | os.PathLike,
     write_bytes_atomic(out_file, png.getvalue())
 
 
+#: pixels a picture shows around a face's box at the least (a face whose points lie within a
+#: pixel has a box of no size, and a quarter of nothing around it is no picture)
+_MIN_PICTURE_PAD = 8
+
+
 def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str | os.PathLike,
                     min_side: int = 384) -> None:
     """Ground truth (green) and prediction (magenta), a line per point between them, the face's
     NME in the corner; the picture is the face box region, enlarged for small faces."""
     image = read_image(face.image_path)  # decoded for the prediction just before
     x0, y0, x1, y1 = face.box
-    pad = 0.25 * max(x1 - x0, y1 - y0)
-    left, top = int(max(0, x0 - pad)), int(max(0, y0 - pad))
-    right, bottom = int(min(face.width, x1 + pad)), int(min(face.height, y1 + pad))
+    # a face whose points lie within a pixel (a box of no size) still gets pixels around it:
+    # the box is on the image, so the padded region, rounded outwards, holds at least one
+    pad = max(0.25 * max(x1 - x0, y1 - y0), _MIN_PICTURE_PAD)
+    left, top = max(0, math.floor(x0 - pad)), max(0, math.floor(y0 - pad))
+    right = min(face.width, math.ceil(x1 + pad))
+    bottom = min(face.height, math.ceil(y1 + pad))
     crop = image[top:bottom, left:right]
     scale = max(1.0, min_side / max(1, min(crop.shape[:2])))
     crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
@@ -436,7 +445,8 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
                 cv2.LINE_AA)
     try:
         write_image(out_file, crop)
-    except ValueError as e:  # an empty crop
+    except ValueError as e:  # a picture JPEG cannot hold: a side over 65,535 pixels, an
+        # enlarged crop of a very narrow image
         raise EvaluationInputError(str(e)) from None
 
 

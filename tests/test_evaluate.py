@@ -595,3 +595,23 @@ def test_a_coco_face_with_points_just_off_the_picture_is_read(tmp_path):
     (tmp_path / 'annotations' / 'test.json').write_text(json.dumps(coco))
     faces = faces_from_coco(tmp_path / 'annotations' / 'test.json')
     assert len(faces) == 1 and np.allclose(faces[0].points[:, 0], [p[0] for p in points])
+
+
+def test_a_face_whose_points_lie_within_a_pixel_is_pictured(tmp_path):
+    """A face whose points all lie within one pixel (the format allows it; check_annotations
+    finds 'points collapsed') has a box of no size: its crop was empty, and --visualize
+    stopped with OpenCV's traceback (cv2.resize: !ssize.empty()). The picture shows the pixels
+    around it."""
+    from animal_landmarks_mm.annotation import Face
+    from animal_landmarks_mm.converter import face_box_xyxy
+    from animal_landmarks_mm.evaluation import EvalFace, draw_comparison
+    image = tmp_path / 'a.png'
+    assert cv2.imwrite(str(image), np.full((80, 100, 3), 90, np.uint8))
+    points = [(50.2 + 0.01 * k, 40.1 + 0.01 * k) for k in range(28)]
+    box = face_box_xyxy(Face(points), 100, 80)
+    assert int(box[0]) == int(box[2]) and int(box[1]) == int(box[3])  # within one pixel
+    face = EvalFace(image_path=image, image_name='a.png', width=100, height=80,
+                    points=np.array(points), visibility=np.full(28, 2), box=np.array(box))
+    draw_comparison(face, np.array(points) + 1, 0.5, tmp_path / 'picture.jpg')
+    picture = cv2.imread(str(tmp_path / 'picture.jpg'))
+    assert picture is not None and min(picture.shape[:2]) >= 384
