@@ -461,8 +461,12 @@ def _check_output_dir(output_dir: Path) -> None:
         EvaluationInputError: naming the folder and the reason.
     """
     existing = output_dir
-    while not existing.exists() and existing != existing.parent:
+    # a link is there even when what it names is not: making the folder fails on it
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent
+    if existing.is_symlink() and not existing.exists():  # to nothing, or a loop of links
+        raise EvaluationInputError(f'--output-dir {output_dir}: {existing} is a link to '
+                                   f'{os.readlink(existing)}, which is not there')
     if not existing.is_dir():
         raise EvaluationInputError(f'--output-dir {output_dir}: {existing} is a file, not a '
                                    'folder')

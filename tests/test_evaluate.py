@@ -96,6 +96,23 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_predicting(tmp_p
         evaluate(tmp_path / 'missing.pth', [face], tmp_path / 'afile' / 'out')
 
 
+@pytest.mark.parametrize('inside', [False, True])
+def test_a_link_to_nothing_as_output_folder_is_refused_before_predicting(tmp_path, inside):
+    """A link whose target is not there passed the check (it does not 'exist') and the run
+    failed with 'File exists' only after every prediction; a folder under it likewise."""
+    from animal_landmarks_mm.evaluation import EvalFace, EvaluationInputError, evaluate
+    link = tmp_path / 'out'
+    link.symlink_to(tmp_path / 'gone')
+    face = EvalFace(image_path=tmp_path / 'images' / 'x.png', image_name='x.png', width=9, height=9,
+                    points=np.zeros((28, 2)), visibility=np.full(28, 2), box=np.zeros(4))
+    output_dir = link / 'eval' if inside else link
+    with pytest.raises(EvaluationInputError) as refused:
+        evaluate(tmp_path / 'missing.pth', [face], output_dir)
+    assert str(refused.value) == (f'--output-dir {output_dir}: {link} is a link to '
+                                  f'{tmp_path / "gone"}, which is not there')
+    assert link.is_symlink() and not (tmp_path / 'gone').exists()
+
+
 def test_evaluate_bad_input(trained, tmp_path):
     proc = run_tool('evaluate.py', '--checkpoint', tmp_path / 'missing.pth', '--ann-file',
                     tmp_path / 'missing.json', '--output-dir', tmp_path / 'out', check=False)
