@@ -305,6 +305,10 @@ def check_tool():
     ('model without images', 'error: the model check needs the images'),
     ('output among the images', 'error: --output'),
     ('no usable faces', 'error: no usable faces'),
+    ('output is the checkpoint', 'error: --output'),
+    ('output is the config', 'error: --output'),
+    ('output is a linked annotation', 'error: --output'),
+    ('output is a linked image', 'error: --output'),
 ])
 def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, case, message):
     folder, _, _ = labelled_set
@@ -321,20 +325,40 @@ def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, c
         args = ['--config', 'x.py']
     elif case == 'output among the images':  # a typo would replace a picture with the report
         output = next((folder / 'images').iterdir())
-        before = output.read_bytes()
     elif case == 'no usable faces':  # the wrong images: the reason shared by all is shown
         (tmp_path / 'elsewhere').mkdir()
         args = ['--image-dir', str(tmp_path / 'elsewhere')]
         message += f' in {annotations}, read images from {tmp_path / "elsewhere"} ('
+    elif case in ('output is the checkpoint', 'output is the config'):  # the model replaced
+        output = tmp_path / 'model.pth'
+        config = tmp_path / 'config.py'
+        output.write_bytes(b'weights')
+        config.write_text('# a config')
+        args = ['--checkpoint', str(output), '--config', str(config)]
+        if case == 'output is the config':
+            output = config
+        message += f' {output} is the --{case.split()[-1]} file'
+    elif case in ('output is a linked annotation', 'output is a linked image'):
+        # an input reached through a link from its folder: the report would replace it
+        annotations = tmp_path / 'landmarks'
+        images = tmp_path / 'images'
+        annotations.mkdir()
+        images.mkdir()
+        output = tmp_path / 'real'
+        output.write_bytes(b'input')
+        linked = annotations / 'linked.json' if 'annotation' in case else images / 'linked.png'
+        linked.symlink_to(output)
+        message += f' {output} is the input file '
     else:
         annotations = tmp_path / 'alone'
         annotations.mkdir()
         args = ['--checkpoint', 'x.pth']
+    before = output.read_bytes() if output.is_file() else None
     with pytest.raises(SystemExit) as info:
         check_tool.main(['--annotation-dir', str(annotations), '--output', str(output),
                          '--no-progress', *args])
     assert str(info.value.code).startswith(message) and '\n' not in str(info.value.code)
-    if case == 'output among the images':
+    if before is not None:  # an input named as the output is left as it was
         assert output.read_bytes() == before
     if case == 'no usable faces':
         assert 'the first: ' in info.value.code and 'image not found' in info.value.code

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from animal_landmarks_mm.annotation import lies_in_folder
 from animal_landmarks_mm.errors import exit_on_error, printable
+from animal_landmarks_mm.export import is_same_file
 from animal_landmarks_mm.quality import QualityCheckError, check_annotations, default_image_dir
 
 
@@ -46,16 +47,60 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def check_output(path: Path, annotation_dir: Path, image_dir: str | Path | None) -> None:
-    """Refuse an output path the report cannot be written to, or one among the annotation files
-    or the images (it would replace one, or be read as a bad one), before the work is done."""
-    for flag, folder in (('--annotation-dir', annotation_dir), ('--image-dir', image_dir)):
+def _same_file_in(path: Path, folder: str | Path) -> Path | None:
+    """The file under ``folder`` (read as the tools read it: linked subfolders followed, each
+    real folder once) that is ``path``'s file through a link, or None. A link among the inputs
+    pointing outside their folder is an input all the same: the report would replace it."""
+    target = os.stat(path)
+    visited = set()
+    for top, subfolders, names in os.walk(folder, followlinks=True):
+        identity = os.stat(top)
+        if (identity.st_dev, identity.st_ino) in visited:
+            subfolders[:] = []  # a link back up the tree: walked once already
+            continue
+        visited.add((identity.st_dev, identity.st_ino))
+        for name in names:
+            candidate = Path(top, name)
+            try:
+                found = os.stat(candidate)
+            except OSError:  # a dangling link: no file to replace
+                continue
+            if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+                return candidate
+    return None
+
+
+def check_output(path: Path, annotation_dir: Path, image_dir: str | Path | None,
+                 model_files: dict[str, str | None]) -> None:
+    """Refuse an output path the report cannot be written to, or one that is an input: a file
+    among the annotation files or the images (it would replace one, or be read as a bad one)
+    or a model file (the checkpoint would be replaced by the report), before the work is done.
+
+    Args:
+        path: ``--output``.
+        annotation_dir: ``--annotation-dir``.
+        image_dir: the image folder the run reads (None: none).
+        model_files: ``{'--checkpoint': path, '--config': path}``, None where not given.
+    """
+    folders = (('--annotation-dir', annotation_dir), ('--image-dir', image_dir))
+    for flag, folder in folders:
         if folder is not None and lies_in_folder(path, folder):
             raise QualityCheckError(f'--output {path} is inside {flag} {folder}; write the '
                                     'report elsewhere (e.g. work_dirs/check/report.json)')
+    for flag, model_file in model_files.items():
+        if model_file is not None and is_same_file(path, model_file):
+            raise QualityCheckError(f'--output {path} is the {flag} file {model_file}; write '
+                                    'the report elsewhere (e.g. work_dirs/check/report.json)')
     if path.is_dir():
         raise QualityCheckError(f'--output {path} is a folder; give a file name such as '
                                 f'{path / "report.json"}')
+    if path.is_file():  # only an existing file can be an input reached through a link
+        for flag, folder in folders:
+            linked = folder is not None and Path(folder).is_dir() and _same_file_in(path, folder)
+            if linked:
+                raise QualityCheckError(f'--output {path} is the input file {linked} of {flag} '
+                                        f'{folder}; write the report elsewhere (e.g. '
+                                        'work_dirs/check/report.json)')
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -74,7 +119,8 @@ def main(argv=None):
         if args.config and not args.checkpoint:
             raise QualityCheckError('--config needs --checkpoint')
         image_dir = args.image_dir or default_image_dir(args.annotation_dir)
-        check_output(output, Path(args.annotation_dir), image_dir)
+        check_output(output, Path(args.annotation_dir), image_dir,
+                     {'--checkpoint': args.checkpoint, '--config': args.config})
         report = check_annotations(
             args.annotation_dir, image_dir, checkpoint=args.checkpoint, config=args.config,
             device=args.device, include_predicted=args.include_predicted,
