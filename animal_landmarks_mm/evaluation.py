@@ -466,7 +466,7 @@ def _check_output_dir(output_dir: Path) -> None:
         existing = existing.parent
     if existing.is_symlink() and not existing.exists():  # to nothing, or a loop of links
         raise EvaluationInputError(f'--output-dir {output_dir}: {existing} is a link to '
-                                   f'{os.readlink(existing)}, which is not there')
+                                   f'{os.readlink(existing)}, which leads to no file or folder')
     if not existing.is_dir():
         raise EvaluationInputError(f'--output-dir {output_dir}: {existing} is a file, not a '
                                    'folder')

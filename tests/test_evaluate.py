@@ -109,7 +109,7 @@ def test_a_link_to_nothing_as_output_folder_is_refused_before_predicting(tmp_pat
     with pytest.raises(EvaluationInputError) as refused:
         evaluate(tmp_path / 'missing.pth', [face], output_dir)
     assert str(refused.value) == (f'--output-dir {output_dir}: {link} is a link to '
-                                  f'{tmp_path / "gone"}, which is not there')
+                                  f'{tmp_path / "gone"}, which leads to no file or folder')
     assert link.is_symlink() and not (tmp_path / 'gone').exists()
 
 
