@@ -31,7 +31,9 @@ checks, only enough faces (:attr:`CheckSettings.min_faces`) for the set to say w
    (``c`` = :attr:`CheckSettings.robust_scale`): ``d**2`` for small distances, logarithmic for
    wild ones. A relabelling is reported when ``sqrt(energy before - energy after)`` reaches
    :attr:`CheckSettings.relabel_score`; the best one is applied and the search repeats (a face
-   may hold two mistakes); the later checks look at the corrected face.
+   may hold two mistakes); the later checks look at the corrected face. A relabelling found
+   after another is described in the corrected face's labels; its entry then says which
+   correction it follows and which of the file's points those are (its ``points``).
 3. **Point off the shape**: a point of the corrected face at least
    :attr:`CheckSettings.off_shape_sigma` sigma and :attr:`CheckSettings.off_shape_min_iod` IOD
    from the mean.
@@ -526,8 +528,9 @@ def _find_relabellings(model: ShapeModel, points: np.ndarray, visibility: np.nda
 
     Returns:
         Each face's total correction ``(N, K)`` (label k of the corrected face is the point
-        labelled ``order[k]`` in the file) and, per face, the relabellings found with their
-        scores and the labels they move, as in the file.
+        labelled ``order[k]`` in the file) and, per face, the relabellings found, in the order
+        they were applied, with their scores and the file's labels of the points they move
+        (the relabelling's ``points``, one by one, through the corrections found before it).
     """
     n = len(points)
     orders = np.array([c.order for c in candidates])  # (C, K)
@@ -555,11 +558,30 @@ def _find_relabellings(model: ShapeModel, points: np.ndarray, visibility: np.nda
             best[part] = k
         accepted = best_gain >= settings.relabel_score ** 2
         for face, k, gain in zip(todo[accepted], best[accepted], best_gain[accepted]):
-            moved = sorted(int(total[face, label]) for label in candidates[k].points)
-            found[face].append((candidates[k], math.sqrt(gain), moved))
+            in_file = [int(total[face, label]) for label in candidates[k].points]
+            found[face].append((candidates[k], math.sqrt(gain), in_file))
             total[face] = total[face][orders[k]]
         todo = todo[accepted]
     return total, found
+
+
+def _relabelling_detail(relabel: Relabelling, in_file: list[int],
+                        earlier: list[tuple[Relabelling, float, list[int]]]) -> str:
+    """A relabelling's sentence for the report. A relabelling found after others names the
+    labels of the face those corrected, which the file may give other labels (after a mirrored
+    face, the left eye's are the file's right eye's): the sentence then says which correction
+    it follows and which of the file's points it means, as the entry's ``points`` do.
+
+    Args:
+        relabel: the relabelling.
+        in_file: the file's labels of ``relabel.points``, one by one.
+        earlier: the face's relabellings applied before this one.
+    """
+    if list(relabel.points) == in_file:  # its points untouched by the earlier corrections
+        return relabel.detail
+    reasons = ' and '.join(dict.fromkeys(r.reason for r, _, _ in earlier))
+    return (f'{relabel.detail}, once the {reasons} correction is made (points '
+            f'{_names(relabel.points)} there are the file\'s {_names(in_file)})')
 
 
 def _midline_offsets(aligned: np.ndarray, visibility: np.ndarray
@@ -732,9 +754,9 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
 
     findings = _collapsed_findings(all_z, all_visibility, collapsed, spans, model)
     for face, relabels in enumerate(found):
-        for relabel, score, moved in relabels:
-            findings.append(Finding(int(index[face]), relabel.reason, score, moved,
-                                    relabel.detail))
+        for k, (relabel, score, in_file) in enumerate(relabels):
+            findings.append(Finding(int(index[face]), relabel.reason, score, sorted(in_file),
+                                    _relabelling_detail(relabel, in_file, relabels[:k])))
     explained: dict[int, set[int]] = {}  # labels (corrected face) a more specific finding names
     for face, (score, sigma, offset) in _nose_findings(alignment.aligned, corrected_vis,
                                                       settings).items():

@@ -547,3 +547,40 @@ def test_every_point_on_exactly_one_spot_is_an_unusable_file_not_an_entry(check_
     at = printed.index('1 annotation file unusable, not checked and not in the report:')
     assert printed[at + 1] == f'  {folder / "a01.json"}: face has all its points on one spot ' \
         '(30.0, 30.0)'
+
+
+def _synthetic_faces(count: int = 80, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` clean synthetic faces, each turned, scaled and moved: (points, visibility)."""
+    from animal_landmarks_mm.synthetic import FaceModel
+    rng = np.random.default_rng(seed)
+    faces = []
+    for k in range(count):
+        points = FaceModel(np.random.default_rng([seed, k])).landmarks()
+        angle = rng.uniform(-0.3, 0.3)
+        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        faces.append(points @ rotation.T * rng.uniform(80, 200) + rng.uniform(100, 400, 2))
+    return np.array(faces), np.full((count, NUM_KEYPOINTS), VISIBLE)
+
+
+def test_a_second_relabelling_names_the_files_points():
+    """A face labelled from the wrong side whose left eye's corners were also exchanged: the
+    second finding is found on the mirrored-back face, where the exchanged points are labels
+    11 and 13, the file's 19 and 17. Its entry's points are the file's, and its sentence said
+    'points 11 and 13 look exchanged' as if the file's 11 and 13 were wrong: it now says it
+    follows the mirroring and which of the file's points it means."""
+    points, visibility = _synthetic_faces()
+    points[7] = _mirrored(_exchanged((11, 13))(points[7]))
+    result = quality.find_mistakes(points, visibility)
+    of_face = {f.reason: f for f in result.findings if f.face == 7}
+    assert set(of_face) == {quality.REASON_MIRRORED, quality.REASON_ORDER}
+    order = of_face[quality.REASON_ORDER]
+    assert order.points == [17, 19]
+    assert order.detail.startswith('points 11 and 13 look exchanged')
+    assert order.detail.endswith(f"once the {quality.REASON_MIRRORED} correction is made "
+                                 "(points 11, 13 there are the file's 19, 17)")
+    # a face with one mistake: the sentence names the file's points as they are
+    points, visibility = _synthetic_faces()
+    points[7] = _exchanged((11, 13))(points[7])
+    only = [f for f in quality.find_mistakes(points, visibility).findings if f.face == 7]
+    assert [(f.reason, f.points) for f in only] == [(quality.REASON_ORDER, [11, 13])]
+    assert 'once the' not in only[0].detail and 'points 11 and 13' in only[0].detail
