@@ -51,6 +51,8 @@ from .converter import (
 from .dataset import read_coco_file, shown_value
 from .errors import AnimalLandmarksError, printable
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
+from .quality import _count  # "1 face", "3 faces"
+from .schedule import training_faces
 from .schema import (
     ABSENT,
     GROUP_COLORS,
@@ -123,8 +125,16 @@ def read_split_file(split_file: str | os.PathLike) -> set[str]:
         raise EvaluationInputError(f'{split_file}: cannot read ({e})') from None
 
 
-#: how many of the files a split file lists but the annotation folder lacks are named
+#: how many of the files a split file lists but the annotation folder lacks are named (and of
+#: the annotations of a COCO file left out)
 _NAMES_SHOWN = 5
+
+
+def _shown_names(names: list[str]) -> str:
+    """The first :data:`_NAMES_SHOWN` names, and how many more (``a, b, c, d, e and 3
+    more``)."""
+    return ', '.join(names[:_NAMES_SHOWN]) + (
+        f' and {len(names) - _NAMES_SHOWN} more' if len(names) > _NAMES_SHOWN else '')
 
 
 @dataclass
@@ -173,13 +183,10 @@ def faces_from_annotation_dir(annotation_dir: str | os.PathLike, image_dir: str 
         found = {path.relative_to(annotation_dir).as_posix() for path in contents.files}
         missing = sorted(wanted - found)
         if missing:
-            shown = ', '.join(missing[:_NAMES_SHOWN]) + (
-                f' and {len(missing) - _NAMES_SHOWN} more' if len(missing) > _NAMES_SHOWN
-                else '')
             contents.problems.append(
                 f'{split_file}: {len(missing)} listed '
                 f'{"file is" if len(missing) == 1 else "files are"} not in {annotation_dir}: '
-                f'{shown}')
+                f'{_shown_names(missing)}')
     faces = []
     for record in records:
         ann = record.annotation
@@ -246,13 +253,18 @@ def _coco_image(image: Any, anns: list[dict], root: Path) -> ImageAnnotation:
     return annotation
 
 
-def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
+def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[str]]:
     """Faces of a COCO file written by the converter (image paths relative to its folder's
     parent, the converter's output folder), in the file's order. The file is read and checked
     as training reads its files (:func:`.dataset.read_coco_file`), then every annotation and
     image is validated as the converter's (:func:`_coco_image`), before any is used: a bad one
     stops the evaluation before a model runs, not after some images were predicted or outputs
-    written.
+    written. The faces mmpose's dataset leaves out (crowd faces, faces without labelled points:
+    :func:`.schedule.training_faces`) are left out here too, so that the numbers are those of
+    ``tools/test.py``.
+
+    Returns:
+        The faces, and a line naming the annotations left out, if any.
 
     Raises:
         EvaluationInputError: one line naming the file and the first defect.
@@ -280,8 +292,12 @@ def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
         raise EvaluationInputError(f'{ann_file}: not a COCO keypoints file of this layout '
                                    f'({e.__class__.__name__}: '
                                    f'{printable(str(e), one_line=True, limit=80)})') from None
-    faces = []
-    for image_id, index in order:
+    faces, left_out = [], []
+    for ann, (image_id, index) in zip(coco['annotations'], order):
+        # the rule is training's, asked of one face at a time
+        if not training_faces(dict(images=[images[image_id]], annotations=[ann])):
+            left_out.append(shown_value(ann['id']))
+            continue
         annotation = annotations[image_id]
         face = annotation.faces[index]
         faces.append(EvalFace(
@@ -289,7 +305,11 @@ def faces_from_coco(ann_file: str | os.PathLike) -> list[EvalFace]:
             width=annotation.width, height=annotation.height,
             points=np.array([p if p is not None else (0.0, 0.0) for p in face.landmarks]),
             visibility=np.array(face.visibility), box=np.array(face.bbox)))
-    return faces
+    problems = [] if not left_out else [
+        f'{ann_file}: {_count(len(left_out), "annotation")} that mmpose\'s dataset leaves out '
+        f'too (crowd, without labelled points, or a box of no size on the image): '
+        f'{"id" if len(left_out) == 1 else "ids"} {_shown_names(left_out)}']
+    return faces, problems
 
 
 def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu',

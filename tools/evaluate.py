@@ -59,12 +59,13 @@ def main(argv=None):
         if not args.ann_file:  # before the folder is read (a COCO file's images: evaluate's)
             check_outside_inputs(args.output_dir, args.annotation_dir, [args.image_dir])
         if args.ann_file:
-            faces = faces_from_coco(args.ann_file)
+            faces, problems = faces_from_coco(args.ann_file)
         else:
             faces, summary = faces_from_annotation_dir(args.annotation_dir, args.image_dir,
                                                        args.split_file)
-            for problem in summary.problems:
-                print(printable(f'left out: {problem}', one_line=True), file=sys.stderr)
+            problems = summary.problems
+        for problem in problems:
+            print(printable(f'left out: {problem}', one_line=True), file=sys.stderr)
         metrics = evaluate(args.checkpoint, faces, args.output_dir, config=args.config,
                            device=args.device, visualize=args.visualize,
                            num_vis_samples=args.num_vis_samples, worst_first=args.worst_first,
