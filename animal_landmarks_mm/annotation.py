@@ -45,10 +45,11 @@ import stat
 import struct
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import AnimalLandmarksError, printable
 from .schema import ABSENT, NUM_KEYPOINTS, VISIBILITY_FLAGS, VISIBLE
@@ -214,26 +215,118 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
 _EXIF_ORIENTATION = 0x0112
 #: EXIF orientations that turn the stored pixels by 90 degrees (transpose, rotate, transverse)
 _EXIF_QUARTER_TURNS = (5, 6, 7, 8)
+#: The first four bytes of a TIFF block (little-, big-endian): libpng keeps a PNG's ``eXIf``
+#: chunk only if it starts so (PNG 3), so OpenCV and Chromium ignore one that starts with
+#: JPEG's ``Exif\0\0`` (which PIL takes)
+_TIFF_HEADERS = (b'II*\x00', b'MM\x00*')
+#: libpng's limit on an ancillary chunk (``PNG_USER_CHUNK_MALLOC_MAX``): a larger ``eXIf`` is
+#: dropped (and never read here)
+_PNG_CHUNK_MAX = 8_000_000
 
 
-def _exif_orientation(im) -> int | None:
-    """The EXIF orientation of an opened image, read from what :func:`PIL.Image.open` parsed.
+class Orientation(NamedTuple):
+    """An image's EXIF orientation as training decodes it, and whether a browser shows it so.
 
-    ``Image.getexif()`` of a PNG loads the whole image to look for an ``eXIf`` chunk after the
-    pixel data; the header's chunk (where writers put it, before the pixels) is enough.
+    Attributes:
+        value: the orientation OpenCV (hence mmcv and mmpose) applies, 1 to 8; 1 (upright)
+            also for none, a broken block, or one OpenCV does not read.
+        shown_alike: whether Chromium, shown the file itself, turns the picture the same way
+            (it ignores a WebP's orientation, and reads a PNG's ``eXIf`` only before the
+            pixels); when not, the annotator serves the picture already turned.
     """
-    from PIL import Image
+    value: int
+    shown_alike: bool
+
+
+UPRIGHT = Orientation(1, True)
+
+
+def _read_at(file, offset: int, size: int) -> bytes:
+    """``size`` bytes (fewer at the end) at ``offset`` of an open file, its position left as it
+    was (PIL reads on from there)."""
     try:
-        if im.format in ('JPEG', 'MPO', 'TIFF'):  # EXIF sits in the header
-            return im.getexif().get(_EXIF_ORIENTATION)
-        raw = im.info.get('exif')
+        return os.pread(file.fileno(), size, offset)
+    except (AttributeError, OSError, io.UnsupportedOperation):  # no file descriptor: in memory
+        position = file.tell()
+        try:
+            file.seek(offset)
+            return file.read(size)
+        finally:
+            file.seek(position)
+
+
+def _exif_block_orientation(block: bytes) -> int:
+    """The orientation of a TIFF block (with or without JPEG's ``Exif\\0\\0``), 1 to 8; 1 for
+    a broken or missing one."""
+    from PIL import Image
+    exif = Image.Exif()
+    exif.load(block)
+    value = exif.get(_EXIF_ORIENTATION)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _png_orientation(file) -> Orientation:
+    """The EXIF orientation of a PNG file as OpenCV decodes it, from its chunk headers.
+
+    OpenCV takes the ``eXIf`` chunk libpng keeps: the first one whose CRC holds and that starts
+    with a TIFF header (:data:`_TIFF_HEADERS`; a later one is a duplicate), before the pixels
+    or after them (libpng's end info); none in an animated PNG (OpenCV's APNG decoder reads
+    no EXIF). Chromium applies only the first ``eXIf`` chunk, and only before the pixels, so
+    the picture is shown alike only when training's chunk is that one (or there is none).
+    """
+    offset, before_pixels, animated = 8, True, False
+    first_exif, kept = None, None  # (offset, before the pixels) of each
+    while kept is None:
+        header = _read_at(file, offset, 8)
+        if len(header) < 8:
+            break
+        length, kind = struct.unpack('>I4s', header)
+        if kind == b'IEND' or length >= 1 << 31:  # the end, or no PNG chunk (at most 2^31-1)
+            break
+        if kind == b'IDAT':
+            before_pixels = False
+        elif kind == b'acTL' and before_pixels and length == 8:
+            animated = int.from_bytes(_read_at(file, offset + 8, 4), 'big') > 1
+        elif kind == b'eXIf':
+            if first_exif is None:
+                first_exif = (offset, before_pixels)
+            if 4 <= length <= _PNG_CHUNK_MAX:
+                data = _read_at(file, offset + 8, length + 4)
+                if len(data) == length + 4 and data[:4] in _TIFF_HEADERS and \
+                        zlib.crc32(kind + data[:length]) == int.from_bytes(data[length:], 'big'):
+                    kept = (offset, before_pixels, data[:length])
+        offset += 12 + length
+    if kept is None:  # no chunk OpenCV reads: Chromium's first one, if any, failed the checks
+        return UPRIGHT  # libpng makes too (the prefix, the CRC)
+    value = _exif_block_orientation(kept[2])
+    shown = value if first_exif == kept[:2] and kept[1] else 1
+    trained = 1 if animated else value
+    return Orientation(trained, shown == trained)
+
+
+def exif_orientation(im) -> Orientation:
+    """The EXIF orientation of an image opened by PIL from a file (its ``fp``, read from its
+    headers only) as training decodes it, and whether a browser shows the picture so.
+
+    ``Image.getexif()`` of a PNG would load the whole image to look for an ``eXIf`` chunk after
+    the pixel data, and takes chunks libpng drops (:func:`_png_orientation` reads its chunk
+    headers instead).
+    """
+    try:
+        if im.format == 'PNG':
+            return _png_orientation(im.fp)
+        if im.format in ('JPEG', 'MPO'):  # EXIF sits in the header; browsers apply it alike
+            value = im.getexif().get(_EXIF_ORIENTATION)
+            return Orientation(value if isinstance(value, int) and 1 <= value <= 8 else 1, True)
+        raw = im.info.get('exif')  # WebP's; BMP has none
         if not raw:
-            return None
-        exif = Image.Exif()
-        exif.load(raw)
-        return exif.get(_EXIF_ORIENTATION)
-    except (struct.error, ValueError, KeyError, IndexError, TypeError):
-        return None  # a broken EXIF block: decoders ignore it too, the pixels are fine
+            return UPRIGHT
+        value = _exif_block_orientation(raw)
+        return Orientation(value, value == 1)  # Chromium ignores a WebP's orientation
+    except (struct.error, ValueError, KeyError, IndexError, TypeError, SyntaxError):
+        # a broken EXIF block (SyntaxError: not a TIFF block at all): decoders ignore it too,
+        # the pixels are fine
+        return UPRIGHT
 
 
 def image_formats() -> dict[str, str]:
@@ -249,7 +342,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 
     mmcv (hence mmpose, through OpenCV) applies the EXIF orientation of JPEG, PNG and WebP files
     when it decodes, so a picture stored sideways has its width and height swapped relative to
-    the stored pixels.
+    the stored pixels (:func:`image_orientation`: the orientation as OpenCV reads it).
 
     Only the formats of :data:`IMAGE_SUFFIXES` are images here (their PIL plugins alone are
     tried; a JPEG holding more pictures, MPO, is a JPEG): a picture in another format PIL
@@ -264,13 +357,30 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         AnnotationError: the file is missing, not an image of those formats, or so large that
             decoding it would be a decompression bomb (PIL's limit); one line naming the file.
     """
+    (width, height), orientation = _image_header(path)
+    if orientation.value in _EXIF_QUARTER_TURNS:
+        width, height = height, width
+    return width, height
+
+
+def image_orientation(path: str | os.PathLike) -> Orientation:
+    """The EXIF orientation of an image as training decodes it, and whether a browser shows
+    the file turned alike (:func:`exif_orientation`), from its headers only.
+
+    Raises:
+        NotRegularFileError, AnnotationError: as :func:`image_size`.
+    """
+    return _image_header(path)[1]
+
+
+def _image_header(path: str | os.PathLike) -> tuple[tuple[int, int], Orientation]:
+    """The stored size of an image and its orientation (:func:`image_size`'s checks and
+    errors)."""
     from PIL import Image, UnidentifiedImageError
     formats = sorted(set(image_formats().values()))
     try:
         with open_regular_file(path) as f, Image.open(f, formats=formats) as im:
-            width, height = im.size  # the header only, no decoding
-            if _exif_orientation(im) in _EXIF_QUARTER_TURNS:
-                width, height = height, width
+            return im.size, exif_orientation(im)  # the headers only, no decoding
     except NotRegularFileError:  # an AnnotationError naming the file already
         raise
     except Image.DecompressionBombError as e:
@@ -280,7 +390,6 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
                               'tools and training read)') from None
     except (OSError, ValueError, SyntaxError) as e:  # missing, truncated header, NUL in name
         raise AnnotationError(f'{path}: image unreadable ({e})') from None
-    return width, height
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

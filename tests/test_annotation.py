@@ -370,3 +370,80 @@ def test_an_annotation_file_the_tools_would_not_read_back_is_never_written(tmp_p
     assert not list(tmp_path.iterdir())
     save_annotation(tmp_path / 'a.json', one)
     assert load_annotation(tmp_path / 'a.json').faces[0].landmarks == face.landmarks
+
+
+def tiff_block(orientation: int) -> bytes:
+    """An EXIF block (TIFF, without JPEG's ``Exif\\0\\0``) holding only an orientation."""
+    from PIL import Image
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    block = exif.tobytes()
+    return block[6:] if block.startswith(b'Exif\x00\x00') else block
+
+
+def png_with_exif_chunks(picture, before: list[bytes] = (), after: list[bytes] = (),
+                         animated: bool = False) -> bytes:
+    """The PNG of a PIL picture with ``eXIf`` chunks of the given data before its pixel data
+    (IDAT) and after it; ``animated``: an APNG of two frames (the picture, then black)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    def chunk(data: bytes) -> bytes:
+        return struct.pack('>I', len(data)) + b'eXIf' + data + struct.pack(
+            '>I', zlib.crc32(b'eXIf' + data))
+    out = io.BytesIO()
+    if animated:
+        picture.save(out, 'PNG', save_all=True, append_images=[Image.new(picture.mode,
+                                                                          picture.size)])
+    else:
+        picture.save(out, 'PNG')
+    data = out.getvalue()
+    pixels, end = data.index(b'IDAT') - 4, data.index(b'IEND') - 4
+    return (data[:pixels] + b''.join(map(chunk, before)) + data[pixels:end] +
+            b''.join(map(chunk, after)) + data[end:])
+
+
+def test_image_size_reads_a_pngs_exif_as_opencv_and_says_where_a_browser_differs(tmp_path):
+    """Training decodes with OpenCV, which applies the eXIf chunk libpng keeps: the first one
+    that starts with a TIFF header (one with JPEG's Exif\\0\\0 first is dropped; PIL took it),
+    before the pixel data or after it (PIL saw none there), and none in an animated PNG.
+    image_size agreed with OpenCV on none of those three; Chromium reads only the first
+    chunk, before the pixels: the orientation says when it would show the picture otherwise
+    (the annotator then serves it turned)."""
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import image_orientation, image_size, read_image
+    picture = Image.new('RGB', (200, 120), (90, 90, 90))
+    six, one = tiff_block(6), tiff_block(1)
+    cases = {  # name: (the chunks before, after, animated), (OpenCV's orientation, alike)
+        'before.png': (([six], [], False), (6, True)),
+        'prefixed.png': (([b'Exif\x00\x00' + six], [], False), (1, True)),
+        'after.png': (([], [six], False), (6, False)),
+        'prefixed_then_plain.png': (([b'Exif\x00\x00' + six, six], [], False), (6, False)),
+        'upright_then_turned.png': (([one], [six], False), (1, True)),
+        'turned_twice.png': (([], [six, one], False), (6, False)),
+        'too_short.png': (([b'II*'], [], False), (1, True)),
+        'animated.png': (([six], [], True), (1, False)),
+    }
+    for name, ((before, after, animated), expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(png_with_exif_chunks(picture, before, after, animated))
+        height, width = read_image(path).shape[:2]  # as training decodes it
+        assert image_size(path) == (width, height), name
+        assert tuple(image_orientation(path)) == expected, name
+
+
+def test_an_exif_block_that_is_no_tiff_is_read_upright(tmp_path):
+    """A WebP whose EXIF block is no TIFF at all (PIL: SyntaxError) was refused as unreadable;
+    OpenCV decodes its pixels upright, and so does image_size now."""
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import image_orientation, image_size, read_image
+    for k, block in enumerate((b'garbage-not-tiff', b'Exif\x00\x00garbage-not-tiff')):
+        path = tmp_path / f'{k}.webp'
+        Image.new('RGB', (60, 40), (100, 150, 200)).save(path, 'WEBP', exif=block)
+        assert read_image(path).shape[:2] == (40, 60)
+        assert image_size(path) == (60, 40) and tuple(image_orientation(path)) == (1, True)
