@@ -145,7 +145,8 @@ def run_inputs(config: Path, data_root: Path, work_dir: Path, *, iters: int | No
     """What a run of :func:`train_run` is made from, as its record keeps it: ``tools/train.py``'s
     arguments, the package's version and a digest of :data:`RESULT_SOURCES`, the config as
     mmengine reads it, the annotation files, the images and the start checkpoint."""
-    # validations logged by step whatever the loop, to draw NME against steps
+    # validations logged by step, to draw NME against steps: an epoch-based run (the default
+    # plan, no --iters) logs them by epoch otherwise (the plan of an --iters run does this too)
     args = [str(config), '--data-root', str(data_root), '--work-dir', str(work_dir),
             '--no-time-estimate', *extra, '--cfg-options',
             'default_hooks.logger.log_metric_by_epoch=False', *cfg_options]

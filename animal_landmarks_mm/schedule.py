@@ -581,6 +581,10 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         cfg.train_cfg = ConfigDict(type='IterBasedTrainLoop', max_iters=iters,
                                    val_interval=val_interval, **own)
         cfg.log_processor = ConfigDict({**cfg.get('log_processor', {}), 'by_epoch': False})
+        # mmengine's LoggerHook logs each validation at the loop's epoch by default: always 0
+        # in an IterBasedTrainLoop, so every validation of the run would be logged at step 0
+        if cfg.default_hooks.get('logger'):
+            cfg.default_hooks.logger.log_metric_by_epoch = False
     kept = options_over_the_plan(cfg_options)
     if kept:
         cfg.merge_from_dict(kept)

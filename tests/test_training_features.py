@@ -177,6 +177,8 @@ def test_epochs_iters_and_batch_size_give_exactly_what_they_say():
     assert plan.epochs is None and plan.iters == 300
     assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.train_cfg.max_iters == 300
     assert cfg.train_cfg.val_interval == 30 and not cfg.default_hooks.checkpoint.by_epoch
+    # validations logged at their iteration, not at the loop's epoch (always 0 here)
+    assert cfg.default_hooks.logger.get('log_metric_by_epoch', True) is False
     cfg, plan = _scheduled(MAIN_CONFIG, 200, batch_size=16)
     assert plan.epochs == 200 and plan.iters == 200 * 13  # the same data, more steps
     assert plan.lr == pytest.approx(2e-3 * 0.5)
@@ -221,6 +223,10 @@ def test_a_planned_run_prints_its_plan_and_runs_exactly_its_steps(coco_dir, tmp_
     assert (tmp_path / 'iter_3.pth').is_file() and not (tmp_path / 'iter_4.pth').exists(), \
         log[-3000:]
     assert list(tmp_path.glob('best_NME_iter_*.pth'))
+    # each validation logged at its step (mmengine's LoggerHook logged all at step 0, the
+    # epoch of an iteration-based loop)
+    from animal_landmarks_mm.experiments import validations
+    assert [v['step'] for v in validations(tmp_path)] == [1, 2, 3]
 
 
 @pytest.mark.parametrize('kwargs, message', [
