@@ -70,10 +70,9 @@ from .annotation import (
     STATUS_PREDICTED,
     STATUS_SKIPPED,
     AnnotationError,
-    image_formats,
+    image_orientation,
     image_size,
     is_sha256_hex,
-    open_regular_file,
     read_image,
 )
 from .errors import AnimalLandmarksError, first_line, printable
@@ -244,25 +243,24 @@ def chart() -> tuple[bytes, int, int, list[list[float]]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _turned_webp(path: Path, version: str) -> bytes | None:
-    """A WebP image with an EXIF orientation other than upright, turned, as PNG bytes (None
-    when upright). ``version`` keys the cache."""
-    import io
+def _picture_as_trained(path: Path, version: str) -> bytes | None:
+    """The picture of an image that a browser, shown the file, would turn otherwise than
+    training does (a WebP's EXIF orientation Chromium ignores, a PNG's ``eXIf`` chunk after the
+    pixels: :func:`.image_orientation`), as training decodes it (:func:`.read_image`), as PNG
+    bytes with no EXIF; None for an image the browser shows alike, served as it is. ``version``
+    keys the cache.
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
-    # WebP's plugin alone, on a regular file: no other plugin decodes a file named .webp here
-    with open_regular_file(path) as f:
-        try:
-            im = Image.open(f, formats=[image_formats()['.webp']])
-        except UnidentifiedImageError:  # another format named .webp (image_size takes the
-            return None  # four): served as it is, the browser reads it by its bytes
-        with im:
-            if im.getexif().get(0x0112, 1) in (0, 1):
-                return None
-            turned = ImageOps.exif_transpose(im)
-            out = io.BytesIO()
-            turned.save(out, 'PNG', compress_level=1)
-    return out.getvalue()
+    Raises:
+        AnnotationError: the file is no image, cannot be decoded, or has too many pixels; one
+            line naming it.
+    """
+    import cv2
+    if image_orientation(path).shown_alike:
+        return None
+    ok, png = cv2.imencode('.png', read_image(path), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise AnnotationError(f'{path}: cannot be encoded as PNG to be shown')
+    return png.tobytes()
 
 
 def image_version(path: Path) -> str:
@@ -968,8 +966,9 @@ class Annotator:
             An HTTP status and the answer: 200, the state (its ``message`` says what was
             refused, if anything) and ``refused``, the sequence numbers of the operations
             refused in this batch (the page stays on an image whose skip was refused), or
-            410 when the tab's image is not open here any more (a restarted server: the page
-            reopens it and sends its unsaved operations again).
+            410 when the tab's image is not open here any more (a restarted server, or a tab
+            forgotten beyond :data:`MAX_TABS`: the page reopens it and sends its unsaved
+            operations again).
         """
         _check_tab_id(tab)
         if not isinstance(ops, list) or len(ops) > MAX_OPS:
@@ -977,8 +976,10 @@ class Annotator:
         with self.gate.serving(), self._lock:
             found = self._tab(tab)
             if found is None or found.token != token or found.edit is None:
-                return 410, dict(reason='unknown_token', message='the image is not open here '
-                                 'any more (the server restarted?); opening it again')
+                # a restarted server knows no tab; a running one forgets the least recently
+                # used beyond MAX_TABS (a long idle tab, after many page loads)
+                return 410, dict(reason='unknown_token', message="the server lost this tab's "
+                                 'image (restarted, or too many tabs); opening it again')
             # a batch that changes nothing (refused edits, a flag set to what it was) leaves
             # nothing to save: a rewrite would be a false conflict for another tab
             content, was_dirty = found.edit.content(), found.edit.dirty
@@ -1050,30 +1051,25 @@ class Annotator:
 
     def image_payload(self, index: int) -> tuple[Path | bytes, str]:
         """What the browser gets for the image at ``index``: the file itself (the browser
-        decodes it, turned by its EXIF orientation as mmcv does), or, for a WebP image with an
-        EXIF orientation (which Chromium ignores), the turned pixels as PNG. Returns the file
-        or the bytes, and the media type.
+        decodes it, turned by its EXIF orientation as mmcv does), or, where the browser would
+        turn it otherwise (a WebP's orientation, which Chromium ignores; a PNG's ``eXIf`` after
+        its pixels), the picture as training decodes it, as PNG (:func:`_picture_as_trained`).
+        Returns the file or the bytes, and the media type.
 
         Raises:
             UnsafeNameError: no such image, or a link out of the folder.
             OSError: the file is gone, or no regular file.
-            AnnotationError: a sideways WebP over PIL's pixel limit (not turned).
+            AnnotationError: a picture that cannot be read or decoded, or over PIL's pixel
+                limit; one line naming the file.
         """
         path = self.image_file(index)
         if not stat.S_ISREG(path.stat().st_mode):  # gone (OSError) or no file: refused now,
             # not half-way through the answer
             raise FileNotFoundError(errno.ENOENT, 'not a file', str(path))
-        media = mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
-        if path.suffix.lower() == '.webp':
-            from PIL import Image
-            try:
-                turned = _turned_webp(path, image_version(path))
-            except Image.DecompressionBombError as e:  # no OSError: a server error otherwise
-                raise AnnotationError(f'image {index}: refused, too many pixels ({e})'
-                                      ) from None
-            if turned is not None:
-                return turned, 'image/png'
-        return path, media
+        turned = _picture_as_trained(path, image_version(path))
+        if turned is not None:
+            return turned, 'image/png'
+        return path, mimetypes.guess_type(path.name)[0] or 'application/octet-stream'
 
 
 # --- who may ask -------------------------------------------------------------------------------
@@ -1295,9 +1291,10 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
             payload, media = annotator.image_payload(index)
         except UnsafeNameError as e:
             return refused(e, 404)
-        except AnnotationError as e:  # a picture refused (too many pixels to turn)
+        except AnnotationError as e:  # a picture that cannot be read or decoded (a truncated
+            # one), or of too many pixels: it names the file
             return refused(e, 422)
-        except OSError:
+        except OSError:  # the stat before any read: the file is no more
             return refused(FileNotFoundError(f'image {index} is gone from the folder'), 404)
         # the URL carries the file's version: a new version is a new URL
         headers = {'Cache-Control': 'private, max-age=604800'}

@@ -400,6 +400,74 @@ def test_a_sideways_webp_is_served_turned_as_mmcv_shows_it(tmp_path):
         images / 'png_inside.webp', 'image/webp')
 
 
+def test_a_picture_the_browser_would_turn_otherwise_is_served_as_training_decodes_it(tmp_path):
+    """A PNG whose eXIf chunk comes after the pixel data (OpenCV applies it, Chromium does
+    not), or an animated one (Chromium applies it, OpenCV does not): the browser showed
+    another frame than training decodes, and the points were placed in it. Such a picture is
+    served as training decodes it (read_image); one the browser shows alike, as it is."""
+    from PIL import Image
+    from test_annotation import png_with_exif_chunks, tiff_block
+
+    from animal_landmarks_mm.annotation import read_image
+    images = tmp_path / 'images'
+    images.mkdir()
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 200, 3),
+                                                                   np.uint8))
+    six = tiff_block(6)
+    for name, chunks in (('after.png', dict(after=[six])), ('before.png', dict(before=[six])),
+                         ('animated.png', dict(before=[six], animated=True))):
+        (images / name).write_bytes(png_with_exif_chunks(picture, **chunks))
+    annotator = Annotator(AnnotationSession(images, tmp_path / 'out'))
+    for name in ('after.png', 'animated.png'):
+        data, media = annotator.image_payload(annotator.session.index(name))
+        shown = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert media == 'image/png' and np.array_equal(shown, read_image(images / name)), name
+    assert read_image(images / 'after.png').shape[:2] == (200, 120)  # turned, as trained
+    assert annotator.image_payload(annotator.session.index('before.png')) == (
+        images / 'before.png', 'image/png')
+
+
+def test_the_image_route_names_a_picture_it_cannot_read_and_reads_a_broken_exif_upright(
+        tmp_path):
+    """A WebP whose EXIF block is cut short (PIL's own reader raised): a server error (500),
+    and the page blamed the browser; it is upright to OpenCV, and served as it is. A WebP cut
+    short itself (still in the folder) was said to be gone: one line naming it now."""
+    from PIL import Image
+    images = tmp_path / 'images'
+    images.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new('RGB', (60, 40), (100, 150, 200)).save(images / 'a.webp', 'WEBP',
+                                                     exif=exif.tobytes()[:12])
+    noise = np.random.default_rng(0).integers(0, 255, (120, 200, 3), np.uint8)
+    Image.fromarray(noise).save(images / 'b.webp', 'WEBP', exif=exif.tobytes(), quality=90)
+    data = (images / 'b.webp').read_bytes()
+    (images / 'b.webp').write_bytes(data[:len(data) * 2 // 3])
+    annotator, client = _app_client((images, tmp_path / 'out'))
+    answer = client.get('/annotator/image/0')
+    assert answer.status_code == 200 and answer.content == (images / 'a.webp').read_bytes()
+    answer = client.get('/annotator/image/1')
+    assert answer.status_code == 422 and _one_line(answer).startswith(
+        f'{images / "b.webp"}: image unreadable (')
+    (images / 'b.webp').unlink()
+    answer = client.get('/annotator/image/1')
+    assert answer.status_code == 404 and _one_line(answer) == 'image 1 is gone from the folder'
+
+
+def test_a_tab_the_server_forgot_among_many_is_told_so_truly(folders):
+    """A tab left open while more than MAX_TABS pages were loaded is forgotten (its image is
+    opened again from disk): the server has not restarted, and does not say so."""
+    from animal_landmarks_mm.annotate_app import MAX_TABS
+    annotator = _annotator(folders)
+    tab = Tab(annotator)
+    token = tab.open(image='a.png')['state']['token']
+    for k in range(MAX_TABS):
+        annotator.open(f'other-tab-{k:04d}', go='start')
+    status, answer = annotator.edit(TAB, token, [dict(seq=1, op='place', index=0, x=5, y=5)])
+    assert status == 410 and answer['message'] == (
+        "the server lost this tab's image (restarted, or too many tabs); opening it again")
+
+
 def _raw_get(port: int, path: str, host: str) -> tuple[int, str]:
     """A plain HTTP request with the given Host header (as a rebinding page's browser sends)."""
     connection = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
@@ -1161,7 +1229,7 @@ def test_a_sideways_webp_over_the_pixel_limit_is_one_line(tmp_path, monkeypatch)
     annotator, client = _app_client((images, tmp_path / 'out'))
     answer = client.get('/annotator/image/0')
     assert answer.status_code == 422 and _one_line(answer).startswith(
-        'image 0: refused, too many pixels (')
+        f'{images / "big.webp"}: image refused, too many pixels (')
 
 
 @pytest.mark.timeout(60)  # before the fix, PIL's open waited for a writer for good
