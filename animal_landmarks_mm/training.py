@@ -453,8 +453,9 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
 
     Raises:
         TrainingSetupError: a non-positive or non-finite number, an unusable validation folder
-            (or one with validation off), ``iters`` without a recipe to plan them, or a
-            schedule that cannot be planned.
+            (or one with validation off), ``epochs`` beside ``--cfg-options
+            train_cfg.max_epochs``, ``iters`` without a recipe to plan them, or a schedule that
+            cannot be planned.
     """
     for name, value in (('--epochs', epochs), ('--iters', iters), ('--batch-size', batch_size),
                         ('--lr', lr), ('--accumulate', accumulate),
@@ -471,6 +472,12 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     if not (math.isfinite(early_stop_min_delta) and early_stop_min_delta >= 0):
         raise TrainingSetupError('--early-stop-min-delta must be 0 or more, got '
                                  f'{early_stop_min_delta}')
+    given_length = _max_epochs_option(cfg_options)
+    if epochs is not None and given_length is not None:
+        # --epochs stretches the schedulers from the length they were written for, which the
+        # option has already replaced in the config
+        raise TrainingSetupError(f'--epochs {epochs} and --cfg-options {given_length} both set '
+                                 'the number of epochs: give one of them')
     if val_annotation_dir is not None and cfg.get('val_dataloader') is None:
         raise TrainingSetupError(f'--val-annotation-dir {val_annotation_dir} with '
                                  '--no-validate: nothing would validate on it; drop one of them')
@@ -562,6 +569,17 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
             type='EarlyStoppingHook', monitor='NME', rule='less', patience=early_stop,
             min_delta=early_stop_min_delta)]
     return planned
+
+
+def _max_epochs_option(cfg_options: dict | None) -> str | None:
+    """The ``--cfg-options`` pair that sets ``train_cfg.max_epochs`` (``key=value``, as given),
+    alone or inside a whole ``train_cfg``; None when none does."""
+    for key, value in (cfg_options or {}).items():
+        if key == 'train_cfg.max_epochs':
+            return f'{key}={value!r}'
+        if key == 'train_cfg' and isinstance(value, dict) and 'max_epochs' in value:
+            return f'train_cfg.max_epochs={value["max_epochs"]!r}'
+    return None
 
 
 def world_size(launcher: str) -> int:

@@ -25,6 +25,8 @@ from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, TINY, run_tool
 
 #: --cfg-options that keep the config's schedule as written (not planned)
 AS_WRITTEN = {'train_cfg.max_epochs': 60}
+#: --cfg-options that keep it as written and leave its length to --epochs
+BY_EPOCH = {'train_cfg.by_epoch': True}
 
 
 def _cfg(tmp_path):
@@ -417,7 +419,7 @@ def test_epochs_stretch_a_static_schedule_to_its_end(tmp_path):
     scale with it, so the lr still peaks and ends at its minimum (only `end` scaled, the
     cosine's T_max of 57 epochs left the lr at 97 % of the peak after 10)."""
     cfg = _cfg(tmp_path)
-    apply_simple_flags(cfg, epochs=10, cfg_options=AS_WRITTEN)
+    apply_simple_flags(cfg, epochs=10, cfg_options=BY_EPOCH)
     warmup, cosine = cfg.param_scheduler
     assert (warmup.begin, warmup.end) == (0, 0.5)
     assert (cosine.begin, cosine.end, cosine.T_max) == (0.5, 10, 9.5)
@@ -428,9 +430,18 @@ def test_epochs_stretch_a_static_schedule_to_its_end(tmp_path):
     cfg = _cfg(tmp_path)
     cfg.param_scheduler = [dict(type='MultiStepLR', begin=0, end=60, milestones=[40, 55],
                                 by_epoch=True)]
-    apply_simple_flags(cfg, epochs=6, cfg_options=AS_WRITTEN)
+    apply_simple_flags(cfg, epochs=6, cfg_options=BY_EPOCH)
     assert dict(cfg.param_scheduler[0]) == dict(type='MultiStepLR', begin=0, end=6,
                                                 milestones=[4, 6], by_epoch=True)
+    # the number of epochs given twice: the schedulers written for the config's 60 epochs were
+    # stretched from the option's 5 (a cosine ending at epoch 60 of 20, a warmup of 12)
+    for options in ({'train_cfg.max_epochs': 5}, {'train_cfg': dict(max_epochs=5)}):
+        cfg = apply_train_args(load_config(str(MAIN_CONFIG), options), str(MAIN_CONFIG),
+                               work_dir=str(tmp_path))
+        with pytest.raises(TrainingSetupError) as info:
+            apply_simple_flags(cfg, epochs=20, cfg_options=options)
+        assert str(info.value) == ('--epochs 20 and --cfg-options train_cfg.max_epochs=5 both '
+                                   'set the number of epochs: give one of them')
 
 
 def test_a_batch_larger_than_the_faces_is_the_faces():
