@@ -441,6 +441,26 @@ def _check_setting(key: str, value: object, whole: bool) -> None:
     raise ScheduleError(f'{key} must be {what}, got {value!r} (the config\'s, or --cfg-options)')
 
 
+def _check_count(key: str, value: object, least: int, given: str) -> None:
+    """Refuse a loop setting mmengine counts epochs or iterations with that is not a whole
+    number: nan compares false with every epoch (no validation, and a plan saying otherwise),
+    a string fails the loop's comparison in a traceback.
+
+    Args:
+        key: where it is in the config (``train_cfg.val_begin``).
+        value: the value found there.
+        least: the smallest allowed.
+        given: where it came from, for the message.
+
+    Raises:
+        ScheduleError: naming the key and the value.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= least:
+        return
+    raise ScheduleError(f'{key} must be a whole number, {least} or more, got {value!r} '
+                        f'({given})')
+
+
 def check_positive(name: str, value: float | None) -> None:
     """Refuse a flag that must be a positive finite number (``--lr nan`` compares false with
     ``<= 0`` and would pass a plain sign check).
@@ -496,7 +516,8 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
 
     Raises:
         ScheduleError: no faces, a non-positive value (of a flag, or of the config's batch
-            size, gradient accumulation or lr), or both ``epochs`` and ``iters``.
+            size, gradient accumulation or lr), both ``epochs`` and ``iters``, or a loop
+            setting that is not a whole number or begins validating past the run's end.
     """
     recipe = recipe_of(cfg)
     if recipe is None:
@@ -589,10 +610,17 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
     if kept:
         cfg.merge_from_dict(kept)
         val_interval = cfg.train_cfg.val_interval
-        if (isinstance(val_interval, bool) or not isinstance(val_interval, int)
-                or val_interval < 1):
-            raise ScheduleError('--cfg-options train_cfg.val_interval must be a whole number, 1 '
-                                f'or more, got {val_interval!r}')
+        _check_count('train_cfg.val_interval', val_interval, 1, '--cfg-options')
+    val_begin = cfg.train_cfg.get('val_begin', 1)
+    _check_count('train_cfg.val_begin', val_begin, 1, 'the config\'s, or --cfg-options')
+    last = epochs if epochs is not None else iters
+    if val_begin > last and cfg.get('val_cfg') is not None:  # (not with --no-validate)
+        # mmengine validates from val_begin on, and at the last epoch (or iteration) only
+        # from there
+        unit = 'epoch' if epochs is not None else 'iteration' if accumulate > 1 else 'step'
+        raise ScheduleError(f'train_cfg.val_begin {val_begin} is past the run\'s last {unit} '
+                            f'({last:,}): nothing would validate (the config\'s, or '
+                            '--cfg-options); give a smaller one, or --no-validate')
     checkpoint = cfg.default_hooks.checkpoint
     checkpoint.by_epoch = epochs is not None
     checkpoint_given = CHECKPOINT_INTERVAL_OPTION in kept
@@ -609,7 +637,7 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
                         iters_per_epoch=iters_per_epoch, iters=iters, epochs=epochs,
                         warmup_iters=warmup_iters, lr=lr, lr_note=lr_note,
                         final_lr=lr * recipe['final_lr'], val_interval=val_interval,
-                        val_begin=cfg.train_cfg.get('val_begin', 1),
+                        val_begin=val_begin,
                         checkpoint_interval=checkpoint.interval if checkpoint_given else None,
                         drop_last=drop_last, asked_batch=asked if asked != batch else None,
                         short_warmup_dropped=short_warmup_dropped)

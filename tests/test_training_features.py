@@ -691,6 +691,37 @@ def test_an_option_that_sets_the_schedule_turns_the_plan_off_and_says_which(
     assert cfg.train_cfg.val_interval == 2
 
 
+@pytest.mark.parametrize('options, flags, message', [
+    ({'train_cfg.val_begin': float('nan')}, dict(epochs=10),
+     "train_cfg.val_begin must be a whole number, 1 or more, got nan (the config's, or "
+     '--cfg-options)'),
+    ({'train_cfg.val_begin': 'x'}, dict(epochs=10),
+     "train_cfg.val_begin must be a whole number, 1 or more, got 'x'"),
+    ({'train_cfg.val_begin': 11}, dict(epochs=10),
+     "train_cfg.val_begin 11 is past the run's last epoch (10): nothing would validate"),
+    ({'train_cfg.val_begin': 31}, dict(iters=30),
+     "train_cfg.val_begin 31 is past the run's last step (30): nothing would validate"),
+])
+def test_loop_settings_over_the_plan_are_whole_numbers_it_can_follow(options, flags, message):
+    """val_begin=nan was planned as 'validation every epoch' and mmengine never validated (no
+    best checkpoint); 'x' was a traceback; one past the run's end validated nothing, unsaid."""
+    cfg = load_config(str(MAIN_CONFIG), options)
+    with pytest.raises(ScheduleError) as info:
+        plan_schedule(cfg, 200, cfg_options=options, **flags)
+    assert str(info.value).startswith(message) and '\n' not in str(info.value)
+
+
+def test_a_val_begin_at_the_last_epoch_or_without_validation_is_planned():
+    options = {'train_cfg.val_begin': 10}
+    plan = plan_schedule(load_config(str(MAIN_CONFIG), options), 200, epochs=10,
+                         cfg_options=options)
+    assert 'validation  every epoch from epoch 10 (' in plan.format()
+    options = {'train_cfg.val_begin': 11}
+    cfg = load_config(str(MAIN_CONFIG), options)
+    cfg.val_cfg = None  # --no-validate: nothing to begin
+    assert plan_schedule(cfg, 200, epochs=10, cfg_options=options).val_begin == 11
+
+
 def test_iters_beside_a_schedule_option_names_it_and_the_advice_works(tmp_path, coco_dir):
     """The refusal said the config had no recipe and advised train_cfg.type=IterBasedTrainLoop,
     which mmengine refuses beside the config's by_epoch."""
