@@ -177,26 +177,43 @@ def _numpy_globals() -> list[Any]:
     return entries
 
 
-#: the most a ``.pth`` file's pickle (its structure: the tensors' bytes lie beside it) may hold
+#: the most bytes a ``.pth`` file's pickles may hold (its structure and the numpy data of its
+#: message hub; the tensors' bytes lie beside them). Measured: a training checkpoint of this
+#: project's HRNetV2-W18 with its AdamW state holds 0.56 MB of pickle after two iterations, and
+#: mmengine's message hub adds 19 bytes of pickle per logged value: each of the 6 training
+#: scalars (loss, lr, times, ...) logs one an iteration into a HistoryBuffer kept to its last
+#: 1,000,000, so a long run's checkpoint holds up to 114 MB of them, about 150 MB with the
+#: validation ones. A lower cap would refuse a long run's checkpoints to resume or export; what
+#: a hostile pickle costs beyond its bytes comes from its opcodes, :data:`MAX_PICKLE_OPCODES`.
 MAX_PICKLE_BYTES = 256 * 1024 * 1024
+#: the most opcodes a ``.pth`` file's pickles may hold. Measured: 154,463 in the training
+#: checkpoint above (1,839 tensors, the AdamW moments of 921 parameters); a HistoryBuffer's
+#: values are a few opcodes however many they are, so the count does not grow with a run.
+#: Each opcode may make an object: a 10 MB file of 10 million empty dicts took 30 s and 800 MB
+#: to unpickle; this many cost at most a few seconds and a few hundred MB.
+MAX_PICKLE_OPCODES = 1_000_000
 
 
 def refuse_allocating_pickle(path: str | os.PathLike) -> None:
-    """Refuse a ``.pth`` file whose pickle calls ``bytearray``, before ``torch.load`` runs it.
+    """Refuse a ``.pth`` file whose pickle calls ``bytearray`` or is larger than a checkpoint's,
+    before ``torch.load`` runs it.
 
     torch's restricted unpickler allows ``bytearray`` by its own list, which
     ``add_safe_globals`` cannot narrow as it narrows ``bytes``: ``bytearray(n)`` in a file of a
     few hundred bytes would allocate ``n`` bytes (gigabytes) when read. No state dict or mmengine
     checkpoint calls it (numpy arrays come through ``bytes`` and ``_codecs.encode``), so a pickle
     that imports it is refused outright. The pickle's opcodes are read, not its bytes searched:
-    a config text in ``meta`` may mention the word.
+    a config text in ``meta`` may mention the word. A pickle of more bytes or opcodes than
+    :data:`MAX_PICKLE_BYTES` and :data:`MAX_PICKLE_OPCODES` (the zip format's, or the legacy
+    format's five together) is refused too: each opcode may make an object, tens of bytes of
+    memory from one byte of file.
 
     A zip file whose records are compressed is refused too: torch writes them uncompressed, and
     ``torch.load`` would inflate a few kilobytes into gigabytes.
 
     Raises:
-        pickle.UnpicklingError: the import is there, the pickle is larger than
-            :data:`MAX_PICKLE_BYTES`, or a record of the zip format is compressed.
+        pickle.UnpicklingError: the import is there, the pickle is larger than those limits, or
+            a record of the zip format is compressed.
     """
     with open(path, 'rb') as f:
         if f.read(4) == b'PK\x03\x04':  # torch's zip format: the pickle is its own member
@@ -212,20 +229,20 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
                             'unpack to gigabytes)')
                     if not info.filename.endswith('.pkl'):
                         continue
-                    if info.file_size > MAX_PICKLE_BYTES:
-                        raise pickle.UnpicklingError(
-                            f'{info.filename} holds {info.file_size} bytes of pickle, more than '
-                            'a checkpoint\'s structure takes')
-                    _refuse_bytearray(io.BytesIO(archive.read(info)))
+                    if max(info.file_size, info.compress_size) > MAX_PICKLE_BYTES:
+                        raise _too_large(f'{info.file_size:,} bytes, over the '
+                                         f'{MAX_PICKLE_BYTES:,} read')
+                    _check_pickle(io.BytesIO(archive.read(info)), MAX_PICKLE_OPCODES)
             return
         # the legacy format: five pickles (magic number, protocol, system info, the object,
         # the storage keys: torch.serialization's _legacy_load unpickles each), then the
-        # tensors' bytes, which are not read
+        # tensors' bytes, which are not read; the limits count the five together
         f.seek(0)
+        pickles, opcodes = _Bounded(f, MAX_PICKLE_BYTES), MAX_PICKLE_OPCODES
         for _ in range(_LEGACY_PICKLES):
             if not f.peek(1):
                 break
-            _refuse_bytearray(f)
+            opcodes -= _check_pickle(pickles, opcodes)
 
 
 _LEGACY_PICKLES = 5
@@ -233,13 +250,60 @@ _STRING_OPS = frozenset({'UNICODE', 'SHORT_BINUNICODE', 'BINUNICODE', 'BINUNICOD
                          'BINSTRING', 'SHORT_BINSTRING'})
 
 
-def _refuse_bytearray(stream: io.BufferedIOBase) -> None:
-    """Read one pickle's opcodes (up to its STOP) and refuse an import of ``bytearray``: by
-    ``GLOBAL builtins bytearray``, or by ``STACK_GLOBAL`` of the two strings pushed before it
-    (directly or from the memo)."""
+def _too_large(size: str) -> pickle.UnpicklingError:
+    """The error of a pickle past one of the limits of :func:`refuse_allocating_pickle`."""
+    return pickle.UnpicklingError(f'its pickle holds {size}, more than a checkpoint\'s '
+                                  'structure takes')
+
+
+class _Bounded:
+    """A file's pickles read no further than ``limit`` bytes from where they begin: a string
+    opcode's length comes from the file, and ``pickletools`` would read that many bytes (the
+    tensors' gigabytes after the legacy format's pickles) before the next opcode is counted.
+    The bytes read are counted here, not asked of the file (its ``tell`` is a system call for
+    each opcode)."""
+
+    def __init__(self, f: io.BufferedReader, limit: int):
+        self._file, self._left, self._read = f, limit, 0
+
+    def _count(self, size: int) -> None:
+        if size > self._left:
+            raise _too_large(f'over the {MAX_PICKLE_BYTES:,} bytes read')
+        self._left -= size
+        self._read += size
+
+    def read(self, size: int) -> bytes:
+        self._count(size)
+        data = self._file.read(size)
+        self._left += size - len(data)  # the file ended: fewer read
+        self._read -= size - len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self._file.readline(self._left + 1)
+        self._count(len(line))
+        return line
+
+    def tell(self) -> int:
+        return self._read
+
+
+def _check_pickle(stream: io.BufferedIOBase | _Bounded,
+                  opcodes: int = MAX_PICKLE_OPCODES) -> int:
+    """Read one pickle's opcodes (up to its STOP) and refuse an import of ``bytearray`` (by
+    ``GLOBAL builtins bytearray``, or by ``STACK_GLOBAL`` of the two strings pushed before it,
+    directly or from the memo) and a pickle of more than ``opcodes`` opcodes.
+
+    Returns:
+        How many opcodes it holds.
+    """
     pushed: list[object] = []  # the strings pushed, most recent last (others as None)
     memo: dict[object, object] = {}
+    count = 0
     for op, arg, _ in pickletools.genops(stream):
+        count += 1
+        if count > opcodes:
+            raise _too_large(f'over the {MAX_PICKLE_OPCODES:,} opcodes read')
         name = op.name
         if name == 'GLOBAL':
             module, _, attr = str(arg).partition(' ')
@@ -261,7 +325,7 @@ def _refuse_bytearray(stream: io.BufferedIOBase) -> None:
         elif name != 'STOP':
             pushed.append(None)  # something else on the stack: no string pair across it
     else:
-        return
+        return count
     raise pickle.UnpicklingError('refused a pickle importing bytearray (a size given to it '
                                  'would allocate that many bytes; no checkpoint needs it)')
 

@@ -75,10 +75,10 @@ def test_bytearray_of_a_size_is_refused_before_torch_runs_the_pickle(tmp_path):
     # protocol 4 imports by STACK_GLOBAL of two memoized strings
     import io
 
-    from animal_landmarks_mm.checkpoint_compat import _refuse_bytearray
+    from animal_landmarks_mm.checkpoint_compat import _check_pickle
     with pytest.raises(pickle.UnpicklingError, match='importing bytearray'):
-        _refuse_bytearray(io.BytesIO(pickle.dumps(dict(x=_AllocatesArray()), protocol=4)))
-    _refuse_bytearray(io.BytesIO(pickle.dumps(dict(bytearray='bytearray'), protocol=4)))
+        _check_pickle(io.BytesIO(pickle.dumps(dict(x=_AllocatesArray()), protocol=4)))
+    _check_pickle(io.BytesIO(pickle.dumps(dict(bytearray='bytearray'), protocol=4)))
     # the word elsewhere is no import: a config text in meta, tensor bytes after the pickles
     word = torch.frombuffer(bytearray(b'..bytearray..'), dtype=torch.uint8)
     for legacy in (False, True):
@@ -359,3 +359,89 @@ def test_only_numeric_dtype_classes_are_built():
              if isinstance(entry, tuple) and entry[1].endswith(_BUILD_ONLY)}
     numeric = {type(np.dtype(c)) for c in '?bhilqBHILQefdgFDG'}
     assert built == numeric | {np.ndarray}
+
+
+def _empty_dicts_pickle(count: int) -> bytes:
+    """A protocol-2 pickle of ``{'x': [{}, {}, ...]}``: one opcode (``}``) per empty dict, an
+    object of some 80 bytes of memory from one byte of file."""
+    return b'\x80\x02}q\x00X\x01\x00\x00\x00xq\x01](' + b'}' * count + b'es.'
+
+
+def _legacy_file(path, the_object: bytes) -> None:
+    """A file of torch's legacy format whose object pickle is ``the_object``."""
+    from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION
+    with open(path, 'wb') as f:
+        for header in (MAGIC_NUMBER, PROTOCOL_VERSION, dict(little_endian=True)):
+            pickle.dump(header, f, protocol=2)
+        f.write(the_object)
+        pickle.dump([], f, protocol=2)  # the storage keys
+
+
+def test_a_pickle_larger_than_a_checkpoints_is_refused_before_torch_runs_it(tmp_path,
+                                                                           monkeypatch):
+    """A 10 MB pickle of empty dicts took 30 s and 800 MB to unpickle before it was refused as
+    no state dict (reviewer's amp.py), and the legacy format's pickles had no limit at all: a
+    pickle of more opcodes than MAX_PICKLE_OPCODES, or (the legacy format's too) more bytes
+    than MAX_PICKLE_BYTES, is refused by the scan before torch.load."""
+    import zipfile
+
+    from animal_landmarks_mm import checkpoint_compat
+    from animal_landmarks_mm.checkpoint_compat import MAX_PICKLE_OPCODES
+    from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+    evil = _empty_dicts_pickle(MAX_PICKLE_OPCODES)
+    torch.save(dict(w=torch.ones(2)), tmp_path / 'base.pth')
+    with zipfile.ZipFile(tmp_path / 'base.pth') as source, \
+            zipfile.ZipFile(tmp_path / 'zip.pth', 'w') as out:
+        for info in source.infolist():
+            out.writestr(info.filename, evil if info.filename.endswith('data.pkl')
+                         else source.read(info))
+    _legacy_file(tmp_path / 'legacy.pth', evil)
+    for name in ('zip.pth', 'legacy.pth'):
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(tmp_path / name)
+        assert str(info.value) == (
+            f'{tmp_path / name}: not a checkpoint torch can read safely (its pickle holds over '
+            f'the {MAX_PICKLE_OPCODES:,} opcodes read, more than a checkpoint\'s structure '
+            'takes)')  # the scan's refusal, which comes before torch.load
+    # the legacy format's bytes are counted too (a small limit for the test)
+    monkeypatch.setattr(checkpoint_compat, 'MAX_PICKLE_BYTES', 1000)
+    _legacy_file(tmp_path / 'long.pth', pickle.dumps(dict(w='x' * 2000), protocol=2))
+    with pytest.raises(CheckpointError, match=r'its pickle holds over the 1,000 bytes read'):
+        read_checkpoint(tmp_path / 'long.pth')
+
+
+@pytest.mark.timeout(300)
+def test_the_pickle_limits_admit_a_long_runs_training_checkpoint(tmp_path):
+    """What the limits were measured on: a training checkpoint of the main config's HRNetV2-W18
+    with AdamW moments (of every floating-point tensor here: more than a real run's 154,463
+    opcodes) and the message hub of a long run (6 training scalars of 200,000 iterations each,
+    19 bytes of pickle per value: 23 MB, more than a cap of 16 MB would let resume) is read to
+    resume."""
+    import io
+    import zipfile
+
+    from animal_landmarks_mm.checkpoint_compat import (
+        MAX_PICKLE_BYTES,
+        MAX_PICKLE_OPCODES,
+        _check_pickle,
+    )
+    from animal_landmarks_mm.checkpoints import read_resume_checkpoint, reference_state_dict
+    state_dict = reference_state_dict()
+    state = {i: dict(step=torch.tensor(100.0), exp_avg=torch.zeros_like(v),
+                     exp_avg_sq=torch.zeros_like(v))
+             for i, v in enumerate(v for v in state_dict.values() if v.is_floating_point())}
+    iterations = 200_000
+    values = np.random.default_rng(0).random(iterations)
+    hub = dict(log_scalars={f'train/{name}': HistoryBuffer(values, np.ones(iterations, np.int64))
+                            for name in ('lr', 'loss', 'loss_kpt', 'acc_pose', 'time',
+                                         'data_time')})
+    checkpoint = dict(meta=dict(epoch=60, iter=iterations), state_dict=state_dict,
+                      optimizer=dict(state=state, param_groups=[dict(lr=1e-3, params=list(state))]),
+                      message_hub=hub)
+    torch.save(checkpoint, tmp_path / 'epoch_60.pth')
+    with zipfile.ZipFile(tmp_path / 'epoch_60.pth') as archive:
+        pickled = archive.read('epoch_60/data.pkl')
+    assert 16 << 20 < len(pickled) < MAX_PICKLE_BYTES // 8
+    assert _check_pickle(io.BytesIO(pickled)) < MAX_PICKLE_OPCODES // 4  # 206,074
+    read = read_resume_checkpoint(tmp_path / 'epoch_60.pth')
+    assert len(read['message_hub']['log_scalars']['train/loss']._log_history) == iterations
