@@ -1144,7 +1144,9 @@ class SplitOutcome:
         kept: per split, the files the earlier record put there that stayed.
         moved: of the kept files, those found by their picture under a new name or folder.
         added: per split, the files new to the record that went there.
-        dropped: files of the earlier record no longer in the annotation folder.
+        gone: files of the earlier record no longer in the annotation folder: kept in the
+            record, so that one restored (or a copy of its picture) returns to its split
+            rather than, say, a test file landing in train.
         waiting: files of the earlier record left out this time (bad, skipped, predictions):
             kept in the record, so they return to their split once usable.
         kept_from: what the split followed when not ``record`` (an earlier conversion's
@@ -1158,7 +1160,7 @@ class SplitOutcome:
     kept: dict[str, int] = field(default_factory=dict)
     moved: int = 0
     added: dict[str, int] = field(default_factory=dict)
-    dropped: int = 0
+    gone: int = 0
     waiting: int = 0
     kept_from: str | None = None
 
@@ -1175,8 +1177,9 @@ class SplitOutcome:
         line = (f'split kept from {self.kept_from or self.record}: '
                 f'{sum(self.kept.values())} files in place '
                 f'({kept}), {sum(self.added.values())} new ({added})')
-        if self.dropped:
-            line += f', {self.dropped} gone from the annotation folder dropped'
+        if self.gone:
+            line += (f', {self.gone} gone from the annotation folder keep their split should '
+                     'they come back')
         if self.waiting:
             line += f', {self.waiting} left out this time keep their split'
         return line
@@ -1516,7 +1519,10 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
     Files of the earlier record still in the annotation folder but left out this time keep
     their split in the record, so that a file fixed (or reviewed) later returns to it rather
     than landing, say, in validation after a round trained on it. So do files gone from the
-    annotation folder whose picture is ``held``: it stays recorded as trained.
+    annotation folder (unless moved: found again under another name), so that one restored,
+    or a copy of its picture, returns to its split: a test file removed for one conversion
+    and put back would otherwise be new, and might land in train. ``--reshuffle`` forgets
+    them.
     """
     outcome = SplitOutcome(record_path, seed, afresh, earlier=record_path.exists(),
                            kept_from=earlier.origin if earlier is not None else None)
@@ -1536,22 +1542,19 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
              and digests[name] in gone_pictures}
     moved_pictures = {digests[name] for name in moved}
     for name, split in followed.items():
-        if name not in present and followed_images.get(name) in held:
-            recorded[name] = split  # its picture waits in the validation folder, trained
+        if name in assignment or (name not in present
+                                  and followed_images.get(name) in moved_pictures):
+            continue  # split this time, or found again under its new name
+        recorded[name] = split
+        if name in followed_images:
             images[name] = followed_images[name]
             if name in followed_stamps:
                 recorded_stamps[name] = followed_stamps[name]
+        if name in present or followed_images.get(name) in held:
+            # left out this time; or gone, its picture waiting in the validation folder
             outcome.waiting += 1
-        elif name not in present:
-            if followed_images.get(name) not in moved_pictures:  # not moved: gone
-                outcome.dropped += 1
-        elif name not in assignment:
-            recorded[name] = split
-            if name in followed_images:
-                images[name] = followed_images[name]
-                if name in followed_stamps:
-                    recorded_stamps[name] = followed_stamps[name]
-            outcome.waiting += 1
+        else:
+            outcome.gone += 1
     for name, split in assignment.items():
         # in place: the split recorded for it (its name's, or a moved file's picture's)
         in_place = followed.get(name) == split if name in followed else name in moved
@@ -1572,8 +1575,9 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
 
     The split follows the output folder's split record (:class:`SplitRecord`), which must
     have the same seed and ratios: every file it assigns stays in its split (a file moved or
-    renamed is found by its picture), files gone from the folder are dropped, new files go
-    where each split comes closest to its ratio of the total (:func:`split_records`). Without
+    renamed is found by its picture), files gone from the folder keep their split in the
+    record (one put back returns to it), new files go where each split comes closest to its
+    ratio of the total (:func:`split_records`). Without
     a record, or with ``reshuffle``, the folder is split afresh. Of the files showing one
     picture the one the record places is kept, in its split (:func:`_one_record_per_picture`).
     A split whose ratio is 0 has no outputs: those of an earlier conversion are removed.

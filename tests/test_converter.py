@@ -1,4 +1,5 @@
 """tools/dataset.py and the converter: COCO output, splits, bad and hostile input."""
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from animal_landmarks_mm.annotation import (
     Face,
     ImageAnnotation,
     NotRegularFileError,
+    load_annotation,
     save_annotation,
 )
 from animal_landmarks_mm.converter import (
@@ -548,11 +550,11 @@ def test_splits_are_stable_as_annotations_grow(tmp_path):
     assert len(round2) == 28 and not set(gone) & set(round2)
     # the new files fill each split up to its share of 28
     assert summary.counts == dict(train=19, val=6, test=3)
-    assert sum(summary.split.kept.values()) == 18 and summary.split.dropped == 2
+    assert sum(summary.split.kept.values()) == 18 and summary.split.gone == 2
     assert sum(summary.split.added.values()) == 10
     line = summary.format()
     assert 'split kept from' in line and '18 files in place' in line and '10 new' in line
-    assert '2 gone from the annotation folder dropped' in line
+    assert '2 gone from the annotation folder keep their split should they come back' in line
     # the same record, files and seed give the same split
     again = tmp_path / 'again'
     again.mkdir()
@@ -568,6 +570,38 @@ def test_splits_are_stable_as_annotations_grow(tmp_path):
     convert(image_dir, ann_dir, fresh, 0.7, 0.2, 0.1, seed=42)
     assert _where(again) == _where(fresh)
     assert any(round1[n] != s for n, s in _where(fresh).items() if n in round1)
+
+
+def test_a_file_gone_for_a_while_returns_to_its_split(tmp_path):
+    """A test file removed for one conversion and put back (or a copy of its picture under
+    another name) was new to the record, and could land in train: a model then trained on a
+    picture it is tested on."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(20)])
+    out, aside = tmp_path / 'out', tmp_path / 'aside'
+    aside.mkdir()
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=42)
+    round1 = _where(out)
+    tested = sorted(n for n, s in round1.items() if s == 'test')[:3]
+    validated = sorted(n for n, s in round1.items() if s == 'val')[0]
+    for name in [*tested, validated]:
+        shutil.move(ann_dir / name, aside / name)
+    _annotate(image_dir, ann_dir, [f'b{i:02d}' for i in range(4)])  # filling val and test
+    summary = convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=42)
+    assert summary.split.gone == 4 and 'gone from the annotation folder keep their split' in \
+        summary.format()
+    for name in tested:  # put back
+        shutil.move(aside / name, ann_dir / name)
+    # the validated file's picture again, under another name
+    copy = load_annotation(aside / validated)
+    shutil.copy(image_dir / copy.image, image_dir / 'copy.png')
+    save_annotation(ann_dir / 'copy.json', dataclasses.replace(copy, image='copy.png'))
+    summary = convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=42)
+    round3 = _where(out)
+    assert {name: round3[name] for name in tested} == {name: 'test' for name in tested}
+    assert round3['copy.json'] == 'val'
+    # the validated file's picture came back under another name: moved
+    assert summary.split.moved == 1 and summary.split.gone == 0
 
 
 def test_a_folder_converted_before_split_records_keeps_its_split(tmp_path):
@@ -920,7 +954,7 @@ def test_moved_or_renamed_files_keep_their_split_found_by_their_picture(tmp_path
         (ann_dir / name).rename(ann_dir / moved[name])
     summary = convert(image_dir, ann_dir, out, 0.7, 0.2, 0.1, seed=42)
     assert _where(out) == {moved.get(name, name): split for name, split in round1.items()}
-    assert summary.split.moved == 12 and summary.split.dropped == 0
+    assert summary.split.moved == 12 and summary.split.gone == 0
     assert '20 files in place' in summary.format()
     assert '12 of them moved or renamed, found by their picture' in summary.format()
     record = json.loads((out / 'splits.json').read_text())
@@ -1088,7 +1122,7 @@ def test_names_with_blanks_read_back_from_the_lists_as_written(small_set, tmp_pa
               for name in read_split_listing(out / f'{split}.txt')}
     (out / 'splits.json').unlink()  # the lists are the split to keep
     summary = convert(image_dir, ann_dir, out, seed=1)
-    assert sum(summary.split.kept.values()) == 8 and summary.split.dropped == 0
+    assert sum(summary.split.kept.values()) == 8 and summary.split.gone == 0
     assert {name: split for split in SPLIT_NAMES
             for name in read_split_listing(out / f'{split}.txt')} == round1
 
