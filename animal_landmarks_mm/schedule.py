@@ -441,24 +441,26 @@ def _check_setting(key: str, value: object, whole: bool) -> None:
     raise ScheduleError(f'{key} must be {what}, got {value!r} (the config\'s, or --cfg-options)')
 
 
-def _check_count(key: str, value: object, least: int, given: str) -> None:
-    """Refuse a loop setting mmengine counts epochs or iterations with that is not a whole
-    number: nan compares false with every epoch (no validation, and a plan saying otherwise),
-    a string fails the loop's comparison in a traceback.
+def _check_count(key: str, value: object, least: int | None, given: str) -> None:
+    """Refuse a loop or hook setting mmengine counts epochs or iterations with that is not a
+    whole number: nan compares false with every epoch (no validation, and a plan saying
+    otherwise), 1.5 was planned as such while mmengine's hooks fire where ``(epoch + 1) % 1.5``
+    is 0, a string fails a comparison in a traceback.
 
     Args:
         key: where it is in the config (``train_cfg.val_begin``).
         value: the value found there.
-        least: the smallest allowed.
+        least: the smallest allowed; None for any.
         given: where it came from, for the message.
 
     Raises:
         ScheduleError: naming the key and the value.
     """
-    if isinstance(value, int) and not isinstance(value, bool) and value >= least:
+    if (isinstance(value, int) and not isinstance(value, bool)
+            and (least is None or value >= least)):
         return
-    raise ScheduleError(f'{key} must be a whole number, {least} or more, got {value!r} '
-                        f'({given})')
+    what = 'a whole number' + (f', {least} or more' if least is not None else '')
+    raise ScheduleError(f'{key} must be {what}, got {value!r} ({given})')
 
 
 def check_positive(name: str, value: float | None) -> None:
@@ -624,7 +626,10 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
     checkpoint = cfg.default_hooks.checkpoint
     checkpoint.by_epoch = epochs is not None
     checkpoint_given = CHECKPOINT_INTERVAL_OPTION in kept
-    if not checkpoint_given:  # a checkpoint at each validation
+    if checkpoint_given:
+        _check_count(CHECKPOINT_INTERVAL_OPTION, checkpoint.interval, None,
+                     '--cfg-options; 0 or less for none')
+    else:  # a checkpoint at each validation
         checkpoint.interval = val_interval
     # per iteration, whatever the loop: the warmup and the decay are shares of the steps
     cfg.param_scheduler = [

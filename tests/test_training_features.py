@@ -701,6 +701,11 @@ def test_an_option_that_sets_the_schedule_turns_the_plan_off_and_says_which(
      "train_cfg.val_begin 11 is past the run's last epoch (10): nothing would validate"),
     ({'train_cfg.val_begin': 31}, dict(iters=30),
      "train_cfg.val_begin 31 is past the run's last step (30): nothing would validate"),
+    ({'default_hooks.checkpoint.interval': 1.5}, dict(epochs=10),
+     'default_hooks.checkpoint.interval must be a whole number, got 1.5 (--cfg-options; 0 or '
+     'less for none)'),
+    ({'default_hooks.checkpoint.interval': 'x'}, dict(epochs=10),
+     "default_hooks.checkpoint.interval must be a whole number, got 'x'"),
 ])
 def test_loop_settings_over_the_plan_are_whole_numbers_it_can_follow(options, flags, message):
     """val_begin=nan was planned as 'validation every epoch' and mmengine never validated (no
@@ -711,7 +716,7 @@ def test_loop_settings_over_the_plan_are_whole_numbers_it_can_follow(options, fl
     assert str(info.value).startswith(message) and '\n' not in str(info.value)
 
 
-def test_a_val_begin_at_the_last_epoch_or_without_validation_is_planned():
+def test_a_val_begin_at_the_last_epoch_and_no_checkpoint_interval_are_planned():
     options = {'train_cfg.val_begin': 10}
     plan = plan_schedule(load_config(str(MAIN_CONFIG), options), 200, epochs=10,
                          cfg_options=options)
@@ -720,6 +725,10 @@ def test_a_val_begin_at_the_last_epoch_or_without_validation_is_planned():
     cfg = load_config(str(MAIN_CONFIG), options)
     cfg.val_cfg = None  # --no-validate: nothing to begin
     assert plan_schedule(cfg, 200, epochs=10, cfg_options=options).val_begin == 11
+    options = {'default_hooks.checkpoint.interval': 0}  # no checkpoint by interval
+    plan = plan_schedule(load_config(str(MAIN_CONFIG), options), 200, epochs=10,
+                         cfg_options=options)
+    assert 'validation  every epoch (no checkpoint by interval; the best' in plan.format()
 
 
 def test_iters_beside_a_schedule_option_names_it_and_the_advice_works(tmp_path, coco_dir):
