@@ -1365,3 +1365,161 @@ def test_the_benchmark_bot_does_a_face_from_scratch_and_by_review(browser, tmp_p
     assert review['max_error_px'] <= 1.5 + 0.05  # the 20 points left as the model put them
     reviewed = load_annotation(out / 'review_0.json')
     assert reviewed.status == 'annotated' and reviewed.meta['reviewed_by'] == 'bot'
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """``serve(predictor=None)`` starts the annotator (in this process, no pre-annotation) on
+    two plain pictures a.png and b.png (200x150), with ``predictor`` as its model if given,
+    and returns (url, output dir); each server started is stopped after the test."""
+    servers = []
+
+    def start(predictor=None) -> tuple[str, Path]:
+        folder, out = tmp_path / 'images', tmp_path / 'landmarks'
+        folder.mkdir()
+        for k, name in enumerate(('a.png', 'b.png')):
+            cv2.imwrite(str(folder / name), np.full((150, 200, 3), 80 + 40 * k, np.uint8))
+        annotator = Annotator(AnnotationSession(folder, out, annotator='e2e'), predictor,
+                              pre_annotate=0)
+        servers.append(launch(annotator, port=free_port(), block=False))
+        return servers[-1].url, out
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_a_drag_or_a_click_during_a_predict_edits_nothing_and_says_why(serve, browser):
+    """A Predict's answer replaces the face's points: a point dragged meanwhile was committed
+    on release, onto predicted points never seen, and a click was dropped without a word.
+    While a Predict is under way a drag pans, and a click says why it placed nothing."""
+    from test_annotate_app import FakePredictor
+    model = FakePredictor(held=True)  # answers the Predict once released
+    try:
+        url, out = serve(model)
+        page = Page(browser, url, 'a.png')
+        page.click(30, 30)
+        page.saved()
+        page.key('m')
+        page.page.wait_for_function('() => window.landmarkEditor.busy')
+        view = page.js('[e.view.tx, e.view.ty]')
+        start = page.at(30, 30)  # on point 0
+        page.page.mouse.move(*start)
+        page.page.mouse.down()
+        page.page.mouse.move(start[0] + 40, start[1] + 25, steps=4)
+        page.page.mouse.up()
+        panned = [view[0] + 40, view[1] + 25]
+        assert page.js('[e.view.tx, e.view.ty]') == pytest.approx(panned, abs=1)
+        page.click(60, 60)
+        assert page.text('le-message') == 'predicting — wait a moment'
+        assert page.js('[e.seq, e.gesture]') == [2, None]  # the point, the Predict: no more
+        model.release.set()
+        page.page.wait_for_function('() => !window.landmarkEditor.busy')
+        page.saved()
+        assert page.js('e.applied') == 2
+        assert _shows(page, [[k, 2 * k] for k in range(28)])  # the model's, on the whole image
+    finally:
+        model.release.set()
+    page.close()
+
+
+def test_s_during_a_conflict_keeps_saying_whose_change_it_is(serve, browser):
+    """s pressed while another tab's change stands in the way replaced the server's words
+    (which file, changed by whom, Reload) with a bare 'not saved yet'."""
+    url, out = serve()
+    first, second = Page(browser, url, 'a.png'), Page(browser, url, 'a.png')
+    first.click(10, 10)
+    first.saved()
+    second.click(20, 20)
+    second.page.wait_for_function('() => window.landmarkEditor.doc.conflict')
+    said = second.text('le-message')
+    assert 'was changed by someone else' in said
+    second.key('s')
+    second.page.wait_for_function('() => !window.landmarkEditor.inFlight')
+    second.page.wait_for_timeout(300)
+    assert second.text('le-message') == said
+    second.key('n')  # refused, in the same words
+    second.page.wait_for_function('() => !window.landmarkEditor.navigating')
+    assert second.text('le-message') == said and second.state['image'] == 'a.png'
+    first.close()
+    second.close()
+
+
+def test_a_tab_the_server_forgot_among_many_is_not_told_it_restarted(serve, browser):
+    """The server keeps MAX_TABS tabs: one left idle while more pages were loaded is forgotten
+    (its image opened again, its edits sent again). It was told the server restarted."""
+    from animal_landmarks_mm.annotate_app import MAX_TABS
+    url, out = serve()
+    page = Page(browser, url, 'a.png')
+    page.click(10, 10)
+    page.saved()
+    for k in range(MAX_TABS):  # other page loads
+        body = json.dumps(dict(tab=f'other-tab-{k:04d}', go='start')).encode()
+        request = urllib.request.Request(f'{url}/annotator/api/open', data=body,
+                                         headers={'Content-Type': 'application/json'})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+    page.click(20, 20)
+    page.wait_text('le-message', "the server lost this tab's image (restarted, or too many "
+                                 'tabs): sending 1 unsaved edits again')
+    page.saved()
+    assert _placed(out / '.drafts' / 'a.json', [[10, 10], [20, 20]])
+    page.close()
+
+
+def test_a_picture_shown_in_another_size_is_an_image_error(serve, browser):
+    """A picture the browser shows in another size than training decodes (another EXIF
+    orientation) was stretched over the image's size with a warning, and each click placed
+    a point elsewhere than the person saw it: it is not shown, and takes no click."""
+    url, out = serve()
+    other = cv2.imencode('.png', np.full((200, 150, 3), 60, np.uint8))[1].tobytes()  # 150x200
+    page = browser.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.route('**/annotator/image/**', lambda route: route.fulfill(
+        body=other, content_type='image/png'))
+    page.goto(url + '/?image=a.png')
+    page.wait_for_function(EDITOR_READY_JS)
+    message = page.locator('#le-message').inner_text()
+    assert message == ('cannot show a.png: the browser shows it as 150x200, training decodes '
+                       'it as 200x150 (EXIF orientation?) (skip it, or mend the file and '
+                       'Reload)')
+    image = page.locator('#landmark-image')
+    assert image.get_attribute('src') is None and image.evaluate(
+        'e => getComputedStyle(e).visibility') == 'hidden'
+    box = page.locator('#le-viewport').evaluate(RECT_JS)
+    page.mouse.click(box[0] + box[2] / 2, box[1] + box[3] / 2)
+    assert page.evaluate('() => window.landmarkEditor.queue.length') == 0
+    assert not (out / '.drafts' / 'a.json').exists()
+    page.close()
+
+
+def test_zoom_reload_and_ctrl_s_with_no_image_or_in_a_text_field(serve, browser):
+    """+, - and Reload before any image is open threw (a TypeError on the missing image);
+    Ctrl+S in a text field went to the browser (its Save Page dialog), not the editor."""
+    url, out = serve()
+    page = browser.new_page()
+    page.set_default_timeout(WAIT_MS)
+    errors = []
+    page.on('pageerror', lambda error: errors.append(str(error)))
+    page.route('**/annotator/api/open', lambda route: route.abort())  # no image opens
+    page.goto(url + '/')
+    page.wait_for_function('() => { const root = document.getElementById("landmark-editor"); '
+                           'return !!root && root.dataset.ready === "1"; }')
+    assert page.evaluate('() => window.landmarkEditor.doc') is None
+    page.keyboard.press('+')
+    page.keyboard.press('-')
+    page.locator('[data-action="reload"]').click()
+    page.wait_for_timeout(300)
+    assert errors == []
+    assert page.locator('#le-message').inner_text() == 'no image open yet: nothing to reload'
+    page.unroute('**/annotator/api/open')
+    page.goto(url + '/?image=a.png')
+    page.wait_for_function(EDITOR_READY_JS)
+    page.evaluate('() => window.addEventListener("keydown", (e) => { '
+                  'window.lastKeyTaken = e.defaultPrevented; })')
+    page.locator('#le-goto-input').focus()
+    page.keyboard.press('Control+s')
+    assert page.evaluate('() => window.lastKeyTaken') is True
+    assert page.locator('#le-message').inner_text() == 'nothing to save: every edit is saved'
+    assert errors == []
+    page.close()

@@ -48,6 +48,9 @@
   const PREDICTION_POLL_MS = 700;  // how often to ask whether pre-annotated points are ready
   const CROWDED_FACE_PX = 140; // a face smaller than this on screen: labels on hover only
   const TAB_KEY = 'landmark-editor-tab';
+  // Why the server no longer has a tab's image (an edit answered 410): it restarted, or it
+  // forgot the least recently used tab among too many (annotate_app.MAX_TABS page loads)
+  const LOST_WHY = 'restarted, or too many tabs';
 
   function svgEl(tag, attrs) {
     const node = document.createElementNS(SVG_NS, tag);
@@ -531,7 +534,8 @@
       return this.doc && this.doc.save_permanent ? this.doc.save_error : '';
     }
 
-    /** The server lost the image (restarted): open it again, send what is not saved. */
+    /** The server lost the image (restarted, or forgot this tab among too many: its
+     *  MAX_TABS): open it again, send what is not saved. */
     async reopen() {
       const token = this.doc.token;
       // Counted as a request in flight: an edit made meanwhile is not sent with the lost token
@@ -569,10 +573,11 @@
         const image = this.doc.image, count = this.queue.length;
         const gone = answer.reason === 'not_found';
         const message = gone
-          ? `not saved: ${image} is gone from the image folder since the server restarted, ` +
-            `so your ${count} unsaved edits of it cannot be saved (Reload drops them and ` +
-            'opens the first image to do)'
-          : `not saved: the server restarted and cannot open ${image} again ` +
+          ? `not saved: the server lost this tab's image (${LOST_WHY}) and ${image} is gone ` +
+            `from the image folder, so your ${count} unsaved edits of it cannot be saved ` +
+            '(Reload drops them and opens the first image to do)'
+          : `not saved: the server lost this tab's image (${LOST_WHY}) and cannot open ` +
+            `${image} again ` +
             `(${answer.message || `it answered ${answer.httpStatus}`}); your ${count} ` +
             'edits are kept in this page and sent again';
         this.stuck = {message, gone};
@@ -612,7 +617,8 @@
         op.seq = ++this.seq;
         this.queue.push(op);
       }
-      this.say(`the server restarted: sending ${count} unsaved edits again`);
+      this.say(`the server lost this tab's image (${LOST_WHY}): sending ${count} unsaved ` +
+               'edits again');
       this.flush();
     }
 
@@ -645,11 +651,8 @@
       const started = performance.now();
       try {
         if (!discard && !(await this.settle())) {
-          const why = this.doc && this.doc.conflict
-            ? 'not saved: changed in another tab; Reload shows theirs (drops your change)'
-            : this.held() || 'not saved yet: your edits are kept in this page until the ' +
-              'server has them; try again in a moment';
-          this.say(why, 'error');
+          this.say(this.conflictMessage() || this.held() || 'not saved yet: your edits are ' +
+                   'kept in this page until the server has them; try again in a moment', 'error');
           return false;
         }
         if (unless && this.refused.has(unless.seq)) {  // saved, but that edit was refused
@@ -741,9 +744,11 @@
             await this.loadImage(state.url, state.width, state.height);
             this.imageError = '';
           } catch (e) {
-            // Not the previous picture under this image's points, and no clicks on nothing.
+            // Not the previous picture under this image's points, and no clicks on nothing
+            // (nor on a picture of another size: see loadImage).
             this.hideImage();
-            this.imageError = `cannot show ${state.image}: the browser could not decode it ` +
+            this.imageError = `cannot show ${state.image}: ` +
+              `${(e && e.shownOtherwise) || 'the browser could not decode it'} ` +
               '(skip it, or mend the file and Reload)';
             this.say(this.imageError, 'error');
           }
@@ -800,6 +805,10 @@
       this.shownUrl = null;
     }
 
+    /** Show the picture at ``url``, of ``width`` x ``height`` as training decodes it. Throws
+     *  when the browser cannot decode it, or decodes it in another size (``shownOtherwise``
+     *  says how): stretched over the annotator's size, each point would be placed elsewhere
+     *  in the picture than the person saw it. */
     async loadImage(url, width, height) {
       const img = new Image();
       img.alt = '';
@@ -807,16 +816,17 @@
       img.className = 'le-image';
       img.src = url;
       await img.decode();
+      if (img.naturalWidth !== width || img.naturalHeight !== height) {
+        const error = new Error('the picture is shown in another size');
+        error.shownOtherwise = `the browser shows it as ${img.naturalWidth}x` +
+          `${img.naturalHeight}, training decodes it as ${width}x${height} (EXIF orientation?)`;
+        throw error;
+      }
       img.id = 'landmark-image';
       const old = this.$('landmark-image');
       old.replaceWith(img);
       this.els['landmark-image'] = img;
       this.shownUrl = url;
-      if (img.naturalWidth !== width || img.naturalHeight !== height) {
-        this.say(`the browser decodes this image as ${img.naturalWidth}x${img.naturalHeight}, ` +
-                 `the annotator as ${width}x${height} (EXIF orientation?): points are mapped ` +
-                 `to ${width}x${height}`, 'error');
-      }
     }
 
     // --- the view: zoom and pan ---------------------------------------------------------------
@@ -840,6 +850,7 @@
     }
 
     zoomAt(cx, cy, factor) {
+      if (!this.doc || !this.doc.edit) return;  // no picture to zoom (none open yet)
       const [lo, hi] = this.limits();
       const s = Math.min(hi, Math.max(lo, this.view.s * factor));
       const k = s / this.view.s;
@@ -1011,11 +1022,18 @@
       if (draw) this.draw();
     }
 
+    /** Why no edit can be made now ('': one can): the edit would go to the image being left,
+     *  or be dropped when the next one is shown; or a Predict's answer would replace it. */
+    waitReason() {
+      if (this.navigating) return 'opening another image — wait a moment';
+      if (this.busy) return `${this.busy} — wait a moment`;
+      return '';
+    }
+
     canEdit() {
       if (!this.edit) { this.say('no image open: go to another one', 'error'); return false; }
-      // the edit would go to the image being left, or be dropped when the next one is shown
-      if (this.navigating) { this.say('opening another image — wait a moment'); return false; }
-      if (this.busy) { this.say(`${this.busy} — wait a moment`); return false; }
+      const wait = this.waitReason();
+      if (wait) { this.say(wait); return false; }
       // A press or drag not let go yet (a key pressed with the mouse button down) is taken
       // back first, as go() does: the edit is then made to what the server has too (an undo
       // took the press's own undo step, the server's the edit before; a drag's release
@@ -1147,7 +1165,7 @@
 
     onPointerDown(e) {
       const started = e.timeStamp;
-      if (!this.doc || !this.edit || this.navigating) return;
+      if (!this.doc || !this.edit) return;
       if (this.gesture) {
         // A second finger: the two make neither a click nor a drag, so what the first one
         // began is taken back (else its point would be drawn and never sent, and the undo
@@ -1174,6 +1192,16 @@
         return;
       }
       if (e.button !== 0) return;
+      if (this.waitReason()) {
+        // A Predict under way, or another image opening: its answer replaces the points, so
+        // a point placed or dragged now would land on points never seen (or on the image
+        // left). A drag pans; a click says why it placed nothing (onPointerUp).
+        g.waits = true;
+        g.hit = null;
+        g.handle = null;
+        this.gesture = g;
+        return;
+      }
       const [x, y] = this.imagePoint(e);
       g.x = x;
       g.y = y;
@@ -1192,7 +1220,7 @@
       // deselects it (onPointerUp), as a click on its row does: the point stays where it is.
       const target = this.target();
       const selects = g.hit !== null && (this.selected !== null || target === null);
-      if (target !== null && g.inside && !selects && !this.busy) {
+      if (target !== null && g.inside && !selects) {
         // Draw the point now; a press that turns into a drag takes it back.
         g.tentative = {op: 'place', face: this.edit.face, index: target, x, y};
         g.redo = this.redoStack;
@@ -1300,7 +1328,9 @@
       const g = this.gesture;
       if (!g || e.pointerId !== g.id) return;
       if (cancelled || this.navigating) {  // (go() takes the gesture back already)
+        const click = g.waits && !g.moved && !cancelled;
         this.cancelGesture();
+        if (click) this.say(this.waitReason());
         return;
       }
       this.gesture = null;
@@ -1332,6 +1362,8 @@
           if (this.config.predict) this.predict();
           else this.say('box set');
         }
+      } else if (!g.moved && g.waits) {  // pressed while waiting: nothing placed
+        this.say(this.waitReason() || 'nothing placed (pressed while waiting): click again');
       } else if (!g.moved && g.kind === 'press') {
         if (g.hit !== null && g.hit !== undefined) {
           this.selected = this.selected === g.hit ? null : g.hit;
@@ -1385,6 +1417,12 @@
     // --- keys and buttons -------------------------------------------------------------------
 
     onKeyDown(e) {
+      if ((e.ctrlKey || e.metaKey) && letterOf(e) === 's') {
+        // in a text field too: the browser's own Ctrl+S would offer to save the page
+        e.preventDefault();
+        this.action('save');
+        return;
+      }
       if (isTyping(e.target)) {
         if (e.key === 'Escape') e.target.blur();
         return;
@@ -1399,8 +1437,6 @@
         if (e.shiftKey) this.redo(); else this.undo();
       } else if (ctrl && letter === 'y') {
         this.redo();
-      } else if (ctrl && letter === 's') {
-        this.action('save');
       } else if (ctrl || e.altKey) {
         handled = false;
       } else if (key === ' ') {
@@ -1492,6 +1528,7 @@
      *  the folder since a restart cannot be opened: its edits are dropped all the same (the
      *  page said so), and the first image to do is shown. */
     async reload() {
+      if (!this.doc) { this.say('no image open yet: nothing to reload', 'error'); return; }
       const gone = !!(this.stuck && this.stuck.gone);
       if (await this.go({image: this.doc.image}, {discard: true, history: false}) || !gone) {
         return;
@@ -1507,8 +1544,16 @@
         return;
       }
       const ok = await this.settle();
-      this.say(ok ? 'saved' : this.held() || 'not saved yet: the edits are kept in this page',
-               ok ? '' : 'error');
+      this.say(ok ? 'saved' : this.conflictMessage() || this.held() ||
+               'not saved yet: the edits are kept in this page', ok ? '' : 'error');
+    }
+
+    /** Why the edits are not saved when another tab changed the image's files ('': no
+     *  conflict): the server's words (whose change, what Reload does), else the page's. */
+    conflictMessage() {
+      if (!this.doc || !this.doc.conflict) return '';
+      return this.doc.save_error ||
+        'not saved: changed in another tab; Reload shows theirs (drops your change)';
     }
 
     showChart(big) {
