@@ -27,12 +27,13 @@ import contextlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoints import CheckpointError, missing_file_message
-from .errors import REDACTED, first_line, redact_userinfo
+from .errors import REDACTED, first_line, printable, redact_userinfo
 
 CONFIG_ROOT = Path(__file__).resolve().parent.parent / 'configs'
 #: The project's main config: HRNetV2-W18 with the 270-270-28 head, the network of every
@@ -205,9 +206,16 @@ def _download(weights: PretrainedWeights) -> Path:
             f'its tools extra), or download {weights.filename} of https://huggingface.co/'
             f'{weights.repo_id} and pass its path') from None
     try:
-        with _redacted_hub_logs():
+        with _redacted_hub_logs(), _hash_etags_only(weights):
             path = Path(hf_hub_download(weights.repo_id, weights.filename,
                                         revision=weights.revision))
+    except _NoHashEtag as e:
+        raise CheckpointError(redact_urls(
+            f'{weights.name}: {weights.filename} of the Hugging Face repository '
+            f'{weights.repo_id}: {constants.ENDPOINT} answered {e.etag} as its ETag, which is '
+            'no file hash (40 or 64 hex digits) but would name a file of the endpoint\'s '
+            'choosing, in the cache or outside it: refused, nothing downloaded (is HF_ENDPOINT '
+            'a Hugging Face Hub?)')) from None
     except Exception as e:
         # Broad on purpose, around this one call: besides its own errors, huggingface_hub lets
         # its transport's escape (httpx2's RemoteProtocolError of a truncated body, ReadTimeout,
@@ -224,6 +232,65 @@ def _download(weights: PretrainedWeights) -> Path:
         raise CheckpointError(f'{weights.name}: {missing_file_message(path)}'
                               f'{fresh_copy_hint(path)}')
     return path
+
+
+#: what a Hub's ETag of a file is: its git blob's sha1 (40 hex digits) or, for an LFS file,
+#: its sha256 (64); huggingface_hub names the cached copy after it
+_HUB_ETAG = re.compile(r'[0-9a-fA-F]{40}|[0-9a-fA-F]{64}')
+# one download at a time wraps huggingface_hub's module (see _hash_etags_only)
+_ETAG_CHECK_LOCK = threading.Lock()
+
+
+class _NoHashEtag(Exception):
+    """An endpoint's ETag that is no file hash; ``etag`` is it, shown for a message."""
+
+    def __init__(self, etag: str):
+        super().__init__(etag)
+        self.etag = etag
+
+
+@contextlib.contextmanager
+def _hash_etags_only(weights: PretrainedWeights) -> Iterator[None]:
+    """While a download runs, huggingface_hub takes only an ETag that is a file hash.
+
+    huggingface_hub (2.4) names the cache's copy of a file after the ETag the endpoint sends,
+    unchecked (``blobs/<etag>``, ``.locks/.../<etag>.lock``): a hostile or hijacked
+    ``HF_ENDPOINT`` answering ``"../../../x"`` would have it write a file of its choosing
+    outside the cache. Every ETag of a server's answer passes through its normalisation,
+    ``huggingface_hub.file_download._normalize_etag``, which is wrapped here to refuse
+    (:class:`_NoHashEtag`) any other than :data:`_HUB_ETAG` before it becomes a path. A private
+    name, because no public API sees the ETag of the request whose answer names the file:
+    checking ``get_hf_file_metadata`` (public) first would ask the server once more, and a
+    hostile one can answer that request with a hash and the download's with a path. Where
+    the name is gone (another huggingface_hub), nothing is downloaded: the check must not
+    silently fall away.
+
+    Raises:
+        CheckpointError: huggingface_hub has no such function.
+    """
+    from huggingface_hub import __version__, file_download
+    normalize = getattr(file_download, '_normalize_etag', None)
+    if normalize is None:
+        raise CheckpointError(
+            f'{weights.name}: huggingface_hub {__version__} has no _normalize_etag, through '
+            'which this project checks that the ETag an endpoint gives (the name of the '
+            'cache\'s copy) is a file hash, so it downloads nothing: download '
+            f'{weights.filename} of https://huggingface.co/{weights.repo_id} and pass its path')
+
+    def hash_only(etag: str | None) -> str | None:
+        normalized = normalize(etag)
+        if normalized is not None and not _HUB_ETAG.fullmatch(normalized):
+            raise _NoHashEtag(printable(repr(normalized), one_line=True, limit=80))
+        return normalized
+
+    # the module's function is replaced for every thread: one download at a time, each
+    # restoring the original
+    with _ETAG_CHECK_LOCK:
+        file_download._normalize_etag = hash_only
+        try:
+            yield
+        finally:
+            file_download._normalize_etag = normalize
 
 
 class _RedactUrls(logging.Filter):

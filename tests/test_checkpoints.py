@@ -543,12 +543,14 @@ class _LocalHub:
     ``mode`` says: ``good``, ``truncate`` (the body cut in half), ``e<status>`` (``e403``: that
     HTTP status), ``not-a-hub`` (a 200 without the Hub's headers); a CONNECT (as to a proxy)
     gets a 407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses,
-    or skip its waits.)"""
+    or skip its waits.) ``etag``: the ETag it answers (None: the body's sha256, as the Hub's
+    for an LFS file)."""
 
     def __init__(self):
         self.mode = 'good'
         self.body = b'x' * 1000
         self.commit = 'c0ffee' * 6 + 'c0ff'
+        self.etag = None
         self.url = ''
 
     def handler(self):
@@ -585,7 +587,8 @@ class _LocalHub:
                 self.send_response(200)
                 if hub.mode != 'not-a-hub':
                     self.send_header('X-Repo-Commit', hub.commit)
-                    self.send_header('ETag', f'"{hashlib.sha256(hub.body).hexdigest()}"')
+                    etag = hub.etag or hashlib.sha256(hub.body).hexdigest()
+                    self.send_header('ETag', f'"{etag}"')
                 self.send_header('Content-Length', str(len(hub.body)))
                 self.end_headers()
                 if send_body:
@@ -700,6 +703,31 @@ def test_credentials_never_reach_huggingface_hubs_own_log_lines(local_hub, monke
     hub_loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict)
                    if name.startswith('huggingface_hub')]
     assert not any(logger.filters for logger in hub_loggers)  # removed afterwards
+
+
+def test_an_etag_that_is_no_file_hash_never_becomes_a_file_name(local_hub, tmp_path):
+    """huggingface_hub names the cache's copy after the endpoint's ETag, unchecked: a hostile
+    HF_ENDPOINT answering '../../../escaped' had it write tmp_path/escaped (and
+    escaped.lock), outside the cache (reviewer's hostile_hub.py etag). Only a file hash (40 or
+    64 hex digits) is taken; huggingface_hub's own function is restored afterwards."""
+    from huggingface_hub import file_download
+    normalize = file_download._normalize_etag
+    before = sorted(p.name for p in tmp_path.iterdir())
+    local_hub.etag = '../../../escaped'  # from <cache>/models--.../blobs/ up to tmp_path
+    message = _download_error()
+    assert message == (
+        'anime-face-detector: model.safetensors of the Hugging Face repository '
+        f'hysts/anime-face-detector-hrnetv2: {local_hub.url} answered \'../../../escaped\' as '
+        'its ETag, which is no file hash (40 or 64 hex digits) but would name a file of the '
+        'endpoint\'s choosing, in the cache or outside it: refused, nothing downloaded (is '
+        'HF_ENDPOINT a Hugging Face Hub?)')
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not list((tmp_path / 'hub').rglob('*escaped*'))
+    assert file_download._normalize_etag is normalize
+    # a git blob's sha1 (the Hub's ETag of a file outside LFS) is a file hash too
+    local_hub.body = _safetensors_bytes(w=torch.ones(2))
+    local_hub.etag = hashlib.sha1(local_hub.body).hexdigest()
+    assert read_checkpoint('anime-face-detector')[0]['w'].tolist() == [1, 1]
 
 
 def test_without_huggingface_hub_a_name_is_one_line_saying_what_to_install(monkeypatch):
