@@ -36,12 +36,17 @@ checks, only enough faces (:attr:`CheckSettings.min_faces`) for the set to say w
    correction it follows and which of the file's points those are (its ``points``).
 3. **Point off the shape**: a point of the corrected face at least
    :attr:`CheckSettings.off_shape_sigma` sigma and :attr:`CheckSettings.off_shape_min_iod` IOD
-   from the mean.
+   from the mean. A closed eye (a wink, ``^^`` eyes: each upper and lower lid partner closer
+   than :attr:`CheckSettings.closed_eye_share` of the eye's width) is no mistake: its lid
+   points are measured from the segment between the set's upper and lower lid, where a
+   closed lid lies; the summary counts such faces in a note, no entry.
 4. **Two points on one spot**: two points closer than :attr:`CheckSettings.duplicate_iod`, than
    :attr:`CheckSettings.duplicate_share` times the pair's
    :attr:`CheckSettings.duplicate_quantile` quantile over the set, and
    :attr:`CheckSettings.duplicate_sigma` robust sigma closer than the set's median for the
    pair: pairs that often meet in the set (closed lips, lid ends drawn as one) never qualify.
+   The lid partners of a closed eye meet by right (and are left out of the set's measure);
+   any other pair on one spot, in a closed eye or not, is reported.
 5. **Nose off the midline**: the nose tip's sideways position in the aligned frame, less what a
    robust regression over the set predicts from the face's midlines (the mean sideways position
    of the jaw's mirrored pairs and chin; of the brows', eyes' and mouth's pairs and lips): a
@@ -154,6 +159,12 @@ class CheckSettings:
         duplicate_sigma: ... and at least this many robust sigma closer than the set's median
             for the pair: pairs that often meet in the set (closed lips, lid ends drawn as one)
             never qualify.
+        closed_eye_share: an eye is closed (a wink, ``^^`` eyes: both lids drawn as one line)
+            when each of its placed upper/lower lid partners (two at least) are closer than this
+            share of the eye's width in the mean shape (an open eye's top and bottom are more
+            than half its width apart); its partners are then no two points on one spot, and
+            its lid points are off the shape only far from the segment between the set's
+            upper and lower lid.
         nose_sigma: report a nose this many robust sigma off the midline the set predicts ...
         nose_min_iod: ... and at least this far (IOD).
         model_sigma: report a point this many robust sigma beyond the set's median distance
@@ -176,6 +187,7 @@ class CheckSettings:
     duplicate_quantile: float = 0.02
     duplicate_share: float = 0.5
     duplicate_sigma: float = 3.5
+    closed_eye_share: float = 0.2
     nose_sigma: float = 6.0
     nose_min_iod: float = 0.08
     model_sigma: float = 5.0
@@ -227,11 +239,24 @@ def _partner_pairs(members: Sequence[int], a: str, b: str) -> list[tuple[int, in
     return pairs
 
 
+def lid_pairs() -> dict[str, list[tuple[int, int]]]:
+    """Each eye's lid partners, ``(upper, lower)`` (outer ends, inner ends, top and bottom),
+    by click run (``'left eye'``...): the runs with more than one such pair."""
+    pairs = {}
+    for part, members in click_runs().items():
+        lids = (_partner_pairs(members, 'upper', 'lower')
+                + _partner_pairs(members, 'upper_top', 'lower_bottom'))
+        if len(lids) > 1:
+            pairs[part] = lids
+    return pairs
+
+
 def relabellings() -> list[Relabelling]:
     """The relabellings the checker tries (see the module docstring), each correction once."""
     flip = flip_indices()
     paired = tuple(i for i in range(NUM_KEYPOINTS) if flip[i] != i)
     found: dict[tuple[int, ...], Relabelling] = {}
+    lids_of = lid_pairs()
 
     def add(reason: str, order: tuple[int, ...], detail: str) -> None:
         points = tuple(i for i in range(NUM_KEYPOINTS) if order[i] != i)
@@ -271,9 +296,8 @@ def relabellings() -> list[Relabelling]:
             add(REASON_ORDER, tuple(early),
                 f'points {a}, {b}, {c} look clicked in the order {c}, {a}, {b} ({part}: point '
                 f'{c} clicked early)')
-        lids = (_partner_pairs(members, 'upper', 'lower')
-                + _partner_pairs(members, 'upper_top', 'lower_bottom'))
-        if len(lids) > 1:
+        lids = lids_of.get(part, [])
+        if lids:
             add(REASON_ORDER, _swapped(lids),
                 f'the upper and lower lid of the {part} look exchanged (points '
                 f'{_names(sorted(i for p in lids for i in p))})')
@@ -376,9 +400,11 @@ class ShapeModel:
         self.mean = self.chart.copy()
         self.whitening = np.tile(np.eye(2) / 0.05, (NUM_KEYPOINTS, 1, 1))
 
-    def distances(self, aligned: np.ndarray, visibility: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of each point from the mean (0 where absent)."""
-        residual = aligned - self.mean
+    def distances(self, aligned: np.ndarray, visibility: np.ndarray,
+                  target: np.ndarray | None = None) -> np.ndarray:
+        """Mahalanobis distance of each point from the mean, or from ``target`` (points
+        broadcast with ``aligned``) with the mean's spreads (0 where absent)."""
+        residual = aligned - (self.mean if target is None else target)
         w = self.whitening
         dx = w[:, 0, 0] * residual.real + w[:, 0, 1] * residual.imag
         dy = w[:, 1, 0] * residual.real + w[:, 1, 1] * residual.imag
@@ -646,13 +672,61 @@ def _nose_findings(aligned: np.ndarray, visibility: np.ndarray, settings: CheckS
     return result
 
 
-def _duplicate_findings(aligned: np.ndarray, visibility: np.ndarray, settings: CheckSettings
+def _closed_eyes(aligned: np.ndarray, visibility: np.ndarray, mean: np.ndarray,
+                 settings: CheckSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The lid points of closed eyes, and where the set puts each point.
+
+    An eye is closed (a wink, ``^^`` eyes: both lids drawn as one line) when at least two of
+    its lid partners (:func:`lid_pairs`) are placed and each placed pair is closer than
+    :attr:`CheckSettings.closed_eye_share` of the eye's width in the mean shape. A closed
+    lid lies anywhere from where the set's upper lid is to where its lower lid is: its point's
+    place is the nearest point of the segment between the mean's two partners.
+
+    Args:
+        aligned: ``(N, K)`` complex points in the mean shape's frame.
+        visibility: ``(N, K)`` flags.
+        mean: ``(K,)`` the mean shape.
+        settings: thresholds.
+
+    Returns:
+        ``(N, K)`` True for each lid point of a closed eye; ``(N, K)`` complex: the mean, or
+        for those points their place on the segment.
+    """
+    present = visibility != ABSENT
+    closed = np.zeros(aligned.shape, bool)
+    place = np.broadcast_to(mean, aligned.shape).copy()
+    for lids in lid_pairs().values():
+        eye = [k for pair in lids for k in pair]
+        width = max(abs(mean[a] - mean[b]) for a in eye for b in eye)
+        upper, lower = (np.array(side) for side in zip(*lids))
+        placed = present[:, upper] & present[:, lower]
+        together = np.abs(aligned[:, upper] - aligned[:, lower]) < settings.closed_eye_share * width
+        shut = (placed.sum(1) >= 2) & np.all(together | ~placed, 1)
+        for u, lo in lids:
+            start, span = mean[u], mean[lo] - mean[u]
+            for k in (u, lo):
+                along = np.clip((np.conj(span) * (aligned[shut, k] - start)).real
+                                / max(abs(span) ** 2, 1e-12), 0, 1)
+                place[shut, k] = start + along * span
+                closed[shut, k] = present[shut, k]
+    return closed, place
+
+
+def _duplicate_findings(aligned: np.ndarray, visibility: np.ndarray, closed: np.ndarray,
+                        settings: CheckSettings
                         ) -> dict[int, list[tuple[int, int, float, float]]]:
-    """Pairs of points on one spot: face -> [(i, j, distance in IOD, score)]."""
+    """Pairs of points on one spot: face -> [(i, j, distance in IOD, score)]. The lid
+    partners of a closed eye (``closed``, from :func:`_closed_eyes`) meet by right: they are
+    neither reported nor part of the set's measure of how often a pair meets (a few closed
+    eyes would otherwise make every double click of top and bottom lid usual); any other pair
+    of its points on one spot is still a double click."""
     present = visibility != ABSENT
     i, j = np.triu_indices(NUM_KEYPOINTS, 1)
+    partners = {tuple(sorted(pair)) for lids in lid_pairs().values() for pair in lids}
+    lid_partners = np.array([(a, b) in partners for a, b in zip(i, j)])
     distance = np.abs(aligned[:, i] - aligned[:, j])  # (N, pairs)
-    both = present[:, i] & present[:, j]
+    met = lid_partners & closed[:, i] & closed[:, j]
+    both = present[:, i] & present[:, j] & ~met
     masked = np.where(both, distance, np.nan)
     quantile = _nan_quantile(masked, settings.duplicate_quantile)
     median = _nan_median(masked)
@@ -766,7 +840,14 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
             f'the nose tip lies {abs(offset):.2f} inter-ocular distances {side} of where the '
             f'face\'s midline puts it ({sigma:.1f} sigma of the set)'))
         explained.setdefault(face, set()).add(NOSE_TIP)
-    for face, pairs in _duplicate_findings(alignment.aligned, corrected_vis, settings).items():
+    closed, expected = _closed_eyes(alignment.aligned, corrected_vis, model.mean, settings)
+    if closed.any():
+        faces_closed = int(closed.any(1).sum())
+        notes.append(f'{_count(faces_closed, "face")} with an eye closed? (its upper and lower '
+                     'lid points together): not counted as points on one spot or off the '
+                     'shape')
+    for face, pairs in _duplicate_findings(alignment.aligned, corrected_vis, closed,
+                                           settings).items():
         for i, j, distance, score in pairs:
             a, b = sorted((int(total[face, i]), int(total[face, j])))
             findings.append(Finding(
@@ -774,17 +855,17 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
                 f'points {a} and {b} are {distance:.3f} inter-ocular distances apart '
                 f'({LANDMARKS[a].description} / {LANDMARKS[b].description})'))
             explained.setdefault(face, set()).update((i, j))
-    residual = np.abs(alignment.aligned - model.mean)
-    far = ((alignment.distance >= settings.off_shape_sigma)
+    residual = np.abs(alignment.aligned - expected)
+    sigma_off = model.distances(alignment.aligned, corrected_vis, expected)
+    far = ((sigma_off >= settings.off_shape_sigma)
            & (residual >= settings.off_shape_min_iod) & (corrected_vis != ABSENT))
     for face in np.flatnonzero(far.any(1)):
         labels = [k for k in np.flatnonzero(far[face]) if k not in explained.get(face, ())]
         if not labels:
             continue
-        score = math.sqrt(_robust_rho(alignment.distance[face, labels],
-                                      settings.robust_scale).sum())
+        score = math.sqrt(_robust_rho(sigma_off[face, labels], settings.robust_scale).sum())
         parts = [f'{describe(int(total[face, k]))} is {residual[face, k]:.2f} inter-ocular '
-                 f'distances ({alignment.distance[face, k]:.1f} sigma) from where the set puts '
+                 f'distances ({sigma_off[face, k]:.1f} sigma) from where the set puts '
                  'it' for k in labels]
         findings.append(Finding(int(index[face]), REASON_OFF_SHAPE, score,
                                 sorted(int(total[face, k]) for k in labels), '; '.join(parts)))

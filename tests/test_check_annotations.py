@@ -584,3 +584,41 @@ def test_a_second_relabelling_names_the_files_points():
     only = [f for f in quality.find_mistakes(points, visibility).findings if f.face == 7]
     assert [(f.reason, f.points) for f in only] == [(quality.REASON_ORDER, [11, 13])]
     assert 'once the' not in only[0].detail and 'points 11 and 13' in only[0].detail
+
+
+def _eye_closed(*eyes: str, at: float = 0.5) -> Callable[[Points], Points]:
+    """Those eyes (``'left eye'``, ``'right eye'``) closed, each upper and lower lid partner
+    drawn on one line ``at`` of the way from the upper lid (0) to the lower (1), half a pixel
+    apart: a wink or ``^^`` eyes, labelled correctly."""
+    def change(points: Points) -> Points:
+        points = points.copy()
+        for eye in eyes:
+            for upper, lower in quality.lid_pairs()[eye]:
+                line = points[upper] + at * (points[lower] - points[upper])
+                points[upper], points[lower] = line, line + (0.3, 0.4)
+        return points
+    return change
+
+
+def test_closed_eyes_are_no_mistake_and_hide_no_double_click():
+    """Correctly labelled closed eyes (a few in the set, as winks and ^^ eyes are in anime)
+    put a lid's upper and lower points on one spot: they were 'two points on one spot'
+    (points 12 and 15 0.003 inter-ocular distances apart) or 'point off the shape' (the top
+    lid down on the closed line). They are now a note, no entry; a point of another part
+    clicked onto a closed eye, or a lid's bottom clicked onto its top in an open eye, is still
+    two points on one spot."""
+    points, visibility = _synthetic_faces()
+    closings = {3: _eye_closed('left eye'), 4: _eye_closed('left eye', 'right eye', at=0.0),
+                5: _eye_closed('right eye', at=1.0), 6: _eye_closed('left eye', at=0.3)}
+    for face, close in closings.items():
+        points[face] = close(points[face])
+    result = quality.find_mistakes(points, visibility)
+    assert not [(f.face, f.reason, f.points) for f in result.findings if f.face in closings]
+    assert '4 faces with an eye closed?' in ' '.join(result.notes)
+    # the double clicks: a brow end onto a closed eye's inner end; an open eye's bottom on top
+    points[6] = _on_one_spot(7, 13)(points[6])
+    points[8] = _on_one_spot(15, 12)(points[8])
+    result = quality.find_mistakes(points, visibility)
+    doubles = {f.face: f.points for f in result.findings if f.reason == quality.REASON_DUPLICATE}
+    assert doubles == {6: [7, 13, 16], 8: [12, 15]}  # 13 and 16 meet in the closed eye
+    assert not [f for f in result.findings if f.face in (3, 4, 5)]
