@@ -31,8 +31,9 @@ hooks count those). ``--cfg-options`` that set ``train_cfg`` keys other than the
 length (``val_interval``, ``val_begin``), and ``default_hooks.checkpoint.interval``, are applied
 over the plan and shown in it; those that set the schedule itself (:data:`SCHEDULE_OPTIONS`)
 leave the config's schedule as written, unplanned. The config's own ``train_cfg`` keys other than
-the planned ones (:data:`PLANNED_LOOP_KEYS`: ``val_begin``, ``dynamic_intervals``) are kept, in
-the unit of the planned loop (epochs; iterations for ``--iters``).
+the planned ones (:data:`PLANNED_LOOP_KEYS`), such as ``val_begin``, are kept, in the unit of the
+planned loop (epochs; iterations for ``--iters``); ``dynamic_intervals`` (the config's or an
+option's), an interval the plan would not follow, is refused.
 
 ``tools/train.py`` plans every run of a config that has a ``schedule``; other runners (``mim
 train``) use the config's static ``train_cfg`` and ``param_scheduler`` as written.
@@ -65,7 +66,7 @@ RECIPE_DEFAULTS = dict(samples=40_000, min_epochs=60, warmup=0.05, max_warmup_it
 SCHEDULE_OPTIONS = ('train_cfg.type', 'train_cfg.by_epoch', 'train_cfg.max_epochs',
                     'train_cfg.max_iters', 'param_scheduler')
 #: the ``train_cfg`` keys a plan sets (the loop, its length, its validation interval): the
-#: config's own other keys (``val_begin``, ``dynamic_intervals``) are kept beside them
+#: config's own other keys (``val_begin``) are kept beside them
 PLANNED_LOOP_KEYS = frozenset({*(option.split('.', 1)[1] for option in SCHEDULE_OPTIONS
                                  if option.startswith('train_cfg.')), 'val_interval'})
 #: the ``--cfg-options`` key outside ``train_cfg`` that the plan would write over: kept when given
@@ -518,8 +519,9 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
 
     Raises:
         ScheduleError: no faces, a non-positive value (of a flag, or of the config's batch
-            size, gradient accumulation or lr), both ``epochs`` and ``iters``, or a loop
-            setting that is not a whole number or begins validating past the run's end.
+            size, gradient accumulation or lr), both ``epochs`` and ``iters``, a loop
+            setting that is not a whole number or begins validating past the run's end, or
+            ``dynamic_intervals``.
     """
     recipe = recipe_of(cfg)
     if recipe is None:
@@ -592,7 +594,7 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         cfg.optim_wrapper.optimizer.lr = lr
         if cfg.get('auto_scale_lr'):
             cfg.auto_scale_lr.enable = False  # the plan's lr is final
-    # the config's own loop settings beside its schedule (val_begin, dynamic_intervals) stay
+    # the config's own loop settings beside its schedule (val_begin) stay
     own = {key: value for key, value in (cfg.get('train_cfg') or {}).items()
            if key not in PLANNED_LOOP_KEYS}
     if epochs is not None:
@@ -613,6 +615,14 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         cfg.merge_from_dict(kept)
         val_interval = cfg.train_cfg.val_interval
         _check_count('train_cfg.val_interval', val_interval, 1, '--cfg-options')
+    if cfg.train_cfg.get('dynamic_intervals'):
+        # mmengine's loop would change the validation interval during the run, while the
+        # checkpoint hook and the printed plan keep the planned one
+        raise ScheduleError('train_cfg.dynamic_intervals (the config\'s, or --cfg-options) '
+                            'changes the validation interval during the run, which the plan '
+                            'does not follow: drop it (--cfg-options '
+                            'train_cfg.dynamic_intervals=None), or set the schedule as written '
+                            '(--cfg-options train_cfg.max_epochs=N)')
     val_begin = cfg.train_cfg.get('val_begin', 1)
     _check_count('train_cfg.val_begin', val_begin, 1, 'the config\'s, or --cfg-options')
     last = epochs if epochs is not None else iters

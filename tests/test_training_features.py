@@ -1076,21 +1076,36 @@ def test_a_config_value_the_plan_computes_with_is_checked(key, value, message):
 
 
 def test_a_configs_own_loop_settings_stay_beside_the_plan(tmp_path):
-    """The plan replaced train_cfg whole: a config's val_begin (and dynamic_intervals) were
-    dropped, silently; only --cfg-options train_cfg.* were applied over it."""
+    """The plan replaced train_cfg whole: a config's val_begin was dropped, silently; only
+    --cfg-options train_cfg.* were applied over it."""
     config = tmp_path / 'late_validation.py'
-    config.write_text(f'_base_ = [{str(MAIN_CONFIG)!r}]\n'
-                      'train_cfg = dict(val_begin=100, dynamic_intervals=[(150, 5)])\n')
+    config.write_text(f'_base_ = [{str(MAIN_CONFIG)!r}]\ntrain_cfg = dict(val_begin=100)\n')
     cfg = Config.fromfile(str(config))
     plan = plan_schedule(cfg, 200)
     assert dict(cfg.train_cfg) == dict(type='EpochBasedTrainLoop', max_epochs=200,
-                                       val_interval=20, val_begin=100,
-                                       dynamic_intervals=[(150, 5)])
+                                       val_interval=20, val_begin=100)
     assert 'validation  every 20 epochs from epoch 100 (' in plan.format()
     # an option still goes over the config's own
     cfg = load_config(str(config), {'train_cfg.val_begin': 40})
     plan_schedule(cfg, 200, cfg_options={'train_cfg.val_begin': 40})
     assert cfg.train_cfg.val_begin == 40
+
+
+def test_dynamic_intervals_are_refused_in_a_planned_run(tmp_path):
+    """A config's (or an option's) dynamic_intervals were kept while the plan printed one
+    interval, and 'a checkpoint each time' though the checkpoints kept the planned interval."""
+    config = tmp_path / 'dynamic.py'
+    config.write_text(f'_base_ = [{str(MAIN_CONFIG)!r}]\n'
+                      'train_cfg = dict(dynamic_intervals=[(150, 5)])\n')
+    for path, options in ((config, {}), (MAIN_CONFIG, {'train_cfg.dynamic_intervals': [(5, 1)]})):
+        with pytest.raises(ScheduleError) as info:
+            plan_schedule(load_config(str(path), options), 200, cfg_options=options)
+        assert str(info.value).startswith(
+            "train_cfg.dynamic_intervals (the config's, or --cfg-options) changes the "
+            'validation interval during the run, which the plan does not follow: drop it '
+            '(--cfg-options train_cfg.dynamic_intervals=None)')
+    options = {'train_cfg.dynamic_intervals': None}  # as advised
+    assert plan_schedule(load_config(str(config), options), 200, cfg_options=options).epochs
 
 
 def test_with_several_processes_the_plan_says_what_a_batch_is_more_than():
