@@ -6,7 +6,7 @@ config states its schedule as a *recipe* (``schedule = dict(...)`` beside ``trai
 
     schedule = dict(
         samples=40_000,        # at least this many training samples (faces seen) ...
-        min_epochs=60,         # ... and at least this many passes over a large set
+        min_epochs=60,         # ... and at least this many epochs of a large set
         warmup=0.05,           # linear warmup over this share of the steps ...
         max_warmup_iters=500,  # ... but no longer than this (optimizer steps, as all counts
                                # here: with gradient accumulation, K times the iterations)
@@ -22,7 +22,9 @@ of faces; the warmup is a share of the steps (none when that is under
 follows the faces of an optimizer step (batch x processes x gradient accumulation) by the square
 root of their ratio to ``lr_batch``, the rule for Adam (linear scaling overshoots at small
 batches); validation and checkpoint intervals are a share of the run. ``--epochs``,
-``--iters`` and ``--batch-size`` give exactly what they say and the rest follows.
+``--iters`` and ``--batch-size`` give exactly what they say and the rest follows. An epoch is
+mmengine's: a pass over the training loader's dataset, in which a ``RepeatDataset`` draws each
+of its faces ``times`` times (the plan shows the faces and the samples an epoch draws).
 
 With gradient accumulation (``optim_wrapper.accumulative_counts``, ``--accumulate``) a step is an
 optimizer step, ``accumulate`` loader iterations: ``--iters``, the warmup and the validation
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import math
 import os.path as osp
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mmengine.config import Config, ConfigDict
@@ -87,14 +89,17 @@ class SchedulePlan:
     attributes below that say so.
 
     Attributes:
-        faces: training faces (those mmpose keeps, :func:`count_training_faces`).
+        faces: training samples of an epoch (a pass over the loader): the training faces
+            (those mmpose keeps), each as many times as a ``RepeatDataset`` draws it
+            (:func:`count_training_faces`).
         batch: faces per iteration and process: the batch asked for, or the faces of a process
             when they are fewer (each iteration then takes them all).
         processes: training processes (GPUs), each taking its share of the faces.
         accumulate: gradient accumulation: loader iterations per optimizer step.
-        iters_per_epoch: loader iterations for one pass over the faces.
+        iters_per_epoch: loader iterations of an epoch.
         iters: loader iterations in all (mmengine's); optimizer steps are :attr:`steps`.
-        epochs: passes over the data (None for an iteration-based run, ``--iters``).
+        epochs: epochs, passes over the loader's dataset (None for an iteration-based run,
+            ``--iters``).
         warmup_iters: loader iterations of linear warmup, a whole number of optimizer steps
             (0: none, the run starts at the peak lr).
         lr: the peak learning rate.
@@ -111,6 +116,9 @@ class SchedulePlan:
         asked_batch: the batch asked for (config or ``--batch-size``) when it was more than the
             faces of a process; None otherwise.
         short_warmup_dropped: a warmup under :data:`MIN_WARMUP_ITERS` steps was made none.
+        repeated: (faces, times drawn per epoch) of each training dataset when a
+            ``RepeatDataset`` draws some more than once (:func:`training_face_counts`); empty
+            when each face is drawn once an epoch.
     """
 
     faces: int
@@ -132,6 +140,7 @@ class SchedulePlan:
     workers: int | None = None
     asked_batch: int | None = None
     short_warmup_dropped: bool = False
+    repeated: tuple[tuple[int, int], ...] = ()
 
     @property
     def steps(self) -> int:
@@ -159,10 +168,25 @@ class SchedulePlan:
         return 'optimizer step' if self.accumulate > 1 else 'step'
 
     def _faces_per_process(self) -> str:
-        """``faces``, or ``25 faces of a process`` (each takes its share, DefaultSampler)."""
+        """``faces``, or ``25 faces of a process`` (each takes its share, DefaultSampler);
+        ``samples`` where a RepeatDataset draws faces more than once."""
+        noun = 'samples' if self.repeated else 'faces'
         if self.processes == 1:
-            return 'faces'
-        return f'{math.ceil(self.faces / self.processes)} faces of a process'
+            return noun
+        return f'{math.ceil(self.faces / self.processes)} {noun} of a process'
+
+    def _faces(self) -> str:
+        """``200 training faces``; with a RepeatDataset, the faces and the samples an epoch
+        draws from them (``4 training faces x 3 (RepeatDataset) = 12 samples per epoch``)."""
+        if not self.repeated:
+            return f'{self.faces} training faces'
+        distinct = sum(faces for faces, _ in self.repeated)
+        times = {times for _, times in self.repeated}
+        if len(times) == 1:
+            return (f'{distinct} training faces x {times.pop()} (RepeatDataset) = {self.faces} '
+                    'samples per epoch')
+        return (f'{distinct} training faces, some repeated (RepeatDataset): {self.faces} '
+                'samples per epoch')
 
     def format(self, seconds_per_step: float | None = None, device: str = '',
                done_iters: int = 0) -> str:
@@ -191,7 +215,7 @@ class SchedulePlan:
                   f'none (under {MIN_WARMUP_ITERS} {step}s: the run starts at the peak lr)'
                   if self.short_warmup_dropped else 'none (the recipe\'s)')
         lines = [
-            f'faces       {self.faces} training faces, batch {self.batch}'
+            f'faces       {self._faces()}, batch {self.batch}'
             + (f' x {self.processes} processes' if self.processes > 1 else '')
             + (f' x {self.accumulate} accumulated' if self.accumulate > 1 else '')
             + (f' (batch {self.asked_batch} asked: more than the {self._faces_per_process()}, '
@@ -335,8 +359,10 @@ def annotation_file(dataset: dict) -> str:
 _UNCOUNTED_SETTINGS = dict(data_mode='topdown', bbox_file=None, sample_interval=1)
 
 
-def count_training_faces(cfg: Config, counted: Mapping[str, int] | None = None) -> int:
-    """Training samples of one pass over the training set: faces as mmpose keeps them
+def training_face_counts(cfg: Config, counted: Mapping[str, int] | None = None
+                         ) -> list[tuple[int, int]]:
+    """The faces of each COCO dataset of the training loader and how many times one pass over
+    the loader (an epoch) draws each of them: faces as mmpose keeps them
     (:func:`training_faces`), read from the COCO files (the dataset is not built), through
     mmengine's ``RepeatDataset`` and ``ConcatDataset`` and a dataset's ``indices``.
 
@@ -345,17 +371,20 @@ def count_training_faces(cfg: Config, counted: Mapping[str, int] | None = None) 
         counted: the training faces of files read already, by :func:`annotation_file` (what
             ``training.check_annotation_files`` returns): not read again.
 
+    Returns:
+        (faces, times drawn per epoch) of each dataset, in the loader's order.
+
     Raises:
         ScheduleError: a file that cannot be read, or a dataset the plan cannot count (another
             wrapper, a bottom-up or detection-box dataset), in one line naming it.
     """
-    count = 0
+    counts = []
     for where, dataset, times in wrapped_datasets(cfg.train_dataloader.dataset,
                                                   'train_dataloader.dataset'):
         uncounted = (f'a {dataset.get("type")}' if 'ann_file' not in dataset
                      else next((f'{name}={dataset[name]!r}'
-                                for name, counted in _UNCOUNTED_SETTINGS.items()
-                                if dataset.get(name, counted) != counted), None))
+                                for name, expected in _UNCOUNTED_SETTINGS.items()
+                                if dataset.get(name, expected) != expected), None))
         if uncounted is not None:
             raise ScheduleError(
                 f'cannot count the training faces of {where} ({uncounted}): the plan counts '
@@ -375,8 +404,18 @@ def count_training_faces(cfg: Config, counted: Mapping[str, int] | None = None) 
             faces = min(faces, abs(indices))
         elif indices is not None:
             faces = len(indices)
-        count += faces * times
-    return count
+        counts.append((faces, times))
+    return counts
+
+
+def count_training_faces(cfg: Config, counted: Mapping[str, int] | None = None) -> int:
+    """Training samples of one pass over the training loader (an epoch): the faces of
+    :func:`training_face_counts`, each as many times as a pass draws it."""
+    return _samples_per_epoch(training_face_counts(cfg, counted))
+
+
+def _samples_per_epoch(counts: Sequence[tuple[int, int]]) -> int:
+    return sum(faces * times for faces, times in counts)
 
 
 #: what each recipe setting may be: (whole number?, smallest, largest, what it must be)
@@ -496,7 +535,8 @@ def options_over_the_plan(cfg_options: dict | None) -> dict:
             and (_under(key, 'train_cfg') or key == CHECKPOINT_INTERVAL_OPTION)}
 
 
-def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
+def plan_schedule(cfg: Config, faces: int | Sequence[tuple[int, int]], *,
+                  epochs: int | None = None,
                   iters: int | None = None, batch_size: int | None = None,
                   lr: float | None = None, processes: int = 1,
                   cfg_options: dict | None = None) -> SchedulePlan:
@@ -506,8 +546,10 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
         cfg: a config with a ``schedule`` recipe; ``train_cfg`` (its keys but
             :data:`PLANNED_LOOP_KEYS` kept), ``param_scheduler``, the lr, the batch size and
             the checkpoint interval are set here.
-        faces: the training faces (:func:`count_training_faces`).
-        epochs: exactly this many passes over the data.
+        faces: the training faces, or (faces, times drawn per epoch) of each training
+            dataset (:func:`training_face_counts`: a ``RepeatDataset`` is then counted and
+            shown as such); an epoch draws their samples.
+        epochs: exactly this many epochs (passes over the loader's dataset).
         iters: exactly this many optimizer steps (an iteration-based run); not with
             ``epochs``.
         batch_size: faces per iteration (default: the config's).
@@ -526,6 +568,10 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
     recipe = recipe_of(cfg)
     if recipe is None:
         raise ScheduleError('the config has no schedule recipe')
+    repeated = ()
+    if not isinstance(faces, int):  # an epoch draws each dataset's faces `times` times
+        repeated = tuple(faces) if any(times != 1 for _, times in faces) else ()
+        faces = _samples_per_epoch(faces)
     if faces <= 0:
         raise ScheduleError('no training faces')
     if epochs is not None and iters is not None:
@@ -655,7 +701,7 @@ def plan_schedule(cfg: Config, faces: int, *, epochs: int | None = None,
                         val_begin=val_begin,
                         checkpoint_interval=checkpoint.interval if checkpoint_given else None,
                         drop_last=drop_last, asked_batch=asked if asked != batch else None,
-                        short_warmup_dropped=short_warmup_dropped)
+                        short_warmup_dropped=short_warmup_dropped, repeated=repeated)
 
 
 def measure_step_seconds(cfg: Config, steps: int = 2) -> tuple[float, str]:

@@ -26,10 +26,10 @@ from .schedule import (
     SchedulePlan,
     annotation_file,
     check_positive,
-    count_training_faces,
     plan_schedule,
     read_training_faces,
     schedule_options,
+    training_face_counts,
     wrapped_datasets,
 )
 
@@ -428,7 +428,8 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
 
     Args:
         cfg: the config (``work_dir`` and ``data_root`` already set).
-        epochs: exactly this many passes over the training faces.
+        epochs: exactly this many epochs: passes over the training loader's dataset (a
+            ``RepeatDataset``'s repeats included).
         iters: exactly this many optimizer steps (an iteration-based run).
         batch_size: faces per iteration (the lr follows it, see :mod:`.schedule`).
         lr: the peak lr, as it is.
@@ -529,7 +530,7 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     if has_recipe and not bypassed_by:
         counted = check_annotation_files(cfg, ('train_dataloader',))
         try:
-            planned = plan_schedule(cfg, count_training_faces(cfg, counted), epochs=epochs,
+            planned = plan_schedule(cfg, training_face_counts(cfg, counted), epochs=epochs,
                                     iters=iters, batch_size=batch_size, lr=lr,
                                     processes=world_size(launcher), cfg_options=cfg_options)
             planned.workers = loader.get('num_workers', 0)

@@ -951,6 +951,24 @@ def test_a_wrapped_training_set_is_counted_or_refused_in_one_line(coco_dir, tmp_
     assert apply_simple_flags(cfg, cfg_options={'train_cfg.max_epochs': 4}) is None
 
 
+def test_a_repeated_training_set_is_planned_as_faces_and_samples(coco_dir, tmp_path):
+    """With RepeatDataset(times=3) of 4 faces the plan said '12 training faces': the samples
+    of an epoch, counted as faces."""
+    cfg = set_data_root(_cfg(tmp_path), str(coco_dir))
+    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=3,
+                                        dataset=cfg.train_dataloader.dataset)
+    plan = apply_simple_flags(cfg, epochs=10, batch_size=2, workers=0)
+    assert (plan.faces, plan.iters_per_epoch, plan.iters) == (12, 6, 60)  # mmengine's epochs
+    assert ('faces       4 training faces x 3 (RepeatDataset) = 12 samples per epoch, batch 2'
+            in plan.format())
+    plan = plan_schedule(Config.fromfile(str(MAIN_CONFIG)), [(100, 1), (50, 4)], epochs=1)
+    assert plan.faces == 300 and ('150 training faces, some repeated (RepeatDataset): 300 '
+                                  'samples per epoch, batch 64') in plan.format()
+    assert plan_schedule(Config.fromfile(str(MAIN_CONFIG)), [(200, 1)]).repeated == ()
+    for text in ((REPO / 'tools' / 'train.py').read_text(), (REPO / 'README.md').read_text()):
+        assert "a RepeatDataset's repeats included" in ' '.join(text.split())
+
+
 def test_the_readme_states_the_learning_curves_plan():
     """The README said 'about 5 x 625 steps at batch 64' for the default learning curve."""
     from animal_landmarks_mm.experiments import learning_curve

@@ -41,8 +41,9 @@ def parse_args(argv=None):
     add_common_args(parser)
     simple = parser.add_argument_group('simple flags of the original training tools')
     simple.add_argument('--epochs', type=int,
-                        help='exactly this many passes over the training faces (default: the '
-                        'config\'s recipe sizes the run to the data; the plan is printed)')
+                        help="exactly this many epochs, passes over the training loader's "
+                        "dataset (a RepeatDataset's repeats included; default: the config's "
+                        'recipe sizes the run to the data; the plan is printed)')
     simple.add_argument('--iters', type=int,
                         help='exactly this many optimizer steps (an iteration-based run; with '
                         '--accumulate K, K times as many iterations)')
