@@ -454,7 +454,8 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
 
     Raises:
         TrainingSetupError: a non-positive or non-finite number, an unusable validation folder
-            (or one with validation off), ``epochs`` beside ``--cfg-options
+            (or one with validation off), ``early_stop`` with validation off, ``epochs``
+            beside ``--cfg-options
             train_cfg.max_epochs``, ``iters`` without a recipe to plan them, or a schedule that
             cannot be planned.
     """
@@ -482,6 +483,10 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     if val_annotation_dir is not None and cfg.get('val_dataloader') is None:
         raise TrainingSetupError(f'--val-annotation-dir {val_annotation_dir} with '
                                  '--no-validate: nothing would validate on it; drop one of them')
+    if early_stop is not None and cfg.get('val_dataloader') is None:
+        # mmengine's EarlyStoppingHook waits for a validation NME that never comes
+        raise TrainingSetupError(f'--early-stop {early_stop} with --no-validate: no validation '
+                                 'NME to stop on; drop one of them')
     launcher = cfg.get('launcher', 'none')
     loader = cfg.train_dataloader
     configured = loader.get('num_workers', 0)

@@ -29,9 +29,10 @@ AS_WRITTEN = {'train_cfg.max_epochs': 60}
 BY_EPOCH = {'train_cfg.by_epoch': True}
 
 
-def _cfg(tmp_path):
+def _cfg(tmp_path, no_validate=False):
     cfg = Config.fromfile(str(MAIN_CONFIG))
-    return apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path))
+    return apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path),
+                            no_validate=no_validate)
 
 
 def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
@@ -236,10 +237,15 @@ def test_a_planned_run_prints_its_plan_and_runs_exactly_its_steps(coco_dir, tmp_
     (dict(accumulate=-2), '--accumulate must be positive, got -2'),
     (dict(workers=-1), '--workers must be 0 or more, got -1'),
     (dict(checkpoint='missing.pth'), '--checkpoint not found: missing.pth'),
+    # an EarlyStoppingHook without validation waited for an NME that never came
+    (dict(early_stop=3, no_validate=True), '--early-stop 3 with --no-validate: no validation '
+     'NME to stop on; drop one of them'),
 ])
 def test_simple_flags_refuse_bad_values(tmp_path, kwargs, message):
+    kwargs = dict(kwargs)
+    cfg = _cfg(tmp_path, no_validate=kwargs.pop('no_validate', False))
     with pytest.raises(TrainingSetupError, match=message):
-        apply_simple_flags(_cfg(tmp_path), **kwargs)
+        apply_simple_flags(cfg, **kwargs)
 
 
 def test_a_checkpoint_path_that_is_a_folder_is_said_to_be_one(tmp_path):
