@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import cv2
@@ -142,6 +142,8 @@ class EvalFace:
     """One ground-truth face to predict."""
 
     image_path: Path
+    #: as the ground truth names it, folders kept: relative to ``--image-dir``, or a COCO
+    #: file's ``file_name`` (relative to the converter's output folder)
     image_name: str
     width: int
     height: int
@@ -301,7 +303,7 @@ def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[s
         annotation = annotations[image_id]
         face = annotation.faces[index]
         faces.append(EvalFace(
-            image_path=root / annotation.image, image_name=Path(annotation.image).name,
+            image_path=root / annotation.image, image_name=annotation.image,
             width=annotation.width, height=annotation.height,
             points=np.array([p if p is not None else (0.0, 0.0) for p in face.landmarks]),
             visibility=np.array(face.visibility), box=np.array(face.bbox)))
@@ -474,6 +476,20 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
 _PICTURE_NAME = re.compile(r'\d{3,}_.*\.jpg')
 
 
+def _picture_stems(image_names: list[str]) -> list[str]:
+    """What each face's picture is named after: its image's name without the suffix, the
+    folders below those every image evaluated shares joined to it by ``_`` (``a/1.png`` and
+    ``b/1.png`` are pictured as ``a_1`` and ``b_1``, not both as ``1``; a COCO file's
+    ``images/a/1.png`` and ``images/b/1.png`` the same)."""
+    paths = [PurePosixPath(name) for name in image_names]
+    folders = [path.parent.parts for path in paths]
+    shared = 0
+    while all(len(folder) > shared for folder in folders) and len(
+            {folder[shared] for folder in folders}) == 1:
+        shared += 1
+    return ['_'.join((*folder[shared:], path.stem)) for folder, path in zip(folders, paths)]
+
+
 def _check_output_dir(output_dir: Path) -> None:
     """Refuse an output folder that cannot be made or written, without making it.
 
@@ -569,8 +585,9 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         remove_stale_temporaries(vis_dir)
         order = np.argsort(-np.nan_to_num(face_nme, nan=-1)) if worst_first else \
             np.random.default_rng(0).permutation(len(faces))
+        stems = _picture_stems([face.image_name for face in faces])
         for rank, i in enumerate(order[:num_vis_samples]):
             # an image's name may be as long as a name can be: the rank and .jpg need room
-            name = fit_name(f'{rank:03d}_{Path(faces[i].image_name).stem}', '.jpg')
+            name = fit_name(f'{rank:03d}_{stems[i]}', '.jpg')
             draw_comparison(faces[i], pred[i], face_nme[i], vis_dir / name)
     return metrics

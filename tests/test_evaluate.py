@@ -490,6 +490,38 @@ def test_faces_mmpose_leaves_out_of_a_coco_file_are_left_out(coco_dir, tmp_path)
                         f'ids {crowd["id"]}, {unlabelled["id"]}']
 
 
+def test_images_of_one_name_in_two_folders_are_told_apart(trained, coco_dir, tmp_path):
+    """a/1.png and b/1.png: with --ann-file, predictions.json named both 1.png (the annotation
+    folder's route kept a/1.png), and their pictures were both ..._1.jpg. Both routes keep the
+    folders now (relative to --image-dir; the COCO file's file_name), and the pictures say
+    which image they show."""
+    from animal_landmarks_mm.annotation import load_annotation, save_annotation
+    from animal_landmarks_mm.converter import convert
+    top = tmp_path / 'set'
+    for folder, name in zip('ab', (coco_dir / 'test.txt').read_text().split()):
+        ann = load_annotation(coco_dir / 'landmarks' / name)
+        (top / 'images' / folder).mkdir(parents=True)
+        shutil.copy(coco_dir / 'images' / ann.image, top / 'images' / folder / '1.png')
+        ann.image = f'{folder}/1.png'
+        (top / 'landmarks' / folder).mkdir(parents=True)
+        save_annotation(top / 'landmarks' / folder / '1.json', ann)
+    convert(top / 'landmarks', top / 'images', top, train_ratio=0, val_ratio=0, test_ratio=1,
+            progress=False)
+    routes = {'folder': ['--image-dir', top / 'images', '--annotation-dir', top / 'landmarks'],
+              'coco': ['--ann-file', top / 'annotations' / 'test.json']}
+    names, pictures = {}, {}
+    for route, inputs in routes.items():
+        out = tmp_path / route
+        run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', *inputs,
+                 '--output-dir', out, '--visualize')
+        names[route] = sorted(p['image'] for p in
+                              json.loads((out / 'predictions.json').read_text()))
+        pictures[route] = sorted(p.name.split('_', 1)[1]
+                                 for p in (out / 'visualizations').iterdir())
+    assert names == dict(folder=['a/1.png', 'b/1.png'], coco=['images/a/1.png', 'images/b/1.png'])
+    assert pictures == dict(folder=['a_1.jpg', 'b_1.jpg'], coco=['a_1.jpg', 'b_1.jpg'])
+
+
 def test_names_in_left_out_lines_reach_the_terminal_escaped(coco_dir, tmp_path):
     """An escape sequence in a file's name (red text here; others clear the screen) is shown
     escaped in the 'left out' lines, not run by the terminal."""
