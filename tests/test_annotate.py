@@ -1387,6 +1387,14 @@ def test_a_face_placed_twice_is_no_annotation(session):
     edit.place(0, 70.0, 50.0)  # now another face
     assert edit.problem() is None
     assert session.save(edit) == session.annotation_path('a.png')
+    # a pasted copy dragged half a pixel is the same face still
+    nudged = session.open('a.png')
+    twin = nudged.faces[0].points
+    nudged.new_face()
+    for k, (x, y) in enumerate(twin):
+        nudged.place(k, x + 0.5, y - 0.25)
+    assert nudged.problem() == ('faces 1 and 3 are the same face (no point more than 0.5 px '
+                                'from its twin): delete one')
 
 
 def test_restores_cannot_grow_an_image_without_end(session):
