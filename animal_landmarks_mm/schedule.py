@@ -74,6 +74,10 @@ PLANNED_LOOP_KEYS = frozenset({*(option.split('.', 1)[1] for option in SCHEDULE_
 #: the ``--cfg-options`` key outside ``train_cfg`` that the plan would write over: kept when given
 CHECKPOINT_INTERVAL_OPTION = 'default_hooks.checkpoint.interval'
 
+#: the most loader iterations a run may have: 7 years at 0.1 s each; mmengine's time estimate
+#: (a datetime.timedelta) fails in a traceback on a run of some 10**13 or more
+MAX_RUN_ITERS = 2**31
+
 #: the shortest warmup (optimizer steps): mmengine's ``LinearLR`` reaches its end factor at its
 #: last step, so one over a single step stays at its start factor (0.1 %), and the cosine after
 #: it chains from there; a shorter warmup is none (the run starts at the peak lr)
@@ -503,15 +507,33 @@ def _check_count(key: str, value: object, least: int | None, given: str) -> None
     raise ScheduleError(f'{key} must be {what}, got {value!r} ({given})')
 
 
-def check_positive(name: str, value: float | None) -> None:
+def check_positive(name: str, value: float | None, most: int | None = None) -> None:
     """Refuse a flag that must be a positive finite number (``--lr nan`` compares false with
     ``<= 0`` and would pass a plain sign check).
+
+    Args:
+        name: the flag.
+        value: its value (None: not given).
+        most: the largest allowed (:data:`MAX_RUN_ITERS` for a run's length).
 
     Raises:
         ScheduleError: naming the flag and the value.
     """
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise ScheduleError(f'{name} must be positive, got {value}')
+    if value is None:
+        return
+    # an int is compared as it is: math.isfinite makes it a float, OverflowError past 1e308
+    if not (value > 0 if isinstance(value, int) else math.isfinite(value) and value > 0):
+        raise ScheduleError(f'{name} must be positive, got {_shown(value)}')
+    if most is not None and value > most:
+        raise ScheduleError(f'{name} must be at most {most:,}, got {_shown(value)}')
+
+
+def _shown(value: float) -> str:
+    """A number for a message: an int with thousands separators, or its count of digits when
+    it has many."""
+    if not isinstance(value, int):
+        return str(value)
+    return f'a {len(str(abs(value)))}-digit number' if abs(value) >= 10**15 else f'{value:,}'
 
 
 def _under(key: str, option: str) -> bool:
@@ -562,8 +584,8 @@ def plan_schedule(cfg: Config, faces: int | Sequence[tuple[int, int]], *,
     Raises:
         ScheduleError: no faces, a non-positive value (of a flag, or of the config's batch
             size, gradient accumulation or lr), both ``epochs`` and ``iters``, a loop
-            setting that is not a whole number or begins validating past the run's end, or
-            ``dynamic_intervals``.
+            setting that is not a whole number or begins validating past the run's end,
+            ``dynamic_intervals``, or a run of more than :data:`MAX_RUN_ITERS` iterations.
     """
     recipe = recipe_of(cfg)
     if recipe is None:
@@ -576,8 +598,9 @@ def plan_schedule(cfg: Config, faces: int | Sequence[tuple[int, int]], *,
         raise ScheduleError('no training faces')
     if epochs is not None and iters is not None:
         raise ScheduleError('give --epochs or --iters, not both')
-    for name, value in (('--epochs', epochs), ('--iters', iters), ('--batch-size', batch_size),
-                        ('--lr', lr)):
+    for name, value in (('--epochs', epochs), ('--iters', iters)):
+        check_positive(name, value, most=MAX_RUN_ITERS)
+    for name, value in (('--batch-size', batch_size), ('--lr', lr)):
         check_positive(name, value)
     asked = batch_size or cfg.train_dataloader.batch_size
     if batch_size is None:  # (the flag is checked above)
@@ -605,6 +628,10 @@ def plan_schedule(cfg: Config, faces: int | Sequence[tuple[int, int]], *,
         iters = epochs * iters_per_epoch
     else:
         iters *= accumulate
+    if iters > MAX_RUN_ITERS:
+        raise ScheduleError(f'the run would be {_shown(iters)} loader iterations, more than the '
+                            f'{MAX_RUN_ITERS:,} a run may have (--epochs, --iters, --accumulate '
+                            'or the recipe\'s samples): give fewer')
     steps = math.ceil(iters / accumulate)
     warmup = min(recipe['max_warmup_iters'], round(recipe['warmup'] * steps), steps - 1)
     # none because the run is short, not because the recipe asks for none

@@ -22,6 +22,7 @@ from .annotation import AnnotationError
 from .errors import AnimalLandmarksError, first_line, printable
 from .schedule import (
     CHECKPOINT_INTERVAL_OPTION,
+    MAX_RUN_ITERS,
     ScheduleError,
     SchedulePlan,
     annotation_file,
@@ -459,11 +460,12 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
             train_cfg.max_epochs``, ``iters`` without a recipe to plan them, or a schedule that
             cannot be planned.
     """
-    for name, value in (('--epochs', epochs), ('--iters', iters), ('--batch-size', batch_size),
-                        ('--lr', lr), ('--accumulate', accumulate),
-                        ('--early-stop', early_stop), ('--save-freq', save_freq)):
+    for name, value, most in (('--epochs', epochs, MAX_RUN_ITERS),
+                              ('--iters', iters, MAX_RUN_ITERS), ('--batch-size', batch_size, None),
+                              ('--lr', lr, None), ('--accumulate', accumulate, None),
+                              ('--early-stop', early_stop, None), ('--save-freq', save_freq, None)):
         try:
-            check_positive(name, value)
+            check_positive(name, value, most)
         except ScheduleError as e:
             raise TrainingSetupError(str(e)) from None
     if workers is not None and workers < 0:

@@ -2,6 +2,7 @@
 and resume, and the distributed launcher with 2 processes over gloo."""
 import inspect
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -495,11 +496,19 @@ def test_a_hostile_recipe_is_one_line_naming_the_value(tmp_path, coco_dir, recip
      '--early-stop-min-delta must be 0 or more, got nan'),
     (dict(early_stop=3, early_stop_min_delta=-0.1),
      '--early-stop-min-delta must be 0 or more, got -0.1'),
+    # an OverflowError traceback (math.isfinite of the int)
+    (dict(epochs=10**400), '--epochs must be at most 2,147,483,648, got a 401-digit number'),
+    # accepted, then training failed in mmengine's time estimate
+    (dict(iters=10**30), '--iters must be at most 2,147,483,648, got a 31-digit number'),
+    (dict(epochs=10**30, cfg_options=BY_EPOCH), '--epochs must be at most 2,147,483,648'),
+    (dict(iters=2**31, accumulate=2), 'the run would be 4,294,967,296 loader iterations, more '
+     'than the 2,147,483,648 a run may have'),
 ])
 def test_non_finite_flag_values_are_refused(tmp_path, coco_dir, kwargs, message):
     cfg = set_data_root(_cfg(tmp_path), str(coco_dir))
-    with pytest.raises(TrainingSetupError, match=message):
+    with pytest.raises(TrainingSetupError, match=re.escape(message)) as info:
         apply_simple_flags(cfg, **kwargs)
+    assert '\n' not in str(info.value)
 
 
 def test_a_validation_folder_without_validation_is_one_line(tmp_path, coco_dir):
