@@ -555,9 +555,11 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
                 '`schedule = dict()` to it (the recipe\'s defaults, see '
                 'animal_landmarks_mm/schedule.py)')
         if bypassed_by:
+            lr_rule = ('the lr follows the batch by mmengine\'s linear rule (--auto-scale-lr)'
+                       if (cfg.get('auto_scale_lr') or {}).get('enable')
+                       else '--batch-size does not rescale the lr')
             _say(f'--cfg-options {bypassed_by} sets the schedule: the config\'s, as written, not '
-                 'planned for the training faces (no plan printed); --batch-size does not '
-                 'rescale the lr')
+                 f'planned for the training faces (no plan printed); {lr_rule}')
         if epochs is not None:
             _rescale_schedule(cfg, epochs)
             cfg.train_cfg.max_epochs = epochs

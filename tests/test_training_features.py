@@ -746,6 +746,16 @@ def test_a_val_begin_at_the_last_epoch_and_no_checkpoint_interval_are_planned():
     assert 'validation  every epoch (no checkpoint by interval; the best' in plan.format()
 
 
+def test_an_unplanned_run_says_when_auto_scale_lr_rescales_the_lr(tmp_path, coco_dir, capsys):
+    """It said '--batch-size does not rescale the lr' while --auto-scale-lr had mmengine do so."""
+    cfg = set_data_root(load_config(str(MAIN_CONFIG), AS_WRITTEN), str(coco_dir))
+    cfg = apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path), auto_scale_lr=True)
+    assert apply_simple_flags(cfg, batch_size=8, workers=0, cfg_options=AS_WRITTEN) is None
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(
+        "(no plan printed); the lr follows the batch by mmengine's linear rule (--auto-scale-lr)")
+    assert cfg.auto_scale_lr.enable and cfg.train_dataloader.batch_size == 8
+
+
 def test_iters_beside_a_schedule_option_names_it_and_the_advice_works(tmp_path, coco_dir):
     """The refusal said the config had no recipe and advised train_cfg.type=IterBasedTrainLoop,
     which mmengine refuses beside the config's by_epoch."""
