@@ -76,7 +76,8 @@ def seed_problem(seed: object) -> str | None:
 
 
 def _usable_cpus() -> int:
-    """The cores this process may run on (a container's or a job's share, not the host's)."""
+    """The cores this process may run on (a container's or a job's share, not the host's);
+    ``training.host_cpus`` for the training tools."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

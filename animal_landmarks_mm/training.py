@@ -34,6 +34,10 @@ from .schedule import (
     wrapped_datasets,
 )
 
+# the cores this process may run on: one rule, in the lighter module (the generator sizes its
+# worker pool by it)
+from .synthetic import _usable_cpus as host_cpus
+
 
 class TrainingSetupError(AnimalLandmarksError, ValueError):
     """A flag that cannot be honoured on this machine or with this config, or data that cannot
@@ -643,14 +647,6 @@ def set_loader_workers(loader: dict, workers: int) -> None:
     (torch refuses persistence without workers)."""
     loader['num_workers'] = workers
     loader['persistent_workers'] = workers > 0
-
-
-def host_cpus() -> int:
-    """The cores this process may run on (a container's or a job's share, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def workers_set_by_options(cfg_options: dict | None) -> bool:
