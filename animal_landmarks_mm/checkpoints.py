@@ -163,6 +163,18 @@ _INTEGRAL_DTYPES = frozenset(d for d in (
     torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
     getattr(torch, 'uint16', None), getattr(torch, 'uint32', None), getattr(torch, 'uint64', None),
 ) if d is not None)
+# what weights may be stored as: signed floating point, each value of its own element (torch
+# loads them cast to the model's dtype). Not float8_e8m0fnu, a block scale's format (powers of
+# two: no sign, no zero; torch.isfinite takes its NaN, 0xFF, for finite), nor
+# float4_e2m1fn_x2, two values packed in one element (torch has no float() of it on the CPU,
+# and its shape is not the weight's); nor any type torch adds later unread here.
+_FLOATING_DTYPES = frozenset(d for d in (
+    torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    *(getattr(torch, f'float8_{kind}', None) for kind in ('e4m3fn', 'e5m2', 'e4m3fnuz',
+                                                          'e5m2fnuz')),
+) if d is not None)
+#: the dtypes read as weights, in words, for the message refusing another
+_READ_DTYPES = 'float16/32/64, bfloat16, float8 e4m3/e5m2, or integers'
 
 
 def tensor_problem(tensor: torch.Tensor) -> str | None:
@@ -172,8 +184,9 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
     one fails there with a page of message (after other tensors were already copied), a complex
     one loads with its imaginary part dropped and only a warning, and a meta tensor holds no
     values at all. A weight must be dense (strided), unquantized, on the CPU it was read to,
-    and real: floating point, or integral as a BatchNorm's counter is; and finite: NaN or Inf
-    (a diverged run) would be fine-tuned, exported or predicted with as if it were weights.
+    and real: floating point of a type read here (:data:`_FLOATING_DTYPES`), or integral as a
+    BatchNorm's counter is; and finite: NaN or Inf (a diverged run) would be fine-tuned,
+    exported or predicted with as if it were weights.
     And it must hold its values: a view claiming more values than its storage holds (a stride
     of 0, ``torch.full((1,), v).expand(10**12)``: one value in the file, 10**12 to check,
     copy and load) is refused before any value is read; views sharing a storage, each within
@@ -182,9 +195,9 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
     problem = _held_values_problem(tensor)
     if problem is not None:
         return problem
-    if not (tensor.dtype.is_floating_point or tensor.dtype in _INTEGRAL_DTYPES):
-        return f'of dtype {tensor.dtype}, not real numbers'
-    if tensor.dtype.is_floating_point and not _all_finite(tensor):
+    if tensor.dtype not in _FLOATING_DTYPES and tensor.dtype not in _INTEGRAL_DTYPES:
+        return f'of dtype {tensor.dtype}, not one read as weights ({_READ_DTYPES})'
+    if tensor.dtype in _FLOATING_DTYPES and not _all_finite(tensor):
         return 'not finite (NaN or Inf: a diverged run?)'
     return None
 
@@ -232,7 +245,8 @@ def _all_finite(tensor: torch.Tensor) -> bool:
     A NaN or an Inf makes the sum NaN or infinite, so a finite sum answers at the cost of one
     reduction (about 0.05 s for the 1,533 floating-point tensors, 9.7 million values, of this
     project's model); only a sum that overflowed, or a dtype without a sum on the CPU
-    (float8), looks at each value, :data:`_FINITE_CHUNK` at a time. Either way the work is
+    (float8), looks at each value, :data:`_FINITE_CHUNK` at a time, float8 ones as float32
+    (torch has no isfinite of some float8 types on the CPU). Either way the work is
     bounded by the bytes the file stores for the tensor: :func:`_storage_problem` has refused a
     view claiming more values than its storage holds, and a copy of a non-contiguous view to
     read it in chunks is no larger than that storage.
@@ -245,11 +259,9 @@ def _all_finite(tensor: torch.Tensor) -> bool:
     values = tensor.reshape(-1)
     for start in range(0, values.numel(), _FINITE_CHUNK):
         chunk = values[start:start + _FINITE_CHUNK]
-        try:
-            finite = bool(torch.isfinite(chunk).all())
-        except (RuntimeError, NotImplementedError):  # no isfinite either (float8)
-            finite = bool(torch.isfinite(chunk.float()).all())
-        if not finite:
+        if chunk.element_size() == 1:  # float8
+            chunk = chunk.float()
+        if not bool(torch.isfinite(chunk).all()):
             return False
     return True
 
