@@ -563,7 +563,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     metrics = compute_landmark_metrics(pred, gt, visibility, boxes)
     # made before any is written: what fails fails with no outputs of this run beside an
     # earlier run's
-    table = metrics_table(metrics, f'{Path(checkpoint).name} on {len(faces)} faces')
+    table = metrics_table(metrics, f'{Path(checkpoint).name} on {_count(len(faces), "face")}')
     predictions = predictions_as_annotations(faces, pred, scores, checkpoint)
     write_json_atomic(output_dir / 'metrics.json', metrics)
     write_bytes_atomic(output_dir / 'metrics.txt', table.encode('utf-8'))

@@ -350,6 +350,8 @@ def test_listed_files_not_found_are_named_and_skipped_ones_not_counted(trained, 
     assert left_out == [f'left out: {coco_dir / "test.txt"}: 1 listed file is not in '
                         f'{folder}: {gone}']
     assert json.loads((tmp_path / 'out' / 'metrics.json').read_text())['faces'] == 1
+    assert (tmp_path / 'out' / 'metrics.txt').read_text().startswith(
+        'epoch_1.pth on 1 face\n=====================\n')  # not '1 faces'
 
 
 @pytest.mark.timeout(300)  # before the fix, reading the FIFO waited for a writer for good
