@@ -292,7 +292,7 @@ def _tensors_and_meta(checkpoint: object, path: str | os.PathLike
         if problem is not None:
             raise CheckpointError(f'{path}: not a state dict of plain weights: {_shown(key)} is '
                                   f'{problem}')
-    try:  # both layouts' name for one tensor: the one read last would win
+    try:  # two names of one tensor (both layouts', with and without module.): one would win
         to_mmpose_state_dict(checkpoint)
     except CheckpointMismatchError as e:
         raise CheckpointMismatchError(f'{path}: {e}') from None
@@ -481,10 +481,29 @@ def revise_keys(state_dict: dict[str, torch.Tensor],
             name = re.sub(pattern, replacement, name)
         if name in source_of:
             raise CheckpointMismatchError(
-                f'holds both {source_of[name]} and {key}, the names of one tensor ({name}) in '
-                'the two layouts: a mix of layouts, which one would silently replace the other')
+                f'holds both {_shown(source_of[name])} and {_shown(key)}, two names of one '
+                f'tensor ({_shown(name)}): the one read last would silently replace the other')
         source_of[name], revised[name] = key, value
     return revised
+
+
+#: The prefix a model wrapper (torch's and mmengine's DistributedDataParallel) puts before every
+#: name of a model saved wrapped, stripped as mmengine's ``load_checkpoint`` and resume strip it
+#: (their ``revise_keys`` default).
+WRAPPER_PREFIX_KEYS = ((r'^module\.', ''),)
+
+
+def without_wrapper_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict's names without a model wrapper's ``module.`` prefix, once, as mmengine
+    strips it.
+
+    Raises:
+        CheckpointMismatchError: a name held with and without the prefix (``module.w`` and
+            ``w``: one would silently replace the other).
+    """
+    if not any(k.startswith('module.') for k in state_dict):
+        return state_dict
+    return revise_keys(state_dict, WRAPPER_PREFIX_KEYS)
 
 
 def is_anime_face_detector_layout(state_dict: dict[str, torch.Tensor]) -> bool:
@@ -493,7 +512,13 @@ def is_anime_face_detector_layout(state_dict: dict[str, torch.Tensor]) -> bool:
 
 
 def to_mmpose_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A state dict in either layout under mmpose 1.x names (other keys kept as they are)."""
+    """A state dict in either layout, saved from a wrapped model or not
+    (:func:`without_wrapper_prefix`), under mmpose 1.x names (other keys kept as they are).
+
+    Raises:
+        CheckpointMismatchError: two names of one tensor (see :func:`revise_keys`).
+    """
+    state_dict = without_wrapper_prefix(state_dict)
     if is_anime_face_detector_layout(state_dict):
         return revise_keys(state_dict, AFD_TO_MMPOSE_KEYS)
     return state_dict
@@ -553,8 +578,11 @@ def load_strict(model: torch.nn.Module, path: str | os.PathLike,
             else ``load_state_dict`` refuses).
     """
     state_dict, _ = read_checkpoint(path)
+    unwrapped = without_wrapper_prefix(state_dict)
     layout = ('anime_face_detector (mmpose 0.x names)'
-              if is_anime_face_detector_layout(state_dict) else 'mmpose 1.x')
+              if is_anime_face_detector_layout(unwrapped) else 'mmpose 1.x')
+    if unwrapped is not state_dict:
+        layout += ', saved from a wrapped model (names prefixed module.)'
     state_dict = to_mmpose_state_dict(state_dict)
     expected = model.state_dict()
     if backbone_only:

@@ -31,11 +31,13 @@ class StrictLoadFromHook(Hook):
     checkpoint with another head. The log line of a load names the checkpoint, for a pretrained
     name with the repository commit its weights came from.
 
-    Resuming (``--resume``, ``resume=True``) is left to mmengine, after two checks of the file
-    it will resume from (``load_from``, or the work dir's latest checkpoint), read as data
+    Resuming (``--resume``, ``resume=True``) is left to mmengine, after three checks of the
+    file it will resume from (``load_from``, or the work dir's latest checkpoint), read as data
     before mmengine opens it: it must not carry a ``meta['config']`` (code mmengine's resume
-    would run; :func:`~animal_landmarks_mm.checkpoints.read_resume_checkpoint`), and the run's
-    schedule must be the one it was saved with (mmengine would load the saved one over it;
+    would run; :func:`~animal_landmarks_mm.checkpoints.read_resume_checkpoint`), its weights
+    must fit the model under the names mmengine loads them by (it loads with ``strict=False``,
+    leaving the rest as initialised), and the run's schedule must be the one it was saved with
+    (mmengine would load the saved one over it;
     :func:`~animal_landmarks_mm.schedule.resumed_schedule_difference`).
 
     Args:
@@ -61,9 +63,12 @@ class StrictLoadFromHook(Hook):
 
     @staticmethod
     def _check_resume(runner) -> None:
-        """Refuse the checkpoint mmengine is about to resume from when it carries code or a
-        schedule other than the run's (see the class docstring)."""
+        """Refuse the checkpoint mmengine is about to resume from when it carries code, weights
+        that do not fit the model, or a schedule other than the run's (see the class
+        docstring)."""
         from mmengine.optim.scheduler import _ParamScheduler
+
+        from .checkpoints import compare_state_dicts, without_wrapper_prefix
         path = resume_file(runner._load_from, runner.work_dir)
         if path is None:
             return  # nothing to resume from: mmengine starts afresh
@@ -71,6 +76,16 @@ class StrictLoadFromHook(Hook):
             checkpoint = read_resume_checkpoint(path)
         except CheckpointError as e:
             raise CheckpointError(f'resume: {e}') from None
+        # mmengine's resume loads the weights with strict=False, stripping module. alone (no
+        # layout mapping): whatever does not fit stays as initialised, with only a log line
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        difference = compare_state_dicts(without_wrapper_prefix(checkpoint['state_dict']),
+                                         model.state_dict())
+        if difference:
+            raise CheckpointMismatchError(
+                f'resume: {path} does not fit the model: {difference} (mmengine would resume '
+                'anyway, with the weights it cannot load left as initialised): resume with the '
+                'config of the run it continues')
         schedulers, saved = runner.param_schedulers, checkpoint.get('param_schedulers')
         if not schedulers or saved is None:
             return  # mmengine resumes no schedule then

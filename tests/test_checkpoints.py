@@ -284,6 +284,74 @@ def test_one_tensor_under_both_layouts_names_is_refused_naming_both(tmp_path):
     assert torch.equal(model.state_dict()['head.final_layer.weight'], trained)
 
 
+def test_a_checkpoint_saved_from_a_wrapped_model_loads_as_mmengines_loader_takes_it(tmp_path):
+    """A model saved wrapped (DistributedDataParallel) names every tensor module.*: mmengine's
+    load_checkpoint strips the prefix, load_strict refused such a file as not fitting
+    (reviewer's ddp.py). It is stripped once, as mmengine does, with a name held both with and
+    without it refused in one line."""
+    model = torch.nn.Linear(2, 1)
+    weights = {k: torch.full_like(v, 3.0) for k, v in model.state_dict().items()}
+    torch.save(dict(state_dict={f'module.{k}': v for k, v in weights.items()}),
+               tmp_path / 'wrapped.pth')
+    assert load_strict(model, tmp_path / 'wrapped.pth') == (
+        'mmpose 1.x, saved from a wrapped model (names prefixed module.)')
+    assert model.weight.tolist() == [[3.0, 3.0]] and model.bias.tolist() == [3.0]
+    torch.save(dict(weights, **{'module.weight': weights['weight']}), tmp_path / 'both.pth')
+    with pytest.raises(CheckpointMismatchError) as info:
+        read_checkpoint(tmp_path / 'both.pth')
+    assert str(info.value) == (f'{tmp_path / "both.pth"}: holds both weight and module.weight, '
+                               'two names of one tensor (weight): the one read last would '
+                               'silently replace the other')
+
+
+def _resume_runner(path, model):
+    """What StrictLoadFromHook's resume check reads of mmengine's Runner: a run resuming from
+    ``path`` with ``model`` and no schedule."""
+    return types.SimpleNamespace(_resume=True, _load_from=str(path), work_dir=str(path.parent),
+                                 model=model, param_schedulers=None)
+
+
+def test_resuming_from_weights_that_do_not_fit_the_model_is_refused(tmp_path):
+    """mmengine's resume loads weights with strict=False: a checkpoint without the head, or
+    with a 68-point one, resumed with a random head and one log line (reviewer's resume/r.py).
+    They are compared with the model under the names mmengine loads them by (module. stripped,
+    no layout mapping: an anime_face_detector head would stay random too) and refused in one
+    line naming the file and the keys."""
+    from animal_landmarks_mm.hooks import StrictLoadFromHook
+    model = torch.nn.ModuleDict(dict(backbone=torch.nn.Linear(2, 2),
+                                     head=torch.nn.ModuleDict(dict(
+                                         final_layer=torch.nn.Conv2d(2, 3, 1)))))
+    weights = model.state_dict()
+    backbone = {k: v for k, v in weights.items() if k.startswith('backbone.')}
+    cases = {
+        'headless.pth': (backbone, 'missing: head.final_layer.bias, head.final_layer.weight'),
+        'k68.pth': (dict(backbone, **{'head.final_layer.weight': torch.zeros(68, 2, 1, 1),
+                                      'head.final_layer.bias': torch.zeros(68)}),
+                     'shape mismatch: head.final_layer.weight (68, 2, 1, 1) vs (3, 2, 1, 1), '
+                     'head.final_layer.bias (68,) vs (3,)'),
+        'afd.pth': (dict(backbone, **{'keypoint_head.final_layer.3.weight':
+                                      weights['head.final_layer.weight'],
+                                      'keypoint_head.final_layer.3.bias':
+                                      weights['head.final_layer.bias']}),
+                    'missing: head.final_layer.bias, head.final_layer.weight; unexpected: '
+                    'keypoint_head.final_layer.3.bias, keypoint_head.final_layer.3.weight'),
+    }
+    for name, (state_dict, difference) in cases.items():
+        path = tmp_path / name
+        torch.save(dict(state_dict=state_dict, meta=dict(epoch=1, iter=2)), path)
+        with pytest.raises(CheckpointMismatchError) as info:
+            StrictLoadFromHook().before_run(_resume_runner(path, model))
+        assert str(info.value) == (
+            f'resume: {path} does not fit the model: {difference} (mmengine would resume '
+            'anyway, with the weights it cannot load left as initialised): resume with the '
+            'config of the run it continues')
+    # what fits resumes, saved wrapped (DistributedDataParallel's module.) or not
+    for name, state_dict in (('ok.pth', weights),
+                             ('wrapped.pth', {f'module.{k}': v for k, v in weights.items()})):
+        torch.save(dict(state_dict=state_dict, meta=dict(epoch=1, iter=2)), tmp_path / name)
+        StrictLoadFromHook().before_run(_resume_runner(tmp_path / name, model))
+
+
 def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_path):
     from animal_landmarks_mm.checkpoints import read_resume_checkpoint
     weights = dict(w=torch.ones(2))
