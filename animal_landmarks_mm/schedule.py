@@ -308,9 +308,14 @@ def wrapped_datasets(dataset: dict, where: str) -> list[tuple[str, dict, int]]:
 
 
 def training_faces(coco: dict) -> int:
-    """The faces of a COCO keypoints file that mmpose trains on, as its top-down
-    ``BaseCocoStyleDataset`` keeps them (``_load_annotations``, ``parse_data_info`` and
-    ``_is_valid_instance``): annotations of the listed images with a box and keypoints, not
+    """How many faces of a COCO keypoints file mmpose trains on (:func:`kept_faces`)."""
+    return len(kept_faces(coco))
+
+
+def kept_faces(coco: dict) -> list[dict]:
+    """The faces of a COCO keypoints file that mmpose trains on (and validates on), as its
+    top-down ``BaseCocoStyleDataset`` keeps them (``_load_annotations``, ``parse_data_info``
+    and ``_is_valid_instance``): annotations of the listed images with a box and keypoints, not
     crowd, with labelled points (``num_keypoints``, else the points not at 0,0), and a box of
     some width and height once clipped to the image.
 
@@ -320,7 +325,7 @@ def training_faces(coco: dict) -> int:
     """
     import numpy as np
     images = {image['id']: image for image in coco['images']}
-    count = 0
+    kept = []
     for face in coco['annotations']:
         image = images.get(face['image_id'])
         if (image is None or 'bbox' not in face or 'keypoints' not in face
@@ -336,8 +341,8 @@ def training_faces(coco: dict) -> int:
                        dtype=np.float32)
         box_width, box_height = box[2:] - box[:2]
         if labelled != 0 and box_width > 0 and box_height > 0 and points.max() > 0:
-            count += 1
-    return count
+            kept.append(face)
+    return kept
 
 
 def read_training_faces(path: str) -> tuple[dict, int]:

@@ -27,12 +27,14 @@ from .schedule import (
     SchedulePlan,
     annotation_file,
     check_positive,
+    kept_faces,
     plan_schedule,
     read_training_faces,
     schedule_options,
     training_face_counts,
     wrapped_datasets,
 )
+from .schema import INTEROCULAR_INDICES
 
 # the cores this process may run on: one rule, in the lighter module (the generator sizes its
 # worker pool by it)
@@ -697,9 +699,10 @@ def _init_cpu_process_group(cfg: Config) -> None:
 def check_annotation_files(cfg: Config, loaders: tuple[str, ...]) -> dict[str, int]:
     """Refuse, before the runner starts, a COCO file that is missing, that mmpose would fail
     on or train on wrongly once the runner has started (:func:`~.dataset.check_coco`), or that
-    holds nothing to learn or measure (no images, no faces, or only absent points), naming the
-    file: mmengine would fail later with a traceback, or "need at least one array to
-    concatenate".
+    holds nothing to learn or measure (no images, no faces, or only absent points; for
+    validation, no face with both outer eye corners placed and apart: no NME), naming the
+    file: mmengine would fail later with a traceback, "need at least one array to
+    concatenate", or a KeyError 'NME' when saving the best checkpoint.
 
     Returns:
         The training faces of each file read (:func:`~.schedule.training_faces`), by
@@ -753,6 +756,14 @@ def _check_annotation_file(name: str, path: str, images_in: str | None) -> int:
     if what:
         raise TrainingSetupError(f'{name}: {path} holds {what}; nothing to '
                                  f'{"train on" if name.startswith("train") else "measure"}')
+    if name == 'val_dataloader' and not _faces_with_eye_corners(coco):
+        # LandmarkMetric then leaves NME out, and mmengine's CheckpointHook (save_best='NME')
+        # fails on the missing key after the first validation
+        first, second = INTEROCULAR_INDICES
+        raise TrainingSetupError(
+            f'{name}: {path} holds no face with both outer eye corners (points {first} and '
+            f'{second}) placed and apart; the inter-ocular NME, which keeps the best '
+            'checkpoint, has nothing to measure')
     if images_in is not None:
         # mmpose's LoadImage would stop the run at the first missing one, an epoch in
         missing = [image['file_name'] for image in images
@@ -764,6 +775,24 @@ def _check_annotation_file(name: str, path: str, images_in: str | None) -> int:
                 f'{printable(missing[0])} (run tools/dataset.py again, or pass its '
                 '--output-dir as --data-root)')
     return faces
+
+
+def _faces_with_eye_corners(coco: dict) -> int:
+    """How many faces mmpose keeps of a COCO file (:func:`~.schedule.kept_faces`) the
+    inter-ocular NME measures: those whose outer eye corners are placed and apart, as
+    :func:`~.metrics.landmark_errors` decides it."""
+    import numpy as np
+
+    from .metrics import landmark_errors, per_face_nme
+    faces = kept_faces(coco)
+    if not faces:
+        return 0
+    points = np.array([face['keypoints'] for face in faces], np.float64).reshape(
+        len(faces), -1, 3)
+    # the truth against itself: every placed point of a measured face is 0, of others NaN
+    errors = landmark_errors(points[..., :2], points[..., :2], points[..., 2].astype(int),
+                             np.zeros((len(faces), 4)))['interocular']
+    return int(np.count_nonzero(~np.isnan(per_face_nme(errors))))
 
 
 def train(cfg: Config, checked: tuple[str, ...] = ()) -> torch.nn.Module:

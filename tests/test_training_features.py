@@ -362,6 +362,43 @@ def test_an_empty_coco_file_is_named_before_the_runner_starts(coco_dir, tmp_path
     assert last.startswith('error: train_dataloader: ') and message in last and 'train.json' in last
 
 
+def _eye_corners_absent(face):
+    face['keypoints'][11 * 3 + 2] = 0
+
+
+def _eye_corners_on_one_spot(face):
+    face['keypoints'][19 * 3:19 * 3 + 2] = face['keypoints'][11 * 3:11 * 3 + 2]
+
+
+@pytest.mark.parametrize('spoil', [_eye_corners_absent, _eye_corners_on_one_spot])
+def test_a_validation_file_the_nme_cannot_measure_is_named_before_the_runner(
+        coco_dir, tmp_path, spoil):
+    """Without a validation face whose eye corners are placed and apart, LandmarkMetric
+    leaves NME out and mmengine's CheckpointHook (save_best='NME') failed with KeyError 'NME'
+    after the first validation."""
+    import json
+    import shutil
+    data = tmp_path / 'data'
+    shutil.copytree(coco_dir / 'annotations', data / 'annotations')
+    (data / 'images').symlink_to(coco_dir / 'images')
+    val = data / 'annotations' / 'val.json'
+    coco = json.loads(val.read_text())
+    for face in coco['annotations'][1:]:
+        spoil(face)
+    val.write_text(json.dumps(coco))
+    cfg = set_data_root(Config.fromfile(str(MAIN_CONFIG)), str(data))
+    check_annotation_files(cfg, ('val_dataloader',))  # one face left to measure: enough
+    spoil(coco['annotations'][0])
+    val.write_text(json.dumps(coco))
+    with pytest.raises(TrainingSetupError) as info:
+        check_annotation_files(cfg, ('val_dataloader',))
+    assert str(info.value) == (
+        f'val_dataloader: {val} holds no face with both outer eye corners (points 11 and 19) '
+        'placed and apart; the inter-ocular NME, which keeps the best checkpoint, has nothing '
+        'to measure')
+    check_annotation_files(cfg, ('train_dataloader',))  # training needs no eye corners
+
+
 def _lrs(cfg, steps, epoch_length=None):
     """The lr of each step as mmengine's runner builds and steps the config's schedulers:
     through the registry, epoch-based ones converted with ``epoch_length``."""
