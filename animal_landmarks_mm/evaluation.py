@@ -13,7 +13,8 @@ import io
 import math
 import os
 import re
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -261,9 +262,11 @@ def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[s
     as training reads its files (:func:`.dataset.read_coco_file`), then every annotation and
     image is validated as the converter's (:func:`_coco_image`), before any is used: a bad one
     stops the evaluation before a model runs, not after some images were predicted or outputs
-    written. The faces mmpose's dataset leaves out (crowd faces, faces without labelled points:
-    :func:`.schedule.training_faces`) are left out here too, so that the numbers are those of
-    ``tools/test.py``.
+    written. An image's pixels are not decoded here: one that passes these checks but cannot be
+    decoded (a PNG with a corrupt IDAT chunk) has its faces left out by :func:`evaluate`, with
+    a line naming it. The faces mmpose's dataset leaves out (crowd faces, faces without
+    labelled points: :func:`.schedule.training_faces`) are left out here too, so that the
+    numbers are those of ``tools/test.py``.
 
     Returns:
         The faces, and a line naming the annotations left out, if any.
@@ -315,26 +318,41 @@ def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[s
 
 
 def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu',
-                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict[Path, str]]:
     """Predicted points ``(N, 28, 2)`` and their scores ``(N, 28)``, all faces of an image in
-    one batch."""
+    one batch.
+
+    Returns:
+        The points and the scores (NaN for the faces of an image that cannot be decoded), and
+        each such image with why: the checks before a model runs read an image's header and
+        end, not its pixels (a PNG with a corrupt IDAT chunk passes them), so it is found
+        here, where the other images are predicted already.
+    """
     from .infer import load_predictor
     predictor = load_predictor(checkpoint, config=config, device=device)
     by_image: dict[Path, list[int]] = {}
     for i, face in enumerate(faces):
         by_image.setdefault(face.image_path, []).append(i)
-    pred = np.zeros((len(faces), NUM_KEYPOINTS, 2))
-    scores = np.zeros((len(faces), NUM_KEYPOINTS))
+    pred = np.full((len(faces), NUM_KEYPOINTS, 2), np.nan)
+    scores = np.full((len(faces), NUM_KEYPOINTS), np.nan)
+    undecodable = {}
     for path, indices in tqdm(by_image.items(), desc=f'evaluating {Path(checkpoint).name}',
                               unit='img', disable=not progress):
         try:
             image = read_image(path)
-        except AnnotationError as e:
-            raise EvaluationInputError(str(e)) from None
+        except AnnotationError as e:  # as quality.predict_faces: its faces are left out
+            undecodable[path] = str(e)
+            continue
         sample = predictor.predict(image, np.stack([faces[i].box for i in indices]))
         pred[indices] = sample.pred_instances.keypoints
         scores[indices] = sample.pred_instances.keypoint_scores
-    return pred, scores
+    return pred, scores, undecodable
+
+
+def print_left_out(problem: str) -> None:
+    """What is left out of an evaluation, one line on stderr, ``left out: <problem>`` (escaped:
+    a file's name may hold a terminal's escape sequences)."""
+    print(printable(f'left out: {problem}', one_line=True), file=sys.stderr)
 
 
 def metrics_table(metrics: dict[str, float], title: str) -> str:
@@ -513,7 +531,8 @@ def _check_output_dir(output_dir: Path) -> None:
 def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
              config=None, device: str = 'cpu', visualize: bool = False,
              num_vis_samples: int = 20, worst_first: bool = False, compare=None,
-             progress: bool = True) -> dict[str, float]:
+             progress: bool = True,
+             left_out: Callable[[str], None] = print_left_out) -> dict[str, float]:
     """Predict every face and write metrics.txt/json, predictions.json, ced.png and pictures.
 
     Args:
@@ -527,6 +546,11 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         num_vis_samples: how many pictures.
         worst_first: pictures of the worst faces rather than a fixed random sample.
         compare: a second checkpoint (same config default) whose CED curve joins the plot.
+        progress: show a progress bar of the predictions.
+        left_out: told, one line each, of the images whose faces are left out: those that
+            cannot be decoded (found only when the model reads them: their header and end
+            were checked before, not their pixels), as ``check_annotations`` leaves them out
+            of its model check.
 
     Returns:
         The metrics. Those with nothing to measure are left out (as :func:`.metrics.
@@ -534,8 +558,9 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         apart, every inter-ocular number, ``FR@0.1`` and ``AUC@0.1`` among them.
 
     Raises:
-        EvaluationInputError: no faces, an output folder among the images
-            (:func:`check_outside_inputs`), or an unreadable image.
+        EvaluationInputError: no faces (none whose image can be decoded among them), or an
+            output folder that cannot be made or lies among the images
+            (:func:`check_outside_inputs`).
         NonFinitePredictionError: a model that gives NaN points (a diverged run), before
             anything is written.
     """
@@ -547,9 +572,23 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     check_outside_inputs(output_dir, image_dirs={face.image_path.parent for face in faces})
     # both models run before anything is written (the folder included): a failing one leaves
     # no half of the outputs
-    pred, scores = predict_faces(config, checkpoint, faces, device, progress)
-    compare_pred = None if compare is None else \
-        predict_faces(config, compare, faces, device, progress)[0]
+    pred, scores, undecodable = predict_faces(config, checkpoint, faces, device, progress)
+    compare_pred = None
+    if compare is not None:
+        compare_pred, _, compare_undecodable = predict_faces(config, compare, faces, device,
+                                                             progress)
+        undecodable.update(compare_undecodable)  # the same images, unless one changed between
+    # an image that cannot be decoded stops nothing: its faces are left out, and named
+    for path, reason in undecodable.items():
+        count = sum(face.image_path == path for face in faces)
+        left_out(f'{reason} (its {_count(count, "face")})')
+    kept = [i for i, face in enumerate(faces) if face.image_path not in undecodable]
+    if not kept:
+        raise EvaluationInputError('no faces to evaluate: none of their images could be '
+                                   'read')
+    faces, pred, scores = [faces[i] for i in kept], pred[kept], scores[kept]
+    if compare is not None:
+        compare_pred = compare_pred[kept]
     output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_dir)  # what a killed run left half-written
     vis_dir = output_dir / 'visualizations'

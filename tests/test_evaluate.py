@@ -524,6 +524,32 @@ def test_images_of_one_name_in_two_folders_are_told_apart(trained, coco_dir, tmp
     assert pictures == dict(folder=['a_1.jpg', 'b_1.jpg'], coco=['a_1.jpg', 'b_1.jpg'])
 
 
+def test_an_image_that_cannot_be_decoded_leaves_its_faces_out(trained, coco_dir, tmp_path):
+    """A PNG whose IDAT chunk is corrupt passes the checks before a model runs (its header and
+    its end are whole): it stopped the evaluation after the other images were predicted. Its
+    faces are left out now, named in a line, and the others evaluated."""
+    from animal_landmarks_mm.annotation import load_annotation
+    folder = _test_split(coco_dir, tmp_path / 'landmarks')
+    shutil.copytree(coco_dir / 'images', tmp_path / 'images')
+    broken = tmp_path / 'images' / load_annotation(sorted(folder.iterdir())[0]).image
+    data = bytearray(broken.read_bytes())
+    start = data.index(b'IDAT') + 20
+    data[start:start + 40] = bytes(b ^ 0xff for b in data[start:start + 40])
+    broken.write_bytes(bytes(data))
+    out = tmp_path / 'out'
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
+                    tmp_path / 'images', '--annotation-dir', folder, '--output-dir', out,
+                    '--visualize', check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    left_out = [line for line in proc.stderr.splitlines() if line.startswith('left out: ')]
+    assert left_out == [f'left out: {broken}: not an image OpenCV can decode (its 1 face)']
+    assert json.loads((out / 'metrics.json').read_text())['faces'] == 2
+    predictions = json.loads((out / 'predictions.json').read_text())
+    assert broken.name not in {p['image'] for p in predictions} and len(predictions) == 2
+    assert len(list((out / 'visualizations').glob('*.jpg'))) == 2
+    assert broken.read_bytes() == bytes(data)
+
+
 def test_names_in_left_out_lines_reach_the_terminal_escaped(coco_dir, tmp_path):
     """An escape sequence in a file's name (red text here; others clear the screen) is shown
     escaped in the 'left out' lines, not run by the terminal."""

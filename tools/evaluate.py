@@ -6,7 +6,6 @@ Example:
         --split-file work_dirs/demo/data/test.txt --output-dir work_dirs/demo/eval --visualize
 """
 import argparse
-import sys
 
 from animal_landmarks_mm.errors import exit_on_error, printable
 from animal_landmarks_mm.evaluation import (
@@ -14,6 +13,7 @@ from animal_landmarks_mm.evaluation import (
     evaluate,
     faces_from_annotation_dir,
     faces_from_coco,
+    print_left_out,
 )
 
 
@@ -65,7 +65,7 @@ def main(argv=None):
                                                        args.split_file)
             problems = summary.problems
         for problem in problems:
-            print(printable(f'left out: {problem}', one_line=True), file=sys.stderr)
+            print_left_out(problem)
         metrics = evaluate(args.checkpoint, faces, args.output_dir, config=args.config,
                            device=args.device, visualize=args.visualize,
                            num_vis_samples=args.num_vis_samples, worst_first=args.worst_first,
