@@ -622,8 +622,9 @@ def test_two_tabs_cannot_overwrite_each_other(server, images, browser):
     second.page.wait_for_function(
         '() => document.getElementById("le-save").dataset.state === "conflict"')
     assert 'another tab' in second.text('le-message')
-    second.key('n')  # refuses to move on and lose the point
-    second.wait_text('le-message', 'not saved')
+    second.key('n')  # refuses to move on and lose the point, in the server's words
+    second.page.wait_for_function('() => !window.landmarkEditor.navigating')
+    assert 'was changed by someone else' in second.text('le-message')
     assert second.state['image'] == 'face_1.png'
     second.page.locator('[data-action="reload"]').click()  # shows what the first saved
     second.page.wait_for_function(
