@@ -189,8 +189,8 @@ class SchedulePlan:
         if len(times) == 1:
             return (f'{distinct} training faces x {times.pop()} (RepeatDataset) = {self.faces} '
                     'samples per epoch')
-        return (f'{distinct} training faces, some repeated (RepeatDataset): {self.faces} '
-                'samples per epoch')
+        return (f'{distinct} training faces, repeated (RepeatDataset) to {self.faces} samples '
+                'per epoch')
 
     def format(self, seconds_per_step: float | None = None, device: str = '',
                done_iters: int = 0) -> str:
@@ -596,7 +596,7 @@ def plan_schedule(cfg: Config, faces: int | Sequence[tuple[int, int]], *,
     if recipe is None:
         raise ScheduleError('the config has no schedule recipe')
     repeated = ()
-    if not isinstance(faces, int):  # an epoch draws each dataset's faces `times` times
+    if isinstance(faces, Sequence):  # an epoch draws each dataset's faces `times` times
         repeated = tuple(faces) if any(times != 1 for _, times in faces) else ()
         faces = _samples_per_epoch(faces)
     if faces <= 0:

@@ -462,9 +462,8 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     Raises:
         TrainingSetupError: a non-positive or non-finite number, an unusable validation folder
             (or one with validation off), ``early_stop`` with validation off, ``epochs``
-            beside ``--cfg-options
-            train_cfg.max_epochs``, ``iters`` without a recipe to plan them, or a schedule that
-            cannot be planned.
+            beside ``--cfg-options train_cfg.max_epochs``, ``iters`` without a recipe to plan
+            them, or a schedule that cannot be planned.
     """
     for name, value, most in (('--epochs', epochs, MAX_RUN_ITERS),
                               ('--iters', iters, MAX_RUN_ITERS), ('--batch-size', batch_size, None),

@@ -1030,7 +1030,7 @@ def test_a_repeated_training_set_is_planned_as_faces_and_samples(coco_dir, tmp_p
     assert ('faces       4 training faces x 3 (RepeatDataset) = 12 samples per epoch, batch 2'
             in plan.format())
     plan = plan_schedule(Config.fromfile(str(MAIN_CONFIG)), [(100, 1), (50, 4)], epochs=1)
-    assert plan.faces == 300 and ('150 training faces, some repeated (RepeatDataset): 300 '
+    assert plan.faces == 300 and ('150 training faces, repeated (RepeatDataset) to 300 '
                                   'samples per epoch, batch 64') in plan.format()
     assert plan_schedule(Config.fromfile(str(MAIN_CONFIG)), [(200, 1)]).repeated == ()
     for text in ((REPO / 'tools' / 'train.py').read_text(), (REPO / 'README.md').read_text()):
