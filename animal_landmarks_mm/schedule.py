@@ -538,7 +538,7 @@ def _shown(value: float) -> str:
     it has many."""
     if not isinstance(value, int):
         return str(value)
-    return f'a {len(str(abs(value)))}-digit number' if abs(value) >= 10**15 else f'{value:,}'
+    return f'a number of {len(str(abs(value)))} digits' if abs(value) >= 10**15 else f'{value:,}'
 
 
 def _under(key: str, option: str) -> bool:

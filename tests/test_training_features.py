@@ -540,9 +540,9 @@ def test_a_hostile_recipe_is_one_line_naming_the_value(tmp_path, coco_dir, recip
     (dict(early_stop=3, early_stop_min_delta=-0.1),
      '--early-stop-min-delta must be 0 or more, got -0.1'),
     # an OverflowError traceback (math.isfinite of the int)
-    (dict(epochs=10**400), '--epochs must be at most 2,147,483,648, got a 401-digit number'),
+    (dict(epochs=10**400), '--epochs must be at most 2,147,483,648, got a number of 401 digits'),
     # accepted, then training failed in mmengine's time estimate
-    (dict(iters=10**30), '--iters must be at most 2,147,483,648, got a 31-digit number'),
+    (dict(iters=10**30), '--iters must be at most 2,147,483,648, got a number of 31 digits'),
     (dict(epochs=10**30, cfg_options=BY_EPOCH), '--epochs must be at most 2,147,483,648'),
     (dict(iters=2**31, accumulate=2), 'the run would be 4,294,967,296 loader iterations, more '
      'than the 2,147,483,648 a run may have'),
