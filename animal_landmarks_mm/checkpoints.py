@@ -283,10 +283,9 @@ def _tensors_and_meta(checkpoint: object, path: str | os.PathLike
         # array of several values is an error)
         meta = checkpoint.get('meta')
         checkpoint = checkpoint['state_dict']
-    if (not isinstance(checkpoint, dict) or not checkpoint
-            or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                       for k, v in checkpoint.items())):
-        raise CheckpointError(f'{path}: not a state dict of tensors')
+    problem = _state_dict_problem(checkpoint)
+    if problem is not None:
+        raise CheckpointError(f'{path}: not a state dict of tensors: {problem}')
     for key, tensor in checkpoint.items():
         problem = tensor_problem(tensor)
         if problem is not None:
@@ -297,6 +296,21 @@ def _tensors_and_meta(checkpoint: object, path: str | os.PathLike
     except CheckpointMismatchError as e:
         raise CheckpointMismatchError(f'{path}: {e}') from None
     return dict(checkpoint), meta if isinstance(meta, dict) else {}
+
+
+def _state_dict_problem(checkpoint: object) -> str | None:
+    """Why a loaded object is not a state dict of tensors under string names, in a few words
+    naming the first key at fault; None when it is one."""
+    if not isinstance(checkpoint, dict):
+        return f'it is of type {type(checkpoint).__name__}'
+    if not checkpoint:
+        return 'it holds no tensors'
+    for key, value in checkpoint.items():
+        if not isinstance(key, str):
+            return f'the key {_shown(repr(key))} is not a name'
+        if not isinstance(value, torch.Tensor):
+            return f'{_shown(key)} is of type {type(value).__name__}, not a tensor'
+    return None
 
 
 def resume_file(load_from: str | None, work_dir: str) -> str | None:
@@ -552,10 +566,14 @@ def compare_state_dicts(state_dict: dict[str, torch.Tensor],
     for label, keys in (('missing', missing), ('unexpected', unexpected),
                         ('shape mismatch', mismatched), ('dtype mismatch', other_kind)):
         if keys:
-            shown = (', '.join(map(_shown, keys[:3]))
-                     + (f', ... ({len(keys)} in all)' if len(keys) > 3 else ''))
-            parts.append(f'{label}: {shown}')
+            parts.append(f'{label}: {_listed(keys)}')
     return '; '.join(parts)
+
+
+def _listed(keys: list[str]) -> str:
+    """Tensor names for a one-line message: the first three, and how many in all."""
+    return (', '.join(map(_shown, keys[:3]))
+            + (f', ... ({len(keys)} in all)' if len(keys) > 3 else ''))
 
 
 def load_strict(model: torch.nn.Module, path: str | os.PathLike,
@@ -684,4 +702,4 @@ def check_anime_face_detector_compatible(state_dict: dict[str, torch.Tensor],
     others = sorted(k for k in state_dict if not k.startswith(('backbone.', 'head.')))
     if others:
         raise CheckpointError(
-            f'anime_face_detector cannot hold this model: extra tensors {others[:3]}')
+            f'anime_face_detector cannot hold this model: extra tensors {_listed(others)}')

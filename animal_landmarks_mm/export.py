@@ -238,10 +238,15 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         check_suffix(out, fmt)
         refuse_overwriting_input(checkpoint, out)
     state_dict, meta = read_checkpoint(checkpoint)
-    state_dict = {k: v.detach().cpu().contiguous()
+    # each tensor a copy of its own: a checkpoint may hold views of one storage (tied weights,
+    # slices), which safetensors refuses to write and torch.save writes whole for each view
+    state_dict = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
                   for k, v in to_mmpose_state_dict(state_dict).items()}
     if fmt != 'mmpose':  # before anything is written
-        check_anime_face_detector_compatible(state_dict)
+        try:
+            check_anime_face_detector_compatible(state_dict)
+        except CheckpointError as e:
+            raise CheckpointError(f'{checkpoint}: {e}') from None
     out.parent.mkdir(parents=True, exist_ok=True)
     # what a killed export of this output left: of its naming only (the folder may hold the
     # person's other files), old enough not to be another export's at work
