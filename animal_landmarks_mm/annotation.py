@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import AnimalLandmarksError, printable
+from .errors import AnimalLandmarksError, printable, shown_value
 from .schema import ABSENT, NUM_KEYPOINTS, VISIBILITY_FLAGS, VISIBLE
 
 if TYPE_CHECKING:  # OpenCV and numpy are imported where images are read: the annotation
@@ -532,20 +532,14 @@ def parse_number(value: Any, what: str) -> float:
             ``"10"`` as 10 and true as 1), or an integer too large for a float.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AnnotationError(f'{what} is not a number: {_shown(value)}')
+        raise AnnotationError(f'{what} is not a number: {shown_value(value)}')
     try:
         number = float(value)  # an integer of hundreds of digits does not fit
     except OverflowError:
-        raise AnnotationError(f'{what} is too large: {_shown(value)}') from None
+        raise AnnotationError(f'{what} is too large: {shown_value(value)}') from None
     if not math.isfinite(number):
         raise AnnotationError(f'{what} is not finite: {value!r}')
     return number
-
-
-def _shown(value: Any, limit: int = 40) -> str:
-    """A value for a one-line message, cut short (a hostile file may hold megabytes)."""
-    text = repr(value)
-    return text if len(text) <= limit else f'{text[:limit]}...'
 
 
 def _is_flag(value: Any) -> bool:
@@ -579,16 +573,16 @@ def parse_face(raw: Any, where: str) -> Face:
             landmarks.append(None)
             continue
         if not isinstance(p, list) or len(p) != 2:
-            raise AnnotationError(f'{where} point {i} is not an [x, y] pair: {_shown(p)}')
+            raise AnnotationError(f'{where} point {i} is not an [x, y] pair: {shown_value(p)}')
         landmarks.append((parse_number(p[0], f'{where} point {i} x'),
                           parse_number(p[1], f'{where} point {i} y')))
     bbox = raw.get('bbox')
     if bbox is not None:
         if not isinstance(bbox, list) or len(bbox) != 4:
-            raise AnnotationError(f'{where} bbox must be [x0, y0, x1, y1]: {_shown(bbox)}')
+            raise AnnotationError(f'{where} bbox must be [x0, y0, x1, y1]: {shown_value(bbox)}')
         x0, y0, x1, y1 = (parse_number(v, f'{where} bbox') for v in bbox)
         if x1 <= x0 or y1 <= y0:
-            raise AnnotationError(f'{where} bbox has no area: {_shown(bbox)}')
+            raise AnnotationError(f'{where} bbox has no area: {shown_value(bbox)}')
         bbox = (x0, y0, x1, y1)
     scores = raw.get('scores')
     if scores is not None:
@@ -618,7 +612,7 @@ def _find_value(raw: Any, wrong: Callable[[Any], bool]) -> str | None:
         elif isinstance(value, list):
             stack += [(item, where) for item in value]
         elif wrong(value):
-            return f'{where} {_shown(value)}'
+            return f'{where} {shown_value(value)}'
     return None
 
 
@@ -648,7 +642,7 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
     if not isinstance(image, str) or not image:
         raise AnnotationError('missing "image" file name')
     if any(c in image for c in '\0\n\r'):
-        raise AnnotationError(f'"image" holds a NUL or line break: {_shown(image)}')
+        raise AnnotationError(f'"image" holds a NUL or line break: {shown_value(image)}')
     unencodable = unencodable_string(raw)
     if unencodable is not None:
         raise AnnotationError(f'{unencodable} is not valid Unicode (a lone surrogate, which no '
@@ -659,17 +653,18 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
     width, height = size.get('width'), size.get('height')
     if (not isinstance(width, int) or not isinstance(height, int) or isinstance(width, bool)
             or width <= 0 or height <= 0):
-        raise AnnotationError(f'image_size must be positive integers: {_shown(size)}')
+        raise AnnotationError(f'image_size must be positive integers: {shown_value(size)}')
 
     if raw.get('format') == FORMAT_NAME:
         version = raw.get('version')
         if version != FORMAT_VERSION:
             raise AnnotationError(
-                f'format version {_shown(version)} is not supported (this version reads '
+                f'format version {shown_value(version)} is not supported (this version reads '
                 f'{FORMAT_VERSION})')
         status = raw.get('status', STATUS_ANNOTATED)
         if status not in STATUSES:
-            raise AnnotationError(f'unknown status {_shown(status)} (one of {", ".join(STATUSES)})')
+            raise AnnotationError(f'unknown status {shown_value(status)} (one of '
+                                  f'{", ".join(STATUSES)})')
         faces_raw = raw.get('faces')
         if not isinstance(faces_raw, list):
             raise AnnotationError('"faces" is not a list')
@@ -740,7 +735,7 @@ def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
     except (TypeError, ValueError, OverflowError, RecursionError) as e:  # a value of a shape
         # no check foresaw: still one line naming the file, never a traceback
         raise AnnotationError(f'{path}: not a valid annotation ({e.__class__.__name__}: '
-                              f'{_shown(str(e), 80)})') from None
+                              f'{shown_value(str(e), 80)})') from None
 
 
 # An indented pair spans lines; JSON escapes a newline inside a string, so requiring them
