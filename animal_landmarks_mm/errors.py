@@ -69,6 +69,11 @@ def printable(text: str, *, one_line: bool = False, limit: int | None = None) ->
     return shown if limit is None or len(shown) <= limit else f'{shown[:limit]}...'
 
 
+def counted(number: int, noun: str) -> str:
+    """A count for a message: ``1 face`` or ``3 faces`` (nouns of a plain plural)."""
+    return f'{number} {noun}' if number == 1 else f'{number} {noun}s'
+
+
 def shown_value(value: object, limit: int = 40) -> str:
     """A value from a file or a request for a one-line message: its ``repr``, escaped
     (:func:`printable`) and cut short (a hostile file may hold megabytes)."""

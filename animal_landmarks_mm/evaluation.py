@@ -50,9 +50,8 @@ from .converter import (
     read_split_listing,
 )
 from .dataset import read_coco_file, shown_value
-from .errors import AnimalLandmarksError, printable
+from .errors import AnimalLandmarksError, counted, printable
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
-from .quality import _count  # "1 face", "3 faces"
 from .schedule import training_faces
 from .schema import (
     ABSENT,
@@ -311,7 +310,7 @@ def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[s
             points=np.array([p if p is not None else (0.0, 0.0) for p in face.landmarks]),
             visibility=np.array(face.visibility), box=np.array(face.bbox)))
     problems = [] if not left_out else [
-        f'{ann_file}: {_count(len(left_out), "annotation")} that mmpose\'s dataset leaves out '
+        f'{ann_file}: {counted(len(left_out), "annotation")} that mmpose\'s dataset leaves out '
         f'too (crowd, without labelled points, or a box of no size on the image): '
         f'{"id" if len(left_out) == 1 else "ids"} {_shown_names(left_out)}']
     return faces, problems
@@ -581,7 +580,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     # an image that cannot be decoded stops nothing: its faces are left out, and named
     for path, reason in undecodable.items():
         count = sum(face.image_path == path for face in faces)
-        left_out(f'{reason} (its {_count(count, "face")})')
+        left_out(f'{reason} (its {counted(count, "face")})')
     kept = [i for i, face in enumerate(faces) if face.image_path not in undecodable]
     if not kept:
         raise EvaluationInputError('no faces to evaluate: none of their images could be '
@@ -602,7 +601,7 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     metrics = compute_landmark_metrics(pred, gt, visibility, boxes)
     # made before any is written: what fails fails with no outputs of this run beside an
     # earlier run's
-    table = metrics_table(metrics, f'{Path(checkpoint).name} on {_count(len(faces), "face")}')
+    table = metrics_table(metrics, f'{Path(checkpoint).name} on {counted(len(faces), "face")}')
     predictions = predictions_as_annotations(faces, pred, scores, checkpoint)
     write_json_atomic(output_dir / 'metrics.json', metrics)
     write_bytes_atomic(output_dir / 'metrics.txt', table.encode('utf-8'))

@@ -92,7 +92,7 @@ from .annotation import (
     write_json_atomic,
 )
 from .converter import AnnotationReader, face_box_xyxy
-from .errors import AnimalLandmarksError, printable
+from .errors import AnimalLandmarksError, counted, printable
 from .schema import (
     ABSENT,
     INTEROCULAR_INDICES,
@@ -843,7 +843,7 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
     closed, expected = _closed_eyes(alignment.aligned, corrected_vis, model.mean, settings)
     if closed.any():
         faces_closed = int(closed.any(1).sum())
-        notes.append(f'{_count(faces_closed, "face")} with an eye closed? (its upper and lower '
+        notes.append(f'{counted(faces_closed, "face")} with an eye closed? (its upper and lower '
                      'lid points together): not counted as points on one spot or off the '
                      'shape')
     for face, pairs in _duplicate_findings(alignment.aligned, corrected_vis, closed,
@@ -1081,18 +1081,18 @@ class QualityReport:
 
     def format_summary(self, top: int = 20) -> str:
         """The table printed by the tool: entries per reason, then the worst ``top``."""
-        lines = [f'{_count(self.files, "annotation file")}, {_count(self.faces, "face")}, '
+        lines = [f'{counted(self.files, "annotation file")}, {counted(self.faces, "face")}, '
                  f'{self.checked} checked in {self.seconds:.1f} s: '
-                 f'{_count(len(self.entries), "likely mistake")} in '
-                 f'{_count(self.flagged_faces(), "face")}']
+                 f'{counted(len(self.entries), "likely mistake")} in '
+                 f'{counted(self.flagged_faces(), "face")}']
         width = max(len(r) for r in REASONS)
         lines += [f'  {reason:{width}s}  {count:6d}' for reason, count in self.counts().items()]
         lines += self.notes
         if self.left_out:
-            lines.append(f'{_count(len(self.left_out), "file")} skipped in the annotator or '
+            lines.append(f'{counted(len(self.left_out), "file")} skipped in the annotator or '
                          'unreviewed predictions, not checked')
         if self.problems:
-            lines.append(f'{_count(len(self.problems), "annotation file")} unusable, not '
+            lines.append(f'{counted(len(self.problems), "annotation file")} unusable, not '
                          'checked and not in the report:')
             lines += [f'  {p}' for p in self.problems]
         if self.entries and top > 0:
@@ -1188,8 +1188,3 @@ def check_annotations(annotation_dir: str | os.PathLike,
                          files=folder.files, problems=folder.problems,
                          left_out=folder.left_out, notes=geometry.notes,
                          seconds=time.perf_counter() - started)
-
-
-def _count(number: int, noun: str) -> str:
-    """``1 face`` or ``3 faces``."""
-    return f'{number} {noun}' if number == 1 else f'{number} {noun}s'
