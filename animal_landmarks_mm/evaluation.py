@@ -52,7 +52,7 @@ from .converter import (
 from .dataset import read_coco_file, shown_value
 from .errors import AnimalLandmarksError, counted, printable
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
-from .schedule import training_faces
+from .schedule import kept_faces
 from .schema import (
     ABSENT,
     GROUP_COLORS,
@@ -264,7 +264,7 @@ def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[s
     written. An image's pixels are not decoded here: one that passes these checks but cannot be
     decoded (a PNG with a corrupt IDAT chunk) has its faces left out by :func:`evaluate`, with
     a line naming it. The faces mmpose's dataset leaves out (crowd faces, faces without
-    labelled points: :func:`.schedule.training_faces`) are left out here too, so that the
+    labelled points: :func:`.schedule.kept_faces`) are left out here too, so that the
     numbers are those of ``tools/test.py``.
 
     Returns:
@@ -297,9 +297,9 @@ def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[s
                                    f'({e.__class__.__name__}: '
                                    f'{printable(str(e), one_line=True, limit=80)})') from None
     faces, left_out = [], []
+    kept = {id(ann) for ann in kept_faces(coco)}  # the rule is training's
     for ann, (image_id, index) in zip(coco['annotations'], order):
-        # the rule is training's, asked of one face at a time
-        if not training_faces(dict(images=[images[image_id]], annotations=[ann])):
+        if id(ann) not in kept:
             left_out.append(shown_value(ann['id']))
             continue
         annotation = annotations[image_id]
