@@ -909,9 +909,14 @@ class SplitRecord:
     def split_of(self, name: str, digest: str) -> str | None:
         """The split this record gives a file: that of its name, else that of its picture
         (``digest``: a file moved or renamed since); None for a new file. Train when either is
-        train, so that a picture trained on never moves to val or test."""
-        splits = (self.assignment.get(name), self._picture_splits.get(digest))
-        return 'train' if 'train' in splits else splits[0] or splits[1]
+        train, so that a picture trained on never moves to val or test. A name that now shows
+        another picture the record holds (a file reused, or one of a gone file's name made
+        again) takes that picture's split: a name recorded in train would otherwise pull a
+        test picture into train, and its test file out as a copy."""
+        by_name, by_picture = self.assignment.get(name), self._picture_splits.get(digest)
+        if by_picture is not None and self.images.get(name, digest) != digest:
+            return by_picture
+        return 'train' if 'train' in (by_name, by_picture) else by_name or by_picture
 
     def picture_split(self, digest: str) -> str | None:
         """The split of the recorded files showing the picture ``digest`` (train when any

@@ -604,6 +604,28 @@ def test_a_file_gone_for_a_while_returns_to_its_split(tmp_path):
     assert summary.split.moved == 1 and summary.split.gone == 0
 
 
+def test_a_recorded_name_showing_a_test_picture_keeps_it_in_test(tmp_path):
+    """A train file deleted, then a file of its name made again for a test file's picture:
+    the name's recorded split (train) pulled the picture into train and left its test file
+    out as a copy. The picture's split holds, and the copy is the one left out."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i:02d}' for i in range(12)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=42)
+    round1 = _where(out)
+    trained = sorted(n for n, s in round1.items() if s == 'train')[0]
+    tested = sorted(n for n, s in round1.items() if s == 'test')[0]
+    (ann_dir / trained).unlink()
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=42)
+    test_file = load_annotation(ann_dir / tested)
+    save_annotation(ann_dir / trained, test_file)  # the name again, the test file's picture
+    summary = convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=42)
+    round3 = _where(out)
+    assert round3.get(tested) == 'test' and trained not in round3
+    assert any(p.startswith(f'{ann_dir / trained}: names the image {test_file.image!r}')
+               for p in summary.problems), summary.problems
+
+
 def test_a_folder_converted_before_split_records_keeps_its_split(tmp_path):
     """An output folder of an earlier version has the lists but no splits.json: the lists
     are the split to keep, so upgrading never moves round 1's files."""
