@@ -209,6 +209,8 @@ def _download(weights: PretrainedWeights) -> Path:
         with _redacted_hub_logs(), _hash_etags_only(weights):
             path = Path(hf_hub_download(weights.repo_id, weights.filename,
                                         revision=weights.revision))
+    except CheckpointError:  # _hash_etags_only's own: the reason, not "cannot be downloaded"
+        raise
     except _NoHashEtag as e:
         raise CheckpointError(redact_urls(
             f'{weights.name}: {weights.filename} of the Hugging Face repository '
@@ -265,10 +267,15 @@ def _hash_etags_only(weights: PretrainedWeights) -> Iterator[None]:
     the name is gone (another huggingface_hub), nothing is downloaded: the check must not
     silently fall away.
 
+    Offline (``HF_HUB_OFFLINE``), no server answers: the cache's copy is taken as it is.
+
     Raises:
-        CheckpointError: huggingface_hub has no such function.
+        CheckpointError: huggingface_hub has no such function (online).
     """
-    from huggingface_hub import __version__, file_download
+    from huggingface_hub import __version__, constants, file_download
+    if constants.HF_HUB_OFFLINE:
+        yield
+        return
     normalize = getattr(file_download, '_normalize_etag', None)
     if normalize is None:
         raise CheckpointError(

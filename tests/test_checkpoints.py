@@ -612,7 +612,7 @@ class _LocalHub:
     HTTP status), ``not-a-hub`` (a 200 without the Hub's headers); a CONNECT (as to a proxy)
     gets a 407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses,
     or skip its waits.) ``etag``: the ETag it answers (None: the body's sha256, as the Hub's
-    for an LFS file)."""
+    for an LFS file); ``requests``: how many it answered."""
 
     def __init__(self):
         self.mode = 'good'
@@ -620,6 +620,7 @@ class _LocalHub:
         self.commit = 'c0ffee' * 6 + 'c0ff'
         self.etag = None
         self.url = ''
+        self.requests = 0  # answered so far
 
     def handler(self):
         hub = self
@@ -646,6 +647,7 @@ class _LocalHub:
                 self.end_headers()
 
             def _answer(self, send_body):
+                hub.requests += 1
                 if '/resolve/' not in self.path:  # huggingface_hub's other calls
                     self.send_response(404)
                     return self._empty()
@@ -796,6 +798,28 @@ def test_an_etag_that_is_no_file_hash_never_becomes_a_file_name(local_hub, tmp_p
     local_hub.body = _safetensors_bytes(w=torch.ones(2))
     local_hub.etag = hashlib.sha1(local_hub.body).hexdigest()
     assert read_checkpoint('anime-face-detector')[0]['w'].tolist() == [1, 1]
+
+
+def test_without_the_etag_check_a_download_is_refused_saying_why_and_the_cache_still_serves(
+        local_hub, tmp_path, monkeypatch):
+    """A huggingface_hub without _normalize_etag (the private name the ETag check wraps):
+    online, nothing is downloaded and the message says why (it was nested inside "is not in
+    the cache and cannot be downloaded" with the wrong advice); offline no server answers, so
+    a cached copy is served (it was refused, "HF_HUB_OFFLINE is set")."""
+    from huggingface_hub import file_download
+    monkeypatch.delattr(file_download, '_normalize_etag')
+    with pytest.raises(CheckpointError) as info:
+        resolve_checkpoint('anime-face-detector')
+    message = str(info.value)
+    assert message.startswith('anime-face-detector: huggingface_hub ') and '\n' not in message
+    assert 'has no _normalize_etag' in message and 'cannot be downloaded' not in message
+    assert local_hub.requests == 0
+    weights = PRETRAINED['anime-face-detector']
+    save_file({'w': torch.ones(3)}, str(tmp_path / 'model.safetensors'))
+    prepare_hub_cache(tmp_path / 'cache', weights.repo_id, weights.filename,
+                      tmp_path / 'model.safetensors')
+    local_hub.configure(HF_HUB_CACHE=str(tmp_path / 'cache'), HF_HUB_OFFLINE='1')
+    assert read_checkpoint('anime-face-detector')[0]['w'].tolist() == [1, 1, 1]
 
 
 def test_without_huggingface_hub_a_name_is_one_line_saying_what_to_install(monkeypatch):
