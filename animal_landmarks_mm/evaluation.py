@@ -499,7 +499,8 @@ def _picture_stems(image_names: list[str]) -> list[str]:
     ``b/1.png`` are pictured as ``a_1`` and ``b_1``, not both as ``1``; a COCO file's
     ``images/a/1.png`` and ``images/b/1.png`` the same)."""
     paths = [PurePosixPath(name) for name in image_names]
-    folders = [path.parent.parts for path in paths]
+    # an absolute name's root ('/') is no folder: joined in, it made a picture's name a path
+    folders = [tuple(part for part in path.parent.parts if '/' not in part) for path in paths]
     shared = 0
     while all(len(folder) > shared for folder in folders) and len(
             {folder[shared] for folder in folders}) == 1:

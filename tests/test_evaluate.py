@@ -492,6 +492,17 @@ def test_faces_mmpose_leaves_out_of_a_coco_file_are_left_out(coco_dir, tmp_path)
                         f'ids {crowd["id"]}, {unlabelled["id"]}']
 
 
+def test_a_pictures_name_is_one_file_name_whatever_the_image_names():
+    """A COCO file mixing absolute and relative file_names: the root '/' was joined into a
+    picture's name (`000_/_data_1.jpg`), and --visualize failed on it after metrics.* were
+    written."""
+    from animal_landmarks_mm.evaluation import _picture_stems
+    assert _picture_stems(['/data/a/1.png', 'images/b/1.png', '//srv/x.png']) == [
+        'data_a_1', 'images_b_1', 'srv_x']
+    assert _picture_stems(['images/a/1.png', 'images/b/1.png']) == ['a_1', 'b_1']
+    assert _picture_stems(['/x/1.png', '/x/2.png']) == ['1', '2']
+
+
 def test_images_of_one_name_in_two_folders_are_told_apart(trained, coco_dir, tmp_path):
     """a/1.png and b/1.png: with --ann-file, predictions.json named both 1.png (the annotation
     folder's route kept a/1.png), and their pictures were both ..._1.jpg. Both routes keep the
