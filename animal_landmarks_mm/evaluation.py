@@ -49,8 +49,8 @@ from .converter import (
     face_box_xyxy,
     read_split_listing,
 )
-from .dataset import read_coco_file, shown_value
-from .errors import AnimalLandmarksError, counted, printable
+from .dataset import read_coco_file
+from .errors import AnimalLandmarksError, counted, printable, shown_value
 from .metrics import FAILURE_THRESHOLD, compute_landmark_metrics, landmark_errors, per_face_nme
 from .schedule import kept_faces
 from .schema import (

@@ -75,13 +75,15 @@ def seed_problem(seed: object) -> str | None:
     return None
 
 
-def _usable_cpus() -> int:
-    """The cores this process may run on (a container's or a job's share, not the host's);
-    ``training.host_cpus`` for the training tools."""
+def host_cpus() -> int:
+    """The cores this process may run on (a container's or a job's share, not the host's): the
+    one count the generator's and the training tools' workers are sized by."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
 _SHIFT = 4  # cv2 drawing in fixed point: coordinates carry 4 fractional bits
 _SCALE = 1 << _SHIFT
 
@@ -520,7 +522,7 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
     if problem:
         raise SyntheticDataError(f'seed {problem}')
     # more processes than images or cores draw nothing sooner (100,000 asked forked 100,000)
-    workers = min(workers, num_images, _usable_cpus())
+    workers = min(workers, num_images, host_cpus())
     out_dir = Path(out_dir)
     _claim_folder(out_dir, num_images, dict(generator=GENERATOR_VERSION, seed=seed,
                                             family=family, min_size=min_size,

@@ -38,7 +38,7 @@ from .schema import INTEROCULAR_INDICES
 
 # the cores this process may run on: one rule, in the lighter module (the generator sizes its
 # worker pool by it)
-from .synthetic import _usable_cpus as host_cpus
+from .synthetic import host_cpus
 
 
 class TrainingSetupError(AnimalLandmarksError, ValueError):

@@ -126,7 +126,7 @@ def test_workers_are_no_more_than_images_and_cores(tmp_path, monkeypatch):
             return Pool()
 
     monkeypatch.setattr(synthetic.multiprocessing, 'get_context', lambda method: Context)
-    monkeypatch.setattr(synthetic, '_usable_cpus', lambda: 4)
+    monkeypatch.setattr(synthetic, 'host_cpus', lambda: 4)
     assert len(make_synthetic_dataset(tmp_path / 'a', 3, progress=False, workers=100000)) == 3
     assert len(make_synthetic_dataset(tmp_path / 'b', 6, progress=False, workers=100000)) == 6
     assert pools == [3, 4]

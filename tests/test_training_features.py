@@ -67,9 +67,9 @@ def test_loader_workers_follow_the_device_and_the_cores():
 
 
 def test_the_cores_are_counted_by_one_rule():
-    """training.host_cpus was a copy of synthetic._usable_cpus."""
+    """training.host_cpus was a copy of synthetic's own count of the cores."""
     from animal_landmarks_mm import synthetic, training
-    assert training.host_cpus is synthetic._usable_cpus
+    assert training.host_cpus is synthetic.host_cpus
 
 
 def test_a_gpu_run_gets_more_loader_workers_unless_told(tmp_path, coco_dir, monkeypatch):
