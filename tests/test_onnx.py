@@ -446,8 +446,10 @@ def test_an_int8_export_calibrated_on_annotated_faces(peaked_checkpoint, peaked_
                   f'points: median {np.median(differences):.2f} px, max '
                   f'{differences.max():.2f} px')
     # faces of 300 px: quantisation noise (a trained backbone gives less, see the README),
-    # not a wrong layout or a broken decoder, which would be tens of pixels
-    assert np.median(differences) < 0.75 and differences.max() < 5.0
+    # not a wrong layout or a broken decoder, which would be tens of pixels. Measured with 7-bit
+    # weights on an AVX2-only CPU: median 0.29 px, max 4.4 px (8-bit weights saturated there:
+    # median 1.81 px, max 92 px); the max bound leaves room for another CPU's rounding
+    assert np.median(differences) < 0.75 and differences.max() < 8.0
     # bad calibration input: one line, nothing written
     proc = run_tool('export.py', peaked_checkpoint, tmp_path / 'none.onnx', '--int8',
                     '--calibration-annotation-dir', tmp_path / 'empty',
