@@ -34,6 +34,7 @@ import math
 import os
 import re
 import stat
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1551,6 +1552,77 @@ def _in_use_error(folder: str | os.PathLike, fd: int, option: str) -> OutputFold
         f'another {option}')
 
 
+#: How long a lock held by another process is tried again before it is called in use: a
+#: peek (:func:`check_output_folder_free`) holds the lock for an instant, and an annotator
+#: starting in that instant must not be refused for it.
+LOCK_RETRY_DELAYS_S = (0.02, 0.1, 0.3)
+
+
+def _try_lock(folder: str | os.PathLike, option: str, peek: bool) -> int | None:
+    """Open the output folder's lock file and lock it (``flock``) without waiting for its
+    holder: what :func:`lock_output_folder` takes and :func:`check_output_folder_free` peeks.
+
+    Args:
+        folder: the output folder.
+        option: the option that chose ``folder``, for the message when it is in use.
+        peek: make nothing and report nothing but a holder: a missing or unusual lock file, or
+            one that cannot be locked here, is left for the lock to report.
+
+    Returns:
+        The locked file's descriptor (the caller closes it); None where there is nothing to
+        lock: no lock file to peek at, one that cannot be made (read-only folder), or a file
+        system whose ``flock`` fails (logged once when not peeking).
+
+    Raises:
+        OutputFolderInUseError: another process holds it (named by its id).
+        OutputFolderError: the lock file cannot be made, or is not a regular file (not when
+            peeking).
+    """
+    import fcntl
+    path = Path(folder) / LOCK_FILE
+    # O_NOFOLLOW: a link there would have the process id written to another file; O_NONBLOCK:
+    # a FIFO there would wait for a writer for good
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK
+    try:  # a peek opens without O_CREAT: it makes nothing
+        fd = os.open(path, (os.O_RDONLY if peek else os.O_RDWR | os.O_CREAT) | flags, 0o666)
+    except OSError as e:
+        if peek:  # none there (free), or one the lock itself will report
+            return None
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise OutputFolderError(f'cannot make the lock file {path}: {e.strerror or e}'
+                                    ) from None
+        try:  # an existing lock file locks as well read-only
+            fd = os.open(path, os.O_RDONLY | flags)
+        except OSError:
+            return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            if peek:
+                os.close(fd)
+                return None
+            raise OutputFolderError(f'{path} is not a regular file (a FIFO, a device or a '
+                                    'folder): move it away to annotate in this folder')
+        for delay in (*([] if peek else LOCK_RETRY_DELAYS_S), None):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if delay is None:
+                    raise _in_use_error(folder, fd, option) from None
+                time.sleep(delay)
+            except OSError as e:  # ENOLCK: NFS without a lock daemon; EBADF: some read-only
+                if not peek:
+                    logger.warning('cannot lock the output folder %s (%s): two annotators on '
+                                   'it would overwrite each other\'s saves', folder,
+                                   e.strerror or e)
+                os.close(fd)
+                return None
+    except BaseException:
+        os.close(fd)
+        raise
+    raise AssertionError('unreachable: the last try returns or raises')
+
+
 def check_output_folder_free(folder: str | os.PathLike, option: str = '--output-dir') -> None:
     """Refuse early a folder that another process holds (:func:`lock_output_folder`), making
     and locking nothing: for a tool with slow work to do before it takes the lock (a model to
@@ -1560,25 +1632,10 @@ def check_output_folder_free(folder: str | os.PathLike, option: str = '--output-
     Raises:
         OutputFolderInUseError: another process holds it.
     """
-    try:
-        import fcntl
-    except ImportError:
-        return
-    try:  # no O_CREAT: a peek makes nothing; O_NOFOLLOW, O_NONBLOCK as the lock opens it
-        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:  # none there (free), or one the lock itself will report
-        return
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _in_use_error(folder, fd, option) from None
-        except OSError:  # no locks on this file system: the lock warns
-            return
-    finally:
-        os.close(fd)  # drops the peek's own lock
+    if _has_flock():
+        fd = _try_lock(folder, option, peek=True)
+        if fd is not None:
+            os.close(fd)  # drops the peek's own lock
 
 
 def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
@@ -1590,8 +1647,9 @@ def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
     meanwhile could take a name it gave another image).
 
     An exclusive advisory lock (``flock``) on :data:`LOCK_FILE` in ``folder``, which holds the
-    holder's process id; another process's lock is not waited for. Annotators in one process
-    share their files through one :class:`AnnotationSession` each and are not locked apart.
+    holder's process id; another process's lock is not waited for (beyond
+    :data:`LOCK_RETRY_DELAYS_S`). Annotators in one process share their files through one
+    :class:`AnnotationSession` each and are not locked apart.
 
     Args:
         folder: the output folder (it exists).
@@ -1606,41 +1664,21 @@ def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
         OutputFolderInUseError: another process holds it (the message names it by its id).
         OutputFolderError: the lock file is not a regular file (left alone).
     """
-    try:
-        import fcntl
-    except ImportError:
+    if not _has_flock():
         return None
-    path = Path(folder) / LOCK_FILE
-    # O_NOFOLLOW: a link there would have the process id written to another file; O_NONBLOCK:
-    # a FIFO there would wait for a writer for good
-    flags = os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = _try_lock(folder, option, peek=False)
+    if fd is None:
+        return None
+    with contextlib.suppress(OSError):  # a read-only descriptor: the lock is what counts
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+    return OutputFolderLock(Path(folder) / LOCK_FILE, fd)
+
+
+def _has_flock() -> bool:
+    """Whether this system locks files with ``flock`` (not Windows)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o666)
-    except OSError as e:
-        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise OutputFolderError(f'cannot make the lock file {path}: {e.strerror or e}'
-                                    ) from None
-        try:  # an existing lock file locks as well read-only
-            fd = os.open(path, os.O_RDONLY | flags)
-        except OSError:
-            return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OutputFolderError(f'{path} is not a regular file (a FIFO, a device or a '
-                                    'folder): move it away to annotate in this folder')
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _in_use_error(folder, fd, option) from None
-        except OSError as e:  # ENOLCK: NFS without a lock daemon; EBADF: some read-only ones
-            logger.warning('cannot lock the output folder %s (%s): two annotators on it would '
-                           'overwrite each other\'s saves', folder, e.strerror or e)
-            os.close(fd)
-            return None
-        with contextlib.suppress(OSError):  # a read-only descriptor: the lock is what counts
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
-    except BaseException:
-        os.close(fd)
-        raise
-    return OutputFolderLock(path, fd)
+        import fcntl  # noqa: F401
+    except ImportError:
+        return False
+    return True

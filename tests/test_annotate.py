@@ -1105,6 +1105,24 @@ def test_a_peek_at_the_lock_refuses_a_held_folder_and_makes_nothing(tmp_path):
     assert not (tmp_path / 'target').exists()
 
 
+def test_an_annotator_starting_during_a_peek_is_not_refused(tmp_path):
+    """tools/infer.py's peek holds the lock for an instant; an annotator starting in that
+    instant waits it out (a holder that stays is still refused, above)."""
+    import fcntl
+    import threading
+    lock_output_folder(tmp_path).release()  # the lock file, as a peek finds it
+    peek = os.open(tmp_path / '.annotator.lock', os.O_RDONLY)
+    fcntl.flock(peek, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the peek's instant, made longer
+    released = threading.Timer(0.05, os.close, (peek,))
+    released.start()
+    try:
+        lock = lock_output_folder(tmp_path)
+    finally:
+        released.join()
+    assert lock is not None
+    lock.release()
+
+
 def test_a_folder_whose_file_system_cannot_lock_is_annotated_unlocked(tmp_path, monkeypatch,
                                                                      caplog):
     """NFS without a lock daemon: flock fails with ENOLCK (no test can make that file system,
