@@ -35,6 +35,7 @@ The plain format of the original training tools is read too (a single face, all 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -386,10 +387,30 @@ def _image_header(path: str | os.PathLike) -> tuple[tuple[int, int], Orientation
     except Image.DecompressionBombError as e:
         raise AnnotationError(f'{path}: image refused, too many pixels ({e})') from None
     except UnidentifiedImageError:
-        raise AnnotationError(f'{path}: not a JPEG, PNG, WebP or BMP image (the formats the '
-                              'tools and training read)') from None
+        raise AnnotationError(f'{path}: {_unidentified(path, formats)}') from None
     except (OSError, ValueError, SyntaxError) as e:  # missing, truncated header, NUL in name
         raise AnnotationError(f'{path}: image unreadable ({e})') from None
+
+
+def _unidentified(path: str | os.PathLike, formats: list[str]) -> str:
+    """Why PIL identified ``path`` as none of ``formats``: PIL says only that it cannot
+    identify a file, also when the file is one of them with a broken header (a PNG chunk
+    before the pixels whose checksum is wrong), which is no wrong format. The plugin of the
+    format the file's first bytes name is asked why it refused."""
+    from PIL import Image
+    with contextlib.suppress(OSError, ValueError), open_regular_file(path) as f:
+        head = f.read(16)
+        for name in formats:
+            factory, accept = Image.OPEN.get(name, (None, None))
+            if factory is None or not (accept and accept(head)):
+                continue
+            f.seek(0)
+            try:
+                factory(f, os.fsdecode(path)).close()
+            except Exception as e:  # the plugin's reason (SyntaxError, struct.error, ...)
+                detail = ' '.join(str(e).split()) or e.__class__.__name__
+                return f'image unreadable (a {name} file PIL cannot read: {detail}; re-save it)'
+    return 'not a JPEG, PNG, WebP or BMP image (the formats the tools and training read)'
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

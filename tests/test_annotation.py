@@ -182,6 +182,37 @@ def test_image_size_of_a_fifo_or_folder_is_refused_without_waiting(tmp_path):
     assert not isinstance(caught.value, NotRegularFileError)
 
 
+def test_a_png_pil_cannot_read_is_called_broken_not_another_format(tmp_path):
+    """PIL refuses a PNG whose chunk before the pixels has a wrong checksum and says only
+    that it cannot identify the file: the message was that it is no JPEG, PNG, WebP or BMP
+    image, which is false. It names the format and PIL's reason; a file of no such format keeps
+    the old message."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import image_size
+    written = io.BytesIO()
+    Image.new('RGB', (20, 10), 'red').save(written, 'PNG')
+    data = written.getvalue()
+    text = b'Comment\x00hello'  # a tEXt chunk whose CRC is zeros
+    chunk = struct.pack('>I', len(text)) + b'tEXt' + text + bytes(4)
+    at = data.index(b'IDAT') - 4
+    broken, other = tmp_path / 'broken.png', tmp_path / 'other.png'
+    broken.write_bytes(data[:at] + chunk + data[at:])
+    other.write_bytes(b'GIF89a' + bytes(64))
+    with pytest.raises(AnnotationError) as caught:
+        image_size(broken)
+    assert str(caught.value) == (f"{broken}: image unreadable (a PNG file PIL cannot read: "
+                                 f"broken PNG file (bad header checksum in b'tEXt'); re-save "
+                                 f"it)")
+    with pytest.raises(AnnotationError) as caught:
+        image_size(other)
+    assert str(caught.value) == (f'{other}: not a JPEG, PNG, WebP or BMP image (the formats '
+                                 'the tools and training read)')
+
+
 def test_written_files_get_the_usual_mode_not_mkstemps_private_one(tmp_path):
     from animal_landmarks_mm.annotation import _UMASK
     write_json_atomic(tmp_path / 'a.json', dict(a=1))
