@@ -1740,16 +1740,24 @@ class CrawlJob(job.DownloadJob):
 
     def _page_json(self, *args, **kwargs):
         """The extractor's ``request_json`` (Danbooru's and Gelbooru's API), whose page of
-        posts ends with a post that has an id: gallery-dl's paginator asks for the next page by
-        the last post's id (Danbooru's ``page=b<id>``, Gelbooru's ``id:<<id>``), and a last post
-        without one ended the search with an exception. The posts at the end of a page that
-        have none are taken off it and skipped (:meth:`_skip_malformed`); the next page starts
-        after the last post that has one."""
+        posts ends, as gallery-dl reads it, with a post that has an id: gallery-dl's paginator
+        asks for the next page by the last post's id (Danbooru's ``page=b<id>`` and
+        ``page=a<id>``, Gelbooru's ``id:<<id>``), and a last post without one ended the search
+        with an exception. The posts at that end of a page that have none are taken off it and
+        skipped (:meth:`_skip_malformed`); the next page starts after the last post that has
+        one. That end is the answer's last, but for the pages of an ``order:id`` search after
+        the first (asked for by ``page=a<id>``): Danbooru gives them newest first, gallery-dl
+        reverses them, and reads the answer's first post as the last. Only those posts go, not
+        every post without an id (:meth:`_well_formed_posts` skips the others): a page shorter
+        than gallery-dl's ``threshold`` ends the search."""
         answer = self._request_json_unchecked(*args, **kwargs)
         posts = answer.get(_PAGE_POSTS_KEY[self.kind]) if isinstance(answer, dict) else answer
         if isinstance(posts, list):
-            while posts and not (isinstance(posts[-1], dict) and _is_id(posts[-1].get('id'))):
-                post = posts.pop()
+            page = (kwargs.get('params') or {}).get('page')
+            reversed_page = self.kind == 'danbooru' and str(page).startswith('a')
+            last = 0 if reversed_page else -1
+            while posts and not (isinstance(posts[last], dict) and _is_id(posts[last].get('id'))):
+                post = posts.pop(last)
                 self._skip_malformed(post, post_problem(self.kind, post))
         return answer
 

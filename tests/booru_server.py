@@ -1,6 +1,7 @@
 """A small fake image board on 127.0.0.1 for the crawler tests.
 
-It speaks enough of the Danbooru JSON API (``/posts.json``, ``page=b<id>`` cursors) and of the
+It speaks enough of the Danbooru JSON API (``/posts.json``, ``page=b<id>`` and ``page=a<id>``
+cursors, ``order:id`` searches) and of the
 Gelbooru 0.2 API that Safebooru runs (``/index.php?page=dapi&s=post&q=index``, XML, ``pid``
 pages) for gallery-dl's extractors, and serves the posts' files (small generated PNGs) itself.
 
@@ -384,7 +385,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(401, json.dumps(body).encode(), 'application/json')
         if self._search_fault():
             return
-        posts = self._matching(query.get('tags', ''))
+        tags = query.get('tags', '')
+        posts = self._matching(tags)
         limit = int(query.get('limit', 20))
         page = query.get('page') or ''
         if self.state.search_fault in ('same_page', 'new_posts_forever'):
@@ -392,8 +394,15 @@ class _Handler(BaseHTTPRequestHandler):
                                        limit)
         elif page.startswith('b'):
             posts = [p for p in posts if p.id < int(page[1:])]
-        elif page.isdigit():
-            posts = posts[(int(page) - 1) * limit:]
+        elif page.startswith('a'):
+            # Danbooru's answer: the `limit` posts right after the id, newest first
+            after = sorted((p for p in posts if p.id > int(page[1:])), key=lambda p: p.id)
+            posts = after[:limit][::-1]
+        else:
+            if {'order:id', 'order:id_asc'} & set(tags.split()):  # oldest first
+                posts = sorted(posts, key=lambda p: p.id)
+            if page.isdigit():
+                posts = posts[(int(page) - 1) * limit:]
         body = [self._fields(p, dict(
             id=p.id, md5=self._claimed_md5(p), rating=p.rating,
             file_ext='png', file_url=self._file_url(p),

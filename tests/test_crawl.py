@@ -1353,6 +1353,26 @@ def test_a_page_whose_last_post_has_no_id_does_not_end_the_search(tmp_path):
     assert f'page=b{posts[198].id}' in searches[1] and len(searches) == 2
 
 
+@pytest.mark.parametrize('order', ['order:id', 'order:id_asc'])
+def test_an_order_id_page_whose_first_post_has_no_id_does_not_end_the_search(tmp_path, order):
+    """An ``order:id`` search pages up with ``page=a<id>``, whose answer Danbooru gives newest
+    first and gallery-dl reverses: the next page is asked for by the id of the answer's first
+    post. Without one, that post is skipped (only it: a page shortened below gallery-dl's
+    threshold would end the search), and the next page starts after the post before it."""
+    posts = make_posts(400)  # ids 1000..1399; Danbooru's pages have 200 posts
+    newest = posts[0]  # the first post of the second page's answer (ids 1200..1399)
+    with FakeBooru(posts) as booru:
+        booru.state.post_fields = {newest.id: {'id': None}}
+        # questionable: none of them, no download
+        result = crawl(_options(booru, tmp_path, 'danbooru', tags=f'animal_ears {order}',
+                                ratings=('questionable',)))
+        searches = _search_requests(booru)
+    assert len(searches) == 3, searches
+    assert 'page=a1199' in searches[1] and f'page=a{newest.id - 1}' in searches[2]
+    assert result.seen == 399 and result.filtered == 399 and result.malformed >= 1
+    assert result.stopped is None and result.failed == []
+
+
 def test_the_progress_bar_moves_while_the_search_filters_everything(tmp_path, capfd):
     """Pages of posts all filtered out save nothing: the bar still shows the posts seen."""
     with FakeBooru(make_posts(3)) as booru:
