@@ -20,7 +20,8 @@ on top of it:
 - every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
   per file, its status line and headers included (:class:`BoundedAdapter`), so that no server
   can hold the crawl; so is the search: each answer has a size cap and a deadline, and the
-  pages it walks are bounded (:data:`SEARCH_POSTS_PER_IMAGE`,
+  pages it walks are bounded (the posts it looks at, :data:`SEARCH_POSTS_PER_IMAGE`; its
+  requests, :data:`SEARCH_POSTS_PER_REQUEST`; pages in a row without a new post,
   :data:`SEARCH_IDLE_PAGES`), the reason in :attr:`CrawlResult.stopped`;
 - secrets never leave the crawler: API keys and ``user:password@`` are redacted (:func:`redact`)
   from errors, results, sidecars and gallery-dl's log records; the environment's credentials and
@@ -144,6 +145,12 @@ SEARCH_POSTS_CAP = 100_000
 #: search pages in a row that bring no post not seen before (a server repeating a page, or
 #: claiming more posts than it gives: gallery-dl's Gelbooru 0.2 paginator asks again forever)
 SEARCH_IDLE_PAGES = 10
+#: A search makes no more than one request per this many posts it may look at (the posts bound
+#: of :data:`SEARCH_POSTS_PER_IMAGE`, plus the posts saved before that it walked past), and
+#: never fewer than :data:`SEARCH_REQUESTS_MIN`: a server whose every page brings one new post
+#: would otherwise be asked a thousand times at ``--limit 5``. The sites' pages have 100 or 200.
+SEARCH_POSTS_PER_REQUEST = 10
+SEARCH_REQUESTS_MIN = 100
 #: bytes a search answer may have: a page of 200 Danbooru posts is well under 1 MB
 SEARCH_ANSWER_MAX_BYTES = 20_000_000
 #: query parameters that carry credentials (Gelbooru's ``api_key``/``user_id``, Danbooru's
@@ -303,8 +310,9 @@ class CrawlResult:
         unfinished: images of an earlier run found without their sidecar, moved to
             ``.unfinished/`` to be fetched again.
         stopped: why the search was stopped before ``limit`` new images were saved, when a
-            bound of the search (:data:`SEARCH_POSTS_PER_IMAGE`, :data:`SEARCH_IDLE_PAGES`)
-            stopped it; None when the search ended by itself or reached ``limit``.
+            bound of the search (:data:`SEARCH_POSTS_PER_IMAGE`,
+            :data:`SEARCH_POSTS_PER_REQUEST`, :data:`SEARCH_IDLE_PAGES`) stopped it; None when
+            the search ended by itself or reached ``limit``.
     """
 
     saved: list[Path] = field(default_factory=list)
@@ -1654,11 +1662,11 @@ class CrawlJob(job.DownloadJob):
     ``skip`` (archived or present already); a file none of them marks has failed.
 
     The search is bounded: each request (:meth:`_bounded_request`) by a deadline and a size cap,
-    and the walk over its pages by the posts it looks at and the pages that bring no new post
-    (:data:`SEARCH_POSTS_PER_IMAGE`, :data:`SEARCH_IDLE_PAGES`); a post a page repeats is
-    handled once. An answer gallery-dl cannot read ends it with :class:`MalformedAnswer`
-    (:meth:`dispatch`). A URL the extractor hands on to another extractor (``handle_queue``) is
-    never followed.
+    and the walk over its pages by the posts it looks at, the requests it makes and the pages
+    that bring no new post (:data:`SEARCH_POSTS_PER_IMAGE`, :data:`SEARCH_POSTS_PER_REQUEST`,
+    :data:`SEARCH_IDLE_PAGES`); a post a page repeats is handled once. An answer gallery-dl
+    cannot read ends it with :class:`MalformedAnswer` (:meth:`dispatch`). A URL the extractor
+    hands on to another extractor (``handle_queue``) is never followed.
 
     Args:
         url: gallery-dl URL of the tag search, or gallery-dl's extractor for it.
@@ -1709,11 +1717,17 @@ class CrawlJob(job.DownloadJob):
     def _bounded_request(self, url, *args, **kwargs):
         """The extractor's ``request``, each try bounded by :attr:`search_deadline` and
         :data:`SEARCH_ANSWER_MAX_BYTES`; no request after :data:`SEARCH_IDLE_PAGES` in a row
-        that brought no new post."""
+        that brought no new post, nor beyond :meth:`_max_search_requests`."""
         if self.search_pages - self.last_new_post_page >= SEARCH_IDLE_PAGES:
             self._stop_search(f'search stopped: {SEARCH_IDLE_PAGES} search pages in a row '
                               f'brought no post not seen before (the site repeats a page, or '
                               f'claims more posts than it gives)')
+        if self.search_pages >= self._max_search_requests():
+            self._stop_search(
+                f'search stopped after {self.search_pages} search requests, the most for '
+                f'--limit {self.options.limit} (one per {SEARCH_POSTS_PER_REQUEST} posts it may '
+                f'look at, at least {SEARCH_REQUESTS_MIN}): the site gives few posts not seen '
+                f'before per page')
         self.search_pages += 1
         # the posts seen so far: a search whose posts are all filtered out saves nothing, and
         # the bar would stand still (set_postfix per post does not redraw it)
@@ -1723,6 +1737,13 @@ class CrawlJob(job.DownloadJob):
             url, *args, session=DeadlineSession(session, self.search_deadline), **kwargs)
         self.search_answer_url = getattr(response, 'url', None) or url
         return response
+
+    def _max_search_requests(self) -> int:
+        """The search requests the search may make: one per :data:`SEARCH_POSTS_PER_REQUEST`
+        posts it may look at (:attr:`max_new_posts`, plus the posts saved before it has walked
+        past: a rerun pages past them), at least :data:`SEARCH_REQUESTS_MIN`."""
+        posts = self.max_new_posts + self.result.already_downloaded
+        return max(SEARCH_REQUESTS_MIN, -(-posts // SEARCH_POSTS_PER_REQUEST))
 
     def _posts_xml(self, *args, **kwargs):
         """The extractor's ``request_xml`` (Gelbooru 0.2's API answers ``<posts>``), refusing

@@ -77,6 +77,9 @@ SEARCH_FAULTS = {
     'empty_pages': 'Gelbooru: claim a million posts, give none (gallery-dl asks again forever)',
     'same_page': 'every page is the first one again, the cursor ignored: 200 explicit posts',
     'new_posts_forever': 'every page brings new posts, forever, all of them explicit',
+    'one_new_post_per_page': 'every page brings one new post, forever, explicit (Danbooru: '
+                             'after a first page of 200, the first 199 again and one new at the '
+                             'end, a full page; Gelbooru: one post, claiming a billion)',
     'huge_answer': 'a Content-Length of 10 GB',
     'endless_answer': 'a body without Content-Length that never ends',
     'not_json_or_xml': 'an HTML page, status 200',
@@ -256,10 +259,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _endless_page(self, first_id: int, limit: int) -> list[Post]:
         """``limit`` explicit posts (filtered out by default), ids down from ``first_id``, for
-        the search faults that page forever; their files are never asked for."""
+        the search faults that page forever; their files are never asked for. For
+        'one_new_post_per_page', a page after the first (``first_id`` below 10**9) is the first
+        page's first ``limit - 1`` posts again, then the post ``first_id``."""
         if self.state.search_fault == 'same_page':
             first_id = 10 ** 6
-        return [Post(first_id - i, ['animal_ears', 'solo'], 'e', 50, 50) for i in range(limit)]
+        if self.state.search_fault == 'one_new_post_per_page' and first_id < 10 ** 9:
+            ids = [*range(10 ** 9, 10 ** 9 - limit + 1, -1), first_id]
+        else:
+            ids = range(first_id, first_id - limit, -1)
+        return [Post(post_id, ['animal_ears', 'solo'], 'e', 50, 50) for post_id in ids]
 
     def _file_url(self, post: Post) -> str:
         return self.state.file_urls.get(post.id,
@@ -389,7 +398,8 @@ class _Handler(BaseHTTPRequestHandler):
         posts = self._matching(tags)
         limit = int(query.get('limit', 20))
         page = query.get('page') or ''
-        if self.state.search_fault in ('same_page', 'new_posts_forever'):
+        if self.state.search_fault in ('same_page', 'new_posts_forever',
+                                       'one_new_post_per_page'):
             posts = self._endless_page(int(page[1:]) - 1 if page.startswith('b') else 10 ** 9,
                                        limit)
         elif page.startswith('b'):
@@ -437,6 +447,8 @@ class _Handler(BaseHTTPRequestHandler):
             page, count = [], 10 ** 6
         elif self.state.search_fault in ('same_page', 'new_posts_forever'):
             page, count = self._endless_page(10 ** 9 - pid * limit, limit), 10 ** 9
+        elif self.state.search_fault == 'one_new_post_per_page':
+            page, count = self._endless_page(10 ** 9 - pid, 1), 10 ** 9
         elif self.state.search_fault == 'fail_second_page':
             if pid:
                 return self._send(500, b'server error', 'text/plain')

@@ -39,6 +39,8 @@ from animal_landmarks_mm.crawl import (
     PARTS_DIR,
     SEARCH_ANSWER_MAX_BYTES,
     SEARCH_IDLE_PAGES,
+    SEARCH_POSTS_PER_REQUEST,
+    SEARCH_REQUESTS_MIN,
     CrawlError,
     CrawlOptions,
     archive_prefix,
@@ -909,6 +911,25 @@ def test_a_search_that_pages_forever_is_bounded(tmp_path, source, fault, searche
     assert '\n' not in result.format() and result.saved == [] and result.failed == []
     assert len(_search_requests(booru)) == searches and _file_requests(booru) == []
     assert took < 60
+
+
+@pytest.mark.timeout(120)  # a search bounded by its posts alone made 800 to 1000 requests
+@pytest.mark.parametrize('source, seen', [('safebooru', 100), ('danbooru', 200 + 99)])
+def test_a_search_whose_pages_bring_one_new_post_each_is_bounded_by_its_requests(
+        tmp_path, source, seen):
+    """Every page brings one post not seen before (Danbooru's: after a full first page, a full
+    page of posts seen before and one new): neither the idle pages nor the posts bound (1000 at
+    --limit 5) stop it soon; the search stops after one request per 10 posts it may look at."""
+    with FakeBooru(make_posts(3)) as booru:
+        booru.state.search_fault = 'one_new_post_per_page'
+        result = crawl(_options(booru, tmp_path, source, limit=5))
+    requests = max(SEARCH_REQUESTS_MIN, 1000 // SEARCH_POSTS_PER_REQUEST)
+    assert len(_search_requests(booru)) == requests == 100
+    assert result.stopped.startswith('search stopped after 100 search requests, the most for '
+                                     '--limit 5'), result.stopped
+    assert result.stopped in result.format() and '\n' not in result.format()
+    assert result.seen == seen and result.saved == [] and result.failed == []
+    assert _file_requests(booru) == []
 
 
 def test_a_rerun_walks_past_what_it_saved_before(tmp_path, monkeypatch):
