@@ -16,7 +16,9 @@ on top of it:
   plugins only: PIL runs Ghostscript for an EPS file), and its md5 is the post's; a file that
   fails is deleted, reported in
   :attr:`CrawlResult.failed` with the reason, and kept out of the download archive, so that a
-  rerun fetches it again;
+  rerun fetches it again, unless it was refused for good (the file itself: not an image, over
+  the size cap, gone; see :class:`RefusedPosts`): such a post is recorded in the output
+  folder, and reruns skip it until ``retry_failed`` says otherwise;
 - every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
   per file, its status line and headers included (:class:`BoundedAdapter`), so that no server
   can hold the crawl; so is the search: each answer has a size cap and a deadline, and the
@@ -55,6 +57,7 @@ from __future__ import annotations
 import collections
 import functools
 import hashlib
+import json
 import logging
 import math
 import os
@@ -85,11 +88,19 @@ from .annotation import (
     SIDECAR_FORMAT,
     image_formats,
     is_utf8_name,
+    json_bytes,
+    read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
     write_json_atomic,
 )
-from .errors import REDACTED, AnimalLandmarksError, printable, redact_userinfo
+from .errors import (
+    REDACTED,
+    AnimalLandmarksError,
+    printable,
+    redact_userinfo,
+    shown_value,
+)
 
 SOURCES = {
     'safebooru': dict(kind='gelbooru_v02', root='https://safebooru.org'),
@@ -114,6 +125,10 @@ SOFTWARE = {'danbooru': ("Danbooru's", 'JSON'), 'gelbooru': ("Gelbooru's", 'JSON
 IMAGE_EXTENSIONS = frozenset(suffix.lstrip('.') for suffix in IMAGE_SUFFIXES)
 #: why a file of another extension is refused, before download or after (``{}``: its extension)
 _NOT_AN_IMAGE_FILE = 'not a JPEG, PNG, WebP or BMP file ({})'
+#: how :func:`check_image`'s refusals of a file that a transfer cut short would meet too begin
+#: (the others are about what the file is)
+_BROKEN_IMAGE = 'broken image'
+_MD5_MISMATCH = 'md5 mismatch'
 #: PIL's format of each extension of :data:`IMAGE_EXTENSIONS` (PIL's own table): a download is
 #: opened with these PIL plugins only, never with one that runs a program (EPS: Ghostscript) or
 #: reads what the dataset cannot take (TIFF, PCX ...), and must be the format its name says
@@ -122,6 +137,17 @@ IMAGE_FORMATS = {suffix.lstrip('.'): pil_format for suffix, pil_format in image_
 #: downloaders for others (``text:``, ``ytdl:`` ...), which no :class:`DownloadGuard` bounds
 FILE_URL_SCHEMES = ('http', 'https')
 ARCHIVE_NAME = '.gallery-dl-archive.sqlite3'
+#: the record of the posts whose file was refused for good, in the output folder
+#: (:class:`RefusedPosts`)
+REFUSED_POSTS_NAME = '.refused-posts.json'
+REFUSED_POSTS_FORMAT = 'animal_landmarks_mm.refused_posts'
+#: the largest record of refused posts read or written (bytes): some 40,000 posts; a record
+#: that would grow past it drops its oldest posts (tried again by the next run)
+REFUSED_POSTS_MAX_BYTES = 16 << 20
+#: characters of a refused file's URL and of its reason that the record keeps
+REFUSED_TEXT_LIMIT = 300
+#: HTTP statuses that say a file is gone for good (gallery-dl gives such a file up at once)
+GONE_STATUSES = (404, 410)
 #: seconds to wait for another process's lock on the download archive (gallery-dl's own wait)
 ARCHIVE_LOCK_SECONDS = 60.0
 PARTS_DIR = '.parts'
@@ -210,6 +236,8 @@ class CrawlOptions:
         file_deadline: seconds one file's download may take, retries included, and each
             try of a search request.
         max_file_size: bytes a file may have; a larger one is not downloaded.
+        retry_failed: try again the posts an earlier run refused for good
+            (:class:`RefusedPosts`), which a rerun skips otherwise.
         progress: show a progress bar.
     """
 
@@ -230,6 +258,7 @@ class CrawlOptions:
     timeout: float = 15.0
     file_deadline: float = 300.0
     max_file_size: int = 50_000_000
+    retry_failed: bool = False
     progress: bool = True
 
     def validate(self) -> None:
@@ -306,7 +335,11 @@ class CrawlResult:
         malformed: posts skipped because a field is not what the site's API gives
             (:func:`post_problem`).
         failed: ``"<file URL>: <reason>"`` for each download that failed or was refused; a
-            rerun tries them again.
+            rerun tries them again, but those of :attr:`refused`.
+        refused: those of :attr:`failed` whose file was refused for good (for what it is, as
+            the server has it: :class:`RefusedPosts`), recorded in the output folder: a rerun
+            skips them unless told to retry them (``retry_failed``).
+        refused_before: posts skipped because an earlier run refused their file for good.
         unfinished: images of an earlier run found without their sidecar, moved to
             ``.unfinished/`` to be fetched again.
         stopped: why the search was stopped before ``limit`` new images were saved, when a
@@ -322,6 +355,8 @@ class CrawlResult:
     filtered: int = 0
     malformed: int = 0
     failed: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    refused_before: int = 0
     unfinished: int = 0
     stopped: str | None = None
 
@@ -335,8 +370,14 @@ class CrawlResult:
             text += f', malformed posts skipped {self.malformed}'
         if self.unfinished:
             text += f', unfinished downloads redone {self.unfinished}'
+        if self.refused_before:
+            text += (f', refused before {self.refused_before} (--retry-failed tries them '
+                     f'again)')
         if self.failed:
-            text += f', failed {len(self.failed)}: ' + '; '.join(self.failed)
+            refused = set(self.refused)
+            text += f', failed {len(self.failed)}: ' + '; '.join(
+                f'{failure}, refused for good' if failure in refused else failure
+                for failure in self.failed)
         if self.stopped:
             text += f'; {self.stopped}'
         return printable(text, one_line=True)
@@ -602,10 +643,10 @@ def check_image(path: Path, expected_md5: str | None = None, *,
         return _not_an_image(path) or _NOT_AN_IMAGE_FILE.format('unknown format'), md5
     except Exception as error:  # PIL raises many kinds for a broken file
         detail = ' '.join(str(error).split()) or error.__class__.__name__
-        return f'broken image ({detail})', md5
+        return f'{_BROKEN_IMAGE} ({detail})', md5
     expected = str(expected_md5 or '').lower()
     if _MD5.fullmatch(expected) and md5 != expected:
-        return f'md5 mismatch (file {md5}, post {expected})', md5
+        return f'{_MD5_MISMATCH} (file {md5}, post {expected})', md5
     return None, md5
 
 
@@ -715,6 +756,191 @@ def check_archive(output_dir: Path) -> None:
             db.execute('SELECT name FROM sqlite_master').fetchall()  # reads the header
     except sqlite3.Error as error:
         raise _archive_error(archive, error, 'read') from None
+
+
+def _post_md5(info: dict) -> str | None:
+    """The md5 a post claims for its file (:func:`post_info`), if it is one (32 hex digits)."""
+    md5 = str(info.get('md5') or '').lower()
+    return md5 if _MD5.fullmatch(md5) else None
+
+
+def _refused_posts_error(path: Path, problem: str) -> CrawlError:
+    """The error for a record of refused posts that cannot be used: its path, the problem and
+    what to do."""
+    return CrawlError(f'{path}: not a record of refused posts the crawler can read ({problem}): '
+                      f'remove it or move it away (the posts it names are then tried again)')
+
+
+#: the fields of an entry of the record of refused posts (:meth:`RefusedPosts.add`), and what
+#: each may be; ``max_file_size`` only for a file refused for its size
+_REFUSED_ENTRY_FIELDS = {
+    'label': lambda value: isinstance(value, str) and value != '',
+    'post_id': lambda value: isinstance(value, int) and _is_id(value),
+    'md5': lambda value: value is None or (isinstance(value, str)
+                                           and _MD5.fullmatch(value) is not None),
+    'url': lambda value: isinstance(value, str),
+    'reason': lambda value: isinstance(value, str),
+    'refused_at': lambda value: isinstance(value, str),
+}
+_REFUSED_ENTRY_OPTIONAL = {
+    'max_file_size': lambda value: isinstance(value, int) and _is_id(value) and value > 0,
+}
+
+
+def _refused_entry_problem(entry) -> str | None:
+    """Why an entry of a record of refused posts is not one :meth:`RefusedPosts.add` writes, or
+    None."""
+    if not isinstance(entry, dict):
+        return f'not an object ({type(entry).__name__})'
+    missing = next((name for name in _REFUSED_ENTRY_FIELDS if name not in entry), None)
+    if missing is not None:
+        return f'no {missing}'
+    for name, is_valid in {**_REFUSED_ENTRY_FIELDS, **_REFUSED_ENTRY_OPTIONAL}.items():
+        if name in entry and not is_valid(entry[name]):
+            return f'{name} {shown_value(entry[name])}'
+    return None
+
+
+class RefusedPosts:
+    """The posts whose file a crawl refused for good, recorded in the output folder
+    (:data:`REFUSED_POSTS_NAME`), so that a rerun skips them (counted in
+    :attr:`CrawlResult.refused_before`) instead of failing on them again, run after run; the
+    crawl's ``retry_failed`` tries them again, and a post whose file is then saved leaves the
+    record.
+
+    A failure is for good when it is about the file itself, which a rerun would fetch again as
+    it is: the guard refused its content type (``not an image (text/html)``) or its size
+    (``larger than --max-file-size``); :func:`check_image` found it is not an image of a format
+    the dataset takes, or not the format its name says; the server answered 404 or 410
+    (:data:`GONE_STATUSES`); or the file came whole (its response declared its length, which
+    gallery-dl holds the body to) and :func:`check_image` found it broken or not the post's md5.
+    Timeouts, broken connections, 5xx and 429 answers, the deadline, a 206 without
+    Content-Range, and a file without a declared length that is broken or not the post's md5
+    (a transfer cut short looks like that) are not recorded: a rerun tries them again.
+
+    A post is skipped while it is the same: its md5 (as the site gives it) unchanged, and, for
+    one refused for its size, ``--max-file-size`` no larger than then. The record is keyed by
+    the crawl's label (:func:`file_label`) and the post id, as :func:`known_md5` keys the posts
+    saved; it holds at most :data:`REFUSED_POSTS_MAX_BYTES` (its oldest posts go first), each
+    URL and reason cut to :data:`REFUSED_TEXT_LIMIT` characters. One crawl per folder at a
+    time: the record is read when the crawl starts and written when it ends.
+
+    Args:
+        path: the record's file.
+        entries: (label, post id) -> what the record says of the post, oldest first.
+    """
+
+    def __init__(self, path: Path, entries: dict[tuple[str, int], dict] | None = None):
+        self.path = path
+        self.entries = dict(entries or {})
+        self.changed = False
+
+    @classmethod
+    def load(cls, output_dir: Path) -> RefusedPosts:
+        """The output folder's record (an empty one if it has none).
+
+        A record that cannot be used stops the crawl before any request, rather than being
+        ignored: the record is the crawler's, and one that is not what the crawler wrote (a
+        hand edit gone wrong, another program's file) would be replaced at the end, its posts
+        lost without a word; the error says what to do.
+
+        Raises:
+            CrawlError: the record is not a regular file, larger than
+                :data:`REFUSED_POSTS_MAX_BYTES`, not UTF-8 JSON, or not a record of refused posts
+                (its format, or an entry, is not what :meth:`save` writes); one line naming it.
+        """
+        path = output_dir / REFUSED_POSTS_NAME
+        if not os.path.lexists(path):
+            return cls(path)
+        try:
+            data = json.loads(read_regular_file(path, REFUSED_POSTS_MAX_BYTES).decode('utf-8'))
+        except RecursionError:
+            raise _refused_posts_error(path, 'JSON nested too deeply') from None
+        except (OSError, ValueError) as error:  # ValueError: too large, not regular (named)
+            what = {json.JSONDecodeError: 'broken JSON: ',
+                    UnicodeDecodeError: 'not UTF-8: '}.get(type(error), '')
+            detail = ' '.join(str(error).removeprefix(f'{path}: ').split())
+            raise _refused_posts_error(
+                path, what + printable(detail, one_line=True, limit=200)) from None
+        if not (isinstance(data, dict) and data.get('format') == REFUSED_POSTS_FORMAT
+                and data.get('version') == 1 and isinstance(data.get('posts'), list)):
+            raise _refused_posts_error(path, f'not an object with "format": '
+                                             f'"{REFUSED_POSTS_FORMAT}", "version": 1 and '
+                                             f'"posts": [...]')
+        entries = {}
+        for number, entry in enumerate(data['posts'], 1):
+            problem = _refused_entry_problem(entry)
+            if problem is not None:
+                raise _refused_posts_error(path, f'post {number}: {problem}')
+            entries[entry['label'], entry['post_id']] = {
+                name: entry[name] for name in (*_REFUSED_ENTRY_FIELDS, *_REFUSED_ENTRY_OPTIONAL)
+                if name in entry}
+        return cls(path, entries)
+
+    def skips(self, label: str, info: dict, max_file_size: int) -> bool:
+        """Whether a post (:func:`post_info`) of the crawl labelled ``label`` was refused for
+        good and is still the same: its md5 unchanged, and, if it was refused for its size,
+        ``max_file_size`` (bytes) no larger than then."""
+        entry = self.entries.get((label, info['post_id']))
+        return entry is not None and entry['md5'] == _post_md5(info) and \
+            max_file_size <= entry.get('max_file_size', max_file_size)
+
+    def add(self, label: str, info: dict, *, url: str, reason: str,
+            max_file_size: int | None = None) -> None:
+        """Record a post whose file was refused for good (its URL redacted, and cut short with
+        its reason to :data:`REFUSED_TEXT_LIMIT` characters), as the newest entry.
+
+        Args:
+            label: the crawl's label (:func:`file_label`).
+            info: the post (:func:`post_info`).
+            url: its file URL.
+            reason: why it was refused.
+            max_file_size: the size cap (bytes), for a file refused for its size.
+        """
+        key = (label, info['post_id'])
+        self.entries.pop(key, None)  # the newest now
+        entry = dict(label=label, post_id=info['post_id'], md5=_post_md5(info),
+                     url=printable(redact(url), one_line=True, limit=REFUSED_TEXT_LIMIT),
+                     reason=printable(redact(reason), one_line=True, limit=REFUSED_TEXT_LIMIT),
+                     refused_at=datetime.now(UTC).isoformat(timespec='seconds'))
+        if max_file_size is not None:
+            entry['max_file_size'] = max_file_size
+        self.entries[key] = entry
+        self.changed = True
+
+    def discard(self, label: str, post_id) -> None:
+        """Forget a post (its file is saved, or here already), if the record has it."""
+        if self.entries.pop((label, post_id), None) is not None:
+            self.changed = True
+
+    def save(self) -> int:
+        """Write the record (atomically), if it changed, dropping its oldest entries where it
+        would be larger than :data:`REFUSED_POSTS_MAX_BYTES`.
+
+        Returns:
+            How many entries were dropped.
+
+        Raises:
+            OSError: the record cannot be written.
+        """
+        if not self.changed:
+            return 0
+        entries = list(self.entries.values())
+        dropped = 0
+        while True:
+            record = dict(format=REFUSED_POSTS_FORMAT, version=1, posts=entries)
+            excess = len(json_bytes(record)) - REFUSED_POSTS_MAX_BYTES
+            if excess <= 0 or not entries:
+                break
+            freed = count = 0  # (an entry takes a little more room in the record: indented)
+            while freed < excess and count < len(entries):
+                freed += len(json_bytes(entries[count]))
+                count += 1
+            entries, dropped = entries[count:], dropped + count
+        write_json_atomic(self.path, record)
+        self.entries = {(entry['label'], entry['post_id']): entry for entry in entries}
+        self.changed = False
+        return dropped
 
 
 def _set_aside(path: Path, folder: Path) -> Path:
@@ -1283,7 +1509,9 @@ class DownloadGuard(ResponseDeadline):
     response before gallery-dl reads it (:meth:`check_response`, through
     :class:`GuardedSession`), counts the body (:meth:`count`) and, at the deadline, sets
     gallery-dl's download flag (the download stops at its next check) and shuts the connection
-    (:class:`ResponseDeadline`).
+    (:class:`ResponseDeadline`). It also notes what says whether a failure is the file's own
+    (:class:`RefusedPosts`): the file's last status, whether its last response declared the
+    file's whole length, and whether the guard refused the file for its type or size.
 
     Args:
         seconds: the deadline of one file, retries included.
@@ -1293,6 +1521,24 @@ class DownloadGuard(ResponseDeadline):
     def __init__(self, *, seconds: float, max_bytes: int):
         super().__init__(seconds=seconds)
         self.max_bytes = max_bytes
+        self._forget_file()
+
+    def _forget_file(self) -> None:
+        #: the HTTP status of the file's last response
+        self.status: int | None = None
+        #: whether that response declared the file's whole length (a 200's Content-Length, a
+        #: 206's Content-Range), which gallery-dl holds the body to: the file that came is then
+        #: the server's whole file, not a transfer cut short
+        self.whole_length_declared = False
+        #: whether :attr:`problem` is the file's own, which a rerun would meet again: its type
+        #: or its size
+        self.refused_for_good = False
+        #: whether the file was refused for being larger than ``max_bytes``
+        self.over_max_bytes = False
+
+    def reset(self) -> None:
+        super().reset()
+        self._forget_file()
 
     def expire_hook(self) -> None:
         util.FLAGS.DOWNLOAD = False  # gallery-dl's "skip this download" flag
@@ -1303,21 +1549,27 @@ class DownloadGuard(ResponseDeadline):
         gallery-dl's to handle (it retries a 5xx, gives up a 404)."""
         if self.expired:
             return False
+        self.status = response.status_code
         if response.status_code not in (200, 206):
             return True
         # gallery-dl reads the file's size and offset from it: a KeyError ended the crawl
         if response.status_code == 206 and 'Content-Range' not in response.headers:
             self.problem = '206 Partial Content without Content-Range'
             return False
+        size = declared_size(response)
+        # (gallery-dl reads the whole length of a 206 after the '/' of its Content-Range)
+        self.whole_length_declared = size is not None if response.status_code == 200 else \
+            response.headers['Content-Range'].rpartition('/')[2].strip().isdigit()
         content_type = response.headers.get('Content-Type', '').partition(';')[0]
         content_type = content_type.strip().lower()
         if content_type and not content_type.startswith('image/') \
                 and content_type not in _GENERIC_CONTENT_TYPES:
             self.problem = f'not an image ({content_type})'
+            self.refused_for_good = True
             return False
-        size = declared_size(response)
         if size is not None and size > self.max_bytes:
             self.problem = f'{self._too_large} (Content-Length {size})'
+            self.refused_for_good = self.over_max_bytes = True
             return False
         return True
 
@@ -1338,6 +1590,7 @@ class DownloadGuard(ResponseDeadline):
         """
         def too_large() -> exception.StopDownload:
             self.problem = self._too_large
+            self.refused_for_good = self.over_max_bytes = True
             return exception.StopDownload()
 
         return capped(chunks, self.max_bytes, too_large, received)
@@ -1626,6 +1879,7 @@ class _FileState:
     info: dict
     outcome: str = 'failed'  # 'verified', 'saved', 'duplicate', 'skipped', 'rejected', 'failed'
     problem: str | None = None  # why it was rejected
+    refused_for_good: bool = False  # rejected for what the file is (RefusedPosts)
     warning: str | None = None  # gallery-dl's last warning
     md5: str | None = None
     path: Path | None = None
@@ -1659,7 +1913,8 @@ class CrawlJob(job.DownloadJob):
     gallery-dl's file events: ``file`` (downloaded, not yet under its final name:
     :meth:`_check_file` verifies it and writes its sidecar, or makes gallery-dl fail it, which
     also keeps it out of the download archive), ``after`` (under its final name, archived) and
-    ``skip`` (archived or present already); a file none of them marks has failed.
+    ``skip`` (archived or present already); a file none of them marks has failed. A post an
+    earlier run refused for good is skipped (:class:`RefusedPosts`), unless ``retry_failed``.
 
     The search is bounded: each request (:meth:`_bounded_request`) by a deadline and a size cap,
     and the walk over its pages by the posts it looks at, the requests it makes and the pages
@@ -1675,13 +1930,17 @@ class CrawlJob(job.DownloadJob):
         known: md5 -> (label, post id) of the images in the output folder (:func:`known_md5`);
             kept up to date.
         progress: advanced for each saved image.
+        refused: the output folder's record of the posts refused for good
+            (:meth:`RefusedPosts.load`); kept up to date, for the caller to save.
     """
 
     def __init__(self, url, *, options: CrawlOptions, result: CrawlResult,
-                 known: dict[str, tuple[str, object]], progress: tqdm):
+                 known: dict[str, tuple[str, object]], progress: tqdm,
+                 refused: RefusedPosts):
         self.options = options
         self.result = result
         self.known = known
+        self.refused = refused
         self.progress = progress
         self.kind = kind_of(options)
         self.root = root_of(options)
@@ -1927,6 +2186,10 @@ class CrawlJob(job.DownloadJob):
             else:
                 result.duplicates += 1  # the same file from another post or source
             return
+        if not self.options.retry_failed and \
+                self.refused.skips(self.label, info, self.options.max_file_size):
+            result.refused_before += 1
+            return
         kwdict['_aln_label'] = self.label
         self.current = state = _FileState(url=url, info=info)
         self.guard.reset()  # armed by the downloader (BoundedHttpDownloader.download)
@@ -1941,6 +2204,9 @@ class CrawlJob(job.DownloadJob):
 
     def _count(self, state: _FileState) -> None:
         result = self.result
+        guard = self.guard
+        if state.outcome in ('saved', 'duplicate', 'skipped'):  # the post's file is here
+            self.refused.discard(self.label, state.info['post_id'])
         if state.outcome == 'saved':
             self.known[state.md5] = (self.label, state.info['post_id'])
             result.saved.append(state.path)
@@ -1952,12 +2218,18 @@ class CrawlJob(job.DownloadJob):
         elif state.outcome == 'skipped':
             result.already_downloaded += 1
         else:
-            reason = (state.problem or self.guard.problem
+            reason = (state.problem or guard.problem
                       or (state.warning and _describe_warning(state.warning, self.options))
                       or 'download failed')
-            if self.guard.problem:  # the guard's refusals leave nothing worth resuming
+            if guard.problem:  # the guard's refusals leave nothing worth resuming
                 self._remove_part()
-            result.failed.append(redact(f'{state.url}: {reason}'))
+            failure = redact(f'{state.url}: {reason}')
+            result.failed.append(failure)
+            if state.refused_for_good or guard.refused_for_good or \
+                    guard.status in GONE_STATUSES:
+                self.refused.add(self.label, state.info, url=state.url, reason=reason,
+                                 max_file_size=guard.max_bytes if guard.over_max_bytes else None)
+                result.refused.append(failure)
 
     def _remove_part(self) -> None:
         pathfmt = self.pathfmt
@@ -1981,6 +2253,9 @@ class CrawlJob(job.DownloadJob):
         state.md5 = md5
         if problem is not None:
             state.outcome, state.problem = 'rejected', problem
+            # what the file is, or what the server's whole file is (not a transfer cut short)
+            state.refused_for_good = not problem.startswith((_BROKEN_IMAGE, _MD5_MISMATCH)) \
+                or self.guard.whole_length_declared
             Path(pathfmt.temppath).unlink(missing_ok=True)
             # gallery-dl's way to fail a file from a hook: no final name, no archive entry
             util.FLAGS.DOWNLOAD = False
@@ -2016,6 +2291,20 @@ class CrawlJob(job.DownloadJob):
             self.current.outcome = 'skipped'
 
 
+def _save_refused(refused: RefusedPosts) -> None:
+    """Save the record of refused posts; say so if that drops its oldest posts, or fails (its
+    posts of this run are then tried again by the next: nothing worse)."""
+    try:
+        dropped = refused.save()
+    except (OSError, ValueError) as error:
+        note(f'warning: {refused.path}: cannot write the record of refused posts '
+             f'({" ".join(str(error).split())}): the next run tries them again')
+        return
+    if dropped:
+        note(f'warning: {refused.path}: the {dropped} oldest refused posts dropped from the '
+             f'record (at most {REFUSED_POSTS_MAX_BYTES} bytes): the next run tries them again')
+
+
 def crawl(options: CrawlOptions) -> CrawlResult:
     """Run one crawl (see the module docstring).
 
@@ -2023,13 +2312,15 @@ def crawl(options: CrawlOptions) -> CrawlResult:
         options: what to crawl.
 
     Returns:
-        What the crawl did; failed downloads are in :attr:`CrawlResult.failed`, and why a
+        What the crawl did; failed downloads are in :attr:`CrawlResult.failed` (those refused
+        for good, recorded for reruns to skip, in :attr:`CrawlResult.refused` too), and why a
         bound stopped the search in :attr:`CrawlResult.stopped`.
 
     Raises:
-        CrawlError: bad options, a download archive that cannot be used, or an error that
-            ended the search (an HTTP error that outlived the retries, with its URL; a refused
-            login, with the flag that fixes it; an answer that is not the site's JSON or XML).
+        CrawlError: bad options, a download archive or a record of refused posts
+            (:class:`RefusedPosts`) that cannot be used, or an error that ended the search (an
+            HTTP error that outlived the retries, with its URL; a refused login, with the flag
+            that fixes it; an answer that is not the site's JSON or XML).
             Its message, and the message of the error it chains, have their secrets redacted;
             its :attr:`CrawlError.result` is what the search did until then.
     """
@@ -2037,6 +2328,7 @@ def crawl(options: CrawlOptions) -> CrawlResult:
     options.output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(options.output_dir)  # sidecars of a killed run, half-written
     check_archive(options.output_dir)
+    refused = RefusedPosts.load(options.output_dir)
     configure_gallery_dl(options)
     result = CrawlResult(unfinished=remove_unfinished(options.output_dir, options))
     url = search_url(options)
@@ -2048,12 +2340,15 @@ def crawl(options: CrawlOptions) -> CrawlResult:
             tqdm(total=options.limit, desc=f'{options.source} "{options.tags}"', unit='img',
                  disable=not options.progress) as progress:
         crawl_job = CrawlJob(extractor, options=options, result=result,
-                             known=known_md5(options.output_dir), progress=progress)
+                             known=known_md5(options.output_dir), progress=progress,
+                             refused=refused)
         log_lines.job = crawl_job
         try:
             crawl_job.run()
         except exception.GalleryDLException as e:  # raised before gallery-dl's own handling
             crawl_job.error = crawl_job.error or e
+        finally:  # (an interrupted crawl keeps what it refused, too)
+            _save_refused(refused)
     error = crawl_job.error
     if error is not None:
         # the chained error's message names the URL too (a traceback prints it)

@@ -11,17 +11,19 @@ answers 401 to wrong ones; Gelbooru's API takes ``user_id`` and ``api_key`` quer
 answers 401 without them (required since 2025).
 
 Faults are switched on per test: a 429 before success, a 500 forever, a 403 (Cloudflare) for a
-user agent, a search that pages forever, answers too much, drips its headers or answers what
-is not the site's JSON or XML (:attr:`BooruState.search_fault`), posts with malformed fields
+user agent, a search that pages forever (or brings one new post per page), answers too much,
+drips its headers or answers what is not the site's JSON or XML
+(:attr:`BooruState.search_fault`), posts with malformed fields
 (:attr:`BooruState.post_fields`) or without a file of their own (:attr:`BooruState.no_file`),
 and per file (:attr:`BooruState.file_faults`) a short body, an HTML page, other bytes than the
 post's md5, an endless body, a huge Content-Length, a body or headers dripping one byte at a
-time, a 500 or 429 before the file, a 206 without Content-Range, a 404 whose reason holds
-terminal escapes, a redirect with a huge body, an ICO, PSD, TIFF or EPS file under a .png
-URL. The posts' file URLs may name another server (:attr:`BooruState.file_root`) or have
-another scheme or path (:attr:`BooruState.file_urls`; the server finds the post by the first
-segment after ``/images/``), and every request is logged with its time and Authorization
-header (:attr:`BooruState.log`). The server stops when the test ends.
+time, a 500 or 429 before the file, a 404, 410 or 503, a 206 without Content-Range, a 404 whose
+reason holds terminal escapes, a redirect with a huge body, a JPEG cut short (with or without
+Content-Length), an ICO, PSD, TIFF or EPS file under a .png URL. The posts' file URLs may name
+another server (:attr:`BooruState.file_root`) or have another scheme or path
+(:attr:`BooruState.file_urls`; the server finds the post by the first segment after
+``/images/``), and every request is logged with its time and Authorization header
+(:attr:`BooruState.log`). The server stops when the test ends.
 """
 from __future__ import annotations
 
@@ -59,6 +61,11 @@ FILE_FAULTS = {
                     'of spaces; the bytes sent of it are counted (BooruState.redirect_bytes)',
     'cut_jpeg': 'the first half of a JPEG, its Content-Length matching; the post claims no md5 '
                 '(some sites give none), so only decoding can tell',
+    'cut_jpeg_unsized': 'the first half of a JPEG without Content-Length, the connection then '
+                        'closed (a transfer cut short looks so); the post claims no md5',
+    '404': 'a 404 Not Found',
+    '410': 'a 410 Gone',
+    '503': 'a 503 Service Unavailable, every time',
     '500_once': 'a 500 Internal Server Error the first time, the file the next',
     '429_once': 'a 429 Too Many Requests the first time, the file the next',
     'ico_as_png': 'an ICO file (the post\'s md5 is its own) as image/png, under its .png URL',
@@ -247,7 +254,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _claimed_md5(self, post: Post) -> str:
         """The md5 the search answer gives for a post."""
         fault = self.state.file_faults.get(post.id)
-        if fault == 'cut_jpeg':
+        if fault in ('cut_jpeg', 'cut_jpeg_unsized'):
             return ''
         if fault in OTHER_FORMATS:
             return hashlib.md5(other_format(post, fault)).hexdigest()
@@ -306,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fault == 'big_redirect' and query:
             return self._send(200, post.png, 'image/png')
         self.close_connection = True
-        if fault in ('500_once', '429_once'):
+        if fault in ('500_once', '429_once', '404', '410', '503'):
             self._send(int(fault[:3]), b'not now', 'text/plain')
         elif fault in OTHER_FORMATS:
             self._send(200, other_format(post, fault), 'image/png')
@@ -324,10 +331,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault == 'endless':
             self._send(200, post.png[:64], 'image/png', length=-1)
             self._write_slowly(itertools.repeat(b'\0' * 16384), interval=0)
-        elif fault == 'cut_jpeg':
+        elif fault in ('cut_jpeg', 'cut_jpeg_unsized'):
             pixels = cv2.imdecode(np.frombuffer(post.png, np.uint8), cv2.IMREAD_COLOR)
             jpeg = cv2.imencode('.jpg', pixels)[1].tobytes()
-            self._send(200, jpeg[:len(jpeg) // 2], 'image/jpeg')
+            self._send(200, jpeg[:len(jpeg) // 2], 'image/jpeg',
+                       length=-1 if fault == 'cut_jpeg_unsized' else None)
         elif fault == 'drip':
             self._send(200, b'', 'image/png', length=len(post.png))
             self._write_slowly((bytes([b]) for b in post.png), interval=self.state.drip_interval)

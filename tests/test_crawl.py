@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ from animal_landmarks_mm.crawl import (
     ARCHIVE_NAME,
     CREDENTIAL_ENV,
     PARTS_DIR,
+    REFUSED_POSTS_NAME,
     SEARCH_ANSWER_MAX_BYTES,
     SEARCH_IDLE_PAGES,
     SEARCH_POSTS_PER_REQUEST,
@@ -98,6 +100,12 @@ def _file_requests(booru, since=0):
 
 def _search_requests(booru):
     return [r for r in booru.state.requests if not r.startswith('/images/')]
+
+
+def _refused_record(out):
+    """The posts of the output folder's record of refused posts ([] without one)."""
+    path = out / REFUSED_POSTS_NAME
+    return json.loads(path.read_text())['posts'] if path.exists() else []
 
 
 def _label(booru, source):
@@ -368,9 +376,13 @@ def test_a_dripping_search_answer_is_bounded_by_the_deadline(tmp_path, source, w
 
 
 # Each fault: the file is not kept, the failure is reported with its reason, the post is not
-# archived, and a rerun on the healed server downloads it. Timeouts, deadline and size cap are
-# small so that each case takes seconds.
+# archived, and a rerun on the healed server downloads it; a file refused for good (what it is,
+# as the server has it: REFUSED_FOR_GOOD) is recorded and skipped by that rerun, downloaded by
+# one with retry_failed. Timeouts, deadline and size cap are small so that each case takes
+# seconds.
 BOUNDS = dict(retries=1, timeout=1.0, file_deadline=20.0, max_file_size=200_000)
+REFUSED_FOR_GOOD = {'html', 'html_as_png', 'wrong_bytes', 'endless', 'huge', 'cut_jpeg', '404',
+                    '410'}
 
 
 @pytest.mark.timeout(60)  # a download the guard fails to bound would hang
@@ -386,6 +398,11 @@ BOUNDS = dict(retries=1, timeout=1.0, file_deadline=20.0, max_file_size=200_000)
     # a whole-looking body without md5: only decoding the JPEG finds the missing half
     ('danbooru', 'cut_jpeg', {}, 'broken image (image file is truncated', False),
     ('safebooru', 'cut_jpeg', {}, 'broken image (image file is truncated', False),
+    # without Content-Length, a broken file may be a transfer cut short: not for good
+    ('danbooru', 'cut_jpeg_unsized', {}, 'broken image (image file is truncated', False),
+    ('danbooru', '404', {}, '404 Not Found', False),
+    ('safebooru', '410', {}, '410 Gone', False),
+    ('danbooru', '503', {}, '503 Service Unavailable', False),
     # one byte every 2 s: the read timeout (1 s) ends each try
     ('danbooru', 'drip', {'drip_interval': 2.0}, 'no data for 1 s (--timeout)', None),
     # one byte every 0.2 s never trips the timeout: the deadline ends it
@@ -424,15 +441,33 @@ def test_bad_download_is_not_kept_is_reported_and_retried(tmp_path, source, faul
             parts = list((tmp_path / PARTS_DIR).glob(f'{stem}*'))
             assert bool(parts) == leaves_part
         assert took < 60  # bounded: without the deadline a drip holds the crawl for minutes
+        for_good = fault in REFUSED_FOR_GOOD
+        assert result.refused == (result.failed if for_good else [])
+        record = _refused_record(tmp_path)
+        assert [(entry['label'], entry['post_id']) for entry in record] == \
+            ([(_label(booru, source), bad.id)] if for_good else [])
+        if for_good:
+            assert f'{record[0]["url"]}: {record[0]["reason"]}' == result.failed[0]
+            assert f'{result.failed[0]}, refused for good' in result.format()
 
         booru.state.file_faults = {}  # the server heals; a rerun fetches the file
+        if fault == 'cut_jpeg':  # the post unchanged, still without md5 (a new one: retried)
+            booru.state.md5_override = {bad.id: ''}
+        since = len(booru.state.requests)
         again = crawl(options)
+        if for_good:  # ... but one refused for good only when told to
+            assert again.saved == [] and again.failed == [] and again.refused_before == 1
+            assert 'refused before 1 (--retry-failed tries them again)' in again.format()
+            assert _file_requests(booru, since) == []
+            options.retry_failed = True
+            again = crawl(options)
     assert [p.name for p in again.saved] == [f'{stem}.png']
     assert again.failed == [] and again.already_downloaded == 3
     assert (tmp_path / f'{stem}.png').read_bytes() == bad.png
     meta = json.loads((tmp_path / f'{stem}.png.json').read_text())
     assert meta['md5'] == bad.md5
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
+    assert _refused_record(tmp_path) == []  # saved: no longer refused
 
 
 def test_a_redirects_body_is_never_read(tmp_path):
@@ -472,6 +507,176 @@ def test_an_error_gallery_dls_download_did_not_expect_fails_that_file_only(tmp_p
     assert result.failed == [f"{booru.url}/images/{bad.id}.png: download failed (KeyError: "
                              f"'content-range')"]
     assert [p.name for p in again.saved] == [f'{_label(booru, "danbooru")}_{bad.id}.png']
+
+
+def test_a_post_refused_for_good_lets_reruns_exit_0(tmp_path, crawl_images, capsys):
+    """A file that fails for good (not the post's md5) fails the run it is met in, beside one
+    that fails for now (a 503); reruns skip it ("refused before") and exit 0 once the 503 is
+    over; --retry-failed tries it again, and saves it once the server has it right."""
+    posts = make_posts(3)
+    refused, unavailable = posts[1], posts[2]
+    refused_file = f'/images/{refused.id}.png'
+    for_good = '1 refused for good: reruns skip them, --retry-failed tries them again'
+
+    def run(*flags):
+        """The command's exit message (None: exit 0), its output, and the files it asked for."""
+        since = len(booru.state.requests)
+        try:
+            crawl_images.main(['--source', 'danbooru', '--tags', 'animal_ears', '--output-dir',
+                               str(tmp_path), '--base-url', booru.url, '--sleep', '0',
+                               '--retries', '0', '--no-progress', '--rating', *EVERY_RATING,
+                               *flags])
+            code = None
+        except SystemExit as exit_:
+            code = exit_.code
+        return code, capsys.readouterr().out, _file_requests(booru, since)
+
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {refused.id: 'wrong_bytes', unavailable.id: '503'}
+        code, out, _ = run()
+        assert code == f'error: 2 downloads failed ({for_good}; rerun to try the other 1 again)'
+        assert f'{refused_file}: md5 mismatch (file ' in out
+        assert f', refused for good; {booru.url}/images/{unavailable.id}.png: 503 ' in out, out
+
+        code, out, files = run()  # the 503 goes on
+        assert code == 'error: 1 downloads failed (rerun to try them again)'
+        assert 'refused before 1 (--retry-failed tries them again)' in out
+        assert files == [f'/images/{unavailable.id}.png']
+
+        booru.state.file_faults = {refused.id: 'wrong_bytes'}
+        code, out, files = run()
+        assert code is None and 'images saved 1' in out and 'refused before 1' in out
+        assert files == [f'/images/{unavailable.id}.png']
+
+        code, out, files = run('--retry-failed')  # tried, refused again
+        assert code == f'error: 1 downloads failed ({for_good})' and files == [refused_file]
+
+        booru.state.file_faults = {}
+        code, out, files = run('--retry-failed')
+    assert code is None and 'images saved 1' in out and files == [refused_file]
+    assert (tmp_path / f'{_label(booru, "danbooru")}_{refused.id}.png').read_bytes() == \
+        refused.png
+    assert _refused_record(tmp_path) == []
+
+
+def test_a_post_is_tried_again_when_what_refused_it_changed(tmp_path):
+    """A post refused for its size is tried again by a run that takes larger files, one whose
+    file was not the post's md5 when the site gives another md5 (the post's file replaced);
+    otherwise they stay skipped, whatever else changed."""
+    posts = make_posts(3)
+    huge, wrong = posts[0], posts[1]
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {huge.id: 'huge', wrong.id: 'wrong_bytes'}
+        options = _options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING, limit=10,
+                           max_file_size=200_000)
+        first = crawl(options)
+        options.timeout = 7.0
+        since = len(booru.state.requests)
+        same = crawl(options)
+        assert same.refused_before == 2 and _file_requests(booru, since) == []
+
+        options.max_file_size = 300_000
+        booru.state.md5_override = {wrong.id: 'f' * 32}
+        since = len(booru.state.requests)
+        changed = crawl(options)
+        assert sorted(_file_requests(booru, since)) == [f'/images/{wrong.id}.png',
+                                                        f'/images/{huge.id}.png']
+        record = {entry['post_id']: entry for entry in _refused_record(tmp_path)}
+
+        options.max_file_size = 250_000  # smaller than the last try's: still too large
+        since = len(booru.state.requests)
+        again = crawl(options)
+        assert again.refused_before == 2 and _file_requests(booru, since) == []
+    assert len(first.refused) == 2 and len(first.saved) == 1
+    assert changed.refused_before == 0 and len(changed.refused) == 2
+    assert record[huge.id]['max_file_size'] == 300_000 and record[huge.id]['md5'] == huge.md5
+    assert record[wrong.id]['md5'] == 'f' * 32 and 'max_file_size' not in record[wrong.id]
+    assert record[huge.id]['reason'] == \
+        'larger than --max-file-size 0.3 MB (Content-Length 10000000000)'
+
+
+GOOD_REFUSAL = {'label': 'danbooru', 'post_id': 1000, 'md5': None, 'url': 'http://x/1.png',
+                'reason': '404 Not Found', 'refused_at': '2026-01-02T03:04:05+00:00'}
+
+
+@pytest.mark.timeout(60)  # a FIFO read would block forever
+@pytest.mark.parametrize('what, problem', [
+    ('broken JSON', '(broken JSON: Unterminated string starting at: line 1 column 2'),
+    ('not UTF-8', "(not UTF-8: 'utf-8' codec can't decode byte 0xff"),
+    ('deep JSON', 'JSON nested too deeply'),
+    ('a folder', 'not a regular file'),
+    ('a FIFO', 'not a regular file'),
+    ('too large', 'more than 64 bytes, too large to read'),
+    ('another format', 'not an object with "format": "animal_landmarks_mm.refused_posts", '
+                       '"version": 1 and "posts": [...]'),
+    ('a post id in text', "post 2: post_id '1001'"),
+    ('a post without its reason', 'post 1: no reason'),
+    ('a size cap of zero', 'post 1: max_file_size 0'),
+])
+def test_a_record_of_refused_posts_that_cannot_be_used_stops_the_crawl_first(
+        tmp_path, monkeypatch, what, problem):
+    """One line naming the record and what to do, before any request, and the record left as
+    it is: it is the crawler's, and one it cannot read would be written over at the end."""
+    path = tmp_path / REFUSED_POSTS_NAME
+
+    def record(*posts):
+        return json.dumps({'format': 'animal_landmarks_mm.refused_posts', 'version': 1,
+                           'posts': list(posts)}).encode()
+
+    content = {'broken JSON': b'{"format', 'not UTF-8': b'\xff{}', 'deep JSON': b'[' * 100_000,
+               'too large': record(GOOD_REFUSAL),
+               'another format': json.dumps({'format': 'other', 'posts': []}).encode(),
+               'a post id in text': record(GOOD_REFUSAL, {**GOOD_REFUSAL, 'post_id': '1001'}),
+               'a post without its reason': record({
+                   name: value for name, value in GOOD_REFUSAL.items() if name != 'reason'}),
+               'a size cap of zero': record({**GOOD_REFUSAL, 'max_file_size': 0})}.get(what)
+    if what == 'a folder':
+        path.mkdir()
+    elif what == 'a FIFO':
+        os.mkfifo(path)
+    else:
+        path.write_bytes(content)
+    if what == 'too large':
+        monkeypatch.setattr('animal_landmarks_mm.crawl.REFUSED_POSTS_MAX_BYTES', 64)
+    with FakeBooru(make_posts(3)) as booru:
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, tmp_path, 'danbooru'))
+        requests = booru.state.requests
+    message = str(info.value)
+    assert message.startswith(f'{path}: not a record of refused posts the crawler can read (')
+    assert problem in message, message
+    assert message.endswith('remove it or move it away (the posts it names are then tried '
+                            'again)')
+    assert '\n' not in message and requests == []
+    if content is not None:
+        assert path.read_bytes() == content
+    assert path.is_dir() if what == 'a folder' else True
+    assert stat.S_ISFIFO(path.stat().st_mode) if what == 'a FIFO' else True
+
+
+def test_the_record_of_refused_posts_is_bounded(tmp_path, monkeypatch, capfd):
+    """The record keeps its newest posts within REFUSED_POSTS_MAX_BYTES (however many posts a
+    folder's searches refuse, the file stays that small); the next run tries again those it
+    dropped, and skips the others."""
+    monkeypatch.setattr('animal_landmarks_mm.crawl.REFUSED_POSTS_MAX_BYTES', 2000)
+    posts = make_posts(8)  # the search gives them newest first: refused in this order
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {post.id: 'wrong_bytes' for post in posts}
+        options = _options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING, limit=10)
+        first = crawl(options)
+        kept = [entry['post_id'] for entry in _refused_record(tmp_path)]
+        size = (tmp_path / REFUSED_POSTS_NAME).stat().st_size
+        err = capfd.readouterr().err
+        since = len(booru.state.requests)
+        again = crawl(options)
+        retried = _file_requests(booru, since)
+    dropped = len(posts) - len(kept)
+    assert len(first.refused) == len(posts) and 1 <= len(kept) < len(posts)
+    assert kept == [post.id for post in posts[dropped:]] and size <= 2000
+    assert f'the {dropped} oldest refused posts dropped from the record (at most 2000 bytes)' \
+        in err, err
+    assert again.refused_before == len(kept)
+    assert retried == [f'/images/{post.id}.png' for post in posts[:dropped]]
 
 
 def test_image_without_sidecar_is_fetched_again(tmp_path):
@@ -1440,7 +1645,8 @@ def test_the_summary_escapes_what_a_server_said(tmp_path, crawl_images, capsys):
                                str(tmp_path), '--base-url', booru.url, '--sleep', '0',
                                '--retries', '0', '--no-progress', '--rating', *EVERY_RATING])
     out, err = capsys.readouterr()
-    assert info.value.code == 'error: 1 downloads failed (rerun to try them again)'
+    assert info.value.code == ('error: 1 downloads failed (1 refused for good: reruns skip them, '
+                               '--retry-failed tries them again)')  # a 404
     assert 'images saved 1' in out
     assert f'{posts[0].id}.png: 404 \\x1b]0;owned\\x07\\x1b[2J\\x1b[31mNot Found' in out, out
     assert not {'\x1b', '\x07'} & set(out + err)

@@ -16,9 +16,11 @@ try:
         CREDENTIAL_ENV,
         MB,
         RATINGS,
+        REFUSED_POSTS_NAME,
         SOURCES,
         CrawlError,
         CrawlOptions,
+        CrawlResult,
         crawl,
     )
 except ModuleNotFoundError as missing:  # gallery-dl is in the "tools" extra
@@ -68,6 +70,11 @@ def parse_args(argv=None):
                         'ends (default 300)')
     parser.add_argument('--max-file-size', type=float, default=50.0, metavar='MB',
                         help='larger files are not downloaded and count as failed (default 50)')
+    parser.add_argument('--retry-failed', action='store_true',
+                        help='try again the posts an earlier run refused for good (their file '
+                        'not an image the dataset takes, broken or not the post\'s md5 as the '
+                        'server has it, over --max-file-size, or HTTP 404 or 410; recorded in '
+                        f'OUTPUT_DIR/{REFUSED_POSTS_NAME}), which reruns skip otherwise')
     parser.add_argument('--no-progress', action='store_true')
     return parser.parse_args(argv)
 
@@ -84,6 +91,19 @@ def megabytes_to_bytes(megabytes: float) -> int:
     return round(megabytes * MB)
 
 
+def failure_message(result: CrawlResult) -> str:
+    """The error line of a crawl whose downloads failed: which ones a rerun tries again, and
+    which ones it skips (refused for good) unless --retry-failed."""
+    failed, refused = len(result.failed), len(result.refused)
+    if not refused:
+        return f'error: {failed} downloads failed (rerun to try them again)'
+    for_good = f'{refused} refused for good: reruns skip them, --retry-failed tries them again'
+    if refused == failed:
+        return f'error: {failed} downloads failed ({for_good})'
+    return (f'error: {failed} downloads failed ({for_good}; rerun to try the other '
+            f'{failed - refused} again)')
+
+
 def main(argv=None):
     args = parse_args(argv)
     with exit_on_error(args.output_dir):
@@ -96,7 +116,7 @@ def main(argv=None):
             retries=args.retries, retry_sleep=args.retry_sleep, timeout=args.timeout,
             file_deadline=args.file_deadline,
             max_file_size=megabytes_to_bytes(args.max_file_size),
-            progress=not args.no_progress)
+            retry_failed=args.retry_failed, progress=not args.no_progress)
         try:
             result = crawl(options)
         except CrawlError as error:
@@ -106,7 +126,7 @@ def main(argv=None):
             raise
     print(result.format())
     if result.failed:
-        sys.exit(f'error: {len(result.failed)} downloads failed (rerun to try them again)')
+        sys.exit(failure_message(result))
 
 
 if __name__ == '__main__':
