@@ -628,8 +628,11 @@ def plan_schedule(cfg: Config, faces: int | Sequence[tuple[int, int]], *,
     iters_per_epoch = share // batch if drop_last else math.ceil(share / batch)
     if iters is None:
         if epochs is None:
-            samples = max(recipe['samples'], recipe['min_epochs'] * faces)
-            epochs = math.ceil(samples / faces)
+            # an epoch draws each process's padded share (or its whole batches, drop_last):
+            # with fewer faces than processes, up to a face per process, more than the faces
+            # (3 faces on 8 GPUs: 8 samples an epoch; counting 3 ran 2.7x the recipe's samples)
+            drawn = (iters_per_epoch * batch if drop_last else share) * processes
+            epochs = max(math.ceil(recipe['samples'] / drawn), recipe['min_epochs'])
         iters = epochs * iters_per_epoch
     else:
         iters *= accumulate

@@ -1206,6 +1206,19 @@ def test_with_several_processes_the_plan_says_what_a_batch_is_more_than():
         assert 'batch x processes x accumulation' in ' '.join(text.split())
 
 
+def test_fewer_faces_than_processes_draw_the_recipes_samples_not_more():
+    """Each process draws its padded share of the faces an epoch (DefaultSampler): 3 faces on
+    8 processes draw 8 samples an epoch. The epochs were counted from the faces (3 an epoch),
+    and the run drew 2.7x the recipe's samples; many faces on 8 processes or with drop_last
+    are sized the same way, by what an epoch draws."""
+    from animal_landmarks_mm.schedule import RECIPE_DEFAULTS
+    wanted = RECIPE_DEFAULTS['samples']
+    for faces, processes in ((3, 8), (5, 8), (200, 8), (201, 1)):
+        plan = _scheduled(MAIN_CONFIG, faces, processes=processes)[1]
+        drawn = plan.samples // plan.epochs  # per epoch, as the loader draws them
+        assert wanted <= plan.samples < wanted + drawn, (faces, processes, plan.samples)
+
+
 def test_a_resumed_run_expects_the_time_left():
     """A resumed run printed the whole run's time as what it would take."""
     plan = _scheduled(MAIN_CONFIG, 200)[1]
