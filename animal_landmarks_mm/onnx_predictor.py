@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -45,6 +44,20 @@ OUTPUT_TYPE = 'tensor(float)'
 #: The largest crop side a file's ``input_size`` may ask for: the export's is 256, and each
 #: crop of a run is ``W * H * 3`` bytes (a 100000x100000 one, 28 GiB, ended the process).
 MAX_INPUT_SIDE = 4096
+#: The largest fixed batch a graph may have (the export's batch axis is dynamic; onnx's own
+#: exporters fix it by default): every run is filled up to it, a single box too, so a fixed
+#: batch of 2048 cost 5.4 s and 2.7 GB a box, and one of 200000 asked numpy for 36.6 GiB.
+MAX_FIXED_BATCH = 256
+#: The box padding (mmpose's ``GetBBoxCenterScale``) a file's ``bbox_padding`` may give: the
+#: export writes its config's, 1.25 by default; mmpose's configs use 0.8 and 1.25. Outside it the
+#: crop is a speck of the box or a box the size of a continent (1e308 overflowed float32 and
+#: was then blamed on the boxes).
+BBOX_PADDING_RANGE = (0.5, 10.0)
+#: The longest value (characters) of a metadata key the predictor decodes
+#: (:data:`DECODED_METADATA`):
+#: the export's are a few hundred; the others are never decoded, whatever their length (a
+#: 57 MB ``[{},{},...]`` took 2.3 GB to decode).
+MAX_METADATA_VALUE_CHARS = 64 * 1024
 #: The longest reason from onnxruntime kept in a message (its errors can run to a page).
 MAX_REASON_CHARS = 240
 
@@ -159,9 +172,11 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, i
     return cv2.getAffineTransform(np.float32(src), np.float32(dst))
 
 
-#: metadata kept as the text it is, never decoded as JSON: the checkpoint's digest is text
-#: (a digest of digits only would otherwise become a number)
-TEXT_METADATA = ('source_sha256',)
+#: metadata the predictor decodes as JSON, each at most :data:`MAX_METADATA_VALUE_CHARS`.
+#: Every other value stays the text it is, never decoded; of those it reads only
+#: ``source_sha256``, by a match of 64 hex digits (a digest of digits only would otherwise
+#: become a number).
+DECODED_METADATA = ('input_size', 'bbox_padding', 'keypoint_names')
 
 
 def _decoded(value: str):
@@ -317,8 +332,11 @@ def _landmark_metadata(path: Path, raw: dict[str, str]
         return OnnxModelError(f'{path}: unusable landmark metadata ({what}, got '
                               f'{raw[key][:80]!r})')
 
-    size, padding, names = (_decoded(raw[key]) for key in ('input_size', 'bbox_padding',
-                                                           'keypoint_names'))
+    for key in DECODED_METADATA:  # before any is decoded: JSON takes many times its size
+        if len(raw[key]) > MAX_METADATA_VALUE_CHARS:
+            raise unusable(f'{key} is {len(raw[key])} characters long, more than '
+                           f'{MAX_METADATA_VALUE_CHARS}', key)
+    size, padding, names = (_decoded(raw[key]) for key in DECODED_METADATA)
     # bool is an int to Python: true is no size
     if not (isinstance(size, list) and len(size) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
@@ -326,9 +344,11 @@ def _landmark_metadata(path: Path, raw: dict[str, str]
     if max(size) > MAX_INPUT_SIDE:
         raise unusable(f'input_size must be at most {MAX_INPUT_SIDE} pixels a side',
                        'input_size')
+    lowest, highest = BBOX_PADDING_RANGE
     if isinstance(padding, bool) or not isinstance(padding, int | float) or \
-            not math.isfinite(padding) or padding <= 0:
-        raise unusable('bbox_padding must be a finite number > 0', 'bbox_padding')
+            not lowest <= padding <= highest:  # NaN too
+        raise unusable(f'bbox_padding must be a number from {lowest:g} to {highest:g}',
+                       'bbox_padding')
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise unusable('keypoint_names must be a list of names', 'keypoint_names')
     if tuple(names) != KEYPOINT_NAMES:
@@ -372,8 +392,11 @@ class OnnxLandmarkPredictor:
 
     Attributes:
         metadata: the file's metadata (keypoint names, flip indices, input size, mean/std,
-            source checkpoint and its sha256, ...), JSON values decoded; ``source_sha256``
-            only where it is a sha256 digest (text).
+            source checkpoint and its sha256, ...), each value the text the file holds, never
+            decoded here (``json.loads`` one you need: the export writes lists and numbers as
+            JSON); ``source_sha256`` only where it is a sha256 digest.
+        input_size: the crops' ``(W, H)``, padding: the box padding, keypoint_names: the
+            keypoints' names; decoded from the metadata and checked.
         source_sha256: the sha256 of the checkpoint the graph was exported from, or None
             where the file does not give one (64 hex digits).
         checkpoint: the file, as given.
@@ -381,8 +404,11 @@ class OnnxLandmarkPredictor:
     Raises:
         OnnxModelError: a missing file, one onnxruntime cannot load, one without the metadata
             of an exported landmark graph of this project's keypoints or whose input and
-            outputs do not fit it (:func:`check_graph_interface`), onnxruntime not
-            installed, or a provider asked for (CUDA) that this onnxruntime does not have.
+            outputs do not fit it (:func:`check_graph_interface`), a metadata value it decodes
+            longer than :data:`MAX_METADATA_VALUE_CHARS`, a ``bbox_padding`` outside
+            :data:`BBOX_PADDING_RANGE`, a fixed batch above :data:`MAX_FIXED_BATCH`,
+            onnxruntime not installed, or a provider asked for (CUDA) that this onnxruntime
+            does not have.
     """
 
     def __init__(self, path: str | os.PathLike,
@@ -434,8 +460,9 @@ class OnnxLandmarkPredictor:
                                  'scores expected)')
         self.input_size, self.padding, self.keypoint_names = _landmark_metadata(path, raw)
         self.source_sha256 = _source_sha256(raw)
-        self.metadata = {key: _decoded(value) for key, value in raw.items()
-                         if key not in TEXT_METADATA}
+        # the text of each value: those the predictor uses are decoded above, the others are
+        # the user's to decode (any may be large, or JSON that takes many times its size)
+        self.metadata = {key: value for key, value in raw.items() if key != 'source_sha256'}
         if self.source_sha256 is not None:
             self.metadata['source_sha256'] = self.source_sha256
         check_graph_interface(path, self.session, self.input_size, len(self.keypoint_names))
@@ -447,6 +474,11 @@ class OnnxLandmarkPredictor:
         # the first image of two faces)
         batch_dim = inputs[0].shape[0]
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        if self.fixed_batch is not None and self.fixed_batch > MAX_FIXED_BATCH:
+            raise OnnxModelError(
+                f'{path}: the graph takes a fixed batch of {self.fixed_batch} crops, more than '
+                f'{MAX_FIXED_BATCH}: every run, of a single box too, would be filled up to it; '
+                'export with a dynamic batch axis (tools/export.py --format onnx)')
         if self.fixed_batch is not None:
             self.max_batch = self.fixed_batch
         self.providers = self.session.get_providers()

@@ -619,15 +619,27 @@ def _landmark_like_graph(path: Path, *, input_type: int = onnx.TensorProto.UINT8
     (dict(input_shape=('batch', 3, 256, 256)), "has shape ['batch', 3, 256, 256]"),
     (dict(points=5), "the graph's output 'keypoints' has shape ['batch', 5, 2], not "
      '[batch, 28, 2] (28 keypoint names in its metadata)'),
-    (dict(metadata=dict(bbox_padding='NaN')), 'bbox_padding must be a finite number > 0'),
-    (dict(metadata=dict(bbox_padding='0')), 'bbox_padding must be a finite number > 0'),
+    (dict(metadata=dict(bbox_padding='NaN')), 'bbox_padding must be a number from 0.5 to 10'),
+    (dict(metadata=dict(bbox_padding='0')), 'bbox_padding must be a number from 0.5 to 10'),
     (dict(metadata=dict(input_size='[256, true]')), 'input_size must be two sizes'),
     # each crop of a run is W * H * 3 bytes: this one 28 GiB
     (dict(metadata=dict(input_size='[100000, 100000]')),
      "input_size must be at most 4096 pixels a side, got '[100000, 100000]'"),
-    # JSON nested deeper than Python's decoder goes: its text, not a RecursionError
-    (dict(metadata=dict(input_size='[' * 100_000 + ']' * 100_000)),
+    # JSON nested deeper than Python's decoder goes (within the length allowed): its text,
+    # not a RecursionError
+    (dict(metadata=dict(input_size='[' * 30_000 + ']' * 30_000)),
      "input_size must be two sizes [W, H] in pixels, got '[[[["),
+    # a value the predictor decodes is bounded before it is decoded (this one is valid JSON)
+    (dict(metadata=dict(keypoint_names='[' + ' ' * 70_000 + json.dumps(KEYPOINT_NAMES)[1:])),
+     'keypoint_names is 70546 characters long, more than 65536'),
+    (dict(metadata=dict(input_size='[' * 100_000 + ']' * 100_000)),
+     'input_size is 200000 characters long, more than 65536'),
+    # every run is filled up to a fixed batch, of a single box too: this one asked numpy for
+    # 36.6 GiB on the first run
+    (dict(input_shape=(200_000, 256, 256, 3)), 'the graph takes a fixed batch of 200000 '
+     'crops, more than 256: every run, of a single box too, would be filled up to it; export '
+     'with a dynamic batch axis'),
+    (dict(input_shape=(257, 256, 256, 3)), 'a fixed batch of 257 crops, more than 256'),
     # strings, which no check of finite points takes
     (dict(keypoint_type=onnx.TensorProto.STRING),
      "the graph's output 'keypoints' is tensor(string), not tensor(float)"),
@@ -666,9 +678,9 @@ def test_a_graph_of_other_keypoints_than_the_projects_is_refused_at_load(tmp_pat
 
 
 def test_metadata_the_predictor_does_not_need_is_never_a_traceback(tmp_path):
-    """Every value is decoded: one nested deeper than Python's JSON decoder goes stays text.
-    The source checkpoint's digest is text of 64 hex digits or None (``null`` or a number
-    there failed where it is shown)."""
+    """Values the predictor does not use are never decoded: kept as the text the file holds,
+    one nested deeper than Python's JSON decoder goes included. The source checkpoint's digest
+    is text of 64 hex digits or None (``null`` or a number there failed where it is shown)."""
     digest = '0123456789' * 6 + 'abcd'
     deep = '[' * 100_000 + ']' * 100_000
     for given, expected in ((digest, digest), ('null', None), ('12', None), ('', None),
@@ -678,10 +690,45 @@ def test_metadata_the_predictor_does_not_need_is_never_a_traceback(tmp_path):
         predictor = OnnxLandmarkPredictor(path)
         assert predictor.source_sha256 == expected, given[:20]
         assert predictor.metadata.get('source_sha256') == expected
-        assert predictor.metadata['notes'] == deep and predictor.metadata['opset'] == 17
+        assert predictor.metadata['notes'] == deep and predictor.metadata['opset'] == '17'
     # a digest of digits alone is text still, not a number
     path = _landmark_like_graph(tmp_path / 'digits.onnx', metadata=dict(source_sha256='1' * 64))
     assert OnnxLandmarkPredictor(path).metadata['source_sha256'] == '1' * 64
+
+
+def test_a_large_metadata_value_the_predictor_does_not_use_is_never_decoded(tmp_path):
+    """Every value was decoded at load: a 57 MB ``[{},{},...]`` under a key nobody reads took
+    2.3 GB. Now only the values the predictor uses are decoded (each of at most 64 KiB,
+    test_a_graph_that_does_not_fit_its_metadata_is_refused_at_load); this one stays its text,
+    and the load's Python allocations stay near its size (decoded: about 20 times it)."""
+    import tracemalloc
+    notes = '[' + '{},' * 300_000 + '{}]'
+    path = _landmark_like_graph(tmp_path / 'notes.onnx', metadata=dict(notes=notes))
+    tracemalloc.start()
+    try:
+        predictor = OnnxLandmarkPredictor(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert predictor.metadata['notes'] == notes
+    assert predictor.input_size == (256, 256) and predictor.padding == 1.25
+    assert peak < 4 * len(notes), f'{peak / len(notes):.1f} times the value'
+
+
+def test_the_box_padding_is_bounded_to_what_croppers_use(tmp_path):
+    """bbox_padding from 0.5 to 10: 1e308 loaded, and its crops' NaN points were then blamed on
+    "boxes too large for float32". Not bounded to 1 and more: mmpose's own configs crop with
+    0.8 (zebra, locust, FreiHAND) as well as 1.25 (the export writes its config's)."""
+    for padding in (0.5, 0.8, 1.25, 10, 0.1, 10.5, 1e308):
+        path = _landmark_like_graph(tmp_path / 'padded.onnx',
+                                    metadata=dict(bbox_padding=json.dumps(padding)))
+        if 0.5 <= padding <= 10:
+            assert OnnxLandmarkPredictor(path).padding == padding
+            continue
+        with pytest.raises(OnnxModelError) as caught:
+            OnnxLandmarkPredictor(path)
+        assert str(caught.value) == (f'{path}: unusable landmark metadata (bbox_padding must be '
+                                     f'a number from 0.5 to 10, got {json.dumps(padding)!r})')
 
 
 def test_the_crops_of_many_boxes_are_made_a_run_at_a_time(tmp_path):
@@ -878,7 +925,7 @@ def test_rank_with_a_graph_names_its_source_checkpoint_if_the_graph_says(tmp_pat
     assert not (tmp_path / 'out').exists()
 
 
-@pytest.mark.parametrize('batch', [1, 2])
+@pytest.mark.parametrize('batch', [1, 2, 256])  # 256: the largest fixed batch taken
 def test_a_graph_of_a_fixed_batch_runs_any_number_of_crops(tmp_path, batch):
     """A graph whose batch axis is fixed (an exporter's default) runs crops in runs of exactly
     that size, the last one filled up and its filling dropped: a batch-1 graph stopped the run
