@@ -36,6 +36,7 @@ import re
 import stat
 import time
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -1011,7 +1012,8 @@ def read_order_file(path: str | os.PathLike) -> list[str]:
 
     The file is either text, one name per line (blank lines and lines starting with ``#`` are
     skipped), or JSON: a list of names, or of objects with a ``"file"`` or ``"image"`` key (a
-    ranking, a report). A name with folders (``data/raw/x.png``) stands for its last part.
+    ranking, a report). The names are as listed: one with folders (``data/raw/x.png``) stands
+    for its last part where it is no image's own name (:func:`order_name`).
 
     Raises:
         OrderFileError: the file cannot be read, is no regular file (a FIFO: never read), is
@@ -1043,7 +1045,16 @@ def read_order_file(path: str | os.PathLike) -> list[str]:
     else:
         names = [line.strip() for line in text.splitlines()]
         names = [name for name in names if name and not name.startswith('#')]
-    return [name.replace('\\', '/').rsplit('/', 1)[-1] for name in names]
+    return names
+
+
+def order_name(name: str, images: Collection[str]) -> str:
+    """The image a ``--files`` name stands for: itself where it is one of ``images`` (a
+    backslash is a character of a file name here: ``x\\y.png``), else its last part after a
+    ``/`` or ``\\`` (a path, of this system or of Windows: ``data/raw/x.png``)."""
+    if name in images:
+        return name
+    return name.replace('\\', '/').rsplit('/', 1)[-1]
 
 
 class AnnotationSession:
@@ -1053,9 +1064,9 @@ class AnnotationSession:
         image_dir: the images (listed by name only: a folder of thousands opens at once).
         output_dir: where annotation files go (created).
         annotator: recorded in each file's ``meta``.
-        order: image names to visit first, in this order (``--files``); the folder's other
-            images follow, by name. Names not in the folder are left out
-            (:attr:`unknown_in_order` lists them).
+        order: image names to visit first, in this order (``--files``; a path stands for an
+            image, :func:`order_name`); the folder's other images follow, by name. Names not in
+            the folder are left out (:attr:`unknown_in_order` lists them).
 
     Images whose name is not valid UTF-8 are left out (:attr:`undecodable_images` lists them:
     they are to be renamed); files of the output folder that are not regular files (a FIFO
@@ -1108,11 +1119,12 @@ class AnnotationSession:
         self.unknown_in_order: list[str] = []
         if order:
             present, first = set(listed), {}
-            for name in order:
+            for listed_name in order:
+                name = order_name(listed_name, present)
                 if name in present:
                     first.setdefault(name, None)
-                else:
-                    self.unknown_in_order.append(name)
+                else:  # as the list gives it
+                    self.unknown_in_order.append(listed_name)
             listed = list(first) + [name for name in listed if name not in first]
         self.images = listed
         self._index = {name: k for k, name in enumerate(self.images)}
@@ -1530,26 +1542,71 @@ class OutputFolderLock:
     """The lock :func:`lock_output_folder` took; held until :meth:`release` or the process
     ends (the system drops it with the process, even a killed one)."""
 
-    def __init__(self, path: Path, fd: int):
-        self.path, self._fd = path, fd
+    def __init__(self, path: Path, fd: int, writable: bool = True):
+        self.path, self._fd, self._writable = path, fd, writable
 
     def release(self) -> None:
         """Let another annotator work in the folder (the lock file stays: removing it would
-        let a third process lock a new file while a second holds the old one)."""
+        let a third process lock a new file while a second holds the old one). Its process id
+        is cleared first: a holder that can only read the file (another user's) leaves it as
+        it is, and must not seem to be this process."""
         if self._fd is not None:
+            if self._writable:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing drops the lock
             self._fd = None
 
 
+def _lock_holder(fd: int) -> str:
+    """The process id of whoever holds the lock on the lock file ``fd``, or ``unknown``.
+
+    The system's own list of locks (``/proc/locks``, Linux) says who holds it; the id in the
+    file may be an earlier holder's: a holder that can only read the file (another user's)
+    cannot write its own there. Where the system keeps no such list, the id in the file is
+    taken if that process lives (a holder clears it when it releases the lock, so an id left
+    there is the holder's, or a killed process's: gone, unless its id was given again).
+    """
+    written = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
+    written = written if written.isdigit() else None
+    try:
+        with open('/proc/locks', encoding='ascii', errors='replace') as locks:
+            table = locks.read()
+    except OSError:  # no such list (macOS, BSD): the file's word, if its process lives
+        if written is None:
+            return 'unknown'
+        try:
+            os.kill(int(written), 0)
+        except ProcessLookupError:  # a killed holder's id
+            return 'unknown'
+        except (PermissionError, OverflowError):  # another user's process lives
+            pass
+        return written
+    # '1: FLOCK  ADVISORY  WRITE 4753 fe:00:2146396 0 EOF' (device numbers in hex); a
+    # waiter's line ('1: -> FLOCK ...') holds nothing, and pid 0 is one in another namespace
+    held = [(fields[4], fields[5]) for fields in map(str.split, table.splitlines())
+            if len(fields) > 5 and fields[1] == 'FLOCK' and fields[4].isdigit()
+            and fields[4] != '0']
+    st = os.fstat(fd)
+    inode = f'{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}'
+    for pid, where in held:
+        if where == inode:
+            return pid
+    # a file system whose files show other device numbers than its locks (a btrfs subvolume):
+    # the file's id, if that process holds a lock on a file of this inode number
+    if written is not None and (written, str(st.st_ino)) in {
+            (pid, where.rsplit(':', 1)[-1]) for pid, where in held}:
+        return written
+    return 'unknown'
+
+
 def _in_use_error(folder: str | os.PathLike, fd: int, option: str) -> OutputFolderInUseError:
-    """The error for ``folder`` locked by another process, named by the id its lock file
-    ``fd`` holds."""
-    holder = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
-    holder = holder if holder.isdigit() else 'unknown'
+    """The error for ``folder`` locked by another process, named by its id
+    (:func:`_lock_holder`) through the lock file ``fd``."""
     return OutputFolderInUseError(
-        f'{folder} is in use by another annotator or tools/infer.py (process id {holder}); '
-        f'two on one folder would overwrite each other\'s saves: stop that one, or choose '
-        f'another {option}')
+        f'{folder} is in use by another annotator or tools/infer.py (process id '
+        f'{_lock_holder(fd)}); two on one folder would overwrite each other\'s saves: stop '
+        f'that one, or choose another {option}')
 
 
 #: How long a lock held by another process is tried again before it is called in use: a
@@ -1557,55 +1614,98 @@ def _in_use_error(folder: str | os.PathLike, fd: int, option: str) -> OutputFold
 #: starting in that instant must not be refused for it.
 LOCK_RETRY_DELAYS_S = (0.02, 0.1, 0.3)
 
+#: The lock file's mode, whatever the umask: another user's annotator must be able to lock it
+#: (a file it cannot open could not keep the two apart) and to write its process id there.
+LOCK_FILE_MODE = 0o666
 
-def _try_lock(folder: str | os.PathLike, option: str, peek: bool) -> int | None:
+
+def _can_save_in(folder: str | os.PathLike) -> bool:
+    """Whether this process may make files in ``folder`` (write and search it)."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def _open_lock_file(folder: str | os.PathLike, peek: bool) -> tuple[int, bool] | None:
+    """Open (not when peeking: make) the output folder's lock file, read-write where it can.
+
+    Returns:
+        Its descriptor and whether it is open for writing; None where there is nothing to lock:
+        no lock file to peek at, or a folder where nothing can be saved (read-only) and no
+        lock file this process may open.
+
+    Raises:
+        OutputFolderError: the lock file cannot be made (not when peeking), or it cannot be
+            opened at all in a folder this process can save in: another annotator there would
+            go unnoticed.
+    """
+    path = Path(folder) / LOCK_FILE
+    # O_NOFOLLOW: a link there would have the process id written to another file; O_NONBLOCK:
+    # a FIFO there would wait for a writer for good
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK
+    if not peek:  # a peek opens without O_CREAT: it makes nothing
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | flags, LOCK_FILE_MODE), True
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise OutputFolderError(f'cannot make the lock file {path}: {e.strerror or e}'
+                                        ) from None
+    try:  # an existing lock file locks as well read-only (another user's, a read-only folder)
+        return os.open(path, os.O_RDONLY | flags), False
+    except OSError as e:
+        # none there (a peek: free), one the lock itself will report (a link), or a folder
+        # where nothing can be saved: no save to keep apart from another annotator's
+        if e.errno not in (errno.EACCES, errno.EPERM) or not _can_save_in(folder):
+            return None
+        raise OutputFolderError(
+            f'cannot open the lock file {path} ({e.strerror or e}), so another annotator in '
+            f'{folder} would go unnoticed: make it readable and writable for all (chmod a+rw '
+            f'{path}), or remove it while no annotator works there') from None
+
+
+def _try_lock(folder: str | os.PathLike, option: str, peek: bool) -> tuple[int, bool] | None:
     """Open the output folder's lock file and lock it (``flock``) without waiting for its
     holder: what :func:`lock_output_folder` takes and :func:`check_output_folder_free` peeks.
 
     Args:
         folder: the output folder.
         option: the option that chose ``folder``, for the message when it is in use.
-        peek: make nothing and report nothing but a holder: a missing or unusual lock file, or
-            one that cannot be locked here, is left for the lock to report.
+        peek: make nothing and report nothing but a holder or a lock file this process cannot
+            open: a missing or unusual lock file, or one that cannot be locked here, is left
+            for the lock to report.
 
     Returns:
-        The locked file's descriptor (the caller closes it); None where there is nothing to
-        lock: no lock file to peek at, one that cannot be made (read-only folder), or a file
-        system whose ``flock`` fails (logged once when not peeking).
+        The locked file's descriptor (the caller closes it) and whether it is open for writing;
+        None where there is nothing to lock: no lock file to peek at, none this process may
+        open in a folder where nothing can be saved (read-only), or a file system whose
+        ``flock`` fails (logged once when not peeking).
 
     Raises:
         OutputFolderInUseError: another process holds it (named by its id).
-        OutputFolderError: the lock file cannot be made, or is not a regular file (not when
-            peeking).
+        OutputFolderError: the lock file cannot be made (not when peeking), cannot be opened
+            in a folder this process can save in, or is not a regular file (not when peeking).
     """
     import fcntl
-    path = Path(folder) / LOCK_FILE
-    # O_NOFOLLOW: a link there would have the process id written to another file; O_NONBLOCK:
-    # a FIFO there would wait for a writer for good
-    flags = os.O_NOFOLLOW | os.O_NONBLOCK
-    try:  # a peek opens without O_CREAT: it makes nothing
-        fd = os.open(path, (os.O_RDONLY if peek else os.O_RDWR | os.O_CREAT) | flags, 0o666)
-    except OSError as e:
-        if peek:  # none there (free), or one the lock itself will report
-            return None
-        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise OutputFolderError(f'cannot make the lock file {path}: {e.strerror or e}'
-                                    ) from None
-        try:  # an existing lock file locks as well read-only
-            fd = os.open(path, os.O_RDONLY | flags)
-        except OSError:
-            return None
+    opened = _open_lock_file(folder, peek)
+    if opened is None:
+        return None
+    fd, writable = opened
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             if peek:
                 os.close(fd)
                 return None
-            raise OutputFolderError(f'{path} is not a regular file (a FIFO, a device or a '
-                                    'folder): move it away to annotate in this folder')
+            raise OutputFolderError(f'{Path(folder) / LOCK_FILE} is not a regular file (a '
+                                    'FIFO, a device or a folder): move it away to annotate in '
+                                    'this folder')
+        if writable and stat.S_IMODE(st.st_mode) != LOCK_FILE_MODE:
+            # made under this umask (or by an earlier version): another user's annotator could
+            # not open it; a file of another owner's is theirs to change
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, LOCK_FILE_MODE)
         for delay in (*([] if peek else LOCK_RETRY_DELAYS_S), None):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
+                return fd, writable
             except BlockingIOError:
                 if delay is None:
                     raise _in_use_error(folder, fd, option) from None
@@ -1627,15 +1727,17 @@ def check_output_folder_free(folder: str | os.PathLike, option: str = '--output-
     """Refuse early a folder that another process holds (:func:`lock_output_folder`), making
     and locking nothing: for a tool with slow work to do before it takes the lock (a model to
     load), which a refused run should neither do nor leave a folder or lock file behind for.
-    Only a lock file there, regular and held, refuses; anything else is left to the lock.
+    Only a lock file there, regular and held, or one this process cannot open in a folder it
+    can save in, refuses; anything else is left to the lock.
 
     Raises:
         OutputFolderInUseError: another process holds it.
+        OutputFolderError: its lock file cannot be opened, in a folder this process can save in.
     """
     if _has_flock():
-        fd = _try_lock(folder, option, peek=True)
-        if fd is not None:
-            os.close(fd)  # drops the peek's own lock
+        locked = _try_lock(folder, option, peek=True)
+        if locked is not None:
+            os.close(locked[0])  # drops the peek's own lock
 
 
 def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
@@ -1646,10 +1748,11 @@ def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
     too: the annotator binds files to images when it starts, and a prediction written
     meanwhile could take a name it gave another image).
 
-    An exclusive advisory lock (``flock``) on :data:`LOCK_FILE` in ``folder``, which holds the
-    holder's process id; another process's lock is not waited for (beyond
-    :data:`LOCK_RETRY_DELAYS_S`). Annotators in one process share their files through one
-    :class:`AnnotationSession` each and are not locked apart.
+    An exclusive advisory lock (``flock``) on :data:`LOCK_FILE` in ``folder`` (made readable and
+    writable for all, :data:`LOCK_FILE_MODE`, so that other users' annotators lock it too),
+    which holds the holder's process id where it may write it; another process's lock is not
+    waited for (beyond :data:`LOCK_RETRY_DELAYS_S`). Annotators in one process share their
+    files through one :class:`AnnotationSession` each and are not locked apart.
 
     Args:
         folder: the output folder (it exists).
@@ -1657,22 +1760,27 @@ def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
 
     Returns:
         The lock; None where there is nothing to lock with: no ``flock`` (Windows), a folder
-        where the lock file cannot be made (read-only: nothing can be saved there either), or a
+        where nothing can be saved (read-only) and no lock file this process may open, or a
         file system whose ``flock`` fails (NFS without a lock daemon: one warning is logged).
 
     Raises:
-        OutputFolderInUseError: another process holds it (the message names it by its id).
-        OutputFolderError: the lock file is not a regular file (left alone).
+        OutputFolderInUseError: another process holds it (the message names it by its id,
+            :func:`_lock_holder`).
+        OutputFolderError: the lock file is not a regular file (left alone), cannot be made,
+            or cannot be opened though the folder can be saved in (another user's, not
+            readable): the message names it and says how to share it.
     """
     if not _has_flock():
         return None
-    fd = _try_lock(folder, option, peek=False)
-    if fd is None:
+    locked = _try_lock(folder, option, peek=False)
+    if locked is None:
         return None
-    with contextlib.suppress(OSError):  # a read-only descriptor: the lock is what counts
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
-    return OutputFolderLock(Path(folder) / LOCK_FILE, fd)
+    fd, writable = locked
+    if writable:  # else the file keeps what it holds, which no refusal takes for this one's id
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+    return OutputFolderLock(Path(folder) / LOCK_FILE, fd, writable)
 
 
 def _has_flock() -> bool:

@@ -2,8 +2,10 @@
 saving without losing work, and which file belongs to which image."""
 import json
 import os
+import shutil
 import time
 import unicodedata
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -626,7 +628,7 @@ def test_a_file_list_sets_the_order(tmp_path):
     images = _images(tmp_path / 'images', ('a.png', 'b.png', 'c.png', 'd.png'))
     text = tmp_path / 'order.txt'
     text.write_text('# most uncertain first\nc.png\n\nmissing.png\ndata/raw/a.png\nc.png\n')
-    assert read_order_file(text) == ['c.png', 'missing.png', 'a.png', 'c.png']
+    assert read_order_file(text) == ['c.png', 'missing.png', 'data/raw/a.png', 'c.png']
     ranking = tmp_path / 'ranking.json'
     ranking.write_text(json.dumps([{'file': 'd.png', 'score': 0.2}, {'image': 'b.png'}]))
     assert read_order_file(ranking) == ['d.png', 'b.png']
@@ -642,6 +644,19 @@ def test_a_file_list_sets_the_order(tmp_path):
         (tmp_path / 'bad.json').write_text(bad)
         with pytest.raises(OrderFileError, match=message):
             read_order_file(tmp_path / 'bad.json')
+
+
+def test_a_listed_name_with_a_backslash_is_that_image_where_the_folder_has_it(tmp_path):
+    """A backslash is a character of a file name here: a ranking that lists the image x\\y.png
+    first visited y.png first (the name was cut as a Windows path), x\\y.png last. A name of
+    no image still stands for its last part, of either kind of path."""
+    images = _images(tmp_path / 'images', ('a.png', 'b.png', 'x\\y.png', 'y.png'))
+    ranking = tmp_path / 'ranking.json'
+    ranking.write_text(json.dumps([{'image': 'x\\y.png'}, {'image': 'C:\\data\\b.png'},
+                                   {'image': 'raw/gone.png'}]))
+    session = AnnotationSession(images, tmp_path / 'out', order=read_order_file(ranking))
+    assert session.images == ['x\\y.png', 'b.png', 'a.png', 'y.png']
+    assert session.unknown_in_order == ['raw/gone.png']  # as listed
 
 
 def test_a_large_folder_opens_quickly(tmp_path):
@@ -1094,8 +1109,10 @@ def test_a_peek_at_the_lock_refuses_a_held_folder_and_makes_nothing(tmp_path):
         'one, or choose another --annotation-dir')
     held.release()
     check_output_folder_free(tmp_path)  # free again, and the peek holds nothing after it
-    lock_output_folder(tmp_path).release()
+    lock = lock_output_folder(tmp_path)
     assert (tmp_path / '.annotator.lock').read_text() == f'{os.getpid()}\n'
+    lock.release()  # its id goes with it: a later holder that cannot write is not taken for it
+    assert (tmp_path / '.annotator.lock').read_text() == ''
     fifo, linked = tmp_path / 'fifo', tmp_path / 'linked'
     fifo.mkdir(), linked.mkdir()
     os.mkfifo(fifo / '.annotator.lock')
@@ -1121,6 +1138,139 @@ def test_an_annotator_starting_during_a_peek_is_not_refused(tmp_path):
         released.join()
     assert lock is not None
     lock.release()
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/locks'), reason='the holder is named from the '
+                    "system's list of locks, /proc/locks (Linux)")
+def test_a_holder_that_cannot_write_the_lock_file_is_named_not_the_one_before(tmp_path):
+    """A holder that could open the lock file only read-only (another user's file) cannot
+    write its id there: the refusal named the id left in it, an earlier holder's (a running
+    process, which 'stop that one' would stop); it names the holder."""
+    import fcntl
+    lock_file = tmp_path / '.annotator.lock'
+    lock_file.write_text(f'{os.getppid()}\n')  # an earlier holder's, a process that runs
+    holder = os.open(lock_file, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as lock_output_folder holds it then
+    try:
+        for refused in (lambda: lock_output_folder(tmp_path),
+                        lambda: check_output_folder_free(tmp_path)):
+            with pytest.raises(OutputFolderInUseError) as caught:
+                refused()
+            assert f'(process id {os.getpid()});' in str(caught.value)
+    finally:
+        os.close(holder)
+
+
+NOBODY = 65534  # the unprivileged user of Debian and Fedora
+
+
+@pytest.fixture(scope='module')
+def as_another_user():
+    """Run Python code as the user nobody (a second user of a shared output folder), through
+    util-linux's setpriv: a function of the code and its arguments, returning what it prints
+    (stdout; a failure fails the test). Only root can become another user; the checkout and
+    its interpreter must be readable by it."""
+    import subprocess
+    import sys
+    import tempfile
+    if os.geteuid() != 0:
+        pytest.skip('only root can run a process as a second user (run the tests as root to '
+                    'check a folder shared by two users)')
+    setpriv = shutil.which('setpriv')
+    if setpriv is None:
+        pytest.skip('no setpriv (util-linux) to run a process as a second user')
+    as_nobody = [setpriv, f'--reuid={NOBODY}', f'--regid={NOBODY}', '--clear-groups',
+                 sys.executable]
+    home = tempfile.mkdtemp(prefix='nobody-home-')  # tmp_path's parents are root's alone
+    os.chmod(home, 0o777)
+    env = dict(os.environ, HOME=home, MPLCONFIGDIR=home,
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]),
+                                           os.environ.get('PYTHONPATH', '')]))
+
+    def run(code: str, *args: object) -> str:
+        proc = subprocess.run([*as_nobody, '-c', code, *map(str, args)], env=env, cwd=home,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    found = 'import importlib.util; assert importlib.util.find_spec("animal_landmarks_mm")'
+    probe = subprocess.run([*as_nobody, '-c', found], env=env, cwd=home, capture_output=True,
+                           text=True, timeout=300)  # not imported: that takes seconds
+    if probe.returncode != 0:
+        shutil.rmtree(home, ignore_errors=True)
+        pytest.skip(f'the user nobody cannot import the package here: '
+                    f'{probe.stderr.strip().splitlines()[-1:]}')
+    yield run
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder every user may write in (tmp_path's parents are root's alone)."""
+    import tempfile
+    folder = Path(tempfile.mkdtemp(prefix='shared-'))
+    os.chmod(folder, 0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+#: the peek's and the lock's word on each folder of sys.argv[1:]: the error, or whether a lock
+#: was taken (the peek never returns one)
+_LOCK_AS_NOBODY = """
+import sys
+from animal_landmarks_mm.annotate import check_output_folder_free, lock_output_folder
+for folder in sys.argv[1:]:
+    for take in (check_output_folder_free, lock_output_folder):
+        try:
+            print(take(folder) is not None)
+        except Exception as e:
+            print(f'{type(e).__name__}: {e}')
+"""
+
+
+def test_a_lock_file_another_user_cannot_open_refuses_them(as_another_user, shared_folder):
+    """A lock file made under the umask 077 (mode 600, root's) cannot be opened by a second
+    user at all: their peek and lock said nothing and they annotated beside the first. Now
+    both refuse, naming the file; only where the folder itself cannot be written (nothing
+    could be saved there) does the second annotator go on unlocked."""
+    writable = shared_folder / 'out'
+    read_only = shared_folder / 'read-only'
+    for folder, mode in ((writable, 0o777), (read_only, 0o755)):
+        folder.mkdir()
+        os.chmod(folder, mode)
+        lock_file = folder / '.annotator.lock'
+        lock_file.write_text('1\n')
+        os.chmod(lock_file, 0o600)
+    lock_file = writable / '.annotator.lock'
+    refused = (f'OutputFolderError: cannot open the lock file {lock_file} (Permission denied), '
+               f'so another annotator in {writable} would go unnoticed: make it readable and '
+               f'writable for all (chmod a+rw {lock_file}), or remove it while no annotator '
+               'works there')
+    # where nothing can be saved, neither refuses, and there is no lock to take
+    assert as_another_user(_LOCK_AS_NOBODY, writable, read_only).splitlines() == [
+        refused, refused, 'False', 'False']
+
+
+def test_a_new_lock_file_can_be_locked_by_another_user_whatever_the_umask(as_another_user,
+                                                                          shared_folder):
+    """Made under the umask 077, the lock file was root's alone (mode 600): no other user
+    could lock it. It is made readable and writable for all, and the second user's annotator
+    holds it and writes its id there."""
+    old_umask = os.umask(0o077)
+    try:
+        lock = lock_output_folder(shared_folder)
+    finally:
+        os.umask(old_umask)
+    lock_file = shared_folder / '.annotator.lock'
+    assert lock_file.stat().st_mode & 0o777 == 0o666
+    lock.release()
+    written = as_another_user(
+        'import os, sys\n'
+        'from animal_landmarks_mm.annotate import lock_output_folder\n'
+        'lock = lock_output_folder(sys.argv[1])\n'
+        'print(os.getpid(), open(sys.argv[2]).read().strip())\n', shared_folder, lock_file)
+    pid, recorded = written.split()
+    assert recorded == pid
 
 
 def test_a_folder_whose_file_system_cannot_lock_is_annotated_unlocked(tmp_path, monkeypatch,
