@@ -44,6 +44,7 @@ from .annotation import (
 )
 from .checkpoints import CheckpointError
 from .errors import first_line
+from .onnx_predictor import BBOX_PADDING_RANGE
 
 #: ONNX opset of the exported graph (onnxruntime >= 1.12 runs it).
 OPSET = 17
@@ -263,6 +264,10 @@ def graph_settings(model: nn.Module) -> dict:
             affine = step
     if affine is None or affine.get('use_udp', False):
         raise CheckpointError('ONNX export needs a test pipeline with TopdownAffine (no UDP)')
+    lowest, highest = BBOX_PADDING_RANGE  # the predictor refuses a graph of another
+    if not lowest <= padding <= highest:
+        raise CheckpointError(f'ONNX export needs a GetBBoxCenterScale padding from {lowest:g} '
+                              f'to {highest:g}, not {padding:g}')
     input_size = tuple(int(v) for v in affine['input_size'])
     if tuple(codec['input_size']) != input_size:
         raise CheckpointError(f'the codec\'s input size {tuple(codec["input_size"])} differs '

@@ -298,6 +298,17 @@ def test_export_refuses_what_the_graph_cannot_express(tmp_path):
     from animal_landmarks_mm.checkpoints import CheckpointError
     with pytest.raises(CheckpointError, match='DARK'):
         export_onnx(checkpoint, tmp_path / 'out.onnx', config=config)
+    # a box padding the predictor refuses (OnnxLandmarkPredictor's BBOX_PADDING_RANGE) is
+    # never written into a graph
+    config = tmp_path / 'wide.py'
+    config.write_text(
+        f'_base_ = [{str(MAIN_CONFIG)!r}]\n'
+        "test_dataloader = dict(dataset=dict(pipeline=[dict(type='LoadImage'), "
+        "dict(type='GetBBoxCenterScale', padding=20.0), "
+        "dict(type='TopdownAffine', input_size=(256, 256)), dict(type='PackPoseInputs')]))\n")
+    with pytest.raises(CheckpointError, match='ONNX export needs a GetBBoxCenterScale padding '
+                       'from 0.5 to 10, not 20'):
+        export_onnx(checkpoint, tmp_path / 'out.onnx', config=config)
 
 
 def test_infer_and_evaluate_take_the_onnx_file(cli_export, peaked_scenes, tmp_path):
