@@ -29,7 +29,9 @@ import itertools
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -45,6 +47,9 @@ from .annotation import (
 from .checkpoints import CheckpointError
 from .errors import first_line
 from .onnx_predictor import BBOX_PADDING_RANGE
+
+if TYPE_CHECKING:
+    from .evaluation import EvalFace
 
 #: ONNX opset of the exported graph (onnxruntime >= 1.12 runs it).
 OPSET = 17
@@ -345,58 +350,106 @@ class CalibrationCrops:
         return None if crop is None else {INPUT_NAME: crop[None]}
 
 
-def calibration_crops(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike, *,
-                      input_size: tuple[int, int], padding: float,
-                      faces: int = CALIBRATION_FACES,
-                      split_file: str | os.PathLike | None = None) -> np.ndarray:
-    """Crops of annotated faces for an int8 export's calibration: up to ``faces`` faces spread
-    evenly over the folder's usable annotations (the converter's reader), cropped as the
-    predictor crops them.
+def pick_calibration_faces(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
+                           *, faces: int = CALIBRATION_FACES,
+                           split_file: str | os.PathLike | None = None,
+                           left_out: Callable[[str], None] | None = None) -> list[EvalFace]:
+    """The annotated faces an int8 export calibrates on: up to ``faces`` faces spread evenly
+    over the usable annotation files, read as evaluation reads them
+    (:func:`.evaluation.faces_from_annotation_dir`: the split file first, then only the files
+    it lists, validated against their images as the converter does). Reads no pixels:
+    :func:`export_onnx` calls it before the model's weights are loaded.
 
     Args:
-        annotation_dir: a folder of annotation files.
-        image_dir: their images.
-        input_size: the crops' ``(W, H)``.
-        padding: mmpose's box padding.
+        annotation_dir: a folder of annotation files (``--calibration-annotation-dir``).
+        image_dir: their images (``--calibration-image-dir``).
         faces: at most this many faces.
         split_file: only the files it lists (the converter's ``train.txt``), so that the
             faces a model is then evaluated on (``val.txt``, ``test.txt``) are not among those
             its int8 ranges were calibrated on.
+        left_out: told, one line each, of the files left out for a defect and of the listed
+            files the folder lacks (default :func:`.evaluation.print_left_out`, on stderr).
 
     Raises:
-        CheckpointError: no usable annotated face in the folder (or in the split).
+        CheckpointError: ``faces`` below 1, a folder that is not there, or no usable annotated
+            face in the folder (or in the split).
         EvaluationInputError: an unreadable split file.
     """
-    from .converter import AnnotationReader, face_box_xyxy
-    from .evaluation import read_split_file
-    from .onnx_predictor import crop_boxes
+    from .evaluation import faces_from_annotation_dir, print_left_out
     if faces < 1:
         raise CheckpointError(f'calibrating needs at least 1 face, not {faces}')
-    contents = AnnotationReader(image_dir, progress=False).read(annotation_dir)
-    records = contents.records
-    if split_file is not None:
-        listed = read_split_file(split_file)
-        records = [record for record in records if record.name in listed]
-    found = [(record, face) for record in records for face in record.annotation.faces]
+    # named by the export's options (evaluation's own check names --annotation-dir)
+    for flag, folder in (('--calibration-annotation-dir', annotation_dir),
+                         ('--calibration-image-dir', image_dir)):
+        if not Path(folder).is_dir():
+            raise CheckpointError(f'{flag} {folder}: no such folder')
+    found, contents = faces_from_annotation_dir(annotation_dir, image_dir, split_file=split_file)
+    for problem in contents.problems:
+        (left_out or print_left_out)(problem)
     if not found:
         among = '' if split_file is None else f' listed in {split_file}'
         raise CheckpointError(f'no usable annotated face{among} in {annotation_dir} (with '
                               f'images in {image_dir}) to calibrate the int8 export on')
     picks = sorted(set(np.linspace(0, len(found) - 1, min(faces, len(found))).round()
                        .astype(int).tolist()))
+    return [found[k] for k in picks]
+
+
+def crop_calibration_faces(faces: list[EvalFace], *, input_size: tuple[int, int],
+                           padding: float, left_out: Callable[[str], None] | None = None
+                           ) -> np.ndarray:
+    """The crops of :func:`pick_calibration_faces`, in order, cropped as the predictor crops
+    them.
+
+    An image that cannot be decoded (the reader checks an image's header and end, not its
+    pixels: a PNG with a corrupt IDAT chunk passes it) has its faces left out, as evaluation
+    leaves them out; the others are cropped.
+
+    Args:
+        faces: the faces (those of one image next to each other, as listed).
+        input_size: the crops' ``(W, H)``.
+        padding: mmpose's box padding.
+        left_out: told, one line each, of the images that cannot be decoded (default
+            :func:`.evaluation.print_left_out`, on stderr).
+
+    Returns:
+        ``(N, H, W, 3)`` uint8 crops, N at least 1.
+
+    Raises:
+        CheckpointError: none of the faces' images can be decoded.
+    """
+    from .errors import counted
+    from .evaluation import print_left_out
+    from .onnx_predictor import crop_boxes
     crops = []
-    # picks of one image are neighbours (faces are listed image by image): each image is
-    # decoded once, all its picked faces cropped together
-    for record, group in itertools.groupby((found[k] for k in picks), key=lambda f: f[0]):
-        ann = record.annotation
+    # each image is decoded once, all its faces cropped together
+    for image_path, group in itertools.groupby(faces, key=lambda face: face.image_path):
+        group = list(group)
         try:
-            image = read_image(record.image_path)
+            image = read_image(image_path)
         except AnnotationError as e:
-            raise CheckpointError(f'{e} (an image to calibrate on)') from None
-        boxes = np.array([face_box_xyxy(face, ann.width, ann.height) for _, face in group],
-                         np.float32)
+            (left_out or print_left_out)(f'{e} (its {counted(len(group), "face")})')
+            continue
+        boxes = np.array([face.box for face in group], np.float32)
         crops.extend(crop_boxes(image, boxes, input_size, padding)[0])
+    if not crops:
+        raise CheckpointError(f'none of the images of the {counted(len(faces), "face")} to '
+                              'calibrate the int8 export on could be decoded')
     return np.stack(crops)
+
+
+def calibration_crops(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike, *,
+                      input_size: tuple[int, int], padding: float,
+                      faces: int = CALIBRATION_FACES,
+                      split_file: str | os.PathLike | None = None,
+                      left_out: Callable[[str], None] | None = None) -> np.ndarray:
+    """Crops of annotated faces for an int8 export's calibration:
+    :func:`pick_calibration_faces`, then :func:`crop_calibration_faces` (see those for the
+    arguments and errors)."""
+    return crop_calibration_faces(
+        pick_calibration_faces(annotation_dir, image_dir, faces=faces, split_file=split_file,
+                               left_out=left_out),
+        input_size=input_size, padding=padding, left_out=left_out)
 
 
 def quantize_int8(graph: str | os.PathLike, out: str | os.PathLike, crops: np.ndarray,
@@ -470,8 +523,9 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
         config: the model's config (default: the main config).
         opset: the ONNX opset (default :data:`OPSET`).
         calibration: ``(annotation_dir, image_dir)`` of annotated faces to write an int8
-            graph calibrated on them (:func:`calibration_crops`, :func:`quantize_int8`);
-            None for float32.
+            graph calibrated on them (:func:`pick_calibration_faces` before the weights are
+            read, :func:`crop_calibration_faces`, :func:`quantize_int8`); None for float32.
+            Files and images left out are told on stderr, one line each.
         calibration_faces: at most this many faces to calibrate on.
         calibration_split_file: calibrate only on the annotation files it lists (the
             converter's ``train.txt``: not on the faces the model is evaluated on).
@@ -483,8 +537,9 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
     Raises:
         CheckpointError: an unreadable checkpoint, weights that do not fit the config, a
             model the graph cannot express, an output not named ``.onnx`` (in any case: the
-            tools tell ONNX files by it), or an output that is the checkpoint itself (a link to
-            it included).
+            tools tell ONNX files by it), an output that is the checkpoint itself (a link to
+            it included), or calibration folders without a usable face.
+        EvaluationInputError: an unreadable calibration split file.
     """
     import onnx
 
@@ -497,15 +552,18 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike,
     if Path(out).is_dir():
         raise CheckpointError(f'{out}: a folder; give the name of the file to write')
     refuse_overwriting_input(checkpoint, out)
+    # the calibration's folders, split file and faces are checked before the weights are read
+    # (seconds, or a download for a pretrained name); their pixels once the crop is known
+    picked = None if calibration is None else pick_calibration_faces(
+        *calibration, faces=calibration_faces, split_file=calibration_split_file)
     # The config is checked first: a model the graph cannot express is refused before its
     # weights are read (or downloaded, for a pretrained name).
     model = init_model_strict(config, checkpoint, device='cpu', check_model=graph_settings)
     settings = graph_settings(model)
     crops = None
-    if calibration is not None:  # cropped as the predictor will crop
-        crops = calibration_crops(*calibration, input_size=tuple(settings['input_size']),
-                                  padding=settings['bbox_padding'], faces=calibration_faces,
-                                  split_file=calibration_split_file)
+    if picked is not None:  # cropped as the predictor will crop
+        crops = crop_calibration_faces(picked, input_size=tuple(settings['input_size']),
+                                       padding=settings['bbox_padding'])
     graph = build_graph(model, settings)
     width, height = settings['input_size']
     example = torch.zeros(2, height, width, 3, dtype=torch.uint8)

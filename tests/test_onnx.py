@@ -431,12 +431,22 @@ def test_an_int8_export_calibrated_on_annotated_faces(peaked_checkpoint, peaked_
     save_annotation(landmarks / 'mirrored.json', ImageAnnotation(
         'mirrored.png', image.shape[1], image.shape[0],
         [Face([(image.shape[1] - 1 - float(x), float(y)) for x, y in face]) for face in points]))
-    (tmp_path / 'train.txt').write_text('scene_0.json\nscene_1.json\n')
+    # a listed training picture OpenCV cannot decode (its header and end are whole): its face
+    # is left out, named in a line, as evaluation leaves it out; it ended the export
+    image, _, points = peaked_scenes[1]
+    cv2.imwrite(str(images / 'broken.png'), image)
+    _corrupt_pixels(images / 'broken.png')
+    save_annotation(landmarks / 'broken.json', ImageAnnotation(
+        'broken.png', image.shape[1], image.shape[0],
+        [Face([tuple(map(float, p)) for p in face]) for face in points]))
+    (tmp_path / 'train.txt').write_text('scene_0.json\nscene_1.json\nbroken.json\n')
     out = tmp_path / 'int8.onnx'
     proc = run_tool('export.py', peaked_checkpoint, out, '--int8',
                     '--calibration-annotation-dir', landmarks, '--calibration-image-dir', images,
                     '--calibration-split-file', tmp_path / 'train.txt')
     assert 'int8' in proc.stdout
+    assert [line for line in proc.stderr.splitlines() if line.startswith('left out: ')] == [
+        f'left out: {images / "broken.png"}: not an image OpenCV can decode (its 1 face)']
     model = onnx.load(str(out))
     kinds = [node.op_type for node in model.graph.node]
     assert kinds.count('QuantizeLinear') > 100
@@ -461,11 +471,12 @@ def test_an_int8_export_calibrated_on_annotated_faces(peaked_checkpoint, peaked_
     # weights on an AVX2-only CPU: median 0.29 px, max 4.4 px (8-bit weights saturated there:
     # median 1.81 px, max 92 px); the max bound leaves room for another CPU's rounding
     assert np.median(differences) < 0.75 and differences.max() < 8.0
-    # bad calibration input: one line, nothing written
+    # bad calibration input: one line naming the option, nothing written
     proc = run_tool('export.py', peaked_checkpoint, tmp_path / 'none.onnx', '--int8',
                     '--calibration-annotation-dir', tmp_path / 'empty',
                     '--calibration-image-dir', images, check=False)
-    assert proc.returncode != 0 and proc.stderr.strip().startswith('error: ')
+    assert proc.returncode != 0 and proc.stderr.strip() == (
+        f'error: --calibration-annotation-dir {tmp_path / "empty"}: no such folder')
     assert not (tmp_path / 'none.onnx').exists()
     proc = run_tool('export.py', peaked_checkpoint, tmp_path / 'none.onnx', '--int8',
                     check=False)
@@ -536,7 +547,12 @@ def test_cuda_asked_of_an_onnxruntime_without_it_is_an_error(cli_export, peaked_
 
 def test_calibration_takes_only_the_faces_a_split_file_lists(tmp_path):
     """--calibration-split-file train.txt: the int8 ranges are fitted to the training faces,
-    not to the validation faces the graph is then evaluated on."""
+    not to the validation faces the graph is then evaluated on. The split file is read first
+    and only the files it lists, as evaluation reads them: the whole folder was read and
+    de-duplicated, so a listed file was dropped when an unlisted copy of its picture sorted
+    first; the listed files' problems are told, one line each (they were dropped silently)."""
+    import shutil
+
     from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
     from animal_landmarks_mm.checkpoints import CheckpointError
     from animal_landmarks_mm.converter import face_box_xyxy
@@ -544,23 +560,108 @@ def test_calibration_takes_only_the_faces_a_split_file_lists(tmp_path):
     images.mkdir()
     rng = np.random.default_rng(0)
     expected = {}
+    face = Face([(20.0 + 3.0 * j, 40.0 + 2.0 * j) for j in range(NUM_KEYPOINTS)])
     for k in range(3):
         image = rng.integers(0, 255, (300, 400, 3), np.uint8)
         cv2.imwrite(str(images / f'i{k}.png'), image)
-        face = Face([(20.0 + 3.0 * j, 40.0 + 2.0 * j) for j in range(NUM_KEYPOINTS)])
         save_annotation(landmarks / f'i{k}.json', ImageAnnotation(f'i{k}.png', 400, 300, [face]))
         expected[k] = crop_boxes(image, np.array([face_box_xyxy(face, 400, 300)], np.float32),
                                  (256, 256), 1.25)[0][0]
-    (tmp_path / 'train.txt').write_text('i0.json\ni2.json\n')
+    # i0's picture annotated again under a name that sorts first, listed nowhere; and an
+    # unlisted broken file, whose problem is not the calibration's
+    shutil.copy(images / 'i0.png', images / 'a_copy.png')
+    save_annotation(landmarks / 'a_copy.json', ImageAnnotation('a_copy.png', 400, 300, [face]))
+    (landmarks / 'unlisted_broken.json').write_text('{')
+    (tmp_path / 'train.txt').write_text('i0.json\ni2.json\ngone.json\n')
+    told = []
     crops = calibration_crops(landmarks, images, input_size=(256, 256), padding=1.25,
-                              split_file=tmp_path / 'train.txt')
+                              split_file=tmp_path / 'train.txt', left_out=told.append)
     assert len(crops) == 2
     assert np.array_equal(crops[0], expected[0]) and np.array_equal(crops[1], expected[2])
+    assert told == [f'{tmp_path / "train.txt"}: 1 listed file is not in {landmarks}: gone.json']
     (tmp_path / 'none.txt').write_text('other.json\n')
     with pytest.raises(CheckpointError, match=f'no usable annotated face listed in '
                        f'{tmp_path / "none.txt"}'):
         calibration_crops(landmarks, images, input_size=(256, 256), padding=1.25,
-                          split_file=tmp_path / 'none.txt')
+                          split_file=tmp_path / 'none.txt', left_out=told.append)
+
+
+def _corrupt_pixels(png: Path) -> None:
+    """Spoil a PNG's pixel data (its IDAT chunk) and leave its header and end whole, as
+    tests/test_evaluate.py does: the checks before a model runs pass it, OpenCV cannot decode
+    it."""
+    data = bytearray(png.read_bytes())
+    start = data.index(b'IDAT') + 20
+    data[start:start + 40] = bytes(b ^ 0xff for b in data[start:start + 40])
+    png.write_bytes(bytes(data))
+
+
+def _one_face_folder(root: Path, count: int) -> tuple[Path, Path, list[np.ndarray]]:
+    """``count`` random 400x300 images of one annotated face each, and each face's crop."""
+    from animal_landmarks_mm.annotation import Face, ImageAnnotation, save_annotation
+    from animal_landmarks_mm.converter import face_box_xyxy
+    images, landmarks = root / 'images', root / 'landmarks'
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    face = Face([(20.0 + 3.0 * j, 40.0 + 2.0 * j) for j in range(NUM_KEYPOINTS)])
+    crops = []
+    for k in range(count):
+        image = rng.integers(0, 255, (300, 400, 3), np.uint8)
+        cv2.imwrite(str(images / f'i{k}.png'), image)
+        save_annotation(landmarks / f'i{k}.json', ImageAnnotation(f'i{k}.png', 400, 300, [face]))
+        crops.append(crop_boxes(image, np.array([face_box_xyxy(face, 400, 300)], np.float32),
+                                (256, 256), 1.25)[0][0])
+    return landmarks, images, crops
+
+
+def test_calibration_inputs_are_checked_before_the_weights_are_read(tmp_path):
+    """The calibration's folders, split file and faces are checked before the model is
+    loaded (seconds; a download for a pretrained name): they were checked after. The
+    checkpoint here does not exist, and the calibration's error is the one told; a missing
+    folder is named by its option (it was 'no usable annotated face')."""
+    from animal_landmarks_mm.errors import AnimalLandmarksError
+    landmarks, images, _ = _one_face_folder(tmp_path, 1)
+    (tmp_path / 'none.txt').write_text('other.json\n')
+    absent = tmp_path / 'absent.pth'
+    for calibration, options, message in (
+            ((landmarks, tmp_path / 'nope'), {},
+             f'--calibration-image-dir {tmp_path / "nope"}: no such folder'),
+            ((tmp_path / 'nope', images), {},
+             f'--calibration-annotation-dir {tmp_path / "nope"}: no such folder'),
+            ((landmarks, images), dict(calibration_split_file=tmp_path / 'none.txt'),
+             f'no usable annotated face listed in {tmp_path / "none.txt"}'),
+            ((landmarks, images), dict(calibration_split_file=tmp_path / 'missing.txt'),
+             f'{tmp_path / "missing.txt"}: cannot read'),
+            ((landmarks, images), dict(calibration_faces=0),
+             'calibrating needs at least 1 face, not 0')):
+        with pytest.raises(AnimalLandmarksError) as caught:
+            export_onnx(absent, tmp_path / 'out.onnx', calibration=calibration, **options)
+        assert str(caught.value).startswith(message), str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['images', 'landmarks', 'none.txt']
+
+
+def test_a_calibration_image_that_cannot_be_decoded_leaves_its_faces_out(tmp_path):
+    """An image the reader passes (its header and end are whole) that OpenCV cannot decode,
+    found when the faces are cropped after the model loaded: its faces are left out, named in
+    a line as evaluation names them, and the others cropped (it ended the export). None
+    decodable: one line."""
+    from animal_landmarks_mm.checkpoints import CheckpointError
+    from animal_landmarks_mm.onnx_export import crop_calibration_faces, pick_calibration_faces
+    landmarks, images, expected = _one_face_folder(tmp_path, 3)
+    picked = pick_calibration_faces(landmarks, images)
+    _corrupt_pixels(images / 'i1.png')
+    told = []
+    crops = crop_calibration_faces(picked, input_size=(256, 256), padding=1.25,
+                                   left_out=told.append)
+    assert len(crops) == 2
+    assert np.array_equal(crops[0], expected[0]) and np.array_equal(crops[1], expected[2])
+    assert told == [f'{images / "i1.png"}: not an image OpenCV can decode (its 1 face)']
+    for k in (0, 2):
+        _corrupt_pixels(images / f'i{k}.png')
+    with pytest.raises(CheckpointError, match='none of the images of the 3 faces to calibrate '
+                       'the int8 export on could be decoded'):
+        crop_calibration_faces(picked, input_size=(256, 256), padding=1.25,
+                               left_out=told.append)
 
 
 def test_the_source_checkpoint_is_named_without_the_exporting_machines_folders(
