@@ -54,9 +54,8 @@ MAX_FIXED_BATCH = 256
 #: was then blamed on the boxes).
 BBOX_PADDING_RANGE = (0.5, 10.0)
 #: The longest value (characters) of a metadata key the predictor decodes
-#: (:data:`DECODED_METADATA`):
-#: the export's are a few hundred; the others are never decoded, whatever their length (a
-#: 57 MB ``[{},{},...]`` took 2.3 GB to decode).
+#: (:data:`DECODED_METADATA`): the export's are a few hundred; the others are never decoded,
+#: whatever their length (a 57 MB ``[{},{},...]`` took 2.3 GB to decode).
 MAX_METADATA_VALUE_CHARS = 64 * 1024
 #: The longest reason from onnxruntime kept in a message (its errors can run to a page).
 MAX_REASON_CHARS = 240
