@@ -27,7 +27,12 @@ from pathlib import Path
 import numpy as np
 from mmengine.logging import print_log
 
-from .annotate import AnnotationSession, check_output_folder_free, lock_output_folder
+from .annotate import (
+    AnnotationSession,
+    UnsafeNameError,
+    check_output_folder_free,
+    lock_output_folder,
+)
 from .annotation import (
     IMAGE_SUFFIXES,
     MODEL_ANNOTATOR,
@@ -566,13 +571,20 @@ def _persons_work(path: Path) -> bool:
 
 
 def output_folders(out_dir: str | os.PathLike, annotation_dir: str | os.PathLike | None,
-                   rank: bool) -> tuple[Path, Path]:
+                   rank: bool, image_folder: str | os.PathLike) -> tuple[Path, Path]:
     """A run's output folder and annotation folder (default ``out_dir/annotations``), checked
     before anything is made or loaded.
 
+    Args:
+        out_dir: ``--out-dir``.
+        annotation_dir: ``--annotation-dir``, if given.
+        rank: ``--rank``: ``ranking.json`` is written in ``out_dir``.
+        image_folder: the folder of the images to predict.
+
     Raises:
         InferenceInputError: ``rank`` with ``ranking.json`` among the annotation files (the
-            annotator would take it for one).
+            annotator would take it for one), or the images in ``out_dir/vis`` (or a folder in
+            it): a picture, ``<image>.jpg``, would replace an image of that name there.
     """
     out_dir = Path(out_dir)
     annotation_dir = Path(annotation_dir) if annotation_dir else out_dir / 'annotations'
@@ -580,6 +592,11 @@ def output_folders(out_dir: str | os.PathLike, annotation_dir: str | os.PathLike
         raise InferenceInputError(
             f'--out-dir {out_dir} would put {RANKING_FILE} among the annotation files of '
             f'{annotation_dir}; choose an output folder outside it')
+    if lies_in_folder(image_folder, out_dir / 'vis'):
+        raise InferenceInputError(
+            f'--out-dir {out_dir}: its vis/ holds the images of {image_folder}, where the '
+            f'pictures (<image>.jpg) would replace images of those names; choose another '
+            f'output folder')
     return out_dir, annotation_dir
 
 
@@ -613,6 +630,9 @@ def check_arguments(inputs: str | os.PathLike, *, checkpoint: str | os.PathLike,
         InferenceInputError: no images (:func:`list_images`), an unusable boxes file
             (:func:`load_boxes_file`), a wrong device name (:func:`parse_device`), folders
             that do not fit (:func:`output_folders`), or ``rank`` with an ONNX graph; one line.
+        OutputFolderInUseError: an annotator (or another run) works in the annotation folder
+            (:func:`~.annotate.check_output_folder_free`: a peek, which makes nothing).
+        OutputFolderError: the annotation folder's lock file cannot be opened.
         CheckpointError: a checkpoint that is neither a file nor a pretrained name.
         OnnxModelError: ``rank`` with an ONNX file that is no landmark graph.
     """
@@ -620,7 +640,11 @@ def check_arguments(inputs: str | os.PathLike, *, checkpoint: str | os.PathLike,
     images = list_images(inputs)
     boxes = load_boxes_file(boxes_file) if boxes_file else {}
     parse_device(device)
-    out_dir, annotation_dir = output_folders(out_dir, annotation_dir, rank)
+    out_dir, annotation_dir = output_folders(out_dir, annotation_dir, rank, images[0].parent)
+    # an annotator at work there refuses the run before any model (the checkpoint, the face
+    # detector's weights) is read; the lock itself is taken after the model's load, so that a
+    # run refused for its checkpoint leaves no folder behind
+    check_output_folder_free(annotation_dir, option='--annotation-dir')
     if not is_pretrained_name(checkpoint):  # a name is downloaded: when the model loads
         resolve_checkpoint(checkpoint)  # a file, else the one-line error
     if rank and is_onnx_path(checkpoint):
@@ -697,9 +721,6 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     images, given = checked.images, checked.boxes
     out_dir, annotation_dir = checked.out_dir, checked.annotation_dir
     ranking_file = out_dir / RANKING_FILE
-    # an annotator at work there refuses the run before the model's load; the lock itself is
-    # taken after it, so that a run refused for its checkpoint leaves no folder behind
-    check_output_folder_free(annotation_dir, option='--annotation-dir')
     predictor = load_predictor(checkpoint, config=config, device=device)
     model = model_id(checkpoint)
     if isinstance(predictor, OnnxLandmarkPredictor):  # no config: the graph holds it all
@@ -722,8 +743,20 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             remove_stale_temporaries(ranking_file.parent, of=ranking_file.name)
         result, ranking = InferenceResult(), []
         for path in tqdm(images, desc='landmarks', unit='img', disable=not progress):
-            target = naming.annotation_path(path.name)
-            if _persons_work(target) or naming.has_draft(path.name):  # a draft: work under way
+            try:
+                naming.image_path(path.name)
+            except UnsafeNameError as e:  # the annotator would not open it either
+                _warn(f'{e} (a link leading out of it); skipped: copy the image into the '
+                      'folder to predict it')
+                continue
+            try:
+                target = naming.annotation_path(path.name)
+                held = _persons_work(target) or naming.has_draft(path.name)
+            except UnsafeNameError as e:  # its file or draft a link out of the folder
+                _warn(f'{path.name}: skipped: {e} (a link leading out of it, which nothing is '
+                      'written through)')
+                continue
+            if held:  # a person's work, or a draft: work under way
                 result.kept.append(target)
                 continue
             try:  # the header only: a decompression bomb is refused before cv2 allocates it

@@ -28,6 +28,7 @@ from animal_landmarks_mm.infer import (
     FaceDetector,
     InferenceInputError,
     LandmarkPredictor,
+    check_arguments,
     run_inference,
     scale_detected_box,
 )
@@ -451,6 +452,67 @@ def test_rank_beside_the_annotation_files_is_refused_before_anything_is_made(
     assert not annotations.exists()
 
 
+def test_images_in_the_out_dirs_vis_are_refused_before_anything_is_made(
+        peaked_scenes, peaked_checkpoint, tmp_path):
+    """Pictures go to OUT/vis as <image>.jpg: images kept there (a.png beside a.png.jpg) were
+    replaced by the drawings of others. Images in vis/ or a folder in it are refused in one
+    line before the model loads; an out-dir that holds the images folder, or is it, is fine
+    (the pictures go to its vis/, and the images' folder is not searched below)."""
+    out = tmp_path / 'out'
+    vis = out / 'vis'
+    _scene_folder(peaked_scenes, vis, {'a.png': 1, 'a.png.jpg': 1})
+    _scene_folder(peaked_scenes, vis / 'cats', {'b.png': 1})
+    before = {p: p.read_bytes() for p in vis.rglob('*') if p.is_file()}
+    for images in (vis, vis / 'cats', vis / 'a.png'):
+        with pytest.raises(InferenceInputError) as caught:
+            run_inference(images, config=None, checkpoint=peaked_checkpoint, out_dir=out,
+                          progress=False)
+        folder = images.parent if images.is_file() else images
+        assert str(caught.value) == (
+            f'--out-dir {out}: its vis/ holds the images of {folder}, where the pictures '
+            '(<image>.jpg) would replace images of those names; choose another output folder')
+    assert {p: p.read_bytes() for p in vis.rglob('*') if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == ['vis']  # no annotations/ made
+    check_arguments(vis / 'cats', checkpoint=peaked_checkpoint, out_dir=vis / 'cats' / 'o')
+    check_arguments(vis / 'cats', checkpoint=peaked_checkpoint, out_dir=vis / 'cats')
+
+
+def test_a_link_out_of_a_folder_is_skipped_and_the_run_goes_on(peaked_scenes, peaked_checkpoint,
+                                                              tmp_path, monkeypatch):
+    """An image that is a link leading out of the image folder (which the annotator does not
+    open either), or whose annotation file is one leading out of the annotation folder, ended
+    the run there (UnsafeNameError: the images after it never predicted, no ranking.json); it
+    is skipped, named, in one line, and nothing is written through the link."""
+    from animal_landmarks_mm import infer
+    warnings = []
+    monkeypatch.setattr(infer, '_warn', warnings.append)
+    images = tmp_path / 'images'
+    b_box, c_box = _scene_folder(peaked_scenes, images, {'b_good.png': 1, 'c_linked.png': 1})
+    _scene_folder(peaked_scenes, tmp_path / 'outside', {'x.png': 1, 'y.png': 1})
+    (images / 'a_link.png').symlink_to(tmp_path / 'outside' / 'x.png')
+    (images / 'y_link.png').symlink_to(tmp_path / 'outside' / 'y.png')
+    annotations = tmp_path / 'annotations'
+    annotations.mkdir()
+    elsewhere = tmp_path / 'outside' / 'c.json'
+    elsewhere.write_text('theirs')
+    (annotations / 'c_linked.json').symlink_to(elsewhere)
+    boxes = tmp_path / 'boxes.json'
+    boxes.write_text(json.dumps({'a_link.png': [b_box], 'b_good.png': [b_box],
+                                 'c_linked.png': [c_box], 'y_link.png': [b_box]}))
+    result = run_inference(images, config=None, checkpoint=peaked_checkpoint,
+                           out_dir=tmp_path / 'out', annotation_dir=annotations,
+                           boxes_file=boxes, rank=True, progress=False)
+    assert [p.name for p in result.written] == ['b_good.json']
+    assert [r['image'] for r in json.loads(result.ranking.read_text())] == ['b_good.png']
+    for link in ('a_link.png', 'y_link.png'):
+        assert f"'{link}' is outside {images} (a link leading out of it); skipped: copy the " \
+            'image into the folder to predict it' in warnings
+    assert f"c_linked.png: skipped: 'c_linked.json' is outside {annotations} (a link leading " \
+        'out of it, which nothing is written through)' in warnings
+    assert elsewhere.read_text() == 'theirs'
+    assert sorted(p.name for p in (tmp_path / 'out' / 'vis').iterdir()) == ['b_good.png.jpg']
+
+
 def test_images_in_a_folder_whose_name_is_not_utf8_are_predicted(coco_dir, checkpoint,
                                                                   tmp_path):
     """cv2.imread crashed the process (a segmentation fault, exit 139) on a path that is not
@@ -723,6 +785,31 @@ def test_the_tool_checks_its_arguments_before_the_face_detector_is_read(
         infer_tool.main([*args, '--face-detector', 'yolov3', '--out-dir',
                          str(tmp_path / 'out')])
     assert str(caught.value.code).startswith(message), caught.value.code
+    assert not (tmp_path / 'out').exists()
+
+
+def test_an_annotator_at_work_stops_the_tool_before_the_face_detector_is_read(
+        infer_tool, peaked_checkpoint, tmp_path, monkeypatch):
+    """The in-use peek ran inside run_inference, after the face detector's weights were read
+    (or downloaded): it runs with the argument checks, before any model."""
+    def built(*args, **kwargs):
+        raise AssertionError('the face detector was built before the lock was peeked at')
+    monkeypatch.setattr(infer_tool, 'FaceDetector', built)
+    image, annotations = tmp_path / 'one.png', tmp_path / 'annotations'
+    assert cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
+    annotations.mkdir()
+    held = lock_output_folder(annotations)  # an annotator at work there
+    try:
+        with pytest.raises(SystemExit) as caught:
+            infer_tool.main([str(image), '--checkpoint', str(peaked_checkpoint),
+                             '--face-detector', 'yolov3', '--out-dir', str(tmp_path / 'out'),
+                             '--annotation-dir', str(annotations)])
+    finally:
+        held.release()
+    assert str(caught.value.code) == (
+        f'error: {annotations} is in use by another annotator or tools/infer.py (process id '
+        f'{os.getpid()}); two on one folder would overwrite each other\'s saves: stop that '
+        'one, or choose another --annotation-dir')
     assert not (tmp_path / 'out').exists()
 
 

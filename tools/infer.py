@@ -56,7 +56,8 @@ def main(argv=None):
         detector = None
         if args.face_detector_checkpoint and not args.face_detector:
             raise InferenceInputError('--face-detector-checkpoint needs --face-detector')
-        # run_inference's checks before the face detector's weights are read (or downloaded)
+        # run_inference's checks, the peek at an annotator's lock on the annotation folder
+        # among them, before the face detector's weights are read (or downloaded)
         check_arguments(args.input, checkpoint=args.checkpoint, out_dir=args.out_dir,
                         annotation_dir=args.annotation_dir, boxes_file=args.boxes,
                         device=args.device, rank=args.rank)
