@@ -189,8 +189,13 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> 
         AnnotationError: a file larger than ``max_bytes``; one line naming it.
     """
     with open_regular_file(path) as f:
-        data = f.read() if max_bytes is None else f.read(max_bytes + 1)
-    if max_bytes is not None and len(data) > max_bytes:
+        if max_bytes is None:
+            return f.read()
+        # its size first: a sparse file of gigabytes would else be read (and held) up to the
+        # limit before it is refused; no more than the limit either, should it be growing
+        fits = os.fstat(f.fileno()).st_size <= max_bytes
+        data = f.read(max_bytes + 1) if fits else b''
+    if not fits or len(data) > max_bytes:
         raise AnnotationError(f'{os.fsdecode(path)}: more than {max_bytes} bytes, too large to '
                               'read')
     return data

@@ -1119,9 +1119,13 @@ class SplitRecord:
 
 #: The largest split listing read (bytes): a name per line, millions of them.
 SPLIT_LISTING_MAX_BYTES = 1 << 28
-#: The largest split record read (bytes): the listings' names, each with its picture's
-#: SHA-256 and stamp (some 200 bytes more).
-SPLIT_RECORD_MAX_BYTES = 1 << 30
+#: The largest split record read (bytes), 512 MiB: a file takes four times its name's length
+#: and some 165 bytes (its name in "files", its picture's SHA-256 in "images", its stamp), 325
+#: bytes with 40-character names, 565 with 100-character ones, so a million files of names up
+#: to 85 characters fit. Loaded, a record takes some 3.5 times its size in memory (2 GB at the
+#: limit; a hostile one of short names alone up to 11 times); a real one is far smaller (3.2
+#: MB for 10,000 files).
+SPLIT_RECORD_MAX_BYTES = 1 << 29
 
 
 def read_split_listing(path: str | os.PathLike) -> list[str]:

@@ -4,6 +4,9 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 import time
 import zlib
 from pathlib import Path
@@ -25,6 +28,7 @@ from animal_landmarks_mm.annotation import (
 from animal_landmarks_mm.converter import (
     BOX_MARGIN,
     SPLIT_LISTING_MAX_BYTES,
+    SPLIT_RECORD_MAX_BYTES,
     AnnotationReader,
     ConversionError,
     SplitRecord,
@@ -35,7 +39,7 @@ from animal_landmarks_mm.converter import (
 )
 from animal_landmarks_mm.converter import convert as convert_folder
 from animal_landmarks_mm.schema import ABSENT, OCCLUDED, VISIBLE
-from conftest import run_tool
+from conftest import REPO, run_tool
 
 
 def _tree_digest(folder: Path) -> dict:
@@ -1457,3 +1461,31 @@ def test_a_split_listing_is_read_only_from_a_regular_file_of_a_listings_size(tmp
         f.truncate(SPLIT_LISTING_MAX_BYTES + 1)
     with pytest.raises(AnnotationError, match='huge.txt: more than .* bytes'):
         read_split_listing(huge)
+
+
+def test_a_split_record_too_large_is_refused_by_its_size_unread(tmp_path):
+    """A sparse splits.json over SPLIT_RECORD_MAX_BYTES was read (and held) up to the limit
+    before it was refused (17.7 s and 1.7 GB for a 1.1 GB file). Its size refuses it now,
+    unread: shown in a process allowed 64 MiB more memory than it holds, where reading the
+    file fails with MemoryError."""
+    record = tmp_path / 'splits.json'
+    with open(record, 'wb') as f:  # sparse: no disk used
+        f.truncate(SPLIT_RECORD_MAX_BYTES + 1)
+    script = textwrap.dedent(f'''
+        import resource
+        from animal_landmarks_mm.converter import ConversionError, SplitRecord
+        status = open('/proc/self/status').read().splitlines()
+        data_kib = int(next(line.split()[1] for line in status if line.startswith('VmData:')))
+        limit = (data_kib + 64 * 1024) * 1024
+        resource.setrlimit(resource.RLIMIT_DATA,
+                           (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+        try:
+            SplitRecord.load({str(record)!r})
+        except ConversionError as e:
+            print(e)
+        ''')
+    proc = subprocess.run([sys.executable, '-c', script], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f'{record}: not a split record this version reads (more '
+                                  f'than {SPLIT_RECORD_MAX_BYTES} bytes, too large to read)')
