@@ -357,34 +357,46 @@ def check_box_holds_points(face: Face, index: int) -> None:
             '(not [x, y, width, height])')
 
 
-#: Two faces whose every placed point lies within this share of the face's size (the larger
-#: side of its points' extent) of the other's are one face: a pasted copy nudged by a drag.
-#: Two characters' faces never coincide so closely at every point (2% of a 300 px face is 6 px).
+#: Two faces whose every point placed in both lies within this share of the face's size (the
+#: larger side of its points' extent) of the other's are one face: a pasted copy nudged by a
+#: drag. Two characters' faces never coincide so closely at every point (2% of a 300 px face is
+#: 6 px).
 SAME_FACE_SHARE = 0.02
+#: At most this many points placed in one of two faces only still leave them comparable (a
+#: pasted copy with a point or two marked absent, or placed, since), when they place more
+#: points both than one only.
+SAME_FACE_UNSHARED_POINTS = 2
 
 
 def check_distinct_faces(ann: ImageAnnotation) -> None:
-    """Refuse a face annotated twice, which would train as two faces: the same points placed
-    (and absent), each within :data:`SAME_FACE_SHARE` of the face's size of the other's (a
-    pasted copy, maybe moved a little).
+    """Refuse a face annotated twice, which would train as two faces: every point both faces
+    place within :data:`SAME_FACE_SHARE` of the face's size of the other's (a pasted copy,
+    maybe moved a little), when at most :data:`SAME_FACE_UNSHARED_POINTS` points are placed
+    in one of them only and more are placed in both (a point of the copy marked absent since).
 
     Raises:
         AnnotationError: one line naming both faces, without the file name (callers add it).
     """
     import numpy as np
-    seen: list[tuple[int, tuple[bool, ...], np.ndarray]] = []
+    seen: list[tuple[int, np.ndarray, np.ndarray]] = []
     for f, face in enumerate(ann.faces):
-        placed = tuple(p is not None and v != ABSENT
-                       for p, v in zip(face.landmarks, face.visibility))
-        points = np.array(face.placed_points(), dtype=np.float64).reshape(-1, 2)
-        size = float(np.ptp(points, axis=0).max()) if len(points) else 0.0
+        placed = np.array([p is not None and v != ABSENT
+                           for p, v in zip(face.landmarks, face.visibility)])
+        points = np.array([p if is_placed else (0.0, 0.0)
+                           for p, is_placed in zip(face.landmarks, placed)],
+                          dtype=np.float64).reshape(-1, 2)
+        size = float(np.ptp(points[placed], axis=0).max()) if placed.any() else 0.0
         for first, first_placed, first_points in seen:
-            if first_placed != placed:
+            both = placed & first_placed
+            unshared = int((placed ^ first_placed).sum())
+            if unshared > SAME_FACE_UNSHARED_POINTS or both.sum() <= unshared:
                 continue
-            apart = float(np.abs(points - first_points).max()) if len(points) else 0.0
+            apart = float(np.abs(points[both] - first_points[both]).max())
             if apart <= SAME_FACE_SHARE * size:
                 how = ('identical points' if apart == 0
                        else f'no point more than {apart:.2g} px from its twin')
+                if unshared:
+                    how += f', {unshared} placed in one only'
                 raise AnnotationError(f'faces {first} and {f} are the same face ({how}): '
                                       'delete one')
         seen.append((f, placed, points))

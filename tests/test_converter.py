@@ -32,6 +32,7 @@ from animal_landmarks_mm.converter import (
     AnnotationReader,
     ConversionError,
     SplitRecord,
+    check_distinct_faces,
     face_box,
     new_file_counts,
     read_split_listing,
@@ -177,13 +178,20 @@ def _break(ann_dir: Path, image_dir: Path, case: str) -> str:
     elif case == 'same_face_twice':
         raw['faces'] += [raw['faces'][0], raw['faces'][0]]
         reason = 'faces 0 and 1 are the same face (identical points)'
+    elif case == 'same_face_nudged_a_point_absent':  # a pasted copy, dragged, a point taken off
+        copy = dict(raw['faces'][0], landmarks=[[x + 0.5, y] for x, y in
+                                                raw['faces'][0]['landmarks']])
+        copy['landmarks'][3], copy['visibility'] = None, [VISIBLE] * 3 + [ABSENT] + [VISIBLE] * 24
+        raw['faces'].append(copy)
+        reason = ('faces 0 and 1 are the same face (no point more than 0.5 px from its twin, '
+                  '1 placed in one only)')
     path.write_text(json.dumps(raw))
     return reason
 
 
 BAD_CASES = ['broken_json', 'wrong_count', 'nan', 'far_outside', 'image_missing',
              'image_unreadable', 'size_mismatch', 'outside_image_dir', 'image_truncated',
-             'same_face_twice']
+             'same_face_twice', 'same_face_nudged_a_point_absent']
 
 
 @pytest.mark.parametrize('case', BAD_CASES)
@@ -1489,3 +1497,35 @@ def test_a_split_record_too_large_is_refused_by_its_size_unread(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f'{record}: not a split record this version reads (more '
                                   f'than {SPLIT_RECORD_MAX_BYTES} bytes, too large to read)')
+
+
+def _face(dx: float = 0.0, absent: tuple[int, ...] = ()) -> Face:
+    """A face of :func:`_points` moved by ``dx`` px, the points ``absent`` marked absent."""
+    points = [None if i in absent else (x + dx, y) for i, (x, y) in enumerate(_points())]
+    return Face(points, [ABSENT if i in absent else VISIBLE for i in range(28)])
+
+
+def test_a_copy_of_a_face_with_a_point_or_two_marked_absent_is_the_same_face():
+    """A pasted copy nudged by half a pixel, a point marked absent since, was accepted: faces
+    were compared only when they placed the same points. Compared now over the points both
+    place when at most SAME_FACE_UNSHARED_POINTS (2) are placed in one only (and more in
+    both); faces apart stay distinct whatever they place."""
+    def refusal(*faces: Face) -> str | None:
+        try:
+            check_distinct_faces(ImageAnnotation('a.png', 64, 48, list(faces)))
+        except AnnotationError as e:
+            return str(e)
+        return None
+
+    assert refusal(_face(), _face(0.5, absent=(3,))) == (
+        'faces 0 and 1 are the same face (no point more than 0.5 px from its twin, 1 placed '
+        'in one only): delete one')
+    assert refusal(_face(absent=(0,)), _face(0.5, absent=(3,))) == (
+        'faces 0 and 1 are the same face (no point more than 0.5 px from its twin, 2 placed '
+        'in one only): delete one')
+    assert refusal(_face(), _face(absent=(1, 2))).endswith('(identical points, 2 placed in '
+                                                           'one only): delete one')
+    assert refusal(_face(), _face(0.5, absent=(1, 2, 3))) is None  # too unlike to compare
+    assert refusal(_face(), _face(5.0, absent=(3,))) is None  # another face, 5 px aside
+    assert refusal(_face(), _face(0.5)) == ('faces 0 and 1 are the same face (no point more '
+                                            'than 0.5 px from its twin): delete one')
