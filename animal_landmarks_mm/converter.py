@@ -16,7 +16,9 @@ Three parts, each usable alone:
                                        relative to their annotation folder)
     splits.json                       (the split record: seed, ratios, the split of every
                                        annotation file, its picture's SHA-256 and the size
-                                       and modification time it had; see :class:`SplitRecord`)
+                                       and modification time it had, and the split of the
+                                       pictures no file shows now and of the validation
+                                       folder's; see :class:`SplitRecord`)
 
 A later conversion into the same ``output_dir`` keeps every file in the split the record gives
 it (found by its picture when moved or renamed), so that a model fine-tuned on more
@@ -57,13 +59,13 @@ from .annotation import (
     is_models_prediction,
     is_sha256_hex,
     is_utf8_name,
+    json_bytes,
     lies_in_folder,
     load_annotation,
     read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
     write_bytes_atomic,
-    write_json_atomic,
 )
 from .errors import AnimalLandmarksError, printable
 from .schema import ABSENT, KEYPOINT_NAMES, SKELETON
@@ -868,12 +870,22 @@ class ImageStamp(NamedTuple):
     @classmethod
     def from_json(cls, raw: object) -> ImageStamp | None:
         """A stamp from its decoded JSON; None for anything else."""
-        if not isinstance(raw, dict) or not isinstance(raw.get('image'), str):
+        if not isinstance(raw, dict) or not isinstance(raw.get('image'), str) \
+                or not is_utf8_name(raw['image']):  # "\udcff": no record could be written
             return None
         size, mtime_ns = raw.get('size'), raw.get('mtime_ns')
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (size, mtime_ns)):
             return None
         return cls(raw['image'], size, mtime_ns)
+
+
+def _stamps(raw: object, recorded: Collection[str]) -> dict[str, ImageStamp]:
+    """The stamps of a record's ``image_stamps`` (``picture_stamps``) for the files (pictures)
+    ``recorded``. A cache: what is not understood is left out (that image is hashed again)."""
+    if not isinstance(raw, dict):
+        return {}
+    return {key: stamp for key, raw_stamp in raw.items()
+            if key in recorded and (stamp := ImageStamp.from_json(raw_stamp)) is not None}
 
 
 @dataclass
@@ -890,15 +902,24 @@ class SplitRecord:
          "files": {"train": ["a.json", ...], "val": [...], "test": [...]},
          "images": {"a.json": "<SHA-256 of its image's bytes>", ...},
          "image_stamps": {"a.json": {"image": "a.png", "size": 6512345,
-                                     "mtime_ns": 1733449550123456789}, ...}}
+                                     "mtime_ns": 1733449550123456789}, ...},
+         "pictures": {"<SHA-256>": "test", ...},
+         "picture_stamps": {"<SHA-256>": {"image": "v.png", "size": 51234,
+                                          "mtime_ns": 1733449550123456789}, ...}}
 
     ``images`` finds a file moved or renamed since by its picture (:meth:`split_of`).
-    ``image_stamps`` lets the next conversion reuse the digest of an image unchanged since
-    (:class:`ImageStamp`); it is only a cache: an entry that is no stamp is ignored (that image
-    is hashed again), never a reason to refuse the record. Both are absent from the records of
-    earlier versions, which are read as they are. Keys a version does not know are ignored, so
-    a record of a later version that adds one is still followed (as the version before
-    ``image_stamps`` follows a record that has them).
+    ``pictures`` holds the pictures no recorded file shows, with their split: one a file
+    showed before its name was given another picture (a test picture annotated again under
+    another name returns to test), and the validation folder's (``--val-annotation-dir``, whose
+    files are no part of ``files``: a copy in the annotation folder never goes to train or
+    test, even in a run where the validation file is broken). A recorded picture is never
+    forgotten but by ``--reshuffle``.
+    ``image_stamps`` and ``picture_stamps`` let the next conversion reuse the digest of an
+    image unchanged since (:class:`ImageStamp`); they are only a cache: an entry that is no
+    stamp is ignored (that image is hashed again), never a reason to refuse the record. All
+    four are absent from the records of earlier versions, which are read as they are. Keys a
+    version does not know are ignored, so a record of a later version that adds one is still
+    followed (as the version before ``pictures`` follows a record that has them).
 
     Attributes:
         seed: the split's seed.
@@ -908,6 +929,9 @@ class SplitRecord:
             versions' records have none.
         stamps: annotation file name -> the stamp its image had when hashed; only files in
             ``images``, and only stamps a later run may trust (:meth:`ImageStamp.trusted`).
+        pictures: the SHA-256 of a picture no recorded file shows -> its split.
+        picture_stamps: the SHA-256 of one of ``pictures`` -> the stamp its image had when
+            hashed (as ``stamps``).
         origin: where a record not read from its file came from (:meth:`from_listings`).
     """
 
@@ -916,15 +940,18 @@ class SplitRecord:
     assignment: dict[str, str] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
     stamps: dict[str, ImageStamp] = field(default_factory=dict)
+    pictures: dict[str, str] = field(default_factory=dict)
+    picture_stamps: dict[str, ImageStamp] = field(default_factory=dict)
     origin: str | None = field(default=None, compare=False)
 
     def split_of(self, name: str, digest: str) -> str | None:
         """The split this record gives a file: that of its name, else that of its picture
-        (``digest``: a file moved or renamed since); None for a new file. Train when either is
-        train, so that a picture trained on never moves to val or test. A name that now shows
-        another picture the record holds (a file reused, or one of a gone file's name made
-        again) takes that picture's split: a name recorded in train would otherwise pull a
-        test picture into train, and its test file out as a copy."""
+        (``digest``: a file moved or renamed since, or a copy of a picture the record holds
+        with no file: ``pictures``); None for a new file. Train when either is train, so that a
+        picture trained on never moves to val or test. A name that now shows another picture
+        the record holds (a file reused, or one of a gone file's name made again) takes that
+        picture's split: a name recorded in train would otherwise pull a test picture into
+        train, and its test file out as a copy."""
         by_name, by_picture = self.assignment.get(name), self._picture_splits.get(digest)
         if by_picture is not None and self.images.get(name, digest) != digest:
             return by_picture
@@ -937,18 +964,25 @@ class SplitRecord:
 
     @cached_property
     def _picture_splits(self) -> dict[str, str]:
-        """Image digest -> the split of its files; train when any of them is in train."""
+        """Image digest -> the split of its files, or of ``pictures`` for a picture no file
+        shows; train when any of them is in train."""
         splits: dict[str, str] = {}
         for name, digest in self.images.items():
             if splits.get(digest) != 'train':
                 splits[digest] = self.assignment[name]
+        for digest, split in self.pictures.items():
+            if digest not in splits or split == 'train':
+                splits[digest] = split
         return splits
 
     @cached_property
     def digests_by_stamp(self) -> dict[ImageStamp, str]:
         """The recorded digest of each image, by the stamp it had when hashed."""
-        return {stamp: self.images[name] for name, stamp in self.stamps.items()
-                if name in self.images}
+        by_stamp = {stamp: digest for digest, stamp in self.picture_stamps.items()
+                    if digest in self.pictures}
+        by_stamp.update((stamp, self.images[name]) for name, stamp in self.stamps.items()
+                        if name in self.images)
+        return by_stamp
 
     @classmethod
     def from_listings(cls, output_dir: Path, seed: int, ratios: dict[str, float],
@@ -1034,11 +1068,16 @@ class SplitRecord:
                     ratios={name: self.ratios[name] for name in SPLITS}, files=files,
                     images=dict(sorted(self.images.items())),
                     image_stamps={name: stamp.to_json()
-                                  for name, stamp in sorted(self.stamps.items())})
+                                  for name, stamp in sorted(self.stamps.items())},
+                    pictures=dict(sorted(self.pictures.items())),
+                    picture_stamps={digest: stamp.to_json()
+                                    for digest, stamp in sorted(self.picture_stamps.items())})
 
-    def write(self, path: str | os.PathLike) -> None:
-        """Write the record atomically (a crash leaves the old one or the new one, whole)."""
-        write_json_atomic(path, self.to_json())
+    def to_bytes(self) -> bytes:
+        """The record's file (:func:`~.annotation.json_bytes`). :func:`convert` makes it
+        before it writes anything and writes it (atomically) after the outputs, so that
+        nothing the data holds can fail between them."""
+        return json_bytes(self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SplitRecord | None:
@@ -1088,6 +1127,9 @@ class SplitRecord:
             for name in names:
                 if name in assignment:
                     raise ValueError(f'{name!r} in both {assignment[name]} and {split}')
+                if not is_utf8_name(name):  # "\udcff": the lists and the record hold UTF-8
+                    raise ValueError(f'"files" "{split}" names {name!r}, which is not valid '
+                                     'UTF-8')
                 assignment[name] = split
         images = raw.get('images', {})  # absent from the records of earlier versions
         if not isinstance(images, dict) or not all(
@@ -1097,14 +1139,14 @@ class SplitRecord:
         stray = next((name for name in images if name not in assignment), None)
         if stray is not None:
             raise ValueError(f'"images" names {stray!r}, which no split holds')
-        raw_stamps = raw.get('image_stamps')
-        stamps = {}
-        if isinstance(raw_stamps, dict):  # a cache: what is not understood is left out
-            stamps = {name: stamp for name, raw_stamp in raw_stamps.items()
-                      if name in images
-                      and (stamp := ImageStamp.from_json(raw_stamp)) is not None}
+        pictures = raw.get('pictures', {})  # absent from the records of earlier versions
+        if not isinstance(pictures, dict) or not all(
+                is_sha256_hex(digest) and split in SPLITS for digest, split in pictures.items()):
+            raise ValueError('"pictures" must map SHA-256 digests (64 hex digits) to '
+                             f'{", ".join(SPLITS)}')
         return cls(seed, {name: float(ratios[name]) for name in SPLITS}, assignment, images,
-                   stamps)
+                   _stamps(raw.get('image_stamps'), images), pictures,
+                   _stamps(raw.get('picture_stamps'), pictures))
 
     def difference(self, seed: int, ratios: dict[str, float], *,
                    validation_folder: bool = False) -> str | None:
@@ -1254,10 +1296,18 @@ def coco_dict(records: Iterable[Record], output_root: str | os.PathLike,
                 annotations=annotations, categories=coco_categories())
 
 
+def coco_bytes(records: Iterable[Record], output_root: str | os.PathLike,
+               first_image_id: int = 1) -> bytes:
+    """:func:`coco_dict` as the COCO file holds it (one line: the files are large)."""
+    return json_bytes(coco_dict(records, output_root, first_image_id), indent=None)
+
+
 def write_coco(records: list[Record], ann_file: str | os.PathLike,
                output_root: str | os.PathLike, first_image_id: int = 1) -> Path:
-    """Write :func:`coco_dict` to ``ann_file`` atomically; returns the file."""
-    write_json_atomic(ann_file, coco_dict(records, output_root, first_image_id), indent=None)
+    """Write :func:`coco_dict` to ``ann_file`` atomically (its folder made if need be);
+    returns the file."""
+    write_bytes_atomic(ann_file, coco_bytes(records, output_root, first_image_id),
+                       make_folder=True)
     return Path(ann_file)
 
 
@@ -1496,40 +1546,26 @@ def _one_record_per_picture(val_records: list[Record], records: list[Record],
     return {id(r) for r in kept}, {r.name: placed[r.name] for r in kept if r.name in placed}
 
 
-def _trained_in_validation(val_contents: FolderContents, earlier: SplitRecord | None,
-                           claimed: ClaimedImages, record_path: Path, *,
-                           progress: bool = True) -> set[str]:
+def _trained_in_validation(val_contents: FolderContents, digests: Mapping[str, str],
+                           earlier: SplitRecord | None, record_path: Path) -> set[str]:
     """Leave out of the validation folder's records those whose picture the earlier record
     has in train (a file moved from the annotation folder into the validation folder, or a
     copy of a trained picture), each with a line in its ``problems``: a picture trained on
     never goes to val. Returns the digests of the pictures so held back.
 
-    Only images that can be a trained picture are hashed (reusing the digests the record
-    holds for images unchanged since, :func:`image_digests`): none without a record of
-    pictures, and, when every recorded training picture has its stamp, only images of a
-    size one of them has.
+    Args:
+        val_contents: the validation folder's contents; its records are filtered.
+        digests: :attr:`Record.name` -> the SHA-256 of its image, for every one of its
+            records (:func:`image_digests`).
+        earlier: the record the split follows (None when made afresh).
+        record_path: the split record's file, which the lines name.
     """
-    if earlier is None or not earlier.images:
+    if earlier is None:
         return set()
-    trained = {name for name, split in earlier.assignment.items()
-               if split == 'train' and name in earlier.images}
-    sizes = None
-    if trained and all(name in earlier.stamps for name in trained):
-        sizes = {earlier.stamps[name].size for name in trained}
-    candidates, others = [], []
-    for record in val_contents.records:
-        try:
-            maybe = sizes is None or os.stat(record.picture).st_size in sizes
-        except OSError:
-            maybe = True  # image_digests names it
-        (candidates if maybe else others).append(record)
-    digests, _ = image_digests(candidates, earlier, claimed, val_contents.problems,
-                               progress=progress)
     held: set[str] = set()
-    for record in candidates:
-        digest = digests.get(record.name)
-        if digest is None:
-            continue  # unreadable: named in problems
+    kept = []
+    for record in val_contents.records:
+        digest = digests[record.name]
         if earlier.picture_split(digest) == 'train':
             held.add(digest)
             val_contents.problems.append(
@@ -1537,31 +1573,64 @@ def _trained_in_validation(val_contents: FolderContents, earlier: SplitRecord | 
                 f'{record_path} has in the train split; a picture trained on never goes to '
                 'validation: left out of val')
         else:
-            others.append(record)
-    kept = {id(r) for r in others}
-    val_contents.records = [r for r in val_contents.records if id(r) in kept]
+            kept.append(record)
+    val_contents.records = kept
     return held
 
 
-def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_dir: Path,
-                  contents: FolderContents, assignment: dict[str, str],
-                  digests: Mapping[str, str], stamps: Mapping[str, ImageStamp],
-                  placed: Mapping[str, str], earlier: SplitRecord | None,
-                  afresh: str | None, held: Collection[str] = ()) -> SplitOutcome:
-    """Write the split record of this conversion; returns what it kept, moved and added.
+def _held_in_splits_of_ratio_0(records: list[Record], placed: Mapping[str, str],
+                               ratios: Mapping[str, float], record_path: Path,
+                               problems: list[str]) -> list[Record]:
+    """The records but those the earlier record places in a split of ratio 0, each left out
+    with a line in ``problems``.
+
+    Only a picture of the validation folder is recorded in such a split (val, with
+    ``--val-annotation-dir``: :attr:`SplitRecord.pictures`): a file of the annotation folder
+    showing one, whose file in the validation folder is broken or gone this run, would else
+    be new and might go to train, and the validation file, fixed, would then be refused as a
+    picture trained on. An image annotated in both folders stays in validation only.
+    """
+    kept = []
+    for record in records:
+        split = placed.get(record.name)
+        if split is None or ratios[split] > 0:
+            kept.append(record)
+            continue
+        whose = " (the validation folder's)" if split == 'val' else ''
+        others = ' and '.join(name for name in SPLITS if name != split)
+        problems.append(
+            f'{record.ann_path}: its image {record.annotation.image!r} is a picture '
+            f'{record_path} has in the {split} split{whose}, which takes no files of the '
+            f'annotation folder: left out of {others}')
+    return kept
+
+
+def _new_split_record(record_path: Path, seed: int, ratios: dict[str, float], ann_dir: Path,
+                      contents: FolderContents, assignment: dict[str, str],
+                      digests: Mapping[str, str], stamps: Mapping[str, ImageStamp],
+                      placed: Mapping[str, str], earlier: SplitRecord | None,
+                      afresh: str | None, held: Collection[str] = (),
+                      validation: Mapping[str, ImageStamp | None] | None = None
+                      ) -> tuple[SplitRecord, SplitOutcome]:
+    """The split record of this conversion, and what it kept, moved and added (nothing is
+    written: :func:`convert` writes the record after the outputs).
 
     ``digests`` and ``stamps`` are those of :func:`image_digests`; ``placed`` is the split the
     earlier record gave each file, by its name or its picture (empty when made afresh);
     ``held``: the trained pictures left out of the validation folder
-    (:func:`_trained_in_validation`).
+    (:func:`_trained_in_validation`); ``validation``: the SHA-256 of each picture of the
+    validation folder in val this time -> its stamp (None where none may be trusted).
 
     Files of the earlier record still in the annotation folder but left out this time keep
     their split in the record, so that a file fixed (or reviewed) later returns to it rather
     than landing, say, in validation after a round trained on it. So do files gone from the
     annotation folder (unless moved: found again under another name), so that one restored,
     or a copy of its picture, returns to its split: a test file removed for one conversion
-    and put back would otherwise be new, and might land in train. ``--reshuffle`` forgets
-    them.
+    and put back would otherwise be new, and might land in train. The picture a recorded
+    file showed before it was given another (its name reused) stays in the record with its
+    split (:attr:`SplitRecord.pictures`), for the same reason; so do the validation folder's
+    pictures, so that a copy in the annotation folder never goes to train or test. Only
+    ``--reshuffle`` forgets them.
     """
     outcome = SplitOutcome(record_path, seed, afresh, earlier=record_path.exists(),
                            kept_from=earlier.origin if earlier is not None else None)
@@ -1571,6 +1640,18 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
     recorded = dict(assignment)
     images = {name: digests[name] for name in assignment}
     recorded_stamps = {name: stamps[name] for name in assignment if name in stamps}
+    pictures = dict(earlier.pictures) if earlier is not None else {}
+    picture_stamps = dict(earlier.picture_stamps) if earlier is not None else {}
+    for name in assignment:  # a recorded name showing another picture now: the one it
+        shown = followed_images.get(name)  # showed keeps its split
+        if shown is not None and shown != digests[name]:
+            pictures[shown] = earlier.picture_split(shown)
+            if name in followed_stamps:
+                picture_stamps[shown] = followed_stamps[name]
+    for digest, stamp in (validation or {}).items():
+        pictures.setdefault(digest, 'val')  # recorded in test before: held out of train too
+        if stamp is not None:
+            picture_stamps[digest] = stamp
     present = {path.relative_to(ann_dir).as_posix() for path in contents.files}
     # moved or renamed: a file new to the record placed by the picture of a recorded file
     # gone from the folder (not a new copy of a picture whose file is still there)
@@ -1600,8 +1681,13 @@ def _record_split(record_path: Path, seed: int, ratios: dict[str, float], ann_di
         counts = outcome.kept if in_place else outcome.added
         counts[split] = counts.get(split, 0) + 1
     outcome.moved = len(moved)
-    SplitRecord(seed, ratios, recorded, images, recorded_stamps).write(record_path)
-    return outcome
+    shown_by_files = set(images.values())  # recorded with a file: not twice
+    pictures = {digest: split for digest, split in pictures.items()
+                if digest not in shown_by_files}
+    picture_stamps = {digest: stamp for digest, stamp in picture_stamps.items()
+                      if digest in pictures}
+    return (SplitRecord(seed, ratios, recorded, images, recorded_stamps, pictures,
+                        picture_stamps), outcome)
 
 
 def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
@@ -1615,11 +1701,12 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     The split follows the output folder's split record (:class:`SplitRecord`), which must
     have the same seed and ratios: every file it assigns stays in its split (a file moved or
     renamed is found by its picture), files gone from the folder keep their split in the
-    record (one put back returns to it), new files go where each split comes closest to its
-    ratio of the total (:func:`split_records`). Without
-    a record, or with ``reshuffle``, the folder is split afresh. Of the files showing one
-    picture the one the record places is kept, in its split (:func:`_one_record_per_picture`).
-    A split whose ratio is 0 has no outputs: those of an earlier conversion are removed.
+    record (one put back returns to it, as does a picture a file showed before its name was
+    given another), new files go where each split comes closest to its ratio of the total
+    (:func:`split_records`). Without a record, or with ``reshuffle``, the folder is split
+    afresh. Of the files showing one picture the one the record places is kept, in its split
+    (:func:`_one_record_per_picture`). A split whose ratio is 0 has no outputs: those of an
+    earlier conversion are removed.
 
     Every picture's SHA-256 goes into the record. The first conversion reads each image whole
     once for it; a later one only the images new or changed since (by name, size and
@@ -1635,8 +1722,10 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         val_annotation_dir: a folder that is the validation split as a whole (``val_ratio``
             0); ``annotation_dir`` is then split into train and test in the proportion of
             their ratios. An image annotated in both folders stays in validation only (unless
-            the record has it in train); the folder may lie inside ``annotation_dir`` (its
-            files are then not read twice).
+            the record has it in train), also in a run where its validation file is broken
+            or gone (the record holds the folder's pictures:
+            :func:`_held_in_splits_of_ratio_0`); the folder may lie inside
+            ``annotation_dir`` (its files are then not read twice).
         strict: turn any file left out for a defect into a failure.
         include_predicted: use unreviewed predictions too.
         reshuffle: split afresh whatever the split record says.
@@ -1682,16 +1771,22 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     digests, stamps = image_digests(contents.records, earlier, claimed, contents.problems,
                                     progress=progress)
     contents.records = [r for r in contents.records if r.name in digests]
-    held = set()
-    if val_contents is not None:
-        held = _trained_in_validation(val_contents, earlier, claimed, record_path,
-                                      progress=progress)
+    held, val_digests, val_stamps = set(), {}, {}
+    if val_contents is not None:  # every picture of it is recorded (as val)
+        val_digests, val_stamps = image_digests(val_contents.records, earlier, claimed,
+                                                val_contents.problems, progress=progress)
+        val_contents.records = [r for r in val_contents.records if r.name in val_digests]
+        held = _trained_in_validation(val_contents, val_digests, earlier, record_path)
     kept, placed = _one_record_per_picture(
         val_contents.records if val_contents is not None else [], contents.records, earlier,
         digests, claimed, contents.problems)
     for folder in (contents, val_contents):
         if folder is not None:
             folder.records = [r for r in folder.records if id(r) in kept]
+    contents.records = _held_in_splits_of_ratio_0(contents.records, placed, ratios,
+                                                  record_path, contents.problems)
+    for folder in (contents, val_contents):
+        if folder is not None:
             summary.contents.extend(folder)
     if strict and summary.problems:
         raise ConversionError(
@@ -1719,32 +1814,45 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
                 name, len(contents.records), ratios[name], summary.problems,
                 record_path if placed else None))
 
+    # every output made before any is written: what fails on the data fails with the earlier
+    # outputs and record untouched, never leaving new outputs with the old record
+    validation = None
+    if val_contents is not None:
+        validation = {val_digests[r.name]: val_stamps.get(r.name) for r in splits['val']}
+    record, summary.split = _new_split_record(
+        record_path, seed, split_ratios, Path(annotation_dir), contents, assignment, digests,
+        stamps, placed, earlier, afresh, held, validation)
+    record_bytes = record.to_bytes()
     ann_out = output_dir / 'annotations'
-    ann_out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(ann_out)
-    for own in [f'{name}.txt' for name in SPLITS] + [SPLIT_RECORD]:  # a killed run's, of the
-        remove_stale_temporaries(output_dir, of=own)  # files written beside the user's
+    outputs: dict[str, list[tuple[Path, bytes]]] = {}  # split -> its COCO file and list
     next_id = 1
     for name in SPLITS:
         split = splits[name]
         summary.counts[name] = len(split)
         summary.faces[name] = sum(len(r.annotation.faces) for r in split)
-        ann_file, listing = ann_out / f'{name}.json', output_dir / f'{name}.txt'
-        if ratios[name] == 0:
-            # an earlier conversion's files would be read as this split's (tools/test.py)
-            for stale in (ann_file, listing):
-                if stale.is_file():
-                    stale.unlink()
-                    summary.removed.append(stale)
+        if ratios[name] > 0:
+            listing = ''.join(f'{r.name}\n' for r in split).encode('utf-8')
+            outputs[name] = [(ann_out / f'{name}.json', coco_bytes(split, output_dir, next_id)),
+                             (output_dir / f'{name}.txt', listing)]
+            next_id += len(split)
+
+    ann_out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(ann_out)
+    for own in [f'{name}.txt' for name in SPLITS] + [SPLIT_RECORD]:  # a killed run's, of the
+        remove_stale_temporaries(output_dir, of=own)  # files written beside the user's
+    for name in SPLITS:
+        if name in outputs:
+            # replaced, never written through: a link there points at someone's file, a FIFO
+            # would wait for a reader for good
+            for path, data in outputs[name]:
+                write_bytes_atomic(path, data)
+                summary.outputs.append(path)
             continue
-        summary.outputs.append(write_coco(split, ann_file, output_dir, next_id))
-        next_id += len(split)
-        # replaced, never written through: a link there points at someone's file, a FIFO
-        # would wait for a reader for good
-        write_bytes_atomic(listing, ''.join(f'{r.name}\n' for r in split).encode('utf-8'))
-        summary.outputs.append(listing)
-    summary.split = _record_split(record_path, seed, split_ratios, Path(annotation_dir),
-                                  contents, assignment, digests, stamps, placed, earlier,
-                                  afresh, held)
+        # ratio 0: an earlier conversion's files would be read as this split's (tools/test.py)
+        for stale in (ann_out / f'{name}.json', output_dir / f'{name}.txt'):
+            if stale.is_file():
+                stale.unlink()
+                summary.removed.append(stale)
+    write_bytes_atomic(record_path, record_bytes)  # the record after the splits
     summary.outputs.append(record_path)
     return summary

@@ -638,6 +638,62 @@ def test_a_recorded_name_showing_a_test_picture_keeps_it_in_test(tmp_path):
                for p in summary.problems), summary.problems
 
 
+@pytest.mark.parametrize('split', ['test', 'train'])
+def test_the_picture_a_file_showed_before_its_name_was_reused_keeps_its_split(tmp_path,
+                                                                              split):
+    """s12: a file given another picture (the annotator saving a new image's file under the
+    name the old one had) dropped the picture it showed from the record, so that picture,
+    annotated again later, was new and went where the splits lacked most: a test picture into
+    train (the test split full), a trained one into val or test (two of their files deleted).
+    The record keeps the picture with its split."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i}' for i in range(8)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    round1 = _where(out)
+    reused = min(n for n, s in round1.items() if s == split)
+    old_picture = image_dir / load_annotation(ann_dir / reused).image
+    _annotate(image_dir, ann_dir, ['other'])
+    (ann_dir / 'other.json').replace(ann_dir / reused)  # the name now shows other.png
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    assert _where(out) == round1
+    record = json.loads((out / 'splits.json').read_text())
+    assert record['images'][reused] == _sha256(image_dir / 'other.png')
+    assert record['pictures'] == {_sha256(old_picture): split}
+    if split == 'train':  # val and test now lack a file each, train none
+        for emptied in ('val', 'test'):
+            (ann_dir / min(n for n, s in round1.items() if s == emptied)).unlink()
+    save_annotation(ann_dir / 'again.json',
+                    ImageAnnotation(old_picture.name, 64, 48, [Face(_points())]))
+    summary = convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    assert _where(out)['again.json'] == split and _where(out)[reused] == split
+    assert summary.split.added == {split: 1}  # new to the record, placed by its picture
+    record = json.loads((out / 'splits.json').read_text())
+    assert record['images']['again.json'] == _sha256(old_picture)
+    assert record['pictures'] == {}  # a file shows it again: recorded once, with the file
+
+
+def test_a_test_picture_whose_name_a_train_file_took_returns_to_test(tmp_path):
+    """s1: a test file deleted and a train file renamed to its name (placed in train by its
+    picture) dropped the test picture from the record; the old test file restored under
+    another name was new, and went to train (test filled by a new file meanwhile)."""
+    image_dir, ann_dir = tmp_path / 'images', tmp_path / 'ann'
+    _annotate(image_dir, ann_dir, [f'a{i}' for i in range(8)])
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    round1 = _where(out)
+    tested = min(n for n, s in round1.items() if s == 'test')
+    trained = min(n for n, s in round1.items() if s == 'train')
+    saved = (ann_dir / tested).read_bytes()
+    (ann_dir / trained).replace(ann_dir / tested)
+    _annotate(image_dir, ann_dir, ['fill'])
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    assert _where(out)[tested] == 'train' and _where(out)['fill.json'] == 'test'
+    (ann_dir / 'restored.json').write_bytes(saved)
+    convert(image_dir, ann_dir, out, 0.5, 0.25, 0.25, seed=1)
+    assert _where(out)['restored.json'] == 'test'
+
+
 def test_a_folder_converted_before_split_records_keeps_its_split(tmp_path):
     """An output folder of an earlier version has the lists but no splits.json: the lists
     are the split to keep, so upgrading never moves round 1's files."""
@@ -1388,6 +1444,42 @@ def test_a_trained_picture_moved_into_the_validation_folder_stays_out_of_val(tmp
         assert trained in record['files']['train'] and trained in record['images']
 
 
+@pytest.mark.parametrize('how', ['broken', 'gone'])
+def test_a_validation_picture_stays_out_of_train_while_its_file_is_out(tmp_path, how):
+    """s14: a picture of --val-annotation-dir annotated in the annotation folder too stays in
+    validation; but when its validation file was broken (or gone) for one run, the copy was
+    new and went to train or test, and the validation file, fixed, was from then on refused as
+    a picture trained on. The record holds the validation folder's pictures: the copy is left
+    out meanwhile, and the fixed file returns to val."""
+    image_dir, ann_dir, val_dir = tmp_path / 'images', tmp_path / 'ann', tmp_path / 'V'
+    _annotate(image_dir, ann_dir, [f'a{i}' for i in range(8)])
+    _annotate(image_dir, val_dir, ['v0', 'v1'])
+    save_annotation(ann_dir / 'copy.json', load_annotation(val_dir / 'v0.json'))
+    out = tmp_path / 'out'
+    kwargs = dict(seed=1, val_annotation_dir=val_dir)
+    convert(image_dir, ann_dir, out, 0.5, 0.0, 0.5, **kwargs)
+    round1 = _where(out)
+    assert (out / 'val.txt').read_text().split() == ['v0.json', 'v1.json']
+    assert json.loads((out / 'splits.json').read_text())['pictures'] == {
+        _sha256(image_dir / 'v0.png'): 'val', _sha256(image_dir / 'v1.png'): 'val'}
+    good = (val_dir / 'v0.json').read_bytes()
+    if how == 'broken':
+        (val_dir / 'v0.json').write_text('{')
+    else:
+        (val_dir / 'v0.json').unlink()
+    summary = convert(image_dir, ann_dir, out, 0.5, 0.0, 0.5, **kwargs)
+    assert 'copy.json' not in _where(out)
+    assert f"{ann_dir / 'copy.json'}: its image 'v0.png' is a picture {out / 'splits.json'} " \
+        "has in the val split (the validation folder's), which takes no files of the " \
+        'annotation folder: left out of train and test' in summary.problems
+    (val_dir / 'v0.json').write_bytes(good)
+    summary = convert(image_dir, ann_dir, out, 0.5, 0.0, 0.5, **kwargs)
+    assert _where(out) == round1 and 'copy.json' not in round1
+    assert summary.problems == [f"{ann_dir / 'copy.json'}: names the image 'v0.png' that "
+                                f"{val_dir / 'v0.json'} already annotates; one annotation "
+                                'per image kept']
+
+
 def test_a_file_recorded_in_val_showing_a_train_picture_loses_to_the_train_file(tmp_path):
     """dup.py: a0.json, recorded in val, now shows the picture of a2.json, recorded in train.
     a0 is placed in train only by its picture, so a2 (in train by its own name) keeps it,
@@ -1469,6 +1561,71 @@ def test_a_split_listing_is_read_only_from_a_regular_file_of_a_listings_size(tmp
         f.truncate(SPLIT_LISTING_MAX_BYTES + 1)
     with pytest.raises(AnnotationError, match='huge.txt: more than .* bytes'):
         read_split_listing(huge)
+
+
+def test_a_record_naming_a_file_not_in_utf8_is_refused_before_anything_is_written(small_set,
+                                                                                   tmp_path):
+    """s8: a file name with a lone surrogate in splits.json (JSON may escape one: "\\udcff")
+    passed loading, and the record's write failed with a traceback after the COCO files and
+    lists were rewritten, every rerun alike. Refused as any record that cannot be followed:
+    one line naming it, the outputs untouched."""
+    image_dir, ann_dir = small_set
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, seed=0)
+    record = json.loads((out / 'splits.json').read_text())
+    record['files']['test'].append('gone\udcff.json')
+    (out / 'splits.json').write_text(json.dumps(record))  # written escaped, as "\udcff"
+    _annotate(image_dir, ann_dir, ['new'])
+    before = _tree_digest(out)
+    refused = run_tool('dataset.py', '--annotation-dir', ann_dir, '--image-dir', image_dir,
+                       '--output-dir', out, '--train-ratio', '0.5', '--val-ratio', '0.25',
+                       '--test-ratio', '0.25', '--seed', '0', '--no-progress', check=False)
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert refused.stderr.startswith(
+        f"error: {out / 'splits.json'}: not a split record this version reads (\"files\" "
+        "\"test\" names 'gone\\udcff.json', which is not valid UTF-8); fix it, or pass "
+        '--reshuffle'), refused.stderr
+    assert _tree_digest(out) == before
+
+
+def test_a_stamp_naming_an_image_not_in_utf8_is_dropped_as_not_understood(small_set,
+                                                                           tmp_path):
+    """s11: the stamp of a gone file (carried over to the next record) naming its image with
+    a lone surrogate failed the record's write, after the outputs, every run alike. A stamp is
+    a cache: one not understood is left out, never a reason to refuse the record."""
+    image_dir, ann_dir = small_set
+    an_hour_ago = time.time_ns() - 3600 * 10**9  # old enough for their stamps to be recorded
+    for image in image_dir.iterdir():
+        os.utime(image, ns=(an_hour_ago, an_hour_ago))
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, seed=0)
+    (ann_dir / 'img3.json').unlink()  # gone: its entries are carried over as they are
+    record = json.loads((out / 'splits.json').read_text())
+    record['image_stamps']['img3.json']['image'] = 'img3\udcff.png'
+    record['pictures'] = {'0' * 64: 'test'}
+    record['picture_stamps'] = {'0' * 64: dict(image='x\udcff.png', size=1, mtime_ns=1)}
+    loaded = SplitRecord.from_json(record)
+    assert 'img3.json' not in loaded.stamps and 'img1.json' in loaded.stamps
+    assert loaded.pictures == {'0' * 64: 'test'} and loaded.picture_stamps == {}
+    (out / 'splits.json').write_text(json.dumps(record))
+    summary = convert(image_dir, ann_dir, out, seed=0)
+    assert summary.split.gone == 1
+    written = json.loads((out / 'splits.json').read_text())
+    assert 'img3.json' in written['images'] and 'img3.json' not in written['image_stamps']
+    assert written['pictures'] == {'0' * 64: 'test'} and written['picture_stamps'] == {}
+
+
+@pytest.mark.parametrize('pictures', [[], {'0' * 64: 'holdout'}, {'x': 'test'}])
+def test_a_record_with_pictures_it_cannot_place_is_refused(small_set, tmp_path, pictures):
+    """``pictures`` keeps pictures out of train: one that cannot be followed is refused, as
+    ``images`` is, not ignored as a cache."""
+    image_dir, ann_dir = small_set
+    out = tmp_path / 'out'
+    convert(image_dir, ann_dir, out, seed=0)
+    record = json.loads((out / 'splits.json').read_text())
+    (out / 'splits.json').write_text(json.dumps(dict(record, pictures=pictures)))
+    with pytest.raises(ConversionError, match='"pictures" must map SHA-256 digests'):
+        convert(image_dir, ann_dir, out, seed=0)
 
 
 def test_a_split_record_too_large_is_refused_by_its_size_unread(tmp_path):
