@@ -46,6 +46,7 @@ import stat
 import struct
 import tempfile
 import time
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -385,8 +386,14 @@ def _image_header(path: str | os.PathLike) -> tuple[tuple[int, int], Orientation
     from PIL import Image, UnidentifiedImageError
     formats = sorted(set(image_formats().values()))
     try:
-        with open_regular_file(path) as f, Image.open(f, formats=formats) as im:
-            return im.size, exif_orientation(im)  # the headers only, no decoding
+        # PIL refuses more than twice its limit and only warns (a raw two-line message) above
+        # the limit itself, decoding such an image whole: the limit is held below, so its
+        # warning is hushed (were another thread's catch_warnings to leave this filter behind,
+        # the check below still refuses those images)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with open_regular_file(path) as f, Image.open(f, formats=formats) as im:
+                (width, height), orientation = im.size, exif_orientation(im)  # headers only
     except NotRegularFileError:  # an AnnotationError naming the file already
         raise
     except Image.DecompressionBombError as e:
@@ -395,6 +402,12 @@ def _image_header(path: str | os.PathLike) -> tuple[tuple[int, int], Orientation
         raise AnnotationError(f'{path}: {_unidentified(path, formats)}') from None
     except (OSError, ValueError, SyntaxError) as e:  # missing, truncated header, NUL in name
         raise AnnotationError(f'{path}: image unreadable ({e})') from None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise AnnotationError(f'{path}: image refused, too many pixels ({width}x{height} = '
+                              f'{width * height:,}, more than PIL\'s limit of {limit:,}: could '
+                              'be a decompression bomb)')
+    return (width, height), orientation
 
 
 def _unidentified(path: str | os.PathLike, formats: list[str]) -> str:

@@ -213,6 +213,38 @@ def test_a_png_pil_cannot_read_is_called_broken_not_another_format(tmp_path):
                                  'the tools and training read)')
 
 
+def test_an_image_over_pils_limit_is_refused_not_only_warned_of(tmp_path):
+    """PIL refuses more than twice its pixel limit and only warns above the limit itself (a
+    raw two-line warning), so a 12000x12000 picture (1.6x) passed image_size and was decoded
+    whole, where the README says it is skipped. Refused in one line, with no PIL warning."""
+    import struct
+    import warnings
+    import zlib
+
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import image_size
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack('>I', len(data)) + kind + data
+                + struct.pack('>I', zlib.crc32(kind + data)))
+
+    side = 12000
+    assert Image.MAX_IMAGE_PIXELS < side * side < 2 * Image.MAX_IMAGE_PIXELS
+    big = tmp_path / 'big.png'
+    big.write_bytes(b'\x89PNG\r\n\x1a\n'
+                    + chunk(b'IHDR', struct.pack('>IIBBBBB', side, side, 8, 0, 0, 0, 0))
+                    + chunk(b'IDAT', zlib.compress(bytes(1024))) + chunk(b'IEND', b''))
+    with warnings.catch_warnings(record=True) as caught_warnings:
+        warnings.simplefilter('always')
+        with pytest.raises(AnnotationError) as caught:
+            image_size(big)
+    assert str(caught.value) == (
+        f"{big}: image refused, too many pixels (12000x12000 = 144,000,000, more than PIL's "
+        f"limit of {Image.MAX_IMAGE_PIXELS:,}: could be a decompression bomb)")
+    assert caught_warnings == []
+
+
 def test_written_files_get_the_usual_mode_not_mkstemps_private_one(tmp_path):
     from animal_landmarks_mm.annotation import _UMASK
     write_json_atomic(tmp_path / 'a.json', dict(a=1))
