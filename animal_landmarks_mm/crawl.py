@@ -798,6 +798,10 @@ def _refused_entry_problem(entry) -> str | None:
     for name, is_valid in {**_REFUSED_ENTRY_FIELDS, **_REFUSED_ENTRY_OPTIONAL}.items():
         if name in entry and not is_valid(entry[name]):
             return f'{name} {shown_value(entry[name])}'
+    # JSON may escape a lone surrogate ("\udcff"), which the record, written again, cannot hold
+    for name, value in entry.items():
+        if isinstance(value, str) and not is_utf8_name(value):
+            return f'{name} {shown_value(value)} (not UTF-8 text)'
     return None
 
 

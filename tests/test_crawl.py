@@ -612,6 +612,9 @@ GOOD_REFUSAL = {'label': 'danbooru', 'post_id': 1000, 'md5': None, 'url': 'http:
     ('a post id in text', "post 2: post_id '1001'"),
     ('a post without its reason', 'post 1: no reason'),
     ('a size cap of zero', 'post 1: max_file_size 0'),
+    # JSON may escape a lone surrogate, which loads, but no UTF-8 file can hold: the record
+    # could never be written again (each run's refusals lost)
+    ('a lone surrogate', "post 1: url 'http://x/\\ud800' (not UTF-8 text)"),
 ])
 def test_a_record_of_refused_posts_that_cannot_be_used_stops_the_crawl_first(
         tmp_path, monkeypatch, what, problem):
@@ -629,7 +632,8 @@ def test_a_record_of_refused_posts_that_cannot_be_used_stops_the_crawl_first(
                'a post id in text': record(GOOD_REFUSAL, {**GOOD_REFUSAL, 'post_id': '1001'}),
                'a post without its reason': record({
                    name: value for name, value in GOOD_REFUSAL.items() if name != 'reason'}),
-               'a size cap of zero': record({**GOOD_REFUSAL, 'max_file_size': 0})}.get(what)
+               'a size cap of zero': record({**GOOD_REFUSAL, 'max_file_size': 0}),
+               'a lone surrogate': record({**GOOD_REFUSAL, 'url': 'http://x/\ud800'})}.get(what)
     if what == 'a folder':
         path.mkdir()
     elif what == 'a FIFO':
