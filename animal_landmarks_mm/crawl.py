@@ -125,10 +125,16 @@ SOFTWARE = {'danbooru': ("Danbooru's", 'JSON'), 'gelbooru': ("Gelbooru's", 'JSON
 IMAGE_EXTENSIONS = frozenset(suffix.lstrip('.') for suffix in IMAGE_SUFFIXES)
 #: why a file of another extension is refused, before download or after (``{}``: its extension)
 _NOT_AN_IMAGE_FILE = 'not a JPEG, PNG, WebP or BMP file ({})'
-#: how :func:`check_image`'s refusals of a file that a transfer cut short would meet too begin
-#: (the others are about what the file is)
+#: why a file is no image at all when it is empty (:func:`_not_an_image`)
+_EMPTY_FILE = 'not an image (empty file)'
+#: why a file of an image's extension whose first bytes are no format PIL knows is refused
+_UNKNOWN_FORMAT = _NOT_AN_IMAGE_FILE.format('unknown format')
 _BROKEN_IMAGE = 'broken image'
 _MD5_MISMATCH = 'md5 mismatch'
+#: how :func:`check_image`'s refusals of a file that a transfer cut short would meet too begin
+#: (the others are about what the file is): a broken image or another md5, and a transfer cut
+#: within its first bytes, an empty file or one too short to tell its format
+_CUT_SHORT_PROBLEMS = (_BROKEN_IMAGE, _MD5_MISMATCH, _EMPTY_FILE, _UNKNOWN_FORMAT)
 #: PIL's format of each extension of :data:`IMAGE_EXTENSIONS` (PIL's own table): a download is
 #: opened with these PIL plugins only, never with one that runs a program (EPS: Ghostscript) or
 #: reads what the dataset cannot take (TIFF, PCX ...), and must be the format its name says
@@ -640,7 +646,7 @@ def check_image(path: Path, expected_md5: str | None = None, *,
         with Image.open(path, formats=(expected_format,)) as image:  # verify() spent the first
             decode_all_frames(image)
     except UnidentifiedImageError:
-        return _not_an_image(path) or _NOT_AN_IMAGE_FILE.format('unknown format'), md5
+        return _not_an_image(path) or _UNKNOWN_FORMAT, md5
     except Exception as error:  # PIL raises many kinds for a broken file
         detail = ' '.join(str(error).split()) or error.__class__.__name__
         return f'{_BROKEN_IMAGE} ({detail})', md5
@@ -655,7 +661,7 @@ def _not_an_image(path: Path) -> str | None:
     with open(path, 'rb') as f:
         head = f.read(256).lstrip().lower()
     if not head:
-        return 'not an image (empty file)'
+        return _EMPTY_FILE
     if head.startswith((b'<!doctype', b'<html', b'<head', b'<body')):
         return 'not an image (an HTML page)'
     return None
@@ -817,10 +823,11 @@ class RefusedPosts:
     (``larger than --max-file-size``); :func:`check_image` found it is not an image of a format
     the dataset takes, or not the format its name says; the server answered 404 or 410
     (:data:`GONE_STATUSES`); or the file came whole (its response declared its length, which
-    gallery-dl holds the body to) and :func:`check_image` found it broken or not the post's md5.
-    Timeouts, broken connections, 5xx and 429 answers, the deadline, a 206 without
-    Content-Range, and a file without a declared length that is broken or not the post's md5
-    (a transfer cut short looks like that) are not recorded: a rerun tries them again.
+    gallery-dl holds the body to) and :func:`check_image` found it broken, not the post's md5,
+    empty or of no format it knows. Timeouts, broken connections, 5xx and 429 answers, the
+    deadline, a 206 without Content-Range, and a file without a declared length that is one of
+    those four (a transfer cut short, even within its first bytes, looks like that:
+    :data:`_CUT_SHORT_PROBLEMS`) are not recorded: a rerun tries them again.
 
     A post is skipped while it is the same: its md5 (as the site gives it) unchanged, and, for
     one refused for its size, ``--max-file-size`` no larger than then. The record is keyed by
@@ -2258,7 +2265,7 @@ class CrawlJob(job.DownloadJob):
         if problem is not None:
             state.outcome, state.problem = 'rejected', problem
             # what the file is, or what the server's whole file is (not a transfer cut short)
-            state.refused_for_good = not problem.startswith((_BROKEN_IMAGE, _MD5_MISMATCH)) \
+            state.refused_for_good = not problem.startswith(_CUT_SHORT_PROBLEMS) \
                 or self.guard.whole_length_declared
             Path(pathfmt.temppath).unlink(missing_ok=True)
             # gallery-dl's way to fail a file from a hook: no final name, no archive entry

@@ -19,7 +19,8 @@ and per file (:attr:`BooruState.file_faults`) a short body, an HTML page, other 
 post's md5, an endless body, a huge Content-Length, a body or headers dripping one byte at a
 time, a 500 or 429 before the file, a 404, 410 or 503, a 206 without Content-Range, a 404 whose
 reason holds terminal escapes, a redirect with a huge body, a JPEG cut short (with or without
-Content-Length), an ICO, PSD, TIFF or EPS file under a .png URL. The posts' file URLs may name
+Content-Length), a PNG cut within its first bytes (none, or 5; with or without Content-Length),
+an ICO, PSD, TIFF or EPS file under a .png URL. The posts' file URLs may name
 another server (:attr:`BooruState.file_root`) or have another scheme or path
 (:attr:`BooruState.file_urls`; the server finds the post by the first segment after
 ``/images/``), and every request is logged with its time and Authorization header
@@ -63,6 +64,11 @@ FILE_FAULTS = {
                 '(some sites give none), so only decoding can tell',
     'cut_jpeg_unsized': 'the first half of a JPEG without Content-Length, the connection then '
                         'closed (a transfer cut short looks so); the post claims no md5',
+    'empty_unsized': 'the headers without Content-Length, then the connection closed: a '
+                     'transfer cut before its first byte',
+    'head_unsized': 'the first 5 bytes of the PNG (too few to tell its format) without '
+                    'Content-Length, then the connection closed',
+    'head': 'the first 5 bytes of the PNG as the whole file, its Content-Length matching',
     '404': 'a 404 Not Found',
     '410': 'a 410 Gone',
     '503': 'a 503 Service Unavailable, every time',
@@ -336,6 +342,9 @@ class _Handler(BaseHTTPRequestHandler):
             jpeg = cv2.imencode('.jpg', pixels)[1].tobytes()
             self._send(200, jpeg[:len(jpeg) // 2], 'image/jpeg',
                        length=-1 if fault == 'cut_jpeg_unsized' else None)
+        elif fault in ('empty_unsized', 'head_unsized', 'head'):
+            self._send(200, b'' if fault == 'empty_unsized' else post.png[:5], 'image/png',
+                       length=None if fault == 'head' else -1)
         elif fault == 'drip':
             self._send(200, b'', 'image/png', length=len(post.png))
             self._write_slowly((bytes([b]) for b in post.png), interval=self.state.drip_interval)

@@ -382,7 +382,7 @@ def test_a_dripping_search_answer_is_bounded_by_the_deadline(tmp_path, source, w
 # seconds.
 BOUNDS = dict(retries=1, timeout=1.0, file_deadline=20.0, max_file_size=200_000)
 REFUSED_FOR_GOOD = {'html', 'html_as_png', 'wrong_bytes', 'endless', 'huge', 'cut_jpeg', '404',
-                    '410'}
+                    '410', 'head'}
 
 
 @pytest.mark.timeout(60)  # a download the guard fails to bound would hang
@@ -400,6 +400,12 @@ REFUSED_FOR_GOOD = {'html', 'html_as_png', 'wrong_bytes', 'endless', 'huge', 'cu
     ('safebooru', 'cut_jpeg', {}, 'broken image (image file is truncated', False),
     # without Content-Length, a broken file may be a transfer cut short: not for good
     ('danbooru', 'cut_jpeg_unsized', {}, 'broken image (image file is truncated', False),
+    # ... and so may an empty file, or one whose first bytes do not say its format
+    ('danbooru', 'empty_unsized', {}, 'not an image (empty file)', False),
+    ('safebooru', 'head_unsized', {}, 'not a JPEG, PNG, WebP or BMP file (unknown format)',
+     False),
+    # (the same bytes as the server's whole file are for good)
+    ('danbooru', 'head', {}, 'not a JPEG, PNG, WebP or BMP file (unknown format)', False),
     ('danbooru', '404', {}, '404 Not Found', False),
     ('safebooru', '410', {}, '410 Gone', False),
     ('danbooru', '503', {}, '503 Service Unavailable', False),
