@@ -16,9 +16,9 @@ on top of it:
   plugins only: PIL runs Ghostscript for an EPS file), and its md5 is the post's; a file that
   fails is deleted, reported in
   :attr:`CrawlResult.failed` with the reason, and kept out of the download archive, so that a
-  rerun fetches it again, unless it was refused for good (the file itself: not an image, over
-  the size cap, gone; see :class:`RefusedPosts`): such a post is recorded in the output
-  folder, and reruns skip it until ``retry_failed`` says otherwise;
+  rerun fetches it again; a post whose file was refused for good (the file itself: not an
+  image, over the size cap, gone; see :class:`RefusedPosts`) is recorded in the output folder,
+  and once two runs have refused it so, reruns skip it until ``retry_failed`` says otherwise;
 - every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
   per file, its status line and headers included (:class:`BoundedAdapter`), so that no server
   can hold the crawl; so is the search: each answer has a size cap and a deadline, and the
@@ -64,8 +64,10 @@ import os
 import re
 import socket
 import sqlite3
+import stat
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -147,6 +149,17 @@ ARCHIVE_NAME = '.gallery-dl-archive.sqlite3'
 #: (:class:`RefusedPosts`)
 REFUSED_POSTS_NAME = '.refused-posts.json'
 REFUSED_POSTS_FORMAT = 'animal_landmarks_mm.refused_posts'
+#: the version the record is written in; version 1 (no ``refused_runs``: each of its posts
+#: refused by one run) is read too
+REFUSED_POSTS_VERSION = 2
+#: how many runs must refuse a post's file for good before reruns skip it: one refusal may be
+#: the network's, not the file's (a captive portal's page in place of every file)
+REFUSED_RUNS_TO_SKIP = 2
+#: the lock file beside the record that crawls in one folder take to update it in turn (the
+#: record itself is replaced whole, so a lock on it would not keep them apart)
+REFUSED_POSTS_LOCK_NAME = '.refused-posts.lock'
+#: seconds to wait for another crawl's lock on the record (held while it writes the record)
+REFUSED_POSTS_LOCK_SECONDS = 5.0
 #: the largest record of refused posts read or written (bytes): some 40,000 posts; a record
 #: that would grow past it drops its oldest posts (tried again by the next run)
 REFUSED_POSTS_MAX_BYTES = 16 << 20
@@ -242,7 +255,7 @@ class CrawlOptions:
         file_deadline: seconds one file's download may take, retries included, and each
             try of a search request.
         max_file_size: bytes a file may have; a larger one is not downloaded.
-        retry_failed: try again the posts an earlier run refused for good
+        retry_failed: try again the posts that earlier runs refused for good
             (:class:`RefusedPosts`), which a rerun skips otherwise.
         progress: show a progress bar.
     """
@@ -341,11 +354,14 @@ class CrawlResult:
         malformed: posts skipped because a field is not what the site's API gives
             (:func:`post_problem`).
         failed: ``"<file URL>: <reason>"`` for each download that failed or was refused; a
-            rerun tries them again, but those of :attr:`refused`.
+            rerun tries them again, but those of :attr:`refused` (:attr:`to_retry`).
         refused: those of :attr:`failed` whose file was refused for good (for what it is, as
-            the server has it: :class:`RefusedPosts`), recorded in the output folder: a rerun
-            skips them unless told to retry them (``retry_failed``).
-        refused_before: posts skipped because an earlier run refused their file for good.
+            the server has it: :class:`RefusedPosts`) by this run and at least one earlier
+            run: reruns skip them from now on, unless told to retry them (``retry_failed``),
+            and they do not fail this run. A post refused for good by this run only is one of
+            :attr:`to_retry`, recorded (the next run to refuse it makes it one of these).
+        refused_before: posts skipped because earlier runs refused their file for good
+            (:data:`REFUSED_RUNS_TO_SKIP` of them).
         unfinished: images of an earlier run found without their sidecar, moved to
             ``.unfinished/`` to be fetched again.
         stopped: why the search was stopped before ``limit`` new images were saved, when a
@@ -366,6 +382,13 @@ class CrawlResult:
     unfinished: int = 0
     stopped: str | None = None
 
+    @property
+    def to_retry(self) -> list[str]:
+        """The failures of :attr:`failed` that a rerun tries again (all but :attr:`refused`):
+        the run failed if it has any."""
+        refused = set(self.refused)
+        return [failure for failure in self.failed if failure not in refused]
+
     def format(self) -> str:
         """The one-line summary the command prints, escaped (:func:`~.errors.printable`): the
         failures' reasons are the servers' words (a reason phrase may hold terminal escapes)."""
@@ -382,7 +405,8 @@ class CrawlResult:
         if self.failed:
             refused = set(self.refused)
             text += f', failed {len(self.failed)}: ' + '; '.join(
-                f'{failure}, refused for good' if failure in refused else failure
+                f'{failure}, refused for good, skipped from now on (--retry-failed tries it '
+                f'again)' if failure in refused else failure
                 for failure in self.failed)
         if self.stopped:
             text += f'; {self.stopped}'
@@ -787,6 +811,7 @@ _REFUSED_ENTRY_FIELDS = {
     'url': lambda value: isinstance(value, str),
     'reason': lambda value: isinstance(value, str),
     'refused_at': lambda value: isinstance(value, str),
+    'refused_runs': lambda value: isinstance(value, int) and _is_id(value) and value > 0,
 }
 _REFUSED_ENTRY_OPTIONAL = {
     'max_file_size': lambda value: isinstance(value, int) and _is_id(value) and value > 0,
@@ -811,11 +836,109 @@ def _refused_entry_problem(entry) -> str | None:
     return None
 
 
+def _read_refused_posts(path: Path) -> dict[tuple[str, int], dict]:
+    """The entries of the record of refused posts at ``path`` (none if it has none), keyed by
+    (label, post id), oldest first; a version 1 record's posts are counted as refused by one
+    run each.
+
+    Raises:
+        CrawlError: the record is not a regular file, larger than
+            :data:`REFUSED_POSTS_MAX_BYTES`, not UTF-8 JSON, or not a record of refused posts
+            (its format, or an entry, is not what :meth:`RefusedPosts.save` writes); one line
+            naming it.
+    """
+    if not os.path.lexists(path):
+        return {}
+    try:
+        data = json.loads(read_regular_file(path, REFUSED_POSTS_MAX_BYTES).decode('utf-8'))
+    except RecursionError:
+        raise _refused_posts_error(path, 'JSON nested too deeply') from None
+    except (OSError, ValueError) as error:  # ValueError: too large, not regular (named)
+        what = {json.JSONDecodeError: 'broken JSON: ',
+                UnicodeDecodeError: 'not UTF-8: '}.get(type(error), '')
+        detail = ' '.join(str(error).removeprefix(f'{path}: ').split())
+        raise _refused_posts_error(
+            path, what + printable(detail, one_line=True, limit=200)) from None
+    version = data.get('version') if isinstance(data, dict) else None
+    if not (isinstance(data, dict) and data.get('format') == REFUSED_POSTS_FORMAT
+            and type(version) is int and version in (1, REFUSED_POSTS_VERSION)
+            and isinstance(data.get('posts'), list)):
+        raise _refused_posts_error(path, f'not an object with "format": '
+                                         f'"{REFUSED_POSTS_FORMAT}", "version": '
+                                         f'{REFUSED_POSTS_VERSION} (or 1) and "posts": [...]')
+    entries = {}
+    for number, entry in enumerate(data['posts'], 1):
+        if version == 1 and isinstance(entry, dict):  # written when one refusal was enough
+            entry = {**entry, 'refused_runs': 1}
+        problem = _refused_entry_problem(entry)
+        if problem is not None:
+            raise _refused_posts_error(path, f'post {number}: {problem}')
+        entries[entry['label'], entry['post_id']] = {
+            name: entry[name] for name in (*_REFUSED_ENTRY_FIELDS, *_REFUSED_ENTRY_OPTIONAL)
+            if name in entry}
+    return entries
+
+
+def _runs_refusing(earlier: dict | None, md5: str | None) -> int:
+    """How many runs have refused a post's file for good, counting the one that refused it
+    now: one more than its earlier entry's, if that was of the same md5 (another md5 is
+    another file)."""
+    return 1 + (earlier['refused_runs'] if earlier is not None and earlier['md5'] == md5 else 0)
+
+
+#: seconds between two tries of a lock another process holds (:func:`_locked`)
+_LOCK_POLL_SECONDS = 0.05
+
+
+@contextmanager
+def _locked(path: Path, seconds: float) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the lock file ``path`` (made if need be), waiting at most
+    ``seconds`` for another process's; where there is no ``flock`` (Windows) or the file
+    system's fails (NFS without a lock daemon), nothing is locked.
+
+    Raises:
+        OSError: the lock file cannot be made or opened, or is not a regular file.
+        TimeoutError: another process held it for ``seconds``.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    # (O_NONBLOCK: opening a FIFO put there waits for no writer; it is refused below)
+    flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, os.O_RDWR | flags, 0o666)
+    except PermissionError as denied:  # another user's: a read-only descriptor locks it too
+        try:
+            fd = os.open(path, os.O_RDONLY | flags)
+        except FileNotFoundError:  # none, in a folder this process cannot write in
+            raise denied from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f'{path} is not a regular file')
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f'another crawl held {path} for {seconds:g} s') from None
+                time.sleep(_LOCK_POLL_SECONDS)
+            except OSError:  # ENOLCK: this file system cannot lock
+                break
+        yield
+    finally:
+        os.close(fd)  # (and the lock with it)
+
+
 class RefusedPosts:
     """The posts whose file a crawl refused for good, recorded in the output folder
-    (:data:`REFUSED_POSTS_NAME`), so that a rerun skips them (counted in
+    (:data:`REFUSED_POSTS_NAME`) with how many runs refused them so. A post that
+    :data:`REFUSED_RUNS_TO_SKIP` (2) runs refused is skipped by reruns (counted in
     :attr:`CrawlResult.refused_before`) instead of failing on them again, run after run; the
-    crawl's ``retry_failed`` tries them again, and a post whose file is then saved leaves the
+    crawl's ``retry_failed`` tries it again. A post whose file is saved, by any run, leaves the
     record.
 
     A failure is for good when it is about the file itself, which a rerun would fetch again as
@@ -829,12 +952,19 @@ class RefusedPosts:
     those four (a transfer cut short, even within its first bytes, looks like that:
     :data:`_CUT_SHORT_PROBLEMS`) are not recorded: a rerun tries them again.
 
-    A post is skipped while it is the same: its md5 (as the site gives it) unchanged, and, for
-    one refused for its size, ``--max-file-size`` no larger than then. The record is keyed by
-    the crawl's label (:func:`file_label`) and the post id, as :func:`known_md5` keys the posts
-    saved; it holds at most :data:`REFUSED_POSTS_MAX_BYTES` (its oldest posts go first), each
-    URL and reason cut to :data:`REFUSED_TEXT_LIMIT` characters. One crawl per folder at a
-    time: the record is read when the crawl starts and written when it ends.
+    One run's refusal is not enough to skip a post, since it may still be the network's, not
+    the file's: a captive portal or a proxy may answer every file of one run with its own page
+    (200 text/html). The first run to refuse a post fails on it as on any failure, and the next
+    run tries it again; the runs need not refuse it for the same reason.
+
+    A post's refusals count, and it is skipped, while it is the same: its md5 (as the site
+    gives it) unchanged (another md5 counts afresh), and, for one refused for its size,
+    ``--max-file-size`` no larger than at its last refusal. The record is keyed by the crawl's
+    label (:func:`file_label`) and the post id, as :func:`known_md5` keys the posts saved; it
+    holds at most :data:`REFUSED_POSTS_MAX_BYTES` (its oldest posts go first), each URL and
+    reason cut to :data:`REFUSED_TEXT_LIMIT` characters. It is read when the crawl starts, and
+    crawls in one folder at once (two sources, say) keep each other's changes: :meth:`save`
+    applies this run's to the record as it is then, under a lock.
 
     Args:
         path: the record's file.
@@ -844,7 +974,14 @@ class RefusedPosts:
     def __init__(self, path: Path, entries: dict[tuple[str, int], dict] | None = None):
         self.path = path
         self.entries = dict(entries or {})
-        self.changed = False
+        #: this run's refusals and removals, which :meth:`save` applies to the record
+        self._added: dict[tuple[str, int], dict] = {}
+        self._removed: set[tuple[str, int]] = set()
+
+    @property
+    def changed(self) -> bool:
+        """Whether this run refused or removed a post, which :meth:`save` has not written."""
+        return bool(self._added or self._removed)
 
     @classmethod
     def load(cls, output_dir: Path) -> RefusedPosts:
@@ -856,50 +993,25 @@ class RefusedPosts:
         lost without a word; the error says what to do.
 
         Raises:
-            CrawlError: the record is not a regular file, larger than
-                :data:`REFUSED_POSTS_MAX_BYTES`, not UTF-8 JSON, or not a record of refused posts
-                (its format, or an entry, is not what :meth:`save` writes); one line naming it.
+            CrawlError: the record cannot be used (:func:`_read_refused_posts`); one line
+                naming it.
         """
         path = output_dir / REFUSED_POSTS_NAME
-        if not os.path.lexists(path):
-            return cls(path)
-        try:
-            data = json.loads(read_regular_file(path, REFUSED_POSTS_MAX_BYTES).decode('utf-8'))
-        except RecursionError:
-            raise _refused_posts_error(path, 'JSON nested too deeply') from None
-        except (OSError, ValueError) as error:  # ValueError: too large, not regular (named)
-            what = {json.JSONDecodeError: 'broken JSON: ',
-                    UnicodeDecodeError: 'not UTF-8: '}.get(type(error), '')
-            detail = ' '.join(str(error).removeprefix(f'{path}: ').split())
-            raise _refused_posts_error(
-                path, what + printable(detail, one_line=True, limit=200)) from None
-        if not (isinstance(data, dict) and data.get('format') == REFUSED_POSTS_FORMAT
-                and data.get('version') == 1 and isinstance(data.get('posts'), list)):
-            raise _refused_posts_error(path, f'not an object with "format": '
-                                             f'"{REFUSED_POSTS_FORMAT}", "version": 1 and '
-                                             f'"posts": [...]')
-        entries = {}
-        for number, entry in enumerate(data['posts'], 1):
-            problem = _refused_entry_problem(entry)
-            if problem is not None:
-                raise _refused_posts_error(path, f'post {number}: {problem}')
-            entries[entry['label'], entry['post_id']] = {
-                name: entry[name] for name in (*_REFUSED_ENTRY_FIELDS, *_REFUSED_ENTRY_OPTIONAL)
-                if name in entry}
-        return cls(path, entries)
+        return cls(path, _read_refused_posts(path))
 
     def skips(self, label: str, info: dict, max_file_size: int) -> bool:
         """Whether a post (:func:`post_info`) of the crawl labelled ``label`` was refused for
-        good and is still the same: its md5 unchanged, and, if it was refused for its size,
-        ``max_file_size`` (bytes) no larger than then."""
+        good by :data:`REFUSED_RUNS_TO_SKIP` runs and is still the same: its md5 unchanged,
+        and, if it was refused for its size, ``max_file_size`` (bytes) no larger than then."""
         entry = self.entries.get((label, info['post_id']))
-        return entry is not None and entry['md5'] == _post_md5(info) and \
+        return entry is not None and entry['refused_runs'] >= REFUSED_RUNS_TO_SKIP and \
+            entry['md5'] == _post_md5(info) and \
             max_file_size <= entry.get('max_file_size', max_file_size)
 
     def add(self, label: str, info: dict, *, url: str, reason: str,
-            max_file_size: int | None = None) -> None:
-        """Record a post whose file was refused for good (its URL redacted, and cut short with
-        its reason to :data:`REFUSED_TEXT_LIMIT` characters), as the newest entry.
+            max_file_size: int | None = None) -> int:
+        """Record a post whose file this run refused for good (its URL redacted, and cut short
+        with its reason to :data:`REFUSED_TEXT_LIMIT` characters), as the newest entry.
 
         Args:
             label: the crawl's label (:func:`file_label`).
@@ -907,50 +1019,76 @@ class RefusedPosts:
             url: its file URL.
             reason: why it was refused.
             max_file_size: the size cap (bytes), for a file refused for its size.
+
+        Returns:
+            How many runs have refused it for good, this one included
+            (:data:`REFUSED_RUNS_TO_SKIP` or more: reruns skip it).
         """
         key = (label, info['post_id'])
-        self.entries.pop(key, None)  # the newest now
-        entry = dict(label=label, post_id=info['post_id'], md5=_post_md5(info),
+        md5 = _post_md5(info)
+        entry = dict(label=label, post_id=info['post_id'], md5=md5,
                      url=printable(redact(url), one_line=True, limit=REFUSED_TEXT_LIMIT),
                      reason=printable(redact(reason), one_line=True, limit=REFUSED_TEXT_LIMIT),
-                     refused_at=datetime.now(UTC).isoformat(timespec='seconds'))
+                     refused_at=datetime.now(UTC).isoformat(timespec='seconds'),
+                     refused_runs=_runs_refusing(self.entries.pop(key, None), md5))
         if max_file_size is not None:
             entry['max_file_size'] = max_file_size
-        self.entries[key] = entry
-        self.changed = True
+        self.entries[key] = entry  # the newest now
+        self._added[key] = entry
+        self._removed.discard(key)
+        return entry['refused_runs']
 
     def discard(self, label: str, post_id) -> None:
         """Forget a post (its file is saved, or here already), if the record has it."""
-        if self.entries.pop((label, post_id), None) is not None:
-            self.changed = True
+        key = (label, post_id)
+        if self.entries.pop(key, None) is not None:
+            self._removed.add(key)
+            self._added.pop(key, None)
 
     def save(self) -> int:
-        """Write the record (atomically), if it changed, dropping its oldest entries where it
-        would be larger than :data:`REFUSED_POSTS_MAX_BYTES`.
+        """Apply this run's refusals and removals to the record, if it has any, and write it
+        (atomically), dropping its oldest entries where it would be larger than
+        :data:`REFUSED_POSTS_MAX_BYTES`.
+
+        The record is read again under the lock :data:`REFUSED_POSTS_LOCK_NAME` (waited for
+        :data:`REFUSED_POSTS_LOCK_SECONDS` at most) and written before it is released: another
+        crawl in the folder may have written it since this one read it, and its refusals are
+        kept (each run's count as one run, counted again on the record as it is now).
 
         Returns:
             How many entries were dropped.
 
         Raises:
-            OSError: the record cannot be written.
+            OSError: the record cannot be written, or its lock cannot be had
+                (:class:`TimeoutError`: another crawl held it).
+            CrawlError: the record, as it is now, cannot be used (:func:`_read_refused_posts`):
+                it is left as it is.
         """
         if not self.changed:
             return 0
-        entries = list(self.entries.values())
-        dropped = 0
-        while True:
-            record = dict(format=REFUSED_POSTS_FORMAT, version=1, posts=entries)
-            excess = len(json_bytes(record)) - REFUSED_POSTS_MAX_BYTES
-            if excess <= 0 or not entries:
-                break
-            freed = count = 0  # (an entry takes a little more room in the record: indented)
-            while freed < excess and count < len(entries):
-                freed += len(json_bytes(entries[count]))
-                count += 1
-            entries, dropped = entries[count:], dropped + count
-        write_json_atomic(self.path, record)
+        with _locked(self.path.with_name(REFUSED_POSTS_LOCK_NAME), REFUSED_POSTS_LOCK_SECONDS):
+            current = _read_refused_posts(self.path)
+            for key in self._removed:
+                current.pop(key, None)
+            for key, added in self._added.items():
+                earlier = current.pop(key, None)  # (the newest now)
+                current[key] = {**added, 'refused_runs': _runs_refusing(earlier, added['md5'])}
+            entries = list(current.values())
+            dropped = 0
+            while True:
+                record = dict(format=REFUSED_POSTS_FORMAT, version=REFUSED_POSTS_VERSION,
+                              posts=entries)
+                excess = len(json_bytes(record)) - REFUSED_POSTS_MAX_BYTES
+                if excess <= 0 or not entries:
+                    break
+                freed = count = 0  # (an entry takes a little more room in the record: indented)
+                while freed < excess and count < len(entries):
+                    freed += len(json_bytes(entries[count]))
+                    count += 1
+                entries, dropped = entries[count:], dropped + count
+            write_json_atomic(self.path, record)
         self.entries = {(entry['label'], entry['post_id']): entry for entry in entries}
-        self.changed = False
+        self._added, self._removed = {}, set()
         return dropped
 
 
@@ -1924,8 +2062,9 @@ class CrawlJob(job.DownloadJob):
     gallery-dl's file events: ``file`` (downloaded, not yet under its final name:
     :meth:`_check_file` verifies it and writes its sidecar, or makes gallery-dl fail it, which
     also keeps it out of the download archive), ``after`` (under its final name, archived) and
-    ``skip`` (archived or present already); a file none of them marks has failed. A post an
-    earlier run refused for good is skipped (:class:`RefusedPosts`), unless ``retry_failed``.
+    ``skip`` (archived or present already); a file none of them marks has failed. A post that
+    earlier runs refused for good (:data:`REFUSED_RUNS_TO_SKIP`) is skipped
+    (:class:`RefusedPosts`), unless ``retry_failed``.
 
     The search is bounded: each request (:meth:`_bounded_request`) by a deadline and a size cap,
     and the walk over its pages by the posts it looks at, the requests it makes and the pages
@@ -2238,9 +2377,11 @@ class CrawlJob(job.DownloadJob):
             result.failed.append(failure)
             if state.refused_for_good or guard.refused_for_good or \
                     guard.status in GONE_STATUSES:
-                self.refused.add(self.label, state.info, url=state.url, reason=reason,
-                                 max_file_size=guard.max_bytes if guard.over_max_bytes else None)
-                result.refused.append(failure)
+                runs = self.refused.add(
+                    self.label, state.info, url=state.url, reason=reason,
+                    max_file_size=guard.max_bytes if guard.over_max_bytes else None)
+                if runs >= REFUSED_RUNS_TO_SKIP:  # (a first refusal fails as any failure)
+                    result.refused.append(failure)
 
     def _remove_part(self) -> None:
         pathfmt = self.pathfmt
@@ -2304,12 +2445,17 @@ class CrawlJob(job.DownloadJob):
 
 def _save_refused(refused: RefusedPosts) -> None:
     """Save the record of refused posts; say so if that drops its oldest posts, or fails (its
-    posts of this run are then tried again by the next: nothing worse)."""
+    posts of this run are then tried again by the next, their refusals by this run uncounted:
+    nothing worse)."""
     try:
         dropped = refused.save()
     except (OSError, ValueError) as error:
         note(f'warning: {refused.path}: cannot write the record of refused posts '
              f'({" ".join(str(error).split())}): the next run tries them again')
+        return
+    except CrawlError as error:  # written meanwhile, by something else than a crawl
+        note(f'warning: {error}; this run\'s refused posts are not recorded in it: the next '
+             f'run tries them again')
         return
     if dropped:
         note(f'warning: {refused.path}: the {dropped} oldest refused posts dropped from the '
@@ -2324,8 +2470,9 @@ def crawl(options: CrawlOptions) -> CrawlResult:
 
     Returns:
         What the crawl did; failed downloads are in :attr:`CrawlResult.failed` (those refused
-        for good, recorded for reruns to skip, in :attr:`CrawlResult.refused` too), and why a
-        bound stopped the search in :attr:`CrawlResult.stopped`.
+        for good by this run and an earlier one, which reruns skip, in
+        :attr:`CrawlResult.refused` too), and why a bound stopped the search in
+        :attr:`CrawlResult.stopped`.
 
     Raises:
         CrawlError: bad options, a download archive or a record of refused posts

@@ -1,5 +1,6 @@
 """The crawler: real gallery-dl against a fake Danbooru / Gelbooru 0.2 server on 127.0.0.1."""
 import base64
+import fcntl
 import hashlib
 import importlib.util
 import io
@@ -38,6 +39,7 @@ from animal_landmarks_mm.crawl import (
     ARCHIVE_NAME,
     CREDENTIAL_ENV,
     PARTS_DIR,
+    REFUSED_POSTS_LOCK_NAME,
     REFUSED_POSTS_NAME,
     SEARCH_ANSWER_MAX_BYTES,
     SEARCH_IDLE_PAGES,
@@ -45,6 +47,7 @@ from animal_landmarks_mm.crawl import (
     SEARCH_REQUESTS_MIN,
     CrawlError,
     CrawlOptions,
+    RefusedPosts,
     archive_prefix,
     check_image,
     configure_gallery_dl,
@@ -377,12 +380,14 @@ def test_a_dripping_search_answer_is_bounded_by_the_deadline(tmp_path, source, w
 
 # Each fault: the file is not kept, the failure is reported with its reason, the post is not
 # archived, and a rerun on the healed server downloads it; a file refused for good (what it is,
-# as the server has it: REFUSED_FOR_GOOD) is recorded and skipped by that rerun, downloaded by
-# one with retry_failed. Timeouts, deadline and size cap are small so that each case takes
-# seconds.
+# as the server has it: REFUSED_FOR_GOOD) is recorded, fails that run as any failure does, and
+# is refused again by the next run (the fault goes on), which does not count it as failed but
+# skipped from now on: the rerun on the healed server skips it, one with retry_failed downloads
+# it. Timeouts, deadline and size cap are small so that each case takes seconds.
 BOUNDS = dict(retries=1, timeout=1.0, file_deadline=20.0, max_file_size=200_000)
 REFUSED_FOR_GOOD = {'html', 'html_as_png', 'wrong_bytes', 'endless', 'huge', 'cut_jpeg', '404',
                     '410', 'head'}
+SKIPPED_FROM_NOW_ON = 'refused for good, skipped from now on (--retry-failed tries it again)'
 
 
 @pytest.mark.timeout(60)  # a download the guard fails to bound would hang
@@ -448,13 +453,18 @@ def test_bad_download_is_not_kept_is_reported_and_retried(tmp_path, source, faul
             assert bool(parts) == leaves_part
         assert took < 60  # bounded: without the deadline a drip holds the crawl for minutes
         for_good = fault in REFUSED_FOR_GOOD
-        assert result.refused == (result.failed if for_good else [])
+        assert result.refused == [] and 'refused for good' not in result.format()
         record = _refused_record(tmp_path)
-        assert [(entry['label'], entry['post_id']) for entry in record] == \
-            ([(_label(booru, source), bad.id)] if for_good else [])
+        assert [(entry['label'], entry['post_id'], entry['refused_runs']) for entry in record] \
+            == ([(_label(booru, source), bad.id, 1)] if for_good else [])
         if for_good:
             assert f'{record[0]["url"]}: {record[0]["reason"]}' == result.failed[0]
-            assert f'{result.failed[0]}, refused for good' in result.format()
+            since = len(booru.state.requests)
+            second = crawl(options)  # the fault goes on: refused by a second run
+            assert _file_requests(booru, since)[:1] == [f'/images/{bad.id}.png']
+            assert second.failed == result.failed and second.refused == second.failed
+            assert f'{second.failed[0]}, {SKIPPED_FROM_NOW_ON}' in second.format()
+            assert [entry['refused_runs'] for entry in _refused_record(tmp_path)] == [2]
 
         booru.state.file_faults = {}  # the server heals; a rerun fetches the file
         if fault == 'cut_jpeg':  # the post unchanged, still without md5 (a new one: retried)
@@ -515,47 +525,55 @@ def test_an_error_gallery_dls_download_did_not_expect_fails_that_file_only(tmp_p
     assert [p.name for p in again.saved] == [f'{_label(booru, "danbooru")}_{bad.id}.png']
 
 
-def test_a_post_refused_for_good_lets_reruns_exit_0(tmp_path, crawl_images, capsys):
-    """A file that fails for good (not the post's md5) fails the run it is met in, beside one
-    that fails for now (a 503); reruns skip it ("refused before") and exit 0 once the 503 is
-    over; --retry-failed tries it again, and saves it once the server has it right."""
-    posts = make_posts(3)
-    refused, unavailable = posts[1], posts[2]
-    refused_file = f'/images/{refused.id}.png'
-    for_good = '1 refused for good: reruns skip them, --retry-failed tries them again'
-
+def _crawl_command(crawl_images, capsys, booru, out):
+    """Run the command as a script would, against ``booru``: ``run(*flags)`` gives its exit
+    message (None: exit 0), its output, and the files it asked for."""
     def run(*flags):
-        """The command's exit message (None: exit 0), its output, and the files it asked for."""
         since = len(booru.state.requests)
         try:
             crawl_images.main(['--source', 'danbooru', '--tags', 'animal_ears', '--output-dir',
-                               str(tmp_path), '--base-url', booru.url, '--sleep', '0',
+                               str(out), '--base-url', booru.url, '--sleep', '0',
                                '--retries', '0', '--no-progress', '--rating', *EVERY_RATING,
                                *flags])
             code = None
         except SystemExit as exit_:
             code = exit_.code
         return code, capsys.readouterr().out, _file_requests(booru, since)
+    return run
+
+
+def test_a_post_refused_for_good_by_two_runs_lets_reruns_exit_0(tmp_path, crawl_images, capsys):
+    """A file that fails for good (not the post's md5) fails the first run it is met in, as
+    one that fails for now (a 503) does; the second run to refuse it says it is skipped from
+    now on and does not fail for it (exit 1 for the 503 only, then exit 0 once the 503 is
+    over); reruns skip it ("refused before"); --retry-failed tries it again (refused once more:
+    exit 0 still), and saves it once the server has it right."""
+    posts = make_posts(3)
+    refused, unavailable = posts[1], posts[2]
+    refused_file = f'/images/{refused.id}.png'
+    skipped = '1 more refused for good, skipped from now on (--retry-failed tries them again)'
 
     with FakeBooru(posts) as booru:
+        run = _crawl_command(crawl_images, capsys, booru, tmp_path)
         booru.state.file_faults = {refused.id: 'wrong_bytes', unavailable.id: '503'}
         code, out, _ = run()
-        assert code == f'error: 2 downloads failed ({for_good}; rerun to try the other 1 again)'
-        assert f'{refused_file}: md5 mismatch (file ' in out
-        assert f', refused for good; {booru.url}/images/{unavailable.id}.png: 503 ' in out, out
+        assert code == 'error: 2 downloads failed (rerun to try them again)'
+        assert f'{refused_file}: md5 mismatch (file ' in out and 'refused for good' not in out
+        assert f'; {booru.url}/images/{unavailable.id}.png: 503 ' in out, out
 
-        code, out, files = run()  # the 503 goes on
-        assert code == 'error: 1 downloads failed (rerun to try them again)'
-        assert 'refused before 1 (--retry-failed tries them again)' in out
-        assert files == [f'/images/{unavailable.id}.png']
+        code, out, files = run()  # both again
+        assert code == f'error: 1 downloads failed (rerun to try them again); {skipped}'
+        assert f', {SKIPPED_FROM_NOW_ON}; {booru.url}/images/{unavailable.id}.png: 503 ' in out
+        assert sorted(files) == sorted([refused_file, f'/images/{unavailable.id}.png'])
 
         booru.state.file_faults = {refused.id: 'wrong_bytes'}
         code, out, files = run()
         assert code is None and 'images saved 1' in out and 'refused before 1' in out
         assert files == [f'/images/{unavailable.id}.png']
 
-        code, out, files = run('--retry-failed')  # tried, refused again
-        assert code == f'error: 1 downloads failed ({for_good})' and files == [refused_file]
+        code, out, files = run('--retry-failed')  # tried, refused again: no failure of the run
+        assert code is None and files == [refused_file]
+        assert f'{refused_file}: md5 mismatch (file ' in out and SKIPPED_FROM_NOW_ON in out
 
         booru.state.file_faults = {}
         code, out, files = run('--retry-failed')
@@ -565,10 +583,34 @@ def test_a_post_refused_for_good_lets_reruns_exit_0(tmp_path, crawl_images, caps
     assert _refused_record(tmp_path) == []
 
 
+def test_a_post_refused_for_good_by_one_run_only_is_tried_again(tmp_path, crawl_images,
+                                                                 capsys):
+    """One run's refusals are not enough to skip a post: a page (200 text/html: a captive
+    portal, a proxy's error page) in place of every file of one run, and a transfer cut before
+    its first byte (no Content-Length: an empty file), fail that run; the next run on the
+    healed network fetches them all, exits 0 and leaves no record."""
+    posts = make_posts(4)
+    with FakeBooru(posts) as booru:
+        run = _crawl_command(crawl_images, capsys, booru, tmp_path)
+        booru.state.file_faults = {post.id: 'html' for post in posts[1:]}
+        booru.state.file_faults[posts[0].id] = 'empty_unsized'
+        code, out, _ = run()
+        assert code == 'error: 4 downloads failed (rerun to try them again)'
+        assert out.count('not an image (text/html)') == 3 and 'not an image (empty file)' in out
+        assert len(_refused_record(tmp_path)) == 3  # the pages: once each
+
+        booru.state.file_faults = {}
+        code, out, files = run()
+    assert code is None and 'images saved 4' in out and 'refused before' not in out
+    assert sorted(files) == sorted(f'/images/{post.id}.png' for post in posts)
+    assert _refused_record(tmp_path) == []
+
+
 def test_a_post_is_tried_again_when_what_refused_it_changed(tmp_path):
-    """A post refused for its size is tried again by a run that takes larger files, one whose
-    file was not the post's md5 when the site gives another md5 (the post's file replaced);
-    otherwise they stay skipped, whatever else changed."""
+    """A post refused for its size (by two runs) is tried again by a run that takes larger
+    files, one whose file was not the post's md5 when the site gives another md5 (the post's
+    file replaced: its refusals count afresh, the next run tries it again); otherwise they
+    stay skipped, whatever else changed."""
     posts = make_posts(3)
     huge, wrong = posts[0], posts[1]
     with FakeBooru(posts) as booru:
@@ -576,6 +618,7 @@ def test_a_post_is_tried_again_when_what_refused_it_changed(tmp_path):
         options = _options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING, limit=10,
                            max_file_size=200_000)
         first = crawl(options)
+        second = crawl(options)
         options.timeout = 7.0
         since = len(booru.state.requests)
         same = crawl(options)
@@ -592,17 +635,21 @@ def test_a_post_is_tried_again_when_what_refused_it_changed(tmp_path):
         options.max_file_size = 250_000  # smaller than the last try's: still too large
         since = len(booru.state.requests)
         again = crawl(options)
-        assert again.refused_before == 2 and _file_requests(booru, since) == []
-    assert len(first.refused) == 2 and len(first.saved) == 1
-    assert changed.refused_before == 0 and len(changed.refused) == 2
+        assert again.refused_before == 1  # the other refused once since its md5 changed
+        assert _file_requests(booru, since) == [f'/images/{wrong.id}.png']
+    assert first.refused == [] and len(second.refused) == 2 and len(first.saved) == 1
+    assert changed.refused_before == 0 and len(changed.failed) == 2
+    assert changed.refused == [f'{booru.url}/images/{huge.id}.png: {record[huge.id]["reason"]}']
     assert record[huge.id]['max_file_size'] == 300_000 and record[huge.id]['md5'] == huge.md5
     assert record[wrong.id]['md5'] == 'f' * 32 and 'max_file_size' not in record[wrong.id]
+    assert (record[huge.id]['refused_runs'], record[wrong.id]['refused_runs']) == (3, 1)
     assert record[huge.id]['reason'] == \
         'larger than --max-file-size 0.3 MB (Content-Length 10000000000)'
 
 
 GOOD_REFUSAL = {'label': 'danbooru', 'post_id': 1000, 'md5': None, 'url': 'http://x/1.png',
-                'reason': '404 Not Found', 'refused_at': '2026-01-02T03:04:05+00:00'}
+                'reason': '404 Not Found', 'refused_at': '2026-01-02T03:04:05+00:00',
+                'refused_runs': 2}
 
 
 @pytest.mark.timeout(60)  # a FIFO read would block forever
@@ -614,10 +661,13 @@ GOOD_REFUSAL = {'label': 'danbooru', 'post_id': 1000, 'md5': None, 'url': 'http:
     ('a FIFO', 'not a regular file'),
     ('too large', 'more than 64 bytes, too large to read'),
     ('another format', 'not an object with "format": "animal_landmarks_mm.refused_posts", '
-                       '"version": 1 and "posts": [...]'),
+                       '"version": 2 (or 1) and "posts": [...]'),
+    ('a later version', '"version": 2 (or 1) and "posts": [...]'),
     ('a post id in text', "post 2: post_id '1001'"),
     ('a post without its reason', 'post 1: no reason'),
     ('a size cap of zero', 'post 1: max_file_size 0'),
+    ('a post without its runs', 'post 1: no refused_runs'),
+    ('a post of no runs', 'post 1: refused_runs 0'),
     # JSON may escape a lone surrogate, which loads, but no UTF-8 file can hold: the record
     # could never be written again (each run's refusals lost)
     ('a lone surrogate', "post 1: url 'http://x/\\ud800' (not UTF-8 text)"),
@@ -628,8 +678,8 @@ def test_a_record_of_refused_posts_that_cannot_be_used_stops_the_crawl_first(
     it is: it is the crawler's, and one it cannot read would be written over at the end."""
     path = tmp_path / REFUSED_POSTS_NAME
 
-    def record(*posts):
-        return json.dumps({'format': 'animal_landmarks_mm.refused_posts', 'version': 1,
+    def record(*posts, version=2):
+        return json.dumps({'format': 'animal_landmarks_mm.refused_posts', 'version': version,
                            'posts': list(posts)}).encode()
 
     content = {'broken JSON': b'{"format', 'not UTF-8': b'\xff{}', 'deep JSON': b'[' * 100_000,
@@ -639,6 +689,10 @@ def test_a_record_of_refused_posts_that_cannot_be_used_stops_the_crawl_first(
                'a post without its reason': record({
                    name: value for name, value in GOOD_REFUSAL.items() if name != 'reason'}),
                'a size cap of zero': record({**GOOD_REFUSAL, 'max_file_size': 0}),
+               'a later version': record(GOOD_REFUSAL, version=3),
+               'a post without its runs': record({
+                   name: value for name, value in GOOD_REFUSAL.items() if name != 'refused_runs'}),
+               'a post of no runs': record({**GOOD_REFUSAL, 'refused_runs': 0}),
                'a lone surrogate': record({**GOOD_REFUSAL, 'url': 'http://x/\ud800'})}.get(what)
     if what == 'a folder':
         path.mkdir()
@@ -666,27 +720,130 @@ def test_a_record_of_refused_posts_that_cannot_be_used_stops_the_crawl_first(
 
 def test_the_record_of_refused_posts_is_bounded(tmp_path, monkeypatch, capfd):
     """The record keeps its newest posts within REFUSED_POSTS_MAX_BYTES (however many posts a
-    folder's searches refuse, the file stays that small); the next run tries again those it
-    dropped, and skips the others."""
+    folder's searches refuse, the file stays that small); the posts it dropped are as good as
+    never refused (the second run's refusal is their first), and the third run tries them
+    again, skipping the others."""
     monkeypatch.setattr('animal_landmarks_mm.crawl.REFUSED_POSTS_MAX_BYTES', 2000)
     posts = make_posts(8)  # the search gives them newest first: refused in this order
     with FakeBooru(posts) as booru:
         booru.state.file_faults = {post.id: 'wrong_bytes' for post in posts}
         options = _options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING, limit=10)
         first = crawl(options)
-        kept = [entry['post_id'] for entry in _refused_record(tmp_path)]
+        kept_first = [entry['post_id'] for entry in _refused_record(tmp_path)]
+        second = crawl(options)
+        record = _refused_record(tmp_path)
         size = (tmp_path / REFUSED_POSTS_NAME).stat().st_size
         err = capfd.readouterr().err
         since = len(booru.state.requests)
         again = crawl(options)
         retried = _file_requests(booru, since)
+    kept = [entry['post_id'] for entry in record]
     dropped = len(posts) - len(kept)
-    assert len(first.refused) == len(posts) and 1 <= len(kept) < len(posts)
+    assert len(first.failed) == len(posts) and first.refused == []
+    assert 1 <= len(kept) < len(posts) and kept == kept_first
     assert kept == [post.id for post in posts[dropped:]] and size <= 2000
+    assert [entry['refused_runs'] for entry in record] == [2] * len(kept)
+    assert len(second.failed) == len(posts) and len(second.refused) == len(kept)
     assert f'the {dropped} oldest refused posts dropped from the record (at most 2000 bytes)' \
         in err, err
     assert again.refused_before == len(kept)
     assert retried == [f'/images/{post.id}.png' for post in posts[:dropped]]
+
+
+def test_a_version_1_record_counts_each_post_as_refused_by_one_run(tmp_path):
+    """A record written when one refusal was enough to skip a post (version 1) is read with
+    each post refused by one run: tried again, a post saved leaves it, a post refused again is
+    skipped from now on; the record is written again as version 2."""
+    posts = make_posts(3)
+    healed, gone = posts[0], posts[1]
+    with FakeBooru(posts) as booru:
+        label = _label(booru, 'danbooru')
+        (tmp_path / REFUSED_POSTS_NAME).write_text(json.dumps({
+            'format': 'animal_landmarks_mm.refused_posts', 'version': 1,
+            'posts': [{'label': label, 'post_id': post.id, 'md5': post.md5,
+                       'url': f'{booru.url}/images/{post.id}.png', 'reason': '404 Not Found',
+                       'refused_at': '2026-01-02T03:04:05+00:00'} for post in (healed, gone)]}))
+        booru.state.file_faults = {gone.id: '404'}
+        result = crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+        requests = _file_requests(booru)
+    assert f'/images/{healed.id}.png' in requests and f'/images/{gone.id}.png' in requests
+    assert len(result.saved) == 2 and result.refused_before == 0
+    assert result.refused == result.failed == [f'{booru.url}/images/{gone.id}.png: 404 Not Found']
+    record = json.loads((tmp_path / REFUSED_POSTS_NAME).read_text())
+    assert record['version'] == 2
+    assert [(entry['post_id'], entry['refused_runs']) for entry in record['posts']] == \
+        [(gone.id, 2)]
+
+
+@pytest.mark.timeout(120)
+def test_two_crawls_in_one_folder_keep_each_others_refused_posts(tmp_path, monkeypatch):
+    """Two crawls at once in one folder (two sources of one board): the other crawl runs whole
+    between this one's start, when it reads the record, and its end, when it writes it. What
+    the other recorded is kept, and only this one's changes are applied: a post it saved
+    leaves the record, one it refused counts one run more."""
+    posts = make_posts(4)
+    gone, healed = posts[0], posts[1]
+    others = []
+    save = RefusedPosts.save
+
+    def save_after_the_other_crawl(refused):
+        if not others:
+            others.append(run_tool(
+                'crawl_images.py', '--source', 'safebooru', '--tags', 'animal_ears',
+                '--output-dir', tmp_path, '--base-url', booru.url, '--sleep', '0',
+                '--retries', '0', '--no-progress', '--rating', *EVERY_RATING, check=False))
+        return save(refused)
+
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {gone.id: '404', healed.id: '404'}
+        options = _options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING, limit=10)
+        crawl(options)  # both refused once
+        booru.state.file_faults = {gone.id: '404'}
+        monkeypatch.setattr(RefusedPosts, 'save', save_after_the_other_crawl)
+        result = crawl(options)
+    other = others[0]
+    assert other.returncode == 1 and 'error: 1 downloads failed' in other.stderr, other.stderr
+    assert [p.name for p in result.saved] == [f'{_label(booru, "danbooru")}_{healed.id}.png']
+    assert len(result.refused) == 1
+    assert {(entry['label'], entry['post_id']): entry['refused_runs']
+            for entry in _refused_record(tmp_path)} == {
+        (_label(booru, 'safebooru'), gone.id): 1, (_label(booru, 'danbooru'), gone.id): 2}
+
+
+@pytest.mark.timeout(60)  # a FIFO opened to wait for a writer would block forever
+@pytest.mark.parametrize('lock', ['held', 'a FIFO'])
+def test_a_record_whose_lock_cannot_be_had_is_left_with_a_warning(tmp_path, monkeypatch, capfd,
+                                                                  lock):
+    """The record is written under its lock (REFUSED_POSTS_LOCK_NAME): where another process
+    holds it past REFUSED_POSTS_LOCK_SECONDS, or the lock is no regular file, the crawl leaves
+    the record as it is, with one warning line, and its result whole; the next run with the
+    lock free records its refusals."""
+    monkeypatch.setattr('animal_landmarks_mm.crawl.REFUSED_POSTS_LOCK_SECONDS', 0.2)
+    path = tmp_path / REFUSED_POSTS_LOCK_NAME
+    posts = make_posts(3)
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {posts[1].id: '404'}
+        options = _options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING)
+        if lock == 'a FIFO':
+            os.mkfifo(path)
+            blocked = crawl(options)
+            path.unlink()
+        else:  # (another open file's flock excludes this process's own too)
+            holder = os.open(path, os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(holder, fcntl.LOCK_EX)
+                blocked = crawl(options)
+            finally:
+                os.close(holder)
+        err = capfd.readouterr().err
+        free = crawl(options)
+    problem = {'held': f'another crawl held {path} for 0.2 s',
+               'a FIFO': f'{path} is not a regular file'}[lock]
+    assert f'warning: {tmp_path / REFUSED_POSTS_NAME}: cannot write the record of refused ' \
+           f'posts ({problem}): the next run tries them again' in err, err
+    assert len(blocked.saved) == 2 and blocked.failed == free.failed and len(free.failed) == 1
+    assert [(entry['post_id'], entry['refused_runs']) for entry in _refused_record(tmp_path)] \
+        == [(posts[1].id, 1)]
 
 
 def test_image_without_sidecar_is_fetched_again(tmp_path):
@@ -1655,8 +1812,7 @@ def test_the_summary_escapes_what_a_server_said(tmp_path, crawl_images, capsys):
                                str(tmp_path), '--base-url', booru.url, '--sleep', '0',
                                '--retries', '0', '--no-progress', '--rating', *EVERY_RATING])
     out, err = capsys.readouterr()
-    assert info.value.code == ('error: 1 downloads failed (1 refused for good: reruns skip them, '
-                               '--retry-failed tries them again)')  # a 404
+    assert info.value.code == 'error: 1 downloads failed (rerun to try them again)'  # a 404
     assert 'images saved 1' in out
     assert f'{posts[0].id}.png: 404 \\x1b]0;owned\\x07\\x1b[2J\\x1b[31mNot Found' in out, out
     assert not {'\x1b', '\x07'} & set(out + err)

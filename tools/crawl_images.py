@@ -71,10 +71,11 @@ def parse_args(argv=None):
     parser.add_argument('--max-file-size', type=float, default=50.0, metavar='MB',
                         help='larger files are not downloaded and count as failed (default 50)')
     parser.add_argument('--retry-failed', action='store_true',
-                        help='try again the posts an earlier run refused for good (their file '
-                        'not an image the dataset takes, broken or not the post\'s md5 as the '
-                        'server has it, over --max-file-size, or HTTP 404 or 410; recorded in '
-                        f'OUTPUT_DIR/{REFUSED_POSTS_NAME}), which reruns skip otherwise')
+                        help='try again the posts that two earlier runs refused for good (their '
+                        'file not an image the dataset takes, broken or not the post\'s md5 as '
+                        'the server has it, over --max-file-size, or HTTP 404 or 410; recorded '
+                        f'in OUTPUT_DIR/{REFUSED_POSTS_NAME}), which reruns skip otherwise; a '
+                        'post refused by one run only is tried again by any rerun')
     parser.add_argument('--no-progress', action='store_true')
     return parser.parse_args(argv)
 
@@ -92,16 +93,14 @@ def megabytes_to_bytes(megabytes: float) -> int:
 
 
 def failure_message(result: CrawlResult) -> str:
-    """The error line of a crawl whose downloads failed: which ones a rerun tries again, and
-    which ones it skips (refused for good) unless --retry-failed."""
-    failed, refused = len(result.failed), len(result.refused)
-    if not refused:
-        return f'error: {failed} downloads failed (rerun to try them again)'
-    for_good = f'{refused} refused for good: reruns skip them, --retry-failed tries them again'
-    if refused == failed:
-        return f'error: {failed} downloads failed ({for_good})'
-    return (f'error: {failed} downloads failed ({for_good}; rerun to try the other '
-            f'{failed - refused} again)')
+    """The error line of a crawl with downloads a rerun tries again (CrawlResult.to_retry),
+    and how many more were refused for good again, which reruns skip (not failures of the run).
+    """
+    text = f'error: {len(result.to_retry)} downloads failed (rerun to try them again)'
+    if result.refused:
+        text += (f'; {len(result.refused)} more refused for good, skipped from now on '
+                 f'(--retry-failed tries them again)')
+    return text
 
 
 def main(argv=None):
@@ -125,7 +124,7 @@ def main(argv=None):
                 print(partial.format())  # what was done before the error
             raise
     print(result.format())
-    if result.failed:
+    if result.to_retry:  # (posts refused for good again fail no run: reruns skip them)
         sys.exit(failure_message(result))
 
 
