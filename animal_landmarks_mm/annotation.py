@@ -48,7 +48,7 @@ import tempfile
 import time
 import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -386,14 +386,9 @@ def _image_header(path: str | os.PathLike) -> tuple[tuple[int, int], Orientation
     from PIL import Image, UnidentifiedImageError
     formats = sorted(set(image_formats().values()))
     try:
-        # PIL refuses more than twice its limit and only warns (a raw two-line message) above
-        # the limit itself, decoding such an image whole: the limit is held below, so its
-        # warning is hushed (were another thread's catch_warnings to leave this filter behind,
-        # the check below still refuses those images)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            with open_regular_file(path) as f, Image.open(f, formats=formats) as im:
-                (width, height), orientation = im.size, exif_orientation(im)  # headers only
+        with bomb_warning_hushed(), open_regular_file(path) as f, \
+                Image.open(f, formats=formats) as im:
+            (width, height), orientation = im.size, exif_orientation(im)  # headers only
     except NotRegularFileError:  # an AnnotationError naming the file already
         raise
     except Image.DecompressionBombError as e:
@@ -402,12 +397,34 @@ def _image_header(path: str | os.PathLike) -> tuple[tuple[int, int], Orientation
         raise AnnotationError(f'{path}: {_unidentified(path, formats)}') from None
     except (OSError, ValueError, SyntaxError) as e:  # missing, truncated header, NUL in name
         raise AnnotationError(f'{path}: image unreadable ({e})') from None
+    problem = too_many_pixels(width, height)
+    if problem is not None:
+        raise AnnotationError(f'{path}: image refused, {problem}')
+    return (width, height), orientation
+
+
+def too_many_pixels(width: int, height: int) -> str | None:
+    """Why a picture of ``width`` x ``height`` is refused, or None: more pixels than PIL's
+    decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``), which every tool holds (the
+    crawler's downloads, the annotator, the converter, inference)."""
+    from PIL import Image
     limit = Image.MAX_IMAGE_PIXELS
     if limit and width * height > limit:
-        raise AnnotationError(f'{path}: image refused, too many pixels ({width}x{height} = '
-                              f'{width * height:,}, more than PIL\'s limit of {limit:,}: could '
-                              'be a decompression bomb)')
-    return (width, height), orientation
+        return (f'too many pixels ({width}x{height} = {width * height:,}, more than PIL\'s '
+                f'limit of {limit:,}: could be a decompression bomb)')
+    return None
+
+
+@contextlib.contextmanager
+def bomb_warning_hushed() -> Iterator[None]:
+    """PIL's ``DecompressionBombWarning`` hushed: PIL refuses only more than twice its limit
+    and above the limit itself warns (a raw two-line message) and decodes the image whole; the
+    tools refuse such images themselves (:func:`too_many_pixels`). Should another thread's
+    ``catch_warnings`` leave this filter behind, nothing is let through: the check is ours."""
+    from PIL import Image
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+        yield
 
 
 def _unidentified(path: str | os.PathLike, formats: list[str]) -> str:

@@ -88,12 +88,14 @@ from tqdm import tqdm
 from .annotation import (
     IMAGE_SUFFIXES,
     SIDECAR_FORMAT,
+    bomb_warning_hushed,
     image_formats,
     is_utf8_name,
     json_bytes,
     read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
+    too_many_pixels,
     write_json_atomic,
 )
 from .errors import (
@@ -660,17 +662,23 @@ def check_image(path: Path, expected_md5: str | None = None, *,
         return _not_an_image(path) or _NOT_AN_IMAGE_FILE.format(extension), md5
     formats = tuple(set(IMAGE_FORMATS.values()))
     try:
-        # open() reads the header (is it an image at all?) and refuses a decompression bomb
-        with Image.open(path, formats=formats) as image:
+        # open() reads the header (is it an image at all?); too many pixels are refused as
+        # every tool refuses them (PIL itself refuses only twice its limit)
+        with bomb_warning_hushed(), Image.open(path, formats=formats) as image:
             # (PIL's JPEG reader calls a JPEG holding more pictures, a camera's, MPO)
             actual = 'JPEG' if image.format == 'MPO' else image.format
             if actual != expected_format:  # (gallery-dl knows no TIFF, say, by its bytes)
                 return f'a {actual} image named .{extension}', md5
+            problem = too_many_pixels(image.width, image.height)
+            if problem is not None:
+                return problem, md5
             image.verify()  # PNG chunk checksums
-        with Image.open(path, formats=(expected_format,)) as image:  # verify() spent the first
-            decode_all_frames(image)
+        with bomb_warning_hushed(), Image.open(path, formats=(expected_format,)) as image:
+            decode_all_frames(image)  # (verify() spent the first image)
     except UnidentifiedImageError:
         return _not_an_image(path) or _UNKNOWN_FORMAT, md5
+    except Image.DecompressionBombError as error:  # the frames together (decode_all_frames)
+        return f'too many pixels ({error})', md5
     except Exception as error:  # PIL raises many kinds for a broken file
         detail = ' '.join(str(error).split()) or error.__class__.__name__
         return f'{_BROKEN_IMAGE} ({detail})', md5
@@ -697,14 +705,15 @@ def decode_all_frames(image: Image.Image) -> None:
     verify() reads no pixel data of most formats (a BMP, JPEG or WebP cut in half passes
     it): only a decode finds the missing end when the site gives no md5. A JPEG decodes at 1/8
     scale (draft mode: the whole entropy-coded stream is still read, at a fraction of the work).
-    PIL's decompression-bomb limit holds for the first frame (``Image.open``) and, here, for the
-    frames together: at most twice ``Image.MAX_IMAGE_PIXELS``, where PIL refuses one image.
+    PIL's decompression-bomb limit holds for the frames together: at most
+    ``Image.MAX_IMAGE_PIXELS``, the most any tool takes in one picture
+    (:func:`~.annotation.too_many_pixels`).
 
     Raises:
         PIL.Image.DecompressionBombError: the frames together have too many pixels.
         OSError: a truncated or broken file (``image file is truncated``, ...).
     """
-    limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    limit = Image.MAX_IMAGE_PIXELS or None
     if image.format == 'JPEG':
         image.draft('RGB', (max(1, image.width // 8), max(1, image.height // 8)))
     pixels = 0
