@@ -1048,11 +1048,13 @@ class RefusedPosts:
         return entry['refused_runs']
 
     def discard(self, label: str, post_id) -> None:
-        """Forget a post (its file is saved, or here already), if the record has it."""
+        """Forget a post (its file is saved, or here already), if the record has it, or has it
+        by the time :meth:`save` reads it again: another crawl in the folder may have recorded
+        it since this one read the record."""
         key = (label, post_id)
-        if self.entries.pop(key, None) is not None:
-            self._removed.add(key)
-            self._added.pop(key, None)
+        self.entries.pop(key, None)
+        self._removed.add(key)
+        self._added.pop(key, None)
 
     def save(self) -> int:
         """Apply this run's refusals and removals to the record, if it has any, and write it
@@ -1075,10 +1077,15 @@ class RefusedPosts:
         """
         if not self.changed:
             return 0
+        if not self._added and not os.path.lexists(self.path):  # nothing to remove from
+            self._removed = set()
+            return 0
         with _locked(self.path.with_name(REFUSED_POSTS_LOCK_NAME), REFUSED_POSTS_LOCK_SECONDS):
             current = _read_refused_posts(self.path)
-            for key in self._removed:
-                current.pop(key, None)
+            removed = [key for key in self._removed if current.pop(key, None) is not None]
+            if not self._added and not removed:  # (a saved post the record does not name)
+                self.entries, self._removed = current, set()
+                return 0
             for key, added in self._added.items():
                 earlier = current.pop(key, None)  # (the newest now)
                 current[key] = {**added, 'refused_runs': _runs_refusing(earlier, added['md5'])}
@@ -2342,6 +2349,7 @@ class CrawlJob(job.DownloadJob):
         if info['md5'] in self.known:
             if self.known[info['md5']] == (self.label, info['post_id']):
                 result.already_downloaded += 1  # this very post, from an earlier run
+                self.refused.discard(self.label, info['post_id'])
             else:
                 result.duplicates += 1  # the same file from another post or source
             return

@@ -821,6 +821,33 @@ def test_two_crawls_in_one_folder_keep_each_others_refused_posts(tmp_path, monke
         (_label(booru, 'safebooru'), gone.id): 1, (_label(booru, 'danbooru'), gone.id): 2}
 
 
+def test_a_post_saved_leaves_the_record_even_when_another_crawl_recorded_it_meanwhile(tmp_path):
+    """A post this crawl saved, or found here already, leaves the record whoever recorded it:
+    also when another crawl recorded it after this one read the record (at start), and when
+    this run found its file already downloaded by an earlier run."""
+    info = {'post_id': 7, 'md5': 'a' * 32}
+    this_crawl = RefusedPosts.load(tmp_path)
+    other_crawl = RefusedPosts.load(tmp_path)
+    other_crawl.add('danbooru', info, url='http://x/7.png', reason='not an image (an HTML page)')
+    other_crawl.save()
+    this_crawl.discard('danbooru', 7)  # its file saved by this crawl meanwhile
+    this_crawl.save()
+    assert _refused_record(tmp_path) == []
+
+    posts = make_posts(3)
+    out = tmp_path / 'images'
+    with FakeBooru(posts) as booru:
+        options = _options(booru, out, 'danbooru', ratings=EVERY_RATING)
+        assert len(crawl(options).saved) == 3
+        refused = RefusedPosts.load(out)  # as a crawl that refused the post once would
+        refused.add(_label(booru, 'danbooru'), {'post_id': posts[0].id, 'md5': posts[0].md5},
+                    url='u', reason='404 Not Found')
+        refused.save()
+        assert len(_refused_record(out)) == 1
+        again = crawl(options)
+    assert again.already_downloaded == 3 and _refused_record(out) == []
+
+
 @pytest.mark.timeout(60)  # a FIFO opened to wait for a writer would block forever
 @pytest.mark.parametrize('lock', ['held', 'a FIFO'])
 def test_a_record_whose_lock_cannot_be_had_is_left_with_a_warning(tmp_path, monkeypatch, capfd,
