@@ -2460,23 +2460,28 @@ class CrawlJob(job.DownloadJob):
             self.current.outcome = 'skipped'
 
 
-def _save_refused(refused: RefusedPosts) -> None:
+def _save_refused(refused: RefusedPosts) -> bool:
     """Save the record of refused posts; say so if that drops its oldest posts, or fails (its
     posts of this run are then tried again by the next, their refusals by this run uncounted:
-    nothing worse)."""
+    nothing worse).
+
+    Returns:
+        Whether the record was saved (False: this run's refusals are not recorded).
+    """
     try:
         dropped = refused.save()
     except (OSError, ValueError) as error:
         note(f'warning: {refused.path}: cannot write the record of refused posts '
              f'({" ".join(str(error).split())}): the next run tries them again')
-        return
+        return False
     except CrawlError as error:  # written meanwhile, by something else than a crawl
         note(f'warning: {error}; this run\'s refused posts are not recorded in it: the next '
              f'run tries them again')
-        return
+        return False
     if dropped:
         note(f'warning: {refused.path}: the {dropped} oldest refused posts dropped from the '
              f'record (at most {REFUSED_POSTS_MAX_BYTES} bytes): the next run tries them again')
+    return True
 
 
 def crawl(options: CrawlOptions) -> CrawlResult:
@@ -2523,7 +2528,8 @@ def crawl(options: CrawlOptions) -> CrawlResult:
         except exception.GalleryDLException as e:  # raised before gallery-dl's own handling
             crawl_job.error = crawl_job.error or e
         finally:  # (an interrupted crawl keeps what it refused, too)
-            _save_refused(refused)
+            if not _save_refused(refused):  # reruns will not skip them: they fail this run
+                result.refused.clear()
     error = crawl_job.error
     if error is not None:
         # the chained error's message names the URL too (a traceback prints it)

@@ -594,6 +594,32 @@ def test_a_post_refused_for_good_by_two_runs_lets_reruns_exit_0(tmp_path, crawl_
     assert _refused_record(tmp_path) == []
 
 
+def test_a_second_refusal_that_cannot_be_recorded_fails_the_run(tmp_path, crawl_images, capsys,
+                                                                  monkeypatch):
+    """A run that refuses a post for good a second time, but cannot write the record (its lock
+    held by another process past REFUSED_POSTS_LOCK_SECONDS), does not say the post is skipped
+    from now on, since reruns will not skip it: it fails on it (exit 1) as on a first refusal;
+    the next run, the lock free, records the second refusal and exits 0."""
+    monkeypatch.setattr('animal_landmarks_mm.crawl.REFUSED_POSTS_LOCK_SECONDS', 0.2)
+    posts = make_posts(2)
+    with FakeBooru(posts) as booru:
+        run = _crawl_command(crawl_images, capsys, booru, tmp_path)
+        booru.state.file_faults = {posts[0].id: '404'}
+        assert run()[0] == 'error: 1 downloads failed (rerun to try them again)'
+        holder = os.open(tmp_path / REFUSED_POSTS_LOCK_NAME, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            code, out, _ = run()
+        finally:
+            os.close(holder)
+        assert [entry['refused_runs'] for entry in _refused_record(tmp_path)] == [1]
+        again, again_out, _ = run()
+    assert code == 'error: 1 downloads failed (rerun to try them again)', code
+    assert f'/images/{posts[0].id}.png: 404 Not Found' in out and 'refused for good' not in out
+    assert again is None and SKIPPED_FROM_NOW_ON in again_out
+    assert [entry['refused_runs'] for entry in _refused_record(tmp_path)] == [2]
+
+
 def test_a_post_refused_for_good_by_one_run_only_is_tried_again(tmp_path, crawl_images,
                                                                  capsys):
     """One run's refusals are not enough to skip a post: a page (200 text/html: a captive
