@@ -356,12 +356,15 @@ class CrawlResult:
         malformed: posts skipped because a field is not what the site's API gives
             (:func:`post_problem`).
         failed: ``"<file URL>: <reason>"`` for each download that failed or was refused; a
-            rerun tries them again, but those of :attr:`refused` (:attr:`to_retry`).
-        refused: those of :attr:`failed` whose file was refused for good (for what it is, as
-            the server has it: :class:`RefusedPosts`) by this run and at least one earlier
-            run: reruns skip them from now on, unless told to retry them (``retry_failed``),
-            and they do not fail this run. A post refused for good by this run only is one of
-            :attr:`to_retry`, recorded (the next run to refuse it makes it one of these).
+            rerun tries them again, but those of :attr:`refused` (:attr:`to_retry`). Two
+            posts may fail with the same text (one file URL, a mirror's placeholder, say).
+        refused_indices: the indices in :attr:`failed` of the downloads whose file was refused
+            for good (for what it is, as the server has it: :class:`RefusedPosts`) by this run
+            and at least one earlier run, recorded so: reruns skip them from now on, unless
+            told to retry them (``retry_failed``), and they do not fail this run. A post
+            refused for good by this run only is one of :attr:`to_retry`, recorded (the next
+            run to refuse it makes it one of these). Kept per failure, not by its text: of
+            two posts failing with the same text, one may be refused again, the other first.
         refused_before: posts skipped because earlier runs refused their file for good
             (:data:`REFUSED_RUNS_TO_SKIP` of them).
         unfinished: images of an earlier run found without their sidecar, moved to
@@ -379,17 +382,24 @@ class CrawlResult:
     filtered: int = 0
     malformed: int = 0
     failed: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
+    refused_indices: set[int] = field(default_factory=set)
     refused_before: int = 0
     unfinished: int = 0
     stopped: str | None = None
 
     @property
+    def refused(self) -> list[str]:
+        """The failures of :attr:`failed` refused for good again (:attr:`refused_indices`):
+        reruns skip them."""
+        return [failure for index, failure in enumerate(self.failed)
+                if index in self.refused_indices]
+
+    @property
     def to_retry(self) -> list[str]:
         """The failures of :attr:`failed` that a rerun tries again (all but :attr:`refused`):
         the run failed if it has any."""
-        refused = set(self.refused)
-        return [failure for failure in self.failed if failure not in refused]
+        return [failure for index, failure in enumerate(self.failed)
+                if index not in self.refused_indices]
 
     def format(self) -> str:
         """The one-line summary the command prints, escaped (:func:`~.errors.printable`): the
@@ -405,11 +415,10 @@ class CrawlResult:
             text += (f', refused before {self.refused_before} (--retry-failed tries them '
                      f'again)')
         if self.failed:
-            refused = set(self.refused)
             text += f', failed {len(self.failed)}: ' + '; '.join(
                 f'{failure}, refused for good, skipped from now on (--retry-failed tries it '
-                f'again)' if failure in refused else failure
-                for failure in self.failed)
+                f'again)' if index in self.refused_indices else failure
+                for index, failure in enumerate(self.failed))
         if self.stopped:
             text += f'; {self.stopped}'
         return printable(text, one_line=True)
@@ -2398,7 +2407,7 @@ class CrawlJob(job.DownloadJob):
                     self.label, state.info, url=state.url, reason=reason,
                     max_file_size=guard.max_bytes if guard.over_max_bytes else None)
                 if runs >= REFUSED_RUNS_TO_SKIP:  # (a first refusal fails as any failure)
-                    result.refused.append(failure)
+                    result.refused_indices.add(len(result.failed) - 1)
 
     def _remove_part(self) -> None:
         pathfmt = self.pathfmt
@@ -2529,7 +2538,7 @@ def crawl(options: CrawlOptions) -> CrawlResult:
             crawl_job.error = crawl_job.error or e
         finally:  # (an interrupted crawl keeps what it refused, too)
             if not _save_refused(refused):  # reruns will not skip them: they fail this run
-                result.refused.clear()
+                result.refused_indices.clear()
     error = crawl_job.error
     if error is not None:
         # the chained error's message names the URL too (a traceback prints it)

@@ -620,6 +620,29 @@ def test_a_second_refusal_that_cannot_be_recorded_fails_the_run(tmp_path, crawl_
     assert [entry['refused_runs'] for entry in _refused_record(tmp_path)] == [2]
 
 
+def test_two_posts_failing_alike_keep_each_its_own_refusals(tmp_path, crawl_images, capsys):
+    """Two posts whose file is one URL (a mirror's placeholder) fail with the same text: the
+    one refused for good by an earlier run too is skipped from now on, the other, refused for
+    the first time, still fails the run."""
+    posts = make_posts(2)
+    with FakeBooru(posts) as booru:
+        refused = RefusedPosts.load(tmp_path)  # as the run that refused posts[0] once left it
+        refused.add(_label(booru, 'danbooru'), {'post_id': posts[0].id, 'md5': posts[0].md5},
+                    url='u', reason='404 Not Found')
+        refused.save()
+        placeholder = f'{booru.url}/images/{posts[0].id}.png'
+        booru.state.file_urls = {posts[1].id: placeholder}
+        booru.state.file_faults = {posts[0].id: '404'}
+        code, out, files = _crawl_command(crawl_images, capsys, booru, tmp_path)()
+    assert files == [f'/images/{posts[0].id}.png'] * 2
+    assert code == 'error: 1 downloads failed (rerun to try them again); 1 more refused for ' \
+                   'good, skipped from now on (--retry-failed tries them again)', code
+    assert out.count(f'{placeholder}: 404 Not Found, {SKIPPED_FROM_NOW_ON}') == 1, out
+    assert out.count(f'{placeholder}: 404 Not Found') == 2, out
+    assert {entry['post_id']: entry['refused_runs'] for entry in _refused_record(tmp_path)} == \
+        {posts[0].id: 2, posts[1].id: 1}
+
+
 def test_a_post_refused_for_good_by_one_run_only_is_tried_again(tmp_path, crawl_images,
                                                                  capsys):
     """One run's refusals are not enough to skip a post: a page (200 text/html: a captive
