@@ -671,8 +671,8 @@ def check_image(path: Path, expected_md5: str | None = None, *,
         return _not_an_image(path) or _NOT_AN_IMAGE_FILE.format(extension), md5
     formats = tuple(set(IMAGE_FORMATS.values()))
     try:
-        # open() reads the header (is it an image at all?); too many pixels are refused as
-        # every tool refuses them (PIL itself refuses only twice its limit)
+        # open() reads the header (is it an image at all?); a picture of too many pixels is
+        # refused as every tool refuses it (PIL itself refuses only twice its limit)
         with bomb_warning_hushed(), Image.open(path, formats=formats) as image:
             # (PIL's JPEG reader calls a JPEG holding more pictures, a camera's, MPO)
             actual = 'JPEG' if image.format == 'MPO' else image.format
@@ -683,10 +683,12 @@ def check_image(path: Path, expected_md5: str | None = None, *,
                 return problem, md5
             image.verify()  # PNG chunk checksums
         with bomb_warning_hushed(), Image.open(path, formats=(expected_format,)) as image:
-            decode_all_frames(image)  # (verify() spent the first image)
+            problem = decode_all_frames(image)  # (verify() spent the first image)
+            if problem is not None:
+                return problem, md5
     except UnidentifiedImageError:
         return _not_an_image(path) or _UNKNOWN_FORMAT, md5
-    except Image.DecompressionBombError as error:  # the frames together (decode_all_frames)
+    except Image.DecompressionBombError as error:  # PIL's own: twice its limit, or more
         return f'too many pixels ({error})', md5
     except Exception as error:  # PIL raises many kinds for a broken file
         detail = ' '.join(str(error).split()) or error.__class__.__name__
@@ -708,31 +710,49 @@ def _not_an_image(path: Path) -> str | None:
     return None
 
 
-def decode_all_frames(image: Image.Image) -> None:
+#: how many times PIL's pixel limit (``Image.MAX_IMAGE_PIXELS``) the frames of an animation
+#: may hold together, decoded by :func:`decode_all_frames` to find a file cut short. Every
+#: other tool reads the first frame only, held to that limit (:func:`too_many_pixels`), so an
+#: animation of more pixels in all is no bomb to them; the crawler alone decodes every frame,
+#: and bounds that work: 4 times the limit (358 million pixels by default) takes 98 frames
+#: of 1280x720 (90 million pixels, over the limit once), and stops a file of thousands of them
+ANIMATION_DECODE_LIMITS = 4
+
+
+def decode_all_frames(image: Image.Image) -> str | None:
     """Decode every frame of an image, so that a file cut short is found in any format.
 
     verify() reads no pixel data of most formats (a BMP, JPEG or WebP cut in half passes
     it): only a decode finds the missing end when the site gives no md5. A JPEG decodes at 1/8
     scale (draft mode: the whole entropy-coded stream is still read, at a fraction of the work).
-    PIL's decompression-bomb limit holds for the frames together: at most
-    ``Image.MAX_IMAGE_PIXELS``, the most any tool takes in one picture
-    (:func:`~.annotation.too_many_pixels`).
+    Each frame is held to PIL's pixel limit, as every tool holds a picture
+    (:func:`~.annotation.too_many_pixels`); the frames together to
+    :data:`ANIMATION_DECODE_LIMITS` times that limit, this check's own budget.
+
+    Returns:
+        Why the image is refused (a frame of too many pixels, or an animation of too many in
+        all to check), or None once every frame is decoded.
 
     Raises:
-        PIL.Image.DecompressionBombError: the frames together have too many pixels.
         OSError: a truncated or broken file (``image file is truncated``, ...).
     """
     limit = Image.MAX_IMAGE_PIXELS or None
+    budget = None if limit is None else ANIMATION_DECODE_LIMITS * limit
     if image.format == 'JPEG':
         image.draft('RGB', (max(1, image.width // 8), max(1, image.height // 8)))
     pixels = 0
     for count, frame in enumerate(ImageSequence.Iterator(image), 1):
+        problem = too_many_pixels(frame.width, frame.height)
+        if problem is not None:
+            return problem
         pixels += frame.width * frame.height
-        if limit is not None and pixels > limit:
-            raise Image.DecompressionBombError(
-                f'{count} frames of {frame.width}x{frame.height} exceed {limit} pixels, could '
-                f'be a decompression bomb')
+        if budget is not None and pixels > budget:
+            return (f'an animation too long to check ({count} frames of '
+                    f'{frame.width}x{frame.height} are more than {budget:,} pixels, '
+                    f'{ANIMATION_DECODE_LIMITS} times PIL\'s limit: the crawler decodes every '
+                    f'frame to find a file cut short)')
         frame.load()
+    return None
 
 
 def _is_scalar(value) -> bool:

@@ -196,16 +196,18 @@ def test_check_image_decodes_every_format_and_frame(tmp_path, fmt, frames):
 def test_check_image_keeps_pils_decompression_bomb_limit(tmp_path, monkeypatch):
     """An image over MAX_IMAGE_PIXELS is refused, as every other tool refuses it (PIL itself
     refuses only twice that and warns above it: such a download was saved, decoded whole, with
-    PIL's raw warning, and the annotator then refused it); the frames of an animation count
-    together. No PIL warning is let through."""
+    PIL's raw warning, and the annotator then refused it). An animation, whose first frame
+    alone the other tools read, is taken with more pixels than that in all (frames of 900
+    pixels, 10,800 in all), and refused only past ANIMATION_DECODE_LIMITS times the limit, with
+    a reason of its own. No PIL warning is let through."""
     monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 4000)
     big, between = tmp_path / 'big.png', tmp_path / 'between.png'
     big.write_bytes(_encoded('PNG', size=(100, 100)))  # 10000 > 2 x 4000
     between.write_bytes(_encoded('PNG', size=(70, 70)))  # 4900: PIL only warns
     animation = tmp_path / 'animation.png'
-    animation.write_bytes(_encoded('PNG', frames=12, size=(30, 30)))  # 900 each, 10800 in all
+    animation.write_bytes(_encoded('PNG', frames=24, size=(30, 30)))  # 900 each, 21600 in all
     small = tmp_path / 'small.png'
-    small.write_bytes(_encoded('PNG', frames=3, size=(30, 30)))
+    small.write_bytes(_encoded('PNG', frames=12, size=(30, 30)))  # 10800 in all
     with warnings.catch_warnings(record=True) as caught_warnings:
         warnings.simplefilter('always')
         assert check_image(big)[0] == ("too many pixels (Image size (10000 pixels) exceeds "
@@ -213,8 +215,9 @@ def test_check_image_keeps_pils_decompression_bomb_limit(tmp_path, monkeypatch):
                                        "attack.)")
         assert check_image(between)[0] == ("too many pixels (70x70 = 4,900, more than PIL's "
                                            "limit of 4,000: could be a decompression bomb)")
-        assert check_image(animation)[0] == ('too many pixels (5 frames of 30x30 exceed 4000 '
-                                             'pixels, could be a decompression bomb)')
+        assert check_image(animation)[0] == (
+            "an animation too long to check (18 frames of 30x30 are more than 16,000 pixels, "
+            "4 times PIL's limit: the crawler decodes every frame to find a file cut short)")
         assert check_image(small)[0] is None
     assert caught_warnings == []
 
