@@ -70,7 +70,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -169,6 +169,11 @@ REFUSED_POSTS_MAX_BYTES = 16 << 20
 REFUSED_TEXT_LIMIT = 300
 #: HTTP statuses that say a file is gone for good (gallery-dl gives such a file up at once)
 GONE_STATUSES = (404, 410)
+#: the lock file a crawl holds in the output folder for its whole run, one per label
+#: (:func:`file_label`): two crawls of one source and instance at once would each count one
+#: incident (a captive portal's pages) as a run refusing a post, and would share the
+#: half-written files of .parts/ (named by label and post id); crawls of other labels may run
+CRAWL_LOCK_NAME = '.crawl-{label}.lock'
 #: seconds to wait for another process's lock on the download archive (gallery-dl's own wait)
 ARCHIVE_LOCK_SECONDS = 60.0
 PARTS_DIR = '.parts'
@@ -928,6 +933,73 @@ def _runs_refusing(earlier: dict | None, md5: str | None) -> int:
 _LOCK_POLL_SECONDS = 0.05
 
 
+def _open_lock_file(path: Path) -> int:
+    """Open the lock file ``path`` (made if need be, never through a link), read-write where
+    this process may (read-only where it is another user's: ``flock`` locks that too).
+
+    Raises:
+        OSError: it cannot be made or opened, or is not a regular file.
+    """
+    # (O_NONBLOCK: opening a FIFO put there waits for no writer; it is refused below)
+    flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, os.O_RDWR | flags, 0o666)
+    except PermissionError as denied:  # another user's: a read-only descriptor locks it too
+        try:
+            fd = os.open(path, os.O_RDONLY | flags)
+        except FileNotFoundError:  # none, in a folder this process cannot write in
+            raise denied from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f'{path} is not a regular file')
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextmanager
+def _crawl_locked(output_dir: Path, label: str) -> Iterator[None]:
+    """Hold the crawl's lock (:data:`CRAWL_LOCK_NAME`, of its label) in the output folder,
+    without waiting for another process's, and write this process's id in it for the message
+    another crawl of the label gives. Where there is no ``flock`` (Windows) or the file
+    system's fails (NFS without a lock daemon), nothing is locked.
+
+    Raises:
+        CrawlError: another process crawls the label into the folder (named by its id), or the
+            lock file cannot be made or opened, or is not a regular file; one line.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    path = output_dir / CRAWL_LOCK_NAME.format(label=label)
+    try:
+        fd = _open_lock_file(path)
+    except OSError as error:
+        detail = ' '.join(str(error.strerror or error).split())
+        raise CrawlError(f'{path}: cannot open the crawl\'s lock file ({detail}): move it away '
+                         f'(with no crawl of {label} running there)') from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
+            holder = holder if holder.isdigit() else 'unknown'
+            raise CrawlError(f'{output_dir}: {label} is being crawled by another process (id '
+                             f'{holder}): wait for it, or use another --output-dir') from None
+        except OSError:  # ENOLCK: this file system cannot lock
+            pass
+        else:
+            with suppress(OSError):  # (read-only: another user's lock file)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # (and the lock with it)
+
+
 @contextmanager
 def _locked(path: Path, seconds: float) -> Iterator[None]:
     """Hold an exclusive ``flock`` on the lock file ``path`` (made if need be), waiting at most
@@ -943,18 +1015,8 @@ def _locked(path: Path, seconds: float) -> Iterator[None]:
     except ImportError:  # Windows
         yield
         return
-    # (O_NONBLOCK: opening a FIFO put there waits for no writer; it is refused below)
-    flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    fd = _open_lock_file(path)
     try:
-        fd = os.open(path, os.O_RDWR | flags, 0o666)
-    except PermissionError as denied:  # another user's: a read-only descriptor locks it too
-        try:
-            fd = os.open(path, os.O_RDONLY | flags)
-        except FileNotFoundError:  # none, in a folder this process cannot write in
-            raise denied from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f'{path} is not a regular file')
         deadline = time.monotonic() + seconds
         while True:
             try:
@@ -2526,15 +2588,22 @@ def crawl(options: CrawlOptions) -> CrawlResult:
         :attr:`CrawlResult.stopped`.
 
     Raises:
-        CrawlError: bad options, a download archive or a record of refused posts
-            (:class:`RefusedPosts`) that cannot be used, or an error that ended the search (an
-            HTTP error that outlived the retries, with its URL; a refused login, with the flag
-            that fixes it; an answer that is not the site's JSON or XML).
+        CrawlError: bad options, another crawl of the same label (:func:`file_label`) running
+            in the output folder (:data:`CRAWL_LOCK_NAME`), a download archive or a record of
+            refused posts (:class:`RefusedPosts`) that cannot be used, or an error that ended
+            the search (an HTTP error that outlived the retries, with its URL; a refused login,
+            with the flag that fixes it; an answer that is not the site's JSON or XML).
             Its message, and the message of the error it chains, have their secrets redacted;
             its :attr:`CrawlError.result` is what the search did until then.
     """
     options.validate()
     options.output_dir.mkdir(parents=True, exist_ok=True)
+    with _crawl_locked(options.output_dir, file_label(options)):  # one crawl of a label at once
+        return _crawl(options)
+
+
+def _crawl(options: CrawlOptions) -> CrawlResult:
+    """:func:`crawl`'s work, under the crawl's lock, in an output folder that exists."""
     remove_stale_temporaries(options.output_dir)  # sidecars of a killed run, half-written
     check_archive(options.output_dir)
     refused = RefusedPosts.load(options.output_dir)

@@ -38,6 +38,7 @@ from PIL import Image
 from animal_landmarks_mm.annotation import SIDECAR_FORMAT
 from animal_landmarks_mm.crawl import (
     ARCHIVE_NAME,
+    CRAWL_LOCK_NAME,
     CREDENTIAL_ENV,
     PARTS_DIR,
     REFUSED_POSTS_LOCK_NAME,
@@ -898,6 +899,52 @@ def test_a_post_saved_leaves_the_record_even_when_another_crawl_recorded_it_mean
         assert len(_refused_record(out)) == 1
         again = crawl(options)
     assert again.already_downloaded == 3 and _refused_record(out) == []
+
+
+@pytest.mark.timeout(60)  # a FIFO opened to wait for a writer would block forever
+@pytest.mark.parametrize('lock', ['held', 'a link', 'a FIFO'])
+def test_one_crawl_of_a_label_at_once_in_a_folder(tmp_path, crawl_images, capsys, lock):
+    """While another process crawls a label (source and instance) into the folder, holding its
+    lock (CRAWL_LOCK_NAME, its process id in it), a crawl of that label is refused in one line
+    naming the process, before any request (two would count one incident as two runs refusing
+    a post, and share their half-written files); a crawl of another label runs meanwhile, and
+    the label's crawl runs once the lock is free. A lock file that is a link or no regular file
+    is refused in one line, never followed."""
+    posts = make_posts(3)
+    with FakeBooru(posts) as booru:
+        path = tmp_path / CRAWL_LOCK_NAME.format(label=_label(booru, 'danbooru'))
+        holder = None
+        if lock == 'held':  # (another open file's flock excludes this process's own too)
+            holder = os.open(path, os.O_RDWR | os.O_CREAT)
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            os.write(holder, b'4242\n')
+        elif lock == 'a link':
+            (tmp_path / 'elsewhere').write_text('4242\n')
+            path.symlink_to(tmp_path / 'elsewhere')
+        else:
+            os.mkfifo(path)
+        run = _crawl_command(crawl_images, capsys, booru, tmp_path)
+        try:
+            code, out, files = run()
+            other = crawl(_options(booru, tmp_path, 'safebooru', ratings=EVERY_RATING))
+        finally:
+            if holder is not None:
+                os.close(holder)
+            else:
+                path.unlink()
+        assert _file_requests(booru) == [f'/images/{post.id}.png' for post in posts]  # other's
+        free, _, _ = run()
+    expected = {
+        'held': f'{tmp_path}: {_label(booru, "danbooru")} is being crawled by another process '
+                f'(id 4242): wait for it, or use another --output-dir',
+        'a link': f'{path}: cannot open the crawl\'s lock file (Too many levels of symbolic '
+                  f'links): move it away (with no crawl of {_label(booru, "danbooru")} running '
+                  f'there)',
+        'a FIFO': f'{path}: cannot open the crawl\'s lock file ({path} is not a regular file): '
+                  f'move it away (with no crawl of {_label(booru, "danbooru")} running there)'}
+    assert code == f'error: {expected[lock]}', code
+    assert out == '' and files == [] and len(other.saved) == 3 and free is None
+    assert (tmp_path / 'elsewhere').read_text() == '4242\n' if lock == 'a link' else True
 
 
 @pytest.mark.timeout(60)  # a FIFO opened to wait for a writer would block forever
