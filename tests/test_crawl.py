@@ -1066,7 +1066,8 @@ def test_names_from_the_server_cannot_escape_the_output_dir(tmp_path):
     saved = {f'{label}_{p.id}.png' for p in (posts[0], posts[2], posts[4])}
     assert {p.name for p in result.saved} == saved
     assert {p.name for p in out.iterdir()} == {*saved, *(f'{name}.json' for name in saved),
-                                               ARCHIVE_NAME, PARTS_DIR}
+                                               ARCHIVE_NAME, PARTS_DIR,
+                                               CRAWL_LOCK_NAME.format(label=label)}
     assert list((out / PARTS_DIR).iterdir()) == []
 
 
@@ -1186,7 +1187,8 @@ def test_the_users_gallery_dl_config_cannot_change_the_crawlers_bookkeeping(tmp_
     assert {p.name for p in result.saved} == names and result.failed == []
     assert again.saved == [] and again.already_downloaded == 3
     assert {p.name for p in out.iterdir()} == {
-        *names, *(f'{name}.json' for name in names), ARCHIVE_NAME, PARTS_DIR}
+        *names, *(f'{name}.json' for name in names), ARCHIVE_NAME, PARTS_DIR,
+        CRAWL_LOCK_NAME.format(label=label)}
     for name in names:
         sidecar = json.loads((out / f'{name}.json').read_text())
         assert sidecar['format'] == SIDECAR_FORMAT and 'hunter2' not in json.dumps(sidecar)
