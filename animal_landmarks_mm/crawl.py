@@ -628,17 +628,37 @@ def post_problem(kind: str, post) -> str | None:
         required['source'] = _is_text  # what gallery-dl's "external" option reads instead
     optional = {width: _is_size, height: _is_size, 'rating': _is_text, 'md5': _is_text,
                 'file_url': lambda value: isinstance(value, str) and value != ''}
-    missing = next((name for name in required if name not in post), None)
+    return _fields_problem(post, required, optional,
+                           shown=lambda value: printable(repr(value), one_line=True, limit=40))
+
+
+def _fields_problem(record: dict, required: dict[str, Callable[[object], bool]],
+                    optional: dict[str, Callable[[object], bool]],
+                    shown: Callable[[object], str]) -> str | None:
+    """Why an object read from JSON (a post of a search answer, an entry of the record of
+    refused posts) cannot be used, or None: a required field missing, a field whose value its
+    check refuses, or text that UTF-8 cannot hold (JSON may escape a lone surrogate,
+    ``"\\udcff"``, which no file written again, a sidecar or the record, can hold).
+
+    Args:
+        record: the object.
+        required: the fields it must have, each with its check.
+        optional: the fields it may have, each with its check.
+        shown: how a value is shown in the reason.
+
+    Returns:
+        ``'no <field>'``, ``'<field> <value>'`` or ``'<field> <value> (not UTF-8 text)'``.
+    """
+    missing = next((name for name in required if name not in record), None)
     if missing is not None:
         return f'no {missing}'
     for name, is_valid in {**required, **optional}.items():
-        if name in post and not is_valid(post[name]):
-            return f'{name} {printable(repr(post[name]), one_line=True, limit=40)}'
-    # JSON may escape a lone surrogate ("\udcff"), which no UTF-8 file (the sidecar) can hold
-    for name, value in post.items():
+        if name in record and not is_valid(record[name]):
+            return f'{name} {shown(record[name])}'
+    for name, value in record.items():
         if isinstance(value, str) and not is_utf8_name(value):
-            return (f'{printable(str(name), one_line=True, limit=40)} '
-                    f'{printable(repr(value), one_line=True, limit=40)} (not UTF-8 text)')
+            return (f'{printable(str(name), one_line=True, limit=40)} {shown(value)} '
+                    f'(not UTF-8 text)')
     return None
 
 
@@ -866,17 +886,7 @@ def _refused_entry_problem(entry) -> str | None:
     None."""
     if not isinstance(entry, dict):
         return f'not an object ({type(entry).__name__})'
-    missing = next((name for name in _REFUSED_ENTRY_FIELDS if name not in entry), None)
-    if missing is not None:
-        return f'no {missing}'
-    for name, is_valid in {**_REFUSED_ENTRY_FIELDS, **_REFUSED_ENTRY_OPTIONAL}.items():
-        if name in entry and not is_valid(entry[name]):
-            return f'{name} {shown_value(entry[name])}'
-    # JSON may escape a lone surrogate ("\udcff"), which the record, written again, cannot hold
-    for name, value in entry.items():
-        if isinstance(value, str) and not is_utf8_name(value):
-            return f'{name} {shown_value(value)} (not UTF-8 text)'
-    return None
+    return _fields_problem(entry, _REFUSED_ENTRY_FIELDS, _REFUSED_ENTRY_OPTIONAL, shown_value)
 
 
 def _read_refused_posts(path: Path) -> dict[tuple[str, int], dict]:
