@@ -26,15 +26,12 @@ opens).
 from __future__ import annotations
 
 import collections
-import contextlib
 import errno
 import json
 import logging
 import math
 import os
 import re
-import stat
-import time
 import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -72,6 +69,15 @@ from .annotation import (
     write_json_atomic,
 )
 from .errors import AnimalLandmarksError, first_line, printable, shown_value
+from .file_lock import (
+    NotRegularLockFileError,
+    clear_holder,
+    has_flock,
+    lock_exclusive,
+    lock_holder,
+    open_lock_file,
+    write_holder,
+)
 from .schema import ABSENT, NUM_KEYPOINTS, OCCLUDED, VISIBILITY_FLAGS, VISIBLE, describe
 
 logger = logging.getLogger(__name__)
@@ -1552,71 +1558,24 @@ class OutputFolderLock:
         it is, and must not seem to be this process."""
         if self._fd is not None:
             if self._writable:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(self._fd, 0)
+                clear_holder(self._fd)
             os.close(self._fd)  # closing drops the lock
             self._fd = None
 
 
-def _lock_holder(fd: int) -> str:
-    """The process id of whoever holds the lock on the lock file ``fd``, or ``unknown``.
-
-    The system's own list of locks (``/proc/locks``, Linux) says who holds it; the id in the
-    file may be an earlier holder's: a holder that can only read the file (another user's)
-    cannot write its own there. Where the system keeps no such list, the id in the file is
-    taken if that process lives (a holder clears it when it releases the lock, so an id left
-    there is the holder's, or a killed process's: gone, unless its id was given again).
-    """
-    written = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
-    written = written if written.isdigit() else None
-    try:
-        with open('/proc/locks', encoding='ascii', errors='replace') as locks:
-            table = locks.read()
-    except OSError:  # no such list (macOS, BSD): the file's word, if its process lives
-        if written is None:
-            return 'unknown'
-        try:
-            os.kill(int(written), 0)
-        except ProcessLookupError:  # a killed holder's id
-            return 'unknown'
-        except (PermissionError, OverflowError):  # another user's process lives
-            pass
-        return written
-    # '1: FLOCK  ADVISORY  WRITE 4753 fe:00:2146396 0 EOF' (device numbers in hex); a
-    # waiter's line ('1: -> FLOCK ...') holds nothing, and pid 0 is one in another namespace
-    held = [(fields[4], fields[5]) for fields in map(str.split, table.splitlines())
-            if len(fields) > 5 and fields[1] == 'FLOCK' and fields[4].isdigit()
-            and fields[4] != '0']
-    st = os.fstat(fd)
-    inode = f'{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}'
-    for pid, where in held:
-        if where == inode:
-            return pid
-    # a file system whose files show other device numbers than its locks (a btrfs subvolume):
-    # the file's id, if that process holds a lock on a file of this inode number
-    if written is not None and (written, str(st.st_ino)) in {
-            (pid, where.rsplit(':', 1)[-1]) for pid, where in held}:
-        return written
-    return 'unknown'
-
-
 def _in_use_error(folder: str | os.PathLike, fd: int, option: str) -> OutputFolderInUseError:
     """The error for ``folder`` locked by another process, named by its id
-    (:func:`_lock_holder`) through the lock file ``fd``."""
+    (:func:`.file_lock.lock_holder`) through the lock file ``fd``."""
     return OutputFolderInUseError(
         f'{folder} is in use by another annotator or tools/infer.py (process id '
-        f'{_lock_holder(fd)}); two on one folder would overwrite each other\'s saves: stop '
+        f'{lock_holder(fd)}); two on one folder would overwrite each other\'s saves: stop '
         f'that one, or choose another {option}')
 
 
-#: How long a lock held by another process is tried again before it is called in use: a
-#: peek (:func:`check_output_folder_free`) holds the lock for an instant, and an annotator
-#: starting in that instant must not be refused for it.
-LOCK_RETRY_DELAYS_S = (0.02, 0.1, 0.3)
-
-#: The lock file's mode, whatever the umask: another user's annotator must be able to lock it
-#: (a file it cannot open could not keep the two apart) and to write its process id there.
-LOCK_FILE_MODE = 0o666
+#: Seconds a lock held by another process is tried again before it is called in use: a peek
+#: (:func:`check_output_folder_free`) holds the lock for an instant, and an annotator starting
+#: in that instant must not be refused for it.
+LOCK_WAIT_S = 0.4
 
 
 def _can_save_in(folder: str | os.PathLike) -> bool:
@@ -1625,40 +1584,39 @@ def _can_save_in(folder: str | os.PathLike) -> bool:
 
 
 def _open_lock_file(folder: str | os.PathLike, peek: bool) -> tuple[int, bool] | None:
-    """Open (not when peeking: make) the output folder's lock file, read-write where it can.
+    """Open (not when peeking: make) the output folder's lock file, read-write where it can
+    (:func:`.file_lock.open_lock_file`).
 
     Returns:
         Its descriptor and whether it is open for writing; None where there is nothing to lock:
-        no lock file to peek at, or a folder where nothing can be saved (read-only) and no
-        lock file this process may open.
+        no lock file to peek at, one that is not a regular file when peeking, or a folder where
+        nothing can be saved (read-only) and no lock file this process may open.
 
     Raises:
-        OutputFolderError: the lock file cannot be made (not when peeking), or it cannot be
-            opened at all in a folder this process can save in: another annotator there would
-            go unnoticed.
+        OutputFolderError: the lock file cannot be made (not when peeking), is not a regular
+            file (not when peeking), or cannot be opened at all in a folder this process can
+            save in: another annotator there would go unnoticed.
     """
     path = Path(folder) / LOCK_FILE
-    # O_NOFOLLOW: a link there would have the process id written to another file; O_NONBLOCK:
-    # a FIFO there would wait for a writer for good
-    flags = os.O_NOFOLLOW | os.O_NONBLOCK
-    if not peek:  # a peek opens without O_CREAT: it makes nothing
-        try:
-            return os.open(path, os.O_RDWR | os.O_CREAT | flags, LOCK_FILE_MODE), True
-        except OSError as e:
-            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise OutputFolderError(f'cannot make the lock file {path}: {e.strerror or e}'
-                                        ) from None
-    try:  # an existing lock file locks as well read-only (another user's, a read-only folder)
-        return os.open(path, os.O_RDONLY | flags), False
+    try:
+        return open_lock_file(path, create=not peek)
+    except NotRegularLockFileError:
+        if peek:  # left for the lock to report
+            return None
+        raise OutputFolderError(f'{path} is not a regular file (a FIFO, a device or a '
+                                'folder): move it away to annotate in this folder') from None
     except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM) and _can_save_in(folder):
+            raise OutputFolderError(
+                f'cannot open the lock file {path} ({e.strerror or e}), so another annotator '
+                f'in {folder} would go unnoticed: make it readable and writable for all (chmod '
+                f'a+rw {path}), or remove it while no annotator works there') from None
         # none there (a peek: free), one the lock itself will report (a link), or a folder
         # where nothing can be saved: no save to keep apart from another annotator's
-        if e.errno not in (errno.EACCES, errno.EPERM) or not _can_save_in(folder):
+        if peek or e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return None
-        raise OutputFolderError(
-            f'cannot open the lock file {path} ({e.strerror or e}), so another annotator in '
-            f'{folder} would go unnoticed: make it readable and writable for all (chmod a+rw '
-            f'{path}), or remove it while no annotator works there') from None
+        raise OutputFolderError(f'cannot make the lock file {path}: {e.strerror or e}'
+                                ) from None
 
 
 def _try_lock(folder: str | os.PathLike, option: str, peek: bool) -> tuple[int, bool] | None:
@@ -1683,44 +1641,26 @@ def _try_lock(folder: str | os.PathLike, option: str, peek: bool) -> tuple[int, 
         OutputFolderError: the lock file cannot be made (not when peeking), cannot be opened
             in a folder this process can save in, or is not a regular file (not when peeking).
     """
-    import fcntl
     opened = _open_lock_file(folder, peek)
     if opened is None:
         return None
     fd, writable = opened
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            if peek:
-                os.close(fd)
-                return None
-            raise OutputFolderError(f'{Path(folder) / LOCK_FILE} is not a regular file (a '
-                                    'FIFO, a device or a folder): move it away to annotate in '
-                                    'this folder')
-        if writable and stat.S_IMODE(st.st_mode) != LOCK_FILE_MODE:
-            # made under this umask (or by an earlier version): another user's annotator could
-            # not open it; a file of another owner's is theirs to change
-            with contextlib.suppress(OSError):
-                os.fchmod(fd, LOCK_FILE_MODE)
-        for delay in (*([] if peek else LOCK_RETRY_DELAYS_S), None):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd, writable
-            except BlockingIOError:
-                if delay is None:
-                    raise _in_use_error(folder, fd, option) from None
-                time.sleep(delay)
-            except OSError as e:  # ENOLCK: NFS without a lock daemon; EBADF: some read-only
-                if not peek:
-                    logger.warning('cannot lock the output folder %s (%s): two annotators on '
-                                   'it would overwrite each other\'s saves', folder,
-                                   e.strerror or e)
-                os.close(fd)
-                return None
+        lock_exclusive(fd, wait_s=0.0 if peek else LOCK_WAIT_S)
+        return fd, writable
+    except BlockingIOError:
+        error = _in_use_error(folder, fd, option)
+        os.close(fd)
+        raise error from None
+    except OSError as e:  # ENOLCK: NFS without a lock daemon; EBADF: some read-only
+        if not peek:
+            logger.warning('cannot lock the output folder %s (%s): two annotators on it would '
+                           'overwrite each other\'s saves', folder, e.strerror or e)
+        os.close(fd)
+        return None
     except BaseException:
         os.close(fd)
         raise
-    raise AssertionError('unreachable: the last try returns or raises')
 
 
 def check_output_folder_free(folder: str | os.PathLike, option: str = '--output-dir') -> None:
@@ -1734,7 +1674,7 @@ def check_output_folder_free(folder: str | os.PathLike, option: str = '--output-
         OutputFolderInUseError: another process holds it.
         OutputFolderError: its lock file cannot be opened, in a folder this process can save in.
     """
-    if _has_flock():
+    if has_flock():
         locked = _try_lock(folder, option, peek=True)
         if locked is not None:
             os.close(locked[0])  # drops the peek's own lock
@@ -1748,10 +1688,10 @@ def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
     too: the annotator binds files to images when it starts, and a prediction written
     meanwhile could take a name it gave another image).
 
-    An exclusive advisory lock (``flock``) on :data:`LOCK_FILE` in ``folder`` (made readable and
-    writable for all, :data:`LOCK_FILE_MODE`, so that other users' annotators lock it too),
-    which holds the holder's process id where it may write it; another process's lock is not
-    waited for (beyond :data:`LOCK_RETRY_DELAYS_S`). Annotators in one process share their
+    An exclusive advisory lock (``flock``) on :data:`LOCK_FILE` in ``folder`` (made readable
+    and writable for all, :data:`.file_lock.LOCK_FILE_MODE`, so that other users' annotators
+    lock it too), which holds the holder's process id where it may write it; another process's
+    lock is not waited for (beyond :data:`LOCK_WAIT_S`). Annotators in one process share their
     files through one :class:`AnnotationSession` each and are not locked apart.
 
     Args:
@@ -1765,28 +1705,17 @@ def lock_output_folder(folder: str | os.PathLike, option: str = '--output-dir'
 
     Raises:
         OutputFolderInUseError: another process holds it (the message names it by its id,
-            :func:`_lock_holder`).
+            :func:`.file_lock.lock_holder`).
         OutputFolderError: the lock file is not a regular file (left alone), cannot be made,
             or cannot be opened though the folder can be saved in (another user's, not
             readable): the message names it and says how to share it.
     """
-    if not _has_flock():
+    if not has_flock():
         return None
     locked = _try_lock(folder, option, peek=False)
     if locked is None:
         return None
     fd, writable = locked
     if writable:  # else the file keeps what it holds, which no refusal takes for this one's id
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+        write_holder(fd)
     return OutputFolderLock(Path(folder) / LOCK_FILE, fd, writable)
-
-
-def _has_flock() -> bool:
-    """Whether this system locks files with ``flock`` (not Windows)."""
-    try:
-        import fcntl  # noqa: F401
-    except ImportError:
-        return False
-    return True

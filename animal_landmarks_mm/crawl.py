@@ -64,13 +64,11 @@ import os
 import re
 import socket
 import sqlite3
-import stat
 import sys
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +102,14 @@ from .errors import (
     printable,
     redact_userinfo,
     shown_value,
+)
+from .file_lock import (
+    clear_holder,
+    has_flock,
+    lock_exclusive,
+    lock_holder,
+    open_lock_file,
+    write_holder,
 )
 
 SOURCES = {
@@ -939,74 +945,44 @@ def _runs_refusing(earlier: dict | None, md5: str | None) -> int:
     return 1 + (earlier['refused_runs'] if earlier is not None and earlier['md5'] == md5 else 0)
 
 
-#: seconds between two tries of a lock another process holds (:func:`_locked`)
-_LOCK_POLL_SECONDS = 0.05
-
-
-def _open_lock_file(path: Path) -> int:
-    """Open the lock file ``path`` (made if need be, never through a link), read-write where
-    this process may (read-only where it is another user's: ``flock`` locks that too).
-
-    Raises:
-        OSError: it cannot be made or opened, or is not a regular file.
-    """
-    # (O_NONBLOCK: opening a FIFO put there waits for no writer; it is refused below)
-    flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    try:
-        fd = os.open(path, os.O_RDWR | flags, 0o666)
-    except PermissionError as denied:  # another user's: a read-only descriptor locks it too
-        try:
-            fd = os.open(path, os.O_RDONLY | flags)
-        except FileNotFoundError:  # none, in a folder this process cannot write in
-            raise denied from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f'{path} is not a regular file')
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 @contextmanager
 def _crawl_locked(output_dir: Path, label: str) -> Iterator[None]:
     """Hold the crawl's lock (:data:`CRAWL_LOCK_NAME`, of its label) in the output folder,
-    without waiting for another process's, and write this process's id in it for the message
-    another crawl of the label gives. Where there is no ``flock`` (Windows) or the file
-    system's fails (NFS without a lock daemon), nothing is locked.
+    without waiting for another process's, and write this process's id in it. Where there is
+    no ``flock`` (Windows) or the file system's fails (NFS without a lock daemon), nothing is
+    locked.
 
     Raises:
-        CrawlError: another process crawls the label into the folder (named by its id), or the
-            lock file cannot be made or opened, or is not a regular file; one line.
+        CrawlError: another process crawls the label into the folder (named by its id,
+            :func:`.file_lock.lock_holder`), or the lock file cannot be made or opened, or is
+            not a regular file; one line.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if not has_flock():  # Windows
         yield
         return
     path = output_dir / CRAWL_LOCK_NAME.format(label=label)
     try:
-        fd = _open_lock_file(path)
+        fd, writable = open_lock_file(path)
     except OSError as error:
         detail = ' '.join(str(error.strerror or error).split())
         raise CrawlError(f'{path}: cannot open the crawl\'s lock file ({detail}): move it away '
                          f'(with no crawl of {label} running there)') from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_exclusive(fd)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
-            holder = holder if holder.isdigit() else 'unknown'
             raise CrawlError(f'{output_dir}: {label} is being crawled by another process (id '
-                             f'{holder}): wait for it, or use another --output-dir') from None
+                             f'{lock_holder(fd)}): wait for it, or use another --output-dir'
+                             ) from None
         except OSError:  # ENOLCK: this file system cannot lock
-            pass
+            writable = False
         else:
-            with suppress(OSError):  # (read-only: another user's lock file)
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+            if writable:
+                write_holder(fd)
         yield
     finally:
+        if writable:  # (a later holder that can only read the file must not seem to be this)
+            clear_holder(fd)
         os.close(fd)  # (and the lock with it)
 
 
@@ -1020,24 +996,17 @@ def _locked(path: Path, seconds: float) -> Iterator[None]:
         OSError: the lock file cannot be made or opened, or is not a regular file.
         TimeoutError: another process held it for ``seconds``.
     """
-    try:
-        import fcntl
-    except ImportError:  # Windows
+    if not has_flock():  # Windows
         yield
         return
-    fd = _open_lock_file(path)
+    fd, _ = open_lock_file(path)
     try:
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f'another crawl held {path} for {seconds:g} s') from None
-                time.sleep(_LOCK_POLL_SECONDS)
-            except OSError:  # ENOLCK: this file system cannot lock
-                break
+        try:
+            lock_exclusive(fd, seconds)
+        except BlockingIOError:
+            raise TimeoutError(f'another crawl held {path} for {seconds:g} s') from None
+        except OSError:  # ENOLCK: this file system cannot lock
+            pass
         yield
     finally:
         os.close(fd)  # (and the lock with it)

@@ -935,8 +935,9 @@ def test_one_crawl_of_a_label_at_once_in_a_folder(tmp_path, crawl_images, capsys
         assert _file_requests(booru) == [f'/images/{post.id}.png' for post in posts]  # other's
         free, _, _ = run()
     expected = {
+        # the holder as the system's list of locks names it (this process), not the file's id
         'held': f'{tmp_path}: {_label(booru, "danbooru")} is being crawled by another process '
-                f'(id 4242): wait for it, or use another --output-dir',
+                f'(id {os.getpid()}): wait for it, or use another --output-dir',
         'a link': f'{path}: cannot open the crawl\'s lock file (Too many levels of symbolic '
                   f'links): move it away (with no crawl of {_label(booru, "danbooru")} running '
                   f'there)',
@@ -945,6 +946,8 @@ def test_one_crawl_of_a_label_at_once_in_a_folder(tmp_path, crawl_images, capsys
     assert code == f'error: {expected[lock]}', code
     assert out == '' and files == [] and len(other.saved) == 3 and free is None
     assert (tmp_path / 'elsewhere').read_text() == '4242\n' if lock == 'a link' else True
+    if lock == 'held':  # the free run wrote its id there and cleared it when it ended
+        assert path.read_text() == ''
 
 
 @pytest.mark.timeout(60)  # a FIFO opened to wait for a writer would block forever

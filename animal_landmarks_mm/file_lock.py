@@ -1,0 +1,171 @@
+"""Advisory locks on lock files (``flock``), shared by the tools that keep two processes apart.
+
+The annotator and ``tools/infer.py`` lock an output folder (:mod:`.annotate`); the crawler locks
+a label's crawl and its record of refused posts (:mod:`.crawl`). Each opens its lock file the
+same guarded way (never through a link, never waiting on a FIFO, readable and writable for all
+so that another user's process locks it too), takes the lock without waiting long for another
+holder, and names that holder by its process id when it refuses. Where there is no ``flock``
+(Windows) or the file system's fails (NFS without a lock daemon) the callers go on unlocked.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+import time
+
+#: A lock file's mode, whatever the umask: another user's process must be able to open it (a
+#: file it cannot open could not keep the two apart) and to write its process id there.
+LOCK_FILE_MODE = 0o666
+
+#: Seconds between two tries of a lock another process holds.
+LOCK_POLL_S = 0.05
+
+
+class NotRegularLockFileError(OSError):
+    """The lock file is a FIFO, a device or a folder: nothing to lock, and a FIFO opened for
+    writing would wait for a reader for good."""
+
+
+def has_flock() -> bool:
+    """Whether this system locks files with ``flock`` (not Windows)."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def open_lock_file(path: str | os.PathLike, create: bool = True) -> tuple[int, bool]:
+    """Open the lock file ``path``, read-write where this process may, else read-only (another
+    user's file, a read-only file system: ``flock`` locks through a read-only descriptor too).
+
+    A file made here or open for writing is given :data:`LOCK_FILE_MODE` (a file of another
+    owner's is theirs to change). Never through a link (``O_NOFOLLOW``: the holder's id would
+    be written to another file) and without waiting (``O_NONBLOCK``: a FIFO would wait for a
+    writer).
+
+    Args:
+        path: the lock file.
+        create: make it if there is none, and open it for writing; False (a peek) opens only a
+            lock file that exists, read-only, and makes nothing.
+
+    Returns:
+        The descriptor (close-on-exec; the caller closes it) and whether it is open for writing.
+
+    Raises:
+        NotRegularLockFileError: it is a FIFO, a device or a folder.
+        OSError: it cannot be opened, not even read-only (``ELOOP``: a link); where there is
+            none and it cannot be made, the reason it cannot be made (``EACCES``, ``EROFS``).
+    """
+    flags = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    refused_making = None
+    fd, writable = None, False
+    if create:
+        try:
+            fd, writable = os.open(path, os.O_RDWR | os.O_CREAT | flags, LOCK_FILE_MODE), True
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            refused_making = error
+    if fd is None:
+        try:
+            fd = os.open(path, os.O_RDONLY | flags)
+        except FileNotFoundError:
+            if refused_making is not None:  # none there, and none could be made: say why
+                raise refused_making from None
+            raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularLockFileError(f'{path} is not a regular file')
+        if writable and stat.S_IMODE(st.st_mode) != LOCK_FILE_MODE:
+            # made under this umask (or by an earlier version): another user could not open it
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, LOCK_FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, writable
+
+
+def lock_exclusive(fd: int, wait_s: float = 0.0) -> None:
+    """Take an exclusive ``flock`` on ``fd``, trying again every :data:`LOCK_POLL_S` for at
+    most ``wait_s`` seconds while another process holds it.
+
+    Raises:
+        BlockingIOError: another process still holds it after ``wait_s``.
+        OSError: this file system cannot lock (``ENOLCK``: NFS without a lock daemon;
+            ``EBADF``: some read-only descriptors): the callers go on unlocked.
+    """
+    import fcntl
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            time.sleep(min(LOCK_POLL_S, left))
+
+
+def write_holder(fd: int) -> None:
+    """Write this process's id in the lock file ``fd`` (it holds the lock), for the message
+    another process's refusal gives where the system keeps no list of locks; nothing where the
+    file is read-only (another user's)."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+
+
+def clear_holder(fd: int) -> None:
+    """Clear the process id from the lock file ``fd`` before letting the lock go: a later
+    holder that can only read the file (another user's) leaves it as it is, and must not seem
+    to be this process."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+
+
+def lock_holder(fd: int) -> str:
+    """The process id of whoever holds the lock on the lock file ``fd``, or ``unknown``.
+
+    The system's own list of locks (``/proc/locks``, Linux) says who holds it; the id in the
+    file may be an earlier holder's: a holder that can only read the file (another user's)
+    cannot write its own there. Where the system keeps no such list, the id in the file is
+    taken if that process lives (a holder clears it when it releases the lock, so an id left
+    there is the holder's, or a killed process's: gone, unless its id was given again).
+    """
+    written = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
+    written = written if written.isdigit() else None
+    try:
+        with open('/proc/locks', encoding='ascii', errors='replace') as locks:
+            table = locks.read()
+    except OSError:  # no such list (macOS, BSD): the file's word, if its process lives
+        if written is None:
+            return 'unknown'
+        try:
+            os.kill(int(written), 0)
+        except ProcessLookupError:  # a killed holder's id
+            return 'unknown'
+        except (PermissionError, OverflowError):  # another user's process lives
+            pass
+        return written
+    # '1: FLOCK  ADVISORY  WRITE 4753 fe:00:2146396 0 EOF' (device numbers in hex); a
+    # waiter's line ('1: -> FLOCK ...') holds nothing, and pid 0 is one in another namespace
+    held = [(fields[4], fields[5]) for fields in map(str.split, table.splitlines())
+            if len(fields) > 5 and fields[1] == 'FLOCK' and fields[4].isdigit()
+            and fields[4] != '0']
+    st = os.fstat(fd)
+    inode = f'{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}'
+    for pid, where in held:
+        if where == inode:
+            return pid
+    # a file system whose files show other device numbers than its locks (a btrfs subvolume):
+    # the file's id, if that process holds a lock on a file of this inode number
+    if written is not None and (written, str(st.st_ino)) in {
+            (pid, where.rsplit(':', 1)[-1]) for pid, where in held}:
+        return written
+    return 'unknown'
