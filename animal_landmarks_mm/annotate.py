@@ -1573,8 +1573,8 @@ def _in_use_error(folder: str | os.PathLike, fd: int, option: str) -> OutputFold
 
 
 #: Seconds a lock held by another process is tried again before it is called in use: a peek
-#: (:func:`check_output_folder_free`) holds the lock for an instant, and an annotator starting
-#: in that instant must not be refused for it.
+#: (:func:`check_output_folder_free`) holds the lock for an instant, and an annotator or another
+#: peek starting in that instant must not be refused for it.
 LOCK_WAIT_S = 0.4
 
 
@@ -1646,7 +1646,7 @@ def _try_lock(folder: str | os.PathLike, option: str, peek: bool) -> tuple[int, 
         return None
     fd, writable = opened
     try:
-        lock_exclusive(fd, wait_s=0.0 if peek else LOCK_WAIT_S)
+        lock_exclusive(fd, wait_s=LOCK_WAIT_S)  # (a peek too: two peeks in one instant)
         return fd, writable
     except BlockingIOError:
         error = _in_use_error(folder, fd, option)

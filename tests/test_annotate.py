@@ -1122,9 +1122,11 @@ def test_a_peek_at_the_lock_refuses_a_held_folder_and_makes_nothing(tmp_path):
     assert not (tmp_path / 'target').exists()
 
 
-def test_an_annotator_starting_during_a_peek_is_not_refused(tmp_path):
-    """tools/infer.py's peek holds the lock for an instant; an annotator starting in that
-    instant waits it out (a holder that stays is still refused, above)."""
+@pytest.mark.parametrize('starting', ['an annotator', 'another peek'])
+def test_a_tool_starting_during_a_peek_is_not_refused(tmp_path, starting):
+    """tools/infer.py's peek holds the lock for an instant; an annotator, or a second
+    tools/infer.py peeking, starting in that instant waits it out (a holder that stays is still
+    refused, above)."""
     import fcntl
     import threading
     lock_output_folder(tmp_path).release()  # the lock file, as a peek finds it
@@ -1133,11 +1135,14 @@ def test_an_annotator_starting_during_a_peek_is_not_refused(tmp_path):
     released = threading.Timer(0.05, os.close, (peek,))
     released.start()
     try:
-        lock = lock_output_folder(tmp_path)
+        if starting == 'an annotator':
+            lock = lock_output_folder(tmp_path)
+            assert lock is not None
+            lock.release()
+        else:
+            check_output_folder_free(tmp_path)  # (raises OutputFolderInUseError if refused)
     finally:
         released.join()
-    assert lock is not None
-    lock.release()
 
 
 @pytest.mark.skipif(not os.path.exists('/proc/locks'), reason='the holder is named from the '
