@@ -1606,7 +1606,10 @@ def _open_lock_file(folder: str | os.PathLike, peek: bool) -> tuple[int, bool] |
         raise OutputFolderError(f'{path} is not a regular file (a FIFO, a device or a '
                                 'folder): move it away to annotate in this folder') from None
     except OSError as e:
-        if e.errno in (errno.EACCES, errno.EPERM) and _can_save_in(folder):
+        # (one there that cannot be opened: no EACCES of a file that could not be made, in a
+        # folder os.access, asking for the real user, takes for writable where open did not)
+        if e.errno in (errno.EACCES, errno.EPERM) and os.path.lexists(path) \
+                and _can_save_in(folder):
             raise OutputFolderError(
                 f'cannot open the lock file {path} ({e.strerror or e}), so another annotator '
                 f'in {folder} would go unnoticed: make it readable and writable for all (chmod '
@@ -1620,8 +1623,9 @@ def _open_lock_file(folder: str | os.PathLike, peek: bool) -> tuple[int, bool] |
 
 
 def _try_lock(folder: str | os.PathLike, option: str, peek: bool) -> tuple[int, bool] | None:
-    """Open the output folder's lock file and lock it (``flock``) without waiting for its
-    holder: what :func:`lock_output_folder` takes and :func:`check_output_folder_free` peeks.
+    """Open the output folder's lock file and lock it (``flock``), waiting at most
+    :data:`LOCK_WAIT_S` for another holder: what :func:`lock_output_folder` takes and
+    :func:`check_output_folder_free` peeks.
 
     Args:
         folder: the output folder.
@@ -1649,18 +1653,20 @@ def _try_lock(folder: str | os.PathLike, option: str, peek: bool) -> tuple[int, 
         lock_exclusive(fd, wait_s=LOCK_WAIT_S)  # (a peek too: two peeks in one instant)
         return fd, writable
     except BlockingIOError:
-        error = _in_use_error(folder, fd, option)
-        os.close(fd)
-        raise error from None
+        pass  # held: refused below, the descriptor closed whatever naming the holder meets
     except OSError as e:  # ENOLCK: NFS without a lock daemon; EBADF: some read-only
+        os.close(fd)
         if not peek:
             logger.warning('cannot lock the output folder %s (%s): two annotators on it would '
                            'overwrite each other\'s saves', folder, e.strerror or e)
-        os.close(fd)
         return None
     except BaseException:
         os.close(fd)
         raise
+    try:
+        raise _in_use_error(folder, fd, option)
+    finally:
+        os.close(fd)
 
 
 def check_output_folder_free(folder: str | os.PathLike, option: str = '--output-dir') -> None:

@@ -967,21 +967,22 @@ def _crawl_locked(output_dir: Path, label: str) -> Iterator[None]:
         detail = ' '.join(str(error.strerror or error).split())
         raise CrawlError(f'{path}: cannot open the crawl\'s lock file ({detail}): move it away '
                          f'(with no crawl of {label} running there)') from None
+    locked = False
     try:
         try:
             lock_exclusive(fd)
+            locked = True
         except BlockingIOError:
             raise CrawlError(f'{output_dir}: {label} is being crawled by another process (id '
                              f'{lock_holder(fd)}): wait for it, or use another --output-dir'
                              ) from None
         except OSError:  # ENOLCK: this file system cannot lock
-            writable = False
-        else:
-            if writable:
-                write_holder(fd)
+            pass
+        if locked and writable:
+            write_holder(fd)
         yield
     finally:
-        if writable:  # (a later holder that can only read the file must not seem to be this)
+        if locked and writable:  # (a later holder that can only read it must not seem this)
             clear_holder(fd)
         os.close(fd)  # (and the lock with it)
 

@@ -65,6 +65,8 @@ def open_lock_file(path: str | os.PathLike, create: bool = True) -> tuple[int, b
     if create:
         try:
             fd, writable = os.open(path, os.O_RDWR | os.O_CREAT | flags, LOCK_FILE_MODE), True
+        except IsADirectoryError:  # (O_CREAT on a folder: EISDIR, before any fstat)
+            raise NotRegularLockFileError(f'{path} is not a regular file') from None
         except OSError as error:
             if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise

@@ -1,5 +1,6 @@
 """The annotator's session logic: order, edits, undo, review of predictions, several faces,
 saving without losing work, and which file belongs to which image."""
+import errno
 import json
 import os
 import shutil
@@ -1089,6 +1090,11 @@ def test_one_process_at_a_time_holds_the_output_folder(tmp_path):
     with pytest.raises(OutputFolderError, match='cannot make the lock file'):
         lock_output_folder(other)
     assert not (tmp_path / 'target').exists()
+    folder = tmp_path / 'folder'
+    (folder / '.annotator.lock').mkdir(parents=True)  # said as a FIFO is, not 'Is a directory'
+    with pytest.raises(OutputFolderError, match=r'\.annotator\.lock is not a regular file \(a '
+                       'FIFO, a device or a folder\\): move it away'):
+        lock_output_folder(folder)
 
 
 def test_a_peek_at_the_lock_refuses_a_held_folder_and_makes_nothing(tmp_path):
@@ -1120,6 +1126,31 @@ def test_a_peek_at_the_lock_refuses_a_held_folder_and_makes_nothing(tmp_path):
     (linked / '.annotator.lock').symlink_to(tmp_path / 'target')
     check_output_folder_free(linked)
     assert not (tmp_path / 'target').exists()
+
+
+@pytest.mark.parametrize('take', [check_output_folder_free, lock_output_folder])
+def test_a_held_lock_closes_its_file_whatever_naming_the_holder_meets(tmp_path, monkeypatch,
+                                                                     take):
+    """The refusal of a held folder reads who holds it (/proc/locks, the lock file): where
+    that fails, the error goes on, not taken for a file system that cannot lock (which goes on
+    unlocked), and the lock file's descriptor is closed."""
+    import fcntl
+    lock_output_folder(tmp_path).release()
+    holder = os.open(tmp_path / '.annotator.lock', os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def unreadable(fd):
+        raise OSError(errno.EIO, 'Input/output error')
+    monkeypatch.setattr('animal_landmarks_mm.annotate.lock_holder', unreadable)
+    monkeypatch.setattr('animal_landmarks_mm.annotate.LOCK_WAIT_S', 0.0)
+    before = len(os.listdir('/proc/self/fd'))
+    try:
+        with pytest.raises(OSError, match='Input/output error'):
+            take(tmp_path)
+        after = len(os.listdir('/proc/self/fd'))
+    finally:
+        os.close(holder)
+    assert after == before
 
 
 @pytest.mark.parametrize('starting', ['an annotator', 'another peek'])
@@ -1192,8 +1223,12 @@ def as_another_user():
                PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]),
                                            os.environ.get('PYTHONPATH', '')]))
 
-    def run(code: str, *args: object) -> str:
-        proc = subprocess.run([*as_nobody, '-c', code, *map(str, args)], env=env, cwd=home,
+    def run(code: str, *args: object, effective_only: bool = False) -> str:
+        """``effective_only``: nobody's effective ids, root's real ones (a process that
+        changed only those, which ``os.access`` does not ask about)."""
+        command = as_nobody if not effective_only else [
+            setpriv, f'--euid={NOBODY}', f'--egid={NOBODY}', '--clear-groups', sys.executable]
+        proc = subprocess.run([*command, '-c', code, *map(str, args)], env=env, cwd=home,
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
@@ -1254,6 +1289,19 @@ def test_a_lock_file_another_user_cannot_open_refuses_them(as_another_user, shar
     # where nothing can be saved, neither refuses, and there is no lock to take
     assert as_another_user(_LOCK_AS_NOBODY, writable, read_only).splitlines() == [
         refused, refused, 'False', 'False']
+
+
+def test_a_lock_file_that_cannot_be_made_where_none_is_refuses_nothing(as_another_user,
+                                                                      shared_folder):
+    """In a folder where this process cannot make the lock file and none is there, nothing is
+    locked and nothing refused, even where os.access (which asks for the real user) calls the
+    folder writable: the refusal named a lock file that did not exist, to chmod."""
+    folder = shared_folder / 'roots'
+    folder.mkdir()
+    os.chmod(folder, 0o755)
+    assert as_another_user(_LOCK_AS_NOBODY, folder, effective_only=True).splitlines() == [
+        'False', 'False']
+    assert list(folder.iterdir()) == []
 
 
 def test_a_new_lock_file_can_be_locked_by_another_user_whatever_the_umask(as_another_user,

@@ -926,6 +926,8 @@ def test_one_crawl_of_a_label_at_once_in_a_folder(tmp_path, crawl_images, capsys
         run = _crawl_command(crawl_images, capsys, booru, tmp_path)
         try:
             code, out, files = run()
+            if lock == 'held':  # the refused run leaves the holder's id as it is
+                assert path.read_text() == '4242\n'
             other = crawl(_options(booru, tmp_path, 'safebooru', ratings=EVERY_RATING))
         finally:
             if holder is not None:
