@@ -965,6 +965,9 @@ def _crawl_locked(output_dir: Path, label: str) -> Iterator[None]:
         fd, writable = open_lock_file(path)
     except OSError as error:
         detail = ' '.join(str(error.strerror or error).split())
+        if not os.path.lexists(path):  # none there, and none can be made (a read-only folder)
+            raise CrawlError(f'{path}: cannot make the crawl\'s lock file ({detail}): the '
+                             'output folder must be writable') from None
         raise CrawlError(f'{path}: cannot open the crawl\'s lock file ({detail}): move it away '
                          f'(with no crawl of {label} running there)') from None
     locked = False

@@ -140,7 +140,11 @@ def lock_holder(fd: int) -> str:
     taken if that process lives (a holder clears it when it releases the lock, so an id left
     there is the holder's, or a killed process's: gone, unless its id was given again).
     """
-    written = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
+    try:
+        written = os.pread(fd, 32, 0).decode('ascii', 'replace').strip()
+        st = os.fstat(fd)
+    except OSError:  # (an I/O error: the refusal goes on, naming no one)
+        return 'unknown'
     written = written if written.isdigit() else None
     try:
         with open('/proc/locks', encoding='ascii', errors='replace') as locks:
@@ -160,7 +164,6 @@ def lock_holder(fd: int) -> str:
     held = [(fields[4], fields[5]) for fields in map(str.split, table.splitlines())
             if len(fields) > 5 and fields[1] == 'FLOCK' and fields[4].isdigit()
             and fields[4] != '0']
-    st = os.fstat(fd)
     inode = f'{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}'
     for pid, where in held:
         if where == inode:

@@ -952,6 +952,27 @@ def test_one_crawl_of_a_label_at_once_in_a_folder(tmp_path, crawl_images, capsys
         assert path.read_text() == ''
 
 
+def test_a_folder_where_the_crawl_lock_cannot_be_made_is_refused_in_one_line(tmp_path):
+    """An output folder where no file can be made (immutable here: refused even to root, as a
+    read-only folder is to a user) and no lock file is: one line before any request, saying
+    so, not advice to move away a lock file that is not there."""
+    posts = make_posts(1)
+    with FakeBooru(posts) as booru:
+        made = subprocess.run(['chattr', '+i', str(tmp_path)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f'chattr +i refused here: {made.stderr.decode().strip()}')
+        try:
+            with pytest.raises(CrawlError) as caught:
+                crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+        finally:
+            subprocess.run(['chattr', '-i', str(tmp_path)], check=True)
+        requests = list(booru.state.requests)
+    path = tmp_path / CRAWL_LOCK_NAME.format(label=_label(booru, 'danbooru'))
+    assert str(caught.value) == (f'{path}: cannot make the crawl\'s lock file (Operation not '
+                                 'permitted): the output folder must be writable')
+    assert requests == [] and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.timeout(60)  # a FIFO opened to wait for a writer would block forever
 @pytest.mark.parametrize('lock', ['held', 'a FIFO'])
 def test_a_record_whose_lock_cannot_be_had_is_left_with_a_warning(tmp_path, monkeypatch, capfd,
