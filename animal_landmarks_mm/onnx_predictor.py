@@ -48,6 +48,10 @@ MAX_INPUT_SIDE = 4096
 #: exporters fix it by default): every run is filled up to it, a single box too, so a fixed
 #: batch of 2048 cost 5.4 s and 2.7 GB a box, and one of 200000 asked numpy for 36.6 GiB.
 MAX_FIXED_BATCH = 256
+#: The most pixels a run of a fixed batch may fill (:data:`MAX_FIXED_BATCH` crops of the
+#: export's 256x256, 48 MiB of crops): the batch counts crops, and 256 crops of a graph taking
+#: 4096x4096 ones asked for 12 GiB a run, a single box too.
+MAX_FIXED_BATCH_PIXELS = MAX_FIXED_BATCH * 256 * 256
 #: The box padding (mmpose's ``GetBBoxCenterScale``) a file's ``bbox_padding`` may give: the
 #: export writes its config's, 1.25 by default; mmpose's configs use 0.8 and 1.25. Outside it the
 #: crop is a speck of the box or a box the size of a continent (1e308 overflowed float32 and
@@ -405,7 +409,8 @@ class OnnxLandmarkPredictor:
             of an exported landmark graph of this project's keypoints or whose input and
             outputs do not fit it (:func:`check_graph_interface`), a metadata value it decodes
             longer than :data:`MAX_METADATA_VALUE_CHARS`, a ``bbox_padding`` outside
-            :data:`BBOX_PADDING_RANGE`, a fixed batch above :data:`MAX_FIXED_BATCH`,
+            :data:`BBOX_PADDING_RANGE`, a fixed batch above :data:`MAX_FIXED_BATCH` crops or
+            :data:`MAX_FIXED_BATCH_PIXELS` pixels,
             onnxruntime not installed, or a provider asked for (CUDA) that this onnxruntime
             does not have.
     """
@@ -479,6 +484,15 @@ class OnnxLandmarkPredictor:
                 f'{MAX_FIXED_BATCH}: every run, of a single box too, would be filled up to it; '
                 'export with a dynamic batch axis (tools/export.py --format onnx)')
         if self.fixed_batch is not None:
+            width, height = self.input_size
+            if self.fixed_batch * width * height > MAX_FIXED_BATCH_PIXELS:
+                raise OnnxModelError(
+                    f'{path}: the graph takes a fixed batch of {self.fixed_batch} crops of '
+                    f'{width}x{height} ({self.fixed_batch * width * height * 3 / 2**20:.0f} MiB '
+                    f'a run), more than {MAX_FIXED_BATCH} of 256x256 ('
+                    f'{MAX_FIXED_BATCH_PIXELS * 3 / 2**20:.0f} MiB): every run, of a single box '
+                    'too, would be filled up to it; export with a dynamic batch axis '
+                    '(tools/export.py --format onnx)')
             self.max_batch = self.fixed_batch
         self.providers = self.session.get_providers()
 

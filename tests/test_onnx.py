@@ -752,6 +752,13 @@ def _landmark_like_graph(path: Path, *, input_type: int = onnx.TensorProto.UINT8
      'crops, more than 256: every run, of a single box too, would be filled up to it; export '
      'with a dynamic batch axis'),
     (dict(input_shape=(257, 256, 256, 3)), 'a fixed batch of 257 crops, more than 256'),
+    # the batch counts crops: 256 of 4096x4096 would be 12 GiB a run
+    (dict(input_shape=(256, 4096, 4096, 3), metadata=dict(input_size='[4096, 4096]')),
+     'the graph takes a fixed batch of 256 crops of 4096x4096 (12288 MiB a run), more than 256 '
+     'of 256x256 (48 MiB): every run, of a single box too, would be filled up to it; export '
+     'with a dynamic batch axis'),
+    (dict(input_shape=(3, 4096, 2048, 3), metadata=dict(input_size='[2048, 4096]')),
+     'a fixed batch of 3 crops of 2048x4096 (72 MiB a run), more than 256 of 256x256'),
     # strings, which no check of finite points takes
     (dict(keypoint_type=onnx.TensorProto.STRING),
      "the graph's output 'keypoints' is tensor(string), not tensor(float)"),
