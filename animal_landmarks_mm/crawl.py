@@ -2189,6 +2189,9 @@ class CrawlJob(job.DownloadJob):
         self.max_new_posts = min(max(options.limit * SEARCH_POSTS_PER_IMAGE, SEARCH_POSTS_MIN),
                                  SEARCH_POSTS_CAP)
         self.post_ids: set = set()  # the posts handled, to handle each once
+        # the malformed posts counted, to count each once (a page asked for after one without
+        # an id holds it again): by digest of what the site sent
+        self.malformed_posts: set[str] = set()
         self.search_pages = 0  # search requests made
         self.last_new_post_page = 0  # the last of them that brought a post not seen before
         self.guard = DownloadGuard(seconds=options.file_deadline,
@@ -2298,7 +2301,17 @@ class CrawlJob(job.DownloadJob):
                 yield post
 
     def _skip_malformed(self, post, problem: str) -> None:
-        """Count a post that cannot be used in :attr:`CrawlResult.malformed`; note the first."""
+        """Count a post that cannot be used in :attr:`CrawlResult.malformed`, once however
+        many pages hold it; note the first."""
+        try:  # (ASCII: lone surrogates escaped)
+            sent = hashlib.sha256(json.dumps(post, sort_keys=True, default=repr).encode()
+                                  ).hexdigest()
+        except (RecursionError, ValueError, TypeError):  # nested as deep as the parser went
+            sent = None
+        if sent is not None:
+            if sent in self.malformed_posts:
+                return
+            self.malformed_posts.add(sent)
         self.result.malformed += 1
         if self.result.malformed == 1:
             post_id = post.get('id') if isinstance(post, dict) else None

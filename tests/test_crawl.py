@@ -1907,7 +1907,8 @@ def test_a_page_whose_last_post_has_no_id_does_not_end_the_search(tmp_path):
         # questionable: none of them, no download
         result = crawl(_options(booru, tmp_path, 'danbooru', ratings=('questionable',)))
         searches = _search_requests(booru)
-    assert result.seen == 200 and result.filtered == 200 and result.malformed >= 1
+    # (counted once: the second page, asked for after posts[198], holds it again)
+    assert result.seen == 200 and result.filtered == 200 and result.malformed == 1
     assert f'page=b{posts[198].id}' in searches[1] and len(searches) == 2
 
 
@@ -1927,7 +1928,7 @@ def test_an_order_id_page_whose_first_post_has_no_id_does_not_end_the_search(tmp
         searches = _search_requests(booru)
     assert len(searches) == 3, searches
     assert 'page=a1199' in searches[1] and f'page=a{newest.id - 1}' in searches[2]
-    assert result.seen == 399 and result.filtered == 399 and result.malformed >= 1
+    assert result.seen == 399 and result.filtered == 399 and result.malformed == 1
     assert result.stopped is None and result.failed == []
 
 
