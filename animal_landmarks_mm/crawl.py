@@ -68,7 +68,7 @@ import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -103,14 +103,7 @@ from .errors import (
     redact_userinfo,
     shown_value,
 )
-from .file_lock import (
-    clear_holder,
-    has_flock,
-    lock_exclusive,
-    lock_holder,
-    open_lock_file,
-    write_holder,
-)
+from .file_lock import LockHeldError, exclusive_lock
 
 SOURCES = {
     'safebooru': dict(kind='gelbooru_v02', root='https://safebooru.org'),
@@ -948,72 +941,48 @@ def _runs_refusing(earlier: dict | None, md5: str | None) -> int:
 @contextmanager
 def _crawl_locked(output_dir: Path, label: str) -> Iterator[None]:
     """Hold the crawl's lock (:data:`CRAWL_LOCK_NAME`, of its label) in the output folder,
-    without waiting for another process's, and write this process's id in it. Where there is
-    no ``flock`` (Windows) or the file system's fails (NFS without a lock daemon), nothing is
-    locked.
+    without waiting for another process's, with this process's id in it
+    (:func:`.file_lock.exclusive_lock`: nothing is locked where the system cannot lock).
 
     Raises:
         CrawlError: another process crawls the label into the folder (named by its id,
             :func:`.file_lock.lock_holder`), or the lock file cannot be made or opened, or is
             not a regular file; one line.
     """
-    if not has_flock():  # Windows
-        yield
-        return
     path = output_dir / CRAWL_LOCK_NAME.format(label=label)
-    try:
-        fd, writable = open_lock_file(path)
-    except OSError as error:
-        detail = ' '.join(str(error.strerror or error).split())
-        if not os.path.lexists(path):  # none there, and none can be made (a read-only folder)
-            raise CrawlError(f'{path}: cannot make the crawl\'s lock file ({detail}): the '
-                             'output folder must be writable') from None
-        raise CrawlError(f'{path}: cannot open the crawl\'s lock file ({detail}): move it away '
-                         f'(with no crawl of {label} running there)') from None
-    locked = False
-    try:
-        try:
-            lock_exclusive(fd)
-            locked = True
-        except BlockingIOError:
+    with ExitStack() as held:
+        try:  # (only taking the lock is said so: the crawl's own errors pass as they are)
+            held.enter_context(exclusive_lock(path, name_holder=True))
+        except LockHeldError as error:
             raise CrawlError(f'{output_dir}: {label} is being crawled by another process (id '
-                             f'{lock_holder(fd)}): wait for it, or use another --output-dir'
+                             f'{error.holder}): wait for it, or use another --output-dir'
                              ) from None
-        except OSError:  # ENOLCK: this file system cannot lock
-            pass
-        if locked and writable:
-            write_holder(fd)
+        except OSError as error:
+            detail = ' '.join(str(error.strerror or error).split())
+            if not os.path.lexists(path):  # none there, and none can be made (read-only)
+                raise CrawlError(f'{path}: cannot make the crawl\'s lock file ({detail}): the '
+                                 'output folder must be writable') from None
+            raise CrawlError(f'{path}: cannot open the crawl\'s lock file ({detail}): move it '
+                             f'away (with no crawl of {label} running there)') from None
         yield
-    finally:
-        if locked and writable:  # (a later holder that can only read it must not seem this)
-            clear_holder(fd)
-        os.close(fd)  # (and the lock with it)
 
 
 @contextmanager
 def _locked(path: Path, seconds: float) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on the lock file ``path`` (made if need be), waiting at most
-    ``seconds`` for another process's; where there is no ``flock`` (Windows) or the file
-    system's fails (NFS without a lock daemon), nothing is locked.
+    """Hold the lock file ``path`` (made if need be), waiting at most ``seconds`` for another
+    process's (:func:`.file_lock.exclusive_lock`: nothing is locked where the system cannot
+    lock).
 
     Raises:
         OSError: the lock file cannot be made or opened, or is not a regular file.
         TimeoutError: another process held it for ``seconds``.
     """
-    if not has_flock():  # Windows
-        yield
-        return
-    fd, _ = open_lock_file(path)
-    try:
+    with ExitStack() as held:
         try:
-            lock_exclusive(fd, seconds)
-        except BlockingIOError:
+            held.enter_context(exclusive_lock(path, seconds))
+        except LockHeldError:
             raise TimeoutError(f'another crawl held {path} for {seconds:g} s') from None
-        except OSError:  # ENOLCK: this file system cannot lock
-            pass
         yield
-    finally:
-        os.close(fd)  # (and the lock with it)
 
 
 class RefusedPosts:

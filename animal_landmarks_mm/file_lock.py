@@ -14,6 +14,7 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Iterator
 
 #: A lock file's mode, whatever the umask: another user's process must be able to open it (a
 #: file it cannot open could not keep the two apart) and to write its process id there.
@@ -26,6 +27,21 @@ LOCK_POLL_S = 0.05
 class NotRegularLockFileError(OSError):
     """The lock file is a FIFO, a device or a folder: nothing to lock, and a FIFO opened for
     writing would wait for a reader for good."""
+
+
+class LockHeldError(OSError):
+    """Another process held the lock for as long as the caller would wait.
+
+    Attributes:
+        path: the lock file.
+        holder: the holder's process id, or ``unknown`` (:func:`lock_holder`, asked while the
+            lock file was still open: its id cannot be read once it is closed).
+    """
+
+    def __init__(self, path: str | os.PathLike, holder: str) -> None:
+        super().__init__(errno.EWOULDBLOCK, f'{path} is locked by process {holder}')
+        self.path = path
+        self.holder = holder
 
 
 def has_flock() -> bool:
@@ -174,3 +190,44 @@ def lock_holder(fd: int) -> str:
             (pid, where.rsplit(':', 1)[-1]) for pid, where in held}:
         return written
     return 'unknown'
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, wait_s: float = 0.0,
+                   name_holder: bool = False) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the lock file ``path`` (made if need be,
+    :func:`open_lock_file`) for the ``with`` block, waiting at most ``wait_s`` for another
+    holder. Where there is no ``flock`` (Windows) or the file system's fails (``ENOLCK``: NFS
+    without a lock daemon), nothing is locked and the block runs.
+
+    Args:
+        path: the lock file.
+        wait_s: seconds to wait for another holder (0: refuse at once).
+        name_holder: write this process's id in the file while it holds the lock (for a
+            refusal's message where the system keeps no list of locks) and clear it after.
+
+    Raises:
+        LockHeldError: another process held it for ``wait_s`` (naming it).
+        NotRegularLockFileError: the lock file is a FIFO, a device or a folder.
+        OSError: the lock file cannot be made or opened (:func:`open_lock_file`).
+    """
+    if not has_flock():  # Windows
+        yield
+        return
+    fd, writable = open_lock_file(path)
+    locked = False
+    try:
+        try:
+            lock_exclusive(fd, wait_s)
+            locked = True
+        except BlockingIOError:
+            raise LockHeldError(path, lock_holder(fd)) from None
+        except OSError:  # ENOLCK: this file system cannot lock
+            pass
+        if locked and writable and name_holder:
+            write_holder(fd)
+        yield
+    finally:
+        if locked and writable and name_holder:  # (a later holder that only reads it)
+            clear_holder(fd)
+        os.close(fd)  # (and the lock with it)
