@@ -10,6 +10,7 @@ from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
 
 from .annotation import AnnotationError, read_regular_file
+from .converter import MAX_IMAGE_SIDE
 from .errors import shown_value
 from .schema import NUM_KEYPOINTS, VISIBILITY_FLAGS, dataset_info
 
@@ -80,7 +81,9 @@ def check_coco(coco: Any) -> None:
     index under it) would fail on once the runner has started, or would train on wrongly.
 
     Each image needs a whole-number ``id`` of its own (mmpose takes it modulo its sample
-    interval), a ``file_name`` and a positive whole ``width`` and ``height``; each annotation a
+    interval), a ``file_name`` and a positive whole ``width`` and ``height`` of at most
+    :data:`~.converter.MAX_IMAGE_SIDE` (a larger one is no image's, and overflows a float where
+    mmpose and :func:`~.schedule.kept_faces` clip a box to the image); each annotation a
     whole-number ``id`` of its own (xtcocotools indexes by it), an ``image_id`` naming an image
     of the file, a whole-number ``category_id``, 28 x 3 ``keypoints`` (mmpose's flip and
     heatmaps index all 28 points), each a finite x and y and a flag of
@@ -116,6 +119,12 @@ def check_coco(coco: Any) -> None:
             if not (_is_whole(image.get(key)) and image[key] > 0):
                 raise _refusal(f'image {image_id} ({shown_value(file_name)})', image, key,
                                'a positive whole number')
+            # the converter's limit (tools/evaluate.py refuses by it too): a side no float
+            # holds (10**400) would raise OverflowError where the box is clipped to the image
+            if image[key] > MAX_IMAGE_SIDE:  # not shown: it may have hundreds of digits
+                raise AnnotationError(f'image {image_id} ({shown_value(file_name)}): "{key}" '
+                                      f'is too large: no image has a side over '
+                                      f'{MAX_IMAGE_SIDE} pixels')
     for ann_id, ann in _checked_ids(coco['annotations'], 'annotation').items():
         _check_coco_annotation(ann, f'annotation {ann_id}', images)
 

@@ -64,3 +64,36 @@ def test_a_box_at_the_border_is_the_one_evaluate_crops(tmp_path):
     np.testing.assert_allclose(dataset.get_data_info(0)['bbox'][0],
                                face_box_xyxy(face, 100, 80), atol=1e-5)
     assert face_box_xyxy(face, 100, 80)[2:] == (99.0, 79.0)
+
+
+def _one_face_coco(width=100, height=100, segmentation=None) -> dict:
+    """A COCO file of one 100x100 image with one face, as a dict to edit."""
+    keypoints = []
+    for k in range(28):
+        keypoints += [10.0 + k, 10.0 + k % 5, 2]
+    ann = dict(id=1, image_id=1, category_id=1, bbox=[5.5, 5, 40, 20], keypoints=keypoints,
+               num_keypoints=28, iscrowd=0, area=800)
+    if segmentation is not None:
+        ann['segmentation'] = segmentation
+    return dict(images=[dict(id=1, file_name='a.png', width=width, height=height)],
+                annotations=[ann], categories=[dict(id=1, name='face')])
+
+
+@pytest.mark.parametrize('key', ['width', 'height'])
+@pytest.mark.parametrize('side', [10**400, 2**64, 2**31], ids=['10**400', '2**64', '2**31'])
+def test_an_image_side_no_image_has_is_one_line_naming_the_file_and_image(tmp_path, key, side):
+    """A side too large for a float passed as a positive whole number, and training's count of
+    faces (:func:`kept_faces`, clipping a box to the image) raised OverflowError: a traceback.
+    Refused by the limit tools/evaluate.py refuses the same file by."""
+    from animal_landmarks_mm.annotation import AnnotationError
+    from animal_landmarks_mm.converter import MAX_IMAGE_SIDE
+    from animal_landmarks_mm.schedule import read_training_faces
+    path = tmp_path / 'giant.json'
+    path.write_text(json.dumps(_one_face_coco(**{key: side})))
+    with pytest.raises(AnnotationError) as e:
+        read_training_faces(str(path))
+    message = str(e.value)
+    assert message.startswith(f'{path}: image 1 (\'a.png\'): "{key}" is too large')
+    assert str(MAX_IMAGE_SIDE) in message and '\n' not in message and str(side) not in message
+    path.write_text(json.dumps(_one_face_coco(**{key: MAX_IMAGE_SIDE})))  # the limit is read
+    assert read_training_faces(str(path))[1] == 1
