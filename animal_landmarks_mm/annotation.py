@@ -686,11 +686,31 @@ def non_finite_number(raw: Any) -> str | None:
     return _find_value(raw, lambda value: isinstance(value, float) and not math.isfinite(value))
 
 
+#: The most faces an annotation file may hold. The annotator makes at most 64 per image
+#: (``annotate.MAX_FACES``); a detector's prediction on a crowd picture may hold more, but far
+#: fewer than this. Bounded because every tool compares each face of a file with every other
+#: (:func:`.converter.check_distinct_faces`): a file of tens of thousands of faces (16 MB hold
+#: them) stalled each tool for hours.
+ANNOTATION_MAX_FACES = 1024
+
+
+def check_face_count(count: int) -> None:
+    """Refuse more faces than :data:`ANNOTATION_MAX_FACES`.
+
+    Raises:
+        AnnotationError: one line, without the file name (callers add it).
+    """
+    if count > ANNOTATION_MAX_FACES:
+        raise AnnotationError(f'{count} faces, more than the {ANNOTATION_MAX_FACES} an '
+                              'annotation file may hold')
+
+
 def parse_annotation(raw: Any) -> ImageAnnotation:
     """Build an :class:`ImageAnnotation` from a decoded JSON object, in either format.
 
     Raises:
-        AnnotationError: with a one-line reason (without the file name; callers add it).
+        AnnotationError: with a one-line reason (without the file name; callers add it); more
+            than :data:`ANNOTATION_MAX_FACES` faces among them.
     """
     if not isinstance(raw, dict):
         raise AnnotationError('top level is not a JSON object')
@@ -724,6 +744,7 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
         faces_raw = raw.get('faces')
         if not isinstance(faces_raw, list):
             raise AnnotationError('"faces" is not a list')
+        check_face_count(len(faces_raw))  # before any face is parsed
         faces = [parse_face(f, f'face {i}') for i, f in enumerate(faces_raw)]
         meta = raw.get('meta')
         if meta is None:
@@ -1006,8 +1027,9 @@ def annotation_bytes(annotation: ImageAnnotation) -> bytes:
     """What :func:`save_annotation` writes for ``annotation``.
 
     Raises:
-        AnnotationError: more than :data:`ANNOTATION_MAX_BYTES`, which no tool would read back
-            (thousands of faces: a prediction over a boxes file of that many); one line.
+        AnnotationError: more than :data:`ANNOTATION_MAX_BYTES` or
+            :data:`ANNOTATION_MAX_FACES` faces, which no tool would read back (a prediction
+            over a boxes file of thousands of faces); one line.
         ValueError: NaN or an infinity in it.
     """
     data = json_bytes(annotation.to_json())
@@ -1015,10 +1037,15 @@ def annotation_bytes(annotation: ImageAnnotation) -> bytes:
         raise AnnotationError(f'{annotation.image}: its annotation file would be {len(data)} '
                               f'bytes, more than the {ANNOTATION_MAX_BYTES} the tools read '
                               f'({len(annotation.faces)} faces)')
+    try:
+        check_face_count(len(annotation.faces))
+    except AnnotationError as e:
+        raise AnnotationError(f'{annotation.image}: its annotation file would hold {e}') from None
     return data
 
 
 def save_annotation(path: str | os.PathLike, annotation: ImageAnnotation) -> None:
     """Write an annotation file atomically (:func:`write_bytes_atomic`), its folder made if
-    need be; never one the tools would not read back for its size (:func:`annotation_bytes`)."""
+    need be; never one the tools would not read back for its size or its number of faces
+    (:func:`annotation_bytes`)."""
     write_bytes_atomic(path, annotation_bytes(annotation), make_folder=True)

@@ -52,6 +52,7 @@ from .annotation import (
     Face,
     ImageAnnotation,
     NotRegularFileError,
+    check_face_count,
     file_sha256,
     image_size,
     is_annotation_name,
@@ -376,32 +377,50 @@ def check_distinct_faces(ann: ImageAnnotation) -> None:
     maybe moved a little), when at most :data:`SAME_FACE_UNSHARED_POINTS` points are placed
     in one of them only and more are placed in both (a point of the copy marked absent since).
 
+    Each face is compared with all the faces before it at once: the
+    :data:`~.annotation.ANNOTATION_MAX_FACES` a file may hold take a fraction of a second
+    (a loop over every pair took seconds for a thousand faces). More faces are refused
+    unchecked: the annotator's page is checked here, not read from a file.
+
     Raises:
-        AnnotationError: one line naming both faces, without the file name (callers add it).
+        AnnotationError: one line naming both faces, or more faces than
+            :data:`~.annotation.ANNOTATION_MAX_FACES`; without the file name (callers add it).
     """
     import numpy as np
-    seen: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for f, face in enumerate(ann.faces):
-        placed = np.array([p is not None and v != ABSENT
-                           for p, v in zip(face.landmarks, face.visibility)])
-        points = np.array([p if is_placed else (0.0, 0.0)
-                           for p, is_placed in zip(face.landmarks, placed)],
-                          dtype=np.float64).reshape(-1, 2)
-        size = float(np.ptp(points[placed], axis=0).max()) if placed.any() else 0.0
-        for first, first_placed, first_points in seen:
-            both = placed & first_placed
-            unshared = int((placed ^ first_placed).sum())
-            if unshared > SAME_FACE_UNSHARED_POINTS or both.sum() <= unshared:
-                continue
-            apart = float(np.abs(points[both] - first_points[both]).max())
-            if apart <= SAME_FACE_SHARE * size:
-                how = ('identical points' if apart == 0
-                       else f'no point more than {apart:.2g} px from its twin')
-                if unshared:
-                    how += f', {unshared} placed in one only'
-                raise AnnotationError(f'faces {first} and {f} are the same face ({how}): '
-                                      'delete one')
-        seen.append((f, placed, points))
+    check_face_count(len(ann.faces))
+    if len(ann.faces) < 2:
+        return
+    placed = np.array([[p is not None and v != ABSENT
+                        for p, v in zip(face.landmarks, face.visibility)] for face in ann.faces])
+    points = np.array([[p if p is not None and v != ABSENT else (0.0, 0.0)
+                        for p, v in zip(face.landmarks, face.visibility)] for face in ann.faces],
+                      dtype=np.float64)
+    # the larger side of each face's placed points' extent (0 where none is placed)
+    low = np.where(placed[..., None], points, np.inf).min(axis=1)
+    high = np.where(placed[..., None], points, -np.inf).max(axis=1)
+    sizes = np.where(placed.any(axis=1), (high - low).max(axis=1), 0.0)
+    for f in range(1, len(ann.faces)):
+        unshared = np.count_nonzero(placed[:f] != placed[f], axis=1)
+        comparable = np.flatnonzero(
+            (unshared <= SAME_FACE_UNSHARED_POINTS)
+            & (np.count_nonzero(placed[:f] & placed[f], axis=1) > unshared))
+        if not comparable.size:
+            continue
+        # the largest distance along x or y of a point placed in both faces
+        apart = np.abs(points[comparable] - points[f])
+        apart[~(placed[comparable] & placed[f])] = 0.0
+        apart = apart.max(axis=(1, 2))
+        same = np.flatnonzero(apart <= SAME_FACE_SHARE * sizes[f])
+        if not same.size:
+            continue
+        k = same[0]  # the earliest twin, as comparing pair by pair found
+        first, distance = int(comparable[k]), float(apart[k])
+        unshared_points = int(unshared[first])
+        how = ('identical points' if distance == 0
+               else f'no point more than {distance:.2g} px from its twin')
+        if unshared_points:
+            how += f', {unshared_points} placed in one only'
+        raise AnnotationError(f'faces {first} and {f} are the same face ({how}): delete one')
 
 
 def check_usable(ann: ImageAnnotation, derived_boxes: bool = False) -> None:

@@ -510,3 +510,26 @@ def test_an_exif_block_that_is_no_tiff_is_read_upright(tmp_path):
         Image.new('RGB', (60, 40), (100, 150, 200)).save(path, 'WEBP', exif=block)
         assert read_image(path).shape[:2] == (40, 60)
         assert image_size(path) == (60, 40) and tuple(image_orientation(path)) == (1, True)
+
+
+def test_an_annotation_file_of_more_faces_than_any_picture_has_is_refused(tmp_path):
+    """A file of more than ANNOTATION_MAX_FACES faces (16 MB hold tens of thousands: a
+    detector's boxes) is refused in one line naming it, and never written: comparing its
+    faces pair by pair stalled every tool for hours. A file of that many is read."""
+    from animal_landmarks_mm.annotation import ANNOTATION_MAX_FACES
+    face = Face([(float(k), float(k % 7)) for k in range(28)])
+    path = tmp_path / 'crowd.json'
+    path.write_text(json.dumps(ImageAnnotation(
+        'a.png', 4000, 3000, [face] * (ANNOTATION_MAX_FACES + 1)).to_json()))
+    with pytest.raises(AnnotationError) as caught:
+        load_annotation(path)
+    assert str(caught.value) == (f'{path}: {ANNOTATION_MAX_FACES + 1} faces, more than the '
+                                 f'{ANNOTATION_MAX_FACES} an annotation file may hold')
+    with pytest.raises(AnnotationError, match=(
+            rf'^a\.png: its annotation file would hold {ANNOTATION_MAX_FACES + 1} faces, more '
+            rf'than the {ANNOTATION_MAX_FACES} an annotation file may hold$')):
+        save_annotation(tmp_path / 'new.json', ImageAnnotation(
+            'a.png', 4000, 3000, [face] * (ANNOTATION_MAX_FACES + 1)))
+    assert not (tmp_path / 'new.json').exists()
+    save_annotation(path, ImageAnnotation('a.png', 4000, 3000, [face] * ANNOTATION_MAX_FACES))
+    assert len(load_annotation(path).faces) == ANNOTATION_MAX_FACES
