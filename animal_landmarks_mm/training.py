@@ -75,6 +75,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         'param_scheduler given here set it as written, unplanned')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument(
+        '--show-dir', help="draw the predictions (points, box and heatmaps; mmpose's "
+        'PoseVisualizationHook): testing, every test image into WORK_DIR/<timestamp>/SHOW_DIR; '
+        'training, as mmpose does, the first image of each --interval-th validation batch into '
+        'the run\'s vis_data/vis_image and TensorBoard')
+    parser.add_argument('--interval', type=int, default=1,
+                        help='with --show-dir while training: every N-th validation batch')
     # torch.distributed.launch passes --local_rank, torchrun the LOCAL_RANK variable
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
@@ -100,6 +107,29 @@ def apply_common_args(args: argparse.Namespace) -> None:
     if visible is None:
         raise TrainingSetupError(f'--device must be cpu, cuda or cuda:N, got {device!r}')
     os.environ['CUDA_VISIBLE_DEVICES'] = visible
+
+
+def apply_show_args(cfg: Config, show_dir: str | None, interval: int = 1) -> Config:
+    """mmpose's ``--show-dir`` and ``--interval``: turn on the config's
+    ``PoseVisualizationHook`` (its ``default_hooks.visualization``). Testing, it draws every
+    test image into ``<work dir>/<timestamp>/<show_dir>``; training, the first image of every
+    ``interval``-th validation batch into the visualizer's backends (the run's
+    ``vis_data/vis_image`` and TensorBoard), as mmpose's ``tools/train.py`` does.
+
+    Raises:
+        TrainingSetupError: ``interval`` not positive, or a config without the hook.
+    """
+    if show_dir is None:
+        return cfg
+    if interval < 1:
+        raise TrainingSetupError(f'--interval must be a positive whole number, got {interval}')
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if not hook:
+        raise TrainingSetupError(
+            '--show-dir needs default_hooks.visualization=dict(type=\'PoseVisualizationHook\') '
+            'in the config (mmpose\'s default_runtime has it)')
+    hook.update(enable=True, out_dir=show_dir, interval=interval)
+    return cfg
 
 
 def cuda_visible_devices(device: str) -> str | None:

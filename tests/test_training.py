@@ -3,11 +3,13 @@
 Proves the configs, the dataset type, the NME evaluator and checkpoint loading (the weights_only
 fix) work together in mmengine's Runner.
 """
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,6 +39,48 @@ def test_tools_test_loads_the_checkpoint_and_prints_nme(trained, coco_dir):
     log = proc.stdout + proc.stderr
     assert 'StrictLoadFromHook: loaded all 1839 tensors of the model' in log
     assert re.search(r'Epoch\(test\).*NME: \d', log), log[-3000:]
+
+
+def test_show_dir_draws_every_test_image_into_the_runs_folder(trained, coco_dir, tmp_path):
+    """mmpose's --show-dir: one picture of each test image, the predicted points and box drawn
+    on it, under WORK_DIR/<timestamp>/SHOW_DIR (a relative --work-dir: the hook joins its
+    folder to the work dir at every batch, here three)."""
+    import numpy as np
+    from PIL import Image
+    work_dir, _ = trained
+    run_tool('test.py', MAIN_CONFIG, work_dir / 'best_NME_epoch_1.pth', '--work-dir', 'run',
+             '--data-root', coco_dir, '--show-dir', 'vis', '--cfg-options', *TINY,
+             'test_dataloader.batch_size=1', cwd=tmp_path)
+    tests = sorted(json.loads((coco_dir / 'annotations' / 'test.json').read_text())['images'],
+                   key=lambda image: Path(image['file_name']).stem)
+    pictures = sorted((tmp_path / 'run').rglob('*.png'))
+    assert len(tests) == 3
+    assert [p.relative_to(tmp_path / 'run').parts[1:] for p in pictures] == [
+        ('vis', f'{Path(image["file_name"]).stem}_0.png') for image in tests]
+    for picture, image in zip(pictures, tests):
+        with Image.open(picture) as drawn, \
+                Image.open(coco_dir / image['file_name']) as source:
+            drawn, source = np.asarray(drawn.convert('RGB')), np.asarray(source.convert('RGB'))
+        assert drawn.shape == source.shape
+        assert (drawn != source).any(axis=2).sum() > 100  # the box (and points, where sure)
+
+
+def test_show_dir_while_training_draws_validation_batches(coco_dir, tmp_path):
+    """Training with --show-dir: mmpose's hook draws the first image of each validation batch
+    into the run's vis_data/vis_image (and TensorBoard); with --no-validate there is nothing to
+    draw, and a bad --interval is refused, each in one line before the runner."""
+    run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path / 'run', '--data-root', coco_dir,
+             '--show-dir', 'vis', '--no-time-estimate', '--cfg-options', *TINY)
+    pictures = sorted(p.name for p in (tmp_path / 'run').glob('*/vis_data/vis_image/*.png'))
+    assert pictures == ['val_img_2.png', 'val_img_3.png'], pictures  # 3 faces at batch 2
+    for args, message in (
+            (['--no-validate'], 'error: --show-dir draws validation batches while training: '
+                                'nothing to draw with --no-validate'),
+            (['--interval', '0'], 'error: --interval must be a positive whole number, got 0')):
+        proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path / 'refused',
+                        '--data-root', coco_dir, '--show-dir', 'vis', *args, check=False)
+        assert proc.returncode != 0
+        assert proc.stderr.strip().splitlines()[-1] == message
 
 
 def test_resume_continues_from_the_last_checkpoint(trained, coco_dir, tmp_path):

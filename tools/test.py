@@ -16,6 +16,7 @@ if __name__ == '__main__':
 from animal_landmarks_mm.errors import exit_on_error  # noqa: E402  (after the device is set)
 from animal_landmarks_mm.training import (  # noqa: E402
     add_common_args,
+    apply_show_args,
     apply_test_args,
     config_from_args,
     test,
@@ -37,6 +38,7 @@ def main(argv=None):
     with exit_on_error(args.work_dir):
         cfg = apply_test_args(config_from_args(args), args.config, args.checkpoint,
                               work_dir=args.work_dir, out=args.dump, launcher=args.launcher)
+        apply_show_args(cfg, args.show_dir, args.interval)
         test(cfg)
 
 

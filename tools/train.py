@@ -15,7 +15,9 @@ if __name__ == '__main__':
 from animal_landmarks_mm.errors import exit_on_error  # noqa: E402  (after the device is set)
 from animal_landmarks_mm.schedule import measure_step_seconds  # noqa: E402
 from animal_landmarks_mm.training import (  # noqa: E402
+    TrainingSetupError,
     add_common_args,
+    apply_show_args,
     apply_simple_flags,
     apply_train_args,
     config_from_args,
@@ -82,6 +84,10 @@ def main(argv=None):
             config_from_args(args), args.config, work_dir=args.work_dir, resume=args.resume,
             amp=args.amp, no_validate=args.no_validate, auto_scale_lr=args.auto_scale_lr,
             launcher=args.launcher, checkpoint=args.checkpoint)
+        if args.show_dir is not None and args.no_validate:
+            raise TrainingSetupError('--show-dir draws validation batches while training: '
+                                     'nothing to draw with --no-validate')
+        apply_show_args(cfg, args.show_dir, args.interval)
         plan = apply_simple_flags(
             cfg, epochs=args.epochs, iters=args.iters, batch_size=args.batch_size, lr=args.lr,
             checkpoint=args.checkpoint, accumulate=args.accumulate, early_stop=args.early_stop,
