@@ -46,7 +46,15 @@ checks, only enough faces (:attr:`CheckSettings.min_faces`) for the set to say w
    :attr:`CheckSettings.duplicate_sigma` robust sigma closer than the set's median for the
    pair: pairs that often meet in the set (closed lips, lid ends drawn as one) never qualify.
    The lid partners of a closed eye meet by right (and are left out of the set's measure);
-   any other pair on one spot, in a closed eye or not, is reported.
+   any other pair on one spot, in a closed eye or not, is reported. The outer eye corners
+   (11 and 19) closer than :attr:`CheckSettings.collapsed_pixels` or
+   :attr:`CheckSettings.duplicate_iod` (of the IOD the chart face's proportions give for the
+   face's extent) are this finding whatever the set says: their distance is the unit of the
+   mean shape, so such a face is not learnt from, and its other checks leave those two points
+   out (which of them is wrong the set cannot say). A folder in which no face has them apart
+   cannot be measured: the summary says so, and its entries are those faces (with any
+   collapsed ones). Should the set's mean eye line still come out (next to) no length, the mean
+   is sized by the chart face's proportions instead, with a note.
 5. **Nose off the midline**: the nose tip's sideways position in the aligned frame, less what a
    robust regression over the set predicts from the face's midlines (the mean sideways position
    of the jaw's mirrored pairs and chin; of the brows', eyes' and mouth's pairs and lips): a
@@ -363,12 +371,47 @@ def _chart_face() -> np.ndarray:
     return points[:, 0] + 1j * points[:, 1]
 
 
-def _normalise_mean(mean: np.ndarray) -> np.ndarray:
-    """Centre, level the eye line and make it one unit long (the IOD unit)."""
+#: a mean shape whose eye line is shorter than this share of what the chart face's proportions
+#: give for its size cannot be sized by it (see :func:`_normalise_mean`)
+MIN_EYE_LINE_SHARE = 0.1
+
+
+def _rms_size(shape: np.ndarray) -> float:
+    """Root mean square distance of a shape's points from their centre (0: one spot)."""
+    return float(np.sqrt(np.mean(np.abs(shape - shape.mean()) ** 2)))
+
+
+def _normalise_mean(mean: np.ndarray, reference: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, bool]:
+    """Centre, level the eye line and make it one unit long (the IOD unit).
+
+    Args:
+        mean: ``(K,)`` complex shape.
+        reference: a shape already in IOD units (the chart face): where ``mean``'s eye line
+            has (next to) no length (shorter than :data:`MIN_EYE_LINE_SHARE` of what the
+            reference's proportions give for ``mean``'s size) or is not finite, ``mean`` is
+            fitted onto the reference by a similarity instead (its unit is then the
+            reference's eye line), or is the reference where it has no size itself. None:
+            ``mean`` is taken as it is (the chart face itself).
+
+    Returns:
+        The shape, and whether it was sized by the reference (False: by its own eye line).
+    """
     left, right = INTEROCULAR_INDICES
     mean = mean - mean.mean()
     eye_line = mean[right] - mean[left]
-    return mean / eye_line  # divides by |eye line| and turns it onto +x
+    if reference is None:
+        return mean / eye_line, False  # divides by |eye line| and turns it onto +x
+    size = _rms_size(mean)
+    usable = (np.all(np.isfinite(mean)) and size > 0
+              and abs(eye_line) >= MIN_EYE_LINE_SHARE * size / _rms_size(reference))
+    if usable:
+        return mean / eye_line, False
+    if np.all(np.isfinite(mean)) and size > 0:
+        fitted, _ = _fit_similarity(mean, np.ones(len(mean)), reference)
+        if np.all(np.isfinite(fitted)) and _rms_size(fitted) > 0:
+            return fitted, True
+    return reference.copy(), True
 
 
 @dataclass
@@ -396,8 +439,10 @@ class ShapeModel:
 
     def __init__(self, settings: CheckSettings):
         self.settings = settings
-        self.chart = _normalise_mean(_chart_face())
+        self.chart, _ = _normalise_mean(_chart_face())
         self.mean = self.chart.copy()
+        #: the set's mean eye line had no length: the mean is sized by the chart face's
+        self.sized_by_chart = False
         self.whitening = np.tile(np.eye(2) / 0.05, (NUM_KEYPOINTS, 1, 1))
 
     def distances(self, aligned: np.ndarray, visibility: np.ndarray,
@@ -454,7 +499,7 @@ class ShapeModel:
             mean = np.where(np.isnan(mean), self.mean, mean)  # absent everywhere: chart's place
             if self._misfit(mean[flip]) < self._misfit(mean):
                 mean = mean[flip]
-            self.mean = _normalise_mean(mean)
+            self.mean, self.sized_by_chart = _normalise_mean(mean, self.chart)
             if k >= 1:  # from the second round, spreads of the set rather than a guess
                 self._fit_spreads(*self._align_either_way(points, visibility))
 
@@ -762,6 +807,48 @@ def _collapsed_findings(points: np.ndarray, visibility: np.ndarray, faces: np.nd
     return findings
 
 
+def _eyes_on_one_spot(z: np.ndarray, placed: np.ndarray, spans: np.ndarray,
+                      chart: np.ndarray, settings: CheckSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Faces whose outer eye corners (:data:`~.schema.INTEROCULAR_INDICES`) are on one spot:
+    closer than :attr:`CheckSettings.collapsed_pixels`, or than
+    :attr:`CheckSettings.duplicate_iod` of the inter-ocular distance the chart face's
+    proportions give for the face's extent. Their eye line, the unit every check measures in,
+    has no length: no eye, whatever its pose, has its corners there.
+
+    Returns:
+        ``(N,)`` True for those faces (both corners placed); ``(N,)`` the corners' distance
+        in pixels.
+    """
+    left, right = INTEROCULAR_INDICES
+    gap = np.abs(z[:, right] - z[:, left])
+    extent = max(np.ptp(chart.real), np.ptp(chart.imag))  # in IOD
+    with np.errstate(invalid='ignore'):  # the extent of a face without points: -inf
+        limit = np.maximum(settings.collapsed_pixels, settings.duplicate_iod * spans / extent)
+        met = placed[:, left] & placed[:, right] & (gap < limit)
+    return met, gap
+
+
+def _eye_findings(visibility: np.ndarray, faces: np.ndarray, gaps: np.ndarray,
+                  model: ShapeModel) -> list[Finding]:
+    """One ``two points on one spot`` finding per face of ``faces`` (outer eye corners on one
+    spot, :func:`_eyes_on_one_spot`). Its score is that of both corners at the middle of the
+    mean's eye line (each one's distance from its place on the mean, in sigma, through
+    ``rho``): no set is needed, nor a size of the face."""
+    left, right = INTEROCULAR_INDICES
+    findings = []
+    for face in faces:
+        shrunk = model.mean.copy()
+        shrunk[[left, right]] = (model.mean[left] + model.mean[right]) / 2
+        distance = model.distances(shrunk, visibility[face])[[left, right]]
+        score = math.sqrt(_robust_rho(distance, model.settings.robust_scale).sum())
+        findings.append(Finding(
+            int(face), REASON_DUPLICATE, score, [left, right],
+            f'points {left} and {right} are {gaps[face]:.2f} pixels apart '
+            f'({LANDMARKS[left].description} / {LANDMARKS[right].description}): the eye line, '
+            'the unit the checks measure the face in, has no length'))
+    return findings
+
+
 @dataclass
 class GeometryResult:
     """What :func:`find_mistakes` found, with what the model check needs.
@@ -780,13 +867,15 @@ class GeometryResult:
 
 
 def find_mistakes(points: np.ndarray, visibility: np.ndarray,
-                  settings: CheckSettings | None = None) -> GeometryResult:
+                  settings: CheckSettings | None = None, *,
+                  source: str = 'the set') -> GeometryResult:
     """The geometry checks (no model) on a set of faces.
 
     Args:
         points: ``(N, 28, 2)`` image pixels (anything for absent points).
         visibility: ``(N, 28)`` flags.
         settings: thresholds (default :class:`CheckSettings`).
+        source: what the notes call the set (the folder).
     """
     settings = settings or CheckSettings()
     points = np.asarray(points, np.float64).reshape(-1, NUM_KEYPOINTS, 2)
@@ -807,19 +896,48 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
         notes.append(f'{n - checked.sum()} faces with fewer than {settings.min_points} placed '
                      'points not checked')
     model = ShapeModel(settings)
-    if shaped.sum() < settings.min_faces:
-        notes.append(f'geometry checks skipped: {shaped.sum()} usable faces, fewer than '
-                     f'{settings.min_faces} to learn what is usual from')
-        # a collapsed face needs no set: scored against the chart face's shape
-        checked_collapsed = np.zeros(n, bool)
-        checked_collapsed[collapsed] = True
-        return GeometryResult(_collapsed_findings(z, visibility, collapsed, spans, model),
-                              checked_collapsed, scale, notes)
+    # outer eye corners on one spot: the eye line is the unit of the mean shape, which such
+    # faces would shrink to nothing (a set of them: NaN everywhere); they are a finding each
+    # and are left out of the set's shape, against which they are still checked without those
+    # two points (one of them is wrong, and which the set cannot say: kept, they were 'out of
+    # click order' with a neighbour)
+    eyes_met, gaps = _eyes_on_one_spot(z, placed, spans, model.chart, settings)
+    eyes_met &= shaped
+    eye_faces = np.flatnonzero(eyes_met)
+    sized = shaped & ~eyes_met
+    alone = sized.sum() < settings.min_faces  # too few faces to learn from
+    if len(eye_faces):
+        notes.append(f'{counted(len(eye_faces), "face")} with the outer eye corners (points '
+                     f'{INTEROCULAR_INDICES[0]} and {INTEROCULAR_INDICES[1]}) on one spot: '
+                     'listed as two points on one spot and not learnt from (the eye line is the '
+                     'unit of the set\'s shape)' + ('' if alone else ', checked without those '
+                                                    'points'))
+    if alone:
+        if len(eye_faces) and not sized.any():
+            left, right = INTEROCULAR_INDICES
+            notes.append(f'geometry checks skipped: no face in {source} has its outer eye '
+                         f'corners (points {left} and {right}) apart, to measure the set in')
+        else:
+            notes.append(f'geometry checks skipped: {sized.sum()} usable faces, fewer than '
+                         f'{settings.min_faces} to learn what is usual from')
+        # a collapsed face needs no set, nor do eye corners on one spot: scored against the
+        # chart face's shape
+        checked_alone = np.zeros(n, bool)
+        checked_alone[collapsed] = True
+        checked_alone[eye_faces] = True
+        return GeometryResult(_collapsed_findings(z, visibility, collapsed, spans, model)
+                              + _eye_findings(visibility, eye_faces, gaps, model),
+                              checked_alone, scale, notes)
     index = np.flatnonzero(shaped)
     all_z, all_visibility = z, visibility
-    z, visibility = z[index], visibility[index]
+    z, visibility = z[index], visibility[index].copy()
 
-    model.fit(z, visibility)
+    model.fit(z[~eyes_met[index]], visibility[~eyes_met[index]])
+    visibility[np.ix_(eyes_met[index], INTEROCULAR_INDICES)] = ABSENT
+    if model.sized_by_chart:
+        notes.append(f'the set\'s mean eye line (points {INTEROCULAR_INDICES[0]} to '
+                     f'{INTEROCULAR_INDICES[1]}) has next to no length: distances are in the '
+                     'chart face\'s inter-ocular distances')
     total, found = _find_relabellings(model, z, visibility, relabellings(), settings)
     corrected = np.take_along_axis(z, total, 1)
     corrected_vis = np.take_along_axis(visibility, total, 1)
@@ -827,6 +945,7 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
     scale[index] = alignment.scale
 
     findings = _collapsed_findings(all_z, all_visibility, collapsed, spans, model)
+    findings += _eye_findings(all_visibility, eye_faces, gaps, model)
     for face, relabels in enumerate(found):
         for k, (relabel, score, in_file) in enumerate(relabels):
             findings.append(Finding(int(index[face]), relabel.reason, score, sorted(in_file),
@@ -872,6 +991,7 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
     checked_all = np.zeros(n, bool)
     checked_all[index] = True
     checked_all[collapsed] = True
+    checked_all[eye_faces] = True
     return GeometryResult(_merge(findings), checked_all, scale, notes)
 
 
@@ -884,14 +1004,18 @@ def model_findings(points: np.ndarray, visibility: np.ndarray, predicted: np.nda
         points: ``(N, 28, 2)`` labelled points, image pixels.
         visibility: ``(N, 28)`` flags.
         predicted: ``(N, 28, 2)`` the model's points.
-        iod_pixels: ``(N,)`` each face's inter-ocular distance in pixels.
+        iod_pixels: ``(N,)`` each face's inter-ocular distance in pixels; a face whose
+            distance is 0 or not finite has no unit to measure in and is left out.
         settings: thresholds.
     """
     settings = settings or CheckSettings()
     visibility = np.asarray(visibility)
-    present = visibility != ABSENT
+    iod_pixels = np.asarray(iod_pixels, np.float64)
+    sized = np.isfinite(iod_pixels) & (iod_pixels > 0)
+    present = (visibility != ABSENT) & sized[:, None]
     distance = np.linalg.norm(np.nan_to_num(points) - predicted, axis=-1)
-    distance = np.where(present, distance / iod_pixels[:, None], np.nan)
+    distance = np.divide(distance, np.where(sized, iod_pixels, 1.0)[:, None])
+    distance = np.where(present, distance, np.nan)
     with np.errstate(invalid='ignore'):
         far = present & (distance >= settings.model_min_iod)
     if len(points) >= settings.min_faces:
@@ -1109,7 +1233,18 @@ class QualityReport:
         return printable('\n'.join(lines))
 
     def write(self, path: str | os.PathLike) -> None:
-        """The entries as a JSON list (atomically)."""
+        """The entries as a JSON list (atomically).
+
+        Raises:
+            QualityCheckError: an entry with a score that is not a finite number (a fault of
+                the checks: JSON has no NaN); nothing is written.
+        """
+        for e in self.entries:
+            if not math.isfinite(e['score']):
+                raise QualityCheckError(
+                    f'{path} not written: the entry for {e["annotation"]} face {e["face"]} '
+                    f'({e["reason"]}, points {_names(e["points"])}) has score {e["score"]}, '
+                    'not a number JSON can hold (a fault of the checker: please report it)')
         write_json_atomic(path, self.entries)
 
 
@@ -1166,7 +1301,7 @@ def check_annotations(annotation_dir: str | os.PathLike,
             f'files, {len(folder.problems)} unusable, {len(folder.left_out)} skipped or '
             f'predicted){first}')
     points, visibility = _face_arrays(folder.faces)
-    geometry = find_mistakes(points, visibility, settings)
+    geometry = find_mistakes(points, visibility, settings, source=str(annotation_dir))
     findings = list(geometry.findings)
     if checkpoint is not None:
         predicted, unreadable = predict_faces(folder.faces, checkpoint=checkpoint, config=config,
@@ -1175,7 +1310,8 @@ def check_annotations(annotation_dir: str | os.PathLike,
         own = np.linalg.norm(points[:, left] - points[:, right], axis=-1)
         # the face's size from the whole shape where it was aligned: its own eye corners may
         # be the mistake
-        iod = np.where(np.isfinite(geometry.scale), 1 / geometry.scale, own)
+        usable = np.isfinite(geometry.scale) & (geometry.scale > 0)
+        iod = np.where(usable, 1 / np.where(usable, geometry.scale, 1.0), own)
         boxes = [face_box_xyxy(f.annotation_data.faces[f.face], f.annotation_data.width,
                                f.annotation_data.height) for f in folder.faces]
         box_size = np.array([max(b[2] - b[0], b[3] - b[1]) for b in boxes]) / 3
