@@ -11,7 +11,7 @@ from mmpose.registry import DATASETS
 
 from .annotation import AnnotationError, read_regular_file
 from .converter import MAX_IMAGE_SIDE
-from .errors import shown_value
+from .errors import printable, shown_value
 from .schema import NUM_KEYPOINTS, VISIBILITY_FLAGS, dataset_info
 
 
@@ -40,6 +40,13 @@ class AnimalCharacterFaceDataset(BaseCocoStyleDataset):
 #: The largest COCO file read (bytes): the converter writes under a kilobyte per face.
 COCO_FILE_MAX_BYTES = 1 << 30
 
+#: The deepest nesting of JSON arrays and objects taken in a COCO file, counting the file's own
+#: object: a real file nests 5 deep (a polygon of an annotation's ``segmentation``:
+#: file > "annotations" > annotation > polygons > polygon). mmpose deep-copies every
+#: annotation, keys this module does not check included, two Python frames a level: a
+#: ``segmentation`` 500 deep raised RecursionError while the dataset was built.
+COCO_MAX_NESTING = 100
+
 #: the largest coordinate, box or area value taken: mmpose loads them as float32, where a
 #: larger one (1e308 is a finite float) becomes inf
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -51,7 +58,8 @@ def read_coco_file(path: str | os.PathLike) -> dict:
     here, before mmpose or a model meets it.
 
     Read as a file from outside: a regular file (a FIFO is never waited on, a device never
-    read), of at most :data:`COCO_FILE_MAX_BYTES`, UTF-8 JSON not nested too deeply.
+    read), of at most :data:`COCO_FILE_MAX_BYTES`, UTF-8 JSON nested at most
+    :data:`COCO_MAX_NESTING` deep, in keys :func:`check_coco` does not look at too.
 
     Raises:
         AnnotationError: one line naming the file and, for a bad entry, the entry.
@@ -69,6 +77,10 @@ def read_coco_file(path: str | os.PathLike) -> dict:
         raise AnnotationError(f'{shown}: cannot read (JSON nested too deeply)') from None
     except ValueError as e:  # not UTF-8, not JSON
         raise AnnotationError(f'{shown}: cannot read ({e})') from None
+    deep = _nested_too_deeply(coco)
+    if deep is not None:  # before mmpose deep-copies it (RecursionError): see COCO_MAX_NESTING
+        raise AnnotationError(f'{shown}: JSON nested more than {COCO_MAX_NESTING} deep, in '
+                              f'{deep} (a COCO file nests 5 deep)')
     try:
         check_coco(coco)
     except AnnotationError as e:
@@ -158,6 +170,50 @@ def _check_coco_annotation(ann: dict, where: str, images: dict[int, dict]) -> No
         raise _refusal(where, ann, 'bbox', '4 finite numbers [x, y, width, height]')
     if 'area' in ann and not _is_finite(ann['area']):
         raise _refusal(where, ann, 'area', 'a finite number')
+
+
+def _nested_too_deeply(coco: Any) -> str | None:
+    """Where a decoded JSON file nests arrays and objects more than :data:`COCO_MAX_NESTING`
+    deep, as a place in the file (``annotations[3] "segmentation"``: named down to the key of
+    an entry), or None."""
+    if not _deeper_than(coco, COCO_MAX_NESTING):
+        return None
+    # the entry found again one level down at a time, each step deeper than the levels left
+    # (so never short of an entry below, for 3 steps)
+    place, value, left = '', coco, COCO_MAX_NESTING
+    for _ in range(3):
+        items = value.items() if type(value) is dict else enumerate(value)
+        key, value = next((key, item) for key, item in items if _deeper_than(item, left - 1))
+        left -= 1
+        if isinstance(key, int):
+            place += f'[{key}]'
+        else:
+            name = printable(key, one_line=True, limit=40)
+            place += f' "{name}"' if place else name
+    return place
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether a decoded JSON value nests arrays and objects more than ``levels`` deep (it
+    counts as one when it is one).
+
+    Walked level by level, without recursion (the nesting is the file's): each array and
+    object is met once, one holding none (keypoints, a polygon) passed over by a test of its
+    items' types run in C, and nothing is built per item but the list of the next level, so
+    that a file of tens of megabytes takes a fraction of the time its decoding takes.
+    """
+    containers = {dict, list}  # json.loads makes no subclass of them
+    level = [value] if type(value) in containers else []
+    for _ in range(levels):
+        deeper = []
+        for container in level:
+            items = container.values() if type(container) is dict else container
+            if not containers.isdisjoint(map(type, items)):
+                deeper += [item for item in items if type(item) in containers]
+        if not deeper:
+            return False
+        level = deeper
+    return True
 
 
 def _checked_ids(entries: list, kind: str) -> dict[int, dict]:

@@ -1,5 +1,6 @@
 """AnimalCharacterFaceDataset on a small converted fixture, top-down and bottom-up."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -97,3 +98,52 @@ def test_an_image_side_no_image_has_is_one_line_naming_the_file_and_image(tmp_pa
     assert str(MAX_IMAGE_SIDE) in message and '\n' not in message and str(side) not in message
     path.write_text(json.dumps(_one_face_coco(**{key: MAX_IMAGE_SIDE})))  # the limit is read
     assert read_training_faces(str(path))[1] == 1
+
+
+def test_json_nested_deeply_in_a_key_not_checked_is_one_line_naming_the_file(tmp_path):
+    """A ``segmentation`` nested 900 deep passed read_coco_file (no check looks at it) and
+    mmpose's ``parse_data_info`` raised RecursionError deep-copying it while the dataset was
+    built; 400 deep built. Refused at reading, far above a real file's nesting."""
+    from animal_landmarks_mm.annotation import AnnotationError
+    from animal_landmarks_mm.dataset import COCO_MAX_NESTING, read_coco_file
+    path = tmp_path / 'nested.json'
+
+    def write(depth):  # the file > "annotations" > annotation: 3 levels above it
+        text = json.dumps(_one_face_coco(segmentation='@@'))
+        path.write_text(text.replace('"@@"', '[' * depth + ']' * depth))
+
+    for depth in (900, COCO_MAX_NESTING - 2):
+        write(depth)
+        with pytest.raises(AnnotationError) as e:
+            read_coco_file(path)
+        assert str(e.value) == (f'{path}: JSON nested more than {COCO_MAX_NESTING} deep, in '
+                                f'annotations[0] "segmentation" (a COCO file nests 5 deep)')
+    write(COCO_MAX_NESTING - 3)
+    read_coco_file(path)
+    # real segmentations, polygons and RLE, are read and built
+    rle = dict(counts=[0, 5, 3], size=[100, 100])
+    for segmentation in ([[5.0, 5.0, 45.0, 5.0, 45.0, 25.0]], rle):
+        path.write_text(json.dumps(_one_face_coco(segmentation=segmentation)))
+        assert read_coco_file(path)['annotations'][0]['segmentation'] == segmentation
+        dataset = AnimalCharacterFaceDataset(data_root=str(tmp_path), ann_file='nested.json',
+                                             data_prefix=dict(img=''), test_mode=True)
+        assert len(dataset) == 1
+
+
+def test_deeply_nested_json_is_found_wherever_it_is(tmp_path):
+    """Any key at any place counts; the place is named down to 3 steps: the top key, its
+    entry, the entry's key."""
+    from animal_landmarks_mm.annotation import AnnotationError
+    from animal_landmarks_mm.dataset import COCO_MAX_NESTING, read_coco_file
+    path = tmp_path / 'nested.json'
+    deep = json.loads('{"k": ' * COCO_MAX_NESTING + '1' + '}' * COCO_MAX_NESTING)
+    for where, name in (('info', 'info "k" "k"'), ('images', 'images[1] "k"'),
+                        ('annotations', 'annotations[1] "k"')):
+        coco = _one_face_coco()
+        if where == 'info':
+            coco['info'] = deep
+        else:
+            coco[where].append(deep)
+        path.write_text(json.dumps(coco))
+        with pytest.raises(AnnotationError, match=rf'in {re.escape(name)} \(a COCO file'):
+            read_coco_file(path)
