@@ -96,6 +96,11 @@ IMAGE_END_WINDOW = 4096
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _PNG_END = b'\x00\x00\x00\x00IEND\xaeB`\x82'  # the IEND chunk: no data, its fixed CRC
 _JPEG_START, _JPEG_END = b'\xff\xd8', b'\xff\xd9'
+#: A BMP's file header (14 bytes) and the common part of its info header (40 bytes).
+_BMP_HEAD = 54
+#: BMP compressions storing the pixel rows whole (BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS);
+#: OS/2's 64-byte info header gives 3 another meaning (Huffman 1D).
+_BMP_ROWS, _BMP_OS2_HEADER = (0, 3, 6), 64
 
 #: The validation share of the annotation folder unless given (0 with a validation folder).
 DEFAULT_VAL_RATIO = 0.2
@@ -446,12 +451,42 @@ def check_usable(ann: ImageAnnotation, derived_boxes: bool = False) -> None:
     check_distinct_faces(ann)
 
 
+def _bmp_length(head: bytes) -> int | None:
+    """The length a BMP's header gives it (``head``: its first :data:`_BMP_HEAD` bytes), or
+    None where it does not tell (a header or bit depth of another kind).
+
+    Uncompressed: the pixel data's offset plus its rows, each padded to 4 bytes (a negative
+    height: stored top-down); OpenCV fails to decode a file even one byte shorter. Compressed
+    (RLE, an embedded JPEG or PNG): the offset plus the info header's data size, which a writer
+    may leave 0 (then only the offset). The file header's size is never used: writers may
+    leave it 0 too.
+    """
+    offset = int.from_bytes(head[10:14], 'little')
+    header = int.from_bytes(head[14:18], 'little')
+    if header == 12 and len(head) >= 26:  # OS/2 1.x: 16-bit sides, no compression
+        width, height = (int.from_bytes(head[i:i + 2], 'little') for i in (18, 20))
+        bits, compression, data_size = int.from_bytes(head[24:26], 'little'), 0, 0
+    elif header >= 40 and len(head) >= _BMP_HEAD:
+        width = int.from_bytes(head[18:22], 'little', signed=True)
+        height = int.from_bytes(head[22:26], 'little', signed=True)
+        bits = int.from_bytes(head[28:30], 'little')
+        compression = int.from_bytes(head[30:34], 'little')
+        data_size = int.from_bytes(head[34:38], 'little')
+    else:
+        return None
+    if compression not in _BMP_ROWS or (compression != 0 and header == _BMP_OS2_HEADER):
+        return offset + data_size
+    if bits not in (1, 2, 4, 8, 16, 24, 32) or width <= 0:
+        return None
+    return offset + (width * bits + 31) // 32 * 4 * abs(height)
+
+
 def check_image_complete(path: Path) -> None:
     """Refuse an image cut short (an interrupted download or copy): its header reads, but
     decoding it for training fails. Nothing is decoded, one small read at the end: a PNG ends
     with its IEND chunk, a JPEG with its end-of-image marker (each within
     :data:`IMAGE_END_WINDOW` bytes of the end, for padding), a WebP is at least as long as its
-    RIFF header says. Other formats (BMP) are not checked.
+    RIFF header says, a BMP as its header makes it (:func:`_bmp_length`).
 
     Raises:
         AnnotationError: one line naming the image, without the annotation file (callers add
@@ -459,7 +494,7 @@ def check_image_complete(path: Path) -> None:
     """
     try:
         with open(path, 'rb') as f:
-            head = f.read(12)
+            head = f.read(_BMP_HEAD)
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - IMAGE_END_WINDOW))
             tail = f.read()
@@ -477,6 +512,8 @@ def check_image_complete(path: Path) -> None:
             "such as a motion photo's video: re-save it as a plain JPEG")
     elif head[:4] == b'RIFF' and head[8:12] == b'WEBP' and size < riff_size:
         why = f'is {size} bytes, its RIFF header says {riff_size}'
+    elif head[:2] == b'BM' and size < (bmp_length := _bmp_length(head) or 0):
+        why = f'is {size} bytes, its BMP header says {bmp_length}'
     else:
         return
     raise AnnotationError(f'image truncated: {path.name} {why} (an interrupted download or '

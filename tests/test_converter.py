@@ -175,6 +175,12 @@ def _break(ann_dir: Path, image_dir: Path, case: str) -> str:
         picture = image_dir / 'img1.png'
         picture.write_bytes(picture.read_bytes()[:-20])
         return 'image truncated: img1.png ends without its IEND chunk'
+    elif case == 'image_truncated_bmp':  # the same for a BMP, whose header holds no end
+        ok, data = cv2.imencode('.bmp', np.full((48, 64, 3), 99, np.uint8))
+        (image_dir / 'img1.bmp').write_bytes(data.tobytes()[:len(data) // 2])
+        raw['image'] = 'img1.bmp'
+        reason = (f'image truncated: img1.bmp is {len(data) // 2} bytes, its BMP header says '
+                  f'{len(data)}')
     elif case == 'same_face_twice':
         raw['faces'] += [raw['faces'][0], raw['faces'][0]]
         reason = 'faces 0 and 1 are the same face (identical points)'
@@ -191,6 +197,7 @@ def _break(ann_dir: Path, image_dir: Path, case: str) -> str:
 
 BAD_CASES = ['broken_json', 'wrong_count', 'nan', 'far_outside', 'image_missing',
              'image_unreadable', 'size_mismatch', 'outside_image_dir', 'image_truncated',
+             'image_truncated_bmp',
              'same_face_twice', 'same_face_nudged_a_point_absent']
 
 
@@ -1715,3 +1722,56 @@ def test_the_most_faces_a_file_may_hold_are_told_apart_in_well_under_a_second(sm
     assert summary.problems == [f'{crowd}: {ANNOTATION_MAX_FACES + 1} faces, more than the '
                                 f'{ANNOTATION_MAX_FACES} an annotation file may hold']
     assert sum(summary.counts.values()) == 7
+
+
+def _rle8_bmp(data_size: bool = True) -> bytes:
+    """An 8x3 BMP compressed with RLE8 (neither PIL nor OpenCV writes one): three rows of one
+    gray each; ``data_size`` False leaves the file header's and the data's sizes 0."""
+    import struct
+    palette = b''.join(bytes((i, i, i, 0)) for i in range(256))
+    data = b''.join(bytes((8, gray, 0, 0)) for gray in (10, 200, 90)) + b'\0\1'  # runs, ends
+    offset = 14 + 40 + len(palette)
+    return (struct.pack('<2sIHHI', b'BM', (offset + len(data)) * data_size, 0, 0, offset)
+            + struct.pack('<IiiHHIIiiII', 40, 8, 3, 1, 8, 1, len(data) * data_size, 2835, 2835,
+                          256, 0)
+            + palette + data)
+
+
+def test_a_bmp_cut_short_is_refused_and_no_whole_one(tmp_path):
+    """A BMP was not checked: one cut short passed (its header reads) and training failed to
+    decode it. It must be as long as its header makes it: the pixel rows, each padded to 4
+    bytes, where uncompressed (OpenCV fails a file one byte shorter), else the data size;
+    never the file header's size, which writers may leave 0."""
+    from PIL import Image
+
+    from animal_landmarks_mm.converter import check_image_complete
+    rgb = np.random.default_rng(0).integers(0, 255, (17, 33, 3), np.uint8)  # rows padded
+    files = {}
+    for mode in ('1', 'L', 'P', 'RGB', 'RGBA'):  # 1, 8, 24 and 32 bits
+        Image.fromarray(rgb).convert(mode).save(tmp_path / 'pil.bmp')
+        files[f'PIL {mode}'] = (tmp_path / 'pil.bmp').read_bytes()
+    for what, picture in (('gray', rgb[..., 0]), ('BGR', rgb),
+                          ('BGRA', np.dstack([rgb, rgb[..., :1]]))):  # 8, 24, 32 bits
+        files[f'OpenCV {what}'] = cv2.imencode('.bmp', picture)[1].tobytes()
+    rows = files['PIL RGB']
+    offset, stride = int.from_bytes(rows[10:14], 'little'), 100  # 33 x 3 bytes, padded
+    files['sizes 0'] = rows[:2] + bytes(4) + rows[6:34] + bytes(4) + rows[38:]
+    files['top-down'] = (rows[:22] + (-17).to_bytes(4, 'little', signed=True) + rows[26:offset]
+                         + b''.join(rows[offset + stride * i:offset + stride * (i + 1)]
+                                    for i in reversed(range(17))))
+    files['RLE8'], files['RLE8, sizes 0'] = _rle8_bmp(), _rle8_bmp(data_size=False)
+    picture = tmp_path / 'a.bmp'
+    for what, data in files.items():
+        picture.write_bytes(data)
+        assert cv2.imread(str(picture), cv2.IMREAD_UNCHANGED) is not None, what  # whole
+        Image.open(picture).load()
+        check_image_complete(picture)
+        picture.write_bytes(data[:-1] if what != 'RLE8, sizes 0' else data[:500])
+        if what == 'RLE8, sizes 0':  # only a cut into the pixel data's offset tells
+            length, said = 500, 1078
+        else:
+            length, said = len(data) - 1, len(data)
+        with pytest.raises(AnnotationError) as caught:
+            check_image_complete(picture)
+        assert str(caught.value) == (f'image truncated: a.bmp is {length} bytes, its BMP '
+                                     f'header says {said} (an interrupted download or copy?)')
