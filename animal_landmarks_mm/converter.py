@@ -36,6 +36,7 @@ import json
 import math
 import os
 import random
+import stat
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ from .annotation import (
     remove_stale_temporaries,
     write_bytes_atomic,
 )
-from .errors import AnimalLandmarksError, printable
+from .errors import AnimalLandmarksError, printable, shown_value
 from .schema import ABSENT, KEYPOINT_NAMES, SKELETON
 
 SPLITS = ('train', 'val', 'test')
@@ -1255,6 +1256,59 @@ def read_split_listing(path: str | os.PathLike) -> list[str]:
             if name.strip()]
 
 
+def _not_a_listing(data: bytes) -> str | None:
+    """Why ``data`` is no split list an earlier conversion wrote, or None: every version
+    wrote the names of annotation files relative to their folder, one a line (``*.json`` in any
+    case, neither absolute nor through ``..``), and nothing for an empty split (the first
+    version). Bytes, not text: a list naming a file in other bytes than UTF-8 is still one
+    (:meth:`SplitRecord.from_listings` refuses to follow it, ``--reshuffle`` replaces it)."""
+    for number, line in enumerate(data.split(b'\n'), 1):
+        name = line.removesuffix(b'\r')
+        if name.strip() and (not name.lower().endswith(b'.json') or name.startswith(b'/')
+                             or b'..' in name.split(b'/')):
+            shown = shown_value(name.decode('utf-8', 'replace'))
+            return f'line {number} names no annotation file: {shown}'
+    return None
+
+
+def check_own_listings(output_dir: Path, written: Collection[str]) -> None:
+    """Refuse a file where a split list goes in the output folder that is no list of an
+    earlier conversion (a user's own ``test.txt``): it would be followed as a split, then
+    replaced by this conversion's list, or removed for a split of ratio 0.
+
+    A list is told by its lines (:func:`_not_a_listing`), not by what lies beside it: lists of
+    versions before ``splits.json`` have no record, a run killed between its lists and its
+    record leaves new lists beside the old record, and the files a list names may be gone
+    since (they keep their split). A link or FIFO there is replaced, its target never touched:
+    not read.
+
+    Args:
+        output_dir: the output folder.
+        written: the splits this conversion writes a list of; the others' are removed.
+
+    Raises:
+        ConversionError: one line naming the file and its first line that names no annotation
+            file (or why it cannot be read), saying to move it away.
+    """
+    for split in SPLITS:
+        listing = output_dir / f'{split}.txt'
+        try:
+            if not stat.S_ISREG(os.lstat(listing).st_mode):
+                continue
+            why = _not_a_listing(read_regular_file(listing, SPLIT_LISTING_MAX_BYTES))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except (OSError, AnnotationError) as e:  # unreadable, too large: no telling whose
+            why = _why_unreadable(e, listing)
+        if why is None:
+            continue
+        fate = (f'replace it with its {split} list' if split in written
+                else f'remove it (the {split} ratio is 0)')
+        raise ConversionError(f'{listing}: not a split list of an earlier conversion ({why}), '
+                              f'and this conversion would {fate}; move it out of {output_dir} '
+                              'or give another --output-dir')
+
+
 def _why_unreadable(error: Exception, path: Path) -> str:
     """Why ``path`` could not be read or decoded, in a few words without its name (the message
     around them names it)."""
@@ -1788,7 +1842,8 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         progress: show progress bars.
 
     Raises:
-        ConversionError: bad ratios, overlapping folders, an unreadable split record or one of
+        ConversionError: bad ratios, overlapping folders, a file of the user's where a split
+            list goes (:func:`check_own_listings`), an unreadable split record or one of
             another seed or ratios, or an earlier conversion's lists that cannot be followed
             (:meth:`SplitRecord.from_listings`; each without ``reshuffle``), an empty split, or
             any bad file when ``strict``.
@@ -1813,7 +1868,10 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     ratios = check_ratios(train_ratio, val_ratio, test_ratio,
                           validation_folder=val_annotation_dir is not None)
     record_path = output_dir / SPLIT_RECORD
-    # before the reading: an unreadable record, or another seed, fails at once
+    # before the reading: a user's file where a list goes, an unreadable record, or another
+    # seed, fails at once
+    check_own_listings(output_dir, [name for name in SPLITS if ratios[name] > 0
+                                    or (name == 'val' and val_annotation_dir is not None)])
     earlier, afresh = _previous_split(record_path, seed, ratios, reshuffle, folders[0],
                                       folders[1] if val_annotation_dir else None)
     reader = AnnotationReader(image_dir, include_predicted=include_predicted,

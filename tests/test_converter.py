@@ -1775,3 +1775,48 @@ def test_a_bmp_cut_short_is_refused_and_no_whole_one(tmp_path):
             check_image_complete(picture)
         assert str(caught.value) == (f'image truncated: a.bmp is {length} bytes, its BMP '
                                      f'header says {said} (an interrupted download or copy?)')
+
+
+def test_a_users_own_file_where_a_split_list_goes_is_never_removed_nor_replaced(small_set,
+                                                                                tmp_path):
+    """A user's ``test.txt`` in the output folder was taken for an earlier conversion's list:
+    followed as a split, then removed (test ratio 0) or overwritten. Only a file whose every
+    line names an annotation file is a list (also one without splits.json beside it, or
+    naming files gone since); any other is refused before anything is written, with or
+    without a record, and --reshuffle."""
+    image_dir, ann_dir = small_set
+    out = tmp_path / 'out'
+    out.mkdir()
+    notes = out / 'test.txt'
+    notes.write_text('my own notes\n')
+
+    def refusal(*ratios, **kwargs) -> str:
+        with pytest.raises(ConversionError) as caught:
+            convert(image_dir, ann_dir, out, *ratios, seed=0, **kwargs)
+        return str(caught.value)
+
+    fix = f'; move it out of {out} or give another --output-dir'
+    assert refusal(0.75, 0.25, 0.0) == (
+        f"{notes}: not a split list of an earlier conversion (line 1 names no annotation file: "
+        f"'my own notes'), and this conversion would remove it (the test ratio is 0){fix}")
+    assert refusal(0.5, 0.25, 0.25).endswith('would replace it with its test list' + fix)
+    assert sorted(p.name for p in out.iterdir()) == ['test.txt']  # nothing written
+    notes.rename(tmp_path / 'notes.txt')
+    convert(image_dir, ann_dir, out, 0.75, 0.25, 0.0, seed=0)  # a record, no test list
+    before = _tree_digest(out)
+    notes.write_bytes(b'a.json\n\xff\xfe notes\n')
+    for kwargs in ({}, {'reshuffle': True}):
+        assert refusal(0.75, 0.25, 0.0, **kwargs).startswith(
+            f"{notes}: not a split list of an earlier conversion (line 2 names no annotation "
+            "file: ")
+    assert notes.read_bytes() == b'a.json\n\xff\xfe notes\n'
+    assert {k: v for k, v in _tree_digest(out).items() if k != 'test.txt'} == before
+    # an empty list (the first version's, of an empty split) holds nothing to lose: removed
+    notes.write_bytes(b'')
+    assert convert(image_dir, ann_dir, out, 0.75, 0.25, 0.0, seed=0).removed == [notes]
+    val_dir = _move_to_validation(ann_dir, tmp_path / 'val_ann')
+    (out / 'val.txt').write_text('img6.json\n../img7.json\n')  # '..': not the converter's
+    assert refusal(1.0, 0.0, 0.0, val_annotation_dir=val_dir, reshuffle=True).startswith(
+        f"{out / 'val.txt'}: not a split list of an earlier conversion (line 2 names no "
+        "annotation file: '../img7.json'), and this conversion would replace it with its val "
+        'list')
