@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .annotation import (
+    ANNOTATION_MAX_FACES,
     FORMAT_NAME,
     LEGACY_FORMAT_KEY,
     MODEL_ANNOTATOR,
@@ -333,7 +334,8 @@ class ImageEdit:
     def __post_init__(self) -> None:
         # from the faces opened, never the faces now: a limit that grew with each restore
         # let a page reach any number of faces, each copied by every undo step
-        self.most_faces = max(len(self.faces), MAX_FACES) + MAX_FACES
+        # (and never more than a file may hold: a restored page of more could not be saved)
+        self.most_faces = min(max(len(self.faces), MAX_FACES) + MAX_FACES, ANNOTATION_MAX_FACES)
 
     @property
     def current(self) -> FaceEdit:

@@ -34,6 +34,7 @@ from .annotate import (
     lock_output_folder,
 )
 from .annotation import (
+    ANNOTATION_MAX_FACES,
     IMAGE_SUFFIXES,
     MODEL_ANNOTATOR,
     NAME_MAX_BYTES,
@@ -796,6 +797,10 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             boxes = usable_boxes(boxes, width, height, path.name)
             if len(boxes) == 0:
                 _warn(f'{path.name}: no usable face box, skipped')
+                continue
+            if len(boxes) > ANNOTATION_MAX_FACES:  # before predicting them all, for nothing
+                _warn(f'{path.name}: skipped: {len(boxes)} face boxes, more than the '
+                      f'{ANNOTATION_MAX_FACES} an annotation file may hold')
                 continue
             sample = predictor.predict(image, boxes)
             annotation = predictions_to_annotation(

@@ -28,6 +28,7 @@ from animal_landmarks_mm.annotate import (
     read_order_file,
 )
 from animal_landmarks_mm.annotation import (
+    ANNOTATION_MAX_FACES,
     NAME_MAX_BYTES,
     TEMPORARY_SUFFIX,
     AnnotationError,
@@ -1634,6 +1635,28 @@ def test_restores_cannot_grow_an_image_without_end(session):
             break
     assert refused == f'a restored state has 1 to {2 * MAX_FACES} faces'
     assert len(edit.faces) <= 2 * MAX_FACES
+
+
+def test_a_restore_never_holds_more_faces_than_a_file_may(session):
+    """An image opened with nearly ANNOTATION_MAX_FACES faces (a detector's on a crowd) may
+    not be restored past that bound: such a page could never be saved as a file."""
+    page = session.open('a.png')
+    for k in range(ANNOTATION_MAX_FACES - 10):
+        if k:
+            page.faces.append(type(page.faces[0])())
+        page.place(0, 1.0 + k % 70, 2.0 + k // 70, face=k)
+    session.save(page)  # (a draft: no face is complete)
+    edit = session.open('a.png')
+    assert len(edit.faces) == ANNOTATION_MAX_FACES - 10
+    empty = dict(points=[None] * 28, visibility=[VISIBLE] * 28)
+    state = dict(faces=[empty] * (ANNOTATION_MAX_FACES + 1), face=0, status='annotated',
+                 status_reason='')
+    with pytest.raises(EditError, match=f'^a restored state has 1 to {ANNOTATION_MAX_FACES} '
+                                        'faces$'):
+        edit.apply(dict(op='restore', state=state))
+    assert len(edit.faces) == ANNOTATION_MAX_FACES - 10
+    edit.apply(dict(op='restore', state=dict(state, faces=[empty] * ANNOTATION_MAX_FACES)))
+    assert len(edit.faces) == ANNOTATION_MAX_FACES
 
 
 @pytest.mark.timeout(60)  # before the fix, PIL's open waited for a writer for good

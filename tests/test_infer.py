@@ -586,6 +586,34 @@ def test_a_prediction_under_review_is_kept_and_an_annotator_at_work_stops_a_run(
     assert (out / 'two.json').read_bytes() == untouched
 
 
+def test_an_image_of_more_boxes_than_a_file_may_hold_is_skipped_before_predicting(
+        peaked_scenes, peaked_checkpoint, tmp_path, monkeypatch):
+    """A boxes file (or a detector) giving an image more faces than an annotation file may
+    hold (ANNOTATION_MAX_FACES): one warning, and no crop of it predicted (its file would be
+    refused after predicting them all); the other images are predicted and written."""
+    from animal_landmarks_mm import infer
+    from animal_landmarks_mm.annotation import ANNOTATION_MAX_FACES
+    warnings, predicted = [], []
+    monkeypatch.setattr(infer, '_warn', warnings.append)
+    real_predict = infer.LandmarkPredictor.predict
+
+    def counting_predict(self, image, boxes):
+        predicted.append(len(boxes))
+        return real_predict(self, image, boxes)
+
+    monkeypatch.setattr(infer.LandmarkPredictor, 'predict', counting_predict)
+    good, crowd = _scene_folder(peaked_scenes, tmp_path / 'images', {'one.png': 1,
+                                                                      'crowd.png': 1})
+    (tmp_path / 'boxes.json').write_text(json.dumps(
+        {'one.png': [good], 'crowd.png': [crowd] * (ANNOTATION_MAX_FACES + 1)}))
+    result = run_inference(tmp_path / 'images', config=None, checkpoint=peaked_checkpoint,
+                           out_dir=tmp_path / 'out', boxes_file=tmp_path / 'boxes.json',
+                           progress=False)
+    assert [p.name for p in result.written] == ['one.json'] and predicted == [1]
+    assert f'crowd.png: skipped: {ANNOTATION_MAX_FACES + 1} face boxes, more than the ' \
+           f'{ANNOTATION_MAX_FACES} an annotation file may hold' in warnings, warnings
+
+
 def test_a_prediction_no_annotation_file_can_hold_is_never_written(peaked_scenes,
                                                                    peaked_checkpoint, tmp_path,
                                                                    monkeypatch):
