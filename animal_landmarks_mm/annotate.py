@@ -64,6 +64,7 @@ from .annotation import (
     read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
+    save_annotation,
     scan_images,
     sync_folder,
     unencodable_string,
@@ -704,8 +705,10 @@ class ImageEdit:
         the status, and an image with a model's face unaccepted stays predicted.
 
         At most :data:`MAX_FACES` faces more than the image had when opened, or than
-        :data:`MAX_FACES` (:attr:`most_faces`): the page may hold faces that were removed
-        before the restart, of a file with more than :data:`MAX_FACES` too.
+        :data:`MAX_FACES`, and never more than an annotation file may hold
+        (:data:`~.annotation.ANNOTATION_MAX_FACES`; :attr:`most_faces`): the page may hold
+        faces that were removed before the restart, of a file with more than
+        :data:`MAX_FACES` too.
 
         Args:
             state: ``{"faces": [face, ...], "face": f, "status": ..., "status_reason": ...,
@@ -921,6 +924,23 @@ def _write_json(path: Path, obj: Any) -> None:
     """
     try:
         write_json_atomic(path, obj)
+    except ValueError as e:  # json.dumps' NaN, UTF-8's lone surrogate
+        raise AnnotationError(f'{path}: cannot be written: {first_line(e)[:200]}') from None
+
+
+def _write_annotation(path: Path, annotation: ImageAnnotation) -> None:
+    """:func:`~.annotation.save_annotation` (never a file the tools would not read back: too
+    large, or of more than :data:`~.annotation.ANNOTATION_MAX_FACES` faces, as a skipped
+    page of an older version's draft could hold), a value JSON cannot hold named in one line.
+
+    Raises:
+        AnnotationError: such a file, or a value no JSON file can hold; nothing is written.
+        OSError: the folder is read-only or full.
+    """
+    try:
+        save_annotation(path, annotation)
+    except AnnotationError:
+        raise
     except ValueError as e:  # json.dumps' NaN, UTF-8's lone surrogate
         raise AnnotationError(f'{path}: cannot be written: {first_line(e)[:200]}') from None
 
@@ -1529,7 +1549,7 @@ class AnnotationSession:
         source = self._sidecar(edit.image)
         if source is not None:
             meta['source'] = source
-        _write_json(target, edit.to_annotation(meta).to_json())
+        _write_annotation(target, edit.to_annotation(meta))
         edit.revision, edit.dirty = _sha256(target), False
         self._status[edit.image] = edit.status
         self._broken.discard(edit.image)

@@ -19,6 +19,7 @@ from animal_landmarks_mm.annotate import (
     AnnotationConflictError,
     AnnotationSession,
     EditError,
+    FaceEdit,
     OrderFileError,
     OutputFolderError,
     OutputFolderInUseError,
@@ -1657,6 +1658,31 @@ def test_a_restore_never_holds_more_faces_than_a_file_may(session):
     assert len(edit.faces) == ANNOTATION_MAX_FACES - 10
     edit.apply(dict(op='restore', state=dict(state, faces=[empty] * ANNOTATION_MAX_FACES)))
     assert len(edit.faces) == ANNOTATION_MAX_FACES
+
+
+def test_a_page_of_more_faces_than_a_file_may_hold_is_never_saved_as_one(tmp_path):
+    """A draft of more than ANNOTATION_MAX_FACES faces (an older version's restores were not
+    bounded) reopens as it is; skipped, its faces would have been written to a file no tool
+    reads back: the save is refused in one line naming the image, nothing written, the draft
+    kept."""
+    (tmp_path / 'images').mkdir()
+    assert cv2.imwrite(str(tmp_path / 'images' / 'a.png'), np.zeros((4000, 4000, 3), np.uint8))
+    session = AnnotationSession(tmp_path / 'images', tmp_path / 'out', annotator='t')
+    page = session.open('a.png')
+    base = [(1.0 + k, 2.0 + k) for k in range(28)]
+    page.faces[:] = [FaceEdit(points=[(x + 3.0 * (f % 100), y + 35.0 * (f // 100))
+                                      for x, y in base]) for f in range(ANNOTATION_MAX_FACES + 6)]
+    draft = session.save(page)  # (more faces than a file holds: not finished, a draft)
+    assert draft == session.draft_path('a.png')
+    page = session.open('a.png')
+    assert len(page.faces) == ANNOTATION_MAX_FACES + 6
+    page.skip('a crowd')
+    with pytest.raises(AnnotationError) as refused:
+        session.save(page)
+    assert str(refused.value) == (f'a.png: its annotation file would hold '
+                                  f'{ANNOTATION_MAX_FACES + 6} faces, more than the '
+                                  f'{ANNOTATION_MAX_FACES} an annotation file may hold')
+    assert not session.annotation_path('a.png').exists() and draft.is_file()
 
 
 @pytest.mark.timeout(60)  # before the fix, PIL's open waited for a writer for good
