@@ -64,6 +64,7 @@ from .annotation import (
     json_bytes,
     lies_in_folder,
     load_annotation,
+    read_image,
     read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
@@ -487,7 +488,9 @@ def check_image_complete(path: Path) -> None:
     decoding it for training fails. Nothing is decoded, one small read at the end: a PNG ends
     with its IEND chunk, a JPEG with its end-of-image marker (each within
     :data:`IMAGE_END_WINDOW` bytes of the end, for padding), a WebP is at least as long as its
-    RIFF header says, a BMP as its header makes it (:func:`_bmp_length`).
+    RIFF header says, a BMP as its header makes it (:func:`_bmp_length`). A BMP, rare here and
+    cheap to decode, is decoded too, as training decodes it (OpenCV): OpenCV cannot decode
+    every BMP that is whole (16 bits a pixel under a V4 or V5 header, GIMP's "R5 G6 B5").
 
     Raises:
         AnnotationError: one line naming the image, without the annotation file (callers add
@@ -515,6 +518,13 @@ def check_image_complete(path: Path) -> None:
         why = f'is {size} bytes, its RIFF header says {riff_size}'
     elif head[:2] == b'BM' and size < (bmp_length := _bmp_length(head) or 0):
         why = f'is {size} bytes, its BMP header says {bmp_length}'
+    elif head[:2] == b'BM':
+        try:
+            read_image(path)
+        except AnnotationError:
+            raise AnnotationError(f'image {path.name} is a BMP OpenCV cannot decode, as '
+                                  'training reads it: re-save it as PNG') from None
+        return
     else:
         return
     raise AnnotationError(f'image truncated: {path.name} {why} (an interrupted download or '

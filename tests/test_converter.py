@@ -1777,6 +1777,38 @@ def test_a_bmp_cut_short_is_refused_and_no_whole_one(tmp_path):
                                      f'header says {said} (an interrupted download or copy?)')
 
 
+def _bmp_565_v5(width: int, height: int) -> bytes:
+    """A whole BMP of 16 bits a pixel (5-6-5 masks) under a V5 header, as GIMP writes "R5 G6
+    B5": PIL decodes it, OpenCV does not."""
+    import struct
+    stride = (width * 2 + 3) // 4 * 4
+    pixels = bytes(range(256)) * (stride * height // 256 + 1)
+    header = struct.pack('<IiiHHIIiiII', 124, width, height, 1, 16, 3, stride * height, 2835,
+                         2835, 0, 0)
+    header += struct.pack('<IIII', 0xF800, 0x07E0, 0x001F, 0) + b'BGRs' + bytes(36 + 12 + 16)
+    offset = 14 + len(header)
+    return (b'BM' + struct.pack('<IHHI', offset + stride * height, 0, 0, offset) + header
+            + pixels[:stride * height])
+
+
+def test_a_whole_bmp_opencv_cannot_decode_is_refused(tmp_path):
+    """Training decodes images with OpenCV, which cannot decode some whole BMPs (16 bits a
+    pixel under a V4 or V5 header): such a file passed the converter and failed training.
+    A BMP is decoded as training decodes it; the whole BMPs OpenCV decodes pass (above)."""
+    from PIL import Image
+
+    from animal_landmarks_mm.converter import check_image_complete
+    picture = tmp_path / 'a.bmp'
+    picture.write_bytes(_bmp_565_v5(5, 3))
+    with Image.open(picture) as opened:
+        assert opened.size == (5, 3) and opened.load() is not None  # whole, a BMP PIL reads
+    assert cv2.imread(str(picture), cv2.IMREAD_UNCHANGED) is None
+    with pytest.raises(AnnotationError) as caught:
+        check_image_complete(picture)
+    assert str(caught.value) == ('image a.bmp is a BMP OpenCV cannot decode, as training reads '
+                                 'it: re-save it as PNG')
+
+
 def test_a_users_own_file_where_a_split_list_goes_is_never_removed_nor_replaced(small_set,
                                                                                 tmp_path):
     """A user's ``test.txt`` in the output folder was taken for an earlier conversion's list:
