@@ -257,19 +257,21 @@ class FaceDetector:
 
     Raises:
         InferenceInputError: an unknown detector, or anime-face-detector not installed.
-        CheckpointError: weights that cannot be found, read or loaded (one line).
+        CheckpointError: weights that cannot be found, that :func:`~.checkpoints.read_checkpoint`
+            refuses (a file it cannot read safely, or other than plain tensors), or that do not
+            fit the detector (one line naming the file).
     """
 
     def __init__(self, name: str, checkpoint: str | os.PathLike | None = None,
                  device: str = 'cpu', score_thr: float = 0.5):
-        from .checkpoints import CheckpointError
+        from .checkpoints import CheckpointError, compare_state_dicts, read_checkpoint
         from .model_zoo import face_detector_weights, resolve_checkpoint
         if name not in FACE_DETECTORS:
             raise InferenceInputError(f'unknown face detector {name!r}; choose from '
                                       f'{", ".join(FACE_DETECTORS)}')
         device = torch_device(device)
         try:
-            from anime_face_detector._face import load_face_detector
+            from anime_face_detector._face import FasterRCNNFaceDetector, YOLOv3FaceDetector
         except ImportError:
             raise InferenceInputError(
                 'the face detector needs the anime-face-detector package (make setup installs '
@@ -279,12 +281,23 @@ class FaceDetector:
                                       else checkpoint)
         except CheckpointError as e:
             raise CheckpointError(f'face detector {e}') from None
+        # read as every checkpoint is (checkpoints.py's guards: no pickle allocating gigabytes,
+        # no compressed zip record, plain tensors only), never by anime_face_detector's
+        # load_face_detector, whose own torch.load of the file runs none of them; the pretrained
+        # names resolve to a file of the Hugging Face cache, read the same way
+        state_dict, _ = read_checkpoint(path)
+        model = YOLOv3FaceDetector() if name == 'yolov3' else FasterRCNNFaceDetector()
+        # the check load_face_detector's strict load makes, as one line naming the tensors
+        difference = compare_state_dicts(state_dict, model.state_dict())
+        if difference:
+            raise CheckpointError(f'{path}: not a {name} face detector checkpoint '
+                                  f'anime_face_detector can load ({difference})')
         try:
-            self.model = load_face_detector(name, str(path), device=device)
-        except Exception as e:  # torch / safetensors errors of a broken or foreign file
-            first = first_line(e)
+            model.load_state_dict(state_dict, strict=True)
+        except (RuntimeError, TypeError, ValueError) as e:  # what the comparison cannot see
             raise CheckpointError(f'{path}: not a {name} face detector checkpoint anime_face_'
-                                  f'detector can load ({first})') from None
+                                  f'detector can load ({first_line(e)})') from None
+        self.model = model.to(device).eval()
         self.name = name
         self.checkpoint = str(checkpoint or face_detector_weights(name))
         self.score_thr = score_thr

@@ -861,3 +861,70 @@ def test_a_single_file_follows_a_folders_rules_for_images(tmp_path):
         with pytest.raises(InferenceInputError) as caught:
             list_images(path)
         assert str(caught.value) == f'{path}: {why}'
+
+
+class _AllocatingPickle:
+    """Unpickles as ``bytearray(n)``: a few hundred bytes of file, ``n`` bytes of memory."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __reduce__(self):
+        return bytearray, (self.size,)
+
+
+def test_the_face_detectors_weights_are_read_through_the_checkpoint_guards(tmp_path,
+                                                                           monkeypatch):
+    """The detector's file went straight to anime_face_detector's load_face_detector, whose own
+    torch.load ran none of checkpoints.py's guards: a 1 kB pickle of bytearray(1.5e9) took 1.8
+    GB before it failed. It is read by read_checkpoint, a file or a pretrained name alike, and
+    refused in one line naming it; good weights (.pth under state_dict, .safetensors) load."""
+    import zipfile
+
+    import anime_face_detector._face as afd_face
+    from anime_face_detector._face import YOLOv3FaceDetector
+    from safetensors.torch import save_file
+
+    from animal_landmarks_mm import model_zoo
+    from animal_landmarks_mm.checkpoints import CheckpointError
+
+    def unguarded(path):
+        raise AssertionError(f'{path} was read by anime_face_detector\'s own torch.load')
+
+    monkeypatch.setattr(afd_face, 'load_state_dict_from_path', unguarded)
+    bomb = tmp_path / 'bomb.pth'
+    torch.save({'x': _AllocatingPickle(64 << 20)}, bomb)
+    plain = tmp_path / 'plain.pth'
+    torch.save({'x': torch.zeros(4)}, plain)
+    deflated = tmp_path / 'deflated.pth'  # torch.save never compresses: a zip bomb's shape
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(deflated, 'w', zipfile.ZIP_DEFLATED) \
+            as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    for path, why in ((bomb, 'refused a pickle importing bytearray'), (deflated, 'compressed')):
+        with pytest.raises(CheckpointError) as caught:
+            FaceDetector('yolov3', path)
+        message = str(caught.value)
+        assert message.startswith(f'{path}: not a checkpoint torch can read safely (')
+        assert why in message and '\n' not in message
+    # the pretrained names resolve to a file of the Hugging Face cache: read the same way
+    monkeypatch.setattr(model_zoo, '_download', lambda weights: bomb)
+    for checkpoint in (None, 'anime-face-detector-yolov3'):
+        with pytest.raises(CheckpointError, match='refused a pickle importing bytearray'):
+            FaceDetector('yolov3', checkpoint)
+    torch.manual_seed(0)
+    weights = YOLOv3FaceDetector().state_dict()
+    wrapped, safetensors = tmp_path / 'wrapped.pth', tmp_path / 'yolov3.safetensors'
+    torch.save({'state_dict': weights, 'meta': {'epoch': 12}}, wrapped)
+    save_file(weights, str(safetensors))
+    for path in (wrapped, safetensors):
+        loaded = FaceDetector('yolov3', path).model.state_dict()
+        assert loaded.keys() == weights.keys()
+        assert all(torch.equal(loaded[k], weights[k]) for k in weights)
+    del weights['bbox_head.convs_pred.0.bias']
+    torch.save(weights, plain)
+    with pytest.raises(CheckpointError) as caught:
+        FaceDetector('yolov3', plain)
+    assert str(caught.value) == (f'{plain}: not a yolov3 face detector checkpoint '
+                                 'anime_face_detector can load (missing: '
+                                 'bbox_head.convs_pred.0.bias)')
