@@ -14,7 +14,10 @@ fetches them: the first use downloads into the Hub cache (with a progress bar), 
 the cache; ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE=1`` are honoured.
 Whatever stops a download (offline without a cached copy, no network, a proxy refusing, a
 truncated transfer, an endpoint that is not a Hub) is one line saying which repository and file
-are missing, why, and how to bring them, with the credentials of URLs in it redacted.
+are missing, why, and how to bring them, with the credentials of URLs in it redacted. A download
+is bounded: a body past the size the endpoint declared for the file (or past any pretrained
+file's), one that slows to a trickle, or a download not done within an hour is stopped, with
+nothing of it left in the cache (``hf download`` has no such bounds).
 
 No commit of these repositories is pinned (none is known to this project: a revision is set in
 :data:`PRETRAINED` once one is), so a name means the repository's current ``main``; which commit
@@ -24,10 +27,12 @@ for the files a model writes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,8 +184,9 @@ def resolve_checkpoint(value: str | os.PathLike) -> Path:
     Raises:
         CheckpointError: neither a regular file nor a name; or a name that is neither cached nor
             downloadable (offline, no network, a proxy or server refusing, a broken transfer,
-            the repository gone, huggingface_hub not installed), or whose cached copy is no
-            regular file (a link to a FIFO, to nothing), in one line saying what to do.
+            a transfer past its bounds, the repository gone, huggingface_hub not installed), or
+            whose cached copy is no regular file (a link to a FIFO, to nothing), in one line
+            saying what to do.
     """
     path = Path(value)
     if path.is_file():
@@ -206,9 +212,10 @@ def _download(weights: PretrainedWeights) -> Path:
             f'its tools extra), or download {weights.filename} of https://huggingface.co/'
             f'{weights.repo_id} and pass its path') from None
     try:
-        with _redacted_hub_logs(), _hash_etags_only(weights):
+        with (_redacted_hub_logs(), _hash_etags_only(weights),
+              _bounded_transfer(weights) as progress):
             path = Path(hf_hub_download(weights.repo_id, weights.filename,
-                                        revision=weights.revision))
+                                        revision=weights.revision, tqdm_class=progress))
     except CheckpointError:  # _hash_etags_only's own: the reason, not "cannot be downloaded"
         raise
     except _NoHashEtag as e:
@@ -223,6 +230,13 @@ def _download(weights: PretrainedWeights) -> Path:
         # its transport's escape (httpx2's RemoteProtocolError of a truncated body, ReadTimeout,
         # ProxyError, UnsupportedProtocol of an HF_ENDPOINT without a scheme; the transport
         # library differs between its versions), and each means the same here: no file.
+        stopped = e if isinstance(e, _TransferStopped) else e.__cause__
+        if isinstance(stopped, _TransferStopped):  # _bounded_transfer's, maybe wrapped
+            raise CheckpointError(redact_urls(
+                f'{weights.name}: {weights.filename} of the Hugging Face repository '
+                f'{weights.repo_id}: the download from {constants.ENDPOINT} was stopped: '
+                f'{stopped.why}; nothing of it is kept in the cache (is HF_ENDPOINT a '
+                f'Hugging Face Hub?); {download_hint(weights)}')) from None
         why = _why_not_downloaded(e, constants)
         raise CheckpointError(redact_urls(
             f'{weights.name}: {weights.filename} of the Hugging Face repository '
@@ -298,6 +312,156 @@ def _hash_etags_only(weights: PretrainedWeights) -> Iterator[None]:
             yield
         finally:
             file_download._normalize_etag = normalize
+
+
+#: a download's bounds (see _bounded_transfer): the bytes of one answer, more than the largest
+#: published file (anime_face_detector's YOLOv3, about 250 MB) several times over
+_MAX_DOWNLOAD_BYTES = 1 << 30
+#: at least this many bytes in every window of _STALL_SECONDS (about 4 KB/s), or it is stopped
+_STALL_BYTES = 256 << 10
+_STALL_SECONDS = 60.0
+#: the whole download, answers and retries together
+_DOWNLOAD_DEADLINE_SECONDS = 3600.0
+
+
+class _TransferStopped(Exception):
+    """A download stopped by :func:`_bounded_transfer`; ``why`` says what it did, for a
+    message."""
+
+    def __init__(self, why: str):
+        super().__init__(why)
+        self.why = why
+
+
+class _Watch:
+    """The bounds of one download: its deadline, and per answer its bytes and progress."""
+
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.deadline = time.monotonic() + _DOWNLOAD_DEADLINE_SECONDS
+
+    def check_deadline(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _TransferStopped(f'{self.filename} was not done within '
+                                   f'{_DOWNLOAD_DEADLINE_SECONDS:g} s')
+
+    def bounded(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The chunks of an answer's body as they arrive, stopped past the bounds."""
+        received = since_mark = 0
+        mark = time.monotonic()
+        for chunk in chunks:
+            received += len(chunk)
+            since_mark += len(chunk)
+            if received > _MAX_DOWNLOAD_BYTES:
+                raise _TransferStopped(f'an answer went past {_MAX_DOWNLOAD_BYTES} bytes, more '
+                                       'than any of the pretrained files')
+            now = time.monotonic()
+            if since_mark >= _STALL_BYTES:
+                since_mark, mark = 0, now
+            elif now - mark > _STALL_SECONDS:
+                raise _TransferStopped(f'less than {_STALL_BYTES} bytes arrived in '
+                                       f'{_STALL_SECONDS:g} s')
+            self.check_deadline()
+            yield chunk
+
+
+@contextlib.contextmanager
+def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
+    """While a download runs, an endpoint cannot keep it going without end; yields the
+    ``tqdm_class`` to give ``hf_hub_download`` (None offline, where nothing is transferred).
+
+    - huggingface_hub's telemetry is off (``HF_HUB_DISABLE_TELEMETRY``, its own setting): with
+      it, building the user-agent of the first request fetches ``{HF_ENDPOINT}/api/agent-
+      harnesses`` and reads the whole body (a server streaming it without end grew the memory
+      without bound and the file was never asked for).
+    - the file's body stops as soon as it passes the size the endpoint declared for it (the
+      metadata's, which huggingface_hub compared only once the body had ended: a server
+      streaming without end filled the disk): the progress bar huggingface_hub updates with
+      each chunk before writing it (``tqdm_class``, public) counts them;
+    - every answer's body (read in the thread of the download) is stopped past
+      :data:`_MAX_DOWNLOAD_BYTES`, at less than :data:`_STALL_BYTES` in
+      :data:`_STALL_SECONDS` (a trickle, which huggingface_hub's per-read timeout
+      ``HF_HUB_DOWNLOAD_TIMEOUT`` lets through) and past :data:`_DOWNLOAD_DEADLINE_SECONDS`:
+      a response event hook of huggingface_hub's HTTP client (``get_session``, public) wraps
+      the body's stream; removed afterwards.
+
+    Stopping raises :class:`_TransferStopped` inside huggingface_hub, which removes its
+    partial file (``blobs/<etag>.<id>.incomplete``): nothing of it is left in the cache. One
+    download at a time: runs inside :func:`_hash_etags_only`'s lock (the telemetry setting is
+    the process's).
+    """
+    from huggingface_hub import constants, get_session
+    from huggingface_hub.utils import tqdm as hub_tqdm
+    if constants.HF_HUB_OFFLINE:
+        yield None
+        return
+    watch = _Watch(weights.filename)
+    thread = threading.get_ident()
+
+    class BoundedProgress(hub_tqdm):
+        """huggingface_hub's progress bar, counting the file's bytes against its declared
+        size (``total``) before each chunk is written."""
+
+        def __init__(self, *args, **kwargs):
+            self.received = kwargs.get('initial') or 0
+            self.declared = kwargs.get('total')
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            self.received += n  # negative when a resumed download starts over
+            if self.declared is not None and self.declared > _MAX_DOWNLOAD_BYTES:
+                raise _TransferStopped(f'it declared {self.declared} bytes for '
+                                       f'{weights.filename}, more than any of the pretrained '
+                                       'files')
+            if self.declared is not None and self.received > self.declared:
+                raise _TransferStopped(f'it sent more of {weights.filename} than the '
+                                       f'{self.declared} bytes it declared')
+            watch.check_deadline()
+            return super().update(n)
+
+    def bound(response) -> None:
+        if threading.get_ident() != thread:  # another thread's request
+            return
+        watch.check_deadline()
+        stream = response.stream
+        # the transport's own class of a sync stream (httpx2's or httpx's SyncByteStream),
+        # which it checks the stream against
+        base = next((c for c in type(stream).__mro__ if c.__name__ == 'SyncByteStream'), None)
+        if base is not None:
+            response.stream = _bounded_stream_class(base)(stream, watch)
+
+    hooks = get_session().event_hooks['response']
+    telemetry_off = constants.HF_HUB_DISABLE_TELEMETRY
+    constants.HF_HUB_DISABLE_TELEMETRY = True
+    hooks.append(bound)
+    try:
+        yield BoundedProgress
+    finally:
+        constants.HF_HUB_DISABLE_TELEMETRY = telemetry_off
+        with contextlib.suppress(ValueError):
+            hooks.remove(bound)
+
+
+@functools.cache
+def _bounded_stream_class(base: type) -> type:
+    """A subclass of the transport's sync byte stream class ``base`` whose chunks pass through
+    :meth:`_Watch.bounded`."""
+
+    class BoundedStream(base):
+        def __init__(self, stream, watch: _Watch):
+            self._stream, self._watch = stream, watch
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield from self._watch.bounded(iter(self._stream))
+
+        def close(self) -> None:
+            self._stream.close()
+
+        @property
+        def elapsed(self):  # what the response reads back once closed
+            return getattr(self._stream, 'elapsed', None)
+
+    return BoundedStream
 
 
 class _RedactUrls(logging.Filter):

@@ -18,6 +18,7 @@ import types
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -609,10 +610,15 @@ def _hub_environment():
 class _LocalHub:
     """A Hugging Face Hub endpoint on 127.0.0.1 serving one file at one commit, or failing as
     ``mode`` says: ``good``, ``truncate`` (the body cut in half), ``e<status>`` (``e403``: that
-    HTTP status), ``not-a-hub`` (a 200 without the Hub's headers); a CONNECT (as to a proxy)
-    gets a 407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses,
-    or skip its waits.) ``etag``: the ETag it answers (None: the body's sha256, as the Hub's
-    for an LFS file); ``requests``: how many it answered."""
+    HTTP status), ``not-a-hub`` (a 200 without the Hub's headers), ``registry-stream`` (the
+    file as ``good``, but huggingface_hub's AI-agent registry, ``/api/agent-harnesses``,
+    streamed without end), ``oversize`` (the file's size declared, then a body streamed past
+    it), ``trickle`` (the file's body a byte every 0.1 s); a CONNECT (as to a proxy) gets a
+    407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses, or skip
+    its waits.) ``etag``: the ETag it answers (None: the body's sha256, as the Hub's for an
+    LFS file); ``requests``: how many it answered, ``paths`` their paths; ``sent``: the bytes
+    of the endless bodies sent, ``sent_all`` set when one ended; ``stop`` ends them (the
+    fixture sets it)."""
 
     def __init__(self):
         self.mode = 'good'
@@ -621,6 +627,10 @@ class _LocalHub:
         self.etag = None
         self.url = ''
         self.requests = 0  # answered so far
+        self.paths = []
+        self.sent = 0
+        self.sent_all = threading.Event()
+        self.stop = threading.Event()
 
     def handler(self):
         hub = self
@@ -648,6 +658,13 @@ class _LocalHub:
 
             def _answer(self, send_body):
                 hub.requests += 1
+                hub.paths.append(self.path)
+                if hub.mode == 'registry-stream' and self.path == '/api/agent-harnesses':
+                    self.send_response(200)
+                    self.send_header('Content-Type', 'application/json')
+                    self.end_headers()
+                    # 20 MB/s up to 256 MiB, then a byte a second: never done
+                    return self._endless(b'{"standardEnvVars": ["', 256 << 20, 0.05)
                 if '/resolve/' not in self.path:  # huggingface_hub's other calls
                     self.send_response(404)
                     return self._empty()
@@ -659,12 +676,39 @@ class _LocalHub:
                     self.send_header('X-Repo-Commit', hub.commit)
                     etag = hub.etag or hashlib.sha256(hub.body).hexdigest()
                     self.send_header('ETag', f'"{etag}"')
+                if send_body and hub.mode in ('oversize', 'trickle'):
+                    self.send_header('Connection', 'close')  # the body ends when it does
+                    self.end_headers()
+                    self.close_connection = True
+                    if hub.mode == 'oversize':  # as fast as it goes, up to 128 MiB
+                        return self._endless(b'', 128 << 20, 0)
+                    return self._endless(b'', 0, 0)  # a byte every 0.1 s
                 self.send_header('Content-Length', str(len(hub.body)))
                 self.end_headers()
                 if send_body:
                     cut = len(hub.body) // 2 if hub.mode == 'truncate' else len(hub.body)
                     self.wfile.write(hub.body[:cut])
                     self.close_connection = hub.mode == 'truncate'
+
+            def _endless(self, start, fast_bytes, pause):
+                """``start``, then MiB after MiB (``pause`` s apart) up to ``fast_bytes``,
+                then a byte every 0.1 s, until the client leaves or ``hub.stop``."""
+                try:
+                    self.wfile.write(start)
+                    while not hub.stop.is_set():
+                        if hub.sent < fast_bytes:
+                            self.wfile.write(b'a' * (1 << 20))
+                            hub.sent += 1 << 20
+                            time.sleep(pause)
+                        else:
+                            self.wfile.write(b'a')
+                            hub.sent += 1
+                            hub.stop.wait(0.1)
+                except OSError:  # the client left
+                    pass
+                finally:
+                    self.close_connection = True
+                    hub.sent_all.set()
 
         return Handler
 
@@ -686,6 +730,7 @@ def local_hub(tmp_path):
             hub.configure = configure
             yield hub
     finally:
+        hub.stop.set()
         server.shutdown()
         server.server_close()
 
@@ -858,6 +903,98 @@ def test_a_download_records_its_commit_and_a_broken_copy_says_how_to_renew_it(lo
     assert model_id('anime-face-detector') == f'anime-face-detector@{local_hub.commit}'
     assert describe_checkpoint('anime-face-detector') == (
         f'anime-face-detector ({weights.repo_id} at commit {local_hub.commit})')
+
+
+def _within(seconds: float, call):
+    """``call()``'s result (or its error) if it returns within ``seconds``; the test fails
+    otherwise (the call goes on in its thread until the local hub stops at the test's end)."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome['result'] = call()
+        except BaseException as e:  # noqa: BLE001 (handed to the test)
+            outcome['error'] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f'still running after {seconds} s')
+    if 'error' in outcome:
+        raise outcome['error']
+    return outcome['result']
+
+
+def _cache_holds_no_file(cache) -> None:
+    """Nothing of a stopped download in a Hub cache: no blob, partial or whole, no snapshot."""
+    files = [p for p in Path(cache).rglob('*')
+             if p.is_file() and ('blobs' in p.parts or 'snapshots' in p.parts)]
+    assert not files, files
+
+
+def test_huggingface_hubs_agent_registry_is_never_fetched_from_the_endpoint(local_hub,
+                                                                            monkeypatch):
+    """huggingface_hub (2.4) builds the user-agent of its first request with an AI-agent
+    registry it GETs from {HF_ENDPOINT}/api/agent-harnesses, reading the whole body: an
+    endpoint streaming it without end grew the memory without bound and the file was never
+    asked for (reviewer's hf_server.py registry: 797 -> 996 MB in 15 s). Its telemetry is off
+    while a name downloads, restored afterwards."""
+    _detect_agent = pytest.importorskip('huggingface_hub.utils._detect_agent')
+    from huggingface_hub import constants
+    monkeypatch.setattr(_detect_agent, '_registry', None)  # not read yet in this process
+    monkeypatch.setattr(constants, 'HF_HUB_DISABLE_TELEMETRY', False)  # huggingface_hub's default
+    local_hub.mode = 'registry-stream'
+    local_hub.body = _safetensors_bytes(w=torch.ones(2))
+    weights = _within(30, lambda: read_checkpoint('anime-face-detector')[0])
+    assert weights['w'].tolist() == [1, 1]
+    assert '/api/agent-harnesses' not in local_hub.paths, local_hub.paths
+    assert constants.HF_HUB_DISABLE_TELEMETRY is False
+
+
+def test_a_body_past_its_declared_size_is_stopped_with_nothing_kept(local_hub):
+    """huggingface_hub compares the size of a file's body with the one declared (HEAD) only
+    once the body has ended: an endpoint declaring 100 bytes, then streaming without end,
+    filled blobs/<etag>.incomplete (290 MB in 15 s; reviewer's hf_server.py file). It is
+    stopped at the first chunk past the size (huggingface_hub's 10 MiB chunks), before that
+    chunk is written, in one line; nothing is left in the cache."""
+    from huggingface_hub import constants, get_session
+    hooks = list(get_session().event_hooks['response'])
+    local_hub.mode = 'oversize'
+    message = _within(60, _download_error)
+    assert (f'hysts/anime-face-detector-hrnetv2: the download from {local_hub.url} was '
+            'stopped: it sent more of model.safetensors than the 1000 bytes it declared; '
+            'nothing of it is kept in the cache (is HF_ENDPOINT a Hugging Face Hub?); on a '
+            'machine with internet run `hf download' in message), message
+    assert local_hub.sent_all.wait(30)
+    assert local_hub.sent < 64 << 20  # of 128 MiB it would send
+    _cache_holds_no_file(constants.HF_HUB_CACHE)
+    assert get_session().event_hooks['response'] == hooks  # the bounds' hook removed
+
+
+@pytest.mark.parametrize('bound, why', [
+    ('stall', 'less than 100 bytes arrived in 1 s'),
+    ('deadline', 'model.safetensors was not done within 2 s'),
+])
+def test_a_trickling_download_is_stopped_with_nothing_kept(local_hub, monkeypatch, bound, why):
+    """A body sent a byte every 0.1 s never trips huggingface_hub's timeout (one per read):
+    the 1000 bytes took 100 s here, a larger declared size as long as the endpoint likes.
+    Stopped below a least progress (here 100 bytes a second) and past a deadline (here 2 s)."""
+    from huggingface_hub import constants
+
+    from animal_landmarks_mm import model_zoo
+    if bound == 'stall':
+        monkeypatch.setattr(model_zoo, '_STALL_BYTES', 100, raising=False)
+        monkeypatch.setattr(model_zoo, '_STALL_SECONDS', 1.0, raising=False)
+    else:
+        monkeypatch.setattr(model_zoo, '_STALL_BYTES', 1, raising=False)
+        monkeypatch.setattr(model_zoo, '_DOWNLOAD_DEADLINE_SECONDS', 2.0, raising=False)
+    local_hub.mode = 'trickle'
+    started = time.monotonic()
+    message = _within(30, _download_error)
+    assert f'the download from {local_hub.url} was stopped: {why}; nothing' in message, message
+    assert time.monotonic() - started < 10
+    _cache_holds_no_file(constants.HF_HUB_CACHE)
 
 
 def _safetensors_bytes(**tensors) -> bytes:
