@@ -209,16 +209,22 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
     memory from one byte of file.
 
     A zip file whose records are compressed is refused too: torch writes them uncompressed, and
-    ``torch.load`` would inflate a few kilobytes into gigabytes.
+    ``torch.load`` would inflate a few kilobytes into gigabytes. So is one whose records overlap
+    or hold more bytes than the file (see :func:`_refuse_overlapping_records`): one stored
+    record listed many times would be read as many; and one whose central directory Python
+    finds elsewhere than torch does (see :func:`_refuse_shifted_directory`).
 
     Raises:
         pickle.UnpicklingError: the import is there, the pickle is larger than those limits, or
-            a record of the zip format is compressed.
+            a record of the zip format is compressed, overlaps another or claims more bytes
+            than the file holds, or the zip's directory is not where its end record says.
     """
     with open(path, 'rb') as f:
         if f.read(4) == b'PK\x03\x04':  # torch's zip format: the pickle is its own member
             with zipfile.ZipFile(f) as archive:
-                for info in archive.infolist():
+                _refuse_shifted_directory(f, archive)
+                infos = archive.infolist()
+                for info in infos:
                     if (info.compress_type != zipfile.ZIP_STORED
                             or info.file_size > info.compress_size):
                         # torch.save stores every record as it is; torch.load would inflate
@@ -227,6 +233,8 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
                             f'{printable(info.filename, one_line=True, limit=100)} is '
                             'compressed, which torch.save never does (a compressed record may '
                             'unpack to gigabytes)')
+                _refuse_overlapping_records(f, infos)
+                for info in infos:
                     if not info.filename.endswith('.pkl'):
                         continue
                     if max(info.file_size, info.compress_size) > MAX_PICKLE_BYTES:
@@ -243,6 +251,64 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
             if not f.peek(1):
                 break
             opcodes -= _check_pickle(pickles, opcodes)
+
+
+def _refuse_shifted_directory(f: io.BufferedReader, archive: zipfile.ZipFile) -> None:
+    """Refuse a zip whose central directory is not where its end record says.
+
+    Python's ``zipfile`` takes such a difference for bytes before the archive (a
+    self-extracting one) and reads the directory just before the end record, shifting every
+    offset by it; torch's reader (miniz) reads the directory at the offset the end record
+    gives. A file with two directories, one for each, passed every check here on records torch
+    never read (and torch read overlapping ones). torch.save's zips, ZIP64 ones included, begin
+    with their first record and have their directory where the end record says. The end record
+    is found by ``zipfile._EndRecData``, as ``ZipFile`` itself found it.
+    """
+    end = zipfile._EndRecData(f)  # type: ignore[attr-defined]
+    if end is None or end[zipfile._ECD_OFFSET] != archive.start_dir:  # type: ignore[attr-defined]
+        raise pickle.UnpicklingError(
+            'its zip directory is not where its end record says, which torch.save never writes '
+            '(torch would read other records than the ones checked)')
+
+
+def _refuse_overlapping_records(f: io.BufferedReader, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse a zip whose records overlap, or whose records' sizes add up to more than the file.
+
+    The central directory gives each record's offset and size, and nothing in the zip format
+    stops two entries from pointing at the same bytes: 100 entries of one 4 MB stored record
+    made a 4 MB file that ``torch.load`` read as 400 MB of tensors (with ~40,000 tensors under
+    :data:`MAX_PICKLE_OPCODES`, a 40 MB file would claim hundreds of gigabytes). torch.save
+    writes each record once, one after the other, so a record is its local header (30 bytes,
+    its name and its extra field, which holds torch's 64-byte alignment padding and any ZIP64
+    sizes: both read from the header itself, as the central directory's copy may differ) and
+    its stored bytes, and no two such ranges may share a byte. A data descriptor after the
+    bytes (torch writes one) is not counted, so it never makes an overlap. The sizes are the
+    central directory's (``ZipInfo``, ZIP64 ones included), which torch reads too; stored
+    records (see the compression check before this) hold no more than the file.
+    """
+    end, last = -1, None  # where the records read so far end, and the one ending there
+    for info in sorted(infos, key=lambda info: info.header_offset):
+        name = printable(info.filename, one_line=True, limit=100)
+        f.seek(info.header_offset)
+        header = f.read(30)
+        if len(header) < 30 or header[:4] != b'PK\x03\x04':
+            raise pickle.UnpicklingError(f'{name} has no record where the zip directory says')
+        name_length, extra_length = int.from_bytes(header[26:28], 'little'), \
+            int.from_bytes(header[28:30], 'little')
+        if info.header_offset < end:
+            raise pickle.UnpicklingError(
+                f'{name} and {printable(last, one_line=True, limit=100)} overlap in the file, '
+                'which torch.save never writes: one stored record listed many times is read '
+                'as many, more memory than the file holds')
+        record_end = info.header_offset + 30 + name_length + extra_length + info.compress_size
+        if record_end > end:
+            end, last = record_end, info.filename
+    file_size = os.fstat(f.fileno()).st_size
+    total = sum(info.file_size for info in infos)
+    if total > file_size:
+        raise pickle.UnpicklingError(
+            f'its records claim {total:,} bytes in a file of {file_size:,}, which stored '
+            'records cannot hold')
 
 
 _LEGACY_PICKLES = 5

@@ -445,3 +445,143 @@ def test_the_pickle_limits_admit_a_long_runs_training_checkpoint(tmp_path):
     assert _check_pickle(io.BytesIO(pickled)) < MAX_PICKLE_OPCODES // 4  # 206,074
     read = read_resume_checkpoint(tmp_path / 'epoch_60.pth')
     assert len(read['message_hub']['log_scalars']['train/loss']._log_history) == iterations
+
+
+def _local_record(name: str, data: bytes) -> bytes:
+    """A stored zip record (local header, no extra field) of ``data``."""
+    import struct
+    import zlib
+    return struct.pack('<IHHHHHIIIHH', 0x04034b50, 20, 0, 0, 0, 0, zlib.crc32(data), len(data),
+                       len(data), len(name.encode()), 0) + name.encode() + data
+
+
+def _central_entry(name: str, data: bytes, offset: int, size: int | None = None) -> bytes:
+    """A central directory entry of a stored record of ``data`` (or claiming ``size`` bytes)
+    whose local header is at ``offset``."""
+    import struct
+    import zlib
+    size = len(data) if size is None else size
+    return struct.pack('<IHHHHHHIIIHHHHHII', 0x02014b50, 20, 20, 0, 0, 0, 0, zlib.crc32(data),
+                       size, size, len(name.encode()), 0, 0, 0, 0, 0, offset) + name.encode()
+
+
+def _end_record(count: int, size: int, offset: int) -> bytes:
+    import struct
+    return struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, count, count, size, offset, 0)
+
+
+def _saved_records(tmp_path, checkpoint) -> list[tuple[str, bytes]]:
+    """The records of ``torch.save(checkpoint)``, in the file's order."""
+    import zipfile
+    torch.save(checkpoint, tmp_path / 'source.pth')
+    with zipfile.ZipFile(tmp_path / 'source.pth') as source:
+        return [(info.filename, source.read(info))
+                for info in sorted(source.infolist(), key=lambda info: info.header_offset)]
+
+
+def _by_hand(records, directory=None, before=b'') -> tuple[bytes, dict[str, int]]:
+    """``records`` (name, bytes) as local records one after the other (after ``before``), and
+    where each begins; with ``directory`` (its entries), the whole zip."""
+    body, offsets = bytearray(before), {}
+    for name, data in records:
+        offsets[name] = len(body)
+        body += _local_record(name, data)
+    if directory is not None:
+        entries = directory(offsets)
+        body += b''.join(entries) + _end_record(len(entries), len(b''.join(entries)), len(body))
+    return bytes(body), offsets
+
+
+def test_zip_records_that_overlap_or_claim_more_than_the_file_are_refused(tmp_path):
+    """A zip's central directory may point many entries at one stored record (reviewer's
+    /tmp/review_hostile2/zip_overlap.py: 100 entries of one 4 MiB record, read as 400 MiB of
+    tensors): a checkpoint whose records overlap, claim more bytes than the file, or whose
+    directory Python's zipfile finds elsewhere than torch does, is refused before torch.load
+    reads it. Each of these files was read by torch before (the tensors aliasing one record)."""
+    from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+    records = _saved_records(tmp_path, {f'w{i}': torch.full((25_000,), float(i))
+                                        for i in range(4)})
+    prefix = records[0][0].split('/')[0]
+    data = dict(records)
+    aliases = {f'{prefix}/data/{i}' for i in (1, 2, 3)}
+    first = f'{prefix}/data/0'
+
+    def shared(offsets, shift=0):  # data/1..3 at data/0's record: one offset, four entries
+        return [_central_entry(name, data[first] if name in aliases else data[name],
+                               offsets[first if name in aliases else name] - shift)
+                for name, _ in records]
+
+    kept = [(name, data) for name, data in records if name not in aliases]
+    files = {'shared.pth': _by_hand(kept, shared)[0]}
+    # data/1 inside data/0's bytes (a uint8 tensor holding data/1's local record)
+    (tmp_path / 'small').mkdir()
+    small = _saved_records(tmp_path / 'small', dict(w0=torch.zeros(4096, dtype=torch.uint8),
+                                                 w1=torch.full((100,), 7, dtype=torch.uint8)))
+    small_data = dict(small)
+    inner = f'{prefix}/data/1'
+    outer = (bytes(64) + _local_record(inner, small_data[inner])).ljust(4096, b'\0')
+    inside = [(name, outer if name.endswith('/data/0') else value)
+              for name, value in small if name != inner]
+    files['inside.pth'] = _by_hand(inside, lambda offsets: [
+        _central_entry(name, small_data[inner], offsets[f'{prefix}/data/0'] + 30
+                       + len(f'{prefix}/data/0') + 64) if name == inner
+        else _central_entry(name, dict(inside)[name], offsets[name]) for name, _ in small])[0]
+    # the last record claims a gigabyte: the records claim more than the file holds
+    files['claims.pth'] = _by_hand(records, lambda offsets: [
+        _central_entry(name, value, offsets[name], 10 ** 9 if name == records[-1][0] else None)
+        for name, value in records])[0]
+    # two directories: Python's zipfile reads the one before the end record (taking the
+    # difference for bytes before the archive), torch's the one at the end record's offset
+    length = len(b''.join(shared(dict.fromkeys(data, 0))))
+    body, offsets = _by_hand(records, before=b'PK\x03\x04'.ljust(length, b'\0'))
+    hostile = b''.join(shared(offsets))
+    benign = b''.join(_central_entry(name, value, offsets[name] - length)
+                      for name, value in records)
+    assert len(hostile) == len(benign) == length
+    files['shifted.pth'] = body + hostile + benign + _end_record(len(records), length, len(body))
+    for name, reason in (('shared.pth', f'{prefix}/data/1 and {first} overlap in the file'),
+                         ('inside.pth', f'{inner} and {prefix}/data/0 overlap in the file'),
+                         ('claims.pth', 'its records claim 1,000,'),
+                         ('shifted.pth', 'its zip directory is not where its end record says')):
+        (tmp_path / name).write_bytes(files[name])
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(tmp_path / name)
+        message = str(info.value)
+        assert reason in message and str(tmp_path / name) in message and '\n' not in message
+    # the same records, each listed once where it is: read
+    (tmp_path / 'once.pth').write_bytes(_by_hand(records, lambda offsets: [
+        _central_entry(name, value, offsets[name]) for name, value in records])[0])
+    assert [read_checkpoint(tmp_path / 'once.pth')[0][f'w{i}'][0].item() for i in range(4)] \
+        == [0, 1, 2, 3]
+
+
+def test_real_checkpoints_pass_the_zip_layout_checks(tmp_path):
+    """torch.save's zips (64-byte alignment padding in the local headers' extra fields, a data
+    descriptor after each record, .data/version and serialization_id records, an empty
+    tensor's empty record, a view sharing its base's storage), mmengine-style checkpoints,
+    zips of Python's own writer (ZIP64 local headers) and the legacy format are read."""
+    import zipfile
+
+    from animal_landmarks_mm.checkpoint_compat import refuse_allocating_pickle
+    from animal_landmarks_mm.checkpoints import read_checkpoint
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    state_dict = dict(a=base, view=base[1:3], empty=torch.zeros(0, 3),
+                      b=torch.ones(5, dtype=torch.float16), n=torch.tensor(7))
+    hub = MessageHub.get_instance('layout-test')
+    hub.update_scalar('train/loss', 0.5)
+    torch.save(dict(state_dict=state_dict, meta=dict(epoch=3, flip=np.arange(4)),
+                    message_hub=hub.state_dict()), tmp_path / 'mmengine.pth')
+    torch.save(state_dict, tmp_path / 'plain.pth')
+    torch.save(state_dict, tmp_path / 'legacy.pth', _use_new_zipfile_serialization=False)
+    with zipfile.ZipFile(tmp_path / 'plain.pth') as source, \
+            zipfile.ZipFile(tmp_path / 'python.pth', 'w') as out:
+        for info in source.infolist():
+            with out.open(info.filename, 'w', force_zip64=True) as record:
+                record.write(source.read(info))
+    for name in ('mmengine.pth', 'plain.pth', 'legacy.pth', 'python.pth'):
+        refuse_allocating_pickle(tmp_path / name)
+        read, _ = read_checkpoint(tmp_path / name)
+        assert set(read) == set(state_dict), name
+        for key, tensor in state_dict.items():
+            assert torch.equal(read[key], tensor), (name, key)
+        assert read['empty'].shape == (0, 3)
