@@ -33,7 +33,7 @@ from pathlib import Path
 from . import __version__
 from .annotation import file_sha256, write_bytes_atomic, write_json_atomic
 from .converter import convert
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, first_line, printable
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
 from .schedule import ScheduleError, check_positive
 from .synthetic import make_synthetic_dataset, seed_problem
@@ -112,7 +112,10 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
                         checkpoint=checkpoint, extra=extra, cfg_options=cfg_options, amp=amp)
     args = inputs['args']
     record = work_dir / FINISHED_RUN
-    earlier = finished_run(work_dir)
+    earlier, unreadable = _read_finished_run(work_dir)
+    if unreadable:
+        print(f'[experiment] {work_dir.name}: the record {record} of an earlier run is not '
+              f'one this reads ({unreadable}): trained again', flush=True)
     if earlier is not None and earlier['inputs'] == inputs:
         print(f'[experiment] {work_dir.name}: finished before from the same inputs, read '
               f'from {record}', flush=True)
@@ -187,23 +190,80 @@ def _config_digest(config: Path) -> str:
 def finished_run(work_dir: Path) -> dict | None:
     """What :func:`train_run` recorded of a work dir's finished run (``inputs``,
     ``validations``, ``minutes``, ``device``), or None: none, or unreadable (the run is
-    trained again rather than trusted)."""
+    trained again rather than trusted; :func:`_read_finished_run` says why)."""
+    return _read_finished_run(work_dir)[0]
+
+
+def _read_finished_run(work_dir: Path) -> tuple[dict | None, str]:
+    """:func:`finished_run`'s record, and why there is none when its file is there but cannot
+    be used ('' otherwise).
+
+    The record may be hand-edited or another tool's: every field read later is checked here
+    (:func:`_record_problem`), so that one it does not fit is trained again rather than
+    failing later in a traceback (``validations: []`` in ``min``, ``device: ["x"]`` in
+    :func:`_devices`, nesting deeper than the JSON reader recurses).
+    """
+    path = work_dir / FINISHED_RUN
+    if not os.path.lexists(path):
+        return None, ''
+    if not path.is_file():  # a FIFO there would wait for a writer
+        return None, 'no regular file'
     try:
-        earlier = json.loads((work_dir / FINISHED_RUN).read_text())
-    except (OSError, ValueError):
-        return None
-    ok = (isinstance(earlier, dict) and isinstance(earlier.get('inputs'), dict)
-          and isinstance(earlier.get('validations'), list)
-          and all(isinstance(v, dict) and isinstance(v.get('step'), int)
-                  and (isinstance(v.get('NME'), float) or v.get('NME', 0) is None)
-                  for v in earlier['validations'])
-          and {'minutes', 'device'} <= earlier.keys())
-    if not ok:
-        return None
+        earlier = json.loads(path.read_text(encoding='utf-8'))
+    except OSError as e:
+        return None, f'cannot be read: {first_line(e)}'
+    except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, nested too deep
+        return None, f'no JSON this reads: {type(e).__name__}: {first_line(e)}'[:200]
+    problem = _record_problem(earlier)
+    if problem:
+        return None, problem
     for v in earlier['validations']:  # the NaN of a diverged run, which _save wrote as null
         if v['NME'] is None:
             v['NME'] = math.nan
-    return earlier
+    return earlier, ''
+
+
+#: the largest step a record may give (a float64 holds each whole number up to it, for the plot)
+_MAX_STEP = 2 ** 53
+
+
+def _record_problem(earlier) -> str:
+    """What in a record read from JSON is not as :func:`train_run` writes it ('' if nothing):
+    ``inputs`` an object; ``validations`` a non-empty list of ``{"step": a whole number from 0
+    to 2**53, "NME": a finite float >= 0 or null}``; ``minutes`` a finite number >= 0;
+    ``device`` a non-empty line of printable text (no ``$``: the picture's title would read
+    it as mathtext)."""
+    if not isinstance(earlier, dict):
+        return 'not a JSON object'
+    if not isinstance(earlier.get('inputs'), dict):
+        return '"inputs" is no object'
+    found = earlier.get('validations')
+    if not isinstance(found, list) or not found:
+        return '"validations" is no list of validations, or an empty one'
+    for i, v in enumerate(found):
+        step = v.get('step') if isinstance(v, dict) else None
+        nme = v.get('NME', math.nan) if isinstance(v, dict) else math.nan
+        if not (isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= _MAX_STEP
+                and (nme is None or isinstance(nme, float) and math.isfinite(nme)
+                     and nme >= 0)):
+            return (f'validation {i} is not {{"step": a whole number from 0 to 2**53, "NME": '
+                    'a finite number >= 0 or null}')
+    minutes = earlier.get('minutes')
+    if not (isinstance(minutes, (int, float)) and not isinstance(minutes, bool)
+            and _finite(minutes) and minutes >= 0):
+        return '"minutes" is no finite number >= 0'
+    device = earlier.get('device')
+    if not (isinstance(device, str) and device and len(device) <= 200 and '$' not in device
+            and printable(device, one_line=True) == device):
+        return '"device" is no line of printable text (up to 200 characters, no $)'
+    return ''
+
+
+def _finite(number: int | float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int past a float's range
+        return False
 
 
 def run_log(work_dir: Path) -> Path:

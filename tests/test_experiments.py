@@ -4,6 +4,7 @@ beside them: the benchmark tool's results and deadlines, and tools/gpu_checks.sh
 exit status (neither benchmarks nor trains: stand-ins run)."""
 import json
 import math
+from pathlib import Path
 
 import cv2
 import pytest
@@ -369,3 +370,100 @@ def test_the_benchmark_tool_refuses_a_deadline_that_is_not_positive(monkeypatch,
     with pytest.raises(SystemExit):
         tool.main(['--only', 'pipeline', '--deadline', '0'])
     assert 'must be a positive number of seconds' in capsys.readouterr().err and asked == []
+
+
+def _record_now(out_dir, size: int = 1) -> dict:
+    """What train_run would record now for learning_curve(out_dir, (size,), val_faces=1,
+    iters=1, batch_size=1)'s run, its inputs those of this state: read back, not trained."""
+    import animal_landmarks_mm.experiments as experiments
+    data = make_split(out_dir / f'data_{size}', size, 1, seed=0)
+    inputs = experiments.run_inputs(MAIN_CONFIG, data, out_dir / f'run_{size}', iters=1,
+                                    batch_size=1)
+    (out_dir / f'run_{size}').mkdir()
+    return dict(inputs=inputs, validations=[dict(step=1, NME=0.5)], minutes=1.0, device='CPU')
+
+
+def _stand_in_training(monkeypatch) -> list:
+    """tools/train.py replaced by a stand-in that logs one validation (NME 0.25 at step 1) as
+    mmengine does; returns the work dirs it was asked to train."""
+    import subprocess
+    asked = []
+    completed = subprocess.CompletedProcess
+
+    def train(command, **kwargs):
+        work_dir = Path(command[command.index('--work-dir') + 1])
+        asked.append(work_dir)
+        scalars = work_dir / '20260101_000000' / 'vis_data' / 'scalars.json'
+        scalars.parent.mkdir(parents=True)
+        scalars.write_text(json.dumps(dict(NME=0.25, step=1)) + '\n')
+        return completed(command, 0)
+
+    monkeypatch.setattr(subprocess, 'run', train)
+    return asked
+
+
+@pytest.mark.parametrize('case, why', [
+    ('no validations', '"validations" is no list of validations, or an empty one'),
+    ('a device that is a list', '"device" is no line of printable text'),
+    ('nested too deep', 'no JSON this reads: RecursionError: '),
+])
+def test_a_record_not_as_written_is_trained_again_saying_why(tmp_path, monkeypatch, capsys,
+                                                             case, why):
+    """A hand-edited or foreign experiment_run.json whose inputs match the run's was read back
+    and failed later in a traceback (reviewer's exp_record.py): "validations": [] in min()
+    (ValueError), "device": ["x"] in _devices (TypeError: unhashable), nesting deeper than
+    the JSON reader recurses in finished_run (RecursionError). Each field read later is
+    checked: such a record is unreadable, the run trained again, one line saying why."""
+    record = _record_now(tmp_path)
+    path = tmp_path / 'run_1' / FINISHED_RUN
+    if case == 'no validations':
+        path.write_text(json.dumps({**record, 'validations': []}))
+    elif case == 'a device that is a list':
+        path.write_text(json.dumps({**record, 'device': ['x']}))
+    else:
+        path.write_text(json.dumps(record)[:-1] + ', "notes": ' + '[' * 100_000 + ']' * 100_000
+                        + '}')
+    asked = _stand_in_training(monkeypatch)
+    results = learning_curve(tmp_path, sizes=(1,), val_faces=1, iters=1, batch_size=1)
+    assert asked == [tmp_path / 'run_1']  # trained again
+    assert results['runs'][0]['best_NME'] == 0.25
+    lines = [line for line in capsys.readouterr().out.splitlines() if 'is not one' in line]
+    assert len(lines) == 1 and lines[0].startswith(
+        f'[experiment] run_1: the record {path} of an earlier run is not one this reads '
+        f'({why}'), lines
+    assert lines[0].endswith('): trained again')
+    assert finished_run(tmp_path / 'run_1')['validations'] == [dict(step=1, NME=0.25)]
+
+
+def test_a_record_is_read_only_with_every_field_as_written(tmp_path):
+    """Besides the cases above: an NME that is no finite number >= 0 (JSON's NaN and Infinity
+    literals, which _save never writes: it writes null), a step that is no whole number from 0
+    up (true, -1, 1.5), minutes that are no finite number >= 0 (a number past a float's range,
+    text), a device that is empty, not one line or mathtext in the picture's title: all read
+    back before, now unreadable, as a record that is no object was. A record as written reads."""
+    good = dict(inputs={}, validations=[dict(step=0, NME=0.5), dict(step=2, NME=None)],
+                minutes=0, device='NVIDIA H100 80GB HBM3')
+    record = tmp_path / FINISHED_RUN
+    record.write_text(json.dumps(good))
+    assert finished_run(tmp_path)['validations'][0] == dict(step=0, NME=0.5)
+    changed = [dict(validations=[dict(step=1, NME=math.inf)]),
+               dict(validations=[dict(step=1, NME=math.nan)]),
+               dict(validations=[dict(step=1, NME=-0.5)]),
+               dict(validations=[dict(step=True, NME=0.5)]),
+               dict(validations=[dict(step=-1, NME=0.5)]),
+               dict(validations=[dict(step=1.5, NME=0.5)]),
+               dict(validations=[[1, 0.5]]),
+               dict(minutes=10 ** 400), dict(minutes='1'), dict(minutes=-1),
+               dict(device=''), dict(device='GPU\n0'), dict(device=r'$\foo$')]
+    for change in changed:
+        record.write_text(json.dumps({**good, **change}))
+        assert finished_run(tmp_path) is None, change
+    record.write_text(json.dumps([good]))
+    assert finished_run(tmp_path) is None
+    # and each says why (train_run prints it)
+    from animal_landmarks_mm.experiments import _read_finished_run
+    for change in changed:
+        record.write_text(json.dumps({**good, **change}))
+        assert _read_finished_run(tmp_path)[1], change
+    record.write_text(json.dumps(good))
+    assert _read_finished_run(tmp_path)[1] == ''
