@@ -374,6 +374,9 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
       it, building the user-agent of the first request fetches ``{HF_ENDPOINT}/api/agent-
       harnesses`` and reads the whole body (a server streaming it without end grew the memory
       without bound and the file was never asked for).
+    - Xet storage is off (``HF_HUB_DISABLE_XET``, its own setting): an endpoint answering with
+      Xet headers would have the file fetched by ``hf_xet``'s own client, outside the bounds
+      below; plain HTTP fetches the same file (the pretrained files are small).
     - the file's body stops as soon as it passes the size the endpoint declared for it (the
       metadata's, which huggingface_hub compared only once the body had ended: a server
       streaming without end filled the disk): the progress bar huggingface_hub updates with
@@ -431,13 +434,13 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
             response.stream = _bounded_stream_class(base)(stream, watch)
 
     hooks = get_session().event_hooks['response']
-    telemetry_off = constants.HF_HUB_DISABLE_TELEMETRY
-    constants.HF_HUB_DISABLE_TELEMETRY = True
+    telemetry_off, xet_off = constants.HF_HUB_DISABLE_TELEMETRY, constants.HF_HUB_DISABLE_XET
+    constants.HF_HUB_DISABLE_TELEMETRY = constants.HF_HUB_DISABLE_XET = True
     hooks.append(bound)
     try:
         yield BoundedProgress
     finally:
-        constants.HF_HUB_DISABLE_TELEMETRY = telemetry_off
+        constants.HF_HUB_DISABLE_TELEMETRY, constants.HF_HUB_DISABLE_XET = telemetry_off, xet_off
         with contextlib.suppress(ValueError):
             hooks.remove(bound)
 

@@ -610,15 +610,16 @@ def _hub_environment():
 class _LocalHub:
     """A Hugging Face Hub endpoint on 127.0.0.1 serving one file at one commit, or failing as
     ``mode`` says: ``good``, ``truncate`` (the body cut in half), ``e<status>`` (``e403``: that
-    HTTP status), ``not-a-hub`` (a 200 without the Hub's headers), ``registry-stream`` (the
-    file as ``good``, but huggingface_hub's AI-agent registry, ``/api/agent-harnesses``,
-    streamed without end), ``oversize`` (the file's size declared, then a body streamed past
-    it), ``trickle`` (the file's body a byte every 0.1 s); a CONNECT (as to a proxy) gets a
-    407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses, or skip
-    its waits.) ``etag``: the ETag it answers (None: the body's sha256, as the Hub's for an
-    LFS file); ``requests``: how many it answered, ``paths`` their paths; ``sent``: the bytes
-    of the endless bodies sent, ``sent_all`` set when one ended; ``stop`` ends them (the
-    fixture sets it)."""
+    HTTP status), ``not-a-hub`` (a 200 without the Hub's headers), ``registry-stream`` (the file
+    as ``good``, but huggingface_hub's AI-agent registry, ``/api/agent-harnesses``, streamed
+    without end), ``oversize`` (the file's size declared, then a body streamed past it),
+    ``trickle`` (the file's body a byte every 0.1 s), ``xet`` (the file as ``good``, with the
+    Xet storage headers that send huggingface_hub to ``hf_xet``); a CONNECT (as to a proxy) gets
+    a 407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses, or skip
+    its waits.) ``etag``: the ETag it answers (None: the body's sha256, as the Hub's for an LFS
+    file); ``requests``: how many it answered, ``paths`` their paths; ``sent``: the bytes of the
+    endless bodies sent, ``sent_all`` set when one ended; ``stop`` ends them (the fixture sets
+    it)."""
 
     def __init__(self):
         self.mode = 'good'
@@ -676,6 +677,9 @@ class _LocalHub:
                     self.send_header('X-Repo-Commit', hub.commit)
                     etag = hub.etag or hashlib.sha256(hub.body).hexdigest()
                     self.send_header('ETag', f'"{etag}"')
+                if hub.mode == 'xet':  # hf_xet's client would ask this route, then its CAS
+                    self.send_header('X-Xet-Hash', hashlib.sha256(hub.body).hexdigest())
+                    self.send_header('X-Xet-Refresh-Route', f'{hub.url}/api/xet-refresh')
                 if send_body and hub.mode in ('oversize', 'trickle'):
                     self.send_header('Connection', 'close')  # the body ends when it does
                     self.end_headers()
@@ -950,6 +954,23 @@ def test_huggingface_hubs_agent_registry_is_never_fetched_from_the_endpoint(loca
     assert weights['w'].tolist() == [1, 1]
     assert '/api/agent-harnesses' not in local_hub.paths, local_hub.paths
     assert constants.HF_HUB_DISABLE_TELEMETRY is False
+
+
+def test_an_endpoints_xet_headers_never_take_the_download_out_of_its_bounds(local_hub,
+                                                                            monkeypatch):
+    """An endpoint answering with Xet storage headers would have huggingface_hub hand the
+    file to hf_xet's own client (its refresh route, then a CAS server of the endpoint's
+    choosing), which none of the download's bounds watch: Xet is off while a name downloads
+    (the file comes over plain HTTP), restored afterwards."""
+    pytest.importorskip('hf_xet')
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, 'HF_HUB_DISABLE_XET', False)  # huggingface_hub's default
+    local_hub.mode = 'xet'
+    local_hub.body = _safetensors_bytes(w=torch.ones(2))
+    weights = _within(30, lambda: read_checkpoint('anime-face-detector')[0])
+    assert weights['w'].tolist() == [1, 1]
+    assert '/api/xet-refresh' not in local_hub.paths, local_hub.paths
+    assert constants.HF_HUB_DISABLE_XET is False
 
 
 def test_a_body_past_its_declared_size_is_stopped_with_nothing_kept(local_hub):
