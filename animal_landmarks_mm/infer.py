@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -584,6 +585,26 @@ def _persons_work(path: Path) -> bool:
         return True
 
 
+def _check_ranking_replaceable(path: Path) -> None:
+    """Refuse a ``ranking.json`` that the run's last write could not replace: a folder, a
+    FIFO, a device or a socket (a regular file or a link is replaced, as every file the tools
+    write is).
+
+    Raises:
+        InferenceInputError: one line naming it.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # none there (or no folder yet): written afresh
+        return
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return
+    kind = 'a folder' if stat.S_ISDIR(mode) else 'a FIFO, a device or a socket'
+    raise InferenceInputError(
+        f'{path} is {kind}, not a file --rank can replace with its ranking: move it away or '
+        'choose another --out-dir')
+
+
 def output_folders(out_dir: str | os.PathLike, annotation_dir: str | os.PathLike | None,
                    rank: bool, image_folder: str | os.PathLike) -> tuple[Path, Path]:
     """A run's output folder and annotation folder (default ``out_dir/annotations``), checked
@@ -597,8 +618,10 @@ def output_folders(out_dir: str | os.PathLike, annotation_dir: str | os.PathLike
 
     Raises:
         InferenceInputError: ``rank`` with ``ranking.json`` among the annotation files (the
-            annotator would take it for one), or the images in ``out_dir/vis`` (or a folder in
-            it): a picture, ``<image>.jpg``, would replace an image of that name there.
+            annotator would take it for one) or there as other than a file or a link (a folder,
+            a FIFO: written last, it would fail once every image was predicted), or the images
+            in ``out_dir/vis`` (or a folder in it): a picture, ``<image>.jpg``, would replace
+            an image of that name there.
     """
     out_dir = Path(out_dir)
     annotation_dir = Path(annotation_dir) if annotation_dir else out_dir / 'annotations'
@@ -606,6 +629,8 @@ def output_folders(out_dir: str | os.PathLike, annotation_dir: str | os.PathLike
         raise InferenceInputError(
             f'--out-dir {out_dir} would put {RANKING_FILE} among the annotation files of '
             f'{annotation_dir}; choose an output folder outside it')
+    if rank:
+        _check_ranking_replaceable(out_dir / RANKING_FILE)
     if lies_in_folder(image_folder, out_dir / 'vis'):
         raise InferenceInputError(
             f'--out-dir {out_dir}: its vis/ holds the images of {image_folder}, where the '
@@ -725,6 +750,8 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             made or model loaded; one line.
         CheckpointError: a checkpoint that is missing or cannot be loaded; one line.
         OutputFolderInUseError: an annotator (or another run) works in ``annotation_dir``.
+        OSError: ``ranking.json`` cannot be written (a full disk), naming it; the annotation
+            files and pictures are written by then.
     """
     from tqdm import tqdm
 
@@ -852,5 +879,12 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     if rank:
         ranking.sort(key=lambda r: (-r['uncertainty'], r['min_score']))
         result.ranking = ranking_file
-        write_json_atomic(result.ranking, ranking)
+        try:
+            write_json_atomic(result.ranking, ranking)
+        except OSError as e:
+            if e.errno is None:
+                raise
+            # the error names the hidden temporary it was writing (a full disk), or both it and
+            # the file (os.replace); ranking.json is what the user asked for
+            raise OSError(e.errno, e.strerror, os.fspath(ranking_file)) from None
     return result

@@ -928,3 +928,62 @@ def test_the_face_detectors_weights_are_read_through_the_checkpoint_guards(tmp_p
     assert str(caught.value) == (f'{plain}: not a yolov3 face detector checkpoint '
                                  'anime_face_detector can load (missing: '
                                  'bbox_head.convs_pred.0.bias)')
+
+
+def test_rank_refuses_a_ranking_json_it_cannot_replace_before_any_model_loads(
+        peaked_scenes, peaked_checkpoint, infer_tool, tmp_path, monkeypatch):
+    """OUT/ranking.json as a folder or a FIFO failed the run's last write, once every image was
+    predicted and drawn, naming the hidden temporary: it is refused in one line before any
+    model loads. A link there is replaced (the folder it leads to untouched), as a file is; a
+    write that fails at the end (a full disk) names ranking.json."""
+    import errno
+
+    from animal_landmarks_mm import infer
+    box, = _scene_folder(peaked_scenes, tmp_path / 'images', {'one.png': 1})
+    boxes = tmp_path / 'boxes.json'
+    boxes.write_text(json.dumps({'one.png': [box]}))
+    out = tmp_path / 'out'
+    ranking = out / 'ranking.json'
+    common = dict(config=None, checkpoint=peaked_checkpoint, out_dir=out, boxes_file=boxes,
+                  rank=True, progress=False)
+    with monkeypatch.context() as patched:
+        def loaded(*args, **kwargs):
+            raise AssertionError('the model was loaded before ranking.json was checked')
+        patched.setattr(infer, 'load_predictor', loaded)
+        ranking.mkdir(parents=True)
+        (ranking / 'keep').write_text('the user\'s')
+        refusal = (f'{ranking} is a folder, not a file --rank can replace with its ranking: '
+                   'move it away or choose another --out-dir')
+        with pytest.raises(InferenceInputError) as caught:
+            run_inference(tmp_path / 'images', **common)
+        assert str(caught.value) == refusal
+        with pytest.raises(SystemExit) as caught:
+            infer_tool.main([str(tmp_path / 'images'), '--checkpoint', str(peaked_checkpoint),
+                             '--boxes', str(boxes), '--out-dir', str(out), '--rank'])
+        assert caught.value.code == f'error: {refusal}'
+        shutil.rmtree(ranking)
+        os.mkfifo(ranking)
+        with pytest.raises(InferenceInputError, match=r'ranking.json is a FIFO, a device or a '
+                           'socket, not a file --rank can replace'):
+            run_inference(tmp_path / 'images', **common)
+        assert sorted(p.name for p in out.iterdir()) == ['ranking.json']  # nothing made
+        ranking.unlink()
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    ranking.symlink_to(elsewhere)
+    result = run_inference(tmp_path / 'images', **common)
+    assert result.ranking == ranking and not ranking.is_symlink()
+    assert [r['image'] for r in json.loads(ranking.read_text())] == ['one.png']
+    assert not any(elsewhere.iterdir())
+
+    def full_disk(path, obj):
+        temporary = Path(path).parent / f'.ranking.json.k3j5h2l1{TEMPORARY_SUFFIX}'
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(temporary))
+
+    monkeypatch.setattr(infer, 'write_json_atomic', full_disk)
+    shutil.rmtree(out)
+    with pytest.raises(SystemExit) as caught:
+        infer_tool.main([str(tmp_path / 'images'), '--checkpoint', str(peaked_checkpoint),
+                         '--boxes', str(boxes), '--out-dir', str(out), '--rank'])
+    assert caught.value.code == f'error: {os.strerror(errno.ENOSPC)}: {ranking}'
+    assert (out / 'annotations' / 'one.json').is_file()
