@@ -30,6 +30,7 @@ import os
 import pickle
 import pickletools
 import re
+import struct
 import zipfile
 from typing import Any
 
@@ -253,6 +254,10 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
             opcodes -= _check_pickle(pickles, opcodes)
 
 
+#: a ZIP64 end record's locator: signature, disk, the record's offset, disks
+_ZIP64_LOCATOR = struct.Struct('<4sLQL')
+
+
 def _refuse_shifted_directory(f: io.BufferedReader, archive: zipfile.ZipFile) -> None:
     """Refuse a zip whose central directory is not where its end record says.
 
@@ -263,11 +268,30 @@ def _refuse_shifted_directory(f: io.BufferedReader, archive: zipfile.ZipFile) ->
     never read (and torch read overlapping ones). torch.save's zips, ZIP64 ones included, begin
     with their first record and have their directory where the end record says. The end record
     is found by ``zipfile._EndRecData``, as ``ZipFile`` itself found it.
+
+    A ZIP64 end record is found differently too: Python's reads it just before its locator
+    (the 20 bytes before the end record), miniz where the locator's offset says. A locator
+    pointing at another ZIP64 record, with another directory, had torch read records nobody
+    checked (four entries of one record, read as four tensors): the locator must point at
+    the record Python read.
     """
     end = zipfile._EndRecData(f)  # type: ignore[attr-defined]
     if end is None or end[zipfile._ECD_OFFSET] != archive.start_dir:  # type: ignore[attr-defined]
         raise pickle.UnpicklingError(
             'its zip directory is not where its end record says, which torch.save never writes '
+            '(torch would read other records than the ones checked)')
+    location = end[zipfile._ECD_LOCATION]  # type: ignore[attr-defined]
+    if location < _ZIP64_LOCATOR.size:
+        return
+    f.seek(location - _ZIP64_LOCATOR.size)
+    signature, _, zip64_at, _ = _ZIP64_LOCATOR.unpack(f.read(_ZIP64_LOCATOR.size))
+    if signature != zipfile.stringEndArchive64Locator:  # type: ignore[attr-defined]
+        return
+    read_at = location - _ZIP64_LOCATOR.size - zipfile.sizeEndCentDir64  # type: ignore
+    if (end[zipfile._ECD_SIGNATURE] != zipfile.stringEndArchive64  # type: ignore[attr-defined]
+            or zip64_at != read_at):
+        raise pickle.UnpicklingError(
+            'its ZIP64 end record is not where its locator says, which torch.save never writes '
             '(torch would read other records than the ones checked)')
 
 

@@ -470,6 +470,18 @@ def _end_record(count: int, size: int, offset: int) -> bytes:
     return struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, count, count, size, offset, 0)
 
 
+def _zip64_ending(count: int, size: int, offset: int, locator_at: int | None = None) -> bytes:
+    """What ends a ZIP64 zip after its directory (``count`` entries, ``size`` bytes, at
+    ``offset``): the ZIP64 end record, its locator (pointing at ``locator_at``, by default the
+    record just before it, where the ending begins) and an end record deferring to them."""
+    import struct
+    return (struct.pack('<4sQHHIIQQQQ', b'PK\x06\x06', 44, 45, 45, 0, 0, count, count, size,
+                        offset)
+            + struct.pack('<4sLQL', b'PK\x06\x07', 0,
+                          offset + size if locator_at is None else locator_at, 1)
+            + struct.pack('<IHHHHIIH', 0x06054b50, *[0xFFFF] * 4, *[0xFFFFFFFF] * 2, 0))
+
+
 def _saved_records(tmp_path, checkpoint) -> list[tuple[str, bytes]]:
     """The records of ``torch.save(checkpoint)``, in the file's order."""
     import zipfile
@@ -539,20 +551,34 @@ def test_zip_records_that_overlap_or_claim_more_than_the_file_are_refused(tmp_pa
                       for name, value in records)
     assert len(hostile) == len(benign) == length
     files['shifted.pth'] = body + hostile + benign + _end_record(len(records), length, len(body))
+    # two ZIP64 end records: Python's zipfile reads the one just before the locator (the
+    # records listed once), torch's the one the locator points at (four entries of one record)
+    body, offsets = _by_hand(records)
+    hostile, benign = b''.join(shared(offsets)), b''.join(
+        _central_entry(name, value, offsets[name]) for name, value in records)
+    hostile_end = _zip64_ending(len(records), length, len(body))[:56]
+    files['locator.pth'] = (body + hostile + hostile_end + benign + _zip64_ending(
+        len(records), length, len(body) + length + 56, locator_at=len(body) + length))
     for name, reason in (('shared.pth', f'{prefix}/data/1 and {first} overlap in the file'),
                          ('inside.pth', f'{inner} and {prefix}/data/0 overlap in the file'),
                          ('claims.pth', 'its records claim 1,000,'),
-                         ('shifted.pth', 'its zip directory is not where its end record says')):
+                         ('shifted.pth', 'its zip directory is not where its end record says'),
+                         ('locator.pth', 'its ZIP64 end record is not where its locator says')):
         (tmp_path / name).write_bytes(files[name])
         with pytest.raises(CheckpointError) as info:
             read_checkpoint(tmp_path / name)
         message = str(info.value)
         assert reason in message and str(tmp_path / name) in message and '\n' not in message
-    # the same records, each listed once where it is: read
+    # the same records, each listed once where it is: read, with a ZIP64 ending too
     (tmp_path / 'once.pth').write_bytes(_by_hand(records, lambda offsets: [
         _central_entry(name, value, offsets[name]) for name, value in records])[0])
-    assert [read_checkpoint(tmp_path / 'once.pth')[0][f'w{i}'][0].item() for i in range(4)] \
-        == [0, 1, 2, 3]
+    (tmp_path / 'once64.pth').write_bytes(body + benign + _zip64_ending(len(records), length,
+                                                                        len(body)))
+    for name in ('once.pth', 'once64.pth'):
+        assert [read_checkpoint(tmp_path / name)[0][f'w{i}'][0].item() for i in range(4)] \
+            == [0, 1, 2, 3]
+        assert [t[0].item() for t in torch.load(tmp_path / name).values()] == [0, 1, 2, 3]
+    assert [t[0].item() for t in torch.load(tmp_path / 'locator.pth').values()] == [0] * 4
 
 
 def test_real_checkpoints_pass_the_zip_layout_checks(tmp_path):
