@@ -133,8 +133,11 @@ def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | Non
     if proc.returncode != 0:
         raise ExperimentError(f'training failed ({proc.returncode}); see {log}')
     found = validations(work_dir)
+    if not found:  # (no record of it: a record without validations is not one to read back)
+        raise ExperimentError(f'training logged no validation NME (a run shorter than its '
+                              f'validation interval?); see {log}')
     minutes = round((time.perf_counter() - start) / 60, 1)
-    best = min((r['NME'] for r in found), default=float('nan'))
+    best = min(r['NME'] for r in found)
     print(f'[experiment] {work_dir.name}: best validation NME {best:.4f} after {minutes} min',
           flush=True)
     _save(dict(inputs=inputs, validations=found, minutes=minutes, device=_device()), record)

@@ -383,9 +383,10 @@ def _record_now(out_dir, size: int = 1) -> dict:
     return dict(inputs=inputs, validations=[dict(step=1, NME=0.5)], minutes=1.0, device='CPU')
 
 
-def _stand_in_training(monkeypatch) -> list:
+def _stand_in_training(monkeypatch, validates: bool = True) -> list:
     """tools/train.py replaced by a stand-in that logs one validation (NME 0.25 at step 1) as
-    mmengine does; returns the work dirs it was asked to train."""
+    mmengine does (only a training loss when not ``validates``); returns the work dirs it was
+    asked to train."""
     import subprocess
     asked = []
     completed = subprocess.CompletedProcess
@@ -395,7 +396,8 @@ def _stand_in_training(monkeypatch) -> list:
         asked.append(work_dir)
         scalars = work_dir / '20260101_000000' / 'vis_data' / 'scalars.json'
         scalars.parent.mkdir(parents=True)
-        scalars.write_text(json.dumps(dict(NME=0.25, step=1)) + '\n')
+        logged = dict(NME=0.25, step=1) if validates else dict(loss=0.1, step=1)
+        scalars.write_text(json.dumps(logged) + '\n')
         return completed(command, 0)
 
     monkeypatch.setattr(subprocess, 'run', train)
@@ -433,6 +435,22 @@ def test_a_record_not_as_written_is_trained_again_saying_why(tmp_path, monkeypat
         f'({why}'), lines
     assert lines[0].endswith('): trained again')
     assert finished_run(tmp_path / 'run_1')['validations'] == [dict(step=1, NME=0.25)]
+
+
+def test_a_run_that_logged_no_validation_fails_in_one_line_and_leaves_no_record(tmp_path,
+                                                                               monkeypatch):
+    """A run that logged no validation NME (shorter than its validation interval) wrote a
+    record of no validations, which its reader refuses: every rerun trained it again (hours)
+    to the same end. It fails in one line naming the log, and leaves no record."""
+    from animal_landmarks_mm.experiments import ExperimentError
+    _record_now(tmp_path)  # the inputs, and the run's folder
+    asked = _stand_in_training(monkeypatch, validates=False)
+    with pytest.raises(ExperimentError) as failed:
+        learning_curve(tmp_path, sizes=(1,), val_faces=1, iters=1, batch_size=1)
+    assert str(failed.value).startswith('training logged no validation NME (a run shorter than '
+                                        'its validation interval?); see ')
+    assert asked == [tmp_path / 'run_1'] and finished_run(tmp_path / 'run_1') is None
+    assert not (tmp_path / 'run_1' / FINISHED_RUN).exists()
 
 
 def test_a_record_is_read_only_with_every_field_as_written(tmp_path):
