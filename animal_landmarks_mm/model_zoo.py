@@ -385,8 +385,8 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
       :data:`_MAX_DOWNLOAD_BYTES`, at less than :data:`_STALL_BYTES` in
       :data:`_STALL_SECONDS` (a trickle, which huggingface_hub's per-read timeout
       ``HF_HUB_DOWNLOAD_TIMEOUT`` lets through) and past :data:`_DOWNLOAD_DEADLINE_SECONDS`:
-      a response event hook of huggingface_hub's HTTP client (``get_session``, public) wraps
-      the body's stream; removed afterwards.
+      a response event hook of huggingface_hub's HTTP client (``get_session``, public, and
+      any client its factory makes meanwhile) wraps the body's stream; removed afterwards.
 
     Stopping raises :class:`_TransferStopped` inside huggingface_hub, which removes its
     partial file (``blobs/<etag>.<id>.incomplete``): nothing of it is left in the cache. One
@@ -433,16 +433,32 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
         if base is not None:
             response.stream = _bounded_stream_class(base)(stream, watch)
 
-    hooks = get_session().event_hooks['response']
+    # huggingface_hub replaces its client after a connection error (close_session), and the
+    # next request takes a new one from its factory: the clients made meanwhile get the hook
+    # too (the factory's private name; where it is gone, the session's hook alone)
+    from huggingface_hub.utils import _http as hub_http
+    factory = getattr(hub_http, '_GLOBAL_CLIENT_FACTORY', None)
+    clients = [get_session()]
+
+    def bounded_factory():
+        clients.append(factory())
+        clients[-1].event_hooks['response'].append(bound)
+        return clients[-1]
+
     telemetry_off, xet_off = constants.HF_HUB_DISABLE_TELEMETRY, constants.HF_HUB_DISABLE_XET
     constants.HF_HUB_DISABLE_TELEMETRY = constants.HF_HUB_DISABLE_XET = True
-    hooks.append(bound)
+    clients[0].event_hooks['response'].append(bound)
+    if factory is not None:
+        hub_http._GLOBAL_CLIENT_FACTORY = bounded_factory
     try:
         yield BoundedProgress
     finally:
         constants.HF_HUB_DISABLE_TELEMETRY, constants.HF_HUB_DISABLE_XET = telemetry_off, xet_off
-        with contextlib.suppress(ValueError):
-            hooks.remove(bound)
+        if factory is not None:
+            hub_http._GLOBAL_CLIENT_FACTORY = factory
+        for client in clients:
+            with contextlib.suppress(ValueError):
+                client.event_hooks['response'].remove(bound)
 
 
 @functools.cache

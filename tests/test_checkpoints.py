@@ -1018,6 +1018,34 @@ def test_a_trickling_download_is_stopped_with_nothing_kept(local_hub, monkeypatc
     _cache_holds_no_file(constants.HF_HUB_CACHE)
 
 
+def test_a_client_huggingface_hub_makes_during_the_download_is_bounded_too(local_hub,
+                                                                             monkeypatch):
+    """After a connection error huggingface_hub closes its client (close_session) and the next
+    request takes a new one from its factory, which had no hook: a trickle then ran on, the
+    progress bar seeing no chunk of 10 MiB. Here the client is closed between the metadata
+    request and the download, as that retry does: the trickle is still stopped."""
+    from huggingface_hub import close_session, constants, file_download, get_session
+
+    from animal_landmarks_mm import model_zoo
+    monkeypatch.setattr(model_zoo, '_STALL_BYTES', 100, raising=False)
+    monkeypatch.setattr(model_zoo, '_STALL_SECONDS', 1.0, raising=False)
+    metadata = file_download.get_hf_file_metadata
+
+    def then_a_new_client(*args, **kwargs):
+        answer = metadata(*args, **kwargs)
+        close_session()
+        return answer
+
+    monkeypatch.setattr(file_download, 'get_hf_file_metadata', then_a_new_client)
+    local_hub.mode = 'trickle'
+    message = _within(30, _download_error)
+    assert (f'the download from {local_hub.url} was stopped: less than 100 bytes arrived in '
+            '1 s; nothing') in message, message
+    _cache_holds_no_file(constants.HF_HUB_CACHE)
+    assert not [hook for hook in get_session().event_hooks['response']
+                if getattr(hook, '__name__', '') == 'bound']  # none left on a client
+
+
 def _safetensors_bytes(**tensors) -> bytes:
     from safetensors.torch import save
     return save(tensors)
