@@ -937,6 +937,15 @@ def _cache_holds_no_file(cache) -> None:
     assert not files, files
 
 
+def _download_never_asking(local_hub, mode: str, path: str) -> None:
+    """A name downloaded whole from the local hub in ``mode``, ``path`` never asked of it."""
+    local_hub.mode = mode
+    local_hub.body = _safetensors_bytes(w=torch.ones(2))
+    weights = _within(30, lambda: read_checkpoint('anime-face-detector')[0])
+    assert weights['w'].tolist() == [1, 1]
+    assert path not in local_hub.paths, local_hub.paths
+
+
 def test_huggingface_hubs_agent_registry_is_never_fetched_from_the_endpoint(local_hub,
                                                                             monkeypatch):
     """huggingface_hub (2.4) builds the user-agent of its first request with an AI-agent
@@ -948,11 +957,7 @@ def test_huggingface_hubs_agent_registry_is_never_fetched_from_the_endpoint(loca
     from huggingface_hub import constants
     monkeypatch.setattr(_detect_agent, '_registry', None)  # not read yet in this process
     monkeypatch.setattr(constants, 'HF_HUB_DISABLE_TELEMETRY', False)  # huggingface_hub's default
-    local_hub.mode = 'registry-stream'
-    local_hub.body = _safetensors_bytes(w=torch.ones(2))
-    weights = _within(30, lambda: read_checkpoint('anime-face-detector')[0])
-    assert weights['w'].tolist() == [1, 1]
-    assert '/api/agent-harnesses' not in local_hub.paths, local_hub.paths
+    _download_never_asking(local_hub, 'registry-stream', '/api/agent-harnesses')
     assert constants.HF_HUB_DISABLE_TELEMETRY is False
 
 
@@ -965,11 +970,7 @@ def test_an_endpoints_xet_headers_never_take_the_download_out_of_its_bounds(loca
     pytest.importorskip('hf_xet')
     from huggingface_hub import constants
     monkeypatch.setattr(constants, 'HF_HUB_DISABLE_XET', False)  # huggingface_hub's default
-    local_hub.mode = 'xet'
-    local_hub.body = _safetensors_bytes(w=torch.ones(2))
-    weights = _within(30, lambda: read_checkpoint('anime-face-detector')[0])
-    assert weights['w'].tolist() == [1, 1]
-    assert '/api/xet-refresh' not in local_hub.paths, local_hub.paths
+    _download_never_asking(local_hub, 'xet', '/api/xet-refresh')
     assert constants.HF_HUB_DISABLE_XET is False
 
 
