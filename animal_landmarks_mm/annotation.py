@@ -202,6 +202,34 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> 
     return data
 
 
+
+class RepeatedKeyError(ValueError):
+    """One JSON object names a key twice; the message names the key."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object's dict, refusing a repeated key: ``json.loads`` keeps the last value and
+    drops the others unseen (``{"faces": [...], "faces": []}``, a pasted block of boxes), so
+    a file edited by hand would lose what its writer meant without a word."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        shown = printable(repeated, one_line=True, limit=80)
+        raise RepeatedKeyError(f'the key "{shown}" twice in one object (which one is meant?)')
+    return data
+
+
+def loads_user_json(text: str | bytes) -> Any:
+    """JSON written or edited by hand (annotation files, boxes files), decoded as
+    ``json.loads`` does but refusing an object with a repeated key.
+
+    Raises:
+        RepeatedKeyError: a key twice in one object.
+        json.JSONDecodeError, UnicodeDecodeError, RecursionError: as ``json.loads``.
+    """
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
 #: The largest crawler sidecar read (bytes): one is a few hundred; a larger file named like one
 #: is not the crawler's.
 SIDECAR_MAX_BYTES = 1 << 20
@@ -784,10 +812,10 @@ def read_annotation_json(path: str | os.PathLike) -> Any:
     """
     path = Path(path)
     try:
-        return json.loads(read_regular_file(path, ANNOTATION_MAX_BYTES).decode('utf-8'))
+        return loads_user_json(read_regular_file(path, ANNOTATION_MAX_BYTES).decode('utf-8'))
     except AnnotationError:  # not regular, too large: already one line naming it
         raise
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RepeatedKeyError) as e:
         raise AnnotationError(f'{path}: broken JSON ({e})') from None
     except RecursionError:
         raise AnnotationError(f'{path}: JSON nested too deeply to be an annotation') from None

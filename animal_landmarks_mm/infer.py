@@ -43,6 +43,7 @@ from .annotation import (
     AnnotationError,
     Face,
     ImageAnnotation,
+    RepeatedKeyError,
     annotation_bytes,
     file_sha256,
     fit_name,
@@ -52,6 +53,7 @@ from .annotation import (
     is_models_prediction,
     lies_in_folder,
     load_annotation,
+    loads_user_json,
     parse_annotation,
     parse_face,
     parse_number,
@@ -152,7 +154,9 @@ def load_boxes_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise InferenceInputError(f'{path}: cannot read boxes ({e.__class__.__name__}: '
                                   f'{" ".join(str(e).split())[:80]})') from None
     try:
-        raw = json.loads(data.decode('utf-8'))
+        raw = loads_user_json(data.decode('utf-8'))
+    except RepeatedKeyError as e:  # its message is one line, the key cut to fit
+        raise InferenceInputError(f'{path}: cannot read boxes: {e}') from None
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise InferenceInputError(f'{path}: cannot read boxes ({e.__class__.__name__}: '
                                   f'{" ".join(str(e).split())[:80]})') from None

@@ -59,7 +59,7 @@ SETTINGS_FILE = '.synthetic.json'
 #: the largest image side the generator draws: real pictures are 2000-4000 px, and each
 #: image's background is made in float64 (at this size 1.6 GB; a side of 10**7 px asked numpy
 #: for petabytes)
-MAX_IMAGE_SIDE = 8192
+MAX_DRAWN_SIDE = 8192
 
 
 class SyntheticDataError(AnimalLandmarksError, ValueError):
@@ -513,8 +513,8 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
     """
     if num_images <= 0:
         raise SyntheticDataError(f'num_images must be positive, got {num_images}')
-    if not 32 <= min_size <= max_size <= MAX_IMAGE_SIDE:
-        raise SyntheticDataError(f'need 32 <= min_size <= max_size <= {MAX_IMAGE_SIDE}, got '
+    if not 32 <= min_size <= max_size <= MAX_DRAWN_SIDE:
+        raise SyntheticDataError(f'need 32 <= min_size <= max_size <= {MAX_DRAWN_SIDE}, got '
                                  f'{min_size}, {max_size}')
     if workers < 1:
         raise SyntheticDataError(f'workers must be at least 1, got {workers}')

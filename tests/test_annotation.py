@@ -86,6 +86,25 @@ def test_load_names_the_file(tmp_path):
         load_annotation(path)
 
 
+def test_a_key_twice_in_one_object_is_refused_naming_it(tmp_path):
+    """A file edited by hand with a key twice (json.loads kept the last one: the faces written
+    first were dropped unseen) is refused in one line naming the file and the key; the same
+    key in different objects (each face's "landmarks") is no repetition."""
+    path = tmp_path / 'a.json'
+    save_annotation(path, ImageAnnotation(image='a.png', width=64, height=48,
+                                          faces=[Face(list(POINTS)), Face(list(POINTS))]))
+    text = path.read_text().rstrip()
+    assert text.endswith('}') and len(load_annotation(path).faces) == 2
+    path.write_text(text[:-1] + ', "faces": []}')
+    with pytest.raises(AnnotationError) as info:
+        load_annotation(path)
+    assert str(info.value) == (f'{path}: broken JSON (the key "faces" twice in one object '
+                               '(which one is meant?))')
+    path.write_text('{"image": "a.png", "\\u001b[2J": 1, "\\u001b[2J": 2}')
+    with pytest.raises(AnnotationError, match=r'the key "\\x1b\[2J" twice'):
+        load_annotation(path)
+
+
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     """A write that fails after part of the new file reached the disk (a disk filling up:
     here the process's file size limit, a real EFBIG from the kernel) leaves the old file

@@ -692,6 +692,11 @@ def test_a_boxes_file_is_read_only_if_regular_and_small_and_its_entries_are_numb
             infer.load_boxes_file(given)
         assert str(error.value) == (f"{given}: boxes of 'a.png': a coordinate is not a number: "
                                     f'{shown}, in [[{entry}, 10, 20, 20]]')
+    given.write_text('{"a.png": [[0, 0, 10, 10]], "b.png": [], "a.png": [[5, 5, 20, 20]]}')
+    with pytest.raises(InferenceInputError) as error:  # json.loads kept the second a.png only
+        infer.load_boxes_file(given)
+    assert str(error.value) == (f'{given}: cannot read boxes: the key "a.png" twice in one '
+                                'object (which one is meant?)')
     # not finite: usable_boxes skips that box, naming the image (the file is no mistake)
     given.write_text('{"a.png": [[NaN, 0, 10, 10], [0, 0, 1e400, 10]]}')
     assert infer.load_boxes_file(given)['a.png'].shape == (2, 4)
