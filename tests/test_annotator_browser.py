@@ -274,8 +274,10 @@ def test_28_clicks_land_exactly_drag_undo_redo_and_occluded(server, images, brow
     assert len(page.page.locator('#landmark-editor .landmark-point').all()) == 28
     assert save_screenshot(page.page, SCREENSHOT) < 300_000
 
-    # drag point 12 by (+30, -20) shown pixels
+    # drag point 12 by (+30, -20) shown pixels, grabbed 3, 4 px off its centre (within its
+    # reach): it moves by the drag, not to the pointer
     x12, y12 = page.at(*got[12])
+    x12, y12 = x12 + 3, y12 + 4
     page.page.mouse.move(x12, y12)
     page.wait_text('le-tooltip', '12: left eye, upper lid, top')  # hover names it
     page.page.mouse.down()
@@ -486,10 +488,12 @@ def _other_tools(page, file: Path, saved: np.ndarray, scale: float) -> None:
     page.key('l')
     page.page.wait_for_function(
         '() => document.querySelectorAll("#landmark-editor .le-label").length > 0')
-    # the box's top-left corner, dragged 20 shown px left and up: an edit of the box
+    # the box's top-left corner, grabbed 3, 4 shown px off it and dragged 20 shown px left and
+    # up: an edit of the box, the corner moved by the drag (not to the pointer)
     box = face().bbox
     corner = page.at(box[0], box[1])
-    _drag(page, corner, (corner[0] - 20, corner[1] - 20))
+    grab = (corner[0] + 3, corner[1] + 4)
+    _drag(page, grab, (grab[0] - 20, grab[1] - 20))
     page.page.wait_for_function(
         f'() => window.landmarkEditor.face.bbox[0] < {box[0] - 10 / scale}')
     moved = face().bbox
@@ -1401,6 +1405,7 @@ def test_a_drag_or_a_click_during_a_predict_edits_nothing_and_says_why(serve, br
         page = Page(browser, url, 'a.png')
         page.click(30, 30)
         page.saved()
+        page.key('m')  # over a point placed by hand: asked for twice (see the next test)
         page.key('m')
         page.page.wait_for_function('() => window.landmarkEditor.busy')
         view = page.js('[e.view.tx, e.view.ty]')
@@ -1421,6 +1426,46 @@ def test_a_drag_or_a_click_during_a_predict_edits_nothing_and_says_why(serve, br
         assert _shows(page, [[k, 2 * k] for k in range(28)])  # the model's, on the whole image
     finally:
         model.release.set()
+    page.close()
+
+
+def test_predict_over_points_placed_by_hand_is_asked_for_twice(serve, browser):
+    """A stray m (beside n) replaced a finished annotation with the model's points, saved as
+    predicted at once. Over a face with points placed by hand, the first m only says what a
+    second would do; any other edit or key between takes that back; over an empty face or a
+    model's points, m predicts at once."""
+    from test_annotate_app import FakePredictor
+    url, out = serve(FakePredictor())
+    page = Page(browser, url, 'a.png')
+    page.key('m')  # nothing placed: predicts at once
+    page.page.wait_for_function('() => window.landmarkEditor.edit.status === "predicted"')
+    page.saved()
+    assert page.js('e.face.predicted') is True
+    page.key('m')  # the model's points again: at once too
+    page.saved()
+    assert page.js('[e.applied, e.face.predicted]') == [2, True]
+    page.key('Enter')  # accepted: the points are an annotation now
+    page.saved()
+    assert load_annotation(out / 'a.json').status == 'annotated'
+    page.key('m')
+    assert page.text('le-message') == ('Predict replaces the 28 points you placed on this face '
+                                       "with the model's: press m (or Predict) again to do it")
+    page.page.wait_for_timeout(300)
+    assert page.js('[e.busy, e.queue.length, e.applied]') == ['', 0, 3]
+    page.key('n')  # what the stray m was beside: leaves the annotation as it was
+    page.wait_text('le-name', 'b.png')
+    assert load_annotation(out / 'a.json').status == 'annotated'
+    page.click(20, 20)  # one point by hand on b.png; an edit between the two m's disarms
+    page.saved()
+    page.key('m')
+    page.click(40, 40)
+    page.saved()
+    page.key('m')
+    assert page.text('le-message').startswith('Predict replaces the 2 points you placed')
+    page.key('m')
+    page.page.wait_for_function('() => window.landmarkEditor.face.predicted')
+    page.saved()
+    assert load_annotation(out / 'b.json').status == 'predicted'
     page.close()
 
 

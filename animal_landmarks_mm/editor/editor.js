@@ -205,6 +205,7 @@
       this.queue = [];         // operations not on disk yet, in order
       this.seq = 0;
       this.lastAbsent = null;  // the point x just marked absent (x again unsets it)
+      this.predictArmed = null;  // a Predict over placed points, asked for once (see predict)
       this.applied = 0;
       this.saved = 0;
       this.inFlight = false;
@@ -1116,6 +1117,20 @@
         this.say('no model: start the annotator with --checkpoint and --config', 'error');
         return;
       }
+      // The model's points replace the face's, and the image is saved as predicted at once:
+      // one stray m (beside n) over a face placed by hand replaced a finished annotation.
+      // Such a face is replaced only when Predict is asked for again straight away.
+      const placed = this.face.points.filter((p) => p).length;
+      const armed = this.predictArmed;
+      const again = armed !== null && armed.token === this.doc.token &&
+        armed.seq === this.seq && armed.face === this.edit.face;
+      if (placed && !this.face.predicted && !again) {
+        this.predictArmed = {token: this.doc.token, seq: this.seq, face: this.edit.face};
+        this.say(`Predict replaces the ${placed} point${placed === 1 ? '' : 's'} you placed ` +
+                 'on this face with the model\'s: press m (or Predict) again to do it');
+        return;
+      }
+      this.predictArmed = null;
       this.record();
       this.busy = 'predicting';
       this.say('predicting…');
@@ -1266,13 +1281,21 @@
         g.tentative = null;
       }
       if (g.kind === 'box') return;
+      // A point or corner moves by the drag, not to the pointer: it is grabbed anywhere
+      // within HIT_RADIUS of its centre, and jumping there added the grab's offset to a nudge
+      // (a 6 px drag 8 px off-centre moved it 14 px).
       if (g.hit !== null && g.hit !== undefined) {
         g.kind = 'point';
         g.before = this.snapshot();
+        const [px, py] = this.face.points[g.hit];
+        g.offset = [px - g.x, py - g.y];
         this.selected = g.hit;
       } else if (g.handle !== null && g.handle !== undefined) {
         g.kind = 'handle';
         g.before = this.snapshot();
+        const box = this.face.bbox, c = g.handle;
+        g.offset = [(c === 0 || c === 3 ? box[0] : box[2]) - g.x,
+                    (c === 0 || c === 1 ? box[1] : box[3]) - g.y];
       } else {
         g.kind = 'pan';
         g.view = Object.assign({}, this.view);
@@ -1286,12 +1309,12 @@
         this.view.ty = g.view.ty + (sy - g.sy);
         this.applyView();
       } else if (g.kind === 'point') {
-        const [x, y] = this.clampToImage(...this.imagePoint(e));
+        const [x, y] = this.grabbedTo(g, e);
         this.face.points[g.hit] = [x, y];
         this.setHover(g.hit, sx, sy);
         this.drawOverlay();
       } else if (g.kind === 'handle') {
-        const [x, y] = this.clampToImage(...this.imagePoint(e));
+        const [x, y] = this.grabbedTo(g, e);
         const box = this.face.bbox.slice();
         const c = g.handle;
         if (c === 0 || c === 3) box[0] = x; else box[2] = x;
@@ -1304,6 +1327,12 @@
         g.ey = y;
         this.drawOverlay();
       }
+    }
+
+    /** Where the dragged point or corner is now: where it was plus the pointer's move. */
+    grabbedTo(g, e) {
+      const [x, y] = this.imagePoint(e);
+      return this.clampToImage(x + g.offset[0], y + g.offset[1]);
     }
 
     /** Take back what the gesture began (the browser took the pointer away, e.g. for a
