@@ -48,7 +48,7 @@ import socket
 import stat
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +89,10 @@ EDITOR_FILES = {'editor.js': 'text/javascript', 'editor.css': 'text/css'}
 #: Tabs whose state the server keeps (the least recently used one is dropped beyond this; its
 #: page reopens its image from disk, all its saved edits included).
 MAX_TABS = 64
+#: Images whose undo history a tab keeps after leaving them (the least recently left is
+#: dropped beyond this, for all tabs together): coming back, Ctrl+Z undoes what was done there
+#: before (a stray n, or Predict over a finished face, was else beyond undo).
+KEPT_HISTORIES = 32
 #: Edit operations accepted in one request.
 MAX_OPS = 1000
 #: The largest request body the annotator's API routes read, in bytes (a full batch of MAX_OPS
@@ -165,6 +169,33 @@ class TabSession:
     # again only when asked (s, another edit), not every few seconds
     save_permanent: bool = False
     used: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class _KeptHistory:
+    """The undo history of an image a tab left, and what its files and faces were then: it
+    is taken up again only over the same files and faces (another tab's save, or a file
+    edited by hand, meanwhile: the steps would undo into a state never seen). Not the whole
+    content: a file keeps no ``reviewed_at`` of a predicted image, which the edit held."""
+
+    history: deque
+    future: list
+    recorded: int
+    revisions: tuple[str | None, str | None]
+    faces: list
+
+    @classmethod
+    def of(cls, edit: ImageEdit) -> _KeptHistory:
+        return cls(edit.history, list(edit.future), edit.recorded,
+                   (edit.revision, edit.draft_revision), edit.content()['faces'])
+
+    def matches(self, edit: ImageEdit) -> bool:
+        return (edit.revision, edit.draft_revision) == self.revisions and \
+            not edit.read_only and edit.content()['faces'] == self.faces
+
+    def give(self, edit: ImageEdit) -> None:
+        edit.history, edit.future, edit.recorded = self.history, list(self.future), \
+            self.recorded
 
 
 def _seen_revisions(seen: Any) -> tuple[str | None, str | None] | None:
@@ -631,6 +662,8 @@ class Annotator:
         self.detector = detector
         self.model = model or ('model' if predictor is not None else None)
         self.tabs: OrderedDict[str, TabSession] = OrderedDict()
+        #: (tab, image) -> the undo history the tab left there (see KEPT_HISTORIES)
+        self.kept_histories: OrderedDict[tuple[str, str], _KeptHistory] = OrderedDict()
         self._lock = threading.RLock()  # one edit or open at a time: they share the files
         self.gate = ModelGate(quiet_s)
         self.pre_annotate = max(int(pre_annotate), 0)
@@ -662,7 +695,7 @@ class Annotator:
             skeleton=[list(pair) for pair in SKELETON],
             visibility={name: flag for flag, name in VISIBILITY_FLAGS.items()},
             label_parts=label_parts(),
-            history_steps=HISTORY_STEPS, max_ops=MAX_OPS,
+            history_steps=HISTORY_STEPS, kept_histories=KEPT_HISTORIES, max_ops=MAX_OPS,
             skip_reasons=list(SKIP_REASONS), max_reason_chars=MAX_REASON_CHARS,
             predict=self.predictor is not None,
             detector=self.detector is not None, shortcuts=SHORTCUTS,
@@ -828,6 +861,7 @@ class Annotator:
                     return dict(ok=False, reason='unsaved', message=failure + ' (Reload shows '
                                 'the saved version and drops your change)',
                                 state=self.state(previous))
+                self._keep_history(tab, previous.edit)
             opened = TabSession(token=secrets.token_hex(8), index=target, edit=None,
                                 message=message)
             self.tabs[tab] = opened
@@ -849,9 +883,24 @@ class Annotator:
                             state=self.state(opened))
             if opened.edit.notice:
                 opened.message = '; '.join(m for m in (message, opened.edit.notice) if m)
+            kept = self.kept_histories.pop((tab, opened.edit.image), None)
+            # not on Reload (discard: its point is to drop the page's work) nor on a reopen
+            # after a restart (seen: that page's history is its own, see the editor's reopen)
+            if kept is not None and not discard and seen is None and kept.matches(opened.edit):
+                kept.give(opened.edit)
             if seen is not None:
                 opened.edit.revision, opened.edit.draft_revision = seen
             return dict(ok=True, state=self.state(opened))
+
+    def _keep_history(self, tab: str, edit: ImageEdit) -> None:
+        """Keep the undo history of an image the tab leaves, its edits saved."""
+        if edit.read_only or not (edit.history or edit.future):
+            return
+        key = (tab, edit.image)
+        self.kept_histories.pop(key, None)
+        self.kept_histories[key] = _KeptHistory.of(edit)
+        while len(self.kept_histories) > KEPT_HISTORIES:
+            self.kept_histories.popitem(last=False)
 
     # pre-annotation ---------------------------------------------------------------------------
 

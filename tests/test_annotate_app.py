@@ -157,6 +157,49 @@ def test_a_refused_edit_is_an_undo_step_on_both_sides(folders):
     assert state['edit']['faces'][0]['points'][0] == list(POINTS[0])
 
 
+def test_the_undo_history_of_an_image_is_kept_when_the_tab_leaves_and_comes_back(
+        folders, monkeypatch):
+    """A stray n (or Clear face, then n) left an image beyond undo: its history went with
+    it. A tab coming back finds its steps (undo and redo) as it left them, unless the files
+    changed meanwhile (another tab's save), it reloads (discard), or more images were left
+    since than the server keeps."""
+    from animal_landmarks_mm import annotate_app
+    annotator = _annotator(folders)
+    tab, other = Tab(annotator, TAB), Tab(annotator, OTHER_TAB)
+    tab.open(image='a.png')
+    tab.send(*_places(POINTS))
+    tab.send(dict(op='clear_face'), dict(op='place', index=0, x=50, y=50), dict(op='undo'))
+    assert (tab.state['undo'], tab.state['redo']) == (29, 1)
+    assert tab.state['status_label'] == 'draft (unfinished)'  # the file still has 28 points
+    assert tab.open(go='next')['state']['undo'] == 0  # b.png: its own (empty) history
+    state = tab.open(image='a.png')['state']
+    assert (state['undo'], state['redo']) == (29, 1) and state['edit']['faces'][0]['points'] \
+        == [None] * 28
+    state = tab.send(dict(op='undo'))  # the Clear face, undone after coming back
+    assert state['edit']['faces'][0]['points'] == [list(p) for p in POINTS]
+    assert state['status_label'] == 'annotated'
+    assert np.allclose(load_annotation(folders[1] / 'a.json').faces[0].landmarks, POINTS)
+    assert not (folders[1] / '.drafts' / 'a.json').exists()
+    # a Reload drops the page's work and its history
+    tab.open(go='next')
+    assert tab.open(image='a.png', discard=True)['state']['undo'] == 0
+    # another tab's save while this one is away: the steps would undo into an unseen state
+    tab.send(dict(op='move', index=3, x=20, y=20))
+    tab.open(go='next')
+    other.open(image='a.png')
+    other.send(dict(op='move', index=4, x=30, y=30))
+    assert tab.open(image='a.png')['state']['undo'] == 0
+    # the most recently left images only, for all tabs together
+    monkeypatch.setattr(annotate_app, 'KEPT_HISTORIES', 1)
+    tab.send(dict(op='move', index=5, x=20, y=20))
+    tab.open(image='c.png')
+    tab.send(dict(op='move', index=0, x=1, y=1))
+    tab.open(image='b.png')  # c.png is the one kept now
+    assert tab.open(image='a.png')['state']['undo'] == 0
+    assert list(annotator.kept_histories) == [(TAB, 'c.png')]
+    assert tab.open(image='c.png')['state']['undo'] == 1
+
+
 def test_the_page_is_told_why_a_complete_face_is_not_done(folders):
     """28 clicks on one spot: complete by count, but no annotation the converter takes; the
     answer says so (message and problem), the work is a draft, and a fix makes it done."""

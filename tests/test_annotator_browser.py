@@ -1469,6 +1469,49 @@ def test_predict_over_points_placed_by_hand_is_asked_for_twice(serve, browser):
     page.close()
 
 
+def test_an_image_left_and_come_back_to_is_undone_as_it_was_left(serve, browser):
+    """Leaving an image dropped its undo history on both sides: Predict over a finished
+    face, then n, left the hand-made points beyond reach. Coming back (p), Ctrl+Z undoes it,
+    and Ctrl+Shift+Z redoes it, as before leaving; after Reload there is nothing to undo."""
+    from test_annotate_app import FakePredictor
+    url, out = serve(FakePredictor())
+    page = Page(browser, url, 'a.png')
+    model = [[k, 2 * k] for k in range(28)]
+    page.key('m')
+    page.page.wait_for_function('() => window.landmarkEditor.face.predicted')
+    page.key('Enter')
+    page.page.locator('#le-points [data-index="5"]').click()  # selected: a click re-places it
+    page.click(100, 100)
+    page.saved()
+    corrected = [p if k != 5 else [100, 100] for k, p in enumerate(model)]
+    assert _shows(page, corrected) and load_annotation(out / 'a.json').status == 'annotated'
+    page.key('m')
+    page.key('m')  # asked for twice: the model's points over the corrected face
+    page.page.wait_for_function('() => window.landmarkEditor.face.predicted')
+    page.saved()
+    page.key('n')
+    page.wait_text('le-name', 'b.png')
+    assert page.js('[e.undoStack.length, e.redoStack.length]') == [0, 0]
+    page.key('p')
+    page.wait_text('le-name', 'a.png')
+    assert _shows(page, model) and page.js('e.undoStack.length') == 4
+    page.key('Control+z')
+    page.saved()
+    assert _shows(page, corrected)
+    saved = load_annotation(out / 'a.json')
+    assert saved.status == 'annotated' and saved.faces[0].landmarks[5] == (100, 100)
+    page.key('Control+Shift+Z')
+    page.saved()
+    assert _shows(page, model) and load_annotation(out / 'a.json').status == 'predicted'
+    page.key('Control+z')
+    page.saved()
+    assert load_annotation(out / 'a.json').faces[0].landmarks[5] == (100, 100)
+    page.page.locator('#landmark-editor [data-action="reload"]').click()
+    page.page.wait_for_function('() => window.landmarkEditor.doc.applied === 0')
+    assert page.js('[e.undoStack.length, e.redoStack.length]') == [0, 0]
+    page.close()
+
+
 def test_s_during_a_conflict_keeps_saying_whose_change_it_is(serve, browser):
     """s pressed while another tab's change stands in the way replaced the server's words
     (which file, changed by whom, Reload) with a bare 'not saved yet'."""

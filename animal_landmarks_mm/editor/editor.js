@@ -202,6 +202,9 @@
       this.refused = new Set();  // the open image's operations the server refused (their seq)
       this.undoStack = [];
       this.redoStack = [];
+      // image -> {undo, redo}: the stacks of the images left, as the server keeps their
+      // history (annotate_app.KEPT_HISTORIES), taken up again on coming back
+      this.histories = new Map();
       this.queue = [];         // operations not on disk yet, in order
       this.seq = 0;
       this.lastAbsent = null;  // the point x just marked absent (x again unsets it)
@@ -660,6 +663,7 @@
           this.say((this.doc && this.doc.message) || `refused: ${unless.op}`, 'error');
           return false;
         }
+        const left = this.doc && this.doc.image;
         this.$('le-loading').classList.add('le-visible');
         let answer;
         try {
@@ -672,6 +676,13 @@
         if (!answer || !answer.state) {
           this.say((answer && answer.message) || 'cannot open that image', 'error');
           return false;
+        }
+        if (!discard && this.edit) {  // its edits saved: the server keeps its history too
+          this.histories.delete(left);
+          this.histories.set(left, {undo: this.undoStack, redo: this.redoStack});
+          while (this.histories.size > this.config.kept_histories) {
+            this.histories.delete(this.histories.keys().next().value);
+          }
         }
         await this.show(answer.state, answer.ok ? (answer.state.message || '') : answer.message,
                         answer.ok ? '' : 'error');
@@ -730,8 +741,15 @@
       this.offline = false;
       this.stuck = null;
       this.retries = 0;
-      this.undoStack = [];
-      this.redoStack = [];
+      // The image's history as this page left it, if the server took up the same (its step
+      // counts say so; a Reload, another tab's save or a restart left it none): the two
+      // histories stay in step, each undo here undoing the same edit there.
+      const kept = this.histories.get(state.image);
+      this.histories.delete(state.image);
+      const same = kept && state.edit && kept.undo.length === state.undo &&
+        kept.redo.length === state.redo;
+      this.undoStack = same ? kept.undo : [];
+      this.redoStack = same ? kept.redo : [];
       this.selected = null;
       this.hover = null;
       this.busy = '';
