@@ -1269,6 +1269,24 @@ def test_a_back_refused_for_unsaved_edits_leaves_the_address_naming_the_image_sh
     page.close()
 
 
+def test_a_click_beside_the_picture_places_nothing_and_says_what_to_do(restarts, browser):
+    """A click just outside the picture placed nothing without a word (a point of a face cut
+    off by the frame looked lost)."""
+    url, out, folder, restart = restarts
+    page = Page(browser, url, 'r8.png')
+    width, height = page.size()
+    page.key('-')  # zoomed out: the picture has room around it in the view
+    page.page.wait_for_function(
+        '() => window.landmarkEditor.view.s < window.landmarkEditor.view.fit')
+    page.click(width / 2, height + 2)  # 2 image px below the bottom edge
+    page.page.wait_for_timeout(200)
+    assert page.text('le-message') == (
+        'nothing placed: 0 goes on the picture; for a point cut off by the frame press x '
+        '(absent), or o (occluded) and click at the edge')
+    assert page.js('[e.seq, e.face.points[0]]') == [0, None]
+    page.close()
+
+
 def test_a_click_on_the_selected_point_deselects_it_without_moving_it(restarts, browser):
     url, out, folder, restart = restarts
     draft = out / '.drafts' / 'r8.json'

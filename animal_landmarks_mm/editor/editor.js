@@ -1420,6 +1420,11 @@
         } else if (g.inside && this.target() === null) {
           this.say('face complete: drag a point to move it, select one to re-place it, or ' +
                    'New face for another face');
+        } else if (!g.inside && this.target() !== null) {
+          // a point is on the picture (training crops from it): one cut off by the frame is
+          // absent, or placed by estimate at the edge; a silent click looked like a lost one
+          this.say(`nothing placed: ${this.target()} goes on the picture; for a point cut ` +
+                   'off by the frame press x (absent), or o (occluded) and click at the edge');
         }
       }
       this.adopt();
