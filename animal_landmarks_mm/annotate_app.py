@@ -173,25 +173,24 @@ class TabSession:
 
 @dataclass(frozen=True)
 class _KeptHistory:
-    """The undo history of an image a tab left, and what its files and faces were then: it
-    is taken up again only over the same files and faces (another tab's save, or a file
-    edited by hand, meanwhile: the steps would undo into a state never seen). Not the whole
-    content: a file keeps no ``reviewed_at`` of a predicted image, which the edit held."""
+    """The undo history of an image a tab left, and the revisions of its files then: it is
+    taken up again only over the same files (another tab's save, or a file edited by hand,
+    meanwhile: the steps would undo into a state never seen). Not over the same faces: the
+    image reopens as its file holds it (points rounded, a skipped image's unfinished face
+    dropped), and from there the steps undo to what the tab had, as they would have."""
 
     history: deque
     future: list
     recorded: int
     revisions: tuple[str | None, str | None]
-    faces: list
 
     @classmethod
     def of(cls, edit: ImageEdit) -> _KeptHistory:
         return cls(edit.history, list(edit.future), edit.recorded,
-                   (edit.revision, edit.draft_revision), edit.content()['faces'])
+                   (edit.revision, edit.draft_revision))
 
     def matches(self, edit: ImageEdit) -> bool:
-        return (edit.revision, edit.draft_revision) == self.revisions and \
-            not edit.read_only and edit.content()['faces'] == self.faces
+        return (edit.revision, edit.draft_revision) == self.revisions and not edit.read_only
 
     def give(self, edit: ImageEdit) -> None:
         edit.history, edit.future, edit.recorded = self.history, list(self.future), \
@@ -893,7 +892,7 @@ class Annotator:
             return dict(ok=True, state=self.state(opened))
 
     def _keep_history(self, tab: str, edit: ImageEdit) -> None:
-        """Keep the undo history of an image the tab leaves, its edits saved."""
+        """Keep the undo history of an image the tab leaves (its edits on disk)."""
         if edit.read_only or not (edit.history or edit.future):
             return
         key = (tab, edit.image)

@@ -167,7 +167,8 @@ def test_the_undo_history_of_an_image_is_kept_when_the_tab_leaves_and_comes_back
     annotator = _annotator(folders)
     tab, other = Tab(annotator, TAB), Tab(annotator, OTHER_TAB)
     tab.open(image='a.png')
-    tab.send(*_places(POINTS))
+    clicked = [(x + 0.123456789, y + 0.987654321) for x, y in POINTS]  # a file keeps 4 digits
+    tab.send(*_places(clicked))
     tab.send(dict(op='clear_face'), dict(op='place', index=0, x=50, y=50), dict(op='undo'))
     assert (tab.state['undo'], tab.state['redo']) == (29, 1)
     assert tab.state['status_label'] == 'draft (unfinished)'  # the file still has 28 points
@@ -176,10 +177,14 @@ def test_the_undo_history_of_an_image_is_kept_when_the_tab_leaves_and_comes_back
     assert (state['undo'], state['redo']) == (29, 1) and state['edit']['faces'][0]['points'] \
         == [None] * 28
     state = tab.send(dict(op='undo'))  # the Clear face, undone after coming back
-    assert state['edit']['faces'][0]['points'] == [list(p) for p in POINTS]
+    assert state['edit']['faces'][0]['points'] == [list(p) for p in clicked]
     assert state['status_label'] == 'annotated'
-    assert np.allclose(load_annotation(folders[1] / 'a.json').faces[0].landmarks, POINTS)
+    assert np.allclose(load_annotation(folders[1] / 'a.json').faces[0].landmarks, clicked)
     assert not (folders[1] / '.drafts' / 'a.json').exists()
+    # left finished (the file's points rounded): its steps come back too
+    tab.send(dict(op='move', index=2, x=7.123456, y=8.654321))
+    tab.open(go='next')
+    assert tab.open(image='a.png')['state']['undo'] == 29
     # a Reload drops the page's work and its history
     tab.open(go='next')
     assert tab.open(image='a.png', discard=True)['state']['undo'] == 0
@@ -193,11 +198,20 @@ def test_the_undo_history_of_an_image_is_kept_when_the_tab_leaves_and_comes_back
     monkeypatch.setattr(annotate_app, 'KEPT_HISTORIES', 1)
     tab.send(dict(op='move', index=5, x=20, y=20))
     tab.open(image='c.png')
-    tab.send(dict(op='move', index=0, x=1, y=1))
+    tab.send(dict(op='place', index=0, x=1, y=1))
     tab.open(image='b.png')  # c.png is the one kept now
     assert tab.open(image='a.png')['state']['undo'] == 0
     assert list(annotator.kept_histories) == [(TAB, 'c.png')]
     assert tab.open(image='c.png')['state']['undo'] == 1
+    # a stray Skip over a face begun (the file keeps no unfinished face of a skipped image)
+    tab = Tab(_annotator(folders), 'tab-three-0003')
+    tab.open(image='b.png')
+    tab.send(*_places(POINTS[:3]), dict(op='skip', reason='stray'))
+    tab.open(go='next')
+    state = tab.open(image='b.png')['state']
+    assert state['status_label'] == 'skipped: stray' and state['undo'] == 4
+    state = tab.send(dict(op='undo'))
+    assert state['edit']['faces'][0]['points'][:4] == [list(p) for p in POINTS[:3]] + [None]
 
 
 def test_the_page_is_told_why_a_complete_face_is_not_done(folders):

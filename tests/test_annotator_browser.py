@@ -1450,7 +1450,7 @@ def test_a_drag_or_a_click_during_a_predict_edits_nothing_and_says_why(serve, br
 def test_predict_over_points_placed_by_hand_is_asked_for_twice(serve, browser):
     """A stray m (beside n) replaced a finished annotation with the model's points, saved as
     predicted at once. Over a face with points placed by hand, the first m only says what a
-    second would do; any other edit or key between takes that back; over an empty face or a
+    second would do; an edit between (or another face) takes that back; over an empty face or a
     model's points, m predicts at once."""
     from test_annotate_app import FakePredictor
     url, out = serve(FakePredictor())
