@@ -316,9 +316,20 @@ def _state_dict_problem(checkpoint: object) -> str | None:
 def resume_file(load_from: str | None, work_dir: str) -> str | None:
     """The checkpoint a run with ``resume=True`` resumes from, by mmengine's rule
     (``Runner.load_or_resume``): ``load_from`` when set, else the work dir's latest checkpoint;
-    None when there is none (the run starts afresh)."""
+    None when there is none (the run starts afresh).
+
+    Raises:
+        CheckpointError: the work dir's ``last_checkpoint`` (where mmengine notes its latest
+            checkpoint) names none: a write of it cut short left it empty.
+    """
     from mmengine.runner import find_latest_checkpoint
-    return load_from or find_latest_checkpoint(work_dir)
+    if load_from:
+        return load_from
+    latest = find_latest_checkpoint(work_dir)
+    if latest == '':  # mmengine's '' (not None): the file is there and names nothing
+        raise CheckpointError(f'{os.path.join(work_dir, "last_checkpoint")} names no checkpoint '
+                              '(empty: a save cut short); resume from one with --resume PATH')
+    return latest
 
 
 def read_resume_checkpoint(path: str | os.PathLike) -> dict:

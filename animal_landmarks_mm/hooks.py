@@ -1,10 +1,12 @@
 """Hooks of this plugin, registered in mmpose's HOOKS."""
 from __future__ import annotations
 
-from mmengine.hooks import Hook
+from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmpose.registry import HOOKS
 
+from .annotation import remove_stale_temporaries, write_bytes_atomic
 from .checkpoints import (
     CheckpointError,
     CheckpointMismatchError,
@@ -130,3 +132,68 @@ class StrictLoadFromHook(Hook):
 
     def before_test(self, runner) -> None:
         self._load(runner)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend, each file written whole or not at all: into a temporary
+    beside it, then moved over it (:func:`~.annotation.write_bytes_atomic`). mmengine's own
+    writes straight into the final name, so a full disk or a kill mid-save left a truncated
+    checkpoint under a name the tools then pick (``best_NME_*.pth``)."""
+
+    def put(self, obj: bytes, filepath) -> None:
+        write_bytes_atomic(filepath, obj, make_folder=True)
+
+    def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
+        write_bytes_atomic(filepath, obj.encode(encoding), make_folder=True)
+
+
+#: The name :class:`AtomicLocalBackend` is registered under (``backend_args=dict(backend=...)``).
+ATOMIC_LOCAL_BACKEND = 'atomic_local'
+register_backend(ATOMIC_LOCAL_BACKEND, AtomicLocalBackend, force=True)
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` with nothing lost when a save is cut short.
+
+    mmengine removes the previous best checkpoint before it writes the new one, straight into
+    its final name: a full disk or a kill during that write left a truncated
+    ``best_NME_*.pth`` and no other (``--resume`` then finished without complaint, and
+    ``tools/test.py`` refused the file). Here checkpoints are written atomically
+    (:class:`AtomicLocalBackend`) and the previous best is removed only once the new one is
+    in place; a failed save leaves it. Arguments as ``CheckpointHook``'s; given an ``out_dir``,
+    ``backend_args`` or ``file_client_args`` (another storage), it writes as mmengine does.
+    """
+
+    def __init__(self, *args, **kwargs):
+        if not any(kwargs.get(key) is not None
+                   for key in ('out_dir', 'backend_args', 'file_client_args')):
+            kwargs['backend_args'] = dict(backend=ATOMIC_LOCAL_BACKEND)
+        super().__init__(*args, **kwargs)
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if self.backend_args == dict(backend=ATOMIC_LOCAL_BACKEND):
+            # a save killed in an earlier run left its temporary (hidden, tens of MB); not a
+            # young one, which may be another process's save in progress
+            remove_stale_temporaries(self.out_dir)
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        # mmengine's method, its removals of the previous best held back until it returns
+        # (the new best then written); the backend is this hook's own, so only its calls are
+        # held back
+        backend, outdated = self.file_backend, []
+        backend.remove = backend.rmtree = outdated.append
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            del backend.remove, backend.rmtree
+        current = {getattr(self, 'best_ckpt_path', None),
+                   *getattr(self, 'best_ckpt_path_dict', {}).values()}
+        for path in outdated:
+            if path in current:  # the same name saved again: the new file, not an old one
+                continue
+            if backend.isfile(path):
+                backend.remove(path)
+            elif backend.isdir(path):
+                backend.rmtree(path)

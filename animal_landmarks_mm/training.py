@@ -355,7 +355,10 @@ def check_resume(work_dir: str, resume: str) -> str | None:
             carries code.
     """
     from .checkpoints import CheckpointError, read_resume_checkpoint, resume_file
-    path = resume_file(None if resume == 'auto' else resume, work_dir)
+    try:
+        path = resume_file(None if resume == 'auto' else resume, work_dir)
+    except CheckpointError as e:  # an empty last_checkpoint
+        raise CheckpointError(f'--resume: {e}') from None
     if path is None:
         return None
     try:

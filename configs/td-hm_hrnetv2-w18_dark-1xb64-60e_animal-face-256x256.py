@@ -32,8 +32,11 @@ param_scheduler = [
          by_epoch=True, convert_to_iter_based=True),
 ]
 
+# AtomicCheckpointHook: mmengine's, but a save cut short (a full disk, a kill) loses nothing:
+# each checkpoint written whole or not at all, the previous best removed after the new one
 default_hooks = dict(
-    checkpoint=dict(save_best='NME', rule='less', interval=6, max_keep_ckpts=3))
+    checkpoint=dict(type='AtomicCheckpointHook', save_best='NME', rule='less', interval=6,
+                    max_keep_ckpts=3))
 
 # load_from is loaded strictly, from mmpose 1.x or anime_face_detector (0.x) checkpoints alike;
 # backbone_only=True loads only the backbone of a checkpoint with another head

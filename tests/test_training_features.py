@@ -11,6 +11,7 @@ import time
 import pytest
 from mmengine.config import Config
 
+from animal_landmarks_mm.checkpoints import CheckpointError
 from animal_landmarks_mm.schedule import ScheduleError, plan_schedule
 from animal_landmarks_mm.training import (
     TrainingSetupError,
@@ -307,6 +308,84 @@ def test_resume_after_a_kill(coco_dir, tmp_path):
     assert 'Epoch(train) [3][2/2]' in log and (tmp_path / 'epoch_3.pth').is_file()
 
 
+def _best_checkpoint_run(work_dir, hook_type, fail_at=None):
+    """mmengine's Runner on a toy model, validated each epoch with an NME that falls (each
+    validation a new best), its checkpoints saved by ``hook_type`` as the main config saves
+    them; at validation ``fail_at`` the files the process may write are capped at 1 kB (a
+    full disk: the kernel's EFBIG) before the checkpoint hook saves the best."""
+    import resource
+
+    import torch
+    from mmengine.evaluator import BaseMetric
+    from mmengine.hooks import Hook
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+
+    import animal_landmarks_mm.hooks  # noqa: F401 (registers AtomicCheckpointHook)
+
+    class Toy(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(64, 64)
+
+        def forward(self, inputs, mode='tensor'):
+            loss = self.linear(inputs).square().mean()
+            return dict(loss=loss) if mode == 'loss' else [loss.detach()]
+
+    class FallingNME(BaseMetric):
+        def process(self, data_batch, data_samples):
+            self.results.append(0)
+
+        def compute_metrics(self, results):
+            return dict(NME=1.0 / (runner.epoch + 1))
+
+    class DiskFull(Hook):
+        priority = 'NORMAL'  # before the checkpoint hook (VERY_LOW)
+
+        def after_val_epoch(self, runner, metrics=None):
+            if runner.epoch == fail_at:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (1024, limit[1]))
+
+    data = [dict(inputs=torch.zeros(64)) for _ in range(2)]
+    loader = dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
+                  batch_size=2, collate_fn=dict(type='default_collate'))
+    runner = Runner(
+        model=Toy(), work_dir=str(work_dir), train_dataloader=loader, val_dataloader=loader,
+        train_cfg=dict(by_epoch=True, max_epochs=3, val_interval=1), val_cfg=dict(),
+        val_evaluator=dict(type=FallingNME), custom_hooks=[dict(type=DiskFull)],
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        default_hooks=dict(checkpoint=dict(type=hook_type, interval=1, save_best='NME',
+                                           rule='less')),
+        default_scope='mmpose')
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
+    try:
+        runner.train()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, xfsz)
+
+
+def test_a_best_checkpoint_save_cut_short_keeps_the_previous_best(tmp_path):
+    """mmengine's CheckpointHook removed the previous best before writing the new one
+    straight into its name: a full disk (or a kill) then left a truncated best_NME_*.pth as
+    the only one, which --resume took without a word and tools/test.py refused. The main
+    config's AtomicCheckpointHook writes whole files and removes the old best after."""
+    import torch
+
+    from animal_landmarks_mm.training import load_config
+    assert load_config(MAIN_CONFIG).default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    _best_checkpoint_run(tmp_path / 'whole', 'AtomicCheckpointHook')
+    assert sorted(p.name for p in (tmp_path / 'whole').glob('best_*')) == \
+        ['best_NME_epoch_3.pth']  # each new best replaced the one before
+    with pytest.raises(OSError, match='File too large'):
+        _best_checkpoint_run(tmp_path / 'cut', 'AtomicCheckpointHook', fail_at=2)
+    cut = tmp_path / 'cut'
+    assert sorted(p.name for p in cut.glob('best_*')) == ['best_NME_epoch_1.pth']
+    assert torch.load(cut / 'best_NME_epoch_1.pth', weights_only=False)['meta']['epoch'] == 1
+    assert not [p.name for p in cut.iterdir() if p.name.startswith('.')]  # no temporaries
+
+
 def test_distributed_training_two_processes_over_gloo(coco_dir, tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, PYTHONWARNINGS='ignore',
                PORT=str(29500 + os.getpid() % 1000))
@@ -588,6 +667,19 @@ def test_auto_resume_without_a_checkpoint_starts_from_the_start_weights(tmp_path
     apply_simple_flags(cfg, checkpoint=str(start), cfg_options=AS_WRITTEN)
     assert not cfg.resume and cfg.load_from == str(start)
     assert f'starting afresh from {start}' in capsys.readouterr().out
+
+
+def test_an_empty_last_checkpoint_is_named_in_one_line(tmp_path):
+    """mmengine writes last_checkpoint with a plain open: a full disk or a kill can leave it
+    empty, and --resume then said `checkpoint not found: ` naming nothing."""
+    work = tmp_path / 'work'
+    _resumable(work)
+    (work / 'last_checkpoint').write_text('')
+    with pytest.raises(CheckpointError) as info:
+        apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
+                         work_dir=str(work), resume='auto')
+    assert str(info.value) == (f'--resume: {work / "last_checkpoint"} names no checkpoint '
+                               '(empty: a save cut short); resume from one with --resume PATH')
 
 
 def test_a_found_resume_checkpoint_takes_over_checkpoint(tmp_path, capsys):
