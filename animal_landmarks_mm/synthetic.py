@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .annotation import (
     Face,
     ImageAnnotation,
+    remove_stale_temporaries,
     save_annotation,
     write_bytes_atomic,
     write_json_atomic,
@@ -546,8 +547,8 @@ def _image_name(seed: int, index: int, family: str | None) -> str:
 
 def _claim_folder(out_dir: Path, num_images: int, settings: dict) -> None:
     """Make ``out_dir``'s folders for a set drawn with ``settings``, refusing one that holds
-    files of another set, and record the settings there (before drawing: a run stopped
-    halfway can be run again).
+    files of another set, remove the temporaries a killed run left there, and record the
+    settings (before drawing: a run stopped halfway can be run again).
 
     Raises:
         SyntheticDataError: the folder holds other files, or files of unrecorded or other
@@ -582,6 +583,13 @@ def _claim_folder(out_dir: Path, num_images: int, settings: dict) -> None:
                 f'are {settings}); write this set to another folder (or delete that one first)')
     (out_dir / 'images').mkdir(parents=True, exist_ok=True)
     (out_dir / 'landmarks').mkdir(parents=True, exist_ok=True)
+    # A killed run's half-written files, which no later run would replace: only those older
+    # than STALE_TEMPORARY_AGE, as every tool removes them, since nothing here stops a second
+    # run in the folder (no lock), and a young one may be its write in progress. images/ and
+    # landmarks/ hold this set alone; beside them only the settings file is this tool's.
+    remove_stale_temporaries(out_dir / 'images')
+    remove_stale_temporaries(out_dir / 'landmarks')
+    remove_stale_temporaries(out_dir, of=SETTINGS_FILE)
     write_json_atomic(record, settings)
 
 

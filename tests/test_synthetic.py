@@ -249,3 +249,31 @@ def test_an_image_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
         make_synthetic_dataset(tmp_path / 'set', 1, progress=False)
     assert not (tmp_path / 'set' / 'images' / 'synthetic_0_00000.png').exists()
     assert list((tmp_path / 'set' / 'images').iterdir()) == []  # its temporary removed
+
+
+def test_a_killed_runs_temporaries_are_removed_by_the_next_run(tmp_path):
+    """A run killed mid-write leaves hidden half-written files (``.synthetic_0_00001.png.
+    <random>.animal-landmarks-tmp``) that no later run replaced or removed. The next run
+    removes those older than STALE_TEMPORARY_AGE, as every tool does; a younger one may be a
+    second run's write in progress, and one of a file of the user's beside the set is not
+    this tool's."""
+    import os
+    import time
+
+    from animal_landmarks_mm.annotation import new_temporary
+    from animal_landmarks_mm.synthetic import SETTINGS_FILE
+    out = tmp_path / 'set'
+    make_synthetic_dataset(out, 2, progress=False)
+    killed = [new_temporary(out / 'images' / 'synthetic_0_00001.png'),
+              new_temporary(out / 'landmarks' / 'synthetic_0_00001.json'),
+              new_temporary(out / SETTINGS_FILE)]
+    kept = [new_temporary(out / 'notes.txt'),  # the user's, beside the set
+            new_temporary(out / 'images' / 'synthetic_0_00002.png')]  # a write in progress
+    an_hour_ago = time.time() - 3600
+    for path in killed + kept[:1]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    make_synthetic_dataset(out, 3, progress=False)
+    assert [path for path in killed if path.exists()] == []
+    assert all(path.exists() for path in kept)
+    assert sorted(p.name for p in (out / 'images').iterdir()) == sorted(
+        [kept[1].name] + [f'synthetic_0_0000{i}.png' for i in range(3)])
