@@ -954,8 +954,10 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, make_folder: bool =
     tmp = new_temporary(path)
     try:
         tmp.write_bytes(data)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write (a full disk)
+            e.filename = os.fspath(path)  # names no file: the one that was being written
         raise
     move_into_place(tmp, path)
 

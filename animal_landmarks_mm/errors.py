@@ -88,9 +88,16 @@ def exit_on_error(path: str | os.PathLike | None = None) -> Iterator[None]:
 
     Args:
         path: what an ``OSError`` that names no file is about (the output folder, say).
+
+    Ctrl+C ends it with ``interrupted`` and the shell's status for it, 130 (a traceback of
+    wherever the program was said nothing of use; what it writes is atomic, so nothing is
+    half written).
     """
     try:
         yield
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        sys.exit(130)
     except AnimalLandmarksError as e:
         sys.exit(f'error: {printable(str(e))}')
     except OSError as e:

@@ -128,6 +128,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, handler)
     assert caught.value.errno == errno.EFBIG
+    assert caught.value.filename == str(path)  # the tools' error names it, not their folder
     assert json.loads(path.read_text()) == dict(version='old')
     assert os.listdir(tmp_path) == ['a.json']  # no temporary file left behind
 

@@ -25,6 +25,15 @@ def test_errors_become_one_line_and_exit_status_1(error, expected):
     assert caught.value.code == expected  # sys.exit(text): printed to stderr, status 1
 
 
+def test_ctrl_c_is_one_word_and_the_shells_status_130(capsys):
+    try:
+        with pytest.raises(SystemExit) as caught, exit_on_error():
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:  # (not let through: it would stop the test session)
+        pytest.fail('Ctrl+C went through, a traceback of wherever the tool was')
+    assert caught.value.code == 130 and capsys.readouterr().err == 'interrupted\n'
+
+
 def test_other_errors_are_not_swallowed():
     with pytest.raises(KeyError), exit_on_error():
         raise KeyError('a bug stays a traceback')
