@@ -23,7 +23,10 @@ Three parts, each usable alone:
 A later conversion into the same ``output_dir`` keeps every file in the split the record gives
 it (found by its picture when moved or renamed), so that a model fine-tuned on more
 annotations is never validated on pictures an earlier round trained on; another seed or other
-ratios are refused unless the split is made afresh on purpose (``reshuffle``).
+ratios are refused unless the split is made afresh on purpose (``reshuffle``). The outputs
+and the record are replaced as one set (:func:`replace_as_one_set`): a conversion that fails
+to write one leaves the earlier set as it was; one killed while they are moved into place
+leaves the new record, which the next conversion follows.
 
 ``file_name`` in the COCO files is the image path relative to ``output_dir`` (links not
 resolved), so a config needs only ``data_root=output_dir`` and ``data_prefix=dict(img='')``
@@ -64,6 +67,8 @@ from .annotation import (
     json_bytes,
     lies_in_folder,
     load_annotation,
+    move_into_place,
+    new_temporary,
     read_image,
     read_regular_file,
     read_sidecar,
@@ -1142,8 +1147,8 @@ class SplitRecord:
 
     def to_bytes(self) -> bytes:
         """The record's file (:func:`~.annotation.json_bytes`). :func:`convert` makes it
-        before it writes anything and writes it (atomically) after the outputs, so that
-        nothing the data holds can fail between them."""
+        before it writes anything, so that nothing the data holds fails once the writing has
+        begun; it is written with the outputs as one set (:func:`replace_as_one_set`)."""
         return json_bytes(self.to_json())
 
     @classmethod
@@ -1287,8 +1292,8 @@ def check_own_listings(output_dir: Path, written: Collection[str]) -> None:
     replaced by this conversion's list, or removed for a split of ratio 0.
 
     A list is told by its lines (:func:`_not_a_listing`), not by what lies beside it: lists of
-    versions before ``splits.json`` have no record, a run killed between its lists and its
-    record leaves new lists beside the old record, and the files a list names may be gone
+    versions before ``splits.json`` have no record, a run killed between its record and its
+    lists leaves old lists beside the new record, and the files a list names may be gone
     since (they keep their split). A link or FIFO there is replaced, its target never touched:
     not read.
 
@@ -1431,6 +1436,70 @@ def write_coco(records: list[Record], ann_file: str | os.PathLike,
     return Path(ann_file)
 
 
+def replace_as_one_set(files: list[tuple[Path, bytes]], record_path: Path) -> None:
+    """Replace the output files as one set: every file is written to a temporary beside it
+    (:func:`~.annotation.new_temporary`) and flushed to disk before any is moved into place,
+    so that a failing write (a full disk) leaves the earlier set whole, its temporaries
+    removed.
+
+    The split record goes first among the moves (``record_path``, which ``files`` must hold),
+    so that a run killed between them leaves the new record beside some earlier outputs and
+    never new lists without their record: the next conversion follows the record alone (it
+    reads the lists only where there is no record, as an earlier version's conversion), so
+    it makes the split the killed run was making and rewrites every output; partial lists of
+    a first conversion are never taken for an earlier conversion.
+
+    Args:
+        files: each output file and its new content, the record among them.
+        record_path: the split record's file.
+
+    Raises:
+        OSError: a file cannot be written or moved before the record is in place (the earlier
+            set is whole).
+        ConversionError: a file cannot be moved into place after the record was: one line
+            naming it, saying to run the conversion again.
+    """
+    ordered = sorted(files, key=lambda item: item[0] != record_path)  # stable: record first
+    temporaries: list[tuple[Path, Path]] = []
+    try:
+        for path, data in ordered:
+            tmp = new_temporary(path)
+            temporaries.append((tmp, path))
+            with open(tmp, 'wb') as f:
+                f.write(data)
+                f.flush()
+                # flushed here, not at the move: a flush that fails (a full network disk)
+                # must fail before anything is replaced
+                os.fsync(f.fileno())
+    except BaseException:
+        _remove_temporaries(tmp for tmp, _ in temporaries)
+        raise
+    moved = 0
+    try:
+        for tmp, path in temporaries:
+            move_into_place(tmp, path)  # removes its temporary if it fails
+            moved += 1
+    except BaseException as e:
+        # the one that failed was removed or moved already: no name of it is left
+        _remove_temporaries(tmp for tmp, _ in temporaries[moved:])
+        if moved == 0 or not isinstance(e, OSError):
+            raise
+        why = e.strerror or str(e)
+        raise ConversionError(
+            f'{temporaries[moved][1]}: cannot be moved into place ({why}); {record_path} holds '
+            'the new split, not all of its outputs are written: run the conversion again to '
+            'write them') from None
+
+
+def _remove_temporaries(temporaries: Iterable[Path]) -> None:
+    """Remove what is left of these temporary files, quietly."""
+    for tmp in temporaries:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # left for remove_stale_temporaries; the first error is the one told
+            pass
+
+
 # the whole conversion -----------------------------------------------------------------------
 
 @dataclass
@@ -1558,7 +1627,9 @@ def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
     validation_folder = val_dir is not None
     earlier = SplitRecord.load(record_path)
     if earlier is None:
-        # a folder converted before records existed: its lists are the split to keep
+        # a folder converted before records existed: its lists are the split to keep. Never
+        # the partial lists of a killed conversion: each moves its record into place before
+        # its lists (replace_as_one_set), so lists without a record are an earlier version's
         earlier = SplitRecord.from_listings(record_path.parent, seed, ratios, ann_dir, val_dir)
         return (earlier, None) if earlier is not None else (None, 'no split record yet')
     difference = earlier.difference(seed, ratios, validation_folder=validation_folder)
@@ -1733,7 +1804,7 @@ def _new_split_record(record_path: Path, seed: int, ratios: dict[str, float], an
                       validation: Mapping[str, ImageStamp | None] | None = None
                       ) -> tuple[SplitRecord, SplitOutcome]:
     """The split record of this conversion, and what it kept, moved and added (nothing is
-    written: :func:`convert` writes the record after the outputs).
+    written: :func:`convert` writes the record with the outputs, :func:`replace_as_one_set`).
 
     ``digests`` and ``stamps`` are those of :func:`image_digests`; ``placed`` is the split the
     earlier record gave each file, by its name or its picture (empty when made afresh);
@@ -1939,7 +2010,7 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
                 record_path if placed else None))
 
     # every output made before any is written: what fails on the data fails with the earlier
-    # outputs and record untouched, never leaving new outputs with the old record
+    # outputs and record untouched
     validation = None
     if val_contents is not None:
         validation = {val_digests[r.name]: val_stamps.get(r.name) for r in splits['val']}
@@ -1964,19 +2035,18 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     remove_stale_temporaries(ann_out)
     for own in [f'{name}.txt' for name in SPLITS] + [SPLIT_RECORD]:  # a killed run's, of the
         remove_stale_temporaries(output_dir, of=own)  # files written beside the user's
+    # replaced, never written through: a link there points at someone's file, a FIFO would
+    # wait for a reader for good; and as one set: a write failing partway (a full disk) left
+    # a new train.json beside the old val.json, their images overlapping
+    written = [item for name in SPLITS for item in outputs.get(name, [])]
+    replace_as_one_set(written + [(record_path, record_bytes)], record_path)
+    summary.outputs += [path for path, _ in written] + [record_path]
     for name in SPLITS:
         if name in outputs:
-            # replaced, never written through: a link there points at someone's file, a FIFO
-            # would wait for a reader for good
-            for path, data in outputs[name]:
-                write_bytes_atomic(path, data)
-                summary.outputs.append(path)
             continue
         # ratio 0: an earlier conversion's files would be read as this split's (tools/test.py)
         for stale in (ann_out / f'{name}.json', output_dir / f'{name}.txt'):
             if stale.is_file():
                 stale.unlink()
                 summary.removed.append(stale)
-    write_bytes_atomic(record_path, record_bytes)  # the record after the splits
-    summary.outputs.append(record_path)
     return summary

@@ -1,5 +1,6 @@
 """tools/dataset.py and the converter: COCO output, splits, bad and hostile input."""
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -1852,3 +1853,93 @@ def test_a_users_own_file_where_a_split_list_goes_is_never_removed_nor_replaced(
         f"{out / 'val.txt'}: not a split list of an earlier conversion (line 2 names no "
         "annotation file: '../img7.json'), and this conversion would replace it with its val "
         'list')
+
+
+def _convert_with_file_size_limit(limit: int, *args, **kwargs) -> OSError:
+    """The error of :func:`convert` run under the process's file size limit ``limit`` (bytes):
+    a disk filling up, a real EFBIG from the kernel for the write that passes it."""
+    resource = pytest.importorskip('resource')
+    import signal
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # past the limit the kernel sends SIGXFSZ, which ends the process unless ignored (the
+    # write then fails with EFBIG)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(OSError) as caught:
+            convert(*args, **kwargs)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    return caught.value
+
+
+def _limit_between(out: Path, fits: str, fails: str) -> int:
+    """A file size limit that the COCO file ``fits`` of the conversion in ``out`` keeps to
+    and ``fails`` passes."""
+    small, large = ((out / 'annotations' / f'{name}.json').stat().st_size
+                    for name in (fits, fails))
+    assert small < large
+    return (small + large) // 2
+
+
+def test_a_write_failing_partway_leaves_the_earlier_set_whole(small_set, tmp_path):
+    """A --reshuffle whose disk filled up after the new train.json was written left it, and
+    train.txt, beside the earlier val.json, test.json and splits.json: training and validation
+    images overlapping, and nothing downstream noticed. Every file of the set is written to a
+    temporary before any is replaced: the earlier set stays byte for byte, no temporary
+    left."""
+    image_dir, ann_dir = small_set
+    out, reference = tmp_path / 'out', tmp_path / 'reference'
+    convert(image_dir, ann_dir, out, 0.25, 0.5, 0.25, seed=1)
+    convert(image_dir, ann_dir, reference, 0.25, 0.5, 0.25, seed=2)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob('*'))
+    digests = _tree_digest(out)
+    error = _convert_with_file_size_limit(
+        _limit_between(reference, 'train', 'val'), image_dir, ann_dir, out, 0.25, 0.5, 0.25,
+        seed=2, reshuffle=True)
+    assert error.errno == errno.EFBIG
+    assert _tree_digest(out) == digests
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*')) == before
+    convert(image_dir, ann_dir, out, 0.25, 0.5, 0.25, seed=2, reshuffle=True)  # space again
+    assert _tree_digest(out) == _tree_digest(reference)
+
+
+def test_a_first_conversion_stopped_partway_is_not_taken_for_an_earlier_one(small_set,
+                                                                            tmp_path):
+    """A first conversion that stopped after its train.txt was written left that list without
+    a split record; the rerun followed it as an earlier conversion's and gave another split
+    than the seeded one (the same files and seed give the same split). A write that fails
+    now leaves nothing; a move that fails (as a kill between the moves) leaves the record,
+    moved first, which the rerun follows to the seeded split."""
+    image_dir, ann_dir = small_set
+    reference = tmp_path / 'reference'
+    convert(image_dir, ann_dir, reference, 0.25, 0.5, 0.25, seed=1)
+    split = _where(reference)
+    # the disk fills up while val.json is written
+    out = tmp_path / 'out'
+    error = _convert_with_file_size_limit(
+        _limit_between(reference, 'train', 'val'), image_dir, ann_dir, out, 0.25, 0.5, 0.25,
+        seed=1)
+    assert error.errno == errno.EFBIG
+    left = [p.relative_to(out).as_posix() for p in out.rglob('*')]
+    convert(image_dir, ann_dir, out, 0.25, 0.5, 0.25, seed=1)
+    assert _where(out) == split and _tree_digest(out) == _tree_digest(reference)
+    assert left == ['annotations']  # no list, no temporary
+    # the moves stop at val.json (a folder in its place): the record and train's files are
+    # in place, as a run killed there leaves them
+    out = tmp_path / 'moved_partway'
+    obstacle = out / 'annotations' / 'val.json'
+    obstacle.mkdir(parents=True)
+    with pytest.raises(ConversionError) as caught:
+        convert(image_dir, ann_dir, out, 0.25, 0.5, 0.25, seed=1)
+    assert str(caught.value).startswith(f'{obstacle}: cannot be moved into place (')
+    assert str(caught.value).endswith(f'); {out / "splits.json"} holds the new split, not all '
+                                      'of its outputs are written: run the conversion again '
+                                      'to write them')
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*')) == [
+        'annotations', 'annotations/train.json', 'annotations/val.json', 'splits.json',
+        'train.txt']  # no temporary left
+    obstacle.rmdir()
+    convert(image_dir, ann_dir, out, 0.25, 0.5, 0.25, seed=1)
+    assert _where(out) == split and _tree_digest(out) == _tree_digest(reference)
