@@ -491,6 +491,8 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
 
 #: the pictures :func:`evaluate` writes: the rank (three digits or more), the image's name
 _PICTURE_NAME = re.compile(r'\d{3,}_.*\.jpg')
+#: what :func:`evaluate` writes in its output folder beside ``visualizations/``
+_OUTPUT_FILES = ('metrics.json', 'metrics.txt', 'predictions.json', 'ced.png')
 
 
 def _picture_stems(image_names: list[str]) -> list[str]:
@@ -589,21 +591,27 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     faces, pred, scores = [faces[i] for i in kept], pred[kept], scores[kept]
     if compare is not None:
         compare_pred = compare_pred[kept]
-    output_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output_dir)  # what a killed run left half-written
-    vis_dir = output_dir / 'visualizations'
-    # an earlier run's pictures (other faces, another count) would pass for this run's
-    for picture in vis_dir.glob('*.jpg'):
-        if _PICTURE_NAME.fullmatch(picture.name):
-            picture.unlink()
     gt = np.stack([f.points for f in faces])
     visibility = np.stack([f.visibility for f in faces])
     boxes = np.stack([f.box for f in faces])
     metrics = compute_landmark_metrics(pred, gt, visibility, boxes)
-    # made before any is written: what fails fails with no outputs of this run beside an
-    # earlier run's
+    # made before anything is removed or written: what fails here leaves an earlier run's
+    # outputs as they were
     table = metrics_table(metrics, f'{Path(checkpoint).name} on {counted(len(faces), "face")}')
     predictions = predictions_as_annotations(faces, pred, scores, checkpoint)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)  # what a killed run left half-written
+    # Every output of an earlier run goes before the first of this run's is written: a write
+    # that fails (a full disk) then leaves part of this run's outputs, never this run's
+    # metrics beside another model's curve or pictures (each file alone is replaced whole,
+    # but not the set). An earlier run's pictures (other faces, another count) would pass for
+    # this run's even when it writes none.
+    for name in _OUTPUT_FILES:
+        (output_dir / name).unlink(missing_ok=True)  # a link there: the link, not its file
+    vis_dir = output_dir / 'visualizations'
+    for picture in vis_dir.glob('*.jpg'):
+        if _PICTURE_NAME.fullmatch(picture.name):
+            picture.unlink()
     write_json_atomic(output_dir / 'metrics.json', metrics)
     write_bytes_atomic(output_dir / 'metrics.txt', table.encode('utf-8'))
     write_json_atomic(output_dir / 'predictions.json', predictions, indent=None)

@@ -1,7 +1,9 @@
 """tools/evaluate.py end to end on a tiny trained model."""
+import errno
 import json
 import os
 import shutil
+import time
 
 import cv2
 import numpy as np
@@ -726,3 +728,47 @@ def test_a_face_whose_points_lie_within_a_pixel_is_pictured(tmp_path):
     draw_comparison(face, np.array(points) + 1, 0.5, tmp_path / 'picture.jpg')
     picture = cv2.imread(str(tmp_path / 'picture.jpg'))
     assert picture is not None and min(picture.shape[:2]) >= 384
+
+
+def test_a_failed_write_leaves_no_earlier_runs_output_beside_this_runs(trained, coco_dir,
+                                                                       tmp_path):
+    """Evaluated again into the same folder with another model, a write that fails partway (a
+    disk filling up: here the process's file size limit, a real EFBIG) leaves part of the new
+    run's outputs and none of the earlier run's: the earlier ced.png, another model's curve,
+    stayed byte for byte beside the new metrics with nothing to tell them apart."""
+    resource = pytest.importorskip('resource')
+    import signal
+
+    from animal_landmarks_mm import evaluation
+    faces, _ = evaluation.faces_from_annotation_dir(coco_dir / 'landmarks', coco_dir / 'images',
+                                                    coco_dir / 'test.txt')
+    out = tmp_path / 'out'
+    evaluation.evaluate(trained[0] / 'epoch_1.pth', faces, out, progress=False)
+    earlier = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(earlier) == {'metrics.json', 'metrics.txt', 'predictions.json', 'ced.png'}
+    # dated an hour back: a file of this run is newer (the two models may give equal numbers)
+    an_hour_ago = time.time() - 3600
+    for name in earlier:
+        os.utime(out / name, (an_hour_ago, an_hour_ago))
+    # room for the metrics and predictions, not for the picture: the failure comes after
+    # some of the new outputs are written
+    limit = len(earlier['ced.png']) // 2
+    assert max(len(data) for name, data in earlier.items() if name != 'ced.png') < limit // 2
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # past the limit the kernel sends SIGXFSZ, which ends the process unless ignored (the
+    # write then fails with EFBIG)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        with pytest.raises(OSError) as caught:
+            evaluation.evaluate(trained[0] / 'best_NME_epoch_1.pth', faces, out,
+                                progress=False)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert caught.value.errno == errno.EFBIG
+    assert (out / 'metrics.txt').read_text().startswith('best_NME_epoch_1.pth on 3 faces')
+    left = {p.name: p.stat().st_mtime for p in out.iterdir()}
+    assert 'ced.png' not in left  # the earlier one is gone, the new one never written whole
+    assert {'metrics.json', 'metrics.txt'} <= set(left)
+    assert not [name for name, mtime in left.items() if mtime < an_hour_ago + 60]
