@@ -17,6 +17,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -537,8 +538,15 @@ def make_synthetic_dataset(out_dir: str | os.PathLike, num_images: int, seed: in
     # fork where there is one: the children need nothing re-imported; spawn elsewhere
     context = multiprocessing.get_context(
         'fork' if 'fork' in multiprocessing.get_all_start_methods() else 'spawn')
-    with context.Pool(workers) as pool:
+    with context.Pool(workers, initializer=_leave_ctrl_c_to_the_parent) as pool:
         return list(bar(pool.imap(draw, range(num_images), chunksize=8)))
+
+
+def _leave_ctrl_c_to_the_parent() -> None:
+    """A drawing process ignores Ctrl+C, which the terminal sends to every process of the
+    tool: the parent stops them (the pool ends with it) and says `interrupted` once, where each
+    process printed its own traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _image_name(seed: int, index: int, family: str | None) -> str:

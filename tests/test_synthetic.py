@@ -277,3 +277,33 @@ def test_a_killed_runs_temporaries_are_removed_by_the_next_run(tmp_path):
     assert all(path.exists() for path in kept)
     assert sorted(p.name for p in (out / 'images').iterdir()) == sorted(
         [kept[1].name] + [f'synthetic_0_0000{i}.png' for i in range(3)])
+
+
+def test_ctrl_c_stops_the_drawing_processes_with_one_word(tmp_path):
+    """Ctrl+C in a terminal reaches every process of the tool: each drawing process printed
+    its own traceback (five for --workers 2). The parent alone answers it: `interrupted`,
+    status 130, and the drawing processes end with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+    out = tmp_path / 'out'
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / 'tools' / 'make_synthetic_dataset.py'), '--out-dir',
+         str(out), '--num-images', '2000', '--workers', '2', '--min-size', '256',
+         '--max-size', '384'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    deadline = time.monotonic() + 300
+    while not any((out / 'images').glob('*.png')):  # drawing, in both processes
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # as the terminal sends it: to the whole group
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert 'Traceback' not in stderr and stderr.count('interrupted') == 1, stderr[-3000:]
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):  # no drawing process left behind
+        os.killpg(proc.pid, 0)
