@@ -202,7 +202,6 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> 
     return data
 
 
-
 class RepeatedKeyError(ValueError):
     """One JSON object names a key twice; the message names the key."""
 
@@ -229,6 +228,7 @@ def loads_user_json(text: str | bytes) -> Any:
         json.JSONDecodeError, UnicodeDecodeError, RecursionError: as ``json.loads``.
     """
     return json.loads(text, object_pairs_hook=_unique_keys)
+
 
 #: The largest crawler sidecar read (bytes): one is a few hundred; a larger file named like one
 #: is not the crawler's.
@@ -815,8 +815,10 @@ def read_annotation_json(path: str | os.PathLike) -> Any:
         return loads_user_json(read_regular_file(path, ANNOTATION_MAX_BYTES).decode('utf-8'))
     except AnnotationError:  # not regular, too large: already one line naming it
         raise
-    except (json.JSONDecodeError, RepeatedKeyError) as e:
+    except json.JSONDecodeError as e:
         raise AnnotationError(f'{path}: broken JSON ({e})') from None
+    except RepeatedKeyError as e:  # JSON, but which value is meant?
+        raise AnnotationError(f'{path}: {e}') from None
     except RecursionError:
         raise AnnotationError(f'{path}: JSON nested too deeply to be an annotation') from None
     except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the name
@@ -926,8 +928,11 @@ def move_into_place(tmp: Path, out: Path) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename in (None, os.fspath(tmp)):
+            # (a flush names no file; the temporary named is gone): the output it was for
+            e.filename, e.filename2 = os.fspath(out), None
         raise
     sync_folder(out.parent)
 
@@ -951,15 +956,38 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, make_folder: bool =
     path = Path(path)
     if make_folder:
         path.parent.mkdir(parents=True, exist_ok=True)
+    move_into_place(write_temporary(path, data), path)
+
+
+def write_temporary(path: str | os.PathLike, data: bytes, sync: bool = False) -> Path:
+    """The first half of :func:`write_bytes_atomic`: ``data`` in a new temporary beside
+    ``path`` (:func:`new_temporary`), for :func:`move_into_place` to move onto it; for
+    writers of several files that move none before all are written.
+
+    Args:
+        path: the file the data is for.
+        data: its new content.
+        sync: flush it to disk now (a flush that fails, a full network disk, then fails
+            before anything is moved).
+
+    Raises:
+        OSError: it cannot be written; naming ``path`` (a failed write names no file, and the
+            tools' one-line error would name their output folder instead), the temporary
+            removed.
+    """
     tmp = new_temporary(path)
     try:
-        tmp.write_bytes(data)
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            if sync:
+                os.fsync(f.fileno())
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename is None:  # a failed write (a full disk)
-            e.filename = os.fspath(path)  # names no file: the one that was being written
+        if isinstance(e, OSError) and e.filename is None:
+            e.filename = os.fspath(path)
         raise
-    move_into_place(tmp, path)
+    return tmp
 
 
 def json_bytes(obj: Any, indent: int | None = 1) -> bytes:

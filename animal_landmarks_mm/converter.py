@@ -68,12 +68,12 @@ from .annotation import (
     lies_in_folder,
     load_annotation,
     move_into_place,
-    new_temporary,
     read_image,
     read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
     write_bytes_atomic,
+    write_temporary,
 )
 from .errors import AnimalLandmarksError, printable, shown_value
 from .schema import ABSENT, KEYPOINT_NAMES, SKELETON
@@ -1438,7 +1438,7 @@ def write_coco(records: list[Record], ann_file: str | os.PathLike,
 
 def replace_as_one_set(files: list[tuple[Path, bytes]], record_path: Path) -> None:
     """Replace the output files as one set: every file is written to a temporary beside it
-    (:func:`~.annotation.new_temporary`) and flushed to disk before any is moved into place,
+    (:func:`~.annotation.write_temporary`) and flushed to disk before any is moved into place,
     so that a failing write (a full disk) leaves the earlier set whole, its temporaries
     removed.
 
@@ -1463,14 +1463,9 @@ def replace_as_one_set(files: list[tuple[Path, bytes]], record_path: Path) -> No
     temporaries: list[tuple[Path, Path]] = []
     try:
         for path, data in ordered:
-            tmp = new_temporary(path)
-            temporaries.append((tmp, path))
-            with open(tmp, 'wb') as f:
-                f.write(data)
-                f.flush()
-                # flushed here, not at the move: a flush that fails (a full network disk)
-                # must fail before anything is replaced
-                os.fsync(f.fileno())
+            # flushed now, not at the move: a flush that fails (a full network disk) must
+            # fail before anything is replaced
+            temporaries.append((write_temporary(path, data, sync=True), path))
     except BaseException:
         _remove_temporaries(tmp for tmp, _ in temporaries)
         raise

@@ -90,8 +90,8 @@ def exit_on_error(path: str | os.PathLike | None = None) -> Iterator[None]:
         path: what an ``OSError`` that names no file is about (the output folder, say).
 
     Ctrl+C ends it with ``interrupted`` and the shell's status for it, 130 (a traceback of
-    wherever the program was said nothing of use; what it writes is atomic, so nothing is
-    half written).
+    wherever the program was said nothing of use; the tools write each file whole, through a
+    temporary moved into place, so the file being written is left as it was).
     """
     try:
         yield

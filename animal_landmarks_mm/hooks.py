@@ -161,8 +161,11 @@ class AtomicCheckpointHook(CheckpointHook):
     ``best_NME_*.pth`` and no other (``--resume`` then finished without complaint, and
     ``tools/test.py`` refused the file). Here checkpoints are written atomically
     (:class:`AtomicLocalBackend`) and the previous best is removed only once the new one is
-    in place; a failed save leaves it. Arguments as ``CheckpointHook``'s; given an ``out_dir``,
-    ``backend_args`` or ``file_client_args`` (another storage), it writes as mmengine does.
+    in place; a failed save leaves it. Arguments as ``CheckpointHook``'s. Given an ``out_dir``,
+    ``backend_args`` or ``file_client_args`` (maybe another storage), files are written by the
+    backend they give, as mmengine writes them (in place, not atomically); the previous best
+    is still removed after the new one. mmengine's ``last_checkpoint`` note is a plain write
+    (see :func:`~.checkpoints.resume_file` for an empty one).
     """
 
     def __init__(self, *args, **kwargs):
@@ -180,8 +183,7 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
         # mmengine's method, its removals of the previous best held back until it returns
-        # (the new best then written); the backend is this hook's own, so only its calls are
-        # held back
+        # (the new best then written): on this hook's backend object alone, for the call
         backend, outdated = self.file_backend, []
         backend.remove = backend.rmtree = outdated.append
         try:

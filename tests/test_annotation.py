@@ -98,8 +98,8 @@ def test_a_key_twice_in_one_object_is_refused_naming_it(tmp_path):
     path.write_text(text[:-1] + ', "faces": []}')
     with pytest.raises(AnnotationError) as info:
         load_annotation(path)
-    assert str(info.value) == (f'{path}: broken JSON (the key "faces" twice in one object '
-                               '(which one is meant?))')
+    assert str(info.value) == (f'{path}: the key "faces" twice in one object (which one is '
+                               'meant?)')
     path.write_text('{"image": "a.png", "\\u001b[2J": 1, "\\u001b[2J": 2}')
     with pytest.raises(AnnotationError, match=r'the key "\\x1b\[2J" twice'):
         load_annotation(path)

@@ -1899,6 +1899,7 @@ def test_a_write_failing_partway_leaves_the_earlier_set_whole(small_set, tmp_pat
         _limit_between(reference, 'train', 'val'), image_dir, ann_dir, out, 0.25, 0.5, 0.25,
         seed=2, reshuffle=True)
     assert error.errno == errno.EFBIG
+    assert error.filename == str(out / 'annotations' / 'val.json')  # named, not the folder
     assert _tree_digest(out) == digests
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*')) == before
     convert(image_dir, ann_dir, out, 0.25, 0.5, 0.25, seed=2, reshuffle=True)  # space again

@@ -356,7 +356,7 @@ def _best_checkpoint_run(work_dir, hook_type, fail_at=None):
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
         default_hooks=dict(checkpoint=dict(type=hook_type, interval=1, save_best='NME',
                                            rule='less')),
-        default_scope='mmpose')
+        default_scope='mmpose', experiment_name=work_dir.name)  # a message hub of its own
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)
     xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of the signal
     try:
@@ -378,9 +378,10 @@ def test_a_best_checkpoint_save_cut_short_keeps_the_previous_best(tmp_path):
     _best_checkpoint_run(tmp_path / 'whole', 'AtomicCheckpointHook')
     assert sorted(p.name for p in (tmp_path / 'whole').glob('best_*')) == \
         ['best_NME_epoch_3.pth']  # each new best replaced the one before
-    with pytest.raises(OSError, match='File too large'):
-        _best_checkpoint_run(tmp_path / 'cut', 'AtomicCheckpointHook', fail_at=2)
     cut = tmp_path / 'cut'
+    with pytest.raises(OSError, match='File too large') as caught:
+        _best_checkpoint_run(cut, 'AtomicCheckpointHook', fail_at=2)
+    assert caught.value.filename == str(cut / 'best_NME_epoch_2.pth')  # the best's save
     assert sorted(p.name for p in cut.glob('best_*')) == ['best_NME_epoch_1.pth']
     assert torch.load(cut / 'best_NME_epoch_1.pth', weights_only=False)['meta']['epoch'] == 1
     assert not [p.name for p in cut.iterdir() if p.name.startswith('.')]  # no temporaries
