@@ -27,6 +27,7 @@ from PIL import Image
 from animal_landmarks_mm.annotate import MAX_REASON_CHARS, AnnotationSession
 from animal_landmarks_mm.annotate_app import Annotator, launch
 from animal_landmarks_mm.annotation import Face, ImageAnnotation, load_annotation, save_annotation
+from animal_landmarks_mm.benchmarks import annotator as annotator_benchmark
 from animal_landmarks_mm.benchmarks.annotator import review_folder, scratch_versus_review
 from animal_landmarks_mm.synthetic import render_face_image
 from animal_landmarks_mm.testing.browser import (
@@ -1389,6 +1390,28 @@ def test_the_benchmark_bot_does_a_face_from_scratch_and_by_review(browser, tmp_p
     reviewed = load_annotation(out / 'review_0.json')
     assert reviewed.status == 'annotated' and reviewed.meta['reviewed_by'] == 'bot'
 
+
+
+def test_the_benchmark_edits_times_and_goes_on_with_n(browser, tmp_path, monkeypatch):
+    """The annotator benchmark's editing part runs through (a change of the editor's gestures
+    once left its edits undone and the benchmark stopped at its 30 s wait): its edits reach
+    the disk where it put them and n shows each next large picture."""
+    monkeypatch.setattr(annotator_benchmark, 'SECONDS_ON_PICTURE', 0.3)
+    size = (1600, 1200)
+    images, out, points = annotator_benchmark.editing_folder(tmp_path, size, 300, 12)
+    server = launch(Annotator(AnnotationSession(images, out)), port=free_port(), block=False)
+    try:
+        result = annotator_benchmark.editing_in_browser(browser, server.url, points, size, out)
+    finally:
+        server.close()
+    assert result['click_to_draw_ms']['n'] == 2 * 28
+    assert result['edit_to_disk_ms']['n'] == 10
+    assert result['next_large_ms']['n'] == annotator_benchmark.NEXT_LARGE
+    assert result['next_large_ms']['p50'] > 0
+    saved = load_annotation(out / '0_large.json').faces[0].landmarks
+    # ten moves of 8 px left and right from the true place: back at it, 5 px lower
+    assert np.allclose(saved[27], points[27] + (0, 5), atol=0.01)
+    assert np.allclose(saved[:27], points[:27], atol=0.01)
 
 @pytest.fixture
 def serve(tmp_path):

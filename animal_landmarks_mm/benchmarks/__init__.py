@@ -17,8 +17,9 @@ is present, stopped if it has no result by its deadline, and returns a dict of m
   anime-face-detector 0.1.0, per face and for a batch of faces;
 - ``converter``: annotation files/s of ``tools/dataset.py``'s converter on real-size images;
 - ``annotator``: in headless Chromium, click-to-draw timed in the page on a 4000x3000 picture,
-  opening it, an edit reaching disk, opening a folder of 5,000 images, and one face done from
-  scratch against by reviewing a prediction (actions and machine time).
+  opening it, ``n`` to the next such picture (decoded ahead), an edit reaching disk, opening
+  a folder of 5,000 images, and one face done from scratch against by reviewing a prediction
+  (actions and machine time).
 """
 from __future__ import annotations
 

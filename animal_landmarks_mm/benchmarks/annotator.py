@@ -38,10 +38,23 @@ def _picture(size: tuple[int, int], face_side: int, seed: int = 5):
     return picture, points + (x0, y0)
 
 
-def _folder(root: Path, size: tuple[int, int], face_side: int, folder_images: int
+#: Large pictures after ``0_large.jpg`` in the benchmark's folder, each opened with ``n`` while
+#: the one before is shown (the page decodes the next picture ahead).
+NEXT_LARGE = 5
+#: How long the benchmark's user works on a picture before ``n`` (s): time for the page to fetch
+#: and decode the next one, as a person takes seconds per face.
+SECONDS_ON_PICTURE = 3.0
+
+
+def _next_large_names() -> list[str]:
+    return [f'0_next_{k}.jpg' for k in range(1, NEXT_LARGE + 1)]
+
+
+def editing_folder(root: Path, size: tuple[int, int], face_side: int, folder_images: int
             ) -> tuple[Path, Path, np.ndarray]:
-    """``folder_images`` images (one large JPEG, the others hard links of a small PNG) and an
-    output folder where every other small image already has its annotation file."""
+    """``folder_images`` images (``0_large.jpg`` and, after it in the folder's order,
+    :data:`NEXT_LARGE` more large JPEGs; the others hard links of a small PNG) and an output
+    folder where every other small image already has its annotation file."""
     import cv2
 
     from ..annotation import Face, ImageAnnotation, save_annotation
@@ -49,32 +62,36 @@ def _folder(root: Path, size: tuple[int, int], face_side: int, folder_images: in
     images.mkdir()
     picture, points = _picture(size, face_side)
     cv2.imwrite(str(images / '0_large.jpg'), picture, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    for seed, name in enumerate(_next_large_names(), start=6):
+        cv2.imwrite(str(images / name), _picture(size, face_side, seed)[0],
+                    [cv2.IMWRITE_JPEG_QUALITY, 92])
     cv2.imwrite(str(images / '1_small.png'), picture[:64, :64])
-    for i in range(folder_images - 2):
+    for i in range(folder_images - 2 - NEXT_LARGE):
         os.link(images / '1_small.png', images / f'img_{i:05d}.png')
     face = Face([(1.0 + k, 2.0 + k) for k in range(NUM_KEYPOINTS)])
     template = ImageAnnotation('x', 64, 64, [face])
-    for i in range(0, folder_images - 2, 2):
+    for i in range(0, folder_images - 2 - NEXT_LARGE, 2):
         template.image = f'img_{i:05d}.png'
         save_annotation(out / f'img_{i:05d}.json', template)
     return images, out, points
 
 
-def _in_browser(url: str, points: np.ndarray, size: tuple[int, int], out: Path) -> dict:
-    """Open the large picture, click its 28 points at fit and 28 zoomed on the face, time an
-    edit to the disk."""
-    from playwright.sync_api import sync_playwright
+def editing_in_browser(context, url: str, points: np.ndarray, size: tuple[int, int], out: Path
+                       ) -> dict:
+    """In :func:`editing_folder`'s annotator: open the large picture, click its 28 points at fit and
+    28 zoomed on the face, time an edit to the disk and ``n`` to each next large picture.
 
-    from ..testing.browser import (
-        EDITOR_READY_JS,
-        RECT_JS,
-        SAVED_JS,
-        launch_chromium,
-        screen_position,
-    )
+    Args:
+        context: a Playwright browser context (:func:`..testing.browser.launch_chromium`).
+        url: the annotator serving :func:`editing_folder`'s images.
+        points: the face's true points in the large picture.
+        size: the large pictures' size (width, height).
+        out: the annotator's output folder.
+    """
+    from ..testing.browser import EDITOR_READY_JS, RECT_JS, SAVED_JS, screen_position
     result = {}
-    with sync_playwright() as playwright, launch_chromium(playwright) as context:
-        page = context.new_page()
+    page = context.new_page()
+    try:
         page.set_default_timeout(60000)
         page.goto(f'{url}/?image=1_small.png')
         page.wait_for_function(EDITOR_READY_JS)
@@ -112,7 +129,8 @@ def _in_browser(url: str, points: np.ndarray, size: tuple[int, int], out: Path) 
                       click_to_draw_zoomed_ms=_ms(timings[count:]),
                       zoom=round(page.evaluate('window.landmarkEditor.view.s'), 2))
         # an edit to the disk: drag-free moves of the last point (select it, click its new
-        # place)
+        # place, out of the point's grab radius: a click within it grabs the point, which a
+        # click does not move)
         last = NUM_KEYPOINTS - 1
         target = out / '0_large.json'
         seconds, current = [], points[last]
@@ -120,7 +138,7 @@ def _in_browser(url: str, points: np.ndarray, size: tuple[int, int], out: Path) 
             page.keyboard.press('Escape')
             rect = page.locator('#landmark-image').evaluate(RECT_JS)
             page.mouse.click(*screen_position(current, size, rect))  # selects it
-            new = current = current + (1.0 if k % 2 else -1.0, 0.5)
+            new = current = current + (8.0 if k % 2 else -8.0, 0.5)
             before = time.perf_counter()
             click(new)
             while True:
@@ -135,6 +153,20 @@ def _in_browser(url: str, points: np.ndarray, size: tuple[int, int], out: Path) 
                 time.sleep(0.002)
             seconds.append(time.perf_counter() - before)
         result['edit_to_disk_ms'] = _ms(np.array(seconds) * 1000)
+        # n to the next large picture, after some seconds on the current one (the page has
+        # fetched and decoded it meanwhile)
+        page.keyboard.press('Escape')
+        next_times = []
+        for name in _next_large_names():
+            time.sleep(SECONDS_ON_PICTURE)
+            before = len(page.evaluate('window.landmarkEditor.openTimes'))
+            page.keyboard.press('n')
+            page.wait_for_function(f'n => window.landmarkEditor.openTimes.length > {before} && '
+                                   'window.landmarkEditor.doc.image === n', arg=name)
+            next_times.append(page.evaluate('window.landmarkEditor.openTimes')[-1])
+        result['next_large_ms'] = _ms(next_times)
+    finally:
+        page.close()
     return result
 
 
@@ -303,7 +335,9 @@ def annotator_editing(size: tuple[int, int] = (4000, 3000), face_side: int = 420
     ``open_folder_ms``: the session opening the folder (listing it, reading every annotation
     file once to know which is whose, counting progress); ``open_large_ms``: in headless
     Chromium, asking for the picture to its being decoded and shown (first time, and again
-    from the browser's cache); ``click_to_draw_ms``: pointerdown to the next animation frame
+    from the browser's cache); ``next_large_ms``: ``n`` to the next large picture shown, after
+    :data:`SECONDS_ON_PICTURE` s on the one before (the page decodes the next one ahead);
+    ``click_to_draw_ms``: pointerdown to the next animation frame
     after the point is in the page, measured in the page (``performance.now()``), 28 clicks
     at fit and 28 zoomed on the face; ``click_to_paint_ms``: to the task after that frame;
     ``edit_to_disk_ms``: a click to the file holding the edit.
@@ -320,7 +354,7 @@ def annotator_editing(size: tuple[int, int] = (4000, 3000), face_side: int = 420
     from ..testing.browser import chromium_available, free_port, launch_chromium
 
     with tempfile.TemporaryDirectory() as tmp:
-        images, out, points = _folder(Path(tmp), size, face_side, folder_images)
+        images, out, points = editing_folder(Path(tmp), size, face_side, folder_images)
         start = time.perf_counter()
         session = AnnotationSession(images, out)
         progress = session.progress()
@@ -329,20 +363,20 @@ def annotator_editing(size: tuple[int, int] = (4000, 3000), face_side: int = 420
                       folder_images=folder_images, annotation_files=progress.done,
                       open_folder_ms=round(open_folder * 1000, 1), cpus=os.cpu_count())
         if chromium_available():
-            server = launch(Annotator(session), port=free_port(), block=False)
-            try:
-                result.update(_in_browser(server.url, points, size, out))
-            finally:
-                server.close()
             from playwright.sync_api import sync_playwright
-            images, out, truth = review_folder(Path(tmp) / 'review', review_faces)
-            server = launch(Annotator(AnnotationSession(images, out, annotator='bot')),
-                            port=free_port(), block=False)
-            try:
-                with sync_playwright() as playwright, launch_chromium(playwright) as context:
+            with sync_playwright() as playwright, launch_chromium(playwright) as context:
+                server = launch(Annotator(session), port=free_port(), block=False)
+                try:
+                    result.update(editing_in_browser(context, server.url, points, size, out))
+                finally:
+                    server.close()
+                images, out, truth = review_folder(Path(tmp) / 'review', review_faces)
+                server = launch(Annotator(AnnotationSession(images, out, annotator='bot')),
+                                port=free_port(), block=False)
+                try:
                     result.update(scratch_versus_review(context, server.url, out, truth))
-            finally:
-                server.close()
+                finally:
+                    server.close()
         else:
             result['browser'] = 'skipped: /usr/bin/chromium not found'
         # this process's peak (the browser is another process; no GPU is used)
