@@ -725,9 +725,14 @@ class Annotator:
         session = self.session
         image = session.images[tab.index]
         progress = session.progress()
+        # the pictures n and u would show next, for the page to decode ahead (u's only where it
+        # is another: in a folder half done, or in review order, it is seldom the next one)
+        to_do = session.next_to_do(tab.index)
         state = dict(
             token=tab.token, image=image, index=tab.index, count=len(session.images),
             url=self.image_url(tab.index), next_url=self.image_url(tab.index + 1),
+            to_do_url=(self.image_url(to_do) if to_do not in (None, tab.index, tab.index + 1)
+                       else None),
             applied=tab.applied, saved=tab.saved, message=tab.message,
             conflict=tab.conflict, save_error=tab.save_error,
             save_permanent=tab.save_permanent,

@@ -248,6 +248,26 @@ def test_go_to_an_image_by_number_name_part_or_direction(folders):
     assert fresh.open(go='next', current=-1)['state']['image'] == 'a.png'
 
 
+
+def test_the_state_names_the_picture_u_would_show_where_n_would_not(folders):
+    """The page decodes ahead the pictures n and u would show: u's is named only where it is
+    another image than n's (and than the one shown)."""
+    images, out = folders
+    face = Face([(5.0 + k, 3.0 + k) for k in range(28)])
+    save_annotation(out / 'b.json', ImageAnnotation('b.png', 1200, 900, [face]))
+    tab = Tab(_annotator(folders))
+    state = tab.open(image='a.png')['state']
+    assert state['next_url'].startswith('annotator/image/1?v=')  # b, done
+    assert state['to_do_url'].startswith('annotator/image/2?v=')  # c
+    assert tab.open(image='b.png')['state']['to_do_url'] is None  # c: n's too
+    # from c, u wraps round to a (n: none after the last)
+    state = tab.open(image='c.png')['state']
+    assert state['next_url'] is None and state['to_do_url'].startswith('annotator/image/0?v=')
+    for image in ('c.png', 'a.png'):
+        tab.open(image=image)
+        tab.send(dict(op='skip', reason='no face'))
+    assert tab.state['image'] == 'a.png' and tab.state['to_do_url'] is None  # nothing to do
+
 def test_a_link_leading_out_of_the_folder_spoils_only_itself(folders, tmp_path):
     images, _ = folders
     outside = tmp_path / 'elsewhere.png'

@@ -777,11 +777,13 @@
         this.hideImage();
         this.imageError = '';
       }
-      if (state.next_url) {
-        // the next image's bytes, and its pixels decoded, into the browser's memory cache
-        // (a 4000x3000 JPEG takes tens of ms to decode: n then shows it from the cache)
+      // the next image's bytes, and its pixels decoded, into the browser's memory cache (a
+      // 4000x3000 JPEG takes tens of ms to decode: n then shows it from the cache); and the
+      // next to do's, where u would show another
+      for (const url of [state.next_url, state.to_do_url]) {
+        if (!url) continue;
         const prefetch = new Image();
-        prefetch.src = state.next_url;
+        prefetch.src = url;
         prefetch.decode().catch(() => {});  // one it cannot decode is said when opened
       }
       this.renderHeader();
