@@ -720,14 +720,21 @@ class Annotator:
             return 'annotated'
         return 'not started'
 
-    def state(self, tab: TabSession) -> dict:
-        """The canonical state of a tab's image, as the page draws it."""
+    def state(self, tab: TabSession, ahead: bool = True) -> dict:
+        """The canonical state of a tab's image, as the page draws it.
+
+        Args:
+            tab: the tab.
+            ahead: name the picture ``u`` would show (``to_do_url``), which the page decodes
+                ahead when it shows an image; an edit's answer leaves it None (finding it
+                walks the folder: milliseconds on each edit of a large folder mostly done).
+        """
         session = self.session
         image = session.images[tab.index]
         progress = session.progress()
         # the pictures n and u would show next, for the page to decode ahead (u's only where it
         # is another: in a folder half done, or in review order, it is seldom the next one)
-        to_do = session.next_to_do(tab.index)
+        to_do = session.next_to_do(tab.index) if ahead else None
         state = dict(
             token=tab.token, image=image, index=tab.index, count=len(session.images),
             url=self.image_url(tab.index), next_url=self.image_url(tab.index + 1),
@@ -1069,7 +1076,7 @@ class Annotator:
             if problem is not None:  # complete by count, but no annotation the converter takes
                 messages.append(f'not done, kept as a draft: {problem}')
             found.message = '; '.join(m for m in messages if m)
-            return 200, dict(state=self.state(found), refused=refused)
+            return 200, dict(state=self.state(found, ahead=False), refused=refused)
 
     def _predict(self, edit: ImageEdit, op: dict) -> str:
         """The model's 28 points for a face (its box, a detected face or the whole image);
