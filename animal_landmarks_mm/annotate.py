@@ -52,6 +52,7 @@ from .annotation import (
     Face,
     ImageAnnotation,
     NotRegularFileError,
+    RepeatedKeyError,
     file_sha256,
     fit_name,
     image_size,
@@ -59,6 +60,7 @@ from .annotation import (
     is_hidden,
     is_models_prediction,
     load_annotation,
+    loads_user_json,
     parse_annotation,
     read_annotation_json,
     read_regular_file,
@@ -1056,9 +1058,13 @@ def read_order_file(path: str | os.PathLike) -> list[str]:
         raise OrderFileError(f'{path}: cannot read the file list ({e})') from None
     if text.lstrip().startswith(('[', '{')):
         try:
-            raw = json.loads(text)
+            raw = loads_user_json(text)
+        except RepeatedKeyError as e:  # a list edited by hand: which name is meant?
+            raise OrderFileError(f'{path}: {e}') from None
         except json.JSONDecodeError as e:
             raise OrderFileError(f'{path}: broken JSON ({e})') from None
+        except RecursionError:  # "[[[[...": the decoder's recursion, not the file's sense
+            raise OrderFileError(f'{path}: JSON nested too deeply') from None
         if not isinstance(raw, list):
             raise OrderFileError(f'{path}: expected a JSON list of names or of objects with '
                                  'a "file" or "image" key')

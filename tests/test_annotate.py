@@ -643,7 +643,10 @@ def test_a_file_list_sets_the_order(tmp_path):
     assert session.unknown_in_order == ['missing.png']
     assert session.next_to_do() == 0
     for bad, message in (('{"files": []}', 'expected a JSON list'), ('[1, 2]', 'item 0'),
-                         ('[{"name": "x"}]', 'item 0'), ('[', 'broken JSON')):
+                         ('[{"name": "x"}]', 'item 0'), ('[', 'broken JSON'),
+                         # a crafted or broken list: one line, not a traceback
+                         ('[' * 100_000, 'nested too deeply'),
+                         ('[{"file": "a.png", "file": "b.png"}]', 'the key "file" twice')):
         (tmp_path / 'bad.json').write_text(bad)
         with pytest.raises(OrderFileError, match=message):
             read_order_file(tmp_path / 'bad.json')
