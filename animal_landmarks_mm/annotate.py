@@ -1066,6 +1066,8 @@ def read_order_file(path: str | os.PathLike) -> list[str]:
             raise OrderFileError(f'{path}: broken JSON ({e})') from None
         except RecursionError:  # "[[[[...": the decoder's recursion, not the file's sense
             raise OrderFileError(f'{path}: JSON nested too deeply') from None
+        except ValueError as e:  # an integer of more digits than Python converts
+            raise OrderFileError(f'{path}: cannot read the file list ({first_line(e)})') from None
         if not isinstance(raw, list):
             raise OrderFileError(f'{path}: expected a JSON list of names or of objects with '
                                  'a "file" or "image" key')

@@ -313,22 +313,38 @@ def _state_dict_problem(checkpoint: object) -> str | None:
     return None
 
 
+#: The largest ``last_checkpoint`` read (bytes): mmengine writes one path there.
+LAST_CHECKPOINT_MAX_BYTES = 1 << 16
+
+
 def resume_file(load_from: str | None, work_dir: str) -> str | None:
     """The checkpoint a run with ``resume=True`` resumes from, by mmengine's rule
-    (``Runner.load_or_resume``): ``load_from`` when set, else the work dir's latest checkpoint;
-    None when there is none (the run starts afresh).
+    (``Runner.load_or_resume``): ``load_from`` when set, else the work dir's latest checkpoint,
+    named in its ``last_checkpoint`` (read as mmengine's ``find_latest_checkpoint`` does, but
+    only a regular file of at most :data:`LAST_CHECKPOINT_MAX_BYTES`, UTF-8: mmengine's read
+    waited for good on a FIFO and held a sparse file of gigabytes whole); None when there is
+    none (the run starts afresh).
 
     Raises:
-        CheckpointError: the work dir's ``last_checkpoint`` (where mmengine notes its latest
-            checkpoint) names none: a write of it cut short left it empty.
+        CheckpointError: the work dir's ``last_checkpoint`` names none (a write of it cut short
+            left it empty), or cannot be read as one; one line naming it.
     """
-    from mmengine.runner import find_latest_checkpoint
+    from .annotation import AnnotationError, read_regular_file
     if load_from:
         return load_from
-    latest = find_latest_checkpoint(work_dir)
-    if latest == '':  # mmengine's '' (not None): the file is there and names nothing
-        raise CheckpointError(f'{os.path.join(work_dir, "last_checkpoint")} names no checkpoint '
-                              '(empty: a save cut short); resume from one with --resume PATH')
+    note = os.path.join(work_dir, 'last_checkpoint')
+    if not os.path.lexists(note):
+        return None
+    try:
+        latest = read_regular_file(note, LAST_CHECKPOINT_MAX_BYTES).decode('utf-8').strip()
+    except AnnotationError as e:  # not a regular file, too large: one line naming it
+        raise CheckpointError(f'{e}; it should name the latest checkpoint') from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f'{note}: cannot read the latest checkpoint\'s name '
+                              f'({first_line(e)})') from None
+    if not latest:  # mmengine's '' (not None): the file is there and names nothing
+        raise CheckpointError(f'{note} names no checkpoint (empty: a save cut short); resume '
+                              'from one with --resume PATH')
     return latest
 
 

@@ -99,6 +99,7 @@ from .annotation import (
 from .errors import (
     REDACTED,
     AnimalLandmarksError,
+    first_line,
     printable,
     redact_userinfo,
     shown_value,
@@ -1301,6 +1302,54 @@ PINNED_SETTINGS = {
 }
 
 
+#: The largest gallery-dl config file the crawler lets gallery-dl read (bytes): a config of
+#: many sites' options is kilobytes.
+GALLERY_DL_CONFIG_MAX_BYTES = 16 << 20
+#: How deep gallery-dl's ``subconfigs`` (files a config names, each read after it) may go.
+GALLERY_DL_SUBCONFIG_DEPTH = 8
+
+
+def check_gallery_dl_config_files() -> None:
+    """Refuse, before gallery-dl reads them, the user's gallery-dl config files (its default
+    ones and the ``subconfigs`` they name) that it would wait on or hold whole: gallery-dl
+    opens and reads each without a check, so a FIFO there waited for a writer for good, a
+    sparse file of gigabytes was held in memory, and a config naming itself as a subconfig
+    recursed until Python's limit (a traceback). Missing files and broken JSON are left to
+    gallery-dl, which skips them with a log line.
+
+    Raises:
+        CrawlError: one line naming the file.
+    """
+    from .annotation import AnnotationError
+    pending = [(path, 0) for path in reversed(getattr(gdl_config, '_default_configs', ()))]
+    while pending:
+        pathfmt, depth = pending.pop()
+        path = util.expand_path(pathfmt)
+        if not isinstance(path, str) or not os.path.lexists(path):
+            continue
+        if depth > GALLERY_DL_SUBCONFIG_DEPTH:
+            raise CrawlError(f'gallery-dl config {path}: named by "subconfigs" more than '
+                             f'{GALLERY_DL_SUBCONFIG_DEPTH} deep (does a config name itself?)')
+        try:
+            data = read_regular_file(path, GALLERY_DL_CONFIG_MAX_BYTES)
+        except AnnotationError as e:  # no regular file, too large: the message names it
+            raise CrawlError(f'gallery-dl config {first_line(e)}') from None
+        except OSError:
+            continue  # unreadable: gallery-dl skips it too
+        if getattr(gdl_config, '_type', 'json') != 'json':
+            continue  # YAML, TOML: their subconfigs are not followed here
+        try:
+            config = json.loads(data)
+        except (ValueError, RecursionError):
+            continue  # gallery-dl logs it and goes on
+        subconfigs = config.get('subconfigs') if isinstance(config, dict) else None
+        if isinstance(subconfigs, str):
+            subconfigs = [subconfigs]
+        if isinstance(subconfigs, list):
+            # gallery-dl reads them in order, each straight after the one naming it
+            pending += [(sub, depth + 1) for sub in reversed(subconfigs) if isinstance(sub, str)]
+
+
 def configure_gallery_dl(options: CrawlOptions) -> None:
     """gallery-dl's configuration for one crawl: the user's own config files, then ours on top.
 
@@ -1323,6 +1372,7 @@ def configure_gallery_dl(options: CrawlOptions) -> None:
     """
     user, api_key = resolve_credentials(options)
     gdl_config.clear()
+    check_gallery_dl_config_files()
     gdl_config.load()  # ~/.config/gallery-dl/config.json etc., if the user has one
     out = options.output_dir.resolve()
     settings = {

@@ -31,7 +31,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import __version__
-from .annotation import file_sha256, write_bytes_atomic, write_json_atomic
+from .annotation import (
+    AnnotationError,
+    file_sha256,
+    read_regular_file,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from .converter import convert
 from .errors import AnimalLandmarksError, first_line, printable
 from .model_zoo import CONFIG_ROOT, MAIN_CONFIG
@@ -94,6 +100,9 @@ def _remove_own_folder(path: Path) -> None:
 
 #: what :func:`train_run` records in a work dir when its run has finished
 FINISHED_RUN = 'experiment_run.json'
+#: The largest run record read (bytes): one holds the run's arguments, its config as mmengine
+#: reads it and a few digests, tens of kilobytes.
+RUN_RECORD_MAX_BYTES = 16 << 20
 
 
 def train_run(config: Path, data_root: Path, work_dir: Path, *, iters: int | None = None,
@@ -211,8 +220,10 @@ def _read_finished_run(work_dir: Path) -> tuple[dict | None, str]:
         return None, ''
     if not path.is_file():  # a FIFO there would wait for a writer
         return None, 'no regular file'
-    try:
-        earlier = json.loads(path.read_text(encoding='utf-8'))
+    try:  # a record's size at most: a file of gigabytes there would be read whole
+        earlier = json.loads(read_regular_file(path, RUN_RECORD_MAX_BYTES).decode('utf-8'))
+    except AnnotationError as e:  # too large, or no regular file (since the check above)
+        return None, first_line(e).removeprefix(f'{path}: ')[:200]
     except OSError as e:
         return None, f'cannot be read: {first_line(e)}'
     except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, nested too deep

@@ -26,14 +26,16 @@ import numpy as np
 from tqdm import tqdm
 
 from .annotation import (
+    AnnotationError,
     Face,
     ImageAnnotation,
+    read_regular_file,
     remove_stale_temporaries,
     save_annotation,
     write_bytes_atomic,
     write_json_atomic,
 )
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, first_line
 from .schema import KEYPOINT_INDEX, KEYPOINT_NAMES, NUM_KEYPOINTS, group_indices
 
 SPECIES = ('cat', 'fox', 'dog', 'rabbit', 'bear')
@@ -57,6 +59,8 @@ _MOUTH_MARGIN = 0.02
 GENERATOR_VERSION = 2
 #: the settings a set was drawn with, in its folder: a later call adds to it only with the same
 SETTINGS_FILE = '.synthetic.json'
+#: the largest settings file read (bytes): a few hundred are written
+SETTINGS_MAX_BYTES = 1 << 16
 
 #: the largest image side the generator draws: real pictures are 2000-4000 px, and each
 #: image's background is made in float64 (at this size 1.6 GB; a side of 10**7 px asked numpy
@@ -579,12 +583,16 @@ def _claim_folder(out_dir: Path, num_images: int, settings: dict) -> None:
         found = found or bool(present)
     record = out_dir / SETTINGS_FILE
     if found:
-        try:
-            recorded = json.loads(record.read_text(encoding='utf-8'))
-        except (OSError, ValueError):
+        unreadable = ''
+        try:  # a regular file of a record's size (a FIFO would wait for a writer for good)
+            recorded = json.loads(read_regular_file(record, SETTINGS_MAX_BYTES).decode('utf-8'))
+        except AnnotationError as e:  # no regular file, too large: the message names it
+            recorded, unreadable = None, first_line(e)
+        except (OSError, ValueError, RecursionError):  # not UTF-8, not JSON
             recorded = None
         if recorded != settings:
-            known = (f'are not recorded in {SETTINGS_FILE}: an earlier version made it'
+            known = (f'cannot be read: {unreadable}' if unreadable else
+                     f'are not recorded in {SETTINGS_FILE}: an earlier version made it'
                      if recorded is None else f'were {recorded}')
             raise SyntheticDataError(
                 f'{out_dir} holds another synthetic set (its settings {known}; this one\'s '

@@ -646,7 +646,8 @@ def test_a_file_list_sets_the_order(tmp_path):
                          ('[{"name": "x"}]', 'item 0'), ('[', 'broken JSON'),
                          # a crafted or broken list: one line, not a traceback
                          ('[' * 100_000, 'nested too deeply'),
-                         ('[{"file": "a.png", "file": "b.png"}]', 'the key "file" twice')):
+                         ('[{"file": "a.png", "file": "b.png"}]', 'the key "file" twice'),
+                         ('[' + '9' * 5000 + ']', 'cannot read the file list')):
         (tmp_path / 'bad.json').write_text(bad)
         with pytest.raises(OrderFileError, match=message):
             read_order_file(tmp_path / 'bad.json')

@@ -51,6 +51,7 @@ from animal_landmarks_mm.crawl import (
     CrawlOptions,
     RefusedPosts,
     archive_prefix,
+    check_gallery_dl_config_files,
     check_image,
     configure_gallery_dl,
     crawl,
@@ -1626,6 +1627,56 @@ def test_cli_never_waits_for_a_password_on_a_terminal(tmp_path):
     assert proc.stderr.strip().splitlines()[-1].startswith(
         'error: danbooru: a login without its API key')
 
+
+
+def test_a_gallery_dl_config_it_would_wait_on_or_hold_whole_is_refused_first(tmp_path,
+                                                                             monkeypatch):
+    """gallery-dl opens and reads its config files without a check: a FIFO there waited for a
+    writer for good, a sparse file of gigabytes was held whole, a config naming itself as a
+    subconfig recursed to a traceback. Each is one line naming it now, before gallery-dl
+    reads; a missing file, broken JSON and a subconfig chain are left to gallery-dl."""
+    configs = tmp_path / 'configs'
+    configs.mkdir()
+    fifo, sparse, looping = configs / 'fifo.json', configs / 'sparse.json', configs / 'loop.json'
+    os.mkfifo(fifo)
+    with open(sparse, 'wb') as f:
+        f.truncate(2 << 30)
+    looping.write_text(json.dumps({'subconfigs': str(looping)}))
+    (configs / 'broken.json').write_text('{"extractor": ')
+    (configs / 'last.json').write_text('{}')
+    (configs / 'chain.json').write_text(json.dumps(
+        {'subconfigs': [str(configs / 'missing.json'), str(configs / 'last.json')]}))
+    for config, message in ((fifo, 'not a regular file'), (sparse, 'too large to read'),
+                            (looping, 'more than 8 deep')):
+        monkeypatch.setattr(gdl_config, '_default_configs',
+                            [str(configs / 'chain.json'), str(config)])
+        with pytest.raises(CrawlError, match=message) as info:
+            check_gallery_dl_config_files()
+        assert str(config) in str(info.value) and '\n' not in str(info.value)
+    # named by a subconfig, as by the defaults
+    (configs / 'outer.json').write_text(json.dumps({'subconfigs': str(fifo)}))
+    monkeypatch.setattr(gdl_config, '_default_configs', [str(configs / 'outer.json')])
+    with pytest.raises(CrawlError, match='fifo.json'):
+        check_gallery_dl_config_files()
+    monkeypatch.setattr(gdl_config, '_default_configs',
+                        [str(configs / name) for name in ('broken.json', 'chain.json',
+                                                          'missing.json')])
+    check_gallery_dl_config_files()
+
+
+@pytest.mark.timeout(120)
+def test_cli_refuses_a_gallery_dl_config_that_is_a_fifo(tmp_path):
+    """The real command with the user's gallery-dl config a FIFO: one line, no wait."""
+    config_dir = tmp_path / 'config' / 'gallery-dl'
+    config_dir.mkdir(parents=True)
+    os.mkfifo(config_dir / 'config.json')
+    proc = run_tool('crawl_images.py', '--source', 'safebooru', '--tags', 'cat_ears',
+                    '--output-dir', tmp_path / 'out', '--base-url', 'http://127.0.0.1:9',
+                    '--sleep', '0', '--retries', '0', '--no-progress', check=False,
+                    timeout=60, env={'XDG_CONFIG_HOME': str(tmp_path / 'config')})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: gallery-dl config ') and 'config.json' in last, last
 
 def test_cli_end_to_end(tmp_path):
     with FakeBooru(make_posts(10)) as booru:

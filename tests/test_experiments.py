@@ -4,6 +4,7 @@ beside them: the benchmark tool's results and deadlines, and tools/gpu_checks.sh
 exit status (neither benchmarks nor trains: stand-ins run)."""
 import json
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -408,6 +409,8 @@ def _stand_in_training(monkeypatch, validates: bool = True) -> list:
     ('no validations', '"validations" is no list of validations, or an empty one'),
     ('a device that is a list', '"device" is no line of printable text'),
     ('nested too deep', 'no JSON this reads: RecursionError: '),
+    # a sparse file of gigabytes was read whole (4.9 GB held)
+    ('gigabytes', 'more than 16777216 bytes, too large to read'),
 ])
 def test_a_record_not_as_written_is_trained_again_saying_why(tmp_path, monkeypatch, capsys,
                                                              case, why):
@@ -422,6 +425,9 @@ def test_a_record_not_as_written_is_trained_again_saying_why(tmp_path, monkeypat
         path.write_text(json.dumps({**record, 'validations': []}))
     elif case == 'a device that is a list':
         path.write_text(json.dumps({**record, 'device': ['x']}))
+    elif case == 'gigabytes':
+        path.write_bytes(b'')
+        os.truncate(path, 2 << 30)
     else:
         path.write_text(json.dumps(record)[:-1] + ', "notes": ' + '[' * 100_000 + ']' * 100_000
                         + '}')

@@ -1,5 +1,6 @@
 """The synthetic face generator: deterministic, faces that look like faces, exact points."""
 import json
+import os
 
 import cv2
 import numpy as np
@@ -205,6 +206,27 @@ def test_the_animal_jaw_is_rounder_than_the_human():
 
     assert rise('animal') < 0.4 * rise('human')
 
+
+
+@pytest.mark.timeout(120)
+def test_a_settings_record_it_would_wait_on_or_hold_whole_is_refused_in_one_line(tmp_path):
+    """The set's settings record (.synthetic.json) was read with a plain read: a FIFO there
+    waited for a writer for good, a sparse file of gigabytes was held whole. Either is the
+    folder refused in one line naming the file, nothing drawn."""
+    from animal_landmarks_mm.synthetic import SETTINGS_FILE, SyntheticDataError
+    for k, (make, message) in enumerate(((os.mkfifo, 'not a regular file'),
+                                         (lambda path: os.truncate(path, 2 << 30),
+                                          'too large to read'))):
+        out = tmp_path / f'set_{k}'
+        make_synthetic_dataset(out, 2, seed=0, progress=False)
+        record = out / SETTINGS_FILE
+        record.unlink()
+        if make is not os.mkfifo:
+            record.write_bytes(b'')
+        make(record)
+        with pytest.raises(SyntheticDataError, match=message) as info:
+            make_synthetic_dataset(out, 2, seed=0, progress=False)
+        assert str(record) in str(info.value) and '\n' not in str(info.value)
 
 def test_a_folder_of_another_set_is_refused_not_mixed(tmp_path):
     """New files written among an earlier set's (another seed, family, count or image sizes)

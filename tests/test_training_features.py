@@ -683,6 +683,29 @@ def test_an_empty_last_checkpoint_is_named_in_one_line(tmp_path):
                                '(empty: a save cut short); resume from one with --resume PATH')
 
 
+
+@pytest.mark.timeout(120)
+def test_a_last_checkpoint_it_would_wait_on_or_hold_whole_is_named_in_one_line(tmp_path):
+    """mmengine reads last_checkpoint with a plain open and read: a FIFO there waited for a
+    writer for good, a sparse file of gigabytes was held whole, bytes not UTF-8 were a
+    traceback. Each is one line naming it now, before mmengine reads it."""
+    work = tmp_path / 'work'
+    _resumable(work)
+    note = work / 'last_checkpoint'
+    for make, message in ((os.mkfifo, 'not a regular file'),
+                          (lambda path: os.truncate(path, 2 << 30), 'too large to read'),
+                          (lambda path: path.write_bytes(b'\xff\xfe epoch_1.pth'),
+                           'cannot read the latest checkpoint\'s name')):
+        note.unlink()
+        if make is not os.mkfifo:
+            note.write_bytes(b'')
+        make(note)
+        with pytest.raises(CheckpointError, match=message) as info:
+            apply_train_args(Config.fromfile(str(MAIN_CONFIG)), str(MAIN_CONFIG),
+                             work_dir=str(work), resume='auto')
+        assert str(info.value).startswith('--resume: ') and str(note) in str(info.value)
+        assert '\n' not in str(info.value)
+
 def test_a_found_resume_checkpoint_takes_over_checkpoint(tmp_path, capsys):
     """--resume with --checkpoint: the run resumes from its own latest checkpoint (mmengine
     would have resumed from the --checkpoint file); --checkpoint is not used, and said so."""
