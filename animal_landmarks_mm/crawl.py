@@ -86,6 +86,7 @@ from tqdm import tqdm
 from .annotation import (
     IMAGE_SUFFIXES,
     SIDECAR_FORMAT,
+    AnnotationError,
     bomb_warning_hushed,
     image_formats,
     is_utf8_name,
@@ -1320,7 +1321,6 @@ def check_gallery_dl_config_files() -> None:
     Raises:
         CrawlError: one line naming the file.
     """
-    from .annotation import AnnotationError
     pending = [(path, 0) for path in reversed(getattr(gdl_config, '_default_configs', ()))]
     while pending:
         pathfmt, depth = pending.pop()
