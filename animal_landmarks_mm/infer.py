@@ -258,10 +258,12 @@ class FaceDetector:
             the detector's published weights (``anime-face-detector-yolov3`` ...), downloaded
             once into the Hugging Face cache (:mod:`.model_zoo`).
         device: torch device.
-        score_thr: keep faces scoring at least this.
+        score_thr: keep faces scoring at least this, from 0 to 1 (a detection's score).
 
     Raises:
-        InferenceInputError: an unknown detector, or anime-face-detector not installed.
+        InferenceInputError: an unknown detector, a threshold no score can be compared with
+            (NaN keeps no face and says nothing; over 1 the same), or anime-face-detector not
+            installed.
         CheckpointError: weights that cannot be found, that :func:`~.checkpoints.read_checkpoint`
             refuses (a file it cannot read safely, or other than plain tensors), or that do not
             fit the detector (one line naming the file).
@@ -274,6 +276,9 @@ class FaceDetector:
         if name not in FACE_DETECTORS:
             raise InferenceInputError(f'unknown face detector {name!r}; choose from '
                                       f'{", ".join(FACE_DETECTORS)}')
+        if not 0 <= score_thr <= 1:  # before any weights are read (or downloaded)
+            raise InferenceInputError(f'the face score threshold is a number from 0 to 1, '
+                                      f'not {score_thr}')
         device = torch_device(device)
         try:
             from anime_face_detector._face import FasterRCNNFaceDetector, YOLOv3FaceDetector

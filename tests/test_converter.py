@@ -1944,3 +1944,15 @@ def test_a_first_conversion_stopped_partway_is_not_taken_for_an_earlier_one(smal
     obstacle.rmdir()
     convert(image_dir, ann_dir, out, 0.25, 0.5, 0.25, seed=1)
     assert _where(out) == split and _tree_digest(out) == _tree_digest(reference)
+
+
+def test_the_converter_benchmark_runs_through():
+    """The converter benchmark at a few files (it ran past its deadline once unseen: a slowdown
+    there shows as numbers; this catches a benchmark that no longer runs). Its own check:
+    every file converted, on the first run and on the rerun."""
+    from animal_landmarks_mm.benchmarks.converter import converter_throughput
+    result = converter_throughput(num_files=6, num_images=2)
+    assert result['files'] == 6
+    assert result['first_s'] > 0 and result['rerun_s'] > 0
+    # its pictures are real-size: the header and end of a 2000-4000 px drawing around a hole
+    assert result['mean_image_mb'] > 1

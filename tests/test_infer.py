@@ -236,6 +236,11 @@ def test_flip_disagreement_is_the_same_for_a_face_and_its_mirror(coco_dir, train
      'error: --face-detector-checkpoint needs --face-detector'),
     (['IMG', '--face-detector', 'yolov3', '--face-detector-checkpoint', 'nope.pth'],
      'error: face detector checkpoint not found: nope.pth'),
+    # argparse's float() takes nan: it kept no face and said nothing
+    (['IMG', '--face-detector', 'yolov3', '--face-score-thr', 'nan'],
+     'error: the face score threshold is a number from 0 to 1, not nan'),
+    (['IMG', '--face-detector', 'yolov3', '--face-score-thr', '50'],
+     'error: the face score threshold is a number from 0 to 1, not 50.0'),
     (['IMG', '--boxes', 'BOXES'], "must be a list of [x0, y0, x1, y1] with x1 > x0"),
     (['IMG', '--boxes', 'BOOLEANS'], 'a coordinate is not a number: False'),
 ])

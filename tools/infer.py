@@ -33,7 +33,9 @@ def parse_args(argv=None):
                         help='the face detector\'s weights (default: its published weights, '
                         'anime-face-detector-yolov3 or -faster-rcnn, downloaded once into the '
                         'Hugging Face cache)')
-    parser.add_argument('--face-score-thr', type=float, default=0.5)
+    parser.add_argument('--face-score-thr', type=float, default=0.5,
+                        help='keep the faces the detector scores at least this, from 0 to 1 '
+                        '(default %(default)s)')
     parser.add_argument('--out-dir', required=True,
                         help='writes OUT/vis/*.jpg, OUT/annotations/*.json and with --rank '
                         'OUT/ranking.json')
