@@ -144,10 +144,16 @@ class AnnotatorNameError(AnimalLandmarksError, ValueError):
 
 
 def resolve_inside(root: Path, name: str) -> Path:
-    """``root / name``, refusing absolute names, ``..`` and links that lead outside ``root``."""
+    """``root / name``, refusing absolute names, ``..``, links that lead outside ``root`` and
+    links that cannot be followed (a loop of links: ``Path.resolve`` raises RuntimeError on
+    Python 3.11, OSError on later ones)."""
     if not name or Path(name).is_absolute():
         raise UnsafeNameError(f'{name!r} is not a file name inside {root}')
-    path = (root / name).resolve()
+    try:
+        path = (root / name).resolve()
+    except (RuntimeError, OSError):
+        raise UnsafeNameError(f'{name!r} in {root} is a link that cannot be followed (a loop '
+                              'of links)') from None
     if not path.is_relative_to(root.resolve()):
         raise UnsafeNameError(f'{name!r} is outside {root}')
     return path

@@ -148,13 +148,24 @@ def scan_images(folder: str | os.PathLike) -> tuple[list[Path], list[str]]:
     with os.scandir(folder) as entries:
         for entry in entries:
             if is_hidden(entry.name) or not entry.name.lower().endswith(IMAGE_SUFFIXES) or \
-                    not entry.is_file():
+                    not _is_file(entry):
                 continue
             if is_utf8_name(entry.name):
                 images.append(Path(entry.path))
             else:
                 undecodable.append(entry.name)
     return sorted(images), sorted(undecodable)
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether a folder's entry is a file or a link to one. A link that leads nowhere is none
+    (``DirEntry.is_file`` says so), nor is one that cannot be followed: a loop of links or one
+    through a folder that may not be read (``is_file`` raised, and one such name ended the
+    listing of a whole folder: the annotator and the predictions refused it)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:

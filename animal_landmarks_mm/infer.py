@@ -802,9 +802,8 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             try:
                 target = naming.annotation_path(path.name)
                 held = _persons_work(target) or naming.has_draft(path.name)
-            except UnsafeNameError as e:  # its file or draft a link out of the folder
-                _warn(f'{path.name}: skipped: {e} (a link leading out of it, which nothing is '
-                      'written through)')
+            except UnsafeNameError as e:  # its file or draft a link out of the folder, or a loop
+                _warn(f'{path.name}: skipped: {e} (nothing is written through such a link)')
                 continue
             if held:  # a person's work, or a draft: work under way
                 result.kept.append(target)

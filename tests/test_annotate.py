@@ -411,6 +411,32 @@ def test_hidden_images_are_neither_listed_nor_opened(tmp_path):
         session.annotation_path('.x.png')
 
 
+def test_a_loop_of_links_in_a_folder_is_no_image_and_no_file_to_write_through(tmp_path):
+    """One loop of links among the images ended the listing of the whole folder (DirEntry's
+    is_file raised ELOOP): the annotator and the predictions refused a folder of thousands of
+    images for it. It is no image, as a link to nothing is none; a loop named like an image's
+    annotation file or sidecar is refused for that image alone, in one line, never followed."""
+    folder = _images(tmp_path / 'images', ('a.png', 'b.png', 'c.png'))
+    (folder / 'loop.png').symlink_to('loop.png')
+    (folder / 'gone.png').symlink_to('nothing.png')
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'b.json').symlink_to('b.json')
+    (folder / 'c.png.json').symlink_to('c.png.json')  # a crawler sidecar's name
+    session = AnnotationSession(folder, out)
+    assert session.images == ['a.png', 'b.png', 'c.png']
+    with pytest.raises(UnsafeNameError) as caught:
+        session.open('b.png')
+    assert str(caught.value) == f"'b.json' in {out} is a link that cannot be followed (a loop " \
+        "of links)"
+    for image in ('a.png', 'c.png'):
+        edit = session.open(image)
+        _fill(edit)
+        session.save(edit)
+        assert 'source' not in load_annotation(session.annotation_path(image)).meta
+    assert (out / 'b.json').is_symlink()  # left as it was
+
+
 def test_clicks_outside_the_image_are_refused(session):
     edit = session.open('a.png')
     with pytest.raises(ValueError, match='outside the 80x60 image'):

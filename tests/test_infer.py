@@ -487,12 +487,14 @@ def test_a_link_out_of_a_folder_is_skipped_and_the_run_goes_on(peaked_scenes, pe
     """An image that is a link leading out of the image folder (which the annotator does not
     open either), or whose annotation file is one leading out of the annotation folder, ended
     the run there (UnsafeNameError: the images after it never predicted, no ranking.json); it
-    is skipped, named, in one line, and nothing is written through the link."""
+    is skipped, named, in one line, and nothing is written through the link; a loop of links
+    likewise."""
     from animal_landmarks_mm import infer
     warnings = []
     monkeypatch.setattr(infer, '_warn', warnings.append)
     images = tmp_path / 'images'
-    b_box, c_box = _scene_folder(peaked_scenes, images, {'b_good.png': 1, 'c_linked.png': 1})
+    b_box, c_box, e_box = _scene_folder(peaked_scenes, images, {
+        'b_good.png': 1, 'c_linked.png': 1, 'e_looped.png': 1})
     _scene_folder(peaked_scenes, tmp_path / 'outside', {'x.png': 1, 'y.png': 1})
     (images / 'a_link.png').symlink_to(tmp_path / 'outside' / 'x.png')
     (images / 'y_link.png').symlink_to(tmp_path / 'outside' / 'y.png')
@@ -501,9 +503,14 @@ def test_a_link_out_of_a_folder_is_skipped_and_the_run_goes_on(peaked_scenes, pe
     elsewhere = tmp_path / 'outside' / 'c.json'
     elsewhere.write_text('theirs')
     (annotations / 'c_linked.json').symlink_to(elsewhere)
+    # loops of links: one among the images (it ended the listing of the folder) is no image;
+    # one named as an image's annotation file skips that image
+    (images / 'd_loop.png').symlink_to('d_loop.png')
+    (annotations / 'e_looped.json').symlink_to('e_looped.json')
     boxes = tmp_path / 'boxes.json'
     boxes.write_text(json.dumps({'a_link.png': [b_box], 'b_good.png': [b_box],
-                                 'c_linked.png': [c_box], 'y_link.png': [b_box]}))
+                                 'c_linked.png': [c_box], 'e_looped.png': [e_box],
+                                 'y_link.png': [b_box]}))
     result = run_inference(images, config=None, checkpoint=peaked_checkpoint,
                            out_dir=tmp_path / 'out', annotation_dir=annotations,
                            boxes_file=boxes, rank=True, progress=False)
@@ -512,8 +519,11 @@ def test_a_link_out_of_a_folder_is_skipped_and_the_run_goes_on(peaked_scenes, pe
     for link in ('a_link.png', 'y_link.png'):
         assert f"'{link}' is outside {images} (a link leading out of it); skipped: copy the " \
             'image into the folder to predict it' in warnings
-    assert f"c_linked.png: skipped: 'c_linked.json' is outside {annotations} (a link leading " \
-        'out of it, which nothing is written through)' in warnings
+    assert f"c_linked.png: skipped: 'c_linked.json' is outside {annotations} (nothing is " \
+        'written through such a link)' in warnings
+    assert f"e_looped.png: skipped: 'e_looped.json' in {annotations} is a link that cannot be " \
+        'followed (a loop of links) (nothing is written through such a link)' in warnings
+    assert not any('d_loop' in warning for warning in warnings)
     assert elsewhere.read_text() == 'theirs'
     assert sorted(p.name for p in (tmp_path / 'out' / 'vis').iterdir()) == ['b_good.png.jpg']
 
