@@ -1308,6 +1308,9 @@ PINNED_SETTINGS = {
 GALLERY_DL_CONFIG_MAX_BYTES = 16 << 20
 #: How deep gallery-dl's ``subconfigs`` (files a config names, each read after it) may go.
 GALLERY_DL_SUBCONFIG_DEPTH = 8
+#: How many config files gallery-dl may read in all, a file named twice counting twice (it
+#: reads it twice): three files naming the next 300 times each were 27 million reads.
+GALLERY_DL_CONFIG_MAX_READS = 64
 
 
 def check_gallery_dl_config_files() -> None:
@@ -1315,13 +1318,18 @@ def check_gallery_dl_config_files() -> None:
     ones and the ``subconfigs`` they name) that it would wait on or hold whole: gallery-dl
     opens and reads each without a check, so a FIFO there waited for a writer for good, a
     sparse file of gigabytes was held in memory, and a config naming itself as a subconfig
-    recursed until Python's limit (a traceback). Missing files and broken JSON are left to
-    gallery-dl, which skips them with a log line.
+    recursed until Python's limit (a traceback), and files naming others by the hundred were
+    read millions of times. Missing files and broken JSON are left to gallery-dl, which skips
+    them with a log line; what it reads and would stop on with a traceback, or read stdin for,
+    is refused: a JSON config that is no object, or whose ``subconfigs`` is other than a file
+    name or a list of them (``[0]`` opened stdin, ``true`` or ``[3]`` raised TypeError, a
+    dict's keys were read unchecked).
 
     Raises:
         CrawlError: one line naming the file.
     """
     pending = [(path, 0) for path in reversed(getattr(gdl_config, '_default_configs', ()))]
+    reads = 0
     while pending:
         pathfmt, depth = pending.pop()
         path = util.expand_path(pathfmt)
@@ -1330,6 +1338,11 @@ def check_gallery_dl_config_files() -> None:
         if depth > GALLERY_DL_SUBCONFIG_DEPTH:
             raise CrawlError(f'gallery-dl config {path}: named by "subconfigs" more than '
                              f'{GALLERY_DL_SUBCONFIG_DEPTH} deep (does a config name itself?)')
+        reads += 1
+        if reads > GALLERY_DL_CONFIG_MAX_READS:
+            raise CrawlError(f'gallery-dl config {path}: more than '
+                             f'{GALLERY_DL_CONFIG_MAX_READS} config files to read through '
+                             '"subconfigs" (a file named twice is read twice)')
         try:
             data = read_regular_file(path, GALLERY_DL_CONFIG_MAX_BYTES)
         except AnnotationError as e:  # no regular file, too large: the message names it
@@ -1338,16 +1351,32 @@ def check_gallery_dl_config_files() -> None:
             continue  # unreadable: gallery-dl skips it too
         if getattr(gdl_config, '_type', 'json') != 'json':
             continue  # YAML, TOML: their subconfigs are not followed here
-        try:
-            config = json.loads(data)
+        try:  # as gallery-dl reads it: UTF-8 text (a BOM or UTF-16 is broken JSON to it)
+            config = json.loads(data.decode('utf-8'))
         except (ValueError, RecursionError):
             continue  # gallery-dl logs it and goes on
-        subconfigs = config.get('subconfigs') if isinstance(config, dict) else None
-        if isinstance(subconfigs, str):
-            subconfigs = [subconfigs]
-        if isinstance(subconfigs, list):
-            # gallery-dl reads them in order, each straight after the one naming it
-            pending += [(sub, depth + 1) for sub in reversed(subconfigs) if isinstance(sub, str)]
+        pending += [(sub, depth + 1) for sub in reversed(_subconfigs(path, config))]
+
+
+def _subconfigs(path: str, config: object) -> list[str]:
+    """The files a gallery-dl JSON config names in ``subconfigs``, in the order gallery-dl
+    reads them (each straight after the one naming it).
+
+    Raises:
+        CrawlError: a config gallery-dl would stop on with a traceback, or read stdin for.
+    """
+    if not isinstance(config, dict):  # gallery-dl merges it into a dict: a traceback
+        raise CrawlError(f'gallery-dl config {path}: not a JSON object, which gallery-dl '
+                         'cannot read')
+    subconfigs = config.get('subconfigs')
+    if not subconfigs:  # gallery-dl ignores an empty or false one
+        return []
+    if isinstance(subconfigs, str):
+        return [subconfigs]
+    if not (isinstance(subconfigs, list) and all(isinstance(sub, str) for sub in subconfigs)):
+        raise CrawlError(f'gallery-dl config {path}: "subconfigs" is a file name or a list of '
+                         f'file names, not {shown_value(subconfigs)}')
+    return subconfigs
 
 
 def configure_gallery_dl(options: CrawlOptions) -> None:

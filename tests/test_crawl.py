@@ -1664,6 +1664,61 @@ def test_a_gallery_dl_config_it_would_wait_on_or_hold_whole_is_refused_first(tmp
     check_gallery_dl_config_files()
 
 
+@pytest.mark.parametrize('config, message', [
+    # gallery-dl opened stdin for a false entry (expand_path passes it on: open(0)), read a
+    # dict's keys as files, and raised TypeError outside its try for true or a number
+    ({'subconfigs': [0]}, '"subconfigs" is a file name or a list of file names, not [0]'),
+    ({'subconfigs': [False]}, 'not [False]'),
+    ({'subconfigs': {'FIFO': 1}}, "not {'"),
+    ({'subconfigs': True}, 'not True'),
+    ({'subconfigs': ['LAST', 3]}, "not ['"),
+    ({'subconfigs': [['LAST']]}, "not [['"),
+    # merged into gallery-dl's dict of options: a traceback
+    (['subconfigs'], 'not a JSON object, which gallery-dl cannot read'),
+    (7, 'not a JSON object'),
+])
+def test_a_gallery_dl_config_it_would_stop_on_or_read_stdin_for_is_refused(
+        tmp_path, monkeypatch, config, message):
+    configs = tmp_path / 'configs'
+    configs.mkdir()
+    os.mkfifo(configs / 'fifo.json')
+    (configs / 'last.json').write_text('{}')
+    text = json.dumps(config).replace('FIFO', str(configs / 'fifo.json')).replace(
+        'LAST', str(configs / 'last.json'))
+    (configs / 'config.json').write_text(text)
+    monkeypatch.setattr(gdl_config, '_default_configs', [str(configs / 'config.json')])
+    with pytest.raises(CrawlError) as info:
+        check_gallery_dl_config_files()
+    assert str(info.value).startswith(f'gallery-dl config {configs / "config.json"}: ')
+    assert message in str(info.value) and '\n' not in str(info.value)
+
+
+@pytest.mark.timeout(60)  # unbounded, the check ran for about 1000 s
+def test_gallery_dl_configs_naming_others_by_the_hundred_are_refused_at_a_count(
+        tmp_path, monkeypatch):
+    """Three files, each naming the next 300 times, were 27 million reads (gallery-dl reads a
+    file each time it is named): the check counts every read and stops past 64. Empty or false
+    subconfigs are none (gallery-dl ignores them), and a few files named twice are fine."""
+    configs = tmp_path / 'configs'
+    configs.mkdir()
+    (configs / 'd.json').write_text('{"subconfigs": []}')
+    for name, inner in (('c', 'd'), ('b', 'c'), ('a', 'b')):
+        (configs / f'{name}.json').write_text(json.dumps(
+            {'subconfigs': [str(configs / f'{inner}.json')] * 300}))
+    monkeypatch.setattr(gdl_config, '_default_configs', [str(configs / 'a.json')])
+    with pytest.raises(CrawlError) as info:
+        check_gallery_dl_config_files()
+    assert str(info.value) == (f'gallery-dl config {configs / "d.json"}: more than 64 config '
+                               'files to read through "subconfigs" (a file named twice is read '
+                               'twice)')
+    for empty in ('""', 'false', 'null', '{}', '0'):
+        (configs / 'e.json').write_text(f'{{"subconfigs": {empty}}}')
+        (configs / 'twice.json').write_text(json.dumps(
+            {'subconfigs': [str(configs / 'e.json')] * 2}))
+        monkeypatch.setattr(gdl_config, '_default_configs', [str(configs / 'twice.json')])
+        check_gallery_dl_config_files()
+
+
 @pytest.mark.timeout(120)
 def test_cli_refuses_a_gallery_dl_config_that_is_a_fifo(tmp_path):
     """The real command with the user's gallery-dl config a FIFO: one line, no wait."""
