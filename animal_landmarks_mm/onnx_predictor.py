@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import cv2
 import numpy as np
 
 from .annotation import is_sha256_hex, write_image
-from .errors import AnimalLandmarksError
+from .errors import AnimalLandmarksError, shown_value
 from .schema import KEYPOINT_NAMES
 
 #: metadata the predictor needs from the file (written by :func:`.onnx_export.export_onnx`)
@@ -63,6 +64,26 @@ BBOX_PADDING_RANGE = (0.5, 10.0)
 MAX_METADATA_VALUE_CHARS = 64 * 1024
 #: The longest reason from onnxruntime kept in a message (its errors can run to a page).
 MAX_REASON_CHARS = 240
+#: The largest ONNX file the predictor reads (bytes): the exported HRNetV2-W18 graph is about
+#: 38 MB (int8: about 10 MB).
+MAX_ONNX_FILE_BYTES = 1 << 30
+#: The most nodes a graph may hold, subgraphs and functions included: the exported graphs hold
+#: about 1,100 (float) and 2,700 (int8); onnxruntime took 35 s and 1.2 GB to load a 10 MB
+#: file of 400,000 nodes before any check of ours could refuse it.
+MAX_GRAPH_NODES = 20_000
+#: The operators (standard domain) of the graphs ``tools/export.py`` writes, float and int8,
+#: and a few of the same kind (elementwise, shapes) another torch may choose: a graph is data,
+#: and one of a stranger's running a ``Loop`` of 2**62 turns held ``predict`` for good (no
+#: ``Loop``, ``Scan``, ``If`` or operator of another domain here). Some of these allocate as
+#: their inputs say (``ConstantOfShape``, ``Resize``): the export needs them, so a hostile graph
+#: can still ask for gigabytes there.
+EXPORTED_OPERATORS = frozenset({
+    'Abs', 'Add', 'And', 'ArgMax', 'BatchNormalization', 'Cast', 'Ceil', 'Clip', 'Concat',
+    'Constant', 'ConstantOfShape', 'Conv', 'DequantizeLinear', 'Div', 'Equal', 'Exp',
+    'Flatten', 'Floor', 'Gather', 'GatherElements', 'Greater', 'Identity', 'Less', 'Log', 'Max',
+    'Min', 'Mod', 'Mul', 'Neg', 'Not', 'Pow', 'QuantizeLinear', 'ReduceMax', 'ReduceMean',
+    'ReduceSum', 'Relu', 'Reshape', 'Resize', 'Round', 'Shape', 'Sigmoid', 'Slice', 'Softmax',
+    'Split', 'Sqrt', 'Squeeze', 'Sub', 'Transpose', 'Unsqueeze', 'Where', 'Xor'})
 
 
 #: At most this many faces go through the model at once (both runtimes: infer's mmpose
@@ -250,6 +271,117 @@ def onnxruntime_reason(error: BaseException, path: str | os.PathLike) -> str:
     return f'{head.rsplit(" ", 1)[0]} ... {tail.split(" ", 1)[-1]}'
 
 
+def _protobuf_fields(message: memoryview) -> Iterator[tuple[int, memoryview | None]]:
+    """The fields of a protobuf message: ``(number, bytes)`` for a length-delimited one (a
+    message, a string), ``(number, None)`` for the others.
+
+    Raises:
+        ValueError: bytes that are no protobuf message (a field running past the end, a
+            varint of more than 10 bytes, a group: ONNX has none).
+    """
+    def varint(pos: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            if pos >= len(message) or shift > 63:
+                raise ValueError('a varint past the end of its message')
+            byte = message[pos]
+            value |= (byte & 0x7F) << shift
+            pos, shift = pos + 1, shift + 7
+            if byte < 0x80:
+                return value, pos
+
+    pos = 0
+    while pos < len(message):
+        key, pos = varint(pos)
+        wire = key & 7
+        if wire == 0:
+            pos = varint(pos)[1]
+            value = None
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+            value = None
+        elif wire == 2:
+            length, pos = varint(pos)
+            value = message[pos:pos + length]
+            pos += length
+        else:
+            raise ValueError(f'a field of wire type {wire}')
+        if pos > len(message):
+            raise ValueError('a field past the end of its message')
+        yield key >> 3, value
+
+
+def graph_operators(model: bytes) -> list[tuple[str, str]]:
+    """The ``(domain, op_type)`` of every node of a serialized ``ModelProto``: its graph's, its
+    subgraphs' (an attribute's ``g`` and ``graphs``) and its functions', read from the protobuf
+    wire format (onnxruntime, which the predictor needs, has no parser of its own to offer; the
+    ``onnx`` package is not needed to run a graph). Stops past :data:`MAX_GRAPH_NODES` nodes.
+
+    Raises:
+        ValueError: bytes that are no protobuf message.
+    """
+    # ModelProto: graph 7, functions 25; GraphProto: node 1; FunctionProto: node 7;
+    # NodeProto: op_type 4, attribute 5, domain 7; AttributeProto: g 6, graphs 11
+    operators = []
+    graphs = []  # (message, the number of its node field)
+    for number, value in _protobuf_fields(memoryview(model)):
+        if value is not None and number in (7, 25):
+            graphs.append((value, 1 if number == 7 else 7))
+    done = 0  # the graph first, then the subgraphs and functions, in the order found
+    while done < len(graphs) and len(operators) <= MAX_GRAPH_NODES:
+        graph, node_field = graphs[done]
+        done += 1
+        for number, node in _protobuf_fields(graph):
+            if number != node_field or node is None:
+                continue
+            op_type = domain = b''
+            for field, value in _protobuf_fields(node):
+                if value is None:
+                    continue
+                if field == 4:
+                    op_type = bytes(value)
+                elif field == 7:
+                    domain = bytes(value)
+                elif field == 5:
+                    graphs += [(sub, 1) for kind, sub in _protobuf_fields(value)
+                               if kind in (6, 11) and sub is not None]
+            operators.append((domain.decode('utf-8', 'replace'),
+                              op_type.decode('utf-8', 'replace')))
+    return operators
+
+
+def check_graph_operators(path: Path) -> None:
+    """Refuse, before onnxruntime loads it, a file larger than :data:`MAX_ONNX_FILE_BYTES`,
+    a graph of more than :data:`MAX_GRAPH_NODES` nodes, or one with an operator no exported
+    graph has (:data:`EXPORTED_OPERATORS`). Bytes that are no protobuf message are left to
+    onnxruntime, whose refusal says why.
+
+    Raises:
+        OnnxModelError: one line naming the file.
+    """
+    from .annotation import AnnotationError, read_regular_file
+    try:
+        model = read_regular_file(path, MAX_ONNX_FILE_BYTES)
+    except AnnotationError:
+        raise OnnxModelError(f'{path}: more than {MAX_ONNX_FILE_BYTES >> 20} MB, larger than '
+                             'any landmark graph tools/export.py writes') from None
+    except OSError as e:
+        raise OnnxModelError(f'{path}: cannot be read ({e.strerror or e})') from None
+    try:
+        operators = graph_operators(model)
+    except ValueError:
+        return
+    not_exported = 'not a landmark graph exported by tools/export.py --format onnx'
+    if len(operators) > MAX_GRAPH_NODES:
+        raise OnnxModelError(f'{path}: {not_exported} (more than {MAX_GRAPH_NODES} nodes; its '
+                             'graphs hold about 1,100, int8 about 2,700)')
+    for domain, op_type in operators:
+        if domain not in ('', 'ai.onnx') or op_type not in EXPORTED_OPERATORS:
+            named = op_type if not domain else f'{domain}.{op_type}'
+            raise OnnxModelError(f'{path}: {not_exported} (an operator its graphs never '
+                                 f'use: {shown_value(named)})')
+
+
 def _dims(shape) -> str:
     """A graph's shape as onnxruntime gives it (ints, names of symbolic axes, None)."""
     return '[' + ', '.join(repr(d) if isinstance(d, str) else str(d) for d in shape) + ']'
@@ -422,6 +554,7 @@ class OnnxLandmarkPredictor:
         path = Path(path)
         if not path.is_file():
             raise OnnxModelError(f'{path}: no such ONNX file')
+        check_graph_operators(path)
         try:
             import onnxruntime
         except ImportError:
