@@ -145,17 +145,14 @@ class AnnotatorNameError(AnimalLandmarksError, ValueError):
 
 def resolve_inside(root: Path, name: str) -> Path:
     """``root / name``, refusing absolute names, ``..``, links that lead outside ``root`` and
-    links that cannot be followed (a loop of links: ``Path.resolve`` raises RuntimeError on
-    Python 3.11, OSError on later ones; a link through a folder that may not be read)."""
+    a loop of links (``Path.resolve`` raises RuntimeError for one on Python 3.11 and 3.12)."""
     if not name or Path(name).is_absolute():
         raise UnsafeNameError(f'{name!r} is not a file name inside {root}')
     try:
         path = (root / name).resolve()
-    except (RuntimeError, OSError) as e:  # OSError: ELOOP, or EACCES through a closed folder
-        why = 'a loop of links' if not isinstance(e, OSError) or e.errno == errno.ELOOP \
-            else e.strerror or e.__class__.__name__
-        raise UnsafeNameError(f'{name!r} in {root} is a link that cannot be followed '
-                              f'({why})') from None
+    except RuntimeError:
+        raise UnsafeNameError(f'{name!r} in {root} is a link that cannot be followed (a loop '
+                              'of links)') from None
     if not path.is_relative_to(root.resolve()):
         raise UnsafeNameError(f'{name!r} is outside {root}')
     return path

@@ -66,11 +66,15 @@ MAX_METADATA_VALUE_CHARS = 64 * 1024
 MAX_REASON_CHARS = 240
 #: The largest ONNX file the predictor reads (bytes): the exported HRNetV2-W18 graph is about
 #: 38 MB (int8: about 10 MB).
-MAX_ONNX_FILE_BYTES = 1 << 30
+MAX_ONNX_FILE_BYTES = 512 << 20
 #: The most nodes a graph may hold, subgraphs and functions included: the exported graphs hold
 #: about 1,100 (float) and 2,700 (int8); onnxruntime took 35 s and 1.2 GB to load a 10 MB
 #: file of 400,000 nodes before any check of ours could refuse it.
 MAX_GRAPH_NODES = 20_000
+#: The most protobuf fields the operator check reads (each a few microseconds in Python): the
+#: exported graphs have about 17,000 (float) and 35,000 (int8); a file of empty nodes, 2 bytes
+#: each, was walked for seconds a few megabytes (minutes a gigabyte) before its count was seen.
+MAX_GRAPH_FIELDS = 1_000_000
 #: The operators (standard domain) of the graphs ``tools/export.py`` writes, float and int8,
 #: and a few of the same kind (elementwise, shapes) another torch may choose: a graph is data,
 #: and one of a stranger's running a ``Loop`` of 2**62 turns held ``predict`` for good (no
@@ -271,13 +275,25 @@ def onnxruntime_reason(error: BaseException, path: str | os.PathLike) -> str:
     return f'{head.rsplit(" ", 1)[0]} ... {tail.split(" ", 1)[-1]}'
 
 
-def _protobuf_fields(message: memoryview) -> Iterator[tuple[int, memoryview | None]]:
+class _GraphTooLarge(Exception):
+    """More nodes or protobuf fields than the operator check reads."""
+
+
+def _protobuf_fields(message: memoryview, budget: list[int]
+                     ) -> Iterator[tuple[int, memoryview | None]]:
     """The fields of a protobuf message: ``(number, bytes)`` for a length-delimited one (a
     message, a string), ``(number, None)`` for the others.
 
+    Args:
+        message: its bytes.
+        budget: ``[fields]`` still to be read, shared by every message of the file; one less
+            for each field.
+
     Raises:
-        ValueError: bytes that are no protobuf message (a field running past the end, a
-            varint of more than 10 bytes, a group: ONNX has none).
+        ValueError: bytes that are no protobuf message ONNX writes (a field running past the
+            end, a varint of more than 10 bytes, a group: protobuf skips an unknown one, so a
+            file could hide what follows it from a walk that stopped there).
+        _GraphTooLarge: the budget is spent.
     """
     def varint(pos: int) -> tuple[int, int]:
         value = shift = 0
@@ -292,6 +308,9 @@ def _protobuf_fields(message: memoryview) -> Iterator[tuple[int, memoryview | No
 
     pos = 0
     while pos < len(message):
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _GraphTooLarge
         key, pos = varint(pos)
         wire = key & 7
         if wire == 0:
@@ -315,27 +334,33 @@ def graph_operators(model: bytes) -> list[tuple[str, str]]:
     """The ``(domain, op_type)`` of every node of a serialized ``ModelProto``: its graph's, its
     subgraphs' (an attribute's ``g`` and ``graphs``) and its functions', read from the protobuf
     wire format (onnxruntime, which the predictor needs, has no parser of its own to offer; the
-    ``onnx`` package is not needed to run a graph). Stops past :data:`MAX_GRAPH_NODES` nodes.
+    ``onnx`` package is not needed to run a graph).
 
     Raises:
-        ValueError: bytes that are no protobuf message.
+        ValueError: bytes that are no protobuf message ONNX writes (see
+            :func:`_protobuf_fields`).
+        _GraphTooLarge: more than :data:`MAX_GRAPH_NODES` nodes, or than
+            :data:`MAX_GRAPH_FIELDS` fields read (said as soon as it is so).
     """
     # ModelProto: graph 7, functions 25; GraphProto: node 1; FunctionProto: node 7;
     # NodeProto: op_type 4, attribute 5, domain 7; AttributeProto: g 6, graphs 11
+    budget = [MAX_GRAPH_FIELDS]
     operators = []
     graphs = []  # (message, the number of its node field)
-    for number, value in _protobuf_fields(memoryview(model)):
+    for number, value in _protobuf_fields(memoryview(model), budget):
         if value is not None and number in (7, 25):
             graphs.append((value, 1 if number == 7 else 7))
     done = 0  # the graph first, then the subgraphs and functions, in the order found
-    while done < len(graphs) and len(operators) <= MAX_GRAPH_NODES:
+    while done < len(graphs):
         graph, node_field = graphs[done]
         done += 1
-        for number, node in _protobuf_fields(graph):
+        for number, node in _protobuf_fields(graph, budget):
             if number != node_field or node is None:
                 continue
+            if len(operators) == MAX_GRAPH_NODES:
+                raise _GraphTooLarge
             op_type = domain = b''
-            for field, value in _protobuf_fields(node):
+            for field, value in _protobuf_fields(node, budget):
                 if value is None:
                     continue
                 if field == 4:
@@ -343,7 +368,7 @@ def graph_operators(model: bytes) -> list[tuple[str, str]]:
                 elif field == 7:
                     domain = bytes(value)
                 elif field == 5:
-                    graphs += [(sub, 1) for kind, sub in _protobuf_fields(value)
+                    graphs += [(sub, 1) for kind, sub in _protobuf_fields(value, budget)
                                if kind in (6, 11) and sub is not None]
             operators.append((domain.decode('utf-8', 'replace'),
                               op_type.decode('utf-8', 'replace')))
@@ -352,29 +377,33 @@ def graph_operators(model: bytes) -> list[tuple[str, str]]:
 
 def check_graph_operators(path: Path) -> None:
     """Refuse, before onnxruntime loads it, a file larger than :data:`MAX_ONNX_FILE_BYTES`,
-    a graph of more than :data:`MAX_GRAPH_NODES` nodes, or one with an operator no exported
-    graph has (:data:`EXPORTED_OPERATORS`). Bytes that are no protobuf message are left to
-    onnxruntime, whose refusal says why.
+    bytes that are no protobuf message ONNX writes, a graph of more than
+    :data:`MAX_GRAPH_NODES` nodes (or :data:`MAX_GRAPH_FIELDS` protobuf fields), or one with
+    an operator no exported graph has (:data:`EXPORTED_OPERATORS`).
 
     Raises:
         OnnxModelError: one line naming the file.
     """
-    from .annotation import AnnotationError, read_regular_file
+    from .annotation import AnnotationError, NotRegularFileError, read_regular_file
+    from .errors import first_line
     try:
         model = read_regular_file(path, MAX_ONNX_FILE_BYTES)
+    except NotRegularFileError:  # swapped for a FIFO since it was found a file
+        raise OnnxModelError(f'{path}: not a regular file') from None
     except AnnotationError:
         raise OnnxModelError(f'{path}: more than {MAX_ONNX_FILE_BYTES >> 20} MB, larger than '
                              'any landmark graph tools/export.py writes') from None
     except OSError as e:
         raise OnnxModelError(f'{path}: cannot be read ({e.strerror or e})') from None
+    not_exported = 'not a landmark graph exported by tools/export.py --format onnx'
     try:
         operators = graph_operators(model)
-    except ValueError:
-        return
-    not_exported = 'not a landmark graph exported by tools/export.py --format onnx'
-    if len(operators) > MAX_GRAPH_NODES:
-        raise OnnxModelError(f'{path}: {not_exported} (more than {MAX_GRAPH_NODES} nodes; its '
-                             'graphs hold about 1,100, int8 about 2,700)')
+    except ValueError as e:
+        raise OnnxModelError(f'{path}: not an ONNX model ({first_line(e)})') from None
+    except _GraphTooLarge:
+        raise OnnxModelError(f'{path}: {not_exported} (more than {MAX_GRAPH_NODES} nodes or '
+                             f'{MAX_GRAPH_FIELDS} protobuf fields; its graphs hold about '
+                             '1,100 nodes, int8 about 2,700)') from None
     for domain, op_type in operators:
         if domain not in ('', 'ai.onnx') or op_type not in EXPORTED_OPERATORS:
             named = op_type if not domain else f'{domain}.{op_type}'
@@ -565,6 +594,9 @@ class OnnxLandmarkPredictor:
             options.intra_op_num_threads = int(intra_op_num_threads)
         options.add_session_config_entry('session.intra_op.allow_spinning',
                                          '1' if allow_spinning else '0')
+        # the protobuf the operator check read, never onnxruntime's own format, which it
+        # chooses for a name ending in .ort (a flatbuffer the check cannot read)
+        options.add_session_config_entry('session.load_model_format', 'ONNX')
         available = onnxruntime.get_available_providers()
         # onnxruntime only warns and runs on the CPU when a provider asked for is missing: a
         # GPU run asked for would silently be a CPU run, many times slower
