@@ -205,8 +205,15 @@ def read_regular_file(path: str | os.PathLike, max_bytes: int | None = None) -> 
             return f.read()
         # its size first: a sparse file of gigabytes would else be read (and held) up to the
         # limit before it is refused; no more than the limit either, should it be growing
-        fits = os.fstat(f.fileno()).st_size <= max_bytes
-        data = f.read(max_bytes + 1) if fits else b''
+        size = os.fstat(f.fileno()).st_size
+        fits = size <= max_bytes
+        data = b''
+        if fits:
+            # the size it has, and one byte more to see it grow: read(max_bytes + 1) allocates
+            # all of it at once (512 MiB for each ONNX graph of a few megabytes)
+            data = f.read(size + 1)
+            if len(data) > size:  # growing: on, up to one byte past the limit
+                data += f.read(max_bytes + 1 - len(data))
     if not fits or len(data) > max_bytes:
         raise AnnotationError(f'{os.fsdecode(path)}: more than {max_bytes} bytes, too large to '
                               'read')

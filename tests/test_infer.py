@@ -810,7 +810,7 @@ def infer_tool():
     (['missing'], 'error: input not found: missing'),
     (['IMG', '--checkpoint', 'nope.pth'], 'error: checkpoint not found: nope.pth (give a file'),
     (['TIF'], 'error: {tif}: not an image of the kinds the tools read (.jpg, .jpeg, .png'),
-    (['IMG', '--checkpoint', 'ONNX', '--rank'], 'error: {onnx}: not an ONNX model onnxruntime'),
+    (['IMG', '--checkpoint', 'ONNX', '--rank'], 'error: {onnx}: not an ONNX model'),
 ])
 def test_the_tool_checks_its_arguments_before_the_face_detector_is_read(
         infer_tool, peaked_checkpoint, tmp_path, monkeypatch, args, message):
