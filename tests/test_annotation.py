@@ -577,3 +577,32 @@ def test_an_annotation_file_of_more_faces_than_any_picture_has_is_refused(tmp_pa
     assert not (tmp_path / 'new.json').exists()
     save_annotation(path, ImageAnnotation('a.png', 4000, 3000, [face] * ANNOTATION_MAX_FACES))
     assert len(load_annotation(path).faces) == ANNOTATION_MAX_FACES
+
+
+def test_a_bounded_read_takes_the_files_size_and_still_sees_it_grow(tmp_path, monkeypatch):
+    """read_regular_file asked for max_bytes + 1 at once (Python allocates all of it: 512 MiB
+    for each ONNX graph of a few megabytes); it reads the file's size and a byte more, and a file
+    that grew since its size was taken is read on, never past one byte over the limit."""
+    import tracemalloc
+
+    from animal_landmarks_mm import annotation
+    from animal_landmarks_mm.annotation import read_regular_file
+    path = tmp_path / 'data.bin'
+    path.write_bytes(b'x' * 1000)
+    tracemalloc.start()
+    try:
+        assert read_regular_file(path, 256 << 20) == b'x' * 1000
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    fstat = os.fstat
+
+    class Smaller:  # the size taken before the file grew to 1000 bytes
+        def __init__(self, fd):
+            self.st_size, self.st_mode = 10, fstat(fd).st_mode
+
+    monkeypatch.setattr(annotation.os, 'fstat', Smaller)
+    assert read_regular_file(path, 2000) == b'x' * 1000
+    with pytest.raises(AnnotationError, match='more than 500 bytes, too large to read'):
+        read_regular_file(path, 500)
