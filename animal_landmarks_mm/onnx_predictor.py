@@ -30,8 +30,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .annotation import is_sha256_hex, write_image
-from .errors import AnimalLandmarksError, shown_value
+from .annotation import (
+    AnnotationError,
+    NotRegularFileError,
+    is_sha256_hex,
+    read_regular_file,
+    write_image,
+)
+from .errors import AnimalLandmarksError, first_line, shown_value
 from .schema import KEYPOINT_NAMES
 
 #: metadata the predictor needs from the file (written by :func:`.onnx_export.export_onnx`)
@@ -384,8 +390,6 @@ def check_graph_operators(path: Path) -> None:
     Raises:
         OnnxModelError: one line naming the file.
     """
-    from .annotation import AnnotationError, NotRegularFileError, read_regular_file
-    from .errors import first_line
     try:
         model = read_regular_file(path, MAX_ONNX_FILE_BYTES)
     except NotRegularFileError:  # swapped for a FIFO since it was found a file
