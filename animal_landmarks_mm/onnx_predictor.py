@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,22 @@ EXPORTED_OPERATORS = frozenset({
     'ReduceSum', 'Relu', 'Reshape', 'Resize', 'Round', 'Shape', 'Sigmoid', 'Slice', 'Softmax',
     'Split', 'Sqrt', 'Squeeze', 'Sub', 'Transpose', 'Unsqueeze', 'Where', 'Xor'})
 
+
+#: The most CPU memory (bytes) onnxruntime may hold for the runs of the graphs of a process,
+#: all sessions together: half this machine's memory (:func:`run_memory_cap`), at most this.
+#: An exported graph sizes some tensors from its inputs (``ConstantOfShape``, ``Resize``), so a
+#: stranger's 1.4 kB graph asked for 4 GB in one run (and would have asked for any amount); the
+#: export's float graph runs a batch of 32 crops in 1 to 2 GiB (int8: under 1 GiB), and a fixed
+#: batch of :data:`MAX_FIXED_BATCH` needs about 14 GiB.
+MAX_RUN_MEMORY_BYTES = 16 << 30
+#: onnxruntime's optimizers left out of every session: constant folding computes a graph's
+#: constant tensors at load with an allocator of its own, outside the run memory's cap (a
+#: ``ConstantOfShape`` of 400 MB was made at load under a cap of 64 MiB); the exports are
+#: folded by torch already, and runs took the same time without it.
+DISABLED_OPTIMIZERS = ('ConstantFolding',)
+# onnxruntime's arena refusal: 'Available memory of 66060032 is smaller than requested bytes
+# of 100000000'
+_ARENA_REFUSAL = re.compile(r'Available memory of (\d+) is smaller than requested bytes of (\d+)')
 
 #: At most this many faces go through the model at once (both runtimes: infer's mmpose
 #: predictor takes it too): the crops and the network's activations of all the boxes of an image
@@ -222,6 +239,46 @@ def _decoded(value: str):
     # JSON (those the predictor needs are checked by _landmark_metadata)
     except (ValueError, RecursionError):
         return value
+
+
+def run_memory_cap() -> int:
+    """The bytes onnxruntime's CPU arena may hold for the runs of this process's graphs: half
+    the machine's physical memory, at most :data:`MAX_RUN_MEMORY_BYTES` (that where the system
+    does not say)."""
+    try:
+        physical = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return MAX_RUN_MEMORY_BYTES
+    return min(MAX_RUN_MEMORY_BYTES, physical // 2) if physical > 0 else MAX_RUN_MEMORY_BYTES
+
+
+_run_memory = {'cap': None, 'lock': threading.Lock()}
+
+
+def share_capped_cpu_arena(onnxruntime) -> int:
+    """Registers, once a process, onnxruntime's CPU arena of :func:`run_memory_cap` bytes that
+    the predictors' sessions share (``session.use_env_allocators``), and returns its cap.
+
+    onnxruntime's sessions otherwise each take what their graph asks for, without a bound; the
+    arena is the process's (onnxruntime keeps one a device), so every predictor of a process
+    shares one cap, and the memory it took stays with the process for the next session (as a
+    session's own arena does until the session is gone).
+    """
+    with _run_memory['lock']:
+        if _run_memory['cap'] is None:
+            cap = run_memory_cap()
+            memory = onnxruntime.OrtMemoryInfo(
+                'Cpu', onnxruntime.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                onnxruntime.OrtMemType.DEFAULT)
+            # -1: onnxruntime's defaults for the extension strategy, first chunk and dead bytes
+            onnxruntime.create_and_register_allocator(memory,
+                                                      onnxruntime.OrtArenaCfg(cap, -1, -1, -1))
+            _run_memory['cap'] = cap
+        return _run_memory['cap']
+
+
+def _memory(size: int) -> str:
+    return f'{size / 2**30:.1f} GiB' if size >= 2**30 else f'{size / 2**20:.0f} MiB'
 
 
 def default_providers() -> list[str]:
@@ -601,6 +658,9 @@ class OnnxLandmarkPredictor:
         # the protobuf the operator check read, never onnxruntime's own format, which it
         # chooses for a name ending in .ort (a flatbuffer the check cannot read)
         options.add_session_config_entry('session.load_model_format', 'ONNX')
+        # the runs' memory from the process's capped arena (a graph's own sizes are data)
+        self.run_memory_cap = share_capped_cpu_arena(onnxruntime)
+        options.add_session_config_entry('session.use_env_allocators', '1')
         available = onnxruntime.get_available_providers()
         # onnxruntime only warns and runs on the CPU when a provider asked for is missing: a
         # GPU run asked for would silently be a CPU run, many times slower
@@ -611,7 +671,8 @@ class OnnxLandmarkPredictor:
                 path, lacking, f'this onnxruntime build has only {", ".join(available)}'))
         try:
             self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=providers or default_providers())
+                str(path), options, providers=providers or default_providers(),
+                disabled_optimizers=list(DISABLED_OPTIMIZERS))
         except Exception as e:  # InvalidProtobuf, Fail, NoSuchFile...: all "not a model"
             raise OnnxModelError(f'{path}: not an ONNX model onnxruntime can load '
                                  f'({onnxruntime_reason(e, path)})') from None
@@ -703,8 +764,7 @@ class OnnxLandmarkPredictor:
                 k, s = self.session.run(None, {self.input_name: run})
                 k, s = k[:len(batch)], s[:len(batch)]  # the filling's results dropped
             except Exception as e:  # onnxruntime's Fail, InvalidArgument, RuntimeException...
-                raise OnnxModelError(f'{self.checkpoint}: onnxruntime could not run the graph '
-                                     f'({onnxruntime_reason(e, self.checkpoint)})') from None
+                raise OnnxModelError(self._run_failure(e)) from None
             if k.shape != (len(batch), num_keypoints, 2) or s.shape != (len(batch),
                                                                         num_keypoints):
                 raise OnnxModelError(
@@ -718,6 +778,20 @@ class OnnxLandmarkPredictor:
             return (np.zeros((0, num_keypoints, 2), np.float32),
                     np.zeros((0, num_keypoints), np.float32))
         return np.concatenate(keypoints), np.concatenate(scores)
+
+    def _run_failure(self, error: Exception) -> str:
+        """One line on an error of onnxruntime running the graph; a run that asked for more
+        than the arena's cap says so in numbers."""
+        refused = _ARENA_REFUSAL.search(str(error))
+        if refused:
+            available, requested = (int(value) for value in refused.groups())
+            return (f'{self.checkpoint}: the graph asked onnxruntime for {_memory(requested)} at '
+                    f'once, more than the {_memory(available)} left of the '
+                    f'{_memory(self.run_memory_cap)} the runs of ONNX graphs may hold (half this '
+                    f'machine\'s memory, at most {_memory(MAX_RUN_MEMORY_BYTES)}; an exported '
+                    'graph runs a batch of 32 crops in 1 to 2 GiB)')
+        return (f'{self.checkpoint}: onnxruntime could not run the graph '
+                f'({onnxruntime_reason(error, self.checkpoint)})')
 
     def predict(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray | list | None = None
                 ) -> LandmarkResult:

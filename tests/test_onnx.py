@@ -36,6 +36,7 @@ from animal_landmarks_mm.onnx_export import (  # noqa: E402
     export_onnx,
     quantize_int8,
 )
+from animal_landmarks_mm import onnx_predictor  # noqa: E402
 from animal_landmarks_mm.onnx_predictor import (  # noqa: E402
     LandmarkInstances,
     LandmarkResult,
@@ -874,6 +875,84 @@ def test_the_crops_of_many_boxes_are_made_a_run_at_a_time(tmp_path):
     np.testing.assert_array_equal(result.keypoint_scores, whole.pred_instances.keypoint_scores)
     assert result.keypoints.shape == (200, NUM_KEYPOINTS, 2) and len(set(
         map(bytes, result.keypoint_scores))) > 1  # the boxes differ, and so do their points
+
+
+def _graph_asking_for(path: Path, floats: int, *, from_input: bool) -> Path:
+    """A graph of the exported interface that also fills a tensor of ``floats`` float32 (times
+    the batch where ``from_input``: sized at run time; else a constant shape, which
+    onnxruntime's constant folding would make at load) and adds nothing of it to the scores."""
+    helper, proto = onnx.helper, onnx.TensorProto
+    model = onnx.load(str(_landmark_like_graph(path)))
+    graph = graph_nodes = model.graph
+    for node in graph_nodes.node:
+        node.output[:] = ['raw_scores' if name == 'scores' else name for name in node.output]
+    graph.initializer.extend([helper.make_tensor('size', proto.INT64, [1], [floats]),
+                              helper.make_tensor('zero', proto.FLOAT, [], [0.0]),
+                              helper.make_tensor('first', proto.INT64, [1], [0]),
+                              helper.make_tensor('second', proto.INT64, [1], [1])])
+    size = ['size']
+    if from_input:
+        graph.node.extend([helper.make_node('Shape', ['crops'], ['crops_shape']),
+                           helper.make_node('Slice', ['crops_shape', 'first', 'second'],
+                                            ['batch']),
+                           helper.make_node('Mul', ['batch', 'size'], ['batch_size'])])
+        size = ['batch_size']
+    graph.node.extend([
+        helper.make_node('ConstantOfShape', size, ['filled'],
+                         value=helper.make_tensor('one', proto.FLOAT, [1], [1.0])),
+        helper.make_node('ReduceSum', ['filled'], ['total'], keepdims=0),
+        helper.make_node('Mul', ['total', 'zero'], ['nothing']),
+        helper.make_node('Add', ['raw_scores', 'nothing'], ['scores'])])
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_memory_of_runs_is_capped_for_the_process(tmp_path):
+    """A graph sizes tensors from its inputs or its constants (``ConstantOfShape`` here, of
+    100 MB): onnxruntime's CPU arena, shared by every predictor of the process, refuses what
+    passes its cap in one line, at run time or for a constant shape (which onnxruntime's constant
+    folding would make at load, outside the arena); graphs that fit run under the same cap."""
+    floats = 25_000_000  # 95 MiB
+    paths = [_graph_asking_for(tmp_path / 'sized_at_run_time.onnx', floats, from_input=True),
+             _graph_asking_for(tmp_path / 'constant_shape.onnx', floats, from_input=False)]
+    fits = _landmark_like_graph(tmp_path / 'fits.onnx')
+    # the cap is the process's: a 64 MiB one in a process of its own
+    script = textwrap.dedent(f'''
+        import resource
+        import numpy as np
+        from animal_landmarks_mm import onnx_predictor
+        onnx_predictor.MAX_RUN_MEMORY_BYTES = 64 << 20
+        crops = np.full((2, 256, 256, 3), 9, np.uint8)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for path in {[str(p) for p in paths]!r}:
+            predictor = onnx_predictor.OnnxLandmarkPredictor(path)
+            try:
+                predictor.predict_crops(crops)
+                print('ran:', path)
+            except onnx_predictor.OnnxModelError as e:
+                print('refused:', e)
+        predictor = onnx_predictor.OnnxLandmarkPredictor({str(fits)!r})
+        print('scores:', predictor.predict_crops(crops)[1].max(), predictor.run_memory_cap)
+        print('peak MiB:', (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+    ''')
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    refusals = [line for line in proc.stdout.splitlines() if line.startswith('refused:')]
+    assert len(refusals) == 2, proc.stdout
+    for path, refusal in zip(paths, refusals):
+        asked = 191 if path.name == 'sized_at_run_time.onnx' else 95  # a batch of 2, or not
+        assert re.fullmatch(
+            f'refused: {re.escape(str(path))}: the graph asked onnxruntime for {asked} MiB at '
+            r'once, more than the \d+ MiB left of the 64 MiB the runs of ONNX graphs may hold '
+            r"\(half this machine's memory, at most 64 MiB; an exported graph runs a batch of "
+            r'32 crops in 1 to 2 GiB\)', refusal), refusal
+    assert f'scores: 9.0 {64 << 20}' in proc.stdout
+    # the refused 95 MiB tensors were never made
+    assert int(proc.stdout.split('peak MiB:')[1]) < 64, proc.stdout
+    assert onnx_predictor.run_memory_cap() <= min(
+        onnx_predictor.MAX_RUN_MEMORY_BYTES,
+        os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2)
 
 
 def test_wrong_crops_and_failed_runs_are_one_line(tmp_path):
