@@ -72,11 +72,14 @@ class EvaluationInputError(AnimalLandmarksError, ValueError):
 
 #: What :func:`evaluate` writes into its output folder.
 OUTPUT_FILES = ('metrics.txt', 'metrics.json', 'predictions.json', 'ced.png', 'visualizations/')
+# the files among them (each run removes them before it writes them)
+_OUTPUT_FILES = tuple(name for name in OUTPUT_FILES if not name.endswith('/'))
 
 
 def check_outside_inputs(output_dir: str | os.PathLike,
                          annotation_dir: str | os.PathLike | None = None,
-                         image_dirs: Iterable[str | os.PathLike] = ()) -> None:
+                         image_dirs: Iterable[str | os.PathLike] = (),
+                         input_files: Iterable[str | os.PathLike] = ()) -> None:
     """Refuse an output folder among the files evaluated: the annotation folder or a folder of
     images, or inside one. Among the annotations its ``metrics.json`` would overwrite the
     annotation of an image ``metrics.png``, and its ``predictions.json`` would be read later as
@@ -88,10 +91,22 @@ def check_outside_inputs(output_dir: str | os.PathLike,
         output_dir: ``--output-dir``.
         annotation_dir: ``--annotation-dir``, if the faces come from one.
         image_dirs: ``--image-dir``, or the folders of a COCO file's images.
+        input_files: ``--ann-file``, ``--split-file``: none may be one of the outputs, which
+            each run removes before it writes them (a COCO file named ``predictions.json`` in
+            the output folder was replaced by the predictions), a link to one neither.
 
     Raises:
-        EvaluationInputError: naming the output folder and the folder it lies in.
+        EvaluationInputError: naming the output folder and the folder it lies in, or the input
+            file and the output it would be.
     """
+    outputs = Path(output_dir).resolve()
+    for given in input_files:
+        # where the file really is: a link's own removal leaves its file, but an input that is
+        # a link to an output's place goes with the output
+        if Path(given).resolve() in {outputs / name for name in _OUTPUT_FILES}:
+            raise EvaluationInputError(
+                f'{given} is the {Path(given).resolve().name} --output-dir {output_dir} would '
+                'replace; choose another output folder, or move the file')
     if annotation_dir is not None and lies_in_folder(output_dir, annotation_dir):
         raise EvaluationInputError(
             f'--output-dir {output_dir} would write {", ".join(OUTPUT_FILES)} among the '
@@ -316,10 +331,16 @@ def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[s
     return faces, problems
 
 
-def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu',
-                  progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict[Path, str]]:
+def predict_faces(predictor, checkpoint, faces: list[EvalFace], progress: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray, dict[Path, str]]:
     """Predicted points ``(N, 28, 2)`` and their scores ``(N, 28)``, all faces of an image in
     one batch.
+
+    Args:
+        predictor: the model (:func:`.infer.load_predictor`).
+        checkpoint: its file or name, for the progress bar.
+        faces: the faces to predict.
+        progress: show a progress bar.
 
     Returns:
         The points and the scores (NaN for the faces of an image that cannot be decoded), and
@@ -327,8 +348,6 @@ def predict_faces(config, checkpoint, faces: list[EvalFace], device: str = 'cpu'
         end, not its pixels (a PNG with a corrupt IDAT chunk passes them), so it is found
         here, where the other images are predicted already.
     """
-    from .infer import load_predictor
-    predictor = load_predictor(checkpoint, config=config, device=device)
     by_image: dict[Path, list[int]] = {}
     for i, face in enumerate(faces):
         by_image.setdefault(face.image_path, []).append(i)
@@ -467,9 +486,12 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
     crop = image[top:bottom, left:right]
     scale = max(1.0, min_side / max(1, min(crop.shape[:2])))
     crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    # cv2.resize maps a pixel's centre u to (u + 0.5) * scale - 0.5: the points go with it
+    # (times the scale alone put them half a new pixel per enlargement up and left: 7.5 px on a
+    # face enlarged 16 times)
     offset = np.array([left, top])
-    gt_px = (face.points - offset) * scale
-    pred_px = (pred - offset) * scale
+    gt_px = (face.points - offset + 0.5) * scale - 0.5
+    pred_px = (pred - offset + 0.5) * scale - 0.5
     for k in range(NUM_KEYPOINTS):
         if face.visibility[k] == ABSENT:
             continue
@@ -491,8 +513,6 @@ def draw_comparison(face: EvalFace, pred: np.ndarray, nme: float, out_file: str 
 
 #: the pictures :func:`evaluate` writes: the rank (three digits or more), the image's name
 _PICTURE_NAME = re.compile(r'\d{3,}_.*\.jpg')
-#: what :func:`evaluate` writes in its output folder beside ``visualizations/``
-_OUTPUT_FILES = ('metrics.json', 'metrics.txt', 'predictions.json', 'ced.png')
 
 
 def _picture_stems(image_names: list[str]) -> list[str]:
@@ -572,12 +592,17 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
     _check_output_dir(output_dir)  # before minutes of predictions, not after
     # the folders of the images themselves (a COCO file's among them): whoever calls this
     check_outside_inputs(output_dir, image_dirs={face.image_path.parent for face in faces})
-    # both models run before anything is written (the folder included): a failing one leaves
-    # no half of the outputs
-    pred, scores, undecodable = predict_faces(config, checkpoint, faces, device, progress)
+    # both models load before either predicts (a second file misnamed was found after minutes
+    # of the first's predictions), and run before anything is written (the folder included):
+    # a failing one leaves no half of the outputs
+    from .infer import load_predictor
+    predictor = load_predictor(checkpoint, config=config, device=device)
+    compare_predictor = None if compare is None else load_predictor(compare, config=config,
+                                                                    device=device)
+    pred, scores, undecodable = predict_faces(predictor, checkpoint, faces, progress)
     compare_pred = None
     if compare is not None:
-        compare_pred, _, compare_undecodable = predict_faces(config, compare, faces, device,
+        compare_pred, _, compare_undecodable = predict_faces(compare_predictor, compare, faces,
                                                              progress)
         undecodable.update(compare_undecodable)  # the same images, unless one changed between
     # an image that cannot be decoded stops nothing: its faces are left out, and named

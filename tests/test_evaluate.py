@@ -730,6 +730,70 @@ def test_a_face_whose_points_lie_within_a_pixel_is_pictured(tmp_path):
     assert picture is not None and min(picture.shape[:2]) >= 384
 
 
+def test_a_face_is_pictured_where_the_enlarged_picture_shows_it(tmp_path):
+    """cv2.resize maps a pixel's centre u to (u + 0.5) * scale - 0.5: a point on a pixel is
+    drawn on that pixel's enlargement (times the scale alone drew it 7.5 px up and left of it
+    at this face's enlargement of 16)."""
+    from animal_landmarks_mm.evaluation import EvalFace, draw_comparison
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[100, 100] = 255
+    assert cv2.imwrite(str(tmp_path / 'a.png'), image)
+    points = np.tile([100.0, 100.0], (28, 1))
+    visibility = np.zeros(28, int)
+    visibility[0] = 2  # the ground truth's point 0 alone drawn, green; none predicted (NaN)
+    face = EvalFace(tmp_path / 'a.png', 'a.png', 200, 200, points, visibility,
+                    np.array([96.0, 96.0, 104.0, 104.0]))
+    draw_comparison(face, np.full((28, 2), -1e4), 0.0, tmp_path / 'picture.png')
+    picture = cv2.imread(str(tmp_path / 'picture.png'))
+    assert picture.shape[:2] == (384, 384)  # 24 px enlarged 16 times: pixel 100 at 191.5..207.5
+    blue, green, red = np.moveaxis(picture.astype(int), 2, 0)
+    ys, xs = np.nonzero((green > 150) & (blue < 100) & (red < 100))  # the green dot
+    assert abs(xs.mean() - 199.5) < 0.6 and abs(ys.mean() - 199.5) < 0.6, (xs.mean(), ys.mean())
+
+
+def test_a_compared_model_that_is_not_there_is_found_before_any_prediction(trained, coco_dir,
+                                                                           tmp_path):
+    """Both models load before either predicts: a misnamed --compare was found after the
+    first model had predicted every face."""
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--ann-file',
+                    coco_dir / 'annotations' / 'test.json', '--output-dir', tmp_path / 'out',
+                    '--compare', tmp_path / 'typo.pth', check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f'error: checkpoint not found: {tmp_path / "typo.pth"}')
+    assert 'evaluating epoch_1.pth' not in proc.stderr and not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('flag, name', [('--ann-file', 'predictions.json'),
+                                        ('--split-file', 'metrics.txt'),
+                                        ('link', 'predictions.json')])
+def test_an_input_file_an_output_would_replace_is_refused(coco_dir, tmp_path, flag, name):
+    """Each run removes its outputs before it writes them: a COCO file or split file that is
+    one of them (or a link to one's place) was replaced by the predictions; refused in one line
+    before anything is read, the file as it was."""
+    out = tmp_path / 'out'
+    out.mkdir()
+    given = out / name
+    if flag == '--split-file':
+        shutil.copy(coco_dir / 'test.txt', given)
+        args = ['--image-dir', coco_dir / 'images', '--annotation-dir', coco_dir / 'landmarks',
+                flag, given]
+    else:
+        shutil.copy(coco_dir / 'annotations' / 'test.json', given)
+        if flag == 'link':  # given through a link to the output's place
+            given = tmp_path / 'test.json'
+            given.symlink_to(out / name)
+        args = ['--ann-file', given]
+    before = (out / name).read_bytes()
+    proc = run_tool('evaluate.py', '--checkpoint', tmp_path / 'model.pth', *args,
+                    '--output-dir', out, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'error: {given} is the {name} --output-dir {out} would replace; choose another output '
+        'folder, or move the file')
+    assert (out / name).read_bytes() == before and os.listdir(out) == [name]
+
+
 def test_a_failed_write_leaves_no_earlier_runs_output_beside_this_runs(trained, coco_dir,
                                                                        tmp_path):
     """Evaluated again into the same folder with another model, a write that fails partway (a

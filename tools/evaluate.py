@@ -56,8 +56,10 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     with exit_on_error(args.output_dir):
-        if not args.ann_file:  # before the folder is read (a COCO file's images: evaluate's)
-            check_outside_inputs(args.output_dir, args.annotation_dir, [args.image_dir])
+        # before anything is read (a COCO file's images: evaluate's)
+        check_outside_inputs(args.output_dir, args.annotation_dir,
+                             [] if args.ann_file else [args.image_dir],
+                             [name for name in (args.ann_file, args.split_file) if name])
         if args.ann_file:
             faces, problems = faces_from_coco(args.ann_file)
         else:
