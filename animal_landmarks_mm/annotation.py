@@ -498,6 +498,22 @@ def _unidentified(path: str | os.PathLike, formats: list[str]) -> str:
     return 'not a JPEG, PNG, WebP or BMP image (the formats the tools and training read)'
 
 
+def _pixels_refusal(data: bytes) -> str | None:
+    """Why the picture of these bytes is not decoded (:func:`too_many_pixels`, from the header
+    PIL reads), or None where it is not refused, or PIL reads no header of it (OpenCV then says
+    whether it decodes): OpenCV's own limit is 2**30 pixels, 12 times PIL's, and an 88 KB PNG
+    of 9500x9500 took 1.2 GB to decode."""
+    from PIL import Image
+    try:
+        with bomb_warning_hushed(), Image.open(io.BytesIO(data),
+                                               formats=sorted(set(image_formats().values()))) as im:
+            return too_many_pixels(*im.size)
+    except Image.DecompressionBombError as e:  # more than twice the limit
+        return f'too many pixels ({e})'
+    except Exception:  # no header PIL reads: not one of these formats, or broken
+        return None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """An image's pixels as ``cv2.imread`` gives them: BGR ``uint8`` ``(H, W, 3)``, the EXIF
     orientation applied (as mmcv, hence mmpose, decodes it; :func:`image_size` agrees).
@@ -508,8 +524,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
     Raises:
         AnnotationError: a missing or unreadable file, a FIFO or device
-            (:class:`NotRegularFileError`), or bytes OpenCV cannot decode; one line naming the
-            file.
+            (:class:`NotRegularFileError`), a picture of more pixels than PIL's limit
+            (:func:`too_many_pixels`: never decoded, whoever asks), or bytes OpenCV cannot
+            decode; one line naming the file.
     """
     import cv2
     import numpy as np
@@ -520,6 +537,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name
         reason = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise AnnotationError(f'{os.fsdecode(path)}: image unreadable ({reason})') from None
+    refusal = _pixels_refusal(data)
+    if refusal is not None:
+        raise AnnotationError(f'{os.fsdecode(path)}: image refused, {refusal}')
     try:  # IMREAD_COLOR is cv2.imread's default: 3 channels, the EXIF orientation applied
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     except cv2.error:  # beyond OpenCV's own limits (too many pixels)

@@ -243,7 +243,7 @@ def test_an_image_over_pils_limit_is_refused_not_only_warned_of(tmp_path):
 
     from PIL import Image
 
-    from animal_landmarks_mm.annotation import image_size
+    from animal_landmarks_mm.annotation import image_size, read_image
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack('>I', len(data)) + kind + data
@@ -259,6 +259,16 @@ def test_an_image_over_pils_limit_is_refused_not_only_warned_of(tmp_path):
         warnings.simplefilter('always')
         with pytest.raises(AnnotationError) as caught:
             image_size(big)
+    assert str(caught.value) == (
+        f"{big}: image refused, too many pixels (12000x12000 = 144,000,000, more than PIL's "
+        f"limit of {Image.MAX_IMAGE_PIXELS:,}: could be a decompression bomb)")
+    assert caught_warnings == []
+    # nor does anything decode it that does not ask image_size first (the annotator's
+    # pre-annotation decoded an 88 KB PNG of 9500x9500 into 1.2 GB): OpenCV's limit is 2**30
+    with warnings.catch_warnings(record=True) as caught_warnings:
+        warnings.simplefilter('always')
+        with pytest.raises(AnnotationError) as caught:
+            read_image(big)
     assert str(caught.value) == (
         f"{big}: image refused, too many pixels (12000x12000 = 144,000,000, more than PIL's "
         f"limit of {Image.MAX_IMAGE_PIXELS:,}: could be a decompression bomb)")
