@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import hashlib
 import itertools
 import json
 import logging
@@ -63,6 +64,7 @@ from .annotation import (
     load_annotation,
     loads_user_json,
     parse_annotation,
+    read_annotation_bytes,
     read_annotation_json,
     read_regular_file,
     read_sidecar,
@@ -97,6 +99,10 @@ HISTORY_STEPS = 200
 #: end would stall the annotator. Files (and their drafts) holding more, e.g. from a detector on
 #: a crowd picture, still open: the bound is on :meth:`ImageEdit.new_face` only.
 MAX_FACES = 64
+#: The most faces a draft may hold: twice what a file may (an older version's drafts held more
+#: than a file, and reopen to have faces removed before a save), not more: a draft of 60,000
+#: faces took 53 MiB an undo step (200 kept), and could never be saved.
+DRAFT_MAX_FACES = 2 * ANNOTATION_MAX_FACES
 #: The longest skip reason taken (the page offers a few words; a reason is no document).
 MAX_REASON_CHARS = 500
 #: The lock file a running annotator (or ``tools/infer.py``) holds in its output folder
@@ -900,10 +906,13 @@ class ImageEdit:
             EditError, TypeError, KeyError...: a draft of another shape (the caller names the
                 file).
         """
-        # no MAX_FACES here: it bounds the faces a page makes (new_face); a file may hold more
+        # not MAX_FACES: it bounds the faces a page makes (new_face); a file may hold more
         # (a detector on a crowd picture), and its draft reopens as the file opened
         if not isinstance(raw['faces'], list) or not raw['faces']:
             raise TypeError('faces must be a list of 1 or more faces')
+        if len(raw['faces']) > DRAFT_MAX_FACES:
+            raise TypeError(f'{len(raw["faces"])} faces, more than the {DRAFT_MAX_FACES} a '
+                            'draft may hold')
         faces = [FaceEdit.from_json(f) for f in raw['faces']]
         if any(len(f.points) != NUM_KEYPOINTS or
                len(f.visibility) != NUM_KEYPOINTS for f in faces):
@@ -1110,9 +1119,10 @@ class AnnotationSession:
             image, :func:`order_name`); the folder's other images follow, by name. Names not in
             the folder are left out (:attr:`unknown_in_order` lists them).
 
-    Images whose name is not valid UTF-8 are left out (:attr:`undecodable_images` lists them:
-    they are to be renamed); files of the output folder that are not regular files (a FIFO
-    named ``x.json``) are never read nor written (:attr:`not_regular` lists them).
+    Images whose name no annotation file can hold (not valid UTF-8, or a line break in it) are
+    left out (:attr:`misnamed_images` lists them: they are to be renamed); files of the output
+    folder that are not regular files (a FIFO named ``x.json``) are never read nor written
+    (:attr:`not_regular` lists them).
 
     Raises:
         AnnotatorNameError: an annotator's name no file can hold (not valid UTF-8: a name typed
@@ -1156,7 +1166,7 @@ class AnnotationSession:
                 remove_stale_temporaries(folder)
             except OSError as e:  # a read-only folder: saving will say so
                 logger.warning('cannot remove stale temporary files in %s: %s', folder, e)
-        found, self.undecodable_images = scan_images(self.image_dir)
+        found, self.misnamed_images = scan_images(self.image_dir)
         listed = [p.name for p in found]
         self.unknown_in_order: list[str] = []
         if order:
@@ -1390,7 +1400,8 @@ class AnnotationSession:
         # read as an annotation file is (at most ANNOTATION_MAX_BYTES, UTF-8): a draft is one
         # in the making; its errors name the draft in one line (unreadable, too large, not
         # JSON)
-        raw = read_annotation_json(draft)
+        data = read_annotation_bytes(draft)
+        raw = read_annotation_json(draft, data)
         try:
             edit = ImageEdit.from_draft(raw)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError,
@@ -1411,7 +1422,8 @@ class AnnotationSession:
             why = (f'was made on a {edit.width}x{edit.height} version of the picture, now '
                    f'{width}x{height}')
         else:
-            edit.draft_revision = _sha256(draft)  # as it is on disk: nothing to save yet
+            # the bytes read: a draft written since (a sync) is not taken for this one
+            edit.draft_revision = hashlib.sha256(data).hexdigest()  # nothing to save yet
             return edit
         # either way the draft cannot be saved: keep it aside and open the file, if any
         try:
@@ -1442,7 +1454,8 @@ class AnnotationSession:
             self._status.pop(image, None)
             return ImageEdit(image=image, width=width, height=height)
         try:
-            ann = load_annotation(target)
+            data = read_annotation_bytes(target)
+            ann = load_annotation(target, data)
         except AnnotationError:
             self._status.pop(image, None)
             raise
@@ -1464,9 +1477,15 @@ class AnnotationSession:
                           predicted=predicted or k in marked)
                  for k, f in enumerate(ann.faces)]
         reviewed_at = ann.meta.get('reviewed_at')  # Accept's, kept through later saves
+        # meta is free-form: a model named otherwise than by text ({"name": ..., "epoch": ...})
+        # stays the file's (a save keeps meta) but is no edit's, whose draft holds text only
+        model = ann.meta.get('model')
         return ImageEdit(image=image, width=width, height=height, faces=faces or [FaceEdit()],
                          status=ann.status, status_reason=ann.status_reason,
-                         revision=_sha256(target), model=ann.meta.get('model'),
+                         # the bytes parsed: a file written since (a sync client) is no
+                         # revision this edit saw, and a save then says so
+                         revision=hashlib.sha256(data).hexdigest(),
+                         model=model if isinstance(model, str) else None,
                          reviewed_at=reviewed_at if isinstance(reviewed_at, str) else None)
 
     def _sidecar(self, image: str) -> dict | None:

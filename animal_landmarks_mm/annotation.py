@@ -118,13 +118,29 @@ def is_utf8_name(name: str) -> bool:
     return True
 
 
+#: What no annotation file's ``"image"`` may hold: the split files and listings are a name a
+#: line.
+NAME_BREAKS = '\0\n\r'
+
+
+def unholdable_name(name: str) -> str | None:
+    """Why no annotation file can name an image of this name, or None: a name that is not
+    valid UTF-8 (:func:`is_utf8_name`), or one holding a line break (:data:`NAME_BREAKS`)."""
+    if not is_utf8_name(name):
+        return 'the name is not valid UTF-8'
+    if any(c in name for c in NAME_BREAKS):
+        return 'the name holds a line break'
+    return None
+
+
 def image_name_problem(name: str) -> str | None:
     """Why a file name is not one of an image the tools list, or None: :func:`scan_images`'s
     rules one by one, to say which (it applies them at once, naming apart the images whose
-    name is not UTF-8).
+    name no annotation file can hold).
     """
-    if not is_utf8_name(name):
-        return 'the name is not valid UTF-8, which no annotation file can hold; rename the image'
+    unholdable = unholdable_name(name)
+    if unholdable is not None:
+        return f'{unholdable}, which no annotation file can hold; rename the image'
     if is_hidden(name):
         return ('a hidden name (starting with "."), which the tools keep for their own files; '
                 'rename the image')
@@ -134,27 +150,30 @@ def image_name_problem(name: str) -> str | None:
 
 
 def scan_images(folder: str | os.PathLike) -> tuple[list[Path], list[str]]:
-    """The images of a folder, and the names of images left out for not being valid UTF-8.
+    """The images of a folder, and the names of images left out for names no annotation file
+    can hold.
 
     Args:
         folder: the folder (not its subfolders).
 
     Returns:
         The image files (by suffix; no pixel is read; hidden names excluded), by name; and the
-        names of image files whose name is not valid UTF-8 (:func:`is_utf8_name`: to be renamed),
-        by name, as ``os`` gives them (escape them before showing them).
+        names of image files no annotation file can name (:func:`unholdable_name`: not valid
+        UTF-8, or holding a line break; to be renamed: an image named with a line break was
+        listed, and 28 points on it could never be saved as done), by name, as ``os`` gives
+        them (escape them before showing them).
     """
-    images, undecodable = [], []
+    images, unholdable = [], []
     with os.scandir(folder) as entries:
         for entry in entries:
             if is_hidden(entry.name) or not entry.name.lower().endswith(IMAGE_SUFFIXES) or \
                     not _is_file(entry):
                 continue
-            if is_utf8_name(entry.name):
+            if unholdable_name(entry.name) is None:
                 images.append(Path(entry.path))
             else:
-                undecodable.append(entry.name)
-    return sorted(images), sorted(undecodable)
+                unholdable.append(entry.name)
+    return sorted(images), sorted(unholdable)
 
 
 def _is_file(entry: os.DirEntry) -> bool:
@@ -262,7 +281,10 @@ def read_sidecar(path: str | os.PathLike) -> dict | None:
         data = json.loads(read_regular_file(path, SIDECAR_MAX_BYTES))
     except (OSError, ValueError, RecursionError):  # ValueError: not UTF-8, not JSON, not
         return None  # regular, too large
-    return data if isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT else None
+    # kept in the annotation file's meta, written back with it: no deeper than meta may be
+    # (the crawler's own nest a few levels)
+    return data if isinstance(data, dict) and data.get('format') == SIDECAR_FORMAT and \
+        not nested_deeper(data, MAX_JSON_DEPTH - 1) else None
 
 
 _EXIF_ORIENTATION = 0x0112
@@ -275,6 +297,15 @@ _TIFF_HEADERS = (b'II*\x00', b'MM\x00*')
 #: libpng's limit on an ancillary chunk (``PNG_USER_CHUNK_MALLOC_MAX``): a larger ``eXIf`` is
 #: dropped (and never read here)
 _PNG_CHUNK_MAX = 8_000_000
+#: The most chunks of a PNG walked for its ``eXIf`` (about a microsecond each): OpenCV writes
+#: its pixels in chunks of 8 KB (1,042 for an 8 MB 4000x3000 picture; PIL 552 for 34 MB), so a
+#: picture within PIL's pixel limit has a few tens of thousands at most; 4 million empty ones
+#: after the pixels (48 MB) held every open of the picture for 4.8 s.
+PNG_MAX_CHUNKS = 100_000
+
+
+class _TooManyChunks(Exception):
+    """More than :data:`PNG_MAX_CHUNKS` chunks before the end of a PNG."""
 
 
 class Orientation(NamedTuple):
@@ -326,10 +357,17 @@ def _png_orientation(file) -> Orientation:
     or after them (libpng's end info); none in an animated PNG (OpenCV's APNG decoder reads
     no EXIF). Chromium applies only the first ``eXIf`` chunk, and only before the pixels, so
     the picture is shown alike only when training's chunk is that one (or there is none).
+
+    Raises:
+        _TooManyChunks: more than :data:`PNG_MAX_CHUNKS` before the end or the ``eXIf`` kept.
     """
     offset, before_pixels, animated = 8, True, False
     first_exif, kept = None, None  # (offset, before the pixels) of each
+    walked = 0
     while kept is None:
+        if walked == PNG_MAX_CHUNKS:  # the eXIf libpng keeps may still follow: no answer
+            raise _TooManyChunks  # rather than a wrong one
+        walked += 1
         header = _read_at(file, offset, 8)
         if len(header) < 8:
             break
@@ -443,6 +481,9 @@ def _image_header(path: str | os.PathLike) -> tuple[tuple[int, int], Orientation
         raise
     except Image.DecompressionBombError as e:
         raise AnnotationError(f'{path}: image refused, too many pixels ({e})') from None
+    except _TooManyChunks:
+        raise AnnotationError(f'{path}: image refused, more than {PNG_MAX_CHUNKS:,} PNG chunks '
+                              '(a picture has a few thousand)') from None
     except UnidentifiedImageError:
         raise AnnotationError(f'{path}: {_unidentified(path, formats)}') from None
     except (OSError, ValueError, SyntaxError) as e:  # missing, truncated header, NUL in name
@@ -755,6 +796,27 @@ def unencodable_string(raw: Any) -> str | None:
     return _find_value(raw, lambda value: isinstance(value, str) and not is_utf8_name(value))
 
 
+#: The deepest nesting of the free-form JSON the tools write back (an annotation file's
+#: ``meta``, a crawler's sidecar kept as its ``meta.source``): a few levels in what they write
+#: (gallery-dl's metadata about five); Python writes indented JSON by recursion, and a sidecar
+#: nested 985 deep failed every save of its image with a RecursionError.
+MAX_JSON_DEPTH = 64
+
+
+def nested_deeper(raw: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a decoded JSON value nests lists and objects more than ``limit`` deep (walked
+    without recursion, and no further than the limit)."""
+    stack = [(raw, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth == limit:
+                return True
+            stack += [(item, depth + 1) for item in
+                      (value.values() if isinstance(value, dict) else value)]
+    return False
+
+
 def non_finite_number(raw: Any) -> str | None:
     """Where a decoded JSON value holds NaN or an infinity (Python's ``json`` reads ``NaN``
     and ``Infinity``, which are no JSON: :func:`write_json_atomic` refuses to write them), as a
@@ -781,6 +843,17 @@ def check_face_count(count: int) -> None:
                               'annotation file may hold')
 
 
+def _status_reason(raw: dict) -> str:
+    """A file's ``status_reason``: text, absent or null for none (a number or null was shown and
+    written back as text, 'None')."""
+    reason = raw.get('status_reason')
+    if reason is None:
+        return ''
+    if not isinstance(reason, str):
+        raise AnnotationError(f'"status_reason" must be text, got {type(reason).__name__}')
+    return reason
+
+
 def parse_annotation(raw: Any) -> ImageAnnotation:
     """Build an :class:`ImageAnnotation` from a decoded JSON object, in either format.
 
@@ -793,7 +866,7 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
     image = raw.get('image')
     if not isinstance(image, str) or not image:
         raise AnnotationError('missing "image" file name')
-    if any(c in image for c in '\0\n\r'):
+    if any(c in image for c in NAME_BREAKS):
         raise AnnotationError(f'"image" holds a NUL or line break: {shown_value(image)}')
     unencodable = unencodable_string(raw)
     if unencodable is not None:
@@ -827,6 +900,9 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
             meta = {}
         if not isinstance(meta, dict):  # the tools add to it: it must be an object
             raise AnnotationError(f'"meta" must be an object, got {type(meta).__name__}')
+        if nested_deeper(meta):  # written back as it is, which would fail
+            raise AnnotationError(f'"meta" nests lists and objects more than {MAX_JSON_DEPTH} '
+                                  'deep; this file could not be written back')
         # the one part a save writes back as it is (the faces' numbers are checked above,
         # other keys are not written back): a value no file can hold would make the image
         # one the annotator can open but never save
@@ -835,8 +911,7 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
             raise AnnotationError(f'"meta" holds {non_finite}: NaN and Infinity are no JSON '
                                   'numbers; this file could not be written back')
         return ImageAnnotation(image=image, width=width, height=height, faces=faces,
-                               status=status, status_reason=str(raw.get('status_reason', '')),
-                               meta=meta)
+                               status=status, status_reason=_status_reason(raw), meta=meta)
     if 'landmarks' in raw:  # the original tools' plain format: one face, all visible
         face = parse_face({'landmarks': raw['landmarks']}, 'face')
         return ImageAnnotation(image, width, height, [face], meta={LEGACY_FORMAT_KEY: True})
@@ -849,9 +924,31 @@ def parse_annotation(raw: Any) -> ImageAnnotation:
 ANNOTATION_MAX_BYTES = 16 << 20
 
 
-def read_annotation_json(path: str | os.PathLike) -> Any:
+def read_annotation_bytes(path: str | os.PathLike) -> bytes:
+    """An annotation file's bytes, read as every tool reads one: a regular file
+    (:func:`open_regular_file`) of at most :data:`ANNOTATION_MAX_BYTES`.
+
+    Raises:
+        NotRegularFileError: a FIFO, device or folder: never read.
+        AnnotationError: one line naming the file: unreadable, too large.
+    """
+    try:
+        return read_regular_file(path, ANNOTATION_MAX_BYTES)
+    except AnnotationError:  # not regular, too large: already one line naming it
+        raise
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        raise AnnotationError(f'{os.fsdecode(path)}: cannot read ({e})') from None
+
+
+def read_annotation_json(path: str | os.PathLike, data: bytes | None = None) -> Any:
     """The decoded JSON of an annotation file, read as every tool reads one: a regular file
     (:func:`open_regular_file`) of at most :data:`ANNOTATION_MAX_BYTES`, UTF-8 text.
+
+    Args:
+        path: the file.
+        data: its bytes, read already (:func:`read_annotation_bytes`: a caller that also
+            hashes them reads once, or what it hashed might not be what it parsed); None to
+            read them here.
 
     Raises:
         NotRegularFileError: a FIFO, device or folder: never read.
@@ -859,30 +956,30 @@ def read_annotation_json(path: str | os.PathLike) -> Any:
             JSON, nested too deeply.
     """
     path = Path(path)
+    if data is None:
+        data = read_annotation_bytes(path)
     try:
-        return loads_user_json(read_regular_file(path, ANNOTATION_MAX_BYTES).decode('utf-8'))
-    except AnnotationError:  # not regular, too large: already one line naming it
-        raise
+        return loads_user_json(data.decode('utf-8'))
     except json.JSONDecodeError as e:
         raise AnnotationError(f'{path}: broken JSON ({e})') from None
     except RepeatedKeyError as e:  # JSON, but which value is meant?
         raise AnnotationError(f'{path}: {e}') from None
     except RecursionError:
         raise AnnotationError(f'{path}: JSON nested too deeply to be an annotation') from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: a NUL in the name
+    except ValueError as e:  # UnicodeDecodeError: not UTF-8
         raise AnnotationError(f'{path}: cannot read ({e})') from None
 
 
-def load_annotation(path: str | os.PathLike) -> ImageAnnotation:
-    """Read (:func:`read_annotation_json`) and validate (:func:`parse_annotation`) one
-    annotation file.
+def load_annotation(path: str | os.PathLike, data: bytes | None = None) -> ImageAnnotation:
+    """Read (:func:`read_annotation_json`, ``data`` the file's bytes if read already) and
+    validate (:func:`parse_annotation`) one annotation file.
 
     Raises:
         NotRegularFileError: a FIFO, device or folder: never read.
         AnnotationError: one line, naming the file and the reason.
     """
     path = Path(path)
-    raw = read_annotation_json(path)
+    raw = read_annotation_json(path, data)
     try:
         return parse_annotation(raw)
     except AnnotationError as e:
@@ -1044,10 +1141,13 @@ def json_bytes(obj: Any, indent: int | None = 1) -> bytes:
 
     Raises:
         ValueError: NaN or an infinity in ``obj`` (no JSON; a file holding it could not be read
-            back).
+            back), or ``obj`` nested deeper than Python writes indented JSON (by recursion).
     """
     # allow_nan=False: NaN is no JSON; a file holding it could not be read back
-    text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
+    try:
+        text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
+    except RecursionError:  # what is read is bounded (MAX_JSON_DEPTH); this is the last net
+        raise ValueError('lists and objects nested too deeply to be written') from None
     if indent is not None:  # one line per [x, y] pair, not one per number
         text = _PAIR.sub(r'[\1, \2]', text)
     return (text + '\n').encode('utf-8')

@@ -37,6 +37,7 @@ from animal_landmarks_mm.annotation import (
     ImageAnnotation,
     file_sha256,
     load_annotation,
+    parse_annotation,
     save_annotation,
 )
 from animal_landmarks_mm.converter import AnnotationReader, list_annotation_files
@@ -840,6 +841,8 @@ def test_a_face_the_converter_would_refuse_stays_a_draft(session, case):
     'FIELDS {"model": ["not", "text"]}',
     'FIELDS {"reviewed_at": "\\ud800"}',
     'FACES 0',
+    # more than DRAFT_MAX_FACES (twice a file's): 60,000 took 53 MiB an undo step
+    'FACES 2049',
 ])
 def test_a_hostile_draft_is_one_line_never_a_traceback(session, payload):
     draft = session.draft_path('a.png')
@@ -867,6 +870,79 @@ def test_a_hostile_draft_is_one_line_never_a_traceback(session, payload):
         session.open('a.png')
     assert str(draft) in str(caught.value) and '\n' not in str(caught.value)
     assert draft.read_text() == payload  # never modified
+
+
+def test_a_model_named_otherwise_than_by_text_stays_the_files_and_its_draft_reopens(session):
+    """meta is free-form: a prediction whose meta.model is an object opened, and its draft
+    (which holds a model's name as text only) could never be opened again. The edit has no
+    model's name; the file's meta keeps the object through the save."""
+    _predicted_file(session, 'a.png')
+    raw = json.loads(session.annotation_path('a.png').read_text())
+    raw['meta']['model'] = {'name': 'hrnet', 'epoch': 210}
+    session.annotation_path('a.png').write_text(json.dumps(raw))
+    edit = session.open('a.png')
+    assert edit.model is None
+    edit.place(0, 10.0, 10.0)
+    edit.new_face()  # a face of no points yet: unfinished, a draft
+    assert session.save(edit) == session.draft_path('a.png')
+    reopened = session.open('a.png')
+    assert reopened.faces[0].points[0] == (10.0, 10.0) and len(reopened.faces) == 2
+    _fill(reopened)
+    reopened.accept()
+    assert session.save(reopened) == session.annotation_path('a.png')
+    assert load_annotation(session.annotation_path('a.png')).meta['model'] == {
+        'name': 'hrnet', 'epoch': 210}
+
+
+@pytest.mark.parametrize('reason, expected', [(None, ''), (3, 'must be text, got int'),
+                                              (['x'], 'must be text, got list')])
+def test_a_status_reason_of_null_is_none_and_of_another_type_refused(session, reason,
+                                                                     expected):
+    """null was read as the text 'None' (shown as 'skipped: None' and written back)."""
+    save_annotation(session.annotation_path('a.png'), ImageAnnotation(
+        'a.png', 80, 60, [], status='skipped', status_reason='blurry'))
+    raw = json.loads(session.annotation_path('a.png').read_text())
+    raw['status_reason'] = reason
+    if expected:
+        with pytest.raises(AnnotationError, match=f'"status_reason" {expected}'):
+            parse_annotation(raw)
+    else:
+        assert parse_annotation(raw).status_reason == ''
+
+
+@pytest.mark.parametrize('which', ['annotation', 'draft'])
+def test_a_file_written_between_its_read_and_its_hash_is_a_conflict(session, monkeypatch,
+                                                                    which):
+    """The revision an edit saves against is the hash of the bytes it parsed: the file was
+    hashed after it was parsed, and another version written in between (a sync client) was
+    overwritten by the save without a conflict."""
+    import animal_landmarks_mm.annotate as annotate_module
+    _predicted_file(session, 'a.png')
+    if which == 'draft':
+        edit = session.open('a.png')
+        edit.new_face()  # unfinished: a draft
+        session.save(edit)
+    path = session.annotation_path('a.png') if which == 'annotation' else \
+        session.draft_path('a.png')
+    theirs = path.read_bytes().replace(b'"predicted"', b'"predicted" ', 1)
+    assert theirs != path.read_bytes()
+    parse = annotate_module.read_annotation_json
+
+    def read_then_written(file, data=None):
+        raw = parse(file, data)
+        if Path(file) == path:
+            path.write_bytes(theirs)  # another writer, just after the read
+        return raw
+
+    monkeypatch.setattr(annotate_module, 'read_annotation_json', read_then_written)
+    monkeypatch.setattr(annotate_module, 'load_annotation',
+                        lambda file, data=None: parse_annotation(read_then_written(file, data)))
+    edit = session.open('a.png')
+    monkeypatch.undo()
+    edit.place(0, 10.0, 10.0)
+    with pytest.raises(AnnotationConflictError, match='was changed by someone else'):
+        session.save(edit)
+    assert path.read_bytes() == theirs
 
 
 def test_a_file_with_more_faces_than_a_page_may_make_opens_edits_and_reopens(session):
@@ -913,7 +989,7 @@ def test_images_named_in_other_bytes_than_utf8_are_left_out_and_listed(tmp_path)
     with open(os.path.join(os.fsencode(images), b'caf\xe9.png'), 'wb') as f:
         f.write(data.tobytes())
     session = AnnotationSession(images, tmp_path / 'out')
-    assert session.images == ['z.png'] and session.undecodable_images == ['caf\udce9.png']
+    assert session.images == ['z.png'] and session.misnamed_images == ['caf\udce9.png']
     edit = session.open('z.png')
     _fill(edit)
     assert session.save(edit).name == 'z.json'
@@ -1095,12 +1171,43 @@ def test_a_value_no_file_can_hold_is_named_and_nothing_is_written(session):
 def test_a_sidecar_no_file_can_hold_is_left_out(session):
     """A crawler's sidecar is a nicety, never a reason not to save."""
     from animal_landmarks_mm.annotation import SIDECAR_FORMAT
-    for image, odd in (('a.png', 'NaN'), ('b.png', '"\\udcff"')):
+    # nested deeper than a file's meta may be (MAX_JSON_DEPTH): written back by recursion,
+    # one 985 deep failed every save of its image (RecursionError, HTTP 500 in the page)
+    for image, odd in (('a.png', 'NaN'), ('b.png', '"\\udcff"'),
+                       ('c.jpg', '[' * 990 + ']' * 990)):
         (session.image_dir / f'{image}.json').write_text(
             f'{{"format": "{SIDECAR_FORMAT}", "site": {odd}}}')
         edit = session.open(image)
         _fill(edit)
         assert 'source' not in load_annotation(session.save(edit)).meta
+    # as deep as meta may hold, it is kept
+    from animal_landmarks_mm.annotation import MAX_JSON_DEPTH
+    deepest = '[' * (MAX_JSON_DEPTH - 2) + ']' * (MAX_JSON_DEPTH - 2)
+    (session.image_dir / 'a.png.json').write_text(
+        f'{{"format": "{SIDECAR_FORMAT}", "site": {deepest}}}')
+    edit = session.open('a.png')
+    edit.place(0, 3.0, 3.0)
+    assert load_annotation(session.save(edit)).meta['source']['site'] == json.loads(deepest)
+
+
+def test_a_meta_nested_deeper_than_can_be_written_back_is_refused(session):
+    """meta is written back as it is read: one nested past Python's recursion would fail
+    every save (and the tools' JSON nests a few levels)."""
+    from animal_landmarks_mm.annotation import MAX_JSON_DEPTH, json_bytes
+    save_annotation(session.annotation_path('a.png'), ImageAnnotation(
+        'a.png', 80, 60, [Face([(2.0 + k, 3.0 + k) for k in range(28)])]))
+    raw = json.loads(session.annotation_path('a.png').read_text())
+    raw['meta']['notes'] = json.loads('[' * (MAX_JSON_DEPTH - 1) + ']' * (MAX_JSON_DEPTH - 1))
+    assert parse_annotation(raw).meta['notes']  # the deepest meta may be
+    raw['meta']['notes'] = [raw['meta']['notes']]
+    with pytest.raises(AnnotationError, match=f'"meta" nests lists and objects more than '
+                       f'{MAX_JSON_DEPTH} deep; this file could not be written back'):
+        parse_annotation(raw)
+    deep = []
+    for _ in range(5000):  # past the recursion limit (Python's json cannot read it either)
+        deep = [deep]
+    with pytest.raises(ValueError, match='nested too deeply to be written'):
+        json_bytes(deep)
 
 
 def test_one_process_at_a_time_holds_the_output_folder(tmp_path):

@@ -553,6 +553,31 @@ def test_a_pngs_chunks_are_walked_only_as_far_as_they_are_chunks(tmp_path, monke
         assert tuple(image_orientation(path)) == expected
         assert len(reads) < 10, len(reads)
 
+def test_a_png_of_more_chunks_than_a_picture_has_is_refused(tmp_path, monkeypatch):
+    """Empty chunks are chunks: 4 million after the pixels (48 MB) held each open for 4.8 s.
+    The walk stops at PNG_MAX_CHUNKS and refuses the file in one line (the eXIf libpng keeps may
+    follow: no orientation rather than a wrong one); a picture's chunks are walked whole."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    import animal_landmarks_mm.annotation as annotation_module
+    from animal_landmarks_mm.annotation import image_orientation, image_size
+    empty = struct.pack('>I', 0) + b'tEXt' + struct.pack('>I', zlib.crc32(b'tEXt'))
+    data = png_with_exif_chunks(Image.new('RGB', (200, 120), (90, 90, 90)),
+                                after=[tiff_block(6)])
+    pixels_end = data.index(b'eXIf') - 4  # the eXIf after the pixels, then IEND
+    path = tmp_path / 'padded.png'
+    path.write_bytes(data[:pixels_end] + empty * 2000 + data[pixels_end:])
+    assert tuple(image_orientation(path)) == (6, False)  # 2,000 more chunks: walked
+    monkeypatch.setattr(annotation_module, 'PNG_MAX_CHUNKS', 1000)
+    with pytest.raises(AnnotationError) as caught:
+        image_size(path)
+    assert str(caught.value) == (f'{path}: image refused, more than 1,000 PNG chunks (a '
+                                 'picture has a few thousand)')
+
+
 def test_an_exif_block_that_is_no_tiff_is_read_upright(tmp_path):
     """A WebP whose EXIF block is no TIFF at all (PIL: SyntaxError) was refused as unreadable;
     OpenCV decodes its pixels upright, and so does image_size now."""

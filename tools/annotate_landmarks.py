@@ -102,8 +102,8 @@ def main(argv=None):
         # held until the process ends: a second annotator on the folder ends here, before it
         # reads a model or writes anything
         output_lock = lock_output_folder(session.output_dir)  # noqa: F841
-        if session.undecodable_images:
-            warn_undecodable(session)
+        if session.misnamed_images:
+            warn_misnamed(session)
         # gradio loads in seconds; only after the arguments are known to be good
         from animal_landmarks_mm.annotate_app import Annotator, launch
         predictor = detector = None
@@ -137,13 +137,13 @@ def main(argv=None):
         sys.exit(f'error: cannot listen on {args.host}:{args.port}: {e.strerror or e}')
 
 
-def warn_undecodable(session: AnnotationSession) -> None:
-    """One line on the images left out for names that are not valid UTF-8 (escaped: the bad
-    bytes show as \\udcXX)."""
-    names = session.undecodable_images
+def warn_misnamed(session: AnnotationSession) -> None:
+    """One line on the images left out for names no annotation file can hold (escaped: bytes
+    that are not UTF-8 show as \\udcXX, a line break as \\n)."""
+    names = session.misnamed_images
     print(printable(f'warning: {len(names)} images of {session.image_dir} are left out: their '
-                    f'names are not valid UTF-8 ({some_names(names)}); rename them to annotate '
-                    'them', one_line=True), file=sys.stderr, flush=True)
+                    f'names are not valid UTF-8 or hold a line break ({some_names(names)}); '
+                    'rename them to annotate them', one_line=True), file=sys.stderr, flush=True)
 
 
 def some_names(names: list[str], first: int = 3) -> str:
