@@ -868,7 +868,12 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             except AnnotationError as e:
                 _warn(f'{path.name}: skipped: its annotation file would not be readable ({e})')
                 continue
-            predictor.draw(image, sample, out_dir / 'vis' / picture_name(path.name))
+            picture = out_dir / 'vis' / picture_name(path.name)
+            try:
+                predictor.draw(image, sample, picture)
+            except IsADirectoryError:  # a folder of the picture's name: one picture less, not
+                # the run's end (the images after it never predicted, no ranking)
+                _warn(f'{path.name}: no picture drawn: {picture} is a folder')
             if _persons_work(target) or naming.has_draft(path.name):  # saved meanwhile
                 result.kept.append(target)
                 continue

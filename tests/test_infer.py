@@ -413,6 +413,31 @@ def test_long_image_names_get_a_shortened_picture_name(peaked_scenes, peaked_che
     assert any(p.startswith('üü') for p in pictures)
 
 
+def test_a_folder_named_like_a_picture_costs_that_picture_not_the_run(peaked_scenes,
+                                                                      peaked_checkpoint,
+                                                                      tmp_path, monkeypatch):
+    """A folder where an image's picture goes ended the run there (IsADirectoryError): the
+    images after it were never predicted, and --rank wrote no ranking."""
+    import animal_landmarks_mm.infer as infer_module
+    warnings = []
+    monkeypatch.setattr(infer_module, '_warn', warnings.append)
+    names = {'a.png': 1, 'b.png': 1, 'c.png': 1}
+    boxes = _scene_folder(peaked_scenes, tmp_path / 'images', names)
+    (tmp_path / 'boxes.json').write_text(json.dumps(
+        {name: [box] for name, box in zip(names, boxes)}))
+    out = tmp_path / 'out'
+    (out / 'vis' / 'b.png.jpg').mkdir(parents=True)
+    result = run_inference(tmp_path / 'images', config=None, checkpoint=peaked_checkpoint,
+                           out_dir=out, boxes_file=tmp_path / 'boxes.json', progress=False,
+                           rank=True)
+    assert sorted(p.name for p in result.written) == ['a.json', 'b.json', 'c.json']
+    assert result.ranking.is_file()
+    assert sorted(p.name for p in (out / 'vis').iterdir()) == ['a.png.jpg', 'b.png.jpg',
+                                                               'c.png.jpg']
+    assert (out / 'vis' / 'b.png.jpg').is_dir()  # left as it was
+    assert warnings == [f'b.png: no picture drawn: {out / "vis" / "b.png.jpg"} is a folder']
+
+
 def test_the_device_is_checked_once_for_checkpoints_graphs_and_the_detector(peaked_checkpoint,
                                                                             tmp_path):
     """One check of --device for every model: cpu, cuda or cuda:N; for torch (a checkpoint,
