@@ -28,6 +28,7 @@ import cv2  # noqa: E402
 import torch  # noqa: E402
 from peaked_model import crops_of  # noqa: E402
 
+from animal_landmarks_mm import onnx_predictor  # noqa: E402
 from animal_landmarks_mm.onnx_export import (  # noqa: E402
     METADATA_KEYS,
     OPSET,
@@ -36,7 +37,6 @@ from animal_landmarks_mm.onnx_export import (  # noqa: E402
     export_onnx,
     quantize_int8,
 )
-from animal_landmarks_mm import onnx_predictor  # noqa: E402
 from animal_landmarks_mm.onnx_predictor import (  # noqa: E402
     LandmarkInstances,
     LandmarkResult,
