@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .annotation import (
+    ANNOTATION_MAX_BYTES,
     ANNOTATION_MAX_FACES,
     FORMAT_NAME,
     LEGACY_FORMAT_KEY,
@@ -55,12 +56,14 @@ from .annotation import (
     ImageAnnotation,
     NotRegularFileError,
     RepeatedKeyError,
+    annotation_bytes,
     file_sha256,
     fit_name,
     image_size,
     is_annotation_name,
     is_hidden,
     is_models_prediction,
+    json_bytes,
     load_annotation,
     loads_user_json,
     parse_annotation,
@@ -69,11 +72,10 @@ from .annotation import (
     read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
-    save_annotation,
     scan_images,
     sync_folder,
     unencodable_string,
-    write_json_atomic,
+    write_bytes_atomic,
 )
 from .errors import AnimalLandmarksError, first_line, printable, shown_value
 from .file_lock import (
@@ -930,8 +932,10 @@ class ImageEdit:
                    model=None if model is None else _text(model, 'model'))
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    """:func:`~.annotation.write_json_atomic`, a value JSON cannot hold named in one line.
+def _write_json(path: Path, obj: Any) -> str:
+    """:func:`~.annotation.write_json_atomic`'s file, a value JSON cannot hold named in one
+    line; returns the sha256 of the bytes written (hashed again from the file, a version
+    someone wrote just after would pass for this one).
 
     Raises:
         AnnotationError: a value no JSON file can hold (NaN, a lone surrogate; files holding
@@ -940,26 +944,47 @@ def _write_json(path: Path, obj: Any) -> None:
         OSError: the folder is read-only or full.
     """
     try:
-        write_json_atomic(path, obj)
+        data = json_bytes(obj)
     except ValueError as e:  # json.dumps' NaN, UTF-8's lone surrogate
         raise AnnotationError(f'{path}: cannot be written: {first_line(e)[:200]}') from None
+    write_bytes_atomic(path, data, make_folder=True)
+    return hashlib.sha256(data).hexdigest()
 
 
-def _write_annotation(path: Path, annotation: ImageAnnotation) -> None:
-    """:func:`~.annotation.save_annotation` (never a file the tools would not read back: too
-    large, or of more than :data:`~.annotation.ANNOTATION_MAX_FACES` faces, as a skipped
-    page of an older version's draft could hold), a value JSON cannot hold named in one line.
+def _write_annotation(path: Path, annotation: ImageAnnotation) -> str:
+    """:func:`~.annotation.save_annotation`'s file (never one the tools would not read back:
+    too large, or of more than :data:`~.annotation.ANNOTATION_MAX_FACES` faces, as a skipped
+    page of an older version's draft could hold), a value JSON cannot hold named in one line;
+    returns the sha256 of the bytes written.
 
     Raises:
         AnnotationError: such a file, or a value no JSON file can hold; nothing is written.
         OSError: the folder is read-only or full.
     """
     try:
-        save_annotation(path, annotation)
+        data = annotation_bytes(annotation)
     except AnnotationError:
         raise
     except ValueError as e:  # json.dumps' NaN, UTF-8's lone surrogate
         raise AnnotationError(f'{path}: cannot be written: {first_line(e)[:200]}') from None
+    write_bytes_atomic(path, data, make_folder=True)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _current_bytes(path: Path) -> bytes | None:
+    """A file's bytes as the revision check reads them (once: hashed and parsed alike), None
+    where there is none.
+
+    Raises:
+        NotRegularFileError: a FIFO, device or folder there (never read).
+        AnnotationError: more than :data:`~.annotation.ANNOTATION_MAX_BYTES` (no edit was
+            opened from such a file).
+        OSError: the file cannot be read.
+    """
+    try:
+        return read_regular_file(path, ANNOTATION_MAX_BYTES)
+    except FileNotFoundError:
+        return None
 
 
 def _sha256(path: Path) -> str | None:
@@ -1545,21 +1570,30 @@ class AnnotationSession:
         if edit.read_only:
             raise AnnotationConflictError(f'{edit.image} is read-only here: {edit.read_only}')
         target, draft = self.annotation_path(edit.image), self.draft_path(edit.image)
+        current = {}
         for path, seen in ((target, edit.revision), (draft, edit.draft_revision)):
-            if _sha256(path) != seen:
+            try:
+                current[path] = _current_bytes(path)
+            except NotRegularFileError:
+                raise
+            except AnnotationError:  # too large: no version an edit opened
+                current[path] = b''
+            if (None if current[path] is None else
+                    hashlib.sha256(current[path]).hexdigest()) != seen:
                 raise AnnotationConflictError(
                     f'{path} was changed by someone else since {edit.image} was opened here '
                     '(another tab?); reopen the image to see the newer version')
         if not edit.finished():
-            _write_json(draft, edit.to_draft())
+            edit.draft_revision = _write_json(draft, edit.to_draft())
             self._pending.add(edit.image)
-            edit.draft_revision = _sha256(draft)
             edit.dirty = False
             return draft
         now = now_iso()
-        # Keep what the file already says of itself (a model's scores, the source...).
+        # Keep what the file already says of itself (a model's scores, the source...): of
+        # the version checked above, not of a later read
         try:
-            meta = load_annotation(target).meta if target.is_file() else {}
+            meta = {} if current[target] is None else load_annotation(target,
+                                                                      current[target]).meta
         except AnnotationError as e:  # never overwrite a file nobody could read
             raise AnnotationConflictError(f'{e}; fix or move it, nothing was overwritten'
                                           ) from None
@@ -1584,8 +1618,7 @@ class AnnotationSession:
         source = self._sidecar(edit.image)
         if source is not None:
             meta['source'] = source
-        _write_annotation(target, edit.to_annotation(meta))
-        edit.revision, edit.dirty = _sha256(target), False
+        edit.revision, edit.dirty = _write_annotation(target, edit.to_annotation(meta)), False
         self._status[edit.image] = edit.status
         self._broken.discard(edit.image)
         try:

@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import AnimalLandmarksError, printable, shown_value
+from .errors import AnimalLandmarksError, printable, shown_value, some_names
 from .schema import ABSENT, NUM_KEYPOINTS, VISIBILITY_FLAGS, VISIBLE
 
 if TYPE_CHECKING:  # OpenCV and numpy are imported where images are read: the annotation
@@ -133,6 +133,13 @@ def unholdable_name(name: str) -> str | None:
     return None
 
 
+def misnamed_images_warning(folder: str | os.PathLike, names: list[str], to: str) -> str:
+    """The one line said of the images :func:`scan_images` leaves out for their names (escaped),
+    those who would ``to`` them told to rename them."""
+    return (f'{len(names)} images of {folder} are left out: their names are not valid UTF-8 or '
+            f'hold a line break ({some_names(names)}); rename them to {to} them')
+
+
 def image_name_problem(name: str) -> str | None:
     """Why a file name is not one of an image the tools list, or None: :func:`scan_images`'s
     rules one by one, to say which (it applies them at once, naming apart the images whose
@@ -188,8 +195,8 @@ def _is_file(entry: os.DirEntry) -> bool:
 
 
 def image_files(folder: str | os.PathLike) -> list[Path]:
-    """The images of a folder (by suffix; no pixel is read; hidden names and names that are not
-    valid UTF-8 excluded, see :func:`scan_images`), by name."""
+    """The images of a folder (by suffix; no pixel is read; hidden names and names no
+    annotation file can hold excluded, see :func:`scan_images`), by name."""
     return scan_images(folder)[0]
 
 

@@ -72,6 +72,7 @@ from .annotation import (
     read_regular_file,
     read_sidecar,
     remove_stale_temporaries,
+    unholdable_name,
     write_bytes_atomic,
     write_temporary,
 )
@@ -678,10 +679,9 @@ class AnnotationReader:
         relative = path.relative_to(ann_dir).as_posix()
         # escaped, but beginning with the file and ': ' as every problem line does
         shown = printable(str(path), one_line=True)
-        if any(c in relative for c in '\n\r'):  # the split listings are one name per line
-            raise AnnotationError(f'{shown}: a line break in the file name')
-        if not is_utf8_name(relative):  # the listings are UTF-8 text
-            raise AnnotationError(f'{shown}: the file name is not valid UTF-8')
+        unholdable = unholdable_name(relative)  # the split listings: UTF-8, a name a line
+        if unholdable is not None:
+            raise AnnotationError(f'{shown}: {unholdable}')
         if path.exists() and not path.is_file():  # never opened: reading a FIFO waits for a
             # writer, reading /dev/zero never ends
             raise AnnotationError(f'{path}: not a regular file (a FIFO, device or socket), '

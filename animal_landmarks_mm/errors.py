@@ -69,6 +69,14 @@ def printable(text: str, *, one_line: bool = False, limit: int | None = None) ->
     return shown if limit is None or len(shown) <= limit else f'{shown[:limit]}...'
 
 
+def some_names(names: list[str], first: int = 3) -> str:
+    """The first ``first`` of ``names``, each escaped and cut to one short line (no escape
+    sequence reaches the terminal), and how many more: ``a, b, c and 4 more``."""
+    shown = ', '.join(printable(name, one_line=True, limit=80) for name in names[:first])
+    more = len(names) - first
+    return f'{shown} and {more} more' if more > 0 else shown
+
+
 def counted(number: int, noun: str) -> str:
     """A count for a message: ``1 face`` or ``3 faces`` (nouns of a plain plural)."""
     return f'{number} {noun}' if number == 1 else f'{number} {noun}s'

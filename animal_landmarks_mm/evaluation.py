@@ -635,7 +635,10 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         (output_dir / name).unlink(missing_ok=True)  # a link there: the link, not its file
     vis_dir = output_dir / 'visualizations'
     for picture in vis_dir.glob('*.jpg'):
-        if _PICTURE_NAME.fullmatch(picture.name):
+        # a folder of such a name is no picture of a run (unlink fails on it, after the
+        # outputs above were removed): left, and its picture not drawn
+        if _PICTURE_NAME.fullmatch(picture.name) and (picture.is_symlink()
+                                                       or not picture.is_dir()):
             picture.unlink()
     write_json_atomic(output_dir / 'metrics.json', metrics)
     write_bytes_atomic(output_dir / 'metrics.txt', table.encode('utf-8'))
@@ -661,5 +664,9 @@ def evaluate(checkpoint, faces: list[EvalFace], output_dir: str | os.PathLike,
         for rank, i in enumerate(order[:num_vis_samples]):
             # an image's name may be as long as a name can be: the rank and .jpg need room
             name = fit_name(f'{rank:03d}_{stems[i]}', '.jpg')
-            draw_comparison(faces[i], pred[i], face_nme[i], vis_dir / name)
+            try:
+                draw_comparison(faces[i], pred[i], face_nme[i], vis_dir / name)
+            except IsADirectoryError:  # one picture less, not the run's end
+                print(printable(f'warning: no picture drawn: {vis_dir / name} is a folder',
+                                one_line=True), file=sys.stderr)
     return metrics

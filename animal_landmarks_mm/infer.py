@@ -47,19 +47,20 @@ from .annotation import (
     annotation_bytes,
     file_sha256,
     fit_name,
-    image_files,
     image_name_problem,
     image_size,
     is_models_prediction,
     lies_in_folder,
     load_annotation,
     loads_user_json,
+    misnamed_images_warning,
     parse_annotation,
     parse_face,
     parse_number,
     read_image,
     read_regular_file,
     remove_stale_temporaries,
+    scan_images,
     write_bytes_atomic,
     write_image,
     write_json_atomic,
@@ -114,12 +115,13 @@ class FaceDetectionError(InferenceInputError):
 
 
 def list_images(path: str | os.PathLike) -> list[Path]:
-    """One image, or the images of a folder sorted by name (:func:`~.annotation.image_files`).
+    """One image, or the images of a folder sorted by name (:func:`~.annotation.scan_images`;
+    those whose name no annotation file can hold are left out, one warning naming them).
 
     Raises:
         InferenceInputError: no such file or folder, a folder without images, or a file that
             a folder's listing would leave out (its suffix, a hidden name, a name that is not
-            UTF-8), saying which; one line.
+            UTF-8 or holds a line break), saying which; one line.
     """
     path = Path(path)
     if path.is_file():
@@ -130,7 +132,9 @@ def list_images(path: str | os.PathLike) -> list[Path]:
             raise InferenceInputError(f'{path}: {problem}')
         return [path]
     if path.is_dir():
-        images = image_files(path)
+        images, misnamed = scan_images(path)
+        if misnamed:  # as the annotator says at start
+            _warn(misnamed_images_warning(path, misnamed, 'predict'))
         if not images:
             raise InferenceInputError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {path}')
         return images

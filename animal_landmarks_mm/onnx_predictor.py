@@ -104,6 +104,10 @@ EXPORTED_OPERATORS = frozenset({
 #: export's float graph runs a batch of 32 crops in 1 to 2 GiB (int8: under 1 GiB), and a fixed
 #: batch of :data:`MAX_FIXED_BATCH` needs about 14 GiB.
 MAX_RUN_MEMORY_BYTES = 16 << 30
+#: The least the cap is, whatever the machine's memory: a run of :data:`MAX_BATCH` crops of
+#: the float export was refused under 1.25 GiB and ran under 1.5 GiB (half a 2 GiB machine's
+#: memory would refuse every image of many faces).
+MIN_RUN_MEMORY_BYTES = 2 << 30
 #: onnxruntime's optimizers left out of every session: constant folding computes a graph's
 #: constant tensors at load with an allocator of its own, outside the run memory's cap (a
 #: ``ConstantOfShape`` of 400 MB was made at load under a cap of 64 MiB); the exports are
@@ -243,13 +247,15 @@ def _decoded(value: str):
 
 def run_memory_cap() -> int:
     """The bytes onnxruntime's CPU arena may hold for the runs of this process's graphs: half
-    the machine's physical memory, at most :data:`MAX_RUN_MEMORY_BYTES` (that where the system
-    does not say)."""
+    the machine's physical memory, at least :data:`MIN_RUN_MEMORY_BYTES` and at most
+    :data:`MAX_RUN_MEMORY_BYTES` (that where the system does not say)."""
     try:
         physical = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
     except (AttributeError, ValueError, OSError):  # Windows has no sysconf
         return MAX_RUN_MEMORY_BYTES
-    return min(MAX_RUN_MEMORY_BYTES, physical // 2) if physical > 0 else MAX_RUN_MEMORY_BYTES
+    if physical <= 0:
+        return MAX_RUN_MEMORY_BYTES
+    return min(MAX_RUN_MEMORY_BYTES, max(MIN_RUN_MEMORY_BYTES, physical // 2))
 
 
 _run_memory = {'cap': None, 'lock': threading.Lock()}
@@ -788,8 +794,9 @@ class OnnxLandmarkPredictor:
             return (f'{self.checkpoint}: the graph asked onnxruntime for {_memory(requested)} at '
                     f'once, more than the {_memory(available)} left of the '
                     f'{_memory(self.run_memory_cap)} the runs of ONNX graphs may hold (half this '
-                    f'machine\'s memory, at most {_memory(MAX_RUN_MEMORY_BYTES)}; an exported '
-                    'graph runs a batch of 32 crops in 1 to 2 GiB)')
+                    f'machine\'s memory, from {_memory(MIN_RUN_MEMORY_BYTES)} to '
+                    f'{_memory(MAX_RUN_MEMORY_BYTES)}; an exported graph runs a batch of 32 crops '
+                    'in 1.5 GiB)')
         return (f'{self.checkpoint}: onnxruntime could not run the graph '
                 f'({onnxruntime_reason(error, self.checkpoint)})')
 

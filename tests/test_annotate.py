@@ -945,6 +945,39 @@ def test_a_file_written_between_its_read_and_its_hash_is_a_conflict(session, mon
     assert path.read_bytes() == theirs
 
 
+@pytest.mark.parametrize('which', ['annotation', 'draft'])
+def test_a_file_written_just_after_a_save_is_a_conflict_at_the_next(session, monkeypatch,
+                                                                   which):
+    """A save's revision is the hash of the bytes it wrote: the file was hashed again after
+    the write, and a version written in between (a sync client) was taken for this edit's and
+    overwritten by its next save without a conflict."""
+    import animal_landmarks_mm.annotate as annotate_module
+    from animal_landmarks_mm.annotation import write_bytes_atomic as write
+    edit = session.open('a.png')
+    if which == 'annotation':
+        _fill(edit)
+    else:
+        edit.click(1.0, 2.0)  # unfinished: a draft
+    path = session.annotation_path('a.png') if which == 'annotation' else \
+        session.draft_path('a.png')
+    theirs = b'{"written": "by someone else"}'
+
+    def written_then_theirs(file, data, **kwargs):
+        write(file, data, **kwargs)
+        if Path(file) == path:
+            Path(file).write_bytes(theirs)
+
+    import animal_landmarks_mm.annotation as annotation_module
+    for module in (annotate_module, annotation_module):  # whichever module the save writes by
+        monkeypatch.setattr(module, 'write_bytes_atomic', written_then_theirs, raising=False)
+    assert session.save(edit) == path
+    monkeypatch.undo()
+    edit.place(0, 7.0, 7.0)
+    with pytest.raises(AnnotationConflictError, match='was changed by someone else'):
+        session.save(edit)
+    assert path.read_bytes() == theirs
+
+
 def test_a_file_with_more_faces_than_a_page_may_make_opens_edits_and_reopens(session):
     """A detector on a crowd picture writes more than MAX_FACES faces: the file opens, its
     unfinished edit goes to a draft, and that draft opens again (the bound is on new faces)."""

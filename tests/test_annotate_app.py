@@ -370,18 +370,18 @@ def test_a_failed_save_is_reported_and_retried(folders, monkeypatch):
     annotator = _annotator(folders)
     tab = Tab(annotator)
     tab.open(image='a.png')
-    real = annotate_module.write_json_atomic
+    real = annotate_module.write_bytes_atomic
 
     def full(path, obj, **kwargs):
         raise OSError(errno.ENOSPC, 'No space left on device')
 
-    monkeypatch.setattr(annotate_module, 'write_json_atomic', full)
+    monkeypatch.setattr(annotate_module, 'write_bytes_atomic', full)
     state = tab.send(dict(op='place', index=0, x=10, y=10))
     assert state['applied'] == 1 and state['saved'] == 0 and not state['conflict']
     assert state['save_error'].startswith('Not saved: cannot write in')
     assert 'No space left on device' in state['save_error']
     assert not state['save_permanent']  # the page sends again until it is saved
-    monkeypatch.setattr(annotate_module, 'write_json_atomic', real)
+    monkeypatch.setattr(annotate_module, 'write_bytes_atomic', real)
     state = tab.send()  # the page sends again (nothing new): saved now
     assert state['saved'] == 1 and not state['save_error']
     assert annotator.session.open('a.png').current.points[0] == (10.0, 10.0)
@@ -1287,7 +1287,7 @@ def test_discard_is_true_or_false_only(folders, monkeypatch):
     def full(path, obj, **kwargs):
         raise OSError(errno.ENOSPC, 'No space left on device')
 
-    monkeypatch.setattr(annotate_module, 'write_json_atomic', full)
+    monkeypatch.setattr(annotate_module, 'write_bytes_atomic', full)
     client.post('/annotator/api/edit', json=dict(tab=TAB, token=token, ops=[
         dict(op='place', index=0, x=5, y=5, seq=1)]))
     answer = client.post('/annotator/api/open', json=dict(tab=TAB, image='b.png',

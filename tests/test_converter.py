@@ -418,7 +418,7 @@ def test_an_empty_validation_folder_is_named_not_a_ratio(small_set, tmp_path, mo
     with pytest.raises(ConversionError) as info:
         convert(image_dir, ann_dir, tmp_path / 'out', 0.9, 0.0, 0.1, val_annotation_dir=val_dir)
     assert str(info.value).splitlines()[1:] == [
-        f'  {val_dir}/a\\nb.json: a line break in the file name']
+        f'  {val_dir}/a\\nb.json: the name holds a line break']
 
 
 def test_the_usual_layout_output_above_the_annotation_dir_is_fine(small_set, tmp_path):

@@ -649,6 +649,29 @@ def test_outputs_replace_what_is_there_never_write_through_it(trained, coco_dir,
     assert f'outputs in {tmp_path}/d\\udcff/eval: metrics.txt' in proc.stdout  # escaped
 
 
+def test_folders_named_like_pictures_cost_those_pictures_not_the_run(trained, coco_dir,
+                                                                     tmp_path):
+    """A folder named like a picture ended the run after the earlier outputs were removed
+    (unlink, then the picture's write: IsADirectoryError); it is left, and each picture that
+    would go there is one warning."""
+    out = tmp_path / 'eval'
+    stems = [name.rsplit('.', 1)[0] for name in (coco_dir / 'test.txt').read_text().split()]
+    folders = [out / 'visualizations' / '999_x.jpg'] + [
+        out / 'visualizations' / f'{rank:03d}_{stem}.jpg' for rank in range(3) for stem in stems]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    proc = run_tool('evaluate.py', '--checkpoint', trained[0] / 'epoch_1.pth', '--image-dir',
+                    coco_dir / 'images', '--annotation-dir', coco_dir / 'landmarks',
+                    '--split-file', coco_dir / 'test.txt', '--output-dir', out, '--visualize',
+                    '--num-vis-samples', '3', check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert all(folder.is_dir() for folder in folders)
+    assert (out / 'metrics.json').is_file() and (out / 'ced.png').is_file()
+    warnings = [line for line in proc.stderr.splitlines() if 'no picture drawn' in line]
+    assert len(warnings) == 3 and all(line.startswith('warning: no picture drawn: ') and
+                                      line.endswith('.jpg is a folder') for line in warnings)
+
+
 def test_faces_left_out_of_the_inter_ocular_numbers_are_counted(trained, coco_dir, tmp_path):
     """A face whose eye corners (points 11 and 19) are absent or on one spot has no
     inter-ocular distance: left out of NME, FR and AUC. metrics.txt and the printed summary say

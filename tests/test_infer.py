@@ -413,6 +413,22 @@ def test_long_image_names_get_a_shortened_picture_name(peaked_scenes, peaked_che
     assert any(p.startswith('üü') for p in pictures)
 
 
+def test_images_no_annotation_file_can_name_are_left_out_in_one_warning(tmp_path,
+                                                                         monkeypatch):
+    """As the annotator says at start: a name that is not UTF-8 or holds a line break (the
+    split files list a name a line) was predicted, or left out without a word."""
+    import animal_landmarks_mm.infer as infer_module
+    warnings = []
+    monkeypatch.setattr(infer_module, '_warn', warnings.append)
+    ok, data = cv2.imencode('.png', np.zeros((8, 8, 3), np.uint8))
+    for name in (b'a.png', b'caf\xe9.png', b'night\ncat.png'):
+        (tmp_path / os.fsdecode(name)).write_bytes(data.tobytes())
+    assert infer_module.list_images(tmp_path) == [tmp_path / 'a.png']
+    assert warnings == [f'2 images of {tmp_path} are left out: their names are not valid UTF-8 '
+                        'or hold a line break (caf\\udce9.png, night\\ncat.png); rename them '
+                        'to predict them']
+
+
 def test_a_folder_named_like_a_picture_costs_that_picture_not_the_run(peaked_scenes,
                                                                       peaked_checkpoint,
                                                                       tmp_path, monkeypatch):

@@ -921,7 +921,7 @@ def test_the_memory_of_runs_is_capped_for_the_process(tmp_path):
         import resource
         import numpy as np
         from animal_landmarks_mm import onnx_predictor
-        onnx_predictor.MAX_RUN_MEMORY_BYTES = 64 << 20
+        onnx_predictor.MIN_RUN_MEMORY_BYTES = onnx_predictor.MAX_RUN_MEMORY_BYTES = 64 << 20
         crops = np.full((2, 256, 256, 3), 9, np.uint8)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for path in {[str(p) for p in paths]!r}:
@@ -945,14 +945,14 @@ def test_the_memory_of_runs_is_capped_for_the_process(tmp_path):
         assert re.fullmatch(
             f'refused: {re.escape(str(path))}: the graph asked onnxruntime for {asked} MiB at '
             r'once, more than the \d+ MiB left of the 64 MiB the runs of ONNX graphs may hold '
-            r"\(half this machine's memory, at most 64 MiB; an exported graph runs a batch of "
-            r'32 crops in 1 to 2 GiB\)', refusal), refusal
+            r"\(half this machine's memory, from 64 MiB to 64 MiB; an exported graph runs a "
+            r'batch of 32 crops in 1.5 GiB\)', refusal), refusal
     assert f'scores: 9.0 {64 << 20}' in proc.stdout
     # the refused 95 MiB tensors were never made
     assert int(proc.stdout.split('peak MiB:')[1]) < 64, proc.stdout
-    assert onnx_predictor.run_memory_cap() <= min(
-        onnx_predictor.MAX_RUN_MEMORY_BYTES,
-        os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2)
+    half = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2
+    assert onnx_predictor.run_memory_cap() == min(onnx_predictor.MAX_RUN_MEMORY_BYTES,
+                                                  max(onnx_predictor.MIN_RUN_MEMORY_BYTES, half))
 
 
 def test_wrong_crops_and_failed_runs_are_one_line(tmp_path):

@@ -19,7 +19,8 @@ import sys
 
 from animal_landmarks_mm.annotate import AnnotationSession, lock_output_folder, read_order_file
 from animal_landmarks_mm.annotate_app import PRE_ANNOTATE_AHEAD
-from animal_landmarks_mm.errors import exit_on_error, printable
+from animal_landmarks_mm.annotation import misnamed_images_warning
+from animal_landmarks_mm.errors import exit_on_error, printable, some_names
 from animal_landmarks_mm.infer import FACE_DETECTORS, FaceDetector, InferenceInputError, model_id
 
 
@@ -140,18 +141,9 @@ def main(argv=None):
 def warn_misnamed(session: AnnotationSession) -> None:
     """One line on the images left out for names no annotation file can hold (escaped: bytes
     that are not UTF-8 show as \\udcXX, a line break as \\n)."""
-    names = session.misnamed_images
-    print(printable(f'warning: {len(names)} images of {session.image_dir} are left out: their '
-                    f'names are not valid UTF-8 or hold a line break ({some_names(names)}); '
-                    'rename them to annotate them', one_line=True), file=sys.stderr, flush=True)
-
-
-def some_names(names: list[str], first: int = 3) -> str:
-    """The first ``first`` of ``names``, each escaped and cut to one short line (no escape
-    sequence reaches the terminal), and how many more: ``a, b, c and 4 more``."""
-    shown = ', '.join(printable(name, one_line=True, limit=80) for name in names[:first])
-    more = len(names) - first
-    return f'{shown} and {more} more' if more > 0 else shown
+    print(printable('warning: ' + misnamed_images_warning(
+        session.image_dir, session.misnamed_images, 'annotate'), one_line=True),
+        file=sys.stderr, flush=True)
 
 
 def check_can_listen(host: str, port: int) -> None:
