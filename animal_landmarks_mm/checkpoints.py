@@ -446,6 +446,59 @@ def check_pretrained_init(model_cfg: object, where: str = 'model') -> None:
         _check_pretrained_checkpoint(init.get('checkpoint'), f'{name}.checkpoint')
 
 
+def check_pretrained_loads(model: torch.nn.Module, model_cfg: object) -> None:
+    """Refuse a module's ``Pretrained`` initialiser (``model.backbone.init_cfg``) whose
+    checkpoint leaves tensors of the module unloaded: mmengine's ``PretrainedInit`` loads with
+    ``strict=False``, so a checkpoint of other names (``backbone.conv1.weight`` for the
+    backbone's ``conv1.weight``) loaded nothing, and the run trained from random weights with
+    one warning in the log. Names are taken as mmengine takes them (its ``prefix`` stripped, or
+    a wrapper's ``module.``); tensors the checkpoint holds beyond the module's (an ImageNet
+    classifier's) are no problem, nor BatchNorm's counters.
+
+    Args:
+        model: the model, its weights initialised.
+        model_cfg: the config's ``model``; initialisers inside ``override`` or lists are not
+            checked here (their module is not named by their place).
+
+    Raises:
+        CheckpointMismatchError: one line naming the option, the file, the tensors missing, and
+            the ``prefix`` that would take the names where they all carry the module's name.
+    """
+    for where, init in _pretrained_inits(model_cfg, 'model'):
+        parts = where.split('.')
+        if len(parts) < 3 or parts[-1] != 'init_cfg' or '[' in where:
+            continue
+        module: object = model
+        for name in parts[1:-1]:
+            module = getattr(module, name, None)
+        checkpoint = init.get('checkpoint')
+        if not isinstance(module, torch.nn.Module) or not isinstance(checkpoint,
+                                                                     (str, os.PathLike)):
+            continue
+        path = os.path.expanduser(os.fspath(checkpoint))
+        state_dict, _ = read_checkpoint(path)
+        prefix = init.get('prefix')
+        if prefix:  # mmengine's _load_checkpoint_with_prefix
+            prefix = prefix if prefix.endswith('.') else f'{prefix}.'
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
+                          if k.startswith(prefix)}
+        else:
+            state_dict = without_wrapper_prefix(state_dict)
+        reference = module.state_dict()
+        unloaded = [k for k in reference if not k.endswith('num_batches_tracked') and (
+            k not in state_dict or state_dict[k].shape != reference[k].shape)]
+        if not unloaded:
+            continue
+        own = parts[-2]
+        hint = (f'; its names start with "{own}.": add {".".join(parts)}.prefix={own}'
+                if not prefix and any(k.startswith(f'{own}.') for k in state_dict) else '')
+        raise CheckpointMismatchError(
+            f'{where}.checkpoint {_shown(path)}: {len(unloaded)} of the {len(reference)} tensors '
+            f'of {".".join(parts[:-1])} are not in it under their names and shapes '
+            f'({_listed(unloaded)}), and mmengine\'s Pretrained init would leave them as '
+            f'initialised{hint}')
+
+
 def _pretrained_inits(value: object, where: str):
     """The ``Pretrained`` initialiser dicts in a config value, with their place in it."""
     if isinstance(value, dict):

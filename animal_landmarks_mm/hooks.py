@@ -1,21 +1,73 @@
 """Hooks of this plugin, registered in mmpose's HOOKS."""
 from __future__ import annotations
 
+import os.path as osp
+
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmpose.registry import HOOKS
 
-from .annotation import remove_stale_temporaries, write_bytes_atomic
+from .annotation import AnnotationError, file_sha256, remove_stale_temporaries, write_bytes_atomic
 from .checkpoints import (
     CheckpointError,
     CheckpointMismatchError,
+    check_pretrained_loads,
     load_strict,
     read_resume_checkpoint,
     resume_file,
 )
 from .model_zoo import describe_checkpoint
 from .schedule import ScheduleError, resumed_schedule_difference
+
+#: ``meta`` key of a checkpoint: what its run trained and validated on
+#: (:func:`training_data`), for a resume to compare
+TRAINING_DATA_KEY = 'animal_landmarks_training_data'
+
+
+def _annotation_files(dataset: object) -> list[str]:
+    """The annotation files of a dataset config, wrappers (``RepeatDataset``'s ``dataset``,
+    ``ConcatDataset``'s ``datasets``) included, each joined to its ``data_root`` as mmengine's
+    ``BaseDataset`` joins it."""
+    if isinstance(dataset, (list, tuple)):
+        return [path for item in dataset for path in _annotation_files(item)]
+    if not isinstance(dataset, dict):
+        return []
+    files = _annotation_files(dataset.get('dataset')) + _annotation_files(dataset.get('datasets'))
+    ann_file = dataset.get('ann_file')
+    if isinstance(ann_file, str) and ann_file:
+        root = dataset.get('data_root')
+        files.append(ann_file if osp.isabs(ann_file) or not isinstance(root, str) or not root
+                     else osp.join(root, ann_file))
+    return files
+
+
+def _file_digest(path: str) -> str | None:
+    try:
+        return file_sha256(path)
+    except (OSError, AnnotationError):  # missing, a FIFO: mmengine's to say when it builds
+        return None  # the dataset
+
+
+def training_data(cfg) -> dict:
+    """What a run trains and validates on: the sha256 of each annotation file of its training
+    and validation loaders' datasets, and the training batch size. A resume on other data
+    went on without a word, and its best checkpoint then compared NMEs of two validation sets
+    (deleting the run's real best)."""
+    loaders = {name: cfg.get(f'{name}_dataloader') or {} for name in ('train', 'val')}
+    return {**{name: [_file_digest(path) for path in _annotation_files(loader.get('dataset'))]
+               for name, loader in loaders.items()},
+            'batch_size': loaders['train'].get('batch_size')}
+
+
+def _data_difference(saved: dict, now: dict) -> str | None:
+    """How a run's data differs from a checkpoint's (:func:`training_data`), or None."""
+    if saved.get('batch_size') != now['batch_size']:
+        return f'its batch was {saved.get("batch_size")} faces, this run\'s is {now["batch_size"]}'
+    for name, what in (('train', 'training'), ('val', 'validation')):
+        if saved.get(name) != now[name]:
+            return f'its {what} annotations were other files than this run\'s'
+    return None
 
 
 @HOOKS.register_module()
@@ -33,14 +85,17 @@ class StrictLoadFromHook(Hook):
     checkpoint with another head. The log line of a load names the checkpoint, for a pretrained
     name with the repository commit its weights came from.
 
-    Resuming (``--resume``, ``resume=True``) is left to mmengine, after three checks of the
+    Resuming (``--resume``, ``resume=True``) is left to mmengine, after four checks of the
     file it will resume from (``load_from``, or the work dir's latest checkpoint), read as data
     before mmengine opens it: it must not carry a ``meta['config']`` (code mmengine's resume
     would run; :func:`~animal_landmarks_mm.checkpoints.read_resume_checkpoint`), its weights
     must fit the model under the names mmengine loads them by (it loads with ``strict=False``,
-    leaving the rest as initialised), and the run's schedule must be the one it was saved with
+    leaving the rest as initialised), the run's schedule must be the one it was saved with
     (mmengine would load the saved one over it;
-    :func:`~animal_landmarks_mm.schedule.resumed_schedule_difference`).
+    :func:`~animal_landmarks_mm.schedule.resumed_schedule_difference`), and so must its data
+    (the annotation files and batch size, :func:`training_data`, which this hook writes into
+    every checkpoint's ``meta``; a checkpoint without it, of an older version, is not
+    compared).
 
     Args:
         backbone_only: load the backbone only, on the user's explicit request.
@@ -51,6 +106,7 @@ class StrictLoadFromHook(Hook):
     def __init__(self, backbone_only: bool = False):
         self.backbone_only = backbone_only
         self._path: str | None = None
+        self._data: dict | None = None
 
     def before_run(self, runner) -> None:
         # runs before mmengine's load_or_resume() (Runner.train, .val, .test)
@@ -88,6 +144,16 @@ class StrictLoadFromHook(Hook):
                 f'resume: {path} does not fit the model: {difference} (mmengine would resume '
                 'anyway, with the weights it cannot load left as initialised): resume with the '
                 'config of the run it continues')
+        meta = checkpoint.get('meta')
+        saved_data = meta.get(TRAINING_DATA_KEY) if isinstance(meta, dict) else None
+        if isinstance(saved_data, dict):
+            difference = _data_difference(saved_data, training_data(runner.cfg))
+            if difference:
+                raise CheckpointMismatchError(
+                    f'resume: {path} was trained on other data ({difference}): mmengine would '
+                    'go on, its best checkpoint comparing NMEs of other validation faces; to '
+                    'train on the new data start a new run from its weights with --checkpoint '
+                    f'{path}, or resume with the data of the run it continues')
         schedulers, saved = runner.param_schedulers, checkpoint.get('param_schedulers')
         if not schedulers or saved is None:
             return  # mmengine resumes no schedule then
@@ -102,6 +168,12 @@ class StrictLoadFromHook(Hook):
                 'flags and faces of the run it continues (--epochs, --iters, --batch-size, '
                 f'--lr, --accumulate), or start a new run from its weights with --checkpoint '
                 f'{path}')
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # once a run: the files do not change under it
+        if self._data is None:
+            self._data = training_data(runner.cfg)
+        checkpoint.setdefault('meta', {})[TRAINING_DATA_KEY] = self._data
 
     def _load(self, runner) -> None:
         if self._path is None:
@@ -125,6 +197,14 @@ class StrictLoadFromHook(Hook):
                            f'{describe_checkpoint(path)} ({layout})')
 
     def before_train(self, runner) -> None:
+        # the weights are initialised now (Runner.train: init, then load or resume, then the
+        # loop's hooks); a resumed run's are the checkpoint's whatever the init loaded
+        if not runner._resume:
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            try:
+                check_pretrained_loads(model, runner.cfg.get('model'))
+            except CheckpointError as e:
+                raise type(e)(f'Pretrained init: {e}') from None
         self._load(runner)
 
     def before_val(self, runner) -> None:

@@ -273,6 +273,40 @@ def _set_run_place(cfg: Config, config_path: str, work_dir: str | None, launcher
                                      broadcast_buffers=False)
 
 
+def _registry_name(kind: object) -> str:
+    """A registry ``type`` as its class name: ``'mmengine.AmpOptimWrapper'`` (scoped) or the
+    class itself (a lazy config) alike."""
+    kind = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+    return kind.rpartition('.')[2]
+
+
+def _check_loop_length_keys(train_cfg: dict) -> None:
+    """Refuse a loop length mmengine's training loop would not take: ``max_iters`` for the
+    epoch-based loop, ``max_epochs`` for the iteration-based one (``--cfg-options
+    train_cfg.max_iters=N`` over the config's epoch loop was a TypeError traceback once the
+    runner was built). mmengine picks the loop by ``type``, else by ``by_epoch``.
+
+    Raises:
+        TrainingSetupError: one line with the way that works.
+    """
+    kind = _registry_name(train_cfg.get('type'))
+    by_epoch = kind == 'EpochBasedTrainLoop' if kind else bool(train_cfg.get('by_epoch'))
+    if not kind and 'by_epoch' not in train_cfg:
+        return  # neither: mmengine builds no loop of its own from it (a test or val run)
+    if by_epoch and 'max_iters' in train_cfg:
+        raise TrainingSetupError(
+            'train_cfg.max_iters: the config\'s training loop counts epochs (train_cfg.max_epochs'
+            '); for a run of N optimizer steps give --iters N (planned), or --cfg-options '
+            'train_cfg._delete_=True train_cfg.type=IterBasedTrainLoop train_cfg.max_iters=N '
+            'train_cfg.val_interval=M')
+    if not by_epoch and kind in ('', 'IterBasedTrainLoop') and 'max_epochs' in train_cfg:
+        raise TrainingSetupError(
+            'train_cfg.max_epochs: the config\'s training loop counts iterations '
+            '(train_cfg.max_iters); for a run of N epochs give --epochs N (planned), or '
+            '--cfg-options train_cfg._delete_=True train_cfg.by_epoch=True '
+            'train_cfg.max_epochs=N train_cfg.val_interval=M')
+
+
 def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
                      resume: str | None = None, amp: bool = False, no_validate: bool = False,
                      auto_scale_lr: bool = False, launcher: str = 'none',
@@ -315,6 +349,12 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
                 '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); none is visible here')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif _registry_name(cfg.get('optim_wrapper', {}).get('type')) == 'AmpOptimWrapper' and \
+            not torch.cuda.is_available():  # a config's or --cfg-options': mmengine's assert
+        # came after the runner was built, in a traceback
+        raise TrainingSetupError('optim_wrapper.type=AmpOptimWrapper (mixed precision) needs a '
+                                 'CUDA GPU; none is visible here')
+    _check_loop_length_keys(cfg.get('train_cfg') or {})
     resume_from = check_resume(cfg.work_dir, resume) if resume is not None else None
     if resume_from is not None:
         # 'auto' is left to mmengine (it logs the file it found); a path becomes load_from

@@ -178,6 +178,60 @@ def test_a_resume_with_another_schedule_is_refused(trained, coco_dir, tmp_path):
     assert not (work_dir / 'epoch_2.pth').exists()
 
 
+def test_a_resume_on_other_data_is_refused(trained, coco_dir, tmp_path):
+    """Every checkpoint records its data (the annotation files' sha256, the batch size): a
+    resume on other faces went on without a word, its best checkpoint then comparing NMEs of
+    another validation set with the run's (and deleting the run's best)."""
+    work_dir = tmp_path / 'work_dir'
+    shutil.copytree(trained[0], work_dir)
+    latest = (work_dir / 'last_checkpoint').read_text().strip()
+    other = tmp_path / 'other_data'
+    shutil.copytree(coco_dir, other)
+    train = json.loads((other / 'annotations' / 'train.json').read_text())
+    train['annotations'] = train['annotations'][1:]  # a face less
+    (other / 'annotations' / 'train.json').write_text(json.dumps(train))
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', work_dir, '--data-root', other,
+                    '--resume', '--cfg-options', *TINY[:-1], 'train_cfg.max_epochs=2',
+                    check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert last == (f'error: resume: {latest} was trained on other data (its training '
+                    'annotations were other files than this run\'s): mmengine would go on, its '
+                    'best checkpoint comparing NMEs of other validation faces; to train on the '
+                    f'new data start a new run from its weights with --checkpoint {latest}, or '
+                    'resume with the data of the run it continues'), last
+    assert not (work_dir / 'epoch_2.pth').exists()
+
+
+def test_a_pretrained_backbone_init_that_loads_nothing_is_refused(trained, coco_dir,
+                                                                   tmp_path):
+    """mmengine's Pretrained init loads with strict=False: a checkpoint whose names carry
+    "backbone." (one of ours, an mmpretrain one) loaded no tensor of the backbone, and the run
+    trained from random weights, exit 0. Refused in one line naming the prefix that takes
+    them; with it, the backbone starts from the checkpoint's weights."""
+    start = trained[0] / 'epoch_1.pth'
+    init = ['model.backbone.init_cfg._delete_=True', 'model.backbone.init_cfg.type=Pretrained',
+            f'model.backbone.init_cfg.checkpoint={start}']
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path / 'refused', '--data-root',
+                    coco_dir, '--cfg-options', *TINY, *init, check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert re.fullmatch(
+        rf'error: Pretrained init: model\.backbone\.init_cfg\.checkpoint {re.escape(str(start))}: '
+        r'\d+ of the \d+ tensors of model\.backbone are not in it under their names and shapes '
+        r'\(conv1\.weight, .*\), and mmengine\'s Pretrained init would leave them as initialised; '
+        r'its names start with "backbone\.": add model\.backbone\.init_cfg\.prefix=backbone',
+        last), last
+    work_dir = tmp_path / 'prefixed'
+    run_tool('train.py', MAIN_CONFIG, '--work-dir', work_dir, '--data-root', coco_dir,
+             '--cfg-options', *TINY, *init, 'model.backbone.init_cfg.prefix=backbone',
+             'optim_wrapper.optimizer.lr=0')
+    from animal_landmarks_mm.checkpoints import read_checkpoint
+    given, _ = read_checkpoint(start)
+    trained_from, _ = read_checkpoint(work_dir / 'epoch_1.pth')
+    assert torch.equal(trained_from['backbone.conv1.weight'], given['backbone.conv1.weight'])
+
+
 def test_mim_train_through_custom_imports(coco_dir, tmp_path):
     """`mim train mmpose CONFIG` runs mmpose's own train.py; custom_imports registers us."""
     mim = os.path.join(os.path.dirname(sys.executable), 'mim')

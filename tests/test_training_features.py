@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 from mmengine.config import Config
 
 from animal_landmarks_mm.checkpoints import CheckpointError
@@ -35,6 +36,33 @@ def _cfg(tmp_path, no_validate=False):
     cfg = Config.fromfile(str(MAIN_CONFIG))
     return apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path),
                             no_validate=no_validate)
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'train_cfg.max_iters': 100}, 'train_cfg.max_iters: the config\'s training loop counts '
+     'epochs (train_cfg.max_epochs); for a run of N optimizer steps give --iters N (planned), or '
+     '--cfg-options train_cfg._delete_=True train_cfg.type=IterBasedTrainLoop '
+     'train_cfg.max_iters=N train_cfg.val_interval=M'),
+    ({'train_cfg.by_epoch': False, 'train_cfg.max_iters': 100},
+     'train_cfg.max_epochs: the config\'s training loop counts iterations'),
+    pytest.param({'optim_wrapper.type': 'AmpOptimWrapper'},
+                 'optim_wrapper.type=AmpOptimWrapper (mixed precision) needs a CUDA GPU; none '
+                 'is visible here', marks=pytest.mark.skipif(
+                     torch.cuda.is_available(), reason='checks the no-GPU message')),
+])
+def test_options_mmengine_would_fail_on_after_the_build_are_one_line(tmp_path, options,
+                                                                     message):
+    """Each ended in a traceback once the runner was built (EpochBasedTrainLoop takes no
+    max_iters; mmengine's AmpOptimWrapper asserts a GPU): one line before, with the way."""
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    cfg.merge_from_dict(options)  # as --cfg-options are merged
+    with pytest.raises(TrainingSetupError) as info:
+        apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path))
+    assert str(info.value).startswith(message) and '\n' not in str(info.value)
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    cfg.merge_from_dict({'train_cfg._delete_': True, 'train_cfg.type': 'IterBasedTrainLoop',
+                         'train_cfg.max_iters': 100, 'train_cfg.val_interval': 10})
+    apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path))  # the way that works
 
 
 def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
