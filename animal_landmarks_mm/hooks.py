@@ -110,8 +110,13 @@ class StrictLoadFromHook(Hook):
 
     def before_run(self, runner) -> None:
         # runs before mmengine's load_or_resume() (Runner.train, .val, .test)
+        from mmengine.runner import BaseLoop
+        if isinstance(runner._train_loop, BaseLoop):  # training: its datasets loaded now
+            # the data of the run, as it is now: a conversion rewriting the files later in a
+            # long run is not what it trained on
+            self._data = training_data(runner.cfg)
         if runner._resume:
-            self._check_resume(runner)
+            self._check_resume(runner, self._data)
             return
         # mmengine keeps load_from in a private attribute; empty it so that its non-strict
         # load_or_resume() skips it, and load it ourselves once weights are initialised
@@ -120,10 +125,11 @@ class StrictLoadFromHook(Hook):
         self._path, runner._load_from = runner._load_from, None
 
     @staticmethod
-    def _check_resume(runner) -> None:
+    def _check_resume(runner, data: dict | None) -> None:
         """Refuse the checkpoint mmengine is about to resume from when it carries code, weights
-        that do not fit the model, or a schedule other than the run's (see the class
-        docstring)."""
+        that do not fit the model, or a schedule or data (``data``: the run's
+        :func:`training_data`; None for a run that does not train, a test of a resumed run's
+        config) other than the run's (see the class docstring)."""
         from mmengine.optim.scheduler import _ParamScheduler
 
         from .checkpoints import compare_state_dicts, without_wrapper_prefix
@@ -146,8 +152,8 @@ class StrictLoadFromHook(Hook):
                 'config of the run it continues')
         meta = checkpoint.get('meta')
         saved_data = meta.get(TRAINING_DATA_KEY) if isinstance(meta, dict) else None
-        if isinstance(saved_data, dict):
-            difference = _data_difference(saved_data, training_data(runner.cfg))
+        if isinstance(saved_data, dict) and data is not None:
+            difference = _data_difference(saved_data, data)
             if difference:
                 raise CheckpointMismatchError(
                     f'resume: {path} was trained on other data ({difference}): mmengine would '
@@ -170,10 +176,8 @@ class StrictLoadFromHook(Hook):
                 f'{path}')
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        # once a run: the files do not change under it
-        if self._data is None:
-            self._data = training_data(runner.cfg)
-        checkpoint.setdefault('meta', {})[TRAINING_DATA_KEY] = self._data
+        if self._data is not None:  # taken when the run began (before_run)
+            checkpoint.setdefault('meta', {})[TRAINING_DATA_KEY] = self._data
 
     def _load(self, runner) -> None:
         if self._path is None:

@@ -280,6 +280,19 @@ def _registry_name(kind: object) -> str:
     return kind.rpartition('.')[2]
 
 
+def _amp_device_available() -> bool:
+    """Whether mmengine's ``AmpOptimWrapper`` has a device here: its own test (CUDA, or an
+    NPU, MLU or MUSA device)."""
+    from mmengine.device import (
+        is_cuda_available,
+        is_mlu_available,
+        is_musa_available,
+        is_npu_available,
+    )
+    return (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available())
+
+
 def _check_loop_length_keys(train_cfg: dict) -> None:
     """Refuse a loop length mmengine's training loop would not take: ``max_iters`` for the
     epoch-based loop, ``max_epochs`` for the iteration-based one (``--cfg-options
@@ -350,7 +363,7 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     elif _registry_name(cfg.get('optim_wrapper', {}).get('type')) == 'AmpOptimWrapper' and \
-            not torch.cuda.is_available():  # a config's or --cfg-options': mmengine's assert
+            not _amp_device_available():  # a config's or --cfg-options': mmengine's assert
         # came after the runner was built, in a traceback
         raise TrainingSetupError('optim_wrapper.type=AmpOptimWrapper (mixed precision) needs a '
                                  'CUDA GPU; none is visible here')
@@ -604,9 +617,14 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         if not records:
             raise TrainingSetupError(f'no usable annotation files in {val_annotation_dir}')
         os.makedirs(cfg.work_dir, exist_ok=True)
-        write_coco(records, osp.join(cfg.work_dir, 'val_annotations.json'), cfg.work_dir)
-        cfg.val_dataloader.dataset.data_root = cfg.work_dir
-        cfg.val_dataloader.dataset.ann_file = 'val_annotations.json'
+        # the images named relative to their folder, not to the work dir: the file is then the
+        # same wherever the work dir is (a checkpoint records its hash, which a resume into
+        # another work dir compared as other data)
+        image_root = osp.abspath(val_image_dir or val_annotation_dir)
+        ann_file = osp.abspath(osp.join(cfg.work_dir, 'val_annotations.json'))
+        write_coco(records, ann_file, image_root)
+        cfg.val_dataloader.dataset.data_root = image_root
+        cfg.val_dataloader.dataset.ann_file = ann_file
         cfg.val_dataloader.dataset.data_prefix = dict(img='')
 
     planned = None

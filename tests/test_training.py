@@ -201,6 +201,14 @@ def test_a_resume_on_other_data_is_refused(trained, coco_dir, tmp_path):
                     f'new data start a new run from its weights with --checkpoint {latest}, or '
                     'resume with the data of the run it continues'), last
     assert not (work_dir / 'epoch_2.pth').exists()
+    # a test of the run (its work dir's config, resume = True after a resumed run) trains
+    # nothing: tested on the new data as on any
+    config = next(work_dir.glob('*.py'))
+    config.write_text(config.read_text() + '\nresume = True\n')
+    proc = run_tool('test.py', config, work_dir / 'epoch_1.pth', '--data-root', other,
+                    '--work-dir', tmp_path / 'test', check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert NME.search(proc.stdout + proc.stderr)
 
 
 def test_a_pretrained_backbone_init_that_loads_nothing_is_refused(trained, coco_dir,

@@ -1,6 +1,7 @@
 """Training at scale on the CPU: simple flags, accumulation, early stop, save frequency, a kill
 and resume, and the distributed launcher with 2 processes over gloo."""
 import inspect
+import json
 import os
 import re
 import signal
@@ -79,8 +80,13 @@ def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
     stop = [h for h in cfg.custom_hooks if h.type == 'EarlyStoppingHook']
     assert stop and stop[0].patience == 5 and stop[0].monitor == 'NME'
     assert cfg.default_hooks.checkpoint.interval == 3
-    assert cfg.val_dataloader.dataset.ann_file == 'val_annotations.json'
+    assert cfg.val_dataloader.dataset.ann_file == str(tmp_path / 'val_annotations.json')
     assert (tmp_path / 'val_annotations.json').is_file()
+    # its images named relative to their own folder: the same file whatever the work dir
+    assert cfg.val_dataloader.dataset.data_root == str(coco_dir / 'images')
+    images = json.loads((tmp_path / 'val_annotations.json').read_text())['images']
+    assert images and all((coco_dir / 'images' / image['file_name']).is_file()
+                          for image in images)
     loader = cfg.train_dataloader
     assert (loader.num_workers, loader.persistent_workers, plan.workers) == (3, True, 3)
     assert 'loading     3 worker processes' in plan.format()
