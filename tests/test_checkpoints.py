@@ -309,9 +309,9 @@ def test_a_checkpoint_saved_from_a_wrapped_model_loads_as_mmengines_loader_takes
 
 def _resume_runner(path, model):
     """What StrictLoadFromHook's resume check reads of mmengine's Runner: a run resuming from
-    ``path`` with ``model`` and no schedule."""
+    ``path`` with ``model``, no schedule and no training loop built (no data to compare)."""
     return types.SimpleNamespace(_resume=True, _load_from=str(path), work_dir=str(path.parent),
-                                 model=model, param_schedulers=None)
+                                 model=model, param_schedulers=None, _train_loop=None)
 
 
 def test_resuming_from_weights_that_do_not_fit_the_model_is_refused(tmp_path):
@@ -1063,8 +1063,11 @@ def test_the_hook_logs_the_commit_a_pretrained_name_loaded(tmp_path):
     prepare_hub_cache(tmp_path / 'cache', weights.repo_id, weights.filename,
                       tmp_path / 'model.safetensors')
     logged = []
+    # what of a runner the hook reads: a training run's loop not built (_train_loop a config),
+    # a config of no Pretrained init
     runner = types.SimpleNamespace(_resume=False, _load_from='anime-face-detector', model=model,
-                                   logger=types.SimpleNamespace(info=logged.append))
+                                   logger=types.SimpleNamespace(info=logged.append), cfg={},
+                                   _train_loop={})
     with _hub_environment() as configure:
         configure(HF_HUB_CACHE=str(tmp_path / 'cache'), HF_HUB_OFFLINE='1')
         hook = StrictLoadFromHook()
