@@ -35,7 +35,7 @@ import math
 import os
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -932,43 +932,38 @@ class ImageEdit:
                    model=None if model is None else _text(model, 'model'))
 
 
-def _write_json(path: Path, obj: Any) -> str:
-    """:func:`~.annotation.write_json_atomic`'s file, a value JSON cannot hold named in one
-    line; returns the sha256 of the bytes written (hashed again from the file, a version
-    someone wrote just after would pass for this one).
+def _write_bytes(path: Path, data: Callable[[], bytes]) -> str:
+    """Write the bytes ``data()`` makes to ``path`` atomically
+    (:func:`~.annotation.write_bytes_atomic`), a value JSON cannot hold named in one line;
+    returns their sha256 (the file hashed again after the write, a version someone wrote just
+    after would pass for this one).
 
     Raises:
         AnnotationError: a value no JSON file can hold (NaN, a lone surrogate; files holding
-            either are refused when read, :func:`~.annotation.parse_annotation`); nothing is
-            written.
+            either are refused when read, :func:`~.annotation.parse_annotation`), or a file
+            ``data`` refuses itself; nothing is written.
         OSError: the folder is read-only or full.
     """
     try:
-        data = json_bytes(obj)
-    except ValueError as e:  # json.dumps' NaN, UTF-8's lone surrogate
-        raise AnnotationError(f'{path}: cannot be written: {first_line(e)[:200]}') from None
-    write_bytes_atomic(path, data, make_folder=True)
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_annotation(path: Path, annotation: ImageAnnotation) -> str:
-    """:func:`~.annotation.save_annotation`'s file (never one the tools would not read back:
-    too large, or of more than :data:`~.annotation.ANNOTATION_MAX_FACES` faces, as a skipped
-    page of an older version's draft could hold), a value JSON cannot hold named in one line;
-    returns the sha256 of the bytes written.
-
-    Raises:
-        AnnotationError: such a file, or a value no JSON file can hold; nothing is written.
-        OSError: the folder is read-only or full.
-    """
-    try:
-        data = annotation_bytes(annotation)
+        made = data()
     except AnnotationError:
         raise
     except ValueError as e:  # json.dumps' NaN, UTF-8's lone surrogate
         raise AnnotationError(f'{path}: cannot be written: {first_line(e)[:200]}') from None
-    write_bytes_atomic(path, data, make_folder=True)
-    return hashlib.sha256(data).hexdigest()
+    write_bytes_atomic(path, made, make_folder=True)
+    return hashlib.sha256(made).hexdigest()
+
+
+def _write_json(path: Path, obj: Any) -> str:
+    """A draft's JSON (:func:`~.annotation.json_bytes`) by :func:`_write_bytes`."""
+    return _write_bytes(path, lambda: json_bytes(obj))
+
+
+def _write_annotation(path: Path, annotation: ImageAnnotation) -> str:
+    """An annotation file (:func:`~.annotation.annotation_bytes`: never one the tools would not
+    read back, too large or of more than :data:`~.annotation.ANNOTATION_MAX_FACES` faces, as a
+    skipped page of an older version's draft could hold) by :func:`_write_bytes`."""
+    return _write_bytes(path, lambda: annotation_bytes(annotation))
 
 
 def _current_bytes(path: Path) -> bytes | None:

@@ -194,12 +194,6 @@ def _is_file(entry: os.DirEntry) -> bool:
         return False
 
 
-def image_files(folder: str | os.PathLike) -> list[Path]:
-    """The images of a folder (by suffix; no pixel is read; hidden names and names no
-    annotation file can hold excluded, see :func:`scan_images`), by name."""
-    return scan_images(folder)[0]
-
-
 def open_regular_file(path: str | os.PathLike) -> io.BufferedReader:
     """Open a file for reading in binary, only if it is a regular file (a link to one is).
 
@@ -479,7 +473,7 @@ def _image_header(path: str | os.PathLike) -> tuple[tuple[int, int], Orientation
     """The stored size of an image and its orientation (:func:`image_size`'s checks and
     errors)."""
     from PIL import Image, UnidentifiedImageError
-    formats = sorted(set(image_formats().values()))
+    formats = pil_formats()
     try:
         with bomb_warning_hushed(), open_regular_file(path) as f, \
                 Image.open(f, formats=formats) as im:
@@ -499,6 +493,11 @@ def _image_header(path: str | os.PathLike) -> tuple[tuple[int, int], Orientation
     if problem is not None:
         raise AnnotationError(f'{path}: image refused, {problem}')
     return (width, height), orientation
+
+
+def pil_formats() -> list[str]:
+    """The PIL formats an image is opened as (:func:`image_formats`' values), once each."""
+    return sorted(set(image_formats().values()))
 
 
 def too_many_pixels(width: int, height: int) -> str | None:
@@ -553,8 +552,7 @@ def _pixels_refusal(data: bytes) -> str | None:
     of 9500x9500 took 1.2 GB to decode."""
     from PIL import Image
     try:
-        with bomb_warning_hushed(), Image.open(io.BytesIO(data),
-                                               formats=sorted(set(image_formats().values()))) as im:
+        with bomb_warning_hushed(), Image.open(io.BytesIO(data), formats=pil_formats()) as im:
             return too_many_pixels(*im.size)
     except Image.DecompressionBombError as e:  # more than twice the limit
         return f'too many pixels ({e})'

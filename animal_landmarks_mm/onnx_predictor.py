@@ -101,8 +101,8 @@ EXPORTED_OPERATORS = frozenset({
 #: all sessions together: half this machine's memory (:func:`run_memory_cap`), at most this.
 #: An exported graph sizes some tensors from its inputs (``ConstantOfShape``, ``Resize``), so a
 #: stranger's 1.4 kB graph asked for 4 GB in one run (and would have asked for any amount); the
-#: export's float graph runs a batch of 32 crops in 1 to 2 GiB (int8: under 1 GiB), and a fixed
-#: batch of :data:`MAX_FIXED_BATCH` needs about 14 GiB.
+#: export's float graph runs a batch of 32 crops in 1.5 GiB (int8: under 1 GiB), and a fixed
+#: batch of :data:`MAX_FIXED_BATCH` needs about 12 GiB.
 MAX_RUN_MEMORY_BYTES = 16 << 30
 #: The least the cap is, whatever the machine's memory: a run of :data:`MAX_BATCH` crops of
 #: the float export was refused under 1.25 GiB and ran under 1.5 GiB (half a 2 GiB machine's

@@ -255,24 +255,17 @@ def test_an_image_over_pils_limit_is_refused_not_only_warned_of(tmp_path):
     big.write_bytes(b'\x89PNG\r\n\x1a\n'
                     + chunk(b'IHDR', struct.pack('>IIBBBBB', side, side, 8, 0, 0, 0, 0))
                     + chunk(b'IDAT', zlib.compress(bytes(1024))) + chunk(b'IEND', b''))
-    with warnings.catch_warnings(record=True) as caught_warnings:
-        warnings.simplefilter('always')
-        with pytest.raises(AnnotationError) as caught:
-            image_size(big)
-    assert str(caught.value) == (
-        f"{big}: image refused, too many pixels (12000x12000 = 144,000,000, more than PIL's "
-        f"limit of {Image.MAX_IMAGE_PIXELS:,}: could be a decompression bomb)")
-    assert caught_warnings == []
-    # nor does anything decode it that does not ask image_size first (the annotator's
+    # read_image too, whoever calls it without asking image_size first (the annotator's
     # pre-annotation decoded an 88 KB PNG of 9500x9500 into 1.2 GB): OpenCV's limit is 2**30
-    with warnings.catch_warnings(record=True) as caught_warnings:
-        warnings.simplefilter('always')
-        with pytest.raises(AnnotationError) as caught:
-            read_image(big)
-    assert str(caught.value) == (
-        f"{big}: image refused, too many pixels (12000x12000 = 144,000,000, more than PIL's "
-        f"limit of {Image.MAX_IMAGE_PIXELS:,}: could be a decompression bomb)")
-    assert caught_warnings == []
+    for read in (image_size, read_image):
+        with warnings.catch_warnings(record=True) as caught_warnings:
+            warnings.simplefilter('always')
+            with pytest.raises(AnnotationError) as caught:
+                read(big)
+        assert str(caught.value) == (
+            f"{big}: image refused, too many pixels (12000x12000 = 144,000,000, more than PIL's "
+            f"limit of {Image.MAX_IMAGE_PIXELS:,}: could be a decompression bomb)"), read
+        assert caught_warnings == [], read
 
 
 def test_written_files_get_the_usual_mode_not_mkstemps_private_one(tmp_path):
@@ -306,11 +299,11 @@ def test_stale_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_pat
 
 
 def test_hidden_names_are_not_images(tmp_path):
-    from animal_landmarks_mm.annotation import image_files
+    from animal_landmarks_mm.annotation import scan_images
     for name in ('a.png', '.cat.png', 'b.JPG', 'c.txt'):
         (tmp_path / name).write_bytes(b'')
     (tmp_path / '.drafts').mkdir()
-    assert [p.name for p in image_files(tmp_path)] == ['a.png', 'b.JPG']
+    assert [p.name for p in scan_images(tmp_path)[0]] == ['a.png', 'b.JPG']
 
 
 def test_brackets_in_names_and_reasons_are_written_as_they_are(tmp_path):
@@ -352,11 +345,10 @@ def test_a_broken_exif_block_does_not_hide_the_image(tmp_path):
 def test_image_names_that_are_not_utf8_are_left_out_and_named_apart(tmp_path):
     """os hands a name's bytes that are no UTF-8 over as lone surrogates, which no JSON file
     or page can hold: such images are left out, and named apart to be renamed."""
-    from animal_landmarks_mm.annotation import image_files, scan_images
+    from animal_landmarks_mm.annotation import scan_images
     for name in (b'caf\xe9.png', b'z.png', b'\xff.txt'):
         with open(os.path.join(os.fsencode(tmp_path), name), 'wb') as f:
             f.write(b'')
-    assert [p.name for p in image_files(tmp_path)] == ['z.png']
     images, undecodable = scan_images(tmp_path)
     assert [p.name for p in images] == ['z.png'] and undecodable == ['caf\udce9.png']
 
