@@ -61,12 +61,18 @@ def training_data(cfg) -> dict:
 
 
 def _data_difference(saved: dict, now: dict) -> str | None:
-    """How a run's data differs from a checkpoint's (:func:`training_data`), or None."""
+    """How a run's data differs from a checkpoint's (:func:`training_data`), or None.
+
+    Validation files are compared only where both validate: the check keeps the best
+    checkpoint's NMEs of one validation set, and a run that validates nothing compares none
+    (it carries the saved files on, :meth:`StrictLoadFromHook._check_resume`), nor does a
+    run resumed from one that never validated have a best NME to compare with."""
     if saved.get('batch_size') != now['batch_size']:
         return f'its batch was {saved.get("batch_size")} faces, this run\'s is {now["batch_size"]}'
-    for name, what in (('train', 'training'), ('val', 'validation')):
-        if saved.get(name) != now[name]:
-            return f'its {what} annotations were other files than this run\'s'
+    if saved.get('train') != now['train']:
+        return 'its training annotations were other files than this run\'s'
+    if saved.get('val') and now['val'] and saved['val'] != now['val']:
+        return 'its validation annotations were other files than this run\'s'
     return None
 
 
@@ -95,7 +101,7 @@ class StrictLoadFromHook(Hook):
     :func:`~animal_landmarks_mm.schedule.resumed_schedule_difference`), and so must its data
     (the annotation files and batch size, :func:`training_data`, which this hook writes into
     every checkpoint's ``meta``; a checkpoint without it, of an older version, is not
-    compared).
+    compared; validation files only where both runs validate).
 
     Args:
         backbone_only: load the backbone only, on the user's explicit request.
@@ -116,7 +122,7 @@ class StrictLoadFromHook(Hook):
             # long run is not what it trained on
             self._data = training_data(runner.cfg)
         if runner._resume:
-            self._check_resume(runner, self._data)
+            self._data = self._check_resume(runner, self._data)
             return
         # mmengine keeps load_from in a private attribute; empty it so that its non-strict
         # load_or_resume() skips it, and load it ourselves once weights are initialised
@@ -125,17 +131,24 @@ class StrictLoadFromHook(Hook):
         self._path, runner._load_from = runner._load_from, None
 
     @staticmethod
-    def _check_resume(runner, data: dict | None) -> None:
+    def _check_resume(runner, data: dict | None) -> dict | None:
         """Refuse the checkpoint mmengine is about to resume from when it carries code, weights
         that do not fit the model, or a schedule or data (``data``: the run's
         :func:`training_data`; None for a run that does not train, a test of a resumed run's
-        config) other than the run's (see the class docstring)."""
+        config) other than the run's (see the class docstring).
+
+        Returns:
+            The data record for the run's checkpoints: ``data``, with the checkpoint's
+            validation files where this run validates nothing (``--no-validate``): the best
+            NME mmengine carries on in the run's state is still theirs, for a later resume that
+            validates to be compared with.
+        """
         from mmengine.optim.scheduler import _ParamScheduler
 
         from .checkpoints import compare_state_dicts, without_wrapper_prefix
         path = resume_file(runner._load_from, runner.work_dir)
         if path is None:
-            return  # nothing to resume from: mmengine starts afresh
+            return data  # nothing to resume from: mmengine starts afresh
         try:
             checkpoint = read_resume_checkpoint(path)
         except CheckpointError as e:
@@ -160,12 +173,14 @@ class StrictLoadFromHook(Hook):
                     'go on, its best checkpoint comparing NMEs of other validation faces; to '
                     'train on the new data start a new run from its weights with --checkpoint '
                     f'{path}, or resume with the data of the run it continues')
+            if not data['val']:
+                data = {**data, 'val': saved_data.get('val')}
         schedulers, saved = runner.param_schedulers, checkpoint.get('param_schedulers')
         if not schedulers or saved is None:
-            return  # mmengine resumes no schedule then
+            return data  # mmengine resumes no schedule then
         groups = schedulers.values() if isinstance(schedulers, dict) else [schedulers]
         if not all(isinstance(s, _ParamScheduler) for group in groups for s in group):
-            return  # not built (a validation or test run): no schedule to resume
+            return data  # not built (a validation or test run): no schedule to resume
         difference = resumed_schedule_difference(schedulers, saved)
         if difference:
             raise ScheduleError(
@@ -174,6 +189,7 @@ class StrictLoadFromHook(Hook):
                 'flags and faces of the run it continues (--epochs, --iters, --batch-size, '
                 f'--lr, --accumulate), or start a new run from its weights with --checkpoint '
                 f'{path}')
+        return data
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self._data is not None:  # taken when the run began (before_run)

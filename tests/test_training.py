@@ -211,6 +211,36 @@ def test_a_resume_on_other_data_is_refused(trained, coco_dir, tmp_path):
     assert NME.search(proc.stdout + proc.stderr)
 
 
+def test_a_resume_without_validation_goes_on_and_keeps_the_validation_files(trained, coco_dir,
+                                                                            tmp_path):
+    """Resuming a validated run with --no-validate compares no NMEs: it goes on (it was refused
+    as trained on other validation files), and its checkpoints carry the files of the best NME
+    it keeps on, so that a later resume validating on other faces is still refused."""
+    from animal_landmarks_mm.hooks import TRAINING_DATA_KEY
+    work_dir = tmp_path / 'work_dir'
+    shutil.copytree(trained[0], work_dir)
+    saved = torch.load(work_dir / 'epoch_1.pth')['meta'][TRAINING_DATA_KEY]
+    assert saved['val'] and all(saved['val'])
+    common = ['--work-dir', work_dir, '--data-root', coco_dir, '--resume', '--cfg-options',
+              *TINY[:-1]]
+    proc = run_tool('train.py', MAIN_CONFIG, *common, 'train_cfg.max_epochs=2', '--no-validate',
+                    check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert torch.load(work_dir / 'epoch_2.pth')['meta'][TRAINING_DATA_KEY] == saved
+    # validation on other faces after it: still the best NME's files that count
+    other = tmp_path / 'other_data'
+    shutil.copytree(coco_dir, other)
+    val = json.loads((other / 'annotations' / 'val.json').read_text())
+    val['annotations'] = val['annotations'][1:]
+    (other / 'annotations' / 'val.json').write_text(json.dumps(val))
+    common[3] = other
+    proc = run_tool('train.py', MAIN_CONFIG, *common, 'train_cfg.max_epochs=3', check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert '(its validation annotations were other files than this run\'s)' in last, last
+    assert not (work_dir / 'epoch_3.pth').exists()
+
+
 def test_a_pretrained_backbone_init_that_loads_nothing_is_refused(trained, coco_dir,
                                                                    tmp_path):
     """mmengine's Pretrained init loads with strict=False: a checkpoint whose names carry
