@@ -23,6 +23,8 @@ Version 1 of the schema::
         }
       ],
       "meta": {"annotator": "...", "created": "ISO time", "modified": "ISO time",
+               "image_sha256": "hex",               # the picture's bytes the points were
+                                                    # placed on (IMAGE_SHA256_KEY)
                "source": {...}}                     # an object: free-form provenance
     }
 
@@ -87,6 +89,20 @@ class AnnotationError(AnimalLandmarksError, ValueError):
 class NotRegularFileError(AnnotationError):
     """A FIFO, device, socket or folder where a file is read: never read (reading a FIFO waits
     for a writer for good), left alone."""
+
+
+#: ``meta`` key: the SHA-256 (hex) of the picture's bytes the points were placed on, written by
+#: the annotator's saves and by tools/infer.py. ``image_size`` tells a picture replaced by one
+#: of another size; this, one of the same size (a new batch of ``IMG_0001.jpg``... copied over
+#: the old). Files without it (older ones, other tools') are not compared.
+IMAGE_SHA256_KEY = 'image_sha256'
+
+
+def recorded_image_sha256(annotation: ImageAnnotation) -> str | None:
+    """The picture digest a file records (:data:`IMAGE_SHA256_KEY`), or None where it records
+    none or something else (``meta`` is free-form: a hand edit)."""
+    digest = annotation.meta.get(IMAGE_SHA256_KEY)
+    return digest if is_sha256_hex(digest) else None
 
 
 #: The key :func:`parse_annotation` adds to ``meta`` of a file in the original tools' plain
@@ -574,15 +590,35 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             (:func:`too_many_pixels`: never decoded, whoever asks), or bytes OpenCV cannot
             decode; one line naming the file.
     """
-    import cv2
-    import numpy as np
+    return decode_image(path, read_image_bytes(path))
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """An image file's bytes, for :func:`decode_image` (:func:`read_image` in two steps, for a
+    caller that hashes the bytes it decodes).
+
+    Raises:
+        AnnotationError: a missing or unreadable file, a FIFO or device
+            (:class:`NotRegularFileError`); one line naming the file.
+    """
     try:
-        data = read_regular_file(path)
+        return read_regular_file(path)
     except NotRegularFileError:
         raise
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name
         reason = e.strerror if isinstance(e, OSError) and e.strerror else e
         raise AnnotationError(f'{os.fsdecode(path)}: image unreadable ({reason})') from None
+
+
+def decode_image(path: str | os.PathLike, data: bytes) -> np.ndarray:
+    """The pixels of an image file's bytes (``path`` names it in errors), as
+    :func:`read_image` gives them.
+
+    Raises:
+        AnnotationError: as :func:`read_image`.
+    """
+    import cv2
+    import numpy as np
     refusal = _pixels_refusal(data)
     if refusal is not None:
         raise AnnotationError(f'{os.fsdecode(path)}: image refused, {refusal}')

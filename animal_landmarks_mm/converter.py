@@ -71,6 +71,7 @@ from .annotation import (
     read_image,
     read_regular_file,
     read_sidecar,
+    recorded_image_sha256,
     remove_stale_temporaries,
     unholdable_name,
     write_bytes_atomic,
@@ -217,6 +218,8 @@ class FolderContents:
         predicted: files of unreviewed model predictions, left out unless asked for.
         files: every annotation file read, usable or not.
         sidecars: the crawler's metadata sidecars found among them, not read as annotations.
+        changed_pictures: one line per file kept whose picture has other bytes than those its
+            points were placed on (:func:`changed_pictures`).
     """
 
     records: list[Record] = field(default_factory=list)
@@ -225,6 +228,7 @@ class FolderContents:
     predicted: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     sidecars: list[Path] = field(default_factory=list)
+    changed_pictures: list[str] = field(default_factory=list)
 
     def extend(self, other: FolderContents) -> None:
         self.records += other.records
@@ -233,6 +237,7 @@ class FolderContents:
         self.predicted += other.predicted
         self.files += other.files
         self.sidecars += other.sidecars
+        self.changed_pictures += other.changed_pictures
 
 
 def is_crawler_sidecar(path: Path) -> bool:
@@ -1532,6 +1537,12 @@ class ConversionSummary:
         if self.contents.sidecars:
             lines.append(f'{len(self.contents.sidecars)} crawler metadata files '
                          '(IMAGE.ext.json) are no annotations, not read')
+        if self.contents.changed_pictures:
+            lines.append(f'{len(self.contents.changed_pictures)} files kept whose picture has '
+                         'changed since their points were saved (same size, other bytes: '
+                         're-encoded, or another picture under its name): check them in the '
+                         'annotator, where a save records the picture as it is now:')
+            lines += [f'  {p}' for p in self.contents.changed_pictures]
         if self.problems:
             lines.append(f'{len(self.problems)} annotation files left out:')
             lines += [f'  {p}' for p in self.problems]
@@ -1764,6 +1775,19 @@ def _trained_in_validation(val_contents: FolderContents, digests: Mapping[str, s
     return held
 
 
+def changed_pictures(records: Iterable[Record], digests: Mapping[str, str]) -> list[str]:
+    """A line for each record whose file records another picture digest
+    (:data:`~.annotation.IMAGE_SHA256_KEY`) than its image's now (``digests``, by
+    :attr:`Record.name`: :func:`image_digests`); files recording none are not compared.
+
+    Such a file is kept: ``image_size`` matched, and a picture re-encoded (an optimiser, a sync
+    tool) keeps its points; another picture under the name would not, and the line says which
+    to look at."""
+    return [f'{r.ann_path}: image {r.annotation.image!r} changed since its points were saved'
+            for r in records
+            if recorded_image_sha256(r.annotation) not in (None, digests.get(r.name))]
+
+
 def _held_in_splits_of_ratio_0(records: list[Record], placed: Mapping[str, str],
                                ratios: Mapping[str, float], record_path: Path,
                                problems: list[str]) -> list[Record]:
@@ -1975,8 +1999,9 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
             folder.records = [r for r in folder.records if id(r) in kept]
     contents.records = _held_in_splits_of_ratio_0(contents.records, placed, ratios,
                                                   record_path, contents.problems)
-    for folder in (contents, val_contents):
+    for folder, folder_digests in ((contents, digests), (val_contents, val_digests)):
         if folder is not None:
+            folder.changed_pictures = changed_pictures(folder.records, folder_digests)
             summary.contents.extend(folder)
     if strict and summary.problems:
         raise ConversionError(

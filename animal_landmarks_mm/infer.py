@@ -36,6 +36,7 @@ from .annotate import (
 )
 from .annotation import (
     ANNOTATION_MAX_FACES,
+    IMAGE_SHA256_KEY,
     IMAGE_SUFFIXES,
     MODEL_ANNOTATOR,
     NAME_MAX_BYTES,
@@ -45,6 +46,7 @@ from .annotation import (
     ImageAnnotation,
     RepeatedKeyError,
     annotation_bytes,
+    decode_image,
     file_sha256,
     fit_name,
     image_name_problem,
@@ -57,7 +59,7 @@ from .annotation import (
     parse_annotation,
     parse_face,
     parse_number,
-    read_image,
+    read_image_bytes,
     read_regular_file,
     remove_stale_temporaries,
     scan_images,
@@ -517,12 +519,13 @@ def model_id(checkpoint: str | os.PathLike) -> str:
 
 
 def predictions_to_annotation(image_name: str, width: int, height: int, sample,
-                              boxes: np.ndarray, model: str, prediction: dict
-                              ) -> ImageAnnotation:
+                              boxes: np.ndarray, model: str, prediction: dict,
+                              image_sha256: str) -> ImageAnnotation:
     """A model's points as an annotation file to review: status ``predicted`` (left out of
     training until a person accepts it in the annotator), each point's score in its face, the
-    model in ``meta.model``, how it ran in ``meta.prediction`` (``meta.source`` is the image's
-    own provenance, from the crawler)."""
+    model in ``meta.model``, how it ran in ``meta.prediction``, the picture's bytes it
+    predicted on in ``meta.image_sha256`` (``meta.source`` is the image's own provenance, from
+    the crawler)."""
     keypoints = sample.pred_instances.keypoints
     scores = sample.pred_instances.keypoint_scores
     faces = [Face(landmarks=[(float(x), float(y)) for x, y in kpts],
@@ -533,7 +536,7 @@ def predictions_to_annotation(image_name: str, width: int, height: int, sample,
         image=image_name, width=width, height=height, faces=faces, status=STATUS_PREDICTED,
         meta=dict(annotator=MODEL_ANNOTATOR, model=model,
                   created=datetime.now(UTC).isoformat(timespec='seconds'),
-                  prediction=prediction))
+                  prediction=prediction, **{IMAGE_SHA256_KEY: image_sha256}))
 
 
 def readable_faces(annotation: ImageAnnotation, boxes: np.ndarray) -> list[int]:
@@ -818,10 +821,13 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                 _warn(f'{e}; skipped')
                 continue
             try:
-                image = read_image(path)
+                data = read_image_bytes(path)
+                image = decode_image(path, data)
             except AnnotationError as e:
                 _warn(f'{e}; skipped')
                 continue
+            picture_sha256 = hashlib.sha256(data).hexdigest()  # of the bytes predicted on
+            del data  # a 30 MB PNG's bytes, beside its pixels, through the prediction
             height, width = image.shape[:2]
             if boxes_file:
                 boxes = given.get(path.name)
@@ -857,7 +863,7 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             sample = predictor.predict(image, boxes)
             annotation = predictions_to_annotation(
                 path.name, width, height, sample, boxes, model=model,
-                prediction=dict(how_predicted, boxes=how))
+                prediction=dict(how_predicted, boxes=how), image_sha256=picture_sha256)
             kept = readable_faces(annotation, boxes)
             if not kept:
                 continue
@@ -866,7 +872,7 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                 sample = predictor.predict(image, boxes)
                 annotation = predictions_to_annotation(
                     path.name, width, height, sample, boxes, model=model,
-                    prediction=dict(how_predicted, boxes=how))
+                    prediction=dict(how_predicted, boxes=how), image_sha256=picture_sha256)
             try:
                 data = annotation_bytes(annotation)  # over the size the reader reads
             except AnnotationError as e:

@@ -23,6 +23,7 @@ from animal_landmarks_mm.annotate import (
     OrderFileError,
     OutputFolderError,
     OutputFolderInUseError,
+    PICTURE_CHANGED_NOTICE,
     UnsafeNameError,
     check_output_folder_free,
     lock_output_folder,
@@ -325,6 +326,53 @@ def test_a_file_of_another_picture_size_is_refused_not_laundered(session):
                        r'a.png \(80x60\)'):
         session.open('a.png')
     assert target.read_bytes() == before
+
+
+def _replace_picture(path, value):
+    """Another picture of the same size under the same name (a new batch of IMG_0001.jpg...
+    copied over the old), dated as an old file is (the digest of a picture changed just now
+    is never kept: a change within the clock's tick would go unseen)."""
+    ok, data = cv2.imencode('.png', np.full((60, 80, 3), value, np.uint8))
+    path.write_bytes(data.tobytes())
+    os.utime(path, ns=(time.time_ns() - 10**10,) * 2)
+
+
+def test_a_picture_replaced_by_another_of_its_size_is_said_on_open(session):
+    """image_size told only a picture of another size; the file now records its picture's
+    SHA-256, and a file or draft opened on other bytes says so (a notice: a re-encoded picture
+    keeps its points), until a save records the picture as it is."""
+    picture = session.image_dir / 'a.png'
+    edit = session.open('a.png')
+    assert edit.notice == ''
+    _fill(edit)
+    target = session.save(edit)
+    assert json.loads(target.read_text())['meta']['image_sha256'] == file_sha256(picture)
+    begun = session.open('b.png')
+    begun.click(1, 2)
+    draft = session.save(begun)
+    assert json.loads(draft.read_text())['image_sha256'] == file_sha256(
+        session.image_dir / 'b.png')
+    for name, value in (('a.png', 40), ('b.png', 200)):
+        _replace_picture(session.image_dir / name, value)
+    for restarted in (False, True):
+        current = AnnotationSession(session.image_dir, session.output_dir) if restarted \
+            else session
+        for name in ('a.png', 'b.png'):
+            opened = current.open(name)
+            assert opened.notice == PICTURE_CHANGED_NOTICE, (name, opened.notice)
+            assert not opened.read_only and opened.current.points[0] == (1.0, 2.0)
+    assert session.has_draft('b.png')  # kept: the draft opened, not set aside
+    opened = session.open('a.png')
+    opened.place(0, 3.0, 4.0)
+    session.save(opened)  # the points checked: the picture as it is now recorded
+    assert json.loads(target.read_text())['meta']['image_sha256'] == file_sha256(picture)
+    assert session.open('a.png').notice == ''
+    # a file without a digest (an older version's, another tool's) is not compared
+    raw = json.loads(target.read_text())
+    del raw['meta']['image_sha256']
+    target.write_text(json.dumps(raw))
+    _replace_picture(picture, 90)
+    assert session.open('a.png').notice == ''
 
 
 def test_a_visibility_flag_must_be_a_whole_number(session):

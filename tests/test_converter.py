@@ -109,6 +109,29 @@ def test_coco_output(small_set, tmp_path):
                                                 h * (1 + 2 * BOX_MARGIN)], atol=1e-3)
 
 
+def test_a_picture_changed_since_its_points_were_saved_is_listed_and_kept(small_set,
+                                                                            tmp_path):
+    """A file recording its picture's SHA-256 (the annotator's saves, tools/infer.py) whose
+    picture now has other bytes of the same size: kept (a re-encode keeps its points) and
+    listed, so that another picture copied over the name is looked at; files recording none
+    are not compared."""
+    image_dir, ann_dir = small_set
+    for i in (1, 2):
+        save_annotation(ann_dir / f'img{i}.json', ImageAnnotation(
+            f'img{i}.png', 64, 48, [Face(_points())],
+            meta=dict(image_sha256=_sha256(image_dir / f'img{i}.png'))))
+    cv2.imwrite(str(image_dir / 'img1.png'), np.full((48, 64, 3), 200, np.uint8))
+    cv2.imwrite(str(image_dir / 'img3.png'), np.full((48, 64, 3), 210, np.uint8))  # no record
+    before = _tree_digest(ann_dir)
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=1)
+    assert sum(summary.counts.values()) == 8 and not summary.problems
+    assert summary.contents.changed_pictures == [
+        f"{ann_dir / 'img1.json'}: image 'img1.png' changed since its points were saved"]
+    assert ('1 files kept whose picture has changed since their points were saved'
+            in summary.format())
+    assert _tree_digest(ann_dir) == before
+
+
 def test_split_is_deterministic_and_independent_of_file_order(small_set, tmp_path):
     image_dir, ann_dir = small_set
     reversed_dir = tmp_path / 'ann_reversed'

@@ -112,6 +112,7 @@ def test_infer_tool_with_boxes_writes_pictures_and_annotations(model, checkpoint
     assert ann.status == 'predicted' and ann.meta['annotator'] == 'model'
     assert ann.meta['model'] == f'sha256:{file_sha256(checkpoint)}'
     assert ann.meta['prediction']['boxes'] == 'boxes file'
+    assert ann.meta['image_sha256'] == file_sha256(image_path)  # the picture predicted on
 
 
 def test_infer_tool_whole_image_fallback_warns(coco_dir, trained, tmp_path):
