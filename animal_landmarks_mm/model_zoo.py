@@ -218,18 +218,19 @@ def _download(weights: PretrainedWeights) -> Path:
                                         revision=weights.revision, tqdm_class=progress))
     except CheckpointError:  # _hash_etags_only's own: the reason, not "cannot be downloaded"
         raise
-    except _NoHashEtag as e:
-        raise CheckpointError(redact_urls(
-            f'{weights.name}: {weights.filename} of the Hugging Face repository '
-            f'{weights.repo_id}: {constants.ENDPOINT} answered {e.etag} as its ETag, which is '
-            'no file hash (40 or 64 hex digits) but would name a file of the endpoint\'s '
-            'choosing, in the cache or outside it: refused, nothing downloaded (is HF_ENDPOINT '
-            'a Hugging Face Hub?)')) from None
     except Exception as e:
         # Broad on purpose, around this one call: besides its own errors, huggingface_hub lets
         # its transport's escape (httpx2's RemoteProtocolError of a truncated body, ReadTimeout,
         # ProxyError, UnsupportedProtocol of an HF_ENDPOINT without a scheme; the transport
         # library differs between its versions), and each means the same here: no file.
+        refused = e if isinstance(e, _NoHashHeader) else e.__cause__
+        if isinstance(refused, _NoHashHeader):  # maybe wrapped, as "cannot be located"
+            raise CheckpointError(redact_urls(
+                f'{weights.name}: {weights.filename} of the Hugging Face repository '
+                f'{weights.repo_id}: {constants.ENDPOINT} answered {refused.value} as its '
+                f'{refused.header}, which is no {refused.expected} but would name a file of '
+                'the endpoint\'s choosing, in the cache or outside it: refused, nothing '
+                'downloaded (is HF_ENDPOINT a Hugging Face Hub?)')) from None
         stopped = e if isinstance(e, _TransferStopped) else e.__cause__
         if isinstance(stopped, _TransferStopped):  # _bounded_transfer's, maybe wrapped
             raise CheckpointError(redact_urls(
@@ -253,16 +254,22 @@ def _download(weights: PretrainedWeights) -> Path:
 #: what a Hub's ETag of a file is: its git blob's sha1 (40 hex digits) or, for an LFS file,
 #: its sha256 (64); huggingface_hub names the cached copy after it
 _HUB_ETAG = re.compile(r'[0-9a-fA-F]{40}|[0-9a-fA-F]{64}')
+#: what a Hub's ``X-Repo-Commit`` header holds: a git commit hash, which huggingface_hub makes
+#: a folder name of (``snapshots/<commit>``, ``.no_exist/<commit>``) and writes into
+#: ``refs/<revision>``, unchecked
+_HUB_COMMIT = re.compile(r'[0-9a-f]{40}')
 # one download at a time wraps huggingface_hub's module (see _hash_etags_only)
 _ETAG_CHECK_LOCK = threading.Lock()
 
 
-class _NoHashEtag(Exception):
-    """An endpoint's ETag that is no file hash; ``etag`` is it, shown for a message."""
+class _NoHashHeader(Exception):
+    """An endpoint's header that is no hash where huggingface_hub makes a path of one (the
+    ETag, ``X-Repo-Commit``); ``header`` names it, ``value`` is it (shown for a message) and
+    ``expected`` says what it should be."""
 
-    def __init__(self, etag: str):
-        super().__init__(etag)
-        self.etag = etag
+    def __init__(self, header: str, value: str, expected: str):
+        super().__init__(value)
+        self.header, self.value, self.expected = header, value, expected
 
 
 @contextlib.contextmanager
@@ -274,7 +281,7 @@ def _hash_etags_only(weights: PretrainedWeights) -> Iterator[None]:
     ``HF_ENDPOINT`` answering ``"../../../x"`` would have it write a file of its choosing
     outside the cache. Every ETag of a server's answer passes through its normalisation,
     ``huggingface_hub.file_download._normalize_etag``, which is wrapped here to refuse
-    (:class:`_NoHashEtag`) any other than :data:`_HUB_ETAG` before it becomes a path. A private
+    (:class:`_NoHashHeader`) any other than :data:`_HUB_ETAG` before it becomes a path. A private
     name, because no public API sees the ETag of the request whose answer names the file:
     checking ``get_hf_file_metadata`` (public) first would ask the server once more, and a
     hostile one can answer that request with a hash and the download's with a path. Where
@@ -301,7 +308,8 @@ def _hash_etags_only(weights: PretrainedWeights) -> Iterator[None]:
     def hash_only(etag: str | None) -> str | None:
         normalized = normalize(etag)
         if normalized is not None and not _HUB_ETAG.fullmatch(normalized):
-            raise _NoHashEtag(printable(repr(normalized), one_line=True, limit=80))
+            raise _NoHashHeader('ETag', printable(repr(normalized), one_line=True, limit=80),
+                                'file hash (40 or 64 hex digits)')
         return normalized
 
     # the module's function is replaced for every thread: one download at a time, each
@@ -425,6 +433,13 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
     def bound(response) -> None:
         if threading.get_ident() != thread:  # another thread's request
             return
+        # every answer, before huggingface_hub reads it: a 404's commit too, which it makes
+        # the folder of a note that the file does not exist (.no_exist/<commit>/<file>)
+        commit = response.headers.get('X-Repo-Commit')
+        if commit is not None and not _HUB_COMMIT.fullmatch(commit):
+            raise _NoHashHeader('X-Repo-Commit', printable(repr(commit), one_line=True,
+                                                             limit=80),
+                                'commit hash (40 lowercase hex digits)')
         watch.check_deadline()
         stream = response.stream
         # the transport's own class of a sync stream (httpx2's or httpx's SyncByteStream),

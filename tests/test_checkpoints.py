@@ -615,7 +615,8 @@ class _LocalHub:
     HTTP status), ``not-a-hub`` (a 200 without the Hub's headers), ``registry-stream`` (the file
     as ``good``, but huggingface_hub's AI-agent registry, ``/api/agent-harnesses``, streamed
     without end), ``oversize`` (the file's size declared, then a body streamed past it),
-    ``trickle`` (the file's body a byte every 0.1 s), ``xet`` (the file as ``good``, with the
+    ``trickle`` (the file's body a byte every 0.1 s), ``missing`` (the Hub's 404 of a file the
+    repository lacks, naming the commit, as for any answer, in ``X-Repo-Commit``), ``xet`` (the file as ``good``, with the
     Xet storage headers that send huggingface_hub to ``hf_xet``); a CONNECT (as to a proxy) gets
     a 407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses, or skip
     its waits.) ``etag``: the ETag it answers (None: the body's sha256, as the Hub's for an LFS
@@ -673,6 +674,11 @@ class _LocalHub:
                     return self._empty()
                 if hub.mode.startswith('e'):
                     self.send_response(int(hub.mode[1:]))
+                    return self._empty()
+                if hub.mode == 'missing':
+                    self.send_response(404)
+                    self.send_header('X-Error-Code', 'EntryNotFound')
+                    self.send_header('X-Repo-Commit', hub.commit)
                     return self._empty()
                 self.send_response(200)
                 if hub.mode != 'not-a-hub':
@@ -849,6 +855,35 @@ def test_an_etag_that_is_no_file_hash_never_becomes_a_file_name(local_hub, tmp_p
     local_hub.body = _safetensors_bytes(w=torch.ones(2))
     local_hub.etag = hashlib.sha1(local_hub.body).hexdigest()
     assert read_checkpoint('anime-face-detector')[0]['w'].tolist() == [1, 1]
+
+
+@pytest.mark.parametrize('mode', ['good', 'missing'])
+def test_a_commit_that_is_no_hash_never_becomes_a_folder_name(local_hub, tmp_path, mode):
+    """huggingface_hub makes a folder of the endpoint's X-Repo-Commit, unchecked: of a 404's,
+    the note that the file does not exist (.no_exist/<commit>/<file>), so a hostile HF_ENDPOINT
+    answering a path had it make folders and a file outside the cache (and write the path into
+    refs/main); of a 200's, the snapshot folder. Only a commit hash (40 hex digits) is taken,
+    from every answer."""
+    local_hub.mode = mode
+    outside = tmp_path / 'outside'
+    for commit in (str(outside), '../../../outside'):  # absolute, or up from the cache's
+        local_hub.commit = commit
+        message = _download_error()
+        assert message == (
+            'anime-face-detector: model.safetensors of the Hugging Face repository '
+            f'hysts/anime-face-detector-hrnetv2: {local_hub.url} answered {commit!r} as its '
+            'X-Repo-Commit, which is no commit hash (40 lowercase hex digits) but would name a '
+            'file of the endpoint\'s choosing, in the cache or outside it: refused, nothing '
+            'downloaded (is HF_ENDPOINT a Hugging Face Hub?)'), message
+        assert not outside.exists() and not list(tmp_path.rglob('*outside*'))
+        assert not list((tmp_path / 'hub').rglob('refs/main'))
+    # the Hub's own: a 404 of a missing file is said as such, a 200 downloads
+    local_hub.commit = 'c0ffee' * 6 + 'c0ff'
+    if mode == 'missing':
+        assert 'cannot be downloaded' in _download_error()
+    else:
+        local_hub.body = _safetensors_bytes(w=torch.ones(2))
+        assert read_checkpoint('anime-face-detector')[0]['w'].tolist() == [1, 1]
 
 
 def test_without_the_etag_check_a_download_is_refused_saying_why_and_the_cache_still_serves(
