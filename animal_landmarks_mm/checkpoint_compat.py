@@ -250,8 +250,87 @@ def refuse_allocating_pickle(path: str | os.PathLike) -> None:
         pickles, opcodes = _Bounded(f, MAX_PICKLE_BYTES), MAX_PICKLE_OPCODES
         for _ in range(_LEGACY_PICKLES):
             if not f.peek(1):
-                break
+                return  # cut short: torch.load says so
             opcodes -= _check_pickle(pickles, opcodes)
+        f.seek(0)
+        _refuse_unlisted_storages(f)
+
+
+class _Inert:
+    """What :class:`_LegacyStorageReader` makes of every class and call a pickle names: an
+    object taking any arguments, state and items, and doing nothing with them."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs) -> _Inert:
+        return _Inert()
+
+    def __setstate__(self, state) -> None:
+        pass
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+    def append(self, value) -> None:
+        pass
+
+    def extend(self, values) -> None:
+        pass
+
+
+class _LegacyStorageReader(pickle.Unpickler):
+    """Reads a legacy-format pickle for the storages it refers to (``storages``: their keys,
+    in order), calling nothing it names: every class is :class:`_Inert`. Run on pickles
+    :func:`_check_pickle` has bounded."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.storages: list[str] = []
+
+    def find_class(self, module: str, name: str) -> type:
+        return _Inert
+
+    def persistent_load(self, pid):
+        # torch's legacy persistent id of a storage: ('storage', its type, key, location,
+        # size, view)
+        if isinstance(pid, tuple) and len(pid) == 6 and pid[0] == 'storage':
+            self.storages.append(str(pid[2]))
+        return _Inert()
+
+
+def _refuse_unlisted_storages(f: io.BufferedReader) -> None:
+    """Refuse a legacy-format file whose storage list (its fifth pickle) is not the storages
+    its object uses (its fourth).
+
+    torch's ``_legacy_load`` makes each storage the object refers to with uninitialised memory
+    and fills only the listed ones from the bytes after the list: a storage left out of it
+    loaded as whatever memory it got (zeros, or another object's leftovers), a model's weights
+    silently wrong. A key listed that the object never refers to is no file torch writes
+    either. (Each listed storage's byte count is torch's own check.)
+
+    Raises:
+        pickle.UnpicklingError: the two differ (or a pickle is no legacy file's).
+    """
+    readers = [_LegacyStorageReader(f) for _ in range(_LEGACY_PICKLES)]
+    try:
+        loaded = [reader.load() for reader in readers]
+    except Exception as e:  # what the pickles hold is another writer's: say it, do not load
+        raise pickle.UnpicklingError(f'its pickles are no legacy torch file\'s '
+                                     f'({e.__class__.__name__})') from None
+    used, listed = set(readers[3].storages), loaded[4]
+    if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
+        raise pickle.UnpicklingError('its storage list is no list of keys, which torch.save '
+                                     'never writes')
+    if len(set(listed)) != len(listed) or set(listed) != used:
+        unlisted = len(used - set(listed))
+        raise pickle.UnpicklingError(
+            f'its storage list is not the storages its tensors use ({unlisted} of {len(used)} '
+            'left out, or others listed or twice), which torch.save never writes (torch would '
+            'give a left-out tensor uninitialised memory)')
 
 
 #: a ZIP64 end record's locator: signature, disk, the record's offset, disks

@@ -410,6 +410,48 @@ def test_a_pickle_larger_than_a_checkpoints_is_refused_before_torch_runs_it(tmp_
         read_checkpoint(tmp_path / 'long.pth')
 
 
+def test_a_legacy_file_leaving_a_storage_out_of_its_list_is_refused(tmp_path):
+    """torch's legacy loader fills only the storages the file's list names: a storage left
+    out (its bytes with it) loaded as uninitialised memory, a weight of zeros or leftovers
+    exported as the model's (reviewer's t_legacy_partial.py). The list must be the storages
+    the tensors use, each once."""
+    import io
+    import pickletools
+    import struct
+
+    from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+    saved = dict(a=torch.full((2,), 3.0), b=torch.full((3,), 5.0))
+    buffer = io.BytesIO()
+    torch.save(saved, buffer, _use_new_zipfile_serialization=False)
+    data = buffer.getvalue()
+    f = io.BytesIO(data)
+    for _ in range(4):  # magic, protocol, system info, the object
+        for _ in pickletools.genops(f):
+            pass
+    cut = f.tell()
+    keys = pickle.load(f)
+    records, at = {}, f.tell()
+    for key in keys:  # each: its element count (int64), then 4 bytes an element (float32)
+        count, = struct.unpack('<q', data[at:at + 8])
+        records[key], at = data[at:at + 8 + 4 * count], at + 8 + 4 * count
+    assert at == len(data) and len(keys) == 2
+
+    def legacy(name, listed):
+        (tmp_path / name).write_bytes(data[:cut] + pickle.dumps(listed, protocol=2)
+                                      + b''.join(records[k] for k in listed))
+        return tmp_path / name
+
+    assert read_checkpoint(legacy('whole.pth', keys))[0]['b'].tolist() == [5.0] * 3
+    for name, listed in (('left_out.pth', keys[:1]), ('twice.pth', keys + keys[:1]),
+                         ('none.pth', [])):
+        path = legacy(name, listed)
+        with pytest.raises(CheckpointError) as info:
+            read_checkpoint(path)
+        assert str(info.value).startswith(
+            f'{path}: not a checkpoint torch can read safely (its storage list is not the '
+            'storages its tensors use ('), str(info.value)
+
+
 @pytest.mark.timeout(300)
 def test_the_pickle_limits_admit_a_long_runs_training_checkpoint(tmp_path):
     """What the limits were measured on: a training checkpoint of the main config's HRNetV2-W18
