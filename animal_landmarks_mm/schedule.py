@@ -549,8 +549,10 @@ def _under(key: str, option: str) -> bool:
 def schedule_options(cfg_options: dict | None) -> list[str]:
     """The ``--cfg-options`` keys that set the schedule itself (:data:`SCHEDULE_OPTIONS`, or
     the whole ``train_cfg``): given one, the config's schedule is used as written."""
+    # train_cfg._delete_ makes the whole train_cfg the options' own, as train_cfg=dict(...) does
     return [key for key in cfg_options or {}
-            if key == 'train_cfg' or any(_under(key, option) for option in SCHEDULE_OPTIONS)]
+            if key in ('train_cfg', 'train_cfg._delete_')
+            or any(_under(key, option) for option in SCHEDULE_OPTIONS)]
 
 
 def options_over_the_plan(cfg_options: dict | None) -> dict:

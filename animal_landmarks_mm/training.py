@@ -320,6 +320,28 @@ def _check_loop_length_keys(train_cfg: dict) -> None:
             'train_cfg.max_epochs=N train_cfg.val_interval=M')
 
 
+def _check_training_loop(train_cfg: dict, given_by: str, epochs_given: bool = False) -> None:
+    """Refuse a ``train_cfg`` set by ``--cfg-options`` (``given_by``) that names no training
+    loop mmengine can build: neither ``type`` nor ``by_epoch``, or no length (``max_epochs``
+    may come from ``--epochs``: ``epochs_given``). A ``train_cfg._delete_=True`` with
+    ``val_interval`` alone was a TypeError traceback once the runner was built.
+
+    Raises:
+        TrainingSetupError: one line with the way that works.
+    """
+    kind = _registry_name(train_cfg.get('type'))
+    if kind in ('', 'EpochBasedTrainLoop', 'IterBasedTrainLoop'):
+        by_epoch = kind == 'EpochBasedTrainLoop' or (not kind and train_cfg.get('by_epoch'))
+        length = 'max_epochs' if by_epoch else 'max_iters'
+        has_length = length in train_cfg or (by_epoch and epochs_given)
+        if (not kind and 'by_epoch' not in train_cfg) or not has_length:
+            raise TrainingSetupError(
+                f'train_cfg is {dict(train_cfg)} with --cfg-options {given_by}: no training '
+                'loop mmengine can build; give train_cfg.by_epoch=True train_cfg.max_epochs=N '
+                '(or train_cfg.type=IterBasedTrainLoop train_cfg.max_iters=N), or leave the '
+                'schedule to the plan (--epochs, --iters)')
+
+
 def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
                      resume: str | None = None, amp: bool = False, no_validate: bool = False,
                      auto_scale_lr: bool = False, launcher: str = 'none',
@@ -476,6 +498,9 @@ def _rescale_schedule(cfg: Config, epochs: int) -> None:
     """
     old = cfg.train_cfg.get('max_epochs')
     if not old:
+        kind = _registry_name(cfg.train_cfg.get('type'))
+        if kind == 'EpochBasedTrainLoop' or (not kind and cfg.train_cfg.get('by_epoch')):
+            return  # an epoch loop of no length yet (train_cfg._delete_=True): --epochs is it
         raise TrainingSetupError('--epochs needs an epoch-based train_cfg; this one counts '
                                  'steps (set its max_iters instead)')
     ratio = epochs / old
@@ -651,11 +676,17 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
                 '`schedule = dict()` to it (the recipe\'s defaults, see '
                 'animal_landmarks_mm/schedule.py)')
         if bypassed_by:
-            lr_rule = ('the lr follows the batch by mmengine\'s linear rule (--auto-scale-lr)'
-                       if (cfg.get('auto_scale_lr') or {}).get('enable')
-                       else '--batch-size does not rescale the lr')
+            if lr is not None:
+                lr_rule = f'--lr {lr:g} is the lr as it is'
+            elif (cfg.get('auto_scale_lr') or {}).get('enable'):
+                lr_rule = 'the lr follows the batch by mmengine\'s linear rule (--auto-scale-lr)'
+            else:
+                lr_rule = '--batch-size does not rescale the lr'
             _say(f'--cfg-options {bypassed_by} sets the schedule: the config\'s, as written, not '
                  f'planned for the training faces (no plan printed); {lr_rule}')
+        if bypassed_by:
+            _check_training_loop(cfg.get('train_cfg') or {}, bypassed_by,
+                                 epochs_given=epochs is not None)
         if epochs is not None:
             _rescale_schedule(cfg, epochs)
             cfg.train_cfg.max_epochs = epochs
@@ -663,6 +694,8 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
             cfg.train_dataloader.batch_size = batch_size
         if lr is not None:
             cfg.optim_wrapper.optimizer.lr = lr
+            if cfg.get('auto_scale_lr'):  # as the plan takes it: the lr given, not rescaled
+                cfg.auto_scale_lr.enable = False
     if save_freq is not None:
         per_epoch = planned.iters_per_epoch if planned and planned.epochs is None else 1
         cfg.default_hooks.checkpoint.interval = save_freq * per_epoch

@@ -949,6 +949,41 @@ def test_an_unplanned_run_says_when_auto_scale_lr_rescales_the_lr(tmp_path, coco
     assert cfg.auto_scale_lr.enable and cfg.train_dataloader.batch_size == 8
 
 
+def test_lr_beside_a_schedule_option_and_auto_scale_lr_is_the_lr_as_it_is(tmp_path, coco_dir,
+                                                                          capsys):
+    """--lr is the peak lr as it is: beside a schedule option and --auto-scale-lr, mmengine
+    scaled it by the batch (--lr 1e-3 at batch 2 became 3.1e-5), as the plan never does."""
+    cfg = set_data_root(load_config(str(MAIN_CONFIG), AS_WRITTEN), str(coco_dir))
+    cfg = apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path), auto_scale_lr=True)
+    assert apply_simple_flags(cfg, batch_size=2, lr=1e-3, workers=0,
+                              cfg_options=AS_WRITTEN) is None
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(
+        '(no plan printed); --lr 0.001 is the lr as it is')
+    assert not cfg.auto_scale_lr.enable and cfg.optim_wrapper.optimizer.lr == 1e-3
+
+
+def test_a_deleted_train_cfg_naming_no_loop_is_one_line(tmp_path, coco_dir):
+    """train_cfg._delete_=True beside another train_cfg key was applied over the plan (the plan
+    printed), leaving train_cfg without a loop: mmengine's TypeError traceback. It sets the
+    schedule, as a whole train_cfg does, and one that names no loop is refused."""
+    for options, epochs in (({'train_cfg._delete_': True, 'train_cfg.val_interval': 1}, 1),
+                            ({'train_cfg._delete_': True, 'train_cfg.by_epoch': True}, None),
+                            ({'train_cfg._delete_': True, 'train_cfg.type': 'IterBasedTrainLoop',
+                              'train_cfg.val_interval': 1}, None)):
+        cfg = _with_options(tmp_path, coco_dir, options)
+        with pytest.raises(TrainingSetupError) as info:
+            apply_simple_flags(cfg, epochs=epochs, workers=0, cfg_options=options)
+        assert str(info.value).startswith('train_cfg is {'), str(info.value)
+        assert ' with --cfg-options train_cfg._delete_' in str(info.value)
+        assert ': no training loop mmengine can build; give ' in str(info.value)
+    # as advised, or its length from --epochs
+    options = {'train_cfg._delete_': True, 'train_cfg.by_epoch': True,
+               'train_cfg.val_interval': 1}
+    cfg = _with_options(tmp_path, coco_dir, options)
+    assert apply_simple_flags(cfg, epochs=2, workers=0, cfg_options=options) is None
+    assert _train_loop(cfg).max_epochs == 2
+
+
 def test_iters_beside_a_schedule_option_names_it_and_the_advice_works(tmp_path, coco_dir):
     """The refusal said the config had no recipe and advised train_cfg.type=IterBasedTrainLoop,
     which mmengine refuses beside the config's by_epoch."""
