@@ -379,6 +379,21 @@ def test_export_never_overwrites_its_input(afd_files, tmp_path):
     assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == digest
 
 
+def test_the_cli_refuses_a_folder_name_and_prints_a_name_on_one_line(afd_files, tmp_path):
+    """OUT ending with a slash (a folder meant) wrote a file of that name, the slash dropped;
+    a name with a line break printed over two lines."""
+    checkpoint = afd_files / 'mmpose_anime-face_hrnetv2.pth'
+    for out in (f'{tmp_path}/new/animal_face.safetensors/', f'{tmp_path}/animal_face.onnx/'):
+        proc = run_tool('export.py', checkpoint, out, check=False)
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+            f"error: {out}: ends with a slash, a folder's name; give the name of the file to "
+            'write')
+    assert sorted(tmp_path.iterdir()) == []
+    proc = run_tool('export.py', checkpoint, tmp_path / 'a\nb.safetensors')
+    assert f'wrote {tmp_path}/a\\nb.safetensors' in proc.stdout.splitlines()
+    assert (tmp_path / 'a\nb.safetensors').is_file()
+
+
 @pytest.mark.parametrize('suffix', ['safetensors', 'pth'])
 def test_a_failed_write_leaves_no_file_behind(afd_files, tmp_path, suffix):
     """A write that fails half-way (a file-size limit here, a full disk in life): one line,

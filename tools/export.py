@@ -12,9 +12,10 @@ Examples:
         --calibration-split-file data/animal_faces/train.txt --calibration-image-dir data/raw
 """
 import argparse
+import os
 import sys
 
-from animal_landmarks_mm.errors import exit_on_error
+from animal_landmarks_mm.errors import exit_on_error, printable
 from animal_landmarks_mm.export import FORMATS, export_checkpoint
 from animal_landmarks_mm.onnx_predictor import is_onnx_path
 
@@ -82,6 +83,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.out.endswith(('/', os.sep)):  # a Path drops the slash: a file would be written
+        sys.exit(f'error: {printable(args.out, one_line=True)}: ends with a slash, a folder\'s '
+                 'name; give the name of the file to write')
     fmt = args.format or ('onnx' if is_onnx_path(args.out) else None)
     if fmt != 'onnx' and (args.config or args.int8):
         sys.exit('error: --config and --int8 are for --format onnx')
@@ -103,12 +107,13 @@ def main(argv=None):
                               else args.calibration_faces,
                               calibration_split_file=args.calibration_split_file)
             kind = ', int8' if args.int8 else ''
-            print(f'wrote {out} (ONNX opset {OPSET}{kind}, checked with onnx.checker)')
+            print(f'wrote {printable(str(out), one_line=True)} (ONNX opset {OPSET}{kind}, '
+                  'checked with onnx.checker)')
         else:
             out = export_checkpoint(args.checkpoint, args.out, fmt=fmt)
-            print(f'wrote {out}')
+            print(f'wrote {printable(str(out), one_line=True)}')
     how = dict(onnx=HOW_TO_LOAD_ONNX, mmpose=HOW_TO_LOAD_MMPOSE).get(fmt, HOW_TO_LOAD)
-    print(how.format(out=out))
+    print(how.format(out=printable(str(out), one_line=True)))
 
 
 if __name__ == '__main__':
