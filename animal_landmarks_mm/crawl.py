@@ -7,7 +7,8 @@ on top of it:
 - filters before download (:func:`keep_post`): rating (default general/safe only), minimum size,
   excluded tags (ignoring case), image files only (no videos, zips or GIFs), http(s) file URLs only
   (gallery-dl's downloaders of other schemes are not bounded); a post whose fields are not what
-  the site's API gives is skipped and counted (:func:`post_problem`), and a post without a file
+  the site's API gives (a file URL gallery-dl cannot complete or without a host, an id too long
+  to name a file after) is skipped and counted (:func:`post_problem`), and a post without a file
   of its own is never followed to another site (:meth:`CrawlJob.handle_queue`);
 - ``limit`` counts *new* images; gallery-dl's download archive makes a rerun skip what is there;
 - every file is checked before it gets its final name (:func:`check_image`): its extension
@@ -17,7 +18,8 @@ on top of it:
   fails is deleted, reported in
   :attr:`CrawlResult.failed` with the reason, and kept out of the download archive, so that a
   rerun fetches it again; a post whose file was refused for good (the file itself: not an
-  image, over the size cap, gone; see :class:`RefusedPosts`) is recorded in the output folder,
+  image, over the size cap, gone, a URL requests cannot fetch; see :class:`RefusedPosts`) is
+  recorded in the output folder,
   and once two runs have refused it so, reruns skip it until ``retry_failed`` says otherwise;
 - every download is bounded (:class:`DownloadGuard`): a read timeout, a size cap and a deadline
   per file, its status line and headers included (:class:`BoundedAdapter`), so that no server
@@ -34,7 +36,8 @@ on top of it:
 - ``--sleep`` seconds pass before each search request and each file download; a request or file
   that failed in a way worth retrying is tried again after ``retry_sleep`` x the try's number
   seconds (searches and files alike: :class:`BoundedHttpDownloader`);
-- the same file (md5) is stored once across sources and tag queries;
+- the same file (md5) is stored once across sources and tag queries, and across crawls running
+  in one folder at once (:class:`KnownFiles`);
 - one metadata sidecar per image, ``<image file>.json`` (see :data:`SIDECAR_FORMAT`), written
   *before* the image gets its final name: an image without its sidecar is an unfinished
   download, which the next run moves to ``.unfinished/`` (never over a file there) and fetches
@@ -42,7 +45,9 @@ on top of it:
 - HTTP errors (after the retries with back-off) and search answers that are not the site's JSON
   or XML arrive as :class:`CrawlError`, one line that names the URL or says which flag fixes it
   (:func:`explain_error`), with what the crawl did until then (:attr:`CrawlError.result`); a
-  download archive that cannot be read or updated is one too; partial downloads stay
+  download archive that cannot be read or updated is one too, before any request
+  (:func:`check_archive`) or when it refuses an entry, and so is an output folder whose path
+  gallery-dl would change (:func:`output_dir_problem`); partial downloads stay
   in ``.parts/`` (gallery-dl resumes them), never under the final name; file names are sanitised
   by gallery-dl's path rules.
 
@@ -55,6 +60,7 @@ path, query or fragment.
 from __future__ import annotations
 
 import collections
+import errno
 import functools
 import hashlib
 import json
@@ -177,7 +183,24 @@ GONE_STATUSES = (404, 410)
 CRAWL_LOCK_NAME = '.crawl-{label}.lock'
 #: seconds to wait for another process's lock on the download archive (gallery-dl's own wait)
 ARCHIVE_LOCK_SECONDS = 60.0
+#: the table :func:`check_archive` makes in the archive, and undoes, to see that it can update it
+ARCHIVE_WRITE_CHECK_TABLE = 'animal_landmarks_write_check'
+#: the lock file that crawls in one folder take in turn to claim a file's md5
+#: (:meth:`KnownFiles.claim`), held from the claim until the file has its final name and its
+#: archive entry
+MD5_LOCK_NAME = '.md5.lock'
+#: seconds to wait for another crawl's claim: it may wait :data:`ARCHIVE_LOCK_SECONDS` for
+#: the archive while it holds it
+MD5_LOCK_SECONDS = 2 * ARCHIVE_LOCK_SECONDS
 PARTS_DIR = '.parts'
+#: the longest label (:func:`file_label`) and post id (:func:`post_problem`), in characters
+#: (ASCII): with an extension and the longest suffix of a file named after them
+#: (``.json``, ``.part``, ``.lock``, ``.999`` in .unfinished/), a name stays well under the
+#: 255 bytes file systems take, and the crawl's lock file name under it too
+LABEL_MAX_CHARS = 100
+POST_ID_MAX_DIGITS = 64
+#: hex digits of the digest that ends a label cut to :data:`LABEL_MAX_CHARS`
+LABEL_DIGEST_CHARS = 12
 #: what ``--max-file-size`` counts in
 MB = 1_000_000
 #: the longest duration a flag may give (a timer, a socket or a sleep refuses a huge one)
@@ -346,6 +369,28 @@ class CrawlOptions:
                                  f'got {value:g}')
         if self.retries < 0:
             raise CrawlError(f'--retries must not be negative, got {self.retries}')
+        problem = output_dir_problem(self.output_dir)
+        if problem is not None:
+            raise CrawlError(f'{printable(str(self.output_dir), one_line=True)}: {problem}: '
+                             f'use another --output-dir')
+
+
+def output_dir_problem(output_dir: Path) -> str | None:
+    """Why gallery-dl would save elsewhere than in ``output_dir``, or None: it expands
+    environment variables (``$NAME``, ``${NAME}``) in the folders it is given (its
+    ``base-directory``, ``part-directory`` and ``archive``), and drops the control characters
+    from its base directory (``path-remove``, :data:`PINNED_SETTINGS`), while the crawler's own
+    files (the lock, the record of refused posts) go where the path says. The folder's absolute
+    path is checked, as gallery-dl is given it (a ``~`` within it stays as it is: gallery-dl
+    expands one at the start only)."""
+    path = str(output_dir.resolve())
+    if '$' in path:
+        return 'its path holds "$", which gallery-dl would read as an environment variable'
+    control = next((c for c in path if c < ' ' or c == '\x7f'), None)
+    if control is not None:
+        return (f'its path holds the control character {control!r}, which gallery-dl would '
+                f'drop from it')
+    return None
 
 
 @dataclass
@@ -461,14 +506,20 @@ def _file_label(source: str, base_url: str | None) -> str:
         port = None
     where = '-'.join(str(part) for part in (parts.hostname, port) if part)
     # only what every file system takes in a name: no ':' (Windows), no '/'
-    return f'{source}-{re.sub(r"[^a-z0-9.]+", "-", where.lower()).strip("-.")}'
+    label = f'{source}-{re.sub(r"[^a-z0-9.]+", "-", where.lower()).strip("-.")}'
+    if len(label) <= LABEL_MAX_CHARS:
+        return label
+    # a host name may have 253 characters: cut, and told from other cut ones by a digest
+    digest = hashlib.sha256(label.encode()).hexdigest()[:LABEL_DIGEST_CHARS]
+    return f'{label[:LABEL_MAX_CHARS - LABEL_DIGEST_CHARS - 1].rstrip("-.")}-{digest}'
 
 
 def file_label(options: CrawlOptions) -> str:
     """What the crawl's image names start with, before ``_<post id>``: the source, and for
     another instance (``--base-url``) its host and port, since two instances of the same
     software number their posts alike (``danbooru_123.jpg``,
-    ``danbooru-booru.example.org_123.jpg``)."""
+    ``danbooru-booru.example.org_123.jpg``); at most :data:`LABEL_MAX_CHARS` characters (a
+    longer one is cut, and ends in a digest of the whole)."""
     return _file_label(options.source, options.base_url)
 
 
@@ -628,9 +679,32 @@ def post_problem(kind: str, post) -> str | None:
     if kind == 'danbooru' and 'file_url' not in post:
         required['source'] = _is_text  # what gallery-dl's "external" option reads instead
     optional = {width: _is_size, height: _is_size, 'rating': _is_text, 'md5': _is_text,
-                'file_url': lambda value: isinstance(value, str) and value != ''}
-    return _fields_problem(post, required, optional,
-                           shown=lambda value: printable(repr(value), one_line=True, limit=40))
+                'file_url': _is_file_url}
+    shown = functools.partial(shown_value, limit=40)
+    problem = _fields_problem(post, required, optional, shown)
+    if problem is None and len(str(post['id'])) > POST_ID_MAX_DIGITS:
+        # the file would be named after it (<label>_<id>.png): no file system takes the name
+        problem = (f'id {shown(post["id"])} ({len(str(post["id"]))} digits, more than '
+                   f'{POST_ID_MAX_DIGITS})')
+    return problem
+
+
+def _is_file_url(value) -> bool:
+    """Whether a post's ``file_url`` is one gallery-dl can complete and requests can fetch:
+    text, not empty nor ``/`` (Danbooru's extractor reads the second character of a URL
+    starting with ``/``: an IndexError that ended the search), and, once gallery-dl has
+    completed it (``//host/x`` with ``https:``; a path ``/x`` with the site's root), an
+    http(s) URL with a host (requests refuses ``http://``). Other schemes pass:
+    :meth:`CrawlJob.handle_url` filters them out, saying so."""
+    if not isinstance(value, str) or value in ('', '/'):
+        return False
+    if value.startswith('/') and not value.startswith('//'):
+        return True  # a path of the site's own
+    try:
+        parts = urllib.parse.urlsplit(f'https:{value}' if value.startswith('//') else value)
+        return parts.scheme.lower() not in FILE_URL_SCHEMES or bool(parts.hostname)
+    except ValueError:  # urllib cannot split it ('http://[::1')
+        return False
 
 
 def _fields_problem(record: dict, required: dict[str, Callable[[object], bool]],
@@ -795,25 +869,88 @@ def known_md5(output_dir: Path) -> dict[str, tuple[str, object]]:
     is not one of the crawler's sidecars (:func:`~.annotation.read_sidecar`), nor one whose md5
     is not 32 hex digits or whose source or post id is not a plain value.
     """
-    known = {}
-    for sidecar in output_dir.glob('*.json'):
-        if not sidecar.with_suffix('').is_file():
-            continue
-        data = read_sidecar(sidecar)
-        if data is None:
-            continue
-        md5, source, base_url = data.get('md5'), data.get('source'), data.get('base_url')
-        post_id = data.get('post_id')
-        if not (isinstance(md5, str) and _MD5.fullmatch(md5) and isinstance(source, str)
-                and _is_scalar(post_id)):
-            continue
-        try:
-            label = _file_label(source, base_url) if source in SOURCES and \
-                isinstance(base_url, str) else source
-        except ValueError:  # a base_url urllib cannot split ('http://[::1')
-            continue
-        known[md5] = (label, post_id)
-    return known
+    return KnownFiles(output_dir).md5
+
+
+def _sidecar_md5(sidecar: Path) -> tuple[str, tuple[str, object]] | None:
+    """(md5, (label, post id)) of one of the crawler's sidecars, or None for a file that is
+    not one (:func:`known_md5`)."""
+    data = read_sidecar(sidecar)
+    if data is None:
+        return None
+    md5, source, base_url = data.get('md5'), data.get('source'), data.get('base_url')
+    post_id = data.get('post_id')
+    if not (isinstance(md5, str) and _MD5.fullmatch(md5) and isinstance(source, str)
+            and _is_scalar(post_id)):
+        return None
+    try:
+        label = _file_label(source, base_url) if source in SOURCES and \
+            isinstance(base_url, str) else source
+    except ValueError:  # a base_url urllib cannot split ('http://[::1')
+        return None
+    return md5, (label, post_id)
+
+
+class KnownFiles:
+    """The images of an output folder by md5 (:func:`known_md5`), kept up to date with what
+    other crawls in the folder save meanwhile: a crawl claims a file's md5 under the folder's
+    lock (:data:`MD5_LOCK_NAME`, :meth:`claim`), having read the sidecars written since it last
+    looked, and holds the lock until the file has its final name, so that two crawls at once
+    never both store one file. A crawl killed while it holds the lock loses it with its process
+    (``flock``), and its sidecar without an image is no claim: nothing stays blocked.
+
+    Args:
+        output_dir: the folder.
+
+    Attributes:
+        md5: md5 -> (label, post id) of the images there.
+    """
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = output_dir
+        self.md5: dict[str, tuple[str, object]] = {}
+        #: the sidecars read once for good: their image was there, or they are not the
+        #: crawler's (one whose image is missing is read again, once the image is there)
+        self._read: set[str] = set()
+        self._folder_stamp: int | None = None  # the folder's modification time, last read
+        self.refresh()
+
+    def refresh(self, *, if_folder_changed: bool = False) -> None:
+        """Read the sidecars whose image is there that have not been read yet (those of the
+        images saved since, by this crawl or another); the md5 of an image read first keeps
+        its post.
+
+        Args:
+            if_folder_changed: only if the folder's modification time changed since the last
+                read (a file named or renamed there changes it): a quick look, before each
+                download, in a folder of many images. Its clock may be coarse (a second), so
+                :meth:`claim` reads the folder whatever its time says.
+        """
+        stamp = os.stat(self.output_dir).st_mtime_ns
+        if if_folder_changed and stamp == self._folder_stamp:
+            return
+        self._folder_stamp = stamp
+        for sidecar in self.output_dir.glob('*.json'):
+            if sidecar.name in self._read or not sidecar.with_suffix('').is_file():
+                continue
+            self._read.add(sidecar.name)
+            entry = _sidecar_md5(sidecar)
+            if entry is not None:
+                self.md5.setdefault(*entry)
+
+    @contextmanager
+    def claim(self) -> Iterator[None]:
+        """Hold the folder's lock on its md5s (waiting at most :data:`MD5_LOCK_SECONDS` for
+        another crawl's), up to date (:meth:`refresh`): a file whose md5 is not here yet may be
+        stored while it is held.
+
+        Raises:
+            OSError: the lock file cannot be made or opened (:class:`TimeoutError`: another
+                crawl held it).
+        """
+        with _locked(self.output_dir / MD5_LOCK_NAME, MD5_LOCK_SECONDS):
+            self.refresh()
+            yield
 
 
 #: where images of an interrupted run are moved before they are fetched again
@@ -822,34 +959,51 @@ UNFINISHED_DIR = '.unfinished'
 UNFINISHED_NAMES = 1000
 
 
-def _archive_error(archive: Path, problem: sqlite3.Error | str, what: str) -> CrawlError:
+def _archive_error(archive: Path, problem: sqlite3.Error | str, what: str,
+                   result: CrawlResult | None = None) -> CrawlError:
     """The error for a download archive that cannot be used: its path, the problem (sqlite's
-    error) and what to do."""
+    error) and what to do; ``result``: what the crawl did before (:attr:`CrawlError.result`)."""
     detail = ' '.join(str(problem).split()) or problem.__class__.__name__
-    hint = ('another crawl may be writing to it: wait for it to finish'
-            if 'locked' in detail else
-            'remove it (the sidecars still say which images are here) or move it away')
-    return CrawlError(f'{archive}: cannot {what} the download archive ({detail}): {hint}')
+    hint = 'remove it (the sidecars still say which images are here) or move it away'
+    if 'locked' in detail:
+        hint = 'another crawl may be writing to it: wait for it to finish'
+    elif 'readonly' in detail:
+        hint = f'make it writable, {hint}'
+    return CrawlError(f'{archive}: cannot {what} the download archive ({detail}): {hint}',
+                      result)
 
 
 def check_archive(output_dir: Path) -> None:
     """Check that the download archive, if the folder has one, is an SQLite database sqlite
-    opens, before anything is fetched: gallery-dl would crawl on without it (a warning only),
-    fetching again every image it holds.
+    opens and can update, before anything is fetched: gallery-dl would crawl on without one
+    it cannot open (a warning only), fetching again every image it holds, and one it cannot
+    update (read-only) ended the crawl at the first file saved.
 
     Raises:
-        CrawlError: the archive is not a regular file, or not a database, or cannot be read.
+        CrawlError: the archive is not a regular file, or not a database, or cannot be read or
+            updated.
     """
     archive = output_dir / ARCHIVE_NAME
     if not os.path.lexists(archive):
         return
     if not archive.is_file():  # a folder, a FIFO (sqlite would block on it), a dead link
         raise _archive_error(archive, 'not a regular file', 'read')
+    what = 'read'
     try:
-        with closing(sqlite3.connect(archive, timeout=ARCHIVE_LOCK_SECONDS)) as db:
+        with closing(sqlite3.connect(archive, timeout=ARCHIVE_LOCK_SECONDS,
+                                     isolation_level=None)) as db:
             db.execute('SELECT name FROM sqlite_master').fetchall()  # reads the header
+            what = 'update'
+            # a write, undone: sqlite takes a write lock on a file it opened read-only, and
+            # refuses only the write itself
+            db.execute('BEGIN IMMEDIATE')
+            try:
+                db.execute(f'CREATE TABLE "{ARCHIVE_WRITE_CHECK_TABLE}" (entry TEXT)')
+            finally:
+                if db.in_transaction:
+                    db.execute('ROLLBACK')
     except sqlite3.Error as error:
-        raise _archive_error(archive, error, 'read') from None
+        raise _archive_error(archive, error, what) from None
 
 
 def _post_md5(info: dict) -> str | None:
@@ -961,9 +1115,11 @@ def _crawl_locked(output_dir: Path, label: str) -> Iterator[None]:
                              ) from None
         except OSError as error:
             detail = ' '.join(str(error.strerror or error).split())
-            if not os.path.lexists(path):  # none there, and none can be made (read-only)
-                raise CrawlError(f'{path}: cannot make the crawl\'s lock file ({detail}): the '
-                                 'output folder must be writable') from None
+            if not os.path.lexists(path):  # none there, and none can be made
+                hint = ': the output folder must be writable' if error.errno in \
+                    (errno.EACCES, errno.EPERM, errno.EROFS) else ''
+                raise CrawlError(f'{path}: cannot make the crawl\'s lock file ({detail}){hint}'
+                                 ) from None
             raise CrawlError(f'{path}: cannot open the crawl\'s lock file ({detail}): move it '
                              f'away (with no crawl of {label} running there)') from None
         yield
@@ -999,9 +1155,10 @@ class RefusedPosts:
     it is: the guard refused its content type (``not an image (text/html)``) or its size
     (``larger than --max-file-size``); :func:`check_image` found it is not an image of a format
     the dataset takes, or not the format its name says; the server answered 404 or 410
-    (:data:`GONE_STATUSES`); or the file came whole (its response declared its length, which
-    gallery-dl holds the body to) and :func:`check_image` found it broken, not the post's md5,
-    empty or of no format it knows. Timeouts, broken connections, 5xx and 429 answers, the
+    (:data:`GONE_STATUSES`); requests refused its URL as one it cannot fetch (a host it cannot
+    parse: :class:`GuardedSession`); or the file came whole (its response declared its length,
+    which gallery-dl holds the body to) and :func:`check_image` found it broken, not the post's
+    md5, empty or of no format it knows. Timeouts, broken connections, 5xx and 429 answers, the
     deadline, a 206 without Content-Range, and a file without a declared length that is one of
     those four (a transfer cut short, even within its first bytes, looks like that:
     :data:`_CUT_SHORT_PROBLEMS`) are not recorded: a rerun tries them again.
@@ -1830,6 +1987,11 @@ class DownloadGuard(ResponseDeadline):
     def expire_hook(self) -> None:
         util.FLAGS.DOWNLOAD = False  # gallery-dl's "skip this download" flag
 
+    def refuse(self, problem: str) -> None:
+        """Refuse the file for good, for ``problem`` (what it is, or its URL)."""
+        self.problem = problem
+        self.refused_for_good = True
+
     def check_response(self, response) -> bool:
         """Whether a response may be the file: False refuses it (:attr:`problem` says why),
         before gallery-dl reads its headers or its body. Any other status than 200 and 206 is
@@ -1851,8 +2013,7 @@ class DownloadGuard(ResponseDeadline):
         content_type = content_type.strip().lower()
         if content_type and not content_type.startswith('image/') \
                 and content_type not in _GENERIC_CONTENT_TYPES:
-            self.problem = f'not an image ({content_type})'
-            self.refused_for_good = True
+            self.refuse(f'not an image ({content_type})')
             return False
         if size is not None and size > self.max_bytes:
             self.problem = f'{self._too_large} (Content-Length {size})'
@@ -1888,6 +2049,10 @@ class RefusedResponse(requests.exceptions.RequestException):
     plain ``RequestException``, which gallery-dl's downloader does not retry."""
 
 
+#: what requests raises for a URL it cannot fetch at all (no host, a host it cannot parse)
+_UNFETCHABLE_URL = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)
+
+
 class GuardedSession:
     """The HTTP downloader's session: each response of a file passes
     :meth:`DownloadGuard.check_response` before gallery-dl reads anything of it (its
@@ -1906,9 +2071,18 @@ class GuardedSession:
         """The session's request; the response if the guard takes it.
 
         Raises:
-            RefusedResponse: the guard refused it (gallery-dl fails the file, not retried).
+            RefusedResponse: the guard refused it, or requests refused the URL (the post's, or
+                a redirect's) as no URL it can fetch: gallery-dl fails the file, not retried;
+                refused for good (:class:`RefusedPosts`), as every rerun would be.
         """
-        response = self.session.request(method, url, **kwargs)
+        try:
+            response = self.session.request(method, url, **kwargs)
+        except _UNFETCHABLE_URL as error:
+            if isinstance(error, requests.exceptions.InvalidProxyURL):  # the user's config
+                raise
+            detail = ' '.join(str(error).split()) or error.__class__.__name__
+            self.guard.refuse(f'a URL requests cannot fetch ({detail})')
+            raise RefusedResponse(self.guard.problem) from None
         if not self.guard.check_response(response):
             response.close()
             raise RefusedResponse(self.guard.problem)
@@ -2215,15 +2389,15 @@ class CrawlJob(job.DownloadJob):
         url: gallery-dl URL of the tag search, or gallery-dl's extractor for it.
         options: the crawl.
         result: filled in as the crawl goes.
-        known: md5 -> (label, post id) of the images in the output folder (:func:`known_md5`);
-            kept up to date.
+        known: the images in the output folder by md5 (:class:`KnownFiles`); kept up to date,
+            with what other crawls in the folder save too.
         progress: advanced for each saved image.
         refused: the output folder's record of the posts refused for good
             (:meth:`RefusedPosts.load`); kept up to date, for the caller to save.
     """
 
     def __init__(self, url, *, options: CrawlOptions, result: CrawlResult,
-                 known: dict[str, tuple[str, object]], progress: tqdm,
+                 known: KnownFiles, progress: tqdm,
                  refused: RefusedPosts):
         self.options = options
         self.result = result
@@ -2245,6 +2419,8 @@ class CrawlJob(job.DownloadJob):
         self.guard = DownloadGuard(seconds=options.file_deadline,
                                    max_bytes=options.max_file_size)
         self.current: _FileState | None = None  # set before super() builds the loggers
+        #: the claim of the current file's md5 (KnownFiles.claim), held until it is stored
+        self.md5_claim = ExitStack()
         #: the error that ended the job (gallery-dl only logs it)
         self.error: BaseException | None = None
         self.search_answer_url: str | None = None  # of the last search answer, for messages
@@ -2481,8 +2657,10 @@ class CrawlJob(job.DownloadJob):
         if keep_post(info, self.options) is not None:
             result.filtered += 1
             return
-        if info['md5'] in self.known:
-            if self.known[info['md5']] == (self.label, info['post_id']):
+        # another crawl in the folder may have saved it meanwhile
+        self.known.refresh(if_folder_changed=True)
+        if info['md5'] in self.known.md5:
+            if self.known.md5[info['md5']] == (self.label, info['post_id']):
                 result.already_downloaded += 1  # this very post, from an earlier run
                 self.refused.discard(self.label, info['post_id'])
             else:
@@ -2497,7 +2675,14 @@ class CrawlJob(job.DownloadJob):
         self.guard.reset()  # armed by the downloader (BoundedHttpDownloader.download)
         try:
             super().handle_url(url, kwdict)
+        except sqlite3.Error:  # the download archive refused the file's entry: the crawl ends
+            if state.outcome == 'verified' and os.path.isfile(self.pathfmt.realpath):
+                # under its final name, its sidecar beside it (a rerun finds it by that)
+                state.outcome, state.path = 'saved', Path(self.pathfmt.realpath)
+                self._count_saved(state)
+            raise
         finally:
+            self.md5_claim.close()  # the file is stored, or not
             self.guard.stop()
             if self.guard.expired:  # the flag, if gallery-dl did not take it, is ours
                 util.FLAGS.DOWNLOAD = None
@@ -2507,12 +2692,10 @@ class CrawlJob(job.DownloadJob):
     def _count(self, state: _FileState) -> None:
         result = self.result
         guard = self.guard
-        if state.outcome in ('saved', 'duplicate', 'skipped'):  # the post's file is here
+        if state.outcome in ('duplicate', 'skipped'):  # the post's file is here
             self.refused.discard(self.label, state.info['post_id'])
         if state.outcome == 'saved':
-            self.known[state.md5] = (self.label, state.info['post_id'])
-            result.saved.append(state.path)
-            self.progress.update(1)
+            self._count_saved(state)
             if len(result.saved) >= self.options.limit:
                 raise exception.StopExtraction()
         elif state.outcome == 'duplicate':
@@ -2535,6 +2718,13 @@ class CrawlJob(job.DownloadJob):
                 if runs >= REFUSED_RUNS_TO_SKIP:  # (a first refusal fails as any failure)
                     result.refused_indices.add(len(result.failed) - 1)
 
+    def _count_saved(self, state: _FileState) -> None:
+        """Count a file saved (under its final name, its sidecar beside it)."""
+        self.refused.discard(self.label, state.info['post_id'])
+        self.known.md5[state.md5] = (self.label, state.info['post_id'])
+        self.result.saved.append(state.path)
+        self.progress.update(1)
+
     def _remove_part(self) -> None:
         pathfmt = self.pathfmt
         if pathfmt is not None and pathfmt.temppath and pathfmt.temppath != pathfmt.realpath:
@@ -2556,15 +2746,18 @@ class CrawlJob(job.DownloadJob):
                                    extension=pathfmt.extension or '')
         state.md5 = md5
         if problem is not None:
-            state.outcome, state.problem = 'rejected', problem
             # what the file is, or what the server's whole file is (not a transfer cut short)
-            state.refused_for_good = not problem.startswith(_CUT_SHORT_PROBLEMS) \
-                or self.guard.whole_length_declared
-            Path(pathfmt.temppath).unlink(missing_ok=True)
-            # gallery-dl's way to fail a file from a hook: no final name, no archive entry
-            util.FLAGS.DOWNLOAD = False
+            self._reject(pathfmt, problem, for_good=not problem.startswith(_CUT_SHORT_PROBLEMS)
+                         or self.guard.whole_length_declared)
             return
-        if md5 in self.known:  # the site had no md5, or a wrong one: a duplicate after all
+        try:  # held until the file is stored (handle_url): another crawl may store it too
+            self.md5_claim.enter_context(self.known.claim())
+        except OSError as error:  # (TimeoutError: another crawl held it; a rerun tries again)
+            self._reject(pathfmt, f'its md5 cannot be claimed ({" ".join(str(error).split())})',
+                         for_good=False)
+            return
+        # the site had no md5, or a wrong one, or another crawl stored the file meanwhile
+        if md5 in self.known.md5:
             state.outcome = 'duplicate'
             pathfmt.delete = True  # gallery-dl deletes it instead of renaming it, and archives
             return
@@ -2572,6 +2765,15 @@ class CrawlJob(job.DownloadJob):
         path = Path(pathfmt.realpath)
         # the sidecar first: an image never has its final name without its provenance
         write_json_atomic(path.with_name(path.name + '.json'), self._sidecar(state))
+
+    def _reject(self, pathfmt, problem: str, *, for_good: bool) -> None:
+        """Fail the current file, downloaded, for ``problem`` (``for_good``: what the file is,
+        :class:`RefusedPosts`), deleting it."""
+        state = self.current
+        state.outcome, state.problem, state.refused_for_good = 'rejected', problem, for_good
+        Path(pathfmt.temppath).unlink(missing_ok=True)
+        # gallery-dl's way to fail a file from a hook: no final name, no archive entry
+        util.FLAGS.DOWNLOAD = False
 
     def _sidecar(self, state: _FileState) -> dict:
         options = self.options
@@ -2662,7 +2864,7 @@ def _crawl(options: CrawlOptions) -> CrawlResult:
             tqdm(total=options.limit, desc=f'{options.source} "{options.tags}"', unit='img',
                  disable=not options.progress) as progress:
         crawl_job = CrawlJob(extractor, options=options, result=result,
-                             known=known_md5(options.output_dir), progress=progress,
+                             known=KnownFiles(options.output_dir), progress=progress,
                              refused=refused)
         log_lines.job = crawl_job
         try:
@@ -2673,6 +2875,9 @@ def _crawl(options: CrawlOptions) -> CrawlResult:
             if not _save_refused(refused):  # reruns will not skip them: they fail this run
                 result.refused_indices.clear()
     error = crawl_job.error
+    if isinstance(error, sqlite3.Error):  # gallery-dl's download archive, refusing an entry
+        raise _archive_error(options.output_dir / ARCHIVE_NAME, error, 'update', result) \
+            from error
     if error is not None:
         # the chained error's message names the URL too (a traceback prints it)
         # (gallery-dl's HttpError may hold the requests error itself, its URL in its text)

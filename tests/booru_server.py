@@ -23,7 +23,8 @@ Content-Length), a PNG cut within its first bytes (none, or 5; with or without C
 an ICO, PSD, TIFF or EPS file under a .png URL. The posts' file URLs may name
 another server (:attr:`BooruState.file_root`) or have another scheme or path
 (:attr:`BooruState.file_urls`; the server finds the post by the first segment after
-``/images/``), and every request is logged with its time and Authorization header
+``/images/``), a test may act while a crawl waits for a file (:attr:`BooruState.before_file`),
+and every request is logged with its time and Authorization header
 (:attr:`BooruState.log`). The server stops when the test ends.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ import struct
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import quoteattr
@@ -156,6 +157,9 @@ class BooruState:
     #: of this server (/external/<id>)
     no_file: set[int] = field(default_factory=set)
     file_tries: dict[int, int] = field(default_factory=dict)  # post id -> requests of its file
+    #: called with a post's id before its file is served (in the server's thread): what the
+    #: test does while a crawl waits for that file
+    before_file: Callable[[int], None] | None = None
     redirect_bytes: int = 0  # of the redirect bodies of 'big_redirect' files, sent
     log: list[Logged] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -313,6 +317,8 @@ class _Handler(BaseHTTPRequestHandler):
         post = next((p for p in self.state.posts if p.id == post_id), None)
         if post is None:
             return self._send(404, b'no such file', 'text/plain')
+        if self.state.before_file is not None:
+            self.state.before_file(post_id)
         fault = self.state.file_faults.get(post_id)
         tries = self.state.file_tries[post_id] = self.state.file_tries.get(post_id, 0) + 1
         if fault is None or fault in ('500_once', '429_once') and tries > 1 or \

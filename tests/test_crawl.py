@@ -40,6 +40,7 @@ from animal_landmarks_mm.crawl import (
     ARCHIVE_NAME,
     CRAWL_LOCK_NAME,
     CREDENTIAL_ENV,
+    MD5_LOCK_NAME,
     PARTS_DIR,
     REFUSED_POSTS_LOCK_NAME,
     REFUSED_POSTS_NAME,
@@ -334,6 +335,32 @@ def test_same_file_without_the_sites_md5_is_found_after_download(tmp_path):
     assert not (tmp_path / f'{_label(booru, "safebooru")}_1009.png').exists()
     assert not (tmp_path / f'{_label(booru, "safebooru")}_1009.png.json').exists()
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_two_crawls_at_once_never_store_one_file_twice(tmp_path):
+    """Two crawls into one folder at once, of two instances serving the same file: while one
+    downloads it, the other (a process of its own) saves it; the first then finds it there, a
+    duplicate, instead of storing it a second time."""
+    out = tmp_path / 'out'
+    with FakeBooru(make_posts(1)) as first, FakeBooru(make_posts(1)) as second:
+        other = []
+
+        def crawl_second_meanwhile(post_id):
+            first.state.before_file = None
+            other.append(run_tool(
+                'crawl_images.py', '--source', 'danbooru', '--tags', 'animal_ears solo',
+                '--output-dir', out, '--base-url', second.url, '--rating', *EVERY_RATING,
+                '--sleep', '0', '--retries', '0', '--no-progress', check=False, timeout=90,
+                env={'XDG_CONFIG_HOME': str(tmp_path / 'config')}))
+
+        first.state.before_file = crawl_second_meanwhile
+        # (the first crawl's request waits for the other crawl: a read timeout to match)
+        result = crawl(_options(first, out, 'danbooru', ratings=EVERY_RATING, timeout=90.0))
+    assert other[0].returncode == 0 and 'images saved 1,' in other[0].stdout, other[0].stderr
+    assert result.saved == [] and result.duplicates == 1 and result.failed == []
+    assert [p.name for p in _images(out)] == [f'{_label(second, "danbooru")}_1000.png']
+    assert list((out / PARTS_DIR).iterdir()) == []
 
 
 def test_429_then_success(tmp_path):
@@ -974,6 +1001,34 @@ def test_a_folder_where_the_crawl_lock_cannot_be_made_is_refused_in_one_line(tmp
     assert requests == [] and list(tmp_path.iterdir()) == []
 
 
+def test_a_long_host_name_makes_names_every_file_system_takes(tmp_path):
+    """A host name may have 253 characters: the label made of it is cut (and ends in a digest
+    of the whole, so that two such hosts keep apart), and the crawl's lock file and the longest
+    names of its images (an id of 64 digits) are names the file system takes."""
+    hosts = ['.'.join(['a' * 63] * 3 + [last * 60]) for last in 'bc']
+    labels = [file_label(CrawlOptions(source='danbooru', tags='cat', limit=1,
+                                      output_dir=tmp_path, base_url=f'http://{host}:8080'))
+              for host in hosts]
+    assert labels[0] != labels[1] and all(label.startswith('danbooru-aaa') for label in labels)
+    longest = f'{labels[0]}_{"9" * 64}'
+    for name in (CRAWL_LOCK_NAME.format(label=labels[0]), f'{longest}.jpeg.json',
+                 f'{longest}.jpeg.part', f'{longest}.999.jpeg'):
+        (tmp_path / name).touch()
+
+
+def test_a_lock_file_name_too_long_is_not_blamed_on_permissions(tmp_path, monkeypatch):
+    """Only a folder that refuses the lock file for its permissions is said to need them."""
+    monkeypatch.setattr('animal_landmarks_mm.crawl.CRAWL_LOCK_NAME',
+                        '.crawl-{label}' + 'x' * 300 + '.lock')
+    with FakeBooru(make_posts(1)) as booru:
+        with pytest.raises(CrawlError) as caught:
+            crawl(_options(booru, tmp_path, 'danbooru', ratings=EVERY_RATING))
+        requests = list(booru.state.requests)
+    path = tmp_path / f'.crawl-{_label(booru, "danbooru")}{"x" * 300}.lock'
+    assert str(caught.value) == f'{path}: cannot make the crawl\'s lock file (File name too long)'
+    assert requests == []
+
+
 @pytest.mark.timeout(60)  # a FIFO opened to wait for a writer would block forever
 @pytest.mark.parametrize('lock', ['held', 'a FIFO'])
 def test_a_record_whose_lock_cannot_be_had_is_left_with_a_warning(tmp_path, monkeypatch, capfd,
@@ -1093,7 +1148,7 @@ def test_names_from_the_server_cannot_escape_the_output_dir(tmp_path):
     saved = {f'{label}_{p.id}.png' for p in (posts[0], posts[2], posts[4])}
     assert {p.name for p in result.saved} == saved
     assert {p.name for p in out.iterdir()} == {*saved, *(f'{name}.json' for name in saved),
-                                               ARCHIVE_NAME, PARTS_DIR,
+                                               ARCHIVE_NAME, PARTS_DIR, MD5_LOCK_NAME,
                                                CRAWL_LOCK_NAME.format(label=label)}
     assert list((out / PARTS_DIR).iterdir()) == []
 
@@ -1214,7 +1269,7 @@ def test_the_users_gallery_dl_config_cannot_change_the_crawlers_bookkeeping(tmp_
     assert {p.name for p in result.saved} == names and result.failed == []
     assert again.saved == [] and again.already_downloaded == 3
     assert {p.name for p in out.iterdir()} == {
-        *names, *(f'{name}.json' for name in names), ARCHIVE_NAME, PARTS_DIR,
+        *names, *(f'{name}.json' for name in names), ARCHIVE_NAME, PARTS_DIR, MD5_LOCK_NAME,
         CRAWL_LOCK_NAME.format(label=label)}
     for name in names:
         sidecar = json.loads((out / f'{name}.json').read_text())
@@ -1579,6 +1634,10 @@ NOWHERE = ['--base-url', 'http://127.0.0.1:9', '--retries', '0']
      'error: --file-deadline must be positive, got -1 s'),
     (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', '0'],
      'error: --max-file-size must be positive, got 0 MB'),
+    (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', '-1'],
+     'error: --max-file-size must be positive, got -1 MB'),
+    (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', '1e-9'],
+     'error: --max-file-size must be at least one byte (1e-06 MB), got 1e-09 MB'),
     # (a closed local port: a value that slipped through must not reach the real site)
     (['--source', 'safebooru', '--tags', 'cat', '--max-file-size', 'inf', *NOWHERE],
      'error: --max-file-size must be a finite number of MB, got inf'),
@@ -1600,6 +1659,17 @@ def test_cli_refuses_bad_input_in_one_line(tmp_path, crawl_images, args, message
     with pytest.raises(SystemExit) as info:
         crawl_images.main([*args, '--output-dir', str(tmp_path), '--no-progress'])
     assert str(info.value.code).startswith(message) and '\n' not in str(info.value.code)
+
+
+def test_cli_takes_a_max_file_size_of_more_bytes_than_a_float_holds(tmp_path, crawl_images):
+    """1e303 MB is a finite number, whose bytes overflow a float (an OverflowError traceback):
+    counted exactly, the crawl goes on (to a closed local port)."""
+    assert crawl_images.megabytes_to_bytes(1e303) == int(1e303) * 10 ** 6
+    with pytest.raises(SystemExit) as info:
+        crawl_images.main(['--source', 'safebooru', '--tags', 'cat', '--max-file-size', '1e303',
+                           *NOWHERE, '--output-dir', str(tmp_path), '--no-progress'])
+    assert str(info.value.code).startswith('error: safebooru: ')
+    assert 'Connection refused' in str(info.value.code)
 
 
 @pytest.mark.timeout(90)
@@ -1790,6 +1860,57 @@ def test_a_locked_download_archive_moves_nothing(tmp_path, monkeypatch):
     assert f'{_label(booru, "danbooru")}_{posts[0].id}' in _archived(tmp_path)
 
 
+def _make_read_only(database):
+    """Make an SQLite file one that sqlite reads but never writes, for root as for anyone: its
+    header's file format write version above 2, its change counter bumped (a connection open
+    on it then reads the header again)."""
+    with open(database, 'r+b') as f:
+        f.seek(18)
+        f.write(b'\x03')
+        f.seek(24)
+        counter = int.from_bytes(f.read(4), 'big')
+        f.seek(24)
+        f.write((counter + 1).to_bytes(4, 'big'))
+
+
+@pytest.mark.parametrize('when', ['before the crawl', 'during the crawl'])
+def test_a_download_archive_that_cannot_be_updated_is_one_line_naming_it(tmp_path,
+                                                                         monkeypatch, when):
+    """An archive sqlite reads but cannot update (read-only) stops the crawl before any request;
+    one that turns so during the crawl ends it with the same line, the file it saved counted."""
+    posts = make_posts(4)
+    archive = tmp_path / ARCHIVE_NAME
+    with FakeBooru(posts) as booru:
+        crawl(_options(booru, tmp_path, 'danbooru', limit=1, ratings=EVERY_RATING))
+        before = len(booru.state.requests)
+        if when == 'before the crawl':
+            _make_read_only(archive)
+        else:
+            original = gdl_archive.DownloadArchive.add
+
+            def read_only_from_now_on(self, kwdict):
+                monkeypatch.setattr(gdl_archive.DownloadArchive, 'add', original)
+                _make_read_only(archive)
+                return original(self, kwdict)
+
+            monkeypatch.setattr(gdl_archive.DownloadArchive, 'add', read_only_from_now_on)
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, tmp_path, 'danbooru', limit=10, ratings=EVERY_RATING))
+        requests = booru.state.requests[before:]
+    assert str(info.value) == (
+        f'{archive}: cannot update the download archive (attempt to write a readonly '
+        f'database): make it writable, remove it (the sidecars still say which images are '
+        f'here) or move it away')
+    if when == 'before the crawl':
+        assert requests == [] and len(_images(tmp_path)) == 1
+    else:  # saved, its sidecar beside it, though not archived: a rerun finds it by its sidecar
+        saved = info.value.result.saved
+        assert len(saved) == 1 and saved[0].is_file()
+        assert saved[0].with_name(f'{saved[0].name}.json').is_file()
+        assert saved[0] == tmp_path / f'{_label(booru, "danbooru")}_{posts[1].id}.png'
+        assert len(_images(tmp_path)) == 2
+
+
 def test_an_image_set_aside_never_replaces_an_earlier_one(tmp_path):
     """.unfinished/ may hold an image of the same name set aside by an earlier run (and maybe
     annotated since): the new one gets a free name beside it."""
@@ -1942,6 +2063,22 @@ def test_a_file_url_that_is_not_http_is_filtered_out(tmp_path, capfd, scheme_url
     assert f'post {posts[1].id}: its file URL is not http(s)' in err
 
 
+def test_a_file_url_requests_cannot_fetch_is_refused_for_good(tmp_path):
+    """A file URL no rerun can fetch (a host requests cannot parse) fails like a file refused
+    for good: the second run to refuse it does not fail for it, and later runs skip it."""
+    posts = make_posts(3)
+    url = f'http://bad host/images/{posts[0].id}.png'
+    with FakeBooru(posts) as booru:
+        booru.state.file_urls = {posts[0].id: url}
+        runs = [crawl(_options(booru, tmp_path, 'danbooru', limit=10, ratings=EVERY_RATING))
+                for _ in range(3)]
+    assert len(runs[0].to_retry) == 1 and runs[1].to_retry == []
+    assert runs[0].failed == runs[1].refused
+    assert runs[0].failed[0].startswith(f'{url}: a URL requests cannot fetch (')
+    assert runs[2].failed == [] and runs[2].refused_before == 1
+    assert _file_requests(booru) == [f'/images/{p.id}.png' for p in posts[1:]]
+
+
 @pytest.mark.parametrize('source, fault, message', [
     ('danbooru', 'not_json_or_xml', "is not Danbooru's JSON (JSONDecodeError: Expecting value"),
     ('danbooru', 'no_posts_key', "is not Danbooru's JSON (KeyError: 'posts')"),
@@ -1969,6 +2106,14 @@ def test_a_search_answer_that_is_not_the_sites_names_the_answer(tmp_path, source
     ('danbooru', {'tag_string_meta': None}),  # left out of the answer
     ('danbooru', {'id': [1001]}),
     ('danbooru', {'file_url': 7}),
+    # gallery-dl reads url[1] of a URL starting with '/': an IndexError ended the search
+    ('danbooru', {'file_url': '/'}),
+    # no host (gallery-dl makes '//' https://): requests refuses them, run after run
+    ('danbooru', {'file_url': 'http://'}),
+    ('danbooru', {'file_url': '//'}),
+    # the file would be named after the id: no file system takes a name that long
+    ('danbooru', {'id': 10 ** 299}),
+    ('safebooru', {'id': '9' * 300}),
     ('danbooru', {'rating': ['g']}),
     # valid JSON ("\udcff"), but no UTF-8 sidecar can hold it
     ('danbooru', {'tag_string': 'solo \udcff'}),
@@ -2124,6 +2269,26 @@ def test_text_that_is_not_utf8_is_refused_before_anything(tmp_path, crawl_images
                            '--output-dir', str(out), '--no-progress', *NOWHERE])
     assert str(info.value.code) == f'error: {message}'
     assert not out.exists()
+
+
+@pytest.mark.parametrize('name, why', [
+    ('data_$ALN_ELSEWHERE', '"$", which gallery-dl would read as an environment variable'),
+    ('data\tset', "the control character '\\t', which gallery-dl would drop from it"),
+])
+def test_an_output_folder_gallery_dl_would_save_elsewhere_than_is_refused_first(
+        tmp_path, monkeypatch, name, why):
+    """gallery-dl expands environment variables in the folders it is given and drops control
+    characters from its base directory: the images would go elsewhere than the crawler's own
+    files. One line naming the folder and why, before anything is made or asked for."""
+    monkeypatch.setenv('ALN_ELSEWHERE', 'elsewhere')
+    out = tmp_path / name
+    with FakeBooru(make_posts(2)) as booru:
+        with pytest.raises(CrawlError) as info:
+            crawl(_options(booru, out, 'danbooru', ratings=EVERY_RATING))
+        requests = list(booru.state.requests)
+    shown = str(out).replace('\t', '\\t')
+    assert str(info.value) == f'{shown}: its path holds {why}: use another --output-dir'
+    assert requests == [] and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize('base_url', ['http://booru.example/sub', 'http://booru.example/?a=1',

@@ -7,6 +7,7 @@ Example:
 import argparse
 import math
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 from animal_landmarks_mm.errors import exit_on_error
@@ -81,15 +82,22 @@ def parse_args(argv=None):
 
 
 def megabytes_to_bytes(megabytes: float) -> int:
-    """--max-file-size in bytes.
+    """--max-file-size in bytes, checked as typed (the bytes of a huge finite number of MB
+    overflow a float, and a tiny one rounds to no byte at all).
 
     Raises:
-        CrawlError: not a finite number (argparse's float() takes "inf" and "nan", which
-            round() refuses with a traceback).
+        CrawlError: not a finite number (argparse's float() takes "inf" and "nan"), not
+            positive, or less than one byte.
     """
     if not math.isfinite(megabytes):
-        raise CrawlError(f'--max-file-size must be a finite number of MB, got {megabytes}')
-    return round(megabytes * MB)
+        raise CrawlError(f'--max-file-size must be a finite number of MB, got {megabytes:g}')
+    if not megabytes > 0:
+        raise CrawlError(f'--max-file-size must be positive, got {megabytes:g} MB')
+    size = round(Fraction(megabytes) * MB)  # exact: 1e303 MB is more bytes than a float holds
+    if size == 0:
+        raise CrawlError(f'--max-file-size must be at least one byte ({1 / MB:g} MB), got '
+                         f'{megabytes:g} MB')
+    return size
 
 
 def failure_message(result: CrawlResult) -> str:
