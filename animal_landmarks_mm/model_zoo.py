@@ -31,6 +31,7 @@ import functools
 import logging
 import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -342,16 +343,62 @@ class _TransferStopped(Exception):
 
 
 class _Watch:
-    """The bounds of one download: its deadline, and per answer its bytes and progress."""
+    """The bounds of one download: its deadline, and per answer its bytes and progress.
+
+    The deadline holds while a request waits for an answer's status line and headers too, which
+    no hook sees arrive (a server sending them a byte every few seconds kept a request going
+    for hours, huggingface_hub's timeout being per read): every connection the download opens
+    is recorded (:meth:`trace`, httpcore's ``trace`` extension) and, at the deadline, a timer
+    shuts them down (:meth:`expire`), ending the read that waits.
+    """
 
     def __init__(self, filename: str):
         self.filename = filename
-        self.deadline = time.monotonic() + _DOWNLOAD_DEADLINE_SECONDS
+        self.seconds = _DOWNLOAD_DEADLINE_SECONDS
+        self.deadline = time.monotonic() + self.seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(self.seconds, self.expire)
+        self._timer.daemon = True
+
+    def stopped(self) -> _TransferStopped:
+        return _TransferStopped(f'{self.filename} was not done within {self.seconds:g} s')
 
     def check_deadline(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise _TransferStopped(f'{self.filename} was not done within '
-                                   f'{_DOWNLOAD_DEADLINE_SECONDS:g} s')
+        if self.expired or time.monotonic() > self.deadline:
+            raise self.stopped()
+
+    def trace(self, event: str, info: dict) -> None:
+        """httpcore's trace callback of a request: records the socket of each connection the
+        download opens (shut at once past the deadline)."""
+        if not event.endswith('.connect_tcp.complete'):  # 'connection.', a SOCKS proxy's
+            return
+        stream = info.get('return_value')
+        sock = stream.get_extra_info('socket') if stream is not None else None
+        if isinstance(sock, socket.socket):
+            with self._lock:
+                self._sockets.append(sock)
+                if self.expired:
+                    self._shut(sock)
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def expire(self) -> None:
+        """At the deadline: every connection of the download shut, whatever read waits on it."""
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # closed already
+            sock.shutdown(socket.SHUT_RDWR)
 
     def bounded(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         """The chunks of an answer's body as they arrive, stopped past the bounds."""
@@ -395,13 +442,17 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
       ``HF_HUB_DOWNLOAD_TIMEOUT`` lets through) and past :data:`_DOWNLOAD_DEADLINE_SECONDS`:
       a response event hook of huggingface_hub's HTTP client (``get_session``, public, and
       any client its factory makes meanwhile) wraps the body's stream; removed afterwards.
+    - the deadline holds for the status line and headers too (:class:`_Watch`): a request
+      hook gives each request a trace callback recording its connections, and the client is
+      made afresh (``close_session``, public) so that no connection opened before the download
+      goes unrecorded; at the deadline they are shut down.
 
     Stopping raises :class:`_TransferStopped` inside huggingface_hub, which removes its
     partial file (``blobs/<etag>.<id>.incomplete``): nothing of it is left in the cache. One
     download at a time: runs inside :func:`_hash_etags_only`'s lock (the telemetry setting is
     the process's).
     """
-    from huggingface_hub import constants, get_session
+    from huggingface_hub import close_session, constants, get_session
     from huggingface_hub.utils import tqdm as hub_tqdm
     if constants.HF_HUB_OFFLINE:
         yield None
@@ -430,6 +481,12 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
             watch.check_deadline()
             return super().update(n)
 
+    def traced(request) -> None:
+        if threading.get_ident() != thread:  # another thread's request
+            return
+        watch.check_deadline()  # no new request (a retry) past it
+        request.extensions = {**request.extensions, 'trace': watch.trace}
+
     def bound(response) -> None:
         if threading.get_ident() != thread:  # another thread's request
             return
@@ -453,27 +510,40 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
     # too (the factory's private name; where it is gone, the session's hook alone)
     from huggingface_hub.utils import _http as hub_http
     factory = getattr(hub_http, '_GLOBAL_CLIENT_FACTORY', None)
+    # its pooled connections were opened before the download, unrecorded (see _Watch)
+    close_session()
     clients = [get_session()]
+
+    def hook(client) -> None:
+        client.event_hooks['request'].append(traced)
+        client.event_hooks['response'].append(bound)
 
     def bounded_factory():
         clients.append(factory())
-        clients[-1].event_hooks['response'].append(bound)
+        hook(clients[-1])
         return clients[-1]
 
     telemetry_off, xet_off = constants.HF_HUB_DISABLE_TELEMETRY, constants.HF_HUB_DISABLE_XET
     constants.HF_HUB_DISABLE_TELEMETRY = constants.HF_HUB_DISABLE_XET = True
-    clients[0].event_hooks['response'].append(bound)
+    hook(clients[0])
     if factory is not None:
         hub_http._GLOBAL_CLIENT_FACTORY = bounded_factory
+    watch.start()
     try:
         yield BoundedProgress
+    except Exception as e:
+        if watch.expired:  # a read ended by the deadline's shutdown: whatever it raised
+            raise watch.stopped() from e
+        raise
     finally:
+        watch.cancel()
         constants.HF_HUB_DISABLE_TELEMETRY, constants.HF_HUB_DISABLE_XET = telemetry_off, xet_off
         if factory is not None:
             hub_http._GLOBAL_CLIENT_FACTORY = factory
         for client in clients:
-            with contextlib.suppress(ValueError):
-                client.event_hooks['response'].remove(bound)
+            for event, function in (('request', traced), ('response', bound)):
+                with contextlib.suppress(ValueError):
+                    client.event_hooks[event].remove(function)
 
 
 @functools.cache

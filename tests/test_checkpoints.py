@@ -616,8 +616,10 @@ class _LocalHub:
     as ``good``, but huggingface_hub's AI-agent registry, ``/api/agent-harnesses``, streamed
     without end), ``oversize`` (the file's size declared, then a body streamed past it),
     ``trickle`` (the file's body a byte every 0.1 s), ``missing`` (the Hub's 404 of a file the
-    repository lacks, naming the commit, as for any answer, in ``X-Repo-Commit``), ``xet`` (the file as ``good``, with the
-    Xet storage headers that send huggingface_hub to ``hf_xet``); a CONNECT (as to a proxy) gets
+    repository lacks, naming the commit, as for any answer, in ``X-Repo-Commit``), ``drip``
+    (the status line and headers of the file's answers a byte every 0.2 s), ``xet`` (the file
+    as ``good``, with the Xet storage headers that send huggingface_hub to ``hf_xet``); a
+    CONNECT (as to a proxy) gets
     a 407. (huggingface_hub retries a 5xx or 429 for 23 s: the tests use other statuses, or skip
     its waits.) ``etag``: the ETag it answers (None: the body's sha256, as the Hub's for an LFS
     file); ``requests``: how many it answered, ``paths`` their paths; ``sent``: the bytes of the
@@ -675,6 +677,19 @@ class _LocalHub:
                 if hub.mode.startswith('e'):
                     self.send_response(int(hub.mode[1:]))
                     return self._empty()
+                if hub.mode == 'drip':
+                    head = (f'HTTP/1.1 200 OK\r\nX-Repo-Commit: {hub.commit}\r\nX-Pad: '
+                            + 'a' * 10000).encode()
+                    try:
+                        for k in range(len(head)):
+                            if hub.stop.wait(0.2):
+                                break
+                            self.wfile.write(head[k:k + 1])
+                            self.wfile.flush()
+                    except OSError:  # the client left
+                        pass
+                    self.close_connection = True
+                    return
                 if hub.mode == 'missing':
                     self.send_response(404)
                     self.send_header('X-Error-Code', 'EntryNotFound')
@@ -1054,6 +1069,29 @@ def test_a_trickling_download_is_stopped_with_nothing_kept(local_hub, monkeypatc
     assert f'the download from {local_hub.url} was stopped: {why}; nothing' in message, message
     assert time.monotonic() - started < 10
     _cache_holds_no_file(constants.HF_HUB_CACHE)
+
+
+def test_an_answer_whose_headers_trickle_is_stopped_at_the_deadline(local_hub, monkeypatch):
+    """The bounds watched bodies only: a server sending its status line and headers a byte
+    every 0.2 s (under huggingface_hub's per-read timeout) kept the download waiting for hours
+    (reviewer's t_hub_header_drip.py). The deadline (2 s here) ends it, whatever it waits on."""
+    from huggingface_hub import constants, get_session
+
+    from animal_landmarks_mm import model_zoo
+    monkeypatch.setattr(model_zoo, '_DOWNLOAD_DEADLINE_SECONDS', 2.0, raising=False)
+    local_hub.mode = 'drip'
+    started = time.monotonic()
+    message = _within(30, _download_error)
+    assert (f'the download from {local_hub.url} was stopped: model.safetensors was not done '
+            'within 2 s; nothing') in message, message
+    assert time.monotonic() - started < 10
+    _cache_holds_no_file(constants.HF_HUB_CACHE)
+    session = get_session()
+    assert not [hook for event in ('request', 'response') for hook in session.event_hooks[event]
+                if getattr(hook, '__name__', '') in ('traced', 'bound')]
+    # the next download, of a good answer, is not stopped by the timer of this one
+    local_hub.mode, local_hub.body = 'good', _safetensors_bytes(w=torch.ones(2))
+    assert read_checkpoint('anime-face-detector')[0]['w'].tolist() == [1, 1]
 
 
 def test_a_client_huggingface_hub_makes_during_the_download_is_bounded_too(local_hub,
