@@ -371,8 +371,10 @@ class _Watch:
 
     def trace(self, event: str, info: dict) -> None:
         """httpcore's trace callback of a request: records the socket of each connection the
-        download opens (shut at once past the deadline)."""
-        if not event.endswith('.connect_tcp.complete'):  # 'connection.', a SOCKS proxy's
+        download opens (shut at once past the deadline), and of each TLS layer over one: TLS
+        takes the socket's file descriptor over, the TCP socket object left closed."""
+        # 'connection.', a SOCKS proxy's 'socks.'; start_tls of https, and of a proxy's tunnel
+        if not event.endswith(('.connect_tcp.complete', '.start_tls.complete')):
             return
         stream = info.get('return_value')
         sock = stream.get_extra_info('socket') if stream is not None else None
@@ -445,7 +447,9 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
     - the deadline holds for the status line and headers too (:class:`_Watch`): a request
       hook gives each request a trace callback recording its connections, and the client is
       made afresh (``close_session``, public) so that no connection opened before the download
-      goes unrecorded; at the deadline they are shut down.
+      goes unrecorded; at the deadline they are shut down. (Closing the process's shared client
+      would fail another thread's huggingface_hub request under way: this project makes none
+      beside a download, and its downloads run one at a time.)
 
     Stopping raises :class:`_TransferStopped` inside huggingface_hub, which removes its
     partial file (``blobs/<etag>.<id>.incomplete``): nothing of it is left in the cache. One

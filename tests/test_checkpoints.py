@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -740,26 +741,43 @@ class _LocalHub:
         return Handler
 
 
-@pytest.fixture
-def local_hub(tmp_path):
+#: a self-signed certificate of 127.0.0.1 (valid to 2126) and its key, for a local Hub over
+#: https that huggingface_hub's client trusts through SSL_CERT_FILE
+TLS_DIR = Path(__file__).parent / 'tls'
+
+
+@contextlib.contextmanager
+def _serving_hub(tmp_path, tls: bool = False):
     """A :class:`_LocalHub` that huggingface_hub downloads from (``HF_ENDPOINT``, online: the
-    session's ``HF_HUB_OFFLINE`` lifted) into an empty cache of the test's; ``hub.configure``
-    changes the environment further."""
+    session's ``HF_HUB_OFFLINE`` lifted) into an empty cache of the test's, over https with
+    ``tls``; ``hub.configure`` changes the environment further."""
     hub = _LocalHub()
     server = ThreadingHTTPServer(('127.0.0.1', 0), hub.handler())
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(TLS_DIR / 'cert.pem', TLS_DIR / 'key.pem')
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, kwargs=dict(poll_interval=0.05),
                      daemon=True).start()
-    hub.url = f'http://127.0.0.1:{server.server_port}'
+    hub.url = f'{"https" if tls else "http"}://127.0.0.1:{server.server_port}'
     try:
         with _hub_environment() as configure:
             configure(HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(tmp_path / 'hub'),
-                      HF_HOME=str(tmp_path / 'hf_home'), HF_HUB_OFFLINE=None)
+                      HF_HOME=str(tmp_path / 'hf_home'), HF_HUB_OFFLINE=None,
+                      SSL_CERT_FILE=str(TLS_DIR / 'cert.pem') if tls else None)
             hub.configure = configure
             yield hub
     finally:
         hub.stop.set()
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def local_hub(tmp_path):
+    """A local Hub over http (:func:`_serving_hub`)."""
+    with _serving_hub(tmp_path) as hub:
+        yield hub
 
 
 def _download_error(name: str = 'anime-face-detector') -> str:
@@ -1071,27 +1089,32 @@ def test_a_trickling_download_is_stopped_with_nothing_kept(local_hub, monkeypatc
     _cache_holds_no_file(constants.HF_HUB_CACHE)
 
 
-def test_an_answer_whose_headers_trickle_is_stopped_at_the_deadline(local_hub, monkeypatch):
+@pytest.mark.parametrize('tls', [False, True], ids=['http', 'https'])
+def test_an_answer_whose_headers_trickle_is_stopped_at_the_deadline(tmp_path, monkeypatch,
+                                                                    tls):
     """The bounds watched bodies only: a server sending its status line and headers a byte
     every 0.2 s (under huggingface_hub's per-read timeout) kept the download waiting for hours
-    (reviewer's t_hub_header_drip.py). The deadline (2 s here) ends it, whatever it waits on."""
+    (reviewer's t_hub_header_drip.py). The deadline (2 s here) ends it, whatever it waits on;
+    over https too, where TLS takes the connection's socket over (its TCP socket, shut, ended
+    nothing: reviewer's tls_drip.py)."""
     from huggingface_hub import constants, get_session
 
     from animal_landmarks_mm import model_zoo
     monkeypatch.setattr(model_zoo, '_DOWNLOAD_DEADLINE_SECONDS', 2.0, raising=False)
-    local_hub.mode = 'drip'
-    started = time.monotonic()
-    message = _within(30, _download_error)
-    assert (f'the download from {local_hub.url} was stopped: model.safetensors was not done '
-            'within 2 s; nothing') in message, message
-    assert time.monotonic() - started < 10
-    _cache_holds_no_file(constants.HF_HUB_CACHE)
-    session = get_session()
-    assert not [hook for event in ('request', 'response') for hook in session.event_hooks[event]
-                if getattr(hook, '__name__', '') in ('traced', 'bound')]
-    # the next download, of a good answer, is not stopped by the timer of this one
-    local_hub.mode, local_hub.body = 'good', _safetensors_bytes(w=torch.ones(2))
-    assert read_checkpoint('anime-face-detector')[0]['w'].tolist() == [1, 1]
+    with _serving_hub(tmp_path, tls) as local_hub:
+        local_hub.mode = 'drip'
+        started = time.monotonic()
+        message = _within(30, _download_error)
+        assert (f'the download from {local_hub.url} was stopped: model.safetensors was not done '
+                'within 2 s; nothing') in message, message
+        assert time.monotonic() - started < 10
+        _cache_holds_no_file(constants.HF_HUB_CACHE)
+        session = get_session()
+        assert not [hook for event in ('request', 'response') for hook in session.event_hooks[event]
+                    if getattr(hook, '__name__', '') in ('traced', 'bound')]
+        # the next download, of a good answer, is not stopped by the timer of this one
+        local_hub.mode, local_hub.body = 'good', _safetensors_bytes(w=torch.ones(2))
+        assert read_checkpoint('anime-face-detector')[0]['w'].tolist() == [1, 1]
 
 
 def test_a_client_huggingface_hub_makes_during_the_download_is_bounded_too(local_hub,
