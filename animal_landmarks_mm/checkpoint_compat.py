@@ -288,8 +288,9 @@ class _LegacyStorageReader(pickle.Unpickler):
     :func:`_check_pickle` has bounded."""
 
     def __init__(self, file):
-        super().__init__(file)
-        self.storages: list[str] = []
+        # torch's legacy loader reads text as UTF-8 (a Python 2 file's str included)
+        super().__init__(file, encoding='utf-8')
+        self.storages: list[object] = []
 
     def find_class(self, module: str, name: str) -> type:
         return _Inert
@@ -298,7 +299,7 @@ class _LegacyStorageReader(pickle.Unpickler):
         # torch's legacy persistent id of a storage: ('storage', its type, key, location,
         # size, view)
         if isinstance(pid, tuple) and len(pid) == 6 and pid[0] == 'storage':
-            self.storages.append(str(pid[2]))
+            self.storages.append(pid[2])  # as torch keys it: 0 and '0' are two storages
         return _Inert()
 
 
@@ -321,10 +322,13 @@ def _refuse_unlisted_storages(f: io.BufferedReader) -> None:
     except Exception as e:  # what the pickles hold is another writer's: say it, do not load
         raise pickle.UnpicklingError(f'its pickles are no legacy torch file\'s '
                                      f'({e.__class__.__name__})') from None
-    used, listed = set(readers[3].storages), loaded[4]
-    if not isinstance(listed, list) or not all(isinstance(k, str) for k in listed):
-        raise pickle.UnpicklingError('its storage list is no list of keys, which torch.save '
+    used, listed = readers[3].storages, loaded[4]
+    # torch.save writes every key as text: another type could pass for a listed key of its
+    # text (0 beside '0'), the storage it names never filled
+    if not isinstance(listed, list) or not all(type(k) is str for k in [*listed, *used]):
+        raise pickle.UnpicklingError('its storage keys are not all text, which torch.save '
                                      'never writes')
+    used = set(used)
     if len(set(listed)) != len(listed) or set(listed) != used:
         unlisted = len(used - set(listed))
         raise pickle.UnpicklingError(

@@ -450,6 +450,31 @@ def test_a_legacy_file_leaving_a_storage_out_of_its_list_is_refused(tmp_path):
         assert str(info.value).startswith(
             f'{path}: not a checkpoint torch can read safely (its storage list is not the '
             'storages its tensors use ('), str(info.value)
+    # a storage keyed 0 beside one keyed '0', the list naming '0' alone: read as text, both
+    # passed for listed, and torch filled one (reviewer's legacy_bypass.py)
+    from torch.serialization import MAGIC_NUMBER, PROTOCOL_VERSION, _should_read_directly
+    first, second = torch.full((4,), 7.0), torch.full((4,), 9.0)
+    key_of = {first.untyped_storage().data_ptr(): 0, second.untyped_storage().data_ptr(): '0'}
+
+    class TwoKeyTypes(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, torch.storage.TypedStorage):
+                return ('storage', torch.FloatStorage, key_of[obj._untyped_storage.data_ptr()],
+                        'cpu', obj._size(), None)
+            return None
+
+    path = tmp_path / 'key_types.pth'
+    with open(path, 'wb') as f:
+        for header in (MAGIC_NUMBER, PROTOCOL_VERSION, dict(little_endian=True)):
+            pickle.dump(header, f, protocol=2)
+        TwoKeyTypes(f, protocol=2).dump(dict(a=first, b=second))
+        pickle.dump(['0'], f, protocol=2)
+        f.flush()
+        second.untyped_storage()._write_file(f, _should_read_directly(f), True, 4)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == (f'{path}: not a checkpoint torch can read safely (its storage '
+                               'keys are not all text, which torch.save never writes)')
 
 
 @pytest.mark.timeout(300)
