@@ -383,7 +383,7 @@ def output_dir_problem(output_dir: Path) -> str | None:
     files (the lock, the record of refused posts) go where the path says. The folder's absolute
     path is checked, as gallery-dl is given it (a ``~`` within it stays as it is: gallery-dl
     expands one at the start only)."""
-    path = str(output_dir.resolve())
+    path = os.path.realpath(output_dir)  # (Path.resolve raises on a loop of links: said later)
     if '$' in path:
         return 'its path holds "$", which gallery-dl would read as an environment variable'
     control = next((c for c in path if c < ' ' or c == '\x7f'), None)

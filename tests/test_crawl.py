@@ -2291,6 +2291,18 @@ def test_an_output_folder_gallery_dl_would_save_elsewhere_than_is_refused_first(
     assert requests == [] and list(tmp_path.iterdir()) == []
 
 
+def test_an_output_folder_that_is_a_loop_of_links_is_one_line(tmp_path):
+    """Checking the folder's path for what gallery-dl would change resolved it, which raises
+    on a loop of links: a traceback where the crawl said it in one line before."""
+    (tmp_path / 'a').symlink_to(tmp_path / 'b')
+    (tmp_path / 'b').symlink_to(tmp_path / 'a')
+    proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'crawl_images.py'), '--source',
+                           'danbooru', '--tags', 'cat', '--output-dir', str(tmp_path / 'a'),
+                           '--no-progress'], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith('error: '), proc.stderr[-500:]
+
+
 @pytest.mark.parametrize('base_url', ['http://booru.example/sub', 'http://booru.example/?a=1',
                                       'http://booru.example/#top'])
 def test_a_base_url_with_a_path_is_refused_before_anything(tmp_path, crawl_images, base_url):
