@@ -1093,10 +1093,14 @@ class Progress:
 def read_order_file(path: str | os.PathLike) -> list[str]:
     """Image names in the order to visit them, from a ``--files`` list.
 
-    The file is either text, one name per line (blank lines and lines starting with ``#`` are
-    skipped), or JSON: a list of names, or of objects with a ``"file"`` or ``"image"`` key (a
-    ranking, a report). The names are as listed: one with folders (``data/raw/x.png``) stands
-    for its last part where it is no image's own name (:func:`order_name`).
+    The file is either JSON: a list of names, or of objects with a ``"file"`` or ``"image"``
+    key (a ranking, a report); or text, one name per line (blank lines skipped; a line starting
+    with ``#`` is kept, and taken for a comment by :class:`AnnotationSession` where it names no
+    image: ``#1 cat.png`` may be one). A ``.json`` file is read as JSON; another is where it
+    begins with ``[`` or ``{`` and is JSON (``[artist] cat.png`` is a name); a UTF-8 byte order
+    mark (an editor's) is dropped. The names are as listed: one with folders
+    (``data/raw/x.png``) stands for its last part where it is no image's own name
+    (:func:`order_name`).
 
     Raises:
         OrderFileError: the file cannot be read, is no regular file (a FIFO: never read), is
@@ -1109,12 +1113,16 @@ def read_order_file(path: str | os.PathLike) -> list[str]:
         raise OrderFileError(f'cannot read the file list: {e}') from None
     except (OSError, UnicodeDecodeError) as e:
         raise OrderFileError(f'{path}: cannot read the file list ({e})') from None
-    if text.lstrip().startswith(('[', '{')):
+    text = text.removeprefix('\ufeff')
+    is_json = path.suffix.lower() == '.json'
+    if is_json or text.lstrip().startswith(('[', '{')):
         try:
             raw = loads_user_json(text)
         except RepeatedKeyError as e:  # a list edited by hand: which name is meant?
             raise OrderFileError(f'{path}: {e}') from None
         except json.JSONDecodeError as e:
+            if not is_json:  # a list of names, the first beginning with a bracket
+                return _order_lines(text)
             raise OrderFileError(f'{path}: broken JSON ({e})') from None
         except RecursionError:  # "[[[[...": the decoder's recursion, not the file's sense
             raise OrderFileError(f'{path}: JSON nested too deeply') from None
@@ -1132,9 +1140,13 @@ def read_order_file(path: str | os.PathLike) -> list[str]:
                                      'a "file" or "image" name')
             names.append(item)
     else:
-        names = [line.strip() for line in text.splitlines()]
-        names = [name for name in names if name and not name.startswith('#')]
+        names = _order_lines(text)
     return names
+
+
+def _order_lines(text: str) -> list[str]:
+    """The names of a text ``--files`` list: a line each, blank ones skipped."""
+    return [name for name in (line.strip() for line in text.splitlines()) if name]
 
 
 def order_name(name: str, images: Collection[str]) -> str:
@@ -1214,8 +1226,8 @@ class AnnotationSession:
                 name = order_name(listed_name, present)
                 if name in present:
                     first.setdefault(name, None)
-                else:  # as the list gives it
-                    self.unknown_in_order.append(listed_name)
+                elif not listed_name.startswith('#'):  # (else a comment: read_order_file)
+                    self.unknown_in_order.append(listed_name)  # as the list gives it
             listed = list(first) + [name for name in listed if name not in first]
         self.images = listed
         self._index = {name: k for k, name in enumerate(self.images)}

@@ -706,7 +706,8 @@ def test_a_file_list_sets_the_order(tmp_path):
     images = _images(tmp_path / 'images', ('a.png', 'b.png', 'c.png', 'd.png'))
     text = tmp_path / 'order.txt'
     text.write_text('# most uncertain first\nc.png\n\nmissing.png\ndata/raw/a.png\nc.png\n')
-    assert read_order_file(text) == ['c.png', 'missing.png', 'data/raw/a.png', 'c.png']
+    assert read_order_file(text) == ['# most uncertain first', 'c.png', 'missing.png',
+                                     'data/raw/a.png', 'c.png']
     ranking = tmp_path / 'ranking.json'
     ranking.write_text(json.dumps([{'file': 'd.png', 'score': 0.2}, {'image': 'b.png'}]))
     assert read_order_file(ranking) == ['d.png', 'b.png']
@@ -726,6 +727,26 @@ def test_a_file_list_sets_the_order(tmp_path):
         (tmp_path / 'bad.json').write_text(bad)
         with pytest.raises(OrderFileError, match=message):
             read_order_file(tmp_path / 'bad.json')
+
+
+def test_a_text_list_takes_names_as_image_boards_give_them(tmp_path):
+    """A text list whose first name began with a bracket ('[artist] cat.png') was read as
+    broken JSON; a name beginning with '#' was dropped as a comment without a word; a JSON list
+    saved with a byte order mark was read as one name. A '#' line naming an image is that
+    image; one naming none is a comment (not reported as missing)."""
+    images = _images(tmp_path / 'images', ('[artist] cat.png', '#1 cat.png', 'b.png'))
+    text = tmp_path / 'list.txt'
+    text.write_text('[artist] cat.png\n# a comment\n#1 cat.png\n', encoding='utf-8')
+    session = AnnotationSession(images, tmp_path / 'out', order=read_order_file(text))
+    assert session.images == ['[artist] cat.png', '#1 cat.png', 'b.png']
+    assert session.unknown_in_order == []
+    marked = tmp_path / 'ranking.json'
+    marked.write_text('\ufeff' + json.dumps(['b.png', '#1 cat.png']), encoding='utf-8')
+    assert read_order_file(marked) == ['b.png', '#1 cat.png']
+    # a .json file is JSON: broken, it is said so, not read as names
+    (tmp_path / 'broken.json').write_text('[artist] cat.png\n')
+    with pytest.raises(OrderFileError, match='broken JSON'):
+        read_order_file(tmp_path / 'broken.json')
 
 
 def test_a_listed_name_with_a_backslash_is_that_image_where_the_folder_has_it(tmp_path):
