@@ -910,11 +910,13 @@ class ImageStamp(NamedTuple):
     The split record keeps the stamp each image had when it was hashed, and a later conversion
     reuses the recorded digest of an image whose stamp is unchanged rather than reading it
     whole (:func:`image_digests`): a rerun over thousands of multi-megabyte pictures costs a
-    ``stat`` each. This is the trade rsync's quick check (size and modification time) and make
-    (modification time) make: a file rewritten with other bytes of the same size and its time
-    then set back (``touch -r``, ``os.utime``) keeps its old digest. That is fine here: the
-    digest only finds a moved annotation file's picture and copies of a picture, and dataset
-    images are added or replaced, not edited in place with their times restored. A rewrite
+    ``stat`` each (and the annotator hashes a picture once a stamp). This is the trade rsync's
+    quick check (size and modification time) and make (modification time) make: a file
+    rewritten with other bytes of the same size and its time then set back (``touch -r``,
+    ``os.utime``) keeps its old digest, so a picture replaced so goes unseen by the changed-
+    picture checks (:data:`~.annotation.IMAGE_SHA256_KEY`) too. That is fine here: the digest
+    finds a moved annotation file's picture, copies of a picture and pictures replaced, and
+    dataset images are added or replaced, not edited in place with their times restored. A rewrite
     within the file system's timestamp tick keeps the time with no such tool; that case is
     guarded as git guards its "racy" index entries: the stamp of an image changed less than
     :data:`RECENT_CHANGE_NS` before it was taken is not recorded (:meth:`trusted`), and the
@@ -1538,8 +1540,9 @@ class ConversionSummary:
             lines.append(f'{len(self.contents.sidecars)} crawler metadata files '
                          '(IMAGE.ext.json) are no annotations, not read')
         if self.contents.changed_pictures:
-            lines.append(f'{len(self.contents.changed_pictures)} files kept whose picture has '
-                         'changed since their points were saved (same size, other bytes: '
+            count = len(self.contents.changed_pictures)
+            lines.append(f'{count} file{"s" if count > 1 else ""} kept whose picture has '
+                         'changed since the points were saved (same size, other bytes: '
                          're-encoded, or another picture under its name): check them in the '
                          'annotator, where a save records the picture as it is now:')
             lines += [f'  {p}' for p in self.contents.changed_pictures]

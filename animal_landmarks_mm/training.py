@@ -684,8 +684,9 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
                 lr_rule = '--batch-size does not rescale the lr'
             _say(f'--cfg-options {bypassed_by} sets the schedule: the config\'s, as written, not '
                  f'planned for the training faces (no plan printed); {lr_rule}')
-        if bypassed_by:
-            _check_training_loop(cfg.get('train_cfg') or {}, bypassed_by,
+        given_by = ' and '.join(schedule_options(cfg_options))  # a config's without a recipe too
+        if given_by:
+            _check_training_loop(cfg.get('train_cfg') or {}, given_by,
                                  epochs_given=epochs is not None)
         if epochs is not None:
             _rescale_schedule(cfg, epochs)

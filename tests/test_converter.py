@@ -127,7 +127,7 @@ def test_a_picture_changed_since_its_points_were_saved_is_listed_and_kept(small_
     assert sum(summary.counts.values()) == 8 and not summary.problems
     assert summary.contents.changed_pictures == [
         f"{ann_dir / 'img1.json'}: image 'img1.png' changed since its points were saved"]
-    assert ('1 files kept whose picture has changed since their points were saved'
+    assert ('1 file kept whose picture has changed since the points were saved'
             in summary.format())
     assert _tree_digest(ann_dir) == before
 

@@ -383,11 +383,12 @@ def test_the_cli_refuses_a_folder_name_and_prints_a_name_on_one_line(afd_files, 
     """OUT ending with a slash (a folder meant) wrote a file of that name, the slash dropped;
     a name with a line break printed over two lines."""
     checkpoint = afd_files / 'mmpose_anime-face_hrnetv2.pth'
-    for out in (f'{tmp_path}/new/animal_face.safetensors/', f'{tmp_path}/animal_face.onnx/'):
+    for out in (f'{tmp_path}/new/animal_face.safetensors/', f'{tmp_path}/animal_face.onnx/',
+                f'{tmp_path}/new/.', f'{tmp_path}/new/..'):
         proc = run_tool('export.py', checkpoint, out, check=False)
         assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
-            f"error: {out}: ends with a slash, a folder's name; give the name of the file to "
-            'write')
+            f"error: {out}: a folder's name (it ends with a slash, or . or ..); give the name "
+            'of the file to write')
     assert sorted(tmp_path.iterdir()) == []
     proc = run_tool('export.py', checkpoint, tmp_path / 'a\nb.safetensors')
     assert f'wrote {tmp_path}/a\\nb.safetensors' in proc.stdout.splitlines()

@@ -976,6 +976,12 @@ def test_a_deleted_train_cfg_naming_no_loop_is_one_line(tmp_path, coco_dir):
         assert str(info.value).startswith('train_cfg is {'), str(info.value)
         assert ' with --cfg-options train_cfg._delete_' in str(info.value)
         assert ': no training loop mmengine can build; give ' in str(info.value)
+    # a config without a schedule recipe alike
+    options = {'train_cfg._delete_': True, 'train_cfg.val_interval': 1}
+    cfg = _with_options(tmp_path, coco_dir, options)
+    cfg.schedule = None
+    with pytest.raises(TrainingSetupError, match='no training loop mmengine can build'):
+        apply_simple_flags(cfg, workers=0, cfg_options=options)
     # as advised, or its length from --epochs
     options = {'train_cfg._delete_': True, 'train_cfg.by_epoch': True,
                'train_cfg.val_interval': 1}

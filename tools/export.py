@@ -83,9 +83,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.out.endswith(('/', os.sep)):  # a Path drops the slash: a file would be written
-        sys.exit(f'error: {printable(args.out, one_line=True)}: ends with a slash, a folder\'s '
-                 'name; give the name of the file to write')
+    # a Path drops a trailing slash or '.': a file would be written under the folder's name
+    if args.out.endswith(('/', os.sep)) or os.path.basename(args.out) in ('.', '..'):
+        sys.exit(f'error: {printable(args.out, one_line=True)}: a folder\'s name (it ends with '
+                 'a slash, or . or ..); give the name of the file to write')
     fmt = args.format or ('onnx' if is_onnx_path(args.out) else None)
     if fmt != 'onnx' and (args.config or args.int8):
         sys.exit('error: --config and --int8 are for --format onnx')
