@@ -59,8 +59,11 @@ from .annotation import (
     NotRegularFileError,
     RepeatedKeyError,
     annotation_bytes,
+    annotation_file_names,
+    file_choice_key,
     file_sha256,
     fit_name,
+    image_key,
     image_size,
     is_annotation_name,
     is_hidden,
@@ -1018,20 +1021,6 @@ def _name_key(name: str) -> str:
     return unicodedata.normalize('NFC', name).casefold()
 
 
-def _candidate_names(image: str):
-    """An image's annotation file names in order of preference: ``<stem>.json``,
-    ``<name>.json``, ``<name>.1.json``, ``<name>.2.json``... (endless; the caller takes the
-    first free one), each cut to :data:`~.annotation.NAME_MAX_BYTES`
-    (:func:`~.annotation.fit_name`: a long name's file is still found through its ``"image"``
-    field)."""
-    yield fit_name(Path(image).stem, '.json')
-    yield fit_name(image, '.json')
-    k = 1
-    while True:
-        yield fit_name(image, f'.{k}.json')
-        k += 1
-
-
 @dataclass
 class _FileRecord:
     """What a file in the output folder (or its drafts) says of itself, read once."""
@@ -1065,6 +1054,7 @@ def _read_record(path: Path, draft: bool = False) -> _FileRecord:
     if not isinstance(image, str) or not image:
         ours = raw.get('format') == FORMAT_NAME or 'landmarks' in raw or 'faces' in raw
         return _FileRecord(name=path.name, image=None, status=None, broken=ours)
+    image = image_key(image)  # './x.png' is x.png's, as the converter reads it
     if draft:
         status = raw.get('status', STATUS_ANNOTATED)
         return _FileRecord(name=path.name, image=image,
@@ -1257,14 +1247,16 @@ class AnnotationSession:
     def _bind_files(self) -> None:
         """Decide once, for the output folder and its drafts, which file is which image's.
 
-        1. A file belongs to the image its ``"image"`` field names (when several name one image,
-           a person's before a model's untouched prediction,
-           :func:`~.annotation.is_models_prediction`; then the one of its most preferred name,
-           see :func:`_candidate_names`, then the old ``<stem>_<suffix>.json``, then by name).
+        1. A file belongs to the image its ``"image"`` field names (:func:`~.annotation.image_key`:
+           ``./x.png`` too); when several name one image, the first by the rule the converter
+           keeps one by (:func:`~.annotation.file_choice_key`: a person's before a model's
+           untouched prediction, an accepted one before one under review, then the most
+           preferred name, :func:`~.annotation.annotation_file_names`, then the old
+           ``<stem>_<suffix>.json``), then by name.
         2. A broken file named ``<stem>.json`` or ``<name>.json`` (the first two of
-           :func:`_candidate_names`, cut alike) of exactly one image, which has no file yet,
-           is that image's: opening it shows the error instead of starting a second file
-           beside it.
+           :func:`~.annotation.annotation_file_names`, cut alike) of exactly one image, which
+           has no file yet, is that image's: opening it shows the error instead of starting a
+           second file beside it.
         3. Every other image gets the first of its candidate names that no file (bound or not,
            any case) and no image before it holds; its draft prefers its annotation file's name.
 
@@ -1281,7 +1273,7 @@ class AnnotationSession:
         # every file name is, so a long-named image's broken file is found too)
         by_name: dict[str, set[str]] = collections.defaultdict(set)
         for name in self.images:
-            candidates = _candidate_names(name)
+            candidates = annotation_file_names(name)
             for _ in range(2):
                 by_name[next(candidates)].add(name)
         names, records = self._scan(self.output_dir)
@@ -1294,18 +1286,10 @@ class AnnotationSession:
                 if record.image in self._index:
                     claims[record.image].append(record)
             for image, claimed in claims.items():
-                preferred = {}
-                for rank, candidate in enumerate(_candidate_names(image)):
-                    if rank > len(claimed) + 2:
-                        break
-                    preferred[candidate] = rank
-                stem, suffix = os.path.splitext(image)
-                preferred.setdefault(f'{stem}_{suffix[1:]}.json', len(preferred))
                 # a person's file first: a model's prediction written beside it (infer run
-                # with another order of the images) must not hide it
-                best = min(claimed, key=lambda r: (r.models,
-                                                   preferred.get(r.name, len(preferred)),
-                                                   r.name))
+                # with another order of the images) must not hide it; the converter's rule
+                best = min(claimed, key=lambda r: (
+                    file_choice_key(image, r.name, models=r.models, status=r.status), r.name))
                 bound[image] = best.name
                 if len(claimed) > 1:
                     logger.warning('%s: several files name it (%s); using %s', image,
@@ -1330,7 +1314,7 @@ class AnnotationSession:
                 if other and _name_key(other) not in taken:
                     candidate = other
                 else:
-                    candidate = next(c for c in _candidate_names(image)
+                    candidate = next(c for c in annotation_file_names(image)
                                      if _name_key(c) not in taken)
                 bound[image] = candidate
                 taken.add(_name_key(candidate))
@@ -1501,8 +1485,9 @@ class AnnotationSession:
         except RecursionError:
             raise AnnotationError(f'{draft}: broken draft (JSON nested too deeply)'
                                   ) from None
-        if edit.image != image:
+        if image_key(edit.image) != image:
             raise AnnotationError(f'{draft} is the draft of {edit.image!r}, not {image!r}')
+        edit.image = image  # saved under the session's name ('./x.png' is x.png)
         if edit.revision != _sha256(self.annotation_path(image)):
             # The annotation file changed after the draft was begun (a sync, a hand edit,
             # a crash between writing the file and removing the draft): the draft could
@@ -1549,7 +1534,7 @@ class AnnotationSession:
         except AnnotationError:
             self._status.pop(image, None)
             raise
-        if ann.image != image:
+        if image_key(ann.image) != image:
             raise AnnotationError(f'{target} is the annotation of {ann.image!r}, not {image!r}')
         _check_size(target, ann.width, ann.height, image, width, height)
         self._status[image] = ann.status

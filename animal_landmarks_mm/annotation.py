@@ -43,6 +43,7 @@ import io
 import json
 import math
 import os
+import posixpath
 import re
 import stat
 import struct
@@ -1084,6 +1085,56 @@ def fit_name(base: str, suffix: str) -> str:
     if len(encoded) <= room:
         return base + suffix
     return encoded[:room].decode('utf-8', 'ignore') + suffix  # 'ignore': a character cut
+
+
+
+def image_key(name: str) -> str:
+    """An annotation file's ``"image"`` as the image folder resolves it: ``.`` parts and
+    ``x/..`` gone (``posixpath.normpath``; a backslash stays a character of the name), as the
+    converter joins it to the folder. ``./x.png`` is the image ``x.png`` to every tool."""
+    return posixpath.normpath(name)
+
+
+def annotation_file_names(image: str) -> Iterator[str]:
+    """An image's annotation file names in order of preference: ``<stem>.json``,
+    ``<name>.json``, ``<name>.1.json``, ``<name>.2.json``... (endless; the annotator takes the
+    first free one), each cut to :data:`NAME_MAX_BYTES` (:func:`fit_name`: a long name's file is
+    still found through its ``"image"`` field)."""
+    yield fit_name(Path(image).stem, '.json')
+    yield fit_name(image, '.json')
+    k = 1
+    while True:
+        yield fit_name(image, f'.{k}.json')
+        k += 1
+
+
+#: :func:`annotation_file_rank` of a name that is none of an image's
+_OTHER_NAME_RANK = 1 << 30
+
+
+def annotation_file_rank(image: str, file_name: str) -> int:
+    """Where a file named ``file_name`` stands among the names of ``image``'s annotation file:
+    its place in :func:`annotation_file_names`, then the old ``<stem>_<suffix>.json``, then any
+    other name."""
+    candidates = annotation_file_names(image)
+    for rank in range(2):
+        if next(candidates) == file_name:
+            return rank
+    numbered = re.fullmatch(r'.*\.([1-9][0-9]{0,8})\.json', file_name)
+    if numbered and fit_name(image, f'.{numbered[1]}.json') == file_name:
+        return 1 + int(numbered[1])
+    stem, suffix = os.path.splitext(image)
+    return _OTHER_NAME_RANK - 1 if file_name == f'{stem}_{suffix[1:]}.json' else _OTHER_NAME_RANK
+
+
+def file_choice_key(image: str, file_name: str, *, models: bool, status: str | None
+                    ) -> tuple[bool, bool, int]:
+    """How the tools choose among files naming one image (the annotator opens the first, the
+    converter keeps it): a person's file before a model's prediction as the model wrote it
+    (:func:`is_models_prediction`: ``models``), an accepted one before a prediction a person is
+    still reviewing (``status``), then by :func:`annotation_file_rank`; ties by name, or path.
+    One rule for both: the checker's report and the annotator must show the file trained on."""
+    return models, status == STATUS_PREDICTED, annotation_file_rank(image, file_name)
 
 
 def new_temporary(target: str | os.PathLike) -> Path:

@@ -57,7 +57,9 @@ from .annotation import (
     ImageAnnotation,
     NotRegularFileError,
     check_face_count,
+    file_choice_key,
     file_sha256,
+    image_key,
     image_size,
     is_annotation_name,
     is_hidden,
@@ -775,20 +777,22 @@ class AnnotationReader:
                 contents.predicted.append(str(path))
                 continue
             contents.records.append(record)
-        if one_per_picture:  # a person's file before a model's prediction of the same picture
-            people_first = sorted(contents.records, key=lambda r: _models_first_rank(r))
+        if one_per_picture:  # the file the annotator opens first (file_choice_key)
+            people_first = sorted(contents.records, key=_choice_rank)
             kept = {id(r) for r in ClaimedImages().keep_unique(people_first, contents.problems)}
             contents.records = [r for r in contents.records if id(r) in kept]  # by path
         return contents
 
 
-def _models_first_rank(record: Record) -> tuple[bool, bool]:
-    """How far back a file stands among files of one picture: a person's before a model's
-    prediction as the model wrote it (:func:`~.annotation.is_models_prediction`, the
-    annotator's first rule too); then, where the annotator goes by file name, an accepted one
-    before a prediction a person is still reviewing (training wants the accepted points)."""
-    return (is_models_prediction(record.annotation),
-            record.annotation.status == STATUS_PREDICTED)
+def _choice_rank(record: Record) -> tuple[bool, bool, int]:
+    """How far back a file stands among files of one picture, by the annotator's rule
+    (:func:`~.annotation.file_choice_key`: a person's before a model's prediction, an accepted
+    one before one under review, then by name: the annotator's report and the file trained on
+    are one), its name that of a file at the top of its folder (the annotator's)."""
+    name = record.name if '/' not in record.name else ''  # (deeper: none of the annotator's)
+    return file_choice_key(image_key(record.annotation.image), name,
+                           models=is_models_prediction(record.annotation),
+                           status=record.annotation.status)
 
 
 def _separators(line: str) -> Iterator[int]:
@@ -1708,9 +1712,11 @@ def _one_record_per_picture(val_records: list[Record], records: list[Record],
     Of the files showing one picture (:class:`ClaimedImages`) the first of these is kept: one
     the record puts in train (a picture trained on never moves to val or test), one of the
     validation folder (an image annotated in both stays in validation), one the record puts
-    in val or test, then the first by path; within each of these a person's file before a
-    prediction (``--include-predicted``), and among those the record places, one it names
-    before one it finds by its picture. The others are left out with a line in ``problems``.
+    in val or test, then the first by path; within each of these the file the annotator opens
+    first (:func:`~.annotation.file_choice_key`: a person's before a prediction, which only
+    ``--include-predicted`` reads, then by name), and among those the record places, one it
+    names before one it finds by its picture. The others are left out with a line in
+    ``problems``.
 
     Args:
         val_records: the validation folder's records (none without one).
@@ -1726,19 +1732,20 @@ def _one_record_per_picture(val_records: list[Record], records: list[Record],
         placed = {r.name: split for r in records
                   if (split := earlier.split_of(r.name, digests[r.name])) is not None}
 
-    def rank(record: Record, group: int | None = None) -> tuple[int, tuple[bool, bool], int]:
+    def rank(record: Record, group: int | None = None
+             ) -> tuple[int, tuple[bool, bool, int], int]:
         # group 0: the record puts it in train; 1: the validation folder's; 2: the record puts
-        # it in val or test; 3: new to the record. Within a group a person's file (a prediction
-        # a person corrected too) before a model's prediction (which only --include-predicted
-        # reads), then one the record names before one it finds by its picture (a copy)
-        predicted = _models_first_rank(record)
+        # it in val or test; 3: new to the record. Within a group the file the annotator
+        # opens first (a person's before a model's prediction, which only --include-predicted
+        # reads; then by name), then one the record names before one it finds by its picture
+        choice = _choice_rank(record)
         split = placed.get(record.name)
         if group is not None or split is None:
-            return (3 if group is None else group), predicted, 0
+            return (3 if group is None else group), choice, 0
         # by its name: the name recorded in that same split (a file recorded in val whose
         # picture is now a train file's is placed by the picture, and ranks after that file)
         by_name = earlier.assignment.get(record.name) == split
-        return (0 if split == 'train' else 2), predicted, 0 if by_name else 1
+        return (0 if split == 'train' else 2), choice, 0 if by_name else 1
 
     claim_order = [(rank(r, 1), r) for r in val_records] + [(rank(r), r) for r in records]
     claim_order.sort(key=lambda ranked: ranked[0])  # stable: by path within a rank

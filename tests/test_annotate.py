@@ -375,6 +375,37 @@ def test_a_picture_replaced_by_another_of_its_size_is_said_on_open(session):
     assert session.open('a.png').notice == ''
 
 
+def test_the_annotator_and_the_converter_choose_one_file_of_an_image(tmp_path):
+    """Of two files naming one image, the converter kept the first by path and the annotator
+    the one of its preferred name: the checker flagged one, the annotator opened the other,
+    and training took the flagged one. A file naming './b.png' was b.png's to the converter
+    but no image's to the annotator, whose new file of b.png the converter then left out
+    (reviewer's /tmp/hunt_hitl dup and dot). One rule now (file_choice_key, image_key)."""
+    images = _images(tmp_path / 'images', ('a.png', 'b.png'))
+    _replace_picture(images / 'b.png', 200)  # two pictures, not one picture twice
+    out = tmp_path / 'out'
+    session = AnnotationSession(images, out, annotator='me')
+    targets = {}
+    for image in ('a.png', 'b.png'):
+        edit = session.open(image)
+        _fill(edit)
+        targets[image] = session.save(edit)
+    copy = json.loads(targets['a.png'].read_text())
+    copy['faces'][0]['landmarks'][0] = [5.0, 6.0]  # another person's, sorting first by path
+    copy['meta']['annotator'] = 'bob'
+    (out / '00_from_bob.json').write_text(json.dumps(copy))
+    dotted = json.loads(targets['b.png'].read_text())
+    dotted['image'] = './b.png'
+    targets['b.png'].write_text(json.dumps(dotted))
+    reopened = AnnotationSession(images, out, annotator='me')
+    assert reopened.annotation_path('a.png') == targets['a.png']
+    assert reopened.is_done('b.png') and reopened.annotation_path('b.png') == targets['b.png']
+    assert reopened.open('b.png').current.points[0] == (1.0, 2.0)
+    contents = AnnotationReader(images, progress=False).read(out)
+    assert sorted(r.ann_path for r in contents.records) == sorted(targets.values())
+    assert [p for p in contents.problems if p.startswith(str(out / '00_from_bob.json'))]
+
+
 def test_a_visibility_flag_must_be_a_whole_number(session):
     edit = session.open('a.png')
     for flag in (1.0, True, '1'):
