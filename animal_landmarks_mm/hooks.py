@@ -121,6 +121,11 @@ class StrictLoadFromHook(Hook):
             # the data of the run, as it is now: a conversion rewriting the files later in a
             # long run is not what it trained on
             self._data = training_data(runner.cfg)
+            if runner.cfg.get('val_cfg') is not None and runner.cfg.get('val_dataloader'):
+                # for every runner (mim train too), before the first epoch: a validation file
+                # with no face the NME measures failed after it, a KeyError 'NME' traceback
+                from .training import check_annotation_files
+                check_annotation_files(runner.cfg, ('val_dataloader',))
         if runner._resume:
             self._data = self._check_resume(runner, self._data)
             return

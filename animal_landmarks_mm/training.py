@@ -6,11 +6,13 @@ functions here take a loaded :class:`mmengine.Config` and apply them, so the CLI
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import os.path as osp
 import re
 import sys
+from collections.abc import Iterator
 
 import torch
 from mmengine.config import Config, DictAction
@@ -56,7 +58,8 @@ class _CfgOptionsAction(DictAction):
         for value in values:  # one at a time, to name the one refused
             try:
                 super().__call__(parser, namespace, [value], option_string)
-            except (ValueError, AssertionError):
+            except (ValueError, AssertionError, RecursionError):  # (RecursionError: a value
+                # mmengine's parser cannot take, '[dict(x=[1])]')
                 parser.exit(2, f'error: {option_string} takes key=value pairs, got {value!r}\n')
 
 
@@ -930,13 +933,32 @@ def train(cfg: Config, checked: tuple[str, ...] = ()) -> torch.nn.Module:
     check_annotation_files(cfg, tuple(name for name in ('train_dataloader', 'val_dataloader')
                                       if name not in checked))
     _init_cpu_process_group(cfg)
-    runner = Runner.from_cfg(cfg)
-    return runner.train()
+    with _registry_names_checked():
+        return Runner.from_cfg(cfg).train()
 
 
 def test(cfg: Config) -> dict:
     """Build the runner from ``cfg`` and test ``cfg.load_from``; returns the metrics."""
     check_annotation_files(cfg, ('test_dataloader',))
     _init_cpu_process_group(cfg)
-    runner = Runner.from_cfg(cfg)
-    return runner.test()
+    with _registry_names_checked():
+        return Runner.from_cfg(cfg).test()
+
+
+@contextlib.contextmanager
+def _registry_names_checked() -> Iterator[None]:
+    """A ``type`` that names nothing registered (a typo in a config or ``--cfg-options``) is
+    one line: mmengine's registry raises a KeyError as the runner builds the part (the model at
+    once, a dataset when its loop starts), a traceback after the environment's dump.
+
+    Raises:
+        TrainingSetupError: naming the type and the registry.
+    """
+    try:
+        yield
+    except KeyError as e:
+        message = e.args[0] if e.args and isinstance(e.args[0], str) else ''
+        if ' is not in the ' not in message or ' registry' not in message:
+            raise
+        raise TrainingSetupError(f'{first_line(message).split(". ")[0]}: check the type\'s '
+                                 'spelling in the config or --cfg-options') from None

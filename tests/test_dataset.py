@@ -36,6 +36,22 @@ def test_bottomup_one_sample_per_image(coco_dir):
     assert dataset.get_data_info(0)['keypoints'].shape[1:] == (28, 2)
 
 
+def test_the_dataset_reads_its_file_as_data_for_every_runner(coco_dir, tmp_path):
+    """The checks of a COCO file ran in this project's tools only: mmpose's own train.py
+    (``mim train``) built the dataset of a file with a NaN box and trained on NaN losses to
+    exit status 0 (reviewer's R1_mim_nanbox.sh). The dataset type checks its file itself."""
+    from animal_landmarks_mm.annotation import AnnotationError
+    coco = json.loads((coco_dir / 'annotations' / 'train.json').read_text())
+    coco['annotations'][0]['bbox'][2] = float('nan')
+    path = tmp_path / 'nan_box.json'
+    path.write_text(json.dumps(coco))
+    with pytest.raises(AnnotationError) as info:
+        AnimalCharacterFaceDataset(data_root=str(coco_dir), ann_file=str(path),
+                                   data_prefix=dict(img=''))
+    assert str(info.value).startswith(f'{path}: annotation ')
+    assert '"bbox" must be 4 finite numbers' in str(info.value)
+
+
 def test_pipeline_produces_a_256_crop(coco_dir):
     init_default_scope('mmpose')  # as the Runner does: transforms resolve in mmpose's registry
     dataset = AnimalCharacterFaceDataset(

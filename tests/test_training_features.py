@@ -25,7 +25,7 @@ from animal_landmarks_mm.training import (
     loader_workers,
     set_data_root,
 )
-from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, TINY, run_tool
+from conftest import FINETUNE_CONFIG, MAIN_CONFIG, REPO, TINY, TINY_OPTIONS, run_tool
 
 #: --cfg-options that keep the config's schedule as written (not planned)
 AS_WRITTEN = {'train_cfg.max_epochs': 60}
@@ -947,6 +947,60 @@ def test_an_unplanned_run_says_when_auto_scale_lr_rescales_the_lr(tmp_path, coco
     assert capsys.readouterr().out.strip().splitlines()[-1].endswith(
         "(no plan printed); the lr follows the batch by mmengine's linear rule (--auto-scale-lr)")
     assert cfg.auto_scale_lr.enable and cfg.train_dataloader.batch_size == 8
+
+
+@pytest.mark.parametrize('options, line', [
+    (['model.data_preprocessor.type=ChannelsLastPoseDataPreprocesor'],
+     'error: ChannelsLastPoseDataPreprocesor is not in the mmpose::model registry: check the '
+     "type's spelling in the config or --cfg-options"),
+    (['train_dataloader.dataset.type=AnimalFaceDataset'],
+     'error: AnimalFaceDataset is not in the mmpose::dataset registry: check the '
+     "type's spelling in the config or --cfg-options"),
+    (['a=[dict(x=[1,2])]'], "error: --cfg-options takes key=value pairs, got 'a=[dict(x=[1,2])]'"),
+])
+def test_a_type_or_value_mmengine_cannot_take_is_one_line(coco_dir, tmp_path, options, line):
+    """A type naming nothing registered was mmengine's registry KeyError, a traceback after the
+    environment's dump; a value its option parser recursed on, a 44-line RecursionError
+    (reviewer's R4 and R5)."""
+    proc = run_tool('train.py', MAIN_CONFIG, '--work-dir', tmp_path, '--data-root', coco_dir,
+                    '--no-time-estimate', '--cfg-options', *TINY, *options, check=False)
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == line
+
+
+def test_an_abbreviated_flag_is_not_taken_for_another(tmp_path):
+    """mmpose's --show was taken for --show-dir (argparse's abbreviations): 'expected one
+    argument', about a flag not given."""
+    for tool in ('train.py', 'test.py'):
+        args = [MAIN_CONFIG] + (['x.pth'] if tool == 'test.py' else []) + ['--show']
+        proc = run_tool(tool, *args, check=False)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines()[-1].endswith('unrecognized arguments: --show')
+
+
+def test_a_validation_file_without_an_nme_stops_any_runner_before_training(tmp_path,
+                                                                            coco_dir):
+    """tools/train.py refused a validation file with no face whose eye corners the NME
+    measures; mmpose's own train.py (mim train) trained an epoch, then failed on KeyError 'NME'
+    (reviewer's R2_mim_noeye.sh). The configs' hook checks it for every runner, first."""
+    from mmengine.runner import Runner
+
+    from animal_landmarks_mm.schema import INTEROCULAR_INDICES
+    coco = json.loads((coco_dir / 'annotations' / 'val.json').read_text())
+    for annotation in coco['annotations']:
+        annotation['keypoints'][3 * INTEROCULAR_INDICES[0]:3 * INTEROCULAR_INDICES[0] + 3] = \
+            [0, 0, 0]
+    path = tmp_path / 'val_no_eye.json'
+    path.write_text(json.dumps(coco))
+    cfg = set_data_root(load_config(str(MAIN_CONFIG), TINY_OPTIONS), str(coco_dir))
+    cfg.val_dataloader.dataset.ann_file = str(path)
+    cfg.work_dir = str(tmp_path / 'work_dir')
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(TrainingSetupError) as info:
+        runner.train()
+    assert str(info.value).startswith(f'val_dataloader: {path} holds no face with both outer '
+                                      'eye corners')
+    assert not list((tmp_path / 'work_dir').glob('*.pth'))
 
 
 def test_lr_beside_a_schedule_option_and_auto_scale_lr_is_the_lr_as_it_is(tmp_path, coco_dir,

@@ -1,4 +1,8 @@
-"""Test a checkpoint on the test split (mmpose's tools/test.py flags); prints the metrics.
+"""Test a checkpoint on the test split; prints the metrics.
+
+Flags as mmpose's tools/test.py names them: --work-dir, --dump, --cfg-options, --show-dir
+[--interval], --launcher; plus --data-root and --device (mmpose's --out, --show, --wait-time
+and --badcase are not taken: --dump and --show-dir write the predictions and pictures).
 
 Example:
     python tools/test.py configs/td-hm_hrnetv2-w18_dark-1xb64-60e_animal-face-256x256.py \
@@ -24,7 +28,9 @@ from animal_landmarks_mm.training import (  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Test (and eval) a pose model')
+    # no abbreviations: mmpose's --show would be taken for --show-dir
+    parser = argparse.ArgumentParser(description='Test (and eval) a pose model',
+                                     allow_abbrev=False)
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file (or a pretrained name)')
     parser.add_argument('--dump', help='dump every prediction to this pickle file (.pkl or '

@@ -28,7 +28,8 @@ from animal_landmarks_mm.training import (  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train a pose model')
+    # no abbreviations: mmpose's --show would be taken for --show-dir
+    parser = argparse.ArgumentParser(description='Train a pose model', allow_abbrev=False)
     parser.add_argument('config', help='train config file path')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
