@@ -54,12 +54,14 @@ def landmark_errors(pred: np.ndarray, gt: np.ndarray, visibility: np.ndarray,
     Returns:
         ``interocular`` and ``box``: ``(N, 28)`` normalised errors, NaN where not counted
         (absent points; for ``interocular`` also faces whose eye corners are absent or on one
-        spot).
+        spot). A prediction that is no number (NaN, inf: a diverged model) on a counted point
+        is an infinite error, never a point left out (the mean then says the model failed).
     """
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     visibility = np.asarray(visibility)
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    error = np.linalg.norm(pred - gt, axis=-1)
+    error = np.where(np.isfinite(pred).all(axis=-1), np.linalg.norm(pred - gt, axis=-1),
+                     np.inf)
     labelled = visibility != ABSENT
     a, b = INTEROCULAR_INDICES
     interocular = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)

@@ -67,6 +67,26 @@ def test_absent_points_are_excluded_and_occluded_reported_apart():
     assert m['occluded_points'] == 1 and 'NME_point/chin' not in m
 
 
+def test_a_prediction_that_is_no_number_is_a_failure_not_a_point_left_out():
+    """NaN points of a diverged model were left out as absent ones are: five of them lowered
+    the NME, a face of nothing but NaN counted among faces without eye corners, FR 0
+    (reviewer's metric_edge.py). On a counted point it is an infinite error; on an absent
+    point it does not count, as any prediction there."""
+    gt = np.stack([_face(), _face()])
+    pred = gt.copy()
+    pred[0, 3] = np.nan
+    pred[1, 2, 0] = np.inf
+    visibility = np.full((2, 28), 2)
+    visibility[1, 2] = 0  # absent: its prediction is not looked at
+    m = compute_landmark_metrics(pred, np.array(gt), visibility, np.repeat(BOX, 2, axis=0))
+    assert m['NME'] == np.inf and m['NME_box'] == np.inf and m['FR@0.1'] == 0.5
+    assert m['faces_without_eye_corners'] == 0
+    assert m['NME_point/chin'] == 0  # point 2: absent in the face whose prediction is inf
+    pred[0] = np.nan
+    m = compute_landmark_metrics(pred, np.array(gt), visibility, np.repeat(BOX, 2, axis=0))
+    assert m['FR@0.1'] == 0.5 and m['faces_without_eye_corners'] == 0
+
+
 def test_failure_rate_and_auc_on_a_constructed_error_list():
     errors = np.array([0.0, 0.02, 0.05, 0.08, 0.12, 0.3])
     failure, auc = failure_rate_and_auc(errors)
