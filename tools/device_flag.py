@@ -16,8 +16,7 @@ def select_device_before_torch(argv: list[str]) -> None:
     device = None
     for i, arg in enumerate(argv):
         option, equals, value = arg.partition('=')
-        # argparse also takes an unambiguous prefix: --de (not --d: --data-root, --dump)
-        if len(option) >= len('--de') and '--device'.startswith(option):
+        if option == '--device':  # the tools' parsers take no abbreviation (allow_abbrev)
             device = value if equals else (argv[i + 1] if i + 1 < len(argv) else None)
     if device == 'cpu':
         os.environ['CUDA_VISIBLE_DEVICES'] = ''
