@@ -1085,12 +1085,12 @@ def read_order_file(path: str | os.PathLike) -> list[str]:
 
     The file is either JSON: a list of names, or of objects with a ``"file"`` or ``"image"``
     key (a ranking, a report); or text, one name per line (blank lines skipped; a line starting
-    with ``#`` is kept, and taken for a comment by :class:`AnnotationSession` where it names no
-    image: ``#1 cat.png`` may be one). A ``.json`` file is read as JSON; another is where it
-    begins with ``[`` or ``{`` and is JSON (``[artist] cat.png`` is a name); a UTF-8 byte order
-    mark (an editor's) is dropped. The names are as listed: one with folders
-    (``data/raw/x.png``) stands for its last part where it is no image's own name
-    (:func:`order_name`).
+    with ``#`` is kept, and taken for a comment by :class:`AnnotationSession` unless it is,
+    whole, an image's name: ``#1 cat.png`` may be one, ``# data/raw/a.png`` is none). A
+    ``.json`` file is read as JSON; another is where it begins with ``[`` or ``{`` and is JSON
+    (``[artist] cat.png`` is a name); a UTF-8 byte order mark (an editor's) is dropped. The
+    names are as listed: one with folders (``data/raw/x.png``) stands for its last part where
+    it is no image's own name (:func:`order_name`).
 
     Raises:
         OrderFileError: the file cannot be read, is no regular file (a FIFO: never read), is
@@ -1213,11 +1213,13 @@ class AnnotationSession:
         if order:
             present, first = set(listed), {}
             for listed_name in order:
+                if listed_name.startswith('#') and listed_name not in present:
+                    continue  # a comment (read_order_file), '# data/raw/a.png' too
                 name = order_name(listed_name, present)
                 if name in present:
                     first.setdefault(name, None)
-                elif not listed_name.startswith('#'):  # (else a comment: read_order_file)
-                    self.unknown_in_order.append(listed_name)  # as the list gives it
+                else:  # as the list gives it
+                    self.unknown_in_order.append(listed_name)
             listed = list(first) + [name for name in listed if name not in first]
         self.images = listed
         self._index = {name: k for k, name in enumerate(self.images)}

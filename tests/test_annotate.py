@@ -767,7 +767,8 @@ def test_a_text_list_takes_names_as_image_boards_give_them(tmp_path):
     image; one naming none is a comment (not reported as missing)."""
     images = _images(tmp_path / 'images', ('[artist] cat.png', '#1 cat.png', 'b.png'))
     text = tmp_path / 'list.txt'
-    text.write_text('[artist] cat.png\n# a comment\n#1 cat.png\n', encoding='utf-8')
+    text.write_text('[artist] cat.png\n# a comment\n# data/raw/b.png (done)\n#data/raw/b.png\n'
+                    '#1 cat.png\n', encoding='utf-8')
     session = AnnotationSession(images, tmp_path / 'out', order=read_order_file(text))
     assert session.images == ['[artist] cat.png', '#1 cat.png', 'b.png']
     assert session.unknown_in_order == []
