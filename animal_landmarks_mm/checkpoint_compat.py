@@ -328,9 +328,9 @@ def _refuse_unlisted_storages(f: io.BufferedReader) -> None:
     if not isinstance(listed, list) or not all(type(k) is str for k in [*listed, *used]):
         raise pickle.UnpicklingError('its storage keys are not all text, which torch.save '
                                      'never writes')
-    used = set(used)
-    if len(set(listed)) != len(listed) or set(listed) != used:
-        unlisted = len(used - set(listed))
+    used, listed_keys = set(used), set(listed)
+    if len(listed_keys) != len(listed) or listed_keys != used:
+        unlisted = len(used - listed_keys)
         raise pickle.UnpicklingError(
             f'its storage list is not the storages its tensors use ({unlisted} of {len(used)} '
             'left out, or others listed or twice), which torch.save never writes (torch would '

@@ -224,16 +224,16 @@ def _download(weights: PretrainedWeights) -> Path:
         # its transport's escape (httpx2's RemoteProtocolError of a truncated body, ReadTimeout,
         # ProxyError, UnsupportedProtocol of an HF_ENDPOINT without a scheme; the transport
         # library differs between its versions), and each means the same here: no file.
-        refused = e if isinstance(e, _NoHashHeader) else e.__cause__
-        if isinstance(refused, _NoHashHeader):  # maybe wrapped, as "cannot be located"
+        refused = _ours(e, _NoHashHeader)
+        if refused is not None:
             raise CheckpointError(redact_urls(
                 f'{weights.name}: {weights.filename} of the Hugging Face repository '
                 f'{weights.repo_id}: {constants.ENDPOINT} answered {refused.value} as its '
                 f'{refused.header}, which is no {refused.expected} but would name a file of '
                 'the endpoint\'s choosing, in the cache or outside it: refused, nothing '
                 'downloaded (is HF_ENDPOINT a Hugging Face Hub?)')) from None
-        stopped = e if isinstance(e, _TransferStopped) else e.__cause__
-        if isinstance(stopped, _TransferStopped):  # _bounded_transfer's, maybe wrapped
+        stopped = _ours(e, _TransferStopped)
+        if stopped is not None:
             raise CheckpointError(redact_urls(
                 f'{weights.name}: {weights.filename} of the Hugging Face repository '
                 f'{weights.repo_id}: the download from {constants.ENDPOINT} was stopped: '
@@ -254,6 +254,15 @@ def _download(weights: PretrainedWeights) -> Path:
 
 #: what a Hub's ETag of a file is: its git blob's sha1 (40 hex digits) or, for an LFS file,
 #: its sha256 (64); huggingface_hub names the cached copy after it
+def _ours(error: BaseException, kind: type[Exception]) -> Exception | None:
+    """``error`` where it is one of this module's ``kind`` raised inside huggingface_hub, as it
+    is or as the cause huggingface_hub wrapped (as "cannot be located"); else None."""
+    for candidate in (error, error.__cause__):
+        if isinstance(candidate, kind):
+            return candidate
+    return None
+
+
 _HUB_ETAG = re.compile(r'[0-9a-fA-F]{40}|[0-9a-fA-F]{64}')
 #: what a Hub's ``X-Repo-Commit`` header holds: a git commit hash, which huggingface_hub makes
 #: a folder name of (``snapshots/<commit>``, ``.no_exist/<commit>``) and writes into

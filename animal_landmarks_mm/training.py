@@ -283,6 +283,13 @@ def _registry_name(kind: object) -> str:
     return kind.rpartition('.')[2]
 
 
+def _counts_epochs(train_cfg: dict) -> bool:
+    """Whether mmengine builds an epoch-based training loop of ``train_cfg``: by its ``type``,
+    else by ``by_epoch``."""
+    kind = _registry_name(train_cfg.get('type'))
+    return kind == 'EpochBasedTrainLoop' if kind else bool(train_cfg.get('by_epoch'))
+
+
 def _amp_device_available() -> bool:
     """Whether mmengine's ``AmpOptimWrapper`` has a device here: its own test (CUDA, or an
     NPU, MLU or MUSA device)."""
@@ -306,7 +313,7 @@ def _check_loop_length_keys(train_cfg: dict) -> None:
         TrainingSetupError: one line with the way that works.
     """
     kind = _registry_name(train_cfg.get('type'))
-    by_epoch = kind == 'EpochBasedTrainLoop' if kind else bool(train_cfg.get('by_epoch'))
+    by_epoch = _counts_epochs(train_cfg)
     if not kind and 'by_epoch' not in train_cfg:
         return  # neither: mmengine builds no loop of its own from it (a test or val run)
     if by_epoch and 'max_iters' in train_cfg:
@@ -334,7 +341,7 @@ def _check_training_loop(train_cfg: dict, given_by: str, epochs_given: bool = Fa
     """
     kind = _registry_name(train_cfg.get('type'))
     if kind in ('', 'EpochBasedTrainLoop', 'IterBasedTrainLoop'):
-        by_epoch = kind == 'EpochBasedTrainLoop' or (not kind and train_cfg.get('by_epoch'))
+        by_epoch = _counts_epochs(train_cfg)
         length = 'max_epochs' if by_epoch else 'max_iters'
         has_length = length in train_cfg or (by_epoch and epochs_given)
         if (not kind and 'by_epoch' not in train_cfg) or not has_length:
@@ -501,8 +508,7 @@ def _rescale_schedule(cfg: Config, epochs: int) -> None:
     """
     old = cfg.train_cfg.get('max_epochs')
     if not old:
-        kind = _registry_name(cfg.train_cfg.get('type'))
-        if kind == 'EpochBasedTrainLoop' or (not kind and cfg.train_cfg.get('by_epoch')):
+        if _counts_epochs(cfg.train_cfg):
             return  # an epoch loop of no length yet (train_cfg._delete_=True): --epochs is it
         raise TrainingSetupError('--epochs needs an epoch-based train_cfg; this one counts '
                                  'steps (set its max_iters instead)')
