@@ -1133,9 +1133,8 @@ def file_choice_key(image: str, file_name: str, *, models: bool, status: str | N
     converter keeps it): a person's file before a model's prediction as the model wrote it
     (:func:`is_models_prediction`: ``models``), an accepted one before a prediction a person is
     still reviewing (``status``), then by :func:`annotation_file_rank`; ties by name, or path.
-    One rule for both: the checker's report and the annotator must show the file trained on.
-    (The converter ranks the files it reads: a skipped file, or a prediction it leaves out, the
-    annotator may open while the converter trains another file of the image.)"""
+    One rule for both: the checker's report and the annotator must show the file trained on
+    (where the first is skipped, no file of the image is)."""
     return models, status == STATUS_PREDICTED, annotation_file_rank(image, file_name)
 
 

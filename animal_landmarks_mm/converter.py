@@ -762,6 +762,8 @@ class AnnotationReader:
             only = set(only)
             files = [f for f in files if f.relative_to(ann_dir).as_posix() in only]
         contents.files = list(files)
+        skipped = []  # still ranked among an image's files (a prediction left out ranks after
+        # every file read: file_choice_key)
         for path in tqdm(files, desc=f'reading {ann_dir}', unit='file',
                          disable=not self.progress):
             try:
@@ -772,16 +774,51 @@ class AnnotationReader:
             status = record.annotation.status
             if status == STATUS_SKIPPED:
                 contents.skipped.append(str(path))
+                skipped.append(record)
                 continue
             if status == STATUS_PREDICTED and not self.include_predicted:
                 contents.predicted.append(str(path))
                 continue
             contents.records.append(record)
+        contents.records = _shown_files_only(contents.records, skipped, contents.problems)
         if one_per_picture:  # the file the annotator opens first (file_choice_key)
             people_first = sorted(contents.records, key=_choice_rank)
             kept = {id(r) for r in ClaimedImages().keep_unique(people_first, contents.problems)}
             contents.records = [r for r in contents.records if id(r) in kept]  # by path
         return contents
+
+
+def _shown_files_only(records: list[Record], skipped: list[Record], problems: list[str]
+                      ) -> list[Record]:
+    """``records`` less those of an image whose file the annotator opens is marked skipped,
+    each with a line in ``problems``: the annotator shows that image skipped, so no other file
+    of it is trained on.
+
+    Args:
+        records: the folder's records read for training, by path.
+        skipped: the folder's records of skipped files.
+        problems: where the lines of records so left out go.
+    """
+    opened: dict[str, Record] = {}  # image -> its best-ranked skipped file
+    for record in skipped:
+        key = image_key(record.annotation.image)
+        if key not in opened or _path_rank(record) < _path_rank(opened[key]):
+            opened[key] = record
+    kept = []
+    for record in records:
+        other = opened.get(image_key(record.annotation.image))
+        if other is None or _path_rank(record) < _path_rank(other):
+            kept.append(record)
+            continue
+        problems.append(f'{record.ann_path}: names the image {record.annotation.image!r}, '
+                        f'whose file the annotator opens, {other.ann_path}, is marked skipped; '
+                        'one file per image: left out')
+    return kept
+
+
+def _path_rank(record: Record) -> tuple[tuple[bool, bool, int], str]:
+    """:func:`_choice_rank`, ties by path (the annotator's ties go by name)."""
+    return _choice_rank(record), record.name
 
 
 def _choice_rank(record: Record) -> tuple[bool, bool, int]:

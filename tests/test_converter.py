@@ -539,6 +539,30 @@ def test_a_persons_file_wins_over_a_prediction_of_the_same_picture(small_set, tm
     assert prediction not in [r.ann_path for r in contents.records]
 
 
+
+def test_an_image_whose_opened_file_is_skipped_is_not_trained(small_set, tmp_path):
+    """The annotator opens img2.json, marked skipped, and shows the image so; a colleague's
+    annotated img2.png.json was trained on all the same (the converter ranked only the files
+    it reads). Checker and converter leave it out, named."""
+    from animal_landmarks_mm.annotate import AnnotationSession
+    image_dir, ann_dir = small_set
+    opened, colleagues = ann_dir / 'img2.json', ann_dir / 'img2.png.json'
+    shutil.copy(opened, colleagues)
+    save_annotation(opened, ImageAnnotation('img2.png', 64, 48, [], status='skipped',
+                                            status_reason='no usable face'))
+    assert AnnotationSession(image_dir, ann_dir).annotation_path('img2.png') == opened
+    summary = convert(image_dir, ann_dir, tmp_path / 'out', seed=0)
+    assert sum(summary.counts.values()) == 7 and colleagues.name not in _where(tmp_path / 'out')
+    assert len(summary.problems) == 1 and summary.problems[0].startswith(f'{colleagues}: ')
+    assert str(opened) in summary.problems[0] and 'skipped' in summary.problems[0]
+    contents = AnnotationReader(image_dir, progress=False).read(ann_dir)
+    assert colleagues not in [r.ann_path for r in contents.records]
+    # a skipped file the annotator does not open (a later name) hides nothing
+    shutil.move(opened, ann_dir / 'img2.png.1.json')
+    shutil.copy(colleagues, opened)
+    summary = convert(image_dir, ann_dir, tmp_path / 'again', seed=0)
+    assert sum(summary.counts.values()) == 8 and opened.name in _where(tmp_path / 'again')
+
 def test_image_sizes_come_from_headers_only(tmp_path):
     """A PNG whose pixel data is cut off still gives its size: nothing past the header is
     decoded (a 2000x2000 PNG would otherwise be decoded whole for its EXIF)."""
