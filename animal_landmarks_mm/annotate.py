@@ -1158,6 +1158,12 @@ class AnnotationSession:
         order: image names to visit first, in this order (``--files``; a path stands for an
             image, :func:`order_name`); the folder's other images follow, by name. Names not in
             the folder are left out (:attr:`unknown_in_order` lists them).
+        lock_option: take the output folder for this process (:func:`lock_output_folder`,
+            whose message names this option) once it exists and before anything in it is
+            read: a run writing there between the reading and the lock (``tools/infer.py``)
+            changed which file is whose, unseen for the whole session. The lock is
+            :attr:`folder_lock`, held until released or the process ends. None: not locked
+            (several sessions of one process).
 
     Images whose name no annotation file can hold (not valid UTF-8, or a line break in it) are
     left out (:attr:`misnamed_images` lists them: they are to be renamed); files of the output
@@ -1171,10 +1177,12 @@ class AnnotationSession:
         ImageFolderError: no image folder.
         OutputFolderError: the output folder cannot be created, or its drafts folder is a
             link (drafts would be written wherever it leads).
+        OutputFolderInUseError: ``lock_option`` given, and another process holds the folder.
     """
 
     def __init__(self, image_dir: str | os.PathLike, output_dir: str | os.PathLike,
-                 annotator: str = '', order: list[str] | None = None):
+                 annotator: str = '', order: list[str] | None = None,
+                 lock_option: str | None = None):
         # before anything is read or made: every save would fail on it, or lose it
         if unencodable_string(annotator) is not None:
             raise AnnotatorNameError(
@@ -1196,6 +1204,19 @@ class AnnotationSession:
             raise OutputFolderError(
                 f'cannot create the output folder {self.output_dir}: {e.strerror or e}'
             ) from None
+        self.folder_lock = None
+        if lock_option is not None:
+            self.folder_lock = lock_output_folder(self.output_dir, option=lock_option)
+        try:
+            self._read_folders(annotator, order)
+        except BaseException:
+            if self.folder_lock is not None:
+                self.folder_lock.release()
+            raise
+
+    def _read_folders(self, annotator: str, order: list[str] | None) -> None:
+        """The rest of :meth:`__init__`: the drafts folder, the images and which file is
+        whose."""
         self.annotator = annotator
         self._picture_digests: dict[ImageStamp, str] = {}
         try:

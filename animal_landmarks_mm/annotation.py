@@ -38,6 +38,7 @@ The plain format of the original training tools is read too (a single face, all 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -357,14 +358,72 @@ def _read_at(file, offset: int, size: int) -> bytes:
             file.seek(position)
 
 
-def _exif_block_orientation(block: bytes) -> int:
-    """The orientation of a TIFF block (with or without JPEG's ``Exif\\0\\0``), 1 to 8; 1 for
-    a broken or missing one."""
+def _exif_block_orientation(block: bytes) -> tuple[int, bool]:
+    """The orientation OpenCV (training) takes from an EXIF block, 1 to 8 (1 for a broken or
+    missing one), and whether a reader of the standard (PIL, as browsers read it) takes the
+    same.
+
+    OpenCV is asked itself (:func:`_opencv_exif_orientation`): its reader differs from PIL's on
+    blocks no camera writes (an orientation stored as a LONG, two orientation tags), and the
+    annotator's size and points then were in another frame than training's.
+
+    Args:
+        block: a TIFF block, with or without JPEG's ``Exif\\0\\0`` before it.
+    """
     from PIL import Image
     exif = Image.Exif()
-    exif.load(block)
-    value = exif.get(_EXIF_ORIENTATION)
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+    try:
+        exif.load(block)
+        value = exif.get(_EXIF_ORIENTATION)
+    except (struct.error, ValueError, KeyError, IndexError, TypeError, SyntaxError):
+        value = None  # a broken block: browsers ignore it
+    standard = value if isinstance(value, int) and 1 <= value <= 8 else 1
+    trained = _opencv_exif_orientation(block.removeprefix(b'Exif\x00\x00'))
+    return trained, trained == standard
+
+
+def _opencv_exif_orientation(block: bytes) -> int:
+    """The orientation OpenCV applies for a TIFF block, read by OpenCV: a 3x2 PNG of six
+    distinct pixels carrying the block as its ``eXIf`` chunk is decoded (some 50 us), and
+    the pixels' places say which of the 8 orientations it applied."""
+    if block[:4] not in _TIFF_HEADERS or len(block) > _PNG_CHUNK_MAX:
+        return 1  # libpng drops such a chunk; OpenCV reads no other block of JPEG or WebP
+    import cv2
+    import numpy as np
+    decoded = cv2.imdecode(np.frombuffer(_exif_probe(block), np.uint8), cv2.IMREAD_GRAYSCALE)
+    return _probe_orientations().get(decoded.tobytes() if decoded is not None else b'', 1)
+
+
+#: the probe's pixels: 2 rows of 3, each its own grey (PNG keeps them exactly)
+_PROBE_PIXELS = bytes((0, 50, 100, 150, 200, 250))
+
+
+def _exif_probe(block: bytes) -> bytes:
+    """A 3x2 grey PNG of :data:`_PROBE_PIXELS` with ``block`` as its ``eXIf`` chunk, before its
+    pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack('>I', len(data)) + kind + data + struct.pack(
+            '>I', zlib.crc32(kind + data))
+    rows = b''.join(b'\x00' + _PROBE_PIXELS[3 * row:3 * row + 3] for row in range(2))
+    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 3, 2, 8, 0, 0, 0, 0))
+            + chunk(b'eXIf', block) + chunk(b'IDAT', zlib.compress(rows))
+            + chunk(b'IEND', b''))
+
+
+@functools.cache
+def _probe_orientations() -> dict[bytes, int]:
+    """The probe's pixels as OpenCV decodes them under each orientation, 1 to 8 (learnt from
+    OpenCV with plain blocks: one SHORT tag, little-endian)."""
+    import cv2
+    import numpy as np
+    decoded = {}
+    for value in range(8, 0, -1):  # (an OpenCV that turns nothing: every one reads as 1)
+        block = b'II*\x00' + struct.pack('<IHHHIHHI', 8, 1, _EXIF_ORIENTATION, 3, 1, value,
+                                          0, 0)
+        pixels = cv2.imdecode(np.frombuffer(_exif_probe(block), np.uint8),
+                              cv2.IMREAD_GRAYSCALE)
+        decoded[pixels.tobytes()] = value
+    return decoded
 
 
 def _png_orientation(file) -> Orientation:
@@ -411,8 +470,8 @@ def _png_orientation(file) -> Orientation:
         offset += 12 + length
     if kept is None:  # no chunk OpenCV reads: Chromium's first one, if any, failed the checks
         return UPRIGHT  # libpng makes too (the prefix, the CRC)
-    value = _exif_block_orientation(kept[2])
-    shown = value if first_exif == kept[:2] and kept[1] else 1
+    value, standard = _exif_block_orientation(kept[2])
+    shown = value if first_exif == kept[:2] and kept[1] and standard else None
     trained = 1 if animated else value
     return Orientation(trained, shown == trained)
 
@@ -428,13 +487,12 @@ def exif_orientation(im) -> Orientation:
     try:
         if im.format == 'PNG':
             return _png_orientation(im.fp)
-        if im.format in ('JPEG', 'MPO'):  # EXIF sits in the header; browsers apply it alike
-            value = im.getexif().get(_EXIF_ORIENTATION)
-            return Orientation(value if isinstance(value, int) and 1 <= value <= 8 else 1, True)
-        raw = im.info.get('exif')  # WebP's; BMP has none
+        raw = im.info.get('exif')  # JPEG's (in its header) and WebP's; BMP has none
         if not raw:
             return UPRIGHT
-        value = _exif_block_orientation(raw)
+        value, standard = _exif_block_orientation(raw)
+        if im.format in ('JPEG', 'MPO'):  # browsers apply a JPEG's as the standard reads it
+            return Orientation(value, standard)
         return Orientation(value, value == 1)  # Chromium ignores a WebP's orientation
     except (struct.error, ValueError, KeyError, IndexError, TypeError, SyntaxError):
         # a broken EXIF block (SyntaxError: not a TIFF block at all): decoders ignore it too,

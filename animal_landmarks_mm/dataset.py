@@ -10,9 +10,9 @@ from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
 
 from .annotation import AnnotationError, read_regular_file
-from .converter import MAX_IMAGE_SIDE
+from .converter import MAX_IMAGE_SIDE, OUTSIDE_TOLERANCE
 from .errors import printable, shown_value
-from .schema import NUM_KEYPOINTS, VISIBILITY_FLAGS, dataset_info
+from .schema import ABSENT, NUM_KEYPOINTS, VISIBILITY_FLAGS, dataset_info
 
 
 @DATASETS.register_module()
@@ -41,9 +41,17 @@ class AnimalCharacterFaceDataset(BaseCocoStyleDataset):
         # the inference API): tools/train.py's check (read_coco_file) ran in this project's
         # tools only, and mmpose trained a NaN box to NaN losses, exit status 0
         from mmengine.fileio import exists, get_local_path
+
+        from .schedule import kept_faces
         if exists(self.ann_file):  # (else mmpose's own assertion names it)
             with get_local_path(self.ann_file) as local_path:  # as mmpose reads it
-                read_coco_file(local_path)
+                coco = read_coco_file(local_path)
+            if self.data_mode == 'topdown' and not kept_faces(coco):
+                # mmengine then fails on the empty list ("need at least one array to
+                # concatenate"), a traceback naming no file
+                raise AnnotationError(f'{self.ann_file}: holds no face mmpose keeps (no '
+                                      'annotations, or each is crowd, or has an empty box or '
+                                      'no labelled point): nothing to train on or measure')
         return super()._load_annotations()
 
 
@@ -110,7 +118,11 @@ def check_coco(coco: Any) -> None:
     of the file, a whole-number ``category_id``, 28 x 3 ``keypoints`` (mmpose's flip and
     heatmaps index all 28 points), each a finite x and y and a flag of
     :data:`~.schema.VISIBILITY_FLAGS` (mmpose weighs a point by ``min(1, v)``: a -1 would be a
-    negative weight), a ``bbox`` of 4 finite numbers and, when it has one, a finite ``area``.
+    negative weight), each placed point on its image or off it by at most
+    :data:`~.converter.OUTSIDE_TOLERANCE` of its side (the converter's bound), a ``bbox`` of 4
+    finite numbers and, when it has them, a finite ``area``, a ``num_keypoints`` that is 0 only
+    for a face of no labelled point, and an ``iscrowd`` of 0 or 1 (mmpose keeps a face by these
+    two whatever its points).
     Finite means finite in float32, as mmpose loads them: a NaN box is kept by mmpose and trains
     on NaN targets at full weight. Well-formed faces mmpose leaves out on its own (crowd faces,
     empty boxes, faces without labelled points) are not refused here; training counts them out
@@ -180,6 +192,27 @@ def _check_coco_annotation(ann: dict, where: str, images: dict[int, dict]) -> No
         raise _refusal(where, ann, 'bbox', '4 finite numbers [x, y, width, height]')
     if 'area' in ann and not _is_finite(ann['area']):
         raise _refusal(where, ann, 'area', 'a finite number')
+    # mmpose keeps a face by these two, whatever its points: a "num_keypoints" of 0 (or an
+    # "iscrowd" of "no") dropped a face of 28 placed points from training and validation unseen
+    # (a count off by some, from a file edited by hand, changes nothing mmpose does)
+    labelled = sum(1 for v in keypoints[2::3] if v != ABSENT)
+    count = ann.get('num_keypoints', labelled)
+    if not (_is_finite(count) and (count == 0) == (labelled == 0)):
+        raise _refusal(where, ann, 'num_keypoints',
+                       f'the number of its labelled points ({labelled}, v > 0)')
+    if ann.get('iscrowd', 0) not in (0, 1):  # (False and True are 0 and 1)
+        raise _refusal(where, ann, 'iscrowd', '0 or 1')
+    # the converter's bound on a placed point: an eye corner at x = 1e6 made the inter-ocular
+    # distance, and so the face's NME, a millionth of what it was (a failed face scored good)
+    image = images[image_id]
+    width, height = image['width'], image['height']
+    margin_x, margin_y = OUTSIDE_TOLERANCE * width, OUTSIDE_TOLERANCE * height
+    for point in range(NUM_KEYPOINTS):
+        x, y, v = keypoints[3 * point:3 * point + 3]
+        if v != ABSENT and not (-margin_x <= x <= width + margin_x
+                                and -margin_y <= y <= height + margin_y):
+            raise AnnotationError(f'{where}: point {point} ({x:g}, {y:g}) is far outside its '
+                                  f'{width}x{height} image')
 
 
 def _nested_too_deeply(coco: Any) -> str | None:

@@ -32,7 +32,6 @@ from .annotate import (
     AnnotationSession,
     UnsafeNameError,
     check_output_folder_free,
-    lock_output_folder,
 )
 from .annotation import (
     ANNOTATION_MAX_FACES,
@@ -63,6 +62,7 @@ from .annotation import (
     read_regular_file,
     remove_stale_temporaries,
     scan_images,
+    unencodable_string,
     write_bytes_atomic,
     write_image,
     write_json_atomic,
@@ -588,17 +588,36 @@ def picture_name(image: str) -> str:
     return fit_name(image, f'~{hashlib.sha256(image.encode("utf-8")).hexdigest()[:8]}.jpg')
 
 
-def _persons_work(path: Path) -> bool:
-    """Whether ``path`` holds what a person wrote (an annotation, a skip, a prediction a person
-    saved in the annotator, being reviewed: :func:`~.annotation.is_models_prediction`; or a file
-    that cannot be read: kept as it is), which a prediction must never replace."""
+#: :func:`_kept_as_it_is`'s answer for a file a person wrote (or one that cannot be read)
+PERSONS_WORK = 'person'
+
+
+#: ``meta.prediction`` key of a prediction file: the image folder (resolved) its picture lies in
+PREDICTION_IMAGE_DIR_KEY = 'image_dir'
+
+
+def _kept_as_it_is(path: Path, image_dir: Path) -> str | None:
+    """Why a prediction must not replace ``path``: :data:`PERSONS_WORK` for what a person
+    wrote (an annotation, a skip, a prediction a person saved in the annotator, being
+    reviewed: :func:`~.annotation.is_models_prediction`; or a file that cannot be read: kept
+    as it is), or the image folder of a model's prediction made from another folder's
+    pictures that is still there (``meta.prediction.image_dir``: a run on a subfolder took its
+    ``a.png`` for the folder's own, replacing that picture's prediction); None when it may
+    (no file, or a prediction of this folder's picture, or of a folder gone: moved)."""
     if not path.is_file():
-        return False
+        return None
     try:
-        return not is_models_prediction(load_annotation(path))
+        annotation = load_annotation(path)
     except AnnotationError as e:
         _warn(f'{e}: kept as it is, not overwritten with a prediction')
-        return True
+        return PERSONS_WORK
+    if not is_models_prediction(annotation):
+        return PERSONS_WORK
+    recorded = (annotation.meta.get('prediction') or {}).get(PREDICTION_IMAGE_DIR_KEY)
+    if isinstance(recorded, str) and recorded != str(image_dir) and os.path.isdir(recorded) \
+            and not os.path.samefile(recorded, image_dir):
+        return recorded
+    return None
 
 
 def _check_ranking_replaceable(path: Path) -> None:
@@ -724,11 +743,15 @@ class InferenceResult:
         written: the annotation files written (status ``predicted``).
         kept: files left as they were because a person annotated, skipped or reviewed that
             image in the annotator, or has a draft of it under way (its ``.drafts/``).
+        of_other_folder: model predictions left as they were because they are of a picture
+            of the same name in another image folder, which is still there: the annotation
+            folder's files name the images of that one.
         ranking: the ranking file (``--rank``), most uncertain image first.
     """
 
     written: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
+    of_other_folder: list[Path] = field(default_factory=list)
     ranking: Path | None = None
 
 
@@ -785,12 +808,17 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     else:
         how_predicted = dict(checkpoint=str(checkpoint), config=str(config or 'main config'))
     # the annotator's own naming: one file per image whatever the names, and an existing file
-    # is the image's that it names (it creates the folder)
-    naming = AnnotationSession(images[0].parent, annotation_dir)
-    # an annotator at work in the folder bound its files to images when it started: a
-    # prediction written meanwhile could take a name it gave another image, hiding that work
-    # (refused before any picture is drawn)
-    lock = lock_output_folder(naming.output_dir, option='--annotation-dir')
+    # is the image's that it names (it creates the folder). The folder is held before its
+    # files are read: an annotator at work there bound its files to images when it started,
+    # and a prediction written meanwhile could take a name it gave another image, hiding that
+    # work (refused before any picture is drawn)
+    naming = AnnotationSession(images[0].parent, annotation_dir,
+                               lock_option='--annotation-dir')
+    lock = naming.folder_lock
+    # the folder the files' names are of: a later run on another folder leaves them be (a
+    # name no file can hold, not UTF-8, is not recorded: the guard is then off)
+    if unencodable_string(str(naming.image_dir)) is None:
+        how_predicted[PREDICTION_IMAGE_DIR_KEY] = str(naming.image_dir)
     try:
         (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
         # the tool's own folder: a temporary there older than any write takes is a picture a
@@ -808,12 +836,13 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                 continue
             try:
                 target = naming.annotation_path(path.name)
-                held = _persons_work(target) or naming.has_draft(path.name)
+                held = _kept_as_it_is(target, naming.image_dir) or (
+                    naming.has_draft(path.name) and PERSONS_WORK)
             except UnsafeNameError as e:  # its file or draft a link out of the folder, or a loop
                 _warn(f'{path.name}: skipped: {e} (nothing is written through such a link)')
                 continue
-            if held:  # a person's work, or a draft: work under way
-                result.kept.append(target)
+            if held:  # a person's work, a draft (work under way), another folder's prediction
+                (result.kept if held == PERSONS_WORK else result.of_other_folder).append(target)
                 continue
             try:  # the header only: a decompression bomb is refused before cv2 allocates it
                 image_size(path)
@@ -884,8 +913,10 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             except IsADirectoryError:  # a folder of the picture's name: one picture less, not
                 # the run's end (the images after it never predicted, no ranking)
                 _warn(f'{path.name}: no picture drawn: {picture} is a folder')
-            if _persons_work(target) or naming.has_draft(path.name):  # saved meanwhile
-                result.kept.append(target)
+            held = _kept_as_it_is(target, naming.image_dir) or (  # saved meanwhile
+                naming.has_draft(path.name) and PERSONS_WORK)
+            if held:
+                (result.kept if held == PERSONS_WORK else result.of_other_folder).append(target)
                 continue
             write_bytes_atomic(target, data, make_folder=True)  # save_annotation's bytes
             result.written.append(target)

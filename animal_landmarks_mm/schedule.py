@@ -439,6 +439,108 @@ _RECIPE_RANGES = dict(
 )
 
 
+
+def overridden_recipe(config_file: str) -> tuple[str, list[str]] | None:
+    """The config file, derived (``_base_``) from one with a schedule recipe, that sets the
+    schedule the recipe's plan replaces (a planned ``train_cfg`` key, :data:`PLANNED_LOOP_KEYS`,
+    or ``param_scheduler``) without a recipe of its own, and those keys: the plan would train
+    otherwise than that file says, unseen. None when no file does (or the files cannot be
+    read as plain old-style configs: mmengine has read them, the check is then left out).
+
+    Each file is read for the names it assigns at its top level (Python's ``ast``, never run;
+    a ``.json`` or ``.yaml`` config's keys), as mmengine finds its ``_base_`` files; the walk
+    down each branch stops at the first file that assigns ``schedule`` (the recipe's, whose
+    own ``train_cfg`` is the static schedule other runners use).
+    """
+    seen: set[str] = set()
+
+    def walk(path: str) -> tuple[bool, tuple[str, list[str]] | None]:
+        # (reaches a recipe, the most derived file on the way that sets its schedule)
+        real = osp.realpath(path)
+        if real in seen:
+            return False, None
+        seen.add(real)
+        assigned = _assigned_names(path)
+        if assigned is None:
+            return False, None
+        if 'schedule' in assigned:
+            return True, None
+        reaches, below = False, None
+        for base in assigned.get('_base_') or ():
+            base_reaches, base_below = walk(base)
+            reaches, below = reaches or base_reaches, below or base_below
+        keys = _schedule_keys(assigned)
+        return reaches, (path, keys) if reaches and keys else below
+
+    try:
+        return walk(config_file)[1]
+    except (OSError, SyntaxError, ValueError, TypeError, RecursionError):
+        return None  # mmengine read it: an odd form this reading does not know
+
+
+def _assigned_names(path: str) -> dict | None:
+    """What a config file assigns at its top level, by name: ``train_cfg`` -> the set of its
+    keys (None for a value whose keys are not written out), ``_base_`` -> its base files'
+    paths (mmengine's ``_get_base_files`` and ``_get_cfg_path``; a package's config is none
+    of ours: left out), any other name -> None. None for a file of no such form."""
+    import ast
+
+    from mmengine.config import Config
+    suffix = osp.splitext(path)[1]
+    names: dict = {}
+    if suffix == '.py':
+        with open(path, encoding='utf-8') as f:
+            tree = ast.parse(f.read())
+        for node in tree.body:
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        names[target.id] = (_literal_keys(node.value)
+                                            if target.id == 'train_cfg' else None)
+    elif suffix in ('.json', '.yaml', '.yml'):
+        import mmengine
+        loaded = mmengine.load(path)
+        if not isinstance(loaded, dict):
+            return None
+        for name, value in loaded.items():
+            names[name] = set(value) if name == 'train_cfg' and isinstance(value, dict) else None
+    else:
+        return None
+    bases = []
+    for base in Config._get_base_files(path) if '_base_' in names else ():
+        base_path, scope = Config._get_cfg_path(base, path)
+        if scope is None:
+            bases.append(base_path)
+    names['_base_'] = bases
+    return names
+
+
+def _literal_keys(node) -> set[str] | None:
+    """The keys of a ``dict(a=...)`` call or a ``{'a': ...}`` literal; None for another value
+    (or one spreading another's keys: ``**``)."""
+    import ast
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'dict' \
+            and not node.args and all(k.arg is not None for k in node.keywords):
+        return {k.arg for k in node.keywords}
+    if isinstance(node, ast.Dict) and all(isinstance(k, ast.Constant) and isinstance(k.value, str)
+                                          for k in node.keys):
+        return {k.value for k in node.keys}
+    return None
+
+
+def _schedule_keys(assigned: dict) -> list[str]:
+    """The keys of the schedule a plan replaces that a file's assignments set."""
+    keys = []
+    if 'train_cfg' in assigned:
+        train_keys = assigned['train_cfg']
+        if train_keys is None or '_delete_' in train_keys:
+            keys.append('train_cfg')
+        else:
+            keys += [f'train_cfg.{key}' for key in sorted(train_keys & PLANNED_LOOP_KEYS)]
+    if 'param_scheduler' in assigned:
+        keys.append('param_scheduler')
+    return keys
+
 def recipe_of(cfg: Config) -> dict | None:
     """The config's ``schedule`` recipe with the defaults filled in; None when it has none.
 

@@ -30,6 +30,7 @@ from .schedule import (
     annotation_file,
     check_positive,
     kept_faces,
+    overridden_recipe,
     plan_schedule,
     read_training_faces,
     schedule_options,
@@ -664,6 +665,15 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     planned = None
     has_recipe = cfg.get('schedule') is not None
     bypassed_by = ' and '.join(schedule_options(cfg_options)) if has_recipe else ''
+    overridden = overridden_recipe(cfg.filename) if has_recipe and cfg.filename else None
+    if overridden is not None and not bypassed_by:
+        # the plan would replace what that file says, unseen (it did, documented only)
+        derived, keys = overridden
+        raise TrainingSetupError(
+            f'{derived} sets {" and ".join(keys)} over the schedule recipe it inherits, whose '
+            'plan would replace them: drop them and size the run with --epochs, --iters or '
+            f'--batch-size (the plan follows them), or add `schedule = None` to {derived} to '
+            'train by its own train_cfg and param_scheduler as written')
     if has_recipe and not bypassed_by:
         counted = check_annotation_files(cfg, ('train_dataloader',))
         try:
@@ -920,7 +930,9 @@ def _faces_with_eye_corners(coco: dict) -> int:
     faces = kept_faces(coco)
     if not faces:
         return 0
-    points = np.array([face['keypoints'] for face in faces], np.float64).reshape(
+    # float32, as mmpose hands the metric its points (two corners 1e-6 px apart are apart in
+    # float64, not in float32: the NME the best checkpoint is kept by was missing)
+    points = np.array([face['keypoints'] for face in faces], np.float32).reshape(
         len(faces), -1, 3)
     # the truth against itself: every placed point of a measured face is 0, of others NaN
     errors = landmark_errors(points[..., :2], points[..., :2], points[..., 2].astype(int),

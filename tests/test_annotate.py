@@ -1370,6 +1370,33 @@ def test_one_process_at_a_time_holds_the_output_folder(tmp_path):
         lock_output_folder(folder)
 
 
+
+def test_a_locked_session_holds_its_folder_before_it_reads_a_file(tmp_path, monkeypatch):
+    """The annotator (and tools/infer.py) read the folder's files, then locked it: a run
+    writing there in between changed which file is whose unseen (a helper's repro: an image
+    that could not be opened all session, a prediction hidden). Files are bound under the
+    lock, which a failed start lets go."""
+    images = _images(tmp_path / 'images', ('a.png',))
+    out = tmp_path / 'out'
+    seen = []
+
+    def bind(session):
+        with pytest.raises(OutputFolderInUseError):  # another process would be refused
+            check_output_folder_free(out)
+        seen.append(session.output_dir)
+        raise OSError(errno.EIO, 'Input/output error')  # a start failing after the lock
+    monkeypatch.setattr(AnnotationSession, '_bind_files', bind)
+    with pytest.raises(OSError):
+        AnnotationSession(images, out, lock_option='--output-dir')
+    assert seen == [out.resolve()]
+    lock_output_folder(out).release()  # let go with the failed start
+    monkeypatch.undo()
+    session = AnnotationSession(images, out, lock_option='--output-dir')
+    with pytest.raises(OutputFolderInUseError, match='choose another --output-dir'):
+        AnnotationSession(images, out, lock_option='--output-dir')
+    session.folder_lock.release()
+    assert AnnotationSession(images, out).folder_lock is None  # a session of many in a process
+
 def test_a_peek_at_the_lock_refuses_a_held_folder_and_makes_nothing(tmp_path):
     """tools/infer.py peeks before its model's load: a held folder is refused with the lock's
     own message; a free one, a folder with no lock file, a missing folder, a lock file that is

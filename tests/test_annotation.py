@@ -583,6 +583,51 @@ def test_an_exif_block_that_is_no_tiff_is_read_upright(tmp_path):
         assert image_size(path) == (60, 40) and tuple(image_orientation(path)) == (1, True)
 
 
+
+def _tiff_block(entries, big_endian=False) -> bytes:
+    """A TIFF block of one directory of (tag, type, value) entries (type 3 SHORT, 4 LONG)."""
+    import struct
+    order = '>' if big_endian else '<'
+    block = (b'MM\x00*' if big_endian else b'II*\x00') + struct.pack(order + 'IH', 8,
+                                                                     len(entries))
+    for tag, kind, value in entries:
+        packed = struct.pack(order + ('HH' if kind == 3 else 'I'), *(
+            (value, 0) if kind == 3 else (value,)))
+        block += struct.pack(order + 'HHI', tag, kind, 1) + packed
+    return block + struct.pack(order + 'I', 0)
+
+
+@pytest.mark.parametrize('entries, big_endian, upright', [
+    ([(0x0112, 3, 6)], True, False),  # as cameras write it: read alike
+    ([(0x0112, 4, 6)], True, True),  # a LONG: OpenCV reads its first 16 bits (0)
+    ([(0x0112, 4, 6)], False, False),  # ... which little-endian are the 6
+    ([(0x0112, 3, 1), (0x0112, 3, 6)], False, True),  # two tags: OpenCV takes the first
+    ([(0x0112, 3, 6), (0x0112, 3, 1)], False, False),
+], ids=['short', 'long-big-endian', 'long-little-endian', 'tags-1-6', 'tags-6-1'])
+@pytest.mark.parametrize('fmt', ['JPEG', 'WEBP', 'PNG'])
+def test_image_size_reads_an_odd_exif_block_as_opencv_decodes_it(tmp_path, entries, big_endian,
+                                                                 upright, fmt):
+    """PIL's reading of an orientation stored as a LONG, or given twice, is not OpenCV's: the
+    annotator and the converter took a picture's size turned where training (and infer) did
+    not, so an annotation and its picture were in two frames (a helper's repro). The size is
+    OpenCV's now, and a browser shown such a JPEG itself (which reads it as PIL does) is not
+    trusted to turn it alike: the annotator serves it turned."""
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import image_orientation, image_size, read_image
+    block = _tiff_block(entries, big_endian)
+    path = tmp_path / f'odd.{fmt.lower()}'
+    Image.new('RGB', (300, 100), (90, 120, 30)).save(
+        path, fmt, exif=block if fmt == 'PNG' else b'Exif\x00\x00' + block)
+    height, width = read_image(path).shape[:2]
+    assert image_size(path) == (width, height) == ((300, 100) if upright else (100, 300))
+    orientation = image_orientation(path)
+    standard = entries == [(0x0112, 3, 6)] or (not big_endian and entries[-1][2] == 6
+                                               and len(entries) == 1)
+    assert orientation.value == (1 if upright else 6)
+    if fmt == 'JPEG':
+        assert orientation.shown_alike == standard
+
 def test_an_annotation_file_of_more_faces_than_any_picture_has_is_refused(tmp_path):
     """A file of more than ANNOTATION_MAX_FACES faces (16 MB hold tens of thousands: a
     detector's boxes) is refused in one line naming it, and never written: comparing its

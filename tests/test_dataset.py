@@ -163,3 +163,54 @@ def test_deeply_nested_json_is_found_wherever_it_is(tmp_path):
         path.write_text(json.dumps(coco))
         with pytest.raises(AnnotationError, match=rf'in {re.escape(name)} \(a COCO file'):
             read_coco_file(path)
+
+
+@pytest.mark.parametrize('case, expected', [
+    # mmpose keeps a face by these alone: the face of 28 placed points was dropped unseen
+    ('num_keypoints', '"num_keypoints" must be the number of its labelled points (28, v > 0), '
+                      'got 0'),
+    ('iscrowd', '"iscrowd" must be 0 or 1, got \'no\''),
+    # an outer eye corner a million pixels away: every error of the face a millionth of itself
+    ('far_point', 'point 19 (1e+06, 14) is far outside its 100x100 image'),
+])
+def test_values_mmpose_reads_silently_wrong_are_one_line(tmp_path, case, expected):
+    from animal_landmarks_mm.annotation import AnnotationError
+    from animal_landmarks_mm.dataset import read_coco_file
+    coco = _one_face_coco()
+    ann = coco['annotations'][0]
+    if case == 'num_keypoints':
+        ann['num_keypoints'] = 0
+    elif case == 'iscrowd':
+        ann['iscrowd'] = 'no'
+    else:
+        ann['keypoints'][3 * 19] = 1e6
+    path = tmp_path / f'{case}.json'
+    path.write_text(json.dumps(coco))
+    with pytest.raises(AnnotationError) as e:
+        read_coco_file(path)
+    assert str(e.value) == f'{path}: annotation 1: {expected}'
+    # what the converter writes passes: points just off the image (a face cut by the border),
+    # a crowd face; and a count a hand's edit left off by some (mmpose only asks if it is 0)
+    ann.update(num_keypoints=28, iscrowd=1)
+    ann['keypoints'][3 * 19:3 * 19 + 3] = [0, 0, 0]
+    ann['keypoints'][0:2] = [-9.5, 109.5]
+    path.write_text(json.dumps(coco))
+    read_coco_file(path)
+
+
+def test_a_file_of_no_face_mmpose_keeps_is_one_line_naming_it(tmp_path):
+    """mmengine failed on the empty list, "need at least one array to concatenate", for a
+    runner other than tools/train.py (mim train), which checks its files first."""
+    from animal_landmarks_mm.annotation import AnnotationError
+    coco = _one_face_coco()
+    coco['annotations'][0]['bbox'] = [5, 5, 0, 20]  # no width: mmpose leaves it out
+    path = tmp_path / 'none_kept.json'
+    path.write_text(json.dumps(coco))
+    for test_mode in (False, True):
+        with pytest.raises(AnnotationError) as e:
+            AnimalCharacterFaceDataset(ann_file=str(path), data_prefix=dict(img=''),
+                                       test_mode=test_mode)
+        assert str(e.value).startswith(f'{path}: holds no face mmpose keeps')
+    # one image per sample, faces or none: bottom-up builds it
+    assert len(AnimalCharacterFaceDataset(ann_file=str(path), data_prefix=dict(img=''),
+                                          data_mode='bottomup')) == 1

@@ -297,6 +297,36 @@ def _age(path: Path, seconds: float = 3600) -> Path:
     return path
 
 
+
+def test_a_run_on_another_folder_leaves_its_predictions_of_the_same_names_be(
+        peaked_scenes, peaked_checkpoint, tmp_path):
+    """infer on raw/sub into raw's annotation folder took sub/a.png for raw/a.png and replaced
+    that picture's prediction with its own points (a helper's repro): predictions record the
+    folder of their picture, and one of a folder still there is left be, said in one line. A
+    folder moved away is no other folder."""
+    from animal_landmarks_mm.infer import run_inference
+    raw, sub = tmp_path / 'raw', tmp_path / 'raw' / 'sub'
+    box_a, box_b = _scene_folder(peaked_scenes, raw, {'a.png': 0, 'b.png': 1})
+    _scene_folder(peaked_scenes, sub, {'a.png': 1})
+    boxes = tmp_path / 'boxes.json'
+    boxes.write_text(json.dumps({'a.png': [box_a], 'b.png': [box_b]}))
+    out = tmp_path / 'landmarks'
+
+    def predict(folder):
+        return run_inference(folder, config=None, checkpoint=peaked_checkpoint,
+                             out_dir=tmp_path / 'infer', annotation_dir=out, boxes_file=boxes,
+                             progress=False)
+    predict(raw)
+    before = (out / 'a.json').read_bytes()
+    assert load_annotation(out / 'a.json').meta['prediction']['image_dir'] == str(raw)
+    result = predict(sub)
+    assert result.of_other_folder == [out / 'a.json'] and not result.written
+    assert (out / 'a.json').read_bytes() == before
+    assert len(predict(raw).written) == 2  # its own folder's run replaces them
+    moved = tmp_path / 'moved'
+    raw.rename(moved)
+    assert len(predict(moved / 'sub').written) == 1
+
 def test_only_the_rankings_stale_temporaries_are_removed(peaked_scenes, peaked_checkpoint,
                                                          tmp_path):
     """The output folder is the user's: a file there named like a temporary (.x.backup01.tmp)

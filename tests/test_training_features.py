@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -1009,6 +1010,32 @@ def test_a_validation_file_without_an_nme_stops_any_runner_before_training(tmp_p
     assert not list((tmp_path / 'work_dir').glob('*.pth'))
 
 
+
+def test_eye_corners_apart_only_in_float64_measure_no_nme(coco_dir):
+    """Corners 1e-6 px apart passed the validation check (float64) and met the metric as one
+    spot (float32, as mmpose hands it the points): no NME, the KeyError the check is for."""
+    from animal_landmarks_mm.metrics import LandmarkMetric
+    from animal_landmarks_mm.schema import INTEROCULAR_INDICES
+    from animal_landmarks_mm.training import _faces_with_eye_corners
+    coco = json.loads((coco_dir / 'annotations' / 'val.json').read_text())
+    coco['annotations'] = coco['annotations'][:1]
+    keypoints = coco['annotations'][0]['keypoints']
+    first, second = (3 * i for i in INTEROCULAR_INDICES)
+    keypoints[first:first + 2] = [100.0, 50.0]
+    keypoints[second:second + 2] = [100.000001, 50.0]
+    keypoints[first + 2] = keypoints[second + 2] = 2
+    assert _faces_with_eye_corners(coco) == 0
+    points = np.array(keypoints, np.float32).reshape(-1, 3)
+    metric = LandmarkMetric()
+    metric.process([], [dict(gt_instances=dict(keypoints=points[None, :, :2],
+                                               keypoints_visible=points[None, :, 2],
+                                               bboxes=np.array([[0, 0, 200, 200]], np.float32)),
+                             pred_instances=dict(keypoints=points[None, :, :2]),
+                             raw_ann_info=coco['annotations'][0])])
+    assert 'NME' not in metric.compute_metrics(metric.results)
+    keypoints[second] = 101.0  # a pixel apart: both measure it
+    assert _faces_with_eye_corners(coco) == 1
+
 def test_lr_beside_a_schedule_option_and_auto_scale_lr_is_the_lr_as_it_is(tmp_path, coco_dir,
                                                                           capsys):
     """--lr is the peak lr as it is: beside a schedule option and --auto-scale-lr, mmengine
@@ -1209,7 +1236,8 @@ def _mmpose_length(cfg):
 
 def _unlabelled_points(coco):
     for face in coco['annotations'][:3]:
-        face['keypoints'] = [0] * len(face['keypoints'])  # num_keypoints still > 0
+        face['keypoints'] = [0] * len(face['keypoints'])  # absent: no face mmpose keeps
+        face.pop('num_keypoints')  # (one that says otherwise is refused: check_coco)
 
 
 def _mixed(coco):
@@ -1217,7 +1245,8 @@ def _mixed(coco):
     faces[0]['iscrowd'] = 1
     faces[1]['bbox'] = [10, 10, 0, 20]  # no width
     faces[2]['bbox'] = [-50, 5, 30, 30]  # left of the image: nothing after clipping
-    faces[3]['num_keypoints'] = 0  # labelled points, but said none
+    faces[3]['keypoints'] = [0] * len(faces[3]['keypoints'])  # no labelled point
+    faces[3]['num_keypoints'] = 0
 
 
 @pytest.mark.parametrize('mutate', [
@@ -1427,6 +1456,34 @@ def test_a_configs_own_loop_settings_stay_beside_the_plan(tmp_path):
     plan_schedule(cfg, 200, cfg_options={'train_cfg.val_begin': 40})
     assert cfg.train_cfg.val_begin == 40
 
+
+
+def test_a_derived_config_that_sets_the_planned_schedule_is_refused(tmp_path, coco_dir):
+    """A config of the user's inheriting ours with train_cfg.max_epochs = 100 (or its own
+    param_scheduler) trained by the plan instead, unseen (documented only). Its own keys the
+    plan keeps (val_begin), a file below it with a recipe of its own, `schedule = None` and
+    --cfg-options setting the schedule (used as written) are not refused."""
+    def config(name, body, base=MAIN_CONFIG):
+        path = tmp_path / name
+        path.write_text(f'_base_ = [{str(base)!r}]\n{body}\n')
+        return path
+    longer = config('longer.py', 'train_cfg = dict(max_epochs=100, val_begin=3)')
+    schedulers = config('schedulers.py', 'param_scheduler = []', base=longer)
+    for path, keys in ((longer, 'train_cfg.max_epochs'), (schedulers, 'param_scheduler')):
+        cfg = set_data_root(load_config(str(path)), str(coco_dir))
+        with pytest.raises(TrainingSetupError) as info:
+            apply_simple_flags(cfg)
+        assert str(info.value).startswith(
+            f'{path} sets {keys} over the schedule recipe it inherits, whose plan would '
+            'replace them: ')
+    for path in (config('kept.py', 'train_cfg = dict(val_begin=3)'),
+                 config('own.py', 'schedule = None', base=longer),
+                 config('recipe.py', 'schedule = dict(samples=100)', base=longer)):
+        cfg = set_data_root(load_config(str(path)), str(coco_dir))
+        apply_simple_flags(cfg)
+    options = {'train_cfg.max_epochs': 2}
+    cfg = set_data_root(load_config(str(longer), options), str(coco_dir))
+    assert apply_simple_flags(cfg, cfg_options=options) is None  # as written, said so
 
 def test_dynamic_intervals_are_refused_in_a_planned_run(tmp_path):
     """A config's (or an option's) dynamic_intervals were kept while the plan printed one

@@ -17,7 +17,7 @@ import os
 import socket
 import sys
 
-from animal_landmarks_mm.annotate import AnnotationSession, lock_output_folder, read_order_file
+from animal_landmarks_mm.annotate import AnnotationSession, read_order_file
 from animal_landmarks_mm.annotate_app import PRE_ANNOTATE_AHEAD
 from animal_landmarks_mm.annotation import misnamed_images_warning
 from animal_landmarks_mm.errors import exit_on_error, printable, some_names
@@ -98,11 +98,12 @@ def main(argv=None):
         if args.pre_annotate < 0:
             raise InferenceInputError('--pre-annotate is a number of images, 0 or more')
         order = read_order_file(args.files) if args.files else None
+        # the folder held until the process ends (session.folder_lock), from before its files
+        # are read: a second annotator on the folder ends here, before it reads a model or
+        # writes anything
         session = AnnotationSession(args.image_dir, args.output_dir,
-                                    annotator=args.annotator or login_name(), order=order)
-        # held until the process ends: a second annotator on the folder ends here, before it
-        # reads a model or writes anything
-        output_lock = lock_output_folder(session.output_dir)  # noqa: F841
+                                    annotator=args.annotator or login_name(), order=order,
+                                    lock_option='--output-dir')
         if session.misnamed_images:
             warn_misnamed(session)
         # gradio loads in seconds; only after the arguments are known to be good
