@@ -48,6 +48,7 @@ from .annotation import (
     decode_image,
     file_sha256,
     fit_name,
+    image_key,
     image_name_problem,
     image_size,
     is_models_prediction,
@@ -596,6 +597,26 @@ PERSONS_WORK = 'person'
 PREDICTION_IMAGE_DIR_KEY = 'image_dir'
 
 
+def persons_files_in_subfolders(annotation_dir: Path) -> dict[str, Path]:
+    """image name -> a file of a person's work (:func:`_kept_as_it_is`) that names it in a
+    subfolder of the annotation folder, which the converter reads (recursively) but the
+    annotator does not: a prediction of such an image, accepted quickly, became the file the
+    converter keeps and pushed the person's out of training (a helper's repro: files moved
+    into ``round1/``). Files that cannot be read are left to the converter to name."""
+    from .converter import scan_annotation_folder
+    found: dict[str, Path] = {}
+    for path in scan_annotation_folder(annotation_dir)[0]:
+        if path.parent == annotation_dir or not path.is_file():
+            continue
+        try:
+            annotation = load_annotation(path)
+        except AnnotationError:
+            continue
+        if not is_models_prediction(annotation):
+            found.setdefault(image_key(annotation.image), path)
+    return found
+
+
 def _kept_as_it_is(path: Path, image_dir: Path) -> str | None:
     """Why a prediction must not replace ``path``: :data:`PERSONS_WORK` for what a person
     wrote (an annotation, a skip, a prediction a person saved in the annotator, being
@@ -820,6 +841,7 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
     if unencodable_string(str(naming.image_dir)) is None:
         how_predicted[PREDICTION_IMAGE_DIR_KEY] = str(naming.image_dir)
     try:
+        annotated_deeper = persons_files_in_subfolders(naming.output_dir)
         (out_dir / 'vis').mkdir(parents=True, exist_ok=True)
         # the tool's own folder: a temporary there older than any write takes is a picture a
         # killed run left
@@ -843,6 +865,9 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                 continue
             if held:  # a person's work, a draft (work under way), another folder's prediction
                 (result.kept if held == PERSONS_WORK else result.of_other_folder).append(target)
+                continue
+            if path.name in annotated_deeper:  # a person's file the annotator does not list
+                result.kept.append(annotated_deeper[path.name])
                 continue
             try:  # the header only: a decompression bomb is refused before cv2 allocates it
                 image_size(path)

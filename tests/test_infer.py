@@ -327,6 +327,37 @@ def test_a_run_on_another_folder_leaves_its_predictions_of_the_same_names_be(
     raw.rename(moved)
     assert len(predict(moved / 'sub').written) == 1
 
+
+def test_an_image_a_person_annotated_in_a_subfolder_is_not_predicted(
+        peaked_scenes, peaked_checkpoint, tmp_path):
+    """The annotator lists its folder's top level, the converter reads it all: alice's file
+    moved into round1/ was not seen, the image was predicted, and the prediction (accepted in
+    a hurry: the image showed as to do) became the file trained on, alice's left out (a
+    helper's repro). A model's untouched prediction in a subfolder does not hold it back."""
+    from animal_landmarks_mm.infer import run_inference
+    images = tmp_path / 'images'
+    box_a, box_b, box_c = _scene_folder(peaked_scenes, images, {'a.png': 0, 'b.png': 1,
+                                                                'c.png': 1})
+    boxes = tmp_path / 'boxes.json'
+    boxes.write_text(json.dumps({'a.png': [box_a], 'b.png': [box_b], 'c.png': [box_c]}))
+    out = tmp_path / 'landmarks'
+
+    def predict():
+        return run_inference(images, config=None, checkpoint=peaked_checkpoint,
+                             out_dir=tmp_path / 'infer', annotation_dir=out, boxes_file=boxes,
+                             progress=False)
+    predict()
+    (out / 'round1').mkdir()
+    alices = load_annotation(out / 'a.json')
+    alices.status, alices.meta = 'annotated', dict(annotator='alice')
+    save_annotation(out / 'round1' / 'a.json', alices)
+    (out / 'a.json').unlink()
+    (out / 'c.json').rename(out / 'round1' / 'c.json')  # the model's, moved
+    result = predict()
+    assert result.kept == [out / 'round1' / 'a.json']
+    assert sorted(p.name for p in result.written) == ['b.json', 'c.json']
+    assert not (out / 'a.json').exists()
+
 def test_only_the_rankings_stale_temporaries_are_removed(peaked_scenes, peaked_checkpoint,
                                                          tmp_path):
     """The output folder is the user's: a file there named like a temporary (.x.backup01.tmp)

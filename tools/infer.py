@@ -77,7 +77,7 @@ def main(argv=None):
           f'files (status "predicted", to review in the annotator) in {folder}')
     if result.kept:
         print(f'{len(result.kept)} images already annotated by a person or being annotated (a '
-              'draft, or a prediction under review): their files were kept')
+              'draft, or a prediction under review; in a subfolder too): their files were kept')
     if result.of_other_folder:
         print(printable(
             f'warning: {len(result.of_other_folder)} images not predicted: {folder} holds '
