@@ -1835,6 +1835,28 @@ def _try_lock(folder: str | os.PathLike, option: str, peek: bool) -> tuple[int, 
         os.close(fd)
 
 
+def persons_files_in_subfolders(annotation_dir: Path) -> dict[str, Path]:
+    """image name -> a person's file (not a model's untouched prediction:
+    :func:`~.annotation.is_models_prediction`) naming it in a subfolder of the annotation
+    folder, which the converter reads (recursively) but the annotator does not list: infer
+    leaves such an image be (a prediction of it, accepted in a hurry, became the file the
+    converter keeps and pushed the person's out of training: a helper's repro, files moved
+    into ``round1/``), and the annotator says how many it shows as to do. Files that cannot
+    be read are left to the converter to name."""
+    from .converter import scan_annotation_folder
+    found: dict[str, Path] = {}
+    for path in scan_annotation_folder(annotation_dir)[0]:
+        if path.parent == annotation_dir or not path.is_file():
+            continue
+        try:
+            annotation = load_annotation(path)
+        except AnnotationError:
+            continue
+        if not is_models_prediction(annotation):
+            found.setdefault(image_key(annotation.image), path)
+    return found
+
+
 def check_output_folder_free(folder: str | os.PathLike, option: str = '--output-dir') -> None:
     """Refuse early a folder that another process holds (:func:`lock_output_folder`), making
     and locking nothing: for a tool with slow work to do before it takes the lock (a model to

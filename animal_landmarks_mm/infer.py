@@ -32,6 +32,7 @@ from .annotate import (
     AnnotationSession,
     UnsafeNameError,
     check_output_folder_free,
+    persons_files_in_subfolders,
 )
 from .annotation import (
     ANNOTATION_MAX_FACES,
@@ -48,7 +49,6 @@ from .annotation import (
     decode_image,
     file_sha256,
     fit_name,
-    image_key,
     image_name_problem,
     image_size,
     is_models_prediction,
@@ -596,25 +596,6 @@ PERSONS_WORK = 'person'
 #: ``meta.prediction`` key of a prediction file: the image folder (resolved) its picture lies in
 PREDICTION_IMAGE_DIR_KEY = 'image_dir'
 
-
-def persons_files_in_subfolders(annotation_dir: Path) -> dict[str, Path]:
-    """image name -> a file of a person's work (:func:`_kept_as_it_is`) that names it in a
-    subfolder of the annotation folder, which the converter reads (recursively) but the
-    annotator does not: a prediction of such an image, accepted quickly, became the file the
-    converter keeps and pushed the person's out of training (a helper's repro: files moved
-    into ``round1/``). Files that cannot be read are left to the converter to name."""
-    from .converter import scan_annotation_folder
-    found: dict[str, Path] = {}
-    for path in scan_annotation_folder(annotation_dir)[0]:
-        if path.parent == annotation_dir or not path.is_file():
-            continue
-        try:
-            annotation = load_annotation(path)
-        except AnnotationError:
-            continue
-        if not is_models_prediction(annotation):
-            found.setdefault(image_key(annotation.image), path)
-    return found
 
 
 def _kept_as_it_is(path: Path, image_dir: Path) -> str | None:

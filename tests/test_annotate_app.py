@@ -979,6 +979,25 @@ def test_images_named_in_other_bytes_than_utf8_are_left_out_and_said_so(folders,
                        'them to annotate them'], proc.stderr
 
 
+
+def test_images_annotated_only_in_subfolders_are_said_at_start(folders):
+    """The annotator lists its folder's top level: a person's files moved into round1/ made
+    their images show as to do, with no word (the converter trains on them)."""
+    from conftest import run_tool
+    images, out = folders
+    for name in ('a', 'b'):
+        save_annotation(out / 'round1' / f'{name}.json', ImageAnnotation(
+            f'{name}.png', *cv2.imread(str(images / f'{name}.png')).shape[1::-1],
+            [Face([(10.0 + k, 10.0 + k % 5) for k in range(28)])], meta=dict(annotator='al')))
+    save_annotation(out / 'b.json', load_annotation(out / 'round1' / 'b.json'))  # also here
+    proc = run_tool('annotate_landmarks.py', '--image-dir', images, '--output-dir', out,
+                    '--host', '203.0.113.1', check=False)
+    warning = [line for line in proc.stderr.splitlines() if 'subfolders' in line]
+    assert warning == [f'warning: 1 images are annotated in subfolders of {out} only (such as '
+                       'round1/a.json): the annotator lists the top level and shows them as '
+                       'to do; the converter trains on those files (a file of the image saved '
+                       'here would come first)'], proc.stderr
+
 def test_a_value_no_file_can_hold_is_not_saved_and_said_so(folders):
     """A NaN in a file's meta (json reads it; no save could write it back): the image does not
     open (it opened, and every save of the work done on it failed), the page is told why in

@@ -17,7 +17,11 @@ import os
 import socket
 import sys
 
-from animal_landmarks_mm.annotate import AnnotationSession, read_order_file
+from animal_landmarks_mm.annotate import (
+    AnnotationSession,
+    persons_files_in_subfolders,
+    read_order_file,
+)
 from animal_landmarks_mm.annotate_app import PRE_ANNOTATE_AHEAD
 from animal_landmarks_mm.annotation import misnamed_images_warning
 from animal_landmarks_mm.errors import exit_on_error, printable, some_names
@@ -106,6 +110,7 @@ def main(argv=None):
                                     lock_option='--output-dir')
         if session.misnamed_images:
             warn_misnamed(session)
+        warn_annotated_in_subfolders(session)
         # gradio loads in seconds; only after the arguments are known to be good
         from animal_landmarks_mm.annotate_app import Annotator, launch
         predictor = detector = None
@@ -145,6 +150,22 @@ def warn_misnamed(session: AnnotationSession) -> None:
     print(printable('warning: ' + misnamed_images_warning(
         session.image_dir, session.misnamed_images, 'annotate'), one_line=True),
         file=sys.stderr, flush=True)
+
+
+def warn_annotated_in_subfolders(session: AnnotationSession) -> None:
+    """One line on the images a person's file in a subfolder of the output folder annotates
+    and none at its top level: shown as to do here, trained on by the converter."""
+    images = set(session.images)
+    found = {image: path for image, path in
+             persons_files_in_subfolders(session.output_dir).items()
+             if image in images and not session.annotation_path(image).exists()}
+    if found:
+        first = next(iter(found.values())).relative_to(session.output_dir)
+        print(printable(
+            f'warning: {len(found)} images are annotated in subfolders of '
+            f'{session.output_dir} only (such as {first}): the annotator lists the top level '
+            'and shows them as to do; the converter trains on those files (a file of the '
+            'image saved here would come first)', one_line=True), file=sys.stderr, flush=True)
 
 
 def check_can_listen(host: str, port: int) -> None:
