@@ -313,9 +313,10 @@ _EXIF_QUARTER_TURNS = (5, 6, 7, 8)
 #: chunk only if it starts so (PNG 3), so OpenCV and Chromium ignore one that starts with
 #: JPEG's ``Exif\0\0`` (which PIL takes)
 _TIFF_HEADERS = (b'II*\x00', b'MM\x00*')
-#: libpng's limit on an ancillary chunk (``PNG_USER_CHUNK_MALLOC_MAX``): a larger ``eXIf`` is
-#: dropped (and never read here)
-_PNG_CHUNK_MAX = 8_000_000
+#: The largest ``eXIf`` chunk data OpenCV's PNG reader keeps: 8,000,000 bytes with the chunk's
+#: length, type and CRC ("user chunk data is too large" past it; libpng's
+#: ``PNG_USER_CHUNK_MALLOC_MAX`` is the same 8 MB); a larger one is dropped (and never read here)
+_PNG_CHUNK_MAX = 8_000_000 - 12
 #: The most chunks of a PNG walked for its ``eXIf`` (about a microsecond each): OpenCV writes
 #: its pixels in chunks of 8 KB (1,042 for an 8 MB 4000x3000 picture; PIL 552 for 34 MB), so a
 #: picture within PIL's pixel limit has a few tens of thousands at most; 4 million empty ones
@@ -358,10 +359,9 @@ def _read_at(file, offset: int, size: int) -> bytes:
             file.seek(position)
 
 
-def _exif_block_orientation(block: bytes) -> tuple[int, bool]:
-    """The orientation OpenCV (training) takes from an EXIF block, 1 to 8 (1 for a broken or
-    missing one), and whether a reader of the standard (PIL, as browsers read it) takes the
-    same.
+def _exif_block_orientation(block: bytes) -> tuple[int, int]:
+    """The orientation OpenCV (training) takes from an EXIF block, and the one a reader of the
+    standard (PIL, as browsers read it) takes, each 1 to 8 (1 for a broken or missing one).
 
     OpenCV is asked itself (:func:`_opencv_exif_orientation`): its reader differs from PIL's on
     blocks no camera writes (an orientation stored as a LONG, two orientation tags), and the
@@ -378,20 +378,42 @@ def _exif_block_orientation(block: bytes) -> tuple[int, bool]:
     except (struct.error, ValueError, KeyError, IndexError, TypeError, SyntaxError):
         value = None  # a broken block: browsers ignore it
     standard = value if isinstance(value, int) and 1 <= value <= 8 else 1
-    trained = _opencv_exif_orientation(block.removeprefix(b'Exif\x00\x00'))
-    return trained, trained == standard
+    return _opencv_exif_orientation(block.removeprefix(b'Exif\x00\x00')), standard
 
 
 def _opencv_exif_orientation(block: bytes) -> int:
     """The orientation OpenCV applies for a TIFF block, read by OpenCV: a 3x2 PNG of six
-    distinct pixels carrying the block as its ``eXIf`` chunk is decoded (some 50 us), and
-    the pixels' places say which of the 8 orientations it applied."""
-    if block[:4] not in _TIFF_HEADERS or len(block) > _PNG_CHUNK_MAX:
-        return 1  # libpng drops such a chunk; OpenCV reads no other block of JPEG or WebP
+    distinct pixels carrying the block as its ``eXIf`` chunk is decoded (12-24 us), and
+    the pixels' places say which of the 8 orientations it applied. A block too large for a
+    PNG chunk (a WebP's may be larger) is read by OpenCV's rule instead
+    (:func:`_first_orientation_entry`)."""
+    if block[:4] not in _TIFF_HEADERS:
+        return 1  # not a TIFF block: OpenCV's EXIF reader reads nothing of it
+    if len(block) > _PNG_CHUNK_MAX or len(_probe_orientations()) < 8:
+        # (an OpenCV that turns no PNG by its eXIf, as before 4.x's libpng 1.6.31, would
+        # decode the 8 probes alike and read every block upright)
+        return _first_orientation_entry(block)
     import cv2
     import numpy as np
     decoded = cv2.imdecode(np.frombuffer(_exif_probe(block), np.uint8), cv2.IMREAD_GRAYSCALE)
     return _probe_orientations().get(decoded.tobytes() if decoded is not None else b'', 1)
+
+
+def _first_orientation_entry(block: bytes) -> int:
+    """The orientation of a TIFF block as OpenCV's EXIF reader takes it, read here: the first
+    orientation entry of the first directory, the 16 bits at its value in the block's byte
+    order whatever its type; 1 for none, a value out of 1 to 8 or a directory past the end."""
+    order = '<' if block[:2] == b'II' else '>'
+    try:
+        (start,) = struct.unpack_from(order + 'I', block, 4)
+        (entries,) = struct.unpack_from(order + 'H', block, start)
+        for entry in range(start + 2, start + 2 + 12 * entries, 12):
+            tag, _, _, value = struct.unpack_from(order + 'HHIH', block, entry)
+            if tag == _EXIF_ORIENTATION:
+                return value if 1 <= value <= 8 else 1
+    except struct.error:  # past the end
+        return 1
+    return 1
 
 
 #: the probe's pixels: 2 rows of 3, each its own grey (PNG keeps them exactly)
@@ -471,7 +493,7 @@ def _png_orientation(file) -> Orientation:
     if kept is None:  # no chunk OpenCV reads: Chromium's first one, if any, failed the checks
         return UPRIGHT  # libpng makes too (the prefix, the CRC)
     value, standard = _exif_block_orientation(kept[2])
-    shown = value if first_exif == kept[:2] and kept[1] and standard else None
+    shown = standard if first_exif == kept[:2] and kept[1] else 1
     trained = 1 if animated else value
     return Orientation(trained, shown == trained)
 
@@ -492,7 +514,7 @@ def exif_orientation(im) -> Orientation:
             return UPRIGHT
         value, standard = _exif_block_orientation(raw)
         if im.format in ('JPEG', 'MPO'):  # browsers apply a JPEG's as the standard reads it
-            return Orientation(value, standard)
+            return Orientation(value, standard == value)
         return Orientation(value, value == 1)  # Chromium ignores a WebP's orientation
     except (struct.error, ValueError, KeyError, IndexError, TypeError, SyntaxError):
         # a broken EXIF block (SyntaxError: not a TIFF block at all): decoders ignore it too,

@@ -790,9 +790,10 @@ class AnnotationReader:
 
 def _shown_files_only(records: list[Record], skipped: list[Record], problems: list[str]
                       ) -> list[Record]:
-    """``records`` less those of an image whose file the annotator opens is marked skipped,
-    each with a line in ``problems``: the annotator shows that image skipped, so no other file
-    of it is trained on.
+    """``records`` less those of an image whose first file (:func:`_choice_rank`: the one the
+    annotator opens, of those read) is marked skipped, each with a line in ``problems``: the
+    annotator shows that image skipped, so no other file of it is trained on. (A file the
+    converter refuses ranks nowhere here, as in every choice of the converter's.)
 
     Args:
         records: the folder's records read for training, by path.
@@ -811,8 +812,8 @@ def _shown_files_only(records: list[Record], skipped: list[Record], problems: li
             kept.append(record)
             continue
         problems.append(f'{record.ann_path}: names the image {record.annotation.image!r}, '
-                        f'whose file the annotator opens, {other.ann_path}, is marked skipped; '
-                        'one file per image: left out')
+                        f'of which {other.ann_path} comes first in the annotator\'s order of an '
+                        'image\'s files, and is marked skipped; one file per image: left out')
     return kept
 
 

@@ -602,10 +602,11 @@ def _kept_as_it_is(path: Path, image_dir: Path) -> str | None:
     """Why a prediction must not replace ``path``: :data:`PERSONS_WORK` for what a person
     wrote (an annotation, a skip, a prediction a person saved in the annotator, being
     reviewed: :func:`~.annotation.is_models_prediction`; or a file that cannot be read: kept
-    as it is), or the image folder of a model's prediction made from another folder's
-    pictures that is still there (``meta.prediction.image_dir``: a run on a subfolder took its
-    ``a.png`` for the folder's own, replacing that picture's prediction); None when it may
-    (no file, or a prediction of this folder's picture, or of a folder gone: moved)."""
+    as it is), or the image folder of a model's prediction of another folder's picture that
+    is still there as it was predicted (``meta.prediction.image_dir``, ``meta.image_sha256``:
+    a run on a subfolder took its ``a.png`` for the folder's own, replacing that picture's
+    prediction); None when it may (no file, a prediction of this folder's picture, or of one
+    gone, changed or moved here)."""
     if not path.is_file():
         return None
     try:
@@ -615,11 +616,20 @@ def _kept_as_it_is(path: Path, image_dir: Path) -> str | None:
         return PERSONS_WORK
     if not is_models_prediction(annotation):
         return PERSONS_WORK
-    recorded = (annotation.meta.get('prediction') or {}).get(PREDICTION_IMAGE_DIR_KEY)
-    if isinstance(recorded, str) and recorded != str(image_dir) and os.path.isdir(recorded) \
-            and not os.path.samefile(recorded, image_dir):
-        return recorded
-    return None
+    prediction = annotation.meta.get('prediction')
+    recorded = prediction.get(PREDICTION_IMAGE_DIR_KEY) if isinstance(prediction, dict) else None
+    digest = annotation.meta.get(IMAGE_SHA256_KEY)
+    if not (isinstance(recorded, str) and isinstance(digest, str)) or recorded == str(image_dir):
+        return None
+    other, here = Path(recorded) / annotation.image, image_dir / annotation.image
+    try:
+        if os.path.samefile(recorded, image_dir) or not other.is_file() \
+                or file_sha256(other) != digest or file_sha256(here) == digest:
+            return None
+    except (OSError, ValueError):  # a folder unreadable, a NUL in the name: not that folder's
+        return None
+    return recorded
+
 
 
 def _check_ranking_replaceable(path: Path) -> None:

@@ -627,6 +627,22 @@ def test_image_size_reads_an_odd_exif_block_as_opencv_decodes_it(tmp_path, entri
     assert orientation.value == (1 if upright else 6)
     if fmt == 'JPEG':
         assert orientation.shown_alike == standard
+    # the rule read here for a block too large to ask OpenCV through a PNG agrees
+    from animal_landmarks_mm.annotation import _first_orientation_entry
+    assert _first_orientation_entry(block) == orientation.value
+
+
+def test_a_webp_exif_block_too_large_for_the_probe_is_read_by_opencvs_rule(tmp_path):
+    """OpenCV turns a WebP by an EXIF block of any size; the probe (a PNG chunk) holds at
+    most 8 MB, and a larger block was read as upright (a review's repro)."""
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import image_size, read_image
+    block = _tiff_block([(0x0112, 3, 6)]) + bytes(8_100_000)
+    path = tmp_path / 'big_exif.webp'
+    Image.new('RGB', (64, 40)).save(path, 'WEBP', lossless=True, exif=b'Exif\x00\x00' + block)
+    height, width = read_image(path).shape[:2]
+    assert image_size(path) == (width, height) == (40, 64)
 
 def test_an_annotation_file_of_more_faces_than_any_picture_has_is_refused(tmp_path):
     """A file of more than ANNOTATION_MAX_FACES faces (16 MB hold tens of thousands: a

@@ -20,6 +20,8 @@ from animal_landmarks_mm.annotate import (
 )
 from animal_landmarks_mm.annotation import (
     TEMPORARY_SUFFIX,
+    Face,
+    ImageAnnotation,
     file_sha256,
     load_annotation,
     save_annotation,
@@ -302,8 +304,8 @@ def test_a_run_on_another_folder_leaves_its_predictions_of_the_same_names_be(
         peaked_scenes, peaked_checkpoint, tmp_path):
     """infer on raw/sub into raw's annotation folder took sub/a.png for raw/a.png and replaced
     that picture's prediction with its own points (a helper's repro): predictions record the
-    folder of their picture, and one of a folder still there is left be, said in one line. A
-    folder moved away is no other folder."""
+    folder of their picture, and one of a picture still there as predicted is left be, said in
+    one line. A picture gone from there is no other folder's."""
     from animal_landmarks_mm.infer import run_inference
     raw, sub = tmp_path / 'raw', tmp_path / 'raw' / 'sub'
     box_a, box_b = _scene_folder(peaked_scenes, raw, {'a.png': 0, 'b.png': 1})
@@ -323,10 +325,22 @@ def test_a_run_on_another_folder_leaves_its_predictions_of_the_same_names_be(
     assert result.of_other_folder == [out / 'a.json'] and not result.written
     assert (out / 'a.json').read_bytes() == before
     assert len(predict(raw).written) == 2  # its own folder's run replaces them
-    moved = tmp_path / 'moved'
-    raw.rename(moved)
-    assert len(predict(moved / 'sub').written) == 1
+    (raw / 'a.png').unlink()  # that picture gone (moved into sub, say): sub's a.png replaces it
+    assert len(predict(sub).written) == 1
 
+
+
+@pytest.mark.parametrize('prediction', ['by hand', ['a list'], None, {'image_dir': 7}])
+def test_a_prediction_whose_meta_is_no_record_of_a_folder_is_replaced(tmp_path, prediction):
+    """A hand-edited meta.prediction (text, a list) ended the run in an AttributeError (a
+    review's repro); a file of no such record is any model's prediction, replaced."""
+    from animal_landmarks_mm.infer import _kept_as_it_is
+    path = tmp_path / 'a.json'
+    save_annotation(path, ImageAnnotation(
+        'a.png', 64, 48, [Face([(10.0 + k, 10.0 + k % 5) for k in range(28)])],
+        status='predicted', meta=dict(annotator='model', prediction=prediction,
+                                      image_sha256='0' * 64)))
+    assert _kept_as_it_is(path, tmp_path) is None
 
 def test_an_image_a_person_annotated_in_a_subfolder_is_not_predicted(
         peaked_scenes, peaked_checkpoint, tmp_path):

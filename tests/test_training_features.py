@@ -1476,9 +1476,11 @@ def test_a_derived_config_that_sets_the_planned_schedule_is_refused(tmp_path, co
         assert str(info.value).startswith(
             f'{path} sets {keys} over the schedule recipe it inherits, whose plan would '
             'replace them: ')
+    templated = tmp_path / 'templated.yaml'  # YAML only once mmengine fills it in: not read
+    templated.write_text('_base_: {{fileDirname}}/kept.py\n')
     for path in (config('kept.py', 'train_cfg = dict(val_begin=3)'),
                  config('own.py', 'schedule = None', base=longer),
-                 config('recipe.py', 'schedule = dict(samples=100)', base=longer)):
+                 config('recipe.py', 'schedule = dict(samples=100)', base=longer), templated):
         cfg = set_data_root(load_config(str(path)), str(coco_dir))
         apply_simple_flags(cfg)
     options = {'train_cfg.max_epochs': 2}

@@ -81,9 +81,10 @@ def main(argv=None):
     if result.of_other_folder:
         print(printable(
             f'warning: {len(result.of_other_folder)} images not predicted: {folder} holds '
-            f'predictions of pictures of the same names in another image folder (such as '
-            f'{result.of_other_folder[0]}), which were kept; predict the folder the annotator '
-            'opens (its --image-dir), or give another --annotation-dir', one_line=True))
+            f'predictions of pictures of the same names in another image folder, still there '
+            f'(such as {result.of_other_folder[0]}), which were kept; predict the folder the '
+            'annotator opens (its --image-dir), remove those files, or give another '
+            '--annotation-dir', one_line=True))
     if result.ranking:
         ranking = printable(str(result.ranking))
         print(f'ranking, most uncertain first: {ranking} (open the annotator with '
