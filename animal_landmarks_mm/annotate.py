@@ -1610,6 +1610,19 @@ class AnnotationSession:
             OSError: it cannot be moved (a read-only folder); the draft stays where it is.
             UnsafeNameError: ``superseded`` is a link (it would take the draft elsewhere).
         """
+        kept = self._superseded_name(draft)
+        os.replace(draft, kept)
+        sync_folder(draft.parent)
+        return kept
+
+    def _superseded_name(self, draft: Path) -> Path:
+        """A free name in ``.drafts/superseded/`` (made if need be) for the work of the draft
+        ``draft`` (``<stem>.<UTC time>.json``, ``-2``, ``-3``... after it).
+
+        Raises:
+            OSError: the folder cannot be made.
+            UnsafeNameError: ``superseded`` is a link.
+        """
         folder = self._own_folder(draft.parent / SUPERSEDED_DIR)
         folder.mkdir(exist_ok=True)
         stamp = datetime.now(UTC).strftime('%Y%m%dT%H%M%S')
@@ -1618,8 +1631,20 @@ class AnnotationSession:
         while kept.exists():  # ends: each name tried is a file of the folder
             serial += 1
             kept = folder / fit_name(draft.stem, f'.{stamp}-{serial}.json')
-        os.replace(draft, kept)
-        sync_folder(draft.parent)
+        return kept
+
+    def set_aside_work(self, edit: ImageEdit) -> Path:
+        """Write what ``edit`` holds, as a draft, to ``.drafts/superseded/`` (:meth:`_set_aside`'s
+        folder and names): work a tab drops unsaved (a Reload over a conflict) is kept there,
+        never lost unseen; returns the file.
+
+        Raises:
+            OSError: it cannot be written (a read-only or full folder).
+            UnsafeNameError: ``superseded`` is a link.
+            ValueError: what is to be written cannot be (:func:`_write_json`).
+        """
+        kept = self._superseded_name(self.draft_path(edit.image))
+        _write_json(kept, edit.to_draft())
         return kept
 
     def save(self, edit: ImageEdit) -> Path:

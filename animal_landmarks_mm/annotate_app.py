@@ -870,9 +870,15 @@ class Annotator:
                 failure = self._save(previous)
                 if failure:
                     return dict(ok=False, reason='unsaved', message=failure + ' (Reload shows '
-                                'the saved version and drops your change)',
+                                'the saved version and sets your change aside)',
                                 state=self.state(previous))
                 self._keep_history(tab, previous.edit)
+            set_aside = ''
+            if previous is not None and previous.edit is not None and discard and \
+                    previous.edit.dirty and not previous.edit.read_only:
+                # Reload drops what could not be saved (a conflict, a full disk): kept in
+                # .drafts/superseded/, as a draft that can no longer be saved is, not lost
+                set_aside = self._set_aside(previous.edit)
             opened = TabSession(token=secrets.token_hex(8), index=target, edit=None,
                                 message=message)
             self.tabs[tab] = opened
@@ -892,8 +898,9 @@ class Annotator:
             if opened.edit is None:
                 return dict(ok=False, reason='cannot_open', message=opened.message,
                             state=self.state(opened))
-            if opened.edit.notice:
-                opened.message = '; '.join(m for m in (message, opened.edit.notice) if m)
+            if opened.edit.notice or set_aside:
+                opened.message = '; '.join(m for m in (message, set_aside, opened.edit.notice)
+                                           if m)
             kept = self.kept_histories.pop((tab, opened.edit.image), None)
             # not on Reload (discard: its point is to drop the page's work) nor on a reopen
             # after a restart (seen: that page's history is its own, see the editor's reopen)
@@ -985,6 +992,19 @@ class Annotator:
             return dict(prediction=self.prediction_status(found.edit))
 
     # edits ------------------------------------------------------------------------------------
+
+    def _set_aside(self, edit: ImageEdit) -> str:
+        """Keep the unsaved work of ``edit``, which a Reload drops, in ``.drafts/superseded/``
+        (:meth:`.AnnotationSession.set_aside_work`); the page's words for where it went, or
+        why it could not be kept."""
+        try:
+            kept = self.session.set_aside_work(edit)
+        except (OSError, UnsafeNameError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else e
+            return printable(f'your unsaved change of {edit.image} could not be set aside '
+                             f'({why}): dropped', one_line=True, limit=300)
+        return printable(f'your unsaved change of {edit.image} is set aside in {kept}',
+                         one_line=True, limit=300)
 
     def _save(self, tab: TabSession) -> str:
         """Save the tab's edits if there are any; returns why not ('' when saved)."""

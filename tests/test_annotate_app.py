@@ -313,8 +313,17 @@ def test_a_second_tab_cannot_overwrite_and_reload_shows_the_first(folders):
     # ... and tells a reloaded page (same tab id) what it holds, so it can show it and Reload
     assert moved['state']['image'] == 'a.png' and moved['state']['conflict']
     assert moved['state']['edit']['faces'][0]['points'][0] == [20, 20]
-    again = second.open(image='a.png', discard=True)['state']  # Reload
+    second.seq = moved['state']['applied']  # (as the page counts on: show())
+    state = second.send(dict(op='place', index=1, x=30, y=30))  # (the page refuses it now)
+    assert state['applied'] == 2, state['message']
+    answer = second.open(image='a.png', discard=True)  # Reload
+    again = answer['state']
     assert again['edit']['faces'][0]['points'][0] == [10, 10]
+    # the work Reload drops is set aside, not lost (it was dropped with no copy kept)
+    kept, = (folders[1] / '.drafts' / 'superseded').iterdir()
+    assert kept.name.startswith('a.') and str(kept) in again['message']
+    assert json.loads(kept.read_text())['faces'][0]['points'][:2] == [[20, 20], [30, 30]]
+    assert second.open(image='a.png', discard=True)['state']['message'] == ''  # nothing new
 
 
 def test_edits_resent_after_a_restart_do_not_overwrite_a_newer_file(folders):

@@ -1024,13 +1024,13 @@ def test_a_skip_the_server_refuses_stays_on_the_image_and_says_why(small_server,
 
 @pytest.fixture(scope='module')
 def restarts(tmp_path_factory):
-    """The annotator in this process on small pictures r0.png ... r9.png, with ``restart()``:
+    """The annotator in this process on small pictures r0.png ... r11.png, with ``restart()``:
     what a server restart does (the folders read again, every tab's open image forgotten),
     without the seconds a new process takes. Yields (url, output dir, image dir, restart)."""
     folder = tmp_path_factory.mktemp('restarts') / 'images'
     folder.mkdir()
-    for k in range(10):
-        cv2.imwrite(str(folder / f'r{k}.png'), np.full((150, 200, 3), 40 + 20 * k, np.uint8))
+    for k in range(12):
+        cv2.imwrite(str(folder / f'r{k}.png'), np.full((150, 200, 3), 40 + 15 * k, np.uint8))
     out = folder.parent / 'landmarks'
     annotator = Annotator(AnnotationSession(folder, out, annotator='e2e'))
     server = launch(annotator, port=free_port(), block=False)
@@ -1182,6 +1182,61 @@ def test_a_reload_with_an_edit_not_saved_tries_again_and_asks_before_closing(res
     assert not page.page.evaluate(ASKS_BEFORE_CLOSING_JS)
     page.close()
 
+
+
+def test_work_a_reloaded_page_shows_unsaved_survives_a_restart(restarts, browser):
+    """F5 while saves fail: the reloaded page showed the work the server held unsaved, but had
+    no edit of it to send; the server restarted, the page opened the image again, sent nothing
+    and took the file as it was (a review's repro). It sends what it shows instead."""
+    url, out, folder, restart = restarts
+    draft = out / '.drafts' / 'r10.json'
+    page = Page(browser, url, 'r10.png')
+    page.click(10, 10)
+    page.saved()
+    away = out / 'r10_draft_away'
+    draft.rename(away)
+    draft.mkdir()  # no draft can be written where a folder is
+    page.click(20, 20)
+    page.wait_text('le-message', 'not a regular file')
+    page.leaving_unsaved = True
+    page.page.reload()
+    page.ready()
+    page.leaving_unsaved = False
+    assert page.js('e.queue.length') == 0 and _shows(page, [[10, 10], [20, 20]])
+    draft.rmdir()
+    away.rename(draft)  # the draft as the page last saw it (tried again only when asked)
+    restart()  # the server forgets the tab, and the work it held
+    page.key('s')
+    page.page.wait_for_function(SAVED_JS)
+    page.page.wait_for_timeout(300)  # adopted the server's answer
+    assert _shows(page, [[10, 10], [20, 20]]) and _placed(draft, [[10, 10], [20, 20]])
+    page.close()
+
+
+def test_a_tab_in_conflict_takes_no_edit_and_reload_sets_its_change_aside(restarts, browser):
+    """Changed in another tab: the page took edit after edit (none could be saved) and Reload
+    dropped them all with no copy (a review's repro). It now refuses edits, saying why, and
+    Reload keeps the change in .drafts/superseded/."""
+    url, out, folder, restart = restarts
+    first, second = Page(browser, url, 'r11.png'), Page(browser, url, 'r11.png')
+    first.click(10, 10)
+    first.saved()
+    second.click(40, 40)
+    second.page.wait_for_function(
+        '() => document.getElementById("le-save").dataset.state === "conflict"')
+    second.click(50, 50)
+    second.wait_text('le-message', 'changed by someone else')
+    assert _shows(second, [[40, 40]]) and second.js('e.queue.length') == 1
+    second.leaving_unsaved = True
+    second.page.locator('[data-action=reload]').click()
+    second.page.wait_for_function(SAVED_JS)
+    second.leaving_unsaved = False
+    assert _shows(second, [[10, 10]])
+    kept, = (out / '.drafts' / 'superseded').glob('r11.*.json')
+    assert np.allclose(json.loads(kept.read_text())['faces'][0]['points'][0], [40, 40])
+    second.wait_text('le-message', 'set aside')
+    first.close()
+    second.close()
 
 def test_edit_keys_during_a_press_or_a_drag_take_it_back_first(restarts, browser):
     """A key that edits, pressed while the mouse button is held (a press whose point is

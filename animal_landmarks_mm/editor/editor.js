@@ -597,15 +597,20 @@
       // cleared below, and the state sent below would hold its point.
       this.cancelGesture();
       let pending = this.queue;
-      const count = pending.length;
-      if (pending.some((op) => op.op === 'undo' || op.op === 'redo')) {
+      const count = this.unsaved();
+      // Edits the server applied and did not save that this page holds no op of (a page
+      // reloaded while saves failed: the server's answer showed them, the ops stayed there)
+      // went with the restart: sending the queue alone dropped them, unsaid.
+      const held = this.applied > this.saved && !pending.some((op) => op.seq === this.saved + 1);
+      if (held || pending.some((op) => op.op === 'undo' || op.op === 'redo')) {
         // The server's undo history went with the restart: an undo or redo sent again would
         // undo nothing there, and the page then take the server's state, the undo lost
         // unsaid. What the page shows is sent instead, as one edit. A skip or a Predict not
         // answered yet has no (or not all its) effect here: it goes after that, as it was
         // (a skip's navigation waits on its op; a Predict sets the page busy: the last op).
         const last = pending[pending.length - 1];
-        const kept = last.op === 'skip' || (last.op === 'predict' && last.seq > this.applied);
+        const kept = !!last && (last.op === 'skip' ||
+                                (last.op === 'predict' && last.seq > this.applied));
         pending = [{op: 'restore', state: this.snapshot()}].concat(kept ? [last] : []);
       }
       this.doc = answer.state;
@@ -1051,6 +1056,9 @@
     waitReason() {
       if (this.navigating) return 'opening another image — wait a moment';
       if (this.busy) return `${this.busy} — wait a moment`;
+      // Changed in another tab: work added here could never be saved over theirs, only set
+      // aside by Reload (edits made after a conflict were taken, then dropped unsaid)
+      if (this.doc && this.doc.conflict) return this.conflictMessage();
       return '';
     }
 
@@ -1610,7 +1618,8 @@
     conflictMessage() {
       if (!this.doc || !this.doc.conflict) return '';
       return this.doc.save_error ||
-        'not saved: changed in another tab; Reload shows theirs (drops your change)';
+        'not saved: changed in another tab; Reload shows theirs (your change set aside in ' +
+        '.drafts/superseded/)';
     }
 
     showChart(big) {
