@@ -1006,6 +1006,26 @@ class Annotator:
         return printable(f'your unsaved change of {edit.image} is set aside in {kept}',
                          one_line=True, limit=300)
 
+    def _unfinished_faces_set_aside(self, edit: ImageEdit) -> str:
+        """A skip drops from the file the faces begun and not finished (a file holds none of
+        them): those with points are kept in ``.drafts/superseded/`` first, as the whole
+        edit (:meth:`.AnnotationSession.set_aside_work`); the page's words ('' for none)."""
+        begun = [f for f in edit.faces if not f.complete() and any(p is not None
+                                                                    for p in f.points)]
+        if not begun:
+            return ''
+        placed = sum(p is not None for f in begun for p in f.points)
+        what = (f'{len(begun)} unfinished face{"s" if len(begun) > 1 else ""} ({placed} '
+                'points) not in the skipped file')
+        try:
+            kept = self.session.set_aside_work(edit)
+        except (OSError, UnsafeNameError, ValueError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else e
+            return printable(f'{what}, and not set aside ({why}): Ctrl+Z takes the skip back',
+                             one_line=True, limit=300)
+        return printable(f'{what}: kept in {kept}; Ctrl+Z takes the skip back', one_line=True,
+                         limit=300)
+
     def _save(self, tab: TabSession) -> str:
         """Save the tab's edits if there are any; returns why not ('' when saved)."""
         edit = tab.edit
@@ -1091,6 +1111,10 @@ class Annotator:
                     found.edit.record_unchanged()  # the page counted it as a step
             if not was_dirty and found.edit.content() == content:
                 found.edit.dirty = False
+            skipped = any(isinstance(op, dict) and op.get('op') == 'skip'
+                          and op.get('seq') not in refused for op in ops)
+            if skipped and found.edit.status == STATUS_SKIPPED:
+                messages.append(self._unfinished_faces_set_aside(found.edit))
             self._save(found)
             problem = found.edit.problem()
             if problem is not None:  # complete by count, but no annotation the converter takes

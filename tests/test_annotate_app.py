@@ -299,6 +299,22 @@ def test_hidden_and_outside_names_are_refused_without_reading_them(folders, monk
     assert read == []
 
 
+def test_a_skip_keeps_an_unfinished_face_aside_and_says_so(folders):
+    """A skipped file holds finished faces only: 12 points of a face begun were dropped from
+    disk unsaid (Ctrl+Z brought them back only while the server ran; a review's repro)."""
+    tab = Tab(_annotator(folders))
+    tab.open(image='a.png')
+    tab.send(*_places(POINTS[:12]))
+    state = tab.send(dict(op='skip', reason='blurry'))
+    assert load_annotation(folders[1] / 'a.json').faces == []
+    kept, = (folders[1] / '.drafts' / 'superseded').iterdir()
+    assert state['message'] == (f'1 unfinished face (12 points) not in the skipped file: kept '
+                                f'in {kept}; Ctrl+Z takes the skip back')
+    assert json.loads(kept.read_text())['faces'][0]['points'][:12] == [list(p)
+                                                                      for p in POINTS[:12]]
+    tab.open(image='b.png')  # a skip with no face begun says nothing of it
+    assert tab.send(dict(op='skip', reason='no face'))['message'] == ''
+
 def test_a_second_tab_cannot_overwrite_and_reload_shows_the_first(folders):
     annotator = _annotator(folders)
     first, second = Tab(annotator, TAB), Tab(annotator, OTHER_TAB)
