@@ -828,7 +828,8 @@ def test_edits_racing_a_reload_a_lost_image_and_a_long_queue_are_all_sent(small_
     page.page.wait_for_function('() => !window.landmarkEditor.navigating')
     page.click(20, 20)
     page.page.wait_for_function(SAVED_JS, timeout=8000)
-    assert _placed(draft, [[20, 20]])  # Reload dropped the first, as it says
+    # Reload sends the edit on its way first (it dropped it; work is never dropped unsent)
+    assert _placed(draft, [[10, 10], [20, 20]])
     # the server forgets the image (here: the tab opens another one elsewhere, as a restart
     # does): the page opens it again once and sends its edits once, the ones made meanwhile
     # too, with no false conflict
@@ -1024,12 +1025,12 @@ def test_a_skip_the_server_refuses_stays_on_the_image_and_says_why(small_server,
 
 @pytest.fixture(scope='module')
 def restarts(tmp_path_factory):
-    """The annotator in this process on small pictures r0.png ... r11.png, with ``restart()``:
+    """The annotator in this process on small pictures r0.png ... r12.png, with ``restart()``:
     what a server restart does (the folders read again, every tab's open image forgotten),
     without the seconds a new process takes. Yields (url, output dir, image dir, restart)."""
     folder = tmp_path_factory.mktemp('restarts') / 'images'
     folder.mkdir()
-    for k in range(12):
+    for k in range(13):
         cv2.imwrite(str(folder / f'r{k}.png'), np.full((150, 200, 3), 40 + 15 * k, np.uint8))
     out = folder.parent / 'landmarks'
     annotator = Annotator(AnnotationSession(folder, out, annotator='e2e'))
@@ -1237,6 +1238,33 @@ def test_a_tab_in_conflict_takes_no_edit_and_reload_sets_its_change_aside(restar
     second.wait_text('le-message', 'set aside')
     first.close()
     second.close()
+
+
+def test_reload_sends_what_the_page_holds_unsent_before_it_drops_it(restarts, browser):
+    """Reload over edits the server could not save dropped at once those the page had not
+    sent yet (a slow request ahead of them): sent first now, they are set aside with the
+    rest in .drafts/superseded/."""
+    url, out, folder, restart = restarts
+    page = Page(browser, url, 'r12.png')
+    page.click(10, 10)
+    page.saved()
+    draft = out / '.drafts' / 'r12.json'
+    draft.unlink()
+    draft.mkdir()  # no draft can be written where a folder is
+    try:
+        page.slow('edit', 1500)
+        page.click(20, 20)  # held 1.5 s before it goes
+        page.click(30, 30)  # queued behind it
+        page.leaving_unsaved = True
+        page.page.locator('[data-action=reload]').click()
+        page.wait_text('le-message', 'set aside')
+        page.leaving_unsaved = False
+    finally:
+        draft.rmdir()
+    kept, = (out / '.drafts' / 'superseded').glob('r12.*.json')
+    points = json.loads(kept.read_text())['faces'][0]['points']
+    assert np.allclose(points[:3], [[10, 10], [20, 20], [30, 30]])
+    page.close()
 
 def test_edit_keys_during_a_press_or_a_drag_take_it_back_first(restarts, browser):
     """A key that edits, pressed while the mouse button is held (a press whose point is

@@ -502,6 +502,18 @@
     }
 
     /** Wait until every edit is on disk (true), or ``ms`` passed (false). */
+    /** Send the edits the server has not applied yet (not waiting for them to be saved), for
+     *  at most ``ms``: Reload's, before it drops the page's work. */
+    async sendUnsent(ms = 2000) {
+      const deadline = performance.now() + ms;
+      while ((this.inFlight || this.queue.some((op) => op.seq > this.applied)) && !this.stuck &&
+             !this.offline && performance.now() < deadline) {
+        const woken = new Promise((resolve) => this.waiters.push(resolve));
+        if (!this.inFlight) this.flush();
+        await Promise.race([woken, new Promise((r) => setTimeout(r, 250))]);
+      }
+    }
+
     async settle(ms = 4000) {
       const deadline = performance.now() + ms;
       let asked = false;
@@ -659,7 +671,11 @@
       this.cancelGesture();
       const started = performance.now();
       try {
-        if (!discard && !(await this.settle())) {
+        if (discard) {
+          // Reload: what the page holds unsent goes to the server first, which sets the
+          // change it drops aside (.drafts/superseded/); dropped here, it was lost unsaid
+          await this.sendUnsent();
+        } else if (!(await this.settle())) {
           this.say(this.conflictMessage() || this.held() || 'not saved yet: your edits are ' +
                    'kept in this page until the server has them; try again in a moment', 'error');
           return false;
