@@ -1535,8 +1535,11 @@
           '=': 'zoom-in', '-': 'zoom-out', ArrowRight: 'next', ArrowLeft: 'prev',
           Enter: 'accept', '?': 'help',
         };
-        if (letter !== null && letter in letters) this.action(letters[letter]);
-        else if (letter === null && key in keys) this.action(keys[key]);
+        // A key held down repeats: a held m is no second press of Predict's two, which
+        // replace the points placed by hand
+        if (letter !== null && letter in letters) {
+          if (!(e.repeat && letters[letter] === 'predict')) this.action(letters[letter]);
+        } else if (letter === null && key in keys) this.action(keys[key]);
         else handled = false;
       }
       if (handled) e.preventDefault();
