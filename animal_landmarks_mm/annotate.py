@@ -1643,7 +1643,9 @@ class AnnotationSession:
             UnsafeNameError: ``superseded`` is a link.
             ValueError: what is to be written cannot be (:func:`_write_json`).
         """
-        kept = self._superseded_name(self.draft_path(edit.image))
+        # by its draft's name, whether or not the image is still there (gone meanwhile)
+        name = self._drafts.get(edit.image) or next(annotation_file_names(edit.image))
+        kept = self._superseded_name(self._own_folder(self.output_dir / DRAFT_DIR) / name)
         _write_json(kept, edit.to_draft())
         return kept
 

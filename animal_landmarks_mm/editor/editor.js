@@ -501,7 +501,6 @@
       for (const resolve of waiters) resolve();
     }
 
-    /** Wait until every edit is on disk (true), or ``ms`` passed (false). */
     /** Send the edits the server has not applied yet (not waiting for them to be saved), for
      *  at most ``ms``: Reload's, before it drops the page's work. */
     async sendUnsent(ms = 2000) {
@@ -514,6 +513,7 @@
       }
     }
 
+    /** Wait until every edit is on disk (true), or ``ms`` passed (false). */
     async settle(ms = 4000) {
       const deadline = performance.now() + ms;
       let asked = false;
