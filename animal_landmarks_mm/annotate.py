@@ -1624,7 +1624,7 @@ class AnnotationSession:
             UnsafeNameError: ``superseded`` is a link.
         """
         folder = self._own_folder(draft.parent / SUPERSEDED_DIR)
-        folder.mkdir(exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)  # (.drafts too: none before a first draft)
         stamp = datetime.now(UTC).strftime('%Y%m%dT%H%M%S')
         kept = folder / fit_name(draft.stem, f'.{stamp}.json')
         serial = 1

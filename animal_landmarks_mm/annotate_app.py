@@ -896,6 +896,7 @@ class Annotator:
                 opened.message = printable(f'Cannot open: {where}: {e.strerror or e}',
                                            one_line=True)
             if opened.edit is None:
+                opened.message = '; '.join(m for m in (set_aside, opened.message) if m)
                 return dict(ok=False, reason='cannot_open', message=opened.message,
                             state=self.state(opened))
             if opened.edit.notice or set_aside:
@@ -1002,9 +1003,9 @@ class Annotator:
         except (OSError, UnsafeNameError, ValueError) as e:
             why = e.strerror if isinstance(e, OSError) and e.strerror else e
             return printable(f'your unsaved change of {edit.image} could not be set aside '
-                             f'({why}): dropped', one_line=True, limit=300)
+                             f'({why}): dropped', one_line=True, limit=2000)
         return printable(f'your unsaved change of {edit.image} is set aside in {kept}',
-                         one_line=True, limit=300)
+                         one_line=True, limit=2000)
 
     def _unfinished_faces_set_aside(self, edit: ImageEdit) -> str:
         """A skip drops from the file the faces begun and not finished (a file holds none of
@@ -1021,10 +1022,8 @@ class Annotator:
             kept = self.session.set_aside_work(edit)
         except (OSError, UnsafeNameError, ValueError) as e:
             why = e.strerror if isinstance(e, OSError) and e.strerror else e
-            return printable(f'{what}, and not set aside ({why}): Ctrl+Z takes the skip back',
-                             one_line=True, limit=300)
-        return printable(f'{what}: kept in {kept}; Ctrl+Z takes the skip back', one_line=True,
-                         limit=300)
+            return printable(f'{what}, and not set aside ({why})', one_line=True, limit=2000)
+        return printable(f'{what}: kept in {kept}', one_line=True, limit=2000)
 
     def _save(self, tab: TabSession) -> str:
         """Save the tab's edits if there are any; returns why not ('' when saved)."""
@@ -1083,6 +1082,7 @@ class Annotator:
             # a batch that changes nothing (refused edits, a flag set to what it was) leaves
             # nothing to save: a rewrite would be a false conflict for another tab
             content, was_dirty = found.edit.content(), found.edit.dirty
+            was_skipped = found.edit.status == STATUS_SKIPPED
             messages, refused = [], []
             for op in ops:
                 seq = op.get('seq') if isinstance(op, dict) else None
@@ -1111,9 +1111,8 @@ class Annotator:
                     found.edit.record_unchanged()  # the page counted it as a step
             if not was_dirty and found.edit.content() == content:
                 found.edit.dirty = False
-            skipped = any(isinstance(op, dict) and op.get('op') == 'skip'
-                          and op.get('seq') not in refused for op in ops)
-            if skipped and found.edit.status == STATUS_SKIPPED:
+            if not was_skipped and found.edit.status == STATUS_SKIPPED:  # skipped now (not a
+                # skip sent again, or given another reason: one copy of the face)
                 messages.append(self._unfinished_faces_set_aside(found.edit))
             self._save(found)
             problem = found.edit.problem()

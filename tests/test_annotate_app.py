@@ -299,6 +299,20 @@ def test_hidden_and_outside_names_are_refused_without_reading_them(folders, monk
     assert read == []
 
 
+def test_reload_sets_a_conflicting_change_aside_where_no_draft_was_ever_written(folders):
+    """Finished files only (no .drafts folder yet): the set-aside failed on the missing folder
+    and the change was dropped (a review's repro)."""
+    annotator = _annotator(folders)
+    first, second = Tab(annotator, TAB), Tab(annotator, OTHER_TAB)
+    first.open(image='a.png')
+    second.open(image='a.png')
+    first.send(*_places(POINTS))  # finished: written to a.json, no draft
+    assert not (folders[1] / '.drafts').exists()
+    assert second.send(dict(op='place', index=0, x=20, y=20))['conflict']
+    message = second.open(image='a.png', discard=True)['state']['message']
+    kept, = (folders[1] / '.drafts' / 'superseded').iterdir()
+    assert message == f'your unsaved change of a.png is set aside in {kept}'
+
 def test_a_skip_keeps_an_unfinished_face_aside_and_says_so(folders):
     """A skipped file holds finished faces only: 12 points of a face begun were dropped from
     disk unsaid (Ctrl+Z brought them back only while the server ran; a review's repro)."""
@@ -309,7 +323,10 @@ def test_a_skip_keeps_an_unfinished_face_aside_and_says_so(folders):
     assert load_annotation(folders[1] / 'a.json').faces == []
     kept, = (folders[1] / '.drafts' / 'superseded').iterdir()
     assert state['message'] == (f'1 unfinished face (12 points) not in the skipped file: kept '
-                                f'in {kept}; Ctrl+Z takes the skip back')
+                                f'in {kept}')
+    tab.send(dict(op='skip', reason='blurry'), seqs=[tab.seq])  # sent again: no second copy
+    tab.send(dict(op='skip', reason='too small'))  # another reason: none either
+    assert len(list(kept.parent.iterdir())) == 1
     assert json.loads(kept.read_text())['faces'][0]['points'][:12] == [list(p)
                                                                       for p in POINTS[:12]]
     tab.open(image='b.png')  # a skip with no face begun says nothing of it

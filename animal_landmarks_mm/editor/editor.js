@@ -505,10 +505,18 @@
      *  at most ``ms``: Reload's, before it drops the page's work. */
     async sendUnsent(ms = 2000) {
       const deadline = performance.now() + ms;
-      while ((this.inFlight || this.queue.some((op) => op.seq > this.applied)) && !this.stuck &&
-             !this.offline && performance.now() < deadline) {
+      // Work the server applied and did not save (a conflict, a full disk) is asked about
+      // once: a server that lost the tab since (restarted) answers 410, and the page opens
+      // the image again and sends that work, for the server to set aside
+      let asked = false;
+      while (!this.stuck && !this.offline && performance.now() < deadline) {
+        const unsent = this.queue.some((op) => op.seq > this.applied);
+        if (!this.inFlight && !unsent && (asked || this.applied <= this.saved)) break;
         const woken = new Promise((resolve) => this.waiters.push(resolve));
-        if (!this.inFlight) this.flush();
+        if (!this.inFlight) {
+          asked = asked || !unsent;
+          this.flush();
+        }
         await Promise.race([woken, new Promise((r) => setTimeout(r, 250))]);
       }
     }
@@ -660,7 +668,7 @@
     /** Open an image (params of annotator/api/open); true when one is shown. Not when the
      *  edit ``unless`` was refused by the server (its refusal is shown instead). */
     async go(params, {replace = false, history: push = true, discard = false,
-                      unless = null} = {}) {
+                      unless = null, carry = false} = {}) {
       if (this.navigating) return false;
       // Up from the start, while the edits are still being saved: a second n meanwhile is no
       // second navigation, and an edit is refused rather than made to the image being left.
@@ -685,6 +693,9 @@
           return false;
         }
         const left = this.doc && this.doc.image;
+        // what the server said of the image left (a skip's: where its unfinished face went),
+        // shown with the next image's words rather than replaced by them
+        const carried = carry && this.doc ? (this.doc.message || '') : '';
         this.$('le-loading').classList.add('le-visible');
         let answer;
         try {
@@ -705,8 +716,9 @@
             this.histories.delete(this.histories.keys().next().value);
           }
         }
-        await this.show(answer.state, answer.ok ? (answer.state.message || '') : answer.message,
-                        answer.ok ? '' : 'error');
+        const said = answer.ok ? (answer.state.message || '') : answer.message;
+        await this.show(answer.state, carried ? [`${left}: ${carried}`, said].filter(Boolean)
+          .join('; ') : said, answer.ok ? '' : 'error');
         // Back or Forward pressed meanwhile: the history entry they reached is left as it is,
         // and followed once this image is shown (finally, below)
         if (!this.locationMoved) {
@@ -1192,7 +1204,7 @@
       // go() saves it first, as navigating: an edit meanwhile is refused (not made to the
       // image skipped), an n is no second navigation; a skip the server refused (a reason
       // over its limit) stays on this image, the refusal shown
-      await this.go({go: 'todo'}, {unless: op});
+      await this.go({go: 'todo'}, {unless: op, carry: true});
     }
 
     // --- pointer --------------------------------------------------------------------------------
