@@ -334,7 +334,8 @@ def test_infer_and_evaluate_take_the_onnx_file(cli_export, peaked_scenes, tmp_pa
     assert predicted.status == 'predicted'
     # the graph holds its processing: no config was used, whatever --config said
     assert predicted.meta['prediction'] == dict(
-        checkpoint=str(cli_export[0]), config=None, runtime='onnxruntime', boxes='boxes file')
+        checkpoint=str(cli_export[0]), config=None, runtime='onnxruntime', boxes='boxes file',
+        image_dir=str((tmp_path / 'images').resolve()))
     np.testing.assert_allclose([f.landmarks for f in predicted.faces], expected.keypoints,
                                atol=1e-3)
     proc = run_tool('infer.py', tmp_path / 'images', '--checkpoint', cli_export[0], '--rank',
