@@ -1167,7 +1167,6 @@ def fit_name(base: str, suffix: str) -> str:
     return encoded[:room].decode('utf-8', 'ignore') + suffix  # 'ignore': a character cut
 
 
-
 def image_key(name: str) -> str:
     """An annotation file's ``"image"`` as the image folder resolves it: ``.`` parts and
     ``x/..`` gone (``posixpath.normpath``; a backslash stays a character of the name), as the

@@ -597,7 +597,6 @@ PERSONS_WORK = 'person'
 PREDICTION_IMAGE_DIR_KEY = 'image_dir'
 
 
-
 def _kept_as_it_is(path: Path, image_dir: Path) -> str | None:
     """Why a prediction must not replace ``path``: :data:`PERSONS_WORK` for what a person
     wrote (an annotation, a skip, a prediction a person saved in the annotator, being
@@ -629,7 +628,6 @@ def _kept_as_it_is(path: Path, image_dir: Path) -> str | None:
     except (OSError, ValueError):  # a folder unreadable, a NUL in the name: not that folder's
         return None
     return recorded
-
 
 
 def _check_ranking_replaceable(path: Path) -> None:

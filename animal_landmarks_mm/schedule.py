@@ -439,7 +439,6 @@ _RECIPE_RANGES = dict(
 )
 
 
-
 def overridden_recipe(config_file: str) -> tuple[str, list[str]] | None:
     """The config file, derived (``_base_``) from one with a schedule recipe, that sets the
     schedule the recipe's plan replaces (a planned ``train_cfg`` key, :data:`PLANNED_LOOP_KEYS`,
