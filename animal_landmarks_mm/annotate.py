@@ -84,7 +84,7 @@ from .annotation import (
     unencodable_string,
     write_bytes_atomic,
 )
-from .converter import ImageStamp
+from .converter import ImageStamp, scan_annotation_folder
 from .errors import AnimalLandmarksError, first_line, printable, shown_value
 from .file_lock import (
     NotRegularLockFileError,
@@ -1870,7 +1870,6 @@ def persons_files_in_subfolders(annotation_dir: Path) -> dict[str, Path]:
     converter keeps and pushed the person's out of training: a helper's repro, files moved
     into ``round1/``), and the annotator says how many it shows as to do. Files that cannot
     be read are left to the converter to name."""
-    from .converter import scan_annotation_folder
     found: dict[str, Path] = {}
     for path in scan_annotation_folder(annotation_dir)[0]:
         if path.parent == annotation_dir or not path.is_file():
