@@ -838,6 +838,14 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
         if rank:  # what a killed run left half-written; the folder's other files are the user's
             remove_stale_temporaries(ranking_file.parent, of=ranking_file.name)
         result, ranking = InferenceResult(), []
+
+        def held_back(image: str, target: Path) -> bool:
+            # a person's work, a draft (work under way), another folder's prediction: listed
+            held = _kept_as_it_is(target, naming.image_dir) or (
+                naming.has_draft(image) and PERSONS_WORK)
+            if held:
+                (result.kept if held == PERSONS_WORK else result.of_other_folder).append(target)
+            return bool(held)
         for path in tqdm(images, desc='landmarks', unit='img', disable=not progress):
             try:
                 naming.image_path(path.name)
@@ -847,13 +855,11 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
                 continue
             try:
                 target = naming.annotation_path(path.name)
-                held = _kept_as_it_is(target, naming.image_dir) or (
-                    naming.has_draft(path.name) and PERSONS_WORK)
+                held = held_back(path.name, target)
             except UnsafeNameError as e:  # its file or draft a link out of the folder, or a loop
                 _warn(f'{path.name}: skipped: {e} (nothing is written through such a link)')
                 continue
-            if held:  # a person's work, a draft (work under way), another folder's prediction
-                (result.kept if held == PERSONS_WORK else result.of_other_folder).append(target)
+            if held:
                 continue
             if path.name in annotated_deeper:  # a person's file the annotator does not list
                 result.kept.append(annotated_deeper[path.name])
@@ -927,10 +933,7 @@ def run_inference(inputs: str | os.PathLike, *, config: str | os.PathLike | None
             except IsADirectoryError:  # a folder of the picture's name: one picture less, not
                 # the run's end (the images after it never predicted, no ranking)
                 _warn(f'{path.name}: no picture drawn: {picture} is a folder')
-            held = _kept_as_it_is(target, naming.image_dir) or (  # saved meanwhile
-                naming.has_draft(path.name) and PERSONS_WORK)
-            if held:
-                (result.kept if held == PERSONS_WORK else result.of_other_folder).append(target)
+            if held_back(path.name, target):  # saved meanwhile
                 continue
             write_bytes_atomic(target, data, make_folder=True)  # save_annotation's bytes
             result.written.append(target)
