@@ -440,107 +440,94 @@ _RECIPE_RANGES = dict(
 
 
 def overridden_recipe(config_file: str) -> tuple[str, list[str]] | None:
-    """The config file, derived (``_base_``) from one with a schedule recipe, that sets the
-    schedule the recipe's plan replaces (a planned ``train_cfg`` key, :data:`PLANNED_LOOP_KEYS`,
-    or ``param_scheduler``) without a recipe of its own, and those keys: the plan would train
-    otherwise than that file says, unseen. None when no file does (or the files cannot be
-    read as plain old-style configs: mmengine has read them, the check is then left out).
+    """The config file, derived (``_base_``) from one with a schedule recipe, when it (or a
+    file between them) changes what the recipe's plan replaces (a planned ``train_cfg`` key,
+    :data:`PLANNED_LOOP_KEYS`, ``param_scheduler``, or the checkpoint interval) without
+    changing the recipe: the plan would train otherwise than those files say, unseen. Returns
+    the file and the keys; None when nothing differs (or the files cannot be read: mmengine has
+    read them, the check is then left out).
 
-    Each file is read for the names it assigns at its top level (Python's ``ast``, never run;
-    a ``.json`` or ``.yaml`` config's keys), as mmengine finds its ``_base_`` files; the walk
-    down each branch stops at the first file that assigns ``schedule`` (the recipe's, whose
-    own ``train_cfg`` is the static schedule other runners use).
+    The recipe's file is the nearest one down the ``_base_`` chain that assigns ``schedule``
+    (found as mmengine finds base files, never run); the derived config and that file are then
+    loaded by mmengine and compared, so every way of setting a key counts (an assignment,
+    ``train_cfg.update(...)``, ``_base_.train_cfg.max_epochs = ...``, YAML, ``{{fileDirname}}``).
+    A config that sets a recipe of its own (``schedule = dict(...)`` or ``schedule = None``) is
+    its own recipe's file: nothing is compared.
     """
-    seen: set[str] = set()
-
-    def walk(path: str) -> tuple[bool, tuple[str, list[str]] | None]:
-        # (reaches a recipe, the most derived file on the way that sets its schedule)
-        real = osp.realpath(path)
-        if real in seen:
-            return False, None
-        seen.add(real)
-        assigned = _assigned_names(path)
-        if assigned is None:
-            return False, None
-        if 'schedule' in assigned:
-            return True, None
-        reaches, below = False, None
-        for base in assigned.get('_base_') or ():
-            base_reaches, base_below = walk(base)
-            reaches, below = reaches or base_reaches, below or base_below
-        keys = _schedule_keys(assigned)
-        return reaches, (path, keys) if reaches and keys else below
-
     try:
-        return walk(config_file)[1]
-    except Exception:  # noqa: BLE001  mmengine has read it; a form this plain reading does
-        # not know (a YAML config's {{fileDirname}}, which mmengine substitutes first): the
-        # check is left out, never the run
-        return None
-
-
-def _assigned_names(path: str) -> dict | None:
-    """What a config file assigns at its top level, by name: ``train_cfg`` -> the set of its
-    keys (None for a value whose keys are not written out), ``_base_`` -> its base files'
-    paths (mmengine's ``_get_base_files`` and ``_get_cfg_path``; a package's config is none
-    of ours: left out), any other name -> None. None for a file of no such form."""
-    import ast
-
-    from mmengine.config import Config
-    suffix = osp.splitext(path)[1]
-    names: dict = {}
-    if suffix == '.py':
-        with open(path, encoding='utf-8') as f:
-            tree = ast.parse(f.read())
-        for node in tree.body:
-            if isinstance(node, ast.Assign):
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        names[target.id] = (_literal_keys(node.value)
-                                            if target.id == 'train_cfg' else None)
-    elif suffix in ('.json', '.yaml', '.yml'):
-        import mmengine
-        loaded = mmengine.load(path)
-        if not isinstance(loaded, dict):
+        recipe_file = _recipe_file(config_file, set())
+        if recipe_file is None or osp.realpath(recipe_file) == osp.realpath(config_file):
             return None
-        for name, value in loaded.items():
-            names[name] = set(value) if name == 'train_cfg' and isinstance(value, dict) else None
-    else:
+        derived, recipe = Config.fromfile(config_file), Config.fromfile(recipe_file)
+    except Exception:  # noqa: BLE001  mmengine has read it; a form this reading does not
+        # know: the check is left out, never the run
         return None
-    bases = []
-    for base in Config._get_base_files(path) if '_base_' in names else ():
-        base_path, scope = Config._get_cfg_path(base, path)
-        if scope is None:
-            bases.append(base_path)
-    names['_base_'] = bases
-    return names
+    if derived.get('schedule') != recipe.get('schedule'):
+        return None  # the recipe was changed on the way: that file's plan, as it says
+    keys = [key for key in (*(f'train_cfg.{key}' for key in sorted(PLANNED_LOOP_KEYS)),
+                            'param_scheduler', CHECKPOINT_INTERVAL_OPTION)
+            if _config_value(derived, key) != _config_value(recipe, key)]
+    return (config_file, keys) if keys else None
 
 
-def _literal_keys(node) -> set[str] | None:
-    """The keys of a ``dict(a=...)`` call or a ``{'a': ...}`` literal; None for another value
-    (or one spreading another's keys: ``**``)."""
-    import ast
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == 'dict' \
-            and not node.args and all(k.arg is not None for k in node.keywords):
-        return {k.arg for k in node.keywords}
-    if isinstance(node, ast.Dict) and all(isinstance(k, ast.Constant) and isinstance(k.value, str)
-                                          for k in node.keys):
-        return {k.value for k in node.keys}
+def _config_value(cfg: Config, key: str) -> object:
+    """A dotted key's value in a config; None where a part of the path is missing."""
+    first, *rest = key.split('.')
+    value = cfg.get(first)
+    for part in rest:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def _recipe_file(path: str, seen: set[str]) -> str | None:
+    """The nearest file down the ``_base_`` chain from ``path`` (itself first) that assigns
+    ``schedule``, depth first in the order of the bases as mmengine merges them; None if none
+    does. A package's config (``mmpose::...``) is none of ours: not followed."""
+    real = osp.realpath(path)
+    if real in seen:
+        return None
+    seen.add(real)
+    names, bases = _assigned_names(path)
+    if 'schedule' in names:
+        return path
+    for base in bases:
+        found = _recipe_file(base, seen)
+        if found is not None:
+            return found
     return None
 
 
-def _schedule_keys(assigned: dict) -> list[str]:
-    """The keys of the schedule a plan replaces that a file's assignments set."""
-    keys = []
-    if 'train_cfg' in assigned:
-        train_keys = assigned['train_cfg']
-        if train_keys is None or '_delete_' in train_keys:
-            keys.append('train_cfg')
+def _assigned_names(path: str) -> tuple[set[str], list[str]]:
+    """The names a config file assigns at its top level (Python's ``ast``, never run; a
+    ``.json`` or ``.yaml`` config's keys) and its base files' paths, read as mmengine reads
+    them: after its ``{{fileDirname}}``-style and ``{{$ENV}}`` substitutions."""
+    import ast
+    import tempfile
+
+    import mmengine
+    suffix = osp.splitext(path)[1]
+    with tempfile.TemporaryDirectory() as folder:
+        substituted = osp.join(folder, f'config{suffix}')
+        Config._substitute_predefined_vars(path, substituted)
+        Config._substitute_env_variables(substituted, substituted)
+        if suffix == '.py':
+            with open(substituted, encoding='utf-8') as f:
+                tree = ast.parse(f.read())
+            names = set()
+            for node in tree.body:
+                targets = (node.targets if isinstance(node, ast.Assign) else
+                           [node.target] if isinstance(node, ast.AnnAssign) else [])
+                names |= {target.id for target in targets if isinstance(target, ast.Name)}
         else:
-            keys += [f'train_cfg.{key}' for key in sorted(train_keys & PLANNED_LOOP_KEYS)]
-    if 'param_scheduler' in assigned:
-        keys.append('param_scheduler')
-    return keys
+            loaded = mmengine.load(substituted)
+            names = set(loaded) if isinstance(loaded, dict) else set()
+        bases = []
+        for base in Config._get_base_files(substituted):
+            base_path, scope = Config._get_cfg_path(base, path)
+            if scope is None:
+                bases.append(base_path)
+    return names, bases
+
 
 def recipe_of(cfg: Config) -> dict | None:
     """The config's ``schedule`` recipe with the defaults filled in; None when it has none.

@@ -672,8 +672,9 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         raise TrainingSetupError(
             f'{derived} sets {" and ".join(keys)} over the schedule recipe it inherits, whose '
             'plan would replace them: drop them and size the run with --epochs, --iters or '
-            f'--batch-size (the plan follows them), or add `schedule = None` to {derived} to '
-            'train by its own train_cfg and param_scheduler as written')
+            '--batch-size, checkpoints with --save-freq (the plan follows them), or add '
+            f'`schedule = None` to {derived} to train by its own train_cfg, param_scheduler '
+            'and checkpoint hook as written')
     if has_recipe and not bypassed_by:
         counted = check_annotation_files(cfg, ('train_dataloader',))
         try:

@@ -1460,32 +1460,48 @@ def test_a_configs_own_loop_settings_stay_beside_the_plan(tmp_path):
 
 def test_a_derived_config_that_sets_the_planned_schedule_is_refused(tmp_path, coco_dir):
     """A config of the user's inheriting ours with train_cfg.max_epochs = 100 (or its own
-    param_scheduler) trained by the plan instead, unseen (documented only). Its own keys the
-    plan keeps (val_begin), a file below it with a recipe of its own, `schedule = None` and
-    --cfg-options setting the schedule (used as written) are not refused."""
+    param_scheduler, or checkpoint interval) trained by the plan instead, unseen (documented
+    only); set by `train_cfg.update(...)`, `_base_.train_cfg.x = ...`, an annotated assignment
+    or through a YAML `{{fileDirname}}` base it was not seen either. Its own keys the plan keeps
+    (val_begin), a file below it with a recipe of its own, `schedule = None`, the base's own
+    train_cfg written again and --cfg-options setting the schedule (used as written) are not
+    refused."""
     def config(name, body, base=MAIN_CONFIG):
         path = tmp_path / name
         path.write_text(f'_base_ = [{str(base)!r}]\n{body}\n')
         return path
     longer = config('longer.py', 'train_cfg = dict(max_epochs=100, val_begin=3)')
-    schedulers = config('schedulers.py', 'param_scheduler = []', base=longer)
-    for path, keys in ((longer, 'train_cfg.max_epochs'), (schedulers, 'param_scheduler')):
+    templated = tmp_path / 'templated.yaml'  # its base known once mmengine fills it in
+    templated.write_text('_base_: {{fileDirname}}/longer.py\n')
+    for path, keys in (
+            (longer, 'train_cfg.max_epochs'),
+            (config('schedulers.py', 'param_scheduler = []', base=longer),
+             'train_cfg.max_epochs and param_scheduler'),
+            (config('updated.py', 'train_cfg = dict(val_begin=3)\n'
+                    'train_cfg.update(max_epochs=5)'), 'train_cfg.max_epochs'),
+            (config('mutated.py', '_base_.train_cfg.val_interval = 1'), 'train_cfg.val_interval'),
+            (config('annotated.py', 'train_cfg: dict = dict(type="IterBasedTrainLoop", '
+                    'max_iters=50)'), 'train_cfg.max_iters and train_cfg.type'),
+            (config('checkpoints.py', 'default_hooks = dict(checkpoint=dict(interval=5))'),
+             'default_hooks.checkpoint.interval'),
+            (templated, 'train_cfg.max_epochs')):
         cfg = set_data_root(load_config(str(path)), str(coco_dir))
         with pytest.raises(TrainingSetupError) as info:
             apply_simple_flags(cfg)
         assert str(info.value).startswith(
             f'{path} sets {keys} over the schedule recipe it inherits, whose plan would '
-            'replace them: ')
-    templated = tmp_path / 'templated.yaml'  # YAML only once mmengine fills it in: not read
-    templated.write_text('_base_: {{fileDirname}}/kept.py\n')
+            'replace them: '), path
+    recipe = config('recipe.py', 'schedule = dict(samples=100)', base=longer)
     for path in (config('kept.py', 'train_cfg = dict(val_begin=3)'),
-                 config('own.py', 'schedule = None', base=longer),
-                 config('recipe.py', 'schedule = dict(samples=100)', base=longer), templated):
+                 config('again.py', 'train_cfg = {{_base_.train_cfg}}'),
+                 config('own.py', 'schedule = None', base=longer), recipe,
+                 config('below_recipe.py', '', base=recipe)):
         cfg = set_data_root(load_config(str(path)), str(coco_dir))
         apply_simple_flags(cfg)
     options = {'train_cfg.max_epochs': 2}
     cfg = set_data_root(load_config(str(longer), options), str(coco_dir))
     assert apply_simple_flags(cfg, cfg_options=options) is None  # as written, said so
+
 
 def test_dynamic_intervals_are_refused_in_a_planned_run(tmp_path):
     """A config's (or an option's) dynamic_intervals were kept while the plan printed one
