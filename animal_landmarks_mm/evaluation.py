@@ -273,14 +273,14 @@ def _coco_image(image: Any, anns: list[dict], root: Path) -> ImageAnnotation:
 def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[str]]:
     """Faces of a COCO file written by the converter (image paths relative to its folder's
     parent, the converter's output folder), in the file's order. The file is read and checked
-    as training reads its files (:func:`.dataset.read_coco_file`), then every annotation and
-    image is validated as the converter's (:func:`_coco_image`), before any is used: a bad one
-    stops the evaluation before a model runs, not after some images were predicted or outputs
-    written. An image's pixels are not decoded here: one that passes these checks but cannot be
-    decoded (a PNG with a corrupt IDAT chunk) has its faces left out by :func:`evaluate`, with
-    a line naming it. The faces mmpose's dataset leaves out (crowd faces, faces without
-    labelled points: :func:`.schedule.kept_faces`) are left out here too, so that the
-    numbers are those of ``tools/test.py``.
+    as training reads its files (:func:`.dataset.read_coco_file`). The faces mmpose's dataset
+    leaves out (crowd faces, faces without labelled points: :func:`.schedule.kept_faces`) are
+    left out here too, unvalidated as training leaves them, so that the numbers are those of
+    ``tools/test.py``; every face kept and its image are then validated as the converter's
+    (:func:`_coco_image`), before any is used: a bad one stops the evaluation before a model
+    runs, not after some images were predicted or outputs written. An image's pixels are not
+    decoded here: one that passes these checks but cannot be decoded (a PNG with a corrupt IDAT
+    chunk) has its faces left out by :func:`evaluate`, with a line naming it.
 
     Returns:
         The faces, and a line naming the annotations left out, if any.
@@ -294,14 +294,19 @@ def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[s
     except AnnotationError as e:
         raise EvaluationInputError(str(e)) from None
     root = ann_file.resolve().parent.parent
+    # the rule is training's; only the faces kept are validated, as training validates
+    # nothing of those it leaves out (a face of no labelled point, a crowd's)
+    kept = {id(ann) for ann in kept_faces(coco)}
+    left_out = [shown_value(ann['id']) for ann in coco['annotations'] if id(ann) not in kept]
     try:
         images = {image['id']: image for image in coco['images']}
         by_image: dict[int, list[dict]] = {}
-        order = []  # (image id, its face's index) of each annotation
+        order = []  # (image id, its face's index) of each annotation kept
         for ann in coco['annotations']:
-            faces_of_image = by_image.setdefault(ann['image_id'], [])
-            order.append((ann['image_id'], len(faces_of_image)))
-            faces_of_image.append(ann)
+            if id(ann) in kept:
+                faces_of_image = by_image.setdefault(ann['image_id'], [])
+                order.append((ann['image_id'], len(faces_of_image)))
+                faces_of_image.append(ann)
         annotations = {image_id: _coco_image(images[image_id], anns, root)
                        for image_id, anns in by_image.items()}
     except AnnotationError as e:
@@ -311,12 +316,8 @@ def faces_from_coco(ann_file: str | os.PathLike) -> tuple[list[EvalFace], list[s
         raise EvaluationInputError(f'{ann_file}: not a COCO keypoints file of this layout '
                                    f'({e.__class__.__name__}: '
                                    f'{printable(str(e), one_line=True, limit=80)})') from None
-    faces, left_out = [], []
-    kept = {id(ann) for ann in kept_faces(coco)}  # the rule is training's
-    for ann, (image_id, index) in zip(coco['annotations'], order):
-        if id(ann) not in kept:
-            left_out.append(shown_value(ann['id']))
-            continue
+    faces = []
+    for image_id, index in order:
         annotation = annotations[image_id]
         face = annotation.faces[index]
         faces.append(EvalFace(

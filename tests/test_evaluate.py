@@ -419,10 +419,8 @@ def _broken_coco(case, coco_dir, root):
     ('huge point', 'annotation 1: point 0 x is not a finite number (in float32, as mmpose reads '
      'it): 1e+308'),
     ('width not a number', '"width" must be a positive whole number, got \'abc\''),
-    ('box outside the image', 'annotation 1 bbox has no area inside the '),
     ('visibility 7', 'annotation 1: point 0 visibility must be one of 2 (visible), 1 (occluded), '
      '0 (absent), got 7'),
-    ('negative box', 'annotation 1 bbox has no area: '),
     ('name not Unicode', 'is not valid Unicode'),
     ('image missing', 'image not found: '),
     ('image truncated', 'image truncated: '),
@@ -492,6 +490,34 @@ def test_faces_mmpose_leaves_out_of_a_coco_file_are_left_out(coco_dir, tmp_path)
     assert left_out == [f"{ann_file}: 2 annotations that mmpose's dataset leaves out too "
                         '(crowd, without labelled points, or a box of no size on the image): '
                         f'ids {crowd["id"]}, {also_crowd["id"]}']
+
+
+def test_faces_mmpose_leaves_out_are_not_refused_by_evaluate(coco_dir, tmp_path):
+    """A face of no labelled point (every flag 0: a face boxed and never pointed, in a file of
+    another tool), a crowd face of no size, a box off the image and a box of negative width:
+    training leaves them out and trains, evaluate refused the whole file over them (it
+    validated every annotation as the converter's)."""
+    from animal_landmarks_mm.evaluation import faces_from_coco
+    from animal_landmarks_mm.schedule import read_training_faces
+    ann_file = _coco_copy(coco_dir, tmp_path)
+    shutil.copytree(coco_dir / 'images', tmp_path / 'images')
+    coco = json.loads(ann_file.read_text())
+    last_id = max(ann['id'] for ann in coco['annotations'])
+    coco['annotations'][2:2] = [dict(coco['annotations'][-1], id=last_id + k, bbox=list(
+        coco['annotations'][-1]['bbox'])) for k in (1, 2)]  # two more faces of its image
+    unpointed, crowd, off_the_image, negative, *kept = coco['annotations']
+    assert kept
+    unpointed.update(keypoints=[0] * len(unpointed['keypoints']), num_keypoints=0)
+    crowd.update(iscrowd=1, bbox=[crowd['bbox'][0], crowd['bbox'][1], 0, 0], area=0)
+    off_the_image['bbox'] = [5000, 5000, 50, 50]
+    negative['bbox'][2] = -10
+    ann_file.write_text(json.dumps(coco))
+    faces, left_out = faces_from_coco(ann_file)
+    assert len(faces) == len(kept) == read_training_faces(str(ann_file))[1]
+    left = (unpointed, crowd, off_the_image, negative)
+    assert left_out == [f"{ann_file}: 4 annotations that mmpose's dataset leaves out too "
+                        '(crowd, without labelled points, or a box of no size on the image): '
+                        f'ids {", ".join(str(ann["id"]) for ann in left)}']
 
 
 def test_a_pictures_name_is_one_file_name_whatever_the_image_names():
