@@ -448,6 +448,66 @@ def _probe_orientations() -> dict[bytes, int]:
     return decoded
 
 
+def _several_blocks_orientation(blocks: list[bytes]) -> Orientation:
+    """The orientation of a JPEG of several ``Exif`` APP1 segments as OpenCV decodes it.
+
+    PIL reads the first segment; OpenCV the first in which it finds an orientation entry (one
+    it cannot read, or of no orientation, passes to the next): the picture was annotated
+    upright and trained turned. OpenCV itself is asked (:func:`_jpeg_probe`); which segment a
+    browser applies is not known here, so the picture is served turned (never shown alike).
+    Segments of more than :data:`_JPEG_PROBE_MAX` bytes in all, or an OpenCV that turns no
+    probe, leave PIL's reading (the first segment)."""
+    value = None
+    if sum(map(len, blocks)) <= _JPEG_PROBE_MAX and len(_jpeg_probe_orientations()) == 8:
+        import cv2
+        import numpy as np
+        decoded = cv2.imdecode(np.frombuffer(_jpeg_probe(blocks), np.uint8),
+                               cv2.IMREAD_GRAYSCALE)
+        value = _jpeg_probe_orientations().get(decoded.tobytes() if decoded is not None
+                                               else b'')
+    if value is None:
+        value = _exif_block_orientation(blocks[0])[0]
+    return Orientation(value, False)
+
+
+#: the most bytes of APP1 segments copied into a probe (a JPEG's extended XMP may take a few
+#: megabytes; a file of more is read as PIL reads it)
+_JPEG_PROBE_MAX = 16 * 2**20
+
+
+@functools.cache
+def _jpeg_probe_body() -> bytes:
+    """A 16x16 grey JPEG of four quadrants, each its own grey, without its SOI marker (the
+    probe's segments go between)."""
+    import cv2
+    import numpy as np
+    quadrants = np.kron(np.array([[0, 80], [160, 240]], np.uint8), np.ones((8, 8), np.uint8))
+    return cv2.imencode('.jpg', quadrants, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()[2:]
+
+
+def _jpeg_probe(blocks: list[bytes]) -> bytes:
+    """The probe JPEG with ``blocks`` as its APP1 segments, in their order."""
+    segments = b''.join(b'\xff\xe1' + struct.pack('>H', len(block) + 2) + block
+                        for block in blocks)
+    return b'\xff\xd8' + segments + _jpeg_probe_body()
+
+
+@functools.cache
+def _jpeg_probe_orientations() -> dict[bytes, int]:
+    """The JPEG probe's pixels as OpenCV decodes them under each orientation, 1 to 8 (learnt
+    from OpenCV with plain blocks: one SHORT tag, little-endian)."""
+    import cv2
+    import numpy as np
+    decoded = {}
+    for value in range(8, 0, -1):
+        block = b'Exif\x00\x00II*\x00' + struct.pack('<IHHHIHHI', 8, 1, _EXIF_ORIENTATION, 3,
+                                                     1, value, 0, 0)
+        pixels = cv2.imdecode(np.frombuffer(_jpeg_probe([block]), np.uint8),
+                              cv2.IMREAD_GRAYSCALE)
+        decoded[pixels.tobytes()] = value
+    return decoded
+
+
 def _png_orientation(file) -> Orientation:
     """The EXIF orientation of a PNG file as OpenCV decodes it, from its chunk headers.
 
@@ -509,6 +569,11 @@ def exif_orientation(im) -> Orientation:
     try:
         if im.format == 'PNG':
             return _png_orientation(im.fp)
+        if im.format in ('JPEG', 'MPO'):
+            blocks = [data for marker, data in getattr(im, 'applist', ())
+                      if marker == 'APP1' and data.startswith(b'Exif')]
+            if len(blocks) > 1:
+                return _several_blocks_orientation(blocks)
         raw = im.info.get('exif')  # JPEG's (in its header) and WebP's; BMP has none
         if not raw:
             return UPRIGHT

@@ -2,6 +2,7 @@
 import errno
 import json
 import os
+import struct
 
 import pytest
 
@@ -643,6 +644,43 @@ def test_a_webp_exif_block_too_large_for_the_probe_is_read_by_opencvs_rule(tmp_p
     Image.new('RGB', (64, 40)).save(path, 'WEBP', lossless=True, exif=b'Exif\x00\x00' + block)
     height, width = read_image(path).shape[:2]
     assert image_size(path) == (width, height) == (40, 64)
+
+@pytest.mark.parametrize('first, expected', [
+    (_tiff_block([(0x010F, 3, 5)]), 6),  # no orientation in the first: OpenCV reads on
+    (_tiff_block([(0x0112, 3, 8)])[:8] + bytes(2), 6),  # its directory past the end
+    (b'II*\x00', 6),  # cut short
+    (_tiff_block([(0x0112, 3, 1)]), 1),  # an orientation, upright: the second is not read
+    (_tiff_block([(0x0112, 3, 8)]), 8),
+    (_tiff_block([(0x0112, 3, 9)]), 1),  # an orientation out of range: upright, read no further
+], ids=['no-orientation', 'past-the-end', 'cut-short', 'upright', 'turned', 'out-of-range'])
+def test_a_jpeg_of_several_exif_segments_is_read_as_opencv_decodes_it(tmp_path, first,
+                                                                      expected):
+    """A JPEG with two Exif APP1 segments: PIL reads the first, OpenCV the first in which it
+    finds an orientation, so a first segment without one (or unreadable) had the annotator
+    take the picture upright and training turn it by the second: points and picture in two
+    frames. Its size and orientation are OpenCV's now, and it is served turned (a browser's
+    choice of segment is not trusted)."""
+    from PIL import Image
+
+    from animal_landmarks_mm.annotation import image_orientation, image_size, read_image
+
+    def segment(block):
+        data = b'Exif\x00\x00' + block
+        return b'\xff\xe1' + struct.pack('>H', len(data) + 2) + data
+    plain = tmp_path / 'plain.jpg'
+    picture = Image.new('RGB', (300, 100), (90, 120, 30))
+    picture.paste((250, 250, 250), (0, 0, 60, 30))  # a corner that says how it was turned
+    picture.save(plain, 'JPEG')
+    body = plain.read_bytes()[2:]
+    path, alone = tmp_path / 'several.jpg', tmp_path / 'alone.jpg'
+    path.write_bytes(b'\xff\xd8' + segment(first) + segment(_tiff_block([(0x0112, 3, 6)]))
+                     + body)
+    alone.write_bytes(b'\xff\xd8' + segment(_tiff_block([(0x0112, 3, expected)])) + body)
+    trained = read_image(path)
+    assert (trained == read_image(alone)).all()  # OpenCV's reading, as the test expects it
+    assert image_size(path) == (trained.shape[1], trained.shape[0])
+    assert image_orientation(path) == (expected, False)
+
 
 def test_an_annotation_file_of_more_faces_than_any_picture_has_is_refused(tmp_path):
     """A file of more than ANNOTATION_MAX_FACES faces (16 MB hold tens of thousands: a
