@@ -348,6 +348,12 @@ class _GraphTooLarge(Exception):
     """More nodes or protobuf fields than the operator check reads."""
 
 
+class _NotExported(Exception):
+    """Content no exported graph has, which onnxruntime acts on at load: a sparse tensor,
+    made dense there to the size it declares (a 1.4 kB file took gigabytes, outside the runs'
+    capped arena)."""
+
+
 def _protobuf_fields(message: memoryview, budget: list[int]
                      ) -> Iterator[tuple[int, memoryview | None]]:
     """The fields of a protobuf message: ``(number, bytes)`` for a length-delimited one (a
@@ -410,9 +416,11 @@ def graph_operators(model: bytes) -> list[tuple[str, str]]:
             :func:`_protobuf_fields`).
         _GraphTooLarge: more than :data:`MAX_GRAPH_NODES` nodes, or than
             :data:`MAX_GRAPH_FIELDS` fields read (said as soon as it is so).
+        _NotExported: a sparse initializer or sparse tensor attribute.
     """
-    # ModelProto: graph 7, functions 25; GraphProto: node 1; FunctionProto: node 7;
-    # NodeProto: op_type 4, attribute 5, domain 7; AttributeProto: g 6, graphs 11
+    # ModelProto: graph 7, functions 25; GraphProto: node 1, sparse_initializer 15;
+    # FunctionProto: node 7; NodeProto: op_type 4, attribute 5, domain 7; AttributeProto:
+    # g 6, graphs 11, sparse_tensor 22, sparse_tensors 23
     budget = [MAX_GRAPH_FIELDS]
     operators = []
     graphs = []  # (message, the number of its node field)
@@ -424,6 +432,8 @@ def graph_operators(model: bytes) -> list[tuple[str, str]]:
         graph, node_field = graphs[done]
         done += 1
         for number, node in _protobuf_fields(graph, budget):
+            if number == 15 and node_field == 1:
+                raise _NotExported('a sparse initializer')
             if number != node_field or node is None:
                 continue
             if len(operators) == MAX_GRAPH_NODES:
@@ -437,18 +447,25 @@ def graph_operators(model: bytes) -> list[tuple[str, str]]:
                 elif field == 7:
                     domain = bytes(value)
                 elif field == 5:
-                    graphs += [(sub, 1) for kind, sub in _protobuf_fields(value, budget)
-                               if kind in (6, 11) and sub is not None]
+                    for kind, sub in _protobuf_fields(value, budget):
+                        if kind in (22, 23):
+                            raise _NotExported('a sparse tensor attribute')
+                        if kind in (6, 11) and sub is not None:
+                            graphs.append((sub, 1))
             operators.append((domain.decode('utf-8', 'replace'),
                               op_type.decode('utf-8', 'replace')))
     return operators
 
 
-def check_graph_operators(path: Path) -> None:
+def check_graph_operators(path: Path) -> bytes:
     """Refuse, before onnxruntime loads it, a file larger than :data:`MAX_ONNX_FILE_BYTES`,
     bytes that are no protobuf message ONNX writes, a graph of more than
-    :data:`MAX_GRAPH_NODES` nodes (or :data:`MAX_GRAPH_FIELDS` protobuf fields), or one with
-    an operator no exported graph has (:data:`EXPORTED_OPERATORS`).
+    :data:`MAX_GRAPH_NODES` nodes (or :data:`MAX_GRAPH_FIELDS` protobuf fields), one with
+    an operator no exported graph has (:data:`EXPORTED_OPERATORS`) or a sparse tensor.
+
+    Returns:
+        The bytes checked: onnxruntime is given these, not the path (a file swapped after the
+        check would be loaded unchecked).
 
     Raises:
         OnnxModelError: one line naming the file.
@@ -471,11 +488,15 @@ def check_graph_operators(path: Path) -> None:
         raise OnnxModelError(f'{path}: {not_exported} (more than {MAX_GRAPH_NODES} nodes or '
                              f'{MAX_GRAPH_FIELDS} protobuf fields; its graphs hold 1,100 to '
                              '1,400 nodes, int8 about 2,700)') from None
+    except _NotExported as e:
+        raise OnnxModelError(f'{path}: {not_exported} ({e}, which its graphs never '
+                             'have)') from None
     for domain, op_type in operators:
         if domain not in ('', 'ai.onnx') or op_type not in EXPORTED_OPERATORS:
             named = op_type if not domain else f'{domain}.{op_type}'
             raise OnnxModelError(f'{path}: {not_exported} (an operator its graphs never '
                                  f'use: {shown_value(named)})')
+    return model
 
 
 def _dims(shape) -> str:
@@ -650,7 +671,7 @@ class OnnxLandmarkPredictor:
         path = Path(path)
         if not path.is_file():
             raise OnnxModelError(f'{path}: no such ONNX file')
-        check_graph_operators(path)
+        model = check_graph_operators(path)
         try:
             import onnxruntime
         except ImportError:
@@ -677,7 +698,7 @@ class OnnxLandmarkPredictor:
                 path, lacking, f'this onnxruntime build has only {", ".join(available)}'))
         try:
             self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=providers or default_providers(),
+                model, options, providers=providers or default_providers(),
                 disabled_optimizers=list(DISABLED_OPTIMIZERS))
         except Exception as e:  # InvalidProtobuf, Fail, NoSuchFile...: all "not a model"
             raise OnnxModelError(f'{path}: not an ONNX model onnxruntime can load '

@@ -1104,6 +1104,56 @@ def test_a_graph_with_operators_no_export_has_is_refused_before_onnxruntime_load
     assert str(caught.value) == f'{fields}: {too_large}'
 
 
+def test_a_graph_with_a_sparse_tensor_is_refused_before_onnxruntime_loads_it(tmp_path):
+    """A sparse initializer (or a Constant's sparse_value) of no stored value and a declared
+    length of 375 million: onnxruntime made it dense at load, 1.4 GB from a 1.4 kB file, outside
+    the runs' capped arena (a hunt's repro). No export has one: refused before the load."""
+    helper = onnx.helper
+    sparse = helper.make_sparse_tensor(helper.make_tensor('s', onnx.TensorProto.FLOAT, [0], []),
+                                       helper.make_tensor('s_i', onnx.TensorProto.INT64, [0], []),
+                                       [375_000_000])
+    constant = _graph_of([helper.make_node('Constant', [], ['s'], sparse_value=sparse),
+                          helper.make_node('Relu', ['crops'], ['keypoints'])],
+                         tmp_path / 'constant.onnx')
+    initializer = tmp_path / 'initializer.onnx'
+    model = onnx.load(str(_graph_of([helper.make_node('Relu', ['crops'], ['keypoints'])],
+                                     initializer)))
+    model.graph.sparse_initializer.append(sparse)
+    onnx.save(model, str(initializer))
+    for path, what in ((constant, 'a sparse tensor attribute'),
+                       (initializer, 'a sparse initializer')):
+        with pytest.raises(OnnxModelError) as caught:
+            OnnxLandmarkPredictor(path)
+        assert str(caught.value) == (f'{path}: not a landmark graph exported by tools/export.py '
+                                     f'--format onnx ({what}, which its graphs never have)')
+
+
+def test_onnxruntime_loads_the_bytes_the_check_read(cli_export, tmp_path, monkeypatch):
+    """The operator check read the file, then onnxruntime opened the path again: a file
+    swapped between the two (a shared models folder) was loaded unchecked. onnxruntime is
+    given the bytes checked now: a swap after the check changes nothing."""
+    import shutil
+
+    from animal_landmarks_mm import onnx_predictor
+    path = tmp_path / 'model.onnx'
+    shutil.copy(cli_export[0], path)
+    foreign = _graph_of([onnx.helper.make_node('Sin', ['crops'], ['keypoints'])],
+                        tmp_path / 'foreign.onnx')
+    foreign_bytes = foreign.read_bytes()
+    checked = onnx_predictor.check_graph_operators
+
+    def check_then_swap(checked_path):
+        model = checked(checked_path)
+        os.replace(foreign, checked_path)
+        return model
+
+    monkeypatch.setattr(onnx_predictor, 'check_graph_operators', check_then_swap)
+    predictor = OnnxLandmarkPredictor(path)  # the foreign graph has no metadata: refused
+    assert path.read_bytes() == foreign_bytes  # swapped on disk, the checked graph loaded
+    assert [output.name for output in predictor.session.get_outputs()] == ['keypoints',
+                                                                            'scores']
+
+
 def _varint(value: int) -> bytes:
     """A protobuf varint."""
     out = bytearray()
