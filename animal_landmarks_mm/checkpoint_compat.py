@@ -25,6 +25,7 @@ values in no bytes (``U0``).
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
@@ -480,8 +481,7 @@ def _check_pickle(stream: io.BufferedIOBase | _Bounded,
         name = op.name
         if name == 'GLOBAL':
             module, _, attr = str(arg).partition(' ')
-            if attr == 'bytearray' and module in ('builtins', '__builtin__'):
-                break
+            _refuse_import(module, attr)
         elif name in _STRING_OPS:
             pushed.append(arg)
         elif name == 'MEMOIZE':
@@ -493,14 +493,42 @@ def _check_pickle(stream: io.BufferedIOBase | _Bounded,
         elif name == 'DUP':
             pushed.append(pushed[-1] if pushed else None)
         elif name == 'STACK_GLOBAL':
-            if pushed[-2:] in (['builtins', 'bytearray'], ['__builtin__', 'bytearray']):
-                break
+            if len(pushed) >= 2 and all(isinstance(part, str) for part in pushed[-2:]):
+                _refuse_import(*pushed[-2:])
         elif name != 'STOP':
             pushed.append(None)  # something else on the stack: no string pair across it
-    else:
-        return count
-    raise pickle.UnpicklingError('refused a pickle importing bytearray (a size given to it '
-                                 'would allocate that many bytes; no checkpoint needs it)')
+    return count
+
+
+@functools.cache
+def _tensor_classes() -> frozenset[str]:
+    """The tensor classes torch's restricted unpickler lets a pickle call, by the names it
+    looks them up by: ``torch.Tensor`` and the legacy ``torch.FloatTensor`` and the like."""
+    return frozenset({'torch.Tensor', *(f'{cls.__module__}.{cls.__name__}'
+                                        for cls in torch._tensor_classes)})
+
+
+def _refuse_import(module: str, attr: str) -> None:
+    """Refuse a pickle's import of what allocates memory no byte of the file backs.
+
+    ``bytearray(n)`` allocates ``n`` bytes; a tensor class called with a shape
+    (``torch.Tensor(28, 270, 1, 1)``, or ``torch.FloatTensor(500_000_000)``) makes a tensor of
+    that shape, of whatever memory held: a weight of no stored value loaded, exported and
+    trained on, or gigabytes from a file of a few hundred bytes. torch's restricted unpickler
+    allows both by its own list; no checkpoint names them (``torch.save`` rebuilds a tensor
+    from its stored bytes, ``torch._utils._rebuild_tensor_v2``).
+
+    Raises:
+        pickle.UnpicklingError: naming the import.
+    """
+    if attr == 'bytearray' and module in ('builtins', '__builtin__'):
+        raise pickle.UnpicklingError('refused a pickle importing bytearray (a size given to '
+                                     'it would allocate that many bytes; no checkpoint needs '
+                                     'it)')
+    if f'{module}.{attr}' in _tensor_classes():
+        raise pickle.UnpicklingError(
+            f'refused a pickle importing {printable(f"{module}.{attr}", limit=60)} (called with a '
+            'shape it makes a tensor no byte of the file holds; torch.save never names it)')
 
 
 def allow_mmengine_checkpoints() -> None:

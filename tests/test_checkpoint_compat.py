@@ -1,5 +1,6 @@
 """torch's weights_only loading accepts mmengine checkpoints, and nothing more than needed."""
 import pickle
+import re
 import subprocess
 import sys
 
@@ -86,6 +87,44 @@ def test_bytearray_of_a_size_is_refused_before_torch_runs_the_pickle(tmp_path):
                    tmp_path / 'ok.pth', _use_new_zipfile_serialization=not legacy)
         state_dict, meta = read_checkpoint(tmp_path / 'ok.pth')
         assert bytes(state_dict['w'].tolist()) == b'..bytearray..' and 'bytearray' in meta['cfg']
+
+
+class _Uninitialised:
+    """A tensor class called with a shape: pickled as an import of it and a call."""
+
+    def __init__(self, cls, *shape):
+        self.cls, self.shape = cls, shape
+
+    def __reduce__(self):
+        return (self.cls, self.shape)
+
+
+@pytest.mark.parametrize('cls', [torch.Tensor, torch.FloatTensor, torch.cuda.HalfTensor])
+def test_a_tensor_of_no_stored_bytes_is_refused_before_torch_runs_the_pickle(tmp_path, cls):
+    """torch's restricted unpickler lets a pickle call torch.Tensor (and torch.FloatTensor and
+    the like) with a shape: a tensor of whatever memory held, no byte of the file behind it.
+    A weight so made was read, trained on and exported (its values garbage), and a 1.3 kB file
+    became a 2 GB tensor, and a 2 GB release file (a hunt's repro). No checkpoint names these
+    classes: refused, in both formats and by either import opcode."""
+    import io
+
+    from animal_landmarks_mm.checkpoint_compat import _check_pickle
+    from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
+    name = f'{cls.__module__}.{cls.__name__}'
+    weights = {'head.final_layer.weight': _Uninitialised(cls, 28, 270, 1, 1),
+               'backbone.conv1.weight': torch.ones(4)}
+    torch.save(weights, tmp_path / 'zip.pth')
+    torch.save(weights, tmp_path / 'legacy.pth', _use_new_zipfile_serialization=False)
+    for path in (tmp_path / 'zip.pth', tmp_path / 'legacy.pth'):
+        with pytest.raises(CheckpointError) as caught:
+            read_checkpoint(path)
+        assert str(caught.value).startswith(
+            f'{path}: not a checkpoint torch can read safely (refused a pickle importing '
+            f'{name} (called with a shape it makes a tensor no byte of the file holds; ')
+    with pytest.raises(pickle.UnpicklingError, match=f'importing {re.escape(name)} '):
+        _check_pickle(io.BytesIO(pickle.dumps(_Uninitialised(cls, 3), protocol=4)))
+    # the name as text is no import
+    _check_pickle(io.BytesIO(pickle.dumps(dict(cfg=f'x = {name}(3)'), protocol=4)))
 
 
 def test_a_compressed_member_is_refused_before_it_is_unpacked(tmp_path):
@@ -501,7 +540,8 @@ def test_the_pickle_limits_admit_a_long_runs_training_checkpoint(tmp_path):
     values = np.random.default_rng(0).random(iterations)
     hub = dict(log_scalars={f'train/{name}': HistoryBuffer(values, np.ones(iterations, np.int64))
                             for name in ('lr', 'loss', 'loss_kpt', 'acc_pose', 'time',
-                                         'data_time')})
+                                         'data_time')},
+               runtime_info={}, resumed_keys={})
     checkpoint = dict(meta=dict(epoch=60, iter=iterations), state_dict=state_dict,
                       optimizer=dict(state=state, param_groups=[dict(lr=1e-3, params=list(state))]),
                       message_hub=hub)
