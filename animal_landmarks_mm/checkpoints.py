@@ -30,6 +30,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 
 from .checkpoint_compat import refuse_allocating_pickle
@@ -186,7 +187,8 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
     values at all. A weight must be dense (strided), unquantized, on the CPU it was read to,
     and real: floating point of a type read here (:data:`_FLOATING_DTYPES`), or integral as a
     BatchNorm's counter is; and finite: NaN or Inf (a diverged run) would be fine-tuned,
-    exported or predicted with as if it were weights.
+    exported or predicted with as if it were weights (a float64 value beyond float32's range
+    too: infinite in the model's float32 weights).
     And it must hold its values: a view claiming more values than its storage holds (a stride
     of 0, ``torch.full((1,), v).expand(10**12)``: one value in the file, 10**12 to check,
     copy and load) is refused before any value is read; views sharing a storage, each within
@@ -199,6 +201,10 @@ def tensor_problem(tensor: torch.Tensor) -> str | None:
         return f'of dtype {tensor.dtype}, not one read as weights ({_READ_DTYPES})'
     if tensor.dtype in _FLOATING_DTYPES and not _all_finite(tensor):
         return 'not finite (NaN or Inf: a diverged run?)'
+    if tensor.dtype == torch.float64 and tensor.numel() and \
+            float(tensor.abs().max()) > torch.finfo(torch.float32).max:
+        # finite here, infinite in the model's float32 weights (and in an export)
+        return "beyond float32's range (infinite once loaded into the model)"
     return None
 
 
@@ -368,16 +374,30 @@ def read_resume_checkpoint(path: str | os.PathLike) -> dict:
     Raises:
         CheckpointError: a missing, unreadable or hostile file, one that carries
             ``meta['config']``, or one that is not a training checkpoint (no ``meta`` with the
-            epoch and step it was saved at: start weights, which ``--checkpoint`` takes).
+            epoch and step it was saved at, as whole numbers, or no message hub: start
+            weights, which ``--checkpoint`` takes, or a release file).
     """
     if not os.path.isfile(path):
         raise CheckpointError(missing_file_message(path))
     checkpoint = _load_pth(path)
     _tensors_and_meta(checkpoint, path)  # the weights: tensors, one layout
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    if not isinstance(meta, dict) or not {'epoch', 'iter'} <= meta.keys():
-        raise CheckpointError(f'{path}: not a training checkpoint (no meta epoch and iter to '
-                              'resume at); to start from its weights, pass it as --checkpoint')
+    hub = checkpoint.get('message_hub') if isinstance(checkpoint, dict) else None
+    # what mmengine's resume reads unasked (a release file, tools/export.py --format mmpose,
+    # keeps the epoch and iter but no message hub: a KeyError traceback there)
+    if not isinstance(meta, dict) or not {'epoch', 'iter'} <= meta.keys() or \
+            not isinstance(hub, dict) or \
+            not {'log_scalars', 'runtime_info', 'resumed_keys'} <= hub.keys() or \
+            not all(isinstance(hub[key], dict) for key in ('log_scalars', 'runtime_info')):
+        raise CheckpointError(f'{path}: not a training checkpoint (no meta epoch and iter, or '
+                              'no message hub, to resume at); to start from its weights, pass '
+                              'it as --checkpoint')
+    for key in ('epoch', 'iter'):  # the loop's counters, set as they are
+        value = meta[key]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+                not 0 <= value < 2**63:
+            raise CheckpointError(f'{path}: not a training state to resume: meta {key} is '
+                                  f'{_shown(repr(value))}, not a step count')
     if 'config' in meta:
         raise CheckpointError(f'{path}: refused: its meta holds a \'config\' (Python code that '
                               'mmengine\'s resume would run); training here never writes one')

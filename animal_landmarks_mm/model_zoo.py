@@ -232,6 +232,15 @@ def _download(weights: PretrainedWeights) -> Path:
                 f'{refused.header}, which is no {refused.expected} but would name a file of '
                 'the endpoint\'s choosing, in the cache or outside it: refused, nothing '
                 'downloaded (is HF_ENDPOINT a Hugging Face Hub?)')) from None
+        waited = _ours(e, _LockNotHad)
+        if waited is not None:
+            raise CheckpointError(
+                f'{weights.name}: {weights.filename} of the Hugging Face repository '
+                f'{weights.repo_id}: the cache\'s lock {printable(waited.lock_file, one_line=True)}'
+                f' stayed held by another process for {waited.seconds:g} s (another download of '
+                'it under way, or a lock left by one that was killed, on a file system without '
+                'locks): nothing downloaded; run again once it is done, or delete that lock '
+                'file if no download runs') from None
         stopped = _ours(e, _TransferStopped)
         if stopped is not None:
             raise CheckpointError(redact_urls(
@@ -351,6 +360,14 @@ class _TransferStopped(Exception):
         self.why = why
 
 
+class _LockNotHad(Exception):
+    """The cache's lock of the file, held by another process past the download's deadline."""
+
+    def __init__(self, lock_file: str, seconds: float):
+        super().__init__(lock_file)
+        self.lock_file, self.seconds = lock_file, seconds
+
+
 class _Watch:
     """The bounds of one download: its deadline, and per answer its bytes and progress.
 
@@ -465,13 +482,27 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
     download at a time: runs inside :func:`_hash_etags_only`'s lock (the telemetry setting is
     the process's).
     """
-    from huggingface_hub import close_session, constants, get_session
+    from huggingface_hub import close_session, constants, file_download, get_session
     from huggingface_hub.utils import tqdm as hub_tqdm
     if constants.HF_HUB_OFFLINE:
         yield None
         return
     watch = _Watch(weights.filename)
     thread = threading.get_ident()
+    weak_lock = getattr(file_download, 'WeakFileLock', None)
+
+    @contextlib.contextmanager
+    def bounded_lock(lock_file, *, timeout: float | None = None):
+        # the cache's lock of the file waited for within the deadline (huggingface_hub waits
+        # for good: another process's download, a stale soft lock on a network file system)
+        left = max(watch.deadline - time.monotonic(), 0.01)
+        import filelock
+        try:
+            with weak_lock(lock_file, timeout=left if timeout is None else min(timeout, left)
+                           ) as lock:
+                yield lock
+        except filelock.Timeout:
+            raise _LockNotHad(str(lock_file), watch.seconds) from None
 
     class BoundedProgress(hub_tqdm):
         """huggingface_hub's progress bar, counting the file's bytes against its declared
@@ -541,16 +572,20 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
     hook(clients[0])
     if factory is not None:
         hub_http._GLOBAL_CLIENT_FACTORY = bounded_factory
+    if weak_lock is not None:
+        file_download.WeakFileLock = bounded_lock
     watch.start()
     try:
         yield BoundedProgress
     except Exception as e:
-        if watch.expired:  # a read ended by the deadline's shutdown: whatever it raised
-            raise watch.stopped() from e
+        if watch.expired and _ours(e, _LockNotHad) is None:  # a read ended by the deadline's
+            raise watch.stopped() from e  # shutdown: whatever it raised
         raise
     finally:
         watch.cancel()
         constants.HF_HUB_DISABLE_TELEMETRY, constants.HF_HUB_DISABLE_XET = telemetry_off, xet_off
+        if weak_lock is not None:
+            file_download.WeakFileLock = weak_lock
         if factory is not None:
             hub_http._GLOBAL_CLIENT_FACTORY = factory
         for client in clients:

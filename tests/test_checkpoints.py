@@ -45,6 +45,10 @@ class _RunsCode:
         return (os.system, ('touch /tmp/never',))
 
 
+#: the message hub mmengine's resume reads (a state dict of MessageHub, empty)
+HUB = dict(log_scalars={}, runtime_info={}, resumed_keys={})
+
+
 def _broken_files(folder):
     good = folder / 'good.pth'
     torch.save(dict(state_dict=dict(w=torch.ones(3))), good)
@@ -342,7 +346,8 @@ def test_resuming_from_weights_that_do_not_fit_the_model_is_refused(tmp_path):
     }
     for name, (state_dict, difference) in cases.items():
         path = tmp_path / name
-        torch.save(dict(state_dict=state_dict, meta=dict(epoch=1, iter=2)), path)
+        torch.save(dict(state_dict=state_dict, meta=dict(epoch=1, iter=2), message_hub=HUB),
+                   path)
         with pytest.raises(CheckpointMismatchError) as info:
             StrictLoadFromHook().before_run(_resume_runner(path, model))
         assert str(info.value) == (
@@ -352,20 +357,33 @@ def test_resuming_from_weights_that_do_not_fit_the_model_is_refused(tmp_path):
     # what fits resumes, saved wrapped (DistributedDataParallel's module.) or not
     for name, state_dict in (('ok.pth', weights),
                              ('wrapped.pth', {f'module.{k}': v for k, v in weights.items()})):
-        torch.save(dict(state_dict=state_dict, meta=dict(epoch=1, iter=2)), tmp_path / name)
+        torch.save(dict(state_dict=state_dict, meta=dict(epoch=1, iter=2), message_hub=HUB),
+                   tmp_path / name)
         StrictLoadFromHook().before_run(_resume_runner(tmp_path / name, model))
 
 
 def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_path):
     from animal_landmarks_mm.checkpoints import read_resume_checkpoint
     weights = dict(w=torch.ones(2))
-    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2)), tmp_path / 'ok.pth')
+    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2), message_hub=HUB),
+               tmp_path / 'ok.pth')
     assert read_resume_checkpoint(tmp_path / 'ok.pth')['meta']['iter'] == 2
-    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2, config='import os\n')),
-               tmp_path / 'code.pth')
+    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2, config='import os\n'),
+                    message_hub=HUB), tmp_path / 'code.pth')
     torch.save(weights, tmp_path / 'weights.pth')
+    # a release file (tools/export.py --format mmpose) keeps the epoch and iter, not the
+    # message hub mmengine's resume reads: it passed here, then a KeyError traceback there
+    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2)), tmp_path / 'release.pth')
+    torch.save(dict(state_dict=weights, meta=dict(epoch='1', iter=2), message_hub=HUB),
+               tmp_path / 'text_epoch.pth')
+    torch.save(dict(state_dict=weights, meta=dict(epoch=np.int64(1), iter=2), message_hub=HUB),
+               tmp_path / 'numpy_epoch.pth')
+    assert read_resume_checkpoint(tmp_path / 'numpy_epoch.pth')['meta']['epoch'] == 1
     for name, message in (('code.pth', "refused: its meta holds a 'config'"),
                           ('weights.pth', 'not a training checkpoint'),
+                          ('release.pth', 'not a training checkpoint (no meta epoch and iter, '
+                           'or no message hub, to resume at)'),
+                          ('text_epoch.pth', "meta epoch is '1', not a step count"),
                           ('missing.pth', 'checkpoint not found')):
         with pytest.raises(CheckpointError, match=re.escape(message)) as info:
             read_resume_checkpoint(tmp_path / name)
@@ -383,19 +401,21 @@ def test_a_resume_checkpoints_training_state_holds_its_values(tmp_path):
     huge = torch.zeros(1).expand(10**12)
     states = dict(
         optimizer=dict(optimizer=dict(state={0: dict(step=torch.tensor(3.0), exp_avg=huge)})),
-        message_hub=dict(runtime_info=dict(extra=[1, (2, torch.zeros(1).expand(4, 10**9))])))
+        message_hub=dict(HUB, runtime_info=dict(extra=[1, (2, torch.zeros(1).expand(4,
+                                                                                 10**9))])))
     for key, where in (('optimizer', 'optimizer.optimizer.state.0.exp_avg'),
                        ('message_hub', 'message_hub.runtime_info.extra.1.1')):
         path = tmp_path / f'{key}.pth'
-        torch.save({'state_dict': weights, 'meta': dict(epoch=1, iter=2), key: states[key]}, path)
+        torch.save({'state_dict': weights, 'meta': dict(epoch=1, iter=2), 'message_hub': HUB,
+                    key: states[key]}, path)
         with pytest.raises(CheckpointError) as info:
             read_resume_checkpoint(path)
         assert str(info.value).startswith(f'{path}: not a training state to resume: {where} is '
                                           'a view of '), info.value
     # a moment's NaN and an integral step are the run's own: resumed as they are
     ok = dict(state={0: dict(step=torch.tensor(3), exp_avg=torch.tensor([float('nan')]))})
-    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2), optimizer=ok),
-               tmp_path / 'ok.pth')
+    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2), optimizer=ok,
+                    message_hub=HUB), tmp_path / 'ok.pth')
     assert read_resume_checkpoint(tmp_path / 'ok.pth')['optimizer']['state'][0]['step'] == 3
 
 
@@ -1089,6 +1109,42 @@ def test_a_trickling_download_is_stopped_with_nothing_kept(local_hub, monkeypatc
     _cache_holds_no_file(constants.HF_HUB_CACHE)
 
 
+def test_a_cache_lock_held_by_another_process_is_waited_for_within_the_deadline(
+        local_hub, monkeypatch):
+    """huggingface_hub waits for the cache's lock of a file without end: another process's
+    download, or a lock left by a killed one on a file system without locks, held a download
+    (and the training or inference after it) for good, and the deadline's message blamed the
+    endpoint (a hunt's repro). It waits within the deadline (2 s here), then says whose lock;
+    once the lock is free, the download goes on."""
+    import hashlib
+    import subprocess
+
+    from huggingface_hub import constants
+
+    from animal_landmarks_mm import model_zoo
+    monkeypatch.setattr(model_zoo, '_DOWNLOAD_DEADLINE_SECONDS', 2.0, raising=False)
+    local_hub.body = _safetensors_bytes(w=torch.ones(2))
+    lock = (Path(constants.HF_HUB_CACHE) / '.locks' / 'models--hysts--anime-face-detector-hrnetv2'
+            / f'{hashlib.sha256(local_hub.body).hexdigest()}.lock')
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, '-c', (
+        'import fcntl, sys, time\n'
+        f'f = open({str(lock)!r}, "a"); fcntl.flock(f, fcntl.LOCK_EX)\n'
+        'print("held", flush=True); time.sleep(60)')], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == 'held\n'
+        started = time.monotonic()
+        message = _within(30, _download_error)
+        assert time.monotonic() - started < 10
+        assert f"the cache's lock {lock} stayed held by another process for 2 s" in message, \
+            message
+        _cache_holds_no_file(constants.HF_HUB_CACHE)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _within(30, lambda: read_checkpoint('anime-face-detector')[0])['w'].tolist() == [1, 1]
+
+
 @pytest.mark.parametrize('tls', [False, True], ids=['http', 'https'])
 def test_an_answer_whose_headers_trickle_is_stopped_at_the_deadline(tmp_path, monkeypatch,
                                                                     tls):
@@ -1234,6 +1290,29 @@ def test_weights_that_are_not_finite_are_refused_when_read_and_exported(tmp_path
     assert not list(tmp_path.glob('out*'))
     torch.save(dict(state_dict=model.state_dict()), tmp_path / 'finite.pth')
     assert read_checkpoint(tmp_path / 'finite.pth')[0].keys() == {'weight', 'bias'}
+
+
+def test_float64_weights_beyond_float32_are_refused_when_read_and_exported(tmp_path):
+    """A float64 weight of 1e300 is finite, and passed the check: loaded into the model's
+    float32 weights (and exported as float32) it was inf (a hunt's repro). float64 weights
+    within float32's range still load."""
+    from animal_landmarks_mm.export import export_checkpoint
+    model = torch.nn.Linear(4, 1)
+    weight = torch.ones(1, 4, dtype=torch.float64)
+    weight[0, 1] = -1e300
+    torch.save(dict(state_dict=dict(model.state_dict(), weight=weight)), tmp_path / 'x.pth')
+    for read in (read_checkpoint, lambda p: load_strict(model, p),
+                 lambda p: export_checkpoint(p, tmp_path / 'out.safetensors')):
+        with pytest.raises(CheckpointError) as info:
+            read(tmp_path / 'x.pth')
+        assert str(info.value) == (f'{tmp_path / "x.pth"}: not a state dict of plain weights: '
+                                   "weight is beyond float32's range (infinite once loaded "
+                                   'into the model)')
+    assert not list(tmp_path.glob('out*'))
+    weight[0, 1] = -3e38
+    torch.save(dict(state_dict=dict(model.state_dict(), weight=weight)), tmp_path / 'x.pth')
+    load_strict(model, tmp_path / 'x.pth')
+    assert model.weight[0, 1].item() == pytest.approx(-3e38)
 
 
 def _not_weights() -> dict[str, torch.Tensor]:

@@ -683,7 +683,8 @@ def _resumable(work_dir):
     """A training checkpoint (weights, meta epoch and iter) as the work dir's latest."""
     import torch
     work_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(state_dict=dict(w=torch.ones(2)), meta=dict(epoch=1, iter=2)),
+    torch.save(dict(state_dict=dict(w=torch.ones(2)), meta=dict(epoch=1, iter=2),
+                    message_hub=dict(log_scalars={}, runtime_info={}, resumed_keys={})),
                work_dir / 'epoch_1.pth')
     (work_dir / 'last_checkpoint').write_text(str(work_dir / 'epoch_1.pth'))
     return work_dir / 'epoch_1.pth'
