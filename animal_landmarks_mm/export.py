@@ -32,11 +32,13 @@ FORMATS = ('safetensors', 'pth', 'mmpose')
 
 def is_same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether two paths name one file: the same path, a hard link or a symbolic link to it
-    (``os.path.samefile`` where both exist; a path that does not exist is no file yet)."""
+    (``os.path.samefile`` where both exist), or, where one cannot be looked up, the same path
+    once links and ``..`` are resolved (``new/../ckpt.pth`` names ``ckpt.pth`` once ``new`` is
+    made, as the output's folder is)."""
     try:
         return os.path.samefile(a, b)
     except OSError:  # one of them missing (or unreadable): not one existing file
-        return False
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def refuse_overwriting_input(checkpoint: str | os.PathLike, out: str | os.PathLike) -> None:
@@ -256,7 +258,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
         if fmt == 'mmpose':
             torch.save(dict(state_dict=state_dict, meta=plain_meta(meta)), tmp)
             out = out.with_name(f'{out.stem}-{file_sha256(tmp)[:8]}.pth')
-            refuse_overwriting_input(checkpoint, out)  # the name the hash gave
         elif fmt == 'safetensors':
             from safetensors.torch import save_file
             save_file(to_anime_face_detector_state_dict(state_dict), str(tmp),
@@ -264,6 +265,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike,
                                     exported_by='animal_landmarks_mm'))
         else:
             torch.save(to_anime_face_detector_state_dict(state_dict), tmp)
+        # the name the hash gave; and the others again, their folder made now (a path
+        # through a link made meanwhile)
+        refuse_overwriting_input(checkpoint, out)
     except BaseException as e:  # a full disk, an unwritable folder, Ctrl-C: no half a file
         tmp.unlink(missing_ok=True)
         if isinstance(e, Exception) and not isinstance(e, (OSError, CheckpointError)):

@@ -352,17 +352,21 @@ def test_name_mapping_is_a_bijection(afd_state_dict):
 
 
 def test_export_never_overwrites_its_input(afd_files, tmp_path):
-    """An output that is the checkpoint (its path, a hard link, a symbolic link either way) is
-    refused before anything is written: the training checkpoint stays as it was."""
+    """An output that is the checkpoint (its path, a hard link, a symbolic link either way, a
+    path through a folder still to be made) is refused before anything is written: the
+    training checkpoint stays as it was."""
     checkpoint = tmp_path / 'train.pth'
     shutil.copy(afd_files / 'mmpose_anime-face_hrnetv2.pth', checkpoint)
     digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     os.link(checkpoint, tmp_path / 'hard.pth')
     (tmp_path / 'out_link.safetensors').symlink_to(checkpoint)
     (tmp_path / 'in_link.pth').symlink_to(checkpoint)
+    # `new/..` while `new` is missing: samefile could not look it up, the export made `new`
+    # and replaced the checkpoint (a hunt's repro)
     for source, out in ((checkpoint, checkpoint), (checkpoint, tmp_path / 'hard.pth'),
                         (checkpoint, tmp_path / 'out_link.safetensors'),
-                        (tmp_path / 'in_link.pth', checkpoint)):
+                        (tmp_path / 'in_link.pth', checkpoint),
+                        (checkpoint, tmp_path / 'new' / '..' / 'train.pth')):
         with pytest.raises(CheckpointError, match=r'the output is the checkpoint being exported'):
             export_checkpoint(source, out)
     proc = run_tool('export.py', checkpoint, checkpoint, check=False)
