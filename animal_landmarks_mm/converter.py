@@ -1624,8 +1624,8 @@ QUOTED_PROBLEMS = 10
 
 
 def _empty_split_error(name: str, usable: int, ratio: float, problems: list[str],
-                       record: Path | None = None) -> str:
-    """The message of an empty split; with the reasons files were left out, which are often
+                       record: Path | None = None) -> ConversionError:
+    """The error of an empty split; with the reasons files were left out, which are often
     why (a mistyped --image-dir: every file's image not found), and, when the split followed
     an earlier ``record``, that --reshuffle lets every file move."""
     fix = 'add annotations or change the ratios'
@@ -1636,23 +1636,25 @@ def _empty_split_error(name: str, usable: int, ratio: float, problems: list[str]
                              f'with ratio {ratio:g}; {fix}', problems)
 
 
-def _empty_validation_folder_error(folder: str | os.PathLike, problems: list[str]) -> str:
-    """The message of a validation folder with no usable file (it is the val split whole: no
+def _empty_validation_folder_error(folder: str | os.PathLike, problems: list[str]
+                                   ) -> ConversionError:
+    """The error of a validation folder with no usable file (it is the val split whole: no
     ratio gives it files), with the reasons its files were left out."""
     return _quoting_problems(f'the val split is empty: the validation folder {folder} '
                              '(--val-annotation-dir) has no usable annotation files; add '
                              'annotations to it', problems)
 
 
-def _quoting_problems(message: str, problems: list[str]) -> str:
-    """``message``, then the first :data:`QUOTED_PROBLEMS` reasons files were left out."""
+def _quoting_problems(message: str, problems: list[str]) -> ConversionError:
+    """The error of ``message``, quoting the first :data:`QUOTED_PROBLEMS` reasons files were
+    left out."""
     if not problems:
-        return message
-    lines = [f'{message}. {len(problems)} annotation files were left out:']
-    lines += [f'  {p}' for p in problems[:QUOTED_PROBLEMS]]
+        return ConversionError(message)
+    quoted = problems[:QUOTED_PROBLEMS]
     if len(problems) > QUOTED_PROBLEMS:
-        lines.append(f'  ... and {len(problems) - QUOTED_PROBLEMS} more')
-    return '\n'.join(lines)
+        quoted.append(f'... and {len(problems) - QUOTED_PROBLEMS} more')
+    return ConversionError(f'{message}. {len(problems)} annotation files were left out:',
+                           quoted=quoted)
 
 
 def _previous_split(record_path: Path, seed: int, ratios: dict[str, float],
@@ -2068,14 +2070,14 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
         # as given: '.' joined to a name is the name alone)
         val_files = {f'{shown}: ' for path in val_contents.files
                      for shown in (str(path), printable(str(path), one_line=True))}
-        raise ConversionError(_empty_validation_folder_error(
+        raise _empty_validation_folder_error(
             folders[1], [p for p in summary.problems
-                         if any(p[:i + 2] in val_files for i in _separators(p))]))
+                         if any(p[:i + 2] in val_files for i in _separators(p))])
     for name in SPLITS:
         if ratios[name] > 0 and not splits[name]:
-            raise ConversionError(_empty_split_error(
+            raise _empty_split_error(
                 name, len(contents.records), ratios[name], summary.problems,
-                record_path if placed else None))
+                record_path if placed else None)
 
     # every output made before any is written: what fails on the data fails with the earlier
     # outputs and record untouched

@@ -17,7 +17,20 @@ from collections.abc import Iterator
 
 
 class AnimalLandmarksError(Exception):
-    """A problem the user can fix; the message is one line naming the file or value."""
+    """A problem the user can fix; the message is one line naming the file or value.
+
+    Args:
+        *args: the message (Exception's arguments).
+        quoted: lines shown below it, each on a line of its own (the reasons files were left
+            out, say): the message itself stays one line whatever names it holds.
+    """
+
+    def __init__(self, *args, quoted: tuple[str, ...] | list[str] = ()):
+        super().__init__(*args)
+        self.quoted = tuple(quoted)
+
+    def __str__(self) -> str:
+        return super().__str__() + ''.join(f'\n  {line}' for line in self.quoted)
 
 
 #: what a secret is replaced with in messages and logs
@@ -107,7 +120,12 @@ def exit_on_error(path: str | os.PathLike | None = None) -> Iterator[None]:
         print('interrupted', file=sys.stderr)
         sys.exit(130)
     except AnimalLandmarksError as e:
-        sys.exit(f'error: {printable(str(e))}')
+        # one line, whatever a name in it holds (a line break in a file's name forged a
+        # second 'error:' line); the lines it quotes each on its own
+        quoted = getattr(e, 'quoted', ())
+        message = Exception.__str__(e) if quoted else str(e)
+        sys.exit(f'error: {printable(message, one_line=True)}' + ''.join(
+            f'\n  {printable(line, one_line=True)}' for line in quoted))
     except OSError as e:
         if e.errno is None:  # not the system's (a network library's, PIL's): as it says
             sys.exit(f'error: {printable(first_line(e))}')

@@ -61,6 +61,28 @@ def test_names_from_files_reach_the_terminal_escaped():
     assert '\x1b' not in caught.value.code and caught.value.code.encode('utf-8')
 
 
+def test_a_line_break_in_a_name_never_makes_a_second_error_line(tmp_path):
+    """A checkpoint named `a<line break>error: fake.pth` printed two lines, the second a
+    forged `error:` line (a hunt's repro); the lines an error quotes (the reasons files were
+    left out) stay a line each, escaped alike."""
+    from conftest import run_tool
+    name = 'a\nerror: fake.pth'
+    with pytest.raises(SystemExit) as caught, exit_on_error():
+        raise AnimalLandmarksError(f'{name}: not a checkpoint')
+    assert caught.value.code == 'error: a\\nerror: fake.pth: not a checkpoint'
+    with pytest.raises(SystemExit) as caught, exit_on_error():
+        raise AnimalLandmarksError('2 files left out:', quoted=[f'{name}: broken', 'b: \x1b[2J'])
+    assert caught.value.code == ('error: 2 files left out:\n  a\\nerror: fake.pth: broken\n'
+                                 '  b: \\x1b[2J')
+    checkpoint = tmp_path / name
+    checkpoint.write_text('hello')
+    proc = run_tool('export.py', checkpoint, tmp_path / 'out.safetensors', check=False)
+    assert proc.returncode == 1
+    assert [line for line in proc.stderr.splitlines() if line.startswith('error')] == [
+        f'error: {tmp_path}/a\\nerror: fake.pth: not a torch checkpoint (a text file: '
+        'hello)']
+
+
 @pytest.mark.parametrize('text, expected', [
     ('via https://alice:p@ss@proxy.example:3128/ for url',
      'via https://***@proxy.example:3128/ for url'),
