@@ -95,6 +95,7 @@ from .annotation import (
     AnnotationError,
     bomb_warning_hushed,
     image_formats,
+    image_size,
     is_utf8_name,
     json_bytes,
     read_regular_file,
@@ -229,6 +230,15 @@ SEARCH_POSTS_PER_REQUEST = 10
 SEARCH_REQUESTS_MIN = 100
 #: bytes a search answer may have: a page of 200 Danbooru posts is well under 1 MB
 SEARCH_ANSWER_MAX_BYTES = 20_000_000
+#: characters of a post's text that its sidecar keeps (its tags, file URL, rating and md5):
+#: a post of 1,000 tags has about 20,000. Even escaped (12 bytes a character at worst) its
+#: sidecar stays under the 1 MiB a sidecar may have to be read back (``SIDECAR_MAX_BYTES``):
+#: a post of 800 KB of tags wrote one no tool could read, and its md5 was no longer known
+POST_TEXT_MAX_CHARS = 65_536
+#: scans a JPEG may have: a progressive JPEG has about 10 (encoders' scripts up to a few
+#: tens), and each one decodes the whole picture again: 1,000 empty scans (120 bytes each)
+#: held the check of one file 11 s, and every decode by training after it
+JPEG_MAX_SCANS = 100
 #: query parameters that carry credentials (Gelbooru's ``api_key``/``user_id``, Danbooru's
 #: ``login``/``api_key``, Moebooru's ``password_hash``): :func:`redact` hides their values
 SECRET_QUERY_PARAMS = ('api_key', 'user_id', 'login', 'password_hash')
@@ -686,6 +696,14 @@ def post_problem(kind: str, post) -> str | None:
         # the file would be named after it (<label>_<id>.png): no file system takes the name
         problem = (f'id {shown(post["id"])} ({len(str(post["id"]))} digits, more than '
                    f'{POST_ID_MAX_DIGITS})')
+    if problem is None:
+        # what the sidecar keeps: the tags (Danbooru's tag_string, which gallery-dl splits),
+        # the file URL, the rating and the md5
+        kept = (tag_fields[0], 'file_url', 'rating', 'md5')
+        chars = sum(len(post[name]) for name in kept if isinstance(post.get(name), str))
+        if chars > POST_TEXT_MAX_CHARS:
+            problem = (f'{chars:,} characters of tags, file URL, rating and md5, more than the '
+                       f'{POST_TEXT_MAX_CHARS:,} a sidecar keeps')
     return problem
 
 
@@ -761,8 +779,9 @@ def check_image(path: Path, expected_md5: str | None = None, *,
     Returns:
         ``(problem, md5)``: why the file is refused (``'not an image (an HTML page)'``,
         ``'not a JPEG, PNG, WebP or BMP file (tif)'``, ``'a JPEG image named .png'``,
-        ``'broken image (...)'``, ``'md5 mismatch (...)'``), or None for a good file; and the
-        file's md5.
+        ``'broken image (...)'``, ``'md5 mismatch (...)'``, a header the other tools refuse
+        (:func:`~.annotation.image_size`: more PNG chunks than they walk), a JPEG of more than
+        :data:`JPEG_MAX_SCANS` scans), or None for a good file; and the file's md5.
     """
     md5 = file_md5(path)
     extension = (path.suffix.lstrip('.') if extension is None else extension).lower()
@@ -781,7 +800,15 @@ def check_image(path: Path, expected_md5: str | None = None, *,
             problem = too_many_pixels(image.width, image.height)
             if problem is not None:
                 return problem, md5
+            # the header as the annotator and the converter read it (a PNG of more chunks than
+            # they walk, which they refuse, before verify() walks them all)
+            image_size(path)
             image.verify()  # PNG chunk checksums
+        # a JPEG's scans, each a decode of the whole picture by every tool
+        scans = jpeg_scans(path) if expected_format == 'JPEG' else 0
+        if scans > JPEG_MAX_SCANS:
+            return (f'a JPEG of {scans:,} scans, more than {JPEG_MAX_SCANS} (each one decodes '
+                    'the whole picture again, for every tool)'), md5
         with bomb_warning_hushed(), Image.open(path, formats=(expected_format,)) as image:
             problem = decode_all_frames(image)  # (verify() spent the first image)
             if problem is not None:
@@ -790,6 +817,8 @@ def check_image(path: Path, expected_md5: str | None = None, *,
         return _not_an_image(path) or _UNKNOWN_FORMAT, md5
     except Image.DecompressionBombError as error:  # PIL's own: twice its limit, or more
         return f'too many pixels ({error})', md5
+    except AnnotationError as error:  # the tools' refusal names the file: the reason only
+        return str(error).removeprefix(f'{path}: '), md5
     except Exception as error:  # PIL raises many kinds for a broken file
         detail = ' '.join(str(error).split()) or error.__class__.__name__
         return f'{_BROKEN_IMAGE} ({detail})', md5
@@ -797,6 +826,18 @@ def check_image(path: Path, expected_md5: str | None = None, *,
     if _MD5.fullmatch(expected) and md5 != expected:
         return f'{_MD5_MISMATCH} (file {md5}, post {expected})', md5
     return None, md5
+
+
+def jpeg_scans(path: Path, chunk_bytes: int = 1 << 20) -> int:
+    """The start-of-scan markers (``FF DA``) of a JPEG file: its scans. Within the
+    entropy-coded data a byte FF is always followed by 00 or a restart marker, so the two bytes
+    are a marker wherever they are (an embedded thumbnail's scans count too: a few)."""
+    scans, last = 0, b''
+    with open(path, 'rb') as f:
+        while chunk := f.read(chunk_bytes):
+            scans += (last + chunk).count(b'\xff\xda')
+            last = chunk[-1:]
+    return scans
 
 
 def _not_an_image(path: Path) -> str | None:
@@ -1357,7 +1398,8 @@ def remove_unfinished(output_dir: Path, options: CrawlOptions) -> int:
         CrawlError: the download archive cannot be updated (locked by another crawl, read-only,
             not a database), or ``.unfinished`` is not a folder.
     """
-    name = re.compile(rf'{re.escape(file_label(options))}_(\d+)\.([A-Za-z0-9]+)')
+    # ASCII digits: a person's own safebooru_١٢.png (Arabic-Indic digits) is no post of ours
+    name = re.compile(rf'{re.escape(file_label(options))}_([0-9]+)\.([A-Za-z0-9]+)')
     unfinished = [(path, match.group(1)) for path in output_dir.iterdir()
                   if (match := name.fullmatch(path.name))
                   and match.group(2).lower() in IMAGE_EXTENSIONS and path.is_file()
@@ -2315,6 +2357,17 @@ class HostScopedAuth(requests.auth.AuthBase):
         return self.auth(request) if _origin(request.url) == self.origin else request
 
 
+def scope_cookies_to_host(cookies, url: str) -> None:
+    """Make the cookies of no domain (gallery-dl sets a config's ``cookies`` so) the cookies
+    of ``url``'s host alone: requests sent them to every host, the file servers and any host a
+    post's ``file_url`` or a redirect names (a session cookie leaked to another host)."""
+    host = urllib.parse.urlsplit(url).hostname or ''
+    for cookie in [cookie for cookie in cookies if not cookie.domain]:
+        cookies.clear('', cookie.path, cookie.name)
+        cookie.domain, cookie.domain_specified, cookie.domain_initial_dot = host, False, False
+        cookies.set_cookie(cookie)
+
+
 class _WarningTap:
     """A gallery-dl logger that also hands each warning to ``sink``.
 
@@ -2421,6 +2474,7 @@ class CrawlJob(job.DownloadJob):
         # an id holds it again): by digest of what the site sent
         self.malformed_posts: set[str] = set()
         self.search_pages = 0  # search requests made
+        self.reading_xml = False  # within _posts_xml: an answer declaring entities is refused
         self.last_new_post_page = 0  # the last of them that brought a post not seen before
         self.guard = DownloadGuard(seconds=options.file_deadline,
                                    max_bytes=options.max_file_size)
@@ -2468,6 +2522,12 @@ class CrawlJob(job.DownloadJob):
         response = self._request_unbounded(
             url, *args, session=DeadlineSession(session, self.search_deadline), **kwargs)
         self.search_answer_url = getattr(response, 'url', None) or url
+        # the text gallery-dl parses (requests' decoding): entities declared in its DTD
+        # expand in the parser, 80 times a 300 KB answer (1.1 GB more memory, an 87 MB
+        # sidecar), and Gelbooru 0.2 declares none
+        if self.reading_xml and '<!ENTITY' in response.text:
+            raise ValueError('it declares entities (<!ENTITY>), which the parser would '
+                             'expand: refused unread')
         return response
 
     def _max_search_requests(self) -> int:
@@ -2485,7 +2545,11 @@ class CrawlJob(job.DownloadJob):
         Raises:
             ValueError: another root element (:meth:`_read` names the answer).
         """
-        root = self._request_xml_unchecked(*args, **kwargs)
+        self.reading_xml = True
+        try:
+            root = self._request_xml_unchecked(*args, **kwargs)
+        finally:
+            self.reading_xml = False
         if root.tag not in ('posts', 'error'):  # (gallery-dl reads an <error> itself)
             raise ValueError(f'its root element is <{printable(str(root.tag), limit=40)}>, not '
                              f'<posts>')
@@ -2559,6 +2623,7 @@ class CrawlJob(job.DownloadJob):
         session = self.extractor.session
         if session.auth is not None and not isinstance(session.auth, HostScopedAuth):
             session.auth = HostScopedAuth(session.auth, self.root)
+        scope_cookies_to_host(session.cookies, self.root)
         # the searches' and the files' requests alike (the downloader shares the session)
         adapter = BoundedAdapter(session.get_adapter('https://'))
         for prefix in ('https://', 'http://'):
@@ -2712,7 +2777,8 @@ class CrawlJob(job.DownloadJob):
             reason = (state.problem or guard.problem
                       or (state.warning and _describe_warning(state.warning, self.options))
                       or 'download failed')
-            if guard.problem:  # the guard's refusals leave nothing worth resuming
+            if guard.problem or state.refused_for_good or guard.refused_for_good or \
+                    guard.status in GONE_STATUSES:  # nothing worth resuming
                 self._remove_part()
             failure = redact(f'{state.url}: {reason}')
             result.failed.append(failure)
@@ -2755,6 +2821,15 @@ class CrawlJob(job.DownloadJob):
             # what the file is, or what the server's whole file is (not a transfer cut short)
             self._reject(pathfmt, problem, for_good=not problem.startswith(_CUT_SHORT_PROBLEMS)
                          or self.guard.whole_length_declared)
+            return
+        # its size as the tools see it (the site's claim may be missing or wrong): filtered by
+        # it, and recorded in the sidecar
+        width, height = image_size(Path(pathfmt.temppath))
+        state.info.update(width=width, height=height)
+        min_size = self.options.min_size
+        if min_size and (width < min_size[0] or height < min_size[1]):
+            self._reject(pathfmt, f'smaller than {min_size[0]}x{min_size[1]} (its file is '
+                         f'{width}x{height})', for_good=True)
             return
         try:  # held until the file is stored (handle_url): another crawl may store it too
             self.md5_claim.enter_context(self.known.claim())

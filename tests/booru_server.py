@@ -102,6 +102,8 @@ SEARCH_FAULTS = {
     'null': 'Danbooru: JSON null',
     'fail_second_page': 'Gelbooru: the first page, claiming a million posts; a 500 for the next',
     'drip_headers': 'a status line, then a header one byte every drip_interval seconds, forever',
+    'entities': 'Gelbooru: a DTD declaring an entity of 100 KB that each post\'s tags use 100 '
+                'times (each post 10 MB once expanded)',
 }
 #: the size of a 'big_redirect' file's redirect body
 REDIRECT_BODY_BYTES = 100_000_000
@@ -484,7 +486,11 @@ class _Handler(BaseHTTPRequestHandler):
         items = ''.join('<post ' + ' '.join(f'{key}={quoteattr(str(value))}'
                                             for key, value in post.items()) + '/>'
                         for post in posts)
-        body = f'<?xml version="1.0" encoding="UTF-8"?><posts count="{count}" ' \
+        dtd = ''
+        if self.state.search_fault == 'entities':
+            dtd = f'<!DOCTYPE posts [<!ENTITY t "{" tag" * 25_000}">]>'
+            items = items.replace('tags=" ', 'tags=" ' + '&t;' * 100 + ' ')
+        body = f'<?xml version="1.0" encoding="UTF-8"?>{dtd}<posts count="{count}" ' \
                f'offset="{pid * limit}">{items}</posts>'
         self._search_answer(body.encode(), 'text/xml')
 

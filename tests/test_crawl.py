@@ -10,10 +10,12 @@ import os
 import re
 import sqlite3
 import stat
+import struct
 import subprocess
 import sys
 import time
 import warnings
+import zlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -194,6 +196,50 @@ def test_check_image_decodes_every_format_and_frame(tmp_path, fmt, frames):
     assert check_image(whole)[0] is None
     problem, _ = check_image(half)
     assert problem is not None and problem.startswith('broken image ('), problem
+
+
+def _progressive_jpeg(extra_scans: int) -> bytes:
+    """A 64x64 grey progressive JPEG with ``extra_scans`` more AC scans, each one end-of-band
+    run over its 64 blocks: 10 bytes a scan, each decoding the whole picture again."""
+    buffer = io.BytesIO()
+    Image.new('L', (64, 64), 128).save(buffer, 'JPEG', progressive=True)
+    data = buffer.getvalue()
+    # an AC table (class 1, id 1) of one symbol, 0x60: an end-of-band run of 2**6 blocks
+    table = b'\xff\xc4' + struct.pack('>H', 20) + b'\x11' + bytes([1] + [0] * 15) + b'\x60'
+    # component 1, AC table 1, coefficients 1 to 63; its data: the symbol's code 0, 6 bits 0
+    scan = b'\xff\xda' + struct.pack('>H', 8) + b'\x01\x01\x01' + bytes([1, 63, 0]) + b'\x01'
+    return data[:-2] + table + scan * extra_scans + b'\xff\xd9'
+
+
+def test_check_image_refuses_a_jpeg_of_too_many_scans(tmp_path):
+    """Each scan of a JPEG decodes the whole picture again: 1,000 empty scans (120 bytes each
+    at 9000x9000) held the check of one file 11 s, and a 50 MB file would hold it over an hour
+    (and every decode by training after it). A JPEG of more than JPEG_MAX_SCANS is refused."""
+    from animal_landmarks_mm.crawl import JPEG_MAX_SCANS, jpeg_scans
+    usual, endless = tmp_path / 'usual.jpg', tmp_path / 'endless.jpg'
+    usual.write_bytes(_progressive_jpeg(5))
+    endless.write_bytes(_progressive_jpeg(JPEG_MAX_SCANS))
+    assert check_image(usual)[0] is None
+    scans = jpeg_scans(endless)
+    assert scans > JPEG_MAX_SCANS
+    assert check_image(endless)[0] == (f'a JPEG of {scans:,} scans, more than {JPEG_MAX_SCANS} '
+                                       '(each one decodes the whole picture again, for every '
+                                       'tool)')
+    # the markers counted across the reads' boundaries too
+    assert jpeg_scans(endless, chunk_bytes=7) == scans
+
+
+def test_check_image_refuses_what_the_tools_refuse_to_read(tmp_path):
+    """A PNG of more chunks than the annotator and the converter walk passed the crawler's
+    check, and every tool after it refused the picture (a hunt's repro)."""
+    from animal_landmarks_mm.annotation import PNG_MAX_CHUNKS
+    data = _encoded('PNG')
+    empty_chunk = struct.pack('>I', 0) + b'teSt' + struct.pack('>I', zlib.crc32(b'teSt'))
+    path = tmp_path / 'chunks.png'
+    path.write_bytes(data[:-12] + empty_chunk * (PNG_MAX_CHUNKS + 1) + data[-12:])
+    problem, _ = check_image(path)
+    assert problem is not None and f'more than {PNG_MAX_CHUNKS:,}' in problem, problem
+    assert str(path) not in problem
 
 
 def test_check_image_keeps_pils_decompression_bomb_limit(tmp_path, monkeypatch):
@@ -1065,6 +1111,24 @@ def test_a_record_whose_lock_cannot_be_had_is_left_with_a_warning(tmp_path, monk
         == [(posts[1].id, 1)]
 
 
+def test_the_part_of_a_post_gone_or_refused_for_good_is_removed(tmp_path):
+    """A part of a file cut short stayed in .parts/ for good once its post was gone (404) or
+    refused for good: reruns never resume it, and a crawl's failures could leave a part each,
+    up to --max-file-size (a hunt's repro: 8 parts left after four runs)."""
+    posts = make_posts(3)
+    out = tmp_path / 'out'
+    options = dict(limit=10, ratings=EVERY_RATING, retries=0)
+    with FakeBooru(posts) as booru:
+        booru.state.file_faults = {p.id: 'short' for p in posts}
+        first = crawl(_options(booru, out, 'danbooru', **options))
+        assert len(first.failed) == 3 and len(list((out / PARTS_DIR).iterdir())) == 3
+        booru.state.file_faults = {posts[0].id: '404', posts[1].id: '410',
+                                   posts[2].id: 'wrong_bytes'}
+        second = crawl(_options(booru, out, 'danbooru', **options))
+    assert len(second.failed) == 3
+    assert list((out / PARTS_DIR).iterdir()) == []
+
+
 def test_image_without_sidecar_is_fetched_again(tmp_path):
     """What a kill between an image and its sidecar left (or an older version's crawl)."""
     posts = make_posts(6)
@@ -1072,6 +1136,9 @@ def test_image_without_sidecar_is_fetched_again(tmp_path):
         crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
         lost = tmp_path / f'{_label(booru, "danbooru")}_{posts[2].id}.png'
         (tmp_path / f'{lost.name}.json').unlink()
+        # a person's picture of such a name, with digits of another script: no post's
+        own = tmp_path / f'{_label(booru, "danbooru")}_\u0661\u0662.png'
+        own.write_bytes(posts[0].png)
         before = len(booru.state.requests)
         again = crawl(_options(booru, tmp_path, 'danbooru', limit=50, ratings=EVERY_RATING))
         fetched = _file_requests(booru, before)
@@ -1080,6 +1147,7 @@ def test_image_without_sidecar_is_fetched_again(tmp_path):
     assert json.loads((tmp_path / f'{lost.name}.json').read_text())['post_id'] == posts[2].id
     assert 'unfinished downloads redone 1' in again.format()
     assert (tmp_path / '.unfinished' / lost.name).is_file()  # set aside, never deleted
+    assert own.read_bytes() == posts[0].png and not (tmp_path / '.unfinished' / own.name).exists()
 
 
 def test_an_annotation_file_beside_the_images_is_not_taken_for_an_image(tmp_path):
@@ -1234,6 +1302,34 @@ def test_the_gallery_dl_configs_credentials_never_go_to_another_instance(tmp_pat
         assert {r.authorization for r in searches} == {expected}
     else:  # the flags' user id and key, as query parameters
         assert all('api_key=flag-key' in r.path and 'user_id=bob' in r.path for r in searches)
+
+
+def test_the_gallery_dl_configs_cookies_go_to_the_sites_own_host_only(tmp_path, monkeypatch):
+    """gallery-dl sets a config's cookies with no domain, which requests sends to every host:
+    the user's session cookie for the site itself went to the host of any post's file URL (a
+    hunt's repro). They go to the site's host alone now. (The site is simulated: its root
+    pointed at a local server, as for https://danbooru.donmai.us.)"""
+    from animal_landmarks_mm import crawl as crawl_module
+    posts = make_posts(2)
+    with FakeBooru(posts) as site, FakeBooru(posts) as files:
+        monkeypatch.setitem(crawl_module.SOURCES, 'danbooru',
+                            dict(kind='danbooru', root=site.url))
+        monkeypatch.setattr(crawl_module, 'search_url',
+                            lambda options: f'Danbooru:{site.url}/posts?tags=animal_ears')
+        # another host name for the same address: cookies tell hosts by name, not by port
+        files_root = files.url.replace('127.0.0.1', 'localhost')
+        site.state.file_root = files_root
+        cookies = {'cookies': {'_danbooru2_session': 'secret-session'}}
+        (tmp_path / 'gallery-dl.json').write_text(json.dumps(
+            {'extractor': {'Danbooru': cookies, '127.0.0.1': cookies}}))
+        options = CrawlOptions(source='danbooru', tags='animal_ears', output_dir=tmp_path / 'out',
+                               limit=2, sleep=0.0, progress=False, retries=0,
+                               ratings=EVERY_RATING)
+        assert crawl_module.root_of(options) == site.url
+        result = crawl(options)
+    assert len(result.saved) == 2 and len(files.state.log) == 2
+    assert all('secret-session' in r.headers for r in site.state.log)  # the site's own
+    assert not any('secret-session' in r.headers for r in files.state.log)
 
 
 #: a user's gallery-dl config whose settings the crawler's bookkeeping cannot live with
@@ -2088,6 +2184,10 @@ def test_a_file_url_requests_cannot_fetch_is_refused_for_good(tmp_path):
     ('safebooru', 'not_json_or_xml',
      "is not Gelbooru 0.2's XML (ValueError: its root element is <html>, not <posts>)"),
     ('safebooru', 'cut_answer', "is not Gelbooru 0.2's XML (ParseError: "),
+    # an entity of 100 KB used 100 times in each post: expanded by the parser, gigabytes from
+    # a small answer (a hunt's repro: 300 KB took 1.1 GB and wrote an 87 MB sidecar)
+    ('safebooru', 'entities', "is not Gelbooru 0.2's XML (ValueError: it declares entities "
+     '(<!ENTITY>), which the parser would expand: refused unread)'),
 ])
 def test_a_search_answer_that_is_not_the_sites_names_the_answer(tmp_path, source, fault,
                                                                  message):
@@ -2120,6 +2220,10 @@ def test_a_search_answer_that_is_not_the_sites_names_the_answer(tmp_path, source
     ('safebooru', {'width': 'wide'}),
     ('safebooru', {'tags': None}),
     ('safebooru', {'id': 'x'}),
+    # tags no sidecar a tool reads back can hold (1 MiB): its md5 was then unknown to reruns,
+    # the file saved twice
+    ('danbooru', {'tag_string': 'solo ' * 20_000}),
+    ('safebooru', {'tags': ' solo' * 20_000}),
 ])
 def test_a_malformed_post_is_skipped_and_counted(tmp_path, source, fields):
     posts = make_posts(4)
@@ -2129,6 +2233,33 @@ def test_a_malformed_post_is_skipped_and_counted(tmp_path, source, fields):
     assert len(result.saved) == 3 and result.failed == [] and result.malformed == 1
     assert 'malformed posts skipped 1' in result.format()
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
+
+
+@pytest.mark.parametrize('source', ['danbooru', 'safebooru'])
+def test_min_size_and_the_sidecars_size_are_the_files_own(tmp_path, source):
+    """--min-size filtered by the size the site claims only: a post claiming 5000x5000 saved
+    a 60x50 file, its sidecar saying 5000x5000, and a post claiming no size saved whatever
+    came (a hunt's repro). The file's own size filters and is recorded now; a post whose
+    claim is already too small is not downloaded."""
+    posts = make_posts(3)
+    liar, silent, honest = posts
+    width, height = ('image_width', 'image_height') if source == 'danbooru' else \
+        ('width', 'height')
+    claims = {liar.id: {width: 5000, height: 5000}, silent.id: {width: None, height: None}}
+    with FakeBooru(posts) as booru:
+        booru.state.post_fields = claims
+        result = crawl(_options(booru, tmp_path / 'small', source, limit=10,
+                                ratings=EVERY_RATING, min_size=(100, 100)))
+        assert _file_requests(booru) == [f'/images/{p.id}.png' for p in (liar, silent)]
+        kept = crawl(_options(booru, tmp_path / 'all', source, limit=10, ratings=EVERY_RATING))
+    assert result.saved == [] and result.filtered == 1
+    assert [failure.split(': ', 1)[1] for failure in result.failed] == [
+        f'smaller than 100x100 (its file is {p.width}x{p.height})' for p in (liar, silent)]
+    assert [p.id for p in posts] == [1002, 1001, 1000] and len(kept.saved) == 3
+    for post in posts:
+        sidecar = json.loads(next((tmp_path / 'all').glob(f'*_{post.id}.png.json')).read_text())
+        assert (sidecar['width'], sidecar['height']) == (post.width, post.height)
+    assert list((tmp_path / 'small' / PARTS_DIR).iterdir()) == []
 
 
 @pytest.mark.parametrize('large_file_url', [None, '{root}/images/{id}.webm'])
