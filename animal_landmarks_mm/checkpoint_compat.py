@@ -464,59 +464,91 @@ class _Bounded:
 
 def _check_pickle(stream: io.BufferedIOBase | _Bounded,
                   opcodes: int = MAX_PICKLE_OPCODES) -> int:
-    """Read one pickle's opcodes (up to its STOP) and refuse an import of ``bytearray`` (by
-    ``GLOBAL builtins bytearray``, or by ``STACK_GLOBAL`` of the two strings pushed before it,
-    directly or from the memo) and a pickle of more than ``opcodes`` opcodes.
+    """Read one pickle's opcodes (up to its STOP), following what each puts on the stack and
+    in the memo, and refuse what would allocate memory no byte of the file backs
+    (:func:`_refuse_import`, :func:`_refuse_call`), and a pickle of more than ``opcodes``
+    opcodes. The imports are found by ``GLOBAL`` and by ``STACK_GLOBAL`` of two strings pushed
+    before it, directly or from the memo; the calls by ``REDUCE`` and ``NEWOBJ``.
 
     Returns:
         How many opcodes it holds.
     """
-    pushed: list[object] = []  # the strings pushed, most recent last (others as None)
-    memo: dict[object, object] = {}
+    # what an entry of the stack is known to be: ('global', 'module.name'), ('str', text),
+    # ('tuple', entries); None for anything else
+    stack: list[tuple | None] = []
+    marks: list[int] = []  # the stack's height at each MARK
+    memo: dict[object, tuple | None] = {}
     count = 0
+
+    def take(number: int) -> list[tuple | None]:
+        taken = stack[len(stack) - number:] if number else []
+        del stack[len(stack) - len(taken):]
+        return [None] * (number - len(taken)) + taken  # (a broken pickle: torch says so)
+
     for op, arg, _ in pickletools.genops(stream):
         count += 1
         if count > opcodes:
             raise _too_large(f'over the {MAX_PICKLE_OPCODES:,} opcodes read')
         name = op.name
+        if name == 'MARK':
+            marks.append(len(stack))
+            continue
+        if name in ('PUT', 'BINPUT', 'LONG_BINPUT', 'MEMOIZE'):
+            memo[len(memo) if name == 'MEMOIZE' else arg] = stack[-1] if stack else None
+            continue
+        before = op.stack_before
+        if pickletools.markobject in before:  # the entries above the last mark, then those
+            # below it the opcode takes too (APPENDS: the list)
+            height = marks.pop() if marks else 0
+            above = stack[height:]
+            del stack[height:]
+            taken = take(before.index(pickletools.markobject)) + above
+        else:
+            taken = take(len(before))
+        result: tuple | None = None
         if name == 'GLOBAL':
             module, _, attr = str(arg).partition(' ')
             _refuse_import(module, attr)
-        elif name in _STRING_OPS:
-            pushed.append(arg)
-        elif name == 'MEMOIZE':
-            memo[len(memo)] = pushed[-1] if pushed else None
-        elif name in ('PUT', 'BINPUT', 'LONG_BINPUT'):
-            memo[arg] = pushed[-1] if pushed else None
-        elif name in ('GET', 'BINGET', 'LONG_BINGET'):
-            pushed.append(memo.get(arg))
-        elif name == 'DUP':
-            pushed.append(pushed[-1] if pushed else None)
+            result = ('global', f'{module}.{attr}')
         elif name == 'STACK_GLOBAL':
-            if len(pushed) >= 2 and all(isinstance(part, str) for part in pushed[-2:]):
-                _refuse_import(*pushed[-2:])
-        elif name != 'STOP':
-            pushed.append(None)  # something else on the stack: no string pair across it
+            if all(entry is not None and entry[0] == 'str' for entry in taken):
+                _refuse_import(taken[0][1], taken[1][1])
+                result = ('global', f'{taken[0][1]}.{taken[1][1]}')
+        elif name in _STRING_OPS:
+            result = ('str', arg)
+        elif name in ('EMPTY_TUPLE', 'TUPLE1', 'TUPLE2', 'TUPLE3', 'TUPLE'):
+            result = ('tuple', tuple(taken))
+        elif name in ('GET', 'BINGET', 'LONG_BINGET'):
+            result = memo.get(arg)
+        elif name in ('REDUCE', 'NEWOBJ', 'NEWOBJ_EX'):
+            _refuse_call(taken[0], taken[1:])
+        if name == 'DUP':
+            stack += taken * 2
+        else:
+            stack += [result] * len(op.stack_after)
     return count
 
 
 @functools.cache
-def _tensor_classes() -> frozenset[str]:
-    """The tensor classes torch's restricted unpickler lets a pickle call, by the names it
-    looks them up by: ``torch.Tensor`` and the legacy ``torch.FloatTensor`` and the like."""
-    return frozenset({'torch.Tensor', *(f'{cls.__module__}.{cls.__name__}'
-                                        for cls in torch._tensor_classes)})
+def _allocating_classes() -> frozenset[str]:
+    """The classes torch's restricted unpickler lets a pickle call that make memory of a size
+    given to them, by the names it looks them up by: ``torch.Tensor``, the legacy
+    ``torch.FloatTensor`` and the like, and the storages (``torch.storage.TypedStorage``,
+    ``UntypedStorage``; the legacy ``torch.FloatStorage`` names are no classes there)."""
+    return frozenset({'torch.Tensor', *(f'{cls.__module__}.{cls.__name__}' for cls in (
+        *torch._tensor_classes, torch.storage.TypedStorage, torch.storage.UntypedStorage))})
+
+
+#: torch's function rebuilding a tensor of a subclass, which calls its first argument with its
+#: third (``func(*args)``) unchecked by the restricted unpickler
+_REBUILD_FROM_TYPE = 'torch._tensor._rebuild_from_type_v2'
 
 
 def _refuse_import(module: str, attr: str) -> None:
-    """Refuse a pickle's import of what allocates memory no byte of the file backs.
-
-    ``bytearray(n)`` allocates ``n`` bytes; a tensor class called with a shape
-    (``torch.Tensor(28, 270, 1, 1)``, or ``torch.FloatTensor(500_000_000)``) makes a tensor of
-    that shape, of whatever memory held: a weight of no stored value loaded, exported and
-    trained on, or gigabytes from a file of a few hundred bytes. torch's restricted unpickler
-    allows both by its own list; no checkpoint names them (``torch.save`` rebuilds a tensor
-    from its stored bytes, ``torch._utils._rebuild_tensor_v2``).
+    """Refuse a pickle's import of ``bytearray``: torch's restricted unpickler allows it by its
+    own list, which ``add_safe_globals`` cannot narrow as it narrows ``bytes``, and
+    ``bytearray(n)`` allocates ``n`` bytes. No checkpoint names it (numpy arrays come through
+    ``bytes`` and ``_codecs.encode``).
 
     Raises:
         pickle.UnpicklingError: naming the import.
@@ -525,10 +557,38 @@ def _refuse_import(module: str, attr: str) -> None:
         raise pickle.UnpicklingError('refused a pickle importing bytearray (a size given to '
                                      'it would allocate that many bytes; no checkpoint needs '
                                      'it)')
-    if f'{module}.{attr}' in _tensor_classes():
-        raise pickle.UnpicklingError(
-            f'refused a pickle importing {printable(f"{module}.{attr}", limit=60)} (called with a '
-            'shape it makes a tensor no byte of the file holds; torch.save never names it)')
+
+
+def _refuse_call(function: tuple | None, arguments: list[tuple | None]) -> None:
+    """Refuse a pickle's call of a tensor or storage class (:func:`_allocating_classes`) with
+    arguments, directly or through :data:`_REBUILD_FROM_TYPE`: ``torch.Tensor(28, 270, 1, 1)``
+    or ``TypedStorage(400_000_000)`` makes a tensor of whatever memory held, no byte of the
+    file behind it (a weight of garbage loaded, trained on and exported, or gigabytes from a
+    file of a few hundred bytes). ``torch.save`` names these classes only as types (a
+    storage's in its persistent id, a subclass's), or calls one with nothing (the legacy
+    format's empty tensor, filled by ``BUILD`` from the file's storage). A call whose
+    arguments are not known here (built by other opcodes) counts as one with arguments.
+
+    Raises:
+        pickle.UnpicklingError: naming the class.
+    """
+    def refuse_calling(cls: str, called_with: tuple | None) -> None:
+        if cls in _allocating_classes() and called_with != ('tuple', ()):
+            raise pickle.UnpicklingError(
+                f'refused a pickle calling {printable(cls, limit=60)} with arguments (it would '
+                'make a tensor or storage no byte of the file holds; torch.save never does)')
+
+    if function is None or function[0] != 'global':
+        return
+    called_with = arguments[0] if len(arguments) == 1 else ('unknown',)
+    refuse_calling(function[1], called_with)
+    if function[1] == _REBUILD_FROM_TYPE and called_with is not None \
+            and called_with[0] == 'tuple' and called_with[1][:1] != (None,):
+        inner = called_with[1]
+        if len(inner) >= 3 and inner[0][0] == 'global':
+            refuse_calling(inner[0][1], inner[2])
+        elif inner and inner[0][0] == 'global':
+            refuse_calling(inner[0][1], None)
 
 
 def allow_mmengine_checkpoints() -> None:

@@ -1,4 +1,6 @@
 """torch's weights_only loading accepts mmengine checkpoints, and nothing more than needed."""
+import collections
+import io
 import pickle
 import re
 import subprocess
@@ -90,41 +92,72 @@ def test_bytearray_of_a_size_is_refused_before_torch_runs_the_pickle(tmp_path):
 
 
 class _Uninitialised:
-    """A tensor class called with a shape: pickled as an import of it and a call."""
+    """A class called with arguments: pickled as an import of it and a call (REDUCE)."""
 
-    def __init__(self, cls, *shape):
-        self.cls, self.shape = cls, shape
+    def __init__(self, cls, *arguments):
+        self.cls, self.arguments = cls, arguments
 
     def __reduce__(self):
-        return (self.cls, self.shape)
+        return (self.cls, self.arguments)
 
 
-@pytest.mark.parametrize('cls', [torch.Tensor, torch.FloatTensor, torch.cuda.HalfTensor])
-def test_a_tensor_of_no_stored_bytes_is_refused_before_torch_runs_the_pickle(tmp_path, cls):
+class _SubclassRebuilt:
+    """torch's rebuild of a tensor subclass, ``_rebuild_from_type_v2(func, type, args,
+    state)``, whose ``func(*args)`` the restricted unpickler does not check."""
+
+    def __reduce__(self):
+        from torch._tensor import _rebuild_from_type_v2
+        return (_rebuild_from_type_v2, (torch.Tensor, torch.Tensor, (28, 270, 1, 1), {}))
+
+
+def _storage_weight(count: int):
+    """A float32 weight rebuilt from a storage the pickle makes of ``count`` values."""
+    class Rebuilt:
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2,
+                    (_Uninitialised(torch.storage.TypedStorage, count), 0, (count,), (1,), False,
+                     collections.OrderedDict()))
+    return Rebuilt()
+
+
+@pytest.mark.parametrize('weight, name', [
+    (_Uninitialised(torch.Tensor, 28, 270, 1, 1), 'torch.Tensor'),
+    (_Uninitialised(torch.FloatTensor, 500_000), 'torch.FloatTensor'),
+    (_Uninitialised(torch.cuda.HalfTensor, 3), 'torch.cuda.HalfTensor'),
+    (_storage_weight(400_000), 'torch.storage.TypedStorage'),
+    (_Uninitialised(torch.storage.UntypedStorage, 10**6), 'torch.storage.UntypedStorage'),
+    (_SubclassRebuilt(), 'torch.Tensor'),
+], ids=['Tensor', 'FloatTensor', 'cuda.HalfTensor', 'TypedStorage', 'UntypedStorage',
+        'rebuild_from_type'])
+def test_a_tensor_of_no_stored_bytes_is_refused_before_torch_runs_the_pickle(tmp_path, weight,
+                                                                            name):
     """torch's restricted unpickler lets a pickle call torch.Tensor (and torch.FloatTensor and
-    the like) with a shape: a tensor of whatever memory held, no byte of the file behind it.
-    A weight so made was read, trained on and exported (its values garbage), and a 1.3 kB file
-    became a 2 GB tensor, and a 2 GB release file (a hunt's repro). No checkpoint names these
-    classes: refused, in both formats and by either import opcode."""
-    import io
-
+    the like, and the storage classes) with a size: a tensor of whatever memory held, no byte
+    of the file behind it. A weight so made was read, trained on and exported (its values
+    garbage), and a 1.3 kB file became a 2 GB tensor, and a 2 GB release file (a hunt's
+    repro; a review's through TypedStorage and through _rebuild_from_type_v2). No checkpoint
+    calls these classes with arguments: refused, in both formats and by either import opcode.
+    torch.save names them as types, which reads (float8 and uint16 weights: UntypedStorage in
+    their persistent ids)."""
     from animal_landmarks_mm.checkpoint_compat import _check_pickle
     from animal_landmarks_mm.checkpoints import CheckpointError, read_checkpoint
-    name = f'{cls.__module__}.{cls.__name__}'
-    weights = {'head.final_layer.weight': _Uninitialised(cls, 28, 270, 1, 1),
-               'backbone.conv1.weight': torch.ones(4)}
+    weights = {'head.final_layer.weight': weight, 'backbone.conv1.weight': torch.ones(4)}
     torch.save(weights, tmp_path / 'zip.pth')
     torch.save(weights, tmp_path / 'legacy.pth', _use_new_zipfile_serialization=False)
     for path in (tmp_path / 'zip.pth', tmp_path / 'legacy.pth'):
         with pytest.raises(CheckpointError) as caught:
             read_checkpoint(path)
-        assert str(caught.value).startswith(
-            f'{path}: not a checkpoint torch can read safely (refused a pickle importing '
-            f'{name} (called with a shape it makes a tensor no byte of the file holds; ')
-    with pytest.raises(pickle.UnpicklingError, match=f'importing {re.escape(name)} '):
-        _check_pickle(io.BytesIO(pickle.dumps(_Uninitialised(cls, 3), protocol=4)))
-    # the name as text is no import
+        assert str(caught.value) == (
+            f'{path}: not a checkpoint torch can read safely (refused a pickle calling {name} '
+            'with arguments (it would make a tensor or storage no byte of the file holds; '
+            'torch.save never does))')
+    with pytest.raises(pickle.UnpicklingError, match=f'calling {re.escape(name)} '):
+        _check_pickle(io.BytesIO(pickle.dumps(weight, protocol=4)))
+    # the names as text, or as types, are no calls
     _check_pickle(io.BytesIO(pickle.dumps(dict(cfg=f'x = {name}(3)'), protocol=4)))
+    for dtype in (torch.float8_e4m3fn, torch.uint16, torch.bfloat16):
+        torch.save(dict(w=torch.ones(3, dtype=dtype)), tmp_path / 'typed.pth')
+        assert read_checkpoint(tmp_path / 'typed.pth')[0]['w'].dtype == dtype
 
 
 def test_a_compressed_member_is_refused_before_it_is_unpacked(tmp_path):
