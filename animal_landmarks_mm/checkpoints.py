@@ -388,7 +388,8 @@ def read_resume_checkpoint(path: str | os.PathLike) -> dict:
     if not isinstance(meta, dict) or not {'epoch', 'iter'} <= meta.keys() or \
             not isinstance(hub, dict) or \
             not {'log_scalars', 'runtime_info', 'resumed_keys'} <= hub.keys() or \
-            not all(isinstance(hub[key], dict) for key in ('log_scalars', 'runtime_info')):
+            not all(isinstance(hub[key], dict)
+                    for key in ('log_scalars', 'runtime_info', 'resumed_keys')):
         raise CheckpointError(f'{path}: not a training checkpoint (no meta epoch and iter, or '
                               'no message hub, to resume at); to start from its weights, pass '
                               'it as --checkpoint')

@@ -237,7 +237,7 @@ def _download(weights: PretrainedWeights) -> Path:
             raise CheckpointError(
                 f'{weights.name}: {weights.filename} of the Hugging Face repository '
                 f'{weights.repo_id}: the cache\'s lock {printable(waited.lock_file, one_line=True)}'
-                f' stayed held by another process for {waited.seconds:g} s (another download of '
+                f' stayed held by another process for {waited.seconds:.0f} s (another download of '
                 'it under way, or a lock left by one that was killed, on a file system without '
                 'locks): nothing downloaded; run again once it is done, or delete that lock '
                 'file if no download runs') from None
@@ -361,7 +361,8 @@ class _TransferStopped(Exception):
 
 
 class _LockNotHad(Exception):
-    """The cache's lock of the file, held by another process past the download's deadline."""
+    """The cache's lock of the file, held by another process past the download's deadline;
+    ``seconds``: how long it was waited for."""
 
     def __init__(self, lock_file: str, seconds: float):
         super().__init__(lock_file)
@@ -495,14 +496,14 @@ def _bounded_transfer(weights: PretrainedWeights) -> Iterator[type | None]:
     def bounded_lock(lock_file, *, timeout: float | None = None):
         # the cache's lock of the file waited for within the deadline (huggingface_hub waits
         # for good: another process's download, a stale soft lock on a network file system)
-        left = max(watch.deadline - time.monotonic(), 0.01)
         import filelock
+        wait = max(watch.deadline - time.monotonic(), 0.01)
+        wait = wait if timeout is None else min(timeout, wait)
         try:
-            with weak_lock(lock_file, timeout=left if timeout is None else min(timeout, left)
-                           ) as lock:
+            with weak_lock(lock_file, timeout=wait) as lock:
                 yield lock
         except filelock.Timeout:
-            raise _LockNotHad(str(lock_file), watch.seconds) from None
+            raise _LockNotHad(str(lock_file), wait) from None
 
     class BoundedProgress(hub_tqdm):
         """huggingface_hub's progress bar, counting the file's bytes against its declared

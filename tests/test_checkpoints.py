@@ -374,6 +374,8 @@ def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_pa
     # a release file (tools/export.py --format mmpose) keeps the epoch and iter, not the
     # message hub mmengine's resume reads: it passed here, then a KeyError traceback there
     torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2)), tmp_path / 'release.pth')
+    torch.save(dict(state_dict=weights, meta=dict(epoch=1, iter=2),
+                    message_hub=dict(HUB, resumed_keys=[])), tmp_path / 'list_keys.pth')
     torch.save(dict(state_dict=weights, meta=dict(epoch='1', iter=2), message_hub=HUB),
                tmp_path / 'text_epoch.pth')
     torch.save(dict(state_dict=weights, meta=dict(epoch=np.int64(1), iter=2), message_hub=HUB),
@@ -382,6 +384,9 @@ def test_a_resume_checkpoint_is_a_training_checkpoint_without_stored_code(tmp_pa
     for name, message in (('code.pth', "refused: its meta holds a 'config'"),
                           ('weights.pth', 'not a training checkpoint'),
                           ('release.pth', 'not a training checkpoint (no meta epoch and iter, '
+                           'or no message hub, to resume at)'),
+                          # mmengine's load_state_dict: an AttributeError traceback
+                          ('list_keys.pth', 'not a training checkpoint (no meta epoch and iter, '
                            'or no message hub, to resume at)'),
                           ('text_epoch.pth', "meta epoch is '1', not a step count"),
                           ('missing.pth', 'checkpoint not found')):
