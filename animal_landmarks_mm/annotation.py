@@ -322,6 +322,10 @@ _PNG_CHUNK_MAX = 8_000_000 - 12
 #: picture within PIL's pixel limit has a few tens of thousands at most; 4 million empty ones
 #: after the pixels (48 MB) held every open of the picture for 4.8 s.
 PNG_MAX_CHUNKS = 100_000
+#: OpenCV's ``warpAffine``, which crops each face for training (mmpose's ``TopdownAffine``) and
+#: inference, refuses a picture with a side this long or longer (``SHRT_MAX``): a webtoon
+#: strip of 800x40000 passed every check and failed the crop
+WARP_MAX_SIDE = 32767
 
 
 class _TooManyChunks(Exception):
@@ -432,20 +436,25 @@ def _exif_probe(block: bytes) -> bytes:
             + chunk(b'IEND', b''))
 
 
-@functools.cache
-def _probe_orientations() -> dict[bytes, int]:
-    """The probe's pixels as OpenCV decodes them under each orientation, 1 to 8 (learnt from
-    OpenCV with plain blocks: one SHORT tag, little-endian)."""
+def _learnt_orientations(probe: Callable[[bytes], bytes]) -> dict[bytes, int]:
+    """A probe's pixels as OpenCV decodes them under each orientation, 1 to 8, learnt from
+    OpenCV with plain blocks (one SHORT tag, little-endian) given to ``probe``, which makes
+    the file to decode of a TIFF block."""
     import cv2
     import numpy as np
     decoded = {}
     for value in range(8, 0, -1):  # (an OpenCV that turns nothing: every one reads as 1)
         block = b'II*\x00' + struct.pack('<IHHHIHHI', 8, 1, _EXIF_ORIENTATION, 3, 1, value,
                                           0, 0)
-        pixels = cv2.imdecode(np.frombuffer(_exif_probe(block), np.uint8),
-                              cv2.IMREAD_GRAYSCALE)
+        pixels = cv2.imdecode(np.frombuffer(probe(block), np.uint8), cv2.IMREAD_GRAYSCALE)
         decoded[pixels.tobytes()] = value
     return decoded
+
+
+@functools.cache
+def _probe_orientations() -> dict[bytes, int]:
+    """The PNG probe's pixels under each orientation (:func:`_exif_probe`)."""
+    return _learnt_orientations(_exif_probe)
 
 
 def _several_blocks_orientation(blocks: list[bytes]) -> Orientation:
@@ -494,18 +503,8 @@ def _jpeg_probe(blocks: list[bytes]) -> bytes:
 
 @functools.cache
 def _jpeg_probe_orientations() -> dict[bytes, int]:
-    """The JPEG probe's pixels as OpenCV decodes them under each orientation, 1 to 8 (learnt
-    from OpenCV with plain blocks: one SHORT tag, little-endian)."""
-    import cv2
-    import numpy as np
-    decoded = {}
-    for value in range(8, 0, -1):
-        block = b'Exif\x00\x00II*\x00' + struct.pack('<IHHHIHHI', 8, 1, _EXIF_ORIENTATION, 3,
-                                                     1, value, 0, 0)
-        pixels = cv2.imdecode(np.frombuffer(_jpeg_probe([block]), np.uint8),
-                              cv2.IMREAD_GRAYSCALE)
-        decoded[pixels.tobytes()] = value
-    return decoded
+    """The JPEG probe's pixels under each orientation (:func:`_jpeg_probe`)."""
+    return _learnt_orientations(lambda block: _jpeg_probe([b'Exif\x00\x00' + block]))
 
 
 def _png_orientation(file) -> Orientation:
