@@ -41,6 +41,7 @@ from .annotation import (
     MODEL_ANNOTATOR,
     NAME_MAX_BYTES,
     STATUS_PREDICTED,
+    WARP_MAX_SIDE,
     AnnotationError,
     Face,
     ImageAnnotation,
@@ -71,11 +72,16 @@ from .annotation import (
 from .errors import AnimalLandmarksError, first_line, printable
 from .onnx_predictor import (
     MAX_BATCH,
+    ImagePart,
     NonFinitePredictionError,
     OnnxLandmarkPredictor,
     OnnxModelError,
+    bbox_center_scale,
     check_finite_predictions,
+    crop_part,
     is_onnx_path,
+    test_pipeline_crop,
+    warp_matrix,
 )
 
 __all__ = ['FaceDetectionError', 'FaceDetector', 'LandmarkPredictor',
@@ -368,6 +374,10 @@ class LandmarkPredictor:
         runs of at most ``max_batch`` boxes: it stacks the crops of all the boxes it is given
         into one batch, whose memory grows with their number."""
         from mmpose.apis import inference_topdown
+        if max(image_bgr.shape[:2]) >= WARP_MAX_SIDE:  # OpenCV's warp refuses the picture
+            if boxes is None or len(boxes) == 0:  # the whole picture, as mmpose takes it
+                boxes = np.array([[0, 0, image_bgr.shape[1], image_bgr.shape[0]]], np.float32)
+            return [self._topdown_in_part(image_bgr, box) for box in boxes]
         if boxes is None or len(boxes) == 0:
             return inference_topdown(self.model, image_bgr, bboxes=boxes, bbox_format='xyxy')
         results = []
@@ -376,6 +386,29 @@ class LandmarkPredictor:
                                          bboxes=boxes[start:start + self.max_batch],
                                          bbox_format='xyxy')
         return results
+
+    def _topdown_in_part(self, image_bgr: np.ndarray, box: np.ndarray):
+        """mmpose's ``inference_topdown`` of one box of a picture with a side of
+        :data:`.annotation.WARP_MAX_SIDE` or more, which OpenCV's warp (mmpose's crop)
+        refuses: on the part of the picture its crop samples (:func:`.onnx_predictor.
+        crop_part`, as the ONNX predictor crops it), its points and box moved back into the
+        picture."""
+        from mmpose.apis import inference_topdown
+        padding, affine = test_pipeline_crop(self.model.cfg)
+        size = tuple(int(v) for v in affine['input_size']) if affine else (256, 256)
+        box = np.asarray(box, np.float64).reshape(1, 2, 2)
+        center, scale = bbox_center_scale(box.reshape(1, 4), padding, size[0] / size[1])
+        part = crop_part(image_bgr, warp_matrix(center[0], scale[0], size), size)
+        if part is None:  # nothing of the picture in the crop: a crop of zeros, as mmpose's
+            part = ImagePart(np.zeros((1, 1, 3), image_bgr.dtype), 0, 0, 1)
+        (sample,) = inference_topdown(self.model, part.pixels,
+                                      bboxes=part.from_image(box).reshape(1, 4),
+                                      bbox_format='xyxy')
+        instances = sample.pred_instances
+        instances.keypoints = part.to_image(instances.keypoints).astype(np.float32)
+        instances.bboxes = part.to_image(instances.bboxes.reshape(-1, 2, 2)).reshape(
+            -1, 4).astype(np.float32)
+        return sample
 
     def predict(self, image_bgr: np.ndarray, boxes: np.ndarray):
         """Landmarks of each box: a merged mmpose ``PoseDataSample``

@@ -46,7 +46,7 @@ from .annotation import (
 )
 from .checkpoints import CheckpointError
 from .errors import first_line
-from .onnx_predictor import BBOX_PADDING_RANGE
+from .onnx_predictor import BBOX_PADDING_RANGE, test_pipeline_crop
 
 if TYPE_CHECKING:
     from .evaluation import EvalFace
@@ -216,16 +216,6 @@ class LandmarkGraph(nn.Module):
         return self.decoder(self.heatmaps(crops))
 
 
-def _setting(cfg, path: str, default=None):
-    """A nested config value (``a.b.c``), or ``default``."""
-    value = cfg
-    for key in path.split('.'):
-        if value is None or key not in value:
-            return default
-        value = value[key]
-    return value
-
-
 def graph_settings(model: nn.Module) -> dict:
     """What the graph must reproduce, read from an mmpose model and its config.
 
@@ -261,12 +251,7 @@ def graph_settings(model: nn.Module) -> dict:
     if mean is None or std is None or len(mean) != 3 or len(std) != 3:
         raise CheckpointError('ONNX export needs the data preprocessor\'s 3-channel mean and '
                               'std')
-    padding, affine = 1.25, None
-    for step in _setting(cfg, 'test_dataloader.dataset.pipeline', []) or []:
-        if step.get('type') == 'GetBBoxCenterScale':
-            padding = float(step.get('padding', 1.25))
-        if step.get('type') == 'TopdownAffine':
-            affine = step
+    padding, affine = test_pipeline_crop(cfg)
     if affine is None or affine.get('use_udp', False):
         raise CheckpointError('ONNX export needs a test pipeline with TopdownAffine (no UDP)')
     lowest, highest = BBOX_PADDING_RANGE  # the predictor refuses a graph of another

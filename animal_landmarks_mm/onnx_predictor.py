@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import threading
@@ -32,6 +33,7 @@ import cv2
 import numpy as np
 
 from .annotation import (
+    WARP_MAX_SIDE,
     AnnotationError,
     NotRegularFileError,
     is_sha256_hex,
@@ -225,6 +227,96 @@ def warp_matrix(center: np.ndarray, scale: np.ndarray, output_size: tuple[int, i
         direction = points[0, :] - points[1, :]
         points[2, :] = points[1, :] + np.r_[-direction[1], direction[0]]
     return cv2.getAffineTransform(np.float32(src), np.float32(dst))
+
+
+def test_pipeline_crop(cfg) -> tuple[float, dict | None]:
+    """How a config's test pipeline crops a face: the box padding of its
+    ``GetBBoxCenterScale`` (mmpose's default, 1.25, without one) and its ``TopdownAffine``
+    step (None without one)."""
+    padding, affine = 1.25, None
+    pipeline = ((cfg.get('test_dataloader') or {}).get('dataset') or {}).get('pipeline') or []
+    for step in pipeline:
+        if step.get('type') == 'GetBBoxCenterScale':
+            padding = float(step.get('padding', 1.25))
+        if step.get('type') == 'TopdownAffine':
+            affine = step
+    return padding, affine
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """The part of a picture a crop samples, shrunk by a whole factor where it is too long for
+    OpenCV's warp: its pixel ``(u, v)`` covers the picture's ``shrink`` x ``shrink`` pixels
+    from ``(x0 + u * shrink, y0 + v * shrink)``.
+
+    Attributes:
+        pixels: ``(h, w, ...)`` the part's pixels.
+        x0: the picture's column of the part's first.
+        y0: the picture's row of the part's first.
+        shrink: how many of the picture's pixels a side of one of the part's covers.
+    """
+    pixels: np.ndarray
+    x0: int
+    y0: int
+    shrink: int
+
+    @property
+    def _offset(self) -> np.ndarray:
+        # a pixel's centre: the centre of the pixels it covers
+        return np.array([self.x0, self.y0]) + (self.shrink - 1) / 2
+
+    def to_image(self, xy: np.ndarray) -> np.ndarray:
+        """Points ``(..., 2)`` of the part in the picture's pixels."""
+        return np.asarray(xy, np.float64) * self.shrink + self._offset
+
+    def from_image(self, xy: np.ndarray) -> np.ndarray:
+        """Points ``(..., 2)`` of the picture in the part's pixels."""
+        return (np.asarray(xy, np.float64) - self._offset) / self.shrink
+
+    def warp(self, matrix: np.ndarray) -> np.ndarray:
+        """The 2x3 affine from the part to a crop, of the one from the picture."""
+        matrix = np.array(matrix, np.float64)
+        return np.hstack([matrix[:, :2] * self.shrink,
+                          matrix[:, 2:] + matrix[:, :2] @ self._offset[:, None]])
+
+
+def crop_part(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int]
+              ) -> ImagePart | None:
+    """The part of a picture a crop of ``output_size`` by the 2x3 ``matrix`` samples: its
+    corners mapped back, 2 pixels more each way for the bilinear neighbours, cut to the
+    picture, shrunk (``cv2.INTER_AREA``) where a side is :data:`WARP_MAX_SIDE` or more; None
+    when the crop samples nothing of it."""
+    height, width = image.shape[:2]
+    crop_width, crop_height = output_size
+    corners = np.array([[0, 0, 1], [crop_width, 0, 1], [0, crop_height, 1],
+                        [crop_width, crop_height, 1]], np.float64) \
+        @ cv2.invertAffineTransform(np.float64(matrix)).T
+    low, high = np.floor(corners.min(axis=0)) - 2, np.ceil(corners.max(axis=0)) + 3
+    x0, y0 = (int(min(max(v, 0), side)) for v, side in zip(low, (width, height)))
+    x1, y1 = (int(min(max(v, 0), side)) for v, side in zip(high, (width, height)))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    shrink = math.ceil(max(x1 - x0, y1 - y0) / (WARP_MAX_SIDE - 1))
+    pixels = image[y0:y1, x0:x1]
+    if shrink > 1:
+        pixels = cv2.resize(pixels, (math.ceil((x1 - x0) / shrink),
+                                     math.ceil((y1 - y0) / shrink)),
+                            interpolation=cv2.INTER_AREA)
+    return ImagePart(pixels, x0, y0, shrink)
+
+
+def warp_crop(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int]
+              ) -> np.ndarray:
+    """``cv2.warpAffine`` of an image to a crop (bilinear, zeros outside), for a picture of
+    any size: one of a side of :data:`WARP_MAX_SIDE` or more, which OpenCV's warp refuses, is
+    cropped from the part the crop samples (:func:`crop_part`: the same pixels, where that
+    part is not that long too)."""
+    if max(image.shape[:2]) < WARP_MAX_SIDE:
+        return cv2.warpAffine(image, matrix, output_size, flags=cv2.INTER_LINEAR)
+    part = crop_part(image, matrix, output_size)
+    if part is None:  # nothing of the image in the crop
+        return np.zeros((output_size[1], output_size[0], *image.shape[2:]), image.dtype)
+    return cv2.warpAffine(part.pixels, part.warp(matrix), output_size, flags=cv2.INTER_LINEAR)
 
 
 #: metadata the predictor decodes as JSON, each at most :data:`MAX_METADATA_VALUE_CHARS`.
@@ -561,8 +653,8 @@ def crop_boxes(image_bgr: np.ndarray, boxes_xyxy: np.ndarray, input_size: tuple[
     center, scale = bbox_center_scale(boxes_xyxy, padding, width / height)
     crops = np.empty((len(boxes_xyxy), height, width, 3), np.uint8)
     for i in range(len(boxes_xyxy)):
-        crops[i] = cv2.warpAffine(image_bgr, warp_matrix(center[i], scale[i], (width, height)),
-                                  (width, height), flags=cv2.INTER_LINEAR)
+        crops[i] = warp_crop(image_bgr, warp_matrix(center[i], scale[i], (width, height)),
+                             (width, height))
     return crops, center, scale
 
 
@@ -842,16 +934,19 @@ class OnnxLandmarkPredictor:
                 overflows.
         """
         image_bgr = np.asarray(image_bgr)
-        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
-            raise OnnxModelError(f'the image must be (H, W, 3) uint8 BGR, got '
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8 or \
+                0 in image_bgr.shape:
+            raise OnnxModelError(f'the image must be (H, W, 3) uint8 BGR of some pixels, got '
                                  f'{image_bgr.shape} {image_bgr.dtype}')
         if boxes_xyxy is None or len(boxes_xyxy) == 0:
             boxes = np.array([[0, 0, image_bgr.shape[1], image_bgr.shape[0]]], np.float32)
         else:
             boxes = np.asarray(boxes_xyxy)
-            if boxes.ndim != 2 or boxes.shape[1] < 4 or not np.isfinite(boxes[:, :4]).all():
+            # (text, objects or complex numbers: no finite check, no coordinates)
+            if boxes.dtype.kind not in 'iuf' or boxes.ndim != 2 or boxes.shape[1] < 4 or \
+                    not np.isfinite(boxes[:, :4]).all():
                 raise OnnxModelError(f'boxes must be (N, 4) finite x0, y0, x1, y1, got shape '
-                                     f'{boxes.shape}')
+                                     f'{boxes.shape} {boxes.dtype}')
             # mmpose computes in the boxes' own float type; integers become float32
             boxes = boxes[:, :4] if np.issubdtype(boxes.dtype, np.floating) else \
                 boxes[:, :4].astype(np.float32)

@@ -205,6 +205,52 @@ def test_onnx_gives_mmposes_points_on_a_trained_model(cli_export, peaked_checkpo
     assert worst_score <= 1e-4
 
 
+def test_a_picture_longer_than_opencvs_warp_takes_is_predicted(cli_export, peaked_checkpoint,
+                                                                peaked_scenes, monkeypatch):
+    """A webtoon strip of a side of 32,767 px or more: cv2.warpAffine refused it, and infer
+    ended with a traceback there, the images after it never predicted (a hunt's repro). Each
+    crop is made from the part of the picture it samples now: a face gives the points it gives
+    in a picture of usual size; a box longer than the warp takes is shrunk first, alike in
+    both predictors."""
+    from animal_landmarks_mm.infer import LandmarkPredictor
+    from animal_landmarks_mm.onnx_predictor import WARP_MAX_SIDE
+    image, boxes, _ = peaked_scenes[0]
+    height, width = image.shape[:2]
+    top = 20_000
+    strip = np.zeros((WARP_MAX_SIDE + 100, width, 3), np.uint8)
+    strip[top:top + height] = image
+    whole = np.float32([[0, 0, width, WARP_MAX_SIDE + 100]])
+    predicted = []
+    for predictor in (OnnxLandmarkPredictor(cli_export[0]),
+                      LandmarkPredictor(None, peaked_checkpoint)):
+        expected = predictor.predict(image, boxes).pred_instances.keypoints
+        result = predictor.predict(strip, boxes + np.float32([0, top, 0, top])).pred_instances
+        np.testing.assert_allclose(result.keypoints - np.float32([0, top]), expected, atol=0.05)
+        assert np.allclose(result.bboxes, boxes + np.float32([0, top, 0, top]), atol=0.01)
+        predicted.append(predictor.predict(strip, whole).pred_instances.keypoints)
+        # no boxes: the whole picture (mmpose's rule), which mmpose's predictor cropped whole;
+        # a box off the picture, as the API takes it: a crop of nothing of it
+        np.testing.assert_array_equal(predictor.predict(strip, None).pred_instances.keypoints,
+                                      predicted[-1])
+        off = predictor.predict(strip, np.float32([[width + 10, 0, width + 60, 50]]))
+        assert np.isfinite(off.pred_instances.keypoints).all()
+    # a crop of the whole strip: flat heatmaps of no face, whose maxima may differ; the most
+    # points alike all the same (both shrink the strip alike)
+    assert np.isfinite(predicted[0]).all() and np.isfinite(predicted[1]).all()
+    assert np.median(np.abs(predicted[0] - predicted[1])) < 1
+    # the shrunk part, sampled as the warp samples the whole (on a smooth picture, where the
+    # two differ by the shrink's averaging alone)
+    rows, columns = np.mgrid[0:3000, 0:800]
+    smooth = np.dstack([columns * 0.3 % 255, rows * 0.08 % 255,
+                        (columns * 0.1 + rows * 0.05) % 255]).astype(np.uint8)
+    center, scale = onnx_predictor.bbox_center_scale(np.float32([[0, 0, 800, 3000]]), 1.25, 1)
+    matrix = onnx_predictor.warp_matrix(center[0], scale[0], (256, 256))
+    expected = cv2.warpAffine(smooth, matrix, (256, 256), flags=cv2.INTER_LINEAR)
+    monkeypatch.setattr(onnx_predictor, 'WARP_MAX_SIDE', 1000)  # a side of 3000: shrunk by 4
+    assert np.abs(onnx_predictor.warp_crop(smooth, matrix, (256, 256)).astype(int)
+                  - expected).mean() < 0.1
+
+
 def test_predictor_on_an_image_file(cli_export, peaked_scenes, tmp_path):
     image, boxes, _ = peaked_scenes[0]
     path = tmp_path / 'two_faces.png'  # PNG: no EXIF orientation to apply
@@ -228,6 +274,15 @@ def test_predictor_on_an_image_file(cli_export, peaked_scenes, tmp_path):
     assert cv2.imread(str(tmp_path / 'drawn.jpg')).shape == image.shape
     with pytest.raises(OnnxModelError, match='uint8'):
         predictor.predict(loaded.astype(np.float32), boxes)
+    # text, nothing or complex numbers for boxes, a picture of no pixel: one line (they were
+    # a TypeError of numpy's isfinite, a ComplexWarning and a cv2.error)
+    for image_given, boxes_given, message in (
+            (loaded, np.array([['0', '0', '9', '9']]), "got shape (1, 4) <U1"),
+            (loaded, np.array([[None] * 4]), 'got shape (1, 4) object'),
+            (loaded, boxes.astype(np.complex64), 'got shape (2, 4) complex64'),
+            (np.zeros((0, 0, 3), np.uint8), boxes, 'of some pixels, got (0, 0, 3) uint8')):
+        with pytest.raises(OnnxModelError, match=re.escape(message)):
+            predictor.predict(image_given, boxes_given)
 
 
 def test_predictor_module_needs_neither_torch_nor_mmpose(cli_export, peaked_scenes, tmp_path):
