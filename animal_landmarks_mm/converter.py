@@ -52,6 +52,7 @@ from tqdm import tqdm
 from .annotation import (
     STATUS_PREDICTED,
     STATUS_SKIPPED,
+    WARP_MAX_SIDE,
     AnnotationError,
     Face,
     ImageAnnotation,
@@ -315,6 +316,26 @@ def list_annotation_files(ann_dir: Path, exclude: Iterable[Path] = ()) -> list[P
         ConversionError: the folder does not exist.
     """
     return scan_annotation_folder(ann_dir, exclude)[0]
+
+
+def too_long_to_crop(size: tuple[int, int]) -> str:
+    """Why a picture of ``size`` cannot be trained on: a side OpenCV's warp refuses."""
+    return (f'the image is {size[0]}x{size[1]}, a side of {WARP_MAX_SIDE:,} pixels or more, '
+            'which OpenCV\'s warp (training\'s crop of each face) refuses: cut it into parts '
+            'to train on it (inference takes it as it is)')
+
+
+def _croppable_only(records: list[Record], problems: list[str]) -> list[Record]:
+    """The records of pictures training can crop; each other one left out with a line
+    (:func:`too_long_to_crop`): training failed mid-run at its first face."""
+    kept = []
+    for record in records:
+        size = (record.annotation.width, record.annotation.height)
+        if max(size) >= WARP_MAX_SIDE:
+            problems.append(f'{record.ann_path}: {too_long_to_crop(size)}')
+        else:
+            kept.append(record)
+    return kept
 
 
 def check_image_size(ann: ImageAnnotation) -> None:
@@ -2031,6 +2052,10 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
     if val_annotation_dir is not None:
         val_contents = reader.read(val_annotation_dir, one_per_picture=False)
     contents = reader.read(annotation_dir, exclude=folders[1:], one_per_picture=False)
+    for folder in (val_contents, contents):  # (the reader's other users, evaluation and the
+        # checks, take such pictures: inference crops them)
+        if folder is not None:
+            folder.records = _croppable_only(folder.records, folder.problems)
     claimed = ClaimedImages()
     digests, stamps = image_digests(contents.records, earlier, claimed, contents.problems,
                                     progress=progress)
@@ -2054,9 +2079,8 @@ def convert(annotation_dir: str | os.PathLike, image_dir: str | os.PathLike,
             folder.changed_pictures = changed_pictures(folder.records, folder_digests)
             summary.contents.extend(folder)
     if strict and summary.problems:
-        raise ConversionError(
-            f'{len(summary.problems)} bad annotation files (--strict):\n  ' +
-            '\n  '.join(summary.problems))
+        raise ConversionError(f'{len(summary.problems)} bad annotation files (--strict):',
+                              quoted=summary.problems)
 
     splits = split_records(contents.records, ratios, seed, placed)
     assignment = {r.name: name for name in SPLITS for r in splits[name]}

@@ -9,8 +9,8 @@ import numpy as np
 from mmpose.datasets.datasets.base import BaseCocoStyleDataset
 from mmpose.registry import DATASETS
 
-from .annotation import AnnotationError, read_regular_file
-from .converter import MAX_IMAGE_SIDE, OUTSIDE_TOLERANCE
+from .annotation import WARP_MAX_SIDE, AnnotationError, read_regular_file
+from .converter import MAX_IMAGE_SIDE, OUTSIDE_TOLERANCE, too_long_to_crop
 from .errors import printable, shown_value
 from .schema import ABSENT, NUM_KEYPOINTS, VISIBILITY_FLAGS, dataset_info
 
@@ -46,12 +46,17 @@ class AnimalCharacterFaceDataset(BaseCocoStyleDataset):
         if exists(self.ann_file):  # (else mmpose's own assertion names it)
             with get_local_path(self.ann_file) as local_path:  # as mmpose reads it
                 coco = read_coco_file(local_path)
-            if self.data_mode == 'topdown' and not kept_faces(coco):
+            faces = kept_faces(coco)
+            if self.data_mode == 'topdown' and not faces:
                 # mmengine then fails on the empty list ("need at least one array to
                 # concatenate"), a traceback naming no file
                 raise AnnotationError(f'{self.ann_file}: holds no face mmpose keeps (no '
                                       'annotations, or each is crowd, or has an empty box or '
                                       'no labelled point): nothing to train on or measure')
+            try:
+                check_croppable(coco, faces)
+            except AnnotationError as e:
+                raise AnnotationError(f'{self.ann_file}: {e}') from None
         return super()._load_annotations()
 
 
@@ -104,6 +109,28 @@ def read_coco_file(path: str | os.PathLike) -> dict:
     except AnnotationError as e:
         raise AnnotationError(f'{shown}: {e}') from None
     return coco
+
+
+def check_croppable(coco: dict, faces: list[dict]) -> None:
+    """Refuse a checked COCO file (:func:`check_coco`) of which mmpose's runners would crop a
+    face of a picture with a side of :data:`~.annotation.WARP_MAX_SIDE` or more: OpenCV's warp
+    (``TopdownAffine``) refuses it, and training failed mid-run at that face. Evaluation, whose
+    predictors crop such a picture, does not ask.
+
+    Args:
+        coco: the file.
+        faces: the faces mmpose keeps of it (:func:`~.schedule.kept_faces`).
+
+    Raises:
+        AnnotationError: naming the image.
+    """
+    long_images = {image['id']: image for image in coco['images']
+                   if max(image['width'], image['height']) >= WARP_MAX_SIDE}
+    for face in faces if long_images else ():
+        image = long_images.get(face['image_id'])
+        if image is not None:
+            raise AnnotationError(f'image {image["id"]} ({shown_value(image["file_name"])}): '
+                                  f'{too_long_to_crop((image["width"], image["height"]))}')
 
 
 def check_coco(coco: Any) -> None:

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from mmengine.config import Config, ConfigDict
 
 from .annotation import AnnotationError
-from .dataset import read_coco_file
+from .dataset import check_croppable, read_coco_file
 from .errors import AnimalLandmarksError
 
 
@@ -347,14 +347,20 @@ def kept_faces(coco: dict) -> list[dict]:
 
 def read_training_faces(path: str) -> tuple[dict, int]:
     """A COCO keypoints file, read and checked as mmpose's dataset needs it
-    (:func:`~.dataset.read_coco_file`), and its :func:`training_faces`.
+    (:func:`~.dataset.read_coco_file`, :func:`~.dataset.check_croppable`), and its
+    :func:`training_faces`.
 
     Raises:
         AnnotationError: a file that cannot be read or that mmpose would fail on, or train on
             wrongly; one line naming it and the entry.
     """
     coco = read_coco_file(path)
-    return coco, training_faces(coco)
+    faces = kept_faces(coco)
+    try:
+        check_croppable(coco, faces)
+    except AnnotationError as e:
+        raise AnnotationError(f'{path}: {e}') from None
+    return coco, len(faces)
 
 
 def annotation_file(dataset: dict) -> str:

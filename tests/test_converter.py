@@ -205,6 +205,13 @@ def _break(ann_dir: Path, image_dir: Path, case: str) -> str:
         raw['image'] = 'img1.bmp'
         reason = (f'image truncated: img1.bmp is {len(data) // 2} bytes, its BMP header says '
                   f'{len(data)}')
+    elif case == 'too_long_to_crop':  # a webtoon strip: training's crop (cv2.warpAffine)
+        # failed on it mid-run
+        ok, data = cv2.imencode('.png', np.zeros((32_800, 64, 3), np.uint8))
+        (image_dir / 'img1.png').write_bytes(data.tobytes())
+        raw['image_size'] = dict(width=64, height=32_800)
+        reason = ('the image is 64x32800, a side of 32,767 pixels or more, which OpenCV\'s warp '
+                  '(training\'s crop of each face) refuses: cut it into parts')
     elif case == 'same_face_twice':
         raw['faces'] += [raw['faces'][0], raw['faces'][0]]
         reason = 'faces 0 and 1 are the same face (identical points)'
@@ -221,7 +228,7 @@ def _break(ann_dir: Path, image_dir: Path, case: str) -> str:
 
 BAD_CASES = ['broken_json', 'wrong_count', 'nan', 'far_outside', 'image_missing',
              'image_unreadable', 'size_mismatch', 'outside_image_dir', 'image_truncated',
-             'image_truncated_bmp',
+             'image_truncated_bmp', 'too_long_to_crop',
              'same_face_twice', 'same_face_nudged_a_point_absent']
 
 
@@ -260,6 +267,10 @@ def test_cli_strict_error_and_summary(small_set, tmp_path):
     assert '1 annotation files left out' in ok.stdout and 'img1.json' in ok.stdout
     bad = run_tool('dataset.py', *args, '--strict', check=False)
     assert bad.returncode != 0 and 'img1.json' in bad.stderr and 'Traceback' not in bad.stderr
+    # the files it names a line each, below the error line (a review: one escaped line)
+    lines = bad.stderr.strip().splitlines()
+    assert lines[-2] == 'error: 1 bad annotation files (--strict):'
+    assert lines[-1].startswith(f'  {ann_dir / "img1.json"}: ') and '\\n' not in lines[-1]
 
 
 @pytest.mark.parametrize('ratios, message', [

@@ -112,8 +112,37 @@ def test_an_image_side_no_image_has_is_one_line_naming_the_file_and_image(tmp_pa
     message = str(e.value)
     assert message.startswith(f'{path}: image 1 (\'a.png\'): "{key}" is too large')
     assert str(MAX_IMAGE_SIDE) in message and '\n' not in message and str(side) not in message
-    path.write_text(json.dumps(_one_face_coco(**{key: MAX_IMAGE_SIDE})))  # the limit is read
+
+
+@pytest.mark.parametrize('key', ['width', 'height'])
+def test_an_image_too_long_for_the_crop_is_refused_before_training(tmp_path, key):
+    """A webtoon strip of a side of 32,767 px or more: OpenCV's warp (mmpose's TopdownAffine)
+    refuses it, and training failed mid-run at its first face. Refused on reading for
+    training, naming the image; a side one pixel shorter is read."""
+    from animal_landmarks_mm.annotation import WARP_MAX_SIDE, AnnotationError
+    from animal_landmarks_mm.converter import MAX_IMAGE_SIDE
+    from animal_landmarks_mm.schedule import read_training_faces
+    path = tmp_path / 'strip.json'
+    for side in (WARP_MAX_SIDE, MAX_IMAGE_SIDE):
+        path.write_text(json.dumps(_one_face_coco(**{key: side})))
+        with pytest.raises(AnnotationError) as e:
+            read_training_faces(str(path))
+        shown = f'{side}x100' if key == 'width' else f'100x{side}'
+        assert str(e.value) == (f"{path}: image 1 ('a.png'): the image is {shown}, a side of "
+                                f"32,767 pixels or more, which OpenCV's warp (training's crop "
+                                'of each face) refuses: cut it into parts to train on it '
+                                '(inference takes it as it is)')
+    path.write_text(json.dumps(_one_face_coco(**{key: WARP_MAX_SIDE - 1})))
     assert read_training_faces(str(path))[1] == 1
+    # a face mmpose leaves out is never cropped; evaluation (whose predictors crop such a
+    # picture) reads the file
+    from animal_landmarks_mm.dataset import read_coco_file
+    coco = _one_face_coco(**{key: WARP_MAX_SIDE})
+    path.write_text(json.dumps(coco))
+    assert read_coco_file(path)['images'][0][key] == WARP_MAX_SIDE
+    coco['annotations'][0]['iscrowd'] = 1
+    path.write_text(json.dumps(coco))
+    assert read_training_faces(str(path))[1] == 0
 
 
 def test_json_nested_deeply_in_a_key_not_checked_is_one_line_naming_the_file(tmp_path):
