@@ -73,6 +73,7 @@ import sqlite3
 import sys
 import threading
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
@@ -239,6 +240,8 @@ POST_TEXT_MAX_CHARS = 65_536
 #: tens), and each one decodes the whole picture again: 1,000 empty scans (120 bytes each)
 #: held the check of one file 11 s, and every decode by training after it
 JPEG_MAX_SCANS = 100
+#: an XML document's internal DTD subset, or a declaration of one (which only a subset holds)
+_XML_DECLARATIONS = re.compile(r'<!DOCTYPE[^>\[]*\[|<!(?:ENTITY|ATTLIST|ELEMENT|NOTATION)\b')
 #: query parameters that carry credentials (Gelbooru's ``api_key``/``user_id``, Danbooru's
 #: ``login``/``api_key``, Moebooru's ``password_hash``): :func:`redact` hides their values
 SECRET_QUERY_PARAMS = ('api_key', 'user_id', 'login', 'password_hash')
@@ -828,15 +831,41 @@ def check_image(path: Path, expected_md5: str | None = None, *,
     return None, md5
 
 
-def jpeg_scans(path: Path, chunk_bytes: int = 1 << 20) -> int:
-    """The start-of-scan markers (``FF DA``) of a JPEG file: its scans. Within the
-    entropy-coded data a byte FF is always followed by 00 or a restart marker, so the two bytes
-    are a marker wherever they are (an embedded thumbnail's scans count too: a few)."""
-    scans, last = 0, b''
+def jpeg_scans(path: Path) -> int:
+    """The scans of a JPEG file: its start-of-scan segments, walked as a decoder walks them
+    (each segment skipped by its length, each scan's coded data to the next marker that is
+    neither a stuffed ``FF 00`` nor a restart), up to the end of the image. Bytes after it (a
+    phone's motion-photo video) and inside other segments (a thumbnail, metadata) are no
+    scans of it. A file broken on the way ends the count there (the decode says what is
+    wrong)."""
     with open(path, 'rb') as f:
-        while chunk := f.read(chunk_bytes):
-            scans += (last + chunk).count(b'\xff\xda')
-            last = chunk[-1:]
+        data = f.read()
+    scans, position, end = 0, 2, len(data)  # after the start of image
+    while position + 4 <= end and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:  # a fill byte
+            position += 1
+            continue
+        if marker == 0xD9:  # the end of the image
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length
+            position += 2
+            continue
+        position += 2 + int.from_bytes(data[position + 2:position + 4], 'big')
+        if marker != 0xDA:
+            continue
+        scans += 1
+        while True:  # the scan's coded data
+            position = data.find(b'\xff', position)
+            if position < 0 or position + 1 >= end:
+                return scans
+            following = data[position + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7:
+                position += 2
+            elif following == 0xFF:
+                position += 1
+            else:
+                break
     return scans
 
 
@@ -2360,8 +2389,15 @@ class HostScopedAuth(requests.auth.AuthBase):
 def scope_cookies_to_host(cookies, url: str) -> None:
     """Make the cookies of no domain (gallery-dl sets a config's ``cookies`` so) the cookies
     of ``url``'s host alone: requests sent them to every host, the file servers and any host a
-    post's ``file_url`` or a redirect names (a session cookie leaked to another host)."""
-    host = urllib.parse.urlsplit(url).hostname or ''
+    post's ``file_url`` or a redirect names (a session cookie leaked to another host). The
+    host as the cookie jar names it (``booru.local`` for a host of no dot), and the jar's
+    policy strict for cookies of no ``Domain`` (as RFC 6265 has them): sent to that host, not
+    to its subdomains."""
+    import http.cookiejar
+    host = http.cookiejar.eff_request_host(urllib.request.Request(url))[1]
+    policy = cookies.get_policy() if hasattr(cookies, 'get_policy') else None
+    if isinstance(policy, http.cookiejar.DefaultCookiePolicy):
+        policy.strict_ns_domain |= policy.DomainStrictNonDomain
     for cookie in [cookie for cookie in cookies if not cookie.domain]:
         cookies.clear('', cookie.path, cookie.name)
         cookie.domain, cookie.domain_specified, cookie.domain_initial_dot = host, False, False
@@ -2474,7 +2510,7 @@ class CrawlJob(job.DownloadJob):
         # an id holds it again): by digest of what the site sent
         self.malformed_posts: set[str] = set()
         self.search_pages = 0  # search requests made
-        self.reading_xml = False  # within _posts_xml: an answer declaring entities is refused
+        self.reading_xml = False  # within _posts_xml: an answer with a DTD subset is refused
         self.last_new_post_page = 0  # the last of them that brought a post not seen before
         self.guard = DownloadGuard(seconds=options.file_deadline,
                                    max_bytes=options.max_file_size)
@@ -2522,12 +2558,13 @@ class CrawlJob(job.DownloadJob):
         response = self._request_unbounded(
             url, *args, session=DeadlineSession(session, self.search_deadline), **kwargs)
         self.search_answer_url = getattr(response, 'url', None) or url
-        # the text gallery-dl parses (requests' decoding): entities declared in its DTD
-        # expand in the parser, 80 times a 300 KB answer (1.1 GB more memory, an 87 MB
-        # sidecar), and Gelbooru 0.2 declares none
-        if self.reading_xml and '<!ENTITY' in response.text:
-            raise ValueError('it declares entities (<!ENTITY>), which the parser would '
-                             'expand: refused unread')
+        # the text gallery-dl parses (requests' decoding): what a DTD's internal subset
+        # declares expands in the parser (entities: 80 times a 300 KB answer, 1.1 GB more
+        # memory and an 87 MB sidecar; an attribute's default: copied into every element),
+        # and Gelbooru 0.2 sends none
+        if self.reading_xml and _XML_DECLARATIONS.search(response.text):
+            raise ValueError('it declares a DTD of its own (<!DOCTYPE ... [...]>), whose '
+                             'entities and defaults the parser would expand: refused unread')
         return response
 
     def _max_search_requests(self) -> int:

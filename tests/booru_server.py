@@ -104,6 +104,8 @@ SEARCH_FAULTS = {
     'drip_headers': 'a status line, then a header one byte every drip_interval seconds, forever',
     'entities': 'Gelbooru: a DTD declaring an entity of 100 KB that each post\'s tags use 100 '
                 'times (each post 10 MB once expanded)',
+    'attribute_default': 'Gelbooru: a DTD giving the posts an attribute whose default is 100 KB '
+                         '(copied into each post)',
 }
 #: the size of a 'big_redirect' file's redirect body
 REDIRECT_BODY_BYTES = 100_000_000
@@ -490,6 +492,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.state.search_fault == 'entities':
             dtd = f'<!DOCTYPE posts [<!ENTITY t "{" tag" * 25_000}">]>'
             items = items.replace('tags=" ', 'tags=" ' + '&t;' * 100 + ' ')
+        elif self.state.search_fault == 'attribute_default':
+            dtd = f'<!DOCTYPE posts [<!ATTLIST post source CDATA "{"x" * 100_000}">]>'
         body = f'<?xml version="1.0" encoding="UTF-8"?>{dtd}<posts count="{count}" ' \
                f'offset="{pid * limit}">{items}</posts>'
         self._search_answer(body.encode(), 'text/xml')

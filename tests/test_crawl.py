@@ -225,8 +225,14 @@ def test_check_image_refuses_a_jpeg_of_too_many_scans(tmp_path):
     assert check_image(endless)[0] == (f'a JPEG of {scans:,} scans, more than {JPEG_MAX_SCANS} '
                                        '(each one decodes the whole picture again, for every '
                                        'tool)')
-    # the markers counted across the reads' boundaries too
-    assert jpeg_scans(endless, chunk_bytes=7) == scans
+    # the scan markers of a phone's motion-photo video after the image, or of a thumbnail in
+    # its metadata, are not its scans (a review: such a file was refused for good)
+    data = usual.read_bytes()
+    comment = b'\xff\xda' * 200
+    trailer = tmp_path / 'trailer.jpg'
+    trailer.write_bytes(data[:2] + b'\xff\xfe' + struct.pack('>H', len(comment) + 2) + comment
+                        + data[2:] + b'\xff\xda' * 300)
+    assert jpeg_scans(trailer) == jpeg_scans(usual) and check_image(trailer)[0] is None
 
 
 def test_check_image_refuses_what_the_tools_refuse_to_read(tmp_path):
@@ -1330,6 +1336,25 @@ def test_the_gallery_dl_configs_cookies_go_to_the_sites_own_host_only(tmp_path, 
     assert len(result.saved) == 2 and len(files.state.log) == 2
     assert all('secret-session' in r.headers for r in site.state.log)  # the site's own
     assert not any('secret-session' in r.headers for r in files.state.log)
+    # the host alone, not its subdomains; a host of no dot (a review: no cookie went there)
+    import urllib.request
+
+    import requests
+
+    from animal_landmarks_mm.crawl import scope_cookies_to_host
+    for root, sent, not_sent in (
+            ('https://danbooru.donmai.us', 'https://danbooru.donmai.us/posts',
+             ('https://cdn.danbooru.donmai.us/a.png', 'https://donmai.us/a.png')),
+            ('http://booru:8080', 'http://booru:8080/posts', ('http://cdn.booru:8080/a.png',))):
+        session = requests.Session()
+        session.cookies.set('_session', 'secret', domain='')
+        scope_cookies_to_host(session.cookies, root)
+        headers = {}
+        for url in (sent, *not_sent):
+            request = urllib.request.Request(url)
+            session.cookies.add_cookie_header(request)
+            headers[url] = request.get_header('Cookie')
+        assert headers == {sent: '_session=secret', **dict.fromkeys(not_sent)}, headers
 
 
 #: a user's gallery-dl config whose settings the crawler's bookkeeping cannot live with
@@ -2185,9 +2210,14 @@ def test_a_file_url_requests_cannot_fetch_is_refused_for_good(tmp_path):
      "is not Gelbooru 0.2's XML (ValueError: its root element is <html>, not <posts>)"),
     ('safebooru', 'cut_answer', "is not Gelbooru 0.2's XML (ParseError: "),
     # an entity of 100 KB used 100 times in each post: expanded by the parser, gigabytes from
-    # a small answer (a hunt's repro: 300 KB took 1.1 GB and wrote an 87 MB sidecar)
-    ('safebooru', 'entities', "is not Gelbooru 0.2's XML (ValueError: it declares entities "
-     '(<!ENTITY>), which the parser would expand: refused unread)'),
+    # a small answer (a hunt's repro: 300 KB took 1.1 GB and wrote an 87 MB sidecar); an
+    # attribute's default of 100 KB, copied into each post (a review's: 3.8 GB from 480 KB)
+    ('safebooru', 'entities', "is not Gelbooru 0.2's XML (ValueError: it declares a DTD of its "
+     "own (<!DOCTYPE ... [...]>), whose entities and defaults the parser would expand: "
+     'refused unread)'),
+    ('safebooru', 'attribute_default', "is not Gelbooru 0.2's XML (ValueError: it declares a "
+     "DTD of its own (<!DOCTYPE ... [...]>), whose entities and defaults the parser would "
+     'expand: refused unread)'),
 ])
 def test_a_search_answer_that_is_not_the_sites_names_the_answer(tmp_path, source, fault,
                                                                  message):
