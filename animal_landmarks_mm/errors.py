@@ -128,7 +128,8 @@ def exit_on_error(path: str | os.PathLike | None = None) -> Iterator[None]:
             f'\n  {printable(line, one_line=True)}' for line in quoted))
     except OSError as e:
         if e.errno is None:  # not the system's (a network library's, PIL's): as it says
-            sys.exit(f'error: {printable(first_line(e))}')
+            sys.exit(f'error: {printable(first_line(e), one_line=True)}')
         where = e.filename if e.filename is not None else path
         sys.exit(printable(f'error: {e.strerror or first_line(e)}'
-                           + ('' if where is None else f': {os.fsdecode(where)}')))
+                           + ('' if where is None else f': {os.fsdecode(where)}'),
+                           one_line=True))

@@ -128,6 +128,10 @@ REASONS = (REASON_COLLAPSED, REASON_MIRRORED, REASON_LEFT_RIGHT, REASON_ORDER, R
            REASON_DUPLICATE, REASON_NOSE, REASON_MODEL)
 
 NOSE_TIP = KEYPOINT_INDEX['nose_tip']
+#: The model check measures a face without an aligned shape in its own eye line only when that
+#: is at least this share of the inter-ocular distance its box suggests (a third of the box's
+#: longer side; a face in profile keeps a third of its frontal eye line): else in the box's
+MIN_EYE_LINE_OF_BOX = 0.1
 
 
 class QualityCheckError(AnimalLandmarksError, ValueError):
@@ -893,8 +897,8 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
     scale = np.full(n, np.nan)
     notes = []
     if n - checked.sum():
-        notes.append(f'{n - checked.sum()} faces with fewer than {settings.min_points} placed '
-                     'points not checked')
+        notes.append(f'{counted(int(n - checked.sum()), "face")} with fewer than '
+                     f'{settings.min_points} placed points not checked')
     model = ShapeModel(settings)
     # outer eye corners on one spot: the eye line is the unit of the mean shape, which such
     # faces would shrink to nothing (a set of them: NaN everywhere); they are a finding each
@@ -918,8 +922,8 @@ def find_mistakes(points: np.ndarray, visibility: np.ndarray,
             notes.append(f'geometry checks skipped: no face in {source} has its outer eye '
                          f'corners (points {left} and {right}) apart, to measure the set in')
         else:
-            notes.append(f'geometry checks skipped: {sized.sum()} usable faces, fewer than '
-                         f'{settings.min_faces} to learn what is usual from')
+            notes.append(f'geometry checks skipped: {counted(int(sized.sum()), "usable face")}, '
+                         f'fewer than {settings.min_faces} to learn what is usual from')
         # a collapsed face needs no set, nor do eye corners on one spot: scored against the
         # chart face's shape
         checked_alone = np.zeros(n, bool)
@@ -1018,14 +1022,14 @@ def model_findings(points: np.ndarray, visibility: np.ndarray, predicted: np.nda
     distance = np.where(present, distance, np.nan)
     with np.errstate(invalid='ignore'):
         far = present & (distance >= settings.model_min_iod)
-    if len(points) >= settings.min_faces:
-        median = _nan_median(distance)
-        spread = np.maximum(1.4826 * _nan_median(np.abs(distance - median)), settings.min_sigma)
-        evidence = (distance - median) / spread
-        threshold = settings.model_sigma
-    else:  # too few faces for the set's spread: the distance in units of the floor
-        evidence = distance / settings.model_min_iod
-        threshold = 1.0
+    # a point placed in enough faces is measured against the set's spread of it; one placed
+    # in fewer (whatever the set's size: a point placed in 2 faces of 50 was never flagged),
+    # in units of the floor
+    enough = (np.isfinite(distance).sum(axis=0) >= settings.min_faces)[None, :]
+    median = _nan_median(distance)
+    spread = np.maximum(1.4826 * _nan_median(np.abs(distance - median)), settings.min_sigma)
+    evidence = np.where(enough, (distance - median) / spread, distance / settings.model_min_iod)
+    threshold = np.where(enough, settings.model_sigma, 1.0)
     # an occluded point is placed by estimate: its evidence counts that much less, as its
     # sigma distances do in the geometry checks (whose floors in IOD stay as they are)
     evidence = np.where(visibility == OCCLUDED, evidence / settings.occluded_sigma_factor,
@@ -1077,8 +1081,10 @@ class FolderFaces:
 
 def default_image_dir(annotation_dir: str | os.PathLike) -> Path | None:
     """The project's layout (``data/x/landmarks`` and ``data/x/images``): the annotation
-    folder's sibling ``images/``, if it exists."""
-    candidate = Path(annotation_dir).resolve().parent / 'images'
+    folder's sibling ``images/``, if it exists; the sibling of the folder as named, not of
+    where a link of that name leads (``data/x/landmarks -> /store/labels``: the images of
+    ``data/x``, not ``/store/images``)."""
+    candidate = Path(os.path.abspath(annotation_dir)).parent / 'images'
     return candidate if candidate.is_dir() else None
 
 
@@ -1308,13 +1314,17 @@ def check_annotations(annotation_dir: str | os.PathLike,
                                   device=device, progress=progress)
         left, right = INTEROCULAR_INDICES
         own = np.linalg.norm(points[:, left] - points[:, right], axis=-1)
-        # the face's size from the whole shape where it was aligned: its own eye corners may
-        # be the mistake
-        usable = np.isfinite(geometry.scale) & (geometry.scale > 0)
-        iod = np.where(usable, 1 / np.where(usable, geometry.scale, 1.0), own)
         boxes = [face_box_xyxy(f.annotation_data.faces[f.face], f.annotation_data.width,
                                f.annotation_data.height) for f in folder.faces]
         box_size = np.array([max(b[2] - b[0], b[3] - b[1]) for b in boxes]) / 3
+        # the face's size from the whole shape where it was aligned: its own eye corners may
+        # be the mistake; else its eye line, unless that is far shorter than its box says
+        # (corners 0.6 px apart made every good point 60 IODs off, and 1e-153 px an infinite
+        # score that lost the whole report); else the box's
+        usable = np.isfinite(geometry.scale) & (geometry.scale > 0)
+        with np.errstate(invalid='ignore'):
+            own = np.where(own >= MIN_EYE_LINE_OF_BOX * box_size, own, box_size)
+        iod = np.where(usable, 1 / np.where(usable, geometry.scale, 1.0), own)
         iod = np.where(np.isfinite(iod) & (iod > 0), iod, box_size)
         findings += model_findings(points, visibility, predicted, iod, settings)
         folder.problems += unreadable

@@ -232,6 +232,12 @@ def test_geometry_needs_no_images(labelled_set, report, tmp_path):
         (alone / path.name).write_bytes(path.read_bytes())
     assert quality.default_image_dir(alone) is None
     assert quality.check_annotations(alone).entries == report.entries
+    # the images beside the folder as named, not beside where a link of that name leads (a
+    # hunt's repro: data/x/landmarks -> store/labels was checked without data/x's images)
+    (tmp_path / 'data' / 'x' / 'images').mkdir(parents=True)
+    (tmp_path / 'data' / 'x' / 'landmarks').symlink_to(alone)
+    assert quality.default_image_dir(tmp_path / 'data' / 'x' / 'landmarks') == \
+        tmp_path / 'data' / 'x' / 'images'
 
 
 def test_relabellings_are_distinct_permutations():
@@ -316,8 +322,8 @@ def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, c
     folder, _, _ = labelled_set
     annotations, output = folder / 'landmarks', tmp_path / 'report.json'
     args = []
-    if case == 'no folder':
-        annotations = tmp_path / 'missing'
+    if case == 'no folder':  # and the output's folder not made for nothing (a hunt's repro)
+        annotations, output = tmp_path / 'missing', tmp_path / 'new' / 'sub' / 'report.json'
     elif case == 'output is a folder':
         output = tmp_path
     elif case == 'output under a file':
@@ -364,6 +370,8 @@ def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, c
         assert output.read_bytes() == before
     if case == 'no usable faces':
         assert 'the first: ' in info.value.code and 'image not found' in info.value.code
+    if case == 'no folder':
+        assert not (tmp_path / 'new').exists()
 
 
 def test_points_far_from_the_model_are_reported(trained, tmp_path):
@@ -486,6 +494,15 @@ def test_the_summary_counts_in_words():
     assert '1 annotation file unusable, not checked and not in the report:' in lines
     report = quality.QualityReport([entry, entry], faces=2, checked=2, files=2)
     assert report.format_summary().splitlines()[0].endswith(': 2 likely mistakes in 1 face')
+    # the notes too ('1 usable faces', '1 faces with fewer than 6 placed points')
+    points = np.zeros((1, NUM_KEYPOINTS, 2))
+    points[0, :, 0] = np.arange(NUM_KEYPOINTS)
+    visibility = np.full((1, NUM_KEYPOINTS), VISIBLE)
+    notes = ' '.join(quality.find_mistakes(points, visibility).notes)
+    assert 'geometry checks skipped: 1 usable face, fewer than 10' in notes, notes
+    visibility[0, 3:] = ABSENT
+    notes = ' '.join(quality.find_mistakes(points, visibility).notes)
+    assert '1 face with fewer than 6 placed points not checked' in notes, notes
 
 
 def test_a_folder_whose_name_is_not_utf8_is_checked_against_the_model(trained, tmp_path):
@@ -732,6 +749,52 @@ def test_a_face_of_no_size_is_left_out_of_the_model_check():
     predicted[[3, 4, 5]] += 300
     found = quality.model_findings(points, visibility, predicted, iod)
     assert [f.face for f in found] == [5]
+
+
+def test_a_face_whose_eye_line_collapsed_is_measured_by_its_box(tmp_path, monkeypatch):
+    """A set too small for the shape's alignment measured each face against the model in its
+    own eye line: corners 0.6 px apart made every good point of the face 60 IODs off the
+    prediction (all 28 reported), and 1e-153 px an infinite score that lost the whole report
+    (a hunt's repros). Such a face is measured in its box's size; the eye corners on one spot
+    are reported as that."""
+    files = make_synthetic_dataset(tmp_path, 5, seed=3, min_size=160, max_size=200,
+                                   progress=False)
+    truth = {path.name: _points(load_annotation(path).faces[0]) for path in files}
+    left, right = INTEROCULAR_INDICES
+    rng = np.random.default_rng(0)
+
+    def one_pixel_off(faces, **kwargs):  # a model that finds every point within a pixel
+        return np.stack([truth[f.annotation] for f in faces]) + rng.normal(
+            0, 0.5, (len(faces), NUM_KEYPOINTS, 2)), []
+
+    monkeypatch.setattr(quality, 'predict_faces', one_pixel_off)
+    for gap in (0.6, 1e-153):
+        ann = load_annotation(files[0])
+        points = _points(ann.faces[0])
+        points[right] = points[left] + [gap, 0]
+        _set_points(ann.faces[0], points)
+        save_annotation(files[0], ann)
+        result = quality.check_annotations(tmp_path / 'landmarks', checkpoint='unused.pth')
+        model_entries = [e for e in result.entries if e['reason'] == quality.REASON_MODEL]
+        assert all(set(e['points']) <= {left, right} for e in model_entries), model_entries
+        assert any(e['reason'] == quality.REASON_DUPLICATE and e['annotation'] == files[0].name
+                   for e in result.entries)
+        assert all(np.isfinite(e['score']) for e in result.entries)
+
+
+def test_a_point_placed_in_few_faces_of_a_large_set_is_checked_against_the_model():
+    """The set's spread of a point was used whenever the set had min_faces faces, though the
+    point was placed in fewer: a point placed in 2 faces of 50, 3 IODs off the prediction,
+    was never reported (a hunt's repro). Such a point is measured against the floor."""
+    settings = quality.CheckSettings()
+    faces = 50
+    points = np.zeros((faces, NUM_KEYPOINTS, 2))
+    predicted = points + np.random.default_rng(1).normal(0, 0.02, points.shape)
+    visibility = np.full((faces, NUM_KEYPOINTS), VISIBLE)
+    visibility[2:, 0] = ABSENT  # point 0 placed in 2 faces only
+    predicted[0, 0, 0] += 3.0
+    found = quality.model_findings(points, visibility, predicted, np.ones(faces), settings)
+    assert [(f.face, f.points) for f in found] == [(0, [0])]
 
 
 def test_a_score_json_cannot_hold_is_one_line_and_nothing_written(check_tool, tmp_path,

@@ -74,6 +74,9 @@ def test_a_line_break_in_a_name_never_makes_a_second_error_line(tmp_path):
         raise AnimalLandmarksError('2 files left out:', quoted=[f'{name}: broken', 'b: \x1b[2J'])
     assert caught.value.code == ('error: 2 files left out:\n  a\\nerror: fake.pth: broken\n'
                                  '  b: \\x1b[2J')
+    with pytest.raises(SystemExit) as caught, exit_on_error():  # the system's errors too
+        raise OSError(36, 'File name too long', name)
+    assert caught.value.code == 'error: File name too long: a\\nerror: fake.pth'
     checkpoint = tmp_path / name
     checkpoint.write_text('hello')
     proc = run_tool('export.py', checkpoint, tmp_path / 'out.safetensors', check=False)

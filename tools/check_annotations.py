@@ -101,6 +101,10 @@ def check_output(path: Path, annotation_dir: Path, image_dir: str | Path | None,
                 raise QualityCheckError(f'--output {path} is the input file {linked} of {flag} '
                                         f'{folder}; write the report elsewhere (e.g. '
                                         'work_dirs/check/report.json)')
+    for flag, folder in folders:  # before a folder of the output is made for nothing
+        if folder is not None and not Path(folder).is_dir():
+            raise QualityCheckError(f'{"annotation" if flag == "--annotation-dir" else "image"}'
+                                    f' folder not found: {folder}')
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
