@@ -317,6 +317,8 @@ def check_tool():
     ('output is the config', 'error: --output'),
     ('output is a linked annotation', 'error: --output'),
     ('output is a linked image', 'error: --output'),
+    ('output in a linked subfolder', 'error: --output'),
+    ('output name too long', 'error: --output'),
 ])
 def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, case, message):
     folder, _, _ = labelled_set
@@ -357,11 +359,23 @@ def test_cli_refuses_bad_input_in_one_line(labelled_set, check_tool, tmp_path, c
         linked = annotations / 'linked.json' if 'annotation' in case else images / 'linked.png'
         linked.symlink_to(output)
         message += f' {output} is the input file '
+    elif case == 'output in a linked subfolder':  # the first run wrote it there; the next
+        # read it as an annotation file (a hunt's repro)
+        annotations = tmp_path / 'landmarks'
+        annotations.mkdir()
+        (tmp_path / 'elsewhere').mkdir()
+        (annotations / 'more').symlink_to(tmp_path / 'elsewhere')
+        output = tmp_path / 'elsewhere' / 'report.json'
+        message += f' {output} is inside {annotations / "more"}, read as part of '
+    elif case == 'output name too long':  # it failed once the whole run was done
+        output = tmp_path / f'{"a" * 300}.json'
+        message += f' {output}: a name of 305 bytes, longer than the 255 its folder takes'
     else:
         annotations = tmp_path / 'alone'
         annotations.mkdir()
         args = ['--checkpoint', 'x.pth']
-    before = output.read_bytes() if output.is_file() else None
+    before = output.read_bytes() if case != 'output name too long' and output.is_file() \
+        else None
     with pytest.raises(SystemExit) as info:
         check_tool.main(['--annotation-dir', str(annotations), '--output', str(output),
                          '--no-progress', *args])

@@ -48,24 +48,29 @@ def parse_args(argv=None):
 
 
 def _same_file_in(path: Path, folder: str | Path) -> Path | None:
-    """The file under ``folder`` (read as the tools read it: linked subfolders followed, each
-    real folder once) that is ``path``'s file through a link, or None. A link among the inputs
-    pointing outside their folder is an input all the same: the report would replace it."""
+    """The file or folder under ``folder`` (read as the tools read it: linked subfolders
+    followed, each real folder once, ``folder`` itself included) that is ``path``'s through a
+    link, or None. A link among the inputs pointing outside their folder is an input all the
+    same: the report would replace it, or be read among them by the next run."""
     target = os.stat(path)
+    target = (target.st_dev, target.st_ino)
     visited = set()
     for top, subfolders, names in os.walk(folder, followlinks=True):
         identity = os.stat(top)
-        if (identity.st_dev, identity.st_ino) in visited:
+        identity = (identity.st_dev, identity.st_ino)
+        if identity in visited:
             subfolders[:] = []  # a link back up the tree: walked once already
             continue
-        visited.add((identity.st_dev, identity.st_ino))
+        visited.add(identity)
+        if identity == target:
+            return Path(top)
         for name in names:
             candidate = Path(top, name)
             try:
                 found = os.stat(candidate)
             except OSError:  # a dangling link: no file to replace
                 continue
-            if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+            if (found.st_dev, found.st_ino) == target:
                 return candidate
     return None
 
@@ -82,6 +87,16 @@ def check_output(path: Path, annotation_dir: Path, image_dir: str | Path | None,
         image_dir: the image folder the run reads (None: none).
         model_files: ``{'--checkpoint': path, '--config': path}``, None where not given.
     """
+    # a name too long, before the run rather than once it is done (and before any look-up of
+    # the path, which fails on it): the longest the nearest existing folder takes
+    existing = next((p for p in Path(os.path.abspath(path)).parents if p.is_dir()), None)
+    try:
+        longest = os.pathconf(existing, 'PC_NAME_MAX') if existing is not None else None
+    except (OSError, ValueError):  # a file system that does not say
+        longest = None
+    if longest and len(os.fsencode(path.name)) > longest:
+        raise QualityCheckError(f'--output {path}: a name of {len(os.fsencode(path.name))} '
+                                f'bytes, longer than the {longest} its folder takes')
     folders = (('--annotation-dir', annotation_dir), ('--image-dir', image_dir))
     for flag, folder in folders:
         if folder is not None and lies_in_folder(path, folder):
@@ -105,6 +120,13 @@ def check_output(path: Path, annotation_dir: Path, image_dir: str | Path | None,
         if folder is not None and not Path(folder).is_dir():
             raise QualityCheckError(f'{"annotation" if flag == "--annotation-dir" else "image"}'
                                     f' folder not found: {folder}')
+    if path.parent.is_dir():  # a folder the reading reaches through a linked subfolder
+        for flag, folder in folders:
+            linked = folder is not None and _same_file_in(path.parent, folder)
+            if linked:
+                raise QualityCheckError(f'--output {path} is inside {linked}, read as part of '
+                                        f'{flag} {folder}; write the report elsewhere (e.g. '
+                                        'work_dirs/check/report.json)')
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -129,10 +151,11 @@ def main(argv=None):
             args.annotation_dir, image_dir, checkpoint=args.checkpoint, config=args.config,
             device=args.device, include_predicted=args.include_predicted,
             progress=not args.no_progress)
-        report.write(output)
         images = f'images in {image_dir}' if image_dir else 'no images (annotation files only)'
         print(printable(f'checked {args.annotation_dir} with {images}'))
-        print(report.format_summary(args.top))
+        print(report.format_summary(args.top))  # before the write: a write that fails (a
+        # full disk) leaves the run's findings on the screen
+        report.write(output)
         print(printable(f'wrote {output} (open the images in this order: '
                         f'tools/annotate_landmarks.py ... --files {output})'))
 
