@@ -771,12 +771,15 @@ class ImageEdit:
         if status not in (given, STATUS_SKIPPED):
             raise EditError(f'status {status} with these faces: an edit makes it {given}')
         reason = state.get('status_reason')
-        if reason != self.status_reason:
+        if reason != self.status_reason:  # (the file's own is not checked again)
             reason = _text(reason, 'a skip reason', MAX_REASON_CHARS)
-            if status == STATUS_SKIPPED:
-                reason = reason.strip() or 'skipped'  # as skip() writes it
-            elif reason:
-                raise EditError(f'a reason is a skipped image\'s; this one is {status}')
+        # against the status whatever the reason: the image's own reason sent back with
+        # another status wrote an annotated file with a skip reason, and an empty one a skip
+        # without one
+        if status == STATUS_SKIPPED:
+            reason = (reason or '').strip() or 'skipped'  # as skip() writes it
+        elif reason:
+            raise EditError(f'a reason is a skipped image\'s; this one is {status}')
         reviewed_at = state.get('reviewed_at')
         if reviewed_at is not None and reviewed_at != self.reviewed_at:
             reviewed_at = _review_time(reviewed_at)

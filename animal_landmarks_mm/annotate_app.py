@@ -294,9 +294,15 @@ def _picture_as_trained(path: Path, version: str) -> bytes | None:
 
 
 def image_version(path: Path) -> str:
-    """A version of an image file for its URL (the browser caches each version for good)."""
+    """A version of an image file for its URL (the browser caches each version for good):
+    its modification time and size, and its name's digest. The URL names the image by its
+    place in the list, which another image takes when the list changes (an image added, a
+    --files order, another folder on the port): two files of one size and time (frames of a
+    tar, whole-second times) had one URL, and the page showed the cached picture of the other.
+    """
     stat = path.stat()
-    return f'{stat.st_mtime_ns:x}-{stat.st_size:x}'
+    name = hashlib.sha256(os.fsencode(path)).hexdigest()[:12]
+    return f'{stat.st_mtime_ns:x}-{stat.st_size:x}-{name}'
 
 
 # --- pre-annotation: the model's points before Predict is pressed -----------------------------
@@ -1350,6 +1356,14 @@ def create_app(annotator: Annotator, host: str = '127.0.0.1', port: int = 7860,
             message = str(error)
         return JSONResponse(dict(ok=False, message=printable(message, one_line=True)),
                             status_code=status)
+
+    @app.options('/annotator/{path:path}')
+    def no_cross_origin(path: str):
+        # a browser asks here before another page's application/json request: answered with
+        # no CORS header, it sends nothing. Unanswered here, the request fell through to the
+        # Gradio app, whose CORS middleware allowed any localhost page (another port)
+        return Response('refused: the annotator answers no other page\'s requests\n',
+                        status_code=403, media_type='text/plain')
 
     @app.get('/annotator/api/config')
     def config():

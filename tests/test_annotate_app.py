@@ -386,6 +386,23 @@ def test_edits_resent_after_a_restart_do_not_overwrite_a_newer_file(folders):
         again.annotator.open(TAB, image='a.png', seen=dict(revision='../x'))
 
 
+def test_two_pictures_of_one_size_and_time_never_share_a_url(folders):
+    """The URL named an image by its place in the list and its size and time: a picture added
+    before it (or another --files order) gave its place to another file of the same size and
+    time (frames unpacked from a tar), and the browser showed its cached picture under the
+    other's points (a hunt's repro). The URL carries the file's name too."""
+    image_dir = folders[0]
+    first_url = _annotator(folders).image_url(0)
+    first = image_dir / 'a.png'
+    added = image_dir / '0.png'  # before a.png in the list now
+    added.write_bytes(b'\x89PNG' + bytes(first.stat().st_size - 4))
+    os.utime(added, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns))
+    annotator = _annotator(folders)
+    assert annotator.session.images[0] == '0.png'
+    assert annotator.image_url(0) != first_url
+    assert annotator.image_url(1).split('?v=')[1] == first_url.split('?v=')[1]
+
+
 def test_the_pages_state_replaces_the_undo_steps_a_restart_lost(folders):
     """An undo waiting to be sent when the server restarted would undo nothing on the new
     server (its history is gone): the page sends its state instead (``restore``), checked
@@ -406,6 +423,16 @@ def test_the_pages_state_replaces_the_undo_steps_a_restart_lost(folders):
     answer = again.send(dict(op='restore', state=dict(state, face=3)))
     assert answer['message'] == 'refused: no face 3: the state has 1'
     assert answer['edit']['faces'][0]['points'][:2] == [list(POINTS[0]), None]
+    # the reason against the status, even the image's own sent back (a hunt's repro: an
+    # annotated file with a skip reason; a skip with no reason, which skip() never writes)
+    again.send(dict(op='skip', reason='bad quality'))
+    skipped = {key: again.state['edit'][key] for key in state}
+    answer = again.send(dict(op='restore', state=dict(skipped, status='annotated')))
+    assert answer['message'] == "refused: a reason is a skipped image's; this one is annotated"
+    other = Tab(_annotator(folders), OTHER_TAB)
+    other.open(image='b.png')
+    other.send(dict(op='restore', state=dict(state, status='skipped', status_reason='')))
+    assert json.loads((folders[1] / 'b.json').read_text())['status_reason'] == 'skipped'
 
 
 def test_a_failed_save_is_reported_and_retried(folders, monkeypatch):
@@ -471,6 +498,15 @@ def test_another_site_cannot_post_without_json(client):
         assert answer.status_code == 400 and 'application/json' in answer.json()['message']
     assert client.post('/annotator/api/open', content=body,
                        headers={'content-type': 'application/json; charset=utf-8'}).json()['ok']
+    # and the browser's question before another page's JSON request is refused: it fell
+    # through to Gradio's CORS middleware, which allowed a page of any localhost port (a
+    # hunt's repro: the page then opened images and pushed this user's tab out)
+    for path in ('/annotator/api/open', '/annotator/api/edit'):
+        answer = client.options(path, headers={
+            'origin': 'http://localhost:1234', 'access-control-request-method': 'POST',
+            'access-control-request-headers': 'content-type'})
+        assert answer.status_code == 403, (path, answer.status_code)
+        assert not any(key.lower().startswith('access-control-') for key in answer.headers)
 
 
 def test_images_are_served_by_index_from_the_image_folder_only(client, folders):
