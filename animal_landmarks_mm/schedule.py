@@ -586,7 +586,7 @@ def _check_setting(key: str, value: object, whole: bool) -> None:
     raise ScheduleError(f'{key} must be {what}, got {value!r} (the config\'s, or --cfg-options)')
 
 
-def _check_count(key: str, value: object, least: int | None, given: str) -> None:
+def check_count(key: str, value: object, least: int | None, given: str) -> None:
     """Refuse a loop or hook setting mmengine counts epochs or iterations with that is not a
     whole number: nan compares false with every epoch (no validation, and a plan saying
     otherwise), 1.5 was planned as such while mmengine's hooks fire where ``(epoch + 1) % 1.5``
@@ -793,7 +793,7 @@ def plan_schedule(cfg: Config, faces: int | Sequence[tuple[int, int]], *,
     if kept:
         cfg.merge_from_dict(kept)
         val_interval = cfg.train_cfg.val_interval
-        _check_count('train_cfg.val_interval', val_interval, 1, '--cfg-options')
+        check_count('train_cfg.val_interval', val_interval, 1, '--cfg-options')
     if cfg.train_cfg.get('dynamic_intervals'):
         # mmengine's loop would change the validation interval during the run, while the
         # checkpoint hook and the printed plan keep the planned one
@@ -803,7 +803,7 @@ def plan_schedule(cfg: Config, faces: int | Sequence[tuple[int, int]], *,
                             'train_cfg.dynamic_intervals=None), or set the schedule as written '
                             '(--cfg-options train_cfg.max_epochs=N)')
     val_begin = cfg.train_cfg.get('val_begin', 1)
-    _check_count('train_cfg.val_begin', val_begin, 1, 'the config\'s, or --cfg-options')
+    check_count('train_cfg.val_begin', val_begin, 1, 'the config\'s, or --cfg-options')
     last = epochs if epochs is not None else iters
     if val_begin > last and cfg.get('val_cfg') is not None:  # (not with --no-validate)
         # mmengine validates from val_begin on, and at the last epoch (or iteration) only
@@ -816,7 +816,7 @@ def plan_schedule(cfg: Config, faces: int | Sequence[tuple[int, int]], *,
     checkpoint.by_epoch = epochs is not None
     checkpoint_given = CHECKPOINT_INTERVAL_OPTION in kept
     if checkpoint_given:
-        _check_count(CHECKPOINT_INTERVAL_OPTION, checkpoint.interval, None,
+        check_count(CHECKPOINT_INTERVAL_OPTION, checkpoint.interval, None,
                      '--cfg-options; 0 or less for none')
     else:  # a checkpoint at each validation
         checkpoint.interval = val_interval

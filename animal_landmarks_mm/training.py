@@ -28,6 +28,7 @@ from .schedule import (
     ScheduleError,
     SchedulePlan,
     annotation_file,
+    check_count,
     check_positive,
     kept_faces,
     overridden_recipe,
@@ -331,6 +332,10 @@ def _check_loop_length_keys(train_cfg: dict) -> None:
             'train_cfg.max_epochs=N train_cfg.val_interval=M')
 
 
+#: the ``--cfg-options`` key of the checkpoint hook's unit, kept where it is given
+CHECKPOINT_BY_EPOCH_OPTION = 'default_hooks.checkpoint.by_epoch'
+
+
 def _check_training_loop(train_cfg: dict, given_by: str, epochs_given: bool = False) -> None:
     """Refuse a ``train_cfg`` set by ``--cfg-options`` (``given_by``) that names no training
     loop mmengine can build: neither ``type`` nor ``by_epoch``, or no length (``max_epochs``
@@ -351,6 +356,15 @@ def _check_training_loop(train_cfg: dict, given_by: str, epochs_given: bool = Fa
                 'loop mmengine can build; give train_cfg.by_epoch=True train_cfg.max_epochs=N '
                 '(or train_cfg.type=IterBasedTrainLoop train_cfg.max_iters=N), or leave the '
                 'schedule to the plan (--epochs, --iters)')
+        # as --epochs and --iters are held: 1.5 was an assertion traceback once the runner
+        # was built, 0 a run of nothing that exited 0
+        try:
+            for key, least in ((length, 1), ('val_interval', 1), ('val_begin', None)):
+                if key in train_cfg:
+                    check_count(f'train_cfg.{key}', train_cfg[key], least,
+                                f'--cfg-options {given_by}')
+        except ScheduleError as e:
+            raise TrainingSetupError(str(e)) from None
 
 
 def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
@@ -623,6 +637,12 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
                                  processes=processes_on_this_host(launcher))
     if workers is not None and workers != configured:
         set_loader_workers(loader, workers)
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        each = cfg.get(name)
+        # torch refuses persistent workers without any: --cfg-options train_dataloader.
+        # num_workers=0 (the help's own example) was a ValueError traceback once built
+        if each is not None and not each.get('num_workers', 0) and each.get('persistent_workers'):
+            each.persistent_workers = False
     if epochs is not None and iters is not None:
         raise TrainingSetupError('give --epochs or --iters, not both')
     if checkpoint is not None:
@@ -646,18 +666,25 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
     if accumulate is not None:
         cfg.optim_wrapper.accumulative_counts = accumulate
     if val_annotation_dir is not None:
-        from .converter import AnnotationReader, write_coco
+        import hashlib
+
+        from .annotation import write_bytes_atomic
+        from .converter import AnnotationReader, coco_bytes
         reader = AnnotationReader(val_image_dir or val_annotation_dir, progress=False)
         records = reader.read(val_annotation_dir).records
         if not records:
             raise TrainingSetupError(f'no usable annotation files in {val_annotation_dir}')
-        os.makedirs(cfg.work_dir, exist_ok=True)
         # the images named relative to their folder, not to the work dir: the file is then the
         # same wherever the work dir is (a checkpoint records its hash, which a resume into
         # another work dir compared as other data)
         image_root = osp.abspath(val_image_dir or val_annotation_dir)
-        ann_file = osp.abspath(osp.join(cfg.work_dir, 'val_annotations.json'))
-        write_coco(records, ann_file, image_root)
+        data = coco_bytes(records, image_root)
+        # named by its content: a run refused later (its plan, its resume) replaced an earlier
+        # run's validation file in a shared work dir, which that run then validated on
+        ann_file = osp.abspath(osp.join(
+            cfg.work_dir, f'val_annotations-{hashlib.sha256(data).hexdigest()[:12]}.json'))
+        if not osp.isfile(ann_file):
+            write_bytes_atomic(ann_file, data, make_folder=True)
         cfg.val_dataloader.dataset.data_root = image_root
         cfg.val_dataloader.dataset.ann_file = ann_file
         cfg.val_dataloader.dataset.data_prefix = dict(img='')
@@ -708,6 +735,15 @@ def apply_simple_flags(cfg: Config, *, epochs: int | None = None, iters: int | N
         if given_by:
             _check_training_loop(cfg.get('train_cfg') or {}, given_by,
                                  epochs_given=epochs is not None)
+        loop = cfg.get('train_cfg') or {}
+        if (loop.get('type') or 'by_epoch' in loop) and not _counts_epochs(loop):
+            # an iteration loop (as the refusals of --iters advise): the checkpoint hook and
+            # the log counting epochs, mmengine's CheckpointHook saved nothing until the end
+            # (a killed run left nothing to resume), whatever its interval or --save-freq
+            for option, section in ((CHECKPOINT_BY_EPOCH_OPTION, cfg.default_hooks.checkpoint),
+                                    ('log_processor.by_epoch', cfg.get('log_processor'))):
+                if section is not None and option not in (cfg_options or {}):
+                    section.by_epoch = False
         if epochs is not None:
             _rescale_schedule(cfg, epochs)
             cfg.train_cfg.max_epochs = epochs

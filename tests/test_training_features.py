@@ -1,5 +1,6 @@
 """Training at scale on the CPU: simple flags, accumulation, early stop, save frequency, a kill
 and resume, and the distributed launcher with 2 processes over gloo."""
+import hashlib
 import inspect
 import json
 import os
@@ -81,11 +82,14 @@ def test_simple_flags_map_onto_the_config(tmp_path, coco_dir):
     stop = [h for h in cfg.custom_hooks if h.type == 'EarlyStoppingHook']
     assert stop and stop[0].patience == 5 and stop[0].monitor == 'NME'
     assert cfg.default_hooks.checkpoint.interval == 3
-    assert cfg.val_dataloader.dataset.ann_file == str(tmp_path / 'val_annotations.json')
-    assert (tmp_path / 'val_annotations.json').is_file()
+    # named by its content: a later run refused (or of other files) replaces no earlier one's
+    written, = tmp_path.glob('val_annotations-*.json')
+    assert cfg.val_dataloader.dataset.ann_file == str(written)
+    assert written.name == (f'val_annotations-'
+                            f'{hashlib.sha256(written.read_bytes()).hexdigest()[:12]}.json')
     # its images named relative to their own folder: the same file whatever the work dir
     assert cfg.val_dataloader.dataset.data_root == str(coco_dir / 'images')
-    images = json.loads((tmp_path / 'val_annotations.json').read_text())['images']
+    images = json.loads(written.read_text())['images']
     assert images and all((coco_dir / 'images' / image['file_name']).is_file()
                           for image in images)
     loader = cfg.train_dataloader
@@ -867,6 +871,45 @@ def _with_options(tmp_path, coco_dir, options):
     root and the work dir set."""
     cfg = set_data_root(load_config(str(MAIN_CONFIG), options), str(coco_dir))
     return apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path))
+
+
+def test_an_iteration_loop_as_written_saves_its_checkpoints_by_iteration(tmp_path, coco_dir):
+    """The iteration loop the refusals of --iters advise (--cfg-options train_cfg.type=
+    IterBasedTrainLoop ...) kept the config's checkpoint hook counting epochs: mmengine's
+    CheckpointHook saved nothing until the run's end, whatever its interval or --save-freq
+    (a killed run left nothing to resume; a hunt's repro). Its lengths as --epochs and
+    --iters are held (1.5: an assertion traceback once built; 0: a run of nothing, exit 0)."""
+    options = {'train_cfg._delete_': True, 'train_cfg.type': 'IterBasedTrainLoop',
+               'train_cfg.max_iters': 100, 'train_cfg.val_interval': 10}
+    cfg = _with_options(tmp_path, coco_dir, options)
+    assert apply_simple_flags(cfg, workers=0, save_freq=20, cfg_options=options) is None
+    assert cfg.default_hooks.checkpoint.by_epoch is False
+    assert cfg.default_hooks.checkpoint.interval == 20 and cfg.log_processor.by_epoch is False
+    given = dict(options, **{'default_hooks.checkpoint.by_epoch': True})  # said: kept
+    cfg = _with_options(tmp_path, coco_dir, given)
+    apply_simple_flags(cfg, workers=0, cfg_options=given)
+    assert cfg.default_hooks.checkpoint.by_epoch is True
+    for key, value, rule in (('train_cfg.max_iters', 1.5, 'a whole number, 1 or more'),
+                             ('train_cfg.max_iters', 0, 'a whole number, 1 or more'),
+                             ('train_cfg.val_interval', 0, 'a whole number, 1 or more')):
+        odd = dict(options, **{key: value})
+        cfg = _with_options(tmp_path, coco_dir, odd)
+        with pytest.raises(TrainingSetupError) as info:
+            apply_simple_flags(cfg, workers=0, cfg_options=odd)
+        assert str(info.value).startswith(f'{key} must be {rule}, got {value!r} (--cfg-options '
+                                          'train_cfg'), str(info.value)
+    # the --cfg-options help's own example: persistent workers without workers, which torch
+    # refused (a ValueError traceback once the runner was built)
+    workers = {'train_dataloader.num_workers': 0, 'val_dataloader.num_workers': 0}
+    cfg = _with_options(tmp_path, coco_dir, workers)
+    apply_simple_flags(cfg, iters=2, cfg_options=workers)
+    assert cfg.train_dataloader.num_workers == 0 and not cfg.train_dataloader.persistent_workers
+    assert not cfg.val_dataloader.persistent_workers
+    epochs = {'train_cfg.max_epochs': 0}  # over the config's epoch loop
+    cfg = _with_options(tmp_path, coco_dir, epochs)
+    with pytest.raises(TrainingSetupError, match=r'^train_cfg.max_epochs must be a whole '
+                                                 r'number, 1 or more, got 0 '):
+        apply_simple_flags(cfg, workers=0, cfg_options=epochs)
 
 
 def _train_loop(cfg):
