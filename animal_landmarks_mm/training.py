@@ -431,6 +431,11 @@ def apply_train_args(cfg: Config, config_path: str, work_dir: str | None = None,
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
         cfg.default_hooks.checkpoint.save_best = None
     if auto_scale_lr:
+        if not (cfg.get('auto_scale_lr') or {}).get('base_batch_size'):
+            # mmengine's assertion (or an AttributeError of no section) once the runner ran
+            raise TrainingSetupError('--auto-scale-lr needs the config\'s auto_scale_lr.'
+                                     'base_batch_size (the batch its lr is for): give '
+                                     '--cfg-options auto_scale_lr.base_batch_size=N')
         cfg.auto_scale_lr.enable = True
     return cfg
 
@@ -850,6 +855,10 @@ def apply_test_args(cfg: Config, config_path: str, checkpoint: str, work_dir: st
     if out is not None and not out.endswith(('.pkl', '.pickle')):
         raise TrainingSetupError(f'--dump must name a .pkl or .pickle file (mmengine\'s '
                                  f'DumpResults writes a pickle), got {out}')
+    if out is not None and osp.lexists(out) and not osp.isfile(out):  # it failed once the
+        # whole test had run, the metrics never printed
+        raise TrainingSetupError(f'--dump {out} is there and no file (a folder?): give the '
+                                 'name of a .pkl file to write')
     if not (osp.isfile(checkpoint) or is_pretrained_name(checkpoint)):
         from .checkpoints import missing_file_message
         raise TrainingSetupError(missing_file_message(checkpoint))

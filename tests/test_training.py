@@ -334,6 +334,8 @@ def _syntax_error_config(folder):
 
 @pytest.mark.parametrize('tool, case', [
     ('test.py', 'dump'),  # a test.py flag
+    ('test.py', 'dump_folder'),
+    ('train.py', 'auto_scale_lr'),
     *((tool, case) for tool in ('train.py', 'test.py')
       for case in ('cfg_options', 'syntax', 'launcher')),
 ])
@@ -347,6 +349,13 @@ def test_tool_mistakes_are_one_line_errors(tool, case, tmp_path):
         args, message = ['--dump', 'preds.json'], (
             'error: --dump must name a .pkl or .pickle file (mmengine\'s DumpResults writes a '
             'pickle), got preds.json')
+    elif case == 'dump_folder':  # it failed once the whole test had run (a hunt's repro)
+        (tmp_path / 'preds.pkl').mkdir()
+        args, message = ['--dump', str(tmp_path / 'preds.pkl')], (
+            f'error: --dump {tmp_path / "preds.pkl"} is there and no file (a folder?)')
+    elif case == 'auto_scale_lr':  # a config without the section: an AttributeError
+        args, message = ['--auto-scale-lr', '--cfg-options', 'auto_scale_lr=None'], (
+            "error: --auto-scale-lr needs the config's auto_scale_lr.base_batch_size")
     elif case == 'cfg_options':
         args, message = ['--cfg-options', 'foo'], (
             "error: --cfg-options takes key=value pairs, got 'foo'")
