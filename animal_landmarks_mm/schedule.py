@@ -415,10 +415,14 @@ def training_face_counts(cfg: Config, counted: Mapping[str, int] | None = None
         # mmengine's BaseDataset keeps the first (or, negative, last) `indices` samples, or
         # those it lists
         indices = dataset.get('indices')
-        if isinstance(indices, int):
+        if isinstance(indices, int) and not isinstance(indices, bool):
             faces = min(faces, abs(indices))
-        elif indices is not None:
+        elif isinstance(indices, (list, tuple)) and all(
+                isinstance(i, int) and not isinstance(i, bool) for i in indices):
             faces = len(indices)
+        elif indices is not None:  # (2.5 was a TypeError traceback here)
+            raise ScheduleError(f'{where}.indices must be a whole number or a list of them (the '
+                                f'samples mmengine keeps), got {indices!r}'[:300])
         counts.append((faces, times))
     return counts
 

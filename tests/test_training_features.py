@@ -1338,6 +1338,14 @@ def test_a_wrapped_training_set_is_counted_or_refused_in_one_line(coco_dir, tmp_
     with pytest.raises(ScheduleError, match=r"faces of train_dataloader.dataset "
                        r"\(data_mode='bottomup'\): the plan counts"):
         count_training_faces(cfg)
+    for indices in (2.5, [0, 'x']):  # (2.5 was a TypeError traceback: a hunt's repro)
+        cfg.train_dataloader.dataset = dict(coco, indices=indices)
+        set_data_root(cfg, str(data))
+        with pytest.raises(ScheduleError) as info:
+            count_training_faces(cfg)
+        assert str(info.value) == ('train_dataloader.dataset.indices must be a whole number or '
+                                   'a list of them (the samples mmengine keeps), got '
+                                   f'{indices!r}')
     # the advice: planning is off, nothing counts the faces
     cfg = apply_train_args(cfg, str(MAIN_CONFIG), work_dir=str(tmp_path / 'work'))
     assert apply_simple_flags(cfg, cfg_options={'train_cfg.max_epochs': 4}) is None
