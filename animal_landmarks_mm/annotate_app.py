@@ -890,7 +890,12 @@ class Annotator:
             self.tabs[tab] = opened
             self.tabs.move_to_end(tab)
             while len(self.tabs) > MAX_TABS:
-                self.tabs.popitem(last=False)
+                _, forgotten = self.tabs.popitem(last=False)
+                if forgotten.edit is not None and forgotten.edit.dirty and \
+                        not forgotten.edit.read_only:
+                    # the work it held unsaved (a full disk, a conflict) was dropped with it:
+                    # kept in .drafts/superseded/, as Reload keeps it
+                    self._set_aside(forgotten.edit)
             self._schedule_pre_annotation(target)
             try:
                 opened.edit = session.open(session.images[target])

@@ -456,6 +456,30 @@ def test_a_failed_save_is_reported_and_retried(folders, monkeypatch):
     assert annotator.session.open('a.png').current.points[0] == (10.0, 10.0)
 
 
+def test_a_tab_forgotten_beyond_max_tabs_keeps_its_unsaved_work(folders, monkeypatch):
+    """A running server forgets the least recently used tab beyond MAX_TABS; the work it held
+    unsaved (a full disk) went with it, not set aside as Reload sets it (a hunt's finding).
+    It is kept in .drafts/superseded/ now."""
+    from animal_landmarks_mm.annotate_app import MAX_TABS
+    annotator = _annotator(folders)
+    tab = Tab(annotator)
+    tab.open(image='a.png')
+    real = annotate_module.write_bytes_atomic
+
+    def full(path, obj, **kwargs):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    monkeypatch.setattr(annotate_module, 'write_bytes_atomic', full)
+    assert tab.send(dict(op='place', index=0, x=10, y=10))['saved'] == 0
+    monkeypatch.setattr(annotate_module, 'write_bytes_atomic', real)
+    for k in range(MAX_TABS):  # other tabs since, each opening an image
+        Tab(annotator, f'tab-{k + 100:06d}').open(image='b.png')
+    assert TAB not in annotator.tabs  # forgotten (its page is answered 410, and reopens)
+    kept, = (folders[1] / '.drafts' / 'superseded').iterdir()
+    assert kept.name.startswith('a.')
+    assert json.loads(kept.read_text())['faces'][0]['points'][0] == [10, 10]
+
+
 def test_predicted_files_are_counted_apart_and_accepted(folders):
     annotator = _annotator(folders)
     tab = Tab(annotator)
