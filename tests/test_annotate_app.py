@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import cv2
@@ -435,22 +436,29 @@ def test_the_pages_state_replaces_the_undo_steps_a_restart_lost(folders):
     assert json.loads((folders[1] / 'b.json').read_text())['status_reason'] == 'skipped'
 
 
-def test_a_failed_save_is_reported_and_retried(folders, monkeypatch):
-    annotator = _annotator(folders)
-    tab = Tab(annotator)
-    tab.open(image='a.png')
+def _full_disk(monkeypatch) -> Callable[[], None]:
+    """Make the session's file writes fail as on a full disk (ENOSPC); returns what undoes
+    it (the disk freed)."""
     real = annotate_module.write_bytes_atomic
 
     def full(path, obj, **kwargs):
         raise OSError(errno.ENOSPC, 'No space left on device')
 
     monkeypatch.setattr(annotate_module, 'write_bytes_atomic', full)
+    return lambda: monkeypatch.setattr(annotate_module, 'write_bytes_atomic', real)
+
+
+def test_a_failed_save_is_reported_and_retried(folders, monkeypatch):
+    annotator = _annotator(folders)
+    tab = Tab(annotator)
+    tab.open(image='a.png')
+    freed = _full_disk(monkeypatch)
     state = tab.send(dict(op='place', index=0, x=10, y=10))
     assert state['applied'] == 1 and state['saved'] == 0 and not state['conflict']
     assert state['save_error'].startswith('Not saved: cannot write in')
     assert 'No space left on device' in state['save_error']
     assert not state['save_permanent']  # the page sends again until it is saved
-    monkeypatch.setattr(annotate_module, 'write_bytes_atomic', real)
+    freed()
     state = tab.send()  # the page sends again (nothing new): saved now
     assert state['saved'] == 1 and not state['save_error']
     assert annotator.session.open('a.png').current.points[0] == (10.0, 10.0)
@@ -464,14 +472,9 @@ def test_a_tab_forgotten_beyond_max_tabs_keeps_its_unsaved_work(folders, monkeyp
     annotator = _annotator(folders)
     tab = Tab(annotator)
     tab.open(image='a.png')
-    real = annotate_module.write_bytes_atomic
-
-    def full(path, obj, **kwargs):
-        raise OSError(errno.ENOSPC, 'No space left on device')
-
-    monkeypatch.setattr(annotate_module, 'write_bytes_atomic', full)
+    freed = _full_disk(monkeypatch)
     assert tab.send(dict(op='place', index=0, x=10, y=10))['saved'] == 0
-    monkeypatch.setattr(annotate_module, 'write_bytes_atomic', real)
+    freed()
     for k in range(MAX_TABS):  # other tabs since, each opening an image
         Tab(annotator, f'tab-{k + 100:06d}').open(image='b.png')
     assert TAB not in annotator.tabs  # forgotten (its page is answered 410, and reopens)
@@ -1404,11 +1407,7 @@ def test_discard_is_true_or_false_only(folders, monkeypatch):
     annotator, client = _app_client(folders)
     token = client.post('/annotator/api/open', json=dict(tab=TAB, image='a.png')
                         ).json()['state']['token']
-
-    def full(path, obj, **kwargs):
-        raise OSError(errno.ENOSPC, 'No space left on device')
-
-    monkeypatch.setattr(annotate_module, 'write_bytes_atomic', full)
+    _full_disk(monkeypatch)
     client.post('/annotator/api/edit', json=dict(tab=TAB, token=token, ops=[
         dict(op='place', index=0, x=5, y=5, seq=1)]))
     answer = client.post('/annotator/api/open', json=dict(tab=TAB, image='b.png',

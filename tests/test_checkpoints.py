@@ -1271,28 +1271,34 @@ def test_a_tensor_that_is_no_plain_weight_is_refused_when_read(tmp_path, kind):
                                   'weight is '), message
 
 
+def _refused_by_every_reader(path, model, message: str) -> None:
+    """``path`` refused with ``message`` by each tool's way of reading a checkpoint: read,
+    loaded strictly into ``model``, exported in anime_face_detector's layout and as an mmpose
+    release file; nothing written beside it."""
+    from animal_landmarks_mm.export import export_checkpoint
+    for read in (read_checkpoint, lambda p: load_strict(model, p),
+                 lambda p: export_checkpoint(p, p.parent / 'out.safetensors'),
+                 lambda p: export_checkpoint(p, p.parent / 'out.pth', fmt='mmpose')):
+        with pytest.raises(CheckpointError) as info:
+            read(path)
+        assert str(info.value) == f'{path}: {message}'
+    assert not list(path.parent.glob('out*'))
+
+
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16,
                                    torch.float8_e5m2])
 def test_weights_that_are_not_finite_are_refused_when_read_and_exported(tmp_path, dtype):
     """A diverged run's NaN or Inf weights loaded, fine-tuned and exported without a word
     (reviewer's nan.pth); float8 ones are looked at as float32 (torch has no isfinite of some
     float8 types)."""
-    from animal_landmarks_mm.export import export_checkpoint
     model = torch.nn.Linear(4, 1)
     for value in (float('nan'), float('inf'), -float('inf')):
         weight = torch.ones(1, 4)
         weight[0, 2] = value
         weight = weight.to(dtype)
         torch.save(dict(state_dict=dict(model.state_dict(), weight=weight)), tmp_path / 'x.pth')
-        for read in (read_checkpoint, lambda p: load_strict(model, p),
-                     lambda p: export_checkpoint(p, tmp_path / 'out.safetensors'),
-                     lambda p: export_checkpoint(p, tmp_path / 'out.pth', fmt='mmpose')):
-            with pytest.raises(CheckpointError) as info:
-                read(tmp_path / 'x.pth')
-            assert str(info.value) == (f'{tmp_path / "x.pth"}: not a state dict of plain '
-                                       'weights: weight is not finite (NaN or Inf: a diverged '
-                                       'run?)')
-    assert not list(tmp_path.glob('out*'))
+        _refused_by_every_reader(tmp_path / 'x.pth', model, 'not a state dict of plain '
+                                 'weights: weight is not finite (NaN or Inf: a diverged run?)')
     torch.save(dict(state_dict=model.state_dict()), tmp_path / 'finite.pth')
     assert read_checkpoint(tmp_path / 'finite.pth')[0].keys() == {'weight', 'bias'}
 
@@ -1301,19 +1307,13 @@ def test_float64_weights_beyond_float32_are_refused_when_read_and_exported(tmp_p
     """A float64 weight of 1e300 is finite, and passed the check: loaded into the model's
     float32 weights (and exported as float32) it was inf (a hunt's repro). float64 weights
     within float32's range still load."""
-    from animal_landmarks_mm.export import export_checkpoint
     model = torch.nn.Linear(4, 1)
     weight = torch.ones(1, 4, dtype=torch.float64)
     weight[0, 1] = -1e300
     torch.save(dict(state_dict=dict(model.state_dict(), weight=weight)), tmp_path / 'x.pth')
-    for read in (read_checkpoint, lambda p: load_strict(model, p),
-                 lambda p: export_checkpoint(p, tmp_path / 'out.safetensors')):
-        with pytest.raises(CheckpointError) as info:
-            read(tmp_path / 'x.pth')
-        assert str(info.value) == (f'{tmp_path / "x.pth"}: not a state dict of plain weights: '
-                                   "weight is beyond float32's range (infinite once loaded "
-                                   'into the model)')
-    assert not list(tmp_path.glob('out*'))
+    _refused_by_every_reader(tmp_path / 'x.pth', model, 'not a state dict of plain weights: '
+                             "weight is beyond float32's range (infinite once loaded into the "
+                             'model)')
     weight[0, 1] = -3e38
     torch.save(dict(state_dict=dict(model.state_dict(), weight=weight)), tmp_path / 'x.pth')
     load_strict(model, tmp_path / 'x.pth')
