@@ -53,10 +53,7 @@ class AnimalCharacterFaceDataset(BaseCocoStyleDataset):
                 raise AnnotationError(f'{self.ann_file}: holds no face mmpose keeps (no '
                                       'annotations, or each is crowd, or has an empty box or '
                                       'no labelled point): nothing to train on or measure')
-            try:
-                check_croppable(coco, faces)
-            except AnnotationError as e:
-                raise AnnotationError(f'{self.ann_file}: {e}') from None
+            check_croppable(coco, faces, self.ann_file)
         return super()._load_annotations()
 
 
@@ -111,7 +108,7 @@ def read_coco_file(path: str | os.PathLike) -> dict:
     return coco
 
 
-def check_croppable(coco: dict, faces: list[dict]) -> None:
+def check_croppable(coco: dict, faces: list[dict], path: str | os.PathLike) -> None:
     """Refuse a checked COCO file (:func:`check_coco`) of which mmpose's runners would crop a
     face of a picture with a side of :data:`~.annotation.WARP_MAX_SIDE` or more: OpenCV's warp
     (``TopdownAffine``) refuses it, and training failed mid-run at that face. Evaluation, whose
@@ -120,16 +117,18 @@ def check_croppable(coco: dict, faces: list[dict]) -> None:
     Args:
         coco: the file.
         faces: the faces mmpose keeps of it (:func:`~.schedule.kept_faces`).
+        path: the file, for the message.
 
     Raises:
-        AnnotationError: naming the image.
+        AnnotationError: naming the file and the image.
     """
     long_images = {image['id']: image for image in coco['images']
                    if max(image['width'], image['height']) >= WARP_MAX_SIDE}
     for face in faces if long_images else ():
         image = long_images.get(face['image_id'])
         if image is not None:
-            raise AnnotationError(f'image {image["id"]} ({shown_value(image["file_name"])}): '
+            raise AnnotationError(f'{os.fsdecode(path)}: image {image["id"]} '
+                                  f'({shown_value(image["file_name"])}): '
                                   f'{too_long_to_crop((image["width"], image["height"]))}')
 
 

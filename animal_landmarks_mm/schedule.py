@@ -356,10 +356,7 @@ def read_training_faces(path: str) -> tuple[dict, int]:
     """
     coco = read_coco_file(path)
     faces = kept_faces(coco)
-    try:
-        check_croppable(coco, faces)
-    except AnnotationError as e:
-        raise AnnotationError(f'{path}: {e}') from None
+    check_croppable(coco, faces, path)
     return coco, len(faces)
 
 
